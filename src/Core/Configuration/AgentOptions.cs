@@ -1,0 +1,219 @@
+using SpIstio.Core.Model;
+
+namespace SpIstio.Core.Configuration;
+
+/// <summary>
+/// The agent's configuration. Keys are the original SP-Istio plugin's <c>pluginConfig</c> keys,
+/// verbatim, so an existing configuration loads unchanged; options this project adds use the same
+/// snake_case style. Defaults are the original plugin's unless a comment says otherwise.
+/// </summary>
+public sealed class AgentOptions
+{
+    [ConfigKey("sp_backend_url", "Base URL of the backend that receives spans (POST {url}/v1/traces) and answers cache lookups. Default http://127.0.0.1:8090, the self-hosted backend's default listen address (the original pointed at its SaaS).")]
+    public Uri SpBackendUrl { get; set; } = new("http://127.0.0.1:8090");
+
+    [ConfigKey("public_key", "Key sent as x-public-key with every export; the backend maps it to a tenant. Default empty: the backend rejects unauthenticated exports, so set it.")]
+    public string PublicKey { get; set; } = "";
+
+    [ConfigKey("service_name", "Name of the service this agent captures for. Default 'default-service', which means: detect it (x-sp-service-name header, Envoy node metadata, Istio cluster names).")]
+    public string ServiceName { get; set; } = ServiceNames.Default;
+
+    [ConfigKey("traffic_direction", "inbound|outbound|server|client|auto. server = inbound, client = outbound. Default auto: decided per stream from Envoy's cluster name (inbound|… / outbound|…).")]
+    public DirectionSetting TrafficDirection { get; set; } = DirectionSetting.Auto;
+
+    [ConfigKey("collectionRules", "Which exchanges are captured. Empty rules capture everything.")]
+    public CollectionRulesOptions CollectionRules { get; set; } = new();
+
+    [ConfigKey("exemptionRules", "Exchanges never captured, whatever the collection rules say. Default: the OTLP ingest paths, so the agent never captures its own exports.")]
+    public List<ExemptionRule> ExemptionRules { get; set; } = ExemptionRule.Defaults();
+
+    [ConfigKey("cache_ttl_seconds", "How long a recorded response may answer a matching request. Default 300 s (the original's).")]
+    public int CacheTtlSeconds { get; set; } = 300;
+
+    [ConfigKey("max_cache_size_mb", "Upper bound of the local response cache in MiB, counted in bytes of stored responses. Default 100 (the original's production guide value).")]
+    public int MaxCacheSizeMb { get; set; } = 100;
+
+    [ConfigKey("async_timeout_ms", "Timeout of one export request and, when fallback_timeout_ms is not set, of a cache lookup. Default 5000 ms (the original's).")]
+    public int AsyncTimeoutMs { get; set; } = 5000;
+
+    [ConfigKey("max_concurrent_requests", "Most export or lookup requests in flight to the backend at once. Default 100 (the original's).")]
+    public int MaxConcurrentRequests { get; set; } = 100;
+
+    [ConfigKey("enable_detailed_logging", "Log every exchange at debug level. Default false: per-request logs cost more than the capture itself.")]
+    public bool EnableDetailedLogging { get; set; }
+
+    [ConfigKey("fallback_enabled", "On a slow or failed cache lookup, let the request go to its upstream. Default true: an agent fault must never fail traffic.")]
+    public bool FallbackEnabled { get; set; } = true;
+
+    [ConfigKey("fallback_timeout_ms", "Hard deadline of a remote cache lookup. Default unset: async_timeout_ms applies.")]
+    public int? FallbackTimeoutMs { get; set; }
+
+    [ConfigKey("circuit_breaker", "Stops calling a failing backend for a while.")]
+    public CircuitBreakerOptions CircuitBreaker { get; set; } = new();
+
+    [ConfigKey("capture", "Body capture limits and filters (added by this project).")]
+    public CaptureOptions Capture { get; set; } = new();
+
+    [ConfigKey("redaction", "What is masked before anything leaves the process (added by this project). On by default.")]
+    public RedactionOptions Redaction { get; set; } = new();
+
+    [ConfigKey("sampling", "Which share of traces is captured (added by this project).")]
+    public SamplingOptions Sampling { get; set; } = new();
+}
+
+/// <summary>The configured traffic direction.</summary>
+public enum DirectionSetting
+{
+    /// <summary>Decide per exchange from what Envoy tells (cluster name, metadata).</summary>
+    Auto,
+
+    /// <summary>Every exchange is inbound (also accepted as <c>server</c>).</summary>
+    Inbound,
+
+    /// <summary>Every exchange is outbound (also accepted as <c>client</c>).</summary>
+    Outbound,
+}
+
+/// <summary><c>collectionRules</c>.</summary>
+public sealed class CollectionRulesOptions
+{
+    [ConfigKey("http", "HTTP collection rules.")]
+    public HttpCollectionRules Http { get; set; } = new();
+}
+
+/// <summary><c>collectionRules.http</c>.</summary>
+public sealed class HttpCollectionRules
+{
+    [ConfigKey("server", "Rules for inbound exchanges: captured when any path regex matches. Empty: all.")]
+    public List<ServerRule> Server { get; set; } = [];
+
+    [ConfigKey("client", "Rules for outbound exchanges, first match wins; a matching rule with exclude: true drops the exchange. Empty: all.")]
+    public List<ClientRule> Client { get; set; } = [];
+}
+
+/// <summary><c>collectionRules.http.server[]</c>.</summary>
+public sealed class ServerRule
+{
+    [ConfigKey("path", "Regex matched against the whole request path (anchored).")]
+    public string Path { get; set; } = "";
+}
+
+/// <summary><c>collectionRules.http.client[]</c>.</summary>
+public sealed class ClientRule
+{
+    [ConfigKey("host", "Regex matched against the whole host (anchored, port removed). Default '.*'.")]
+    public string Host { get; set; } = ".*";
+
+    [ConfigKey("paths", "Regexes matched against the whole path (anchored). Empty: any path.")]
+    public List<string> Paths { get; set; } = [];
+
+    [ConfigKey("methods", "HTTP methods, case-insensitive. Empty: any method.")]
+    public List<string> Methods { get; set; } = [];
+
+    [ConfigKey("exclude", "When true, a match means: do not capture. Default false.")]
+    public bool Exclude { get; set; }
+}
+
+/// <summary><c>exemptionRules[]</c>.</summary>
+public sealed class ExemptionRule
+{
+    [ConfigKey("hostPatterns", "Regexes on the host (anchored). Empty: any host.")]
+    public List<string> HostPatterns { get; set; } = [];
+
+    [ConfigKey("pathPatterns", "Regexes on the path (anchored). Empty: any path.")]
+    public List<string> PathPatterns { get; set; } = [];
+
+    /// <summary>
+    /// The OTLP ingest paths in their plain, /api and /otlp forms: an agent must not capture its
+    /// own exports (or any other OTLP traffic), or every export would produce another export.
+    /// </summary>
+    public static List<ExemptionRule> Defaults() =>
+    [
+        new()
+        {
+            PathPatterns =
+            [
+                "/v1/(traces|metrics|logs)",
+                "/api/v1/(traces|metrics|logs)",
+                "/otlp/v1/(traces|metrics|logs)",
+            ],
+        },
+    ];
+}
+
+/// <summary><c>circuit_breaker</c>.</summary>
+public sealed class CircuitBreakerOptions
+{
+    [ConfigKey("max_failures", "Consecutive failed backend calls that open the circuit. Default 5 (the original's).")]
+    public int MaxFailures { get; set; } = 5;
+
+    [ConfigKey("timeout_seconds", "How long the circuit stays open before one trial call. Default 30 s (the original's).")]
+    public int TimeoutSeconds { get; set; } = 30;
+}
+
+/// <summary><c>capture</c>: body limits and what is not captured at all.</summary>
+public sealed class CaptureOptions
+{
+    /// <summary>64 KiB: enough for nearly every JSON API body, small enough that 1,000 concurrent exchanges stay under 128 MiB.</summary>
+    public const int DefaultBodyLimit = 64 * 1024;
+
+    [ConfigKey("max_request_body_bytes", "Most request-body bytes captured per exchange; the rest passes uncaptured and the body is marked truncated. Default 65536.")]
+    public int MaxRequestBodyBytes { get; set; } = DefaultBodyLimit;
+
+    [ConfigKey("max_response_body_bytes", "Most response-body bytes captured per exchange. Default 65536.")]
+    public int MaxResponseBodyBytes { get; set; } = DefaultBodyLimit;
+
+    [ConfigKey("max_decoded_body_bytes", "Most bytes a gzip/deflate/br body may inflate to when decoded for capture; a decompression bomb stops here. Default 1048576 (16x the capture limit).")]
+    public int MaxDecodedBodyBytes { get; set; } = 1024 * 1024;
+
+    [ConfigKey("skip_static_resources", "Do not capture requests for static files (by extension and content type). Default true: they are noise in a session.")]
+    public bool SkipStaticResources { get; set; } = true;
+
+    [ConfigKey("skip_prefetch", "Do not capture framework prefetch requests (Next.js RSC / Next-Router-Prefetch, Purpose: prefetch). Default true.")]
+    public bool SkipPrefetch { get; set; } = true;
+}
+
+/// <summary><c>redaction</c>.</summary>
+public sealed class RedactionOptions
+{
+    [ConfigKey("enabled", "Redact before anything leaves the process. Default true: secrets never leave the pod unless the operator opts out.")]
+    public bool Enabled { get; set; } = true;
+
+    [ConfigKey("mode", "mask (replace with a fixed marker) or hash (keyed HMAC-SHA256, so equal values stay joinable without being readable). Default mask.")]
+    public RedactionMode Mode { get; set; } = RedactionMode.Mask;
+
+    [ConfigKey("hash_key", "Secret key for mode: hash. Required with hash; keep it in a Secret.")]
+    public string HashKey { get; set; } = "";
+
+    [ConfigKey("headers", "Extra header names to redact, on top of the built-in ones (authorization, proxy-authorization, cookie, set-cookie, x-api-key, x-public-key).")]
+    public List<string> Headers { get; set; } = [];
+
+    [ConfigKey("keep_headers", "Built-in header names NOT to redact.")]
+    public List<string> KeepHeaders { get; set; } = [];
+
+    [ConfigKey("fields", "Extra JSON / form field names to redact (case-insensitive, any depth), on top of the built-in password/secret/token/api key/authorization/card number/cvv/ssn patterns.")]
+    public List<string> Fields { get; set; } = [];
+
+    [ConfigKey("keep_fields", "Field names NOT to redact even if a built-in pattern matches.")]
+    public List<string> KeepFields { get; set; } = [];
+
+    [ConfigKey("card_numbers", "Mask 13-19 digit numbers that pass the Luhn check anywhere in text bodies. Default true.")]
+    public bool CardNumbers { get; set; } = true;
+}
+
+/// <summary>How a redacted value is replaced.</summary>
+public enum RedactionMode
+{
+    /// <summary>Replaced by a fixed marker.</summary>
+    Mask,
+
+    /// <summary>Replaced by a keyed hash of the value.</summary>
+    Hash,
+}
+
+/// <summary><c>sampling</c>.</summary>
+public sealed class SamplingOptions
+{
+    [ConfigKey("ratio", "Share of traces captured, 0.0 to 1.0, decided from the trace id so every hop of a trace agrees. Default 1.0: capture is the product.")]
+    public double Ratio { get; set; } = 1.0;
+}

@@ -1,0 +1,43 @@
+namespace SpIstio.Core.Model;
+
+/// <summary>
+/// A bounded copy of a message body as captured: at most the configured limit, decoded from its
+/// content-encoding when it could be, with what was lost recorded beside it.
+/// </summary>
+/// <param name="Content">The captured bytes (after decoding when <see cref="Decoded"/> is true).</param>
+/// <param name="OriginalSize">
+/// Size of the body on the wire in bytes, as far as it was seen; -1 when unknown.
+/// </param>
+/// <param name="Truncated">True when <see cref="Content"/> is shorter than the body.</param>
+/// <param name="Kind">Whether the content is text (shown as text) or binary (kept as base64).</param>
+/// <param name="ContentType">The message's content-type header, if any.</param>
+/// <param name="ContentEncoding">The content-encoding the body had on the wire, if any.</param>
+/// <param name="Decoded">True when <see cref="Content"/> was decoded from <see cref="ContentEncoding"/>.</param>
+public sealed record CapturedBody(
+    ReadOnlyMemory<byte> Content,
+    long OriginalSize,
+    bool Truncated,
+    BodyKind Kind,
+    string? ContentType = null,
+    string? ContentEncoding = null,
+    bool Decoded = false)
+{
+    /// <summary>No body.</summary>
+    public static CapturedBody Empty { get; } = new(ReadOnlyMemory<byte>.Empty, 0, false, BodyKind.Empty);
+
+    /// <summary>True when nothing was captured.</summary>
+    public bool IsEmpty => Content.IsEmpty;
+}
+
+/// <summary>How a captured body is to be carried and shown.</summary>
+public enum BodyKind
+{
+    /// <summary>No bytes.</summary>
+    Empty,
+
+    /// <summary>Text in a known charset; carried as a string.</summary>
+    Text,
+
+    /// <summary>Anything else; carried as base64 with a marker.</summary>
+    Binary,
+}

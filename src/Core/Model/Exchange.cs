@@ -1,0 +1,143 @@
+using System.Diagnostics;
+
+namespace SpIstio.Core.Model;
+
+/// <summary>
+/// One captured HTTP exchange: the request a service received or sent, the response to it, and
+/// where it sits in a trace and a business session. Agents fill it in while traffic flows; it is
+/// redacted, mapped to an OTLP span and exported; the backend maps spans back into it.
+/// </summary>
+/// <remarks>
+/// Mutable on purpose: the ext_proc service and the capture proxy fill it in piece by piece
+/// (headers, then body chunks, then the response) from different callbacks of one stream.
+/// It is not shared between threads while it is being filled.
+/// </remarks>
+public sealed class Exchange
+{
+    /// <summary>Inbound (this service is the server) or outbound (this service is the client).</summary>
+    public TrafficDirection Direction { get; set; }
+
+    /// <summary>The service that owns the sidecar or proxy that saw the exchange.</summary>
+    public string ServiceName { get; set; } = ServiceNames.Default;
+
+    /// <summary>HTTP method, upper case as sent (<c>GET</c>, <c>POST</c>, …).</summary>
+    public string Method { get; set; } = "GET";
+
+    /// <summary><c>http</c> or <c>https</c>.</summary>
+    public string Scheme { get; set; } = "http";
+
+    /// <summary>Host and optional port the request was addressed to (<c>:authority</c> / <c>Host</c>).</summary>
+    public string Authority { get; set; } = "";
+
+    /// <summary>Path without the query string, always starting with <c>/</c>.</summary>
+    public string Path { get; set; } = "/";
+
+    /// <summary>The query string without the leading <c>?</c>, or null when the target had none.</summary>
+    public string? Query { get; set; }
+
+    /// <summary>Request headers in arrival order, names lower-case. Pseudo-headers are not kept here.</summary>
+    public HeaderList RequestHeaders { get; } = new();
+
+    /// <summary>The captured (possibly truncated, possibly decoded) request body.</summary>
+    public CapturedBody RequestBody { get; set; } = CapturedBody.Empty;
+
+    /// <summary>The response status code, or null when no response was seen (upstream failure, cancellation).</summary>
+    public int? StatusCode { get; set; }
+
+    /// <summary>Response headers in arrival order, names lower-case.</summary>
+    public HeaderList ResponseHeaders { get; } = new();
+
+    /// <summary>The captured (possibly truncated, possibly decoded) response body.</summary>
+    public CapturedBody ResponseBody { get; set; } = CapturedBody.Empty;
+
+    /// <summary>When the first request byte (or headers message) was seen.</summary>
+    public DateTimeOffset StartTime { get; set; }
+
+    /// <summary>When the last response byte was seen, or when the exchange was finalised otherwise.</summary>
+    public DateTimeOffset EndTime { get; set; }
+
+    /// <summary>The W3C trace this exchange belongs to.</summary>
+    public ActivityTraceId TraceId { get; set; }
+
+    /// <summary>This exchange's own span id.</summary>
+    public ActivitySpanId SpanId { get; set; }
+
+    /// <summary>The caller's span id, or <c>default</c> for a root span.</summary>
+    public ActivitySpanId ParentSpanId { get; set; }
+
+    /// <summary>The business session id, when one was found or generated.</summary>
+    public string? SessionId { get; set; }
+
+    /// <summary>Whether the agent's cache answered, was consulted and missed, or was not consulted.</summary>
+    public CacheOutcome Cache { get; set; }
+
+    /// <summary>How the exchange ended.</summary>
+    public ExchangeOutcome Outcome { get; set; } = ExchangeOutcome.Completed;
+
+    /// <summary>A short reason when <see cref="Outcome"/> is not <see cref="ExchangeOutcome.Completed"/>.</summary>
+    public string? Error { get; set; }
+
+    /// <summary>
+    /// Extra attributes carried on the span as they are (Envoy attributes, the original agent's
+    /// attributes this model has no field for, the generic attributes of a non-exchange span).
+    /// </summary>
+    public Dictionary<string, string> Attributes { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The request target as it appeared on the wire: path plus <c>?query</c> when present.</summary>
+    public string Target => Query is null ? Path : string.Concat(Path, "?", Query);
+
+    /// <summary>The absolute URL of the request.</summary>
+    public string Url => string.Concat(Scheme, "://", Authority, Target);
+
+    /// <summary>Time from the first request byte to the end of the response.</summary>
+    public TimeSpan Duration => EndTime >= StartTime ? EndTime - StartTime : TimeSpan.Zero;
+
+    /// <summary>Splits a request target (<c>/a/b?x=1</c>) into <see cref="Path"/> and <see cref="Query"/>.</summary>
+    public void SetTarget(string target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        var q = target.IndexOf('?', StringComparison.Ordinal);
+        var path = q < 0 ? target : target[..q];
+        Path = path.Length == 0 ? "/" : path;
+        Query = q < 0 ? null : target[(q + 1)..];
+    }
+}
+
+/// <summary>Which side of the exchange the capturing service was on.</summary>
+public enum TrafficDirection
+{
+    /// <summary>The service received the request (span kind SERVER).</summary>
+    Inbound,
+
+    /// <summary>The service sent the request (span kind CLIENT).</summary>
+    Outbound,
+}
+
+/// <summary>What the agent's response cache did for an exchange.</summary>
+public enum CacheOutcome
+{
+    /// <summary>No cache rule matched; the cache was not consulted.</summary>
+    None,
+
+    /// <summary>The agent answered from a recorded response ("agent hit").</summary>
+    Hit,
+
+    /// <summary>The cache was consulted and the request went to its upstream.</summary>
+    Miss,
+}
+
+/// <summary>How an exchange ended.</summary>
+public enum ExchangeOutcome
+{
+    /// <summary>A response was received in full.</summary>
+    Completed,
+
+    /// <summary>The upstream failed (unreachable, reset mid-body).</summary>
+    Failed,
+
+    /// <summary>The client or the proxy cancelled it before the response completed.</summary>
+    Cancelled,
+
+    /// <summary>Finalised by the idle deadline before it completed.</summary>
+    TimedOut,
+}

@@ -1,0 +1,78 @@
+using System.Collections;
+
+namespace SpIstio.Core.Model;
+
+/// <summary>
+/// HTTP header fields in arrival order. Names are stored lower-case (as HTTP/2 and Envoy carry
+/// them); a name may repeat. Lookups are case-insensitive.
+/// </summary>
+public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
+{
+    private readonly List<KeyValuePair<string, string>> _items = [];
+
+    /// <inheritdoc />
+    public int Count => _items.Count;
+
+    /// <inheritdoc />
+    public KeyValuePair<string, string> this[int index] => _items[index];
+
+    /// <summary>Appends a field, lower-casing its name.</summary>
+    public void Add(string name, string value)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(value);
+        _items.Add(new(ToLowerAscii(name), value));
+    }
+
+    /// <summary>The first value of <paramref name="name"/>, or null.</summary>
+    public string? Get(string name)
+    {
+        foreach (var item in _items)
+        {
+            if (string.Equals(item.Key, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return item.Value;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>True when at least one field is named <paramref name="name"/>.</summary>
+    public bool Contains(string name) => Get(name) is not null;
+
+    /// <summary>Replaces every field named <paramref name="name"/> with one field.</summary>
+    public void Set(string name, string value)
+    {
+        Remove(name);
+        Add(name, value);
+    }
+
+    /// <summary>Removes every field named <paramref name="name"/>; returns how many were removed.</summary>
+    public int Remove(string name) =>
+        _items.RemoveAll(item => string.Equals(item.Key, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Replaces the value of the field at <paramref name="index"/>.</summary>
+    public void SetValueAt(int index, string value) => _items[index] = new(_items[index].Key, value);
+
+    /// <summary>Removes every field.</summary>
+    public void Clear() => _items.Clear();
+
+    /// <inheritdoc />
+    public IEnumerator<KeyValuePair<string, string>> GetEnumerator() => _items.GetEnumerator();
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+
+    private static string ToLowerAscii(string name)
+    {
+        foreach (var c in name)
+        {
+            if (c is >= 'A' and <= 'Z')
+            {
+                return name.ToLowerInvariant();
+            }
+        }
+
+        return name;
+    }
+}
