@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 using SpIstio.Core.Rules;
 
 namespace SpIstio.Core.Configuration;
@@ -185,7 +186,7 @@ public static class AgentOptionsValidator
         {
             if (!AnchoredRegex.TryCompile(pattern, out _, out var error))
             {
-                Error(key, pattern, "is not a valid regex: " + error);
+                Error(key, pattern, "is not a valid regex: " + UnanchoredError(pattern, error));
             }
         }
 
@@ -205,6 +206,21 @@ public static class AgentOptionsValidator
                 {
                     Error(Index(key, i), values[i], message);
                 }
+            }
+        }
+
+        // The anchored wrapper shifts offsets and shows a pattern the user never wrote; the same
+        // pattern compiled bare gives the error in the user's own terms.
+        private static string? UnanchoredError(string pattern, string? anchoredError)
+        {
+            try
+            {
+                _ = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
+                return anchoredError;
+            }
+            catch (ArgumentException ex)
+            {
+                return ex.Message;
             }
         }
 
