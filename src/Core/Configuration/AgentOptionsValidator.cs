@@ -107,9 +107,9 @@ public static class AgentOptionsValidator
         var request = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxRequestBodyBytes)));
         var response = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxResponseBodyBytes)));
         var decoded = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxDecodedBodyBytes)));
-        v.Range(request, capture.MaxRequestBodyBytes, 0, MaxBodyLimit);
-        v.Range(response, capture.MaxResponseBodyBytes, 0, MaxBodyLimit);
-        if (v.Range(decoded, capture.MaxDecodedBodyBytes, 0, MaxDecodedBodyLimit))
+        var limitsValid = v.Range(request, capture.MaxRequestBodyBytes, 0, MaxBodyLimit);
+        limitsValid &= v.Range(response, capture.MaxResponseBodyBytes, 0, MaxBodyLimit);
+        if (v.Range(decoded, capture.MaxDecodedBodyBytes, 0, MaxDecodedBodyLimit) && limitsValid)
         {
             // A decoded limit below the capture limit would cut compressed bodies shorter than plain ones.
             var largest = Math.Max(capture.MaxRequestBodyBytes, capture.MaxResponseBodyBytes);
@@ -218,7 +218,7 @@ public static class AgentOptionsValidator
                 _ = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
                 return anchoredError;
             }
-            catch (ArgumentException ex)
+            catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
             {
                 return ex.Message;
             }
