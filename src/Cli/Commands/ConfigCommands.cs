@@ -20,6 +20,7 @@ internal static class ConfigCommands
         var file = new Argument<string>("FILE") { Description = "The agent configuration, YAML (.yaml, .yml) or JSON (.json)." };
         var set = new Option<string[]>("--set")
         {
+            HelpName = "key.path=value",
             Description = "Override one key, as the agent's own --set does: key.path=value (e.g. circuit_breaker.max_failures=3). Repeatable.",
         };
         var ignoreEnvironment = new Option<bool>("--ignore-env")

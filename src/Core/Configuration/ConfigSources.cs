@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -17,6 +18,10 @@ internal static class ConfigSources
 
     /// <summary>The key <c>SP_BACKEND_URL</c> stands for (<c>SP_SP_BACKEND_URL</c> also works).</summary>
     private const string BackendUrlAlias = "BACKEND_URL";
+
+    private static readonly Regex _serviceLink = new(
+        "(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?|_PORT_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$",
+        RegexOptions.CultureInvariant | RegexOptions.NonBacktracking);
 
     /// <summary>
     /// Reads a YAML or JSON file. <c>.json</c> files go through System.Text.Json (YAML parsers
@@ -134,6 +139,11 @@ internal static class ConfigSources
                 continue;
             }
 
+            if (IsKubernetesServiceLink(name, value))
+            {
+                continue;
+            }
+
             var rest = name[EnvironmentPrefix.Length..];
             if (string.Equals(rest, BackendUrlAlias, StringComparison.OrdinalIgnoreCase))
             {
@@ -149,6 +159,16 @@ internal static class ConfigSources
             layers.Set(segments, value, "environment variable " + name);
         }
     }
+
+    /// <summary>
+    /// Kubernetes injects service-link variables for every Service in the namespace: a Service
+    /// named sp-backend yields SP_BACKEND_SERVICE_HOST, SP_BACKEND_PORT=tcp://…, and so on. They
+    /// are not agent settings, and warning about them on every start would bury real warnings.
+    /// </summary>
+    internal static bool IsKubernetesServiceLink(string name, string value) =>
+        _serviceLink.IsMatch(name)
+        || (name.EndsWith("_PORT", StringComparison.Ordinal)
+            && (value.StartsWith("tcp://", StringComparison.Ordinal) || value.StartsWith("udp://", StringComparison.Ordinal) || value.StartsWith("sctp://", StringComparison.Ordinal)));
 
     /// <summary>
     /// Reads <c>key.path=value</c> overrides; list indexes are written <c>.0</c> or <c>[0]</c>

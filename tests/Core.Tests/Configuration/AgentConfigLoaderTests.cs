@@ -288,6 +288,29 @@ public class AgentConfigLoaderTests
     }
 
     [Fact]
+    public void KubernetesServiceLinkVariables_AreNotTakenForSettings()
+    {
+        var environment = new Dictionary<string, string?>
+        {
+            ["SP_BACKEND_SERVICE_HOST"] = "10.96.0.12",
+            ["SP_BACKEND_SERVICE_PORT"] = "8090",
+            ["SP_BACKEND_SERVICE_PORT_HTTP"] = "8090",
+            ["SP_BACKEND_PORT"] = "tcp://10.96.0.12:8090",
+            ["SP_BACKEND_PORT_8090_TCP"] = "tcp://10.96.0.12:8090",
+            ["SP_BACKEND_PORT_8090_TCP_ADDR"] = "10.96.0.12",
+            ["SP_SERVCE_NAME"] = "typo",
+        };
+
+        var result = LoadFile(TestFiles.Data("agent.minimal.yaml"), environment);
+
+        // Only the real typo is reported, with where it came from.
+        var warning = Assert.Single(result.Report.Warnings);
+        Assert.Equal("SERVCE_NAME", warning.Key);
+        Assert.Equal("environment variable SP_SERVCE_NAME", warning.Source);
+        Assert.Contains("did you mean 'service_name'?", warning.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void EmptyEnvironmentVariableForAList_ClearsTheFilesList()
     {
         var result = LoadFile(
