@@ -231,7 +231,7 @@ internal static class ConfigSources
         switch (node)
         {
             case YamlMappingNode mapping:
-                if (mapping.Children.Count == 0)
+                if (mapping.Children.Count == 0 && path.Count > 0)
                 {
                     layers.Set(path.ToArray(), null, Where(fileName, node));
                 }
@@ -284,7 +284,7 @@ internal static class ConfigSources
                     path.RemoveAt(path.Count - 1);
                 }
 
-                if (!any)
+                if (!any && path.Count > 0)
                 {
                     layers.Set(path.ToArray(), null, fileName);
                 }
