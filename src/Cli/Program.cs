@@ -1,12 +1,20 @@
 using System.CommandLine;
+using SpIstio.Cli.Commands;
 
 namespace SpIstio.Cli;
 
 internal static class Program
 {
-    public static int Main(string[] args)
+    public static int Main(string[] args) => BuildRootCommand().Parse(args).Invoke();
+
+    /// <summary>
+    /// The whole command tree. Each command group lives in its own file under Commands/ and is
+    /// added here, so new subcommands do not touch the others.
+    /// </summary>
+    internal static RootCommand BuildRootCommand()
     {
         var root = new RootCommand("sp: capture, search and replay of HTTP exchanges in an Istio mesh.");
-        return root.Parse(args).Invoke();
+        root.Subcommands.Add(ConfigCommands.Create());
+        return root;
     }
 }

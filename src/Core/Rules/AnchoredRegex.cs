@@ -11,7 +11,8 @@ namespace SpIstio.Core.Rules;
 public static class AnchoredRegex
 {
     /// <summary>Compiles <paramref name="pattern"/> anchored at both ends.</summary>
-    /// <exception cref="ArgumentException">The pattern is not a valid regex, or uses a construct the non-backtracking engine refuses (backreferences, lookarounds).</exception>
+    /// <exception cref="ArgumentException">The pattern is not a valid regex.</exception>
+    /// <exception cref="NotSupportedException">The pattern uses a construct the non-backtracking engine refuses (backreferences, lookarounds).</exception>
     public static Regex Compile(string pattern, bool ignoreCase = false)
     {
         ArgumentNullException.ThrowIfNull(pattern);
@@ -33,8 +34,9 @@ public static class AnchoredRegex
             error = null;
             return true;
         }
-        catch (ArgumentException ex)
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
         {
+            // NonBacktracking refuses backreferences and lookarounds with NotSupportedException, not ArgumentException.
             regex = null;
             error = ex.Message;
             return false;

@@ -1,0 +1,229 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using SpIstio.Core.Rules;
+
+namespace SpIstio.Core.Configuration;
+
+/// <summary>
+/// Checks bound <see cref="AgentOptions"/> once, at start, and returns every problem at once
+/// (YARP's ConfigValidator style): regexes that do not compile, URLs that are not http(s),
+/// numbers outside sane ranges, invalid method names, a hash mode without a key.
+/// </summary>
+public static class AgentOptionsValidator
+{
+    /// <summary>Largest body limit accepted: 64 MiB, beyond which capture would hold whole uploads in memory.</summary>
+    public const int MaxBodyLimit = 64 * 1024 * 1024;
+
+    /// <summary>Largest decoded-body limit accepted: 256 MiB.</summary>
+    public const int MaxDecodedBodyLimit = 256 * 1024 * 1024;
+
+    /// <summary>Validates <paramref name="options"/>; an empty list means valid.</summary>
+    public static IReadOnlyList<ConfigProblem> Validate(AgentOptions options) => Validate(options, sources: null);
+
+    internal static List<ConfigProblem> Validate(AgentOptions options, IReadOnlyDictionary<string, string>? sources)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var v = new Checker(sources);
+
+        var url = K<AgentOptions>(nameof(AgentOptions.SpBackendUrl));
+        if (!options.SpBackendUrl.IsAbsoluteUri
+            || (options.SpBackendUrl.Scheme != Uri.UriSchemeHttp && options.SpBackendUrl.Scheme != Uri.UriSchemeHttps))
+        {
+            v.Error(url, options.SpBackendUrl.OriginalString, "is not an http or https URL");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.PublicKey))
+        {
+            v.Warning(K<AgentOptions>(nameof(AgentOptions.PublicKey)), "is empty: the backend rejects exports without a key");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.ServiceName))
+        {
+            v.Error(K<AgentOptions>(nameof(AgentOptions.ServiceName)), options.ServiceName, "must not be empty (leave the key out to detect the service name)");
+        }
+
+        ValidateCollectionRules(options.CollectionRules, v);
+        ValidateExemptionRules(options.ExemptionRules, v);
+
+        v.Range(K<AgentOptions>(nameof(AgentOptions.CacheTtlSeconds)), options.CacheTtlSeconds, 0, 31_536_000);
+        v.Range(K<AgentOptions>(nameof(AgentOptions.MaxCacheSizeMb)), options.MaxCacheSizeMb, 0, 65_536);
+        v.Range(K<AgentOptions>(nameof(AgentOptions.AsyncTimeoutMs)), options.AsyncTimeoutMs, 1, 600_000);
+        v.Range(K<AgentOptions>(nameof(AgentOptions.MaxConcurrentRequests)), options.MaxConcurrentRequests, 1, 10_000);
+        if (options.FallbackTimeoutMs is { } fallbackTimeout)
+        {
+            v.Range(K<AgentOptions>(nameof(AgentOptions.FallbackTimeoutMs)), fallbackTimeout, 1, 600_000);
+        }
+
+        var breaker = K<AgentOptions>(nameof(AgentOptions.CircuitBreaker));
+        v.Range(Join(breaker, K<CircuitBreakerOptions>(nameof(CircuitBreakerOptions.MaxFailures))), options.CircuitBreaker.MaxFailures, 1, 10_000);
+        v.Range(Join(breaker, K<CircuitBreakerOptions>(nameof(CircuitBreakerOptions.TimeoutSeconds))), options.CircuitBreaker.TimeoutSeconds, 1, 86_400);
+
+        ValidateCapture(options.Capture, v);
+        ValidateRedaction(options.Redaction, v);
+
+        var ratioKey = Join(K<AgentOptions>(nameof(AgentOptions.Sampling)), K<SamplingOptions>(nameof(SamplingOptions.Ratio)));
+        if (!(options.Sampling.Ratio >= 0.0 && options.Sampling.Ratio <= 1.0))
+        {
+            v.Error(ratioKey, options.Sampling.Ratio.ToString(CultureInfo.InvariantCulture), "is not between 0.0 and 1.0");
+        }
+
+        return v.Problems;
+    }
+
+    private static void ValidateCollectionRules(CollectionRulesOptions rules, Checker v)
+    {
+        var http = Join(K<AgentOptions>(nameof(AgentOptions.CollectionRules)), K<CollectionRulesOptions>(nameof(CollectionRulesOptions.Http)));
+        var server = Join(http, K<HttpCollectionRules>(nameof(HttpCollectionRules.Server)));
+        for (var i = 0; i < rules.Http.Server.Count; i++)
+        {
+            v.Regex(Join(Index(server, i), K<ServerRule>(nameof(ServerRule.Path))), rules.Http.Server[i].Path);
+        }
+
+        var client = Join(http, K<HttpCollectionRules>(nameof(HttpCollectionRules.Client)));
+        for (var i = 0; i < rules.Http.Client.Count; i++)
+        {
+            var rule = rules.Http.Client[i];
+            var rulePath = Index(client, i);
+            v.Regex(Join(rulePath, K<ClientRule>(nameof(ClientRule.Host))), rule.Host);
+            v.RegexList(Join(rulePath, K<ClientRule>(nameof(ClientRule.Paths))), rule.Paths);
+            v.TokenList(Join(rulePath, K<ClientRule>(nameof(ClientRule.Methods))), rule.Methods, "is not a valid HTTP method name");
+        }
+    }
+
+    private static void ValidateExemptionRules(List<ExemptionRule> rules, Checker v)
+    {
+        var exemption = K<AgentOptions>(nameof(AgentOptions.ExemptionRules));
+        for (var i = 0; i < rules.Count; i++)
+        {
+            var rulePath = Index(exemption, i);
+            v.RegexList(Join(rulePath, K<ExemptionRule>(nameof(ExemptionRule.HostPatterns))), rules[i].HostPatterns);
+            v.RegexList(Join(rulePath, K<ExemptionRule>(nameof(ExemptionRule.PathPatterns))), rules[i].PathPatterns);
+        }
+    }
+
+    private static void ValidateCapture(CaptureOptions capture, Checker v)
+    {
+        var prefix = K<AgentOptions>(nameof(AgentOptions.Capture));
+        var request = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxRequestBodyBytes)));
+        var response = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxResponseBodyBytes)));
+        var decoded = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxDecodedBodyBytes)));
+        var limitsValid = v.Range(request, capture.MaxRequestBodyBytes, 0, MaxBodyLimit);
+        limitsValid &= v.Range(response, capture.MaxResponseBodyBytes, 0, MaxBodyLimit);
+        if (v.Range(decoded, capture.MaxDecodedBodyBytes, 0, MaxDecodedBodyLimit) && limitsValid)
+        {
+            // A decoded limit below the capture limit would cut compressed bodies shorter than plain ones.
+            var largest = Math.Max(capture.MaxRequestBodyBytes, capture.MaxResponseBodyBytes);
+            if (capture.MaxDecodedBodyBytes < largest)
+            {
+                v.Error(
+                    decoded,
+                    capture.MaxDecodedBodyBytes.ToString(CultureInfo.InvariantCulture),
+                    string.Create(CultureInfo.InvariantCulture, $"is smaller than the largest body limit ({largest}); it must be at least that"));
+            }
+        }
+    }
+
+    private static void ValidateRedaction(RedactionOptions redaction, Checker v)
+    {
+        var prefix = K<AgentOptions>(nameof(AgentOptions.Redaction));
+        if (redaction.Enabled && redaction.Mode == RedactionMode.Hash && string.IsNullOrEmpty(redaction.HashKey))
+        {
+            v.Error(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.HashKey))), null, "must be set when redaction.mode is hash");
+        }
+
+        v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.Headers))), redaction.Headers, "is not a valid HTTP header name");
+        v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.KeepHeaders))), redaction.KeepHeaders, "is not a valid HTTP header name");
+    }
+
+    private static string K<T>(string propertyName) => ConfigMetadata.Key<T>(propertyName);
+
+    private static string Join(string path, string key) => string.Concat(path, ".", key);
+
+    private static string Index(string path, int index) => string.Create(CultureInfo.InvariantCulture, $"{path}[{index}]");
+
+    /// <summary>RFC 9110 token characters (method and header names).</summary>
+    internal static bool IsToken(string value)
+    {
+        if (value.Length == 0)
+        {
+            return false;
+        }
+
+        foreach (var c in value)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && !"!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private sealed class Checker(IReadOnlyDictionary<string, string>? sources)
+    {
+        public List<ConfigProblem> Problems { get; } = [];
+
+        public void Error(string key, string? value, string message) =>
+            Problems.Add(new ConfigProblem(key, value, message, ProblemSeverity.Error, SourceOf(key)));
+
+        public void Warning(string key, string message) =>
+            Problems.Add(new ConfigProblem(key, null, message, ProblemSeverity.Warning, SourceOf(key)));
+
+        public bool Range(string key, int value, int min, int max)
+        {
+            if (value >= min && value <= max)
+            {
+                return true;
+            }
+
+            var why = value < 0 ? "is negative" : "is out of range";
+            Error(key, value.ToString(CultureInfo.InvariantCulture), string.Create(CultureInfo.InvariantCulture, $"{why}: it must be between {min} and {max}"));
+            return false;
+        }
+
+        public void Regex(string key, string pattern)
+        {
+            if (!AnchoredRegex.TryCompile(pattern, out _, out var error))
+            {
+                Error(key, pattern, "is not a valid regex: " + UnanchoredError(pattern, error));
+            }
+        }
+
+        public void RegexList(string key, List<string> patterns)
+        {
+            for (var i = 0; i < patterns.Count; i++)
+            {
+                Regex(Index(key, i), patterns[i]);
+            }
+        }
+
+        public void TokenList(string key, List<string> values, string message)
+        {
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (!IsToken(values[i]))
+                {
+                    Error(Index(key, i), values[i], message);
+                }
+            }
+        }
+
+        // The anchored wrapper shifts offsets and shows a pattern the user never wrote; the same
+        // pattern compiled bare gives the error in the user's own terms.
+        private static string? UnanchoredError(string pattern, string? anchoredError)
+        {
+            try
+            {
+                _ = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
+                return anchoredError;
+            }
+            catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
+            {
+                return ex.Message;
+            }
+        }
+
+        private string? SourceOf(string key) => sources is not null && sources.TryGetValue(key, out var source) ? source : null;
+    }
+}

@@ -1,0 +1,158 @@
+using SpIstio.Core.Configuration;
+
+namespace SpIstio.Core.Tests.Configuration;
+
+public class AgentOptionsValidatorTests
+{
+    private static AgentOptions Valid() => new() { PublicKey = "k" };
+
+    private static ConfigProblem SingleError(AgentOptions options) =>
+        Assert.Single(AgentOptionsValidator.Validate(options), p => p.Severity == ProblemSeverity.Error);
+
+    [Fact]
+    public void Defaults_WithAPublicKey_AreValid()
+    {
+        Assert.Empty(AgentOptionsValidator.Validate(Valid()));
+    }
+
+    [Fact]
+    public void EmptyPublicKey_IsAWarning()
+    {
+        var problem = Assert.Single(AgentOptionsValidator.Validate(new AgentOptions()));
+
+        Assert.Equal(ProblemSeverity.Warning, problem.Severity);
+        Assert.Equal("public_key", problem.Key);
+    }
+
+    [Theory]
+    [InlineData("ftp://backend.example")]
+    [InlineData("file:///etc/passwd")]
+    public void BackendUrl_MustBeHttpOrHttps(string url)
+    {
+        var options = Valid();
+        options.SpBackendUrl = new Uri(url);
+
+        var error = SingleError(options);
+
+        Assert.Equal("sp_backend_url", error.Key);
+        Assert.Equal(url, error.Value);
+    }
+
+    [Theory]
+    [InlineData(nameof(AgentOptions.CacheTtlSeconds), -1, "cache_ttl_seconds")]
+    [InlineData(nameof(AgentOptions.CacheTtlSeconds), 31_536_001, "cache_ttl_seconds")]
+    [InlineData(nameof(AgentOptions.MaxCacheSizeMb), 65_537, "max_cache_size_mb")]
+    [InlineData(nameof(AgentOptions.AsyncTimeoutMs), 0, "async_timeout_ms")]
+    [InlineData(nameof(AgentOptions.MaxConcurrentRequests), 10_001, "max_concurrent_requests")]
+    [InlineData(nameof(AgentOptions.FallbackTimeoutMs), 0, "fallback_timeout_ms")]
+    public void NumbersOutOfRange_AreErrorsNamingKeyAndValue(string property, int value, string key)
+    {
+        var options = Valid();
+        typeof(AgentOptions).GetProperty(property)!.SetValue(options, value);
+
+        var error = SingleError(options);
+
+        Assert.Equal(key, error.Key);
+        Assert.Equal(value.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Value);
+    }
+
+    [Fact]
+    public void CircuitBreakerAndCaptureLimits_AreChecked()
+    {
+        var options = Valid();
+        options.CircuitBreaker.MaxFailures = 0;
+        options.CircuitBreaker.TimeoutSeconds = 86_401;
+        options.Capture.MaxRequestBodyBytes = -5;
+        options.Capture.MaxResponseBodyBytes = AgentOptionsValidator.MaxBodyLimit + 1;
+
+        var keys = AgentOptionsValidator.Validate(options).Select(p => p.Key).ToList();
+
+        Assert.Equal(
+            ["circuit_breaker.max_failures", "circuit_breaker.timeout_seconds", "capture.max_request_body_bytes", "capture.max_response_body_bytes"],
+            keys);
+    }
+
+    [Fact]
+    public void DecodedBodyLimit_BelowABodyLimit_IsAnError()
+    {
+        var options = Valid();
+        options.Capture.MaxResponseBodyBytes = 2 * 1024 * 1024;
+
+        var error = SingleError(options);
+
+        Assert.Equal("capture.max_decoded_body_bytes", error.Key);
+        Assert.Contains("2097152", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(-0.1)]
+    [InlineData(1.5)]
+    [InlineData(double.NaN)]
+    public void SamplingRatio_OutsideZeroToOne_IsAnError(double ratio)
+    {
+        var options = Valid();
+        options.Sampling.Ratio = ratio;
+
+        Assert.Equal("sampling.ratio", SingleError(options).Key);
+    }
+
+    [Fact]
+    public void HashRedaction_WithoutKey_IsAnError()
+    {
+        var options = Valid();
+        options.Redaction.Mode = RedactionMode.Hash;
+
+        var error = SingleError(options);
+
+        Assert.Equal("redaction.hash_key", error.Key);
+        Assert.Equal("redaction.hash_key: must be set when redaction.mode is hash", error.ToString());
+    }
+
+    [Fact]
+    public void EveryRegex_InCollectionAndExemptionRules_IsCompiled()
+    {
+        var options = Valid();
+        options.CollectionRules.Http.Server.Add(new ServerRule { Path = "/ok/.*" });
+        options.CollectionRules.Http.Server.Add(new ServerRule { Path = "/bad/[" });
+        options.CollectionRules.Http.Client.Add(new ClientRule { Host = "(", Paths = ["/fine", "*oops"] });
+        options.ExemptionRules.Add(new ExemptionRule { HostPatterns = ["a)"], PathPatterns = [@"(a)\1"] });
+
+        var keys = AgentOptionsValidator.Validate(options).Select(p => p.Key).ToList();
+
+        Assert.Equal(
+            [
+                "collectionRules.http.server[1].path",
+                "collectionRules.http.client[0].host",
+                "collectionRules.http.client[0].paths[1]",
+                "exemptionRules[1].hostPatterns[0]",
+                // Backreferences compile in .NET but not on the non-backtracking engine the agent uses.
+                "exemptionRules[1].pathPatterns[0]",
+            ],
+            keys);
+    }
+
+    [Fact]
+    public void MethodsAndHeaderNames_MustBeHttpTokens()
+    {
+        var options = Valid();
+        options.CollectionRules.Http.Client.Add(new ClientRule { Methods = ["GET", "PO ST", ""] });
+        options.Redaction.Headers.Add("x-ok");
+        options.Redaction.Headers.Add("bad:header");
+
+        var problems = AgentOptionsValidator.Validate(options);
+
+        Assert.Equal(
+            ["collectionRules.http.client[0].methods[1]", "collectionRules.http.client[0].methods[2]", "redaction.headers[1]"],
+            problems.Select(p => p.Key));
+        Assert.Equal("PO ST", problems[0].Value);
+    }
+
+    [Fact]
+    public void ConfigProblem_ToString_ShowsKeyValueMessageAndSource()
+    {
+        var problem = new ConfigProblem("traffic_direction", "sideways", "is not one of inbound, outbound, server, client, auto", ProblemSeverity.Error);
+
+        Assert.Equal("traffic_direction: 'sideways' is not one of inbound, outbound, server, client, auto", problem.ToString());
+        Assert.EndsWith(" (agent.yaml:3:20)", (problem with { Source = "agent.yaml:3:20" }).ToString(), StringComparison.Ordinal);
+    }
+}
