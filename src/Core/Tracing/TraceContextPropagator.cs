@@ -1,0 +1,188 @@
+using System.Diagnostics;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Core.Tracing;
+
+/// <summary>
+/// Places one exchange seen by the agent in its trace and session, and computes the trace
+/// headers to forward with the request so the next hop continues both.
+/// </summary>
+public static class TraceContextPropagator
+{
+    /// <summary>The agent's tracestate key holding the traceparent it forwarded.</summary>
+    /// <remarks>
+    /// A valid tracestate key (lcalpha first, then lcalpha / digit / <c>_-*/</c>), and a
+    /// traceparent value (lower hex and '-') is a valid tracestate value as it is. The entry
+    /// survives an application whose tracer replaces traceparent but relays tracestate
+    /// unchanged, as OTel SDKs do.
+    /// </remarks>
+    public const string TraceParentKey = "x-sp-traceparent";
+
+    /// <summary>
+    /// The context of one exchange from its request headers: trace id and parent from the
+    /// incoming <c>traceparent</c>, else from tracestate's <c>x-sp-traceparent</c> entry, else a
+    /// new random trace; a new span id; the session id found (see <see cref="SessionIds.Find"/>)
+    /// or a new one; the hop count; and the forwarded header values.
+    /// </summary>
+    /// <param name="requestHeaders">The request's headers as received; not modified.</param>
+    /// <param name="samplingRatio">
+    /// Sets the <c>sampled</c> flag of a trace this hop starts (<see cref="TraceSampler"/>); a
+    /// continued trace keeps the flag it came with.
+    /// </param>
+    public static PropagationResult Propagate(HeaderList requestHeaders, double samplingRatio = 1.0)
+    {
+        ArgumentNullException.ThrowIfNull(requestHeaders);
+
+        var incomingTraceState = TraceState.Combined(requestHeaders);
+        TraceContextSource source;
+        TraceParent parent;
+        if (TraceParent.TryParse(requestHeaders.Get(TraceParent.HeaderName), out parent))
+        {
+            source = TraceContextSource.TraceParent;
+        }
+        else if (TraceParent.TryParse(TraceState.GetValue(incomingTraceState, TraceParentKey), out parent))
+        {
+            source = TraceContextSource.TraceState;
+        }
+        else
+        {
+            source = TraceContextSource.New;
+        }
+
+        ActivityTraceId traceId;
+        ActivitySpanId parentSpanId;
+        byte flags;
+        if (source == TraceContextSource.New)
+        {
+            traceId = ActivityTraceId.CreateRandom();
+            parentSpanId = default;
+
+            // CreateRandom fills all 16 bytes at random, which is what the level-2 random flag promises.
+            flags = (byte)(TraceParent.RandomFlag
+                | (TraceSampler.ShouldSample(traceId, samplingRatio) ? TraceParent.SampledFlag : 0));
+        }
+        else
+        {
+            traceId = parent.TraceId;
+            parentSpanId = parent.SpanId;
+
+            // Only the flags version 00 defines are forwarded; the spec has vendors zero the rest.
+            flags = (byte)(parent.Flags & (TraceParent.SampledFlag | TraceParent.RandomFlag));
+        }
+
+        var spanId = ActivitySpanId.CreateRandom();
+        var sessionId = SessionIds.Find(requestHeaders);
+        var generated = sessionId is null;
+        sessionId ??= SessionIds.New();
+
+        var hopCount = HopCounter.Next(requestHeaders.Get(HopCounter.HeaderName));
+        var traceParentValue = new TraceParent(traceId, spanId, flags).ToString();
+        var sessionValue = SessionIds.ToTraceStateValue(sessionId);
+        ReadOnlySpan<KeyValuePair<string, string>> ownEntries =
+        [
+            new(TraceParentKey, traceParentValue),
+            new(SessionIds.TraceStateKey, sessionValue ?? ""),
+        ];
+
+        // An id too long for a tracestate value is not relayed; the exchange still carries it.
+        var traceStateValue = TraceState.SetEntries(incomingTraceState, sessionValue is null ? ownEntries[..1] : ownEntries);
+
+        return new PropagationResult(
+            traceId,
+            parentSpanId,
+            spanId,
+            flags,
+            source,
+            sessionId,
+            generated,
+            hopCount,
+            traceParentValue,
+            traceStateValue);
+    }
+}
+
+/// <summary>Where an exchange's trace id came from.</summary>
+public enum TraceContextSource
+{
+    /// <summary>The incoming <c>traceparent</c> header.</summary>
+    TraceParent,
+
+    /// <summary>The <c>x-sp-traceparent</c> entry of the incoming tracestate (traceparent missing or invalid).</summary>
+    TraceState,
+
+    /// <summary>Nothing usable came in: this hop started a trace.</summary>
+    New,
+}
+
+/// <summary>The trace and session context of one exchange, and the headers to forward.</summary>
+public readonly struct PropagationResult
+{
+    internal PropagationResult(
+        ActivityTraceId traceId,
+        ActivitySpanId parentSpanId,
+        ActivitySpanId spanId,
+        byte flags,
+        TraceContextSource source,
+        string sessionId,
+        bool sessionIdGenerated,
+        int hopCount,
+        string traceParent,
+        string traceState)
+    {
+        TraceId = traceId;
+        ParentSpanId = parentSpanId;
+        SpanId = spanId;
+        Flags = flags;
+        Source = source;
+        SessionId = sessionId;
+        SessionIdGenerated = sessionIdGenerated;
+        HopCount = hopCount;
+        TraceParent = traceParent;
+        TraceState = traceState;
+    }
+
+    /// <summary>The trace the exchange belongs to.</summary>
+    public ActivityTraceId TraceId { get; }
+
+    /// <summary>The caller's span id, or <c>default</c> when this hop started the trace.</summary>
+    public ActivitySpanId ParentSpanId { get; }
+
+    /// <summary>The exchange's own span id, also the parent id in the forwarded traceparent.</summary>
+    public ActivitySpanId SpanId { get; }
+
+    /// <summary>The trace flags forwarded.</summary>
+    public byte Flags { get; }
+
+    /// <summary>
+    /// The W3C <c>sampled</c> flag forwarded. Not the capture decision: that is
+    /// <see cref="TraceSampler.ShouldSample"/> on <see cref="TraceId"/>.
+    /// </summary>
+    public bool Sampled => (Flags & Tracing.TraceParent.SampledFlag) != 0;
+
+    /// <summary>Where <see cref="TraceId"/> came from.</summary>
+    public TraceContextSource Source { get; }
+
+    /// <summary>The business session id (found or generated).</summary>
+    public string SessionId { get; }
+
+    /// <summary>True when no session id came in and <see cref="SessionId"/> was generated here.</summary>
+    public bool SessionIdGenerated { get; }
+
+    /// <summary>The hop number of this exchange (incoming <c>x-sp-num</c> + 1), forwarded as <c>x-sp-num</c>.</summary>
+    public int HopCount { get; }
+
+    /// <summary>The <c>traceparent</c> value to forward.</summary>
+    public string TraceParent { get; }
+
+    /// <summary>The <c>tracestate</c> value to forward: the agent's entries first, other vendors' kept.</summary>
+    public string TraceState { get; }
+
+    /// <summary>Writes <c>traceparent</c>, <c>tracestate</c> and <c>x-sp-num</c> into the forwarded request's headers, replacing any present.</summary>
+    public void Apply(HeaderList headers)
+    {
+        ArgumentNullException.ThrowIfNull(headers);
+        headers.Set(Tracing.TraceParent.HeaderName, TraceParent);
+        headers.Set(Tracing.TraceState.HeaderName, TraceState);
+        headers.Set(HopCounter.HeaderName, HopCounter.Format(HopCount));
+    }
+}
