@@ -1,0 +1,118 @@
+using System.Buffers;
+using System.Text;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Core.Capture;
+
+/// <summary>
+/// Turns captured body bytes into a <see cref="CapturedBody"/>: undoes gzip / deflate / br under a
+/// cap, tells text from binary, and re-encodes text in another charset as UTF-8, so a Text body's
+/// content is always UTF-8 and a Binary body is carried as base64.
+/// </summary>
+public static class BodyCapture
+{
+    /// <summary>Builds the captured body from bytes already collected (see <see cref="BodyCaptureBuffer"/>).</summary>
+    /// <param name="captured">The first bytes of the body as they were on the wire (still content-encoded).</param>
+    /// <param name="originalSize">The body's size on the wire as far as it was seen; kept as <see cref="CapturedBody.OriginalSize"/>.</param>
+    /// <param name="truncated">True when <paramref name="captured"/> is shorter than the body.</param>
+    /// <param name="contentType">The content-type header, for the text/binary decision and the charset.</param>
+    /// <param name="contentEncoding">The content-encoding header.</param>
+    /// <param name="maxDecodedBytes">Most bytes a coded body may inflate to; 0 or less keeps coded bodies raw.</param>
+    /// <returns>
+    /// The body. When decoding fails (corrupt data) or the coding is unknown the raw bytes are kept
+    /// as <see cref="BodyKind.Binary"/> with <see cref="CapturedBody.Decoded"/> false.
+    /// </returns>
+    public static CapturedBody Create(
+        ReadOnlyMemory<byte> captured,
+        long originalSize,
+        bool truncated,
+        string? contentType,
+        string? contentEncoding,
+        int maxDecodedBytes)
+    {
+        if (captured.IsEmpty)
+        {
+            return new CapturedBody(ReadOnlyMemory<byte>.Empty, originalSize, truncated, BodyKind.Empty, contentType, contentEncoding);
+        }
+
+        var coding = ContentDecoder.Parse(contentEncoding);
+        if (coding == ContentCoding.Identity)
+        {
+            return Classify(captured.Span, originalSize, truncated, contentType, contentEncoding, decoded: false);
+        }
+
+        if (coding == ContentCoding.Unknown || maxDecodedBytes <= 0)
+        {
+            return Raw(captured.Span, originalSize, truncated, contentType, contentEncoding);
+        }
+
+        using var decoded = ContentDecoder.TryDecode(captured, truncated, coding, maxDecodedBytes, out var decodedTruncated);
+        if (decoded is null)
+        {
+            return Raw(captured.Span, originalSize, truncated, contentType, contentEncoding);
+        }
+
+        if (decoded.Length == 0)
+        {
+            return new CapturedBody(ReadOnlyMemory<byte>.Empty, originalSize, decodedTruncated, BodyKind.Empty, contentType, contentEncoding, Decoded: true);
+        }
+
+        return Classify(decoded.Captured, originalSize, decodedTruncated, contentType, contentEncoding, decoded: true);
+    }
+
+    private static CapturedBody Raw(ReadOnlySpan<byte> bytes, long originalSize, bool truncated, string? contentType, string? contentEncoding) =>
+        new(bytes.ToArray(), originalSize, truncated, BodyKind.Binary, contentType, contentEncoding);
+
+    private static CapturedBody Classify(
+        ReadOnlySpan<byte> content,
+        long originalSize,
+        bool truncated,
+        string? contentType,
+        string? contentEncoding,
+        bool decoded)
+    {
+        var mediaType = MediaType.Parse(contentType, out var charset);
+        var declaredText = MediaType.IsTextual(mediaType);
+        if (declaredText && !charset.IsEmpty && !TextSniffer.IsUtf8Compatible(charset))
+        {
+            var encoding = CharsetResolver.Resolve(charset);
+            if (encoding is not null)
+            {
+                return new CapturedBody(Transcode(content, encoding, truncated), originalSize, truncated, BodyKind.Text, contentType, contentEncoding, decoded);
+            }
+
+            // An unknown charset says nothing reliable: fall through and judge the bytes alone.
+            declaredText = false;
+        }
+
+        var textLength = TextSniffer.ValidUtf8Length(content, truncated);
+        var isText = textLength >= 0 && (declaredText || TextSniffer.LooksLikeText(content[..textLength]));
+
+        // Declared text that is not valid UTF-8 is kept exactly (as Binary) rather than repaired
+        // with replacement characters: base64 loses nothing.
+        return isText
+            ? new CapturedBody(content[..textLength].ToArray(), originalSize, truncated, BodyKind.Text, contentType, contentEncoding, decoded)
+            : new CapturedBody(content.ToArray(), originalSize, truncated, BodyKind.Binary, contentType, contentEncoding, decoded);
+    }
+
+    private static byte[] Transcode(ReadOnlySpan<byte> content, Encoding encoding, bool truncated)
+    {
+        // Not flushing a truncated body drops a multi-byte character cut in half instead of
+        // turning it into a replacement character.
+        var decoder = encoding.GetDecoder();
+        var charCount = decoder.GetCharCount(content, flush: !truncated);
+        var chars = ArrayPool<char>.Shared.Rent(Math.Max(charCount, 1));
+        try
+        {
+            var written = decoder.GetChars(content, chars, flush: !truncated);
+            var text = chars.AsSpan(0, written);
+            var result = new byte[Encoding.UTF8.GetByteCount(text)];
+            Encoding.UTF8.GetBytes(text, result);
+            return result;
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(chars);
+        }
+    }
+}

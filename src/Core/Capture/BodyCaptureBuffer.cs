@@ -1,0 +1,151 @@
+using System.Buffers;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Core.Capture;
+
+/// <summary>
+/// Collects the first <see cref="Limit"/> bytes of a body as its chunks stream past, and counts
+/// every byte, so a body of any size costs at most the limit in memory. One per body direction
+/// per exchange; not thread-safe.
+/// </summary>
+/// <remarks>
+/// The buffer is rented from <see cref="ArrayPool{T}.Shared"/> and grows geometrically, so a
+/// 200-byte body does not hold a 64 KiB array. The pool rounds sizes up to a power of two: with a
+/// power-of-two limit (the default 64 KiB) the array never exceeds the limit; otherwise it stays
+/// below twice the limit. Either way no more than <see cref="Limit"/> bytes are ever kept.
+/// </remarks>
+public sealed class BodyCaptureBuffer : IDisposable
+{
+    // Big enough that typical small JSON bodies need one rent, small enough to be cheap when idle.
+    private const int InitialSize = 4096;
+
+    private readonly int _limit;
+    private byte[]? _buffer;
+    private int _length;
+    private long _total;
+    private bool _closed;
+
+    /// <summary>Creates a buffer that keeps at most <paramref name="limit"/> bytes.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is negative.</exception>
+    public BodyCaptureBuffer(int limit)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        _limit = limit;
+    }
+
+    /// <summary>Most bytes kept.</summary>
+    public int Limit => _limit;
+
+    /// <summary>Every byte appended, kept or not: the body's size on the wire as far as it was seen.</summary>
+    public long TotalBytes => _total;
+
+    /// <summary>Bytes kept so far.</summary>
+    public int Length => _length;
+
+    /// <summary>True when more bytes were seen than kept.</summary>
+    public bool Truncated => _total > _length;
+
+    /// <summary>The bytes kept so far; valid until the next call that changes the buffer.</summary>
+    public ReadOnlySpan<byte> Captured => _buffer is null ? default : _buffer.AsSpan(0, _length);
+
+    /// <summary>Length of the array currently rented (for tests of the memory bound).</summary>
+    internal int Capacity => _buffer?.Length ?? 0;
+
+    /// <summary>Counts <paramref name="chunk"/> and keeps as much of it as the limit allows.</summary>
+    /// <exception cref="ObjectDisposedException">The buffer was completed or disposed.</exception>
+    public void Append(ReadOnlySpan<byte> chunk)
+    {
+        ObjectDisposedException.ThrowIf(_closed, this);
+        _total += chunk.Length;
+        var take = Math.Min(_limit - _length, chunk.Length);
+        if (take <= 0)
+        {
+            return;
+        }
+
+        EnsureCapacity(_length + take);
+        chunk[..take].CopyTo(_buffer.AsSpan(_length));
+        _length += take;
+    }
+
+    /// <summary>
+    /// Turns what was kept into a <see cref="CapturedBody"/> (decoded, classified, charset
+    /// normalised; see <see cref="BodyCapture.Create"/>) and returns the rented array. The buffer
+    /// cannot be appended to afterwards.
+    /// </summary>
+    public CapturedBody Complete(string? contentType, string? contentEncoding, int maxDecodedBytes)
+    {
+        ObjectDisposedException.ThrowIf(_closed, this);
+        var body = BodyCapture.Create(
+            _buffer is null ? ReadOnlyMemory<byte>.Empty : new ReadOnlyMemory<byte>(_buffer, 0, _length),
+            _total,
+            Truncated,
+            contentType,
+            contentEncoding,
+            maxDecodedBytes);
+        Dispose();
+        return body;
+    }
+
+    /// <summary>Returns the rented array to the pool.</summary>
+    public void Dispose()
+    {
+        _closed = true;
+        var buffer = _buffer;
+        _buffer = null;
+        if (buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Free space to write into directly (growing the array when full and below the limit);
+    /// empty when the limit is reached. Used by the decoder to inflate without a second copy.
+    /// </summary>
+    internal Span<byte> GetFreeSpan()
+    {
+        ObjectDisposedException.ThrowIf(_closed, this);
+        if (_length >= _limit)
+        {
+            return default;
+        }
+
+        if (_buffer is null || _length == _buffer.Length)
+        {
+            EnsureCapacity(_length + 1);
+        }
+
+        return _buffer.AsSpan(_length, Math.Min(_buffer!.Length, _limit) - _length);
+    }
+
+    /// <summary>Records <paramref name="count"/> bytes written into <see cref="GetFreeSpan"/>.</summary>
+    internal void Advance(int count)
+    {
+        _length += count;
+        _total += count;
+    }
+
+    /// <summary>Counts bytes that were seen but not kept (the decoder's probe past the limit).</summary>
+    internal void CountDropped(long count) => _total += count;
+
+    private void EnsureCapacity(int needed)
+    {
+        var current = _buffer?.Length ?? 0;
+        if (current >= needed)
+        {
+            return;
+        }
+
+        var size = Math.Max(needed, Math.Max(InitialSize, current * 2));
+        size = Math.Min(size, _limit);
+        var next = ArrayPool<byte>.Shared.Rent(size);
+        if (_buffer is not null)
+        {
+            _buffer.AsSpan(0, _length).CopyTo(next);
+            ArrayPool<byte>.Shared.Return(_buffer);
+        }
+
+        _buffer = next;
+    }
+}

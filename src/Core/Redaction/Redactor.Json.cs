@@ -1,0 +1,183 @@
+using System.Buffers;
+using System.Text.Json;
+
+namespace SpIstio.Core.Redaction;
+
+public sealed partial class Redactor
+{
+    private static readonly JsonReaderOptions _jsonOptions = new()
+    {
+        // Comments and trailing commas are tolerated so a lenient body still takes the exact
+        // path; bytes between tokens are copied as they are, so comments survive.
+        CommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        MaxDepth = 256,
+    };
+
+    /// <summary>
+    /// Redacts a JSON body by splicing: the reader finds the byte range of each sensitive value
+    /// and of each card number, and everything else is copied byte for byte, so formatting,
+    /// escapes and number spellings are preserved. A truncated body is read as a partial block:
+    /// tokens up to the cut are handled exactly, and a sensitive value cut in half is replaced up
+    /// to the end.
+    /// </summary>
+    /// <returns>False when the body is not JSON (the caller falls back to the pattern scan).</returns>
+    private bool TryRedactJson(ReadOnlySpan<byte> json, bool truncated, out byte[]? rewritten, ref int count)
+    {
+        var found = 0;
+        Span<byte> scratch = stackalloc byte[ReplacementMaxBytes];
+        var splicer = new Splicer(json);
+        try
+        {
+            var reader = new Utf8JsonReader(json, isFinalBlock: !truncated, new JsonReaderState(_jsonOptions));
+            var complete = true;
+            while (complete && reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.PropertyName:
+                        if (IsSensitiveName(ref reader))
+                        {
+                            complete = RedactPropertyValue(ref reader, ref splicer, json, ref found);
+                        }
+
+                        break;
+                    case JsonTokenType.String when _cardNumbers:
+                        ScanCards(ref splicer, json, (int)reader.TokenStartIndex + 1, (int)reader.BytesConsumed - 1, ref found);
+                        break;
+                    case JsonTokenType.Number when _cardNumbers:
+                        var start = (int)reader.TokenStartIndex;
+                        var end = (int)reader.BytesConsumed;
+                        if (IsCardNumberToken(json[start..end]))
+                        {
+                            splicer.ReplaceQuoted(start, end, scratch[..ReplacementOf(json[start..end], scratch)]);
+                            found++;
+                        }
+
+                        break;
+                }
+            }
+
+            if (complete && truncated && _cardNumbers)
+            {
+                // The token cut by the capture limit was never returned by the reader.
+                ScanCards(ref splicer, json, (int)reader.BytesConsumed, json.Length, ref found);
+            }
+
+            rewritten = splicer.Finish();
+            count += found;
+            return true;
+        }
+        catch (JsonException)
+        {
+            rewritten = null;
+            return false;
+        }
+        finally
+        {
+            splicer.Release();
+        }
+    }
+
+    private bool IsSensitiveName(ref Utf8JsonReader reader)
+    {
+        if (!reader.ValueIsEscaped)
+        {
+            return _names.IsSensitive(reader.ValueSpan);
+        }
+
+        // An escaped name ("pass\u0077ord") is unescaped before judging it.
+        var length = reader.ValueSpan.Length;
+        byte[]? rented = null;
+        var buffer = length <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(length));
+        try
+        {
+            var written = reader.CopyString(buffer);
+            return _names.IsSensitive(buffer[..written]);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>Replaces the value after a sensitive property name; false when the body ended inside it.</summary>
+    private bool RedactPropertyValue(ref Utf8JsonReader reader, ref Splicer splicer, ReadOnlySpan<byte> json, ref int found)
+    {
+        Span<byte> scratch = stackalloc byte[ReplacementMaxBytes];
+        var afterName = (int)reader.BytesConsumed;
+        if (!reader.Read())
+        {
+            RedactCutValue(ref splicer, json, afterName, scratch, ref found);
+            return false;
+        }
+
+        var start = (int)reader.TokenStartIndex;
+        if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+        {
+            if (!reader.TrySkip())
+            {
+                RedactCutValue(ref splicer, json, start, scratch, ref found);
+                return false;
+            }
+        }
+
+        var end = (int)reader.BytesConsumed;
+        int length;
+        if (reader.TokenType == JsonTokenType.String)
+        {
+            if (!reader.ValueIsEscaped && IsMarked(reader.ValueSpan))
+            {
+                return true;
+            }
+
+            length = reader.ValueIsEscaped ? ReplacementOfEscaped(ref reader, scratch) : ReplacementOf(reader.ValueSpan, scratch);
+        }
+        else
+        {
+            length = ReplacementOf(json[start..end], scratch);
+        }
+
+        splicer.ReplaceQuoted(start, end, scratch[..length]);
+        found++;
+        return true;
+    }
+
+    private int ReplacementOfEscaped(ref Utf8JsonReader reader, scoped Span<byte> scratch)
+    {
+        var length = reader.ValueSpan.Length;
+        byte[]? rented = null;
+        var buffer = length <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(length));
+        try
+        {
+            var written = reader.CopyString(buffer);
+            return ReplacementOf(buffer[..written], scratch);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>Replaces everything from the value's first byte to the end of a truncated body.</summary>
+    private void RedactCutValue(ref Splicer splicer, ReadOnlySpan<byte> json, int from, scoped Span<byte> scratch, ref int found)
+    {
+        var rest = json[from..];
+        var skip = rest.Length - rest.TrimStart(" \t\r\n:"u8).Length;
+        var start = from + skip;
+        if (start >= json.Length)
+        {
+            return;
+        }
+
+        var value = json[start..].Trim("\""u8);
+        splicer.ReplaceQuoted(start, json.Length, scratch[..ReplacementOf(value, scratch)]);
+        found++;
+    }
+}

@@ -1,0 +1,109 @@
+using FsCheck;
+using FsCheck.Xunit;
+using SpIstio.Core.Capture;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Core.Tests.Capture;
+
+public sealed class BodyCaptureBufferTests
+{
+    [Fact]
+    public void Complete_BodyOverLimit_KeepsLimitAndRecordsTruncationAndWireSize()
+    {
+        using var buffer = new BodyCaptureBuffer(10);
+        buffer.Append("hello "u8);
+        buffer.Append("world, and more"u8);
+
+        var body = buffer.Complete("text/plain", null, 1024);
+
+        Assert.Equal("hello worl", System.Text.Encoding.UTF8.GetString(body.Content.Span));
+        Assert.True(body.Truncated);
+        Assert.Equal(21, body.OriginalSize);
+        Assert.Equal(BodyKind.Text, body.Kind);
+    }
+
+    [Fact]
+    public void Complete_BodyUnderLimit_IsWholeAndNotTruncated()
+    {
+        using var buffer = new BodyCaptureBuffer(64 * 1024);
+        buffer.Append("{\"a\":1}"u8);
+
+        var body = buffer.Complete("application/json", null, 1024);
+
+        Assert.Equal("{\"a\":1}"u8.ToArray(), body.Content.ToArray());
+        Assert.False(body.Truncated);
+        Assert.Equal(7, body.OriginalSize);
+    }
+
+    [Fact]
+    public void Append_FiftyMebibytesInChunks_NeverHoldsMoreThanTheLimit()
+    {
+        const int limit = 64 * 1024;
+        using var buffer = new BodyCaptureBuffer(limit);
+        var chunk = new byte[16 * 1024];
+        Array.Fill(chunk, (byte)'x');
+        var maxCapacity = 0;
+
+        for (var i = 0; i < 50 * 64; i++)
+        {
+            buffer.Append(chunk);
+            maxCapacity = Math.Max(maxCapacity, buffer.Capacity);
+        }
+
+        Assert.Equal(50L * 1024 * 1024, buffer.TotalBytes);
+        Assert.Equal(limit, buffer.Length);
+        Assert.True(buffer.Truncated);
+        Assert.True(maxCapacity <= limit, $"rented {maxCapacity} bytes for a {limit}-byte limit");
+    }
+
+    [Fact]
+    public void Append_SmallBody_DoesNotRentTheWholeLimit()
+    {
+        using var buffer = new BodyCaptureBuffer(1024 * 1024);
+
+        buffer.Append(new byte[200]);
+
+        Assert.InRange(buffer.Capacity, 200, 8192);
+    }
+
+    [Fact]
+    public void Append_AfterComplete_Throws()
+    {
+        var buffer = new BodyCaptureBuffer(16);
+        buffer.Append("abc"u8);
+        buffer.Complete(null, null, 16);
+
+        Assert.Throws<ObjectDisposedException>(() => buffer.Append("d"u8));
+    }
+
+    [Fact]
+    public void Complete_NothingAppended_IsEmpty()
+    {
+        using var buffer = new BodyCaptureBuffer(16);
+
+        var body = buffer.Complete("application/json", null, 16);
+
+        Assert.Equal(BodyKind.Empty, body.Kind);
+        Assert.Equal(0, body.OriginalSize);
+        Assert.False(body.Truncated);
+    }
+
+    [Property]
+    public bool Captured_IsThePrefixOfEverythingAppended_InAnyChunking(byte[][] chunks, NonNegativeInt limitArb)
+    {
+        var limit = limitArb.Get % 300;
+        using var buffer = new BodyCaptureBuffer(limit);
+        var all = new List<byte>();
+        foreach (var chunk in chunks)
+        {
+            var bytes = chunk ?? [];
+            buffer.Append(bytes);
+            all.AddRange(bytes);
+        }
+
+        var expected = all.Take(Math.Min(limit, all.Count)).ToArray();
+        return buffer.Captured.SequenceEqual(expected)
+            && buffer.TotalBytes == all.Count
+            && buffer.Truncated == (all.Count > limit);
+    }
+}
