@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Text.RegularExpressions;
+using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 
@@ -160,19 +161,7 @@ public sealed class CaptureRules
     /// </summary>
     public static bool IsStaticContentType(string? contentType)
     {
-        if (contentType is null)
-        {
-            return false;
-        }
-
-        var media = contentType.AsSpan();
-        var semicolon = media.IndexOf(';');
-        if (semicolon >= 0)
-        {
-            media = media[..semicolon];
-        }
-
-        media = media.Trim();
+        var media = MediaType.Parse(contentType, out _);
         return media.StartsWith("image/", StringComparison.OrdinalIgnoreCase)
             || media.StartsWith("font/", StringComparison.OrdinalIgnoreCase)
             || media.StartsWith("video/", StringComparison.OrdinalIgnoreCase)

@@ -1,0 +1,63 @@
+using SpIstio.Core.Model;
+
+namespace SpIstio.Core.Tests.Model;
+
+public sealed class ExchangeTests
+{
+    [Theory]
+    [InlineData("/flights?from=LHR&to=JFK", "/flights", "from=LHR&to=JFK")]
+    [InlineData("/flights", "/flights", null)]
+    [InlineData("/search?", "/search", "")]
+    [InlineData("?q=1", "/", "q=1")]
+    public void SetTarget_SplitsPathAndQuery_AndTargetRebuildsIt(string target, string path, string? query)
+    {
+        var exchange = new Exchange();
+
+        exchange.SetTarget(target);
+
+        Assert.Equal(path, exchange.Path);
+        Assert.Equal(query, exchange.Query);
+        Assert.Equal(target.StartsWith('?') ? "/" + target : target, exchange.Target);
+    }
+
+    [Fact]
+    public void Url_IsSchemeAuthorityAndTarget()
+    {
+        var exchange = new Exchange { Scheme = "https", Authority = "api.example.com:8443" };
+        exchange.SetTarget("/v1/users?id=7");
+
+        Assert.Equal("https://api.example.com:8443/v1/users?id=7", exchange.Url);
+    }
+
+    [Fact]
+    public void Duration_IsNeverNegative()
+    {
+        var start = new DateTimeOffset(2026, 11, 23, 10, 0, 0, TimeSpan.Zero);
+        var exchange = new Exchange { StartTime = start, EndTime = start.AddMilliseconds(-5) };
+
+        Assert.Equal(TimeSpan.Zero, exchange.Duration);
+
+        exchange.EndTime = start.AddMilliseconds(250);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), exchange.Duration);
+    }
+
+    [Fact]
+    public void HeaderList_KeepsOrderAndDuplicates_LowerCasesNames_LooksUpIgnoringCase()
+    {
+        var headers = new HeaderList();
+        headers.Add("Set-Cookie", "a=1");
+        headers.Add("Content-Type", "application/json");
+        headers.Add("set-cookie", "b=2");
+
+        Assert.Equal(["set-cookie", "content-type", "set-cookie"], headers.Select(h => h.Key));
+        Assert.Equal("a=1", headers.Get("SET-COOKIE"));
+        Assert.True(headers.Contains("content-TYPE"));
+
+        headers.Set("Set-Cookie", "c=3");
+
+        Assert.Equal(2, headers.Count);
+        Assert.Equal("c=3", headers.Get("set-cookie"));
+        Assert.Equal(1, headers.Remove("SET-COOKIE"));
+        Assert.Null(headers.Get("set-cookie"));
+    }
+}
