@@ -693,38 +693,22 @@ public static class ExchangeSpanMapper
     private static int? ParseStatus(string? text) =>
         int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var status) ? status : null;
 
-    /// <summary>Splits an authority into host (brackets of an IPv6 literal removed) and port (-1 when absent).</summary>
+    /// <summary>
+    /// Host (brackets of an IPv6 literal removed) and port (-1 when absent) for <c>server.address</c>
+    /// and <c>server.port</c>. A missing or non-numeric port after a plain host keeps the authority
+    /// whole, so nothing that was sent is lost from <c>server.address</c>.
+    /// </summary>
     internal static bool TrySplitAuthority(string authority, out string host, out int port)
     {
-        port = -1;
-        host = authority;
-        if (authority.Length == 0)
+        HostName.Split(authority, out var hostPart, out var portPart);
+        if (TryParsePort(portPart, out port))
         {
-            return false;
+            host = hostPart.ToString();
         }
-
-        if (authority[0] == '[')
+        else
         {
-            var end = authority.IndexOf(']', StringComparison.Ordinal);
-            if (end < 0)
-            {
-                return true;
-            }
-
-            host = authority[1..end];
-            if (end + 1 < authority.Length && authority[end + 1] == ':' && TryParsePort(authority.AsSpan(end + 2), out var p))
-            {
-                port = p;
-            }
-
-            return host.Length > 0;
-        }
-
-        var colon = authority.IndexOf(':', StringComparison.Ordinal);
-        if (colon >= 0 && colon == authority.LastIndexOf(':') && TryParsePort(authority.AsSpan(colon + 1), out var parsed))
-        {
-            host = authority[..colon];
-            port = parsed;
+            port = -1;
+            host = authority.Length > 0 && authority[0] == '[' ? hostPart.ToString() : authority;
         }
 
         return host.Length > 0;

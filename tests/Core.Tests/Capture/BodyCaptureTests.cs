@@ -2,6 +2,9 @@ using System.IO.Compression;
 using System.Text;
 using SpIstio.Core.Capture;
 using SpIstio.Core.Model;
+using SpIstio.Core.Otlp;
+using SpIstio.Core.Otlp.Proto.Common;
+using OtlpSpan = SpIstio.Core.Otlp.Proto.Trace.Span;
 
 namespace SpIstio.Core.Tests.Capture;
 
@@ -198,13 +201,15 @@ public sealed class BodyCaptureTests
     }
 
     [Fact]
-    public void BodyEncoding_BinaryBody_RoundTripsThroughBase64()
+    public void SpanBody_BinaryBody_RoundTripsThroughBase64()
     {
         byte[] png = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 255, 128];
         var body = Capture(png, 1024, "image/png", null, 1024);
 
-        var value = BodyEncoding.ToAttributeValue(body, out var base64);
-        var back = BodyEncoding.FromAttributeValue(value, base64, body.OriginalSize, contentType: "image/png");
+        var span = ExchangeSpanMapper.ToSpan(new Exchange { RequestBody = body });
+        var value = Attribute(span, OtlpAttributes.RequestBody);
+        var base64 = Attribute(span, OtlpAttributes.RequestBodyMetaPrefix + OtlpAttributes.BodyEncodingSuffix) == OtlpAttributes.Base64;
+        var back = ExchangeSpanMapper.FromSpan(span, resource: null).RequestBody;
 
         Assert.True(base64);
         Assert.Equal(Convert.ToBase64String(png), value);
@@ -214,12 +219,14 @@ public sealed class BodyCaptureTests
     }
 
     [Fact]
-    public void BodyEncoding_TextBody_IsCarriedAsItsString()
+    public void SpanBody_TextBody_IsCarriedAsItsString()
     {
         var body = Capture(Encoding.UTF8.GetBytes(Json), 1024, "application/json", null, 1024);
 
-        var value = BodyEncoding.ToAttributeValue(body, out var base64);
-        var back = BodyEncoding.FromAttributeValue(value, base64);
+        var span = ExchangeSpanMapper.ToSpan(new Exchange { RequestBody = body });
+        var value = Attribute(span, OtlpAttributes.RequestBody);
+        var base64 = Attribute(span, OtlpAttributes.RequestBodyMetaPrefix + OtlpAttributes.BodyEncodingSuffix) == OtlpAttributes.Base64;
+        var back = ExchangeSpanMapper.FromSpan(span, resource: null).RequestBody;
 
         Assert.False(base64);
         Assert.Equal(Json, value);
@@ -228,12 +235,29 @@ public sealed class BodyCaptureTests
     }
 
     [Fact]
-    public void BodyEncoding_InvalidBase64FlaggedAsBase64_IsKeptAsText()
+    public void SpanBody_InvalidBase64FlaggedAsBase64_IsKeptAsText()
     {
-        var back = BodyEncoding.FromAttributeValue("not base64!", base64: true);
+        var span = new OtlpSpan();
+        span.Attributes.Add(new KeyValue { Key = OtlpAttributes.RequestBody, Value = new AnyValue { StringValue = "not base64!" } });
+        span.Attributes.Add(new KeyValue { Key = OtlpAttributes.RequestBodyMetaPrefix + OtlpAttributes.BodyEncodingSuffix, Value = new AnyValue { StringValue = OtlpAttributes.Base64 } });
+
+        var back = ExchangeSpanMapper.FromSpan(span, resource: null).RequestBody;
 
         Assert.Equal(BodyKind.Text, back.Kind);
         Assert.Equal("not base64!", Encoding.UTF8.GetString(back.Content.Span));
+    }
+
+    private static string? Attribute(OtlpSpan span, string key)
+    {
+        foreach (var kv in span.Attributes)
+        {
+            if (kv.Key == key)
+            {
+                return kv.Value.StringValue;
+            }
+        }
+
+        return null;
     }
 
     private static CapturedBody Capture(byte[] wire, int limit, string? contentType, string? encoding, int maxDecoded)
