@@ -1,0 +1,56 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using SpIstio.Core.Metrics;
+
+namespace SpIstio.Agent.Admin;
+
+/// <summary>
+/// The admin port's routes, the same for every agent mode: <c>/metrics</c> (Prometheus text),
+/// <c>/healthz</c> (the process is alive) and <c>/readyz</c> (it is serving traffic).
+/// </summary>
+public static class AdminEndpoints
+{
+    /// <summary>Maps the admin routes.</summary>
+    /// <param name="endpoints">The admin application.</param>
+    /// <param name="registry">The metrics rendered at <c>/metrics</c>.</param>
+    /// <param name="readiness">Tells whether the agent serves traffic; <c>/readyz</c> answers 503 while it says no.</param>
+    public static IEndpointRouteBuilder MapAgentAdmin(this IEndpointRouteBuilder endpoints, MetricRegistry registry, AgentReadiness readiness)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentNullException.ThrowIfNull(readiness);
+
+        endpoints.MapGet("/metrics", async context =>
+        {
+            context.Response.ContentType = MetricRegistry.ContentType;
+            await context.Response.WriteAsync(registry.Render(), context.RequestAborted).ConfigureAwait(false);
+        });
+        endpoints.MapGet("/healthz", () => Results.Text("ok\n"));
+        endpoints.MapGet("/readyz", () => readiness.IsReady
+            ? Results.Text("ready\n")
+            : Results.Text($"not ready: {readiness.Reason}\n", statusCode: StatusCodes.Status503ServiceUnavailable));
+        return endpoints;
+    }
+}
+
+/// <summary>
+/// Whether the agent is ready for traffic. Starts not ready; the host marks it ready once its
+/// listeners are bound, and not ready again while it drains on shutdown.
+/// </summary>
+public sealed class AgentReadiness
+{
+    private volatile string? _notReadyReason = "starting";
+
+    /// <summary>True once <see cref="MarkReady"/> was called and until <see cref="MarkNotReady"/>.</summary>
+    public bool IsReady => _notReadyReason is null;
+
+    /// <summary>Why the agent is not ready, or null.</summary>
+    public string? Reason => _notReadyReason;
+
+    /// <summary>Marks the agent ready.</summary>
+    public void MarkReady() => _notReadyReason = null;
+
+    /// <summary>Marks the agent not ready, with a reason shown by <c>/readyz</c>.</summary>
+    public void MarkNotReady(string reason) => _notReadyReason = reason;
+}

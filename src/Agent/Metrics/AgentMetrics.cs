@@ -1,0 +1,160 @@
+using SpIstio.Core.Metrics;
+using SpIstio.Core.Model;
+using SpIstio.Core.Rules;
+
+namespace SpIstio.Agent.Metrics;
+
+/// <summary>
+/// Every metric the agent exposes on its admin port, declared once. Children used per request
+/// are resolved here at start-up so the data path only does interlocked adds.
+/// </summary>
+public sealed class AgentMetrics
+{
+    /// <summary>Outcome label of a captured and queued exchange.</summary>
+    public const string OutcomeCaptured = "captured";
+
+    /// <summary>Outcome label of an exchange whose trace was not sampled.</summary>
+    public const string OutcomeSampledOut = "sampled_out";
+
+    /// <summary>Outcome label of an exchange that was captured but dropped because the export queue was full.</summary>
+    public const string OutcomeDropped = "dropped";
+
+    /// <summary>ext_proc message type labels, in ProcessingRequest oneof order.</summary>
+    public static readonly string[] MessageTypes =
+        ["request_headers", "response_headers", "request_body", "response_body", "request_trailers", "response_trailers"];
+
+    // Seconds; per-message processing is expected in the tens of microseconds.
+    private static readonly double[] _processingBuckets = MetricRegistry.ExponentialBuckets(0.00001, 2, 16);
+    private static readonly double[] _batchBuckets = MetricRegistry.ExponentialBuckets(0.001, 2, 14);
+
+    private readonly Counter[,] _requests;
+    private readonly Counter[] _messages;
+    private readonly Histogram[] _processing;
+    private readonly CounterFamily _faults;
+    private readonly CounterFamily _exportSpans;
+
+    /// <summary>Declares the agent's metrics on <paramref name="registry"/> (a new one when null).</summary>
+    public AgentMetrics(MetricRegistry? registry = null)
+    {
+        Registry = registry ?? new MetricRegistry();
+        ProcessMetrics.Register(Registry);
+
+        var requests = Registry.Counter(
+            "sp_requests_total",
+            "Exchanges seen, by direction and outcome (captured, sampled_out, dropped, or the rule decision that skipped it).",
+            "direction", "outcome");
+        var decisions = Enum.GetValues<CaptureDecision>();
+        _requests = new Counter[2, decisions.Length + 3];
+        foreach (var direction in new[] { TrafficDirection.Inbound, TrafficDirection.Outbound })
+        {
+            var d = DirectionLabel(direction);
+            var row = (int)direction;
+            for (var i = 0; i < decisions.Length; i++)
+            {
+                _requests[row, i] = requests.WithLabels(d, decisions[i] == CaptureDecision.Capture ? OutcomeCaptured : decisions[i].ToLabel());
+            }
+
+            _requests[row, decisions.Length] = requests.WithLabels(d, OutcomeSampledOut);
+            _requests[row, decisions.Length + 1] = requests.WithLabels(d, OutcomeDropped);
+        }
+
+        ExtProcStreamsActive = Registry.Gauge("sp_extproc_streams_active", "ext_proc streams open now.").WithLabels();
+        var messages = Registry.Counter("sp_extproc_messages_total", "ext_proc messages received, by type.", "type");
+        var processing = Registry.Histogram(
+            "sp_processing_duration_seconds",
+            "Server time spent on one ext_proc message (or one proxied request's capture work), by message type.",
+            _processingBuckets,
+            "type");
+        _messages = new Counter[MessageTypes.Length];
+        _processing = new Histogram[MessageTypes.Length];
+        for (var i = 0; i < MessageTypes.Length; i++)
+        {
+            _messages[i] = messages.WithLabels(MessageTypes[i]);
+            _processing[i] = processing.WithLabels(MessageTypes[i]);
+        }
+
+        CaptureBytes = Registry.Counter("sp_capture_bytes_total", "Body bytes copied into captures (after the per-exchange limit).").WithLabels();
+        BodyTruncated = Registry.Counter("sp_body_truncated_total", "Bodies cut at the configured capture limit.").WithLabels();
+
+        _exportSpans = Registry.Counter("sp_export_spans_total", "Spans the exporter finished with, by result (exported, rejected, failed).", "result");
+        ExportSpansExported = _exportSpans.WithLabels("exported");
+        ExportSpansRejected = _exportSpans.WithLabels("rejected");
+        ExportSpansFailed = _exportSpans.WithLabels("failed");
+        ExportQueueDepth = Registry.Gauge("sp_export_queue_depth", "Exchanges waiting in the export queue.").WithLabels();
+        ExportDropped = Registry.Counter("sp_export_dropped_total", "Exchanges dropped because the export queue was full or the exporter stopped.").WithLabels();
+        ExportBatchDuration = Registry.Histogram(
+            "sp_export_batch_duration_seconds",
+            "Time to deliver one export batch, retries included.",
+            _batchBuckets).WithLabels();
+        BackendCircuitOpen = Registry.Gauge("sp_backend_circuit_open", "1 while the circuit breaker to the backend is open.").WithLabels();
+
+        _faults = Registry.Counter(
+            "sp_agent_faults_total",
+            "Faults the agent recovered from by letting traffic through unchanged (fail open), by kind.",
+            "kind");
+
+        ProxyUpstreamErrors = Registry.Counter("sp_proxy_upstream_errors_total", "Proxied requests whose upstream failed (unreachable, reset, timeout).").WithLabels();
+        ProxyConnectTunnels = Registry.Counter("sp_proxy_connect_tunnels_total", "CONNECT tunnels passed through uncaptured by the forward proxy.").WithLabels();
+    }
+
+    /// <summary>The registry rendered at <c>/metrics</c>.</summary>
+    public MetricRegistry Registry { get; }
+
+    /// <summary><c>sp_extproc_streams_active</c>.</summary>
+    public Gauge ExtProcStreamsActive { get; }
+
+    /// <summary><c>sp_capture_bytes_total</c>.</summary>
+    public Counter CaptureBytes { get; }
+
+    /// <summary><c>sp_body_truncated_total</c>.</summary>
+    public Counter BodyTruncated { get; }
+
+    /// <summary><c>sp_export_spans_total{result="exported"}</c>.</summary>
+    public Counter ExportSpansExported { get; }
+
+    /// <summary><c>sp_export_spans_total{result="rejected"}</c>: refused by the backend (400/401/403, partial success).</summary>
+    public Counter ExportSpansRejected { get; }
+
+    /// <summary><c>sp_export_spans_total{result="failed"}</c>: given up after retries or while the circuit was open.</summary>
+    public Counter ExportSpansFailed { get; }
+
+    /// <summary><c>sp_export_queue_depth</c>.</summary>
+    public Gauge ExportQueueDepth { get; }
+
+    /// <summary><c>sp_export_dropped_total</c>.</summary>
+    public Counter ExportDropped { get; }
+
+    /// <summary><c>sp_export_batch_duration_seconds</c>.</summary>
+    public Histogram ExportBatchDuration { get; }
+
+    /// <summary><c>sp_backend_circuit_open</c>.</summary>
+    public Gauge BackendCircuitOpen { get; }
+
+    /// <summary><c>sp_proxy_upstream_errors_total</c>.</summary>
+    public Counter ProxyUpstreamErrors { get; }
+
+    /// <summary><c>sp_proxy_connect_tunnels_total</c>.</summary>
+    public Counter ProxyConnectTunnels { get; }
+
+    /// <summary>The <c>sp_requests_total</c> child for a rule decision.</summary>
+    public Counter Requests(TrafficDirection direction, CaptureDecision decision) => _requests[(int)direction, (int)decision];
+
+    /// <summary>The <c>sp_requests_total</c> child for a sampled-out exchange.</summary>
+    public Counter RequestsSampledOut(TrafficDirection direction) => _requests[(int)direction, _requests.GetLength(1) - 2];
+
+    /// <summary>The <c>sp_requests_total</c> child for a captured exchange dropped at the export queue.</summary>
+    public Counter RequestsDropped(TrafficDirection direction) => _requests[(int)direction, _requests.GetLength(1) - 1];
+
+    /// <summary><c>sp_extproc_messages_total</c> for a message type index (see <see cref="MessageTypes"/>).</summary>
+    public Counter Messages(int messageType) => _messages[messageType];
+
+    /// <summary><c>sp_processing_duration_seconds</c> for a message type index (see <see cref="MessageTypes"/>).</summary>
+    public Histogram Processing(int messageType) => _processing[messageType];
+
+    /// <summary><c>sp_agent_faults_total{kind}</c>; kinds are a short fixed vocabulary chosen by the caller.</summary>
+    public Counter Faults(string kind) => _faults.WithLabels(kind);
+
+    /// <summary>The <c>direction</c> label value.</summary>
+    public static string DirectionLabel(TrafficDirection direction) =>
+        direction == TrafficDirection.Inbound ? "inbound" : "outbound";
+}

@@ -1,0 +1,142 @@
+using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Metrics;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.Model;
+using SpIstio.Core.Redaction;
+using SpIstio.Core.Rules;
+using SpIstio.Core.Tracing;
+
+namespace SpIstio.Agent.Pipeline;
+
+/// <summary>
+/// What happens to an exchange between the traffic and the exporter, shared by the ext_proc
+/// service and the capture proxy so both decide, trace, redact and count the same way:
+/// rules at request time, trace context for the forwarded request, then sampling, redaction
+/// and a non-blocking hand-off to the exporter when the exchange is finished.
+/// </summary>
+public sealed partial class CapturePipeline
+{
+    private readonly IExchangeExporter _exporter;
+    private readonly Redactor _redactor;
+    private readonly ILogger _logger;
+    private readonly bool _detailedLogging;
+
+    /// <summary>Builds the pipeline from validated options.</summary>
+    public CapturePipeline(
+        AgentOptions options,
+        IExchangeExporter exporter,
+        AgentMetrics metrics,
+        ILogger<CapturePipeline> logger,
+        IResponseShortCircuit? shortCircuit = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options;
+        _exporter = exporter ?? throw new ArgumentNullException(nameof(exporter));
+        Metrics = metrics ?? throw new ArgumentNullException(nameof(metrics));
+        _logger = logger ?? throw new ArgumentNullException(nameof(logger));
+        Rules = CaptureRules.Create(options);
+        _redactor = Redactor.Create(options.Redaction ?? new RedactionOptions());
+        SamplingRatio = options.Sampling?.Ratio ?? 1.0;
+        _detailedLogging = options.EnableDetailedLogging;
+        ShortCircuit = shortCircuit ?? NoShortCircuit.Instance;
+        var capture = options.Capture ?? new CaptureOptions();
+        MaxRequestBodyBytes = capture.MaxRequestBodyBytes;
+        MaxResponseBodyBytes = capture.MaxResponseBodyBytes;
+        MaxDecodedBodyBytes = capture.MaxDecodedBodyBytes;
+    }
+
+    /// <summary>The options the pipeline was built from.</summary>
+    public AgentOptions Options { get; }
+
+    /// <summary>The agent's metrics.</summary>
+    public AgentMetrics Metrics { get; }
+
+    /// <summary>The compiled collection and exemption rules.</summary>
+    public CaptureRules Rules { get; }
+
+    /// <summary>The recorded-response seam (never null; <see cref="NoShortCircuit"/> by default).</summary>
+    public IResponseShortCircuit ShortCircuit { get; }
+
+    /// <summary>Share of new traces sampled.</summary>
+    public double SamplingRatio { get; }
+
+    /// <summary>Most request-body bytes captured per exchange.</summary>
+    public int MaxRequestBodyBytes { get; }
+
+    /// <summary>Most response-body bytes captured per exchange.</summary>
+    public int MaxResponseBodyBytes { get; }
+
+    /// <summary>Most bytes a compressed body may inflate to when decoded.</summary>
+    public int MaxDecodedBodyBytes { get; }
+
+    /// <summary>
+    /// Decides at request-headers time whether the exchange is captured. Anything but
+    /// <see cref="CaptureDecision.Capture"/> is counted here in <c>sp_requests_total</c>, so the
+    /// caller can stop following the exchange.
+    /// </summary>
+    public CaptureDecision Decide(TrafficDirection direction, string method, string authority, string path, HeaderList requestHeaders)
+    {
+        var decision = Rules.Evaluate(direction, method, authority, path, requestHeaders);
+        if (decision != CaptureDecision.Capture)
+        {
+            Metrics.Requests(direction, decision).Inc();
+        }
+
+        return decision;
+    }
+
+    /// <summary>
+    /// The trace and session of an exchange from its request headers (not modified), plus the
+    /// header values to forward; see <see cref="TraceContextPropagator.Propagate"/>.
+    /// </summary>
+    public PropagationResult StartTrace(HeaderList requestHeaders) =>
+        TraceContextPropagator.Propagate(requestHeaders, SamplingRatio);
+
+    /// <summary>
+    /// Finishes a captured exchange: drops it when its trace is not sampled, otherwise counts
+    /// its body bytes, redacts it and hands it to the exporter without waiting.
+    /// Returns true when it was queued for export.
+    /// </summary>
+    public bool Complete(Exchange exchange, bool sampled)
+    {
+        ArgumentNullException.ThrowIfNull(exchange);
+        if (!sampled)
+        {
+            Metrics.RequestsSampledOut(exchange.Direction).Inc();
+            return false;
+        }
+
+        CountBody(exchange.RequestBody);
+        CountBody(exchange.ResponseBody);
+        _redactor.Redact(exchange);
+
+        if (_detailedLogging)
+        {
+            Log.ExchangeCaptured(_logger, exchange.Direction, exchange.Method, exchange.Authority, exchange.Path, exchange.StatusCode);
+        }
+
+        if (_exporter.TryEnqueue(exchange))
+        {
+            Metrics.Requests(exchange.Direction, CaptureDecision.Capture).Inc();
+            return true;
+        }
+
+        Metrics.RequestsDropped(exchange.Direction).Inc();
+        return false;
+    }
+
+    private void CountBody(CapturedBody body)
+    {
+        Metrics.CaptureBytes.Add(body.Content.Length);
+        if (body.Truncated)
+        {
+            Metrics.BodyTruncated.Inc();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Debug, "Captured {Direction} {Method} {Authority}{Path} -> {Status}")]
+        public static partial void ExchangeCaptured(ILogger logger, TrafficDirection direction, string method, string authority, string path, int? status);
+    }
+}

@@ -1,0 +1,40 @@
+using SpIstio.Core.Model;
+
+namespace SpIstio.Agent.Pipeline;
+
+/// <summary>
+/// The seam through which a recorded response can answer a request instead of its upstream
+/// (the cache / replay issue plugs in here). The ext_proc service turns an answer into an
+/// ImmediateResponse; the capture proxy writes it instead of forwarding.
+/// </summary>
+public interface IResponseShortCircuit
+{
+    /// <summary>
+    /// Called once the request is known: its headers, and its captured body when the agent
+    /// buffers request bodies. Returns the response to send, or null to let the request go to
+    /// its upstream. Must honour <paramref name="cancellationToken"/>, and must not throw for a
+    /// miss; a fault is treated as a miss by the caller (fail open).
+    /// </summary>
+    ValueTask<ShortCircuitResponse?> TryAnswerAsync(Exchange request, CancellationToken cancellationToken);
+}
+
+/// <summary>A response given by the agent itself.</summary>
+/// <param name="StatusCode">HTTP status, 200–599.</param>
+/// <param name="Headers">Response headers, names lower-case, no pseudo-headers.</param>
+/// <param name="Body">The response body.</param>
+public sealed record ShortCircuitResponse(int StatusCode, HeaderList Headers, ReadOnlyMemory<byte> Body);
+
+/// <summary>The default: never answers, every request goes to its upstream.</summary>
+public sealed class NoShortCircuit : IResponseShortCircuit
+{
+    /// <summary>The shared instance.</summary>
+    public static readonly NoShortCircuit Instance = new();
+
+    private NoShortCircuit()
+    {
+    }
+
+    /// <inheritdoc/>
+    public ValueTask<ShortCircuitResponse?> TryAnswerAsync(Exchange request, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<ShortCircuitResponse?>(null);
+}

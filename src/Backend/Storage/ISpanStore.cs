@@ -1,0 +1,82 @@
+namespace SpIstio.Backend.Storage;
+
+/// <summary>
+/// The one store interface, implemented by SQLite (the embedded default) and PostgreSQL
+/// (production). Every read and write is scoped by a tenant id: no method returns another
+/// tenant's rows. Both implementations pass the same contract test suite.
+/// </summary>
+public interface ISpanStore : IAsyncDisposable
+{
+    /// <summary><c>sqlite</c> or <c>postgres</c>.</summary>
+    string Kind { get; }
+
+    /// <summary>Applies the versioned schema migrations not yet applied; safe to call on every start.</summary>
+    Task MigrateAsync(CancellationToken cancellationToken);
+
+    // ---- tenants and keys ----
+
+    /// <summary>Returns the tenant with this name, creating it when missing.</summary>
+    Task<Tenant> EnsureTenantAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>The tenant with this name, or null.</summary>
+    Task<Tenant?> FindTenantAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>All tenants (retention job, admin).</summary>
+    Task<IReadOnlyList<Tenant>> ListTenantsAsync(CancellationToken cancellationToken);
+
+    /// <summary>Sets a tenant's retention; null means the server default.</summary>
+    Task SetRetentionAsync(long tenantId, TimeSpan? retention, CancellationToken cancellationToken);
+
+    /// <summary>Stores a new key (only its hash). Fails if the hash already exists.</summary>
+    Task AddApiKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken);
+
+    /// <summary>The key with this SHA-256 hash, revoked or not, or null.</summary>
+    Task<ApiKeyRecord?> FindApiKeyAsync(byte[] keyHash, CancellationToken cancellationToken);
+
+    /// <summary>A tenant's keys, newest first.</summary>
+    Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(long tenantId, CancellationToken cancellationToken);
+
+    /// <summary>Marks a key revoked; false when the tenant has no such key.</summary>
+    Task<bool> RevokeApiKeyAsync(long tenantId, string keyId, CancellationToken cancellationToken);
+
+    // ---- ingest ----
+
+    /// <summary>
+    /// Stores spans atomically and durably: when the task completes they are committed (a
+    /// 200 to the exporter may follow); when it fails, none of them is stored. A span whose
+    /// (trace id, span id) already exists for the tenant replaces nothing and is skipped, so a
+    /// retried export does not duplicate.
+    /// </summary>
+    Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken);
+
+    // ---- queries (all newest first unless said otherwise) ----
+
+    /// <summary>Sessions matching the query, newest activity first, with a cursor to the next page.</summary>
+    Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken);
+
+    /// <summary>A session's spans (without bodies) in start-time order, or null when unknown.</summary>
+    Task<IReadOnlyList<SpanSummary>?> GetSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>A trace's spans (without bodies) in start-time order; empty when unknown.</summary>
+    Task<IReadOnlyList<SpanSummary>> GetTraceAsync(long tenantId, string traceId, CancellationToken cancellationToken);
+
+    /// <summary>One span in full (headers, decompressed bodies, attributes), or null.</summary>
+    Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken);
+
+    /// <summary>Caller → callee edges with call counts, errors and latency percentiles in the range.</summary>
+    Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
+
+    /// <summary>Per service, method and route statistics in the range; all services when <paramref name="service"/> is null.</summary>
+    Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
+
+    // ---- retention ----
+
+    /// <summary>Deletes a tenant's spans that started before <paramref name="cutoff"/>; returns how many.</summary>
+    Task<long> DeleteOlderThanAsync(long tenantId, DateTimeOffset cutoff, CancellationToken cancellationToken);
+
+    /// <summary>Bytes the stored spans take (bodies, headers, indexes as the engine reports them).</summary>
+    Task<long> GetStoredBytesAsync(CancellationToken cancellationToken);
+
+    /// <summary>Deletes the oldest spans of all tenants, at least <paramref name="bytes"/> worth of stored data; returns how many spans.</summary>
+    Task<long> DeleteOldestAsync(long bytes, CancellationToken cancellationToken);
+}
