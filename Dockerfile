@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# The `sp` image: one executable for `sp agent extproc|proxy`, `sp backend` and `sp keys`.
+#
+#   docker build -t ghcr.io/sp-istio/sp:0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/sp-istio/sp:0.1.0 .
+#
+# Build stage runs on the build machine's platform and cross-publishes for the target
+# architecture, so multi-arch builds do not run the SDK under emulation.
+FROM --platform=$BUILDPLATFORM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+ARG TARGETARCH
+WORKDIR /src
+
+# Restore first, from the project files and shared build settings only, so source edits
+# reuse the restore layer. global.json is left out on purpose: inside the image the SDK tag
+# above decides the SDK, and global.json pins a feature band for developer machines.
+COPY Directory.Build.props Directory.Packages.props .editorconfig ./
+COPY eng/ eng/
+COPY src/Directory.Build.props src/
+COPY src/Core/Core.csproj src/Core/
+COPY src/Agent/Agent.csproj src/Agent/
+COPY src/Backend/Backend.csproj src/Backend/
+COPY src/Cli/Cli.csproj src/Cli/
+RUN dotnet restore src/Cli/Cli.csproj -a $TARGETARCH
+
+COPY src/ src/
+# Framework-dependent: the runtime comes from the base image, which gets security patches
+# without a rebuild of the application layer.
+RUN dotnet publish src/Cli/Cli.csproj -c Release -a $TARGETARCH --no-restore --self-contained false -o /app
+
+# Runtime: Ubuntu 24.04 "chiseled" ASP.NET image. Chosen over -alpine because
+#  - it is glibc, like the SDK that built the app: the SQLite native library (SQLitePCLRaw)
+#    and gRPC run on the same libc they were tested with;
+#  - it has no shell and no package manager, so a compromised process has no tools, and
+#    the image passes "no shell in production images" policies;
+#  - it already runs as the non-root `app` user (APP_UID 1654) and is ~110 MB.
+# It has no ICU: the app formats with InvariantCulture and runs in globalization-invariant
+# mode (set by the image).
+FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble-chiseled AS runtime
+WORKDIR /app
+COPY --from=build --chown=root:root /app ./
+
+# Kubernetes mounts these: /tmp (emptyDir; .NET's diagnostics IPC socket lives there) and
+# /data (SQLite store, only when the backend runs on the embedded store). Nothing else is
+# written, so the root filesystem can be mounted read-only.
+VOLUME ["/tmp", "/data"]
+# The base image sets ASPNETCORE_HTTP_PORTS=8080; every `sp` server takes its address from
+# --listen/--admin, so the default binding is cleared rather than left listening.
+ENV ASPNETCORE_HTTP_PORTS= \
+    TMPDIR=/tmp
+# Agent ext_proc (gRPC), agent admin (/metrics, /healthz, /readyz), backend (OTLP, API, UI).
+EXPOSE 18080 18081 8090
+
+USER $APP_UID
+ENTRYPOINT ["dotnet", "/app/sp.dll"]
+CMD ["--help"]
