@@ -1,0 +1,70 @@
+namespace SpIstio.Deploy.Tests;
+
+/// <summary>The root Dockerfile builds the `sp` image the manifests run: multi-stage, pinned bases, non-root.</summary>
+public sealed class DockerfileTests
+{
+    private static readonly string[] _lines = File.ReadAllLines(Path.Combine(RepoPaths.Root, "Dockerfile"))
+        .Select(l => l.Trim())
+        .Where(l => l.Length > 0 && !l.StartsWith('#'))
+        .ToArray();
+
+    private static List<string[]> Stages()
+    {
+        var stages = new List<List<string>>();
+        foreach (var line in _lines)
+        {
+            if (line.StartsWith("FROM ", StringComparison.OrdinalIgnoreCase))
+            {
+                stages.Add([]);
+            }
+
+            if (stages.Count > 0)
+            {
+                stages[^1].Add(line);
+            }
+        }
+
+        return stages.Select(s => s.ToArray()).ToList();
+    }
+
+    private static string BaseImage(string fromLine) =>
+        fromLine.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).First(t => !t.StartsWith("--", StringComparison.Ordinal));
+
+    [Fact]
+    public void Dockerfile_BuildsWithTheSdkAndRunsOnTheAspNetRuntime()
+    {
+        var stages = Stages();
+
+        Assert.True(stages.Count >= 2, "the Dockerfile should be multi-stage (SDK build, runtime)");
+        Assert.StartsWith("mcr.microsoft.com/dotnet/sdk:10.0", BaseImage(stages[0][0]));
+        Assert.StartsWith("mcr.microsoft.com/dotnet/aspnet:10.0", BaseImage(stages[^1][0]));
+        Assert.Contains(stages[0], l => l.StartsWith("RUN dotnet publish src/Cli/Cli.csproj", StringComparison.Ordinal) && l.Contains("-c Release", StringComparison.Ordinal));
+        Assert.Contains(stages[^1], l => l.StartsWith("COPY --from=build", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void EveryBaseImage_HasAPinnedTag()
+    {
+        Assert.All(Stages(), s => Assert.True(ImageReference.HasPinnedTag(BaseImage(s[0])), $"'{s[0]}' has no tag or uses latest"));
+    }
+
+    [Fact]
+    public void FinalStage_RunsAsANonRootUserWithTheSpEntrypoint()
+    {
+        var final = Stages()[^1];
+        var user = final.LastOrDefault(l => l.StartsWith("USER ", StringComparison.OrdinalIgnoreCase));
+
+        Assert.NotNull(user);
+        var who = user["USER ".Length..].Trim();
+        Assert.DoesNotContain(who.Split(':')[0], new[] { "root", "0" });
+        Assert.Contains(final, l => l == "ENTRYPOINT [\"dotnet\", \"/app/sp.dll\"]");
+    }
+
+    [Fact]
+    public void DockerIgnore_KeepsBuildOutputAndNonSourceFoldersOutOfTheContext()
+    {
+        var ignored = File.ReadAllLines(Path.Combine(RepoPaths.Root, ".dockerignore")).Select(l => l.Trim()).ToHashSet(StringComparer.Ordinal);
+
+        Assert.Superset(new HashSet<string>(["**/bin/", "**/obj/", ".git/", "tests/", "deploy/"]), ignored);
+    }
+}
