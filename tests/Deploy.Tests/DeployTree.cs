@@ -56,7 +56,18 @@ internal static class DeployTree
 
     private static string CreateCopy()
     {
-        var target = Path.Combine(Path.GetTempPath(), "sp-deploy-tests-" + Guid.NewGuid().ToString("N"), "deploy");
+        var scratch = Path.Combine(Path.GetTempPath(), "sp-deploy-tests-" + Guid.NewGuid().ToString("N"));
+        var target = Path.Combine(scratch, "deploy");
+        // The test host does not always run exit handlers, so earlier runs' copies are swept here too.
+        foreach (var stale in Directory.GetDirectories(Path.GetTempPath(), "sp-deploy-tests-*"))
+        {
+            if (Directory.GetCreationTimeUtc(stale) < DateTime.UtcNow.AddHours(-1))
+            {
+                Directory.Delete(stale, recursive: true);
+            }
+        }
+
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(scratch, recursive: true);
         foreach (var file in Directory.EnumerateFiles(RepoPaths.Deploy, "*", SearchOption.AllDirectories))
         {
             var relative = Path.GetRelativePath(RepoPaths.Deploy, file);
