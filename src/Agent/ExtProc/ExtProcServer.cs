@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Pipeline;
@@ -92,7 +93,8 @@ public sealed class ExtProcServer : IAsyncDisposable
             grpc.MaxReceiveMessageSize = receiveLimit;
             grpc.EnableDetailedErrors = false;
         });
-        builder.Services.AddGrpcHealthChecks();
+        // grpc.health.v1 reports UNKNOWN while no check is registered; this one says the service is up.
+        builder.Services.AddGrpcHealthChecks().AddCheck("extproc", static () => HealthCheckResult.Healthy("ext_proc service listening"));
         builder.Services.AddSingleton(service);
 
         var app = builder.Build();
