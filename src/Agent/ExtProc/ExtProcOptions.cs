@@ -1,4 +1,4 @@
-using System.Net;
+using SpIstio.Agent.Hosting;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Agent.ExtProc;
@@ -13,7 +13,7 @@ public sealed class ExtProcOptions
     /// TCP address of the gRPC listener (cleartext HTTP/2). Port 0 picks a free port; read it back
     /// from <c>ExtProcServer.Port</c>. Null: no TCP listener (then a Unix socket is required).
     /// </summary>
-    public IPEndPoint? Listen { get; set; } = new(IPAddress.Loopback, 18080);
+    public ListenAddress? Listen { get; set; } = new ListenAddress("127.0.0.1", 18080);
 
     /// <summary>Path of a Unix domain socket to listen on as well (an in-pod agent), or null.</summary>
     public string? UnixSocketPath { get; set; }

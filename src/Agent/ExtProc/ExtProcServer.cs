@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -9,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Pipeline;
 
 namespace SpIstio.Agent.ExtProc;
@@ -76,14 +75,14 @@ public sealed class ExtProcServer : IAsyncDisposable
             kestrel.Limits.Http2.KeepAlivePingTimeout = options.KeepAlivePingTimeout;
             if (options.Listen is { } endpoint)
             {
-                kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+                kestrel.Listen(endpoint, static listen => listen.Protocols = HttpProtocols.Http2);
             }
 
             if (!string.IsNullOrEmpty(options.UnixSocketPath))
             {
                 // A stale socket file from a previous run would make the bind fail.
                 File.Delete(options.UnixSocketPath);
-                kestrel.ListenUnixSocket(options.UnixSocketPath, listen => listen.Protocols = HttpProtocols.Http2);
+                kestrel.ListenUnixSocket(options.UnixSocketPath, static listen => listen.Protocols = HttpProtocols.Http2);
             }
         });
 
@@ -121,17 +120,6 @@ public sealed class ExtProcServer : IAsyncDisposable
         }
 
         return new ExtProcServer(app, service, port, options.UnixSocketPath);
-    }
-
-    /// <summary>The TCP endpoint to dial, e.g. for a client: the listen address with the bound port.</summary>
-    public static string FormatAddress(IPEndPoint endpoint, int port)
-    {
-        ArgumentNullException.ThrowIfNull(endpoint);
-        var host = endpoint.Address.Equals(IPAddress.Any) ? "127.0.0.1"
-            : endpoint.Address.Equals(IPAddress.IPv6Any) ? "[::1]"
-            : endpoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? "[" + endpoint.Address + "]"
-            : endpoint.Address.ToString();
-        return string.Create(CultureInfo.InvariantCulture, $"http://{host}:{port}");
     }
 
     /// <summary>

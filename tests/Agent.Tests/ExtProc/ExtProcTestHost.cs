@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
-using System.Net;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.ExtProc;
 using SpIstio.Agent.ExtProc.Proto;
+using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Configuration;
@@ -51,7 +51,7 @@ internal sealed class ExtProcTestHost : IAsyncDisposable
         var exporter = new CollectingExporter();
         var metrics = new AgentMetrics();
         var pipeline = new CapturePipeline(options, exporter, metrics, loggerFactory.CreateLogger<CapturePipeline>(), shortCircuit);
-        var serverOptions = new ExtProcOptions { Listen = new IPEndPoint(IPAddress.Loopback, 0) };
+        var serverOptions = new ExtProcOptions { Listen = new ListenAddress("127.0.0.1", 0) };
         configure?.Invoke(serverOptions);
         var server = await ExtProcServer.StartAsync(pipeline, serverOptions, loggerFactory, time);
         var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}", new GrpcChannelOptions
