@@ -5,7 +5,11 @@ namespace SpIstio.Cli;
 
 internal static class Program
 {
-    public static int Main(string[] args) => BuildRootCommand().Parse(args).Invoke();
+    // Ctrl+C / SIGTERM cancel the running command's token; the agent commands then drain and flush
+    // within their own bounds (stream drain 10 s, export.shutdown_flush_ms), so the hard stop is later.
+    private static readonly InvocationConfiguration _invocation = new() { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) };
+
+    public static int Main(string[] args) => BuildRootCommand().Parse(args).Invoke(_invocation);
 
     /// <summary>
     /// The whole command tree. Each command group lives in its own file under Commands/ and is
@@ -15,6 +19,7 @@ internal static class Program
     {
         var root = new RootCommand("sp: capture, search and replay of HTTP exchanges in an Istio mesh.");
         root.Subcommands.Add(ConfigCommands.Create());
+        root.Subcommands.Add(AgentCommands.Create());
         return root;
     }
 }

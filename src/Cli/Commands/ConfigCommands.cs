@@ -45,17 +45,7 @@ internal static class ConfigCommands
 
             if (!result.Report.IsValid)
             {
-                error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{path}: invalid, {result.Report.Errors.Count} error(s)"));
-                foreach (var problem in result.Report.Errors)
-                {
-                    error.WriteLine("error: " + problem);
-                }
-
-                foreach (var problem in result.Report.Warnings)
-                {
-                    error.WriteLine("warning: " + problem);
-                }
-
+                WriteProblems(error, path, result);
                 return ExitCodes.InvalidInput;
             }
 
@@ -63,6 +53,21 @@ internal static class ConfigCommands
             return ExitCodes.Success;
         });
         return validate;
+    }
+
+    /// <summary>Prints every error and warning of an invalid configuration (shared with the agent commands).</summary>
+    internal static void WriteProblems(TextWriter error, string path, ConfigLoadResult result)
+    {
+        error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{path}: invalid, {result.Report.Errors.Count} error(s)"));
+        foreach (var problem in result.Report.Errors)
+        {
+            error.WriteLine("error: " + problem);
+        }
+
+        foreach (var problem in result.Report.Warnings)
+        {
+            error.WriteLine("warning: " + problem);
+        }
     }
 
     private static Command CreateReference()

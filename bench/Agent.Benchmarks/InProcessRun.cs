@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using Grpc.Core;
+using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Agent.ExtProc;
+using SpIstio.Agent.ExtProc.Proto;
+using SpIstio.Agent.Metrics;
+using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Agent.Benchmarks;
+
+/// <summary>
+/// The capture path alone, in this process, without transport: <see cref="ExtProcService"/> fed
+/// from memory. Gives bytes allocated per exchange (GC.GetTotalAllocatedBytes over every thread)
+/// and exact per-message server time (message handed over → answer written).
+/// </summary>
+internal static class InProcessRun
+{
+    public static async Task<(double BytesPerExchange, double P50Us, double P99Us)> RunAsync(ExchangeScript script, int exchanges)
+    {
+        var metrics = new AgentMetrics();
+        var pipeline = new CapturePipeline(new AgentOptions(), new DiscardingExporter(), metrics, NullLogger<CapturePipeline>.Instance);
+        var service = new ExtProcService(pipeline, new ExtProcOptions(), NullLogger<ExtProcService>.Instance);
+        var context = new BenchCallContext();
+        var reader = new ScriptReader(script.Messages);
+        var writer = new TimingWriter(reader, exchanges * script.Messages.Length);
+
+        for (var i = 0; i < 20_000; i++)
+        {
+            reader.Reset();
+            await service.Process(reader, writer, context);
+        }
+
+        writer.Clear();
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        for (var i = 0; i < exchanges; i++)
+        {
+            reader.Reset();
+            await service.Process(reader, writer, context);
+        }
+
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        var times = writer.Times();
+        Array.Sort(times);
+        double P(double q) => times.Length == 0 ? double.NaN : times[Math.Min(times.Length - 1, (int)(q * times.Length))];
+        return ((double)allocated / exchanges, P(0.50), P(0.99));
+    }
+
+    private sealed class DiscardingExporter : IExchangeExporter
+    {
+        public bool TryEnqueue(Exchange exchange) => true;
+    }
+
+    private sealed class ScriptReader(ProcessingRequest[] messages) : IAsyncStreamReader<ProcessingRequest>
+    {
+        private static readonly Task<bool> _true = Task.FromResult(true);
+        private static readonly Task<bool> _false = Task.FromResult(false);
+        private int _index = -1;
+
+        public ProcessingRequest Current => messages[_index];
+
+        public long HandedOut { get; private set; }
+
+        public void Reset() => _index = -1;
+
+        public Task<bool> MoveNext(CancellationToken cancellationToken)
+        {
+            if (++_index < messages.Length)
+            {
+                HandedOut = Stopwatch.GetTimestamp();
+                return _true;
+            }
+
+            return _false;
+        }
+    }
+
+    private sealed class TimingWriter(ScriptReader reader, int capacity) : IServerStreamWriter<ProcessingResponse>
+    {
+        private readonly double[] _times = new double[capacity];
+        private int _count;
+
+        public WriteOptions? WriteOptions { get; set; }
+
+        public Task WriteAsync(ProcessingResponse message, CancellationToken cancellationToken) => WriteAsync(message);
+
+        public Task WriteAsync(ProcessingResponse message)
+        {
+            if (_count < _times.Length)
+            {
+                _times[_count++] = Stopwatch.GetElapsedTime(reader.HandedOut).TotalMicroseconds;
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public void Clear() => _count = 0;
+
+        public double[] Times() => _times.AsSpan(0, _count).ToArray();
+    }
+
+    private sealed class BenchCallContext : ServerCallContext
+    {
+        private static readonly Metadata _headers = [];
+
+        protected override string MethodCore => "/envoy.service.ext_proc.v3.ExternalProcessor/Process";
+
+        protected override string HostCore => "127.0.0.1";
+
+        protected override string PeerCore => "ipv4:127.0.0.1:1";
+
+        protected override DateTime DeadlineCore => DateTime.MaxValue;
+
+        protected override Metadata RequestHeadersCore => _headers;
+
+        protected override CancellationToken CancellationTokenCore => CancellationToken.None;
+
+        protected override Metadata ResponseTrailersCore { get; } = [];
+
+        protected override Status StatusCore { get; set; }
+
+        protected override WriteOptions? WriteOptionsCore { get; set; }
+
+        protected override AuthContext AuthContextCore { get; } = new(null, []);
+
+        protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) => throw new NotSupportedException();
+
+        protected override Task WriteResponseHeadersAsyncCore(Metadata responseHeaders) => Task.CompletedTask;
+    }
+}

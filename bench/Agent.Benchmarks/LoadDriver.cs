@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using Grpc.Net.Client;
+using SpIstio.Agent.ExtProc.Proto;
+
+namespace SpIstio.Agent.Benchmarks;
+
+/// <summary>Result of one load run.</summary>
+internal sealed record LoadResult(long Exchanges, long Errors, TimeSpan Elapsed, double[] LatenciesMs)
+{
+    public double PerSecond => Exchanges / Elapsed.TotalSeconds;
+
+    public double Percentile(double q)
+    {
+        if (LatenciesMs.Length == 0)
+        {
+            return double.NaN;
+        }
+
+        return LatenciesMs[Math.Min(LatenciesMs.Length - 1, (int)(q * LatenciesMs.Length))];
+    }
+}
+
+/// <summary>
+/// Plays exchanges the way Envoy does: one bidirectional stream per exchange, multiplexed over a
+/// few HTTP/2 connections (Envoy keeps about one per worker thread), N exchanges in flight.
+/// </summary>
+internal static class LoadDriver
+{
+    public static async Task<LoadResult> RunAsync(string address, ExchangeScript script, int concurrency, int connections, TimeSpan duration, double? rate)
+    {
+        var channels = new GrpcChannel[connections];
+        var clients = new ExternalProcessor.ExternalProcessorClient[connections];
+        for (var i = 0; i < connections; i++)
+        {
+            channels[i] = GrpcChannel.ForAddress("http://" + address, new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) },
+                MaxReceiveMessageSize = null,
+            });
+            clients[i] = new ExternalProcessor.ExternalProcessorClient(channels[i]);
+        }
+
+        var stopAt = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var started = Stopwatch.GetTimestamp();
+        var ticksPerExchange = rate is { } r ? Stopwatch.Frequency / r : 0;
+        long next = -1;
+        long errors = 0;
+        var latencies = new List<double>[concurrency];
+        var workers = new Task[concurrency];
+        for (var w = 0; w < concurrency; w++)
+        {
+            var list = latencies[w] = new List<double>(1 << 14);
+            var client = clients[w % connections];
+            workers[w] = Task.Run(async () =>
+            {
+                while (true)
+                {
+                    if (ticksPerExchange > 0)
+                    {
+                        var due = started + (long)(Interlocked.Increment(ref next) * ticksPerExchange);
+                        while (Stopwatch.GetTimestamp() < due)
+                        {
+                            var wait = (due - Stopwatch.GetTimestamp()) * 1000 / Stopwatch.Frequency;
+                            await Task.Delay(wait > 1 ? TimeSpan.FromMilliseconds(wait - 1) : TimeSpan.FromMilliseconds(1));
+                        }
+                    }
+
+                    var begin = Stopwatch.GetTimestamp();
+                    if (begin >= stopAt)
+                    {
+                        return;
+                    }
+
+                    try
+                    {
+                        await PlayAsync(client, script);
+                        list.Add(Stopwatch.GetElapsedTime(begin).TotalMilliseconds);
+                    }
+                    catch (Exception)
+                    {
+                        Interlocked.Increment(ref errors);
+                    }
+                }
+            });
+        }
+
+        await Task.WhenAll(workers);
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        foreach (var channel in channels)
+        {
+            channel.Dispose();
+        }
+
+        var all = latencies.SelectMany(l => l).ToArray();
+        Array.Sort(all);
+        return new LoadResult(all.Length, errors, elapsed, all);
+    }
+
+    private static async Task PlayAsync(ExternalProcessor.ExternalProcessorClient client, ExchangeScript script)
+    {
+        using var call = client.Process();
+        var messages = script.Messages;
+        if (script.Observability)
+        {
+            for (var i = 0; i < messages.Length; i++)
+            {
+                await call.RequestStream.WriteAsync(messages[i]);
+            }
+
+            await call.RequestStream.CompleteAsync();
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+            {
+                throw new InvalidOperationException("the server answered in observability mode");
+            }
+
+            return;
+        }
+
+        for (var i = 0; i < messages.Length; i++)
+        {
+            await call.RequestStream.WriteAsync(messages[i]);
+            if (!await call.ResponseStream.MoveNext(CancellationToken.None))
+            {
+                throw new InvalidOperationException("stream ended early");
+            }
+        }
+
+        await call.RequestStream.CompleteAsync();
+        await call.ResponseStream.MoveNext(CancellationToken.None);
+    }
+}

@@ -1,0 +1,130 @@
+using System.Globalization;
+using System.Reflection;
+using SpIstio.Agent.Benchmarks;
+
+// Envoy-like ext_proc load against `sp agent extproc` (separate process) and a no-op baseline
+// server on the same stack; see bench/README.md.
+if (args.Contains("--noop-server"))
+{
+    return await NoopServer.RunAsync();
+}
+
+var seconds = Option("--seconds", 10);
+var concurrency = Option("--streams", 64);
+var connections = Option("--connections", 2);
+var rate = Option("--rate", 5000);
+var ic = CultureInfo.InvariantCulture;
+var here = AppContext.BaseDirectory;
+var duration = TimeSpan.FromSeconds(seconds);
+var warmup = TimeSpan.FromSeconds(2);
+// The agent with the tuning bench/README.md documents: workstation non-concurrent GC (no
+// background GC thread and heap) and a 4 MiB gen0 budget, which bounds RSS under load.
+var agentEnvironment = new Dictionary<string, string>
+{
+    ["DOTNET_gcServer"] = "0",
+    ["DOTNET_gcConcurrent"] = "0",
+    ["DOTNET_GCgen0size"] = Environment.GetEnvironmentVariable("BENCH_GCGEN0SIZE") ?? "0x400000",
+};
+
+Console.WriteLine(string.Create(ic, $"ext_proc load: {concurrency} concurrent streams over {connections} HTTP/2 connections, {seconds} s per scenario, {Environment.ProcessorCount} cores"));
+await using var sink = await OtlpSink.StartAsync();
+var scripts = new[] { ExchangeScript.HeaderOnly(), ExchangeScript.Body2K(observability: false), ExchangeScript.Body2K(observability: true) };
+var rows = new List<string[]>();
+using var http = new HttpClient();
+
+// Baseline: a server that answers CONTINUE and captures nothing.
+var baseline = new Dictionary<string, LoadResult>();
+await using (var noop = await ServerProcess.StartAsync(Assembly.GetEntryAssembly()!.Location, ["--noop-server"], agentEnvironment, hasAdmin: false))
+{
+    foreach (var script in scripts)
+    {
+        await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, warmup, null);
+        baseline[script.Name] = await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, duration, null);
+        Console.WriteLine(string.Create(ic, $"  baseline {script.Name}: {baseline[script.Name].PerSecond:F0} exchanges/s"));
+    }
+}
+
+double rssIdle;
+double rssPeak = 0;
+await using (var agent = await ServerProcess.StartAsync(
+    Path.Combine(here, "sp.dll"),
+    ["agent", "extproc", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ignore-env",
+     "--set", "sp_backend_url=" + sink.BaseAddress, "--set", "public_key=bench"],
+    agentEnvironment,
+    hasAdmin: true))
+{
+    await Task.Delay(1000);
+    rssIdle = agent.RssMiB();
+    Console.WriteLine(string.Create(ic, $"  agent pid {agent.Pid}, idle RSS {rssIdle:F1} MiB ({agent.AnonymousRssMiB():F1} MiB anonymous, the rest mapped runtime and assembly files)"));
+    using var sampling = new CancellationTokenSource();
+    var sampler = Task.Run(async () =>
+    {
+        while (!sampling.IsCancellationRequested)
+        {
+            rssPeak = Math.Max(rssPeak, agent.RssMiB());
+            await Task.Delay(100);
+        }
+    });
+
+    foreach (var script in scripts)
+    {
+        await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, warmup, null);
+        var before = Histogram.Parse(await agent.ScrapeAsync(http));
+        var result = await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, duration, null);
+        var server = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(before);
+        rows.Add(Row(script.Name, "max", result, baseline[script.Name], server));
+        Console.WriteLine("  " + string.Join(" | ", rows[^1]));
+    }
+
+    // Rate-limited: the latency target is stated at 5,000 exchanges/s.
+    var paced = ExchangeScript.Body2K(observability: false);
+    var pacedBefore = Histogram.Parse(await agent.ScrapeAsync(http));
+    var pacedResult = await LoadDriver.RunAsync(agent.GrpcAddress, paced, concurrency, connections, duration, rate);
+    var pacedServer = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(pacedBefore);
+    rows.Add(Row(paced.Name, rate.ToString(ic) + "/s", pacedResult, null, pacedServer));
+    Console.WriteLine("  " + string.Join(" | ", rows[^1]));
+
+    sampling.Cancel();
+    await sampler;
+    rssPeak = Math.Max(rssPeak, agent.PeakRssMiB());
+    var metrics = await agent.ScrapeAsync(http);
+    Console.WriteLine("  agent export: " + Histogram.Line(metrics, "sp_export_spans_total{result=\"exported\"}") + " spans exported, "
+        + Histogram.Line(metrics, "sp_export_dropped_total") + " dropped; sink received " + sink.Requests.ToString(ic) + " batches");
+}
+
+var allocHeaders = await InProcessRun.RunAsync(ExchangeScript.HeaderOnly(), 50_000);
+var allocBody = await InProcessRun.RunAsync(ExchangeScript.Body2K(false), 50_000);
+
+Console.WriteLine();
+Console.WriteLine("| scenario | load | exchanges/s | vs baseline | exchange round trip p50 / p99 (ms) | server time per message p50 / p99 (µs, agent histogram) | errors |");
+Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+foreach (var row in rows)
+{
+    Console.WriteLine("| " + string.Join(" | ", row) + " |");
+}
+
+Console.WriteLine();
+Console.WriteLine("| capture path in process (no transport) | bytes allocated per exchange | server time per message p50 / p99 (µs) |");
+Console.WriteLine("| --- | ---: | ---: |");
+Console.WriteLine(string.Create(ic, $"| headers-only sync | {allocHeaders.BytesPerExchange:F0} | {allocHeaders.P50Us:F1} / {allocHeaders.P99Us:F1} |"));
+Console.WriteLine(string.Create(ic, $"| 2 KiB bodies sync | {allocBody.BytesPerExchange:F0} | {allocBody.P50Us:F1} / {allocBody.P99Us:F1} |"));
+Console.WriteLine();
+Console.WriteLine(string.Create(ic, $"agent RSS: idle {rssIdle:F1} MiB, peak under load {rssPeak:F1} MiB"));
+return 0;
+
+string[] Row(string name, string load, LoadResult result, LoadResult? reference, Histogram server) =>
+[
+    name,
+    load,
+    result.PerSecond.ToString("F0", ic),
+    reference is null ? "–" : (result.PerSecond / reference.PerSecond).ToString("P0", ic),
+    string.Create(ic, $"{result.Percentile(0.50):F2} / {result.Percentile(0.99):F2}"),
+    string.Create(ic, $"{server.Quantile(0.50) * 1e6:F0} / {server.Quantile(0.99) * 1e6:F0}"),
+    result.Errors.ToString(ic),
+];
+
+int Option(string name, int fallback)
+{
+    var i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
+}

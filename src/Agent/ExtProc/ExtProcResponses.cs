@@ -1,0 +1,49 @@
+using SpIstio.Agent.ExtProc.Proto;
+using SpIstio.Agent.ExtProc.Proto.Filter;
+using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
+using HeaderSendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.HeaderSendMode;
+
+namespace SpIstio.Agent.ExtProc;
+
+/// <summary>
+/// The answers that carry nothing but "continue". Shared instances: they are never mutated, and
+/// Google.Protobuf's serializer only reads a message, so concurrent streams may write them.
+/// </summary>
+internal static class ExtProcResponses
+{
+    /// <summary>
+    /// Sent with the request-headers answer of an exchange the agent does not follow (rules skip
+    /// it, or its trace is not sampled): no bodies, no response headers, no trailers. Envoy applies
+    /// it only when the filter sets <c>allow_mode_override</c>; otherwise the agent answers
+    /// whatever still comes with <see cref="Continue"/>.
+    /// </summary>
+    public static readonly ProcessingMode SkipRest = new()
+    {
+        RequestHeaderMode = HeaderSendMode.Skip,
+        RequestBodyMode = BodySendMode.None,
+        RequestTrailerMode = HeaderSendMode.Skip,
+        ResponseHeaderMode = HeaderSendMode.Skip,
+        ResponseBodyMode = BodySendMode.None,
+        ResponseTrailerMode = HeaderSendMode.Skip,
+    };
+
+    /// <summary>Continue after request headers, and send nothing more for this exchange.</summary>
+    public static readonly ProcessingResponse SkipRequestHeaders = new()
+    {
+        RequestHeaders = new HeadersResponse { Response = new CommonResponse() },
+        ModeOverride = SkipRest,
+    };
+
+    private static readonly ProcessingResponse[] _continue =
+    [
+        new() { RequestHeaders = new HeadersResponse { Response = new CommonResponse() } },
+        new() { ResponseHeaders = new HeadersResponse { Response = new CommonResponse() } },
+        new() { RequestBody = new BodyResponse { Response = new CommonResponse() } },
+        new() { ResponseBody = new BodyResponse { Response = new CommonResponse() } },
+        new() { RequestTrailers = new TrailersResponse() },
+        new() { ResponseTrailers = new TrailersResponse() },
+    ];
+
+    /// <summary>The plain CONTINUE answer to a message of type <paramref name="messageType"/> (an index of <see cref="Metrics.AgentMetrics.MessageTypes"/>).</summary>
+    public static ProcessingResponse Continue(int messageType) => _continue[messageType];
+}

@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using SpIstio.Agent.ExtProc.Proto;
+using SpIstio.Agent.Metrics;
+using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Metrics;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Agent.ExtProc;
+
+/// <summary>
+/// Envoy's <c>envoy.service.ext_proc.v3.ExternalProcessor</c>: one bidirectional stream per HTTP
+/// exchange, assembled into an <see cref="Exchange"/> and handed to the <see cref="CapturePipeline"/>.
+/// </summary>
+/// <remarks>
+/// <para>Observability mode (every message carries <c>observability_mode</c>): the agent never
+/// answers, so capture adds no latency. Synchronous mode: exactly one answer per message, in
+/// order; trace context is injected into the request headers, excluded exchanges are answered
+/// with a <c>mode_override</c> that stops Envoy sending the rest, and a complete request may be
+/// answered by the <see cref="IResponseShortCircuit"/> with an ImmediateResponse.</para>
+/// <para>Fail open: a fault ends the stream with status OK, which tells Envoy to go on without the
+/// agent; it is counted in <c>sp_agent_faults_total{kind}</c> and logged once per kind. Envoy
+/// cancelling a stream is normal (it does so after an ImmediateResponse or when it needs nothing
+/// more) and is neither an error nor logged as one.</para>
+/// </remarks>
+public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessorBase
+{
+    /// <summary>Fault kind: the short-circuit threw.</summary>
+    public const string FaultShortCircuit = "extproc_short_circuit";
+
+    /// <summary>Fault kind: anything else that went wrong while handling a stream.</summary>
+    public const string FaultStream = "extproc_stream";
+
+    /// <summary>Fault kind: a message Envoy should not send (no request set).</summary>
+    public const string FaultProtocol = "extproc_protocol";
+
+    // Indexes into _faults / _faultLogged.
+    private const int KindShortCircuit = 0;
+    private const int KindStream = 1;
+    private const int KindProtocol = 2;
+
+    private readonly CapturePipeline _pipeline;
+    private readonly ExtProcOptions _options;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Counter[] _faults;
+    private readonly int[] _faultLogged = new int[3];
+
+    /// <summary>Creates the service.</summary>
+    public ExtProcService(CapturePipeline pipeline, ExtProcOptions options, ILogger<ExtProcService> logger, TimeProvider? time = null)
+    {
+        _pipeline = pipeline ?? throw new ArgumentNullException(nameof(pipeline));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _logger = logger ?? throw new ArgumentNullException(nameof(logger));
+        _time = time ?? TimeProvider.System;
+        var metrics = pipeline.Metrics;
+        _faults = [metrics.Faults(FaultShortCircuit), metrics.Faults(FaultStream), metrics.Faults(FaultProtocol)];
+    }
+
+    /// <inheritdoc/>
+    public override async Task Process(
+        IAsyncStreamReader<ProcessingRequest> requestStream,
+        IServerStreamWriter<ProcessingResponse> responseStream,
+        ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(requestStream);
+        ArgumentNullException.ThrowIfNull(responseStream);
+        ArgumentNullException.ThrowIfNull(context);
+
+        var metrics = _pipeline.Metrics;
+        metrics.ExtProcStreamsActive.Inc();
+        var callToken = context.CancellationToken;
+        using var stream = new ExtProcStream(_pipeline, _options, context, _time);
+        using var idle = new CancellationTokenSource(_options.StreamIdleTimeout, _time);
+        using var link = callToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
+        var token = idle.Token;
+        var idleTicks = (long)(_options.StreamIdleTimeout.TotalSeconds * Stopwatch.Frequency / 4);
+        var lastReset = Stopwatch.GetTimestamp();
+        var faulted = false;
+        try
+        {
+            while (await requestStream.MoveNext(token).ConfigureAwait(false))
+            {
+                var started = Stopwatch.GetTimestamp();
+                var request = requestStream.Current;
+                var type = (int)request.RequestCase - (int)ProcessingRequest.RequestOneofCase.RequestHeaders;
+                if ((uint)type >= (uint)AgentMetrics.MessageTypes.Length)
+                {
+                    LogFault(KindProtocol, null);
+                    faulted = true;
+                    break;
+                }
+
+                metrics.Messages(type).Inc();
+                var response = stream.Handle(request, type);
+                if (stream.ShortCircuitDue && !request.ObservabilityMode)
+                {
+                    ProcessingResponse? immediate;
+                    try
+                    {
+                        immediate = await stream.TryShortCircuitAsync(token).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException || !token.IsCancellationRequested)
+                    {
+                        LogFault(KindShortCircuit, ex);
+                        faulted = true;
+                        break;
+                    }
+
+                    response = immediate ?? response;
+                }
+
+                if (request.ObservabilityMode)
+                {
+                    metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                }
+                else
+                {
+                    // Server time ends once the answer is serialized into the HTTP/2 stream; the
+                    // flush that follows is transport.
+                    var write = responseStream.WriteAsync(response, token);
+                    metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                    await write.ConfigureAwait(false);
+                }
+
+                if (response.ResponseCase == ProcessingResponse.ResponseOneofCase.ImmediateResponse)
+                {
+                    // Envoy answers locally and closes the stream; nothing more belongs to this exchange.
+                    break;
+                }
+
+                // Re-arming the idle timer costs a timer-queue update; doing it at most every
+                // quarter of the timeout keeps it off most messages.
+                if (started - lastReset > idleTicks)
+                {
+                    lastReset = started;
+                    idle.CancelAfter(_options.StreamIdleTimeout);
+                }
+            }
+
+            // After a fault the exchange is left unexported: the agent cannot vouch for it.
+            if (!faulted)
+            {
+                stream.Finish(ExchangeOutcome.Completed, null);
+            }
+        }
+        catch (Exception ex) when (IsCancellation(ex, token))
+        {
+            if (callToken.IsCancellationRequested || ex is IOException || !token.IsCancellationRequested)
+            {
+                stream.Finish(ExchangeOutcome.Cancelled, "envoy cancelled the stream");
+            }
+            else
+            {
+                // Idle deadline: keep what was seen, end the stream with OK so Envoy goes on alone.
+                stream.Finish(ExchangeOutcome.TimedOut, "ext_proc stream idle timeout");
+            }
+        }
+        catch (Exception ex)
+        {
+            LogFault(KindStream, ex);
+        }
+        finally
+        {
+            metrics.ExtProcStreamsActive.Dec();
+        }
+    }
+
+    private static bool IsCancellation(Exception ex, CancellationToken token) =>
+        ex is OperationCanceledException or IOException
+        || (token.IsCancellationRequested && ex is RpcException or InvalidOperationException);
+
+    private void LogFault(int kind, Exception? exception)
+    {
+        _faults[kind].Inc();
+        if (Interlocked.Exchange(ref _faultLogged[kind], 1) == 0)
+        {
+            Log.FailedOpen(_logger, FaultKindName(kind), exception);
+        }
+    }
+
+    private static string FaultKindName(int kind) => kind switch
+    {
+        KindShortCircuit => FaultShortCircuit,
+        KindStream => FaultStream,
+        _ => FaultProtocol,
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(100, LogLevel.Warning, "ext_proc fault '{Kind}': the stream was closed with OK so Envoy passes the request through unchanged. Further faults of this kind are only counted (sp_agent_faults_total).")]
+        public static partial void FailedOpen(ILogger logger, string kind, Exception? exception);
+    }
+}

@@ -1,0 +1,602 @@
+using System.Globalization;
+using Google.Protobuf.Collections;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using SpIstio.Agent.ExtProc.Proto;
+using SpIstio.Agent.ExtProc.Proto.Core;
+using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Capture;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.Model;
+using SpIstio.Core.Rules;
+using SpIstio.Core.Services;
+using SpIstio.Core.Tracing;
+using AppendAction = SpIstio.Agent.ExtProc.Proto.Core.HeaderValueOption.Types.HeaderAppendAction;
+using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
+
+namespace SpIstio.Agent.ExtProc;
+
+/// <summary>
+/// The state of one ext_proc stream, i.e. one HTTP exchange: the exchange being assembled, its
+/// body buffers and where it is in Envoy's message sequence. Used by one stream's loop only.
+/// </summary>
+internal sealed class ExtProcStream : IDisposable
+{
+    /// <summary>Key of the filter's entry in <c>ProcessingRequest.attributes</c>.</summary>
+    public const string AttributesKey = "envoy.filters.http.ext_proc";
+
+    /// <summary>The attribute naming the Envoy cluster of the exchange.</summary>
+    public const string ClusterNameAttribute = "xds.cluster_name";
+
+    /// <summary>gRPC initial metadata an EnvoyFilter may set: inbound|outbound|server|client.</summary>
+    public const string DirectionMetadata = "x-sp-direction";
+
+    /// <summary>gRPC initial metadata an EnvoyFilter may set: the workload's service name.</summary>
+    public const string ServiceNameMetadata = "x-sp-service-name";
+
+    /// <summary>Exchange attribute listing the request trailer names (the fields are in the request headers).</summary>
+    public const string RequestTrailersAttribute = "sp.request.trailers";
+
+    /// <summary>Exchange attribute listing the response trailer names (the fields are in the response headers).</summary>
+    public const string ResponseTrailersAttribute = "sp.response.trailers";
+
+    /// <summary>Header marking a response the agent gave itself.</summary>
+    public const string CacheHeader = "x-sp-cache";
+
+    /// <summary>Prefix of Envoy attributes copied into <see cref="Exchange.Attributes"/>.</summary>
+    private const string EnvoyAttributePrefix = "envoy.";
+
+    private readonly CapturePipeline _pipeline;
+    private readonly ExtProcOptions _options;
+    private readonly ServerCallContext _context;
+    private readonly TimeProvider _time;
+    private readonly Exchange _exchange = new();
+
+    private BodyCaptureBuffer? _requestBody;
+    private BodyCaptureBuffer? _responseBody;
+    private bool _requestSeen;
+    private bool _capturing;
+    private bool _sampled;
+    private bool _requestComplete;
+    private bool _requestBodyDone;
+    private bool _responseComplete;
+    private bool _finalised;
+    private BodySendMode _requestBodyMode;
+    private string? _clusterName;
+
+    public ExtProcStream(CapturePipeline pipeline, ExtProcOptions options, ServerCallContext context, TimeProvider time)
+    {
+        _pipeline = pipeline;
+        _options = options;
+        _context = context;
+        _time = time;
+    }
+
+    /// <summary>The exchange being assembled.</summary>
+    public Exchange Exchange => _exchange;
+
+    /// <summary>True once the request is complete and the short-circuit should be asked before answering.</summary>
+    public bool ShortCircuitDue { get; private set; }
+
+    /// <summary>True once the exchange was finalised (its response complete, or answered by the agent).</summary>
+    public bool Finalised => _finalised;
+
+    /// <summary>
+    /// Takes one message into the exchange and returns the answer for synchronous mode (the
+    /// caller drops it in observability mode). Never null.
+    /// </summary>
+    public ProcessingResponse Handle(ProcessingRequest request, int messageType)
+    {
+        ShortCircuitDue = false;
+        switch (request.RequestCase)
+        {
+            case ProcessingRequest.RequestOneofCase.RequestHeaders:
+                return OnRequestHeaders(request);
+            case ProcessingRequest.RequestOneofCase.RequestBody:
+                OnRequestBody(request.RequestBody);
+                break;
+            case ProcessingRequest.RequestOneofCase.RequestTrailers:
+                OnRequestTrailers(request.RequestTrailers);
+                break;
+            case ProcessingRequest.RequestOneofCase.ResponseHeaders:
+                OnResponseHeaders(request);
+                break;
+            case ProcessingRequest.RequestOneofCase.ResponseBody:
+                OnResponseBody(request.ResponseBody);
+                break;
+            case ProcessingRequest.RequestOneofCase.ResponseTrailers:
+                OnResponseTrailers(request.ResponseTrailers);
+                break;
+        }
+
+        return ExtProcResponses.Continue(messageType);
+    }
+
+    /// <summary>
+    /// Asks the short-circuit whether the agent answers the request itself. Returns the
+    /// ImmediateResponse to send (and finalises the exchange as a cache hit), or null for a miss
+    /// or a lookup past its deadline. A throwing short-circuit propagates (the caller fails open).
+    /// </summary>
+    public async ValueTask<ProcessingResponse?> TryShortCircuitAsync(CancellationToken streamToken)
+    {
+        ShortCircuitDue = false;
+        var timeout = _options.ShortCircuitTimeout;
+        if (_pipeline.Options.FallbackTimeoutMs is int fallbackMs && fallbackMs > 0 && TimeSpan.FromMilliseconds(fallbackMs) < timeout)
+        {
+            timeout = TimeSpan.FromMilliseconds(fallbackMs);
+        }
+
+        ShortCircuitResponse? answer;
+        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(streamToken))
+        {
+            deadline.CancelAfter(timeout);
+            try
+            {
+                answer = await _pipeline.ShortCircuit.TryAnswerAsync(_exchange, deadline.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!streamToken.IsCancellationRequested)
+            {
+                // The deadline passed: a miss, the request goes to its upstream.
+                answer = null;
+            }
+        }
+
+        if (answer is null)
+        {
+            _exchange.Cache = CacheOutcome.Miss;
+            return null;
+        }
+
+        _exchange.Cache = CacheOutcome.Hit;
+        _exchange.StatusCode = answer.StatusCode;
+        var mutation = new HeaderMutation();
+        var headers = answer.Headers;
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var (name, value) = headers[i];
+            _exchange.ResponseHeaders.Add(name, value);
+
+            // The first field of a name replaces Envoy's default (content-type), repeats append (set-cookie).
+            var action = FirstIndexOf(headers, name) == i ? AppendAction.OverwriteIfExistsOrAdd : AppendAction.AppendIfExistsOrAdd;
+            mutation.SetHeaders.Add(HeaderText.Option(name, value, action));
+        }
+
+        _exchange.ResponseHeaders.Set(CacheHeader, "hit");
+        mutation.SetHeaders.Add(HeaderText.Option(CacheHeader, "hit", AppendAction.OverwriteIfExistsOrAdd));
+
+        _responseBody?.Dispose();
+        _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
+        _responseBody.Append(answer.Body.Span);
+        _responseComplete = true;
+        Finish(ExchangeOutcome.Completed, null);
+
+        return new ProcessingResponse
+        {
+            ImmediateResponse = new ImmediateResponse
+            {
+                Status = new Proto.Type.HttpStatus { Code = (Proto.Type.StatusCode)answer.StatusCode },
+                Headers = mutation,
+                Body = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Body),
+                Details = "sp_agent_cache_hit",
+            },
+        };
+    }
+
+    /// <summary>
+    /// Finalises the exchange once: completes the body buffers, stamps the end time and hands a
+    /// followed exchange to the pipeline (which samples, redacts, counts and queues it).
+    /// </summary>
+    public void Finish(ExchangeOutcome outcome, string? error)
+    {
+        if (_finalised)
+        {
+            return;
+        }
+
+        _finalised = true;
+        if (!_requestSeen)
+        {
+            // Envoy closed the stream before any headers: there is no exchange.
+            return;
+        }
+
+        CompleteRequestBody(ended: _requestComplete);
+        CompleteResponseBody(ended: _responseComplete);
+        _exchange.EndTime = _time.GetUtcNow();
+        if (outcome == ExchangeOutcome.Completed && _exchange.StatusCode is null)
+        {
+            // The stream ended without a response: Envoy gave up on the request (client gone, upstream reset).
+            outcome = ExchangeOutcome.Cancelled;
+            error ??= "stream ended before the response headers";
+        }
+
+        _exchange.Outcome = outcome;
+        _exchange.Error = error;
+        if (_capturing)
+        {
+            _pipeline.Complete(_exchange, _sampled);
+        }
+    }
+
+    /// <summary>Returns pooled buffers of an exchange that was never finalised.</summary>
+    public void Dispose()
+    {
+        _finalised = true;
+        _requestBody?.Dispose();
+        _responseBody?.Dispose();
+    }
+
+    private ProcessingResponse OnRequestHeaders(ProcessingRequest request)
+    {
+        var message = request.RequestHeaders;
+        if (_requestSeen)
+        {
+            // A second request_headers on one stream breaks the protocol; answer, change nothing.
+            return ExtProcResponses.Continue(0);
+        }
+
+        _requestSeen = true;
+        _exchange.StartTime = _time.GetUtcNow();
+        if (request.ProtocolConfig is { } protocol)
+        {
+            _requestBodyMode = protocol.RequestBodyMode;
+        }
+
+        ReadAttributes(request.Attributes);
+#pragma warning disable CS0612 // Envoys before 1.31 send attributes inside HttpHeaders.
+        ReadAttributes(message.Attributes);
+#pragma warning restore CS0612
+        ReadRequestHeaders(message.Headers);
+
+        var direction = ResolveDirection();
+        _exchange.Direction = direction;
+        _exchange.ServiceName = ServiceNameResolver.Resolve(
+            _pipeline.Options.ServiceName,
+            _exchange.RequestHeaders,
+            MetadataValue(ServiceNameMetadata),
+            direction == TrafficDirection.Inbound ? _clusterName : null);
+
+        var decision = _pipeline.Decide(direction, _exchange.Method, _exchange.Authority, _exchange.Path, _exchange.RequestHeaders);
+        if (decision != CaptureDecision.Capture)
+        {
+            return ExtProcResponses.SkipRequestHeaders;
+        }
+
+        _capturing = true;
+        var trace = _pipeline.StartTrace(_exchange.RequestHeaders);
+        _exchange.TraceId = trace.TraceId;
+        _exchange.SpanId = trace.SpanId;
+        _exchange.ParentSpanId = trace.ParentSpanId;
+        _exchange.SessionId = trace.SessionId;
+        _sampled = TraceSampler.ShouldSample(trace.TraceId, _pipeline.SamplingRatio);
+
+        if (message.EndOfStream)
+        {
+            _requestComplete = true;
+        }
+
+        var hasShortCircuit = !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
+        ShortCircuitDue = _requestComplete && hasShortCircuit;
+
+        var mutation = new HeaderMutation();
+        mutation.SetHeaders.Add(HeaderText.Option(TraceParent.HeaderName, trace.TraceParent, AppendAction.OverwriteIfExistsOrAdd));
+        mutation.SetHeaders.Add(HeaderText.Option(TraceState.HeaderName, trace.TraceState, AppendAction.OverwriteIfExistsOrAdd));
+        mutation.SetHeaders.Add(HeaderText.Option(HopCounter.HeaderName, HopCounter.Format(trace.HopCount), AppendAction.OverwriteIfExistsOrAdd));
+        var response = new ProcessingResponse
+        {
+            RequestHeaders = new HeadersResponse { Response = new CommonResponse { HeaderMutation = mutation } },
+        };
+
+        // An unsampled exchange still forwards its trace context, but nothing more of it is needed
+        // (unless a short-circuit may want the request body).
+        if (!_sampled && !hasShortCircuit)
+        {
+            response.ModeOverride = ExtProcResponses.SkipRest;
+        }
+
+        return response;
+    }
+
+    private void OnRequestBody(HttpBody body)
+    {
+        if (!_capturing || _requestComplete || _requestBodyDone)
+        {
+            return;
+        }
+
+        _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes);
+        _requestBody.Append(body.Body.Span);
+
+        // BUFFERED_PARTIAL sends one message; without end_of_stream the rest of the body passes unseen.
+        if (body.EndOfStream || _requestBodyMode == BodySendMode.BufferedPartial)
+        {
+            _requestComplete = body.EndOfStream;
+            CompleteRequestBody(ended: body.EndOfStream);
+            ShortCircuitDue = !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
+        }
+    }
+
+    private void OnRequestTrailers(HttpTrailers trailers)
+    {
+        if (!_capturing)
+        {
+            return;
+        }
+
+        AddTrailers(trailers.Trailers, _exchange.RequestHeaders, RequestTrailersAttribute);
+        _requestComplete = true;
+        CompleteRequestBody(ended: true);
+        ShortCircuitDue = !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
+    }
+
+    private void OnResponseHeaders(ProcessingRequest request)
+    {
+        if (!_capturing)
+        {
+            return;
+        }
+
+        // The request is over once its response starts, whatever of its body was seen.
+        CompleteRequestBody(ended: _requestComplete);
+        ReadAttributes(request.Attributes);
+        var message = request.ResponseHeaders;
+        var headers = message.Headers?.Headers;
+        if (headers is not null)
+        {
+            for (var i = 0; i < headers.Count; i++)
+            {
+                var header = headers[i];
+                var key = header.Key;
+                if (key.Length > 0 && key[0] == ':')
+                {
+                    if (string.Equals(key, ":status", StringComparison.Ordinal)
+                        && int.TryParse(HeaderText.Decode(header), NumberStyles.None, CultureInfo.InvariantCulture, out var status))
+                    {
+                        _exchange.StatusCode = status;
+                    }
+
+                    continue;
+                }
+
+                _exchange.ResponseHeaders.Add(key, HeaderText.Decode(header));
+            }
+        }
+
+        if (message.EndOfStream)
+        {
+            _responseComplete = true;
+            Finish(ExchangeOutcome.Completed, null);
+        }
+    }
+
+    private void OnResponseBody(HttpBody body)
+    {
+        if (!_capturing || _finalised)
+        {
+            return;
+        }
+
+        _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
+        _responseBody.Append(body.Body.Span);
+        if (body.EndOfStream)
+        {
+            _responseComplete = true;
+            Finish(ExchangeOutcome.Completed, null);
+        }
+    }
+
+    private void OnResponseTrailers(HttpTrailers trailers)
+    {
+        if (!_capturing || _finalised)
+        {
+            return;
+        }
+
+        AddTrailers(trailers.Trailers, _exchange.ResponseHeaders, ResponseTrailersAttribute);
+        _responseComplete = true;
+        Finish(ExchangeOutcome.Completed, null);
+    }
+
+    private void ReadRequestHeaders(HeaderMap? map)
+    {
+        if (map is null)
+        {
+            return;
+        }
+
+        string? host = null;
+        var headers = map.Headers;
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var header = headers[i];
+            var key = header.Key;
+            var value = HeaderText.Decode(header);
+            if (key.Length > 0 && key[0] == ':')
+            {
+                switch (key)
+                {
+                    case ":method":
+                        _exchange.Method = value;
+                        break;
+                    case ":path":
+                        _exchange.SetTarget(value);
+                        break;
+                    case ":scheme":
+                        _exchange.Scheme = value;
+                        break;
+                    case ":authority":
+                        _exchange.Authority = value;
+                        break;
+                }
+
+                continue;
+            }
+
+            if (string.Equals(key, "host", StringComparison.Ordinal))
+            {
+                host = value;
+            }
+
+            _exchange.RequestHeaders.Add(key, value);
+        }
+
+        if (_exchange.Authority.Length == 0 && host is not null)
+        {
+            _exchange.Authority = host;
+        }
+    }
+
+    private void ReadAttributes(MapField<string, Struct> attributes)
+    {
+        if (attributes.Count == 0 || !attributes.TryGetValue(AttributesKey, out var values) || values is null)
+        {
+            return;
+        }
+
+        foreach (var field in values.Fields)
+        {
+            string? text = field.Value?.KindCase switch
+            {
+                Value.KindOneofCase.StringValue => field.Value.StringValue,
+                Value.KindOneofCase.NumberValue => field.Value.NumberValue.ToString(CultureInfo.InvariantCulture),
+                Value.KindOneofCase.BoolValue => field.Value.BoolValue ? "true" : "false",
+                _ => null,
+            };
+            if (text is null)
+            {
+                continue;
+            }
+
+            if (string.Equals(field.Key, ClusterNameAttribute, StringComparison.Ordinal))
+            {
+                _clusterName = text;
+            }
+
+            _exchange.Attributes[string.Concat(EnvoyAttributePrefix, field.Key)] = text;
+        }
+    }
+
+    private TrafficDirection ResolveDirection()
+    {
+        switch (_pipeline.Options.TrafficDirection)
+        {
+            case DirectionSetting.Inbound:
+                return TrafficDirection.Inbound;
+            case DirectionSetting.Outbound:
+                return TrafficDirection.Outbound;
+        }
+
+        if (ClusterName.TryParse(_clusterName, out var fromCluster, out _, out _))
+        {
+            return fromCluster;
+        }
+
+        var fromMetadata = MetadataValue(DirectionMetadata);
+        if (fromMetadata is not null)
+        {
+            if (string.Equals(fromMetadata, "inbound", StringComparison.OrdinalIgnoreCase)
+                || string.Equals(fromMetadata, "server", StringComparison.OrdinalIgnoreCase))
+            {
+                return TrafficDirection.Inbound;
+            }
+
+            if (string.Equals(fromMetadata, "outbound", StringComparison.OrdinalIgnoreCase)
+                || string.Equals(fromMetadata, "client", StringComparison.OrdinalIgnoreCase))
+            {
+                return TrafficDirection.Outbound;
+            }
+        }
+
+        return _options.DefaultDirection;
+    }
+
+    private string? MetadataValue(string key)
+    {
+        var headers = _context.RequestHeaders;
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var entry = headers[i];
+            if (!entry.IsBinary && string.Equals(entry.Key, key, StringComparison.Ordinal))
+            {
+                return entry.Value;
+            }
+        }
+
+        return null;
+    }
+
+    private void AddTrailers(HeaderMap? map, HeaderList target, string attribute)
+    {
+        if (map is null || map.Headers.Count == 0)
+        {
+            return;
+        }
+
+        // Trailers are header fields sent after the body (RFC 9110 §6.5): they join the header
+        // list, so redaction and the span's http.*.header.* attributes cover them, and their names
+        // are listed in an attribute so a reader can tell them apart. Only exchanges with
+        // trailers (gRPC, some streaming APIs) get here, so the string building is off the common path.
+        var headers = map.Headers;
+        var names = new string[headers.Count];
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var header = headers[i];
+            target.Add(header.Key, HeaderText.Decode(header));
+            names[i] = header.Key;
+        }
+
+        _exchange.Attributes[attribute] = string.Join(',', names);
+    }
+
+    private void CompleteRequestBody(bool ended)
+    {
+        var buffer = _requestBody;
+        if (buffer is null)
+        {
+            return;
+        }
+
+        _requestBody = null;
+        _requestBodyDone = true;
+        _exchange.RequestBody = CompleteBody(buffer, ended, _exchange.RequestHeaders);
+    }
+
+    private void CompleteResponseBody(bool ended)
+    {
+        var buffer = _responseBody;
+        if (buffer is null)
+        {
+            return;
+        }
+
+        _responseBody = null;
+        _exchange.ResponseBody = CompleteBody(buffer, ended, _exchange.ResponseHeaders);
+    }
+
+    private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)
+    {
+        var body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
+        if (ended)
+        {
+            return body;
+        }
+
+        // Envoy stopped sending the body before its end (BUFFERED_PARTIAL over the limit, a
+        // cancelled stream): what was seen is a prefix; its size is what content-length says, if anything.
+        var declared = long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;
+        return body with { Truncated = true, OriginalSize = declared > body.OriginalSize ? declared : -1 };
+    }
+
+    private static int FirstIndexOf(HeaderList headers, string name)
+    {
+        for (var i = 0; i < headers.Count; i++)
+        {
+            if (string.Equals(headers[i].Key, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+}

@@ -1,0 +1,149 @@
+using System.CommandLine;
+using SpIstio.Agent.ExtProc;
+using SpIstio.Agent.Hosting;
+using SpIstio.Core.Configuration;
+
+namespace SpIstio.Cli.Commands;
+
+/// <summary>
+/// <c>sp agent extproc</c>: the Envoy ext_proc gRPC service, its admin port and the exporter, until
+/// Ctrl+C / SIGTERM; then it drains (streams finish, exchanges are finalised) and flushes.
+/// </summary>
+internal static class ExtProcCommand
+{
+    // Open streams get this long to finish on shutdown before they are cut (and finalised as cancelled).
+    private static readonly TimeSpan _drainTimeout = TimeSpan.FromSeconds(10);
+
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen")
+        {
+            HelpName = "host:port",
+            Description = "gRPC listen address (cleartext HTTP/2) for Envoy. Port 0 picks a free port.",
+            DefaultValueFactory = _ => "127.0.0.1:18080",
+        };
+        var uds = new Option<string?>("--uds")
+        {
+            HelpName = "PATH",
+            Description = "Also listen on this Unix domain socket (an in-pod agent).",
+        };
+        var admin = new Option<string>("--admin")
+        {
+            HelpName = "host:port",
+            Description = "Admin address: /metrics, /healthz, /readyz (HTTP/1.1).",
+            DefaultValueFactory = _ => "127.0.0.1:15020",
+        };
+        var config = new Option<string?>("--config")
+        {
+            HelpName = "FILE",
+            Description = "Agent configuration, YAML or JSON. Without it, defaults plus SP_* variables and --set apply.",
+        };
+        var set = new Option<string[]>("--set")
+        {
+            HelpName = "key.path=value",
+            Description = "Override one configuration key (e.g. sampling.ratio=0.5). Repeatable.",
+        };
+        var ignoreEnvironment = new Option<bool>("--ignore-env")
+        {
+            Description = "Do not apply SP_* environment variables.",
+        };
+
+        var command = new Command("extproc", "Serve Envoy's ext_proc protocol: capture every exchange Envoy sends and export it to the backend.");
+        command.Options.Add(listen);
+        command.Options.Add(uds);
+        command.Options.Add(admin);
+        command.Options.Add(config);
+        command.Options.Add(set);
+        command.Options.Add(ignoreEnvironment);
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var error = parseResult.InvocationConfiguration.Error;
+
+            var problems = new List<string>();
+            if (!ListenAddress.TryParse(parseResult.GetValue(listen), out var listenAddress, out var listenError))
+            {
+                problems.Add("--listen: " + listenError);
+            }
+
+            if (!ListenAddress.TryParse(parseResult.GetValue(admin), out var adminAddress, out var adminError))
+            {
+                problems.Add("--admin: " + adminError);
+            }
+
+            var path = parseResult.GetValue(config);
+            var environment = parseResult.GetValue(ignoreEnvironment)
+                ? new Dictionary<string, string?>()
+                : AgentConfigLoader.ProcessEnvironment();
+            var loaded = AgentConfigLoader.Load(path, environment, parseResult.GetValue(set) ?? []);
+            if (!loaded.Report.IsValid || problems.Count > 0)
+            {
+                foreach (var problem in problems)
+                {
+                    error.WriteLine("error: " + problem);
+                }
+
+                if (!loaded.Report.IsValid)
+                {
+                    ConfigCommands.WriteProblems(error, path ?? "configuration", loaded);
+                }
+
+                return ExitCodes.InvalidInput;
+            }
+
+            return await RunAsync(loaded.Options, listenAddress, parseResult.GetValue(uds), adminAddress, output, cancellationToken).ConfigureAwait(false);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(
+        AgentOptions options,
+        ListenAddress listen,
+        string? unixSocket,
+        ListenAddress admin,
+        TextWriter output,
+        CancellationToken stopping)
+    {
+        using var loggerFactory = AgentLogging.Create(options.EnableDetailedLogging);
+        var logger = loggerFactory.CreateLogger("SpIstio.Cli.ExtProc");
+        await using var runtime = AgentRuntime.Create(options, loggerFactory);
+        var adminApp = await runtime.StartAdminAsync(admin, stopping).ConfigureAwait(false);
+        var serverOptions = new ExtProcOptions { Listen = listen, UnixSocketPath = unixSocket };
+        var server = await ExtProcServer.StartAsync(runtime.Pipeline, serverOptions, loggerFactory, runtime.TimeProvider, stopping).ConfigureAwait(false);
+        try
+        {
+            runtime.Readiness.MarkReady();
+
+            // Machine-readable lines (tests and scripts read the bound ports from them); logs go to stderr.
+            output.WriteLine($"extproc listening on {new ListenAddress(listen.Host, server.Port)}");
+            if (unixSocket is not null)
+            {
+                output.WriteLine("extproc listening on unix:" + unixSocket);
+            }
+
+            output.WriteLine("admin listening on " + AgentRuntime.BoundAddress(adminApp));
+            output.Flush();
+
+            try
+            {
+                await Task.Delay(Timeout.Infinite, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Ctrl+C or SIGTERM: drain below.
+            }
+
+            AgentLog.Draining(logger);
+            runtime.Readiness.MarkNotReady("draining");
+            using var drain = new CancellationTokenSource(_drainTimeout);
+            await server.StopAsync(drain.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+        }
+
+        // Disposing the runtime (await using) stops the admin port and flushes the exporter, bounded by export.shutdown_flush_ms.
+        return ExitCodes.Success;
+    }
+}

@@ -1,0 +1,55 @@
+using System.Text;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Agent.ExtProc;
+using SpIstio.Agent.ExtProc.Proto;
+using SpIstio.Agent.Hosting;
+using SpIstio.Agent.Tests.Infrastructure;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.Otlp;
+using SpIstio.Core.Otlp.Proto.Trace;
+
+namespace SpIstio.Agent.Tests.ExtProc;
+
+/// <summary>The ext_proc service on the real runtime: exchanges reach an OTLP receiver as spans.</summary>
+public sealed class ExtProcExportTests
+{
+    [Fact]
+    public async Task ExchangePlayedOverExtProc_ArrivesAtTheBackendAsASpanWithHeadersAndBodies()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = new AgentOptions { SpBackendUrl = receiver.BaseAddress, PublicKey = "pk-test", ServiceName = "orders" };
+        options.Export.BatchDelayMs = 20;
+        await using var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
+        await using var server = await ExtProcServer.StartAsync(runtime.Pipeline, new ExtProcOptions { Listen = new ListenAddress("127.0.0.1", 0) }, NullLoggerFactory.Instance);
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}");
+        using var stream = new EnvoyStream(new ExternalProcessor.ExternalProcessorClient(channel).Process());
+
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/orders?draft=1", false, ("content-type", "application/json"), ("authorization", "Bearer s3cret"))
+            .WithAttribute(ExtProcStream.ClusterNameAttribute, "outbound|8080||orders.shop.svc.cluster.local"));
+        await stream.SendAsync(Envoy.RequestBody("""{"sku":"A1"}""", true));
+        await stream.SendAsync(Envoy.ResponseHeaders(201, false, ("content-type", "application/json")));
+        await stream.SendAsync(Envoy.ResponseBody("""{"id":42}""", true));
+        await stream.CompleteAsync();
+        await receiver.WaitForSpansAsync(1);
+
+        var export = receiver.Requests[0];
+        var span = receiver.Spans[0];
+        string Attr(string key) => span.Attributes.Single(a => a.Key == key).Value.StringValue;
+        Assert.Equal("pk-test", export.Header("x-public-key"));
+        Assert.Equal(Span.Types.SpanKind.Client, span.Kind);
+        Assert.Equal("orders", Attr(OtlpAttributes.ServiceName));
+        Assert.Equal("outbound", Attr(OtlpAttributes.TrafficDirection));
+        Assert.Equal("/orders", Attr(OtlpAttributes.UrlPath));
+        Assert.Equal("""{"sku":"A1"}""", Attr(OtlpAttributes.RequestBody));
+        Assert.Equal("""{"id":42}""", Attr(OtlpAttributes.ResponseBody));
+        Assert.Equal("application/json", Attr(OtlpAttributes.RequestHeaderPrefix + "content-type"));
+        // Redaction ran before export.
+        Assert.DoesNotContain("s3cret", Attr(OtlpAttributes.RequestHeaderPrefix + "authorization"), StringComparison.Ordinal);
+        Assert.Contains(
+            "sp_extproc_messages_total{type=\"request_body\"} 1",
+            runtime.Metrics.Registry.Render(),
+            StringComparison.Ordinal);
+        Assert.NotEmpty(Encoding.UTF8.GetBytes(span.TraceId.ToBase64()));
+    }
+}
