@@ -13,13 +13,17 @@ public sealed class BackendOptions
     public const int DefaultMaxBodyBytes = 16 * 1024 * 1024;
 
     /// <summary>
-    /// Where OTLP/HTTP, the query API, metrics and health listen (<c>host:port</c>; port 0 picks
-    /// a free one). The port also serves OTLP/gRPC to clients that speak HTTP/2 with prior
-    /// knowledge (h2c), which every gRPC client does on an <c>http://</c> address.
+    /// Where OTLP/HTTP, the query API, OpenAPI, metrics and health listen (<c>host:port</c>; port 0
+    /// picks a free one). HTTP/1.1 only: see <see cref="GrpcListen"/> for gRPC.
     /// </summary>
     public string Listen { get; init; } = "127.0.0.1:8090";
 
-    /// <summary>An optional second, HTTP/2-only port for OTLP/gRPC (<c>host:port</c>), for proxies that need one protocol per port.</summary>
+    /// <summary>
+    /// Where OTLP/gRPC listens (HTTP/2 cleartext, <c>host:port</c>), or null for no gRPC. A port of
+    /// its own because Kestrel does not detect HTTP/2 prior knowledge on a cleartext port that
+    /// also serves HTTP/1.1 (it answers HTTP_1_1_REQUIRED); <c>sp backend</c> defaults it to the
+    /// listen host on 4317, the OTLP/gRPC port.
+    /// </summary>
     public string? GrpcListen { get; init; }
 
     /// <summary>The store: <c>sqlite:&lt;file&gt;</c> (the embedded default) or <c>postgres:&lt;connection string&gt;</c>.</summary>

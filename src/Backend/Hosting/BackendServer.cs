@@ -1,7 +1,7 @@
+using System.Globalization;
+using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -26,11 +26,10 @@ public sealed class BackendServer : IAsyncDisposable
     private readonly ISpanStore _store;
     private readonly bool _ownsStore;
     private readonly ILogger _logger;
-    private readonly RetentionService? _retention;
     private int _stopped;
 
     private BackendServer(
-        WebApplication app, IngestQueue queue, ISpanStore store, bool ownsStore, ILogger logger, RetentionService? retention,
+        WebApplication app, IngestQueue queue, ISpanStore store, bool ownsStore, ILogger logger,
         Uri address, Uri? grpcAddress, string? bootstrapKey, BackendMetrics metrics)
     {
         _app = app;
@@ -38,17 +37,16 @@ public sealed class BackendServer : IAsyncDisposable
         _store = store;
         _ownsStore = ownsStore;
         _logger = logger;
-        _retention = retention;
         Address = address;
         GrpcAddress = grpcAddress;
         BootstrapKey = bootstrapKey;
         Metrics = metrics;
     }
 
-    /// <summary>The bound address of the main port (OTLP/HTTP, h2c gRPC, API), e.g. <c>http://127.0.0.1:41234</c>.</summary>
+    /// <summary>The bound address of the main port (OTLP/HTTP, query API, OpenAPI, metrics, health), e.g. <c>http://127.0.0.1:41234</c>.</summary>
     public Uri Address { get; }
 
-    /// <summary>The bound address of the HTTP/2-only gRPC port, when one was asked for.</summary>
+    /// <summary>The bound address of the OTLP/gRPC port (HTTP/2 cleartext), or null when gRPC is off.</summary>
     public Uri? GrpcAddress { get; }
 
     /// <summary>
@@ -100,7 +98,8 @@ public sealed class BackendServer : IAsyncDisposable
             var queue = new IngestQueue(store, options.QueueCapacity, options.MaxBatchSpans, metrics, loggerFactory.CreateLogger<IngestQueue>(), timeProvider);
             var authenticator = new ApiKeyAuthenticator(store, options.KeyCacheTtl, timeProvider, demoTenant);
             var ingest = new IngestService(queue, metrics);
-            var app = Build(options, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
+            var bound = new BoundEndpoints();
+            var app = Build(bound, options, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
             try
             {
                 await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -112,11 +111,10 @@ public sealed class BackendServer : IAsyncDisposable
                 throw;
             }
 
-            var (address, grpcAddress) = ReadAddresses(app, options);
-            var retention = new RetentionService(store, options.Retention, options.MaxStoreBytes, options.RetentionInterval, loggerFactory.CreateLogger<RetentionService>(), timeProvider);
-            retention.Start();
+            var address = bound.Main.Address!;
+            var grpcAddress = bound.Grpc.Address;
             BackendLog.Listening(logger, address, store.Kind);
-            return new BackendServer(app, queue, store, ownsStore, logger, retention, address, grpcAddress, bootstrapKey, metrics);
+            return new BackendServer(app, queue, store, ownsStore, logger, address, grpcAddress, bootstrapKey, metrics);
         }
         catch
         {
@@ -141,11 +139,6 @@ public sealed class BackendServer : IAsyncDisposable
         }
 
         BackendLog.Stopping(_logger, _queue.Depth);
-        if (_retention is not null)
-        {
-            await _retention.DisposeAsync().ConfigureAwait(false);
-        }
-
         await _app.StopAsync(cancellationToken).ConfigureAwait(false);
         await _queue.DrainAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
@@ -175,6 +168,7 @@ public sealed class BackendServer : IAsyncDisposable
     }
 
     private static WebApplication Build(
+        BoundEndpoints bound,
         BackendOptions options, ISpanStore store, ILoggerFactory loggerFactory, TimeProvider timeProvider,
         BackendMetrics metrics, IngestQueue queue, ApiKeyAuthenticator authenticator, IngestService ingest)
     {
@@ -186,10 +180,12 @@ public sealed class BackendServer : IAsyncDisposable
             kestrel.AddServerHeader = false;
             // The ingest handler enforces the limit itself (after decompression); this bounds every other route.
             kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
-            Listen(kestrel, ListenAddressOf(options.Listen), HttpProtocols.Http1AndHttp2);
+            // Kestrel answers an h2c preface on a cleartext HTTP/1.1+2 endpoint with HTTP_1_1_REQUIRED,
+            // so gRPC (HTTP/2 with prior knowledge) gets its own HTTP/2-only port.
+            Listen(kestrel, ListenAddressOf(options.Listen), HttpProtocols.Http1, bound.Main);
             if (options.GrpcListen is not null)
             {
-                Listen(kestrel, ListenAddressOf(options.GrpcListen), HttpProtocols.Http2);
+                Listen(kestrel, ListenAddressOf(options.GrpcListen), HttpProtocols.Http2, bound.Grpc);
             }
         });
 
@@ -250,26 +246,55 @@ public sealed class BackendServer : IAsyncDisposable
         return address;
     }
 
-    private static void Listen(KestrelServerOptions kestrel, ListenAddress address, HttpProtocols protocols)
+    private static void Listen(KestrelServerOptions kestrel, ListenAddress address, HttpProtocols protocols, BoundEndpoint bound)
     {
         if (address.Localhost)
         {
             kestrel.ListenLocalhost(address.Port, o => o.Protocols = protocols);
+            bound.Address = new Uri("http://localhost:" + address.Port.ToString(CultureInfo.InvariantCulture));
         }
         else
         {
-            kestrel.Listen(address.Address!, address.Port, o => o.Protocols = protocols);
+            kestrel.Listen(address.Address!, address.Port, o =>
+            {
+                o.Protocols = protocols;
+                bound.Options = o;
+            });
         }
     }
 
-    private static (Uri Address, Uri? GrpcAddress) ReadAddresses(WebApplication app, BackendOptions options)
+    /// <summary>The listen options of the two endpoints; their bound ports are known once Kestrel started.</summary>
+    private sealed class BoundEndpoints
     {
-        var server = app.Services.GetRequiredService<IServer>();
-        var addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
-        // Kestrel reports its bound addresses in the order the endpoints were configured.
-        var main = new Uri(addresses[0].Replace("[::]", "localhost", StringComparison.Ordinal));
-        Uri? grpc = options.GrpcListen is null || addresses.Count < 2 ? null : new Uri(addresses[^1].Replace("[::]", "localhost", StringComparison.Ordinal));
-        return (main, grpc);
+        public BoundEndpoint Main { get; } = new();
+
+        public BoundEndpoint Grpc { get; } = new();
+    }
+
+    private sealed class BoundEndpoint
+    {
+        private Uri? _address;
+
+        public ListenOptions? Options { get; set; }
+
+        /// <summary>A reachable URL of the endpoint: an any-address bind is reached on loopback.</summary>
+        public Uri? Address
+        {
+            get
+            {
+                if (_address is not null || Options?.IPEndPoint is not { } endpoint)
+                {
+                    return _address;
+                }
+
+                var ip = endpoint.Address.Equals(IPAddress.Any) ? IPAddress.Loopback
+                    : endpoint.Address.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback
+                    : endpoint.Address;
+                return new Uri("http://" + new IPEndPoint(ip, endpoint.Port).ToString());
+            }
+
+            set => _address = value;
+        }
     }
 
     /// <summary>/readyz: the store answers and its schema was migrated at start.</summary>

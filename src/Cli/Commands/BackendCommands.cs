@@ -14,13 +14,13 @@ internal static class BackendCommands
         var listen = new Option<string>("--listen")
         {
             HelpName = "host:port",
-            Description = "Where OTLP/HTTP, OTLP/gRPC (h2c), the query API, /metrics and health listen. Port 0 picks a free port.",
+            Description = "Where OTLP/HTTP, the query API, /metrics and health listen. Port 0 picks a free port.",
             DefaultValueFactory = _ => "127.0.0.1:8090",
         };
         var grpcListen = new Option<string?>("--grpc-listen")
         {
-            HelpName = "host:port",
-            Description = "An extra HTTP/2-only port for OTLP/gRPC (the main port already serves gRPC to h2c clients).",
+            HelpName = "host:port|off",
+            Description = "Where OTLP/gRPC listens (HTTP/2 cleartext; a port of its own). Default: the --listen host on 4317. 'off' disables gRPC.",
         };
         var store = StoreOption.Create();
         var demo = new Option<bool>("--demo")
@@ -71,7 +71,7 @@ internal static class BackendCommands
             var options = new BackendOptions
             {
                 Listen = parseResult.GetValue(listen)!,
-                GrpcListen = parseResult.GetValue(grpcListen),
+                GrpcListen = GrpcListenOf(parseResult.GetValue(grpcListen), parseResult.GetValue(listen)!),
                 Store = parseResult.GetValue(store)!,
                 Demo = parseResult.GetValue(demo),
                 MaxBodyBytes = parseResult.GetValue(maxBody),
@@ -155,6 +155,18 @@ internal static class BackendCommands
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    /// <summary>The gRPC address: as given, none for <c>off</c>, else the listen host on the OTLP/gRPC port 4317.</summary>
+    private static string? GrpcListenOf(string? grpcListen, string listen)
+    {
+        if (grpcListen is not null)
+        {
+            return grpcListen.Equals("off", StringComparison.OrdinalIgnoreCase) ? null : grpcListen;
+        }
+
+        var colon = listen.LastIndexOf(':');
+        return colon < 0 ? listen : string.Concat(listen.AsSpan(0, colon), ":4317");
     }
 
     /// <summary>Parses <c>7d</c>, <c>12h</c>, <c>90m</c>, <c>30s</c>, or a .NET time span (<c>1.00:00:00</c>).</summary>
