@@ -7,7 +7,7 @@ namespace SpIstio.Backend.Hosting;
 /// Settings of <c>sp backend</c>. Every problem is reported at once by <see cref="Validate"/>,
 /// each naming the option and the bad value.
 /// </summary>
-public sealed class BackendOptions
+public sealed record BackendOptions
 {
     /// <summary>The default of <see cref="MaxBodyBytes"/>: 16 MiB, a little under the OpenTelemetry Collector's 20 MiB receiver default, far above the 4 MiB gRPC default an exporter batches to.</summary>
     public const int DefaultMaxBodyBytes = 16 * 1024 * 1024;
