@@ -206,7 +206,13 @@ public sealed class BackendServer : IAsyncDisposable
 
         var app = builder.Build();
         var endpoint = new OtlpHttpEndpoint(ingest, authenticator, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
-        app.MapPost(OtlpHttpEndpoint.Path, endpoint.HandleAsync).WithTags("ingest").WithSummary("OTLP/HTTP trace export (protobuf or JSON, optional gzip).");
+        // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document.
+        Delegate ingestHandler = endpoint.HandleAsync;
+        app.MapPost(OtlpHttpEndpoint.Path, ingestHandler)
+            .Accepts<byte[]>("application/x-protobuf", "application/json")
+            .Produces(StatusCodes.Status200OK)
+            .WithTags("ingest")
+            .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
         app.MapGrpcService<OtlpGrpcService>();
         app.MapQueryApi();
         app.MapOpenApi();
