@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using SpIstio.Backend.Storage.Postgres;
 using SpIstio.Backend.Storage.Sqlite;
 
 namespace SpIstio.Backend.Storage;
@@ -40,22 +41,43 @@ public static class SpanStoreFactory
                 {
                     "synchronous=full" => new SqliteStoreOptions(FullSync: true),
                     "synchronous=normal" => new SqliteStoreOptions(FullSync: false),
-                    _ => throw new ArgumentException($"Invalid store spec '{spec}': the only SQLite option is ?synchronous=normal|full.", nameof(spec)),
+                    _ => throw new ArgumentException($"Invalid store spec '{Describe(spec)}': the only SQLite option is ?synchronous=normal|full.", nameof(spec)),
                 };
             }
 
             if (rest.Length == 0 || rest.Equals(":memory:", StringComparison.Ordinal))
             {
-                throw new ArgumentException($"Invalid store spec '{spec}': name a database file, e.g. {DefaultSpec}.", nameof(spec));
+                throw new ArgumentException($"Invalid store spec '{Describe(spec)}': name a database file, e.g. {DefaultSpec}.", nameof(spec));
             }
 
             return new SqliteSpanStore(rest, options, loggerFactory.CreateLogger("SpIstio.Backend.Storage.Sqlite"), time);
         }
 
+        if (scheme.Equals("postgres", StringComparison.OrdinalIgnoreCase) || scheme.Equals("postgresql", StringComparison.OrdinalIgnoreCase))
+        {
+            if (rest.Length == 0)
+            {
+                throw new ArgumentException($"Invalid store spec '{Describe(spec)}': give an Npgsql connection string after postgres:, e.g. postgres:Host=localhost;Database=sp;Username=sp.", nameof(spec));
+            }
+
+            try
+            {
+                return new PostgresSpanStore(rest, loggerFactory.CreateLogger("SpIstio.Backend.Storage.Postgres"), time);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"Invalid store spec '{Describe(spec)}': {e.Message}", nameof(spec), e);
+            }
+        }
+
         throw new ArgumentException(
-            $"Invalid store spec '{spec}': use sqlite:<file> (e.g. {DefaultSpec}) or postgres:<connection string> (e.g. postgres:Host=localhost;Database=sp;Username=sp).",
+            $"Invalid store spec '{Describe(spec)}': use sqlite:<file> (e.g. {DefaultSpec}) or postgres:<connection string> (e.g. postgres:Host=localhost;Database=sp;Username=sp).",
             nameof(spec));
     }
+
+    // Error messages name the spec, but never a password inside a connection string.
+    private static string Describe(string spec) =>
+        System.Text.RegularExpressions.Regex.Replace(spec, "(?i)(password|pwd)\\s*=[^;]*", "$1=***", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
 
     /// <summary>Opens the store and applies pending migrations.</summary>
     public static async Task<ISpanStore> OpenAsync(string spec, ILoggerFactory loggerFactory, TimeProvider? timeProvider, CancellationToken cancellationToken)
