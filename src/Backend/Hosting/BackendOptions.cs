@@ -52,7 +52,7 @@ public sealed record BackendOptions
     public long? MaxStoreBytes { get; init; }
 
     /// <summary>How often the retention job runs.</summary>
-    public TimeSpan RetentionInterval { get; init; } = TimeSpan.FromMinutes(10);
+    public TimeSpan RetentionInterval { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>How long a checked API key is remembered (a revoked key stops working within this time).</summary>
     public TimeSpan KeyCacheTtl { get; init; } = TimeSpan.FromSeconds(30);

@@ -11,6 +11,7 @@ using SpIstio.Backend.Api;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Storage;
+using SpIstio.Backend.Storage.Retention;
 using SpIstio.Core.Metrics;
 
 namespace SpIstio.Backend.Hosting;
@@ -202,6 +203,14 @@ public sealed class BackendServer : IAsyncDisposable
             grpc.EnableDetailedErrors = false;
         });
         services.AddOpenApi();
+        var retention = new RetentionOptions
+        {
+            DefaultRetention = options.Retention,
+            MaxStoreBytes = options.MaxStoreBytes,
+            Interval = options.RetentionInterval,
+        };
+        // Started and stopped with the web host.
+        services.AddHostedService(sp => new RetentionService(store, retention, timeProvider, sp.GetRequiredService<ILogger<RetentionService>>()));
         services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, BackendJsonContext.Default));
 
         var app = builder.Build();
