@@ -123,7 +123,7 @@ internal static class BackendCommands
                 output.WriteLine("sp backend listening on " + server.Address + " (store: " + server.Store.Kind + ")");
                 if (server.GrpcAddress is not null)
                 {
-                    output.WriteLine("OTLP/gRPC also on " + server.GrpcAddress);
+                    output.WriteLine("OTLP/gRPC on " + server.GrpcAddress);
                 }
 
                 if (server.BootstrapKey is not null)
