@@ -215,10 +215,10 @@ public sealed class BackendServer : IAsyncDisposable
 
         var app = builder.Build();
         var endpoint = new OtlpHttpEndpoint(ingest, authenticator, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
-        // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document.
+        // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document. No Accepts():
+        // it would make routing answer other content types itself, and the OTLP answer must be a 415 with a Status body.
         Delegate ingestHandler = endpoint.HandleAsync;
         app.MapPost(OtlpHttpEndpoint.Path, ingestHandler)
-            .Accepts<byte[]>("application/x-protobuf", "application/json")
             .Produces(StatusCodes.Status200OK)
             .WithTags("ingest")
             .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
