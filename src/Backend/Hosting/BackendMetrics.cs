@@ -33,7 +33,6 @@ public sealed class BackendMetrics
             "Spans per group commit.",
             MetricRegistry.ExponentialBuckets(1, 4, 9)).WithLabels();
         StoreBytes = registry.Gauge("sp_store_bytes", "Bytes the stored spans take, as the store engine reports them.").WithLabels();
-        ApiRequests = registry.Counter("sp_api_requests_total", "Query API requests by answer class.", "code");
     }
 
     /// <summary>The registry rendered at <c>/metrics</c>.</summary>
@@ -59,9 +58,6 @@ public sealed class BackendMetrics
 
     /// <summary>Stored bytes, refreshed by the retention job and at scrape.</summary>
     public Gauge StoreBytes { get; }
-
-    /// <summary>Query API answers.</summary>
-    public CounterFamily ApiRequests { get; }
 
     /// <summary>The request counter of a protocol and answer code, resolved once per pair.</summary>
     public Counter IngestRequests(string protocol, int code) =>

@@ -26,10 +26,11 @@ internal static class StoreOption
         }
 
         var file = spec["sqlite:".Length..];
-        var semicolon = file.IndexOf(';', StringComparison.Ordinal);
-        if (semicolon >= 0)
+        // The factory takes options after '?' (sqlite:./data/sp.db?synchronous=full).
+        var question = file.IndexOf('?', StringComparison.Ordinal);
+        if (question >= 0)
         {
-            file = file[..semicolon];
+            file = file[..question];
         }
 
         var folder = Path.GetDirectoryName(Path.GetFullPath(file));
