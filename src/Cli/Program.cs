@@ -20,6 +20,8 @@ internal static class Program
         var root = new RootCommand("sp: capture, search and replay of HTTP exchanges in an Istio mesh.");
         root.Subcommands.Add(ConfigCommands.Create());
         root.Subcommands.Add(AgentCommands.Create());
+        root.Subcommands.Add(BackendCommands.Create());
+        root.Subcommands.Add(KeysCommands.Create());
         return root;
     }
 }

@@ -56,3 +56,157 @@ internal static class SpProcess
         return new SpRun(process.ExitCode, await stdout, await stderr);
     }
 }
+
+/// <summary>
+/// A long-running <c>sp</c> (such as <c>sp backend</c>) started in the background: its stdout
+/// lines are collected as they come, it can be waited on for a line, signalled, or killed.
+/// </summary>
+internal sealed class SpChild : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _lines = [];
+    private readonly System.Text.StringBuilder _stderr = new();
+    private readonly SemaphoreSlim _lineArrived = new(0);
+
+    private SpChild(Process process)
+    {
+        _process = process;
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (_lines)
+                {
+                    _lines.Add(e.Data);
+                }
+
+                _lineArrived.Release();
+            }
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (_stderr)
+                {
+                    _stderr.AppendLine(e.Data);
+                }
+            }
+        };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public int Id => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (_lines)
+            {
+                return [.. _lines];
+            }
+        }
+    }
+
+    public string StdErr
+    {
+        get
+        {
+            lock (_stderr)
+            {
+                return _stderr.ToString();
+            }
+        }
+    }
+
+    public static SpChild Start(params string[] args)
+    {
+        var spDll = Path.Combine(AppContext.BaseDirectory, "sp.dll");
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        start.ArgumentList.Add(spDll);
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("SP_", StringComparison.OrdinalIgnoreCase)).ToList())
+        {
+            start.Environment.Remove(name);
+        }
+
+        return new SpChild(Process.Start(start)!);
+    }
+
+    /// <summary>The first stdout line matching <paramref name="match"/>, waiting up to 60 s for it.</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> match)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            var found = Lines.FirstOrDefault(match);
+            if (found is not null)
+            {
+                return found;
+            }
+
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException("sp exited with " + _process.ExitCode + " before printing the line; stderr: " + StdErr);
+            }
+
+            try
+            {
+                await _lineArrived.WaitAsync(TimeSpan.FromMilliseconds(200), cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException("sp did not print the expected line; stdout: " + string.Join('\n', Lines) + "\nstderr: " + StdErr);
+            }
+        }
+    }
+
+    /// <summary>SIGKILL: the process gets no chance to clean up.</summary>
+    public void KillHard()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+    }
+
+    /// <summary>SIGTERM, as an orchestrator stops a pod.</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
+    public async Task<int> WaitForExitAsync()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await _process.WaitForExitAsync(cts.Token);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+        _lineArrived.Dispose();
+    }
+}

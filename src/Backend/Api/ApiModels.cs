@@ -1,0 +1,131 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace SpIstio.Backend.Api;
+
+/// <summary>One page of sessions, newest activity first.</summary>
+/// <param name="Items">The sessions.</param>
+/// <param name="NextCursor">Pass as <c>cursor</c> for the next page; null on the last page.</param>
+public sealed record SessionListDto(IReadOnlyList<SessionDto> Items, string? NextCursor);
+
+/// <summary>A session in the list.</summary>
+public sealed record SessionDto(
+    string SessionId,
+    DateTimeOffset FirstSeen,
+    DateTimeOffset LastSeen,
+    double DurationMs,
+    int SpanCount,
+    int TraceCount,
+    int ErrorCount,
+    IReadOnlyList<string> Services);
+
+/// <summary>A span without bodies: list, timeline and waterfall rows.</summary>
+public sealed record SpanDto(
+    string TraceId,
+    string SpanId,
+    string? ParentSpanId,
+    string Name,
+    int Kind,
+    string ServiceName,
+    DateTimeOffset StartTime,
+    DateTimeOffset EndTime,
+    double DurationMs,
+    bool IsError,
+    bool IsExchange,
+    string? SessionId,
+    string? Direction,
+    string? Method,
+    string? Authority,
+    string? Path,
+    int? StatusCode);
+
+/// <summary>A session: its traces and every span in time order.</summary>
+public sealed record SessionDetailDto(string SessionId, IReadOnlyList<string> TraceIds, IReadOnlyList<SpanDto> Spans);
+
+/// <summary>A trace as waterfall data: spans in start order with parent links and offsets from the trace start.</summary>
+public sealed record TraceViewDto(
+    string TraceId,
+    DateTimeOffset StartTime,
+    double DurationMs,
+    IReadOnlyList<string> RootSpanIds,
+    IReadOnlyList<WaterfallSpanDto> Spans);
+
+/// <summary>One waterfall row.</summary>
+/// <param name="Span">The span.</param>
+/// <param name="OffsetMs">Milliseconds from the trace's first span start.</param>
+/// <param name="Depth">Nesting depth (0 for a root or a span whose parent is not stored).</param>
+public sealed record WaterfallSpanDto(SpanDto Span, double OffsetMs, int Depth);
+
+/// <summary>A captured body as the API shows it.</summary>
+/// <param name="Encoding"><c>text</c> when <see cref="Content"/> is the body as text, <c>base64</c> when it holds the bytes in base64.</param>
+/// <param name="Kind"><c>text</c> or <c>binary</c>, as the agent classified the body.</param>
+/// <param name="Content">The body.</param>
+/// <param name="CapturedBytes">Bytes captured.</param>
+/// <param name="OriginalSize">Bytes on the wire, or -1 when unknown.</param>
+/// <param name="Truncated">True when the capture is shorter than the body.</param>
+/// <param name="ContentType">The content-type it was captured with.</param>
+/// <param name="ContentEncoding">The content-encoding it had on the wire.</param>
+/// <param name="Decoded">True when it was decoded from that content-encoding.</param>
+public sealed record BodyDto(
+    string Encoding,
+    string Kind,
+    string Content,
+    int CapturedBytes,
+    long OriginalSize,
+    bool Truncated,
+    string? ContentType,
+    string? ContentEncoding,
+    bool Decoded);
+
+/// <summary>One span in full: the exchange's headers and bodies, or a generic span's attributes.</summary>
+public sealed record SpanDetailDto
+{
+    /// <summary>The span's summary fields.</summary>
+    public required SpanDto Span { get; init; }
+
+    /// <summary>Scheme.</summary>
+    public string? Scheme { get; init; }
+
+    /// <summary>Query without '?'.</summary>
+    public string? Query { get; init; }
+
+    /// <summary>Route template.</summary>
+    public string? Route { get; init; }
+
+    /// <summary>Request headers as [name, value] pairs in order.</summary>
+    public JsonElement? RequestHeaders { get; init; }
+
+    /// <summary>Response headers as [name, value] pairs in order.</summary>
+    public JsonElement? ResponseHeaders { get; init; }
+
+    /// <summary>The request body, or null when none was captured.</summary>
+    public BodyDto? RequestBody { get; init; }
+
+    /// <summary>The response body, or null when none was captured.</summary>
+    public BodyDto? ResponseBody { get; init; }
+
+    /// <summary>Every other attribute.</summary>
+    public JsonElement Attributes { get; init; }
+}
+
+/// <summary>The service graph over a time range.</summary>
+public sealed record ServiceGraphDto(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<string> Services, IReadOnlyList<ServiceEdgeDto> Edges);
+
+/// <summary>Calls from one service to another.</summary>
+public sealed record ServiceEdgeDto(string Caller, string Callee, long Calls, long Errors, double ErrorRate, double P50Ms, double P95Ms, double P99Ms);
+
+/// <summary>Endpoint statistics over a time range.</summary>
+public sealed record EndpointListDto(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<EndpointDto> Items);
+
+/// <summary>Statistics of one method + route of one service.</summary>
+public sealed record EndpointDto(string Service, string Method, string Route, long Count, long Errors, double ErrorRate, double P50Ms, double P95Ms, double P99Ms);
+
+/// <summary>The source-generated JSON metadata of every API type (camelCase, web defaults).</summary>
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(SessionListDto))]
+[JsonSerializable(typeof(SessionDetailDto))]
+[JsonSerializable(typeof(TraceViewDto))]
+[JsonSerializable(typeof(SpanDetailDto))]
+[JsonSerializable(typeof(ServiceGraphDto))]
+[JsonSerializable(typeof(EndpointListDto))]
+public sealed partial class BackendJsonContext : JsonSerializerContext;

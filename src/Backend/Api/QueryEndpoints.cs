@@ -1,0 +1,527 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Unicode;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Storage;
+using SpIstio.Core.Otlp;
+
+namespace SpIstio.Backend.Api;
+
+/// <summary>
+/// The query API: sessions, traces, spans, the service graph and endpoint statistics, plus the
+/// original backend's <c>/api/view</c> and <c>/api/detail</c>. Every route needs a key with the
+/// read scope and sees only that key's tenant.
+/// </summary>
+public static class QueryEndpoints
+{
+    /// <summary>The largest page <c>limit</c> accepts.</summary>
+    public const int MaxLimit = 500;
+
+    private static readonly TimeSpan _defaultRange = TimeSpan.FromHours(24);
+
+    /// <summary>Maps every query route.</summary>
+    public static IEndpointRouteBuilder MapQueryApi(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        var api = endpoints.MapGroup("/api").WithTags("query");
+        api.MapGet("/sessions", ListSessionsAsync)
+            .WithSummary("Sessions, newest activity first, with cursor pagination.")
+            .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401);
+        api.MapGet("/sessions/{id}", GetSessionAsync)
+            .WithSummary("A session's traces and spans in time order.")
+            .Produces<SessionDetailDto>().ProducesProblem(404);
+        api.MapGet("/traces/{traceId}", GetTraceAsync)
+            .WithSummary("A trace's spans with parent links (waterfall data).")
+            .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
+        api.MapGet("/spans/{traceId}/{spanId}", GetSpanAsync)
+            .WithSummary("One span in full: headers, decoded bodies, truncation flags.")
+            .Produces<SpanDetailDto>().ProducesProblem(400).ProducesProblem(404);
+        api.MapGet("/services", GetServicesAsync)
+            .WithSummary("The service graph: caller → callee edges with calls, error rate and latency percentiles.")
+            .Produces<ServiceGraphDto>().ProducesProblem(400);
+        api.MapGet("/endpoints", GetEndpointsAsync)
+            .WithSummary("Per service, method and route template statistics.")
+            .Produces<EndpointListDto>().ProducesProblem(400);
+        api.MapGet("/view", GetViewAsync)
+            .WithSummary("Compatibility with the original backend: the trace view of ?traceId=.")
+            .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
+        api.MapGet("/detail", GetDetailAsync)
+            .WithSummary("Compatibility with the original backend: one span of ?traceId=&spanId=.")
+            .Produces<SpanDetailDto>().ProducesProblem(400).ProducesProblem(404);
+        return endpoints;
+    }
+
+    private static async Task<IResult> ListSessionsAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        var q = context.Request.Query;
+        if (!TryInt(q["limit"], 1, MaxLimit, 50, out var limit))
+        {
+            return BadParameter("limit", string.Create(CultureInfo.InvariantCulture, $"must be an integer from 1 to {MaxLimit}"));
+        }
+
+        if (!TryStatusClass(q["status"], out var statusClass))
+        {
+            return BadParameter("status", "must be a status class: 2xx, 3xx, 4xx or 5xx");
+        }
+
+        if (!TryTime(q["from"], out var from))
+        {
+            return BadParameter("from", "must be an ISO 8601 time or Unix milliseconds");
+        }
+
+        if (!TryTime(q["to"], out var to))
+        {
+            return BadParameter("to", "must be an ISO 8601 time or Unix milliseconds");
+        }
+
+        if (from is not null && to is not null && from > to)
+        {
+            return BadParameter("from", "must not be after 'to'");
+        }
+
+        var text = Optional(q["q"]);
+        if (text is { Length: > 256 })
+        {
+            return BadParameter("q", "must be at most 256 characters");
+        }
+
+        var query = new SessionQuery
+        {
+            Service = Optional(q["service"]),
+            StatusClass = statusClass,
+            From = from,
+            To = to,
+            Text = text,
+            Cursor = Optional(q["cursor"]),
+            Limit = limit,
+        };
+        Page<SessionSummary> page;
+        try
+        {
+            page = await store.ListSessionsAsync(tenant, query, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (ArgumentException ex) when (query.Cursor is not null)
+        {
+            // The store refuses a cursor it did not issue.
+            return BadParameter("cursor", "is not a cursor this API returned: " + ex.Message);
+        }
+        catch (FormatException ex) when (query.Cursor is not null)
+        {
+            return BadParameter("cursor", "is not a cursor this API returned: " + ex.Message);
+        }
+
+        var items = new List<SessionDto>(page.Items.Count);
+        foreach (var s in page.Items)
+        {
+            items.Add(new SessionDto(s.SessionId, s.FirstSeen, s.LastSeen, Ms(s.LastSeen - s.FirstSeen), s.SpanCount, s.TraceCount, s.ErrorCount, s.Services));
+        }
+
+        return Results.Json(new SessionListDto(items, page.NextCursor), BackendJsonContext.Default.SessionListDto);
+    }
+
+    private static async Task<IResult> GetSessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        if (id.Length is 0 or > 256)
+        {
+            return BadParameter("id", "must be 1 to 256 characters");
+        }
+
+        var spans = await store.GetSessionAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
+        if (spans is null || spans.Count == 0)
+        {
+            return NotFound("session '" + id + "' not found");
+        }
+
+        var traces = new List<string>();
+        var rows = new List<SpanDto>(spans.Count);
+        foreach (var span in spans)
+        {
+            rows.Add(ToDto(span));
+            if (!traces.Contains(span.TraceId))
+            {
+                traces.Add(span.TraceId);
+            }
+        }
+
+        return Results.Json(new SessionDetailDto(id, traces, rows), BackendJsonContext.Default.SessionDetailDto);
+    }
+
+    private static async Task<IResult> GetTraceAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        return denied ?? await TraceViewAsync(tenant, traceId, "traceId", context, store).ConfigureAwait(false);
+    }
+
+    private static async Task<IResult> GetViewAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        return denied ?? await TraceViewAsync(tenant, context.Request.Query["traceId"].ToString(), "traceId", context, store).ConfigureAwait(false);
+    }
+
+    private static async Task<IResult> GetSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        return denied ?? await SpanDetailAsync(tenant, traceId, spanId, context, store).ConfigureAwait(false);
+    }
+
+    private static async Task<IResult> GetDetailAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        var q = context.Request.Query;
+        return denied ?? await SpanDetailAsync(tenant, q["traceId"].ToString(), q["spanId"].ToString(), context, store).ConfigureAwait(false);
+    }
+
+    private static async Task<IResult> GetServicesAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        if (!TryRange(context.Request.Query, time, out var from, out var to, out var problem))
+        {
+            return problem;
+        }
+
+        var edges = await store.GetServiceGraphAsync(tenant, from, to, context.RequestAborted).ConfigureAwait(false);
+        var services = new SortedSet<string>(StringComparer.Ordinal);
+        var dtos = new List<ServiceEdgeDto>(edges.Count);
+        foreach (var e in edges)
+        {
+            services.Add(e.Caller);
+            services.Add(e.Callee);
+            dtos.Add(new ServiceEdgeDto(e.Caller, e.Callee, e.Calls, e.Errors, Rate(e.Errors, e.Calls), e.P50Ms, e.P95Ms, e.P99Ms));
+        }
+
+        return Results.Json(new ServiceGraphDto(from, to, [.. services], dtos), BackendJsonContext.Default.ServiceGraphDto);
+    }
+
+    private static async Task<IResult> GetEndpointsAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        if (!TryRange(context.Request.Query, time, out var from, out var to, out var problem))
+        {
+            return problem;
+        }
+
+        var stats = await store.GetEndpointsAsync(tenant, Optional(context.Request.Query["service"]), from, to, context.RequestAborted).ConfigureAwait(false);
+        var items = new List<EndpointDto>(stats.Count);
+        foreach (var s in stats)
+        {
+            items.Add(new EndpointDto(s.Service, s.Method, s.Route, s.Count, s.Errors, Rate(s.Errors, s.Count), s.P50Ms, s.P95Ms, s.P99Ms));
+        }
+
+        return Results.Json(new EndpointListDto(from, to, items), BackendJsonContext.Default.EndpointListDto);
+    }
+
+    private static async Task<IResult> TraceViewAsync(long tenant, string traceId, string parameter, HttpContext context, ISpanStore store)
+    {
+        if (!TryHexId(traceId, 32, out var id))
+        {
+            return BadParameter(parameter, "must be 32 hexadecimal digits");
+        }
+
+        var spans = await store.GetTraceAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
+        if (spans.Count == 0)
+        {
+            return NotFound("trace '" + id + "' not found");
+        }
+
+        var start = spans[0].StartTime;
+        var end = spans[0].EndTime;
+        var known = new Dictionary<string, SpanSummary>(StringComparer.Ordinal);
+        foreach (var s in spans)
+        {
+            known[s.SpanId] = s;
+            start = s.StartTime < start ? s.StartTime : start;
+            end = s.EndTime > end ? s.EndTime : end;
+        }
+
+        var roots = new List<string>();
+        var rows = new List<WaterfallSpanDto>(spans.Count);
+        foreach (var s in spans)
+        {
+            var depth = 0;
+            var parent = s.ParentSpanId;
+            // Bounded walk: a malicious exporter could send a parent cycle.
+            while (parent is not null && depth < spans.Count && known.TryGetValue(parent, out var p))
+            {
+                depth++;
+                parent = p.ParentSpanId;
+            }
+
+            if (s.ParentSpanId is null || !known.ContainsKey(s.ParentSpanId))
+            {
+                roots.Add(s.SpanId);
+            }
+
+            rows.Add(new WaterfallSpanDto(ToDto(s), Ms(s.StartTime - start), depth));
+        }
+
+        return Results.Json(new TraceViewDto(id, start, Ms(end - start), roots, rows), BackendJsonContext.Default.TraceViewDto);
+    }
+
+    private static async Task<IResult> SpanDetailAsync(long tenant, string traceId, string spanId, HttpContext context, ISpanStore store)
+    {
+        if (!TryHexId(traceId, 32, out var tid))
+        {
+            return BadParameter("traceId", "must be 32 hexadecimal digits");
+        }
+
+        if (!TryHexId(spanId, 16, out var sid))
+        {
+            return BadParameter("spanId", "must be 16 hexadecimal digits");
+        }
+
+        var span = await store.GetSpanAsync(tenant, tid, sid, context.RequestAborted).ConfigureAwait(false);
+        if (span is null)
+        {
+            return NotFound("span '" + sid + "' of trace '" + tid + "' not found");
+        }
+
+        return Results.Json(ToDetail(span), BackendJsonContext.Default.SpanDetailDto);
+    }
+
+    /// <summary>The full view of a stored span: body metadata moves from the attributes into the bodies.</summary>
+    internal static SpanDetailDto ToDetail(StoredSpan span)
+    {
+        var attributes = JsonNode.Parse(span.AttributesJson) as JsonObject ?? [];
+        var requestBody = ToBody(span.RequestBody, attributes, OtlpAttributes.RequestBodyMetaPrefix);
+        var responseBody = ToBody(span.ResponseBody, attributes, OtlpAttributes.ResponseBodyMetaPrefix);
+        var summary = new SpanDto(
+            span.TraceId, span.SpanId, span.ParentSpanId, span.Name, span.Kind, span.ServiceName, span.StartTime, span.EndTime,
+            Ms(span.Duration), span.IsError, span.IsExchange, span.SessionId, span.Direction, span.Method, span.Authority, span.Path, span.StatusCode);
+        return new SpanDetailDto
+        {
+            Span = summary,
+            Scheme = span.Scheme,
+            Query = span.Query,
+            Route = span.Route,
+            RequestHeaders = ParseJson(span.RequestHeadersJson),
+            ResponseHeaders = ParseJson(span.ResponseHeadersJson),
+            RequestBody = requestBody,
+            ResponseBody = responseBody,
+            Attributes = ParseJson(attributes.ToJsonString())!.Value,
+        };
+    }
+
+    private static BodyDto? ToBody(ReadOnlyMemory<byte> content, JsonObject attributes, string prefix)
+    {
+        var kind = Take(attributes, prefix + OtlpAttributes.BodyKindSuffix)?.GetValue<string>();
+        var size = Take(attributes, prefix + OtlpAttributes.BodySizeSuffix);
+        var truncated = Take(attributes, prefix + OtlpAttributes.BodyTruncatedSuffix);
+        var contentType = Take(attributes, prefix + OtlpAttributes.BodyContentTypeSuffix)?.GetValue<string>();
+        var contentEncoding = Take(attributes, prefix + OtlpAttributes.BodyContentEncodingSuffix)?.GetValue<string>();
+        var decoded = Take(attributes, prefix + OtlpAttributes.BodyDecodedSuffix);
+        if (content.IsEmpty && kind is null)
+        {
+            return null;
+        }
+
+        var bytes = content.Span;
+        var isText = !string.Equals(kind, "binary", StringComparison.Ordinal);
+        var asText = isText && Utf8.IsValid(bytes);
+        return new BodyDto(
+            asText ? "text" : "base64",
+            isText ? "text" : "binary",
+            asText ? Encoding.UTF8.GetString(bytes) : Convert.ToBase64String(bytes),
+            bytes.Length,
+            size is null ? bytes.Length : size.GetValue<long>(),
+            truncated is not null && truncated.GetValue<bool>(),
+            contentType,
+            contentEncoding,
+            decoded is not null && decoded.GetValue<bool>());
+    }
+
+    private static JsonNode? Take(JsonObject attributes, string key)
+    {
+        if (attributes.TryGetPropertyValue(key, out var node))
+        {
+            attributes.Remove(key);
+            return node;
+        }
+
+        return null;
+    }
+
+    private static JsonElement? ParseJson(string? json)
+    {
+        if (json is null)
+        {
+            return null;
+        }
+
+        using var document = JsonDocument.Parse(json);
+        return document.RootElement.Clone();
+    }
+
+    private static SpanDto ToDto(SpanSummary s) => new(
+        s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.EndTime - s.StartTime),
+        s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
+
+    private static async Task<(long Tenant, IResult? Denied)> AuthorizeAsync(HttpContext context, ApiKeyAuthenticator authenticator)
+    {
+        var key = ApiKeyAuthenticator.ExtractKey(context.Request.Headers["x-public-key"], context.Request.Headers.Authorization);
+        var auth = await authenticator.AuthenticateAsync(key, KeyScope.Read, context.RequestAborted).ConfigureAwait(false);
+        return auth.Status switch
+        {
+            AuthStatus.Allowed => (auth.TenantId, null),
+            AuthStatus.Forbidden => (0, Results.Problem(statusCode: 403, title: "Forbidden", detail: "the API key has no read scope")),
+            AuthStatus.Missing => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "no API key: send it in x-public-key or Authorization: Bearer")),
+            _ => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "unknown or revoked API key")),
+        };
+    }
+
+    private static IResult BadParameter(string name, string problem) =>
+        Results.Problem(
+            statusCode: 400,
+            title: "Invalid query parameter",
+            detail: "'" + name + "' " + problem,
+            extensions: new Dictionary<string, object?>(StringComparer.Ordinal) { ["parameter"] = name });
+
+    private static IResult NotFound(string detail) => Results.Problem(statusCode: 404, title: "Not found", detail: detail);
+
+    private static bool TryRange(IQueryCollection q, TimeProvider time, out DateTimeOffset from, out DateTimeOffset to, out IResult problem)
+    {
+        from = to = default;
+        problem = Results.Empty;
+        if (!TryTime(q["from"], out var f))
+        {
+            problem = BadParameter("from", "must be an ISO 8601 time or Unix milliseconds");
+            return false;
+        }
+
+        if (!TryTime(q["to"], out var t))
+        {
+            problem = BadParameter("to", "must be an ISO 8601 time or Unix milliseconds");
+            return false;
+        }
+
+        to = t ?? time.GetUtcNow();
+        from = f ?? to - _defaultRange;
+        if (from > to)
+        {
+            problem = BadParameter("from", "must not be after 'to'");
+            return false;
+        }
+
+        return true;
+    }
+
+    private static string? Optional(Microsoft.Extensions.Primitives.StringValues value)
+    {
+        var text = value.ToString();
+        return string.IsNullOrWhiteSpace(text) ? null : text.Trim();
+    }
+
+    private static bool TryInt(Microsoft.Extensions.Primitives.StringValues value, int min, int max, int fallback, out int result)
+    {
+        var text = Optional(value);
+        if (text is null)
+        {
+            result = fallback;
+            return true;
+        }
+
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out result) && result >= min && result <= max;
+    }
+
+    private static bool TryStatusClass(Microsoft.Extensions.Primitives.StringValues value, out int? statusClass)
+    {
+        statusClass = null;
+        var text = Optional(value);
+        if (text is null)
+        {
+            return true;
+        }
+
+        if (text.Length == 3 && text.EndsWith("xx", StringComparison.OrdinalIgnoreCase))
+        {
+            text = text[..1];
+        }
+
+        if (text.Length == 1 && text[0] is >= '1' and <= '5')
+        {
+            statusClass = text[0] - '0';
+            return true;
+        }
+
+        return false;
+    }
+
+    internal static bool TryTime(Microsoft.Extensions.Primitives.StringValues value, out DateTimeOffset? time)
+    {
+        time = null;
+        var text = Optional(value);
+        if (text is null)
+        {
+            return true;
+        }
+
+        if (long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var ms))
+        {
+            if (ms > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
+            {
+                return false;
+            }
+
+            time = DateTimeOffset.FromUnixTimeMilliseconds(ms);
+            return true;
+        }
+
+        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var parsed))
+        {
+            time = parsed;
+            return true;
+        }
+
+        return false;
+    }
+
+    private static bool TryHexId(string? text, int length, out string id)
+    {
+        id = "";
+        if (text is null || text.Length != length)
+        {
+            return false;
+        }
+
+        foreach (var c in text)
+        {
+            if (!char.IsAsciiHexDigit(c))
+            {
+                return false;
+            }
+        }
+
+        id = text.ToLowerInvariant();
+        return true;
+    }
+
+    private static double Ms(TimeSpan span) => span.TotalMilliseconds;
+
+    private static double Rate(long errors, long calls) => calls == 0 ? 0 : (double)errors / calls;
+}

@@ -1,0 +1,67 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using SpIstio.Core.Metrics;
+
+namespace SpIstio.Backend.Hosting;
+
+/// <summary>
+/// Every backend metric, declared once; the data path keeps the resolved children.
+/// </summary>
+public sealed class BackendMetrics
+{
+    private readonly CounterFamily _requests;
+    private readonly ConcurrentDictionary<(string Protocol, int Code), Counter> _requestChildren = new();
+
+    /// <summary>Declares the backend metrics (and the process metrics) on <paramref name="registry"/>.</summary>
+    public BackendMetrics(MetricRegistry registry)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        Registry = registry;
+        ProcessMetrics.Register(registry);
+        _requests = registry.Counter("sp_ingest_requests_total", "OTLP export requests by protocol (http, grpc) and answer (the HTTP status code, or the gRPC status code number).", "protocol", "code");
+        var spans = registry.Counter("sp_ingest_spans_total", "Spans received, by result: stored (committed), rejected (invalid ids), failed (refused under back-pressure or by a store error).", "result");
+        SpansStored = spans.WithLabels("stored");
+        SpansRejected = spans.WithLabels("rejected");
+        SpansFailed = spans.WithLabels("failed");
+        QueueDepth = registry.Gauge("sp_ingest_queue_depth", "Spans waiting in the write queue or being committed.").WithLabels();
+        CommitDuration = registry.Histogram(
+            "sp_ingest_commit_duration_seconds",
+            "Time of one group commit (many requests' spans in one transaction).",
+            MetricRegistry.ExponentialBuckets(0.001, 2, 14)).WithLabels();
+        CommitSpans = registry.Histogram(
+            "sp_ingest_commit_spans",
+            "Spans per group commit.",
+            MetricRegistry.ExponentialBuckets(1, 4, 9)).WithLabels();
+        StoreBytes = registry.Gauge("sp_store_bytes", "Bytes the stored spans take, as the store engine reports them.").WithLabels();
+    }
+
+    /// <summary>The registry rendered at <c>/metrics</c>.</summary>
+    public MetricRegistry Registry { get; }
+
+    /// <summary>Spans committed.</summary>
+    public Counter SpansStored { get; }
+
+    /// <summary>Spans refused for invalid ids.</summary>
+    public Counter SpansRejected { get; }
+
+    /// <summary>Spans refused under back-pressure or lost to a store error (the exporter retries them).</summary>
+    public Counter SpansFailed { get; }
+
+    /// <summary>Spans in the write queue (queued or being committed).</summary>
+    public Gauge QueueDepth { get; }
+
+    /// <summary>Duration of each group commit.</summary>
+    public Histogram CommitDuration { get; }
+
+    /// <summary>Spans in each group commit.</summary>
+    public Histogram CommitSpans { get; }
+
+    /// <summary>Stored bytes, refreshed by the retention job and at scrape.</summary>
+    public Gauge StoreBytes { get; }
+
+    /// <summary>The request counter of a protocol and answer code, resolved once per pair.</summary>
+    public Counter IngestRequests(string protocol, int code) =>
+        _requestChildren.TryGetValue((protocol, code), out var counter)
+            ? counter
+            : _requestChildren.GetOrAdd((protocol, code), static (k, family) => family.WithLabels(k.Protocol, k.Code.ToString(CultureInfo.InvariantCulture)), _requests);
+}

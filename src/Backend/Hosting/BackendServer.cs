@@ -1,0 +1,352 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Backend.Api;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Ingest;
+using SpIstio.Backend.Storage;
+using SpIstio.Backend.Storage.Retention;
+using SpIstio.Core.Metrics;
+
+namespace SpIstio.Backend.Hosting;
+
+/// <summary>
+/// The backend server: opens and migrates the store, creates the <c>default</c> tenant on first
+/// start, and serves OTLP ingest (HTTP and gRPC), the query API, OpenAPI, metrics and health.
+/// </summary>
+public sealed class BackendServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly IngestQueue _queue;
+    private readonly ISpanStore _store;
+    private readonly bool _ownsStore;
+    private readonly ILogger _logger;
+    private int _stopped;
+
+    private BackendServer(
+        WebApplication app, IngestQueue queue, ISpanStore store, bool ownsStore, ILogger logger,
+        Uri address, Uri? grpcAddress, string? bootstrapKey, BackendMetrics metrics)
+    {
+        _app = app;
+        _queue = queue;
+        _store = store;
+        _ownsStore = ownsStore;
+        _logger = logger;
+        Address = address;
+        GrpcAddress = grpcAddress;
+        BootstrapKey = bootstrapKey;
+        Metrics = metrics;
+    }
+
+    /// <summary>The bound address of the main port (OTLP/HTTP, query API, OpenAPI, metrics, health), e.g. <c>http://127.0.0.1:41234</c>.</summary>
+    public Uri Address { get; }
+
+    /// <summary>The bound address of the OTLP/gRPC port (HTTP/2 cleartext), or null when gRPC is off.</summary>
+    public Uri? GrpcAddress { get; }
+
+    /// <summary>
+    /// On the very first start of a store (no <c>default</c> tenant yet): the key created for the
+    /// <c>default</c> tenant, to be shown to the operator once. Null on every later start.
+    /// </summary>
+    public string? BootstrapKey { get; }
+
+    /// <summary>The store the server writes to.</summary>
+    public ISpanStore Store => _store;
+
+    /// <summary>The server's metrics.</summary>
+    public BackendMetrics Metrics { get; }
+
+    /// <summary>Validates the options, opens the store (unless one is given) and starts listening.</summary>
+    /// <param name="options">What to serve and where.</param>
+    /// <param name="loggerFactory">Logging; none when null.</param>
+    /// <param name="timeProvider">The clock; the system clock when null.</param>
+    /// <param name="store">A store to use instead of opening <see cref="BackendOptions.Store"/>; the caller keeps ownership.</param>
+    /// <param name="cancellationToken">Cancels start-up.</param>
+    /// <exception cref="BackendOptionsException">The options are invalid.</exception>
+    public static async Task<BackendServer> StartAsync(
+        BackendOptions options,
+        ILoggerFactory? loggerFactory = null,
+        TimeProvider? timeProvider = null,
+        ISpanStore? store = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.ValidateOrThrow();
+        loggerFactory ??= NullLoggerFactory.Instance;
+        timeProvider ??= TimeProvider.System;
+        var logger = loggerFactory.CreateLogger("SpIstio.Backend");
+
+        var ownsStore = store is null;
+        store ??= SpanStoreFactory.Open(options.Store, loggerFactory, timeProvider);
+        try
+        {
+            await store.MigrateAsync(cancellationToken).ConfigureAwait(false);
+            var bootstrapKey = await BootstrapAsync(store, timeProvider, logger, cancellationToken).ConfigureAwait(false);
+            long? demoTenant = null;
+            if (options.Demo)
+            {
+                demoTenant = (await store.EnsureTenantAsync(KeyAdministration.DefaultTenant, cancellationToken).ConfigureAwait(false)).Id;
+                BackendLog.DemoMode(logger);
+            }
+
+            var metrics = new BackendMetrics(new MetricRegistry());
+            var queue = new IngestQueue(store, options.QueueCapacity, options.MaxBatchSpans, metrics, loggerFactory.CreateLogger<IngestQueue>(), timeProvider);
+            var authenticator = new ApiKeyAuthenticator(store, options.KeyCacheTtl, timeProvider, demoTenant);
+            var ingest = new IngestService(queue, metrics);
+            var bound = new BoundEndpoints();
+            var app = Build(bound, options, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
+            try
+            {
+                await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                await queue.DrainAsync().ConfigureAwait(false);
+                await app.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+
+            var address = bound.Main.Address!;
+            var grpcAddress = bound.Grpc.Address;
+            BackendLog.Listening(logger, address, store.Kind);
+            return new BackendServer(app, queue, store, ownsStore, logger, address, grpcAddress, bootstrapKey, metrics);
+        }
+        catch
+        {
+            if (ownsStore)
+            {
+                await store.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Stops accepting requests, lets the ones in flight finish, commits everything queued and
+    /// closes the store (when the server opened it).
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return;
+        }
+
+        BackendLog.Stopping(_logger, _queue.Depth);
+        await _app.StopAsync(cancellationToken).ConfigureAwait(false);
+        await _queue.DrainAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+        if (_ownsStore)
+        {
+            await _store.DisposeAsync().ConfigureAwait(false);
+        }
+
+        BackendLog.Stopped(_logger);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+
+    private static async Task<string?> BootstrapAsync(ISpanStore store, TimeProvider timeProvider, ILogger logger, CancellationToken cancellationToken)
+    {
+        if (await store.FindTenantAsync(KeyAdministration.DefaultTenant, cancellationToken).ConfigureAwait(false) is not null)
+        {
+            return null;
+        }
+
+        // Ingest and read: what an agent and the UI need. Admin stays with the CLI, which works on the store directly.
+        var created = await KeyAdministration.CreateKeyAsync(
+            store, KeyAdministration.DefaultTenant, KeyScope.Ingest | KeyScope.Read, "created on first start", timeProvider, cancellationToken).ConfigureAwait(false);
+        BackendLog.DefaultTenantCreated(logger, created.Record.KeyId);
+        return created.Key;
+    }
+
+    private static WebApplication Build(
+        BoundEndpoints bound,
+        BackendOptions options, ISpanStore store, ILoggerFactory loggerFactory, TimeProvider timeProvider,
+        BackendMetrics metrics, IngestQueue queue, ApiKeyAuthenticator authenticator, IngestService ingest)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(loggerFactory);
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            // The ingest handler enforces the limit itself (after decompression); this bounds every other route.
+            kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            // Kestrel answers an h2c preface on a cleartext HTTP/1.1+2 endpoint with HTTP_1_1_REQUIRED,
+            // so gRPC (HTTP/2 with prior knowledge) gets its own HTTP/2-only port.
+            Listen(kestrel, ListenAddressOf(options.Listen), HttpProtocols.Http1, bound.Main);
+            if (options.GrpcListen is not null)
+            {
+                Listen(kestrel, ListenAddressOf(options.GrpcListen), HttpProtocols.Http2, bound.Grpc);
+            }
+        });
+
+        var services = builder.Services;
+        services.AddSingleton(store);
+        services.AddSingleton(timeProvider);
+        services.AddSingleton(metrics);
+        services.AddSingleton(queue);
+        services.AddSingleton(authenticator);
+        services.AddSingleton(ingest);
+        services.AddGrpc(grpc =>
+        {
+            grpc.MaxReceiveMessageSize = options.MaxBodyBytes;
+            grpc.EnableDetailedErrors = false;
+        });
+        services.AddOpenApi();
+        var retention = new RetentionOptions
+        {
+            DefaultRetention = options.Retention,
+            MaxStoreBytes = options.MaxStoreBytes,
+            Interval = options.RetentionInterval,
+        };
+        // Started and stopped with the web host.
+        services.AddHostedService(sp => new RetentionService(store, retention, timeProvider, sp.GetRequiredService<ILogger<RetentionService>>()));
+        services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, BackendJsonContext.Default));
+
+        var app = builder.Build();
+        var endpoint = new OtlpHttpEndpoint(ingest, authenticator, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
+        // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document. No Accepts():
+        // it would make routing answer other content types itself, and the OTLP answer must be a 415 with a Status body.
+        Delegate ingestHandler = endpoint.HandleAsync;
+        app.MapPost(OtlpHttpEndpoint.Path, ingestHandler)
+            .Produces(StatusCodes.Status200OK)
+            .WithTags("ingest")
+            .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
+        app.MapGrpcService<OtlpGrpcService>();
+        app.MapQueryApi();
+        app.MapOpenApi();
+        var readiness = new StoreReadiness(store);
+        app.MapGet("/metrics", async context =>
+        {
+            await RefreshStoreBytesAsync(store, metrics, context.RequestAborted).ConfigureAwait(false);
+            context.Response.ContentType = MetricRegistry.ContentType;
+            await context.Response.WriteAsync(metrics.Registry.Render(), context.RequestAborted).ConfigureAwait(false);
+        }).ExcludeFromDescription();
+        app.MapGet("/healthz", () => Results.Text("ok\n")).ExcludeFromDescription();
+        app.MapGet("/readyz", async (HttpContext context) =>
+        {
+            var problem = await readiness.CheckAsync(context.RequestAborted).ConfigureAwait(false);
+            return problem is null
+                ? Results.Text("ready\n")
+                : Results.Text("not ready: " + problem + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+        }).ExcludeFromDescription();
+        return app;
+    }
+
+    private static async Task RefreshStoreBytesAsync(ISpanStore store, BackendMetrics metrics, CancellationToken cancellationToken)
+    {
+        try
+        {
+            metrics.StoreBytes.Set(await store.GetStoredBytesAsync(cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A scrape still answers with the last known size; /readyz reports the store.
+        }
+    }
+
+    private static ListenAddress ListenAddressOf(string text)
+    {
+        ListenAddress.TryParse(text, out var address);
+        return address;
+    }
+
+    private static void Listen(KestrelServerOptions kestrel, ListenAddress address, HttpProtocols protocols, BoundEndpoint bound)
+    {
+        if (address.Localhost)
+        {
+            kestrel.ListenLocalhost(address.Port, o => o.Protocols = protocols);
+            bound.Address = new Uri("http://localhost:" + address.Port.ToString(CultureInfo.InvariantCulture));
+        }
+        else
+        {
+            kestrel.Listen(address.Address!, address.Port, o =>
+            {
+                o.Protocols = protocols;
+                bound.Options = o;
+            });
+        }
+    }
+
+    /// <summary>The listen options of the two endpoints; their bound ports are known once Kestrel started.</summary>
+    private sealed class BoundEndpoints
+    {
+        public BoundEndpoint Main { get; } = new();
+
+        public BoundEndpoint Grpc { get; } = new();
+    }
+
+    private sealed class BoundEndpoint
+    {
+        private Uri? _address;
+
+        public ListenOptions? Options { get; set; }
+
+        /// <summary>A reachable URL of the endpoint: an any-address bind is reached on loopback.</summary>
+        public Uri? Address
+        {
+            get
+            {
+                if (_address is not null || Options?.IPEndPoint is not { } endpoint)
+                {
+                    return _address;
+                }
+
+                var ip = endpoint.Address.Equals(IPAddress.Any) ? IPAddress.Loopback
+                    : endpoint.Address.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback
+                    : endpoint.Address;
+                return new Uri("http://" + new IPEndPoint(ip, endpoint.Port).ToString());
+            }
+
+            set => _address = value;
+        }
+    }
+
+    /// <summary>/readyz: the store answers and its schema was migrated at start.</summary>
+    private sealed class StoreReadiness(ISpanStore store)
+    {
+        public async Task<string?> CheckAsync(CancellationToken cancellationToken)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(2));
+            try
+            {
+                await store.ListTenantsAsync(timeout.Token).ConfigureAwait(false);
+                return null;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                return "store unreachable: " + ex.GetType().Name;
+            }
+        }
+    }
+}
+
+/// <summary>Log messages of the server (event ids 1–99).</summary>
+internal static partial class BackendLog
+{
+    [LoggerMessage(1, LogLevel.Information, "Backend listening on {Address} (store: {StoreKind})")]
+    public static partial void Listening(ILogger logger, Uri address, string storeKind);
+
+    [LoggerMessage(2, LogLevel.Information, "Stopping: committing {QueuedSpans} queued span(s)")]
+    public static partial void Stopping(ILogger logger, long queuedSpans);
+
+    [LoggerMessage(3, LogLevel.Information, "Backend stopped")]
+    public static partial void Stopped(ILogger logger);
+
+    [LoggerMessage(4, LogLevel.Information, "First start: created tenant 'default' and key {KeyId}")]
+    public static partial void DefaultTenantCreated(ILogger logger, string keyId);
+
+    [LoggerMessage(5, LogLevel.Warning, "Demo mode: the fixed demo key is accepted for tenant 'default'; do not expose this server")]
+    public static partial void DemoMode(ILogger logger);
+}

@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Storage;
+
+namespace SpIstio.Backend.Ingest;
+
+/// <summary>
+/// The bounded write queue between ingest requests and the store. One writer takes everything
+/// queued (up to a batch limit) and commits it per tenant in one <see cref="ISpanStore.InsertSpansAsync"/>
+/// transaction — group commit, so many small exports cost one fsync — and completes each
+/// request's task only once its spans are committed: an exporter is answered 200 only for spans
+/// that survive a crash.
+/// </summary>
+public sealed class IngestQueue : IAsyncDisposable
+{
+    private readonly ISpanStore _store;
+    private readonly BackendMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _timeProvider;
+    private readonly Channel<Pending> _channel = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Task _writer;
+    private readonly int _maxBatchSpans;
+    private long _depth;
+
+    /// <summary>Creates the queue and starts its writer.</summary>
+    /// <param name="store">Where spans are committed.</param>
+    /// <param name="capacitySpans">Spans that may wait (queued or committing) before new requests are refused.</param>
+    /// <param name="maxBatchSpans">The most spans one group commit takes.</param>
+    /// <param name="metrics">Queue depth, commit duration, span counters.</param>
+    /// <param name="logger">Commit failures.</param>
+    /// <param name="timeProvider">Commit timing.</param>
+    public IngestQueue(ISpanStore store, int capacitySpans, int maxBatchSpans, BackendMetrics metrics, ILogger logger, TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(metrics);
+        ArgumentNullException.ThrowIfNull(logger);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacitySpans, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchSpans, 1);
+        _store = store;
+        Capacity = capacitySpans;
+        _maxBatchSpans = maxBatchSpans;
+        _metrics = metrics;
+        _logger = logger;
+        _timeProvider = timeProvider;
+        _writer = Task.Run(RunWriterAsync);
+    }
+
+    /// <summary>Spans that may wait before new requests are refused.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Spans queued or being committed.</summary>
+    public long Depth => Interlocked.Read(ref _depth);
+
+    /// <summary>
+    /// Queues a request's spans. False when the queue is full or stopping (answer 429/503 with
+    /// Retry-After); otherwise <paramref name="committed"/> completes once they are committed, or
+    /// faults when the commit failed (then none of them is stored).
+    /// </summary>
+    public bool TryEnqueue(long tenantId, IReadOnlyList<StoredSpan> spans, out Task committed)
+    {
+        ArgumentNullException.ThrowIfNull(spans);
+        var count = spans.Count;
+        var depth = Interlocked.Add(ref _depth, count);
+        // A request larger than the whole capacity still passes into an empty queue, or it could never be stored.
+        if (depth > Capacity && depth != count)
+        {
+            Interlocked.Add(ref _depth, -count);
+            committed = Task.CompletedTask;
+            return false;
+        }
+
+        var pending = new Pending(tenantId, spans);
+        if (!_channel.Writer.TryWrite(pending))
+        {
+            Interlocked.Add(ref _depth, -count);
+            committed = Task.CompletedTask;
+            return false;
+        }
+
+        _metrics.QueueDepth.Set(depth);
+        committed = pending.Completion.Task;
+        return true;
+    }
+
+    /// <summary>Stops taking requests and waits until everything queued is committed.</summary>
+    public async Task DrainAsync()
+    {
+        _channel.Writer.TryComplete();
+        await _writer.ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync() => await DrainAsync().ConfigureAwait(false);
+
+    private async Task RunWriterAsync()
+    {
+        var reader = _channel.Reader;
+        var batch = new List<Pending>();
+        var tenantSpans = new List<StoredSpan>();
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            batch.Clear();
+            var spans = 0;
+            while (spans < _maxBatchSpans && reader.TryRead(out var pending))
+            {
+                batch.Add(pending);
+                spans += pending.Spans.Count;
+            }
+
+            // One transaction per tenant in the batch: InsertSpansAsync is scoped to a tenant.
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var tenantId = batch[i].TenantId;
+                if (batch[i].Done)
+                {
+                    continue;
+                }
+
+                tenantSpans.Clear();
+                for (var j = i; j < batch.Count; j++)
+                {
+                    if (!batch[j].Done && batch[j].TenantId == tenantId)
+                    {
+                        tenantSpans.AddRange(batch[j].Spans);
+                    }
+                }
+
+                var error = await CommitAsync(tenantId, tenantSpans).ConfigureAwait(false);
+                for (var j = i; j < batch.Count; j++)
+                {
+                    var pending = batch[j];
+                    if (pending.Done || pending.TenantId != tenantId)
+                    {
+                        continue;
+                    }
+
+                    pending.Done = true;
+                    Interlocked.Add(ref _depth, -pending.Spans.Count);
+                    if (error is null)
+                    {
+                        pending.Completion.TrySetResult();
+                    }
+                    else
+                    {
+                        pending.Completion.TrySetException(error);
+                    }
+                }
+            }
+
+            _metrics.QueueDepth.Set(Depth);
+        }
+    }
+
+    private async Task<Exception?> CommitAsync(long tenantId, List<StoredSpan> spans)
+    {
+        var started = _timeProvider.GetTimestamp();
+        try
+        {
+            // Not cancellable: spans already queued are committed even while shutting down.
+            await _store.InsertSpansAsync(tenantId, spans, CancellationToken.None).ConfigureAwait(false);
+            _metrics.SpansStored.Add(spans.Count);
+            return null;
+        }
+        catch (Exception ex)
+        {
+            _metrics.SpansFailed.Add(spans.Count);
+            IngestLog.CommitFailed(_logger, spans.Count, tenantId, ex);
+            return ex;
+        }
+        finally
+        {
+            _metrics.CommitDuration.Observe(_timeProvider.GetElapsedTime(started).TotalSeconds);
+            _metrics.CommitSpans.Observe(spans.Count);
+        }
+    }
+
+    [DebuggerDisplay("{TenantId}: {Spans.Count} spans")]
+    private sealed class Pending(long tenantId, IReadOnlyList<StoredSpan> spans)
+    {
+        public long TenantId { get; } = tenantId;
+
+        public IReadOnlyList<StoredSpan> Spans { get; } = spans;
+
+        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool Done { get; set; }
+    }
+}

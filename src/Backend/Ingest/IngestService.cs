@@ -1,0 +1,72 @@
+using SpIstio.Backend.Hosting;
+using SpIstio.Core.Otlp.Proto.Collector.Trace;
+
+namespace SpIstio.Backend.Ingest;
+
+/// <summary>What became of an export request after authentication and parsing.</summary>
+public enum IngestStatus
+{
+    /// <summary>Every valid span is committed (the answer may still report rejected spans).</summary>
+    Accepted,
+
+    /// <summary>The write queue is full; nothing was stored; the exporter should retry later.</summary>
+    QueueFull,
+
+    /// <summary>The store failed the commit; nothing was stored; the exporter should retry later.</summary>
+    StoreFailed,
+}
+
+/// <summary>The protocol-independent part of ingest: convert, queue, await the commit, build the answer.</summary>
+public sealed class IngestService
+{
+    private readonly IngestQueue _queue;
+    private readonly BackendMetrics _metrics;
+
+    /// <summary>Creates the service over a write queue.</summary>
+    public IngestService(IngestQueue queue, BackendMetrics metrics)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        ArgumentNullException.ThrowIfNull(metrics);
+        _queue = queue;
+        _metrics = metrics;
+    }
+
+    /// <summary>How long an exporter refused under back-pressure is asked to wait, in seconds.</summary>
+    public const int RetryAfterSeconds = 1;
+
+    /// <summary>Stores <paramref name="request"/>'s valid spans for <paramref name="tenantId"/> and returns the OTLP answer.</summary>
+    public async Task<(IngestStatus Status, ExportTraceServiceResponse Response)> IngestAsync(long tenantId, ExportTraceServiceRequest request)
+    {
+        var result = SpanConverter.Convert(request);
+        var response = new ExportTraceServiceResponse();
+        if (result.Rejected > 0)
+        {
+            _metrics.SpansRejected.Add(result.Rejected);
+            // The spec: partial_success is set only when something was rejected.
+            response.PartialSuccess = new ExportTracePartialSuccess { RejectedSpans = result.Rejected, ErrorMessage = result.ErrorMessage };
+        }
+
+        if (result.Spans.Count == 0)
+        {
+            return (IngestStatus.Accepted, response);
+        }
+
+        if (!_queue.TryEnqueue(tenantId, result.Spans, out var committed))
+        {
+            _metrics.SpansFailed.Add(result.Spans.Count);
+            return (IngestStatus.QueueFull, response);
+        }
+
+        try
+        {
+            await committed.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Already logged and counted by the writer; the exporter retries the whole request.
+            return (IngestStatus.StoreFailed, response);
+        }
+
+        return (IngestStatus.Accepted, response);
+    }
+}

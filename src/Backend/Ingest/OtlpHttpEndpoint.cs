@@ -1,0 +1,293 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Compression;
+using Google.Protobuf;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Storage;
+using SpIstio.Core.Otlp;
+using SpIstio.Core.Otlp.Proto.Collector.Trace;
+
+namespace SpIstio.Backend.Ingest;
+
+/// <summary>
+/// OTLP/HTTP <c>POST /v1/traces</c> (https://opentelemetry.io/docs/specs/otlp/#otlphttp):
+/// protobuf or JSON, optionally gzip, answered in the request's encoding; errors carry a
+/// <c>google.rpc.Status</c> body as the specification asks.
+/// </summary>
+public sealed class OtlpHttpEndpoint
+{
+    /// <summary>The route.</summary>
+    public const string Path = "/v1/traces";
+
+    private const string ProtobufContentType = "application/x-protobuf";
+    private const string JsonContentType = "application/json";
+    private const string Protocol = "http";
+
+    private readonly IngestService _ingest;
+    private readonly ApiKeyAuthenticator _authenticator;
+    private readonly BackendMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly int _maxBodyBytes;
+
+    /// <summary>Creates the endpoint.</summary>
+    /// <param name="ingest">Stores the spans.</param>
+    /// <param name="authenticator">Checks the key.</param>
+    /// <param name="metrics">Request counters.</param>
+    /// <param name="logger">Refusals (debug).</param>
+    /// <param name="maxBodyBytes">The largest body accepted, counted after decompression.</param>
+    public OtlpHttpEndpoint(IngestService ingest, ApiKeyAuthenticator authenticator, BackendMetrics metrics, ILogger logger, int maxBodyBytes)
+    {
+        _ingest = ingest;
+        _authenticator = authenticator;
+        _metrics = metrics;
+        _logger = logger;
+        _maxBodyBytes = maxBodyBytes;
+    }
+
+    /// <summary>Handles one export request.</summary>
+    public async Task HandleAsync(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var request = context.Request;
+        var json = IsJson(request.ContentType);
+
+        var key = ApiKeyAuthenticator.ExtractKey(request.Headers["x-public-key"], request.Headers.Authorization);
+        var auth = await _authenticator.AuthenticateAsync(key, KeyScope.Ingest, context.RequestAborted).ConfigureAwait(false);
+        switch (auth.Status)
+        {
+            case AuthStatus.Missing:
+                await FailAsync(context, json, StatusCodes.Status401Unauthorized, 16, "no API key: send it in x-public-key or Authorization: Bearer").ConfigureAwait(false);
+                return;
+            case AuthStatus.Unknown:
+                await FailAsync(context, json, StatusCodes.Status401Unauthorized, 16, "unknown or revoked API key").ConfigureAwait(false);
+                return;
+            case AuthStatus.Forbidden:
+                await FailAsync(context, json, StatusCodes.Status403Forbidden, 7, "the API key has no ingest scope").ConfigureAwait(false);
+                return;
+            default:
+                break;
+        }
+
+        if (!json && !IsProtobuf(request.ContentType))
+        {
+            await FailAsync(context, json, StatusCodes.Status415UnsupportedMediaType, 3,
+                "unsupported content type '" + request.ContentType + "': send application/x-protobuf or application/json").ConfigureAwait(false);
+            return;
+        }
+
+        var encoding = request.Headers.ContentEncoding.ToString();
+        var gzip = encoding.Equals("gzip", StringComparison.OrdinalIgnoreCase);
+        if (!gzip && encoding.Length > 0 && !encoding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+        {
+            await FailAsync(context, json, StatusCodes.Status415UnsupportedMediaType, 3,
+                "unsupported content encoding '" + encoding + "': send gzip or none").ConfigureAwait(false);
+            return;
+        }
+
+        if (request.ContentLength > _maxBodyBytes)
+        {
+            await FailTooLargeAsync(context, json).ConfigureAwait(false);
+            return;
+        }
+
+        var body = await ReadBodyAsync(context, gzip).ConfigureAwait(false);
+        try
+        {
+            switch (body.Outcome)
+            {
+                case ReadOutcome.TooLarge:
+                    await FailTooLargeAsync(context, json).ConfigureAwait(false);
+                    return;
+                case ReadOutcome.BadGzip:
+                    await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, "the body is not valid gzip: " + body.Error).ConfigureAwait(false);
+                    return;
+                case ReadOutcome.Aborted:
+                    return;
+                default:
+                    break;
+            }
+
+            ExportTraceServiceRequest export;
+            try
+            {
+                var bytes = new ReadOnlySpan<byte>(body.Buffer, 0, body.Length);
+                export = json
+                    ? OtlpJson.Parse<ExportTraceServiceRequest>(bytes)
+                    : ExportTraceServiceRequest.Parser.ParseFrom(bytes);
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, "the body is not a valid OTLP protobuf ExportTraceServiceRequest: " + ex.Message).ConfigureAwait(false);
+                return;
+            }
+            catch (FormatException ex)
+            {
+                await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, ex.Message).ConfigureAwait(false);
+                return;
+            }
+
+            var (status, response) = await _ingest.IngestAsync(auth.TenantId, export).ConfigureAwait(false);
+            switch (status)
+            {
+                case IngestStatus.QueueFull:
+                    context.Response.Headers.RetryAfter = IngestService.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+                    await FailAsync(context, json, StatusCodes.Status503ServiceUnavailable, 14, "the write queue is full; retry later").ConfigureAwait(false);
+                    return;
+                case IngestStatus.StoreFailed:
+                    context.Response.Headers.RetryAfter = IngestService.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+                    await FailAsync(context, json, StatusCodes.Status503ServiceUnavailable, 14, "the store failed to commit the spans; retry later").ConfigureAwait(false);
+                    return;
+                default:
+                    _metrics.IngestRequests(Protocol, StatusCodes.Status200OK).Inc();
+                    await WriteAsync(context, json, StatusCodes.Status200OK, response).ConfigureAwait(false);
+                    return;
+            }
+        }
+        finally
+        {
+            if (body.Buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(body.Buffer);
+            }
+        }
+    }
+
+    private static bool IsJson(string? contentType) => MediaTypeIs(contentType, JsonContentType);
+
+    private static bool IsProtobuf(string? contentType) =>
+        MediaTypeIs(contentType, ProtobufContentType) || MediaTypeIs(contentType, "application/protobuf");
+
+    private static bool MediaTypeIs(string? contentType, string mediaType)
+    {
+        if (contentType is null)
+        {
+            return false;
+        }
+
+        var span = contentType.AsSpan();
+        var semicolon = span.IndexOf(';');
+        if (semicolon >= 0)
+        {
+            span = span[..semicolon];
+        }
+
+        return span.Trim().Equals(mediaType, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>
+    /// Reads the body into a pooled buffer, inflating gzip through the same bounded loop, and
+    /// stops as soon as one byte more than the limit has been produced: a gzip bomb is refused
+    /// after inflating at most the limit, never whole.
+    /// </summary>
+    private async Task<BodyRead> ReadBodyAsync(HttpContext context, bool gzip)
+    {
+        var sizeFeature = context.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (sizeFeature is { IsReadOnly: false })
+        {
+            // The compressed size is bounded by the same limit as the inflated one.
+            sizeFeature.MaxRequestBodySize = _maxBodyBytes;
+        }
+
+        var initial = context.Request.ContentLength is { } length and > 0 && !gzip
+            ? (int)Math.Min(length + 1, (long)_maxBodyBytes + 1)
+            : Math.Min(64 * 1024, _maxBodyBytes + 1);
+        var buffer = ArrayPool<byte>.Shared.Rent(initial);
+        var total = 0;
+        var source = gzip ? new GZipStream(context.Request.Body, CompressionMode.Decompress, leaveOpen: true) : context.Request.Body;
+        try
+        {
+            while (true)
+            {
+                if (total == buffer.Length)
+                {
+                    var grown = ArrayPool<byte>.Shared.Rent((int)Math.Min((long)buffer.Length * 2, (long)_maxBodyBytes + 1));
+                    buffer.AsSpan(0, total).CopyTo(grown);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = grown;
+                }
+
+                var read = await source.ReadAsync(buffer.AsMemory(total, Math.Min(buffer.Length, _maxBodyBytes + 1) - total), context.RequestAborted).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return new BodyRead(ReadOutcome.Ok, buffer, total, null);
+                }
+
+                total += read;
+                if (total > _maxBodyBytes)
+                {
+                    return new BodyRead(ReadOutcome.TooLarge, buffer, total, null);
+                }
+            }
+        }
+        catch (InvalidDataException ex)
+        {
+            return new BodyRead(ReadOutcome.BadGzip, buffer, total, ex.Message);
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return new BodyRead(ReadOutcome.TooLarge, buffer, total, null);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            return new BodyRead(ReadOutcome.Aborted, buffer, total, null);
+        }
+        finally
+        {
+            if (gzip)
+            {
+                await source.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private Task FailTooLargeAsync(HttpContext context, bool json) =>
+        FailAsync(context, json, StatusCodes.Status413PayloadTooLarge, 8,
+            string.Create(CultureInfo.InvariantCulture, $"the body exceeds the limit of {_maxBodyBytes} bytes (counted after decompression)"));
+
+    private async Task FailAsync(HttpContext context, bool json, int statusCode, int grpcCode, string message)
+    {
+        _metrics.IngestRequests(Protocol, statusCode).Inc();
+        IngestLog.ExportRefused(_logger, Protocol, statusCode, message);
+        var status = new RpcStatus(grpcCode, message);
+        context.Response.StatusCode = statusCode;
+        if (json)
+        {
+            context.Response.ContentType = JsonContentType;
+            await context.Response.WriteAsync(status.ToJson(), context.RequestAborted).ConfigureAwait(false);
+        }
+        else
+        {
+            context.Response.ContentType = ProtobufContentType;
+            await context.Response.Body.WriteAsync(status.ToProtobuf(), context.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task WriteAsync(HttpContext context, bool json, int statusCode, IMessage message)
+    {
+        context.Response.StatusCode = statusCode;
+        if (json)
+        {
+            context.Response.ContentType = JsonContentType;
+            await context.Response.WriteAsync(OtlpJson.Format(message), context.RequestAborted).ConfigureAwait(false);
+        }
+        else
+        {
+            context.Response.ContentType = ProtobufContentType;
+            await context.Response.Body.WriteAsync(message.ToByteArray(), context.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    private enum ReadOutcome
+    {
+        Ok,
+        TooLarge,
+        BadGzip,
+        Aborted,
+    }
+
+    private readonly record struct BodyRead(ReadOutcome Outcome, byte[] Buffer, int Length, string? Error);
+}

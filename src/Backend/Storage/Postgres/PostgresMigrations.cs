@@ -1,0 +1,75 @@
+namespace SpIstio.Backend.Storage.Postgres;
+
+/// <summary>The PostgreSQL schema, one script per version; released scripts are never edited, only appended to.</summary>
+internal static class PostgresMigrations
+{
+    public static readonly IReadOnlyList<string> All =
+    [
+        // 1: tenants, keys, spans (with a tsvector for q), the session roll-up.
+        """
+        CREATE TABLE tenants (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            retention_seconds BIGINT,
+            created_ns BIGINT NOT NULL);
+
+        CREATE TABLE api_keys (
+            key_hash BYTEA PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+            scopes INTEGER NOT NULL,
+            description TEXT,
+            created_ns BIGINT NOT NULL,
+            revoked_ns BIGINT);
+        CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_ns);
+
+        CREATE TABLE spans (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id BIGINT NOT NULL,
+            trace_id TEXT NOT NULL CHECK (trace_id ~ '^[0-9a-f]{32}$'),
+            span_id TEXT NOT NULL CHECK (span_id ~ '^[0-9a-f]{16}$'),
+            parent_span_id TEXT CHECK (parent_span_id ~ '^[0-9a-f]{16}$'),
+            name TEXT NOT NULL,
+            kind INTEGER NOT NULL,
+            service TEXT NOT NULL,
+            start_ns BIGINT NOT NULL,
+            end_ns BIGINT NOT NULL,
+            is_error INTEGER NOT NULL,
+            is_exchange INTEGER NOT NULL,
+            session_id TEXT,
+            direction TEXT,
+            method TEXT,
+            scheme TEXT,
+            authority TEXT,
+            path TEXT,
+            query TEXT,
+            route TEXT,
+            status_code INTEGER,
+            request_headers BYTEA,
+            response_headers BYTEA,
+            request_body BYTEA,
+            response_body BYTEA,
+            attributes BYTEA,
+            stored_bytes BIGINT NOT NULL,
+            search TSVECTOR);
+        -- Already Brotli-compressed by the store: TOAST must not spend time compressing them again.
+        ALTER TABLE spans ALTER COLUMN request_headers SET STORAGE EXTERNAL,
+            ALTER COLUMN response_headers SET STORAGE EXTERNAL,
+            ALTER COLUMN request_body SET STORAGE EXTERNAL,
+            ALTER COLUMN response_body SET STORAGE EXTERNAL,
+            ALTER COLUMN attributes SET STORAGE EXTERNAL;
+        CREATE UNIQUE INDEX spans_trace ON spans (tenant_id, trace_id, span_id);
+        CREATE INDEX spans_session ON spans (tenant_id, session_id, start_ns) WHERE session_id IS NOT NULL;
+        CREATE INDEX spans_time ON spans (tenant_id, start_ns);
+        CREATE INDEX spans_search ON spans USING GIN (search);
+
+        CREATE TABLE sessions (
+            tenant_id BIGINT NOT NULL,
+            session_id TEXT NOT NULL,
+            first_ns BIGINT NOT NULL,
+            last_ns BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, session_id));
+        CREATE INDEX sessions_recent ON sessions (tenant_id, last_ns, session_id);
+        """,
+    ];
+}

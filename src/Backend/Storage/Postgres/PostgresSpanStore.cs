@@ -1,0 +1,180 @@
+using System.Data.Common;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace SpIstio.Backend.Storage.Postgres;
+
+/// <summary>
+/// The production store: PostgreSQL through one pooled <see cref="NpgsqlDataSource"/>. Batches
+/// arrive by binary COPY into a per-transaction staging table and move to <c>spans</c> with
+/// <c>INSERT … SELECT … ON CONFLICT DO NOTHING</c>, so a retried export stores nothing twice and
+/// COPY's speed is kept; the session roll-up is updated by the same statement.
+/// </summary>
+internal sealed class PostgresSpanStore : SqlSpanStore
+{
+    // Any constant: serialises concurrent migrations of backends starting together.
+    private const long MigrationLockKey = 0x5350_4953_5449_4F;
+
+    private const string Columns =
+        "tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
+        "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
+        "request_body, response_body, attributes, stored_bytes";
+
+    private const string CreateStaging =
+        "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, kind INTEGER, " +
+        "service TEXT, start_ns BIGINT, end_ns BIGINT, is_error INTEGER, is_exchange INTEGER, session_id TEXT, direction TEXT, method TEXT, " +
+        "scheme TEXT, authority TEXT, path TEXT, query TEXT, route TEXT, status_code INTEGER, request_headers BYTEA, response_headers BYTEA, " +
+        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, search_text TEXT) ON COMMIT DELETE ROWS";
+
+    private const string MoveStaged =
+        "WITH ins AS (" +
+        "INSERT INTO spans (" + Columns + ", search) SELECT " + Columns + ", to_tsvector('simple', search_text) FROM spans_staging " +
+        "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING session_id, start_ns), " +
+        "up AS (INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) " +
+        "SELECT @t, session_id, MIN(start_ns), MAX(start_ns) FROM ins WHERE session_id IS NOT NULL GROUP BY session_id ORDER BY session_id " +
+        "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = LEAST(sessions.first_ns, excluded.first_ns), last_ns = GREATEST(sessions.last_ns, excluded.last_ns)) " +
+        "SELECT COUNT(*) FROM ins";
+
+    private readonly NpgsqlDataSource _dataSource;
+
+    public PostgresSpanStore(string connectionString, ILogger logger, TimeProvider timeProvider)
+        : base(logger, timeProvider)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        _dataSource = NpgsqlDataSource.Create(builder);
+        StoreLog.Opened(logger, Kind, builder.Host + "/" + builder.Database);
+    }
+
+    public override string Kind => "postgres";
+
+    protected override IReadOnlyList<string> Migrations => PostgresMigrations.All;
+
+    protected override string SessionTextCondition =>
+        "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.search @@ plainto_tsquery('simple', @q) AND x.session_id IS NOT NULL)";
+
+    protected override string TextQueryValue(string[] terms) => string.Join(' ', terms);
+
+    protected override async Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction, "SELECT pg_advisory_xact_lock(@k)");
+        Add(command, "k", MigrationLockKey);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    protected override Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken) =>
+        ReadAsync(work, cancellationToken);
+
+    protected override async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            return await work(connection).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spans);
+        if (spans.Count == 0)
+        {
+            return 0;
+        }
+
+        var encoded = EncodedSpan.EncodeAll(spans);
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                await using (var create = new NpgsqlCommand(CreateStaging, connection, transaction))
+                {
+                    await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await CopyAsync(connection, tenantId, encoded, cancellationToken).ConfigureAwait(false);
+
+                long inserted;
+                await using (var move = new NpgsqlCommand(MoveStaged, connection, transaction))
+                {
+                    move.Parameters.AddWithValue("t", tenantId);
+                    inserted = (long)(await move.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return (int)inserted;
+            }
+        }
+    }
+
+    private static async Task CopyAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, CancellationToken cancellationToken)
+    {
+        var importer = await connection.BeginBinaryImportAsync(
+            "COPY spans_staging (" + Columns + ", search_text) FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
+        await using (importer.ConfigureAwait(false))
+        {
+            foreach (var e in spans)
+            {
+                var s = e.Span;
+                await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(tenantId, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(s.TraceId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(s.SpanId, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.ParentSpanId, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(s.Name, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(s.Kind, NpgsqlDbType.Integer, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(s.ServiceName, NpgsqlDbType.Text, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(e.StartNs, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(e.EndNs, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(s.IsError ? 1 : 0, NpgsqlDbType.Integer, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(s.IsExchange ? 1 : 0, NpgsqlDbType.Integer, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.SessionId, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.Direction, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.Method, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.Scheme, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.Authority, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.Path, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.Query, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, s.Route, cancellationToken).ConfigureAwait(false);
+                if (s.StatusCode is { } status)
+                {
+                    await importer.WriteAsync(status, NpgsqlDbType.Integer, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await importer.WriteNullAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await WriteBytesAsync(importer, e.RequestHeaders, cancellationToken).ConfigureAwait(false);
+                await WriteBytesAsync(importer, e.ResponseHeaders, cancellationToken).ConfigureAwait(false);
+                await WriteBytesAsync(importer, e.RequestBody, cancellationToken).ConfigureAwait(false);
+                await WriteBytesAsync(importer, e.ResponseBody, cancellationToken).ConfigureAwait(false);
+                await WriteBytesAsync(importer, e.Attributes, cancellationToken).ConfigureAwait(false);
+                await importer.WriteAsync(e.StoredBytes, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
+                await WriteTextAsync(importer, e.SearchText, cancellationToken).ConfigureAwait(false);
+            }
+
+            await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static Task WriteTextAsync(NpgsqlBinaryImporter importer, string? value, CancellationToken cancellationToken) =>
+        value is null ? importer.WriteNullAsync(cancellationToken) : importer.WriteAsync(value, NpgsqlDbType.Text, cancellationToken);
+
+    private static Task WriteBytesAsync(NpgsqlBinaryImporter importer, byte[]? value, CancellationToken cancellationToken) =>
+        value is null ? importer.WriteNullAsync(cancellationToken) : importer.WriteAsync(value, NpgsqlDbType.Bytea, cancellationToken);
+
+    public override Task<long> GetStoredBytesAsync(CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        // PostgreSQL's relation sizes fall only after VACUUM FULL (deleted rows' space is reused, not
+        // returned), so size-based retention would keep deleting against a number that never drops.
+        // The per-row stored size recorded at insert (compressed bodies, headers, attributes, search
+        // text and row overhead) is what deleting spans actually frees.
+        await using var command = Command(connection, null, "SELECT COALESCE(SUM(stored_bytes), 0) FROM spans");
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
+    }, cancellationToken);
+
+    public override ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+}

@@ -1,0 +1,72 @@
+namespace SpIstio.Backend.Storage.Sqlite;
+
+/// <summary>The SQLite schema, one script per version; released scripts are never edited, only appended to.</summary>
+internal static class SqliteMigrations
+{
+    public static readonly IReadOnlyList<string> All =
+    [
+        // 1: tenants, keys, spans, the session roll-up and the full-text index.
+        """
+        CREATE TABLE tenants (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            retention_seconds INTEGER,
+            created_ns INTEGER NOT NULL);
+
+        CREATE TABLE api_keys (
+            key_hash BLOB PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            tenant_id INTEGER NOT NULL REFERENCES tenants (id),
+            scopes INTEGER NOT NULL,
+            description TEXT,
+            created_ns INTEGER NOT NULL,
+            revoked_ns INTEGER);
+        CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_ns);
+
+        CREATE TABLE spans (
+            id INTEGER PRIMARY KEY,
+            tenant_id INTEGER NOT NULL,
+            trace_id TEXT NOT NULL CHECK (length(trace_id) = 32 AND trace_id NOT GLOB '*[^0-9a-f]*'),
+            span_id TEXT NOT NULL CHECK (length(span_id) = 16 AND span_id NOT GLOB '*[^0-9a-f]*'),
+            parent_span_id TEXT CHECK (parent_span_id IS NULL OR (length(parent_span_id) = 16 AND parent_span_id NOT GLOB '*[^0-9a-f]*')),
+            name TEXT NOT NULL,
+            kind INTEGER NOT NULL,
+            service TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            is_error INTEGER NOT NULL,
+            is_exchange INTEGER NOT NULL,
+            session_id TEXT,
+            direction TEXT,
+            method TEXT,
+            scheme TEXT,
+            authority TEXT,
+            path TEXT,
+            query TEXT,
+            route TEXT,
+            status_code INTEGER,
+            request_headers BLOB,
+            response_headers BLOB,
+            request_body BLOB,
+            response_body BLOB,
+            attributes BLOB,
+            stored_bytes INTEGER NOT NULL);
+        CREATE UNIQUE INDEX spans_trace ON spans (tenant_id, trace_id, span_id);
+        CREATE INDEX spans_session ON spans (tenant_id, session_id, start_ns) WHERE session_id IS NOT NULL;
+        CREATE INDEX spans_time ON spans (tenant_id, start_ns);
+
+        CREATE TABLE sessions (
+            tenant_id INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            first_ns INTEGER NOT NULL,
+            last_ns INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, session_id)) WITHOUT ROWID;
+        CREATE INDEX sessions_recent ON sessions (tenant_id, last_ns, session_id);
+
+        CREATE VIRTUAL TABLE spans_fts USING fts5 (body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 0');
+        CREATE TRIGGER spans_fts_delete AFTER DELETE ON spans BEGIN
+            DELETE FROM spans_fts WHERE rowid = old.id;
+        END;
+        """,
+    ];
+}

@@ -1,0 +1,298 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
+
+namespace SpIstio.Backend.Storage.Sqlite;
+
+/// <summary>
+/// The embedded store: one SQLite file in WAL mode, one writer connection (SQLite admits one
+/// writer at a time, so queuing in-process is cheaper than SQLITE_BUSY retries) and pooled
+/// read connections that WAL lets run beside the writer.
+/// </summary>
+/// <remarks>
+/// Durability: <c>synchronous=NORMAL</c>. In WAL mode a commit appends to the WAL file with a
+/// write() before the call returns, so once <see cref="InsertSpansAsync"/> completes the spans
+/// survive a crash or <c>kill -9</c> of this process (the OS holds the pages). Only a power cut
+/// or kernel crash can lose the last commits before the next checkpoint fsync (the database
+/// stays consistent either way); <see cref="SqliteStoreOptions.FullSync"/> selects
+/// <c>synchronous=FULL</c> for that at the cost of an fsync per batch.
+/// </remarks>
+internal sealed class SqliteSpanStore : SqlSpanStore
+{
+    private readonly string _path;
+    private readonly string _connectionString;
+    private readonly SqliteStoreOptions _options;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private SqliteConnection? _writer;
+    private SqliteCommand? _insertSpan;
+    private SqliteCommand? _insertText;
+    private SqliteCommand? _upsertSession;
+    private bool _disposed;
+
+    public SqliteSpanStore(string path, SqliteStoreOptions options, ILogger logger, TimeProvider timeProvider)
+        : base(logger, timeProvider)
+    {
+        _path = Path.GetFullPath(path);
+        _options = options;
+        string? directory = Path.GetDirectoryName(_path);
+        if (!string.IsNullOrEmpty(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = _path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+        StoreLog.Opened(logger, Kind, _path);
+    }
+
+    public override string Kind => "sqlite";
+
+    /// <summary>The database file.</summary>
+    public string FilePath => _path;
+
+    protected override IReadOnlyList<string> Migrations => SqliteMigrations.All;
+
+    protected override string SessionTextCondition =>
+        "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
+
+    // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
+    protected override string TextQueryValue(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
+
+    protected override async Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await work(OpenWriter()).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    protected override async Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var connection = new SqliteConnection(_connectionString);
+        await using (connection.ConfigureAwait(false))
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            return await work(connection).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spans);
+        if (spans.Count == 0)
+        {
+            return 0;
+        }
+
+        // Compress outside the write lock: it is the expensive part and needs no connection.
+        var encoded = EncodedSpan.EncodeAll(spans);
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return InsertLocked(tenantId, encoded);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private int InsertLocked(long tenantId, EncodedSpan[] spans)
+    {
+        var writer = OpenWriter();
+        using var transaction = writer.BeginTransaction();
+        var insert = _insertSpan ??= PrepareInsert(writer);
+        var text = _insertText ??= Prepare(writer, "INSERT INTO spans_fts (rowid, body) VALUES (@id, @body)", "id", "body");
+        var session = _upsertSession ??= Prepare(writer,
+            "INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) VALUES (@t, @s, @f, @l) " +
+            "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = MIN(first_ns, excluded.first_ns), last_ns = MAX(last_ns, excluded.last_ns)",
+            "t", "s", "f", "l");
+        insert.Transaction = transaction;
+        text.Transaction = transaction;
+        session.Transaction = transaction;
+
+        var sessions = new Dictionary<string, (long First, long Last)>(StringComparer.Ordinal);
+        var p = insert.Parameters;
+        int inserted = 0;
+        foreach (var e in spans)
+        {
+            var s = e.Span;
+            p[0].Value = tenantId;
+            p[1].Value = s.TraceId;
+            p[2].Value = s.SpanId;
+            p[3].Value = (object?)s.ParentSpanId ?? DBNull.Value;
+            p[4].Value = s.Name;
+            p[5].Value = s.Kind;
+            p[6].Value = s.ServiceName;
+            p[7].Value = e.StartNs;
+            p[8].Value = e.EndNs;
+            p[9].Value = s.IsError ? 1 : 0;
+            p[10].Value = s.IsExchange ? 1 : 0;
+            p[11].Value = (object?)s.SessionId ?? DBNull.Value;
+            p[12].Value = (object?)s.Direction ?? DBNull.Value;
+            p[13].Value = (object?)s.Method ?? DBNull.Value;
+            p[14].Value = (object?)s.Scheme ?? DBNull.Value;
+            p[15].Value = (object?)s.Authority ?? DBNull.Value;
+            p[16].Value = (object?)s.Path ?? DBNull.Value;
+            p[17].Value = (object?)s.Query ?? DBNull.Value;
+            p[18].Value = (object?)s.Route ?? DBNull.Value;
+            p[19].Value = s.StatusCode is { } status ? status : DBNull.Value;
+            p[20].Value = (object?)e.RequestHeaders ?? DBNull.Value;
+            p[21].Value = (object?)e.ResponseHeaders ?? DBNull.Value;
+            p[22].Value = (object?)e.RequestBody ?? DBNull.Value;
+            p[23].Value = (object?)e.ResponseBody ?? DBNull.Value;
+            p[24].Value = (object?)e.Attributes ?? DBNull.Value;
+            p[25].Value = e.StoredBytes;
+
+            // RETURNING yields no row when the span already exists (a retried export).
+            object? id = insert.ExecuteScalar();
+            if (id is null)
+            {
+                continue;
+            }
+
+            inserted++;
+            if (e.SearchText is not null)
+            {
+                text.Parameters[0].Value = id;
+                text.Parameters[1].Value = e.SearchText;
+                text.ExecuteNonQuery();
+            }
+
+            if (s.SessionId is not null)
+            {
+                sessions[s.SessionId] = sessions.TryGetValue(s.SessionId, out var range)
+                    ? (Math.Min(range.First, e.StartNs), Math.Max(range.Last, e.StartNs))
+                    : (e.StartNs, e.StartNs);
+            }
+        }
+
+        foreach (var (sessionId, range) in sessions)
+        {
+            session.Parameters[0].Value = tenantId;
+            session.Parameters[1].Value = sessionId;
+            session.Parameters[2].Value = range.First;
+            session.Parameters[3].Value = range.Last;
+            session.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+        return inserted;
+    }
+
+    public override Task<long> GetStoredBytesAsync(CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        // Pages in use (free pages are reused before the file grows, so they do not count).
+        await using var command = Command(connection, null,
+            "SELECT (p.page_count - f.freelist_count) * s.page_size FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s");
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
+    }, cancellationToken);
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _disposed = true;
+            _insertSpan?.Dispose();
+            _insertText?.Dispose();
+            _upsertSession?.Dispose();
+            if (_writer is not null)
+            {
+                // Fold the WAL back into the database so the file is self-contained at rest.
+                using (var checkpoint = _writer.CreateCommand())
+                {
+                    checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+                    checkpoint.ExecuteNonQuery();
+                }
+
+                await _writer.DisposeAsync().ConfigureAwait(false);
+            }
+
+            using var pooled = new SqliteConnection(_connectionString);
+            SqliteConnection.ClearPool(pooled);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private SqliteConnection OpenWriter()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_writer is not null)
+        {
+            return _writer;
+        }
+
+        var writer = new SqliteConnection(_connectionString);
+        writer.Open();
+        using (var pragma = writer.CreateCommand())
+        {
+            pragma.CommandText =
+                "PRAGMA journal_mode = WAL;" +
+                (_options.FullSync ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;") +
+                "PRAGMA busy_timeout = 30000;" +
+                "PRAGMA journal_size_limit = 67108864;" +
+                "PRAGMA cache_size = -32768;";
+            pragma.ExecuteNonQuery();
+        }
+
+        _writer = writer;
+        return writer;
+    }
+
+    private static SqliteCommand PrepareInsert(SqliteConnection writer)
+    {
+        string[] names = new string[26];
+        for (int i = 0; i < names.Length; i++)
+        {
+            names[i] = "p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return Prepare(writer,
+            "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
+            "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
+            "request_body, response_body, attributes, stored_bytes) VALUES (@" + string.Join(", @", names) + ") " +
+            "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING id",
+            names);
+    }
+
+    private static SqliteCommand Prepare(SqliteConnection connection, string sql, params string[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (string name in parameters)
+        {
+            command.Parameters.Add(new SqliteParameter("@" + name, null));
+        }
+
+        command.Prepare();
+        return command;
+    }
+}
+
+/// <summary>SQLite store settings.</summary>
+/// <param name="FullSync">
+/// <c>synchronous=FULL</c>: fsync every commit, so acknowledged spans also survive power loss.
+/// Off by default: NORMAL already keeps every acknowledged span across a process crash or
+/// <c>kill -9</c>, which is what the ingest contract promises.
+/// </param>
+internal sealed record SqliteStoreOptions(bool FullSync = false);

@@ -1,0 +1,25 @@
+using Microsoft.Extensions.Logging;
+
+namespace SpIstio.Backend.Storage;
+
+/// <summary>Store and retention log messages (event ids 5100–5199).</summary>
+internal static partial class StoreLog
+{
+    [LoggerMessage(5100, LogLevel.Information, "{Store} store: applied schema migration {Version}")]
+    public static partial void MigrationApplied(ILogger logger, string store, int version);
+
+    [LoggerMessage(5101, LogLevel.Information, "{Store} store: schema at version {Version} ({Applied} migrations applied now)")]
+    public static partial void SchemaReady(ILogger logger, string store, int version, int applied);
+
+    [LoggerMessage(5102, LogLevel.Information, "{Store} store opened: {Location}")]
+    public static partial void Opened(ILogger logger, string store, string location);
+
+    [LoggerMessage(5110, LogLevel.Information, "Retention: deleted {Count} spans of tenant {Tenant} older than {Cutoff:o}")]
+    public static partial void DeletedByAge(ILogger logger, long count, string tenant, DateTimeOffset cutoff);
+
+    [LoggerMessage(5111, LogLevel.Information, "Retention: store holds {Bytes} bytes over the {Limit}-byte limit; deleted the {Count} oldest spans")]
+    public static partial void DeletedBySize(ILogger logger, long bytes, long limit, long count);
+
+    [LoggerMessage(5112, LogLevel.Error, "Retention pass failed; retrying at the next interval")]
+    public static partial void RetentionFailed(ILogger logger, Exception exception);
+}

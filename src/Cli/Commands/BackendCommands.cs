@@ -1,0 +1,197 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Hosting;
+
+namespace SpIstio.Cli.Commands;
+
+/// <summary><c>sp backend</c>: the OTLP ingest, store and query API server.</summary>
+internal static class BackendCommands
+{
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen")
+        {
+            HelpName = "host:port",
+            Description = "Where OTLP/HTTP, the query API, /metrics and health listen. Port 0 picks a free port.",
+            DefaultValueFactory = _ => "127.0.0.1:8090",
+        };
+        var grpcListen = new Option<string?>("--grpc-listen")
+        {
+            HelpName = "host:port|off",
+            Description = "Where OTLP/gRPC listens (HTTP/2 cleartext; a port of its own). Default: the --listen host on 4317. 'off' disables gRPC.",
+        };
+        var store = StoreOption.Create();
+        var demo = new Option<bool>("--demo")
+        {
+            Description = "Demo mode: also accept the fixed key " + ApiKeys.DemoKey + " for tenant 'default'. Never on a shared network.",
+        };
+        var maxBody = new Option<int>("--max-body-bytes")
+        {
+            Description = "Largest export body, counted after decompression (413 above it).",
+            DefaultValueFactory = _ => BackendOptions.DefaultMaxBodyBytes,
+        };
+        var queueCapacity = new Option<int>("--queue-capacity")
+        {
+            Description = "Spans that may wait for a commit before exporters are told to retry (503 + Retry-After).",
+            DefaultValueFactory = _ => new BackendOptions().QueueCapacity,
+        };
+        var retention = new Option<string>("--retention")
+        {
+            HelpName = "duration",
+            Description = "How long spans are kept for tenants without their own setting: 7d, 12h, 90m.",
+            DefaultValueFactory = _ => "7d",
+        };
+        var maxStoreBytes = new Option<long?>("--max-store-bytes")
+        {
+            Description = "When set, the oldest spans are deleted while the store is larger than this.",
+        };
+
+        var command = new Command("backend", "Run the backend: OTLP ingest (HTTP and gRPC), tenants and keys, the store and the query API. Ctrl+C or SIGTERM drains the write queue and exits.");
+        command.Options.Add(listen);
+        command.Options.Add(grpcListen);
+        command.Options.Add(store);
+        command.Options.Add(demo);
+        command.Options.Add(maxBody);
+        command.Options.Add(queueCapacity);
+        command.Options.Add(retention);
+        command.Options.Add(maxStoreBytes);
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var error = parseResult.InvocationConfiguration.Error;
+            var retentionText = parseResult.GetValue(retention)!;
+            if (!TryParseDuration(retentionText, out var retentionValue))
+            {
+                error.WriteLine("error: retention: '" + retentionText + "' is not a duration such as 7d, 12h or 90m");
+                return ExitCodes.InvalidInput;
+            }
+
+            var options = new BackendOptions
+            {
+                Listen = parseResult.GetValue(listen)!,
+                GrpcListen = GrpcListenOf(parseResult.GetValue(grpcListen), parseResult.GetValue(listen)!),
+                Store = parseResult.GetValue(store)!,
+                Demo = parseResult.GetValue(demo),
+                MaxBodyBytes = parseResult.GetValue(maxBody),
+                QueueCapacity = parseResult.GetValue(queueCapacity),
+                Retention = retentionValue,
+                MaxStoreBytes = parseResult.GetValue(maxStoreBytes),
+            };
+            var problems = options.Validate();
+            if (problems.Count > 0)
+            {
+                foreach (var problem in problems)
+                {
+                    error.WriteLine("error: " + problem);
+                }
+
+                return ExitCodes.InvalidInput;
+            }
+
+            StoreOption.EnsureSqliteFolder(options.Store);
+            // Logs go to stderr: stdout carries the address and the one-time key, for people and scripts.
+            using var loggerFactory = LoggerFactory.Create(logging => logging
+                .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
+                .AddSimpleConsole(console =>
+                {
+                    console.SingleLine = true;
+                    console.TimestampFormat = "HH:mm:ss ";
+                })
+                .AddFilter("Microsoft", LogLevel.Warning)
+                .AddFilter("Grpc", LogLevel.Warning)
+                .SetMinimumLevel(LogLevel.Information));
+
+            BackendServer server;
+            try
+            {
+                server = await BackendServer.StartAsync(options, loggerFactory, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return ExitCodes.Success;
+            }
+            catch (IOException ex)
+            {
+                error.WriteLine("error: cannot listen on " + options.Listen + ": " + ex.Message);
+                return ExitCodes.InvalidInput;
+            }
+
+            await using (server.ConfigureAwait(false))
+            {
+                output.WriteLine("sp backend listening on " + server.Address + " (store: " + server.Store.Kind + ")");
+                if (server.GrpcAddress is not null)
+                {
+                    output.WriteLine("OTLP/gRPC on " + server.GrpcAddress);
+                }
+
+                if (server.BootstrapKey is not null)
+                {
+                    output.WriteLine("First start: created tenant 'default'. Its API key (ingest, read) is shown only this once:");
+                    output.WriteLine("  " + server.BootstrapKey);
+                }
+
+                if (options.Demo)
+                {
+                    output.WriteLine("Demo mode: the fixed key " + ApiKeys.DemoKey + " is accepted for tenant 'default'.");
+                }
+
+                output.Flush();
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Ctrl+C or SIGTERM: fall through to the drain.
+                }
+
+                output.WriteLine("stopping: committing queued spans");
+                await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                output.WriteLine("stopped");
+            }
+
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    /// <summary>The gRPC address: as given, none for <c>off</c>, else the listen host on the OTLP/gRPC port 4317.</summary>
+    private static string? GrpcListenOf(string? grpcListen, string listen)
+    {
+        if (grpcListen is not null)
+        {
+            return grpcListen.Equals("off", StringComparison.OrdinalIgnoreCase) ? null : grpcListen;
+        }
+
+        var colon = listen.LastIndexOf(':');
+        return colon < 0 ? listen : string.Concat(listen.AsSpan(0, colon), ":4317");
+    }
+
+    /// <summary>Parses <c>7d</c>, <c>12h</c>, <c>90m</c>, <c>30s</c>, or a .NET time span (<c>1.00:00:00</c>).</summary>
+    internal static bool TryParseDuration(string text, out TimeSpan duration)
+    {
+        duration = default;
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+
+        text = text.Trim();
+        var unit = text[^1];
+        if (char.IsAsciiLetter(unit) && double.TryParse(text.AsSpan(0, text.Length - 1), NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && n >= 0)
+        {
+            switch (char.ToLowerInvariant(unit))
+            {
+                case 'd': duration = TimeSpan.FromDays(n); return true;
+                case 'h': duration = TimeSpan.FromHours(n); return true;
+                case 'm': duration = TimeSpan.FromMinutes(n); return true;
+                case 's': duration = TimeSpan.FromSeconds(n); return true;
+                default: return false;
+            }
+        }
+
+        return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out duration);
+    }
+}

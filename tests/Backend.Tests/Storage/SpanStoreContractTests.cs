@@ -1,0 +1,423 @@
+using System.Security.Cryptography;
+using System.Text;
+using SpIstio.Backend.Storage;
+using static SpIstio.Backend.Tests.Storage.TestSpans;
+
+namespace SpIstio.Backend.Tests.Storage;
+
+/// <summary>
+/// The behaviour every <see cref="ISpanStore"/> promises, run against each implementation by a
+/// subclass that supplies a fresh, migrated, empty store per test.
+/// </summary>
+public abstract class SpanStoreContractTests : IAsyncLifetime
+{
+    private static readonly CancellationToken None = CancellationToken.None;
+
+    protected ISpanStore Store { get; private set; } = null!;
+
+    /// <summary>A new, empty store; the same database again when <paramref name="reopen"/> is true.</summary>
+    protected abstract Task<ISpanStore> OpenStoreAsync(bool reopen);
+
+    public async Task InitializeAsync()
+    {
+        Store = await OpenStoreAsync(reopen: false);
+        await Store.MigrateAsync(None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Store.DisposeAsync();
+        await CleanUpAsync();
+    }
+
+    protected virtual Task CleanUpAsync() => Task.CompletedTask;
+
+    private async Task<long> TenantAsync(string name = "acme") => (await Store.EnsureTenantAsync(name, None)).Id;
+
+    [Fact]
+    public async Task A_full_exchange_round_trips_with_byte_identical_bodies()
+    {
+        long tenant = await TenantAsync();
+        var json = Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 200).Select(i => $"{{\"flight\":{i},\"to\":\"Paris\"}},")));
+        var binary = new byte[3000];
+        new Random(7).NextBytes(binary);
+        binary[10] = 0;
+        var span = Exchange(1, 1, session: "s-1", responseText: null) with
+        {
+            ParentSpanId = Span(9),
+            Query = "page=2&q=x",
+            Path = "/api/flights/42",
+            Route = "/api/flights/{id}",
+            StatusCode = 201,
+            RequestHeadersJson = """[["accept","application/json"],["x-multi","a"],["x-multi","b"]]""",
+            ResponseHeadersJson = """[["content-type","image/png"]]""",
+            RequestBody = json,
+            ResponseBody = binary,
+            AttributesJson = """{"sp.request.body.truncated":false,"http.response.body.size":3000,"note":"é"}""",
+        };
+
+        Assert.Equal(1, await Store.InsertSpansAsync(tenant, [span], None));
+        var stored = await Store.GetSpanAsync(tenant, span.TraceId, span.SpanId, None);
+
+        Assert.NotNull(stored);
+        Assert.Equal(json, stored.RequestBody.ToArray());
+        Assert.Equal(binary, stored.ResponseBody.ToArray());
+        Assert.Equal(span with { RequestBody = default, ResponseBody = default }, stored with { RequestBody = default, ResponseBody = default });
+    }
+
+    [Fact]
+    public async Task Small_and_empty_bodies_round_trip()
+    {
+        long tenant = await TenantAsync();
+        var span = Exchange(1, 1) with { RequestBody = "ok"u8.ToArray(), ResponseBody = default, RequestHeadersJson = null, AttributesJson = "{}" };
+
+        await Store.InsertSpansAsync(tenant, [span], None);
+        var stored = await Store.GetSpanAsync(tenant, span.TraceId, span.SpanId, None);
+
+        Assert.Equal("ok"u8.ToArray(), stored!.RequestBody.ToArray());
+        Assert.True(stored.ResponseBody.IsEmpty);
+        Assert.Null(stored.RequestHeadersJson);
+        Assert.Equal("{}", stored.AttributesJson);
+    }
+
+    [Fact]
+    public async Task Reinserting_the_same_spans_stores_them_once()
+    {
+        long tenant = await TenantAsync();
+        var batch = Enumerable.Range(1, 5).Select(i => Exchange(1, i, session: "s", start: T0.AddSeconds(i))).ToList();
+
+        int first = await Store.InsertSpansAsync(tenant, batch, None);
+        int second = await Store.InsertSpansAsync(tenant, [.. batch, Exchange(1, 6, session: "s", start: T0.AddSeconds(6))], None);
+
+        Assert.Equal(5, first);
+        Assert.Equal(1, second);
+        Assert.Equal(6, (await Store.GetTraceAsync(tenant, Trace(1), None)).Count);
+        var session = Assert.Single((await Store.ListSessionsAsync(tenant, new SessionQuery(), None)).Items);
+        Assert.Equal(6, session.SpanCount);
+    }
+
+    [Fact]
+    public async Task A_batch_with_one_invalid_span_stores_nothing()
+    {
+        long tenant = await TenantAsync();
+        var batch = Enumerable.Range(1, 4).Select(i => Exchange(1, i, session: "s")).ToList();
+        batch.Add(Exchange(2, 5, session: "s") with { TraceId = "not-a-hex-trace-id" });
+
+        await Assert.ThrowsAnyAsync<Exception>(() => Store.InsertSpansAsync(tenant, batch, None));
+
+        Assert.Empty(await Store.GetTraceAsync(tenant, Trace(1), None));
+        Assert.Null(await Store.GetSessionAsync(tenant, "s", None));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery(), None)).Items);
+        Assert.Equal(4, await Store.InsertSpansAsync(tenant, batch.Take(4).ToList(), None));
+    }
+
+    [Fact]
+    public async Task No_query_returns_another_tenants_data()
+    {
+        long acme = await TenantAsync("acme");
+        long other = await TenantAsync("other");
+        await Store.InsertSpansAsync(acme,
+        [
+            Exchange(1, 1, service: "frontend", session: "s", responseText: "secret paris"),
+            Exchange(1, 2, parent: 1, service: "frontend", session: "s", kind: 3, authority: "flights:8080"),
+            Exchange(1, 3, parent: 2, service: "flights", session: "s"),
+        ], None);
+        await Store.AddApiKeyAsync(new ApiKeyRecord("k1", acme, SHA256.HashData("key1"u8), KeyScope.Read, null, T0, null), None);
+        var range = (T0.AddDays(-1), T0.AddDays(1));
+
+        Assert.Empty((await Store.ListSessionsAsync(other, new SessionQuery(), None)).Items);
+        Assert.Empty((await Store.ListSessionsAsync(other, new SessionQuery { Text = "paris" }, None)).Items);
+        Assert.Null(await Store.GetSessionAsync(other, "s", None));
+        Assert.Empty(await Store.GetTraceAsync(other, Trace(1), None));
+        Assert.Null(await Store.GetSpanAsync(other, Trace(1), Span(1), None));
+        Assert.Empty(await Store.GetServiceGraphAsync(other, range.Item1, range.Item2, None));
+        Assert.Empty(await Store.GetEndpointsAsync(other, null, range.Item1, range.Item2, None));
+        Assert.Empty(await Store.ListApiKeysAsync(other, None));
+        Assert.False(await Store.RevokeApiKeyAsync(other, "k1", None));
+        Assert.Equal(0, await Store.DeleteOlderThanAsync(other, T0.AddDays(1), None));
+        Assert.Equal(3, (await Store.GetTraceAsync(acme, Trace(1), None)).Count);
+
+        // The same ids in another tenant are a different span, not a duplicate.
+        Assert.Equal(1, await Store.InsertSpansAsync(other, [Exchange(1, 1, session: "s")], None));
+        Assert.Equal(3, (await Store.GetSessionAsync(acme, "s", None))!.Count);
+        Assert.Single((await Store.GetSessionAsync(other, "s", None))!);
+    }
+
+    [Fact]
+    public async Task Session_pages_are_newest_first_complete_and_stable_while_new_sessions_arrive()
+    {
+        long tenant = await TenantAsync();
+        var spans = new List<StoredSpan>();
+        for (int i = 0; i < 23; i++)
+        {
+            // Sessions 20–22 share one last-activity time: the cursor must break the tie.
+            var start = T0.AddSeconds(Math.Min(i, 20));
+            spans.Add(Exchange(i + 1, 1, session: $"s{i:D2}", start: start));
+            spans.Add(Exchange(i + 1, 2, parent: 1, session: $"s{i:D2}", start: start.AddMilliseconds(-5)));
+        }
+
+        await Store.InsertSpansAsync(tenant, spans, None);
+
+        var seen = new List<string>();
+        string? cursor = null;
+        int pages = 0;
+        do
+        {
+            var page = await Store.ListSessionsAsync(tenant, new SessionQuery { Limit = 5, Cursor = cursor }, None);
+            seen.AddRange(page.Items.Select(s => s.SessionId));
+            cursor = page.NextCursor;
+            if (pages++ == 0)
+            {
+                await Store.InsertSpansAsync(tenant, [Exchange(100, 1, session: "newer", start: T0.AddHours(1))], None);
+            }
+        }
+        while (cursor is not null);
+
+        var expected = Enumerable.Range(0, 23).Select(i => $"s{i:D2}")
+            .OrderByDescending(s => Math.Min(int.Parse(s[1..], System.Globalization.CultureInfo.InvariantCulture), 20)).ThenByDescending(s => s, StringComparer.Ordinal).ToList();
+        Assert.Equal(expected, seen);
+        Assert.Equal(5, pages);
+        Assert.Equal("newer", (await Store.ListSessionsAsync(tenant, new SessionQuery { Limit = 1 }, None)).Items[0].SessionId);
+    }
+
+    [Fact]
+    public async Task Session_summaries_count_spans_traces_errors_and_services()
+    {
+        long tenant = await TenantAsync();
+        await Store.InsertSpansAsync(tenant,
+        [
+            Exchange(1, 1, service: "frontend", session: "s", start: T0, durationMs: 100),
+            Exchange(1, 2, parent: 1, service: "flights", session: "s", start: T0.AddMilliseconds(10), status: 503),
+            Exchange(2, 3, service: "frontend", session: "s", start: T0.AddSeconds(2), durationMs: 250),
+            Exchange(3, 4, service: "booking", session: "t", start: T0.AddSeconds(1)),
+        ], None);
+
+        var page = await Store.ListSessionsAsync(tenant, new SessionQuery(), None);
+
+        Assert.Equal(["s", "t"], page.Items.Select(s => s.SessionId));
+        var s = page.Items[0];
+        Assert.Equal((3, 2, 1), (s.SpanCount, s.TraceCount, s.ErrorCount));
+        Assert.Equal(["flights", "frontend"], s.Services);
+        Assert.Equal(T0, s.FirstSeen);
+        Assert.Equal(T0.AddSeconds(2).AddMilliseconds(250), s.LastSeen);
+        Assert.Null(page.NextCursor);
+    }
+
+    [Fact]
+    public async Task Session_filters_select_by_service_status_time_and_text()
+    {
+        long tenant = await TenantAsync();
+        await Store.InsertSpansAsync(tenant,
+        [
+            Exchange(1, 1, service: "frontend", session: "paris", start: T0, responseText: """{"destination":"Paris","price":120}"""),
+            Exchange(2, 2, service: "flights", session: "failing", start: T0.AddMinutes(1), status: 502, path: "/api/flights/search"),
+            Exchange(3, 3, service: "frontend", session: "late", start: T0.AddHours(2), status: 404),
+        ], None);
+
+        async Task<string[]> Ids(SessionQuery q) => (await Store.ListSessionsAsync(tenant, q, None)).Items.Select(s => s.SessionId).ToArray();
+
+        Assert.Equal(["late", "paris"], await Ids(new SessionQuery { Service = "frontend" }));
+        Assert.Equal(["failing"], await Ids(new SessionQuery { StatusClass = 5 }));
+        Assert.Equal(["late"], await Ids(new SessionQuery { StatusClass = 4 }));
+        Assert.Empty(await Ids(new SessionQuery { Service = "frontend", StatusClass = 5 }));
+        Assert.Equal(["failing", "paris"], await Ids(new SessionQuery { From = T0, To = T0.AddHours(1) }));
+        Assert.Equal(["late"], await Ids(new SessionQuery { From = T0.AddMinutes(30) }));
+        Assert.Equal(["paris"], await Ids(new SessionQuery { Text = "PARIS" }));
+        Assert.Equal(["failing"], await Ids(new SessionQuery { Text = "flights search" }));
+        Assert.Empty(await Ids(new SessionQuery { Text = "london" }));
+        Assert.Equal(["paris"], await Ids(new SessionQuery { Text = "paris", Service = "frontend", From = T0 }));
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.ListSessionsAsync(tenant, new SessionQuery { Cursor = "garbage!" }, None));
+    }
+
+    [Fact]
+    public async Task Traces_and_sessions_come_back_in_start_order_with_parent_links()
+    {
+        long tenant = await TenantAsync();
+        await Store.InsertSpansAsync(tenant,
+        [
+            Exchange(1, 3, parent: 2, service: "flights", session: "s", start: T0.AddMilliseconds(20)),
+            Exchange(1, 1, service: "frontend", session: "s", start: T0, durationMs: 80),
+            Exchange(1, 2, parent: 1, service: "frontend", session: "s", start: T0.AddMilliseconds(10), kind: 3),
+            Exchange(2, 4, service: "frontend", session: "s", start: T0.AddMilliseconds(5)),
+        ], None);
+
+        var trace = await Store.GetTraceAsync(tenant, Trace(1), None);
+        var session = await Store.GetSessionAsync(tenant, "s", None);
+
+        Assert.Equal([Span(1), Span(2), Span(3)], trace.Select(s => s.SpanId));
+        Assert.Equal([null, Span(1), Span(2)], trace.Select(s => s.ParentSpanId));
+        Assert.Equal(TimeSpan.FromMilliseconds(80), trace[0].EndTime - trace[0].StartTime);
+        Assert.Equal([Span(1), Span(4), Span(2), Span(3)], session!.Select(s => s.SpanId));
+        Assert.Null(await Store.GetSessionAsync(tenant, "unknown", None));
+    }
+
+    [Fact]
+    public async Task Service_graph_derives_edges_with_counts_errors_and_percentiles()
+    {
+        long tenant = await TenantAsync();
+        var spans = new List<StoredSpan>();
+        for (int i = 1; i <= 5; i++)
+        {
+            // frontend (server) → frontend (client, i×10 ms) → flights (server); the fifth call fails.
+            int baseId = i * 10;
+            spans.Add(Exchange(i, baseId, service: "frontend", durationMs: 100));
+            spans.Add(Exchange(i, baseId + 1, parent: baseId, service: "frontend", kind: 3, durationMs: i * 10, authority: "flights:8080", status: i == 5 ? 500 : 200));
+            spans.Add(Exchange(i, baseId + 2, parent: baseId + 1, service: "flights", durationMs: (i * 10) - 2, status: i == 5 ? 500 : 200));
+        }
+
+        // An uncaptured external callee, and an SDK span tree without client spans.
+        spans.Add(Exchange(50, 1, service: "booking", kind: 3, authority: "api.stripe.com:443", durationMs: 40));
+        spans.Add(Exchange(60, 1, service: "gateway", durationMs: 30));
+        spans.Add(Exchange(60, 2, parent: 1, service: "booking", durationMs: 20));
+        spans.Add(Exchange(70, 1, service: "frontend", start: T0.AddDays(2), kind: 3, authority: "late:80"));
+        await Store.InsertSpansAsync(tenant, spans, None);
+
+        var edges = await Store.GetServiceGraphAsync(tenant, T0.AddHours(-1), T0.AddHours(1), None);
+
+        Assert.Equal(
+            [
+                new ServiceEdge("booking", "api.stripe.com", 1, 0, 40, 40, 40),
+                new ServiceEdge("frontend", "flights", 5, 1, 30, 48, 49.6),
+                new ServiceEdge("gateway", "booking", 1, 0, 20, 20, 20),
+            ],
+            edges.Select(e => e with { P50Ms = Math.Round(e.P50Ms, 6), P95Ms = Math.Round(e.P95Ms, 6), P99Ms = Math.Round(e.P99Ms, 6) }));
+    }
+
+    [Fact]
+    public async Task Endpoint_stats_group_server_spans_by_method_and_route()
+    {
+        long tenant = await TenantAsync();
+        var spans = new List<StoredSpan>();
+        for (int i = 1; i <= 5; i++)
+        {
+            spans.Add(Exchange(i, 1, service: "flights", path: $"/api/flights/{i}", durationMs: i * 10, status: i == 5 ? 500 : 200));
+        }
+
+        spans.Add(Exchange(6, 1, service: "flights", method: "POST", path: "/api/flights", durationMs: 7));
+        spans.Add(Exchange(7, 1, service: "frontend", path: "/", durationMs: 3));
+        spans.Add(Exchange(8, 1, service: "frontend", kind: 3, path: "/api/flights/9", authority: "flights:8080"));
+        await Store.InsertSpansAsync(tenant, spans, None);
+        var (from, to) = (T0.AddHours(-1), T0.AddHours(1));
+
+        var all = await Store.GetEndpointsAsync(tenant, null, from, to, None);
+        var flights = await Store.GetEndpointsAsync(tenant, "flights", from, to, None);
+
+        Assert.Equal(
+            [
+                new EndpointStats("flights", "POST", "/api/flights", 1, 0, 7, 7, 7),
+                new EndpointStats("flights", "GET", "/api/flights/{id}", 5, 1, 30, 48, 49.6),
+                new EndpointStats("frontend", "GET", "/", 1, 0, 3, 3, 3),
+            ],
+            all.Select(e => e with { P50Ms = Math.Round(e.P50Ms, 6), P95Ms = Math.Round(e.P95Ms, 6), P99Ms = Math.Round(e.P99Ms, 6) }));
+        Assert.Equal(2, flights.Count);
+        Assert.Empty(await Store.GetEndpointsAsync(tenant, null, T0.AddHours(1), T0.AddHours(2), None));
+    }
+
+    [Fact]
+    public async Task Deleting_by_age_removes_old_spans_their_sessions_and_their_search_entries()
+    {
+        long tenant = await TenantAsync();
+        var now = T0;
+        await Store.InsertSpansAsync(tenant,
+        [
+            Exchange(1, 1, session: "old", start: now.AddDays(-10), responseText: "ancient lisbon"),
+            Exchange(2, 1, session: "mixed", start: now.AddDays(-9)),
+            Exchange(2, 2, parent: 1, session: "mixed", start: now.AddDays(-1), responseText: "recent lisbon"),
+            Exchange(3, 1, session: "new", start: now.AddHours(-1)),
+        ], None);
+
+        long deleted = await Store.DeleteOlderThanAsync(tenant, now.AddDays(-7), None);
+
+        Assert.Equal(2, deleted);
+        var sessions = (await Store.ListSessionsAsync(tenant, new SessionQuery(), None)).Items;
+        Assert.Equal(["new", "mixed"], sessions.Select(s => s.SessionId));
+        Assert.Equal(now.AddDays(-1), sessions[1].FirstSeen);
+        Assert.Equal(1, sessions[1].SpanCount);
+        Assert.Null(await Store.GetSessionAsync(tenant, "old", None));
+        Assert.Equal(["mixed"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "lisbon" }, None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ancient" }, None)).Items);
+    }
+
+    [Fact]
+    public async Task Deleting_by_size_removes_the_oldest_spans_first()
+    {
+        long acme = await TenantAsync("acme");
+        long other = await TenantAsync("other");
+        var random = new Random(3);
+        for (int i = 0; i < 40; i++)
+        {
+            var body = new byte[8192];
+            random.NextBytes(body);
+            await Store.InsertSpansAsync(i % 2 == 0 ? acme : other, [Exchange(i + 1, 1, session: $"s{i}", start: T0.AddSeconds(i)) with { ResponseBody = body }], None);
+        }
+
+        long before = await Store.GetStoredBytesAsync(None);
+        long deleted = await Store.DeleteOldestAsync(20 * 8192, None);
+
+        Assert.True(before > 40 * 8192, $"stored bytes {before} should count the 320 KiB of incompressible bodies");
+        Assert.InRange(deleted, 18, 21);
+        Assert.Empty(await Store.GetTraceAsync(acme, Trace(1), None));
+        Assert.Empty(await Store.GetTraceAsync(other, Trace(2), None));
+        Assert.Single(await Store.GetTraceAsync(other, Trace(40), None));
+        var remaining = (await Store.ListSessionsAsync(acme, new SessionQuery { Limit = 100 }, None)).Items.Count
+            + (await Store.ListSessionsAsync(other, new SessionQuery { Limit = 100 }, None)).Items.Count;
+        Assert.Equal(40 - deleted, remaining);
+    }
+
+    [Fact]
+    public async Task Migrations_are_idempotent_across_restarts()
+    {
+        long tenant = await TenantAsync();
+        await Store.InsertSpansAsync(tenant, [Exchange(1, 1, session: "s")], None);
+        await Store.MigrateAsync(None);
+        await Store.DisposeAsync();
+
+        Store = await OpenStoreAsync(reopen: true);
+        await Store.MigrateAsync(None);
+        await Store.MigrateAsync(None);
+
+        Assert.Equal(tenant, (await Store.FindTenantAsync("acme", None))!.Id);
+        Assert.Single(await Store.GetTraceAsync(tenant, Trace(1), None));
+    }
+
+    [Fact]
+    public async Task Tenants_are_created_once_and_keep_their_retention()
+    {
+        var first = await Store.EnsureTenantAsync("acme", None);
+        var again = await Store.EnsureTenantAsync("acme", None);
+        await Store.EnsureTenantAsync("beta", None);
+        await Store.SetRetentionAsync(first.Id, TimeSpan.FromDays(3), None);
+
+        Assert.Equal(first.Id, again.Id);
+        Assert.Null(first.Retention);
+        Assert.Equal(TimeSpan.FromDays(3), (await Store.FindTenantAsync("acme", None))!.Retention);
+        Assert.Equal(["acme", "beta"], (await Store.ListTenantsAsync(None)).Select(t => t.Name));
+        Assert.Null(await Store.FindTenantAsync("nobody", None));
+        await Store.SetRetentionAsync(first.Id, null, None);
+        Assert.Null((await Store.FindTenantAsync("acme", None))!.Retention);
+    }
+
+    [Fact]
+    public async Task Keys_are_found_by_hash_listed_newest_first_and_revoked()
+    {
+        long tenant = await TenantAsync();
+        var hash1 = SHA256.HashData("sp_key_one"u8);
+        var hash2 = SHA256.HashData("sp_key_two"u8);
+        await Store.AddApiKeyAsync(new ApiKeyRecord("k1", tenant, hash1, KeyScope.Ingest, "agent", T0, null), None);
+        await Store.AddApiKeyAsync(new ApiKeyRecord("k2", tenant, hash2, KeyScope.Read | KeyScope.Admin, null, T0.AddMinutes(1), null), None);
+
+        var found = await Store.FindApiKeyAsync(SHA256.HashData("sp_key_one"u8), None);
+        Assert.NotNull(found);
+        Assert.Equal(("k1", tenant, KeyScope.Ingest, "agent", T0), (found.KeyId, found.TenantId, found.Scopes, found.Description, found.CreatedAt));
+        Assert.Equal(hash1, found.KeyHash);
+        Assert.Null(found.RevokedAt);
+        Assert.Equal(["k2", "k1"], (await Store.ListApiKeysAsync(tenant, None)).Select(k => k.KeyId));
+        await Assert.ThrowsAnyAsync<Exception>(() => Store.AddApiKeyAsync(new ApiKeyRecord("k3", tenant, hash1, KeyScope.Read, null, T0, null), None));
+
+        Assert.True(await Store.RevokeApiKeyAsync(tenant, "k1", None));
+        Assert.False(await Store.RevokeApiKeyAsync(tenant, "missing", None));
+        Assert.NotNull((await Store.FindApiKeyAsync(hash1, None))!.RevokedAt);
+        Assert.Null((await Store.FindApiKeyAsync(hash2, None))!.RevokedAt);
+        Assert.Null(await Store.FindApiKeyAsync(SHA256.HashData("unknown"u8), None));
+    }
+}

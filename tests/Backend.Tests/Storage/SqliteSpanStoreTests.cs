@@ -1,0 +1,32 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Backend.Storage;
+
+namespace SpIstio.Backend.Tests.Storage;
+
+/// <summary>The contract suite on a SQLite file in a temporary folder.</summary>
+public sealed class SqliteSpanStoreTests : SpanStoreContractTests
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "sp-sqlite-" + Guid.NewGuid().ToString("N"));
+
+    protected override Task<ISpanStore> OpenStoreAsync(bool reopen) =>
+        Task.FromResult(SpanStoreFactory.Open("sqlite:" + Path.Combine(_directory, "sp.db"), NullLoggerFactory.Instance));
+
+    protected override Task CleanUpAsync()
+    {
+        Directory.Delete(_directory, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
+    {
+        await Store.EnsureTenantAsync("acme", CancellationToken.None);
+
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA journal_mode";
+
+        Assert.Equal("wal", (string?)await command.ExecuteScalarAsync());
+    }
+}

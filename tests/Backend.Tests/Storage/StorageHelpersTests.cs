@@ -1,0 +1,73 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Backend.Storage;
+
+namespace SpIstio.Backend.Tests.Storage;
+
+public sealed class StorageHelpersTests
+{
+    [Theory]
+    [InlineData("/api/flights/42", "/api/flights/{id}")]
+    [InlineData("/api/flights/42/seats/7", "/api/flights/{id}/seats/{id}")]
+    [InlineData("/orders/3f2504e0-4f89-11d3-9a0c-0305e82c3301", "/orders/{id}")]
+    [InlineData("/blobs/5f3a9c1e77", "/blobs/{id}")]
+    [InlineData("/api/flights/search?from=LIS", "/api/flights/search")]
+    [InlineData("/api/cafe/deadbeef", "/api/cafe/deadbeef")]
+    [InlineData("/api/v2/items/", "/api/v2/items/")]
+    [InlineData("", "/")]
+    [InlineData(null, "/")]
+    public void FromPath_ReplacesIdentifierSegments(string? path, string expected) =>
+        Assert.Equal(expected, RouteTemplate.FromPath(path));
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(50)]
+    [InlineData(5000)]
+    public void BodyCodec_RoundTripsTextAndBinary(int size)
+    {
+        var text = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Repeat("{\"a\":1},", size / 8 + 1)))[..size];
+        var binary = new byte[size];
+        new Random(size).NextBytes(binary);
+
+        Assert.Equal(text, BodyCodec.Decode(BodyCodec.Encode(text)));
+        Assert.Equal(binary, BodyCodec.Decode(BodyCodec.Encode(binary)));
+    }
+
+    [Fact]
+    public void BodyCodec_CompressesRepetitiveBodiesAndNeverGrowsRandomOnesBeyondTheFlag()
+    {
+        var json = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 100).Select(i => $"{{\"id\":{i},\"city\":\"Lisbon\"}},")));
+        var random = new byte[2048];
+        new Random(1).NextBytes(random);
+
+        Assert.True(BodyCodec.Encode(json)!.Length < json.Length / 3);
+        Assert.Equal(random.Length + 1, BodyCodec.Encode(random)!.Length);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("mysql:Server=x")]
+    [InlineData("sqlite:")]
+    [InlineData("sqlite:./x.db?journal=off")]
+    [InlineData("postgres:")]
+    [InlineData("postgres:Hots=x;Password=hunter2")]
+    public void Open_InvalidSpec_ThrowsNamingTheSpecButNoPassword(string spec)
+    {
+        var e = Assert.Throws<ArgumentException>(() => SpanStoreFactory.Open(spec, NullLoggerFactory.Instance));
+
+        Assert.Contains("store spec", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2", e.Message, StringComparison.Ordinal);
+        if (spec.Length > 0)
+        {
+            Assert.Contains(spec.Split(';')[0], e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void SessionCursor_RoundTripsAndRejectsForeignText()
+    {
+        string cursor = SessionCursor.Format(1234567890123, "sess|ion/1");
+
+        Assert.Equal((1234567890123L, "sess|ion/1"), SessionCursor.Parse(cursor));
+        Assert.Throws<ArgumentException>(() => SessionCursor.Parse("bm90LWEtY3Vyc29y"));
+    }
+}
