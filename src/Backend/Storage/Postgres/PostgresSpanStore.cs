@@ -29,7 +29,8 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     private const string MoveStaged =
         "WITH ins AS (" +
-        "INSERT INTO spans (" + Columns + ", search) SELECT " + Columns + ", to_tsvector('simple', search_text) FROM spans_staging " +
+        // strip(): positions are never used (q matches words, not phrases) and cost as much disk as the words.
+        "INSERT INTO spans (" + Columns + ", search) SELECT " + Columns + ", strip(to_tsvector('simple', search_text)) FROM spans_staging " +
         "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING session_id, start_ns), " +
         "up AS (INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) " +
         "SELECT @t, session_id, MIN(start_ns), MAX(start_ns) FROM ins WHERE session_id IS NOT NULL GROUP BY session_id ORDER BY session_id " +

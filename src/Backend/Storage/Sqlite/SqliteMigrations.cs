@@ -63,7 +63,7 @@ internal static class SqliteMigrations
             PRIMARY KEY (tenant_id, session_id)) WITHOUT ROWID;
         CREATE INDEX sessions_recent ON sessions (tenant_id, last_ns, session_id);
 
-        CREATE VIRTUAL TABLE spans_fts USING fts5 (body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 0');
+        CREATE VIRTUAL TABLE spans_fts USING fts5 (body, content = '', contentless_delete = 1, detail = none, tokenize = 'unicode61 remove_diacritics 0');
         CREATE TRIGGER spans_fts_delete AFTER DELETE ON spans BEGIN
             DELETE FROM spans_fts WHERE rowid = old.id;
         END;

@@ -1,0 +1,349 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using SpIstio.Backend.Storage;
+
+// Store load benchmark (bench/README.md, "Backend"):
+//   dotnet run -c Release --project bench/Backend.Benchmarks -- [--spans 1000000] [--load-seconds 180] [--stores sqlite,postgres]
+// PostgreSQL: SP_BENCH_POSTGRES (a connection string with CREATE DATABASE rights), else a throwaway
+// cluster from /usr/lib/postgresql/15/bin with default durability settings (fsync on).
+var args2 = args;
+int targetSpans = IntArg("--spans", 1_000_000);
+int loadSeconds = IntArg("--load-seconds", 180);
+string[] stores = (StringArg("--stores") ?? "sqlite,postgres").Split(',');
+
+Console.WriteLine($"Backend store benchmark: batches of {Workload.BatchSize}, 2 KiB request + 2 KiB response bodies, target {targetSpans:N0} spans or {loadSeconds} s of loading per store; {Environment.ProcessorCount} cores");
+{
+    // Compression alone (BodyCodec, as the stores apply it) over the workload's bodies.
+    var sample = new Workload(1);
+    long ignored = 0, raw = 0, stored = 0;
+    for (int i = 0; i < 4; i++)
+    {
+        foreach (var span in sample.NextBatch(ref ignored))
+        {
+            raw += span.RequestBody.Length + span.ResponseBody.Length;
+            stored += BodyCodec.Encode(span.RequestBody.Span)!.Length + BodyCodec.Encode(span.ResponseBody.Span)!.Length;
+        }
+    }
+
+    Console.WriteLine($"body compression: {raw:N0} raw bytes -> {stored:N0} stored ({(double)stored / raw:N2}x)");
+}
+
+var results = new List<string>();
+foreach (string kind in stores)
+{
+    string work = Path.Combine(Path.GetTempPath(), "sp-bench-" + Guid.NewGuid().ToString("N")[..8]);
+    Directory.CreateDirectory(work);
+    PgCluster? cluster = null;
+    string spec;
+    Func<Task<long>> diskBytes;
+    if (kind == "sqlite")
+    {
+        string file = Path.Combine(work, "sp.db");
+        spec = "sqlite:" + file;
+        diskBytes = () => Task.FromResult(Directory.GetFiles(work).Sum(f => new FileInfo(f).Length));
+    }
+    else
+    {
+        string? external = Environment.GetEnvironmentVariable("SP_BENCH_POSTGRES");
+        string admin = external ?? (cluster = await PgCluster.StartAsync(work)).ConnectionString;
+        string conn = await PgCluster.CreateDatabaseAsync(admin, "sp_bench_" + Environment.ProcessId);
+        spec = "postgres:" + conn;
+        diskBytes = async () =>
+        {
+            await using var c = new NpgsqlConnection(conn);
+            await c.OpenAsync();
+            await using var cmd = new NpgsqlCommand("CHECKPOINT; SELECT pg_database_size(current_database())", c);
+            return (long)(await cmd.ExecuteScalarAsync())!;
+        };
+    }
+
+    try
+    {
+        results.Add(await RunAsync(kind, spec, diskBytes));
+    }
+    finally
+    {
+        if (cluster is not null)
+        {
+            await cluster.DisposeAsync();
+        }
+
+        Directory.Delete(work, recursive: true);
+    }
+}
+
+Console.WriteLine();
+Console.WriteLine("| store | ingest spans/s (first 100k) | ingest spans/s (whole load) | spans loaded | load time | session list p50/p99 | session list page 20 p50/p99 | session view p50/p99 | text filter p50/p99 | disk bytes/exchange | raw bytes/exchange | disk/raw |");
+Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+foreach (var line in results)
+{
+    Console.WriteLine(line);
+}
+
+async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes)
+{
+    await using var store = await SpanStoreFactory.OpenAsync(spec, NullLoggerFactory.Instance, null, CancellationToken.None);
+    var tenant = await store.EnsureTenantAsync("bench", CancellationToken.None);
+    long baseDisk = await diskBytes();
+    var workload = new Workload(42);
+    long rawBytes = 0;
+    int loaded = 0;
+    double firstRate = 0;
+    var total = Stopwatch.StartNew();
+    var window = Stopwatch.StartNew();
+    while (loaded < targetSpans && total.Elapsed.TotalSeconds < loadSeconds)
+    {
+        // Building the batch is the exporter's cost, not the store's: keep it out of the timing.
+        total.Stop();
+        window.Stop();
+        var batch = workload.NextBatch(ref rawBytes);
+        total.Start();
+        window.Start();
+        await store.InsertSpansAsync(tenant.Id, batch, CancellationToken.None);
+        loaded += batch.Count;
+        if (loaded == 100_352)
+        {
+            firstRate = loaded / window.Elapsed.TotalSeconds;
+            Console.WriteLine($"{kind}: first {loaded:N0} spans at {firstRate:N0} spans/s");
+        }
+
+        if (loaded % 102_400 == 0)
+        {
+            Console.WriteLine($"{kind}: {loaded:N0} spans after {total.Elapsed.TotalSeconds:N0} s");
+        }
+    }
+
+    total.Stop();
+    double rate = loaded / total.Elapsed.TotalSeconds;
+    if (firstRate == 0)
+    {
+        firstRate = rate;
+    }
+
+    Console.WriteLine($"{kind}: loaded {loaded:N0} spans in {total.Elapsed.TotalSeconds:N1} s ({rate:N0} spans/s)");
+
+    var random = new Random(7);
+    var list = await Measure(200, () => store.ListSessionsAsync(tenant.Id, new SessionQuery { Limit = 50 }, CancellationToken.None));
+    string? deepCursor = null;
+    for (int i = 0; i < 20; i++)
+    {
+        deepCursor = (await store.ListSessionsAsync(tenant.Id, new SessionQuery { Limit = 50, Cursor = deepCursor }, CancellationToken.None)).NextCursor;
+    }
+
+    var deep = await Measure(200, () => store.ListSessionsAsync(tenant.Id, new SessionQuery { Limit = 50, Cursor = deepCursor }, CancellationToken.None));
+    int sessions = workload.Sessions;
+    var view = await Measure(500, () => store.GetSessionAsync(tenant.Id, Workload.SessionId(random.Next(sessions)), CancellationToken.None));
+    var text = await Measure(100, () => store.ListSessionsAsync(tenant.Id, new SessionQuery { Limit = 50, Text = Workload.Cities[random.Next(Workload.Cities.Length)] + " " + random.Next(1000).ToString(CultureInfo.InvariantCulture) }, CancellationToken.None));
+
+    long disk = await diskBytes() - baseDisk;
+    double perExchange = (double)disk / loaded;
+    double rawPer = (double)rawBytes / loaded;
+    return $"| {kind} | {firstRate:N0} | {rate:N0} | {loaded:N0} | {total.Elapsed.TotalSeconds:N0} s | {list} | {deep} | {view} | {text} | {perExchange:N0} | {rawPer:N0} | {perExchange / rawPer:N2} |";
+}
+
+static async Task<string> Measure<T>(int iterations, Func<Task<T>> query)
+{
+    await query();
+    var times = new double[iterations];
+    for (int i = 0; i < iterations; i++)
+    {
+        long start = Stopwatch.GetTimestamp();
+        await query();
+        times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    Array.Sort(times);
+    return $"{times[iterations / 2]:N1} / {times[(int)(iterations * 0.99)]:N1} ms";
+}
+
+int IntArg(string name, int fallback) => StringArg(name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+
+string? StringArg(string name)
+{
+    int i = Array.IndexOf(args2, name);
+    return i >= 0 && i + 1 < args2.Length ? args2[i + 1] : null;
+}
+
+/// <summary>
+/// A travel-booking workload: sessions of 10 exchanges (a frontend server span, its client call,
+/// the callee's server span, across 3–4 traces), JSON bodies of 2 KiB with varying values.
+/// </summary>
+internal sealed class Workload(int seed)
+{
+    public const int BatchSize = 512;
+    public const int SpansPerSession = 10;
+    public static readonly string[] Cities = ["lisbon", "paris", "berlin", "madrid", "rome", "vienna", "prague", "oslo", "dublin", "athens"];
+    private static readonly string[] Services = ["frontend", "flights", "hotels", "booking", "payments"];
+    private readonly Random _random = new(seed);
+    private long _clock = DateTimeOffset.UtcNow.AddHours(-12).ToUnixTimeMilliseconds();
+    private int _span;
+
+    public int Sessions => _span / SpansPerSession;
+
+    public static string SessionId(int n) => "sess-" + n.ToString("D8", CultureInfo.InvariantCulture);
+
+    public List<StoredSpan> NextBatch(ref long rawBytes)
+    {
+        var batch = new List<StoredSpan>(BatchSize);
+        for (int i = 0; i < BatchSize; i++)
+        {
+            var span = Next();
+            rawBytes += span.RequestBody.Length + span.ResponseBody.Length + span.RequestHeadersJson!.Length + span.ResponseHeadersJson!.Length
+                + span.AttributesJson.Length + span.TraceId.Length + span.SpanId.Length + (span.ParentSpanId?.Length ?? 0) + span.Name.Length
+                + span.ServiceName.Length + span.SessionId!.Length + span.Method!.Length + span.Authority!.Length + span.Path!.Length + 8 + 8 + 4;
+            batch.Add(span);
+        }
+
+        return batch;
+    }
+
+    private StoredSpan Next()
+    {
+        int n = _span++;
+        int session = n / SpansPerSession;
+        int inSession = n % SpansPerSession;
+        int trace = (session * 4) + (inSession / 3);
+        int role = inSession % 3;
+        string service = role == 2 ? Services[1 + (session % 4)] : "frontend";
+        int id = _random.Next(100_000);
+        string path = role == 0 ? "/checkout" : $"/api/{service}/{id}";
+        _clock += _random.Next(1, 4);
+        var start = DateTimeOffset.FromUnixTimeMilliseconds(_clock);
+        int status = _random.Next(100) < 3 ? 503 : 200;
+        return new StoredSpan
+        {
+            TraceId = trace.ToString("x32", CultureInfo.InvariantCulture),
+            SpanId = (n + 1).ToString("x16", CultureInfo.InvariantCulture),
+            ParentSpanId = role == 0 ? null : n.ToString("x16", CultureInfo.InvariantCulture),
+            Name = "GET " + path,
+            Kind = role == 1 ? 3 : 2,
+            ServiceName = service,
+            StartTime = start,
+            EndTime = start.AddMilliseconds(_random.Next(2, 200)),
+            IsError = status >= 500,
+            IsExchange = true,
+            SessionId = SessionId(session),
+            Direction = role == 1 ? "outbound" : "inbound",
+            Method = "GET",
+            Scheme = "http",
+            Authority = service + ":8080",
+            Path = path,
+            Route = RouteTemplate.FromPath(path),
+            StatusCode = status,
+            RequestHeadersJson = $$"""[["accept","application/json"],["user-agent","travel-web/1.4"],["x-request-id","{{Guid.NewGuid()}}"],["traceparent","00-{{trace:x32}}-{{n:x16}}-01"]]""",
+            ResponseHeadersJson = """[["content-type","application/json"],["server","envoy"],["x-envoy-upstream-service-time","12"]]""",
+            RequestBody = Body(2048),
+            ResponseBody = Body(2048),
+            AttributesJson = """{"http.request.body.size":2048,"http.response.body.size":2048}""",
+        };
+    }
+
+    private byte[] Body(int size)
+    {
+        var sb = new StringBuilder(size + 128);
+        sb.Append("{\"items\":[");
+        while (sb.Length < size - 96)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"{{\"id\":{_random.Next(1_000_000)},\"city\":\"{Cities[_random.Next(Cities.Length)]}\",\"price\":{_random.Next(20, 900)}.{_random.Next(100):D2},\"seats\":{_random.Next(300)},\"code\":\"{(char)('A' + _random.Next(26))}{(char)('A' + _random.Next(26))}{_random.Next(1000)}\"}},");
+        }
+
+        sb.Append("{}]}");
+        var bytes = Encoding.UTF8.GetBytes(sb.ToString());
+        Array.Resize(ref bytes, size);
+        return bytes;
+    }
+}
+
+/// <summary>A throwaway PostgreSQL 15 cluster with default durability (fsync on), for the benchmark.</summary>
+internal sealed class PgCluster : IAsyncDisposable
+{
+    private const string Bin = "/usr/lib/postgresql/15/bin";
+    private readonly string _data;
+    private readonly bool _root;
+
+    private PgCluster(string data, bool root, string connectionString)
+    {
+        _data = data;
+        _root = root;
+        ConnectionString = connectionString;
+    }
+
+    public string ConnectionString { get; }
+
+    public static async Task<PgCluster> StartAsync(string work)
+    {
+        if (!File.Exists(Path.Combine(Bin, "initdb")))
+        {
+            throw new InvalidOperationException($"PostgreSQL 15 is not installed ({Bin}): apt-get install -y postgresql, or set SP_BENCH_POSTGRES.");
+        }
+
+        string data = Path.Combine(work, "pg");
+        bool root = Environment.UserName == "root";
+        if (root)
+        {
+            await Run("chown", ["-R", "postgres:postgres", work], false);
+        }
+
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        await Run(Path.Combine(Bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8"], root);
+        await Run(Path.Combine(Bin, "pg_ctl"), ["-D", data, "-l", Path.Combine(work, "pg.log"), "-w", "-o", $"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB", "start"], root);
+        return new PgCluster(data, root, $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres");
+    }
+
+    public static async Task<string> CreateDatabaseAsync(string admin, string name)
+    {
+        await using var c = new NpgsqlConnection(admin);
+        await c.OpenAsync();
+        await using (var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {name} WITH (FORCE)", c))
+        {
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        await using (var create = new NpgsqlCommand($"CREATE DATABASE {name}", c))
+        {
+            await create.ExecuteNonQueryAsync();
+        }
+
+        return new NpgsqlConnectionStringBuilder(admin) { Database = name }.ToString();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        NpgsqlConnection.ClearAllPools();
+        await Run(Path.Combine(Bin, "pg_ctl"), ["-D", _data, "-m", "fast", "-w", "stop"], _root);
+    }
+
+    private static async Task Run(string file, string[] arguments, bool asPostgres)
+    {
+        var start = new ProcessStartInfo(asPostgres ? "runuser" : file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetTempPath() };
+        if (asPostgres)
+        {
+            foreach (string a in new[] { "-u", "postgres", "--", file })
+            {
+                start.ArgumentList.Add(a);
+            }
+        }
+
+        foreach (string a in arguments)
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(start)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var outp = p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{file} failed ({p.ExitCode}): {await err}{await outp}");
+        }
+    }
+}
