@@ -59,6 +59,9 @@ public sealed class AgentOptions
 
     [ConfigKey("sampling", "Which share of traces is captured (added by this project).")]
     public SamplingOptions Sampling { get; set; } = new();
+
+    [ConfigKey("export", "How captured exchanges are queued, batched and sent to the backend (added by this project).")]
+    public ExportOptions Export { get; set; } = new();
 }
 
 /// <summary>The configured traffic direction.</summary>
@@ -216,4 +219,29 @@ public sealed class SamplingOptions
 {
     [ConfigKey("ratio", "Share of traces captured, 0.0 to 1.0, decided from the trace id so every hop of a trace agrees. Default 1.0: capture is the product.")]
     public double Ratio { get; set; } = 1.0;
+}
+
+/// <summary><c>export</c>: the exporter's queue, batches, retries and shutdown flush.</summary>
+public sealed class ExportOptions
+{
+    /// <summary>4 MiB: well under the 16 MiB request limit common OTLP receivers apply, large enough that batches fill by count first.</summary>
+    public const int DefaultMaxBatchBytes = 4 * 1024 * 1024;
+
+    [ConfigKey("queue_capacity", "Most exchanges waiting for export; when full, new captures are dropped and counted (traffic is never held). Default 10000.")]
+    public int QueueCapacity { get; set; } = 10_000;
+
+    [ConfigKey("max_batch_spans", "Most spans in one export request. Default 512 (the OpenTelemetry SDK's batch size).")]
+    public int MaxBatchSpans { get; set; } = 512;
+
+    [ConfigKey("max_batch_bytes", "Estimated size (bodies plus headers) at which a batch is sent even if not full by count. Default 4194304 (4 MiB).")]
+    public int MaxBatchBytes { get; set; } = DefaultMaxBatchBytes;
+
+    [ConfigKey("batch_delay_ms", "Longest a captured exchange waits for its batch to fill before it is sent. Default 200 ms.")]
+    public int BatchDelayMs { get; set; } = 200;
+
+    [ConfigKey("shutdown_flush_ms", "On shutdown, how long queued exchanges may still be sent before the rest are dropped and counted. Default 5000 ms.")]
+    public int ShutdownFlushMs { get; set; } = 5000;
+
+    [ConfigKey("max_retries", "Retries of one failed export request (408, 429, 5xx, network errors, timeouts) with exponential backoff; 400/401/403 are never retried. Default 3.")]
+    public int MaxRetries { get; set; } = 3;
 }

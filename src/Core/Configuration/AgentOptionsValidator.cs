@@ -17,6 +17,12 @@ public static class AgentOptionsValidator
     /// <summary>Largest decoded-body limit accepted: 256 MiB.</summary>
     public const int MaxDecodedBodyLimit = 256 * 1024 * 1024;
 
+    /// <summary>Largest export queue accepted: one million exchanges, already gigabytes at the default body limits.</summary>
+    public const int MaxExportQueueCapacity = 1_000_000;
+
+    /// <summary>Largest export batch accepted: 64 MiB, beyond which receivers commonly refuse the request (413).</summary>
+    public const int MaxExportBatchBytes = 64 * 1024 * 1024;
+
     /// <summary>Validates <paramref name="options"/>; an empty list means valid.</summary>
     public static IReadOnlyList<ConfigProblem> Validate(AgentOptions options) => Validate(options, sources: null);
 
@@ -60,6 +66,7 @@ public static class AgentOptionsValidator
 
         ValidateCapture(options.Capture, v);
         ValidateRedaction(options.Redaction, v);
+        ValidateExport(options.Export, v);
 
         var ratioKey = Join(K<AgentOptions>(nameof(AgentOptions.Sampling)), K<SamplingOptions>(nameof(SamplingOptions.Ratio)));
         if (!(options.Sampling.Ratio >= 0.0 && options.Sampling.Ratio <= 1.0))
@@ -133,6 +140,17 @@ public static class AgentOptionsValidator
 
         v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.Headers))), redaction.Headers, "is not a valid HTTP header name");
         v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.KeepHeaders))), redaction.KeepHeaders, "is not a valid HTTP header name");
+    }
+
+    private static void ValidateExport(ExportOptions export, Checker v)
+    {
+        var prefix = K<AgentOptions>(nameof(AgentOptions.Export));
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.QueueCapacity))), export.QueueCapacity, 1, MaxExportQueueCapacity);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxBatchSpans))), export.MaxBatchSpans, 1, 100_000);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxBatchBytes))), export.MaxBatchBytes, 1024, MaxExportBatchBytes);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.BatchDelayMs))), export.BatchDelayMs, 1, 60_000);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.ShutdownFlushMs))), export.ShutdownFlushMs, 0, 600_000);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxRetries))), export.MaxRetries, 0, 100);
     }
 
     private static string K<T>(string propertyName) => ConfigMetadata.Key<T>(propertyName);

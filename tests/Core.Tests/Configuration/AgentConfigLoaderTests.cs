@@ -135,6 +135,12 @@ public class AgentConfigLoaderTests
         Assert.Equal(["token_type"], o.Redaction.KeepFields);
         Assert.False(o.Redaction.CardNumbers);
         Assert.Equal(0.25, o.Sampling.Ratio);
+        Assert.Equal(2000, o.Export.QueueCapacity);
+        Assert.Equal(64, o.Export.MaxBatchSpans);
+        Assert.Equal(1048576, o.Export.MaxBatchBytes);
+        Assert.Equal(50, o.Export.BatchDelayMs);
+        Assert.Equal(1500, o.Export.ShutdownFlushMs);
+        Assert.Equal(5, o.Export.MaxRetries);
     }
 
     [Fact]

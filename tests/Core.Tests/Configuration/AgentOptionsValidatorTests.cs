@@ -73,6 +73,46 @@ public class AgentOptionsValidatorTests
     }
 
     [Fact]
+    public void ExportSettings_OutOfRange_AreAllReportedWithKeyAndValue()
+    {
+        var options = Valid();
+        options.Export.QueueCapacity = 0;
+        options.Export.MaxBatchSpans = -1;
+        options.Export.MaxBatchBytes = AgentOptionsValidator.MaxExportBatchBytes + 1;
+        options.Export.BatchDelayMs = 0;
+        options.Export.ShutdownFlushMs = -1;
+        options.Export.MaxRetries = 101;
+
+        var problems = AgentOptionsValidator.Validate(options);
+
+        Assert.Equal(
+            [
+                ("export.queue_capacity", "0"),
+                ("export.max_batch_spans", "-1"),
+                ("export.max_batch_bytes", "67108865"),
+                ("export.batch_delay_ms", "0"),
+                ("export.shutdown_flush_ms", "-1"),
+                ("export.max_retries", "101"),
+            ],
+            problems.Select(p => (p.Key, p.Value)));
+        Assert.All(problems, p => Assert.Equal(ProblemSeverity.Error, p.Severity));
+    }
+
+    [Fact]
+    public void ExportDefaults_AreValid()
+    {
+        var options = Valid();
+
+        Assert.Empty(AgentOptionsValidator.Validate(options).Where(p => p.Key.StartsWith("export.", StringComparison.Ordinal)));
+        Assert.Equal(10_000, options.Export.QueueCapacity);
+        Assert.Equal(512, options.Export.MaxBatchSpans);
+        Assert.Equal(4 * 1024 * 1024, options.Export.MaxBatchBytes);
+        Assert.Equal(200, options.Export.BatchDelayMs);
+        Assert.Equal(5000, options.Export.ShutdownFlushMs);
+        Assert.Equal(3, options.Export.MaxRetries);
+    }
+
+    [Fact]
     public void DecodedBodyLimit_BelowABodyLimit_IsAnError()
     {
         var options = Valid();

@@ -1,0 +1,686 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.IO.Compression;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Reflection;
+using System.Threading.Channels;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.CircuitBreaker;
+using Polly.Retry;
+using Polly.Timeout;
+using SpIstio.Agent.Metrics;
+using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.Model;
+using SpIstio.Core.Otlp;
+using SpIstio.Core.Otlp.Proto.Collector.Trace;
+
+namespace SpIstio.Agent.Export;
+
+/// <summary>
+/// Sends captured exchanges to the backend as OTLP/HTTP protobuf (gzip), off the data path:
+/// <see cref="TryEnqueue"/> only writes to a bounded queue; one reader batches by count, size
+/// and time and posts up to <c>max_concurrent_requests</c> batches at once through a retry
+/// (exponential backoff with jitter, <c>Retry-After</c> honoured), a consecutive-failure circuit
+/// breaker and a per-attempt timeout. When the backend is slow or down, capture is dropped and
+/// counted; traffic never waits.
+/// </summary>
+public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
+{
+    /// <summary>The header carrying the tenant key.</summary>
+    public const string PublicKeyHeader = "x-public-key";
+
+    /// <summary>The OTLP/HTTP protobuf media type.</summary>
+    public const string ProtobufMediaType = "application/x-protobuf";
+
+    // A backend asking for a longer pause than this still gets retried after a minute: the batch
+    // holds a concurrency slot meanwhile, and the circuit breaker covers longer outages.
+    private static readonly TimeSpan _maxRetryAfter = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan _retryBaseDelay = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan _retryMaxDelay = TimeSpan.FromSeconds(30);
+
+    // Success responses carry at most a small partial-success message.
+    private const int MaxResponseBytes = 1024 * 1024;
+
+    private readonly AgentOptions _options;
+    private readonly ExportOptions _export;
+    private readonly AgentMetrics _metrics;
+    private readonly ILogger<OtlpExporter> _logger;
+    private readonly TimeProvider _timeProvider;
+    private readonly Channel<Exchange> _channel;
+    private readonly HttpClient _http;
+    private readonly SemaphoreSlim _concurrency;
+    private readonly int _maxConcurrent;
+    private readonly BackendCircuitBreaker _breaker;
+    private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
+    private readonly CancellationTokenSource _abort = new();
+    private readonly ConcurrentDictionary<int, bool> _loggedRejections = new();
+    private readonly Lock _stateLock = new();
+    private readonly string? _publicKey;
+    private readonly TimeSpan _batchDelay;
+    private string? _failingKind;
+    private Task? _runTask;
+    private Task? _stopTask;
+    private long _droppedAtShutdown;
+
+    /// <summary>Creates a stopped exporter; call <see cref="Start"/> to begin sending.</summary>
+    /// <param name="options">Validated agent options (<c>sp_backend_url</c>, <c>public_key</c>, <c>export</c>, limits).</param>
+    /// <param name="metrics">Where queue depth, drops and export results are counted.</param>
+    /// <param name="logger">Logs state changes, not batches.</param>
+    /// <param name="timeProvider">Clock for batching, retries, the breaker and the shutdown deadline.</param>
+    /// <param name="handler">HTTP handler (tests); not disposed by the exporter. Default: a pooled SocketsHttpHandler.</param>
+    public OtlpExporter(
+        AgentOptions options,
+        AgentMetrics metrics,
+        ILogger<OtlpExporter> logger,
+        TimeProvider? timeProvider = null,
+        HttpMessageHandler? handler = null)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _metrics = metrics ?? throw new ArgumentNullException(nameof(metrics));
+        _logger = logger ?? throw new ArgumentNullException(nameof(logger));
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _export = options.Export ?? new ExportOptions();
+        _publicKey = string.IsNullOrEmpty(options.PublicKey) ? null : options.PublicKey;
+        _batchDelay = TimeSpan.FromMilliseconds(_export.BatchDelayMs);
+        Endpoint = TracesEndpoint(options.SpBackendUrl);
+
+        _channel = Channel.CreateBounded<Exchange>(new BoundedChannelOptions(_export.QueueCapacity)
+        {
+            SingleReader = true,
+            SingleWriter = false,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+
+        _maxConcurrent = Math.Max(1, options.MaxConcurrentRequests);
+        _concurrency = new SemaphoreSlim(_maxConcurrent, _maxConcurrent);
+        _http = handler is null
+            ? new HttpClient(
+                new SocketsHttpHandler
+                {
+                    PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+                    MaxConnectionsPerServer = _maxConcurrent,
+                    AutomaticDecompression = DecompressionMethods.None,
+                    UseProxy = false,
+                },
+                disposeHandler: true)
+            : new HttpClient(handler, disposeHandler: false);
+
+        // Polly's timeout strategy bounds each attempt on the injected clock.
+        _http.Timeout = Timeout.InfiniteTimeSpan;
+        _http.MaxResponseContentBufferSize = MaxResponseBytes;
+        _http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("sp-agent", Version));
+        if (_publicKey is not null)
+        {
+            _http.DefaultRequestHeaders.TryAddWithoutValidation(PublicKeyHeader, _publicKey);
+        }
+
+        var breaker = options.CircuitBreaker ?? new CircuitBreakerOptions();
+        _breaker = new BackendCircuitBreaker(
+            Math.Max(1, breaker.MaxFailures),
+            TimeSpan.FromSeconds(breaker.TimeoutSeconds),
+            _timeProvider,
+            OnCircuitStateChanged);
+        _pipeline = BuildPipeline();
+    }
+
+    /// <summary>The agent version sent in the User-Agent (<c>sp-agent/&lt;version&gt;</c>) and as the OTLP scope version.</summary>
+    public static string Version { get; } = ReadVersion();
+
+    /// <summary>Where batches are posted: <c>{sp_backend_url}/v1/traces</c>.</summary>
+    public Uri Endpoint { get; }
+
+    /// <summary>The circuit to the backend, as of now.</summary>
+    public BackendCircuitState CircuitState => _breaker.State;
+
+    /// <summary>True once <see cref="StopAsync"/> or <see cref="DisposeAsync"/> was called.</summary>
+    public bool IsStopped => Volatile.Read(ref _stopTask) is not null;
+
+    /// <summary>Starts the background sender. Exchanges queued before are sent too. Idempotent.</summary>
+    public void Start()
+    {
+        lock (_stateLock)
+        {
+            if (_runTask is not null || _stopTask is not null)
+            {
+                return;
+            }
+
+            ExporterLog.Started(_logger, Endpoint, _export.QueueCapacity, _export.MaxBatchSpans, _export.MaxBatchBytes, _export.BatchDelayMs, _maxConcurrent);
+            _runTask = Task.Run(() => RunAsync(_abort.Token));
+        }
+    }
+
+    /// <inheritdoc/>
+    public bool TryEnqueue(Exchange exchange)
+    {
+        ArgumentNullException.ThrowIfNull(exchange);
+
+        // Counted before the write so the gauge never dips below zero when the reader is faster.
+        _metrics.ExportQueueDepth.Inc();
+        if (_channel.Writer.TryWrite(exchange))
+        {
+            return true;
+        }
+
+        _metrics.ExportQueueDepth.Dec();
+        _metrics.ExportDropped.Inc();
+        return false;
+    }
+
+    /// <summary>
+    /// Stops accepting exchanges and sends what is queued until <paramref name="flushDeadline"/>
+    /// has passed; then cancels what is still in flight (counted failed) and drops what is still
+    /// queued (counted dropped). Safe to call more than once; later calls wait for the first.
+    /// </summary>
+    public Task StopAsync(TimeSpan flushDeadline)
+    {
+        lock (_stateLock)
+        {
+            _stopTask ??= StopCoreAsync(flushDeadline);
+            return _stopTask;
+        }
+    }
+
+    /// <summary>Stops with the configured <c>export.shutdown_flush_ms</c>, then releases the HTTP client.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.FromMilliseconds(_export.ShutdownFlushMs)).ConfigureAwait(false);
+        _http.Dispose();
+        _abort.Dispose();
+    }
+
+    /// <summary>Estimated encoded size of an exchange: bodies, headers and fixed span overhead.</summary>
+    internal static long EstimateBytes(Exchange exchange)
+    {
+        // Span ids, times, resource and the fixed attributes come to a few hundred bytes.
+        long size = 300 + exchange.Authority.Length + (2 * exchange.Path.Length) + (exchange.Query?.Length ?? 0);
+        size += BodyBytes(exchange.RequestBody) + BodyBytes(exchange.ResponseBody);
+        size += HeaderBytes(exchange.RequestHeaders) + HeaderBytes(exchange.ResponseHeaders);
+        foreach (var attribute in exchange.Attributes)
+        {
+            size += attribute.Key.Length + attribute.Value.Length + 8;
+        }
+
+        return size;
+    }
+
+    private static long BodyBytes(CapturedBody body) =>
+        body.Kind == BodyKind.Binary ? ((body.Content.Length + 2) / 3 * 4) + 64 : body.Content.Length + 64;
+
+    private static long HeaderBytes(HeaderList headers)
+    {
+        long size = 0;
+        for (var i = 0; i < headers.Count; i++)
+        {
+            // "http.request.header." prefix, key/value framing.
+            size += headers[i].Key.Length + headers[i].Value.Length + 28;
+        }
+
+        return size;
+    }
+
+    internal static bool IsTransientStatus(int status) => status == 408 || status == 429 || status >= 500;
+
+    /// <summary>Failures worth retrying and counting against the breaker: network errors, timeouts, 408/429/5xx.</summary>
+    internal static bool IsTransient(Outcome<HttpResponseMessage> outcome) => outcome.Exception switch
+    {
+        null => outcome.Result is { } response && IsTransientStatus((int)response.StatusCode),
+        HttpRequestException or TimeoutRejectedException => true,
+        _ => false,
+    };
+
+    /// <summary>The delay a 429/503 response asks for (Retry-After seconds or HTTP date), capped; null when none.</summary>
+    internal static TimeSpan? RetryAfter(HttpResponseMessage? response, TimeProvider timeProvider)
+    {
+        if (response is null || (response.StatusCode != HttpStatusCode.TooManyRequests && response.StatusCode != HttpStatusCode.ServiceUnavailable))
+        {
+            return null;
+        }
+
+        var header = response.Headers.RetryAfter;
+        TimeSpan? delay = header switch
+        {
+            { Delta: { } delta } => delta,
+            { Date: { } date } => date - timeProvider.GetUtcNow(),
+            _ => null,
+        };
+        if (delay is not { } d)
+        {
+            return null;
+        }
+
+        return d < TimeSpan.Zero ? TimeSpan.Zero : d > _maxRetryAfter ? _maxRetryAfter : d;
+    }
+
+    private static Uri TracesEndpoint(Uri backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        var baseUrl = backend.GetLeftPart(UriPartial.Path).TrimEnd('/');
+        return new Uri(baseUrl + "/v1/traces", UriKind.Absolute);
+    }
+
+    private static string ReadVersion()
+    {
+        var assembly = typeof(OtlpExporter).Assembly;
+        var version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+            ?? assembly.GetName().Version?.ToString()
+            ?? "0.0.0";
+        var plus = version.IndexOf('+', StringComparison.Ordinal);
+        return plus >= 0 ? version[..plus] : version;
+    }
+
+    private ResiliencePipeline<HttpResponseMessage> BuildPipeline()
+    {
+        var builder = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = _timeProvider };
+        if (_export.MaxRetries > 0)
+        {
+            var timeProvider = _timeProvider;
+            var logger = _logger;
+            builder.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+            {
+                MaxRetryAttempts = _export.MaxRetries,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = _retryBaseDelay,
+                MaxDelay = _retryMaxDelay,
+                ShouldHandle = static args => ValueTask.FromResult(IsTransient(args.Outcome)),
+                DelayGenerator = args => ValueTask.FromResult(RetryAfter(args.Outcome.Result, timeProvider)),
+                OnRetry = args =>
+                {
+                    ExporterLog.Retrying(logger, args.RetryDelay, args.AttemptNumber + 1, Describe(args.Outcome).Detail);
+                    return default;
+                },
+            });
+        }
+
+        builder.AddStrategy(_ => _breaker.AsStrategy(IsTransient));
+        builder.AddTimeout(TimeSpan.FromMilliseconds(_options.AsyncTimeoutMs));
+        return builder.Build();
+    }
+
+    private async Task StopCoreAsync(TimeSpan flushDeadline)
+    {
+        _channel.Writer.TryComplete();
+        Task? run;
+        lock (_stateLock)
+        {
+            run = _runTask;
+        }
+
+        if (run is null)
+        {
+            DropQueued();
+            return;
+        }
+
+        ITimer? deadline = null;
+        if (flushDeadline <= TimeSpan.Zero)
+        {
+            await _abort.CancelAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            deadline = _timeProvider.CreateTimer(
+                static state => ((CancellationTokenSource)state!).Cancel(),
+                _abort,
+                flushDeadline,
+                Timeout.InfiniteTimeSpan);
+        }
+
+        try
+        {
+            await run.ConfigureAwait(false);
+        }
+        finally
+        {
+            if (deadline is not null)
+            {
+                await deadline.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        ExporterLog.Stopped(_logger, Interlocked.Read(ref _droppedAtShutdown));
+    }
+
+    private async Task RunAsync(CancellationToken abort)
+    {
+        var reader = _channel.Reader;
+        var batch = new List<Exchange>(Math.Min(_export.MaxBatchSpans, 1024));
+        try
+        {
+            while (await reader.WaitToReadAsync(abort).ConfigureAwait(false))
+            {
+                long bytes = 0;
+                if (!Fill(reader, batch, ref bytes))
+                {
+                    await WaitForMoreAsync(reader, batch, bytes, abort).ConfigureAwait(false);
+                }
+
+                if (batch.Count == 0)
+                {
+                    continue;
+                }
+
+                await _concurrency.WaitAsync(abort).ConfigureAwait(false);
+                var toSend = batch;
+                batch = new List<Exchange>(toSend.Capacity);
+                _ = SendAndReleaseAsync(toSend, abort);
+            }
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+            // Flush deadline passed: what was not handed to a sender is dropped below.
+        }
+        finally
+        {
+            // Read from the queue but never handed to a sender, plus what is still queued.
+            _metrics.ExportDropped.Add(batch.Count);
+            Interlocked.Add(ref _droppedAtShutdown, batch.Count + DropQueued());
+        }
+
+        // Holding every permit means every sender has finished (cancelled ones finish promptly).
+        for (var i = 0; i < _maxConcurrent; i++)
+        {
+            await _concurrency.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    // Reads what is available into the batch; true once it is full by count or bytes.
+    private bool Fill(ChannelReader<Exchange> reader, List<Exchange> batch, ref long bytes)
+    {
+        while (batch.Count < _export.MaxBatchSpans && bytes < _export.MaxBatchBytes && reader.TryRead(out var exchange))
+        {
+            _metrics.ExportQueueDepth.Dec();
+            batch.Add(exchange);
+            bytes += EstimateBytes(exchange);
+        }
+
+        return batch.Count >= _export.MaxBatchSpans || bytes >= _export.MaxBatchBytes;
+    }
+
+    // Lets a partial batch fill until it is full, batch_delay_ms after its first exchange, or the
+    // queue is completed (shutdown: send at once).
+    private async ValueTask WaitForMoreAsync(ChannelReader<Exchange> reader, List<Exchange> batch, long bytes, CancellationToken abort)
+    {
+        var started = _timeProvider.GetTimestamp();
+        while (true)
+        {
+            var remaining = _batchDelay - _timeProvider.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            using var delay = new CancellationTokenSource(remaining, _timeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(delay.Token, abort);
+            try
+            {
+                if (!await reader.WaitToReadAsync(linked.Token).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+            catch (OperationCanceledException) when (!abort.IsCancellationRequested)
+            {
+                return;
+            }
+
+            if (Fill(reader, batch, ref bytes))
+            {
+                return;
+            }
+        }
+    }
+
+    private int DropQueued()
+    {
+        var dropped = 0;
+        while (_channel.Reader.TryRead(out _))
+        {
+            _metrics.ExportQueueDepth.Dec();
+            dropped++;
+        }
+
+        _metrics.ExportDropped.Add(dropped);
+        return dropped;
+    }
+
+    private async Task SendAndReleaseAsync(List<Exchange> batch, CancellationToken abort)
+    {
+        try
+        {
+            await SendBatchAsync(batch, abort).ConfigureAwait(false);
+        }
+        finally
+        {
+            _concurrency.Release();
+        }
+    }
+
+    private async Task SendBatchAsync(List<Exchange> batch, CancellationToken abort)
+    {
+        var started = _timeProvider.GetTimestamp();
+        var spans = batch.Count;
+        try
+        {
+            var payload = Encode(batch);
+            var context = ResilienceContextPool.Shared.Get(abort);
+            Outcome<HttpResponseMessage> outcome;
+            try
+            {
+                outcome = await _pipeline.ExecuteOutcomeAsync(
+                    static (ctx, state) => state.Exporter.PostAsync(state.Payload, ctx.CancellationToken),
+                    context,
+                    (Exporter: this, Payload: payload)).ConfigureAwait(false);
+            }
+            finally
+            {
+                ResilienceContextPool.Shared.Return(context);
+            }
+
+            await CompleteAsync(outcome, spans, abort).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The exporter must keep running whatever one batch does.
+            _metrics.ExportSpansFailed.Add(spans);
+            ExporterLog.UnexpectedFailure(_logger, ex, spans);
+        }
+        finally
+        {
+            _metrics.ExportBatchDuration.Observe(_timeProvider.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    private ArraySegment<byte> Encode(List<Exchange> batch)
+    {
+        var request = ExchangeSpanMapper.ToExportRequest(batch, _publicKey, Version);
+        var buffer = new MemoryStream(Math.Max(256, request.CalculateSize() / 4));
+        using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            request.WriteTo(gzip);
+        }
+
+        return new ArraySegment<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    private async ValueTask<Outcome<HttpResponseMessage>> PostAsync(ArraySegment<byte> payload, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var content = new ByteArrayContent(payload.Array!, payload.Offset, payload.Count);
+            content.Headers.ContentType = new MediaTypeHeaderValue(ProtobufMediaType);
+            content.Headers.ContentEncoding.Add("gzip");
+            using var request = new HttpRequestMessage(HttpMethod.Post, Endpoint) { Content = content };
+            var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
+            return Outcome.FromResult(response);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return Outcome.FromException<HttpResponseMessage>(ex);
+        }
+    }
+
+    private async Task CompleteAsync(Outcome<HttpResponseMessage> outcome, int spans, CancellationToken cancellationToken)
+    {
+        if (outcome.Exception is not null || outcome.Result is null)
+        {
+            _metrics.ExportSpansFailed.Add(spans);
+            var (kind, detail) = Describe(outcome);
+            ReportFailing(kind, detail, spans);
+            return;
+        }
+
+        using var response = outcome.Result;
+        var status = (int)response.StatusCode;
+        if (status is >= 200 and < 300)
+        {
+            var (rejected, message) = await ReadPartialSuccessAsync(response, spans, cancellationToken).ConfigureAwait(false);
+            _metrics.ExportSpansExported.Add(spans - rejected);
+            if (rejected > 0)
+            {
+                _metrics.ExportSpansRejected.Add(rejected);
+                if (ReportKind("partial_success"))
+                {
+                    ExporterLog.PartialSuccess(_logger, rejected, spans, message);
+                }
+            }
+            else
+            {
+                ReportRecovered();
+            }
+
+            return;
+        }
+
+        if (IsTransientStatus(status))
+        {
+            _metrics.ExportSpansFailed.Add(spans);
+            var (kind, detail) = Describe(outcome);
+            ReportFailing(kind, detail, spans);
+            return;
+        }
+
+        // 400/401/403 and other client errors: retrying cannot help.
+        _metrics.ExportSpansRejected.Add(spans);
+        if (_loggedRejections.TryAdd(status, true))
+        {
+            var body = await ReadSnippetAsync(response, cancellationToken).ConfigureAwait(false);
+            ExporterLog.ExportRejected(_logger, status, body);
+        }
+    }
+
+    private static async Task<(int Rejected, string Message)> ReadPartialSuccessAsync(HttpResponseMessage response, int spans, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+            if (bytes.Length == 0)
+            {
+                return (0, "");
+            }
+
+            var mediaType = response.Content.Headers.ContentType?.MediaType;
+            var parsed = mediaType is not null && mediaType.Contains("json", StringComparison.OrdinalIgnoreCase)
+                ? ExportTraceServiceResponse.Parser.ParseJson(System.Text.Encoding.UTF8.GetString(bytes))
+                : ExportTraceServiceResponse.Parser.ParseFrom(bytes);
+            if (parsed.PartialSuccess is not { } partial || partial.RejectedSpans <= 0)
+            {
+                return (0, "");
+            }
+
+            return ((int)Math.Min(partial.RejectedSpans, spans), partial.ErrorMessage);
+        }
+        catch (Exception ex) when (ex is InvalidProtocolBufferException or InvalidJsonException or FormatException)
+        {
+            // A 2xx with an unreadable body still means the batch was accepted.
+            return (0, "");
+        }
+    }
+
+    private static async Task<string> ReadSnippetAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var text = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            return text.Length > 200 ? text[..200] : text;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or InvalidOperationException)
+        {
+            return "";
+        }
+    }
+
+    private static (string Kind, string Detail) Describe(Outcome<HttpResponseMessage> outcome) => outcome.Exception switch
+    {
+        BrokenCircuitException => ("circuit_open", "circuit open"),
+        TimeoutRejectedException t => ("timeout", "timed out after " + t.Timeout.TotalMilliseconds.ToString(CultureInfo.InvariantCulture) + " ms"),
+        HttpRequestException h => ("network", h.Message),
+        OperationCanceledException => ("cancelled", "cancelled at shutdown"),
+        { } other => ("error", other.Message),
+        null when outcome.Result is { } response => (
+            "http_" + ((int)response.StatusCode).ToString(CultureInfo.InvariantCulture),
+            "HTTP " + ((int)response.StatusCode).ToString(CultureInfo.InvariantCulture)),
+        _ => ("error", "no response"),
+    };
+
+    private void ReportFailing(string kind, string detail, int spans)
+    {
+        if (ReportKind(kind))
+        {
+            ExporterLog.ExportFailing(_logger, detail, spans);
+        }
+    }
+
+    // True when this kind differs from the last reported one (so it should be logged).
+    private bool ReportKind(string kind)
+    {
+        lock (_stateLock)
+        {
+            if (string.Equals(_failingKind, kind, StringComparison.Ordinal))
+            {
+                return false;
+            }
+
+            _failingKind = kind;
+            return true;
+        }
+    }
+
+    private void ReportRecovered()
+    {
+        bool wasFailing;
+        lock (_stateLock)
+        {
+            wasFailing = _failingKind is not null;
+            _failingKind = null;
+        }
+
+        if (wasFailing)
+        {
+            ExporterLog.ExportRecovered(_logger);
+        }
+    }
+
+    private void OnCircuitStateChanged(BackendCircuitState state)
+    {
+        switch (state)
+        {
+            case BackendCircuitState.Open:
+                _metrics.BackendCircuitOpen.Set(1);
+                ExporterLog.CircuitOpened(_logger, (_options.CircuitBreaker ?? new CircuitBreakerOptions()).TimeoutSeconds);
+                break;
+            case BackendCircuitState.HalfOpen:
+                ExporterLog.CircuitHalfOpen(_logger);
+                break;
+            default:
+                _metrics.BackendCircuitOpen.Set(0);
+                ExporterLog.CircuitClosed(_logger);
+                break;
+        }
+    }
+}
