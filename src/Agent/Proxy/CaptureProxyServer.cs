@@ -1,11 +1,10 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Pipeline;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -21,23 +20,23 @@ public sealed class CaptureProxyServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly HttpMessageInvoker _client;
 
-    private CaptureProxyServer(WebApplication app, HttpMessageInvoker client, IPEndPoint boundEndPoint)
+    private CaptureProxyServer(WebApplication app, HttpMessageInvoker client, Uri address)
     {
         _app = app;
         _client = client;
-        BoundEndPoint = boundEndPoint;
+        Address = address;
     }
 
-    /// <summary>The address the proxy listens on (the real port when started on port 0).</summary>
-    public IPEndPoint BoundEndPoint { get; }
-
-    /// <summary><c>http://address:port</c> of the listener, for clients and <c>http_proxy</c>.</summary>
-    public Uri Address => new("http://" + BoundEndPoint.ToString());
+    /// <summary>
+    /// <c>http://host:port</c> of the listener with the real port (when started on port 0), for
+    /// clients and <c>http_proxy</c>.
+    /// </summary>
+    public Uri Address { get; }
 
     /// <summary>
     /// Builds and starts the proxy on <paramref name="listen"/>.
     /// </summary>
-    /// <param name="listen">Where to listen; port 0 picks a free port (read it from <see cref="BoundEndPoint"/>).</param>
+    /// <param name="listen">Where to listen; port 0 picks a free port (read it from <see cref="Address"/>).</param>
     /// <param name="options">Mode and upstream; validated here.</param>
     /// <param name="pipeline">Where captured exchanges go; its metrics are the proxy's. Required even with capture off, for the metrics.</param>
     /// <param name="loggerFactory">Logging for the proxy and Kestrel.</param>
@@ -45,14 +44,13 @@ public sealed class CaptureProxyServer : IAsyncDisposable
     /// <param name="cancellationToken">Cancels the start.</param>
     /// <exception cref="ArgumentException"><paramref name="options"/> is inconsistent.</exception>
     public static async Task<CaptureProxyServer> StartAsync(
-        IPEndPoint listen,
+        ListenAddress listen,
         CaptureProxyOptions options,
         CapturePipeline pipeline,
         ILoggerFactory loggerFactory,
         TimeProvider? timeProvider = null,
         CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(listen);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(pipeline);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -107,9 +105,7 @@ public sealed class CaptureProxyServer : IAsyncDisposable
             throw;
         }
 
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        var bound = new IPEndPoint(listen.Address, new Uri(address).Port);
-        return new CaptureProxyServer(app, client, bound);
+        return new CaptureProxyServer(app, client, AgentRuntime.BoundAddress(app));
     }
 
     /// <summary>Stops accepting, lets requests in flight finish (until <paramref name="cancellationToken"/>), then stops.</summary>

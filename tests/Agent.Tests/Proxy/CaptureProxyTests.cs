@@ -287,7 +287,7 @@ public sealed class CaptureProxyTests
         await using var origin = await TestUpstream.StartAsync(context => context.Response.WriteAsync("through the tunnel"));
         await using var proxy = await ProxyHarness.StartAsync(upstream: null, forward: true, direction: TrafficDirection.Outbound);
         using var tcp = new TcpClient();
-        await tcp.ConnectAsync(proxy.Server.BoundEndPoint);
+        await tcp.ConnectAsync(IPAddress.Loopback, proxy.Server.Address.Port);
         var stream = tcp.GetStream();
         var authority = origin.Address.Authority;
 

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Agent.Proxy;
@@ -102,7 +103,7 @@ internal sealed class ProxyHarness : IAsyncDisposable
         var metrics = new AgentMetrics();
         var pipeline = new CapturePipeline(options ?? new AgentOptions(), exporter, metrics, NullLogger<CapturePipeline>.Instance, shortCircuit);
         var server = await CaptureProxyServer.StartAsync(
-            new IPEndPoint(IPAddress.Loopback, 0),
+            new ListenAddress("127.0.0.1", 0),
             new CaptureProxyOptions { Upstream = upstream, Forward = forward, Direction = direction, Capture = capture },
             pipeline,
             loggerFactory ?? NullLoggerFactory.Instance);
