@@ -1,0 +1,591 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using SpIstio.Agent.Export;
+using SpIstio.Agent.Metrics;
+using SpIstio.Agent.Tests.Infrastructure;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.Otlp;
+
+namespace SpIstio.Agent.Tests.Export;
+
+public sealed class OtlpExporterTests
+{
+    private static OtlpExporter Create(AgentOptions options, AgentMetrics metrics, TimeProvider? time = null, LogCollector? logs = null) =>
+        new(options, metrics, logs is null ? NullLogger<OtlpExporter>.Instance : logs.For<OtlpExporter>(), time);
+
+    private static string Attr(SpIstio.Core.Otlp.Proto.Trace.Span span, string key) =>
+        ExchangeSpanMapper.AsString(span.Attributes.Single(a => a.Key == key).Value);
+
+    [Fact]
+    public async Task Export_SendsOneSpanPerExchange_AsGzipProtobufWithKeyAndUserAgent()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(TestExchanges.Options(receiver.BaseAddress), metrics);
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/1")));
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/2", service: "payments")));
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/3")));
+
+        exporter.Start();
+        await receiver.WaitForSpansAsync(3);
+
+        var request = Assert.Single(receiver.Requests);
+        Assert.Equal("POST", request.Method);
+        Assert.Equal("/v1/traces", request.Path);
+        Assert.Equal("application/x-protobuf", request.Header("content-type"));
+        Assert.Equal("gzip", request.Header("content-encoding"));
+        Assert.Equal("test-key", request.Header("x-public-key"));
+        Assert.StartsWith("sp-agent/", request.Header("user-agent"), StringComparison.Ordinal);
+        Assert.Equal([0x1f, 0x8b], request.Body[..2]);
+        Assert.Null(request.DecodeError);
+        Assert.Equal(["/api/orders/1", "/api/orders/2", "/api/orders/3"], request.Spans.Select(s => Attr(s, "url.path")).Order());
+        Assert.All(request.Spans, s => Assert.Equal("test-key", Attr(s, "sp.public.key")));
+        var services = request.Export!.ResourceSpans
+            .Select(r => ExchangeSpanMapper.AsString(r.Resource.Attributes.Single(a => a.Key == "service.name").Value))
+            .Order();
+        Assert.Equal(["orders", "payments"], services);
+        Assert.Equal(OtlpExporter.Version, request.Export.ResourceSpans[0].ScopeSpans[0].Scope.Version);
+        await WaitForAsync(() => metrics.ExportSpansExported.Value == 3);
+        Assert.Equal(0, metrics.ExportQueueDepth.Value);
+        Assert.Equal(1, metrics.ExportBatchDuration.Count);
+    }
+
+    [Fact]
+    public async Task Export_WithoutPublicKey_OmitsTheHeader()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        await using var exporter = Create(TestExchanges.Options(receiver.BaseAddress, publicKey: ""), new AgentMetrics());
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get());
+        await receiver.WaitForSpansAsync(1);
+
+        Assert.Null(receiver.Requests[0].Header("x-public-key"));
+        Assert.DoesNotContain(receiver.Spans[0].Attributes, a => a.Key == "sp.public.key");
+    }
+
+    [Fact]
+    public async Task Export_BackendUrlWithPath_PostsBelowIt()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(new Uri(receiver.BaseAddress, "/otlp/"));
+        await using var exporter = Create(options, new AgentMetrics());
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get());
+        await receiver.WaitForRequestsAsync(1);
+
+        Assert.Equal("/otlp/v1/traces", receiver.Requests[0].Path);
+    }
+
+    [Fact]
+    public async Task Batching_FullBatchesGoAtOnce_TheRemainderWaitsForTheDelayOrShutdown()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 2;
+        options.Export.BatchDelayMs = 60_000;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+        exporter.Start();
+
+        for (var i = 0; i < 5; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/p/" + i));
+        }
+
+        await receiver.WaitForSpansAsync(4);
+        await Task.Delay(200);
+        Assert.Equal([2, 2], receiver.Requests.Select(r => r.Spans.Count));
+
+        await exporter.StopAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal([2, 2, 1], receiver.Requests.Select(r => r.Spans.Count));
+        Assert.Equal(5, metrics.ExportSpansExported.Value);
+        Assert.Equal(0, metrics.ExportDropped.Value);
+    }
+
+    [Fact]
+    public async Task Batching_BySize_SendsLargeExchangesInSeparateRequests()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchBytes = 1024;
+        options.Export.BatchDelayMs = 60_000;
+        await using var exporter = Create(options, new AgentMetrics());
+        var large = new string('x', 1500);
+        for (var i = 0; i < 3; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/big/" + i, responseBody: large));
+        }
+
+        exporter.Start();
+        await receiver.WaitForSpansAsync(3);
+
+        Assert.Equal([1, 1, 1], receiver.Requests.Select(r => r.Spans.Count));
+    }
+
+    [Fact]
+    public async Task Batching_ByTime_APartialBatchIsSentOnlyOnceTheDelayHasPassed()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var time = new FakeTimeProvider();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 100;
+        options.Export.BatchDelayMs = 1000;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics, time);
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get("/a"));
+        exporter.TryEnqueue(TestExchanges.Get("/b"));
+        await WaitForAsync(() => metrics.ExportQueueDepth.Value == 0);
+        await Task.Delay(300);
+        Assert.Empty(receiver.Requests);
+
+        // The batch timer starts when the reader takes the first exchange; step the clock until it fires.
+        await AdvanceUntilAsync(time, TimeSpan.FromMilliseconds(250), () => receiver.Requests.Count > 0);
+
+        Assert.Equal(2, Assert.Single(receiver.Requests).Spans.Count);
+    }
+
+    [Fact]
+    public async Task TryEnqueue_QueueFull_ReturnsFalseAndCountsTheDrop()
+    {
+        var options = TestExchanges.Options(TestExchanges.RefusingBackend());
+        options.Export.QueueCapacity = 3;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+
+        var accepted = Enumerable.Range(0, 5).Select(i => exporter.TryEnqueue(TestExchanges.Get("/" + i))).ToList();
+
+        Assert.Equal([true, true, true, false, false], accepted);
+        Assert.Equal(2, metrics.ExportDropped.Value);
+        Assert.Equal(3, metrics.ExportQueueDepth.Value);
+    }
+
+    [Fact]
+    public async Task BackendDown_SpansAreCountedFailed_AndEnqueueNeverWaits()
+    {
+        var options = TestExchanges.Options(TestExchanges.RefusingBackend());
+        options.Export.QueueCapacity = 50;
+        options.Export.MaxBatchSpans = 10;
+        options.Export.MaxRetries = 1;
+        options.CircuitBreaker.MaxFailures = 1000;
+        var metrics = new AgentMetrics();
+        var logs = new LogCollector();
+        await using var exporter = Create(options, metrics, logs: logs);
+        exporter.Start();
+
+        var accepted = 0;
+        for (var i = 0; i < 2000; i++)
+        {
+            accepted += exporter.TryEnqueue(TestExchanges.Get("/" + i)) ? 1 : 0;
+        }
+
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value + metrics.ExportDropped.Value == 2000, TimeSpan.FromSeconds(30));
+        Assert.Equal(accepted, metrics.ExportSpansFailed.Value);
+        Assert.Equal(2000 - accepted, metrics.ExportDropped.Value);
+        Assert.True(metrics.ExportDropped.Value > 0, "a 50-slot queue cannot take 2000 exchanges at once");
+        Assert.Equal(0, metrics.ExportSpansExported.Value);
+        Assert.Single(logs.Entries, e => e.EventId == 101);
+    }
+
+    [Fact]
+    public async Task RetryAfter_On429_TheRetryIsNotSentBeforeTheDelay()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Enqueue(ReceiverResponse.TooManyRequests("5"));
+        var time = new FakeTimeProvider();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.AsyncTimeoutMs = 600_000;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics, time);
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get());
+        await receiver.WaitForRequestsAsync(1);
+        var firstSeenAt = time.GetUtcNow();
+        await AdvanceUntilAsync(time, TimeSpan.FromMilliseconds(250), () => receiver.Requests.Count >= 2);
+        var waited = time.GetUtcNow() - firstSeenAt;
+
+        Assert.True(waited >= TimeSpan.FromSeconds(5), $"retried after {waited} of a 5 s Retry-After");
+        Assert.Equal(2, receiver.Requests.Count);
+        await WaitForAsync(() => metrics.ExportSpansExported.Value == 1);
+    }
+
+    [Fact]
+    public async Task RetryAfter_AsHttpDateOn503_IsHonoured()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var time = new FakeTimeProvider(new DateTimeOffset(2025, 6, 1, 12, 0, 0, TimeSpan.Zero));
+        receiver.Enqueue(ReceiverResponse.Unavailable(time.GetUtcNow().AddSeconds(8).ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.AsyncTimeoutMs = 600_000;
+        await using var exporter = Create(options, new AgentMetrics(), time);
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get());
+        await receiver.WaitForRequestsAsync(1);
+        var firstSeenAt = time.GetUtcNow();
+        await AdvanceUntilAsync(time, TimeSpan.FromMilliseconds(500), () => receiver.Requests.Count >= 2);
+
+        Assert.True(time.GetUtcNow() - firstSeenAt >= TimeSpan.FromSeconds(7.5));
+    }
+
+    [Fact]
+    public async Task ServerErrors_AreRetried_UpToMaxRetries_ThenCountedFailed()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Status(500);
+        var time = new FakeTimeProvider();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.Export.MaxRetries = 2;
+        options.AsyncTimeoutMs = 600_000;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics, time);
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get());
+        await AdvanceUntilAsync(time, TimeSpan.FromSeconds(1), () => metrics.ExportSpansFailed.Value == 1);
+
+        Assert.Equal(3, receiver.Requests.Count);
+        Assert.Equal(0, metrics.ExportSpansExported.Value);
+    }
+
+    [Theory]
+    [InlineData(400)]
+    [InlineData(401)]
+    [InlineData(403)]
+    public async Task ClientErrors_AreNotRetried_CountedRejected_AndLoggedOnce(int status)
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Status(status, "no such key");
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.Export.MaxRetries = 3;
+        var metrics = new AgentMetrics();
+        var logs = new LogCollector();
+        await using var exporter = Create(options, metrics, logs: logs);
+        exporter.Start();
+
+        for (var i = 0; i < 3; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/" + i));
+        }
+
+        await WaitForAsync(() => metrics.ExportSpansRejected.Value == 3);
+        await Task.Delay(300);
+
+        Assert.Equal(3, receiver.Requests.Count);
+        Assert.Equal(0, metrics.ExportSpansFailed.Value);
+        var logged = Assert.Single(logs.Entries, e => e.EventId == 103);
+        Assert.Contains(status.ToString(System.Globalization.CultureInfo.InvariantCulture), logged.Message, StringComparison.Ordinal);
+        Assert.Contains("no such key", logged.Message, StringComparison.Ordinal);
+        Assert.Equal(BackendCircuitState.Closed, exporter.CircuitState);
+    }
+
+    [Fact]
+    public async Task PartialSuccess_RejectedSpansAreCountedRejected_TheRestExported()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Enqueue(ReceiverResponse.PartialSuccess(2, "2 spans too old"));
+        var metrics = new AgentMetrics();
+        var logs = new LogCollector();
+        await using var exporter = Create(TestExchanges.Options(receiver.BaseAddress), metrics, logs: logs);
+        for (var i = 0; i < 5; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/" + i));
+        }
+
+        exporter.Start();
+        await WaitForAsync(() => metrics.ExportSpansExported.Value + metrics.ExportSpansRejected.Value == 5);
+
+        Assert.Equal(3, metrics.ExportSpansExported.Value);
+        Assert.Equal(2, metrics.ExportSpansRejected.Value);
+        Assert.Contains(logs.Entries, e => e.EventId == 104 && e.Message.Contains("2 spans too old", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task SlowBackend_AttemptTimesOut_AndTheBatchFails()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Slow(TimeSpan.FromSeconds(30));
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.AsyncTimeoutMs = 100;
+        options.Export.MaxRetries = 0;
+        var metrics = new AgentMetrics();
+        var logs = new LogCollector();
+        await using var exporter = Create(options, metrics, logs: logs);
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get());
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 1);
+
+        Assert.Contains(logs.Entries, e => e.EventId == 101 && e.Message.Contains("timed out after 100 ms", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Concurrency_SeveralBatchesAreInFlightUpToTheLimit()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Slow(TimeSpan.FromSeconds(30));
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.MaxConcurrentRequests = 3;
+        options.AsyncTimeoutMs = 60_000;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+        exporter.Start();
+
+        for (var i = 0; i < 6; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/" + i));
+        }
+
+        await receiver.WaitForRequestsAsync(3);
+        await Task.Delay(300);
+
+        Assert.Equal(3, receiver.Requests.Count);
+        Assert.Equal(2, metrics.ExportQueueDepth.Value);
+        await exporter.StopAsync(TimeSpan.Zero);
+        Assert.Equal(3, metrics.ExportSpansFailed.Value);
+        Assert.Equal(3, metrics.ExportDropped.Value);
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_OpensAfterMaxConsecutiveFailures_FailsFast_ThenHalfOpensAndCloses()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Status(503);
+        var time = new FakeTimeProvider();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.Export.MaxRetries = 0;
+        options.CircuitBreaker.MaxFailures = 3;
+        options.CircuitBreaker.TimeoutSeconds = 30;
+        options.AsyncTimeoutMs = 600_000;
+        var metrics = new AgentMetrics();
+        var logs = new LogCollector();
+        await using var exporter = Create(options, metrics, time, logs);
+        exporter.Start();
+
+        for (var i = 1; i <= 3; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/fail/" + i));
+            await WaitForAsync(() => metrics.ExportSpansFailed.Value == i);
+        }
+
+        Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
+        Assert.Equal(1, metrics.BackendCircuitOpen.Value);
+
+        exporter.TryEnqueue(TestExchanges.Get("/fast/1"));
+        exporter.TryEnqueue(TestExchanges.Get("/fast/2"));
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 5);
+        Assert.Equal(3, receiver.Requests.Count);
+
+        time.Advance(TimeSpan.FromSeconds(29));
+        exporter.TryEnqueue(TestExchanges.Get("/fast/3"));
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 6);
+        Assert.Equal(3, receiver.Requests.Count);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(BackendCircuitState.HalfOpen, exporter.CircuitState);
+        receiver.Default = ReceiverResponse.Ok();
+        exporter.TryEnqueue(TestExchanges.Get("/trial"));
+        await WaitForAsync(() => metrics.ExportSpansExported.Value == 1);
+
+        Assert.Equal(4, receiver.Requests.Count);
+        Assert.Equal(BackendCircuitState.Closed, exporter.CircuitState);
+        Assert.Equal(0, metrics.BackendCircuitOpen.Value);
+        Assert.Single(logs.Entries, e => e.EventId == 105);
+        Assert.Single(logs.Entries, e => e.EventId == 107);
+        Assert.Single(logs.Entries, e => e.EventId == 102);
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_AFailedTrial_OpensItAgainForAnotherBreak()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Status(502);
+        var time = new FakeTimeProvider();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.Export.MaxRetries = 0;
+        options.CircuitBreaker.MaxFailures = 2;
+        options.CircuitBreaker.TimeoutSeconds = 10;
+        options.AsyncTimeoutMs = 600_000;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics, time);
+        exporter.Start();
+        for (var i = 1; i <= 2; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/fail/" + i));
+            await WaitForAsync(() => metrics.ExportSpansFailed.Value == i);
+        }
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        exporter.TryEnqueue(TestExchanges.Get("/trial"));
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 3);
+        exporter.TryEnqueue(TestExchanges.Get("/fast"));
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 4);
+
+        Assert.Equal(3, receiver.Requests.Count);
+        Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
+        Assert.Equal(1, metrics.BackendCircuitOpen.Value);
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_ASuccessBetweenFailures_ResetsTheCount()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Enqueue(
+            ReceiverResponse.Status(503),
+            ReceiverResponse.Status(503),
+            ReceiverResponse.Ok(),
+            ReceiverResponse.Status(503),
+            ReceiverResponse.Status(503));
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.Export.MaxRetries = 0;
+        options.CircuitBreaker.MaxFailures = 3;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+        exporter.Start();
+
+        for (var i = 1; i <= 5; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/" + i));
+            await receiver.WaitForRequestsAsync(i);
+            await WaitForAsync(() => metrics.ExportSpansFailed.Value + metrics.ExportSpansExported.Value == i);
+        }
+
+        Assert.Equal(BackendCircuitState.Closed, exporter.CircuitState);
+        Assert.Equal(0, metrics.BackendCircuitOpen.Value);
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_RetriesCountAsCalls_SoOneBatchCanOpenIt()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Status(503);
+        var time = new FakeTimeProvider();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.Export.MaxRetries = 5;
+        options.CircuitBreaker.MaxFailures = 3;
+        options.AsyncTimeoutMs = 600_000;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics, time);
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get());
+        await AdvanceUntilAsync(time, TimeSpan.FromSeconds(1), () => metrics.ExportSpansFailed.Value == 1);
+
+        // Three attempts open the circuit; the fourth fails fast instead of reaching the backend.
+        Assert.Equal(3, receiver.Requests.Count);
+        Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
+    }
+
+    [Fact]
+    public async Task Stop_FlushesWhatWasQueued()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.BatchDelayMs = 60_000;
+        options.Export.MaxBatchSpans = 4;
+        var metrics = new AgentMetrics();
+        var exporter = Create(options, metrics);
+        exporter.Start();
+        for (var i = 0; i < 10; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/" + i));
+        }
+
+        await exporter.DisposeAsync();
+
+        Assert.Equal(10, receiver.Spans.Count);
+        Assert.Equal(10, metrics.ExportSpansExported.Value);
+        Assert.False(exporter.TryEnqueue(TestExchanges.Get("/late")));
+        Assert.Equal(1, metrics.ExportDropped.Value);
+    }
+
+    [Fact]
+    public async Task Stop_AtTheDeadline_CancelsInFlightAndDropsTheRest()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Slow(TimeSpan.FromSeconds(60));
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxBatchSpans = 1;
+        options.MaxConcurrentRequests = 1;
+        options.AsyncTimeoutMs = 120_000;
+        var metrics = new AgentMetrics();
+        var logs = new LogCollector();
+        var exporter = Create(options, metrics, logs: logs);
+        exporter.Start();
+        for (var i = 0; i < 4; i++)
+        {
+            exporter.TryEnqueue(TestExchanges.Get("/" + i));
+        }
+
+        await receiver.WaitForRequestsAsync(1);
+        await exporter.StopAsync(TimeSpan.FromMilliseconds(200)).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(1, metrics.ExportSpansFailed.Value);
+        Assert.Equal(3, metrics.ExportDropped.Value);
+        Assert.Equal(0, metrics.ExportQueueDepth.Value);
+        Assert.Contains(logs.Entries, e => e.EventId == 108 && e.Message.Contains("; 3 queued", StringComparison.Ordinal));
+        await exporter.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Stop_BeforeStart_DropsTheQueue()
+    {
+        var metrics = new AgentMetrics();
+        var exporter = Create(TestExchanges.Options(TestExchanges.RefusingBackend()), metrics);
+        exporter.TryEnqueue(TestExchanges.Get());
+        exporter.TryEnqueue(TestExchanges.Get());
+
+        await exporter.DisposeAsync();
+
+        Assert.Equal(2, metrics.ExportDropped.Value);
+        Assert.Equal(0, metrics.ExportQueueDepth.Value);
+    }
+
+    [Fact]
+    public void RetryAfter_IsCappedAndOnlyReadOn429And503()
+    {
+        var time = new FakeTimeProvider();
+        using var tooMany = new HttpResponseMessage(System.Net.HttpStatusCode.TooManyRequests);
+        tooMany.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromHours(1));
+        using var gateway = new HttpResponseMessage(System.Net.HttpStatusCode.BadGateway);
+        gateway.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(3));
+        using var past = new HttpResponseMessage(System.Net.HttpStatusCode.ServiceUnavailable);
+        past.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(time.GetUtcNow().AddMinutes(-1));
+
+        Assert.Equal(TimeSpan.FromSeconds(60), OtlpExporter.RetryAfter(tooMany, time));
+        Assert.Null(OtlpExporter.RetryAfter(gateway, time));
+        Assert.Equal(TimeSpan.Zero, OtlpExporter.RetryAfter(past, time));
+    }
+
+    private static Task WaitForAsync(Func<bool> condition, TimeSpan? timeout = null) =>
+        OtlpReceiver.WaitUntilAsync(condition, timeout);
+
+    // Steps the fake clock (with real pauses so timers' continuations run) until the condition holds.
+    private static async Task AdvanceUntilAsync(FakeTimeProvider time, TimeSpan step, Func<bool> condition)
+    {
+        for (var i = 0; i < 400 && !condition(); i++)
+        {
+            await Task.Delay(25);
+            if (!condition())
+            {
+                time.Advance(step);
+            }
+        }
+
+        await OtlpReceiver.WaitUntilAsync(condition);
+    }
+}
