@@ -5,7 +5,12 @@ namespace SpIstio.Cli;
 
 internal static class Program
 {
-    public static int Main(string[] args) => BuildRootCommand().Parse(args).Invoke();
+    // Long-running commands (the agent) drain on Ctrl+C / SIGTERM: the action's token is
+    // cancelled, and the process waits this long for the drain and the export flush.
+    private static readonly TimeSpan _terminationTimeout = TimeSpan.FromSeconds(30);
+
+    public static Task<int> Main(string[] args) =>
+        BuildRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = _terminationTimeout });
 
     /// <summary>
     /// The whole command tree. Each command group lives in its own file under Commands/ and is
@@ -15,6 +20,7 @@ internal static class Program
     {
         var root = new RootCommand("sp: capture, search and replay of HTTP exchanges in an Istio mesh.");
         root.Subcommands.Add(ConfigCommands.Create());
+        root.Subcommands.Add(AgentCommands.Create());
         return root;
     }
 }
