@@ -35,6 +35,10 @@ internal sealed class BackendCircuitBreaker
     private long _openedAt;
     private bool _trialInFlight;
 
+    /// <param name="maxFailures">Consecutive failed calls that open the circuit.</param>
+    /// <param name="breakDuration">How long it stays open before one trial call.</param>
+    /// <param name="timeProvider">The clock.</param>
+    /// <param name="onStateChanged">Told of every transition, under the breaker's lock: keep it quick.</param>
     public BackendCircuitBreaker(int maxFailures, TimeSpan breakDuration, TimeProvider timeProvider, Action<BackendCircuitState> onStateChanged)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxFailures, 1);
@@ -62,7 +66,6 @@ internal sealed class BackendCircuitBreaker
     /// </summary>
     public bool TryAcquire(out bool isTrial, out TimeSpan retryAfter)
     {
-        BackendCircuitState? changed = null;
         lock (_lock)
         {
             isTrial = false;
@@ -81,7 +84,7 @@ internal sealed class BackendCircuitBreaker
                 }
 
                 _state = BackendCircuitState.HalfOpen;
-                changed = _state;
+                _onStateChanged(_state);
             }
 
             if (_trialInFlight)
@@ -91,16 +94,13 @@ internal sealed class BackendCircuitBreaker
 
             _trialInFlight = true;
             isTrial = true;
+            return true;
         }
-
-        Notify(changed);
-        return true;
     }
 
     /// <summary>Records how an acquired call ended.</summary>
     public void Record(bool isTrial, CallResult result)
     {
-        BackendCircuitState? changed = null;
         lock (_lock)
         {
             if (isTrial)
@@ -115,7 +115,7 @@ internal sealed class BackendCircuitBreaker
                     if (_state != BackendCircuitState.Closed && isTrial)
                     {
                         _state = BackendCircuitState.Closed;
-                        changed = _state;
+                        _onStateChanged(_state);
                     }
 
                     break;
@@ -123,12 +123,10 @@ internal sealed class BackendCircuitBreaker
                     if (_state == BackendCircuitState.HalfOpen && isTrial)
                     {
                         Open();
-                        changed = _state;
                     }
                     else if (_state == BackendCircuitState.Closed && ++_consecutiveFailures >= _maxFailures)
                     {
                         Open();
-                        changed = _state;
                     }
 
                     break;
@@ -138,30 +136,22 @@ internal sealed class BackendCircuitBreaker
                     break;
             }
         }
-
-        Notify(changed);
     }
 
     /// <summary>Wraps the breaker as a Polly strategy; <paramref name="isFailure"/> classifies outcomes.</summary>
     public ResilienceStrategy<HttpResponseMessage> AsStrategy(Func<Outcome<HttpResponseMessage>, bool> isFailure) =>
         new Strategy(this, isFailure);
 
+    // Under the lock, so the gauge and log follow transitions in the order they happen.
     private void Open()
     {
         _state = BackendCircuitState.Open;
         _openedAt = _timeProvider.GetTimestamp();
         _consecutiveFailures = 0;
+        _onStateChanged(_state);
     }
 
     private bool BreakIsOver() => _timeProvider.GetElapsedTime(_openedAt) >= _breakDuration;
-
-    private void Notify(BackendCircuitState? changed)
-    {
-        if (changed is { } state)
-        {
-            _onStateChanged(state);
-        }
-    }
 
     /// <summary>How a call ended, as far as the breaker cares.</summary>
     internal enum CallResult

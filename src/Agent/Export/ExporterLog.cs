@@ -36,9 +36,6 @@ internal static partial class ExporterLog
     [LoggerMessage(108, LogLevel.Information, "Exporter stopped; {Dropped} queued exchanges dropped at the flush deadline")]
     public static partial void Stopped(ILogger logger, long dropped);
 
-    [LoggerMessage(109, LogLevel.Debug, "Retrying export in {Delay} (attempt {Attempt}, {Reason})")]
-    public static partial void Retrying(ILogger logger, TimeSpan delay, int attempt, string reason);
-
     [LoggerMessage(110, LogLevel.Error, "Export batch failed unexpectedly; {Spans} spans dropped")]
     public static partial void UnexpectedFailure(ILogger logger, Exception exception, int spans);
 }

@@ -279,7 +279,6 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         if (_export.MaxRetries > 0)
         {
             var timeProvider = _timeProvider;
-            var logger = _logger;
             builder.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
             {
                 MaxRetryAttempts = _export.MaxRetries,
@@ -289,11 +288,6 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
                 MaxDelay = _retryMaxDelay,
                 ShouldHandle = static args => ValueTask.FromResult(IsTransient(args.Outcome)),
                 DelayGenerator = args => ValueTask.FromResult(RetryAfter(args.Outcome.Result, timeProvider)),
-                OnRetry = args =>
-                {
-                    ExporterLog.Retrying(logger, args.RetryDelay, args.AttemptNumber + 1, Describe(args.Outcome).Detail);
-                    return default;
-                },
             });
         }
 

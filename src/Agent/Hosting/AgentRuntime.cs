@@ -122,7 +122,17 @@ public sealed class AgentRuntime : IAsyncDisposable
 
         var app = builder.Build();
         app.MapAgentAdmin(Metrics.Registry, Readiness);
-        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Port in use, bad address: release what the half-started app holds.
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
         lock (_lock)
         {
             _adminApps.Add(app);

@@ -44,7 +44,7 @@ public sealed class AgentMetrics
             "Exchanges seen, by direction and outcome (captured, sampled_out, dropped, or the rule decision that skipped it).",
             "direction", "outcome");
         var decisions = Enum.GetValues<CaptureDecision>();
-        _requests = new Counter[2, decisions.Length + 3];
+        _requests = new Counter[2, decisions.Length + 2];
         foreach (var direction in new[] { TrafficDirection.Inbound, TrafficDirection.Outbound })
         {
             var d = DirectionLabel(direction);

@@ -45,9 +45,8 @@ public sealed class OtlpExporterTests
             .Order();
         Assert.Equal(["orders", "payments"], services);
         Assert.Equal(OtlpExporter.Version, request.Export.ResourceSpans[0].ScopeSpans[0].Scope.Version);
-        await WaitForAsync(() => metrics.ExportSpansExported.Value == 3);
+        await WaitForAsync(() => metrics.ExportSpansExported.Value == 3 && metrics.ExportBatchDuration.Count == 1);
         Assert.Equal(0, metrics.ExportQueueDepth.Value);
-        Assert.Equal(1, metrics.ExportBatchDuration.Count);
     }
 
     [Fact]
@@ -188,6 +187,7 @@ public sealed class OtlpExporterTests
         Assert.Equal(2000 - accepted, metrics.ExportDropped.Value);
         Assert.True(metrics.ExportDropped.Value > 0, "a 50-slot queue cannot take 2000 exchanges at once");
         Assert.Equal(0, metrics.ExportSpansExported.Value);
+        await WaitForAsync(() => logs.Entries.Any(e => e.EventId == 101));
         Assert.Single(logs.Entries, e => e.EventId == 101);
     }
 
@@ -277,7 +277,7 @@ public sealed class OtlpExporterTests
             exporter.TryEnqueue(TestExchanges.Get("/" + i));
         }
 
-        await WaitForAsync(() => metrics.ExportSpansRejected.Value == 3);
+        await WaitForAsync(() => metrics.ExportSpansRejected.Value == 3 && logs.Entries.Any(e => e.EventId == 103));
         await Task.Delay(300);
 
         Assert.Equal(3, receiver.Requests.Count);
@@ -306,7 +306,7 @@ public sealed class OtlpExporterTests
 
         Assert.Equal(3, metrics.ExportSpansExported.Value);
         Assert.Equal(2, metrics.ExportSpansRejected.Value);
-        Assert.Contains(logs.Entries, e => e.EventId == 104 && e.Message.Contains("2 spans too old", StringComparison.Ordinal));
+        await WaitForAsync(() => logs.Entries.Any(e => e.EventId == 104 && e.Message.Contains("2 spans too old", StringComparison.Ordinal)));
     }
 
     [Fact]
@@ -325,7 +325,7 @@ public sealed class OtlpExporterTests
         exporter.TryEnqueue(TestExchanges.Get());
         await WaitForAsync(() => metrics.ExportSpansFailed.Value == 1);
 
-        Assert.Contains(logs.Entries, e => e.EventId == 101 && e.Message.Contains("timed out after 100 ms", StringComparison.Ordinal));
+        await WaitForAsync(() => logs.Entries.Any(e => e.EventId == 101 && e.Message.Contains("timed out after 100 ms", StringComparison.Ordinal)));
     }
 
     [Fact]
@@ -401,6 +401,7 @@ public sealed class OtlpExporterTests
         Assert.Equal(4, receiver.Requests.Count);
         Assert.Equal(BackendCircuitState.Closed, exporter.CircuitState);
         Assert.Equal(0, metrics.BackendCircuitOpen.Value);
+        await WaitForAsync(() => logs.Entries.Any(e => e.EventId == 102));
         Assert.Single(logs.Entries, e => e.EventId == 105);
         Assert.Single(logs.Entries, e => e.EventId == 107);
         Assert.Single(logs.Entries, e => e.EventId == 102);

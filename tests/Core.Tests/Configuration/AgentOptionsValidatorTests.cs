@@ -103,7 +103,7 @@ public class AgentOptionsValidatorTests
     {
         var options = Valid();
 
-        Assert.Empty(AgentOptionsValidator.Validate(options).Where(p => p.Key.StartsWith("export.", StringComparison.Ordinal)));
+        Assert.DoesNotContain(AgentOptionsValidator.Validate(options), p => p.Key.StartsWith("export.", StringComparison.Ordinal));
         Assert.Equal(10_000, options.Export.QueueCapacity);
         Assert.Equal(512, options.Export.MaxBatchSpans);
         Assert.Equal(4 * 1024 * 1024, options.Export.MaxBatchBytes);
