@@ -178,6 +178,13 @@ internal sealed partial class CaptureProxyHandler
         await OnErrorAsync(context, prefix, error).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Asks the recorded-response seam before forwarding, with a hard deadline
+    /// (<c>fallback_timeout_ms</c>, else <c>async_timeout_ms</c>); a fault or timeout is a miss.
+    /// The request body has not been read yet, so the lookup sees headers only: body-keyed
+    /// lookups would have to buffer the request body (up to the capture limit) before this call
+    /// and replay it to the upstream on a miss; the cache issue decides whether that is worth it.
+    /// </summary>
     private async ValueTask<bool> TryShortCircuitAsync(HttpContext context, CapturePipeline pipeline, ProxyExchange capture)
     {
         ShortCircuitResponse? answer;
