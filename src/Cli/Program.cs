@@ -5,11 +5,13 @@ namespace SpIstio.Cli;
 
 internal static class Program
 {
-    // Ctrl+C / SIGTERM cancel the running command's token; the agent commands then drain and flush
-    // within their own bounds (stream drain 10 s, export.shutdown_flush_ms), so the hard stop is later.
-    private static readonly InvocationConfiguration _invocation = new() { ProcessTerminationTimeout = TimeSpan.FromSeconds(30) };
+    // Long-running commands (agent, backend) drain on Ctrl+C / SIGTERM: the action's token is
+    // cancelled, and the process waits this long for the drain and the export flush (the 2 s
+    // default would cut them short).
+    private static readonly TimeSpan _terminationTimeout = TimeSpan.FromSeconds(30);
 
-    public static int Main(string[] args) => BuildRootCommand().Parse(args).Invoke(_invocation);
+    public static Task<int> Main(string[] args) =>
+        BuildRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = _terminationTimeout });
 
     /// <summary>
     /// The whole command tree. Each command group lives in its own file under Commands/ and is

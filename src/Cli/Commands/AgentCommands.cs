@@ -7,8 +7,9 @@ internal static class AgentCommands
 {
     public static Command Create()
     {
-        var agent = new Command("agent", "Run the capture agent: beside Envoy (extproc) or as a capture proxy.");
+        var agent = new Command("agent", "Run the capture agent: as Envoy's ext_proc service (extproc) or as a standalone capture proxy (proxy).");
         agent.Subcommands.Add(ExtProcCommand.Create());
+        agent.Subcommands.Add(ProxyCommand.Create());
         return agent;
     }
 }

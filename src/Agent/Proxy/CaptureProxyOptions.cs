@@ -1,0 +1,71 @@
+using SpIstio.Core.Model;
+
+namespace SpIstio.Agent.Proxy;
+
+/// <summary>How the capture proxy forwards: to one upstream (reverse) or to each request's own origin (forward).</summary>
+public sealed class CaptureProxyOptions
+{
+    /// <summary>
+    /// Reverse mode: the origin every request goes to (<c>http://127.0.0.1:8080</c>; a path is
+    /// ignored, requests keep their own). Must be null in forward mode.
+    /// </summary>
+    public Uri? Upstream { get; init; }
+
+    /// <summary>
+    /// Forward mode (the application's <c>http_proxy</c>): absolute-form targets go to their own
+    /// origin and are captured; <c>CONNECT</c> tunnels pass through uncaptured.
+    /// </summary>
+    public bool Forward { get; init; }
+
+    /// <summary>Direction recorded on every exchange: inbound in front of an app, outbound as its proxy.</summary>
+    public TrafficDirection Direction { get; init; } = TrafficDirection.Inbound;
+
+    /// <summary>Speak HTTP/2 to the upstream (h2c with prior knowledge for <c>http://</c>). Default HTTP/1.1.</summary>
+    public bool Http2Upstream { get; init; }
+
+    /// <summary>Capture exchanges. Off, the proxy is a plain YARP forwarder (the benchmark's baseline).</summary>
+    public bool Capture { get; init; } = true;
+
+    /// <summary>TCP connect timeout to an upstream or a CONNECT target. Default 10 s.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long to follow a streamed response (server-sent events, an upgraded connection) before
+    /// exporting what was captured so far; the stream itself keeps flowing. Default 60 s.
+    /// </summary>
+    public TimeSpan StreamCaptureDeadline { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Idle time after which the forwarder gives up on an upstream that sends nothing.
+    /// Default 100 s (YARP's ActivityTimeout default).
+    /// </summary>
+    public TimeSpan ActivityTimeout { get; init; } = TimeSpan.FromSeconds(100);
+
+    /// <summary>Checks the combination; returns the problems found (empty when valid).</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var problems = new List<string>();
+        if (Forward && Upstream is not null)
+        {
+            problems.Add("--forward and --upstream exclude each other: a forward proxy sends each request to its own origin");
+        }
+        else if (!Forward && Upstream is null)
+        {
+            problems.Add("an upstream is required in reverse mode (--upstream http://host:port), or use --forward");
+        }
+
+        if (Upstream is not null
+            && (!Upstream.IsAbsoluteUri
+                || !(Upstream.Scheme == Uri.UriSchemeHttp || Upstream.Scheme == Uri.UriSchemeHttps)))
+        {
+            problems.Add("--upstream must be an absolute http:// or https:// URL, got '" + Upstream.OriginalString + "'");
+        }
+
+        if (ConnectTimeout <= TimeSpan.Zero)
+        {
+            problems.Add("the connect timeout must be positive");
+        }
+
+        return problems;
+    }
+}

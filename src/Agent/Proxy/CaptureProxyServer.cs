@@ -1,0 +1,136 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Hosting;
+using SpIstio.Agent.Pipeline;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace SpIstio.Agent.Proxy;
+
+/// <summary>
+/// The standalone capture proxy: a Kestrel listener whose only handler forwards through YARP's
+/// <see cref="IHttpForwarder"/> and tees a bounded copy of each captured exchange into the
+/// <see cref="CapturePipeline"/>. Reverse mode in front of an app, forward mode as its HTTP proxy.
+/// </summary>
+public sealed class CaptureProxyServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly HttpMessageInvoker _client;
+
+    private CaptureProxyServer(WebApplication app, HttpMessageInvoker client, Uri address)
+    {
+        _app = app;
+        _client = client;
+        Address = address;
+    }
+
+    /// <summary>
+    /// <c>http://host:port</c> of the listener with the real port (when started on port 0), for
+    /// clients and <c>http_proxy</c>.
+    /// </summary>
+    public Uri Address { get; }
+
+    /// <summary>
+    /// Builds and starts the proxy on <paramref name="listen"/>.
+    /// </summary>
+    /// <param name="listen">Where to listen; port 0 picks a free port (read it from <see cref="Address"/>).</param>
+    /// <param name="options">Mode and upstream; validated here.</param>
+    /// <param name="pipeline">Where captured exchanges go; its metrics are the proxy's. Required even with capture off, for the metrics.</param>
+    /// <param name="loggerFactory">Logging for the proxy and Kestrel.</param>
+    /// <param name="timeProvider">Clock for exchange times and stream deadlines; the system clock by default.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <exception cref="ArgumentException"><paramref name="options"/> is inconsistent.</exception>
+    public static async Task<CaptureProxyServer> StartAsync(
+        ListenAddress listen,
+        CaptureProxyOptions options,
+        CapturePipeline pipeline,
+        ILoggerFactory loggerFactory,
+        TimeProvider? timeProvider = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(pipeline);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        var problems = options.Validate();
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException(string.Join("; ", problems), nameof(options));
+        }
+
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.Services.AddLogging();
+        builder.Services.AddSingleton(loggerFactory);
+        builder.Services.AddHttpForwarder();
+        var logger = loggerFactory.CreateLogger("SpIstio.Agent.Proxy");
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            kestrel.Listen(listen, endpoint =>
+            {
+                endpoint.Protocols = HttpProtocols.Http1;
+                if (options.Forward)
+                {
+                    endpoint.Use(next => new ConnectTunnel(next, pipeline.Metrics, options.ConnectTimeout, logger).OnConnectionAsync);
+                }
+            });
+
+            // A proxy passes bodies of any size through and must not stamp its own Server header
+            // on the upstream's responses.
+            kestrel.Limits.MaxRequestBodySize = null;
+            kestrel.AddServerHeader = false;
+        });
+
+        var client = CreateClient(options);
+        var app = builder.Build();
+        var handler = new CaptureProxyHandler(
+            app.Services.GetRequiredService<IHttpForwarder>(),
+            client,
+            options,
+            pipeline,
+            pipeline.Metrics,
+            timeProvider ?? TimeProvider.System,
+            logger);
+        app.Run(handler.InvokeAsync);
+
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            client.Dispose();
+            throw;
+        }
+
+        return new CaptureProxyServer(app, client, AgentRuntime.BoundAddress(app));
+    }
+
+    /// <summary>Stops accepting, lets requests in flight finish (until <paramref name="cancellationToken"/>), then stops.</summary>
+    public Task StopAsync(CancellationToken cancellationToken = default) => _app.StopAsync(cancellationToken);
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await _app.DisposeAsync().ConfigureAwait(false);
+        _client.Dispose();
+    }
+
+    /// <summary>
+    /// The one upstream client, configured as YARP recommends for a forwarder: no proxy, no
+    /// redirects, no decompression, no cookies, no activity headers (the agent writes its own
+    /// trace headers), and a connect timeout.
+    /// </summary>
+    private static HttpMessageInvoker CreateClient(CaptureProxyOptions options) => new(new SocketsHttpHandler
+    {
+        UseProxy = false,
+        AllowAutoRedirect = false,
+        AutomaticDecompression = DecompressionMethods.None,
+        UseCookies = false,
+        ActivityHeadersPropagator = null,
+        ConnectTimeout = options.ConnectTimeout,
+        EnableMultipleHttp2Connections = true,
+    });
+}

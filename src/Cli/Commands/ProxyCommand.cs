@@ -1,0 +1,223 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Hosting;
+using SpIstio.Agent.Metrics;
+using SpIstio.Agent.Proxy;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Cli.Commands;
+
+/// <summary>
+/// <c>sp agent proxy</c>: the standalone capture proxy, in front of an app (<c>--upstream</c>) or
+/// as its HTTP proxy (<c>--forward</c>), with the same pipeline, export, metrics and admin port
+/// as the ext_proc agent.
+/// </summary>
+internal static class ProxyCommand
+{
+    // Long enough for ordinary requests in flight to finish; streams still open are cut.
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
+
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen")
+        {
+            HelpName = "host:port",
+            Description = "Where the proxy listens. Port 0 picks a free port (printed at start).",
+            DefaultValueFactory = _ => "127.0.0.1:15006",
+        };
+        var upstream = new Option<string?>("--upstream")
+        {
+            HelpName = "URL",
+            Description = "Reverse mode: the application every request goes to, e.g. http://127.0.0.1:8080.",
+        };
+        var forward = new Option<bool>("--forward")
+        {
+            Description = "Forward mode: act as the application's HTTP proxy (http_proxy); absolute-form requests are captured, CONNECT tunnels pass through.",
+        };
+        var direction = new Option<string?>("--direction")
+        {
+            HelpName = "inbound|outbound",
+            Description = "Direction recorded on exchanges. Default: traffic_direction from the configuration when not auto, else inbound with --upstream and outbound with --forward.",
+        };
+        direction.AcceptOnlyFromAmong("inbound", "outbound", "server", "client");
+        var admin = new Option<string?>("--admin")
+        {
+            HelpName = "host:port",
+            Description = "Admin port serving /metrics, /healthz and /readyz. Off unless given.",
+        };
+        var config = new Option<string?>("--config")
+        {
+            HelpName = "FILE",
+            Description = "The agent configuration, YAML or JSON (the original plugin's keys). Defaults apply without it.",
+        };
+        var set = new Option<string[]>("--set")
+        {
+            HelpName = "key.path=value",
+            Description = "Override one configuration key (e.g. capture.max_response_body_bytes=1024). Repeatable.",
+        };
+        var ignoreEnvironment = new Option<bool>("--ignore-env")
+        {
+            Description = "Do not apply SP_* environment variables.",
+        };
+        var http2 = new Option<bool>("--http2-upstream")
+        {
+            Description = "Speak HTTP/2 to the upstream (h2c prior knowledge for http://).",
+        };
+        var noCapture = new Option<bool>("--no-capture")
+        {
+            Description = "Forward only, capture nothing (a plain YARP proxy; the benchmark baseline).",
+        };
+
+        var command = new Command("proxy", "Run the standalone capture proxy. Ctrl+C drains requests in flight and flushes captured exchanges.");
+        command.Options.Add(listen);
+        command.Options.Add(upstream);
+        command.Options.Add(forward);
+        command.Options.Add(direction);
+        command.Options.Add(admin);
+        command.Options.Add(config);
+        command.Options.Add(set);
+        command.Options.Add(ignoreEnvironment);
+        command.Options.Add(http2);
+        command.Options.Add(noCapture);
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var error = parseResult.InvocationConfiguration.Error;
+            var configPath = parseResult.GetValue(config);
+            var environment = parseResult.GetValue(ignoreEnvironment)
+                ? new Dictionary<string, string?>()
+                : AgentConfigLoader.ProcessEnvironment();
+            var loaded = AgentConfigLoader.Load(configPath, environment, parseResult.GetValue(set) ?? []);
+
+            // Every problem, configuration and command line alike, is reported in one go.
+            var problems = loaded.Report.Errors.Select(p => p.ToString()).ToList();
+            if (!ListenAddress.TryParse(parseResult.GetValue(listen), out var listenAddress, out var listenError))
+            {
+                problems.Add("--listen: " + listenError);
+            }
+
+            ListenAddress? adminAddress = null;
+            var adminText = parseResult.GetValue(admin);
+            if (adminText is not null)
+            {
+                if (ListenAddress.TryParse(adminText, out var parsedAdmin, out var adminError))
+                {
+                    adminAddress = parsedAdmin;
+                }
+                else
+                {
+                    problems.Add("--admin: " + adminError);
+                }
+            }
+
+            Uri? upstreamUri = null;
+            var upstreamText = parseResult.GetValue(upstream);
+            if (upstreamText is not null && !Uri.TryCreate(upstreamText, UriKind.Absolute, out upstreamUri))
+            {
+                problems.Add("--upstream: '" + upstreamText + "' is not an absolute URL (http://host:port)");
+            }
+
+            var isForward = parseResult.GetValue(forward);
+            var proxyOptions = new CaptureProxyOptions
+            {
+                Upstream = upstreamUri,
+                Forward = isForward,
+                Direction = ResolveDirection(parseResult.GetValue(direction), loaded.Options.TrafficDirection, isForward),
+                Http2Upstream = parseResult.GetValue(http2),
+                Capture = !parseResult.GetValue(noCapture),
+            };
+            if (upstreamText is null || upstreamUri is not null)
+            {
+                problems.AddRange(proxyOptions.Validate());
+            }
+
+            if (problems.Count > 0)
+            {
+                error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"sp agent proxy: {problems.Count} problem(s), not started"));
+                foreach (var problem in problems)
+                {
+                    error.WriteLine("error: " + problem);
+                }
+
+                return ExitCodes.InvalidInput;
+            }
+
+            foreach (var warning in loaded.Report.Warnings)
+            {
+                error.WriteLine("warning: " + warning);
+            }
+
+            using var loggerFactory = LoggerFactory.Create(logging => logging
+                .AddSimpleConsole(console =>
+                {
+                    console.SingleLine = true;
+                    console.TimestampFormat = "HH:mm:ss.fff ";
+                })
+                .SetMinimumLevel(loaded.Options.EnableDetailedLogging ? LogLevel.Debug : LogLevel.Information)
+                .AddFilter("Microsoft", LogLevel.Warning)
+                // YARP logs every forwarded request at Information.
+                .AddFilter("Yarp", LogLevel.Warning));
+            return await RunAsync(loaded.Options, proxyOptions, listenAddress, adminAddress, loggerFactory, output, cancellationToken).ConfigureAwait(false);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(
+        AgentOptions options,
+        CaptureProxyOptions proxyOptions,
+        ListenAddress listen,
+        ListenAddress? admin,
+        ILoggerFactory loggerFactory,
+        TextWriter output,
+        CancellationToken cancellationToken)
+    {
+        await using var runtime = AgentRuntime.Create(options, loggerFactory);
+        if (admin is { } adminAddress)
+        {
+            var adminApp = await runtime.StartAdminAsync(adminAddress, cancellationToken).ConfigureAwait(false);
+            output.WriteLine("admin listening on " + AgentRuntime.BoundAddress(adminApp));
+        }
+
+        var proxy = await CaptureProxyServer.StartAsync(listen, proxyOptions, runtime.Pipeline, loggerFactory, runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
+        await using (proxy.ConfigureAwait(false))
+        {
+            runtime.Readiness.MarkReady();
+            var mode = proxyOptions.Forward ? "forward proxy" : "reverse proxy to " + proxyOptions.Upstream;
+            var capture = proxyOptions.Capture ? "capturing " + AgentMetrics.DirectionLabel(proxyOptions.Direction) : "capture off";
+            output.WriteLine("proxy listening on " + proxy.Address + " (" + mode + ", " + capture + ")");
+            output.Flush();
+
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Ctrl+C or SIGTERM: drain below.
+            }
+
+            runtime.Readiness.MarkNotReady("draining");
+            using var drain = new CancellationTokenSource(DrainTimeout);
+            await proxy.StopAsync(drain.Token).ConfigureAwait(false);
+        }
+
+        // Disposing the runtime flushes the export queue within export.shutdown_flush_ms.
+        await runtime.DisposeAsync().ConfigureAwait(false);
+        output.WriteLine("proxy stopped; captured exchanges flushed");
+        return ExitCodes.Success;
+    }
+
+    private static TrafficDirection ResolveDirection(string? flag, DirectionSetting configured, bool forward) => flag switch
+    {
+        "inbound" or "server" => TrafficDirection.Inbound,
+        "outbound" or "client" => TrafficDirection.Outbound,
+        _ => configured switch
+        {
+            DirectionSetting.Inbound => TrafficDirection.Inbound,
+            DirectionSetting.Outbound => TrafficDirection.Outbound,
+            _ => forward ? TrafficDirection.Outbound : TrafficDirection.Inbound,
+        },
+    };
+}
