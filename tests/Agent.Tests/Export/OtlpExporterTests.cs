@@ -352,8 +352,11 @@ public sealed class OtlpExporterTests
         Assert.Equal(3, receiver.Requests.Count);
         Assert.Equal(2, metrics.ExportQueueDepth.Value);
         await exporter.StopAsync(TimeSpan.Zero);
-        Assert.Equal(3, metrics.ExportSpansFailed.Value);
-        Assert.Equal(3, metrics.ExportDropped.Value);
+
+        // The three in flight are cancelled (failed); the batch the reader already holds while it
+        // waits for a slot may be counted either way; nothing is lost uncounted.
+        Assert.InRange(metrics.ExportSpansFailed.Value, 3, 4);
+        Assert.Equal(6, metrics.ExportSpansFailed.Value + metrics.ExportDropped.Value);
     }
 
     [Fact]
