@@ -461,7 +461,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         var spans = batch.Count;
         try
         {
-            var payload = Encode(batch);
+            var payload = Encode(batch, _publicKey);
             var context = ResilienceContextPool.Shared.Get(abort);
             Outcome<HttpResponseMessage> outcome;
             try
@@ -490,9 +490,10 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    private ArraySegment<byte> Encode(List<Exchange> batch)
+    /// <summary>The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>.</summary>
+    internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey)
     {
-        var request = ExchangeSpanMapper.ToExportRequest(batch, _publicKey, Version);
+        var request = ExchangeSpanMapper.ToExportRequest(batch, publicKey, Version);
         var buffer = new MemoryStream(Math.Max(256, request.CalculateSize() / 4));
         using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
         {

@@ -28,34 +28,37 @@ namespace SpIstio.Core.Redaction;
 /// </remarks>
 internal sealed class SensitiveNames
 {
-    private const int StackLimit = 256;
+    // Field names are short: normalising into a stack buffer of this many chars covers nearly all.
+    private const int StackLimit = 64;
 
-    private static readonly byte[][] _contains =
-    [
-        "password"u8.ToArray(), "passwd"u8.ToArray(), "passphrase"u8.ToArray(), "secret"u8.ToArray(),
-        "apikey"u8.ToArray(), "authorization"u8.ToArray(), "privatekey"u8.ToArray(),
-        "cardnumber"u8.ToArray(), "ccnumber"u8.ToArray(), "creditcard"u8.ToArray(),
-        "cvv"u8.ToArray(), "cvc"u8.ToArray(), "socialsecuritynumber"u8.ToArray(),
-    ];
+    // The shortest built-in rule ("cvv", "ssn", "pwd", "pan"): a shorter name matches only an extra.
+    private const int MinBuiltInLength = 3;
 
-    private static readonly byte[][] _endsWith = ["token"u8.ToArray(), "ssn"u8.ToArray()];
+    // One vectorised multi-string search instead of a scan per word: JSON bodies ask this for
+    // every property name, so it is the redactor's hottest call.
+    private static readonly SearchValues<string> _contains = SearchValues.Create(
+        ["password", "passwd", "passphrase", "secret", "apikey", "authorization", "privatekey",
+         "cardnumber", "ccnumber", "creditcard", "cvv", "cvc", "socialsecuritynumber"],
+        StringComparison.Ordinal);
 
-    private static readonly byte[][] _exact = ["pwd"u8.ToArray(), "auth"u8.ToArray(), "pan"u8.ToArray()];
+    private static readonly string[] _endsWith = ["token", "ssn"];
 
-    private readonly byte[][] _extra;
-    private readonly byte[][] _keep;
+    private static readonly string[] _exact = ["pwd", "auth", "pan"];
+
+    private readonly string[] _extra;
+    private readonly string[] _keep;
 
     public SensitiveNames(IEnumerable<string> extra, IEnumerable<string> keep)
     {
-        _extra = extra.Select(Normalise).Where(n => n.Length > 0).Distinct(ByteArrayComparer.Instance).ToArray();
-        _keep = keep.Select(Normalise).Where(n => n.Length > 0).Distinct(ByteArrayComparer.Instance).ToArray();
+        _extra = extra.Select(Normalise).Where(n => n.Length > 0).Distinct(StringComparer.Ordinal).ToArray();
+        _keep = keep.Select(Normalise).Where(n => n.Length > 0).Distinct(StringComparer.Ordinal).ToArray();
     }
 
     /// <summary>True when the (UTF-16) name is sensitive.</summary>
     public bool IsSensitive(ReadOnlySpan<char> name)
     {
-        byte[]? rented = null;
-        var buffer = name.Length <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(name.Length));
+        char[]? rented = null;
+        var buffer = name.Length <= StackLimit ? stackalloc char[StackLimit] : (rented = ArrayPool<char>.Shared.Rent(name.Length));
         try
         {
             var length = 0;
@@ -63,7 +66,7 @@ internal sealed class SensitiveNames
             {
                 // Non-ASCII characters cannot be part of an ASCII rule; a placeholder keeps them
                 // from joining the letters around them into a false match.
-                length = Put(buffer, length, c < 0x80 ? (byte)c : (byte)0xFF);
+                length = Put(buffer, length, c < 0x80 ? c : (char)0xFF);
             }
 
             return Matches(buffer[..length]);
@@ -72,7 +75,7 @@ internal sealed class SensitiveNames
         {
             if (rented is not null)
             {
-                ArrayPool<byte>.Shared.Return(rented);
+                ArrayPool<char>.Shared.Return(rented);
             }
         }
     }
@@ -80,14 +83,16 @@ internal sealed class SensitiveNames
     /// <summary>True when the (UTF-8) name is sensitive.</summary>
     public bool IsSensitive(ReadOnlySpan<byte> name)
     {
-        byte[]? rented = null;
-        var buffer = name.Length <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(name.Length));
+        char[]? rented = null;
+        var buffer = name.Length <= StackLimit ? stackalloc char[StackLimit] : (rented = ArrayPool<char>.Shared.Rent(name.Length));
         try
         {
             var length = 0;
             foreach (var b in name)
             {
-                length = Put(buffer, length, b);
+                // Each byte stands for itself (a non-ASCII byte can match no rule), as the UTF-8
+                // name was compared byte by byte before.
+                length = Put(buffer, length, (char)b);
             }
 
             return Matches(buffer[..length]);
@@ -96,23 +101,23 @@ internal sealed class SensitiveNames
         {
             if (rented is not null)
             {
-                ArrayPool<byte>.Shared.Return(rented);
+                ArrayPool<char>.Shared.Return(rented);
             }
         }
     }
 
-    private static int Put(Span<byte> buffer, int length, byte b)
+    private static int Put(Span<char> buffer, int length, char c)
     {
-        if (b is (byte)'-' or (byte)'_' or (byte)'.' or (byte)' ')
+        if (c is '-' or '_' or '.' or ' ')
         {
             return length;
         }
 
-        buffer[length] = b is >= (byte)'A' and <= (byte)'Z' ? (byte)(b | 0x20) : b;
+        buffer[length] = c is >= 'A' and <= 'Z' ? (char)(c | 0x20) : c;
         return length + 1;
     }
 
-    private bool Matches(ReadOnlySpan<byte> normalised)
+    private bool Matches(ReadOnlySpan<char> normalised)
     {
         if (normalised.IsEmpty)
         {
@@ -135,6 +140,11 @@ internal sealed class SensitiveNames
             }
         }
 
+        if (normalised.Length < MinBuiltInLength)
+        {
+            return false;
+        }
+
         foreach (var exact in _exact)
         {
             if (normalised.SequenceEqual(exact))
@@ -145,46 +155,24 @@ internal sealed class SensitiveNames
 
         foreach (var suffix in _endsWith)
         {
-            if (normalised.EndsWith(suffix))
+            if (normalised.EndsWith(suffix, StringComparison.Ordinal))
             {
                 return true;
             }
         }
 
-        foreach (var part in _contains)
-        {
-            if (normalised.IndexOf(part) >= 0)
-            {
-                return true;
-            }
-        }
-
-        return false;
+        return normalised.ContainsAny(_contains);
     }
 
-    private static byte[] Normalise(string name)
+    private static string Normalise(string name)
     {
-        var buffer = new byte[name.Length];
+        var buffer = new char[name.Length];
         var length = 0;
         foreach (var c in name)
         {
-            length = Put(buffer, length, c < 0x80 ? (byte)c : (byte)0xFF);
+            length = Put(buffer, length, c < 0x80 ? c : (char)0xFF);
         }
 
-        return buffer[..length];
-    }
-
-    private sealed class ByteArrayComparer : IEqualityComparer<byte[]>
-    {
-        public static readonly ByteArrayComparer Instance = new();
-
-        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
-
-        public int GetHashCode(byte[] obj)
-        {
-            var hash = new HashCode();
-            hash.AddBytes(obj);
-            return hash.ToHashCode();
-        }
+        return new string(buffer, 0, length);
     }
 }
