@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Globalization;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using SpIstio.Backend.Api;
@@ -23,6 +24,8 @@ public static class UiEndpoints
     public static IServiceCollection AddTraceView(this IServiceCollection services, bool demo)
     {
         services.AddRazorComponents();
+        // Only the sign-in form's antiforgery token uses data protection: keys in memory, nothing written to the home folder.
+        services.AddDataProtection().UseEphemeralDataProtectionProvider();
         services.AddSingleton(new UiOptions(demo));
         return services;
     }

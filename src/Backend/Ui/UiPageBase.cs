@@ -25,9 +25,6 @@ public abstract class UiPageBase : ComponentBase
     /// <summary>Cancelled when the browser goes away.</summary>
     protected CancellationToken Aborted => HttpContext.RequestAborted;
 
-    /// <summary>Answers 404 (the page still renders its "not found" state).</summary>
-    protected void SetNotFound() => HttpContext.Response.StatusCode = StatusCodes.Status404NotFound;
-
     /// <summary>What the error state says when the store fails.</summary>
     protected static string StoreProblem(Exception ex) =>
         "The store did not answer (" + ex.GetType().Name + ": " + ex.Message + "). Check the backend log and /readyz, then reload the page.";
