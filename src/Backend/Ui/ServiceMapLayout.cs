@@ -5,7 +5,7 @@ namespace SpIstio.Backend.Ui;
 /// <summary>Where each service of the map sits: columns by call depth from the services nobody calls, rows in name order.</summary>
 internal static class ServiceMapLayout
 {
-    public const int ColumnWidth = 260;
+    public const int ColumnWidth = 380;
     public const int RowHeight = 110;
     public const int NodeWidth = 170;
     public const int NodeHeight = 44;
@@ -39,14 +39,23 @@ internal static class ServiceMapLayout
             }
         }
 
+        // Within a column, services sit in the order of their callers' rows (barycentre), which keeps most edges from crossing.
         var positions = new Dictionary<string, (double, double)>(StringComparer.Ordinal);
+        var rowOf = new Dictionary<string, double>(StringComparer.Ordinal);
         var rows = new Dictionary<int, int>();
-        foreach (var s in services)
+        foreach (var column in services.GroupBy(s => layer[s]).OrderBy(g => g.Key))
         {
-            var column = layer[s];
-            var row = rows.GetValueOrDefault(column);
-            rows[column] = row + 1;
-            positions[s] = (40 + column * ColumnWidth + NodeWidth / 2.0, 40 + row * RowHeight + NodeHeight / 2.0);
+            var ordered = column
+                .Select(s => (Name: s, Key: edges.Where(e => e.Callee == s && rowOf.ContainsKey(e.Caller)).Select(e => rowOf[e.Caller]).DefaultIfEmpty(double.MaxValue).Average()))
+                .OrderBy(x => x.Key)
+                .ThenBy(x => x.Name, StringComparer.Ordinal);
+            foreach (var (name, _) in ordered)
+            {
+                var row = rows.GetValueOrDefault(column.Key);
+                rows[column.Key] = row + 1;
+                rowOf[name] = row;
+                positions[name] = (40 + column.Key * ColumnWidth + NodeWidth / 2.0, 40 + row * RowHeight + NodeHeight / 2.0);
+            }
         }
 
         width = 80 + (rows.Count == 0 ? 0 : (rows.Keys.Max() * ColumnWidth) + NodeWidth);
