@@ -250,6 +250,12 @@ public static class QueryEndpoints
             return NotFound("trace '" + id + "' not found");
         }
 
+        return Results.Json(ToTraceView(id, spans), BackendJsonContext.Default.TraceViewDto);
+    }
+
+    /// <summary>Waterfall data of a trace's spans (at least one, in start order): offsets, depths and roots. The UI shares it.</summary>
+    internal static TraceViewDto ToTraceView(string id, IReadOnlyList<SpanSummary> spans)
+    {
         var start = spans[0].StartTime;
         var end = spans[0].EndTime;
         var known = new Dictionary<string, SpanSummary>(StringComparer.Ordinal);
@@ -281,7 +287,7 @@ public static class QueryEndpoints
             rows.Add(new WaterfallSpanDto(ToDto(s), Ms(s.StartTime - start), depth));
         }
 
-        return Results.Json(new TraceViewDto(id, start, Ms(end - start), roots, rows), BackendJsonContext.Default.TraceViewDto);
+        return new TraceViewDto(id, start, Ms(end - start), roots, rows);
     }
 
     private static async Task<IResult> SpanDetailAsync(long tenant, string traceId, string spanId, HttpContext context, ISpanStore store)
@@ -378,7 +384,7 @@ public static class QueryEndpoints
         return document.RootElement.Clone();
     }
 
-    private static SpanDto ToDto(SpanSummary s) => new(
+    internal static SpanDto ToDto(SpanSummary s) => new(
         s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.EndTime - s.StartTime),
         s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
 
@@ -449,7 +455,7 @@ public static class QueryEndpoints
         return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out result) && result >= min && result <= max;
     }
 
-    private static bool TryStatusClass(Microsoft.Extensions.Primitives.StringValues value, out int? statusClass)
+    internal static bool TryStatusClass(Microsoft.Extensions.Primitives.StringValues value, out int? statusClass)
     {
         statusClass = null;
         var text = Optional(value);
@@ -501,7 +507,7 @@ public static class QueryEndpoints
         return false;
     }
 
-    private static bool TryHexId(string? text, int length, out string id)
+    internal static bool TryHexId(string? text, int length, out string id)
     {
         id = "";
         if (text is null || text.Length != length)

@@ -12,13 +12,14 @@ using SpIstio.Backend.Auth;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Storage;
 using SpIstio.Backend.Storage.Retention;
+using SpIstio.Backend.Ui;
 using SpIstio.Core.Metrics;
 
 namespace SpIstio.Backend.Hosting;
 
 /// <summary>
 /// The backend server: opens and migrates the store, creates the <c>default</c> tenant on first
-/// start, and serves OTLP ingest (HTTP and gRPC), the query API, OpenAPI, metrics and health.
+/// start, and serves OTLP ingest (HTTP and gRPC), the query API, the Trace View UI at <c>/</c>, OpenAPI, metrics and health.
 /// </summary>
 public sealed class BackendServer : IAsyncDisposable
 {
@@ -203,6 +204,7 @@ public sealed class BackendServer : IAsyncDisposable
             grpc.EnableDetailedErrors = false;
         });
         services.AddOpenApi();
+        services.AddTraceView(options.Demo);
         var retention = new RetentionOptions
         {
             DefaultRetention = options.Retention,
@@ -225,6 +227,7 @@ public sealed class BackendServer : IAsyncDisposable
         app.MapGrpcService<OtlpGrpcService>();
         app.MapQueryApi();
         app.MapOpenApi();
+        app.MapTraceView();
         var readiness = new StoreReadiness(store);
         app.MapGet("/metrics", async context =>
         {

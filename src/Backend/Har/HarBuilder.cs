@@ -1,0 +1,248 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using Microsoft.AspNetCore.WebUtilities;
+using SpIstio.Backend.Api;
+using SpIstio.Backend.Storage;
+
+namespace SpIstio.Backend.Har;
+
+/// <summary>
+/// Stored exchange spans to and from HAR 1.2: the Trace View's "download as HAR" and the cache's
+/// import/export use this one mapping. Bodies go through the query API's <see cref="SpanDetailDto"/>
+/// mapping so the HAR holds exactly what the exchange page shows (redacted values stay redacted).
+/// </summary>
+public static class HarBuilder
+{
+    /// <summary><c>log.creator.name</c>.</summary>
+    public const string CreatorName = "sp-istio-agent-dotnet";
+
+    private static readonly string _creatorVersion =
+        typeof(HarBuilder).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+
+    /// <summary>A HAR document of the exchange spans among <paramref name="spans"/>, in start order (other spans are skipped).</summary>
+    public static HarDocument Build(IEnumerable<StoredSpan> spans, string? comment = null)
+    {
+        ArgumentNullException.ThrowIfNull(spans);
+        var entries = new List<HarEntry>();
+        foreach (var span in spans.Where(s => s.IsExchange).OrderBy(s => s.StartTime))
+        {
+            entries.Add(ToEntry(span));
+        }
+
+        return new HarDocument(new HarLog { Creator = new HarCreator(CreatorName, _creatorVersion), Entries = entries, Comment = comment });
+    }
+
+    /// <summary>One stored exchange span as a HAR entry.</summary>
+    public static HarEntry ToEntry(StoredSpan span)
+    {
+        ArgumentNullException.ThrowIfNull(span);
+        var detail = QueryEndpoints.ToDetail(span);
+        var requestHeaders = Headers(detail.RequestHeaders);
+        var responseHeaders = Headers(detail.ResponseHeaders);
+        var httpVersion = HttpVersion(detail.Attributes);
+        var ms = Math.Max(0, span.Duration.TotalMilliseconds);
+        var status = span.StatusCode ?? 0;
+        var requestBody = detail.RequestBody;
+        var responseBody = detail.ResponseBody;
+
+        var request = new HarRequest
+        {
+            Method = span.Method ?? "GET",
+            Url = Url(span.Scheme, span.Authority, span.Path, span.Query),
+            HttpVersion = httpVersion,
+            Cookies = RequestCookies(requestHeaders),
+            Headers = requestHeaders,
+            QueryString = QueryString(span.Query),
+            PostData = requestBody is null ? null : new HarPostData
+            {
+                MimeType = requestBody.ContentType ?? Header(requestHeaders, "content-type") ?? "application/octet-stream",
+                Text = requestBody.Content,
+                Encoding = requestBody.Encoding == "base64" ? "base64" : null,
+                Comment = TruncationNote(requestBody),
+            },
+            BodySize = requestBody is null ? 0 : Size(requestBody),
+            Comment = requestBody is null ? null : TruncationNote(requestBody),
+        };
+
+        var response = new HarResponse
+        {
+            Status = status,
+            StatusText = status == 0 ? "" : ReasonPhrases.GetReasonPhrase(status),
+            HttpVersion = httpVersion,
+            Cookies = ResponseCookies(responseHeaders),
+            Headers = responseHeaders,
+            Content = responseBody is null
+                ? new HarContent { Size = 0, MimeType = Header(responseHeaders, "content-type") ?? "" }
+                : new HarContent
+                {
+                    Size = Size(responseBody),
+                    MimeType = responseBody.ContentType ?? Header(responseHeaders, "content-type") ?? "",
+                    Text = responseBody.Content,
+                    Encoding = responseBody.Encoding == "base64" ? "base64" : null,
+                    Comment = TruncationNote(responseBody),
+                },
+            RedirectUrl = Header(responseHeaders, "location") ?? "",
+            BodySize = responseBody is null ? 0 : responseBody.OriginalSize,
+        };
+
+        return new HarEntry
+        {
+            StartedDateTime = span.StartTime.ToString("yyyy-MM-ddTHH:mm:ss.fffK", CultureInfo.InvariantCulture),
+            Time = ms,
+            Request = request,
+            Response = response,
+            Timings = new HarTimings(0, ms, 0),
+            Comment = span.ServiceName + " " + (span.Direction ?? "exchange"),
+            TraceId = span.TraceId,
+            SpanId = span.SpanId,
+            Service = span.ServiceName,
+            Direction = span.Direction,
+            SessionId = span.SessionId,
+        };
+    }
+
+    /// <summary>The document as indented UTF-8 JSON.</summary>
+    public static byte[] Serialize(HarDocument document)
+    {
+        ArgumentNullException.ThrowIfNull(document);
+        return JsonSerializer.SerializeToUtf8Bytes(document, HarJsonContext.Default.HarDocument);
+    }
+
+    /// <summary>Reads a HAR document.</summary>
+    /// <exception cref="JsonException">The text is not a HAR document.</exception>
+    public static HarDocument Parse(ReadOnlySpan<byte> utf8Json)
+    {
+        var document = JsonSerializer.Deserialize(utf8Json, HarJsonContext.Default.HarDocument);
+        return document?.Log?.Entries is null ? throw new JsonException("not a HAR document: no log.entries") : document;
+    }
+
+    /// <summary>The absolute URL of an exchange.</summary>
+    internal static string Url(string? scheme, string? authority, string? path, string? query) =>
+        string.Concat(scheme ?? "http", "://", authority ?? "", path ?? "/", query is null ? "" : "?" + query);
+
+    private static long Size(BodyDto body) => body.Decoded || body.OriginalSize < 0 ? body.CapturedBytes : body.OriginalSize;
+
+    private static string? TruncationNote(BodyDto body) => body.Truncated
+        ? string.Create(CultureInfo.InvariantCulture, $"truncated: {body.CapturedBytes} of {(body.OriginalSize < 0 ? "unknown" : body.OriginalSize.ToString(CultureInfo.InvariantCulture))} bytes captured")
+        : null;
+
+    private static List<HarNameValue> Headers(JsonElement? pairs)
+    {
+        var list = new List<HarNameValue>();
+        if (pairs is not { ValueKind: JsonValueKind.Array } array)
+        {
+            return list;
+        }
+
+        foreach (var pair in array.EnumerateArray())
+        {
+            if (pair.ValueKind == JsonValueKind.Array && pair.GetArrayLength() == 2)
+            {
+                list.Add(new HarNameValue(pair[0].GetString() ?? "", pair[1].GetString() ?? ""));
+            }
+        }
+
+        return list;
+    }
+
+    private static string? Header(List<HarNameValue> headers, string name)
+    {
+        foreach (var h in headers)
+        {
+            if (string.Equals(h.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return h.Value;
+            }
+        }
+
+        return null;
+    }
+
+    private static string HttpVersion(JsonElement attributes)
+    {
+        if (attributes.ValueKind == JsonValueKind.Object
+            && attributes.TryGetProperty("network.protocol.version", out var v)
+            && v.ValueKind == JsonValueKind.String)
+        {
+            return "HTTP/" + v.GetString();
+        }
+
+        return "HTTP/1.1";
+    }
+
+    private static List<HarNameValue> RequestCookies(List<HarNameValue> headers)
+    {
+        var cookies = new List<HarNameValue>();
+        foreach (var h in headers)
+        {
+            if (!string.Equals(h.Name, "cookie", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            foreach (var part in h.Value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var eq = part.IndexOf('=', StringComparison.Ordinal);
+                if (eq > 0)
+                {
+                    cookies.Add(new HarNameValue(part[..eq], part[(eq + 1)..]));
+                }
+            }
+        }
+
+        return cookies;
+    }
+
+    private static List<HarNameValue> ResponseCookies(List<HarNameValue> headers)
+    {
+        var cookies = new List<HarNameValue>();
+        foreach (var h in headers)
+        {
+            if (!string.Equals(h.Name, "set-cookie", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            var first = h.Value.Split(';', 2)[0];
+            var eq = first.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                cookies.Add(new HarNameValue(first[..eq].Trim(), first[(eq + 1)..].Trim()));
+            }
+        }
+
+        return cookies;
+    }
+
+    private static List<HarNameValue> QueryString(string? query)
+    {
+        var list = new List<HarNameValue>();
+        if (string.IsNullOrEmpty(query))
+        {
+            return list;
+        }
+
+        foreach (var part in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var eq = part.IndexOf('=', StringComparison.Ordinal);
+            var name = eq < 0 ? part : part[..eq];
+            var value = eq < 0 ? "" : part[(eq + 1)..];
+            list.Add(new HarNameValue(Unescape(name), Unescape(value)));
+        }
+
+        return list;
+    }
+
+    private static string Unescape(string text)
+    {
+        try
+        {
+            return Uri.UnescapeDataString(text.Replace('+', ' '));
+        }
+        catch (UriFormatException)
+        {
+            return text;
+        }
+    }
+}

@@ -1,0 +1,167 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using SpIstio.Backend.Api;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Har;
+using SpIstio.Backend.Storage;
+
+namespace SpIstio.Backend.Ui;
+
+/// <summary>The Trace View: Razor components rendered on the server, its assets, sign-out and HAR downloads.</summary>
+public static class UiEndpoints
+{
+    /// <summary>The most exchanges a whole-trace HAR holds (a HAR of a 10,000-span trace is not useful in any viewer).</summary>
+    public const int MaxHarEntries = 1_000;
+
+    private static readonly FrozenDictionary<string, Asset> _assets = LoadAssets();
+
+    /// <summary>Registers the services of the UI.</summary>
+    public static IServiceCollection AddTraceView(this IServiceCollection services, bool demo)
+    {
+        services.AddRazorComponents();
+        // Only the sign-in form's antiforgery token uses data protection: keys in memory, nothing written to the home folder.
+        services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        services.AddSingleton(new UiOptions(demo));
+        return services;
+    }
+
+    /// <summary>Maps the UI's pages, assets and routes; call after the API so its middleware runs for pages only.</summary>
+    public static WebApplication MapTraceView(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.Use((context, next) => UiAccess.GuardPagesAsync(context, next));
+        app.UseAntiforgery();
+        app.MapGet("/ui/assets/{name}", ServeAsset).ExcludeFromDescription();
+        app.MapPost("/ui/signout", (HttpContext context) =>
+        {
+            UiAccess.SignOut(context);
+            return Results.Redirect("/signin");
+        }).ExcludeFromDescription().DisableAntiforgery();
+        app.MapGet("/ui/har/{traceId}/{spanId}", ExchangeHarAsync).ExcludeFromDescription();
+        app.MapGet("/ui/har/{traceId}", TraceHarAsync).ExcludeFromDescription();
+        app.MapRazorComponents<App>();
+        return app;
+    }
+
+    /// <summary>The URL of an embedded asset with its content hash, so it can be cached for good.</summary>
+    internal static string AssetUrl(string name) =>
+        _assets.TryGetValue(name, out var asset) ? "/ui/assets/" + name + "?v=" + asset.ETag.Trim('"') : "/ui/assets/" + name;
+
+    private static IResult ServeAsset(string name, HttpContext context)
+    {
+        if (!_assets.TryGetValue(name, out var asset))
+        {
+            return Results.NotFound();
+        }
+
+        context.Response.Headers.CacheControl = "public, max-age=3600";
+        context.Response.Headers.ETag = asset.ETag;
+        if (string.Equals(context.Request.Headers.IfNoneMatch.ToString(), asset.ETag, StringComparison.Ordinal))
+        {
+            return Results.StatusCode(StatusCodes.Status304NotModified);
+        }
+
+        return Results.Bytes(asset.Content, asset.ContentType);
+    }
+
+    private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        if (await UiAccess.AuthenticateAsync(context, authenticator).ConfigureAwait(false) is not { } tenant)
+        {
+            return Results.Problem(statusCode: 401, title: "Unauthorized", detail: "sign in to the Trace View first");
+        }
+
+        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid) || !QueryEndpoints.TryHexId(spanId, 16, out var sid))
+        {
+            return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 and span id 16 hexadecimal digits");
+        }
+
+        var span = await store.GetSpanAsync(tenant, tid, sid, context.RequestAborted).ConfigureAwait(false);
+        if (span is null || !span.IsExchange)
+        {
+            return Results.Problem(statusCode: 404, title: "Not found", detail: "no exchange " + sid + " in trace " + tid);
+        }
+
+        var document = HarBuilder.Build([span], "exchange " + sid + " of trace " + tid);
+        return Har(document, "exchange-" + sid + ".har");
+    }
+
+    private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        if (await UiAccess.AuthenticateAsync(context, authenticator).ConfigureAwait(false) is not { } tenant)
+        {
+            return Results.Problem(statusCode: 401, title: "Unauthorized", detail: "sign in to the Trace View first");
+        }
+
+        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid))
+        {
+            return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 hexadecimal digits");
+        }
+
+        var summaries = await store.GetTraceAsync(tenant, tid, context.RequestAborted).ConfigureAwait(false);
+        if (summaries.Count == 0)
+        {
+            return Results.Problem(statusCode: 404, title: "Not found", detail: "no trace " + tid);
+        }
+
+        var spans = new List<StoredSpan>();
+        foreach (var summary in summaries)
+        {
+            if (!summary.IsExchange)
+            {
+                continue;
+            }
+
+            if (spans.Count == MaxHarEntries)
+            {
+                break;
+            }
+
+            if (await store.GetSpanAsync(tenant, tid, summary.SpanId, context.RequestAborted).ConfigureAwait(false) is { } span)
+            {
+                spans.Add(span);
+            }
+        }
+
+        var document = HarBuilder.Build(spans, string.Create(CultureInfo.InvariantCulture, $"trace {tid}: {spans.Count} exchange(s)"));
+        return Har(document, "trace-" + tid + ".har");
+    }
+
+    private static IResult Har(HarDocument document, string fileName) =>
+        Results.File(HarBuilder.Serialize(document), "application/json", fileName);
+
+    private static FrozenDictionary<string, Asset> LoadAssets()
+    {
+        const string Prefix = "SpIstio.Backend.Ui.Assets.";
+        var assembly = typeof(UiEndpoints).Assembly;
+        var assets = new Dictionary<string, Asset>(StringComparer.Ordinal);
+        foreach (var resource in assembly.GetManifestResourceNames())
+        {
+            if (!resource.StartsWith(Prefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            using var stream = assembly.GetManifestResourceStream(resource)!;
+            using var buffer = new MemoryStream();
+            stream.CopyTo(buffer);
+            var content = buffer.ToArray();
+            var name = resource[Prefix.Length..];
+            var type = name.EndsWith(".css", StringComparison.Ordinal) ? "text/css; charset=utf-8"
+                : name.EndsWith(".js", StringComparison.Ordinal) ? "text/javascript; charset=utf-8"
+                : name.EndsWith(".svg", StringComparison.Ordinal) ? "image/svg+xml"
+                : "application/octet-stream";
+            var etag = "\"" + Convert.ToHexStringLower(SHA256.HashData(content).AsSpan(0, 8)) + "\"";
+            assets[name] = new Asset(content, type, etag);
+        }
+
+        return assets.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
+    private sealed record Asset(byte[] Content, string ContentType, string ETag);
+}

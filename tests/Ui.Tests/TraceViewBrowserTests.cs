@@ -1,0 +1,295 @@
+using System.Diagnostics;
+using System.Text.Json;
+using OpenQA.Selenium;
+using SpIstio.Core.Redaction;
+using SpIstio.Ui.Tests.Infrastructure;
+
+namespace SpIstio.Ui.Tests;
+
+/// <summary>The Trace View end to end: a real backend seeded through ingest, a real headless Chromium.</summary>
+public sealed class TraceViewBrowserTests(SeededBackend backend, Browser browser) : IClassFixture<SeededBackend>, IClassFixture<Browser>
+{
+    private Uri Base => backend.Address;
+
+    [Fact]
+    public void SignedOut_PageRedirectsToSignIn_AndAWrongKeyIsRefused()
+    {
+        browser.Driver.Manage().Cookies.DeleteAllCookies();
+
+        browser.Go(Base, "/services");
+        Assert.StartsWith("/signin", new Uri(browser.Driver.Url).AbsolutePath, StringComparison.Ordinal);
+        browser.Find(By.Id("key")).SendKeys("sp_nosuchkey0_000000000000000000000000000000");
+        browser.Click(By.Id("sign-in"));
+        Assert.Contains("Unknown or revoked key", browser.Text(By.Id("signin-problem")), StringComparison.Ordinal);
+        Assert.Empty(browser.FindAll(By.Id("demo-key")));
+        browser.Screenshot("01-signin-refused");
+
+        Assert.Equal("", browser.Find(By.Id("key")).GetAttribute("value"));
+        browser.Find(By.Id("key")).SendKeys(backend.AcmeIngestKey);
+        browser.Click(By.Id("sign-in"));
+        Assert.Contains("no read scope", browser.Text(By.Id("signin-problem")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SignIn_KeepsKeyInHttpOnlyStrictCookie_ReturnsToPage_AndSignOutEndsIt()
+    {
+        browser.Driver.Manage().Cookies.DeleteAllCookies();
+        browser.Go(Base, "/endpoints?range=24h");
+        browser.Find(By.Id("key")).SendKeys(backend.AcmeReadKey);
+        browser.Click(By.Id("sign-in"));
+
+        Assert.Equal("/endpoints", new Uri(browser.Driver.Url).AbsolutePath);
+        var cookie = browser.Driver.Manage().Cookies.GetCookieNamed("sp_ui_key");
+        Assert.NotNull(cookie);
+        Assert.True(cookie.IsHttpOnly);
+        Assert.Equal("Strict", cookie.SameSite);
+        Assert.Equal("", browser.Driver.ExecuteScript("return document.cookie") as string);
+
+        browser.Click(By.Id("sign-out"));
+        Assert.StartsWith("/signin", new Uri(browser.Driver.Url).AbsolutePath, StringComparison.Ordinal);
+        Assert.Null(browser.Driver.Manage().Cookies.GetCookieNamed("sp_ui_key"));
+    }
+
+    [Fact]
+    public void Journey_SessionsFilterSessionTraceExchange_ShowsWhatWasSent()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+
+        // Sessions: newest first, counts, services; the other tenant's session is absent.
+        Assert.Equal("/", new Uri(browser.Driver.Url).AbsolutePath);
+        var rows = browser.FindAll(By.CssSelector("#sessions-body tr")).Select(r => r.Text).ToList();
+        var browse = rows.FindIndex(r => r.Contains(SeededBackend.BrowseSession, StringComparison.Ordinal));
+        var checkout = rows.FindIndex(r => r.Contains(SeededBackend.CheckoutSession, StringComparison.Ordinal));
+        Assert.True(browse >= 0 && checkout > browse, "browse (newer) should be listed above checkout: " + string.Join(" | ", rows));
+        Assert.Contains("payments", rows[checkout], StringComparison.Ordinal);
+        Assert.DoesNotContain(SeededBackend.GlobexSession, browser.Driver.PageSource, StringComparison.Ordinal);
+        browser.Screenshot("02-sessions");
+
+        // Filter: 5xx keeps only the checkout session, and the filter lands in the (shareable) URL.
+        browser.Find(By.CssSelector("#f-status option[value='5xx']")).Click();
+        browser.Click(By.Id("apply-filters"));
+        Assert.Contains("status=5xx", browser.Driver.Url, StringComparison.Ordinal);
+        var filtered = browser.FindAll(By.CssSelector("#sessions-body a.session-link")).Select(a => a.Text).ToList();
+        Assert.Contains(SeededBackend.CheckoutSession, filtered);
+        Assert.DoesNotContain(SeededBackend.BrowseSession, filtered);
+        browser.Screenshot("03-sessions-filtered");
+
+        // Free text and business key.
+        browser.Go(Base, "/?q=flights");
+        Assert.Equal([SeededBackend.BrowseSession], browser.FindAll(By.CssSelector("#sessions-body a.session-link")).Select(a => a.Text));
+        browser.Go(Base, "/?session=" + SeededBackend.CheckoutSession);
+        Assert.Equal([SeededBackend.CheckoutSession], browser.FindAll(By.CssSelector("#sessions-body a.session-link")).Select(a => a.Text));
+
+        // Session: timeline rows and the sequence view, with the failed call marked.
+        browser.Click(By.LinkText(SeededBackend.CheckoutSession));
+        Assert.Equal("/sessions/" + SeededBackend.CheckoutSession, new Uri(browser.Driver.Url).AbsolutePath);
+        var timeline = browser.FindAll(By.CssSelector("#timeline tbody tr"));
+        Assert.Equal(4, timeline.Count);
+        var failed = browser.FindAll(By.CssSelector("#timeline tbody tr.failed"));
+        Assert.Equal(2, failed.Count);
+        Assert.All(failed, r => Assert.Contains("500", r.Text, StringComparison.Ordinal));
+        var sequence = browser.Find(By.Id("sequence"));
+        Assert.Contains("payments", sequence.Text, StringComparison.Ordinal);
+        Assert.Single(browser.FindAll(By.CssSelector("#sequence .msg.server-error")));
+        browser.Screenshot("04-session");
+
+        // Trace: waterfall nested by parent (payments' server span under frontend's call).
+        browser.Click(By.CssSelector("a.trace-link"));
+        Assert.Equal("/traces/" + backend.CheckoutTrace.ToHexString(), new Uri(browser.Driver.Url).AbsolutePath);
+        var depths = browser.FindAll(By.CssSelector("#waterfall .wf-row")).Select(r => (r.GetAttribute("data-depth"), r.Text)).ToList();
+        Assert.Equal(["0", "1", "2", "1"], depths.Select(d => d.Item1));
+        Assert.Contains("/api/payments/ord-5521", depths[2].Text, StringComparison.Ordinal);
+        Assert.Contains("error", depths[2].Text, StringComparison.Ordinal);
+        browser.Screenshot("05-trace");
+
+        // Exchange: the checkout request and its response side by side.
+        browser.Click(By.PartialLinkText("/api/checkout"));
+        Assert.Equal("https://shop.example:443/api/checkout?promo=spring&lang=en", browser.Text(By.Id("exchange-url")));
+        var requestHeaders = browser.Text(By.Id("request-headers"));
+        Assert.Contains("x-request-id req-42", requestHeaders, StringComparison.Ordinal);
+        Assert.DoesNotContain("tok-9f8e7d6c5b4a", browser.Driver.PageSource, StringComparison.Ordinal);
+        var marked = browser.FindAll(By.CssSelector("#request mark.redacted")).Select(m => m.Text).ToList();
+        Assert.Equal(2, marked.Count);
+        Assert.All(marked, m => Assert.StartsWith(Redactor.Marker, m, StringComparison.Ordinal));
+        Assert.DoesNotContain(SeededBackend.Password, browser.Driver.PageSource, StringComparison.Ordinal);
+        var requestBody = browser.Text(By.Id("request-body"));
+        Assert.Contains("\"customer\": \"Ada Lovelace\"", requestBody, StringComparison.Ordinal);
+        Assert.Contains("\"sku\": \"BOOK-1\"", requestBody, StringComparison.Ordinal);
+        Assert.Contains("\"orderId\": \"ord-5521\"", browser.Text(By.Id("response-body")), StringComparison.Ordinal);
+        Assert.Contains("201", browser.Text(By.Id("response")), StringComparison.Ordinal);
+        Assert.Contains("curl -X POST 'https://shop.example:443/api/checkout?promo=spring&lang=en'", browser.Find(By.Id("curl")).GetAttribute("value"), StringComparison.Ordinal);
+        browser.Screenshot("06-exchange");
+
+        // JSON folds: closing the items array hides its entries.
+        var items = browser.Find(By.XPath("//div[@id='request-body']//details[summary/span[@class='json-key' and text()='\"items\"']]"));
+        items.FindElement(By.TagName("summary")).Click();
+        Assert.DoesNotContain("BOOK-1", browser.Text(By.Id("request-body")), StringComparison.Ordinal);
+        Assert.Contains("2 items", browser.Text(By.Id("request-body")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Exchange_BinaryAndTruncatedBody_ShowsSizeAndHexPreview()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+        browser.Go(Base, "/traces/" + backend.CheckoutTrace.ToHexString() + "/spans/" + backend.LogoCall.ToHexString());
+
+        var body = browser.Text(By.Id("response-body"));
+        Assert.Contains("Binary body, 4 KiB", body, StringComparison.Ordinal);
+        Assert.Contains("00000000  89 50 4e 47 0d 0a 1a 0a", body, StringComparison.Ordinal);
+        Assert.Contains("Truncated: 264 B of 4 KiB captured", body, StringComparison.Ordinal);
+        browser.Screenshot("07-exchange-binary");
+    }
+
+    [Fact]
+    public void DownloadHar_SavesAValidHar12DocumentOfTheExchange()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+        browser.Go(Base, "/traces/" + backend.CheckoutTrace.ToHexString() + "/spans/" + backend.CheckoutRoot.ToHexString());
+        var file = Path.Combine(browser.Downloads, "exchange-" + backend.CheckoutRoot.ToHexString() + ".har");
+        File.Delete(file);
+
+        browser.Click(By.Id("download-har"));
+        browser.WaitFor(_ => File.Exists(file) && new FileInfo(file).Length > 0);
+
+        using var har = JsonDocument.Parse(File.ReadAllBytes(file));
+        Assert.Empty(HarValidator.Validate(har.RootElement));
+        var entry = Assert.Single(har.RootElement.GetProperty("log").GetProperty("entries").EnumerateArray());
+        var request = entry.GetProperty("request");
+        Assert.Equal("POST", request.GetProperty("method").GetString());
+        Assert.Equal("https://shop.example:443/api/checkout?promo=spring&lang=en", request.GetProperty("url").GetString());
+        Assert.Contains(request.GetProperty("queryString").EnumerateArray(), q => q.GetProperty("name").GetString() == "promo" && q.GetProperty("value").GetString() == "spring");
+        Assert.Contains(request.GetProperty("headers").EnumerateArray(), h => h.GetProperty("name").GetString() == "authorization" && h.GetProperty("value").GetString()!.StartsWith(Redactor.Marker, StringComparison.Ordinal));
+        Assert.Contains("Ada Lovelace", request.GetProperty("postData").GetProperty("text").GetString(), StringComparison.Ordinal);
+        Assert.Equal(201, entry.GetProperty("response").GetProperty("status").GetInt32());
+        Assert.Equal("Created", entry.GetProperty("response").GetProperty("statusText").GetString());
+        Assert.Contains("ord-5521", entry.GetProperty("response").GetProperty("content").GetProperty("text").GetString(), StringComparison.Ordinal);
+        Assert.Equal(180, entry.GetProperty("time").GetDouble(), 3);
+    }
+
+    [Fact]
+    public async Task TraceHar_OfAnotherTenantOrWithoutCookie_IsRefused()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+        var cookie = browser.Driver.Manage().Cookies.GetCookieNamed("sp_ui_key");
+        using var http = new HttpClient { BaseAddress = Base };
+
+        using var signedOut = await http.GetAsync("/ui/har/" + backend.CheckoutTrace.ToHexString());
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/ui/har/" + backend.GlobexTrace.ToHexString());
+        request.Headers.Add("Cookie", cookie!.Name + "=" + cookie.Value);
+        using var otherTenant = await http.SendAsync(request);
+        using var own = new HttpRequestMessage(HttpMethod.Get, "/ui/har/" + backend.CheckoutTrace.ToHexString());
+        own.Headers.Add("Cookie", cookie.Name + "=" + cookie.Value);
+        using var mine = await http.SendAsync(own);
+
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, signedOut.StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, otherTenant.StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.OK, mine.StatusCode);
+        using var har = JsonDocument.Parse(await mine.Content.ReadAsByteArrayAsync());
+        Assert.Empty(HarValidator.Validate(har.RootElement));
+        Assert.Equal(4, har.RootElement.GetProperty("log").GetProperty("entries").GetArrayLength());
+    }
+
+    [Fact]
+    public void OtherTenantsData_IsNeverShown_AndNoKeyAppearsInAnyUrl()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+
+        browser.Go(Base, "/?range=all&q=globex");
+        Assert.Contains("No session matches", browser.Text(By.Id("sessions-empty")), StringComparison.Ordinal);
+        browser.Go(Base, "/sessions/" + SeededBackend.GlobexSession);
+        Assert.Contains("No session", browser.Text(By.Id("not-found")), StringComparison.Ordinal);
+        browser.Go(Base, "/traces/" + backend.GlobexTrace.ToHexString() + "/spans/" + backend.GlobexSpan.ToHexString());
+        Assert.Contains("No span", browser.Text(By.Id("not-found")), StringComparison.Ordinal);
+        Assert.DoesNotContain(SeededBackend.GlobexPath, browser.Driver.PageSource, StringComparison.Ordinal);
+        browser.Go(Base, "/endpoints?range=24h");
+        Assert.DoesNotContain("ledger", browser.Driver.PageSource, StringComparison.Ordinal);
+
+        foreach (var url in browser.VisitedUrls)
+        {
+            Assert.DoesNotContain("sp_", url, StringComparison.Ordinal);
+        }
+
+        var hrefs = browser.FindAll(By.CssSelector("a[href]")).Select(a => a.GetAttribute("href") ?? "").ToList();
+        Assert.DoesNotContain(hrefs, h => h.Contains(backend.AcmeReadKey, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Trace_With10000Spans_IsPagedAndStaysFast()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+
+        var watch = Stopwatch.StartNew();
+        browser.Go(Base, "/traces/" + backend.BulkTrace.ToHexString());
+        var firstPage = watch.Elapsed;
+
+        Assert.Equal("10,000", browser.Text(By.Id("span-count")));
+        var rows = browser.FindAll(By.CssSelector("#waterfall .wf-row"));
+        Assert.Equal(TraceViewPageSize, rows.Count);
+        Assert.Equal(["0", "1", "2"], rows.Take(3).Select(r => r.GetAttribute("data-depth")));
+        Assert.Contains("page 1 of 20", browser.Text(By.CssSelector(".pager")), StringComparison.Ordinal);
+        browser.Screenshot("08-trace-10000");
+
+        // Child 42's grandchild 7 answered 503: on the page that holds row 1 + 43 * 101 + 8.
+        browser.Go(Base, "/traces/" + backend.BulkTrace.ToHexString() + "?page=9");
+        Assert.Single(browser.FindAll(By.CssSelector("#waterfall .wf-row.failed")));
+        Assert.True(firstPage < TimeSpan.FromSeconds(10), "the first page of a 10,000-span trace took " + firstPage);
+    }
+
+    [Fact]
+    public void ServiceMapAndEndpoints_ShowCallsErrorRatesAndPercentiles()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+
+        browser.Go(Base, "/services?range=24h");
+        var map = browser.Find(By.Id("service-map"));
+        Assert.Contains("frontend", map.Text, StringComparison.Ordinal);
+        Assert.Contains("payments", map.Text, StringComparison.Ordinal);
+        var edge = browser.FindAll(By.CssSelector("#edges tbody tr")).Single(r => r.Text.Contains("payments", StringComparison.Ordinal));
+        Assert.Contains("100 %", edge.Text, StringComparison.Ordinal);
+        browser.Screenshot("09-service-map");
+
+        browser.Click(By.CssSelector("#service-map a[href*='service=payments']"));
+        Assert.Contains("service=payments", browser.Driver.Url, StringComparison.Ordinal);
+        var endpoint = browser.Find(By.CssSelector("table.endpoints tbody tr"));
+        Assert.Contains("GET", endpoint.Text, StringComparison.Ordinal);
+        Assert.Contains("100 %", endpoint.Text, StringComparison.Ordinal);
+        Assert.Equal(8, endpoint.FindElements(By.TagName("td")).Count);
+        browser.Screenshot("10-endpoints");
+    }
+
+    [Fact]
+    public void ThemeToggle_SwitchesAndRemembersTheTheme()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+        browser.Go(Base, "/");
+        var before = (string?)browser.Driver.ExecuteScript("return document.documentElement.dataset.theme || ''");
+
+        browser.Click(By.Id("theme-toggle"));
+        var after = browser.Driver.ExecuteScript("return document.documentElement.dataset.theme") as string;
+        browser.Go(Base, "/services");
+
+        Assert.NotEqual(before, after);
+        Assert.Equal(after, browser.Driver.ExecuteScript("return document.documentElement.dataset.theme") as string);
+        if (after == "dark")
+        {
+            browser.Screenshot("11-dark-theme");
+        }
+
+        browser.Click(By.Id("theme-toggle"));
+    }
+
+    [Fact]
+    public void SkipLink_IsTheFirstFocusAndMovesToTheContent()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+        browser.Go(Base, "/");
+
+        browser.Find(By.TagName("body")).SendKeys(Keys.Tab);
+        var focused = browser.Driver.SwitchTo().ActiveElement();
+        Assert.Equal("Skip to content", focused.Text);
+        focused.SendKeys(Keys.Enter);
+        Assert.Equal("main", browser.Driver.SwitchTo().ActiveElement().GetAttribute("id"));
+    }
+
+    private static int TraceViewPageSize => 500;
+}
