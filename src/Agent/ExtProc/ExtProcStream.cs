@@ -143,7 +143,7 @@ internal sealed class ExtProcStream : IDisposable
 
         if (answer is null)
         {
-            _exchange.Cache = CacheOutcome.Miss;
+            // The short-circuit marks a consulted miss itself; a request no cache rule covers stays None.
             return null;
         }
 
@@ -161,8 +161,11 @@ internal sealed class ExtProcStream : IDisposable
             mutation.SetHeaders.Add(HeaderText.Option(name, value, action));
         }
 
-        _exchange.ResponseHeaders.Set(CacheHeader, "hit");
-        mutation.SetHeaders.Add(HeaderText.Option(CacheHeader, "hit", AppendAction.OverwriteIfExistsOrAdd));
+        if (!headers.Contains(CacheHeader))
+        {
+            _exchange.ResponseHeaders.Set(CacheHeader, "hit");
+            mutation.SetHeaders.Add(HeaderText.Option(CacheHeader, "hit", AppendAction.OverwriteIfExistsOrAdd));
+        }
 
         _responseBody?.Dispose();
         _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
