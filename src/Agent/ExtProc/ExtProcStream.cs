@@ -138,6 +138,7 @@ internal sealed class ExtProcStream : IDisposable
             {
                 // The deadline passed: a miss, the request goes to its upstream.
                 answer = null;
+                _exchange.Cache = CacheOutcome.Miss;
             }
         }
 

@@ -231,6 +231,7 @@ internal sealed partial class CaptureProxyHandler
                 _metrics.Faults("short_circuit").Inc();
                 Log.ShortCircuitFailed(_logger, ex);
                 answer = null;
+                capture.Exchange.Cache = CacheOutcome.Miss;
             }
         }
 
