@@ -136,6 +136,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     /// <summary>The circuit to the backend, as of now.</summary>
     public BackendCircuitState CircuitState => _breaker.State;
 
+    /// <summary>The breaker to the backend, shared with the cache's remote lookups: one backend, one verdict on its health.</summary>
+    internal BackendCircuitBreaker Breaker => _breaker;
+
     /// <summary>True once <see cref="StopAsync"/> or <see cref="DisposeAsync"/> was called.</summary>
     public bool IsStopped => Volatile.Read(ref _stopTask) is not null;
 

@@ -138,12 +138,13 @@ internal sealed class ExtProcStream : IDisposable
             {
                 // The deadline passed: a miss, the request goes to its upstream.
                 answer = null;
+                _exchange.Cache = CacheOutcome.Miss;
             }
         }
 
         if (answer is null)
         {
-            _exchange.Cache = CacheOutcome.Miss;
+            // The short-circuit marks a consulted miss itself; a request no cache rule covers stays None.
             return null;
         }
 
@@ -161,8 +162,11 @@ internal sealed class ExtProcStream : IDisposable
             mutation.SetHeaders.Add(HeaderText.Option(name, value, action));
         }
 
-        _exchange.ResponseHeaders.Set(CacheHeader, "hit");
-        mutation.SetHeaders.Add(HeaderText.Option(CacheHeader, "hit", AppendAction.OverwriteIfExistsOrAdd));
+        if (!headers.Contains(CacheHeader))
+        {
+            _exchange.ResponseHeaders.Set(CacheHeader, "hit");
+            mutation.SetHeaders.Add(HeaderText.Option(CacheHeader, "hit", AppendAction.OverwriteIfExistsOrAdd));
+        }
 
         _responseBody?.Dispose();
         _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);

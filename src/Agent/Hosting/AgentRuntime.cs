@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Admin;
+using SpIstio.Agent.Cache;
 using SpIstio.Agent.Export;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
@@ -34,8 +35,10 @@ public sealed class AgentRuntime : IAsyncDisposable
         TimeProvider timeProvider,
         AgentMetrics metrics,
         OtlpExporter exporter,
-        CapturePipeline pipeline)
+        CapturePipeline pipeline,
+        TransparentCache? cache)
     {
+        Cache = cache;
         Options = options;
         LoggerFactory = loggerFactory;
         TimeProvider = timeProvider;
@@ -52,6 +55,9 @@ public sealed class AgentRuntime : IAsyncDisposable
 
     /// <summary>The started exporter.</summary>
     public OtlpExporter Exporter { get; }
+
+    /// <summary>The transparent cache built from <c>cache.rules</c>, or null when no rule caches anything (or a short-circuit was given).</summary>
+    public TransparentCache? Cache { get; }
 
     /// <summary>The capture pipeline, feeding <see cref="Exporter"/>.</summary>
     public CapturePipeline Pipeline { get; }
@@ -71,7 +77,7 @@ public sealed class AgentRuntime : IAsyncDisposable
     /// <param name="options">Validated options (see <c>AgentConfigLoader.LoadOrThrow</c>).</param>
     /// <param name="loggerFactory">Logging for every component.</param>
     /// <param name="timeProvider">Clock; the system clock by default.</param>
-    /// <param name="shortCircuit">Recorded-response seam; none by default.</param>
+    /// <param name="shortCircuit">Recorded-response seam; by default the <see cref="TransparentCache"/> when <c>cache.rules</c> cache anything, else none.</param>
     /// <param name="exportHandler">HTTP handler for the exporter (tests); a pooled socket handler by default.</param>
     public static AgentRuntime Create(
         AgentOptions options,
@@ -86,19 +92,30 @@ public sealed class AgentRuntime : IAsyncDisposable
         var metrics = new AgentMetrics();
         var exporter = new OtlpExporter(options, metrics, loggerFactory.CreateLogger<OtlpExporter>(), time, exportHandler);
         CapturePipeline pipeline;
+        TransparentCache? cache = null;
         try
         {
+            if (shortCircuit is null && !CacheRuleSet.Create(options.Cache).IsEmpty)
+            {
+                var remote = options.Cache.Rules.Exists(r => r.RemoteLookup && !r.Exclude)
+                    ? new RemoteLookup(options, exporter.Breaker, metrics, time, loggerFactory.CreateLogger<RemoteLookup>(), exportHandler)
+                    : null;
+                cache = new TransparentCache(options, metrics, time, loggerFactory.CreateLogger<TransparentCache>(), remote);
+                shortCircuit = cache;
+            }
+
             pipeline = new CapturePipeline(options, exporter, metrics, loggerFactory.CreateLogger<CapturePipeline>(), shortCircuit);
         }
         catch
         {
             // Not started yet, so this completes at once; it releases the HTTP client.
+            cache?.Dispose();
             exporter.DisposeAsync().AsTask().GetAwaiter().GetResult();
             throw;
         }
 
         exporter.Start();
-        return new AgentRuntime(options, loggerFactory, time, metrics, exporter, pipeline);
+        return new AgentRuntime(options, loggerFactory, time, metrics, exporter, pipeline, cache);
     }
 
     /// <summary>
@@ -179,5 +196,6 @@ public sealed class AgentRuntime : IAsyncDisposable
         }
 
         await Exporter.DisposeAsync().ConfigureAwait(false);
+        Cache?.Dispose();
     }
 }

@@ -32,6 +32,7 @@ public sealed class AgentMetrics
     private readonly Histogram[] _processing;
     private readonly CounterFamily _faults;
     private readonly CounterFamily _exportSpans;
+    private readonly CounterFamily _lookupFailures;
 
     /// <summary>Declares the agent's metrics on <paramref name="registry"/> (a new one when null).</summary>
     public AgentMetrics(MetricRegistry? registry = null)
@@ -95,6 +96,22 @@ public sealed class AgentMetrics
 
         ProxyUpstreamErrors = Registry.Counter("sp_proxy_upstream_errors_total", "Proxied requests whose upstream failed (unreachable, reset, timeout).").WithLabels();
         ProxyConnectTunnels = Registry.Counter("sp_proxy_connect_tunnels_total", "CONNECT tunnels passed through uncaptured by the forward proxy.").WithLabels();
+
+        CacheHits = Registry.Counter("sp_cache_hits_total", "Requests answered by the agent from a recorded response (local cache or backend lookup).").WithLabels();
+        CacheMisses = Registry.Counter("sp_cache_misses_total", "Requests a cache rule matched that went to their upstream.").WithLabels();
+        var evictions = Registry.Counter("sp_cache_evictions_total", "Responses removed from the local cache, by reason (size: LRU over max_cache_size_mb; expired: past cache_ttl_seconds).", "reason");
+        CacheEvictionsSize = evictions.WithLabels("size");
+        CacheEvictionsExpired = evictions.WithLabels("expired");
+        CacheBytes = Registry.Gauge("sp_cache_bytes", "Bytes held by the local response cache (bodies, headers and keys).").WithLabels();
+        CacheEntries = Registry.Gauge("sp_cache_entries", "Responses held by the local response cache.").WithLabels();
+        LookupDuration = Registry.Histogram(
+            "sp_lookup_duration_seconds",
+            "Time of one remote cache lookup (POST /v1/agent/lookup), failures included.",
+            _batchBuckets).WithLabels();
+        _lookupFailures = Registry.Counter(
+            "sp_lookup_failures_total",
+            "Remote cache lookups that gave no answer, by reason (timeout, error, circuit_open, bad_response); each was a miss.",
+            "reason");
     }
 
     /// <summary>The registry rendered at <c>/metrics</c>.</summary>
@@ -135,6 +152,30 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_proxy_connect_tunnels_total</c>.</summary>
     public Counter ProxyConnectTunnels { get; }
+
+    /// <summary><c>sp_cache_hits_total</c>.</summary>
+    public Counter CacheHits { get; }
+
+    /// <summary><c>sp_cache_misses_total</c>.</summary>
+    public Counter CacheMisses { get; }
+
+    /// <summary><c>sp_cache_evictions_total{reason="size"}</c>.</summary>
+    public Counter CacheEvictionsSize { get; }
+
+    /// <summary><c>sp_cache_evictions_total{reason="expired"}</c>.</summary>
+    public Counter CacheEvictionsExpired { get; }
+
+    /// <summary><c>sp_cache_bytes</c>.</summary>
+    public Gauge CacheBytes { get; }
+
+    /// <summary><c>sp_cache_entries</c>.</summary>
+    public Gauge CacheEntries { get; }
+
+    /// <summary><c>sp_lookup_duration_seconds</c>.</summary>
+    public Histogram LookupDuration { get; }
+
+    /// <summary><c>sp_lookup_failures_total{reason}</c>; reasons are timeout, error, circuit_open, bad_response.</summary>
+    public Counter LookupFailures(string reason) => _lookupFailures.WithLabels(reason);
 
     /// <summary>The <c>sp_requests_total</c> child for a rule decision.</summary>
     public Counter Requests(TrafficDirection direction, CaptureDecision decision) => _requests[(int)direction, (int)decision];

@@ -20,6 +20,7 @@ public sealed partial class CapturePipeline
     private readonly Redactor _redactor;
     private readonly ILogger _logger;
     private readonly bool _detailedLogging;
+    private readonly IExchangeRecorder? _recorder;
 
     /// <summary>Builds the pipeline from validated options.</summary>
     public CapturePipeline(
@@ -39,6 +40,7 @@ public sealed partial class CapturePipeline
         SamplingRatio = options.Sampling?.Ratio ?? 1.0;
         _detailedLogging = options.EnableDetailedLogging;
         ShortCircuit = shortCircuit ?? NoShortCircuit.Instance;
+        _recorder = ShortCircuit as IExchangeRecorder;
         var capture = options.Capture ?? new CaptureOptions();
         MaxRequestBodyBytes = capture.MaxRequestBodyBytes;
         MaxResponseBodyBytes = capture.MaxResponseBodyBytes;
@@ -93,13 +95,15 @@ public sealed partial class CapturePipeline
         TraceContextPropagator.Propagate(requestHeaders, SamplingRatio);
 
     /// <summary>
-    /// Finishes a captured exchange: drops it when its trace is not sampled, otherwise counts
-    /// its body bytes, redacts it and hands it to the exporter without waiting.
-    /// Returns true when it was queued for export.
+    /// Finishes a captured exchange: lets the cache record its response (before sampling and
+    /// redaction, so what is replayed is what the upstream sent), then drops it when its trace is
+    /// not sampled, otherwise counts its body bytes, redacts it and hands it to the exporter
+    /// without waiting. Returns true when it was queued for export.
     /// </summary>
     public bool Complete(Exchange exchange, bool sampled)
     {
         ArgumentNullException.ThrowIfNull(exchange);
+        _recorder?.Record(exchange);
         if (!sampled)
         {
             Metrics.RequestsSampledOut(exchange.Direction).Inc();

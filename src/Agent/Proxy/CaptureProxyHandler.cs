@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Capture;
 using SpIstio.Core.Model;
 using SpIstio.Core.Rules;
 using SpIstio.Core.Services;
@@ -144,14 +145,43 @@ internal sealed partial class CaptureProxyHandler
         }
 
         var capture = new ProxyExchange(pipeline, _time, exchange, trace) { CaptureDeadline = _options.StreamCaptureDeadline };
-        if (_shortCircuitEnabled && await TryShortCircuitAsync(context, pipeline, capture).ConfigureAwait(false))
+        var originalRequestBody = request.Body;
+        if (_shortCircuitEnabled)
         {
-            return;
+            var body = ReadOnlyMemory<byte>.Empty;
+            var lookup = true;
+            if (pipeline.ShortCircuit is IRequestBodyKeyed keyed
+                && context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true
+                && keyed.NeedsRequestBody(exchange))
+            {
+                var (buffered, complete) = await BufferRequestBodyAsync(originalRequestBody, pipeline.MaxRequestBodyBytes, context.RequestAborted).ConfigureAwait(false);
+                body = buffered;
+
+                // Over the capture limit the body cannot be keyed exactly: no lookup, and the
+                // upstream gets the buffered prefix followed by the rest, streamed as before.
+                lookup = complete;
+                request.Body = new PrefixedStream(buffered, complete ? null : originalRequestBody);
+                if (complete)
+                {
+                    using var keyBuffer = new BodyCaptureBuffer(buffered.Length);
+                    keyBuffer.Append(buffered.Span);
+                    exchange.RequestBody = keyBuffer.Complete(
+                        exchange.RequestHeaders.Get("content-type"),
+                        exchange.RequestHeaders.Get("content-encoding"),
+                        pipeline.MaxDecodedBodyBytes);
+                }
+            }
+
+            if (lookup && await TryShortCircuitAsync(context, pipeline, capture, body).ConfigureAwait(false))
+            {
+                request.Body = originalRequestBody;
+                return;
+            }
         }
 
-        var originalRequestBody = request.Body;
+        var upstreamRequestBody = request.Body;
         var originalResponseBody = context.Response.Body;
-        request.Body = new RequestTeeStream(originalRequestBody, capture);
+        request.Body = new RequestTeeStream(upstreamRequestBody, capture);
         context.Response.Body = new ResponseTeeStream(originalResponseBody, capture);
         capture.InterceptUpgrade(context);
 
@@ -181,11 +211,11 @@ internal sealed partial class CaptureProxyHandler
     /// <summary>
     /// Asks the recorded-response seam before forwarding, with a hard deadline
     /// (<c>fallback_timeout_ms</c>, else <c>async_timeout_ms</c>); a fault or timeout is a miss.
-    /// The request body has not been read yet, so the lookup sees headers only: body-keyed
-    /// lookups would have to buffer the request body (up to the capture limit) before this call
-    /// and replay it to the upstream on a miss; the cache issue decides whether that is worth it.
+    /// The lookup sees the request head, plus the body when a body-keyed short-circuit asked for
+    /// it (<see cref="IRequestBodyKeyed"/>): then <paramref name="requestBody"/> holds the buffered
+    /// body, which is replayed to the upstream on a miss and captured here on a hit.
     /// </summary>
-    private async ValueTask<bool> TryShortCircuitAsync(HttpContext context, CapturePipeline pipeline, ProxyExchange capture)
+    private async ValueTask<bool> TryShortCircuitAsync(HttpContext context, CapturePipeline pipeline, ProxyExchange capture, ReadOnlyMemory<byte> requestBody)
     {
         ShortCircuitResponse? answer;
         using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted))
@@ -201,12 +231,13 @@ internal sealed partial class CaptureProxyHandler
                 _metrics.Faults("short_circuit").Inc();
                 Log.ShortCircuitFailed(_logger, ex);
                 answer = null;
+                capture.Exchange.Cache = CacheOutcome.Miss;
             }
         }
 
         if (answer is null)
         {
-            capture.Exchange.Cache = CacheOutcome.Miss;
+            // The short-circuit marks a consulted miss itself; a request no cache rule covers stays None.
             return false;
         }
 
@@ -218,8 +249,13 @@ internal sealed partial class CaptureProxyHandler
             response.Headers.Append(header.Key, header.Value);
         }
 
-        response.Headers[CacheHeader] = "hit";
+        if (!answer.Headers.Contains(CacheHeader))
+        {
+            response.Headers[CacheHeader] = "hit";
+        }
+
         response.ContentLength = answer.Body.Length;
+        capture.AppendRequest(requestBody.Span);
         capture.RecordAnswer(answer);
         try
         {
@@ -232,6 +268,36 @@ internal sealed partial class CaptureProxyHandler
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Reads the request body up to <paramref name="limit"/> bytes, plus one byte to tell a body of
+    /// exactly the limit from a longer one. Returns what was read and whether that is the whole body.
+    /// </summary>
+    private static async ValueTask<(ReadOnlyMemory<byte> Body, bool Complete)> BufferRequestBodyAsync(Stream body, int limit, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[Math.Min(limit + 1, 16 * 1024)];
+        var length = 0;
+        while (true)
+        {
+            if (length == buffer.Length)
+            {
+                if (buffer.Length > limit)
+                {
+                    return (buffer.AsMemory(0, length), false);
+                }
+
+                Array.Resize(ref buffer, (int)Math.Min((long)limit + 1, (long)buffer.Length * 2));
+            }
+
+            var read = await body.ReadAsync(buffer.AsMemory(length), cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+            {
+                return (buffer.AsMemory(0, length), true);
+            }
+
+            length += read;
+        }
     }
 
     private async Task OnErrorAsync(HttpContext context, string prefix, ForwarderError error)

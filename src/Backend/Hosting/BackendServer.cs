@@ -9,7 +9,9 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Auth;
+using SpIstio.Backend.Har;
 using SpIstio.Backend.Ingest;
+using SpIstio.Backend.Mocks;
 using SpIstio.Backend.Storage;
 using SpIstio.Backend.Storage.Retention;
 using SpIstio.Backend.Ui;
@@ -226,6 +228,8 @@ public sealed class BackendServer : IAsyncDisposable
             .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
         app.MapGrpcService<OtlpGrpcService>();
         app.MapQueryApi();
+        app.MapMocksApi();
+        app.MapHarApi();
         app.MapOpenApi();
         app.MapTraceView();
         var readiness = new StoreReadiness(store);

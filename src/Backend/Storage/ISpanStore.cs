@@ -79,4 +79,29 @@ public interface ISpanStore : IAsyncDisposable
 
     /// <summary>Deletes the oldest spans of all tenants, at least <paramref name="bytes"/> worth of stored data; returns how many spans.</summary>
     Task<long> DeleteOldestAsync(long bytes, CancellationToken cancellationToken);
+
+    // ---- mocks ----
+
+    /// <summary>Stores a new mock for the tenant; returns it with its assigned id.</summary>
+    Task<MockRecord> AddMockAsync(long tenantId, MockRecord mock, CancellationToken cancellationToken);
+
+    /// <summary>The tenant's mock with this id, or null.</summary>
+    Task<MockRecord?> GetMockAsync(long tenantId, long id, CancellationToken cancellationToken);
+
+    /// <summary>The tenant's mocks matching the query, oldest first (ids ascending).</summary>
+    Task<IReadOnlyList<MockRecord>> ListMocksAsync(long tenantId, MockQuery query, CancellationToken cancellationToken);
+
+    /// <summary>Replaces the tenant's mock with <paramref name="mock"/>'s id; false when there is none.</summary>
+    Task<bool> UpdateMockAsync(long tenantId, MockRecord mock, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the tenant's mock; false when there is none.</summary>
+    Task<bool> DeleteMockAsync(long tenantId, long id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The best live mock (not expired at <paramref name="now"/>) whose match key is one of
+    /// <paramref name="matchKeys"/>, for <paramref name="service"/> (or any service) and, when
+    /// given, <paramref name="environment"/> (or any environment): host-specific before any-host,
+    /// service-specific before any-service, then the most recently updated. Null when none.
+    /// </summary>
+    Task<MockRecord?> FindMockAsync(long tenantId, IReadOnlyList<string> matchKeys, string service, string? environment, DateTimeOffset now, CancellationToken cancellationToken);
 }

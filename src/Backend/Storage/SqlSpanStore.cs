@@ -11,7 +11,7 @@ namespace SpIstio.Backend.Storage;
 /// retention deletes and the migration runner. Subclasses own connections, bulk insert, text
 /// search and size accounting — the parts where the engines differ.
 /// </summary>
-internal abstract class SqlSpanStore : ISpanStore
+internal abstract partial class SqlSpanStore : ISpanStore
 {
     /// <summary>Columns of a span summary, in the order <see cref="ReadSummary"/> reads them.</summary>
     protected const string SummaryColumns =

@@ -11,4 +11,7 @@ internal static class ExitCodes
 
     /// <summary>The input (a configuration file, say) is invalid; the problems were printed.</summary>
     public const int InvalidInput = 2;
+
+    /// <summary><c>sp replay</c> found a regression (or an exchange it could not compare).</summary>
+    public const int Regressions = 3;
 }

@@ -62,6 +62,9 @@ public sealed class AgentOptions
 
     [ConfigKey("export", "How captured exchanges are queued, batched and sent to the backend (added by this project).")]
     public ExportOptions Export { get; set; } = new();
+
+    [ConfigKey("cache", "Transparent response cache and replay (added by this project). Opt-in: nothing is cached unless a rule matches.")]
+    public CacheOptions Cache { get; set; } = new();
 }
 
 /// <summary>The configured traffic direction.</summary>
@@ -244,4 +247,48 @@ public sealed class ExportOptions
 
     [ConfigKey("max_retries", "Retries of one failed export request (408, 429, 5xx, network errors, timeouts) with exponential backoff; 400/401/403 are never retried. Default 3.")]
     public int MaxRetries { get; set; } = 3;
+}
+
+/// <summary><c>cache</c>: which requests the agent may answer from a recorded response.</summary>
+public sealed class CacheOptions
+{
+    [ConfigKey("rules", "Cache rules, first match wins; a matching rule with exclude: true means: never cache. Empty: nothing is cached (the cache is opt-in).")]
+    public List<CacheRule> Rules { get; set; } = [];
+}
+
+/// <summary>
+/// <c>cache.rules[]</c>: the shape of a <c>collectionRules.http.client[]</c> rule (host, paths,
+/// methods, exclude) plus how the request is keyed and which responses are stored.
+/// </summary>
+public sealed class CacheRule
+{
+    [ConfigKey("host", "Regex matched against the whole host (anchored, port removed, case-insensitive). Default '.*'.")]
+    public string Host { get; set; } = ".*";
+
+    [ConfigKey("paths", "Regexes matched against the whole path (anchored). Empty: any path.")]
+    public List<string> Paths { get; set; } = [];
+
+    [ConfigKey("methods", "HTTP methods, case-insensitive. Empty: any method.")]
+    public List<string> Methods { get; set; } = [];
+
+    [ConfigKey("exclude", "When true, a match means: do not cache. Default false.")]
+    public bool Exclude { get; set; }
+
+    [ConfigKey("ignore_query_params", "Query parameter names left out of the cache key (cache busters, timestamps). Case-sensitive.")]
+    public List<string> IgnoreQueryParams { get; set; } = [];
+
+    [ConfigKey("ignore_body_fields", "JSON field names left out of the cache key at any depth (timestamps, nonces, request ids). Case-sensitive.")]
+    public List<string> IgnoreBodyFields { get; set; } = [];
+
+    [ConfigKey("vary_headers", "Request header names whose values are part of the cache key (e.g. accept-language, authorization for per-user answers). Default none.")]
+    public List<string> VaryHeaders { get; set; } = [];
+
+    [ConfigKey("force", "Store and replay responses even when they say Cache-Control: no-store or private. Default false: the origin's wish is respected.")]
+    public bool Force { get; set; }
+
+    [ConfigKey("statuses", "Response status codes that are stored. Empty (the default): every 2xx.")]
+    public List<int> Statuses { get; set; } = [];
+
+    [ConfigKey("remote_lookup", "On a local miss, ask the backend (POST {sp_backend_url}/v1/agent/lookup) for a recorded mock, within fallback_timeout_ms. Default false.")]
+    public bool RemoteLookup { get; set; }
 }

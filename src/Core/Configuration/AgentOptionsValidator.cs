@@ -67,6 +67,7 @@ public static class AgentOptionsValidator
         ValidateCapture(options.Capture, v);
         ValidateRedaction(options.Redaction, v);
         ValidateExport(options.Export, v);
+        ValidateCache(options.Cache, v);
 
         var ratioKey = Join(K<AgentOptions>(nameof(AgentOptions.Sampling)), K<SamplingOptions>(nameof(SamplingOptions.Ratio)));
         if (!(options.Sampling.Ratio >= 0.0 && options.Sampling.Ratio <= 1.0))
@@ -153,6 +154,27 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxRetries))), export.MaxRetries, 0, 100);
     }
 
+    private static void ValidateCache(CacheOptions cache, Checker v)
+    {
+        var rules = Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.Rules)));
+        for (var i = 0; i < cache.Rules.Count; i++)
+        {
+            var rule = cache.Rules[i];
+            var rulePath = Index(rules, i);
+            v.Regex(Join(rulePath, K<CacheRule>(nameof(CacheRule.Host))), rule.Host);
+            v.RegexList(Join(rulePath, K<CacheRule>(nameof(CacheRule.Paths))), rule.Paths);
+            v.TokenList(Join(rulePath, K<CacheRule>(nameof(CacheRule.Methods))), rule.Methods, "is not a valid HTTP method name");
+            v.TokenList(Join(rulePath, K<CacheRule>(nameof(CacheRule.VaryHeaders))), rule.VaryHeaders, "is not a valid HTTP header name");
+            v.NonBlankList(Join(rulePath, K<CacheRule>(nameof(CacheRule.IgnoreQueryParams))), rule.IgnoreQueryParams);
+            v.NonBlankList(Join(rulePath, K<CacheRule>(nameof(CacheRule.IgnoreBodyFields))), rule.IgnoreBodyFields);
+            var statuses = Join(rulePath, K<CacheRule>(nameof(CacheRule.Statuses)));
+            for (var s = 0; s < rule.Statuses.Count; s++)
+            {
+                v.Range(Index(statuses, s), rule.Statuses[s], 200, 599);
+            }
+        }
+    }
+
     private static string K<T>(string propertyName) => ConfigMetadata.Key<T>(propertyName);
 
     private static string Join(string path, string key) => string.Concat(path, ".", key);
@@ -213,6 +235,17 @@ public static class AgentOptionsValidator
             for (var i = 0; i < patterns.Count; i++)
             {
                 Regex(Index(key, i), patterns[i]);
+            }
+        }
+
+        public void NonBlankList(string key, List<string> values)
+        {
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (string.IsNullOrWhiteSpace(values[i]))
+                {
+                    Error(Index(key, i), values[i], "must not be empty");
+                }
             }
         }
 

@@ -420,4 +420,90 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
         Assert.Null((await Store.FindApiKeyAsync(hash2, None))!.RevokedAt);
         Assert.Null(await Store.FindApiKeyAsync(SHA256.HashData("unknown"u8), None));
     }
+
+    private static MockRecord Mock(string key, string service = "rates", string authority = "rates.example", string environment = "", DateTimeOffset? expires = null) => new()
+    {
+        Service = service,
+        Environment = environment,
+        Method = "POST",
+        Authority = authority,
+        Path = "/api/quote",
+        Query = "from=EUR",
+        RequestBody = "{\"a\":1}"u8.ToArray(),
+        MatchKey = key,
+        StatusCode = 201,
+        ResponseHeadersJson = """[["content-type","application/json"]]""",
+        ResponseBody = "{\"rate\":1.1}"u8.ToArray(),
+        Description = "quote",
+        SourceTraceId = Trace(1),
+        SourceSpanId = Span(1),
+        CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000),
+        UpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000),
+        ExpiresAt = expires,
+    };
+
+    [Fact]
+    public async Task Mocks_round_trip_update_and_delete()
+    {
+        long tenant = await TenantAsync();
+        var added = await Store.AddMockAsync(tenant, Mock("k1"), None);
+
+        var read = await Store.GetMockAsync(tenant, added.Id, None);
+        Assert.NotNull(read);
+        Assert.True(added.Id > 0);
+        Assert.Equal(added with { RequestBody = default, ResponseBody = default }, read with { RequestBody = default, ResponseBody = default });
+        Assert.Equal("{\"rate\":1.1}", Encoding.UTF8.GetString(read.ResponseBody.Span));
+        Assert.Equal("{\"a\":1}", Encoding.UTF8.GetString(read.RequestBody.Span));
+
+        var changed = read with { StatusCode = 503, ResponseBody = default, UpdatedAt = read.UpdatedAt.AddMinutes(1) };
+        Assert.True(await Store.UpdateMockAsync(tenant, changed, None));
+        var reread = await Store.GetMockAsync(tenant, added.Id, None);
+        Assert.Equal(503, reread!.StatusCode);
+        Assert.True(reread.ResponseBody.IsEmpty);
+
+        Assert.True(await Store.DeleteMockAsync(tenant, added.Id, None));
+        Assert.Null(await Store.GetMockAsync(tenant, added.Id, None));
+        Assert.False(await Store.DeleteMockAsync(tenant, added.Id, None));
+        Assert.False(await Store.UpdateMockAsync(tenant, changed, None));
+    }
+
+    [Fact]
+    public async Task Mocks_of_one_tenant_are_invisible_to_another()
+    {
+        long acme = await TenantAsync("acme");
+        long other = await TenantAsync("other");
+        var mock = await Store.AddMockAsync(acme, Mock("k1"), None);
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_001_000);
+
+        Assert.Null(await Store.GetMockAsync(other, mock.Id, None));
+        Assert.Empty(await Store.ListMocksAsync(other, new MockQuery(), None));
+        Assert.Null(await Store.FindMockAsync(other, ["k1"], "rates", null, now, None));
+        Assert.False(await Store.DeleteMockAsync(other, mock.Id, None));
+        Assert.False(await Store.UpdateMockAsync(other, mock with { StatusCode = 500 }, None));
+        Assert.Equal(201, (await Store.GetMockAsync(acme, mock.Id, None))!.StatusCode);
+    }
+
+    [Fact]
+    public async Task FindMock_prefers_specific_mocks_and_skips_expired_ones()
+    {
+        long tenant = await TenantAsync();
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_100_000);
+        await Store.AddMockAsync(tenant, Mock("any-host", authority: "", service: ""), None);
+        var specific = await Store.AddMockAsync(tenant, Mock("host"), None);
+        await Store.AddMockAsync(tenant, Mock("host", expires: now.AddSeconds(-1)) with { StatusCode = 410 }, None);
+        await Store.AddMockAsync(tenant, Mock("host", service: "other") with { StatusCode = 418 }, None);
+        await Store.AddMockAsync(tenant, Mock("staging-only", environment: "staging"), None);
+
+        Assert.Equal(specific.Id, (await Store.FindMockAsync(tenant, ["host", "any-host"], "rates", null, now, None))!.Id);
+        Assert.Equal("", (await Store.FindMockAsync(tenant, ["nothing", "any-host"], "rates", null, now, None))!.Authority);
+        Assert.Null(await Store.FindMockAsync(tenant, ["nothing"], "rates", null, now, None));
+        Assert.Null(await Store.FindMockAsync(tenant, ["staging-only"], "rates", "prod", now, None));
+        Assert.NotNull(await Store.FindMockAsync(tenant, ["staging-only"], "rates", "staging", now, None));
+
+        var live = await Store.ListMocksAsync(tenant, new MockQuery { Service = "rates", IncludeAnyService = true, LiveAt = now }, None);
+        Assert.Equal(3, live.Count);
+        var all = await Store.ListMocksAsync(tenant, new MockQuery(), None);
+        Assert.Equal(5, all.Count);
+        Assert.Equal(all.Select(m => m.Id).Order(), all.Select(m => m.Id));
+    }
 }

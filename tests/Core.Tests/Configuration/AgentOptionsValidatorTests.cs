@@ -195,4 +195,30 @@ public class AgentOptionsValidatorTests
         Assert.Equal("traffic_direction: 'sideways' is not one of inbound, outbound, server, client, auto", problem.ToString());
         Assert.EndsWith(" (agent.yaml:3:20)", (problem with { Source = "agent.yaml:3:20" }).ToString(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void CacheRules_EveryProblemIsListedWithItsKey()
+    {
+        var options = Valid();
+        options.Cache.Rules.Add(new CacheRule
+        {
+            Host = "(",
+            Paths = ["/ok", "[a-"],
+            Methods = ["GET", "BAD METHOD"],
+            VaryHeaders = ["accept language"],
+            IgnoreQueryParams = [""],
+            IgnoreBodyFields = [" "],
+            Statuses = [200, 99, 600],
+        });
+
+        var keys = AgentOptionsValidator.Validate(options).Where(p => p.Severity == ProblemSeverity.Error).Select(p => p.Key).ToList();
+
+        Assert.Equal(
+            [
+                "cache.rules[0].host", "cache.rules[0].paths[1]", "cache.rules[0].methods[1]", "cache.rules[0].vary_headers[0]",
+                "cache.rules[0].ignore_query_params[0]", "cache.rules[0].ignore_body_fields[0]",
+                "cache.rules[0].statuses[1]", "cache.rules[0].statuses[2]",
+            ],
+            keys);
+    }
 }

@@ -71,5 +71,31 @@ internal static class PostgresMigrations
             PRIMARY KEY (tenant_id, session_id));
         CREATE INDEX sessions_recent ON sessions (tenant_id, last_ns, session_id);
         """,
+
+        // 2: mocks (recorded responses answering agent lookups), matched by a replay key.
+        """
+        CREATE TABLE mocks (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+            service TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            method TEXT NOT NULL,
+            authority TEXT NOT NULL,
+            path TEXT NOT NULL,
+            query TEXT,
+            request_body BYTEA,
+            match_key TEXT NOT NULL,
+            status_code INTEGER NOT NULL,
+            response_headers TEXT NOT NULL,
+            response_body BYTEA,
+            description TEXT,
+            source_trace_id TEXT,
+            source_span_id TEXT,
+            created_ns BIGINT NOT NULL,
+            updated_ns BIGINT NOT NULL,
+            expires_ns BIGINT);
+        CREATE INDEX mocks_key ON mocks (tenant_id, match_key);
+        CREATE INDEX mocks_service ON mocks (tenant_id, service, id);
+        """,
     ];
 }

@@ -68,5 +68,31 @@ internal static class SqliteMigrations
             DELETE FROM spans_fts WHERE rowid = old.id;
         END;
         """,
+
+        // 2: mocks (recorded responses answering agent lookups), matched by a replay key.
+        """
+        CREATE TABLE mocks (
+            id INTEGER PRIMARY KEY,
+            tenant_id INTEGER NOT NULL REFERENCES tenants (id),
+            service TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            method TEXT NOT NULL,
+            authority TEXT NOT NULL,
+            path TEXT NOT NULL,
+            query TEXT,
+            request_body BLOB,
+            match_key TEXT NOT NULL,
+            status_code INTEGER NOT NULL,
+            response_headers TEXT NOT NULL,
+            response_body BLOB,
+            description TEXT,
+            source_trace_id TEXT,
+            source_span_id TEXT,
+            created_ns INTEGER NOT NULL,
+            updated_ns INTEGER NOT NULL,
+            expires_ns INTEGER);
+        CREATE INDEX mocks_key ON mocks (tenant_id, match_key);
+        CREATE INDEX mocks_service ON mocks (tenant_id, service, id);
+        """,
     ];
 }

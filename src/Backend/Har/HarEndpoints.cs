@@ -1,0 +1,77 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Mocks;
+using SpIstio.Backend.Storage;
+
+namespace SpIstio.Backend.Har;
+
+/// <summary>HAR 1.2 export of a session or a trace (read scope): every captured exchange, in start order, with bodies.</summary>
+public static class HarEndpoints
+{
+    /// <summary>Maps <c>GET /api/sessions/{id}/har</c> and <c>GET /api/traces/{traceId}/har</c>.</summary>
+    public static IEndpointRouteBuilder MapHarApi(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        endpoints.MapGet("/api/sessions/{id}/har", SessionAsync).WithTags("har").WithSummary("A session as a HAR 1.2 file.");
+        endpoints.MapGet("/api/traces/{traceId}/har", TraceAsync).WithTags("har").WithSummary("A trace as a HAR 1.2 file.");
+        return endpoints;
+    }
+
+    private static async Task<IResult> SessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        var spans = await store.GetSessionAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
+        if (spans is null || spans.Count == 0)
+        {
+            return Results.Problem(statusCode: 404, title: "Not found", detail: "session '" + id + "' not found");
+        }
+
+        return await WriteAsync(context, store, tenant, spans, "session-" + id, "Session " + id).ConfigureAwait(false);
+    }
+
+    private static async Task<IResult> TraceAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        var spans = await store.GetTraceAsync(tenant, traceId.ToLowerInvariant(), context.RequestAborted).ConfigureAwait(false);
+        if (spans.Count == 0)
+        {
+            return Results.Problem(statusCode: 404, title: "Not found", detail: "trace '" + traceId + "' not found");
+        }
+
+        return await WriteAsync(context, store, tenant, spans, "trace-" + traceId, "Trace " + traceId).ConfigureAwait(false);
+    }
+
+    private static async Task<IResult> WriteAsync(HttpContext context, ISpanStore store, long tenant, IReadOnlyList<SpanSummary> spans, string pageId, string title)
+    {
+        var full = new List<StoredSpan>(spans.Count);
+        foreach (var summary in spans)
+        {
+            if (!summary.IsExchange)
+            {
+                continue;
+            }
+
+            var span = await store.GetSpanAsync(tenant, summary.TraceId, summary.SpanId, context.RequestAborted).ConfigureAwait(false);
+            if (span is not null)
+            {
+                full.Add(span);
+            }
+        }
+
+        var document = HarConverter.ToDocument(full, pageId, title);
+        context.Response.Headers.ContentDisposition = "attachment; filename=\"" + pageId + ".har\"";
+        return Results.Bytes(document.ToUtf8Json(), "application/json");
+    }
+}

@@ -1,0 +1,108 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Xml;
+
+namespace SpIstio.Backend.Replay;
+
+/// <summary>Writes a replay report as readable text, JUnit XML (one test case per exchange) or JSON.</summary>
+public static class ReplayReports
+{
+    /// <summary>One line per exchange (✓, ✗, !), the differences under a regression, and a summary line.</summary>
+    public static void WriteText(ReplayReport report, TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        ArgumentNullException.ThrowIfNull(writer);
+        foreach (var result in report.Results)
+        {
+            WriteResult(result, writer);
+        }
+
+        writer.WriteLine(Summary(report));
+    }
+
+    /// <summary>The closing line: how many replayed, passed, regressed and failed.</summary>
+    public static string Summary(ReplayReport report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        return string.Create(
+            CultureInfo.InvariantCulture,
+            $"{report.Results.Count} replayed against {report.Target}: {report.Passed} passed, {report.Regressions} regressions, {report.Errors} errors ({report.DurationMs:F0} ms)");
+    }
+
+    /// <summary>The line (and difference lines) of one result.</summary>
+    public static void WriteResult(ReplayResult result, TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(writer);
+        var mark = result.Verdict switch
+        {
+            ReplayVerdict.Passed => "✓",
+            ReplayVerdict.Regression => "✗",
+            _ => "!",
+        };
+        var noise = result.IgnoredNoise.Count > 0 ? string.Create(CultureInfo.InvariantCulture, $" ({result.IgnoredNoise.Count} noisy fields ignored)") : "";
+        writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{mark} {result.Index,3} {result.Name} → {result.ActualStatus}{noise}"));
+        foreach (var difference in result.Differences)
+        {
+            writer.WriteLine("        " + difference);
+        }
+
+        if (result.Error is not null)
+        {
+            writer.WriteLine("        " + result.Error);
+        }
+    }
+
+    /// <summary>A progress bar line: <c>[#####-----] 5/10</c>.</summary>
+    public static string ProgressBar(int done, int total, int width = 30)
+    {
+        var filled = total == 0 ? width : (int)Math.Round(width * (double)done / total);
+        return string.Create(CultureInfo.InvariantCulture, $"[{new string('#', filled)}{new string('-', width - filled)}] {done}/{total}");
+    }
+
+    /// <summary>JUnit XML: one suite, a test case per exchange, failures for regressions, errors for the rest.</summary>
+    public static void WriteJUnit(ReplayReport report, Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        using var xml = XmlWriter.Create(stream, new XmlWriterSettings { Indent = true, Encoding = new UTF8Encoding(false) });
+        xml.WriteStartDocument();
+        xml.WriteStartElement("testsuites");
+        xml.WriteStartElement("testsuite");
+        xml.WriteAttributeString("name", "sp replay " + report.SessionId);
+        xml.WriteAttributeString("tests", report.Results.Count.ToString(CultureInfo.InvariantCulture));
+        xml.WriteAttributeString("failures", report.Regressions.ToString(CultureInfo.InvariantCulture));
+        xml.WriteAttributeString("errors", report.Errors.ToString(CultureInfo.InvariantCulture));
+        xml.WriteAttributeString("time", (report.DurationMs / 1000).ToString("F3", CultureInfo.InvariantCulture));
+        foreach (var result in report.Results)
+        {
+            xml.WriteStartElement("testcase");
+            xml.WriteAttributeString("classname", "replay." + report.SessionId);
+            xml.WriteAttributeString("name", result.Index.ToString("D3", CultureInfo.InvariantCulture) + " " + result.Name);
+            xml.WriteAttributeString("time", (result.DurationMs / 1000).ToString("F3", CultureInfo.InvariantCulture));
+            if (result.Verdict == ReplayVerdict.Regression)
+            {
+                xml.WriteStartElement("failure");
+                xml.WriteAttributeString("message", result.Differences.Count > 0 ? result.Differences[0] : "regression");
+                xml.WriteString(string.Join('\n', result.Differences));
+                xml.WriteEndElement();
+            }
+            else if (result.Verdict == ReplayVerdict.Error)
+            {
+                xml.WriteStartElement("error");
+                xml.WriteAttributeString("message", result.Error ?? "error");
+                xml.WriteEndElement();
+            }
+
+            xml.WriteEndElement();
+        }
+
+        xml.WriteEndElement();
+        xml.WriteEndElement();
+        xml.WriteEndDocument();
+    }
+
+    /// <summary>The report as indented JSON.</summary>
+    public static Task WriteJsonAsync(ReplayReport report, Stream stream, CancellationToken cancellationToken) =>
+        JsonSerializer.SerializeAsync(stream, report, ReplayJsonContext.Default.ReplayReport, cancellationToken);
+}

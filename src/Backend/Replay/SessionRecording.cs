@@ -1,0 +1,120 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using SpIstio.Backend.Api;
+
+namespace SpIstio.Backend.Replay;
+
+/// <summary>
+/// Reads a recorded session from a backend's query API (<c>/api/sessions/{id}</c>, then
+/// <c>/api/spans/{traceId}/{spanId}</c> per exchange): the inbound exchanges, in start order,
+/// which are what a client sent to the service under test.
+/// </summary>
+public static class SessionRecording
+{
+    /// <summary>The session's inbound exchanges, optionally of one service only. Throws <see cref="ReplayException"/> with a readable reason.</summary>
+    public static async Task<IReadOnlyList<RecordedExchange>> LoadAsync(HttpClient backend, string sessionId, string? service, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentException.ThrowIfNullOrEmpty(sessionId);
+        using var response = await backend.GetAsync("api/sessions/" + Uri.EscapeDataString(sessionId), cancellationToken).ConfigureAwait(false);
+        await EnsureOkAsync(response, "session '" + sessionId + "'", cancellationToken).ConfigureAwait(false);
+        var session = await response.Content.ReadFromJsonAsync(BackendJsonContext.Default.SessionDetailDto, cancellationToken).ConfigureAwait(false)
+            ?? throw new ReplayException("the backend sent an empty session");
+
+        var recorded = new List<RecordedExchange>();
+        foreach (var span in session.Spans.OrderBy(s => s.StartTime))
+        {
+            if (!span.IsExchange || !string.Equals(span.Direction, "inbound", StringComparison.Ordinal) || span.StatusCode is null
+                || (service is not null && !string.Equals(span.ServiceName, service, StringComparison.Ordinal)))
+            {
+                continue;
+            }
+
+            using var detailResponse = await backend.GetAsync("api/spans/" + span.TraceId + "/" + span.SpanId, cancellationToken).ConfigureAwait(false);
+            await EnsureOkAsync(detailResponse, "span " + span.SpanId, cancellationToken).ConfigureAwait(false);
+            var detail = await detailResponse.Content.ReadFromJsonAsync(BackendJsonContext.Default.SpanDetailDto, cancellationToken).ConfigureAwait(false)
+                ?? throw new ReplayException("the backend sent an empty span");
+            recorded.Add(new RecordedExchange
+            {
+                TraceId = span.TraceId,
+                SpanId = span.SpanId,
+                Service = span.ServiceName,
+                Method = span.Method ?? "GET",
+                Path = span.Path ?? "/",
+                Query = detail.Query,
+                RequestHeaders = Pairs(detail.RequestHeaders),
+                RequestBody = Bytes(detail.RequestBody),
+                RequestBodyTruncated = detail.RequestBody?.Truncated == true,
+                Status = span.StatusCode.Value,
+                ResponseHeaders = Pairs(detail.ResponseHeaders),
+                ResponseBody = Bytes(detail.ResponseBody),
+                ResponseBodyTruncated = detail.ResponseBody?.Truncated == true,
+            });
+        }
+
+        return recorded;
+    }
+
+    private static async Task EnsureOkAsync(HttpResponseMessage response, string what, CancellationToken cancellationToken)
+    {
+        if (response.StatusCode == HttpStatusCode.OK)
+        {
+            return;
+        }
+
+        var reason = response.StatusCode switch
+        {
+            HttpStatusCode.NotFound => what + " was not found",
+            HttpStatusCode.Unauthorized => "the backend refused the key (401): pass one with read scope in --key or SP_API_KEY",
+            HttpStatusCode.Forbidden => "the key has no read scope (403)",
+            _ => what + ": the backend answered " + (int)response.StatusCode + " " + await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false),
+        };
+        throw new ReplayException(reason);
+    }
+
+    private static List<KeyValuePair<string, string>> Pairs(JsonElement? json)
+    {
+        var list = new List<KeyValuePair<string, string>>();
+        if (json is not { ValueKind: JsonValueKind.Array } array)
+        {
+            return list;
+        }
+
+        foreach (var pair in array.EnumerateArray())
+        {
+            if (pair.GetArrayLength() >= 2)
+            {
+                list.Add(new(pair[0].GetString() ?? "", pair[1].GetString() ?? ""));
+            }
+        }
+
+        return list;
+    }
+
+    private static byte[] Bytes(BodyDto? body) => body is null
+        ? []
+        : string.Equals(body.Encoding, "base64", StringComparison.Ordinal) ? Convert.FromBase64String(body.Content) : Encoding.UTF8.GetBytes(body.Content);
+}
+
+/// <summary>A replay could not start or continue; the message says why, for the user.</summary>
+public sealed class ReplayException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public ReplayException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public ReplayException()
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public ReplayException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Agent.Hosting;
+using SpIstio.Agent.Proxy;
+using SpIstio.Agent.Tests.Infrastructure;
+using SpIstio.Agent.Tests.Proxy;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Mocks;
+using SpIstio.Backend.Storage;
+using SpIstio.Core.Configuration;
+
+namespace SpIstio.Agent.Tests.Cache;
+
+/// <summary>
+/// The cache's remote lookup through the whole agent (runtime, capture proxy) against the real
+/// backend in process: 200 is a hit, 404 a miss, and a slow or unreachable backend is a miss
+/// within the deadline.
+/// </summary>
+public sealed class RemoteLookupTests : IAsyncLifetime
+{
+    private string _directory = "";
+    private BackendServer _backend = null!;
+    private string _key = "";
+    private long _tenant;
+    private int _upstreamCalls;
+    private TestUpstream _upstream = null!;
+
+    public async Task InitializeAsync()
+    {
+        _directory = Path.Combine(Path.GetTempPath(), "sp-agent-lookup-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(_directory);
+        _backend = await BackendServer.StartAsync(new BackendOptions { Listen = "127.0.0.1:0", Store = "sqlite:" + Path.Combine(_directory, "sp.db") });
+        var created = await KeyAdministration.CreateKeyAsync(_backend.Store, "acme", KeyScope.Ingest | KeyScope.Read, null, TimeProvider.System, CancellationToken.None);
+        _key = created.Key;
+        _tenant = created.Tenant.Id;
+        _upstream = await TestUpstream.StartAsync(async context =>
+        {
+            Interlocked.Increment(ref _upstreamCalls);
+            await context.Response.WriteAsync("live");
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _upstream.DisposeAsync();
+        await _backend.DisposeAsync();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private AgentOptions Options(Uri backend, int? fallbackTimeoutMs = null)
+    {
+        var options = TestExchanges.Options(backend, _key);
+        options.ServiceName = "checkout";
+        options.FallbackTimeoutMs = fallbackTimeoutMs;
+        options.CircuitBreaker.MaxFailures = 1;
+        options.CircuitBreaker.TimeoutSeconds = 60;
+        options.Cache.Rules.Add(new CacheRule { Paths = ["/api/.*"], RemoteLookup = true });
+        return options;
+    }
+
+    private static async Task<(AgentRuntime Runtime, CaptureProxyServer Proxy, HttpClient Client)> StartAgentAsync(AgentOptions options, Uri upstream)
+    {
+        var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
+        var proxy = await CaptureProxyServer.StartAsync(
+            new SpIstio.Agent.Hosting.ListenAddress("127.0.0.1", 0),
+            new CaptureProxyOptions { Upstream = upstream, Direction = Core.Model.TrafficDirection.Outbound },
+            runtime.Pipeline,
+            NullLoggerFactory.Instance);
+        var client = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = proxy.Address };
+        return (runtime, proxy, client);
+    }
+
+    private Task AddMockAsync(string path, string body) => _backend.Store.AddMockAsync(
+        _tenant,
+        new MockRecord
+        {
+            Service = "checkout",
+            Method = "GET",
+            Path = path,
+            MatchKey = MockKeys.ForMock("GET", "", path, null, []),
+            StatusCode = 200,
+            ResponseHeadersJson = """[["content-type","application/json"]]""",
+            ResponseBody = System.Text.Encoding.UTF8.GetBytes(body),
+            CreatedAt = DateTimeOffset.UtcNow,
+            UpdatedAt = DateTimeOffset.UtcNow,
+        },
+        CancellationToken.None);
+
+    [Fact]
+    public async Task BackendMock_IsAHit_AndAnUnknownRequestAMiss()
+    {
+        await AddMockAsync("/api/rates", """{"from":"mock"}""");
+        var (runtime, proxy, client) = await StartAgentAsync(Options(_backend.Address), _upstream.Address);
+        await using var _ = runtime;
+        await using var __ = proxy;
+        using var ___ = client;
+
+        using var hit = await client.GetAsync("/api/rates");
+        using var miss = await client.GetAsync("/api/unknown");
+
+        Assert.Equal("""{"from":"mock"}""", await hit.Content.ReadAsStringAsync());
+        Assert.Equal("hit", hit.Headers.GetValues("x-sp-cache").Single());
+        Assert.Equal("application/json", hit.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("live", await miss.Content.ReadAsStringAsync());
+        Assert.Equal(1, _upstreamCalls);
+        Assert.Equal(1, runtime.Metrics.CacheHits.Value);
+        Assert.Equal(1, runtime.Metrics.CacheMisses.Value);
+        Assert.Equal(2, runtime.Metrics.LookupDuration.Count);
+        Assert.Contains("sp_cache_hits_total 1", runtime.Metrics.Registry.Render(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SlowBackend_IsAMissWithinTheFallbackDeadline()
+    {
+        await using var slow = await TestUpstream.StartAsync(async context =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(10), context.RequestAborted);
+        });
+        var (runtime, proxy, client) = await StartAgentAsync(Options(slow.Address, fallbackTimeoutMs: 200), _upstream.Address);
+        await using var _ = runtime;
+        await using var __ = proxy;
+        using var ___ = client;
+        var watch = Stopwatch.StartNew();
+
+        using var response = await client.GetAsync("/api/rates");
+
+        watch.Stop();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("live", await response.Content.ReadAsStringAsync());
+        Assert.False(response.Headers.Contains("x-sp-cache"));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"the lookup held the request for {watch.Elapsed}");
+        Assert.Equal(1, runtime.Metrics.LookupFailures("timeout").Value);
+    }
+
+    [Fact]
+    public async Task UnreachableBackend_OpensTheCircuit_ThenLookupsAreSkipped()
+    {
+        var (runtime, proxy, client) = await StartAgentAsync(Options(TestExchanges.RefusingBackend()), _upstream.Address);
+        await using var _ = runtime;
+        await using var __ = proxy;
+        using var ___ = client;
+
+        using var first = await client.GetAsync("/api/rates");
+        using var second = await client.GetAsync("/api/rates?again=1");
+
+        Assert.Equal("live", await first.Content.ReadAsStringAsync());
+        Assert.Equal("live", await second.Content.ReadAsStringAsync());
+        Assert.Equal(1, runtime.Metrics.LookupFailures("error").Value);
+        Assert.Equal(1, runtime.Metrics.LookupFailures("circuit_open").Value);
+        Assert.Equal(2, _upstreamCalls);
+    }
+
+    [Fact]
+    public async Task FallbackDisabled_FailedLookupAnswers504InsteadOfGoingUpstream()
+    {
+        var options = Options(TestExchanges.RefusingBackend());
+        options.FallbackEnabled = false;
+        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
+        await using var _ = runtime;
+        await using var __ = proxy;
+        using var ___ = client;
+
+        using var response = await client.GetAsync("/api/rates");
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("lookup-failed", response.Headers.GetValues("x-sp-cache").Single());
+        Assert.Equal(0, _upstreamCalls);
+    }
+}
