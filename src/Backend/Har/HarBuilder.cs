@@ -117,6 +117,26 @@ public static class HarBuilder
         return document?.Log?.Entries is null ? throw new JsonException("not a HAR document: no log.entries") : document;
     }
 
+    /// <summary>Reads a HAR document from a stream (a HAR file upload).</summary>
+    /// <exception cref="JsonException">The text is not a HAR document.</exception>
+    public static async Task<HarDocument> ParseAsync(Stream utf8Json, CancellationToken cancellationToken)
+    {
+        var document = await JsonSerializer.DeserializeAsync(utf8Json, HarJsonContext.Default.HarDocument, cancellationToken).ConfigureAwait(false);
+        return document?.Log?.Entries is null ? throw new JsonException("not a HAR document: no log.entries") : document;
+    }
+
+    /// <summary>The bytes of a HAR body text, which is base64 when <paramref name="encoding"/> says so.</summary>
+    /// <exception cref="FormatException">A base64 text is not base64.</exception>
+    public static byte[] BodyBytes(string? text, string? encoding)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return [];
+        }
+
+        return string.Equals(encoding, "base64", StringComparison.OrdinalIgnoreCase) ? Convert.FromBase64String(text) : System.Text.Encoding.UTF8.GetBytes(text);
+    }
+
     /// <summary>The absolute URL of an exchange.</summary>
     internal static string Url(string? scheme, string? authority, string? path, string? query) =>
         string.Concat(scheme ?? "http", "://", authority ?? "", path ?? "/", query is null ? "" : "?" + query);

@@ -70,8 +70,8 @@ public static class HarEndpoints
             }
         }
 
-        var document = HarConverter.ToDocument(full, pageId, title);
+        var document = HarBuilder.Build(full, title);
         context.Response.Headers.ContentDisposition = "attachment; filename=\"" + pageId + ".har\"";
-        return Results.Bytes(document.ToUtf8Json(), "application/json");
+        return Results.Bytes(HarBuilder.Serialize(document), "application/json");
     }
 }

@@ -426,7 +426,7 @@ public static class MockEndpoints
         HarDocument har;
         try
         {
-            har = await HarDocument.ParseAsync(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
+            har = await HarBuilder.ParseAsync(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
         }
         catch (JsonException ex)
         {
@@ -449,8 +449,8 @@ public static class MockEndpoints
             byte[] responseBody;
             try
             {
-                requestBody = HarConverter.Bytes(entry.Request.PostData?.Text, entry.Request.PostData?.Encoding);
-                responseBody = HarConverter.Bytes(entry.Response.Content.Text, entry.Response.Content.Encoding);
+                requestBody = HarBuilder.BodyBytes(entry.Request.PostData?.Text, entry.Request.PostData?.Encoding);
+                responseBody = HarBuilder.BodyBytes(entry.Response.Content.Text, entry.Response.Content.Encoding);
             }
             catch (FormatException)
             {
