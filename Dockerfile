@@ -20,9 +20,13 @@ COPY src/Core/Core.csproj src/Core/
 COPY src/Agent/Agent.csproj src/Agent/
 COPY src/Backend/Backend.csproj src/Backend/
 COPY src/Cli/Cli.csproj src/Cli/
+# `sp demo` hosts the travel example in-process, so the CLI references it.
+COPY examples/Directory.Build.props examples/
+COPY examples/travel/Travel.csproj examples/travel/
 RUN dotnet restore src/Cli/Cli.csproj -a $TARGETARCH
 
 COPY src/ src/
+COPY examples/travel/ examples/travel/
 # Framework-dependent: the runtime comes from the base image, which gets security patches
 # without a rebuild of the application layer.
 RUN dotnet publish src/Cli/Cli.csproj -c Release -a $TARGETARCH --no-restore --self-contained false -o /app
