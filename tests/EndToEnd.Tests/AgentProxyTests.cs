@@ -14,7 +14,7 @@ public class AgentProxyTests
     public async Task AgentProxy_InFrontOfAnApp_ForwardsCapturesCountsAndDrainsOnSigterm()
     {
         await using var upstream = await StartUpstreamAsync();
-        await using var sp = SpServer.Start(
+        await using var sp = SpChild.Start(
             "agent", "proxy",
             "--listen", "127.0.0.1:0",
             "--upstream", upstream.Address.ToString(),

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using System.Runtime.InteropServices;
-using System.Text;
 using Google.Protobuf;
 using Grpc.Net.Client;
 using SpIstio.Agent.ExtProc.Proto;
@@ -17,14 +14,14 @@ public sealed class ExtProcAgentTests
     public async Task AgentExtProc_CapturesAnExchangeExportsItAndServesMetrics()
     {
         await using var receiver = await OtlpReceiver.StartAsync();
-        using var agent = RunningAgent.Start(
+        await using var agent = SpChild.Start(
             "agent", "extproc", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ignore-env",
             "--set", "sp_backend_url=" + receiver.BaseAddress,
             "--set", "public_key=pk-e2e",
             "--set", "service_name=catalog",
             "--set", "export.batch_delay_ms=20");
-        var grpcAddress = await agent.WaitForLineAsync("extproc listening on ");
-        var adminAddress = await agent.WaitForLineAsync("admin listening on ");
+        var grpcAddress = (await agent.WaitForLineAsync("extproc listening on "))["extproc listening on ".Length..];
+        var adminAddress = (await agent.WaitForLineAsync("admin listening on "))["admin listening on ".Length..];
 
         using var channel = GrpcChannel.ForAddress("http://" + grpcAddress);
         using var call = new ExternalProcessor.ExternalProcessorClient(channel).Process();
@@ -49,7 +46,7 @@ public sealed class ExtProcAgentTests
         Assert.Contains("sp_processing_duration_seconds_bucket{type=\"request_headers\"", metrics, StringComparison.Ordinal);
         Assert.Equal("ready\n", await http.GetStringAsync("/readyz"));
 
-        var exitCode = await agent.StopAsync();
+        var exitCode = await agent.TerminateAsync();
         Assert.Equal(0, exitCode);
     }
 
@@ -86,106 +83,5 @@ public sealed class ExtProcAgentTests
         }
 
         return request;
-    }
-
-    /// <summary>A long-running <c>sp</c> process whose stdout lines can be awaited; stopped with SIGTERM.</summary>
-    private sealed class RunningAgent : IDisposable
-    {
-        private readonly Process _process;
-        private readonly List<string> _lines = [];
-        private readonly StringBuilder _stderr = new();
-        private readonly SemaphoreSlim _lineArrived = new(0);
-
-        private RunningAgent(Process process)
-        {
-            _process = process;
-        }
-
-        public static RunningAgent Start(params string[] args)
-        {
-            var start = new ProcessStartInfo("dotnet")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-                WorkingDirectory = AppContext.BaseDirectory,
-            };
-            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "sp.dll"));
-            foreach (var arg in args)
-            {
-                start.ArgumentList.Add(arg);
-            }
-
-            var process = new Process { StartInfo = start };
-            var agent = new RunningAgent(process);
-            process.OutputDataReceived += (_, e) =>
-            {
-                if (e.Data is null)
-                {
-                    return;
-                }
-
-                lock (agent._lines)
-                {
-                    agent._lines.Add(e.Data);
-                }
-
-                agent._lineArrived.Release();
-            };
-            process.ErrorDataReceived += (_, e) =>
-            {
-                lock (agent._stderr)
-                {
-                    agent._stderr.AppendLine(e.Data);
-                }
-            };
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            return agent;
-        }
-
-        /// <summary>Waits for a stdout line starting with <paramref name="prefix"/> and returns the rest of it.</summary>
-        public async Task<string> WaitForLineAsync(string prefix)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                lock (_lines)
-                {
-                    var line = _lines.Find(l => l.StartsWith(prefix, StringComparison.Ordinal));
-                    if (line is not null)
-                    {
-                        return line[prefix.Length..].Trim();
-                    }
-                }
-
-                Assert.False(_process.HasExited, "sp exited early: " + _stderr);
-                Assert.True(DateTime.UtcNow < deadline, $"no line '{prefix}…' within 60 s; stderr: {_stderr}");
-                await _lineArrived.WaitAsync(TimeSpan.FromMilliseconds(200));
-            }
-        }
-
-        /// <summary>Sends SIGTERM (as Kubernetes does) and waits for the exit code.</summary>
-        public async Task<int> StopAsync()
-        {
-            Assert.Equal(0, Kill(_process.Id, 15));
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await _process.WaitForExitAsync(timeout.Token);
-            return _process.ExitCode;
-        }
-
-        public void Dispose()
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-
-            _process.Dispose();
-        }
-
-        [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-        private static extern int Kill(int pid, int signal);
     }
 }

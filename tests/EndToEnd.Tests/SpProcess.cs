@@ -58,7 +58,7 @@ internal static class SpProcess
 }
 
 /// <summary>
-/// A long-running <c>sp</c> (such as <c>sp backend</c>) started in the background: its stdout
+/// A long-running <c>sp</c> (<c>sp backend</c>, <c>sp agent …</c>, <c>sp demo</c>) started in the background: its stdout
 /// lines are collected as they come, it can be waited on for a line, signalled, or killed.
 /// </summary>
 internal sealed class SpChild : IAsyncDisposable
@@ -175,6 +175,20 @@ internal sealed class SpChild : IAsyncDisposable
                 throw new TimeoutException("sp did not print the expected line; stdout: " + string.Join('\n', Lines) + "\nstderr: " + StdErr);
             }
         }
+    }
+
+    /// <summary>Everything written to stdout and then stderr so far (for assertion messages).</summary>
+    public string Output => string.Join('\n', Lines) + "\n" + StdErr;
+
+    /// <summary>The first stdout line starting with <paramref name="prefix"/> (such as a bound address), waiting up to 60 s for it.</summary>
+    public Task<string> WaitForLineAsync(string prefix) =>
+        WaitForLineAsync(line => line.StartsWith(prefix, StringComparison.Ordinal));
+
+    /// <summary>SIGTERM, then the exit code.</summary>
+    public async Task<int> TerminateAsync()
+    {
+        Terminate();
+        return await WaitForExitAsync();
     }
 
     /// <summary>SIGKILL: the process gets no chance to clean up.</summary>
