@@ -292,4 +292,72 @@ public sealed class TraceViewBrowserTests(SeededBackend backend, Browser browser
     }
 
     private static int TraceViewPageSize => 500;
+
+    private async Task<List<JsonElement>> MocksAsync(string key)
+    {
+        using var client = new HttpClient { BaseAddress = Base };
+        client.DefaultRequestHeaders.Add("x-public-key", key);
+        using var response = await client.GetAsync("/api/mocks");
+        response.EnsureSuccessStatusCode();
+        using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return [.. document.RootElement.GetProperty("items").EnumerateArray().Select(e => e.Clone())];
+    }
+
+    [Fact]
+    public async Task UseAsMock_WithAnAdminKey_CreatesTheMockAndConfirmsIt()
+    {
+        browser.SignIn(Base, backend.AcmeAdminKey);
+        var page = "/traces/" + backend.CheckoutTrace + "/spans/" + backend.CheckoutRoot;
+        browser.Go(Base, page);
+
+        browser.Click(By.Id("use-as-mock"));
+
+        Assert.Equal(page, new Uri(browser.Driver.Url).AbsolutePath);
+        var confirmation = browser.Text(By.Id("mock-created"));
+        var id = browser.Text(By.Id("mock-id"));
+        Assert.Contains("created", confirmation, StringComparison.Ordinal);
+        Assert.Contains("POST shop.example:443/api/checkout?promo=spring&lang=en", confirmation, StringComparison.Ordinal);
+        Assert.Contains("/api/mocks?service=frontend", confirmation, StringComparison.Ordinal);
+        Assert.Empty(browser.FindAll(By.Id("mock-problem")));
+        browser.Screenshot("20-use-as-mock");
+
+        var mock = Assert.Single(await MocksAsync(backend.AcmeAdminKey), m => m.GetProperty("sourceSpanId").GetString() == backend.CheckoutRoot.ToHexString());
+        Assert.Equal(id, mock.GetProperty("id").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(201, mock.GetProperty("status").GetInt32());
+        Assert.Equal("/api/checkout", mock.GetProperty("path").GetString());
+        Assert.Contains("ord-5521", mock.GetProperty("body").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(await MocksAsync(backend.GlobexKey), m => m.GetProperty("sourceSpanId").GetString() == backend.CheckoutRoot.ToHexString());
+    }
+
+    [Fact]
+    public async Task UseAsMock_WithAReadOnlyKey_ExplainsTheAdminKeyAndCreatesNothing()
+    {
+        browser.SignIn(Base, backend.AcmeReadKey);
+        var page = "/traces/" + backend.CheckoutTrace + "/spans/" + backend.PaymentServer;
+        browser.Go(Base, page);
+
+        browser.Click(By.Id("use-as-mock"));
+
+        Assert.Equal(page, new Uri(browser.Driver.Url).AbsolutePath);
+        Assert.Contains("needs an admin key: sp keys create --tenant acme --scope admin", browser.Text(By.Id("mock-problem")), StringComparison.Ordinal);
+        Assert.Empty(browser.FindAll(By.Id("mock-created")));
+        browser.Screenshot("21-use-as-mock-read-only");
+        Assert.DoesNotContain(await MocksAsync(backend.AcmeAdminKey), m => m.GetProperty("sourceSpanId").GetString() == backend.PaymentServer.ToHexString());
+    }
+
+    [Fact]
+    public async Task UseAsMock_WithoutTheFormsToken_IsRefused()
+    {
+        using var client = new HttpClient(new HttpClientHandler { UseCookies = false, AllowAutoRedirect = false }) { BaseAddress = Base };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/ui/mocks/" + backend.CheckoutTrace + "/" + backend.LogoCall)
+        {
+            Content = new FormUrlEncodedContent([]),
+        };
+        request.Headers.Add("Cookie", "sp_ui_key=" + backend.AcmeAdminKey);
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.DoesNotContain(await MocksAsync(backend.AcmeAdminKey), m => m.GetProperty("sourceSpanId").GetString() == backend.LogoCall.ToHexString());
+    }
 }

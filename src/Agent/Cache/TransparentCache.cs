@@ -40,6 +40,7 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
     private readonly bool _fallbackEnabled;
     private readonly ConcurrentDictionary<string, Flight> _flights = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Exchange, Pending> _pending = new(ReferenceEqualityComparer.Instance);
+    private volatile PulledMocks _pulled = PulledMocks.Empty;
 
     /// <summary>Builds the cache from validated options.</summary>
     /// <param name="options">Agent options (<c>cache</c>, <c>cache_ttl_seconds</c>, <c>max_cache_size_mb</c>, <c>fallback_enabled</c>, <c>redaction</c>).</param>
@@ -66,6 +67,17 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
     /// <summary>The compiled rules.</summary>
     public CacheRuleSet Rules => _rules;
 
+    /// <summary>
+    /// The mock set pulled from the backend (<c>cache.pull_mocks</c>), consulted for requests a rule
+    /// matches before the local store and the remote lookup: a deliberate mock beats a recorded
+    /// response. Replaced whole by each pull.
+    /// </summary>
+    public PulledMocks PulledMocks
+    {
+        get => _pulled;
+        set => _pulled = value ?? throw new ArgumentNullException(nameof(value));
+    }
+
     /// <summary>Misses waiting for their response to be recorded (for tests and diagnostics).</summary>
     public int PendingCount => _pending.Count;
 
@@ -88,6 +100,14 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
         }
 
         request.Cache = CacheOutcome.Miss;
+        var pulled = _pulled;
+        if (pulled.Count > 0
+            && pulled.Find(CopyRequestRedacted(request), _time.GetUtcNow()) is { } mocked)
+        {
+            _metrics.CacheHits.Inc();
+            return mocked.ToAnswer();
+        }
+
         var key = rule.Key.Compute(request);
         if (_store.TryGet(key, out var stored))
         {
@@ -314,8 +334,8 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
             copy.RequestHeaders.Add(header.Key, header.Value);
         }
 
-        // The lookup leaves the pod: the same redaction as an export, which also makes the key the
-        // backend computes agree with the keys of mocks made from (redacted) captured exchanges.
+        // The lookup leaves the pod (and pulled mocks are keyed like it): the same redaction as an
+        // export, which also makes the key the backend computes agree with the keys of mocks made from (redacted) captured exchanges.
         _redactor.Redact(copy);
         return copy;
     }

@@ -36,9 +36,11 @@ public sealed class AgentRuntime : IAsyncDisposable
         AgentMetrics metrics,
         OtlpExporter exporter,
         CapturePipeline pipeline,
-        TransparentCache? cache)
+        TransparentCache? cache,
+        MockSetPoller? mockPoller)
     {
         Cache = cache;
+        MockPoller = mockPoller;
         Options = options;
         LoggerFactory = loggerFactory;
         TimeProvider = timeProvider;
@@ -58,6 +60,9 @@ public sealed class AgentRuntime : IAsyncDisposable
 
     /// <summary>The transparent cache built from <c>cache.rules</c>, or null when no rule caches anything (or a short-circuit was given).</summary>
     public TransparentCache? Cache { get; }
+
+    /// <summary>The started mock-set poller when <c>cache.pull_mocks</c> is true and a cache exists, else null.</summary>
+    public MockSetPoller? MockPoller { get; }
 
     /// <summary>The capture pipeline, feeding <see cref="Exporter"/>.</summary>
     public CapturePipeline Pipeline { get; }
@@ -115,7 +120,14 @@ public sealed class AgentRuntime : IAsyncDisposable
         }
 
         exporter.Start();
-        return new AgentRuntime(options, loggerFactory, time, metrics, exporter, pipeline, cache);
+        MockSetPoller? poller = null;
+        if (cache is not null && options.Cache.PullMocks)
+        {
+            poller = new MockSetPoller(options, cache, exporter.Breaker, metrics, time, loggerFactory.CreateLogger<MockSetPoller>(), exportHandler);
+            poller.Start();
+        }
+
+        return new AgentRuntime(options, loggerFactory, time, metrics, exporter, pipeline, cache, poller);
     }
 
     /// <summary>
@@ -193,6 +205,11 @@ public sealed class AgentRuntime : IAsyncDisposable
             using var stop = new CancellationTokenSource(_adminStopTimeout);
             await app.StopAsync(stop.Token).ConfigureAwait(false);
             await app.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (MockPoller is not null)
+        {
+            await MockPoller.DisposeAsync().ConfigureAwait(false);
         }
 
         await Exporter.DisposeAsync().ConfigureAwait(false);

@@ -112,6 +112,14 @@ public sealed class AgentMetrics
             "sp_lookup_failures_total",
             "Remote cache lookups that gave no answer, by reason (timeout, error, circuit_open, bad_response); each was a miss.",
             "reason");
+        var pulls = Registry.Counter(
+            "sp_mock_pulls_total",
+            "Pulls of the service's mock set (cache.pull_mocks), by result (updated, not_modified, failed; a failed pull keeps the last good set).",
+            "result");
+        MockPullsUpdated = pulls.WithLabels("updated");
+        MockPullsNotModified = pulls.WithLabels("not_modified");
+        MockPullsFailed = pulls.WithLabels("failed");
+        MockSetSize = Registry.Gauge("sp_mock_set_mocks", "Mocks in the pulled mock set the agent answers from locally.").WithLabels();
     }
 
     /// <summary>The registry rendered at <c>/metrics</c>.</summary>
@@ -176,6 +184,18 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_lookup_failures_total{reason}</c>; reasons are timeout, error, circuit_open, bad_response.</summary>
     public Counter LookupFailures(string reason) => _lookupFailures.WithLabels(reason);
+
+    /// <summary>Mock-set pulls that replaced the local set (HTTP 200).</summary>
+    public Counter MockPullsUpdated { get; }
+
+    /// <summary>Mock-set pulls answered 304: the set is unchanged.</summary>
+    public Counter MockPullsNotModified { get; }
+
+    /// <summary>Mock-set pulls that failed (backend down, 5xx, refused, unreadable); the last good set stays.</summary>
+    public Counter MockPullsFailed { get; }
+
+    /// <summary>Mocks in the pulled set.</summary>
+    public Gauge MockSetSize { get; }
 
     /// <summary>The <c>sp_requests_total</c> child for a rule decision.</summary>
     public Counter Requests(TrafficDirection direction, CaptureDecision decision) => _requests[(int)direction, (int)decision];

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Mocks;
 
@@ -82,6 +83,28 @@ public sealed record MockFromOptions
     /// <summary>Free text.</summary>
     public string? Description { get; init; }
 }
+
+/// <summary>Why a mock could not be made from a captured exchange.</summary>
+public enum MockFromSpanError
+{
+    /// <summary>The mock was made.</summary>
+    None,
+
+    /// <summary>No such span in the tenant.</summary>
+    NotFound,
+
+    /// <summary>The span is not an HTTP exchange with a response.</summary>
+    NotAnExchange,
+
+    /// <summary>The captured response body is truncated.</summary>
+    TruncatedBody,
+}
+
+/// <summary>The outcome of <see cref="MockEndpoints.CreateFromSpanAsync"/>.</summary>
+/// <param name="Mock">The stored mock, or null when it could not be made.</param>
+/// <param name="Error">Why not.</param>
+/// <param name="Problem">A sentence saying why not.</param>
+public sealed record MockFromSpanResult(MockRecord? Mock, MockFromSpanError Error, string? Problem);
 
 /// <summary>A list of mocks.</summary>
 /// <param name="Items">The mocks, oldest first.</param>

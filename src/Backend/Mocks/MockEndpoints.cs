@@ -370,25 +370,42 @@ public static class MockEndpoints
             options = read;
         }
 
-        var span = await store.GetSpanAsync(tenant, traceId.ToLowerInvariant(), spanId.ToLowerInvariant(), context.RequestAborted).ConfigureAwait(false);
+        var created = await CreateFromSpanAsync(store, tenant, traceId, spanId, options, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
+        return created.Mock is { } added
+            ? Results.Json(ToDto(added), MockJsonContext.Default.MockDto, statusCode: 201)
+            : Problem(created.Error == MockFromSpanError.NotFound ? 404 : 400, created.Problem!);
+    }
+
+    /// <summary>
+    /// Creates a mock from a captured exchange of <paramref name="tenant"/> and stores it: the one
+    /// way to do so, used by <c>POST /api/mocks/from-span/…</c> and the Trace View's "Use as mock".
+    /// The caller has checked the admin scope.
+    /// </summary>
+    public static async Task<MockFromSpanResult> CreateFromSpanAsync(
+        ISpanStore store, long tenant, string traceId, string spanId, MockFromOptions options, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(traceId);
+        ArgumentNullException.ThrowIfNull(spanId);
+        ArgumentNullException.ThrowIfNull(options);
+        var span = await store.GetSpanAsync(tenant, traceId.ToLowerInvariant(), spanId.ToLowerInvariant(), cancellationToken).ConfigureAwait(false);
         if (span is null)
         {
-            return Problem(404, "span '" + spanId + "' of trace '" + traceId + "' not found");
+            return new MockFromSpanResult(null, MockFromSpanError.NotFound, "span '" + spanId + "' of trace '" + traceId + "' not found");
         }
 
         if (!span.IsExchange || span.StatusCode is null || span.Path is null)
         {
-            return Problem(400, "the span is not an HTTP exchange with a response");
+            return new MockFromSpanResult(null, MockFromSpanError.NotAnExchange, "the span is not an HTTP exchange with a response");
         }
 
         var detail = QueryEndpoints.ToDetail(span);
         if (detail.ResponseBody is { Truncated: true })
         {
-            return Problem(400, "the captured response body is truncated; a mock would replay part of it");
+            return new MockFromSpanResult(null, MockFromSpanError.TruncatedBody, "the captured response body is truncated; a mock would replay part of it");
         }
 
         var headers = ReadPairs(span.ResponseHeadersJson);
-        var now = time.GetUtcNow();
         var authority = options.AnyHost ? "" : span.Authority ?? "";
         var method = span.Method ?? "GET";
         var mock = new MockRecord
@@ -411,8 +428,8 @@ public static class MockEndpoints
             UpdatedAt = now,
             ExpiresAt = options.ExpiresAt,
         };
-        var added = await store.AddMockAsync(tenant, mock, context.RequestAborted).ConfigureAwait(false);
-        return Results.Json(ToDto(added), MockJsonContext.Default.MockDto, statusCode: 201);
+        var added = await store.AddMockAsync(tenant, mock, cancellationToken).ConfigureAwait(false);
+        return new MockFromSpanResult(added, MockFromSpanError.None, null);
     }
 
     private static async Task<IResult> ImportHarAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)

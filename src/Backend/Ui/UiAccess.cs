@@ -24,6 +24,10 @@ internal static class UiAccess
         return result.Status == AuthStatus.Allowed ? result.TenantId : null;
     }
 
+    /// <summary>Checks the cookie's key for <paramref name="scope"/> (the admin actions of the UI).</summary>
+    public static ValueTask<AuthResult> AuthenticateAsync(HttpContext context, ApiKeyAuthenticator authenticator, KeyScope scope) =>
+        authenticator.AuthenticateAsync(context.Request.Cookies[CookieName], scope, context.RequestAborted);
+
     /// <summary>The tenant the middleware authenticated for this request.</summary>
     public static long Tenant(HttpContext context) =>
         context.Items.TryGetValue(TenantItem, out var value) && value is long tenant

@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
 using System.Globalization;
 using System.Security.Cryptography;
+using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Http;
@@ -8,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Har;
+using SpIstio.Backend.Mocks;
 using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Ui;
@@ -44,6 +46,7 @@ public static class UiEndpoints
         }).ExcludeFromDescription().DisableAntiforgery();
         app.MapGet("/ui/har/{traceId}/{spanId}", ExchangeHarAsync).ExcludeFromDescription();
         app.MapGet("/ui/har/{traceId}", TraceHarAsync).ExcludeFromDescription();
+        app.MapPost("/ui/mocks/{traceId}/{spanId}", UseAsMockAsync).ExcludeFromDescription();
         app.MapRazorComponents<App>();
         return app;
     }
@@ -89,6 +92,50 @@ public static class UiEndpoints
 
         var document = HarBuilder.Build([span], "exchange " + sid + " of trace " + tid);
         return Har(document, "exchange-" + sid + ".har");
+    }
+
+    /// <summary>
+    /// The exchange page's "Use as mock": needs the signed-in key to have the admin scope, makes the
+    /// mock the way the API does, and returns to the exchange page, which shows the outcome from
+    /// <c>?mock=</c> (a mock id, checked against the store, or an outcome code; never free text).
+    /// </summary>
+    private static async Task<IResult> UseAsMockAsync(
+        string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
+    {
+        // The key rides in a cookie, so a cross-site form could post here: the page's token is required.
+        if (!await antiforgery.IsRequestValidAsync(context).ConfigureAwait(false))
+        {
+            return Results.Problem(statusCode: 400, title: "Bad request", detail: "the form's antiforgery token is missing or invalid; reload the exchange page and try again");
+        }
+
+        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid) || !QueryEndpoints.TryHexId(spanId, 16, out var sid))
+        {
+            return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 and span id 16 hexadecimal digits");
+        }
+
+        var page = "/traces/" + tid + "/spans/" + sid;
+        var auth = await UiAccess.AuthenticateAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
+        switch (auth.Status)
+        {
+            case AuthStatus.Allowed:
+                break;
+            case AuthStatus.Forbidden:
+                return Results.Redirect(page + "?mock=" + ExchangeMockOutcome.NeedsAdmin);
+            default:
+                return Results.Redirect("/signin?returnUrl=" + Uri.EscapeDataString(page));
+        }
+
+        var created = await MockEndpoints.CreateFromSpanAsync(
+            store, auth.TenantId, tid, sid, new MockFromOptions { Description = "from the Trace View" }, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
+        var outcome = created.Mock is { } mock
+            ? mock.Id.ToString(CultureInfo.InvariantCulture)
+            : created.Error switch
+            {
+                MockFromSpanError.TruncatedBody => ExchangeMockOutcome.Truncated,
+                MockFromSpanError.NotFound => ExchangeMockOutcome.NotFound,
+                _ => ExchangeMockOutcome.NotAnExchange,
+            };
+        return Results.Redirect(page + "?mock=" + outcome);
     }
 
     private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
@@ -164,4 +211,20 @@ public static class UiEndpoints
     }
 
     private sealed record Asset(byte[] Content, string ContentType, string ETag);
+}
+
+/// <summary>The outcome codes "Use as mock" returns to the exchange page in <c>?mock=</c> (besides a mock id).</summary>
+internal static class ExchangeMockOutcome
+{
+    /// <summary>The signed-in key has no admin scope.</summary>
+    public const string NeedsAdmin = "needs-admin";
+
+    /// <summary>The captured response body is truncated.</summary>
+    public const string Truncated = "truncated";
+
+    /// <summary>The exchange is gone (retention).</summary>
+    public const string NotFound = "not-found";
+
+    /// <summary>The span has no HTTP response.</summary>
+    public const string NotAnExchange = "not-an-exchange";
 }

@@ -254,6 +254,12 @@ public sealed class CacheOptions
 {
     [ConfigKey("rules", "Cache rules, first match wins; a matching rule with exclude: true means: never cache. Empty: nothing is cached (the cache is opt-in).")]
     public List<CacheRule> Rules { get; set; } = [];
+
+    [ConfigKey("pull_mocks", "Pull this service's mock set (GET {sp_backend_url}/v1/agent/mocks?service=..., ETag/If-None-Match) and answer requests a cache rule matches from it locally, before any remote lookup. A failed pull keeps the last good set. Needs an ingest-scope public_key. Default false.")]
+    public bool PullMocks { get; set; }
+
+    [ConfigKey("pull_interval_seconds", "Seconds between two mock-set pulls when pull_mocks is true (1 to 86400). Default 30.")]
+    public int PullIntervalSeconds { get; set; } = 30;
 }
 
 /// <summary>

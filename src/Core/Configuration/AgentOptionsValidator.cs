@@ -156,6 +156,7 @@ public static class AgentOptionsValidator
 
     private static void ValidateCache(CacheOptions cache, Checker v)
     {
+        v.Range(Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.PullIntervalSeconds))), cache.PullIntervalSeconds, 1, 86_400);
         var rules = Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.Rules)));
         for (var i = 0; i < cache.Rules.Count; i++)
         {

@@ -56,6 +56,21 @@ public class AgentOptionsValidatorTests
         Assert.Equal(value.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Value);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(86_401)]
+    public void MockPullInterval_OutOfRange_IsAnErrorNamingTheKey(int seconds)
+    {
+        var options = Valid();
+        options.Cache.PullMocks = true;
+        options.Cache.PullIntervalSeconds = seconds;
+
+        var error = SingleError(options);
+
+        Assert.Equal("cache.pull_interval_seconds", error.Key);
+        Assert.Equal(seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Value);
+    }
+
     [Fact]
     public void CircuitBreakerAndCaptureLimits_AreChecked()
     {

@@ -39,6 +39,8 @@ public sealed class SeededBackend : IAsyncLifetime
 
     public string AcmeIngestKey { get; private set; } = "";
 
+    public string AcmeAdminKey { get; private set; } = "";
+
     public string GlobexKey { get; private set; } = "";
 
     public ActivityTraceId CheckoutTrace { get; } = ActivityTraceId.CreateRandom();
@@ -77,6 +79,7 @@ public sealed class SeededBackend : IAsyncLifetime
         var store = Server.Store;
         AcmeReadKey = (await KeyAdministration.CreateKeyAsync(store, "acme", KeyScope.Read, "ui", time, CancellationToken.None)).Key;
         AcmeIngestKey = (await KeyAdministration.CreateKeyAsync(store, "acme", KeyScope.Ingest, "agent", time, CancellationToken.None)).Key;
+        AcmeAdminKey = (await KeyAdministration.CreateKeyAsync(store, "acme", KeyScope.Admin, "mocks", time, CancellationToken.None)).Key;
         GlobexKey = (await KeyAdministration.CreateKeyAsync(store, "globex", KeyScope.Ingest | KeyScope.Read, null, time, CancellationToken.None)).Key;
 
         await IngestAsync(AcmeIngestKey, AcmeExchanges());
