@@ -493,14 +493,23 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    /// <summary>The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>.</summary>
+    /// <summary>
+    /// The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>: the bytes of
+    /// <c>ExchangeSpanMapper.ToExportRequest</c>, encoded by <see cref="OtlpSpanWriter"/> without building it.
+    /// </summary>
     internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey)
     {
-        var request = ExchangeSpanMapper.ToExportRequest(batch, publicKey, Version);
-        var buffer = new MemoryStream(Math.Max(256, request.CalculateSize() / 4));
+        // Compressed payloads are rarely more than a quarter of the encoded size.
+        long estimate = 0;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            estimate += EstimateBytes(batch[i]);
+        }
+
+        var buffer = new MemoryStream((int)Math.Clamp(estimate / 4, 256, Array.MaxLength));
         using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
         {
-            request.WriteTo(gzip);
+            OtlpSpanWriter.Write(batch, publicKey, Version, gzip);
         }
 
         return new ArraySegment<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);

@@ -447,7 +447,13 @@ public static class ExchangeSpanMapper
         };
     }
 
-    private static string? DerivedErrorType(Exchange exchange)
+    /// <summary>The request body's attribute keys (shared with <see cref="OtlpSpanWriter"/>).</summary>
+    internal static BodyKeys RequestBodyKeys => _requestKeys;
+
+    /// <summary>The response body's attribute keys (shared with <see cref="OtlpSpanWriter"/>).</summary>
+    internal static BodyKeys ResponseBodyKeys => _responseKeys;
+
+    internal static string? DerivedErrorType(Exchange exchange)
     {
         var outcome = OutcomeName(exchange.Outcome);
         if (outcome is not null)
@@ -465,7 +471,7 @@ public static class ExchangeSpanMapper
         return null;
     }
 
-    private static string? OutcomeName(ExchangeOutcome outcome) => outcome switch
+    internal static string? OutcomeName(ExchangeOutcome outcome) => outcome switch
     {
         ExchangeOutcome.Failed => "failed",
         ExchangeOutcome.Cancelled => "cancelled",
@@ -524,7 +530,7 @@ public static class ExchangeSpanMapper
         }
     }
 
-    private static int IndexOfName(HeaderList headers, string name, int from, int to)
+    internal static int IndexOfName(HeaderList headers, string name, int from, int to)
     {
         for (var j = from; j < to; j++)
         {
@@ -700,15 +706,23 @@ public static class ExchangeSpanMapper
     /// </summary>
     internal static bool TrySplitAuthority(string authority, out string host, out int port)
     {
+        var found = TrySplitAuthoritySpan(authority, out var hostPart, out port);
+        host = hostPart.Length == authority.Length ? authority : hostPart.ToString();
+        return found;
+    }
+
+    /// <summary><see cref="TrySplitAuthority(string, out string, out int)"/> without allocating the host.</summary>
+    internal static bool TrySplitAuthoritySpan(string authority, out ReadOnlySpan<char> host, out int port)
+    {
         HostName.Split(authority, out var hostPart, out var portPart);
         if (TryParsePort(portPart, out port))
         {
-            host = hostPart.ToString();
+            host = hostPart;
         }
         else
         {
             port = -1;
-            host = authority.Length > 0 && authority[0] == '[' ? hostPart.ToString() : authority;
+            host = authority.Length > 0 && authority[0] == '[' ? hostPart : authority;
         }
 
         return host.Length > 0;
@@ -822,7 +836,7 @@ public static class ExchangeSpanMapper
     private static KeyValue BoolAttr(string key, bool value) => new() { Key = key, Value = new AnyValue { BoolValue = value } };
 
     /// <summary>The attribute names of one body, built once.</summary>
-    private sealed class BodyKeys(string body, string metaPrefix)
+    internal sealed class BodyKeys(string body, string metaPrefix)
     {
         public string Body { get; } = body;
 

@@ -50,6 +50,23 @@ public sealed class OtlpExporterTests
     }
 
     [Fact]
+    public void Encode_Batch_GunzipsToTheReferenceExportRequest()
+    {
+        var batch = new List<SpIstio.Core.Model.Exchange>
+        {
+            TestExchanges.Get("/api/orders/1"),
+            TestExchanges.Get("/api/orders/2", service: "payments", responseBody: "{\"city\":\"Zürich\"}"),
+            TestExchanges.Get("/api/orders/3", responseBody: null),
+        };
+
+        var payload = OtlpExporter.Encode(batch, "test-key");
+
+        using var gzip = new System.IO.Compression.GZipStream(new MemoryStream(payload.Array!, payload.Offset, payload.Count), System.IO.Compression.CompressionMode.Decompress);
+        var parsed = SpIstio.Core.Otlp.Proto.Collector.Trace.ExportTraceServiceRequest.Parser.ParseFrom(gzip);
+        Assert.Equal(ExchangeSpanMapper.ToExportRequest(batch, "test-key", OtlpExporter.Version), parsed);
+    }
+
+    [Fact]
     public async Task Export_WithoutPublicKey_OmitsTheHeader()
     {
         await using var receiver = await OtlpReceiver.StartAsync();

@@ -1,0 +1,794 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Buffers.Text;
+using System.Numerics;
+using System.Text;
+using System.Text.Unicode;
+using SpIstio.Core.Model;
+
+namespace SpIstio.Core.Otlp;
+
+/// <summary>
+/// Encodes a batch of exchanges as the protobuf bytes of the <c>ExportTraceServiceRequest</c> that
+/// <see cref="ExchangeSpanMapper.ToExportRequest"/> builds, without building it: captured UTF-8
+/// bodies go to the wire as they are instead of through a .NET string, and nothing is allocated
+/// per exchange beyond one pooled buffer per batch.
+/// </summary>
+/// <remarks>
+/// <see cref="ExchangeSpanMapper"/> stays the reference mapping; tests parse these bytes and compare
+/// them with its message. Sizes are measured first (one pass over the exchanges) so that every
+/// length prefix is written before its message, exactly where the generated code puts it.
+/// </remarks>
+public static class OtlpSpanWriter
+{
+    // Wire types.
+    private const int WireVarint = 0;
+    private const int WireFixed64 = 1;
+    private const int Len = 2;
+    private const int WireFixed32 = 5;
+
+    // ExportTraceServiceRequest / ResourceSpans / ScopeSpans / Resource / InstrumentationScope fields.
+    private const int RequestResourceSpans = 1;
+    private const int ResourceSpansResource = 1;
+    private const int ResourceSpansScopeSpans = 2;
+    private const int ResourceAttributes = 1;
+    private const int ScopeSpansScope = 1;
+    private const int ScopeSpansSpans = 2;
+    private const int ScopeName = 1;
+    private const int ScopeVersion = 2;
+
+    // Span fields.
+    private const int SpanTraceId = 1;
+    private const int SpanSpanId = 2;
+    private const int SpanParentSpanId = 4;
+    private const int SpanName = 5;
+    private const int SpanKind = 6;
+    private const int SpanStart = 7;
+    private const int SpanEnd = 8;
+    private const int SpanAttributes = 9;
+    private const int SpanStatus = 15;
+    private const int SpanFlags = 16;
+
+    // Status, KeyValue, AnyValue, ArrayValue fields.
+    private const int StatusMessage = 2;
+    private const int StatusCode = 3;
+    private const int KeyValueKey = 1;
+    private const int KeyValueValue = 2;
+    private const int AnyString = 1;
+    private const int AnyBool = 2;
+    private const int AnyInt = 3;
+    private const int AnyArray = 5;
+    private const int ArrayValues = 1;
+
+    private const ulong KindServer = 2;
+    private const ulong KindClient = 3;
+    private const ulong StatusCodeError = 2;
+    private const uint SampledFlag = 0x01;
+
+    /// <summary>
+    /// Writes the request for <paramref name="exchanges"/> to <paramref name="destination"/> in one
+    /// write; the same bytes as <c>ToExportRequest(exchanges, publicKey, scopeVersion).WriteTo(destination)</c>.
+    /// </summary>
+    public static void Write(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion, Stream destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        var buffer = Encode(exchanges, publicKey, scopeVersion, out var length);
+        try
+        {
+            destination.Write(buffer, 0, length);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>The request for <paramref name="exchanges"/> as a new array (see <see cref="Write"/>).</summary>
+    public static byte[] ToByteArray(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion)
+    {
+        var buffer = Encode(exchanges, publicKey, scopeVersion, out var length);
+        try
+        {
+            return buffer.AsSpan(0, length).ToArray();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    // A pooled buffer holding the encoded request in its first `length` bytes; the caller returns it.
+    private static byte[] Encode(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion, out int length)
+    {
+        ArgumentNullException.ThrowIfNull(exchanges);
+        ArgumentNullException.ThrowIfNull(scopeVersion);
+        if (string.IsNullOrEmpty(publicKey))
+        {
+            publicKey = null;
+        }
+
+        var count = exchanges.Count;
+        var pool = ArrayPool<int>.Shared;
+        var groupOf = pool.Rent(Math.Max(count, 1));
+        var spanSizes = pool.Rent(Math.Max(count, 1));
+        var firsts = pool.Rent(Math.Max(count, 1));
+        var textFlags = ArrayPool<byte>.Shared.Rent(Math.Max(count, 1));
+        byte[]? buffer = null;
+        try
+        {
+            // Resources in order of first appearance of their service name, as ToExportRequest groups them.
+            var groups = 0;
+            for (var i = 0; i < count; i++)
+            {
+                var exchange = exchanges[i];
+                var group = -1;
+                for (var g = 0; g < groups; g++)
+                {
+                    if (string.Equals(exchanges[firsts[g]].ServiceName, exchange.ServiceName, StringComparison.Ordinal))
+                    {
+                        group = g;
+                        break;
+                    }
+                }
+
+                if (group < 0)
+                {
+                    group = groups++;
+                    firsts[group] = i;
+                }
+
+                groupOf[i] = group;
+                textFlags[i] = TextFlags(exchange);
+                var measure = new Measure();
+                EmitSpan(ref measure, exchange, publicKey, textFlags[i]);
+                spanSizes[i] = checked((int)measure.Size);
+            }
+
+            var scopeSize = StringFieldSize(ScopeName, ExchangeSpanMapper.ScopeName) + StringFieldSize(ScopeVersion, scopeVersion);
+            long total = 0;
+            for (var g = 0; g < groups; g++)
+            {
+                var (resourceSpansSize, _, _) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, exchanges[firsts[g]].ServiceName);
+                total += MessageFieldSize(RequestResourceSpans, resourceSpansSize);
+            }
+
+            if (total > Array.MaxLength)
+            {
+                throw new InvalidOperationException("The export batch is too large to encode in one request.");
+            }
+
+            length = (int)total;
+            buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+            var writer = new Writer(buffer);
+            for (var g = 0; g < groups; g++)
+            {
+                var serviceName = exchanges[firsts[g]].ServiceName;
+                var (resourceSpansSize, resourceSize, scopeSpansSize) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, serviceName);
+                writer.Tag(RequestResourceSpans, Len);
+                writer.Raw((ulong)resourceSpansSize);
+                writer.Tag(ResourceSpansResource, Len);
+                writer.Raw((ulong)resourceSize);
+                writer.KeyValue(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), new Text(serviceName));
+                writer.Tag(ResourceSpansScopeSpans, Len);
+                writer.Raw((ulong)scopeSpansSize);
+                writer.Tag(ScopeSpansScope, Len);
+                writer.Raw((ulong)scopeSize);
+                writer.String(ScopeName, new Text(ExchangeSpanMapper.ScopeName));
+                writer.String(ScopeVersion, new Text(scopeVersion));
+                for (var i = firsts[g]; i < count; i++)
+                {
+                    if (groupOf[i] != g)
+                    {
+                        continue;
+                    }
+
+                    writer.Tag(ScopeSpansSpans, Len);
+                    writer.Raw((ulong)spanSizes[i]);
+                    var start = writer.Position;
+                    EmitSpan(ref writer, exchanges[i], publicKey, textFlags[i]);
+                    if (writer.Position - start != spanSizes[i])
+                    {
+                        throw new InvalidOperationException("OTLP span size changed between measuring and writing (was an exchange modified during export?).");
+                    }
+                }
+            }
+
+            if (writer.Position != length)
+            {
+                throw new InvalidOperationException("OTLP request size does not match its measured size.");
+            }
+
+            var result = buffer;
+            buffer = null;
+            return result;
+        }
+        finally
+        {
+            pool.Return(groupOf);
+            pool.Return(spanSizes);
+            pool.Return(firsts);
+            ArrayPool<byte>.Shared.Return(textFlags);
+            if (buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+    }
+
+    private static (long ResourceSpans, long Resource, long ScopeSpans) GroupSizes(
+        int group, int count, int[] groupOf, int[] spanSizes, long scopeSize, string serviceName)
+    {
+        long scopeSpans = MessageFieldSize(ScopeSpansScope, scopeSize);
+        for (var i = 0; i < count; i++)
+        {
+            if (groupOf[i] == group)
+            {
+                scopeSpans += MessageFieldSize(ScopeSpansSpans, spanSizes[i]);
+            }
+        }
+
+        var resource = KeyValueSize(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), StringFieldSize(AnyString, serviceName));
+        var resourceSpans = MessageFieldSize(ResourceSpansResource, resource) + MessageFieldSize(ResourceSpansScopeSpans, scopeSpans);
+        return (resourceSpans, resource, scopeSpans);
+    }
+
+    // Bit 0: the request body goes out as UTF-8 text; bit 1: the response body does (ToSpan's test).
+    private static byte TextFlags(Exchange exchange)
+    {
+        var flags = 0;
+        if (exchange.RequestBody.Kind == BodyKind.Text && Utf8.IsValid(exchange.RequestBody.Content.Span))
+        {
+            flags |= 1;
+        }
+
+        if (exchange.ResponseBody.Kind == BodyKind.Text && Utf8.IsValid(exchange.ResponseBody.Content.Span))
+        {
+            flags |= 2;
+        }
+
+        return (byte)flags;
+    }
+
+    // The one description of a span's fields, in ExchangeSpanMapper.ToSpan's order and the generated
+    // code's field order; measured and then written through the same calls.
+    private static void EmitSpan<TSink>(ref TSink sink, Exchange exchange, string? publicKey, byte textFlags)
+        where TSink : struct, ISink
+    {
+        var client = exchange.Direction == TrafficDirection.Outbound;
+        Span<byte> id = stackalloc byte[16];
+        id.Clear();
+        if (exchange.TraceId != default)
+        {
+            exchange.TraceId.CopyTo(id);
+        }
+
+        sink.Bytes(SpanTraceId, id);
+        id.Clear();
+        if (exchange.SpanId != default)
+        {
+            exchange.SpanId.CopyTo(id[..8]);
+        }
+
+        sink.Bytes(SpanSpanId, id[..8]);
+        if (exchange.ParentSpanId != default)
+        {
+            id.Clear();
+            exchange.ParentSpanId.CopyTo(id[..8]);
+            sink.Bytes(SpanParentSpanId, id[..8]);
+        }
+
+        sink.String(SpanName, new Text(exchange.Method, " ", exchange.Path));
+        sink.Varint(SpanKind, client ? KindClient : KindServer);
+        sink.Fixed64(SpanStart, ExchangeSpanMapper.ToUnixNanos(exchange.StartTime));
+        sink.Fixed64(SpanEnd, ExchangeSpanMapper.ToUnixNanos(exchange.EndTime));
+
+        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.ServiceName), new Text(exchange.ServiceName));
+        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.TrafficDirection), new Text(client ? "outbound" : "inbound"));
+        sink.KeyValue(
+            SpanAttributes,
+            new Text(OtlpAttributes.SpanType),
+            new Text(exchange.Attributes.TryGetValue(OtlpAttributes.SpanType, out var spanType) ? spanType : OtlpAttributes.SpanTypeExtract));
+        if (exchange.SessionId is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.SessionId), new Text(exchange.SessionId));
+        }
+
+        if (publicKey is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.PublicKey), new Text(publicKey));
+        }
+
+        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlHost), new Text(exchange.Authority));
+        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlPath), new Text(exchange.Path));
+        if (exchange.Query is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlQuery), new Text(exchange.Query));
+        }
+
+        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlScheme), new Text(exchange.Scheme));
+        var url = exchange.Query is null
+            ? new Text(exchange.Scheme, "://", exchange.Authority, exchange.Path)
+            : new Text(exchange.Scheme, "://", exchange.Authority, exchange.Path, "?", exchange.Query);
+        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlFull), url);
+        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.HttpRequestMethod), new Text(exchange.Method));
+        if (ExchangeSpanMapper.TrySplitAuthoritySpan(exchange.Authority, out var host, out var port))
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.ServerAddress), new Text(host));
+            if (port >= 0)
+            {
+                sink.IntKeyValue(SpanAttributes, new Text(OtlpAttributes.ServerPort), port);
+            }
+        }
+
+        EmitHeaders(ref sink, exchange.RequestHeaders, OtlpAttributes.RequestHeaderPrefix);
+        EmitBody(ref sink, exchange.RequestBody, (textFlags & 1) != 0, ExchangeSpanMapper.RequestBodyKeys);
+
+        if (exchange.StatusCode is { } status)
+        {
+            sink.IntKeyValue(SpanAttributes, new Text(OtlpAttributes.ResponseStatusCode), status);
+        }
+
+        EmitHeaders(ref sink, exchange.ResponseHeaders, OtlpAttributes.ResponseHeaderPrefix);
+        EmitBody(ref sink, exchange.ResponseBody, (textFlags & 2) != 0, ExchangeSpanMapper.ResponseBodyKeys);
+
+        if (exchange.Cache != CacheOutcome.None)
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.Cache), new Text(exchange.Cache == CacheOutcome.Hit ? "hit" : "miss"));
+        }
+
+        var outcome = ExchangeSpanMapper.OutcomeName(exchange.Outcome);
+        if (outcome is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.Outcome), new Text(outcome));
+        }
+
+        if (exchange.Error is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.Error), new Text(exchange.Error));
+        }
+
+        var errorType = ExchangeSpanMapper.DerivedErrorType(exchange);
+        if (errorType is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.ErrorType), new Text(errorType));
+        }
+
+        foreach (var (key, value) in exchange.Attributes)
+        {
+            if (OtlpAttributes.IsReserved(key)
+                || string.Equals(key, OtlpAttributes.SpanType, StringComparison.Ordinal)
+                || (errorType is not null && string.Equals(key, OtlpAttributes.ErrorType, StringComparison.Ordinal)))
+            {
+                continue;
+            }
+
+            sink.KeyValue(SpanAttributes, new Text(key), new Text(value));
+        }
+
+        if (errorType is not null)
+        {
+            // Field 15 goes after the attributes (9) and before the flags (16), as the generated code writes it.
+            sink.ErrorStatus(SpanStatus, new Text(outcome is null ? "" : exchange.Error ?? outcome));
+        }
+
+        sink.Fixed32(SpanFlags, SampledFlag);
+    }
+
+    private static void EmitHeaders<TSink>(ref TSink sink, HeaderList headers, string prefix)
+        where TSink : struct, ISink
+    {
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var name = headers[i].Key;
+            if ((name.Length > 0 && name[0] == ':') || ExchangeSpanMapper.IndexOfName(headers, name, 0, i) >= 0)
+            {
+                continue;
+            }
+
+            var next = ExchangeSpanMapper.IndexOfName(headers, name, i + 1, headers.Count);
+            if (next < 0)
+            {
+                sink.KeyValue(SpanAttributes, new Text(prefix, name), new Text(headers[i].Value));
+            }
+            else
+            {
+                sink.HeaderArray(SpanAttributes, new Text(prefix, name), headers, i, next);
+            }
+        }
+    }
+
+    private static void EmitBody<TSink>(ref TSink sink, CapturedBody body, bool text, ExchangeSpanMapper.BodyKeys keys)
+        where TSink : struct, ISink
+    {
+        if (body.Kind == BodyKind.Empty && body.OriginalSize == 0 && !body.Truncated
+            && body.ContentType is null && body.ContentEncoding is null && !body.Decoded)
+        {
+            return;
+        }
+
+        var content = body.Content.Span;
+        if (text)
+        {
+            sink.Utf8KeyValue(SpanAttributes, new Text(keys.Body), content);
+        }
+        else if (body.Kind != BodyKind.Empty)
+        {
+            sink.Base64KeyValue(SpanAttributes, new Text(keys.Body), content);
+            sink.KeyValue(SpanAttributes, new Text(keys.Encoding), new Text(OtlpAttributes.Base64));
+            if (body.Kind == BodyKind.Text)
+            {
+                sink.KeyValue(SpanAttributes, new Text(keys.Kind), new Text("text"));
+            }
+        }
+
+        sink.IntKeyValue(SpanAttributes, new Text(keys.Size), body.OriginalSize);
+        if (body.Truncated)
+        {
+            sink.BoolKeyValue(SpanAttributes, new Text(keys.Truncated), true);
+        }
+
+        if (body.ContentType is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(keys.ContentType), new Text(body.ContentType));
+        }
+
+        if (body.ContentEncoding is not null)
+        {
+            sink.KeyValue(SpanAttributes, new Text(keys.ContentEncoding), new Text(body.ContentEncoding));
+        }
+
+        if (body.Decoded)
+        {
+            sink.BoolKeyValue(SpanAttributes, new Text(keys.Decoded), true);
+        }
+    }
+
+    private static int VarintSize(ulong value) => (BitOperations.Log2(value | 1) / 7) + 1;
+
+    private static int TagSize(int field) => VarintSize((uint)field << 3);
+
+    private static long MessageFieldSize(int field, long contentSize) => TagSize(field) + VarintSize((ulong)contentSize) + contentSize;
+
+    private static long StringFieldSize(int field, string value) => value.Length == 0 ? 0 : MessageFieldSize(field, new Text(value).ByteCount());
+
+    // Size of a KeyValue field whose AnyValue holds `anyContentSize` bytes (the key is omitted when empty, as proto3 does).
+    private static long KeyValueSize(int field, Text key, long anyContentSize)
+    {
+        var keyBytes = key.ByteCount();
+        var content = (keyBytes == 0 ? 0 : MessageFieldSize(KeyValueKey, keyBytes)) + MessageFieldSize(KeyValueValue, anyContentSize);
+        return MessageFieldSize(field, content);
+    }
+
+    private static long Base64Size(int length) => ((length + 2L) / 3) * 4;
+
+    /// <summary>A string made of up to six parts, encoded as their concatenation without building it.</summary>
+    private readonly ref struct Text
+    {
+        private readonly ReadOnlySpan<char> _a;
+        private readonly ReadOnlySpan<char> _b;
+        private readonly ReadOnlySpan<char> _c;
+        private readonly ReadOnlySpan<char> _d;
+        private readonly ReadOnlySpan<char> _e;
+        private readonly ReadOnlySpan<char> _f;
+
+        public Text(ReadOnlySpan<char> a, ReadOnlySpan<char> b = default, ReadOnlySpan<char> c = default,
+            ReadOnlySpan<char> d = default, ReadOnlySpan<char> e = default, ReadOnlySpan<char> f = default)
+        {
+            _a = a;
+            _b = b;
+            _c = c;
+            _d = d;
+            _e = e;
+            _f = f;
+        }
+
+        private bool Joined => _b.IsEmpty && _c.IsEmpty && _d.IsEmpty && _e.IsEmpty && _f.IsEmpty;
+
+        // A surrogate pair split across two parts is one character in the concatenation; encoding
+        // the parts separately would turn it into two replacement characters.
+        private bool SplitsSurrogate =>
+            EndsHigh(_a) || EndsHigh(_b) || EndsHigh(_c) || EndsHigh(_d) || EndsHigh(_e);
+
+        public int ByteCount()
+        {
+            if (Joined)
+            {
+                return Encoding.UTF8.GetByteCount(_a);
+            }
+
+            if (SplitsSurrogate)
+            {
+                return Encoding.UTF8.GetByteCount(Concat());
+            }
+
+            return Encoding.UTF8.GetByteCount(_a) + Encoding.UTF8.GetByteCount(_b) + Encoding.UTF8.GetByteCount(_c)
+                + Encoding.UTF8.GetByteCount(_d) + Encoding.UTF8.GetByteCount(_e) + Encoding.UTF8.GetByteCount(_f);
+        }
+
+        public int CopyTo(Span<byte> destination)
+        {
+            if (Joined)
+            {
+                return Encoding.UTF8.GetBytes(_a, destination);
+            }
+
+            if (SplitsSurrogate)
+            {
+                return Encoding.UTF8.GetBytes(Concat(), destination);
+            }
+
+            var n = Encoding.UTF8.GetBytes(_a, destination);
+            n += Encoding.UTF8.GetBytes(_b, destination[n..]);
+            n += Encoding.UTF8.GetBytes(_c, destination[n..]);
+            n += Encoding.UTF8.GetBytes(_d, destination[n..]);
+            n += Encoding.UTF8.GetBytes(_e, destination[n..]);
+            n += Encoding.UTF8.GetBytes(_f, destination[n..]);
+            return n;
+        }
+
+        private static bool EndsHigh(ReadOnlySpan<char> part) => part.Length > 0 && char.IsHighSurrogate(part[^1]);
+
+        private string Concat() => string.Concat(string.Concat(_a, _b, _c), string.Concat(_d, _e, _f));
+    }
+
+    /// <summary>Receives a span's fields: <see cref="Measure"/> adds up their sizes, <see cref="Writer"/> writes them.</summary>
+    private interface ISink
+    {
+        void Bytes(int field, ReadOnlySpan<byte> value);
+
+        void String(int field, Text value);
+
+        void Varint(int field, ulong value);
+
+        void Fixed32(int field, uint value);
+
+        void Fixed64(int field, ulong value);
+
+        void KeyValue(int field, Text key, Text value);
+
+        void Utf8KeyValue(int field, Text key, ReadOnlySpan<byte> value);
+
+        void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value);
+
+        void IntKeyValue(int field, Text key, long value);
+
+        void BoolKeyValue(int field, Text key, bool value);
+
+        void HeaderArray(int field, Text key, HeaderList headers, int first, int next);
+
+        void ErrorStatus(int field, Text message);
+    }
+
+    private struct Measure : ISink
+    {
+        public long Size { get; private set; }
+
+        public void Bytes(int field, ReadOnlySpan<byte> value) => Size += value.IsEmpty ? 0 : MessageFieldSize(field, value.Length);
+
+        public void String(int field, Text value)
+        {
+            var bytes = value.ByteCount();
+            Size += bytes == 0 ? 0 : MessageFieldSize(field, bytes);
+        }
+
+        public void Varint(int field, ulong value) => Size += value == 0 ? 0 : TagSize(field) + VarintSize(value);
+
+        public void Fixed32(int field, uint value) => Size += value == 0 ? 0 : TagSize(field) + 4;
+
+        public void Fixed64(int field, ulong value) => Size += value == 0 ? 0 : TagSize(field) + 8;
+
+        public void KeyValue(int field, Text key, Text value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.ByteCount()));
+
+        public void Utf8KeyValue(int field, Text key, ReadOnlySpan<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.Length));
+
+        public void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, Base64Size(value.Length)));
+
+        public void IntKeyValue(int field, Text key, long value) => Size += KeyValueSize(field, key, TagSize(AnyInt) + VarintSize((ulong)value));
+
+        public void BoolKeyValue(int field, Text key, bool value) => Size += KeyValueSize(field, key, TagSize(AnyBool) + 1);
+
+        public void HeaderArray(int field, Text key, HeaderList headers, int first, int next) =>
+            Size += KeyValueSize(field, key, MessageFieldSize(AnyArray, ArrayContentSize(headers, first, next)));
+
+        public void ErrorStatus(int field, Text message)
+        {
+            var bytes = message.ByteCount();
+            var content = (bytes == 0 ? 0 : MessageFieldSize(StatusMessage, bytes)) + TagSize(StatusCode) + VarintSize(StatusCodeError);
+            Size += MessageFieldSize(field, content);
+        }
+    }
+
+    // Content of the ArrayValue for a repeated header: the value at `first`, then every later one of that name.
+    private static long ArrayContentSize(HeaderList headers, int first, int next)
+    {
+        var name = headers[first].Key;
+        long size = MessageFieldSize(ArrayValues, MessageFieldSize(AnyString, new Text(headers[first].Value).ByteCount()));
+        for (var j = next; j < headers.Count; j++)
+        {
+            if (string.Equals(headers[j].Key, name, StringComparison.Ordinal))
+            {
+                size += MessageFieldSize(ArrayValues, MessageFieldSize(AnyString, new Text(headers[j].Value).ByteCount()));
+            }
+        }
+
+        return size;
+    }
+
+    /// <summary>Writes into a buffer already sized by <see cref="Measure"/> (so it never grows).</summary>
+    private struct Writer(byte[] buffer) : ISink
+    {
+        private readonly byte[] _buffer = buffer;
+
+        public int Position { get; private set; }
+
+        public void Tag(int field, int wireType) => Raw(((uint)field << 3) | (uint)wireType);
+
+        public void Raw(ulong value)
+        {
+            var buffer = _buffer;
+            var position = Position;
+            while (value >= 0x80)
+            {
+                buffer[position++] = (byte)(value | 0x80);
+                value >>= 7;
+            }
+
+            buffer[position++] = (byte)value;
+            Position = position;
+        }
+
+        public void Bytes(int field, ReadOnlySpan<byte> value)
+        {
+            if (!value.IsEmpty)
+            {
+                Tag(field, Len);
+                Raw((ulong)value.Length);
+                Copy(value);
+            }
+        }
+
+        public void String(int field, Text value)
+        {
+            var bytes = value.ByteCount();
+            if (bytes != 0)
+            {
+                Tag(field, Len);
+                Raw((ulong)bytes);
+                Position += value.CopyTo(_buffer.AsSpan(Position, bytes));
+            }
+        }
+
+        public void Varint(int field, ulong value)
+        {
+            if (value != 0)
+            {
+                Tag(field, WireVarint);
+                Raw(value);
+            }
+        }
+
+        public void Fixed32(int field, uint value)
+        {
+            if (value != 0)
+            {
+                Tag(field, WireFixed32);
+                BinaryPrimitives.WriteUInt32LittleEndian(_buffer.AsSpan(Position, 4), value);
+                Position += 4;
+            }
+        }
+
+        public void Fixed64(int field, ulong value)
+        {
+            if (value != 0)
+            {
+                Tag(field, WireFixed64);
+                BinaryPrimitives.WriteUInt64LittleEndian(_buffer.AsSpan(Position, 8), value);
+                Position += 8;
+            }
+        }
+
+        public void KeyValue(int field, Text key, Text value)
+        {
+            var bytes = value.ByteCount();
+            var any = MessageFieldSize(AnyString, bytes);
+            KeyValueStart(field, key, any);
+            Tag(AnyString, Len);
+            Raw((ulong)bytes);
+            Position += value.CopyTo(_buffer.AsSpan(Position, bytes));
+        }
+
+        public void Utf8KeyValue(int field, Text key, ReadOnlySpan<byte> value)
+        {
+            KeyValueStart(field, key, MessageFieldSize(AnyString, value.Length));
+            Tag(AnyString, Len);
+            Raw((ulong)value.Length);
+            Copy(value);
+        }
+
+        public void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value)
+        {
+            var encoded = (int)Base64Size(value.Length);
+            KeyValueStart(field, key, MessageFieldSize(AnyString, encoded));
+            Tag(AnyString, Len);
+            Raw((ulong)encoded);
+            Base64.EncodeToUtf8(value, _buffer.AsSpan(Position, encoded), out _, out var written);
+            Position += written;
+        }
+
+        public void IntKeyValue(int field, Text key, long value)
+        {
+            KeyValueStart(field, key, TagSize(AnyInt) + VarintSize((ulong)value));
+            Tag(AnyInt, WireVarint);
+            Raw((ulong)value);
+        }
+
+        public void BoolKeyValue(int field, Text key, bool value)
+        {
+            KeyValueStart(field, key, TagSize(AnyBool) + 1);
+            Tag(AnyBool, WireVarint);
+            Raw(value ? 1UL : 0UL);
+        }
+
+        public void HeaderArray(int field, Text key, HeaderList headers, int first, int next)
+        {
+            var array = ArrayContentSize(headers, first, next);
+            KeyValueStart(field, key, MessageFieldSize(AnyArray, array));
+            Tag(AnyArray, Len);
+            Raw((ulong)array);
+            var name = headers[first].Key;
+            ArrayItem(headers[first].Value);
+            for (var j = next; j < headers.Count; j++)
+            {
+                if (string.Equals(headers[j].Key, name, StringComparison.Ordinal))
+                {
+                    ArrayItem(headers[j].Value);
+                }
+            }
+        }
+
+        public void ErrorStatus(int field, Text message)
+        {
+            var bytes = message.ByteCount();
+            var content = (bytes == 0 ? 0 : MessageFieldSize(StatusMessage, bytes)) + TagSize(StatusCode) + VarintSize(StatusCodeError);
+            Tag(field, Len);
+            Raw((ulong)content);
+            String(StatusMessage, message);
+            Varint(StatusCode, StatusCodeError);
+        }
+
+        private void ArrayItem(string value)
+        {
+            var text = new Text(value);
+            var bytes = text.ByteCount();
+            Tag(ArrayValues, Len);
+            Raw((ulong)MessageFieldSize(AnyString, bytes));
+            Tag(AnyString, Len);
+            Raw((ulong)bytes);
+            Position += text.CopyTo(_buffer.AsSpan(Position, bytes));
+        }
+
+        // The KeyValue's tag and length, its key, and the tag and length of its AnyValue.
+        private void KeyValueStart(int field, Text key, long anyContentSize)
+        {
+            var keyBytes = key.ByteCount();
+            var content = (keyBytes == 0 ? 0 : MessageFieldSize(KeyValueKey, keyBytes)) + MessageFieldSize(KeyValueValue, anyContentSize);
+            Tag(field, Len);
+            Raw((ulong)content);
+            if (keyBytes != 0)
+            {
+                Tag(KeyValueKey, Len);
+                Raw((ulong)keyBytes);
+                Position += key.CopyTo(_buffer.AsSpan(Position, keyBytes));
+            }
+
+            Tag(KeyValueValue, Len);
+            Raw((ulong)anyContentSize);
+        }
+
+        private void Copy(ReadOnlySpan<byte> value)
+        {
+            value.CopyTo(_buffer.AsSpan(Position, value.Length));
+            Position += value.Length;
+        }
+    }
+}

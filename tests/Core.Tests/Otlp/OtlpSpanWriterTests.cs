@@ -1,0 +1,254 @@
+using System.Diagnostics;
+using System.Text;
+using FsCheck.Xunit;
+using Google.Protobuf;
+using SpIstio.Core.Model;
+using SpIstio.Core.Otlp;
+using SpIstio.Core.Otlp.Proto.Collector.Trace;
+
+namespace SpIstio.Core.Tests.Otlp;
+
+/// <summary>
+/// The generated OTLP types are the oracle: the writer's bytes must parse to exactly the message
+/// <see cref="ExchangeSpanMapper.ToExportRequest"/> builds (and, written in the same field order,
+/// be the very bytes protobuf writes for it).
+/// </summary>
+public class OtlpSpanWriterTests
+{
+    private static readonly ActivityTraceId _traceId = ActivityTraceId.CreateFromString("0af7651916cd43dd8448eb211c80319c");
+    private static readonly ActivitySpanId _spanId = ActivitySpanId.CreateFromString("b7ad6b7169203331");
+    private static readonly ActivitySpanId _parentId = ActivitySpanId.CreateFromString("00f067aa0ba902b7");
+    private static readonly DateTimeOffset _start = new(2024, 5, 6, 7, 8, 9, TimeSpan.Zero);
+
+    public static TheoryData<string> Cases => [.. CaseExchanges().Keys];
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Write_EdgeCaseExchange_ParsesToTheReferenceRequest(string name)
+    {
+        var exchange = CaseExchanges()[name];
+
+        AssertSameAsReference([exchange], "pk-123", "1.2.3");
+        AssertSameAsReference([exchange], null, "1.2.3");
+    }
+
+    [Fact]
+    public void Write_AllEdgeCasesInOneBatch_GroupsResourcesLikeTheReference()
+    {
+        var batch = CaseExchanges().Values.ToList();
+
+        AssertSameAsReference(batch, "pk", "");
+    }
+
+    [Fact]
+    public void Write_InterleavedServices_OneResourcePerServiceInFirstSeenOrder()
+    {
+        var batch = new List<Exchange>();
+        foreach (var service in new[] { "b", "a", "b", "c", "a", "b" })
+        {
+            var exchange = Basic();
+            exchange.ServiceName = service;
+            exchange.Path = "/" + service + batch.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            batch.Add(exchange);
+        }
+
+        var parsed = AssertSameAsReference(batch, "pk", "1.0");
+
+        Assert.Equal(["b", "a", "c"], parsed.ResourceSpans.Select(r => r.Resource.Attributes[0].Value.StringValue));
+        Assert.Equal(["/b0", "/b2", "/b5"], parsed.ResourceSpans[0].ScopeSpans[0].Spans.Select(s => s.Attributes.First(a => a.Key == "url.path").Value.StringValue));
+    }
+
+    [Fact]
+    public void Write_EmptyBatch_IsAnEmptyRequest()
+    {
+        AssertSameAsReference([], "pk", "1.0");
+    }
+
+    [Fact]
+    public void Write_LargeUtf8Body_CarriesTheBytesUnchanged()
+    {
+        var exchange = Basic();
+        var text = string.Concat(Enumerable.Repeat("{\"city\":\"Zürich\",\"note\":\"中文😀\"}", 4000));
+        exchange.ResponseBody = new CapturedBody(Encoding.UTF8.GetBytes(text), 200_000, true, BodyKind.Text, "application/json");
+
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+
+        var body = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0].Attributes.First(a => a.Key == OtlpAttributes.ResponseBody);
+        Assert.Equal(text, body.Value.StringValue);
+    }
+
+    [Fact]
+    public void Write_ToStream_WritesTheSameBytesAsToByteArray()
+    {
+        var batch = CaseExchanges().Values.ToList();
+        using var stream = new MemoryStream();
+
+        OtlpSpanWriter.Write(batch, "pk", "1.0", stream);
+
+        Assert.Equal(OtlpSpanWriter.ToByteArray(batch, "pk", "1.0"), stream.ToArray());
+    }
+
+    [Property(Arbitrary = [typeof(ExchangeGenerators)], MaxTest = 200)]
+    public void Write_AnyBatch_ParsesToTheReferenceRequest(Exchange[] batch, bool withKey)
+    {
+        AssertSameAsReference(batch, withKey ? "pk-prop" : null, "9.9.9");
+    }
+
+    private static ExportTraceServiceRequest AssertSameAsReference(IReadOnlyList<Exchange> batch, string? publicKey, string scopeVersion)
+    {
+        var expected = ExchangeSpanMapper.ToExportRequest(batch, publicKey, scopeVersion);
+
+        var bytes = OtlpSpanWriter.ToByteArray(batch, publicKey, scopeVersion);
+
+        var parsed = ExportTraceServiceRequest.Parser.ParseFrom(bytes);
+        Assert.Equal(expected, parsed);
+        Assert.Equal(expected.ToByteArray(), bytes);
+        return parsed;
+    }
+
+    private static Exchange Basic() => new()
+    {
+        Direction = TrafficDirection.Inbound,
+        ServiceName = "checkout",
+        Method = "GET",
+        Scheme = "http",
+        Authority = "checkout:8080",
+        Path = "/cart",
+        StatusCode = 200,
+        StartTime = _start,
+        EndTime = _start.AddMilliseconds(12.3456),
+        TraceId = _traceId,
+        SpanId = _spanId,
+        ParentSpanId = _parentId,
+        SessionId = "sess-1",
+    };
+
+    private static Dictionary<string, Exchange> CaseExchanges()
+    {
+        var cases = new Dictionary<string, Exchange>(StringComparer.Ordinal);
+
+        void Add(string name, Action<Exchange> change)
+        {
+            var exchange = Basic();
+            change(exchange);
+            cases.Add(name, exchange);
+        }
+
+        Add("plain", _ => { });
+        Add("default model", e =>
+        {
+            var fresh = new Exchange();
+            e.Direction = fresh.Direction;
+            e.ServiceName = fresh.ServiceName;
+            e.Method = fresh.Method;
+            e.Scheme = fresh.Scheme;
+            e.Authority = fresh.Authority;
+            e.Path = fresh.Path;
+            e.StatusCode = null;
+            e.StartTime = fresh.StartTime;
+            e.EndTime = fresh.EndTime;
+            e.TraceId = default;
+            e.SpanId = default;
+            e.ParentSpanId = default;
+            e.SessionId = null;
+        });
+        Add("outbound client 404", e =>
+        {
+            e.Direction = TrafficDirection.Outbound;
+            e.StatusCode = 404;
+        });
+        Add("inbound 503", e => e.StatusCode = 503);
+        Add("no session", e => e.SessionId = null);
+        Add("empty session", e => e.SessionId = "");
+        Add("parent span id zero", e => e.ParentSpanId = default);
+        Add("query null", e => e.Query = null);
+        Add("query empty", e => e.Query = "");
+        Add("query with non-ascii", e => e.Query = "q=é&x=%20😀");
+        Add("empty authority", e => e.Authority = "");
+        Add("ipv6 authority", e => e.Authority = "[::1]:8443");
+        Add("authority without port", e => e.Authority = "example.com");
+        Add("authority with bad port", e => e.Authority = "example.com:99999");
+        Add("before epoch", e => e.StartTime = DateTimeOffset.UnixEpoch.AddDays(-1));
+        Add("repeated headers", e =>
+        {
+            e.RequestHeaders.Add("accept", "text/html");
+            e.RequestHeaders.Add("x-a", "1");
+            e.RequestHeaders.Add("accept", "application/json");
+            e.RequestHeaders.Add("cookie", "");
+            e.RequestHeaders.Add("accept", "*/*");
+            e.RequestHeaders.Add(":authority", "pseudo");
+            e.ResponseHeaders.Add("set-cookie", "a=1");
+            e.ResponseHeaders.Add("set-cookie", "b=ü");
+            e.ResponseHeaders.Add(":status", "200");
+        });
+        Add("empty text body with size", e => e.RequestBody = new CapturedBody(ReadOnlyMemory<byte>.Empty, 0, false, BodyKind.Text, "text/plain"));
+        Add("empty binary body", e => e.ResponseBody = new CapturedBody(ReadOnlyMemory<byte>.Empty, 5, true, BodyKind.Binary));
+        Add("seen not captured", e => e.ResponseBody = new CapturedBody(ReadOnlyMemory<byte>.Empty, 4096, true, BodyKind.Empty, "image/png"));
+        Add("unknown size", e => e.ResponseBody = new CapturedBody(Encoding.UTF8.GetBytes("ok"), -1, false, BodyKind.Text));
+        Add("binary bodies of every base64 padding", e =>
+        {
+            e.RequestBody = new CapturedBody(new byte[] { 0, 1, 255, 128 }, 4, false, BodyKind.Binary, "application/octet-stream");
+            e.ResponseBody = new CapturedBody(new byte[] { 0xFF, 0xFE, 0xFD, 0xFC, 0xFB }, 5, false, BodyKind.Binary);
+        });
+        Add("truncated decoded text", e =>
+        {
+            e.RequestBody = new CapturedBody(Encoding.UTF8.GetBytes("{\"a\":\"é中😀\"}"), 9000, true, BodyKind.Text, "application/json", "gzip", true);
+            e.ResponseBody = new CapturedBody(Encoding.UTF8.GetBytes("<p>hi</p>"), 300, true, BodyKind.Text, "text/html", "br", false);
+        });
+        Add("text in another charset", e => e.ResponseBody = new CapturedBody(new byte[] { 0x63, 0x61, 0x66, 0xE9 }, 4, false, BodyKind.Text, "text/plain; charset=iso-8859-1"));
+        Add("truncated mid-character", e => e.ResponseBody = new CapturedBody(Encoding.UTF8.GetBytes("ab中").AsMemory(0, 4), 5, true, BodyKind.Text, "text/plain"));
+        Add("redacted", e =>
+        {
+            e.RequestHeaders.Add("authorization", "[REDACTED]");
+            e.Query = "token=[REDACTED]";
+            e.RequestBody = new CapturedBody(Encoding.UTF8.GetBytes("{\"password\":\"[REDACTED]\"}"), 40, false, BodyKind.Text, "application/json");
+            e.Attributes["sp.redacted"] = "3";
+        });
+        Add("cache hit", e => e.Cache = CacheOutcome.Hit);
+        Add("cache miss", e => e.Cache = CacheOutcome.Miss);
+        Add("failed with error", e =>
+        {
+            e.Outcome = ExchangeOutcome.Failed;
+            e.Error = "upstream reset";
+            e.StatusCode = null;
+        });
+        Add("cancelled without error", e => e.Outcome = ExchangeOutcome.Cancelled);
+        Add("timed out with empty error", e =>
+        {
+            e.Outcome = ExchangeOutcome.TimedOut;
+            e.Error = "";
+        });
+        Add("error without failure", e => e.Error = "odd");
+        Add("attributes", e =>
+        {
+            e.Attributes["envoy.route"] = "payments";
+            e.Attributes["sp.span.type"] = "inject";
+            e.Attributes["error.type"] = "SocketException";
+            e.Attributes["http.request.header.x-shadow"] = "reserved, dropped";
+            e.Attributes["url.path"] = "reserved, dropped";
+            e.Attributes[""] = "empty key";
+            e.Attributes["app.empty"] = "";
+        });
+        Add("error.type attribute beside a derived one", e =>
+        {
+            e.StatusCode = 500;
+            e.Attributes["error.type"] = "SocketException";
+        });
+        Add("non-ascii everywhere", e =>
+        {
+            e.ServiceName = "dienst-ü";
+            e.Method = "GET";
+            e.Path = "/städte/中文/😀";
+            e.Authority = "bücher.example:80";
+            e.SessionId = "sitzung-ä";
+            e.Error = "fehler: ß";
+            e.RequestHeaders.Add("x-name", "Zoë 😀");
+        });
+        Add("long strings", e =>
+        {
+            e.Path = "/" + new string('p', 300);
+            e.RequestHeaders.Add("x-long", new string('v', 20_000));
+        });
+        return cases;
+    }
+}
