@@ -11,6 +11,8 @@ public sealed class BackendMetrics
 {
     private readonly CounterFamily _requests;
     private readonly ConcurrentDictionary<(string Protocol, int Code), Counter> _requestChildren = new();
+    private readonly HistogramFamily _httpDuration;
+    private readonly ConcurrentDictionary<(string Route, int Code), Histogram> _httpChildren = new();
 
     /// <summary>Declares the backend metrics (and the process metrics) on <paramref name="registry"/>.</summary>
     public BackendMetrics(MetricRegistry registry)
@@ -33,6 +35,12 @@ public sealed class BackendMetrics
             "Spans per group commit.",
             MetricRegistry.ExponentialBuckets(1, 4, 9)).WithLabels();
         StoreBytes = registry.Gauge("sp_store_bytes", "Bytes the stored spans take, as the store engine reports them.").WithLabels();
+        _httpDuration = registry.Histogram(
+            "sp_http_request_duration_seconds",
+            "Time to answer an HTTP request (query API, UI, ingest), by route template and status code.",
+            MetricRegistry.ExponentialBuckets(0.0005, 2, 16),
+            "route",
+            "code");
     }
 
     /// <summary>The registry rendered at <c>/metrics</c>.</summary>
@@ -58,6 +66,15 @@ public sealed class BackendMetrics
 
     /// <summary>Stored bytes, refreshed by the retention job and at scrape.</summary>
     public Gauge StoreBytes { get; }
+
+    /// <summary>
+    /// The request-duration histogram of a route template (never a raw path: the label must stay
+    /// low-cardinality) and status code, resolved once per pair.
+    /// </summary>
+    public Histogram HttpRequestDuration(string route, int code) =>
+        _httpChildren.TryGetValue((route, code), out var histogram)
+            ? histogram
+            : _httpChildren.GetOrAdd((route, code), static (k, family) => family.WithLabels(k.Route, k.Code.ToString(CultureInfo.InvariantCulture)), _httpDuration);
 
     /// <summary>The request counter of a protocol and answer code, resolved once per pair.</summary>
     public Counter IngestRequests(string protocol, int code) =>

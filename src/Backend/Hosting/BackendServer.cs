@@ -3,6 +3,7 @@ using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -218,6 +219,22 @@ public sealed class BackendServer : IAsyncDisposable
         services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, BackendJsonContext.Default));
 
         var app = builder.Build();
+
+        // Request duration by route template: the routing middleware (added first, implicitly) has
+        // chosen the endpoint by the time the request comes back out; unmatched paths share one label.
+        app.Use(async (context, next) =>
+        {
+            var started = timeProvider.GetTimestamp();
+            try
+            {
+                await next(context).ConfigureAwait(false);
+            }
+            finally
+            {
+                var route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";
+                metrics.HttpRequestDuration(route, context.Response.StatusCode).Observe(timeProvider.GetElapsedTime(started).TotalSeconds);
+            }
+        });
         var endpoint = new OtlpHttpEndpoint(ingest, authenticator, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
         // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document. No Accepts():
         // it would make routing answer other content types itself, and the OTLP answer must be a 415 with a Status body.
