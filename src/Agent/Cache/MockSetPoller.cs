@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Export;
@@ -68,27 +67,8 @@ public sealed partial class MockSetPoller : IAsyncDisposable
         _interval = TimeSpan.FromSeconds(options.Cache.PullIntervalSeconds);
         // A whole set may be large: the lookup deadline, but never less than ten seconds.
         _deadline = TimeSpan.FromMilliseconds(Math.Max(10_000, options.FallbackTimeoutMs ?? options.AsyncTimeoutMs));
-        var baseUrl = options.SpBackendUrl.ToString();
-        Endpoint = new Uri(
-            new Uri(baseUrl.EndsWith('/') ? baseUrl : baseUrl + "/"),
-            MockSetPath + "?service=" + Uri.EscapeDataString(_service));
-        _http = handler is null
-            ? new HttpClient(
-                new SocketsHttpHandler
-                {
-                    PooledConnectionLifetime = TimeSpan.FromMinutes(2),
-                    AutomaticDecompression = DecompressionMethods.GZip | DecompressionMethods.Brotli,
-                    UseProxy = false,
-                },
-                disposeHandler: true)
-            : new HttpClient(handler, disposeHandler: false);
-        _http.Timeout = Timeout.InfiniteTimeSpan;
-        _http.MaxResponseContentBufferSize = MaxResponseBytes;
-        _http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("sp-agent", OtlpExporter.Version));
-        if (!string.IsNullOrEmpty(options.PublicKey))
-        {
-            _http.DefaultRequestHeaders.TryAddWithoutValidation(OtlpExporter.PublicKeyHeader, options.PublicKey);
-        }
+        Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, MockSetPath + "?service=" + Uri.EscapeDataString(_service));
+        _http = BackendHttp.CreateClient(options, handler, MaxResponseBytes, DecompressionMethods.GZip | DecompressionMethods.Brotli);
     }
 
     /// <summary>Where the set is pulled from.</summary>

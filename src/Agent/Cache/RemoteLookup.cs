@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Http.Headers;
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Export;
@@ -61,26 +60,8 @@ public sealed partial class RemoteLookup : IDisposable
         _logger = logger;
         _publicKey = string.IsNullOrEmpty(options.PublicKey) ? null : options.PublicKey;
         _deadline = TimeSpan.FromMilliseconds(options.FallbackTimeoutMs ?? options.AsyncTimeoutMs);
-        var baseUrl = options.SpBackendUrl.ToString();
-        Endpoint = new Uri(new Uri(baseUrl.EndsWith('/') ? baseUrl : baseUrl + "/"), LookupPath);
-        _http = handler is null
-            ? new HttpClient(
-                new SocketsHttpHandler
-                {
-                    PooledConnectionLifetime = TimeSpan.FromMinutes(2),
-                    MaxConnectionsPerServer = Math.Max(1, options.MaxConcurrentRequests),
-                    AutomaticDecompression = DecompressionMethods.None,
-                    UseProxy = false,
-                },
-                disposeHandler: true)
-            : new HttpClient(handler, disposeHandler: false);
-        _http.Timeout = Timeout.InfiniteTimeSpan;
-        _http.MaxResponseContentBufferSize = MaxResponseBytes;
-        _http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("sp-agent", OtlpExporter.Version));
-        if (_publicKey is not null)
-        {
-            _http.DefaultRequestHeaders.TryAddWithoutValidation(OtlpExporter.PublicKeyHeader, _publicKey);
-        }
+        Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, LookupPath);
+        _http = BackendHttp.CreateClient(options, handler, MaxResponseBytes);
     }
 
     /// <summary>Where lookups are posted.</summary>

@@ -86,7 +86,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         _export = options.Export ?? new ExportOptions();
         _publicKey = string.IsNullOrEmpty(options.PublicKey) ? null : options.PublicKey;
         _batchDelay = TimeSpan.FromMilliseconds(_export.BatchDelayMs);
-        Endpoint = TracesEndpoint(options.SpBackendUrl);
+        Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, "v1/traces");
 
         _channel = Channel.CreateBounded<Exchange>(new BoundedChannelOptions(_export.QueueCapacity)
         {
@@ -97,26 +97,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
         _maxConcurrent = Math.Max(1, options.MaxConcurrentRequests);
         _concurrency = new SemaphoreSlim(_maxConcurrent, _maxConcurrent);
-        _http = handler is null
-            ? new HttpClient(
-                new SocketsHttpHandler
-                {
-                    PooledConnectionLifetime = TimeSpan.FromMinutes(2),
-                    MaxConnectionsPerServer = _maxConcurrent,
-                    AutomaticDecompression = DecompressionMethods.None,
-                    UseProxy = false,
-                },
-                disposeHandler: true)
-            : new HttpClient(handler, disposeHandler: false);
-
-        // Polly's timeout strategy bounds each attempt on the injected clock.
-        _http.Timeout = Timeout.InfiniteTimeSpan;
-        _http.MaxResponseContentBufferSize = MaxResponseBytes;
-        _http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("sp-agent", Version));
-        if (_publicKey is not null)
-        {
-            _http.DefaultRequestHeaders.TryAddWithoutValidation(PublicKeyHeader, _publicKey);
-        }
+        _http = BackendHttp.CreateClient(options, handler, MaxResponseBytes);
 
         var breaker = options.CircuitBreaker ?? new CircuitBreakerOptions();
         _breaker = new BackendCircuitBreaker(
@@ -257,13 +238,6 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
 
         return d < TimeSpan.Zero ? TimeSpan.Zero : d > _maxRetryAfter ? _maxRetryAfter : d;
-    }
-
-    private static Uri TracesEndpoint(Uri backend)
-    {
-        ArgumentNullException.ThrowIfNull(backend);
-        var baseUrl = backend.GetLeftPart(UriPartial.Path).TrimEnd('/');
-        return new Uri(baseUrl + "/v1/traces", UriKind.Absolute);
     }
 
     private static string ReadVersion()
