@@ -4,7 +4,7 @@ namespace SpIstio.Agent.Proxy;
 /// The request body as the forwarder reads it: every read is passed through unchanged and its
 /// bytes are copied into the exchange's bounded capture buffer on the way.
 /// </summary>
-internal sealed class RequestTeeStream : Stream
+internal sealed class RequestTeeStream : NonSeekableStream
 {
     private readonly Stream _inner;
     private readonly ProxyExchange _exchange;
@@ -17,17 +17,7 @@ internal sealed class RequestTeeStream : Stream
 
     public override bool CanRead => true;
 
-    public override bool CanSeek => false;
-
     public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -60,10 +50,6 @@ internal sealed class RequestTeeStream : Stream
     {
     }
 
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
@@ -72,7 +58,7 @@ internal sealed class RequestTeeStream : Stream
 /// the real response stream at once, so streamed responses are not delayed, and the bytes are
 /// copied into the exchange's bounded capture buffer after the write succeeded.
 /// </summary>
-internal sealed class ResponseTeeStream : Stream
+internal sealed class ResponseTeeStream : NonSeekableStream
 {
     private readonly Stream _inner;
     private readonly ProxyExchange _exchange;
@@ -85,17 +71,7 @@ internal sealed class ResponseTeeStream : Stream
 
     public override bool CanRead => false;
 
-    public override bool CanSeek => false;
-
     public override bool CanWrite => true;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
 
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -119,10 +95,6 @@ internal sealed class ResponseTeeStream : Stream
     public override void Flush() => _inner.Flush();
 
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
 }
 
 /// <summary>
@@ -130,7 +102,7 @@ internal sealed class ResponseTeeStream : Stream
 /// client sends are captured as the request body, bytes sent to it as the response body, both up
 /// to their limits, while the tunnel carries everything unchanged.
 /// </summary>
-internal sealed class UpgradedTeeStream : Stream
+internal sealed class UpgradedTeeStream : NonSeekableStream
 {
     private readonly Stream _inner;
     private readonly ProxyExchange _exchange;
@@ -143,17 +115,7 @@ internal sealed class UpgradedTeeStream : Stream
 
     public override bool CanRead => true;
 
-    public override bool CanSeek => false;
-
     public override bool CanWrite => true;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -198,10 +160,6 @@ internal sealed class UpgradedTeeStream : Stream
     public override Task FlushAsync(CancellationToken cancellationToken) => _inner.FlushAsync(cancellationToken);
 
     public override void Flush() => _inner.Flush();
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

@@ -4,7 +4,7 @@ namespace SpIstio.Agent.Proxy;
 /// A request body that was partly (or wholly) read ahead for a cache lookup: the buffered bytes
 /// first, then whatever the original stream still holds (none when the whole body was buffered).
 /// </summary>
-internal sealed class PrefixedStream : Stream
+internal sealed class PrefixedStream : NonSeekableStream
 {
     private readonly ReadOnlyMemory<byte> _prefix;
     private readonly Stream? _rest;
@@ -18,17 +18,7 @@ internal sealed class PrefixedStream : Stream
 
     public override bool CanRead => true;
 
-    public override bool CanSeek => false;
-
     public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -58,10 +48,6 @@ internal sealed class PrefixedStream : Stream
     public override void Flush()
     {
     }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
