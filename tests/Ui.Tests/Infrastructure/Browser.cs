@@ -68,9 +68,14 @@ public sealed class Browser : IDisposable
     /// </summary>
     public void ClickToNavigate(By by)
     {
-        var old = Driver.FindElement(By.TagName("html"));
+        // The page being left is marked; only a new document lacks the mark. (Element staleness is
+        // no signal here: mid-navigation chromedriver answers "node does not belong to the document".)
+        var mark = Guid.NewGuid().ToString("N");
+        Driver.ExecuteScript("document.spLeaving = arguments[0];", mark);
         Clickable(by).Click();
-        WaitFor(_ => IsGone(old) && IsComplete(), "a new page to load after clicking " + by);
+        WaitFor(
+            d => ((IJavaScriptExecutor)d).ExecuteScript("return document.spLeaving !== arguments[0] && document.readyState === 'complete';", mark) is true,
+            "a new page to load after clicking " + by);
         VisitedUrls.Add(Driver.Url);
     }
 
@@ -84,19 +89,7 @@ public sealed class Browser : IDisposable
     public IReadOnlyCollection<IWebElement> FindAll(By by) => Driver.FindElements(by);
 
     /// <summary>The visible text of an element, waiting for it to be there (and re-reading if the page replaced it meanwhile).</summary>
-    public string Text(By by) => WaitFor(
-        d =>
-        {
-            try
-            {
-                return d.FindElements(by).FirstOrDefault()?.Text;
-            }
-            catch (StaleElementReferenceException)
-            {
-                return null;
-            }
-        },
-        "the text of " + by);
+    public string Text(By by) => WaitFor(d => d.FindElements(by).FirstOrDefault()?.Text, "the text of " + by);
 
     /// <summary>
     /// Waits until <paramref name="condition"/> gives a non-null, non-false answer. On time-out the
@@ -106,15 +99,20 @@ public sealed class Browser : IDisposable
         where T : class
     {
         var wait = new WebDriverWait(Driver, Patience);
-        wait.IgnoreExceptionTypes(typeof(NoSuchElementException), typeof(StaleElementReferenceException));
+
+        // While a document is being replaced, lookups and scripts can fail in several ways (no such
+        // element, stale element, "unknown error" from a node or context that went away): all mean
+        // "not yet", and the condition is asked again.
+        wait.IgnoreExceptionTypes(typeof(NoSuchElementException), typeof(StaleElementReferenceException), typeof(UnknownErrorException), typeof(JavaScriptException));
         try
         {
             return wait.Until(condition)!;
         }
-        catch (WebDriverTimeoutException)
+        catch (WebDriverTimeoutException timeout)
         {
             var shot = Screenshot("failed-" + DateTime.UtcNow.ToString("HHmmss-fff", System.Globalization.CultureInfo.InvariantCulture));
-            throw new Xunit.Sdk.XunitException($"Waited {Patience.TotalSeconds:0} s for {what}; the browser is at {Driver.Url}; screenshot: {shot}");
+            var last = timeout.InnerException is { } inner ? " (last error: " + inner.Message + ")" : "";
+            throw new Xunit.Sdk.XunitException($"Waited {Patience.TotalSeconds:0} s for {what}; the browser is at {Driver.Url}; screenshot: {shot}{last}");
         }
     }
 
@@ -167,17 +165,4 @@ public sealed class Browser : IDisposable
         "a visible, enabled element " + by + " to click");
 
     private bool IsComplete() => Driver.ExecuteScript("return document.readyState") as string == "complete";
-
-    private static bool IsGone(IWebElement element)
-    {
-        try
-        {
-            _ = element.Enabled;
-            return false;
-        }
-        catch (StaleElementReferenceException)
-        {
-            return true;
-        }
-    }
 }
