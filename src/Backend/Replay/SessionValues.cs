@@ -157,8 +157,8 @@ public sealed class SessionValues
             }
         }
 
-        bindings.Sort((a, b) => a.SourceStep.CompareTo(b.SourceStep));
-        return new SessionValues(bindings, fresh, problems);
+        // Stable: within a step, in the order the response carries them.
+        return new SessionValues([.. bindings.OrderBy(b => b.SourceStep)], fresh, problems);
     }
 
     /// <summary>The value at <paramref name="source"/> in a response (see <see cref="ValueBinding.Source"/>), or null.</summary>
