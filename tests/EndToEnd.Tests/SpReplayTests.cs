@@ -100,6 +100,17 @@ public sealed class SpReplayTests : IAsyncLifetime
             "--ignore", "requestId", "--ignore", "$.count");
         Assert.True(accepted.ExitCode == 0, accepted.StdOut + accepted.StdErr);
 
+        // A values file with mistakes, and a binding that cannot be: exit 2 naming each one.
+        var badValues = Path.Combine(_directory, "bad-replay.yaml");
+        await File.WriteAllTextAsync(badValues, "values:\n  card: x\nwhen_status:\n  nine: {}\n");
+        var bad = await SpProcess.RunAsync("replay", "--session", "s-replay", "--target", _serviceAddress.ToString(), "--backend", backendUrl, "--key", key, "--values", badValues);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("'card' is not a location", bad.StdErr, StringComparison.Ordinal);
+        Assert.Contains("when_status: 'nine' is not an HTTP status", bad.StdErr, StringComparison.Ordinal);
+        var badBind = await SpProcess.RunAsync("replay", "--session", "s-replay", "--target", _serviceAddress.ToString(), "--backend", backendUrl, "--key", key, "--bind", "9:$.count");
+        Assert.Equal(2, badBind.ExitCode);
+        Assert.Contains("--bind 9:$.count: expected STEP:SOURCE", badBind.StdErr, StringComparison.Ordinal);
+
         var unknown = await SpProcess.RunAsync("replay", "--session", "nope", "--target", _serviceAddress.ToString(), "--backend", backendUrl, "--key", key);
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("session 'nope' was not found", unknown.StdErr, StringComparison.Ordinal);
