@@ -160,6 +160,8 @@ public sealed class SpReplayTests : IAsyncLifetime
             Assert.Contains("from the values file: $.card.number, $.card.cvc", bookedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("$.hold.holdId", bookedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("$.payment.paymentId", bookedRun.StdOut, StringComparison.Ordinal);
+            // The agent redacted the authorization code ("authorization…" names a secret): not compared, and said so.
+            Assert.Contains("not compared (redacted in the recording): $.payment.authorizationCode", bookedRun.StdOut, StringComparison.Ordinal);
         }
 
         await using (var changed = await FreshTravel.StartAsync(changePhone: true))

@@ -92,8 +92,11 @@ public sealed record ReplayResult
     /// <summary>What differs (status, headers, body paths), one line each.</summary>
     public IReadOnlyList<string> Differences { get; init; } = [];
 
-    /// <summary>Body paths that differed but were ignored: rules, noise learned from repeated recordings, and values the target issues fresh on every run.</summary>
+    /// <summary>Body paths that differed but were ignored: rules, noise learned from repeated requests, and values the target issues fresh on every run.</summary>
     public IReadOnlyList<string> IgnoredNoise { get; init; } = [];
+
+    /// <summary>Body paths not compared because redaction replaced the recorded value (an authorization code).</summary>
+    public IReadOnlyList<string> Redacted { get; init; } = [];
 
     /// <summary>Body paths whose recorded value was one the target issued earlier and replaced on replay (a booking reference): equal once carried.</summary>
     public IReadOnlyList<string> Carried { get; init; } = [];

@@ -91,7 +91,12 @@ public static class ReplayReports
 
         if (result.IgnoredNoise.Count > 0)
         {
-            writer.WriteLine("        noise (issued fresh on every run, or ignored): " + string.Join(", ", result.IgnoredNoise));
+            writer.WriteLine("        noise (issued fresh on every run, or --ignore): " + string.Join(", ", result.IgnoredNoise));
+        }
+
+        if (result.Redacted.Count > 0)
+        {
+            writer.WriteLine("        not compared (redacted in the recording): " + string.Join(", ", result.Redacted));
         }
 
         if (result.Error is not null)

@@ -162,11 +162,12 @@ public sealed class ReplayRunner
             }
 
             var carried = new List<string>();
+            var redacted = new List<string>();
             var actualJson = JsonValues.Parse(body);
             state.Learn(index, [.. response.Headers.Concat(response.Content.Headers).Select(h => new KeyValuePair<string, string>(h.Key, string.Join(", ", h.Value)))], actualJson);
             if (!recorded.ResponseBodyTruncated)
             {
-                CompareBodies(index, recorded.ResponseBody, body, actualJson, noise, state, differences, ignored, carried);
+                CompareBodies(index, recorded.ResponseBody, body, actualJson, noise, state, differences, ignored, carried, redacted);
             }
 
             return result with
@@ -176,13 +177,14 @@ public sealed class ReplayRunner
                 Differences = differences,
                 IgnoredNoise = ignored,
                 Carried = carried,
+                Redacted = redacted,
                 DurationMs = watch.Elapsed.TotalMilliseconds,
             };
         }
     }
 
     private void CompareBodies(
-        int index, byte[] expected, byte[] actual, JsonNode? actualJson, HashSet<string>? noise, CarryState state, List<string> differences, List<string> ignored, List<string> carried)
+        int index, byte[] expected, byte[] actual, JsonNode? actualJson, HashSet<string>? noise, CarryState state, List<string> differences, List<string> ignored, List<string> carried, List<string> redacted)
     {
         var expectedJson = ParseJson(expected);
         if (expectedJson is not null && actualJson is not null)
@@ -199,11 +201,16 @@ public sealed class ReplayRunner
                 }
 
                 // Redaction replaced the recorded value: there is nothing to compare it with.
-                var redacted = recordedValue is not null && recordedValue.StartsWith(SpIstio.Core.Redaction.Redactor.Marker, StringComparison.Ordinal);
-                if (redacted || (noise is not null && noise.Contains(difference.Path)) || (fresh is not null && fresh.Contains(difference.Path)))
+                if (recordedValue is not null && recordedValue.StartsWith(SpIstio.Core.Redaction.Redactor.Marker, StringComparison.Ordinal))
+                {
+                    redacted.Add(difference.Path);
+                    continue;
+                }
+
+                if ((noise is not null && noise.Contains(difference.Path)) || (fresh is not null && fresh.Contains(difference.Path)))
                 {
                     // A fresh value in a later response (the hold again, in the paid booking) is the same one.
-                    if (!redacted && recordedValue is not null && replayedValue is not null)
+                    if (recordedValue is not null && replayedValue is not null)
                     {
                         state.Carried.TryAdd(recordedValue, replayedValue);
                     }
