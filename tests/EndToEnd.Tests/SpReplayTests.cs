@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using System.Text;
 using System.Xml.Linq;
 using Google.Protobuf;
@@ -12,6 +13,11 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
+using SpIstio.Examples.Travel;
+using SpIstio.Examples.Travel.Flights;
+using SpIstio.Examples.Travel.Notifications;
+using SpIstio.Examples.Travel.Payments;
+using SpIstio.Examples.Travel.Web;
 
 namespace SpIstio.EndToEnd.Tests;
 
@@ -21,6 +27,8 @@ namespace SpIstio.EndToEnd.Tests;
 /// </summary>
 public sealed class SpReplayTests : IAsyncLifetime
 {
+    private const string DemoKey = "sp_demo_00000000000000000000000000000000";
+    private static readonly System.Text.Json.JsonSerializerOptions Json = new(System.Text.Json.JsonSerializerDefaults.Web);
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "sp-e2e-replay-" + Guid.NewGuid().ToString("N"));
     private WebApplication _service = null!;
     private Uri _serviceAddress = null!;
@@ -75,7 +83,11 @@ public sealed class SpReplayTests : IAsyncLifetime
         Assert.Contains(lines, l => l.StartsWith('✓') && l.Contains("POST /api/cart", StringComparison.Ordinal));
         Assert.Contains("4 replayed", run.StdOut, StringComparison.Ordinal);
         Assert.Contains("3 passed, 1 regressions", run.StdOut, StringComparison.Ordinal);
-        Assert.Contains("[##############################] 4/4", run.StdErr, StringComparison.Ordinal);
+        // Without --service the session's entry service is replayed, and the report says so.
+        Assert.Contains("service 'shop' received", run.StdOut, StringComparison.Ordinal);
+        Assert.Contains("(the session's entry service", run.StdOut, StringComparison.Ordinal);
+        // stderr is redirected here (a pipe, as in CI): no progress bar in it.
+        Assert.DoesNotContain("[#", run.StdErr, StringComparison.Ordinal);
 
         var suite = XDocument.Load(junit).Root!.Element("testsuite")!;
         Assert.Equal("4", suite.Attribute("tests")!.Value);
@@ -88,9 +100,112 @@ public sealed class SpReplayTests : IAsyncLifetime
             "--ignore", "requestId", "--ignore", "$.count");
         Assert.True(accepted.ExitCode == 0, accepted.StdOut + accepted.StdErr);
 
+        // A values file with mistakes, and a binding that cannot be: exit 2 naming each one.
+        var badValues = Path.Combine(_directory, "bad-replay.yaml");
+        await File.WriteAllTextAsync(badValues, "values:\n  card: x\nwhen_status:\n  nine: {}\n");
+        var bad = await SpProcess.RunAsync("replay", "--session", "s-replay", "--target", _serviceAddress.ToString(), "--backend", backendUrl, "--key", key, "--values", badValues);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("'card' is not a location", bad.StdErr, StringComparison.Ordinal);
+        Assert.Contains("when_status: 'nine' is not an HTTP status", bad.StdErr, StringComparison.Ordinal);
+        var badBind = await SpProcess.RunAsync("replay", "--session", "s-replay", "--target", _serviceAddress.ToString(), "--backend", backendUrl, "--key", key, "--bind", "9:$.count");
+        Assert.Equal(2, badBind.ExitCode);
+        Assert.Contains("--bind 9:$.count: expected STEP:SOURCE", badBind.StdErr, StringComparison.Ordinal);
+
         var unknown = await SpProcess.RunAsync("replay", "--session", "nope", "--target", _serviceAddress.ToString(), "--backend", backendUrl, "--key", key);
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("session 'nope' was not found", unknown.StdErr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The issue's acceptance: <c>sp demo</c> records real journeys; replayed against freshly
+    /// started travel services (all four live, new state, new booking references, holds and
+    /// payments), the booking, declined and sold-out journeys pass with the booking reference
+    /// carried between steps and the test cards from the example's values file; a web that
+    /// changed one response field is reported with that one regression.
+    /// </summary>
+    [Fact]
+    public async Task Replay_DemoJourneys_AgainstFreshTravelServices_CarriesValues_AndFindsTheOneChangedField()
+    {
+        await using var demo = SpChild.Start("demo", "--port", "0", "--journeys", "6", "--rate", "6", "--data", Path.Combine(_directory, "demo"));
+        var backendUrl = (await demo.WaitForLineAsync("Trace View: "))["Trace View: ".Length..].Trim();
+        using var api = new HttpClient { BaseAddress = new Uri(backendUrl) };
+        api.DefaultRequestHeaders.Add("x-public-key", DemoKey);
+
+        // Journeys 0–5: 3 is declined, 5 sold out, the rest book. A session is replayable once
+        // web's last answer of the journey is stored.
+        var booked = await WaitForSessionAsync(api, web => web.Count == 4 && web[^1].Path!.EndsWith("/confirm", StringComparison.Ordinal) && web[^1].StatusCode == 200);
+        var declined = await WaitForSessionAsync(api, web => web.Count == 3 && web[^1].StatusCode == 402);
+        var soldOut = await WaitForSessionAsync(api, web => web.Count == 2 && web[^1].StatusCode == 409);
+        var values = Path.Combine(AppContext.BaseDirectory, "travel-replay.yaml");
+
+        await using (var fresh = await FreshTravel.StartAsync(changePhone: false))
+        {
+            foreach (var session in new[] { booked, declined, soldOut })
+            {
+                var run = await SpProcess.RunAsync(
+                    "replay", "--session", session, "--target", fresh.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
+
+                Assert.True(run.ExitCode == 0, run.StdOut + run.StdErr);
+                Assert.Contains("service 'web' received", run.StdOut, StringComparison.Ordinal);
+                Assert.Contains("(the session's entry service", run.StdOut, StringComparison.Ordinal);
+                Assert.Contains(" 0 regressions, 0 errors", run.StdOut, StringComparison.Ordinal);
+                Assert.DoesNotContain("warning:", run.StdOut, StringComparison.Ordinal);
+            }
+
+            var bookedRun = await SpProcess.RunAsync(
+                "replay", "--session", booked, "--target", fresh.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
+            Assert.True(bookedRun.ExitCode == 0, bookedRun.StdOut + bookedRun.StdErr);
+            Assert.Contains("4 replayed", bookedRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("$.bookingReference of step 2 → path segment 3 of steps 3 and 4", bookedRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("from the values file: $.card.number, $.card.cvc", bookedRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("$.hold.holdId", bookedRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("$.payment.paymentId", bookedRun.StdOut, StringComparison.Ordinal);
+            // The agent redacted the authorization code ("authorization…" names a secret): not compared, and said so.
+            Assert.Contains("not compared (redacted in the recording): $.payment.authorizationCode", bookedRun.StdOut, StringComparison.Ordinal);
+        }
+
+        await using (var changed = await FreshTravel.StartAsync(changePhone: true))
+        {
+            var run = await SpProcess.RunAsync(
+                "replay", "--session", booked, "--target", changed.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
+
+            Assert.True(run.ExitCode == 3, run.StdOut + run.StdErr);
+            var lines = run.StdOut.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var regression = Assert.Single(lines, l => l.StartsWith('✗'));
+            Assert.Contains("POST /api/bookings →", regression, StringComparison.Ordinal);
+            Assert.Contains("3 passed, 1 regressions, 0 errors", run.StdOut, StringComparison.Ordinal);
+            // The one difference, as text: "+4477…", not "\u002B4477…".
+            Assert.Contains(lines, l => l.StartsWith("body $.phone: \"+44770", StringComparison.Ordinal) && l.Contains("→ \"+00", StringComparison.Ordinal));
+            Assert.DoesNotContain("\\u002B", run.StdOut, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(0, await demo.TerminateAsync());
+    }
+
+    /// <summary>The id of a demo session whose web inbound exchanges, in order, match.</summary>
+    private static async Task<string> WaitForSessionAsync(HttpClient api, Func<List<SpanRow>, bool> match)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var page = await api.GetFromJsonAsync<SessionPage>("/api/sessions?limit=100", Json);
+            foreach (var row in page!.Items)
+            {
+                var detail = await api.GetFromJsonAsync<SessionDetail>("/api/sessions/" + row.SessionId, Json);
+                var web = detail!.Spans.Where(s => s.ServiceName == "web" && s.Direction == "inbound" && s.StatusCode is not null).OrderBy(s => s.StartTime).ToList();
+                if (web.Count > 0 && match(web))
+                {
+                    return row.SessionId;
+                }
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("no matching demo session within 60 s among " + page.Items.Count + " sessions");
+            }
+
+            await Task.Delay(250);
+        }
     }
 
     private static async Task RecordSessionAsync(Uri backend, string key)
@@ -146,5 +261,73 @@ public sealed class SpReplayTests : IAsyncLifetime
         var response = Encoding.UTF8.GetBytes(responseBody);
         exchange.ResponseBody = new CapturedBody(response, response.Length, false, BodyKind.Text, "application/json");
         return exchange;
+    }
+
+    private sealed record SessionPage(List<SessionRow> Items);
+
+    private sealed record SessionRow(string SessionId);
+
+    private sealed record SessionDetail(string SessionId, List<SpanRow> Spans);
+
+    private sealed record SpanRow(string ServiceName, string? Direction, string? Method, string? Path, int? StatusCode, DateTimeOffset StartTime);
+
+    /// <summary>
+    /// The four travel services started fresh in this process, calling each other directly (no
+    /// capture): new state, so every booking reference, hold and payment id is new. With
+    /// <c>changePhone</c>, web answers a booking with the phone number changed — the deliberate
+    /// regression, made by a middleware in front of the real endpoint.
+    /// </summary>
+    private sealed class FreshTravel : IAsyncDisposable
+    {
+        private readonly List<WebApplication> _apps = [];
+
+        public Uri Web { get; private set; } = null!;
+
+        public static async Task<FreshTravel> StartAsync(bool changePhone)
+        {
+            var travel = new FreshTravel();
+            var notifications = await travel.StartAsync(NotificationsService.Build(new TravelServiceOptions()));
+            var flights = await travel.StartAsync(FlightsService.Build(new TravelServiceOptions()));
+            var payments = await travel.StartAsync(PaymentsService.Build(new TravelServiceOptions { NotificationsUrl = notifications }));
+            var web = WebService.Build(new TravelServiceOptions { FlightsUrl = flights, PaymentsUrl = payments, NotificationsUrl = notifications });
+            if (changePhone)
+            {
+                web.Use(async (context, next) =>
+                {
+                    if (context.Request.Method != "POST" || context.Request.Path != "/api/bookings")
+                    {
+                        await next(context);
+                        return;
+                    }
+
+                    var original = context.Response.Body;
+                    using var buffer = new MemoryStream();
+                    context.Response.Body = buffer;
+                    await next(context);
+                    context.Response.Body = original;
+                    var changed = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(buffer.ToArray()).Replace("\"phone\":\"+44", "\"phone\":\"+00", StringComparison.Ordinal));
+                    context.Response.ContentLength = changed.Length;
+                    await original.WriteAsync(changed);
+                });
+            }
+
+            travel.Web = await travel.StartAsync(web);
+            return travel;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            for (var i = _apps.Count - 1; i >= 0; i--)
+            {
+                await _apps[i].DisposeAsync();
+            }
+        }
+
+        private async Task<Uri> StartAsync(WebApplication app)
+        {
+            _apps.Add(app);
+            await app.StartAsync();
+            return TravelHost.AddressOf(app);
+        }
     }
 }

@@ -227,5 +227,6 @@ public sealed class JsonDiff
         return JsonNode.DeepEquals(expected, actual);
     }
 
-    private static string? Text(JsonNode? node) => node?.ToJsonString() ?? "null";
+    // Text as text in reports: "+4477…", not "\u002B4477…".
+    private static string? Text(JsonNode? node) => JsonValues.Readable(node);
 }

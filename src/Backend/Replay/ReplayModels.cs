@@ -14,6 +14,9 @@ public sealed record RecordedExchange
     /// <summary>Service that received it.</summary>
     public string Service { get; init; } = "";
 
+    /// <summary>When it was received (timestamps issued "now" in its response are noise).</summary>
+    public DateTimeOffset StartTime { get; init; }
+
     /// <summary>Method.</summary>
     public required string Method { get; init; }
 
@@ -89,8 +92,17 @@ public sealed record ReplayResult
     /// <summary>What differs (status, headers, body paths), one line each.</summary>
     public IReadOnlyList<string> Differences { get; init; } = [];
 
-    /// <summary>Body paths that differed but were ignored (rules or noise learned from repeated recordings).</summary>
+    /// <summary>Body paths that differed but were ignored: rules, noise learned from repeated requests, and values the target issues fresh on every run.</summary>
     public IReadOnlyList<string> IgnoredNoise { get; init; } = [];
+
+    /// <summary>Body paths not compared because redaction replaced the recorded value (an authorization code).</summary>
+    public IReadOnlyList<string> Redacted { get; init; } = [];
+
+    /// <summary>Body paths whose recorded value was one the target issued earlier and replaced on replay (a booking reference): equal once carried.</summary>
+    public IReadOnlyList<string> Carried { get; init; } = [];
+
+    /// <summary>Request places that got a value from the replay values file.</summary>
+    public IReadOnlyList<string> ValuesApplied { get; init; } = [];
 
     /// <summary>Why it could not be compared.</summary>
     public string? Error { get; init; }
@@ -107,6 +119,15 @@ public sealed record ReplayReport
 
     /// <summary>Where requests were sent.</summary>
     public required string Target { get; init; }
+
+    /// <summary>The service whose inbound requests were replayed (null: every service's).</summary>
+    public string? Service { get; init; }
+
+    /// <summary>Values carried from a response to later requests, found in the recording or given.</summary>
+    public IReadOnlyList<ValueBinding> Bindings { get; init; } = [];
+
+    /// <summary>What may make the replay differ for reasons other than the target (a redacted value with no replacement, a binding whose value did not come back).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 
     /// <summary>Every exchange, in session order.</summary>
     public IReadOnlyList<ReplayResult> Results { get; init; } = [];
@@ -135,6 +156,15 @@ public sealed record ReplayOptions
 
     /// <summary>Request headers set on every replayed request (e.g. a fresh authorization, since recordings are redacted).</summary>
     public IReadOnlyList<KeyValuePair<string, string>> RequestHeaders { get; init; } = [];
+
+    /// <summary>Values redaction removed, put back into the replayed requests (<c>--values</c>).</summary>
+    public ReplayValues Values { get; init; } = ReplayValues.Empty;
+
+    /// <summary>Bindings to add or override (<c>--bind STEP:SOURCE[=STEP,…]</c>).</summary>
+    public IReadOnlyList<string> Bind { get; init; } = [];
+
+    /// <summary>Found bindings to drop (<c>--no-bind [STEP:]SOURCE</c>).</summary>
+    public IReadOnlyList<string> NoBind { get; init; } = [];
 
     /// <summary>Per-request timeout.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);

@@ -8,17 +8,48 @@ namespace SpIstio.Backend.Replay;
 /// <summary>Writes a replay report as readable text, JUnit XML (one test case per exchange) or JSON.</summary>
 public static class ReplayReports
 {
-    /// <summary>One line per exchange (✓, ✗, !), the differences under a regression, and a summary line.</summary>
+    /// <summary>The bindings, one line per exchange (✓, ✗, !) with the differences under a regression, the warnings, and a summary line.</summary>
     public static void WriteText(ReplayReport report, TextWriter writer)
     {
         ArgumentNullException.ThrowIfNull(report);
         ArgumentNullException.ThrowIfNull(writer);
+        WriteBindings(report.Bindings, writer);
         foreach (var result in report.Results)
         {
             WriteResult(result, writer);
         }
 
+        WriteWarnings(report.Warnings, writer);
         writer.WriteLine(Summary(report));
+    }
+
+    /// <summary>The values carried between steps, one line each: <c>$.bookingReference of step 2 → path segment 3 of steps 3 and 4</c>.</summary>
+    public static void WriteBindings(IReadOnlyList<ValueBinding> bindings, TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(bindings);
+        ArgumentNullException.ThrowIfNull(writer);
+        if (bindings.Count == 0)
+        {
+            writer.WriteLine("values carried between steps: none found");
+            return;
+        }
+
+        writer.WriteLine("values carried between steps (issued by a response, sent back by later requests; the target's own value is sent):");
+        foreach (var binding in bindings)
+        {
+            writer.WriteLine("  " + binding);
+        }
+    }
+
+    /// <summary>The warnings, if any.</summary>
+    public static void WriteWarnings(IReadOnlyList<string> warnings, TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(warnings);
+        ArgumentNullException.ThrowIfNull(writer);
+        foreach (var warning in warnings)
+        {
+            writer.WriteLine("warning: " + warning);
+        }
     }
 
     /// <summary>The closing line: how many replayed, passed, regressed and failed.</summary>
@@ -46,6 +77,26 @@ public static class ReplayReports
         foreach (var difference in result.Differences)
         {
             writer.WriteLine("        " + difference);
+        }
+
+        if (result.ValuesApplied.Count > 0)
+        {
+            writer.WriteLine("        from the values file: " + string.Join(", ", result.ValuesApplied));
+        }
+
+        if (result.Carried.Count > 0)
+        {
+            writer.WriteLine("        carried: " + string.Join(", ", result.Carried));
+        }
+
+        if (result.IgnoredNoise.Count > 0)
+        {
+            writer.WriteLine("        noise (issued fresh on every run, or --ignore): " + string.Join(", ", result.IgnoredNoise));
+        }
+
+        if (result.Redacted.Count > 0)
+        {
+            writer.WriteLine("        not compared (redacted in the recording): " + string.Join(", ", result.Redacted));
         }
 
         if (result.Error is not null)
@@ -102,7 +153,7 @@ public static class ReplayReports
         xml.WriteEndDocument();
     }
 
-    /// <summary>The report as indented JSON.</summary>
+    /// <summary>The report as indented JSON (text inside it is JSON-escaped as usual).</summary>
     public static Task WriteJsonAsync(ReplayReport report, Stream stream, CancellationToken cancellationToken) =>
         JsonSerializer.SerializeAsync(stream, report, ReplayJsonContext.Default.ReplayReport, cancellationToken);
 }

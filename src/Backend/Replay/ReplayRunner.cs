@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
@@ -37,16 +38,26 @@ public sealed class ReplayRunner
     }
 
     /// <summary>Replays <paramref name="recorded"/> in order; <paramref name="progress"/> hears after each exchange.</summary>
-    public async Task<ReplayReport> RunAsync(string sessionId, IReadOnlyList<RecordedExchange> recorded, IProgress<ReplayResult>? progress, CancellationToken cancellationToken)
+    public Task<ReplayReport> RunAsync(string sessionId, IReadOnlyList<RecordedExchange> recorded, IProgress<ReplayResult>? progress, CancellationToken cancellationToken) =>
+        RunAsync(sessionId, null, recorded, progress, cancellationToken);
+
+    /// <summary>
+    /// Replays <paramref name="recorded"/> (the inbound requests of <paramref name="service"/>) in
+    /// order, carrying the values each response issued into the later requests that used them.
+    /// </summary>
+    public async Task<ReplayReport> RunAsync(string sessionId, string? service, IReadOnlyList<RecordedExchange> recorded, IProgress<ReplayResult>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(recorded);
         var noise = LearnNoise(recorded);
+        var learned = SessionValues.Learn(recorded, [.. _options.Values.Bind, .. _options.Bind], [.. _options.Values.NoBind, .. _options.NoBind]);
+        var state = new CarryState(learned);
+        state.Warnings.AddRange(learned.Problems);
         var watch = Stopwatch.StartNew();
         var results = new List<ReplayResult>(recorded.Count);
         for (var i = 0; i < recorded.Count; i++)
         {
             var exchange = recorded[i];
-            var result = await ReplayOneAsync(i + 1, exchange, noise.GetValueOrDefault(KeyOf(exchange)), cancellationToken).ConfigureAwait(false);
+            var result = await ReplayOneAsync(i + 1, exchange, noise.GetValueOrDefault(KeyOf(exchange)), state, cancellationToken).ConfigureAwait(false);
             results.Add(result);
             progress?.Report(result);
         }
@@ -55,6 +66,9 @@ public sealed class ReplayRunner
         {
             SessionId = sessionId,
             Target = _target.BaseAddress?.ToString() ?? "",
+            Service = service,
+            Bindings = learned.Bindings,
+            Warnings = state.Warnings,
             Results = results,
             DurationMs = watch.Elapsed.TotalMilliseconds,
         };
@@ -91,7 +105,7 @@ public sealed class ReplayRunner
     private static string KeyOf(RecordedExchange exchange) =>
         ReplayKey.Default.Compute(exchange.Method, "", exchange.Path, exchange.Query, exchange.RequestBody, null);
 
-    private async Task<ReplayResult> ReplayOneAsync(int index, RecordedExchange recorded, HashSet<string>? noise, CancellationToken cancellationToken)
+    private async Task<ReplayResult> ReplayOneAsync(int index, RecordedExchange recorded, HashSet<string>? noise, CarryState state, CancellationToken cancellationToken)
     {
         var result = new ReplayResult { Index = index, Name = recorded.Name, TraceId = recorded.TraceId, SpanId = recorded.SpanId, ExpectedStatus = recorded.Status };
         if (recorded.RequestBodyTruncated)
@@ -99,7 +113,19 @@ public sealed class ReplayRunner
             return result with { Verdict = ReplayVerdict.Error, Error = "the recorded request body was truncated at the capture limit; it cannot be re-sent" };
         }
 
-        using var request = BuildRequest(recorded);
+        var draft = new ReplayRequest(recorded);
+        var applied = _options.Values.Apply(draft, recorded.Status);
+        state.CarryInto(index, draft);
+        foreach (var (location, value) in draft.Values())
+        {
+            if (value.Contains(SpIstio.Core.Redaction.Redactor.Marker, StringComparison.Ordinal) && !Overridden(location))
+            {
+                state.Warnings.Add(string.Create(CultureInfo.InvariantCulture, $"step {index}: {location} was redacted in the recording and the values file (--values) has no value for it; the redaction marker was sent"));
+            }
+        }
+
+        result = result with { Name = recorded.Method + " " + draft.Target, ValuesApplied = applied };
+        using var request = BuildRequest(draft);
         var watch = Stopwatch.StartNew();
         HttpResponseMessage response;
         byte[] body;
@@ -135,9 +161,13 @@ public sealed class ReplayRunner
                 }
             }
 
+            var carried = new List<string>();
+            var redacted = new List<string>();
+            var actualJson = JsonValues.Parse(body);
+            state.Learn(index, [.. response.Headers.Concat(response.Content.Headers).Select(h => new KeyValuePair<string, string>(h.Key, string.Join(", ", h.Value)))], actualJson);
             if (!recorded.ResponseBodyTruncated)
             {
-                CompareBodies(recorded.ResponseBody, body, noise, differences, ignored);
+                CompareBodies(index, recorded.ResponseBody, body, actualJson, noise, state, differences, ignored, carried, redacted);
             }
 
             return result with
@@ -146,21 +176,45 @@ public sealed class ReplayRunner
                 ActualStatus = status,
                 Differences = differences,
                 IgnoredNoise = ignored,
+                Carried = carried,
+                Redacted = redacted,
                 DurationMs = watch.Elapsed.TotalMilliseconds,
             };
         }
     }
 
-    private void CompareBodies(byte[] expected, byte[] actual, HashSet<string>? noise, List<string> differences, List<string> ignored)
+    private void CompareBodies(
+        int index, byte[] expected, byte[] actual, JsonNode? actualJson, HashSet<string>? noise, CarryState state, List<string> differences, List<string> ignored, List<string> carried, List<string> redacted)
     {
         var expectedJson = ParseJson(expected);
-        var actualJson = ParseJson(actual);
         if (expectedJson is not null && actualJson is not null)
         {
+            var fresh = state.Values.Fresh.GetValueOrDefault(index);
             foreach (var difference in _diff.Compare(expectedJson, actualJson))
             {
-                if (noise is not null && noise.Contains(difference.Path))
+                var recordedValue = JsonValues.ScalarText(JsonValues.At(expectedJson, difference.Path));
+                var replayedValue = JsonValues.ScalarText(JsonValues.At(actualJson, difference.Path));
+                if (recordedValue is not null && state.Carried.TryGetValue(recordedValue, out var carriedValue) && string.Equals(carriedValue, replayedValue, StringComparison.Ordinal))
                 {
+                    carried.Add(difference.Path);
+                    continue;
+                }
+
+                // Redaction replaced the recorded value: there is nothing to compare it with.
+                if (recordedValue is not null && recordedValue.StartsWith(SpIstio.Core.Redaction.Redactor.Marker, StringComparison.Ordinal))
+                {
+                    redacted.Add(difference.Path);
+                    continue;
+                }
+
+                if ((noise is not null && noise.Contains(difference.Path)) || (fresh is not null && fresh.Contains(difference.Path)))
+                {
+                    // A fresh value in a later response (the hold again, in the paid booking) is the same one.
+                    if (recordedValue is not null && replayedValue is not null)
+                    {
+                        state.Carried.TryAdd(recordedValue, replayedValue);
+                    }
+
                     ignored.Add(difference.Path);
                     continue;
                 }
@@ -177,13 +231,13 @@ public sealed class ReplayRunner
         }
     }
 
-    private HttpRequestMessage BuildRequest(RecordedExchange recorded)
+    private HttpRequestMessage BuildRequest(ReplayRequest recorded)
     {
-        var target = recorded.Query is null ? recorded.Path : recorded.Path + "?" + recorded.Query;
-        var request = new HttpRequestMessage(new HttpMethod(recorded.Method), target.TrimStart('/'));
-        HttpContent? content = recorded.RequestBody.Length > 0 || recorded.Method is "POST" or "PUT" or "PATCH" ? new ByteArrayContent(recorded.RequestBody) : null;
+        var request = new HttpRequestMessage(new HttpMethod(recorded.Method), recorded.Target.TrimStart('/'));
+        var body = recorded.Body;
+        HttpContent? content = body.Length > 0 || recorded.Method is "POST" or "PUT" or "PATCH" ? new ByteArrayContent(body) : null;
         request.Content = content;
-        foreach (var (name, value) in recorded.RequestHeaders)
+        foreach (var (name, value) in recorded.Headers)
         {
             if (_notResent.Contains(name) || Overridden(name))
             {
@@ -206,6 +260,10 @@ public sealed class ReplayRunner
 
         return request;
     }
+
+    /// <summary>True for a request header that is not re-sent as recorded (framing, or set by --request-header).</summary>
+    private bool Overridden(ValueLocation location) =>
+        location.Place == ValuePlace.Header && (Overridden(location.Name) || _notResent.Contains(location.Name));
 
     private bool Overridden(string name)
     {
@@ -288,5 +346,56 @@ public sealed class ReplayRunner
 
         var text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, 80)).ReplaceLineEndings(" ");
         return "\"" + text + (body.Length > 80 ? "…" : "") + "\" (" + body.Length + " bytes)";
+    }
+
+    /// <summary>What a replay carries from step to step: recorded value → the value the target issued instead.</summary>
+    private sealed class CarryState(SessionValues values)
+    {
+        public SessionValues Values { get; } = values;
+
+        public Dictionary<string, string> Carried { get; } = new(StringComparer.Ordinal);
+
+        public List<string> Warnings { get; } = [];
+
+        /// <summary>Puts the values the target issued into the places of <paramref name="step"/>'s request that carried the recorded ones.</summary>
+        public void CarryInto(int step, ReplayRequest request)
+        {
+            foreach (var binding in Values.Bindings)
+            {
+                if (!Carried.TryGetValue(binding.RecordedValue, out var value))
+                {
+                    continue;
+                }
+
+                foreach (var target in binding.Targets)
+                {
+                    if (target.Step == step)
+                    {
+                        request.Replace(target.Location, binding.RecordedValue, value);
+                    }
+                }
+            }
+        }
+
+        /// <summary>Reads the values the bindings of <paramref name="step"/> take from the target's response.</summary>
+        public void Learn(int step, IReadOnlyList<KeyValuePair<string, string>> headers, JsonNode? body)
+        {
+            foreach (var binding in Values.Bindings)
+            {
+                if (binding.SourceStep != step)
+                {
+                    continue;
+                }
+
+                if (SessionValues.Extract(binding.Source, headers, body) is { Length: > 0 } value)
+                {
+                    Carried[binding.RecordedValue] = value;
+                }
+                else if (binding.Targets.Count > 0)
+                {
+                    Warnings.Add(string.Create(CultureInfo.InvariantCulture, $"step {step}: the target's response has no {binding.Source}, so steps {string.Join(", ", binding.Targets.Select(t => t.Step).Distinct())} get the recorded '{binding.RecordedValue}'"));
+                }
+            }
+        }
     }
 }

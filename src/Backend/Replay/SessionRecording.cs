@@ -13,8 +13,13 @@ namespace SpIstio.Backend.Replay;
 /// </summary>
 public static class SessionRecording
 {
-    /// <summary>The session's inbound exchanges, optionally of one service only. Throws <see cref="ReplayException"/> with a readable reason.</summary>
-    public static async Task<IReadOnlyList<RecordedExchange>> LoadAsync(HttpClient backend, string sessionId, string? service, CancellationToken cancellationToken)
+    /// <summary>
+    /// The inbound exchanges of one service of the session: <paramref name="service"/>, or when
+    /// null the session's entry service (the service of its first inbound exchange: what the
+    /// user's client called; the others were called by it and answer again on their own when
+    /// it is replayed). Throws <see cref="ReplayException"/> with a readable reason.
+    /// </summary>
+    public static async Task<RecordedSession> LoadAsync(HttpClient backend, string sessionId, string? service, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
@@ -23,6 +28,9 @@ public static class SessionRecording
         var session = await response.Content.ReadFromJsonAsync(BackendJsonContext.Default.SessionDetailDto, cancellationToken).ConfigureAwait(false)
             ?? throw new ReplayException("the backend sent an empty session");
 
+        var entry = service is null;
+        service ??= session.Spans.Where(s => s.IsExchange && string.Equals(s.Direction, "inbound", StringComparison.Ordinal) && s.StatusCode is not null)
+            .OrderBy(s => s.StartTime).FirstOrDefault()?.ServiceName;
         var recorded = new List<RecordedExchange>();
         foreach (var span in session.Spans.OrderBy(s => s.StartTime))
         {
@@ -41,6 +49,7 @@ public static class SessionRecording
                 TraceId = span.TraceId,
                 SpanId = span.SpanId,
                 Service = span.ServiceName,
+                StartTime = span.StartTime,
                 Method = span.Method ?? "GET",
                 Path = span.Path ?? "/",
                 Query = detail.Query,
@@ -54,7 +63,7 @@ public static class SessionRecording
             });
         }
 
-        return recorded;
+        return new RecordedSession(service, entry, recorded);
     }
 
     private static async Task EnsureOkAsync(HttpResponseMessage response, string what, CancellationToken cancellationToken)
@@ -97,6 +106,12 @@ public static class SessionRecording
         ? []
         : string.Equals(body.Encoding, "base64", StringComparison.Ordinal) ? Convert.FromBase64String(body.Content) : Encoding.UTF8.GetBytes(body.Content);
 }
+
+/// <summary>The exchanges to replay and whose they are.</summary>
+/// <param name="Service">The service that received them (null when the session has no inbound exchange).</param>
+/// <param name="IsEntryService">True when the service was not given and the session's entry service was taken.</param>
+/// <param name="Exchanges">Its inbound exchanges, in start order.</param>
+public sealed record RecordedSession(string? Service, bool IsEntryService, IReadOnlyList<RecordedExchange> Exchanges);
 
 /// <summary>A replay could not start or continue; the message says why, for the user.</summary>
 public sealed class ReplayException : Exception

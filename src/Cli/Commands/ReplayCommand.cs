@@ -20,7 +20,26 @@ internal static class ReplayCommand
             DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SP_BACKEND_URL") ?? "http://127.0.0.1:8090",
         };
         var key = new Option<string?>("--key") { HelpName = "key", Description = "API key with read scope. Default: $SP_API_KEY." };
-        var service = new Option<string?>("--service") { HelpName = "name", Description = "Only the exchanges this service received." };
+        var service = new Option<string?>("--service")
+        {
+            HelpName = "name",
+            Description = "The service whose inbound requests are replayed. Default: the session's entry service (the service of its first inbound exchange).",
+        };
+        var values = new Option<FileInfo?>("--values")
+        {
+            HelpName = "replay.yaml",
+            Description = "Values redaction removed from the recording (card numbers, tokens), put back by JSON path, query:NAME, header:NAME or form:NAME; see docs/quickstart.md.",
+        };
+        var bind = new Option<string[]>("--bind")
+        {
+            HelpName = "step:source[=step,…]",
+            Description = "Carry a value of a response into later requests, besides those found: 2:$.bookingReference, 3:header:etag, 1:cookie:sid. Repeatable.",
+        };
+        var noBind = new Option<string[]>("--no-bind")
+        {
+            HelpName = "[step:]source",
+            Description = "Do not carry a value that was found (as listed in the report, e.g. 1:$.flights[0].id). Repeatable.",
+        };
         var ignore = new Option<string[]>("--ignore")
         {
             HelpName = "json-path",
@@ -38,7 +57,7 @@ internal static class ReplayCommand
         var timeout = new Option<int>("--timeout-ms") { Description = "Per-request timeout.", DefaultValueFactory = _ => 30_000 };
 
         var command = new Command("replay", "Replay a recorded session against a target and report every response that changed (exit 3 on a regression).");
-        foreach (var option in new Option[] { session, target, backend, key, service, ignore, header, requestHeader, junit, json, timeout })
+        foreach (var option in new Option[] { session, target, backend, key, service, values, bind, noBind, ignore, header, requestHeader, junit, json, timeout })
         {
             command.Options.Add(option);
         }
@@ -69,6 +88,19 @@ internal static class ReplayCommand
                 problems.Add("--timeout-ms: must be positive");
             }
 
+            var replayValues = ReplayValues.Empty;
+            if (parseResult.GetValue(values) is { } valuesFile)
+            {
+                try
+                {
+                    replayValues = ReplayValues.Load(valuesFile.FullName);
+                }
+                catch (ReplayException ex)
+                {
+                    problems.Add(ex.Message);
+                }
+            }
+
             if (problems.Count > 0)
             {
                 problems.ForEach(p => error.WriteLine("error: " + p));
@@ -89,10 +121,10 @@ internal static class ReplayCommand
                 Timeout = Timeout.InfiniteTimeSpan,
             };
 
-            IReadOnlyList<RecordedExchange> recorded;
+            RecordedSession loaded;
             try
             {
-                recorded = await SessionRecording.LoadAsync(backendClient, parseResult.GetValue(session)!, parseResult.GetValue(service), cancellationToken).ConfigureAwait(false);
+                loaded = await SessionRecording.LoadAsync(backendClient, parseResult.GetValue(session)!, parseResult.GetValue(service), cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is ReplayException or HttpRequestException)
             {
@@ -100,9 +132,11 @@ internal static class ReplayCommand
                 return ExitCodes.InvalidInput;
             }
 
+            var recorded = loaded.Exchanges;
             if (recorded.Count == 0)
             {
-                error.WriteLine("error: session '" + parseResult.GetValue(session) + "' has no recorded inbound exchange to replay");
+                error.WriteLine("error: session '" + parseResult.GetValue(session) + "' has no recorded inbound exchange"
+                    + (loaded.IsEntryService || loaded.Service is null ? "" : " of service '" + loaded.Service + "'") + " to replay");
                 return ExitCodes.InvalidInput;
             }
 
@@ -111,17 +145,37 @@ internal static class ReplayCommand
                 Ignore = parseResult.GetValue(ignore) ?? [],
                 CompareHeaders = ["content-type", .. parseResult.GetValue(header) ?? []],
                 RequestHeaders = requestHeaders,
+                Values = replayValues,
+                Bind = parseResult.GetValue(bind) ?? [],
+                NoBind = parseResult.GetValue(noBind) ?? [],
                 Timeout = TimeSpan.FromMilliseconds(timeoutMs),
             });
-            error.WriteLine("replaying " + recorded.Count + " requests of session " + parseResult.GetValue(session) + " against " + targetUri);
+            output.WriteLine("replaying the " + recorded.Count + " requests service '" + loaded.Service + "' received in session " + parseResult.GetValue(session) + " against " + targetUri
+                + (loaded.IsEntryService ? " (the session's entry service, the service of its first inbound exchange; --service picks another)" : ""));
+            var learned = SessionValues.Learn(recorded, [.. replayValues.Bind, .. parseResult.GetValue(bind) ?? []], [.. replayValues.NoBind, .. parseResult.GetValue(noBind) ?? []]);
+            if (learned.Problems.Count > 0)
+            {
+                learned.Problems.ToList().ForEach(p => error.WriteLine("error: " + p));
+                return ExitCodes.InvalidInput;
+            }
+
+            ReplayReports.WriteBindings(learned.Bindings, output);
+            output.Flush();
+
+            // The bar redraws a terminal line; in a redirected stderr (CI logs) it would only be clutter.
+            var showProgress = !Console.IsErrorRedirected;
             var done = 0;
             var progress = new SynchronousProgress(result =>
             {
                 done++;
                 ReplayReports.WriteResult(result, output);
-                error.WriteLine(ReplayReports.ProgressBar(done, recorded.Count));
+                if (showProgress)
+                {
+                    error.Write("\r" + ReplayReports.ProgressBar(done, recorded.Count) + (done == recorded.Count ? Environment.NewLine : ""));
+                }
             });
-            var report = await runner.RunAsync(parseResult.GetValue(session)!, recorded, progress, cancellationToken).ConfigureAwait(false);
+            var report = await runner.RunAsync(parseResult.GetValue(session)!, loaded.Service, recorded, progress, cancellationToken).ConfigureAwait(false);
+            ReplayReports.WriteWarnings(report.Warnings, output);
             output.WriteLine(ReplayReports.Summary(report));
 
             if (parseResult.GetValue(junit) is { } junitFile)
