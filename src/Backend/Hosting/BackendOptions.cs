@@ -71,6 +71,11 @@ public sealed record BackendOptions
         {
             problems.Add("grpc-listen: '" + GrpcListen + "' is not host:port");
         }
+        else if (GrpcListen is not null && ListenAddress.TryParse(Listen, out var main) && ListenAddress.TryParse(GrpcListen, out var grpc)
+            && main.Port != 0 && main.Port == grpc.Port)
+        {
+            problems.Add(string.Create(ic, $"grpc-listen: '{GrpcListen}' uses the port of --listen ({main.Port}); OTLP/gRPC needs a port of its own"));
+        }
 
         if (string.IsNullOrWhiteSpace(Store)
             || !(Store.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase) || Store.StartsWith("postgres:", StringComparison.OrdinalIgnoreCase))

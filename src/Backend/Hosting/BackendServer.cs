@@ -17,6 +17,7 @@ using SpIstio.Backend.Storage;
 using SpIstio.Backend.Storage.Retention;
 using SpIstio.Backend.Ui;
 using SpIstio.Core.Metrics;
+using SpIstio.Core.Startup;
 
 namespace SpIstio.Backend.Hosting;
 
@@ -87,10 +88,18 @@ public sealed class BackendServer : IAsyncDisposable
         var logger = loggerFactory.CreateLogger("SpIstio.Backend");
 
         var ownsStore = store is null;
-        store ??= SpanStoreFactory.Open(options.Store, loggerFactory, timeProvider);
+        store ??= OpenStore(options.Store, loggerFactory, timeProvider);
         try
         {
-            await store.MigrateAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await store.MigrateAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (StoreErrors.Describe(ex, options.Store) is { } described)
+            {
+                throw described;
+            }
+
             var bootstrapKey = await BootstrapAsync(store, timeProvider, logger, cancellationToken).ConfigureAwait(false);
             long? demoTenant = null;
             if (options.Demo)
@@ -109,10 +118,15 @@ public sealed class BackendServer : IAsyncDisposable
             {
                 await app.StartAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch
+            catch (Exception ex)
             {
                 await queue.DrainAsync().ConfigureAwait(false);
                 await app.DisposeAsync().ConfigureAwait(false);
+                if (DescribeBindFailure(ex, options) is { } described)
+                {
+                    throw described;
+                }
+
                 throw;
             }
 
@@ -130,6 +144,36 @@ public sealed class BackendServer : IAsyncDisposable
 
             throw;
         }
+    }
+
+    private static ISpanStore OpenStore(string spec, ILoggerFactory loggerFactory, TimeProvider timeProvider)
+    {
+        try
+        {
+            return SpanStoreFactory.Open(spec, loggerFactory, timeProvider);
+        }
+        catch (Exception ex) when (StoreErrors.Describe(ex, spec) is { } described)
+        {
+            throw described;
+        }
+    }
+
+    /// <summary>Which listener failed to bind, named by its option: Kestrel's message carries the address it tried.</summary>
+    private static StartupException? DescribeBindFailure(Exception exception, BackendOptions options)
+    {
+        var listener = "--listen";
+        var address = options.Listen;
+        var kind = "HTTP listener";
+        if (options.GrpcListen is not null && ListenAddress.TryParse(options.GrpcListen, out var grpc)
+            && exception.Message.Contains(":" + grpc.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            && !(ListenAddress.TryParse(options.Listen, out var main) && main.Port == grpc.Port))
+        {
+            listener = "--grpc-listen";
+            address = options.GrpcListen;
+            kind = "OTLP/gRPC listener";
+        }
+
+        return ListenerErrors.Describe(exception, listener, address, kind);
     }
 
     /// <summary>

@@ -92,16 +92,9 @@ internal static class BackendCommands
 
             StoreOption.EnsureSqliteFolder(options.Store);
             // Logs go to stderr: stdout carries the address and the one-time key, for people and scripts.
-            using var loggerFactory = LoggerFactory.Create(logging => logging
-                .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
-                .AddSimpleConsole(console =>
-                {
-                    console.SingleLine = true;
-                    console.TimestampFormat = "HH:mm:ss ";
-                })
-                .AddFilter("Microsoft", LogLevel.Warning)
-                .AddFilter("Grpc", LogLevel.Warning)
-                .SetMinimumLevel(LogLevel.Information));
+            // They are held until the server started, so a failed start is the one-line error alone.
+            var (loggerFactory, logGate) = CreateLogging();
+            using var loggerLifetime = loggerFactory;
 
             BackendServer server;
             try
@@ -111,11 +104,6 @@ internal static class BackendCommands
             catch (OperationCanceledException)
             {
                 return ExitCodes.Success;
-            }
-            catch (IOException ex)
-            {
-                error.WriteLine("error: cannot listen on " + options.Listen + ": " + ex.Message);
-                return ExitCodes.InvalidInput;
             }
 
             await using (server.ConfigureAwait(false))
@@ -138,6 +126,7 @@ internal static class BackendCommands
                 }
 
                 output.Flush();
+                logGate.Open();
                 try
                 {
                     await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
@@ -156,6 +145,20 @@ internal static class BackendCommands
         });
         return command;
     }
+
+    /// <summary>Console logging on stderr, one line per entry, held until <see cref="StartupLogGate.Open"/>.</summary>
+    internal static (ILoggerFactory Factory, StartupLogGate Gate) CreateLogging() => StartupLogGate.Create(
+        logging => logging
+            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
+            .AddSimpleConsole(console =>
+            {
+                console.SingleLine = true;
+                console.TimestampFormat = "HH:mm:ss ";
+            }),
+        LogLevel.Information,
+        filters => filters
+            .AddFilter("Microsoft", LogLevel.Warning)
+            .AddFilter("Grpc", LogLevel.Warning));
 
     /// <summary>The gRPC address: as given, none for <c>off</c>, else the listen host on the OTLP/gRPC port 4317.</summary>
     private static string? GrpcListenOf(string? grpcListen, string listen)

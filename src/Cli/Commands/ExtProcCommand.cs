@@ -47,6 +47,7 @@ internal static class ExtProcCommand
         {
             Description = "Do not apply SP_* environment variables.",
         };
+        var allowUnknownKeys = AgentStartup.CreateAllowUnknownKeysOption();
 
         var command = new Command("extproc", "Serve Envoy's ext_proc protocol: capture every exchange Envoy sends and export it to the backend.");
         command.Options.Add(listen);
@@ -55,6 +56,7 @@ internal static class ExtProcCommand
         command.Options.Add(config);
         command.Options.Add(set);
         command.Options.Add(ignoreEnvironment);
+        command.Options.Add(allowUnknownKeys);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var output = parseResult.InvocationConfiguration.Output;
@@ -76,22 +78,15 @@ internal static class ExtProcCommand
                 ? new Dictionary<string, string?>()
                 : AgentConfigLoader.ProcessEnvironment();
             var loaded = AgentConfigLoader.Load(path, environment, parseResult.GetValue(set) ?? []);
-            if (!loaded.Report.IsValid || problems.Count > 0)
+            var allowUnknown = parseResult.GetValue(allowUnknownKeys);
+            problems.AddRange(AgentStartup.Errors(loaded, allowUnknown));
+            if (problems.Count > 0)
             {
-                foreach (var problem in problems)
-                {
-                    error.WriteLine("error: " + problem);
-                }
-
-                if (!loaded.Report.IsValid)
-                {
-                    ConfigCommands.WriteProblems(error, path ?? "configuration", loaded);
-                }
-
-                return ExitCodes.InvalidInput;
+                return AgentStartup.ReportProblems(error, problems, "sp agent extproc");
             }
 
-            return await RunAsync(loaded.Options, listenAddress, parseResult.GetValue(uds), adminAddress, output, cancellationToken).ConfigureAwait(false);
+            var warnings = AgentStartup.Warnings(loaded, allowUnknown).Select(w => "warning: " + w).ToList();
+            return await RunAsync(loaded.Options, listenAddress, parseResult.GetValue(uds), adminAddress, output, error, warnings, cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
@@ -102,14 +97,24 @@ internal static class ExtProcCommand
         string? unixSocket,
         ListenAddress admin,
         TextWriter output,
+        TextWriter error,
+        IReadOnlyList<string> warnings,
         CancellationToken stopping)
     {
-        using var loggerFactory = AgentLogging.Create(options.EnableDetailedLogging);
+        var (loggerFactory, logGate) = AgentLogging.Create(options.EnableDetailedLogging);
+        using var loggerLifetime = loggerFactory;
+        foreach (var warning in warnings)
+        {
+            logGate.Defer(() => error.WriteLine(warning));
+        }
+
         var logger = loggerFactory.CreateLogger("SpIstio.Cli.ExtProc");
         await using var runtime = AgentRuntime.Create(options, loggerFactory);
-        var adminApp = await runtime.StartAdminAsync(admin, stopping).ConfigureAwait(false);
+        var adminApp = await AgentStartup.BindAsync(() => runtime.StartAdminAsync(admin, stopping), "--admin", admin.ToString(), "admin listener").ConfigureAwait(false);
         var serverOptions = new ExtProcOptions { Listen = listen, UnixSocketPath = unixSocket };
-        var server = await ExtProcServer.StartAsync(runtime.Pipeline, serverOptions, loggerFactory, runtime.TimeProvider, stopping).ConfigureAwait(false);
+        var server = await AgentStartup.BindAsync(
+            () => ExtProcServer.StartAsync(runtime.Pipeline, serverOptions, loggerFactory, runtime.TimeProvider, stopping),
+            unixSocket is null ? "--listen" : "--listen/--uds", unixSocket is null ? listen.ToString() : listen + " / unix:" + unixSocket, "ext_proc gRPC listener").ConfigureAwait(false);
         try
         {
             runtime.Readiness.MarkReady();
@@ -123,6 +128,7 @@ internal static class ExtProcCommand
 
             output.WriteLine("admin listening on " + AgentRuntime.BoundAddress(adminApp));
             output.Flush();
+            logGate.Open();
 
             try
             {
