@@ -59,6 +59,10 @@ internal static class BackendCommands
         command.Options.Add(maxStoreBytes);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
+            // System.CommandLine hooks SIGTERM/Ctrl+C only once the action returned its first
+            // unfinished task; start-up can run synchronously for long (SQLite, Kestrel), and a
+            // signal in that window would be lost.
+            await Task.Yield();
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
             var retentionText = parseResult.GetValue(retention)!;

@@ -84,6 +84,10 @@ internal static class ProxyCommand
         command.Options.Add(allowUnknownKeys);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
+            // System.CommandLine hooks SIGTERM/Ctrl+C only once the action returned its first
+            // unfinished task; start-up can run synchronously for long (SQLite, Kestrel), and a
+            // signal in that window would be lost.
+            await Task.Yield();
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
             var configPath = parseResult.GetValue(config);
@@ -129,7 +133,7 @@ internal static class ProxyCommand
                 Direction = ResolveDirection(parseResult.GetValue(direction), loaded.Options.TrafficDirection, isForward),
                 Http2Upstream = parseResult.GetValue(http2),
                 Capture = !parseResult.GetValue(noCapture),
-            };
+            }.WithLimits(loaded.Options.Proxy);
             if (upstreamText is null || upstreamUri is not null)
             {
                 problems.AddRange(proxyOptions.Validate());

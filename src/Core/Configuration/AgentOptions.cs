@@ -65,6 +65,9 @@ public sealed class AgentOptions
 
     [ConfigKey("cache", "Transparent response cache and replay (added by this project). Opt-in: nothing is cached unless a rule matches.")]
     public CacheOptions Cache { get; set; } = new();
+
+    [ConfigKey("proxy", "Limits of the standalone capture proxy, sp agent proxy (added by this project). Envoy's defaults.")]
+    public ProxyOptions Proxy { get; set; } = new();
 }
 
 /// <summary>The configured traffic direction.</summary>

@@ -68,6 +68,7 @@ public static class AgentOptionsValidator
         ValidateRedaction(options.Redaction, v);
         ValidateExport(options.Export, v);
         ValidateCache(options.Cache, v);
+        ValidateProxy(options.Proxy, v);
 
         var ratioKey = Join(K<AgentOptions>(nameof(AgentOptions.Sampling)), K<SamplingOptions>(nameof(SamplingOptions.Ratio)));
         if (!(options.Sampling.Ratio >= 0.0 && options.Sampling.Ratio <= 1.0))
@@ -141,6 +142,18 @@ public static class AgentOptionsValidator
 
         v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.Headers))), redaction.Headers, "is not a valid HTTP header name");
         v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.KeepHeaders))), redaction.KeepHeaders, "is not a valid HTTP header name");
+    }
+
+    private static void ValidateProxy(ProxyOptions proxy, Checker v)
+    {
+        var prefix = K<AgentOptions>(nameof(AgentOptions.Proxy));
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestHeadersKb))), proxy.MaxRequestHeadersKb, 1, ProxyOptions.MaxRequestHeadersKbLimit);
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestHeadersCount))), proxy.MaxRequestHeadersCount, 1, 10_000);
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.UpstreamTimeoutMs))), proxy.UpstreamTimeoutMs, 1, 86_400_000);
+        if (proxy.MaxRequestBodyBytes < 0)
+        {
+            v.Error(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestBodyBytes))), proxy.MaxRequestBodyBytes.ToString(CultureInfo.InvariantCulture), "must be 0 (no limit) or positive");
+        }
     }
 
     private static void ValidateExport(ExportOptions export, Checker v)
