@@ -1,4 +1,8 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using SpIstio.Agent.Admin;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.Startup;
 
@@ -52,6 +56,58 @@ internal static class AgentStartup
         {
             throw described;
         }
+    }
+
+    /// <summary>
+    /// A digest of the configuration's inputs (the file's bytes, the SP_ variables, the --set
+    /// overrides, in that order) and a description of where they came from, for /status.
+    /// </summary>
+    public static ConfigIdentity IdentityOf(string? path, IReadOnlyDictionary<string, string?> environment, IReadOnlyList<string> overrides)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var sources = new List<string>();
+        if (path is not null && File.Exists(path))
+        {
+            hash.AppendData(File.ReadAllBytes(path));
+            sources.Add("file " + Path.GetFullPath(path));
+        }
+
+        var variables = environment
+            .Where(e => e.Key.StartsWith("SP_", StringComparison.OrdinalIgnoreCase) && e.Key.Length > 3)
+            .OrderBy(e => e.Key, StringComparer.Ordinal)
+            .ToList();
+        foreach (var (key, value) in variables)
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes("\nenv " + key + "=" + value));
+        }
+
+        foreach (var setting in overrides)
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes("\nset " + setting));
+        }
+
+        if (variables.Count > 0)
+        {
+            sources.Add(variables.Count.ToString(CultureInfo.InvariantCulture) + " SP_ variable(s)");
+        }
+
+        if (overrides.Count > 0)
+        {
+            sources.Add(overrides.Count.ToString(CultureInfo.InvariantCulture) + " --set override(s)");
+        }
+
+        var digest = "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset());
+        return new ConfigIdentity(digest, sources.Count == 0 ? "defaults" : string.Join(", ", sources));
+    }
+
+    /// <summary>
+    /// The shutdown line: what became of the captured exchanges. "Delivered" counts what the backend
+    /// accepted, so an agent without a backend never claims it flushed anything.
+    /// </summary>
+    public static string ShutdownLine(string what, AgentStatus status)
+    {
+        var (delivered, buffered, lost) = status.Totals();
+        return string.Create(CultureInfo.InvariantCulture, $"{what} stopped: {delivered} exchange(s) delivered to the backend, {buffered} buffered, {lost} lost (dropped, failed or refused)");
     }
 
     private static bool IsUnknownKey(ConfigProblem problem) => problem.Message.StartsWith("unknown key", StringComparison.Ordinal);

@@ -261,7 +261,8 @@ internal static class DemoCommand
         }
 
         await parts.DisposeAsync().ConfigureAwait(false);
-        output.WriteLine("stopped; captured exchanges flushed; data kept in " + settings.DataDirectory);
+        var totals = parts.Agent is { } agent ? AgentStartup.ShutdownLine("demo", agent.Status) + "; " : "stopped; ";
+        output.WriteLine(totals + "data kept in " + settings.DataDirectory);
         return ExitCodes.Success;
     }
 

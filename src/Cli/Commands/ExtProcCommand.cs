@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SpIstio.Agent.Admin;
 using SpIstio.Agent.ExtProc;
 using SpIstio.Agent.Hosting;
 using SpIstio.Core.Configuration;
@@ -90,13 +91,15 @@ internal static class ExtProcCommand
             }
 
             var warnings = AgentStartup.Warnings(loaded, allowUnknown).Select(w => "warning: " + w).ToList();
-            return await RunAsync(loaded.Options, listenAddress, parseResult.GetValue(uds), adminAddress, output, error, warnings, cancellationToken).ConfigureAwait(false);
+            var identity = AgentStartup.IdentityOf(path, environment, parseResult.GetValue(set) ?? []);
+            return await RunAsync(loaded.Options, identity, listenAddress, parseResult.GetValue(uds), adminAddress, output, error, warnings, cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
 
     private static async Task<int> RunAsync(
         AgentOptions options,
+        ConfigIdentity identity,
         ListenAddress listen,
         string? unixSocket,
         ListenAddress admin,
@@ -114,6 +117,7 @@ internal static class ExtProcCommand
 
         var logger = loggerFactory.CreateLogger("SpIstio.Cli.ExtProc");
         await using var runtime = AgentRuntime.Create(options, loggerFactory);
+        runtime.Status.Config = identity;
         var adminApp = await AgentStartup.BindAsync(() => runtime.StartAdminAsync(admin, stopping), "--admin", admin.ToString(), "admin listener").ConfigureAwait(false);
         var serverOptions = new ExtProcOptions { Listen = listen, UnixSocketPath = unixSocket };
         var server = await AgentStartup.BindAsync(
@@ -153,7 +157,9 @@ internal static class ExtProcCommand
             await server.DisposeAsync().ConfigureAwait(false);
         }
 
-        // Disposing the runtime (await using) stops the admin port and flushes the exporter, bounded by export.shutdown_flush_ms.
+        // Disposing the runtime stops the admin port and flushes the exporter, bounded by export.shutdown_flush_ms.
+        await runtime.DisposeAsync().ConfigureAwait(false);
+        output.WriteLine(AgentStartup.ShutdownLine("extproc", runtime.Status));
         return ExitCodes.Success;
     }
 }

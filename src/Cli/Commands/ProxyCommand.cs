@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Admin;
 using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Proxy;
@@ -151,13 +152,15 @@ internal static class ProxyCommand
             {
                 logGate.Defer(() => error.WriteLine("warning: " + warning));
             }
-            return await RunAsync(loaded.Options, proxyOptions, listenAddress, adminAddress, loggerFactory, logGate, output, cancellationToken).ConfigureAwait(false);
+            var identity = AgentStartup.IdentityOf(configPath, environment, parseResult.GetValue(set) ?? []);
+            return await RunAsync(loaded.Options, identity, proxyOptions, listenAddress, adminAddress, loggerFactory, logGate, output, cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
 
     private static async Task<int> RunAsync(
         AgentOptions options,
+        ConfigIdentity identity,
         CaptureProxyOptions proxyOptions,
         ListenAddress listen,
         ListenAddress? admin,
@@ -167,6 +170,7 @@ internal static class ProxyCommand
         CancellationToken cancellationToken)
     {
         await using var runtime = AgentRuntime.Create(options, loggerFactory);
+        runtime.Status.Config = identity;
         if (admin is { } adminAddress)
         {
             var adminApp = await AgentStartup.BindAsync(() => runtime.StartAdminAsync(adminAddress, cancellationToken), "--admin", adminAddress.ToString(), "admin listener").ConfigureAwait(false);
@@ -201,7 +205,7 @@ internal static class ProxyCommand
 
         // Disposing the runtime flushes the export queue within export.shutdown_flush_ms.
         await runtime.DisposeAsync().ConfigureAwait(false);
-        output.WriteLine("proxy stopped; captured exchanges flushed");
+        output.WriteLine(AgentStartup.ShutdownLine("proxy", runtime.Status));
         return ExitCodes.Success;
     }
 
