@@ -65,3 +65,13 @@ public sealed class StoreSchemaTooNewException : Exception
     /// <summary>The newest version this build knows.</summary>
     public int Known { get; }
 }
+
+/// <summary>How many migrations this build knows, per engine (the newest schema version it can serve).</summary>
+public static class StoreSchemaInfo
+{
+    /// <summary>SQLite migrations known.</summary>
+    public static int KnownSqliteMigrations => Sqlite.SqliteMigrations.All.Count;
+
+    /// <summary>PostgreSQL migrations known.</summary>
+    public static int KnownPostgresMigrations => Postgres.PostgresMigrations.All.Count;
+}

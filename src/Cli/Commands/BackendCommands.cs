@@ -57,6 +57,7 @@ internal static class BackendCommands
         command.Options.Add(queueCapacity);
         command.Options.Add(retention);
         command.Options.Add(maxStoreBytes);
+        command.Subcommands.Add(BackendMigrateCommand.Create());
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             // System.CommandLine hooks SIGTERM/Ctrl+C only once the action returned its first
