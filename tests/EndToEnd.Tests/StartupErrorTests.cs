@@ -50,6 +50,11 @@ public sealed class StartupErrorTests : IClassFixture<StartupErrorTests.Machine>
         { "backend|--store|sqlite:{tmp}/newer.db|--listen|127.0.0.1:0|--grpc-listen|off", Unavailable, "error: store: the sqlite schema is at version 999, newer than the " },
         { "keys|list|--store|postgres:Hots=127.0.0.1", InvalidInput, "error: store: Invalid store spec 'postgres:Hots=127.0.0.1': unknown PostgreSQL connection string keyword 'hots'" },
 
+        // TLS files.
+        { "backend|--tls-cert|{tmp}/a-file", InvalidInput, "error: tls-cert: '{tmp}/a-file' is given without --tls-key; give both or neither" },
+        { "backend|--tls-cert|{tmp}/nope.crt|--tls-key|{tmp}/a-file", InvalidInput, "error: tls-cert: '{tmp}/nope.crt' does not exist" },
+        { "backend|--store|sqlite:{tmp}/tls.db|--listen|127.0.0.1:0|--grpc-listen|off|--tls-cert|{tmp}/a-file|--tls-key|{tmp}/a-file", InvalidInput, "error: --tls-cert {tmp}/a-file / --tls-key {tmp}/a-file: cannot load a PEM certificate and its private key" },
+
         // Other backend options.
         { "backend|--retention|7x", InvalidInput, "error: retention: '7x' is not a duration" },
         { "backend|--max-body-bytes|10", InvalidInput, "error: max-body-bytes: '10' must be at least 1024" },

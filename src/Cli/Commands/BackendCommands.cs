@@ -48,6 +48,17 @@ internal static class BackendCommands
             Description = "When set, the oldest spans are deleted while the store is larger than this.",
         };
 
+        var tlsCert = new Option<string?>("--tls-cert")
+        {
+            HelpName = "FILE",
+            Description = "PEM certificate (chain) for TLS on both listeners, with --tls-key. Reloaded when the file changes (cert-manager rotation). Not needed inside the mesh: Istio's mTLS covers it.",
+        };
+        var tlsKey = new Option<string?>("--tls-key")
+        {
+            HelpName = "FILE",
+            Description = "PEM private key of --tls-cert.",
+        };
+
         var command = new Command("backend", "Run the backend: OTLP ingest (HTTP and gRPC), tenants and keys, the store and the query API. Ctrl+C or SIGTERM drains the write queue and exits.");
         command.Options.Add(listen);
         command.Options.Add(grpcListen);
@@ -57,6 +68,8 @@ internal static class BackendCommands
         command.Options.Add(queueCapacity);
         command.Options.Add(retention);
         command.Options.Add(maxStoreBytes);
+        command.Options.Add(tlsCert);
+        command.Options.Add(tlsKey);
         command.Subcommands.Add(BackendMigrateCommand.Create());
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -83,6 +96,8 @@ internal static class BackendCommands
                 QueueCapacity = parseResult.GetValue(queueCapacity),
                 Retention = retentionValue,
                 MaxStoreBytes = parseResult.GetValue(maxStoreBytes),
+                TlsCertificatePath = parseResult.GetValue(tlsCert),
+                TlsKeyPath = parseResult.GetValue(tlsKey),
             };
             var problems = options.Validate();
             if (problems.Count > 0)
