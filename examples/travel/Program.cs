@@ -21,15 +21,26 @@ Func<TravelServiceOptions, Microsoft.AspNetCore.Builder.WebApplication>? build =
 };
 var defaultListen = part switch
 {
-    "flights" => "http://127.0.0.1:8081",
-    "payments" => "http://127.0.0.1:8082",
-    "notifications" => "http://127.0.0.1:8083",
-    _ => "http://127.0.0.1:8080",
+    "flights" => "127.0.0.1:8081",
+    "payments" => "127.0.0.1:8082",
+    "notifications" => "127.0.0.1:8083",
+    _ => "127.0.0.1:8080",
 };
 
 if (build is not null)
 {
-    await using var app = build(TravelServiceOptions.FromEnvironment(defaultListen));
+    var options = TravelServiceOptions.FromEnvironment(defaultListen);
+    try
+    {
+        TravelHost.ListenUrl(options.Listen);
+    }
+    catch (FormatException e)
+    {
+        Console.Error.WriteLine("error: TRAVEL_LISTEN: " + e.Message);
+        return 2;
+    }
+
+    await using var app = build(options);
     await app.StartAsync();
     Console.WriteLine(part + " listening on " + TravelHost.AddressOf(app));
     // The host's console lifetime stops it on Ctrl+C and SIGTERM.

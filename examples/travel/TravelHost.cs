@@ -16,7 +16,11 @@ namespace SpIstio.Examples.Travel;
 /// </summary>
 public sealed record TravelServiceOptions
 {
-    /// <summary>Kestrel URL to listen on; port 0 picks a free port (see <see cref="TravelHost.AddressOf"/>).</summary>
+    /// <summary>
+    /// Where to listen: <c>host:port</c> as <c>sp</c> takes it (<c>127.0.0.1:8080</c>, <c>[::1]:8080</c>,
+    /// <c>0.0.0.0:8080</c>) or a Kestrel URL (<c>http://127.0.0.1:8080</c>); port 0 picks a free
+    /// port (see <see cref="TravelHost.AddressOf"/>).
+    /// </summary>
     public string Listen { get; init; } = "http://127.0.0.1:0";
 
     /// <summary>Base URL of the flights service (used by web).</summary>
@@ -71,10 +75,41 @@ public static class TravelHost
             builder.Services.AddSingleton(loggerFactory);
         }
 
-        builder.WebHost.UseUrls(options.Listen);
+        builder.WebHost.UseUrls(ListenUrl(options.Listen));
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
         builder.Services.AddHttpContextAccessor();
         return builder;
+    }
+
+    /// <summary>
+    /// The Kestrel URL for a listen setting: <c>host:port</c> becomes <c>http://host:port</c>, a URL
+    /// stays as it is. Throws <see cref="FormatException"/> naming the value when it is neither.
+    /// </summary>
+    public static string ListenUrl(string listen)
+    {
+        ArgumentNullException.ThrowIfNull(listen);
+        var value = listen.Trim();
+        var url = value.Contains("://", StringComparison.Ordinal) ? value : "http://" + value;
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed)
+            || (parsed.Scheme != Uri.UriSchemeHttp && parsed.Scheme != Uri.UriSchemeHttps)
+            || parsed.Host.Length == 0
+            || parsed.PathAndQuery != "/"
+            || !HasExplicitPort(value))
+        {
+            throw new FormatException("listen address '" + listen + "' is not host:port (e.g. 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080) or an http:// URL with a port");
+        }
+
+        return url;
+    }
+
+    // Uri fills in 80 for a URL without a port; a listen address must say which port.
+    private static bool HasExplicitPort(string value)
+    {
+        var authority = value.Contains("://", StringComparison.Ordinal) ? value[(value.IndexOf("://", StringComparison.Ordinal) + 3)..] : value;
+        authority = authority.TrimEnd('/');
+        var colon = authority.LastIndexOf(':');
+        return colon > authority.LastIndexOf(']') && colon < authority.Length - 1
+            && int.TryParse(authority.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) && port <= 65535;
     }
 
     /// <summary>

@@ -10,8 +10,19 @@ internal static class Program
     // default would cut them short).
     private static readonly TimeSpan _terminationTimeout = TimeSpan.FromSeconds(30);
 
-    public static Task<int> Main(string[] args) =>
-        BuildRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = _terminationTimeout });
+    public static async Task<int> Main(string[] args)
+    {
+        // Our own handler instead of System.CommandLine's: every failure is one line and an exit code (see StartupErrors).
+        var configuration = new InvocationConfiguration { ProcessTerminationTimeout = _terminationTimeout, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return await BuildRootCommand().Parse(args).InvokeAsync(configuration).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            return StartupErrors.Report(ex, configuration.Error);
+        }
+    }
 
     /// <summary>
     /// The whole command tree. Each command group lives in its own file under Commands/ and is

@@ -37,7 +37,7 @@ public class AgentProxyTests
         Assert.Contains("sp_proxy_upstream_errors_total 0", metrics, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
         Assert.Equal(0, exitCode);
-        Assert.Contains("proxy stopped; captured exchanges flushed", sp.Output, StringComparison.Ordinal);
+        Assert.Contains("proxy stopped: 0 exchange(s) delivered to the backend", sp.Output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -49,7 +49,7 @@ public sealed class SpDemoTests : IDisposable
         Assert.Contains(declinedDetail.Spans, s => s.ServiceName == "payments" && s.Direction == "inbound" && s.StatusCode == 402);
         Assert.Equal(0, exitCode);
         Assert.Contains(demo.Lines, l => l.StartsWith("stopping: ", StringComparison.Ordinal) && l.Contains(", 0 unexpected)", StringComparison.Ordinal));
-        Assert.Contains(demo.Lines, l => l.StartsWith("stopped; captured exchanges flushed", StringComparison.Ordinal));
+        Assert.Contains(demo.Lines, l => l.StartsWith("demo stopped: ", StringComparison.Ordinal) && l.Contains(" exchange(s) delivered to the backend", StringComparison.Ordinal));
         Assert.True(File.Exists(Path.Combine(_data, "demo.db")));
     }
 
@@ -63,7 +63,7 @@ public sealed class SpDemoTests : IDisposable
         var exitCode = await demo.WaitForExitAsync();
 
         Assert.Equal(0, exitCode);
-        Assert.Contains(demo.Lines, l => l.StartsWith("stopped; captured exchanges flushed", StringComparison.Ordinal));
+        Assert.Contains(demo.Lines, l => l.StartsWith("demo stopped: ", StringComparison.Ordinal) && l.Contains(" exchange(s) delivered to the backend", StringComparison.Ordinal));
     }
 
     [Fact]

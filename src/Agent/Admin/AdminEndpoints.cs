@@ -7,7 +7,8 @@ namespace SpIstio.Agent.Admin;
 
 /// <summary>
 /// The admin port's routes, the same for every agent mode: <c>/metrics</c> (Prometheus text),
-/// <c>/healthz</c> (the process is alive) and <c>/readyz</c> (it is serving traffic).
+/// <c>/healthz</c> (the process is alive), <c>/readyz</c> (it is serving traffic) and
+/// <c>/status</c> (JSON: backend, export, cache, configuration; see <see cref="AgentStatus"/>).
 /// </summary>
 public static class AdminEndpoints
 {
@@ -15,7 +16,8 @@ public static class AdminEndpoints
     /// <param name="endpoints">The admin application.</param>
     /// <param name="registry">The metrics rendered at <c>/metrics</c>.</param>
     /// <param name="readiness">Tells whether the agent serves traffic; <c>/readyz</c> answers 503 while it says no.</param>
-    public static IEndpointRouteBuilder MapAgentAdmin(this IEndpointRouteBuilder endpoints, MetricRegistry registry, AgentReadiness readiness)
+    /// <param name="status">The facts <c>/status</c> reports as JSON; no <c>/status</c> when null.</param>
+    public static IEndpointRouteBuilder MapAgentAdmin(this IEndpointRouteBuilder endpoints, MetricRegistry registry, AgentReadiness readiness, AgentStatus? status = null)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         ArgumentNullException.ThrowIfNull(registry);
@@ -27,6 +29,11 @@ public static class AdminEndpoints
             await context.Response.WriteAsync(registry.Render(), context.RequestAborted).ConfigureAwait(false);
         });
         endpoints.MapGet("/healthz", () => Results.Text("ok\n"));
+        if (status is not null)
+        {
+            endpoints.MapGet("/status", () => Results.Bytes(status.ToJson(), "application/json"));
+        }
+
         endpoints.MapGet("/readyz", () => readiness.IsReady
             ? Results.Text("ready\n")
             : Results.Text($"not ready: {readiness.Reason}\n", statusCode: StatusCodes.Status503ServiceUnavailable));

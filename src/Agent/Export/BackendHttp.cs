@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
 using SpIstio.Core.Configuration;
 
 namespace SpIstio.Agent.Export;
@@ -23,17 +25,24 @@ internal static class BackendHttp
         DecompressionMethods decompression = DecompressionMethods.None)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var client = handler is null
-            ? new HttpClient(
-                new SocketsHttpHandler
-                {
-                    PooledConnectionLifetime = TimeSpan.FromMinutes(2),
-                    MaxConnectionsPerServer = Math.Max(1, options.MaxConcurrentRequests),
-                    AutomaticDecompression = decompression,
-                    UseProxy = false,
-                },
-                disposeHandler: true)
-            : new HttpClient(handler, disposeHandler: false);
+        HttpClient client;
+        if (handler is null)
+        {
+            var sockets = new SocketsHttpHandler
+            {
+                PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+                MaxConnectionsPerServer = Math.Max(1, options.MaxConcurrentRequests),
+                AutomaticDecompression = decompression,
+                UseProxy = false,
+            };
+            ConfigureTls(sockets.SslOptions, options.Export);
+            client = new HttpClient(sockets, disposeHandler: true);
+        }
+        else
+        {
+            client = new HttpClient(handler, disposeHandler: false);
+        }
+
         client.Timeout = Timeout.InfiniteTimeSpan;
         client.MaxResponseContentBufferSize = maxResponseBytes;
         client.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("sp-agent", OtlpExporter.Version));
@@ -43,6 +52,33 @@ internal static class BackendHttp
         }
 
         return client;
+    }
+
+    /// <summary>
+    /// TLS to a backend outside the mesh: trust <c>export.ca_file</c> instead of the system's roots,
+    /// and present <c>export.client_cert_file</c>. The files were checked when the options were validated.
+    /// </summary>
+    internal static void ConfigureTls(SslClientAuthenticationOptions ssl, ExportOptions export)
+    {
+        if (export.CaFile.Length > 0)
+        {
+            var roots = new X509Certificate2Collection();
+            roots.ImportFromPemFile(export.CaFile);
+            ssl.CertificateChainPolicy = new X509ChainPolicy
+            {
+                TrustMode = X509ChainTrustMode.CustomRootTrust,
+                // A private CA rarely publishes revocation lists the agent could reach.
+                RevocationMode = X509RevocationMode.NoCheck,
+            };
+            ssl.CertificateChainPolicy.CustomTrustStore.AddRange(roots);
+        }
+
+        if (export.ClientCertFile.Length > 0)
+        {
+            using var pem = X509Certificate2.CreateFromPemFile(export.ClientCertFile, export.ClientKeyFile);
+            // A PEM key is ephemeral; SslStream needs one it can use for the handshake on every platform.
+            ssl.ClientCertificates = [X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null)];
+        }
     }
 
     /// <summary><paramref name="relative"/> (a path, optionally with a query) under <c>sp_backend_url</c>, whatever its trailing slash.</summary>

@@ -106,7 +106,11 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             _timeProvider,
             OnCircuitStateChanged);
         _pipeline = BuildPipeline();
+        Health = new ExportHealth(metrics.Registry, _timeProvider);
     }
+
+    /// <summary>What the exporter last heard from the backend (<c>/status</c>).</summary>
+    public ExportHealth Health { get; }
 
     /// <summary>The agent version sent in the User-Agent (<c>sp-agent/&lt;version&gt;</c>) and as the OTLP scope version.</summary>
     public static string Version { get; } = ReadVersion();
@@ -512,6 +516,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         {
             _metrics.ExportSpansFailed.Add(spans);
             var (kind, detail) = Describe(outcome);
+            Health.RecordFailed(kind + ": " + detail);
             ReportFailing(kind, detail, spans);
             return;
         }
@@ -522,6 +527,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         {
             var (rejected, message) = await ReadPartialSuccessAsync(response, spans, cancellationToken).ConfigureAwait(false);
             _metrics.ExportSpansExported.Add(spans - rejected);
+            Health.RecordDelivered(spans - rejected);
             if (rejected > 0)
             {
                 _metrics.ExportSpansRejected.Add(rejected);
@@ -542,12 +548,14 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         {
             _metrics.ExportSpansFailed.Add(spans);
             var (kind, detail) = Describe(outcome);
+            Health.RecordFailed(kind + ": " + detail);
             ReportFailing(kind, detail, spans);
             return;
         }
 
         // 400/401/403 and other client errors: retrying cannot help.
         _metrics.ExportSpansRejected.Add(spans);
+        Health.RecordRefused(string.Create(CultureInfo.InvariantCulture, $"backend refused the batch with {status}"));
         if (_loggedRejections.TryAdd(status, true))
         {
             var body = await ReadSnippetAsync(response, cancellationToken).ConfigureAwait(false);

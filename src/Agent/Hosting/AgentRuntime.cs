@@ -47,7 +47,11 @@ public sealed class AgentRuntime : IAsyncDisposable
         Metrics = metrics;
         Exporter = exporter;
         Pipeline = pipeline;
+        Status = new AgentStatus(exporter, metrics, cache?.Store, timeProvider);
     }
+
+    /// <summary>The facts <c>/status</c> reports; the host sets <see cref="AgentStatus.Config"/>, an export buffer sets <see cref="AgentStatus.Buffer"/>.</summary>
+    public AgentStatus Status { get; }
 
     /// <summary>The validated options the runtime was built from.</summary>
     public AgentOptions Options { get; }
@@ -150,7 +154,7 @@ public sealed class AgentRuntime : IAsyncDisposable
         builder.Services.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
 
         var app = builder.Build();
-        app.MapAgentAdmin(Metrics.Registry, Readiness);
+        app.MapAgentAdmin(Metrics.Registry, Readiness, Status);
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -1,3 +1,4 @@
+using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Agent.Proxy;
@@ -36,10 +37,45 @@ public sealed class CaptureProxyOptions
     public TimeSpan StreamCaptureDeadline { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
-    /// Idle time after which the forwarder gives up on an upstream that sends nothing.
-    /// Default 100 s (YARP's ActivityTimeout default).
+    /// How long the upstream may send nothing (no response headers, no body bytes) before the
+    /// forwarder gives up and answers 504 naming the upstream (<c>proxy.upstream_timeout_ms</c>).
+    /// Default 60 s, not YARP's 100 s: a hung upstream should fail before most clients give up.
     /// </summary>
-    public TimeSpan ActivityTimeout { get; init; } = TimeSpan.FromSeconds(100);
+    public TimeSpan ActivityTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Largest request header block, and largest request line (<c>proxy.max_request_headers_kb</c>).
+    /// Default 60 KiB, Envoy's <c>max_request_headers_kb</c>: Envoy counts <c>:path</c> within that
+    /// budget, so a URL the sidecar passes must pass here too (Kestrel's own 8 KiB line and 32 KiB
+    /// header defaults would answer 414 and 431 to requests the mesh accepts).
+    /// </summary>
+    public int MaxRequestHeadersBytes { get; init; } = ProxyOptions.DefaultMaxRequestHeadersKb * 1024;
+
+    /// <summary>Most request headers (<c>proxy.max_request_headers_count</c>). Default 100, Envoy's <c>max_headers_count</c>.</summary>
+    public int MaxRequestHeaderCount { get; init; } = ProxyOptions.DefaultMaxRequestHeadersCount;
+
+    /// <summary>Largest request body (<c>proxy.max_request_body_bytes</c>), null for none: Envoy streams bodies of any size by default.</summary>
+    public long? MaxRequestBodyBytes { get; init; }
+
+    /// <summary>The limits of the <c>proxy</c> configuration section applied to these options.</summary>
+    public CaptureProxyOptions WithLimits(ProxyOptions limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        return new CaptureProxyOptions
+        {
+            Upstream = Upstream,
+            Forward = Forward,
+            Direction = Direction,
+            Http2Upstream = Http2Upstream,
+            Capture = Capture,
+            ConnectTimeout = ConnectTimeout,
+            StreamCaptureDeadline = StreamCaptureDeadline,
+            ActivityTimeout = TimeSpan.FromMilliseconds(limits.UpstreamTimeoutMs),
+            MaxRequestHeadersBytes = limits.MaxRequestHeadersKb * 1024,
+            MaxRequestHeaderCount = limits.MaxRequestHeadersCount,
+            MaxRequestBodyBytes = limits.MaxRequestBodyBytes > 0 ? limits.MaxRequestBodyBytes : null,
+        };
+    }
 
     /// <summary>Checks the combination; returns the problems found (empty when valid).</summary>
     public IReadOnlyList<string> Validate()
@@ -59,6 +95,16 @@ public sealed class CaptureProxyOptions
                 || !(Upstream.Scheme == Uri.UriSchemeHttp || Upstream.Scheme == Uri.UriSchemeHttps)))
         {
             problems.Add("--upstream must be an absolute http:// or https:// URL, got '" + Upstream.OriginalString + "'");
+        }
+
+        if (ActivityTimeout <= TimeSpan.Zero)
+        {
+            problems.Add("the upstream timeout must be positive");
+        }
+
+        if (MaxRequestHeadersBytes < 1024 || MaxRequestHeaderCount < 1 || MaxRequestBodyBytes is < 1)
+        {
+            problems.Add("the request limits must be positive (headers at least 1 KiB)");
         }
 
         if (ConnectTimeout <= TimeSpan.Zero)

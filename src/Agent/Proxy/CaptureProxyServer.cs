@@ -76,9 +76,12 @@ public sealed class CaptureProxyServer : IAsyncDisposable
                 }
             });
 
-            // A proxy passes bodies of any size through and must not stamp its own Server header
-            // on the upstream's responses.
-            kestrel.Limits.MaxRequestBodySize = null;
+            // A proxy passes what the mesh passes: Envoy's limits, not Kestrel's (see
+            // CaptureProxyOptions), and must not stamp its own Server header on the upstream's responses.
+            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+            kestrel.Limits.MaxRequestHeadersTotalSize = options.MaxRequestHeadersBytes;
+            kestrel.Limits.MaxRequestLineSize = options.MaxRequestHeadersBytes;
+            kestrel.Limits.MaxRequestHeaderCount = options.MaxRequestHeaderCount;
             kestrel.AddServerHeader = false;
         });
 

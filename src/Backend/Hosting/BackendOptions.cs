@@ -57,6 +57,15 @@ public sealed record BackendOptions
     /// <summary>How long a checked API key is remembered (a revoked key stops working within this time).</summary>
     public TimeSpan KeyCacheTtl { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// PEM certificate (chain) for TLS on both listeners, with <see cref="TlsKeyPath"/>; null for
+    /// cleartext (inside the mesh, Istio's mTLS covers it). Reloaded when the files change.
+    /// </summary>
+    public string? TlsCertificatePath { get; init; }
+
+    /// <summary>PEM private key of <see cref="TlsCertificatePath"/>.</summary>
+    public string? TlsKeyPath { get; init; }
+
     /// <summary>Every problem, each naming the option; empty when the options are usable.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -70,6 +79,11 @@ public sealed record BackendOptions
         if (GrpcListen is not null && !ListenAddress.TryParse(GrpcListen, out _))
         {
             problems.Add("grpc-listen: '" + GrpcListen + "' is not host:port");
+        }
+        else if (GrpcListen is not null && ListenAddress.TryParse(Listen, out var main) && ListenAddress.TryParse(GrpcListen, out var grpc)
+            && main.Port != 0 && main.Port == grpc.Port)
+        {
+            problems.Add(string.Create(ic, $"grpc-listen: '{GrpcListen}' uses the port of --listen ({main.Port}); OTLP/gRPC needs a port of its own"));
         }
 
         if (string.IsNullOrWhiteSpace(Store)
@@ -107,6 +121,25 @@ public sealed record BackendOptions
         if (RetentionInterval < TimeSpan.FromSeconds(1))
         {
             problems.Add(string.Create(ic, $"retention-interval: '{RetentionInterval}' must be at least one second"));
+        }
+
+        if ((TlsCertificatePath is null) != (TlsKeyPath is null))
+        {
+            problems.Add(TlsCertificatePath is null
+                ? "tls-key: '" + TlsKeyPath + "' is given without --tls-cert; give both or neither"
+                : "tls-cert: '" + TlsCertificatePath + "' is given without --tls-key; give both or neither");
+        }
+        else if (TlsCertificatePath is not null)
+        {
+            if (!File.Exists(TlsCertificatePath))
+            {
+                problems.Add("tls-cert: '" + TlsCertificatePath + "' does not exist");
+            }
+
+            if (!File.Exists(TlsKeyPath))
+            {
+                problems.Add("tls-key: '" + TlsKeyPath + "' does not exist");
+            }
         }
 
         if (KeyCacheTtl < TimeSpan.Zero)

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -17,6 +18,7 @@ using SpIstio.Backend.Storage;
 using SpIstio.Backend.Storage.Retention;
 using SpIstio.Backend.Ui;
 using SpIstio.Core.Metrics;
+using SpIstio.Core.Startup;
 
 namespace SpIstio.Backend.Hosting;
 
@@ -87,10 +89,18 @@ public sealed class BackendServer : IAsyncDisposable
         var logger = loggerFactory.CreateLogger("SpIstio.Backend");
 
         var ownsStore = store is null;
-        store ??= SpanStoreFactory.Open(options.Store, loggerFactory, timeProvider);
+        store ??= OpenStore(options.Store, loggerFactory, timeProvider);
         try
         {
-            await store.MigrateAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await store.MigrateAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (StoreErrors.Describe(ex, options.Store) is { } described)
+            {
+                throw described;
+            }
+
             var bootstrapKey = await BootstrapAsync(store, timeProvider, logger, cancellationToken).ConfigureAwait(false);
             long? demoTenant = null;
             if (options.Demo)
@@ -104,15 +114,23 @@ public sealed class BackendServer : IAsyncDisposable
             var authenticator = new ApiKeyAuthenticator(store, options.KeyCacheTtl, timeProvider, demoTenant);
             var ingest = new IngestService(queue, metrics);
             var bound = new BoundEndpoints();
-            var app = Build(bound, options, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
+            var tls = options.TlsCertificatePath is null
+                ? null
+                : TlsCertificateSource.Load(options.TlsCertificatePath, options.TlsKeyPath!, timeProvider, logger);
+            var app = Build(bound, options, tls, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
             try
             {
                 await app.StartAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch
+            catch (Exception ex)
             {
                 await queue.DrainAsync().ConfigureAwait(false);
                 await app.DisposeAsync().ConfigureAwait(false);
+                if (DescribeBindFailure(ex, options) is { } described)
+                {
+                    throw described;
+                }
+
                 throw;
             }
 
@@ -130,6 +148,36 @@ public sealed class BackendServer : IAsyncDisposable
 
             throw;
         }
+    }
+
+    private static ISpanStore OpenStore(string spec, ILoggerFactory loggerFactory, TimeProvider timeProvider)
+    {
+        try
+        {
+            return SpanStoreFactory.Open(spec, loggerFactory, timeProvider);
+        }
+        catch (Exception ex) when (StoreErrors.Describe(ex, spec) is { } described)
+        {
+            throw described;
+        }
+    }
+
+    /// <summary>Which listener failed to bind, named by its option: Kestrel's message carries the address it tried.</summary>
+    private static StartupException? DescribeBindFailure(Exception exception, BackendOptions options)
+    {
+        var listener = "--listen";
+        var address = options.Listen;
+        var kind = "HTTP listener";
+        if (options.GrpcListen is not null && ListenAddress.TryParse(options.GrpcListen, out var grpc)
+            && exception.Message.Contains(":" + grpc.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            && !(ListenAddress.TryParse(options.Listen, out var main) && main.Port == grpc.Port))
+        {
+            listener = "--grpc-listen";
+            address = options.GrpcListen;
+            kind = "OTLP/gRPC listener";
+        }
+
+        return ListenerErrors.Describe(exception, listener, address, kind);
     }
 
     /// <summary>
@@ -174,7 +222,7 @@ public sealed class BackendServer : IAsyncDisposable
 
     private static WebApplication Build(
         BoundEndpoints bound,
-        BackendOptions options, ISpanStore store, ILoggerFactory loggerFactory, TimeProvider timeProvider,
+        BackendOptions options, TlsCertificateSource? tls, ISpanStore store, ILoggerFactory loggerFactory, TimeProvider timeProvider,
         BackendMetrics metrics, IngestQueue queue, ApiKeyAuthenticator authenticator, IngestService ingest)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
@@ -187,10 +235,10 @@ public sealed class BackendServer : IAsyncDisposable
             kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
             // Kestrel answers an h2c preface on a cleartext HTTP/1.1+2 endpoint with HTTP_1_1_REQUIRED,
             // so gRPC (HTTP/2 with prior knowledge) gets its own HTTP/2-only port.
-            Listen(kestrel, ListenAddressOf(options.Listen), HttpProtocols.Http1, bound.Main);
+            Listen(kestrel, ListenAddressOf(options.Listen), HttpProtocols.Http1, bound.Main, tls);
             if (options.GrpcListen is not null)
             {
-                Listen(kestrel, ListenAddressOf(options.GrpcListen), HttpProtocols.Http2, bound.Grpc);
+                Listen(kestrel, ListenAddressOf(options.GrpcListen), HttpProtocols.Http2, bound.Grpc, tls);
             }
         });
 
@@ -285,18 +333,29 @@ public sealed class BackendServer : IAsyncDisposable
         return address;
     }
 
-    private static void Listen(KestrelServerOptions kestrel, ListenAddress address, HttpProtocols protocols, BoundEndpoint bound)
+    private static void Listen(KestrelServerOptions kestrel, ListenAddress address, HttpProtocols protocols, BoundEndpoint bound, TlsCertificateSource? tls)
     {
+        bound.Scheme = tls is null ? "http" : "https";
+        void Configure(ListenOptions o)
+        {
+            o.Protocols = protocols;
+            if (tls is not null)
+            {
+                // Asked on every handshake, so a rotated certificate is served without a restart.
+                o.UseHttps(new HttpsConnectionAdapterOptions { ServerCertificateSelector = (_, _) => tls.Current });
+            }
+        }
+
         if (address.Localhost)
         {
-            kestrel.ListenLocalhost(address.Port, o => o.Protocols = protocols);
-            bound.Address = new Uri("http://localhost:" + address.Port.ToString(CultureInfo.InvariantCulture));
+            kestrel.ListenLocalhost(address.Port, Configure);
+            bound.Address = new Uri(bound.Scheme + "://localhost:" + address.Port.ToString(CultureInfo.InvariantCulture));
         }
         else
         {
             kestrel.Listen(address.Address!, address.Port, o =>
             {
-                o.Protocols = protocols;
+                Configure(o);
                 bound.Options = o;
             });
         }
@@ -316,6 +375,8 @@ public sealed class BackendServer : IAsyncDisposable
 
         public ListenOptions? Options { get; set; }
 
+        public string Scheme { get; set; } = "http";
+
         /// <summary>A reachable URL of the endpoint: an any-address bind is reached on loopback.</summary>
         public Uri? Address
         {
@@ -329,7 +390,7 @@ public sealed class BackendServer : IAsyncDisposable
                 var ip = endpoint.Address.Equals(IPAddress.Any) ? IPAddress.Loopback
                     : endpoint.Address.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback
                     : endpoint.Address;
-                return new Uri("http://" + new IPEndPoint(ip, endpoint.Port).ToString());
+                return new Uri(Scheme + "://" + new IPEndPoint(ip, endpoint.Port).ToString());
             }
 
             set => _address = value;

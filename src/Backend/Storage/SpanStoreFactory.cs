@@ -60,14 +60,13 @@ public static class SpanStoreFactory
                 throw new ArgumentException($"Invalid store spec '{Describe(spec)}': give an Npgsql connection string after postgres:, e.g. postgres:Host=localhost;Database=sp;Username=sp.", nameof(spec));
             }
 
-            try
+            // Checked key by key first: Npgsql's own error for a misspelt keyword is a nest of ArgumentExceptions.
+            if (StoreErrors.CheckPostgresConnectionString(rest) is { } problem)
             {
-                return new PostgresSpanStore(rest, loggerFactory.CreateLogger("SpIstio.Backend.Storage.Postgres"), time);
+                throw new ArgumentException($"Invalid store spec '{Describe(spec)}': {problem}", nameof(spec));
             }
-            catch (ArgumentException e)
-            {
-                throw new ArgumentException($"Invalid store spec '{Describe(spec)}': {e.Message}", nameof(spec), e);
-            }
+
+            return new PostgresSpanStore(rest, loggerFactory.CreateLogger("SpIstio.Backend.Storage.Postgres"), time);
         }
 
         throw new ArgumentException(

@@ -75,6 +75,12 @@ internal abstract partial class SqlSpanStore : ISpanStore
             }
         }
 
+        // A newer sp migrated this store: serving it could write what that schema does not expect.
+        if (applied.Count > 0 && applied.Max() > Migrations.Count)
+        {
+            throw new StoreSchemaTooNewException(Kind, applied.Max(), Migrations.Count);
+        }
+
         int count = 0;
         for (int i = 0; i < Migrations.Count; i++)
         {

@@ -5,18 +5,23 @@ namespace SpIstio.Cli.Commands;
 /// <summary>Console logging for the agent commands: one line per entry, on stderr, so stdout stays machine-readable.</summary>
 internal static class AgentLogging
 {
-    public static ILoggerFactory Create(bool detailed) =>
-        LoggerFactory.Create(builder => builder
+    /// <summary>The logger factory and the gate holding start-up lines until <see cref="StartupLogGate.Open"/>.</summary>
+    public static (ILoggerFactory Factory, StartupLogGate Gate) Create(bool detailed) => StartupLogGate.Create(
+        builder => builder
             .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
             .AddSimpleConsole(console =>
             {
                 console.SingleLine = true;
                 console.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
                 console.UseUtcTimestamp = true;
-            })
+            }),
+        detailed ? LogLevel.Debug : LogLevel.Information,
+        filters => filters
             .AddFilter("Microsoft.AspNetCore", LogLevel.Warning)
+            .AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning)
             .AddFilter("Grpc", LogLevel.Warning)
-            .SetMinimumLevel(detailed ? LogLevel.Debug : LogLevel.Information));
+            // YARP logs every forwarded request at Information.
+            .AddFilter("Yarp", LogLevel.Warning));
 }
 
 /// <summary>Log messages of the agent commands.</summary>

@@ -48,6 +48,17 @@ internal static class BackendCommands
             Description = "When set, the oldest spans are deleted while the store is larger than this.",
         };
 
+        var tlsCert = new Option<string?>("--tls-cert")
+        {
+            HelpName = "FILE",
+            Description = "PEM certificate (chain) for TLS on both listeners, with --tls-key. Reloaded when the file changes (cert-manager rotation). Not needed inside the mesh: Istio's mTLS covers it.",
+        };
+        var tlsKey = new Option<string?>("--tls-key")
+        {
+            HelpName = "FILE",
+            Description = "PEM private key of --tls-cert.",
+        };
+
         var command = new Command("backend", "Run the backend: OTLP ingest (HTTP and gRPC), tenants and keys, the store and the query API. Ctrl+C or SIGTERM drains the write queue and exits.");
         command.Options.Add(listen);
         command.Options.Add(grpcListen);
@@ -57,8 +68,15 @@ internal static class BackendCommands
         command.Options.Add(queueCapacity);
         command.Options.Add(retention);
         command.Options.Add(maxStoreBytes);
+        command.Options.Add(tlsCert);
+        command.Options.Add(tlsKey);
+        command.Subcommands.Add(BackendMigrateCommand.Create());
         command.SetAction(async (parseResult, cancellationToken) =>
         {
+            // System.CommandLine hooks SIGTERM/Ctrl+C only once the action returned its first
+            // unfinished task; start-up can run synchronously for long (SQLite, Kestrel), and a
+            // signal in that window would be lost.
+            await Task.Yield();
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
             var retentionText = parseResult.GetValue(retention)!;
@@ -78,6 +96,8 @@ internal static class BackendCommands
                 QueueCapacity = parseResult.GetValue(queueCapacity),
                 Retention = retentionValue,
                 MaxStoreBytes = parseResult.GetValue(maxStoreBytes),
+                TlsCertificatePath = parseResult.GetValue(tlsCert),
+                TlsKeyPath = parseResult.GetValue(tlsKey),
             };
             var problems = options.Validate();
             if (problems.Count > 0)
@@ -92,16 +112,9 @@ internal static class BackendCommands
 
             StoreOption.EnsureSqliteFolder(options.Store);
             // Logs go to stderr: stdout carries the address and the one-time key, for people and scripts.
-            using var loggerFactory = LoggerFactory.Create(logging => logging
-                .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
-                .AddSimpleConsole(console =>
-                {
-                    console.SingleLine = true;
-                    console.TimestampFormat = "HH:mm:ss ";
-                })
-                .AddFilter("Microsoft", LogLevel.Warning)
-                .AddFilter("Grpc", LogLevel.Warning)
-                .SetMinimumLevel(LogLevel.Information));
+            // They are held until the server started, so a failed start is the one-line error alone.
+            var (loggerFactory, logGate) = CreateLogging();
+            using var loggerLifetime = loggerFactory;
 
             BackendServer server;
             try
@@ -111,11 +124,6 @@ internal static class BackendCommands
             catch (OperationCanceledException)
             {
                 return ExitCodes.Success;
-            }
-            catch (IOException ex)
-            {
-                error.WriteLine("error: cannot listen on " + options.Listen + ": " + ex.Message);
-                return ExitCodes.InvalidInput;
             }
 
             await using (server.ConfigureAwait(false))
@@ -138,6 +146,7 @@ internal static class BackendCommands
                 }
 
                 output.Flush();
+                logGate.Open();
                 try
                 {
                     await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
@@ -156,6 +165,20 @@ internal static class BackendCommands
         });
         return command;
     }
+
+    /// <summary>Console logging on stderr, one line per entry, held until <see cref="StartupLogGate.Open"/>.</summary>
+    internal static (ILoggerFactory Factory, StartupLogGate Gate) CreateLogging() => StartupLogGate.Create(
+        logging => logging
+            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
+            .AddSimpleConsole(console =>
+            {
+                console.SingleLine = true;
+                console.TimestampFormat = "HH:mm:ss ";
+            }),
+        LogLevel.Information,
+        filters => filters
+            .AddFilter("Microsoft", LogLevel.Warning)
+            .AddFilter("Grpc", LogLevel.Warning));
 
     /// <summary>The gRPC address: as given, none for <c>off</c>, else the listen host on the OTLP/gRPC port 4317.</summary>
     private static string? GrpcListenOf(string? grpcListen, string listen)

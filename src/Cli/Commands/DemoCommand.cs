@@ -71,6 +71,10 @@ internal static class DemoCommand
         command.Options.Add(data);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
+            // System.CommandLine hooks SIGTERM/Ctrl+C only once the action returned its first
+            // unfinished task; start-up can run synchronously for long (SQLite, Kestrel), and a
+            // signal in that window would be lost.
+            await Task.Yield();
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
             var problems = new List<string>();
@@ -122,21 +126,25 @@ internal static class DemoCommand
                 stopAfter,
                 Path.GetFullPath(parseResult.GetValue(data)!));
 
-            // Only warnings and errors are logged (to stderr): stdout is the progress display.
-            using var loggerFactory = LoggerFactory.Create(logging => logging
-                .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
-                .AddSimpleConsole(console =>
-                {
-                    console.SingleLine = true;
-                    console.TimestampFormat = "HH:mm:ss ";
-                })
-                .SetMinimumLevel(LogLevel.Warning));
-            return await RunAsync(settings, loggerFactory, output, error, cancellationToken).ConfigureAwait(false);
+            // Only warnings and errors are logged (to stderr): stdout is the progress display. They
+            // are held until the banner is complete, so it stays one clean block with logs below it.
+            var (loggerFactory, logGate) = StartupLogGate.Create(
+                logging => logging
+                    .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
+                    .AddSimpleConsole(console =>
+                    {
+                        console.SingleLine = true;
+                        console.TimestampFormat = "HH:mm:ss ";
+                    }),
+                LogLevel.Warning,
+                static _ => { });
+            using var loggerLifetime = loggerFactory;
+            return await RunAsync(settings, loggerFactory, logGate, output, error, cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(DemoSettings settings, ILoggerFactory loggerFactory, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(DemoSettings settings, ILoggerFactory loggerFactory, StartupLogGate logGate, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         await using var parts = new DemoParts();
@@ -205,7 +213,8 @@ internal static class DemoCommand
             output.WriteLine("Demo key:   " + ApiKeys.DemoKey);
             if (parts.Backend.BootstrapKey is { } bootstrap)
             {
-                output.WriteLine("First start of this store: key for tenant 'default' (shown only once): " + bootstrap);
+                // A new --data folder: the backend made tenant 'default' a real key, as `sp backend` does on a first start.
+                output.WriteLine("Tenant key: " + bootstrap + "  (new store: a real key for tenant 'default', shown only now)");
             }
 
             output.WriteLine("Query API:  curl -H 'x-public-key: " + ApiKeys.DemoKey + "' " + new Uri(backendUrl, "/api/sessions"));
@@ -220,7 +229,9 @@ internal static class DemoCommand
                 output.WriteLine("Running until Ctrl+C.");
             }
 
+            output.WriteLine();
             output.Flush();
+            logGate.Open();
 
             await ReportProgressAsync(traffic, counts, output, stop.Token).ConfigureAwait(false);
             var summary = await traffic.ConfigureAwait(false);
@@ -232,16 +243,26 @@ internal static class DemoCommand
             output.WriteLine();
             output.WriteLine("stopping: interrupted while starting " + part);
         }
+        catch (Core.Startup.StartupException ex)
+        {
+            output.WriteLine("failed");
+            output.Flush();
+            error.WriteLine("error: " + part + " did not start: " + ex.Message);
+            await parts.DisposeAsync().ConfigureAwait(false);
+            return ex.Failure == Core.Startup.StartupFailure.InvalidInput ? ExitCodes.InvalidInput : ExitCodes.Unavailable;
+        }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ArgumentException or BackendOptionsException or ConfigurationException or System.Net.Sockets.SocketException)
         {
             output.WriteLine("failed");
-            error.WriteLine("error: " + part + " did not start: " + ex.Message);
+            output.Flush();
+            error.WriteLine("error: " + part + " did not start: " + ex.Message.ReplaceLineEndings(" "));
             await parts.DisposeAsync().ConfigureAwait(false);
             return ExitCodes.UsageError;
         }
 
         await parts.DisposeAsync().ConfigureAwait(false);
-        output.WriteLine("stopped; captured exchanges flushed; data kept in " + settings.DataDirectory);
+        var totals = parts.Agent is { } agent ? AgentStartup.ShutdownLine("demo", agent.Status) + "; " : "stopped; ";
+        output.WriteLine(totals + "data kept in " + settings.DataDirectory);
         return ExitCodes.Success;
     }
 

@@ -14,4 +14,13 @@ internal static class ExitCodes
 
     /// <summary><c>sp replay</c> found a regression (or an exchange it could not compare).</summary>
     public const int Regressions = 3;
+
+    /// <summary>
+    /// The command could not start although its input was well-formed: a port in use, a database
+    /// that refuses or cannot be reached, a folder that cannot be written, a schema newer than known.
+    /// </summary>
+    public const int Unavailable = 4;
+
+    /// <summary>Something failed that <c>sp</c> has no specific message for (a bug); the one-line error names the exception.</summary>
+    public const int InternalError = 70;
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SpIstio.Agent.Admin;
 using SpIstio.Agent.ExtProc;
 using SpIstio.Agent.Hosting;
 using SpIstio.Core.Configuration;
@@ -47,6 +48,7 @@ internal static class ExtProcCommand
         {
             Description = "Do not apply SP_* environment variables.",
         };
+        var allowUnknownKeys = AgentStartup.CreateAllowUnknownKeysOption();
 
         var command = new Command("extproc", "Serve Envoy's ext_proc protocol: capture every exchange Envoy sends and export it to the backend.");
         command.Options.Add(listen);
@@ -55,8 +57,13 @@ internal static class ExtProcCommand
         command.Options.Add(config);
         command.Options.Add(set);
         command.Options.Add(ignoreEnvironment);
+        command.Options.Add(allowUnknownKeys);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
+            // System.CommandLine hooks SIGTERM/Ctrl+C only once the action returned its first
+            // unfinished task; start-up can run synchronously for long (SQLite, Kestrel), and a
+            // signal in that window would be lost.
+            await Task.Yield();
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
 
@@ -76,40 +83,46 @@ internal static class ExtProcCommand
                 ? new Dictionary<string, string?>()
                 : AgentConfigLoader.ProcessEnvironment();
             var loaded = AgentConfigLoader.Load(path, environment, parseResult.GetValue(set) ?? []);
-            if (!loaded.Report.IsValid || problems.Count > 0)
+            var allowUnknown = parseResult.GetValue(allowUnknownKeys);
+            problems.AddRange(AgentStartup.Errors(loaded, allowUnknown));
+            if (problems.Count > 0)
             {
-                foreach (var problem in problems)
-                {
-                    error.WriteLine("error: " + problem);
-                }
-
-                if (!loaded.Report.IsValid)
-                {
-                    ConfigCommands.WriteProblems(error, path ?? "configuration", loaded);
-                }
-
-                return ExitCodes.InvalidInput;
+                return AgentStartup.ReportProblems(error, problems, "sp agent extproc");
             }
 
-            return await RunAsync(loaded.Options, listenAddress, parseResult.GetValue(uds), adminAddress, output, cancellationToken).ConfigureAwait(false);
+            var warnings = AgentStartup.Warnings(loaded, allowUnknown).Select(w => "warning: " + w).ToList();
+            var identity = AgentStartup.IdentityOf(path, environment, parseResult.GetValue(set) ?? []);
+            return await RunAsync(loaded.Options, identity, listenAddress, parseResult.GetValue(uds), adminAddress, output, error, warnings, cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
 
     private static async Task<int> RunAsync(
         AgentOptions options,
+        ConfigIdentity identity,
         ListenAddress listen,
         string? unixSocket,
         ListenAddress admin,
         TextWriter output,
+        TextWriter error,
+        IReadOnlyList<string> warnings,
         CancellationToken stopping)
     {
-        using var loggerFactory = AgentLogging.Create(options.EnableDetailedLogging);
+        var (loggerFactory, logGate) = AgentLogging.Create(options.EnableDetailedLogging);
+        using var loggerLifetime = loggerFactory;
+        foreach (var warning in warnings)
+        {
+            logGate.Defer(() => error.WriteLine(warning));
+        }
+
         var logger = loggerFactory.CreateLogger("SpIstio.Cli.ExtProc");
         await using var runtime = AgentRuntime.Create(options, loggerFactory);
-        var adminApp = await runtime.StartAdminAsync(admin, stopping).ConfigureAwait(false);
+        runtime.Status.Config = identity;
+        var adminApp = await AgentStartup.BindAsync(() => runtime.StartAdminAsync(admin, stopping), "--admin", admin.ToString(), "admin listener").ConfigureAwait(false);
         var serverOptions = new ExtProcOptions { Listen = listen, UnixSocketPath = unixSocket };
-        var server = await ExtProcServer.StartAsync(runtime.Pipeline, serverOptions, loggerFactory, runtime.TimeProvider, stopping).ConfigureAwait(false);
+        var server = await AgentStartup.BindAsync(
+            () => ExtProcServer.StartAsync(runtime.Pipeline, serverOptions, loggerFactory, runtime.TimeProvider, stopping),
+            unixSocket is null ? "--listen" : "--listen/--uds", unixSocket is null ? listen.ToString() : listen + " / unix:" + unixSocket, "ext_proc gRPC listener").ConfigureAwait(false);
         try
         {
             runtime.Readiness.MarkReady();
@@ -123,6 +136,7 @@ internal static class ExtProcCommand
 
             output.WriteLine("admin listening on " + AgentRuntime.BoundAddress(adminApp));
             output.Flush();
+            logGate.Open();
 
             try
             {
@@ -143,7 +157,9 @@ internal static class ExtProcCommand
             await server.DisposeAsync().ConfigureAwait(false);
         }
 
-        // Disposing the runtime (await using) stops the admin port and flushes the exporter, bounded by export.shutdown_flush_ms.
+        // Disposing the runtime stops the admin port and flushes the exporter, bounded by export.shutdown_flush_ms.
+        await runtime.DisposeAsync().ConfigureAwait(false);
+        output.WriteLine(AgentStartup.ShutdownLine("extproc", runtime.Status));
         return ExitCodes.Success;
     }
 }

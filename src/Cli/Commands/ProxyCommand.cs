@@ -1,6 +1,6 @@
 using System.CommandLine;
-using System.Globalization;
 using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Admin;
 using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Proxy;
@@ -69,6 +69,7 @@ internal static class ProxyCommand
         {
             Description = "Forward only, capture nothing (a plain YARP proxy; the benchmark baseline).",
         };
+        var allowUnknownKeys = AgentStartup.CreateAllowUnknownKeysOption();
 
         var command = new Command("proxy", "Run the standalone capture proxy. Ctrl+C drains requests in flight and flushes captured exchanges.");
         command.Options.Add(listen);
@@ -81,8 +82,13 @@ internal static class ProxyCommand
         command.Options.Add(ignoreEnvironment);
         command.Options.Add(http2);
         command.Options.Add(noCapture);
+        command.Options.Add(allowUnknownKeys);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
+            // System.CommandLine hooks SIGTERM/Ctrl+C only once the action returned its first
+            // unfinished task; start-up can run synchronously for long (SQLite, Kestrel), and a
+            // signal in that window would be lost.
+            await Task.Yield();
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
             var configPath = parseResult.GetValue(config);
@@ -92,7 +98,8 @@ internal static class ProxyCommand
             var loaded = AgentConfigLoader.Load(configPath, environment, parseResult.GetValue(set) ?? []);
 
             // Every problem, configuration and command line alike, is reported in one go.
-            var problems = loaded.Report.Errors.Select(p => p.ToString()).ToList();
+            var allowUnknown = parseResult.GetValue(allowUnknownKeys);
+            var problems = AgentStartup.Errors(loaded, allowUnknown);
             if (!ListenAddress.TryParse(parseResult.GetValue(listen), out var listenAddress, out var listenError))
             {
                 problems.Add("--listen: " + listenError);
@@ -127,7 +134,7 @@ internal static class ProxyCommand
                 Direction = ResolveDirection(parseResult.GetValue(direction), loaded.Options.TrafficDirection, isForward),
                 Http2Upstream = parseResult.GetValue(http2),
                 Capture = !parseResult.GetValue(noCapture),
-            };
+            }.WithLimits(loaded.Options.Proxy);
             if (upstreamText is null || upstreamUri is not null)
             {
                 problems.AddRange(proxyOptions.Validate());
@@ -135,52 +142,44 @@ internal static class ProxyCommand
 
             if (problems.Count > 0)
             {
-                error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"sp agent proxy: {problems.Count} problem(s), not started"));
-                foreach (var problem in problems)
-                {
-                    error.WriteLine("error: " + problem);
-                }
-
-                return ExitCodes.InvalidInput;
+                return AgentStartup.ReportProblems(error, problems, "sp agent proxy");
             }
 
-            foreach (var warning in loaded.Report.Warnings)
+            // Logs go to stderr, one line each, held until the proxy listens (stdout carries the bound addresses).
+            var (loggerFactory, logGate) = AgentLogging.Create(loaded.Options.EnableDetailedLogging);
+            using var loggerLifetime = loggerFactory;
+            foreach (var warning in AgentStartup.Warnings(loaded, allowUnknown))
             {
-                error.WriteLine("warning: " + warning);
+                logGate.Defer(() => error.WriteLine("warning: " + warning));
             }
-
-            using var loggerFactory = LoggerFactory.Create(logging => logging
-                .AddSimpleConsole(console =>
-                {
-                    console.SingleLine = true;
-                    console.TimestampFormat = "HH:mm:ss.fff ";
-                })
-                .SetMinimumLevel(loaded.Options.EnableDetailedLogging ? LogLevel.Debug : LogLevel.Information)
-                .AddFilter("Microsoft", LogLevel.Warning)
-                // YARP logs every forwarded request at Information.
-                .AddFilter("Yarp", LogLevel.Warning));
-            return await RunAsync(loaded.Options, proxyOptions, listenAddress, adminAddress, loggerFactory, output, cancellationToken).ConfigureAwait(false);
+            var identity = AgentStartup.IdentityOf(configPath, environment, parseResult.GetValue(set) ?? []);
+            return await RunAsync(loaded.Options, identity, proxyOptions, listenAddress, adminAddress, loggerFactory, logGate, output, cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
 
     private static async Task<int> RunAsync(
         AgentOptions options,
+        ConfigIdentity identity,
         CaptureProxyOptions proxyOptions,
         ListenAddress listen,
         ListenAddress? admin,
         ILoggerFactory loggerFactory,
+        StartupLogGate logGate,
         TextWriter output,
         CancellationToken cancellationToken)
     {
         await using var runtime = AgentRuntime.Create(options, loggerFactory);
+        runtime.Status.Config = identity;
         if (admin is { } adminAddress)
         {
-            var adminApp = await runtime.StartAdminAsync(adminAddress, cancellationToken).ConfigureAwait(false);
+            var adminApp = await AgentStartup.BindAsync(() => runtime.StartAdminAsync(adminAddress, cancellationToken), "--admin", adminAddress.ToString(), "admin listener").ConfigureAwait(false);
             output.WriteLine("admin listening on " + AgentRuntime.BoundAddress(adminApp));
         }
 
-        var proxy = await CaptureProxyServer.StartAsync(listen, proxyOptions, runtime.Pipeline, loggerFactory, runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
+        var proxy = await AgentStartup.BindAsync(
+            () => CaptureProxyServer.StartAsync(listen, proxyOptions, runtime.Pipeline, loggerFactory, runtime.TimeProvider, cancellationToken),
+            "--listen", listen.ToString(), "proxy listener").ConfigureAwait(false);
         await using (proxy.ConfigureAwait(false))
         {
             runtime.Readiness.MarkReady();
@@ -188,6 +187,7 @@ internal static class ProxyCommand
             var capture = proxyOptions.Capture ? "capturing " + AgentMetrics.DirectionLabel(proxyOptions.Direction) : "capture off";
             output.WriteLine("proxy listening on " + proxy.Address + " (" + mode + ", " + capture + ")");
             output.Flush();
+            logGate.Open();
 
             try
             {
@@ -205,7 +205,7 @@ internal static class ProxyCommand
 
         // Disposing the runtime flushes the export queue within export.shutdown_flush_ms.
         await runtime.DisposeAsync().ConfigureAwait(false);
-        output.WriteLine("proxy stopped; captured exchanges flushed");
+        output.WriteLine(AgentStartup.ShutdownLine("proxy", runtime.Status));
         return ExitCodes.Success;
     }
 

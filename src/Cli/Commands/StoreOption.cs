@@ -36,7 +36,14 @@ internal static class StoreOption
         var folder = Path.GetDirectoryName(Path.GetFullPath(file));
         if (!string.IsNullOrEmpty(folder))
         {
-            Directory.CreateDirectory(folder);
+            try
+            {
+                Directory.CreateDirectory(folder);
+            }
+            catch (Exception ex) when (StoreErrors.Describe(ex, spec) is { } described)
+            {
+                throw described;
+            }
         }
     }
 
@@ -44,15 +51,29 @@ internal static class StoreOption
     public static async Task<ISpanStore> OpenAsync(string spec, CancellationToken cancellationToken)
     {
         EnsureSqliteFolder(spec);
-        var store = SpanStoreFactory.Open(spec, NullLoggerFactory.Instance);
+        ISpanStore store;
+        try
+        {
+            store = SpanStoreFactory.Open(spec, NullLoggerFactory.Instance);
+        }
+        catch (Exception ex) when (StoreErrors.Describe(ex, spec) is { } described)
+        {
+            throw described;
+        }
+
         try
         {
             await store.MigrateAsync(cancellationToken).ConfigureAwait(false);
             return store;
         }
-        catch
+        catch (Exception ex)
         {
             await store.DisposeAsync().ConfigureAwait(false);
+            if (StoreErrors.Describe(ex, spec) is { } described)
+            {
+                throw described;
+            }
+
             throw;
         }
     }

@@ -65,6 +65,9 @@ public sealed class AgentOptions
 
     [ConfigKey("cache", "Transparent response cache and replay (added by this project). Opt-in: nothing is cached unless a rule matches.")]
     public CacheOptions Cache { get; set; } = new();
+
+    [ConfigKey("proxy", "Limits of the standalone capture proxy, sp agent proxy (added by this project). Envoy's defaults.")]
+    public ProxyOptions Proxy { get; set; } = new();
 }
 
 /// <summary>The configured traffic direction.</summary>
@@ -247,6 +250,15 @@ public sealed class ExportOptions
 
     [ConfigKey("max_retries", "Retries of one failed export request (408, 429, 5xx, network errors, timeouts) with exponential backoff; 400/401/403 are never retried. Default 3.")]
     public int MaxRetries { get; set; } = 3;
+
+    [ConfigKey("ca_file", "PEM file of the certificate authorities the agent trusts for an https:// sp_backend_url, instead of the system's (a private CA outside the mesh). Default empty: the system's trust store. Read at start.")]
+    public string CaFile { get; set; } = "";
+
+    [ConfigKey("client_cert_file", "PEM certificate (chain) the agent presents to the backend for mutual TLS outside the mesh, with client_key_file. Default empty: none. Read at start.")]
+    public string ClientCertFile { get; set; } = "";
+
+    [ConfigKey("client_key_file", "PEM private key of client_cert_file.")]
+    public string ClientKeyFile { get; set; } = "";
 }
 
 /// <summary><c>cache</c>: which requests the agent may answer from a recorded response.</summary>

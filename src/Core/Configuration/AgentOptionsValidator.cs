@@ -68,6 +68,7 @@ public static class AgentOptionsValidator
         ValidateRedaction(options.Redaction, v);
         ValidateExport(options.Export, v);
         ValidateCache(options.Cache, v);
+        ValidateProxy(options.Proxy, v);
 
         var ratioKey = Join(K<AgentOptions>(nameof(AgentOptions.Sampling)), K<SamplingOptions>(nameof(SamplingOptions.Ratio)));
         if (!(options.Sampling.Ratio >= 0.0 && options.Sampling.Ratio <= 1.0))
@@ -143,6 +144,65 @@ public static class AgentOptionsValidator
         v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.KeepHeaders))), redaction.KeepHeaders, "is not a valid HTTP header name");
     }
 
+    // The files are read here, so a wrong path or a file that is not PEM stops the start with the key named.
+    private static void ValidateExportTls(ExportOptions export, string prefix, Checker v)
+    {
+        var caKey = Join(prefix, K<ExportOptions>(nameof(ExportOptions.CaFile)));
+        if (export.CaFile.Length > 0)
+        {
+            if (!File.Exists(export.CaFile))
+            {
+                v.Error(caKey, export.CaFile, "does not exist");
+            }
+            else
+            {
+                try
+                {
+                    var bundle = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+                    bundle.ImportFromPemFile(export.CaFile);
+                    if (bundle.Count == 0)
+                    {
+                        v.Error(caKey, export.CaFile, "holds no PEM certificate");
+                    }
+                }
+                catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+                {
+                    v.Error(caKey, export.CaFile, "is not a PEM certificate bundle: " + e.Message);
+                }
+            }
+        }
+
+        var certKey = Join(prefix, K<ExportOptions>(nameof(ExportOptions.ClientCertFile)));
+        var keyKey = Join(prefix, K<ExportOptions>(nameof(ExportOptions.ClientKeyFile)));
+        if ((export.ClientCertFile.Length == 0) != (export.ClientKeyFile.Length == 0))
+        {
+            v.Error(export.ClientCertFile.Length == 0 ? keyKey : certKey, export.ClientCertFile.Length == 0 ? export.ClientKeyFile : export.ClientCertFile, "needs its pair: set both client_cert_file and client_key_file, or neither");
+        }
+        else if (export.ClientCertFile.Length > 0)
+        {
+            try
+            {
+                using var pair = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(export.ClientCertFile, export.ClientKeyFile);
+            }
+            catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
+            {
+                v.Error(certKey, export.ClientCertFile, "with client_key_file '" + export.ClientKeyFile + "' is not a PEM certificate and its private key: " + e.Message);
+            }
+        }
+    }
+
+    private static void ValidateProxy(ProxyOptions proxy, Checker v)
+    {
+        var prefix = K<AgentOptions>(nameof(AgentOptions.Proxy));
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestHeadersKb))), proxy.MaxRequestHeadersKb, 1, ProxyOptions.MaxRequestHeadersKbLimit);
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestHeadersCount))), proxy.MaxRequestHeadersCount, 1, 10_000);
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.UpstreamTimeoutMs))), proxy.UpstreamTimeoutMs, 1, 86_400_000);
+        if (proxy.MaxRequestBodyBytes < 0)
+        {
+            v.Error(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestBodyBytes))), proxy.MaxRequestBodyBytes.ToString(CultureInfo.InvariantCulture), "must be 0 (no limit) or positive");
+        }
+    }
+
     private static void ValidateExport(ExportOptions export, Checker v)
     {
         var prefix = K<AgentOptions>(nameof(AgentOptions.Export));
@@ -152,6 +212,7 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.BatchDelayMs))), export.BatchDelayMs, 1, 60_000);
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.ShutdownFlushMs))), export.ShutdownFlushMs, 0, 600_000);
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxRetries))), export.MaxRetries, 0, 100);
+        ValidateExportTls(export, prefix, v);
     }
 
     private static void ValidateCache(CacheOptions cache, Checker v)
