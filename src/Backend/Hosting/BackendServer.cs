@@ -102,7 +102,7 @@ public sealed class BackendServer : IAsyncDisposable
             var metrics = new BackendMetrics(new MetricRegistry());
             var queue = new IngestQueue(store, options.QueueCapacity, options.MaxBatchSpans, metrics, loggerFactory.CreateLogger<IngestQueue>(), timeProvider);
             var authenticator = new ApiKeyAuthenticator(store, options.KeyCacheTtl, timeProvider, demoTenant);
-            var ingest = new IngestService(queue, metrics);
+            var ingest = new IngestService(queue, metrics, timeProvider, options.MaxAttributeBytes);
             var bound = new BoundEndpoints();
             var app = Build(bound, options, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
             try
@@ -206,6 +206,7 @@ public sealed class BackendServer : IAsyncDisposable
             grpc.MaxReceiveMessageSize = options.MaxBodyBytes;
             grpc.EnableDetailedErrors = false;
         });
+        services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<OtlpGrpcService>, OtlpGrpcMethodProvider>();
         services.AddOpenApi();
         services.AddTraceView(options.Demo);
         var retention = new RetentionOptions
