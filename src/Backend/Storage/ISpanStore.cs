@@ -63,6 +63,14 @@ public interface ISpanStore : IAsyncDisposable
     /// <summary>One span in full (headers, decompressed bodies, attributes), or null.</summary>
     Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// What one span's headers, bodies and attributes decode to, in bytes, read without decoding
+    /// them (readers reserve this much of the read budget first); null when the span is not stored.
+    /// A store that cannot tell answers <see cref="long.MaxValue"/>: the read then runs alone.
+    /// </summary>
+    Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) =>
+        Task.FromResult<long?>(long.MaxValue);
+
     /// <summary>Caller → callee edges with call counts, errors and latency percentiles in the range.</summary>
     Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
 

@@ -199,5 +199,10 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
     }, cancellationToken);
 
+    // EXTERNAL storage (uncompressed TOAST) lets substring fetch only the first chunk of a value.
+    protected override string BlobHeadSql(string column) => "substring(" + column + " from 1 for 5)";
+
+    protected override string BlobLengthSql(string column) => "octet_length(" + column + ")";
+
     public override ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 }
