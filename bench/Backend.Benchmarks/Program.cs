@@ -93,6 +93,50 @@ foreach (var line in results)
     Console.WriteLine(line);
 }
 
+// End to end: OTLP/HTTP clients -> backend -> store (EndToEndBench.cs).
+int e2eRequests = IntArg("--e2e-requests", Math.Max(1, targetSpans / Workload.BatchSize));
+int e2eClients = IntArg("--e2e-clients", 8);
+var e2e = new List<string>();
+foreach (string kind in stores)
+{
+    string work = Path.Combine(Path.GetTempPath(), "sp-bench-e2e-" + Guid.NewGuid().ToString("N")[..8]);
+    Directory.CreateDirectory(work);
+    PgCluster? cluster = null;
+    try
+    {
+        string spec;
+        if (kind == "sqlite")
+        {
+            spec = "sqlite:" + Path.Combine(work, "sp.db");
+        }
+        else
+        {
+            string? external = Environment.GetEnvironmentVariable("SP_BENCH_POSTGRES");
+            string admin = external ?? (cluster = await PgCluster.StartAsync(work)).ConnectionString;
+            spec = "postgres:" + await PgCluster.CreateDatabaseAsync(admin, "sp_bench_e2e_" + Environment.ProcessId);
+        }
+
+        e2e.Add(await EndToEndBench.RunAsync(kind, spec, e2eRequests, e2eClients, loadSeconds));
+    }
+    finally
+    {
+        if (cluster is not null)
+        {
+            await cluster.DisposeAsync();
+        }
+
+        Directory.Delete(work, recursive: true);
+    }
+}
+
+Console.WriteLine();
+Console.WriteLine("| store (end to end, OTLP/HTTP protobuf+gzip) | clients | requests x spans | spans/s | request p50 / p99 | failed requests |");
+Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
+foreach (var line in e2e)
+{
+    Console.WriteLine(line);
+}
+
 async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes)
 {
     await using var store = await SpanStoreFactory.OpenAsync(spec, NullLoggerFactory.Instance, null, CancellationToken.None);

@@ -13,14 +13,17 @@ namespace SpIstio.Backend.Api;
 /// </summary>
 public sealed class ReadBudget
 {
-    /// <summary>The default budget: 96 MiB shared by every large read in flight.</summary>
-    public const long DefaultTotalBytes = 96L * 1024 * 1024;
+    /// <summary>The default budget: 64 MiB shared by every large read in flight.</summary>
+    public const long DefaultTotalBytes = 64L * 1024 * 1024;
 
     /// <summary>Reads of spans decoding to fewer bytes than this take no reservation.</summary>
     public const long SmallReadBytes = 64 * 1024;
 
-    /// <summary>What one decoded byte costs while a read is answered (bytes, UTF-16 text, the escaped answer).</summary>
-    public const int Amplification = 4;
+    /// <summary>What one decoded byte costs while a read is answered (the stored and decoded bytes, UTF-16 text, the escaped answer).</summary>
+    public const int Amplification = 6;
+
+    /// <summary>How long the budget must stay idle after large reads before their garbage is handed back to the OS.</summary>
+    public static readonly TimeSpan IdleCollectDelay = TimeSpan.FromSeconds(2);
 
     /// <summary>How many reads may wait for the budget before further ones are refused.</summary>
     public const int MaxWaiting = 32;
@@ -31,14 +34,22 @@ public sealed class ReadBudget
     private readonly object _lock = new();
     private readonly LinkedList<Waiter> _waiting = new();
     private readonly BackendMetrics? _metrics;
+    private readonly ITimer? _idleCollect;
     private long _inFlight;
 
     /// <summary>Creates a budget of <paramref name="totalBytes"/>.</summary>
-    public ReadBudget(long totalBytes = DefaultTotalBytes, BackendMetrics? metrics = null)
+    /// <param name="totalBytes">The budget.</param>
+    /// <param name="metrics">Gauges of the budget; none when null.</param>
+    /// <param name="timeProvider">
+    /// When given, the budget hands large reads' memory back to the OS once it has been idle for
+    /// <see cref="IdleCollectDelay"/> (see <see cref="CollectIdle"/>); never when null.
+    /// </param>
+    public ReadBudget(long totalBytes = DefaultTotalBytes, BackendMetrics? metrics = null, TimeProvider? timeProvider = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(totalBytes, 1);
         TotalBytes = totalBytes;
         _metrics = metrics;
+        _idleCollect = timeProvider?.CreateTimer(static state => CollectIdle((ReadBudget)state!), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>The bytes all large reads in flight may reserve together.</summary>
@@ -115,6 +126,26 @@ public sealed class ReadBudget
     }
 
     /// <summary>
+    /// After a burst of large reads the GC keeps the heap it grew (large objects are collected only
+    /// with gen 2, and freed memory stays committed until a collection decommits it), so the
+    /// process would stay at its peak while idle. One aggressive, compacting collection once the
+    /// budget has been idle returns it; it runs only after large reads, at most once per burst.
+    /// </summary>
+    private static void CollectIdle(ReadBudget budget)
+    {
+        lock (budget._lock)
+        {
+            if (budget._inFlight != 0 || budget._waiting.Count != 0)
+            {
+                return;
+            }
+        }
+
+        System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    }
+
+    /// <summary>
     /// Reserves the cost of reading the given spans whole (a HAR export builds them all into one
     /// document, so <paramref name="factor"/> counts its copies); null when refused.
     /// </summary>
@@ -164,6 +195,11 @@ public sealed class ReadBudget
             }
 
             Publish();
+            if (_inFlight == 0 && _waiting.Count == 0)
+            {
+                // Re-armed by every large read that ends: the collection follows the last one.
+                _idleCollect?.Change(IdleCollectDelay, Timeout.InfiniteTimeSpan);
+            }
         }
 
         if (granted is not null)

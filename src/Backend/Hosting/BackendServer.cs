@@ -201,7 +201,7 @@ public sealed class BackendServer : IAsyncDisposable
         services.AddSingleton(queue);
         services.AddSingleton(authenticator);
         services.AddSingleton(ingest);
-        services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics));
+        services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics, timeProvider));
         services.AddGrpc(grpc =>
         {
             grpc.MaxReceiveMessageSize = options.MaxBodyBytes;

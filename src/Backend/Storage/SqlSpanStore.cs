@@ -422,7 +422,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         };
     }, cancellationToken);
 
-    public Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => ReadAsync(async connection =>
+    public virtual Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         // Only the codec header (flag + decoded length) and the stored length of each value: the
         // values themselves stay on disk until the reader holds its share of the read budget.
@@ -450,6 +450,10 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
         return total;
     }, cancellationToken);
+
+    /// <summary>The retention claim; a store written by one process (SQLite) always grants it.</summary>
+    public virtual Task<IAsyncDisposable?> TryClaimRetentionAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IAsyncDisposable?>(NoClaim.Instance);
 
     /// <summary>SQL for the first 5 bytes of a blob column (the codec header).</summary>
     protected virtual string BlobHeadSql(string column) => "substr(" + column + ", 1, 5)";

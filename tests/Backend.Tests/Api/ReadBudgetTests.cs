@@ -20,12 +20,12 @@ public sealed class ReadBudgetTests
     {
         var budget = new ReadBudget(16 * MiB);
 
-        var first = await budget.AcquireAsync(3 * MiB, CancellationToken.None);
-        var second = budget.AcquireAsync(2 * MiB, CancellationToken.None);
+        var first = await budget.AcquireAsync(2 * MiB, CancellationToken.None);
+        var second = budget.AcquireAsync(MiB, CancellationToken.None);
         var small = await budget.AcquireAsync(ReadBudget.SmallReadBytes - 1, CancellationToken.None);
 
         Assert.NotNull(first);
-        Assert.Equal(12 * MiB, budget.InFlightBytes);
+        Assert.Equal(2 * MiB * ReadBudget.Amplification, budget.InFlightBytes);
         Assert.False(second.IsCompleted);
         Assert.Equal(1, budget.Waiting);
         Assert.Same(ReadBudget.Lease.None, small);
@@ -35,7 +35,7 @@ public sealed class ReadBudgetTests
         using var granted = await second;
 
         Assert.NotNull(granted);
-        Assert.Equal(8 * MiB, budget.InFlightBytes);
+        Assert.Equal(MiB * ReadBudget.Amplification, budget.InFlightBytes);
         Assert.Equal(0, budget.Waiting);
         granted!.Dispose();
         Assert.Equal(0, budget.InFlightBytes);
