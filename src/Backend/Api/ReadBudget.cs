@@ -129,7 +129,8 @@ public sealed class ReadBudget
     /// After a burst of large reads the GC keeps the heap it grew (large objects are collected only
     /// with gen 2, and freed memory stays committed until a collection decommits it), so the
     /// process would stay at its peak while idle. One aggressive, compacting collection once the
-    /// budget has been idle returns it; it runs only after large reads, at most once per burst.
+    /// budget has been idle returns it, and a trim of the native heap returns what SQLite freed;
+    /// it runs only after large reads, at most once per burst.
     /// </summary>
     private static void CollectIdle(ReadBudget budget)
     {
@@ -143,6 +144,7 @@ public sealed class ReadBudget
 
         System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        NativeHeap.Trim();
     }
 
     /// <summary>
