@@ -11,7 +11,15 @@ using SpIstio.Backend.Storage;
 //   dotnet run -c Release --project bench/Backend.Benchmarks -- [--spans 1000000] [--load-seconds 180] [--stores sqlite,postgres]
 // PostgreSQL: SP_BENCH_POSTGRES (a connection string with CREATE DATABASE rights), else a throwaway
 // cluster from /usr/lib/postgresql/15/bin with default durability settings (fsync on).
+// Reader memory: --read-memory (ReadMemoryBench.cs).
 var args2 = args;
+if (args.Contains("--read-memory"))
+{
+    //   dotnet run -c Release --project bench/Backend.Benchmarks -- --read-memory [--settle-seconds 60]
+    await ReadMemoryBench.RunAsync(IntArg("--settle-seconds", 60));
+    return;
+}
+
 int targetSpans = IntArg("--spans", 1_000_000);
 int loadSeconds = IntArg("--load-seconds", 180);
 string[] stores = (StringArg("--stores") ?? "sqlite,postgres").Split(',');
@@ -81,6 +89,50 @@ Console.WriteLine();
 Console.WriteLine("| store | ingest spans/s (first 100k) | ingest spans/s (whole load) | spans loaded | load time | session list p50/p99 | session list page 20 p50/p99 | session view p50/p99 | text filter p50/p99 | disk bytes/exchange | raw bytes/exchange | disk/raw |");
 Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 foreach (var line in results)
+{
+    Console.WriteLine(line);
+}
+
+// End to end: OTLP/HTTP clients -> backend -> store (EndToEndBench.cs).
+int e2eRequests = IntArg("--e2e-requests", Math.Max(1, targetSpans / Workload.BatchSize));
+int e2eClients = IntArg("--e2e-clients", 8);
+var e2e = new List<string>();
+foreach (string kind in stores)
+{
+    string work = Path.Combine(Path.GetTempPath(), "sp-bench-e2e-" + Guid.NewGuid().ToString("N")[..8]);
+    Directory.CreateDirectory(work);
+    PgCluster? cluster = null;
+    try
+    {
+        string spec;
+        if (kind == "sqlite")
+        {
+            spec = "sqlite:" + Path.Combine(work, "sp.db");
+        }
+        else
+        {
+            string? external = Environment.GetEnvironmentVariable("SP_BENCH_POSTGRES");
+            string admin = external ?? (cluster = await PgCluster.StartAsync(work)).ConnectionString;
+            spec = "postgres:" + await PgCluster.CreateDatabaseAsync(admin, "sp_bench_e2e_" + Environment.ProcessId);
+        }
+
+        e2e.Add(await EndToEndBench.RunAsync(kind, spec, e2eRequests, e2eClients, loadSeconds));
+    }
+    finally
+    {
+        if (cluster is not null)
+        {
+            await cluster.DisposeAsync();
+        }
+
+        Directory.Delete(work, recursive: true);
+    }
+}
+
+Console.WriteLine();
+Console.WriteLine("| store (end to end, OTLP/HTTP protobuf+gzip) | clients | requests x spans | spans/s | request p50 / p99 | failed requests |");
+Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
+foreach (var line in e2e)
 {
     Console.WriteLine(line);
 }

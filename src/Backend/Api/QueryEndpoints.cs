@@ -175,17 +175,17 @@ public static class QueryEndpoints
         return denied ?? await TraceViewAsync(tenant, context.Request.Query["traceId"].ToString(), "traceId", context, store).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
     {
         var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        return denied ?? await SpanDetailAsync(tenant, traceId, spanId, context, store).ConfigureAwait(false);
+        return denied ?? await SpanDetailAsync(tenant, traceId, spanId, context, store, budget).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetDetailAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetDetailAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
     {
         var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
         var q = context.Request.Query;
-        return denied ?? await SpanDetailAsync(tenant, q["traceId"].ToString(), q["spanId"].ToString(), context, store).ConfigureAwait(false);
+        return denied ?? await SpanDetailAsync(tenant, q["traceId"].ToString(), q["spanId"].ToString(), context, store, budget).ConfigureAwait(false);
     }
 
     private static async Task<IResult> GetServicesAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
@@ -290,7 +290,7 @@ public static class QueryEndpoints
         return new TraceViewDto(id, start, Ms(end - start), roots, rows);
     }
 
-    private static async Task<IResult> SpanDetailAsync(long tenant, string traceId, string spanId, HttpContext context, ISpanStore store)
+    private static async Task<IResult> SpanDetailAsync(long tenant, string traceId, string spanId, HttpContext context, ISpanStore store, ReadBudget budget)
     {
         if (!TryHexId(traceId, 32, out var tid))
         {
@@ -302,13 +302,34 @@ public static class QueryEndpoints
             return BadParameter("spanId", "must be 16 hexadecimal digits");
         }
 
+        var size = await store.GetSpanSizeAsync(tenant, tid, sid, context.RequestAborted).ConfigureAwait(false);
+        if (size is null)
+        {
+            return NotFound("span '" + sid + "' of trace '" + tid + "' not found");
+        }
+
+        using var lease = await budget.AcquireAsync(size.Value, context.RequestAborted).ConfigureAwait(false);
+        if (lease is null)
+        {
+            return Busy(context);
+        }
+
         var span = await store.GetSpanAsync(tenant, tid, sid, context.RequestAborted).ConfigureAwait(false);
         if (span is null)
         {
             return NotFound("span '" + sid + "' of trace '" + tid + "' not found");
         }
 
-        return Results.Json(ToDetail(span), BackendJsonContext.Default.SpanDetailDto);
+        // Written here, inside the lease: the answer is streamed before the budget is returned.
+        await SpanDetailWriter.WriteAsync(context, span).ConfigureAwait(false);
+        return Results.Empty;
+    }
+
+    /// <summary>The answer to a large read refused by the read budget: 503 + Retry-After.</summary>
+    internal static IResult Busy(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = ReadBudget.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return Results.Problem(statusCode: 503, title: "Service Unavailable", detail: "too many large span reads are in flight; retry later");
     }
 
     /// <summary>The full view of a stored span: body metadata moves from the attributes into the bodies.</summary>
@@ -383,6 +404,10 @@ public static class QueryEndpoints
         using var document = JsonDocument.Parse(json);
         return document.RootElement.Clone();
     }
+
+    internal static SpanDto ToDto(StoredSpan s) => new(
+        s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.Duration),
+        s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
 
     internal static SpanDto ToDto(SpanSummary s) => new(
         s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.EndTime - s.StartTime),

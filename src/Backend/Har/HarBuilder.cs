@@ -102,6 +102,21 @@ public static class HarBuilder
         };
     }
 
+    /// <summary>
+    /// How many times the read budget's per-byte cost a HAR export takes: the spans' decoded bytes
+    /// and the document's UTF-16 body strings are held together while it is written.
+    /// </summary>
+    public const int ReadFactor = 2;
+
+    /// <summary>Writes <paramref name="document"/> to <paramref name="response"/> as it is serialized (no whole-document buffer).</summary>
+    public static async Task WriteAsync(Microsoft.AspNetCore.Http.HttpResponse response, HarDocument document, string fileName)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        response.ContentType = "application/json";
+        response.Headers.ContentDisposition = "attachment; filename=\"" + fileName + "\"";
+        await JsonSerializer.SerializeAsync(response.Body, document, HarJsonContext.Default.HarDocument, response.HttpContext.RequestAborted).ConfigureAwait(false);
+    }
+
     /// <summary>The document as indented UTF-8 JSON.</summary>
     public static byte[] Serialize(HarDocument document)
     {

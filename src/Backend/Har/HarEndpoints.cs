@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using SpIstio.Backend.Api;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Mocks;
 using SpIstio.Backend.Storage;
@@ -19,7 +20,7 @@ public static class HarEndpoints
         return endpoints;
     }
 
-    private static async Task<IResult> SessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> SessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
     {
         var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
         if (denied is not null)
@@ -33,10 +34,10 @@ public static class HarEndpoints
             return Results.Problem(statusCode: 404, title: "Not found", detail: "session '" + id + "' not found");
         }
 
-        return await WriteAsync(context, store, tenant, spans, "session-" + id, "Session " + id).ConfigureAwait(false);
+        return await WriteAsync(context, store, budget, tenant, spans, "session-" + id, "Session " + id).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> TraceAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> TraceAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
     {
         var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
         if (denied is not null)
@@ -50,11 +51,19 @@ public static class HarEndpoints
             return Results.Problem(statusCode: 404, title: "Not found", detail: "trace '" + traceId + "' not found");
         }
 
-        return await WriteAsync(context, store, tenant, spans, "trace-" + traceId, "Trace " + traceId).ConfigureAwait(false);
+        return await WriteAsync(context, store, budget, tenant, spans, "trace-" + traceId, "Trace " + traceId).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> WriteAsync(HttpContext context, ISpanStore store, long tenant, IReadOnlyList<SpanSummary> spans, string pageId, string title)
+    private static async Task<IResult> WriteAsync(HttpContext context, ISpanStore store, ReadBudget budget, long tenant, IReadOnlyList<SpanSummary> spans, string pageId, string title)
     {
+        // Every exchange is held until the document is written: reserve them all first.
+        using var lease = await budget.AcquireForSpansAsync(
+            store, tenant, spans.Where(s => s.IsExchange).Select(s => (s.TraceId, s.SpanId)), HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
+        if (lease is null)
+        {
+            return QueryEndpoints.Busy(context);
+        }
+
         var full = new List<StoredSpan>(spans.Count);
         foreach (var summary in spans)
         {
@@ -71,7 +80,8 @@ public static class HarEndpoints
         }
 
         var document = HarBuilder.Build(full, title);
-        context.Response.Headers.ContentDisposition = "attachment; filename=\"" + pageId + ".har\"";
-        return Results.Bytes(HarBuilder.Serialize(document), "application/json");
+        // Written inside the lease.
+        await HarBuilder.WriteAsync(context.Response, document, pageId + ".har").ConfigureAwait(false);
+        return Results.Empty;
     }
 }

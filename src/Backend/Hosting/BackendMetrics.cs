@@ -35,6 +35,9 @@ public sealed class BackendMetrics
             "Spans per group commit.",
             MetricRegistry.ExponentialBuckets(1, 4, 9)).WithLabels();
         StoreBytes = registry.Gauge("sp_store_bytes", "Bytes the stored spans take, as the store engine reports them.").WithLabels();
+        ReadBudgetInFlightBytes = registry.Gauge("sp_read_budget_in_flight_bytes", "Bytes reserved by large span reads in flight (API, HAR, exchange page) out of the shared read budget.").WithLabels();
+        ReadBudgetWaiting = registry.Gauge("sp_read_budget_waiting", "Large span reads waiting for the shared read budget.").WithLabels();
+        ReadsRefused = registry.Counter("sp_read_budget_refused_total", "Large span reads refused with 503 + Retry-After because too many already waited for the read budget.").WithLabels();
         _httpDuration = registry.Histogram(
             "sp_http_request_duration_seconds",
             "Time to answer an HTTP request (query API, UI, ingest), by route template and status code.",
@@ -66,6 +69,15 @@ public sealed class BackendMetrics
 
     /// <summary>Stored bytes, refreshed by the retention job and at scrape.</summary>
     public Gauge StoreBytes { get; }
+
+    /// <summary>Bytes reserved out of the read budget now.</summary>
+    public Gauge ReadBudgetInFlightBytes { get; }
+
+    /// <summary>Reads waiting for the read budget now.</summary>
+    public Gauge ReadBudgetWaiting { get; }
+
+    /// <summary>Reads refused because too many waited.</summary>
+    public Counter ReadsRefused { get; }
 
     /// <summary>
     /// The request-duration histogram of a route template (never a raw path: the label must stay

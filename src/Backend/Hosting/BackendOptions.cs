@@ -33,6 +33,19 @@ public sealed record BackendOptions
     public int MaxBodyBytes { get; init; } = DefaultMaxBodyBytes;
 
     /// <summary>
+    /// The most one attribute value (a body, a header, any attribute) may hold, in UTF-8 bytes;
+    /// a longer value is truncated and flagged. One span's values together may hold four times this.
+    /// Every key holder is untrusted: this bounds what one span costs each reader.
+    /// </summary>
+    public int MaxAttributeBytes { get; init; } = Ingest.ConversionLimits.DefaultMaxAttributeBytes;
+
+    /// <summary>
+    /// The bytes all large span reads in flight (API span detail, HAR, the exchange page) may make
+    /// the process hold together; further readers wait, then get 503 + Retry-After (<see cref="Api.ReadBudget"/>).
+    /// </summary>
+    public long ReadBudgetBytes { get; init; } = Api.ReadBudget.DefaultTotalBytes;
+
+    /// <summary>
     /// Spans that may wait in the write queue (queued or committing) before exporters are told to
     /// retry (503 + Retry-After). 100,000 spans is about two seconds of ingest at the SQLite
     /// target rate: enough to absorb a burst, small enough to keep memory bounded.
@@ -96,6 +109,16 @@ public sealed record BackendOptions
         if (MaxBodyBytes < 1024)
         {
             problems.Add(string.Create(ic, $"max-body-bytes: '{MaxBodyBytes}' must be at least 1024"));
+        }
+
+        if (MaxAttributeBytes < 1024)
+        {
+            problems.Add(string.Create(ic, $"max-attribute-bytes: '{MaxAttributeBytes}' must be at least 1024"));
+        }
+
+        if (ReadBudgetBytes < 1024 * 1024)
+        {
+            problems.Add(string.Create(ic, $"read-budget-bytes: '{ReadBudgetBytes}' must be at least 1 MiB"));
         }
 
         if (QueueCapacity < 1)

@@ -112,7 +112,7 @@ public sealed class BackendServer : IAsyncDisposable
             var metrics = new BackendMetrics(new MetricRegistry());
             var queue = new IngestQueue(store, options.QueueCapacity, options.MaxBatchSpans, metrics, loggerFactory.CreateLogger<IngestQueue>(), timeProvider);
             var authenticator = new ApiKeyAuthenticator(store, options.KeyCacheTtl, timeProvider, demoTenant);
-            var ingest = new IngestService(queue, metrics);
+            var ingest = new IngestService(queue, metrics, timeProvider, options.MaxAttributeBytes);
             var bound = new BoundEndpoints();
             var tls = options.TlsCertificatePath is null
                 ? null
@@ -249,11 +249,13 @@ public sealed class BackendServer : IAsyncDisposable
         services.AddSingleton(queue);
         services.AddSingleton(authenticator);
         services.AddSingleton(ingest);
+        services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics, timeProvider));
         services.AddGrpc(grpc =>
         {
             grpc.MaxReceiveMessageSize = options.MaxBodyBytes;
             grpc.EnableDetailedErrors = false;
         });
+        services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<OtlpGrpcService>, OtlpGrpcMethodProvider>();
         services.AddOpenApi();
         services.AddTraceView(options.Demo);
         var retention = new RetentionOptions

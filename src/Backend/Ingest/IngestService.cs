@@ -21,14 +21,23 @@ public sealed class IngestService
 {
     private readonly IngestQueue _queue;
     private readonly BackendMetrics _metrics;
+    private readonly TimeProvider _timeProvider;
+    private readonly int _maxAttributeBytes;
 
     /// <summary>Creates the service over a write queue.</summary>
-    public IngestService(IngestQueue queue, BackendMetrics metrics)
+    /// <param name="queue">Commits the spans.</param>
+    /// <param name="metrics">Rejection and failure counters.</param>
+    /// <param name="timeProvider">The clock span times are checked against.</param>
+    /// <param name="maxAttributeBytes">The most one attribute value may hold; longer ones are truncated and flagged.</param>
+    public IngestService(IngestQueue queue, BackendMetrics metrics, TimeProvider timeProvider, int maxAttributeBytes)
     {
         ArgumentNullException.ThrowIfNull(queue);
         ArgumentNullException.ThrowIfNull(metrics);
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _queue = queue;
         _metrics = metrics;
+        _timeProvider = timeProvider;
+        _maxAttributeBytes = maxAttributeBytes;
     }
 
     /// <summary>How long an exporter refused under back-pressure is asked to wait, in seconds.</summary>
@@ -37,7 +46,7 @@ public sealed class IngestService
     /// <summary>Stores <paramref name="request"/>'s valid spans for <paramref name="tenantId"/> and returns the OTLP answer.</summary>
     public async Task<(IngestStatus Status, ExportTraceServiceResponse Response)> IngestAsync(long tenantId, ExportTraceServiceRequest request)
     {
-        var result = SpanConverter.Convert(request);
+        var result = SpanConverter.Convert(request, new ConversionLimits(_maxAttributeBytes, _timeProvider.GetUtcNow()));
         var response = new ExportTraceServiceResponse();
         if (result.Rejected > 0)
         {

@@ -1,3 +1,5 @@
+using Google.Protobuf;
+using Grpc.AspNetCore.Server.Model;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using SpIstio.Backend.Auth;
@@ -10,9 +12,17 @@ namespace SpIstio.Backend.Ingest;
 /// <summary>
 /// OTLP/gRPC <c>opentelemetry.proto.collector.trace.v1.TraceService/Export</c>. Keys come from the
 /// <c>x-public-key</c> or <c>authorization</c> metadata; refusals map to the status codes the OTLP
-/// specification names (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE to retry).
+/// specification names (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, UNAVAILABLE to retry).
 /// </summary>
-public sealed class OtlpGrpcService : TraceService.TraceServiceBase
+/// <remarks>
+/// The method is bound by <see cref="OtlpGrpcMethodProvider"/> with a marshaller that keeps the
+/// payload as bytes: the generated binding parses the message before the handler runs, so a caller
+/// without a key could make the server parse (and a malformed message became UNKNOWN with an error
+/// log and stack trace). Here the key is checked first, then the bytes are parsed, and a parse
+/// failure is an INVALID_ARGUMENT naming the problem. Refusals set the call's status instead of
+/// throwing, so Grpc.AspNetCore logs no exception; ours is one debug line.
+/// </remarks>
+public sealed class OtlpGrpcService
 {
     private const string Protocol = "grpc";
 
@@ -30,8 +40,8 @@ public sealed class OtlpGrpcService : TraceService.TraceServiceBase
         _logger = logger;
     }
 
-    /// <inheritdoc />
-    public override async Task<ExportTraceServiceResponse> Export(ExportTraceServiceRequest request, ServerCallContext context)
+    /// <summary>Authenticates, parses and stores one export request.</summary>
+    public async Task<ExportTraceServiceResponse> Export(RawExportRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
@@ -40,32 +50,64 @@ public sealed class OtlpGrpcService : TraceService.TraceServiceBase
         switch (auth.Status)
         {
             case AuthStatus.Missing:
-                throw Refuse(StatusCode.Unauthenticated, "no API key: send it in x-public-key or authorization: Bearer metadata");
+                return Refuse(context, StatusCode.Unauthenticated, "no API key: send it in x-public-key or authorization: Bearer metadata");
             case AuthStatus.Unknown:
-                throw Refuse(StatusCode.Unauthenticated, "unknown or revoked API key");
+                return Refuse(context, StatusCode.Unauthenticated, "unknown or revoked API key");
             case AuthStatus.Forbidden:
-                throw Refuse(StatusCode.PermissionDenied, "the API key has no ingest scope");
+                return Refuse(context, StatusCode.PermissionDenied, "the API key has no ingest scope");
             default:
                 break;
         }
 
-        var (status, response) = await _ingest.IngestAsync(auth.TenantId, request).ConfigureAwait(false);
+        ExportTraceServiceRequest export;
+        try
+        {
+            export = ExportTraceServiceRequest.Parser.ParseFrom(request.Payload);
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            return Refuse(context, StatusCode.InvalidArgument, "the message is not a valid OTLP ExportTraceServiceRequest: " + ex.Message);
+        }
+
+        var (status, response) = await _ingest.IngestAsync(auth.TenantId, export).ConfigureAwait(false);
         switch (status)
         {
             case IngestStatus.QueueFull:
-                throw Refuse(StatusCode.Unavailable, "the write queue is full; retry later");
+                return Refuse(context, StatusCode.Unavailable, "the write queue is full; retry later");
             case IngestStatus.StoreFailed:
-                throw Refuse(StatusCode.Unavailable, "the store failed to commit the spans; retry later");
+                return Refuse(context, StatusCode.Unavailable, "the store failed to commit the spans; retry later");
             default:
                 _metrics.IngestRequests(Protocol, (int)StatusCode.OK).Inc();
                 return response;
         }
     }
 
-    private RpcException Refuse(StatusCode code, string message)
+    private ExportTraceServiceResponse Refuse(ServerCallContext context, StatusCode code, string message)
     {
         _metrics.IngestRequests(Protocol, (int)code).Inc();
         IngestLog.ExportRefused(_logger, Protocol, (int)code, message);
-        return new RpcException(new Status(code, message));
+        // A non-OK status set on the context ends the call with it; the returned message is not sent.
+        context.Status = new Status(code, message);
+        return new ExportTraceServiceResponse();
     }
+}
+
+/// <summary>An export request's protobuf bytes, not yet parsed (see <see cref="OtlpGrpcService"/>).</summary>
+/// <param name="Payload">The message bytes, bounded by the server's maximum receive size.</param>
+public sealed record RawExportRequest(byte[] Payload);
+
+/// <summary>Binds <see cref="OtlpGrpcService.Export"/> under the OTLP method name with a bytes-only request marshaller.</summary>
+internal sealed class OtlpGrpcMethodProvider : IServiceMethodProvider<OtlpGrpcService>
+{
+    private static readonly Method<RawExportRequest, ExportTraceServiceResponse> _export = new(
+        MethodType.Unary,
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        "Export",
+        new Marshaller<RawExportRequest>(
+            (request, context) => context.Complete(request.Payload),
+            context => new RawExportRequest(context.PayloadAsNewBuffer())),
+        Marshallers.Create(response => response.ToByteArray(), ExportTraceServiceResponse.Parser.ParseFrom));
+
+    public void OnServiceMethodDiscovery(ServiceMethodProviderContext<OtlpGrpcService> context) =>
+        context.AddUnaryMethod(_export, [], (service, request, callContext) => service.Export(request, callContext));
 }

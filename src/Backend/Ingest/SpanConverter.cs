@@ -19,25 +19,60 @@ namespace SpIstio.Backend.Ingest;
 /// <param name="ErrorMessage">Why, one clause per reason with its count; null when nothing was refused.</param>
 public sealed record ConversionResult(IReadOnlyList<StoredSpan> Spans, int Rejected, string? ErrorMessage);
 
+/// <summary>What ingest lets one span hold, and the clock its times are checked against.</summary>
+/// <param name="MaxAttributeBytes">The most one attribute value may hold (UTF-8 bytes); longer values are truncated and flagged.</param>
+/// <param name="Now">The server's clock at conversion.</param>
+public readonly record struct ConversionLimits(int MaxAttributeBytes, DateTimeOffset Now)
+{
+    /// <summary>The default of <see cref="MaxAttributeBytes"/>: 1 MiB.</summary>
+    public const int DefaultMaxAttributeBytes = 1024 * 1024;
+
+    /// <summary>How many attribute values at the cap one span may hold; past it, further values are truncated to what is left.</summary>
+    public const int AttributesAtCapPerSpan = 4;
+
+    /// <summary>The most all attribute values of one span may hold together.</summary>
+    public long MaxSpanBytes => (long)MaxAttributeBytes * AttributesAtCapPerSpan;
+
+    /// <summary>How far before the server's clock a span may start: older spans are refused (a zero or garbled clock).</summary>
+    public static readonly TimeSpan MaxPast = TimeSpan.FromDays(366);
+
+    /// <summary>How far after the server's clock a span may end (clock skew between hosts).</summary>
+    public static readonly TimeSpan MaxFuture = TimeSpan.FromDays(1);
+}
+
 /// <summary>
 /// Turns OTLP spans into <see cref="StoredSpan"/>s. Spans carrying the exchange attributes (ours
 /// and the original agent's) are read through <see cref="ExchangeSpanMapper.FromSpan"/> into the
 /// HTTP fields, headers and bodies; any other span keeps its attributes as JSON. A span with a
-/// missing, all-zero or wrong-length id cannot be placed in a trace and is refused on its own.
+/// missing, all-zero or wrong-length id cannot be placed in a trace, and one whose times are zero,
+/// reversed or further from the server's clock than <see cref="ConversionLimits.MaxPast"/> /
+/// <see cref="ConversionLimits.MaxFuture"/> cannot be placed in time: each is refused on its own.
+/// An attribute value over <see cref="ConversionLimits.MaxAttributeBytes"/> is truncated and flagged
+/// as the agent flags what it cuts: a body by <c>sp.http.*.body.truncated</c>, any other attribute
+/// by its key in <see cref="TruncatedAttributes"/>.
 /// </summary>
 public static class SpanConverter
 {
     /// <summary>The service name of a span that names none (OTel SDK default).</summary>
     public const string UnknownService = "unknown_service";
 
+    /// <summary>The attribute naming (comma-separated) the attributes ingest truncated to <see cref="ConversionLimits.MaxAttributeBytes"/>.</summary>
+    public const string TruncatedAttributes = "sp.attributes.truncated";
+
     private static readonly JsonWriterOptions _writerOptions = new() { Indented = false, SkipValidation = true };
 
+    /// <summary>Converts every span of <paramref name="request"/> with the default limits and the system clock.</summary>
+    public static ConversionResult Convert(ExportTraceServiceRequest request) =>
+        Convert(request, new ConversionLimits(ConversionLimits.DefaultMaxAttributeBytes, DateTimeOffset.UtcNow));
+
     /// <summary>Converts every span of <paramref name="request"/>.</summary>
-    public static ConversionResult Convert(ExportTraceServiceRequest request)
+    public static ConversionResult Convert(ExportTraceServiceRequest request, ConversionLimits limits)
     {
         ArgumentNullException.ThrowIfNull(request);
         var spans = new List<StoredSpan>(CountSpans(request));
-        int badTrace = 0, badSpan = 0, badParent = 0;
+        int badTrace = 0, badSpan = 0, badParent = 0, badTime = 0;
+        var earliest = ExchangeSpanMapper.ToUnixNanos(limits.Now - ConversionLimits.MaxPast);
+        var latest = ExchangeSpanMapper.ToUnixNanos(limits.Now + ConversionLimits.MaxFuture);
         var buffer = new ArrayBufferWriter<byte>(1024);
         foreach (var resourceSpans in request.ResourceSpans)
         {
@@ -58,8 +93,14 @@ public static class SpanConverter
                     {
                         badParent++;
                     }
+                    else if (span.StartTimeUnixNano == 0 || span.EndTimeUnixNano < span.StartTimeUnixNano
+                        || span.StartTimeUnixNano < earliest || span.EndTimeUnixNano > latest)
+                    {
+                        badTime++;
+                    }
                     else
                     {
+                        CapAttributes(span, limits);
                         spans.Add(ExchangeSpanMapper.IsExchangeSpan(span)
                             ? FromExchange(span, resource, buffer)
                             : FromGeneric(span, resource, buffer));
@@ -68,8 +109,8 @@ public static class SpanConverter
             }
         }
 
-        var rejected = badTrace + badSpan + badParent;
-        return new ConversionResult(spans, rejected, rejected == 0 ? null : DescribeRejections(badTrace, badSpan, badParent));
+        var rejected = badTrace + badSpan + badParent + badTime;
+        return new ConversionResult(spans, rejected, rejected == 0 ? null : DescribeRejections(badTrace, badSpan, badParent, badTime));
     }
 
     private static int CountSpans(ExportTraceServiceRequest request)
@@ -89,12 +130,13 @@ public static class SpanConverter
     private static bool IsValidId(Google.Protobuf.ByteString id, int length) =>
         id.Length == length && id.Span.ContainsAnyExcept((byte)0);
 
-    private static string DescribeRejections(int badTrace, int badSpan, int badParent)
+    private static string DescribeRejections(int badTrace, int badSpan, int badParent, int badTime)
     {
         var sb = new StringBuilder();
         Append(sb, badTrace, "trace_id missing, all zero or not 16 bytes");
         Append(sb, badSpan, "span_id missing, all zero or not 8 bytes");
         Append(sb, badParent, "parent_span_id not 8 bytes");
+        Append(sb, badTime, "start_time_unix_nano zero, end before start, or a time more than 366 days before or 1 day after the server's clock");
         return sb.ToString();
 
         static void Append(StringBuilder sb, int count, string reason)
@@ -110,6 +152,156 @@ public static class SpanConverter
             }
 
             sb.Append(CultureInfo.InvariantCulture, $"{count} span(s) rejected: {reason}");
+        }
+    }
+
+    /// <summary>
+    /// Truncates every attribute value over the per-attribute cap, or over what is left of the
+    /// span's budget, and flags what was cut. The request was parsed for this call alone, so the
+    /// span is changed in place: the cut values are dropped before anything else copies them.
+    /// </summary>
+    private static void CapAttributes(OtlpSpan span, ConversionLimits limits)
+    {
+        var left = limits.MaxSpanBytes;
+        List<string>? cut = null;
+        bool requestBodyCut = false, responseBodyCut = false;
+        foreach (var kv in span.Attributes)
+        {
+            var value = kv.Value;
+            if (value is null)
+            {
+                continue;
+            }
+
+            var limit = (int)Math.Clamp(left, 0, limits.MaxAttributeBytes);
+            var isBody = string.Equals(kv.Key, OtlpAttributes.RequestBody, StringComparison.Ordinal)
+                || string.Equals(kv.Key, OtlpAttributes.ResponseBody, StringComparison.Ordinal);
+            long size;
+            bool truncated = false;
+            switch (value.ValueCase)
+            {
+                case AnyValue.ValueOneofCase.StringValue:
+                    var text = value.StringValue;
+                    // UTF-8 needs at most 3 bytes per UTF-16 unit: short values skip the count.
+                    size = (long)text.Length * 3 <= limit ? text.Length : Encoding.UTF8.GetByteCount(text);
+                    if (size > limit)
+                    {
+                        value.StringValue = TruncateUtf8(text, limit, base64Safe: isBody);
+                        size = limit;
+                        truncated = true;
+                    }
+
+                    break;
+                case AnyValue.ValueOneofCase.BytesValue:
+                    size = value.BytesValue.Length;
+                    if (size > limit)
+                    {
+                        value.BytesValue = Google.Protobuf.ByteString.CopyFrom(value.BytesValue.Span[..limit]);
+                        size = limit;
+                        truncated = true;
+                    }
+
+                    break;
+                case AnyValue.ValueOneofCase.ArrayValue:
+                case AnyValue.ValueOneofCase.KvlistValue:
+                    size = value.CalculateSize();
+                    if (size > limit)
+                    {
+                        // Stored as text anyway (AsString); cut the text.
+                        value.StringValue = TruncateUtf8(ExchangeSpanMapper.AsString(value), limit, base64Safe: false);
+                        size = limit;
+                        truncated = true;
+                    }
+
+                    break;
+                default:
+                    size = 8;
+                    break;
+            }
+
+            left -= size;
+            if (!truncated)
+            {
+                continue;
+            }
+
+            if (isBody)
+            {
+                if (kv.Key.Length == OtlpAttributes.RequestBody.Length && string.Equals(kv.Key, OtlpAttributes.RequestBody, StringComparison.Ordinal))
+                {
+                    requestBodyCut = true;
+                }
+                else
+                {
+                    responseBodyCut = true;
+                }
+            }
+            else
+            {
+                (cut ??= []).Add(kv.Key);
+            }
+        }
+
+        if (requestBodyCut)
+        {
+            SetTrue(span, OtlpAttributes.RequestBodyMetaPrefix + OtlpAttributes.BodyTruncatedSuffix);
+        }
+
+        if (responseBodyCut)
+        {
+            SetTrue(span, OtlpAttributes.ResponseBodyMetaPrefix + OtlpAttributes.BodyTruncatedSuffix);
+        }
+
+        if (cut is not null)
+        {
+            span.Attributes.Add(new KeyValue { Key = TruncatedAttributes, Value = new AnyValue { StringValue = string.Join(',', cut) } });
+        }
+
+        static void SetTrue(OtlpSpan span, string key)
+        {
+            foreach (var kv in span.Attributes)
+            {
+                if (string.Equals(kv.Key, key, StringComparison.Ordinal))
+                {
+                    kv.Value = new AnyValue { BoolValue = true };
+                    return;
+                }
+            }
+
+            span.Attributes.Add(new KeyValue { Key = key, Value = new AnyValue { BoolValue = true } });
+        }
+    }
+
+    /// <summary>The longest prefix of <paramref name="text"/> whose UTF-8 form fits in <paramref name="maxBytes"/>, never splitting a character.</summary>
+    private static string TruncateUtf8(string text, int maxBytes, bool base64Safe)
+    {
+        if (maxBytes < 4)
+        {
+            // The span's budget is spent (or nearly): nothing of the value is kept.
+            return "";
+        }
+
+        var encoder = Encoding.UTF8.GetEncoder();
+        var scratch = ArrayPool<byte>.Shared.Rent(Math.Max(maxBytes, 4));
+        try
+        {
+            encoder.Convert(text.AsSpan(), scratch.AsSpan(0, maxBytes), flush: false, out var chars, out _, out _);
+            if (chars > 0 && char.IsHighSurrogate(text[chars - 1]))
+            {
+                chars--;
+            }
+
+            if (base64Safe)
+            {
+                // A base64 body stays decodable when cut at a 4-character boundary (text bodies lose at most 3 characters).
+                chars -= chars % 4;
+            }
+
+            return text[..chars];
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
         }
     }
 

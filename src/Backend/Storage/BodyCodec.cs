@@ -78,6 +78,20 @@ internal static class BodyCodec
         }
     }
 
+    /// <summary>
+    /// The length a stored value decodes to, from its first 5 bytes and its stored length (the
+    /// value itself need not be read).
+    /// </summary>
+    public static long DecodedLength(ReadOnlySpan<byte> head, long storedLength)
+    {
+        if (head.IsEmpty || storedLength == 0)
+        {
+            return 0;
+        }
+
+        return head[0] == Raw || head.Length < 5 ? storedLength - 1 : BinaryPrimitives.ReadInt32LittleEndian(head[1..]);
+    }
+
     /// <summary>The original bytes of a stored value (empty for null).</summary>
     public static byte[] Decode(byte[]? stored)
     {

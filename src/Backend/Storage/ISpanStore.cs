@@ -63,6 +63,22 @@ public interface ISpanStore : IAsyncDisposable
     /// <summary>One span in full (headers, decompressed bodies, attributes), or null.</summary>
     Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Claims the retention pass among every backend sharing this store: null when another one
+    /// holds it (that replica's pass covers every tenant, so this one skips); dispose to release.
+    /// A store only one process writes (SQLite) always grants it.
+    /// </summary>
+    Task<IAsyncDisposable?> TryClaimRetentionAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IAsyncDisposable?>(NoClaim.Instance);
+
+    /// <summary>
+    /// What one span's headers, bodies and attributes decode to, in bytes, read without decoding
+    /// them (readers reserve this much of the read budget first); null when the span is not stored.
+    /// A store that cannot tell answers <see cref="long.MaxValue"/>: the read then runs alone.
+    /// </summary>
+    Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) =>
+        Task.FromResult<long?>(long.MaxValue);
+
     /// <summary>Caller → callee edges with call counts, errors and latency percentiles in the range.</summary>
     Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
 
@@ -104,4 +120,12 @@ public interface ISpanStore : IAsyncDisposable
     /// service-specific before any-service, then the most recently updated. Null when none.
     /// </summary>
     Task<MockRecord?> FindMockAsync(long tenantId, IReadOnlyList<string> matchKeys, string service, string? environment, DateTimeOffset now, CancellationToken cancellationToken);
+}
+
+/// <summary>The claim of a store with a single writer: nothing to release.</summary>
+internal sealed class NoClaim : IAsyncDisposable
+{
+    public static readonly NoClaim Instance = new();
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

@@ -428,6 +428,45 @@ internal abstract partial class SqlSpanStore : ISpanStore
         };
     }, cancellationToken);
 
+    public virtual Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        // Only the codec header (flag + decoded length) and the stored length of each value: the
+        // values themselves stay on disk until the reader holds its share of the read budget.
+        string[] columns = ["request_headers", "response_headers", "request_body", "response_body", "attributes"];
+        await using var command = Command(connection, null,
+            "SELECT " + string.Join(", ", columns.Select(c => BlobHeadSql(c) + ", " + BlobLengthSql(c))) +
+            " FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
+        Add(command, "t", tenantId);
+        Add(command, "tr", traceId);
+        Add(command, "sp", spanId);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return (long?)null;
+        }
+
+        long total = 0;
+        for (int i = 0; i < columns.Length; i++)
+        {
+            if (!reader.IsDBNull(2 * i))
+            {
+                total += BodyCodec.DecodedLength(NullableBytes(reader, 2 * i), reader.GetInt64(2 * i + 1));
+            }
+        }
+
+        return total;
+    }, cancellationToken);
+
+    /// <summary>The retention claim; a store written by one process (SQLite) always grants it.</summary>
+    public virtual Task<IAsyncDisposable?> TryClaimRetentionAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IAsyncDisposable?>(NoClaim.Instance);
+
+    /// <summary>SQL for the first 5 bytes of a blob column (the codec header).</summary>
+    protected virtual string BlobHeadSql(string column) => "substr(" + column + ", 1, 5)";
+
+    /// <summary>SQL for the stored length in bytes of a blob column.</summary>
+    protected virtual string BlobLengthSql(string column) => "length(" + column + ")";
+
     public Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<ServiceEdge>>(async connection =>
     {
         // The edge rule (docs/ARCHITECTURE.md, "Storage and indexes"): an outbound CLIENT span is a

@@ -72,7 +72,7 @@ public static class UiEndpoints
         return Results.Bytes(asset.Content, asset.ContentType);
     }
 
-    private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
     {
         if (await UiAccess.AuthenticateAsync(context, authenticator).ConfigureAwait(false) is not { } tenant)
         {
@@ -84,6 +84,12 @@ public static class UiEndpoints
             return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 and span id 16 hexadecimal digits");
         }
 
+        using var lease = await budget.AcquireForSpansAsync(store, tenant, [(tid, sid)], HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
+        if (lease is null)
+        {
+            return QueryEndpoints.Busy(context);
+        }
+
         var span = await store.GetSpanAsync(tenant, tid, sid, context.RequestAborted).ConfigureAwait(false);
         if (span is null || !span.IsExchange)
         {
@@ -91,7 +97,8 @@ public static class UiEndpoints
         }
 
         var document = HarBuilder.Build([span], "exchange " + sid + " of trace " + tid);
-        return Har(document, "exchange-" + sid + ".har");
+        await HarBuilder.WriteAsync(context.Response, document, "exchange-" + sid + ".har").ConfigureAwait(false);
+        return Results.Empty;
     }
 
     /// <summary>
@@ -138,7 +145,7 @@ public static class UiEndpoints
         return Results.Redirect(page + "?mock=" + outcome);
     }
 
-    private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
     {
         if (await UiAccess.AuthenticateAsync(context, authenticator).ConfigureAwait(false) is not { } tenant)
         {
@@ -154,6 +161,13 @@ public static class UiEndpoints
         if (summaries.Count == 0)
         {
             return Results.Problem(statusCode: 404, title: "Not found", detail: "no trace " + tid);
+        }
+
+        using var lease = await budget.AcquireForSpansAsync(
+            store, tenant, summaries.Where(s => s.IsExchange).Take(MaxHarEntries).Select(s => (tid, s.SpanId)), HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
+        if (lease is null)
+        {
+            return QueryEndpoints.Busy(context);
         }
 
         var spans = new List<StoredSpan>();
@@ -176,11 +190,9 @@ public static class UiEndpoints
         }
 
         var document = HarBuilder.Build(spans, string.Create(CultureInfo.InvariantCulture, $"trace {tid}: {spans.Count} exchange(s)"));
-        return Har(document, "trace-" + tid + ".har");
+        await HarBuilder.WriteAsync(context.Response, document, "trace-" + tid + ".har").ConfigureAwait(false);
+        return Results.Empty;
     }
-
-    private static IResult Har(HarDocument document, string fileName) =>
-        Results.File(HarBuilder.Serialize(document), "application/json", fileName);
 
     private static FrozenDictionary<string, Asset> LoadAssets()
     {

@@ -32,6 +32,11 @@ internal static class BackendCommands
             Description = "Largest export body, counted after decompression (413 above it).",
             DefaultValueFactory = _ => BackendOptions.DefaultMaxBodyBytes,
         };
+        var maxAttribute = new Option<int>("--max-attribute-bytes")
+        {
+            Description = "Most bytes one attribute value (body, header, any attribute) may hold; longer values are truncated and flagged. A span holds at most 4x this.",
+            DefaultValueFactory = _ => SpIstio.Backend.Ingest.ConversionLimits.DefaultMaxAttributeBytes,
+        };
         var queueCapacity = new Option<int>("--queue-capacity")
         {
             Description = "Spans that may wait for a commit before exporters are told to retry (503 + Retry-After).",
@@ -65,6 +70,7 @@ internal static class BackendCommands
         command.Options.Add(store);
         command.Options.Add(demo);
         command.Options.Add(maxBody);
+        command.Options.Add(maxAttribute);
         command.Options.Add(queueCapacity);
         command.Options.Add(retention);
         command.Options.Add(maxStoreBytes);
@@ -93,6 +99,7 @@ internal static class BackendCommands
                 Store = parseResult.GetValue(store)!,
                 Demo = parseResult.GetValue(demo),
                 MaxBodyBytes = parseResult.GetValue(maxBody),
+                MaxAttributeBytes = parseResult.GetValue(maxAttribute),
                 QueueCapacity = parseResult.GetValue(queueCapacity),
                 Retention = retentionValue,
                 MaxStoreBytes = parseResult.GetValue(maxStoreBytes),

@@ -30,14 +30,16 @@ public sealed class BackendServerTests : IDisposable
             GrpcListen = "127.0.0.1:99999",
             Store = "mysql:x",
             MaxBodyBytes = 10,
+            MaxAttributeBytes = 10,
+            ReadBudgetBytes = 10,
             QueueCapacity = 0,
             Retention = TimeSpan.FromSeconds(5),
         };
 
         var problems = options.Validate();
 
-        Assert.Equal(6, problems.Count);
-        Assert.Equal(["listen", "grpc-listen", "store", "max-body-bytes", "queue-capacity", "retention"], problems.Select(p => p[..p.IndexOf(':')]));
+        Assert.Equal(8, problems.Count);
+        Assert.Equal(["listen", "grpc-listen", "store", "max-body-bytes", "max-attribute-bytes", "read-budget-bytes", "queue-capacity", "retention"], problems.Select(p => p[..p.IndexOf(':')]));
         var thrown = Assert.Throws<BackendOptionsException>(options.ValidateOrThrow);
         Assert.Equal(problems, thrown.Problems);
     }

@@ -1,4 +1,5 @@
 using System.Net.Http.Headers;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Hosting;
@@ -47,7 +48,8 @@ internal sealed class BackendFixture : IAsyncDisposable
     /// <summary>Starts a backend; <paramref name="wrap"/> may decorate the real store (a commit gate).</summary>
     public static async Task<BackendFixture> StartAsync(
         Func<BackendOptions, BackendOptions>? configure = null,
-        Func<ISpanStore, ISpanStore>? wrap = null)
+        Func<ISpanStore, ISpanStore>? wrap = null,
+        ILoggerFactory? loggerFactory = null)
     {
         var directory = NewDirectory();
         Directory.CreateDirectory(directory);
@@ -57,7 +59,7 @@ internal sealed class BackendFixture : IAsyncDisposable
         var store = wrap is null ? real : wrap(real);
         var options = new BackendOptions { Listen = "127.0.0.1:0", GrpcListen = "127.0.0.1:0", Store = spec };
         options = configure?.Invoke(options) ?? options;
-        var server = await BackendServer.StartAsync(options, store: store);
+        var server = await BackendServer.StartAsync(options, loggerFactory, store: store);
         var fixture = new BackendFixture(directory, store, server);
         await fixture.CreateKeysAsync();
         return fixture;

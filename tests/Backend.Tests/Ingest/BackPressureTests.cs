@@ -108,6 +108,9 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
 {
     public bool FailInserts { get; init; }
 
+    /// <summary>When set, every full span read waits for it (reads in flight hold their read-budget share).</summary>
+    public Gate? ReadGate { get; init; }
+
     public string Kind => inner.Kind;
 
     public async Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
@@ -145,7 +148,18 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     public Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken) => inner.ListSessionsAsync(tenantId, query, cancellationToken);
     public Task<IReadOnlyList<SpanSummary>?> GetSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken) => inner.GetSessionAsync(tenantId, sessionId, cancellationToken);
     public Task<IReadOnlyList<SpanSummary>> GetTraceAsync(long tenantId, string traceId, CancellationToken cancellationToken) => inner.GetTraceAsync(tenantId, traceId, cancellationToken);
-    public Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => inner.GetSpanAsync(tenantId, traceId, spanId, cancellationToken);
+    public async Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken)
+    {
+        if (ReadGate is not null)
+        {
+            ReadGate.Entered.TrySetResult();
+            await ReadGate.Released.Task;
+        }
+
+        return await inner.GetSpanAsync(tenantId, traceId, spanId, cancellationToken);
+    }
+
+    public Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => inner.GetSpanSizeAsync(tenantId, traceId, spanId, cancellationToken);
     public Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetServiceGraphAsync(tenantId, from, to, cancellationToken);
     public Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetEndpointsAsync(tenantId, service, from, to, cancellationToken);
     public Task<long> DeleteOlderThanAsync(long tenantId, DateTimeOffset cutoff, CancellationToken cancellationToken) => inner.DeleteOlderThanAsync(tenantId, cutoff, cancellationToken);

@@ -37,6 +37,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = LEAST(sessions.first_ns, excluded.first_ns), last_ns = GREATEST(sessions.last_ns, excluded.last_ns)) " +
         "SELECT COUNT(*) FROM ins";
 
+    // Another constant: one retention pass at a time across every backend on this database.
+    private const long RetentionLockKey = 0x5350_5245_5445_4E;
+
     private readonly NpgsqlDataSource _dataSource;
 
     public PostgresSpanStore(string connectionString, ILogger logger, TimeProvider timeProvider)
@@ -198,6 +201,51 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         await using var command = Command(connection, null, "SELECT COALESCE(SUM(stored_bytes), 0) FROM spans");
         return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
     }, cancellationToken);
+
+    /// <summary>
+    /// A session-level advisory lock on a connection of its own, held for the pass:
+    /// <c>pg_try_advisory_lock</c> does not wait, so a replica that finds it taken skips the pass,
+    /// and a replica that dies mid-pass releases it with its connection.
+    /// </summary>
+    public override async Task<IAsyncDisposable?> TryClaimRetentionAsync(CancellationToken cancellationToken)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@k)", connection);
+            command.Parameters.AddWithValue("k", RetentionLockKey);
+            if ((bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+            {
+                return new RetentionClaim(connection);
+            }
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        await connection.DisposeAsync().ConfigureAwait(false);
+        return null;
+    }
+
+    private sealed class RetentionClaim(NpgsqlConnection connection) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await using (connection.ConfigureAwait(false))
+            {
+                await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(@k)", connection);
+                command.Parameters.AddWithValue("k", RetentionLockKey);
+                await command.ExecuteScalarAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    // EXTERNAL storage (uncompressed TOAST) lets substring fetch only the first chunk of a value.
+    protected override string BlobHeadSql(string column) => "substring(" + column + " from 1 for 5)";
+
+    protected override string BlobLengthSql(string column) => "octet_length(" + column + ")";
 
     public override ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 }

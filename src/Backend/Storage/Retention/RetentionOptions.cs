@@ -55,4 +55,8 @@ public sealed record RetentionOptions
 /// <summary>What one retention pass deleted.</summary>
 /// <param name="DeletedByAge">Spans older than their tenant's retention.</param>
 /// <param name="DeletedBySize">Oldest spans deleted to bring the store under its size limit.</param>
-public sealed record RetentionResult(long DeletedByAge, long DeletedBySize);
+public sealed record RetentionResult(long DeletedByAge, long DeletedBySize)
+{
+    /// <summary>True when another backend on the same store held the pass, so this one did nothing.</summary>
+    public bool Skipped { get; init; }
+}

@@ -27,8 +27,22 @@ public sealed class RetentionService : BackgroundService
         _logger = logger;
     }
 
-    /// <summary>One pass: age per tenant, then size.</summary>
+    /// <summary>One pass: age per tenant, then size; skipped while another backend on the same store runs one.</summary>
     public async Task<RetentionResult> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var claim = await _store.TryClaimRetentionAsync(cancellationToken).ConfigureAwait(false);
+        if (claim is null)
+        {
+            return new RetentionResult(0, 0) { Skipped = true };
+        }
+
+        await using (claim.ConfigureAwait(false))
+        {
+            return await RunClaimedAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<RetentionResult> RunClaimedAsync(CancellationToken cancellationToken)
     {
         long byAge = 0;
         var now = _timeProvider.GetUtcNow();

@@ -191,6 +191,53 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return inserted;
     }
 
+    /// <summary>
+    /// SQLite evaluates substr() over the whole value, so a 16 MB body would be loaded just to read
+    /// its header: the header is read through incremental blob I/O instead (5 bytes), and length()
+    /// of a blob is answered without reading it.
+    /// </summary>
+    public override Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        string[] columns = ["request_headers", "response_headers", "request_body", "response_body", "attributes"];
+        await using var command = Command(connection, null,
+            "SELECT id, " + string.Join(", ", columns.Select(c => "length(" + c + ")")) +
+            " FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
+        Add(command, "t", tenantId);
+        Add(command, "tr", traceId);
+        Add(command, "sp", spanId);
+        long id;
+        var lengths = new long[columns.Length];
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return (long?)null;
+            }
+
+            id = reader.GetInt64(0);
+            for (int i = 0; i < columns.Length; i++)
+            {
+                lengths[i] = reader.IsDBNull(i + 1) ? 0 : reader.GetInt64(i + 1);
+            }
+        }
+
+        long total = 0;
+        var head = new byte[5];
+        for (int i = 0; i < columns.Length; i++)
+        {
+            if (lengths[i] == 0)
+            {
+                continue;
+            }
+
+            using var blob = new SqliteBlob((SqliteConnection)connection, "spans", columns[i], id, readOnly: true);
+            int read = blob.Read(head, 0, (int)Math.Min(head.Length, lengths[i]));
+            total += BodyCodec.DecodedLength(head.AsSpan(0, read), lengths[i]);
+        }
+
+        return total;
+    }, cancellationToken);
+
     public override Task<long> GetStoredBytesAsync(CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         // Pages in use (free pages are reused before the file grows, so they do not count).
