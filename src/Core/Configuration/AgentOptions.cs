@@ -247,6 +247,15 @@ public sealed class ExportOptions
 
     [ConfigKey("max_retries", "Retries of one failed export request (408, 429, 5xx, network errors, timeouts) with exponential backoff; 400/401/403 are never retried. Default 3.")]
     public int MaxRetries { get; set; } = 3;
+
+    /// <summary>128 MiB: about ten minutes of a busy pod's compressed exports, small next to a node's ephemeral storage.</summary>
+    public const long DefaultBufferMaxBytes = 128L * 1024 * 1024;
+
+    [ConfigKey("buffer_path", "Directory where export batches the backend could not take (down, circuit open, shutdown) are written as files and re-sent in order, with backoff, once it answers again, also after an agent restart. Give it a volume of its own (the manifests mount an emptyDir). Default empty: no disk buffer, undeliverable batches are counted failed.")]
+    public string BufferPath { get; set; } = "";
+
+    [ConfigKey("buffer_max_bytes", "Most bytes the disk buffer holds; past it the oldest batches are deleted and counted (sp_export_buffer_dropped_spans_total). At least 1048576. Default 134217728 (128 MiB).")]
+    public long BufferMaxBytes { get; set; } = DefaultBufferMaxBytes;
 }
 
 /// <summary><c>cache</c>: which requests the agent may answer from a recorded response.</summary>

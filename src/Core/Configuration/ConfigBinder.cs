@@ -197,6 +197,16 @@ internal sealed class ConfigBinder(List<ConfigProblem> problems)
                 ? "is too large for a 32-bit integer"
                 : "is not an integer";
         }
+        else if (type == typeof(long))
+        {
+            if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var l))
+            {
+                value = l;
+                return true;
+            }
+
+            message = "is not an integer";
+        }
         else if (type == typeof(double))
         {
             if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && double.IsFinite(d))

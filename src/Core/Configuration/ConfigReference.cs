@@ -89,7 +89,7 @@ public static class ConfigReference
         }
 
         return type == typeof(string) ? "string"
-            : type == typeof(int) ? "integer"
+            : type == typeof(int) || type == typeof(long) ? "integer"
             : type == typeof(double) ? "number"
             : type == typeof(bool) ? "boolean"
             : type == typeof(Uri) ? "URL"

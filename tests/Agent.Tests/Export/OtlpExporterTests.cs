@@ -407,12 +407,13 @@ public sealed class OtlpExporterTests
         await WaitForAsync(() => metrics.ExportSpansFailed.Value == 5);
         Assert.Equal(3, receiver.Requests.Count);
 
-        time.Advance(TimeSpan.FromSeconds(29));
+        // The first break is one second (probing), not the configured 30 s.
+        time.Advance(TimeSpan.FromMilliseconds(999));
         exporter.TryEnqueue(TestExchanges.Get("/fast/3"));
         await WaitForAsync(() => metrics.ExportSpansFailed.Value == 6);
         Assert.Equal(3, receiver.Requests.Count);
 
-        time.Advance(TimeSpan.FromSeconds(1));
+        time.Advance(TimeSpan.FromMilliseconds(1));
         Assert.Equal(BackendCircuitState.HalfOpen, exporter.CircuitState);
         receiver.Default = ReceiverResponse.Ok();
         exporter.TryEnqueue(TestExchanges.Get("/trial"));
@@ -428,7 +429,7 @@ public sealed class OtlpExporterTests
     }
 
     [Fact]
-    public async Task CircuitBreaker_AFailedTrial_OpensItAgainForAnotherBreak()
+    public async Task CircuitBreaker_AFailedTrial_OpensItAgainForADoubledBreak_UpToTheConfiguredOne()
     {
         await using var receiver = await OtlpReceiver.StartAsync();
         receiver.Default = ReceiverResponse.Status(502);
@@ -448,13 +449,23 @@ public sealed class OtlpExporterTests
             await WaitForAsync(() => metrics.ExportSpansFailed.Value == i);
         }
 
-        time.Advance(TimeSpan.FromSeconds(10));
-        exporter.TryEnqueue(TestExchanges.Get("/trial"));
-        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 3);
-        exporter.TryEnqueue(TestExchanges.Get("/fast"));
-        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 4);
+        // Trials after breaks of 1, 2, 4, 8, then 10 (the cap), 10 s, each failing.
+        var failed = 2;
+        foreach (var seconds in new[] { 1, 2, 4, 8, 10, 10 })
+        {
+            time.Advance(TimeSpan.FromSeconds(seconds) - TimeSpan.FromMilliseconds(1));
+            Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.Equal(BackendCircuitState.HalfOpen, exporter.CircuitState);
+            exporter.TryEnqueue(TestExchanges.Get("/trial"));
+            var expected = ++failed;
+            await WaitForAsync(() => metrics.ExportSpansFailed.Value == expected);
+        }
 
-        Assert.Equal(3, receiver.Requests.Count);
+        exporter.TryEnqueue(TestExchanges.Get("/fast"));
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == failed + 1);
+
+        Assert.Equal(2 + 6, receiver.Requests.Count);
         Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
         Assert.Equal(1, metrics.BackendCircuitOpen.Value);
     }
@@ -496,7 +507,7 @@ public sealed class OtlpExporterTests
         var time = new FakeTimeProvider();
         var options = TestExchanges.Options(receiver.BaseAddress);
         options.Export.MaxBatchSpans = 1;
-        options.Export.MaxRetries = 5;
+        options.Export.MaxRetries = 2;
         options.CircuitBreaker.MaxFailures = 3;
         options.AsyncTimeoutMs = 600_000;
         var metrics = new AgentMetrics();
@@ -504,11 +515,13 @@ public sealed class OtlpExporterTests
         exporter.Start();
 
         exporter.TryEnqueue(TestExchanges.Get());
-        await AdvanceUntilAsync(time, TimeSpan.FromSeconds(1), () => metrics.ExportSpansFailed.Value == 1);
+        await AdvanceUntilAsync(time, TimeSpan.FromMilliseconds(100), () => metrics.ExportSpansFailed.Value == 1);
 
-        // Three attempts open the circuit; the fourth fails fast instead of reaching the backend.
-        Assert.Equal(3, receiver.Requests.Count);
+        // The three attempts of one batch opened the circuit: the next batch fails fast instead of reaching the backend.
         Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
+        exporter.TryEnqueue(TestExchanges.Get());
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 2);
+        Assert.Equal(3, receiver.Requests.Count);
     }
 
     [Fact]
