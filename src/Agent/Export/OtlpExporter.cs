@@ -601,7 +601,6 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     // True when the batch is done with (delivered, or refused for good) and was removed.
     private async Task<bool> CompleteResendAsync(Outcome<HttpResponseMessage> outcome, BufferedBatch batch, CancellationToken stop)
     {
-        ObserveBackend(outcome);
         if (outcome.Exception is not null || outcome.Result is null)
         {
             return false;
@@ -639,15 +638,17 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         return true;
     }
 
-    // sp_backend_up follows every answer: any HTTP answer but 408/429/5xx means the backend is there.
-    private void ObserveBackend(Outcome<HttpResponseMessage> outcome)
+    // sp_backend_up follows every attempt that reached for the backend: any HTTP answer but
+    // 408/429/5xx means it is there; a network error or a timeout means it is not. Cancelled by
+    // shutdown says nothing.
+    private void ObserveBackend(HttpResponseMessage? response, Exception? exception)
     {
-        if (outcome.Exception is BrokenCircuitException)
+        if (exception is OperationCanceledException && (_abort.IsCancellationRequested || _stopResend.IsCancellationRequested))
         {
             return;
         }
 
-        var up = outcome.Exception is null && outcome.Result is { } response && !IsTransientStatus((int)response.StatusCode);
+        var up = exception is null && response is not null && !IsTransientStatus((int)response.StatusCode);
         _metrics.BackendUp.Set(up ? 1 : 0);
     }
 
@@ -684,7 +685,6 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
                 ResilienceContextPool.Shared.Return(context);
             }
 
-            ObserveBackend(outcome);
             if (_buffer is not null && IsUndelivered(outcome) && TryBuffer(payload, spans))
             {
                 outcome.Result?.Dispose();
@@ -751,10 +751,12 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
             using var request = new HttpRequestMessage(HttpMethod.Post, Endpoint) { Content = content };
             var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
+            ObserveBackend(response, null);
             return Outcome.FromResult(response);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            ObserveBackend(null, ex);
             return Outcome.FromException<HttpResponseMessage>(ex);
         }
     }
