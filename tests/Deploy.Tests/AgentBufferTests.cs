@@ -19,10 +19,12 @@ public sealed class AgentBufferTests
     public void EveryAgent_HasItsExportBufferOnADedicatedEmptyDirSizedAboveTheBound(string overlay)
     {
         var problems = new List<string>();
+        var agents = 0;
         foreach (var workload in DeployTree.Render("overlays/" + overlay).Where(o => o.PodSpec is not null))
         {
             foreach (var container in workload.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent"))
             {
+                agents++;
                 var where = $"{workload.Id} container {Manifest.Scalar(container, "name")}";
                 var env = Manifest.Maps(container, "env").ToDictionary(e => Manifest.Scalar(e, "name") ?? "", e => Manifest.Scalar(e, "value"));
                 if (!env.TryGetValue("SP_EXPORT__BUFFER_PATH", out var path) || string.IsNullOrEmpty(path))
@@ -64,6 +66,12 @@ public sealed class AgentBufferTests
         }
 
         Assert.Empty(problems);
+
+        // The shared agent (global) and the in-pod sidecar are the two ways the agent is deployed.
+        if (overlay is "global" or "in-pod")
+        {
+            Assert.True(agents > 0, overlay + " renders no agent container");
+        }
     }
 
     [Theory]

@@ -21,7 +21,7 @@ using SpIstio.Core.Otlp.Proto.Collector.Trace;
 namespace SpIstio.Agent.Export;
 
 /// <summary>
-/// Sends captured exchanges to the backend as OTLP/HTTP protobuf (gzip), off the data path:
+/// Sends captured exchanges to the backend as OTLP/HTTP protobuf (<c>export.compression</c>), off the data path:
 /// <see cref="TryEnqueue"/> only writes to a bounded queue; one reader batches by count, size
 /// and time and posts up to <c>max_concurrent_requests</c> batches at once through a retry
 /// (exponential backoff with jitter, <c>Retry-After</c> honoured), a consecutive-failure circuit
@@ -48,9 +48,6 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     // and a backend that is back should get the buffer within seconds.
     private static readonly TimeSpan _resendMaxDelay = TimeSpan.FromSeconds(5);
 
-    /// <summary>The Content-Encoding of the request bodies <see cref="Encode"/> produces.</summary>
-    internal const string ContentEncoding = "gzip";
-
     // Success responses carry at most a small partial-success message.
     private const int MaxResponseBytes = 1024 * 1024;
 
@@ -74,12 +71,14 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private readonly Lock _stateLock = new();
     private readonly string? _publicKey;
     private readonly TimeSpan _batchDelay;
+    private readonly string _contentEncoding;
     private string? _failingKind;
     private Task? _runTask;
     private Task? _resendTask;
     private Task? _stopTask;
     private long _droppedAtShutdown;
     private int _bufferProblemLogged;
+    private long _inflightBytes;
 
     /// <summary>Creates a stopped exporter; call <see cref="Start"/> to begin sending.</summary>
     /// <param name="options">Validated agent options (<c>sp_backend_url</c>, <c>public_key</c>, <c>export</c>, limits).</param>
@@ -101,6 +100,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         _export = options.Export ?? new ExportOptions();
         _publicKey = string.IsNullOrEmpty(options.PublicKey) ? null : options.PublicKey;
         _batchDelay = TimeSpan.FromMilliseconds(_export.BatchDelayMs);
+        _contentEncoding = ContentEncodingOf(_export.Compression);
         Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, "v1/traces");
 
         _channel = Channel.CreateBounded<Exchange>(new BoundedChannelOptions(_export.QueueCapacity)
@@ -124,6 +124,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
         // Re-sends pace themselves (the breaker, then their own backoff): no retry inside.
         _resendPipeline = BuildPipeline(withRetry: false);
+        _metrics.Registry.OnCollect(_ => metrics.ExportInflightBytes.Set(InflightBytes));
         if (!string.IsNullOrWhiteSpace(_export.BufferPath))
         {
             try
@@ -192,6 +193,16 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(exchange);
 
+        // Reserved before the write, released once the exchange's batch is sent, buffered or
+        // dropped: export memory stays within max_inflight_bytes whatever the body sizes.
+        var size = EstimateBytes(exchange);
+        if (Interlocked.Add(ref _inflightBytes, size) > _export.MaxInflightBytes)
+        {
+            Interlocked.Add(ref _inflightBytes, -size);
+            _metrics.ExportDropped.Inc();
+            return false;
+        }
+
         // Counted before the write so the gauge never dips below zero when the reader is faster.
         _metrics.ExportQueueDepth.Inc();
         if (_channel.Writer.TryWrite(exchange))
@@ -199,6 +210,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             return true;
         }
 
+        Interlocked.Add(ref _inflightBytes, -size);
         _metrics.ExportQueueDepth.Dec();
         _metrics.ExportDropped.Inc();
         return false;
@@ -484,10 +496,12 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         for (var start = 0; start < left.Count; start += _export.MaxBatchSpans)
         {
             var chunk = left.GetRange(start, Math.Min(_export.MaxBatchSpans, left.Count - start));
-            if (_buffer is null || !TryBuffer(Encode(chunk, _publicKey), chunk.Count))
+            if (_buffer is null || !TryBuffer(Encode(chunk, _publicKey, _export.Compression), chunk.Count))
             {
                 dropped += chunk.Count;
             }
+
+            Release(chunk);
         }
 
         _metrics.ExportDropped.Add(dropped);
@@ -499,7 +513,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     {
         try
         {
-            var dropped = _buffer!.Add(payload, spans, ContentEncoding);
+            var dropped = _buffer!.Add(payload, spans, _contentEncoding);
             _metrics.ExportSpansBuffered.Add(spans);
             if (dropped > 0)
             {
@@ -660,6 +674,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
         finally
         {
+            Release(batch);
             _concurrency.Release();
         }
     }
@@ -670,13 +685,13 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         var spans = batch.Count;
         try
         {
-            var payload = Encode(batch, _publicKey);
+            var payload = Encode(batch, _publicKey, _export.Compression);
             var context = ResilienceContextPool.Shared.Get(abort);
             Outcome<HttpResponseMessage> outcome;
             try
             {
                 outcome = await _pipeline.ExecuteOutcomeAsync(
-                    static (ctx, state) => state.Exporter.PostAsync(state.Payload, ContentEncoding, ctx.CancellationToken),
+                    static (ctx, state) => state.Exporter.PostAsync(state.Payload, state.Exporter._contentEncoding, ctx.CancellationToken),
                     context,
                     (Exporter: this, Payload: payload)).ConfigureAwait(false);
             }
@@ -711,19 +726,48 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>: the bytes of
-    /// <c>ExchangeSpanMapper.ToExportRequest</c>, encoded by <see cref="OtlpSpanWriter"/> without building it.
-    /// </summary>
-    internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey)
+    // Gives back what TryEnqueue reserved for these exchanges.
+    private void Release(List<Exchange> batch)
     {
-        // Compressed payloads are rarely more than a quarter of the encoded size.
+        long bytes = 0;
+        foreach (var exchange in batch)
+        {
+            bytes += EstimateBytes(exchange);
+        }
+
+        Interlocked.Add(ref _inflightBytes, -bytes);
+    }
+
+    /// <summary>Bytes reserved now by exchanges queued or being sent (see <c>export.max_inflight_bytes</c>).</summary>
+    internal long InflightBytes => Interlocked.Read(ref _inflightBytes);
+
+    /// <summary>The Content-Encoding header value for <paramref name="compression"/> ("" for none).</summary>
+    internal static string ContentEncodingOf(ExportCompression compression) => compression == ExportCompression.Gzip ? "gzip" : "";
+
+    /// <summary>The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>.</summary>
+    internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey) =>
+        Encode(batch, publicKey, ExportCompression.Gzip);
+
+    /// <summary>
+    /// The OTLP protobuf request body for <paramref name="batch"/>, compressed as asked: the bytes
+    /// of <c>ExchangeSpanMapper.ToExportRequest</c>, encoded by <see cref="OtlpSpanWriter"/> without building it.
+    /// </summary>
+    internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey, ExportCompression compression)
+    {
         long estimate = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             estimate += EstimateBytes(batch[i]);
         }
 
+        if (compression == ExportCompression.None)
+        {
+            var plain = new MemoryStream((int)Math.Clamp(estimate, 256, Array.MaxLength));
+            OtlpSpanWriter.Write(batch, publicKey, Version, plain);
+            return new ArraySegment<byte>(plain.GetBuffer(), 0, (int)plain.Length);
+        }
+
+        // Compressed payloads are rarely more than a quarter of the encoded size.
         var buffer = new MemoryStream((int)Math.Clamp(estimate / 4, 256, Array.MaxLength));
         using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
         {

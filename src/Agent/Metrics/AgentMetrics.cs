@@ -82,7 +82,7 @@ public sealed class AgentMetrics
         ExportSpansRejected = _exportSpans.WithLabels("rejected");
         ExportSpansFailed = _exportSpans.WithLabels("failed");
         ExportQueueDepth = Registry.Gauge("sp_export_queue_depth", "Exchanges waiting in the export queue.").WithLabels();
-        ExportDropped = Registry.Counter("sp_export_dropped_total", "Exchanges dropped because the export queue was full or the exporter stopped.").WithLabels();
+        ExportDropped = Registry.Counter("sp_export_dropped_total", "Exchanges dropped because the export queue or export.max_inflight_bytes was full, or the exporter stopped.").WithLabels();
         ExportBatchDuration = Registry.Histogram(
             "sp_export_batch_duration_seconds",
             "Time to deliver one export batch, retries included.",
@@ -93,6 +93,7 @@ public sealed class AgentMetrics
         BackendUp.Set(1);
         ExportBufferBytes = Registry.Gauge("sp_export_buffer_bytes", "Bytes of undeliverable export batches held in the disk buffer (export.buffer_path).").WithLabels();
         ExportBufferOldestAge = Registry.Gauge("sp_export_buffer_oldest_age_seconds", "Age of the oldest batch in the disk buffer; 0 when it is empty.").WithLabels();
+        ExportInflightBytes = Registry.Gauge("sp_export_inflight_bytes", "Estimated bytes of captured exchanges the exporter holds, queued or being sent (bounded by export.max_inflight_bytes).").WithLabels();
         ExportBufferDroppedSpans = Registry.Counter("sp_export_buffer_dropped_spans_total", "Spans of the oldest buffered batches deleted because the disk buffer reached export.buffer_max_bytes.").WithLabels();
 
         _faults = Registry.Counter(
@@ -172,6 +173,9 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_export_buffer_oldest_age_seconds</c>.</summary>
     public Gauge ExportBufferOldestAge { get; }
+
+    /// <summary><c>sp_export_inflight_bytes</c>.</summary>
+    public Gauge ExportInflightBytes { get; }
 
     /// <summary><c>sp_export_buffer_dropped_spans_total</c>.</summary>
     public Counter ExportBufferDroppedSpans { get; }

@@ -159,6 +159,7 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.ShutdownFlushMs))), export.ShutdownFlushMs, 0, 600_000);
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxRetries))), export.MaxRetries, 0, 100);
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.BufferMaxBytes))), export.BufferMaxBytes, MinExportBufferBytes, MaxExportBufferBytes);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxInflightBytes))), export.MaxInflightBytes, 1024 * 1024, MaxExportBufferBytes);
     }
 
     private static void ValidateCache(CacheOptions cache, Checker v)

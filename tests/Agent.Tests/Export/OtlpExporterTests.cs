@@ -21,7 +21,9 @@ public sealed class OtlpExporterTests
     {
         await using var receiver = await OtlpReceiver.StartAsync();
         var metrics = new AgentMetrics();
-        await using var exporter = Create(TestExchanges.Options(receiver.BaseAddress), metrics);
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.Gzip;
+        await using var exporter = Create(options, metrics);
         Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/1")));
         Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/2", service: "payments")));
         Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/3")));
@@ -64,6 +66,48 @@ public sealed class OtlpExporterTests
         using var gzip = new System.IO.Compression.GZipStream(new MemoryStream(payload.Array!, payload.Offset, payload.Count), System.IO.Compression.CompressionMode.Decompress);
         var parsed = SpIstio.Core.Otlp.Proto.Collector.Trace.ExportTraceServiceRequest.Parser.ParseFrom(gzip);
         Assert.Equal(ExchangeSpanMapper.ToExportRequest(batch, "test-key", OtlpExporter.Version), parsed);
+    }
+
+    [Fact]
+    public async Task Export_CompressionNone_SendsPlainProtobufWithoutContentEncoding()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.None;
+        await using var exporter = Create(options, new AgentMetrics());
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get("/plain"));
+        await receiver.WaitForSpansAsync(1);
+
+        var request = Assert.Single(receiver.Requests);
+        Assert.Null(request.Header("content-encoding"));
+        Assert.NotEqual([0x1f, 0x8b], request.Body[..2]);
+        Assert.Equal("/plain", Attr(request.Spans[0], "url.path"));
+    }
+
+    [Fact]
+    public async Task MaxInflightBytes_ACaptureThatDoesNotFitIsDroppedAndCounted_AndTheBudgetIsGivenBackOnceSent()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxInflightBytes = 1024 * 1024;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+        var body = new string('x', 400 * 1024);
+
+        // Not started: nothing leaves, so the budget fills.
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/big/1", responseBody: body)));
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/big/2", responseBody: body)));
+        Assert.False(exporter.TryEnqueue(TestExchanges.Get("/big/3", responseBody: body)));
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/small")));
+
+        Assert.Equal(1, metrics.ExportDropped.Value);
+        Assert.True(exporter.InflightBytes > 800 * 1024 && exporter.InflightBytes <= options.Export.MaxInflightBytes);
+        exporter.Start();
+        await receiver.WaitForSpansAsync(3);
+        await WaitForAsync(() => exporter.InflightBytes == 0);
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/big/4", responseBody: body)));
     }
 
     [Fact]
