@@ -75,6 +75,30 @@ public sealed class AgentBufferTests
     }
 
     [Theory]
+    [MemberData(nameof(Overlays))]
+    public void EveryAgent_RunsWithTheImagesMemorySettings(string overlay)
+    {
+        var image = File.ReadAllLines(Path.Combine(RepoPaths.Root, "Dockerfile"))
+            .Select(l => l.Trim().TrimEnd('\\').Trim())
+            .Where(l => l.StartsWith("DOTNET_GC", StringComparison.Ordinal) || l.StartsWith("DOTNET_gc", StringComparison.Ordinal))
+            .Select(l => l.Split('=', 2))
+            .ToDictionary(p => p[0], p => p[1]);
+        Assert.Contains("DOTNET_gcServer", image.Keys);
+
+        foreach (var workload in DeployTree.Render("overlays/" + overlay).Where(o => o.PodSpec is not null))
+        {
+            foreach (var container in workload.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent"))
+            {
+                var env = Manifest.Maps(container, "env").ToDictionary(e => Manifest.Scalar(e, "name") ?? "", e => Manifest.Scalar(e, "value"));
+                foreach (var (name, value) in image)
+                {
+                    Assert.True(env.TryGetValue(name, out var set) && set == value, $"{workload.Id}: {name} is '{set}', the image sets '{value}'");
+                }
+            }
+        }
+    }
+
+    [Theory]
     [InlineData("192Mi", 192L * 1024 * 1024)]
     [InlineData("1Gi", 1024L * 1024 * 1024)]
     [InlineData("500M", 500_000_000L)]
