@@ -45,7 +45,7 @@ public sealed class AgentOptions
     [ConfigKey("fallback_enabled", "On a slow or failed cache lookup, let the request go to its upstream. Default true: an agent fault must never fail traffic.")]
     public bool FallbackEnabled { get; set; } = true;
 
-    [ConfigKey("fallback_timeout_ms", "Hard deadline of a remote cache lookup. Default unset: async_timeout_ms applies.")]
+    [ConfigKey("fallback_timeout_ms", "Hard deadline of asking the cache for a recorded answer, in both front ends (ext_proc never waits past 150 ms, below Envoy's message timeout); past it the request is a miss and goes upstream. Default unset: async_timeout_ms applies.")]
     public int? FallbackTimeoutMs { get; set; }
 
     [ConfigKey("circuit_breaker", "Stops calling a failing backend for a while.")]
@@ -242,7 +242,7 @@ public sealed class ExportOptions
     [ConfigKey("batch_delay_ms", "Longest a captured exchange waits for its batch to fill before it is sent. Default 200 ms.")]
     public int BatchDelayMs { get; set; } = 200;
 
-    [ConfigKey("shutdown_flush_ms", "On shutdown, how long queued exchanges may still be sent before the rest are dropped and counted. Default 5000 ms.")]
+    [ConfigKey("shutdown_flush_ms", "On shutdown, how long queued exchanges may still be sent; the rest go to the disk buffer (export.buffer_path) for the next run, or without one are dropped and counted. Default 5000 ms.")]
     public int ShutdownFlushMs { get; set; } = 5000;
 
     [ConfigKey("max_retries", "Retries of one failed export request (408, 429, 5xx, network errors, timeouts) with exponential backoff; 400/401/403 are never retried. Default 3.")]
