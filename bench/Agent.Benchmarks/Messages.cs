@@ -30,14 +30,18 @@ internal sealed class ExchangeScript
         observability: false);
 
     /// <summary>POST with a 2 KiB JSON body each way, bodies BUFFERED (one message each).</summary>
-    public static ExchangeScript Body2K(bool observability)
+    public static ExchangeScript Body2K(bool observability) => Body(2048, observability);
+
+    /// <summary>POST with a JSON body of <paramref name="bytes"/> each way, bodies BUFFERED (one message each).</summary>
+    public static ExchangeScript Body(int bytes, bool observability)
     {
-        var body = ByteString.CopyFromUtf8(Json(2048));
+        var body = ByteString.CopyFromUtf8(Json(bytes));
+        var length = bytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var messages = new[]
         {
-            RequestHeaders("POST", "/api/orders", endOfStream: false, ("content-type", "application/json"), ("content-length", "2048")),
+            RequestHeaders("POST", "/api/orders", endOfStream: false, ("content-type", "application/json"), ("content-length", length)),
             new ProcessingRequest { RequestBody = new HttpBody { Body = body, EndOfStream = true } },
-            ResponseHeaders(endOfStream: false, ("content-type", "application/json"), ("content-length", "2048")),
+            ResponseHeaders(endOfStream: false, ("content-type", "application/json"), ("content-length", length)),
             new ProcessingRequest { ResponseBody = new HttpBody { Body = body, EndOfStream = true } },
         };
         foreach (var message in messages)
@@ -45,7 +49,8 @@ internal sealed class ExchangeScript
             message.ObservabilityMode = observability;
         }
 
-        return new ExchangeScript(observability ? "2 KiB bodies observability" : "2 KiB bodies sync", messages, observability);
+        var size = bytes % 1024 == 0 ? (bytes / 1024).ToString(System.Globalization.CultureInfo.InvariantCulture) + " KiB" : length + " B";
+        return new ExchangeScript(size + (observability ? " bodies observability" : " bodies sync"), messages, observability);
     }
 
     private static ProcessingRequest RequestHeaders(string method, string path, bool endOfStream, params (string, string)[] extra)

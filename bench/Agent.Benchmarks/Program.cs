@@ -12,23 +12,32 @@ if (args.Contains("--noop-server"))
 var seconds = Option("--seconds", 10);
 var concurrency = Option("--streams", 64);
 var connections = Option("--connections", 2);
-var rate = Option("--rate", 5000);
+var rate = Option("--rate", 0);
+// --body-bytes 2048,65536: one sync and one observability cell per body size (each way).
+var bodySizes = OptionList("--body-bytes", [2048, 65536]);
 var ic = CultureInfo.InvariantCulture;
 var here = AppContext.BaseDirectory;
 var duration = TimeSpan.FromSeconds(seconds);
 var warmup = TimeSpan.FromSeconds(2);
-// The agent with the tuning bench/README.md documents: workstation non-concurrent GC (no
-// background GC thread and heap) and a 4 MiB gen0 budget, which bounds RSS under load.
+// The agent with the runtime settings the image and the manifests ship (Dockerfile ENV):
+// workstation non-concurrent GC, a 4 MiB gen0 budget, LOH compaction.
 var agentEnvironment = new Dictionary<string, string>
 {
     ["DOTNET_gcServer"] = "0",
     ["DOTNET_gcConcurrent"] = "0",
     ["DOTNET_GCgen0size"] = Environment.GetEnvironmentVariable("BENCH_GCGEN0SIZE") ?? "0x400000",
+    ["DOTNET_GCConserveMemory"] = "5",
 };
 
 Console.WriteLine(string.Create(ic, $"ext_proc load: {concurrency} concurrent streams over {connections} HTTP/2 connections, {seconds} s per scenario, {Environment.ProcessorCount} cores"));
 await using var sink = await OtlpSink.StartAsync();
-var scripts = new[] { ExchangeScript.HeaderOnly(), ExchangeScript.Body2K(observability: false), ExchangeScript.Body2K(observability: true) };
+var scripts = new List<ExchangeScript> { ExchangeScript.HeaderOnly() };
+foreach (var size in bodySizes)
+{
+    scripts.Add(ExchangeScript.Body(size, observability: false));
+    scripts.Add(ExchangeScript.Body(size, observability: true));
+}
+
 var rows = new List<string[]>();
 using var http = new HttpClient();
 
@@ -76,13 +85,18 @@ await using (var agent = await ServerProcess.StartAsync(
         Console.WriteLine("  " + string.Join(" | ", rows[^1]));
     }
 
-    // Rate-limited: the latency target is stated at 5,000 exchanges/s.
-    var paced = ExchangeScript.Body2K(observability: false);
-    var pacedBefore = Histogram.Parse(await agent.ScrapeAsync(http));
-    var pacedResult = await LoadDriver.RunAsync(agent.GrpcAddress, paced, concurrency, connections, duration, rate);
-    var pacedServer = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(pacedBefore);
-    rows.Add(Row(paced.Name, rate.ToString(ic) + "/s", pacedResult, null, pacedServer));
-    Console.WriteLine("  " + string.Join(" | ", rows[^1]));
+    // Paced: the latency target is stated at half the no-op server's rate of the same cell
+    // (or --rate when given).
+    foreach (var size in bodySizes)
+    {
+        var paced = ExchangeScript.Body(size, observability: false);
+        var offered = rate > 0 ? rate : Math.Max(1, (int)(baseline[paced.Name].PerSecond / 2));
+        var pacedBefore = Histogram.Parse(await agent.ScrapeAsync(http));
+        var pacedResult = await LoadDriver.RunAsync(agent.GrpcAddress, paced, concurrency, connections, duration, offered);
+        var pacedServer = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(pacedBefore);
+        rows.Add(Row(paced.Name, offered.ToString(ic) + "/s", pacedResult, null, pacedServer));
+        Console.WriteLine("  " + string.Join(" | ", rows[^1]));
+    }
 
     sampling.Cancel();
     await sampler;
@@ -109,7 +123,7 @@ Console.WriteLine("| --- | ---: | ---: |");
 Console.WriteLine(string.Create(ic, $"| headers-only sync | {allocHeaders.BytesPerExchange:F0} | {allocHeaders.P50Us:F1} / {allocHeaders.P99Us:F1} |"));
 Console.WriteLine(string.Create(ic, $"| 2 KiB bodies sync | {allocBody.BytesPerExchange:F0} | {allocBody.P50Us:F1} / {allocBody.P99Us:F1} |"));
 Console.WriteLine();
-Console.WriteLine(string.Create(ic, $"agent RSS: idle {rssIdle:F1} MiB, peak under load {rssPeak:F1} MiB"));
+Console.WriteLine(string.Create(ic, $"agent RSS: idle {rssIdle:F1} MiB, peak under load (VmHWM) {rssPeak:F1} MiB"));
 return 0;
 
 string[] Row(string name, string load, LoadResult result, LoadResult? reference, Histogram server) =>
@@ -122,6 +136,14 @@ string[] Row(string name, string load, LoadResult result, LoadResult? reference,
     string.Create(ic, $"{server.Quantile(0.50) * 1e6:F0} / {server.Quantile(0.99) * 1e6:F0}"),
     result.Errors.ToString(ic),
 ];
+
+int[] OptionList(string name, int[] fallback)
+{
+    var i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length
+        ? [.. args[i + 1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.Parse(v, CultureInfo.InvariantCulture))]
+        : fallback;
+}
 
 int Option(string name, int fallback)
 {

@@ -98,9 +98,12 @@ start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/e
 
 # The baseline is the same binary, Kestrel settings, YARP forwarder and upstream client as the
 # capture cell, with only the capture path switched off, so the ratio is the cost of capture.
+# Both sp processes run with the runtime settings the image and the manifests ship (Dockerfile ENV).
+export DOTNET_gcServer=0 DOTNET_gcConcurrent=0 DOTNET_GCgen0size=0x400000 DOTNET_GCConserveMemory=5
 start yarp dotnet "$SP" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
 start capture dotnet "$SP" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
+CAPTURE_PID=${PIDS[-1]}
 
 for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$NGINX_PORT" "$YARP_PORT" "$CAPTURE_PORT"; do wait_port "$port"; done
 
@@ -185,6 +188,10 @@ for size in 1k 64k; do
     printf '| %-4s | %-28s | %10.0f | %9.3f | %9.3f | %10s |\n' "$size" "$name" "$rps" "$p50" "$p99" "$(ratio "$p99" "$yp99")"
   done
 done
+
+echo
+echo "capture proxy peak RSS (VmHWM): $(awk '/^VmHWM:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$CAPTURE_PID/status")"
+echo "  (machine shared with other work? then every figure above is noisy: say so with them)"
 
 echo
 echo "capture proxy counters (captured and exported, or dropped at the bounded export queue):"

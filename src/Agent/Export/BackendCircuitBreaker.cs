@@ -22,12 +22,19 @@ public enum BackendCircuitState
 /// ratio over a sampling window, where one success minutes ago keeps a dead backend "healthy";
 /// the agent's contract (the original plugin's <c>circuit_breaker.max_failures</c>) is N failed
 /// calls in a row, so the counting lives here while timing comes from the pipeline's TimeProvider.
+/// The break is probed, not sat out: the first break lasts one second, each failed trial doubles
+/// it up to <c>circuit_breaker.timeout_seconds</c>, so a backend that is back after a short
+/// outage gets traffic (and the disk buffer's re-sends) within seconds, while a long outage
+/// costs one trial call per <c>timeout_seconds</c>.
 /// </summary>
 internal sealed class BackendCircuitBreaker
 {
     private readonly Lock _lock = new();
     private readonly int _maxFailures;
-    private readonly TimeSpan _breakDuration;
+    private static readonly TimeSpan _firstBreak = TimeSpan.FromSeconds(1);
+
+    private readonly TimeSpan _maxBreak;
+    private TimeSpan _breakDuration;
     private readonly TimeProvider _timeProvider;
     private readonly Action<BackendCircuitState> _onStateChanged;
     private BackendCircuitState _state;
@@ -36,14 +43,15 @@ internal sealed class BackendCircuitBreaker
     private bool _trialInFlight;
 
     /// <param name="maxFailures">Consecutive failed calls that open the circuit.</param>
-    /// <param name="breakDuration">How long it stays open before one trial call.</param>
+    /// <param name="breakDuration">Longest it stays open before one trial call (the first break is one second, or this when shorter).</param>
     /// <param name="timeProvider">The clock.</param>
     /// <param name="onStateChanged">Told of every transition, under the breaker's lock: keep it quick.</param>
     public BackendCircuitBreaker(int maxFailures, TimeSpan breakDuration, TimeProvider timeProvider, Action<BackendCircuitState> onStateChanged)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxFailures, 1);
         _maxFailures = maxFailures;
-        _breakDuration = breakDuration;
+        _maxBreak = breakDuration;
+        _breakDuration = breakDuration < _firstBreak ? breakDuration : _firstBreak;
         _timeProvider = timeProvider;
         _onStateChanged = onStateChanged;
     }
@@ -115,6 +123,7 @@ internal sealed class BackendCircuitBreaker
                     if (_state != BackendCircuitState.Closed && isTrial)
                     {
                         _state = BackendCircuitState.Closed;
+                        _breakDuration = _maxBreak < _firstBreak ? _maxBreak : _firstBreak;
                         _onStateChanged(_state);
                     }
 
@@ -122,6 +131,9 @@ internal sealed class BackendCircuitBreaker
                 case CallResult.Failure:
                     if (_state == BackendCircuitState.HalfOpen && isTrial)
                     {
+                        // Still down: probe less often, up to the configured break.
+                        var doubled = _breakDuration * 2;
+                        _breakDuration = doubled > _maxBreak ? _maxBreak : doubled;
                         Open();
                     }
                     else if (_state == BackendCircuitState.Closed && ++_consecutiveFailures >= _maxFailures)
@@ -134,6 +146,18 @@ internal sealed class BackendCircuitBreaker
                     // Cancelled by shutdown: says nothing about the backend. A trial that was cut
                     // short simply lets the next call be the trial.
                     break;
+            }
+        }
+    }
+
+    /// <summary>How long the current (or next) break lasts.</summary>
+    public TimeSpan BreakDuration
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _breakDuration;
             }
         }
     }

@@ -24,8 +24,8 @@ internal static partial class ExporterLog
     [LoggerMessage(104, LogLevel.Warning, "The backend accepted an export partially: {Rejected} of {Spans} spans rejected ({Message})")]
     public static partial void PartialSuccess(ILogger logger, long rejected, int spans, string message);
 
-    [LoggerMessage(105, LogLevel.Warning, "Circuit to the backend opened: exports fail fast for {BreakSeconds} s")]
-    public static partial void CircuitOpened(ILogger logger, int breakSeconds);
+    [LoggerMessage(105, LogLevel.Warning, "Circuit to the backend opened: exports fail fast for {BreakSeconds} s, then one trial export")]
+    public static partial void CircuitOpened(ILogger logger, double breakSeconds);
 
     [LoggerMessage(106, LogLevel.Information, "Circuit to the backend half-open: sending one trial export")]
     public static partial void CircuitHalfOpen(ILogger logger);
@@ -38,4 +38,16 @@ internal static partial class ExporterLog
 
     [LoggerMessage(110, LogLevel.Error, "Export batch failed unexpectedly; {Spans} spans dropped")]
     public static partial void UnexpectedFailure(ILogger logger, Exception exception, int spans);
+
+    [LoggerMessage(111, LogLevel.Warning, "Export to the backend failed ({Reason}); {Spans} spans written to the disk buffer, re-sent once the backend answers. Further failures of this kind are not logged until exports recover.")]
+    public static partial void ExportBuffering(ILogger logger, string reason, int spans);
+
+    [LoggerMessage(112, LogLevel.Warning, "The disk export buffer reached export.buffer_max_bytes ({MaxBytes} bytes): the oldest batches were deleted ({Spans} spans). Not logged again until exports recover.")]
+    public static partial void BufferFull(ILogger logger, long maxBytes, int spans);
+
+    [LoggerMessage(113, LogLevel.Error, "Cannot write to the disk export buffer at {Directory} ({Reason}); {Spans} spans dropped")]
+    public static partial void BufferWriteFailed(ILogger logger, string directory, string reason, int spans);
+
+    [LoggerMessage(114, LogLevel.Information, "The disk export buffer at {Directory} holds {Batches} batches ({Bytes} bytes) from an earlier run; re-sending them")]
+    public static partial void BufferFound(ILogger logger, string directory, int batches, long bytes);
 }

@@ -21,12 +21,14 @@ using SpIstio.Core.Otlp.Proto.Collector.Trace;
 namespace SpIstio.Agent.Export;
 
 /// <summary>
-/// Sends captured exchanges to the backend as OTLP/HTTP protobuf (gzip), off the data path:
+/// Sends captured exchanges to the backend as OTLP/HTTP protobuf (<c>export.compression</c>), off the data path:
 /// <see cref="TryEnqueue"/> only writes to a bounded queue; one reader batches by count, size
 /// and time and posts up to <c>max_concurrent_requests</c> batches at once through a retry
 /// (exponential backoff with jitter, <c>Retry-After</c> honoured), a consecutive-failure circuit
-/// breaker and a per-attempt timeout. When the backend is slow or down, capture is dropped and
-/// counted; traffic never waits.
+/// breaker and a per-attempt timeout. When the backend is slow or down and <c>export.buffer_path</c>
+/// is set, batches the backend could not take are written to the <see cref="DiskExportBuffer"/> and
+/// re-sent in order by one background re-sender once it answers again (also after a restart);
+/// without a buffer they are counted failed. Traffic never waits on any of it.
 /// </summary>
 public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 {
@@ -41,6 +43,10 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private static readonly TimeSpan _maxRetryAfter = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan _retryBaseDelay = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan _retryMaxDelay = TimeSpan.FromSeconds(30);
+
+    // Re-sends back off less far than live retries: the breaker already paces a dead backend,
+    // and a backend that is back should get the buffer within seconds.
+    private static readonly TimeSpan _resendMaxDelay = TimeSpan.FromSeconds(5);
 
     // Success responses carry at most a small partial-success message.
     private const int MaxResponseBytes = 1024 * 1024;
@@ -57,14 +63,22 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private readonly BackendCircuitBreaker _breaker;
     private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
     private readonly CancellationTokenSource _abort = new();
+    private readonly CancellationTokenSource _stopResend = new();
+    private readonly DiskExportBuffer? _buffer;
+    private readonly SemaphoreSlim _buffered = new(0);
+    private readonly ResiliencePipeline<HttpResponseMessage> _resendPipeline;
     private readonly ConcurrentDictionary<int, bool> _loggedRejections = new();
     private readonly Lock _stateLock = new();
     private readonly string? _publicKey;
     private readonly TimeSpan _batchDelay;
+    private readonly string _contentEncoding;
     private string? _failingKind;
     private Task? _runTask;
+    private Task? _resendTask;
     private Task? _stopTask;
     private long _droppedAtShutdown;
+    private int _bufferProblemLogged;
+    private long _inflightBytes;
 
     /// <summary>Creates a stopped exporter; call <see cref="Start"/> to begin sending.</summary>
     /// <param name="options">Validated agent options (<c>sp_backend_url</c>, <c>public_key</c>, <c>export</c>, limits).</param>
@@ -86,6 +100,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         _export = options.Export ?? new ExportOptions();
         _publicKey = string.IsNullOrEmpty(options.PublicKey) ? null : options.PublicKey;
         _batchDelay = TimeSpan.FromMilliseconds(_export.BatchDelayMs);
+        _contentEncoding = ContentEncodingOf(_export.Compression);
         Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, "v1/traces");
 
         _channel = Channel.CreateBounded<Exchange>(new BoundedChannelOptions(_export.QueueCapacity)
@@ -105,12 +120,38 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             TimeSpan.FromSeconds(breaker.TimeoutSeconds),
             _timeProvider,
             OnCircuitStateChanged);
-        _pipeline = BuildPipeline();
+        _pipeline = BuildPipeline(withRetry: true);
         Health = new ExportHealth(metrics.Registry, _timeProvider);
+
+        // Re-sends pace themselves (the breaker, then their own backoff): no retry inside.
+        _resendPipeline = BuildPipeline(withRetry: false);
+        _metrics.Registry.OnCollect(_ => metrics.ExportInflightBytes.Set(InflightBytes));
+        if (!string.IsNullOrWhiteSpace(_export.BufferPath))
+        {
+            try
+            {
+                _buffer = DiskExportBuffer.Open(_export.BufferPath, _export.BufferMaxBytes, _timeProvider);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+            {
+                _http.Dispose();
+                throw new InvalidOperationException(
+                    "export.buffer_path: '" + _export.BufferPath + "' cannot be used as the export buffer: " + ex.Message, ex);
+            }
+
+            _metrics.ExportBufferDroppedSpans.Add(_buffer.DroppedAtOpen);
+            var buffer = _buffer;
+            var time = _timeProvider;
+            _metrics.Registry.OnCollect(_ => UpdateBufferGauges(buffer, time, metrics));
+            UpdateBufferGauges(buffer, time, metrics);
+        }
     }
 
     /// <summary>What the exporter last heard from the backend (<c>/status</c>).</summary>
     public ExportHealth Health { get; }
+
+    /// <summary>The disk buffer, when <c>export.buffer_path</c> is set.</summary>
+    internal DiskExportBuffer? Buffer => _buffer;
 
     /// <summary>The agent version sent in the User-Agent (<c>sp-agent/&lt;version&gt;</c>) and as the OTLP scope version.</summary>
     public static string Version { get; } = ReadVersion();
@@ -139,6 +180,15 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
             ExporterLog.Started(_logger, Endpoint, _export.QueueCapacity, _export.MaxBatchSpans, _export.MaxBatchBytes, _export.BatchDelayMs, _maxConcurrent);
             _runTask = Task.Run(() => RunAsync(_abort.Token));
+            if (_buffer is not null)
+            {
+                if (_buffer.Count > 0)
+                {
+                    ExporterLog.BufferFound(_logger, _buffer.Directory, _buffer.Count, _buffer.Bytes);
+                }
+
+                _resendTask = Task.Run(() => ResendAsync(_stopResend.Token));
+            }
         }
     }
 
@@ -147,6 +197,16 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(exchange);
 
+        // Reserved before the write, released once the exchange's batch is sent, buffered or
+        // dropped: export memory stays within max_inflight_bytes whatever the body sizes.
+        var size = EstimateBytes(exchange);
+        if (Interlocked.Add(ref _inflightBytes, size) > _export.MaxInflightBytes)
+        {
+            Interlocked.Add(ref _inflightBytes, -size);
+            _metrics.ExportDropped.Inc();
+            return false;
+        }
+
         // Counted before the write so the gauge never dips below zero when the reader is faster.
         _metrics.ExportQueueDepth.Inc();
         if (_channel.Writer.TryWrite(exchange))
@@ -154,6 +214,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             return true;
         }
 
+        Interlocked.Add(ref _inflightBytes, -size);
         _metrics.ExportQueueDepth.Dec();
         _metrics.ExportDropped.Inc();
         return false;
@@ -179,6 +240,8 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         await StopAsync(TimeSpan.FromMilliseconds(_export.ShutdownFlushMs)).ConfigureAwait(false);
         _http.Dispose();
         _abort.Dispose();
+        _stopResend.Dispose();
+        _buffered.Dispose();
     }
 
     /// <summary>Estimated encoded size of an exchange: bodies, headers and fixed span overhead.</summary>
@@ -254,10 +317,10 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         return plus >= 0 ? version[..plus] : version;
     }
 
-    private ResiliencePipeline<HttpResponseMessage> BuildPipeline()
+    private ResiliencePipeline<HttpResponseMessage> BuildPipeline(bool withRetry)
     {
         var builder = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = _timeProvider };
-        if (_export.MaxRetries > 0)
+        if (withRetry && _export.MaxRetries > 0)
         {
             var timeProvider = _timeProvider;
             builder.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
@@ -281,14 +344,16 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     {
         _channel.Writer.TryComplete();
         Task? run;
+        Task? resend;
         lock (_stateLock)
         {
             run = _runTask;
+            resend = _resendTask;
         }
 
         if (run is null)
         {
-            DropQueued();
+            SpoolOrDropQueued([]);
             return;
         }
 
@@ -315,6 +380,13 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             if (deadline is not null)
             {
                 await deadline.DisposeAsync().ConfigureAwait(false);
+            }
+
+            // What the disk buffer holds stays there for the next run.
+            await _stopResend.CancelAsync().ConfigureAwait(false);
+            if (resend is not null)
+            {
+                await resend.ConfigureAwait(false);
             }
         }
 
@@ -352,9 +424,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
         finally
         {
-            // Read from the queue but never handed to a sender, plus what is still queued.
-            _metrics.ExportDropped.Add(batch.Count);
-            Interlocked.Add(ref _droppedAtShutdown, batch.Count + DropQueued());
+            // Read from the queue but never handed to a sender, plus what is still queued: to the
+            // disk buffer when there is one, else dropped.
+            Interlocked.Add(ref _droppedAtShutdown, SpoolOrDropQueued(batch));
         }
 
         // Holding every permit means every sender has finished (cancelled ones finish promptly).
@@ -411,17 +483,191 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    private int DropQueued()
+    // After the queue is completed: writes what is left (the reader's partial batch, then the
+    // queue) to the disk buffer in batches, or drops it when there is none or writing fails.
+    // Returns how many exchanges were dropped.
+    private int SpoolOrDropQueued(List<Exchange> pending)
     {
-        var dropped = 0;
-        while (_channel.Reader.TryRead(out _))
+        var left = new List<Exchange>(pending);
+        pending.Clear();
+        while (_channel.Reader.TryRead(out var exchange))
         {
             _metrics.ExportQueueDepth.Dec();
-            dropped++;
+            left.Add(exchange);
+        }
+
+        var dropped = 0;
+        for (var start = 0; start < left.Count; start += _export.MaxBatchSpans)
+        {
+            var chunk = left.GetRange(start, Math.Min(_export.MaxBatchSpans, left.Count - start));
+            if (_buffer is null || !TryBuffer(Encode(chunk, _publicKey, _export.Compression), chunk.Count))
+            {
+                dropped += chunk.Count;
+            }
+
+            Release(chunk);
         }
 
         _metrics.ExportDropped.Add(dropped);
         return dropped;
+    }
+
+    // Writes an undeliverable batch to the disk buffer; false when it could not be written.
+    private bool TryBuffer(ArraySegment<byte> payload, int spans)
+    {
+        try
+        {
+            var dropped = _buffer!.Add(payload, spans, _contentEncoding);
+            _metrics.ExportSpansBuffered.Add(spans);
+            if (dropped > 0)
+            {
+                _metrics.ExportBufferDroppedSpans.Add(dropped);
+                if (Interlocked.Exchange(ref _bufferProblemLogged, 1) == 0)
+                {
+                    ExporterLog.BufferFull(_logger, _buffer.MaxBytes, dropped);
+                }
+            }
+
+            UpdateBufferGauges(_buffer, _timeProvider, _metrics);
+            _buffered.Release();
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            if (Interlocked.Exchange(ref _bufferProblemLogged, 1) == 0)
+            {
+                ExporterLog.BufferWriteFailed(_logger, _buffer!.Directory, ex.Message, spans);
+            }
+
+            return false;
+        }
+    }
+
+    private static void UpdateBufferGauges(DiskExportBuffer buffer, TimeProvider time, AgentMetrics metrics)
+    {
+        metrics.ExportBufferBytes.Set(buffer.Bytes);
+        var oldest = buffer.OldestWrittenAt;
+        metrics.ExportBufferOldestAge.Set(oldest is { } at ? Math.Max(0, (time.GetUtcNow() - at).TotalSeconds) : 0);
+    }
+
+    /// <summary>
+    /// The one re-sender: while the disk buffer holds batches, posts the oldest through the
+    /// breaker and the per-attempt timeout; delivered or refused for good, it is deleted and the
+    /// next goes at once; otherwise it waits (the breaker's remaining break, or its own backoff)
+    /// and tries the same batch again, so batches arrive in the order they were buffered.
+    /// </summary>
+    private async Task ResendAsync(CancellationToken stop)
+    {
+        var backoff = _retryBaseDelay;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var batch = _buffer!.Peek();
+                if (batch is null)
+                {
+                    await _buffered.WaitAsync(stop).ConfigureAwait(false);
+                    continue;
+                }
+
+                var payload = DiskExportBuffer.Read(batch);
+                if (payload is null)
+                {
+                    // Deleted to make room since it was peeked; already counted.
+                    continue;
+                }
+
+                var context = ResilienceContextPool.Shared.Get(stop);
+                Outcome<HttpResponseMessage> outcome;
+                try
+                {
+                    outcome = await _resendPipeline.ExecuteOutcomeAsync(
+                        static (ctx, state) => state.Exporter.PostAsync(new ArraySegment<byte>(state.Payload), state.Encoding, ctx.CancellationToken),
+                        context,
+                        (Exporter: this, Payload: payload, Encoding: batch.ContentEncoding)).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ResilienceContextPool.Shared.Return(context);
+                }
+
+                if (stop.IsCancellationRequested)
+                {
+                    outcome.Result?.Dispose();
+                    return;
+                }
+
+                var delivered = await CompleteResendAsync(outcome, batch, stop).ConfigureAwait(false);
+                if (delivered)
+                {
+                    backoff = _retryBaseDelay;
+                    UpdateBufferGauges(_buffer, _timeProvider, _metrics);
+                    continue;
+                }
+
+                var wait = outcome.Exception is BrokenCircuitException { RetryAfter: { } left } && left > TimeSpan.Zero ? left : backoff;
+                backoff = backoff * 2 > _resendMaxDelay ? _resendMaxDelay : backoff * 2;
+                await Task.Delay(wait, _timeProvider, stop).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Shutdown: the buffer keeps what was not re-sent.
+        }
+    }
+
+    // True when the batch is done with (delivered, or refused for good) and was removed.
+    private async Task<bool> CompleteResendAsync(Outcome<HttpResponseMessage> outcome, BufferedBatch batch, CancellationToken stop)
+    {
+        if (outcome.Exception is not null || outcome.Result is null)
+        {
+            return false;
+        }
+
+        using var response = outcome.Result;
+        var status = (int)response.StatusCode;
+        if (IsTransientStatus(status))
+        {
+            return false;
+        }
+
+        if (!_buffer!.Remove(batch))
+        {
+            // Dropped past the bound while in flight; its spans were counted dropped.
+            return true;
+        }
+
+        if (status is >= 200 and < 300)
+        {
+            var (rejected, _) = await ReadPartialSuccessAsync(response, batch.Spans, stop).ConfigureAwait(false);
+            _metrics.ExportSpansExported.Add(batch.Spans - rejected);
+            _metrics.ExportSpansRejected.Add(rejected);
+            ReportRecovered();
+        }
+        else
+        {
+            _metrics.ExportSpansRejected.Add(batch.Spans);
+            if (_loggedRejections.TryAdd(status, true))
+            {
+                ExporterLog.ExportRejected(_logger, status, await ReadSnippetAsync(response, stop).ConfigureAwait(false));
+            }
+        }
+
+        return true;
+    }
+
+    // sp_backend_up follows every attempt that reached for the backend: any HTTP answer but
+    // 408/429/5xx means it is there; a network error or a timeout means it is not. Cancelled by
+    // shutdown says nothing.
+    private void ObserveBackend(HttpResponseMessage? response, Exception? exception)
+    {
+        if (exception is OperationCanceledException && (_abort.IsCancellationRequested || _stopResend.IsCancellationRequested))
+        {
+            return;
+        }
+
+        var up = exception is null && response is not null && !IsTransientStatus((int)response.StatusCode);
+        _metrics.BackendUp.Set(up ? 1 : 0);
     }
 
     private async Task SendAndReleaseAsync(List<Exchange> batch, CancellationToken abort)
@@ -432,6 +678,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
         finally
         {
+            Release(batch);
             _concurrency.Release();
         }
     }
@@ -442,19 +689,31 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         var spans = batch.Count;
         try
         {
-            var payload = Encode(batch, _publicKey);
+            var payload = Encode(batch, _publicKey, _export.Compression);
             var context = ResilienceContextPool.Shared.Get(abort);
             Outcome<HttpResponseMessage> outcome;
             try
             {
                 outcome = await _pipeline.ExecuteOutcomeAsync(
-                    static (ctx, state) => state.Exporter.PostAsync(state.Payload, ctx.CancellationToken),
+                    static (ctx, state) => state.Exporter.PostAsync(state.Payload, state.Exporter._contentEncoding, ctx.CancellationToken),
                     context,
                     (Exporter: this, Payload: payload)).ConfigureAwait(false);
             }
             finally
             {
                 ResilienceContextPool.Shared.Return(context);
+            }
+
+            if (_buffer is not null && IsUndelivered(outcome) && TryBuffer(payload, spans))
+            {
+                outcome.Result?.Dispose();
+                var (kind, detail) = Describe(outcome);
+                if (ReportKind(kind))
+                {
+                    ExporterLog.ExportBuffering(_logger, detail, spans);
+                }
+
+                return;
             }
 
             await CompleteAsync(outcome, spans, abort).ConfigureAwait(false);
@@ -471,19 +730,48 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>: the bytes of
-    /// <c>ExchangeSpanMapper.ToExportRequest</c>, encoded by <see cref="OtlpSpanWriter"/> without building it.
-    /// </summary>
-    internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey)
+    // Gives back what TryEnqueue reserved for these exchanges.
+    private void Release(List<Exchange> batch)
     {
-        // Compressed payloads are rarely more than a quarter of the encoded size.
+        long bytes = 0;
+        foreach (var exchange in batch)
+        {
+            bytes += EstimateBytes(exchange);
+        }
+
+        Interlocked.Add(ref _inflightBytes, -bytes);
+    }
+
+    /// <summary>Bytes reserved now by exchanges queued or being sent (see <c>export.max_inflight_bytes</c>).</summary>
+    internal long InflightBytes => Interlocked.Read(ref _inflightBytes);
+
+    /// <summary>The Content-Encoding header value for <paramref name="compression"/> ("" for none).</summary>
+    internal static string ContentEncodingOf(ExportCompression compression) => compression == ExportCompression.Gzip ? "gzip" : "";
+
+    /// <summary>The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>.</summary>
+    internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey) =>
+        Encode(batch, publicKey, ExportCompression.Gzip);
+
+    /// <summary>
+    /// The OTLP protobuf request body for <paramref name="batch"/>, compressed as asked: the bytes
+    /// of <c>ExchangeSpanMapper.ToExportRequest</c>, encoded by <see cref="OtlpSpanWriter"/> without building it.
+    /// </summary>
+    internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey, ExportCompression compression)
+    {
         long estimate = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             estimate += EstimateBytes(batch[i]);
         }
 
+        if (compression == ExportCompression.None)
+        {
+            var plain = new MemoryStream((int)Math.Clamp(estimate, 256, Array.MaxLength));
+            OtlpSpanWriter.Write(batch, publicKey, Version, plain);
+            return new ArraySegment<byte>(plain.GetBuffer(), 0, (int)plain.Length);
+        }
+
+        // Compressed payloads are rarely more than a quarter of the encoded size.
         var buffer = new MemoryStream((int)Math.Clamp(estimate / 4, 256, Array.MaxLength));
         using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
         {
@@ -493,19 +781,30 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         return new ArraySegment<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 
-    private async ValueTask<Outcome<HttpResponseMessage>> PostAsync(ArraySegment<byte> payload, CancellationToken cancellationToken)
+    // Worth keeping for a later attempt: no answer, a transient status, the circuit open, or
+    // cancelled at the flush deadline.
+    private static bool IsUndelivered(Outcome<HttpResponseMessage> outcome) =>
+        outcome.Exception is not null || outcome.Result is null || IsTransientStatus((int)outcome.Result.StatusCode);
+
+    private async ValueTask<Outcome<HttpResponseMessage>> PostAsync(ArraySegment<byte> payload, string contentEncoding, CancellationToken cancellationToken)
     {
         try
         {
             using var content = new ByteArrayContent(payload.Array!, payload.Offset, payload.Count);
             content.Headers.ContentType = new MediaTypeHeaderValue(ProtobufMediaType);
-            content.Headers.ContentEncoding.Add("gzip");
+            if (contentEncoding.Length > 0)
+            {
+                content.Headers.ContentEncoding.Add(contentEncoding);
+            }
+
             using var request = new HttpRequestMessage(HttpMethod.Post, Endpoint) { Content = content };
             var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
+            ObserveBackend(response, null);
             return Outcome.FromResult(response);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            ObserveBackend(null, ex);
             return Outcome.FromException<HttpResponseMessage>(ex);
         }
     }
@@ -649,6 +948,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             _failingKind = null;
         }
 
+        Volatile.Write(ref _bufferProblemLogged, 0);
         if (wasFailing)
         {
             ExporterLog.ExportRecovered(_logger);
@@ -661,7 +961,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         {
             case BackendCircuitState.Open:
                 _metrics.BackendCircuitOpen.Set(1);
-                ExporterLog.CircuitOpened(_logger, (_options.CircuitBreaker ?? new CircuitBreakerOptions()).TimeoutSeconds);
+                ExporterLog.CircuitOpened(_logger, _breaker.BreakDuration.TotalSeconds);
                 break;
             case BackendCircuitState.HalfOpen:
                 ExporterLog.CircuitHalfOpen(_logger);

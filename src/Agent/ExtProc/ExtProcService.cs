@@ -27,7 +27,7 @@ namespace SpIstio.Agent.ExtProc;
 public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessorBase
 {
     /// <summary>Fault kind: the short-circuit threw.</summary>
-    public const string FaultShortCircuit = "extproc_short_circuit";
+    public const string FaultShortCircuit = ShortCircuitPolicy.FaultKind;
 
     /// <summary>Fault kind: anything else that went wrong while handling a stream.</summary>
     public const string FaultStream = "extproc_stream";
@@ -96,18 +96,8 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
                 var response = stream.Handle(request, type);
                 if (stream.ShortCircuitDue && !request.ObservabilityMode)
                 {
-                    ProcessingResponse? immediate;
-                    try
-                    {
-                        immediate = await stream.TryShortCircuitAsync(token).ConfigureAwait(false);
-                    }
-                    catch (Exception ex) when (ex is not OperationCanceledException || !token.IsCancellationRequested)
-                    {
-                        LogFault(KindShortCircuit, ex);
-                        faulted = true;
-                        break;
-                    }
-
+                    // A throwing short-circuit is a miss (ShortCircuitPolicy): counted there, logged here.
+                    var immediate = await stream.TryShortCircuitAsync(ex => LogFault(KindShortCircuit, ex, count: false), token).ConfigureAwait(false);
                     response = immediate ?? response;
                 }
 
@@ -171,12 +161,23 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
         ex is OperationCanceledException or IOException
         || (token.IsCancellationRequested && ex is RpcException or InvalidOperationException);
 
-    private void LogFault(int kind, Exception? exception)
+    private void LogFault(int kind, Exception? exception, bool count = true)
     {
-        _faults[kind].Inc();
+        if (count)
+        {
+            _faults[kind].Inc();
+        }
+
         if (Interlocked.Exchange(ref _faultLogged[kind], 1) == 0)
         {
-            Log.FailedOpen(_logger, FaultKindName(kind), exception);
+            if (kind == KindShortCircuit)
+            {
+                Log.ShortCircuitFailed(_logger, exception);
+            }
+            else
+            {
+                Log.FailedOpen(_logger, FaultKindName(kind), exception);
+            }
         }
     }
 
@@ -191,5 +192,8 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
     {
         [LoggerMessage(100, LogLevel.Warning, "ext_proc fault '{Kind}': the stream was closed with OK so Envoy passes the request through unchanged. Further faults of this kind are only counted (sp_agent_faults_total).")]
         public static partial void FailedOpen(ILogger logger, string kind, Exception? exception);
+
+        [LoggerMessage(101, LogLevel.Warning, "Response short-circuit failed: the request goes to its upstream and is captured as a cache miss. Further faults of this kind are only counted (sp_agent_faults_total, kind short_circuit).")]
+        public static partial void ShortCircuitFailed(ILogger logger, Exception? exception);
     }
 }

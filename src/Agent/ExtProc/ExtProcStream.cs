@@ -41,7 +41,7 @@ internal sealed class ExtProcStream : IDisposable
     public const string ResponseTrailersAttribute = "sp.response.trailers";
 
     /// <summary>Header marking a response the agent gave itself.</summary>
-    public const string CacheHeader = "x-sp-cache";
+    public const string CacheHeader = ShortCircuitPolicy.CacheHeader;
 
     /// <summary>Prefix of Envoy attributes copied into <see cref="Exchange.Attributes"/>.</summary>
     private const string EnvoyAttributePrefix = "envoy.";
@@ -117,55 +117,31 @@ internal sealed class ExtProcStream : IDisposable
     /// ImmediateResponse to send (and finalises the exchange as a cache hit), or null for a miss
     /// or a lookup past its deadline. A throwing short-circuit propagates (the caller fails open).
     /// </summary>
-    public async ValueTask<ProcessingResponse?> TryShortCircuitAsync(CancellationToken streamToken)
+    public async ValueTask<ProcessingResponse?> TryShortCircuitAsync(Action<Exception> onFault, CancellationToken streamToken)
     {
         ShortCircuitDue = false;
-        var timeout = _options.ShortCircuitTimeout;
-        if (_pipeline.Options.FallbackTimeoutMs is int fallbackMs && fallbackMs > 0 && TimeSpan.FromMilliseconds(fallbackMs) < timeout)
-        {
-            timeout = TimeSpan.FromMilliseconds(fallbackMs);
-        }
-
-        ShortCircuitResponse? answer;
-        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(streamToken))
-        {
-            deadline.CancelAfter(timeout);
-            try
-            {
-                answer = await _pipeline.ShortCircuit.TryAnswerAsync(_exchange, deadline.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (!streamToken.IsCancellationRequested)
-            {
-                // The deadline passed: a miss, the request goes to its upstream.
-                answer = null;
-                _exchange.Cache = CacheOutcome.Miss;
-            }
-        }
-
+        var deadline = ShortCircuitPolicy.Deadline(_pipeline.Options, _options.ShortCircuitTimeout);
+        var answer = await ShortCircuitPolicy.AskAsync(_pipeline, _exchange, deadline, onFault, streamToken).ConfigureAwait(false);
         if (answer is null)
         {
-            // The short-circuit marks a consulted miss itself; a request no cache rule covers stays None.
             return null;
         }
 
-        _exchange.Cache = CacheOutcome.Hit;
-        _exchange.StatusCode = answer.StatusCode;
+        var addedCacheHeader = ShortCircuitPolicy.RecordHit(_exchange, answer);
         var mutation = new HeaderMutation();
         var headers = answer.Headers;
         for (var i = 0; i < headers.Count; i++)
         {
             var (name, value) = headers[i];
-            _exchange.ResponseHeaders.Add(name, value);
 
             // The first field of a name replaces Envoy's default (content-type), repeats append (set-cookie).
             var action = FirstIndexOf(headers, name) == i ? AppendAction.OverwriteIfExistsOrAdd : AppendAction.AppendIfExistsOrAdd;
             mutation.SetHeaders.Add(HeaderText.Option(name, value, action));
         }
 
-        if (!headers.Contains(CacheHeader))
+        if (addedCacheHeader)
         {
-            _exchange.ResponseHeaders.Set(CacheHeader, "hit");
-            mutation.SetHeaders.Add(HeaderText.Option(CacheHeader, "hit", AppendAction.OverwriteIfExistsOrAdd));
+            mutation.SetHeaders.Add(HeaderText.Option(ShortCircuitPolicy.CacheHeader, ShortCircuitPolicy.CacheHitValue, AppendAction.OverwriteIfExistsOrAdd));
         }
 
         _responseBody?.Dispose();

@@ -77,17 +77,24 @@ public sealed class AgentMetrics
         CaptureBytes = Registry.Counter("sp_capture_bytes_total", "Body bytes copied into captures (after the per-exchange limit).").WithLabels();
         BodyTruncated = Registry.Counter("sp_body_truncated_total", "Bodies cut at the configured capture limit.").WithLabels();
 
-        _exportSpans = Registry.Counter("sp_export_spans_total", "Spans the exporter finished with, by result (exported, rejected, failed).", "result");
+        _exportSpans = Registry.Counter("sp_export_spans_total", "Spans the exporter finished with, by result (exported, rejected, failed; buffered: written to the disk buffer, counted again when re-sent).", "result");
         ExportSpansExported = _exportSpans.WithLabels("exported");
         ExportSpansRejected = _exportSpans.WithLabels("rejected");
         ExportSpansFailed = _exportSpans.WithLabels("failed");
         ExportQueueDepth = Registry.Gauge("sp_export_queue_depth", "Exchanges waiting in the export queue.").WithLabels();
-        ExportDropped = Registry.Counter("sp_export_dropped_total", "Exchanges dropped because the export queue was full or the exporter stopped.").WithLabels();
+        ExportDropped = Registry.Counter("sp_export_dropped_total", "Exchanges dropped because the export queue or export.max_inflight_bytes was full, or the exporter stopped.").WithLabels();
         ExportBatchDuration = Registry.Histogram(
             "sp_export_batch_duration_seconds",
             "Time to deliver one export batch, retries included.",
             _batchBuckets).WithLabels();
         BackendCircuitOpen = Registry.Gauge("sp_backend_circuit_open", "1 while the circuit breaker to the backend is open.").WithLabels();
+        ExportSpansBuffered = _exportSpans.WithLabels("buffered");
+        BackendUp = Registry.Gauge("sp_backend_up", "1 when the backend answered the last export (or re-send) attempt, 0 when it failed (network error, timeout, 408/429/5xx).").WithLabels();
+        BackendUp.Set(1);
+        ExportBufferBytes = Registry.Gauge("sp_export_buffer_bytes", "Bytes of undeliverable export batches held in the disk buffer (export.buffer_path).").WithLabels();
+        ExportBufferOldestAge = Registry.Gauge("sp_export_buffer_oldest_age_seconds", "Age of the oldest batch in the disk buffer; 0 when it is empty.").WithLabels();
+        ExportInflightBytes = Registry.Gauge("sp_export_inflight_bytes", "Estimated bytes of captured exchanges the exporter holds, queued or being sent (bounded by export.max_inflight_bytes).").WithLabels();
+        ExportBufferDroppedSpans = Registry.Counter("sp_export_buffer_dropped_spans_total", "Spans of the oldest buffered batches deleted because the disk buffer reached export.buffer_max_bytes.").WithLabels();
 
         _faults = Registry.Counter(
             "sp_agent_faults_total",
@@ -154,6 +161,24 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_backend_circuit_open</c>.</summary>
     public Gauge BackendCircuitOpen { get; }
+
+    /// <summary><c>sp_export_spans_total{result="buffered"}</c>: written to the disk buffer; counted again as exported (or dropped) when re-sent.</summary>
+    public Counter ExportSpansBuffered { get; }
+
+    /// <summary><c>sp_backend_up</c>.</summary>
+    public Gauge BackendUp { get; }
+
+    /// <summary><c>sp_export_buffer_bytes</c>.</summary>
+    public Gauge ExportBufferBytes { get; }
+
+    /// <summary><c>sp_export_buffer_oldest_age_seconds</c>.</summary>
+    public Gauge ExportBufferOldestAge { get; }
+
+    /// <summary><c>sp_export_inflight_bytes</c>.</summary>
+    public Gauge ExportInflightBytes { get; }
+
+    /// <summary><c>sp_export_buffer_dropped_spans_total</c>.</summary>
+    public Counter ExportBufferDroppedSpans { get; }
 
     /// <summary><c>sp_proxy_upstream_errors_total</c>.</summary>
     public Counter ProxyUpstreamErrors { get; }

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Primitives;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Capture;
+using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 using SpIstio.Core.Rules;
 using SpIstio.Core.Services;
@@ -22,7 +23,7 @@ namespace SpIstio.Agent.Proxy;
 internal sealed partial class CaptureProxyHandler
 {
     /// <summary>The header marking a response given by the short-circuit seam instead of the upstream.</summary>
-    public const string CacheHeader = "x-sp-cache";
+    public const string CacheHeader = ShortCircuitPolicy.CacheHeader;
 
     private readonly IHttpForwarder _forwarder;
     private readonly HttpMessageInvoker _client;
@@ -64,7 +65,7 @@ internal sealed partial class CaptureProxyHandler
 
         var agent = pipeline?.Options;
         _shortCircuitEnabled = _pipeline is not null && !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
-        _shortCircuitTimeout = TimeSpan.FromMilliseconds(agent?.FallbackTimeoutMs ?? agent?.AsyncTimeoutMs ?? 1000);
+        _shortCircuitTimeout = ShortCircuitPolicy.Deadline(agent ?? new AgentOptions());
     }
 
     public Task InvokeAsync(HttpContext context)
@@ -154,7 +155,20 @@ internal sealed partial class CaptureProxyHandler
                 && context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true
                 && keyed.NeedsRequestBody(exchange))
             {
-                var (buffered, complete) = await BufferRequestBodyAsync(originalRequestBody, pipeline.MaxRequestBodyBytes, context.RequestAborted).ConfigureAwait(false);
+                ReadOnlyMemory<byte> buffered;
+                bool complete;
+                try
+                {
+                    (buffered, complete) = await BufferRequestBodyAsync(originalRequestBody, pipeline.MaxRequestBodyBytes, context.RequestAborted).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or OperationCanceledException or BadHttpRequestException)
+                {
+                    // The client went away (or sent a broken body) before the lookup: the exchange
+                    // is still finished and counted, and its capture buffers go back to the pool.
+                    capture.Finish(ExchangeOutcome.Cancelled, "request body not received: " + ex.Message);
+                    throw;
+                }
+
                 body = buffered;
 
                 // Over the capture limit the body cannot be keyed exactly: no lookup, and the
@@ -209,39 +223,25 @@ internal sealed partial class CaptureProxyHandler
     }
 
     /// <summary>
-    /// Asks the recorded-response seam before forwarding, with a hard deadline
-    /// (<c>fallback_timeout_ms</c>, else <c>async_timeout_ms</c>); a fault or timeout is a miss.
+    /// Asks the recorded-response seam before forwarding, under <see cref="ShortCircuitPolicy"/>
+    /// (deadline <c>fallback_timeout_ms</c>, else <c>async_timeout_ms</c>; a fault or timeout is a miss).
     /// The lookup sees the request head, plus the body when a body-keyed short-circuit asked for
     /// it (<see cref="IRequestBodyKeyed"/>): then <paramref name="requestBody"/> holds the buffered
     /// body, which is replayed to the upstream on a miss and captured here on a hit.
     /// </summary>
     private async ValueTask<bool> TryShortCircuitAsync(HttpContext context, CapturePipeline pipeline, ProxyExchange capture, ReadOnlyMemory<byte> requestBody)
     {
-        ShortCircuitResponse? answer;
-        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted))
-        {
-            deadline.CancelAfter(_shortCircuitTimeout);
-            try
-            {
-                answer = await pipeline.ShortCircuit.TryAnswerAsync(capture.Exchange, deadline.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
-            {
-                // Fail open: a broken or slow lookup is a miss and the request goes upstream.
-                _metrics.Faults("short_circuit").Inc();
-                Log.ShortCircuitFailed(_logger, ex);
-                answer = null;
-                capture.Exchange.Cache = CacheOutcome.Miss;
-            }
-        }
-
+        var answer = await ShortCircuitPolicy.AskAsync(
+            pipeline,
+            capture.Exchange,
+            _shortCircuitTimeout,
+            ex => Log.ShortCircuitFailed(_logger, ex),
+            context.RequestAborted).ConfigureAwait(false);
         if (answer is null)
         {
-            // The short-circuit marks a consulted miss itself; a request no cache rule covers stays None.
             return false;
         }
 
-        capture.Exchange.Cache = CacheOutcome.Hit;
         var response = context.Response;
         response.StatusCode = answer.StatusCode;
         foreach (var header in answer.Headers)
@@ -249,14 +249,13 @@ internal sealed partial class CaptureProxyHandler
             response.Headers.Append(header.Key, header.Value);
         }
 
-        if (!answer.Headers.Contains(CacheHeader))
+        if (capture.RecordAnswer(answer))
         {
-            response.Headers[CacheHeader] = "hit";
+            response.Headers[ShortCircuitPolicy.CacheHeader] = ShortCircuitPolicy.CacheHitValue;
         }
 
         response.ContentLength = answer.Body.Length;
         capture.AppendRequest(requestBody.Span);
-        capture.RecordAnswer(answer);
         try
         {
             await response.Body.WriteAsync(answer.Body, context.RequestAborted).ConfigureAwait(false);

@@ -120,18 +120,16 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         return result;
     }
 
-    /// <summary>Records the response of a short-circuit answer instead of an upstream's.</summary>
-    public void RecordAnswer(ShortCircuitResponse answer)
+    /// <summary>
+    /// Records the response of a short-circuit answer instead of an upstream's (status, headers and
+    /// x-sp-cache through <see cref="ShortCircuitPolicy.RecordHit"/>); true when x-sp-cache was added.
+    /// </summary>
+    public bool RecordAnswer(ShortCircuitResponse answer)
     {
         lock (_gate)
         {
-            Exchange.StatusCode = answer.StatusCode;
-            foreach (var header in answer.Headers)
-            {
-                Exchange.ResponseHeaders.Add(header.Key, header.Value);
-            }
-
             _responseBody.Append(answer.Body.Span);
+            return ShortCircuitPolicy.RecordHit(Exchange, answer);
         }
     }
 

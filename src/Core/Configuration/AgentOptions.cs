@@ -45,7 +45,7 @@ public sealed class AgentOptions
     [ConfigKey("fallback_enabled", "On a slow or failed cache lookup, let the request go to its upstream. Default true: an agent fault must never fail traffic.")]
     public bool FallbackEnabled { get; set; } = true;
 
-    [ConfigKey("fallback_timeout_ms", "Hard deadline of a remote cache lookup. Default unset: async_timeout_ms applies.")]
+    [ConfigKey("fallback_timeout_ms", "Hard deadline of asking the cache for a recorded answer, in both front ends (ext_proc never waits past 150 ms, below Envoy's message timeout); past it the request is a miss and goes upstream. Default unset: async_timeout_ms applies.")]
     public int? FallbackTimeoutMs { get; set; }
 
     [ConfigKey("circuit_breaker", "Stops calling a failing backend for a while.")]
@@ -156,7 +156,7 @@ public sealed class CircuitBreakerOptions
     [ConfigKey("max_failures", "Consecutive failed backend calls that open the circuit. Default 5 (the original's).")]
     public int MaxFailures { get; set; } = 5;
 
-    [ConfigKey("timeout_seconds", "How long the circuit stays open before one trial call. Default 30 s (the original's).")]
+    [ConfigKey("timeout_seconds", "Longest wait between trial calls while the circuit is open: the first trial goes after 1 s, each failed one doubles the wait up to this, so a backend that is back gets traffic within seconds. Default 30 s (the original's).")]
     public int TimeoutSeconds { get; set; } = 30;
 }
 
@@ -245,7 +245,7 @@ public sealed class ExportOptions
     [ConfigKey("batch_delay_ms", "Longest a captured exchange waits for its batch to fill before it is sent. Default 200 ms.")]
     public int BatchDelayMs { get; set; } = 200;
 
-    [ConfigKey("shutdown_flush_ms", "On shutdown, how long queued exchanges may still be sent before the rest are dropped and counted. Default 5000 ms.")]
+    [ConfigKey("shutdown_flush_ms", "On shutdown, how long queued exchanges may still be sent; the rest go to the disk buffer (export.buffer_path) for the next run, or without one are dropped and counted. Default 5000 ms.")]
     public int ShutdownFlushMs { get; set; } = 5000;
 
     [ConfigKey("max_retries", "Retries of one failed export request (408, 429, 5xx, network errors, timeouts) with exponential backoff; 400/401/403 are never retried. Default 3.")]
@@ -259,6 +259,33 @@ public sealed class ExportOptions
 
     [ConfigKey("client_key_file", "PEM private key of client_cert_file.")]
     public string ClientKeyFile { get; set; } = "";
+    /// <summary>128 MiB: about ten minutes of a busy pod's compressed exports, small next to a node's ephemeral storage.</summary>
+    public const long DefaultBufferMaxBytes = 128L * 1024 * 1024;
+
+    [ConfigKey("buffer_path", "Directory where export batches the backend could not take (down, circuit open, shutdown) are written as files and re-sent in order, with backoff, once it answers again, also after an agent restart. Give it a volume of its own (the manifests mount an emptyDir). Default empty: no disk buffer, undeliverable batches are counted failed.")]
+    public string BufferPath { get; set; } = "";
+
+    /// <summary>32 MiB: 500 exchanges with 64 KiB bodies, or thousands of small ones, waiting or in flight.</summary>
+    public const long DefaultMaxInflightBytes = 32L * 1024 * 1024;
+
+    [ConfigKey("compression", "Content-Encoding of export requests: none or gzip. Default none: measured on two cores, gzip (about 0.6 ms per 64 KiB body, 18 us per 2 KiB exchange) costs more CPU than the rest of capture, while the in-cluster link to the backend is cheap; choose gzip when the backend is across a metered or slow link.")]
+    public ExportCompression Compression { get; set; } = ExportCompression.None;
+
+    [ConfigKey("max_inflight_bytes", "Most estimated bytes (bodies plus headers) of captured exchanges the exporter holds at once, queued or being sent; a capture that does not fit is dropped and counted (sp_export_dropped_total), traffic is never held. Bounds export memory whatever the body sizes. Default 33554432 (32 MiB).")]
+    public long MaxInflightBytes { get; set; } = DefaultMaxInflightBytes;
+
+    [ConfigKey("buffer_max_bytes", "Most bytes the disk buffer holds; past it the oldest batches are deleted and counted (sp_export_buffer_dropped_spans_total). At least 1048576. Default 134217728 (128 MiB).")]
+    public long BufferMaxBytes { get; set; } = DefaultBufferMaxBytes;
+}
+
+/// <summary><c>export.compression</c>: how export request bodies are encoded.</summary>
+public enum ExportCompression
+{
+    /// <summary>Sent as is (Content-Encoding omitted).</summary>
+    None,
+
+    /// <summary>gzip at the fastest level.</summary>
+    Gzip,
 }
 
 /// <summary><c>cache</c>: which requests the agent may answer from a recorded response.</summary>

@@ -23,6 +23,12 @@ public static class AgentOptionsValidator
     /// <summary>Largest export batch accepted: 64 MiB, beyond which receivers commonly refuse the request (413).</summary>
     public const int MaxExportBatchBytes = 64 * 1024 * 1024;
 
+    /// <summary>Smallest disk export buffer accepted: 1 MiB, room for a few compressed batches.</summary>
+    public const long MinExportBufferBytes = 1024 * 1024;
+
+    /// <summary>Largest disk export buffer accepted: 64 GiB.</summary>
+    public const long MaxExportBufferBytes = 64L * 1024 * 1024 * 1024;
+
     /// <summary>Validates <paramref name="options"/>; an empty list means valid.</summary>
     public static IReadOnlyList<ConfigProblem> Validate(AgentOptions options) => Validate(options, sources: null);
 
@@ -213,6 +219,8 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.ShutdownFlushMs))), export.ShutdownFlushMs, 0, 600_000);
         v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxRetries))), export.MaxRetries, 0, 100);
         ValidateExportTls(export, prefix, v);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.BufferMaxBytes))), export.BufferMaxBytes, MinExportBufferBytes, MaxExportBufferBytes);
+        v.Range(Join(prefix, K<ExportOptions>(nameof(ExportOptions.MaxInflightBytes))), export.MaxInflightBytes, 1024 * 1024, MaxExportBufferBytes);
     }
 
     private static void ValidateCache(CacheOptions cache, Checker v)
@@ -273,6 +281,18 @@ public static class AgentOptionsValidator
             Problems.Add(new ConfigProblem(key, null, message, ProblemSeverity.Warning, SourceOf(key)));
 
         public bool Range(string key, int value, int min, int max)
+        {
+            if (value >= min && value <= max)
+            {
+                return true;
+            }
+
+            var why = value < 0 ? "is negative" : "is out of range";
+            Error(key, value.ToString(CultureInfo.InvariantCulture), string.Create(CultureInfo.InvariantCulture, $"{why}: it must be between {min} and {max}"));
+            return false;
+        }
+
+        public bool Range(string key, long value, long min, long max)
         {
             if (value >= min && value <= max)
             {

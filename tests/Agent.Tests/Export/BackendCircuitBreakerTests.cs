@@ -24,7 +24,7 @@ public sealed class BackendCircuitBreakerTests
         var breaker = Create();
         Fail(breaker);
         Fail(breaker);
-        _time.Advance(TimeSpan.FromSeconds(10));
+        _time.Advance(TimeSpan.FromSeconds(1));
 
         Assert.True(breaker.TryAcquire(out var first, out _));
         Assert.False(breaker.TryAcquire(out _, out _));
@@ -42,11 +42,34 @@ public sealed class BackendCircuitBreakerTests
         var breaker = Create();
         Fail(breaker);
         Fail(breaker);
-        _time.Advance(TimeSpan.FromSeconds(4));
+        _time.Advance(TimeSpan.FromMilliseconds(400));
 
         Assert.False(breaker.TryAcquire(out _, out var retryAfter));
 
-        Assert.Equal(TimeSpan.FromSeconds(6), retryAfter);
+        Assert.Equal(TimeSpan.FromMilliseconds(600), retryAfter);
+    }
+
+    [Fact]
+    public void Probing_FailedTrialsDoubleTheBreakUpToTheConfiguredOne_ASuccessResetsIt()
+    {
+        var breaker = Create();
+        Fail(breaker);
+        Fail(breaker);
+        var breaks = new List<TimeSpan>();
+        for (var i = 0; i < 6; i++)
+        {
+            breaks.Add(breaker.BreakDuration);
+            _time.Advance(breaker.BreakDuration);
+            Fail(breaker);
+        }
+
+        _time.Advance(breaker.BreakDuration);
+        Assert.True(breaker.TryAcquire(out var trial, out _));
+        breaker.Record(trial, CallResult.Success);
+
+        Assert.Equal(new[] { 1, 2, 4, 8, 10, 10 }.Select(s => TimeSpan.FromSeconds(s)), breaks);
+        Assert.Equal(BackendCircuitState.Closed, breaker.State);
+        Assert.Equal(TimeSpan.FromSeconds(1), breaker.BreakDuration);
     }
 
     [Fact]
@@ -55,7 +78,7 @@ public sealed class BackendCircuitBreakerTests
         var breaker = Create();
         Fail(breaker);
         Fail(breaker);
-        _time.Advance(TimeSpan.FromSeconds(10));
+        _time.Advance(TimeSpan.FromSeconds(1));
         Assert.True(breaker.TryAcquire(out var trial, out _));
 
         breaker.Record(trial, CallResult.Cancelled);

@@ -21,7 +21,9 @@ public sealed class OtlpExporterTests
     {
         await using var receiver = await OtlpReceiver.StartAsync();
         var metrics = new AgentMetrics();
-        await using var exporter = Create(TestExchanges.Options(receiver.BaseAddress), metrics);
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.Gzip;
+        await using var exporter = Create(options, metrics);
         Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/1")));
         Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/2", service: "payments")));
         Assert.True(exporter.TryEnqueue(TestExchanges.Get("/api/orders/3")));
@@ -64,6 +66,48 @@ public sealed class OtlpExporterTests
         using var gzip = new System.IO.Compression.GZipStream(new MemoryStream(payload.Array!, payload.Offset, payload.Count), System.IO.Compression.CompressionMode.Decompress);
         var parsed = SpIstio.Core.Otlp.Proto.Collector.Trace.ExportTraceServiceRequest.Parser.ParseFrom(gzip);
         Assert.Equal(ExchangeSpanMapper.ToExportRequest(batch, "test-key", OtlpExporter.Version), parsed);
+    }
+
+    [Fact]
+    public async Task Export_CompressionNone_SendsPlainProtobufWithoutContentEncoding()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.None;
+        await using var exporter = Create(options, new AgentMetrics());
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get("/plain"));
+        await receiver.WaitForSpansAsync(1);
+
+        var request = Assert.Single(receiver.Requests);
+        Assert.Null(request.Header("content-encoding"));
+        Assert.NotEqual([0x1f, 0x8b], request.Body[..2]);
+        Assert.Equal("/plain", Attr(request.Spans[0], "url.path"));
+    }
+
+    [Fact]
+    public async Task MaxInflightBytes_ACaptureThatDoesNotFitIsDroppedAndCounted_AndTheBudgetIsGivenBackOnceSent()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.MaxInflightBytes = 1024 * 1024;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+        var body = new string('x', 400 * 1024);
+
+        // Not started: nothing leaves, so the budget fills.
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/big/1", responseBody: body)));
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/big/2", responseBody: body)));
+        Assert.False(exporter.TryEnqueue(TestExchanges.Get("/big/3", responseBody: body)));
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/small")));
+
+        Assert.Equal(1, metrics.ExportDropped.Value);
+        Assert.True(exporter.InflightBytes > 800 * 1024 && exporter.InflightBytes <= options.Export.MaxInflightBytes);
+        exporter.Start();
+        await receiver.WaitForSpansAsync(3);
+        await WaitForAsync(() => exporter.InflightBytes == 0);
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/big/4", responseBody: body)));
     }
 
     [Fact]
@@ -414,12 +458,13 @@ public sealed class OtlpExporterTests
         await WaitForAsync(() => metrics.ExportSpansFailed.Value == 5);
         Assert.Equal(3, receiver.Requests.Count);
 
-        time.Advance(TimeSpan.FromSeconds(29));
+        // The first break is one second (probing), not the configured 30 s.
+        time.Advance(TimeSpan.FromMilliseconds(999));
         exporter.TryEnqueue(TestExchanges.Get("/fast/3"));
         await WaitForAsync(() => metrics.ExportSpansFailed.Value == 6);
         Assert.Equal(3, receiver.Requests.Count);
 
-        time.Advance(TimeSpan.FromSeconds(1));
+        time.Advance(TimeSpan.FromMilliseconds(1));
         Assert.Equal(BackendCircuitState.HalfOpen, exporter.CircuitState);
         receiver.Default = ReceiverResponse.Ok();
         exporter.TryEnqueue(TestExchanges.Get("/trial"));
@@ -435,7 +480,7 @@ public sealed class OtlpExporterTests
     }
 
     [Fact]
-    public async Task CircuitBreaker_AFailedTrial_OpensItAgainForAnotherBreak()
+    public async Task CircuitBreaker_AFailedTrial_OpensItAgainForADoubledBreak_UpToTheConfiguredOne()
     {
         await using var receiver = await OtlpReceiver.StartAsync();
         receiver.Default = ReceiverResponse.Status(502);
@@ -455,13 +500,23 @@ public sealed class OtlpExporterTests
             await WaitForAsync(() => metrics.ExportSpansFailed.Value == i);
         }
 
-        time.Advance(TimeSpan.FromSeconds(10));
-        exporter.TryEnqueue(TestExchanges.Get("/trial"));
-        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 3);
-        exporter.TryEnqueue(TestExchanges.Get("/fast"));
-        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 4);
+        // Trials after breaks of 1, 2, 4, 8, then 10 (the cap), 10 s, each failing.
+        var failed = 2;
+        foreach (var seconds in new[] { 1, 2, 4, 8, 10, 10 })
+        {
+            time.Advance(TimeSpan.FromSeconds(seconds) - TimeSpan.FromMilliseconds(1));
+            Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.Equal(BackendCircuitState.HalfOpen, exporter.CircuitState);
+            exporter.TryEnqueue(TestExchanges.Get("/trial"));
+            var expected = ++failed;
+            await WaitForAsync(() => metrics.ExportSpansFailed.Value == expected);
+        }
 
-        Assert.Equal(3, receiver.Requests.Count);
+        exporter.TryEnqueue(TestExchanges.Get("/fast"));
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == failed + 1);
+
+        Assert.Equal(2 + 6, receiver.Requests.Count);
         Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
         Assert.Equal(1, metrics.BackendCircuitOpen.Value);
     }
@@ -503,7 +558,7 @@ public sealed class OtlpExporterTests
         var time = new FakeTimeProvider();
         var options = TestExchanges.Options(receiver.BaseAddress);
         options.Export.MaxBatchSpans = 1;
-        options.Export.MaxRetries = 5;
+        options.Export.MaxRetries = 2;
         options.CircuitBreaker.MaxFailures = 3;
         options.AsyncTimeoutMs = 600_000;
         var metrics = new AgentMetrics();
@@ -511,11 +566,13 @@ public sealed class OtlpExporterTests
         exporter.Start();
 
         exporter.TryEnqueue(TestExchanges.Get());
-        await AdvanceUntilAsync(time, TimeSpan.FromSeconds(1), () => metrics.ExportSpansFailed.Value == 1);
+        await AdvanceUntilAsync(time, TimeSpan.FromMilliseconds(100), () => metrics.ExportSpansFailed.Value == 1);
 
-        // Three attempts open the circuit; the fourth fails fast instead of reaching the backend.
-        Assert.Equal(3, receiver.Requests.Count);
+        // The three attempts of one batch opened the circuit: the next batch fails fast instead of reaching the backend.
         Assert.Equal(BackendCircuitState.Open, exporter.CircuitState);
+        exporter.TryEnqueue(TestExchanges.Get());
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 2);
+        Assert.Equal(3, receiver.Requests.Count);
     }
 
     [Fact]

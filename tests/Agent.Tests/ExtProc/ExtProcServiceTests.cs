@@ -355,23 +355,28 @@ public sealed class ExtProcServiceTests
     }
 
     [Fact]
-    public async Task ThrowingShortCircuit_FailsOpen_StreamClosedOkFaultCountedAndLoggedOnce()
+    public async Task ThrowingShortCircuit_IsAMiss_TheRequestContinuesAndIsCaptured_FaultCountedAndLoggedOnce()
     {
         await using var host = await ExtProcTestHost.StartAsync(shortCircuit: new ThrowingShortCircuit());
 
         for (var i = 0; i < 3; i++)
         {
             using var stream = host.Open();
-            await stream.Call.RequestStream.WriteAsync(Envoy.RequestHeaders("GET", "/api/rates", true));
-            Assert.Null(await stream.NextAsync());
-            Assert.Equal(StatusCode.OK, stream.Call.GetStatus().StatusCode);
+            var answer = await stream.SendAsync(Envoy.RequestHeaders("GET", "/api/rates", true));
+            await stream.SendAsync(Envoy.ResponseHeaders(200, true));
+            await stream.CompleteAsync();
+            var exchange = await host.Exporter.NextAsync();
+
+            // The same policy as the capture proxy (ShortCircuitPolicy): the request goes on, the capture is kept.
+            Assert.Equal(ProcessingResponse.ResponseOneofCase.RequestHeaders, answer.ResponseCase);
+            Assert.Equal(CacheOutcome.Miss, exchange.Cache);
+            Assert.Equal(200, exchange.StatusCode);
         }
 
-        await WaitUntil(() => host.Metrics.ExtProcStreamsActive.Value == 0);
         Assert.Equal(3, host.Metrics.Faults(ExtProcService.FaultShortCircuit).Value);
+        Assert.Equal(3, host.Metrics.Faults(SpIstio.Agent.Pipeline.ShortCircuitPolicy.FaultKind).Value);
         Assert.Single(host.Logs.AtLeast(LogLevel.Warning));
         Assert.Empty(host.Logs.AtLeast(LogLevel.Error));
-        Assert.Empty(host.Exporter.Exchanges);
     }
 
     [Fact]

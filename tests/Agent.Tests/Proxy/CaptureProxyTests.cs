@@ -393,6 +393,9 @@ public sealed class CaptureProxyTests
         var exchange = await proxy.Exporter.NextAsync();
         Assert.Equal(CacheOutcome.Hit, exchange.Cache);
         Assert.Equal(203, exchange.StatusCode);
+
+        // Recorded as the client saw it, as ext_proc records it.
+        Assert.Equal("hit", exchange.ResponseHeaders.Get(SpIstio.Agent.Pipeline.ShortCircuitPolicy.CacheHeader));
         Assert.Equal("recorded", Encoding.UTF8.GetString(exchange.ResponseBody.Content.Span));
     }
 

@@ -141,6 +141,10 @@ public class AgentConfigLoaderTests
         Assert.Equal(50, o.Export.BatchDelayMs);
         Assert.Equal(1500, o.Export.ShutdownFlushMs);
         Assert.Equal(5, o.Export.MaxRetries);
+        Assert.Equal("/var/spool/sp-agent", o.Export.BufferPath);
+        Assert.Equal(ExportCompression.Gzip, o.Export.Compression);
+        Assert.Equal(16777216, o.Export.MaxInflightBytes);
+        Assert.Equal(67108864, o.Export.BufferMaxBytes);
     }
 
     [Fact]

@@ -97,6 +97,8 @@ public class AgentOptionsValidatorTests
         options.Export.BatchDelayMs = 0;
         options.Export.ShutdownFlushMs = -1;
         options.Export.MaxRetries = 101;
+        options.Export.BufferMaxBytes = 1000;
+        options.Export.MaxInflightBytes = -5;
 
         var problems = AgentOptionsValidator.Validate(options);
 
@@ -108,6 +110,8 @@ public class AgentOptionsValidatorTests
                 ("export.batch_delay_ms", "0"),
                 ("export.shutdown_flush_ms", "-1"),
                 ("export.max_retries", "101"),
+                ("export.buffer_max_bytes", "1000"),
+                ("export.max_inflight_bytes", "-5"),
             ],
             problems.Select(p => (p.Key, p.Value)));
         Assert.All(problems, p => Assert.Equal(ProblemSeverity.Error, p.Severity));
@@ -125,6 +129,10 @@ public class AgentOptionsValidatorTests
         Assert.Equal(200, options.Export.BatchDelayMs);
         Assert.Equal(5000, options.Export.ShutdownFlushMs);
         Assert.Equal(3, options.Export.MaxRetries);
+        Assert.Equal(128L * 1024 * 1024, options.Export.BufferMaxBytes);
+        Assert.Equal(32L * 1024 * 1024, options.Export.MaxInflightBytes);
+        Assert.Equal("", options.Export.BufferPath);
+        Assert.Equal(ExportCompression.None, options.Export.Compression);
     }
 
     [Fact]

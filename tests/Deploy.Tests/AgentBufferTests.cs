@@ -1,0 +1,126 @@
+using System.Globalization;
+
+namespace SpIstio.Deploy.Tests;
+
+/// <summary>
+/// Every agent container the overlays render keeps its disk export buffer on a dedicated
+/// emptyDir whose sizeLimit is above the buffer's bound: a full buffer deletes its oldest batches
+/// itself instead of getting the pod evicted for exceeding its ephemeral storage.
+/// </summary>
+public sealed class AgentBufferTests
+{
+    // The agent's default export.buffer_max_bytes (ExportOptions.DefaultBufferMaxBytes).
+    private const long DefaultBufferMaxBytes = 128L * 1024 * 1024;
+
+    public static TheoryData<string> Overlays => new(DeployTree.Overlays);
+
+    [Theory]
+    [MemberData(nameof(Overlays))]
+    public void EveryAgent_HasItsExportBufferOnADedicatedEmptyDirSizedAboveTheBound(string overlay)
+    {
+        var problems = new List<string>();
+        var agents = 0;
+        foreach (var workload in DeployTree.Render("overlays/" + overlay).Where(o => o.PodSpec is not null))
+        {
+            foreach (var container in workload.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent"))
+            {
+                agents++;
+                var where = $"{workload.Id} container {Manifest.Scalar(container, "name")}";
+                var env = Manifest.Maps(container, "env").ToDictionary(e => Manifest.Scalar(e, "name") ?? "", e => Manifest.Scalar(e, "value"));
+                if (!env.TryGetValue("SP_EXPORT__BUFFER_PATH", out var path) || string.IsNullOrEmpty(path))
+                {
+                    problems.Add($"{where}: no SP_EXPORT__BUFFER_PATH");
+                    continue;
+                }
+
+                var bound = env.TryGetValue("SP_EXPORT__BUFFER_MAX_BYTES", out var max) && max is not null
+                    ? long.Parse(max, CultureInfo.InvariantCulture)
+                    : DefaultBufferMaxBytes;
+                var mount = Manifest.Maps(container, "volumeMounts").SingleOrDefault(m => Manifest.Scalar(m, "mountPath") == path);
+                if (mount is null)
+                {
+                    problems.Add($"{where}: nothing is mounted at the buffer path {path}");
+                    continue;
+                }
+
+                var volumeName = Manifest.Scalar(mount, "name");
+                var volume = Manifest.Maps(workload.PodSpec, "volumes").SingleOrDefault(v => Manifest.Scalar(v, "name") == volumeName);
+                var sizeLimit = Manifest.Scalar(volume, "emptyDir", "sizeLimit");
+                if (sizeLimit is null)
+                {
+                    problems.Add($"{where}: the buffer volume {volumeName} is not an emptyDir with a sizeLimit");
+                    continue;
+                }
+
+                if (Quantity(sizeLimit) <= bound)
+                {
+                    problems.Add($"{where}: emptyDir sizeLimit {sizeLimit} is not above the buffer bound {bound} bytes");
+                }
+
+                var sharers = workload.Containers.SelectMany(c => Manifest.Maps(c, "volumeMounts")).Count(m => Manifest.Scalar(m, "name") == volumeName);
+                if (sharers != 1)
+                {
+                    problems.Add($"{where}: the buffer volume {volumeName} is mounted {sharers} times; it must be the buffer's own");
+                }
+            }
+        }
+
+        Assert.Empty(problems);
+
+        // The shared agent (global) and the in-pod sidecar are the two ways the agent is deployed.
+        if (overlay is "global" or "in-pod")
+        {
+            Assert.True(agents > 0, overlay + " renders no agent container");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Overlays))]
+    public void EveryAgent_RunsWithTheImagesMemorySettings(string overlay)
+    {
+        var image = File.ReadAllLines(Path.Combine(RepoPaths.Root, "Dockerfile"))
+            .Select(l => l.Trim().TrimEnd('\\').Trim())
+            .Where(l => l.StartsWith("DOTNET_GC", StringComparison.Ordinal) || l.StartsWith("DOTNET_gc", StringComparison.Ordinal))
+            .Select(l => l.Split('=', 2))
+            .ToDictionary(p => p[0], p => p[1]);
+        Assert.Contains("DOTNET_gcServer", image.Keys);
+
+        foreach (var workload in DeployTree.Render("overlays/" + overlay).Where(o => o.PodSpec is not null))
+        {
+            foreach (var container in workload.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent"))
+            {
+                var env = Manifest.Maps(container, "env").ToDictionary(e => Manifest.Scalar(e, "name") ?? "", e => Manifest.Scalar(e, "value"));
+                foreach (var (name, value) in image)
+                {
+                    Assert.True(env.TryGetValue(name, out var set) && set == value, $"{workload.Id}: {name} is '{set}', the image sets '{value}'");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("192Mi", 192L * 1024 * 1024)]
+    [InlineData("1Gi", 1024L * 1024 * 1024)]
+    [InlineData("500M", 500_000_000L)]
+    [InlineData("4096", 4096L)]
+    public void Quantity_ReadsKubernetesBinaryAndDecimalSuffixes(string text, long bytes) =>
+        Assert.Equal(bytes, Quantity(text));
+
+    private static long Quantity(string text)
+    {
+        (string Suffix, long Factor)[] suffixes =
+        [
+            ("Ki", 1L << 10), ("Mi", 1L << 20), ("Gi", 1L << 30), ("Ti", 1L << 40),
+            ("k", 1_000L), ("M", 1_000_000L), ("G", 1_000_000_000L), ("T", 1_000_000_000_000L),
+        ];
+        foreach (var (suffix, factor) in suffixes)
+        {
+            if (text.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                return long.Parse(text[..^suffix.Length], CultureInfo.InvariantCulture) * factor;
+            }
+        }
+
+        return long.Parse(text, CultureInfo.InvariantCulture);
+    }
+}
