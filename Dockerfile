@@ -49,8 +49,11 @@ COPY --from=build --chown=root:root /app ./
 VOLUME ["/tmp", "/data"]
 # The base image sets ASPNETCORE_HTTP_PORTS=8080; every `sp` server takes its address from
 # --listen/--admin, so the default binding is cleared rather than left listening.
+# SP_STORE is the store `sp backend`, `sp keys` and `sp tenants` use when --store is not given, so
+# `kubectl exec … sp keys create …` reaches the backend's /data store (a Secret's SP_STORE wins).
 ENV ASPNETCORE_HTTP_PORTS= \
-    TMPDIR=/tmp
+    TMPDIR=/tmp \
+    SP_STORE=sqlite:/data/sp.db
 # Agent ext_proc (gRPC), agent admin (/metrics, /healthz, /readyz), backend (OTLP, API, UI).
 EXPOSE 18080 18081 8090
 

@@ -31,7 +31,7 @@ internal enum Scan
 
 public sealed partial class Redactor
 {
-    // Anchors of the value detectors; the name anchors come from SensitiveNames. Matched ignoring case.
+    // Anchors of the value detectors, lower-case; the name anchors come from SensitiveNames.
     private static readonly (string Anchor, Scan Flag)[] _valueAnchors =
     [
         ("eyj", Scan.Jwt),
@@ -43,9 +43,6 @@ public sealed partial class Redactor
         ("bearer", Scan.Bearer),
         ("aws_secret", Scan.AwsSecret), ("aws-secret", Scan.AwsSecret),
 
-        // Escapes can spell a name or an '@' the raw bytes do not show.
-        ("\\u", Scan.Names | Scan.Email), ("&#", Scan.Names | Scan.Email),
-        ("@", Scan.Email),
     ];
 
     /// <summary>
@@ -53,8 +50,8 @@ public sealed partial class Redactor
     /// has nothing to redact, and the body is returned untouched without a JSON read or a copy.
     /// </summary>
     /// <remarks>
-    /// One vectorised multi-string search (<see cref="SearchValues{T}"/> of strings, ignoring
-    /// case) over the body transcoded into a pooled UTF-16 buffer finds every anchor: the pieces
+    /// One vectorised multi-string search (<see cref="SearchValues{T}"/> of strings) over the body
+    /// transcoded into a pooled UTF-16 buffer and ASCII-lower-cased finds every anchor: the pieces
     /// of sensitive field names, the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>,
     /// <c>-----BEGIN</c>, <c>bearer</c>, <c>@</c>, …) and escapes. Digits need a look at each
     /// run's shape, done by the card and phone detectors themselves on the raw bytes; operator
@@ -62,12 +59,36 @@ public sealed partial class Redactor
     /// </remarks>
     private Scan PreScan(ReadOnlySpan<byte> content)
     {
+        // Short anchors are searched on the bytes: in the multi-string search they would force its slow path.
         var scan = Scan.None;
+        if (content.Contains((byte)'@'))
+        {
+            scan |= Scan.Email;
+        }
+
+        // Escapes can spell a name or an '@' the raw bytes do not show.
+        if (content.IndexOf("\\u"u8) >= 0 || content.IndexOf("&#"u8) >= 0)
+        {
+            scan |= Scan.Names | Scan.Email;
+        }
+
         var rented = ArrayPool<char>.Shared.Rent(content.Length);
         try
         {
             var length = Encoding.UTF8.GetChars(content, rented);
             var text = rented.AsSpan(0, length);
+
+            // Operator patterns see the body as it is, before the anchors' lower-casing.
+            foreach (var pattern in _patterns)
+            {
+                if (pattern.IsMatch(text))
+                {
+                    scan |= Scan.Patterns;
+                    break;
+                }
+            }
+
+            LowerAscii(text);
             var position = 0;
             while (position < text.Length && (scan & _anchorFlags) != _anchorFlags)
             {
@@ -82,50 +103,112 @@ public sealed partial class Redactor
                 position++;
             }
 
-            if (_patterns.Length > 0)
-            {
-                foreach (var pattern in _patterns)
-                {
-                    if (pattern.IsMatch(text))
-                    {
-                        scan |= Scan.Patterns;
-                        break;
-                    }
-                }
-            }
         }
         finally
         {
             ArrayPool<char>.Shared.Return(rented);
         }
 
-        if (_cardNumbers || _pii != Configuration.PiiMode.Keep)
+        if ((_cardNumbers || _pii != Configuration.PiiMode.Keep) && HasDigitCandidate(content))
         {
-            var findings = default(Findings);
-            try
-            {
-                if (_cardNumbers)
-                {
-                    FindCards(content, 0, content.Length, ref findings);
-                }
-
-                if (findings.Count == 0 && _pii != Configuration.PiiMode.Keep)
-                {
-                    FindPhones(content, 0, content.Length, ref findings);
-                }
-
-                if (findings.Count > 0)
-                {
-                    scan |= Scan.Digits;
-                }
-            }
-            finally
-            {
-                findings.Release();
-            }
+            scan |= Scan.Digits;
         }
 
         return scan;
+    }
+
+    /// <summary>
+    /// Lower-cases the ASCII letters in place (vectorised), so the anchors are searched with an
+    /// ordinal <see cref="SearchValues{T}"/>: an ignore-case one takes a far slower path.
+    /// </summary>
+    private static void LowerAscii(Span<char> text)
+    {
+        while (!text.IsEmpty)
+        {
+            if (Ascii.ToLowerInPlace(text, out var processed) == System.Buffers.OperationStatus.Done)
+            {
+                return;
+            }
+
+            // Stopped at a non-ASCII character: it can be in no anchor; go on after it.
+            text = text[(processed + 1)..];
+        }
+    }
+
+    /// <summary>
+    /// True when a card or phone detector finds something. Digit runs are walked with vectorised
+    /// searches; only a chain of at least 7 digits (joined by up to two of <c> -.()</c>, the
+    /// separators every card and phone form uses) is handed to the detectors, so the ids, prices
+    /// and counts a JSON body is full of cost two searches each.
+    /// </summary>
+    private bool HasDigitCandidate(ReadOnlySpan<byte> content)
+    {
+        var i = 0;
+        while (i < content.Length)
+        {
+            var offset = content[i..].IndexOfAnyInRange((byte)'0', (byte)'9');
+            if (offset < 0)
+            {
+                return false;
+            }
+
+            var start = i + offset;
+            var p = start;
+            var digits = 0;
+            int end;
+            while (true)
+            {
+                var run = content[p..].IndexOfAnyExceptInRange((byte)'0', (byte)'9');
+                end = run < 0 ? content.Length : p + run;
+                digits += end - p;
+                var gap = 0;
+                while (gap < 2 && end + gap < content.Length && content[end + gap] is (byte)' ' or (byte)'-' or (byte)'.' or (byte)'(' or (byte)')')
+                {
+                    gap++;
+                }
+
+                if (gap > 0 && end + gap < content.Length && IsDigit(content[end + gap]))
+                {
+                    p = end + gap;
+                    continue;
+                }
+
+                break;
+            }
+
+            if (digits >= 7)
+            {
+                // Room before the chain for a '+', '(' or an escaped plus ("\u002B").
+                var from = Math.Max(0, start - 7);
+                var to = Math.Min(content.Length, end + 1);
+                var findings = default(Findings);
+                try
+                {
+                    if (_cardNumbers)
+                    {
+                        FindCards(content, from, to, ref findings);
+                    }
+
+                    if (_pii != Configuration.PiiMode.Keep)
+                    {
+                        FindPhones(content, from, to, ref findings);
+                    }
+
+                    if (findings.Count > 0)
+                    {
+                        return true;
+                    }
+                }
+                finally
+                {
+                    findings.Release();
+                }
+            }
+
+            i = end;
+        }
+
+        return false;
     }
 
     private Scan AnchorFlagsAt(ReadOnlySpan<char> text)
@@ -133,7 +216,7 @@ public sealed partial class Redactor
         var flags = Scan.None;
         foreach (var (anchor, flag) in _anchorTable)
         {
-            if (text.StartsWith(anchor, StringComparison.OrdinalIgnoreCase))
+            if (text.StartsWith(anchor, StringComparison.Ordinal))
             {
                 flags |= flag;
             }

@@ -88,8 +88,8 @@ public sealed partial class Redactor
         _names = new SensitiveNames(options.Fields, options.KeepFields, options.PiiFields);
         _pii = options.Pii;
         _patterns = options.Patterns.Where(p => p.Length > 0).Select(CompilePattern).ToArray();
-        _anchorTable = AnchorTable(_names);
-        _anchors = SearchValues.Create(_anchorTable.Select(a => a.Anchor).Distinct(StringComparer.OrdinalIgnoreCase).ToArray(), StringComparison.OrdinalIgnoreCase);
+        _anchorTable = AnchorTable(_names).Select(a => (a.Anchor.ToLowerInvariant(), a.Flag)).ToArray();
+        _anchors = SearchValues.Create(_anchorTable.Select(a => a.Anchor).Distinct(StringComparer.Ordinal).ToArray(), StringComparison.Ordinal);
         _anchorFlags = _anchorTable.Aggregate(Scan.None, (all, a) => all | a.Flag);
     }
 
