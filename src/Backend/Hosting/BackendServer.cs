@@ -91,7 +91,9 @@ public sealed class BackendServer : IAsyncDisposable
         try
         {
             await store.MigrateAsync(cancellationToken).ConfigureAwait(false);
-            var bootstrapKey = await BootstrapAsync(store, timeProvider, logger, cancellationToken).ConfigureAwait(false);
+            // Decided before demo mode creates the tenant; the key itself only once both listeners are
+            // bound, so a busy port never leaves behind a key nobody was shown.
+            var firstStart = await store.FindTenantAsync(KeyAdministration.DefaultTenant, cancellationToken).ConfigureAwait(false) is null;
             long? demoTenant = null;
             if (options.Demo)
             {
@@ -105,9 +107,11 @@ public sealed class BackendServer : IAsyncDisposable
             var ingest = new IngestService(queue, metrics);
             var bound = new BoundEndpoints();
             var app = Build(bound, options, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
+            string? bootstrapKey;
             try
             {
                 await app.StartAsync(cancellationToken).ConfigureAwait(false);
+                bootstrapKey = firstStart ? await BootstrapAsync(store, timeProvider, logger, cancellationToken).ConfigureAwait(false) : null;
             }
             catch
             {
@@ -160,11 +164,6 @@ public sealed class BackendServer : IAsyncDisposable
 
     private static async Task<string?> BootstrapAsync(ISpanStore store, TimeProvider timeProvider, ILogger logger, CancellationToken cancellationToken)
     {
-        if (await store.FindTenantAsync(KeyAdministration.DefaultTenant, cancellationToken).ConfigureAwait(false) is not null)
-        {
-            return null;
-        }
-
         // Ingest and read: what an agent and the UI need. Admin stays with the CLI, which works on the store directly.
         var created = await KeyAdministration.CreateKeyAsync(
             store, KeyAdministration.DefaultTenant, KeyScope.Ingest | KeyScope.Read, "created on first start", timeProvider, cancellationToken).ConfigureAwait(false);
