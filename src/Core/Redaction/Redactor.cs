@@ -255,7 +255,7 @@ public sealed partial class Redactor
             {
                 var redacted = IsUrlHeader(name) && value.Contains('?', StringComparison.Ordinal)
                     ? RedactUrl(value, ref count)
-                    : RedactString(value, Scan.All, ref count);
+                    : RedactSpan(value, Scan.All, ref count) ?? value;
                 if (!ReferenceEquals(redacted, value))
                 {
                     headers.SetValueAt(i, redacted);
@@ -274,13 +274,16 @@ public sealed partial class Redactor
     private string RedactUrl(string url, ref int count)
     {
         var question = url.IndexOf('?', StringComparison.Ordinal);
-        var path = RedactString(url[..question], Scan.All, ref count);
-        var query = RedactPairs(url[(question + 1)..], plusIsSpace: false, ref count);
-        return string.Concat(path, "?", query);
+        var path = RedactSpan(url.AsSpan(0, question), Scan.All, ref count);
+        var original = url[(question + 1)..];
+        var query = RedactPairs(original, plusIsSpace: false, ref count);
+        return path is null && ReferenceEquals(query, original)
+            ? url
+            : string.Concat(path ?? url[..question], "?", query);
     }
 
     /// <summary>Runs the value detectors over a short string (a header or a decoded field value).</summary>
-    private string RedactString(string value, Scan scan, ref int count)
+    private string? RedactSpan(ReadOnlySpan<char> value, Scan scan, ref int count)
     {
         byte[]? rented = null;
         var maxBytes = Encoding.UTF8.GetMaxByteCount(value.Length);
@@ -289,12 +292,20 @@ public sealed partial class Redactor
         {
             var length = Encoding.UTF8.GetBytes(value, utf8);
             var bytes = utf8[..length];
+
+            // The same pre-scan as bodies: most header and field values have nothing to look at.
+            scan &= PreScan(bytes) & ~Scan.Names;
+            if (scan == Scan.None)
+            {
+                return null;
+            }
+
             var splicer = new Splicer(bytes);
             try
             {
                 ScanValues(ref splicer, bytes, 0, length, scan, ref count);
                 var rewritten = splicer.Finish();
-                return rewritten is null ? value : Encoding.UTF8.GetString(rewritten);
+                return rewritten is null ? null : Encoding.UTF8.GetString(rewritten);
             }
             finally
             {
@@ -392,10 +403,8 @@ public sealed partial class Redactor
     private string? RedactPairValue(ReadOnlySpan<char> rawValue, bool plusIsSpace, ref int count)
     {
         var decoded = UnescapeIfNeeded(rawValue, plusIsSpace);
-        var text = decoded.ToString();
-        var before = count;
-        var redacted = RedactString(text, Scan.All, ref count);
-        if (count == before)
+        var redacted = RedactSpan(decoded, Scan.All, ref count);
+        if (redacted is null)
         {
             return null;
         }
