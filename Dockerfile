@@ -56,12 +56,15 @@ VOLUME ["/tmp", "/data"]
 # GCConserveMemory (compacts the large-object heap rather than growing it) keep the idle and
 # peak footprint small. The agent manifests set the same; a backend that wants
 # throughput over footprint can override them in its Deployment.
+# SP_STORE is the store `sp backend`, `sp keys` and `sp tenants` use when --store is not given, so
+# `kubectl exec … sp keys create …` reaches the backend's /data store (a Secret's SP_STORE wins).
 ENV ASPNETCORE_HTTP_PORTS= \
     TMPDIR=/tmp \
     DOTNET_gcServer=0 \
     DOTNET_gcConcurrent=0 \
     DOTNET_GCgen0size=0x400000 \
-    DOTNET_GCConserveMemory=5
+    DOTNET_GCConserveMemory=5 \
+    SP_STORE=sqlite:/data/sp.db
 # Agent ext_proc (gRPC), agent admin (/metrics, /healthz, /readyz), backend (OTLP, API, UI).
 EXPOSE 18080 18081 8090
 

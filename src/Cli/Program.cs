@@ -35,6 +35,7 @@ internal static class Program
         root.Subcommands.Add(AgentCommands.Create());
         root.Subcommands.Add(BackendCommands.Create());
         root.Subcommands.Add(KeysCommands.Create());
+        root.Subcommands.Add(TenantsCommands.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(ReplayCommand.Create());
         return root;

@@ -157,9 +157,33 @@ public sealed class SpBackendTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task KeysAndTenants_RefuseAMissingStore_NameTheStoreUsed_AndManageRetention()
+    {
+        var refused = await SpProcess.RunAsync("keys", "create", "--tenant", "acme", "--scope", "read", "--store", Store);
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("does not exist", refused.StdErr, StringComparison.Ordinal);
+        Assert.Contains("--create-store", refused.StdErr, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_directory, "data", "sp.db")));
+
+        var created = await SpProcess.RunAsync("tenants", "create", "acme", "--retention", "7d", "--store", Store, "--create-store");
+        Assert.Equal(0, created.ExitCode);
+        Assert.Contains("store: sqlite:" + Path.Combine(_directory, "data", "sp.db") + " (from --store)", created.StdErr, StringComparison.Ordinal);
+
+        var set = await SpProcess.RunAsync("tenants", "set-retention", "acme", "30d", "--store", Store);
+        Assert.Equal(0, set.ExitCode);
+        var list = await SpProcess.RunAsync("tenants", "list", "--store", Store);
+        Assert.Equal(0, list.ExitCode);
+        Assert.Matches(@"(?m)^acme\s+30d\s", list.StdOut);
+
+        var unknown = await SpProcess.RunAsync("tenants", "set-retention", "nobody", "1d", "--store", Store);
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("tenant 'nobody' does not exist", unknown.StdErr, StringComparison.Ordinal);
+    }
+
     private async Task<string> CreateKeyAsync(string tenant, string scope)
     {
-        var run = await SpProcess.RunAsync("keys", "create", "--tenant", tenant, "--scope", scope, "--store", Store);
+        var run = await SpProcess.RunAsync("keys", "create", "--tenant", tenant, "--scope", scope, "--store", Store, "--create-store");
         Assert.Equal(0, run.ExitCode);
         var key = run.StdOut.Trim();
         Assert.Matches("^sp_[a-z2-7]{12}_[0-9A-Za-z]{32}$", key);

@@ -61,7 +61,7 @@ public sealed class SpReplayTests : IAsyncLifetime
     [Fact]
     public async Task Replay_FindsTheOneRegression_IgnoresNoise_AndWritesJUnit()
     {
-        var keyRun = await SpProcess.RunAsync("keys", "create", "--tenant", "acme", "--scope", "ingest,read", "--store", Store);
+        var keyRun = await SpProcess.RunAsync("keys", "create", "--tenant", "acme", "--scope", "ingest,read", "--store", Store, "--create-store");
         Assert.Equal(0, keyRun.ExitCode);
         var key = keyRun.StdOut.Trim();
         await using var backend = SpChild.Start("backend", "--listen", "127.0.0.1:0", "--grpc-listen", "off", "--store", Store);

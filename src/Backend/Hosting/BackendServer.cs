@@ -101,7 +101,9 @@ public sealed class BackendServer : IAsyncDisposable
                 throw described;
             }
 
-            var bootstrapKey = await BootstrapAsync(store, timeProvider, logger, cancellationToken).ConfigureAwait(false);
+            // Decided before demo mode creates the tenant; the key itself only once both listeners are
+            // bound, so a busy port never leaves behind a key nobody was shown.
+            var firstStart = await store.FindTenantAsync(KeyAdministration.DefaultTenant, cancellationToken).ConfigureAwait(false) is null;
             long? demoTenant = null;
             if (options.Demo)
             {
@@ -118,9 +120,11 @@ public sealed class BackendServer : IAsyncDisposable
                 ? null
                 : TlsCertificateSource.Load(options.TlsCertificatePath, options.TlsKeyPath!, timeProvider, logger);
             var app = Build(bound, options, tls, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
+            string? bootstrapKey;
             try
             {
                 await app.StartAsync(cancellationToken).ConfigureAwait(false);
+                bootstrapKey = firstStart ? await BootstrapAsync(store, timeProvider, logger, cancellationToken).ConfigureAwait(false) : null;
             }
             catch (Exception ex)
             {
@@ -208,11 +212,6 @@ public sealed class BackendServer : IAsyncDisposable
 
     private static async Task<string?> BootstrapAsync(ISpanStore store, TimeProvider timeProvider, ILogger logger, CancellationToken cancellationToken)
     {
-        if (await store.FindTenantAsync(KeyAdministration.DefaultTenant, cancellationToken).ConfigureAwait(false) is not null)
-        {
-            return null;
-        }
-
         // Ingest and read: what an agent and the UI need. Admin stays with the CLI, which works on the store directly.
         var created = await KeyAdministration.CreateKeyAsync(
             store, KeyAdministration.DefaultTenant, KeyScope.Ingest | KeyScope.Read, "created on first start", timeProvider, cancellationToken).ConfigureAwait(false);

@@ -96,7 +96,7 @@ internal static class BackendCommands
             {
                 Listen = parseResult.GetValue(listen)!,
                 GrpcListen = GrpcListenOf(parseResult.GetValue(grpcListen), parseResult.GetValue(listen)!),
-                Store = parseResult.GetValue(store)!,
+                Store = StoreOption.Resolve(parseResult.GetValue(store)).Spec,
                 Demo = parseResult.GetValue(demo),
                 MaxBodyBytes = parseResult.GetValue(maxBody),
                 MaxAttributeBytes = parseResult.GetValue(maxAttribute),

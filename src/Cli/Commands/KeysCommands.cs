@@ -34,11 +34,13 @@ internal static class KeysCommands
         };
         var description = new Option<string?>("--description") { Description = "Free text shown by 'sp keys list'." };
         var store = StoreOption.Create();
+        var createStore = StoreOption.CreateStoreFlag();
         var command = new Command("create", "Create a key and print it. It is shown only this once: the store keeps only its hash.");
         command.Options.Add(tenant);
         command.Options.Add(scope);
         command.Options.Add(description);
         command.Options.Add(store);
+        command.Options.Add(createStore);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var error = parseResult.InvocationConfiguration.Error;
@@ -61,7 +63,12 @@ internal static class KeysCommands
                 return ExitCodes.InvalidInput;
             }
 
-            await using var s = await StoreOption.OpenAsync(parseResult.GetValue(store)!, cancellationToken).ConfigureAwait(false);
+            await using var s = await StoreOption.OpenForAdministrationAsync(parseResult.GetValue(store), parseResult.GetValue(createStore), parseResult.InvocationConfiguration.Error, cancellationToken).ConfigureAwait(false);
+            if (s is null)
+            {
+                return ExitCodes.InvalidInput;
+            }
+
             var created = await KeyAdministration.CreateKeyAsync(s, tenantName, scopes, parseResult.GetValue(description), TimeProvider.System, cancellationToken).ConfigureAwait(false);
             // The key alone on stdout, so scripts can capture it; the rest on stderr.
             parseResult.InvocationConfiguration.Output.WriteLine(created.Key);
@@ -75,14 +82,21 @@ internal static class KeysCommands
     {
         var tenant = TenantOption();
         var store = StoreOption.Create();
+        var createStore = StoreOption.CreateStoreFlag();
         var command = new Command("list", "List a tenant's keys (ids and scopes; never the keys).");
         command.Options.Add(tenant);
         command.Options.Add(store);
+        command.Options.Add(createStore);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var output = parseResult.InvocationConfiguration.Output;
             var tenantName = parseResult.GetValue(tenant)!;
-            await using var s = await StoreOption.OpenAsync(parseResult.GetValue(store)!, cancellationToken).ConfigureAwait(false);
+            await using var s = await StoreOption.OpenForAdministrationAsync(parseResult.GetValue(store), parseResult.GetValue(createStore), parseResult.InvocationConfiguration.Error, cancellationToken).ConfigureAwait(false);
+            if (s is null)
+            {
+                return ExitCodes.InvalidInput;
+            }
+
             var t = await s.FindTenantAsync(tenantName, cancellationToken).ConfigureAwait(false);
             if (t is null)
             {
@@ -109,17 +123,24 @@ internal static class KeysCommands
     {
         var tenant = TenantOption();
         var store = StoreOption.Create();
+        var createStore = StoreOption.CreateStoreFlag();
         var keyId = new Argument<string>("KEY-ID") { Description = "The key id (as 'sp keys list' shows it), or the whole key." };
         var command = new Command("revoke", "Revoke a key. A running backend refuses it within 30 s (its key cache).");
         command.Arguments.Add(keyId);
         command.Options.Add(tenant);
         command.Options.Add(store);
+        command.Options.Add(createStore);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var error = parseResult.InvocationConfiguration.Error;
             var tenantName = parseResult.GetValue(tenant)!;
             var id = IdOf(parseResult.GetValue(keyId)!);
-            await using var s = await StoreOption.OpenAsync(parseResult.GetValue(store)!, cancellationToken).ConfigureAwait(false);
+            await using var s = await StoreOption.OpenForAdministrationAsync(parseResult.GetValue(store), parseResult.GetValue(createStore), parseResult.InvocationConfiguration.Error, cancellationToken).ConfigureAwait(false);
+            if (s is null)
+            {
+                return ExitCodes.InvalidInput;
+            }
+
             var t = await s.FindTenantAsync(tenantName, cancellationToken).ConfigureAwait(false);
             if (t is null || !await s.RevokeApiKeyAsync(t.Id, id, cancellationToken).ConfigureAwait(false))
             {

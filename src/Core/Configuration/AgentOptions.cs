@@ -191,7 +191,7 @@ public sealed class RedactionOptions
     [ConfigKey("mode", "mask (replace with a fixed marker) or hash (keyed HMAC-SHA256, so equal values stay joinable without being readable). Default mask.")]
     public RedactionMode Mode { get; set; } = RedactionMode.Mask;
 
-    [ConfigKey("hash_key", "Secret key for mode: hash. Required with hash; keep it in a Secret.")]
+    [ConfigKey("hash_key", "Secret key for mode: hash and pii: hash. Required with either; keep it in a Secret.")]
     public string HashKey { get; set; } = "";
 
     [ConfigKey("headers", "Extra header names to redact, on top of the built-in ones (authorization, proxy-authorization, cookie, set-cookie, x-api-key, x-public-key).")]
@@ -208,6 +208,28 @@ public sealed class RedactionOptions
 
     [ConfigKey("card_numbers", "Mask 13-19 digit numbers that pass the Luhn check anywhere in text bodies. Default true.")]
     public bool CardNumbers { get; set; } = true;
+
+    [ConfigKey("pii", "Personal data (e-mail addresses, phone numbers, any value of a field named like phone/mobile/tel): mask (fixed marker), hash (keyed HMAC-SHA256 of the normalised value, so the same address joins across exchanges; needs hash_key) or keep. Default mask.")]
+    public PiiMode Pii { get; set; } = PiiMode.Mask;
+
+    [ConfigKey("pii_fields", "Extra field / header names whose values are personal data (treated as pii), on top of phone/mobile/tel/msisdn.")]
+    public List<string> PiiFields { get; set; } = [];
+
+    [ConfigKey("patterns", "Extra regular expressions (.NET syntax, run non-backtracking) whose matches are redacted as secrets in every header, query value and body.")]
+    public List<string> Patterns { get; set; } = [];
+}
+
+/// <summary>How personal data (e-mail addresses, phone numbers) is treated.</summary>
+public enum PiiMode
+{
+    /// <summary>Replaced by a fixed marker.</summary>
+    Mask,
+
+    /// <summary>Replaced by a keyed hash of the normalised value (needs <c>redaction.hash_key</c>).</summary>
+    Hash,
+
+    /// <summary>Left readable.</summary>
+    Keep,
 }
 
 /// <summary>How a redacted value is replaced.</summary>

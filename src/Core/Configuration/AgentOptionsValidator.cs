@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using SpIstio.Core.Redaction;
 using SpIstio.Core.Rules;
 
 namespace SpIstio.Core.Configuration;
@@ -144,6 +145,20 @@ public static class AgentOptionsValidator
         if (redaction.Enabled && redaction.Mode == RedactionMode.Hash && string.IsNullOrEmpty(redaction.HashKey))
         {
             v.Error(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.HashKey))), null, "must be set when redaction.mode is hash");
+        }
+
+        if (redaction.Enabled && redaction.Pii == PiiMode.Hash && string.IsNullOrEmpty(redaction.HashKey))
+        {
+            v.Error(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.HashKey))), null, "must be set when redaction.pii is hash");
+        }
+
+        var patterns = Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.Patterns)));
+        for (var i = 0; i < redaction.Patterns.Count; i++)
+        {
+            if (Redactor.PatternProblem(redaction.Patterns[i]) is { } problem)
+            {
+                v.Error(string.Create(CultureInfo.InvariantCulture, $"{patterns}[{i}]"), redaction.Patterns[i], problem);
+            }
         }
 
         v.TokenList(Join(prefix, K<RedactionOptions>(nameof(RedactionOptions.Headers))), redaction.Headers, "is not a valid HTTP header name");

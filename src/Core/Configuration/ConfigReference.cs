@@ -37,6 +37,13 @@ public static class ConfigReference
                 .Append(Cell(row.Description)).Append(" |\n");
         }
 
+        text.Append("\n## What redaction covers\n\n")
+            .Append("With `redaction.enabled` (the default), before anything leaves the agent, in requests and responses:\n\n");
+        foreach (var line in Redaction.Redactor.Coverage)
+        {
+            text.Append("- ").Append(line).Append('\n');
+        }
+
         return text.ToString();
     }
 

@@ -19,7 +19,7 @@ public sealed partial class Redactor
     /// longest valid window of whole groups, so a card followed by its CVV ("4111 1111 1111 1111
     /// 123") is still found. Digits glued to letters, a dot or a plus sign are not a card.
     /// </remarks>
-    private void ScanCards(ref Splicer splicer, ReadOnlySpan<byte> source, int from, int to, ref int count)
+    private static void ScanCards(ReadOnlySpan<byte> source, int from, int to, ref Findings findings)
     {
         Span<int> starts = stackalloc int[MaxGroups];
         Span<int> ends = stackalloc int[MaxGroups];
@@ -71,8 +71,7 @@ public sealed partial class Redactor
                     continue;
                 }
 
-                ReplaceCard(ref splicer, source, starts[g0], ends[match]);
-                count++;
+                findings.Add(starts[g0], ends[match], FindingKind.Card);
                 g0 = match + 1;
             }
         }
@@ -102,23 +101,6 @@ public sealed partial class Redactor
         }
 
         return best;
-    }
-
-    private void ReplaceCard(ref Splicer splicer, ReadOnlySpan<byte> source, int start, int end)
-    {
-        // Hash the digits alone, so the same card written with or without separators joins.
-        Span<byte> digits = stackalloc byte[MaxCardDigits];
-        var length = 0;
-        foreach (var b in source[start..end])
-        {
-            if (IsDigit(b))
-            {
-                digits[length++] = b;
-            }
-        }
-
-        Span<byte> scratch = stackalloc byte[ReplacementMaxBytes];
-        splicer.Replace(start, end, scratch[..ReplacementOf(digits[..length], scratch)]);
     }
 
     /// <summary>True when the JSON number token is a bare card number (no sign, fraction or exponent).</summary>

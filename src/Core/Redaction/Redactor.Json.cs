@@ -22,9 +22,10 @@ public sealed partial class Redactor
     /// to the end.
     /// </summary>
     /// <returns>False when the body is not JSON (the caller falls back to the pattern scan).</returns>
-    private bool TryRedactJson(ReadOnlySpan<byte> json, bool truncated, out byte[]? rewritten, ref int count)
+    private bool TryRedactJson(ReadOnlySpan<byte> json, bool truncated, Scan scan, out byte[]? rewritten, ref int count)
     {
         var found = 0;
+        var values = scan & ~Scan.Names;
         Span<byte> scratch = stackalloc byte[ReplacementMaxBytes];
         var splicer = new Splicer(json);
         try
@@ -35,17 +36,18 @@ public sealed partial class Redactor
             {
                 switch (reader.TokenType)
                 {
-                    case JsonTokenType.PropertyName:
-                        if (IsSensitiveName(ref reader))
+                    case JsonTokenType.PropertyName when (scan & Scan.Names) != 0:
+                        var kind = NameKind(ref reader);
+                        if (kind != NameKindNone)
                         {
-                            complete = RedactPropertyValue(ref reader, ref splicer, json, ref found);
+                            complete = RedactPropertyValue(ref reader, ref splicer, json, kind == NameKindPii, ref found);
                         }
 
                         break;
-                    case JsonTokenType.String when _cardNumbers:
-                        ScanCards(ref splicer, json, (int)reader.TokenStartIndex + 1, (int)reader.BytesConsumed - 1, ref found);
+                    case JsonTokenType.String when values != Scan.None:
+                        ScanValues(ref splicer, json, (int)reader.TokenStartIndex + 1, (int)reader.BytesConsumed - 1, values, ref found);
                         break;
-                    case JsonTokenType.Number when _cardNumbers:
+                    case JsonTokenType.Number when _cardNumbers && (scan & Scan.Digits) != 0:
                         var start = (int)reader.TokenStartIndex;
                         var end = (int)reader.BytesConsumed;
                         if (IsCardNumberToken(json[start..end]))
@@ -58,10 +60,10 @@ public sealed partial class Redactor
                 }
             }
 
-            if (complete && truncated && _cardNumbers)
+            if (complete && truncated && values != Scan.None)
             {
                 // The token cut by the capture limit was never returned by the reader.
-                ScanCards(ref splicer, json, (int)reader.BytesConsumed, json.Length, ref found);
+                ScanValues(ref splicer, json, (int)reader.BytesConsumed, json.Length, values, ref found);
             }
 
             rewritten = splicer.Finish();
@@ -79,11 +81,15 @@ public sealed partial class Redactor
         }
     }
 
-    private bool IsSensitiveName(ref Utf8JsonReader reader)
+    private const int NameKindNone = 0;
+    private const int NameKindSecret = 1;
+    private const int NameKindPii = 2;
+
+    private int NameKind(ref Utf8JsonReader reader)
     {
         if (!reader.ValueIsEscaped)
         {
-            return _names.IsSensitive(reader.ValueSpan);
+            return KindOfName(reader.ValueSpan);
         }
 
         // An escaped name ("pass\u0077ord") is unescaped before judging it.
@@ -93,7 +99,7 @@ public sealed partial class Redactor
         try
         {
             var written = reader.CopyString(buffer);
-            return _names.IsSensitive(buffer[..written]);
+            return KindOfName(buffer[..written]);
         }
         finally
         {
@@ -104,8 +110,11 @@ public sealed partial class Redactor
         }
     }
 
+    private int KindOfName(ReadOnlySpan<byte> name) =>
+        _names.IsSensitive(name) ? NameKindSecret : _pii != Configuration.PiiMode.Keep && _names.IsPii(name) ? NameKindPii : NameKindNone;
+
     /// <summary>Replaces the value after a sensitive property name; false when the body ended inside it.</summary>
-    private bool RedactPropertyValue(ref Utf8JsonReader reader, ref Splicer splicer, ReadOnlySpan<byte> json, ref int found)
+    private bool RedactPropertyValue(ref Utf8JsonReader reader, ref Splicer splicer, ReadOnlySpan<byte> json, bool pii, ref int found)
     {
         Span<byte> scratch = stackalloc byte[ReplacementMaxBytes];
         var afterName = (int)reader.BytesConsumed;
@@ -134,11 +143,17 @@ public sealed partial class Redactor
                 return true;
             }
 
-            length = reader.ValueIsEscaped ? ReplacementOfEscaped(ref reader, scratch) : ReplacementOf(reader.ValueSpan, scratch);
+            length = pii ? PiiFieldReplacementOf(reader.ValueSpan, scratch)
+                : reader.ValueIsEscaped ? ReplacementOfEscaped(ref reader, scratch) : ReplacementOf(reader.ValueSpan, scratch);
+        }
+        else if (pii && reader.TokenType is JsonTokenType.Null or JsonTokenType.True or JsonTokenType.False)
+        {
+            // Nothing personal in a null or a flag ("phoneVerified": true).
+            return true;
         }
         else
         {
-            length = ReplacementOf(json[start..end], scratch);
+            length = pii ? PiiFieldReplacementOf(json[start..end], scratch) : ReplacementOf(json[start..end], scratch);
         }
 
         splicer.ReplaceQuoted(start, end, scratch[..length]);

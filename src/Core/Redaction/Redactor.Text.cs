@@ -15,10 +15,10 @@ public sealed partial class Redactor
     /// Only string and scalar values are matched here; an object value in broken JSON is not
     /// removed whole, but its own sensitive fields are pairs and are matched in turn.
     /// </remarks>
-    private byte[]? RedactText(ReadOnlySpan<byte> content, ref int count)
+    private byte[]? RedactText(ReadOnlySpan<byte> content, Scan scan, ref int count)
     {
         byte[]? fields = null;
-        if (content.Contains((byte)'"'))
+        if ((scan & Scan.Names) != 0 && content.Contains((byte)'"'))
         {
             var text = Encoding.UTF8.GetString(content);
             var redacted = RedactPairsByPattern(text, ref count);
@@ -28,7 +28,27 @@ public sealed partial class Redactor
             }
         }
 
-        return RedactCardsIn(fields ?? content, ref count) ?? fields;
+        return RedactValuesIn(fields ?? content, scan & ~Scan.Names, ref count) ?? fields;
+    }
+
+    /// <summary>Runs the value detectors over a whole payload; null when nothing was found.</summary>
+    private byte[]? RedactValuesIn(ReadOnlySpan<byte> content, Scan scan, ref int count)
+    {
+        if (scan == Scan.None)
+        {
+            return null;
+        }
+
+        var splicer = new Splicer(content);
+        try
+        {
+            ScanValues(ref splicer, content, 0, content.Length, scan, ref count);
+            return splicer.Finish();
+        }
+        finally
+        {
+            splicer.Release();
+        }
     }
 
     private string RedactPairsByPattern(string text, ref int count)
@@ -39,9 +59,16 @@ public sealed partial class Redactor
         for (var match = JsonPairPattern().Match(text); match.Success; match = match.NextMatch())
         {
             var value = match.Groups["value"];
-            if (!_names.IsSensitive(match.Groups["name"].ValueSpan))
+            var name = match.Groups["name"].ValueSpan;
+            var pii = false;
+            if (!_names.IsSensitive(name))
             {
-                continue;
+                if (_pii == Configuration.PiiMode.Keep || !_names.IsPii(name))
+                {
+                    continue;
+                }
+
+                pii = true;
             }
 
             var inner = value.ValueSpan;
@@ -58,7 +85,7 @@ public sealed partial class Redactor
             output ??= new StringBuilder(text.Length + 32);
             output.Append(text, copied, value.Index - copied);
             output.Append('"');
-            var length = ReplacementOfChars(inner, scratch);
+            var length = pii ? Encoding.ASCII.GetBytes(PiiFieldReplacement(inner.ToString()), scratch) : ReplacementOfChars(inner, scratch);
             foreach (var b in scratch[..length])
             {
                 output.Append((char)b);

@@ -45,13 +45,109 @@ internal sealed class SensitiveNames
 
     private static readonly string[] _exact = ["pwd", "auth", "pan"];
 
+    // Personal-data names: any value under them is a phone number whatever its shape.
+    private static readonly SearchValues<string> _piiContains = SearchValues.Create(
+        ["phone", "mobile", "msisdn"], StringComparison.Ordinal);
+
+    private static readonly string[] _piiExact = ["tel", "cell", "fax"];
+
     private readonly string[] _extra;
     private readonly string[] _keep;
+    private readonly string[] _piiExtra;
 
-    public SensitiveNames(IEnumerable<string> extra, IEnumerable<string> keep)
+    public SensitiveNames(IEnumerable<string> extra, IEnumerable<string> keep, IEnumerable<string> piiExtra)
     {
         _extra = extra.Select(Normalise).Where(n => n.Length > 0).Distinct(StringComparer.Ordinal).ToArray();
         _keep = keep.Select(Normalise).Where(n => n.Length > 0).Distinct(StringComparer.Ordinal).ToArray();
+        _piiExtra = piiExtra.Select(Normalise).Where(n => n.Length > 0).Distinct(StringComparer.Ordinal).ToArray();
+    }
+
+    /// <summary>
+    /// Raw (not normalised) pieces that every name matched by a rule contains, lower-case, for
+    /// the redactor's pre-scan: a body that holds none of them has no sensitive field name
+    /// (unless a separator splits one of these pieces, as in <c>pa-ss</c>).
+    /// </summary>
+    public IEnumerable<string> Anchors()
+    {
+        string[] builtIn =
+        [
+            "pass", "secret", "key", "auth", "card", "ccn", "cc_", "cc-", "cc.", "cc ", "cvv", "cvc", "social",
+            "token", "ssn", "pwd", "pan", "phone", "mobile", "msisdn", "tel", "cell", "fax",
+        ];
+
+        // A configured name is matched normalised; its pieces between separators are what the body holds.
+        var configured = _extra.Concat(_piiExtra).Select(n => n.Length > 3 ? n[..3] : n);
+        return builtIn.Concat(configured).Distinct(StringComparer.Ordinal);
+    }
+
+    /// <summary>True when the (UTF-16) name names personal data (phone/mobile/tel or a configured pii field).</summary>
+    public bool IsPii(ReadOnlySpan<char> name)
+    {
+        Span<char> buffer = stackalloc char[StackLimit];
+        if (name.Length > StackLimit)
+        {
+            return false;
+        }
+
+        var length = 0;
+        foreach (var c in name)
+        {
+            length = Put(buffer, length, c < 0x80 ? c : (char)0xFF);
+        }
+
+        return MatchesPii(buffer[..length]);
+    }
+
+    /// <summary>True when the (UTF-8) name names personal data.</summary>
+    public bool IsPii(ReadOnlySpan<byte> name)
+    {
+        Span<char> buffer = stackalloc char[StackLimit];
+        if (name.Length > StackLimit)
+        {
+            return false;
+        }
+
+        var length = 0;
+        foreach (var b in name)
+        {
+            length = Put(buffer, length, (char)b);
+        }
+
+        return MatchesPii(buffer[..length]);
+    }
+
+    private bool MatchesPii(ReadOnlySpan<char> normalised)
+    {
+        if (normalised.IsEmpty)
+        {
+            return false;
+        }
+
+        foreach (var keep in _keep)
+        {
+            if (normalised.SequenceEqual(keep))
+            {
+                return false;
+            }
+        }
+
+        foreach (var extra in _piiExtra)
+        {
+            if (normalised.SequenceEqual(extra))
+            {
+                return true;
+            }
+        }
+
+        foreach (var exact in _piiExact)
+        {
+            if (normalised.SequenceEqual(exact))
+            {
+                return true;
+            }
+        }
+
+        return normalised.ContainsAny(_piiContains);
     }
 
     /// <summary>True when the (UTF-16) name is sensitive.</summary>

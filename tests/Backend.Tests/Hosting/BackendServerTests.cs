@@ -79,6 +79,21 @@ public sealed class BackendServerTests : IDisposable
     }
 
     [Fact]
+    public async Task FirstStart_OnABusyPort_CreatesNoKey_AndTheNextStartStillPrintsOne()
+    {
+        Directory.CreateDirectory(_directory);
+        using var busy = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        busy.Start();
+        var port = ((IPEndPoint)busy.LocalEndpoint).Port;
+
+        await Assert.ThrowsAnyAsync<IOException>(() => BackendServer.StartAsync(
+            new BackendOptions { Listen = "127.0.0.1:" + port.ToString(System.Globalization.CultureInfo.InvariantCulture), Store = Spec }));
+
+        await using var next = await BackendServer.StartAsync(new BackendOptions { Listen = "127.0.0.1:0", Store = Spec });
+        Assert.StartsWith(ApiKeys.Prefix, Assert.IsType<string>(next.BootstrapKey), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task DemoMode_AcceptsTheFixedKey_OtherwiseItIsRefused()
     {
         Directory.CreateDirectory(_directory);

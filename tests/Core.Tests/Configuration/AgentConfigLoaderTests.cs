@@ -134,6 +134,9 @@ public class AgentConfigLoaderTests
         Assert.Equal(["national_id"], o.Redaction.Fields);
         Assert.Equal(["token_type"], o.Redaction.KeepFields);
         Assert.False(o.Redaction.CardNumbers);
+        Assert.Equal(PiiMode.Hash, o.Redaction.Pii);
+        Assert.Equal(["passport_number"], o.Redaction.PiiFields);
+        Assert.Equal(["INT-[0-9]{6}"], o.Redaction.Patterns);
         Assert.Equal(0.25, o.Sampling.Ratio);
         Assert.Equal(2000, o.Export.QueueCapacity);
         Assert.Equal(64, o.Export.MaxBatchSpans);

@@ -172,6 +172,28 @@ public class AgentOptionsValidatorTests
     }
 
     [Fact]
+    public void HashPii_WithoutKey_IsAnError()
+    {
+        var options = Valid();
+        options.Redaction.Pii = PiiMode.Hash;
+
+        var error = SingleError(options);
+
+        Assert.Equal("redaction.hash_key: must be set when redaction.pii is hash", error.ToString());
+    }
+
+    [Fact]
+    public void RedactionPatterns_ThatDoNotCompileOrCannotRunNonBacktracking_AreErrorsNamingTheEntry()
+    {
+        var options = Valid();
+        options.Redaction.Patterns = ["INT-[0-9]{6}", "([a-z]", @"(\w)\1"];
+
+        var errors = AgentOptionsValidator.Validate(options).Where(p => p.Severity == ProblemSeverity.Error).ToList();
+
+        Assert.Equal(["redaction.patterns[1]", "redaction.patterns[2]"], errors.Select(e => e.Key));
+    }
+
+    [Fact]
     public void EveryRegex_InCollectionAndExemptionRules_IsCompiled()
     {
         var options = Valid();

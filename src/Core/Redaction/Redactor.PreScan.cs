@@ -1,0 +1,230 @@
+using System.Buffers;
+using System.Text;
+
+namespace SpIstio.Core.Redaction;
+
+/// <summary>Which detectors a region needs, as found by the pre-scan.</summary>
+[Flags]
+internal enum Scan
+{
+    None = 0,
+
+    /// <summary>A piece of a sensitive or personal-data field name, or an escape that could hide one.</summary>
+    Names = 1,
+    Email = 2,
+    Jwt = 4,
+    Aws = 8,
+    Prefix = 16,
+    Pem = 32,
+    Bearer = 64,
+    AwsSecret = 128,
+
+    /// <summary>A digit run shaped like a card or phone number.</summary>
+    Digits = 256,
+
+    /// <summary>An operator pattern matched.</summary>
+    Patterns = 512,
+
+    /// <summary>Every detector: short values (headers, query values) are scanned without a pre-scan.</summary>
+    All = Names | Email | Jwt | Aws | Prefix | Pem | Bearer | AwsSecret | Digits | Patterns,
+}
+
+public sealed partial class Redactor
+{
+    // Anchors of the value detectors, lower-case; the name anchors come from SensitiveNames.
+    private static readonly (string Anchor, Scan Flag)[] _valueAnchors =
+    [
+        ("eyj", Scan.Jwt),
+        ("akia", Scan.Aws), ("asia", Scan.Aws), ("agpa", Scan.Aws), ("aida", Scan.Aws), ("aroa", Scan.Aws),
+        ("aipa", Scan.Aws), ("anpa", Scan.Aws), ("anva", Scan.Aws), ("apka", Scan.Aws), ("abia", Scan.Aws), ("acca", Scan.Aws),
+        ("ghp_", Scan.Prefix), ("gho_", Scan.Prefix), ("ghu_", Scan.Prefix), ("ghs_", Scan.Prefix), ("ghr_", Scan.Prefix),
+        ("github_pat_", Scan.Prefix), ("xox", Scan.Prefix), ("sk_live_", Scan.Prefix), ("rk_live_", Scan.Prefix), ("aiza", Scan.Prefix),
+        ("-----begin", Scan.Pem),
+        ("bearer", Scan.Bearer),
+        ("aws_secret", Scan.AwsSecret), ("aws-secret", Scan.AwsSecret),
+
+    ];
+
+    /// <summary>
+    /// Decides, without parsing, which detectors a body needs; <see cref="Scan.None"/> proves it
+    /// has nothing to redact, and the body is returned untouched without a JSON read or a copy.
+    /// </summary>
+    /// <remarks>
+    /// One vectorised multi-string search (<see cref="SearchValues{T}"/> of strings) over the body
+    /// transcoded into a pooled UTF-16 buffer and ASCII-lower-cased finds every anchor: the pieces
+    /// of sensitive field names, the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>,
+    /// <c>-----BEGIN</c>, <c>bearer</c>, <c>@</c>, …) and escapes. Digits need a look at each
+    /// run's shape, done by the card and phone detectors themselves on the raw bytes; operator
+    /// patterns run once over the whole body.
+    /// </remarks>
+    private Scan PreScan(ReadOnlySpan<byte> content)
+    {
+        // Short anchors are searched on the bytes: in the multi-string search they would force its slow path.
+        var scan = Scan.None;
+        if (content.Contains((byte)'@'))
+        {
+            scan |= Scan.Email;
+        }
+
+        // Escapes can spell a name or an '@' the raw bytes do not show.
+        if (content.IndexOf("\\u"u8) >= 0 || content.IndexOf("&#"u8) >= 0)
+        {
+            scan |= Scan.Names | Scan.Email;
+        }
+
+        var rented = ArrayPool<char>.Shared.Rent(content.Length);
+        try
+        {
+            var length = Encoding.UTF8.GetChars(content, rented);
+            var text = rented.AsSpan(0, length);
+
+            // Operator patterns see the body as it is, before the anchors' lower-casing.
+            foreach (var pattern in _patterns)
+            {
+                if (pattern.IsMatch(text))
+                {
+                    scan |= Scan.Patterns;
+                    break;
+                }
+            }
+
+            LowerAscii(text);
+            var position = 0;
+            while (position < text.Length && (scan & _anchorFlags) != _anchorFlags)
+            {
+                var offset = text[position..].IndexOfAny(_anchors);
+                if (offset < 0)
+                {
+                    break;
+                }
+
+                position += offset;
+                scan |= AnchorFlagsAt(text[position..]);
+                position++;
+            }
+
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(rented);
+        }
+
+        if ((_cardNumbers || _pii != Configuration.PiiMode.Keep) && HasDigitCandidate(content))
+        {
+            scan |= Scan.Digits;
+        }
+
+        return scan;
+    }
+
+    /// <summary>
+    /// Lower-cases the ASCII letters in place (vectorised), so the anchors are searched with an
+    /// ordinal <see cref="SearchValues{T}"/>: an ignore-case one takes a far slower path.
+    /// </summary>
+    private static void LowerAscii(Span<char> text)
+    {
+        while (!text.IsEmpty)
+        {
+            if (Ascii.ToLowerInPlace(text, out var processed) == System.Buffers.OperationStatus.Done)
+            {
+                return;
+            }
+
+            // Stopped at a non-ASCII character: it can be in no anchor; go on after it.
+            text = text[(processed + 1)..];
+        }
+    }
+
+    /// <summary>
+    /// True when a card or phone detector finds something. Digit runs are walked with vectorised
+    /// searches; only a chain of at least 7 digits (joined by up to two of <c> -.()</c>, the
+    /// separators every card and phone form uses) is handed to the detectors, so the ids, prices
+    /// and counts a JSON body is full of cost two searches each.
+    /// </summary>
+    private bool HasDigitCandidate(ReadOnlySpan<byte> content)
+    {
+        var i = 0;
+        while (i < content.Length)
+        {
+            var offset = content[i..].IndexOfAnyInRange((byte)'0', (byte)'9');
+            if (offset < 0)
+            {
+                return false;
+            }
+
+            var start = i + offset;
+            var p = start;
+            var digits = 0;
+            int end;
+            while (true)
+            {
+                var run = content[p..].IndexOfAnyExceptInRange((byte)'0', (byte)'9');
+                end = run < 0 ? content.Length : p + run;
+                digits += end - p;
+                var gap = 0;
+                while (gap < 2 && end + gap < content.Length && content[end + gap] is (byte)' ' or (byte)'-' or (byte)'.' or (byte)'(' or (byte)')')
+                {
+                    gap++;
+                }
+
+                if (gap > 0 && end + gap < content.Length && IsDigit(content[end + gap]))
+                {
+                    p = end + gap;
+                    continue;
+                }
+
+                break;
+            }
+
+            if (digits >= 7)
+            {
+                // Room before the chain for a '+', '(' or an escaped plus ("\u002B").
+                var from = Math.Max(0, start - 7);
+                var to = Math.Min(content.Length, end + 1);
+                var findings = default(Findings);
+                try
+                {
+                    if (_cardNumbers)
+                    {
+                        FindCards(content, from, to, ref findings);
+                    }
+
+                    if (_pii != Configuration.PiiMode.Keep)
+                    {
+                        FindPhones(content, from, to, ref findings);
+                    }
+
+                    if (findings.Count > 0)
+                    {
+                        return true;
+                    }
+                }
+                finally
+                {
+                    findings.Release();
+                }
+            }
+
+            i = end;
+        }
+
+        return false;
+    }
+
+    private Scan AnchorFlagsAt(ReadOnlySpan<char> text)
+    {
+        var flags = Scan.None;
+        foreach (var (anchor, flag) in _anchorTable)
+        {
+            if (text.StartsWith(anchor, StringComparison.Ordinal))
+            {
+                flags |= flag;
+            }
+        }
+
+        return flags;
+    }
+
+    private static (string Anchor, Scan Flag)[] AnchorTable(SensitiveNames names) =>
+        names.Anchors().Select(a => (a, Scan.Names)).Concat(_valueAnchors).ToArray();
+}
