@@ -50,11 +50,80 @@ public sealed record TraceViewDto(
     IReadOnlyList<string> RootSpanIds,
     IReadOnlyList<WaterfallSpanDto> Spans);
 
-/// <summary>One waterfall row.</summary>
+/// <summary>One waterfall row, with the span's attributes and the rest of its OpenTelemetry span model.</summary>
 /// <param name="Span">The span.</param>
 /// <param name="OffsetMs">Milliseconds from the trace's first span start.</param>
 /// <param name="Depth">Nesting depth (0 for a root or a span whose parent is not stored).</param>
-public sealed record WaterfallSpanDto(SpanDto Span, double OffsetMs, int Depth);
+public sealed record WaterfallSpanDto(SpanDto Span, double OffsetMs, int Depth)
+{
+    /// <summary>The span's attributes with their OTLP types (int, double with a fraction, bool, arrays, maps); null when not loaded.</summary>
+    public JsonElement? Attributes { get; init; }
+
+    /// <summary>The span model: resource, scope, status, events, links; null when not loaded.</summary>
+    public SpanModelDto? Model { get; init; }
+}
+
+/// <summary>The OpenTelemetry span model beyond the HTTP fields, as the exporter sent it.</summary>
+public sealed record SpanModelDto
+{
+    /// <summary>Resource attributes (<c>service.name</c>, <c>deployment.environment</c>, …) with their types; null when the span had none.</summary>
+    public JsonElement? Resource { get; init; }
+
+    /// <summary>The instrumentation scope, or null.</summary>
+    public ScopeDto? Scope { get; init; }
+
+    /// <summary>The span status.</summary>
+    public required StatusDto Status { get; init; }
+
+    /// <summary>Span events in the order sent.</summary>
+    public required IReadOnlyList<EventDto> Events { get; init; }
+
+    /// <summary>Links to other spans in the order sent.</summary>
+    public required IReadOnlyList<LinkDto> Links { get; init; }
+
+    /// <summary>The W3C trace state, or null.</summary>
+    public string? TraceState { get; init; }
+
+    /// <summary>The span's OTLP flags (W3C trace flags in the low byte); 0 when not sent.</summary>
+    public uint Flags { get; init; }
+
+    /// <summary>Attributes the SDK dropped.</summary>
+    public uint DroppedAttributesCount { get; init; }
+
+    /// <summary>Events the SDK dropped.</summary>
+    public uint DroppedEventsCount { get; init; }
+
+    /// <summary>Links the SDK dropped.</summary>
+    public uint DroppedLinksCount { get; init; }
+}
+
+/// <summary>An instrumentation scope.</summary>
+/// <param name="Name">The library name.</param>
+/// <param name="Version">Its version, or null.</param>
+/// <param name="Attributes">Scope attributes with their types; null when none.</param>
+public sealed record ScopeDto(string Name, string? Version, JsonElement? Attributes);
+
+/// <summary>A span status.</summary>
+/// <param name="Code"><c>UNSET</c>, <c>OK</c> or <c>ERROR</c>.</param>
+/// <param name="Message">The description, or null.</param>
+public sealed record StatusDto(string Code, string? Message);
+
+/// <summary>A span event.</summary>
+/// <param name="Name">The event name (<c>exception</c>, …).</param>
+/// <param name="Time">When it happened (100 ns precision).</param>
+/// <param name="TimeUnixNano">When it happened, exactly as sent: Unix nanoseconds as a decimal string.</param>
+/// <param name="Attributes">Event attributes with their types.</param>
+/// <param name="DroppedAttributesCount">Attributes the SDK dropped.</param>
+public sealed record EventDto(string Name, DateTimeOffset Time, string TimeUnixNano, JsonElement Attributes, uint DroppedAttributesCount);
+
+/// <summary>A link to another span.</summary>
+/// <param name="TraceId">32 hex digits.</param>
+/// <param name="SpanId">16 hex digits.</param>
+/// <param name="TraceState">The linked span's trace state, or null.</param>
+/// <param name="Flags">The link's OTLP flags.</param>
+/// <param name="Attributes">Link attributes with their types.</param>
+/// <param name="DroppedAttributesCount">Attributes the SDK dropped.</param>
+public sealed record LinkDto(string TraceId, string SpanId, string? TraceState, uint Flags, JsonElement Attributes, uint DroppedAttributesCount);
 
 /// <summary>A captured body as the API shows it.</summary>
 /// <param name="Encoding"><c>text</c> when <see cref="Content"/> is the body as text, <c>base64</c> when it holds the bytes in base64.</param>
@@ -104,8 +173,11 @@ public sealed record SpanDetailDto
     /// <summary>The response body, or null when none was captured.</summary>
     public BodyDto? ResponseBody { get; init; }
 
-    /// <summary>Every other attribute.</summary>
+    /// <summary>Every other attribute, with its OTLP type (an int is a JSON integer, a double always has a fraction or exponent, arrays and maps are JSON arrays and objects).</summary>
     public JsonElement Attributes { get; init; }
+
+    /// <summary>The rest of the span model: resource, scope, status, events, links.</summary>
+    public SpanModelDto? Model { get; init; }
 }
 
 /// <summary>The service graph over a time range.</summary>

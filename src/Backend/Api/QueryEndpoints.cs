@@ -244,13 +244,31 @@ public static class QueryEndpoints
             return BadParameter(parameter, "must be 32 hexadecimal digits");
         }
 
-        var spans = await store.GetTraceAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
+        var spans = await store.GetTraceSpansAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (spans.Count == 0)
         {
             return NotFound("trace '" + id + "' not found");
         }
 
-        return Results.Json(ToTraceView(id, spans), BackendJsonContext.Default.TraceViewDto);
+        var summaries = new SpanSummary[spans.Count];
+        var details = new Dictionary<string, StoredSpan>(spans.Count, StringComparer.Ordinal);
+        for (int i = 0; i < spans.Count; i++)
+        {
+            var s = spans[i];
+            summaries[i] = new SpanSummary(s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime,
+                s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
+            details[s.SpanId] = s;
+        }
+
+        var view = ToTraceView(id, summaries);
+        var rows = new List<WaterfallSpanDto>(view.Spans.Count);
+        foreach (var row in view.Spans)
+        {
+            var s = details[row.Span.SpanId];
+            rows.Add(row with { Attributes = ParseJson(s.AttributesJson), Model = SpanModelReader.Read(s.ModelJson, s.IsError) });
+        }
+
+        return Results.Json(view with { Spans = rows }, BackendJsonContext.Default.TraceViewDto);
     }
 
     /// <summary>Waterfall data of a trace's spans (at least one, in start order): offsets, depths and roots. The UI shares it.</summary>
@@ -331,6 +349,7 @@ public static class QueryEndpoints
             RequestBody = requestBody,
             ResponseBody = responseBody,
             Attributes = ParseJson(attributes.ToJsonString())!.Value,
+            Model = SpanModelReader.Read(span.ModelJson, span.IsError),
         };
     }
 

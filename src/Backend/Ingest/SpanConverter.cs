@@ -44,6 +44,7 @@ public static class SpanConverter
             var resource = resourceSpans.Resource;
             foreach (var scopeSpans in resourceSpans.ScopeSpans)
             {
+                var scope = scopeSpans.Scope;
                 foreach (var span in scopeSpans.Spans)
                 {
                     if (!IsValidId(span.TraceId, 16))
@@ -61,8 +62,8 @@ public static class SpanConverter
                     else
                     {
                         spans.Add(ExchangeSpanMapper.IsExchangeSpan(span)
-                            ? FromExchange(span, resource, buffer)
-                            : FromGeneric(span, resource, buffer));
+                            ? FromExchange(span, resource, scope, buffer)
+                            : FromGeneric(span, resource, scope, buffer));
                     }
                 }
             }
@@ -113,7 +114,7 @@ public static class SpanConverter
         }
     }
 
-    private static StoredSpan FromExchange(OtlpSpan span, Resource? resource, ArrayBufferWriter<byte> buffer)
+    private static StoredSpan FromExchange(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
     {
         var exchange = ExchangeSpanMapper.FromSpan(span, resource);
         var isError = span.Status?.Code == Status.Types.StatusCode.Error
@@ -145,10 +146,11 @@ public static class SpanConverter
             RequestBody = exchange.RequestBody.Content,
             ResponseBody = exchange.ResponseBody.Content,
             AttributesJson = ExchangeAttributesJson(exchange, span, buffer),
+            ModelJson = ModelJson(span, resource, scope, buffer),
         };
     }
 
-    private static StoredSpan FromGeneric(OtlpSpan span, Resource? resource, ArrayBufferWriter<byte> buffer)
+    private static StoredSpan FromGeneric(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
     {
         string? service = null, session = null;
         foreach (var kv in span.Attributes)
@@ -190,6 +192,7 @@ public static class SpanConverter
             IsExchange = false,
             SessionId = string.IsNullOrEmpty(session) ? null : session,
             AttributesJson = GenericAttributesJson(span, buffer),
+            ModelJson = ModelJson(span, resource, scope, buffer),
         };
     }
 
@@ -246,6 +249,17 @@ public static class SpanConverter
                 writer.WriteString("otel.status_description", status.Message);
             }
 
+            // The attributes the exchange has no field for, with the types the exporter gave them
+            // (the mapper keeps them as strings). Removing each written key also drops a repeated key.
+            foreach (var kv in span.Attributes)
+            {
+                if (exchange.Attributes.Remove(kv.Key))
+                {
+                    SpanModelJson.WriteAttribute(writer, kv.Key, kv.Value);
+                }
+            }
+
+            // What the mapper derived rather than copied (an exception type beside a status code).
             foreach (var (key, value) in exchange.Attributes)
             {
                 writer.WriteString(key, value);
@@ -301,22 +315,7 @@ public static class SpanConverter
                     continue;
                 }
 
-                var value = kv.Value ?? new AnyValue();
-                switch (value.ValueCase)
-                {
-                    case AnyValue.ValueOneofCase.BoolValue:
-                        writer.WriteBoolean(kv.Key, value.BoolValue);
-                        break;
-                    case AnyValue.ValueOneofCase.IntValue:
-                        writer.WriteNumber(kv.Key, value.IntValue);
-                        break;
-                    case AnyValue.ValueOneofCase.DoubleValue when double.IsFinite(value.DoubleValue):
-                        writer.WriteNumber(kv.Key, value.DoubleValue);
-                        break;
-                    default:
-                        writer.WriteString(kv.Key, ExchangeSpanMapper.AsString(value));
-                        break;
-                }
+                SpanModelJson.WriteAttribute(writer, kv.Key, kv.Value);
             }
 
             if (span.Status is { Code: Status.Types.StatusCode.Error, Message.Length: > 0 } status)
@@ -328,5 +327,16 @@ public static class SpanConverter
         }
 
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static string? ModelJson(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
+    {
+        buffer.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(buffer, _writerOptions))
+        {
+            SpanModelJson.WriteModel(writer, span, resource, scope);
+        }
+
+        return buffer.WrittenCount <= 2 ? null : Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 }

@@ -60,7 +60,13 @@ public interface ISpanStore : IAsyncDisposable
     /// <summary>A trace's spans (without bodies) in start-time order; empty when unknown.</summary>
     Task<IReadOnlyList<SpanSummary>> GetTraceAsync(long tenantId, string traceId, CancellationToken cancellationToken);
 
-    /// <summary>One span in full (headers, decompressed bodies, attributes), or null.</summary>
+    /// <summary>
+    /// A trace's spans in start-time order with their attributes and span model (<see cref="StoredSpan.ModelJson"/>)
+    /// but without headers and bodies; empty when unknown.
+    /// </summary>
+    Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken);
+
+    /// <summary>One span in full (headers, decompressed bodies, attributes, span model), or null.</summary>
     Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken);
 
     /// <summary>Caller → callee edges with call counts, errors and latency percentiles in the range.</summary>

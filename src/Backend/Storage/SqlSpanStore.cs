@@ -381,7 +381,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + ", scheme, query, route, request_headers, response_headers, request_body, response_body, attributes " +
+            "SELECT " + SummaryColumns + ", scheme, query, route, request_headers, response_headers, request_body, response_body, attributes, span_model " +
             "FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
@@ -419,7 +419,48 @@ internal abstract partial class SqlSpanStore : ISpanStore
             RequestBody = BodyCodec.Decode(NullableBytes(reader, 21)),
             ResponseBody = BodyCodec.Decode(NullableBytes(reader, 22)),
             AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 23)) ?? "{}",
+            ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 24)),
         };
+    }, cancellationToken);
+
+    public Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        await using var command = Command(connection, null,
+            "SELECT " + SummaryColumns + ", scheme, query, route, attributes, span_model FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
+        Add(command, "t", tenantId);
+        Add(command, "tr", traceId);
+        var list = new List<StoredSpan>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var s = ReadSummary(reader);
+            list.Add(new StoredSpan
+            {
+                TraceId = s.TraceId,
+                SpanId = s.SpanId,
+                ParentSpanId = s.ParentSpanId,
+                Name = s.Name,
+                Kind = s.Kind,
+                ServiceName = s.ServiceName,
+                StartTime = s.StartTime,
+                EndTime = s.EndTime,
+                IsError = s.IsError,
+                IsExchange = s.IsExchange,
+                SessionId = s.SessionId,
+                Direction = s.Direction,
+                Method = s.Method,
+                Authority = s.Authority,
+                Path = s.Path,
+                StatusCode = s.StatusCode,
+                Scheme = NullableString(reader, 16),
+                Query = NullableString(reader, 17),
+                Route = NullableString(reader, 18),
+                AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 19)) ?? "{}",
+                ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 20)),
+            });
+        }
+
+        return (IReadOnlyList<StoredSpan>)list;
     }, cancellationToken);
 
     public Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<ServiceEdge>>(async connection =>
@@ -753,6 +794,8 @@ internal sealed class EncodedSpan
 
     public byte[]? Attributes { get; private init; }
 
+    public byte[]? Model { get; private init; }
+
     public string? SearchText { get; private init; }
 
     public long StoredBytes { get; set; }
@@ -788,6 +831,7 @@ internal sealed class EncodedSpan
             RequestBody = BodyCodec.Encode(span.RequestBody.Span),
             ResponseBody = BodyCodec.Encode(span.ResponseBody.Span),
             Attributes = span.AttributesJson is "{}" or "" ? null : BodyCodec.EncodeString(span.AttributesJson),
+            Model = BodyCodec.EncodeString(span.ModelJson),
             SearchText = Storage.SearchText.Build(span),
         };
         encoded.StoredBytes = StoredSizeOf(encoded);
@@ -795,7 +839,7 @@ internal sealed class EncodedSpan
     }
 
     private static long StoredSizeOf(EncodedSpan span) =>
-        160 + (span.SearchText?.Length ?? 0) + Len(span.RequestHeaders) + Len(span.ResponseHeaders) + Len(span.RequestBody) + Len(span.ResponseBody) + Len(span.Attributes)
+        160 + (span.SearchText?.Length ?? 0) + Len(span.RequestHeaders) + Len(span.ResponseHeaders) + Len(span.RequestBody) + Len(span.ResponseBody) + Len(span.Attributes) + Len(span.Model)
         + (span.Span.Path?.Length ?? 0) + (span.Span.Authority?.Length ?? 0) + (span.Span.Query?.Length ?? 0) + span.Span.Name.Length;
 
     private static int Len(byte[]? value) => value?.Length ?? 0;

@@ -116,8 +116,19 @@ public sealed record StoredSpan
     /// <summary>Captured response body bytes. The store compresses them.</summary>
     public ReadOnlyMemory<byte> ResponseBody { get; init; }
 
-    /// <summary>Body metadata and every other attribute, as a JSON object (string, number or bool values).</summary>
+    /// <summary>
+    /// Body metadata and every other attribute, as a JSON object keeping the OTLP value types
+    /// (<see cref="SpanModelJson"/> describes the encoding: an int is a JSON integer, a double always
+    /// carries a fraction or exponent, arrays and maps are JSON arrays and objects).
+    /// </summary>
     public string AttributesJson { get; init; } = "{}";
+
+    /// <summary>
+    /// The rest of the OpenTelemetry span model, as a JSON object (<see cref="SpanModelJson"/>):
+    /// resource attributes, instrumentation scope, status, events, links, trace state, flags and
+    /// dropped counts. Null when the span had none of them (old rows, or a span built in code).
+    /// </summary>
+    public string? ModelJson { get; init; }
 
     /// <summary>Duration.</summary>
     public TimeSpan Duration => EndTime - StartTime;

@@ -154,6 +154,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             p[23].Value = (object?)e.ResponseBody ?? DBNull.Value;
             p[24].Value = (object?)e.Attributes ?? DBNull.Value;
             p[25].Value = e.StoredBytes;
+            p[26].Value = (object?)e.Model ?? DBNull.Value;
 
             // RETURNING yields no row when the span already exists (a retried export).
             object? id = insert.ExecuteScalar();
@@ -261,7 +262,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     private static SqliteCommand PrepareInsert(SqliteConnection writer)
     {
-        string[] names = new string[26];
+        string[] names = new string[27];
         for (int i = 0; i < names.Length; i++)
         {
             names[i] = "p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -270,7 +271,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return Prepare(writer,
             "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
             "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-            "request_body, response_body, attributes, stored_bytes) VALUES (@" + string.Join(", @", names) + ") " +
+            "request_body, response_body, attributes, stored_bytes, span_model) VALUES (@" + string.Join(", @", names) + ") " +
             "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING id",
             names);
     }
