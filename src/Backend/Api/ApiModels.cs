@@ -192,11 +192,47 @@ public sealed record EndpointListDto(DateTimeOffset From, DateTimeOffset To, IRe
 /// <summary>Statistics of one method + route of one service.</summary>
 public sealed record EndpointDto(string Service, string Method, string Route, long Count, long Errors, double ErrorRate, double P50Ms, double P95Ms, double P99Ms);
 
+/// <summary>One page of trace search, newest matching span first.</summary>
+/// <param name="Items">The traces.</param>
+/// <param name="NextCursor">Pass as <c>cursor</c> for the next page; null when the search is exhausted.</param>
+/// <param name="ScanLimited">True when the page ended early because one request examines a bounded number of spans; <paramref name="NextCursor"/> continues it.</param>
+public sealed record TraceListDto(IReadOnlyList<TraceSummaryDto> Items, string? NextCursor, bool ScanLimited);
+
+/// <summary>A trace in search results.</summary>
+/// <param name="TraceId">32 hex digits.</param>
+/// <param name="StartTime">Its first span's start.</param>
+/// <param name="DurationMs">From its first span's start to its last span's end.</param>
+/// <param name="RootService">The root span's service.</param>
+/// <param name="RootName">The root span's name (its operation).</param>
+/// <param name="RootMethod">The root span's HTTP method, or null.</param>
+/// <param name="RootRoute">The root span's route template, or null.</param>
+/// <param name="RootStatusCode">The root span's HTTP status, or null.</param>
+/// <param name="SpanCount">Spans stored for it.</param>
+/// <param name="ErrorCount">Spans that are errors (server side: status ≥ 500 or a transport failure).</param>
+/// <param name="ClientErrorCount">Spans answered with a 4xx.</param>
+/// <param name="Services">Services it touches.</param>
+/// <param name="SessionId">The session it belongs to, or null.</param>
+public sealed record TraceSummaryDto(
+    string TraceId,
+    DateTimeOffset StartTime,
+    double DurationMs,
+    string RootService,
+    string RootName,
+    string? RootMethod,
+    string? RootRoute,
+    int? RootStatusCode,
+    int SpanCount,
+    int ErrorCount,
+    int ClientErrorCount,
+    IReadOnlyList<string> Services,
+    string? SessionId);
+
 /// <summary>The source-generated JSON metadata of every API type (camelCase, web defaults).</summary>
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(SessionListDto))]
 [JsonSerializable(typeof(SessionDetailDto))]
 [JsonSerializable(typeof(TraceViewDto))]
+[JsonSerializable(typeof(TraceListDto))]
 [JsonSerializable(typeof(SpanDetailDto))]
 [JsonSerializable(typeof(ServiceGraphDto))]
 [JsonSerializable(typeof(EndpointListDto))]

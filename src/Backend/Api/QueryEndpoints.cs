@@ -35,6 +35,9 @@ public static class QueryEndpoints
         api.MapGet("/sessions/{id}", GetSessionAsync)
             .WithSummary("A session's traces and spans in time order.")
             .Produces<SessionDetailDto>().ProducesProblem(404);
+        api.MapGet("/traces", SearchTracesAsync)
+            .WithSummary("Trace search: traces with a span matching every filter, newest first, with cursor pagination.")
+            .Produces<TraceListDto>().ProducesProblem(400).ProducesProblem(401);
         api.MapGet("/traces/{traceId}", GetTraceAsync)
             .WithSummary("A trace's spans with parent links (waterfall data).")
             .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
@@ -128,6 +131,212 @@ public static class QueryEndpoints
         }
 
         return Results.Json(new SessionListDto(items, page.NextCursor), BackendJsonContext.Default.SessionListDto);
+    }
+
+    /// <summary>Most <c>attr.*</c> filters one search takes.</summary>
+    public const int MaxAttributeFilters = 10;
+
+    private static async Task<IResult> SearchTracesAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        var (query, problem) = ParseTraceQuery(context.Request.Query);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        TracePage page;
+        try
+        {
+            page = await store.SearchTracesAsync(tenant, query!, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (ArgumentException ex) when (query!.Cursor is not null)
+        {
+            return BadParameter("cursor", "is not a cursor this API returned: " + ex.Message);
+        }
+
+        return Results.Json(ToTraceList(page), BackendJsonContext.Default.TraceListDto);
+    }
+
+    /// <summary>The API form of a search page; the UI shares it.</summary>
+    internal static TraceListDto ToTraceList(TracePage page)
+    {
+        var items = new List<TraceSummaryDto>(page.Items.Count);
+        foreach (var t in page.Items)
+        {
+            items.Add(new TraceSummaryDto(t.TraceId, t.StartTime, Ms(t.EndTime - t.StartTime), t.RootService, t.RootName, t.RootMethod, t.RootRoute,
+                t.RootStatusCode, t.SpanCount, t.ErrorCount, t.ClientErrorCount, t.Services, t.SessionId));
+        }
+
+        return new TraceListDto(items, page.NextCursor, page.ScanLimited);
+    }
+
+    /// <summary>Parses trace search parameters; the problem names the first bad one. The UI shares it.</summary>
+    internal static (TraceQuery? Query, IResult? Problem) ParseTraceQuery(IQueryCollection q)
+    {
+        if (!TryInt(q["limit"], 1, MaxLimit, 20, out var limit))
+        {
+            return (null, BadParameter("limit", string.Create(CultureInfo.InvariantCulture, $"must be an integer from 1 to {MaxLimit}")));
+        }
+
+        var status = TraceStatusFilter.Any;
+        int? statusClass = null;
+        var statusText = Optional(q["status"]);
+        if (statusText is not null)
+        {
+            switch (statusText.ToLowerInvariant())
+            {
+                case "error": status = TraceStatusFilter.Error; break;
+                case "client_error" or "clienterror": status = TraceStatusFilter.ClientError; break;
+                case "ok": status = TraceStatusFilter.Ok; break;
+                default:
+                    if (!TryStatusClass(q["status"], out statusClass))
+                    {
+                        return (null, BadParameter("status", "must be error, client_error, ok or a status class (2xx, 3xx, 4xx, 5xx)"));
+                    }
+
+                    break;
+            }
+        }
+
+        if (!TryDuration(q["minDuration"], out var minDuration))
+        {
+            return (null, BadParameter("minDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds"));
+        }
+
+        if (!TryDuration(q["maxDuration"], out var maxDuration))
+        {
+            return (null, BadParameter("maxDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds"));
+        }
+
+        if (minDuration is not null && maxDuration is not null && minDuration > maxDuration)
+        {
+            return (null, BadParameter("minDuration", "must not be more than 'maxDuration'"));
+        }
+
+        if (!TryTime(q["from"], out var from))
+        {
+            return (null, BadParameter("from", "must be an ISO 8601 time or Unix milliseconds"));
+        }
+
+        if (!TryTime(q["to"], out var to))
+        {
+            return (null, BadParameter("to", "must be an ISO 8601 time or Unix milliseconds"));
+        }
+
+        if (from is not null && to is not null && from > to)
+        {
+            return (null, BadParameter("from", "must not be after 'to'"));
+        }
+
+        var text = Optional(q["q"]);
+        if (text is { Length: > 256 })
+        {
+            return (null, BadParameter("q", "must be at most 256 characters"));
+        }
+
+        foreach (var name in new[] { "service", "operation", "route" })
+        {
+            if (Optional(q[name]) is { Length: > 512 })
+            {
+                return (null, BadParameter(name, "must be at most 512 characters"));
+            }
+        }
+
+        var attributes = new List<KeyValuePair<string, string>>();
+        foreach (var (key, values) in q)
+        {
+            if (!key.StartsWith("attr.", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var name = key["attr.".Length..];
+            if (name.Length is 0 or > 256)
+            {
+                return (null, BadParameter(key, "must name an attribute: attr.<key>=<value>, the key 1 to 256 characters"));
+            }
+
+            foreach (var value in values)
+            {
+                if (value is null || value.Length > 1024)
+                {
+                    return (null, BadParameter(key, "must have a value of at most 1024 characters"));
+                }
+
+                attributes.Add(new(name, value));
+            }
+        }
+
+        if (attributes.Count > MaxAttributeFilters)
+        {
+            return (null, BadParameter("attr", string.Create(CultureInfo.InvariantCulture, $"takes at most {MaxAttributeFilters} attribute filters")));
+        }
+
+        var cursor = Optional(q["cursor"]);
+        if (cursor is { Length: > 256 })
+        {
+            return (null, BadParameter("cursor", "is not a cursor this API returned"));
+        }
+
+        return (new TraceQuery
+        {
+            Service = Optional(q["service"]),
+            Operation = Optional(q["operation"]),
+            Route = Optional(q["route"]),
+            Status = status,
+            StatusClass = statusClass,
+            MinDuration = minDuration,
+            MaxDuration = maxDuration,
+            Text = text,
+            Attributes = attributes,
+            From = from,
+            To = to,
+            Cursor = cursor,
+            Limit = limit,
+        }, null);
+    }
+
+    /// <summary>Parses <c>250ms</c>, <c>1.5s</c>, <c>2m</c>, <c>1h</c>, <c>300us</c> or a bare number of milliseconds.</summary>
+    internal static bool TryDuration(Microsoft.Extensions.Primitives.StringValues value, out TimeSpan? duration)
+    {
+        duration = null;
+        var text = Optional(value);
+        if (text is null)
+        {
+            return true;
+        }
+
+        (string Suffix, double Ms)[] units = [("us", 0.001), ("µs", 0.001), ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)];
+        double scale = 1;
+        foreach (var (suffix, ms) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase) && !(suffix == "s" && (text.EndsWith("ms", StringComparison.OrdinalIgnoreCase) || text.EndsWith("us", StringComparison.OrdinalIgnoreCase) || text.EndsWith("µs", StringComparison.Ordinal))))
+            {
+                text = text[..^suffix.Length];
+                scale = ms;
+                break;
+            }
+        }
+
+        if (!double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+        {
+            return false;
+        }
+
+        var total = number * scale;
+        if (!double.IsFinite(total) || total > TimeSpan.FromDays(365).TotalMilliseconds)
+        {
+            return false;
+        }
+
+        duration = TimeSpan.FromMilliseconds(total);
+        return true;
     }
 
     private static async Task<IResult> GetSessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)

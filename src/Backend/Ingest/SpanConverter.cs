@@ -30,6 +30,9 @@ public static class SpanConverter
     /// <summary>The service name of a span that names none (OTel SDK default).</summary>
     public const string UnknownService = "unknown_service";
 
+    /// <summary>The OTel semantic-convention attribute naming the matched route template.</summary>
+    public const string HttpRoute = "http.route";
+
     private static readonly JsonWriterOptions _writerOptions = new() { Indented = false, SkipValidation = true };
 
     /// <summary>Converts every span of <paramref name="request"/>.</summary>
@@ -117,6 +120,11 @@ public static class SpanConverter
     private static StoredSpan FromExchange(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
     {
         var exchange = ExchangeSpanMapper.FromSpan(span, resource);
+
+        // The instrumented framework's own template wins (semconv http.route): it knows which segments are parameters.
+        var route = exchange.Attributes.TryGetValue(HttpRoute, out var declared) && declared.StartsWith('/')
+            ? declared
+            : RouteTemplate.FromPath(exchange.Path);
         var isError = span.Status?.Code == Status.Types.StatusCode.Error
             || exchange.StatusCode >= 500
             || exchange.Outcome != ExchangeOutcome.Completed;
@@ -139,7 +147,7 @@ public static class SpanConverter
             Authority = exchange.Authority,
             Path = exchange.Path,
             Query = exchange.Query,
-            Route = RouteTemplate.FromPath(exchange.Path),
+            Route = route,
             StatusCode = exchange.StatusCode,
             RequestHeadersJson = HeadersJson(exchange.RequestHeaders, buffer),
             ResponseHeadersJson = HeadersJson(exchange.ResponseHeaders, buffer),
@@ -152,9 +160,14 @@ public static class SpanConverter
 
     private static StoredSpan FromGeneric(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
     {
-        string? service = null, session = null;
+        string? service = null, session = null, route = null;
         foreach (var kv in span.Attributes)
         {
+            if (string.Equals(kv.Key, HttpRoute, StringComparison.Ordinal) && kv.Value?.ValueCase == AnyValue.ValueOneofCase.StringValue)
+            {
+                route = kv.Value.StringValue;
+            }
+
             if (string.Equals(kv.Key, OtlpAttributes.ServiceName, StringComparison.Ordinal))
             {
                 service = ExchangeSpanMapper.AsString(kv.Value ?? new AnyValue());
@@ -191,6 +204,7 @@ public static class SpanConverter
             IsError = span.Status?.Code == Status.Types.StatusCode.Error,
             IsExchange = false,
             SessionId = string.IsNullOrEmpty(session) ? null : session,
+            Route = string.IsNullOrEmpty(route) ? null : route,
             AttributesJson = GenericAttributesJson(span, buffer),
             ModelJson = ModelJson(span, resource, scope, buffer),
         };

@@ -54,6 +54,13 @@ public interface ISpanStore : IAsyncDisposable
     /// <summary>Sessions matching the query, newest activity first, with a cursor to the next page.</summary>
     Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Traces with a span matching every filter of <paramref name="query"/>, newest matching span
+    /// first, each listed once, with a cursor to the next page. Works for any trace, with or without
+    /// a session. One call examines a bounded number of spans (<see cref="TracePage.ScanLimited"/>).
+    /// </summary>
+    Task<TracePage> SearchTracesAsync(long tenantId, TraceQuery query, CancellationToken cancellationToken);
+
     /// <summary>A session's spans (without bodies) in start-time order, or null when unknown.</summary>
     Task<IReadOnlyList<SpanSummary>?> GetSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken);
 

@@ -54,6 +54,8 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     protected override string SessionTextCondition =>
         "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.search @@ plainto_tsquery('simple', @q) AND x.session_id IS NOT NULL)";
 
+    protected override string SpanTextCondition => "x.search @@ plainto_tsquery('simple', @q)";
+
     protected override string TextQueryValue(string[] terms) => string.Join(' ', terms);
 
     protected override async Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)

@@ -60,6 +60,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     protected override string SessionTextCondition =>
         "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
 
+    protected override string SpanTextCondition =>
+        "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
+
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
     protected override string TextQueryValue(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
 
