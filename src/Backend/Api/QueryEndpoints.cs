@@ -32,7 +32,7 @@ public static class QueryEndpoints
         api.MapGet("/sessions", ListSessionsAsync)
             .WithSummary("Sessions, newest activity first, with cursor pagination.")
             .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401);
-        api.MapGet("/sessions/{id}", GetSessionAsync)
+        api.MapGet("/sessions/{*id}", GetSessionAsync)
             .WithSummary("A session's traces and spans in time order.")
             .Produces<SessionDetailDto>().ProducesProblem(404);
         api.MapGet("/traces", SearchTracesAsync)
@@ -144,18 +144,18 @@ public static class QueryEndpoints
             return denied;
         }
 
-        var (query, problem) = ParseTraceQuery(context.Request.Query);
-        if (problem is not null)
+        var (query, parameter, problem) = ParseTraceQuery(context.Request.Query);
+        if (query is null)
         {
-            return problem;
+            return BadParameter(parameter!, problem!);
         }
 
         TracePage page;
         try
         {
-            page = await store.SearchTracesAsync(tenant, query!, context.RequestAborted).ConfigureAwait(false);
+            page = await store.SearchTracesAsync(tenant, query, context.RequestAborted).ConfigureAwait(false);
         }
-        catch (ArgumentException ex) when (query!.Cursor is not null)
+        catch (ArgumentException ex) when (query.Cursor is not null)
         {
             return BadParameter("cursor", "is not a cursor this API returned: " + ex.Message);
         }
@@ -177,11 +177,12 @@ public static class QueryEndpoints
     }
 
     /// <summary>Parses trace search parameters; the problem names the first bad one. The UI shares it.</summary>
-    internal static (TraceQuery? Query, IResult? Problem) ParseTraceQuery(IQueryCollection q)
+    internal static (TraceQuery? Query, string? Parameter, string? Problem) ParseTraceQuery(IEnumerable<KeyValuePair<string, Microsoft.Extensions.Primitives.StringValues>> parameters)
     {
+        var q = new QueryCollection(parameters.ToDictionary(p => p.Key, p => p.Value, StringComparer.OrdinalIgnoreCase));
         if (!TryInt(q["limit"], 1, MaxLimit, 20, out var limit))
         {
-            return (null, BadParameter("limit", string.Create(CultureInfo.InvariantCulture, $"must be an integer from 1 to {MaxLimit}")));
+            return Invalid("limit", string.Create(CultureInfo.InvariantCulture, $"must be an integer from 1 to {MaxLimit}"));
         }
 
         var status = TraceStatusFilter.Any;
@@ -197,7 +198,7 @@ public static class QueryEndpoints
                 default:
                     if (!TryStatusClass(q["status"], out statusClass))
                     {
-                        return (null, BadParameter("status", "must be error, client_error, ok or a status class (2xx, 3xx, 4xx, 5xx)"));
+                        return Invalid("status", "must be error, client_error, ok or a status class (2xx, 3xx, 4xx, 5xx)");
                     }
 
                     break;
@@ -206,45 +207,45 @@ public static class QueryEndpoints
 
         if (!TryDuration(q["minDuration"], out var minDuration))
         {
-            return (null, BadParameter("minDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds"));
+            return Invalid("minDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds");
         }
 
         if (!TryDuration(q["maxDuration"], out var maxDuration))
         {
-            return (null, BadParameter("maxDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds"));
+            return Invalid("maxDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds");
         }
 
         if (minDuration is not null && maxDuration is not null && minDuration > maxDuration)
         {
-            return (null, BadParameter("minDuration", "must not be more than 'maxDuration'"));
+            return Invalid("minDuration", "must not be more than 'maxDuration'");
         }
 
         if (!TryTime(q["from"], out var from))
         {
-            return (null, BadParameter("from", "must be an ISO 8601 time or Unix milliseconds"));
+            return Invalid("from", "must be an ISO 8601 time or Unix milliseconds");
         }
 
         if (!TryTime(q["to"], out var to))
         {
-            return (null, BadParameter("to", "must be an ISO 8601 time or Unix milliseconds"));
+            return Invalid("to", "must be an ISO 8601 time or Unix milliseconds");
         }
 
         if (from is not null && to is not null && from > to)
         {
-            return (null, BadParameter("from", "must not be after 'to'"));
+            return Invalid("from", "must not be after 'to'");
         }
 
         var text = Optional(q["q"]);
         if (text is { Length: > 256 })
         {
-            return (null, BadParameter("q", "must be at most 256 characters"));
+            return Invalid("q", "must be at most 256 characters");
         }
 
         foreach (var name in new[] { "service", "operation", "route" })
         {
             if (Optional(q[name]) is { Length: > 512 })
             {
-                return (null, BadParameter(name, "must be at most 512 characters"));
+                return Invalid(name, "must be at most 512 characters");
             }
         }
 
@@ -259,14 +260,14 @@ public static class QueryEndpoints
             var name = key["attr.".Length..];
             if (name.Length is 0 or > 256)
             {
-                return (null, BadParameter(key, "must name an attribute: attr.<key>=<value>, the key 1 to 256 characters"));
+                return Invalid(key, "must name an attribute: attr.<key>=<value>, the key 1 to 256 characters");
             }
 
             foreach (var value in values)
             {
                 if (value is null || value.Length > 1024)
                 {
-                    return (null, BadParameter(key, "must have a value of at most 1024 characters"));
+                    return Invalid(key, "must have a value of at most 1024 characters");
                 }
 
                 attributes.Add(new(name, value));
@@ -275,13 +276,13 @@ public static class QueryEndpoints
 
         if (attributes.Count > MaxAttributeFilters)
         {
-            return (null, BadParameter("attr", string.Create(CultureInfo.InvariantCulture, $"takes at most {MaxAttributeFilters} attribute filters")));
+            return Invalid("attr", string.Create(CultureInfo.InvariantCulture, $"takes at most {MaxAttributeFilters} attribute filters"));
         }
 
         var cursor = Optional(q["cursor"]);
         if (cursor is { Length: > 256 })
         {
-            return (null, BadParameter("cursor", "is not a cursor this API returned"));
+            return Invalid("cursor", "is not a cursor this API returned");
         }
 
         return (new TraceQuery
@@ -299,7 +300,9 @@ public static class QueryEndpoints
             To = to,
             Cursor = cursor,
             Limit = limit,
-        }, null);
+        }, null, null);
+
+        static (TraceQuery?, string?, string?) Invalid(string parameter, string problem) => (null, parameter, problem);
     }
 
     /// <summary>Parses <c>250ms</c>, <c>1.5s</c>, <c>2m</c>, <c>1h</c>, <c>300us</c> or a bare number of milliseconds.</summary>
@@ -339,7 +342,7 @@ public static class QueryEndpoints
         return true;
     }
 
-    private static async Task<IResult> GetSessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
     {
         var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
         if (denied is not null)
@@ -347,6 +350,8 @@ public static class QueryEndpoints
             return denied;
         }
 
+        // Any id ingest accepts: "a/b" arrives whole through the catch-all, "a%2Fb" needs its slash restored.
+        id = Ui.UiLinks.DecodeSlashes(id ?? "");
         if (id.Length is 0 or > 256)
         {
             return BadParameter("id", "must be 1 to 256 characters");

@@ -17,8 +17,7 @@ internal abstract partial class SqlSpanStore
     /// <summary>Rows read per scan query.</summary>
     private const int ScanBatch = 500;
 
-    /// <summary>Most spans one search request examines; a rare filter over a long range answers in several pages.</summary>
-    internal const int MaxScannedSpans = 20_000;
+    private const int MaxScannedSpans = TraceQuery.MaxScannedSpans;
 
     /// <summary>A condition on spans aliased <c>x</c> that holds when its search text matches the terms in <c>@q</c>.</summary>
     protected abstract string SpanTextCondition { get; }

@@ -19,6 +19,9 @@ public enum TraceStatusFilter
 /// <summary>Filters of trace search. Span-level filters must all hold for one span of the trace (Jaeger's rule).</summary>
 public sealed record TraceQuery
 {
+    /// <summary>Most spans one search request examines; a rare filter over a long range answers in several pages.</summary>
+    public const int MaxScannedSpans = 20_000;
+
     /// <summary>Only traces with a span of this service.</summary>
     public string? Service { get; init; }
 
