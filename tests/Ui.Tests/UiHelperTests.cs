@@ -30,7 +30,7 @@ public sealed class UiHelperTests
     }
 
     [Fact]
-    public void Waterfall_TenThousandSpans_IsLinear()
+    public void Waterfall_TenThousandDeepChain_IsOrderedWithoutRecursion()
     {
         var spans = new List<(string, string?, int)> { ("r", null, 0) };
         for (var i = 0; i < 9_999; i++)
@@ -38,12 +38,12 @@ public sealed class UiHelperTests
             spans.Add(("s" + i, i == 0 ? "r" : "s" + (i - 1), i + 1));
         }
 
-        var watch = System.Diagnostics.Stopwatch.StartNew();
+        // A chain 10,000 deep would overflow the stack of a recursive walk; how fast the walk is
+        // belongs to bench/Micro.Benchmarks, not to a test.
         var rows = Waterfall.Order(View([.. spans]));
 
         Assert.Equal(10_000, rows.Count);
         Assert.Equal(9_999, rows[^1].Depth);
-        Assert.True(watch.ElapsedMilliseconds < 2_000, "ordering took " + watch.ElapsedMilliseconds + " ms");
     }
 
     [Fact]

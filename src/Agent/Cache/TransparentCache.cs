@@ -24,6 +24,9 @@ namespace SpIstio.Agent.Cache;
 /// </remarks>
 public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeRecorder, IRequestBodyKeyed, IDisposable
 {
+    /// <summary>Requests waiting now for another request's upstream answer to the same key (single flight).</summary>
+    internal int Followers => Volatile.Read(ref _followers);
+
     /// <summary>How long a flight may stay open before a new miss for its key stops waiting on it.</summary>
     public static readonly TimeSpan StaleFlightAfter = TimeSpan.FromSeconds(60);
 
@@ -39,6 +42,7 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
     private readonly ILogger _logger;
     private readonly bool _fallbackEnabled;
     private readonly ConcurrentDictionary<string, Flight> _flights = new(StringComparer.Ordinal);
+    private int _followers;
     private readonly ConcurrentDictionary<Exchange, Pending> _pending = new(ReferenceEqualityComparer.Instance);
     private volatile PulledMocks _pulled = PulledMocks.Empty;
 
@@ -287,6 +291,7 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
     private async ValueTask<ShortCircuitResponse?> FollowAsync(Exchange request, CompiledCacheRule rule, string key, Flight leader, CancellationToken cancellationToken)
     {
         CachedResponse? answer;
+        Interlocked.Increment(ref _followers);
         try
         {
             answer = await leader.Result.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -295,6 +300,10 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
         {
             // The leader's upstream is slower than this request's lookup deadline: go upstream too.
             answer = null;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _followers);
         }
 
         if (answer is not null)

@@ -6,6 +6,7 @@ using SpIstio.Agent.Cache;
 using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Tests.ExtProc;
+using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Agent.Tests.Proxy;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
@@ -60,17 +61,23 @@ public class CacheFrontEndTests
     {
         const int Clients = 12;
         var calls = 0;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var upstream = await TestUpstream.StartAsync(async context =>
         {
             Interlocked.Increment(ref calls);
-            await Task.Delay(400);
+            await release.Task;
             await context.Response.WriteAsync("slow answer");
         });
         var options = Options();
+        options.FallbackTimeoutMs = 60_000; // followers wait for the leader however loaded the machine is
         using var cache = NewCache(options);
         await using var proxy = await ProxyHarness.StartAsync(upstream.Address, options: options, shortCircuit: cache);
 
-        var responses = await Task.WhenAll(Enumerable.Range(0, Clients).Select(_ => proxy.Client.GetAsync("/api/slow")));
+        // The upstream answers only once every other request has joined the leader's flight.
+        var sending = Task.WhenAll(Enumerable.Range(0, Clients).Select(_ => proxy.Client.GetAsync("/api/slow")));
+        await OtlpReceiver.WaitUntilAsync(() => cache.Followers == Clients - 1 || sending.IsCompleted);
+        release.SetResult();
+        var responses = await sending;
 
         Assert.Equal(1, calls);
         foreach (var response in responses)

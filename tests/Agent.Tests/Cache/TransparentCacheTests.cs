@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using SpIstio.Agent.Cache;
 using SpIstio.Agent.Metrics;
+using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 
@@ -182,7 +183,7 @@ public class TransparentCacheTests
         Assert.Null(await cache.TryAnswerAsync(leader, CancellationToken.None));
 
         var followers = Enumerable.Range(0, 5).Select(_ => cache.TryAnswerAsync(Request(), CancellationToken.None).AsTask()).ToList();
-        await Task.Delay(50);
+        await OtlpReceiver.WaitUntilAsync(() => cache.Followers == 5 || followers.Any(f => f.IsCompleted));
         Assert.All(followers, f => Assert.False(f.IsCompleted));
         Respond(leader);
         cache.Record(leader);

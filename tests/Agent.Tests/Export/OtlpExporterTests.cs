@@ -111,13 +111,19 @@ public sealed class OtlpExporterTests
         }
 
         await receiver.WaitForSpansAsync(4);
-        await Task.Delay(200);
-        Assert.Equal([2, 2], receiver.Requests.Select(r => r.Spans.Count));
+        await WaitForAsync(() => metrics.ExportQueueDepth.Value == 0);
 
+        // The fifth waits in a partial batch: the sixth completes that batch, so both go together.
+        exporter.TryEnqueue(TestExchanges.Get("/p/5"));
+        await receiver.WaitForSpansAsync(6);
+        Assert.Equal([2, 2, 2], receiver.Requests.Select(r => r.Spans.Count));
+
+        // A remainder that never fills goes at shutdown, long before the 60 s delay.
+        exporter.TryEnqueue(TestExchanges.Get("/p/6"));
         await exporter.StopAsync(TimeSpan.FromSeconds(10));
 
-        Assert.Equal([2, 2, 1], receiver.Requests.Select(r => r.Spans.Count));
-        Assert.Equal(5, metrics.ExportSpansExported.Value);
+        Assert.Equal([2, 2, 2, 1], receiver.Requests.Select(r => r.Spans.Count));
+        Assert.Equal(7, metrics.ExportSpansExported.Value);
         Assert.Equal(0, metrics.ExportDropped.Value);
     }
 
@@ -153,11 +159,11 @@ public sealed class OtlpExporterTests
         await using var exporter = Create(options, metrics, time);
         exporter.Start();
 
+        // The reader takes /a and holds it; had it sent /a at once, /b would travel in a request of its own.
         exporter.TryEnqueue(TestExchanges.Get("/a"));
+        await WaitForAsync(() => metrics.ExportQueueDepth.Value == 0);
         exporter.TryEnqueue(TestExchanges.Get("/b"));
         await WaitForAsync(() => metrics.ExportQueueDepth.Value == 0);
-        await Task.Delay(300);
-        Assert.Empty(receiver.Requests);
 
         // The batch timer starts when the reader takes the first exchange; step the clock until it fires.
         await AdvanceUntilAsync(time, TimeSpan.FromMilliseconds(250), () => receiver.Requests.Count > 0);
@@ -294,8 +300,9 @@ public sealed class OtlpExporterTests
             exporter.TryEnqueue(TestExchanges.Get("/" + i));
         }
 
+        // A batch is counted rejected only once its resilience pipeline has finished, retries
+        // included: three rejections with three requests means no request was retried.
         await WaitForAsync(() => metrics.ExportSpansRejected.Value == 3 && logs.Entries.Any(e => e.EventId == 103));
-        await Task.Delay(300);
 
         Assert.Equal(3, receiver.Requests.Count);
         Assert.Equal(0, metrics.ExportSpansFailed.Value);
@@ -363,11 +370,11 @@ public sealed class OtlpExporterTests
             exporter.TryEnqueue(TestExchanges.Get("/" + i));
         }
 
+        // Three in flight, and the reader holding the fourth while it waits for a slot: two stay queued.
         await receiver.WaitForRequestsAsync(3);
-        await Task.Delay(300);
+        await WaitForAsync(() => metrics.ExportQueueDepth.Value == 2);
 
         Assert.Equal(3, receiver.Requests.Count);
-        Assert.Equal(2, metrics.ExportQueueDepth.Value);
         await exporter.StopAsync(TimeSpan.Zero);
 
         // The three in flight are cancelled (failed); the batch the reader already holds while it

@@ -87,18 +87,19 @@ public sealed class OtlpReceiver : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until at least <paramref name="count"/> requests arrived; fails the test after <paramref name="timeout"/> (10 s by default).</summary>
+    /// <summary>Waits until at least <paramref name="count"/> requests arrived; fails the test after <paramref name="timeout"/> (30 s by default).</summary>
     public Task WaitForRequestsAsync(int count, TimeSpan? timeout = null) =>
         WaitUntilAsync(() => Requests.Count >= count, timeout, () => $"expected {count} requests, got {Requests.Count}");
 
-    /// <summary>Waits until at least <paramref name="count"/> spans arrived; fails the test after <paramref name="timeout"/> (10 s by default).</summary>
+    /// <summary>Waits until at least <paramref name="count"/> spans arrived; fails the test after <paramref name="timeout"/> (30 s by default).</summary>
     public Task WaitForSpansAsync(int count, TimeSpan? timeout = null) =>
         WaitUntilAsync(() => Spans.Count >= count, timeout, () => $"expected {count} spans, got {Spans.Count}");
 
     /// <summary>Polls <paramref name="condition"/> until it holds; fails the test with <paramref name="describe"/> after the timeout.</summary>
     public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan? timeout = null, Func<string>? describe = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        // The deadline only turns a hang into a failure; a loaded CI machine may need most of it.
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
         while (!condition())
         {
             if (DateTime.UtcNow > deadline)
