@@ -181,16 +181,56 @@ public sealed record SpanDetailDto
 }
 
 /// <summary>The service graph over a time range.</summary>
-public sealed record ServiceGraphDto(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<string> Services, IReadOnlyList<ServiceEdgeDto> Edges);
+/// <param name="From">The range's start.</param>
+/// <param name="To">The range's end.</param>
+/// <param name="Services">Every service seen in the range, with or without edges, sorted.</param>
+/// <param name="Edges">Calls between services.</param>
+public sealed record ServiceGraphDto(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<string> Services, IReadOnlyList<ServiceEdgeDto> Edges)
+{
+    /// <summary>Every service with its own health (what it served), including services no one calls and that call no one.</summary>
+    public IReadOnlyList<ServiceNodeDto> Nodes { get; init; } = [];
 
-/// <summary>Calls from one service to another.</summary>
-public sealed record ServiceEdgeDto(string Caller, string Callee, long Calls, long Errors, double ErrorRate, double P50Ms, double P95Ms, double P99Ms);
+    /// <summary>The first span start in the range: rates are computed over the traffic, not the whole range.</summary>
+    public DateTimeOffset? TrafficFrom { get; init; }
+
+    /// <summary>The last span start in the range.</summary>
+    public DateTimeOffset? TrafficTo { get; init; }
+}
+
+/// <summary>A service on the map.</summary>
+/// <param name="Name">The service (or an uncaptured host it called).</param>
+/// <param name="Requests">Requests it served in the range.</param>
+/// <param name="Errors">Served requests that are errors (status ≥ 500 or no response).</param>
+/// <param name="ClientErrors">Served requests answered with a 4xx.</param>
+/// <param name="ErrorRate">Errors over requests.</param>
+/// <param name="Health"><c>healthy</c> (error rate under 1 %), <c>degraded</c> (1–5 %), <c>failing</c> (5 % or more) or <c>unknown</c> (served nothing captured).</param>
+public sealed record ServiceNodeDto(string Name, long Requests, long Errors, long ClientErrors, double ErrorRate, string Health);
+
+/// <summary>Calls from one service to another: errors are server-side failures (status ≥ 500 or no response), client errors the 4xx answers.</summary>
+public sealed record ServiceEdgeDto(string Caller, string Callee, long Calls, long Errors, double ErrorRate, double P50Ms, double P95Ms, double P99Ms)
+{
+    /// <summary>Calls answered with a 4xx.</summary>
+    public long ClientErrors { get; init; }
+
+    /// <summary>Client errors over calls.</summary>
+    public double ClientErrorRate { get; init; }
+
+    /// <summary>Calls per minute over the time the range's traffic actually spans (<see cref="ServiceGraphDto.TrafficFrom"/> to <see cref="ServiceGraphDto.TrafficTo"/>, at least a minute).</summary>
+    public double CallsPerMinute { get; init; }
+}
 
 /// <summary>Endpoint statistics over a time range.</summary>
 public sealed record EndpointListDto(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<EndpointDto> Items);
 
-/// <summary>Statistics of one method + route of one service.</summary>
-public sealed record EndpointDto(string Service, string Method, string Route, long Count, long Errors, double ErrorRate, double P50Ms, double P95Ms, double P99Ms);
+/// <summary>Statistics of one method + route of one service: errors are server-side failures (status ≥ 500 or no response), client errors the 4xx answers.</summary>
+public sealed record EndpointDto(string Service, string Method, string Route, long Count, long Errors, double ErrorRate, double P50Ms, double P95Ms, double P99Ms)
+{
+    /// <summary>Requests answered with a 4xx.</summary>
+    public long ClientErrors { get; init; }
+
+    /// <summary>Client errors over requests.</summary>
+    public double ClientErrorRate { get; init; }
+}
 
 /// <summary>One page of trace search, newest matching span first.</summary>
 /// <param name="Items">The traces.</param>

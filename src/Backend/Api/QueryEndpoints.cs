@@ -415,18 +415,60 @@ public static class QueryEndpoints
             return problem;
         }
 
-        var edges = await store.GetServiceGraphAsync(tenant, from, to, context.RequestAborted).ConfigureAwait(false);
-        var services = new SortedSet<string>(StringComparer.Ordinal);
+        var graph = await ServiceGraphAsync(store, tenant, from, to, context.RequestAborted).ConfigureAwait(false);
+        return Results.Json(graph, BackendJsonContext.Default.ServiceGraphDto);
+    }
+
+    /// <summary>Nodes (every service, with health), edges and rates over the traffic's own time span. The UI shares it.</summary>
+    internal static async Task<ServiceGraphDto> ServiceGraphAsync(ISpanStore store, long tenant, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    {
+        var edges = await store.GetServiceGraphAsync(tenant, from, to, cancellationToken).ConfigureAwait(false);
+        var health = await store.GetServiceHealthAsync(tenant, from, to, cancellationToken).ConfigureAwait(false);
+        var nodes = new SortedDictionary<string, ServiceNodeDto>(StringComparer.Ordinal);
+        DateTimeOffset? first = null, last = null;
+        foreach (var h in health)
+        {
+            first = first is null || h.FirstSeen < first ? h.FirstSeen : first;
+            last = last is null || h.LastSeen > last ? h.LastSeen : last;
+            nodes[h.Service] = new ServiceNodeDto(h.Service, h.Served, h.Errors, h.ClientErrors, Rate(h.Errors, h.Served), Health(h.Errors, h.Served));
+        }
+
+        // A rate over the whole selected window understates bursts (184 calls in 2 minutes are not 0.13/min over a day).
+        var minutes = first is { } f && last is { } l ? Math.Max(1, (l - f).TotalMinutes) : 1;
         var dtos = new List<ServiceEdgeDto>(edges.Count);
         foreach (var e in edges)
         {
-            services.Add(e.Caller);
-            services.Add(e.Callee);
-            dtos.Add(new ServiceEdgeDto(e.Caller, e.Callee, e.Calls, e.Errors, Rate(e.Errors, e.Calls), e.P50Ms, e.P95Ms, e.P99Ms));
+            foreach (var name in new[] { e.Caller, e.Callee })
+            {
+                // A host the caller reached that no agent captured: a node without its own numbers.
+                nodes.TryAdd(name, new ServiceNodeDto(name, 0, 0, 0, 0, "unknown"));
+            }
+
+            dtos.Add(new ServiceEdgeDto(e.Caller, e.Callee, e.Calls, e.Errors, Rate(e.Errors, e.Calls), e.P50Ms, e.P95Ms, e.P99Ms)
+            {
+                ClientErrors = e.ClientErrors,
+                ClientErrorRate = Rate(e.ClientErrors, e.Calls),
+                CallsPerMinute = e.Calls / minutes,
+            });
         }
 
-        return Results.Json(new ServiceGraphDto(from, to, [.. services], dtos), BackendJsonContext.Default.ServiceGraphDto);
+        return new ServiceGraphDto(from, to, [.. nodes.Keys], dtos)
+        {
+            Nodes = [.. nodes.Values],
+            TrafficFrom = first,
+            TrafficTo = last,
+        };
     }
+
+    /// <summary>A node's colour class from its error rate (the one error definition).</summary>
+    internal static string Health(long errors, long requests) => requests == 0
+        ? "unknown"
+        : Rate(errors, requests) switch
+        {
+            >= 0.05 => "failing",
+            >= 0.01 => "degraded",
+            _ => "healthy",
+        };
 
     private static async Task<IResult> GetEndpointsAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
     {
@@ -445,7 +487,11 @@ public static class QueryEndpoints
         var items = new List<EndpointDto>(stats.Count);
         foreach (var s in stats)
         {
-            items.Add(new EndpointDto(s.Service, s.Method, s.Route, s.Count, s.Errors, Rate(s.Errors, s.Count), s.P50Ms, s.P95Ms, s.P99Ms));
+            items.Add(new EndpointDto(s.Service, s.Method, s.Route, s.Count, s.Errors, Rate(s.Errors, s.Count), s.P50Ms, s.P95Ms, s.P99Ms)
+            {
+                ClientErrors = s.ClientErrors,
+                ClientErrorRate = Rate(s.ClientErrors, s.Count),
+            });
         }
 
         return Results.Json(new EndpointListDto(from, to, items), BackendJsonContext.Default.EndpointListDto);

@@ -125,9 +125,10 @@ public static class SpanConverter
         var route = exchange.Attributes.TryGetValue(HttpRoute, out var declared) && declared.StartsWith('/')
             ? declared
             : RouteTemplate.FromPath(exchange.Path);
-        var isError = span.Status?.Code == Status.Types.StatusCode.Error
-            || exchange.StatusCode >= 500
-            || exchange.Outcome != ExchangeOutcome.Completed;
+        // One definition (ErrorDefinition): a response was cut short after its status (transport failure)
+        // is an error whatever the status; otherwise the status decides, and OTLP ERROR only without one.
+        var isError = exchange.Outcome != ExchangeOutcome.Completed
+            || ErrorDefinition.IsError(exchange.StatusCode, span.Status?.Code == Status.Types.StatusCode.Error);
         return new StoredSpan
         {
             TraceId = exchange.TraceId.ToHexString(),

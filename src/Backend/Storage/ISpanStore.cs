@@ -79,6 +79,9 @@ public interface ISpanStore : IAsyncDisposable
     /// <summary>Caller → callee edges with call counts, errors and latency percentiles in the range.</summary>
     Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
 
+    /// <summary>Every service with spans in the range (callers, callees and services that call no one), with what it served and when it was seen.</summary>
+    Task<IReadOnlyList<ServiceHealth>> GetServiceHealthAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
+
     /// <summary>Per service, method and route statistics in the range; all services when <paramref name="service"/> is null.</summary>
     Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
 

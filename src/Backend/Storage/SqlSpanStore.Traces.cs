@@ -124,6 +124,29 @@ internal abstract partial class SqlSpanStore
         }, cancellationToken);
     }
 
+    public Task<IReadOnlyList<ServiceHealth>> GetServiceHealthAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<ServiceHealth>>(async connection =>
+    {
+        // Served = the server side of the service (what Endpoints lists); errors per ErrorDefinition.
+        const string Served = "(x.kind <> 3 AND (x.direction IS NULL OR x.direction <> 'outbound'))";
+        await using var command = Command(connection, null,
+            "SELECT x.service, COUNT(*), SUM(CASE WHEN " + Served + " THEN 1 ELSE 0 END), " +
+            "SUM(CASE WHEN " + Served + " THEN " + ErrorDefinition.Sql("x") + " ELSE 0 END), " +
+            "SUM(CASE WHEN " + Served + " THEN " + ErrorDefinition.ClientSql("x") + " ELSE 0 END), MIN(x.start_ns), MAX(x.start_ns) " +
+            "FROM spans x WHERE x.tenant_id = @t AND x.start_ns >= @f AND x.start_ns < @to GROUP BY x.service ORDER BY x.service");
+        Add(command, "t", tenantId);
+        Add(command, "f", StoreTime.ToNanos(from));
+        Add(command, "to", StoreTime.ToNanos(to));
+        var list = new List<ServiceHealth>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            list.Add(new ServiceHealth(reader.GetString(0), Int64(reader, 1), Int64(reader, 2), Int64(reader, 3), Int64(reader, 4),
+                StoreTime.FromNanos(Int64(reader, 5)), StoreTime.FromNanos(Int64(reader, 6))));
+        }
+
+        return (IReadOnlyList<ServiceHealth>)list;
+    }, cancellationToken);
+
     private static void AppendRange(StringBuilder sql, DbCommand command, TraceQuery query)
     {
         if (query.From is { } from)
@@ -163,13 +186,13 @@ internal abstract partial class SqlSpanStore
         switch (query.Status)
         {
             case TraceStatusFilter.Error:
-                sql.Append(" AND x.is_error = 1");
+                sql.Append(" AND ").Append(ErrorDefinition.Sql("x")).Append(" = 1");
                 break;
             case TraceStatusFilter.ClientError:
                 sql.Append(" AND x.status_code >= 400 AND x.status_code < 500");
                 break;
             case TraceStatusFilter.Ok:
-                sql.Append(" AND x.is_error = 0 AND (x.status_code IS NULL OR x.status_code < 400)");
+                sql.Append(" AND ").Append(ErrorDefinition.Sql("x")).Append(" = 0 AND (x.status_code IS NULL OR x.status_code < 400)");
                 break;
         }
 
@@ -367,8 +390,8 @@ internal abstract partial class SqlSpanStore
                 services.Add(r.Service);
                 start = Math.Min(start, r.StartNs);
                 end = Math.Max(end, r.EndNs);
-                errors += r.IsError ? 1 : 0;
-                clientErrors += r.Status is >= 400 and < 500 ? 1 : 0;
+                errors += ErrorDefinition.FromStored(r.IsError, r.Status) ? 1 : 0;
+                clientErrors += ErrorDefinition.IsClientError(r.Status) ? 1 : 0;
                 session ??= r.Session;
 
                 // Rows are in start order: the first span without a stored parent is the root.

@@ -145,6 +145,7 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     public Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken) => inner.ListSessionsAsync(tenantId, query, cancellationToken);
     public Task<IReadOnlyList<SpanSummary>?> GetSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken) => inner.GetSessionAsync(tenantId, sessionId, cancellationToken);
     public Task<IReadOnlyList<SpanSummary>> GetTraceAsync(long tenantId, string traceId, CancellationToken cancellationToken) => inner.GetTraceAsync(tenantId, traceId, cancellationToken);
+    public Task<IReadOnlyList<ServiceHealth>> GetServiceHealthAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetServiceHealthAsync(tenantId, from, to, cancellationToken);
     public Task<TracePage> SearchTracesAsync(long tenantId, TraceQuery query, CancellationToken cancellationToken) => inner.SearchTracesAsync(tenantId, query, cancellationToken);
     public Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken) => inner.GetTraceSpansAsync(tenantId, traceId, cancellationToken);
     public Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => inner.GetSpanAsync(tenantId, traceId, spanId, cancellationToken);
