@@ -80,6 +80,27 @@ public sealed class HarBuilderTests
         Assert.Throws<JsonException>(() => HarBuilder.Parse("{\"foo\":1}"u8));
     }
 
+    [Fact]
+    public void Build_RedactedQueryAndMissingHost_GiveAValidUriWithTheServiceAsHost()
+    {
+        var span = Span() with { Authority = null, Path = "/checkout/0", Query = "token=[REDACTED]&q=a b&ok=%41" };
+
+        var json = HarBuilder.Serialize(HarBuilder.Build([span]));
+
+        using var document = JsonDocument.Parse(json);
+        Assert.Empty(HarValidator.Validate(document.RootElement));
+        var url = document.RootElement.GetProperty("log").GetProperty("entries")[0].GetProperty("request").GetProperty("url").GetString()!;
+        Assert.Equal("http://orders/checkout/0?token=%5BREDACTED%5D&q=a%20b&ok=%41", url);
+        // RFC 3986: only unreserved, reserved and percent-escape characters.
+        Assert.Matches("^[A-Za-z0-9._~:/?#\\[\\]@!$&'()*+,;=%-]+$", url);
+        Assert.True(Uri.TryCreate(url, UriKind.Absolute, out var uri), url);
+        Assert.Equal("orders", uri!.Host);
+
+        // What we export, our own import reads back.
+        var reimported = HarBuilder.Parse(json);
+        Assert.Equal(url, Assert.Single(reimported.Log.Entries).Request.Url);
+    }
+
     private static StoredSpan Span(
         int status = 200, string? requestHeaders = null, string? responseHeaders = null, string? requestBody = null,
         byte[]? responseBytes = null, string attributes = "{}", int startOffsetMs = 0) => new()

@@ -32,9 +32,12 @@ public static class QueryEndpoints
         api.MapGet("/sessions", ListSessionsAsync)
             .WithSummary("Sessions, newest activity first, with cursor pagination.")
             .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401);
-        api.MapGet("/sessions/{id}", GetSessionAsync)
+        api.MapGet("/sessions/{*id}", GetSessionAsync)
             .WithSummary("A session's traces and spans in time order.")
             .Produces<SessionDetailDto>().ProducesProblem(404);
+        api.MapGet("/traces", SearchTracesAsync)
+            .WithSummary("Trace search: traces with a span matching every filter, newest first, with cursor pagination.")
+            .Produces<TraceListDto>().ProducesProblem(400).ProducesProblem(401);
         api.MapGet("/traces/{traceId}", GetTraceAsync)
             .WithSummary("A trace's spans with parent links (waterfall data).")
             .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
@@ -130,7 +133,10 @@ public static class QueryEndpoints
         return Results.Json(new SessionListDto(items, page.NextCursor), BackendJsonContext.Default.SessionListDto);
     }
 
-    private static async Task<IResult> GetSessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    /// <summary>Most <c>attr.*</c> filters one search takes.</summary>
+    public const int MaxAttributeFilters = 10;
+
+    private static async Task<IResult> SearchTracesAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
     {
         var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
         if (denied is not null)
@@ -138,6 +144,214 @@ public static class QueryEndpoints
             return denied;
         }
 
+        var (query, parameter, problem) = ParseTraceQuery(context.Request.Query);
+        if (query is null)
+        {
+            return BadParameter(parameter!, problem!);
+        }
+
+        TracePage page;
+        try
+        {
+            page = await store.SearchTracesAsync(tenant, query, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (ArgumentException ex) when (query.Cursor is not null)
+        {
+            return BadParameter("cursor", "is not a cursor this API returned: " + ex.Message);
+        }
+
+        return Results.Json(ToTraceList(page), BackendJsonContext.Default.TraceListDto);
+    }
+
+    /// <summary>The API form of a search page; the UI shares it.</summary>
+    internal static TraceListDto ToTraceList(TracePage page)
+    {
+        var items = new List<TraceSummaryDto>(page.Items.Count);
+        foreach (var t in page.Items)
+        {
+            items.Add(new TraceSummaryDto(t.TraceId, t.StartTime, Ms(t.EndTime - t.StartTime), t.RootService, t.RootName, t.RootMethod, t.RootRoute,
+                t.RootStatusCode, t.SpanCount, t.ErrorCount, t.ClientErrorCount, t.Services, t.SessionId));
+        }
+
+        return new TraceListDto(items, page.NextCursor, page.ScanLimited);
+    }
+
+    /// <summary>Parses trace search parameters; the problem names the first bad one. The UI shares it.</summary>
+    internal static (TraceQuery? Query, string? Parameter, string? Problem) ParseTraceQuery(IEnumerable<KeyValuePair<string, Microsoft.Extensions.Primitives.StringValues>> parameters)
+    {
+        var q = new QueryCollection(parameters.ToDictionary(p => p.Key, p => p.Value, StringComparer.OrdinalIgnoreCase));
+        if (!TryInt(q["limit"], 1, MaxLimit, 20, out var limit))
+        {
+            return Invalid("limit", string.Create(CultureInfo.InvariantCulture, $"must be an integer from 1 to {MaxLimit}"));
+        }
+
+        var status = TraceStatusFilter.Any;
+        int? statusClass = null;
+        var statusText = Optional(q["status"]);
+        if (statusText is not null)
+        {
+            switch (statusText.ToLowerInvariant())
+            {
+                case "error": status = TraceStatusFilter.Error; break;
+                case "client_error" or "clienterror": status = TraceStatusFilter.ClientError; break;
+                case "ok": status = TraceStatusFilter.Ok; break;
+                default:
+                    if (!TryStatusClass(q["status"], out statusClass))
+                    {
+                        return Invalid("status", "must be error, client_error, ok or a status class (2xx, 3xx, 4xx, 5xx)");
+                    }
+
+                    break;
+            }
+        }
+
+        if (!TryDuration(q["minDuration"], out var minDuration))
+        {
+            return Invalid("minDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds");
+        }
+
+        if (!TryDuration(q["maxDuration"], out var maxDuration))
+        {
+            return Invalid("maxDuration", "must be a duration such as 250ms, 1.5s, 2m or a number of milliseconds");
+        }
+
+        if (minDuration is not null && maxDuration is not null && minDuration > maxDuration)
+        {
+            return Invalid("minDuration", "must not be more than 'maxDuration'");
+        }
+
+        if (!TryTime(q["from"], out var from))
+        {
+            return Invalid("from", "must be an ISO 8601 time or Unix milliseconds");
+        }
+
+        if (!TryTime(q["to"], out var to))
+        {
+            return Invalid("to", "must be an ISO 8601 time or Unix milliseconds");
+        }
+
+        if (from is not null && to is not null && from > to)
+        {
+            return Invalid("from", "must not be after 'to'");
+        }
+
+        var text = Optional(q["q"]);
+        if (text is { Length: > 256 })
+        {
+            return Invalid("q", "must be at most 256 characters");
+        }
+
+        foreach (var name in new[] { "service", "operation", "route" })
+        {
+            if (Optional(q[name]) is { Length: > 512 })
+            {
+                return Invalid(name, "must be at most 512 characters");
+            }
+        }
+
+        var attributes = new List<KeyValuePair<string, string>>();
+        foreach (var (key, values) in q)
+        {
+            if (!key.StartsWith("attr.", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var name = key["attr.".Length..];
+            if (name.Length is 0 or > 256)
+            {
+                return Invalid(key, "must name an attribute: attr.<key>=<value>, the key 1 to 256 characters");
+            }
+
+            foreach (var value in values)
+            {
+                if (value is null || value.Length > 1024)
+                {
+                    return Invalid(key, "must have a value of at most 1024 characters");
+                }
+
+                attributes.Add(new(name, value));
+            }
+        }
+
+        if (attributes.Count > MaxAttributeFilters)
+        {
+            return Invalid("attr", string.Create(CultureInfo.InvariantCulture, $"takes at most {MaxAttributeFilters} attribute filters"));
+        }
+
+        var cursor = Optional(q["cursor"]);
+        if (cursor is { Length: > 256 })
+        {
+            return Invalid("cursor", "is not a cursor this API returned");
+        }
+
+        return (new TraceQuery
+        {
+            Service = Optional(q["service"]),
+            Operation = Optional(q["operation"]),
+            Route = Optional(q["route"]),
+            Status = status,
+            StatusClass = statusClass,
+            MinDuration = minDuration,
+            MaxDuration = maxDuration,
+            Text = text,
+            Attributes = attributes,
+            From = from,
+            To = to,
+            Cursor = cursor,
+            Limit = limit,
+        }, null, null);
+
+        static (TraceQuery?, string?, string?) Invalid(string parameter, string problem) => (null, parameter, problem);
+    }
+
+    /// <summary>Parses <c>250ms</c>, <c>1.5s</c>, <c>2m</c>, <c>1h</c>, <c>300us</c> or a bare number of milliseconds.</summary>
+    internal static bool TryDuration(Microsoft.Extensions.Primitives.StringValues value, out TimeSpan? duration)
+    {
+        duration = null;
+        var text = Optional(value);
+        if (text is null)
+        {
+            return true;
+        }
+
+        (string Suffix, double Ms)[] units = [("us", 0.001), ("µs", 0.001), ("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)];
+        double scale = 1;
+        foreach (var (suffix, ms) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase) && !(suffix == "s" && (text.EndsWith("ms", StringComparison.OrdinalIgnoreCase) || text.EndsWith("us", StringComparison.OrdinalIgnoreCase) || text.EndsWith("µs", StringComparison.Ordinal))))
+            {
+                text = text[..^suffix.Length];
+                scale = ms;
+                break;
+            }
+        }
+
+        if (!double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+        {
+            return false;
+        }
+
+        var total = number * scale;
+        if (!double.IsFinite(total) || total > TimeSpan.FromDays(365).TotalMilliseconds)
+        {
+            return false;
+        }
+
+        duration = TimeSpan.FromMilliseconds(total);
+        return true;
+    }
+
+    private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        // Any id ingest accepts: "a/b" arrives whole through the catch-all, "a%2Fb" needs its slash restored.
+        id = Ui.UiLinks.DecodeSlashes(id ?? "");
         if (id.Length is 0 or > 256)
         {
             return BadParameter("id", "must be 1 to 256 characters");
@@ -201,18 +415,60 @@ public static class QueryEndpoints
             return problem;
         }
 
-        var edges = await store.GetServiceGraphAsync(tenant, from, to, context.RequestAborted).ConfigureAwait(false);
-        var services = new SortedSet<string>(StringComparer.Ordinal);
+        var graph = await ServiceGraphAsync(store, tenant, from, to, context.RequestAborted).ConfigureAwait(false);
+        return Results.Json(graph, BackendJsonContext.Default.ServiceGraphDto);
+    }
+
+    /// <summary>Nodes (every service, with health), edges and rates over the traffic's own time span. The UI shares it.</summary>
+    internal static async Task<ServiceGraphDto> ServiceGraphAsync(ISpanStore store, long tenant, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    {
+        var edges = await store.GetServiceGraphAsync(tenant, from, to, cancellationToken).ConfigureAwait(false);
+        var health = await store.GetServiceHealthAsync(tenant, from, to, cancellationToken).ConfigureAwait(false);
+        var nodes = new SortedDictionary<string, ServiceNodeDto>(StringComparer.Ordinal);
+        DateTimeOffset? first = null, last = null;
+        foreach (var h in health)
+        {
+            first = first is null || h.FirstSeen < first ? h.FirstSeen : first;
+            last = last is null || h.LastSeen > last ? h.LastSeen : last;
+            nodes[h.Service] = new ServiceNodeDto(h.Service, h.Served, h.Errors, h.ClientErrors, Rate(h.Errors, h.Served), Health(h.Errors, h.Served));
+        }
+
+        // A rate over the whole selected window understates bursts (184 calls in 2 minutes are not 0.13/min over a day).
+        var minutes = first is { } f && last is { } l ? Math.Max(1, (l - f).TotalMinutes) : 1;
         var dtos = new List<ServiceEdgeDto>(edges.Count);
         foreach (var e in edges)
         {
-            services.Add(e.Caller);
-            services.Add(e.Callee);
-            dtos.Add(new ServiceEdgeDto(e.Caller, e.Callee, e.Calls, e.Errors, Rate(e.Errors, e.Calls), e.P50Ms, e.P95Ms, e.P99Ms));
+            foreach (var name in new[] { e.Caller, e.Callee })
+            {
+                // A host the caller reached that no agent captured: a node without its own numbers.
+                nodes.TryAdd(name, new ServiceNodeDto(name, 0, 0, 0, 0, "unknown"));
+            }
+
+            dtos.Add(new ServiceEdgeDto(e.Caller, e.Callee, e.Calls, e.Errors, Rate(e.Errors, e.Calls), e.P50Ms, e.P95Ms, e.P99Ms)
+            {
+                ClientErrors = e.ClientErrors,
+                ClientErrorRate = Rate(e.ClientErrors, e.Calls),
+                CallsPerMinute = e.Calls / minutes,
+            });
         }
 
-        return Results.Json(new ServiceGraphDto(from, to, [.. services], dtos), BackendJsonContext.Default.ServiceGraphDto);
+        return new ServiceGraphDto(from, to, [.. nodes.Keys], dtos)
+        {
+            Nodes = [.. nodes.Values],
+            TrafficFrom = first,
+            TrafficTo = last,
+        };
     }
+
+    /// <summary>A node's colour class from its error rate (the one error definition).</summary>
+    internal static string Health(long errors, long requests) => requests == 0
+        ? "unknown"
+        : Rate(errors, requests) switch
+        {
+            >= 0.05 => "failing",
+            >= 0.01 => "degraded",
+            _ => "healthy",
+        };
 
     private static async Task<IResult> GetEndpointsAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
     {
@@ -231,7 +487,11 @@ public static class QueryEndpoints
         var items = new List<EndpointDto>(stats.Count);
         foreach (var s in stats)
         {
-            items.Add(new EndpointDto(s.Service, s.Method, s.Route, s.Count, s.Errors, Rate(s.Errors, s.Count), s.P50Ms, s.P95Ms, s.P99Ms));
+            items.Add(new EndpointDto(s.Service, s.Method, s.Route, s.Count, s.Errors, Rate(s.Errors, s.Count), s.P50Ms, s.P95Ms, s.P99Ms)
+            {
+                ClientErrors = s.ClientErrors,
+                ClientErrorRate = Rate(s.ClientErrors, s.Count),
+            });
         }
 
         return Results.Json(new EndpointListDto(from, to, items), BackendJsonContext.Default.EndpointListDto);
@@ -244,13 +504,31 @@ public static class QueryEndpoints
             return BadParameter(parameter, "must be 32 hexadecimal digits");
         }
 
-        var spans = await store.GetTraceAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
+        var spans = await store.GetTraceSpansAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (spans.Count == 0)
         {
             return NotFound("trace '" + id + "' not found");
         }
 
-        return Results.Json(ToTraceView(id, spans), BackendJsonContext.Default.TraceViewDto);
+        var summaries = new SpanSummary[spans.Count];
+        var details = new Dictionary<string, StoredSpan>(spans.Count, StringComparer.Ordinal);
+        for (int i = 0; i < spans.Count; i++)
+        {
+            var s = spans[i];
+            summaries[i] = new SpanSummary(s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime,
+                s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
+            details[s.SpanId] = s;
+        }
+
+        var view = ToTraceView(id, summaries);
+        var rows = new List<WaterfallSpanDto>(view.Spans.Count);
+        foreach (var row in view.Spans)
+        {
+            var s = details[row.Span.SpanId];
+            rows.Add(row with { Attributes = ParseJson(s.AttributesJson), Model = SpanModelReader.Read(s.ModelJson, s.IsError) });
+        }
+
+        return Results.Json(view with { Spans = rows }, BackendJsonContext.Default.TraceViewDto);
     }
 
     /// <summary>Waterfall data of a trace's spans (at least one, in start order): offsets, depths and roots. The UI shares it.</summary>
@@ -352,6 +630,7 @@ public static class QueryEndpoints
             RequestBody = requestBody,
             ResponseBody = responseBody,
             Attributes = ParseJson(attributes.ToJsonString())!.Value,
+            Model = SpanModelReader.Read(span.ModelJson, span.IsError),
         };
     }
 

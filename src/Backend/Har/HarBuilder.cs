@@ -49,7 +49,7 @@ public static class HarBuilder
         var request = new HarRequest
         {
             Method = span.Method ?? "GET",
-            Url = Url(span.Scheme, span.Authority, span.Path, span.Query),
+            Url = Url(span.Scheme, span.Authority, span.Path, span.Query, span.ServiceName),
             HttpVersion = httpVersion,
             Cookies = RequestCookies(requestHeaders),
             Headers = requestHeaders,
@@ -152,9 +152,74 @@ public static class HarBuilder
         return string.Equals(encoding, "base64", StringComparison.OrdinalIgnoreCase) ? Convert.FromBase64String(text) : System.Text.Encoding.UTF8.GetBytes(text);
     }
 
-    /// <summary>The absolute URL of an exchange.</summary>
-    internal static string Url(string? scheme, string? authority, string? path, string? query) =>
-        string.Concat(scheme ?? "http", "://", authority ?? "", path ?? "/", query is null ? "" : "?" + query);
+    /// <summary>
+    /// The absolute URL of an exchange, a valid URI (RFC 3986): characters a URI cannot hold — the
+    /// <c>[REDACTED]</c> markers' brackets, spaces, quotes — are percent-encoded (existing escapes kept),
+    /// and an exchange without a host (a SERVER span that recorded none) gets <paramref name="fallbackHost"/>,
+    /// the service's name, so every entry can be replayed and re-imported.
+    /// </summary>
+    internal static string Url(string? scheme, string? authority, string? path, string? query, string? fallbackHost = null)
+    {
+        var host = string.IsNullOrEmpty(authority) ? HostName(fallbackHost) : EncodePart(authority, "-._~!$&'()*+,;=:[]");
+        var target = path is null or "" ? "/" : path[0] == '/' ? path : "/" + path;
+        return string.Concat(
+            scheme is { Length: > 0 } && char.IsAsciiLetter(scheme[0]) && !scheme.AsSpan().ContainsAnyExcept(SchemeChars) ? scheme : "http",
+            "://",
+            host,
+            EncodePart(target, "-._~!$&'()*+,;=:@/"),
+            query is null ? "" : "?" + EncodePart(query, "-._~!$&'()*+,;=:@/?"));
+    }
+
+    private static readonly System.Buffers.SearchValues<char> SchemeChars =
+        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+
+    /// <summary>A host name made of a service name: letters, digits and hyphens, lower case.</summary>
+    private static string HostName(string? service)
+    {
+        if (string.IsNullOrEmpty(service))
+        {
+            return "localhost";
+        }
+
+        var chars = service.ToLowerInvariant().ToCharArray();
+        for (int i = 0; i < chars.Length; i++)
+        {
+            if (!(char.IsAsciiLetterOrDigit(chars[i]) || chars[i] is '-' or '.'))
+            {
+                chars[i] = '-';
+            }
+        }
+
+        var name = new string(chars).Trim('-', '.');
+        return name.Length == 0 ? "localhost" : name;
+    }
+
+    /// <summary>Percent-encodes what a URI component may not hold; letters, digits, <paramref name="allowed"/> and existing %XX escapes stay.</summary>
+    private static string EncodePart(string text, string allowed)
+    {
+        var builder = new System.Text.StringBuilder(text.Length + 16);
+        Span<byte> utf8 = stackalloc byte[4];
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (char.IsAsciiLetterOrDigit(c) || allowed.Contains(c, StringComparison.Ordinal)
+                || (c == '%' && i + 2 < text.Length && char.IsAsciiHexDigit(text[i + 1]) && char.IsAsciiHexDigit(text[i + 2])))
+            {
+                builder.Append(c);
+                continue;
+            }
+
+            int length = char.IsHighSurrogate(c) && i + 1 < text.Length
+                ? System.Text.Encoding.UTF8.GetBytes(text.AsSpan(i++, 2), utf8)
+                : System.Text.Encoding.UTF8.GetBytes(text.AsSpan(i, 1), utf8);
+            foreach (var b in utf8[..length])
+            {
+                builder.Append('%').Append(b.ToString("X2", CultureInfo.InvariantCulture));
+            }
+        }
+
+        return builder.ToString();
+    }
 
     private static long Size(BodyDto body) => body.Decoded || body.OriginalSize < 0 ? body.CapturedBytes : body.OriginalSize;
 

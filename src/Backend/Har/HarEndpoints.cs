@@ -28,6 +28,7 @@ public static class HarEndpoints
             return denied;
         }
 
+        id = Ui.UiLinks.DecodeSlashes(id);
         var spans = await store.GetSessionAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (spans is null || spans.Count == 0)
         {
@@ -81,7 +82,22 @@ public static class HarEndpoints
 
         var document = HarBuilder.Build(full, title);
         // Written inside the lease.
-        await HarBuilder.WriteAsync(context.Response, document, pageId + ".har").ConfigureAwait(false);
+        await HarBuilder.WriteAsync(context.Response, document, SafeFileName(pageId) + ".har").ConfigureAwait(false);
         return Results.Empty;
+    }
+
+    /// <summary>A file name any id can be put in: a session id may hold '/', quotes or non-ASCII text that a header cannot.</summary>
+    private static string SafeFileName(string name)
+    {
+        var chars = name.ToCharArray();
+        for (int i = 0; i < chars.Length; i++)
+        {
+            if (!(char.IsAsciiLetterOrDigit(chars[i]) || chars[i] is '-' or '_' or '.'))
+            {
+                chars[i] = '_';
+            }
+        }
+
+        return new string(chars, 0, Math.Min(chars.Length, 120));
     }
 }

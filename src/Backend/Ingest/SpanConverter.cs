@@ -59,6 +59,9 @@ public static class SpanConverter
     /// <summary>The attribute naming (comma-separated) the attributes ingest truncated to <see cref="ConversionLimits.MaxAttributeBytes"/>.</summary>
     public const string TruncatedAttributes = "sp.attributes.truncated";
 
+    /// <summary>The OTel semantic-convention attribute naming the matched route template.</summary>
+    public const string HttpRoute = "http.route";
+
     private static readonly JsonWriterOptions _writerOptions = new() { Indented = false, SkipValidation = true };
 
     /// <summary>Converts every span of <paramref name="request"/> with the default limits and the system clock.</summary>
@@ -79,6 +82,7 @@ public static class SpanConverter
             var resource = resourceSpans.Resource;
             foreach (var scopeSpans in resourceSpans.ScopeSpans)
             {
+                var scope = scopeSpans.Scope;
                 foreach (var span in scopeSpans.Spans)
                 {
                     if (!IsValidId(span.TraceId, 16))
@@ -102,8 +106,8 @@ public static class SpanConverter
                     {
                         CapAttributes(span, limits);
                         spans.Add(ExchangeSpanMapper.IsExchangeSpan(span)
-                            ? FromExchange(span, resource, buffer)
-                            : FromGeneric(span, resource, buffer));
+                            ? FromExchange(span, resource, scope, buffer)
+                            : FromGeneric(span, resource, scope, buffer));
                     }
                 }
             }
@@ -305,12 +309,18 @@ public static class SpanConverter
         }
     }
 
-    private static StoredSpan FromExchange(OtlpSpan span, Resource? resource, ArrayBufferWriter<byte> buffer)
+    private static StoredSpan FromExchange(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
     {
         var exchange = ExchangeSpanMapper.FromSpan(span, resource);
-        var isError = span.Status?.Code == Status.Types.StatusCode.Error
-            || exchange.StatusCode >= 500
-            || exchange.Outcome != ExchangeOutcome.Completed;
+
+        // The instrumented framework's own template wins (semconv http.route): it knows which segments are parameters.
+        var route = exchange.Attributes.TryGetValue(HttpRoute, out var declared) && declared.StartsWith('/')
+            ? declared
+            : RouteTemplate.FromPath(exchange.Path);
+        // One definition (ErrorDefinition): a response was cut short after its status (transport failure)
+        // is an error whatever the status; otherwise the status decides, and OTLP ERROR only without one.
+        var isError = exchange.Outcome != ExchangeOutcome.Completed
+            || ErrorDefinition.IsError(exchange.StatusCode, span.Status?.Code == Status.Types.StatusCode.Error);
         return new StoredSpan
         {
             TraceId = exchange.TraceId.ToHexString(),
@@ -330,21 +340,27 @@ public static class SpanConverter
             Authority = exchange.Authority,
             Path = exchange.Path,
             Query = exchange.Query,
-            Route = RouteTemplate.FromPath(exchange.Path),
+            Route = route,
             StatusCode = exchange.StatusCode,
             RequestHeadersJson = HeadersJson(exchange.RequestHeaders, buffer),
             ResponseHeadersJson = HeadersJson(exchange.ResponseHeaders, buffer),
             RequestBody = exchange.RequestBody.Content,
             ResponseBody = exchange.ResponseBody.Content,
             AttributesJson = ExchangeAttributesJson(exchange, span, buffer),
+            ModelJson = ModelJson(span, resource, scope, buffer),
         };
     }
 
-    private static StoredSpan FromGeneric(OtlpSpan span, Resource? resource, ArrayBufferWriter<byte> buffer)
+    private static StoredSpan FromGeneric(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
     {
-        string? service = null, session = null;
+        string? service = null, session = null, route = null;
         foreach (var kv in span.Attributes)
         {
+            if (string.Equals(kv.Key, HttpRoute, StringComparison.Ordinal) && kv.Value?.ValueCase == AnyValue.ValueOneofCase.StringValue)
+            {
+                route = kv.Value.StringValue;
+            }
+
             if (string.Equals(kv.Key, OtlpAttributes.ServiceName, StringComparison.Ordinal))
             {
                 service = ExchangeSpanMapper.AsString(kv.Value ?? new AnyValue());
@@ -381,7 +397,9 @@ public static class SpanConverter
             IsError = span.Status?.Code == Status.Types.StatusCode.Error,
             IsExchange = false,
             SessionId = string.IsNullOrEmpty(session) ? null : session,
+            Route = string.IsNullOrEmpty(route) ? null : route,
             AttributesJson = GenericAttributesJson(span, buffer),
+            ModelJson = ModelJson(span, resource, scope, buffer),
         };
     }
 
@@ -438,6 +456,17 @@ public static class SpanConverter
                 writer.WriteString("otel.status_description", status.Message);
             }
 
+            // The attributes the exchange has no field for, with the types the exporter gave them
+            // (the mapper keeps them as strings). Removing each written key also drops a repeated key.
+            foreach (var kv in span.Attributes)
+            {
+                if (exchange.Attributes.Remove(kv.Key))
+                {
+                    SpanModelJson.WriteAttribute(writer, kv.Key, kv.Value);
+                }
+            }
+
+            // What the mapper derived rather than copied (an exception type beside a status code).
             foreach (var (key, value) in exchange.Attributes)
             {
                 writer.WriteString(key, value);
@@ -493,22 +522,7 @@ public static class SpanConverter
                     continue;
                 }
 
-                var value = kv.Value ?? new AnyValue();
-                switch (value.ValueCase)
-                {
-                    case AnyValue.ValueOneofCase.BoolValue:
-                        writer.WriteBoolean(kv.Key, value.BoolValue);
-                        break;
-                    case AnyValue.ValueOneofCase.IntValue:
-                        writer.WriteNumber(kv.Key, value.IntValue);
-                        break;
-                    case AnyValue.ValueOneofCase.DoubleValue when double.IsFinite(value.DoubleValue):
-                        writer.WriteNumber(kv.Key, value.DoubleValue);
-                        break;
-                    default:
-                        writer.WriteString(kv.Key, ExchangeSpanMapper.AsString(value));
-                        break;
-                }
+                SpanModelJson.WriteAttribute(writer, kv.Key, kv.Value);
             }
 
             if (span.Status is { Code: Status.Types.StatusCode.Error, Message.Length: > 0 } status)
@@ -520,5 +534,16 @@ public static class SpanConverter
         }
 
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static string? ModelJson(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
+    {
+        buffer.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(buffer, _writerOptions))
+        {
+            SpanModelJson.WriteModel(writer, span, resource, scope);
+        }
+
+        return buffer.WrittenCount <= 2 ? null : Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 }

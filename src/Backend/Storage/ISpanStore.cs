@@ -54,13 +54,26 @@ public interface ISpanStore : IAsyncDisposable
     /// <summary>Sessions matching the query, newest activity first, with a cursor to the next page.</summary>
     Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Traces with a span matching every filter of <paramref name="query"/>, newest matching span
+    /// first, each listed once, with a cursor to the next page. Works for any trace, with or without
+    /// a session. One call examines a bounded number of spans (<see cref="TracePage.ScanLimited"/>).
+    /// </summary>
+    Task<TracePage> SearchTracesAsync(long tenantId, TraceQuery query, CancellationToken cancellationToken);
+
     /// <summary>A session's spans (without bodies) in start-time order, or null when unknown.</summary>
     Task<IReadOnlyList<SpanSummary>?> GetSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken);
 
     /// <summary>A trace's spans (without bodies) in start-time order; empty when unknown.</summary>
     Task<IReadOnlyList<SpanSummary>> GetTraceAsync(long tenantId, string traceId, CancellationToken cancellationToken);
 
-    /// <summary>One span in full (headers, decompressed bodies, attributes), or null.</summary>
+    /// <summary>
+    /// A trace's spans in start-time order with their attributes and span model (<see cref="StoredSpan.ModelJson"/>)
+    /// but without headers and bodies; empty when unknown.
+    /// </summary>
+    Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken);
+
+    /// <summary>One span in full (headers, decompressed bodies, attributes, span model), or null.</summary>
     Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken);
 
     /// <summary>
@@ -81,6 +94,9 @@ public interface ISpanStore : IAsyncDisposable
 
     /// <summary>Caller → callee edges with call counts, errors and latency percentiles in the range.</summary>
     Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
+
+    /// <summary>Every service with spans in the range (callers, callees and services that call no one), with what it served and when it was seen.</summary>
+    Task<IReadOnlyList<ServiceHealth>> GetServiceHealthAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
 
     /// <summary>Per service, method and route statistics in the range; all services when <paramref name="service"/> is null.</summary>
     Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);

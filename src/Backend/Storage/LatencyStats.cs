@@ -12,12 +12,20 @@ internal sealed class LatencyStats
 
     public long Errors { get; private set; }
 
-    public void Add(double durationMs, bool isError)
+    /// <summary>4xx answers: counted beside errors, never as errors (<see cref="ErrorDefinition"/>).</summary>
+    public long ClientErrors { get; private set; }
+
+    public void Add(double durationMs, bool isError, bool isClientError = false)
     {
         _durationsMs.Add(durationMs);
         if (isError)
         {
             Errors++;
+        }
+
+        if (isClientError)
+        {
+            ClientErrors++;
         }
     }
 

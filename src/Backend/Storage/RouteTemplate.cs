@@ -90,6 +90,84 @@ public static class RouteTemplate
             && segment.ContainsAnyInRange('0', '9');
     }
 
+    /// <summary>
+    /// True when <paramref name="candidate"/> (a stored route or path) fits <paramref name="template"/>:
+    /// the same number of segments, each equal, or a <c>{…}</c> placeholder on either side standing
+    /// for any one non-empty segment. <c>/orders/{orderId}</c> fits <c>/orders/ord-1</c> and <c>/orders/{id}</c>.
+    /// </summary>
+    public static bool Matches(string template, string? candidate)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        if (candidate is null)
+        {
+            return false;
+        }
+
+        var t = template.AsSpan();
+        var c = candidate.AsSpan();
+        var te = t.Split('/');
+        var ce = c.Split('/');
+        while (true)
+        {
+            bool tn = te.MoveNext(), cn = ce.MoveNext();
+            if (tn != cn)
+            {
+                return false;
+            }
+
+            if (!tn)
+            {
+                return true;
+            }
+
+            var ts = t[te.Current];
+            var cs = c[ce.Current];
+            if (!(IsPlaceholder(ts) && !cs.IsEmpty) && !(IsPlaceholder(cs) && !ts.IsEmpty) && !ts.SequenceEqual(cs))
+            {
+                return false;
+            }
+        }
+    }
+
+    /// <summary>A SQL LIKE pattern (escape character <c>\</c>) that every route or path <see cref="Matches"/> accepts also matches.</summary>
+    public static string LikePattern(string template)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        var builder = new System.Text.StringBuilder(template.Length + 8);
+        bool first = true;
+        foreach (var range in template.AsSpan().Split('/'))
+        {
+            if (!first)
+            {
+                builder.Append('/');
+            }
+
+            first = false;
+            var segment = template.AsSpan()[range];
+            if (IsPlaceholder(segment))
+            {
+                builder.Append('%');
+                continue;
+            }
+
+            foreach (char ch in segment)
+            {
+                if (ch is '%' or '_' or '\\')
+                {
+                    builder.Append('\\');
+                }
+
+                builder.Append(ch);
+            }
+        }
+
+        return builder.ToString();
+    }
+
+    /// <summary>A <c>{name}</c> segment.</summary>
+    public static bool IsPlaceholder(ReadOnlySpan<char> segment) =>
+        segment.Length >= 2 && segment[0] == '{' && segment[^1] == '}';
+
     private static readonly System.Buffers.SearchValues<char> HexChars =
         System.Buffers.SearchValues.Create("0123456789abcdefABCDEF");
 }

@@ -321,7 +321,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             Add(services, name, rows[i].Id);
         }
 
-        stats.CommandText = "SELECT session_id, COUNT(*), COUNT(DISTINCT trace_id), SUM(is_error), MAX(end_ns) FROM spans WHERE tenant_id = @t AND session_id IN (" + inList + ") GROUP BY session_id";
+        stats.CommandText = "SELECT session_id, COUNT(*), COUNT(DISTINCT trace_id), SUM(" + ErrorDefinition.Sql("spans") + "), MAX(end_ns) FROM spans WHERE tenant_id = @t AND session_id IN (" + inList + ") GROUP BY session_id";
         services.CommandText = "SELECT DISTINCT session_id, service FROM spans WHERE tenant_id = @t AND session_id IN (" + inList + ")";
 
         var counts = new Dictionary<string, (int Spans, int Traces, int Errors, long LastEnd)>(StringComparer.Ordinal);
@@ -387,7 +387,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + ", scheme, query, route, request_headers, response_headers, request_body, response_body, attributes " +
+            "SELECT " + SummaryColumns + ", scheme, query, route, request_headers, response_headers, request_body, response_body, attributes, span_model " +
             "FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
@@ -425,6 +425,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             RequestBody = BodyCodec.Decode(NullableBytes(reader, 21)),
             ResponseBody = BodyCodec.Decode(NullableBytes(reader, 22)),
             AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 23)) ?? "{}",
+            ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 24)),
         };
     }, cancellationToken);
 
@@ -432,7 +433,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     {
         // Only the codec header (flag + decoded length) and the stored length of each value: the
         // values themselves stay on disk until the reader holds its share of the read budget.
-        string[] columns = ["request_headers", "response_headers", "request_body", "response_body", "attributes"];
+        string[] columns = ["request_headers", "response_headers", "request_body", "response_body", "attributes", "span_model"];
         await using var command = Command(connection, null,
             "SELECT " + string.Join(", ", columns.Select(c => BlobHeadSql(c) + ", " + BlobLengthSql(c))) +
             " FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
@@ -467,6 +468,46 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>SQL for the stored length in bytes of a blob column.</summary>
     protected virtual string BlobLengthSql(string column) => "length(" + column + ")";
 
+    public Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        await using var command = Command(connection, null,
+            "SELECT " + SummaryColumns + ", scheme, query, route, attributes, span_model FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
+        Add(command, "t", tenantId);
+        Add(command, "tr", traceId);
+        var list = new List<StoredSpan>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var s = ReadSummary(reader);
+            list.Add(new StoredSpan
+            {
+                TraceId = s.TraceId,
+                SpanId = s.SpanId,
+                ParentSpanId = s.ParentSpanId,
+                Name = s.Name,
+                Kind = s.Kind,
+                ServiceName = s.ServiceName,
+                StartTime = s.StartTime,
+                EndTime = s.EndTime,
+                IsError = s.IsError,
+                IsExchange = s.IsExchange,
+                SessionId = s.SessionId,
+                Direction = s.Direction,
+                Method = s.Method,
+                Authority = s.Authority,
+                Path = s.Path,
+                StatusCode = s.StatusCode,
+                Scheme = NullableString(reader, 16),
+                Query = NullableString(reader, 17),
+                Route = NullableString(reader, 18),
+                AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 19)) ?? "{}",
+                ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 20)),
+            });
+        }
+
+        return (IReadOnlyList<StoredSpan>)list;
+    }, cancellationToken);
+
     public Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<ServiceEdge>>(async connection =>
     {
         // The edge rule (docs/ARCHITECTURE.md, "Storage and indexes"): an outbound CLIENT span is a
@@ -477,7 +518,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         var edges = new Dictionary<(string, string), LatencyStats>();
         await using (var command = Command(connection, null,
             "SELECT c.service, (SELECT ch.service FROM spans ch WHERE ch.tenant_id = c.tenant_id AND ch.trace_id = c.trace_id AND ch.parent_span_id = c.span_id AND ch.service <> c.service ORDER BY ch.id LIMIT 1), " +
-            "c.authority, c.end_ns - c.start_ns, c.is_error FROM spans c " +
+            "c.authority, c.end_ns - c.start_ns, c.is_error, c.status_code FROM spans c " +
             "WHERE c.tenant_id = @t AND c.start_ns >= @f AND c.start_ns < @to AND (c.kind = 3 OR c.direction = 'outbound')"))
         {
             AddRange(command, tenantId, from, to);
@@ -496,12 +537,13 @@ internal abstract partial class SqlSpanStore : ISpanStore
                     callee = SpIstio.Core.Model.HostName.WithoutPort(authority).ToString();
                 }
 
-                Stats(edges, (reader.GetString(0), callee)).Add(LatencyStats.NanosToMs(Int64(reader, 3)), Int64(reader, 4) != 0);
+                int? status = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
+                Stats(edges, (reader.GetString(0), callee)).Add(LatencyStats.NanosToMs(Int64(reader, 3)), ErrorDefinition.FromStored(Int64(reader, 4) != 0, status), ErrorDefinition.IsClientError(status));
             }
         }
 
         await using (var command = Command(connection, null,
-            "SELECT p.service, s.service, s.end_ns - s.start_ns, s.is_error FROM spans s " +
+            "SELECT p.service, s.service, s.end_ns - s.start_ns, s.is_error, s.status_code FROM spans s " +
             "JOIN spans p ON p.tenant_id = s.tenant_id AND p.trace_id = s.trace_id AND p.span_id = s.parent_span_id " +
             "WHERE s.tenant_id = @t AND s.start_ns >= @f AND s.start_ns < @to AND p.service <> s.service " +
             "AND p.kind <> 3 AND (p.direction IS NULL OR p.direction <> 'outbound')"))
@@ -510,7 +552,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                Stats(edges, (reader.GetString(0), reader.GetString(1))).Add(LatencyStats.NanosToMs(Int64(reader, 2)), Int64(reader, 3) != 0);
+                int? status = reader.IsDBNull(4) ? null : (int)Int64(reader, 4);
+                Stats(edges, (reader.GetString(0), reader.GetString(1))).Add(LatencyStats.NanosToMs(Int64(reader, 2)), ErrorDefinition.FromStored(Int64(reader, 3) != 0, status), ErrorDefinition.IsClientError(status));
             }
         }
 
@@ -518,7 +561,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         foreach (var ((caller, callee), stats) in edges)
         {
             stats.Seal();
-            result.Add(new ServiceEdge(caller, callee, stats.Count, stats.Errors, stats.Percentile(0.50), stats.Percentile(0.95), stats.Percentile(0.99)));
+            result.Add(new ServiceEdge(caller, callee, stats.Count, stats.Errors, stats.Percentile(0.50), stats.Percentile(0.95), stats.Percentile(0.99), stats.ClientErrors));
         }
 
         result.Sort(static (a, b) => a.Caller != b.Caller ? string.CompareOrdinal(a.Caller, b.Caller) : string.CompareOrdinal(a.Callee, b.Callee));
@@ -528,7 +571,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<EndpointStats>>(async connection =>
     {
         // Endpoints are what a service serves: its server-side spans, not the calls it makes.
-        string sql = "SELECT service, method, COALESCE(route, path, '/'), end_ns - start_ns, is_error FROM spans " +
+        string sql = "SELECT service, method, COALESCE(route, path, '/'), end_ns - start_ns, is_error, status_code FROM spans " +
             "WHERE tenant_id = @t AND start_ns >= @f AND start_ns < @to AND method IS NOT NULL AND kind <> 3 AND (direction IS NULL OR direction <> 'outbound')";
         await using var command = Command(connection, null, service is null ? sql : sql + " AND service = @svc");
         AddRange(command, tenantId, from, to);
@@ -537,20 +580,32 @@ internal abstract partial class SqlSpanStore : ISpanStore
             Add(command, "svc", service);
         }
 
-        var groups = new Dictionary<(string, string, string), LatencyStats>();
+        var rows = new List<(string Service, string Method, string Route, double Ms, bool Error, bool ClientError)>();
+        var learner = new RouteLearner();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                Stats(groups, (reader.GetString(0), reader.GetString(1), reader.GetString(2))).Add(LatencyStats.NanosToMs(Int64(reader, 3)), Int64(reader, 4) != 0);
+                int? status = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
+                var row = (reader.GetString(0), reader.GetString(1), reader.GetString(2), LatencyStats.NanosToMs(Int64(reader, 3)),
+                    ErrorDefinition.FromStored(Int64(reader, 4) != 0, status), ErrorDefinition.IsClientError(status));
+                rows.Add(row);
+                learner.Observe(row.Item1 + " " + row.Item2, row.Item3);
             }
+        }
+
+        // Paths no instrumentation templated: segments with many values under one prefix become {id}.
+        var groups = new Dictionary<(string, string, string), LatencyStats>();
+        foreach (var (svc, method, route, ms, error, clientError) in rows)
+        {
+            Stats(groups, (svc, method, learner.Template(svc + " " + method, route))).Add(ms, error, clientError);
         }
 
         var result = new List<EndpointStats>(groups.Count);
         foreach (var ((svc, method, route), stats) in groups)
         {
             stats.Seal();
-            result.Add(new EndpointStats(svc, method, route, stats.Count, stats.Errors, stats.Percentile(0.50), stats.Percentile(0.95), stats.Percentile(0.99)));
+            result.Add(new EndpointStats(svc, method, route, stats.Count, stats.Errors, stats.Percentile(0.50), stats.Percentile(0.95), stats.Percentile(0.99), stats.ClientErrors));
         }
 
         result.Sort(static (a, b) =>
@@ -741,7 +796,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         r.GetString(5),
         StoreTime.FromNanos(Int64(r, 6)),
         StoreTime.FromNanos(Int64(r, 7)),
-        Int64(r, 8) != 0,
+        ErrorDefinition.FromStored(Int64(r, 8) != 0, r.IsDBNull(15) ? null : (int)Int64(r, 15)),
         Int64(r, 9) != 0,
         NullableString(r, 10),
         NullableString(r, 11),
@@ -798,6 +853,8 @@ internal sealed class EncodedSpan
 
     public byte[]? Attributes { get; private init; }
 
+    public byte[]? Model { get; private init; }
+
     public string? SearchText { get; private init; }
 
     public long StoredBytes { get; set; }
@@ -833,6 +890,7 @@ internal sealed class EncodedSpan
             RequestBody = BodyCodec.Encode(span.RequestBody.Span),
             ResponseBody = BodyCodec.Encode(span.ResponseBody.Span),
             Attributes = span.AttributesJson is "{}" or "" ? null : BodyCodec.EncodeString(span.AttributesJson),
+            Model = BodyCodec.EncodeString(span.ModelJson),
             SearchText = Storage.SearchText.Build(span),
         };
         encoded.StoredBytes = StoredSizeOf(encoded);
@@ -840,7 +898,7 @@ internal sealed class EncodedSpan
     }
 
     private static long StoredSizeOf(EncodedSpan span) =>
-        160 + (span.SearchText?.Length ?? 0) + Len(span.RequestHeaders) + Len(span.ResponseHeaders) + Len(span.RequestBody) + Len(span.ResponseBody) + Len(span.Attributes)
+        160 + (span.SearchText?.Length ?? 0) + Len(span.RequestHeaders) + Len(span.ResponseHeaders) + Len(span.RequestBody) + Len(span.ResponseBody) + Len(span.Attributes) + Len(span.Model)
         + (span.Span.Path?.Length ?? 0) + (span.Span.Authority?.Length ?? 0) + (span.Span.Query?.Length ?? 0) + span.Span.Name.Length;
 
     private static int Len(byte[]? value) => value?.Length ?? 0;

@@ -116,8 +116,19 @@ public sealed record StoredSpan
     /// <summary>Captured response body bytes. The store compresses them.</summary>
     public ReadOnlyMemory<byte> ResponseBody { get; init; }
 
-    /// <summary>Body metadata and every other attribute, as a JSON object (string, number or bool values).</summary>
+    /// <summary>
+    /// Body metadata and every other attribute, as a JSON object keeping the OTLP value types
+    /// (<see cref="SpanModelJson"/> describes the encoding: an int is a JSON integer, a double always
+    /// carries a fraction or exponent, arrays and maps are JSON arrays and objects).
+    /// </summary>
     public string AttributesJson { get; init; } = "{}";
+
+    /// <summary>
+    /// The rest of the OpenTelemetry span model, as a JSON object (<see cref="SpanModelJson"/>):
+    /// resource attributes, instrumentation scope, status, events, links, trace state, flags and
+    /// dropped counts. Null when the span had none of them (old rows, or a span built in code).
+    /// </summary>
+    public string? ModelJson { get; init; }
 
     /// <summary>Duration.</summary>
     public TimeSpan Duration => EndTime - StartTime;
@@ -180,7 +191,7 @@ public sealed record SessionSummary(
     int ErrorCount,
     IReadOnlyList<string> Services);
 
-/// <summary>Calls from one service to another over a time range.</summary>
+/// <summary>Calls from one service to another over a time range; errors and client errors as <see cref="ErrorDefinition"/> says.</summary>
 public sealed record ServiceEdge(
     string Caller,
     string Callee,
@@ -188,9 +199,10 @@ public sealed record ServiceEdge(
     long Errors,
     double P50Ms,
     double P95Ms,
-    double P99Ms);
+    double P99Ms,
+    long ClientErrors = 0);
 
-/// <summary>Statistics of one method + route of one service.</summary>
+/// <summary>Statistics of one method + route of one service; errors and client errors as <see cref="ErrorDefinition"/> says.</summary>
 public sealed record EndpointStats(
     string Service,
     string Method,
@@ -199,4 +211,15 @@ public sealed record EndpointStats(
     long Errors,
     double P50Ms,
     double P95Ms,
-    double P99Ms);
+    double P99Ms,
+    long ClientErrors = 0);
+
+/// <summary>One service's own traffic in a range: what it served and how that went, and when it was seen.</summary>
+/// <param name="Service">The service.</param>
+/// <param name="Spans">Every span of it in the range.</param>
+/// <param name="Served">Its server-side spans (not CLIENT, not outbound): the requests it answered.</param>
+/// <param name="Errors">Served requests that are errors.</param>
+/// <param name="ClientErrors">Served requests answered with a 4xx.</param>
+/// <param name="FirstSeen">Its earliest span start in the range.</param>
+/// <param name="LastSeen">Its latest span start in the range.</param>
+public sealed record ServiceHealth(string Service, long Spans, long Served, long Errors, long ClientErrors, DateTimeOffset FirstSeen, DateTimeOffset LastSeen);

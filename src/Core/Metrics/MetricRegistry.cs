@@ -29,6 +29,14 @@ public sealed class MetricRegistry
     public GaugeFamily Gauge(string name, string help, params string[] labelNames) =>
         (GaugeFamily)_families.GetOrAdd(name, n => new GaugeFamily(n, help, labelNames));
 
+    /// <summary>
+    /// Declares a counter whose value is read at each scrape from a source that only grows (CPU seconds
+    /// of the process): a fractional value, set rather than incremented, but typed counter as its
+    /// <c>_total</c> name promises (promtool rejects a gauge named <c>_total</c>).
+    /// </summary>
+    public GaugeFamily SampledCounter(string name, string help, params string[] labelNames) =>
+        (GaugeFamily)_families.GetOrAdd(name, n => new GaugeFamily(n, help, "counter", labelNames));
+
     /// <summary>Declares (or returns the already declared) histogram family with the given upper bounds.</summary>
     public HistogramFamily Histogram(string name, string help, double[] buckets, params string[] labelNames) =>
         (HistogramFamily)_families.GetOrAdd(name, n => new HistogramFamily(n, help, buckets, labelNames));
@@ -266,6 +274,11 @@ public sealed class GaugeFamily : MetricFamily
 {
     internal GaugeFamily(string name, string help, string[] labelNames)
         : base(name, help, "gauge", labelNames)
+    {
+    }
+
+    internal GaugeFamily(string name, string help, string type, string[] labelNames)
+        : base(name, help, type, labelNames)
     {
     }
 

@@ -13,8 +13,8 @@ public static class ProcessMetrics
     {
         ArgumentNullException.ThrowIfNull(registry);
         var rss = registry.Gauge("process_resident_memory_bytes", "Resident memory size in bytes.").WithLabels();
-        var cpu = registry.Gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.").WithLabels();
-        var heap = registry.Gauge("dotnet_gc_heap_bytes", "Bytes in the managed heap after the last collection.").WithLabels();
+        var cpu = registry.SampledCounter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.").WithLabels();
+        var heap = registry.Gauge("dotnet_gc_heap_bytes", "Bytes in the managed heap: its size after the last collection, or the bytes allocated before the first one.").WithLabels();
         var threads = registry.Gauge("process_threads", "Threads in the process.").WithLabels();
         registry.OnCollect(_ =>
         {
@@ -22,7 +22,9 @@ public static class ProcessMetrics
             rss.Set(process.WorkingSet64);
             cpu.Set(process.TotalProcessorTime.TotalSeconds);
             threads.Set(process.Threads.Count);
-            heap.Set(GC.GetGCMemoryInfo().HeapSizeBytes);
+            // HeapSizeBytes stays 0 until the first collection, and a quiet backend may not have had one.
+            var heapBytes = GC.GetGCMemoryInfo().HeapSizeBytes;
+            heap.Set(heapBytes > 0 ? heapBytes : GC.GetTotalMemory(forceFullCollection: false));
         });
     }
 }

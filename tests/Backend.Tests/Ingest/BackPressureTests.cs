@@ -160,6 +160,9 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     }
 
     public Task<long?> GetSpanSizeAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => inner.GetSpanSizeAsync(tenantId, traceId, spanId, cancellationToken);
+    public Task<IReadOnlyList<ServiceHealth>> GetServiceHealthAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetServiceHealthAsync(tenantId, from, to, cancellationToken);
+    public Task<TracePage> SearchTracesAsync(long tenantId, TraceQuery query, CancellationToken cancellationToken) => inner.SearchTracesAsync(tenantId, query, cancellationToken);
+    public Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken) => inner.GetTraceSpansAsync(tenantId, traceId, cancellationToken);
     public Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetServiceGraphAsync(tenantId, from, to, cancellationToken);
     public Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetEndpointsAsync(tenantId, service, from, to, cancellationToken);
     public Task<long> DeleteOlderThanAsync(long tenantId, DateTimeOffset cutoff, CancellationToken cancellationToken) => inner.DeleteOlderThanAsync(tenantId, cutoff, cancellationToken);

@@ -252,6 +252,65 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Trace_search_filters_pages_and_lists_each_trace_once()
+    {
+        long tenant = await TenantAsync();
+        await Store.InsertSpansAsync(tenant,
+        [
+            Exchange(1, 1, service: "orders", start: T0, path: "/orders/ord-1", responseText: "paris") with { Route = "/orders/{orderId}" },
+            Exchange(2, 2, service: "orders", start: T0.AddMinutes(1), status: 503, durationMs: 900, path: "/orders/ord-2") with { AttributesJson = """{"app.attempt":2}""" },
+            Exchange(3, 3, service: "payments", start: T0.AddMinutes(2), status: 402, path: "/payments") with { ModelJson = """{"resource":{"deployment.environment":"staging"}}""" },
+            Exchange(1, 4, parent: 1, service: "payments", start: T0.AddMinutes(3), path: "/payments"),
+        ], None);
+
+        async Task<string[]> Ids(TraceQuery q) => (await Store.SearchTracesAsync(tenant, q, None)).Items.Select(t => t.TraceId).ToArray();
+
+        Assert.Equal([Trace(1), Trace(3), Trace(2)], await Ids(new TraceQuery()));
+        Assert.Equal([Trace(2), Trace(1)], await Ids(new TraceQuery { Service = "orders" }));
+        Assert.Equal([Trace(2), Trace(1)], await Ids(new TraceQuery { Route = "/orders/{id}" }));
+        Assert.Equal([Trace(2)], await Ids(new TraceQuery { Status = TraceStatusFilter.Error }));
+        Assert.Equal([Trace(3)], await Ids(new TraceQuery { Status = TraceStatusFilter.ClientError }));
+        Assert.Equal([Trace(2)], await Ids(new TraceQuery { MinDuration = TimeSpan.FromMilliseconds(500) }));
+        Assert.Equal([Trace(2)], await Ids(new TraceQuery { Attributes = [new("app.attempt", "2")] }));
+        Assert.Equal([Trace(3)], await Ids(new TraceQuery { Attributes = [new("deployment.environment", "staging")] }));
+        Assert.Equal([Trace(1)], await Ids(new TraceQuery { Text = "paris" }));
+        Assert.Equal([Trace(3), Trace(2)], await Ids(new TraceQuery { From = T0.AddMinutes(1), To = T0.AddMinutes(3) }));
+        Assert.Equal(["GET /orders/ord-1"], (await Store.SearchTracesAsync(tenant, new TraceQuery { Service = "payments", Status = TraceStatusFilter.Ok }, None)).Items.Select(t => t.RootName));
+
+        var pages = new List<string>();
+        string? cursor = null;
+        do
+        {
+            var page = await Store.SearchTracesAsync(tenant, new TraceQuery { Limit = 1, Cursor = cursor }, None);
+            pages.AddRange(page.Items.Select(t => t.TraceId));
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null && pages.Count < 10);
+
+        Assert.Equal([Trace(1), Trace(3), Trace(2)], pages);
+        var summary = (await Store.SearchTracesAsync(tenant, new TraceQuery { Service = "payments", Limit = 1 }, None)).Items[0];
+        Assert.Equal((2, "orders"), (summary.SpanCount, summary.RootService));
+        Assert.Equal(["orders", "payments"], summary.Services);
+        await Assert.ThrowsAsync<ArgumentException>(() => Store.SearchTracesAsync(tenant, new TraceQuery { Cursor = "garbage!" }, None));
+    }
+
+    [Fact]
+    public async Task The_span_model_round_trips_and_trace_spans_carry_it()
+    {
+        long tenant = await TenantAsync();
+        const string model = """{"resource":{"service.name":"orders","host.cpu.count":8},"events":[{"timeUnixNano":"1","name":"e","attributes":{"x":1.5}}]}""";
+        await Store.InsertSpansAsync(tenant, [Exchange(1, 1) with { ModelJson = model, AttributesJson = """{"app.int":42,"app.double":2.0}""" }], None);
+
+        var span = await Store.GetSpanAsync(tenant, Trace(1), Span(1), None);
+        var spans = await Store.GetTraceSpansAsync(tenant, Trace(1), None);
+
+        Assert.Equal(model, span!.ModelJson);
+        Assert.Equal("""{"app.int":42,"app.double":2.0}""", span.AttributesJson);
+        Assert.Equal(model, Assert.Single(spans).ModelJson);
+        Assert.Equal(span.AttributesJson, spans[0].AttributesJson);
+    }
+
+    [Fact]
     public async Task Service_graph_derives_edges_with_counts_errors_and_percentiles()
     {
         long tenant = await TenantAsync();

@@ -94,5 +94,12 @@ internal static class SqliteMigrations
         CREATE INDEX mocks_key ON mocks (tenant_id, match_key);
         CREATE INDEX mocks_service ON mocks (tenant_id, service, id);
         """,
+
+        // The whole OpenTelemetry span model (resource, scope, status, events, links; SpanModelJson),
+        // compressed like the attributes; and the service-first time index trace search walks.
+        """
+        ALTER TABLE spans ADD COLUMN span_model BLOB;
+        CREATE INDEX spans_service_time ON spans (tenant_id, service, start_ns);
+        """,
     ];
 }

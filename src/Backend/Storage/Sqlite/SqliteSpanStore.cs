@@ -60,6 +60,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     protected override string SessionTextCondition =>
         "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
 
+    protected override string SpanTextCondition =>
+        "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
+
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
     protected override string TextQueryValue(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
 
@@ -154,6 +157,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             p[23].Value = (object?)e.ResponseBody ?? DBNull.Value;
             p[24].Value = (object?)e.Attributes ?? DBNull.Value;
             p[25].Value = e.StoredBytes;
+            p[26].Value = (object?)e.Model ?? DBNull.Value;
 
             // RETURNING yields no row when the span already exists (a retried export).
             object? id = insert.ExecuteScalar();
@@ -308,7 +312,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     private static SqliteCommand PrepareInsert(SqliteConnection writer)
     {
-        string[] names = new string[26];
+        string[] names = new string[27];
         for (int i = 0; i < names.Length; i++)
         {
             names[i] = "p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -317,7 +321,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return Prepare(writer,
             "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
             "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-            "request_body, response_body, attributes, stored_bytes) VALUES (@" + string.Join(", @", names) + ") " +
+            "request_body, response_body, attributes, stored_bytes, span_model) VALUES (@" + string.Join(", @", names) + ") " +
             "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING id",
             names);
     }
