@@ -176,7 +176,7 @@ public sealed class BackendOutageTests : IDisposable
 
     private async Task<string> CreateKeyAsync()
     {
-        var run = await SpProcess.RunAsync("keys", "create", "--tenant", "acme", "--scope", "ingest,read", "--store", Store);
+        var run = await SpProcess.RunAsync("keys", "create", "--tenant", "acme", "--scope", "ingest,read", "--store", Store, "--create-store");
         Assert.Equal(0, run.ExitCode);
         return run.StdOut.Trim();
     }

@@ -31,7 +31,8 @@ public sealed class SpDemoTests : IDisposable
         // A booked journey's session: four traces (search, hold, pay, confirm) touching every service.
         var booked = await WaitForSessionAsync(api, s => s.Services.Count == 4 && s.TraceCount == 4);
         var detail = (await api.GetFromJsonAsync<SessionDetail>("/api/sessions/" + booked.SessionId, Json))!;
-        var declined = await WaitForSessionAsync(api, s => s.ErrorCount > 0 && s.Services.Contains("payments"));
+        // A declined journey: search, hold and a refused payment (402 is a client error, not an error: three traces).
+        var declined = await WaitForSessionAsync(api, s => s.TraceCount == 3 && s.Services.Contains("payments"));
         var declinedDetail = (await api.GetFromJsonAsync<SessionDetail>("/api/sessions/" + declined.SessionId, Json))!;
         var exitCode = await demo.WaitForExitAsync();
 

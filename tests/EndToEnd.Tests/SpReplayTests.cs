@@ -161,7 +161,9 @@ public sealed class SpReplayTests : IAsyncLifetime
             Assert.Contains("$.hold.holdId", bookedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("$.payment.paymentId", bookedRun.StdOut, StringComparison.Ordinal);
             // The agent redacted the authorization code ("authorization…" names a secret): not compared, and said so.
-            Assert.Contains("not compared (redacted in the recording): $.payment.authorizationCode", bookedRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains(
+                bookedRun.StdOut.Split('\n', StringSplitOptions.TrimEntries),
+                l => l.StartsWith("not compared (redacted in the recording): ", StringComparison.Ordinal) && l.Contains("$.payment.authorizationCode", StringComparison.Ordinal));
         }
 
         await using (var changed = await FreshTravel.StartAsync(changePhone: true))
@@ -174,8 +176,9 @@ public sealed class SpReplayTests : IAsyncLifetime
             var regression = Assert.Single(lines, l => l.StartsWith('✗'));
             Assert.Contains("POST /api/bookings →", regression, StringComparison.Ordinal);
             Assert.Contains("3 passed, 1 regressions, 0 errors", run.StdOut, StringComparison.Ordinal);
-            // The one difference, as text: "+4477…", not "\u002B4477…".
-            Assert.Contains(lines, l => l.StartsWith("body $.phone: \"+44770", StringComparison.Ordinal) && l.Contains("→ \"+00", StringComparison.Ordinal));
+            // The one difference, as text: "+Margaret…", not "\u002BMargaret…". (The phone number, the
+            // first choice, is personal data: the agent masks it, so it is not compared.)
+            Assert.Contains(lines, l => l.StartsWith("body $.passengerName: \"", StringComparison.Ordinal) && l.Contains("→ \"+", StringComparison.Ordinal));
             Assert.DoesNotContain("\\u002B", run.StdOut, StringComparison.Ordinal);
         }
 
@@ -274,7 +277,7 @@ public sealed class SpReplayTests : IAsyncLifetime
     /// <summary>
     /// The four travel services started fresh in this process, calling each other directly (no
     /// capture): new state, so every booking reference, hold and payment id is new. With
-    /// <c>changePhone</c>, web answers a booking with the phone number changed — the deliberate
+    /// <c>changePhone</c>, web answers a booking with the passenger name changed — the deliberate
     /// regression, made by a middleware in front of the real endpoint.
     /// </summary>
     private sealed class FreshTravel : IAsyncDisposable
@@ -305,7 +308,7 @@ public sealed class SpReplayTests : IAsyncLifetime
                     context.Response.Body = buffer;
                     await next(context);
                     context.Response.Body = original;
-                    var changed = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(buffer.ToArray()).Replace("\"phone\":\"+44", "\"phone\":\"+00", StringComparison.Ordinal));
+                    var changed = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(buffer.ToArray()).Replace("\"passengerName\":\"", "\"passengerName\":\"+", StringComparison.Ordinal));
                     context.Response.ContentLength = changed.Length;
                     await original.WriteAsync(changed);
                 });

@@ -41,6 +41,8 @@ internal static class SpanDetailWriter
         await WriteBodyAsync(writer, pipe, "responseBody", span.ResponseBody, responseMeta, cancellationToken).ConfigureAwait(false);
         writer.WritePropertyName("attributes");
         attributes.WriteTo(writer);
+        writer.WritePropertyName("model");
+        JsonSerializer.Serialize(writer, SpanModelReader.Read(span.ModelJson, span.IsError), BackendJsonContext.Default.SpanModelDto);
         writer.WriteEndObject();
         await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
     }

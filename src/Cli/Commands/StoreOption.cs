@@ -76,8 +76,10 @@ internal static class StoreOption
             return null;
         }
 
+        // Said once the store has opened, so a store that fails to open leaves the error as the first line.
+        var store = await OpenAsync(spec, cancellationToken).ConfigureAwait(false);
         error.WriteLine("store: " + shown + " (from " + source + ")");
-        return await OpenAsync(spec, cancellationToken).ConfigureAwait(false);
+        return store;
     }
 
     /// <summary>Creates the folder of a SQLite file, so a first run on a fresh machine needs no preparation.</summary>

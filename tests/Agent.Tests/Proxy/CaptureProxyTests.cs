@@ -307,7 +307,11 @@ public sealed class CaptureProxyTests
     [Fact]
     public async Task An_unreachable_upstream_gets_a_502_naming_it()
     {
-        var closedPort = FreePort();
+        // A port this test holds bound but never listens on: connections are refused, and no other
+        // test's server can take the port meanwhile (a port freed and reused answered 400 once).
+        using var closed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var closedPort = ((IPEndPoint)closed.LocalEndPoint!).Port;
         var upstream = new Uri($"http://127.0.0.1:{closedPort}");
         await using var proxy = await ProxyHarness.StartAsync(upstream);
 
@@ -467,13 +471,6 @@ public sealed class CaptureProxyTests
 
     private static Dictionary<string, string> CopyHeaders(IHeaderDictionary headers) =>
         headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase);
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private static async Task<string> ReadHeadAsync(NetworkStream stream)
     {

@@ -86,7 +86,7 @@ public sealed class BackendServerTests : IDisposable
         busy.Start();
         var port = ((IPEndPoint)busy.LocalEndpoint).Port;
 
-        await Assert.ThrowsAnyAsync<IOException>(() => BackendServer.StartAsync(
+        await Assert.ThrowsAnyAsync<SpIstio.Core.Startup.StartupException>(() => BackendServer.StartAsync(
             new BackendOptions { Listen = "127.0.0.1:" + port.ToString(System.Globalization.CultureInfo.InvariantCulture), Store = Spec }));
 
         await using var next = await BackendServer.StartAsync(new BackendOptions { Listen = "127.0.0.1:0", Store = Spec });
