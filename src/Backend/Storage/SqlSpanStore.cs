@@ -398,28 +398,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
             return null;
         }
 
-        var s = ReadSummary(reader);
-        return new StoredSpan
+        return ReadStoredSpanHead(reader) with
         {
-            TraceId = s.TraceId,
-            SpanId = s.SpanId,
-            ParentSpanId = s.ParentSpanId,
-            Name = s.Name,
-            Kind = s.Kind,
-            ServiceName = s.ServiceName,
-            StartTime = s.StartTime,
-            EndTime = s.EndTime,
-            IsError = s.IsError,
-            IsExchange = s.IsExchange,
-            SessionId = s.SessionId,
-            Direction = s.Direction,
-            Method = s.Method,
-            Authority = s.Authority,
-            Path = s.Path,
-            StatusCode = s.StatusCode,
-            Scheme = NullableString(reader, 16),
-            Query = NullableString(reader, 17),
-            Route = NullableString(reader, 18),
             RequestHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 19)),
             ResponseHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 20)),
             RequestBody = BodyCodec.Decode(NullableBytes(reader, 21)),
@@ -478,28 +458,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            var s = ReadSummary(reader);
-            list.Add(new StoredSpan
+            list.Add(ReadStoredSpanHead(reader) with
             {
-                TraceId = s.TraceId,
-                SpanId = s.SpanId,
-                ParentSpanId = s.ParentSpanId,
-                Name = s.Name,
-                Kind = s.Kind,
-                ServiceName = s.ServiceName,
-                StartTime = s.StartTime,
-                EndTime = s.EndTime,
-                IsError = s.IsError,
-                IsExchange = s.IsExchange,
-                SessionId = s.SessionId,
-                Direction = s.Direction,
-                Method = s.Method,
-                Authority = s.Authority,
-                Path = s.Path,
-                StatusCode = s.StatusCode,
-                Scheme = NullableString(reader, 16),
-                Query = NullableString(reader, 17),
-                Route = NullableString(reader, 18),
                 AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 19)) ?? "{}",
                 ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 20)),
             });
@@ -785,6 +745,35 @@ internal abstract partial class SqlSpanStore : ISpanStore
         }
 
         return list;
+    }
+
+    // The summary columns followed by scheme, query and route (columns 16-18), as a span; the
+    // caller adds what its query selected after them.
+    private static StoredSpan ReadStoredSpanHead(DbDataReader reader)
+    {
+        var s = ReadSummary(reader);
+        return new StoredSpan
+        {
+            TraceId = s.TraceId,
+            SpanId = s.SpanId,
+            ParentSpanId = s.ParentSpanId,
+            Name = s.Name,
+            Kind = s.Kind,
+            ServiceName = s.ServiceName,
+            StartTime = s.StartTime,
+            EndTime = s.EndTime,
+            IsError = s.IsError,
+            IsExchange = s.IsExchange,
+            SessionId = s.SessionId,
+            Direction = s.Direction,
+            Method = s.Method,
+            Authority = s.Authority,
+            Path = s.Path,
+            StatusCode = s.StatusCode,
+            Scheme = NullableString(reader, 16),
+            Query = NullableString(reader, 17),
+            Route = NullableString(reader, 18),
+        };
     }
 
     private static SpanSummary ReadSummary(DbDataReader r) => new(
