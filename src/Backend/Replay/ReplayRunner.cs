@@ -45,11 +45,22 @@ public sealed class ReplayRunner
     /// Replays <paramref name="recorded"/> (the inbound requests of <paramref name="service"/>) in
     /// order, carrying the values each response issued into the later requests that used them.
     /// </summary>
-    public async Task<ReplayReport> RunAsync(string sessionId, string? service, IReadOnlyList<RecordedExchange> recorded, IProgress<ReplayResult>? progress, CancellationToken cancellationToken)
+    public Task<ReplayReport> RunAsync(string sessionId, string? service, IReadOnlyList<RecordedExchange> recorded, IProgress<ReplayResult>? progress, CancellationToken cancellationToken) =>
+        RunAsync(sessionId, service, recorded, LearnValues(recorded), progress, cancellationToken);
+
+    /// <summary>
+    /// The values carried between steps of <paramref name="recorded"/>: found in the recording, then
+    /// the options' and values file's <c>bind</c> / <c>no_bind</c> applied.
+    /// </summary>
+    public SessionValues LearnValues(IReadOnlyList<RecordedExchange> recorded) =>
+        SessionValues.Learn(recorded, [.. _options.Values.Bind, .. _options.Bind], [.. _options.Values.NoBind, .. _options.NoBind]);
+
+    /// <summary>As above, with the values already learned by <see cref="LearnValues"/> (the CLI prints them first).</summary>
+    public async Task<ReplayReport> RunAsync(string sessionId, string? service, IReadOnlyList<RecordedExchange> recorded, SessionValues learned, IProgress<ReplayResult>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(recorded);
+        ArgumentNullException.ThrowIfNull(learned);
         var noise = LearnNoise(recorded);
-        var learned = SessionValues.Learn(recorded, [.. _options.Values.Bind, .. _options.Bind], [.. _options.Values.NoBind, .. _options.NoBind]);
         var state = new CarryState(learned);
         state.Warnings.AddRange(learned.Problems);
         var watch = Stopwatch.StartNew();

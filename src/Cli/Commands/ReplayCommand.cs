@@ -152,7 +152,7 @@ internal static class ReplayCommand
             });
             output.WriteLine("replaying the " + recorded.Count + " requests service '" + loaded.Service + "' received in session " + parseResult.GetValue(session) + " against " + targetUri
                 + (loaded.IsEntryService ? " (the session's entry service, the service of its first inbound exchange; --service picks another)" : ""));
-            var learned = SessionValues.Learn(recorded, [.. replayValues.Bind, .. parseResult.GetValue(bind) ?? []], [.. replayValues.NoBind, .. parseResult.GetValue(noBind) ?? []]);
+            var learned = runner.LearnValues(recorded);
             if (learned.Problems.Count > 0)
             {
                 learned.Problems.ToList().ForEach(p => error.WriteLine("error: " + p));
@@ -174,7 +174,7 @@ internal static class ReplayCommand
                     error.Write("\r" + ReplayReports.ProgressBar(done, recorded.Count) + (done == recorded.Count ? Environment.NewLine : ""));
                 }
             });
-            var report = await runner.RunAsync(parseResult.GetValue(session)!, loaded.Service, recorded, progress, cancellationToken).ConfigureAwait(false);
+            var report = await runner.RunAsync(parseResult.GetValue(session)!, loaded.Service, recorded, learned, progress, cancellationToken).ConfigureAwait(false);
             ReplayReports.WriteWarnings(report.Warnings, output);
             output.WriteLine(ReplayReports.Summary(report));
 
