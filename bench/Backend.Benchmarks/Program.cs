@@ -20,6 +20,13 @@ if (args.Contains("--read-memory"))
     return;
 }
 
+if (args.Contains("--profile"))
+{
+    //   dotnet run -c Release --project bench/Backend.Benchmarks -- --profile [--batches 20]
+    ProfileBench.Run(IntArg("--batches", 20));
+    return;
+}
+
 int targetSpans = IntArg("--spans", 1_000_000);
 int loadSeconds = IntArg("--load-seconds", 180);
 string[] stores = (StringArg("--stores") ?? "sqlite,postgres").Split(',');

@@ -223,7 +223,7 @@ internal abstract partial class SqlSpanStore
     }
 
     /// <summary>The filters SQL cannot evaluate: a route's placeholders match exactly one segment; attributes live in compressed JSON.</summary>
-    private static bool MatchesInProcess(DbDataReader reader, TraceQuery query, bool needsAttributes)
+    private bool MatchesInProcess(DbDataReader reader, TraceQuery query, bool needsAttributes)
     {
         if (query.Route is not null
             && !RouteTemplate.Matches(query.Route, NullableString(reader, 3))
@@ -237,8 +237,8 @@ internal abstract partial class SqlSpanStore
             return true;
         }
 
-        string? attributes = BodyCodec.DecodeString(NullableBytes(reader, 5));
-        string? model = BodyCodec.DecodeString(NullableBytes(reader, 6));
+        string? attributes = BodyCodec.DecodeString(NullableBytes(reader, 5), Dictionaries);
+        string? model = BodyCodec.DecodeString(NullableBytes(reader, 6), Dictionaries);
         using var spanAttributes = JsonDocument.Parse(attributes ?? "{}");
         using var modelDocument = JsonDocument.Parse(model ?? "{}");
         var resource = modelDocument.RootElement.TryGetProperty("resource", out var r) ? r : default;

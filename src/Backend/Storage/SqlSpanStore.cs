@@ -101,6 +101,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         StoreLog.SchemaReady(Logger, Kind, Migrations.Count, count);
+        StartIndexer();
         return count;
     }, cancellationToken);
 
@@ -400,12 +401,12 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
         return ReadStoredSpanHead(reader) with
         {
-            RequestHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 19)),
-            ResponseHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 20)),
-            RequestBody = BodyCodec.Decode(NullableBytes(reader, 21)),
-            ResponseBody = BodyCodec.Decode(NullableBytes(reader, 22)),
-            AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 23)) ?? "{}",
-            ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 24)),
+            RequestHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 19), Dictionaries),
+            ResponseHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 20), Dictionaries),
+            RequestBody = BodyCodec.Decode(NullableBytes(reader, 21), Dictionaries),
+            ResponseBody = BodyCodec.Decode(NullableBytes(reader, 22), Dictionaries),
+            AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 23), Dictionaries) ?? "{}",
+            ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 24), Dictionaries),
         };
     }, cancellationToken);
 
@@ -442,8 +443,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public virtual Task<IAsyncDisposable?> TryClaimRetentionAsync(CancellationToken cancellationToken) =>
         Task.FromResult<IAsyncDisposable?>(NoClaim.Instance);
 
-    /// <summary>SQL for the first 5 bytes of a blob column (the codec header).</summary>
-    protected virtual string BlobHeadSql(string column) => "substr(" + column + ", 1, 5)";
+    /// <summary>SQL for the first <see cref="BodyCodec.HeadBytes"/> bytes of a blob column (the codec header).</summary>
+    protected virtual string BlobHeadSql(string column) => "substr(" + column + ", 1, " + BodyCodec.HeadBytes + ")";
 
     /// <summary>SQL for the stored length in bytes of a blob column.</summary>
     protected virtual string BlobLengthSql(string column) => "length(" + column + ")";
@@ -460,8 +461,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
         {
             list.Add(ReadStoredSpanHead(reader) with
             {
-                AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 19)) ?? "{}",
-                ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 20)),
+                AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 19), Dictionaries) ?? "{}",
+                ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 20), Dictionaries),
             });
         }
 
@@ -844,50 +845,48 @@ internal sealed class EncodedSpan
 
     public byte[]? Model { get; private init; }
 
-    public string? SearchText { get; private init; }
-
     public long StoredBytes { get; set; }
 
-    /// <summary>Encodes a batch; compression is the costly part of ingest, so large batches use both cores.</summary>
-    public static EncodedSpan[] EncodeAll(IReadOnlyList<StoredSpan> spans)
+    /// <summary>Encodes a batch (with the tenant's dictionary when it has one); compression is the costly part of ingest, so large batches use both cores.</summary>
+    public static EncodedSpan[] EncodeAll(IReadOnlyList<StoredSpan> spans, CodecDictionary? dictionary = null)
     {
         var result = new EncodedSpan[spans.Count];
         if (spans.Count >= 64)
         {
-            Parallel.For(0, spans.Count, i => result[i] = Encode(spans[i]));
+            Parallel.For(0, spans.Count, i => result[i] = Encode(spans[i], dictionary));
         }
         else
         {
             for (int i = 0; i < spans.Count; i++)
             {
-                result[i] = Encode(spans[i]);
+                result[i] = Encode(spans[i], dictionary);
             }
         }
 
         return result;
     }
 
-    private static EncodedSpan Encode(StoredSpan span)
+    private static EncodedSpan Encode(StoredSpan span, CodecDictionary? dictionary)
     {
         ArgumentNullException.ThrowIfNull(span);
         var encoded = new EncodedSpan(span)
         {
             StartNs = StoreTime.ToNanos(span.StartTime),
             EndNs = StoreTime.ToNanos(span.EndTime),
-            RequestHeaders = BodyCodec.EncodeString(span.RequestHeadersJson),
-            ResponseHeaders = BodyCodec.EncodeString(span.ResponseHeadersJson),
-            RequestBody = BodyCodec.Encode(span.RequestBody.Span),
-            ResponseBody = BodyCodec.Encode(span.ResponseBody.Span),
-            Attributes = span.AttributesJson is "{}" or "" ? null : BodyCodec.EncodeString(span.AttributesJson),
-            Model = BodyCodec.EncodeString(span.ModelJson),
-            SearchText = Storage.SearchText.Build(span),
+            RequestHeaders = BodyCodec.EncodeString(span.RequestHeadersJson, dictionary),
+            ResponseHeaders = BodyCodec.EncodeString(span.ResponseHeadersJson, dictionary),
+            RequestBody = BodyCodec.Encode(span.RequestBody.Span, dictionary),
+            ResponseBody = BodyCodec.Encode(span.ResponseBody.Span, dictionary),
+            Attributes = span.AttributesJson is "{}" or "" ? null : BodyCodec.EncodeString(span.AttributesJson, dictionary),
+            Model = BodyCodec.EncodeString(span.ModelJson, dictionary),
         };
         encoded.StoredBytes = StoredSizeOf(encoded);
         return encoded;
     }
 
     private static long StoredSizeOf(EncodedSpan span) =>
-        160 + (span.SearchText?.Length ?? 0) + Len(span.RequestHeaders) + Len(span.ResponseHeaders) + Len(span.RequestBody) + Len(span.ResponseBody) + Len(span.Attributes) + Len(span.Model)
+        // The text index is written after the commit (SqlSpanStore.Search.cs); its share is estimated from what it indexes.
+        160 + Math.Min(span.Span.RequestBody.Length, Storage.SearchText.MaxBodyBytes) + Math.Min(span.Span.ResponseBody.Length, Storage.SearchText.MaxBodyBytes) + Len(span.RequestHeaders) + Len(span.ResponseHeaders) + Len(span.RequestBody) + Len(span.ResponseBody) + Len(span.Attributes) + Len(span.Model)
         + (span.Span.Path?.Length ?? 0) + (span.Span.Authority?.Length ?? 0) + (span.Span.Query?.Length ?? 0) + span.Span.Name.Length;
 
     private static int Len(byte[]? value) => value?.Length ?? 0;

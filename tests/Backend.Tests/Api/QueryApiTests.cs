@@ -71,6 +71,7 @@ public sealed class QueryApiTests : IAsyncLifetime
     {
         var flights = await GetJsonAsync("/api/sessions?service=flights");
         var errors = await GetJsonAsync("/api/sessions?status=5xx");
+        await _backend.SearchableAsync();
         var text = await GetJsonAsync("/api/sessions?q=12A");
 
         Assert.Equal(["s-book"], flights.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("sessionId").GetString()));

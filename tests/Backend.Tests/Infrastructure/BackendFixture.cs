@@ -31,6 +31,9 @@ internal sealed class BackendFixture : IAsyncDisposable
     /// <summary>The store as the test sees it (the real SQLite store, possibly wrapped by the test).</summary>
     public ISpanStore Store => _store;
 
+    /// <summary>Completes once everything committed so far is searchable by text (the indexer runs after the commit).</summary>
+    public Task SearchableAsync() => ((ISearchIndexProgress)Server.Store).WaitForSearchAsync(CancellationToken.None);
+
     public long AcmeId { get; private set; }
 
     public long GlobexId { get; private set; }

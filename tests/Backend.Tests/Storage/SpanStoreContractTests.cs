@@ -34,6 +34,9 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
 
     private async Task<long> TenantAsync(string name = "acme") => (await Store.EnsureTenantAsync(name, None)).Id;
 
+    // Text search is indexed after the commit: a test that searches waits for the indexer first.
+    private Task SearchableAsync() => ((ISearchIndexProgress)Store).WaitForSearchAsync(None);
+
     [Fact]
     public async Task A_full_exchange_round_trips_with_byte_identical_bodies()
     {
@@ -124,6 +127,7 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
         ], None);
         await Store.AddApiKeyAsync(new ApiKeyRecord("k1", acme, SHA256.HashData("key1"u8), KeyScope.Read, null, T0, null), None);
         var range = (T0.AddDays(-1), T0.AddDays(1));
+        await SearchableAsync();
 
         Assert.Empty((await Store.ListSessionsAsync(other, new SessionQuery(), None)).Items);
         Assert.Empty((await Store.ListSessionsAsync(other, new SessionQuery { Text = "paris" }, None)).Items);
@@ -213,6 +217,7 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
             Exchange(2, 2, service: "flights", session: "failing", start: T0.AddMinutes(1), status: 502, path: "/api/flights/search"),
             Exchange(3, 3, service: "frontend", session: "late", start: T0.AddHours(2), status: 404),
         ], None);
+        await SearchableAsync();
 
         async Task<string[]> Ids(SessionQuery q) => (await Store.ListSessionsAsync(tenant, q, None)).Items.Select(s => s.SessionId).ToArray();
 
@@ -262,6 +267,7 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
             Exchange(3, 3, service: "payments", start: T0.AddMinutes(2), status: 402, path: "/payments") with { ModelJson = """{"resource":{"deployment.environment":"staging"}}""" },
             Exchange(1, 4, parent: 1, service: "payments", start: T0.AddMinutes(3), path: "/payments"),
         ], None);
+        await SearchableAsync();
 
         async Task<string[]> Ids(TraceQuery q) => (await Store.SearchTracesAsync(tenant, q, None)).Items.Select(t => t.TraceId).ToArray();
 
@@ -384,6 +390,7 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
             Exchange(2, 2, parent: 1, session: "mixed", start: now.AddDays(-1), responseText: "recent lisbon"),
             Exchange(3, 1, session: "new", start: now.AddHours(-1)),
         ], None);
+        await SearchableAsync();
 
         long deleted = await Store.DeleteOlderThanAsync(tenant, now.AddDays(-7), None);
 
@@ -564,5 +571,73 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
         var all = await Store.ListMocksAsync(tenant, new MockQuery(), None);
         Assert.Equal(5, all.Count);
         Assert.Equal(all.Select(m => m.Id).Order(), all.Select(m => m.Id));
+    }
+
+    [Fact]
+    public async Task Spans_are_searchable_once_indexed_and_the_watermark_resumes_after_a_restart()
+    {
+        long tenant = await TenantAsync();
+        await Store.InsertSpansAsync(tenant, [Exchange(1, 1, session: "first", responseText: "lisbon")], None);
+        await SearchableAsync();
+        long before = ((ISearchIndexProgress)Store).IndexedUpTo;
+        await Store.DisposeAsync();
+
+        Store = await OpenStoreAsync(reopen: true);
+        await Store.MigrateAsync(None);
+        await Store.InsertSpansAsync(tenant, [Exchange(2, 2, session: "second", responseText: "lisbon porto")], None);
+        await SearchableAsync();
+
+        Assert.True(((ISearchIndexProgress)Store).IndexedUpTo > before);
+        async Task<string[]> Ids(string q) => (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = q }, None)).Items.Select(s => s.SessionId).ToArray();
+        Assert.Equal(["second", "first"], await Ids("lisbon"));
+        Assert.Equal(["second"], await Ids("porto"));
+    }
+
+    [Fact]
+    public async Task Spans_stored_after_retention_emptied_the_store_are_indexed_and_old_entries_never_match_them()
+    {
+        long tenant = await TenantAsync();
+        await Store.InsertSpansAsync(tenant, [Exchange(1, 1, session: "gone", responseText: "ancient"), Exchange(1, 2, session: "gone", responseText: "ancient")], None);
+        await SearchableAsync();
+        await Store.DeleteOldestAsync(long.MaxValue, None);
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery(), None)).Items);
+
+        await Store.InsertSpansAsync(tenant, [Exchange(2, 1, session: "fresh", responseText: "modern")], None);
+        await SearchableAsync();
+
+        Assert.Equal(["fresh"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "modern" }, None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ancient" }, None)).Items);
+    }
+
+    [Fact]
+    public async Task Values_compressed_with_a_trained_tenant_dictionary_read_back_byte_identical_after_a_restart()
+    {
+        long tenant = await TenantAsync();
+        var random = new Random(3);
+        StoredSpan Body(int n) => Exchange(n, n, session: "s" + n, responseText: $$"""{"items":[{"id":{{random.Next()}},"city":"lisbon","price":{{random.Next(999)}}.5}],"total":{{n}}}""") with
+        {
+            RequestBody = Encoding.UTF8.GetBytes($$"""{"query":{"from":"LIS","to":"OPO","passengers":{{n % 5}}},"currency":"EUR"}"""),
+        };
+
+        // Enough values for the tenant's sample (each span gives its bodies and headers).
+        var first = Enumerable.Range(1, CodecDictionaries.SampleValues / 2).Select(Body).ToList();
+        await Store.InsertSpansAsync(tenant, first, None);
+        var dictionary = await ((SqlSpanStore)Store).Dictionaries.WhenTrainedAsync(tenant);
+        var second = Enumerable.Range(1000, 20).Select(Body).ToList();
+        await Store.InsertSpansAsync(tenant, second, None);
+        await Store.DisposeAsync();
+
+        Store = await OpenStoreAsync(reopen: true);
+        await Store.MigrateAsync(None);
+        foreach (var span in first.Take(3).Concat(second))
+        {
+            var read = await Store.GetSpanAsync(tenant, span.TraceId, span.SpanId, None);
+            Assert.Equal(span.RequestBody.ToArray(), read!.RequestBody.ToArray());
+            Assert.Equal(span.ResponseBody.ToArray(), read.ResponseBody.ToArray());
+            Assert.Equal(span.RequestHeadersJson, read.RequestHeadersJson);
+        }
+
+        Assert.True(dictionary.Id > 0);
+        Assert.Equal(dictionary.Id, (await ((SqlSpanStore)Store).Dictionaries.ForTenantAsync(tenant, None))!.Id);
     }
 }

@@ -33,6 +33,34 @@ public sealed class StorageHelpersTests
     }
 
     [Fact]
+    public void BodyCodec_StillReadsValuesStoredWithBrotliBeforeZstd()
+    {
+        var json = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 50).Select(i => $"{{\"id\":{i}}},")));
+        var brotli = new byte[json.Length + 64];
+        Assert.True(System.IO.Compression.BrotliEncoder.TryCompress(json, brotli.AsSpan(5), out int written, 3, 18));
+        brotli[0] = 1;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(brotli.AsSpan(1), json.Length);
+        var stored = brotli[..(written + 5)];
+
+        Assert.Equal(json, BodyCodec.Decode(stored));
+        Assert.Equal(json.Length, BodyCodec.DecodedLength(stored.AsSpan(0, BodyCodec.HeadBytes), stored.Length));
+    }
+
+    [Fact]
+    public void BodyCodec_HeaderNamesTheDictionaryAndTheDecodedLength()
+    {
+        var json = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 500).Select(i => $"{{\"id\":{i}}},")));
+        var stored = BodyCodec.Encode(json)!;
+
+        Assert.Equal(2, stored[0]);
+        Assert.Equal(0, BodyCodec.DictionaryIdOf(stored));
+        Assert.Equal(json.Length, BodyCodec.DecodedLength(stored.AsSpan(0, BodyCodec.HeadBytes), stored.Length));
+        var needsDictionary = (byte[])stored.Clone();
+        needsDictionary[1] = 7;
+        Assert.Contains("dictionary 7", Assert.Throws<InvalidDataException>(() => BodyCodec.Decode(needsDictionary)).Message);
+    }
+
+    [Fact]
     public void BodyCodec_CompressesRepetitiveBodiesAndNeverGrowsRandomOnesBeyondTheFlag()
     {
         var json = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 100).Select(i => $"{{\"id\":{i},\"city\":\"Lisbon\"}},")));

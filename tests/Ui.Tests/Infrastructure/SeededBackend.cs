@@ -85,6 +85,8 @@ public sealed class SeededBackend : IAsyncLifetime
         await IngestAsync(AcmeIngestKey, AcmeExchanges());
         await IngestAsync(AcmeIngestKey, BulkExchanges());
         await IngestAsync(GlobexKey, [Make("ledger", TrafficDirection.Inbound, "GET", "ledger:80", GlobexPath, 200, GlobexTrace, GlobexSpan, default, 0, 5, GlobexSession)]);
+        // Text search (q) is indexed after the commit: the pages' searches see everything seeded.
+        await ((ISearchIndexProgress)Server.Store).WaitForSearchAsync(CancellationToken.None);
     }
 
     public async Task DisposeAsync()

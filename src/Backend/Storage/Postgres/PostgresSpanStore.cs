@@ -25,17 +25,29 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, kind INTEGER, " +
         "service TEXT, start_ns BIGINT, end_ns BIGINT, is_error INTEGER, is_exchange INTEGER, session_id TEXT, direction TEXT, method TEXT, " +
         "scheme TEXT, authority TEXT, path TEXT, query TEXT, route TEXT, status_code INTEGER, request_headers BYTEA, response_headers BYTEA, " +
-        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, search_text TEXT) ON COMMIT DELETE ROWS";
+        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA) ON COMMIT DELETE ROWS";
 
     private const string MoveStaged =
         "WITH ins AS (" +
-        // strip(): positions are never used (q matches words, not phrases) and cost as much disk as the words.
-        "INSERT INTO spans (" + Columns + ", search) SELECT " + Columns + ", strip(to_tsvector('simple', search_text)) FROM spans_staging " +
-        "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING session_id, start_ns), " +
+        "INSERT INTO spans (" + Columns + ") SELECT " + Columns + " FROM spans_staging " +
+        "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING id, session_id, start_ns), " +
         "up AS (INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) " +
         "SELECT @t, session_id, MIN(start_ns), MAX(start_ns) FROM ins WHERE session_id IS NOT NULL GROUP BY session_id ORDER BY session_id " +
         "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = LEAST(sessions.first_ns, excluded.first_ns), last_ns = GREATEST(sessions.last_ns, excluded.last_ns)) " +
-        "SELECT COUNT(*) FROM ins";
+        "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM ins";
+
+    // Held from the move into spans to the commit: ids are drawn and committed in order across
+    // every backend on the database, so the search indexer's watermark never passes an id that
+    // is still to commit (see IndexNextAsync).
+    private const long IngestOrderLockKey = 0x5350_4F52_4445_52;
+
+    // One indexing pass at a time across replicas; a second one waits, then rereads the watermark.
+    private const long IndexerLockKey = 0x5350_494E_4458;
+
+    private const string IndexSpans =
+        // strip(): positions are never used (q matches words, not phrases) and cost as much disk as the words.
+        "INSERT INTO span_search (span_id, search) SELECT v.id, strip(to_tsvector('simple', v.t)) FROM unnest(@ids, @texts) AS v(id, t) " +
+        "WHERE EXISTS (SELECT 1 FROM spans s WHERE s.id = v.id) ON CONFLICT (span_id) DO NOTHING";
 
     // Another constant: one retention pass at a time across every backend on this database.
     private const long RetentionLockKey = 0x5350_5245_5445_4E;
@@ -55,9 +67,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     protected override IReadOnlyList<string> Migrations => PostgresMigrations.All;
 
     protected override string SessionTextCondition =>
-        "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.search @@ plainto_tsquery('simple', @q) AND x.session_id IS NOT NULL)";
+        "s.session_id IN (SELECT x.session_id FROM span_search f JOIN spans x ON x.id = f.span_id WHERE f.search @@ plainto_tsquery('simple', @q) AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
 
-    protected override string SpanTextCondition => "x.search @@ plainto_tsquery('simple', @q)";
+    protected override string SpanTextCondition => "x.id IN (SELECT f.span_id FROM span_search f WHERE f.search @@ plainto_tsquery('simple', @q))";
 
     protected override string TextQueryValue(string[] terms) => string.Join(' ', terms);
 
@@ -88,7 +100,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             return 0;
         }
 
-        var encoded = EncodedSpan.EncodeAll(spans);
+        var encoded = await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
@@ -102,14 +114,19 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
                 await CopyAsync(connection, tenantId, encoded, cancellationToken).ConfigureAwait(false);
 
-                long inserted;
-                await using (var move = new NpgsqlCommand(MoveStaged, connection, transaction))
+                long inserted, maxId;
+                await using (var move = new NpgsqlCommand("SELECT pg_advisory_xact_lock(" + IngestOrderLockKey + ");" + MoveStaged, connection, transaction))
                 {
                     move.Parameters.AddWithValue("t", tenantId);
-                    inserted = (long)(await move.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                    await using var reader = await move.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                    inserted = reader.GetInt64(0);
+                    maxId = reader.GetInt64(1);
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                Committed(maxId);
                 return (int)inserted;
             }
         }
@@ -118,7 +135,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     private static async Task CopyAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, CancellationToken cancellationToken)
     {
         var importer = await connection.BeginBinaryImportAsync(
-            "COPY spans_staging (" + Columns + ", search_text) FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
+            "COPY spans_staging (" + Columns + ") FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
             // Rows are written with the synchronous Write: it only copies into Npgsql's write buffer
@@ -164,7 +181,6 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 WriteBytes(importer, e.Attributes);
                 importer.Write(e.StoredBytes, NpgsqlDbType.Bigint);
                 WriteBytes(importer, e.Model);
-                WriteText(importer, e.SearchText);
             }
 
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
@@ -246,9 +262,77 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     }
 
     // EXTERNAL storage (uncompressed TOAST) lets substring fetch only the first chunk of a value.
-    protected override string BlobHeadSql(string column) => "substring(" + column + " from 1 for 5)";
+    protected override string BlobHeadSql(string column) => "substring(" + column + " from 1 for " + BodyCodec.HeadBytes + ")";
 
     protected override string BlobLengthSql(string column) => "octet_length(" + column + ")";
 
-    public override ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+    /// <summary>
+    /// One pass under the indexer lock: reads the spans past the watermark, builds their search
+    /// text here (bodies are compressed by this process's codec), writes their vectors and moves
+    /// the watermark in one transaction. Ids commit in order (<see cref="IngestOrderLockKey"/>),
+    /// so the spans this snapshot sees past the watermark are a prefix of all that will commit.
+    /// </summary>
+    protected override async Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                long watermark;
+                await using (var start = new NpgsqlCommand("SELECT pg_advisory_xact_lock(" + IndexerLockKey + "); SELECT indexed_to FROM search_progress WHERE id = 1", connection, transaction))
+                {
+                    await using var reader = await start.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    watermark = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+                        ? reader.GetInt64(0)
+                        : throw new InvalidOperationException("search_progress has no row: the schema is incomplete.");
+                }
+
+                var ids = new List<long>();
+                var texts = new List<string>();
+                long last = watermark;
+                int count = 0;
+                await using (var select = new NpgsqlCommand("SELECT id, authority, path, query, request_body, response_body FROM spans WHERE id > @w ORDER BY id LIMIT @n", connection, transaction))
+                {
+                    select.Parameters.AddWithValue("w", watermark);
+                    select.Parameters.AddWithValue("n", maxSpans);
+                    await using var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        last = reader.GetInt64(0);
+                        count++;
+                        if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text)
+                        {
+                            ids.Add(last);
+                            texts.Add(text);
+                        }
+                    }
+                }
+
+                if (count == 0)
+                {
+                    return (watermark, 0);
+                }
+
+                await using (var index = new NpgsqlCommand(IndexSpans + "; UPDATE search_progress SET indexed_to = @to WHERE id = 1", connection, transaction))
+                {
+                    index.Parameters.AddWithValue("ids", ids.ToArray());
+                    index.Parameters.AddWithValue("texts", texts.ToArray());
+                    index.Parameters.AddWithValue("to", last);
+                    await index.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return (last, count);
+            }
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await StopIndexerAsync().ConfigureAwait(false);
+        await _dataSource.DisposeAsync().ConfigureAwait(false);
+    }
 }

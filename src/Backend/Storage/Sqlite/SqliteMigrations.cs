@@ -101,5 +101,21 @@ internal static class SqliteMigrations
         ALTER TABLE spans ADD COLUMN span_model BLOB;
         CREATE INDEX spans_service_time ON spans (tenant_id, service, start_ns);
         """,
+
+        // Ingest throughput (issue 14): per-tenant zstd dictionaries that stored values name by id
+        // (BodyCodec), and the post-commit search indexer's watermark: every span with an id at or
+        // below indexed_to is in spans_fts. Spans stored before this version are already indexed.
+        """
+        CREATE TABLE codec_dictionaries (
+            id INTEGER PRIMARY KEY,
+            tenant_id INTEGER NOT NULL,
+            created_ns INTEGER NOT NULL,
+            dictionary BLOB NOT NULL);
+        CREATE INDEX codec_dictionaries_tenant ON codec_dictionaries (tenant_id, id);
+        CREATE TABLE search_progress (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            indexed_to INTEGER NOT NULL);
+        INSERT INTO search_progress (id, indexed_to) VALUES (1, COALESCE((SELECT MAX(id) FROM spans), 0));
+        """,
     ];
 }

@@ -25,7 +25,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private SqliteConnection? _writer;
     private SqliteCommand? _insertSpan;
-    private SqliteCommand? _insertText;
+    private SqliteCommand? _nextId;
     private SqliteCommand? _upsertSession;
     private bool _disposed;
 
@@ -99,31 +99,111 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         // Compress outside the write lock: it is the expensive part and needs no connection.
-        var encoded = EncodedSpan.EncodeAll(spans);
+        var encoded = await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false);
+        int inserted;
+        long maxId;
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return InsertLocked(tenantId, encoded);
+            (inserted, maxId) = InsertLocked(tenantId, encoded);
         }
         finally
         {
             _writeLock.Release();
         }
+
+        Committed(maxId);
+        return inserted;
     }
 
-    private int InsertLocked(long tenantId, EncodedSpan[] spans)
+    /// <summary>
+    /// Reads the next spans past the watermark on a read connection (WAL: a consistent snapshot
+    /// beside the writer), builds their search text there, and takes the write lock only to add
+    /// them to <c>spans_fts</c> and move the watermark in one transaction. Row ids are assigned
+    /// in commit order by the single writer and never reused (<see cref="InsertLocked"/>), so
+    /// every id at or below the watermark was seen.
+    /// </summary>
+    protected override async Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken)
+    {
+        var (from, rows, upTo) = await ReadAsync(async connection =>
+        {
+            await using var progress = Command(connection, null, "SELECT indexed_to FROM search_progress WHERE id = 1");
+            long watermark = Convert.ToInt64(
+                await progress.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) ?? throw new InvalidOperationException("search_progress has no row: the schema is incomplete."),
+                System.Globalization.CultureInfo.InvariantCulture);
+            await using var select = Command(connection, null, "SELECT id, authority, path, query, request_body, response_body FROM spans WHERE id > @w ORDER BY id LIMIT @n");
+            Add(select, "w", watermark);
+            Add(select, "n", maxSpans);
+            var list = new List<(long Id, string Text)>();
+            long last = watermark;
+            int count = 0;
+            await using var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                last = reader.GetInt64(0);
+                count++;
+                if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text)
+                {
+                    list.Add((last, text));
+                }
+            }
+
+            return (watermark, list, (last, count));
+        }, cancellationToken).ConfigureAwait(false);
+
+        if (upTo.count == 0)
+        {
+            return (from, 0);
+        }
+
+        await WriteAsync(connection =>
+        {
+            var writer = (SqliteConnection)connection;
+            using var transaction = writer.BeginTransaction();
+            // A span retention deleted since it was read is not indexed (its id is never reused either way).
+            using var insert = Command(writer, transaction, "INSERT INTO spans_fts (rowid, body) SELECT @id, @body WHERE EXISTS (SELECT 1 FROM spans WHERE id = @id)");
+            var id = Add(insert, "id", 0L);
+            var body = Add(insert, "body", string.Empty);
+            foreach (var (spanId, text) in rows)
+            {
+                id.Value = spanId;
+                body.Value = text;
+                insert.ExecuteNonQuery();
+            }
+
+            using var move = Command(writer, transaction, "UPDATE search_progress SET indexed_to = @to WHERE id = 1 AND indexed_to = @from");
+            Add(move, "to", upTo.last);
+            Add(move, "from", from);
+            if (move.ExecuteNonQuery() != 1)
+            {
+                // Another process moved it (two backends on one file): drop this pass, the next one rereads.
+                transaction.Rollback();
+                return Task.FromResult(0);
+            }
+
+            transaction.Commit();
+            return Task.FromResult(0);
+        }, cancellationToken).ConfigureAwait(false);
+        return (upTo.last, upTo.count);
+    }
+
+    private (int Inserted, long MaxId) InsertLocked(long tenantId, EncodedSpan[] spans)
     {
         var writer = OpenWriter();
         using var transaction = writer.BeginTransaction();
         var insert = _insertSpan ??= PrepareInsert(writer);
-        var text = _insertText ??= Prepare(writer, "INSERT INTO spans_fts (rowid, body) VALUES (@id, @body)", "id", "body");
+        // Ids are given explicitly, above both the newest row and the search watermark: SQLite
+        // would otherwise reuse the ids of deleted newest rows (retention can empty the table),
+        // and a reused id at or below the watermark would never be indexed.
+        var next = _nextId ??= Prepare(writer, "SELECT MAX(COALESCE((SELECT MAX(id) FROM spans), 0), (SELECT indexed_to FROM search_progress WHERE id = 1))");
         var session = _upsertSession ??= Prepare(writer,
             "INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) VALUES (@t, @s, @f, @l) " +
             "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = MIN(first_ns, excluded.first_ns), last_ns = MAX(last_ns, excluded.last_ns)",
             "t", "s", "f", "l");
         insert.Transaction = transaction;
-        text.Transaction = transaction;
+        next.Transaction = transaction;
         session.Transaction = transaction;
+        long id = Convert.ToInt64(next.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
 
         var sessions = new Dictionary<string, (long First, long Last)>(StringComparer.Ordinal);
         var p = insert.Parameters;
@@ -158,21 +238,16 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             p[24].Value = (object?)e.Attributes ?? DBNull.Value;
             p[25].Value = e.StoredBytes;
             p[26].Value = (object?)e.Model ?? DBNull.Value;
+            p[27].Value = id + 1;
 
-            // RETURNING yields no row when the span already exists (a retried export).
-            object? id = insert.ExecuteScalar();
-            if (id is null)
+            // No change when the span already exists (a retried export); its id is then not used.
+            if (insert.ExecuteNonQuery() == 0)
             {
                 continue;
             }
 
+            id++;
             inserted++;
-            if (e.SearchText is not null)
-            {
-                text.Parameters[0].Value = id;
-                text.Parameters[1].Value = e.SearchText;
-                text.ExecuteNonQuery();
-            }
 
             if (s.SessionId is not null)
             {
@@ -192,7 +267,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         transaction.Commit();
-        return inserted;
+        return (inserted, id);
     }
 
     /// <summary>
@@ -226,7 +301,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         long total = 0;
-        var head = new byte[5];
+        var head = new byte[BodyCodec.HeadBytes];
         for (int i = 0; i < columns.Length; i++)
         {
             if (lengths[i] == 0)
@@ -257,12 +332,13 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return;
         }
 
+        await StopIndexerAsync().ConfigureAwait(false);
         await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
             _disposed = true;
             _insertSpan?.Dispose();
-            _insertText?.Dispose();
+            _nextId?.Dispose();
             _upsertSession?.Dispose();
             if (_writer is not null)
             {
@@ -312,7 +388,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     private static SqliteCommand PrepareInsert(SqliteConnection writer)
     {
-        string[] names = new string[27];
+        string[] names = new string[28];
         for (int i = 0; i < names.Length; i++)
         {
             names[i] = "p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -321,8 +397,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return Prepare(writer,
             "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
             "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-            "request_body, response_body, attributes, stored_bytes, span_model) VALUES (@" + string.Join(", @", names) + ") " +
-            "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING RETURNING id",
+            "request_body, response_body, attributes, stored_bytes, span_model, id) VALUES (@" + string.Join(", @", names) + ") " +
+            "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING",
             names);
     }
 

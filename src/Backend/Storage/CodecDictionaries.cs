@@ -1,0 +1,225 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using ZstdSharp;
+
+namespace SpIstio.Backend.Storage;
+
+/// <summary>One trained zstd dictionary: its id in the store (what stored values name) and its reusable contexts.</summary>
+internal sealed class CodecDictionary(long id, long tenantId, byte[] bytes) : IDisposable
+{
+    public long Id { get; } = id;
+
+    public long TenantId { get; } = tenantId;
+
+    public int Length => bytes.Length;
+
+    internal BodyCodec.ContextPool Contexts { get; } = new(bytes);
+
+    public void Dispose() => Contexts.Dispose();
+}
+
+/// <summary>
+/// The per-tenant compression dictionaries of one store. A tenant's first
+/// <see cref="SampleValues"/> stored values (bodies, headers, attributes) are kept as samples;
+/// then a dictionary is trained from them off the ingest path, saved in the store
+/// (<c>codec_dictionaries</c>, with an id) and used for that tenant's values from then on.
+/// Values written before it, or by a replica that trained its own, name their dictionary, so any
+/// replica reads any row: a dictionary it has not seen is loaded from the store by id.
+/// </summary>
+internal sealed class CodecDictionaries : IDisposable
+{
+    /// <summary>Values sampled per tenant before training (zstd wants a few hundred).</summary>
+    public const int SampleValues = 512;
+
+    /// <summary>The most of one value a sample keeps: the start of a body holds its structure.</summary>
+    public const int SampleBytes = 4096;
+
+    /// <summary>Dictionary size: measured best on 2 KiB JSON bodies between 16 and 64 KiB.</summary>
+    public const int DictionaryBytes = 32 * 1024;
+
+    private readonly ConcurrentDictionary<long, CodecDictionary> _byId = new();
+    private readonly ConcurrentDictionary<long, TenantState> _tenants = new();
+    private readonly Func<long, CancellationToken, Task<(long Id, byte[] Bytes)?>> _loadLatest;
+    private readonly Func<long, (long TenantId, byte[] Bytes)?> _loadById;
+    private readonly Func<long, byte[], Task<long>> _save;
+    private readonly ILogger _logger;
+    private bool _disposed;
+
+    /// <param name="loadLatest">The newest dictionary saved for a tenant, or null.</param>
+    /// <param name="loadById">A dictionary by id (a rare, synchronous read while decoding), or null.</param>
+    /// <param name="save">Saves a tenant's new dictionary and returns its id.</param>
+    /// <param name="logger">Training outcomes.</param>
+    public CodecDictionaries(
+        Func<long, CancellationToken, Task<(long Id, byte[] Bytes)?>> loadLatest,
+        Func<long, (long TenantId, byte[] Bytes)?> loadById,
+        Func<long, byte[], Task<long>> save,
+        ILogger logger)
+    {
+        _loadLatest = loadLatest;
+        _loadById = loadById;
+        _save = save;
+        _logger = logger;
+    }
+
+    /// <summary>
+    /// The dictionary to encode this tenant's values with (null while it has none yet); the first
+    /// call for a tenant reads the newest one saved in the store.
+    /// </summary>
+    public async ValueTask<CodecDictionary?> ForTenantAsync(long tenantId, CancellationToken cancellationToken)
+    {
+        if (_tenants.TryGetValue(tenantId, out var state))
+        {
+            return state.Current;
+        }
+
+        var saved = await _loadLatest(tenantId, cancellationToken).ConfigureAwait(false);
+        state = _tenants.GetOrAdd(tenantId, static _ => new TenantState());
+        if (saved is { } s && state.Current is null)
+        {
+            state.Install(Register(s.Id, tenantId, s.Bytes));
+        }
+
+        return state.Current;
+    }
+
+    /// <summary>Completes with the tenant's dictionary once it has one (tests wait on this, not on time).</summary>
+    public Task<CodecDictionary> WhenTrainedAsync(long tenantId) => _tenants.GetOrAdd(tenantId, static _ => new TenantState()).Trained;
+
+    /// <summary>
+    /// Keeps samples of a tenant's values while it has no dictionary; once there are enough,
+    /// trains one in the background. Cheap and lock-free once the tenant has a dictionary.
+    /// </summary>
+    public void Observe(long tenantId, EncodedSpan[] spans)
+    {
+        if (!_tenants.TryGetValue(tenantId, out var state) || state.Current is not null || state.Training)
+        {
+            return;
+        }
+
+        List<byte[]>? ready = null;
+        lock (state)
+        {
+            if (state.Training)
+            {
+                return;
+            }
+
+            foreach (var e in spans)
+            {
+                var s = e.Span;
+                state.AddSample(s.RequestBody.Span);
+                state.AddSample(s.ResponseBody.Span);
+                state.AddSample(s.RequestHeadersJson);
+                state.AddSample(s.ResponseHeadersJson);
+                state.AddSample(s.AttributesJson);
+                if (state.Samples.Count >= SampleValues)
+                {
+                    break;
+                }
+            }
+
+            if (state.Samples.Count >= SampleValues)
+            {
+                state.Training = true;
+                ready = state.Samples;
+                state.Samples = [];
+            }
+        }
+
+        if (ready is not null)
+        {
+            _ = Task.Run(() => TrainAsync(tenantId, state, ready));
+        }
+    }
+
+    /// <summary>The dictionary with this id, read from the store the first time.</summary>
+    public CodecDictionary Get(long id)
+    {
+        if (_byId.TryGetValue(id, out var dictionary))
+        {
+            return dictionary;
+        }
+
+        var loaded = _loadById(id) ?? throw new InvalidDataException($"A stored body needs compression dictionary {id}, which the store does not hold.");
+        return Register(id, loaded.TenantId, loaded.Bytes);
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        foreach (var dictionary in _byId.Values)
+        {
+            dictionary.Dispose();
+        }
+    }
+
+    private CodecDictionary Register(long id, long tenantId, byte[] bytes)
+    {
+        var created = new CodecDictionary(id, tenantId, bytes);
+        var winner = _byId.GetOrAdd(id, created);
+        if (!ReferenceEquals(winner, created))
+        {
+            created.Dispose();
+        }
+
+        return winner;
+    }
+
+    private async Task TrainAsync(long tenantId, TenantState state, List<byte[]> samples)
+    {
+        try
+        {
+            byte[] bytes = DictBuilder.TrainFromBuffer(samples, DictionaryBytes);
+            long id = await _save(tenantId, bytes).ConfigureAwait(false);
+            if (_disposed)
+            {
+                return;
+            }
+
+            var dictionary = Register(id, tenantId, bytes);
+            state.Install(dictionary);
+            StoreLog.DictionaryTrained(_logger, tenantId, id, bytes.Length, samples.Count);
+        }
+        catch (Exception e) when (e is ZstdException or InvalidOperationException or System.Data.Common.DbException or ObjectDisposedException)
+        {
+            // Values keep being stored without a dictionary (still zstd); a restart tries again.
+            StoreLog.DictionaryTrainingFailed(_logger, tenantId, e);
+        }
+    }
+
+    private sealed class TenantState
+    {
+        private readonly TaskCompletionSource<CodecDictionary> _trained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private volatile CodecDictionary? _current;
+
+        public CodecDictionary? Current => _current;
+
+        public bool Training { get; set; }
+
+        public List<byte[]> Samples { get; set; } = [];
+
+        public Task<CodecDictionary> Trained => _trained.Task;
+
+        public void Install(CodecDictionary dictionary)
+        {
+            _current = dictionary;
+            _trained.TrySetResult(dictionary);
+        }
+
+        public void AddSample(ReadOnlySpan<byte> value)
+        {
+            if (value.Length >= 16)
+            {
+                Samples.Add(value[..Math.Min(value.Length, SampleBytes)].ToArray());
+            }
+        }
+
+        public void AddSample(string? value)
+        {
+            if (value is { Length: >= 16 })
+            {
+                AddSample(System.Text.Encoding.UTF8.GetBytes(value.Length > SampleBytes ? value[..SampleBytes] : value));
+            }
+        }
+    }
+}

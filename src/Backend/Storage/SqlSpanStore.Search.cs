@@ -1,0 +1,262 @@
+using System.Data.Common;
+using System.Threading.Channels;
+
+namespace SpIstio.Backend.Storage;
+
+/// <summary>How far the post-commit search index has come; tests and the benchmark wait on it.</summary>
+internal interface ISearchIndexProgress
+{
+    /// <summary>Every span with a row id at or below this one is in the text index (the persisted watermark, as this process last saw it).</summary>
+    long IndexedUpTo { get; }
+
+    /// <summary>
+    /// Completes once every span this store had committed when the call was made is searchable
+    /// by text (<c>q</c>). Text search only ever misses spans not yet indexed; it never returns
+    /// wrong ones.
+    /// </summary>
+    Task WaitForSearchAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// The post-commit search indexer and the per-tenant compression dictionaries, both shared by
+/// the engines. Ingest commits spans without their text index (it was half of the commit's
+/// cost); a loop in each backend process then indexes spans past the persisted watermark
+/// (<c>search_progress.indexed_to</c>) in large batches and moves the watermark in the same
+/// transaction, so it resumes after a restart and any replica can do it. Woken by each commit
+/// of this process, and every <see cref="IndexPollInterval"/> for spans other replicas left.
+/// </summary>
+internal abstract partial class SqlSpanStore : ISearchIndexProgress
+{
+    /// <summary>Spans indexed per transaction: large batches amortise the index's merge work.</summary>
+    protected const int IndexBatchSpans = 2048;
+
+    private static readonly TimeSpan IndexPollInterval = TimeSpan.FromSeconds(5);
+
+    private readonly Channel<bool> _indexSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly List<(long Target, TaskCompletionSource Done)> _indexWaiters = [];
+    private readonly CancellationTokenSource _indexerStop = new();
+    private CodecDictionaries? _dictionaries;
+    private Task? _indexer;
+    private long _committedUpTo;
+    private long _indexedUpTo;
+
+    /// <summary>This store's per-tenant compression dictionaries.</summary>
+    internal CodecDictionaries Dictionaries => LazyInitializer.EnsureInitialized(ref _dictionaries, () => new CodecDictionaries(
+        LoadLatestDictionaryAsync, id => LoadDictionaryAsync(id).GetAwaiter().GetResult(), SaveDictionaryAsync, Logger));
+
+    public long IndexedUpTo => Interlocked.Read(ref _indexedUpTo);
+
+    public Task WaitForSearchAsync(CancellationToken cancellationToken)
+    {
+        StartIndexer();
+        long target = Interlocked.Read(ref _committedUpTo);
+        if (target <= IndexedUpTo && target > 0)
+        {
+            return Task.CompletedTask;
+        }
+
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_indexWaiters)
+        {
+            _indexWaiters.Add((target, done));
+        }
+
+        _indexSignal.Writer.TryWrite(true);
+        return done.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Indexes up to <paramref name="maxSpans"/> spans past the watermark; returns the new watermark and how many spans it read.</summary>
+    protected abstract Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken);
+
+    /// <summary>The subclass committed spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
+    protected void Committed(long maxId)
+    {
+        long seen;
+        while ((seen = Interlocked.Read(ref _committedUpTo)) < maxId && Interlocked.CompareExchange(ref _committedUpTo, maxId, seen) != seen)
+        {
+        }
+
+        StartIndexer();
+        _indexSignal.Writer.TryWrite(true);
+    }
+
+    /// <summary>Encodes a batch with the tenant's dictionary and feeds the dictionary's training.</summary>
+    protected async Task<EncodedSpan[]> EncodeAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
+    {
+        var dictionary = await Dictionaries.ForTenantAsync(tenantId, cancellationToken).ConfigureAwait(false);
+        var encoded = EncodedSpan.EncodeAll(spans, dictionary);
+        if (dictionary is null)
+        {
+            Dictionaries.Observe(tenantId, encoded);
+        }
+
+        return encoded;
+    }
+
+    /// <summary>The search text of a stored span, from its indexed columns (bodies decoded).</summary>
+    protected string? SearchTextOf(DbDataReader reader, int authority, int path, int query, int requestBody, int responseBody) =>
+        SearchText.Build(new StoredSpan
+        {
+            TraceId = string.Empty,
+            SpanId = string.Empty,
+            Name = string.Empty,
+            ServiceName = string.Empty,
+            Authority = NullableString(reader, authority),
+            Path = NullableString(reader, path),
+            Query = NullableString(reader, query),
+            RequestBody = BodyCodec.Decode(NullableBytes(reader, requestBody), Dictionaries),
+            ResponseBody = BodyCodec.Decode(NullableBytes(reader, responseBody), Dictionaries),
+        });
+
+    /// <summary>Stops the indexer (call first in DisposeAsync); waiters still pending are cancelled.</summary>
+    protected async Task StopIndexerAsync()
+    {
+        await _indexerStop.CancelAsync().ConfigureAwait(false);
+        if (_indexer is not null)
+        {
+            await _indexer.ConfigureAwait(false);
+        }
+
+        lock (_indexWaiters)
+        {
+            foreach (var (_, done) in _indexWaiters)
+            {
+                done.TrySetCanceled();
+            }
+
+            _indexWaiters.Clear();
+        }
+
+        _dictionaries?.Dispose();
+    }
+
+    private void StartIndexer()
+    {
+        if (_indexer is null && !_indexerStop.IsCancellationRequested)
+        {
+            var started = new Task<Task>(RunIndexerAsync);
+            if (Interlocked.CompareExchange(ref _indexer, started.Unwrap(), null) is null)
+            {
+                started.Start(TaskScheduler.Default);
+            }
+        }
+    }
+
+    private async Task RunIndexerAsync()
+    {
+        var stop = _indexerStop.Token;
+        while (!stop.IsCancellationRequested)
+        {
+            // Waiters present before this drain are answered when it finds nothing more to index:
+            // what they wait for was committed before the drain began, so the drain saw it.
+            List<(long Target, TaskCompletionSource Done)> before;
+            lock (_indexWaiters)
+            {
+                before = [.. _indexWaiters];
+            }
+
+            try
+            {
+                int count;
+                do
+                {
+                    (long upTo, count) = await IndexNextAsync(IndexBatchSpans, stop).ConfigureAwait(false);
+                    Advance(upTo);
+                }
+                while (count == IndexBatchSpans);
+
+                Release(before);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is DbException or InvalidDataException or InvalidOperationException)
+            {
+                // The store briefly unavailable, or a race with retention: the next pass retries.
+                StoreLog.IndexingFailed(Logger, e);
+            }
+
+            try
+            {
+                using var poll = new CancellationTokenSource(IndexPollInterval, TimeProvider);
+                using var wake = CancellationTokenSource.CreateLinkedTokenSource(stop, poll.Token);
+                await _indexSignal.Reader.ReadAsync(wake.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+            {
+                // The poll interval passed: look for spans other replicas committed.
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void Advance(long upTo)
+    {
+        long seen;
+        while ((seen = Interlocked.Read(ref _indexedUpTo)) < upTo && Interlocked.CompareExchange(ref _indexedUpTo, upTo, seen) != seen)
+        {
+        }
+
+        lock (_indexWaiters)
+        {
+            _indexWaiters.RemoveAll(w =>
+            {
+                if (w.Target > 0 && w.Target <= upTo)
+                {
+                    w.Done.TrySetResult();
+                    return true;
+                }
+
+                return false;
+            });
+        }
+    }
+
+    private void Release(List<(long Target, TaskCompletionSource Done)> waiters)
+    {
+        if (waiters.Count == 0)
+        {
+            return;
+        }
+
+        lock (_indexWaiters)
+        {
+            foreach (var waiter in waiters)
+            {
+                waiter.Done.TrySetResult();
+                _indexWaiters.Remove(waiter);
+            }
+        }
+    }
+
+    private Task<(long Id, byte[] Bytes)?> LoadLatestDictionaryAsync(long tenantId, CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "SELECT id, dictionary FROM codec_dictionaries WHERE tenant_id = @t ORDER BY id DESC LIMIT 1");
+        Add(command, "t", tenantId);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? (Int64(reader, 0), (byte[])reader.GetValue(1)) : ((long, byte[])?)null;
+    }, cancellationToken);
+
+    private Task<(long TenantId, byte[] Bytes)?> LoadDictionaryAsync(long id) => ReadAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "SELECT tenant_id, dictionary FROM codec_dictionaries WHERE id = @id");
+        Add(command, "id", id);
+        await using var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+        return await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false) ? (Int64(reader, 0), (byte[])reader.GetValue(1)) : ((long, byte[])?)null;
+    }, CancellationToken.None);
+
+    private Task<long> SaveDictionaryAsync(long tenantId, byte[] dictionary) => WriteAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "INSERT INTO codec_dictionaries (tenant_id, created_ns, dictionary) VALUES (@t, @c, @d) RETURNING id");
+        Add(command, "t", tenantId);
+        Add(command, "c", StoreTime.ToNanos(TimeProvider.GetUtcNow()));
+        Add(command, "d", dictionary);
+        return Int64Scalar(await command.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false));
+    }, CancellationToken.None);
+
+    private static long Int64Scalar(object? value) => Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
+}
