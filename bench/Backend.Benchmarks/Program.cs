@@ -33,19 +33,24 @@ string[] stores = (StringArg("--stores") ?? "sqlite,postgres").Split(',');
 
 Console.WriteLine($"Backend store benchmark: batches of {Workload.BatchSize}, 2 KiB request + 2 KiB response bodies, target {targetSpans:N0} spans or {loadSeconds} s of loading per store; {Environment.ProcessorCount} cores");
 {
-    // Compression alone (BodyCodec, as the stores apply it) over the workload's bodies.
+    // Compression alone (BodyCodec, as the stores apply it) over the workload's bodies: without a
+    // dictionary, and with one trained as a store trains a tenant's (its first values).
     var sample = new Workload(1);
-    long ignored = 0, raw = 0, stored = 0;
+    long ignored = 0, raw = 0, stored = 0, withDictionary = 0;
+    var first = sample.NextBatch(ref ignored);
+    var samples = first.SelectMany(s => new[] { s.RequestBody.ToArray(), s.ResponseBody.ToArray() }).Take(CodecDictionaries.SampleValues);
+    using var dictionary = new CodecDictionary(1, 1, ZstdSharp.DictBuilder.TrainFromBuffer(samples, CodecDictionaries.DictionaryBytes));
     for (int i = 0; i < 4; i++)
     {
         foreach (var span in sample.NextBatch(ref ignored))
         {
             raw += span.RequestBody.Length + span.ResponseBody.Length;
             stored += BodyCodec.Encode(span.RequestBody.Span)!.Length + BodyCodec.Encode(span.ResponseBody.Span)!.Length;
+            withDictionary += BodyCodec.Encode(span.RequestBody.Span, dictionary)!.Length + BodyCodec.Encode(span.ResponseBody.Span, dictionary)!.Length;
         }
     }
 
-    Console.WriteLine($"body compression: {raw:N0} raw bytes -> {stored:N0} stored ({(double)stored / raw:N2}x)");
+    Console.WriteLine($"body compression: {raw:N0} raw bytes -> {stored:N0} stored ({(double)stored / raw:N2}x), {withDictionary:N0} with a trained dictionary ({(double)withDictionary / raw:N2}x)");
 }
 
 var results = new List<string>();
@@ -60,7 +65,19 @@ foreach (string kind in stores)
     {
         string file = Path.Combine(work, "sp.db");
         spec = "sqlite:" + file;
-        diskBytes = () => Task.FromResult(Directory.GetFiles(work).Sum(f => new FileInfo(f).Length));
+        diskBytes = async () =>
+        {
+            // Fold the WAL into the database first: what is measured is the data, not a WAL a reader kept from being checkpointed.
+            await using (var c = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + file))
+            {
+                await c.OpenAsync();
+                await using var cmd = c.CreateCommand();
+                cmd.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+                await cmd.ExecuteNonQueryAsync();
+            }
+
+            return Directory.GetFiles(work).Sum(f => new FileInfo(f).Length);
+        };
     }
     else
     {
@@ -73,13 +90,25 @@ foreach (string kind in stores)
             await using var c = new NpgsqlConnection(conn);
             await c.OpenAsync();
             await using var cmd = new NpgsqlCommand("CHECKPOINT; SELECT pg_database_size(current_database())", c);
-            return (long)(await cmd.ExecuteScalarAsync())!;
+            long size = (long)(await cmd.ExecuteScalarAsync())!;
+
+            // Where the bytes are: the largest relations (heap, TOAST and indexes each).
+            await using var parts = new NpgsqlCommand("SELECT relname, pg_relation_size(oid) FROM pg_class WHERE relkind IN ('r', 'i', 't') ORDER BY 2 DESC LIMIT 10", c);
+            await using var reader = await parts.ExecuteReaderAsync();
+            var list = new List<string>();
+            while (await reader.ReadAsync())
+            {
+                list.Add($"{reader.GetString(0)} {reader.GetInt64(1) / 1024:N0} KiB");
+            }
+
+            Console.WriteLine("postgres relations: " + string.Join(", ", list));
+            return size;
         };
     }
 
     try
     {
-        results.Add(await RunAsync(kind, spec, diskBytes));
+        results.Add(await RunAsync(kind, spec, diskBytes, cluster?.ServerPid));
     }
     finally
     {
@@ -93,8 +122,8 @@ foreach (string kind in stores)
 }
 
 Console.WriteLine();
-Console.WriteLine("| store | ingest spans/s (first 100k) | ingest spans/s (whole load) | spans loaded | load time | session list p50/p99 | session list page 20 p50/p99 | session view p50/p99 | text filter p50/p99 | disk bytes/exchange | raw bytes/exchange | disk/raw |");
-Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+Console.WriteLine("| store | ingest spans/s (first 100k) | ingest spans/s (whole load) | spans loaded | load time | search lag p50/p99 | session list p50/p99 | session list page 20 p50/p99 | session view p50/p99 | text filter p50/p99 | disk bytes/exchange | raw bytes/exchange | disk/raw |");
+Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 foreach (var line in results)
 {
     Console.WriteLine(line);
@@ -144,8 +173,9 @@ foreach (var line in e2e)
     Console.WriteLine(line);
 }
 
-async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes)
+async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes, int? serverPid)
 {
+    var cpu = new CpuMeter(serverPid);
     await using var store = await SpanStoreFactory.OpenAsync(spec, NullLoggerFactory.Instance, null, CancellationToken.None);
     var tenant = await store.EnsureTenantAsync("bench", CancellationToken.None);
     long baseDisk = await diskBytes();
@@ -153,8 +183,12 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     long rawBytes = 0;
     int loaded = 0;
     double firstRate = 0;
+    var cpuBefore = cpu.Now();
     var total = Stopwatch.StartNew();
     var window = Stopwatch.StartNew();
+    // Search lag: from each batch's acknowledgement to the indexer having indexed it.
+    var search = (ISearchIndexProgress)store;
+    var lags = new List<Task<double>>();
     while (loaded < targetSpans && total.Elapsed.TotalSeconds < loadSeconds)
     {
         // Building the batch is the exporter's cost, not the store's: keep it out of the timing.
@@ -164,6 +198,8 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
         total.Start();
         window.Start();
         await store.InsertSpansAsync(tenant.Id, batch, CancellationToken.None);
+        long acknowledged = Stopwatch.GetTimestamp();
+        lags.Add(search.WaitForSearchAsync(CancellationToken.None).ContinueWith(_ => Stopwatch.GetElapsedTime(acknowledged).TotalMilliseconds, TaskScheduler.Default));
         loaded += batch.Count;
         if (loaded == 100_352)
         {
@@ -185,7 +221,16 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     }
 
     Console.WriteLine($"{kind}: loaded {loaded:N0} spans in {total.Elapsed.TotalSeconds:N1} s ({rate:N0} spans/s)");
+    var lagMs = (await Task.WhenAll(lags)).Order().ToArray();
+    var dictionary = await ((SqlSpanStore)store).Dictionaries.ForTenantAsync(tenant.Id, CancellationToken.None);
+    Console.WriteLine($"{kind}: tenant dictionary {(dictionary is null ? "none" : $"{dictionary.Id} ({dictionary.Length:N0} bytes)")}");
+    string lag = $"{lagMs[lagMs.Length / 2]:N0} / {lagMs[(int)(lagMs.Length * 0.99)]:N0} ms";
+    Console.WriteLine($"{kind}: search lag p50 / p99 {lag}; peak RSS so far {Environment.WorkingSet / 1048576:N0} MiB (VmHWM {PeakRssMiB()} MiB)");
 
+    // CPU per span, once every loaded span is stored and searchable (this process; the PostgreSQL server's tree).
+    var cpuAfter = cpu.Now();
+    double cpuUs = (cpuAfter.Process - cpuBefore.Process) * 1e6 / loaded, serverUs = (cpuAfter.Server - cpuBefore.Server) * 1e6 / loaded;
+    Console.WriteLine($"{kind}: CPU per span {cpuUs:N0} µs in process + {serverUs:N0} µs server = {cpuUs + serverUs:N0} µs (2 idle cores: ~{2e6 / (cpuUs + serverUs):N0} spans/s if both were kept busy)");
     var random = new Random(7);
     var list = await Measure(200, () => store.ListSessionsAsync(tenant.Id, new SessionQuery { Limit = 50 }, CancellationToken.None));
     string? deepCursor = null;
@@ -202,7 +247,21 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     long disk = await diskBytes() - baseDisk;
     double perExchange = (double)disk / loaded;
     double rawPer = (double)rawBytes / loaded;
-    return $"| {kind} | {firstRate:N0} | {rate:N0} | {loaded:N0} | {total.Elapsed.TotalSeconds:N0} s | {list} | {deep} | {view} | {text} | {perExchange:N0} | {rawPer:N0} | {perExchange / rawPer:N2} |";
+    return $"| {kind} | {firstRate:N0} | {rate:N0} | {loaded:N0} | {total.Elapsed.TotalSeconds:N0} s | {lag} | {list} | {deep} | {view} | {text} | {perExchange:N0} | {rawPer:N0} | {perExchange / rawPer:N2} |";
+}
+
+// The process's peak resident set (the backend's store work runs in it; PostgreSQL's server does not).
+static string PeakRssMiB()
+{
+    foreach (string line in File.ReadLines("/proc/self/status"))
+    {
+        if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+        {
+            return (long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024).ToString("N0", CultureInfo.InvariantCulture);
+        }
+    }
+
+    return "?";
 }
 
 static async Task<string> Measure<T>(int iterations, Func<Task<T>> query)
@@ -333,6 +392,8 @@ internal sealed class PgCluster : IAsyncDisposable
     }
 
     public string ConnectionString { get; }
+
+    public int ServerPid => int.Parse(File.ReadLines(Path.Combine(_data, "postmaster.pid")).First(), CultureInfo.InvariantCulture);
 
     public static async Task<PgCluster> StartAsync(string work)
     {

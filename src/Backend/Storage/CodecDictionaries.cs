@@ -184,6 +184,7 @@ internal sealed class CodecDictionaries : IDisposable
         {
             // Values keep being stored without a dictionary (still zstd); a restart tries again.
             StoreLog.DictionaryTrainingFailed(_logger, tenantId, e);
+            state.Fail(e);
         }
     }
 
@@ -205,6 +206,8 @@ internal sealed class CodecDictionaries : IDisposable
             _current = dictionary;
             _trained.TrySetResult(dictionary);
         }
+
+        public void Fail(Exception error) => _trained.TrySetException(error);
 
         public void AddSample(ReadOnlySpan<byte> value)
         {

@@ -93,7 +93,10 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         return encoded;
     }
 
-    /// <summary>The search text of a stored span, from its indexed columns (bodies decoded).</summary>
+    /// <summary>
+    /// The search text of a stored span, from its indexed columns (bodies decoded). A body that
+    /// does not decode is left out rather than stopping the indexer at that span for good.
+    /// </summary>
     protected string? SearchTextOf(DbDataReader reader, int authority, int path, int query, int requestBody, int responseBody) =>
         SearchText.Build(new StoredSpan
         {
@@ -104,8 +107,8 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
             Authority = NullableString(reader, authority),
             Path = NullableString(reader, path),
             Query = NullableString(reader, query),
-            RequestBody = BodyCodec.Decode(NullableBytes(reader, requestBody), Dictionaries),
-            ResponseBody = BodyCodec.Decode(NullableBytes(reader, responseBody), Dictionaries),
+            RequestBody = DecodeForIndex(NullableBytes(reader, requestBody)),
+            ResponseBody = DecodeForIndex(NullableBytes(reader, responseBody)),
         });
 
     /// <summary>Stops the indexer (call first in DisposeAsync); waiters still pending are cancelled.</summary>
@@ -128,6 +131,18 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         }
 
         _dictionaries?.Dispose();
+    }
+
+    private byte[] DecodeForIndex(byte[]? stored)
+    {
+        try
+        {
+            return BodyCodec.Decode(stored, Dictionaries);
+        }
+        catch (InvalidDataException)
+        {
+            return [];
+        }
     }
 
     private void StartIndexer()
@@ -171,7 +186,7 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
             {
                 return;
             }
-            catch (Exception e) when (e is DbException or InvalidDataException or InvalidOperationException)
+            catch (Exception e) when (e is not OutOfMemoryException && !stop.IsCancellationRequested)
             {
                 // The store briefly unavailable, or a race with retention: the next pass retries.
                 StoreLog.IndexingFailed(Logger, e);

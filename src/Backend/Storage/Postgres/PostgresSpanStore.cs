@@ -45,8 +45,10 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     private const long IndexerLockKey = 0x5350_494E_4458;
 
     private const string IndexSpans =
-        // strip(): positions are never used (q matches words, not phrases) and cost as much disk as the words.
-        "INSERT INTO span_search (span_id, search) SELECT v.id, strip(to_tsvector('simple', v.t)) FROM unnest(@ids, @texts) AS v(id, t) " +
+        // The vector arrives as tsvector text ('w1' 'w2': SearchText already split and lower-cased
+        // the words, which is all the 'simple' configuration does), so the server only parses the
+        // literal. No positions: q matches words, not phrases, and positions cost as much disk as the words.
+        "INSERT INTO span_search (span_id, search) SELECT v.id, v.t::tsvector FROM unnest(@ids, @texts) AS v(id, t) " +
         "WHERE EXISTS (SELECT 1 FROM spans s WHERE s.id = v.id) ON CONFLICT (span_id) DO NOTHING";
 
     // Another constant: one retention pass at a time across every backend on this database.
@@ -104,6 +106,16 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
+            // A batch of new spans (almost every batch) is copied straight into spans; only when
+            // one already exists (a retried export) does the unique index refuse the COPY, and the
+            // batch goes the staged way, which skips what exists.
+            var direct = await TryCopyDirectAsync(connection, tenantId, encoded, cancellationToken).ConfigureAwait(false);
+            if (direct is { } maxDirect)
+            {
+                Committed(maxDirect);
+                return encoded.Length;
+            }
+
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
@@ -112,7 +124,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
 
-                await CopyAsync(connection, tenantId, encoded, cancellationToken).ConfigureAwait(false);
+                await CopyAsync(connection, "spans_staging", tenantId, encoded, cancellationToken).ConfigureAwait(false);
 
                 long inserted, maxId;
                 await using (var move = new NpgsqlCommand("SELECT pg_advisory_xact_lock(" + IngestOrderLockKey + ");" + MoveStaged, connection, transaction))
@@ -132,10 +144,65 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
     }
 
-    private static async Task CopyAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, CancellationToken cancellationToken)
+    /// <summary>
+    /// Copies the batch into <c>spans</c> and upserts its sessions in one transaction, under the
+    /// ingest-order lock (ids of a COPY are drawn in row order, so the last one is the batch's
+    /// highest); null, with nothing stored, when a span of the batch already exists.
+    /// </summary>
+    private static async Task<long?> TryCopyDirectAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, CancellationToken cancellationToken)
+    {
+        var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (transaction.ConfigureAwait(false))
+        {
+            await using (var order = new NpgsqlCommand("SELECT pg_advisory_xact_lock(" + IngestOrderLockKey + ")", connection, transaction))
+            {
+                await order.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            try
+            {
+                await CopyAsync(connection, "spans", tenantId, spans, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+            {
+                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                return null;
+            }
+
+            var sessions = new SortedDictionary<string, (long First, long Last)>(StringComparer.Ordinal);
+            foreach (var e in spans)
+            {
+                if (e.Span.SessionId is { } id)
+                {
+                    sessions[id] = sessions.TryGetValue(id, out var range) ? (Math.Min(range.First, e.StartNs), Math.Max(range.Last, e.StartNs)) : (e.StartNs, e.StartNs);
+                }
+            }
+
+            long maxId;
+            await using (var finish = new NpgsqlCommand(
+                "SELECT currval(pg_get_serial_sequence('spans', 'id'));" +
+                // Sorted by session id, like the staged path, so concurrent batches lock session rows in one order.
+                "INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) SELECT @t, s, f, l FROM unnest(@s, @f, @l) AS v(s, f, l) " +
+                "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = LEAST(sessions.first_ns, excluded.first_ns), last_ns = GREATEST(sessions.last_ns, excluded.last_ns)",
+                connection,
+                transaction))
+            {
+                finish.Parameters.AddWithValue("t", tenantId);
+                finish.Parameters.AddWithValue("s", sessions.Keys.ToArray());
+                finish.Parameters.AddWithValue("f", sessions.Values.Select(v => v.First).ToArray());
+                finish.Parameters.AddWithValue("l", sessions.Values.Select(v => v.Last).ToArray());
+                maxId = (long)(await finish.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return maxId;
+        }
+    }
+
+    private static async Task CopyAsync(NpgsqlConnection connection, string table, long tenantId, EncodedSpan[] spans, CancellationToken cancellationToken)
     {
         var importer = await connection.BeginBinaryImportAsync(
-            "COPY spans_staging (" + Columns + ") FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
+            "COPY " + table + " (" + Columns + ") FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
             // Rows are written with the synchronous Write: it only copies into Npgsql's write buffer
@@ -306,7 +373,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                         if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text)
                         {
                             ids.Add(last);
-                            texts.Add(text);
+                            texts.Add(VectorLiteral(text));
                         }
                     }
                 }
@@ -329,6 +396,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             }
         }
     }
+
+    // SearchText words hold only letters and digits, so quoting each cannot be broken out of.
+    private static string VectorLiteral(string searchText) => "'" + string.Join("' '", searchText.Split(' ').Distinct(StringComparer.Ordinal)) + "'";
 
     public override async ValueTask DisposeAsync()
     {
