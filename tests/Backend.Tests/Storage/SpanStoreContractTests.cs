@@ -640,4 +640,22 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
         Assert.True(dictionary.Id > 0);
         Assert.Equal(dictionary.Id, (await ((SqlSpanStore)Store).Dictionaries.ForTenantAsync(tenant, None))!.Id);
     }
+
+    [Fact]
+    public async Task A_retried_batch_stores_only_its_new_spans_and_rolls_up_their_sessions()
+    {
+        long tenant = await TenantAsync();
+        Assert.Equal(2, await Store.InsertSpansAsync(tenant, [Exchange(1, 1, session: "s", start: T0), Exchange(1, 2, session: "s", start: T0.AddSeconds(1))], None));
+
+        // A retried export with one span already stored, and a batch repeating a span of its own.
+        Assert.Equal(1, await Store.InsertSpansAsync(tenant, [Exchange(1, 2, session: "s", start: T0.AddSeconds(1)), Exchange(1, 3, session: "s", start: T0.AddSeconds(5), responseText: "porto")], None));
+        Assert.Equal(1, await Store.InsertSpansAsync(tenant, [Exchange(2, 1, session: "t", start: T0), Exchange(2, 1, session: "t", start: T0)], None));
+        await SearchableAsync();
+
+        Assert.Equal(3, (await Store.GetSessionAsync(tenant, "s", None))!.Count);
+        var session = (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "porto" }, None)).Items.Single();
+        Assert.Equal("s", session.SessionId);
+        Assert.Equal(T0.AddSeconds(5).AddMilliseconds(10), session.LastSeen);
+        Assert.Single((await Store.GetSessionAsync(tenant, "t", None))!);
+    }
 }
