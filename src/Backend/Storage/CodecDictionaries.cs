@@ -37,6 +37,14 @@ internal sealed class CodecDictionaries : IDisposable
     /// <summary>Dictionary size: measured best on 2 KiB JSON bodies between 16 and 64 KiB.</summary>
     public const int DictionaryBytes = 32 * 1024;
 
+    /// <summary>
+    /// The most sample bytes held for all tenants together: many tenants that each store a few
+    /// spans must not make the process hold 2 MiB apiece. Past it, tenants wait for room.
+    /// </summary>
+    public const long MaxSampleBytes = 16L * 1024 * 1024;
+
+    private long _sampleBytes;
+
     private readonly ConcurrentDictionary<long, CodecDictionary> _byId = new();
     private readonly ConcurrentDictionary<long, TenantState> _tenants = new();
     private readonly Func<long, CancellationToken, Task<(long Id, byte[] Bytes)?>> _loadLatest;
@@ -107,11 +115,11 @@ internal sealed class CodecDictionaries : IDisposable
             foreach (var e in spans)
             {
                 var s = e.Span;
-                state.AddSample(s.RequestBody.Span);
-                state.AddSample(s.ResponseBody.Span);
-                state.AddSample(s.RequestHeadersJson);
-                state.AddSample(s.ResponseHeadersJson);
-                state.AddSample(s.AttributesJson);
+                AddSample(state, s.RequestBody.Span);
+                AddSample(state, s.ResponseBody.Span);
+                AddSample(state, s.RequestHeadersJson);
+                AddSample(state, s.ResponseHeadersJson);
+                AddSample(state, s.AttributesJson);
                 if (state.Samples.Count >= SampleValues)
                 {
                     break;
@@ -165,6 +173,31 @@ internal sealed class CodecDictionaries : IDisposable
         return winner;
     }
 
+    private void AddSample(TenantState state, ReadOnlySpan<byte> value)
+    {
+        if (value.Length < 16)
+        {
+            return;
+        }
+
+        var sample = value[..Math.Min(value.Length, SampleBytes)];
+        if (Interlocked.Add(ref _sampleBytes, sample.Length) > MaxSampleBytes)
+        {
+            Interlocked.Add(ref _sampleBytes, -sample.Length);
+            return;
+        }
+
+        state.Samples.Add(sample.ToArray());
+    }
+
+    private void AddSample(TenantState state, string? value)
+    {
+        if (value is { Length: >= 16 })
+        {
+            AddSample(state, System.Text.Encoding.UTF8.GetBytes(value.Length > SampleBytes ? value[..SampleBytes] : value));
+        }
+    }
+
     private async Task TrainAsync(long tenantId, TenantState state, List<byte[]> samples)
     {
         try
@@ -185,6 +218,10 @@ internal sealed class CodecDictionaries : IDisposable
             // Values keep being stored without a dictionary (still zstd); a restart tries again.
             StoreLog.DictionaryTrainingFailed(_logger, tenantId, e);
             state.Fail(e);
+        }
+        finally
+        {
+            Interlocked.Add(ref _sampleBytes, -samples.Sum(sample => (long)sample.Length));
         }
     }
 
@@ -208,21 +245,5 @@ internal sealed class CodecDictionaries : IDisposable
         }
 
         public void Fail(Exception error) => _trained.TrySetException(error);
-
-        public void AddSample(ReadOnlySpan<byte> value)
-        {
-            if (value.Length >= 16)
-            {
-                Samples.Add(value[..Math.Min(value.Length, SampleBytes)].ToArray());
-            }
-        }
-
-        public void AddSample(string? value)
-        {
-            if (value is { Length: >= 16 })
-            {
-                AddSample(System.Text.Encoding.UTF8.GetBytes(value.Length > SampleBytes ? value[..SampleBytes] : value));
-            }
-        }
     }
 }
