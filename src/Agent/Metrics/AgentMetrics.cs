@@ -74,6 +74,7 @@ public sealed class AgentMetrics
             _processing[i] = processing.WithLabels(MessageTypes[i]);
         }
 
+        CapturesActive = Registry.Gauge("sp_captures_active", "Exchanges being captured now, from their request head until the front end releases their buffers.").WithLabels();
         CaptureBytes = Registry.Counter("sp_capture_bytes_total", "Body bytes copied into captures (after the per-exchange limit).").WithLabels();
         BodyTruncated = Registry.Counter("sp_body_truncated_total", "Bodies cut at the configured capture limit.").WithLabels();
 
@@ -134,6 +135,9 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_extproc_streams_active</c>.</summary>
     public Gauge ExtProcStreamsActive { get; }
+
+    /// <summary><c>sp_captures_active</c>: back to 0 when traffic stops, else an exchange's buffers leaked.</summary>
+    public Gauge CapturesActive { get; }
 
     /// <summary><c>sp_capture_bytes_total</c>.</summary>
     public Counter CaptureBytes { get; }

@@ -245,8 +245,21 @@ public enum RedactionMode
 /// <summary><c>sampling</c>.</summary>
 public sealed class SamplingOptions
 {
-    [ConfigKey("ratio", "Share of traces captured, 0.0 to 1.0, decided from the trace id so every hop of a trace agrees. Default 1.0: capture is the product.")]
+    [ConfigKey("ratio", "Share of sessions (or traces, see by) captured, 0.0 to 1.0, decided from a hash of the id so every hop agrees. Default 1.0: capture is the product.")]
     public double Ratio { get; set; } = 1.0;
+
+    [ConfigKey("by", "session or trace: what the ratio keeps whole. session (the default): the decision is a hash of the exchange's session id (the one found on the request, or the one generated at the first hop and relayed in tracestate), so every exchange of a kept session is kept on every hop, as replay needs. trace: the decision is the trace id's, as in OpenTelemetry's TraceIdRatioBased sampler; a session may then be kept in parts.")]
+    public SamplingBy By { get; set; } = SamplingBy.Session;
+}
+
+/// <summary><c>sampling.by</c>: the unit the sampling ratio keeps or drops whole.</summary>
+public enum SamplingBy
+{
+    /// <summary>Business sessions: the decision is a hash of the session id.</summary>
+    Session,
+
+    /// <summary>Traces: the decision is the trace id's.</summary>
+    Trace,
 }
 
 /// <summary><c>export</c>: the exporter's queue, batches, retries and shutdown flush.</summary>
