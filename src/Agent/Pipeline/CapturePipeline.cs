@@ -94,7 +94,7 @@ public sealed partial class CapturePipeline
     /// header values to forward; see <see cref="TraceContextPropagator.Propagate"/>.
     /// </summary>
     public PropagationResult StartTrace(HeaderList requestHeaders) =>
-        TraceContextPropagator.Propagate(requestHeaders, SamplingRatio);
+        TraceContextPropagator.Propagate(requestHeaders, SamplingRatio, _samplingBySession);
 
     /// <summary>
     /// The request head of an exchange has arrived (<paramref name="exchange"/> holds its direction,

@@ -159,7 +159,7 @@ public sealed class ExchangeCapture : IDisposable
             {
                 if (_readAheadLength >= wanted)
                 {
-                    return (_readAhead.AsMemory(0, _readAheadLength), false);
+                    return ReadAheadResult(complete: false);
                 }
 
                 var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(wanted, (long)_readAhead.Length * 2));
@@ -171,25 +171,33 @@ public sealed class ExchangeCapture : IDisposable
             var room = Math.Min(_readAhead.Length, wanted) - _readAheadLength;
             if (room == 0)
             {
-                return (_readAhead.AsMemory(0, _readAheadLength), false);
+                return ReadAheadResult(complete: false);
             }
 
             var read = await body.ReadAsync(_readAhead.AsMemory(_readAheadLength, room), cancellationToken).ConfigureAwait(false);
             if (read == 0)
             {
-                var whole = _readAhead.AsMemory(0, _readAheadLength);
-                Exchange.RequestBody = BodyCapture.Create(
-                    whole,
-                    whole.Length,
-                    truncated: false,
-                    Exchange.RequestHeaders.Get("content-type"),
-                    Exchange.RequestHeaders.Get("content-encoding"),
-                    _pipeline.MaxDecodedBodyBytes);
-                return (whole, true);
+                return ReadAheadResult(complete: true);
             }
 
             _readAheadLength += read;
         }
+    }
+
+    // What was read ahead becomes the request body the lookup sees: the whole body, or (over the
+    // capture limit) a truncated prefix, which cannot be keyed exactly.
+    private (ReadOnlyMemory<byte> Body, bool Complete) ReadAheadResult(bool complete)
+    {
+        var read = _readAhead.AsMemory(0, _readAheadLength);
+        var kept = complete ? read : read[..Math.Min(read.Length, _pipeline.MaxRequestBodyBytes)];
+        Exchange.RequestBody = BodyCapture.Create(
+            kept,
+            read.Length,
+            truncated: !complete,
+            Exchange.RequestHeaders.Get("content-type"),
+            Exchange.RequestHeaders.Get("content-encoding"),
+            _pipeline.MaxDecodedBodyBytes);
+        return (read, complete);
     }
 
     /// <summary>

@@ -13,7 +13,9 @@ namespace SpIstio.Agent.Pipeline;
 /// cap). Past it the lookup is a miss.</item>
 /// <item><b>Fault</b>: a short-circuit that throws is a miss too: the request goes to its upstream,
 /// the exchange is still captured (marked <see cref="CacheOutcome.Miss"/>), and the fault is counted
-/// in <c>sp_agent_faults_total{kind="short_circuit"}</c>. An agent fault never costs traffic or capture.</item>
+/// in <c>sp_agent_faults_total{kind="short_circuit"}</c>. An agent fault never costs traffic or capture.
+/// The one exception is a request the short-circuit must not let through (<see cref="IFailClosed"/>:
+/// <c>cache.mode: replay_only</c>): a timeout or fault gets its refusal instead.</item>
 /// <item><b>Answer</b>: the exchange records the answer and its <c>x-sp-cache</c> value (<c>hit</c>
 /// unless the answer says otherwise), exactly as the client sees it, in both front ends.</item>
 /// </list>
@@ -72,16 +74,20 @@ public static class ShortCircuitPolicy
         {
             // The deadline passed.
             exchange.Cache = CacheOutcome.Miss;
-            return null;
+            return Refusal(pipeline, exchange);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
             pipeline.Metrics.Faults(FaultKind).Inc();
             onFault(ex);
             exchange.Cache = CacheOutcome.Miss;
-            return null;
+            return Refusal(pipeline, exchange);
         }
     }
+
+    // A fail-closed short-circuit (replay_only) refuses instead of letting the request go upstream.
+    private static ShortCircuitResponse? Refusal(CapturePipeline pipeline, Exchange exchange) =>
+        pipeline.ShortCircuit is IFailClosed failClosed ? failClosed.RefuseOnFault(exchange) : null;
 
     /// <summary>
     /// Records an answer given by the agent on the exchange: its cache outcome (<see cref="ShortCircuitResponse.Outcome"/>),

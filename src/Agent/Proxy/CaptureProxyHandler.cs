@@ -174,8 +174,9 @@ internal sealed partial class CaptureProxyHandler
     /// Asks the recorded-response seam before forwarding, through the exchange's lifecycle (the
     /// deadline and fault policy are <see cref="ShortCircuitPolicy"/>'s). A body-keyed cache
     /// (<see cref="IRequestBodyKeyed"/>) gets the request body read ahead, up to the capture limit:
-    /// on a miss it is replayed to the upstream ahead of the rest; over the limit the body cannot be
-    /// keyed exactly, so there is no lookup. True when the agent answered.
+    /// on a miss it is replayed to the upstream ahead of the rest; over the limit the lookup sees a
+    /// truncated body, which the cache cannot key (a miss, or a refusal in replay_only). True when
+    /// the agent answered.
     /// </summary>
     private async ValueTask<bool> TryShortCircuitAsync(HttpContext context, ProxyExchange adapter)
     {
@@ -186,10 +187,6 @@ internal sealed partial class CaptureProxyHandler
         {
             var (buffered, complete) = await capture.ReadRequestBodyAheadAsync(request.Body, context.RequestAborted).ConfigureAwait(false);
             request.Body = new PrefixedStream(buffered, complete ? null : request.Body);
-            if (!complete)
-            {
-                return false;
-            }
         }
 
         var answer = await capture.TryShortCircuitAsync(null, ex => Log.ShortCircuitFailed(_logger, ex), context.RequestAborted).ConfigureAwait(false);

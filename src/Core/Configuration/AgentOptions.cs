@@ -326,6 +326,9 @@ public enum ExportCompression
 /// <summary><c>cache</c>: which requests the agent may answer from a recorded response.</summary>
 public sealed class CacheOptions
 {
+    [ConfigKey("mode", "What the cache does with the requests its rules cover (a rule's own mode wins). replay (the default): answer from a recording (pulled mock, local store, remote lookup) when one matches, otherwise forward and record the response. record: always forward and record (refreshes recordings; nothing is answered from them). replay_only: nothing reaches an upstream, for test environments that must never call a real provider: a request without a recorded answer, a request no rule covers, a body too large to key and a failed or slow lookup all get the agent's 502 with x-sp-cache: miss-strict and the missing key (x-sp-cache-key), counted in sp_cache_strict_misses_total. Only exclude rules let a request through. ext_proc needs synchronous mode (observability mode cannot answer).")]
+    public CacheMode Mode { get; set; } = CacheMode.Replay;
+
     [ConfigKey("rules", "Cache rules, first match wins; a matching rule with exclude: true means: never cache. Empty: nothing is cached (the cache is opt-in).")]
     public List<CacheRule> Rules { get; set; } = [];
 
@@ -371,4 +374,20 @@ public sealed class CacheRule
 
     [ConfigKey("remote_lookup", "On a local miss, ask the backend (POST {sp_backend_url}/v1/agent/lookup) for a recorded mock, within fallback_timeout_ms. Default false.")]
     public bool RemoteLookup { get; set; }
+
+    [ConfigKey("mode", "record, replay or replay_only for the requests this rule covers (see cache.mode). Default unset: cache.mode applies.")]
+    public CacheMode? Mode { get; set; }
+}
+
+/// <summary><c>cache.mode</c> and <c>cache.rules[].mode</c>: what the cache does with a request it covers.</summary>
+public enum CacheMode
+{
+    /// <summary>Always forward, and record the response (replacing an older recording).</summary>
+    Record,
+
+    /// <summary>Answer from a matching recording; otherwise forward and record.</summary>
+    Replay,
+
+    /// <summary>Answer from a matching recording; otherwise refuse with the agent's 502 (<c>x-sp-cache: miss-strict</c>). Nothing reaches an upstream.</summary>
+    ReplayOnly,
 }

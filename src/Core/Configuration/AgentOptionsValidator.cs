@@ -242,10 +242,29 @@ public static class AgentOptionsValidator
     {
         v.Range(Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.PullIntervalSeconds))), cache.PullIntervalSeconds, 1, 86_400);
         var rules = Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.Rules)));
+        if (cache.Mode == CacheMode.ReplayOnly && !cache.Rules.Exists(r => !r.Exclude))
+        {
+            v.Error(
+                Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.Mode))),
+                "replay_only",
+                "needs at least one cache rule that is not an exclude rule: without one no request has a recorded answer, and every request would be refused");
+        }
+
         for (var i = 0; i < cache.Rules.Count; i++)
         {
             var rule = cache.Rules[i];
             var rulePath = Index(rules, i);
+            var modeKey = Join(rulePath, K<CacheRule>(nameof(CacheRule.Mode)));
+            if (rule.Mode is { } mode && rule.Exclude)
+            {
+                v.Error(modeKey, ConfigMetadata.EnumName(mode), "has no effect on an exclude rule (a match is never cached)");
+            }
+
+            if ((rule.Mode ?? cache.Mode) == CacheMode.Record && rule.RemoteLookup && !rule.Exclude)
+            {
+                v.Error(Join(rulePath, K<CacheRule>(nameof(CacheRule.RemoteLookup))), "true", "has no effect in mode record, which never answers from a recording");
+            }
+
             v.Regex(Join(rulePath, K<CacheRule>(nameof(CacheRule.Host))), rule.Host);
             v.RegexList(Join(rulePath, K<CacheRule>(nameof(CacheRule.Paths))), rule.Paths);
             v.TokenList(Join(rulePath, K<CacheRule>(nameof(CacheRule.Methods))), rule.Methods, "is not a valid HTTP method name");

@@ -266,4 +266,22 @@ public class AgentOptionsValidatorTests
             ],
             keys);
     }
+
+    [Fact]
+    public void CacheModes_AreCheckedTogether_WithEveryProblemListed()
+    {
+        var options = Valid();
+        options.Cache.Mode = CacheMode.ReplayOnly;
+        options.Cache.Rules.Add(new CacheRule { Paths = ["/internal/.*"], Exclude = true, Mode = CacheMode.Record });
+        var record = Valid();
+        record.Cache.Rules.Add(new CacheRule { Paths = ["/api/.*"], RemoteLookup = true, Mode = CacheMode.Record });
+
+        var problems = AgentOptionsValidator.Validate(options).Where(p => p.Severity == ProblemSeverity.Error).ToList();
+        var recordProblem = SingleError(record);
+
+        Assert.Equal(["cache.mode", "cache.rules[0].mode"], problems.Select(p => p.Key));
+        Assert.Contains("every request would be refused", problems[0].ToString(), StringComparison.Ordinal);
+        Assert.Contains("exclude rule", problems[1].ToString(), StringComparison.Ordinal);
+        Assert.Equal("cache.rules[0].remote_lookup", recordProblem.Key);
+    }
 }
