@@ -94,18 +94,21 @@ public sealed partial class Redactor
             }
 
             LowerAscii(text);
-            var position = 0;
-            while (position < text.Length && (scan & _anchorFlags) != _anchorFlags)
+            foreach (var anchors in _anchorSearches)
             {
-                var offset = text[position..].IndexOfAny(_anchors);
-                if (offset < 0)
+                var position = 0;
+                while (position < text.Length && (scan & _anchorFlags) != _anchorFlags)
                 {
-                    break;
-                }
+                    var offset = text[position..].IndexOfAny(anchors);
+                    if (offset < 0)
+                    {
+                        break;
+                    }
 
-                position += offset;
-                scan |= AnchorFlagsAt(text[position..]);
-                position++;
+                    position += offset;
+                    scan |= AnchorFlagsAt(text[position..]);
+                    position++;
+                }
             }
 
         }
@@ -316,6 +319,23 @@ public sealed partial class Redactor
         }
 
         return flags;
+    }
+
+    /// <summary>
+    /// The anchors as several small multi-string searches rather than one: the vectorised search
+    /// (Teddy) sorts its strings into a few buckets, and past about two dozen strings the buckets
+    /// let so many false candidates through that one search of all ~50 anchors over a 64 KiB
+    /// random body costs ~300 us, while groups of at most 24 cost ~20 us each (measured with the
+    /// built-in anchors on base64 of random bytes). Name and value anchors are grouped apart.
+    /// </summary>
+    private static SearchValues<string>[] AnchorSearches((string Anchor, Scan Flag)[] table)
+    {
+        const int GroupSize = 24;
+        return table
+            .GroupBy(a => a.Flag == Scan.Names)
+            .SelectMany(kind => kind.Select(a => a.Anchor).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).Chunk(GroupSize))
+            .Select(group => SearchValues.Create(group, StringComparison.Ordinal))
+            .ToArray();
     }
 
     private static (string Anchor, Scan Flag)[] AnchorTable(SensitiveNames names) =>
