@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Metrics;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Redaction;
 using SpIstio.Core.Rules;
@@ -47,6 +48,8 @@ public sealed partial class CapturePipeline
         MaxRequestBodyBytes = capture.MaxRequestBodyBytes;
         MaxResponseBodyBytes = capture.MaxResponseBodyBytes;
         MaxDecodedBodyBytes = capture.MaxDecodedBodyBytes;
+        var grpc = capture.Grpc ?? new GrpcCaptureOptions();
+        GrpcLimits = new GrpcCaptureLimits(grpc.MaxMessageBytes, grpc.MaxMessages, grpc.MaxStreamBytes);
     }
 
     /// <summary>The options the pipeline was built from.</summary>
@@ -72,6 +75,9 @@ public sealed partial class CapturePipeline
 
     /// <summary>Most bytes a compressed body may inflate to when decoded.</summary>
     public int MaxDecodedBodyBytes { get; }
+
+    /// <summary>What one gRPC stream direction may make the capture hold (<c>capture.grpc</c>).</summary>
+    public GrpcCaptureLimits GrpcLimits { get; }
 
     /// <summary>
     /// Decides at request-headers time whether the exchange is captured. Anything but

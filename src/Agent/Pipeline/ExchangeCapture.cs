@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using SpIstio.Core.Capture;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Tracing;
 
@@ -40,6 +41,10 @@ public sealed class ExchangeCapture : IDisposable
     private byte[]? _readAhead;
     private int _readAheadLength;
     private bool _requestBodyDone;
+
+    // A gRPC call's streams, split into messages as they pass (null for any other exchange).
+    private GrpcFrameReader? _grpcRequest;
+    private GrpcFrameReader? _grpcResponse;
     private bool _finished;
     private bool _disposed;
 
@@ -58,6 +63,11 @@ public sealed class ExchangeCapture : IDisposable
         exchange.SpanId = trace.SpanId;
         exchange.ParentSpanId = trace.ParentSpanId;
         exchange.SessionId = trace.SessionId;
+        if (KeepsBodies && GrpcSpanAttributes.IsGrpc(exchange.RequestHeaders.Get("content-type")))
+        {
+            _grpcRequest = new GrpcFrameReader(pipeline.GrpcLimits, exchange.RequestHeaders.Get("grpc-encoding"));
+        }
+
         pipeline.Metrics.CapturesActive.Inc();
     }
 
@@ -108,6 +118,7 @@ public sealed class ExchangeCapture : IDisposable
 
             _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes);
             _requestBody.Append(bytes);
+            _grpcRequest?.Append(bytes, Elapsed());
         }
     }
 
@@ -278,6 +289,12 @@ public sealed class ExchangeCapture : IDisposable
 
             _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
             _responseBody.Append(bytes);
+            if (_grpcRequest is not null)
+            {
+                // The response's grpc-encoding is known once its head was recorded.
+                _grpcResponse ??= new GrpcFrameReader(_pipeline.GrpcLimits, Exchange.ResponseHeaders.Get("grpc-encoding"));
+                _grpcResponse.Append(bytes, Elapsed());
+            }
         }
     }
 
@@ -313,6 +330,11 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             exchange.EndTime = _time.GetUtcNow();
+            if (_grpcRequest is not null)
+            {
+                RecordGrpc(exchange);
+            }
+
             if (outcome == ExchangeOutcome.Completed && exchange.StatusCode is null)
             {
                 outcome = ExchangeOutcome.Cancelled;
@@ -345,6 +367,10 @@ public sealed class ExchangeCapture : IDisposable
             _requestBody = null;
             _responseBody?.Dispose();
             _responseBody = null;
+            _grpcRequest?.Dispose();
+            _grpcRequest = null;
+            _grpcResponse?.Dispose();
+            _grpcResponse = null;
             if (_readAhead is { } readAhead)
             {
                 _readAhead = null;
@@ -353,6 +379,50 @@ public sealed class ExchangeCapture : IDisposable
         }
 
         _pipeline.Metrics.CapturesActive.Dec();
+    }
+
+    private TimeSpan Elapsed() => _time.GetUtcNow() - Exchange.StartTime;
+
+    /// <summary>
+    /// Writes the gRPC facts of a finished call as span attributes: service and method (OpenTelemetry
+    /// RPC conventions), each direction's messages, and the status from the trailers — or from the
+    /// headers of a trailers-only response, which carries grpc-status there. Both front ends put
+    /// trailers among the response headers, so one lookup finds either.
+    /// </summary>
+    private void RecordGrpc(Exchange exchange)
+    {
+        var attributes = exchange.Attributes;
+        attributes[GrpcSpanAttributes.RpcSystem] = "grpc";
+        if (GrpcSpanAttributes.ParsePath(exchange.Path) is var (service, method))
+        {
+            attributes[GrpcSpanAttributes.RpcService] = service;
+            attributes[GrpcSpanAttributes.RpcMethod] = method;
+        }
+
+        // A stream cut off mid-message keeps that message as truncated (Complete).
+        _grpcRequest!.Complete();
+        attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(_grpcRequest);
+        if (_grpcResponse is not null)
+        {
+            _grpcResponse.Complete();
+            attributes[GrpcSpanAttributes.ResponseMessages] = GrpcSpanAttributes.EncodeMessages(_grpcResponse);
+        }
+
+        var headers = exchange.ResponseHeaders;
+        if (GrpcCallStatus.Parse(headers.Get("grpc-status"), headers.Get("grpc-message"), headers.Get("grpc-status-details-bin")) is { } status)
+        {
+            attributes[GrpcSpanAttributes.RpcStatusCode] = status.Code.ToString(CultureInfo.InvariantCulture);
+            attributes[GrpcSpanAttributes.StatusName] = status.Name;
+            if (status.Message is not null)
+            {
+                attributes[GrpcSpanAttributes.StatusMessage] = status.Message;
+            }
+
+            if (status.Details is not null)
+            {
+                attributes[GrpcSpanAttributes.StatusDetails] = GrpcSpanAttributes.EncodeStatusDetails(status.Details);
+            }
+        }
     }
 
     private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)

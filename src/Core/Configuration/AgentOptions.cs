@@ -180,6 +180,22 @@ public sealed class CaptureOptions
 
     [ConfigKey("skip_prefetch", "Do not capture framework prefetch requests (Next.js RSC / Next-Router-Prefetch, Purpose: prefetch). Default true.")]
     public bool SkipPrefetch { get; set; } = true;
+
+    [ConfigKey("grpc", "gRPC calls (content-type application/grpc…): each length-prefixed message is captured with its direction and time, within these limits.")]
+    public GrpcCaptureOptions Grpc { get; set; } = new();
+}
+
+/// <summary><c>capture.grpc</c>: what one gRPC stream may make the capture hold.</summary>
+public sealed class GrpcCaptureOptions
+{
+    [ConfigKey("max_message_bytes", "Most bytes kept of one message (after gzip/deflate decoding); the message is flagged truncated past it. Default 65536, the body limit.")]
+    public int MaxMessageBytes { get; set; } = CaptureOptions.DefaultBodyLimit;
+
+    [ConfigKey("max_messages", "Messages kept per stream direction; later ones are counted, not kept. Default 100.")]
+    public int MaxMessages { get; set; } = 100;
+
+    [ConfigKey("max_stream_bytes", "Bytes kept over all messages of one stream direction: a stream that never ends costs at most this. Default 1048576.")]
+    public long MaxStreamBytes { get; set; } = 1024 * 1024;
 }
 
 /// <summary><c>redaction</c>.</summary>

@@ -72,6 +72,7 @@ public static class AgentOptionsValidator
         v.Range(Join(breaker, K<CircuitBreakerOptions>(nameof(CircuitBreakerOptions.TimeoutSeconds))), options.CircuitBreaker.TimeoutSeconds, 1, 86_400);
 
         ValidateCapture(options.Capture, v);
+        ValidateGrpcCapture(options.Capture.Grpc, v);
         ValidateRedaction(options.Redaction, v);
         ValidateExport(options.Export, v);
         ValidateCache(options.Cache, v);
@@ -137,6 +138,14 @@ public static class AgentOptionsValidator
                     string.Create(CultureInfo.InvariantCulture, $"is smaller than the largest body limit ({largest}); it must be at least that"));
             }
         }
+    }
+
+    private static void ValidateGrpcCapture(GrpcCaptureOptions grpc, Checker v)
+    {
+        var prefix = Join(K<AgentOptions>(nameof(AgentOptions.Capture)), K<CaptureOptions>(nameof(CaptureOptions.Grpc)));
+        v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessageBytes))), grpc.MaxMessageBytes, 0, MaxBodyLimit);
+        v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessages))), grpc.MaxMessages, 0, 100_000);
+        v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxStreamBytes))), grpc.MaxStreamBytes, 0L, MaxBodyLimit);
     }
 
     private static void ValidateRedaction(RedactionOptions redaction, Checker v)

@@ -126,6 +126,9 @@ public class AgentConfigLoaderTests
         Assert.Equal(262144, o.Capture.MaxDecodedBodyBytes);
         Assert.False(o.Capture.SkipStaticResources);
         Assert.False(o.Capture.SkipPrefetch);
+        Assert.Equal(4096, o.Capture.Grpc.MaxMessageBytes);
+        Assert.Equal(10, o.Capture.Grpc.MaxMessages);
+        Assert.Equal(32768, o.Capture.Grpc.MaxStreamBytes);
         Assert.False(o.Redaction.Enabled);
         Assert.Equal(RedactionMode.Hash, o.Redaction.Mode);
         Assert.Equal("0123456789abcdef", o.Redaction.HashKey);

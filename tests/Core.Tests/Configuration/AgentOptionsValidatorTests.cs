@@ -88,6 +88,22 @@ public class AgentOptionsValidatorTests
     }
 
     [Fact]
+    public void GrpcCaptureLimits_OutOfRange_AreAllReportedWithTheirKeys()
+    {
+        var options = Valid();
+        options.Capture.Grpc.MaxMessageBytes = -1;
+        options.Capture.Grpc.MaxMessages = 100_001;
+        options.Capture.Grpc.MaxStreamBytes = AgentOptionsValidator.MaxBodyLimit + 1L;
+
+        var problems = AgentOptionsValidator.Validate(options);
+
+        Assert.Equal(
+            ["capture.grpc.max_message_bytes", "capture.grpc.max_messages", "capture.grpc.max_stream_bytes"],
+            problems.Select(p => p.Key));
+        Assert.Equal("100001", problems[1].Value);
+    }
+
+    [Fact]
     public void ExportSettings_OutOfRange_AreAllReportedWithKeyAndValue()
     {
         var options = Valid();
