@@ -6,6 +6,7 @@ using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.ExtProc.Proto.Core;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Services;
 using SpIstio.Core.Tracing;
@@ -232,6 +233,11 @@ internal sealed class ExtProcStream : IDisposable
         if (!capture.KeepsBodies)
         {
             response.ModeOverride = ExtProcResponses.SkipRest;
+        }
+        else if (GrpcSpanAttributes.IsGrpc(_exchange.RequestHeaders.Get("content-type")))
+        {
+            response.ModeOverride = ExtProcResponses.GrpcStreamed;
+            _requestBodyMode = BodySendMode.Streamed;
         }
 
         return response;

@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using SpIstio.Core.GrpcMessages;
+using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
+using HeaderSendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.HeaderSendMode;
 
 namespace SpIstio.Agent.Tests.ExtProc;
 
@@ -83,6 +85,36 @@ public sealed class ExtProcGrpcTests
         Assert.Equal([1, 2, 3], replies.Messages.Select(m => (int)m.Payload.Span[1]));
         Assert.Equal([0, 1, 2], replies.Messages.Select(m => m.Index));
         Assert.Equal("OK", exchange.Attributes[GrpcSpanAttributes.StatusName]);
+    }
+
+    [Fact]
+    public async Task SyncModeWithBufferedBodies_SwitchesAGrpcCallToStreamedBodiesAndTrailers()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        using var grpc = host.Open();
+        using var json = host.Open();
+
+        var grpcAnswer = await grpc.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Watch", false, ("content-type", "application/grpc"))
+            .WithBodyModes(BodySendMode.Buffered, BodySendMode.Buffered));
+        var jsonAnswer = await json.SendAsync(Envoy.RequestHeaders("POST", "/orders", false, ("content-type", "application/json"))
+            .WithBodyModes(BodySendMode.Buffered, BodySendMode.Buffered));
+
+        var mode = grpcAnswer.ModeOverride;
+        Assert.NotNull(mode);
+        Assert.Equal(BodySendMode.Streamed, mode.RequestBodyMode);
+        Assert.Equal(BodySendMode.Streamed, mode.ResponseBodyMode);
+        Assert.Equal(HeaderSendMode.Send, mode.ResponseHeaderMode);
+        Assert.Equal(HeaderSendMode.Send, mode.ResponseTrailerMode);
+        Assert.Null(jsonAnswer.ModeOverride);
+
+        // Streamed from here on: a client stream's first message is captured without waiting for its end.
+        await grpc.SendAsync(Envoy.RequestBody(Frame(_request), false));
+        await grpc.SendAsync(Envoy.RequestBody(Frame(_request), true));
+        await grpc.SendAsync(Envoy.ResponseHeaders(200, true, ("content-type", "application/grpc"), ("grpc-status", "0")));
+        await grpc.CompleteAsync();
+        var exchange = await host.Exporter.NextAsync();
+
+        Assert.Equal(2, GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!.Count);
     }
 
     [Fact]
