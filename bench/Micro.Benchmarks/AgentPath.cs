@@ -11,7 +11,6 @@ using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Redaction;
-using SpIstio.Core.Tracing;
 
 namespace SpIstio.Micro.Benchmarks;
 
@@ -140,16 +139,18 @@ public class AgentPath
     }
 
     /// <summary>
-    /// The capture proxy's per-exchange capture work: ProxyExchange, the response tee writing a
-    /// body in 16 KiB chunks to the client stream, Finish (complete both bodies, redact, enqueue).
+    /// The capture proxy's per-exchange capture work: the exchange's lifecycle from its request head
+    /// (rules, trace, sampling), the ProxyExchange adapter, the response tee writing a body in 16 KiB
+    /// chunks to the client stream, Finish (complete both bodies, redact, enqueue).
     /// </summary>
     [Benchmark]
     public async Task<int> ProxyCapture()
     {
         var exchange = new Exchange { Method = "GET", Authority = "flights:8080", Path = "/api/flights", StartTime = DateTimeOffset.UnixEpoch };
         exchange.RequestHeaders.Add("accept", "application/json");
-        var trace = TraceContextPropagator.Propagate(exchange.RequestHeaders);
-        var capture = new ProxyExchange(_pipeline, TimeProvider.System, exchange, trace);
+        using var lifecycle = _pipeline.Begin(exchange, TimeProvider.System)!;
+        var capture = new ProxyExchange(lifecycle, TimeProvider.System);
+        exchange.StatusCode = 200;
         exchange.ResponseHeaders.Add("content-type", "application/json");
         var tee = new ResponseTeeStream(Stream.Null, capture);
         for (var offset = 0; offset < _wire.Length; offset += Chunk)

@@ -32,6 +32,9 @@ public sealed class ExtProcFilterTests
             var metadata = Manifest.Maps(config, "grpc_service", "initial_metadata").Select(m => Manifest.Scalar(m, "key")).ToList();
             Assert.Contains("x-sp-direction", metadata);
             Assert.Contains("x-sp-service-name", metadata);
+
+            // A gRPC call's status is in the response trailers; without them it is never recorded.
+            Assert.True(Manifest.Scalar(config, "processing_mode", "response_trailer_mode") == "SEND", $"{where}: response_trailer_mode is not SEND");
         }
     }
 

@@ -15,7 +15,14 @@ public sealed class CacheRuleSet
 {
     private readonly CompiledCacheRule[] _rules;
 
-    private CacheRuleSet(CompiledCacheRule[] rules) => _rules = rules;
+    private CacheRuleSet(CompiledCacheRule[] rules, CacheMode mode)
+    {
+        _rules = rules;
+        Mode = mode;
+    }
+
+    /// <summary><c>cache.mode</c>: the mode of rules without their own, and (replay_only) of requests no rule covers.</summary>
+    public CacheMode Mode { get; }
 
     /// <summary>True when at least one rule can cache something.</summary>
     public bool IsEmpty
@@ -37,27 +44,33 @@ public sealed class CacheRuleSet
     /// <summary>Compiles the rules of <paramref name="options"/> (validated beforehand; an invalid regex throws here).</summary>
     public static CacheRuleSet Create(CacheOptions? options)
     {
+        var mode = options?.Mode ?? CacheMode.Replay;
         var rules = new List<CompiledCacheRule>();
         foreach (var rule in options?.Rules ?? [])
         {
-            rules.Add(new CompiledCacheRule(rule));
+            rules.Add(new CompiledCacheRule(rule, rule.Mode ?? mode));
         }
 
-        return new CacheRuleSet([.. rules]);
+        return new CacheRuleSet([.. rules], mode);
     }
 
     /// <summary>The rule that caches this request, or null (no rule, or an exclude rule matched first).</summary>
-    public CompiledCacheRule? Match(string method, string authority, string path)
+    public CompiledCacheRule? Match(string method, string authority, string path) => Match(method, authority, path, out _);
+
+    /// <summary>The rule that caches this request, or null; <paramref name="excluded"/> tells an exclude rule's match from no match.</summary>
+    public CompiledCacheRule? Match(string method, string authority, string path, out bool excluded)
     {
         var host = HostName.WithoutPort(authority);
         foreach (var rule in _rules)
         {
             if (rule.Matches(method, host, path))
             {
+                excluded = rule.Exclude;
                 return rule.Exclude ? null : rule;
             }
         }
 
+        excluded = false;
         return null;
     }
 }
@@ -70,8 +83,9 @@ public sealed class CompiledCacheRule
     private readonly string[] _methods;
     private readonly int[] _statuses;
 
-    internal CompiledCacheRule(CacheRule rule)
+    internal CompiledCacheRule(CacheRule rule, CacheMode mode)
     {
+        Mode = mode;
         _host = string.IsNullOrWhiteSpace(rule.Host) ? null : AnchoredRegex.Compile(rule.Host, ignoreCase: true);
         _paths = [.. (rule.Paths ?? []).Select(p => AnchoredRegex.Compile(p))];
         _methods = [.. (rule.Methods ?? []).Where(m => !string.IsNullOrWhiteSpace(m)).Select(m => m.Trim())];
@@ -81,6 +95,9 @@ public sealed class CompiledCacheRule
         RemoteLookup = rule.RemoteLookup;
         Key = new ReplayKey(rule.IgnoreQueryParams ?? [], rule.IgnoreBodyFields ?? [], rule.VaryHeaders ?? []);
     }
+
+    /// <summary>The rule's mode (its own, else <c>cache.mode</c>).</summary>
+    public CacheMode Mode { get; }
 
     /// <summary>A match means: never cache.</summary>
     public bool Exclude { get; }

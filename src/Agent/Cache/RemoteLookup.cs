@@ -88,8 +88,8 @@ public sealed partial class RemoteLookup : IDisposable
         deadline.CancelAfter(_deadline);
         try
         {
-            var payload = ExchangeSpanMapper.ToExportRequest([request], _publicKey, OtlpExporter.Version);
-            using var content = new ByteArrayContent(Google.Protobuf.MessageExtensions.ToByteArray(payload));
+            // Encoded by the agent's one span encoder, as an export is.
+            using var content = new ByteArrayContent(OtlpSpanWriter.ToByteArray([request], _publicKey, OtlpExporter.Version));
             content.Headers.ContentType = new MediaTypeHeaderValue(OtlpExporter.ProtobufMediaType);
             using var message = new HttpRequestMessage(HttpMethod.Post, Endpoint) { Content = content };
             using var response = await _http.SendAsync(message, HttpCompletionOption.ResponseContentRead, deadline.Token).ConfigureAwait(false);

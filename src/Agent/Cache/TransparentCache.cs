@@ -18,17 +18,28 @@ namespace SpIstio.Agent.Cache;
 /// for the same key that arrive while it is in flight wait for its response (within their lookup
 /// deadline) and are answered from it, so the upstream sees one request. A flight whose leader
 /// never finishes is taken over after <see cref="StaleFlightAfter"/>.</para>
+/// <para>Modes (<c>cache.mode</c>, per rule <c>mode</c>): <c>replay</c> answers from a recording and
+/// forwards (and records) the rest; <c>record</c> forwards and records everything it covers;
+/// <c>replay_only</c> forwards nothing: without a recording the request gets the agent's 502 with
+/// <c>x-sp-cache: miss-strict</c> and the missing key. With <c>cache.mode: replay_only</c> a request no
+/// rule covers is refused the same way (only an exclude rule lets one through).</para>
 /// <para>The exchange passed to <see cref="TryAnswerAsync"/> is the one the pipeline later hands
 /// to <see cref="Record"/> (both agent modes fill one object per exchange), which is how a miss is
 /// tied to its response.</para>
 /// </remarks>
-public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeRecorder, IRequestBodyKeyed, IDisposable
+public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeRecorder, IRequestBodyKeyed, IFailClosed, IDisposable
 {
     /// <summary>Requests waiting now for another request's upstream answer to the same key (single flight).</summary>
     internal int Followers => Volatile.Read(ref _followers);
 
     /// <summary>How long a flight may stay open before a new miss for its key stops waiting on it.</summary>
     public static readonly TimeSpan StaleFlightAfter = TimeSpan.FromSeconds(60);
+
+    /// <summary>The header of a strict refusal naming the cache key that had no recorded answer.</summary>
+    public const string CacheKeyHeader = "x-sp-cache-key";
+
+    /// <summary>Status of a strict refusal (<c>replay_only</c>): the agent, as a gateway, had no valid response to give.</summary>
+    public const int StrictMissStatus = 502;
 
     /// <summary>Exchange attribute naming the response trailers (set by the ext_proc service).</summary>
     private const string ResponseTrailersAttribute = "sp.response.trailers";
@@ -89,21 +100,50 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
     public bool NeedsRequestBody(Exchange request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return _rules.Match(request.Method, request.Authority, request.Path) is not null;
+        return _rules.Match(request.Method, request.Authority, request.Path, out var excluded) is not null
+            || (!excluded && _rules.Mode == CacheMode.ReplayOnly);
+    }
+
+    /// <inheritdoc/>
+    public ShortCircuitResponse? RefuseOnFault(Exchange request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var rule = _rules.Match(request.Method, request.Authority, request.Path, out var excluded);
+        var strict = rule is not null ? rule.Mode == CacheMode.ReplayOnly : !excluded && _rules.Mode == CacheMode.ReplayOnly;
+        return strict ? StrictMiss(request, null, "the lookup failed or passed its deadline") : null;
     }
 
     /// <inheritdoc/>
     public async ValueTask<ShortCircuitResponse?> TryAnswerAsync(Exchange request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var rule = _rules.Match(request.Method, request.Authority, request.Path);
-        if (rule is null || request.RequestBody.Truncated)
+        var rule = _rules.Match(request.Method, request.Authority, request.Path, out var excluded);
+        if (rule is null)
         {
-            // No rule, or a body too large to key exactly: not a cache matter at all.
-            return null;
+            // No rule: not a cache matter, except that replay_only forwards nothing.
+            return !excluded && _rules.Mode == CacheMode.ReplayOnly
+                ? StrictMiss(request, null, "no cache rule covers this request")
+                : null;
+        }
+
+        if (request.RequestBody.Truncated)
+        {
+            // A body too large to key exactly: forwarded uncached, or refused in replay_only.
+            return rule.Mode == CacheMode.ReplayOnly
+                ? StrictMiss(request, null, "its body is larger than capture.max_request_body_bytes, so it cannot be keyed")
+                : null;
         }
 
         request.Cache = CacheOutcome.Miss;
+        if (rule.Mode == CacheMode.Record)
+        {
+            // Forward and record, whatever is recorded already.
+            var recordKey = rule.Key.Compute(request);
+            _pending[request] = new Pending(rule, recordKey, null);
+            _metrics.CacheMisses.Inc();
+            return null;
+        }
+
         var pulled = _pulled;
         if (pulled.Count > 0
             && pulled.Find(CopyRequestRedacted(request), _time.GetUtcNow()) is { } mocked)
@@ -117,6 +157,11 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
         {
             _metrics.CacheHits.Inc();
             return stored!.ToAnswer();
+        }
+
+        if (rule.Mode == CacheMode.ReplayOnly)
+        {
+            return await ReplayOnlyAsync(request, rule, key, cancellationToken).ConfigureAwait(false);
         }
 
         var flight = new Flight(key, _time.GetTimestamp());
@@ -284,8 +329,50 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
     {
         var headers = new HeaderList();
         headers.Add("content-type", "text/plain; charset=utf-8");
-        headers.Add("x-sp-cache", "lookup-failed");
-        return new ShortCircuitResponse(504, headers, "sp agent: cache lookup failed and fallback_enabled is false\n"u8.ToArray());
+        headers.Add(ShortCircuitPolicy.CacheHeader, ShortCircuitPolicy.CacheLookupFailedValue);
+        return new ShortCircuitResponse(504, headers, "sp agent: cache lookup failed and fallback_enabled is false\n"u8.ToArray()) { Outcome = CacheOutcome.Miss };
+    }
+
+    /// <summary>
+    /// <c>replay_only</c> after the local store missed: a remote lookup when the rule asks for one,
+    /// else (or when it finds nothing or fails) the strict refusal. Nothing goes upstream, so there
+    /// is no flight to lead or follow.
+    /// </summary>
+    private async ValueTask<ShortCircuitResponse> ReplayOnlyAsync(Exchange request, CompiledCacheRule rule, string key, CancellationToken cancellationToken)
+    {
+        if (rule.RemoteLookup && _remote is not null)
+        {
+            var (status, answer) = await _remote.LookupAsync(CopyRequestRedacted(request), cancellationToken).ConfigureAwait(false);
+            if (status == LookupStatus.Hit)
+            {
+                _metrics.CacheHits.Inc();
+                return answer!.ToAnswer();
+            }
+        }
+
+        return StrictMiss(request, key, "nothing recorded matches it");
+    }
+
+    /// <summary>
+    /// The agent's refusal in <c>replay_only</c>: 502, <c>x-sp-cache: miss-strict</c>, the missing key in
+    /// <c>x-sp-cache-key</c> and in the body with the request line, counted in <c>sp_cache_strict_misses_total</c>.
+    /// </summary>
+    private ShortCircuitResponse StrictMiss(Exchange request, string? key, string reason)
+    {
+        _metrics.CacheStrictMisses.Inc();
+        request.Cache = CacheOutcome.Miss;
+        var headers = new HeaderList();
+        headers.Add("content-type", "text/plain; charset=utf-8");
+        headers.Add(ShortCircuitPolicy.CacheHeader, ShortCircuitPolicy.CacheMissStrictValue);
+        if (key is not null)
+        {
+            headers.Add(CacheKeyHeader, key);
+        }
+
+        var text = string.Create(
+            System.Globalization.CultureInfo.InvariantCulture,
+            $"sp agent: cache.mode replay_only refused {request.Method} {request.Authority}{request.Target}: {reason} (cache key {key ?? "none"}). Nothing was sent upstream.\n");
+        return new ShortCircuitResponse(StrictMissStatus, headers, System.Text.Encoding.UTF8.GetBytes(text)) { Outcome = CacheOutcome.Miss };
     }
 
     private async ValueTask<ShortCircuitResponse?> FollowAsync(Exchange request, CompiledCacheRule rule, string key, Flight leader, CancellationToken cancellationToken)

@@ -27,6 +27,23 @@ internal static class ExtProcResponses
         ResponseTrailerMode = HeaderSendMode.Skip,
     };
 
+    /// <summary>
+    /// Sent with the request-headers answer of a gRPC call: bodies STREAMED and trailers sent, in
+    /// whatever mode the filter is configured. A BUFFERED body is held by Envoy until its end, so a
+    /// client or bidirectional stream (and, for the response, a server stream) would stall; and the
+    /// call's status is in the trailers. Envoy replaces its processing mode with this one as a
+    /// whole, so every field is set.
+    /// </summary>
+    public static readonly ProcessingMode GrpcStreamed = new()
+    {
+        RequestHeaderMode = HeaderSendMode.Send,
+        RequestBodyMode = BodySendMode.Streamed,
+        RequestTrailerMode = HeaderSendMode.Send,
+        ResponseHeaderMode = HeaderSendMode.Send,
+        ResponseBodyMode = BodySendMode.Streamed,
+        ResponseTrailerMode = HeaderSendMode.Send,
+    };
+
     /// <summary>Continue after request headers, and send nothing more for this exchange.</summary>
     public static readonly ProcessingResponse SkipRequestHeaders = new()
     {

@@ -5,10 +5,9 @@ using Grpc.Core;
 using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.ExtProc.Proto.Core;
 using SpIstio.Agent.Pipeline;
-using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
-using SpIstio.Core.Rules;
 using SpIstio.Core.Services;
 using SpIstio.Core.Tracing;
 using AppendAction = SpIstio.Agent.ExtProc.Proto.Core.HeaderValueOption.Types.HeaderAppendAction;
@@ -17,8 +16,10 @@ using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.Bod
 namespace SpIstio.Agent.ExtProc;
 
 /// <summary>
-/// The state of one ext_proc stream, i.e. one HTTP exchange: the exchange being assembled, its
-/// body buffers and where it is in Envoy's message sequence. Used by one stream's loop only.
+/// The ext_proc adapter of one exchange: translates Envoy's message sequence on one stream into
+/// the <see cref="ExchangeCapture"/> lifecycle (request head, body chunks, short-circuit, response
+/// head, body chunks, finish) and the lifecycle's decisions back into ext_proc answers. Used by
+/// one stream's loop only.
 /// </summary>
 internal sealed class ExtProcStream : IDisposable
 {
@@ -52,11 +53,8 @@ internal sealed class ExtProcStream : IDisposable
     private readonly TimeProvider _time;
     private readonly Exchange _exchange = new();
 
-    private BodyCaptureBuffer? _requestBody;
-    private BodyCaptureBuffer? _responseBody;
+    private ExchangeCapture? _capture;
     private bool _requestSeen;
-    private bool _capturing;
-    private bool _sampled;
     private bool _requestComplete;
     private bool _requestBodyDone;
     private bool _responseComplete;
@@ -120,16 +118,14 @@ internal sealed class ExtProcStream : IDisposable
     public async ValueTask<ProcessingResponse?> TryShortCircuitAsync(Action<Exception> onFault, CancellationToken streamToken)
     {
         ShortCircuitDue = false;
-        var deadline = ShortCircuitPolicy.Deadline(_pipeline.Options, _options.ShortCircuitTimeout);
-        var answer = await ShortCircuitPolicy.AskAsync(_pipeline, _exchange, deadline, onFault, streamToken).ConfigureAwait(false);
+        var answer = _capture is null ? null : await _capture.TryShortCircuitAsync(_options.ShortCircuitTimeout, onFault, streamToken).ConfigureAwait(false);
         if (answer is null)
         {
             return null;
         }
 
-        var addedCacheHeader = ShortCircuitPolicy.RecordHit(_exchange, answer);
         var mutation = new HeaderMutation();
-        var headers = answer.Headers;
+        var headers = answer.ClientHeaders;
         for (var i = 0; i < headers.Count; i++)
         {
             var (name, value) = headers[i];
@@ -139,14 +135,6 @@ internal sealed class ExtProcStream : IDisposable
             mutation.SetHeaders.Add(HeaderText.Option(name, value, action));
         }
 
-        if (addedCacheHeader)
-        {
-            mutation.SetHeaders.Add(HeaderText.Option(ShortCircuitPolicy.CacheHeader, ShortCircuitPolicy.CacheHitValue, AppendAction.OverwriteIfExistsOrAdd));
-        }
-
-        _responseBody?.Dispose();
-        _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
-        _responseBody.Append(answer.Body.Span);
         _responseComplete = true;
         Finish(ExchangeOutcome.Completed, null);
 
@@ -157,7 +145,7 @@ internal sealed class ExtProcStream : IDisposable
                 Status = new Proto.Type.HttpStatus { Code = (Proto.Type.StatusCode)answer.StatusCode },
                 Headers = mutation,
                 Body = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Body),
-                Details = "sp_agent_cache_hit",
+                Details = answer.Outcome == CacheOutcome.Hit ? "sp_agent_cache_hit" : "sp_agent_cache_refused",
             },
         };
     }
@@ -174,36 +162,16 @@ internal sealed class ExtProcStream : IDisposable
         }
 
         _finalised = true;
-        if (!_requestSeen)
-        {
-            // Envoy closed the stream before any headers: there is no exchange.
-            return;
-        }
 
-        CompleteRequestBody(ended: _requestComplete);
-        CompleteResponseBody(ended: _responseComplete);
-        _exchange.EndTime = _time.GetUtcNow();
-        if (outcome == ExchangeOutcome.Completed && _exchange.StatusCode is null)
-        {
-            // The stream ended without a response: Envoy gave up on the request (client gone, upstream reset).
-            outcome = ExchangeOutcome.Cancelled;
-            error ??= "stream ended before the response headers";
-        }
-
-        _exchange.Outcome = outcome;
-        _exchange.Error = error;
-        if (_capturing)
-        {
-            _pipeline.Complete(_exchange, _sampled);
-        }
+        // Without a capture (no headers yet, or the rules skip the exchange) there is nothing to finish.
+        _capture?.Finish(outcome, error, requestEnded: _requestComplete, responseEnded: _responseComplete);
     }
 
-    /// <summary>Returns pooled buffers of an exchange that was never finalised.</summary>
+    /// <summary>Returns the capture's buffers; an exchange that was never finalised is abandoned.</summary>
     public void Dispose()
     {
         _finalised = true;
-        _requestBody?.Dispose();
-        _responseBody?.Dispose();
+        _capture?.Dispose();
     }
 
     private ProcessingResponse OnRequestHeaders(ProcessingRequest request)
@@ -236,27 +204,20 @@ internal sealed class ExtProcStream : IDisposable
             MetadataValue(ServiceNameMetadata),
             direction == TrafficDirection.Inbound ? _clusterName : null);
 
-        var decision = _pipeline.Decide(direction, _exchange.Method, _exchange.Authority, _exchange.Path, _exchange.RequestHeaders);
-        if (decision != CaptureDecision.Capture)
+        var capture = _pipeline.Begin(_exchange, _time);
+        if (capture is null)
         {
             return ExtProcResponses.SkipRequestHeaders;
         }
 
-        _capturing = true;
-        var trace = _pipeline.StartTrace(_exchange.RequestHeaders);
-        _exchange.TraceId = trace.TraceId;
-        _exchange.SpanId = trace.SpanId;
-        _exchange.ParentSpanId = trace.ParentSpanId;
-        _exchange.SessionId = trace.SessionId;
-        _sampled = TraceSampler.ShouldSample(trace.TraceId, _pipeline.SamplingRatio);
-
+        _capture = capture;
+        var trace = capture.Trace;
         if (message.EndOfStream)
         {
             _requestComplete = true;
         }
 
-        var hasShortCircuit = !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
-        ShortCircuitDue = _requestComplete && hasShortCircuit;
+        ShortCircuitDue = _requestComplete && capture.MayShortCircuit;
 
         var mutation = new HeaderMutation();
         mutation.SetHeaders.Add(HeaderText.Option(TraceParent.HeaderName, trace.TraceParent, AppendAction.OverwriteIfExistsOrAdd));
@@ -268,10 +229,15 @@ internal sealed class ExtProcStream : IDisposable
         };
 
         // An unsampled exchange still forwards its trace context, but nothing more of it is needed
-        // (unless a short-circuit may want the request body).
-        if (!_sampled && !hasShortCircuit)
+        // (unless a cache rule covers it: the cache keys on the request body and records the response).
+        if (!capture.KeepsBodies)
         {
             response.ModeOverride = ExtProcResponses.SkipRest;
+        }
+        else if (GrpcSpanAttributes.IsGrpc(_exchange.RequestHeaders.Get("content-type")))
+        {
+            response.ModeOverride = ExtProcResponses.GrpcStreamed;
+            _requestBodyMode = BodySendMode.Streamed;
         }
 
         return response;
@@ -279,67 +245,72 @@ internal sealed class ExtProcStream : IDisposable
 
     private void OnRequestBody(HttpBody body)
     {
-        if (!_capturing || _requestComplete || _requestBodyDone)
+        if (_capture is not { } capture || _requestComplete || _requestBodyDone)
         {
             return;
         }
 
-        _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes);
-        _requestBody.Append(body.Body.Span);
+        capture.AppendRequestBody(body.Body.Span);
 
         // BUFFERED_PARTIAL sends one message; without end_of_stream the rest of the body passes unseen.
         if (body.EndOfStream || _requestBodyMode == BodySendMode.BufferedPartial)
         {
             _requestComplete = body.EndOfStream;
-            CompleteRequestBody(ended: body.EndOfStream);
-            ShortCircuitDue = !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
+            _requestBodyDone = true;
+            capture.CompleteRequestBody(ended: body.EndOfStream);
+            ShortCircuitDue = capture.MayShortCircuit;
         }
     }
 
     private void OnRequestTrailers(HttpTrailers trailers)
     {
-        if (!_capturing)
+        if (_capture is not { } capture)
         {
             return;
         }
 
         AddTrailers(trailers.Trailers, _exchange.RequestHeaders, RequestTrailersAttribute);
         _requestComplete = true;
-        CompleteRequestBody(ended: true);
-        ShortCircuitDue = !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
+        _requestBodyDone = true;
+        capture.CompleteRequestBody(ended: true);
+        ShortCircuitDue = capture.MayShortCircuit;
     }
 
     private void OnResponseHeaders(ProcessingRequest request)
     {
-        if (!_capturing)
+        if (_capture is not { } capture)
         {
             return;
         }
 
         // The request is over once its response starts, whatever of its body was seen.
-        CompleteRequestBody(ended: _requestComplete);
+        _requestBodyDone = true;
+        capture.CompleteRequestBody(ended: _requestComplete);
         ReadAttributes(request.Attributes);
         var message = request.ResponseHeaders;
-        var headers = message.Headers?.Headers;
-        if (headers is not null)
+        if (message.Headers?.Headers is { } headers)
         {
+            int? status = null;
             for (var i = 0; i < headers.Count; i++)
             {
-                var header = headers[i];
-                var key = header.Key;
-                if (key.Length > 0 && key[0] == ':')
+                if (string.Equals(headers[i].Key, ":status", StringComparison.Ordinal)
+                    && int.TryParse(HeaderText.Decode(headers[i]), NumberStyles.None, CultureInfo.InvariantCulture, out var code))
                 {
-                    if (string.Equals(key, ":status", StringComparison.Ordinal)
-                        && int.TryParse(HeaderText.Decode(header), NumberStyles.None, CultureInfo.InvariantCulture, out var status))
-                    {
-                        _exchange.StatusCode = status;
-                    }
-
-                    continue;
+                    status = code;
                 }
-
-                _exchange.ResponseHeaders.Add(key, HeaderText.Decode(header));
             }
+
+            capture.RecordResponseHead(status, headers, static (fields, target) =>
+            {
+                for (var i = 0; i < fields.Count; i++)
+                {
+                    var key = fields[i].Key;
+                    if (key.Length == 0 || key[0] != ':')
+                    {
+                        target.Add(key, HeaderText.Decode(fields[i]));
+                    }
+                }
+            });
         }
 
         if (message.EndOfStream)
@@ -351,13 +322,12 @@ internal sealed class ExtProcStream : IDisposable
 
     private void OnResponseBody(HttpBody body)
     {
-        if (!_capturing || _finalised)
+        if (_capture is not { } capture || _finalised)
         {
             return;
         }
 
-        _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
-        _responseBody.Append(body.Body.Span);
+        capture.AppendResponseBody(body.Body.Span);
         if (body.EndOfStream)
         {
             _responseComplete = true;
@@ -367,7 +337,7 @@ internal sealed class ExtProcStream : IDisposable
 
     private void OnResponseTrailers(HttpTrailers trailers)
     {
-        if (!_capturing || _finalised)
+        if (_capture is null || _finalised)
         {
             return;
         }
@@ -526,45 +496,6 @@ internal sealed class ExtProcStream : IDisposable
         }
 
         _exchange.Attributes[attribute] = string.Join(',', names);
-    }
-
-    private void CompleteRequestBody(bool ended)
-    {
-        var buffer = _requestBody;
-        if (buffer is null)
-        {
-            return;
-        }
-
-        _requestBody = null;
-        _requestBodyDone = true;
-        _exchange.RequestBody = CompleteBody(buffer, ended, _exchange.RequestHeaders);
-    }
-
-    private void CompleteResponseBody(bool ended)
-    {
-        var buffer = _responseBody;
-        if (buffer is null)
-        {
-            return;
-        }
-
-        _responseBody = null;
-        _exchange.ResponseBody = CompleteBody(buffer, ended, _exchange.ResponseHeaders);
-    }
-
-    private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)
-    {
-        var body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
-        if (ended)
-        {
-            return body;
-        }
-
-        // Envoy stopped sending the body before its end (BUFFERED_PARTIAL over the limit, a
-        // cancelled stream): what was seen is a prefix; its size is what content-length says, if anything.
-        var declared = long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;
-        return body with { Truncated = true, OriginalSize = declared > body.OriginalSize ? declared : -1 };
     }
 
     private static int FirstIndexOf(HeaderList headers, string name)

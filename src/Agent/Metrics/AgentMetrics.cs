@@ -74,6 +74,7 @@ public sealed class AgentMetrics
             _processing[i] = processing.WithLabels(MessageTypes[i]);
         }
 
+        CapturesActive = Registry.Gauge("sp_captures_active", "Exchanges being captured now, from their request head until the front end releases their buffers.").WithLabels();
         CaptureBytes = Registry.Counter("sp_capture_bytes_total", "Body bytes copied into captures (after the per-exchange limit).").WithLabels();
         BodyTruncated = Registry.Counter("sp_body_truncated_total", "Bodies cut at the configured capture limit.").WithLabels();
 
@@ -106,6 +107,7 @@ public sealed class AgentMetrics
 
         CacheHits = Registry.Counter("sp_cache_hits_total", "Requests answered by the agent from a recorded response (local cache or backend lookup).").WithLabels();
         CacheMisses = Registry.Counter("sp_cache_misses_total", "Requests a cache rule matched that went to their upstream.").WithLabels();
+        CacheStrictMisses = Registry.Counter("sp_cache_strict_misses_total", "Requests refused with x-sp-cache: miss-strict in cache.mode replay_only: nothing recorded answered them, and nothing was sent upstream.").WithLabels();
         var evictions = Registry.Counter("sp_cache_evictions_total", "Responses removed from the local cache, by reason (size: LRU over max_cache_size_mb; expired: past cache_ttl_seconds).", "reason");
         CacheEvictionsSize = evictions.WithLabels("size");
         CacheEvictionsExpired = evictions.WithLabels("expired");
@@ -134,6 +136,9 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_extproc_streams_active</c>.</summary>
     public Gauge ExtProcStreamsActive { get; }
+
+    /// <summary><c>sp_captures_active</c>: back to 0 when traffic stops, else an exchange's buffers leaked.</summary>
+    public Gauge CapturesActive { get; }
 
     /// <summary><c>sp_capture_bytes_total</c>.</summary>
     public Counter CaptureBytes { get; }
@@ -188,6 +193,9 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_cache_hits_total</c>.</summary>
     public Counter CacheHits { get; }
+
+    /// <summary><c>sp_cache_strict_misses_total</c>.</summary>
+    public Counter CacheStrictMisses { get; }
 
     /// <summary><c>sp_cache_misses_total</c>.</summary>
     public Counter CacheMisses { get; }

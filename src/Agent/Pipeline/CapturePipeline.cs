@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Metrics;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Redaction;
 using SpIstio.Core.Rules;
@@ -21,6 +22,7 @@ public sealed partial class CapturePipeline
     private readonly ILogger _logger;
     private readonly bool _detailedLogging;
     private readonly IExchangeRecorder? _recorder;
+    private readonly bool _samplingBySession;
 
     /// <summary>Builds the pipeline from validated options.</summary>
     public CapturePipeline(
@@ -38,6 +40,7 @@ public sealed partial class CapturePipeline
         Rules = CaptureRules.Create(options);
         _redactor = Redactor.Create(options.Redaction ?? new RedactionOptions());
         SamplingRatio = options.Sampling?.Ratio ?? 1.0;
+        _samplingBySession = (options.Sampling?.By ?? SamplingBy.Session) == SamplingBy.Session;
         _detailedLogging = options.EnableDetailedLogging;
         ShortCircuit = shortCircuit ?? NoShortCircuit.Instance;
         _recorder = ShortCircuit as IExchangeRecorder;
@@ -45,6 +48,8 @@ public sealed partial class CapturePipeline
         MaxRequestBodyBytes = capture.MaxRequestBodyBytes;
         MaxResponseBodyBytes = capture.MaxResponseBodyBytes;
         MaxDecodedBodyBytes = capture.MaxDecodedBodyBytes;
+        var grpc = capture.Grpc ?? new GrpcCaptureOptions();
+        GrpcLimits = new GrpcCaptureLimits(grpc.MaxMessageBytes, grpc.MaxMessages, grpc.MaxStreamBytes);
     }
 
     /// <summary>The options the pipeline was built from.</summary>
@@ -71,6 +76,9 @@ public sealed partial class CapturePipeline
     /// <summary>Most bytes a compressed body may inflate to when decoded.</summary>
     public int MaxDecodedBodyBytes { get; }
 
+    /// <summary>What one gRPC stream direction may make the capture hold (<c>capture.grpc</c>).</summary>
+    public GrpcCaptureLimits GrpcLimits { get; }
+
     /// <summary>
     /// Decides at request-headers time whether the exchange is captured. Anything but
     /// <see cref="CaptureDecision.Capture"/> is counted here in <c>sp_requests_total</c>, so the
@@ -92,7 +100,45 @@ public sealed partial class CapturePipeline
     /// header values to forward; see <see cref="TraceContextPropagator.Propagate"/>.
     /// </summary>
     public PropagationResult StartTrace(HeaderList requestHeaders) =>
-        TraceContextPropagator.Propagate(requestHeaders, SamplingRatio);
+        TraceContextPropagator.Propagate(requestHeaders, SamplingRatio, _samplingBySession);
+
+    /// <summary>
+    /// The request head of an exchange has arrived (<paramref name="exchange"/> holds its direction,
+    /// service, method, target, authority, headers and start time): applies the capture rules and,
+    /// when the exchange is followed, places it in its trace and session and decides sampling, once,
+    /// here. Returns null when the rules skip it (counted in <c>sp_requests_total</c>; the front end
+    /// forwards it untouched), otherwise the <see cref="ExchangeCapture"/> the front end drives to
+    /// the end and disposes.
+    /// </summary>
+    public ExchangeCapture? Begin(Exchange exchange, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(exchange);
+        ArgumentNullException.ThrowIfNull(time);
+        if (Decide(exchange.Direction, exchange.Method, exchange.Authority, exchange.Path, exchange.RequestHeaders) != CaptureDecision.Capture)
+        {
+            return null;
+        }
+
+        var trace = StartTrace(exchange.RequestHeaders);
+        return new ExchangeCapture(this, time, exchange, trace, ShouldSample(trace), MayShortCircuit(exchange));
+    }
+
+    /// <summary>
+    /// The sampling decision of an exchange (<c>sampling.by</c>): from its session id, so every
+    /// exchange of a session is kept or dropped together on every hop, or from its trace id.
+    /// </summary>
+    public bool ShouldSample(PropagationResult trace) =>
+        _samplingBySession
+            ? SessionSampler.ShouldSample(trace.SessionId, SamplingRatio)
+            : TraceSampler.ShouldSample(trace.TraceId, SamplingRatio);
+
+    /// <summary>
+    /// True when the short-circuit may answer <paramref name="request"/> (its head so far): there is
+    /// one, and it is not a body-keyed cache whose rules leave this request out.
+    /// </summary>
+    public bool MayShortCircuit(Exchange request) =>
+        !ReferenceEquals(ShortCircuit, NoShortCircuit.Instance)
+        && (ShortCircuit is not IRequestBodyKeyed keyed || keyed.NeedsRequestBody(request));
 
     /// <summary>
     /// Finishes a captured exchange: lets the cache record its response (before sampling and

@@ -22,3 +22,14 @@ public interface IRequestBodyKeyed
     /// <summary>True when the answer to <paramref name="request"/> (its head only, so far) depends on its body.</summary>
     bool NeedsRequestBody(Exchange request);
 }
+
+/// <summary>
+/// Implemented by an <see cref="IResponseShortCircuit"/> that must not fail open for some requests
+/// (the cache in <c>replay_only</c>): when the consultation throws or passes its deadline,
+/// <see cref="ShortCircuitPolicy"/> sends its refusal instead of letting the request go upstream.
+/// </summary>
+public interface IFailClosed
+{
+    /// <summary>The answer for <paramref name="request"/> when the consultation failed, or null to fail open as usual. Must not throw.</summary>
+    ShortCircuitResponse? RefuseOnFault(Exchange request);
+}

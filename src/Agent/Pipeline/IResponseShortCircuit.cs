@@ -22,7 +22,39 @@ public interface IResponseShortCircuit
 /// <param name="StatusCode">HTTP status, 200–599.</param>
 /// <param name="Headers">Response headers, names lower-case, no pseudo-headers.</param>
 /// <param name="Body">The response body.</param>
-public sealed record ShortCircuitResponse(int StatusCode, HeaderList Headers, ReadOnlyMemory<byte> Body);
+public sealed record ShortCircuitResponse(int StatusCode, HeaderList Headers, ReadOnlyMemory<byte> Body)
+{
+    private HeaderList? _clientHeaders;
+
+    /// <summary>
+    /// What the exchange records as its cache outcome: <see cref="CacheOutcome.Hit"/> for a recorded
+    /// answer; <see cref="CacheOutcome.Miss"/> for the agent's own error answers (strict miss, failed lookup).
+    /// </summary>
+    public CacheOutcome Outcome { get; init; } = CacheOutcome.Hit;
+
+    /// <summary>
+    /// The headers both front ends send to the client: <see cref="Headers"/>, plus
+    /// <c>x-sp-cache: hit</c> when the answer does not carry its own <c>x-sp-cache</c>.
+    /// </summary>
+    public HeaderList ClientHeaders => _clientHeaders ??= WithCacheHeader(Headers);
+
+    private static HeaderList WithCacheHeader(HeaderList headers)
+    {
+        if (headers.Contains(ShortCircuitPolicy.CacheHeader))
+        {
+            return headers;
+        }
+
+        var all = new HeaderList();
+        for (var i = 0; i < headers.Count; i++)
+        {
+            all.Add(headers[i].Key, headers[i].Value);
+        }
+
+        all.Add(ShortCircuitPolicy.CacheHeader, ShortCircuitPolicy.CacheHitValue);
+        return all;
+    }
+}
 
 /// <summary>The default: never answers, every request goes to its upstream.</summary>
 public sealed class NoShortCircuit : IResponseShortCircuit

@@ -13,9 +13,11 @@ namespace SpIstio.Agent.Pipeline;
 /// cap). Past it the lookup is a miss.</item>
 /// <item><b>Fault</b>: a short-circuit that throws is a miss too: the request goes to its upstream,
 /// the exchange is still captured (marked <see cref="CacheOutcome.Miss"/>), and the fault is counted
-/// in <c>sp_agent_faults_total{kind="short_circuit"}</c>. An agent fault never costs traffic or capture.</item>
-/// <item><b>Hit</b>: the exchange records the answer and <c>x-sp-cache: hit</c>, exactly as the
-/// client sees it.</item>
+/// in <c>sp_agent_faults_total{kind="short_circuit"}</c>. An agent fault never costs traffic or capture.
+/// The one exception is a request the short-circuit must not let through (<see cref="IFailClosed"/>:
+/// <c>cache.mode: replay_only</c>): a timeout or fault gets its refusal instead.</item>
+/// <item><b>Answer</b>: the exchange records the answer and its <c>x-sp-cache</c> value (<c>hit</c>
+/// unless the answer says otherwise), exactly as the client sees it, in both front ends.</item>
 /// </list>
 /// </summary>
 public static class ShortCircuitPolicy
@@ -25,6 +27,15 @@ public static class ShortCircuitPolicy
 
     /// <summary>The <see cref="CacheHeader"/> value of an answered request.</summary>
     public const string CacheHitValue = "hit";
+
+    /// <summary>
+    /// The <see cref="CacheHeader"/> value of a request refused in <c>cache.mode: replay_only</c>
+    /// because nothing recorded answers it (the agent's 5xx, never the upstream's).
+    /// </summary>
+    public const string CacheMissStrictValue = "miss-strict";
+
+    /// <summary>The <see cref="CacheHeader"/> value of a remote lookup that failed with <c>fallback_enabled: false</c>.</summary>
+    public const string CacheLookupFailedValue = "lookup-failed";
 
     /// <summary>The <c>sp_agent_faults_total</c> kind of a throwing short-circuit.</summary>
     public const string FaultKind = "short_circuit";
@@ -63,40 +74,37 @@ public static class ShortCircuitPolicy
         {
             // The deadline passed.
             exchange.Cache = CacheOutcome.Miss;
-            return null;
+            return Refusal(pipeline, exchange);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
             pipeline.Metrics.Faults(FaultKind).Inc();
             onFault(ex);
             exchange.Cache = CacheOutcome.Miss;
-            return null;
+            return Refusal(pipeline, exchange);
         }
     }
 
+    // A fail-closed short-circuit (replay_only) refuses instead of letting the request go upstream.
+    private static ShortCircuitResponse? Refusal(CapturePipeline pipeline, Exchange exchange) =>
+        pipeline.ShortCircuit is IFailClosed failClosed ? failClosed.RefuseOnFault(exchange) : null;
+
     /// <summary>
-    /// Records a hit on the exchange: status, the answer's headers, and <see cref="CacheHeader"/>
-    /// unless the answer carries it. Returns true when <see cref="CacheHeader"/> was added (the
-    /// front end adds it to what the client gets too).
+    /// Records an answer given by the agent on the exchange: its cache outcome (<see cref="ShortCircuitResponse.Outcome"/>),
+    /// status, the answer's headers, and <c>x-sp-cache: hit</c> unless the answer carries its own
+    /// <see cref="CacheHeader"/> (<c>miss-strict</c>, <c>lookup-failed</c>) — exactly what the client gets,
+    /// since both front ends send <see cref="ShortCircuitResponse.ClientHeaders"/>.
     /// </summary>
-    public static bool RecordHit(Exchange exchange, ShortCircuitResponse answer)
+    public static void RecordAnswer(Exchange exchange, ShortCircuitResponse answer)
     {
         ArgumentNullException.ThrowIfNull(exchange);
         ArgumentNullException.ThrowIfNull(answer);
-        exchange.Cache = CacheOutcome.Hit;
+        exchange.Cache = answer.Outcome;
         exchange.StatusCode = answer.StatusCode;
-        var headers = answer.Headers;
+        var headers = answer.ClientHeaders;
         for (var i = 0; i < headers.Count; i++)
         {
             exchange.ResponseHeaders.Add(headers[i].Key, headers[i].Value);
         }
-
-        if (headers.Contains(CacheHeader))
-        {
-            return false;
-        }
-
-        exchange.ResponseHeaders.Set(CacheHeader, CacheHitValue);
-        return true;
     }
 }

@@ -6,10 +6,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
-using SpIstio.Core.Capture;
-using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
-using SpIstio.Core.Rules;
 using SpIstio.Core.Services;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -34,8 +31,6 @@ internal sealed partial class CaptureProxyHandler
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly string? _upstreamPrefix;
-    private readonly TimeSpan _shortCircuitTimeout;
-    private readonly bool _shortCircuitEnabled;
 
     public CaptureProxyHandler(
         IHttpForwarder forwarder,
@@ -62,10 +57,6 @@ internal sealed partial class CaptureProxyHandler
             // must be prior knowledge, which only RequestVersionExact gives.
             VersionPolicy = options.Http2Upstream ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
         };
-
-        var agent = pipeline?.Options;
-        _shortCircuitEnabled = _pipeline is not null && !ReferenceEquals(_pipeline.ShortCircuit, NoShortCircuit.Instance);
-        _shortCircuitTimeout = ShortCircuitPolicy.Deadline(agent ?? new AgentOptions());
     }
 
     public Task InvokeAsync(HttpContext context)
@@ -108,135 +99,97 @@ internal sealed partial class CaptureProxyHandler
     private async Task ForwardCapturedAsync(HttpContext context, string prefix, CapturePipeline pipeline)
     {
         var request = context.Request;
-        var headers = new HeaderList();
+        var forwardAuthority = _options.Forward ? AuthorityOf(prefix) : null;
+        var exchange = new Exchange
+        {
+            Direction = _options.Direction,
+            Method = request.Method,
+            Scheme = _options.Forward ? SchemeOf(prefix) : request.Scheme,
+            Authority = forwardAuthority ?? request.Host.Value ?? "",
+            Path = request.Path.HasValue ? request.Path.Value! : "/",
+            Query = request.QueryString.HasValue ? request.QueryString.Value![1..] : null,
+            StartTime = _time.GetUtcNow(),
+        };
         foreach (var header in request.Headers)
         {
-            AddValues(headers, header.Key, header.Value);
+            AddValues(exchange.RequestHeaders, header.Key, header.Value);
         }
 
-        var forwardAuthority = _options.Forward ? AuthorityOf(prefix) : null;
-        var authority = forwardAuthority ?? request.Host.Value ?? "";
-        var path = request.Path.HasValue ? request.Path.Value! : "/";
-        var decision = pipeline.Decide(_options.Direction, request.Method, authority, path, headers);
-        if (decision != CaptureDecision.Capture)
+        exchange.ServiceName = ServiceNameResolver.Resolve(pipeline.Options.ServiceName, exchange.RequestHeaders, null, null);
+        using var capture = pipeline.Begin(exchange, _time);
+        if (capture is null)
         {
             await ForwardPlainAsync(context, prefix).ConfigureAwait(false);
             return;
         }
 
-        var trace = pipeline.StartTrace(headers);
-        var exchange = new Exchange
-        {
-            Direction = _options.Direction,
-            ServiceName = ServiceNameResolver.Resolve(pipeline.Options.ServiceName, headers, null, null),
-            Method = request.Method,
-            Scheme = _options.Forward ? SchemeOf(prefix) : request.Scheme,
-            Authority = authority,
-            Path = path,
-            Query = request.QueryString.HasValue ? request.QueryString.Value![1..] : null,
-            StartTime = _time.GetUtcNow(),
-            TraceId = trace.TraceId,
-            SpanId = trace.SpanId,
-            ParentSpanId = trace.ParentSpanId,
-            SessionId = trace.SessionId,
-        };
-        foreach (var header in headers)
-        {
-            exchange.RequestHeaders.Add(header.Key, header.Value);
-        }
-
-        var capture = new ProxyExchange(pipeline, _time, exchange, trace) { CaptureDeadline = _options.StreamCaptureDeadline };
+        var adapter = new ProxyExchange(capture, _time) { CaptureDeadline = _options.StreamCaptureDeadline };
         var originalRequestBody = request.Body;
-        if (_shortCircuitEnabled)
-        {
-            var body = ReadOnlyMemory<byte>.Empty;
-            var lookup = true;
-            if (pipeline.ShortCircuit is IRequestBodyKeyed keyed
-                && context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true
-                && keyed.NeedsRequestBody(exchange))
-            {
-                ReadOnlyMemory<byte> buffered;
-                bool complete;
-                try
-                {
-                    (buffered, complete) = await BufferRequestBodyAsync(originalRequestBody, pipeline.MaxRequestBodyBytes, context.RequestAborted).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is IOException or OperationCanceledException or BadHttpRequestException)
-                {
-                    // The client went away (or sent a broken body) before the lookup: the exchange
-                    // is still finished and counted, and its capture buffers go back to the pool.
-                    capture.Finish(ExchangeOutcome.Cancelled, "request body not received: " + ex.Message);
-                    throw;
-                }
-
-                body = buffered;
-
-                // Over the capture limit the body cannot be keyed exactly: no lookup, and the
-                // upstream gets the buffered prefix followed by the rest, streamed as before.
-                lookup = complete;
-                request.Body = new PrefixedStream(buffered, complete ? null : originalRequestBody);
-                if (complete)
-                {
-                    using var keyBuffer = new BodyCaptureBuffer(buffered.Length);
-                    keyBuffer.Append(buffered.Span);
-                    exchange.RequestBody = keyBuffer.Complete(
-                        exchange.RequestHeaders.Get("content-type"),
-                        exchange.RequestHeaders.Get("content-encoding"),
-                        pipeline.MaxDecodedBodyBytes);
-                }
-            }
-
-            if (lookup && await TryShortCircuitAsync(context, pipeline, capture, body).ConfigureAwait(false))
-            {
-                request.Body = originalRequestBody;
-                return;
-            }
-        }
-
-        var upstreamRequestBody = request.Body;
         var originalResponseBody = context.Response.Body;
-        request.Body = new RequestTeeStream(upstreamRequestBody, capture);
-        context.Response.Body = new ResponseTeeStream(originalResponseBody, capture);
-        capture.InterceptUpgrade(context);
-
-        ForwarderError error;
         try
         {
-            error = await _forwarder.SendAsync(context, prefix, _client, _requestConfig, capture).ConfigureAwait(false);
+            if (capture.MayShortCircuit && await TryShortCircuitAsync(context, adapter).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            // An exchange whose bodies are not kept (not sampled, no cache rule) is not teed at all.
+            if (capture.KeepsBodies)
+            {
+                request.Body = new RequestTeeStream(request.Body, adapter);
+                context.Response.Body = new ResponseTeeStream(originalResponseBody, adapter);
+                adapter.InterceptUpgrade(context);
+            }
+
+            var error = await _forwarder.SendAsync(context, prefix, _client, _requestConfig, adapter).ConfigureAwait(false);
+            if (error == ForwarderError.None)
+            {
+                adapter.Finish(ExchangeOutcome.Completed, null);
+                return;
+            }
+
+            var outcome = IsClientSide(error) ? ExchangeOutcome.Cancelled : ExchangeOutcome.Failed;
+            var exception = context.Features.Get<IForwarderErrorFeature>()?.Exception;
+            adapter.Finish(outcome, exception is null ? error.ToString() : error.ToString() + ": " + exception.Message);
+            await OnErrorAsync(context, prefix, error).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // Whatever broke (the client went away while its body was read for the lookup, a broken
+            // body, a fault), the exchange is still finished and counted; `using` returns its buffers.
+            var outcome = ex is IOException or OperationCanceledException || context.RequestAborted.IsCancellationRequested
+                ? ExchangeOutcome.Cancelled
+                : ExchangeOutcome.Failed;
+            adapter.Finish(outcome, "request not completed: " + ex.Message);
+            throw;
         }
         finally
         {
             request.Body = originalRequestBody;
             context.Response.Body = originalResponseBody;
         }
-
-        if (error == ForwarderError.None)
-        {
-            capture.Finish(ExchangeOutcome.Completed, null);
-            return;
-        }
-
-        var outcome = IsClientSide(error) ? ExchangeOutcome.Cancelled : ExchangeOutcome.Failed;
-        var exception = context.Features.Get<IForwarderErrorFeature>()?.Exception;
-        capture.Finish(outcome, exception is null ? error.ToString() : error.ToString() + ": " + exception.Message);
-        await OnErrorAsync(context, prefix, error).ConfigureAwait(false);
     }
 
     /// <summary>
-    /// Asks the recorded-response seam before forwarding, under <see cref="ShortCircuitPolicy"/>
-    /// (deadline <c>fallback_timeout_ms</c>, else <c>async_timeout_ms</c>; a fault or timeout is a miss).
-    /// The lookup sees the request head, plus the body when a body-keyed short-circuit asked for
-    /// it (<see cref="IRequestBodyKeyed"/>): then <paramref name="requestBody"/> holds the buffered
-    /// body, which is replayed to the upstream on a miss and captured here on a hit.
+    /// Asks the recorded-response seam before forwarding, through the exchange's lifecycle (the
+    /// deadline and fault policy are <see cref="ShortCircuitPolicy"/>'s). A body-keyed cache
+    /// (<see cref="IRequestBodyKeyed"/>) gets the request body read ahead, up to the capture limit:
+    /// on a miss it is replayed to the upstream ahead of the rest; over the limit the lookup sees a
+    /// truncated body, which the cache cannot key (a miss, or a refusal in replay_only). True when
+    /// the agent answered.
     /// </summary>
-    private async ValueTask<bool> TryShortCircuitAsync(HttpContext context, CapturePipeline pipeline, ProxyExchange capture, ReadOnlyMemory<byte> requestBody)
+    private async ValueTask<bool> TryShortCircuitAsync(HttpContext context, ProxyExchange adapter)
     {
-        var answer = await ShortCircuitPolicy.AskAsync(
-            pipeline,
-            capture.Exchange,
-            _shortCircuitTimeout,
-            ex => Log.ShortCircuitFailed(_logger, ex),
-            context.RequestAborted).ConfigureAwait(false);
+        var capture = adapter.Capture;
+        var request = context.Request;
+        if (_pipeline!.ShortCircuit is IRequestBodyKeyed
+            && context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)
+        {
+            var (buffered, complete) = await capture.ReadRequestBodyAheadAsync(request.Body, context.RequestAborted).ConfigureAwait(false);
+            request.Body = new PrefixedStream(buffered, complete ? null : request.Body);
+        }
+
+        var answer = await capture.TryShortCircuitAsync(null, ex => Log.ShortCircuitFailed(_logger, ex), context.RequestAborted).ConfigureAwait(false);
         if (answer is null)
         {
             return false;
@@ -244,59 +197,23 @@ internal sealed partial class CaptureProxyHandler
 
         var response = context.Response;
         response.StatusCode = answer.StatusCode;
-        foreach (var header in answer.Headers)
+        foreach (var header in answer.ClientHeaders)
         {
             response.Headers.Append(header.Key, header.Value);
         }
 
-        if (capture.RecordAnswer(answer))
-        {
-            response.Headers[ShortCircuitPolicy.CacheHeader] = ShortCircuitPolicy.CacheHitValue;
-        }
-
         response.ContentLength = answer.Body.Length;
-        capture.AppendRequest(requestBody.Span);
         try
         {
             await response.Body.WriteAsync(answer.Body, context.RequestAborted).ConfigureAwait(false);
-            capture.Finish(ExchangeOutcome.Completed, null);
+            adapter.Finish(ExchangeOutcome.Completed, null);
         }
         catch (OperationCanceledException)
         {
-            capture.Finish(ExchangeOutcome.Cancelled, "client went away");
+            adapter.Finish(ExchangeOutcome.Cancelled, "client went away");
         }
 
         return true;
-    }
-
-    /// <summary>
-    /// Reads the request body up to <paramref name="limit"/> bytes, plus one byte to tell a body of
-    /// exactly the limit from a longer one. Returns what was read and whether that is the whole body.
-    /// </summary>
-    private static async ValueTask<(ReadOnlyMemory<byte> Body, bool Complete)> BufferRequestBodyAsync(Stream body, int limit, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[Math.Min(limit + 1, 16 * 1024)];
-        var length = 0;
-        while (true)
-        {
-            if (length == buffer.Length)
-            {
-                if (buffer.Length > limit)
-                {
-                    return (buffer.AsMemory(0, length), false);
-                }
-
-                Array.Resize(ref buffer, (int)Math.Min((long)limit + 1, (long)buffer.Length * 2));
-            }
-
-            var read = await body.ReadAsync(buffer.AsMemory(length), cancellationToken).ConfigureAwait(false);
-            if (read == 0)
-            {
-                return (buffer.AsMemory(0, length), true);
-            }
-
-            length += read;
-        }
     }
 
     private async Task OnErrorAsync(HttpContext context, string prefix, ForwarderError error)

@@ -2,7 +2,6 @@ using System.Net.Http.Headers;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using SpIstio.Agent.Pipeline;
-using SpIstio.Core.Capture;
 using SpIstio.Core.Model;
 using SpIstio.Core.Tracing;
 using Yarp.ReverseProxy.Forwarder;
@@ -10,40 +9,28 @@ using Yarp.ReverseProxy.Forwarder;
 namespace SpIstio.Agent.Proxy;
 
 /// <summary>
-/// One captured exchange going through the proxy: its <see cref="Exchange"/>, the two bounded body
-/// buffers the tee streams fill, and the transformer that injects the trace headers and records
-/// the response head. One object per captured request, so the forwarder's transformer and the
-/// capture state cost a single allocation.
+/// The YARP adapter of one captured exchange: the forwarder's transformer (injects the trace
+/// headers, records the response head) and the upgrade hook, feeding the exchange's
+/// <see cref="ExchangeCapture"/>, which the tee streams fill and which owns every buffer. One object
+/// per captured request, so the transformer and the adapter state cost a single allocation.
 /// </summary>
-/// <remarks>
-/// Bytes are appended from the forwarding task; a long stream may instead be finalised by the
-/// capture deadline on a timer thread, so appends and the finalisation share a lock (uncontended
-/// in the common case, where the stream ends before its deadline).
-/// </remarks>
 internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
 {
-    private readonly CapturePipeline _pipeline;
     private readonly TimeProvider _time;
-    private readonly PropagationResult _trace;
-    private readonly BodyCaptureBuffer _requestBody;
-    private readonly BodyCaptureBuffer _responseBody;
-    private readonly Lock _gate = new();
     private IHttpUpgradeFeature? _innerUpgrade;
     private ITimer? _deadline;
-    private bool _finished;
 
-    public ProxyExchange(CapturePipeline pipeline, TimeProvider time, Exchange exchange, PropagationResult trace)
+    public ProxyExchange(ExchangeCapture capture, TimeProvider time)
     {
-        _pipeline = pipeline;
+        Capture = capture;
         _time = time;
-        Exchange = exchange;
-        _trace = trace;
-        _requestBody = new BodyCaptureBuffer(pipeline.MaxRequestBodyBytes);
-        _responseBody = new BodyCaptureBuffer(pipeline.MaxResponseBodyBytes);
     }
 
+    /// <summary>The exchange's lifecycle.</summary>
+    public ExchangeCapture Capture { get; }
+
     /// <summary>The exchange being filled in.</summary>
-    public Exchange Exchange { get; }
+    public Exchange Exchange => Capture.Exchange;
 
     bool IHttpUpgradeFeature.IsUpgradableRequest => _innerUpgrade?.IsUpgradableRequest == true;
 
@@ -64,27 +51,9 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         return new UpgradedTeeStream(stream, this);
     }
 
-    public void AppendRequest(ReadOnlySpan<byte> bytes)
-    {
-        lock (_gate)
-        {
-            if (!_finished)
-            {
-                _requestBody.Append(bytes);
-            }
-        }
-    }
+    public void AppendRequest(ReadOnlySpan<byte> bytes) => Capture.AppendRequestBody(bytes);
 
-    public void AppendResponse(ReadOnlySpan<byte> bytes)
-    {
-        lock (_gate)
-        {
-            if (!_finished)
-            {
-                _responseBody.Append(bytes);
-            }
-        }
-    }
+    public void AppendResponse(ReadOnlySpan<byte> bytes) => Capture.AppendResponseBody(bytes);
 
     public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
     {
@@ -92,9 +61,10 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
         ForwardedHeaders.Apply(httpContext, proxyRequest);
         var headers = proxyRequest.Headers;
-        Replace(headers, TraceParent.HeaderName, _trace.TraceParent);
-        Replace(headers, TraceState.HeaderName, _trace.TraceState);
-        Replace(headers, HopCounter.HeaderName, HopCounter.Format(_trace.HopCount));
+        var trace = Capture.Trace;
+        Replace(headers, TraceParent.HeaderName, trace.TraceParent);
+        Replace(headers, TraceState.HeaderName, trace.TraceState);
+        Replace(headers, HopCounter.HeaderName, HopCounter.Format(trace.HopCount));
     }
 
     public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
@@ -105,12 +75,11 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
             return result;
         }
 
-        lock (_gate)
+        Capture.RecordResponseHead((int)proxyResponse.StatusCode, proxyResponse, static (response, target) =>
         {
-            Exchange.StatusCode = (int)proxyResponse.StatusCode;
-            CopyHeaders(proxyResponse.Headers, Exchange.ResponseHeaders);
-            CopyHeaders(proxyResponse.Content.Headers, Exchange.ResponseHeaders);
-        }
+            CopyHeaders(response.Headers, target);
+            CopyHeaders(response.Content.Headers, target);
+        });
 
         if (IsLongLived(proxyResponse))
         {
@@ -120,49 +89,11 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         return result;
     }
 
-    /// <summary>
-    /// Records the response of a short-circuit answer instead of an upstream's (status, headers and
-    /// x-sp-cache through <see cref="ShortCircuitPolicy.RecordHit"/>); true when x-sp-cache was added.
-    /// </summary>
-    public bool RecordAnswer(ShortCircuitResponse answer)
-    {
-        lock (_gate)
-        {
-            _responseBody.Append(answer.Body.Span);
-            return ShortCircuitPolicy.RecordHit(Exchange, answer);
-        }
-    }
-
-    /// <summary>
-    /// Ends the capture: completes both bodies, stamps the end time and outcome, and hands the
-    /// exchange to the pipeline. Only the first call (stream end or deadline) does anything.
-    /// </summary>
+    /// <summary>Finishes the capture (stream end, failure or the capture deadline; the first call wins).</summary>
     public void Finish(ExchangeOutcome outcome, string? error)
     {
-        lock (_gate)
-        {
-            if (_finished)
-            {
-                return;
-            }
-
-            _finished = true;
-        }
-
         _deadline?.Dispose();
-        var exchange = Exchange;
-        exchange.EndTime = _time.GetUtcNow();
-        exchange.Outcome = outcome;
-        exchange.Error = error;
-        exchange.RequestBody = _requestBody.Complete(
-            exchange.RequestHeaders.Get("content-type"),
-            exchange.RequestHeaders.Get("content-encoding"),
-            _pipeline.MaxDecodedBodyBytes);
-        exchange.ResponseBody = _responseBody.Complete(
-            exchange.ResponseHeaders.Get("content-type"),
-            exchange.ResponseHeaders.Get("content-encoding"),
-            _pipeline.MaxDecodedBodyBytes);
-        _pipeline.Complete(exchange, TraceSampler.ShouldSample(exchange.TraceId, _pipeline.SamplingRatio));
+        Capture.Finish(outcome, error);
     }
 
     private void ArmDeadline()

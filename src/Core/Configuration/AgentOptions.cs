@@ -180,6 +180,22 @@ public sealed class CaptureOptions
 
     [ConfigKey("skip_prefetch", "Do not capture framework prefetch requests (Next.js RSC / Next-Router-Prefetch, Purpose: prefetch). Default true.")]
     public bool SkipPrefetch { get; set; } = true;
+
+    [ConfigKey("grpc", "gRPC calls (content-type application/grpc…): each length-prefixed message is captured with its direction and time, within these limits.")]
+    public GrpcCaptureOptions Grpc { get; set; } = new();
+}
+
+/// <summary><c>capture.grpc</c>: what one gRPC stream may make the capture hold.</summary>
+public sealed class GrpcCaptureOptions
+{
+    [ConfigKey("max_message_bytes", "Most bytes kept of one message (after gzip/deflate decoding); the message is flagged truncated past it. Default 65536, the body limit.")]
+    public int MaxMessageBytes { get; set; } = CaptureOptions.DefaultBodyLimit;
+
+    [ConfigKey("max_messages", "Messages kept per stream direction; later ones are counted, not kept. Default 100.")]
+    public int MaxMessages { get; set; } = 100;
+
+    [ConfigKey("max_stream_bytes", "Bytes kept over all messages of one stream direction: a stream that never ends costs at most this. Default 1048576.")]
+    public long MaxStreamBytes { get; set; } = 1024 * 1024;
 }
 
 /// <summary><c>redaction</c>.</summary>
@@ -245,8 +261,21 @@ public enum RedactionMode
 /// <summary><c>sampling</c>.</summary>
 public sealed class SamplingOptions
 {
-    [ConfigKey("ratio", "Share of traces captured, 0.0 to 1.0, decided from the trace id so every hop of a trace agrees. Default 1.0: capture is the product.")]
+    [ConfigKey("ratio", "Share of sessions (or traces, see by) captured, 0.0 to 1.0, decided from a hash of the id so every hop agrees. Default 1.0: capture is the product.")]
     public double Ratio { get; set; } = 1.0;
+
+    [ConfigKey("by", "session or trace: what the ratio keeps whole. session (the default): the decision is a hash of the exchange's session id (the one found on the request, or the one generated at the first hop and relayed in tracestate), so every exchange of a kept session is kept on every hop, as replay needs. trace: the decision is the trace id's, as in OpenTelemetry's TraceIdRatioBased sampler; a session may then be kept in parts.")]
+    public SamplingBy By { get; set; } = SamplingBy.Session;
+}
+
+/// <summary><c>sampling.by</c>: the unit the sampling ratio keeps or drops whole.</summary>
+public enum SamplingBy
+{
+    /// <summary>Business sessions: the decision is a hash of the session id.</summary>
+    Session,
+
+    /// <summary>Traces: the decision is the trace id's.</summary>
+    Trace,
 }
 
 /// <summary><c>export</c>: the exporter's queue, batches, retries and shutdown flush.</summary>
@@ -313,6 +342,9 @@ public enum ExportCompression
 /// <summary><c>cache</c>: which requests the agent may answer from a recorded response.</summary>
 public sealed class CacheOptions
 {
+    [ConfigKey("mode", "What the cache does with the requests its rules cover (a rule's own mode wins). replay (the default): answer from a recording (pulled mock, local store, remote lookup) when one matches, otherwise forward and record the response. record: always forward and record (refreshes recordings; nothing is answered from them). replay_only: nothing reaches an upstream, for test environments that must never call a real provider: a request without a recorded answer, a request no rule covers, a body too large to key and a failed or slow lookup all get the agent's 502 with x-sp-cache: miss-strict and the missing key (x-sp-cache-key), counted in sp_cache_strict_misses_total. Only exclude rules let a request through. ext_proc needs synchronous mode (observability mode cannot answer).")]
+    public CacheMode Mode { get; set; } = CacheMode.Replay;
+
     [ConfigKey("rules", "Cache rules, first match wins; a matching rule with exclude: true means: never cache. Empty: nothing is cached (the cache is opt-in).")]
     public List<CacheRule> Rules { get; set; } = [];
 
@@ -358,4 +390,20 @@ public sealed class CacheRule
 
     [ConfigKey("remote_lookup", "On a local miss, ask the backend (POST {sp_backend_url}/v1/agent/lookup) for a recorded mock, within fallback_timeout_ms. Default false.")]
     public bool RemoteLookup { get; set; }
+
+    [ConfigKey("mode", "record, replay or replay_only for the requests this rule covers (see cache.mode). Default unset: cache.mode applies.")]
+    public CacheMode? Mode { get; set; }
+}
+
+/// <summary><c>cache.mode</c> and <c>cache.rules[].mode</c>: what the cache does with a request it covers.</summary>
+public enum CacheMode
+{
+    /// <summary>Always forward, and record the response (replacing an older recording).</summary>
+    Record,
+
+    /// <summary>Answer from a matching recording; otherwise forward and record.</summary>
+    Replay,
+
+    /// <summary>Answer from a matching recording; otherwise refuse with the agent's 502 (<c>x-sp-cache: miss-strict</c>). Nothing reaches an upstream.</summary>
+    ReplayOnly,
 }

@@ -72,6 +72,7 @@ public static class AgentOptionsValidator
         v.Range(Join(breaker, K<CircuitBreakerOptions>(nameof(CircuitBreakerOptions.TimeoutSeconds))), options.CircuitBreaker.TimeoutSeconds, 1, 86_400);
 
         ValidateCapture(options.Capture, v);
+        ValidateGrpcCapture(options.Capture.Grpc, v);
         ValidateRedaction(options.Redaction, v);
         ValidateExport(options.Export, v);
         ValidateCache(options.Cache, v);
@@ -137,6 +138,14 @@ public static class AgentOptionsValidator
                     string.Create(CultureInfo.InvariantCulture, $"is smaller than the largest body limit ({largest}); it must be at least that"));
             }
         }
+    }
+
+    private static void ValidateGrpcCapture(GrpcCaptureOptions grpc, Checker v)
+    {
+        var prefix = Join(K<AgentOptions>(nameof(AgentOptions.Capture)), K<CaptureOptions>(nameof(CaptureOptions.Grpc)));
+        v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessageBytes))), grpc.MaxMessageBytes, 0, MaxBodyLimit);
+        v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessages))), grpc.MaxMessages, 0, 100_000);
+        v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxStreamBytes))), grpc.MaxStreamBytes, 0L, MaxBodyLimit);
     }
 
     private static void ValidateRedaction(RedactionOptions redaction, Checker v)
@@ -242,10 +251,29 @@ public static class AgentOptionsValidator
     {
         v.Range(Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.PullIntervalSeconds))), cache.PullIntervalSeconds, 1, 86_400);
         var rules = Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.Rules)));
+        if (cache.Mode == CacheMode.ReplayOnly && !cache.Rules.Exists(r => !r.Exclude))
+        {
+            v.Error(
+                Join(K<AgentOptions>(nameof(AgentOptions.Cache)), K<CacheOptions>(nameof(CacheOptions.Mode))),
+                "replay_only",
+                "needs at least one cache rule that is not an exclude rule: without one no request has a recorded answer, and every request would be refused");
+        }
+
         for (var i = 0; i < cache.Rules.Count; i++)
         {
             var rule = cache.Rules[i];
             var rulePath = Index(rules, i);
+            var modeKey = Join(rulePath, K<CacheRule>(nameof(CacheRule.Mode)));
+            if (rule.Mode is { } mode && rule.Exclude)
+            {
+                v.Error(modeKey, ConfigMetadata.EnumName(mode), "has no effect on an exclude rule (a match is never cached)");
+            }
+
+            if ((rule.Mode ?? cache.Mode) == CacheMode.Record && rule.RemoteLookup && !rule.Exclude)
+            {
+                v.Error(Join(rulePath, K<CacheRule>(nameof(CacheRule.RemoteLookup))), "true", "has no effect in mode record, which never answers from a recording");
+            }
+
             v.Regex(Join(rulePath, K<CacheRule>(nameof(CacheRule.Host))), rule.Host);
             v.RegexList(Join(rulePath, K<CacheRule>(nameof(CacheRule.Paths))), rule.Paths);
             v.TokenList(Join(rulePath, K<CacheRule>(nameof(CacheRule.Methods))), rule.Methods, "is not a valid HTTP method name");

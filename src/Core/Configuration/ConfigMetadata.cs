@@ -58,8 +58,25 @@ internal static class ConfigMetadata
         }
 
         return Enum.GetValues(enumType).Cast<object>()
-            .Select(v => (Enum.GetName(enumType, v)!.ToLowerInvariant(), v))
+            .Select(v => (SnakeCase(Enum.GetName(enumType, v)!), v))
             .ToList();
+    }
+
+    // ReplayOnly -> replay_only, the style of every key.
+    private static string SnakeCase(string name)
+    {
+        var text = new System.Text.StringBuilder(name.Length + 4);
+        for (var i = 0; i < name.Length; i++)
+        {
+            if (i > 0 && char.IsUpper(name[i]))
+            {
+                text.Append('_');
+            }
+
+            text.Append(char.ToLowerInvariant(name[i]));
+        }
+
+        return text.ToString();
     }
 
     /// <summary>The spelling used when showing an enum value (defaults in the reference).</summary>

@@ -49,7 +49,12 @@ public static class ExchangeSpanMapper
     private static readonly BodyKeys _responseKeys = new(OtlpAttributes.ResponseBody, OtlpAttributes.ResponseBodyMetaPrefix);
     private static readonly SearchValues<char> _urlTargetStart = SearchValues.Create("/?#");
 
-    /// <summary>Maps one exchange to a span (<paramref name="publicKey"/> becomes <c>sp.public.key</c> when given).</summary>
+    /// <summary>
+    /// Maps one exchange to a span (<paramref name="publicKey"/> becomes <c>sp.public.key</c> when given).
+    /// The reference mapping, kept as the test oracle of <see cref="OtlpSpanWriter"/> (the agent's only
+    /// span encoder and its attribute table): built from the generated types, independently, so the
+    /// byte-identical tests catch a writer that drifts.
+    /// </summary>
     public static OtlpSpan ToSpan(Exchange exchange, string? publicKey = null)
     {
         ArgumentNullException.ThrowIfNull(exchange);

@@ -15,8 +15,11 @@ namespace SpIstio.Core.Otlp;
 /// per exchange beyond one pooled buffer per batch.
 /// </summary>
 /// <remarks>
-/// <see cref="ExchangeSpanMapper"/> stays the reference mapping; tests parse these bytes and compare
-/// them with its message. Sizes are measured first (one pass over the exchanges) so that every
+/// The agent encodes spans only here (exports and cache lookups): <see cref="EmitSpan"/> is the
+/// span-attribute table of record, so adding an attribute is one edit there.
+/// <see cref="ExchangeSpanMapper.ToSpan"/> is the independent reference (the test oracle): tests
+/// parse these bytes and require exactly its message, so a change here that the reference does not
+/// make on purpose fails. Sizes are measured first (one pass over the exchanges) so that every
 /// length prefix is written before its message, exactly where the generated code puts it.
 /// </remarks>
 public static class OtlpSpanWriter
@@ -249,8 +252,9 @@ public static class OtlpSpanWriter
         return (byte)flags;
     }
 
-    // The one description of a span's fields, in ExchangeSpanMapper.ToSpan's order and the generated
-    // code's field order; measured and then written through the same calls.
+    // The span-attribute table of record: the one description of a span's fields, in the generated
+    // code's field order (and ExchangeSpanMapper.ToSpan's, the oracle); measured and then written
+    // through the same calls.
     private static void EmitSpan<TSink>(ref TSink sink, Exchange exchange, string? publicKey, byte textFlags)
         where TSink : struct, ISink
     {

@@ -71,7 +71,7 @@ public sealed partial class Redactor
     private readonly SensitiveNames _names;
     private readonly PiiMode _pii;
     private readonly Regex[] _patterns;
-    private readonly SearchValues<string> _anchors;
+    private readonly SearchValues<string>[] _anchorSearches;
     private readonly (string Anchor, Scan Flag)[] _anchorTable;
     private readonly Scan _anchorFlags;
 
@@ -89,7 +89,7 @@ public sealed partial class Redactor
         _pii = options.Pii;
         _patterns = options.Patterns.Where(p => p.Length > 0).Select(CompilePattern).ToArray();
         _anchorTable = AnchorTable(_names).Select(a => (a.Anchor.ToLowerInvariant(), a.Flag)).ToArray();
-        _anchors = SearchValues.Create(_anchorTable.Select(a => a.Anchor).Distinct(StringComparer.Ordinal).ToArray(), StringComparison.Ordinal);
+        _anchorSearches = AnchorSearches(_anchorTable);
         _anchorFlags = _anchorTable.Aggregate(Scan.None, (all, a) => all | a.Flag);
     }
 

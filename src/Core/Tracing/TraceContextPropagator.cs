@@ -29,7 +29,11 @@ public static class TraceContextPropagator
     /// Sets the <c>sampled</c> flag of a trace this hop starts (<see cref="TraceSampler"/>); a
     /// continued trace keeps the flag it came with.
     /// </param>
-    public static PropagationResult Propagate(HeaderList requestHeaders, double samplingRatio = 1.0)
+    /// <param name="sampleBySession">
+    /// True (<c>sampling.by: session</c>): the <c>sampled</c> flag of a trace this hop starts is the
+    /// session's decision (<see cref="SessionSampler"/>), the one the agent captures by.
+    /// </param>
+    public static PropagationResult Propagate(HeaderList requestHeaders, double samplingRatio = 1.0, bool sampleBySession = false)
     {
         ArgumentNullException.ThrowIfNull(requestHeaders);
 
@@ -49,6 +53,10 @@ public static class TraceContextPropagator
             source = TraceContextSource.New;
         }
 
+        var sessionId = SessionIds.Find(requestHeaders);
+        var generated = sessionId is null;
+        sessionId ??= SessionIds.New();
+
         ActivityTraceId traceId;
         ActivitySpanId parentSpanId;
         byte flags;
@@ -58,8 +66,10 @@ public static class TraceContextPropagator
             parentSpanId = default;
 
             // CreateRandom fills all 16 bytes at random, which is what the level-2 random flag promises.
-            flags = (byte)(TraceParent.RandomFlag
-                | (TraceSampler.ShouldSample(traceId, samplingRatio) ? TraceParent.SampledFlag : 0));
+            var sampled = sampleBySession
+                ? SessionSampler.ShouldSample(sessionId, samplingRatio)
+                : TraceSampler.ShouldSample(traceId, samplingRatio);
+            flags = (byte)(TraceParent.RandomFlag | (sampled ? TraceParent.SampledFlag : 0));
         }
         else
         {
@@ -71,9 +81,6 @@ public static class TraceContextPropagator
         }
 
         var spanId = ActivitySpanId.CreateRandom();
-        var sessionId = SessionIds.Find(requestHeaders);
-        var generated = sessionId is null;
-        sessionId ??= SessionIds.New();
 
         var hopCount = HopCounter.Next(requestHeaders.Get(HopCounter.HeaderName));
         var traceParentValue = new TraceParent(traceId, spanId, flags).ToString();

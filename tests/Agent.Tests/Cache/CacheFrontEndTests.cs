@@ -157,6 +157,38 @@ public class CacheFrontEndTests
     }
 
     [Fact]
+    public async Task Proxy_ClientGoneWhileItsBodyIsReadForTheLookup_FinishesTheExchangeAndReturnsItsBuffers()
+    {
+        var calls = 0;
+        await using var upstream = await TestUpstream.StartAsync(context =>
+        {
+            Interlocked.Increment(ref calls);
+            return Task.CompletedTask;
+        });
+        var options = Options();
+        using var cache = NewCache(options);
+        await using var proxy = await ProxyHarness.StartAsync(upstream.Address, options: options, shortCircuit: cache);
+
+        // A body-keyed lookup reads the body ahead; the client sends a part of it and goes away.
+        using (var tcp = new System.Net.Sockets.TcpClient())
+        {
+            await tcp.ConnectAsync(proxy.Server.Address.Host, proxy.Server.Address.Port);
+            var stream = tcp.GetStream();
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(
+                "POST /api/quote HTTP/1.1\r\nHost: quotes\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"from\":"));
+            await OtlpReceiver.WaitUntilAsync(() => proxy.Metrics.CapturesActive.Value == 1);
+        }
+
+        var exchange = await proxy.Exporter.NextAsync();
+        await OtlpReceiver.WaitUntilAsync(() => proxy.Metrics.CapturesActive.Value == 0, describe: () => $"{proxy.Metrics.CapturesActive.Value} captures still hold buffers");
+
+        Assert.Equal(ExchangeOutcome.Cancelled, exchange.Outcome);
+        Assert.Equal("/api/quote", exchange.Path);
+        Assert.StartsWith("request not completed", exchange.Error, StringComparison.Ordinal);
+        Assert.Equal(0, calls);
+    }
+
+    [Fact]
     public async Task ExtProc_RecordedResponse_IsSentAsImmediateResponseWithTheHitHeader()
     {
         var options = Options();

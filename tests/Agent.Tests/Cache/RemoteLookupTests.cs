@@ -175,4 +175,116 @@ public sealed class RemoteLookupTests : IAsyncLifetime
         Assert.Equal("lookup-failed", response.Headers.GetValues("x-sp-cache").Single());
         Assert.Equal(0, _upstreamCalls);
     }
+
+    [Fact]
+    public async Task ReplayOnly_Proxy_AnswersRecordingsAndRefusesEverythingElseWithoutReachingTheUpstream()
+    {
+        await AddMockAsync("/api/rates", """{"from":"mock"}""");
+        var options = Options(_backend.Address);
+        options.Cache.Mode = CacheMode.ReplayOnly;
+        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
+        await using var _ = runtime;
+        await using var __ = proxy;
+        using var ___ = client;
+
+        using var recorded = await client.GetAsync("/api/rates");
+        using var unrecorded = await client.GetAsync("/api/payments/charge?card=1");
+        using var uncovered = await client.GetAsync("/health");
+
+        Assert.Equal("""{"from":"mock"}""", await recorded.Content.ReadAsStringAsync());
+        Assert.Equal("hit", recorded.Headers.GetValues("x-sp-cache").Single());
+
+        Assert.Equal(HttpStatusCode.BadGateway, unrecorded.StatusCode);
+        Assert.Equal("miss-strict", unrecorded.Headers.GetValues("x-sp-cache").Single());
+        var key = unrecorded.Headers.GetValues("x-sp-cache-key").Single();
+        Assert.Matches("^[0-9a-f]{64}$", key);
+        var refusal = await unrecorded.Content.ReadAsStringAsync();
+        Assert.Contains("GET", refusal, StringComparison.Ordinal);
+        Assert.Contains("/api/payments/charge?card=1", refusal, StringComparison.Ordinal);
+        Assert.Contains(key, refusal, StringComparison.Ordinal);
+
+        Assert.Equal(HttpStatusCode.BadGateway, uncovered.StatusCode);
+        Assert.Equal("miss-strict", uncovered.Headers.GetValues("x-sp-cache").Single());
+        Assert.Contains("no cache rule covers", await uncovered.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        Assert.Equal(0, _upstreamCalls);
+        Assert.Equal(2, runtime.Metrics.CacheStrictMisses.Value);
+        Assert.Contains("sp_cache_strict_misses_total 2", runtime.Metrics.Registry.Render(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ReplayOnly_UnreachableBackend_RefusesInsteadOfFailingOpen()
+    {
+        var options = Options(TestExchanges.RefusingBackend());
+        options.Cache.Rules[0].Mode = CacheMode.ReplayOnly;
+        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
+        await using var _ = runtime;
+        await using var __ = proxy;
+        using var ___ = client;
+
+        using var strict = await client.GetAsync("/api/rates");
+        using var uncovered = await client.GetAsync("/health");
+
+        Assert.Equal(HttpStatusCode.BadGateway, strict.StatusCode);
+        Assert.Equal("miss-strict", strict.Headers.GetValues("x-sp-cache").Single());
+
+        // Only the rule is strict (cache.mode stays replay): a request no rule covers goes upstream.
+        Assert.Equal("live", await uncovered.Content.ReadAsStringAsync());
+        Assert.Equal(1, _upstreamCalls);
+        Assert.Equal(1, runtime.Metrics.CacheStrictMisses.Value);
+    }
+
+    [Fact]
+    public async Task ReplayOnly_ExtProc_AnswersWithAnImmediateMissStrict()
+    {
+        await AddMockAsync("/api/rates", """{"from":"mock"}""");
+        var options = Options(_backend.Address);
+        options.Cache.Mode = CacheMode.ReplayOnly;
+        await using var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
+        await using var server = await SpIstio.Agent.ExtProc.ExtProcServer.StartAsync(
+            runtime.Pipeline,
+            // The first lookup starts the backend's connection and JIT: on a loaded machine that can
+            // exceed ext_proc's 150 ms cap, which in replay_only would (rightly) refuse the request.
+            new SpIstio.Agent.ExtProc.ExtProcOptions { Listen = new SpIstio.Agent.Hosting.ListenAddress("127.0.0.1", 0), ShortCircuitTimeout = TimeSpan.FromSeconds(30) },
+            NullLoggerFactory.Instance);
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}");
+        var client = new SpIstio.Agent.ExtProc.Proto.ExternalProcessor.ExternalProcessorClient(channel);
+
+        using var recorded = new SpIstio.Agent.Tests.ExtProc.EnvoyStream(client.Process());
+        var hit = await recorded.SendAsync(SpIstio.Agent.Tests.ExtProc.Envoy.RequestHeaders("GET", "/api/rates", true));
+        using var unrecorded = new SpIstio.Agent.Tests.ExtProc.EnvoyStream(client.Process());
+        var refused = await unrecorded.SendAsync(SpIstio.Agent.Tests.ExtProc.Envoy.RequestHeaders("GET", "/api/payments/charge", true));
+
+        Assert.Equal("""{"from":"mock"}""", hit.ImmediateResponse.Body.ToStringUtf8());
+        Assert.Equal(200, (int)hit.ImmediateResponse.Status.Code);
+        Assert.Equal(502, (int)refused.ImmediateResponse.Status.Code);
+        var headers = refused.ImmediateResponse.Headers.SetHeaders.ToDictionary(h => h.Header.Key, h => h.Header.RawValue.ToStringUtf8());
+        Assert.Equal("miss-strict", headers["x-sp-cache"]);
+        Assert.Contains(headers["x-sp-cache-key"], refused.ImmediateResponse.Body.ToStringUtf8(), StringComparison.Ordinal);
+        Assert.Equal(1, runtime.Metrics.CacheStrictMisses.Value);
+        Assert.Equal(0, _upstreamCalls);
+    }
+
+    [Fact]
+    public async Task Record_AlwaysForwardsAndRecords_EvenWhenTheBackendHasAMock()
+    {
+        await AddMockAsync("/api/rates", """{"from":"mock"}""");
+        var options = Options(_backend.Address);
+        options.Cache.Rules[0].RemoteLookup = false;
+        options.Cache.Rules[0].Mode = CacheMode.Record;
+        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
+        await using var _ = runtime;
+        await using var __ = proxy;
+        using var ___ = client;
+
+        using var first = await client.GetAsync("/api/rates");
+        using var second = await client.GetAsync("/api/rates");
+
+        Assert.Equal("live", await first.Content.ReadAsStringAsync());
+        Assert.Equal("live", await second.Content.ReadAsStringAsync());
+        Assert.False(second.Headers.Contains("x-sp-cache"));
+        Assert.Equal(2, _upstreamCalls);
+        Assert.Equal(2, runtime.Metrics.CacheMisses.Value);
+        Assert.Equal(1, runtime.Metrics.CacheEntries.Value);
+    }
 }

@@ -21,6 +21,7 @@ public sealed class EnvoyBootstrapTests
         Assert.Equal("true", Scalar(config, "allow_mode_override"));
         Assert.Contains("xds.cluster_name", ((YamlSequenceNode)config["request_attributes"]).Select(n => ((YamlScalarNode)n).Value));
         Assert.Equal("SEND", Scalar((YamlMappingNode)config["processing_mode"], "request_header_mode"));
+        Assert.Equal("SEND", Scalar((YamlMappingNode)config["processing_mode"], "response_trailer_mode"));
     }
 
     [Fact]

@@ -126,6 +126,9 @@ public class AgentConfigLoaderTests
         Assert.Equal(262144, o.Capture.MaxDecodedBodyBytes);
         Assert.False(o.Capture.SkipStaticResources);
         Assert.False(o.Capture.SkipPrefetch);
+        Assert.Equal(4096, o.Capture.Grpc.MaxMessageBytes);
+        Assert.Equal(10, o.Capture.Grpc.MaxMessages);
+        Assert.Equal(32768, o.Capture.Grpc.MaxStreamBytes);
         Assert.False(o.Redaction.Enabled);
         Assert.Equal(RedactionMode.Hash, o.Redaction.Mode);
         Assert.Equal("0123456789abcdef", o.Redaction.HashKey);
@@ -138,6 +141,10 @@ public class AgentConfigLoaderTests
         Assert.Equal(["passport_number"], o.Redaction.PiiFields);
         Assert.Equal(["INT-[0-9]{6}"], o.Redaction.Patterns);
         Assert.Equal(0.25, o.Sampling.Ratio);
+        Assert.Equal(SamplingBy.Trace, o.Sampling.By);
+        Assert.Equal(CacheMode.ReplayOnly, o.Cache.Mode);
+        Assert.Equal(CacheMode.Replay, o.Cache.Rules[0].Mode);
+        Assert.Null(o.Cache.Rules[1].Mode);
         Assert.Equal(2000, o.Export.QueueCapacity);
         Assert.Equal(64, o.Export.MaxBatchSpans);
         Assert.Equal(1048576, o.Export.MaxBatchBytes);
@@ -497,5 +504,18 @@ public class AgentConfigLoaderTests
         var options = AgentConfigLoader.LoadOrThrow(TestFiles.Data("agent.production.yaml"), NoEnvironment, []);
 
         Assert.Equal("production-cluster", options.ServiceName);
+    }
+
+    [Fact]
+    public void CacheModeAndSamplingBy_ParseInSnakeCase()
+    {
+        var result = LoadYaml("public_key: k\nsampling:\n  by: trace\ncache:\n  mode: replay_only\n  rules:\n    - paths: [\"/api/.*\"]\n      mode: record\n");
+        var bad = LoadYaml("public_key: k\nsampling:\n  by: user\ncache:\n  mode: strict\n");
+
+        Assert.Equal(SamplingBy.Trace, result.Options.Sampling.By);
+        Assert.Equal(CacheMode.ReplayOnly, result.Options.Cache.Mode);
+        Assert.Equal(CacheMode.Record, result.Options.Cache.Rules[0].Mode);
+        Assert.Equal(["cache.mode", "sampling.by"], bad.Report.Errors.Select(e => e.Key).Order());
+        Assert.Contains("record, replay, replay_only", string.Join("\n", bad.Report.Errors.Select(e => e.ToString())), StringComparison.Ordinal);
     }
 }

@@ -88,6 +88,22 @@ public class AgentOptionsValidatorTests
     }
 
     [Fact]
+    public void GrpcCaptureLimits_OutOfRange_AreAllReportedWithTheirKeys()
+    {
+        var options = Valid();
+        options.Capture.Grpc.MaxMessageBytes = -1;
+        options.Capture.Grpc.MaxMessages = 100_001;
+        options.Capture.Grpc.MaxStreamBytes = AgentOptionsValidator.MaxBodyLimit + 1L;
+
+        var problems = AgentOptionsValidator.Validate(options);
+
+        Assert.Equal(
+            ["capture.grpc.max_message_bytes", "capture.grpc.max_messages", "capture.grpc.max_stream_bytes"],
+            problems.Select(p => p.Key));
+        Assert.Equal("100001", problems[1].Value);
+    }
+
+    [Fact]
     public void ExportSettings_OutOfRange_AreAllReportedWithKeyAndValue()
     {
         var options = Valid();
@@ -265,5 +281,23 @@ public class AgentOptionsValidatorTests
                 "cache.rules[0].statuses[1]", "cache.rules[0].statuses[2]",
             ],
             keys);
+    }
+
+    [Fact]
+    public void CacheModes_AreCheckedTogether_WithEveryProblemListed()
+    {
+        var options = Valid();
+        options.Cache.Mode = CacheMode.ReplayOnly;
+        options.Cache.Rules.Add(new CacheRule { Paths = ["/internal/.*"], Exclude = true, Mode = CacheMode.Record });
+        var record = Valid();
+        record.Cache.Rules.Add(new CacheRule { Paths = ["/api/.*"], RemoteLookup = true, Mode = CacheMode.Record });
+
+        var problems = AgentOptionsValidator.Validate(options).Where(p => p.Severity == ProblemSeverity.Error).ToList();
+        var recordProblem = SingleError(record);
+
+        Assert.Equal(["cache.mode", "cache.rules[0].mode"], problems.Select(p => p.Key));
+        Assert.Contains("every request would be refused", problems[0].ToString(), StringComparison.Ordinal);
+        Assert.Contains("exclude rule", problems[1].ToString(), StringComparison.Ordinal);
+        Assert.Equal("cache.rules[0].remote_lookup", recordProblem.Key);
     }
 }

@@ -447,6 +447,28 @@ public sealed class RedactorTests
         Assert.Equal(bytes, exchange.RequestBody.Content.ToArray());
     }
 
+    [Fact]
+    public void Redact_CardOrPhoneAtAnyOffsetAmongBase64Digits_IsFoundWhereverItCrossesTheScanBlocks()
+    {
+        // The digit pre-scan reads 32 bytes at a time: put each number at every offset across two
+        // blocks, after filler whose scattered digits must not hide it or be taken for it.
+        const string Filler = "Zk9vYmFy0x1Q2w3E4r5T6y7U8i9O0pAsDfGhJkLzXcVbNm1q2W3e4R5t6Y7u8I9o0P";
+        foreach (var number in new[] { "4111 1111 1111 1111", "+44 20 7946 0958" })
+        {
+            for (var offset = 0; offset < 66; offset++)
+            {
+                var text = Filler[..offset] + "; " + number + " ;" + Filler;
+                var exchange = new Exchange { ResponseBody = TextBody(text, "text/plain") };
+
+                _default.Redact(exchange);
+
+                var redacted = BodyText(exchange.ResponseBody);
+                Assert.DoesNotContain(number, redacted, StringComparison.Ordinal);
+                Assert.Contains(Filler, redacted, StringComparison.Ordinal);
+            }
+        }
+    }
+
     private static Exchange JsonExchange(string json) =>
         new() { RequestBody = TextBody(json, "application/json") };
 

@@ -1,0 +1,441 @@
+using System.Buffers;
+using System.Globalization;
+using SpIstio.Core.Capture;
+using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Model;
+using SpIstio.Core.Tracing;
+
+namespace SpIstio.Agent.Pipeline;
+
+/// <summary>
+/// One exchange from its request head to its finish, the single lifecycle both front ends drive
+/// (the ext_proc stream and the capture proxy's handler are adapters that feed it):
+/// <c>request head</c> (<see cref="CapturePipeline.Begin"/>: rules, trace, sampling) →
+/// <c>request body chunks</c> (<see cref="AppendRequestBody"/>, <see cref="CompleteRequestBody"/>) →
+/// <c>short-circuit decision</c> (<see cref="TryShortCircuitAsync"/>) →
+/// <c>response head</c> (<see cref="RecordResponseHead{TState}"/>) →
+/// <c>response body chunks</c> (<see cref="AppendResponseBody"/>) →
+/// <c>finish</c> (<see cref="Finish"/>) or <c>abort</c> (<see cref="Dispose"/> without a finish).
+/// </summary>
+/// <remarks>
+/// <para>The rules it holds once: the sampling decision is made at the request head, and an
+/// exchange that is not sampled keeps no body bytes unless a cache rule covers it (the cache keys
+/// on the request body and records the response); the short-circuit deadline and fault policy are
+/// <see cref="ShortCircuitPolicy"/>'s; an answer given by the agent is recorded with
+/// <see cref="ShortCircuitPolicy.CacheHeader"/>; the trace fields are copied into the exchange here.</para>
+/// <para>Buffer ownership: the body buffers (and a request body read ahead for a body-keyed lookup)
+/// are rented and belong to this object. <see cref="Finish"/> returns the body buffers; the front end
+/// disposes the capture when it is done with the traffic (a <c>using</c> or <c>finally</c>), which
+/// returns everything still held, whether the exchange finished, failed or was abandoned.</para>
+/// <para>Thread safety: appends, the response head and the finish share a lock, because a long
+/// stream may be finished by the capture deadline on a timer thread while its bytes still flow
+/// (uncontended in the common case).</para>
+/// </remarks>
+public sealed class ExchangeCapture : IDisposable
+{
+    private readonly CapturePipeline _pipeline;
+    private readonly TimeProvider _time;
+    private readonly Lock _gate = new();
+    private BodyCaptureBuffer? _requestBody;
+    private BodyCaptureBuffer? _responseBody;
+    private byte[]? _readAhead;
+    private int _readAheadLength;
+    private bool _requestBodyDone;
+
+    // A gRPC call's streams, split into messages as they pass (null for any other exchange).
+    private GrpcFrameReader? _grpcRequest;
+    private GrpcFrameReader? _grpcResponse;
+    private bool _finished;
+    private bool _disposed;
+
+    internal ExchangeCapture(CapturePipeline pipeline, TimeProvider time, Exchange exchange, PropagationResult trace, bool sampled, bool mayShortCircuit)
+    {
+        _pipeline = pipeline;
+        _time = time;
+        Exchange = exchange;
+        Trace = trace;
+        Sampled = sampled;
+        MayShortCircuit = mayShortCircuit;
+        KeepsBodies = sampled || mayShortCircuit;
+
+        // The one place the trace fields reach the exchange.
+        exchange.TraceId = trace.TraceId;
+        exchange.SpanId = trace.SpanId;
+        exchange.ParentSpanId = trace.ParentSpanId;
+        exchange.SessionId = trace.SessionId;
+        if (KeepsBodies && GrpcSpanAttributes.IsGrpc(exchange.RequestHeaders.Get("content-type")))
+        {
+            _grpcRequest = new GrpcFrameReader(pipeline.GrpcLimits, exchange.RequestHeaders.Get("grpc-encoding"));
+        }
+
+        pipeline.Metrics.CapturesActive.Inc();
+    }
+
+    /// <summary>The exchange being filled in.</summary>
+    public Exchange Exchange { get; }
+
+    /// <summary>The trace context of the exchange and the headers to forward.</summary>
+    public PropagationResult Trace { get; }
+
+    /// <summary>The sampling decision (<c>sampling.by</c>, <c>sampling.ratio</c>), made at the request head.</summary>
+    public bool Sampled { get; }
+
+    /// <summary>True when the short-circuit (the cache) may answer this request: ask it once the request is known.</summary>
+    public bool MayShortCircuit { get; }
+
+    /// <summary>
+    /// True when body bytes are worth copying: the exchange is sampled, or the short-circuit covers
+    /// it. False: the front end can skip the bodies altogether (ext_proc's mode override, no tee in the proxy).
+    /// </summary>
+    public bool KeepsBodies { get; }
+
+    /// <summary>True once <see cref="Finish"/> ran (or the capture was disposed).</summary>
+    public bool Finished
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _finished;
+            }
+        }
+    }
+
+    /// <summary>Copies request body bytes (up to the capture limit) unless bodies are not kept or the request body is complete.</summary>
+    public void AppendRequestBody(ReadOnlySpan<byte> bytes)
+    {
+        if (!KeepsBodies)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_finished || _requestBodyDone)
+            {
+                return;
+            }
+
+            _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes);
+            _requestBody.Append(bytes);
+            _grpcRequest?.Append(bytes, Elapsed());
+        }
+    }
+
+    /// <summary>
+    /// Ends the request body (the request is over, or its response started): decodes what was kept
+    /// into <see cref="Exchange.RequestBody"/>. <paramref name="ended"/> false means the body was cut
+    /// off before its end (what was seen is a prefix). Only the first call counts.
+    /// </summary>
+    public void CompleteRequestBody(bool ended)
+    {
+        lock (_gate)
+        {
+            if (_requestBodyDone || _finished)
+            {
+                return;
+            }
+
+            _requestBodyDone = true;
+            var buffer = _requestBody;
+            _requestBody = null;
+            if (buffer is not null)
+            {
+                Exchange.RequestBody = CompleteBody(buffer, ended, Exchange.RequestHeaders);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads the request body ahead, up to the capture limit plus one byte (to tell a body of exactly
+    /// the limit from a longer one), for a body-keyed lookup. The array is rented and owned by this
+    /// capture until it is disposed, also when reading throws. When the whole body was read it becomes
+    /// <see cref="Exchange.RequestBody"/> for the lookup. Returns what was read (valid until disposal)
+    /// and whether that is the whole body.
+    /// </summary>
+    public async ValueTask<(ReadOnlyMemory<byte> Body, bool Complete)> ReadRequestBodyAheadAsync(Stream body, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        if (_readAhead is not null)
+        {
+            throw new InvalidOperationException("The request body was already read ahead.");
+        }
+
+        var limit = _pipeline.MaxRequestBodyBytes;
+        var wanted = limit + 1;
+        _readAhead = ArrayPool<byte>.Shared.Rent(Math.Min(wanted, 16 * 1024));
+        while (true)
+        {
+            if (_readAheadLength == _readAhead.Length)
+            {
+                if (_readAheadLength >= wanted)
+                {
+                    return ReadAheadResult(complete: false);
+                }
+
+                var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(wanted, (long)_readAhead.Length * 2));
+                _readAhead.AsSpan(0, _readAheadLength).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(_readAhead);
+                _readAhead = larger;
+            }
+
+            var room = Math.Min(_readAhead.Length, wanted) - _readAheadLength;
+            if (room == 0)
+            {
+                return ReadAheadResult(complete: false);
+            }
+
+            var read = await body.ReadAsync(_readAhead.AsMemory(_readAheadLength, room), cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+            {
+                return ReadAheadResult(complete: true);
+            }
+
+            _readAheadLength += read;
+        }
+    }
+
+    // What was read ahead becomes the request body the lookup sees: the whole body, or (over the
+    // capture limit) a truncated prefix, which cannot be keyed exactly.
+    private (ReadOnlyMemory<byte> Body, bool Complete) ReadAheadResult(bool complete)
+    {
+        var read = _readAhead.AsMemory(0, _readAheadLength);
+        var kept = complete ? read : read[..Math.Min(read.Length, _pipeline.MaxRequestBodyBytes)];
+        Exchange.RequestBody = BodyCapture.Create(
+            kept,
+            read.Length,
+            truncated: !complete,
+            Exchange.RequestHeaders.Get("content-type"),
+            Exchange.RequestHeaders.Get("content-encoding"),
+            _pipeline.MaxDecodedBodyBytes);
+        return (read, complete);
+    }
+
+    /// <summary>
+    /// Asks the short-circuit under <see cref="ShortCircuitPolicy"/> (deadline: <c>fallback_timeout_ms</c>,
+    /// else <c>async_timeout_ms</c>, capped at <paramref name="frontEndCap"/>; a timeout or fault is a
+    /// miss). On an answer the exchange records it (status, headers, <see cref="ShortCircuitPolicy.CacheHeader"/>,
+    /// body, and a request body read ahead) and the front end sends it, then calls <see cref="Finish"/>.
+    /// </summary>
+    public async ValueTask<ShortCircuitResponse?> TryShortCircuitAsync(TimeSpan? frontEndCap, Action<Exception> onFault, CancellationToken cancellationToken)
+    {
+        if (!MayShortCircuit)
+        {
+            return null;
+        }
+
+        var deadline = ShortCircuitPolicy.Deadline(_pipeline.Options, frontEndCap);
+        var answer = await ShortCircuitPolicy.AskAsync(_pipeline, Exchange, deadline, onFault, cancellationToken).ConfigureAwait(false);
+        if (answer is null)
+        {
+            return null;
+        }
+
+        lock (_gate)
+        {
+            ShortCircuitPolicy.RecordAnswer(Exchange, answer);
+            if (_readAhead is not null && !_requestBodyDone)
+            {
+                // The upstream never reads the body that was read ahead: capture it here.
+                _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes);
+                _requestBody.Append(_readAhead.AsSpan(0, _readAheadLength));
+            }
+
+            if (KeepsBodies)
+            {
+                _responseBody?.Dispose();
+                _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
+                _responseBody.Append(answer.Body.Span);
+            }
+        }
+
+        return answer;
+    }
+
+    /// <summary>Records the response head: <paramref name="addHeaders"/> adds the fields to the exchange's response headers.</summary>
+    public void RecordResponseHead<TState>(int? status, TState state, Action<TState, HeaderList> addHeaders)
+    {
+        ArgumentNullException.ThrowIfNull(addHeaders);
+        lock (_gate)
+        {
+            if (_finished)
+            {
+                return;
+            }
+
+            if (status is not null)
+            {
+                Exchange.StatusCode = status;
+            }
+
+            addHeaders(state, Exchange.ResponseHeaders);
+        }
+    }
+
+    /// <summary>Copies response body bytes (up to the capture limit) unless bodies are not kept.</summary>
+    public void AppendResponseBody(ReadOnlySpan<byte> bytes)
+    {
+        if (!KeepsBodies)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_finished)
+            {
+                return;
+            }
+
+            _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
+            _responseBody.Append(bytes);
+            if (_grpcRequest is not null)
+            {
+                // The response's grpc-encoding is known once its head was recorded.
+                _grpcResponse ??= new GrpcFrameReader(_pipeline.GrpcLimits, Exchange.ResponseHeaders.Get("grpc-encoding"));
+                _grpcResponse.Append(bytes, Elapsed());
+            }
+        }
+    }
+
+    /// <summary>
+    /// Finishes the exchange once (later calls do nothing): completes both bodies (a body that did
+    /// not reach its end, <paramref name="requestEnded"/> / <paramref name="responseEnded"/> false, is
+    /// marked truncated), stamps the end time and outcome, returns the body buffers and hands the
+    /// exchange to the pipeline (cache recording, sampling, redaction, export). A completed exchange
+    /// without a response status is recorded as cancelled: the response never came.
+    /// </summary>
+    public void Finish(ExchangeOutcome outcome, string? error, bool requestEnded = true, bool responseEnded = true)
+    {
+        lock (_gate)
+        {
+            if (_finished)
+            {
+                return;
+            }
+
+            _finished = true;
+            var exchange = Exchange;
+            if (!_requestBodyDone && _requestBody is { } request)
+            {
+                _requestBody = null;
+                exchange.RequestBody = CompleteBody(request, requestEnded, exchange.RequestHeaders);
+            }
+
+            _requestBodyDone = true;
+            if (_responseBody is { } response)
+            {
+                _responseBody = null;
+                exchange.ResponseBody = CompleteBody(response, responseEnded, exchange.ResponseHeaders);
+            }
+
+            exchange.EndTime = _time.GetUtcNow();
+            if (_grpcRequest is not null)
+            {
+                RecordGrpc(exchange);
+            }
+
+            if (outcome == ExchangeOutcome.Completed && exchange.StatusCode is null)
+            {
+                outcome = ExchangeOutcome.Cancelled;
+                error ??= "the exchange ended before the response headers";
+            }
+
+            exchange.Outcome = outcome;
+            exchange.Error = error;
+        }
+
+        _pipeline.Complete(Exchange, Sampled);
+    }
+
+    /// <summary>
+    /// Returns every buffer still held (bodies of an exchange that never finished, the request body
+    /// read ahead). An exchange that was not finished is abandoned: nothing is exported.
+    /// </summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _finished = true;
+            _requestBody?.Dispose();
+            _requestBody = null;
+            _responseBody?.Dispose();
+            _responseBody = null;
+            _grpcRequest?.Dispose();
+            _grpcRequest = null;
+            _grpcResponse?.Dispose();
+            _grpcResponse = null;
+            if (_readAhead is { } readAhead)
+            {
+                _readAhead = null;
+                ArrayPool<byte>.Shared.Return(readAhead);
+            }
+        }
+
+        _pipeline.Metrics.CapturesActive.Dec();
+    }
+
+    private TimeSpan Elapsed() => _time.GetUtcNow() - Exchange.StartTime;
+
+    /// <summary>
+    /// Writes the gRPC facts of a finished call as span attributes: service and method (OpenTelemetry
+    /// RPC conventions), each direction's messages, and the status from the trailers — or from the
+    /// headers of a trailers-only response, which carries grpc-status there. Both front ends put
+    /// trailers among the response headers, so one lookup finds either.
+    /// </summary>
+    private void RecordGrpc(Exchange exchange)
+    {
+        var attributes = exchange.Attributes;
+        attributes[GrpcSpanAttributes.RpcSystem] = "grpc";
+        if (GrpcSpanAttributes.ParsePath(exchange.Path) is var (service, method))
+        {
+            attributes[GrpcSpanAttributes.RpcService] = service;
+            attributes[GrpcSpanAttributes.RpcMethod] = method;
+        }
+
+        // A stream cut off mid-message keeps that message as truncated (Complete).
+        _grpcRequest!.Complete();
+        attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(_grpcRequest);
+        if (_grpcResponse is not null)
+        {
+            _grpcResponse.Complete();
+            attributes[GrpcSpanAttributes.ResponseMessages] = GrpcSpanAttributes.EncodeMessages(_grpcResponse);
+        }
+
+        var headers = exchange.ResponseHeaders;
+        if (GrpcCallStatus.Parse(headers.Get("grpc-status"), headers.Get("grpc-message"), headers.Get("grpc-status-details-bin")) is { } status)
+        {
+            attributes[GrpcSpanAttributes.RpcStatusCode] = status.Code.ToString(CultureInfo.InvariantCulture);
+            attributes[GrpcSpanAttributes.StatusName] = status.Name;
+            if (status.Message is not null)
+            {
+                attributes[GrpcSpanAttributes.StatusMessage] = status.Message;
+            }
+
+            if (status.Details is not null)
+            {
+                attributes[GrpcSpanAttributes.StatusDetails] = GrpcSpanAttributes.EncodeStatusDetails(status.Details);
+            }
+        }
+    }
+
+    private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)
+    {
+        var body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
+        if (ended)
+        {
+            return body;
+        }
+
+        // The body stopped before its end (BUFFERED_PARTIAL over the limit, a cancelled stream):
+        // what was seen is a prefix; its size is what content-length says, if anything.
+        var declared = long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;
+        return body with { Truncated = true, OriginalSize = declared > body.OriginalSize ? declared : -1 };
+    }
+}

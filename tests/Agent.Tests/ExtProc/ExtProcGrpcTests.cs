@@ -1,0 +1,154 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using SpIstio.Core.GrpcMessages;
+using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
+using HeaderSendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.HeaderSendMode;
+
+namespace SpIstio.Agent.Tests.ExtProc;
+
+/// <summary>gRPC calls through ext_proc, in the message sequences Envoy sends for them (trailers asked for).</summary>
+public sealed class ExtProcGrpcTests
+{
+    // OrderRequest { order_id = "ord-1" } and OrderReply { order_id = "ord-1", total_cents = 1234 } on the wire.
+    private static readonly byte[] _request = [0x0A, 0x05, .. "ord-1"u8];
+    private static readonly byte[] _reply = [0x0A, 0x05, .. "ord-1"u8, 0x10, 0xD2, 0x09];
+
+    [Fact]
+    public async Task UnaryCall_MessagesCutAcrossChunksAndACompressedReply_AreCapturedWithTheTrailerStatus()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        using var stream = host.Open();
+        var requestFrame = Frame(_request);
+
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Get", false, ("content-type", "application/grpc"), ("te", "trailers")));
+        await stream.SendAsync(Envoy.RequestBody(requestFrame[..3], false));
+        await stream.SendAsync(Envoy.RequestBody(requestFrame[3..], true));
+        await stream.SendAsync(Envoy.ResponseHeaders(200, false, ("content-type", "application/grpc"), ("grpc-encoding", "gzip")));
+        await stream.SendAsync(Envoy.ResponseBody(Frame(Gzip(_reply), compressed: true), false));
+        await stream.SendAsync(Envoy.ResponseTrailers(("grpc-status", "5"), ("grpc-message", "order%20ord-1%20gone")));
+        await stream.CompleteAsync();
+        var exchange = await host.Exporter.NextAsync();
+
+        Assert.Equal("grpc", exchange.Attributes[GrpcSpanAttributes.RpcSystem]);
+        Assert.Equal("shop.Orders", exchange.Attributes[GrpcSpanAttributes.RpcService]);
+        Assert.Equal("Get", exchange.Attributes[GrpcSpanAttributes.RpcMethod]);
+        Assert.Equal("5", exchange.Attributes[GrpcSpanAttributes.RpcStatusCode]);
+        Assert.Equal("NOT_FOUND", exchange.Attributes[GrpcSpanAttributes.StatusName]);
+        Assert.Equal("order ord-1 gone", exchange.Attributes[GrpcSpanAttributes.StatusMessage]);
+        var requests = GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!;
+        Assert.Equal(_request, Assert.Single(requests.Messages).Payload.ToArray());
+        var replies = GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!;
+        var reply = Assert.Single(replies.Messages);
+        Assert.True(reply.Compressed);
+        Assert.True(reply.Decoded);
+        Assert.Equal(_reply, reply.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task TrailersOnlyResponse_TakesTheStatusFromTheHeaders()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        using var stream = host.Open();
+
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Nope", false, ("content-type", "application/grpc+proto")));
+        await stream.SendAsync(Envoy.RequestBody(Frame(_request), true));
+        await stream.SendAsync(Envoy.ResponseHeaders(200, true, ("content-type", "application/grpc"), ("grpc-status", "12"), ("grpc-message", "unknown method")));
+        await stream.CompleteAsync();
+        var exchange = await host.Exporter.NextAsync();
+
+        Assert.Equal("UNIMPLEMENTED", exchange.Attributes[GrpcSpanAttributes.StatusName]);
+        Assert.Equal("12", exchange.Attributes[GrpcSpanAttributes.RpcStatusCode]);
+        Assert.False(exchange.Attributes.ContainsKey(GrpcSpanAttributes.ResponseMessages));
+        Assert.Single(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!.Messages);
+    }
+
+    [Fact]
+    public async Task ServerStream_EveryMessageIsListedInOrder()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        using var stream = host.Open();
+
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Watch", false, ("content-type", "application/grpc")));
+        await stream.SendAsync(Envoy.RequestBody(Frame(_request), true));
+        await stream.SendAsync(Envoy.ResponseHeaders(200, false, ("content-type", "application/grpc")));
+        for (var i = 0; i < 3; i++)
+        {
+            await stream.SendAsync(Envoy.ResponseBody(Frame([0x10, (byte)(i + 1)]), false));
+        }
+
+        await stream.SendAsync(Envoy.ResponseTrailers(("grpc-status", "0")));
+        await stream.CompleteAsync();
+        var exchange = await host.Exporter.NextAsync();
+
+        var replies = GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!;
+        Assert.Equal(3, replies.Count);
+        Assert.Equal([1, 2, 3], replies.Messages.Select(m => (int)m.Payload.Span[1]));
+        Assert.Equal([0, 1, 2], replies.Messages.Select(m => m.Index));
+        Assert.Equal("OK", exchange.Attributes[GrpcSpanAttributes.StatusName]);
+    }
+
+    [Fact]
+    public async Task SyncModeWithBufferedBodies_SwitchesAGrpcCallToStreamedBodiesAndTrailers()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        using var grpc = host.Open();
+        using var json = host.Open();
+
+        var grpcAnswer = await grpc.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Watch", false, ("content-type", "application/grpc"))
+            .WithBodyModes(BodySendMode.Buffered, BodySendMode.Buffered));
+        var jsonAnswer = await json.SendAsync(Envoy.RequestHeaders("POST", "/orders", false, ("content-type", "application/json"))
+            .WithBodyModes(BodySendMode.Buffered, BodySendMode.Buffered));
+
+        var mode = grpcAnswer.ModeOverride;
+        Assert.NotNull(mode);
+        Assert.Equal(BodySendMode.Streamed, mode.RequestBodyMode);
+        Assert.Equal(BodySendMode.Streamed, mode.ResponseBodyMode);
+        Assert.Equal(HeaderSendMode.Send, mode.ResponseHeaderMode);
+        Assert.Equal(HeaderSendMode.Send, mode.ResponseTrailerMode);
+        Assert.Null(jsonAnswer.ModeOverride);
+
+        // Streamed from here on: a client stream's first message is captured without waiting for its end.
+        await grpc.SendAsync(Envoy.RequestBody(Frame(_request), false));
+        await grpc.SendAsync(Envoy.RequestBody(Frame(_request), true));
+        await grpc.SendAsync(Envoy.ResponseHeaders(200, true, ("content-type", "application/grpc"), ("grpc-status", "0")));
+        await grpc.CompleteAsync();
+        var exchange = await host.Exporter.NextAsync();
+
+        Assert.Equal(2, GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!.Count);
+    }
+
+    [Fact]
+    public async Task PlainHttpExchange_GetsNoGrpcAttributes()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        using var stream = host.Open();
+
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Get", false, ("content-type", "application/json")));
+        await stream.SendAsync(Envoy.RequestBody("{}", true));
+        await stream.SendAsync(Envoy.ResponseHeaders(200, true, ("grpc-status", "0")));
+        await stream.CompleteAsync();
+        var exchange = await host.Exporter.NextAsync();
+
+        Assert.DoesNotContain(exchange.Attributes.Keys, k => k.StartsWith("rpc.", StringComparison.Ordinal) || k.StartsWith("sp.grpc.", StringComparison.Ordinal));
+    }
+
+    private static byte[] Frame(byte[] message, bool compressed = false)
+    {
+        var frame = new byte[5 + message.Length];
+        frame[0] = compressed ? (byte)1 : (byte)0;
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
+        message.CopyTo(frame, 5);
+        return frame;
+    }
+
+    private static byte[] Gzip(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new GZipStream(output, CompressionLevel.Fastest))
+        {
+            gzip.Write(data);
+        }
+
+        return output.ToArray();
+    }
+}

@@ -1,0 +1,182 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using Google.Protobuf;
+using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Tests.GrpcMessages.Generated;
+
+namespace SpIstio.Core.Tests.GrpcMessages;
+
+public sealed class GrpcFrameReaderTests
+{
+    private static readonly GrpcCaptureLimits Roomy = new(1024, 10, 10_000);
+
+    [Fact]
+    public void Append_StreamCutAtEveryByte_YieldsTheSameMessages()
+    {
+        var first = new OrderReply { OrderId = "ord-1", TotalCents = 1234 }.ToByteArray();
+        var second = new OrderReply { OrderId = "ord-2" }.ToByteArray();
+        var stream = Frame(first).Concat(Frame(second)).Concat(Frame([])).ToArray();
+
+        for (var cut = 0; cut <= stream.Length; cut++)
+        {
+            using var reader = new GrpcFrameReader(Roomy, null);
+            reader.Append(stream.AsSpan(0, cut), TimeSpan.Zero);
+            reader.Append(stream.AsSpan(cut), TimeSpan.Zero);
+            reader.Complete();
+
+            Assert.Equal(3, reader.MessageCount);
+            Assert.Equal([first, second, []], reader.Messages.Select(m => m.Payload.ToArray()));
+            Assert.Equal([0, 1, 2], reader.Messages.Select(m => m.Index));
+            Assert.False(reader.Truncated);
+            Assert.Equal(stream.Length, reader.TotalBytes);
+        }
+    }
+
+    [Fact]
+    public void Append_MessageOverPerMessageLimit_KeepsItsStartFlagsItAndReadsTheNextWhole()
+    {
+        var big = Enumerable.Range(0, 300).Select(i => (byte)i).ToArray();
+        var small = new byte[] { 1, 2, 3 };
+        using var reader = new GrpcFrameReader(new GrpcCaptureLimits(100, 10, 10_000), null);
+
+        reader.Append(Frame(big).Concat(Frame(small)).ToArray(), TimeSpan.Zero);
+        reader.Complete();
+
+        Assert.Equal(2, reader.Messages.Count);
+        Assert.Equal(big[..100], reader.Messages[0].Payload.ToArray());
+        Assert.Equal(300, reader.Messages[0].WireLength);
+        Assert.True(reader.Messages[0].Truncated);
+        Assert.Equal(small, reader.Messages[1].Payload.ToArray());
+        Assert.False(reader.Messages[1].Truncated);
+        Assert.True(reader.Truncated);
+    }
+
+    [Fact]
+    public void Append_MoreMessagesThanTheLimit_CountsThemAllKeepsTheFirst()
+    {
+        using var reader = new GrpcFrameReader(new GrpcCaptureLimits(100, 2, 10_000), null);
+
+        for (var i = 0; i < 5; i++)
+        {
+            reader.Append(Frame([(byte)i]), TimeSpan.FromMilliseconds(i));
+        }
+
+        reader.Complete();
+
+        Assert.Equal(5, reader.MessageCount);
+        Assert.Equal([0, 1], reader.Messages.Select(m => (int)m.Payload.Span[0]));
+        Assert.True(reader.Truncated);
+    }
+
+    [Fact]
+    public void Append_StreamBudgetSpent_LaterMessagesKeepNoBytes()
+    {
+        using var reader = new GrpcFrameReader(new GrpcCaptureLimits(100, 10, 150), null);
+
+        reader.Append(Frame(new byte[100]).Concat(Frame(new byte[100])).Concat(Frame(new byte[100])).ToArray(), TimeSpan.Zero);
+        reader.Complete();
+
+        Assert.Equal([100, 50, 0], reader.Messages.Select(m => m.Payload.Length));
+        Assert.All(reader.Messages, m => Assert.Equal(100, m.WireLength));
+        Assert.True(reader.Truncated);
+    }
+
+    [Fact]
+    public void Append_GzipMessageUnderGrpcEncodingGzip_IsDecompressedForTheCapture()
+    {
+        var message = new OrderReply { OrderId = new string('x', 500) }.ToByteArray();
+        using var reader = new GrpcFrameReader(Roomy, "gzip");
+
+        reader.Append(Frame(Gzip(message), compressed: true), TimeSpan.Zero);
+        reader.Complete();
+
+        var captured = Assert.Single(reader.Messages);
+        Assert.True(captured.Compressed);
+        Assert.True(captured.Decoded);
+        Assert.Equal(message, captured.Payload.ToArray());
+    }
+
+    [Fact]
+    public void Append_CompressedBomb_DecodesNoMoreThanThePerMessageLimit()
+    {
+        var bomb = Gzip(new byte[50_000_000]);
+        using var reader = new GrpcFrameReader(new GrpcCaptureLimits(4096, 10, 1_000_000), "gzip");
+
+        reader.Append(Frame(bomb, compressed: true), TimeSpan.Zero);
+        reader.Complete();
+
+        var captured = Assert.Single(reader.Messages);
+        Assert.True(captured.Decoded);
+        Assert.Equal(4096, captured.Payload.Length);
+        Assert.True(captured.Truncated);
+    }
+
+    [Fact]
+    public void Append_CompressedFlagWithUnknownEncoding_KeepsTheWireBytes()
+    {
+        var wire = new byte[] { 9, 8, 7 };
+        using var reader = new GrpcFrameReader(Roomy, "snappy");
+
+        reader.Append(Frame(wire, compressed: true), TimeSpan.Zero);
+        reader.Complete();
+
+        var captured = Assert.Single(reader.Messages);
+        Assert.False(captured.Decoded);
+        Assert.Equal(wire, captured.Payload.ToArray());
+    }
+
+    [Fact]
+    public void Complete_StreamEndsInsideAMessage_KeepsItAsTruncated()
+    {
+        var frame = Frame([1, 2, 3, 4, 5]);
+        using var reader = new GrpcFrameReader(Roomy, null);
+
+        reader.Append(frame.AsSpan(0, 7), TimeSpan.Zero);
+        reader.Complete();
+
+        var captured = Assert.Single(reader.Messages);
+        Assert.Equal(new byte[] { 1, 2 }, captured.Payload.ToArray());
+        Assert.True(captured.Truncated);
+        Assert.True(reader.Truncated);
+    }
+
+    [Fact]
+    public void Append_MessageStartingLateInAChunk_TakesTheTimeItsFirstByteArrived()
+    {
+        var frames = Frame([1]).Concat(Frame([2, 2])).ToArray();
+        using var reader = new GrpcFrameReader(Roomy, null);
+
+        reader.Append(frames.AsSpan(0, 8), TimeSpan.FromMilliseconds(10));
+        reader.Append(frames.AsSpan(8), TimeSpan.FromMilliseconds(25));
+        reader.Complete();
+
+        Assert.Equal([TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(10)], reader.Messages.Select(m => m.Offset));
+
+        using var later = new GrpcFrameReader(Roomy, null);
+        later.Append(frames.AsSpan(0, 6), TimeSpan.FromMilliseconds(10));
+        later.Append(frames.AsSpan(6), TimeSpan.FromMilliseconds(25));
+        later.Complete();
+
+        Assert.Equal([TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(25)], later.Messages.Select(m => m.Offset));
+    }
+
+    internal static byte[] Frame(byte[] message, bool compressed = false)
+    {
+        var frame = new byte[5 + message.Length];
+        frame[0] = compressed ? (byte)1 : (byte)0;
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
+        message.CopyTo(frame, 5);
+        return frame;
+    }
+
+    private static byte[] Gzip(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new GZipStream(output, CompressionLevel.Fastest))
+        {
+            gzip.Write(data);
+        }
+
+        return output.ToArray();
+    }
+}

@@ -1,0 +1,91 @@
+using Google.Protobuf;
+using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Tests.GrpcMessages.Generated;
+
+namespace SpIstio.Core.Tests.GrpcMessages;
+
+public sealed class GrpcSpanAttributesTests
+{
+    [Theory]
+    [InlineData("application/grpc", true)]
+    [InlineData("application/grpc+proto", true)]
+    [InlineData("Application/GRPC+json; charset=utf-8", true)]
+    [InlineData("application/grpc-web", false)]
+    [InlineData("application/grpc-web+proto", false)]
+    [InlineData("application/json", false)]
+    [InlineData(null, false)]
+    public void IsGrpc_TellsGrpcFromGrpcWebAndTheRest(string? contentType, bool expected) =>
+        Assert.Equal(expected, GrpcSpanAttributes.IsGrpc(contentType));
+
+    [Theory]
+    [InlineData("/sp.test.grpc.Orders/Get", "sp.test.grpc.Orders", "Get")]
+    [InlineData("/Health/Check", "Health", "Check")]
+    public void ParsePath_ServiceAndMethod(string path, string service, string method) =>
+        Assert.Equal((service, method), GrpcSpanAttributes.ParsePath(path));
+
+    [Theory]
+    [InlineData("/orders/ord-1/items")]
+    [InlineData("/orders/")]
+    [InlineData("//Get")]
+    [InlineData("Get")]
+    [InlineData("")]
+    public void ParsePath_NotAGrpcPath_IsNull(string path) => Assert.Null(GrpcSpanAttributes.ParsePath(path));
+
+    [Fact]
+    public void EncodeMessages_RoundTripsWhatWasKeptAndTheCount()
+    {
+        var reply = new OrderReply { OrderId = "ord-1", TotalCents = 1234 }.ToByteArray();
+        using var reader = new GrpcFrameReader(new GrpcCaptureLimits(1024, 1, 10_000), null);
+        reader.Append(GrpcFrameReaderTests.Frame(reply), TimeSpan.FromMilliseconds(1.5));
+        reader.Append(GrpcFrameReaderTests.Frame(reply), TimeSpan.FromMilliseconds(3));
+        reader.Complete();
+
+        var decoded = GrpcSpanAttributes.DecodeMessages(GrpcSpanAttributes.EncodeMessages(reader));
+
+        Assert.NotNull(decoded);
+        Assert.Equal(2, decoded.Count);
+        Assert.True(decoded.Truncated);
+        var message = Assert.Single(decoded.Messages);
+        Assert.Equal(reply, message.Payload.ToArray());
+        Assert.Equal(TimeSpan.FromMilliseconds(1.5), message.Offset);
+        Assert.Equal(reply.Length, message.WireLength);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("{}")]
+    [InlineData("{\"count\":1,\"truncated\":false,\"messages\":[{\"index\":0}]}")]
+    [InlineData("not json")]
+    public void DecodeMessages_NotTheShape_IsNull(string json) => Assert.Null(GrpcSpanAttributes.DecodeMessages(json));
+
+    [Fact]
+    public void Render_KnownMethod_ShowsProto3JsonOfTheRightDirection()
+    {
+        var set = GrpcDescriptorSet.Load([("test.pb", ProtobufDecodingTests.DescriptorSetOf(GrpcCaptureTestReflection.Descriptor))]);
+        var request = Message(new OrderRequest { OrderId = "ord-7" }.ToByteArray());
+        var reply = Message(new OrderReply { OrderId = "ord-7", TotalCents = 990 }.ToByteArray());
+
+        var requestView = GrpcMessageView.Render(set, "/sp.test.grpc.Orders/Get", request: true, request);
+        var replyView = GrpcMessageView.Render(set, "/sp.test.grpc.Orders/Get", request: false, reply);
+
+        Assert.Equal("sp.test.grpc.OrderRequest", requestView["type"]!.GetValue<string>());
+        Assert.Equal("""{"orderId":"ord-7"}""", requestView["json"]!.ToJsonString());
+        Assert.Equal("""{"orderId":"ord-7","totalCents":"990"}""", replyView["json"]!.ToJsonString());
+    }
+
+    [Fact]
+    public void Render_UnknownMethodOrTruncatedMessage_FallsBackToFieldsThenBytes()
+    {
+        var bytes = new OrderReply { OrderId = "ord-7", TotalCents = 990 }.ToByteArray();
+
+        var unknown = GrpcMessageView.Render(GrpcDescriptorSet.Empty, "/sp.test.grpc.Orders/Get", request: false, Message(bytes));
+        var truncated = GrpcMessageView.Render(GrpcDescriptorSet.Empty, "/sp.test.grpc.Orders/Get", request: false, Message(bytes[..4]) with { Truncated = true });
+
+        Assert.Equal("ord-7", unknown["fields"]![0]!["string"]!.GetValue<string>());
+        Assert.Null(unknown["json"]);
+        Assert.Equal(Convert.ToBase64String(bytes[..4]), truncated["base64"]!.GetValue<string>());
+    }
+
+    private static GrpcMessage Message(byte[] payload) =>
+        new(0, TimeSpan.Zero, false, payload.Length, payload, false, false);
+}
