@@ -15,7 +15,7 @@ namespace SpIstio.Backend.Api;
 /// <summary>
 /// The query API: sessions, traces, spans, the service graph and endpoint statistics, plus the
 /// original backend's <c>/api/view</c> and <c>/api/detail</c>. Every route needs a key with the
-/// read scope and sees only that key's tenant.
+/// read scope (deleting a session: admin) and sees only that key's tenant.
 /// </summary>
 public static class QueryEndpoints
 {
@@ -35,6 +35,9 @@ public static class QueryEndpoints
         api.MapGet("/sessions/{*id}", GetSessionAsync)
             .WithSummary("A session's traces and spans in time order.")
             .Produces<SessionDetailDto>().ProducesProblem(404);
+        api.MapDelete("/sessions/{*id}", DeleteSessionAsync)
+            .WithSummary("Deletes a session's data (every span of the tenant with this session id, its roll-up and search entries); needs the admin scope.")
+            .Produces(204).ProducesProblem(400).ProducesProblem(401).ProducesProblem(403).ProducesProblem(404);
         api.MapGet("/traces", SearchTracesAsync)
             .WithSummary("Trace search: traces with a span matching every filter, newest first, with cursor pagination.")
             .Produces<TraceListDto>().ProducesProblem(400).ProducesProblem(401);
@@ -340,6 +343,25 @@ public static class QueryEndpoints
 
         duration = TimeSpan.FromMilliseconds(total);
         return true;
+    }
+
+    private static async Task<IResult> DeleteSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        id = Ui.UiLinks.DecodeSlashes(id ?? "");
+        if (id.Length is 0 or > 256)
+        {
+            return BadParameter("id", "must be 1 to 256 characters");
+        }
+
+        // Not cancelled with the request: a client that disconnects mid-way must not leave half a session.
+        long deleted = await store.DeleteSessionAsync(tenant, id, CancellationToken.None).ConfigureAwait(false);
+        return deleted > 0 ? Results.NoContent() : NotFound("session '" + id + "' not found");
     }
 
     private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
@@ -692,14 +714,14 @@ public static class QueryEndpoints
         s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.EndTime - s.StartTime),
         s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
 
-    private static async Task<(long Tenant, IResult? Denied)> AuthorizeAsync(HttpContext context, ApiKeyAuthenticator authenticator)
+    private static async Task<(long Tenant, IResult? Denied)> AuthorizeAsync(HttpContext context, ApiKeyAuthenticator authenticator, KeyScope scope = KeyScope.Read)
     {
         var key = ApiKeyAuthenticator.ExtractKey(context.Request.Headers["x-public-key"], context.Request.Headers.Authorization);
-        var auth = await authenticator.AuthenticateAsync(key, KeyScope.Read, context.RequestAborted).ConfigureAwait(false);
+        var auth = await authenticator.AuthenticateAsync(key, scope, context.RequestAborted).ConfigureAwait(false);
         return auth.Status switch
         {
             AuthStatus.Allowed => (auth.TenantId, null),
-            AuthStatus.Forbidden => (0, Results.Problem(statusCode: 403, title: "Forbidden", detail: "the API key has no read scope")),
+            AuthStatus.Forbidden => (0, Results.Problem(statusCode: 403, title: "Forbidden", detail: "the API key has no " + ApiKeys.FormatScopes(scope) + " scope")),
             AuthStatus.Missing => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "no API key: send it in x-public-key or Authorization: Bearer")),
             _ => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "unknown or revoked API key")),
         };
