@@ -6,6 +6,7 @@ using System.Text.Unicode;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.OpenApi;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp;
@@ -31,7 +32,16 @@ public static class QueryEndpoints
         var api = endpoints.MapGroup("/api").WithTags("query");
         api.MapGet("/sessions", ListSessionsAsync)
             .WithSummary("Sessions, newest activity first, with cursor pagination.")
-            .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401);
+            .WithQueryParameters(
+            [
+                new QueryParameter("limit", "Sessions per page, 1 to " + MaxLimit.ToString(CultureInfo.InvariantCulture) + " (default 50).", JsonSchemaType.Integer),
+                new QueryParameter("status", "Only sessions with a span of this status class: 2xx, 3xx, 4xx or 5xx."),
+                new QueryParameter("service", "Only sessions with a span of this service."),
+                new QueryParameter("q", "Only sessions with a span whose URL or body contains these words (at most 256 characters)."),
+                .. OpenApiDeclarations.RangeParameters,
+                new QueryParameter("cursor", "The nextCursor of the previous page."),
+            ])
+            .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401).ProducesProblem(403);
         api.MapGet("/sessions/{*id}", GetSessionAsync)
             .WithSummary("A session's traces and spans in time order.")
             .Produces<SessionDetailDto>().ProducesProblem(404);
@@ -40,7 +50,21 @@ public static class QueryEndpoints
             .Produces(204).ProducesProblem(400).ProducesProblem(401).ProducesProblem(403).ProducesProblem(404);
         api.MapGet("/traces", SearchTracesAsync)
             .WithSummary("Trace search: traces with a span matching every filter, newest first, with cursor pagination.")
-            .Produces<TraceListDto>().ProducesProblem(400).ProducesProblem(401);
+            .WithDescription("Besides the parameters below, up to " + MaxAttributeFilters.ToString(CultureInfo.InvariantCulture) + " attribute filters attr.<name>=<value> (e.g. attr.http.route=/api/items/{id}) select spans by attribute.")
+            .WithQueryParameters(
+            [
+                new QueryParameter("limit", "Traces per page, 1 to " + MaxLimit.ToString(CultureInfo.InvariantCulture) + " (default 20).", JsonSchemaType.Integer),
+                new QueryParameter("service", "Only spans of this service."),
+                new QueryParameter("operation", "Only spans of this name (e.g. GET /api/items)."),
+                new QueryParameter("route", "Only spans of this route template."),
+                new QueryParameter("status", "error, client_error, ok, or a status class 2xx, 3xx, 4xx, 5xx."),
+                new QueryParameter("minDuration", "Only spans at least this long: 250ms, 1.5s, 2m or milliseconds."),
+                new QueryParameter("maxDuration", "Only spans at most this long: 250ms, 1.5s, 2m or milliseconds."),
+                new QueryParameter("q", "Only spans whose URL or body contains these words (at most 256 characters)."),
+                .. OpenApiDeclarations.RangeParameters,
+                new QueryParameter("cursor", "The nextCursor of the previous page."),
+            ])
+            .Produces<TraceListDto>().ProducesProblem(400).ProducesProblem(401).ProducesProblem(403);
         api.MapGet("/traces/{traceId}", GetTraceAsync)
             .WithSummary("A trace's spans with parent links (waterfall data).")
             .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
@@ -49,15 +73,19 @@ public static class QueryEndpoints
             .Produces<SpanDetailDto>().ProducesProblem(400).ProducesProblem(404);
         api.MapGet("/services", GetServicesAsync)
             .WithSummary("The service graph: caller → callee edges with calls, error rate and latency percentiles.")
+            .WithQueryParameters(OpenApiDeclarations.RangeParameters)
             .Produces<ServiceGraphDto>().ProducesProblem(400);
         api.MapGet("/endpoints", GetEndpointsAsync)
             .WithSummary("Per service, method and route template statistics.")
+            .WithQueryParameters([new QueryParameter("service", "Only this service (default: all)."), .. OpenApiDeclarations.RangeParameters])
             .Produces<EndpointListDto>().ProducesProblem(400);
         api.MapGet("/view", GetViewAsync)
             .WithSummary("Compatibility with the original backend: the trace view of ?traceId=.")
+            .WithQueryParameters(new QueryParameter("traceId", "The trace: 32 hex digits.", Required: true))
             .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
         api.MapGet("/detail", GetDetailAsync)
             .WithSummary("Compatibility with the original backend: one span of ?traceId=&spanId=.")
+            .WithQueryParameters(new QueryParameter("traceId", "The trace: 32 hex digits.", Required: true), new QueryParameter("spanId", "The span: 16 hex digits.", Required: true))
             .Produces<SpanDetailDto>().ProducesProblem(400).ProducesProblem(404);
         return endpoints;
     }
