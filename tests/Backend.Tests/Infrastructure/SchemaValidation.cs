@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Json.Schema;
 
 namespace SpIstio.Backend.Tests.Infrastructure;
@@ -10,40 +11,40 @@ namespace SpIstio.Backend.Tests.Infrastructure;
 internal static class SchemaValidation
 {
     /// <summary>
-    /// Builds the schema in <paramref name="root"/>, registering the other files of its folder
-    /// first so its relative <c>$ref</c>s (<c>log.json#</c>) resolve without any download.
+    /// The schema in <paramref name="root"/> (a path under TestData/), with the other files of its
+    /// folder registered so its relative <c>$ref</c>s (<c>log.json#</c>) resolve without any download.
     /// </summary>
-    public static JsonSchema Load(string root)
+    public static Schema Load(string root)
     {
-        var path = Path.Combine(AppContext.BaseDirectory, "TestData", root);
-        var registry = new SchemaRegistry();
-        var options = new BuildOptions { SchemaRegistry = registry };
-        var baseUri = new Uri("https://schemas.sp-istio.test/" + Path.GetDirectoryName(root)!.Replace('\\', '/') + "/");
+        var path = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "TestData", root));
+        // Formats are asserted, not just annotated: a URL that is not a URI is an error.
+        var options = new EvaluationOptions { OutputFormat = OutputFormat.List, RequireFormatValidation = true };
         JsonSchema? built = null;
-        foreach (var file in Directory.GetFiles(Path.GetDirectoryName(path)!, "*.json").Order(StringComparer.Ordinal))
+        foreach (var file in Directory.GetFiles(Path.GetDirectoryName(path)!, "*.json"))
         {
-            var schema = JsonSchema.FromText(File.ReadAllText(file), options, new Uri(baseUri, Path.GetFileName(file)));
-            registry.Register(schema);
-            if (Path.GetFileName(file) == Path.GetFileName(root))
+            // From the file, so a relative $id ("har.json#") resolves against the file's own URI.
+            var schema = JsonSchema.FromFile(file);
+            options.SchemaRegistry.Register(schema);
+            if (string.Equals(Path.GetFullPath(file), path, StringComparison.Ordinal))
             {
                 built = schema;
             }
         }
 
-        return built ?? throw new FileNotFoundException("schema not found", path);
+        return new Schema(built ?? throw new FileNotFoundException("schema not found", path), options);
     }
 
-    /// <summary>Every error the schema finds in <paramref name="instance"/> (formats asserted, not just annotated), as "location: message".</summary>
-    public static IReadOnlyList<string> Errors(JsonSchema schema, JsonElement instance)
+    /// <summary>Every error the schema finds in <paramref name="instance"/>, as "location (schema path): message".</summary>
+    public static IReadOnlyList<string> Errors(Schema schema, JsonElement instance)
     {
-        var results = schema.Evaluate(instance, new EvaluationOptions { OutputFormat = OutputFormat.List, RequireFormatValidation = true });
+        var results = schema.Root.Evaluate(JsonNode.Parse(instance.GetRawText()), schema.Options);
         if (results.IsValid)
         {
             return [];
         }
 
         var errors = new List<string>();
-        foreach (var node in (results.Details ?? []).Prepend(results))
+        foreach (var node in results.Details.Prepend(results))
         {
             foreach (var error in node.Errors ?? new Dictionary<string, string>())
             {
@@ -53,4 +54,7 @@ internal static class SchemaValidation
 
         return errors.Count > 0 ? errors : ["invalid, without an error message"];
     }
+
+    /// <summary>A built schema and the options (registry, formats) to evaluate it with.</summary>
+    internal sealed record Schema(JsonSchema Root, EvaluationOptions Options);
 }
