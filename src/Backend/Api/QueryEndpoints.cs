@@ -381,15 +381,26 @@ public static class QueryEndpoints
             return denied;
         }
 
-        id = Ui.UiLinks.DecodeSlashes(id ?? "");
-        if (id.Length is 0 or > 256)
+        if (SessionIdOf(id) is not { } sessionId)
         {
-            return BadParameter("id", "must be 1 to 256 characters");
+            return BadSessionId;
         }
 
         // Not cancelled with the request: a client that disconnects mid-way must not leave half a session.
-        long deleted = await store.DeleteSessionAsync(tenant, id, CancellationToken.None).ConfigureAwait(false);
-        return deleted > 0 ? Results.NoContent() : NotFound("session '" + id + "' not found");
+        long deleted = await store.DeleteSessionAsync(tenant, sessionId, CancellationToken.None).ConfigureAwait(false);
+        return deleted > 0 ? Results.NoContent() : NotFound("session '" + sessionId + "' not found");
+    }
+
+    private static IResult BadSessionId => BadParameter("id", "must be 1 to 256 characters");
+
+    /// <summary>
+    /// The session id of a route, or null when it is not 1 to 256 characters. Any id ingest accepts:
+    /// "a/b" arrives whole through the catch-all, "a%2Fb" needs its slash restored.
+    /// </summary>
+    private static string? SessionIdOf(string? route)
+    {
+        var id = Ui.UiLinks.DecodeSlashes(route ?? "");
+        return id.Length is 0 or > 256 ? null : id;
     }
 
     private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
@@ -400,12 +411,12 @@ public static class QueryEndpoints
             return denied;
         }
 
-        // Any id ingest accepts: "a/b" arrives whole through the catch-all, "a%2Fb" needs its slash restored.
-        id = Ui.UiLinks.DecodeSlashes(id ?? "");
-        if (id.Length is 0 or > 256)
+        if (SessionIdOf(id) is not { } sessionId)
         {
-            return BadParameter("id", "must be 1 to 256 characters");
+            return BadSessionId;
         }
+
+        id = sessionId;
 
         var spans = await store.GetSessionAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (spans is null || spans.Count == 0)
