@@ -47,7 +47,7 @@ internal static class OpenApiDeclarations
             return Task.CompletedTask;
         });
 
-    /// <summary>Declares the request body: its content types, each with the schema of <paramref name="type"/> (null: raw bytes).</summary>
+    /// <summary>Declares the request body: its content types, a JSON one with the schema of <paramref name="type"/> (null: any object), any other as bytes.</summary>
     public static TBuilder WithRequestBody<TBuilder>(this TBuilder builder, string description, bool required, Type? type, params string[] contentTypes)
         where TBuilder : IEndpointConventionBuilder =>
         builder.AddOpenApiOperationTransformer(async (operation, context, cancellationToken) =>
