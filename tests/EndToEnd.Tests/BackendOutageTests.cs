@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.ExtProc.Proto.Core;
+using SpIstio.Agent.Tests.Infrastructure;
 
 namespace SpIstio.EndToEnd.Tests;
 
@@ -185,26 +186,25 @@ public sealed class BackendOutageTests : IDisposable
     {
         using var http = new HttpClient { BaseAddress = new Uri("http://127.0.0.1:" + port.ToString(CultureInfo.InvariantCulture)) };
         var missing = new HashSet<string>(traces, StringComparer.Ordinal);
-        var deadline = Stopwatch.StartNew();
-        while (missing.Count > 0)
-        {
-            foreach (var trace in missing.ToList())
+        await OtlpReceiver.WaitUntilAsync(
+            async () =>
             {
-                using var request = new HttpRequestMessage(HttpMethod.Get, "/api/traces/" + trace);
-                request.Headers.Add("x-public-key", key);
-                using var response = await http.SendAsync(request);
-                if (response.StatusCode == HttpStatusCode.OK)
+                foreach (var trace in missing.ToList())
                 {
-                    missing.Remove(trace);
+                    using var request = new HttpRequestMessage(HttpMethod.Get, "/api/traces/" + trace);
+                    request.Headers.Add("x-public-key", key);
+                    using var response = await http.SendAsync(request);
+                    if (response.StatusCode == HttpStatusCode.OK)
+                    {
+                        missing.Remove(trace);
+                    }
                 }
-            }
 
-            if (missing.Count > 0)
-            {
-                Assert.True(deadline.Elapsed < StoreDeadline, $"{missing.Count} of {traces.Count} exchanges never reached the store, e.g. {missing.First()}");
-                await Task.Delay(200);
-            }
-        }
+                return missing.Count == 0;
+            },
+            StoreDeadline,
+            () => $"{missing.Count} of {traces.Count} exchanges never reached the store, e.g. {missing.First()}",
+            TimeSpan.FromMilliseconds(200));
     }
 
     private static async Task<double> MetricAsync(Uri admin, string series)
@@ -224,22 +224,15 @@ public sealed class BackendOutageTests : IDisposable
 
     private static async Task WaitForMetricAsync(Uri admin, string series, Func<double, bool> condition)
     {
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            var value = await MetricAsync(admin, series);
-            if (condition(value))
-            {
-                return;
-            }
-
-            Assert.True(deadline.Elapsed < StoreDeadline, $"{series} stayed at {value}");
-            await Task.Delay(50);
-        }
+        double value = double.NaN;
+        await OtlpReceiver.WaitUntilAsync(
+            async () => condition(value = await MetricAsync(admin, series)),
+            StoreDeadline,
+            () => $"{series} stayed at {value}",
+            TimeSpan.FromMilliseconds(50));
     }
 
-    private static Task OtlpWait(Func<bool> condition) =>
-        SpIstio.Agent.Tests.Infrastructure.OtlpReceiver.WaitUntilAsync(condition, StoreDeadline);
+    private static Task OtlpWait(Func<bool> condition) => OtlpReceiver.WaitUntilAsync(condition, StoreDeadline);
 
     private static async Task<WebApplication> StartUpstreamAsync()
     {

@@ -67,6 +67,11 @@ public sealed class StartupErrorTests : IClassFixture<StartupErrorTests.Machine>
         { "agent|extproc|--listen|127.0.0.1:0|--admin|127.0.0.1:0|--config|{tmp}/typo.yaml", InvalidInput, "error: colectionRules: unknown key 'colectionRules'; did you mean 'collectionRules'?" },
         { "agent|extproc|--listen|127.0.0.1:0|--admin|127.0.0.1:0|--config|{data}/bad.yaml", InvalidInput, "error: traffic_direction: 'sideways' is not one of" },
 
+        // The export disk buffer: a folder that cannot be created, a file where the folder should be.
+        { "agent|extproc|--listen|127.0.0.1:0|--admin|127.0.0.1:0|--set|export.buffer_path=/proc/sp-no-such/buffer", Unavailable, "error: export.buffer_path: '/proc/sp-no-such/buffer' cannot be used as the export buffer: " },
+        { "agent|extproc|--listen|127.0.0.1:0|--admin|127.0.0.1:0|--set|export.buffer_path={tmp}/a-file", Unavailable, "error: export.buffer_path: '{tmp}/a-file' cannot be used as the export buffer: " },
+        { "agent|proxy|--listen|127.0.0.1:0|--admin|127.0.0.1:0|--upstream|http://127.0.0.1:1|--set|export.buffer_path=/proc/sp-no-such/buffer", Unavailable, "error: export.buffer_path: '/proc/sp-no-such/buffer' cannot be used as the export buffer: " },
+
         // The capture proxy.
         { "agent|proxy|--listen|127.0.0.1:{busy}|--upstream|http://127.0.0.1:1", Unavailable, "error: --listen 127.0.0.1:{busy} (proxy listener): port {busy} is already in use" },
         { "agent|proxy|--listen|127.0.0.1:0|--admin|127.0.0.1:{busy}|--upstream|http://127.0.0.1:1", Unavailable, "error: --admin 127.0.0.1:{busy} (admin listener): port {busy} is already in use" },

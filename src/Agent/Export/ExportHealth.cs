@@ -4,13 +4,15 @@ namespace SpIstio.Agent.Export;
 
 /// <summary>
 /// What the exporter last heard from the backend, for <c>/status</c> and as metrics
-/// (<c>sp_backend_reachable</c>, <c>sp_export_last_success_timestamp_seconds</c>). The exporter
-/// records every finished export request here; nothing else writes to it.
+/// (<c>sp_backend_up</c>, <c>sp_export_last_success_timestamp_seconds</c>). One fact, one owner:
+/// whether the backend is up is what the last request to it (an export, a retry or a re-send from
+/// the disk buffer) got back, and both <c>/status</c> and the gauge read it from here. The exporter
+/// records every request and every finished batch here; nothing else writes to it.
 /// </summary>
 public sealed class ExportHealth
 {
     private readonly TimeProvider _time;
-    private readonly Gauge _reachable;
+    private readonly Gauge _up;
     private readonly Gauge _lastSuccess;
     private readonly Lock _lock = new();
     private DateTimeOffset? _lastSuccessAt;
@@ -24,8 +26,8 @@ public sealed class ExportHealth
     {
         ArgumentNullException.ThrowIfNull(registry);
         _time = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
-        _reachable = registry.Gauge("sp_backend_reachable", "1 when the last export request got an answer from the backend, 0 when it failed to connect or got 5xx; -1 before the first export.").WithLabels();
-        _reachable.Set(-1);
+        _up = registry.Gauge("sp_backend_up", "1 when the backend answered the last export (or re-send) request, 0 when it failed (network error, timeout, 408/429/5xx); -1 before the first request.").WithLabels();
+        _up.Set(-1);
         _lastSuccess = registry.Gauge("sp_export_last_success_timestamp_seconds", "Unix time of the last export the backend accepted (0: none yet).").WithLabels();
     }
 
@@ -44,14 +46,12 @@ public sealed class ExportHealth
         var now = _time.GetUtcNow();
         lock (_lock)
         {
-            _isReachable = true;
             _lastSuccessAt = now;
             _lastAttemptAt = now;
             _lastError = null;
             _delivered += spans;
         }
 
-        _reachable.Set(1);
         _lastSuccess.Set(now.ToUnixTimeMilliseconds() / 1000.0);
     }
 
@@ -60,30 +60,38 @@ public sealed class ExportHealth
     {
         lock (_lock)
         {
-            _isReachable = true;
             _lastAttemptAt = _time.GetUtcNow();
             _lastError = reason;
         }
-
-        _reachable.Set(1);
     }
 
-    /// <summary>The request failed (no connection, timeout, 5xx): the backend is not reachable as far as the agent knows.</summary>
+    /// <summary>The batch could not be delivered (no connection, timeout, 5xx, the circuit open).</summary>
     public void RecordFailed(string reason)
     {
         lock (_lock)
         {
-            _isReachable = false;
             _lastAttemptAt = _time.GetUtcNow();
             _lastError = reason;
         }
+    }
 
-        _reachable.Set(0);
+    /// <summary>
+    /// A request to the backend finished: <paramref name="up"/> when it answered (any status but
+    /// 408/429/5xx), false after a network error, a timeout or such a status.
+    /// </summary>
+    public void ObserveBackend(bool up)
+    {
+        lock (_lock)
+        {
+            _isReachable = up;
+        }
+
+        _up.Set(up ? 1 : 0);
     }
 }
 
 /// <summary>A copy of <see cref="ExportHealth"/>'s state.</summary>
-/// <param name="BackendReachable">True after an answer, false after a failure, null before the first export.</param>
+/// <param name="BackendReachable">What the last request to the backend found (<c>sp_backend_up</c>): true after an answer, false after a failure, null before the first.</param>
 /// <param name="LastSuccess">When the backend last accepted a batch.</param>
 /// <param name="LastAttempt">When an export request last finished.</param>
 /// <param name="LastError">What went wrong last, null after a success.</param>

@@ -17,6 +17,7 @@ using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
+using SpIstio.Core.Startup;
 
 namespace SpIstio.Agent.Export;
 
@@ -135,8 +136,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
             {
                 _http.Dispose();
-                throw new InvalidOperationException(
-                    "export.buffer_path: '" + _export.BufferPath + "' cannot be used as the export buffer: " + ex.Message, ex);
+                // A start-up mistake like an unwritable store folder: one line and an exit code, not a stack trace.
+                throw new StartupException(
+                    "export.buffer_path: '" + _export.BufferPath + "' cannot be used as the export buffer: " + ex.Message.ReplaceLineEndings(" "), StartupFailure.Unavailable, ex);
             }
 
             _metrics.ExportBufferDroppedSpans.Add(_buffer.DroppedAtOpen);
@@ -642,6 +644,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             var (rejected, _) = await ReadPartialSuccessAsync(response, batch.Spans, stop).ConfigureAwait(false);
             _metrics.ExportSpansExported.Add(batch.Spans - rejected);
             _metrics.ExportSpansRejected.Add(rejected);
+            Health.RecordDelivered(batch.Spans - rejected);
             ReportRecovered();
         }
         else
@@ -656,7 +659,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         return true;
     }
 
-    // sp_backend_up follows every attempt that reached for the backend: any HTTP answer but
+    // Whether the backend is up (sp_backend_up, /status) follows every attempt that reached for it: any HTTP answer but
     // 408/429/5xx means it is there; a network error or a timeout means it is not. Cancelled by
     // shutdown says nothing.
     private void ObserveBackend(HttpResponseMessage? response, Exception? exception)
@@ -667,7 +670,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
 
         var up = exception is null && response is not null && !IsTransientStatus((int)response.StatusCode);
-        _metrics.BackendUp.Set(up ? 1 : 0);
+        Health.ObserveBackend(up);
     }
 
     private async Task SendAndReleaseAsync(List<Exchange> batch, CancellationToken abort)

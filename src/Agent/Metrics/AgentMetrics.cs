@@ -90,8 +90,6 @@ public sealed class AgentMetrics
             _batchBuckets).WithLabels();
         BackendCircuitOpen = Registry.Gauge("sp_backend_circuit_open", "1 while the circuit breaker to the backend is open.").WithLabels();
         ExportSpansBuffered = _exportSpans.WithLabels("buffered");
-        BackendUp = Registry.Gauge("sp_backend_up", "1 when the backend answered the last export (or re-send) attempt, 0 when it failed (network error, timeout, 408/429/5xx).").WithLabels();
-        BackendUp.Set(1);
         ExportBufferBytes = Registry.Gauge("sp_export_buffer_bytes", "Bytes of undeliverable export batches held in the disk buffer (export.buffer_path).").WithLabels();
         ExportBufferOldestAge = Registry.Gauge("sp_export_buffer_oldest_age_seconds", "Age of the oldest batch in the disk buffer; 0 when it is empty.").WithLabels();
         ExportInflightBytes = Registry.Gauge("sp_export_inflight_bytes", "Estimated bytes of captured exchanges the exporter holds, queued or being sent (bounded by export.max_inflight_bytes).").WithLabels();
@@ -169,9 +167,6 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_export_spans_total{result="buffered"}</c>: written to the disk buffer; counted again as exported (or dropped) when re-sent.</summary>
     public Counter ExportSpansBuffered { get; }
-
-    /// <summary><c>sp_backend_up</c>.</summary>
-    public Gauge BackendUp { get; }
 
     /// <summary><c>sp_export_buffer_bytes</c>.</summary>
     public Gauge ExportBufferBytes { get; }

@@ -6,6 +6,7 @@ using System.Text.Unicode;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.OpenApi;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp;
@@ -15,7 +16,7 @@ namespace SpIstio.Backend.Api;
 /// <summary>
 /// The query API: sessions, traces, spans, the service graph and endpoint statistics, plus the
 /// original backend's <c>/api/view</c> and <c>/api/detail</c>. Every route needs a key with the
-/// read scope and sees only that key's tenant.
+/// read scope (deleting a session: admin) and sees only that key's tenant.
 /// </summary>
 public static class QueryEndpoints
 {
@@ -31,13 +32,39 @@ public static class QueryEndpoints
         var api = endpoints.MapGroup("/api").WithTags("query");
         api.MapGet("/sessions", ListSessionsAsync)
             .WithSummary("Sessions, newest activity first, with cursor pagination.")
-            .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401);
+            .WithQueryParameters(
+            [
+                new QueryParameter("limit", "Sessions per page, 1 to " + MaxLimit.ToString(CultureInfo.InvariantCulture) + " (default 50).", JsonSchemaType.Integer),
+                new QueryParameter("status", "Only sessions with a span of this status class: 2xx, 3xx, 4xx or 5xx."),
+                new QueryParameter("service", "Only sessions with a span of this service."),
+                new QueryParameter("q", "Only sessions with a span whose URL or body contains these words (at most 256 characters)."),
+                .. OpenApiDeclarations.RangeParameters,
+                new QueryParameter("cursor", "The nextCursor of the previous page."),
+            ])
+            .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401).ProducesProblem(403);
         api.MapGet("/sessions/{*id}", GetSessionAsync)
             .WithSummary("A session's traces and spans in time order.")
             .Produces<SessionDetailDto>().ProducesProblem(404);
+        api.MapDelete("/sessions/{*id}", DeleteSessionAsync)
+            .WithSummary("Deletes a session's data (every span of the tenant with this session id, its roll-up and search entries); needs the admin scope.")
+            .Produces(204).ProducesProblem(400).ProducesProblem(401).ProducesProblem(403).ProducesProblem(404);
         api.MapGet("/traces", SearchTracesAsync)
             .WithSummary("Trace search: traces with a span matching every filter, newest first, with cursor pagination.")
-            .Produces<TraceListDto>().ProducesProblem(400).ProducesProblem(401);
+            .WithDescription("Besides the parameters below, up to " + MaxAttributeFilters.ToString(CultureInfo.InvariantCulture) + " attribute filters attr.<name>=<value> (e.g. attr.http.route=/api/items/{id}) select spans by attribute.")
+            .WithQueryParameters(
+            [
+                new QueryParameter("limit", "Traces per page, 1 to " + MaxLimit.ToString(CultureInfo.InvariantCulture) + " (default 20).", JsonSchemaType.Integer),
+                new QueryParameter("service", "Only spans of this service."),
+                new QueryParameter("operation", "Only spans of this name (e.g. GET /api/items)."),
+                new QueryParameter("route", "Only spans of this route template."),
+                new QueryParameter("status", "error, client_error, ok, or a status class 2xx, 3xx, 4xx, 5xx."),
+                new QueryParameter("minDuration", "Only spans at least this long: 250ms, 1.5s, 2m or milliseconds."),
+                new QueryParameter("maxDuration", "Only spans at most this long: 250ms, 1.5s, 2m or milliseconds."),
+                new QueryParameter("q", "Only spans whose URL or body contains these words (at most 256 characters)."),
+                .. OpenApiDeclarations.RangeParameters,
+                new QueryParameter("cursor", "The nextCursor of the previous page."),
+            ])
+            .Produces<TraceListDto>().ProducesProblem(400).ProducesProblem(401).ProducesProblem(403);
         api.MapGet("/traces/{traceId}", GetTraceAsync)
             .WithSummary("A trace's spans with parent links (waterfall data).")
             .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
@@ -46,15 +73,19 @@ public static class QueryEndpoints
             .Produces<SpanDetailDto>().ProducesProblem(400).ProducesProblem(404);
         api.MapGet("/services", GetServicesAsync)
             .WithSummary("The service graph: caller → callee edges with calls, error rate and latency percentiles.")
+            .WithQueryParameters(OpenApiDeclarations.RangeParameters)
             .Produces<ServiceGraphDto>().ProducesProblem(400);
         api.MapGet("/endpoints", GetEndpointsAsync)
             .WithSummary("Per service, method and route template statistics.")
+            .WithQueryParameters([new QueryParameter("service", "Only this service (default: all)."), .. OpenApiDeclarations.RangeParameters])
             .Produces<EndpointListDto>().ProducesProblem(400);
         api.MapGet("/view", GetViewAsync)
             .WithSummary("Compatibility with the original backend: the trace view of ?traceId=.")
+            .WithQueryParameters(new QueryParameter("traceId", "The trace: 32 hex digits.", Required: true))
             .Produces<TraceViewDto>().ProducesProblem(400).ProducesProblem(404);
         api.MapGet("/detail", GetDetailAsync)
             .WithSummary("Compatibility with the original backend: one span of ?traceId=&spanId=.")
+            .WithQueryParameters(new QueryParameter("traceId", "The trace: 32 hex digits.", Required: true), new QueryParameter("spanId", "The span: 16 hex digits.", Required: true))
             .Produces<SpanDetailDto>().ProducesProblem(400).ProducesProblem(404);
         return endpoints;
     }
@@ -342,6 +373,36 @@ public static class QueryEndpoints
         return true;
     }
 
+    private static async Task<IResult> DeleteSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    {
+        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
+        if (denied is not null)
+        {
+            return denied;
+        }
+
+        if (SessionIdOf(id) is not { } sessionId)
+        {
+            return BadSessionId;
+        }
+
+        // Not cancelled with the request: a client that disconnects mid-way must not leave half a session.
+        long deleted = await store.DeleteSessionAsync(tenant, sessionId, CancellationToken.None).ConfigureAwait(false);
+        return deleted > 0 ? Results.NoContent() : NotFound("session '" + sessionId + "' not found");
+    }
+
+    private static IResult BadSessionId => BadParameter("id", "must be 1 to 256 characters");
+
+    /// <summary>
+    /// The session id of a route, or null when it is not 1 to 256 characters. Any id ingest accepts:
+    /// "a/b" arrives whole through the catch-all, "a%2Fb" needs its slash restored.
+    /// </summary>
+    private static string? SessionIdOf(string? route)
+    {
+        var id = Ui.UiLinks.DecodeSlashes(route ?? "");
+        return id.Length is 0 or > 256 ? null : id;
+    }
+
     private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
     {
         var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
@@ -350,12 +411,12 @@ public static class QueryEndpoints
             return denied;
         }
 
-        // Any id ingest accepts: "a/b" arrives whole through the catch-all, "a%2Fb" needs its slash restored.
-        id = Ui.UiLinks.DecodeSlashes(id ?? "");
-        if (id.Length is 0 or > 256)
+        if (SessionIdOf(id) is not { } sessionId)
         {
-            return BadParameter("id", "must be 1 to 256 characters");
+            return BadSessionId;
         }
+
+        id = sessionId;
 
         var spans = await store.GetSessionAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (spans is null || spans.Count == 0)
@@ -692,14 +753,14 @@ public static class QueryEndpoints
         s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.EndTime - s.StartTime),
         s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
 
-    private static async Task<(long Tenant, IResult? Denied)> AuthorizeAsync(HttpContext context, ApiKeyAuthenticator authenticator)
+    private static async Task<(long Tenant, IResult? Denied)> AuthorizeAsync(HttpContext context, ApiKeyAuthenticator authenticator, KeyScope scope = KeyScope.Read)
     {
         var key = ApiKeyAuthenticator.ExtractKey(context.Request.Headers["x-public-key"], context.Request.Headers.Authorization);
-        var auth = await authenticator.AuthenticateAsync(key, KeyScope.Read, context.RequestAborted).ConfigureAwait(false);
+        var auth = await authenticator.AuthenticateAsync(key, scope, context.RequestAborted).ConfigureAwait(false);
         return auth.Status switch
         {
             AuthStatus.Allowed => (auth.TenantId, null),
-            AuthStatus.Forbidden => (0, Results.Problem(statusCode: 403, title: "Forbidden", detail: "the API key has no read scope")),
+            AuthStatus.Forbidden => (0, Results.Problem(statusCode: 403, title: "Forbidden", detail: "the API key has no " + ApiKeys.FormatScopes(scope) + " scope")),
             AuthStatus.Missing => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "no API key: send it in x-public-key or Authorization: Bearer")),
             _ => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "unknown or revoked API key")),
         };

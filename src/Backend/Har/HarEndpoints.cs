@@ -15,8 +15,12 @@ public static class HarEndpoints
     public static IEndpointRouteBuilder MapHarApi(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        endpoints.MapGet("/api/sessions/{id}/har", SessionAsync).WithTags("har").WithSummary("A session as a HAR 1.2 file.");
-        endpoints.MapGet("/api/traces/{traceId}/har", TraceAsync).WithTags("har").WithSummary("A trace as a HAR 1.2 file.");
+        endpoints.MapGet("/api/sessions/{id}/har", SessionAsync).WithTags("har").WithSummary("A session as a HAR 1.2 file.")
+            .WithResponse(StatusCodes.Status200OK, "A HAR 1.2 document (http://www.softwareishard.com/blog/har-12-spec/).", null, "application/json")
+            .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        endpoints.MapGet("/api/traces/{traceId}/har", TraceAsync).WithTags("har").WithSummary("A trace as a HAR 1.2 file.")
+            .WithResponse(StatusCodes.Status200OK, "A HAR 1.2 document (http://www.softwareishard.com/blog/har-12-spec/).", null, "application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         return endpoints;
     }
 

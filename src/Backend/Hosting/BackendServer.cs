@@ -65,6 +65,9 @@ public sealed class BackendServer : IAsyncDisposable
     /// <summary>The store the server writes to.</summary>
     public ISpanStore Store => _store;
 
+    /// <summary>The web app's services (tests read the routes it maps from its <c>EndpointDataSource</c>).</summary>
+    internal IServiceProvider Services => _app.Services;
+
     /// <summary>The server's metrics.</summary>
     public BackendMetrics Metrics { get; }
 
@@ -288,8 +291,16 @@ public sealed class BackendServer : IAsyncDisposable
         // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document. No Accepts():
         // it would make routing answer other content types itself, and the OTLP answer must be a 415 with a Status body.
         Delegate ingestHandler = endpoint.HandleAsync;
+        string[] otlp = [OtlpHttpEndpoint.ProtobufContentType, OtlpHttpEndpoint.JsonContentType];
         app.MapPost(OtlpHttpEndpoint.Path, ingestHandler)
-            .Produces(StatusCodes.Status200OK)
+            .WithRequestBody("An OTLP ExportTraceServiceRequest; Content-Encoding: gzip allowed.", true, null, otlp)
+            .WithResponse(StatusCodes.Status200OK, "Committed: an ExportTraceServiceResponse (partial_success names rejected spans), in the request's encoding.", null, otlp)
+            .WithResponse(StatusCodes.Status400BadRequest, "Not a valid export request: a google.rpc.Status.", null, otlp)
+            .WithResponse(StatusCodes.Status401Unauthorized, "No key, or an unknown or revoked one.", null, otlp)
+            .WithResponse(StatusCodes.Status403Forbidden, "The key has no ingest scope.", null, otlp)
+            .WithResponse(StatusCodes.Status413PayloadTooLarge, "The body is over --max-body-bytes.", null, otlp)
+            .WithResponse(StatusCodes.Status415UnsupportedMediaType, "Neither protobuf nor JSON.", null, otlp)
+            .WithResponse(StatusCodes.Status503ServiceUnavailable, "The write queue is full or the store failed to commit; retry.", null, otlp)
             .WithTags("ingest")
             .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
         app.MapGrpcService<OtlpGrpcService>();

@@ -23,8 +23,11 @@ public sealed class OtlpHttpEndpoint
     /// <summary>The route.</summary>
     public const string Path = "/v1/traces";
 
-    private const string ProtobufContentType = "application/x-protobuf";
-    private const string JsonContentType = "application/json";
+    /// <summary>The OTLP/HTTP protobuf encoding.</summary>
+    internal const string ProtobufContentType = "application/x-protobuf";
+
+    /// <summary>The OTLP/HTTP JSON encoding.</summary>
+    internal const string JsonContentType = "application/json";
     private const string Protocol = "http";
 
     private readonly IngestService _ingest;

@@ -7,6 +7,7 @@ using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.OpenApi;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Har;
@@ -35,6 +36,7 @@ public static class MockEndpoints
     public const string EnvironmentHeader = "x-sp-environment";
 
     private const string ProtobufMediaType = "application/x-protobuf";
+    private const string JsonMediaType = "application/json";
 
     // Headers that describe one connection or one framing of a body, not the response itself.
     private static readonly string[] _notReplayed =
@@ -45,16 +47,40 @@ public static class MockEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         var api = endpoints.MapGroup("/api/mocks").WithTags("mocks");
-        api.MapGet("", ListAsync).WithSummary("The tenant's mocks (?service=, ?environment=, ?live=true).");
-        api.MapPost("", CreateAsync).WithSummary("Creates a mock from a request matcher and a response.");
-        api.MapGet("/{id:long}", GetAsync).WithSummary("One mock.");
-        api.MapPut("/{id:long}", UpdateAsync).WithSummary("Replaces a mock.");
-        api.MapDelete("/{id:long}", DeleteAsync).WithSummary("Deletes a mock.");
-        api.MapPost("/{id:long}/expire", ExpireAsync).WithSummary("Expires a mock now: it stops answering but stays listed.");
-        api.MapPost("/from-span/{traceId}/{spanId}", FromSpanAsync).WithSummary("Creates a mock from a captured exchange.");
-        api.MapPost("/har", ImportHarAsync).WithSummary("Imports every entry of a HAR 1.2 file as a mock (?service=, ?environment=, ?anyHost=true).");
-        endpoints.MapPost(LookupPath, LookupAsync).WithTags("agent").WithSummary("Agent lookup: 200 with the recorded response as an OTLP span, or 404.");
-        endpoints.MapGet(AgentMocksPath, AgentMocksAsync).WithTags("agent").WithSummary("A service's live mocks, with an ETag (304 on If-None-Match).");
+        api.MapGet("", ListAsync).WithSummary("The tenant's mocks (?service=, ?environment=, ?live=true).")
+            .WithQueryParameters(
+                new QueryParameter("service", "Only mocks of this service."),
+                new QueryParameter("environment", "Only mocks of this environment."),
+                new QueryParameter("live", "true: only mocks that answer now (not expired).", JsonSchemaType.Boolean))
+            .Produces<MockListDto>().ProducesProblem(400);
+        api.MapPost("", CreateAsync).WithSummary("Creates a mock from a request matcher and a response.")
+            .WithRequestBody("The mock.", true, typeof(MockDto), JsonMediaType)
+            .Produces<MockDto>(201).ProducesProblem(400);
+        api.MapGet("/{id:long}", GetAsync).WithSummary("One mock.").Produces<MockDto>().ProducesProblem(404);
+        api.MapPut("/{id:long}", UpdateAsync).WithSummary("Replaces a mock.")
+            .WithRequestBody("The mock.", true, typeof(MockDto), JsonMediaType)
+            .Produces<MockDto>().ProducesProblem(400).ProducesProblem(404);
+        api.MapDelete("/{id:long}", DeleteAsync).WithSummary("Deletes a mock.").Produces(204).ProducesProblem(404);
+        api.MapPost("/{id:long}/expire", ExpireAsync).WithSummary("Expires a mock now: it stops answering but stays listed.").Produces<MockDto>().ProducesProblem(404);
+        api.MapPost("/from-span/{traceId}/{spanId}", FromSpanAsync).WithSummary("Creates a mock from a captured exchange.")
+            .WithRequestBody("Optional: service, environment and expiry of the mock.", false, typeof(MockFromOptions), JsonMediaType)
+            .Produces<MockDto>(201).ProducesProblem(400).ProducesProblem(404);
+        api.MapPost("/har", ImportHarAsync).WithSummary("Imports every entry of a HAR 1.2 file as a mock (?service=, ?environment=, ?anyHost=true).")
+            .WithQueryParameters(
+                new QueryParameter("service", "The service of every mock (default: the entry's _service, else any service)."),
+                new QueryParameter("environment", "The environment of every mock (default: any)."),
+                new QueryParameter("anyHost", "true: the mocks answer requests to any host.", JsonSchemaType.Boolean))
+            .WithRequestBody("A HAR 1.2 document (http://www.softwareishard.com/blog/har-12-spec/).", true, null, JsonMediaType)
+            .Produces<MockListDto>(201).ProducesProblem(400);
+        endpoints.MapPost(LookupPath, LookupAsync).WithTags("agent").WithSummary("Agent lookup: 200 with the recorded response as an OTLP span, or 404.")
+            .WithRequestBody("The request as an OTLP ExportTraceServiceRequest with one span.", true, null, ProtobufMediaType, JsonMediaType)
+            .WithResponse(200, "The recorded response as an OTLP span, in the request's encoding.", null, ProtobufMediaType, JsonMediaType)
+            .WithResponse(404, "No mock matches.", null);
+        endpoints.MapGet(AgentMocksPath, AgentMocksAsync).WithTags("agent").WithSummary("A service's live mocks, with an ETag (304 on If-None-Match).")
+            .WithQueryParameters(
+                new QueryParameter("service", "The agent's service.", Required: true),
+                new QueryParameter("environment", "The agent's environment (default: mocks of any environment)."))
+            .Produces<MockListDto>().Produces(304).ProducesProblem(400);
         return endpoints;
     }
 

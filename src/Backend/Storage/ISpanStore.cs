@@ -112,6 +112,24 @@ public interface ISpanStore : IAsyncDisposable
     /// <summary>Deletes the oldest spans of all tenants, at least <paramref name="bytes"/> worth of stored data; returns how many spans.</summary>
     Task<long> DeleteOldestAsync(long bytes, CancellationToken cancellationToken);
 
+    // ---- deleting personal data on request ----
+
+    /// <summary>
+    /// Deletes the tenant's spans carrying this session id (with their search entries) and the
+    /// session's roll-up, in bounded transactions; returns how many spans (0: no such session).
+    /// </summary>
+    Task<long> DeleteSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken);
+
+    /// <summary>How many rows each table holds for the tenant, spans first, keys last: what a purge would delete.</summary>
+    Task<IReadOnlyList<TenantTableRows>> CountTenantDataAsync(long tenantId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Deletes everything the tenant captured (spans, search entries, session roll-ups, mocks), and
+    /// with <paramref name="removeTenant"/> its keys and the tenant itself, in bounded transactions,
+    /// reporting the running count per table to <paramref name="progress"/>; returns the rows deleted per table.
+    /// </summary>
+    Task<IReadOnlyList<TenantTableRows>> PurgeTenantAsync(long tenantId, bool removeTenant, IProgress<TenantTableRows>? progress, CancellationToken cancellationToken);
+
     // ---- mocks ----
 
     /// <summary>Stores a new mock for the tenant; returns it with its assigned id.</summary>

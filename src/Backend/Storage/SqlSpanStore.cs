@@ -587,7 +587,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         while (true)
         {
             // Chunks in separate transactions so ingest keeps flowing while a large backlog is deleted.
-            long deleted = await DeleteChunkAsync("tenant_id = @t AND start_ns < @c", tenantId, cutoffNs, long.MaxValue, cancellationToken).ConfigureAwait(false);
+            long deleted = await DeleteChunkAsync("tenant_id = @t AND start_ns < @c", c => { Add(c, "t", tenantId); Add(c, "c", cutoffNs); }, long.MaxValue, cancellationToken).ConfigureAwait(false);
             total += deleted;
             if (deleted < DeleteChunk)
             {
@@ -603,7 +603,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         while (remaining > 0)
         {
             long before = remaining;
-            long deleted = await DeleteChunkAsync(null, 0, 0, remaining, cancellationToken, freed => remaining -= freed).ConfigureAwait(false);
+            long deleted = await DeleteChunkAsync(null, null, remaining, cancellationToken, freed => remaining -= freed).ConfigureAwait(false);
             total += deleted;
             if (deleted == 0 || remaining == before)
             {
@@ -616,10 +616,10 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
     /// <summary>
     /// Deletes up to one chunk of the oldest spans (by insertion order) matching
-    /// <paramref name="condition"/>, stopping once <paramref name="maxBytes"/> of stored size is
-    /// freed, and repairs the session rows those spans belonged to.
+    /// <paramref name="condition"/> (its parameters added by <paramref name="bind"/>), stopping once
+    /// <paramref name="maxBytes"/> of stored size is freed, and repairs the session rows those spans belonged to.
     /// </summary>
-    private Task<long> DeleteChunkAsync(string? condition, long tenantId, long cutoffNs, long maxBytes, CancellationToken cancellationToken, Action<long>? freed = null) => WriteAsync(async connection =>
+    private Task<long> DeleteChunkAsync(string? condition, Action<DbCommand>? bind, long maxBytes, CancellationToken cancellationToken, Action<long>? freed = null) => WriteAsync(async connection =>
     {
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         string where = condition is null ? string.Empty : " WHERE " + condition;
@@ -629,12 +629,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         var sessions = new HashSet<(long, string)>();
         await using (var select = Command(connection, transaction, "SELECT id, tenant_id, session_id, stored_bytes FROM spans" + where + " ORDER BY id LIMIT @n"))
         {
-            if (condition is not null)
-            {
-                Add(select, "t", tenantId);
-                Add(select, "c", cutoffNs);
-            }
-
+            bind?.Invoke(select);
             Add(select, "n", DeleteChunk);
             await using var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (bytes < maxBytes && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -658,11 +653,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         await using (var delete = Command(connection, transaction, "DELETE FROM spans WHERE id <= @max" + (condition is null ? string.Empty : " AND " + condition)))
         {
             Add(delete, "max", maxId);
-            if (condition is not null)
-            {
-                Add(delete, "t", tenantId);
-                Add(delete, "c", cutoffNs);
-            }
+            bind?.Invoke(delete);
 
             count = await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }

@@ -20,6 +20,12 @@ internal static partial class StoreLog
     [LoggerMessage(5111, LogLevel.Information, "Retention: store holds {Bytes} bytes over the {Limit}-byte limit; deleted the {Count} oldest spans")]
     public static partial void DeletedBySize(ILogger logger, long bytes, long limit, long count);
 
+    [LoggerMessage(5120, LogLevel.Information, "Deleted session on request: {Count} spans of tenant {TenantId}")]
+    public static partial void SessionDeleted(ILogger logger, long count, long tenantId);
+
+    [LoggerMessage(5121, LogLevel.Information, "Purged tenant {TenantId} on request (tenant removed: {Removed}): {Rows}")]
+    public static partial void TenantPurged(ILogger logger, long tenantId, bool removed, string rows);
+
     [LoggerMessage(5112, LogLevel.Error, "Retention pass failed; retrying at the next interval")]
     public static partial void RetentionFailed(ILogger logger, Exception exception);
 

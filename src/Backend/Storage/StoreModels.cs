@@ -223,3 +223,8 @@ public sealed record EndpointStats(
 /// <param name="FirstSeen">Its earliest span start in the range.</param>
 /// <param name="LastSeen">Its latest span start in the range.</param>
 public sealed record ServiceHealth(string Service, long Spans, long Served, long Errors, long ClientErrors, DateTimeOffset FirstSeen, DateTimeOffset LastSeen);
+
+/// <summary>How many rows of one table belong to a tenant (what a purge deletes or deleted).</summary>
+/// <param name="Table">The table (<c>spans</c>, <c>sessions</c>, <c>mocks</c>, <c>api_keys</c>, <c>tenants</c>).</param>
+/// <param name="Rows">Its rows of the tenant.</param>
+public sealed record TenantTableRows(string Table, long Rows);

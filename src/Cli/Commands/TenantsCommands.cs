@@ -5,19 +5,73 @@ using SpIstio.Backend.Auth;
 namespace SpIstio.Cli.Commands;
 
 /// <summary>
-/// <c>sp tenants list|create|set-retention</c>: the per-tenant settings kept in the store, managed
+/// <c>sp tenants list|create|set-retention|purge</c>: the per-tenant settings kept in the store, managed
 /// directly on it (the store is found as <c>sp backend</c> finds it; see <see cref="StoreOption"/>).
 /// </summary>
 internal static class TenantsCommands
 {
     public static Command Create()
     {
-        var tenants = new Command("tenants", "List and create tenants and set their retention (works on the store directly).");
+        var tenants = new Command("tenants", "List and create tenants, set their retention, purge their data (works on the store directly).");
         tenants.Subcommands.Add(CreateList());
         tenants.Subcommands.Add(CreateCreate());
         tenants.Subcommands.Add(CreateSetRetention());
+        tenants.Subcommands.Add(CreatePurge());
         return tenants;
     }
+
+    private static Command CreatePurge()
+    {
+        var name = new Argument<string>("NAME") { Description = "The tenant whose captured data is deleted." };
+        var yes = new Option<bool>("--yes") { Description = "Delete. Without it the command only prints what would be deleted, and exits with 1." };
+        var removeTenant = new Option<bool>("--remove-tenant")
+        {
+            Description = "Also delete the tenant and its API keys (default: keep them, so its agents can go on sending).",
+        };
+        var store = StoreOption.Create();
+        var command = new Command("purge", "Delete everything a tenant captured: spans with their bodies, search entries, session roll-ups and mocks (routes and endpoint statistics are derived from the spans and go with them).");
+        command.Arguments.Add(name);
+        command.Options.Add(yes);
+        command.Options.Add(removeTenant);
+        command.Options.Add(store);
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var error = parseResult.InvocationConfiguration.Error;
+            var tenantName = parseResult.GetValue(name)!;
+            bool remove = parseResult.GetValue(removeTenant);
+            await using var s = await StoreOption.OpenForAdministrationAsync(parseResult.GetValue(store), create: false, error, cancellationToken).ConfigureAwait(false);
+            if (s is null)
+            {
+                return ExitCodes.InvalidInput;
+            }
+
+            var tenant = await s.FindTenantAsync(tenantName, cancellationToken).ConfigureAwait(false);
+            if (tenant is null)
+            {
+                error.WriteLine("error: tenant '" + tenantName + "' does not exist (sp tenants list shows the tenants)");
+                return ExitCodes.InvalidInput;
+            }
+
+            var keep = remove ? "the tenant and its keys are deleted too" : "the tenant and its keys are kept (--remove-tenant deletes them too)";
+            if (!parseResult.GetValue(yes))
+            {
+                var counts = await s.CountTenantDataAsync(tenant.Id, cancellationToken).ConfigureAwait(false);
+                output.WriteLine("would delete of tenant '" + tenant.Name + "': " + FormatRows(counts.Where(c => remove || c.Table != "api_keys")) + "; " + keep);
+                error.WriteLine("error: nothing deleted: pass --yes to delete");
+                return ExitCodes.UsageError;
+            }
+
+            // The store deletes in bounded transactions, so a running backend keeps ingesting beside a long purge.
+            var deleted = await s.PurgeTenantAsync(tenant.Id, remove, null, cancellationToken).ConfigureAwait(false);
+            output.WriteLine("deleted of tenant '" + tenant.Name + "': " + FormatRows(deleted) + "; " + (remove ? "the tenant and its keys are deleted" : "the tenant and its keys are kept"));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static string FormatRows(IEnumerable<SpIstio.Backend.Storage.TenantTableRows> rows) =>
+        string.Join(", ", rows.Select(r => r.Rows.ToString(CultureInfo.InvariantCulture) + " " + r.Table.Replace('_', ' ')));
 
     private static Command CreateList()
     {

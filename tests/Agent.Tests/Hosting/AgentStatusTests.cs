@@ -27,7 +27,7 @@ public sealed class AgentStatusTests
         Assert.Equal(JsonValueKind.Null, root.GetProperty("export").GetProperty("buffer").ValueKind);
         Assert.Equal("sha256:abc", root.GetProperty("config").GetProperty("digest").GetString());
         Assert.Equal("file /etc/sp/agent.yaml", root.GetProperty("config").GetProperty("source").GetString());
-        Assert.Contains("sp_backend_reachable -1", metrics, StringComparison.Ordinal);
+        Assert.Contains("sp_backend_up -1", metrics, StringComparison.Ordinal);
         Assert.Contains("sp_config_info{digest=\"sha256:abc\"} 1", metrics, StringComparison.Ordinal);
     }
 
@@ -38,7 +38,8 @@ public sealed class AgentStatusTests
         using var http = await AdminClientAsync(runtime);
 
         runtime.Pipeline.Complete(TestExchanges.Get("/lost"), sampled: true);
-        await OtlpReceiver.WaitUntilAsync(() => runtime.Exporter.Health.Snapshot().BackendReachable == false);
+        // The first failed request says the backend is down; the batch's failure (after its retries) sets last_error.
+        await OtlpReceiver.WaitUntilAsync(() => runtime.Exporter.Health.Snapshot() is { BackendReachable: false, LastError: not null });
         using var status = await GetStatusAsync(http);
         var metrics = await http.GetStringAsync("/metrics");
 
@@ -46,7 +47,7 @@ public sealed class AgentStatusTests
         Assert.False(backend.GetProperty("reachable").GetBoolean());
         Assert.False(string.IsNullOrEmpty(backend.GetProperty("last_error").GetString()));
         Assert.Equal(JsonValueKind.Null, backend.GetProperty("last_successful_export").ValueKind);
-        Assert.Contains("sp_backend_reachable 0", metrics, StringComparison.Ordinal);
+        Assert.Contains("sp_backend_up 0", metrics, StringComparison.Ordinal);
         Assert.Equal(0, runtime.Status.Totals().Delivered);
     }
 
@@ -68,7 +69,7 @@ public sealed class AgentStatusTests
         Assert.True(backend.GetProperty("reachable").GetBoolean());
         Assert.True(DateTimeOffset.TryParse(backend.GetProperty("last_successful_export").GetString(), System.Globalization.CultureInfo.InvariantCulture, out _));
         Assert.Equal(1, status.RootElement.GetProperty("export").GetProperty("delivered_spans").GetInt64());
-        Assert.Contains("sp_backend_reachable 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("sp_backend_up 1", metrics, StringComparison.Ordinal);
         Assert.DoesNotContain("sp_export_last_success_timestamp_seconds 0\n", metrics, StringComparison.Ordinal);
         Assert.Equal((1L, 0L, 0L), runtime.Status.Totals());
     }

@@ -96,18 +96,25 @@ public sealed class OtlpReceiver : IAsyncDisposable
         WaitUntilAsync(() => Spans.Count >= count, timeout, () => $"expected {count} spans, got {Spans.Count}");
 
     /// <summary>Polls <paramref name="condition"/> until it holds; fails the test with <paramref name="describe"/> after the timeout.</summary>
-    public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan? timeout = null, Func<string>? describe = null)
+    public static Task WaitUntilAsync(Func<bool> condition, TimeSpan? timeout = null, Func<string>? describe = null) =>
+        WaitUntilAsync(() => Task.FromResult(condition()), timeout, describe, TimeSpan.FromMilliseconds(10));
+
+    /// <summary>
+    /// Polls an asynchronous <paramref name="condition"/> (a metric read over HTTP, a store query)
+    /// every <paramref name="interval"/> until it holds; fails the test with <paramref name="describe"/> after the timeout.
+    /// </summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan? timeout, Func<string>? describe, TimeSpan interval)
     {
         // The deadline only turns a hang into a failure; a loaded CI machine may need most of it.
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
-        while (!condition())
+        while (!await condition())
         {
             if (DateTime.UtcNow > deadline)
             {
                 Assert.Fail("Timed out: " + (describe?.Invoke() ?? "condition not met"));
             }
 
-            await Task.Delay(10);
+            await Task.Delay(interval);
         }
     }
 

@@ -3,6 +3,8 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Google.Protobuf;
+using SpIstio.Backend.Auth;
+using SpIstio.Backend.Storage;
 using SpIstio.Backend.Tests.Infrastructure;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
@@ -182,6 +184,56 @@ public sealed class QueryApiTests : IAsyncLifetime
             using var response = await _backend.GetAsync(path, key);
             Assert.True(response.StatusCode == HttpStatusCode.NotFound, path + " answered " + response.StatusCode);
         }
+    }
+
+    [Fact]
+    public async Task DeletingASession_RemovesItsSpansRollUpAndSearchEntries_OfThisTenantOnly()
+    {
+        var admin = (await KeyAdministration.CreateKeyAsync(_backend.Store, "acme", KeyScope.Admin, null, TimeProvider.System, CancellationToken.None)).Key;
+        var globexAdmin = (await KeyAdministration.CreateKeyAsync(_backend.Store, "globex", KeyScope.Admin, null, TimeProvider.System, CancellationToken.None)).Key;
+        // Globex has a session of the same name and one acme does not have.
+        var globexTrace = ActivityTraceId.CreateRandom();
+        var globex = new List<Exchange>
+        {
+            Make("frontend", TrafficDirection.Inbound, "POST", "/api/bookings", 201, globexTrace, ActivitySpanId.CreateRandom(), default, 0, 5, "s-book", "{\"seat\":\"12A\"}"),
+        };
+        using (var ingest = await _backend.PostAsync("/v1/traces", _backend.GlobexKey, ExchangeSpanMapper.ToExportRequest(globex, null, "1").ToByteArray(), "application/x-protobuf"))
+        {
+            Assert.Equal(HttpStatusCode.OK, ingest.StatusCode);
+        }
+
+        // The cross-tenant probe: globex's admin key cannot reach acme's session, nor delete acme's copy of a shared name.
+        Assert.Equal(HttpStatusCode.NotFound, await DeleteAsync("/api/sessions/s-later", globexAdmin));
+        Assert.Equal(HttpStatusCode.NoContent, await DeleteAsync("/api/sessions/s-book", globexAdmin));
+        Assert.Equal(3, (await GetJsonAsync("/api/sessions/s-book")).GetProperty("spans").GetArrayLength());
+        Assert.Equal(HttpStatusCode.NotFound, (await _backend.GetAsync("/api/traces/" + globexTrace.ToHexString(), _backend.GlobexKey)).StatusCode);
+
+        Assert.Equal(HttpStatusCode.NoContent, await DeleteAsync("/api/sessions/s-book", admin));
+
+        Assert.Equal(HttpStatusCode.NotFound, (await _backend.GetAsync("/api/sessions/s-book", _backend.AcmeKey)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _backend.GetAsync("/api/traces/" + _trace1.ToHexString(), _backend.AcmeKey)).StatusCode);
+        Assert.Empty((await GetJsonAsync("/api/sessions?q=12A")).GetProperty("items").EnumerateArray());
+        Assert.Equal(["s-later"], (await GetJsonAsync("/api/sessions")).GetProperty("items").EnumerateArray().Select(i => i.GetProperty("sessionId").GetString()));
+        Assert.Equal(HttpStatusCode.NotFound, await DeleteAsync("/api/sessions/s-book", admin));
+    }
+
+    [Fact]
+    public async Task DeletingASession_NeedsTheAdminScope()
+    {
+        Assert.Equal(HttpStatusCode.Unauthorized, await DeleteAsync("/api/sessions/s-book", null));
+        Assert.Equal(HttpStatusCode.Forbidden, await DeleteAsync("/api/sessions/s-book", _backend.AcmeReadOnlyKey));
+        Assert.Equal(HttpStatusCode.Forbidden, await DeleteAsync("/api/sessions/s-book", _backend.AcmeIngestOnlyKey));
+        Assert.Equal(HttpStatusCode.Forbidden, await DeleteAsync("/api/sessions/s-book", _backend.AcmeKey));
+
+        // Refused deletes changed nothing.
+        Assert.Equal(3, (await GetJsonAsync("/api/sessions/s-book")).GetProperty("spans").GetArrayLength());
+    }
+
+    private async Task<HttpStatusCode> DeleteAsync(string path, string? key)
+    {
+        using var request = _backend.Request(HttpMethod.Delete, path, key);
+        using var response = await _backend.Http.SendAsync(request);
+        return response.StatusCode;
     }
 
     [Theory]

@@ -166,6 +166,13 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     public Task<IReadOnlyList<ServiceEdge>> GetServiceGraphAsync(long tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetServiceGraphAsync(tenantId, from, to, cancellationToken);
     public Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => inner.GetEndpointsAsync(tenantId, service, from, to, cancellationToken);
     public Task<long> DeleteOlderThanAsync(long tenantId, DateTimeOffset cutoff, CancellationToken cancellationToken) => inner.DeleteOlderThanAsync(tenantId, cutoff, cancellationToken);
+
+    public Task<long> DeleteSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken) => inner.DeleteSessionAsync(tenantId, sessionId, cancellationToken);
+
+    public Task<IReadOnlyList<TenantTableRows>> CountTenantDataAsync(long tenantId, CancellationToken cancellationToken) => inner.CountTenantDataAsync(tenantId, cancellationToken);
+
+    public Task<IReadOnlyList<TenantTableRows>> PurgeTenantAsync(long tenantId, bool removeTenant, IProgress<TenantTableRows>? progress, CancellationToken cancellationToken) =>
+        inner.PurgeTenantAsync(tenantId, removeTenant, progress, cancellationToken);
     public Task<long> GetStoredBytesAsync(CancellationToken cancellationToken) => inner.GetStoredBytesAsync(cancellationToken);
     public Task<long> DeleteOldestAsync(long bytes, CancellationToken cancellationToken) => inner.DeleteOldestAsync(bytes, cancellationToken);
     public ValueTask DisposeAsync() => inner.DisposeAsync();

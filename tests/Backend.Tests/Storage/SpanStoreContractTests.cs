@@ -405,6 +405,102 @@ public abstract class SpanStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Deleting_a_session_removes_its_spans_roll_up_and_search_entries_and_nothing_else()
+    {
+        long acme = await TenantAsync("acme");
+        long other = await TenantAsync("other");
+        await Store.InsertSpansAsync(acme,
+        [
+            Exchange(1, 1, session: "s-1", responseText: "lisbon one"),
+            Exchange(1, 2, parent: 1, session: "s-1", start: T0.AddSeconds(1)),
+            Exchange(2, 1, session: "s-1", start: T0.AddMinutes(1), responseText: "lisbon two"),
+            Exchange(3, 1, session: "s-2", responseText: "lisbon three"),
+            Exchange(4, 1, responseText: "lisbon sessionless"),
+        ], None);
+        await Store.InsertSpansAsync(other, [Exchange(1, 1, session: "s-1", responseText: "lisbon other")], None);
+
+        Assert.Equal(3, await Store.DeleteSessionAsync(acme, "s-1", None));
+
+        Assert.Null(await Store.GetSessionAsync(acme, "s-1", None));
+        Assert.Empty(await Store.GetTraceAsync(acme, Trace(1), None));
+        Assert.Empty(await Store.GetTraceAsync(acme, Trace(2), None));
+        Assert.Equal(["s-2"], (await Store.ListSessionsAsync(acme, new SessionQuery { Text = "lisbon" }, None)).Items.Select(s => s.SessionId));
+        Assert.Single(await Store.GetTraceAsync(acme, Trace(4), None));
+        Assert.Equal(["s-1"], (await Store.ListSessionsAsync(other, new SessionQuery { Text = "lisbon" }, None)).Items.Select(s => s.SessionId));
+        Assert.Single((await Store.GetSessionAsync(other, "s-1", None))!);
+        Assert.Equal(0, await Store.DeleteSessionAsync(acme, "s-1", None));
+        Assert.Equal(0, await Store.DeleteSessionAsync(acme, "never-seen", None));
+    }
+
+    [Fact]
+    public async Task Purging_a_tenant_deletes_everything_it_captured_in_batches_and_nothing_of_another()
+    {
+        long acme = await TenantAsync("acme");
+        long other = await TenantAsync("other");
+        // More spans than one delete batch holds, so the purge must take several transactions.
+        const int Spans = 11_000;
+        for (int batch = 0; batch < Spans / 1000; batch++)
+        {
+            var spans = Enumerable.Range(batch * 1000, 1000)
+                .Select(i => Exchange(i + 1, 1, session: "s" + (i % 50), start: T0.AddMilliseconds(i), responseText: "lisbon"))
+                .ToList();
+            await Store.InsertSpansAsync(acme, spans, None);
+        }
+
+        await Store.AddMockAsync(acme, Mock("k1"), None);
+        await Store.AddMockAsync(acme, Mock("k2"), None);
+        await Store.AddApiKeyAsync(new ApiKeyRecord("acme1", acme, SHA256.HashData("sp_acme"u8), KeyScope.Admin, null, T0, null), None);
+        await Store.InsertSpansAsync(other, [Exchange(1, 1, session: "s0", responseText: "lisbon")], None);
+        var otherMock = await Store.AddMockAsync(other, Mock("k1"), None);
+        await Store.AddApiKeyAsync(new ApiKeyRecord("other1", other, SHA256.HashData("sp_other"u8), KeyScope.Read, null, T0, null), None);
+
+        Assert.Equal(
+            [new("spans", Spans), new("sessions", 50), new("mocks", 2), new("api_keys", 1)],
+            await Store.CountTenantDataAsync(acme, None));
+
+        var reports = new List<TenantTableRows>();
+        var purged = await Store.PurgeTenantAsync(acme, removeTenant: false, new SynchronousProgress(reports), None);
+
+        Assert.Equal([new("spans", Spans), new("sessions", 50), new("mocks", 2)], purged);
+        Assert.True(reports.Count(r => r.Table == "spans") >= 3, "the spans went in several bounded batches");
+        Assert.Equal([new("spans", 0), new("sessions", 0), new("mocks", 0), new("api_keys", 1)], await Store.CountTenantDataAsync(acme, None));
+        Assert.Empty((await Store.ListSessionsAsync(acme, new SessionQuery(), None)).Items);
+        Assert.Empty((await Store.SearchTracesAsync(acme, new TraceQuery(), None)).Items);
+        Assert.NotNull(await Store.FindTenantAsync("acme", None));
+        Assert.NotNull(await Store.FindApiKeyAsync(SHA256.HashData("sp_acme"u8), None));
+
+        var removed = await Store.PurgeTenantAsync(acme, removeTenant: true, null, None);
+
+        Assert.Equal([new("spans", 0), new("sessions", 0), new("mocks", 0), new("api_keys", 1), new("tenants", 1)], removed);
+        Assert.Null(await Store.FindTenantAsync("acme", None));
+        Assert.Null(await Store.FindApiKeyAsync(SHA256.HashData("sp_acme"u8), None));
+        Assert.Equal([new("spans", 1), new("sessions", 1), new("mocks", 1), new("api_keys", 1)], await Store.CountTenantDataAsync(other, None));
+        Assert.Equal(["s0"], (await Store.ListSessionsAsync(other, new SessionQuery { Text = "lisbon" }, None)).Items.Select(s => s.SessionId));
+        Assert.NotNull(await Store.GetMockAsync(other, otherMock.Id, None));
+        Assert.NotNull(await Store.FindApiKeyAsync(SHA256.HashData("sp_other"u8), None));
+    }
+
+    [Fact]
+    public async Task A_purge_covers_every_table_with_a_tenant_id()
+    {
+        var purged = new[] { "spans" }
+            .Concat(SqlSpanStore.TenantDataTables.Select(t => t.Table))
+            .Concat(SqlSpanStore.TenantIdentityTables.Select(t => t.Table))
+            .Order(StringComparer.Ordinal);
+
+        Assert.Equal(purged, (await TablesWithTenantIdAsync()).Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>The tables of the store's schema that have a <c>tenant_id</c> column.</summary>
+    protected abstract Task<IReadOnlyList<string>> TablesWithTenantIdAsync();
+
+    /// <summary>Records each report as it is made (<see cref="Progress{T}"/> would post them to the thread pool).</summary>
+    private sealed class SynchronousProgress(List<TenantTableRows> reports) : IProgress<TenantTableRows>
+    {
+        public void Report(TenantTableRows value) => reports.Add(value);
+    }
+
+    [Fact]
     public async Task Deleting_by_size_removes_the_oldest_spans_first()
     {
         long acme = await TenantAsync("acme");

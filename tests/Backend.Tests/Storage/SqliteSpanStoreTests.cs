@@ -17,6 +17,22 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
         return Task.CompletedTask;
     }
 
+    protected override async Task<IReadOnlyList<string>> TablesWithTenantIdAsync()
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c WHERE m.type = 'table' AND c.name = 'tenant_id'";
+        var tables = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            tables.Add(reader.GetString(0));
+        }
+
+        return tables;
+    }
+
     [Fact]
     public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
     {
