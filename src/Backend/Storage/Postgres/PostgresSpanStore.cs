@@ -54,6 +54,8 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     protected override IReadOnlyList<string> Migrations => PostgresMigrations.All;
 
+    protected override string SkipLockedSql => " FOR UPDATE SKIP LOCKED";
+
     protected override string SessionTextCondition =>
         "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.search @@ plainto_tsquery('simple', @q) AND x.session_id IS NOT NULL)";
 
