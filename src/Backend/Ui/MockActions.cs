@@ -33,6 +33,9 @@ internal static class MockActions
     /// <summary>The page of one mock.</summary>
     public static string Page(long id) => "/mocks/" + id.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>Where the forms of one mock post (<c>/expire</c>, <c>/delete</c> below it).</summary>
+    public static string Action(long id) => "/ui/mocks/" + id.ToString(CultureInfo.InvariantCulture);
+
     private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
     {
         var (tenant, refusal) = await UiActions.RequireAdminAsync(context, authenticator, antiforgery, "/mocks/new").ConfigureAwait(false);
