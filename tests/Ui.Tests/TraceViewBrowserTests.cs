@@ -250,7 +250,7 @@ public sealed class TraceViewBrowserTests(SeededBackend backend) : IClassFixture
         var endpoint = browser.Find(By.CssSelector("table.endpoints tbody tr"));
         Assert.Contains("GET", endpoint.Text, StringComparison.Ordinal);
         Assert.Contains("100 %", endpoint.Text, StringComparison.Ordinal);
-        Assert.Equal(8, endpoint.FindElements(By.TagName("td")).Count);
+        Assert.Equal(10, endpoint.FindElements(By.TagName("td")).Count);
         browser.Screenshot("10-endpoints");
     }
 
