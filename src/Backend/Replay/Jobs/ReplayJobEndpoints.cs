@@ -25,9 +25,14 @@ public static class ReplayJobEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         var api = endpoints.MapGroup("/api/replays").WithTags("replays");
-        api.MapPost("", StartAsync).WithSummary("Starts replaying a recorded session against a target URL, as a job (body: sessionId, target, service?, ignore?).");
-        api.MapGet("", ListAsync).WithSummary("The tenant's most recent replay jobs, newest first.");
-        api.MapGet("/{id:long}", GetAsync).WithSummary("One replay job: status, progress and, once done, the report.");
+        api.MapPost("", StartAsync)
+            .Accepts<ReplayJobRequest>("application/json")
+            .Produces<ReplayJobDto>(StatusCodes.Status202Accepted)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .WithSummary("Starts replaying a recorded session against a target URL, as a job (body: sessionId, target, service?, ignore?).");
+        api.MapGet("", ListAsync).Produces<ReplayJobListDto>().WithSummary("The tenant's most recent replay jobs, newest first.");
+        api.MapGet("/{id:long}", GetAsync).Produces<ReplayJobDto>().ProducesProblem(StatusCodes.Status404NotFound)
+            .WithSummary("One replay job: status, progress and, once done, the report.");
         return endpoints;
     }
 
