@@ -15,6 +15,7 @@ using SpIstio.Backend.Har;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Mocks;
 using SpIstio.Backend.Storage;
+using SpIstio.Backend.Replay.Jobs;
 using SpIstio.Backend.Storage.Retention;
 using SpIstio.Backend.Ui;
 using SpIstio.Core.Metrics;
@@ -268,6 +269,7 @@ public sealed class BackendServer : IAsyncDisposable
         };
         // Started and stopped with the web host.
         services.AddHostedService(sp => new RetentionService(store, retention, timeProvider, sp.GetRequiredService<ILogger<RetentionService>>()));
+        services.AddReplayJobs(store, new ReplayJobOptions());
         services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, BackendJsonContext.Default));
 
         var app = builder.Build();
@@ -306,6 +308,7 @@ public sealed class BackendServer : IAsyncDisposable
         app.MapGrpcService<OtlpGrpcService>();
         app.MapQueryApi();
         app.MapMocksApi();
+        app.MapReplayJobsApi();
         app.MapHarApi();
         app.MapOpenApi();
         app.MapTraceView();

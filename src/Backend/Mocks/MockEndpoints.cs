@@ -477,15 +477,44 @@ public static class MockEndpoints
         }
 
         var q = context.Request.Query;
-        var anyHost = string.Equals(q["anyHost"], "true", StringComparison.OrdinalIgnoreCase);
-        var now = time.GetUtcNow();
+        var options = new MockFromOptions
+        {
+            Service = q["service"].ToString() is { Length: > 0 } service ? service : null,
+            Environment = q["environment"].ToString(),
+            AnyHost = string.Equals(q["anyHost"], "true", StringComparison.OrdinalIgnoreCase),
+        };
+        var records = FromHar(har, options, time.GetUtcNow(), out var problem);
+        if (records is null)
+        {
+            return Problem(400, problem!);
+        }
+
         var created = new List<MockDto>();
+        foreach (var record in records)
+        {
+            created.Add(ToDto(await store.AddMockAsync(tenant, record, context.RequestAborted).ConfigureAwait(false)));
+        }
+
+        return Results.Json(new MockListDto(created), MockJsonContext.Default.MockListDto, statusCode: 201);
+    }
+
+    /// <summary>
+    /// The mocks of every entry of a HAR document (the one way: <c>POST /api/mocks/har</c> and the
+    /// Trace View's import); null with a problem naming the first unusable entry.
+    /// </summary>
+    public static List<MockRecord>? FromHar(HarDocument har, MockFromOptions options, DateTimeOffset now, out string? problem)
+    {
+        ArgumentNullException.ThrowIfNull(har);
+        ArgumentNullException.ThrowIfNull(options);
+        problem = null;
+        var records = new List<MockRecord>();
         for (var i = 0; i < har.Log.Entries.Count; i++)
         {
             var entry = har.Log.Entries[i];
             if (!Uri.TryCreate(entry.Request.Url, UriKind.Absolute, out var url) || entry.Response.Status is < 200 or > 599)
             {
-                return Problem(400, string.Create(CultureInfo.InvariantCulture, $"entry {i}: needs an absolute request URL and a response status from 200 to 599"));
+                problem = string.Create(CultureInfo.InvariantCulture, $"entry {i}: needs an absolute request URL and a response status from 200 to 599");
+                return null;
             }
 
             byte[] requestBody;
@@ -497,17 +526,18 @@ public static class MockEndpoints
             }
             catch (FormatException)
             {
-                return Problem(400, string.Create(CultureInfo.InvariantCulture, $"entry {i}: a base64 body is not base64"));
+                problem = string.Create(CultureInfo.InvariantCulture, $"entry {i}: a base64 body is not base64");
+                return null;
             }
 
             var method = entry.Request.Method.ToUpperInvariant();
-            var authority = anyHost ? "" : url.IsDefaultPort ? url.Host : url.Authority;
+            var authority = options.AnyHost ? "" : url.IsDefaultPort ? url.Host : url.Authority;
             var path = string.IsNullOrEmpty(url.AbsolutePath) ? "/" : url.AbsolutePath;
             var query = url.Query.Length > 1 ? url.Query[1..] : null;
-            var record = new MockRecord
+            records.Add(new MockRecord
             {
-                Service = q["service"].ToString() is { Length: > 0 } service ? service : entry.Service ?? "",
-                Environment = q["environment"].ToString(),
+                Service = options.Service ?? entry.Service ?? "",
+                Environment = options.Environment ?? "",
                 Method = method,
                 Authority = authority,
                 Path = path,
@@ -523,11 +553,11 @@ public static class MockEndpoints
                 SourceSpanId = entry.SpanId,
                 CreatedAt = now,
                 UpdatedAt = now,
-            };
-            created.Add(ToDto(await store.AddMockAsync(tenant, record, context.RequestAborted).ConfigureAwait(false)));
+                ExpiresAt = options.ExpiresAt,
+            });
         }
 
-        return Results.Json(new MockListDto(created), MockJsonContext.Default.MockListDto, statusCode: 201);
+        return records;
     }
 
     private static async Task<IResult> LookupAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)

@@ -109,6 +109,29 @@ public sealed record ReplayResult
 
     /// <summary>Time the target took.</summary>
     public double DurationMs { get; init; }
+
+    /// <summary>What the target answered, kept when <see cref="ReplayOptions.KeepResponseBytes"/> is set (the Trace View's diff shows it beside the recording).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ReplayedResponse? Replayed { get; init; }
+}
+
+/// <summary>The target's answer to one replayed request, as kept for a side-by-side diff.</summary>
+public sealed record ReplayedResponse
+{
+    /// <summary>Status.</summary>
+    public int Status { get; init; }
+
+    /// <summary>Headers as [name, value] pairs.</summary>
+    public IReadOnlyList<IReadOnlyList<string>> Headers { get; init; } = [];
+
+    /// <summary>The body as text, or base64 when it is not UTF-8; at most <see cref="ReplayOptions.KeepResponseBytes"/> of it.</summary>
+    public string Body { get; init; } = "";
+
+    /// <summary>True when <see cref="Body"/> is base64.</summary>
+    public bool Base64 { get; init; }
+
+    /// <summary>True when the body was longer than what was kept.</summary>
+    public bool Truncated { get; init; }
 }
 
 /// <summary>The whole replay.</summary>
@@ -168,6 +191,9 @@ public sealed record ReplayOptions
 
     /// <summary>Per-request timeout.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Keep each replayed response (its body up to this many bytes) in the results; 0 keeps none (the CLI's reports do not need them).</summary>
+    public int KeepResponseBytes { get; init; }
 }
 
 /// <summary>Source-generated JSON of the replay report.</summary>

@@ -190,6 +190,7 @@ public sealed class ReplayRunner
                 Carried = carried,
                 Redacted = redacted,
                 DurationMs = watch.Elapsed.TotalMilliseconds,
+                Replayed = _options.KeepResponseBytes > 0 ? Keep(status, response, body, _options.KeepResponseBytes) : null,
             };
         }
     }
@@ -287,6 +288,27 @@ public sealed class ReplayRunner
         }
 
         return false;
+    }
+
+    private static ReplayedResponse Keep(int status, HttpResponseMessage response, byte[] body, int limit)
+    {
+        var kept = body.AsSpan(0, Math.Min(body.Length, limit));
+
+        // A cut inside a multi-byte character would turn text into base64: cut before it instead.
+        for (var back = 0; back < 3 && kept.Length < body.Length && (body[kept.Length] & 0xC0) == 0x80; back++)
+        {
+            kept = kept[..^1];
+        }
+
+        var text = System.Text.Unicode.Utf8.IsValid(kept);
+        return new ReplayedResponse
+        {
+            Status = status,
+            Headers = [.. response.Headers.Concat(response.Content.Headers).Select(h => (IReadOnlyList<string>)[h.Key.ToLowerInvariant(), string.Join(", ", h.Value)])],
+            Body = text ? Encoding.UTF8.GetString(kept) : Convert.ToBase64String(kept),
+            Base64 = !text,
+            Truncated = body.Length > limit,
+        };
     }
 
     private static string? ResponseHeader(HttpResponseMessage response, string name)

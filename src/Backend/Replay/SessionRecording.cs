@@ -1,8 +1,10 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using SpIstio.Backend.Api;
+using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Replay;
 
@@ -28,43 +30,74 @@ public static class SessionRecording
         var session = await response.Content.ReadFromJsonAsync(BackendJsonContext.Default.SessionDetailDto, cancellationToken).ConfigureAwait(false)
             ?? throw new ReplayException("the backend sent an empty session");
 
-        var entry = service is null;
-        service ??= session.Spans.Where(s => s.IsExchange && string.Equals(s.Direction, "inbound", StringComparison.Ordinal) && s.StatusCode is not null)
-            .OrderBy(s => s.StartTime).FirstOrDefault()?.ServiceName;
+        var (chosen, spans) = Select(session.Spans, service);
         var recorded = new List<RecordedExchange>();
-        foreach (var span in session.Spans.OrderBy(s => s.StartTime))
+        foreach (var span in spans)
         {
-            if (!span.IsExchange || !string.Equals(span.Direction, "inbound", StringComparison.Ordinal) || span.StatusCode is null
-                || (service is not null && !string.Equals(span.ServiceName, service, StringComparison.Ordinal)))
-            {
-                continue;
-            }
-
             using var detailResponse = await backend.GetAsync("api/spans/" + span.TraceId + "/" + span.SpanId, cancellationToken).ConfigureAwait(false);
             await EnsureOkAsync(detailResponse, "span " + span.SpanId, cancellationToken).ConfigureAwait(false);
             var detail = await detailResponse.Content.ReadFromJsonAsync(BackendJsonContext.Default.SpanDetailDto, cancellationToken).ConfigureAwait(false)
                 ?? throw new ReplayException("the backend sent an empty span");
-            recorded.Add(new RecordedExchange
-            {
-                TraceId = span.TraceId,
-                SpanId = span.SpanId,
-                Service = span.ServiceName,
-                StartTime = span.StartTime,
-                Method = span.Method ?? "GET",
-                Path = span.Path ?? "/",
-                Query = detail.Query,
-                RequestHeaders = Pairs(detail.RequestHeaders),
-                RequestBody = Bytes(detail.RequestBody),
-                RequestBodyTruncated = detail.RequestBody?.Truncated == true,
-                Status = span.StatusCode.Value,
-                ResponseHeaders = Pairs(detail.ResponseHeaders),
-                ResponseBody = Bytes(detail.ResponseBody),
-                ResponseBodyTruncated = detail.ResponseBody?.Truncated == true,
-            });
+            recorded.Add(ToRecorded(span, detail));
         }
 
-        return new RecordedSession(service, entry, recorded);
+        return new RecordedSession(chosen, service is null, recorded);
     }
+
+    /// <summary>
+    /// As above, read from the store directly (the backend's replay jobs): the tenant's session, at
+    /// most <paramref name="maxExchanges"/> exchanges (more is refused: a job holds them all).
+    /// </summary>
+    public static async Task<RecordedSession> LoadAsync(ISpanStore store, long tenant, string sessionId, string? service, int maxExchanges, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentException.ThrowIfNullOrEmpty(sessionId);
+        var summaries = await store.GetSessionAsync(tenant, sessionId, cancellationToken).ConfigureAwait(false)
+            ?? throw new ReplayException("session '" + sessionId + "' was not found");
+        var (chosen, spans) = Select(summaries.Select(QueryEndpoints.ToDto), service);
+        if (spans.Count > maxExchanges)
+        {
+            throw new ReplayException(string.Create(CultureInfo.InvariantCulture, $"the session has {spans.Count} inbound exchanges of service '{chosen}'; a replay job takes at most {maxExchanges} (use sp replay for more)"));
+        }
+
+        var recorded = new List<RecordedExchange>(spans.Count);
+        foreach (var span in spans)
+        {
+            var stored = await store.GetSpanAsync(tenant, span.TraceId, span.SpanId, cancellationToken).ConfigureAwait(false)
+                ?? throw new ReplayException("span " + span.SpanId + " was not found (retention removed it while the job loaded the session)");
+            recorded.Add(ToRecorded(span, QueryEndpoints.ToDetail(stored)));
+        }
+
+        return new RecordedSession(chosen, service is null, recorded);
+    }
+
+    /// <summary>The service to replay (the given one or the entry service) and its inbound exchanges with a response, in start order.</summary>
+    private static (string? Service, List<SpanDto> Spans) Select(IEnumerable<SpanDto> sessionSpans, string? service)
+    {
+        var all = sessionSpans.OrderBy(s => s.StartTime).ToList();
+        service ??= all.FirstOrDefault(s => s.IsExchange && string.Equals(s.Direction, "inbound", StringComparison.Ordinal) && s.StatusCode is not null)?.ServiceName;
+        var chosen = all.Where(span => span.IsExchange && string.Equals(span.Direction, "inbound", StringComparison.Ordinal) && span.StatusCode is not null
+            && (service is null || string.Equals(span.ServiceName, service, StringComparison.Ordinal))).ToList();
+        return (service, chosen);
+    }
+
+    private static RecordedExchange ToRecorded(SpanDto span, SpanDetailDto detail) => new()
+    {
+        TraceId = span.TraceId,
+        SpanId = span.SpanId,
+        Service = span.ServiceName,
+        StartTime = span.StartTime,
+        Method = span.Method ?? "GET",
+        Path = span.Path ?? "/",
+        Query = detail.Query,
+        RequestHeaders = Pairs(detail.RequestHeaders),
+        RequestBody = Bytes(detail.RequestBody),
+        RequestBodyTruncated = detail.RequestBody?.Truncated == true,
+        Status = span.StatusCode ?? 0,
+        ResponseHeaders = Pairs(detail.ResponseHeaders),
+        ResponseBody = Bytes(detail.ResponseBody),
+        ResponseBodyTruncated = detail.ResponseBody?.Truncated == true,
+    };
 
     private static async Task EnsureOkAsync(HttpResponseMessage response, string what, CancellationToken cancellationToken)
     {

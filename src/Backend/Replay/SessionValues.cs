@@ -10,9 +10,13 @@ public sealed record BindingTarget
     /// <summary>The step (1-based position among the replayed requests).</summary>
     public int Step { get; init; }
 
-    /// <summary>The place in that step's request.</summary>
+    /// <summary>The place in that step's request (reports show <see cref="Where"/>).</summary>
+    /// <remarks>
+    /// Not <c>required</c>: System.Text.Json refuses to write a type whose required property it is
+    /// told to ignore, which made every JSON report with a binding fail. Every creator sets it.
+    /// </remarks>
     [JsonIgnore]
-    public required ValueLocation Location { get; init; }
+    public ValueLocation Location { get; init; } = new(ValuePlace.PathSegment, "");
 
     /// <summary>The place as reports name it (<c>path segment 3</c>, <c>$.flightId</c>).</summary>
     public string Where => Location.ToString();

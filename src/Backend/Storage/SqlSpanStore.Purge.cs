@@ -18,12 +18,17 @@ internal abstract partial class SqlSpanStore
     [
         ("sessions", "session_id"),
         ("mocks", "id"),
+        ("replay_jobs", "id"),
     ];
 
     /// <summary>What identifies the tenant rather than what it captured: kept unless the tenant is removed.</summary>
     internal static readonly IReadOnlyList<(string Table, string Key)> TenantIdentityTables =
     [
         ("api_keys", "key_hash"),
+
+        // A running backend may still compress the tenant's new spans with a dictionary it holds
+        // in memory: deleting it while the tenant lives would leave those spans unreadable elsewhere.
+        ("codec_dictionaries", "id"),
     ];
 
     public async Task<long> DeleteSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken)

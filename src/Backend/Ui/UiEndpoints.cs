@@ -47,6 +47,8 @@ public static class UiEndpoints
         app.MapGet("/ui/har/{traceId}/{spanId}", ExchangeHarAsync).ExcludeFromDescription();
         app.MapGet("/ui/har/{traceId}", TraceHarAsync).ExcludeFromDescription();
         app.MapPost("/ui/mocks/{traceId}/{spanId}", UseAsMockAsync).ExcludeFromDescription();
+        app.MapMockActions();
+        app.MapReplayActions();
         app.MapRazorComponents<App>();
         return app;
     }
@@ -103,8 +105,8 @@ public static class UiEndpoints
 
     /// <summary>
     /// The exchange page's "Use as mock": needs the signed-in key to have the admin scope, makes the
-    /// mock the way the API does, and returns to the exchange page, which shows the outcome from
-    /// <c>?mock=</c> (a mock id, checked against the store, or an outcome code; never free text).
+    /// mock the way the API does, and opens the new mock's page (to edit it); when no mock could be
+    /// made it returns to the exchange page, which explains why from <c>?mock=</c> (an outcome code, never free text).
     /// </summary>
     private static async Task<IResult> UseAsMockAsync(
         string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
@@ -134,14 +136,18 @@ public static class UiEndpoints
 
         var created = await MockEndpoints.CreateFromSpanAsync(
             store, auth.TenantId, tid, sid, new MockFromOptions { Description = "from the Trace View" }, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
-        var outcome = created.Mock is { } mock
-            ? mock.Id.ToString(CultureInfo.InvariantCulture)
-            : created.Error switch
-            {
-                MockFromSpanError.TruncatedBody => ExchangeMockOutcome.Truncated,
-                MockFromSpanError.NotFound => ExchangeMockOutcome.NotFound,
-                _ => ExchangeMockOutcome.NotAnExchange,
-            };
+        if (created.Mock is { } mock)
+        {
+            // The new mock's page, where its matcher and response can be edited right away.
+            return Results.Redirect(MockActions.Page(mock.Id) + "?saved=from-exchange");
+        }
+
+        var outcome = created.Error switch
+        {
+            MockFromSpanError.TruncatedBody => ExchangeMockOutcome.Truncated,
+            MockFromSpanError.NotFound => ExchangeMockOutcome.NotFound,
+            _ => ExchangeMockOutcome.NotAnExchange,
+        };
         return Results.Redirect(page + "?mock=" + outcome);
     }
 
@@ -225,7 +231,7 @@ public static class UiEndpoints
     private sealed record Asset(byte[] Content, string ContentType, string ETag);
 }
 
-/// <summary>The outcome codes "Use as mock" returns to the exchange page in <c>?mock=</c> (besides a mock id).</summary>
+/// <summary>The outcome codes "Use as mock" returns to the exchange page in <c>?mock=</c> when it made no mock.</summary>
 internal static class ExchangeMockOutcome
 {
     /// <summary>The signed-in key has no admin scope.</summary>

@@ -25,6 +25,18 @@ public abstract class UiPageBase : ComponentBase
     /// <summary>Cancelled when the browser goes away.</summary>
     protected CancellationToken Aborted => HttpContext.RequestAborted;
 
+    /// <summary>The sentence for a form handler's <c>?problem=</c> code (<see cref="UiProblem"/>), or null.</summary>
+    protected async Task<string?> DescribeProblemAsync(string? code)
+    {
+        if (string.IsNullOrEmpty(code))
+        {
+            return null;
+        }
+
+        var tenants = await Store.ListTenantsAsync(Aborted).ConfigureAwait(false);
+        return UiProblem.Describe(code, tenants.FirstOrDefault(t => t.Id == Tenant)?.Name ?? "<tenant>");
+    }
+
     /// <summary>What the error state says when the store fails.</summary>
     protected static string StoreProblem(Exception ex) =>
         "The store did not answer (" + ex.GetType().Name + ": " + ex.Message + "). Check the backend log and /readyz, then reload the page.";

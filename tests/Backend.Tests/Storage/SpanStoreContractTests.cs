@@ -9,7 +9,7 @@ namespace SpIstio.Backend.Tests.Storage;
 /// The behaviour every <see cref="ISpanStore"/> promises, run against each implementation by a
 /// subclass that supplies a fresh, migrated, empty store per test.
 /// </summary>
-public abstract class SpanStoreContractTests : IAsyncLifetime
+public abstract partial class SpanStoreContractTests : IAsyncLifetime
 {
     private static readonly CancellationToken None = CancellationToken.None;
 

@@ -129,5 +129,32 @@ internal static class PostgresMigrations
             indexed_to BIGINT NOT NULL);
         INSERT INTO search_progress (id, indexed_to) SELECT 1, COALESCE(MAX(id), 0) FROM spans;
         """,
+
+        // Replay jobs the Trace View starts: one row per job, claimed by one backend's worker under a
+        // lease (FOR UPDATE SKIP LOCKED); the report (JSON, compressed like bodies) is written when the job ends.
+        """
+        CREATE TABLE replay_jobs (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id BIGINT NOT NULL REFERENCES tenants (id),
+            session_id TEXT NOT NULL,
+            service TEXT,
+            target TEXT NOT NULL,
+            ignore_rules TEXT,
+            status TEXT NOT NULL,
+            total INTEGER NOT NULL,
+            completed INTEGER NOT NULL,
+            passed INTEGER NOT NULL,
+            regressions INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            error TEXT,
+            report BYTEA,
+            created_ns BIGINT NOT NULL,
+            started_ns BIGINT,
+            finished_ns BIGINT,
+            owner TEXT,
+            lease_ns BIGINT);
+        CREATE INDEX replay_jobs_tenant ON replay_jobs (tenant_id, id);
+        CREATE INDEX replay_jobs_status ON replay_jobs (status, id);
+        """,
     ];
 }

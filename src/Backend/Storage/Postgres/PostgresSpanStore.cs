@@ -68,6 +68,8 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     protected override IReadOnlyList<string> Migrations => PostgresMigrations.All;
 
+    protected override string SkipLockedSql => " FOR UPDATE SKIP LOCKED";
+
     protected override string SessionTextCondition =>
         "s.session_id IN (SELECT x.session_id FROM span_search f JOIN spans x ON x.id = f.span_id WHERE f.search @@ plainto_tsquery('simple', @q) AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
 

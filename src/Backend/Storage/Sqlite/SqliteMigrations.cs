@@ -117,5 +117,32 @@ internal static class SqliteMigrations
             indexed_to INTEGER NOT NULL);
         INSERT INTO search_progress (id, indexed_to) VALUES (1, COALESCE((SELECT MAX(id) FROM spans), 0));
         """,
+
+        // Replay jobs the Trace View starts: one row per job, claimed by one backend's worker under a
+        // lease; the report (JSON, compressed like bodies) is written when the job ends.
+        """
+        CREATE TABLE replay_jobs (
+            id INTEGER PRIMARY KEY,
+            tenant_id INTEGER NOT NULL REFERENCES tenants (id),
+            session_id TEXT NOT NULL,
+            service TEXT,
+            target TEXT NOT NULL,
+            ignore_rules TEXT,
+            status TEXT NOT NULL,
+            total INTEGER NOT NULL,
+            completed INTEGER NOT NULL,
+            passed INTEGER NOT NULL,
+            regressions INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            error TEXT,
+            report BLOB,
+            created_ns INTEGER NOT NULL,
+            started_ns INTEGER,
+            finished_ns INTEGER,
+            owner TEXT,
+            lease_ns INTEGER);
+        CREATE INDEX replay_jobs_tenant ON replay_jobs (tenant_id, id);
+        CREATE INDEX replay_jobs_status ON replay_jobs (status, id);
+        """,
     ];
 }
