@@ -28,7 +28,7 @@ public static class QueryEndpoints
     public static IEndpointRouteBuilder MapQueryApi(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        var api = endpoints.MapGroup("/api").WithTags("query");
+        var api = endpoints.MapGroup("/api").WithTags("query").RequireScope(KeyScope.Read);
         api.MapGet("/sessions", ListSessionsAsync)
             .WithSummary("Sessions, newest activity first, with cursor pagination.")
             .Produces<SessionListDto>().ProducesProblem(400).ProducesProblem(401);
@@ -59,13 +59,9 @@ public static class QueryEndpoints
         return endpoints;
     }
 
-    private static async Task<IResult> ListSessionsAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> ListSessionsAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var q = context.Request.Query;
         if (!TryInt(q["limit"], 1, MaxLimit, 50, out var limit))
@@ -136,13 +132,9 @@ public static class QueryEndpoints
     /// <summary>Most <c>attr.*</c> filters one search takes.</summary>
     public const int MaxAttributeFilters = 10;
 
-    private static async Task<IResult> SearchTracesAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> SearchTracesAsync(HttpContext context, ISpanStore store)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var (query, parameter, problem) = ParseTraceQuery(context.Request.Query);
         if (query is null)
@@ -342,13 +334,9 @@ public static class QueryEndpoints
         return true;
     }
 
-    private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         // Any id ingest accepts: "a/b" arrives whole through the catch-all, "a%2Fb" needs its slash restored.
         id = Ui.UiLinks.DecodeSlashes(id ?? "");
@@ -377,38 +365,34 @@ public static class QueryEndpoints
         return Results.Json(new SessionDetailDto(id, traces, rows), BackendJsonContext.Default.SessionDetailDto);
     }
 
-    private static async Task<IResult> GetTraceAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetTraceAsync(string traceId, HttpContext context, ISpanStore store)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        return denied ?? await TraceViewAsync(tenant, traceId, "traceId", context, store).ConfigureAwait(false);
+        var tenant = TenantContext.Of(context).TenantId;
+        return await TraceViewAsync(tenant, traceId, "traceId", context, store).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetViewAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetViewAsync(HttpContext context, ISpanStore store)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        return denied ?? await TraceViewAsync(tenant, context.Request.Query["traceId"].ToString(), "traceId", context, store).ConfigureAwait(false);
+        var tenant = TenantContext.Of(context).TenantId;
+        return await TraceViewAsync(tenant, context.Request.Query["traceId"].ToString(), "traceId", context, store).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
+    private static async Task<IResult> GetSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ReadBudget budget)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        return denied ?? await SpanDetailAsync(tenant, traceId, spanId, context, store, budget).ConfigureAwait(false);
+        var tenant = TenantContext.Of(context).TenantId;
+        return await SpanDetailAsync(tenant, traceId, spanId, context, store, budget).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetDetailAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
+    private static async Task<IResult> GetDetailAsync(HttpContext context, ISpanStore store, ReadBudget budget)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
+        var tenant = TenantContext.Of(context).TenantId;
         var q = context.Request.Query;
-        return denied ?? await SpanDetailAsync(tenant, q["traceId"].ToString(), q["spanId"].ToString(), context, store, budget).ConfigureAwait(false);
+        return await SpanDetailAsync(tenant, q["traceId"].ToString(), q["spanId"].ToString(), context, store, budget).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetServicesAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> GetServicesAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         if (!TryRange(context.Request.Query, time, out var from, out var to, out var problem))
         {
@@ -470,13 +454,9 @@ public static class QueryEndpoints
             _ => "healthy",
         };
 
-    private static async Task<IResult> GetEndpointsAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> GetEndpointsAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         if (!TryRange(context.Request.Query, time, out var from, out var to, out var problem))
         {
@@ -692,18 +672,6 @@ public static class QueryEndpoints
         s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.EndTime - s.StartTime),
         s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
 
-    private static async Task<(long Tenant, IResult? Denied)> AuthorizeAsync(HttpContext context, ApiKeyAuthenticator authenticator)
-    {
-        var key = ApiKeyAuthenticator.ExtractKey(context.Request.Headers["x-public-key"], context.Request.Headers.Authorization);
-        var auth = await authenticator.AuthenticateAsync(key, KeyScope.Read, context.RequestAborted).ConfigureAwait(false);
-        return auth.Status switch
-        {
-            AuthStatus.Allowed => (auth.TenantId, null),
-            AuthStatus.Forbidden => (0, Results.Problem(statusCode: 403, title: "Forbidden", detail: "the API key has no read scope")),
-            AuthStatus.Missing => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "no API key: send it in x-public-key or Authorization: Bearer")),
-            _ => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "unknown or revoked API key")),
-        };
-    }
 
     private static IResult BadParameter(string name, string problem) =>
         Results.Problem(

@@ -247,6 +247,7 @@ public sealed class BackendServer : IAsyncDisposable
         services.AddSingleton(metrics);
         services.AddSingleton(queue);
         services.AddSingleton(authenticator);
+        services.AddSpAuthentication();
         services.AddSingleton(ingest);
         services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics, timeProvider));
         services.AddGrpc(grpc =>
@@ -284,15 +285,21 @@ public sealed class BackendServer : IAsyncDisposable
                 metrics.HttpRequestDuration(route, context.Response.StatusCode).Observe(timeProvider.GetElapsedTime(started).TotalSeconds);
             }
         });
-        var endpoint = new OtlpHttpEndpoint(ingest, authenticator, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
+        // The one authentication layer (SpAuth): each route's policy names its scheme and scope.
+        app.UseAuthorization();
+        var endpoint = new OtlpHttpEndpoint(ingest, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
         // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document. No Accepts():
         // it would make routing answer other content types itself, and the OTLP answer must be a 415 with a Status body.
         Delegate ingestHandler = endpoint.HandleAsync;
         app.MapPost(OtlpHttpEndpoint.Path, ingestHandler)
+            .RequireScope(KeyScope.Ingest)
+            .WithAuthRefusal(endpoint)
             .Produces(StatusCodes.Status200OK)
             .WithTags("ingest")
             .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
-        app.MapGrpcService<OtlpGrpcService>();
+        app.MapGrpcService<OtlpGrpcService>()
+            .RequireScope(KeyScope.Ingest)
+            .WithAuthRefusal(new OtlpGrpcRefusal(metrics, loggerFactory.CreateLogger<OtlpGrpcService>()));
         app.MapQueryApi();
         app.MapMocksApi();
         app.MapHarApi();

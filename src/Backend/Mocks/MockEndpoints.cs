@@ -45,16 +45,17 @@ public static class MockEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         var api = endpoints.MapGroup("/api/mocks").WithTags("mocks");
-        api.MapGet("", ListAsync).WithSummary("The tenant's mocks (?service=, ?environment=, ?live=true).");
-        api.MapPost("", CreateAsync).WithSummary("Creates a mock from a request matcher and a response.");
-        api.MapGet("/{id:long}", GetAsync).WithSummary("One mock.");
-        api.MapPut("/{id:long}", UpdateAsync).WithSummary("Replaces a mock.");
-        api.MapDelete("/{id:long}", DeleteAsync).WithSummary("Deletes a mock.");
-        api.MapPost("/{id:long}/expire", ExpireAsync).WithSummary("Expires a mock now: it stops answering but stays listed.");
-        api.MapPost("/from-span/{traceId}/{spanId}", FromSpanAsync).WithSummary("Creates a mock from a captured exchange.");
-        api.MapPost("/har", ImportHarAsync).WithSummary("Imports every entry of a HAR 1.2 file as a mock (?service=, ?environment=, ?anyHost=true).");
-        endpoints.MapPost(LookupPath, LookupAsync).WithTags("agent").WithSummary("Agent lookup: 200 with the recorded response as an OTLP span, or 404.");
-        endpoints.MapGet(AgentMocksPath, AgentMocksAsync).WithTags("agent").WithSummary("A service's live mocks, with an ETag (304 on If-None-Match).");
+        api.MapGet("", ListAsync).RequireScope(KeyScope.Read).WithSummary("The tenant's mocks (?service=, ?environment=, ?live=true).");
+        api.MapPost("", CreateAsync).RequireScope(KeyScope.Admin).WithSummary("Creates a mock from a request matcher and a response.");
+        api.MapGet("/{id:long}", GetAsync).RequireScope(KeyScope.Read).WithSummary("One mock.");
+        api.MapPut("/{id:long}", UpdateAsync).RequireScope(KeyScope.Admin).WithSummary("Replaces a mock.");
+        api.MapDelete("/{id:long}", DeleteAsync).RequireScope(KeyScope.Admin).WithSummary("Deletes a mock.");
+        api.MapPost("/{id:long}/expire", ExpireAsync).RequireScope(KeyScope.Admin).WithSummary("Expires a mock now: it stops answering but stays listed.");
+        api.MapPost("/from-span/{traceId}/{spanId}", FromSpanAsync).RequireScope(KeyScope.Admin).WithSummary("Creates a mock from a captured exchange.");
+        api.MapPost("/har", ImportHarAsync).RequireScope(KeyScope.Admin).WithSummary("Imports every entry of a HAR 1.2 file as a mock (?service=, ?environment=, ?anyHost=true).");
+        var agent = endpoints.MapGroup("").WithTags("agent").RequireScope(KeyScope.Ingest);
+        agent.MapPost(LookupPath, LookupAsync).WithSummary("Agent lookup: 200 with the recorded response as an OTLP span, or 404.");
+        agent.MapGet(AgentMocksPath, AgentMocksAsync).WithSummary("A service's live mocks, with an ETag (304 on If-None-Match).");
         return endpoints;
     }
 
@@ -211,29 +212,12 @@ public static class MockEndpoints
         return "\"" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..32] + "\"";
     }
 
-    internal static async Task<(long Tenant, IResult? Denied)> AuthorizeAsync(HttpContext context, ApiKeyAuthenticator authenticator, KeyScope scope)
-    {
-        var key = ApiKeyAuthenticator.ExtractKey(context.Request.Headers["x-public-key"], context.Request.Headers.Authorization);
-        var auth = await authenticator.AuthenticateAsync(key, scope, context.RequestAborted).ConfigureAwait(false);
-        var scopeName = scope.ToString().ToLowerInvariant();
-        return auth.Status switch
-        {
-            AuthStatus.Allowed => (auth.TenantId, null),
-            AuthStatus.Forbidden => (0, Results.Problem(statusCode: 403, title: "Forbidden", detail: "the API key has no " + scopeName + " scope")),
-            AuthStatus.Missing => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "no API key: send it in x-public-key or Authorization: Bearer")),
-            _ => (0, Results.Problem(statusCode: 401, title: "Unauthorized", detail: "unknown or revoked API key")),
-        };
-    }
 
     private static IResult Problem(int status, string detail) => Results.Problem(statusCode: status, title: status == 404 ? "Not found" : "Invalid request", detail: detail);
 
-    private static async Task<IResult> ListAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> ListAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var q = context.Request.Query;
         var query = new MockQuery
@@ -246,25 +230,17 @@ public static class MockEndpoints
         return Results.Json(new MockListDto([.. mocks.Select(ToDto)]), MockJsonContext.Default.MockListDto);
     }
 
-    private static async Task<IResult> GetAsync(long id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetAsync(long id, HttpContext context, ISpanStore store)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var mock = await store.GetMockAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         return mock is null ? Problem(404, "mock " + id.ToString(CultureInfo.InvariantCulture) + " not found") : Results.Json(ToDto(mock), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var (dto, bad) = await ReadJsonAsync(context, MockJsonContext.Default.MockDto).ConfigureAwait(false);
         if (dto is null)
@@ -282,13 +258,9 @@ public static class MockEndpoints
         return Results.Json(ToDto(added), MockJsonContext.Default.MockDto, statusCode: 201);
     }
 
-    private static async Task<IResult> UpdateAsync(long id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> UpdateAsync(long id, HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var existing = await store.GetMockAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (existing is null)
@@ -317,26 +289,18 @@ public static class MockEndpoints
         return Results.Json(ToDto(record), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> DeleteAsync(long id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> DeleteAsync(long id, HttpContext context, ISpanStore store)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         return await store.DeleteMockAsync(tenant, id, context.RequestAborted).ConfigureAwait(false)
             ? Results.NoContent()
             : Problem(404, "mock " + id.ToString(CultureInfo.InvariantCulture) + " not found");
     }
 
-    private static async Task<IResult> ExpireAsync(long id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> ExpireAsync(long id, HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var existing = await store.GetMockAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (existing is null)
@@ -350,13 +314,9 @@ public static class MockEndpoints
         return Results.Json(ToDto(expired), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> FromSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> FromSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var options = new MockFromOptions();
         if (context.Request.ContentLength is > 0 || context.Request.Headers.TransferEncoding.Count > 0)
@@ -432,13 +392,9 @@ public static class MockEndpoints
         return new MockFromSpanResult(added, MockFromSpanError.None, null);
     }
 
-    private static async Task<IResult> ImportHarAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> ImportHarAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         HarDocument har;
         try
@@ -504,13 +460,9 @@ public static class MockEndpoints
         return Results.Json(new MockListDto(created), MockJsonContext.Default.MockListDto, statusCode: 201);
     }
 
-    private static async Task<IResult> LookupAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> LookupAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Ingest).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var json = context.Request.ContentType?.Contains("json", StringComparison.OrdinalIgnoreCase) == true;
         ExportTraceServiceRequest request;
@@ -573,13 +525,9 @@ public static class MockEndpoints
             : Results.Bytes(answer.ToByteArray(), ProtobufMediaType);
     }
 
-    private static async Task<IResult> AgentMocksAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, TimeProvider time)
+    private static async Task<IResult> AgentMocksAsync(HttpContext context, ISpanStore store, TimeProvider time)
     {
-        var (tenant, denied) = await AuthorizeAsync(context, authenticator, KeyScope.Ingest).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var q = context.Request.Query;
         if (string.IsNullOrEmpty(q["service"]))
