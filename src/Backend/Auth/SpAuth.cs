@@ -42,7 +42,8 @@ public static class SpAuth
     public static IServiceCollection AddSpAuthentication(this IServiceCollection services)
     {
         services.AddAuthentication()
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyScheme, null);
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyScheme, null)
+            .AddScheme<AuthenticationSchemeOptions, TraceViewSessionHandler>(SessionScheme, null);
         services.AddAuthorization(options =>
         {
             foreach (var scope in _scopes)

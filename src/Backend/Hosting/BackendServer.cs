@@ -247,6 +247,7 @@ public sealed class BackendServer : IAsyncDisposable
         services.AddSingleton(metrics);
         services.AddSingleton(queue);
         services.AddSingleton(authenticator);
+        services.AddSingleton(new TraceViewSessions(store, authenticator, timeProvider, options.SessionIdleTimeout));
         services.AddSpAuthentication();
         services.AddSingleton(ingest);
         services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics, timeProvider));
@@ -285,6 +286,7 @@ public sealed class BackendServer : IAsyncDisposable
                 metrics.HttpRequestDuration(route, context.Response.StatusCode).Observe(timeProvider.GetElapsedTime(started).TotalSeconds);
             }
         });
+        app.UseSecurityHeaders();
         // The one authentication layer (SpAuth): each route's policy names its scheme and scope.
         app.UseAuthorization();
         var endpoint = new OtlpHttpEndpoint(ingest, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);

@@ -5,7 +5,7 @@ namespace SpIstio.Backend.Storage;
 /// (production). Every read and write is scoped by a tenant id: no method returns another
 /// tenant's rows. Both implementations pass the same contract test suite.
 /// </summary>
-public interface ISpanStore : IAsyncDisposable
+public interface ISpanStore : ITraceViewSessionStore, IAsyncDisposable
 {
     /// <summary><c>sqlite</c> or <c>postgres</c>.</summary>
     string Kind { get; }

@@ -105,5 +105,17 @@ internal static class PostgresMigrations
         ALTER TABLE spans ALTER COLUMN span_model SET STORAGE EXTERNAL;
         CREATE INDEX spans_service_time ON spans (tenant_id, service, start_ns);
         """,
+
+        // Trace View sign-in sessions, shared by every backend on the store: the SHA-256 of the
+        // cookie's random id (never the id) and of the key signed in with (never the key).
+        """
+        CREATE TABLE ui_sessions (
+            id_hash BYTEA PRIMARY KEY,
+            tenant_id BIGINT NOT NULL,
+            key_hash BYTEA NOT NULL,
+            created_ns BIGINT NOT NULL,
+            last_seen_ns BIGINT NOT NULL);
+        CREATE INDEX ui_sessions_seen ON ui_sessions (last_seen_ns);
+        """,
     ];
 }

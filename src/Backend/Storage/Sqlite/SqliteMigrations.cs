@@ -101,5 +101,17 @@ internal static class SqliteMigrations
         ALTER TABLE spans ADD COLUMN span_model BLOB;
         CREATE INDEX spans_service_time ON spans (tenant_id, service, start_ns);
         """,
+
+        // Trace View sign-in sessions, shared by every backend on the store: the SHA-256 of the
+        // cookie's random id (never the id) and of the key signed in with (never the key).
+        """
+        CREATE TABLE ui_sessions (
+            id_hash BLOB PRIMARY KEY,
+            tenant_id INTEGER NOT NULL,
+            key_hash BLOB NOT NULL,
+            created_ns INTEGER NOT NULL,
+            last_seen_ns INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE INDEX ui_sessions_seen ON ui_sessions (last_seen_ns);
+        """,
     ];
 }
