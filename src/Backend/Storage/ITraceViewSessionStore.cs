@@ -3,7 +3,7 @@ namespace SpIstio.Backend.Storage;
 /// <summary>
 /// Trace View sign-in sessions in the store, so that any backend replica serves any session and
 /// sign-out anywhere ends it everywhere. Rows hold hashes only: of the cookie's random id and of
-/// the key the session was opened with.
+/// the key the session was opened with. The forms' antiforgery keys live here too, for the same reason.
 /// </summary>
 public interface ITraceViewSessionStore
 {
@@ -21,6 +21,12 @@ public interface ITraceViewSessionStore
 
     /// <summary>Deletes sessions idle since before <paramref name="cutoff"/>; returns how many.</summary>
     Task<long> DeleteTraceViewSessionsIdleSinceAsync(DateTimeOffset cutoff, CancellationToken cancellationToken);
+
+    /// <summary>The ASP.NET Core data-protection keys (XML documents) every replica shares, oldest first.</summary>
+    Task<IReadOnlyList<string>> ListDataProtectionKeysAsync(CancellationToken cancellationToken);
+
+    /// <summary>Stores a data-protection key under its unique <paramref name="name"/>; a name stored already is kept as it is.</summary>
+    Task AddDataProtectionKeyAsync(string name, string xml, CancellationToken cancellationToken);
 }
 
 /// <summary>A stored Trace View session.</summary>

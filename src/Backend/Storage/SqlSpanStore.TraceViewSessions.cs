@@ -53,4 +53,26 @@ internal abstract partial class SqlSpanStore
         Add(command, "c", StoreTime.ToNanos(cutoff));
         return (long)await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }, cancellationToken).ConfigureAwait(false);
+
+    public Task<IReadOnlyList<string>> ListDataProtectionKeysAsync(CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<string>>(async connection =>
+    {
+        await using var command = Command(connection, null, "SELECT xml FROM data_protection_keys ORDER BY created_ns, name");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var keys = new List<string>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            keys.Add(reader.GetString(0));
+        }
+
+        return keys;
+    }, cancellationToken);
+
+    public Task AddDataProtectionKeyAsync(string name, string xml, CancellationToken cancellationToken) => WriteAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "INSERT INTO data_protection_keys (name, xml, created_ns) VALUES (@n, @x, @c) ON CONFLICT (name) DO NOTHING");
+        Add(command, "n", name);
+        Add(command, "x", xml);
+        Add(command, "c", StoreTime.ToNanos(TimeProvider.GetUtcNow()));
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }, cancellationToken);
 }

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using SpIstio.Backend.Api;
@@ -26,8 +27,10 @@ public static class UiEndpoints
     public static IServiceCollection AddTraceView(this IServiceCollection services, bool demo)
     {
         services.AddRazorComponents();
-        // Only the forms' antiforgery tokens use data protection: keys in memory, nothing written to the home folder.
-        services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        // Only the forms' antiforgery tokens use data protection. Its keys live in the store (nothing in
+        // the home folder), shared by every replica: a form served by one can be posted to another.
+        services.AddDataProtection().SetApplicationName("sp-backend");
+        services.AddOptions<KeyManagementOptions>().Configure<ISpanStore>((options, store) => options.XmlRepository = new StoreXmlRepository(store));
         services.AddSingleton(new UiOptions(demo));
         return services;
     }

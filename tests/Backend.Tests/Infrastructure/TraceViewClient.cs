@@ -34,11 +34,14 @@ internal sealed partial class TraceViewClient : IDisposable
         return await Http.PostAsync("/signin", new FormUrlEncodedContent(fields));
     }
 
-    /// <summary>Opens <paramref name="page"/> and posts its form whose action is <paramref name="action"/>, as rendered.</summary>
-    public async Task<HttpResponseMessage> SubmitAsync(string page, string action)
+    /// <summary>
+    /// Opens <paramref name="page"/> and posts its form whose action is <paramref name="action"/>, as
+    /// rendered, through <paramref name="postVia"/> (another backend sharing the jar) or this client.
+    /// </summary>
+    public async Task<HttpResponseMessage> SubmitAsync(string page, string action, TraceViewClient? postVia = null)
     {
         var html = await Http.GetStringAsync(page);
-        return await Http.PostAsync(action, new FormUrlEncodedContent(FormFields(html, action, keyValue: null)));
+        return await (postVia ?? this).Http.PostAsync(action, new FormUrlEncodedContent(FormFields(html, action, keyValue: null)));
     }
 
     public void Dispose()
