@@ -43,7 +43,7 @@ public sealed class ApiKeyAuthenticator
     // (an entry costs one store lookup to rebuild).
     private const int MaxEntries = 10_000;
 
-    private readonly ISpanStore _store;
+    private readonly ITenantKeyStore _store;
     private readonly TimeProvider _timeProvider;
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
     private readonly long? _demoTenantId;
@@ -54,7 +54,7 @@ public sealed class ApiKeyAuthenticator
     /// <param name="cacheTtl">How long an answer is remembered.</param>
     /// <param name="timeProvider">The clock of the cache.</param>
     /// <param name="demoTenantId">In demo mode, the tenant <see cref="ApiKeys.DemoKey"/> belongs to; null otherwise.</param>
-    public ApiKeyAuthenticator(ISpanStore store, TimeSpan cacheTtl, TimeProvider timeProvider, long? demoTenantId = null)
+    public ApiKeyAuthenticator(ITenantKeyStore store, TimeSpan cacheTtl, TimeProvider timeProvider, long? demoTenantId = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(timeProvider);

@@ -24,7 +24,7 @@ public static class HarEndpoints
     {
         var tenant = TenantContext.Of(context).TenantId;
 
-        id = Ui.UiLinks.DecodeSlashes(id);
+        id = QueryParameters.DecodeSlashes(id);
         var spans = await store.GetSessionAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (spans is null || spans.Count == 0)
         {
@@ -54,7 +54,7 @@ public static class HarEndpoints
             store, tenant, spans.Where(s => s.IsExchange).Select(s => (s.TraceId, s.SpanId)), HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
         if (lease is null)
         {
-            return QueryEndpoints.Busy(context);
+            return ReadBudget.Busy(context);
         }
 
         var full = new List<StoredSpan>(spans.Count);

@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Api;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Har;
 using SpIstio.Backend.Ingest;

@@ -5,7 +5,7 @@ using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using SpIstio.Backend.Auth;
-using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
 

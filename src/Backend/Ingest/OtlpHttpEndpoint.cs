@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using SpIstio.Backend.Auth;
-using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;

@@ -30,7 +30,14 @@ public static class UiEndpoints
         // Only the forms' antiforgery tokens use data protection. Its keys live in the store (nothing in
         // the home folder), shared by every replica: a form served by one can be posted to another.
         services.AddDataProtection().SetApplicationName("sp-backend");
-        services.AddOptions<KeyManagementOptions>().Configure<ISpanStore>((options, store) => options.XmlRepository = new StoreXmlRepository(store));
+        // Stored as plain XML, on purpose and said so (docs/production.md): the store's own protection
+        // covers them as it covers the captured data. Naming the null encryptor keeps data protection
+        // from warning on every first start.
+        services.AddOptions<KeyManagementOptions>().Configure<ISpanStore>((options, store) =>
+        {
+            options.XmlRepository = new StoreXmlRepository(store);
+            options.XmlEncryptor = new Microsoft.AspNetCore.DataProtection.XmlEncryption.NullXmlEncryptor();
+        });
         services.AddSingleton(new UiOptions(demo));
         return services;
     }
@@ -106,7 +113,7 @@ public static class UiEndpoints
     private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
-        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid) || !QueryEndpoints.TryHexId(spanId, 16, out var sid))
+        if (!QueryParameters.TryHexId(traceId, 32, out var tid) || !QueryParameters.TryHexId(spanId, 16, out var sid))
         {
             return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 and span id 16 hexadecimal digits");
         }
@@ -114,7 +121,7 @@ public static class UiEndpoints
         using var lease = await budget.AcquireForSpansAsync(store, tenant, [(tid, sid)], HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
         if (lease is null)
         {
-            return QueryEndpoints.Busy(context);
+            return ReadBudget.Busy(context);
         }
 
         var span = await store.GetSpanAsync(tenant, tid, sid, context.RequestAborted).ConfigureAwait(false);
@@ -142,7 +149,7 @@ public static class UiEndpoints
             return refused;
         }
 
-        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid) || !QueryEndpoints.TryHexId(spanId, 16, out var sid))
+        if (!QueryParameters.TryHexId(traceId, 32, out var tid) || !QueryParameters.TryHexId(spanId, 16, out var sid))
         {
             return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 and span id 16 hexadecimal digits");
         }
@@ -154,7 +161,7 @@ public static class UiEndpoints
             return Results.Redirect(page + "?mock=" + ExchangeMockOutcome.NeedsAdmin);
         }
 
-        var created = await MockEndpoints.CreateFromSpanAsync(
+        var created = await MockService.CreateFromSpanAsync(
             store, tenant.TenantId, tid, sid, new MockFromOptions { Description = "from the Trace View" }, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
         var outcome = created.Mock is { } mock
             ? mock.Id.ToString(CultureInfo.InvariantCulture)
@@ -170,7 +177,7 @@ public static class UiEndpoints
     private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
-        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid))
+        if (!QueryParameters.TryHexId(traceId, 32, out var tid))
         {
             return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 hexadecimal digits");
         }
@@ -185,7 +192,7 @@ public static class UiEndpoints
             store, tenant, summaries.Where(s => s.IsExchange).Take(MaxHarEntries).Select(s => (tid, s.SpanId)), HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
         if (lease is null)
         {
-            return QueryEndpoints.Busy(context);
+            return ReadBudget.Busy(context);
         }
 
         var spans = new List<StoredSpan>();
