@@ -33,21 +33,23 @@ public sealed class TraceViewBrowserTests(SeededBackend backend) : IClassFixture
     }
 
     [Fact]
-    public void SignIn_KeepsKeyInHttpOnlyStrictCookie_ReturnsToPage_AndSignOutEndsIt()
+    public void SignIn_KeepsOnlyASessionIdInAnHttpOnlyStrictCookie_ReturnsToPage_AndSignOutEndsIt()
     {
         browser.Go(Base, "/endpoints?range=24h");
         browser.TypeKeyAndSubmit(backend.AcmeReadKey);
 
         Assert.Equal("/endpoints", browser.CurrentPath);
-        var cookie = browser.Driver.Manage().Cookies.GetCookieNamed("sp_ui_key");
+        var cookie = browser.Driver.Manage().Cookies.GetCookieNamed("sp_session");
         Assert.NotNull(cookie);
+        var secret = backend.AcmeReadKey[(backend.AcmeReadKey.LastIndexOf('_') + 1)..];
+        Assert.All(browser.Driver.Manage().Cookies.AllCookies, c => Assert.DoesNotContain(secret, Uri.UnescapeDataString(c.Value), StringComparison.Ordinal));
         Assert.True(cookie.IsHttpOnly);
         Assert.Equal("Strict", cookie.SameSite);
         Assert.Equal("", browser.Driver.ExecuteScript("return document.cookie") as string);
 
         browser.ClickToNavigate(By.Id("sign-out"));
         Assert.StartsWith("/signin", browser.CurrentPath, StringComparison.Ordinal);
-        Assert.Null(browser.Driver.Manage().Cookies.GetCookieNamed("sp_ui_key"));
+        Assert.Null(browser.Driver.Manage().Cookies.GetCookieNamed("sp_session"));
     }
 
     [Fact]
@@ -170,7 +172,7 @@ public sealed class TraceViewBrowserTests(SeededBackend backend) : IClassFixture
     public async Task TraceHar_OfAnotherTenantOrWithoutCookie_IsRefused()
     {
         browser.SignIn(Base, backend.AcmeReadKey);
-        var cookie = browser.Driver.Manage().Cookies.GetCookieNamed("sp_ui_key");
+        var cookie = browser.Driver.Manage().Cookies.GetCookieNamed("sp_session");
         using var http = new HttpClient { BaseAddress = Base };
 
         using var signedOut = await http.GetAsync("/ui/har/" + backend.CheckoutTrace.ToHexString());
@@ -341,12 +343,14 @@ public sealed class TraceViewBrowserTests(SeededBackend backend) : IClassFixture
     [Fact]
     public async Task UseAsMock_WithoutTheFormsToken_IsRefused()
     {
+        browser.SignIn(Base, backend.AcmeAdminKey);
+        var session = browser.Driver.Manage().Cookies.GetCookieNamed("sp_session");
         using var client = new HttpClient(new HttpClientHandler { UseCookies = false, AllowAutoRedirect = false }) { BaseAddress = Base };
         using var request = new HttpRequestMessage(HttpMethod.Post, "/ui/mocks/" + backend.CheckoutTrace + "/" + backend.LogoCall)
         {
             Content = new FormUrlEncodedContent([]),
         };
-        request.Headers.Add("Cookie", "sp_ui_key=" + backend.AcmeAdminKey);
+        request.Headers.Add("Cookie", session!.Name + "=" + session.Value);
 
         using var response = await client.SendAsync(request);
 

@@ -1,4 +1,5 @@
 using SpIstio.Backend.Api;
+using SpIstio.Backend.Auth;
 using SpIstio.Backend.Ui;
 
 namespace SpIstio.Ui.Tests;
@@ -104,7 +105,7 @@ public sealed class UiHelperTests
     [InlineData(null, "/")]
     public void SafeReturnUrl_KeepsOnlyLocalPaths(string? returnUrl, string expected)
     {
-        Assert.Equal(expected, UiAccess.SafeReturnUrl(returnUrl));
+        Assert.Equal(expected, TraceViewSessions.SafeReturnUrl(returnUrl));
     }
 
     private static TraceViewDto View(params (string Id, string? Parent, int StartMs)[] spans)

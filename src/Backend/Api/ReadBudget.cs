@@ -1,4 +1,6 @@
-using SpIstio.Backend.Hosting;
+using System.Globalization;
+using Microsoft.AspNetCore.Http;
+using SpIstio.Backend.Telemetry;
 
 namespace SpIstio.Backend.Api;
 
@@ -250,5 +252,12 @@ public sealed class ReadBudget
         public TaskCompletionSource Granted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public LinkedListNode<Waiter>? Node { get; set; }
+    }
+
+    /// <summary>The answer to a large read refused by the read budget: 503 + Retry-After.</summary>
+    internal static IResult Busy(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return Results.Problem(statusCode: 503, title: "Service Unavailable", detail: "too many large span reads are in flight; retry later");
     }
 }

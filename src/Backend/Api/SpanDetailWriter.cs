@@ -31,7 +31,7 @@ internal static class SpanDetailWriter
         await using var writer = new Utf8JsonWriter(pipe);
         writer.WriteStartObject();
         writer.WritePropertyName("span");
-        JsonSerializer.Serialize(writer, QueryEndpoints.ToDto(span), BackendJsonContext.Default.SpanDto);
+        JsonSerializer.Serialize(writer, SpanViews.ToDto(span), BackendJsonContext.Default.SpanDto);
         writer.WriteString("scheme", span.Scheme);
         writer.WriteString("query", span.Query);
         writer.WriteString("route", span.Route);

@@ -160,7 +160,7 @@ public static class KeyAdministration
 
     /// <summary>Ensures the tenant exists, creates a key for it and returns the key (shown once; only its hash is kept).</summary>
     public static async Task<CreatedKey> CreateKeyAsync(
-        ISpanStore store, string tenantName, KeyScope scopes, string? description, TimeProvider timeProvider, CancellationToken cancellationToken)
+        ITenantKeyStore store, string tenantName, KeyScope scopes, string? description, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(timeProvider);

@@ -37,7 +37,7 @@ public static class HarBuilder
     public static HarEntry ToEntry(StoredSpan span)
     {
         ArgumentNullException.ThrowIfNull(span);
-        var detail = QueryEndpoints.ToDetail(span);
+        var detail = SpanViews.ToDetail(span);
         var requestHeaders = Headers(detail.RequestHeaders);
         var responseHeaders = Headers(detail.ResponseHeaders);
         var httpVersion = HttpVersion(detail.Attributes);

@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Auth;
-using SpIstio.Backend.Mocks;
 using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Har;
@@ -15,24 +14,21 @@ public static class HarEndpoints
     public static IEndpointRouteBuilder MapHarApi(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        endpoints.MapGet("/api/sessions/{id}/har", SessionAsync).WithTags("har").WithSummary("A session as a HAR 1.2 file.")
+        var har = endpoints.MapGroup("/api").WithTags("har").RequireScope(KeyScope.Read);
+        har.MapGet("/sessions/{id}/har", SessionAsync).WithSummary("A session as a HAR 1.2 file.")
             .WithResponse(StatusCodes.Status200OK, "A HAR 1.2 document (http://www.softwareishard.com/blog/har-12-spec/).", null, "application/json")
             .ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
-        endpoints.MapGet("/api/traces/{traceId}/har", TraceAsync).WithTags("har").WithSummary("A trace as a HAR 1.2 file.")
+        har.MapGet("/traces/{traceId}/har", TraceAsync).WithSummary("A trace as a HAR 1.2 file.")
             .WithResponse(StatusCodes.Status200OK, "A HAR 1.2 document (http://www.softwareishard.com/blog/har-12-spec/).", null, "application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         return endpoints;
     }
 
-    private static async Task<IResult> SessionAsync(string id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
+    private static async Task<IResult> SessionAsync(string id, HttpContext context, ISpanStore store, ReadBudget budget)
     {
-        var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
-        id = Ui.UiLinks.DecodeSlashes(id);
+        id = QueryParameters.DecodeSlashes(id);
         var spans = await store.GetSessionAsync(tenant, id, context.RequestAborted).ConfigureAwait(false);
         if (spans is null || spans.Count == 0)
         {
@@ -42,13 +38,9 @@ public static class HarEndpoints
         return await WriteAsync(context, store, budget, tenant, spans, "session-" + id, "Session " + id).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> TraceAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
+    private static async Task<IResult> TraceAsync(string traceId, HttpContext context, ISpanStore store, ReadBudget budget)
     {
-        var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         var spans = await store.GetTraceAsync(tenant, traceId.ToLowerInvariant(), context.RequestAborted).ConfigureAwait(false);
         if (spans.Count == 0)
@@ -66,7 +58,7 @@ public static class HarEndpoints
             store, tenant, spans.Where(s => s.IsExchange).Select(s => (s.TraceId, s.SpanId)), HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
         if (lease is null)
         {
-            return QueryEndpoints.Busy(context);
+            return ReadBudget.Busy(context);
         }
 
         var full = new List<StoredSpan>(spans.Count);

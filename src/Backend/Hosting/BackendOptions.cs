@@ -70,6 +70,9 @@ public sealed record BackendOptions
     /// <summary>How long a checked API key is remembered (a revoked key stops working within this time).</summary>
     public TimeSpan KeyCacheTtl { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a Trace View session lives without a request (12 h by default; sign-out ends it at once).</summary>
+    public TimeSpan SessionIdleTimeout { get; init; } = Auth.TraceViewSessions.DefaultIdleTimeout;
+
     /// <summary>
     /// PEM certificate (chain) for TLS on both listeners, with <see cref="TlsKeyPath"/>; null for
     /// cleartext (inside the mesh, Istio's mTLS covers it). Reloaded when the files change.
@@ -163,6 +166,11 @@ public sealed record BackendOptions
             {
                 problems.Add("tls-key: '" + TlsKeyPath + "' does not exist");
             }
+        }
+
+        if (SessionIdleTimeout <= TimeSpan.Zero)
+        {
+            problems.Add(string.Create(ic, $"session-idle: '{SessionIdleTimeout}' must be positive"));
         }
 
         if (KeyCacheTtl < TimeSpan.Zero)

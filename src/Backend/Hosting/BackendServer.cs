@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Api;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Har;
 using SpIstio.Backend.Ingest;
@@ -251,6 +252,8 @@ public sealed class BackendServer : IAsyncDisposable
         services.AddSingleton(metrics);
         services.AddSingleton(queue);
         services.AddSingleton(authenticator);
+        services.AddSingleton(new TraceViewSessions(store, authenticator, timeProvider, options.SessionIdleTimeout));
+        services.AddSpAuthentication();
         services.AddSingleton(ingest);
         services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics, timeProvider));
         services.AddGrpc(grpc =>
@@ -289,12 +292,17 @@ public sealed class BackendServer : IAsyncDisposable
                 metrics.HttpRequestDuration(route, context.Response.StatusCode).Observe(timeProvider.GetElapsedTime(started).TotalSeconds);
             }
         });
-        var endpoint = new OtlpHttpEndpoint(ingest, authenticator, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
+        app.UseSecurityHeaders();
+        // The one authentication layer (SpAuth): each route's policy names its scheme and scope.
+        app.UseAuthorization();
+        var endpoint = new OtlpHttpEndpoint(ingest, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
         // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document. No Accepts():
         // it would make routing answer other content types itself, and the OTLP answer must be a 415 with a Status body.
         Delegate ingestHandler = endpoint.HandleAsync;
         string[] otlp = [OtlpHttpEndpoint.ProtobufContentType, OtlpHttpEndpoint.JsonContentType];
         app.MapPost(OtlpHttpEndpoint.Path, ingestHandler)
+            .RequireScope(KeyScope.Ingest)
+            .WithAuthRefusal(endpoint)
             .WithRequestBody("An OTLP ExportTraceServiceRequest; Content-Encoding: gzip allowed.", true, null, otlp)
             .WithResponse(StatusCodes.Status200OK, "Committed: an ExportTraceServiceResponse (partial_success names rejected spans), in the request's encoding.", null, otlp)
             .WithResponse(StatusCodes.Status400BadRequest, "Not a valid export request: a google.rpc.Status.", null, otlp)
@@ -305,7 +313,9 @@ public sealed class BackendServer : IAsyncDisposable
             .WithResponse(StatusCodes.Status503ServiceUnavailable, "The write queue is full or the store failed to commit; retry.", null, otlp)
             .WithTags("ingest")
             .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
-        app.MapGrpcService<OtlpGrpcService>();
+        app.MapGrpcService<OtlpGrpcService>()
+            .RequireScope(KeyScope.Ingest)
+            .WithAuthRefusal(new OtlpGrpcRefusal(metrics, loggerFactory.CreateLogger<OtlpGrpcService>()));
         app.MapQueryApi();
         app.MapMocksApi();
         app.MapReplayJobsApi();

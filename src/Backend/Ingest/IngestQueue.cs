@@ -1,14 +1,14 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
-using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Ingest;
 
 /// <summary>
 /// The bounded write queue between ingest requests and the store. One writer takes everything
-/// queued (up to a batch limit) and commits it per tenant in one <see cref="ISpanStore.InsertSpansAsync"/>
+/// queued (up to a batch limit) and commits it per tenant in one <see cref="ISpanQueryStore.InsertSpansAsync"/>
 /// transaction — group commit, so many small exports cost one fsync — and completes each
 /// request's task only once its spans are committed: an exporter is answered 200 only for spans
 /// that survive a crash.

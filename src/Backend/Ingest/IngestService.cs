@@ -1,4 +1,4 @@
-using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
 
 namespace SpIstio.Backend.Ingest;

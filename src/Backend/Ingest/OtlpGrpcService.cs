@@ -1,63 +1,52 @@
+using System.Globalization;
 using Google.Protobuf;
 using Grpc.AspNetCore.Server.Model;
 using Grpc.Core;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using SpIstio.Backend.Auth;
-using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
 
 namespace SpIstio.Backend.Ingest;
 
 /// <summary>
-/// OTLP/gRPC <c>opentelemetry.proto.collector.trace.v1.TraceService/Export</c>. Keys come from the
-/// <c>x-public-key</c> or <c>authorization</c> metadata; refusals map to the status codes the OTLP
-/// specification names (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, UNAVAILABLE to retry).
+/// OTLP/gRPC <c>opentelemetry.proto.collector.trace.v1.TraceService/Export</c>. The key (from the
+/// <c>x-public-key</c> or <c>authorization</c> metadata) is checked by the authentication layer's
+/// ingest policy before the call reaches this service (<see cref="OtlpGrpcRefusal"/> answers
+/// UNAUTHENTICATED or PERMISSION_DENIED); the service's own refusals map to the status codes the
+/// OTLP specification names (INVALID_ARGUMENT, UNAVAILABLE to retry).
 /// </summary>
 /// <remarks>
 /// The method is bound by <see cref="OtlpGrpcMethodProvider"/> with a marshaller that keeps the
-/// payload as bytes: the generated binding parses the message before the handler runs, so a caller
-/// without a key could make the server parse (and a malformed message became UNKNOWN with an error
-/// log and stack trace). Here the key is checked first, then the bytes are parsed, and a parse
-/// failure is an INVALID_ARGUMENT naming the problem. Refusals set the call's status instead of
-/// throwing, so Grpc.AspNetCore logs no exception; ours is one debug line.
+/// payload as bytes: the generated binding parses the message before the handler runs, and a
+/// malformed message became UNKNOWN with an error log and stack trace. Here the bytes are parsed
+/// in the handler, and a parse failure is an INVALID_ARGUMENT naming the problem. Refusals set the
+/// call's status instead of throwing, so Grpc.AspNetCore logs no exception; ours is one debug line.
 /// </remarks>
 public sealed class OtlpGrpcService
 {
     private const string Protocol = "grpc";
 
     private readonly IngestService _ingest;
-    private readonly ApiKeyAuthenticator _authenticator;
     private readonly BackendMetrics _metrics;
     private readonly ILogger<OtlpGrpcService> _logger;
 
     /// <summary>Creates the service (resolved from DI by Grpc.AspNetCore).</summary>
-    public OtlpGrpcService(IngestService ingest, ApiKeyAuthenticator authenticator, BackendMetrics metrics, ILogger<OtlpGrpcService> logger)
+    public OtlpGrpcService(IngestService ingest, BackendMetrics metrics, ILogger<OtlpGrpcService> logger)
     {
         _ingest = ingest;
-        _authenticator = authenticator;
         _metrics = metrics;
         _logger = logger;
     }
 
-    /// <summary>Authenticates, parses and stores one export request.</summary>
+    /// <summary>Parses and stores one export request of an authenticated tenant.</summary>
     public async Task<ExportTraceServiceResponse> Export(RawExportRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
-        var key = ApiKeyAuthenticator.ExtractKey(context.RequestHeaders.GetValue("x-public-key"), context.RequestHeaders.GetValue("authorization"));
-        var auth = await _authenticator.AuthenticateAsync(key, KeyScope.Ingest, context.CancellationToken).ConfigureAwait(false);
-        switch (auth.Status)
-        {
-            case AuthStatus.Missing:
-                return Refuse(context, StatusCode.Unauthenticated, "no API key: send it in x-public-key or authorization: Bearer metadata");
-            case AuthStatus.Unknown:
-                return Refuse(context, StatusCode.Unauthenticated, "unknown or revoked API key");
-            case AuthStatus.Forbidden:
-                return Refuse(context, StatusCode.PermissionDenied, "the API key has no ingest scope");
-            default:
-                break;
-        }
+        var tenant = TenantContext.Of(context.GetHttpContext());
 
         ExportTraceServiceRequest export;
         try
@@ -69,7 +58,7 @@ public sealed class OtlpGrpcService
             return Refuse(context, StatusCode.InvalidArgument, "the message is not a valid OTLP ExportTraceServiceRequest: " + ex.Message);
         }
 
-        var (status, response) = await _ingest.IngestAsync(auth.TenantId, export).ConfigureAwait(false);
+        var (status, response) = await _ingest.IngestAsync(tenant.TenantId, export).ConfigureAwait(false);
         switch (status)
         {
             case IngestStatus.QueueFull:
@@ -89,6 +78,35 @@ public sealed class OtlpGrpcService
         // A non-OK status set on the context ends the call with it; the returned message is not sent.
         context.Status = new Status(code, message);
         return new ExportTraceServiceResponse();
+    }
+}
+
+/// <summary>
+/// The authentication layer's refusals on the gRPC port: a trailers-only response with
+/// UNAUTHENTICATED or PERMISSION_DENIED, written before the request message is read at all.
+/// </summary>
+internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : IAuthRefusal
+{
+    private const string Protocol = "grpc";
+
+    public Task WriteAsync(HttpContext context, AuthRefusalReason reason, KeyScope scope)
+    {
+        var (code, message) = reason switch
+        {
+            AuthRefusalReason.Missing => (StatusCode.Unauthenticated, "no API key: send it in x-public-key or authorization: Bearer metadata"),
+            AuthRefusalReason.Invalid => (StatusCode.Unauthenticated, "unknown or revoked API key"),
+            _ => (StatusCode.PermissionDenied, "the API key has no " + ApiKeys.FormatScopes(scope) + " scope"),
+        };
+        metrics.IngestRequests(Protocol, (int)code).Inc();
+        IngestLog.ExportRefused(logger, Protocol, (int)code, message);
+
+        // gRPC over HTTP/2: status 200 and the call's status in the only HEADERS frame ("trailers-only").
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "application/grpc";
+        response.Headers["grpc-status"] = ((int)code).ToString(CultureInfo.InvariantCulture);
+        response.Headers["grpc-message"] = Uri.EscapeDataString(message);
+        return Task.CompletedTask;
     }
 }
 

@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using SpIstio.Backend.Auth;
-using SpIstio.Backend.Hosting;
+using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
@@ -16,9 +16,10 @@ namespace SpIstio.Backend.Ingest;
 /// <summary>
 /// OTLP/HTTP <c>POST /v1/traces</c> (https://opentelemetry.io/docs/specs/otlp/#otlphttp):
 /// protobuf or JSON, optionally gzip, answered in the request's encoding; errors carry a
-/// <c>google.rpc.Status</c> body as the specification asks.
+/// <c>google.rpc.Status</c> body as the specification asks — refusals by the authentication layer
+/// included (<see cref="IAuthRefusal"/>).
 /// </summary>
-public sealed class OtlpHttpEndpoint
+public sealed class OtlpHttpEndpoint : IAuthRefusal
 {
     /// <summary>The route.</summary>
     public const string Path = "/v1/traces";
@@ -31,49 +32,30 @@ public sealed class OtlpHttpEndpoint
     private const string Protocol = "http";
 
     private readonly IngestService _ingest;
-    private readonly ApiKeyAuthenticator _authenticator;
     private readonly BackendMetrics _metrics;
     private readonly ILogger _logger;
     private readonly int _maxBodyBytes;
 
     /// <summary>Creates the endpoint.</summary>
     /// <param name="ingest">Stores the spans.</param>
-    /// <param name="authenticator">Checks the key.</param>
     /// <param name="metrics">Request counters.</param>
     /// <param name="logger">Refusals (debug).</param>
     /// <param name="maxBodyBytes">The largest body accepted, counted after decompression.</param>
-    public OtlpHttpEndpoint(IngestService ingest, ApiKeyAuthenticator authenticator, BackendMetrics metrics, ILogger logger, int maxBodyBytes)
+    public OtlpHttpEndpoint(IngestService ingest, BackendMetrics metrics, ILogger logger, int maxBodyBytes)
     {
         _ingest = ingest;
-        _authenticator = authenticator;
         _metrics = metrics;
         _logger = logger;
         _maxBodyBytes = maxBodyBytes;
     }
 
-    /// <summary>Handles one export request.</summary>
+    /// <summary>Handles one export request (the route requires the ingest scope).</summary>
     public async Task HandleAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         var request = context.Request;
         var json = IsJson(request.ContentType);
-
-        var key = ApiKeyAuthenticator.ExtractKey(request.Headers["x-public-key"], request.Headers.Authorization);
-        var auth = await _authenticator.AuthenticateAsync(key, KeyScope.Ingest, context.RequestAborted).ConfigureAwait(false);
-        switch (auth.Status)
-        {
-            case AuthStatus.Missing:
-                await FailAsync(context, json, StatusCodes.Status401Unauthorized, 16, "no API key: send it in x-public-key or Authorization: Bearer").ConfigureAwait(false);
-                return;
-            case AuthStatus.Unknown:
-                await FailAsync(context, json, StatusCodes.Status401Unauthorized, 16, "unknown or revoked API key").ConfigureAwait(false);
-                return;
-            case AuthStatus.Forbidden:
-                await FailAsync(context, json, StatusCodes.Status403Forbidden, 7, "the API key has no ingest scope").ConfigureAwait(false);
-                return;
-            default:
-                break;
-        }
+        var tenant = TenantContext.Of(context);
 
         if (!json && !IsProtobuf(request.ContentType))
         {
@@ -133,7 +115,7 @@ public sealed class OtlpHttpEndpoint
                 return;
             }
 
-            var (status, response) = await _ingest.IngestAsync(auth.TenantId, export).ConfigureAwait(false);
+            var (status, response) = await _ingest.IngestAsync(tenant.TenantId, export).ConfigureAwait(false);
             switch (status)
             {
                 case IngestStatus.QueueFull:
@@ -157,6 +139,19 @@ public sealed class OtlpHttpEndpoint
                 ArrayPool<byte>.Shared.Return(body.Buffer);
             }
         }
+    }
+
+    /// <summary>A refusal of the authentication layer, as an OTLP <c>Status</c> in the request's encoding.</summary>
+    public Task WriteAsync(HttpContext context, AuthRefusalReason reason, KeyScope scope)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var json = IsJson(context.Request.ContentType);
+        return reason switch
+        {
+            AuthRefusalReason.Missing => FailAsync(context, json, StatusCodes.Status401Unauthorized, 16, "no API key: send it in x-public-key or Authorization: Bearer"),
+            AuthRefusalReason.Invalid => FailAsync(context, json, StatusCodes.Status401Unauthorized, 16, "unknown or revoked API key"),
+            _ => FailAsync(context, json, StatusCodes.Status403Forbidden, 7, "the API key has no " + ApiKeys.FormatScopes(scope) + " scope"),
+        };
     }
 
     private static bool IsJson(string? contentType) => MediaTypeIs(contentType, JsonContentType);

@@ -100,7 +100,7 @@ public enum MockFromSpanError
     TruncatedBody,
 }
 
-/// <summary>The outcome of <see cref="MockEndpoints.CreateFromSpanAsync"/>.</summary>
+/// <summary>The outcome of <see cref="MockService.CreateFromSpanAsync"/>.</summary>
 /// <param name="Mock">The stored mock, or null when it could not be made.</param>
 /// <param name="Error">Why not.</param>
 /// <param name="Problem">A sentence saying why not.</param>

@@ -54,7 +54,7 @@ public static class SessionRecording
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
         var summaries = await store.GetSessionAsync(tenant, sessionId, cancellationToken).ConfigureAwait(false)
             ?? throw new ReplayException("session '" + sessionId + "' was not found");
-        var (chosen, spans) = Select(summaries.Select(QueryEndpoints.ToDto), service);
+        var (chosen, spans) = Select(summaries.Select(SpanViews.ToDto), service);
         if (spans.Count > maxExchanges)
         {
             throw new ReplayException(string.Create(CultureInfo.InvariantCulture, $"the session has {spans.Count} inbound exchanges of service '{chosen}'; a replay job takes at most {maxExchanges} (use sp replay for more)"));
@@ -65,7 +65,7 @@ public static class SessionRecording
         {
             var stored = await store.GetSpanAsync(tenant, span.TraceId, span.SpanId, cancellationToken).ConfigureAwait(false)
                 ?? throw new ReplayException("span " + span.SpanId + " was not found (retention removed it while the job loaded the session)");
-            recorded.Add(ToRecorded(span, QueryEndpoints.ToDetail(stored)));
+            recorded.Add(ToRecorded(span, SpanViews.ToDetail(stored)));
         }
 
         return new RecordedSession(chosen, service is null, recorded);

@@ -1,45 +1,24 @@
 namespace SpIstio.Backend.Storage;
 
 /// <summary>
-/// The one store interface, implemented by SQLite (the embedded default) and PostgreSQL
-/// (production). Every read and write is scoped by a tenant id: no method returns another
-/// tenant's rows. Both implementations pass the same contract test suite.
+/// The whole store, implemented by SQLite (the embedded default) and PostgreSQL (production): one
+/// interface per concern — <see cref="ISpanQueryStore"/> (spans and queries), <see cref="IRetentionStore"/>,
+/// <see cref="ITenantKeyStore"/> (tenants and keys), <see cref="IMockStore"/>, <see cref="ITraceViewSessionStore"/>
+/// — which callers take one at a time. Every read and write is scoped by a tenant id: no method
+/// returns another tenant's rows. Both implementations pass the same contract test suite.
 /// </summary>
-public interface ISpanStore : IAsyncDisposable
+public interface ISpanStore : ISpanQueryStore, IRetentionStore, ITenantKeyStore, IMockStore, ITraceViewSessionStore, IAsyncDisposable
 {
     /// <summary><c>sqlite</c> or <c>postgres</c>.</summary>
     string Kind { get; }
 
     /// <summary>Applies the versioned schema migrations not yet applied; safe to call on every start.</summary>
     Task MigrateAsync(CancellationToken cancellationToken);
+}
 
-    // ---- tenants and keys ----
-
-    /// <summary>Returns the tenant with this name, creating it when missing.</summary>
-    Task<Tenant> EnsureTenantAsync(string name, CancellationToken cancellationToken);
-
-    /// <summary>The tenant with this name, or null.</summary>
-    Task<Tenant?> FindTenantAsync(string name, CancellationToken cancellationToken);
-
-    /// <summary>All tenants (retention job, admin).</summary>
-    Task<IReadOnlyList<Tenant>> ListTenantsAsync(CancellationToken cancellationToken);
-
-    /// <summary>Sets a tenant's retention; null means the server default.</summary>
-    Task SetRetentionAsync(long tenantId, TimeSpan? retention, CancellationToken cancellationToken);
-
-    /// <summary>Stores a new key (only its hash). Fails if the hash already exists.</summary>
-    Task AddApiKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken);
-
-    /// <summary>The key with this SHA-256 hash, revoked or not, or null.</summary>
-    Task<ApiKeyRecord?> FindApiKeyAsync(byte[] keyHash, CancellationToken cancellationToken);
-
-    /// <summary>A tenant's keys, newest first.</summary>
-    Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(long tenantId, CancellationToken cancellationToken);
-
-    /// <summary>Marks a key revoked; false when the tenant has no such key.</summary>
-    Task<bool> RevokeApiKeyAsync(long tenantId, string keyId, CancellationToken cancellationToken);
-
-    // ---- ingest ----
+/// <summary>Spans in and queries out (all newest first unless said otherwise): ingest's group commit and every read of the API and the Trace View.</summary>
+public interface ISpanQueryStore
+{
 
     /// <summary>
     /// Stores spans atomically and durably: when the task completes they are committed (a
@@ -49,7 +28,6 @@ public interface ISpanStore : IAsyncDisposable
     /// </summary>
     Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken);
 
-    // ---- queries (all newest first unless said otherwise) ----
 
     /// <summary>Sessions matching the query, newest activity first, with a cursor to the next page.</summary>
     Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken);
@@ -77,14 +55,6 @@ public interface ISpanStore : IAsyncDisposable
     Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Claims the retention pass among every backend sharing this store: null when another one
-    /// holds it (that replica's pass covers every tenant, so this one skips); dispose to release.
-    /// A store only one process writes (SQLite) always grants it.
-    /// </summary>
-    Task<IAsyncDisposable?> TryClaimRetentionAsync(CancellationToken cancellationToken) =>
-        Task.FromResult<IAsyncDisposable?>(NoClaim.Instance);
-
-    /// <summary>
     /// What one span's headers, bodies and attributes decode to, in bytes, read without decoding
     /// them (readers reserve this much of the read budget first); null when the span is not stored.
     /// A store that cannot tell answers <see cref="long.MaxValue"/>: the read then runs alone.
@@ -100,8 +70,19 @@ public interface ISpanStore : IAsyncDisposable
 
     /// <summary>Per service, method and route statistics in the range; all services when <paramref name="service"/> is null.</summary>
     Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
+}
 
-    // ---- retention ----
+/// <summary>Retention and deletion: what the retention job deletes, how big the store is, and deleting personal data on request (a session, a tenant).</summary>
+public interface IRetentionStore
+{
+    /// <summary>
+    /// Claims the retention pass among every backend sharing this store: null when another one
+    /// holds it (that replica's pass covers every tenant, so this one skips); dispose to release.
+    /// A store only one process writes (SQLite) always grants it.
+    /// </summary>
+    Task<IAsyncDisposable?> TryClaimRetentionAsync(CancellationToken cancellationToken) =>
+        Task.FromResult<IAsyncDisposable?>(NoClaim.Instance);
+
 
     /// <summary>Deletes a tenant's spans that started before <paramref name="cutoff"/>; returns how many.</summary>
     Task<long> DeleteOlderThanAsync(long tenantId, DateTimeOffset cutoff, CancellationToken cancellationToken);
@@ -111,8 +92,6 @@ public interface ISpanStore : IAsyncDisposable
 
     /// <summary>Deletes the oldest spans of all tenants, at least <paramref name="bytes"/> worth of stored data; returns how many spans.</summary>
     Task<long> DeleteOldestAsync(long bytes, CancellationToken cancellationToken);
-
-    // ---- deleting personal data on request ----
 
     /// <summary>
     /// Deletes the tenant's spans carrying this session id (with their search entries) and the
@@ -129,8 +108,40 @@ public interface ISpanStore : IAsyncDisposable
     /// reporting the running count per table to <paramref name="progress"/>; returns the rows deleted per table.
     /// </summary>
     Task<IReadOnlyList<TenantTableRows>> PurgeTenantAsync(long tenantId, bool removeTenant, IProgress<TenantTableRows>? progress, CancellationToken cancellationToken);
+}
 
-    // ---- mocks ----
+/// <summary>Tenants and their API keys (only hashes).</summary>
+public interface ITenantKeyStore
+{
+
+    /// <summary>Returns the tenant with this name, creating it when missing.</summary>
+    Task<Tenant> EnsureTenantAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>The tenant with this name, or null.</summary>
+    Task<Tenant?> FindTenantAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>All tenants (retention job, admin).</summary>
+    Task<IReadOnlyList<Tenant>> ListTenantsAsync(CancellationToken cancellationToken);
+
+    /// <summary>Sets a tenant's retention; null means the server default.</summary>
+    Task SetRetentionAsync(long tenantId, TimeSpan? retention, CancellationToken cancellationToken);
+
+    /// <summary>Stores a new key (only its hash). Fails if the hash already exists.</summary>
+    Task AddApiKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken);
+
+    /// <summary>The key with this SHA-256 hash, revoked or not, or null.</summary>
+    Task<ApiKeyRecord?> FindApiKeyAsync(byte[] keyHash, CancellationToken cancellationToken);
+
+    /// <summary>A tenant's keys, newest first.</summary>
+    Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(long tenantId, CancellationToken cancellationToken);
+
+    /// <summary>Marks a key revoked; false when the tenant has no such key.</summary>
+    Task<bool> RevokeApiKeyAsync(long tenantId, string keyId, CancellationToken cancellationToken);
+}
+
+/// <summary>Mocks: recorded responses the agents' lookups and mock pulls are answered from.</summary>
+public interface IMockStore
+{
 
     /// <summary>Stores a new mock for the tenant; returns it with its assigned id.</summary>
     Task<MockRecord> AddMockAsync(long tenantId, MockRecord mock, CancellationToken cancellationToken);
@@ -155,6 +166,7 @@ public interface ISpanStore : IAsyncDisposable
     /// </summary>
     Task<MockRecord?> FindMockAsync(long tenantId, IReadOnlyList<string> matchKeys, string service, string? environment, DateTimeOffset now, CancellationToken cancellationToken);
 }
+
 
 /// <summary>The claim of a store with a single writer: nothing to release.</summary>
 internal sealed class NoClaim : IAsyncDisposable

@@ -25,6 +25,7 @@ internal abstract partial class SqlSpanStore
     internal static readonly IReadOnlyList<(string Table, string Key)> TenantIdentityTables =
     [
         ("api_keys", "key_hash"),
+        ("ui_sessions", "id_hash"),
 
         // A running backend may still compress the tenant's new spans with a dictionary it holds
         // in memory: deleting it while the tenant lives would leave those spans unreadable elsewhere.

@@ -182,7 +182,7 @@ internal static class DiffSides
     public static DiffSide FromSpan(SpIstio.Backend.Storage.StoredSpan span)
     {
         ArgumentNullException.ThrowIfNull(span);
-        var detail = SpIstio.Backend.Api.QueryEndpoints.ToDetail(span);
+        var detail = SpIstio.Backend.Api.SpanViews.ToDetail(span);
         var headers = new List<(string, string)>();
         if (detail.ResponseHeaders is { ValueKind: System.Text.Json.JsonValueKind.Array } array)
         {

@@ -35,8 +35,14 @@ internal static class Format
 
     public static string Css(double value) => value.ToString("0.###", _ic);
 
-    /// <summary>A stable colour per service name (same hue on every page and every run).</summary>
-    public static string ServiceColor(string service)
+    /// <summary>Hues a service colour is chosen from: 24, 15° apart, one CSS class each (<c>svc-0</c>…<c>svc-23</c> in app.css).</summary>
+    public const int ServiceHues = 24;
+
+    /// <summary>
+    /// The CSS class giving a service its colour (<c>--svc</c>), the same for a name everywhere.
+    /// A class rather than an inline style: the pages' Content-Security-Policy allows no inline styles.
+    /// </summary>
+    public static string ServiceClass(string service)
     {
         uint hash = 2166136261;
         foreach (var c in service)
@@ -44,7 +50,7 @@ internal static class Format
             hash = (hash ^ c) * 16777619;
         }
 
-        return "hsl(" + (hash % 360).ToString(_ic) + " 60% 45%)";
+        return "svc-" + (hash % ServiceHues).ToString(_ic);
     }
 
     /// <summary><c>ok</c>, <c>client-error</c> or <c>server-error</c>: the CSS class of a status.</summary>

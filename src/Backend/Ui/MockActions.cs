@@ -23,11 +23,11 @@ internal static class MockActions
 
     public static void MapMockActions(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/ui/mocks", CreateAsync).ExcludeFromDescription();
-        app.MapPost("/ui/mocks/har", ImportHarAsync).ExcludeFromDescription();
-        app.MapPost("/ui/mocks/{id:long}", UpdateAsync).ExcludeFromDescription();
-        app.MapPost("/ui/mocks/{id:long}/expire", ExpireAsync).ExcludeFromDescription();
-        app.MapPost("/ui/mocks/{id:long}/delete", DeleteAsync).ExcludeFromDescription();
+        app.MapPost("/ui/mocks", CreateAsync).RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.SignInRedirect).ExcludeFromDescription();
+        app.MapPost("/ui/mocks/har", ImportHarAsync).RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.SignInRedirect).ExcludeFromDescription();
+        app.MapPost("/ui/mocks/{id:long}", UpdateAsync).RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.SignInRedirect).ExcludeFromDescription();
+        app.MapPost("/ui/mocks/{id:long}/expire", ExpireAsync).RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.SignInRedirect).ExcludeFromDescription();
+        app.MapPost("/ui/mocks/{id:long}/delete", DeleteAsync).RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.SignInRedirect).ExcludeFromDescription();
     }
 
     /// <summary>The page of one mock.</summary>
@@ -36,9 +36,9 @@ internal static class MockActions
     /// <summary>Where the forms of one mock post (<c>/expire</c>, <c>/delete</c> below it).</summary>
     public static string Action(long id) => "/ui/mocks/" + id.ToString(CultureInfo.InvariantCulture);
 
-    private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
     {
-        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, authenticator, antiforgery, "/mocks/new").ConfigureAwait(false);
+        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, "/mocks/new").ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
@@ -51,7 +51,7 @@ internal static class MockActions
             return Results.Redirect(UiActions.WithProblem("/mocks/new", problem!));
         }
 
-        var record = MockEndpoints.ToRecord(dto, time.GetUtcNow(), out _);
+        var record = MockMapping.ToRecord(dto, time.GetUtcNow(), out _);
         if (record is null)
         {
             return Results.Redirect(UiActions.WithProblem("/mocks/new", UiProblem.Path));
@@ -61,9 +61,9 @@ internal static class MockActions
         return Results.Redirect(Page(added.Id) + "?saved=created");
     }
 
-    private static async Task<IResult> UpdateAsync(long id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> UpdateAsync(long id, HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
     {
-        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, authenticator, antiforgery, Page(id)).ConfigureAwait(false);
+        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, Page(id)).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
@@ -82,7 +82,7 @@ internal static class MockActions
             return Results.Redirect(UiActions.WithProblem(Page(id), problem!));
         }
 
-        var record = MockEndpoints.ToRecord(dto with { Id = id }, time.GetUtcNow(), out _);
+        var record = MockMapping.ToRecord(dto with { Id = id }, time.GetUtcNow(), out _);
         if (record is null)
         {
             return Results.Redirect(UiActions.WithProblem(Page(id), UiProblem.Path));
@@ -92,9 +92,9 @@ internal static class MockActions
         return Results.Redirect(updated ? Page(id) + "?saved=updated" : UiActions.WithProblem("/mocks", UiProblem.NotFound));
     }
 
-    private static async Task<IResult> ExpireAsync(long id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> ExpireAsync(long id, HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
     {
-        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, authenticator, antiforgery, Page(id)).ConfigureAwait(false);
+        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, Page(id)).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
@@ -111,9 +111,9 @@ internal static class MockActions
         return Results.Redirect(Page(id) + "?saved=expired");
     }
 
-    private static async Task<IResult> DeleteAsync(long id, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery)
+    private static async Task<IResult> DeleteAsync(long id, HttpContext context, ISpanStore store, IAntiforgery antiforgery)
     {
-        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, authenticator, antiforgery, Page(id)).ConfigureAwait(false);
+        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, Page(id)).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
@@ -124,9 +124,9 @@ internal static class MockActions
             : Results.Redirect(UiActions.WithProblem("/mocks", UiProblem.NotFound));
     }
 
-    private static async Task<IResult> ImportHarAsync(HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> ImportHarAsync(HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
     {
-        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, authenticator, antiforgery, "/mocks").ConfigureAwait(false);
+        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, "/mocks").ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;
@@ -155,7 +155,7 @@ internal static class MockActions
             Environment = UiActions.Field(form, "environment") ?? "",
             AnyHost = form.ContainsKey("anyHost"),
         };
-        var records = MockEndpoints.FromHar(har, options, time.GetUtcNow(), out _);
+        var records = HarMockImport.FromHar(har, options, time.GetUtcNow(), out _);
         if (records is null)
         {
             return Results.Redirect(UiActions.WithProblem("/mocks", UiProblem.HarEntries));

@@ -12,18 +12,18 @@ namespace SpIstio.Backend.Ui;
 internal static class ReplayActions
 {
     public static void MapReplayActions(this IEndpointRouteBuilder app) =>
-        app.MapPost("/ui/replays", StartAsync).ExcludeFromDescription();
+        app.MapPost("/ui/replays", StartAsync).RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.SignInRedirect).ExcludeFromDescription();
 
     /// <summary>The page of one replay job.</summary>
     public static string Page(long id) => "/replays/" + id.ToString(CultureInfo.InvariantCulture);
 
-    private static async Task<IResult> StartAsync(HttpContext context, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery)
+    private static async Task<IResult> StartAsync(HttpContext context, IAntiforgery antiforgery)
     {
         // The form names its session; read it first only to know where to send the answer back.
         var form = context.Request.HasFormContentType ? await context.Request.ReadFormAsync(context.RequestAborted).ConfigureAwait(false) : null;
         var session = form is null ? null : UiActions.Field(form, "session");
         var back = session is null ? "/replays" : UiLinks.Session(session);
-        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, authenticator, antiforgery, back).ConfigureAwait(false);
+        var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, back).ConfigureAwait(false);
         if (refusal is not null)
         {
             return refusal;

@@ -9,25 +9,21 @@ namespace SpIstio.Backend.Ui;
 internal static class UiActions
 {
     /// <summary>
-    /// The one check at the top of each form handler: the form's antiforgery token (the key rides in
-    /// a cookie, so a cross-site form could post), then an admin-scope key. Returns the tenant, or
-    /// the answer to send instead: 400 without a valid token, sign-in when signed out, and
-    /// <paramref name="page"/> with <c>?problem=needs-admin</c> for a key that may only read.
+    /// The one check at the top of each form handler (its route group already needs a signed-in
+    /// Trace View session): the form's antiforgery token (the session rides in a cookie, so a
+    /// cross-site form could post), then the admin scope. Returns the tenant, or the answer to send
+    /// instead: 400 without a valid token, and <paramref name="page"/> with <c>?problem=needs-admin</c>
+    /// for a key that may only read (a page that says why, rather than a bare 403).
     /// </summary>
-    public static async Task<(long Tenant, IResult? Refusal)> RequireAdminAsync(HttpContext context, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, string page)
+    public static async Task<(long Tenant, IResult? Refusal)> RequireAdminAsync(HttpContext context, IAntiforgery antiforgery, string page)
     {
-        if (!await antiforgery.IsRequestValidAsync(context).ConfigureAwait(false))
+        if (await UiEndpoints.RefuseWithoutTokenAsync(context, antiforgery).ConfigureAwait(false) is { } refused)
         {
-            return (0, Results.Problem(statusCode: 400, title: "Bad request", detail: "the form's antiforgery token is missing or invalid; reload the page and try again"));
+            return (0, refused);
         }
 
-        var auth = await UiAccess.AuthenticateAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        return auth.Status switch
-        {
-            AuthStatus.Allowed => (auth.TenantId, null),
-            AuthStatus.Forbidden => (0, Results.Redirect(WithProblem(page, UiProblem.NeedsAdmin))),
-            _ => (0, Results.Redirect("/signin?returnUrl=" + Uri.EscapeDataString(page))),
-        };
+        var tenant = TenantContext.Of(context);
+        return tenant.Allows(KeyScope.Admin) ? (tenant.TenantId, null) : (0, Results.Redirect(WithProblem(page, UiProblem.NeedsAdmin)));
     }
 
     /// <summary><paramref name="page"/> with <c>problem=<paramref name="code"/></c> added to its query.</summary>

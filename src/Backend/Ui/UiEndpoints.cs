@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using SpIstio.Backend.Api;
@@ -26,31 +27,68 @@ public static class UiEndpoints
     public static IServiceCollection AddTraceView(this IServiceCollection services, bool demo)
     {
         services.AddRazorComponents();
-        // Only the sign-in form's antiforgery token uses data protection: keys in memory, nothing written to the home folder.
-        services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        // Only the forms' antiforgery tokens use data protection. Its keys live in the store (nothing in
+        // the home folder), shared by every replica: a form served by one can be posted to another.
+        services.AddDataProtection().SetApplicationName("sp-backend");
+        // Stored as plain XML, on purpose and said so (docs/production.md): the store's own protection
+        // covers them as it covers the captured data. Naming the null encryptor keeps data protection
+        // from warning on every first start.
+        services.AddOptions<KeyManagementOptions>().Configure<ISpanStore>((options, store) =>
+        {
+            options.XmlRepository = new StoreXmlRepository(store);
+            options.XmlEncryptor = new Microsoft.AspNetCore.DataProtection.XmlEncryption.NullXmlEncryptor();
+        });
         services.AddSingleton(new UiOptions(demo));
         return services;
     }
 
-    /// <summary>Maps the UI's pages, assets and routes; call after the API so its middleware runs for pages only.</summary>
+    /// <summary>
+    /// Maps the UI's pages, assets and routes. Every page but sign-in, and every UI route but the
+    /// assets, needs a Trace View session (<see cref="SpAuth.RequireTraceViewSession"/>); every
+    /// form post needs the page's antiforgery token.
+    /// </summary>
     public static WebApplication MapTraceView(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.Use((context, next) => UiAccess.GuardPagesAsync(context, next));
         app.UseAntiforgery();
         app.MapGet("/ui/assets/{name}", ServeAsset).ExcludeFromDescription();
-        app.MapPost("/ui/signout", (HttpContext context) =>
-        {
-            UiAccess.SignOut(context);
-            return Results.Redirect("/signin");
-        }).ExcludeFromDescription().DisableAntiforgery();
-        app.MapGet("/ui/har/{traceId}/{spanId}", ExchangeHarAsync).ExcludeFromDescription();
-        app.MapGet("/ui/har/{traceId}", TraceHarAsync).ExcludeFromDescription();
-        app.MapPost("/ui/mocks/{traceId}/{spanId}", UseAsMockAsync).ExcludeFromDescription();
+        var forms = app.MapGroup("/ui").RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.SignInRedirect).ExcludeFromDescription();
+        forms.MapPost("/signout", SignOutAsync);
+        forms.MapPost("/mocks/{traceId}/{spanId}", UseAsMockAsync);
+        var downloads = app.MapGroup("/ui/har").RequireTraceViewSession().WithAuthRefusal(TraceViewRefusal.Problem).ExcludeFromDescription();
+        downloads.MapGet("/{traceId}/{spanId}", ExchangeHarAsync);
+        downloads.MapGet("/{traceId}", TraceHarAsync);
         app.MapMockActions();
         app.MapReplayActions();
-        app.MapRazorComponents<App>();
+        app.MapRazorComponents<App>().Add(endpoint =>
+        {
+            // Every page needs a signed-in reader; sign-in itself only looks at the session (to say who is signed in).
+            var page = endpoint.Metadata.OfType<Microsoft.AspNetCore.Components.Endpoints.ComponentTypeMetadata>().FirstOrDefault()?.Type;
+            endpoint.Metadata.Add(new Microsoft.AspNetCore.Authorization.AuthorizeAttribute(
+                page == typeof(Pages.SignIn) ? SpAuth.OptionalSessionPolicy : SpAuth.SessionPolicy(KeyScope.Read)));
+            endpoint.Metadata.Add(TraceViewRefusal.SignInRedirect);
+        });
         return app;
+    }
+
+    /// <summary>
+    /// Refuses a form post without the page's antiforgery token (the session rides in a cookie, so
+    /// a cross-site form could otherwise post with it): null when the token is valid, else a 400.
+    /// </summary>
+    internal static async Task<IResult?> RefuseWithoutTokenAsync(HttpContext context, IAntiforgery antiforgery) =>
+        await antiforgery.IsRequestValidAsync(context).ConfigureAwait(false)
+            ? null
+            : Results.Problem(statusCode: 400, title: "Bad request", detail: "the form's antiforgery token is missing or invalid; reload the page and try again");
+
+    private static async Task<IResult> SignOutAsync(HttpContext context, IAntiforgery antiforgery, TraceViewSessions sessions)
+    {
+        if (await RefuseWithoutTokenAsync(context, antiforgery).ConfigureAwait(false) is { } refused)
+        {
+            return refused;
+        }
+
+        await sessions.SignOutAsync(context).ConfigureAwait(false);
+        return Results.Redirect("/signin");
     }
 
     /// <summary>The URL of an embedded asset with its content hash, so it can be cached for good.</summary>
@@ -74,14 +112,10 @@ public static class UiEndpoints
         return Results.Bytes(asset.Content, asset.ContentType);
     }
 
-    private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
+    private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ReadBudget budget)
     {
-        if (await UiAccess.AuthenticateAsync(context, authenticator).ConfigureAwait(false) is not { } tenant)
-        {
-            return Results.Problem(statusCode: 401, title: "Unauthorized", detail: "sign in to the Trace View first");
-        }
-
-        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid) || !QueryEndpoints.TryHexId(spanId, 16, out var sid))
+        var tenant = TenantContext.Of(context).TenantId;
+        if (!QueryParameters.TryHexId(traceId, 32, out var tid) || !QueryParameters.TryHexId(spanId, 16, out var sid))
         {
             return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 and span id 16 hexadecimal digits");
         }
@@ -89,7 +123,7 @@ public static class UiEndpoints
         using var lease = await budget.AcquireForSpansAsync(store, tenant, [(tid, sid)], HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
         if (lease is null)
         {
-            return QueryEndpoints.Busy(context);
+            return ReadBudget.Busy(context);
         }
 
         var span = await store.GetSpanAsync(tenant, tid, sid, context.RequestAborted).ConfigureAwait(false);
@@ -104,38 +138,33 @@ public static class UiEndpoints
     }
 
     /// <summary>
-    /// The exchange page's "Use as mock": needs the signed-in key to have the admin scope, makes the
+    /// The exchange page's "Use as mock": needs the signed-in key to have the admin scope (checked
+    /// here rather than by policy, so that a reader sees why on the page instead of a 403), makes the
     /// mock the way the API does, and opens the new mock's page (to edit it); when no mock could be
     /// made it returns to the exchange page, which explains why from <c>?mock=</c> (an outcome code, never free text).
     /// </summary>
     private static async Task<IResult> UseAsMockAsync(
-        string traceId, string spanId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, IAntiforgery antiforgery, TimeProvider time)
+        string traceId, string spanId, HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
     {
-        // The key rides in a cookie, so a cross-site form could post here: the page's token is required.
-        if (!await antiforgery.IsRequestValidAsync(context).ConfigureAwait(false))
+        if (await RefuseWithoutTokenAsync(context, antiforgery).ConfigureAwait(false) is { } refused)
         {
-            return Results.Problem(statusCode: 400, title: "Bad request", detail: "the form's antiforgery token is missing or invalid; reload the exchange page and try again");
+            return refused;
         }
 
-        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid) || !QueryEndpoints.TryHexId(spanId, 16, out var sid))
+        if (!QueryParameters.TryHexId(traceId, 32, out var tid) || !QueryParameters.TryHexId(spanId, 16, out var sid))
         {
             return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 and span id 16 hexadecimal digits");
         }
 
         var page = "/traces/" + tid + "/spans/" + sid;
-        var auth = await UiAccess.AuthenticateAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        switch (auth.Status)
+        var tenant = TenantContext.Of(context);
+        if (!tenant.Allows(KeyScope.Admin))
         {
-            case AuthStatus.Allowed:
-                break;
-            case AuthStatus.Forbidden:
-                return Results.Redirect(page + "?mock=" + ExchangeMockOutcome.NeedsAdmin);
-            default:
-                return Results.Redirect("/signin?returnUrl=" + Uri.EscapeDataString(page));
+            return Results.Redirect(page + "?mock=" + ExchangeMockOutcome.NeedsAdmin);
         }
 
-        var created = await MockEndpoints.CreateFromSpanAsync(
-            store, auth.TenantId, tid, sid, new MockFromOptions { Description = "from the Trace View" }, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
+        var created = await MockService.CreateFromSpanAsync(
+            store, tenant.TenantId, tid, sid, new MockFromOptions { Description = "from the Trace View" }, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
         if (created.Mock is { } mock)
         {
             // The new mock's page, where its matcher and response can be edited right away.
@@ -151,14 +180,10 @@ public static class UiEndpoints
         return Results.Redirect(page + "?mock=" + outcome);
     }
 
-    private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ApiKeyAuthenticator authenticator, ReadBudget budget)
+    private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ReadBudget budget)
     {
-        if (await UiAccess.AuthenticateAsync(context, authenticator).ConfigureAwait(false) is not { } tenant)
-        {
-            return Results.Problem(statusCode: 401, title: "Unauthorized", detail: "sign in to the Trace View first");
-        }
-
-        if (!QueryEndpoints.TryHexId(traceId, 32, out var tid))
+        var tenant = TenantContext.Of(context).TenantId;
+        if (!QueryParameters.TryHexId(traceId, 32, out var tid))
         {
             return Results.Problem(statusCode: 400, title: "Bad request", detail: "trace id must be 32 hexadecimal digits");
         }
@@ -173,7 +198,7 @@ public static class UiEndpoints
             store, tenant, summaries.Where(s => s.IsExchange).Take(MaxHarEntries).Select(s => (tid, s.SpanId)), HarBuilder.ReadFactor, context.RequestAborted).ConfigureAwait(false);
         if (lease is null)
         {
-            return QueryEndpoints.Busy(context);
+            return ReadBudget.Busy(context);
         }
 
         var spans = new List<StoredSpan>();
@@ -246,3 +271,7 @@ internal static class ExchangeMockOutcome
     /// <summary>The span has no HTTP response.</summary>
     public const string NotAnExchange = "not-an-exchange";
 }
+
+/// <summary>UI settings the backend passes down.</summary>
+/// <param name="Demo">Demo mode: the sign-in page shows the demo key.</param>
+internal sealed record UiOptions(bool Demo);

@@ -20,16 +20,6 @@ public static class UiLinks
         return "/sessions/" + string.Join('/', parts);
     }
 
-    /// <summary>
-    /// A route value with escaped slashes restored: ASP.NET Core decodes every escape in a path except
-    /// <c>%2F</c>, so an id sent as <c>a%2Fb</c> arrives as that text and means <c>a/b</c>.
-    /// </summary>
-    public static string DecodeSlashes(string value)
-    {
-        ArgumentNullException.ThrowIfNull(value);
-        return value.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
-    }
-
     /// <summary>The trace page.</summary>
     public static string Trace(string traceId) => "/traces/" + traceId;
 }

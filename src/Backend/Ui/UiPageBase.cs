@@ -1,10 +1,11 @@
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.Http;
+using SpIstio.Backend.Auth;
 using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Ui;
 
-/// <summary>What every signed-in page needs: the request, the store and the tenant the cookie's key belongs to.</summary>
+/// <summary>What every signed-in page needs: the request, the store and the tenant of the Trace View session.</summary>
 public abstract class UiPageBase : ComponentBase
 {
     /// <summary>The request (static server-side rendering supplies it).</summary>
@@ -20,7 +21,7 @@ public abstract class UiPageBase : ComponentBase
     public TimeProvider Time { get; set; } = default!;
 
     /// <summary>The signed-in tenant: every query is scoped to it.</summary>
-    protected long Tenant => UiAccess.Tenant(HttpContext);
+    protected long Tenant => TenantContext.Of(HttpContext).TenantId;
 
     /// <summary>Cancelled when the browser goes away.</summary>
     protected CancellationToken Aborted => HttpContext.RequestAborted;

@@ -48,6 +48,12 @@ internal static class BackendCommands
             Description = "How long spans are kept for tenants without their own setting: 7d, 12h, 90m.",
             DefaultValueFactory = _ => "7d",
         };
+        var sessionIdle = new Option<string>("--session-idle")
+        {
+            HelpName = "duration",
+            Description = "How long a Trace View sign-in session lives without a request: 12h, 30m. Sign-out and revoking the key end it sooner.",
+            DefaultValueFactory = _ => "12h",
+        };
         var maxStoreBytes = new Option<long?>("--max-store-bytes")
         {
             Description = "When set, the oldest spans are deleted while the store is larger than this.",
@@ -74,6 +80,7 @@ internal static class BackendCommands
         command.Options.Add(queueCapacity);
         command.Options.Add(retention);
         command.Options.Add(maxStoreBytes);
+        command.Options.Add(sessionIdle);
         command.Options.Add(tlsCert);
         command.Options.Add(tlsKey);
         command.Subcommands.Add(BackendMigrateCommand.Create());
@@ -86,9 +93,25 @@ internal static class BackendCommands
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
             var retentionText = parseResult.GetValue(retention)!;
+            var sessionIdleText = parseResult.GetValue(sessionIdle)!;
+            var durationProblems = new List<string>();
             if (!TryParseDuration(retentionText, out var retentionValue))
             {
-                error.WriteLine("error: retention: '" + retentionText + "' is not a duration such as 7d, 12h or 90m");
+                durationProblems.Add("retention: '" + retentionText + "' is not a duration such as 7d, 12h or 90m");
+            }
+
+            if (!TryParseDuration(sessionIdleText, out var sessionIdleValue))
+            {
+                durationProblems.Add("session-idle: '" + sessionIdleText + "' is not a duration such as 12h or 30m");
+            }
+
+            if (durationProblems.Count > 0)
+            {
+                foreach (var problem in durationProblems)
+                {
+                    error.WriteLine("error: " + problem);
+                }
+
                 return ExitCodes.InvalidInput;
             }
 
@@ -102,6 +125,7 @@ internal static class BackendCommands
                 MaxAttributeBytes = parseResult.GetValue(maxAttribute),
                 QueueCapacity = parseResult.GetValue(queueCapacity),
                 Retention = retentionValue,
+                SessionIdleTimeout = sessionIdleValue,
                 MaxStoreBytes = parseResult.GetValue(maxStoreBytes),
                 TlsCertificatePath = parseResult.GetValue(tlsCert),
                 TlsKeyPath = parseResult.GetValue(tlsKey),

@@ -82,7 +82,7 @@ public sealed class ApiKeyTests : IAsyncLifetime
         var read = await auth.AuthenticateAsync(created.Key, KeyScope.Read, CancellationToken.None);
         var tampered = await auth.AuthenticateAsync(created.Key[..^1] + (created.Key[^1] == 'a' ? 'b' : 'a'), KeyScope.Ingest, CancellationToken.None);
 
-        Assert.Equal(new AuthResult(AuthStatus.Allowed, created.Tenant.Id, KeyScope.Ingest), ingest);
+        Assert.Equal(new AuthResult(AuthStatus.Allowed, new TenantContext(created.Tenant.Id, "acme", KeyScope.Ingest, created.Record.KeyId)), ingest);
         Assert.Equal(AuthStatus.Forbidden, read.Status);
         Assert.Equal(AuthStatus.Unknown, tampered.Status);
     }
@@ -110,7 +110,7 @@ public sealed class ApiKeyTests : IAsyncLifetime
         var demo = new ApiKeyAuthenticator(_store, TimeSpan.FromSeconds(30), TimeProvider.System, demoTenantId: 1);
         var normal = new ApiKeyAuthenticator(_store, TimeSpan.FromSeconds(30), TimeProvider.System);
 
-        Assert.Equal(new AuthResult(AuthStatus.Allowed, 1, KeyScope.Ingest | KeyScope.Read), await demo.AuthenticateAsync(ApiKeys.DemoKey, KeyScope.Read, CancellationToken.None));
+        Assert.Equal(new AuthResult(AuthStatus.Allowed, new TenantContext(1, "default", KeyScope.Ingest | KeyScope.Read, ApiKeys.DemoKeyId)), await demo.AuthenticateAsync(ApiKeys.DemoKey, KeyScope.Read, CancellationToken.None));
         Assert.Equal(AuthStatus.Forbidden, (await demo.AuthenticateAsync(ApiKeys.DemoKey, KeyScope.Admin, CancellationToken.None)).Status);
         Assert.Equal(AuthStatus.Unknown, (await normal.AuthenticateAsync(ApiKeys.DemoKey, KeyScope.Read, CancellationToken.None)).Status);
     }

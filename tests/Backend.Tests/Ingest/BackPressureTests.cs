@@ -137,6 +137,13 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     public Task AddApiKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken) => inner.AddApiKeyAsync(key, cancellationToken);
     public Task<ApiKeyRecord?> FindApiKeyAsync(byte[] keyHash, CancellationToken cancellationToken) => inner.FindApiKeyAsync(keyHash, cancellationToken);
     public Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(long tenantId, CancellationToken cancellationToken) => inner.ListApiKeysAsync(tenantId, cancellationToken);
+    public Task AddTraceViewSessionAsync(TraceViewSessionRecord session, CancellationToken cancellationToken) => inner.AddTraceViewSessionAsync(session, cancellationToken);
+    public Task<TraceViewSessionRecord?> FindTraceViewSessionAsync(byte[] idHash, CancellationToken cancellationToken) => inner.FindTraceViewSessionAsync(idHash, cancellationToken);
+    public Task TouchTraceViewSessionAsync(byte[] idHash, DateTimeOffset seenAt, CancellationToken cancellationToken) => inner.TouchTraceViewSessionAsync(idHash, seenAt, cancellationToken);
+    public Task<bool> DeleteTraceViewSessionAsync(byte[] idHash, CancellationToken cancellationToken) => inner.DeleteTraceViewSessionAsync(idHash, cancellationToken);
+    public Task<long> DeleteTraceViewSessionsIdleSinceAsync(DateTimeOffset cutoff, CancellationToken cancellationToken) => inner.DeleteTraceViewSessionsIdleSinceAsync(cutoff, cancellationToken);
+    public Task<IReadOnlyList<string>> ListDataProtectionKeysAsync(CancellationToken cancellationToken) => inner.ListDataProtectionKeysAsync(cancellationToken);
+    public Task AddDataProtectionKeyAsync(string name, string xml, CancellationToken cancellationToken) => inner.AddDataProtectionKeyAsync(name, xml, cancellationToken);
     public Task<bool> RevokeApiKeyAsync(long tenantId, string keyId, CancellationToken cancellationToken) => inner.RevokeApiKeyAsync(tenantId, keyId, cancellationToken);
     public Task<MockRecord> AddMockAsync(long tenantId, MockRecord mock, CancellationToken cancellationToken) => inner.AddMockAsync(tenantId, mock, cancellationToken);
     public Task<MockRecord?> GetMockAsync(long tenantId, long id, CancellationToken cancellationToken) => inner.GetMockAsync(tenantId, id, cancellationToken);

@@ -455,7 +455,7 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
         await Store.AddApiKeyAsync(new ApiKeyRecord("other1", other, SHA256.HashData("sp_other"u8), KeyScope.Read, null, T0, null), None);
 
         Assert.Equal(
-            [new("spans", Spans), new("sessions", 50), new("mocks", 2), new("replay_jobs", 0), new("api_keys", 1)],
+            [new("spans", Spans), new("sessions", 50), new("mocks", 2), new("replay_jobs", 0), new("api_keys", 1), new("ui_sessions", 0)],
             WithoutDictionaries(await Store.CountTenantDataAsync(acme, None)));
 
         var reports = new List<TenantTableRows>();
@@ -463,7 +463,7 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
 
         Assert.Equal([new("spans", Spans), new("sessions", 50), new("mocks", 2), new("replay_jobs", 0)], purged);
         Assert.True(reports.Count(r => r.Table == "spans") >= 3, "the spans went in several bounded batches");
-        Assert.Equal([new("spans", 0), new("sessions", 0), new("mocks", 0), new("replay_jobs", 0), new("api_keys", 1)], WithoutDictionaries(await Store.CountTenantDataAsync(acme, None)));
+        Assert.Equal([new("spans", 0), new("sessions", 0), new("mocks", 0), new("replay_jobs", 0), new("api_keys", 1), new("ui_sessions", 0)], WithoutDictionaries(await Store.CountTenantDataAsync(acme, None)));
         Assert.Empty((await Store.ListSessionsAsync(acme, new SessionQuery(), None)).Items);
         Assert.Empty((await Store.SearchTracesAsync(acme, new TraceQuery(), None)).Items);
         Assert.NotNull(await Store.FindTenantAsync("acme", None));
@@ -471,10 +471,10 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
 
         var removed = await Store.PurgeTenantAsync(acme, removeTenant: true, null, None);
 
-        Assert.Equal([new("spans", 0), new("sessions", 0), new("mocks", 0), new("replay_jobs", 0), new("api_keys", 1), new("tenants", 1)], WithoutDictionaries(removed));
+        Assert.Equal([new("spans", 0), new("sessions", 0), new("mocks", 0), new("replay_jobs", 0), new("api_keys", 1), new("ui_sessions", 0), new("tenants", 1)], WithoutDictionaries(removed));
         Assert.Null(await Store.FindTenantAsync("acme", None));
         Assert.Null(await Store.FindApiKeyAsync(SHA256.HashData("sp_acme"u8), None));
-        Assert.Equal([new("spans", 1), new("sessions", 1), new("mocks", 1), new("replay_jobs", 0), new("api_keys", 1)], WithoutDictionaries(await Store.CountTenantDataAsync(other, None)));
+        Assert.Equal([new("spans", 1), new("sessions", 1), new("mocks", 1), new("replay_jobs", 0), new("api_keys", 1), new("ui_sessions", 0)], WithoutDictionaries(await Store.CountTenantDataAsync(other, None)));
         await SearchableAsync();
         Assert.Equal(["s0"], (await Store.ListSessionsAsync(other, new SessionQuery { Text = "lisbon" }, None)).Items.Select(s => s.SessionId));
         Assert.NotNull(await Store.GetMockAsync(other, otherMock.Id, None));

@@ -5,7 +5,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using SpIstio.Backend.Auth;
-using SpIstio.Backend.Mocks;
 using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Replay.Jobs;
@@ -25,13 +24,17 @@ public static class ReplayJobEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         var api = endpoints.MapGroup("/api/replays").WithTags("replays");
-        api.MapPost("", StartAsync)
+
+        // Delegates (not RequestDelegates), so the IResult each returns is written and the routes are described.
+        Delegate start = StartAsync, list = ListAsync;
+        api.MapPost("", start)
+            .RequireScope(KeyScope.Admin)
             .Accepts<ReplayJobRequest>("application/json")
             .Produces<ReplayJobDto>(StatusCodes.Status202Accepted)
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .WithSummary("Starts replaying a recorded session against a target URL, as a job (body: sessionId, target, service?, ignore?).");
-        api.MapGet("", ListAsync).Produces<ReplayJobListDto>().WithSummary("The tenant's most recent replay jobs, newest first.");
-        api.MapGet("/{id:long}", GetAsync).Produces<ReplayJobDto>().ProducesProblem(StatusCodes.Status404NotFound)
+        api.MapGet("", list).RequireScope(KeyScope.Read).Produces<ReplayJobListDto>().WithSummary("The tenant's most recent replay jobs, newest first.");
+        api.MapGet("/{id:long}", GetAsync).RequireScope(KeyScope.Read).Produces<ReplayJobDto>().ProducesProblem(StatusCodes.Status404NotFound)
             .WithSummary("One replay job: status, progress and, once done, the report.");
         return endpoints;
     }
@@ -55,13 +58,9 @@ public static class ReplayJobEndpoints
     private static IResult Off() =>
         Results.Problem(statusCode: 503, title: "Service Unavailable", detail: "this backend's store keeps no replay jobs");
 
-    private static async Task<IResult> StartAsync(HttpContext context, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> StartAsync(HttpContext context)
     {
-        var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Admin).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         if (context.RequestServices.GetService(typeof(ReplayJobs)) is not ReplayJobs jobs)
         {
@@ -93,13 +92,9 @@ public static class ReplayJobEndpoints
         return Results.Json(ToDto(job), ReplayJobJsonContext.Default.ReplayJobDto, statusCode: 202);
     }
 
-    private static async Task<IResult> ListAsync(HttpContext context, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> ListAsync(HttpContext context)
     {
-        var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         if (context.RequestServices.GetService(typeof(IReplayJobStore)) is not IReplayJobStore store)
         {
@@ -110,13 +105,9 @@ public static class ReplayJobEndpoints
         return Results.Json(new ReplayJobListDto([.. list.Select(ToDto)]), ReplayJobJsonContext.Default.ReplayJobListDto);
     }
 
-    private static async Task<IResult> GetAsync(long id, HttpContext context, ApiKeyAuthenticator authenticator)
+    private static async Task<IResult> GetAsync(long id, HttpContext context)
     {
-        var (tenant, denied) = await MockEndpoints.AuthorizeAsync(context, authenticator, KeyScope.Read).ConfigureAwait(false);
-        if (denied is not null)
-        {
-            return denied;
-        }
+        var tenant = TenantContext.Of(context).TenantId;
 
         if (context.RequestServices.GetService(typeof(IReplayJobStore)) is not IReplayJobStore store)
         {

@@ -156,5 +156,24 @@ internal static class PostgresMigrations
         CREATE INDEX replay_jobs_tenant ON replay_jobs (tenant_id, id);
         CREATE INDEX replay_jobs_status ON replay_jobs (status, id);
         """,
+
+        // Trace View sign-in sessions, shared by every backend on the store: the SHA-256 of the
+        // cookie's random id (never the id) and of the key signed in with (never the key); and the
+        // ASP.NET Core data-protection key ring, so a form's antiforgery token made by one replica
+        // is accepted by another.
+        """
+        CREATE TABLE ui_sessions (
+            id_hash BYTEA PRIMARY KEY,
+            tenant_id BIGINT NOT NULL,
+            key_hash BYTEA NOT NULL,
+            created_ns BIGINT NOT NULL,
+            last_seen_ns BIGINT NOT NULL);
+        CREATE INDEX ui_sessions_seen ON ui_sessions (last_seen_ns);
+
+        CREATE TABLE data_protection_keys (
+            name TEXT PRIMARY KEY,
+            xml TEXT NOT NULL,
+            created_ns BIGINT NOT NULL);
+        """,
     ];
 }

@@ -18,6 +18,16 @@
     try { localStorage.setItem("sp-theme", next); } catch (e) { /* not kept */ }
   }
 
+  // Geometry computed on the server travels in data attributes and is applied here through the
+  // CSSOM: the Content-Security-Policy forbids inline style attributes, not element.style.
+  function applyGeometry(scope) {
+    scope.querySelectorAll("[data-indent]").forEach(function (el) { el.style.paddingLeft = el.dataset.indent + "px"; });
+    scope.querySelectorAll("[data-left]").forEach(function (el) {
+      el.style.marginLeft = el.dataset.left + "%";
+      el.style.width = el.dataset.width + "%";
+    });
+  }
+
   function setUpRefresh(box) {
     var target = document.getElementById(box.dataset.refreshTarget);
     var meta = document.getElementById(box.dataset.refreshMeta);
@@ -29,7 +39,7 @@
         .then(function (html) {
           var doc = new DOMParser().parseFromString(html, "text/html");
           var rows = doc.getElementById(target.id);
-          if (rows) target.innerHTML = rows.innerHTML;
+          if (rows) { target.innerHTML = rows.innerHTML; applyGeometry(target); }
           var m = meta && doc.getElementById(meta.id);
           if (m) meta.textContent = m.textContent;
         })
@@ -46,6 +56,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    applyGeometry(document);
     var toggle = document.getElementById("theme-toggle");
     if (toggle) toggle.addEventListener("click", toggleTheme);
 

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using SpIstio.Core.Metrics;
 
-namespace SpIstio.Backend.Hosting;
+namespace SpIstio.Backend.Telemetry;
 
 /// <summary>
 /// Every backend metric, declared once; the data path keeps the resolved children.

@@ -1,0 +1,65 @@
+using SpIstio.Backend.Api;
+using SpIstio.Backend.Storage;
+using static SpIstio.Backend.Mocks.MockMapping;
+
+namespace SpIstio.Backend.Mocks;
+
+/// <summary>Making mocks from captured exchanges: what <c>POST /api/mocks/from-span</c> and the Trace View's "Use as mock" both call.</summary>
+public static class MockService
+{
+    /// <summary>
+    /// Creates a mock from a captured exchange of <paramref name="tenant"/> and stores it: the one
+    /// way to do so, used by <c>POST /api/mocks/from-span/…</c> and the Trace View's "Use as mock".
+    /// The caller has checked the admin scope.
+    /// </summary>
+    public static async Task<MockFromSpanResult> CreateFromSpanAsync(
+        ISpanStore store, long tenant, string traceId, string spanId, MockFromOptions options, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(traceId);
+        ArgumentNullException.ThrowIfNull(spanId);
+        ArgumentNullException.ThrowIfNull(options);
+        var span = await store.GetSpanAsync(tenant, traceId.ToLowerInvariant(), spanId.ToLowerInvariant(), cancellationToken).ConfigureAwait(false);
+        if (span is null)
+        {
+            return new MockFromSpanResult(null, MockFromSpanError.NotFound, "span '" + spanId + "' of trace '" + traceId + "' not found");
+        }
+
+        if (!span.IsExchange || span.StatusCode is null || span.Path is null)
+        {
+            return new MockFromSpanResult(null, MockFromSpanError.NotAnExchange, "the span is not an HTTP exchange with a response");
+        }
+
+        var detail = SpanViews.ToDetail(span);
+        if (detail.ResponseBody is { Truncated: true })
+        {
+            return new MockFromSpanResult(null, MockFromSpanError.TruncatedBody, "the captured response body is truncated; a mock would replay part of it");
+        }
+
+        var headers = ReadPairs(span.ResponseHeadersJson);
+        var authority = options.AnyHost ? "" : span.Authority ?? "";
+        var method = span.Method ?? "GET";
+        var mock = new MockRecord
+        {
+            Service = options.Service ?? span.ServiceName,
+            Environment = options.Environment ?? "",
+            Method = method,
+            Authority = authority,
+            Path = span.Path,
+            Query = span.Query,
+            RequestBody = span.RequestBody,
+            MatchKey = MockKeys.ForMock(method, authority, span.Path, span.Query, span.RequestBody.Span),
+            StatusCode = span.StatusCode.Value,
+            ResponseHeadersJson = HeadersJson(headers, dropContentEncoding: detail.ResponseBody?.Decoded == true),
+            ResponseBody = span.ResponseBody,
+            Description = options.Description,
+            SourceTraceId = span.TraceId,
+            SourceSpanId = span.SpanId,
+            CreatedAt = now,
+            UpdatedAt = now,
+            ExpiresAt = options.ExpiresAt,
+        };
+        var added = await store.AddMockAsync(tenant, mock, cancellationToken).ConfigureAwait(false);
+        return new MockFromSpanResult(added, MockFromSpanError.None, null);
+    }
+}
