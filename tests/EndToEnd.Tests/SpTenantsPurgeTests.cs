@@ -34,7 +34,7 @@ public abstract class SpTenantsPurgeTests : IAsyncLifetime
         var dryRun = await SpProcess.RunAsync("tenants", "purge", "acme", "--store", Spec);
 
         Assert.Equal(1, dryRun.ExitCode);
-        Assert.Equal("would delete of tenant 'acme': 12 spans, 3 sessions, 1 mocks; the tenant and its keys are kept (--remove-tenant deletes them too)", dryRun.StdOut.Trim());
+        Assert.Equal("would delete of tenant 'acme': 12 spans, 3 sessions, 1 mocks, 0 replay jobs; the tenant and its keys are kept (--remove-tenant deletes them too)", dryRun.StdOut.Trim());
         Assert.Contains("store: ", dryRun.StdErr, StringComparison.Ordinal);
         Assert.Contains("(from --store)", dryRun.StdErr, StringComparison.Ordinal);
         Assert.Contains("error: nothing deleted: pass --yes to delete", dryRun.StdErr, StringComparison.Ordinal);
@@ -43,14 +43,14 @@ public abstract class SpTenantsPurgeTests : IAsyncLifetime
         var purged = await SpProcess.RunAsync("tenants", "purge", "acme", "--yes", "--store", Spec);
 
         Assert.Equal(0, purged.ExitCode);
-        Assert.Equal("deleted of tenant 'acme': 12 spans, 3 sessions, 1 mocks; the tenant and its keys are kept", purged.StdOut.Trim());
+        Assert.Equal("deleted of tenant 'acme': 12 spans, 3 sessions, 1 mocks, 0 replay jobs; the tenant and its keys are kept", purged.StdOut.Trim());
         await AssertRowsAsync("acme", spans: 0, sessions: 0, mocks: 0, keys: 1);
         await AssertRowsAsync("globex", spans: 2, sessions: 1, mocks: 1, keys: 1);
 
         var removed = await SpProcess.RunAsync("tenants", "purge", "acme", "--yes", "--remove-tenant", "--store", Spec);
 
         Assert.Equal(0, removed.ExitCode);
-        Assert.Equal("deleted of tenant 'acme': 0 spans, 0 sessions, 0 mocks, 1 api keys, 1 tenants; the tenant and its keys are deleted", removed.StdOut.Trim());
+        Assert.Equal("deleted of tenant 'acme': 0 spans, 0 sessions, 0 mocks, 0 replay jobs, 1 api keys, 0 ui sessions, 0 codec dictionaries, 1 tenants; the tenant and its keys are deleted", removed.StdOut.Trim());
         var list = await SpProcess.RunAsync("tenants", "list", "--store", Spec);
         Assert.DoesNotMatch(@"(?m)^acme\s", list.StdOut);
         Assert.Matches(@"(?m)^globex\s", list.StdOut);

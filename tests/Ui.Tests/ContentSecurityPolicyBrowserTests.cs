@@ -24,8 +24,16 @@ public sealed class ContentSecurityPolicyBrowserTests(SeededBackend backend) : I
     public void Dispose() => browser.Dispose();
 
     [Fact]
-    public void EveryPage_RendersWithoutAPolicyViolation()
+    public async Task EveryPage_RendersWithoutAPolicyViolation()
     {
+        // A mock to open in the mock editor, made through the API as an operator would.
+        using var http = new HttpClient { BaseAddress = Base };
+        http.DefaultRequestHeaders.Add("x-public-key", backend.AcmeAdminKey);
+        using var created = await http.PostAsync(new Uri("/api/mocks/from-span/" + backend.CheckoutTrace + "/" + backend.PaymentServer, UriKind.Relative), null);
+        created.EnsureSuccessStatusCode();
+        using var mock = System.Text.Json.JsonDocument.Parse(await created.Content.ReadAsStringAsync());
+        var mockId = mock.RootElement.GetProperty("id").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture);
+
         browser.Driver.ExecuteCdpCommand("Page.addScriptToEvaluateOnNewDocument", new Dictionary<string, object?> { ["source"] = Recorder });
         string[] pages =
         [
@@ -40,6 +48,11 @@ public sealed class ContentSecurityPolicyBrowserTests(SeededBackend backend) : I
             "/services",
             "/endpoints",
             "/open?id=" + SeededBackend.CheckoutSession,
+            "/mocks",
+            "/mocks/new",
+            "/mocks/" + mockId,
+            "/replays",
+            "/diff?a=" + backend.CheckoutTrace + "/" + backend.PaymentServer + "&b=" + backend.CheckoutTrace + "/" + backend.LogoCall,
         ];
 
         browser.Go(Base, "/signin");

@@ -89,18 +89,6 @@ public sealed class ExchangeCapture : IDisposable
     /// </summary>
     public bool KeepsBodies { get; }
 
-    /// <summary>True once <see cref="Finish"/> ran (or the capture was disposed).</summary>
-    public bool Finished
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _finished;
-            }
-        }
-    }
-
     /// <summary>Copies request body bytes (up to the capture limit) unless bodies are not kept or the request body is complete.</summary>
     public void AppendRequestBody(ReadOnlySpan<byte> bytes)
     {

@@ -225,6 +225,10 @@ public sealed record EndpointStats(
 public sealed record ServiceHealth(string Service, long Spans, long Served, long Errors, long ClientErrors, DateTimeOffset FirstSeen, DateTimeOffset LastSeen);
 
 /// <summary>How many rows of one table belong to a tenant (what a purge deletes or deleted).</summary>
-/// <param name="Table">The table (<c>spans</c>, <c>sessions</c>, <c>mocks</c>, <c>api_keys</c>, <c>tenants</c>).</param>
+/// <param name="Table">The table (<c>spans</c>, <c>sessions</c>, <c>mocks</c>, <c>replay_jobs</c>, <c>api_keys</c>, <c>ui_sessions</c>, <c>codec_dictionaries</c>, <c>tenants</c>).</param>
 /// <param name="Rows">Its rows of the tenant.</param>
-public sealed record TenantTableRows(string Table, long Rows);
+public sealed record TenantTableRows(string Table, long Rows)
+{
+    /// <summary>True for what identifies the tenant rather than what it captured (keys, sign-in sessions, codec dictionaries): a purge keeps it unless the tenant is removed.</summary>
+    public bool IdentifiesTenant => SqlSpanStore.TenantIdentityTables.Any(t => t.Table == Table);
+}

@@ -57,14 +57,14 @@ internal static class TenantsCommands
             if (!parseResult.GetValue(yes))
             {
                 var counts = await s.CountTenantDataAsync(tenant.Id, cancellationToken).ConfigureAwait(false);
-                output.WriteLine("would delete of tenant '" + tenant.Name + "': " + FormatRows(counts.Where(c => remove || c.Table != "api_keys")) + "; " + keep);
+                output.WriteLine("would delete of tenant '" + tenant.Name + "': " + FormatRows(counts.Where(c => remove || !c.IdentifiesTenant)) + "; " + keep);
                 error.WriteLine("error: nothing deleted: pass --yes to delete");
                 return ExitCodes.UsageError;
             }
 
             // The store deletes in bounded transactions, so a running backend keeps ingesting beside a long purge.
             var deleted = await s.PurgeTenantAsync(tenant.Id, remove, null, cancellationToken).ConfigureAwait(false);
-            output.WriteLine("deleted of tenant '" + tenant.Name + "': " + FormatRows(deleted) + "; " + (remove ? "the tenant and its keys are deleted" : "the tenant and its keys are kept"));
+            output.WriteLine("deleted of tenant '" + tenant.Name + "': " + FormatRows(deleted.Where(d => remove || !d.IdentifiesTenant)) + "; " + (remove ? "the tenant and its keys are deleted" : "the tenant and its keys are kept"));
             return ExitCodes.Success;
         });
         return command;

@@ -60,7 +60,7 @@ public sealed class RemoteLookupTests : IAsyncLifetime
         return options;
     }
 
-    private static async Task<(AgentRuntime Runtime, CaptureProxyServer Proxy, HttpClient Client)> StartAgentAsync(AgentOptions options, Uri upstream)
+    private static async Task<AgentUnderTest> StartAgentAsync(AgentOptions options, Uri upstream)
     {
         var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
         var proxy = await CaptureProxyServer.StartAsync(
@@ -69,7 +69,7 @@ public sealed class RemoteLookupTests : IAsyncLifetime
             runtime.Pipeline,
             NullLoggerFactory.Instance);
         var client = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = proxy.Address };
-        return (runtime, proxy, client);
+        return new AgentUnderTest(runtime, proxy, client);
     }
 
     private Task AddMockAsync(string path, string body) => _backend.Store.AddMockAsync(
@@ -92,23 +92,20 @@ public sealed class RemoteLookupTests : IAsyncLifetime
     public async Task BackendMock_IsAHit_AndAnUnknownRequestAMiss()
     {
         await AddMockAsync("/api/rates", """{"from":"mock"}""");
-        var (runtime, proxy, client) = await StartAgentAsync(Options(_backend.Address), _upstream.Address);
-        await using var _ = runtime;
-        await using var __ = proxy;
-        using var ___ = client;
+        await using var agent = await StartAgentAsync(Options(_backend.Address), _upstream.Address);
 
-        using var hit = await client.GetAsync("/api/rates");
-        using var miss = await client.GetAsync("/api/unknown");
+        using var hit = await agent.Client.GetAsync("/api/rates");
+        using var miss = await agent.Client.GetAsync("/api/unknown");
 
         Assert.Equal("""{"from":"mock"}""", await hit.Content.ReadAsStringAsync());
         Assert.Equal("hit", hit.Headers.GetValues("x-sp-cache").Single());
         Assert.Equal("application/json", hit.Content.Headers.ContentType?.MediaType);
         Assert.Equal("live", await miss.Content.ReadAsStringAsync());
         Assert.Equal(1, _upstreamCalls);
-        Assert.Equal(1, runtime.Metrics.CacheHits.Value);
-        Assert.Equal(1, runtime.Metrics.CacheMisses.Value);
-        Assert.Equal(2, runtime.Metrics.LookupDuration.Count);
-        Assert.Contains("sp_cache_hits_total 1", runtime.Metrics.Registry.Render(), StringComparison.Ordinal);
+        Assert.Equal(1, agent.Runtime.Metrics.CacheHits.Value);
+        Assert.Equal(1, agent.Runtime.Metrics.CacheMisses.Value);
+        Assert.Equal(2, agent.Runtime.Metrics.LookupDuration.Count);
+        Assert.Contains("sp_cache_hits_total 1", agent.Runtime.Metrics.Registry.Render(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -121,19 +118,16 @@ public sealed class RemoteLookupTests : IAsyncLifetime
         {
             await backendAnswers.Task.WaitAsync(context.RequestAborted);
         });
-        var (runtime, proxy, client) = await StartAgentAsync(Options(slow.Address, fallbackTimeoutMs: 200), _upstream.Address);
-        await using var _ = runtime;
-        await using var __ = proxy;
-        using var ___ = client;
+        await using var agent = await StartAgentAsync(Options(slow.Address, fallbackTimeoutMs: 200), _upstream.Address);
 
         try
         {
-            using var response = await client.GetAsync("/api/rates");
+            using var response = await agent.Client.GetAsync("/api/rates");
 
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("live", await response.Content.ReadAsStringAsync());
             Assert.False(response.Headers.Contains("x-sp-cache"));
-            Assert.Equal(1, runtime.Metrics.LookupFailures("timeout").Value);
+            Assert.Equal(1, agent.Runtime.Metrics.LookupFailures("timeout").Value);
         }
         finally
         {
@@ -144,18 +138,15 @@ public sealed class RemoteLookupTests : IAsyncLifetime
     [Fact]
     public async Task UnreachableBackend_OpensTheCircuit_ThenLookupsAreSkipped()
     {
-        var (runtime, proxy, client) = await StartAgentAsync(Options(TestExchanges.RefusingBackend()), _upstream.Address);
-        await using var _ = runtime;
-        await using var __ = proxy;
-        using var ___ = client;
+        await using var agent = await StartAgentAsync(Options(TestExchanges.RefusingBackend()), _upstream.Address);
 
-        using var first = await client.GetAsync("/api/rates");
-        using var second = await client.GetAsync("/api/rates?again=1");
+        using var first = await agent.Client.GetAsync("/api/rates");
+        using var second = await agent.Client.GetAsync("/api/rates?again=1");
 
         Assert.Equal("live", await first.Content.ReadAsStringAsync());
         Assert.Equal("live", await second.Content.ReadAsStringAsync());
-        Assert.Equal(1, runtime.Metrics.LookupFailures("error").Value);
-        Assert.Equal(1, runtime.Metrics.LookupFailures("circuit_open").Value);
+        Assert.Equal(1, agent.Runtime.Metrics.LookupFailures("error").Value);
+        Assert.Equal(1, agent.Runtime.Metrics.LookupFailures("circuit_open").Value);
         Assert.Equal(2, _upstreamCalls);
     }
 
@@ -164,12 +155,9 @@ public sealed class RemoteLookupTests : IAsyncLifetime
     {
         var options = Options(TestExchanges.RefusingBackend());
         options.FallbackEnabled = false;
-        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
-        await using var _ = runtime;
-        await using var __ = proxy;
-        using var ___ = client;
+        await using var agent = await StartAgentAsync(options, _upstream.Address);
 
-        using var response = await client.GetAsync("/api/rates");
+        using var response = await agent.Client.GetAsync("/api/rates");
 
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Equal("lookup-failed", response.Headers.GetValues("x-sp-cache").Single());
@@ -182,14 +170,11 @@ public sealed class RemoteLookupTests : IAsyncLifetime
         await AddMockAsync("/api/rates", """{"from":"mock"}""");
         var options = Options(_backend.Address);
         options.Cache.Mode = CacheMode.ReplayOnly;
-        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
-        await using var _ = runtime;
-        await using var __ = proxy;
-        using var ___ = client;
+        await using var agent = await StartAgentAsync(options, _upstream.Address);
 
-        using var recorded = await client.GetAsync("/api/rates");
-        using var unrecorded = await client.GetAsync("/api/payments/charge?card=1");
-        using var uncovered = await client.GetAsync("/health");
+        using var recorded = await agent.Client.GetAsync("/api/rates");
+        using var unrecorded = await agent.Client.GetAsync("/api/payments/charge?card=1");
+        using var uncovered = await agent.Client.GetAsync("/health");
 
         Assert.Equal("""{"from":"mock"}""", await recorded.Content.ReadAsStringAsync());
         Assert.Equal("hit", recorded.Headers.GetValues("x-sp-cache").Single());
@@ -208,8 +193,8 @@ public sealed class RemoteLookupTests : IAsyncLifetime
         Assert.Contains("no cache rule covers", await uncovered.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
         Assert.Equal(0, _upstreamCalls);
-        Assert.Equal(2, runtime.Metrics.CacheStrictMisses.Value);
-        Assert.Contains("sp_cache_strict_misses_total 2", runtime.Metrics.Registry.Render(), StringComparison.Ordinal);
+        Assert.Equal(2, agent.Runtime.Metrics.CacheStrictMisses.Value);
+        Assert.Contains("sp_cache_strict_misses_total 2", agent.Runtime.Metrics.Registry.Render(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -217,13 +202,10 @@ public sealed class RemoteLookupTests : IAsyncLifetime
     {
         var options = Options(TestExchanges.RefusingBackend());
         options.Cache.Rules[0].Mode = CacheMode.ReplayOnly;
-        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
-        await using var _ = runtime;
-        await using var __ = proxy;
-        using var ___ = client;
+        await using var agent = await StartAgentAsync(options, _upstream.Address);
 
-        using var strict = await client.GetAsync("/api/rates");
-        using var uncovered = await client.GetAsync("/health");
+        using var strict = await agent.Client.GetAsync("/api/rates");
+        using var uncovered = await agent.Client.GetAsync("/health");
 
         Assert.Equal(HttpStatusCode.BadGateway, strict.StatusCode);
         Assert.Equal("miss-strict", strict.Headers.GetValues("x-sp-cache").Single());
@@ -231,7 +213,7 @@ public sealed class RemoteLookupTests : IAsyncLifetime
         // Only the rule is strict (cache.mode stays replay): a request no rule covers goes upstream.
         Assert.Equal("live", await uncovered.Content.ReadAsStringAsync());
         Assert.Equal(1, _upstreamCalls);
-        Assert.Equal(1, runtime.Metrics.CacheStrictMisses.Value);
+        Assert.Equal(1, agent.Runtime.Metrics.CacheStrictMisses.Value);
     }
 
     [Fact]
@@ -272,19 +254,27 @@ public sealed class RemoteLookupTests : IAsyncLifetime
         var options = Options(_backend.Address);
         options.Cache.Rules[0].RemoteLookup = false;
         options.Cache.Rules[0].Mode = CacheMode.Record;
-        var (runtime, proxy, client) = await StartAgentAsync(options, _upstream.Address);
-        await using var _ = runtime;
-        await using var __ = proxy;
-        using var ___ = client;
+        await using var agent = await StartAgentAsync(options, _upstream.Address);
 
-        using var first = await client.GetAsync("/api/rates");
-        using var second = await client.GetAsync("/api/rates");
+        using var first = await agent.Client.GetAsync("/api/rates");
+        using var second = await agent.Client.GetAsync("/api/rates");
 
         Assert.Equal("live", await first.Content.ReadAsStringAsync());
         Assert.Equal("live", await second.Content.ReadAsStringAsync());
         Assert.False(second.Headers.Contains("x-sp-cache"));
         Assert.Equal(2, _upstreamCalls);
-        Assert.Equal(2, runtime.Metrics.CacheMisses.Value);
-        Assert.Equal(1, runtime.Metrics.CacheEntries.Value);
+        Assert.Equal(2, agent.Runtime.Metrics.CacheMisses.Value);
+        Assert.Equal(1, agent.Runtime.Metrics.CacheEntries.Value);
+    }
+}
+
+/// <summary>The whole agent behind a capture proxy, and a client addressing it; disposed together.</summary>
+internal sealed record AgentUnderTest(AgentRuntime Runtime, CaptureProxyServer Proxy, HttpClient Client) : IAsyncDisposable
+{
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Proxy.DisposeAsync();
+        await Runtime.DisposeAsync();
     }
 }
