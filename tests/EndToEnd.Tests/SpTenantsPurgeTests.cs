@@ -104,7 +104,7 @@ public abstract class SpTenantsPurgeTests : IAsyncLifetime
         var tenant = await store.FindTenantAsync(tenantName, None);
         Assert.NotNull(tenant);
         Assert.Equal(
-            [new("spans", spans), new("sessions", sessions), new("mocks", mocks), new("api_keys", keys)],
+            [new("spans", spans), new("sessions", sessions), new("mocks", mocks), new("replay_jobs", 0), new("api_keys", keys), new("ui_sessions", 0), new("codec_dictionaries", 0)],
             await store.CountTenantDataAsync(tenant.Id, None));
     }
 }
