@@ -82,8 +82,7 @@ public static class GrpcSpanAttributes
     public static string EncodeMessages(GrpcFrameReader reader)
     {
         ArgumentNullException.ThrowIfNull(reader);
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        return WriteJson(reader, static (json, reader) =>
         {
             json.WriteStartObject();
             json.WriteNumber("count", reader.MessageCount);
@@ -104,9 +103,7 @@ public static class GrpcSpanAttributes
 
             json.WriteEndArray();
             json.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        });
     }
 
     /// <summary>Reads what <see cref="EncodeMessages"/> wrote; null when the text is not that shape.</summary>
@@ -146,8 +143,7 @@ public static class GrpcSpanAttributes
     public static string EncodeStatusDetails(GrpcStatusDetails details)
     {
         ArgumentNullException.ThrowIfNull(details);
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        return WriteJson(details, static (json, details) =>
         {
             json.WriteStartObject();
             json.WriteNumber("code", details.Code);
@@ -163,6 +159,15 @@ public static class GrpcSpanAttributes
 
             json.WriteEndArray();
             json.WriteEndObject();
+        });
+    }
+
+    private static string WriteJson<TState>(TState state, Action<Utf8JsonWriter, TState> write)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            write(json, state);
         }
 
         return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
