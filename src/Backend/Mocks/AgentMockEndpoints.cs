@@ -99,10 +99,12 @@ public static class AgentMockEndpoints
         var contentType = exchange.ResponseHeaders.Get("content-type");
         exchange.ResponseBody = SpIstio.Core.Capture.BodyCapture.Create(mock.ResponseBody, mock.ResponseBody.Length, false, contentType, null, 0);
         exchange.Attributes["sp.mock.id"] = mock.Id.ToString(CultureInfo.InvariantCulture);
-        var answer = ExchangeSpanMapper.ToExportRequest([exchange], null, "mock");
+        // OtlpSpanWriter is the one span encoder (ExchangeSpanMapper is its test oracle only);
+        // the JSON answer is the same span read back into the message type.
+        var answer = OtlpSpanWriter.ToByteArray([exchange], null, "mock");
         return json
-            ? Results.Text(OtlpJson.Format(answer), "application/json", Encoding.UTF8)
-            : Results.Bytes(answer.ToByteArray(), ProtobufMediaType);
+            ? Results.Text(OtlpJson.Format(ExportTraceServiceRequest.Parser.ParseFrom(answer)), "application/json", Encoding.UTF8)
+            : Results.Bytes(answer, ProtobufMediaType);
     }
 
     internal static async Task<IResult> AgentMocksAsync(HttpContext context, ISpanStore store, TimeProvider time)
