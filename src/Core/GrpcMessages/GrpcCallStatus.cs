@@ -1,6 +1,5 @@
 using System.Buffers.Text;
 using System.Globalization;
-using System.Text;
 using Google.Protobuf;
 
 namespace SpIstio.Core.GrpcMessages;
@@ -46,43 +45,13 @@ public sealed record GrpcCallStatus(int Code, string? Message, GrpcStatusDetails
 
     /// <summary>
     /// Undoes the percent-encoding of <c>grpc-message</c>: <c>%XX</c> sequences are UTF-8 bytes. The
-    /// spec asks decoders to keep a malformed sequence as it is rather than fail.
+    /// spec asks decoders to keep a malformed sequence as it is rather than fail, which is what
+    /// <see cref="Uri.UnescapeDataString(string)"/> does (and it leaves <c>+</c> alone, as gRPC wants).
     /// </summary>
     public static string PercentDecode(string value)
     {
         ArgumentNullException.ThrowIfNull(value);
-        if (!value.Contains('%', StringComparison.Ordinal))
-        {
-            return value;
-        }
-
-        var bytes = new List<byte>(value.Length);
-        Span<byte> utf8 = stackalloc byte[4];
-        for (var i = 0; i < value.Length; i++)
-        {
-            if (value[i] == '%' && i + 2 < value.Length
-                && byte.TryParse(value.AsSpan(i + 1, 2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var b))
-            {
-                bytes.Add(b);
-                i += 2;
-            }
-            else
-            {
-                // Header values are ASCII; anything else is passed through as its UTF-8 bytes.
-                var n = Encoding.UTF8.GetBytes(value.AsSpan(i, char.IsHighSurrogate(value[i]) && i + 1 < value.Length ? 2 : 1), utf8);
-                for (var k = 0; k < n; k++)
-                {
-                    bytes.Add(utf8[k]);
-                }
-
-                if (n == 4)
-                {
-                    i++;
-                }
-            }
-        }
-
-        return Encoding.UTF8.GetString(bytes.ToArray());
+        return Uri.UnescapeDataString(value);
     }
 }
 
