@@ -38,7 +38,6 @@ public sealed partial class CapturePipeline
         Metrics = metrics ?? throw new ArgumentNullException(nameof(metrics));
         _logger = logger ?? throw new ArgumentNullException(nameof(logger));
         Rules = CaptureRules.Create(options);
-        _redactor = Redactor.Create(options.Redaction ?? new RedactionOptions());
         SamplingRatio = options.Sampling?.Ratio ?? 1.0;
         _samplingBySession = (options.Sampling?.By ?? SamplingBy.Session) == SamplingBy.Session;
         _detailedLogging = options.EnableDetailedLogging;
@@ -49,6 +48,9 @@ public sealed partial class CapturePipeline
         MaxResponseBodyBytes = capture.MaxResponseBodyBytes;
         MaxDecodedBodyBytes = capture.MaxDecodedBodyBytes;
         var grpc = capture.Grpc ?? new GrpcCaptureOptions();
+
+        // The descriptor sets were validated at start-up; with them message fields are redacted by name.
+        _redactor = Redactor.Create(options.Redaction ?? new RedactionOptions(), GrpcDescriptorSet.LoadFiles(grpc.DescriptorSets ?? []));
         GrpcLimits = new GrpcCaptureLimits(grpc.MaxMessageBytes, grpc.MaxMessages, grpc.MaxStreamBytes);
     }
 

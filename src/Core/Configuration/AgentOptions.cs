@@ -196,6 +196,9 @@ public sealed class GrpcCaptureOptions
 
     [ConfigKey("max_stream_bytes", "Bytes kept over all messages of one stream direction: a stream that never ends costs at most this. Default 1048576.")]
     public long MaxStreamBytes { get; set; } = 1024 * 1024;
+
+    [ConfigKey("descriptor_sets", "Descriptor set files (protoc --descriptor_set_out=FILE --include_imports) of the services captured: with them, redaction also replaces message fields by name (string fields named like a secret or personal data; such numeric fields are removed). Patterns in strings are redacted without them. Read at start-up; every unreadable or incomplete file is reported. Default none.")]
+    public List<string> DescriptorSets { get; set; } = [];
 }
 
 /// <summary><c>redaction</c>.</summary>

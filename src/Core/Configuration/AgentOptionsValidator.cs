@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Redaction;
 using SpIstio.Core.Rules;
 
@@ -146,6 +147,32 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessageBytes))), grpc.MaxMessageBytes, 0, MaxBodyLimit);
         v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessages))), grpc.MaxMessages, 0, 100_000);
         v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxStreamBytes))), grpc.MaxStreamBytes, 0L, MaxBodyLimit);
+        var sets = Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.DescriptorSets)));
+        var readable = new List<(string Source, byte[] Bytes)>();
+        foreach (var path in grpc.DescriptorSets)
+        {
+            if (GrpcDescriptorSet.TryReadFile(path, out var bytes) is { } problem)
+            {
+                v.Error(sets, path, problem);
+            }
+            else
+            {
+                readable.Add((path, bytes));
+            }
+        }
+
+        if (readable.Count == grpc.DescriptorSets.Count && readable.Count > 0)
+        {
+            // Each file parses alone; together they must also hold every import.
+            try
+            {
+                GrpcDescriptorSet.Load(readable);
+            }
+            catch (InvalidDataException ex)
+            {
+                v.Error(sets, string.Join(", ", grpc.DescriptorSets), ex.Message);
+            }
+        }
     }
 
     private static void ValidateRedaction(RedactionOptions redaction, Checker v)

@@ -143,6 +143,58 @@ public sealed class GrpcDescriptorSet
         return result;
     }
 
+    /// <summary>Reads and loads descriptor set files (<c>capture.grpc.descriptor_sets</c>); an empty list gives <see cref="Empty"/>.</summary>
+    /// <exception cref="InvalidDataException">A file cannot be read, does not parse, or imports are missing.</exception>
+    public static GrpcDescriptorSet LoadFiles(IReadOnlyList<string> paths)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        if (paths.Count == 0)
+        {
+            return Empty;
+        }
+
+        var sets = new List<(string Source, byte[] Bytes)>(paths.Count);
+        foreach (var path in paths)
+        {
+            if (TryReadFile(path, out var bytes) is { } problem)
+            {
+                throw new InvalidDataException($"{path}: {problem}");
+            }
+
+            sets.Add((path, bytes));
+        }
+
+        return Load(sets);
+    }
+
+    /// <summary>
+    /// Reads one descriptor set file and checks that it parses; returns what is wrong with it
+    /// (for a configuration error), or null with its bytes.
+    /// </summary>
+    public static string? TryReadFile(string path, out byte[] bytes)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        bytes = [];
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            return "cannot be read: " + ex.Message;
+        }
+
+        try
+        {
+            var set = FileDescriptorSet.Parser.ParseFrom(bytes);
+            return set.File.Count == 0 ? "holds no files: produce it with protoc --descriptor_set_out=FILE --include_imports" : null;
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            return $"is not a protobuf FileDescriptorSet ({ex.Message}): produce it with protoc --descriptor_set_out=FILE --include_imports";
+        }
+    }
+
     /// <summary>The method a request path (<c>/package.Service/Method</c>) names, if known.</summary>
     public MethodDescriptor? FindMethod(string path) => _methods.GetValueOrDefault(path);
 

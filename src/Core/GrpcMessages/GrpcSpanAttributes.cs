@@ -32,10 +32,10 @@ public static class GrpcSpanAttributes
     /// <summary>The decoded <c>grpc-status-details-bin</c> as JSON.</summary>
     public const string StatusDetails = "sp.grpc.status_details";
 
-    /// <summary>The request stream's messages as JSON (<see cref="EncodeMessages"/>).</summary>
+    /// <summary>The request stream's messages as JSON (<see cref="EncodeMessages(GrpcMessageList)"/>).</summary>
     public const string RequestMessages = "sp.grpc.request.messages";
 
-    /// <summary>The response stream's messages as JSON (<see cref="EncodeMessages"/>).</summary>
+    /// <summary>The response stream's messages as JSON (<see cref="EncodeMessages(GrpcMessageList)"/>).</summary>
     public const string ResponseMessages = "sp.grpc.response.messages";
 
     /// <summary>
@@ -82,13 +82,20 @@ public static class GrpcSpanAttributes
     public static string EncodeMessages(GrpcFrameReader reader)
     {
         ArgumentNullException.ThrowIfNull(reader);
-        return WriteJson(reader, static (json, reader) =>
+        return EncodeMessages(new GrpcMessageList(reader.MessageCount, reader.Truncated, reader.Messages));
+    }
+
+    /// <summary>Writes a message list (one read back with <see cref="DecodeMessages"/> and rewritten, e.g. redacted) in the same form.</summary>
+    public static string EncodeMessages(GrpcMessageList list)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        return WriteJson(list, static (json, list) =>
         {
             json.WriteStartObject();
-            json.WriteNumber("count", reader.MessageCount);
-            json.WriteBoolean("truncated", reader.Truncated);
+            json.WriteNumber("count", list.Count);
+            json.WriteBoolean("truncated", list.Truncated);
             json.WriteStartArray("messages");
-            foreach (var message in reader.Messages)
+            foreach (var message in list.Messages)
             {
                 json.WriteStartObject();
                 json.WriteNumber("index", message.Index);
@@ -106,7 +113,7 @@ public static class GrpcSpanAttributes
         });
     }
 
-    /// <summary>Reads what <see cref="EncodeMessages"/> wrote; null when the text is not that shape.</summary>
+    /// <summary>Reads what <see cref="EncodeMessages(GrpcMessageList)"/> wrote; null when the text is not that shape.</summary>
     public static GrpcMessageList? DecodeMessages(string? json)
     {
         if (string.IsNullOrEmpty(json))

@@ -60,4 +60,52 @@ internal static class ProtoWire
 
     /// <summary>Zig-zag decoding for sint32/sint64.</summary>
     public static long ZigZag(ulong value) => (long)(value >> 1) ^ -(long)(value & 1);
+
+    /// <summary>
+    /// True when <paramref name="data"/> is a sequence of whole fields (one level; nested values are
+    /// not looked into), the test the schema-less view uses to guess a nested message.
+    /// </summary>
+    public static bool IsWellFormed(ReadOnlySpan<byte> data)
+    {
+        var position = 0;
+        while (position < data.Length)
+        {
+            if (!TryReadTag(data, ref position, out _, out var wireType))
+            {
+                return false;
+            }
+
+            switch (wireType)
+            {
+                case Varint:
+                    if (!TryReadVarint(data, ref position, out _))
+                    {
+                        return false;
+                    }
+
+                    break;
+                case Fixed64 or Fixed32:
+                    var size = wireType == Fixed64 ? 8 : 4;
+                    if (data.Length - position < size)
+                    {
+                        return false;
+                    }
+
+                    position += size;
+                    break;
+                case LengthDelimited:
+                    if (!TryReadLength(data, ref position, out var length))
+                    {
+                        return false;
+                    }
+
+                    position += length;
+                    break;
+                default:
+                    return false;
+            }
+        }
+
+        return true;
+    }
 }

@@ -145,6 +145,31 @@ public static class SchemalessProtobuf
         return !char.IsControl(text[0]);
     }
 
+    /// <summary>
+    /// The text guess on raw bytes, as <see cref="TryDecode(ReadOnlySpan{byte})"/> makes it: valid
+    /// UTF-8 without control characters other than tab and line breaks (empty counts as text).
+    /// </summary>
+    internal static bool LooksLikeText(ReadOnlySpan<byte> value)
+    {
+        if (!Utf8.IsValid(value))
+        {
+            return false;
+        }
+
+        for (var i = 0; i < value.Length; i++)
+        {
+            var b = value[i];
+            if ((b < 0x20 && b is not ((byte)'\t' or (byte)'\n' or (byte)'\r')) || b == 0x7F
+                || (b == 0xC2 && i + 1 < value.Length && value[i + 1] is >= 0x80 and <= 0x9F))
+            {
+                // C0 controls, DEL, and the C1 controls U+0080-U+009F (0xC2 0x80-0x9F in UTF-8).
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     // JSON numbers above 2^53 lose precision in browsers, so large values travel as strings.
     private static JsonNode Number(ulong value) =>
         value <= (1UL << 53) ? JsonValue.Create(value) : JsonValue.Create(value.ToString(System.Globalization.CultureInfo.InvariantCulture));

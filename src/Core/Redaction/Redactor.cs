@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Core.Redaction;
@@ -55,6 +56,7 @@ public sealed partial class Redactor
         "**By value, anywhere** (`mode`): JWTs (`eyJ…` and two more base64url segments); AWS access key ids (`AKIA`, `ASIA`, … and 16 upper-case letters or digits); AWS secret keys (40 characters) only where the text names them (`aws_secret…` just before, or a field named like a secret); GitHub `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_`/`github_pat_`, Slack `xox?-`, Stripe `sk_live_`/`rk_live_` and Google `AIza` tokens; PEM private key blocks (BEGIN to END); the token after `Bearer` (20+ characters, or 8+ with a digit or symbol); card numbers (13-19 digits starting 2-6 that pass Luhn, `card_numbers`); matches of `patterns`.",
         "**Personal data** (`pii`: mask, hash or keep): e-mail addresses; phone numbers in E.164 (`+` and 7-15 digits, separators allowed), North American (`(415) 555-2671`, `415-555-2671`, `1 415 555 2671`) and trunk-prefixed national forms with separators (`020 7946 0958`, `06 12 34 56 78`: first group `0` and at least two digits, 9-12 digits); any value of a field or header named like `phone`, `mobile`, `msisdn`, `tel`, `cell`, `fax` or one of `pii_fields`. With `hash`, addresses are hashed lower-cased and phone numbers by their digits, so the same person joins across exchanges.",
         "**Kept:** digit runs without separators (ids, millisecond timestamps), dates and times, UUIDs, ISBNs, prices, IP addresses and versions, numbers glued to letters (`ORD-2024-000123`), and 40-character base64 runs nothing names as an AWS secret.",
+        "**gRPC messages** (the captured message lists and the framed bodies): every string the schema-less walk finds (length-delimited fields that are valid UTF-8 text, nested messages walked) gets the value detectors above, always; with `capture.grpc.descriptor_sets`, string fields named as above are replaced whole and numeric fields so named are removed. Lengths are re-encoded, so the message stays valid protobuf; a gzip frame that needed redaction is stored uncompressed.",
         "A vectorised pre-scan (one multi-string search over the body) proves most bodies have nothing to redact before any JSON or XML is parsed; such bodies are neither parsed nor copied.",
     ];
 
@@ -74,9 +76,11 @@ public sealed partial class Redactor
     private readonly SearchValues<string>[] _anchorSearches;
     private readonly (string Anchor, Scan Flag)[] _anchorTable;
     private readonly Scan _anchorFlags;
+    private readonly GrpcDescriptorSet _descriptors;
 
-    private Redactor(RedactionOptions options)
+    private Redactor(RedactionOptions options, GrpcDescriptorSet descriptors)
     {
+        _descriptors = descriptors;
         _enabled = options.Enabled;
         _hash = options.Mode == RedactionMode.Hash;
         _key = Encoding.UTF8.GetBytes(options.HashKey ?? "");
@@ -132,9 +136,17 @@ public sealed partial class Redactor
 
     /// <summary>Builds a redactor from validated options.</summary>
     /// <exception cref="ArgumentException">Mode hash without a hash_key.</exception>
-    public static Redactor Create(RedactionOptions options)
+    public static Redactor Create(RedactionOptions options) => Create(options, GrpcDescriptorSet.Empty);
+
+    /// <summary>
+    /// Builds a redactor from validated options and the gRPC descriptor sets
+    /// (<c>capture.grpc.descriptor_sets</c>), which let it redact message fields by name.
+    /// </summary>
+    /// <exception cref="ArgumentException">Mode hash without a hash_key.</exception>
+    public static Redactor Create(RedactionOptions options, GrpcDescriptorSet descriptors)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(descriptors);
         if (options.Enabled && options.Mode == RedactionMode.Hash && string.IsNullOrEmpty(options.HashKey))
         {
             throw new ArgumentException("redaction.hash_key is required when redaction.mode is hash.", nameof(options));
@@ -153,7 +165,7 @@ public sealed partial class Redactor
             }
         }
 
-        return new Redactor(options);
+        return new Redactor(options, descriptors);
     }
 
     /// <summary>
@@ -177,6 +189,7 @@ public sealed partial class Redactor
 
         exchange.RequestBody = RedactTextBody(exchange.RequestBody, ref count);
         exchange.ResponseBody = RedactTextBody(exchange.ResponseBody, ref count);
+        count += RedactGrpc(exchange);
 
         if (count > 0)
         {
@@ -437,8 +450,9 @@ public sealed partial class Redactor
 
     private CapturedBody RedactTextBody(CapturedBody body, ref int count)
     {
-        if (body.Content.IsEmpty || body.Kind == BodyKind.Empty)
+        if (body.Content.IsEmpty || body.Kind == BodyKind.Empty || GrpcSpanAttributes.IsGrpc(body.ContentType))
         {
+            // A gRPC body is framed protobuf: RedactGrpc rewrites it message by message.
             return body;
         }
 

@@ -129,6 +129,7 @@ public class AgentConfigLoaderTests
         Assert.Equal(4096, o.Capture.Grpc.MaxMessageBytes);
         Assert.Equal(10, o.Capture.Grpc.MaxMessages);
         Assert.Equal(32768, o.Capture.Grpc.MaxStreamBytes);
+        Assert.Equal(["../../../TestData/orders.pb"], o.Capture.Grpc.DescriptorSets);
         Assert.False(o.Redaction.Enabled);
         Assert.Equal(RedactionMode.Hash, o.Redaction.Mode);
         Assert.Equal("0123456789abcdef", o.Redaction.HashKey);

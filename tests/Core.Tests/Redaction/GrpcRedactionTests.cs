@@ -1,0 +1,201 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using Google.Protobuf;
+using Google.Protobuf.Reflection;
+using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Model;
+using SpIstio.Core.Redaction;
+using SpIstio.Core.Tests.Redaction.Generated;
+
+namespace SpIstio.Core.Tests.Redaction;
+
+// The generated types build each message and parse the redacted bytes back: a redaction that broke
+// the protobuf encoding (a length not rewritten) fails the parse.
+public sealed class GrpcRedactionTests
+{
+    private const string Jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkFkYSJ9.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+    private const string Path = "/sp.test.redaction.Accounts/SignIn";
+
+    private static readonly GrpcDescriptorSet _descriptors = GrpcDescriptorSet.Load([("test", DescriptorSetBytes())]);
+
+    private static SignInRequest Request() => new()
+    {
+        User = "ada@example.com",
+        Password = "hunter2-plain",
+        Note = "call me on +44 20 7946 0958 about ORD-2024-000123",
+        Card = new Card { Number = "4111 1111 1111 1111", Holder = "Ada Lovelace" },
+        Cvv = 737,
+        Tags = { "vip", Jwt },
+        OrderRef = "4111111111111112",
+        Mobile = "07700900123",
+        Blob = ByteString.CopyFrom(0xFF, 0x00, 0x01),
+    };
+
+    [Fact]
+    public void Schemaless_PatternsInStrings_AreMaskedAndTheMessageStillParses()
+    {
+        var redactor = Redactor.Create(new RedactionOptions());
+
+        var bytes = redactor.RedactProtobuf(Request().ToByteArray(), type: null, truncated: false, out var count);
+
+        var parsed = SignInRequest.Parser.ParseFrom(bytes);
+        Assert.Equal(Redactor.MaskValue, parsed.User);
+        Assert.Equal(Redactor.MaskValue, parsed.Card.Number);
+        Assert.Equal(["vip", Redactor.MaskValue], parsed.Tags);
+        Assert.Equal("call me on [REDACTED] about ORD-2024-000123", parsed.Note);
+
+        // Look-alikes stay: an order number glued to letters, a 16-digit run that fails Luhn.
+        Assert.Equal("4111111111111112", parsed.OrderRef);
+        Assert.Equal("Ada Lovelace", parsed.Card.Holder);
+        Assert.Equal(ByteString.CopyFrom(0xFF, 0x00, 0x01), parsed.Blob);
+
+        // Without descriptors a field's name is unknown: only values that look secret are found.
+        Assert.Equal("hunter2-plain", parsed.Password);
+        Assert.Equal(737, parsed.Cvv);
+        Assert.Equal(4, count);
+    }
+
+    [Fact]
+    public void WithDescriptors_FieldsNamedLikeSecretsOrPersonalData_AreReplacedWhole()
+    {
+        var redactor = Redactor.Create(new RedactionOptions(), _descriptors);
+        var type = _descriptors.FindMethod(Path)!.InputType;
+
+        var bytes = redactor.RedactProtobuf(Request().ToByteArray(), type, truncated: false, out _);
+
+        var parsed = SignInRequest.Parser.ParseFrom(bytes);
+        Assert.Equal(Redactor.MaskValue, parsed.Password);
+        Assert.Equal(Redactor.MaskValue, parsed.Mobile);
+
+        // A number cannot hold the marker: the field is removed and reads as its default.
+        Assert.Equal(0, parsed.Cvv);
+        Assert.Equal(Redactor.MaskValue, parsed.User);
+        Assert.Equal("4111111111111112", parsed.OrderRef);
+        Assert.Equal("Ada Lovelace", parsed.Card.Holder);
+    }
+
+    [Fact]
+    public void HashMode_ReplacesWithKeyedHashes_EqualValuesJoin()
+    {
+        var redactor = Redactor.Create(new RedactionOptions { Mode = RedactionMode.Hash, Pii = PiiMode.Hash, HashKey = "k1" }, _descriptors);
+        var type = _descriptors.FindMethod(Path)!.InputType;
+        var other = Request();
+        other.User = "ADA@example.com";
+
+        var first = SignInRequest.Parser.ParseFrom(redactor.RedactProtobuf(Request().ToByteArray(), type, truncated: false, out _));
+        var second = SignInRequest.Parser.ParseFrom(redactor.RedactProtobuf(other.ToByteArray(), type, truncated: false, out _));
+
+        Assert.StartsWith("[REDACTED:hmac-sha256:", first.Password, StringComparison.Ordinal);
+        Assert.StartsWith("[REDACTED:hmac-sha256:", first.User, StringComparison.Ordinal);
+        Assert.StartsWith("[REDACTED:hmac-sha256:", first.Tags[1], StringComparison.Ordinal);
+        Assert.Equal(first.Password, second.Password);
+
+        // Addresses are hashed lower-cased, so the same mailbox joins however it was written.
+        Assert.Equal(first.User, second.User);
+        Assert.NotEqual(first.Password, first.User);
+    }
+
+    [Fact]
+    public void Redact_GrpcExchange_RedactsTheMessageAttributesAndTheFramedBodies()
+    {
+        var redactor = Redactor.Create(new RedactionOptions(), _descriptors);
+        var request = Request().ToByteArray();
+        var reply = new SignInReply { Session = Jwt, AccessToken = "opaque-token-value", ExpiresIn = 3600 }.ToByteArray();
+        var exchange = new Exchange { Path = Path };
+        exchange.RequestHeaders.Add("content-type", "application/grpc");
+        exchange.ResponseHeaders.Add("content-type", "application/grpc");
+        exchange.ResponseHeaders.Add("grpc-encoding", "gzip");
+        var requestBody = Frame(request, compressed: false);
+        var responseBody = Frame(Gzip(reply), compressed: true);
+        exchange.RequestBody = new CapturedBody(requestBody, requestBody.Length, false, BodyKind.Binary, "application/grpc");
+        exchange.ResponseBody = new CapturedBody(responseBody, responseBody.Length, false, BodyKind.Binary, "application/grpc");
+        exchange.Attributes[GrpcSpanAttributes.RpcSystem] = "grpc";
+        exchange.Attributes[GrpcSpanAttributes.RequestMessages] = Messages(requestBody, null);
+        exchange.Attributes[GrpcSpanAttributes.ResponseMessages] = Messages(responseBody, "gzip");
+
+        var count = redactor.Redact(exchange);
+
+        var requestMessage = SignInRequest.Parser.ParseFrom(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!.Messages[0].Payload.Span);
+        var replyMessage = SignInReply.Parser.ParseFrom(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!.Messages[0].Payload.Span);
+        Assert.Equal(Redactor.MaskValue, requestMessage.Password);
+        Assert.Equal(Redactor.MaskValue, replyMessage.Session);
+        Assert.Equal(Redactor.MaskValue, replyMessage.AccessToken);
+        Assert.Equal(3600, replyMessage.ExpiresIn);
+
+        // The framed bodies are redacted the same way; the gzip frame is written back uncompressed.
+        var (requestFlag, requestPayload) = SingleFrame(exchange.RequestBody.Content.ToArray());
+        var (responseFlag, responsePayload) = SingleFrame(exchange.ResponseBody.Content.ToArray());
+        Assert.Equal(0, requestFlag);
+        Assert.Equal(0, responseFlag);
+        Assert.Equal(requestMessage, SignInRequest.Parser.ParseFrom(requestPayload));
+        Assert.Equal(replyMessage, SignInReply.Parser.ParseFrom(responsePayload));
+        Assert.Equal(count.ToString(System.Globalization.CultureInfo.InvariantCulture), exchange.Attributes[Redactor.CountAttribute]);
+    }
+
+    [Fact]
+    public void TruncatedMessage_TheCutStringIsStillRedacted()
+    {
+        var redactor = Redactor.Create(new RedactionOptions());
+        var whole = new SignInReply { ExpiresIn = 5, Session = "token for ada@example.com and more text after it" }.ToByteArray();
+        var cut = whole.AsSpan(0, whole.Length - 10);
+
+        var bytes = redactor.RedactProtobuf(cut, type: null, truncated: true, out var count);
+
+        Assert.Equal(1, count);
+        Assert.DoesNotContain("ada@example.com", System.Text.Encoding.UTF8.GetString(bytes!), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void NothingToRedact_ReturnsNull()
+    {
+        var redactor = Redactor.Create(new RedactionOptions(), _descriptors);
+        var type = _descriptors.FindMethod(Path)!.InputType;
+        var clean = new SignInRequest { User = "ada", Note = "nothing here", Card = new Card { Holder = "Ada" }, Tags = { "a", "b" } }.ToByteArray();
+
+        Assert.Null(redactor.RedactProtobuf(clean, type, truncated: false, out var count));
+        Assert.Equal(0, count);
+    }
+
+    private static byte[] DescriptorSetBytes()
+    {
+        var set = new FileDescriptorSet();
+        set.File.Add(FileDescriptorProto.Parser.ParseFrom(GrpcRedactionTestReflection.Descriptor.SerializedData));
+        return set.ToByteArray();
+    }
+
+    private static byte[] Frame(byte[] payload, bool compressed)
+    {
+        var frame = new byte[5 + payload.Length];
+        frame[0] = compressed ? (byte)1 : (byte)0;
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)payload.Length);
+        payload.CopyTo(frame, 5);
+        return frame;
+    }
+
+    private static (byte Flag, byte[] Payload) SingleFrame(byte[] body)
+    {
+        var length = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(1));
+        Assert.Equal(body.Length, 5 + (int)length);
+        return (body[0], body[5..]);
+    }
+
+    private static byte[] Gzip(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new GZipStream(output, CompressionLevel.Fastest))
+        {
+            gzip.Write(data);
+        }
+
+        return output.ToArray();
+    }
+
+    private static string Messages(byte[] body, string? encoding)
+    {
+        using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, encoding);
+        reader.Append(body, TimeSpan.Zero);
+        reader.Complete();
+        return GrpcSpanAttributes.EncodeMessages(reader);
+    }
+}
