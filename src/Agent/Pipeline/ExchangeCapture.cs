@@ -399,6 +399,7 @@ public sealed class ExchangeCapture : IDisposable
         var headers = exchange.ResponseHeaders;
         if (GrpcCallStatus.Parse(headers.Get("grpc-status"), headers.Get("grpc-message"), headers.Get("grpc-status-details-bin")) is { } status)
         {
+            // A string here; the span encoders write it as the int the RPC conventions ask for.
             attributes[GrpcSpanAttributes.RpcStatusCode] = status.Code.ToString(CultureInfo.InvariantCulture);
             attributes[GrpcSpanAttributes.StatusName] = status.Name;
             if (status.Message is not null)

@@ -154,7 +154,7 @@ public static class ExchangeSpanMapper
                 continue;
             }
 
-            a.Add(StringAttr(key, value));
+            a.Add(OtlpAttributes.IntegerValue(key, value) is { } number ? IntAttr(key, number) : StringAttr(key, value));
         }
 
         return span;

@@ -154,4 +154,18 @@ public static class OtlpAttributes
             || key.StartsWith(RequestBodyMetaPrefix, StringComparison.Ordinal)
             || key.StartsWith(ResponseBodyMetaPrefix, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// The integer value of an extra attribute that its convention types as an integer
+    /// (<c>rpc.grpc.status_code</c>, OpenTelemetry RPC conventions), or null to write it as a string.
+    /// <see cref="Model.Exchange.Attributes"/> holds strings; the encoders type these on the way out.
+    /// </summary>
+    public static long? IntegerValue(string key, string value)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return string.Equals(key, GrpcMessages.GrpcSpanAttributes.RpcStatusCode, StringComparison.Ordinal)
+            && long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out var number)
+            ? number
+            : null;
+    }
 }

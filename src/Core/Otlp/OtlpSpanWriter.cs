@@ -366,7 +366,14 @@ public static class OtlpSpanWriter
                 continue;
             }
 
-            sink.KeyValue(SpanAttributes, new Text(key), new Text(value));
+            if (OtlpAttributes.IntegerValue(key, value) is { } number)
+            {
+                sink.IntKeyValue(SpanAttributes, new Text(key), number);
+            }
+            else
+            {
+                sink.KeyValue(SpanAttributes, new Text(key), new Text(value));
+            }
         }
 
         if (errorType is not null)

@@ -94,6 +94,23 @@ public class OtlpSpanWriterTests
         AssertSameAsReference(batch, withKey ? "pk-prop" : null, "9.9.9");
     }
 
+    [Fact]
+    public void Write_GrpcStatusCode_IsAnIntAttributeAndReadsBackAsTheExchangeHad()
+    {
+        var exchange = Basic();
+        exchange.Attributes["rpc.system"] = "grpc";
+        exchange.Attributes["rpc.grpc.status_code"] = "5";
+
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+
+        var attributes = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0].Attributes;
+        var status = Assert.Single(attributes, a => a.Key == "rpc.grpc.status_code");
+        Assert.Equal(5, status.Value.IntValue);
+        Assert.Equal("grpc", Assert.Single(attributes, a => a.Key == "rpc.system").Value.StringValue);
+        var back = ExchangeSpanMapper.FromSpan(parsed.ResourceSpans[0].ScopeSpans[0].Spans[0], parsed.ResourceSpans[0].Resource);
+        Assert.Equal("5", back.Attributes["rpc.grpc.status_code"]);
+    }
+
     private static ExportTraceServiceRequest AssertSameAsReference(IReadOnlyList<Exchange> batch, string? publicKey, string scopeVersion)
     {
         var expected = ExchangeSpanMapper.ToExportRequest(batch, publicKey, scopeVersion);
