@@ -320,7 +320,7 @@ public sealed class ExchangeCapture : IDisposable
             exchange.EndTime = _time.GetUtcNow();
             if (_grpcRequest is not null)
             {
-                RecordGrpc(exchange);
+                RecordGrpc(exchange, outcome);
             }
 
             if (outcome == ExchangeOutcome.Completed && exchange.StatusCode is null)
@@ -377,7 +377,7 @@ public sealed class ExchangeCapture : IDisposable
     /// headers of a trailers-only response, which carries grpc-status there. Both front ends put
     /// trailers among the response headers, so one lookup finds either.
     /// </summary>
-    private void RecordGrpc(Exchange exchange)
+    private void RecordGrpc(Exchange exchange, ExchangeOutcome outcome)
     {
         var attributes = exchange.Attributes;
         attributes[GrpcSpanAttributes.RpcSystem] = "grpc";
@@ -412,6 +412,37 @@ public sealed class ExchangeCapture : IDisposable
                 attributes[GrpcSpanAttributes.StatusDetails] = GrpcSpanAttributes.EncodeStatusDetails(status.Details);
             }
         }
+        // A capture deadline (TimedOut) leaves a stream still open: its status is not known yet.
+        else if (outcome is ExchangeOutcome.Cancelled or ExchangeOutcome.Failed || (outcome == ExchangeOutcome.Completed && exchange.StatusCode is null))
+        {
+            RecordInferredGrpcStatus(exchange, outcome);
+        }
+    }
+
+    /// <summary>
+    /// A call that ended without a gRPC status (the client reset the stream, the deadline passed,
+    /// the upstream failed) gets the status its client sees, marked as inferred by the agent:
+    /// DEADLINE_EXCEEDED once the request's <c>grpc-timeout</c> ran out, UNAVAILABLE when the
+    /// upstream failed (gRPC maps the proxy's 502/504 so), else CANCELLED.
+    /// </summary>
+    private static void RecordInferredGrpcStatus(Exchange exchange, ExchangeOutcome outcome)
+    {
+        // The client counts its deadline from before the request reached us, so a reset seen a
+        // little before the full timeout here is still its expiry: allow a tenth of it, at most 1 s.
+        var timeout = GrpcTimeout.Parse(exchange.RequestHeaders.Get("grpc-timeout"));
+        var elapsed = exchange.EndTime - exchange.StartTime;
+        var expired = timeout is { } t && elapsed >= t - TimeSpan.FromTicks(Math.Min(t.Ticks / 10, TimeSpan.TicksPerSecond));
+        var code = expired ? 4 : outcome == ExchangeOutcome.Failed ? 14 : 1;
+        var attributes = exchange.Attributes;
+        attributes[GrpcSpanAttributes.RpcStatusCode] = code.ToString(CultureInfo.InvariantCulture);
+        attributes[GrpcSpanAttributes.StatusName] = GrpcCallStatus.NameOf(code);
+        attributes[GrpcSpanAttributes.StatusMessage] = code switch
+        {
+            4 => "deadline exceeded (grpc-timeout " + exchange.RequestHeaders.Get("grpc-timeout") + ")",
+            14 => "the upstream failed before a gRPC status",
+            _ => "the call ended without a gRPC status",
+        };
+        attributes[GrpcSpanAttributes.StatusInferred] = "true";
     }
 
     private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)

@@ -25,6 +25,7 @@ internal sealed partial class CaptureProxyHandler
     private readonly IHttpForwarder _forwarder;
     private readonly HttpMessageInvoker _client;
     private readonly ForwarderRequestConfig _requestConfig;
+    private readonly ForwarderRequestConfig _http2RequestConfig;
     private readonly CaptureProxyOptions _options;
     private readonly CapturePipeline? _pipeline;
     private readonly AgentMetrics _metrics;
@@ -57,7 +58,14 @@ internal sealed partial class CaptureProxyHandler
             // must be prior knowledge, which only RequestVersionExact gives.
             VersionPolicy = options.Http2Upstream ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
         };
+
+        // What arrives on the h2c (gRPC) listener leaves as HTTP/2 whatever --http2-upstream says:
+        // gRPC needs HTTP/2 end to end (trailers, full-duplex streams).
+        _http2RequestConfig = _requestConfig with { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
     }
+
+    private ForwarderRequestConfig RequestConfigFor(HttpContext context) =>
+        HttpProtocol.IsHttp2(context.Request.Protocol) ? _http2RequestConfig : _requestConfig;
 
     public Task InvokeAsync(HttpContext context)
     {
@@ -89,7 +97,7 @@ internal sealed partial class CaptureProxyHandler
 
     private async Task ForwardPlainAsync(HttpContext context, string prefix)
     {
-        var error = await _forwarder.SendAsync(context, prefix, _client, _requestConfig, PassThroughTransformer.Instance).ConfigureAwait(false);
+        var error = await _forwarder.SendAsync(context, prefix, _client, RequestConfigFor(context), PassThroughTransformer.Instance).ConfigureAwait(false);
         if (error != ForwarderError.None)
         {
             await OnErrorAsync(context, prefix, error).ConfigureAwait(false);
@@ -141,7 +149,7 @@ internal sealed partial class CaptureProxyHandler
                 adapter.InterceptUpgrade(context);
             }
 
-            var error = await _forwarder.SendAsync(context, prefix, _client, _requestConfig, adapter).ConfigureAwait(false);
+            var error = await _forwarder.SendAsync(context, prefix, _client, RequestConfigFor(context), adapter).ConfigureAwait(false);
             if (error == ForwarderError.None)
             {
                 adapter.Finish(ExchangeOutcome.Completed, null);

@@ -1,3 +1,4 @@
+using SpIstio.Agent.Hosting;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 
@@ -23,6 +24,13 @@ public sealed class CaptureProxyOptions
 
     /// <summary>Speak HTTP/2 to the upstream (h2c with prior knowledge for <c>http://</c>). Default HTTP/1.1.</summary>
     public bool Http2Upstream { get; init; }
+
+    /// <summary>
+    /// Reverse mode: a second listener for gRPC, cleartext HTTP/2 with prior knowledge (h2c), whose
+    /// requests go to the upstream over HTTP/2 (h2c for <c>http://</c>). Null: none. Kestrel cannot
+    /// serve HTTP/1.1 and h2c prior knowledge on one cleartext port, hence a port of its own.
+    /// </summary>
+    public ListenAddress? GrpcListen { get; init; }
 
     /// <summary>Capture exchanges. Off, the proxy is a plain YARP forwarder (the benchmark's baseline).</summary>
     public bool Capture { get; init; } = true;
@@ -67,6 +75,7 @@ public sealed class CaptureProxyOptions
             Forward = Forward,
             Direction = Direction,
             Http2Upstream = Http2Upstream,
+            GrpcListen = GrpcListen,
             Capture = Capture,
             ConnectTimeout = ConnectTimeout,
             StreamCaptureDeadline = StreamCaptureDeadline,
@@ -88,6 +97,11 @@ public sealed class CaptureProxyOptions
         else if (!Forward && Upstream is null)
         {
             problems.Add("an upstream is required in reverse mode (--upstream http://host:port), or use --forward");
+        }
+
+        if (GrpcListen is not null && Forward)
+        {
+            problems.Add("--grpc-listen needs reverse mode (--upstream): HTTP/2 has no absolute-form targets to forward by");
         }
 
         if (Upstream is not null

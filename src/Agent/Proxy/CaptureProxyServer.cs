@@ -17,15 +17,25 @@ namespace SpIstio.Agent.Proxy;
 /// </summary>
 public sealed class CaptureProxyServer : IAsyncDisposable
 {
+    // Streams one h2c connection may carry at once (Kestrel's default is 100).
+    private const int MaxGrpcStreamsPerConnection = 1000;
+
     private readonly WebApplication _app;
     private readonly HttpMessageInvoker _client;
 
-    private CaptureProxyServer(WebApplication app, HttpMessageInvoker client, Uri address)
+    private CaptureProxyServer(WebApplication app, HttpMessageInvoker client, Uri address, Uri? grpcAddress)
     {
         _app = app;
         _client = client;
         Address = address;
+        GrpcAddress = grpcAddress;
     }
+
+    /// <summary>
+    /// <c>http://host:port</c> of the gRPC (h2c) listener with the real port, or null without
+    /// <see cref="CaptureProxyOptions.GrpcListen"/>.
+    /// </summary>
+    public Uri? GrpcAddress { get; }
 
     /// <summary>
     /// <c>http://host:port</c> of the listener with the real port (when started on port 0), for
@@ -65,6 +75,7 @@ public sealed class CaptureProxyServer : IAsyncDisposable
         builder.Services.AddSingleton(loggerFactory);
         builder.Services.AddHttpForwarder();
         var logger = loggerFactory.CreateLogger("SpIstio.Agent.Proxy");
+        ListenOptions? grpcEndpoint = null;
         builder.WebHost.UseKestrel(kestrel =>
         {
             kestrel.Listen(listen, endpoint =>
@@ -75,6 +86,19 @@ public sealed class CaptureProxyServer : IAsyncDisposable
                     endpoint.Use(next => new ConnectTunnel(next, pipeline.Metrics, options.ConnectTimeout, logger).OnConnectionAsync);
                 }
             });
+
+            if (options.GrpcListen is { } grpcListen)
+            {
+                // h2c with prior knowledge: the gRPC clients of a mesh speak it without TLS or upgrade.
+                kestrel.Listen(grpcListen, endpoint =>
+                {
+                    endpoint.Protocols = HttpProtocols.Http2;
+                    grpcEndpoint = endpoint;
+                });
+
+                // Envoy multiplexes without a stream limit by default; Kestrel's 100 would queue calls.
+                kestrel.Limits.Http2.MaxStreamsPerConnection = MaxGrpcStreamsPerConnection;
+            }
 
             // A proxy passes what the mesh passes: Envoy's limits, not Kestrel's (see
             // CaptureProxyOptions), and must not stamp its own Server header on the upstream's responses.
@@ -108,7 +132,10 @@ public sealed class CaptureProxyServer : IAsyncDisposable
             throw;
         }
 
-        return new CaptureProxyServer(app, client, AgentRuntime.BoundAddress(app));
+        var grpcAddress = grpcEndpoint?.IPEndPoint is { } bound
+            ? new Uri("http://" + new IPEndPoint(bound.Address.Equals(IPAddress.Any) ? IPAddress.Loopback : bound.Address.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback : bound.Address, bound.Port))
+            : null;
+        return new CaptureProxyServer(app, client, AgentRuntime.BoundAddress(app), grpcAddress);
     }
 
     /// <summary>Stops accepting, lets requests in flight finish (until <paramref name="cancellationToken"/>), then stops.</summary>

@@ -89,6 +89,17 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         return result;
     }
 
+    public override async ValueTask TransformResponseTrailersAsync(HttpContext httpContext, HttpResponseMessage proxyResponse, CancellationToken cancellationToken)
+    {
+        // The default passes the trailers on to the client (HTTP/2); the capture keeps them among
+        // the response headers, as ext_proc does, which is where a gRPC call's status is read from.
+        await base.TransformResponseTrailersAsync(httpContext, proxyResponse, cancellationToken).ConfigureAwait(false);
+        if (proxyResponse.TrailingHeaders.NonValidated.Count > 0)
+        {
+            Capture.RecordResponseHead<HttpHeaders>(null, proxyResponse.TrailingHeaders, static (trailers, target) => CopyHeaders(trailers, target));
+        }
+    }
+
     /// <summary>Finishes the capture (stream end, failure or the capture deadline; the first call wins).</summary>
     public void Finish(ExchangeOutcome outcome, string? error)
     {

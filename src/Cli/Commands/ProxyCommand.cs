@@ -27,6 +27,11 @@ internal static class ProxyCommand
             Description = "Where the proxy listens. Port 0 picks a free port (printed at start).",
             DefaultValueFactory = _ => "127.0.0.1:15006",
         };
+        var grpcListen = new Option<string?>("--grpc-listen")
+        {
+            HelpName = "host:port",
+            Description = "Reverse mode: also listen for gRPC (cleartext HTTP/2, prior knowledge) here; calls go to the upstream over HTTP/2 and are captured as gRPC. Off unless given.",
+        };
         var upstream = new Option<string?>("--upstream")
         {
             HelpName = "URL",
@@ -73,6 +78,7 @@ internal static class ProxyCommand
 
         var command = new Command("proxy", "Run the standalone capture proxy. Ctrl+C drains requests in flight and flushes captured exchanges.");
         command.Options.Add(listen);
+        command.Options.Add(grpcListen);
         command.Options.Add(upstream);
         command.Options.Add(forward);
         command.Options.Add(direction);
@@ -119,6 +125,20 @@ internal static class ProxyCommand
                 }
             }
 
+            ListenAddress? grpcAddress = null;
+            var grpcText = parseResult.GetValue(grpcListen);
+            if (grpcText is not null)
+            {
+                if (ListenAddress.TryParse(grpcText, out var parsedGrpc, out var grpcError))
+                {
+                    grpcAddress = parsedGrpc;
+                }
+                else
+                {
+                    problems.Add("--grpc-listen: " + grpcError);
+                }
+            }
+
             Uri? upstreamUri = null;
             var upstreamText = parseResult.GetValue(upstream);
             if (upstreamText is not null && !Uri.TryCreate(upstreamText, UriKind.Absolute, out upstreamUri))
@@ -133,6 +153,7 @@ internal static class ProxyCommand
                 Forward = isForward,
                 Direction = ResolveDirection(parseResult.GetValue(direction), loaded.Options.TrafficDirection, isForward),
                 Http2Upstream = parseResult.GetValue(http2),
+                GrpcListen = grpcAddress,
                 Capture = !parseResult.GetValue(noCapture),
             }.WithLimits(loaded.Options.Proxy);
             if (upstreamText is null || upstreamUri is not null)
@@ -186,6 +207,11 @@ internal static class ProxyCommand
             var mode = proxyOptions.Forward ? "forward proxy" : "reverse proxy to " + proxyOptions.Upstream;
             var capture = proxyOptions.Capture ? "capturing " + AgentMetrics.DirectionLabel(proxyOptions.Direction) : "capture off";
             output.WriteLine("proxy listening on " + proxy.Address + " (" + mode + ", " + capture + ")");
+            if (proxy.GrpcAddress is { } grpcAddress)
+            {
+                output.WriteLine("proxy listening for gRPC (h2c) on " + grpcAddress);
+            }
+
             output.Flush();
             logGate.Open();
 

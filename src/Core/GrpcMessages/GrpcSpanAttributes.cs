@@ -26,6 +26,12 @@ public static class GrpcSpanAttributes
     /// <summary>The status code's canonical name (<c>NOT_FOUND</c>).</summary>
     public const string StatusName = "sp.grpc.status";
 
+    /// <summary>
+    /// <c>true</c> when the call carried no status (reset by the client, deadline passed) and the
+    /// agent recorded the one the client sees (<c>DEADLINE_EXCEEDED</c> or <c>CANCELLED</c>).
+    /// </summary>
+    public const string StatusInferred = "sp.grpc.status_inferred";
+
     /// <summary>The percent-decoded <c>grpc-message</c>.</summary>
     public const string StatusMessage = "sp.grpc.message";
 
