@@ -12,8 +12,17 @@ using System.Security.Cryptography;
 //       whatever happened to earlier ones, and its latency counts from when it was due, so a slow
 //       server cannot slow the generator down and hide its own queueing ("coordinated omission").
 //       Prints one line: offered/s achieved/s p50 p90 p99 p99.9 max (ms) errors
+//   ProxyBench grpc-server PORT
+//       a Grpc.AspNetCore unary echo server on 127.0.0.1:PORT (h2c), the gRPC cell's upstream
+//   ProxyBench grpc-load URL SECONDS CONCURRENCY [WARMUP_SECONDS] [PAYLOAD_BYTES]
+//       grpc-dotnet unary calls, CONCURRENCY in flight (closed loop), 1 KiB payload by default.
+//       Prints one line: calls/s p50 p99 (ms) errors
 return args switch
 {
+    ["grpc-server", var port] => await SpIstio.ProxyBench.GrpcBench.ServeAsync((int)Parse(port)),
+    ["grpc-load", var url, var seconds, var concurrency] => await SpIstio.ProxyBench.GrpcBench.LoadAsync(url, Parse(seconds), (int)Parse(concurrency), 0, 1024),
+    ["grpc-load", var url, var seconds, var concurrency, var warmup] => await SpIstio.ProxyBench.GrpcBench.LoadAsync(url, Parse(seconds), (int)Parse(concurrency), Parse(warmup), 1024),
+    ["grpc-load", var url, var seconds, var concurrency, var warmup, var payload] => await SpIstio.ProxyBench.GrpcBench.LoadAsync(url, Parse(seconds), (int)Parse(concurrency), Parse(warmup), (int)Parse(payload)),
     ["bodies", var dir] => WriteBodies(dir),
     ["load", var url, var rate, var seconds, var connections] => await Load(url, Parse(rate), Parse(seconds), (int)Parse(connections), 0),
     ["load", var url, var rate, var seconds, var connections, var warmup] => await Load(url, Parse(rate), Parse(seconds), (int)Parse(connections), Parse(warmup)),
@@ -22,7 +31,7 @@ return args switch
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: ProxyBench bodies DIR | ProxyBench load URL RATE SECONDS CONNECTIONS [WARMUP_SECONDS]");
+    Console.Error.WriteLine("usage: ProxyBench bodies DIR | ProxyBench load URL RATE SECONDS CONNECTIONS [WARMUP_SECONDS] | ProxyBench grpc-server PORT | ProxyBench grpc-load URL SECONDS CONCURRENCY [WARMUP_SECONDS] [PAYLOAD_BYTES]");
     return 2;
 }
 

@@ -3,6 +3,7 @@
 #
 #   bench/proxy/run.sh            # 10 s per cell (+3 s warm-up), wrk -t2 -c32
 #   DURATION=30 bench/proxy/run.sh
+#   GRPC_ONLY=1 bench/proxy/run.sh   # only the gRPC cells
 #
 # Targets (issue 13): capture >= 0.80x YARP passthrough throughput at 1 KiB and >= 0.50x at 64 KiB
 # (incompressible bodies); at an offered load of half of YARP's rate, zero dropped exchanges and
@@ -13,6 +14,11 @@
 # neither the upstream nor the receiver costs .NET CPU that would be charged to capture.
 # Saturation throughput comes from wrk (closed loop); the equal-load cells use an open-loop
 # generator (ProxyBench load: wrk2 is not packaged, and wrk's delay() is a closed loop).
+# gRPC (issue 18, same targets as HTTP): unary calls with a 1 KiB payload from grpc-dotnet
+# (ProxyBench grpc-load, GRPC_CONCURRENCY calls in flight, closed loop) to a Grpc.AspNetCore echo
+# server (ProxyBench grpc-server), direct and through the proxy's h2c listener (--grpc-listen) with
+# and without capture; the ratio to the YARP cell is the cost of capture. The upstream and the load
+# generator are .NET on the same cores, so these cells are noisier than the HTTP ones.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,6 +33,12 @@ NGINX_PORT=$((BASE_PORT + 3))
 YARP_PORT=$((BASE_PORT + 4))
 CAPTURE_PORT=$((BASE_PORT + 5))
 ADMIN_PORT=$((BASE_PORT + 6))
+GRPC_UPSTREAM_PORT=$((BASE_PORT + 7))
+YARP_GRPC_PORT=$((BASE_PORT + 8))
+CAPTURE_GRPC_PORT=$((BASE_PORT + 9))
+ADMIN_GRPC_PORT=$((BASE_PORT + 10))
+GRPC_ONLY=${GRPC_ONLY:-0}
+GRPC_CONCURRENCY=${GRPC_CONCURRENCY:-64}
 
 need_packages=()
 command -v wrk >/dev/null || need_packages+=(wrk)
@@ -117,6 +129,7 @@ http {
 }
 NGINX
 start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
+start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
 
 # The baseline is the same binary, Kestrel settings, YARP forwarder and upstream client as the
 # capture cell, with only the capture path switched off, so the ratio is the cost of capture.
@@ -126,8 +139,15 @@ start yarp dotnet "$SP" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "
 start capture dotnet "$SP" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
 CAPTURE_PID=${PIDS[-1]}
+# gRPC: the same two proxies, their h2c listener in front of the gRPC upstream (the HTTP/1.1 port is unused).
+start yarp-grpc dotnet "$SP" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$YARP_GRPC_PORT" \
+  --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --no-capture --ignore-env
+start capture-grpc dotnet "$SP" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$CAPTURE_GRPC_PORT" \
+  --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --admin "127.0.0.1:$ADMIN_GRPC_PORT" --ignore-env \
+  --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
 
-for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$NGINX_PORT" "$YARP_PORT" "$CAPTURE_PORT"; do wait_port "$port"; done
+for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$NGINX_PORT" "$YARP_PORT" "$CAPTURE_PORT" \
+  "$GRPC_UPSTREAM_PORT" "$YARP_GRPC_PORT" "$CAPTURE_GRPC_PORT"; do wait_port "$port"; done
 
 to_ms() { # "1.23ms" | "850.00us" | "1.02s" -> ms
   awk -v v="$1" 'BEGIN {
@@ -157,15 +177,53 @@ run_open() {
   dotnet "$BENCH" load "$1" "$2" "$DURATION" "$OPEN_CONNS" "$WARMUP"
 }
 
-# Exchanges the capture proxy dropped so far (export queue or byte budget full).
+# Exchanges the capture proxy dropped so far (export queue or byte budget full); [admin port].
 dropped() {
-  curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+  curl -s "http://127.0.0.1:${1:-$ADMIN_PORT}/metrics" | awk '
     /^sp_export_dropped_total / { n += $2 }
     /^sp_requests_total\{direction="inbound",outcome="dropped"\}/ { n += $2 }
     END { printf "%d", n }'
 }
 
 rss_mib() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# gRPC unary: direct, YARP h2c passthrough, capture. -> "calls/s p50 p99 errors"
+declare -A GRPC
+echo "measuring gRPC: unary 1 KiB, $GRPC_CONCURRENCY calls in flight, ${WARMUP}s warm-up + ${DURATION}s per cell"
+for cell in direct yarp capture; do
+  case $cell in direct) port=$GRPC_UPSTREAM_PORT;; yarp) port=$YARP_GRPC_PORT;; capture) port=$CAPTURE_GRPC_PORT;; esac
+  before=$(dropped "$ADMIN_GRPC_PORT")
+  GRPC[$cell]=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$DURATION" "$GRPC_CONCURRENCY" "$WARMUP")
+  GRPC[$cell,dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
+  echo "  grpc $cell: ${GRPC[$cell]}"
+done
+
+print_grpc() {
+  echo
+  echo "gRPC unary, 1 KiB payload (ProxyBench grpc-load: grpc-dotnet, $GRPC_CONCURRENCY calls in flight, ${DURATION}s)"
+  printf '| %-36s | %10s | %9s | %9s | %14s | %6s | %7s |\n' target "calls/s" "p50 ms" "p99 ms" "calls/s / YARP" errors dropped
+  printf '|--------------------------------------|-----------:|----------:|----------:|---------------:|-------:|--------:|\n'
+  local yrps
+  read -r yrps _ _ _ <<<"${GRPC[yarp]}"
+  for cell in direct yarp capture; do
+    read -r rps p50 p99 errors <<<"${GRPC[$cell]}"
+    case $cell in
+      direct) name="direct to upstream (Grpc.AspNetCore)";;
+      yarp) name="YARP h2c passthrough (no capture)";;
+      capture) name="sp agent proxy --grpc-listen";;
+    esac
+    drops=$([[ $cell == capture ]] && echo "${GRPC[$cell,dropped]}" || echo "-")
+    printf '| %-36s | %10.0f | %9.3f | %9.3f | %14s | %6s | %7s |\n' "$name" "$rps" "$p50" "$p99" "$(ratio "$rps" "$yrps")" "$errors" "$drops"
+  done
+}
+
+if [[ $GRPC_ONLY == 1 ]]; then
+  print_grpc
+  echo "  (machine shared with other work? then every figure above is noisy: say so with them)"
+  exit 0
+fi
 
 # Idle: after one request of each size, so the code paths are loaded and jitted.
 for size in "${SIZES[@]}"; do curl -s -o /dev/null "http://127.0.0.1:$CAPTURE_PORT/$size"; done
@@ -192,8 +250,6 @@ for size in "${SIZES[@]}"; do
     echo "  $size $cell (open loop at $rate req/s): ${RESULT[$size,$cell,rated]}, dropped ${RESULT[$size,$cell,rated_dropped]}"
   done
 done
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 echo
 echo "Saturation (wrk -t$THREADS -c$CONNS -d${DURATION}s)"
@@ -227,6 +283,8 @@ for size in "${SIZES[@]}"; do
     printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %6s | %7s |\n' "$size" "$name" "$offered" "$achieved" "$p50" "$p99" "$(ratio "$p99" "$yp99")" "$errors" "$drops"
   done
 done
+
+print_grpc
 
 echo
 echo "capture proxy RSS: idle $IDLE_RSS MiB, peak (VmHWM) $(rss_mib "$CAPTURE_PID" VmHWM) MiB (targets <= 60 / <= 150)"

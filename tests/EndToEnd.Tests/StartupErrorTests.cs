@@ -77,6 +77,10 @@ public sealed class StartupErrorTests : IClassFixture<StartupErrorTests.Machine>
         { "agent|proxy|--listen|127.0.0.1:0|--admin|127.0.0.1:{busy}|--upstream|http://127.0.0.1:1", Unavailable, "error: --admin 127.0.0.1:{busy} (admin listener): port {busy} is already in use" },
         { "agent|proxy|--listen|127.0.0.1:0|--upstream|nope", InvalidInput, "error: --upstream: 'nope' is not an absolute URL" },
         { "agent|proxy|--listen|127.0.0.1:0", InvalidInput, "error: an upstream is required in reverse mode" },
+        { "agent|proxy|--listen|127.0.0.1:0|--grpc-listen|127.0.0.1:{busy}|--upstream|http://127.0.0.1:1", Unavailable, "error: --grpc-listen 127.0.0.1:{busy} (gRPC listener): port {busy} is already in use" },
+        { "agent|proxy|--listen|127.0.0.1:0|--grpc-listen|4317|--upstream|http://127.0.0.1:1", InvalidInput, "error: --grpc-listen: " },
+        { "agent|proxy|--listen|127.0.0.1:0|--grpc-listen|127.0.0.1:0|--forward", InvalidInput, "error: --grpc-listen needs reverse mode (--upstream)" },
+        { "agent|proxy|--listen|127.0.0.1:0|--upstream|http://127.0.0.1:1|--set|capture.grpc.descriptor_sets[0]={tmp}/missing.pb", InvalidInput, "error: capture.grpc.descriptor_sets: '{tmp}/missing.pb' cannot be read" },
     };
 
     [Theory]

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Admin;
@@ -6,6 +7,7 @@ using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Proxy;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
+using SpIstio.Core.Startup;
 
 namespace SpIstio.Cli.Commands;
 
@@ -198,9 +200,25 @@ internal static class ProxyCommand
             output.WriteLine("admin listening on " + AgentRuntime.BoundAddress(adminApp));
         }
 
-        var proxy = await AgentStartup.BindAsync(
-            () => CaptureProxyServer.StartAsync(listen, proxyOptions, runtime.Pipeline, loggerFactory, runtime.TimeProvider, cancellationToken),
-            "--listen", listen.ToString(), "proxy listener").ConfigureAwait(false);
+        // Two listeners start together; Kestrel's bind error names the address, so the one that
+        // failed is told by its port (as the backend tells --listen from --grpc-listen).
+        var grpcListen = proxyOptions.GrpcListen;
+        var grpcPort = grpcListen is { Port: > 0 } g && g.Port != listen.Port ? ":" + g.Port.ToString(CultureInfo.InvariantCulture) : null;
+        CaptureProxyServer proxy;
+        try
+        {
+            proxy = await CaptureProxyServer.StartAsync(listen, proxyOptions, runtime.Pipeline, loggerFactory, runtime.TimeProvider, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (grpcPort is not null
+            && ExceptionText(ex).Contains(grpcPort, StringComparison.Ordinal)
+            && ListenerErrors.Describe(ex, "--grpc-listen", grpcListen!.Value.ToString(), "gRPC listener") is { } described)
+        {
+            throw described;
+        }
+        catch (Exception ex) when (ListenerErrors.Describe(ex, "--listen", listen.ToString(), "proxy listener") is { } described)
+        {
+            throw described;
+        }
         await using (proxy.ConfigureAwait(false))
         {
             runtime.Readiness.MarkReady();
@@ -233,6 +251,17 @@ internal static class ProxyCommand
         await runtime.DisposeAsync().ConfigureAwait(false);
         output.WriteLine(AgentStartup.ShutdownLine("proxy", runtime.Status));
         return ExitCodes.Success;
+    }
+
+    private static string ExceptionText(Exception exception)
+    {
+        var text = new System.Text.StringBuilder();
+        for (Exception? e = exception; e is not null; e = e.InnerException)
+        {
+            text.Append(e.Message).Append('\n');
+        }
+
+        return text.ToString();
     }
 
     private static TrafficDirection ResolveDirection(string? flag, DirectionSetting configured, bool forward) => flag switch
