@@ -113,33 +113,8 @@ internal static class ProxyCommand
                 problems.Add("--listen: " + listenError);
             }
 
-            ListenAddress? adminAddress = null;
-            var adminText = parseResult.GetValue(admin);
-            if (adminText is not null)
-            {
-                if (ListenAddress.TryParse(adminText, out var parsedAdmin, out var adminError))
-                {
-                    adminAddress = parsedAdmin;
-                }
-                else
-                {
-                    problems.Add("--admin: " + adminError);
-                }
-            }
-
-            ListenAddress? grpcAddress = null;
-            var grpcText = parseResult.GetValue(grpcListen);
-            if (grpcText is not null)
-            {
-                if (ListenAddress.TryParse(grpcText, out var parsedGrpc, out var grpcError))
-                {
-                    grpcAddress = parsedGrpc;
-                }
-                else
-                {
-                    problems.Add("--grpc-listen: " + grpcError);
-                }
-            }
+            var adminAddress = OptionalListen(parseResult.GetValue(admin), "--admin", problems);
+            var grpcAddress = OptionalListen(parseResult.GetValue(grpcListen), "--grpc-listen", problems);
 
             Uri? upstreamUri = null;
             var upstreamText = parseResult.GetValue(upstream);
@@ -251,6 +226,23 @@ internal static class ProxyCommand
         await runtime.DisposeAsync().ConfigureAwait(false);
         output.WriteLine(AgentStartup.ShutdownLine("proxy", runtime.Status));
         return ExitCodes.Success;
+    }
+
+    // An optional host:port option: null when not given; a malformed one is a problem named after the option.
+    private static ListenAddress? OptionalListen(string? text, string option, List<string> problems)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        if (ListenAddress.TryParse(text, out var address, out var error))
+        {
+            return address;
+        }
+
+        problems.Add(option + ": " + error);
+        return null;
     }
 
     private static string ExceptionText(Exception exception)

@@ -27,8 +27,9 @@ public static class GrpcSpanAttributes
     public const string StatusName = "sp.grpc.status";
 
     /// <summary>
-    /// <c>true</c> when the call carried no status (reset by the client, deadline passed) and the
-    /// agent recorded the one the client sees (<c>DEADLINE_EXCEEDED</c> or <c>CANCELLED</c>).
+    /// <c>true</c> when the call carried no status (reset by the client, deadline passed, upstream
+    /// failed) and the agent recorded the one the client sees (<c>DEADLINE_EXCEEDED</c>,
+    /// <c>CANCELLED</c> or <c>UNAVAILABLE</c>).
     /// </summary>
     public const string StatusInferred = "sp.grpc.status_inferred";
 

@@ -203,7 +203,7 @@ public sealed partial class Redactor
                     }
 
                     var available = (int)Math.Min(declared, (ulong)(data.Length - position));
-                    var cut = available < (long)declared;
+                    var cut = (ulong)available < declared;
                     if (cut && !truncated)
                     {
                         // A length past the end of a complete message: not protobuf after all.
