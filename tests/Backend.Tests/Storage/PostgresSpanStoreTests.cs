@@ -69,6 +69,19 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Equal(default, progress.Lag);
     }
 
+    [Fact]
+    public async Task The_text_index_gathers_entries_in_a_16_MiB_pending_list()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        await using var connection = new Npgsql.NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand("SELECT reloptions FROM pg_class WHERE relname = 'span_search_terms'", connection);
+
+        Assert.Contains("gin_pending_list_limit=16384", (string[])(await command.ExecuteScalarAsync())!);
+    }
+
     protected override Task CleanUpAsync() =>
         _connectionString is null ? Task.CompletedTask : fixture.DropDatabaseAsync(_connectionString);
 }
