@@ -117,6 +117,11 @@ public sealed class BackendServer : IAsyncDisposable
             }
 
             var metrics = new BackendMetrics(new MetricRegistry());
+            if (store is ISearchIndexProgress searchIndex)
+            {
+                metrics.TrackSearchIndex(searchIndex);
+            }
+
             var queue = new IngestQueue(store, options.QueueCapacity, options.MaxBatchSpans, metrics, loggerFactory.CreateLogger<IngestQueue>(), timeProvider);
             var authenticator = new ApiKeyAuthenticator(store, options.KeyCacheTtl, timeProvider, demoTenant);
             var ingest = new IngestService(queue, metrics, timeProvider, options.MaxAttributeBytes);

@@ -15,7 +15,19 @@ internal interface ISearchIndexProgress
     /// wrong ones.
     /// </summary>
     Task WaitForSearchAsync(CancellationToken cancellationToken);
+
+    /// <summary>How far the text index is behind this process's commits now (sp_search_index_lag_seconds, sp_search_index_behind_spans).</summary>
+    SearchIndexLag Lag { get; }
 }
+
+/// <summary>
+/// The search indexer's lag as one process sees it: <paramref name="OldestUnindexed"/> is the age
+/// of the oldest commit of this process that text search does not find yet (zero when all are
+/// indexed); <paramref name="SpansBehind"/> the row ids between the index's watermark and this
+/// process's last commit (exact on SQLite, whose ids are consecutive; an upper bound on
+/// PostgreSQL, whose identity skips the ids of rolled-back batches).
+/// </summary>
+internal readonly record struct SearchIndexLag(TimeSpan OldestUnindexed, long SpansBehind);
 
 /// <summary>
 /// The post-commit search indexer and the per-tenant compression dictionaries, both shared by
@@ -35,6 +47,12 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     private readonly Channel<bool> _indexSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly List<(long Target, TaskCompletionSource Done)> _indexWaiters = [];
     private readonly CancellationTokenSource _indexerStop = new();
+
+    // Commits not yet indexed, oldest first: (highest row id, when committed). Bounded: past the
+    // cap a commit joins the newest entry, which keeps that entry's older time (the lag can only
+    // be over-reported for those spans, never under-reported).
+    private readonly LinkedList<(long MaxId, long CommittedAt)> _unindexedCommits = new();
+    private const int MaxTrackedCommits = 4096;
     private CodecDictionaries? _dictionaries;
     private Task? _indexer;
     private long _committedUpTo;
@@ -45,6 +63,19 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         LoadLatestDictionaryAsync, id => LoadDictionaryAsync(id).GetAwaiter().GetResult(), SaveDictionaryAsync, Logger));
 
     public long IndexedUpTo => Interlocked.Read(ref _indexedUpTo);
+
+    public SearchIndexLag Lag
+    {
+        get
+        {
+            lock (_unindexedCommits)
+            {
+                return _unindexedCommits.First is { } oldest
+                    ? new SearchIndexLag(TimeProvider.GetElapsedTime(oldest.Value.CommittedAt), Math.Max(0, Interlocked.Read(ref _committedUpTo) - IndexedUpTo))
+                    : default;
+            }
+        }
+    }
 
     public Task WaitForSearchAsync(CancellationToken cancellationToken)
     {
@@ -74,6 +105,22 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         long seen;
         while ((seen = Interlocked.Read(ref _committedUpTo)) < maxId && Interlocked.CompareExchange(ref _committedUpTo, maxId, seen) != seen)
         {
+        }
+
+        lock (_unindexedCommits)
+        {
+            if (maxId > IndexedUpTo)
+            {
+                if (_unindexedCommits.Count < MaxTrackedCommits)
+                {
+                    _unindexedCommits.AddLast((maxId, TimeProvider.GetTimestamp()));
+                }
+                else
+                {
+                    var newest = _unindexedCommits.Last!;
+                    newest.Value = (Math.Max(newest.Value.MaxId, maxId), newest.Value.CommittedAt);
+                }
+            }
         }
 
         StartIndexer();
@@ -170,6 +217,8 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
                 before = [.. _indexWaiters];
             }
 
+            long committedBefore = Interlocked.Read(ref _committedUpTo);
+
             try
             {
                 int count;
@@ -181,6 +230,9 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
                 while (count == IndexBatchSpans);
 
                 Release(before);
+                // Likewise every commit made before the drain (spans retention deleted before the
+                // indexer read them leave the watermark below their batch's highest id).
+                Forget(committedBefore);
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
@@ -216,6 +268,7 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         {
         }
 
+        Forget(upTo);
         lock (_indexWaiters)
         {
             _indexWaiters.RemoveAll(w =>
@@ -228,6 +281,17 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
 
                 return false;
             });
+        }
+    }
+
+    private void Forget(long indexedUpTo)
+    {
+        lock (_unindexedCommits)
+        {
+            while (_unindexedCommits.First is { } oldest && oldest.Value.MaxId <= indexedUpTo)
+            {
+                _unindexedCommits.RemoveFirst();
+            }
         }
     }
 

@@ -37,6 +37,8 @@ public sealed class BackendMetrics
         StoreBytes = registry.Gauge("sp_store_bytes", "Bytes the stored spans take, as the store engine reports them.").WithLabels();
         ReadBudgetInFlightBytes = registry.Gauge("sp_read_budget_in_flight_bytes", "Bytes reserved by large span reads in flight (API, HAR, exchange page) out of the shared read budget.").WithLabels();
         ReadBudgetWaiting = registry.Gauge("sp_read_budget_waiting", "Large span reads waiting for the shared read budget.").WithLabels();
+        SearchIndexLag = registry.Gauge("sp_search_index_lag_seconds", "Age of the oldest span this backend committed that text search (q) does not find yet; 0 when the post-commit search indexer has caught up.").WithLabels();
+        SearchIndexBehind = registry.Gauge("sp_search_index_behind_spans", "Spans (row ids) between the search index's watermark and this backend's last commit; 0 when the indexer has caught up.").WithLabels();
         ReadsRefused = registry.Counter("sp_read_budget_refused_total", "Large span reads refused with 503 + Retry-After because too many already waited for the read budget.").WithLabels();
         _httpDuration = registry.Histogram(
             "sp_http_request_duration_seconds",
@@ -75,6 +77,20 @@ public sealed class BackendMetrics
 
     /// <summary>Reads waiting for the read budget now.</summary>
     public Gauge ReadBudgetWaiting { get; }
+
+    /// <summary>Age of the oldest commit not yet searchable by text, refreshed at scrape.</summary>
+    public Gauge SearchIndexLag { get; }
+
+    /// <summary>Spans committed but not yet in the text index, refreshed at scrape.</summary>
+    public Gauge SearchIndexBehind { get; }
+
+    /// <summary>Refreshes the search-index gauges from <paramref name="progress"/> before each scrape.</summary>
+    internal void TrackSearchIndex(Storage.ISearchIndexProgress progress) => Registry.OnCollect(_ =>
+    {
+        var lag = progress.Lag;
+        SearchIndexLag.Set(lag.OldestUnindexed.TotalSeconds);
+        SearchIndexBehind.Set(lag.SpansBehind);
+    });
 
     /// <summary>Reads refused because too many waited.</summary>
     public Counter ReadsRefused { get; }

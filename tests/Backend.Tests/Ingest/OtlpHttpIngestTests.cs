@@ -285,6 +285,8 @@ public sealed class OtlpHttpIngestTests : IAsyncLifetime
         Assert.Contains("sp_ingest_queue_depth 0", text, StringComparison.Ordinal);
         Assert.Contains("sp_ingest_commit_duration_seconds_count 1", text, StringComparison.Ordinal);
         Assert.Matches(@"sp_store_bytes [1-9]\d*", text);
+        Assert.Matches(@"sp_search_index_lag_seconds \d", text);
+        Assert.Matches(@"sp_search_index_behind_spans \d", text);
         Assert.Contains("process_resident_memory_bytes", text, StringComparison.Ordinal);
     }
 

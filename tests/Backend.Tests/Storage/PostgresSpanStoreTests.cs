@@ -1,5 +1,8 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using SpIstio.Backend.Storage;
+using SpIstio.Backend.Storage.Postgres;
+using static SpIstio.Backend.Tests.Storage.TestSpans;
 
 namespace SpIstio.Backend.Tests.Storage;
 
@@ -29,6 +32,54 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         }
 
         return tables;
+    }
+
+    [Fact]
+    public async Task Search_index_lag_reports_the_oldest_unindexed_commit_until_the_indexer_catches_up()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance, time);
+        await store.MigrateAsync(CancellationToken.None);
+        var progress = (ISearchIndexProgress)store;
+        long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+
+        // Hold the indexer's lock, as another replica's indexing pass would: the commits below stay unindexed.
+        await using var holder = new Npgsql.NpgsqlConnection(_connectionString);
+        await holder.OpenAsync();
+        await using (var take = new Npgsql.NpgsqlCommand("SELECT pg_advisory_lock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
+        {
+            await take.ExecuteNonQueryAsync();
+        }
+
+        await store.InsertSpansAsync(tenant, [Exchange(1, 1), Exchange(1, 2)], CancellationToken.None);
+        time.Advance(TimeSpan.FromSeconds(7));
+        await store.InsertSpansAsync(tenant, [Exchange(2, 1)], CancellationToken.None);
+        var searchable = progress.WaitForSearchAsync(CancellationToken.None);
+
+        Assert.Equal(new SearchIndexLag(TimeSpan.FromSeconds(7), 3), progress.Lag);
+        Assert.False(searchable.IsCompleted);
+
+        await using (var release = new Npgsql.NpgsqlCommand("SELECT pg_advisory_unlock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
+        {
+            await release.ExecuteNonQueryAsync();
+        }
+
+        await searchable;
+        Assert.Equal(default, progress.Lag);
+    }
+
+    [Fact]
+    public async Task The_text_index_gathers_entries_in_a_16_MiB_pending_list()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        await using var connection = new Npgsql.NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand("SELECT reloptions FROM pg_class WHERE relname = 'span_search_terms'", connection);
+
+        Assert.Contains("gin_pending_list_limit=16384", (string[])(await command.ExecuteScalarAsync())!);
     }
 
     protected override Task CleanUpAsync() =>

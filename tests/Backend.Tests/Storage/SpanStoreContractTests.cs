@@ -691,6 +691,7 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
         await SearchableAsync();
 
         Assert.True(((ISearchIndexProgress)Store).IndexedUpTo > before);
+        Assert.Equal(default, ((ISearchIndexProgress)Store).Lag);
         async Task<string[]> Ids(string q) => (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = q }, None)).Items.Select(s => s.SessionId).ToArray();
         Assert.Equal(["second", "first"], await Ids("lisbon"));
         Assert.Equal(["second"], await Ids("porto"));

@@ -34,6 +34,17 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task The_text_index_merges_segments_sixteen_at_a_time()
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT v FROM spans_fts_config WHERE k = 'automerge'";
+
+        Assert.Equal(16L, Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
     public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
     {
         await Store.EnsureTenantAsync("acme", CancellationToken.None);

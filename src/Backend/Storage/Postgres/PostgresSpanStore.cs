@@ -42,7 +42,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     private const long IngestOrderLockKey = 0x5350_4F52_4445_52;
 
     // One indexing pass at a time across replicas; a second one waits, then rereads the watermark.
-    private const long IndexerLockKey = 0x5350_494E_4458;
+    internal const long IndexerLockKey = 0x5350_494E_4458;
 
     private const string IndexSpans =
         // The vector arrives as tsvector text ('w1' 'w2': SearchText already split and lower-cased
