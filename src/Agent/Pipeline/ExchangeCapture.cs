@@ -45,6 +45,9 @@ public sealed class ExchangeCapture : IDisposable
     // A gRPC call's streams, split into messages as they pass (null for any other exchange).
     private GrpcFrameReader? _grpcRequest;
     private GrpcFrameReader? _grpcResponse;
+
+    // An SSE response's events or a WebSocket's messages, once the response head says so (StreamCapture).
+    private StreamCapture? _stream;
     private bool _finished;
     private bool _disposed;
 
@@ -99,7 +102,7 @@ public sealed class ExchangeCapture : IDisposable
 
         lock (_gate)
         {
-            if (_finished || _requestBodyDone)
+            if (_finished || (_stream?.AppendRequest(bytes, Elapsed()) ?? _requestBodyDone))
             {
                 return;
             }
@@ -257,6 +260,10 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             addHeaders(state, Exchange.ResponseHeaders);
+            if (KeepsBodies)
+            {
+                _stream ??= StreamCapture.Begin(Exchange, _pipeline.StreamLimits);
+            }
         }
     }
 
@@ -272,6 +279,12 @@ public sealed class ExchangeCapture : IDisposable
         {
             if (_finished)
             {
+                return;
+            }
+
+            if (_stream is not null)
+            {
+                _stream.AppendResponse(bytes, Elapsed());
                 return;
             }
 
@@ -318,6 +331,7 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             exchange.EndTime = _time.GetUtcNow();
+            _stream?.Finish(exchange, outcome, Sampled ? _pipeline.Redactor : null, _pipeline.MaxResponseBodyBytes, _pipeline.MaxDecodedBodyBytes);
             if (_grpcRequest is not null)
             {
                 RecordGrpc(exchange);
@@ -359,6 +373,8 @@ public sealed class ExchangeCapture : IDisposable
             _grpcRequest = null;
             _grpcResponse?.Dispose();
             _grpcResponse = null;
+            _stream?.Dispose();
+            _stream = null;
             if (_readAhead is { } readAhead)
             {
                 _readAhead = null;
@@ -367,6 +383,18 @@ public sealed class ExchangeCapture : IDisposable
         }
 
         _pipeline.Metrics.CapturesActive.Dec();
+    }
+
+    /// <summary>True once the exchange's WebSocket finished its closing handshake (both close frames seen): the front end may finish it.</summary>
+    public bool StreamClosed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _stream?.Closed == true;
+            }
+        }
     }
 
     private TimeSpan Elapsed() => _time.GetUtcNow() - Exchange.StartTime;

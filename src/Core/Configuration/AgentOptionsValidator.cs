@@ -73,6 +73,7 @@ public static class AgentOptionsValidator
 
         ValidateCapture(options.Capture, v);
         ValidateGrpcCapture(options.Capture.Grpc, v);
+        ValidateStreamCapture(options.Capture.Streams, v);
         ValidateRedaction(options.Redaction, v);
         ValidateExport(options.Export, v);
         ValidateCache(options.Cache, v);
@@ -146,6 +147,15 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessageBytes))), grpc.MaxMessageBytes, 0, MaxBodyLimit);
         v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxMessages))), grpc.MaxMessages, 0, 100_000);
         v.Range(Join(prefix, K<GrpcCaptureOptions>(nameof(GrpcCaptureOptions.MaxStreamBytes))), grpc.MaxStreamBytes, 0L, MaxBodyLimit);
+    }
+
+    private static void ValidateStreamCapture(StreamCaptureOptions streams, Checker v)
+    {
+        var prefix = Join(K<AgentOptions>(nameof(AgentOptions.Capture)), K<CaptureOptions>(nameof(CaptureOptions.Streams)));
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxEvents))), streams.MaxEvents, 0, 100_000);
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxEventBytes))), streams.MaxEventBytes, 0, MaxBodyLimit);
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxStreamBytes))), streams.MaxStreamBytes, 0L, MaxBodyLimit);
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxDurationMs))), streams.MaxDurationMs, 1, 24 * 60 * 60 * 1000);
     }
 
     private static void ValidateRedaction(RedactionOptions redaction, Checker v)
