@@ -385,6 +385,12 @@ public sealed class ExchangeCapture : IDisposable
         _pipeline.Metrics.CapturesActive.Dec();
     }
 
+    /// <summary>True when the response turned out to be a stream (server-sent events, a WebSocket) followed as events or messages.</summary>
+    public bool FollowsStream => Volatile.Read(ref _stream) is not null;
+
+    /// <summary>True when the response is a server-sent event stream followed as events.</summary>
+    public bool FollowsEventStream => Volatile.Read(ref _stream) is { IsEventStream: true };
+
     /// <summary>True once the exchange's WebSocket finished its closing handshake (both close frames seen): the front end may finish it.</summary>
     public bool StreamClosed
     {

@@ -25,6 +25,9 @@ internal sealed class StreamCapture : IDisposable
         _webSocket = webSocket;
     }
 
+    /// <summary>True for a server-sent event stream, false for a WebSocket.</summary>
+    public bool IsEventStream => _sse is not null;
+
     /// <summary>True once a WebSocket's closing handshake is done.</summary>
     public bool Closed => _webSocket?.Closed == true;
 
@@ -89,6 +92,13 @@ internal sealed class StreamCapture : IDisposable
         if (_webSocket is not null)
         {
             _webSocket.Complete();
+
+            // No bytes after the 101 were seen (ext_proc, which stops at the handshake; an idle socket): no message list.
+            if (_webSocket.TotalBytes == 0)
+            {
+                return;
+            }
+
             exchange.Attributes[StreamSpanAttributes.WebSocketMessages] =
                 StreamSpanAttributes.EncodeWebSocket(_webSocket, StreamEnd.Of(outcome, _webSocket.Closed), redactor, out redacted);
         }

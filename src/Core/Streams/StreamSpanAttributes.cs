@@ -44,6 +44,25 @@ public static class StreamSpanAttributes
     public static bool IsWebSocketUpgrade(int? status, string? upgrade) =>
         status == 101 && upgrade is not null && upgrade.Trim().Equals("websocket", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>True for a request asking to switch to WebSocket: its <c>Upgrade</c> header lists <c>websocket</c>.</summary>
+    public static bool IsWebSocketUpgradeRequest(string? upgrade)
+    {
+        if (string.IsNullOrEmpty(upgrade))
+        {
+            return false;
+        }
+
+        foreach (var range in upgrade.AsSpan().Split(','))
+        {
+            if (upgrade.AsSpan()[range].Trim().Equals("websocket", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>
     /// The events as JSON; with a <paramref name="redactor"/>, each event's data goes through the
     /// text/JSON body redaction and <paramref name="redacted"/> counts the values replaced.

@@ -44,6 +44,9 @@ public sealed class WebSocketFrameReader : IDisposable
     /// <summary>True when something was not kept, a direction broke the framing, or the capture stopped inside a message.</summary>
     public bool Truncated { get; private set; }
 
+    /// <summary>Every byte seen, both directions.</summary>
+    public long TotalBytes { get; private set; }
+
     /// <summary>True once both sides sent their close frame: the closing handshake is done (§7.1.2).</summary>
     public bool Closed => _send.CloseSeen && _receive.CloseSeen;
 
@@ -51,8 +54,11 @@ public sealed class WebSocketFrameReader : IDisposable
     /// <param name="direction"><see cref="WebSocketDirection.Send"/> for what the client sends.</param>
     /// <param name="bytes">The bytes, in order.</param>
     /// <param name="offset">When they passed, from the start of the exchange.</param>
-    public void Append(WebSocketDirection direction, ReadOnlySpan<byte> bytes, TimeSpan offset) =>
+    public void Append(WebSocketDirection direction, ReadOnlySpan<byte> bytes, TimeSpan offset)
+    {
+        TotalBytes += bytes.Length;
         (direction == WebSocketDirection.Send ? _send : _receive).Append(bytes, offset);
+    }
 
     /// <summary>Ends the capture: a message still being read is kept as truncated.</summary>
     public void Complete()
