@@ -331,7 +331,13 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             exchange.EndTime = _time.GetUtcNow();
-            _stream?.Finish(exchange, outcome, Sampled ? _pipeline.Redactor : null, _pipeline.MaxResponseBodyBytes, _pipeline.MaxDecodedBodyBytes);
+            if (_stream is { } stream)
+            {
+                // A stream finished at its deadline goes on for as long as it lives: its buffers go back now.
+                stream.Finish(exchange, outcome, Sampled ? _pipeline.Redactor : null, _pipeline.MaxResponseBodyBytes, _pipeline.MaxDecodedBodyBytes);
+                stream.Dispose();
+                _stream = null;
+            }
             if (_grpcRequest is not null)
             {
                 RecordGrpc(exchange);

@@ -116,6 +116,38 @@ public sealed class StreamCaptureTests
     }
 
     [Fact]
+    public async Task A_long_sse_stream_keeps_only_what_the_limits_allow_and_counts_the_rest()
+    {
+        const int Events = 5_000;
+        await using var upstream = await TestUpstream.StartAsync(async context =>
+        {
+            context.Response.ContentType = "text/event-stream";
+            var payload = new string('x', 1000);
+            for (var i = 0; i < Events; i++)
+            {
+                await context.Response.WriteAsync("id: " + i + "\ndata: " + payload + "\n\n");
+            }
+        });
+        var options = new AgentOptions
+        {
+            Capture = new CaptureOptions { Streams = new StreamCaptureOptions { MaxEvents = 10, MaxEventBytes = 100, MaxStreamBytes = 500 } },
+        };
+        await using var proxy = await ProxyHarness.StartAsync(upstream.Address, options: options);
+
+        var text = await proxy.Client.GetStringAsync("/events");
+
+        Assert.Equal(Events, text.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Length);
+        var exchange = await proxy.Exporter.NextAsync();
+        var captured = StreamSpanAttributes.DecodeSse(exchange.Attributes[StreamSpanAttributes.SseEvents]);
+        Assert.NotNull(captured);
+        Assert.Equal((Events, true, 10), (captured.Count, captured.Truncated, captured.Events.Count));
+        Assert.Equal([100, 100, 100, 100, 100, 0, 0, 0, 0, 0], captured.Events.Select(e => e.Data.Length));
+        Assert.All(captured.Events, e => Assert.Equal(1000, e.Size));
+        Assert.True(exchange.ResponseBody.Truncated);
+        Assert.Equal(text.Length, exchange.ResponseBody.OriginalSize);
+    }
+
+    [Fact]
     public async Task WebSocket_messages_of_both_directions_are_captured_and_the_close_ends_the_exchange()
     {
         await using var upstream = await TestUpstream.StartAsync(EchoWebSocketAsync, app => app.UseWebSockets());
