@@ -338,6 +338,7 @@ public sealed class ExchangeCapture : IDisposable
                 stream.Dispose();
                 _stream = null;
             }
+
             if (_grpcRequest is not null)
             {
                 RecordGrpc(exchange);
