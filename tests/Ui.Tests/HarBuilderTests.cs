@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using SpIstio.Backend.Har;
 using SpIstio.Backend.Storage;
+using SpIstio.Core.Streams;
 using SpIstio.Ui.Tests.Infrastructure;
 
 namespace SpIstio.Ui.Tests;
@@ -99,6 +100,53 @@ public sealed class HarBuilderTests
         // What we export, our own import reads back.
         var reimported = HarBuilder.Parse(json);
         Assert.Equal(url, Assert.Single(reimported.Log.Entries).Request.Url);
+    }
+
+    [Fact]
+    public void Build_WebSocket_WritesChromesWebSocketMessages_AndNamesWhatItLeavesOut()
+    {
+        using var reader = new WebSocketFrameReader(StreamCaptureLimits.Default);
+        reader.Append(WebSocketDirection.Send, [0x81, 0x02, .. "hi"u8], TimeSpan.FromMilliseconds(1.5));
+        reader.Append(WebSocketDirection.Receive, [0x82, 0x02, 0x01, 0x02], TimeSpan.FromMilliseconds(40));
+        reader.Append(WebSocketDirection.Receive, [0x89, 0x00, 0x88, 0x02, 0x03, 0xE8], TimeSpan.FromMilliseconds(50));
+        var attributes = JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            [StreamSpanAttributes.WebSocketMessages] = StreamSpanAttributes.EncodeWebSocket(reader, StreamEnd.Closed, null, out _),
+        });
+
+        var json = HarBuilder.Serialize(HarBuilder.Build([Span(status: 101, attributes: attributes)]));
+
+        using var document = JsonDocument.Parse(json);
+        Assert.Empty(HarValidator.Validate(document.RootElement));
+        var entry = document.RootElement.GetProperty("log").GetProperty("entries")[0];
+        var messages = entry.GetProperty("_webSocketMessages").EnumerateArray().ToList();
+        Assert.Equal(2, messages.Count);
+        Assert.Equal(("send", 1, "hi"), (messages[0].GetProperty("type").GetString(), messages[0].GetProperty("opcode").GetInt32(), messages[0].GetProperty("data").GetString()));
+        Assert.Equal(("receive", 2, "AQI="), (messages[1].GetProperty("type").GetString(), messages[1].GetProperty("opcode").GetInt32(), messages[1].GetProperty("data").GetString()));
+        Assert.Equal(_start.AddMilliseconds(1.5).ToUnixTimeMilliseconds() / 1000.0, messages[0].GetProperty("time").GetDouble(), 3);
+        Assert.Contains("2 not listed (control frames", entry.GetProperty("comment").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Build_ServerSentEvents_AreTheResponseText_AndTheCommentSaysWhatIsLeftOut()
+    {
+        using var reader = new SseEventReader(StreamCaptureLimits.Default);
+        reader.Append("data: one\n\ndata: two\n\n"u8, TimeSpan.Zero);
+        var attributes = JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            [StreamSpanAttributes.SseEvents] = StreamSpanAttributes.EncodeSse(reader, StreamEnd.Deadline, null, out _),
+            ["sp.http.response.body.content_type"] = "text/event-stream",
+        });
+
+        var json = HarBuilder.Serialize(HarBuilder.Build([Span(responseBytes: "data: one\n\ndata: two\n\n"u8.ToArray(), attributes: attributes)]));
+
+        using var document = JsonDocument.Parse(json);
+        Assert.Empty(HarValidator.Validate(document.RootElement));
+        var entry = document.RootElement.GetProperty("log").GetProperty("entries")[0];
+        Assert.Equal("data: one\n\ndata: two\n\n", entry.GetProperty("response").GetProperty("content").GetProperty("text").GetString());
+        Assert.False(entry.TryGetProperty("_webSocketMessages", out _));
+        Assert.Contains("server-sent events: 2 of 2", entry.GetProperty("comment").GetString(), StringComparison.Ordinal);
+        Assert.Contains("deadline", entry.GetProperty("comment").GetString(), StringComparison.Ordinal);
     }
 
     private static StoredSpan Span(

@@ -44,6 +44,44 @@ internal static class ExtProcResponses
         ResponseTrailerMode = HeaderSendMode.Send,
     };
 
+    /// <summary>
+    /// Sent with the request-headers answer of a WebSocket upgrade: the response headers (the 101)
+    /// and nothing else. After the upgrade Envoy passes the frames as an opaque body, which is not
+    /// an HTTP message to capture, and an upgrade request with a BUFFERED or STREAMED request body
+    /// hangs the handshake in some Envoy releases (envoyproxy/envoy#47048, #47081): the handshake is
+    /// the capture here; the frames are the capture proxy's.
+    /// </summary>
+    public static readonly ProcessingMode UpgradeHandshakeOnly = new()
+    {
+        RequestHeaderMode = HeaderSendMode.Send,
+        RequestBodyMode = BodySendMode.None,
+        RequestTrailerMode = HeaderSendMode.Skip,
+        ResponseHeaderMode = HeaderSendMode.Send,
+        ResponseBodyMode = BodySendMode.None,
+        ResponseTrailerMode = HeaderSendMode.Skip,
+    };
+
+    /// <summary>
+    /// The response-headers answer of a server-sent event stream when the filter buffers response
+    /// bodies: the rest of the response STREAMED, so each event reaches the client (and the capture)
+    /// as it comes; a BUFFERED body would hold the stream until its end, and BUFFERED_PARTIAL would
+    /// cut the capture at Envoy's buffer limit. Envoy replaces the whole processing mode, so every
+    /// field is set (the request fields no longer matter).
+    /// </summary>
+    public static readonly ProcessingResponse EventStreamResponseHeaders = new()
+    {
+        ResponseHeaders = new HeadersResponse { Response = new CommonResponse() },
+        ModeOverride = new ProcessingMode
+        {
+            RequestHeaderMode = HeaderSendMode.Send,
+            RequestBodyMode = BodySendMode.None,
+            RequestTrailerMode = HeaderSendMode.Skip,
+            ResponseHeaderMode = HeaderSendMode.Send,
+            ResponseBodyMode = BodySendMode.Streamed,
+            ResponseTrailerMode = HeaderSendMode.Send,
+        },
+    };
+
     /// <summary>Continue after request headers, and send nothing more for this exchange.</summary>
     public static readonly ProcessingResponse SkipRequestHeaders = new()
     {

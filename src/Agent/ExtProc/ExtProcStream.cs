@@ -9,6 +9,7 @@ using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Services;
+using SpIstio.Core.Streams;
 using SpIstio.Core.Tracing;
 using AppendAction = SpIstio.Agent.ExtProc.Proto.Core.HeaderValueOption.Types.HeaderAppendAction;
 using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
@@ -60,6 +61,7 @@ internal sealed class ExtProcStream : IDisposable
     private bool _responseComplete;
     private bool _finalised;
     private BodySendMode _requestBodyMode;
+    private BodySendMode? _responseBodyMode;
     private string? _clusterName;
 
     public ExtProcStream(CapturePipeline pipeline, ExtProcOptions options, ServerCallContext context, TimeProvider time)
@@ -98,6 +100,11 @@ internal sealed class ExtProcStream : IDisposable
                 break;
             case ProcessingRequest.RequestOneofCase.ResponseHeaders:
                 OnResponseHeaders(request);
+                if (NeedsStreamedEvents())
+                {
+                    return ExtProcResponses.EventStreamResponseHeaders;
+                }
+
                 break;
             case ProcessingRequest.RequestOneofCase.ResponseBody:
                 OnResponseBody(request.ResponseBody);
@@ -188,6 +195,7 @@ internal sealed class ExtProcStream : IDisposable
         if (request.ProtocolConfig is { } protocol)
         {
             _requestBodyMode = protocol.RequestBodyMode;
+            _responseBodyMode = protocol.ResponseBodyMode;
         }
 
         ReadAttributes(request.Attributes);
@@ -233,6 +241,10 @@ internal sealed class ExtProcStream : IDisposable
         if (!capture.KeepsBodies)
         {
             response.ModeOverride = ExtProcResponses.SkipRest;
+        }
+        else if (StreamSpanAttributes.IsWebSocketUpgradeRequest(_exchange.RequestHeaders.Get("upgrade")))
+        {
+            response.ModeOverride = ExtProcResponses.UpgradeHandshakeOnly;
         }
         else if (GrpcSpanAttributes.IsGrpc(_exchange.RequestHeaders.Get("content-type")))
         {
@@ -313,8 +325,10 @@ internal sealed class ExtProcStream : IDisposable
             });
         }
 
-        if (message.EndOfStream)
+        if (message.EndOfStream || capture.Exchange.StatusCode == 101)
         {
+            // A 101 ends what ext_proc can capture: the frames after it are not an HTTP body
+            // (capturing WebSocket messages is the capture proxy's; see UpgradeHandshakeOnly).
             _responseComplete = true;
             Finish(ExchangeOutcome.Completed, null);
         }
@@ -333,7 +347,21 @@ internal sealed class ExtProcStream : IDisposable
             _responseComplete = true;
             Finish(ExchangeOutcome.Completed, null);
         }
+        else if (capture.FollowsStream && _time.GetUtcNow() - _exchange.StartTime >= _pipeline.StreamDeadline)
+        {
+            // No timer here: a stream past capture.streams.max_duration_ms is exported at its next
+            // chunk; the chunks after it pass uncaptured (each still answered).
+            Finish(ExchangeOutcome.TimedOut, "stream still open at the capture deadline");
+        }
     }
+
+    // An event stream must not wait in Envoy's buffer: unless the filter already streams response
+    // bodies (or sends none: the operator's choice), ask for STREAMED (needs allow_mode_override).
+    // Without a protocol_config (Envoy before 1.31) the mode is unknown, and asking is harmless.
+    private bool NeedsStreamedEvents() =>
+        _capture is { FollowsEventStream: true }
+        && _responseBodyMode is not (BodySendMode.Streamed or BodySendMode.FullDuplexStreamed or BodySendMode.None)
+        && !_finalised;
 
     private void OnResponseTrailers(HttpTrailers trailers)
     {

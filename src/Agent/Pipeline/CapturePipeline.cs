@@ -5,6 +5,7 @@ using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Redaction;
 using SpIstio.Core.Rules;
+using SpIstio.Core.Streams;
 using SpIstio.Core.Tracing;
 
 namespace SpIstio.Agent.Pipeline;
@@ -52,6 +53,9 @@ public sealed partial class CapturePipeline
         // The descriptor sets were validated at start-up; with them message fields are redacted by name.
         _redactor = Redactor.Create(options.Redaction ?? new RedactionOptions(), GrpcDescriptorSet.LoadFiles(grpc.DescriptorSets ?? []));
         GrpcLimits = new GrpcCaptureLimits(grpc.MaxMessageBytes, grpc.MaxMessages, grpc.MaxStreamBytes);
+        var streams = capture.Streams ?? new StreamCaptureOptions();
+        StreamLimits = new StreamCaptureLimits(streams.MaxEvents, streams.MaxEventBytes, streams.MaxStreamBytes);
+        StreamDeadline = TimeSpan.FromMilliseconds(streams.MaxDurationMs);
     }
 
     /// <summary>The options the pipeline was built from.</summary>
@@ -80,6 +84,15 @@ public sealed partial class CapturePipeline
 
     /// <summary>What one gRPC stream direction may make the capture hold (<c>capture.grpc</c>).</summary>
     public GrpcCaptureLimits GrpcLimits { get; }
+
+    /// <summary>What one SSE response or WebSocket may make the capture hold (<c>capture.streams</c>).</summary>
+    public StreamCaptureLimits StreamLimits { get; }
+
+    /// <summary>How long a stream is followed before its exchange is finished as it is (<c>capture.streams.max_duration_ms</c>).</summary>
+    public TimeSpan StreamDeadline { get; }
+
+    /// <summary>The redactor every exported exchange goes through; streams redact their events with it at the finish.</summary>
+    internal Redactor Redactor => _redactor;
 
     /// <summary>
     /// Decides at request-headers time whether the exchange is captured. Anything but

@@ -45,6 +45,9 @@ public sealed class ExchangeCapture : IDisposable
     // A gRPC call's streams, split into messages as they pass (null for any other exchange).
     private GrpcFrameReader? _grpcRequest;
     private GrpcFrameReader? _grpcResponse;
+
+    // An SSE response's events or a WebSocket's messages, once the response head says so (StreamCapture).
+    private StreamCapture? _stream;
     private bool _finished;
     private bool _disposed;
 
@@ -99,7 +102,7 @@ public sealed class ExchangeCapture : IDisposable
 
         lock (_gate)
         {
-            if (_finished || _requestBodyDone)
+            if (_finished || (_stream?.AppendRequest(bytes, Elapsed()) ?? _requestBodyDone))
             {
                 return;
             }
@@ -257,6 +260,10 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             addHeaders(state, Exchange.ResponseHeaders);
+            if (KeepsBodies)
+            {
+                _stream ??= StreamCapture.Begin(Exchange, _pipeline.StreamLimits);
+            }
         }
     }
 
@@ -272,6 +279,12 @@ public sealed class ExchangeCapture : IDisposable
         {
             if (_finished)
             {
+                return;
+            }
+
+            if (_stream is not null)
+            {
+                _stream.AppendResponse(bytes, Elapsed());
                 return;
             }
 
@@ -318,6 +331,14 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             exchange.EndTime = _time.GetUtcNow();
+            if (_stream is { } stream)
+            {
+                // A stream finished at its deadline goes on for as long as it lives: its buffers go back now.
+                stream.Finish(exchange, outcome, Sampled ? _pipeline.Redactor : null, _pipeline.MaxResponseBodyBytes, _pipeline.MaxDecodedBodyBytes);
+                stream.Dispose();
+                _stream = null;
+            }
+
             if (_grpcRequest is not null)
             {
                 RecordGrpc(exchange, outcome);
@@ -359,6 +380,8 @@ public sealed class ExchangeCapture : IDisposable
             _grpcRequest = null;
             _grpcResponse?.Dispose();
             _grpcResponse = null;
+            _stream?.Dispose();
+            _stream = null;
             if (_readAhead is { } readAhead)
             {
                 _readAhead = null;
@@ -367,6 +390,24 @@ public sealed class ExchangeCapture : IDisposable
         }
 
         _pipeline.Metrics.CapturesActive.Dec();
+    }
+
+    /// <summary>True when the response turned out to be a stream (server-sent events, a WebSocket) followed as events or messages.</summary>
+    public bool FollowsStream => Volatile.Read(ref _stream) is not null;
+
+    /// <summary>True when the response is a server-sent event stream followed as events.</summary>
+    public bool FollowsEventStream => Volatile.Read(ref _stream) is { IsEventStream: true };
+
+    /// <summary>True once the exchange's WebSocket finished its closing handshake (both close frames seen): the front end may finish it.</summary>
+    public bool StreamClosed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _stream?.Closed == true;
+            }
+        }
     }
 
     private TimeSpan Elapsed() => _time.GetUtcNow() - Exchange.StartTime;

@@ -131,7 +131,7 @@ internal sealed partial class CaptureProxyHandler
             return;
         }
 
-        var adapter = new ProxyExchange(capture, _time) { CaptureDeadline = _options.StreamCaptureDeadline };
+        var adapter = new ProxyExchange(capture, _time) { CaptureDeadline = pipeline.StreamDeadline };
         var originalRequestBody = request.Body;
         var originalResponseBody = context.Response.Body;
         try

@@ -39,12 +39,6 @@ public sealed class CaptureProxyOptions
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// How long to follow a streamed response (server-sent events, an upgraded connection) before
-    /// exporting what was captured so far; the stream itself keeps flowing. Default 60 s.
-    /// </summary>
-    public TimeSpan StreamCaptureDeadline { get; init; } = TimeSpan.FromSeconds(60);
-
-    /// <summary>
     /// How long the upstream may send nothing (no response headers, no body bytes) before the
     /// forwarder gives up and answers 504 naming the upstream (<c>proxy.upstream_timeout_ms</c>).
     /// Default 60 s, not YARP's 100 s: a hung upstream should fail before most clients give up.
@@ -78,7 +72,6 @@ public sealed class CaptureProxyOptions
             GrpcListen = GrpcListen,
             Capture = Capture,
             ConnectTimeout = ConnectTimeout,
-            StreamCaptureDeadline = StreamCaptureDeadline,
             ActivityTimeout = TimeSpan.FromMilliseconds(limits.UpstreamTimeoutMs),
             MaxRequestHeadersBytes = limits.MaxRequestHeadersKb * 1024,
             MaxRequestHeaderCount = limits.MaxRequestHeadersCount,

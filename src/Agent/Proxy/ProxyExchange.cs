@@ -19,6 +19,7 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
     private readonly TimeProvider _time;
     private IHttpUpgradeFeature? _innerUpgrade;
     private ITimer? _deadline;
+    private bool _upgraded;
 
     public ProxyExchange(ExchangeCapture capture, TimeProvider time)
     {
@@ -48,12 +49,21 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
     async Task<Stream> IHttpUpgradeFeature.UpgradeAsync()
     {
         var stream = await _innerUpgrade!.UpgradeAsync().ConfigureAwait(false);
+        _upgraded = true;
         return new UpgradedTeeStream(stream, this);
     }
 
-    public void AppendRequest(ReadOnlySpan<byte> bytes) => Capture.AppendRequestBody(bytes);
+    public void AppendRequest(ReadOnlySpan<byte> bytes)
+    {
+        Capture.AppendRequestBody(bytes);
+        FinishIfClosed();
+    }
 
-    public void AppendResponse(ReadOnlySpan<byte> bytes) => Capture.AppendResponseBody(bytes);
+    public void AppendResponse(ReadOnlySpan<byte> bytes)
+    {
+        Capture.AppendResponseBody(bytes);
+        FinishIfClosed();
+    }
 
     public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
     {
@@ -105,6 +115,15 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
     {
         _deadline?.Dispose();
         Capture.Finish(outcome, error);
+    }
+
+    // A WebSocket's closing handshake ends the exchange, whenever the TCP connections get torn down.
+    private void FinishIfClosed()
+    {
+        if (_upgraded && Capture.StreamClosed)
+        {
+            Finish(ExchangeOutcome.Completed, null);
+        }
     }
 
     private void ArmDeadline()

@@ -86,6 +86,7 @@ public static class HarBuilder
             BodySize = responseBody is null ? 0 : responseBody.OriginalSize,
         };
 
+        var webSocket = HarStreams.WebSocketMessages(detail.Attributes, span.StartTime);
         return new HarEntry
         {
             StartedDateTime = span.StartTime.ToString("yyyy-MM-ddTHH:mm:ss.fffK", CultureInfo.InvariantCulture),
@@ -93,12 +94,13 @@ public static class HarBuilder
             Request = request,
             Response = response,
             Timings = new HarTimings(0, ms, 0),
-            Comment = span.ServiceName + " " + (span.Direction ?? "exchange"),
+            Comment = span.ServiceName + " " + (span.Direction ?? "exchange") + HarStreams.Note(detail.Attributes, webSocket),
             TraceId = span.TraceId,
             SpanId = span.SpanId,
             Service = span.ServiceName,
             Direction = span.Direction,
             SessionId = span.SessionId,
+            WebSocketMessages = webSocket,
         };
     }
 

@@ -68,7 +68,21 @@ public sealed record HarEntry
     /// <summary>Custom field: the business session id.</summary>
     [JsonPropertyName("_sessionId")]
     public string? SessionId { get; init; }
+
+    /// <summary>
+    /// Custom field, as Chrome DevTools writes it: the text and binary messages of a WebSocket
+    /// (<see cref="HarStreams"/>); null for any other exchange.
+    /// </summary>
+    [JsonPropertyName("_webSocketMessages")]
+    public IReadOnlyList<HarWebSocketMessage>? WebSocketMessages { get; init; }
 }
+
+/// <summary>One WebSocket message in Chrome's HAR form.</summary>
+/// <param name="Type"><c>send</c> (client to server) or <c>receive</c>.</param>
+/// <param name="Time">When it was sent, in seconds since the Unix epoch (with a fraction).</param>
+/// <param name="Opcode">1 for text, 2 for binary.</param>
+/// <param name="Data">The text, or the binary payload in base64.</param>
+public sealed record HarWebSocketMessage(string Type, double Time, int Opcode, string Data);
 
 /// <summary>The HAR <c>request</c> object.</summary>
 public sealed record HarRequest

@@ -183,6 +183,25 @@ public sealed class CaptureOptions
 
     [ConfigKey("grpc", "gRPC calls (content-type application/grpc…): each length-prefixed message is captured with its direction and time, within these limits.")]
     public GrpcCaptureOptions Grpc { get; set; } = new();
+
+    [ConfigKey("streams", "Server-sent events (text/event-stream responses) and WebSocket connections: each event or message is captured with its time (and a WebSocket message with its direction and opcode), within these limits, while the stream stays live to the client.")]
+    public StreamCaptureOptions Streams { get; set; } = new();
+}
+
+/// <summary><c>capture.streams</c>: what one server-sent event stream or WebSocket may make the capture hold, and for how long.</summary>
+public sealed class StreamCaptureOptions
+{
+    [ConfigKey("max_events", "Events (SSE) or messages and control frames (WebSocket, both directions together) kept per stream; later ones are counted, not kept. Default 500.")]
+    public int MaxEvents { get; set; } = 500;
+
+    [ConfigKey("max_event_bytes", "Most bytes kept of one event's data or one message's payload; it is flagged truncated past it. Default 65536, the body limit.")]
+    public int MaxEventBytes { get; set; } = CaptureOptions.DefaultBodyLimit;
+
+    [ConfigKey("max_stream_bytes", "Bytes kept over all events or messages of one stream: a stream that never ends costs at most this. Default 1048576.")]
+    public long MaxStreamBytes { get; set; } = 1024 * 1024;
+
+    [ConfigKey("max_duration_ms", "How long a stream is followed: at this deadline the exchange is finished and exported with what was captured (end: deadline), while the stream itself goes on uncaptured. The capture proxy's deadline; ext_proc finishes when Envoy ends the stream. Default 60000.")]
+    public int MaxDurationMs { get; set; } = 60_000;
 }
 
 /// <summary><c>capture.grpc</c>: what one gRPC stream may make the capture hold.</summary>

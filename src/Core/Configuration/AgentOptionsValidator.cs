@@ -74,6 +74,7 @@ public static class AgentOptionsValidator
 
         ValidateCapture(options.Capture, v);
         ValidateGrpcCapture(options.Capture.Grpc, v);
+        ValidateStreamCapture(options.Capture.Streams, v);
         ValidateRedaction(options.Redaction, v);
         ValidateExport(options.Export, v);
         ValidateCache(options.Cache, v);
@@ -173,6 +174,15 @@ public static class AgentOptionsValidator
                 v.Error(sets, string.Join(", ", grpc.DescriptorSets), ex.Message);
             }
         }
+    }
+
+    private static void ValidateStreamCapture(StreamCaptureOptions streams, Checker v)
+    {
+        var prefix = Join(K<AgentOptions>(nameof(AgentOptions.Capture)), K<CaptureOptions>(nameof(CaptureOptions.Streams)));
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxEvents))), streams.MaxEvents, 0, 100_000);
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxEventBytes))), streams.MaxEventBytes, 0, MaxBodyLimit);
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxStreamBytes))), streams.MaxStreamBytes, 0L, MaxBodyLimit);
+        v.Range(Join(prefix, K<StreamCaptureOptions>(nameof(StreamCaptureOptions.MaxDurationMs))), streams.MaxDurationMs, 1, 24 * 60 * 60 * 1000);
     }
 
     private static void ValidateRedaction(RedactionOptions redaction, Checker v)

@@ -130,6 +130,10 @@ public class AgentConfigLoaderTests
         Assert.Equal(10, o.Capture.Grpc.MaxMessages);
         Assert.Equal(32768, o.Capture.Grpc.MaxStreamBytes);
         Assert.Equal(["../../../TestData/orders.pb"], o.Capture.Grpc.DescriptorSets);
+        Assert.Equal(20, o.Capture.Streams.MaxEvents);
+        Assert.Equal(2048, o.Capture.Streams.MaxEventBytes);
+        Assert.Equal(16384, o.Capture.Streams.MaxStreamBytes);
+        Assert.Equal(5000, o.Capture.Streams.MaxDurationMs);
         Assert.False(o.Redaction.Enabled);
         Assert.Equal(RedactionMode.Hash, o.Redaction.Mode);
         Assert.Equal("0123456789abcdef", o.Redaction.HashKey);

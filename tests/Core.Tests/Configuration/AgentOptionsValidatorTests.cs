@@ -104,6 +104,23 @@ public class AgentOptionsValidatorTests
     }
 
     [Fact]
+    public void StreamCaptureLimits_OutOfRange_AreAllReportedWithTheirKeys()
+    {
+        var options = Valid();
+        options.Capture.Streams.MaxEvents = -1;
+        options.Capture.Streams.MaxEventBytes = AgentOptionsValidator.MaxBodyLimit + 1;
+        options.Capture.Streams.MaxStreamBytes = -5;
+        options.Capture.Streams.MaxDurationMs = 0;
+
+        var problems = AgentOptionsValidator.Validate(options);
+
+        Assert.Equal(
+            ["capture.streams.max_events", "capture.streams.max_event_bytes", "capture.streams.max_stream_bytes", "capture.streams.max_duration_ms"],
+            problems.Select(p => p.Key));
+        Assert.Equal("0", problems[3].Value);
+    }
+
+    [Fact]
     public void ExportSettings_OutOfRange_AreAllReportedWithKeyAndValue()
     {
         var options = Valid();
