@@ -52,10 +52,13 @@ public sealed class ReplayRunner
     /// The values carried between steps of <paramref name="recorded"/>: found in the recording, then
     /// the options' and values file's <c>bind</c> / <c>no_bind</c> applied.
     /// </summary>
-    public SessionValues LearnValues(IReadOnlyList<RecordedExchange> recorded) =>
-        SessionValues.Learn(recorded, [.. _options.Values.Bind, .. _options.Bind], [.. _options.Values.NoBind, .. _options.NoBind]);
+    public SessionValues LearnValues(IReadOnlyList<RecordedExchange> recorded) => LearnValues(recorded, []);
 
-    /// <summary>As above, with the values already learned by <see cref="LearnValues"/> (the CLI prints them first).</summary>
+    /// <summary>As above, learning also from <paramref name="others"/>: more recordings of the same journey (see <see cref="SessionValues.Learn(IReadOnlyList{RecordedExchange}, IReadOnlyList{JourneyRecording}, IEnumerable{string}, IEnumerable{string})"/>).</summary>
+    public SessionValues LearnValues(IReadOnlyList<RecordedExchange> recorded, IReadOnlyList<JourneyRecording> others) =>
+        SessionValues.Learn(recorded, others, [.. _options.Values.Bind, .. _options.Bind], [.. _options.Values.NoBind, .. _options.NoBind]);
+
+    /// <summary>As above, with the values already learned by <see cref="LearnValues(IReadOnlyList{RecordedExchange}, IReadOnlyList{JourneyRecording})"/> (the CLI prints them first).</summary>
     public async Task<ReplayReport> RunAsync(string sessionId, string? service, IReadOnlyList<RecordedExchange> recorded, SessionValues learned, IProgress<ReplayResult>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(recorded);
@@ -79,6 +82,8 @@ public sealed class ReplayRunner
             Target = _target.BaseAddress?.ToString() ?? "",
             Service = service,
             Bindings = learned.Bindings,
+            Recordings = learned.Recordings,
+            NotCarried = learned.NotCarried,
             Warnings = state.Warnings,
             Results = results,
             DurationMs = watch.Elapsed.TotalMilliseconds,
