@@ -40,7 +40,7 @@ public static class AgentMockEndpoints
         return "\"" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..32] + "\"";
     }
 
-    internal static async Task<IResult> LookupAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    internal static async Task<IResult> LookupAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -107,7 +107,7 @@ public static class AgentMockEndpoints
             : Results.Bytes(answer, ProtobufMediaType);
     }
 
-    internal static async Task<IResult> AgentMocksAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    internal static async Task<IResult> AgentMocksAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 

@@ -73,7 +73,7 @@ public static class MockEndpoints
 
     internal static IResult Problem(int status, string detail) => Results.Problem(statusCode: status, title: status == 404 ? "Not found" : "Invalid request", detail: detail);
 
-    private static async Task<IResult> ListAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> ListAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -106,7 +106,7 @@ public static class MockEndpoints
         return Results.Json(new MockListDto([.. page.Items.Select(ToDto)], page.NextCursor), MockJsonContext.Default.MockListDto);
     }
 
-    private static async Task<IResult> GetAsync(long id, HttpContext context, ISpanStore store)
+    private static async Task<IResult> GetAsync(long id, HttpContext context, IMockStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -114,7 +114,7 @@ public static class MockEndpoints
         return mock is null ? Problem(404, "mock " + id.ToString(CultureInfo.InvariantCulture) + " not found") : Results.Json(ToDto(mock), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> CreateAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -134,7 +134,7 @@ public static class MockEndpoints
         return Results.Json(ToDto(added), MockJsonContext.Default.MockDto, statusCode: 201);
     }
 
-    private static async Task<IResult> UpdateAsync(long id, HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> UpdateAsync(long id, HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -165,7 +165,7 @@ public static class MockEndpoints
         return Results.Json(ToDto(record), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> DeleteAsync(long id, HttpContext context, ISpanStore store)
+    private static async Task<IResult> DeleteAsync(long id, HttpContext context, IMockStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -174,7 +174,7 @@ public static class MockEndpoints
             : Problem(404, "mock " + id.ToString(CultureInfo.InvariantCulture) + " not found");
     }
 
-    private static async Task<IResult> ExpireAsync(long id, HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> ExpireAsync(long id, HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -190,7 +190,7 @@ public static class MockEndpoints
         return Results.Json(ToDto(expired), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> FromSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> FromSpanAsync(string traceId, string spanId, HttpContext context, ISpanQueryStore spans, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -206,7 +206,7 @@ public static class MockEndpoints
             options = read;
         }
 
-        var created = await CreateFromSpanAsync(store, tenant, traceId, spanId, options, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
+        var created = await CreateFromSpanAsync(spans, store, tenant, traceId, spanId, options, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
         return created.Mock is { } added
             ? Results.Json(ToDto(added), MockJsonContext.Default.MockDto, statusCode: 201)
             : Problem(created.Error == MockFromSpanError.NotFound ? 404 : 400, created.Problem!);

@@ -13,13 +13,14 @@ public static class MockService
     /// The caller has checked the admin scope.
     /// </summary>
     public static async Task<MockFromSpanResult> CreateFromSpanAsync(
-        ISpanStore store, long tenant, string traceId, string spanId, MockFromOptions options, DateTimeOffset now, CancellationToken cancellationToken)
+        ISpanQueryStore spans, IMockStore mocks, long tenant, string traceId, string spanId, MockFromOptions options, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(spans);
+        ArgumentNullException.ThrowIfNull(mocks);
         ArgumentNullException.ThrowIfNull(traceId);
         ArgumentNullException.ThrowIfNull(spanId);
         ArgumentNullException.ThrowIfNull(options);
-        var span = await store.GetSpanAsync(tenant, traceId.ToLowerInvariant(), spanId.ToLowerInvariant(), cancellationToken).ConfigureAwait(false);
+        var span = await spans.GetSpanAsync(tenant, traceId.ToLowerInvariant(), spanId.ToLowerInvariant(), cancellationToken).ConfigureAwait(false);
         if (span is null)
         {
             return new MockFromSpanResult(null, MockFromSpanError.NotFound, "span '" + spanId + "' of trace '" + traceId + "' not found");
@@ -59,7 +60,7 @@ public static class MockService
             UpdatedAt = now,
             ExpiresAt = options.ExpiresAt,
         };
-        var added = await store.AddMockAsync(tenant, mock, cancellationToken).ConfigureAwait(false);
+        var added = await mocks.AddMockAsync(tenant, mock, cancellationToken).ConfigureAwait(false);
         return new MockFromSpanResult(added, MockFromSpanError.None, null);
     }
 }

@@ -48,7 +48,7 @@ public static class SessionRecording
     /// As above, read from the store directly (the backend's replay jobs): the tenant's session, at
     /// most <paramref name="maxExchanges"/> exchanges (more is refused: a job holds them all).
     /// </summary>
-    public static async Task<RecordedSession> LoadAsync(ISpanStore store, long tenant, string sessionId, string? service, int maxExchanges, CancellationToken cancellationToken)
+    public static async Task<RecordedSession> LoadAsync(ISpanQueryStore store, long tenant, string sessionId, string? service, int maxExchanges, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
