@@ -1,5 +1,7 @@
+using System.Text.Json.Nodes;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Storage;
+using SpIstio.Core.GrpcMessages;
 using static SpIstio.Backend.Mocks.MockMapping;
 
 namespace SpIstio.Backend.Mocks;
@@ -38,6 +40,7 @@ public static class MockService
         }
 
         var headers = ReadPairs(span.ResponseHeadersJson);
+        AddGrpcStatus(headers, span.AttributesJson);
         var authority = options.AnyHost ? "" : span.Authority ?? "";
         var method = span.Method ?? "GET";
         var mock = new MockRecord
@@ -62,5 +65,34 @@ public static class MockService
         };
         var added = await mocks.AddMockAsync(tenant, mock, cancellationToken).ConfigureAwait(false);
         return new MockFromSpanResult(added, MockFromSpanError.None, null);
+    }
+
+    /// <summary>
+    /// A gRPC call's answer needs its status (issue 18 §5). Front ends record trailers among the
+    /// response headers; when a span has none there (another exporter, a call cut before its
+    /// trailers), the status comes from <c>rpc.grpc.status_code</c> (a string from older agents, an
+    /// integer from newer ones) and <c>sp.grpc.message</c>.
+    /// </summary>
+    internal static void AddGrpcStatus(List<(string Name, string Value)> headers, string attributesJson)
+    {
+        if (!headers.Exists(h => string.Equals(h.Name, "content-type", StringComparison.OrdinalIgnoreCase) && GrpcSpanAttributes.IsGrpc(h.Value))
+            || headers.Exists(h => string.Equals(h.Name, "grpc-status", StringComparison.OrdinalIgnoreCase))
+            || JsonNode.Parse(attributesJson) is not JsonObject attributes
+            || attributes[GrpcSpanAttributes.RpcStatusCode] is not JsonValue code)
+        {
+            return;
+        }
+
+        var text = code.GetValueKind() == System.Text.Json.JsonValueKind.Number ? code.ToJsonString() : code.GetValue<string>();
+        if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var status))
+        {
+            return;
+        }
+
+        headers.Add(("grpc-status", status.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        if (attributes[GrpcSpanAttributes.StatusMessage] is JsonValue message && message.GetValueKind() == System.Text.Json.JsonValueKind.String)
+        {
+            headers.Add(("grpc-message", Uri.EscapeDataString(message.GetValue<string>())));
+        }
     }
 }

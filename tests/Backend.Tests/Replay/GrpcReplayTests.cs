@@ -129,3 +129,32 @@ public sealed class GrpcReplayTests : IAsyncLifetime
             context.AddUnaryMethod(Get, [], (service, request, call) => service.Get(request, call));
     }
 }
+
+/// <summary>A mock made from a gRPC span gets the call's status even when the span's headers lack it.</summary>
+public sealed class GrpcMockStatusTests
+{
+    [Theory]
+    [InlineData("""{"rpc.grpc.status_code":"5","sp.grpc.message":"no flight SP999"}""")]
+    [InlineData("""{"rpc.grpc.status_code":5,"sp.grpc.message":"no flight SP999"}""")]
+    public void StatusAttribute_AsStringOrInteger_BecomesTheStatusFields(string attributes)
+    {
+        var headers = new List<(string Name, string Value)> { ("content-type", "application/grpc") };
+
+        SpIstio.Backend.Mocks.MockService.AddGrpcStatus(headers, attributes);
+
+        Assert.Equal([("content-type", "application/grpc"), ("grpc-status", "5"), ("grpc-message", "no%20flight%20SP999")], headers);
+    }
+
+    [Fact]
+    public void RecordedStatusFields_AndOtherContentTypes_AreLeftAlone()
+    {
+        var grpc = new List<(string Name, string Value)> { ("content-type", "application/grpc"), ("grpc-status", "0") };
+        var json = new List<(string Name, string Value)> { ("content-type", "application/json") };
+
+        SpIstio.Backend.Mocks.MockService.AddGrpcStatus(grpc, """{"rpc.grpc.status_code":5}""");
+        SpIstio.Backend.Mocks.MockService.AddGrpcStatus(json, """{"rpc.grpc.status_code":5}""");
+
+        Assert.Equal([("content-type", "application/grpc"), ("grpc-status", "0")], grpc);
+        Assert.Single(json);
+    }
+}
