@@ -133,7 +133,7 @@ public sealed class SpReplayTests : IAsyncLifetime
 
         // Journeys 0–5: 3 is declined, 5 sold out, the rest book. A session is replayable once
         // web's last answer of the journey is stored.
-        var bookedSessions = await WaitForSessionsAsync(api, 3, web => web.Count == 4 && web[^1].Path!.EndsWith("/confirm", StringComparison.Ordinal) && web[^1].StatusCode == 200);
+        var bookedSessions = await WaitForSessionsAsync(api, 4, web => web.Count == 4 && web[^1].Path!.EndsWith("/confirm", StringComparison.Ordinal) && web[^1].StatusCode == 200);
         var booked = bookedSessions[0];
         var declined = await WaitForSessionAsync(api, web => web.Count == 3 && web[^1].StatusCode == 402);
         var soldOut = await WaitForSessionAsync(api, web => web.Count == 2 && web[^1].StatusCode == 409);
@@ -162,13 +162,21 @@ public sealed class SpReplayTests : IAsyncLifetime
             Assert.Contains("$.hold.holdId", bookedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("$.payment.paymentId", bookedRun.StdOut, StringComparison.Ordinal);
 
-            // Learned from three bookings: the reference is carried in every one of them.
+            // Learned from three of the four bookings: the reference is carried in every one of them.
             var learnedRun = await SpProcess.RunAsync(
                 "replay", "--session", booked, "--learn-from", bookedSessions[1] + "," + bookedSessions[2], "--target", fresh.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
             Assert.True(learnedRun.ExitCode == 0, learnedRun.StdOut + learnedRun.StdErr);
             Assert.Contains("learning from 3 recordings of the journey: " + booked + ", " + bookedSessions[1] + ", " + bookedSessions[2], learnedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("$.bookingReference of step 2 → path segment 3 of steps 3 and 4 (seen in 3 of 3 recordings)", learnedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("4 passed, 0 regressions, 0 errors", learnedRun.StdOut, StringComparison.Ordinal);
+
+            // Found without naming them: the other bookings (declined and sold-out journeys have other steps).
+            var autoRun = await SpProcess.RunAsync(
+                "replay", "--session", booked, "--learn-from", "auto", "--target", fresh.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
+            Assert.True(autoRun.ExitCode == 0, autoRun.StdOut + autoRun.StdErr);
+            Assert.Contains("learning from " + (bookedSessions.Count) + " recordings of the journey: " + booked, autoRun.StdOut, StringComparison.Ordinal);
+            Assert.DoesNotContain(declined, autoRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("(seen in " + bookedSessions.Count + " of " + bookedSessions.Count + " recordings)", autoRun.StdOut, StringComparison.Ordinal);
 
             // A declined journey is not a recording of the booking journey: named, exit 2.
             var mixed = await SpProcess.RunAsync(

@@ -27,9 +27,9 @@ internal static class ReplayCommand
         };
         var learnFrom = new Option<string[]>("--learn-from")
         {
-            HelpName = "id[,id…]",
+            HelpName = "id[,id…]|auto",
             Description = "More recordings of the same journey (sessions with the same steps) to learn from: a value carried in only one recording is dropped as a coincidence, "
-                + "and a field the same request answered differently is noise. Repeatable.",
+                + "and a field the same request answered differently is noise. 'auto': up to 10 of the 50 most recent sessions of the service whose steps match. Repeatable.",
         };
         var values = new Option<FileInfo?>("--values")
         {
@@ -147,7 +147,27 @@ internal static class ReplayCommand
             }
 
             var others = new List<JourneyRecording>();
-            foreach (var id in (parseResult.GetValue(learnFrom) ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).Distinct(StringComparer.Ordinal))
+            var learnIds = (parseResult.GetValue(learnFrom) ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).Distinct(StringComparer.Ordinal).ToList();
+            if (learnIds.Remove("auto"))
+            {
+                try
+                {
+                    others.AddRange(await SessionRecording.FindJourneysAsync(backendClient, parseResult.GetValue(session)!, loaded, 10, cancellationToken).ConfigureAwait(false));
+                    learnIds.RemoveAll(id => others.Exists(o => string.Equals(o.SessionId, id, StringComparison.Ordinal)));
+                }
+                catch (Exception ex) when (ex is ReplayException or HttpRequestException)
+                {
+                    error.WriteLine("error: --learn-from auto: " + ex.Message);
+                    return ExitCodes.InvalidInput;
+                }
+
+                if (others.Count == 0)
+                {
+                    output.WriteLine("--learn-from auto: no other recent session of service '" + loaded.Service + "' has the same steps; learning from this one recording");
+                }
+            }
+
+            foreach (var id in learnIds)
             {
                 try
                 {
