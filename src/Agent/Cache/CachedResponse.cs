@@ -40,7 +40,7 @@ public sealed record CachedResponse(int StatusCode, HeaderList Headers, ReadOnly
 
     /// <summary>
     /// The replayable copy of a completed exchange's response. A decoded body is replayed as it
-    /// is, so its content-encoding goes; trailers (listed in <paramref name="trailerNames"/>) go.
+    /// is, so its content-encoding goes; trailers (listed in <paramref name="trailerNames"/>) go, except a gRPC call's status fields, which the answer sends as trailers again (<see cref="GrpcAnswers"/>).
     /// </summary>
     public static CachedResponse From(Exchange exchange, string? trailerNames)
     {
