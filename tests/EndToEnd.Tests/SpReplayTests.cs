@@ -133,7 +133,8 @@ public sealed class SpReplayTests : IAsyncLifetime
 
         // Journeys 0–5: 3 is declined, 5 sold out, the rest book. A session is replayable once
         // web's last answer of the journey is stored.
-        var booked = await WaitForSessionAsync(api, web => web.Count == 4 && web[^1].Path!.EndsWith("/confirm", StringComparison.Ordinal) && web[^1].StatusCode == 200);
+        var bookedSessions = await WaitForSessionsAsync(api, 4, web => web.Count == 4 && web[^1].Path!.EndsWith("/confirm", StringComparison.Ordinal) && web[^1].StatusCode == 200);
+        var booked = bookedSessions[0];
         var declined = await WaitForSessionAsync(api, web => web.Count == 3 && web[^1].StatusCode == 402);
         var soldOut = await WaitForSessionAsync(api, web => web.Count == 2 && web[^1].StatusCode == 409);
         var values = Path.Combine(AppContext.BaseDirectory, "travel-replay.yaml");
@@ -160,6 +161,28 @@ public sealed class SpReplayTests : IAsyncLifetime
             Assert.Contains("from the values file: $.card.number, $.card.cvc", bookedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("$.hold.holdId", bookedRun.StdOut, StringComparison.Ordinal);
             Assert.Contains("$.payment.paymentId", bookedRun.StdOut, StringComparison.Ordinal);
+
+            // Learned from three of the four bookings: the reference is carried in every one of them.
+            var learnedRun = await SpProcess.RunAsync(
+                "replay", "--session", booked, "--learn-from", bookedSessions[1] + "," + bookedSessions[2], "--target", fresh.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
+            Assert.True(learnedRun.ExitCode == 0, learnedRun.StdOut + learnedRun.StdErr);
+            Assert.Contains("learning from 3 recordings of the journey: " + booked + ", " + bookedSessions[1] + ", " + bookedSessions[2], learnedRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("$.bookingReference of step 2 → path segment 3 of steps 3 and 4 (seen in 3 of 3 recordings)", learnedRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("4 passed, 0 regressions, 0 errors", learnedRun.StdOut, StringComparison.Ordinal);
+
+            // Found without naming them: the other bookings (declined and sold-out journeys have other steps).
+            var autoRun = await SpProcess.RunAsync(
+                "replay", "--session", booked, "--learn-from", "auto", "--target", fresh.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
+            Assert.True(autoRun.ExitCode == 0, autoRun.StdOut + autoRun.StdErr);
+            Assert.Contains("learning from " + (bookedSessions.Count) + " recordings of the journey: " + booked, autoRun.StdOut, StringComparison.Ordinal);
+            Assert.DoesNotContain(declined, autoRun.StdOut, StringComparison.Ordinal);
+            Assert.Contains("(seen in " + bookedSessions.Count + " of " + bookedSessions.Count + " recordings)", autoRun.StdOut, StringComparison.Ordinal);
+
+            // A declined journey is not a recording of the booking journey: named, exit 2.
+            var mixed = await SpProcess.RunAsync(
+                "replay", "--session", booked, "--learn-from", declined, "--target", fresh.Web.ToString(), "--backend", backendUrl, "--key", DemoKey, "--values", values);
+            Assert.Equal(2, mixed.ExitCode);
+            Assert.Contains("session " + declined + " is not a recording of the same journey: it has 3 steps, the replayed session 4", mixed.StdErr, StringComparison.Ordinal);
             // The agent redacted the authorization code ("authorization…" names a secret): not compared, and said so.
             Assert.Contains(
                 bookedRun.StdOut.Split('\n', StringSplitOptions.TrimEntries),
@@ -186,20 +209,30 @@ public sealed class SpReplayTests : IAsyncLifetime
     }
 
     /// <summary>The id of a demo session whose web inbound exchanges, in order, match.</summary>
-    private static async Task<string> WaitForSessionAsync(HttpClient api, Func<List<SpanRow>, bool> match)
+    private static async Task<string> WaitForSessionAsync(HttpClient api, Func<List<SpanRow>, bool> match) =>
+        (await WaitForSessionsAsync(api, 1, match))[0];
+
+    /// <summary>The ids of <paramref name="count"/> demo sessions whose web inbound exchanges, in order, match.</summary>
+    private static async Task<List<string>> WaitForSessionsAsync(HttpClient api, int count, Func<List<SpanRow>, bool> match)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (true)
         {
             var page = await api.GetFromJsonAsync<SessionPage>("/api/sessions?limit=100", Json);
+            var found = new List<string>();
             foreach (var row in page!.Items)
             {
                 var detail = await api.GetFromJsonAsync<SessionDetail>("/api/sessions/" + row.SessionId, Json);
                 var web = detail!.Spans.Where(s => s.ServiceName == "web" && s.Direction == "inbound" && s.StatusCode is not null).OrderBy(s => s.StartTime).ToList();
                 if (web.Count > 0 && match(web))
                 {
-                    return row.SessionId;
+                    found.Add(row.SessionId);
                 }
+            }
+
+            if (found.Count >= count)
+            {
+                return found;
             }
 
             if (DateTime.UtcNow > deadline)

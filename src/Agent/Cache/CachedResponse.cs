@@ -36,17 +36,18 @@ public sealed record CachedResponse(int StatusCode, HeaderList Headers, ReadOnly
     }
 
     /// <summary>The answer handed to the ext_proc service or the proxy.</summary>
-    public ShortCircuitResponse ToAnswer() => new(StatusCode, Headers, Body);
+    public ShortCircuitResponse ToAnswer() => GrpcAnswers.Shape(StatusCode, Headers, Body);
 
     /// <summary>
     /// The replayable copy of a completed exchange's response. A decoded body is replayed as it
-    /// is, so its content-encoding goes; trailers (listed in <paramref name="trailerNames"/>) go.
+    /// is, so its content-encoding goes; trailers (listed in <paramref name="trailerNames"/>) go, except a gRPC call's status fields, which the answer sends as trailers again (<see cref="GrpcAnswers"/>).
     /// </summary>
     public static CachedResponse From(Exchange exchange, string? trailerNames)
     {
         ArgumentNullException.ThrowIfNull(exchange);
         var headers = new HeaderList();
         var decoded = exchange.ResponseBody.Decoded;
+        var grpc = SpIstio.Core.GrpcMessages.GrpcSpanAttributes.IsGrpc(exchange.ResponseHeaders.Get("content-type"));
         foreach (var (name, value) in exchange.ResponseHeaders)
         {
             if (IsDropped(name) || (decoded && string.Equals(name, "content-encoding", StringComparison.OrdinalIgnoreCase)))
@@ -54,7 +55,8 @@ public sealed record CachedResponse(int StatusCode, HeaderList Headers, ReadOnly
                 continue;
             }
 
-            if (trailerNames is not null && ContainsName(trailerNames, name))
+            // A gRPC call's status travels in its trailers: kept, so the answer can send them again.
+            if (trailerNames is not null && ContainsName(trailerNames, name) && !(grpc && GrpcAnswers.IsStatusField(name)))
             {
                 continue;
             }

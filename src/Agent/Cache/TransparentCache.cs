@@ -278,7 +278,8 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
                 return false;
             }
         }
-        else if (body.IsEmpty && status != 204 && !string.Equals(exchange.Method, "HEAD", StringComparison.OrdinalIgnoreCase))
+        else if (body.IsEmpty && status != 204 && !string.Equals(exchange.Method, "HEAD", StringComparison.OrdinalIgnoreCase)
+            && !IsGrpcTrailersOnly(exchange))
         {
             // Chunked with nothing seen: an empty body cannot be told from an unseen one.
             return false;
@@ -294,6 +295,10 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
 
     /// <inheritdoc/>
     public void Dispose() => _remote?.Dispose();
+
+    /// <summary>A gRPC response with no message and its status in the headers (a unary call's error): complete as it is.</summary>
+    private static bool IsGrpcTrailersOnly(Exchange exchange) =>
+        SpIstio.Core.GrpcMessages.GrpcSpanAttributes.IsGrpc(exchange.ResponseHeaders.Get("content-type")) && exchange.ResponseHeaders.Get("grpc-status") is not null;
 
     private static bool ForbidsStorage(HeaderList headers)
     {

@@ -2,6 +2,7 @@ using System.Globalization;
 using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using SpIstio.Agent.Cache;
 using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.ExtProc.Proto.Core;
 using SpIstio.Agent.Pipeline;
@@ -145,16 +146,51 @@ internal sealed class ExtProcStream : IDisposable
         _responseComplete = true;
         Finish(ExchangeOutcome.Completed, null);
 
-        return new ProcessingResponse
+        var immediate = new ImmediateResponse
         {
-            ImmediateResponse = new ImmediateResponse
-            {
-                Status = new Proto.Type.HttpStatus { Code = (Proto.Type.StatusCode)answer.StatusCode },
-                Headers = mutation,
-                Body = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Body),
-                Details = answer.Outcome == CacheOutcome.Hit ? "sp_agent_cache_hit" : "sp_agent_cache_refused",
-            },
+            Status = new Proto.Type.HttpStatus { Code = (Proto.Type.StatusCode)answer.StatusCode },
+            Headers = mutation,
+            Body = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Body),
+            Details = answer.Outcome == CacheOutcome.Hit ? "sp_agent_cache_hit" : "sp_agent_cache_refused",
         };
+        if (GrpcAnswers.IsGrpc(answer.Headers))
+        {
+            ShapeGrpc(immediate, answer);
+        }
+
+        return new ProcessingResponse { ImmediateResponse = immediate };
+    }
+
+    /// <summary>
+    /// A gRPC answer through Envoy (issue 18 §5). An ImmediateResponse has no trailers, and Envoy
+    /// sends any local reply to a gRPC request as a trailers-only response (HTTP 200, content-type
+    /// application/grpc, <c>grpc-status</c> from <c>grpc_status</c>, <c>grpc-message</c> from the
+    /// body text: Envoy's <c>Utility::sendLocalReply</c>). So the status goes in <c>grpc_status</c>
+    /// and, with the message, in the headers; a non-OK answer's body is its message text. An OK
+    /// answer keeps its length-prefixed message as the body, for an ext_proc client that sends it;
+    /// Envoy itself drops it (docs/ARCHITECTURE.md says so: OK answers to gRPC calls need the proxy).
+    /// </summary>
+    private static void ShapeGrpc(ImmediateResponse immediate, ShortCircuitResponse answer)
+    {
+        var code = GrpcAnswers.StatusOf(answer);
+        if (answer.Trailers is { } trailers)
+        {
+            foreach (var (name, value) in trailers)
+            {
+                immediate.Headers.SetHeaders.Add(HeaderText.Option(name, value, AppendAction.OverwriteIfExistsOrAdd));
+            }
+        }
+
+        if (code is not { } status)
+        {
+            return;
+        }
+
+        immediate.GrpcStatus = new GrpcStatus { Status = (uint)status };
+        if (status != 0)
+        {
+            immediate.Body = Google.Protobuf.ByteString.CopyFromUtf8(GrpcAnswers.MessageOf(answer) ?? "");
+        }
     }
 
     /// <summary>

@@ -33,6 +33,12 @@ public sealed record ShortCircuitResponse(int StatusCode, HeaderList Headers, Re
     public CacheOutcome Outcome { get; init; } = CacheOutcome.Hit;
 
     /// <summary>
+    /// Trailers sent after the body (a gRPC answer's <c>grpc-status</c> and <c>grpc-message</c>, see
+    /// <c>GrpcAnswers</c>); null for none. A front end that cannot send trailers sends them as headers.
+    /// </summary>
+    public HeaderList? Trailers { get; init; }
+
+    /// <summary>
     /// The headers both front ends send to the client: <see cref="Headers"/>, plus
     /// <c>x-sp-cache: hit</c> when the answer does not carry its own <c>x-sp-cache</c>.
     /// </summary>

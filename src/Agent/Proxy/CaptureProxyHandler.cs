@@ -203,17 +203,9 @@ internal sealed partial class CaptureProxyHandler
             return false;
         }
 
-        var response = context.Response;
-        response.StatusCode = answer.StatusCode;
-        foreach (var header in answer.ClientHeaders)
-        {
-            response.Headers.Append(header.Key, header.Value);
-        }
-
-        response.ContentLength = answer.Body.Length;
         try
         {
-            await response.Body.WriteAsync(answer.Body, context.RequestAborted).ConfigureAwait(false);
+            await ShortCircuitWriter.WriteAsync(context.Response, answer, context.RequestAborted).ConfigureAwait(false);
             adapter.Finish(ExchangeOutcome.Completed, null);
         }
         catch (OperationCanceledException)

@@ -88,7 +88,7 @@ public static class QueryEndpoints
         return endpoints;
     }
 
-    private static async Task<IResult> ListSessionsAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> ListSessionsAsync(HttpContext context, ISpanQueryStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -161,7 +161,7 @@ public static class QueryEndpoints
     /// <summary>Most <c>attr.*</c> filters one search takes.</summary>
     public const int MaxAttributeFilters = 10;
 
-    private static async Task<IResult> SearchTracesAsync(HttpContext context, ISpanStore store)
+    private static async Task<IResult> SearchTracesAsync(HttpContext context, ISpanQueryStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -184,7 +184,7 @@ public static class QueryEndpoints
         return Results.Json(ToTraceList(page), BackendJsonContext.Default.TraceListDto);
     }
 
-    private static async Task<IResult> DeleteSessionAsync(string? id, HttpContext context, ISpanStore store)
+    private static async Task<IResult> DeleteSessionAsync(string? id, HttpContext context, IRetentionStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
         if (SessionIdOf(id) is not { } sessionId)
@@ -209,7 +209,7 @@ public static class QueryEndpoints
         return id.Length is 0 or > 256 ? null : id;
     }
 
-    private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanStore store)
+    private static async Task<IResult> GetSessionAsync(string? id, HttpContext context, ISpanQueryStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
         if (SessionIdOf(id) is not { } sessionId)
@@ -239,32 +239,32 @@ public static class QueryEndpoints
         return Results.Json(new SessionDetailDto(id, traces, rows), BackendJsonContext.Default.SessionDetailDto);
     }
 
-    private static async Task<IResult> GetTraceAsync(string traceId, HttpContext context, ISpanStore store)
+    private static async Task<IResult> GetTraceAsync(string traceId, HttpContext context, ISpanQueryStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
         return await TraceViewAsync(tenant, traceId, "traceId", context, store).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetViewAsync(HttpContext context, ISpanStore store)
+    private static async Task<IResult> GetViewAsync(HttpContext context, ISpanQueryStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
         return await TraceViewAsync(tenant, context.Request.Query["traceId"].ToString(), "traceId", context, store).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ReadBudget budget)
+    private static async Task<IResult> GetSpanAsync(string traceId, string spanId, HttpContext context, ISpanQueryStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
         return await SpanDetailAsync(tenant, traceId, spanId, context, store, budget).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetDetailAsync(HttpContext context, ISpanStore store, ReadBudget budget)
+    private static async Task<IResult> GetDetailAsync(HttpContext context, ISpanQueryStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
         var q = context.Request.Query;
         return await SpanDetailAsync(tenant, q["traceId"].ToString(), q["spanId"].ToString(), context, store, budget).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> GetServicesAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> GetServicesAsync(HttpContext context, ISpanQueryStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -277,7 +277,7 @@ public static class QueryEndpoints
         return Results.Json(graph, BackendJsonContext.Default.ServiceGraphDto);
     }
 
-    private static async Task<IResult> GetEndpointsAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> GetEndpointsAsync(HttpContext context, ISpanQueryStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -300,7 +300,7 @@ public static class QueryEndpoints
         return Results.Json(new EndpointListDto(from, to, items), BackendJsonContext.Default.EndpointListDto);
     }
 
-    private static async Task<IResult> TraceViewAsync(long tenant, string traceId, string parameter, HttpContext context, ISpanStore store)
+    private static async Task<IResult> TraceViewAsync(long tenant, string traceId, string parameter, HttpContext context, ISpanQueryStore store)
     {
         if (!TryHexId(traceId, 32, out var id))
         {
@@ -334,7 +334,7 @@ public static class QueryEndpoints
         return Results.Json(view with { Spans = rows }, BackendJsonContext.Default.TraceViewDto);
     }
 
-    private static async Task<IResult> SpanDetailAsync(long tenant, string traceId, string spanId, HttpContext context, ISpanStore store, ReadBudget budget)
+    private static async Task<IResult> SpanDetailAsync(long tenant, string traceId, string spanId, HttpContext context, ISpanQueryStore store, ReadBudget budget)
     {
         if (!TryHexId(traceId, 32, out var tid))
         {

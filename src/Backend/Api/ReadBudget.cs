@@ -155,7 +155,7 @@ public sealed class ReadBudget
     /// document, so <paramref name="factor"/> counts its copies); null when refused.
     /// </summary>
     public async ValueTask<Lease?> AcquireForSpansAsync(
-        Storage.ISpanStore store, long tenantId, IEnumerable<(string TraceId, string SpanId)> spans, int factor, CancellationToken cancellationToken)
+        Storage.ISpanQueryStore store, long tenantId, IEnumerable<(string TraceId, string SpanId)> spans, int factor, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(spans);

@@ -28,7 +28,7 @@ internal static class SpanViews
     }
 
     /// <summary>Nodes (every service, with health), edges and rates over the traffic's own time span. The UI shares it.</summary>
-    internal static async Task<ServiceGraphDto> ServiceGraphAsync(ISpanStore store, long tenant, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    internal static async Task<ServiceGraphDto> ServiceGraphAsync(ISpanQueryStore store, long tenant, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
     {
         var edges = await store.GetServiceGraphAsync(tenant, from, to, cancellationToken).ConfigureAwait(false);
         var health = await store.GetServiceHealthAsync(tenant, from, to, cancellationToken).ConfigureAwait(false);

@@ -24,7 +24,7 @@ public static class HarEndpoints
         return endpoints;
     }
 
-    private static async Task<IResult> SessionAsync(string id, HttpContext context, ISpanStore store, ReadBudget budget)
+    private static async Task<IResult> SessionAsync(string id, HttpContext context, ISpanQueryStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -38,7 +38,7 @@ public static class HarEndpoints
         return await WriteAsync(context, store, budget, tenant, spans, "session-" + id, "Session " + id).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> TraceAsync(string traceId, HttpContext context, ISpanStore store, ReadBudget budget)
+    private static async Task<IResult> TraceAsync(string traceId, HttpContext context, ISpanQueryStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -51,7 +51,7 @@ public static class HarEndpoints
         return await WriteAsync(context, store, budget, tenant, spans, "trace-" + traceId, "Trace " + traceId).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> WriteAsync(HttpContext context, ISpanStore store, ReadBudget budget, long tenant, IReadOnlyList<SpanSummary> spans, string pageId, string title)
+    private static async Task<IResult> WriteAsync(HttpContext context, ISpanQueryStore store, ReadBudget budget, long tenant, IReadOnlyList<SpanSummary> spans, string pageId, string title)
     {
         // Every exchange is held until the document is written: reserve them all first.
         using var lease = await budget.AcquireForSpansAsync(

@@ -253,6 +253,13 @@ public sealed class BackendServer : IAsyncDisposable
 
         var services = builder.Services;
         services.AddSingleton(store);
+
+        // Each endpoint takes the interface of its concern (issue 16 §6); all resolve to the one store.
+        services.AddSingleton<ISpanQueryStore>(store);
+        services.AddSingleton<IRetentionStore>(store);
+        services.AddSingleton<ITenantKeyStore>(store);
+        services.AddSingleton<IMockStore>(store);
+        services.AddSingleton<ITraceViewSessionStore>(store);
         services.AddSingleton(timeProvider);
         services.AddSingleton(metrics);
         services.AddSingleton(queue);

@@ -40,7 +40,7 @@ public static class AgentMockEndpoints
         return "\"" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..32] + "\"";
     }
 
-    internal static async Task<IResult> LookupAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    internal static async Task<IResult> LookupAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -107,7 +107,7 @@ public static class AgentMockEndpoints
             : Results.Bytes(answer, ProtobufMediaType);
     }
 
-    internal static async Task<IResult> AgentMocksAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    internal static async Task<IResult> AgentMocksAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -117,7 +117,8 @@ public static class AgentMockEndpoints
             return Problem(400, "'service' is required");
         }
 
-        var mocks = await store.ListMocksAsync(
+        // A service's set is bounded like any list: the oldest MaxLimit live mocks (Next says there are more).
+        var page = await store.ListMocksAsync(
             tenant,
             new MockQuery
             {
@@ -125,8 +126,10 @@ public static class AgentMockEndpoints
                 IncludeAnyService = true,
                 Environment = string.IsNullOrEmpty(q["environment"]) ? null : q["environment"].ToString(),
                 LiveAt = time.GetUtcNow(),
+                Limit = MockQuery.MaxLimit,
             },
             context.RequestAborted).ConfigureAwait(false);
+        var mocks = page.Items;
         var etag = ETagOf(mocks);
         context.Response.Headers.ETag = etag;
         context.Response.Headers.CacheControl = "no-cache";
@@ -138,6 +141,6 @@ public static class AgentMockEndpoints
             }
         }
 
-        return Results.Json(new MockListDto([.. mocks.Select(ToDto)]), MockJsonContext.Default.MockListDto);
+        return Results.Json(new MockListDto([.. mocks.Select(ToDto)], page.NextCursor), MockJsonContext.Default.MockListDto);
     }
 }

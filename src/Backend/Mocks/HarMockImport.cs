@@ -12,7 +12,7 @@ namespace SpIstio.Backend.Mocks;
 /// <summary><c>POST /api/mocks/har</c>: every entry of a HAR 1.2 file becomes a mock.</summary>
 internal static class HarMockImport
 {
-    internal static async Task<IResult> ImportHarAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    internal static async Task<IResult> ImportHarAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 

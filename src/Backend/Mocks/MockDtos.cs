@@ -108,7 +108,8 @@ public sealed record MockFromSpanResult(MockRecord? Mock, MockFromSpanError Erro
 
 /// <summary>A list of mocks.</summary>
 /// <param name="Items">The mocks, oldest first.</param>
-public sealed record MockListDto(IReadOnlyList<MockDto> Items);
+/// <param name="Next">When there are more: the <c>after</c> value of the next page (the last id of this one).</param>
+public sealed record MockListDto(IReadOnlyList<MockDto> Items, string? Next = null);
 
 /// <summary>Source-generated JSON metadata of the mock API (camelCase, web defaults).</summary>
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]

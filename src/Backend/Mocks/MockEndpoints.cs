@@ -28,11 +28,13 @@ public static class MockEndpoints
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         var api = endpoints.MapGroup("/api/mocks").WithTags("mocks");
-        api.MapGet("", ListAsync).RequireScope(KeyScope.Read).WithSummary("The tenant's mocks (?service=, ?environment=, ?live=true).")
+        api.MapGet("", ListAsync).RequireScope(KeyScope.Read).WithSummary("The tenant's mocks, oldest first, a page at a time (?service=, ?environment=, ?live=true, ?limit=, ?after=).")
             .WithQueryParameters(
                 new QueryParameter("service", "Only mocks of this service."),
                 new QueryParameter("environment", "Only mocks of this environment."),
-                new QueryParameter("live", "true: only mocks that answer now (not expired).", JsonSchemaType.Boolean))
+                new QueryParameter("live", "true: only mocks that answer now (not expired).", JsonSchemaType.Boolean),
+                new QueryParameter("limit", "At most this many (1 to 1000, default 200).", JsonSchemaType.Integer),
+                new QueryParameter("after", "The 'next' of the previous page: only mocks after it.", JsonSchemaType.Integer))
             .Produces<MockListDto>().ProducesProblem(400);
         api.MapPost("", CreateAsync).RequireScope(KeyScope.Admin).WithSummary("Creates a mock from a request matcher and a response.")
             .WithRequestBody("The mock.", true, typeof(MockDto), JsonMediaType)
@@ -71,22 +73,40 @@ public static class MockEndpoints
 
     internal static IResult Problem(int status, string detail) => Results.Problem(statusCode: status, title: status == 404 ? "Not found" : "Invalid request", detail: detail);
 
-    private static async Task<IResult> ListAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> ListAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
         var q = context.Request.Query;
+        if (!QueryParameters.TryInt(q["limit"], 1, MockQuery.MaxLimit, MockQuery.DefaultLimit, out var limit))
+        {
+            return Problem(400, string.Create(CultureInfo.InvariantCulture, $"limit: must be an integer from 1 to {MockQuery.MaxLimit} (default {MockQuery.DefaultLimit}); page with 'after'"));
+        }
+
+        long? after = null;
+        if (!string.IsNullOrEmpty(q["after"]))
+        {
+            if (!long.TryParse(q["after"], NumberStyles.None, CultureInfo.InvariantCulture, out var afterId))
+            {
+                return Problem(400, "after: must be a mock id (the 'next' of the previous page)");
+            }
+
+            after = afterId;
+        }
+
         var query = new MockQuery
         {
             Service = string.IsNullOrEmpty(q["service"]) ? null : q["service"].ToString(),
             Environment = string.IsNullOrEmpty(q["environment"]) ? null : q["environment"].ToString(),
             LiveAt = string.Equals(q["live"], "true", StringComparison.OrdinalIgnoreCase) ? time.GetUtcNow() : null,
+            Limit = limit,
+            AfterId = after,
         };
-        var mocks = await store.ListMocksAsync(tenant, query, context.RequestAborted).ConfigureAwait(false);
-        return Results.Json(new MockListDto([.. mocks.Select(ToDto)]), MockJsonContext.Default.MockListDto);
+        var page = await store.ListMocksAsync(tenant, query, context.RequestAborted).ConfigureAwait(false);
+        return Results.Json(new MockListDto([.. page.Items.Select(ToDto)], page.NextCursor), MockJsonContext.Default.MockListDto);
     }
 
-    private static async Task<IResult> GetAsync(long id, HttpContext context, ISpanStore store)
+    private static async Task<IResult> GetAsync(long id, HttpContext context, IMockStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -94,7 +114,7 @@ public static class MockEndpoints
         return mock is null ? Problem(404, "mock " + id.ToString(CultureInfo.InvariantCulture) + " not found") : Results.Json(ToDto(mock), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> CreateAsync(HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -114,7 +134,7 @@ public static class MockEndpoints
         return Results.Json(ToDto(added), MockJsonContext.Default.MockDto, statusCode: 201);
     }
 
-    private static async Task<IResult> UpdateAsync(long id, HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> UpdateAsync(long id, HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -145,7 +165,7 @@ public static class MockEndpoints
         return Results.Json(ToDto(record), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> DeleteAsync(long id, HttpContext context, ISpanStore store)
+    private static async Task<IResult> DeleteAsync(long id, HttpContext context, IMockStore store)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -154,7 +174,7 @@ public static class MockEndpoints
             : Problem(404, "mock " + id.ToString(CultureInfo.InvariantCulture) + " not found");
     }
 
-    private static async Task<IResult> ExpireAsync(long id, HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> ExpireAsync(long id, HttpContext context, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -170,7 +190,7 @@ public static class MockEndpoints
         return Results.Json(ToDto(expired), MockJsonContext.Default.MockDto);
     }
 
-    private static async Task<IResult> FromSpanAsync(string traceId, string spanId, HttpContext context, ISpanStore store, TimeProvider time)
+    private static async Task<IResult> FromSpanAsync(string traceId, string spanId, HttpContext context, ISpanQueryStore spans, IMockStore store, TimeProvider time)
     {
         var tenant = TenantContext.Of(context).TenantId;
 
@@ -186,7 +206,7 @@ public static class MockEndpoints
             options = read;
         }
 
-        var created = await CreateFromSpanAsync(store, tenant, traceId, spanId, options, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
+        var created = await CreateFromSpanAsync(spans, store, tenant, traceId, spanId, options, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
         return created.Mock is { } added
             ? Results.Json(ToDto(added), MockJsonContext.Default.MockDto, statusCode: 201)
             : Problem(created.Error == MockFromSpanError.NotFound ? 404 : 400, created.Problem!);

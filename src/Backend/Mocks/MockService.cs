@@ -1,5 +1,7 @@
+using System.Text.Json.Nodes;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Storage;
+using SpIstio.Core.GrpcMessages;
 using static SpIstio.Backend.Mocks.MockMapping;
 
 namespace SpIstio.Backend.Mocks;
@@ -13,13 +15,14 @@ public static class MockService
     /// The caller has checked the admin scope.
     /// </summary>
     public static async Task<MockFromSpanResult> CreateFromSpanAsync(
-        ISpanStore store, long tenant, string traceId, string spanId, MockFromOptions options, DateTimeOffset now, CancellationToken cancellationToken)
+        ISpanQueryStore spans, IMockStore mocks, long tenant, string traceId, string spanId, MockFromOptions options, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(spans);
+        ArgumentNullException.ThrowIfNull(mocks);
         ArgumentNullException.ThrowIfNull(traceId);
         ArgumentNullException.ThrowIfNull(spanId);
         ArgumentNullException.ThrowIfNull(options);
-        var span = await store.GetSpanAsync(tenant, traceId.ToLowerInvariant(), spanId.ToLowerInvariant(), cancellationToken).ConfigureAwait(false);
+        var span = await spans.GetSpanAsync(tenant, traceId.ToLowerInvariant(), spanId.ToLowerInvariant(), cancellationToken).ConfigureAwait(false);
         if (span is null)
         {
             return new MockFromSpanResult(null, MockFromSpanError.NotFound, "span '" + spanId + "' of trace '" + traceId + "' not found");
@@ -37,6 +40,7 @@ public static class MockService
         }
 
         var headers = ReadPairs(span.ResponseHeadersJson);
+        AddGrpcStatus(headers, span.AttributesJson);
         var authority = options.AnyHost ? "" : span.Authority ?? "";
         var method = span.Method ?? "GET";
         var mock = new MockRecord
@@ -59,7 +63,36 @@ public static class MockService
             UpdatedAt = now,
             ExpiresAt = options.ExpiresAt,
         };
-        var added = await store.AddMockAsync(tenant, mock, cancellationToken).ConfigureAwait(false);
+        var added = await mocks.AddMockAsync(tenant, mock, cancellationToken).ConfigureAwait(false);
         return new MockFromSpanResult(added, MockFromSpanError.None, null);
+    }
+
+    /// <summary>
+    /// A gRPC call's answer needs its status (issue 18 §5). Front ends record trailers among the
+    /// response headers; when a span has none there (another exporter, a call cut before its
+    /// trailers), the status comes from <c>rpc.grpc.status_code</c> (a string from older agents, an
+    /// integer from newer ones) and <c>sp.grpc.message</c>.
+    /// </summary>
+    internal static void AddGrpcStatus(List<(string Name, string Value)> headers, string attributesJson)
+    {
+        if (!headers.Exists(h => string.Equals(h.Name, "content-type", StringComparison.OrdinalIgnoreCase) && GrpcSpanAttributes.IsGrpc(h.Value))
+            || headers.Exists(h => string.Equals(h.Name, "grpc-status", StringComparison.OrdinalIgnoreCase))
+            || JsonNode.Parse(attributesJson) is not JsonObject attributes
+            || attributes[GrpcSpanAttributes.RpcStatusCode] is not JsonValue code)
+        {
+            return;
+        }
+
+        var text = code.GetValueKind() == System.Text.Json.JsonValueKind.Number ? code.ToJsonString() : code.GetValue<string>();
+        if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var status))
+        {
+            return;
+        }
+
+        headers.Add(("grpc-status", status.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        if (attributes[GrpcSpanAttributes.StatusMessage] is JsonValue message && message.GetValueKind() == System.Text.Json.JsonValueKind.String)
+        {
+            headers.Add(("grpc-message", Uri.EscapeDataString(message.GetValue<string>())));
+        }
     }
 }

@@ -149,6 +149,12 @@ public sealed record ReplayReport
     /// <summary>Values carried from a response to later requests, found in the recording or given.</summary>
     public IReadOnlyList<ValueBinding> Bindings { get; init; } = [];
 
+    /// <summary>How many recordings of the journey the bindings and noise were learned from (the replayed session included).</summary>
+    public int Recordings { get; init; } = 1;
+
+    /// <summary>Bindings the replayed session suggested that the other recordings did not carry (coincidentally equal values): not carried.</summary>
+    public IReadOnlyList<ValueBinding> NotCarried { get; init; } = [];
+
     /// <summary>What may make the replay differ for reasons other than the target (a redacted value with no replacement, a binding whose value did not come back).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 

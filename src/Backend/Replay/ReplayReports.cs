@@ -14,6 +14,7 @@ public static class ReplayReports
         ArgumentNullException.ThrowIfNull(report);
         ArgumentNullException.ThrowIfNull(writer);
         WriteBindings(report.Bindings, writer);
+        WriteNotCarried(report.NotCarried, writer);
         foreach (var result in report.Results)
         {
             WriteResult(result, writer);
@@ -38,6 +39,40 @@ public static class ReplayReports
         foreach (var binding in bindings)
         {
             writer.WriteLine("  " + binding);
+        }
+    }
+
+    /// <summary>The bindings only the replayed recording suggested, one line each, when other recordings were learned from.</summary>
+    public static void WriteNotCarried(IReadOnlyList<ValueBinding> notCarried, TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(notCarried);
+        ArgumentNullException.ThrowIfNull(writer);
+        if (notCarried.Count == 0)
+        {
+            return;
+        }
+
+        writer.WriteLine("not carried (the other recordings of the journey did not send these values back: equal by coincidence):");
+        foreach (var binding in notCarried)
+        {
+            writer.WriteLine("  " + binding);
+        }
+    }
+
+    /// <summary>The response fields learned as noise because the same request got another answer in another recording, one line per step.</summary>
+    public static void WriteNoiseAcross(IReadOnlyDictionary<int, HashSet<string>> noise, TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(noise);
+        ArgumentNullException.ThrowIfNull(writer);
+        if (noise.Count == 0)
+        {
+            return;
+        }
+
+        writer.WriteLine("noise learned across recordings (the same request answered differently):");
+        foreach (var (step, paths) in noise.OrderBy(p => p.Key))
+        {
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  step {step}: {string.Join(", ", paths.Order(StringComparer.Ordinal))}"));
         }
     }
 

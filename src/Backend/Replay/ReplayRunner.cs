@@ -52,10 +52,13 @@ public sealed class ReplayRunner
     /// The values carried between steps of <paramref name="recorded"/>: found in the recording, then
     /// the options' and values file's <c>bind</c> / <c>no_bind</c> applied.
     /// </summary>
-    public SessionValues LearnValues(IReadOnlyList<RecordedExchange> recorded) =>
-        SessionValues.Learn(recorded, [.. _options.Values.Bind, .. _options.Bind], [.. _options.Values.NoBind, .. _options.NoBind]);
+    public SessionValues LearnValues(IReadOnlyList<RecordedExchange> recorded) => LearnValues(recorded, []);
 
-    /// <summary>As above, with the values already learned by <see cref="LearnValues"/> (the CLI prints them first).</summary>
+    /// <summary>As above, learning also from <paramref name="others"/>: more recordings of the same journey (see <see cref="SessionValues.Learn(IReadOnlyList{RecordedExchange}, IReadOnlyList{JourneyRecording}, IEnumerable{string}, IEnumerable{string})"/>).</summary>
+    public SessionValues LearnValues(IReadOnlyList<RecordedExchange> recorded, IReadOnlyList<JourneyRecording> others) =>
+        SessionValues.Learn(recorded, others, [.. _options.Values.Bind, .. _options.Bind], [.. _options.Values.NoBind, .. _options.NoBind]);
+
+    /// <summary>As above, with the values already learned by <see cref="LearnValues(IReadOnlyList{RecordedExchange}, IReadOnlyList{JourneyRecording})"/> (the CLI prints them first).</summary>
     public async Task<ReplayReport> RunAsync(string sessionId, string? service, IReadOnlyList<RecordedExchange> recorded, SessionValues learned, IProgress<ReplayResult>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(recorded);
@@ -79,6 +82,8 @@ public sealed class ReplayRunner
             Target = _target.BaseAddress?.ToString() ?? "",
             Service = service,
             Bindings = learned.Bindings,
+            Recordings = learned.Recordings,
+            NotCarried = learned.NotCarried,
             Warnings = state.Warnings,
             Results = results,
             DurationMs = watch.Elapsed.TotalMilliseconds,
@@ -136,7 +141,16 @@ public sealed class ReplayRunner
         }
 
         result = result with { Name = recorded.Method + " " + draft.Target, ValuesApplied = applied };
+        var grpc = GrpcReplay.IsGrpc(recorded);
         using var request = BuildRequest(draft);
+        if (grpc)
+        {
+            // gRPC is HTTP/2 only: with an http target this is cleartext HTTP/2 with prior knowledge (h2c).
+            request.Version = System.Net.HttpVersion.Version20;
+            request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
+            request.Headers.TryAddWithoutValidation("te", "trailers");
+        }
+
         var watch = Stopwatch.StartNew();
         HttpResponseMessage response;
         byte[] body;
@@ -174,11 +188,30 @@ public sealed class ReplayRunner
 
             var carried = new List<string>();
             var redacted = new List<string>();
-            var actualJson = JsonValues.Parse(body);
+            var actualJson = grpc ? GrpcReplay.Messages(body) : JsonValues.Parse(body);
             state.Learn(index, [.. response.Headers.Concat(response.Content.Headers).Select(h => new KeyValuePair<string, string>(h.Key, string.Join(", ", h.Value)))], actualJson);
+            if (grpc)
+            {
+                // The status is in the trailers, or in the headers of a trailers-only answer.
+                var expectedStatus = Find(recorded.ResponseHeaders, "grpc-status");
+                var actualStatus = ResponseHeader(response, "grpc-status")
+                    ?? (response.TrailingHeaders.TryGetValues("grpc-status", out var trailer) ? string.Join(", ", trailer) : null);
+                if (!string.Equals(expectedStatus?.Trim(), actualStatus?.Trim(), StringComparison.Ordinal))
+                {
+                    differences.Add("grpc-status: " + GrpcReplay.Describe(expectedStatus) + " → " + GrpcReplay.Describe(actualStatus));
+                }
+            }
+
             if (!recorded.ResponseBodyTruncated)
             {
-                CompareBodies(index, recorded.ResponseBody, body, actualJson, noise, state, differences, ignored, carried, redacted);
+                if (grpc)
+                {
+                    CompareJson(index, GrpcReplay.Messages(recorded.ResponseBody), actualJson!, noise, state, differences, ignored, carried, redacted);
+                }
+                else
+                {
+                    CompareBodies(index, recorded.ResponseBody, body, actualJson, noise, state, differences, ignored, carried, redacted);
+                }
             }
 
             return result with
@@ -201,45 +234,51 @@ public sealed class ReplayRunner
         var expectedJson = ParseJson(expected);
         if (expectedJson is not null && actualJson is not null)
         {
-            var fresh = state.Values.Fresh.GetValueOrDefault(index);
-            foreach (var difference in _diff.Compare(expectedJson, actualJson))
-            {
-                var recordedValue = JsonValues.ScalarText(JsonValues.At(expectedJson, difference.Path));
-                var replayedValue = JsonValues.ScalarText(JsonValues.At(actualJson, difference.Path));
-                if (recordedValue is not null && state.Carried.TryGetValue(recordedValue, out var carriedValue) && string.Equals(carriedValue, replayedValue, StringComparison.Ordinal))
-                {
-                    carried.Add(difference.Path);
-                    continue;
-                }
-
-                // Redaction replaced the recorded value: there is nothing to compare it with.
-                if (recordedValue is not null && recordedValue.StartsWith(SpIstio.Core.Redaction.Redactor.Marker, StringComparison.Ordinal))
-                {
-                    redacted.Add(difference.Path);
-                    continue;
-                }
-
-                if ((noise is not null && noise.Contains(difference.Path)) || (fresh is not null && fresh.Contains(difference.Path)))
-                {
-                    // A fresh value in a later response (the hold again, in the paid booking) is the same one.
-                    if (recordedValue is not null && replayedValue is not null)
-                    {
-                        state.Carried.TryAdd(recordedValue, replayedValue);
-                    }
-
-                    ignored.Add(difference.Path);
-                    continue;
-                }
-
-                differences.Add("body " + difference.Path + ": " + (difference.Expected ?? "(absent)") + " → " + (difference.Actual ?? "(absent)"));
-            }
-
+            CompareJson(index, expectedJson, actualJson, noise, state, differences, ignored, carried, redacted);
             return;
         }
 
         if (!expected.AsSpan().SequenceEqual(actual))
         {
             differences.Add("body: " + Preview(expected) + " → " + Preview(actual));
+        }
+    }
+
+    /// <summary>Compares two JSON documents (a JSON body, or a gRPC call's messages by field number), noise and carried values aside.</summary>
+    private void CompareJson(
+        int index, JsonNode expectedJson, JsonNode actualJson, HashSet<string>? noise, CarryState state, List<string> differences, List<string> ignored, List<string> carried, List<string> redacted)
+    {
+        var fresh = state.Values.Fresh.GetValueOrDefault(index);
+        foreach (var difference in _diff.Compare(expectedJson, actualJson))
+        {
+            var recordedValue = JsonValues.ScalarText(JsonValues.At(expectedJson, difference.Path));
+            var replayedValue = JsonValues.ScalarText(JsonValues.At(actualJson, difference.Path));
+            if (recordedValue is not null && state.Carried.TryGetValue(recordedValue, out var carriedValue) && string.Equals(carriedValue, replayedValue, StringComparison.Ordinal))
+            {
+                carried.Add(difference.Path);
+                continue;
+            }
+
+            // Redaction replaced the recorded value: there is nothing to compare it with.
+            if (recordedValue is not null && recordedValue.StartsWith(SpIstio.Core.Redaction.Redactor.Marker, StringComparison.Ordinal))
+            {
+                redacted.Add(difference.Path);
+                continue;
+            }
+
+            if ((noise is not null && noise.Contains(difference.Path)) || (fresh is not null && fresh.Contains(difference.Path)))
+            {
+                // A fresh value in a later response (the hold again, in the paid booking) is the same one.
+                if (recordedValue is not null && replayedValue is not null)
+                {
+                    state.Carried.TryAdd(recordedValue, replayedValue);
+                }
+
+                ignored.Add(difference.Path);
+                continue;
+            }
+
+            differences.Add("body " + difference.Path + ": " + (difference.Expected ?? "(absent)") + " → " + (difference.Actual ?? "(absent)"));
         }
     }
 

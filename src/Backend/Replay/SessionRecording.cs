@@ -48,7 +48,7 @@ public static class SessionRecording
     /// As above, read from the store directly (the backend's replay jobs): the tenant's session, at
     /// most <paramref name="maxExchanges"/> exchanges (more is refused: a job holds them all).
     /// </summary>
-    public static async Task<RecordedSession> LoadAsync(ISpanStore store, long tenant, string sessionId, string? service, int maxExchanges, CancellationToken cancellationToken)
+    public static async Task<RecordedSession> LoadAsync(ISpanQueryStore store, long tenant, string sessionId, string? service, int maxExchanges, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
@@ -69,6 +69,57 @@ public static class SessionRecording
         }
 
         return new RecordedSession(chosen, service is null, recorded);
+    }
+
+    /// <summary>
+    /// Other recordings of <paramref name="replayed"/>'s journey (<c>--learn-from auto</c>): among the
+    /// tenant's most recent 50 sessions that touched the same service, those whose inbound exchanges
+    /// of that service have the same steps (<see cref="SessionValues.StepsDiffer"/>, checked on the
+    /// session's span list before any exchange is read), at most <paramref name="max"/>.
+    /// </summary>
+    public static async Task<IReadOnlyList<JourneyRecording>> FindJourneysAsync(HttpClient backend, string sessionId, RecordedSession replayed, int max, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(replayed);
+        var found = new List<JourneyRecording>();
+        if (replayed.Service is null)
+        {
+            return found;
+        }
+
+        using var response = await backend.GetAsync("api/sessions?limit=50&service=" + Uri.EscapeDataString(replayed.Service), cancellationToken).ConfigureAwait(false);
+        await EnsureOkAsync(response, "the session list", cancellationToken).ConfigureAwait(false);
+        var page = await response.Content.ReadFromJsonAsync(BackendJsonContext.Default.SessionListDto, cancellationToken).ConfigureAwait(false);
+        foreach (var candidate in page?.Items ?? [])
+        {
+            if (found.Count >= max)
+            {
+                break;
+            }
+
+            if (string.Equals(candidate.SessionId, sessionId, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            using var detailResponse = await backend.GetAsync("api/sessions/" + Uri.EscapeDataString(candidate.SessionId), cancellationToken).ConfigureAwait(false);
+            if (detailResponse.StatusCode != HttpStatusCode.OK
+                || await detailResponse.Content.ReadFromJsonAsync(BackendJsonContext.Default.SessionDetailDto, cancellationToken).ConfigureAwait(false) is not { } detail)
+            {
+                // Retention removed it since the list was read: not a recording any more.
+                continue;
+            }
+
+            var (_, spans) = Select(detail.Spans, replayed.Service);
+            var steps = spans.Select(s => new RecordedExchange { TraceId = s.TraceId, SpanId = s.SpanId, Method = s.Method ?? "GET", Path = s.Path ?? "/" }).ToList();
+            if (SessionValues.StepsDiffer(replayed.Exchanges, steps) is null)
+            {
+                var loaded = await LoadAsync(backend, candidate.SessionId, replayed.Service, cancellationToken).ConfigureAwait(false);
+                found.Add(new JourneyRecording(candidate.SessionId, loaded.Exchanges));
+            }
+        }
+
+        return found;
     }
 
     /// <summary>The service to replay (the given one or the entry service) and its inbound exchanges with a response, in start order.</summary>

@@ -44,13 +44,27 @@ public sealed record ValueBinding
     /// <summary>True when it was given (--bind or the values file) rather than found.</summary>
     public bool Given { get; init; }
 
+    /// <summary>How many recordings of the journey carry it (the replayed one included): the same place of the same step's response issued the value that the same places of later requests sent back.</summary>
+    public int Recordings { get; init; } = 1;
+
+    /// <summary>How many recordings it was learned from (1 when only the replayed session was).</summary>
+    public int OfRecordings { get; init; } = 1;
+
+    /// <summary>True when some recordings of the journey did not carry it (kept, but it may be a coincidence).</summary>
+    public bool Weak => !Given && Recordings < OfRecordings;
+
     /// <summary><c>$.bookingReference of step 2 → path segment 3 of steps 3 and 4</c>.</summary>
     public override string ToString()
     {
         var places = Targets.GroupBy(t => t.Where, StringComparer.Ordinal)
             .Select(g => g.Key + " of " + Steps(g.Select(t => t.Step).Distinct().Order().ToList()));
-        return Source + " of step " + SourceStep.ToString(CultureInfo.InvariantCulture) + " → " + string.Join("; ", places) + (Given ? " (given)" : "");
+        return Source + " of step " + SourceStep.ToString(CultureInfo.InvariantCulture) + " → " + string.Join("; ", places) + (Given ? " (given)" : Support());
     }
+
+    /// <summary><c> (seen in 3 of 3 recordings)</c>, or nothing when only one recording was learned from.</summary>
+    private string Support() => OfRecordings <= 1
+        ? ""
+        : string.Create(CultureInfo.InvariantCulture, $" (seen in {Recordings} of {OfRecordings} recordings{(Weak ? ": weak" : "")})");
 
     private static string Steps(List<int> steps) => steps.Count == 1
         ? "step " + steps[0].ToString(CultureInfo.InvariantCulture)
@@ -74,11 +88,15 @@ public sealed class SessionValues
 {
     private const int MinBoundLength = 4;
 
-    private SessionValues(IReadOnlyList<ValueBinding> bindings, Dictionary<int, HashSet<string>> fresh, IReadOnlyList<string> problems)
+    private SessionValues(
+        IReadOnlyList<ValueBinding> bindings, Dictionary<int, HashSet<string>> fresh, IReadOnlyList<string> problems, int recordings, IReadOnlyList<ValueBinding> notCarried, Dictionary<int, HashSet<string>> noiseAcross)
     {
         Bindings = bindings;
         Fresh = fresh;
         Problems = problems;
+        Recordings = recordings;
+        NotCarried = notCarried;
+        NoiseAcross = noiseAcross;
     }
 
     /// <summary>The bindings, found and given, by source step.</summary>
@@ -87,47 +105,76 @@ public sealed class SessionValues
     /// <summary>Per step (1-based): JSON paths of the response fields the target issues fresh.</summary>
     public IReadOnlyDictionary<int, HashSet<string>> Fresh { get; }
 
-    /// <summary>Given bindings that could not be used, one sentence each.</summary>
+    /// <summary>Given bindings that could not be used, and other recordings that are not of the same journey, one sentence each.</summary>
     public IReadOnlyList<string> Problems { get; }
 
+    /// <summary>How many recordings of the journey were learned from (the replayed one included).</summary>
+    public int Recordings { get; }
+
+    /// <summary>Bindings the replayed recording suggested that only it carried (an equal value by coincidence): not carried.</summary>
+    public IReadOnlyList<ValueBinding> NotCarried { get; }
+
+    /// <summary>Per step: the part of <see cref="Fresh"/> learned because the same request got a different answer in another recording.</summary>
+    public IReadOnlyDictionary<int, HashSet<string>> NoiseAcross { get; }
+
     /// <summary>Learns from <paramref name="recorded"/>; <paramref name="bind"/> adds or overrides bindings (<c>STEP:SOURCE</c> or <c>STEP:SOURCE=STEP,STEP</c>), <paramref name="noBind"/> drops found ones (<c>STEP:SOURCE</c> or <c>SOURCE</c>).</summary>
-    public static SessionValues Learn(IReadOnlyList<RecordedExchange> recorded, IEnumerable<string> bind, IEnumerable<string> noBind)
+    public static SessionValues Learn(IReadOnlyList<RecordedExchange> recorded, IEnumerable<string> bind, IEnumerable<string> noBind) =>
+        Learn(recorded, [], bind, noBind);
+
+    /// <summary>
+    /// Learns from <paramref name="recorded"/> (the session replayed) and <paramref name="others"/>
+    /// (more recordings of the same journey: the same steps, in the same order). A binding is kept
+    /// for the places of later requests that carried the value in at least two recordings, and
+    /// reports in how many it was seen; one only the replayed recording carried is a coincidence
+    /// (<see cref="NotCarried"/>). A response field whose value differs between recordings where the
+    /// step's request was the same (but for values carried from earlier responses), and whose value
+    /// the session had not seen before, is noise whatever its shape. A recording whose steps differ
+    /// is not learned from and is named in <see cref="Problems"/>.
+    /// </summary>
+    public static SessionValues Learn(IReadOnlyList<RecordedExchange> recorded, IReadOnlyList<JourneyRecording> others, IEnumerable<string> bind, IEnumerable<string> noBind)
     {
         ArgumentNullException.ThrowIfNull(recorded);
+        ArgumentNullException.ThrowIfNull(others);
         ArgumentNullException.ThrowIfNull(bind);
         ArgumentNullException.ThrowIfNull(noBind);
-        var requests = recorded.Select(r => new ReplayRequest(r).Values().ToList()).ToList();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var problems = new List<string>();
+        var replayed = new Walk(recorded);
+        var alike = new List<Walk>();
+        foreach (var other in others)
+        {
+            if (StepsDiffer(recorded, other.Exchanges) is { } why)
+            {
+                problems.Add("session " + other.SessionId + " is not a recording of the same journey: " + why);
+            }
+            else
+            {
+                alike.Add(new Walk(other.Exchanges));
+            }
+        }
+
         var bindings = new List<ValueBinding>();
         var fresh = new Dictionary<int, HashSet<string>>();
+        var noiseAcross = new Dictionary<int, HashSet<string>>();
         for (var i = 0; i < recorded.Count; i++)
         {
-            foreach (var (location, value) in requests[i])
-            {
-                See(seen, location.Place == ValuePlace.Header, value);
-            }
-
+            replayed.SeeRequest(i);
+            alike.ForEach(o => o.SeeRequest(i));
             var bound = new HashSet<string>(StringComparer.Ordinal);
             foreach (var (source, value) in ResponseValues(recorded[i]))
             {
-                if (seen.Contains(value))
+                if (replayed.Seen.Contains(value))
                 {
                     continue;
                 }
 
                 if (source.StartsWith('$') && LooksGenerated(value, recorded[i].StartTime))
                 {
-                    if (!fresh.TryGetValue(i + 1, out var paths))
-                    {
-                        fresh[i + 1] = paths = new HashSet<string>(StringComparer.Ordinal);
-                    }
-
-                    paths.Add(source);
+                    Add(fresh, i + 1, source);
                 }
 
                 if (IsIdLike(value) && bound.Add(value))
                 {
-                    var targets = TargetsOf(value, requests, i + 1, null);
+                    var targets = TargetsOf(value, replayed.Requests, i + 1, null);
                     if (targets.Count > 0)
                     {
                         bindings.Add(new ValueBinding { SourceStep = i + 1, Source = source, RecordedValue = value, Targets = targets });
@@ -135,13 +182,22 @@ public sealed class SessionValues
                 }
             }
 
-            foreach (var (_, value) in ResponseValues(recorded[i]))
+            foreach (var path in NoiseBetween(replayed, alike, i))
             {
-                See(seen, false, value);
+                Add(fresh, i + 1, path);
+                Add(noiseAcross, i + 1, path);
             }
+
+            replayed.SeeResponse(i);
+            alike.ForEach(o => o.SeeResponse(i));
         }
 
-        var problems = new List<string>();
+        var notCarried = new List<ValueBinding>();
+        if (alike.Count > 0)
+        {
+            bindings = Confirm(bindings, alike, notCarried);
+        }
+
         foreach (var spec in noBind)
         {
             var (step, source) = SplitStep(spec.Trim());
@@ -154,7 +210,7 @@ public sealed class SessionValues
 
         foreach (var spec in bind)
         {
-            if (Given(spec.Trim(), recorded, requests, problems) is { } given)
+            if (Given(spec.Trim(), recorded, replayed.Requests, problems) is { } given)
             {
                 bindings.RemoveAll(b => string.Equals(b.RecordedValue, given.RecordedValue, StringComparison.Ordinal));
                 bindings.Add(given);
@@ -162,7 +218,162 @@ public sealed class SessionValues
         }
 
         // Stable: within a step, in the order the response carries them.
-        return new SessionValues([.. bindings.OrderBy(b => b.SourceStep)], fresh, problems);
+        return new SessionValues([.. bindings.OrderBy(b => b.SourceStep)], fresh, problems, 1 + alike.Count, notCarried, noiseAcross);
+    }
+
+    /// <summary>
+    /// Why <paramref name="other"/> is not a recording of the journey <paramref name="journey"/> is
+    /// (another number of steps, or a step with another method or path), or null when it is. Path
+    /// segments may differ only where both are values (an id, a reference), never where one is a
+    /// word of the API (<c>bookings</c>, <c>confirm</c>).
+    /// </summary>
+    public static string? StepsDiffer(IReadOnlyList<RecordedExchange> journey, IReadOnlyList<RecordedExchange> other)
+    {
+        ArgumentNullException.ThrowIfNull(journey);
+        ArgumentNullException.ThrowIfNull(other);
+        if (journey.Count != other.Count)
+        {
+            return string.Create(CultureInfo.InvariantCulture, $"it has {other.Count} steps, the replayed session {journey.Count}");
+        }
+
+        for (var i = 0; i < journey.Count; i++)
+        {
+            var (a, b) = (journey[i], other[i]);
+            var (left, right) = (a.Path.Split('/'), b.Path.Split('/'));
+            var same = string.Equals(a.Method, b.Method, StringComparison.Ordinal) && left.Length == right.Length;
+            for (var s = 0; same && s < left.Length; s++)
+            {
+                same = string.Equals(left[s], right[s], StringComparison.Ordinal) || (IsIdLike(left[s]) && IsIdLike(right[s]));
+            }
+
+            if (!same)
+            {
+                return string.Create(CultureInfo.InvariantCulture, $"its step {i + 1} is {b.Method} {b.Path}, the replayed session's is {a.Method} {a.Path}");
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The response fields of step <paramref name="i"/> that another recording answered differently
+    /// to the same request, and whose value the replayed session had not seen before (a value the
+    /// request or an earlier step brought is data, not noise).
+    /// </summary>
+    private static HashSet<string> NoiseBetween(Walk replayed, List<Walk> alike, int i)
+    {
+        var noise = new HashSet<string>(StringComparer.Ordinal);
+        if (alike.Count == 0 || replayed.Json(i) is not { } json)
+        {
+            return noise;
+        }
+
+        var diff = new JsonDiff([]);
+        foreach (var other in alike)
+        {
+            if (other.Json(i) is not { } otherJson || !SameRequest(replayed, other, i))
+            {
+                continue;
+            }
+
+            foreach (var difference in diff.Compare(json, otherJson))
+            {
+                if (JsonValues.ScalarText(JsonValues.At(json, difference.Path)) is { } value && !replayed.Seen.Contains(value))
+                {
+                    noise.Add(difference.Path);
+                }
+            }
+        }
+
+        return noise;
+    }
+
+    /// <summary>
+    /// True when step <paramref name="i"/> sent the same method, path, query and body in both
+    /// recordings, but for values each took from its own earlier responses. Headers are not
+    /// compared: they carry each session's own ids and trace context.
+    /// </summary>
+    private static bool SameRequest(Walk a, Walk b, int i)
+    {
+        if (!string.Equals(a.Exchanges[i].Method, b.Exchanges[i].Method, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var left = a.Requests[i].Where(v => v.Location.Place != ValuePlace.Header).ToList();
+        var right = b.Requests[i].Where(v => v.Location.Place != ValuePlace.Header).ToList();
+        if (left.Count != right.Count)
+        {
+            return false;
+        }
+
+        for (var k = 0; k < left.Count; k++)
+        {
+            if (left[k].Location != right[k].Location
+                || (!string.Equals(left[k].Value, right[k].Value, StringComparison.Ordinal) && !(a.Issued.Contains(left[k].Value) && b.Issued.Contains(right[k].Value))))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Keeps, of each binding, the places that carried the value in at least two recordings; a
+    /// binding left with none goes to <paramref name="notCarried"/>. Each records its support.
+    /// </summary>
+    private static List<ValueBinding> Confirm(List<ValueBinding> bindings, List<Walk> alike, List<ValueBinding> notCarried)
+    {
+        var of = 1 + alike.Count;
+        var kept = new List<ValueBinding>(bindings.Count);
+        foreach (var binding in bindings)
+        {
+            var support = new int[binding.Targets.Count];
+            Array.Fill(support, 1);
+            foreach (var other in alike)
+            {
+                var source = other.Exchanges[binding.SourceStep - 1];
+                if (Extract(binding.Source, source.ResponseHeaders, other.Json(binding.SourceStep - 1)) is not { Length: > 0 } value)
+                {
+                    continue;
+                }
+
+                for (var t = 0; t < binding.Targets.Count; t++)
+                {
+                    var target = binding.Targets[t];
+                    foreach (var (location, located) in other.Requests[target.Step - 1])
+                    {
+                        if (location == target.Location && ReplayRequest.Holds(location, located, value))
+                        {
+                            support[t]++;
+                            break;
+                        }
+                    }
+                }
+            }
+
+            var targets = binding.Targets.Where((_, t) => support[t] >= 2).ToList();
+            if (targets.Count == 0)
+            {
+                notCarried.Add(binding with { Recordings = support.Max(), OfRecordings = of });
+                continue;
+            }
+
+            kept.Add(binding with { Targets = targets, Recordings = binding.Targets.Select((_, t) => support[t]).Where(s => s >= 2).Min(), OfRecordings = of });
+        }
+
+        return kept;
+    }
+
+    private static void Add(Dictionary<int, HashSet<string>> paths, int step, string path)
+    {
+        if (!paths.TryGetValue(step, out var set))
+        {
+            paths[step] = set = new HashSet<string>(StringComparer.Ordinal);
+        }
+
+        set.Add(path);
     }
 
     /// <summary>The value at <paramref name="source"/> in a response (see <see cref="ValueBinding.Source"/>), or null.</summary>
@@ -244,18 +455,6 @@ public sealed class SessionValues
         && !value.Any(char.IsWhiteSpace)
         && !value.All(char.IsAsciiLetterLower)
         && !value.StartsWith(SpIstio.Core.Redaction.Redactor.Marker, StringComparison.Ordinal);
-
-    private static void See(HashSet<string> seen, bool header, string value)
-    {
-        seen.Add(value);
-        if (header)
-        {
-            foreach (var token in value.Split([' ', ',', ';', '=', '"', '/'], StringSplitOptions.RemoveEmptyEntries))
-            {
-                seen.Add(token);
-            }
-        }
-    }
 
     private static List<BindingTarget> TargetsOf(string value, List<List<(ValueLocation Location, string Value)>> requests, int after, HashSet<int>? only)
     {
@@ -373,4 +572,67 @@ public sealed class SessionValues
             }
         }
     }
+
+    /// <summary>One recording walked step by step: its requests taken apart, and what it had seen so far.</summary>
+    private sealed class Walk(IReadOnlyList<RecordedExchange> exchanges)
+    {
+        private readonly JsonNode?[] _json = new JsonNode?[exchanges.Count];
+        private readonly bool[] _parsed = new bool[exchanges.Count];
+
+        public IReadOnlyList<RecordedExchange> Exchanges { get; } = exchanges;
+
+        public List<List<(ValueLocation Location, string Value)>> Requests { get; } = [.. exchanges.Select(r => new ReplayRequest(r).Values().ToList())];
+
+        /// <summary>Every value a request or response of the steps walked carried (header values also by token).</summary>
+        public HashSet<string> Seen { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Every value a response of the steps walked carried.</summary>
+        public HashSet<string> Issued { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Step <paramref name="i"/>'s response body as JSON (null when truncated or not JSON).</summary>
+        public JsonNode? Json(int i)
+        {
+            if (!_parsed[i])
+            {
+                _json[i] = Exchanges[i].ResponseBodyTruncated ? null : JsonValues.Parse(Exchanges[i].ResponseBody);
+                _parsed[i] = true;
+            }
+
+            return _json[i];
+        }
+
+        public void SeeRequest(int i)
+        {
+            foreach (var (location, value) in Requests[i])
+            {
+                See(location.Place == ValuePlace.Header, value);
+            }
+        }
+
+        public void SeeResponse(int i)
+        {
+            foreach (var (_, value) in ResponseValues(Exchanges[i]))
+            {
+                See(false, value);
+                Issued.Add(value);
+            }
+        }
+
+        private void See(bool header, string value)
+        {
+            Seen.Add(value);
+            if (header)
+            {
+                foreach (var token in value.Split([' ', ',', ';', '=', '"', '/'], StringSplitOptions.RemoveEmptyEntries))
+                {
+                    Seen.Add(token);
+                }
+            }
+        }
+    }
 }
+
+/// <summary>A recording of a journey: a session's exchanges to learn from besides the replayed one's.</summary>
+/// <param name="SessionId">The session (reports name it).</param>
+/// <param name="Exchanges">Its inbound exchanges of the replayed service, in start order.</param>
+public sealed record JourneyRecording(string SessionId, IReadOnlyList<RecordedExchange> Exchanges);

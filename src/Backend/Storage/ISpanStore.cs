@@ -150,7 +150,7 @@ public interface IMockStore
     Task<MockRecord?> GetMockAsync(long tenantId, long id, CancellationToken cancellationToken);
 
     /// <summary>The tenant's mocks matching the query, oldest first (ids ascending).</summary>
-    Task<IReadOnlyList<MockRecord>> ListMocksAsync(long tenantId, MockQuery query, CancellationToken cancellationToken);
+    Task<Page<MockRecord>> ListMocksAsync(long tenantId, MockQuery query, CancellationToken cancellationToken);
 
     /// <summary>Replaces the tenant's mock with <paramref name="mock"/>'s id; false when there is none.</summary>
     Task<bool> UpdateMockAsync(long tenantId, MockRecord mock, CancellationToken cancellationToken);

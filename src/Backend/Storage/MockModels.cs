@@ -76,4 +76,16 @@ public sealed record MockQuery
 
     /// <summary>When set, mocks expired at this time are left out.</summary>
     public DateTimeOffset? LiveAt { get; init; }
+
+    /// <summary>The most mocks one list returns when the caller does not say (a page of the Trace View, the API without <c>limit</c>).</summary>
+    public const int DefaultLimit = 200;
+
+    /// <summary>The most mocks one list may return: a list is held whole in memory and sent in one answer.</summary>
+    public const int MaxLimit = 1000;
+
+    /// <summary>How many mocks to return at most (1 to <see cref="MaxLimit"/>; the store clamps).</summary>
+    public int Limit { get; init; } = DefaultLimit;
+
+    /// <summary>Only mocks with a greater id: the <see cref="Page{T}.NextCursor"/> of the previous page.</summary>
+    public long? AfterId { get; init; }
 }

@@ -116,4 +116,11 @@ public interface IReplayJobStore
     /// state, so running part of it twice would report on a different journey. Returns how many.
     /// </summary>
     Task<int> FailAbandonedReplayJobsAsync(DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Deletes the tenant's jobs created before <paramref name="cutoff"/>, with their reports
+    /// (retention: a report holds recorded and replayed bodies). A running job is left to finish
+    /// or to fail when its lease runs out; the next pass deletes it. Returns how many.
+    /// </summary>
+    Task<long> DeleteReplayJobsOlderThanAsync(long tenantId, DateTimeOffset cutoff, CancellationToken cancellationToken);
 }

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Globalization;
 using System.Text;
 
 namespace SpIstio.Backend.Storage;
@@ -37,10 +38,11 @@ internal abstract partial class SqlSpanStore
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? ReadMock(reader) : null;
     }, cancellationToken);
 
-    public Task<IReadOnlyList<MockRecord>> ListMocksAsync(long tenantId, MockQuery query, CancellationToken cancellationToken)
+    public Task<Page<MockRecord>> ListMocksAsync(long tenantId, MockQuery query, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(query);
-        return ReadAsync<IReadOnlyList<MockRecord>>(async connection =>
+        var limit = Math.Clamp(query.Limit, 1, MockQuery.MaxLimit);
+        return ReadAsync(async connection =>
         {
             var sql = new StringBuilder("SELECT " + MockColumns + " FROM mocks WHERE tenant_id = @t");
             await using var command = Command(connection, null, "");
@@ -63,7 +65,15 @@ internal abstract partial class SqlSpanStore
                 Add(command, "now", StoreTime.ToNanos(now));
             }
 
-            sql.Append(" ORDER BY id");
+            if (query.AfterId is { } after)
+            {
+                sql.Append(" AND id > @after");
+                Add(command, "after", after);
+            }
+
+            // One more than asked tells whether there is a next page.
+            sql.Append(" ORDER BY id LIMIT @limit");
+            Add(command, "limit", limit + 1);
             command.CommandText = sql.ToString();
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             var list = new List<MockRecord>();
@@ -72,7 +82,13 @@ internal abstract partial class SqlSpanStore
                 list.Add(ReadMock(reader));
             }
 
-            return list;
+            if (list.Count <= limit)
+            {
+                return new Page<MockRecord>(list, null);
+            }
+
+            list.RemoveAt(limit);
+            return new Page<MockRecord>(list, list[^1].Id.ToString(CultureInfo.InvariantCulture));
         }, cancellationToken);
     }
 

@@ -133,6 +133,15 @@ internal abstract partial class SqlSpanStore : IReplayJobStore
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }, cancellationToken);
 
+    public Task<long> DeleteReplayJobsOlderThanAsync(long tenantId, DateTimeOffset cutoff, CancellationToken cancellationToken) => WriteAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "DELETE FROM replay_jobs WHERE tenant_id = @t AND created_ns < @cutoff AND status <> @running");
+        Add(command, "t", tenantId);
+        Add(command, "cutoff", StoreTime.ToNanos(cutoff));
+        Add(command, "running", StatusText(ReplayJobStatus.Running));
+        return (long)await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }, cancellationToken);
+
     private static void AddCounts(DbCommand command, ReplayJob job)
     {
         Add(command, "total", job.Total);

@@ -26,6 +26,9 @@ internal static partial class StoreLog
     [LoggerMessage(5121, LogLevel.Information, "Purged tenant {TenantId} on request (tenant removed: {Removed}): {Rows}")]
     public static partial void TenantPurged(ILogger logger, long tenantId, bool removed, string rows);
 
+    [LoggerMessage(5113, LogLevel.Information, "Retention: deleted {Count} replay jobs (with their reports) of tenant {Tenant} created before {Cutoff:o}")]
+    public static partial void ReplayJobsDeletedByAge(ILogger logger, long count, string tenant, DateTimeOffset cutoff);
+
     [LoggerMessage(5112, LogLevel.Error, "Retention pass failed; retrying at the next interval")]
     public static partial void RetentionFailed(ILogger logger, Exception exception);
 

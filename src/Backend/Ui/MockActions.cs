@@ -36,7 +36,7 @@ internal static class MockActions
     /// <summary>Where the forms of one mock post (<c>/expire</c>, <c>/delete</c> below it).</summary>
     public static string Action(long id) => "/ui/mocks/" + id.ToString(CultureInfo.InvariantCulture);
 
-    private static async Task<IResult> CreateAsync(HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> CreateAsync(HttpContext context, IMockStore store, IAntiforgery antiforgery, TimeProvider time)
     {
         var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, "/mocks/new").ConfigureAwait(false);
         if (refusal is not null)
@@ -61,7 +61,7 @@ internal static class MockActions
         return Results.Redirect(Page(added.Id) + "?saved=created");
     }
 
-    private static async Task<IResult> UpdateAsync(long id, HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> UpdateAsync(long id, HttpContext context, IMockStore store, IAntiforgery antiforgery, TimeProvider time)
     {
         var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, Page(id)).ConfigureAwait(false);
         if (refusal is not null)
@@ -92,7 +92,7 @@ internal static class MockActions
         return Results.Redirect(updated ? Page(id) + "?saved=updated" : UiActions.WithProblem("/mocks", UiProblem.NotFound));
     }
 
-    private static async Task<IResult> ExpireAsync(long id, HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> ExpireAsync(long id, HttpContext context, IMockStore store, IAntiforgery antiforgery, TimeProvider time)
     {
         var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, Page(id)).ConfigureAwait(false);
         if (refusal is not null)
@@ -111,7 +111,7 @@ internal static class MockActions
         return Results.Redirect(Page(id) + "?saved=expired");
     }
 
-    private static async Task<IResult> DeleteAsync(long id, HttpContext context, ISpanStore store, IAntiforgery antiforgery)
+    private static async Task<IResult> DeleteAsync(long id, HttpContext context, IMockStore store, IAntiforgery antiforgery)
     {
         var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, Page(id)).ConfigureAwait(false);
         if (refusal is not null)
@@ -124,7 +124,7 @@ internal static class MockActions
             : Results.Redirect(UiActions.WithProblem("/mocks", UiProblem.NotFound));
     }
 
-    private static async Task<IResult> ImportHarAsync(HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
+    private static async Task<IResult> ImportHarAsync(HttpContext context, IMockStore store, IAntiforgery antiforgery, TimeProvider time)
     {
         var (tenant, refusal) = await UiActions.RequireAdminAsync(context, antiforgery, "/mocks").ConfigureAwait(false);
         if (refusal is not null)

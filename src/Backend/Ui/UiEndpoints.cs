@@ -112,7 +112,7 @@ public static class UiEndpoints
         return Results.Bytes(asset.Content, asset.ContentType);
     }
 
-    private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanStore store, ReadBudget budget)
+    private static async Task<IResult> ExchangeHarAsync(string traceId, string spanId, HttpContext context, ISpanQueryStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
         if (!QueryParameters.TryHexId(traceId, 32, out var tid) || !QueryParameters.TryHexId(spanId, 16, out var sid))
@@ -144,7 +144,7 @@ public static class UiEndpoints
     /// made it returns to the exchange page, which explains why from <c>?mock=</c> (an outcome code, never free text).
     /// </summary>
     private static async Task<IResult> UseAsMockAsync(
-        string traceId, string spanId, HttpContext context, ISpanStore store, IAntiforgery antiforgery, TimeProvider time)
+        string traceId, string spanId, HttpContext context, ISpanQueryStore spans, IMockStore mocks, IAntiforgery antiforgery, TimeProvider time)
     {
         if (await RefuseWithoutTokenAsync(context, antiforgery).ConfigureAwait(false) is { } refused)
         {
@@ -164,7 +164,7 @@ public static class UiEndpoints
         }
 
         var created = await MockService.CreateFromSpanAsync(
-            store, tenant.TenantId, tid, sid, new MockFromOptions { Description = "from the Trace View" }, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
+            spans, mocks, tenant.TenantId, tid, sid, new MockFromOptions { Description = "from the Trace View" }, time.GetUtcNow(), context.RequestAborted).ConfigureAwait(false);
         if (created.Mock is { } mock)
         {
             // The new mock's page, where its matcher and response can be edited right away.
@@ -180,7 +180,7 @@ public static class UiEndpoints
         return Results.Redirect(page + "?mock=" + outcome);
     }
 
-    private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanStore store, ReadBudget budget)
+    private static async Task<IResult> TraceHarAsync(string traceId, HttpContext context, ISpanQueryStore store, ReadBudget budget)
     {
         var tenant = TenantContext.Of(context).TenantId;
         if (!QueryParameters.TryHexId(traceId, 32, out var tid))

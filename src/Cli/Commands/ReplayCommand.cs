@@ -25,6 +25,12 @@ internal static class ReplayCommand
             HelpName = "name",
             Description = "The service whose inbound requests are replayed. Default: the session's entry service (the service of its first inbound exchange).",
         };
+        var learnFrom = new Option<string[]>("--learn-from")
+        {
+            HelpName = "id[,id…]|auto",
+            Description = "More recordings of the same journey (sessions with the same steps) to learn from: a value carried in only one recording is dropped as a coincidence, "
+                + "and a field the same request answered differently is noise. 'auto': up to 10 of the 50 most recent sessions of the service whose steps match. Repeatable.",
+        };
         var values = new Option<FileInfo?>("--values")
         {
             HelpName = "replay.yaml",
@@ -57,7 +63,7 @@ internal static class ReplayCommand
         var timeout = new Option<int>("--timeout-ms") { Description = "Per-request timeout.", DefaultValueFactory = _ => 30_000 };
 
         var command = new Command("replay", "Replay a recorded session against a target and report every response that changed (exit 3 on a regression).");
-        foreach (var option in new Option[] { session, target, backend, key, service, values, bind, noBind, ignore, header, requestHeader, junit, json, timeout })
+        foreach (var option in new Option[] { session, target, backend, key, service, learnFrom, values, bind, noBind, ignore, header, requestHeader, junit, json, timeout })
         {
             command.Options.Add(option);
         }
@@ -140,6 +146,42 @@ internal static class ReplayCommand
                 return ExitCodes.InvalidInput;
             }
 
+            var others = new List<JourneyRecording>();
+            var learnIds = (parseResult.GetValue(learnFrom) ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).Distinct(StringComparer.Ordinal).ToList();
+            if (learnIds.Remove("auto"))
+            {
+                try
+                {
+                    others.AddRange(await SessionRecording.FindJourneysAsync(backendClient, parseResult.GetValue(session)!, loaded, 10, cancellationToken).ConfigureAwait(false));
+                    learnIds.RemoveAll(id => others.Exists(o => string.Equals(o.SessionId, id, StringComparison.Ordinal)));
+                }
+                catch (Exception ex) when (ex is ReplayException or HttpRequestException)
+                {
+                    error.WriteLine("error: --learn-from auto: " + ex.Message);
+                    return ExitCodes.InvalidInput;
+                }
+
+                if (others.Count == 0)
+                {
+                    output.WriteLine("--learn-from auto: no other recent session of service '" + loaded.Service + "' has the same steps; learning from this one recording");
+                }
+            }
+
+            foreach (var id in learnIds)
+            {
+                try
+                {
+                    // The same service as the replayed session's, so the steps line up.
+                    var other = await SessionRecording.LoadAsync(backendClient, id, loaded.Service, cancellationToken).ConfigureAwait(false);
+                    others.Add(new JourneyRecording(id, other.Exchanges));
+                }
+                catch (Exception ex) when (ex is ReplayException or HttpRequestException)
+                {
+                    error.WriteLine("error: --learn-from " + id + ": " + ex.Message);
+                    return ExitCodes.InvalidInput;
+                }
+            }
+
             var runner = new ReplayRunner(targetClient, new ReplayOptions
             {
                 Ignore = parseResult.GetValue(ignore) ?? [],
@@ -152,14 +194,21 @@ internal static class ReplayCommand
             });
             output.WriteLine("replaying the " + recorded.Count + " requests service '" + loaded.Service + "' received in session " + parseResult.GetValue(session) + " against " + targetUri
                 + (loaded.IsEntryService ? " (the session's entry service, the service of its first inbound exchange; --service picks another)" : ""));
-            var learned = runner.LearnValues(recorded);
+            var learned = runner.LearnValues(recorded, others);
             if (learned.Problems.Count > 0)
             {
                 learned.Problems.ToList().ForEach(p => error.WriteLine("error: " + p));
                 return ExitCodes.InvalidInput;
             }
 
+            if (others.Count > 0)
+            {
+                output.WriteLine("learning from " + learned.Recordings + " recordings of the journey: " + parseResult.GetValue(session) + ", " + string.Join(", ", others.Select(o => o.SessionId)));
+            }
+
             ReplayReports.WriteBindings(learned.Bindings, output);
+            ReplayReports.WriteNotCarried(learned.NotCarried, output);
+            ReplayReports.WriteNoiseAcross(learned.NoiseAcross, output);
             output.Flush();
 
             // The bar redraws a terminal line; in a redirected stderr (CI logs) it would only be clutter.

@@ -91,7 +91,7 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
     [InlineData("get", "/api/endpoints", "service,from,to")]
     [InlineData("get", "/api/view", "traceId")]
     [InlineData("get", "/api/detail", "traceId,spanId")]
-    [InlineData("get", "/api/mocks", "service,environment,live")]
+    [InlineData("get", "/api/mocks", "service,environment,live,limit,after")]
     [InlineData("post", "/api/mocks/har", "service,environment,anyHost")]
     [InlineData("get", "/v1/agent/mocks", "service,environment")]
     public void QueryParametersTheHandlersRead_AreDeclared(string method, string path, string names)

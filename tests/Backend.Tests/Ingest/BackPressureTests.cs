@@ -147,7 +147,7 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     public Task<bool> RevokeApiKeyAsync(long tenantId, string keyId, CancellationToken cancellationToken) => inner.RevokeApiKeyAsync(tenantId, keyId, cancellationToken);
     public Task<MockRecord> AddMockAsync(long tenantId, MockRecord mock, CancellationToken cancellationToken) => inner.AddMockAsync(tenantId, mock, cancellationToken);
     public Task<MockRecord?> GetMockAsync(long tenantId, long id, CancellationToken cancellationToken) => inner.GetMockAsync(tenantId, id, cancellationToken);
-    public Task<IReadOnlyList<MockRecord>> ListMocksAsync(long tenantId, MockQuery query, CancellationToken cancellationToken) => inner.ListMocksAsync(tenantId, query, cancellationToken);
+    public Task<Page<MockRecord>> ListMocksAsync(long tenantId, MockQuery query, CancellationToken cancellationToken) => inner.ListMocksAsync(tenantId, query, cancellationToken);
     public Task<bool> UpdateMockAsync(long tenantId, MockRecord mock, CancellationToken cancellationToken) => inner.UpdateMockAsync(tenantId, mock, cancellationToken);
     public Task<bool> DeleteMockAsync(long tenantId, long id, CancellationToken cancellationToken) => inner.DeleteMockAsync(tenantId, id, cancellationToken);
     public Task<MockRecord?> FindMockAsync(long tenantId, IReadOnlyList<string> matchKeys, string service, string? environment, DateTimeOffset now, CancellationToken cancellationToken) =>

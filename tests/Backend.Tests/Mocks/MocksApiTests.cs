@@ -158,6 +158,34 @@ public sealed class MocksApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MockList_IsPaged_AndALimitOverTheMaximumIsRefusedByName()
+    {
+        var created = new List<long>();
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await SendJsonAsync(HttpMethod.Post, "/api/mocks", _acmeAdmin, NewMock);
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+            created.Add((await JsonAsync(response)).GetProperty("id").GetInt64());
+        }
+
+        using var first = await _backend.GetAsync("/api/mocks?limit=2", _backend.AcmeReadOnlyKey);
+        var firstPage = await JsonAsync(first);
+        Assert.Equal(created[..2], firstPage.GetProperty("items").EnumerateArray().Select(m => m.GetProperty("id").GetInt64()));
+        var next = firstPage.GetProperty("next").GetString();
+        using var second = await _backend.GetAsync("/api/mocks?limit=2&after=" + next, _backend.AcmeReadOnlyKey);
+        var secondPage = await JsonAsync(second);
+        Assert.Equal([created[2]], secondPage.GetProperty("items").EnumerateArray().Select(m => m.GetProperty("id").GetInt64()));
+        Assert.False(secondPage.TryGetProperty("next", out _));
+
+        using var tooMany = await _backend.GetAsync("/api/mocks?limit=1001", _backend.AcmeReadOnlyKey);
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Contains("limit: must be an integer from 1 to 1000", await tooMany.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var badAfter = await _backend.GetAsync("/api/mocks?after=abc", _backend.AcmeReadOnlyKey);
+        Assert.Equal(HttpStatusCode.BadRequest, badAfter.StatusCode);
+        Assert.Contains("after: must be a mock id", await badAfter.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Mocks_ChangesNeedTheAdminScope_AndBadInputIsRefused()
     {
         using var readOnly = await SendJsonAsync(HttpMethod.Post, "/api/mocks", _backend.AcmeReadOnlyKey, NewMock);

@@ -1,4 +1,6 @@
+using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Storage;
+using SpIstio.Backend.Storage.Retention;
 
 namespace SpIstio.Backend.Tests.Storage;
 
@@ -77,5 +79,37 @@ public abstract partial class SpanStoreContractTests
         Assert.Contains("lease ran out", failed.Error, StringComparison.Ordinal);
         Assert.False(await Jobs.UpdateReplayJobProgressAsync(job.Id, "worker-a", claimed with { Completed = 1 }, now.AddMinutes(1), None));
         Assert.Null(await Jobs.ClaimReplayJobAsync("worker-b", now.AddMinutes(1), now.AddMinutes(2), None));
+    }
+
+    [Fact]
+    public async Task Retention_deletes_each_tenants_replay_jobs_older_than_its_retention_with_their_reports_but_not_a_running_one()
+    {
+        long acme = await TenantAsync();
+        long globex = await TenantAsync("globex");
+        await Store.SetRetentionAsync(acme, TimeSpan.FromDays(1), None);
+        var now = DateTimeOffset.UtcNow;
+        var running = await Jobs.AddReplayJobAsync(acme, NewJob("s-running", now.AddDays(-2)), None);
+        Assert.Equal(running.Id, (await Jobs.ClaimReplayJobAsync("worker-a", now, now.AddMinutes(5), None))!.Id);
+        var done = await Jobs.AddReplayJobAsync(acme, NewJob("s-done", now.AddDays(-2)), None);
+        var claimed = (await Jobs.ClaimReplayJobAsync("worker-a", now, now.AddMinutes(5), None))!;
+        Assert.True(await Jobs.FinishReplayJobAsync(done.Id, "worker-a", claimed with { Status = ReplayJobStatus.Done, ReportJson = "{\"sessionId\":\"s-done\"}" }, now, None));
+        var queued = await Jobs.AddReplayJobAsync(acme, NewJob("s-queued", now.AddDays(-2)), None);
+        var recent = await Jobs.AddReplayJobAsync(acme, NewJob("s-recent", now.AddHours(-1)), None);
+        // Two days old is within globex's default retention (7 days).
+        var other = await Jobs.AddReplayJobAsync(globex, NewJob("s-other", now.AddDays(-2)), None);
+
+        var result = await new RetentionService(Store, new RetentionOptions(), TimeProvider.System, NullLogger<RetentionService>.Instance).RunOnceAsync(None);
+
+        Assert.Equal(2, result.DeletedReplayJobs);
+        Assert.Null(await Jobs.GetReplayJobAsync(acme, done.Id, None));
+        Assert.Null(await Jobs.GetReplayJobAsync(acme, queued.Id, None));
+        Assert.Equal([running.Id, recent.Id], (await Jobs.ListReplayJobsAsync(acme, 10, None)).Select(j => j.Id).Order());
+        Assert.Equal(ReplayJobStatus.Running, (await Jobs.GetReplayJobAsync(acme, running.Id, None))!.Status);
+        Assert.Equal([other.Id], (await Jobs.ListReplayJobsAsync(globex, 10, None)).Select(j => j.Id));
+
+        // Once it has ended, the next pass deletes it too.
+        Assert.True(await Jobs.FinishReplayJobAsync(running.Id, "worker-a", running with { Status = ReplayJobStatus.Failed, Error = "stopped" }, now, None));
+        Assert.Equal(1, await Jobs.DeleteReplayJobsOlderThanAsync(acme, now.AddDays(-1), None));
+        Assert.Equal([recent.Id], (await Jobs.ListReplayJobsAsync(acme, 10, None)).Select(j => j.Id));
     }
 }

@@ -645,7 +645,7 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
         var now = DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_001_000);
 
         Assert.Null(await Store.GetMockAsync(other, mock.Id, None));
-        Assert.Empty(await Store.ListMocksAsync(other, new MockQuery(), None));
+        Assert.Empty((await Store.ListMocksAsync(other, new MockQuery(), None)).Items);
         Assert.Null(await Store.FindMockAsync(other, ["k1"], "rates", null, now, None));
         Assert.False(await Store.DeleteMockAsync(other, mock.Id, None));
         Assert.False(await Store.UpdateMockAsync(other, mock with { StatusCode = 500 }, None));
@@ -669,11 +669,44 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
         Assert.Null(await Store.FindMockAsync(tenant, ["staging-only"], "rates", "prod", now, None));
         Assert.NotNull(await Store.FindMockAsync(tenant, ["staging-only"], "rates", "staging", now, None));
 
-        var live = await Store.ListMocksAsync(tenant, new MockQuery { Service = "rates", IncludeAnyService = true, LiveAt = now }, None);
+        var live = (await Store.ListMocksAsync(tenant, new MockQuery { Service = "rates", IncludeAnyService = true, LiveAt = now }, None)).Items;
         Assert.Equal(3, live.Count);
-        var all = await Store.ListMocksAsync(tenant, new MockQuery(), None);
+        var all = (await Store.ListMocksAsync(tenant, new MockQuery(), None)).Items;
         Assert.Equal(5, all.Count);
         Assert.Equal(all.Select(m => m.Id).Order(), all.Select(m => m.Id));
+    }
+
+    [Fact]
+    public async Task Mocks_are_listed_a_page_at_a_time_with_filters_kept_and_the_limit_clamped()
+    {
+        long tenant = await TenantAsync();
+        var ids = new List<long>();
+        for (var i = 0; i < 7; i++)
+        {
+            ids.Add((await Store.AddMockAsync(tenant, Mock("k" + i, service: i % 2 == 0 ? "rates" : "other"), None)).Id);
+        }
+
+        var first = await Store.ListMocksAsync(tenant, new MockQuery { Limit = 3 }, None);
+        var second = await Store.ListMocksAsync(tenant, new MockQuery { Limit = 3, AfterId = long.Parse(first.NextCursor!, System.Globalization.CultureInfo.InvariantCulture) }, None);
+        var third = await Store.ListMocksAsync(tenant, new MockQuery { Limit = 3, AfterId = long.Parse(second.NextCursor!, System.Globalization.CultureInfo.InvariantCulture) }, None);
+
+        Assert.Equal(ids[..3], first.Items.Select(m => m.Id));
+        Assert.Equal(ids[3..6], second.Items.Select(m => m.Id));
+        Assert.Equal([ids[6]], third.Items.Select(m => m.Id));
+        Assert.Null(third.NextCursor);
+
+        // Exactly a page left: no next page.
+        var rates = await Store.ListMocksAsync(tenant, new MockQuery { Service = "rates", Limit = 4 }, None);
+        Assert.Equal([ids[0], ids[2], ids[4], ids[6]], rates.Items.Select(m => m.Id));
+        Assert.Null(rates.NextCursor);
+        var ratesAfter = await Store.ListMocksAsync(tenant, new MockQuery { Service = "rates", Limit = 1, AfterId = ids[0] }, None);
+        Assert.Equal([ids[2]], ratesAfter.Items.Select(m => m.Id));
+        Assert.Equal(ids[2].ToString(System.Globalization.CultureInfo.InvariantCulture), ratesAfter.NextCursor);
+
+        // Out of range limits are clamped, never unbounded.
+        Assert.Single((await Store.ListMocksAsync(tenant, new MockQuery { Limit = 0 }, None)).Items);
+        Assert.Equal(7, (await Store.ListMocksAsync(tenant, new MockQuery { Limit = int.MaxValue }, None)).Items.Count);
+        Assert.Equal(200, new MockQuery().Limit);
     }
 
     [Fact]

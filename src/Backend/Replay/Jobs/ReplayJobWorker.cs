@@ -13,7 +13,7 @@ namespace SpIstio.Backend.Replay.Jobs;
 /// against the job's target, writes progress after every exchange and the report at the end.
 /// </summary>
 public sealed class ReplayJobWorker(
-    IReplayJobStore jobs, ISpanStore spans, ReplayJobs starter, ReplayJobOptions options, TimeProvider time, ILogger<ReplayJobWorker> logger) : BackgroundService
+    IReplayJobStore jobs, ISpanQueryStore spans, ReplayJobs starter, ReplayJobOptions options, TimeProvider time, ILogger<ReplayJobWorker> logger) : BackgroundService
 {
     // One id per backend process: the lease names who holds a job.
     private readonly string _owner = Environment.MachineName + "/" + Environment.ProcessId + "/" + Guid.NewGuid().ToString("N")[..8];

@@ -24,7 +24,7 @@ public sealed record ReplayJobOptions
 }
 
 /// <summary>Starting replay jobs: checks the request, records the job, and wakes this backend's worker.</summary>
-public sealed class ReplayJobs(IReplayJobStore jobs, ISpanStore spans, TimeProvider time)
+public sealed class ReplayJobs(IReplayJobStore jobs, ISpanQueryStore spans, TimeProvider time)
 {
     /// <summary>The longest ignore-rule list accepted, in characters.</summary>
     public const int MaxIgnoreLength = 4096;

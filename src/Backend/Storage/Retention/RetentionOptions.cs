@@ -59,4 +59,7 @@ public sealed record RetentionResult(long DeletedByAge, long DeletedBySize)
 {
     /// <summary>True when another backend on the same store held the pass, so this one did nothing.</summary>
     public bool Skipped { get; init; }
+
+    /// <summary>Replay jobs (and their reports) created before their tenant's retention.</summary>
+    public long DeletedReplayJobs { get; init; }
 }

@@ -7,11 +7,13 @@ namespace SpIstio.Backend.Storage.Retention;
 /// Enforces retention in the background: every <see cref="RetentionOptions.Interval"/> (first
 /// pass at start), each tenant's spans older than its retention are deleted, then, when the
 /// store exceeds <see cref="RetentionOptions.MaxStoreBytes"/>, the oldest spans of all tenants.
+/// Replay jobs (their reports hold recorded and replayed bodies) follow the same per-tenant age.
 /// Time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
 public sealed class RetentionService : BackgroundService
 {
     private readonly ISpanStore _store;
+    private readonly IReplayJobStore? _replayJobs;
     private readonly RetentionOptions _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<RetentionService> _logger;
@@ -22,6 +24,9 @@ public sealed class RetentionService : BackgroundService
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _store = store;
+
+        // Both shipped stores keep replay jobs; a test's wrapper around one may not.
+        _replayJobs = store as IReplayJobStore;
         _options = options;
         _timeProvider = timeProvider;
         _logger = logger;
@@ -45,6 +50,7 @@ public sealed class RetentionService : BackgroundService
     private async Task<RetentionResult> RunClaimedAsync(CancellationToken cancellationToken)
     {
         long byAge = 0;
+        long replayJobs = 0;
         var now = _timeProvider.GetUtcNow();
         foreach (var tenant in await _store.ListTenantsAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -56,6 +62,16 @@ public sealed class RetentionService : BackgroundService
             }
 
             byAge += deleted;
+            if (_replayJobs is not null)
+            {
+                long jobs = await _replayJobs.DeleteReplayJobsOlderThanAsync(tenant.Id, cutoff, cancellationToken).ConfigureAwait(false);
+                if (jobs > 0)
+                {
+                    StoreLog.ReplayJobsDeletedByAge(_logger, jobs, tenant.Name, cutoff);
+                }
+
+                replayJobs += jobs;
+            }
         }
 
         long bySize = 0;
@@ -70,7 +86,7 @@ public sealed class RetentionService : BackgroundService
             }
         }
 
-        return new RetentionResult(byAge, bySize);
+        return new RetentionResult(byAge, bySize) { DeletedReplayJobs = replayJobs };
     }
 
     /// <inheritdoc />
