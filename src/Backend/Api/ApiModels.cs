@@ -178,6 +178,13 @@ public sealed record SpanDetailDto
 
     /// <summary>The rest of the span model: resource, scope, status, events, links.</summary>
     public SpanModelDto? Model { get; init; }
+
+    /// <summary>
+    /// For a gRPC call (<c>rpc.system = grpc</c>): service, method, status name and message, decoded
+    /// status details and both message streams decoded in the backend (JSON with field names when a
+    /// configured descriptor set knows the method, else schema-less, else bytes). Null for other spans.
+    /// </summary>
+    public GrpcCalls.GrpcCallDto? Grpc { get; init; }
 }
 
 /// <summary>The service graph over a time range.</summary>
@@ -274,6 +281,7 @@ public sealed record TraceSummaryDto(
 [JsonSerializable(typeof(TraceViewDto))]
 [JsonSerializable(typeof(TraceListDto))]
 [JsonSerializable(typeof(SpanDetailDto))]
+[JsonSerializable(typeof(GrpcCalls.GrpcCallDto))]
 [JsonSerializable(typeof(ServiceGraphDto))]
 [JsonSerializable(typeof(EndpointListDto))]
 public sealed partial class BackendJsonContext : JsonSerializerContext;

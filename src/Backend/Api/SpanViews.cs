@@ -115,8 +115,12 @@ internal static class SpanViews
         return new TraceViewDto(id, start, Ms(end - start), roots, rows);
     }
 
-    /// <summary>The full view of a stored span: body metadata moves from the attributes into the bodies.</summary>
-    internal static SpanDetailDto ToDetail(StoredSpan span)
+    /// <summary>
+    /// The full view of a stored span: body metadata moves from the attributes into the bodies; a gRPC
+    /// call is decoded with <paramref name="grpc"/> (not at all when null: callers that only replay or
+    /// compare the exchange skip the decode).
+    /// </summary>
+    internal static SpanDetailDto ToDetail(StoredSpan span, GrpcCalls.GrpcCallDecoder? grpc = null)
     {
         var attributes = JsonNode.Parse(span.AttributesJson) as JsonObject ?? [];
         var requestBody = ToBody(span.RequestBody, attributes, OtlpAttributes.RequestBodyMetaPrefix);
@@ -136,6 +140,7 @@ internal static class SpanViews
             ResponseBody = responseBody,
             Attributes = ParseJson(attributes.ToJsonString())!.Value,
             Model = SpanModelReader.Read(span.ModelJson, span.IsError),
+            Grpc = grpc?.Decode(attributes, span.Path),
         };
     }
 
