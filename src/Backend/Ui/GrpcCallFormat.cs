@@ -24,6 +24,16 @@ internal static class GrpcCallFormat
         _ => "server-error",
     };
 
+    /// <summary>The status code of a stored <c>grpc_status</c> (-1: none), or null.</summary>
+    public static int? Code(int? grpcStatus) => grpcStatus is { } code && code >= 0 ? code : null;
+
+    /// <summary>The status name of a stored <c>grpc_status</c>, or null when the call ended without one.</summary>
+    public static string? Name(int? grpcStatus) => Code(grpcStatus) is { } code ? Core.GrpcMessages.GrpcCallStatus.NameOf(code) : null;
+
+    /// <summary><c>package.Service/Method</c> of a gRPC request path; the path itself when it is not one.</summary>
+    public static string ServiceMethod(string? path) =>
+        Core.GrpcMessages.GrpcSpanAttributes.ParsePath(path) is var (service, method) ? service + "/" + method : path ?? "/";
+
     /// <summary>The badge text: the status name, or that the call ended without one.</summary>
     public static string StatusText(string? name) => name ?? "no status";
 

@@ -175,5 +175,11 @@ internal static class PostgresMigrations
             xml TEXT NOT NULL,
             created_ns BIGINT NOT NULL);
         """,
+
+        // gRPC calls: the status code, so lists show the status name without reading attributes
+        // (null: not a gRPC call; -1: a gRPC call that ended without a status).
+        """
+        ALTER TABLE spans ADD COLUMN grpc_status INTEGER;
+        """,
     ];
 }
