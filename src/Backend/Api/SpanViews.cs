@@ -120,7 +120,7 @@ internal static class SpanViews
     /// call is decoded with <paramref name="grpc"/> (not at all when null: callers that only replay or
     /// compare the exchange skip the decode).
     /// </summary>
-    internal static SpanDetailDto ToDetail(StoredSpan span, GrpcCalls.GrpcCallDecoder? grpc = null)
+    internal static SpanDetailDto ToDetail(StoredSpan span, GrpcCalls.GrpcCallDecoder? grpc = null, Core.GrpcMessages.ProtobufDecodeBudget? grpcBudget = null)
     {
         var attributes = JsonNode.Parse(span.AttributesJson) as JsonObject ?? [];
         var requestBody = ToBody(span.RequestBody, attributes, OtlpAttributes.RequestBodyMetaPrefix);
@@ -143,7 +143,7 @@ internal static class SpanViews
             ResponseBody = responseBody,
             Attributes = ParseJson(attributes.ToJsonString())!.Value,
             Model = SpanModelReader.Read(span.ModelJson, span.IsError),
-            Grpc = grpc?.Decode(attributes, span.Path),
+            Grpc = grpc?.Decode(attributes, span.Path, grpcBudget),
         };
     }
 

@@ -76,7 +76,8 @@ public sealed class GrpcCallDecoder
     /// <summary>The call, or null when the attributes are not a gRPC call's.</summary>
     /// <param name="attributes">The span's attributes (<c>AttributesJson</c> parsed).</param>
     /// <param name="path">The span's request path, <c>/package.Service/Method</c>.</param>
-    public GrpcCallDto? Decode(JsonObject attributes, string? path)
+    /// <param name="budget">A budget shared with other calls (a HAR of many calls); null: this call's own, from <see cref="Limits"/>.</param>
+    public GrpcCallDto? Decode(JsonObject attributes, string? path, ProtobufDecodeBudget? budget = null)
     {
         ArgumentNullException.ThrowIfNull(attributes);
         if (!IsGrpc(attributes))
@@ -90,7 +91,7 @@ public sealed class GrpcCallDecoder
         var callPath = "/" + service + "/" + method;
         var code = StatusCodeOf(attributes);
         var name = code is null ? null : Text(attributes, GrpcSpanAttributes.StatusName) ?? GrpcCallStatus.NameOf(code.Value);
-        var budget = new ProtobufDecodeBudget(Limits.MaxDepth, Limits.MaxFields);
+        budget ??= NewBudget();
         var cut = Text(attributes, "sp.attributes.truncated")?.Split(',') ?? [];
         var request = Messages(attributes, GrpcSpanAttributes.RequestMessages, callPath, request: true, budget, cut);
         var response = Messages(attributes, GrpcSpanAttributes.ResponseMessages, callPath, request: false, budget, cut);
@@ -111,6 +112,9 @@ public sealed class GrpcCallDecoder
             Note = note,
         };
     }
+
+    /// <summary>A fresh budget of <see cref="Limits"/>: one view's worth of decoding.</summary>
+    public ProtobufDecodeBudget NewBudget() => new(Limits.MaxDepth, Limits.MaxFields);
 
     private GrpcMessagesDto? Messages(JsonObject attributes, string key, string path, bool request, ProtobufDecodeBudget budget, string[] cut)
     {

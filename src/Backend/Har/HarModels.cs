@@ -68,6 +68,13 @@ public sealed record HarEntry
     /// <summary>Custom field: the business session id.</summary>
     [JsonPropertyName("_sessionId")]
     public string? SessionId { get; init; }
+
+    /// <summary>
+    /// Custom field, gRPC calls only: service, method, status (code, name, grpc-message, decoded
+    /// details) and both message streams as the backend decoded them (<see cref="GrpcCalls.GrpcCallDto"/>).
+    /// </summary>
+    [JsonPropertyName("_grpc")]
+    public GrpcCalls.GrpcCallDto? Grpc { get; init; }
 }
 
 /// <summary>The HAR <c>request</c> object.</summary>

@@ -107,6 +107,39 @@ public sealed class GrpcCallApiTests : IAsyncLifetime
         Assert.Equal("NOT_FOUND", item.GetProperty("rootGrpcStatusName").GetString());
     }
 
+    [Fact]
+    public async Task Har_OfAGrpcTrace_IsValidHar12_WithDecodedMessagesAndTheCallIn_grpc()
+    {
+        using var har = await GetJsonAsync("/api/traces/" + _trace.ToHexString() + "/har");
+
+        var errors = SchemaValidation.Errors(SchemaValidation.Load("har-schema/har.json"), har.RootElement);
+        Assert.True(errors.Count == 0, string.Join('\n', errors));
+        var entries = har.RootElement.GetProperty("log").GetProperty("entries").EnumerateArray().ToList();
+        var ok = entries.Single(e => e.GetProperty("_spanId").GetString() == _intStatus);
+        Assert.Equal("application/grpc", ok.GetProperty("request").GetProperty("postData").GetProperty("mimeType").GetString());
+        using (var sent = JsonDocument.Parse(ok.GetProperty("request").GetProperty("postData").GetProperty("text").GetString()!))
+        {
+            Assert.Equal("ord-2", Assert.Single(sent.RootElement.EnumerateArray()).GetProperty("orderId").GetString());
+        }
+
+        var content = ok.GetProperty("response").GetProperty("content");
+        Assert.Equal("application/grpc", content.GetProperty("mimeType").GetString());
+        using (var received = JsonDocument.Parse(content.GetProperty("text").GetString()!))
+        {
+            Assert.Equal("990", Assert.Single(received.RootElement.EnumerateArray()).GetProperty("totalCents").GetString());
+        }
+
+        var grpc = ok.GetProperty("_grpc");
+        Assert.Equal("sp.test.grpc.Orders", grpc.GetProperty("service").GetString());
+        Assert.Equal("Get", grpc.GetProperty("method").GetString());
+        Assert.Equal("OK", grpc.GetProperty("statusName").GetString());
+        Assert.Equal(3, Assert.Single(grpc.GetProperty("response").GetProperty("messages").EnumerateArray()).GetProperty("offsetMs").GetDouble());
+        Assert.Contains("not the length-prefixed frames", ok.GetProperty("comment").GetString(), StringComparison.Ordinal);
+        var notFound = entries.Single(e => e.GetProperty("_spanId").GetString() == _notFound);
+        Assert.Equal("NOT_FOUND", notFound.GetProperty("_grpc").GetProperty("statusName").GetString());
+        Assert.Equal("order ord-1 not found", notFound.GetProperty("_grpc").GetProperty("statusMessage").GetString());
+    }
+
     private async Task<JsonDocument> GetJsonAsync(string path)
     {
         using var response = await _backend.GetAsync(path, _backend.AcmeKey);
