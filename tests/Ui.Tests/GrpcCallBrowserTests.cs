@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -8,8 +7,7 @@ using OpenQA.Selenium;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Hosting;
 using SpIstio.Backend.Storage;
-using SpIstio.Core.GrpcMessages;
-using SpIstio.Core.Model;
+using SpIstio.Backend.Tests.GrpcCalls;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Tests.GrpcMessages.Generated;
 using SpIstio.Ui.Tests.Infrastructure;
@@ -32,7 +30,6 @@ public sealed class GrpcCallBrowserTests : IAsyncLifetime, IDisposable
 
     private readonly Browser browser = new();
     private readonly ActivityTraceId _trace = ActivityTraceId.CreateRandom();
-    private readonly ActivitySpanId _call = ActivitySpanId.CreateRandom();
     private string _directory = "";
     private BackendServer _server = null!;
     private string _readKey = "";
@@ -45,13 +42,16 @@ public sealed class GrpcCallBrowserTests : IAsyncLifetime, IDisposable
         {
             Listen = "127.0.0.1:0",
             Store = "sqlite:" + Path.Combine(_directory, "sp.db"),
-            GrpcDescriptorSets = [Path.Combine(AppContext.BaseDirectory, "grpc_capture_test.pb")],
+            GrpcDescriptorSets = [GrpcTestCalls.DescriptorSetPath],
         }, NullLoggerFactory.Instance);
         _readKey = (await KeyAdministration.CreateKeyAsync(_server.Store, "acme", KeyScope.Read, "ui", TimeProvider.System, CancellationToken.None)).Key;
         var ingestKey = (await KeyAdministration.CreateKeyAsync(_server.Store, "acme", KeyScope.Ingest, "agent", TimeProvider.System, CancellationToken.None)).Key;
 
         using var http = new HttpClient { BaseAddress = _server.Address };
-        using var content = new ByteArrayContent(ExchangeSpanMapper.ToExportRequest([Call()], null, "test").ToByteArray());
+        var call = GrpcTestCalls.Call(_trace, Session, DateTimeOffset.UtcNow.AddMinutes(-2), 5, "order ord-77 is not in the warehouse",
+            GrpcTestCalls.Messages((GrpcTestCalls.Frame(new OrderRequest { OrderId = "ord-77" }), 0.3)),
+            GrpcTestCalls.Messages((GrpcTestCalls.Frame(new OrderReply { OrderId = "ord-77", TotalCents = 4200 }), 6.5)));
+        using var content = new ByteArrayContent(ExchangeSpanMapper.ToExportRequest([call], null, "test").ToByteArray());
         content.Headers.ContentType = new MediaTypeHeaderValue("application/x-protobuf");
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = content };
         request.Headers.Add("x-public-key", ingestKey);
@@ -111,52 +111,6 @@ public sealed class GrpcCallBrowserTests : IAsyncLifetime, IDisposable
         var results = browser.Text(By.Id("traces-body"));
         Assert.Contains("gRPC sp.test.grpc.Orders/Get", results, StringComparison.Ordinal);
         Assert.Contains("NOT_FOUND", results, StringComparison.Ordinal);
-    }
-
-    private Exchange Call()
-    {
-        var start = DateTimeOffset.UtcNow.AddMinutes(-2);
-        var exchange = new Exchange
-        {
-            ServiceName = "orders",
-            Direction = TrafficDirection.Inbound,
-            Method = "POST",
-            Authority = "orders:5001",
-            Path = "/sp.test.grpc.Orders/Get",
-            StatusCode = 200,
-            TraceId = _trace,
-            SpanId = _call,
-            StartTime = start,
-            EndTime = start.AddMilliseconds(9),
-            SessionId = Session,
-        };
-        exchange.RequestHeaders.Add("content-type", "application/grpc");
-        exchange.RequestHeaders.Add("x-tenant-hint", "blue");
-        exchange.ResponseHeaders.Add("content-type", "application/grpc");
-        exchange.ResponseHeaders.Add("grpc-status", "5");
-        exchange.ResponseHeaders.Add("grpc-message", "order%20ord-77%20is%20not%20in%20the%20warehouse");
-        exchange.Attributes[GrpcSpanAttributes.RpcSystem] = "grpc";
-        exchange.Attributes[GrpcSpanAttributes.RpcService] = "sp.test.grpc.Orders";
-        exchange.Attributes[GrpcSpanAttributes.RpcMethod] = "Get";
-        exchange.Attributes[GrpcSpanAttributes.RpcStatusCode] = "5";
-        exchange.Attributes[GrpcSpanAttributes.StatusName] = "NOT_FOUND";
-        exchange.Attributes[GrpcSpanAttributes.StatusMessage] = "order ord-77 is not in the warehouse";
-        exchange.Attributes[GrpcSpanAttributes.RequestMessages] = Messages(new OrderRequest { OrderId = "ord-77" }, 0.3);
-        exchange.Attributes[GrpcSpanAttributes.ResponseMessages] = Messages(new OrderReply { OrderId = "ord-77", TotalCents = 4200 }, 6.5);
-        return exchange;
-    }
-
-    // One direction as the agent writes it: the framed message through the real frame reader.
-    private static string Messages(IMessage message, double offsetMs)
-    {
-        var payload = message.ToByteArray();
-        var frame = new byte[5 + payload.Length];
-        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)payload.Length);
-        payload.CopyTo(frame, 5);
-        using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, null);
-        reader.Append(frame, TimeSpan.FromMilliseconds(offsetMs));
-        reader.Complete();
-        return GrpcSpanAttributes.EncodeMessages(reader);
     }
 
     private void AssertNoViolations()
