@@ -97,13 +97,11 @@ public sealed class GrpcCallDecoder
         var response = Messages(attributes, GrpcSpanAttributes.ResponseMessages, callPath, request: false, budget, cut);
         var details = Details(Text(attributes, GrpcSpanAttributes.StatusDetails), budget);
         var notDecoded = Count(request, m => m.BudgetExceeded) + Count(response, m => m.BudgetExceeded);
-        var tooLarge = Count(request, m => m.Base64 is not null && !m.BudgetExceeded && m.Size > Limits.MaxMessageBytes && !m.Truncated)
-            + Count(response, m => m.Base64 is not null && !m.BudgetExceeded && m.Size > Limits.MaxMessageBytes && !m.Truncated);
         string? note = null;
-        if (notDecoded > 0 || tooLarge > 0)
+        if (notDecoded > 0)
         {
             note = string.Create(CultureInfo.InvariantCulture,
-                $"{notDecoded + tooLarge} message(s) shown as bytes: one view decodes at most {Limits.MaxFields:N0} fields, {Limits.MaxDepth} levels deep, and messages up to {Limits.MaxMessageBytes / 1024:N0} KiB.");
+                $"{notDecoded} message(s) shown as bytes: one view decodes at most {Limits.MaxFields:N0} fields, {Limits.MaxDepth} levels deep, and messages up to {Limits.MaxMessageBytes / 1024:N0} KiB.");
         }
 
         return new GrpcCallDto(service, method, code, name, Text(attributes, GrpcSpanAttributes.StatusMessage), details, request, response)
@@ -145,7 +143,7 @@ public sealed class GrpcCallDecoder
                 Json = Detach(view, "json"),
                 Fields = Detach(view, "fields"),
                 Base64 = view["base64"]?.GetValue<string>(),
-                BudgetExceeded = view["budget_exceeded"] is not null,
+                BudgetExceeded = tooLarge || view["budget_exceeded"] is not null,
             });
         }
 

@@ -55,7 +55,7 @@ public sealed record GrpcMessageDto(int Index, double OffsetMs, long Size, bool 
     /// <summary>The captured bytes, when neither view applies (truncated, still compressed, not protobuf, or over the decode budget).</summary>
     public string? Base64 { get; init; }
 
-    /// <summary>True when the bytes are shown because decoding them would have passed the view's decode budget.</summary>
+    /// <summary>True when the bytes are shown because decoding them would have passed the view's decode budget (fields, depth, or the size of one message).</summary>
     public bool BudgetExceeded { get; init; }
 }
 

@@ -101,6 +101,22 @@ public sealed class GrpcCallDecoderTests
     }
 
     [Fact]
+    public void Decode_AMessageLargerThanTheLimit_IsShownAsBytes_AndSaysWhy()
+    {
+        var small = new OrderRequest { OrderId = "a" };
+        var large = new OrderRequest { OrderId = new string('b', 64) };
+        var attributes = Attributes(0, null, GrpcTestCalls.Messages((GrpcTestCalls.Frame(small), 0), (GrpcTestCalls.Frame(large), 1)), null);
+        var decoder = new GrpcCallDecoder(_descriptors, new GrpcDecodeLimits(32, 100_000, 32));
+
+        var call = decoder.Decode(attributes, "/sp.test.grpc.Orders/Get")!;
+
+        Assert.Equal("""{"orderId":"a"}""", call.Request!.Messages[0].Json!.ToJsonString());
+        Assert.True(call.Request.Messages[1].BudgetExceeded);
+        Assert.Equal(large.ToByteArray(), Convert.FromBase64String(call.Request.Messages[1].Base64!));
+        Assert.Contains("1 message(s) shown as bytes", call.Note, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Decode_NestedDeeperThanTheBudget_IsNotDecoded()
     {
         // Each level a message in field 1: 40 levels deep, past a depth of 8.
