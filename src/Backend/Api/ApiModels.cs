@@ -37,7 +37,14 @@ public sealed record SpanDto(
     string? Method,
     string? Authority,
     string? Path,
-    int? StatusCode);
+    int? StatusCode)
+{
+    /// <summary>For a gRPC call (<c>rpc.system = grpc</c>) its status code, -1 when it ended without one; null for other spans.</summary>
+    public int? GrpcStatus { get; init; }
+
+    /// <summary>The name of <see cref="GrpcStatus"/> (<c>OK</c>, <c>NOT_FOUND</c>, …); null when it is null or -1.</summary>
+    public string? GrpcStatusName => GrpcStatus is { } code && code >= 0 ? Core.GrpcMessages.GrpcCallStatus.NameOf(code) : null;
+}
 
 /// <summary>A session: its traces and every span in time order.</summary>
 public sealed record SessionDetailDto(string SessionId, IReadOnlyList<string> TraceIds, IReadOnlyList<SpanDto> Spans);
@@ -178,6 +185,13 @@ public sealed record SpanDetailDto
 
     /// <summary>The rest of the span model: resource, scope, status, events, links.</summary>
     public SpanModelDto? Model { get; init; }
+
+    /// <summary>
+    /// For a gRPC call (<c>rpc.system = grpc</c>): service, method, status name and message, decoded
+    /// status details and both message streams decoded in the backend (JSON with field names when a
+    /// configured descriptor set knows the method, else schema-less, else bytes). Null for other spans.
+    /// </summary>
+    public GrpcCalls.GrpcCallDto? Grpc { get; init; }
 }
 
 /// <summary>The service graph over a time range.</summary>
@@ -265,7 +279,14 @@ public sealed record TraceSummaryDto(
     int ErrorCount,
     int ClientErrorCount,
     IReadOnlyList<string> Services,
-    string? SessionId);
+    string? SessionId)
+{
+    /// <summary>The root span's gRPC status code when it is a gRPC call (-1: ended without one), else null.</summary>
+    public int? RootGrpcStatus { get; init; }
+
+    /// <summary>The name of <see cref="RootGrpcStatus"/>; null when it is null or -1.</summary>
+    public string? RootGrpcStatusName => RootGrpcStatus is { } code && code >= 0 ? Core.GrpcMessages.GrpcCallStatus.NameOf(code) : null;
+}
 
 /// <summary>The source-generated JSON metadata of every API type (camelCase, web defaults).</summary>
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
@@ -274,6 +295,7 @@ public sealed record TraceSummaryDto(
 [JsonSerializable(typeof(TraceViewDto))]
 [JsonSerializable(typeof(TraceListDto))]
 [JsonSerializable(typeof(SpanDetailDto))]
+[JsonSerializable(typeof(GrpcCalls.GrpcCallDto))]
 [JsonSerializable(typeof(ServiceGraphDto))]
 [JsonSerializable(typeof(EndpointListDto))]
 public sealed partial class BackendJsonContext : JsonSerializerContext;

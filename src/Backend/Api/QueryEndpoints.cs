@@ -319,7 +319,10 @@ public static class QueryEndpoints
         {
             var s = spans[i];
             summaries[i] = new SpanSummary(s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime,
-                s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
+                s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode)
+            {
+                GrpcStatus = s.GrpcStatus,
+            };
             details[s.SpanId] = s;
         }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Unicode;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp;
 
@@ -43,6 +44,9 @@ internal static class SpanDetailWriter
         attributes.WriteTo(writer);
         writer.WritePropertyName("model");
         JsonSerializer.Serialize(writer, SpanModelReader.Read(span.ModelJson, span.IsError), BackendJsonContext.Default.SpanModelDto);
+        writer.WritePropertyName("grpc");
+        var grpc = context.RequestServices.GetRequiredService<GrpcCalls.GrpcCallDecoder>().Decode(attributes, span.Path);
+        JsonSerializer.Serialize(writer, grpc, BackendJsonContext.Default.GrpcCallDto);
         writer.WriteEndObject();
         await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
     }

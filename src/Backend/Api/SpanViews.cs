@@ -21,7 +21,7 @@ internal static class SpanViews
         foreach (var t in page.Items)
         {
             items.Add(new TraceSummaryDto(t.TraceId, t.StartTime, Ms(t.EndTime - t.StartTime), t.RootService, t.RootName, t.RootMethod, t.RootRoute,
-                t.RootStatusCode, t.SpanCount, t.ErrorCount, t.ClientErrorCount, t.Services, t.SessionId));
+                t.RootStatusCode, t.SpanCount, t.ErrorCount, t.ClientErrorCount, t.Services, t.SessionId) { RootGrpcStatus = t.RootGrpcStatus });
         }
 
         return new TraceListDto(items, page.NextCursor, page.ScanLimited);
@@ -115,15 +115,22 @@ internal static class SpanViews
         return new TraceViewDto(id, start, Ms(end - start), roots, rows);
     }
 
-    /// <summary>The full view of a stored span: body metadata moves from the attributes into the bodies.</summary>
-    internal static SpanDetailDto ToDetail(StoredSpan span)
+    /// <summary>
+    /// The full view of a stored span: body metadata moves from the attributes into the bodies; a gRPC
+    /// call is decoded with <paramref name="grpc"/> (not at all when null: callers that only replay or
+    /// compare the exchange skip the decode).
+    /// </summary>
+    internal static SpanDetailDto ToDetail(StoredSpan span, GrpcCalls.GrpcCallDecoder? grpc = null, Core.GrpcMessages.ProtobufDecodeBudget? grpcBudget = null)
     {
         var attributes = JsonNode.Parse(span.AttributesJson) as JsonObject ?? [];
         var requestBody = ToBody(span.RequestBody, attributes, OtlpAttributes.RequestBodyMetaPrefix);
         var responseBody = ToBody(span.ResponseBody, attributes, OtlpAttributes.ResponseBodyMetaPrefix);
         var summary = new SpanDto(
             span.TraceId, span.SpanId, span.ParentSpanId, span.Name, span.Kind, span.ServiceName, span.StartTime, span.EndTime,
-            Ms(span.Duration), span.IsError, span.IsExchange, span.SessionId, span.Direction, span.Method, span.Authority, span.Path, span.StatusCode);
+            Ms(span.Duration), span.IsError, span.IsExchange, span.SessionId, span.Direction, span.Method, span.Authority, span.Path, span.StatusCode)
+        {
+            GrpcStatus = span.GrpcStatus,
+        };
         return new SpanDetailDto
         {
             Span = summary,
@@ -136,6 +143,7 @@ internal static class SpanViews
             ResponseBody = responseBody,
             Attributes = ParseJson(attributes.ToJsonString())!.Value,
             Model = SpanModelReader.Read(span.ModelJson, span.IsError),
+            Grpc = grpc?.Decode(attributes, span.Path, grpcBudget),
         };
     }
 
@@ -191,11 +199,17 @@ internal static class SpanViews
 
     internal static SpanDto ToDto(StoredSpan s) => new(
         s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.Duration),
-        s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
+        s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode)
+    {
+        GrpcStatus = s.GrpcStatus,
+    };
 
     internal static SpanDto ToDto(SpanSummary s) => new(
         s.TraceId, s.SpanId, s.ParentSpanId, s.Name, s.Kind, s.ServiceName, s.StartTime, s.EndTime, Ms(s.EndTime - s.StartTime),
-        s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode);
+        s.IsError, s.IsExchange, s.SessionId, s.Direction, s.Method, s.Authority, s.Path, s.StatusCode)
+    {
+        GrpcStatus = s.GrpcStatus,
+    };
 
     internal static double Ms(TimeSpan span) => span.TotalMilliseconds;
 

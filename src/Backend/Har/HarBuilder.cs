@@ -2,7 +2,10 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
 using Microsoft.AspNetCore.WebUtilities;
+using System.Text.Json.Nodes;
 using SpIstio.Backend.Api;
+using SpIstio.Backend.GrpcCalls;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Har;
@@ -21,23 +24,42 @@ public static class HarBuilder
         typeof(HarBuilder).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 
     /// <summary>A HAR document of the exchange spans among <paramref name="spans"/>, in start order (other spans are skipped).</summary>
-    public static HarDocument Build(IEnumerable<StoredSpan> spans, string? comment = null)
+    /// <param name="spans">The spans.</param>
+    /// <param name="comment"><c>log.comment</c>.</param>
+    /// <param name="grpc">Decodes gRPC calls (with the backend's descriptor sets); schema-less when null. One decode budget covers the whole document.</param>
+    public static HarDocument Build(IEnumerable<StoredSpan> spans, string? comment = null, GrpcCallDecoder? grpc = null)
     {
         ArgumentNullException.ThrowIfNull(spans);
+        grpc ??= GrpcCallDecoder.Schemaless;
+        var budget = grpc.NewBudget();
         var entries = new List<HarEntry>();
         foreach (var span in spans.Where(s => s.IsExchange).OrderBy(s => s.StartTime))
         {
-            entries.Add(ToEntry(span));
+            entries.Add(ToEntry(span, grpc, budget));
         }
 
         return new HarDocument(new HarLog { Creator = new HarCreator(CreatorName, _creatorVersion), Entries = entries, Comment = comment });
     }
 
-    /// <summary>One stored exchange span as a HAR entry.</summary>
-    public static HarEntry ToEntry(StoredSpan span)
+    /// <summary>
+    /// One stored exchange span as a HAR entry. A gRPC call keeps the HTTP/2 request and response with
+    /// their headers and trailers; its bodies become the decoded messages as a JSON array (mime type
+    /// <c>application/grpc</c>, as on the wire) and the whole call goes in <c>_grpc</c>; a comment says
+    /// that the length-prefixed frames are left out.
+    /// </summary>
+    public static HarEntry ToEntry(StoredSpan span, GrpcCallDecoder? grpc = null, ProtobufDecodeBudget? grpcBudget = null)
     {
         ArgumentNullException.ThrowIfNull(span);
-        var detail = SpanViews.ToDetail(span);
+        var detail = SpanViews.ToDetail(span, grpc ?? GrpcCallDecoder.Schemaless, grpcBudget);
+        if (detail.Grpc is { } call)
+        {
+            detail = detail with
+            {
+                RequestBody = GrpcBody(detail.RequestBody, call.Request),
+                ResponseBody = GrpcBody(detail.ResponseBody, call.Response),
+            };
+        }
+
         var requestHeaders = Headers(detail.RequestHeaders);
         var responseHeaders = Headers(detail.ResponseHeaders);
         var httpVersion = HttpVersion(detail.Attributes);
@@ -94,7 +116,9 @@ public static class HarBuilder
             Request = request,
             Response = response,
             Timings = new HarTimings(0, ms, 0),
-            Comment = span.ServiceName + " " + (span.Direction ?? "exchange") + HarStreams.Note(detail.Attributes, webSocket),
+            Comment = span.ServiceName + " " + (span.Direction ?? "exchange") + HarStreams.Note(detail.Attributes, webSocket)
+                + (detail.Grpc is { } g ? " · gRPC " + g.Service + "/" + g.Method + " " + (g.StatusName ?? "without a status") + ". " + GrpcComment : null),
+            Grpc = detail.Grpc,
             TraceId = span.TraceId,
             SpanId = span.SpanId,
             Service = span.ServiceName,
@@ -102,6 +126,29 @@ public static class HarBuilder
             SessionId = span.SessionId,
             WebSocketMessages = webSocket,
         };
+    }
+
+    /// <summary>What a gRPC entry leaves out, in its comment and its bodies' comments.</summary>
+    public const string GrpcComment =
+        "Bodies hold the call's messages decoded by the backend as a JSON array (proto3 JSON with field names when a descriptor set describes the method, else the schema-less field list, else base64), not the length-prefixed frames; _grpc holds the status, offsets, sizes and flags of every message.";
+
+    // A gRPC body as HAR carries it: the decoded messages (JSON, one element per message) in place of the frames.
+    private static BodyDto? GrpcBody(BodyDto? body, GrpcMessagesDto? messages)
+    {
+        if (messages is null)
+        {
+            return body;
+        }
+
+        var array = new JsonArray();
+        foreach (var m in messages.Messages)
+        {
+            array.Add((m.Json ?? m.Fields)?.DeepClone() ?? JsonValue.Create(m.Base64));
+        }
+
+        var text = array.ToJsonString();
+        return new BodyDto("text", "text", text, System.Text.Encoding.UTF8.GetByteCount(text), body?.OriginalSize ?? -1, messages.Truncated,
+            body?.ContentType ?? "application/grpc", body?.ContentEncoding, Decoded: true);
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.AspNetCore.Routing;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Auth;
@@ -76,7 +77,7 @@ public static class HarEndpoints
             }
         }
 
-        var document = HarBuilder.Build(full, title);
+        var document = HarBuilder.Build(full, title, context.RequestServices.GetRequiredService<GrpcCalls.GrpcCallDecoder>());
         // Written inside the lease.
         await HarBuilder.WriteAsync(context.Response, document, SafeFileName(pageId) + ".har").ConfigureAwait(false);
         return Results.Empty;

@@ -75,6 +75,13 @@ public sealed record HarEntry
     /// </summary>
     [JsonPropertyName("_webSocketMessages")]
     public IReadOnlyList<HarWebSocketMessage>? WebSocketMessages { get; init; }
+
+    /// <summary>
+    /// Custom field, gRPC calls only: service, method, status (code, name, grpc-message, decoded
+    /// details) and both message streams as the backend decoded them (<see cref="GrpcCalls.GrpcCallDto"/>).
+    /// </summary>
+    [JsonPropertyName("_grpc")]
+    public GrpcCalls.GrpcCallDto? Grpc { get; init; }
 }
 
 /// <summary>One WebSocket message in Chrome's HAR form.</summary>

@@ -82,8 +82,18 @@ public sealed record BackendOptions
     /// <summary>PEM private key of <see cref="TlsCertificatePath"/>.</summary>
     public string? TlsKeyPath { get; init; }
 
+    /// <summary>
+    /// Descriptor set files (<c>protoc --descriptor_set_out=FILE --include_imports</c>) or folders of
+    /// them, read once at start-up: the API, the Trace View and HAR show captured gRPC messages of
+    /// the methods they describe as JSON with field names, others schema-less. Empty: none.
+    /// </summary>
+    public IReadOnlyList<string> GrpcDescriptorSets { get; init; } = [];
+
     /// <summary>Every problem, each naming the option; empty when the options are usable.</summary>
-    public IReadOnlyList<string> Validate()
+    public IReadOnlyList<string> Validate() => ValidateAll(out _);
+
+    /// <summary>Every problem, and the descriptor sets read along the way (null when there are problems with them).</summary>
+    internal IReadOnlyList<string> ValidateAll(out Core.GrpcMessages.GrpcDescriptorSet? descriptors)
     {
         var problems = new List<string>();
         var ic = CultureInfo.InvariantCulture;
@@ -178,17 +188,24 @@ public sealed record BackendOptions
             problems.Add(string.Create(ic, $"key-cache-ttl: '{KeyCacheTtl}' must not be negative"));
         }
 
+        (descriptors, var descriptorProblems) = GrpcCalls.GrpcDescriptorFiles.Load(GrpcDescriptorSets);
+        problems.AddRange(descriptorProblems);
         return problems;
     }
 
     /// <summary>Throws <see cref="BackendOptionsException"/> listing every problem, if any.</summary>
-    public void ValidateOrThrow()
+    public void ValidateOrThrow() => ValidateAndLoad();
+
+    /// <summary>Like <see cref="ValidateOrThrow"/>, returning the descriptor sets it read.</summary>
+    internal Core.GrpcMessages.GrpcDescriptorSet ValidateAndLoad()
     {
-        var problems = Validate();
+        var problems = ValidateAll(out var descriptors);
         if (problems.Count > 0)
         {
             throw new BackendOptionsException(problems);
         }
+
+        return descriptors!;
     }
 }
 

@@ -13,6 +13,7 @@ using SpIstio.Backend.Api;
 using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Har;
+using SpIstio.Backend.GrpcCalls;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Mocks;
 using SpIstio.Backend.Storage;
@@ -88,7 +89,7 @@ public sealed class BackendServer : IAsyncDisposable
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.ValidateOrThrow();
+        var descriptors = options.ValidateAndLoad();
         loggerFactory ??= NullLoggerFactory.Instance;
         timeProvider ??= TimeProvider.System;
         var logger = loggerFactory.CreateLogger("SpIstio.Backend");
@@ -129,7 +130,7 @@ public sealed class BackendServer : IAsyncDisposable
             var tls = options.TlsCertificatePath is null
                 ? null
                 : TlsCertificateSource.Load(options.TlsCertificatePath, options.TlsKeyPath!, timeProvider, logger);
-            var app = Build(bound, options, tls, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest);
+            var app = Build(bound, options, tls, store, loggerFactory, timeProvider, metrics, queue, authenticator, ingest, new GrpcCallDecoder(descriptors));
             string? bootstrapKey;
             try
             {
@@ -232,7 +233,7 @@ public sealed class BackendServer : IAsyncDisposable
     private static WebApplication Build(
         BoundEndpoints bound,
         BackendOptions options, TlsCertificateSource? tls, ISpanStore store, ILoggerFactory loggerFactory, TimeProvider timeProvider,
-        BackendMetrics metrics, IngestQueue queue, ApiKeyAuthenticator authenticator, IngestService ingest)
+        BackendMetrics metrics, IngestQueue queue, ApiKeyAuthenticator authenticator, IngestService ingest, GrpcCallDecoder grpcCalls)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
@@ -268,6 +269,7 @@ public sealed class BackendServer : IAsyncDisposable
         services.AddSpAuthentication();
         services.AddSingleton(ingest);
         services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics, timeProvider));
+        services.AddSingleton(grpcCalls);
         services.AddGrpc(grpc =>
         {
             grpc.MaxReceiveMessageSize = options.MaxBodyBytes;

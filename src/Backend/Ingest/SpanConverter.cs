@@ -342,6 +342,7 @@ public static class SpanConverter
             Query = exchange.Query,
             Route = route,
             StatusCode = exchange.StatusCode,
+            GrpcStatus = GrpcStatusOf(exchange.Attributes),
             RequestHeadersJson = HeadersJson(exchange.RequestHeaders, buffer),
             ResponseHeadersJson = HeadersJson(exchange.ResponseHeaders, buffer),
             RequestBody = exchange.RequestBody.Content,
@@ -351,11 +352,36 @@ public static class SpanConverter
         };
     }
 
+    /// <summary>The <see cref="StoredSpan.GrpcStatus"/> of a span's attributes: the code of a gRPC call (an int attribute or its text), -1 without one, null for other spans.</summary>
+    internal static int? GrpcStatusOf(IReadOnlyDictionary<string, string> attributes)
+    {
+        if (!attributes.TryGetValue(Core.GrpcMessages.GrpcSpanAttributes.RpcSystem, out var system) || !string.Equals(system, "grpc", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        return attributes.TryGetValue(Core.GrpcMessages.GrpcSpanAttributes.RpcStatusCode, out var code)
+            && int.TryParse(code, NumberStyles.None, CultureInfo.InvariantCulture, out var status) ? status : -1;
+    }
+
     private static StoredSpan FromGeneric(OtlpSpan span, Resource? resource, InstrumentationScope? scope, ArrayBufferWriter<byte> buffer)
     {
         string? service = null, session = null, route = null;
+        // An SDK's gRPC span (OpenTelemetry RPC conventions) gets the same status column as a captured call.
+        bool grpc = false;
+        int? grpcStatus = null;
         foreach (var kv in span.Attributes)
         {
+            if (string.Equals(kv.Key, Core.GrpcMessages.GrpcSpanAttributes.RpcSystem, StringComparison.Ordinal))
+            {
+                grpc = kv.Value is { ValueCase: AnyValue.ValueOneofCase.StringValue, StringValue: "grpc" };
+            }
+            else if (string.Equals(kv.Key, Core.GrpcMessages.GrpcSpanAttributes.RpcStatusCode, StringComparison.Ordinal)
+                && int.TryParse(ExchangeSpanMapper.AsString(kv.Value ?? new AnyValue()), NumberStyles.None, CultureInfo.InvariantCulture, out var code))
+            {
+                grpcStatus = code;
+            }
+
             if (string.Equals(kv.Key, HttpRoute, StringComparison.Ordinal) && kv.Value?.ValueCase == AnyValue.ValueOneofCase.StringValue)
             {
                 route = kv.Value.StringValue;
@@ -398,6 +424,7 @@ public static class SpanConverter
             IsExchange = false,
             SessionId = string.IsNullOrEmpty(session) ? null : session,
             Route = string.IsNullOrEmpty(route) ? null : route,
+            GrpcStatus = grpc ? grpcStatus ?? -1 : null,
             AttributesJson = GenericAttributesJson(span, buffer),
             ModelJson = ModelJson(span, resource, scope, buffer),
         };

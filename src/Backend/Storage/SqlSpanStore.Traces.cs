@@ -312,7 +312,7 @@ internal abstract partial class SqlSpanStore
 
         await using var command = connection.CreateCommand();
         var sql = new StringBuilder(
-            "SELECT trace_id, span_id, parent_span_id, name, service, start_ns, end_ns, is_error, status_code, method, route, session_id " +
+            "SELECT trace_id, span_id, parent_span_id, name, service, start_ns, end_ns, is_error, status_code, method, route, session_id, grpc_status " +
             "FROM spans WHERE tenant_id = @t AND trace_id IN (");
         Add(command, "t", tenantId);
         for (int i = 0; i < found.Count; i++)
@@ -338,7 +338,7 @@ internal abstract partial class SqlSpanStore
                 t.Add(new TraceRow(
                     reader.GetString(1), NullableString(reader, 2), reader.GetString(3), reader.GetString(4), Int64(reader, 5), Int64(reader, 6),
                     Int64(reader, 7) != 0, reader.IsDBNull(8) ? null : (int)Int64(reader, 8), NullableString(reader, 9), NullableString(reader, 10),
-                    NullableString(reader, 11)));
+                    NullableString(reader, 11), reader.IsDBNull(12) ? null : (int)Int64(reader, 12)));
             }
         }
 
@@ -364,7 +364,7 @@ internal abstract partial class SqlSpanStore
             : throw new ArgumentException($"Invalid traces cursor '{cursor}': pass the nextCursor of a previous page unchanged.", nameof(cursor));
     }
 
-    private sealed record TraceRow(string SpanId, string? ParentSpanId, string Name, string Service, long StartNs, long EndNs, bool IsError, int? Status, string? Method, string? Route, string? Session);
+    private sealed record TraceRow(string SpanId, string? ParentSpanId, string Name, string Service, long StartNs, long EndNs, bool IsError, int? Status, string? Method, string? Route, string? Session, int? GrpcStatus);
 
     private sealed class TraceAccumulator
     {
@@ -403,7 +403,7 @@ internal abstract partial class SqlSpanStore
 
             root ??= _rows[0];
             return new TraceSummary(traceId, StoreTime.FromNanos(start), StoreTime.FromNanos(end), root.Service, root.Name, root.Method, root.Route,
-                root.Status, _rows.Count, errors, clientErrors, [.. services], session);
+                root.Status, _rows.Count, errors, clientErrors, [.. services], session) { RootGrpcStatus = root.GrpcStatus };
         }
     }
 }

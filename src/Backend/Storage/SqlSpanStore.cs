@@ -369,7 +369,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<IReadOnlyList<SpanSummary>?> GetSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + " FROM spans WHERE tenant_id = @t AND session_id = @s ORDER BY start_ns, id");
+            "SELECT " + SummaryColumns + ", grpc_status FROM spans WHERE tenant_id = @t AND session_id = @s ORDER BY start_ns, id");
         Add(command, "t", tenantId);
         Add(command, "s", sessionId);
         var list = await ReadSummariesAsync(command, cancellationToken).ConfigureAwait(false);
@@ -379,7 +379,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<IReadOnlyList<SpanSummary>> GetTraceAsync(long tenantId, string traceId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + " FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
+            "SELECT " + SummaryColumns + ", grpc_status FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
         return (IReadOnlyList<SpanSummary>)await ReadSummariesAsync(command, cancellationToken).ConfigureAwait(false);
@@ -388,7 +388,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<StoredSpan?> GetSpanAsync(long tenantId, string traceId, string spanId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + ", scheme, query, route, request_headers, response_headers, request_body, response_body, attributes, span_model " +
+            "SELECT " + SummaryColumns + ", scheme, query, route, request_headers, response_headers, request_body, response_body, attributes, span_model, grpc_status " +
             "FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
@@ -407,6 +407,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             ResponseBody = BodyCodec.Decode(NullableBytes(reader, 22), Dictionaries),
             AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 23), Dictionaries) ?? "{}",
             ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 24), Dictionaries),
+            GrpcStatus = reader.IsDBNull(25) ? null : (int)Int64(reader, 25),
         };
     }, cancellationToken);
 
@@ -452,7 +453,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + ", scheme, query, route, attributes, span_model FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
+            "SELECT " + SummaryColumns + ", scheme, query, route, attributes, span_model, grpc_status FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
         var list = new List<StoredSpan>();
@@ -463,6 +464,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             {
                 AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 19), Dictionaries) ?? "{}",
                 ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 20), Dictionaries),
+                GrpcStatus = reader.IsDBNull(21) ? null : (int)Int64(reader, 21),
             });
         }
 
@@ -727,13 +729,14 @@ internal abstract partial class SqlSpanStore : ISpanStore
         return stats;
     }
 
+    // The summary columns followed by grpc_status (column 16).
     private static async Task<List<SpanSummary>> ReadSummariesAsync(DbCommand command, CancellationToken cancellationToken)
     {
         var list = new List<SpanSummary>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            list.Add(ReadSummary(reader));
+            list.Add(ReadSummary(reader) with { GrpcStatus = reader.IsDBNull(16) ? null : (int)Int64(reader, 16) });
         }
 
         return list;

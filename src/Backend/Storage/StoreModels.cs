@@ -104,6 +104,9 @@ public sealed record StoredSpan
     /// <summary>HTTP response status, or null when none was seen.</summary>
     public int? StatusCode { get; init; }
 
+    /// <summary>For a gRPC call (<c>rpc.system = grpc</c>) its status code (<c>rpc.grpc.status_code</c>), -1 when it ended without one; null for any other span.</summary>
+    public int? GrpcStatus { get; init; }
+
     /// <summary>Request headers as a JSON array of [name, value] pairs.</summary>
     public string? RequestHeadersJson { get; init; }
 
@@ -151,7 +154,11 @@ public sealed record SpanSummary(
     string? Method,
     string? Authority,
     string? Path,
-    int? StatusCode);
+    int? StatusCode)
+{
+    /// <summary>For a gRPC call its status code, -1 when it ended without one; null for any other span (<see cref="StoredSpan.GrpcStatus"/>).</summary>
+    public int? GrpcStatus { get; init; }
+}
 
 /// <summary>Filters of the sessions list.</summary>
 public sealed record SessionQuery

@@ -89,7 +89,11 @@ public sealed record TraceSummary(
     int ErrorCount,
     int ClientErrorCount,
     IReadOnlyList<string> Services,
-    string? SessionId);
+    string? SessionId)
+{
+    /// <summary>The root span's gRPC status code when it is a gRPC call (-1: ended without one), else null.</summary>
+    public int? RootGrpcStatus { get; init; }
+}
 
 /// <summary>A page of trace search.</summary>
 /// <param name="Items">Traces, newest matching span first.</param>

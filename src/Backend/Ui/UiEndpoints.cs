@@ -132,7 +132,7 @@ public static class UiEndpoints
             return Results.Problem(statusCode: 404, title: "Not found", detail: "no exchange " + sid + " in trace " + tid);
         }
 
-        var document = HarBuilder.Build([span], "exchange " + sid + " of trace " + tid);
+        var document = HarBuilder.Build([span], "exchange " + sid + " of trace " + tid, context.RequestServices.GetRequiredService<GrpcCalls.GrpcCallDecoder>());
         await HarBuilder.WriteAsync(context.Response, document, "exchange-" + sid + ".har").ConfigureAwait(false);
         return Results.Empty;
     }
@@ -220,7 +220,7 @@ public static class UiEndpoints
             }
         }
 
-        var document = HarBuilder.Build(spans, string.Create(CultureInfo.InvariantCulture, $"trace {tid}: {spans.Count} exchange(s)"));
+        var document = HarBuilder.Build(spans, string.Create(CultureInfo.InvariantCulture, $"trace {tid}: {spans.Count} exchange(s)"), context.RequestServices.GetRequiredService<GrpcCalls.GrpcCallDecoder>());
         await HarBuilder.WriteAsync(context.Response, document, "trace-" + tid + ".har").ConfigureAwait(false);
         return Results.Empty;
     }

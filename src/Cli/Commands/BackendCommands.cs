@@ -70,6 +70,12 @@ internal static class BackendCommands
             Description = "PEM private key of --tls-cert.",
         };
 
+        var grpcDescriptorSets = new Option<string?>("--grpc-descriptor-sets")
+        {
+            HelpName = "FILE|FOLDER,…",
+            Description = "Descriptor sets (protoc --descriptor_set_out=FILE --include_imports), or folders of *.pb/*.desc/*.protoset/*.binpb files, comma-separated: captured gRPC messages of the methods they describe are shown as JSON with field names. Default: $" + SpIstio.Backend.GrpcCalls.GrpcDescriptorFiles.EnvironmentVariable + ", else none (messages are shown schema-less).",
+        };
+
         var command = new Command("backend", "Run the backend: OTLP ingest (HTTP and gRPC), tenants and keys, the store and the query API. Ctrl+C or SIGTERM drains the write queue and exits.");
         command.Options.Add(listen);
         command.Options.Add(grpcListen);
@@ -83,6 +89,7 @@ internal static class BackendCommands
         command.Options.Add(sessionIdle);
         command.Options.Add(tlsCert);
         command.Options.Add(tlsKey);
+        command.Options.Add(grpcDescriptorSets);
         command.Subcommands.Add(BackendMigrateCommand.Create());
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -129,6 +136,8 @@ internal static class BackendCommands
                 MaxStoreBytes = parseResult.GetValue(maxStoreBytes),
                 TlsCertificatePath = parseResult.GetValue(tlsCert),
                 TlsKeyPath = parseResult.GetValue(tlsKey),
+                GrpcDescriptorSets = SpIstio.Backend.GrpcCalls.GrpcDescriptorFiles.Split(
+                    parseResult.GetValue(grpcDescriptorSets) ?? Environment.GetEnvironmentVariable(SpIstio.Backend.GrpcCalls.GrpcDescriptorFiles.EnvironmentVariable)),
             };
             var problems = options.Validate();
             if (problems.Count > 0)

@@ -23,17 +23,20 @@ public static class DescribedProtobuf
     /// <param name="message">The serialized message.</param>
     /// <param name="type">Its descriptor.</param>
     /// <param name="resolveAny">Finds the descriptor for an <c>Any</c>'s type name; null when unknown.</param>
-    public static JsonNode? TryDecode(ReadOnlySpan<byte> message, MessageDescriptor type, Func<string, MessageDescriptor?>? resolveAny = null)
+    /// <param name="budget">What the decode may cost (depth, fields); null for no bound beyond the format's own depth limit. A decode that would pass it returns null.</param>
+    public static JsonNode? TryDecode(ReadOnlySpan<byte> message, MessageDescriptor type, Func<string, MessageDescriptor?>? resolveAny = null, ProtobufDecodeBudget? budget = null)
     {
         ArgumentNullException.ThrowIfNull(type);
-        return TryMessage(message, type, resolveAny ?? (_ => null), 0, out var node) ? node : null;
+        return TryMessage(message, type, new Context(resolveAny ?? (_ => null), budget ?? ProtobufDecodeBudget.Unbounded()), 0, out var node) ? node : null;
     }
 
+    private sealed record Context(Func<string, MessageDescriptor?> ResolveAny, ProtobufDecodeBudget Budget);
+
     // False when the bytes are malformed; a well-formed message may still be JSON null (a Value holding null).
-    private static bool TryMessage(ReadOnlySpan<byte> data, MessageDescriptor type, Func<string, MessageDescriptor?> resolveAny, int depth, out JsonNode? node)
+    private static bool TryMessage(ReadOnlySpan<byte> data, MessageDescriptor type, Context context, int depth, out JsonNode? node)
     {
         node = null;
-        if (depth > MaxDepth)
+        if (depth > Math.Min(MaxDepth, context.Budget.MaxDepth))
         {
             return false;
         }
@@ -45,14 +48,14 @@ public static class DescribedProtobuf
         while (position < data.Length)
         {
             var start = position;
-            if (!ProtoWire.TryReadTag(data, ref position, out var number, out var wireType) || !TrySkip(data, ref position, wireType))
+            if (!context.Budget.TrySpend() || !ProtoWire.TryReadTag(data, ref position, out var number, out var wireType) || !TrySkip(data, ref position, wireType))
             {
                 return false;
             }
 
             var field = type.FindFieldByNumber(number);
             var raw = data[start..position];
-            if (field is null || !TryField(raw, field, resolveAny, depth, values))
+            if (field is null || !TryField(raw, field, context, depth, values))
             {
                 unknown ??= [];
                 foreach (var b in raw)
@@ -62,13 +65,18 @@ public static class DescribedProtobuf
             }
         }
 
-        node = TryWellKnown(type, values, out var special) ? special : Build(type, values, unknown);
+        if (context.Budget.Exhausted)
+        {
+            return false;
+        }
+
+        node = TryWellKnown(type, values, out var special) ? special : Build(type, values, unknown, context.Budget);
         return true;
     }
 
     // Decodes one field occurrence (its tag and value) into `values`; false when its wire type does
     // not fit the field, so it is kept as unknown instead.
-    private static bool TryField(ReadOnlySpan<byte> raw, FieldDescriptor field, Func<string, MessageDescriptor?> resolveAny, int depth, SortedDictionary<int, List<JsonNode?>> values)
+    private static bool TryField(ReadOnlySpan<byte> raw, FieldDescriptor field, Context context, int depth, SortedDictionary<int, List<JsonNode?>> values)
     {
         var position = 0;
         ProtoWire.TryReadTag(raw, ref position, out _, out var wireType);
@@ -89,7 +97,7 @@ public static class DescribedProtobuf
             var at = 0;
             while (at < packed.Length)
             {
-                if (!TryScalar(packed, ref at, field, out var item))
+                if (!context.Budget.TrySpend() || !TryScalar(packed, ref at, field, out var item))
                 {
                     return false;
                 }
@@ -120,9 +128,9 @@ public static class DescribedProtobuf
                     node = JsonValue.Create(Convert.ToBase64String(bytes));
                     break;
                 case FieldType.Message when field.MessageType.FullName == "google.protobuf.Any":
-                    node = DecodeAny(bytes, resolveAny, depth);
+                    node = DecodeAny(bytes, context, depth);
                     break;
-                case FieldType.Message when TryMessage(bytes, field.MessageType, resolveAny, depth + 1, out var nested):
+                case FieldType.Message when TryMessage(bytes, field.MessageType, context, depth + 1, out var nested):
                     node = nested;
                     break;
                 default:
@@ -202,7 +210,7 @@ public static class DescribedProtobuf
         }
     }
 
-    private static JsonNode Build(MessageDescriptor type, SortedDictionary<int, List<JsonNode?>> values, List<byte>? unknown)
+    private static JsonNode Build(MessageDescriptor type, SortedDictionary<int, List<JsonNode?>> values, List<byte>? unknown, ProtobufDecodeBudget? budget = null)
     {
         var result = new JsonObject();
         foreach (var (number, list) in values)
@@ -244,7 +252,7 @@ public static class DescribedProtobuf
 
         if (unknown is { Count: > 0 })
         {
-            result["@unknown"] = SchemalessProtobuf.TryDecode(unknown.ToArray());
+            result["@unknown"] = SchemalessProtobuf.TryDecode(unknown.ToArray(), budget);
         }
 
         return result;
@@ -294,7 +302,7 @@ public static class DescribedProtobuf
         }
     }
 
-    private static JsonNode DecodeAny(ReadOnlySpan<byte> data, Func<string, MessageDescriptor?> resolveAny, int depth)
+    private static JsonNode DecodeAny(ReadOnlySpan<byte> data, Context context, int depth)
     {
         string typeUrl = string.Empty;
         ReadOnlySpan<byte> value = default;
@@ -320,9 +328,9 @@ public static class DescribedProtobuf
         }
 
         var result = new JsonObject { ["@type"] = typeUrl };
-        var inner = resolveAny(typeUrl[(typeUrl.LastIndexOf('/') + 1)..]);
+        var inner = context.ResolveAny(typeUrl[(typeUrl.LastIndexOf('/') + 1)..]);
         JsonNode? decoded = null;
-        if (inner is not null && !TryMessage(value, inner, resolveAny, depth + 1, out decoded))
+        if (inner is not null && !TryMessage(value, inner, context, depth + 1, out decoded))
         {
             inner = null;
         }

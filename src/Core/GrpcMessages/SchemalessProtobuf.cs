@@ -21,17 +21,23 @@ public static class SchemalessProtobuf
 
     /// <summary>
     /// Decodes <paramref name="message"/> into an array of <c>{field, wire, …}</c> entries in wire
-    /// order; null when the bytes are not a well-formed message.
+    /// order; null when the bytes are not a well-formed message, or when decoding them would pass
+    /// <paramref name="budget"/> (null: no bound beyond <see cref="MaxDepth"/>).
     /// </summary>
-    public static JsonArray? TryDecode(ReadOnlySpan<byte> message) => TryDecode(message, 0);
+    public static JsonArray? TryDecode(ReadOnlySpan<byte> message, ProtobufDecodeBudget? budget = null)
+    {
+        budget ??= ProtobufDecodeBudget.Unbounded();
+        var fields = TryDecode(message, 0, budget);
+        return budget.Exhausted ? null : fields;
+    }
 
-    private static JsonArray? TryDecode(ReadOnlySpan<byte> data, int depth)
+    private static JsonArray? TryDecode(ReadOnlySpan<byte> data, int depth, ProtobufDecodeBudget budget)
     {
         var fields = new JsonArray();
         var position = 0;
         while (position < data.Length)
         {
-            if (!ProtoWire.TryReadTag(data, ref position, out var field, out var wireType))
+            if (!budget.TrySpend() || !ProtoWire.TryReadTag(data, ref position, out var field, out var wireType))
             {
                 return null;
             }
@@ -79,7 +85,7 @@ public static class SchemalessProtobuf
                     }
 
                     entry["wire"] = "len";
-                    AddLengthDelimited(entry, data.Slice(position, length), depth);
+                    AddLengthDelimited(entry, data.Slice(position, length), depth, budget);
                     position += length;
                     break;
                 default:
@@ -93,7 +99,7 @@ public static class SchemalessProtobuf
         return fields;
     }
 
-    private static void AddLengthDelimited(JsonObject entry, ReadOnlySpan<byte> value, int depth)
+    private static void AddLengthDelimited(JsonObject entry, ReadOnlySpan<byte> value, int depth, ProtobufDecodeBudget budget)
     {
         if (LooksLikeText(value, out var text))
         {
@@ -101,7 +107,7 @@ public static class SchemalessProtobuf
             return;
         }
 
-        if (depth < MaxDepth && !value.IsEmpty && TryDecode(value, depth + 1) is { } nested)
+        if (depth < Math.Min(MaxDepth, budget.MaxDepth) && !value.IsEmpty && TryDecode(value, depth + 1, budget) is { } nested)
         {
             entry["message"] = nested;
             return;

@@ -185,5 +185,11 @@ internal static class PostgresMigrations
         """
         ALTER INDEX span_search_terms SET (gin_pending_list_limit = 16384);
         """,
+
+        // gRPC calls: the status code, so lists show the status name without reading attributes
+        // (null: not a gRPC call; -1: a gRPC call that ended without a status).
+        """
+        ALTER TABLE spans ADD COLUMN grpc_status INTEGER;
+        """,
     ];
 }

@@ -19,13 +19,13 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     private const string Columns =
         "tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
         "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-        "request_body, response_body, attributes, stored_bytes, span_model";
+        "request_body, response_body, attributes, stored_bytes, span_model, grpc_status";
 
     private const string CreateStaging =
         "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, kind INTEGER, " +
         "service TEXT, start_ns BIGINT, end_ns BIGINT, is_error INTEGER, is_exchange INTEGER, session_id TEXT, direction TEXT, method TEXT, " +
         "scheme TEXT, authority TEXT, path TEXT, query TEXT, route TEXT, status_code INTEGER, request_headers BYTEA, response_headers BYTEA, " +
-        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA) ON COMMIT DELETE ROWS";
+        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER) ON COMMIT DELETE ROWS";
 
     private const string MoveStaged =
         "WITH ins AS (" +
@@ -250,6 +250,14 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 WriteBytes(importer, e.Attributes);
                 importer.Write(e.StoredBytes, NpgsqlDbType.Bigint);
                 WriteBytes(importer, e.Model);
+                if (s.GrpcStatus is { } grpcStatus)
+                {
+                    importer.Write(grpcStatus, NpgsqlDbType.Integer);
+                }
+                else
+                {
+                    importer.WriteNull();
+                }
             }
 
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);

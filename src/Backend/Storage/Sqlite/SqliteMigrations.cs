@@ -171,5 +171,11 @@ internal static class SqliteMigrations
         """
         INSERT INTO spans_fts (spans_fts, rank) VALUES ('automerge', 16);
         """,
+
+        // gRPC calls: the status code, so lists show the status name without reading attributes
+        // (null: not a gRPC call; -1: a gRPC call that ended without a status).
+        """
+        ALTER TABLE spans ADD COLUMN grpc_status INTEGER;
+        """,
     ];
 }

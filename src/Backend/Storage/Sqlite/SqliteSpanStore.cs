@@ -239,6 +239,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             p[25].Value = e.StoredBytes;
             p[26].Value = (object?)e.Model ?? DBNull.Value;
             p[27].Value = id + 1;
+            p[28].Value = s.GrpcStatus is { } grpcStatus ? grpcStatus : DBNull.Value;
 
             // No change when the span already exists (a retried export); its id is then not used.
             if (insert.ExecuteNonQuery() == 0)
@@ -393,7 +394,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     private static SqliteCommand PrepareInsert(SqliteConnection writer)
     {
-        string[] names = new string[28];
+        string[] names = new string[29];
         for (int i = 0; i < names.Length; i++)
         {
             names[i] = "p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -402,7 +403,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return Prepare(writer,
             "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
             "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-            "request_body, response_body, attributes, stored_bytes, span_model, id) VALUES (@" + string.Join(", @", names) + ") " +
+            "request_body, response_body, attributes, stored_bytes, span_model, id, grpc_status) VALUES (@" + string.Join(", @", names) + ") " +
             "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING",
             names);
     }
