@@ -749,7 +749,12 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     internal long InflightBytes => Interlocked.Read(ref _inflightBytes);
 
     /// <summary>The Content-Encoding header value for <paramref name="compression"/> ("" for none).</summary>
-    internal static string ContentEncodingOf(ExportCompression compression) => compression == ExportCompression.Gzip ? "gzip" : "";
+    internal static string ContentEncodingOf(ExportCompression compression) => compression switch
+    {
+        ExportCompression.Gzip => "gzip",
+        ExportCompression.Zstd => "zstd",
+        _ => "",
+    };
 
     /// <summary>The gzip-compressed OTLP protobuf request body for <paramref name="batch"/>.</summary>
     internal static ArraySegment<byte> Encode(IReadOnlyList<Exchange> batch, string? publicKey) =>
@@ -769,15 +774,23 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
         if (compression == ExportCompression.None)
         {
-            var plain = new MemoryStream((int)Math.Clamp(estimate, 256, Array.MaxLength));
+            // An eighth over the estimate: the estimate runs a few percent under the encoded size,
+            // and a MemoryStream that outgrows its capacity doubles it and copies, allocating three
+            // times the batch (measured: 16 KB per 5.5 KB exchange before the headroom).
+            var plain = new MemoryStream((int)Math.Clamp(estimate + (estimate / 8) + 1024, 256, Array.MaxLength));
             OtlpSpanWriter.Write(batch, publicKey, Version, plain);
             return new ArraySegment<byte>(plain.GetBuffer(), 0, (int)plain.Length);
         }
 
         // Compressed payloads are rarely more than a quarter of the encoded size.
         var buffer = new MemoryStream((int)Math.Clamp(estimate / 4, 256, Array.MaxLength));
-        using (var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true))
+        if (compression == ExportCompression.Zstd)
         {
+            ZstdEncoder.Write(batch, publicKey, Version, buffer);
+        }
+        else
+        {
+            using var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true);
             OtlpSpanWriter.Write(batch, publicKey, Version, gzip);
         }
 
