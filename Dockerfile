@@ -51,7 +51,7 @@ VOLUME ["/tmp", "/data"]
 # --listen/--admin, so the default binding is cleared rather than left listening.
 #
 # Memory: the runtime settings (workstation non-concurrent GC, a 4 MiB gen0 budget, GCConserveMemory,
-# TieredPGO off) are in sp.runtimeconfig.json, set in src/Cli/Cli.csproj, so the image, the
+# TieredPGO off, no thread-pool spinning) are in sp.runtimeconfig.json, set in src/Cli/Cli.csproj, so the image, the
 # manifests and the benches run with the same ones; a DOTNET_* variable in a Deployment overrides them.
 # SP_STORE is the store `sp backend`, `sp keys` and `sp tenants` use when --store is not given, so
 # `kubectl exec … sp keys create …` reaches the backend's /data store (a Secret's SP_STORE wins).
