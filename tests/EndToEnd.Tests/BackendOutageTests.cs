@@ -50,21 +50,8 @@ public sealed class BackendOutageTests : IDisposable
             await WaitForBackendAsync(backend);
             await using var proxy = StartProxy(upstream.Address, port, key, "proxy-buffer");
             await using var extproc = StartExtProc(port, key, "extproc-buffer");
-            var proxyAdmin = await AdminAsync(proxy);
-            var proxyAddress = Address(await proxy.WaitForLineAsync("proxy listening on "));
-            var extprocAdmin = await AdminAsync(extproc);
-            var grpcAddress = (await extproc.WaitForLineAsync("extproc listening on "))["extproc listening on ".Length..];
-
-            await using var traffic = Traffic.Start(proxyAddress, new Uri("http://" + grpcAddress));
-
-            // Up: exchanges of both front ends reach the store.
-            await WaitForMetricAsync(proxyAdmin, Exported, v => v >= 3);
-            await WaitForMetricAsync(extprocAdmin, Exported, v => v >= 3);
-
-            // Down: what traffic brings in goes to the disk buffers; the traffic itself keeps flowing.
-            backend.KillHard();
-            await WaitForMetricAsync(proxyAdmin, Buffered, v => v >= 10);
-            await WaitForMetricAsync(extprocAdmin, Buffered, v => v >= 10);
+            var (proxyAdmin, extprocAdmin, traffic) = await TrafficThroughAnOutageAsync(proxy, extproc, backend);
+            await using var trafficScope = traffic;
             Assert.Equal(0, await MetricAsync(proxyAdmin, "sp_backend_up"));
 
             // Back on the same address: buffered batches are re-sent and new exchanges flow.
@@ -109,18 +96,8 @@ public sealed class BackendOutageTests : IDisposable
             await using (var proxy = StartProxy(upstream.Address, port, key, "proxy-buffer"))
             await using (var extproc = StartExtProc(port, key, "extproc-buffer"))
             {
-                var proxyAdmin = await AdminAsync(proxy);
-                var proxyAddress = Address(await proxy.WaitForLineAsync("proxy listening on "));
-                var extprocAdmin = await AdminAsync(extproc);
-                var grpcAddress = (await extproc.WaitForLineAsync("extproc listening on "))["extproc listening on ".Length..];
-                await using var traffic = Traffic.Start(proxyAddress, new Uri("http://" + grpcAddress));
-                await WaitForMetricAsync(proxyAdmin, Exported, v => v >= 3);
-                await WaitForMetricAsync(extprocAdmin, Exported, v => v >= 3);
-
-                // The backend goes away under steady traffic; both agents fill their disk buffers.
-                backend.KillHard();
-                await WaitForMetricAsync(proxyAdmin, Buffered, v => v >= 10);
-                await WaitForMetricAsync(extprocAdmin, Buffered, v => v >= 10);
+                var (_, _, traffic) = await TrafficThroughAnOutageAsync(proxy, extproc, backend);
+                await using var trafficScope = traffic;
                 await traffic.StopAsync();
                 Assert.Empty(traffic.Errors);
                 traces = [.. traffic.Traces];
@@ -157,6 +134,24 @@ public sealed class BackendOutageTests : IDisposable
                 await child.DisposeAsync();
             }
         }
+    }
+
+    // Steady traffic through both agents: exchanges of both front ends reach the store, then the
+    // backend is killed and what traffic brings in goes to the disk buffers; the traffic itself keeps flowing.
+    private static async Task<(Uri ProxyAdmin, Uri ExtProcAdmin, Traffic Traffic)> TrafficThroughAnOutageAsync(SpChild proxy, SpChild extproc, SpChild backend)
+    {
+        var proxyAdmin = await AdminAsync(proxy);
+        var proxyAddress = Address(await proxy.WaitForLineAsync("proxy listening on "));
+        var extprocAdmin = await AdminAsync(extproc);
+        var grpcAddress = (await extproc.WaitForLineAsync("extproc listening on "))["extproc listening on ".Length..];
+        var traffic = Traffic.Start(proxyAddress, new Uri("http://" + grpcAddress));
+        await WaitForMetricAsync(proxyAdmin, Exported, v => v >= 3);
+        await WaitForMetricAsync(extprocAdmin, Exported, v => v >= 3);
+
+        backend.KillHard();
+        await WaitForMetricAsync(proxyAdmin, Buffered, v => v >= 10);
+        await WaitForMetricAsync(extprocAdmin, Buffered, v => v >= 10);
+        return (proxyAdmin, extprocAdmin, traffic);
     }
 
     private const string Exported = "sp_export_spans_total{result=\"exported\"}";
