@@ -50,20 +50,13 @@ VOLUME ["/tmp", "/data"]
 # The base image sets ASPNETCORE_HTTP_PORTS=8080; every `sp` server takes its address from
 # --listen/--admin, so the default binding is cleared rather than left listening.
 #
-# Memory: the agent runs beside every workload, so its footprint is paid per pod. Workstation
-# non-concurrent GC (one heap, not one per core, and no background GC thread), a small gen0 budget (4 MiB: collections are more frequent but
-# each is tiny, and the heap does not grow to the L3-sized default before collecting) and
-# GCConserveMemory (compacts the large-object heap rather than growing it) keep the idle and
-# peak footprint small. The agent manifests set the same; a backend that wants
-# throughput over footprint can override them in its Deployment.
+# Memory: the runtime settings (workstation non-concurrent GC, a 4 MiB gen0 budget, GCConserveMemory,
+# TieredPGO off, no thread-pool spinning) are in sp.runtimeconfig.json, set in src/Cli/Cli.csproj, so the image, the
+# manifests and the benches run with the same ones; a DOTNET_* variable in a Deployment overrides them.
 # SP_STORE is the store `sp backend`, `sp keys` and `sp tenants` use when --store is not given, so
 # `kubectl exec … sp keys create …` reaches the backend's /data store (a Secret's SP_STORE wins).
 ENV ASPNETCORE_HTTP_PORTS= \
     TMPDIR=/tmp \
-    DOTNET_gcServer=0 \
-    DOTNET_gcConcurrent=0 \
-    DOTNET_GCgen0size=0x400000 \
-    DOTNET_GCConserveMemory=5 \
     SP_STORE=sqlite:/data/sp.db
 # Agent ext_proc (gRPC), agent admin (/metrics, /healthz, /readyz), backend (OTLP, API, UI).
 EXPOSE 18080 18081 8090

@@ -19,15 +19,10 @@ var ic = CultureInfo.InvariantCulture;
 var here = AppContext.BaseDirectory;
 var duration = TimeSpan.FromSeconds(seconds);
 var warmup = TimeSpan.FromSeconds(2);
-// The agent with the runtime settings the image and the manifests ship (Dockerfile ENV):
-// workstation non-concurrent GC, a 4 MiB gen0 budget, LOH compaction.
-var agentEnvironment = new Dictionary<string, string>
-{
-    ["DOTNET_gcServer"] = "0",
-    ["DOTNET_gcConcurrent"] = "0",
-    ["DOTNET_GCgen0size"] = Environment.GetEnvironmentVariable("BENCH_GCGEN0SIZE") ?? "0x400000",
-    ["DOTNET_GCConserveMemory"] = "5",
-};
+// The agent runs with the runtime settings the image and the manifests ship: sp.runtimeconfig.json
+// (src/Cli/Cli.csproj), copied next to the driver with sp.dll. The no-op baseline runs with the
+// same file (dotnet exec --runtimeconfig), so both servers get the same GC, whatever the driver uses.
+var spRuntimeConfig = Path.Combine(here, "sp.runtimeconfig.json");
 
 Console.WriteLine(string.Create(ic, $"ext_proc load: {concurrency} concurrent streams over {connections} HTTP/2 connections, {seconds} s per scenario, {Environment.ProcessorCount} cores"));
 await using var sink = await OtlpSink.StartAsync();
@@ -43,13 +38,16 @@ using var http = new HttpClient();
 
 // Baseline: a server that answers CONTINUE and captures nothing.
 var baseline = new Dictionary<string, LoadResult>();
-await using (var noop = await ServerProcess.StartAsync(Assembly.GetEntryAssembly()!.Location, ["--noop-server"], agentEnvironment, hasAdmin: false))
+var baselineCpu = new Dictionary<string, double>();
+await using (var noop = await ServerProcess.StartAsync(Assembly.GetEntryAssembly()!.Location, ["--noop-server"], spRuntimeConfig, hasAdmin: false))
 {
     foreach (var script in scripts)
     {
         await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, warmup, null);
+        var cpuBefore = noop.CpuTime();
         baseline[script.Name] = await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, duration, null);
-        Console.WriteLine(string.Create(ic, $"  baseline {script.Name}: {baseline[script.Name].PerSecond:F0} exchanges/s"));
+        baselineCpu[script.Name] = CpuPerExchange(noop.CpuTime() - cpuBefore, baseline[script.Name]);
+        Console.WriteLine(string.Create(ic, $"  baseline {script.Name}: {baseline[script.Name].PerSecond:F0} exchanges/s, {baselineCpu[script.Name]:F0} CPU-µs/exchange"));
     }
 }
 
@@ -59,7 +57,7 @@ await using (var agent = await ServerProcess.StartAsync(
     Path.Combine(here, "sp.dll"),
     ["agent", "extproc", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ignore-env",
      "--set", "sp_backend_url=" + sink.BaseAddress, "--set", "public_key=bench"],
-    agentEnvironment,
+    runtimeConfig: null,
     hasAdmin: true))
 {
     await Task.Delay(1000);
@@ -79,9 +77,11 @@ await using (var agent = await ServerProcess.StartAsync(
     {
         await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, warmup, null);
         var before = Histogram.Parse(await agent.ScrapeAsync(http));
+        var cpuBefore = agent.CpuTime();
         var result = await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, duration, null);
+        var cpu = CpuPerExchange(agent.CpuTime() - cpuBefore, result);
         var server = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(before);
-        rows.Add(Row(script.Name, "max", result, baseline[script.Name], server));
+        rows.Add(Row(script.Name, "max", result, baseline[script.Name], server, cpu, baselineCpu[script.Name]));
         Console.WriteLine("  " + string.Join(" | ", rows[^1]));
     }
 
@@ -92,9 +92,11 @@ await using (var agent = await ServerProcess.StartAsync(
         var paced = ExchangeScript.Body(size, observability: false);
         var offered = rate > 0 ? rate : Math.Max(1, (int)(baseline[paced.Name].PerSecond / 2));
         var pacedBefore = Histogram.Parse(await agent.ScrapeAsync(http));
+        var pacedCpuBefore = agent.CpuTime();
         var pacedResult = await LoadDriver.RunAsync(agent.GrpcAddress, paced, concurrency, connections, duration, offered);
+        var pacedCpu = CpuPerExchange(agent.CpuTime() - pacedCpuBefore, pacedResult);
         var pacedServer = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(pacedBefore);
-        rows.Add(Row(paced.Name, offered.ToString(ic) + "/s", pacedResult, null, pacedServer));
+        rows.Add(Row(paced.Name, offered.ToString(ic) + "/s", pacedResult, null, pacedServer, pacedCpu, null));
         Console.WriteLine("  " + string.Join(" | ", rows[^1]));
     }
 
@@ -110,8 +112,8 @@ var allocHeaders = await InProcessRun.RunAsync(ExchangeScript.HeaderOnly(), 50_0
 var allocBody = await InProcessRun.RunAsync(ExchangeScript.Body2K(false), 50_000);
 
 Console.WriteLine();
-Console.WriteLine("| scenario | load | exchanges/s | vs baseline | exchange round trip p50 / p99 (ms) | server time per message p50 / p99 (µs, agent histogram) | errors |");
-Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+Console.WriteLine("| scenario | load | exchanges/s | vs baseline | exchange round trip p50 / p99 (ms) | server time per message p50 / p99 (µs, agent histogram) | errors | CPU-µs per exchange, agent (no-op) |");
+Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
 foreach (var row in rows)
 {
     Console.WriteLine("| " + string.Join(" | ", row) + " |");
@@ -126,7 +128,10 @@ Console.WriteLine();
 Console.WriteLine(string.Create(ic, $"agent RSS: idle {rssIdle:F1} MiB, peak under load (VmHWM) {rssPeak:F1} MiB"));
 return 0;
 
-string[] Row(string name, string load, LoadResult result, LoadResult? reference, Histogram server) =>
+// Process CPU time per exchange: the server's work, which unlike exchanges/s holds on a loaded machine.
+static double CpuPerExchange(TimeSpan cpu, LoadResult result) => result.Exchanges == 0 ? double.NaN : cpu.TotalMicroseconds / result.Exchanges;
+
+string[] Row(string name, string load, LoadResult result, LoadResult? reference, Histogram server, double cpu, double? referenceCpu) =>
 [
     name,
     load,
@@ -135,6 +140,7 @@ string[] Row(string name, string load, LoadResult result, LoadResult? reference,
     string.Create(ic, $"{result.Percentile(0.50):F2} / {result.Percentile(0.99):F2}"),
     string.Create(ic, $"{server.Quantile(0.50) * 1e6:F0} / {server.Quantile(0.99) * 1e6:F0}"),
     result.Errors.ToString(ic),
+    referenceCpu is { } noopCpu ? string.Create(ic, $"{cpu:F0} ({noopCpu:F0})") : cpu.ToString("F0", ic),
 ];
 
 int[] OptionList(string name, int[] fallback)

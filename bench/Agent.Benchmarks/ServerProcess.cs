@@ -21,18 +21,27 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public string? AdminAddress { get; private set; }
 
-    public static async Task<ServerProcess> StartAsync(string dll, IReadOnlyList<string> args, IReadOnlyDictionary<string, string> environment, bool hasAdmin)
+    /// <summary>Starts <paramref name="dll"/>; with <paramref name="runtimeConfig"/>, under that runtimeconfig.json instead of its own.</summary>
+    public static async Task<ServerProcess> StartAsync(string dll, IReadOnlyList<string> args, string? runtimeConfig, bool hasAdmin)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (runtimeConfig is not null)
+        {
+            start.ArgumentList.Add("exec");
+            start.ArgumentList.Add("--runtimeconfig");
+            start.ArgumentList.Add(runtimeConfig);
+        }
+
         start.ArgumentList.Add(dll);
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
         }
 
-        foreach (var (key, value) in environment)
+        // The runtime settings come from the runtimeconfig alone (no inherited DOTNET_GC* override).
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("DOTNET_GC", StringComparison.OrdinalIgnoreCase) || k.StartsWith("DOTNET_Tiered", StringComparison.OrdinalIgnoreCase)).ToList())
         {
-            start.Environment[key] = value;
+            start.Environment.Remove(key);
         }
 
         var process = new Process { StartInfo = start };
@@ -66,6 +75,13 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     /// <summary>Anonymous (heap, stacks, JIT code) part of the resident set, in MiB (RssAnon).</summary>
     public double AnonymousRssMiB() => ReadStatusKiB("RssAnon:") / 1024.0;
+
+    /// <summary>CPU time (user + system) the process has used so far.</summary>
+    public TimeSpan CpuTime()
+    {
+        _process.Refresh();
+        return _process.TotalProcessorTime;
+    }
 
     /// <summary>Peak resident set size so far, in MiB (VmHWM).</summary>
     public double PeakRssMiB() => ReadStatusKiB("VmHWM:") / 1024.0;

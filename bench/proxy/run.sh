@@ -133,9 +133,11 @@ start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
 
 # The baseline is the same binary, Kestrel settings, YARP forwarder and upstream client as the
 # capture cell, with only the capture path switched off, so the ratio is the cost of capture.
-# Both sp processes run with the runtime settings the image and the manifests ship (Dockerfile ENV).
-export DOTNET_gcServer=0 DOTNET_gcConcurrent=0 DOTNET_GCgen0size=0x400000 DOTNET_GCConserveMemory=5
+# Both sp processes run with the runtime settings the image and the manifests ship: those of
+# sp.runtimeconfig.json (src/Cli/Cli.csproj), so no DOTNET_* variable may override them here.
+for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
 start yarp dotnet "$SP" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
+YARP_PID=${PIDS[-1]}
 start capture dotnet "$SP" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
 CAPTURE_PID=${PIDS[-1]}
@@ -156,20 +158,34 @@ to_ms() { # "1.23ms" | "850.00us" | "1.02s" -> ms
     printf "%.3f", n }'
 }
 
-# run_wrk URL [extra wrk args...] -> "rps p50ms p99ms"
+# CPU time (user + system, clock ticks) a process has used so far: /proc/<pid>/stat fields 14 and 15
+# (after the parenthesised command name, which cannot hold spaces here: it is "dotnet").
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_us_per_request PID TICKS_BEFORE REQUESTS -> process CPU-µs per request since TICKS_BEFORE.
+# Unlike req/s this holds on a loaded machine: it is the work the proxy did, not how fast it got CPU.
+cpu_us_per_request() {
+  awk -v t="$(( $(cpu_ticks "$1") - $2 ))" -v hz="$CLK_TCK" -v n="$3" 'BEGIN { if (n > 0) printf "%.0f", t * 1e6 / hz / n; else print "-" }'
+}
+
+# run_wrk URL PID [extra wrk args...] -> "rps p50ms p99ms cpu-µs/request" (PID: the process whose CPU
+# is charged, "-" for none)
 run_wrk() {
-  local url=$1; shift
+  local url=$1 pid=$2; shift 2
   wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
-  local out
+  local out before=0
+  [[ $pid == - ]] || before=$(cpu_ticks "$pid")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url")
-  local rps p50 p99
+  local rps p50 p99 requests cpu=-
   rps=$(awk '/Requests\/sec:/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  [[ $pid == - ]] || cpu=$(cpu_us_per_request "$pid" "$before" "$requests")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
     grep "Non-2xx\|Socket errors" <<<"$out" | sed "s|^|  $url: |" >&2
   fi
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
 }
 
 # run_open URL RATE -> "offered achieved p50 p90 p99 p999 max errors" (ms)
@@ -232,12 +248,13 @@ IDLE_RSS=$(rss_mib "$CAPTURE_PID" VmRSS)
 declare -A RESULT
 cells=(direct nginx yarp capture)
 port_of() { case $1 in direct) echo "$UPSTREAM_PORT";; nginx) echo "$NGINX_PORT";; yarp) echo "$YARP_PORT";; capture) echo "$CAPTURE_PORT";; esac; }
+pid_of() { case $1 in yarp) echo "$YARP_PID";; capture) echo "$CAPTURE_PID";; *) echo -;; esac; }
 
 echo "measuring: wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s per cell; open loop with $OPEN_CONNS connections"
 for size in "${SIZES[@]}"; do
   for cell in "${cells[@]}"; do
     before=$(dropped)
-    RESULT[$size,$cell,max]=$(run_wrk "http://127.0.0.1:$(port_of "$cell")/$size")
+    RESULT[$size,$cell,max]=$(run_wrk "http://127.0.0.1:$(port_of "$cell")/$size" "$(pid_of "$cell")")
     RESULT[$size,$cell,max_dropped]=$(( $(dropped) - before ))
     echo "  $size $cell (saturation): ${RESULT[$size,$cell,max]}"
   done
@@ -253,12 +270,12 @@ done
 
 echo
 echo "Saturation (wrk -t$THREADS -c$CONNS -d${DURATION}s)"
-printf '| %-10s | %-29s | %10s | %9s | %9s | %13s | %7s |\n' size target "req/s" "p50 ms" "p99 ms" "req/s / YARP" dropped
-printf '|------------|-------------------------------|-----------:|----------:|----------:|--------------:|--------:|\n'
+printf '| %-10s | %-29s | %10s | %9s | %9s | %13s | %7s | %10s |\n' size target "req/s" "p50 ms" "p99 ms" "req/s / YARP" dropped "CPU-µs/req"
+printf '|------------|-------------------------------|-----------:|----------:|----------:|--------------:|--------:|-----------:|\n'
 for size in "${SIZES[@]}"; do
-  read -r yrps _ _ <<<"${RESULT[$size,yarp,max]}"
+  read -r yrps _ _ _ <<<"${RESULT[$size,yarp,max]}"
   for cell in "${cells[@]}"; do
-    read -r rps p50 p99 <<<"${RESULT[$size,$cell,max]}"
+    read -r rps p50 p99 cpu <<<"${RESULT[$size,$cell,max]}"
     case $cell in
       direct) name="direct to upstream (nginx)";;
       nginx) name="nginx reverse proxy";;
@@ -266,7 +283,7 @@ for size in "${SIZES[@]}"; do
       capture) name="sp agent proxy (capture)";;
     esac
     drops=$([[ $cell == capture ]] && echo "${RESULT[$size,$cell,max_dropped]}" || echo "-")
-    printf '| %-10s | %-29s | %10.0f | %9.3f | %9.3f | %13s | %7s |\n' "$size" "$name" "$rps" "$p50" "$p99" "$(ratio "$rps" "$yrps")" "$drops"
+    printf '| %-10s | %-29s | %10.0f | %9.3f | %9.3f | %13s | %7s | %10s |\n' "$size" "$name" "$rps" "$p50" "$p99" "$(ratio "$rps" "$yrps")" "$drops" "$cpu"
   done
 done
 

@@ -50,21 +50,8 @@ public sealed class BackendOutageTests : IDisposable
             await WaitForBackendAsync(backend);
             await using var proxy = StartProxy(upstream.Address, port, key, "proxy-buffer");
             await using var extproc = StartExtProc(port, key, "extproc-buffer");
-            var proxyAdmin = await AdminAsync(proxy);
-            var proxyAddress = Address(await proxy.WaitForLineAsync("proxy listening on "));
-            var extprocAdmin = await AdminAsync(extproc);
-            var grpcAddress = (await extproc.WaitForLineAsync("extproc listening on "))["extproc listening on ".Length..];
-
-            await using var traffic = Traffic.Start(proxyAddress, new Uri("http://" + grpcAddress));
-
-            // Up: exchanges of both front ends reach the store.
-            await WaitForMetricAsync(proxyAdmin, Exported, v => v >= 3);
-            await WaitForMetricAsync(extprocAdmin, Exported, v => v >= 3);
-
-            // Down: what traffic brings in goes to the disk buffers; the traffic itself keeps flowing.
-            backend.KillHard();
-            await WaitForMetricAsync(proxyAdmin, Buffered, v => v >= 10);
-            await WaitForMetricAsync(extprocAdmin, Buffered, v => v >= 10);
+            var (proxyAdmin, extprocAdmin, traffic) = await TrafficThroughAnOutageAsync(proxy, extproc, backend);
+            await using var trafficScope = traffic;
             Assert.Equal(0, await MetricAsync(proxyAdmin, "sp_backend_up"));
 
             // Back on the same address: buffered batches are re-sent and new exchanges flow.
@@ -94,36 +81,77 @@ public sealed class BackendOutageTests : IDisposable
     }
 
     [Fact]
-    public async Task AgentRestartedWhileTheBufferHoldsBatches_TheNextRunDeliversThem()
+    public async Task AgentsRestartedWhileTheBuffersHoldBatches_TheNextRunDeliversEveryExchange()
     {
         var key = await CreateKeyAsync();
         var port = FreePort();
         await using var upstream = await StartUpstreamAsync();
-        List<string> traces;
-
-        // The backend is not there at all while the first agent runs.
-        await using (var proxy = StartProxy(upstream.Address, port, key, "buffer"))
+        var backends = new List<SpChild>();
+        var backend = StartBackend(port);
+        backends.Add(backend);
+        try
         {
-            var admin = await AdminAsync(proxy);
-            var address = Address(await proxy.WaitForLineAsync("proxy listening on "));
-            await using var traffic = Traffic.Start(address, extProc: null);
-            await OtlpWait(() => traffic.Sent >= 20);
-            await traffic.StopAsync();
-            Assert.Empty(traffic.Errors);
-            traces = [.. traffic.Traces];
-            await WaitForMetricAsync(admin, Buffered, v => v == traces.Count);
-            Assert.Equal(0, await proxy.TerminateAsync());
+            await WaitForBackendAsync(backend);
+            List<string> traces;
+            await using (var proxy = StartProxy(upstream.Address, port, key, "proxy-buffer"))
+            await using (var extproc = StartExtProc(port, key, "extproc-buffer"))
+            {
+                var (_, _, traffic) = await TrafficThroughAnOutageAsync(proxy, extproc, backend);
+                await using var trafficScope = traffic;
+                await traffic.StopAsync();
+                Assert.Empty(traffic.Errors);
+                traces = [.. traffic.Traces];
+
+                // Both agents restarted while the backend is still away: what was queued at the
+                // stop goes to the buffer too (shutdown flush), nothing is counted lost.
+                Assert.Equal(0, await proxy.TerminateAsync());
+                Assert.Equal(0, await extproc.TerminateAsync());
+            }
+
+            Assert.NotEmpty(Directory.GetFiles(Path.Combine(_directory, "proxy-buffer")));
+            Assert.NotEmpty(Directory.GetFiles(Path.Combine(_directory, "extproc-buffer")));
+            await using var restartedProxy = StartProxy(upstream.Address, port, key, "proxy-buffer");
+            await using var restartedExtProc = StartExtProc(port, key, "extproc-buffer");
+            var restartedProxyAdmin = await AdminAsync(restartedProxy);
+            var restartedExtProcAdmin = await AdminAsync(restartedExtProc);
+            Assert.True(await MetricAsync(restartedProxyAdmin, "sp_export_buffer_bytes") > 0);
+            Assert.True(await MetricAsync(restartedExtProcAdmin, "sp_export_buffer_bytes") > 0);
+
+            // The backend is back: the new agents re-send what the old ones buffered.
+            backend = StartBackend(port);
+            backends.Add(backend);
+            await WaitForBackendAsync(backend);
+            await WaitForStoredAsync(port, key, traces);
+            await WaitForMetricAsync(restartedProxyAdmin, "sp_export_buffer_bytes", v => v == 0);
+            await WaitForMetricAsync(restartedExtProcAdmin, "sp_export_buffer_bytes", v => v == 0);
+            Assert.Empty(Directory.GetFiles(Path.Combine(_directory, "proxy-buffer")));
+            Assert.Empty(Directory.GetFiles(Path.Combine(_directory, "extproc-buffer")));
         }
+        finally
+        {
+            foreach (var child in backends)
+            {
+                await child.DisposeAsync();
+            }
+        }
+    }
 
-        Assert.NotEmpty(Directory.GetFiles(Path.Combine(_directory, "buffer")));
-        await using var backend = StartBackend(port);
-        await WaitForBackendAsync(backend);
-        await using var restarted = StartProxy(upstream.Address, port, key, "buffer");
-        var restartedAdmin = await AdminAsync(restarted);
+    // Steady traffic through both agents: exchanges of both front ends reach the store, then the
+    // backend is killed and what traffic brings in goes to the disk buffers; the traffic itself keeps flowing.
+    private static async Task<(Uri ProxyAdmin, Uri ExtProcAdmin, Traffic Traffic)> TrafficThroughAnOutageAsync(SpChild proxy, SpChild extproc, SpChild backend)
+    {
+        var proxyAdmin = await AdminAsync(proxy);
+        var proxyAddress = Address(await proxy.WaitForLineAsync("proxy listening on "));
+        var extprocAdmin = await AdminAsync(extproc);
+        var grpcAddress = (await extproc.WaitForLineAsync("extproc listening on "))["extproc listening on ".Length..];
+        var traffic = Traffic.Start(proxyAddress, new Uri("http://" + grpcAddress));
+        await WaitForMetricAsync(proxyAdmin, Exported, v => v >= 3);
+        await WaitForMetricAsync(extprocAdmin, Exported, v => v >= 3);
 
-        await WaitForStoredAsync(port, key, traces);
-        await WaitForMetricAsync(restartedAdmin, "sp_export_buffer_bytes", v => v == 0);
-        Assert.Empty(Directory.GetFiles(Path.Combine(_directory, "buffer")));
+        backend.KillHard();
+        await WaitForMetricAsync(proxyAdmin, Buffered, v => v >= 10);
+        await WaitForMetricAsync(extprocAdmin, Buffered, v => v >= 10);
+        return (proxyAdmin, extprocAdmin, traffic);
     }
 
     private const string Exported = "sp_export_spans_total{result=\"exported\"}";

@@ -10,12 +10,14 @@ using SpIstio.Backend.Telemetry;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
+using ZstdSharp;
+using ZstdSharp.Unsafe;
 
 namespace SpIstio.Backend.Ingest;
 
 /// <summary>
 /// OTLP/HTTP <c>POST /v1/traces</c> (https://opentelemetry.io/docs/specs/otlp/#otlphttp):
-/// protobuf or JSON, optionally gzip, answered in the request's encoding; errors carry a
+/// protobuf or JSON, optionally gzip or zstd (what <c>export.compression</c> sends), answered in the request's encoding; errors carry a
 /// <c>google.rpc.Status</c> body as the specification asks — refusals by the authentication layer
 /// included (<see cref="IAuthRefusal"/>).
 /// </summary>
@@ -65,11 +67,11 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         }
 
         var encoding = request.Headers.ContentEncoding.ToString();
-        var gzip = encoding.Equals("gzip", StringComparison.OrdinalIgnoreCase);
-        if (!gzip && encoding.Length > 0 && !encoding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+        var coding = CodingOf(encoding);
+        if (coding is null)
         {
             await FailAsync(context, json, StatusCodes.Status415UnsupportedMediaType, 3,
-                "unsupported content encoding '" + encoding + "': send gzip or none").ConfigureAwait(false);
+                "unsupported content encoding '" + encoding + "': send gzip, zstd or none").ConfigureAwait(false);
             return;
         }
 
@@ -79,7 +81,7 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
             return;
         }
 
-        var body = await ReadBodyAsync(context, gzip).ConfigureAwait(false);
+        var body = await ReadBodyAsync(context, coding.Value).ConfigureAwait(false);
         try
         {
             switch (body.Outcome)
@@ -87,8 +89,8 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
                 case ReadOutcome.TooLarge:
                     await FailTooLargeAsync(context, json).ConfigureAwait(false);
                     return;
-                case ReadOutcome.BadGzip:
-                    await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, "the body is not valid gzip: " + body.Error).ConfigureAwait(false);
+                case ReadOutcome.BadEncoding:
+                    await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, "the body is not valid " + (coding == Coding.Gzip ? "gzip" : "zstd") + ": " + body.Error).ConfigureAwait(false);
                     return;
                 case ReadOutcome.Aborted:
                     return;
@@ -177,12 +179,13 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
     }
 
     /// <summary>
-    /// Reads the body into a pooled buffer, inflating gzip through the same bounded loop, and
-    /// stops as soon as one byte more than the limit has been produced: a gzip bomb is refused
-    /// after inflating at most the limit, never whole.
+    /// Reads the body into a pooled buffer, inflating gzip or zstd through the same bounded loop,
+    /// and stops as soon as one byte more than the limit has been produced: a compression bomb is
+    /// refused after inflating at most the limit, never whole.
     /// </summary>
-    private async Task<BodyRead> ReadBodyAsync(HttpContext context, bool gzip)
+    private async Task<BodyRead> ReadBodyAsync(HttpContext context, Coding coding)
     {
+        var compressed = coding != Coding.Identity;
         var sizeFeature = context.Features.Get<IHttpMaxRequestBodySizeFeature>();
         if (sizeFeature is { IsReadOnly: false })
         {
@@ -190,12 +193,17 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
             sizeFeature.MaxRequestBodySize = _maxBodyBytes;
         }
 
-        var initial = context.Request.ContentLength is { } length and > 0 && !gzip
+        var initial = context.Request.ContentLength is { } length and > 0 && !compressed
             ? (int)Math.Min(length + 1, (long)_maxBodyBytes + 1)
             : Math.Min(64 * 1024, _maxBodyBytes + 1);
         var buffer = ArrayPool<byte>.Shared.Rent(initial);
         var total = 0;
-        var source = gzip ? new GZipStream(context.Request.Body, CompressionMode.Decompress, leaveOpen: true) : context.Request.Body;
+        var source = coding switch
+        {
+            Coding.Gzip => new GZipStream(context.Request.Body, CompressionMode.Decompress, leaveOpen: true),
+            Coding.Zstd => ZstdSource(context.Request.Body),
+            _ => context.Request.Body,
+        };
         try
         {
             while (true)
@@ -221,9 +229,9 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
                 }
             }
         }
-        catch (InvalidDataException ex)
+        catch (Exception ex) when (ex is InvalidDataException or ZstdException || (compressed && ex is EndOfStreamException))
         {
-            return new BodyRead(ReadOutcome.BadGzip, buffer, total, ex.Message);
+            return new BodyRead(ReadOutcome.BadEncoding, buffer, total, ex.Message);
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
@@ -235,11 +243,36 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         }
         finally
         {
-            if (gzip)
+            if (compressed)
             {
                 await source.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    // The zstd decoder allocates the window a frame declares before any output, so the window is
+    // bounded too: 8 MiB (windowLog 23) covers the agent's level 1 (512 KiB) and the 8 MiB window
+    // of other OTLP exporters' zstd, and refuses a frame asking for more (zstd allows up to 2 GiB).
+    private const int MaxZstdWindowLog = 23;
+
+    private static DecompressionStream ZstdSource(Stream body)
+    {
+        var zstd = new DecompressionStream(body, leaveOpen: true);
+        zstd.SetParameter(ZSTD_dParameter.ZSTD_d_windowLogMax, MaxZstdWindowLog);
+        return zstd;
+    }
+
+    private static Coding? CodingOf(string encoding) =>
+        encoding.Length == 0 || encoding.Equals("identity", StringComparison.OrdinalIgnoreCase) ? Coding.Identity
+        : encoding.Equals("gzip", StringComparison.OrdinalIgnoreCase) ? Coding.Gzip
+        : encoding.Equals("zstd", StringComparison.OrdinalIgnoreCase) ? Coding.Zstd
+        : null;
+
+    private enum Coding
+    {
+        Identity,
+        Gzip,
+        Zstd,
     }
 
     private Task FailTooLargeAsync(HttpContext context, bool json) =>
@@ -283,7 +316,7 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
     {
         Ok,
         TooLarge,
-        BadGzip,
+        BadEncoding,
         Aborted,
     }
 

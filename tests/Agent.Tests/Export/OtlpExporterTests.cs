@@ -69,6 +69,44 @@ public sealed class OtlpExporterTests
     }
 
     [Fact]
+    public void Encode_Zstd_DecompressesToTheReferenceExportRequest_AndPooledContextsStartFresh()
+    {
+        var first = new List<SpIstio.Core.Model.Exchange> { TestExchanges.Get("/api/orders/1", responseBody: new string('a', 100_000)) };
+        var second = new List<SpIstio.Core.Model.Exchange>
+        {
+            TestExchanges.Get("/api/orders/2", service: "payments", responseBody: "{\"city\":\"Zürich\"}"),
+            TestExchanges.Get("/api/orders/3", responseBody: null),
+        };
+
+        // The second batch reuses the first one's context: it must decode on its own.
+        _ = OtlpExporter.Encode(first, "test-key", ExportCompression.Zstd);
+        var payload = OtlpExporter.Encode(second, "test-key", ExportCompression.Zstd);
+
+        Assert.Equal([0x28, 0xb5, 0x2f, 0xfd], payload.AsSpan()[..4].ToArray());
+        using var zstd = new ZstdSharp.DecompressionStream(new MemoryStream(payload.Array!, payload.Offset, payload.Count));
+        var parsed = SpIstio.Core.Otlp.Proto.Collector.Trace.ExportTraceServiceRequest.Parser.ParseFrom(zstd);
+        Assert.Equal(ExchangeSpanMapper.ToExportRequest(second, "test-key", OtlpExporter.Version), parsed);
+    }
+
+    [Fact]
+    public async Task Export_CompressionZstd_SendsZstdProtobuf()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.Zstd;
+        await using var exporter = Create(options, new AgentMetrics());
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get("/zstd"));
+        await receiver.WaitForSpansAsync(1);
+
+        var request = Assert.Single(receiver.Requests);
+        Assert.Equal("zstd", request.Header("content-encoding"));
+        Assert.Null(request.DecodeError);
+        Assert.Equal("/zstd", Attr(request.Spans[0], "url.path"));
+    }
+
+    [Fact]
     public async Task Export_CompressionNone_SendsPlainProtobufWithoutContentEncoding()
     {
         await using var receiver = await OtlpReceiver.StartAsync();

@@ -17,7 +17,7 @@ namespace SpIstio.Agent.Tests.Infrastructure;
 
 /// <summary>
 /// A real OTLP/HTTP trace receiver for tests: Kestrel, HTTP/1.1, 127.0.0.1 on a free port.
-/// Accepts <c>POST /v1/traces</c> (protobuf or OTLP/JSON, optionally gzip), records every request
+/// Accepts <c>POST /v1/traces</c> (protobuf or OTLP/JSON, optionally gzip or zstd), records every request
 /// with its headers and decoded payload, and answers what the test scripted.
 /// <code>
 /// await using var receiver = await OtlpReceiver.StartAsync();
@@ -197,6 +197,13 @@ public sealed class OtlpReceiver : IAsyncDisposable
             using var gzip = new GZipStream(new MemoryStream(raw), CompressionMode.Decompress);
             using var inflated = new MemoryStream();
             gzip.CopyTo(inflated);
+            bytes = inflated.ToArray();
+        }
+        else if (encoding is not null && encoding.Contains("zstd", StringComparison.OrdinalIgnoreCase))
+        {
+            using var zstd = new ZstdSharp.DecompressionStream(new MemoryStream(raw));
+            using var inflated = new MemoryStream();
+            zstd.CopyTo(inflated);
             bytes = inflated.ToArray();
         }
 

@@ -230,6 +230,52 @@ public sealed class OtlpHttpIngestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ZstdBody_IsInflatedAndStored()
+    {
+        var trace = ActivityTraceId.CreateRandom();
+
+        using var response = await _backend.PostAsync("/v1/traces", _backend.AcmeKey, Zstd(Wrap("svc", GenericSpan(trace, ActivitySpanId.CreateRandom())).ToByteArray()), "application/x-protobuf", "zstd");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Single((await GetJsonAsync("/api/traces/" + trace.ToHexString())).GetProperty("spans").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task ZstdBomb_Is413_WithoutInflatingItWhole()
+    {
+        // Streamed (no content size in the frame), so the window stays small and only the limit stops it.
+        var bomb = Zstd(new byte[64 * 1024 * 1024]);
+        Assert.True(bomb.Length < Limit);
+
+        using var response = await _backend.PostAsync("/v1/traces", _backend.AcmeKey, bomb, "application/x-protobuf", "zstd");
+
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task ZstdFrameAskingForAWindowAbove8MiB_Is400_BeforeAnyWindowIsAllocated()
+    {
+        // One-shot compression records the content size; a 32 MiB content means a 32 MiB window.
+        using var compressor = new ZstdSharp.Compressor(1);
+        compressor.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_windowLog, 27);
+        var frame = compressor.Wrap(new byte[32 * 1024 * 1024]).ToArray();
+
+        using var response = await _backend.PostAsync("/v1/traces", _backend.AcmeKey, frame, "application/x-protobuf", "zstd");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith("the body is not valid zstd", RpcStatus.ParseProtobuf(await response.Content.ReadAsByteArrayAsync()).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CorruptZstd_Is400()
+    {
+        using var response = await _backend.PostAsync("/v1/traces", _backend.AcmeKey, "this is not zstd at all"u8.ToArray(), "application/x-protobuf", "zstd");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith("the body is not valid zstd", RpcStatus.ParseProtobuf(await response.Content.ReadAsByteArrayAsync()).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task CorruptGzip_Is400()
     {
         using var response = await _backend.PostAsync("/v1/traces", _backend.AcmeKey, "this is not gzip at all"u8.ToArray(), "application/x-protobuf", "gzip");
@@ -299,6 +345,17 @@ public sealed class OtlpHttpIngestTests : IAsyncLifetime
 
     private async Task AssertTraceAbsentAsync(ActivityTraceId trace) =>
         Assert.Empty(await _backend.Store.GetTraceAsync(_backend.AcmeId, trace.ToHexString(), CancellationToken.None));
+
+    private static byte[] Zstd(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var zstd = new ZstdSharp.CompressionStream(output, level: 1, leaveOpen: true))
+        {
+            zstd.Write(data);
+        }
+
+        return output.ToArray();
+    }
 
     private static byte[] Gzip(byte[] data)
     {
