@@ -152,7 +152,7 @@ public static class SchemalessProtobuf
     }
 
     /// <summary>
-    /// The text guess on raw bytes, as <see cref="TryDecode(ReadOnlySpan{byte})"/> makes it: valid
+    /// The text guess on raw bytes, as <see cref="TryDecode(ReadOnlySpan{byte}, ProtobufDecodeBudget)"/> makes it: valid
     /// UTF-8 without control characters other than tab and line breaks (empty counts as text).
     /// </summary>
     internal static bool LooksLikeText(ReadOnlySpan<byte> value)
