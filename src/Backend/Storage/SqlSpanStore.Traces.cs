@@ -189,10 +189,11 @@ internal abstract partial class SqlSpanStore
                 sql.Append(" AND ").Append(ErrorDefinition.Sql("x")).Append(" = 1");
                 break;
             case TraceStatusFilter.ClientError:
-                sql.Append(" AND x.status_code >= 400 AND x.status_code < 500");
+                sql.Append(" AND ").Append(ErrorDefinition.ClientSql("x")).Append(" = 1");
                 break;
             case TraceStatusFilter.Ok:
-                sql.Append(" AND ").Append(ErrorDefinition.Sql("x")).Append(" = 0 AND (x.status_code IS NULL OR x.status_code < 400)");
+                sql.Append(" AND ").Append(ErrorDefinition.Sql("x")).Append(" = 0 AND ").Append(ErrorDefinition.ClientSql("x"))
+                    .Append(" = 0 AND (x.grpc_status IS NOT NULL OR x.status_code IS NULL OR x.status_code < 400)");
                 break;
         }
 
@@ -390,8 +391,8 @@ internal abstract partial class SqlSpanStore
                 services.Add(r.Service);
                 start = Math.Min(start, r.StartNs);
                 end = Math.Max(end, r.EndNs);
-                errors += ErrorDefinition.FromStored(r.IsError, r.Status) ? 1 : 0;
-                clientErrors += ErrorDefinition.IsClientError(r.Status) ? 1 : 0;
+                errors += ErrorDefinition.FromStored(r.IsError, r.Status, r.GrpcStatus) ? 1 : 0;
+                clientErrors += ErrorDefinition.IsClientError(r.Status, r.GrpcStatus) ? 1 : 0;
                 session ??= r.Session;
 
                 // Rows are in start order: the first span without a stored parent is the root.

@@ -399,7 +399,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             return null;
         }
 
-        return ReadStoredSpanHead(reader) with
+        return WithGrpcStatus(ReadStoredSpanHead(reader), reader, 25) with
         {
             RequestHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 19), Dictionaries),
             ResponseHeadersJson = BodyCodec.DecodeString(NullableBytes(reader, 20), Dictionaries),
@@ -407,7 +407,6 @@ internal abstract partial class SqlSpanStore : ISpanStore
             ResponseBody = BodyCodec.Decode(NullableBytes(reader, 22), Dictionaries),
             AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 23), Dictionaries) ?? "{}",
             ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 24), Dictionaries),
-            GrpcStatus = reader.IsDBNull(25) ? null : (int)Int64(reader, 25),
         };
     }, cancellationToken);
 
@@ -460,11 +459,10 @@ internal abstract partial class SqlSpanStore : ISpanStore
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            list.Add(ReadStoredSpanHead(reader) with
+            list.Add(WithGrpcStatus(ReadStoredSpanHead(reader), reader, 21) with
             {
                 AttributesJson = BodyCodec.DecodeString(NullableBytes(reader, 19), Dictionaries) ?? "{}",
                 ModelJson = BodyCodec.DecodeString(NullableBytes(reader, 20), Dictionaries),
-                GrpcStatus = reader.IsDBNull(21) ? null : (int)Int64(reader, 21),
             });
         }
 
@@ -481,7 +479,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         var edges = new Dictionary<(string, string), LatencyStats>();
         await using (var command = Command(connection, null,
             "SELECT c.service, (SELECT ch.service FROM spans ch WHERE ch.tenant_id = c.tenant_id AND ch.trace_id = c.trace_id AND ch.parent_span_id = c.span_id AND ch.service <> c.service ORDER BY ch.id LIMIT 1), " +
-            "c.authority, c.end_ns - c.start_ns, c.is_error, c.status_code FROM spans c " +
+            "c.authority, c.end_ns - c.start_ns, c.is_error, c.status_code, c.grpc_status FROM spans c " +
             "WHERE c.tenant_id = @t AND c.start_ns >= @f AND c.start_ns < @to AND (c.kind = 3 OR c.direction = 'outbound')"))
         {
             AddRange(command, tenantId, from, to);
@@ -501,12 +499,13 @@ internal abstract partial class SqlSpanStore : ISpanStore
                 }
 
                 int? status = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
-                Stats(edges, (reader.GetString(0), callee)).Add(LatencyStats.NanosToMs(Int64(reader, 3)), ErrorDefinition.FromStored(Int64(reader, 4) != 0, status), ErrorDefinition.IsClientError(status));
+                int? grpc = reader.IsDBNull(6) ? null : (int)Int64(reader, 6);
+                Stats(edges, (reader.GetString(0), callee)).Add(LatencyStats.NanosToMs(Int64(reader, 3)), ErrorDefinition.FromStored(Int64(reader, 4) != 0, status, grpc), ErrorDefinition.IsClientError(status, grpc));
             }
         }
 
         await using (var command = Command(connection, null,
-            "SELECT p.service, s.service, s.end_ns - s.start_ns, s.is_error, s.status_code FROM spans s " +
+            "SELECT p.service, s.service, s.end_ns - s.start_ns, s.is_error, s.status_code, s.grpc_status FROM spans s " +
             "JOIN spans p ON p.tenant_id = s.tenant_id AND p.trace_id = s.trace_id AND p.span_id = s.parent_span_id " +
             "WHERE s.tenant_id = @t AND s.start_ns >= @f AND s.start_ns < @to AND p.service <> s.service " +
             "AND p.kind <> 3 AND (p.direction IS NULL OR p.direction <> 'outbound')"))
@@ -516,7 +515,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 int? status = reader.IsDBNull(4) ? null : (int)Int64(reader, 4);
-                Stats(edges, (reader.GetString(0), reader.GetString(1))).Add(LatencyStats.NanosToMs(Int64(reader, 2)), ErrorDefinition.FromStored(Int64(reader, 3) != 0, status), ErrorDefinition.IsClientError(status));
+                int? grpc = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
+                Stats(edges, (reader.GetString(0), reader.GetString(1))).Add(LatencyStats.NanosToMs(Int64(reader, 2)), ErrorDefinition.FromStored(Int64(reader, 3) != 0, status, grpc), ErrorDefinition.IsClientError(status, grpc));
             }
         }
 
@@ -534,7 +534,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<IReadOnlyList<EndpointStats>> GetEndpointsAsync(long tenantId, string? service, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => ReadAsync<IReadOnlyList<EndpointStats>>(async connection =>
     {
         // Endpoints are what a service serves: its server-side spans, not the calls it makes.
-        string sql = "SELECT service, method, COALESCE(route, path, '/'), end_ns - start_ns, is_error, status_code FROM spans " +
+        string sql = "SELECT service, method, COALESCE(route, path, '/'), end_ns - start_ns, is_error, status_code, grpc_status FROM spans " +
             "WHERE tenant_id = @t AND start_ns >= @f AND start_ns < @to AND method IS NOT NULL AND kind <> 3 AND (direction IS NULL OR direction <> 'outbound')";
         await using var command = Command(connection, null, service is null ? sql : sql + " AND service = @svc");
         AddRange(command, tenantId, from, to);
@@ -550,8 +550,9 @@ internal abstract partial class SqlSpanStore : ISpanStore
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 int? status = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
+                int? grpc = reader.IsDBNull(6) ? null : (int)Int64(reader, 6);
                 var row = (reader.GetString(0), reader.GetString(1), reader.GetString(2), LatencyStats.NanosToMs(Int64(reader, 3)),
-                    ErrorDefinition.FromStored(Int64(reader, 4) != 0, status), ErrorDefinition.IsClientError(status));
+                    ErrorDefinition.FromStored(Int64(reader, 4) != 0, status, grpc), ErrorDefinition.IsClientError(status, grpc));
                 rows.Add(row);
                 learner.Observe(row.Item1 + " " + row.Item2, row.Item3);
             }
@@ -736,7 +737,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            list.Add(ReadSummary(reader) with { GrpcStatus = reader.IsDBNull(16) ? null : (int)Int64(reader, 16) });
+            list.Add(WithGrpcStatus(ReadSummary(reader), reader, 16));
         }
 
         return list;
@@ -769,6 +770,19 @@ internal abstract partial class SqlSpanStore : ISpanStore
             Query = NullableString(reader, 17),
             Route = NullableString(reader, 18),
         };
+    }
+
+    // A gRPC call's status (selected at column) decides whether it is an error (ErrorDefinition).
+    private static SpanSummary WithGrpcStatus(SpanSummary summary, DbDataReader reader, int column)
+    {
+        int? grpc = reader.IsDBNull(column) ? null : (int)Int64(reader, column);
+        return summary with { GrpcStatus = grpc, IsError = ErrorDefinition.FromStored(Int64(reader, 8) != 0, summary.StatusCode, grpc) };
+    }
+
+    private static StoredSpan WithGrpcStatus(StoredSpan span, DbDataReader reader, int column)
+    {
+        int? grpc = reader.IsDBNull(column) ? null : (int)Int64(reader, column);
+        return span with { GrpcStatus = grpc, IsError = ErrorDefinition.FromStored(Int64(reader, 8) != 0, span.StatusCode, grpc) };
     }
 
     private static SpanSummary ReadSummary(DbDataReader r) => new(
