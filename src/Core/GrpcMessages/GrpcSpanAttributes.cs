@@ -1,5 +1,5 @@
-using System.Text;
 using System.Text.Json;
+using SpIstio.Core.Otlp;
 
 namespace SpIstio.Core.GrpcMessages;
 
@@ -96,7 +96,7 @@ public static class GrpcSpanAttributes
     public static string EncodeMessages(GrpcMessageList list)
     {
         ArgumentNullException.ThrowIfNull(list);
-        return WriteJson(list, static (json, list) =>
+        return JsonAttributeText.Write(list, static (json, list) =>
         {
             json.WriteStartObject();
             json.WriteNumber("count", list.Count);
@@ -157,7 +157,7 @@ public static class GrpcSpanAttributes
     public static string EncodeStatusDetails(GrpcStatusDetails details)
     {
         ArgumentNullException.ThrowIfNull(details);
-        return WriteJson(details, static (json, details) =>
+        return JsonAttributeText.Write(details, static (json, details) =>
         {
             json.WriteStartObject();
             json.WriteNumber("code", details.Code);
@@ -174,17 +174,6 @@ public static class GrpcSpanAttributes
             json.WriteEndArray();
             json.WriteEndObject();
         });
-    }
-
-    private static string WriteJson<TState>(TState state, Action<Utf8JsonWriter, TState> write)
-    {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            write(json, state);
-        }
-
-        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 }
 

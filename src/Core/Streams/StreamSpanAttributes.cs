@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using SpIstio.Core.Otlp;
 using SpIstio.Core.Model;
 using SpIstio.Core.Redaction;
 
@@ -71,7 +72,7 @@ public static class StreamSpanAttributes
     {
         ArgumentNullException.ThrowIfNull(reader);
         var count = 0;
-        var json = WriteJson(writer =>
+        var json = JsonAttributeText.Write(writer =>
         {
             writer.WriteStartObject();
             writer.WriteNumber("count", reader.EventCount);
@@ -126,7 +127,7 @@ public static class StreamSpanAttributes
     {
         ArgumentNullException.ThrowIfNull(reader);
         var count = 0;
-        var json = WriteJson(writer =>
+        var json = JsonAttributeText.Write(writer =>
         {
             writer.WriteStartObject();
             writer.WriteNumber("count", reader.MessageCount);
@@ -265,17 +266,6 @@ public static class StreamSpanAttributes
         {
             return null;
         }
-    }
-
-    private static string WriteJson(Action<Utf8JsonWriter> write)
-    {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            write(json);
-        }
-
-        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 }
 
