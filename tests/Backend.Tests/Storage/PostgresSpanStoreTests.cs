@@ -82,6 +82,52 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Contains("gin_pending_list_limit=16384", (string[])(await command.ExecuteScalarAsync())!);
     }
 
+    [Fact]
+    public async Task Ingest_waits_for_the_text_index_once_it_is_two_indexing_passes_behind()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        var progress = (ISearchIndexProgress)store;
+        long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+
+        // Hold the indexer's lock, as another replica's pass would: what is stored now stays unindexed.
+        await using var holder = new Npgsql.NpgsqlConnection(_connectionString);
+        await holder.OpenAsync();
+        await using (var take = new Npgsql.NpgsqlCommand("SELECT pg_advisory_lock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
+        {
+            await take.ExecuteNonQueryAsync();
+        }
+
+        int n = 0;
+        while (progress.Lag.SpansBehind <= 4096)
+        {
+            await store.InsertSpansAsync(tenant, [.. Enumerable.Range(0, 512).Select(_ => { n++; return Exchange(n, n, responseText: "paris"); })], CancellationToken.None);
+        }
+
+        long behind = progress.Lag.SpansBehind;
+        var next = store.InsertSpansAsync(tenant, [Exchange(n + 1, n + 1, responseText: "lisbon")], CancellationToken.None)
+            .ContinueWith(_ => progress.IndexedUpTo, TaskScheduler.Default);
+        await using (var release = new Npgsql.NpgsqlCommand("SELECT pg_advisory_unlock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
+        {
+            await release.ExecuteNonQueryAsync();
+        }
+
+        // The batch went in only after the indexer had caught up with everything stored before it.
+        Assert.True(await next >= behind, $"stored with the index at {progress.IndexedUpTo}, {behind} spans behind");
+        await progress.WaitForSearchAsync(CancellationToken.None);
+        Assert.Equal([Trace(n + 1)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+    }
+
+    [Fact]
+    public void Search_term_hashes_never_change_they_are_stored()
+    {
+        // A different hash would leave every span indexed before it unfindable.
+        Assert.Equal(-5518093010897676151L, PostgresSearchTerms.Hash("lisbon"));
+        Assert.Equal(unchecked((long)System.IO.Hashing.XxHash3.HashToUInt64("ação42"u8)), PostgresSearchTerms.Hash("ação42"));
+        Assert.Equal("{" + PostgresSearchTerms.Hash("a") + "," + PostgresSearchTerms.Hash("b") + "}", PostgresSearchTerms.QueryValue(["a", "b"]));
+    }
+
     protected override Task CleanUpAsync() =>
         _connectionString is null ? Task.CompletedTask : fixture.DropDatabaseAsync(_connectionString);
 }

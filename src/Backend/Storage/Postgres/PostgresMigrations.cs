@@ -191,5 +191,21 @@ internal static class PostgresMigrations
         """
         ALTER TABLE spans ADD COLUMN grpc_status INTEGER;
         """,
+
+        // Search lag and ingest CPU (issue 14): the text index holds 64-bit hashes of the words
+        // (PostgresSearchTerms, computed by the backend) in a BIGINT[] instead of a tsvector: the
+        // server no longer parses vector text and its GIN compares fixed-width keys (server CPU of
+        // indexing about a third lower in an A/B of the same words). Vectors cannot be turned into
+        // the backend's hashes in SQL, so the index starts over from the first span: the watermark
+        // goes back to 0 and the indexer re-reads every stored span (text search misses old spans
+        // until it has, never returns wrong ones).
+        """
+        DROP TABLE span_search;
+        CREATE TABLE span_search (
+            span_id BIGINT PRIMARY KEY REFERENCES spans (id) ON DELETE CASCADE,
+            terms BIGINT[] NOT NULL);
+        CREATE INDEX span_search_terms ON span_search USING GIN (terms) WITH (gin_pending_list_limit = 16384);
+        UPDATE search_progress SET indexed_to = 0;
+        """,
     ];
 }

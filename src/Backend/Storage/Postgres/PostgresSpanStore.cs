@@ -45,11 +45,16 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     internal const long IndexerLockKey = 0x5350_494E_4458;
 
     private const string IndexSpans =
-        // The vector arrives as tsvector text ('w1' 'w2': SearchText already split and lower-cased
-        // the words, which is all the 'simple' configuration does), so the server only parses the
-        // literal. No positions: q matches words, not phrases, and positions cost as much disk as the words.
-        "INSERT INTO span_search (span_id, search) SELECT v.id, v.t::tsvector FROM unnest(@ids, @texts) AS v(id, t) " +
+        // Each span's hashes are a slice of one flat array (@h, lo..hi, 1-based): one parameter
+        // for the whole pass instead of a vector literal per span for the server to parse.
+        "INSERT INTO span_search (span_id, terms) SELECT v.id, @h[v.lo:v.hi] FROM unnest(@ids, @lo, @hi) AS v(id, lo, hi) " +
         "WHERE EXISTS (SELECT 1 FROM spans s WHERE s.id = v.id) ON CONFLICT (span_id) DO NOTHING";
+
+    // Spans of this process the text index may be behind before ingest waits for it: two of the
+    // indexer's passes, a fraction of a second of its work (see WaitForIndexerAsync).
+    private const int MaxUnindexedSpans = 2 * IndexBatchSpans;
+
+    private static readonly TimeSpan MaxIndexerWait = TimeSpan.FromSeconds(5);
 
     // Another constant: one retention pass at a time across every backend on this database.
     private const long RetentionLockKey = 0x5350_5245_5445_4E;
@@ -71,11 +76,11 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     protected override string SkipLockedSql => " FOR UPDATE SKIP LOCKED";
 
     protected override string SessionTextCondition =>
-        "s.session_id IN (SELECT x.session_id FROM span_search f JOIN spans x ON x.id = f.span_id WHERE f.search @@ plainto_tsquery('simple', @q) AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
+        "s.session_id IN (SELECT x.session_id FROM span_search f JOIN spans x ON x.id = f.span_id WHERE f.terms @> @q::bigint[] AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
 
-    protected override string SpanTextCondition => "x.id IN (SELECT f.span_id FROM span_search f WHERE f.search @@ plainto_tsquery('simple', @q))";
+    protected override string SpanTextCondition => "x.id IN (SELECT f.span_id FROM span_search f WHERE f.terms @> @q::bigint[])";
 
-    protected override string TextQueryValue(string[] terms) => string.Join(' ', terms);
+    protected override string TextQueryValue(string[] terms) => PostgresSearchTerms.QueryValue(terms);
 
     protected override async Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
     {
@@ -105,6 +110,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
 
         var encoded = await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false);
+        await WaitForIndexerAsync(cancellationToken).ConfigureAwait(false);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
@@ -143,6 +149,31 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 Committed(maxId);
                 return (int)inserted;
             }
+        }
+    }
+
+    /// <summary>
+    /// Backpressure: while more than <see cref="MaxUnindexedSpans"/> of this process's spans wait
+    /// for the text index, a new batch waits for the indexer to catch up (at most
+    /// <see cref="MaxIndexerWait"/>, so an indexer that keeps failing slows ingest but never stops
+    /// it). Indexing costs the server more than storing, so without this a sustained full-speed
+    /// load grows the backlog, and the search lag with it, for as long as it lasts; with it the
+    /// acknowledged rate is one the indexer sustains and the lag stays near a backlog's worth.
+    /// </summary>
+    private async Task WaitForIndexerAsync(CancellationToken cancellationToken)
+    {
+        if (Lag.SpansBehind <= MaxUnindexedSpans)
+        {
+            return;
+        }
+
+        try
+        {
+            await WaitForSearchAsync(cancellationToken).WaitAsync(MaxIndexerWait, TimeProvider, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // The indexer is failing or far behind (another replica holding its lock): store anyway.
         }
     }
 
@@ -368,7 +399,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 }
 
                 var ids = new List<long>();
-                var texts = new List<string>();
+                var lows = new List<int>();
+                var highs = new List<int>();
+                var hashes = new List<long>(maxSpans * 64);
                 long last = watermark;
                 int count = 0;
                 await using (var select = new NpgsqlCommand("SELECT id, authority, path, query, request_body, response_body FROM spans WHERE id > @w ORDER BY id LIMIT @n", connection, transaction))
@@ -380,10 +413,12 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     {
                         last = reader.GetInt64(0);
                         count++;
-                        if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text)
+                        int from = hashes.Count;
+                        if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text && PostgresSearchTerms.Append(text, hashes) > 0)
                         {
                             ids.Add(last);
-                            texts.Add(VectorLiteral(text));
+                            lows.Add(from + 1);
+                            highs.Add(hashes.Count);
                         }
                     }
                 }
@@ -396,7 +431,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 await using (var index = new NpgsqlCommand(IndexSpans + "; UPDATE search_progress SET indexed_to = @to WHERE id = 1", connection, transaction))
                 {
                     index.Parameters.AddWithValue("ids", ids.ToArray());
-                    index.Parameters.AddWithValue("texts", texts.ToArray());
+                    index.Parameters.AddWithValue("lo", lows.ToArray());
+                    index.Parameters.AddWithValue("hi", highs.ToArray());
+                    index.Parameters.AddWithValue("h", hashes.ToArray());
                     index.Parameters.AddWithValue("to", last);
                     await index.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
@@ -406,9 +443,6 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             }
         }
     }
-
-    // SearchText words hold only letters and digits, so quoting each cannot be broken out of.
-    private static string VectorLiteral(string searchText) => "'" + string.Join("' '", searchText.Split(' ').Distinct(StringComparer.Ordinal)) + "'";
 
     public override async ValueTask DisposeAsync()
     {
