@@ -45,12 +45,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
 
         // Hold the indexer's lock, as another replica's indexing pass would: the commits below stay unindexed.
-        await using var holder = new Npgsql.NpgsqlConnection(_connectionString);
-        await holder.OpenAsync();
-        await using (var take = new Npgsql.NpgsqlCommand("SELECT pg_advisory_lock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
-        {
-            await take.ExecuteNonQueryAsync();
-        }
+        await using var holder = await HoldIndexerLockAsync();
 
         await store.InsertSpansAsync(tenant, [Exchange(1, 1), Exchange(1, 2)], CancellationToken.None);
         time.Advance(TimeSpan.FromSeconds(7));
@@ -60,10 +55,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Equal(new SearchIndexLag(TimeSpan.FromSeconds(7), 3), progress.Lag);
         Assert.False(searchable.IsCompleted);
 
-        await using (var release = new Npgsql.NpgsqlCommand("SELECT pg_advisory_unlock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
-        {
-            await release.ExecuteNonQueryAsync();
-        }
+        await ReleaseIndexerLockAsync(holder);
 
         await searchable;
         Assert.Equal(default, progress.Lag);
@@ -92,12 +84,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
 
         // Hold the indexer's lock, as another replica's pass would: what is stored now stays unindexed.
-        await using var holder = new Npgsql.NpgsqlConnection(_connectionString);
-        await holder.OpenAsync();
-        await using (var take = new Npgsql.NpgsqlCommand("SELECT pg_advisory_lock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
-        {
-            await take.ExecuteNonQueryAsync();
-        }
+        await using var holder = await HoldIndexerLockAsync();
 
         int n = 0;
         while (progress.Lag.SpansBehind <= 4096)
@@ -108,10 +95,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         long behind = progress.Lag.SpansBehind;
         var next = store.InsertSpansAsync(tenant, [Exchange(n + 1, n + 1, responseText: "lisbon")], CancellationToken.None)
             .ContinueWith(_ => progress.IndexedUpTo, TaskScheduler.Default);
-        await using (var release = new Npgsql.NpgsqlCommand("SELECT pg_advisory_unlock(" + PostgresSpanStore.IndexerLockKey + ")", holder))
-        {
-            await release.ExecuteNonQueryAsync();
-        }
+        await ReleaseIndexerLockAsync(holder);
 
         // The batch went in only after the indexer had caught up with everything stored before it.
         Assert.True(await next >= behind, $"stored with the index at {progress.IndexedUpTo}, {behind} spans behind");
@@ -126,6 +110,22 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Equal(-5518093010897676151L, PostgresSearchTerms.Hash("lisbon"));
         Assert.Equal(unchecked((long)System.IO.Hashing.XxHash3.HashToUInt64("ação42"u8)), PostgresSearchTerms.Hash("ação42"));
         Assert.Equal("{" + PostgresSearchTerms.Hash("a") + "," + PostgresSearchTerms.Hash("b") + "}", PostgresSearchTerms.QueryValue(["a", "b"]));
+    }
+
+    // A connection holding the search indexer's lock, as another replica's indexing pass would.
+    private async Task<Npgsql.NpgsqlConnection> HoldIndexerLockAsync()
+    {
+        var holder = new Npgsql.NpgsqlConnection(_connectionString);
+        await holder.OpenAsync();
+        await using var take = new Npgsql.NpgsqlCommand("SELECT pg_advisory_lock(" + PostgresSpanStore.IndexerLockKey + ")", holder);
+        await take.ExecuteNonQueryAsync();
+        return holder;
+    }
+
+    private static async Task ReleaseIndexerLockAsync(Npgsql.NpgsqlConnection holder)
+    {
+        await using var release = new Npgsql.NpgsqlCommand("SELECT pg_advisory_unlock(" + PostgresSpanStore.IndexerLockKey + ")", holder);
+        await release.ExecuteNonQueryAsync();
     }
 
     protected override Task CleanUpAsync() =>
