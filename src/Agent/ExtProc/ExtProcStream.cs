@@ -195,9 +195,6 @@ internal sealed class ExtProcStream : IDisposable
         }
     }
 
-    /// <summary>True when the last message ended the exchange and its finish waits for <see cref="FinishDeferred"/>.</summary>
-    public bool FinishDue => _deferredOutcome is not null;
-
     /// <summary>
     /// Finalises the exchange once: completes the body buffers, stamps the end time and hands a
     /// followed exchange to the pipeline (which samples, redacts, counts and queues it). A finish
