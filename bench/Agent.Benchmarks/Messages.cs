@@ -29,9 +29,6 @@ internal sealed class ExchangeScript
         ],
         observability: false);
 
-    /// <summary>POST with a 2 KiB JSON body each way, bodies BUFFERED (one message each).</summary>
-    public static ExchangeScript Body2K(bool observability) => Body(2048, observability);
-
     /// <summary>POST with a JSON body of <paramref name="bytes"/> each way, bodies BUFFERED (one message each).</summary>
     public static ExchangeScript Body(int bytes, bool observability)
     {

@@ -104,13 +104,17 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
                 if (request.ObservabilityMode)
                 {
                     metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                    stream.FinishDeferred();
                 }
                 else
                 {
                     // Server time ends once the answer is serialized into the HTTP/2 stream; the
-                    // flush that follows is transport.
+                    // flush that follows is transport. Kestrel's connection loop sends it while this
+                    // one does the capture work of an exchange the message ended (FinishDeferred:
+                    // bodies, redaction, queueing), so Envoy never waits for that work.
                     var write = responseStream.WriteAsync(response, token);
                     metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                    stream.FinishDeferred();
                     await write.ConfigureAwait(false);
                 }
 

@@ -61,6 +61,8 @@ internal sealed class ExtProcStream : IDisposable
     private bool _requestBodyDone;
     private bool _responseComplete;
     private bool _finalised;
+    private ExchangeOutcome? _deferredOutcome;
+    private string? _deferredError;
     private BodySendMode _requestBodyMode;
     private BodySendMode? _responseBodyMode;
     private string? _clusterName;
@@ -144,7 +146,7 @@ internal sealed class ExtProcStream : IDisposable
         }
 
         _responseComplete = true;
-        Finish(ExchangeOutcome.Completed, null);
+        FinishAfterAnswer(ExchangeOutcome.Completed, null);
 
         var immediate = new ImmediateResponse
         {
@@ -195,10 +197,18 @@ internal sealed class ExtProcStream : IDisposable
 
     /// <summary>
     /// Finalises the exchange once: completes the body buffers, stamps the end time and hands a
-    /// followed exchange to the pipeline (which samples, redacts, counts and queues it).
+    /// followed exchange to the pipeline (which samples, redacts, counts and queues it). A finish
+    /// the last message left for after its answer (<see cref="FinishDeferred"/>) runs instead, with
+    /// the outcome that message gave: the exchange was complete, whatever ended the stream since.
     /// </summary>
     public void Finish(ExchangeOutcome outcome, string? error)
     {
+        if (_deferredOutcome is not null)
+        {
+            FinishDeferred();
+            return;
+        }
+
         if (_finalised)
         {
             return;
@@ -210,9 +220,28 @@ internal sealed class ExtProcStream : IDisposable
         _capture?.Finish(outcome, error, requestEnded: _requestComplete, responseEnded: _responseComplete);
     }
 
+    /// <summary>
+    /// Runs the finish the last message asked for (nothing when none is due). The stream loop calls
+    /// it once that message's answer is on its way to Envoy: completing the bodies, redaction and
+    /// queueing for export are capture work, and a synchronous answer never waits for it.
+    /// </summary>
+    public void FinishDeferred()
+    {
+        if (_deferredOutcome is not { } outcome)
+        {
+            return;
+        }
+
+        _deferredOutcome = null;
+        var error = _deferredError;
+        _deferredError = null;
+        _capture?.Finish(outcome, error, requestEnded: _requestComplete, responseEnded: _responseComplete);
+    }
+
     /// <summary>Returns the capture's buffers; an exchange that was never finalised is abandoned.</summary>
     public void Dispose()
     {
+        _deferredOutcome = null;
         _finalised = true;
         _capture?.Dispose();
     }
@@ -298,15 +327,20 @@ internal sealed class ExtProcStream : IDisposable
             return;
         }
 
-        capture.AppendRequestBody(body.Body.Span);
-
         // BUFFERED_PARTIAL sends one message; without end_of_stream the rest of the body passes unseen.
         if (body.EndOfStream || _requestBodyMode == BodySendMode.BufferedPartial)
         {
+            // The last bytes of the body Envoy sends; a ByteString never changes, so a whole body
+            // (BUFFERED) is kept by reference rather than copied.
+            capture.AppendLastRequestBody(body.Body.Memory);
             _requestComplete = body.EndOfStream;
             _requestBodyDone = true;
             capture.CompleteRequestBody(ended: body.EndOfStream);
             ShortCircuitDue = capture.MayShortCircuit;
+        }
+        else
+        {
+            capture.AppendRequestBody(body.Body.Span);
         }
     }
 
@@ -366,7 +400,7 @@ internal sealed class ExtProcStream : IDisposable
             // A 101 ends what ext_proc can capture: the frames after it are not an HTTP body
             // (capturing WebSocket messages is the capture proxy's; see UpgradeHandshakeOnly).
             _responseComplete = true;
-            Finish(ExchangeOutcome.Completed, null);
+            FinishAfterAnswer(ExchangeOutcome.Completed, null);
         }
     }
 
@@ -377,18 +411,36 @@ internal sealed class ExtProcStream : IDisposable
             return;
         }
 
-        capture.AppendResponseBody(body.Body.Span);
         if (body.EndOfStream)
         {
+            // A whole body (BUFFERED) is kept by reference, as for the request.
+            capture.AppendLastResponseBody(body.Body.Memory);
             _responseComplete = true;
-            Finish(ExchangeOutcome.Completed, null);
+            FinishAfterAnswer(ExchangeOutcome.Completed, null);
+            return;
         }
-        else if (capture.FollowsStream && _time.GetUtcNow() - _exchange.StartTime >= _pipeline.StreamDeadline)
+
+        capture.AppendResponseBody(body.Body.Span);
+        if (capture.FollowsStream && _time.GetUtcNow() - _exchange.StartTime >= _pipeline.StreamDeadline)
         {
             // No timer here: a stream past capture.streams.max_duration_ms is exported at its next
             // chunk; the chunks after it pass uncaptured (each still answered).
-            Finish(ExchangeOutcome.TimedOut, "stream still open at the capture deadline");
+            FinishAfterAnswer(ExchangeOutcome.TimedOut, "stream still open at the capture deadline");
         }
+    }
+
+    // The exchange is over as of this message: later messages see it finalised, but the capture work
+    // (FinishDeferred) waits until this message's answer is written.
+    private void FinishAfterAnswer(ExchangeOutcome outcome, string? error)
+    {
+        if (_finalised)
+        {
+            return;
+        }
+
+        _finalised = true;
+        _deferredOutcome = outcome;
+        _deferredError = error;
     }
 
     // An event stream must not wait in Envoy's buffer: unless the filter already streams response
@@ -408,7 +460,7 @@ internal sealed class ExtProcStream : IDisposable
 
         AddTrailers(trailers.Trailers, _exchange.ResponseHeaders, ResponseTrailersAttribute);
         _responseComplete = true;
-        Finish(ExchangeOutcome.Completed, null);
+        FinishAfterAnswer(ExchangeOutcome.Completed, null);
     }
 
     private void ReadRequestHeaders(HeaderMap? map)

@@ -42,6 +42,10 @@ public sealed class ExchangeCapture : IDisposable
     private int _readAheadLength;
     private bool _requestBodyDone;
 
+    // A body that came whole and is kept by reference instead of copied (AppendLast*Body).
+    private ReadOnlyMemory<byte>? _requestWhole;
+    private ReadOnlyMemory<byte>? _responseWhole;
+
     // A gRPC call's streams, split into messages as they pass (null for any other exchange).
     private GrpcFrameReader? _grpcRequest;
     private GrpcFrameReader? _grpcResponse;
@@ -114,6 +118,32 @@ public sealed class ExchangeCapture : IDisposable
     }
 
     /// <summary>
+    /// The last request body bytes that will be seen, in one piece that nobody changes afterwards
+    /// (ext_proc's BUFFERED body: an immutable protobuf <c>ByteString</c>). When nothing of the body
+    /// came before and it is within the capture limit it is kept by reference, not copied; anything
+    /// else is appended as a chunk.
+    /// </summary>
+    public void AppendLastRequestBody(ReadOnlyMemory<byte> bytes)
+    {
+        if (!KeepsBodies)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (!_finished && !_requestBodyDone && _stream is null && _grpcRequest is null && _requestBody is null
+                && _requestWhole is null && bytes.Length <= _pipeline.MaxRequestBodyBytes)
+            {
+                _requestWhole = bytes;
+                return;
+            }
+        }
+
+        AppendRequestBody(bytes.Span);
+    }
+
+    /// <summary>
     /// Ends the request body (the request is over, or its response started): decodes what was kept
     /// into <see cref="Exchange.RequestBody"/>. <paramref name="ended"/> false means the body was cut
     /// off before its end (what was seen is a prefix). Only the first call counts.
@@ -133,6 +163,11 @@ public sealed class ExchangeCapture : IDisposable
             if (buffer is not null)
             {
                 Exchange.RequestBody = CompleteBody(buffer, ended, Exchange.RequestHeaders);
+            }
+            else if (_requestWhole is { } whole)
+            {
+                _requestWhole = null;
+                Exchange.RequestBody = CompleteWhole(whole, ended, Exchange.RequestHeaders);
             }
         }
     }
@@ -300,6 +335,31 @@ public sealed class ExchangeCapture : IDisposable
     }
 
     /// <summary>
+    /// The last response body bytes that will be seen, in one piece that nobody changes afterwards
+    /// (ext_proc's BUFFERED body): kept by reference when nothing of the body came before and it is
+    /// within the capture limit, otherwise appended as a chunk (see <see cref="AppendLastRequestBody"/>).
+    /// </summary>
+    public void AppendLastResponseBody(ReadOnlyMemory<byte> bytes)
+    {
+        if (!KeepsBodies)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (!_finished && _stream is null && _grpcRequest is null && _responseBody is null
+                && _responseWhole is null && bytes.Length <= _pipeline.MaxResponseBodyBytes)
+            {
+                _responseWhole = bytes;
+                return;
+            }
+        }
+
+        AppendResponseBody(bytes.Span);
+    }
+
+    /// <summary>
     /// Finishes the exchange once (later calls do nothing): completes both bodies (a body that did
     /// not reach its end, <paramref name="requestEnded"/> / <paramref name="responseEnded"/> false, is
     /// marked truncated), stamps the end time and outcome, returns the body buffers and hands the
@@ -322,6 +382,10 @@ public sealed class ExchangeCapture : IDisposable
                 _requestBody = null;
                 exchange.RequestBody = CompleteBody(request, requestEnded, exchange.RequestHeaders);
             }
+            else if (!_requestBodyDone && _requestWhole is { } requestWhole)
+            {
+                exchange.RequestBody = CompleteWhole(requestWhole, requestEnded, exchange.RequestHeaders);
+            }
 
             _requestBodyDone = true;
             if (_responseBody is { } response)
@@ -329,6 +393,13 @@ public sealed class ExchangeCapture : IDisposable
                 _responseBody = null;
                 exchange.ResponseBody = CompleteBody(response, responseEnded, exchange.ResponseHeaders);
             }
+            else if (_responseWhole is { } responseWhole)
+            {
+                exchange.ResponseBody = CompleteWhole(responseWhole, responseEnded, exchange.ResponseHeaders);
+            }
+
+            _requestWhole = null;
+            _responseWhole = null;
 
             exchange.EndTime = _time.GetUtcNow();
             if (_stream is { } stream)
@@ -376,6 +447,8 @@ public sealed class ExchangeCapture : IDisposable
             _requestBody = null;
             _responseBody?.Dispose();
             _responseBody = null;
+            _requestWhole = null;
+            _responseWhole = null;
             _grpcRequest?.Dispose();
             _grpcRequest = null;
             _grpcResponse?.Dispose();
@@ -489,11 +562,17 @@ public sealed class ExchangeCapture : IDisposable
     private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)
     {
         var body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
-        if (ended)
-        {
-            return body;
-        }
+        return ended ? body : Cut(body, headers);
+    }
 
+    private CapturedBody CompleteWhole(ReadOnlyMemory<byte> whole, bool ended, HeaderList headers)
+    {
+        var body = BodyCapture.CreateOwned(whole, whole.Length, truncated: false, headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
+        return ended ? body : Cut(body, headers);
+    }
+
+    private static CapturedBody Cut(CapturedBody body, HeaderList headers)
+    {
         // The body stopped before its end (BUFFERED_PARTIAL over the limit, a cancelled stream):
         // what was seen is a prefix; its size is what content-length says, if anything.
         var declared = long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;

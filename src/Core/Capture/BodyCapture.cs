@@ -28,6 +28,31 @@ public static class BodyCapture
         bool truncated,
         string? contentType,
         string? contentEncoding,
+        int maxDecodedBytes) =>
+        CreateCore(captured, owned: false, originalSize, truncated, contentType, contentEncoding, maxDecodedBytes);
+
+    /// <summary>
+    /// Like <see cref="Create(ReadOnlyMemory{byte}, long, bool, string?, string?, int)"/> for bytes the
+    /// caller hands over and nobody changes afterwards (an immutable protobuf <c>ByteString</c>'s
+    /// memory): a body kept as it came (no content coding, UTF-8 text or binary) refers to
+    /// <paramref name="body"/> instead of copying it.
+    /// </summary>
+    public static CapturedBody CreateOwned(
+        ReadOnlyMemory<byte> body,
+        long originalSize,
+        bool truncated,
+        string? contentType,
+        string? contentEncoding,
+        int maxDecodedBytes) =>
+        CreateCore(body, owned: true, originalSize, truncated, contentType, contentEncoding, maxDecodedBytes);
+
+    private static CapturedBody CreateCore(
+        ReadOnlyMemory<byte> captured,
+        bool owned,
+        long originalSize,
+        bool truncated,
+        string? contentType,
+        string? contentEncoding,
         int maxDecodedBytes)
     {
         if (captured.IsEmpty)
@@ -38,7 +63,7 @@ public static class BodyCapture
         var coding = ContentDecoder.Parse(contentEncoding);
         if (coding == ContentCoding.Identity)
         {
-            return Classify(captured.Span, originalSize, truncated, contentType, contentEncoding, decoded: false);
+            return Classify(captured.Span, owned ? captured : default, originalSize, truncated, contentType, contentEncoding, decoded: false);
         }
 
         if (coding == ContentCoding.Unknown || maxDecodedBytes <= 0)
@@ -57,14 +82,17 @@ public static class BodyCapture
             return new CapturedBody(ReadOnlyMemory<byte>.Empty, originalSize, decodedTruncated, BodyKind.Empty, contentType, contentEncoding, Decoded: true);
         }
 
-        return Classify(decoded.Captured, originalSize, decodedTruncated, contentType, contentEncoding, decoded: true);
+        return Classify(decoded.Captured, default, originalSize, decodedTruncated, contentType, contentEncoding, decoded: true);
     }
 
     private static CapturedBody Raw(ReadOnlySpan<byte> bytes, long originalSize, bool truncated, string? contentType, string? contentEncoding) =>
         new(bytes.ToArray(), originalSize, truncated, BodyKind.Binary, contentType, contentEncoding);
 
+    // An owned body (non-empty owned) is kept by reference when all of it is kept; anything else
+    // is copied out of the caller's buffer.
     private static CapturedBody Classify(
         ReadOnlySpan<byte> content,
+        ReadOnlyMemory<byte> owned,
         long originalSize,
         bool truncated,
         string? contentType,
@@ -90,9 +118,9 @@ public static class BodyCapture
 
         // Declared text that is not valid UTF-8 is kept exactly (as Binary) rather than repaired
         // with replacement characters: base64 loses nothing.
-        return isText
-            ? new CapturedBody(content[..textLength].ToArray(), originalSize, truncated, BodyKind.Text, contentType, contentEncoding, decoded)
-            : new CapturedBody(content.ToArray(), originalSize, truncated, BodyKind.Binary, contentType, contentEncoding, decoded);
+        var kept = isText ? textLength : content.Length;
+        var bytes = !owned.IsEmpty && kept == owned.Length ? owned : content[..kept].ToArray();
+        return new CapturedBody(bytes, originalSize, truncated, isText ? BodyKind.Text : BodyKind.Binary, contentType, contentEncoding, decoded);
     }
 
     private static byte[] Transcode(ReadOnlySpan<byte> content, Encoding encoding, bool truncated)

@@ -89,6 +89,37 @@ public sealed class ExtProcServiceTests
     }
 
     [Fact]
+    public async Task LastMessage_IsAnsweredBeforeTheCaptureWorkEnds()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        using var stream = host.Open();
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/api/orders", false, ("content-type", "application/json"))
+            .WithBodyModes(BodySendMode.Buffered, BodySendMode.Buffered));
+        await stream.SendAsync(Envoy.RequestBody("""{"item":"book"}""", true));
+        await stream.SendAsync(Envoy.ResponseHeaders(201, false, ("content-type", "application/json")));
+
+        // The exporter never returns until released: an answer that waited for the exchange's
+        // finish (bodies, redaction, queueing) could not arrive.
+        host.Exporter.Hold();
+        ProcessingResponse answer;
+        try
+        {
+            answer = await stream.SendAsync(Envoy.ResponseBody("""{"id":17}""", true)).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Empty(host.Exporter.Exchanges);
+        }
+        finally
+        {
+            host.Exporter.Release();
+        }
+
+        var exchange = await host.Exporter.NextAsync();
+        Assert.Equal(ProcessingResponse.ResponseOneofCase.ResponseBody, answer.ResponseCase);
+        Assert.Equal("""{"item":"book"}""", Encoding.UTF8.GetString(exchange.RequestBody.Content.Span));
+        Assert.Equal("""{"id":17}""", Encoding.UTF8.GetString(exchange.ResponseBody.Content.Span));
+        Assert.Equal(ExchangeOutcome.Completed, exchange.Outcome);
+    }
+
+    [Fact]
     public async Task StreamedChunks_AreEachAnsweredInOrderAndJoined()
     {
         await using var host = await ExtProcTestHost.StartAsync();

@@ -77,11 +77,19 @@ internal sealed class CollectingExporter : IExchangeExporter
 {
     private readonly ConcurrentQueue<Exchange> _exchanges = new();
     private readonly SemaphoreSlim _arrived = new(0);
+    private readonly ManualResetEventSlim _open = new(initialState: true);
 
     public IReadOnlyCollection<Exchange> Exchanges => _exchanges;
 
+    /// <summary>Makes every <see cref="TryEnqueue"/> block until <see cref="Release"/>: capture work that cannot end.</summary>
+    public void Hold() => _open.Reset();
+
+    /// <summary>Lets held and later <see cref="TryEnqueue"/> calls through.</summary>
+    public void Release() => _open.Set();
+
     public bool TryEnqueue(Exchange exchange)
     {
+        _open.Wait();
         _exchanges.Enqueue(exchange);
         _arrived.Release();
         return true;

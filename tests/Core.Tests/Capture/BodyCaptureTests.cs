@@ -32,6 +32,32 @@ public sealed class BodyCaptureTests
     }
 
     [Fact]
+    public void CreateOwned_KeepsAWholeBodyByReferenceAndCopiesWhatItChanges()
+    {
+        var json = Encoding.UTF8.GetBytes(Json);
+        var binary = new byte[] { 0x00, 0xff, 0x10, 0x80, 0x00, 0x01 };
+        var cutText = Encoding.UTF8.GetBytes("caf\u00e9").AsMemory(0, 4); // the 2-byte é cut in half
+        var gzip = Compress(json, "gzip");
+
+        var text = BodyCapture.CreateOwned(json, json.Length, false, "application/json", null, 1024 * 1024);
+        var bytes = BodyCapture.CreateOwned(binary, binary.Length, false, "application/octet-stream", null, 1024 * 1024);
+        var cut = BodyCapture.CreateOwned(cutText, 5, true, "text/plain", null, 1024 * 1024);
+        var decoded = BodyCapture.CreateOwned(gzip, gzip.Length, false, "application/json", "gzip", 1024 * 1024);
+        var copied = BodyCapture.Create(json, json.Length, false, "application/json", null, 1024 * 1024);
+
+        Assert.True(text.Content.Span == json.AsSpan());
+        Assert.Equal(BodyKind.Text, text.Kind);
+        Assert.True(bytes.Content.Span == binary.AsSpan());
+        Assert.Equal(BodyKind.Binary, bytes.Kind);
+        Assert.Equal("caf", Encoding.UTF8.GetString(cut.Content.Span));
+        Assert.False(cut.Content.Span.Overlaps(cutText.Span));
+        Assert.Equal(Json, Encoding.UTF8.GetString(decoded.Content.Span));
+        Assert.False(decoded.Content.Span.Overlaps(gzip));
+        Assert.Equal(Json, Encoding.UTF8.GetString(copied.Content.Span));
+        Assert.False(copied.Content.Span.Overlaps(json));
+    }
+
+    [Fact]
     public void Create_RawDeflateWithoutZlibWrapper_IsStillDecoded()
     {
         using var output = new MemoryStream();
