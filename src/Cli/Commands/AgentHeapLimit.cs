@@ -9,7 +9,7 @@ namespace SpIstio.Cli.Commands;
 /// encoded copy of what is being sent and a few MiB of its own; the heap, though, grows far past
 /// that between full collections under large bodies (a gen2 of dead exchanges: 52 MiB of heap for
 /// 7.5 MiB held, measured under the 64 KiB bench cell). A hard limit makes the GC collect before it
-/// grows past it, so the agent's peak RSS follows its budget (issue 13: <= 150 MiB peak).
+/// grows past it, so the agent's peak RSS follows its budget (issue 13: at most 150 MiB peak).
 /// </summary>
 /// <remarks>
 /// Set here, for the agent commands only, with <see cref="GC.RefreshMemoryLimit"/>: the same
