@@ -53,6 +53,8 @@ VOLUME ["/tmp", "/data"]
 # Memory: the runtime settings (workstation non-concurrent GC, a 4 MiB gen0 budget, GCConserveMemory,
 # TieredPGO off, no thread-pool spinning) are in sp.runtimeconfig.json, set in src/Cli/Cli.csproj, so the image, the
 # manifests and the benches run with the same ones; a DOTNET_* variable in a Deployment overrides them.
+# `sp agent` also caps its managed heap at 2 x export.max_inflight_bytes + 16 MiB (agent commands only,
+# not the backend; see docs/production.md, "Memory per agent").
 # SP_STORE is the store `sp backend`, `sp keys` and `sp tenants` use when --store is not given, so
 # `kubectl exec … sp keys create …` reaches the backend's /data store (a Secret's SP_STORE wins).
 ENV ASPNETCORE_HTTP_PORTS= \

@@ -13,6 +13,7 @@ using Polly.Retry;
 using Polly.Timeout;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
@@ -79,7 +80,6 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private Task? _stopTask;
     private long _droppedAtShutdown;
     private int _bufferProblemLogged;
-    private long _inflightBytes;
 
     /// <summary>Creates a stopped exporter; call <see cref="Start"/> to begin sending.</summary>
     /// <param name="options">Validated agent options (<c>sp_backend_url</c>, <c>public_key</c>, <c>export</c>, limits).</param>
@@ -102,6 +102,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         _publicKey = string.IsNullOrEmpty(options.PublicKey) ? null : options.PublicKey;
         _batchDelay = TimeSpan.FromMilliseconds(_export.BatchDelayMs);
         _contentEncoding = ContentEncodingOf(_export.Compression);
+        Budget = new CaptureByteBudget(_export.MaxInflightBytes);
         Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, "v1/traces");
 
         _channel = Channel.CreateBounded<Exchange>(new BoundedChannelOptions(_export.QueueCapacity)
@@ -148,6 +149,12 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             UpdateBufferGauges(buffer, time, metrics);
         }
     }
+
+    /// <summary>
+    /// The byte budget (<c>export.max_inflight_bytes</c>) queued and in-flight exchanges reserve from;
+    /// the capture pipeline's body buffers share it, so it bounds everything captured and not yet exported.
+    /// </summary>
+    public CaptureByteBudget Budget { get; }
 
     /// <summary>What the exporter last heard from the backend (<c>/status</c>).</summary>
     public ExportHealth Health { get; }
@@ -202,9 +209,8 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         // Reserved before the write, released once the exchange's batch is sent, buffered or
         // dropped: export memory stays within max_inflight_bytes whatever the body sizes.
         var size = EstimateBytes(exchange);
-        if (Interlocked.Add(ref _inflightBytes, size) > _export.MaxInflightBytes)
+        if (!Budget.TryReserve(size))
         {
-            Interlocked.Add(ref _inflightBytes, -size);
             _metrics.ExportDropped.Inc();
             return false;
         }
@@ -216,7 +222,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             return true;
         }
 
-        Interlocked.Add(ref _inflightBytes, -size);
+        Budget.Release(size);
         _metrics.ExportQueueDepth.Dec();
         _metrics.ExportDropped.Inc();
         return false;
@@ -742,11 +748,11 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             bytes += EstimateBytes(exchange);
         }
 
-        Interlocked.Add(ref _inflightBytes, -bytes);
+        Budget.Release(bytes);
     }
 
-    /// <summary>Bytes reserved now by exchanges queued or being sent (see <c>export.max_inflight_bytes</c>).</summary>
-    internal long InflightBytes => Interlocked.Read(ref _inflightBytes);
+    /// <summary>Bytes reserved now by exchanges queued or being sent and by bodies being captured (see <c>export.max_inflight_bytes</c>).</summary>
+    internal long InflightBytes => Budget.Held;
 
     /// <summary>The Content-Encoding header value for <paramref name="compression"/> ("" for none).</summary>
     internal static string ContentEncodingOf(ExportCompression compression) => compression switch

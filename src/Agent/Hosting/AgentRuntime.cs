@@ -113,7 +113,7 @@ public sealed class AgentRuntime : IAsyncDisposable
                 shortCircuit = cache;
             }
 
-            pipeline = new CapturePipeline(options, exporter, metrics, loggerFactory.CreateLogger<CapturePipeline>(), shortCircuit);
+            pipeline = new CapturePipeline(options, exporter, metrics, loggerFactory.CreateLogger<CapturePipeline>(), shortCircuit, exporter.Budget);
         }
         catch
         {

@@ -77,6 +77,7 @@ public sealed class AgentMetrics
         CapturesActive = Registry.Gauge("sp_captures_active", "Exchanges being captured now, from their request head until the front end releases their buffers.").WithLabels();
         CaptureBytes = Registry.Counter("sp_capture_bytes_total", "Body bytes copied into captures (after the per-exchange limit).").WithLabels();
         BodyTruncated = Registry.Counter("sp_body_truncated_total", "Bodies cut at the configured capture limit.").WithLabels();
+        CaptureBudgetExceeded = Registry.Counter("sp_capture_budget_exceeded_total", "Bodies cut short because the capture byte budget (export.max_inflight_bytes) was full: the rest was counted, not kept.").WithLabels();
 
         _exportSpans = Registry.Counter("sp_export_spans_total", "Spans the exporter finished with, by result (exported, rejected, failed; buffered: written to the disk buffer, counted again when re-sent).", "result");
         ExportSpansExported = _exportSpans.WithLabels("exported");
@@ -92,7 +93,7 @@ public sealed class AgentMetrics
         ExportSpansBuffered = _exportSpans.WithLabels("buffered");
         ExportBufferBytes = Registry.Gauge("sp_export_buffer_bytes", "Bytes of undeliverable export batches held in the disk buffer (export.buffer_path).").WithLabels();
         ExportBufferOldestAge = Registry.Gauge("sp_export_buffer_oldest_age_seconds", "Age of the oldest batch in the disk buffer; 0 when it is empty.").WithLabels();
-        ExportInflightBytes = Registry.Gauge("sp_export_inflight_bytes", "Estimated bytes of captured exchanges the exporter holds, queued or being sent (bounded by export.max_inflight_bytes).").WithLabels();
+        ExportInflightBytes = Registry.Gauge("sp_export_inflight_bytes", "Bytes held for captured exchanges not yet exported: body buffers being filled, exchanges queued or being sent (bounded by export.max_inflight_bytes).").WithLabels();
         ExportBufferDroppedSpans = Registry.Counter("sp_export_buffer_dropped_spans_total", "Spans of the oldest buffered batches deleted because the disk buffer reached export.buffer_max_bytes.").WithLabels();
 
         _faults = Registry.Counter(
@@ -143,6 +144,9 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_body_truncated_total</c>.</summary>
     public Counter BodyTruncated { get; }
+
+    /// <summary><c>sp_capture_budget_exceeded_total</c>: bodies cut short for the byte budget.</summary>
+    public Counter CaptureBudgetExceeded { get; }
 
     /// <summary><c>sp_export_spans_total{result="exported"}</c>.</summary>
     public Counter ExportSpansExported { get; }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using SpIstio.Agent.Metrics;
+using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
@@ -31,7 +32,8 @@ public sealed partial class CapturePipeline
         IExchangeExporter exporter,
         AgentMetrics metrics,
         ILogger<CapturePipeline> logger,
-        IResponseShortCircuit? shortCircuit = null)
+        IResponseShortCircuit? shortCircuit = null,
+        CaptureByteBudget? budget = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
@@ -48,6 +50,7 @@ public sealed partial class CapturePipeline
         MaxRequestBodyBytes = capture.MaxRequestBodyBytes;
         MaxResponseBodyBytes = capture.MaxResponseBodyBytes;
         MaxDecodedBodyBytes = capture.MaxDecodedBodyBytes;
+        Budget = budget ?? new CaptureByteBudget((options.Export ?? new ExportOptions()).MaxInflightBytes);
         var grpc = capture.Grpc ?? new GrpcCaptureOptions();
 
         // The descriptor sets were validated at start-up; with them message fields are redacted by name.
@@ -78,6 +81,12 @@ public sealed partial class CapturePipeline
 
     /// <summary>Most response-body bytes captured per exchange.</summary>
     public int MaxResponseBodyBytes { get; }
+
+    /// <summary>
+    /// The byte budget body buffers reserve from while they fill (<c>export.max_inflight_bytes</c>),
+    /// the exporter's when the runtime built the pipeline: one bound on everything captured and not yet exported.
+    /// </summary>
+    public CaptureByteBudget Budget { get; }
 
     /// <summary>Most bytes a compressed body may inflate to when decoded.</summary>
     public int MaxDecodedBodyBytes { get; }

@@ -111,7 +111,7 @@ public sealed class ExchangeCapture : IDisposable
                 return;
             }
 
-            _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes);
+            _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget);
             _requestBody.Append(bytes);
             _grpcRequest?.Append(bytes, Elapsed());
         }
@@ -263,14 +263,14 @@ public sealed class ExchangeCapture : IDisposable
             if (_readAhead is not null && !_requestBodyDone)
             {
                 // The upstream never reads the body that was read ahead: capture it here.
-                _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes);
+                _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget);
                 _requestBody.Append(_readAhead.AsSpan(0, _readAheadLength));
             }
 
             if (KeepsBodies)
             {
                 _responseBody?.Dispose();
-                _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
+                _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes, _pipeline.Budget);
                 _responseBody.Append(answer.Body.Span);
             }
         }
@@ -323,7 +323,7 @@ public sealed class ExchangeCapture : IDisposable
                 return;
             }
 
-            _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes);
+            _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes, _pipeline.Budget);
             _responseBody.Append(bytes);
             if (_grpcRequest is not null)
             {
@@ -561,6 +561,11 @@ public sealed class ExchangeCapture : IDisposable
 
     private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)
     {
+        if (buffer.BudgetExceeded)
+        {
+            _pipeline.Metrics.CaptureBudgetExceeded.Inc();
+        }
+
         var body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
         return ended ? body : Cut(body, headers);
     }

@@ -76,7 +76,11 @@ public sealed class CaptureProxyServer : IAsyncDisposable
         builder.Services.AddHttpForwarder();
         var logger = loggerFactory.CreateLogger("SpIstio.Agent.Proxy");
         ListenOptions? grpcEndpoint = null;
-        builder.WebHost.UseKestrel(kestrel =>
+        // Kestrel's core only: UseKestrel would add HTTPS configuration and the QUIC transport,
+        // which the proxy never listens with and which load System.Net.Quic, System.Net.Security
+        // and the OpenSSL libraries (megabytes of idle RSS per pod; issue 13).
+        builder.WebHost.UseKestrelCore();
+        builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(listen, endpoint =>
             {

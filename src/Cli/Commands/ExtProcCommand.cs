@@ -115,6 +115,11 @@ internal static class ExtProcCommand
             logGate.Defer(() => error.WriteLine(warning));
         }
 
+        if (AgentHeapLimit.Apply(options) is { } heapWarning)
+        {
+            logGate.Defer(() => error.WriteLine(heapWarning));
+        }
+
         var logger = loggerFactory.CreateLogger("SpIstio.Cli.ExtProc");
         await using var runtime = AgentRuntime.Create(options, loggerFactory);
         runtime.Status.Config = identity;

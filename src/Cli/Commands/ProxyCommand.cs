@@ -151,6 +151,11 @@ internal static class ProxyCommand
                 logGate.Defer(() => error.WriteLine("warning: " + warning));
             }
             var identity = AgentStartup.IdentityOf(configPath, environment, parseResult.GetValue(set) ?? []);
+            if (AgentHeapLimit.Apply(loaded.Options) is { } heapWarning)
+            {
+                logGate.Defer(() => error.WriteLine(heapWarning));
+            }
+
             return await RunAsync(loaded.Options, identity, proxyOptions, listenAddress, adminAddress, loggerFactory, logGate, output, cancellationToken).ConfigureAwait(false);
         });
         return command;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Core.Capture;
@@ -13,6 +14,10 @@ namespace SpIstio.Core.Capture;
 /// 200-byte body does not hold a 64 KiB array. The pool rounds sizes up to a power of two: with a
 /// power-of-two limit (the default 64 KiB) the array never exceeds the limit; otherwise it stays
 /// below twice the limit. Either way no more than <see cref="Limit"/> bytes are ever kept.
+/// With a <see cref="CaptureByteBudget"/>, every array is reserved from it before it is used and
+/// released when it goes back to the pool: when the budget has no room for a larger array, the
+/// body keeps what it has and the rest is counted, not kept (<see cref="BudgetExceeded"/>), so the
+/// sum over all concurrent captures stays within the budget.
 /// </remarks>
 public sealed class BodyCaptureBuffer : IDisposable
 {
@@ -20,7 +25,9 @@ public sealed class BodyCaptureBuffer : IDisposable
     private const int InitialSize = 4096;
 
     private readonly int _limit;
+    private readonly CaptureByteBudget? _budget;
     private byte[]? _buffer;
+    private long _reserved;
     private int _length;
     private long _total;
     private bool _closed;
@@ -28,9 +35,20 @@ public sealed class BodyCaptureBuffer : IDisposable
     /// <summary>Creates a buffer that keeps at most <paramref name="limit"/> bytes.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is negative.</exception>
     public BodyCaptureBuffer(int limit)
+        : this(limit, null)
+    {
+    }
+
+    /// <summary>
+    /// Creates a buffer that keeps at most <paramref name="limit"/> bytes, and only as many as
+    /// <paramref name="budget"/> (shared by every capture of the process) has room for.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is negative.</exception>
+    public BodyCaptureBuffer(int limit, CaptureByteBudget? budget)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
         _limit = limit;
+        _budget = budget;
     }
 
     /// <summary>Most bytes kept.</summary>
@@ -45,6 +63,9 @@ public sealed class BodyCaptureBuffer : IDisposable
     /// <summary>True when more bytes were seen than kept.</summary>
     public bool Truncated => _total > _length;
 
+    /// <summary>True when bytes below <see cref="Limit"/> were not kept because the byte budget was full.</summary>
+    public bool BudgetExceeded { get; private set; }
+
     /// <summary>The bytes kept so far; valid until the next call that changes the buffer.</summary>
     public ReadOnlySpan<byte> Captured => _buffer is null ? default : _buffer.AsSpan(0, _length);
 
@@ -58,12 +79,21 @@ public sealed class BodyCaptureBuffer : IDisposable
         ObjectDisposedException.ThrowIf(_closed, this);
         _total += chunk.Length;
         var take = Math.Min(_limit - _length, chunk.Length);
-        if (take <= 0)
+        if (take <= 0 || BudgetExceeded)
         {
             return;
         }
 
-        EnsureCapacity(_length + take);
+        if (!EnsureCapacity(_length + take))
+        {
+            // The budget had no room for a larger array: keep what fits in the one held.
+            take = Math.Min(take, (_buffer?.Length ?? 0) - _length);
+            if (take <= 0)
+            {
+                return;
+            }
+        }
+
         chunk[..take].CopyTo(_buffer.AsSpan(_length));
         _length += take;
     }
@@ -97,6 +127,9 @@ public sealed class BodyCaptureBuffer : IDisposable
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+
+        _budget?.Release(_reserved);
+        _reserved = 0;
     }
 
     /// <summary>
@@ -111,9 +144,9 @@ public sealed class BodyCaptureBuffer : IDisposable
             return default;
         }
 
-        if (_buffer is null || _length == _buffer.Length)
+        if ((_buffer is null || _length == _buffer.Length) && !EnsureCapacity(_length + 1))
         {
-            EnsureCapacity(_length + 1);
+            return default;
         }
 
         return _buffer.AsSpan(_length, Math.Min(_buffer!.Length, _limit) - _length);
@@ -129,23 +162,41 @@ public sealed class BodyCaptureBuffer : IDisposable
     /// <summary>Counts bytes that were seen but not kept (the decoder's probe past the limit).</summary>
     internal void CountDropped(long count) => _total += count;
 
-    private void EnsureCapacity(int needed)
+    // False when the budget refused the larger array (BudgetExceeded is then set; the current one stays).
+    [MemberNotNullWhen(true, nameof(_buffer))]
+    private bool EnsureCapacity(int needed)
     {
-        var current = _buffer?.Length ?? 0;
-        if (current >= needed)
+        if (_buffer is not null && _buffer.Length >= needed)
         {
-            return;
+            return true;
         }
 
+        var current = _buffer?.Length ?? 0;
         var size = Math.Max(needed, Math.Max(InitialSize, current * 2));
         size = Math.Min(size, _limit);
         var next = ArrayPool<byte>.Shared.Rent(size);
+
+        // While growing, the old and the new array are both held: reserve the new one in full.
+        if (_budget is not null && !_budget.TryReserve(next.Length))
+        {
+            ArrayPool<byte>.Shared.Return(next);
+            BudgetExceeded = true;
+            return false;
+        }
+
         if (_buffer is not null)
         {
             _buffer.AsSpan(0, _length).CopyTo(next);
             ArrayPool<byte>.Shared.Return(_buffer);
         }
 
+        if (_budget is not null)
+        {
+            _budget.Release(_reserved);
+            _reserved = next.Length;
+        }
+
         _buffer = next;
+        return true;
     }
 }

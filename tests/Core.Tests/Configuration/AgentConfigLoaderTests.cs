@@ -158,7 +158,7 @@ public class AgentConfigLoaderTests
         Assert.Equal(5, o.Export.MaxRetries);
         Assert.Equal("/var/spool/sp-agent", o.Export.BufferPath);
         Assert.Equal(ExportCompression.Gzip, o.Export.Compression);
-        Assert.Equal(16777216, o.Export.MaxInflightBytes);
+        Assert.Equal(8388608, o.Export.MaxInflightBytes);
         Assert.Equal(67108864, o.Export.BufferMaxBytes);
     }
 

@@ -163,7 +163,7 @@ public class AgentOptionsValidatorTests
         Assert.Equal(5000, options.Export.ShutdownFlushMs);
         Assert.Equal(3, options.Export.MaxRetries);
         Assert.Equal(128L * 1024 * 1024, options.Export.BufferMaxBytes);
-        Assert.Equal(32L * 1024 * 1024, options.Export.MaxInflightBytes);
+        Assert.Equal(16L * 1024 * 1024, options.Export.MaxInflightBytes);
         Assert.Equal("", options.Export.BufferPath);
         Assert.Equal(ExportCompression.None, options.Export.Compression);
     }
