@@ -45,6 +45,17 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task The_text_index_writes_blocks_of_one_page()
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT v FROM spans_fts_config WHERE k = 'pgsz'";
+
+        Assert.Equal(8000L, Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
     public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
     {
         await Store.EnsureTenantAsync("acme", CancellationToken.None);
