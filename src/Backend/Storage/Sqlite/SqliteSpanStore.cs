@@ -383,6 +383,11 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         {
             raw.sqlite3_bind_null(statement, index);
         }
+        else if (value.Length == 0)
+        {
+            // An empty span pins to a null pointer, which SQLite would bind as NULL.
+            raw.sqlite3_bind_text(statement, index, string.Empty);
+        }
         else
         {
             raw.sqlite3_bind_text16(statement, index, value.AsSpan());
@@ -394,6 +399,10 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         if (value is null)
         {
             raw.sqlite3_bind_null(statement, index);
+        }
+        else if (value.Length == 0)
+        {
+            raw.sqlite3_bind_zeroblob(statement, index, 0);
         }
         else
         {
