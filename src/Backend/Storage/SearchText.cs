@@ -5,11 +5,18 @@ namespace SpIstio.Backend.Storage;
 
 /// <summary>
 /// The text a span is found by (<c>q</c>): authority, path, query and the start of each text
-/// body, reduced to lower-case words separated by spaces. Both stores index this same string
-/// and split queries the same way, so SQLite FTS5 and PostgreSQL's <c>simple</c> text search
-/// agree on what matches (PostgreSQL's parser would otherwise keep <c>/api/flights/42</c> as one
-/// token while FTS5 splits it).
+/// body, reduced to lower-case words separated by spaces, each distinct word once. Both stores
+/// index this same string and split queries the same way, so SQLite FTS5 and PostgreSQL's
+/// <c>simple</c> text search agree on what matches (PostgreSQL's parser would otherwise keep
+/// <c>/api/flights/42</c> as one token while FTS5 splits it).
 /// </summary>
+/// <remarks>
+/// Search asks whether a span holds every word of the query (neither store keeps positions:
+/// FTS5 <c>detail=none</c>), so a word's second occurrence adds nothing a query can see. JSON
+/// bodies repeat their keys in every element (<c>"id"</c>, <c>"price"</c>, …): dropping the
+/// repeats here halves the words the index's tokenizer and hash table handle per span
+/// (bench/README.md, "Backend").
+/// </remarks>
 internal static class SearchText
 {
     /// <summary>
@@ -20,19 +27,30 @@ internal static class SearchText
     /// </summary>
     public const int MaxBodyBytes = 512;
 
+    // One writer per thread: Build runs on the ingest path of every span, in parallel (EncodedSpan.EncodeAll).
+    [ThreadStatic]
+    private static TermWriter? t_writer;
+
     /// <summary>The normalised search text of a span, or null when it has nothing to search.</summary>
     public static string? Build(StoredSpan span)
     {
-        var builder = new StringBuilder(256);
-        Append(builder, span.Authority);
-        Append(builder, span.Path);
-        Append(builder, span.Query);
-        AppendBody(builder, span.RequestBody.Span);
-        AppendBody(builder, span.ResponseBody.Span);
-        return builder.Length == 0 ? null : builder.ToString();
+        ArgumentNullException.ThrowIfNull(span);
+        return Build(span.Authority, span.Path, span.Query, span.RequestBody.Span, span.ResponseBody.Span);
     }
 
-    /// <summary>The words of a user's query, normalised like the indexed text; empty when it has none.</summary>
+    /// <summary>The normalised search text of a span's indexed parts, or null when they have nothing to search.</summary>
+    public static string? Build(string? authority, string? path, string? query, ReadOnlySpan<byte> requestBody, ReadOnlySpan<byte> responseBody)
+    {
+        var writer = Writer();
+        writer.Append(authority);
+        writer.Append(path);
+        writer.Append(query);
+        writer.AppendBody(requestBody);
+        writer.AppendBody(responseBody);
+        return writer.Take();
+    }
+
+    /// <summary>The distinct words of a user's query, normalised like the indexed text; empty when it has none.</summary>
     public static string[] Terms(string? query)
     {
         if (string.IsNullOrWhiteSpace(query))
@@ -40,56 +58,182 @@ internal static class SearchText
             return [];
         }
 
-        var builder = new StringBuilder(query.Length);
-        Append(builder, query);
-        return builder.ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var writer = Writer();
+        writer.Append(query);
+        return writer.Take()?.Split(' ') ?? [];
     }
 
-    private static void AppendBody(StringBuilder builder, ReadOnlySpan<byte> body)
+    private static TermWriter Writer()
     {
-        if (body.IsEmpty)
-        {
-            return;
-        }
-
-        var slice = body.Length > MaxBodyBytes ? body[..MaxBodyBytes] : body;
-
-        // A NUL byte early on means binary (images, protobuf): nothing worth indexing.
-        if (slice[..Math.Min(slice.Length, 512)].Contains((byte)0))
-        {
-            return;
-        }
-
-        char[] rented = ArrayPool<char>.Shared.Rent(Encoding.UTF8.GetMaxCharCount(slice.Length));
-        try
-        {
-            int count = Encoding.UTF8.GetChars(slice, rented);
-            Append(builder, rented.AsSpan(0, count));
-        }
-        finally
-        {
-            ArrayPool<char>.Shared.Return(rented);
-        }
+        var writer = t_writer ??= new TermWriter();
+        writer.Reset();
+        return writer;
     }
 
-    private static void Append(StringBuilder builder, ReadOnlySpan<char> text)
+    /// <summary>
+    /// Writes lower-cased words into one buffer and keeps each distinct word once: an
+    /// open-addressing set over the words already written (no string per word).
+    /// </summary>
+    private sealed class TermWriter
     {
-        bool inWord = false;
-        foreach (char c in text)
+        private const int InitialSlots = 256;
+        private const int InitialChars = 2048;
+
+        private char[] _text = new char[InitialChars];
+        private int _length;
+
+        // Per slot: the word's start in _text + 1 (0 = empty), its length and its hash.
+        private int[] _starts = new int[InitialSlots];
+        private int[] _lengths = new int[InitialSlots];
+        private uint[] _hashes = new uint[InitialSlots];
+        private int _count;
+
+        public void Reset()
         {
-            if (char.IsLetterOrDigit(c))
+            _length = 0;
+            if (_starts.Length > 16 * InitialSlots)
             {
-                if (!inWord && builder.Length > 0)
+                // One huge text (a long query string) must not keep its tables alive on this thread.
+                _starts = new int[InitialSlots];
+                _lengths = new int[InitialSlots];
+                _hashes = new uint[InitialSlots];
+            }
+            else if (_count > 0)
+            {
+                Array.Clear(_starts);
+            }
+
+            if (_text.Length > 16 * InitialChars)
+            {
+                _text = new char[InitialChars];
+            }
+
+            _count = 0;
+        }
+
+        public string? Take() => _length == 0 ? null : new string(_text, 0, _length);
+
+        public void AppendBody(ReadOnlySpan<byte> body)
+        {
+            if (body.IsEmpty)
+            {
+                return;
+            }
+
+            var slice = body.Length > MaxBodyBytes ? body[..MaxBodyBytes] : body;
+
+            // A NUL byte early on means binary (images, protobuf): nothing worth indexing.
+            if (slice.Contains((byte)0))
+            {
+                return;
+            }
+
+            char[] rented = ArrayPool<char>.Shared.Rent(Encoding.UTF8.GetMaxCharCount(slice.Length));
+            try
+            {
+                int count = Encoding.UTF8.GetChars(slice, rented);
+                Append(rented.AsSpan(0, count));
+            }
+            finally
+            {
+                ArrayPool<char>.Shared.Return(rented);
+            }
+        }
+
+        public void Append(ReadOnlySpan<char> text)
+        {
+            // Words are separated by at least one other character, so the output (a space per
+            // word) is never longer than the input plus one.
+            if (_text.Length < _length + text.Length + 1)
+            {
+                Array.Resize(ref _text, Math.Max(_text.Length * 2, _length + text.Length + 1));
+            }
+
+            int i = 0;
+            while (i < text.Length)
+            {
+                if (!char.IsLetterOrDigit(text[i]))
                 {
-                    builder.Append(' ');
+                    i++;
+                    continue;
                 }
 
-                builder.Append(char.ToLowerInvariant(c));
-                inWord = true;
+                int mark = _length;
+                if (_length > 0)
+                {
+                    _text[_length++] = ' ';
+                }
+
+                int start = _length;
+                uint hash = 2166136261;
+                do
+                {
+                    char c = char.ToLowerInvariant(text[i++]);
+                    _text[_length++] = c;
+                    hash = (hash ^ c) * 16777619;
+                }
+                while (i < text.Length && char.IsLetterOrDigit(text[i]));
+
+                if (!Add(start, _length - start, hash))
+                {
+                    _length = mark;
+                }
             }
-            else
+        }
+
+        // Adds the word at start; false when the same word is already in the set.
+        private bool Add(int start, int length, uint hash)
+        {
+            if ((_count + 1) * 2 > _starts.Length)
             {
-                inWord = false;
+                Grow();
+            }
+
+            int mask = _starts.Length - 1;
+            var word = _text.AsSpan(start, length);
+            for (int slot = (int)(hash & (uint)mask); ; slot = (slot + 1) & mask)
+            {
+                if (_starts[slot] == 0)
+                {
+                    _starts[slot] = start + 1;
+                    _lengths[slot] = length;
+                    _hashes[slot] = hash;
+                    _count++;
+                    return true;
+                }
+
+                if (_hashes[slot] == hash && _lengths[slot] == length && _text.AsSpan(_starts[slot] - 1, length).SequenceEqual(word))
+                {
+                    return false;
+                }
+            }
+        }
+
+        private void Grow()
+        {
+            var starts = _starts;
+            var lengths = _lengths;
+            var hashes = _hashes;
+            _starts = new int[starts.Length * 2];
+            _lengths = new int[starts.Length * 2];
+            _hashes = new uint[starts.Length * 2];
+            int mask = _starts.Length - 1;
+            for (int i = 0; i < starts.Length; i++)
+            {
+                if (starts[i] == 0)
+                {
+                    continue;
+                }
+
+                int slot = (int)(hashes[i] & (uint)mask);
+                while (_starts[slot] != 0)
+                {
+                    slot = (slot + 1) & mask;
+                }
+
+                _starts[slot] = starts[i];
+                _lengths[slot] = lengths[i];
+                _hashes[slot] = hashes[i];
             }
         }
     }

@@ -127,11 +127,17 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         _indexSignal.Writer.TryWrite(true);
     }
 
+    /// <summary>
+    /// Whether ingest builds each span's search text while encoding (<see cref="EncodedSpan.SearchText"/>),
+    /// for an indexer that takes it from memory instead of decoding the stored bodies again.
+    /// </summary>
+    protected virtual bool SearchTextOnIngest => false;
+
     /// <summary>Encodes a batch with the tenant's dictionary and feeds the dictionary's training.</summary>
     protected async Task<EncodedSpan[]> EncodeAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
     {
         var dictionary = await Dictionaries.ForTenantAsync(tenantId, cancellationToken).ConfigureAwait(false);
-        var encoded = EncodedSpan.EncodeAll(spans, dictionary);
+        var encoded = EncodedSpan.EncodeAll(spans, dictionary, SearchTextOnIngest);
         if (dictionary is null)
         {
             Dictionaries.Observe(tenantId, encoded);

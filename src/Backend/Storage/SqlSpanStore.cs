@@ -855,26 +855,34 @@ internal sealed class EncodedSpan
 
     public long StoredBytes { get; set; }
 
-    /// <summary>Encodes a batch (with the tenant's dictionary when it has one); compression is the costly part of ingest, so large batches use both cores.</summary>
-    public static EncodedSpan[] EncodeAll(IReadOnlyList<StoredSpan> spans, CodecDictionary? dictionary = null)
+    /// <summary>The span's search text (<see cref="Storage.SearchText"/>) when the batch was encoded with it; null otherwise or when it has none.</summary>
+    public string? SearchText { get; private init; }
+
+    /// <summary>
+    /// Encodes a batch (with the tenant's dictionary when it has one); compression is the costly
+    /// part of ingest, so large batches use both cores. <paramref name="searchText"/> also builds
+    /// each span's search text there, from the bodies at hand, so the indexer need not read and
+    /// decompress them again.
+    /// </summary>
+    public static EncodedSpan[] EncodeAll(IReadOnlyList<StoredSpan> spans, CodecDictionary? dictionary = null, bool searchText = false)
     {
         var result = new EncodedSpan[spans.Count];
         if (spans.Count >= 64)
         {
-            Parallel.For(0, spans.Count, i => result[i] = Encode(spans[i], dictionary));
+            Parallel.For(0, spans.Count, i => result[i] = Encode(spans[i], dictionary, searchText));
         }
         else
         {
             for (int i = 0; i < spans.Count; i++)
             {
-                result[i] = Encode(spans[i], dictionary);
+                result[i] = Encode(spans[i], dictionary, searchText);
             }
         }
 
         return result;
     }
 
-    private static EncodedSpan Encode(StoredSpan span, CodecDictionary? dictionary)
+    private static EncodedSpan Encode(StoredSpan span, CodecDictionary? dictionary, bool searchText)
     {
         ArgumentNullException.ThrowIfNull(span);
         var encoded = new EncodedSpan(span)
@@ -887,6 +895,7 @@ internal sealed class EncodedSpan
             ResponseBody = BodyCodec.Encode(span.ResponseBody.Span, dictionary),
             Attributes = span.AttributesJson is "{}" or "" ? null : BodyCodec.EncodeString(span.AttributesJson, dictionary),
             Model = BodyCodec.EncodeString(span.ModelJson, dictionary),
+            SearchText = searchText ? Storage.SearchText.Build(span) : null,
         };
         encoded.StoredBytes = StoredSizeOf(encoded);
         return encoded;

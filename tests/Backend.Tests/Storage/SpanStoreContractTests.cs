@@ -69,6 +69,21 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Empty_texts_are_stored_as_empty_not_as_missing()
+    {
+        // OTLP allows an empty span name; a store must not turn it into NULL (name is NOT NULL).
+        long tenant = await TenantAsync();
+        var span = Exchange(1, 1) with { Name = string.Empty, Query = string.Empty, Route = string.Empty };
+
+        Assert.Equal(1, await Store.InsertSpansAsync(tenant, [span], None));
+        var stored = await Store.GetSpanAsync(tenant, span.TraceId, span.SpanId, None);
+
+        Assert.Equal(string.Empty, stored!.Name);
+        Assert.Equal(string.Empty, stored.Query);
+        Assert.Equal(string.Empty, stored.Route);
+    }
+
+    [Fact]
     public async Task Small_and_empty_bodies_round_trip()
     {
         long tenant = await TenantAsync();

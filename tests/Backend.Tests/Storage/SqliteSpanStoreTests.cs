@@ -34,14 +34,22 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
-    public async Task The_text_index_merges_segments_sixteen_at_a_time()
+    public async Task The_text_index_merges_segments_sixteen_at_a_time() =>
+        Assert.Equal(16L, await TextIndexSettingAsync("automerge"));
+
+    [Fact]
+    public async Task The_text_index_writes_blocks_of_one_page() =>
+        Assert.Equal(8000L, await TextIndexSettingAsync("pgsz"));
+
+    // A setting FTS5 keeps in the table's own configuration (set by the migrations).
+    private async Task<long> TextIndexSettingAsync(string key)
     {
         await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
         await connection.OpenAsync();
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT v FROM spans_fts_config WHERE k = 'automerge'";
-
-        Assert.Equal(16L, Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture));
+        command.CommandText = "SELECT v FROM spans_fts_config WHERE k = @k";
+        command.Parameters.AddWithValue("@k", key);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]

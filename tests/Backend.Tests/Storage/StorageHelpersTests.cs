@@ -18,6 +18,30 @@ public sealed class StorageHelpersTests
     public void FromPath_ReplacesIdentifierSegments(string? path, string expected) =>
         Assert.Equal(expected, RouteTemplate.FromPath(path));
 
+    [Fact]
+    public void SearchText_KeepsEachWordOnceLowerCasedInFirstSeenOrder()
+    {
+        byte[] json = System.Text.Encoding.UTF8.GetBytes("{\"city\":\"Paris\",\"id\":42,\"items\":[{\"city\":\"ROME\",\"id\":7},{\"city\":\"paris\"}]}");
+        byte[] binary = [1, 0, 2, 3];
+
+        string? text = SearchText.Build("Flights:8080", "/api/Flights/42", "q=Ünïcode&q=ünïcode", json, binary);
+
+        Assert.Equal("flights 8080 api 42 q ünïcode city paris id items rome 7", text);
+        Assert.Null(SearchText.Build(null, "/", null, binary, default));
+    }
+
+    [Fact]
+    public void SearchText_TermsAreDistinctAcrossManyWords()
+    {
+        // More distinct words than the writer's first table holds, each twice.
+        string[] words = [.. Enumerable.Range(0, 1500).Select(i => "w" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))];
+        string query = string.Join(' ', words) + " " + string.Join(", ", words.Reverse()).ToUpperInvariant();
+
+        Assert.Equal(words, SearchText.Terms(query));
+        Assert.Equal(["paris"], SearchText.Terms("Paris PARIS paris"));
+        Assert.Empty(SearchText.Terms(" --- "));
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(50)]

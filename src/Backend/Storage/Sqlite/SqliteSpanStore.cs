@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
+using SQLitePCL;
 
 namespace SpIstio.Backend.Storage.Sqlite;
 
@@ -22,9 +23,25 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private readonly string _path;
     private readonly string _connectionString;
     private readonly SqliteStoreOptions _options;
+    /// <summary>Characters of search text held for the indexer at most (~16 MiB); past it the indexer decodes the stored bodies instead.</summary>
+    private const long MaxPreparedChars = 8L * 1024 * 1024;
+
+    private const string InsertSql =
+        "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
+        "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
+        "request_body, response_body, attributes, stored_bytes, span_model, id, grpc_status) " +
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29) " +
+        "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING";
+
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+
+    // Search text of this process's newest commits, in row id order, for the indexer to take
+    // instead of reading and decompressing the bodies again (ingest built it while encoding).
+    private readonly Queue<(long Id, string SpanId, string? Text)> _prepared = new();
+    private long _preparedChars;
+    private long _lastPreparedId;
     private SqliteConnection? _writer;
-    private SqliteCommand? _insertSpan;
+    private sqlite3_stmt? _insertSpan;
     private SqliteCommand? _nextId;
     private SqliteCommand? _upsertSession;
     private bool _disposed;
@@ -56,6 +73,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     public string FilePath => _path;
 
     protected override IReadOnlyList<string> Migrations => SqliteMigrations.All;
+
+    protected override bool SearchTextOnIngest => true;
 
     protected override string SessionTextCondition =>
         "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
@@ -131,7 +150,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             long watermark = Convert.ToInt64(
                 await progress.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) ?? throw new InvalidOperationException("search_progress has no row: the schema is incomplete."),
                 System.Globalization.CultureInfo.InvariantCulture);
-            await using var select = Command(connection, null, "SELECT id, authority, path, query, request_body, response_body FROM spans WHERE id > @w ORDER BY id LIMIT @n");
+            TakePrepared(watermark, null, out _);
+            await using var select = Command(connection, null, "SELECT id, authority, path, query, request_body, response_body, span_id FROM spans WHERE id > @w ORDER BY id LIMIT @n");
             Add(select, "w", watermark);
             Add(select, "n", maxSpans);
             var list = new List<(long Id, string Text)>();
@@ -142,7 +162,10 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             {
                 last = reader.GetInt64(0);
                 count++;
-                if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text)
+
+                // Columns are read only when this process did not build the text at ingest (a
+                // restart, another process's rows, the held text over its budget).
+                if ((TakePrepared(last, reader.GetString(6), out string? prepared) ? prepared : SearchTextOf(reader, 1, 2, 3, 4, 5)) is { } text)
                 {
                     list.Add((last, text));
                 }
@@ -191,7 +214,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     {
         var writer = OpenWriter();
         using var transaction = writer.BeginTransaction();
-        var insert = _insertSpan ??= PrepareInsert(writer);
+        var insert = _insertSpan ??= PrepareRaw(writer, InsertSql);
         // Ids are given explicitly, above both the newest row and the search watermark: SQLite
         // would otherwise reuse the ids of deleted newest rows (retention can empty the table),
         // and a reused id at or below the watermark would never be indexed.
@@ -200,55 +223,68 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             "INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) VALUES (@t, @s, @f, @l) " +
             "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = MIN(first_ns, excluded.first_ns), last_ns = MAX(last_ns, excluded.last_ns)",
             "t", "s", "f", "l");
-        insert.Transaction = transaction;
         next.Transaction = transaction;
         session.Transaction = transaction;
         long id = Convert.ToInt64(next.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        long firstId = id;
 
         var sessions = new Dictionary<string, (long First, long Last)>(StringComparer.Ordinal);
-        var p = insert.Parameters;
+        var texts = new (long Id, string SpanId, string? Text)[spans.Length];
+        var db = writer.Handle!;
         int inserted = 0;
         foreach (var e in spans)
         {
+            // The span's values bound by position to the statement prepared once per connection:
+            // binding by name would look each of the 29 names up again for every row.
             var s = e.Span;
-            p[0].Value = tenantId;
-            p[1].Value = s.TraceId;
-            p[2].Value = s.SpanId;
-            p[3].Value = (object?)s.ParentSpanId ?? DBNull.Value;
-            p[4].Value = s.Name;
-            p[5].Value = s.Kind;
-            p[6].Value = s.ServiceName;
-            p[7].Value = e.StartNs;
-            p[8].Value = e.EndNs;
-            p[9].Value = s.IsError ? 1 : 0;
-            p[10].Value = s.IsExchange ? 1 : 0;
-            p[11].Value = (object?)s.SessionId ?? DBNull.Value;
-            p[12].Value = (object?)s.Direction ?? DBNull.Value;
-            p[13].Value = (object?)s.Method ?? DBNull.Value;
-            p[14].Value = (object?)s.Scheme ?? DBNull.Value;
-            p[15].Value = (object?)s.Authority ?? DBNull.Value;
-            p[16].Value = (object?)s.Path ?? DBNull.Value;
-            p[17].Value = (object?)s.Query ?? DBNull.Value;
-            p[18].Value = (object?)s.Route ?? DBNull.Value;
-            p[19].Value = s.StatusCode is { } status ? status : DBNull.Value;
-            p[20].Value = (object?)e.RequestHeaders ?? DBNull.Value;
-            p[21].Value = (object?)e.ResponseHeaders ?? DBNull.Value;
-            p[22].Value = (object?)e.RequestBody ?? DBNull.Value;
-            p[23].Value = (object?)e.ResponseBody ?? DBNull.Value;
-            p[24].Value = (object?)e.Attributes ?? DBNull.Value;
-            p[25].Value = e.StoredBytes;
-            p[26].Value = (object?)e.Model ?? DBNull.Value;
-            p[27].Value = id + 1;
-            p[28].Value = s.GrpcStatus is { } grpcStatus ? grpcStatus : DBNull.Value;
+            Int64(insert, 1, tenantId);
+            Text(insert, 2, s.TraceId);
+            Text(insert, 3, s.SpanId);
+            Text(insert, 4, s.ParentSpanId);
+            Text(insert, 5, s.Name);
+            Int64(insert, 6, s.Kind);
+            Text(insert, 7, s.ServiceName);
+            Int64(insert, 8, e.StartNs);
+            Int64(insert, 9, e.EndNs);
+            Int64(insert, 10, s.IsError ? 1 : 0);
+            Int64(insert, 11, s.IsExchange ? 1 : 0);
+            Text(insert, 12, s.SessionId);
+            Text(insert, 13, s.Direction);
+            Text(insert, 14, s.Method);
+            Text(insert, 15, s.Scheme);
+            Text(insert, 16, s.Authority);
+            Text(insert, 17, s.Path);
+            Text(insert, 18, s.Query);
+            Text(insert, 19, s.Route);
+            NullableInt64(insert, 20, s.StatusCode);
+            Blob(insert, 21, e.RequestHeaders);
+            Blob(insert, 22, e.ResponseHeaders);
+            Blob(insert, 23, e.RequestBody);
+            Blob(insert, 24, e.ResponseBody);
+            Blob(insert, 25, e.Attributes);
+            Int64(insert, 26, e.StoredBytes);
+            Blob(insert, 27, e.Model);
+            Int64(insert, 28, id + 1);
+            NullableInt64(insert, 29, s.GrpcStatus);
+
+            int rc = raw.sqlite3_step(insert);
+            if (rc != raw.SQLITE_DONE)
+            {
+                string message = raw.sqlite3_errmsg(db).utf8_to_string();
+                raw.sqlite3_reset(insert);
+                throw new SqliteException("SQLite Error " + rc + ": " + message, rc);
+            }
+
+            raw.sqlite3_reset(insert);
 
             // No change when the span already exists (a retried export); its id is then not used.
-            if (insert.ExecuteNonQuery() == 0)
+            if (raw.sqlite3_changes(db) == 0)
             {
                 continue;
             }
 
             id++;
-            inserted++;
+            texts[inserted++] = (id, s.SpanId, e.SearchText);
 
             if (s.SessionId is not null)
             {
@@ -268,7 +304,110 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         transaction.Commit();
+        HoldPrepared(firstId, texts.AsSpan(0, inserted));
         return (inserted, id);
+    }
+
+    /// <summary>Holds the search text of spans just committed (ids ascending) for the indexer, within <see cref="MaxPreparedChars"/>.</summary>
+    private void HoldPrepared(long afterId, ReadOnlySpan<(long Id, string SpanId, string? Text)> texts)
+    {
+        lock (_prepared)
+        {
+            if (afterId < _lastPreparedId)
+            {
+                // Retention deleted the newest rows before they were indexed and their ids are given
+                // again: what is held for them no longer describes them, and the queue stays ascending.
+                _prepared.Clear();
+                _preparedChars = 0;
+            }
+
+            foreach (var (id, spanId, text) in texts)
+            {
+                long chars = text?.Length ?? 0;
+                if (_preparedChars + chars > MaxPreparedChars)
+                {
+                    // The indexer is far behind: it reads these spans' bodies from the store instead.
+                    break;
+                }
+
+                _prepared.Enqueue((id, spanId, text));
+                _preparedChars += chars;
+                _lastPreparedId = id;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes the held search text of row <paramref name="id"/> (the indexer reads ids ascending),
+    /// dropping text of rows below it, which retention deleted or another process indexed. The
+    /// row's span id must match: an id that retention freed and another process reused is then
+    /// read from the row, never given this process's text.
+    /// </summary>
+    private bool TakePrepared(long id, string? spanId, out string? text)
+    {
+        lock (_prepared)
+        {
+            while (_prepared.TryPeek(out var head) && head.Id <= id)
+            {
+                _prepared.Dequeue();
+                _preparedChars -= head.Text?.Length ?? 0;
+                if (head.Id == id && head.SpanId == spanId)
+                {
+                    text = head.Text;
+                    return true;
+                }
+            }
+        }
+
+        text = null;
+        return false;
+    }
+
+    private static void Int64(sqlite3_stmt statement, int index, long value) => raw.sqlite3_bind_int64(statement, index, value);
+
+    private static void NullableInt64(sqlite3_stmt statement, int index, int? value)
+    {
+        if (value is { } v)
+        {
+            raw.sqlite3_bind_int64(statement, index, v);
+        }
+        else
+        {
+            raw.sqlite3_bind_null(statement, index);
+        }
+    }
+
+    private static void Text(sqlite3_stmt statement, int index, string? value)
+    {
+        if (value is null)
+        {
+            raw.sqlite3_bind_null(statement, index);
+        }
+        else if (value.Length == 0)
+        {
+            // An empty span pins to a null pointer, which SQLite would bind as NULL.
+            raw.sqlite3_bind_text(statement, index, string.Empty);
+        }
+        else
+        {
+            raw.sqlite3_bind_text16(statement, index, value.AsSpan());
+        }
+    }
+
+    private static void Blob(sqlite3_stmt statement, int index, byte[]? value)
+    {
+        if (value is null)
+        {
+            raw.sqlite3_bind_null(statement, index);
+        }
+        else if (value.Length == 0)
+        {
+            raw.sqlite3_bind_zeroblob(statement, index, 0);
+        }
+        else
+        {
+            raw.sqlite3_bind_blob(statement, index, value);
+        }
     }
 
     /// <summary>
@@ -392,20 +531,17 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return writer;
     }
 
-    private static SqliteCommand PrepareInsert(SqliteConnection writer)
+    private static sqlite3_stmt PrepareRaw(SqliteConnection connection, string sql)
     {
-        string[] names = new string[29];
-        for (int i = 0; i < names.Length; i++)
+        var db = connection.Handle!;
+        int rc = raw.sqlite3_prepare_v3(db, sql, raw.SQLITE_PREPARE_PERSISTENT, out var statement);
+        if (rc != raw.SQLITE_OK)
         {
-            names[i] = "p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            statement?.Dispose();
+            throw new SqliteException("SQLite Error " + rc + ": " + raw.sqlite3_errmsg(db).utf8_to_string(), rc);
         }
 
-        return Prepare(writer,
-            "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
-            "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-            "request_body, response_body, attributes, stored_bytes, span_model, id, grpc_status) VALUES (@" + string.Join(", @", names) + ") " +
-            "ON CONFLICT (tenant_id, trace_id, span_id) DO NOTHING",
-            names);
+        return statement;
     }
 
     private static SqliteCommand Prepare(SqliteConnection connection, string sql, params string[] parameters)
