@@ -34,9 +34,9 @@ public sealed class AgentMetrics
     private readonly CounterFamily _exportSpans;
     private readonly CounterFamily _lookupFailures;
 
-    /// <summary>Declares the agent's metrics on <paramref name="registry"/> (a new one when null).</summary>
     private readonly Dictionary<string, (Counter Messages, Counter Bytes)> _streams;
 
+    /// <summary>Declares the agent's metrics on <paramref name="registry"/> (a new one when null).</summary>
     public AgentMetrics(MetricRegistry? registry = null)
     {
         Registry = registry ?? new MetricRegistry();
