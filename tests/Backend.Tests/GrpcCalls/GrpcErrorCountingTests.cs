@@ -72,7 +72,7 @@ public sealed class GrpcErrorCountingTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, export.StatusCode);
         var har = await export.Content.ReadAsByteArrayAsync();
         var admin = (await SpIstio.Backend.Auth.KeyAdministration.CreateKeyAsync(
-            _backend.Store, "acme", SpIstio.Backend.Auth.KeyScope.Admin | SpIstio.Backend.Auth.KeyScope.Read, null, TimeProvider.System, CancellationToken.None)).Key;
+            _backend.Store, "acme", SpIstio.Backend.Storage.KeyScope.Admin | SpIstio.Backend.Storage.KeyScope.Read, null, TimeProvider.System, CancellationToken.None)).Key;
 
         using var import = await _backend.PostAsync("/api/mocks/har", admin, har, "application/json");
 
