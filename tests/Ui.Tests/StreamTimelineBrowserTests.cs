@@ -1,14 +1,10 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Headers;
-using Google.Protobuf;
 using Microsoft.Extensions.Logging.Abstractions;
 using OpenQA.Selenium;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Hosting;
 using SpIstio.Backend.Storage;
 using SpIstio.Core.Model;
-using SpIstio.Core.Otlp;
 using SpIstio.Core.Streams;
 using SpIstio.Ui.Tests.Infrastructure;
 
@@ -21,10 +17,6 @@ namespace SpIstio.Ui.Tests;
 /// </summary>
 public sealed class StreamTimelineBrowserTests : IAsyncLifetime, IDisposable
 {
-    private const string CspRecorder =
-        "window.spCspViolations = [];"
-        + "document.addEventListener('securitypolicyviolation', function (e) { window.spCspViolations.push(e.violatedDirective); });";
-
     private readonly Browser browser = new();
     private readonly ActivityTraceId trace = ActivityTraceId.CreateRandom();
     private readonly ActivitySpanId sseSpan = ActivitySpanId.CreateRandom();
@@ -65,13 +57,7 @@ public sealed class StreamTimelineBrowserTests : IAsyncLifetime, IDisposable
             ws.Attributes[StreamSpanAttributes.WebSocketMessages] = StreamSpanAttributes.EncodeWebSocket(reader, StreamEnd.Closed, null, out _);
         }
 
-        using var http = new HttpClient { BaseAddress = server.Address };
-        using var content = new ByteArrayContent(ExchangeSpanMapper.ToExportRequest([sse, ws], null, "test").ToByteArray());
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/x-protobuf");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = content };
-        request.Headers.Add("x-public-key", ingestKey);
-        using var response = await http.SendAsync(request);
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await OtlpIngest.SendAsync(server, ingestKey, [sse, ws]);
     }
 
     public async Task DisposeAsync()
@@ -85,7 +71,7 @@ public sealed class StreamTimelineBrowserTests : IAsyncLifetime, IDisposable
     [Fact]
     public void ExchangePage_ShowsSseEventsAndWebSocketMessagesAsATimeline_UnderTheStrictCsp()
     {
-        browser.Driver.ExecuteCdpCommand("Page.addScriptToEvaluateOnNewDocument", new Dictionary<string, object?> { ["source"] = CspRecorder });
+        CspViolations.Record(browser);
         browser.SignIn(server.Address, readKey);
 
         browser.Go(server.Address, "/traces/" + trace + "/spans/" + sseSpan);
@@ -118,11 +104,7 @@ public sealed class StreamTimelineBrowserTests : IAsyncLifetime, IDisposable
             .Select(r => r.FindElements(By.TagName("td")).Select(c => c.Text.Trim()).ToArray())
             .ToList();
 
-    private void AssertNoViolations()
-    {
-        var violations = ((IReadOnlyCollection<object>)browser.Driver.ExecuteScript("return window.spCspViolations;")!).Select(v => v.ToString()).ToList();
-        Assert.True(violations.Count == 0, string.Join("; ", violations));
-    }
+    private void AssertNoViolations() => CspViolations.AssertNone(browser);
 
     private Exchange Exchange(string path, ActivitySpanId span, DateTimeOffset start, int status) => new()
     {

@@ -34,6 +34,8 @@ public sealed class AgentMetrics
     private readonly CounterFamily _exportSpans;
     private readonly CounterFamily _lookupFailures;
 
+    private readonly Dictionary<string, (Counter Messages, Counter Bytes)> _streams;
+
     /// <summary>Declares the agent's metrics on <paramref name="registry"/> (a new one when null).</summary>
     public AgentMetrics(MetricRegistry? registry = null)
     {
@@ -78,6 +80,20 @@ public sealed class AgentMetrics
         CaptureBytes = Registry.Counter("sp_capture_bytes_total", "Body bytes copied into captures (after the per-exchange limit).").WithLabels();
         BodyTruncated = Registry.Counter("sp_body_truncated_total", "Bodies cut at the configured capture limit.").WithLabels();
         CaptureBudgetExceeded = Registry.Counter("sp_capture_budget_exceeded_total", "Bodies cut short because the capture byte budget (export.max_inflight_bytes) was full: the rest was counted, not kept.").WithLabels();
+        var streamMessages = Registry.Counter(
+            "sp_stream_messages_total",
+            "Messages of the streams the capture followed, kept or not, by kind (grpc: length-prefixed messages of both directions; sse: events; websocket: messages of both directions), counted when the exchange finishes.",
+            "kind");
+        var streamBytes = Registry.Counter(
+            "sp_stream_bytes_total",
+            "Body bytes of the streams the capture followed (both directions; kept or not), by kind (grpc, sse, websocket), counted when the exchange finishes.",
+            "kind");
+        _streams = new Dictionary<string, (Counter Messages, Counter Bytes)>(StringComparer.Ordinal)
+        {
+            [StreamKinds.Grpc] = (streamMessages.WithLabels(StreamKinds.Grpc), streamBytes.WithLabels(StreamKinds.Grpc)),
+            [StreamKinds.Sse] = (streamMessages.WithLabels(StreamKinds.Sse), streamBytes.WithLabels(StreamKinds.Sse)),
+            [StreamKinds.WebSocket] = (streamMessages.WithLabels(StreamKinds.WebSocket), streamBytes.WithLabels(StreamKinds.WebSocket)),
+        };
 
         _exportSpans = Registry.Counter("sp_export_spans_total", "Spans the exporter finished with, by result (exported, rejected, failed; buffered: written to the disk buffer, counted again when re-sent).", "result");
         ExportSpansExported = _exportSpans.WithLabels("exported");
@@ -147,6 +163,20 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_capture_budget_exceeded_total</c>: bodies cut short for the byte budget.</summary>
     public Counter CaptureBudgetExceeded { get; }
+
+    /// <summary><c>sp_stream_messages_total{kind}</c>; kinds are <see cref="StreamKinds"/>.</summary>
+    public Counter StreamMessages(string kind) => _streams[kind].Messages;
+
+    /// <summary><c>sp_stream_bytes_total{kind}</c>; kinds are <see cref="StreamKinds"/>.</summary>
+    public Counter StreamBytes(string kind) => _streams[kind].Bytes;
+
+    /// <summary>Counts one finished stream of <paramref name="kind"/>: its messages and body bytes.</summary>
+    public void CountStream(string kind, long messages, long bytes)
+    {
+        var (messageCounter, byteCounter) = _streams[kind];
+        messageCounter.Add(messages);
+        byteCounter.Add(bytes);
+    }
 
     /// <summary><c>sp_export_spans_total{result="exported"}</c>.</summary>
     public Counter ExportSpansExported { get; }
@@ -250,4 +280,17 @@ public sealed class AgentMetrics
     /// <summary>The <c>direction</c> label value.</summary>
     public static string DirectionLabel(TrafficDirection direction) =>
         direction == TrafficDirection.Inbound ? "inbound" : "outbound";
+}
+
+/// <summary>The <c>kind</c> label of <c>sp_stream_messages_total</c> and <c>sp_stream_bytes_total</c>.</summary>
+public static class StreamKinds
+{
+    /// <summary>A gRPC call's length-prefixed messages.</summary>
+    public const string Grpc = "grpc";
+
+    /// <summary>A server-sent event stream's events.</summary>
+    public const string Sse = "sse";
+
+    /// <summary>A WebSocket's messages.</summary>
+    public const string WebSocket = "websocket";
 }

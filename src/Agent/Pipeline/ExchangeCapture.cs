@@ -406,6 +406,7 @@ public sealed class ExchangeCapture : IDisposable
             {
                 // A stream finished at its deadline goes on for as long as it lives: its buffers go back now.
                 stream.Finish(exchange, outcome, Sampled ? _pipeline.Redactor : null, _pipeline.MaxResponseBodyBytes, _pipeline.MaxDecodedBodyBytes);
+                stream.Count(_pipeline.Metrics);
                 stream.Dispose();
                 _stream = null;
             }
@@ -501,14 +502,15 @@ public sealed class ExchangeCapture : IDisposable
             attributes[GrpcSpanAttributes.RpcMethod] = method;
         }
 
-        // A stream cut off mid-message keeps that message as truncated (Complete).
+        // A stream cut off mid-message keeps that message as truncated (Complete). The lists stay bytes
+        // until the pipeline has redacted them and writes their attributes (GrpcCallMessages).
         _grpcRequest!.Complete();
-        attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(_grpcRequest);
-        if (_grpcResponse is not null)
-        {
-            _grpcResponse.Complete();
-            attributes[GrpcSpanAttributes.ResponseMessages] = GrpcSpanAttributes.EncodeMessages(_grpcResponse);
-        }
+        _grpcResponse?.Complete();
+        _pipeline.Metrics.CountStream(
+            Metrics.StreamKinds.Grpc,
+            _grpcRequest.MessageCount + (_grpcResponse?.MessageCount ?? 0),
+            _grpcRequest.TotalBytes + (_grpcResponse?.TotalBytes ?? 0));
+        exchange.GrpcCall = new GrpcCallMessages(List(_grpcRequest), _grpcResponse is null ? null : List(_grpcResponse));
 
         var headers = exchange.ResponseHeaders;
         if (GrpcCallStatus.Parse(headers.Get("grpc-status"), headers.Get("grpc-message"), headers.Get("grpc-status-details-bin")) is { } status)
@@ -532,6 +534,8 @@ public sealed class ExchangeCapture : IDisposable
             RecordInferredGrpcStatus(exchange, outcome);
         }
     }
+
+    private static GrpcMessageList List(GrpcFrameReader reader) => new(reader.MessageCount, reader.Truncated, reader.Messages);
 
     /// <summary>
     /// A call that ended without a gRPC status (the client reset the stream, the deadline passed,

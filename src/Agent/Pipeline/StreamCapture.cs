@@ -31,6 +31,19 @@ internal sealed class StreamCapture : IDisposable
     /// <summary>True once a WebSocket's closing handshake is done.</summary>
     public bool Closed => _webSocket?.Closed == true;
 
+    /// <summary>Counts the stream in <c>sp_stream_messages_total</c> / <c>sp_stream_bytes_total</c> (once, when it finishes).</summary>
+    public void Count(Metrics.AgentMetrics metrics)
+    {
+        if (_webSocket is not null)
+        {
+            metrics.CountStream(Metrics.StreamKinds.WebSocket, _webSocket.MessageCount, _webSocket.TotalBytes);
+        }
+        else
+        {
+            metrics.CountStream(Metrics.StreamKinds.Sse, _sse!.EventCount, _sse.TotalBytes);
+        }
+    }
+
     /// <summary>
     /// The stream of a response whose head was just recorded, or null when it is an ordinary response.
     /// An event stream in a content-encoding (gzip SSE is rare) is left to the body capture: its bytes

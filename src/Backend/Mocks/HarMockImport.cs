@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using SpIstio.Backend.Auth;
 using SpIstio.Backend.Har;
 using SpIstio.Backend.Storage;
+using SpIstio.Core.GrpcMessages;
 using static SpIstio.Backend.Mocks.MockEndpoints;
 using static SpIstio.Backend.Mocks.MockMapping;
 
@@ -62,6 +63,16 @@ internal static class HarMockImport
         for (var i = 0; i < har.Log.Entries.Count; i++)
         {
             var entry = har.Log.Entries[i];
+            if (IsGrpc(entry))
+            {
+                // HarBuilder writes a gRPC call's bodies as its decoded messages (JSON), not the
+                // length-prefixed frames and grpc-status trailers a gRPC client needs: a mock made from
+                // them would answer every call with a broken stream. The captured span still has the frames.
+                problem = string.Create(CultureInfo.InvariantCulture,
+                    $"entry {i} ({entry.Request.Method} {GrpcPath(entry)}) is a gRPC call: its HAR bodies hold the decoded messages, not the framed messages and trailers a gRPC mock answers with; make its mock from the captured span instead (POST /api/mocks/from-span/{{traceId}}/{{spanId}}, or \"Use as mock\" on the exchange page)");
+                return null;
+            }
+
             if (!Uri.TryCreate(entry.Request.Url, UriKind.Absolute, out var url) || entry.Response.Status is < 200 or > 599)
             {
                 problem = string.Create(CultureInfo.InvariantCulture, $"entry {i}: needs an absolute request URL and a response status from 200 to 599");
@@ -110,4 +121,14 @@ internal static class HarMockImport
 
         return records;
     }
+
+    private static string GrpcPath(HarEntry entry) =>
+        Uri.TryCreate(entry.Request.Url, UriKind.Absolute, out var url) ? url.AbsolutePath : entry.Request.Url;
+
+    // A gRPC entry: the call HarBuilder described in _grpc, or a gRPC content type on either side.
+    private static bool IsGrpc(HarEntry entry) =>
+        entry.Grpc is not null
+        || GrpcSpanAttributes.IsGrpc(entry.Request.PostData?.MimeType)
+        || GrpcSpanAttributes.IsGrpc(entry.Response.Content.MimeType)
+        || entry.Request.Headers.Any(h => string.Equals(h.Name, "content-type", StringComparison.OrdinalIgnoreCase) && GrpcSpanAttributes.IsGrpc(h.Value));
 }

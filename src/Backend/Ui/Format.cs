@@ -57,6 +57,14 @@ internal static class Format
     public static string StatusClass(int? status, bool isError) =>
         isError || status >= 500 || status is null ? "server-error" : status >= 400 ? "client-error" : "ok";
 
+    /// <summary>
+    /// The CSS class of a span's row: a gRPC call that did not end OK (<paramref name="grpcStatus"/>
+    /// not null and not 0) is classed by its gRPC status as <see cref="GrpcCallFormat.StatusClass"/>
+    /// does (the call answers HTTP 200 whatever happened); any other span by its HTTP status.
+    /// </summary>
+    public static string StatusClass(int? status, bool isError, int? grpcStatus) =>
+        grpcStatus is { } code && code != 0 ? GrpcCallFormat.StatusClass(GrpcCallFormat.Code(code)) : StatusClass(status, isError);
+
     public static string Status(int? status) => status?.ToString(_ic) ?? "—";
 
     /// <summary>Splits text around redaction markers (<c>[REDACTED…]</c>) so each can be marked.</summary>

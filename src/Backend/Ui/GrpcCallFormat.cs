@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SpIstio.Backend.GrpcCalls;
+using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Ui;
 
@@ -13,14 +14,16 @@ internal static class GrpcCallFormat
     };
 
     /// <summary>
-    /// <c>ok</c>, <c>client-error</c> or <c>server-error</c> for a status code: the codes a server
-    /// answers for a bad request (INVALID_ARGUMENT, NOT_FOUND, …) read like a 4xx; those of a failed
-    /// server or transport (UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE, …) and a missing status like a 5xx.
+    /// <c>ok</c>, <c>client-error</c> or <c>server-error</c> for a status code, by the rule of
+    /// <see cref="ErrorDefinition"/> (google/rpc/code.proto's HTTP mapping): the codes of a bad or
+    /// refused request (CANCELLED, INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, ABORTED, …) read
+    /// like a 4xx; those of a failed server or transport (UNKNOWN, DEADLINE_EXCEEDED, INTERNAL,
+    /// UNAVAILABLE, …) and a missing status (null) like a 5xx.
     /// </summary>
     public static string StatusClass(int? code) => code switch
     {
         0 => "ok",
-        1 or 3 or 5 or 6 or 7 or 9 or 11 or 16 => "client-error",
+        { } failed when ErrorDefinition.IsClientError(null, failed) => "client-error",
         _ => "server-error",
     };
 

@@ -32,6 +32,7 @@ public sealed class GrpcFrameReader : IDisposable
     private long _remaining;
     private TimeSpan _offset;
     private byte[]? _payload;
+    private bool _pooled;
     private int _payloadLength;
     private int _keepLimit;
 
@@ -154,7 +155,10 @@ public sealed class GrpcFrameReader : IDisposable
         var take = Math.Min(room, bytes.Length);
         if (_payload is null)
         {
-            _payload = ArrayPool<byte>.Shared.Rent(_keepLimit);
+            // A message kept as it is on the wire becomes the captured payload itself: an array of the
+            // exact size, handed over without a copy. One that will be inflated is read into a pooled one.
+            _pooled = Inflates;
+            _payload = _pooled ? ArrayPool<byte>.Shared.Rent(_keepLimit) : new byte[_keepLimit];
         }
 
         bytes[..take].CopyTo(_payload.AsSpan(_payloadLength));
@@ -180,9 +184,23 @@ public sealed class GrpcFrameReader : IDisposable
         ReturnPayload();
     }
 
+    // True when the message being read is compressed in a coding the capture inflates.
+    private bool Inflates => _compressed && (_coding is ContentCoding.Gzip or ContentCoding.Deflate);
+
     private (ReadOnlyMemory<byte> Payload, bool Decoded, bool Truncated) Decode(ReadOnlyMemory<byte> raw, bool inputTruncated)
     {
-        if (!_compressed || raw.IsEmpty || _coding is not (ContentCoding.Gzip or ContentCoding.Deflate))
+        if (raw.IsEmpty)
+        {
+            return (ReadOnlyMemory<byte>.Empty, false, false);
+        }
+
+        if (!_pooled)
+        {
+            // The exact-size array Keep filled: it is the payload now (ReturnPayload only forgets it).
+            return (raw, false, false);
+        }
+
+        if (!Inflates)
         {
             return (raw.ToArray(), false, false);
         }
@@ -195,10 +213,11 @@ public sealed class GrpcFrameReader : IDisposable
 
     private void ReturnPayload()
     {
-        if (_payload is not null)
+        if (_payload is not null && _pooled)
         {
             ArrayPool<byte>.Shared.Return(_payload);
-            _payload = null;
         }
+
+        _payload = null;
     }
 }

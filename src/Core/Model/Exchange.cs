@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SpIstio.Core.GrpcMessages;
 
 namespace SpIstio.Core.Model;
 
@@ -82,6 +83,13 @@ public sealed class Exchange
     /// attributes this model has no field for, the generic attributes of a non-exchange span).
     /// </summary>
     public Dictionary<string, string> Attributes { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// A captured gRPC call's messages on their way to the span, kept as bytes until the exchange is
+    /// redacted (one pass over each message, shared with its framed body) and then written once as
+    /// the message-list attributes (<see cref="GrpcCallMessages.WriteAttributes"/>); null for any other exchange.
+    /// </summary>
+    public GrpcCallMessages? GrpcCall { get; set; }
 
     /// <summary>The request target as it appeared on the wire: path plus <c>?query</c> when present.</summary>
     public string Target => Query is null ? Path : string.Concat(Path, "?", Query);

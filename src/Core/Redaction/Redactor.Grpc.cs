@@ -30,23 +30,89 @@ public sealed partial class Redactor
     // frame of the raw body inflates at most this far for redaction.
     private const int MaxInflatedMessageBytes = 4 * 1024 * 1024;
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<MessageDescriptor, bool> _typesWithRedactedNames = new();
+
     private int RedactGrpc(Exchange exchange)
     {
         var count = 0;
         var method = _descriptors.FindMethod(exchange.Path);
-        RedactGrpcMessages(exchange.Attributes, GrpcSpanAttributes.RequestMessages, method?.InputType, ref count);
-        RedactGrpcMessages(exchange.Attributes, GrpcSpanAttributes.ResponseMessages, method?.OutputType, ref count);
+        GrpcMessageList? requestList = null, responseList = null;
+        MessageRedaction[]? requestDone = null, responseDone = null;
+        if (exchange.GrpcCall is { } call)
+        {
+            // Captured by this agent: the lists are still bytes, so each message is walked once here and
+            // its framed copy in the body below reuses the result.
+            if (!call.Redacted)
+            {
+                requestList = call.Request;
+                call.Request = RedactGrpcList(requestList, method?.InputType, ref count, out requestDone);
+                if (call.Response is { } response)
+                {
+                    responseList = response;
+                    call.Response = RedactGrpcList(response, method?.OutputType, ref count, out responseDone);
+                }
+
+                call.Redacted = true;
+            }
+        }
+        else
+        {
+            RedactGrpcMessages(exchange.Attributes, GrpcSpanAttributes.RequestMessages, method?.InputType, ref count);
+            RedactGrpcMessages(exchange.Attributes, GrpcSpanAttributes.ResponseMessages, method?.OutputType, ref count);
+        }
+
         if (GrpcSpanAttributes.IsGrpc(exchange.RequestBody.ContentType))
         {
-            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, ref count);
+            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, requestList, requestDone, ref count);
         }
 
         if (GrpcSpanAttributes.IsGrpc(exchange.ResponseBody.ContentType))
         {
-            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, ref count);
+            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, responseList, responseDone, ref count);
         }
 
         return count;
+    }
+
+    // What redacting one listed message did: its new payload (null: unchanged) and how many values that replaced.
+    private readonly record struct MessageRedaction(byte[]? Payload, int Count);
+
+    /// <summary>
+    /// Redacts a captured message list; <paramref name="done"/> holds each message's outcome for the
+    /// framed body to reuse (null when no message changed).
+    /// </summary>
+    private GrpcMessageList RedactGrpcList(GrpcMessageList list, MessageDescriptor? type, ref int count, out MessageRedaction[]? done)
+    {
+        done = null;
+        GrpcMessage[]? rewritten = null;
+        for (var i = 0; i < list.Messages.Count; i++)
+        {
+            var message = list.Messages[i];
+
+            // A compressed message in a coding the capture could not decode is opaque to every reader.
+            if (message.Compressed && !message.Decoded)
+            {
+                continue;
+            }
+
+            var found = 0;
+            if (RedactTopMessage(message.Payload.Span, type, message.Truncated, ref found) is { } payload)
+            {
+                rewritten ??= [.. list.Messages];
+                rewritten[i] = message with { Payload = payload };
+                done ??= new MessageRedaction[list.Messages.Count];
+                done[i] = new MessageRedaction(payload, found);
+            }
+            else if (found > 0)
+            {
+                done ??= new MessageRedaction[list.Messages.Count];
+                done[i] = new MessageRedaction(null, found);
+            }
+
+            count += found;
+        }
+
+        return rewritten is null ? list : list with { Messages = rewritten };
     }
 
     /// <summary>Redacts one serialized protobuf message; null when nothing was found.</summary>
@@ -57,7 +123,7 @@ public sealed partial class Redactor
     public byte[]? RedactProtobuf(ReadOnlySpan<byte> message, MessageDescriptor? type, bool truncated, out int redacted)
     {
         redacted = 0;
-        return _enabled ? RedactMessage(message, type, truncated, 0, ref redacted) : null;
+        return _enabled ? RedactTopMessage(message, type, truncated, ref redacted) : null;
     }
 
     private void RedactGrpcMessages(Dictionary<string, string> attributes, string key, MessageDescriptor? type, ref int count)
@@ -78,7 +144,7 @@ public sealed partial class Redactor
                 continue;
             }
 
-            if (RedactMessage(message.Payload.Span, type, message.Truncated, 0, ref count) is { } payload)
+            if (RedactTopMessage(message.Payload.Span, type, message.Truncated, ref count) is { } payload)
             {
                 rewritten ??= [.. list.Messages];
                 rewritten[i] = message with { Payload = payload };
@@ -94,16 +160,20 @@ public sealed partial class Redactor
     /// <summary>
     /// Redacts the messages of a framed gRPC body. A compressed frame that needed redaction is
     /// written back uncompressed (flag 0): the gRPC framing allows any message to be sent so.
+    /// A frame holding the very bytes of a message of <paramref name="listed"/> (the same call's
+    /// captured list) takes that message's outcome from <paramref name="done"/> instead of a second walk.
     /// </summary>
-    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, ref int count)
+    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, GrpcMessageList? listed, MessageRedaction[]? done, ref int count)
     {
         var data = body.Content.Span;
         var coding = ContentDecoder.Parse(grpcEncoding);
         ArrayBufferWriter<byte>? output = null;
         var copied = 0;
         var position = 0;
+        var frame = -1;
         while (data.Length - position >= 5)
         {
+            frame++;
             var start = position;
             var compressed = data[position] != 0;
             var declared = BinaryPrimitives.ReadUInt32BigEndian(data[(position + 1)..]);
@@ -114,9 +184,15 @@ public sealed partial class Redactor
             position = payloadStart + available;
 
             byte[]? replaced;
-            if (!compressed)
+            if (!compressed && SameAsListed(listed, frame, payload, declared, cut))
             {
-                replaced = RedactMessage(payload, type, cut, 0, ref count);
+                var outcome = done is null ? default : done[frame];
+                replaced = outcome.Payload;
+                count += outcome.Count;
+            }
+            else if (!compressed)
+            {
+                replaced = RedactTopMessage(payload, type, cut, ref count);
             }
             else if (coding is ContentCoding.Gzip or ContentCoding.Deflate)
             {
@@ -126,7 +202,7 @@ public sealed partial class Redactor
                     continue;
                 }
 
-                replaced = RedactMessage(inflated.Captured, type, cut || inflatedCut, 0, ref count);
+                replaced = RedactTopMessage(inflated.Captured, type, cut || inflatedCut, ref count);
                 if (replaced is null && inflatedCut && !cut)
                 {
                     // Past the inflation bound the rest of the message is unread: keep the part that was checked.
@@ -161,6 +237,77 @@ public sealed partial class Redactor
 
         output.Write(data[copied..]);
         return body with { Content = output.WrittenMemory.ToArray() };
+    }
+
+    // True when frame `frame` of a framed body is message `frame` of the call's captured list, byte
+    // for byte (both are the stream's messages from the first; the list's payloads were kept uncompressed).
+    private static bool SameAsListed(GrpcMessageList? listed, int frame, ReadOnlySpan<byte> payload, uint declared, bool cut)
+    {
+        if (listed is null || frame >= listed.Messages.Count)
+        {
+            return false;
+        }
+
+        var message = listed.Messages[frame];
+        return message.Index == frame && !message.Compressed && message.WireLength == declared
+            && message.Truncated == cut && message.Payload.Span.SequenceEqual(payload);
+    }
+
+    /// <summary>
+    /// Redacts one whole message (the top of <see cref="RedactMessage"/>'s walk). When no field
+    /// can be redacted by its name and no operator pattern is configured, the value detectors are
+    /// all the walk could apply, each to a run of the message's bytes that the pre-scan would see
+    /// inside the whole message too: a pre-scan of the whole message that finds no anchor proves
+    /// nothing is to be redacted, without walking the fields. (Every field value starts after a
+    /// tag or length varint whose last byte is ASCII, so the decoder meets a value's bytes at a
+    /// character boundary in both scans.)
+    /// </summary>
+    private byte[]? RedactTopMessage(ReadOnlySpan<byte> data, MessageDescriptor? type, bool truncated, ref int count)
+    {
+        if (_patterns.Length == 0 && !NamesRedactedFields(type) && PreScan(data) == Scan.None)
+        {
+            return null;
+        }
+
+        return RedactMessage(data, type, truncated, 0, ref count);
+    }
+
+    // True when a field of the message type, or of a message type it holds, has a redacted name
+    // (cached per type: descriptor sets are fixed for the redactor's life).
+    private bool NamesRedactedFields(MessageDescriptor? type)
+    {
+        if (type is null)
+        {
+            return false;
+        }
+
+        if (_typesWithRedactedNames.TryGetValue(type, out var known))
+        {
+            return known;
+        }
+
+        var result = NamesRedactedFields(type, []);
+        _typesWithRedactedNames.TryAdd(type, result);
+        return result;
+    }
+
+    private bool NamesRedactedFields(MessageDescriptor type, HashSet<MessageDescriptor> seen)
+    {
+        if (!seen.Add(type))
+        {
+            return false;
+        }
+
+        foreach (var field in type.Fields.InDeclarationOrder())
+        {
+            if (IsRedactedName(field.Name)
+                || (field.FieldType is FieldType.Message or FieldType.Group && NamesRedactedFields(field.MessageType, seen)))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     // Walks one message level; returns the rewritten message, or null when nothing changed.
@@ -264,6 +411,15 @@ public sealed partial class Redactor
         // Schema-less: the same guess the viewer makes (SchemalessProtobuf), so what is shown as text is what is checked as text.
         if (SchemalessProtobuf.LooksLikeText(value))
         {
+            // Text that is also a well-formed message (a nested message whose tag and length bytes are
+            // printable) is walked as a message first: read as text, a length byte glued to a field's
+            // value hides the boundary a token detector needs (`\nRgithub_pat_…`). The text pass then
+            // checks what the viewer shows.
+            if (depth < SchemalessProtobuf.MaxDepth && ProtoWire.IsWellFormed(value) && RedactMessage(value, null, cut, depth + 1, ref count) is { } nested)
+            {
+                return RedactContent(nested, default, cut, ref count) ?? nested;
+            }
+
             return RedactContent(value, default, cut, ref count);
         }
 

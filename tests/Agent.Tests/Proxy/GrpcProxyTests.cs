@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Agent.Hosting;
+using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Proxy;
 using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Agent.Tests.Proxy.GrpcNotes;
@@ -33,7 +34,8 @@ public sealed class GrpcProxyTests
     {
         await using var rig = await GrpcRig.StartAsync();
 
-        var reply = await rig.Client.EchoAsync(new Note { Text = "write to ada@example.com", N = 7 }, deadline: Deadline());
+        var sent = new Note { Text = "write to ada@example.com", N = 7 };
+        var reply = await rig.Client.EchoAsync(sent, deadline: Deadline());
 
         Assert.Equal("echo: write to ada@example.com", reply.Text);
         var span = await rig.SpanAsync("Echo");
@@ -49,6 +51,10 @@ public sealed class GrpcProxyTests
         Assert.Equal(7, request.N);
         Assert.Equal("echo: write to [REDACTED]", response.Text);
         Assert.Equal("application/grpc", span.Text("http.request.header.content-type"));
+
+        // The stream metrics count both messages and every framed byte (5-byte prefix + message, each way).
+        Assert.Equal(2, rig.Metrics.StreamMessages(StreamKinds.Grpc).Value);
+        Assert.Equal(5 + sent.CalculateSize() + 5 + reply.CalculateSize(), rig.Metrics.StreamBytes(StreamKinds.Grpc).Value);
     }
 
     [Fact]
@@ -263,6 +269,8 @@ public sealed class GrpcProxyTests
         public Notes.NotesClient Client { get; }
 
         public NotesService Service { get; }
+
+        public AgentMetrics Metrics => _runtime.Metrics;
 
         public static async Task<GrpcRig> StartAsync()
         {

@@ -145,6 +145,10 @@ public sealed class StreamCaptureTests
         Assert.All(captured.Events, e => Assert.Equal(1000, e.Size));
         Assert.True(exchange.ResponseBody.Truncated);
         Assert.Equal(text.Length, exchange.ResponseBody.OriginalSize);
+
+        // The metrics count the whole stream, not what the limits kept.
+        Assert.Equal((Events, (long)text.Length), (proxy.Metrics.StreamMessages(StreamKinds.Sse).Value, proxy.Metrics.StreamBytes(StreamKinds.Sse).Value));
+        Assert.Equal(0, proxy.Metrics.StreamMessages(StreamKinds.WebSocket).Value);
     }
 
     [Fact]
@@ -178,6 +182,11 @@ public sealed class StreamCaptureTests
         Assert.Equal(1000, captured.Messages[^1].CloseCode);
         Assert.Equal(24, captured.Messages[4].Size);
         Assert.DoesNotContain("s3cr3t", exchange.Attributes[StreamSpanAttributes.WebSocketMessages]);
+
+        // Every message of both directions, and at least their payloads plus a 2-byte header per frame.
+        Assert.Equal(8, proxy.Metrics.StreamMessages(StreamKinds.WebSocket).Value);
+        Assert.InRange(proxy.Metrics.StreamBytes(StreamKinds.WebSocket).Value, captured.Messages.Sum(m => m.Size) + (8 * 2), long.MaxValue);
+        Assert.Equal(0, proxy.Metrics.StreamMessages(StreamKinds.Sse).Value);
     }
 
     [Fact]

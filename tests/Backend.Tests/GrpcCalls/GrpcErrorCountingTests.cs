@@ -65,6 +65,28 @@ public sealed class GrpcErrorCountingTests : IAsyncLifetime
         Assert.Equal(1, endpoint.GetProperty("clientErrors").GetInt64());
     }
 
+    [Fact]
+    public async Task HarImport_OfAnExportedGrpcCall_IsRefused_NamingTheEntry_AndStoresNoMock()
+    {
+        using var export = await _backend.GetAsync("/api/traces/" + _ok.ToHexString() + "/har", _backend.AcmeKey);
+        Assert.Equal(HttpStatusCode.OK, export.StatusCode);
+        var har = await export.Content.ReadAsByteArrayAsync();
+        var admin = (await SpIstio.Backend.Auth.KeyAdministration.CreateKeyAsync(
+            _backend.Store, "acme", SpIstio.Backend.Storage.KeyScope.Admin | SpIstio.Backend.Storage.KeyScope.Read, null, TimeProvider.System, CancellationToken.None)).Key;
+
+        using var import = await _backend.PostAsync("/api/mocks/har", admin, har, "application/json");
+
+        // Its bodies are the decoded messages (JSON), not the frames and trailers a gRPC client reads.
+        var problem = await import.Content.ReadAsStringAsync();
+        Assert.True(import.StatusCode == HttpStatusCode.BadRequest, problem);
+        var detail = JsonDocument.Parse(problem).RootElement.GetProperty("detail").GetString();
+        Assert.Contains("entry 0 (POST /sp.test.grpc.Orders/Get) is a gRPC call", detail, StringComparison.Ordinal);
+        Assert.Contains("/api/mocks/from-span/", detail, StringComparison.Ordinal);
+        using var mocks = await _backend.GetAsync("/api/mocks", admin);
+        Assert.Equal(HttpStatusCode.OK, mocks.StatusCode);
+        Assert.Equal(0, JsonDocument.Parse(await mocks.Content.ReadAsStringAsync()).RootElement.GetProperty("items").GetArrayLength());
+    }
+
     private async Task<JsonDocument> GetJsonAsync(string path)
     {
         using var response = await _backend.GetAsync(path, _backend.AcmeKey);

@@ -134,6 +134,57 @@ public sealed class GrpcRedactionTests
     }
 
     [Fact]
+    public void Redact_GrpcCallCapturedAsBytes_EndsAsTheAttributePathDoes_WalkingEachMessageOnce()
+    {
+        var redactor = Redactor.Create(new RedactionOptions(), _descriptors);
+        var request = Frame(Request().ToByteArray(), compressed: false);
+        var reply = Frame(Gzip(new SignInReply { Session = Jwt, AccessToken = "opaque-token-value", ExpiresIn = 3600 }.ToByteArray()), compressed: true);
+        var viaAttributes = GrpcExchange(request, reply);
+        viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages] = Messages(request, null);
+        viaAttributes.Attributes[GrpcSpanAttributes.ResponseMessages] = Messages(reply, "gzip");
+        var captured = GrpcExchange(request, reply);
+        captured.GrpcCall = new GrpcCallMessages(List(request, null), List(reply, "gzip"));
+
+        var expectedCount = redactor.Redact(viaAttributes);
+        var count = redactor.Redact(captured);
+        GrpcCallMessages.WriteAttributes(captured);
+
+        // The same values replaced (the framed request reused its listed message's result; the gzip
+        // frame was inflated and walked, as before), the same bytes in the lists and the bodies.
+        Assert.Equal(expectedCount, count);
+        Assert.Null(captured.GrpcCall);
+        foreach (var key in new[] { GrpcSpanAttributes.RequestMessages, GrpcSpanAttributes.ResponseMessages })
+        {
+            Assert.Equal(
+                GrpcSpanAttributes.DecodeMessages(viaAttributes.Attributes[key])!.Messages.Select(m => Convert.ToBase64String(m.Payload.Span)),
+                GrpcSpanAttributes.DecodeMessages(captured.Attributes[key])!.Messages.Select(m => Convert.ToBase64String(m.Payload.Span)));
+        }
+
+        Assert.Equal(viaAttributes.RequestBody.Content.ToArray(), captured.RequestBody.Content.ToArray());
+        Assert.Equal(viaAttributes.ResponseBody.Content.ToArray(), captured.ResponseBody.Content.ToArray());
+        Assert.Equal(Redactor.MaskValue, SignInRequest.Parser.ParseFrom(SingleFrame(captured.RequestBody.Content.ToArray()).Payload).Password);
+        Assert.Equal(viaAttributes.Attributes[Redactor.CountAttribute], captured.Attributes[Redactor.CountAttribute]);
+    }
+
+    [Fact]
+    public void OperatorPattern_InAMessageOfAnUndescribedCall_IsRedacted()
+    {
+        // Patterns are matched on the whole message before any field is walked: no pre-scan shortcut.
+        var redactor = Redactor.Create(new RedactionOptions { Patterns = ["ORD-[0-9]{6}"] });
+        var payload = new SignInReply { Session = "order ORD-123456 shipped", ExpiresIn = 5 }.ToByteArray();
+        var body = Frame(payload, compressed: false);
+        var exchange = GrpcExchange(Frame([], compressed: false), body);
+        exchange.Path = "/unknown.Service/Call";
+        exchange.GrpcCall = new GrpcCallMessages(List(Frame([], compressed: false), null), List(body, null));
+
+        Assert.True(redactor.Redact(exchange) >= 2);
+        GrpcCallMessages.WriteAttributes(exchange);
+
+        Assert.DoesNotContain("ORD-123456", System.Text.Encoding.UTF8.GetString(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!.Messages[0].Payload.Span), StringComparison.Ordinal);
+        Assert.DoesNotContain("ORD-123456", System.Text.Encoding.UTF8.GetString(exchange.ResponseBody.Content.Span), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TruncatedMessage_TheCutStringIsStillRedacted()
     {
         var redactor = Redactor.Create(new RedactionOptions());
@@ -189,6 +240,25 @@ public sealed class GrpcRedactionTests
         }
 
         return output.ToArray();
+    }
+
+    private static Exchange GrpcExchange(byte[] requestBody, byte[] responseBody)
+    {
+        var exchange = new Exchange { Path = Path };
+        exchange.RequestHeaders.Add("content-type", "application/grpc");
+        exchange.ResponseHeaders.Add("content-type", "application/grpc");
+        exchange.ResponseHeaders.Add("grpc-encoding", "gzip");
+        exchange.RequestBody = new CapturedBody(requestBody, requestBody.Length, false, BodyKind.Binary, "application/grpc");
+        exchange.ResponseBody = new CapturedBody(responseBody, responseBody.Length, false, BodyKind.Binary, "application/grpc");
+        return exchange;
+    }
+
+    private static GrpcMessageList List(byte[] body, string? encoding)
+    {
+        using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, encoding);
+        reader.Append(body, TimeSpan.Zero);
+        reader.Complete();
+        return new GrpcMessageList(reader.MessageCount, reader.Truncated, [.. reader.Messages]);
     }
 
     private static string Messages(byte[] body, string? encoding)

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Redaction;
 
@@ -85,6 +86,8 @@ public sealed class RedactionCorpusTests
         ("xml", v => WithBody(true, "application/xml", "<booking><city>lisbon</city><note>" + v + "</note></booking>")),
         ("plain text request", v => WithBody(false, "text/plain", "2024-11-26 10:00:00 INFO user note: " + v + "\nnext line\n")),
         ("plain text response", v => WithBody(true, "text/plain; charset=utf-8", v)),
+        ("grpc request message", v => WithGrpc(response: false, Protobuf.String(1, "before " + v + " after", Protobuf.Varint(2, 42)))),
+        ("grpc nested response message", v => WithGrpc(response: true, Protobuf.Varint(2, 7, Protobuf.Message(3, Protobuf.String(1, v))))),
     ];
 
     public static TheoryData<string, string> PlantedCases()
@@ -284,9 +287,43 @@ public sealed class RedactionCorpusTests
         return exchange;
     }
 
+    // A unary gRPC call as the agent's capture hands it to the redaction: the message lists still
+    // bytes (Exchange.GrpcCall) beside the framed bodies holding the same messages.
+    private static Exchange WithGrpc(bool response, byte[] message)
+    {
+        var framed = new byte[5 + message.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)message.Length);
+        message.CopyTo(framed, 5);
+        var empty = new byte[5];
+        var exchange = new Exchange { Method = "POST", Path = "/corpus.Notes/Put" };
+        exchange.RequestHeaders.Add("content-type", "application/grpc");
+        exchange.ResponseHeaders.Add("content-type", "application/grpc");
+        exchange.RequestBody = new CapturedBody(response ? empty : framed, response ? 5 : framed.Length, false, BodyKind.Binary, "application/grpc");
+        exchange.ResponseBody = new CapturedBody(response ? framed : empty, response ? framed.Length : 5, false, BodyKind.Binary, "application/grpc");
+        exchange.GrpcCall = new GrpcCallMessages(List(exchange.RequestBody), List(exchange.ResponseBody));
+        return exchange;
+
+        static GrpcMessageList List(CapturedBody body)
+        {
+            using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, null);
+            reader.Append(body.Content.Span, TimeSpan.Zero);
+            reader.Complete();
+            return new GrpcMessageList(reader.MessageCount, reader.Truncated, [.. reader.Messages]);
+        }
+    }
+
     private static string Serialise(Exchange exchange)
     {
         var text = new StringBuilder();
+        if (exchange.GrpcCall is { } call)
+        {
+            // What the span will carry: the messages as the attributes list them, read back as text.
+            foreach (var message in call.Request.Messages.Concat(call.Response?.Messages ?? []))
+            {
+                text.Append(Encoding.UTF8.GetString(message.Payload.Span)).Append('\n');
+            }
+        }
+
         foreach (var (name, value) in exchange.RequestHeaders)
         {
             text.Append(name).Append(": ").Append(value).Append('\n');
@@ -301,5 +338,30 @@ public sealed class RedactionCorpusTests
         text.Append(Encoding.UTF8.GetString(exchange.RequestBody.Content.Span)).Append('\n');
         text.Append(Encoding.UTF8.GetString(exchange.ResponseBody.Content.Span));
         return text.ToString();
+    }
+}
+
+/// <summary>Hand-built protobuf wire bytes for the corpus (field number, wire type, value).</summary>
+internal static class Protobuf
+{
+    public static byte[] String(int field, string value, params byte[][] more) => Message(field, Encoding.UTF8.GetBytes(value), more);
+
+    public static byte[] Message(int field, byte[] value, params byte[][] more) =>
+        [.. Varint((ulong)((field << 3) | 2)), .. Varint((ulong)value.Length), .. value, .. more.SelectMany(m => m)];
+
+    public static byte[] Varint(int field, ulong value, params byte[][] more) =>
+        [.. Varint((ulong)(field << 3)), .. Varint(value), .. more.SelectMany(m => m)];
+
+    private static byte[] Varint(ulong value)
+    {
+        var bytes = new List<byte>();
+        while (value >= 0x80)
+        {
+            bytes.Add((byte)(value | 0x80));
+            value >>= 7;
+        }
+
+        bytes.Add((byte)value);
+        return [.. bytes];
     }
 }
