@@ -162,17 +162,18 @@ public sealed partial class Redactor
     /// run's shape, done by the card and phone detectors themselves on the raw bytes; operator
     /// patterns run once over the whole body.
     /// </remarks>
-    private Scan PreScan(ReadOnlySpan<byte> content)
+    private Scan PreScan(ReadOnlySpan<byte> content, bool names = true)
     {
         var hits = default(AnchorHits);
-        return PreScan(content, ref hits);
+        return PreScan(content, ref hits, names);
     }
 
     /// <summary>
-    /// <see cref="PreScan(ReadOnlySpan{byte})"/>, also recording in <paramref name="hits"/> (when it
-    /// collects) where each value detector's anchor was found, so the detectors look only there.
+    /// <see cref="PreScan(ReadOnlySpan{byte}, bool)"/>, also recording in <paramref name="hits"/> (when it
+    /// collects) where each value detector's anchor was found, so the detectors look only there;
+    /// <paramref name="names"/> false skips the field-name anchors (the caller ignores <see cref="Scan.Names"/>).
     /// </summary>
-    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits)
+    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names)
     {
         // Short anchors are searched on the bytes: in the multi-string search they would force its slow path.
         var scan = Scan.None;
@@ -204,6 +205,12 @@ public sealed partial class Redactor
             {
                 var anchors = _anchorSearches[g];
                 var groupFlags = _anchorGroupFlags[g];
+                if (!names && groupFlags == Scan.Names)
+                {
+                    // A value on its own (a header, a query value) has no field names in it.
+                    continue;
+                }
+
                 var anchored = (groupFlags & AnchoredValues) != 0;
                 var position = 0;
 

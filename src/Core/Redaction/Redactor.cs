@@ -305,8 +305,8 @@ public sealed partial class Redactor
             var length = Encoding.UTF8.GetBytes(value, utf8);
             var bytes = utf8[..length];
 
-            // The same pre-scan as bodies: most header and field values have nothing to look at.
-            scan &= PreScan(bytes) & ~Scan.Names;
+            // The same pre-scan as bodies, less the field names: most header and field values have nothing to look at.
+            scan &= PreScan(bytes, names: false) & ~Scan.Names;
             if (scan == Scan.None)
             {
                 return null;
@@ -485,7 +485,7 @@ public sealed partial class Redactor
         var hits = new AnchorHits(collect: true);
         try
         {
-            var scan = PreScan(content, ref hits);
+            var scan = PreScan(content, ref hits, names: true);
             if (scan == Scan.None)
             {
                 return null;
