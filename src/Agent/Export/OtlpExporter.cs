@@ -494,7 +494,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             Volatile.Write(ref _wakeAtCount, _export.MaxBatchSpans - batch.Count);
             Volatile.Write(ref _wakeAtBytes, _export.MaxBatchBytes - bytes);
-            Volatile.Write(ref _batchWake, wake);
+            // A full fence (not a release store): the counters must be read after the signal is
+            // visible, or an exchange TryEnqueue adds meanwhile could miss it.
+            Interlocked.Exchange(ref _batchWake, wake);
 
             // Checked after arming, so an exchange TryEnqueue added before it could see the signal is not missed.
             if (Volatile.Read(ref _queuedCount) < _wakeAtCount && Volatile.Read(ref _queuedBytes) < _wakeAtBytes && !_completing)
