@@ -22,10 +22,15 @@ public sealed partial class Redactor
     /// to the end.
     /// </summary>
     /// <returns>False when the body is not JSON (the caller falls back to the pattern scan).</returns>
-    private bool TryRedactJson(ReadOnlySpan<byte> json, bool truncated, Scan scan, out byte[]? rewritten, ref int count)
+    private bool TryRedactJson(ReadOnlySpan<byte> json, bool truncated, Scan scan, scoped in AnchorHits hits, out byte[]? rewritten, ref int count)
     {
         var found = 0;
         var values = scan & ~Scan.Names;
+
+        // With the anchors known, a string needs the value detectors only when one lies in it,
+        // unless a detector that is not anchored (e-mail, digits, patterns) is wanted.
+        var anchoredOnly = hits.Usable && (values & ~AnchoredValues) == Scan.None;
+        var nextHit = 0;
         Span<byte> scratch = stackalloc byte[ReplacementMaxBytes];
         var splicer = new Splicer(json);
         try
@@ -45,7 +50,22 @@ public sealed partial class Redactor
 
                         break;
                     case JsonTokenType.String when values != Scan.None:
-                        ScanValues(ref splicer, json, (int)reader.TokenStartIndex + 1, (int)reader.BytesConsumed - 1, values, ref found);
+                        var from = (int)reader.TokenStartIndex + 1;
+                        var to = (int)reader.BytesConsumed - 1;
+                        if (anchoredOnly)
+                        {
+                            while (nextHit < hits.Count && hits[nextHit].Position < from)
+                            {
+                                nextHit++;
+                            }
+
+                            if (nextHit == hits.Count || hits[nextHit].Position >= to)
+                            {
+                                break;
+                            }
+                        }
+
+                        ScanValues(ref splicer, json, from, to, values, in hits, ref found);
                         break;
                     case JsonTokenType.Number when _cardNumbers && (scan & Scan.Digits) != 0:
                         var start = (int)reader.TokenStartIndex;
@@ -63,7 +83,7 @@ public sealed partial class Redactor
             if (complete && truncated && values != Scan.None)
             {
                 // The token cut by the capture limit was never returned by the reader.
-                ScanValues(ref splicer, json, (int)reader.BytesConsumed, json.Length, values, ref found);
+                ScanValues(ref splicer, json, (int)reader.BytesConsumed, json.Length, values, in hits, ref found);
             }
 
             rewritten = splicer.Finish();

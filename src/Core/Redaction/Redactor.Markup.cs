@@ -102,7 +102,7 @@ public sealed partial class Redactor
         var boundary = MultipartBoundary(contentType);
         if (boundary is null)
         {
-            return RedactValuesIn(content, PreScan(content) & ~Scan.Names, ref count);
+            return RedactValuesIn(content, PreScan(content, names: false) & ~Scan.Names, ref count);
         }
 
         var delimiter = Encoding.ASCII.GetBytes("--" + boundary);

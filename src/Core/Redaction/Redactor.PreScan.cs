@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
 
@@ -31,10 +32,109 @@ internal enum Scan
     All = Names | Email | Jwt | Aws | Prefix | Pem | Bearer | AwsSecret | Digits | Patterns,
 }
 
+/// <summary>
+/// Where the pre-scan found the anchors of the value detectors whose matches start at their
+/// anchor (JWT, AWS key id, token prefixes, PEM, bearer, AWS secret), in order: those detectors
+/// then look only there instead of searching the whole region again (a 64 KiB random body holds
+/// a few anchors by chance; each detector's own search over it cost more than the pre-scan).
+/// Pooled; past <see cref="MaxHits"/> it gives up (<see cref="Usable"/> false) and the detectors
+/// search their regions as before. Not collecting (<c>default</c>) is the header path.
+/// </summary>
+internal ref struct AnchorHits
+{
+    public const int MaxHits = 1024;
+
+    private (int Position, Scan Flags)[]? _items;
+    private int _count;
+    private bool _overflow;
+
+    public AnchorHits(bool collect)
+    {
+        Collects = collect;
+    }
+
+    /// <summary>True when hits are recorded.</summary>
+    public bool Collects { get; }
+
+    /// <summary>True when the hits are complete and the detectors may rely on them.</summary>
+    public readonly bool Usable => Collects && !_overflow;
+
+    public readonly int Count => _count;
+
+    public readonly (int Position, Scan Flags) this[int index] => _items![index];
+
+    public void Add(int position, Scan flags)
+    {
+        if (!Collects || _overflow)
+        {
+            return;
+        }
+
+        if (_count == MaxHits)
+        {
+            _overflow = true;
+            return;
+        }
+
+        _items ??= ArrayPool<(int, Scan)>.Shared.Rent(16);
+        if (_count == _items.Length)
+        {
+            var next = ArrayPool<(int, Scan)>.Shared.Rent(_items.Length * 2);
+            _items.AsSpan(0, _count).CopyTo(next);
+            ArrayPool<(int, Scan)>.Shared.Return(_items);
+            _items = next;
+        }
+
+        _items[_count++] = (position, flags);
+    }
+
+    /// <summary>Puts the hits in position order (each anchor group was searched on its own).</summary>
+    public readonly void Complete()
+    {
+        if (_items is not null && _count > 1)
+        {
+            _items.AsSpan(0, _count).Sort(static (a, b) => a.Position.CompareTo(b.Position));
+        }
+    }
+
+    /// <summary>Index of the first hit at or after <paramref name="position"/>.</summary>
+    public readonly int FirstAtOrAfter(int position)
+    {
+        int lo = 0, hi = _count;
+        while (lo < hi)
+        {
+            var mid = (lo + hi) >>> 1;
+            if (_items![mid].Position < position)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
+    }
+
+    public void Release()
+    {
+        if (_items is not null)
+        {
+            ArrayPool<(int, Scan)>.Shared.Return(_items);
+            _items = null;
+            _count = 0;
+        }
+    }
+}
+
 public sealed partial class Redactor
 {
     // Fewest digits in a chain worth a look: the shortest phone number the detectors accept.
     private const int MinChainDigits = 7;
+
+    // The detectors whose every match starts at one of their anchors (AnchorHits).
+    private const Scan AnchoredValues = Scan.Jwt | Scan.Aws | Scan.Prefix | Scan.Pem | Scan.Bearer | Scan.AwsSecret;
 
     // Anchors of the value detectors, lower-case; the name anchors come from SensitiveNames.
     private static readonly (string Anchor, Scan Flag)[] _valueAnchors =
@@ -62,7 +162,18 @@ public sealed partial class Redactor
     /// run's shape, done by the card and phone detectors themselves on the raw bytes; operator
     /// patterns run once over the whole body.
     /// </remarks>
-    private Scan PreScan(ReadOnlySpan<byte> content)
+    private Scan PreScan(ReadOnlySpan<byte> content, bool names = true)
+    {
+        var hits = default(AnchorHits);
+        return PreScan(content, ref hits, names);
+    }
+
+    /// <summary>
+    /// <see cref="PreScan(ReadOnlySpan{byte}, bool)"/>, also recording in <paramref name="hits"/> (when it
+    /// collects) where each value detector's anchor was found, so the detectors look only there;
+    /// <paramref name="names"/> false skips the field-name anchors (the caller ignores <see cref="Scan.Names"/>).
+    /// </summary>
+    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names)
     {
         // Short anchors are searched on the bytes: in the multi-string search they would force its slow path.
         var scan = Scan.None;
@@ -77,27 +188,35 @@ public sealed partial class Redactor
             scan |= Scan.Names | Scan.Email;
         }
 
-        var rented = ArrayPool<char>.Shared.Rent(content.Length);
+        // Operator patterns see the body as it is (decoded, not lower-cased).
+        if (_patterns.Length > 0 && MatchesPattern(content))
+        {
+            scan |= Scan.Patterns;
+        }
+
+        var rented = ArrayPool<char>.Shared.Rent(Math.Max(content.Length, 1));
         try
         {
-            var length = Encoding.UTF8.GetChars(content, rented);
-            var text = rented.AsSpan(0, length);
-
-            // Operator patterns see the body as it is, before the anchors' lower-casing.
-            foreach (var pattern in _patterns)
+            // Each byte becomes one char (ASCII lower-cased), so a hit's index is its byte offset:
+            // every anchor is ASCII, and no byte of a multi-byte UTF-8 sequence is.
+            var text = rented.AsSpan(0, content.Length);
+            WidenLowerAscii(content, text);
+            for (var g = 0; g < _anchorSearches.Length; g++)
             {
-                if (pattern.IsMatch(text))
+                var anchors = _anchorSearches[g];
+                var groupFlags = _anchorGroupFlags[g];
+                if (!names && groupFlags == Scan.Names)
                 {
-                    scan |= Scan.Patterns;
-                    break;
+                    // A value on its own (a header, a query value) has no field names in it.
+                    continue;
                 }
-            }
 
-            LowerAscii(text);
-            foreach (var anchors in _anchorSearches)
-            {
+                var anchored = (groupFlags & AnchoredValues) != 0;
                 var position = 0;
-                while (position < text.Length && (scan & _anchorFlags) != _anchorFlags)
+
+                // A group is searched to its end only while hits are collected for its detectors;
+                // otherwise it stops once it found everything it can.
+                while (position < text.Length && ((anchored && hits.Usable) || (scan & groupFlags) != groupFlags))
                 {
                     var offset = text[position..].IndexOfAny(anchors);
                     if (offset < 0)
@@ -106,17 +225,23 @@ public sealed partial class Redactor
                     }
 
                     position += offset;
-                    scan |= AnchorFlagsAt(text[position..]);
+                    var flags = AnchorFlagsAt(text[position..]);
+                    scan |= flags;
+                    if ((flags & AnchoredValues) != 0)
+                    {
+                        hits.Add(position, flags & AnchoredValues);
+                    }
+
                     position++;
                 }
             }
-
         }
         finally
         {
             ArrayPool<char>.Shared.Return(rented);
         }
 
+        hits.Complete();
         if ((_cardNumbers || _pii != Configuration.PiiMode.Keep) && HasDigitCandidate(content))
         {
             scan |= Scan.Digits;
@@ -125,21 +250,55 @@ public sealed partial class Redactor
         return scan;
     }
 
-    /// <summary>
-    /// Lower-cases the ASCII letters in place (vectorised), so the anchors are searched with an
-    /// ordinal <see cref="SearchValues{T}"/>: an ignore-case one takes a far slower path.
-    /// </summary>
-    private static void LowerAscii(Span<char> text)
+    private bool MatchesPattern(ReadOnlySpan<byte> content)
     {
-        while (!text.IsEmpty)
+        var rented = ArrayPool<char>.Shared.Rent(Math.Max(content.Length, 1));
+        try
         {
-            if (Ascii.ToLowerInPlace(text, out var processed) == System.Buffers.OperationStatus.Done)
+            var text = rented.AsSpan(0, Encoding.UTF8.GetChars(content, rented));
+            foreach (var pattern in _patterns)
             {
-                return;
+                if (pattern.IsMatch(text))
+                {
+                    return true;
+                }
             }
 
-            // Stopped at a non-ASCII character: it can be in no anchor; go on after it.
-            text = text[(processed + 1)..];
+            return false;
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>
+    /// Widens each byte to a char, lower-casing ASCII letters, 32 bytes at a time: the one pass the
+    /// anchor search needs (a UTF-8 decode and a separate lower-casing pass cost three times more).
+    /// </summary>
+    private static void WidenLowerAscii(ReadOnlySpan<byte> source, Span<char> destination)
+    {
+        var target = MemoryMarshal.Cast<char, ushort>(destination);
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var a = Vector256.Create((byte)'A');
+            var letters = Vector256.Create((byte)26);
+            var bit = Vector256.Create((byte)0x20);
+            for (; i + Vector256<byte>.Count <= source.Length; i += Vector256<byte>.Count)
+            {
+                var v = Vector256.Create(source.Slice(i, Vector256<byte>.Count));
+                v |= Vector256.LessThan(v - a, letters) & bit;
+                var (lower, upper) = Vector256.Widen(v);
+                lower.CopyTo(target[i..]);
+                upper.CopyTo(target[(i + Vector256<ushort>.Count)..]);
+            }
+        }
+
+        for (; i < source.Length; i++)
+        {
+            var b = source[i];
+            target[i] = (ushort)((uint)(b - 'A') < 26 ? b | 0x20 : b);
         }
     }
 
@@ -328,14 +487,17 @@ public sealed partial class Redactor
     /// random body costs ~300 us, while groups of at most 24 cost ~20 us each (measured with the
     /// built-in anchors on base64 of random bytes). Name and value anchors are grouped apart.
     /// </summary>
-    private static SearchValues<string>[] AnchorSearches((string Anchor, Scan Flag)[] table)
+    private static (SearchValues<string>[] Searches, Scan[] Flags) AnchorSearches((string Anchor, Scan Flag)[] table)
     {
         const int GroupSize = 24;
-        return table
+        var groups = table
             .GroupBy(a => a.Flag == Scan.Names)
             .SelectMany(kind => kind.Select(a => a.Anchor).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).Chunk(GroupSize))
-            .Select(group => SearchValues.Create(group, StringComparison.Ordinal))
             .ToArray();
+
+        // What a group can find: once all of it is found, the group's search can stop (unless it collects hits).
+        var flags = groups.Select(group => table.Where(a => group.Contains(a.Anchor, StringComparer.Ordinal)).Aggregate(Scan.None, (all, a) => all | a.Flag)).ToArray();
+        return (groups.Select(group => SearchValues.Create(group, StringComparison.Ordinal)).ToArray(), flags);
     }
 
     private static (string Anchor, Scan Flag)[] AnchorTable(SensitiveNames names) =>

@@ -15,7 +15,7 @@ public sealed partial class Redactor
     /// Only string and scalar values are matched here; an object value in broken JSON is not
     /// removed whole, but its own sensitive fields are pairs and are matched in turn.
     /// </remarks>
-    private byte[]? RedactText(ReadOnlySpan<byte> content, Scan scan, ref int count)
+    private byte[]? RedactText(ReadOnlySpan<byte> content, Scan scan, scoped in AnchorHits hits, ref int count)
     {
         byte[]? fields = null;
         if ((scan & Scan.Names) != 0 && content.Contains((byte)'"'))
@@ -28,11 +28,24 @@ public sealed partial class Redactor
             }
         }
 
-        return RedactValuesIn(fields ?? content, scan & ~Scan.Names, ref count) ?? fields;
+        if (fields is not null)
+        {
+            // Rewritten: the anchors' offsets no longer apply.
+            return RedactValuesIn(fields, scan & ~Scan.Names, ref count) ?? fields;
+        }
+
+        return RedactValuesIn(content, scan & ~Scan.Names, in hits, ref count);
     }
 
     /// <summary>Runs the value detectors over a whole payload; null when nothing was found.</summary>
     private byte[]? RedactValuesIn(ReadOnlySpan<byte> content, Scan scan, ref int count)
+    {
+        var none = default(AnchorHits);
+        return RedactValuesIn(content, scan, in none, ref count);
+    }
+
+    /// <summary>Runs the value detectors over a whole payload whose anchors are in <paramref name="hits"/>; null when nothing was found.</summary>
+    private byte[]? RedactValuesIn(ReadOnlySpan<byte> content, Scan scan, scoped in AnchorHits hits, ref int count)
     {
         if (scan == Scan.None)
         {
@@ -42,7 +55,7 @@ public sealed partial class Redactor
         var splicer = new Splicer(content);
         try
         {
-            ScanValues(ref splicer, content, 0, content.Length, scan, ref count);
+            ScanValues(ref splicer, content, 0, content.Length, scan, in hits, ref count);
             return splicer.Finish();
         }
         finally

@@ -30,10 +30,20 @@ public sealed partial class Redactor
     /// </summary>
     private void ScanValues(ref Splicer splicer, ReadOnlySpan<byte> source, int from, int to, Scan scan, ref int count)
     {
+        var none = default(AnchorHits);
+        ScanValues(ref splicer, source, from, to, scan, in none, ref count);
+    }
+
+    /// <summary>
+    /// <see cref="ScanValues(ref Splicer, ReadOnlySpan{byte}, int, int, Scan, ref int)"/> where the
+    /// pre-scan of <paramref name="source"/> recorded its anchors in <paramref name="hits"/>.
+    /// </summary>
+    private void ScanValues(ref Splicer splicer, ReadOnlySpan<byte> source, int from, int to, Scan scan, scoped in AnchorHits hits, ref int count)
+    {
         var findings = default(Findings);
         try
         {
-            CollectValues(source, from, to, scan, ref findings);
+            CollectValues(source, from, to, scan, in hits, ref findings);
             if (findings.Count == 0)
             {
                 return;
@@ -58,12 +68,21 @@ public sealed partial class Redactor
         }
     }
 
-    /// <summary>Runs the detectors selected by <paramref name="scan"/> over <c>source[from..to]</c>.</summary>
-    private void CollectValues(ReadOnlySpan<byte> source, int from, int to, Scan scan, ref Findings findings)
+    /// <summary>
+    /// Runs the detectors selected by <paramref name="scan"/> over <c>source[from..to]</c>; those whose
+    /// matches start at their anchor look only at the anchors in <paramref name="hits"/> when it is usable.
+    /// </summary>
+    private void CollectValues(ReadOnlySpan<byte> source, int from, int to, Scan scan, scoped in AnchorHits hits, ref Findings findings)
     {
         if (to <= from)
         {
             return;
+        }
+
+        if (hits.Usable && (scan & AnchoredValues) != 0)
+        {
+            CollectAnchored(source, from, to, scan & AnchoredValues, in hits, ref findings);
+            scan &= ~AnchoredValues;
         }
 
         var pii = _pii != Configuration.PiiMode.Keep;
@@ -202,6 +221,66 @@ public sealed partial class Redactor
         }
     }
 
+    /// <summary>
+    /// The anchored detectors at each anchor the pre-scan found in <c>source[from..to]</c>: the same
+    /// findings as their own searches (every match starts at an anchor; a candidate inside the
+    /// detector's previous finding is skipped, as its search does), without searching the region.
+    /// </summary>
+    private static void CollectAnchored(ReadOnlySpan<byte> s, int from, int to, Scan scan, scoped in AnchorHits hits, ref Findings findings)
+    {
+        // Where each detector's last finding ended (one slot per token prefix, then the other five).
+        Span<int> reached = stackalloc int[PrefixKinds + 5];
+        reached.Fill(int.MinValue);
+        const int Jwt = PrefixKinds, Aws = PrefixKinds + 1, Pem = PrefixKinds + 2, Bearer = PrefixKinds + 3, AwsSecret = PrefixKinds + 4;
+        for (var h = hits.FirstAtOrAfter(from); h < hits.Count; h++)
+        {
+            var (at, flags) = hits[h];
+            if (at >= to)
+            {
+                return;
+            }
+
+            flags &= scan;
+            int end;
+            if ((flags & Scan.Jwt) != 0 && at >= reached[Jwt] && (end = JwtEnd(s, at, from, to)) > 0)
+            {
+                findings.Add(at, end, FindingKind.Secret);
+                reached[Jwt] = end;
+            }
+
+            if ((flags & Scan.Aws) != 0 && at >= reached[Aws] && (end = AwsKeyIdEnd(s, at, from, to)) > 0)
+            {
+                findings.Add(at, end, FindingKind.Secret);
+                reached[Aws] = end;
+            }
+
+            if ((flags & Scan.Prefix) != 0 && PrefixKindAt(s, at, to) is var kind and >= 0 && at >= reached[kind]
+                && (end = PrefixedTokenEnd(s, at, from, to, kind)) > 0)
+            {
+                findings.Add(at, end, FindingKind.Secret);
+                reached[kind] = end;
+            }
+
+            if ((flags & Scan.Pem) != 0 && at >= reached[Pem] && (end = PemBlockEnd(s, at, to)) > 0)
+            {
+                findings.Add(at, end, FindingKind.Secret);
+                reached[Pem] = end;
+            }
+
+            if ((flags & Scan.Bearer) != 0 && at >= reached[Bearer] && (end = BearerTokenEnd(s, at, from, to, out var token)) > 0)
+            {
+                findings.Add(token, end, FindingKind.Secret);
+                reached[Bearer] = end;
+            }
+
+            if ((flags & Scan.AwsSecret) != 0 && at >= reached[AwsSecret] && (end = AwsSecretEnd(s, at, to, out var key)) > 0)
+            {
+                findings.Add(key, end, FindingKind.Secret);
+                reached[AwsSecret] = end;
+            }
+        }
+    }
+
     /// <summary>JWTs: <c>eyJ…</c>, then two more base64url segments separated by dots (a fourth and fifth for JWE).</summary>
     private static void FindJwts(ReadOnlySpan<byte> s, int from, int to, ref Findings findings)
     {
@@ -215,37 +294,47 @@ public sealed partial class Redactor
             }
 
             var start = i + offset;
-            i = start + 3;
-            if (start > from && _tokenChars.Contains(s[start - 1]))
-            {
-                continue;
-            }
-
-            var end = TokenRunEnd(s, start, to);
-            var segments = 1;
-            if (end - start < 10)
-            {
-                continue;
-            }
-
-            while (segments < 5 && end < to && s[end] == (byte)'.')
-            {
-                var next = TokenRunEnd(s, end + 1, to);
-                if (next == end + 1 && segments < 2)
-                {
-                    break;
-                }
-
-                end = next;
-                segments++;
-            }
-
-            if (segments >= 3)
+            var end = JwtEnd(s, start, from, to);
+            if (end > 0)
             {
                 findings.Add(start, end, FindingKind.Secret);
                 i = end;
             }
+            else
+            {
+                i = start + 3;
+            }
         }
+    }
+
+    /// <summary>The end of the JWT starting at <paramref name="start"/>, or -1.</summary>
+    private static int JwtEnd(ReadOnlySpan<byte> s, int start, int from, int to)
+    {
+        if (!s[start..to].StartsWith("eyJ"u8) || (start > from && _tokenChars.Contains(s[start - 1])))
+        {
+            return -1;
+        }
+
+        var end = TokenRunEnd(s, start, to);
+        var segments = 1;
+        if (end - start < 10)
+        {
+            return -1;
+        }
+
+        while (segments < 5 && end < to && s[end] == (byte)'.')
+        {
+            var next = TokenRunEnd(s, end + 1, to);
+            if (next == end + 1 && segments < 2)
+            {
+                break;
+            }
+
+            end = next;
+            segments++;
+        }
+
+        return segments >= 3 ? end : -1;
     }
 
     /// <summary>AWS access key ids: a four-letter type prefix (AKIA, ASIA, …) and 16 upper-case letters or digits.</summary>
@@ -261,34 +350,57 @@ public sealed partial class Redactor
             }
 
             var start = i + offset;
-            i = start + 1;
-            var type = s.Slice(start + 1, 3);
-            if (!(type.SequenceEqual("KIA"u8) || type.SequenceEqual("SIA"u8) || type.SequenceEqual("GPA"u8)
-                || type.SequenceEqual("IDA"u8) || type.SequenceEqual("ROA"u8) || type.SequenceEqual("IPA"u8)
-                || type.SequenceEqual("NPA"u8) || type.SequenceEqual("NVA"u8) || type.SequenceEqual("PKA"u8)
-                || type.SequenceEqual("BIA"u8) || type.SequenceEqual("CCA"u8)))
+            var end = AwsKeyIdEnd(s, start, from, to);
+            if (end > 0)
             {
-                continue;
+                findings.Add(start, end, FindingKind.Secret);
+                i = end;
             }
-
-            var body = s.Slice(start + 4, 16);
-            if (body.ContainsAnyExcept("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"u8)
-                || (start > from && IsAsciiLetterOrDigit(s[start - 1]))
-                || (start + 20 < to && IsAsciiLetterOrDigit(s[start + 20])))
+            else
             {
-                continue;
+                i = start + 1;
             }
-
-            findings.Add(start, start + 20, FindingKind.Secret);
-            i = start + 20;
         }
     }
+
+    /// <summary>The end of the AWS access key id starting at <paramref name="start"/>, or -1.</summary>
+    private static int AwsKeyIdEnd(ReadOnlySpan<byte> s, int start, int from, int to)
+    {
+        // Every type prefix is A??A: one look at the fourth byte rules out nearly every 'A'.
+        if (start + 20 > to || s[start] != (byte)'A' || s[start + 3] != (byte)'A')
+        {
+            return -1;
+        }
+
+        var type = s.Slice(start + 1, 2);
+        if (!(type.SequenceEqual("KI"u8) || type.SequenceEqual("SI"u8) || type.SequenceEqual("GP"u8)
+            || type.SequenceEqual("ID"u8) || type.SequenceEqual("RO"u8) || type.SequenceEqual("IP"u8)
+            || type.SequenceEqual("NP"u8) || type.SequenceEqual("NV"u8) || type.SequenceEqual("PK"u8)
+            || type.SequenceEqual("BI"u8) || type.SequenceEqual("CC"u8)))
+        {
+            return -1;
+        }
+
+        var body = s.Slice(start + 4, 16);
+        if (body.ContainsAnyExcept("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"u8)
+            || (start > from && IsAsciiLetterOrDigit(s[start - 1]))
+            || (start + 20 < to && IsAsciiLetterOrDigit(s[start + 20])))
+        {
+            return -1;
+        }
+
+        return start + 20;
+    }
+
+    // The token prefixes (_prefixedTokens), then Slack's xox?-.
+    private const int PrefixKinds = 10;
 
     /// <summary>Tokens with a well-known prefix: GitHub, Stripe live keys, Google API keys, Slack <c>xox?-</c>.</summary>
     private static void FindPrefixedTokens(ReadOnlySpan<byte> s, int from, int to, ref Findings findings)
     {
-        foreach (var (prefix, minRest, underscore) in _prefixedTokens)
+        for (var kind = 0; kind < PrefixKinds; kind++)
         {
+            var prefix = kind < _prefixedTokens.Length ? _prefixedTokens[kind].Prefix : "xox"u8;
             var i = from;
             while (i < to)
             {
@@ -299,56 +411,70 @@ public sealed partial class Redactor
                 }
 
                 var start = i + offset;
-                var restStart = start + prefix.Length;
-                i = restStart;
-                if (start > from && IsAsciiLetterOrDigit(s[start - 1]))
-                {
-                    continue;
-                }
-
-                var end = restStart;
-                while (end < to && (IsAsciiLetterOrDigit(s[end]) || (underscore && s[end] is (byte)'_' or (byte)'-')))
-                {
-                    end++;
-                }
-
-                if (end - restStart >= minRest)
+                var end = PrefixedTokenEnd(s, start, from, to, kind);
+                if (end > 0)
                 {
                     findings.Add(start, end, FindingKind.Secret);
                     i = end;
                 }
+                else
+                {
+                    i = start + prefix.Length;
+                }
+            }
+        }
+    }
+
+    /// <summary>Which token prefix (kind) starts at <paramref name="start"/>, or -1 (no two share a start).</summary>
+    private static int PrefixKindAt(ReadOnlySpan<byte> s, int start, int to)
+    {
+        var rest = s[start..to];
+        for (var kind = 0; kind < _prefixedTokens.Length; kind++)
+        {
+            if (rest.StartsWith(_prefixedTokens[kind].Prefix))
+            {
+                return kind;
             }
         }
 
-        var x = from;
-        while (x < to)
+        return rest.StartsWith("xox"u8) ? PrefixKinds - 1 : -1;
+    }
+
+    /// <summary>The end of the token of this prefix kind (its prefix is at <paramref name="start"/>), or -1.</summary>
+    private static int PrefixedTokenEnd(ReadOnlySpan<byte> s, int start, int from, int to, int kind)
+    {
+        if (start > from && IsAsciiLetterOrDigit(s[start - 1]))
         {
-            var offset = s[x..to].IndexOf("xox"u8);
-            if (offset < 0)
+            return -1;
+        }
+
+        int end;
+        if (kind == PrefixKinds - 1)
+        {
+            // Slack: xox, a lower-case type letter, a dash, then at least ten letters, digits or dashes.
+            if (start + 5 > to || !char.IsAsciiLetterLower((char)s[start + 3]) || s[start + 4] != (byte)'-')
             {
-                return;
+                return -1;
             }
 
-            var start = x + offset;
-            x = start + 3;
-            if (start + 5 > to || !char.IsAsciiLetterLower((char)s[start + 3]) || s[start + 4] != (byte)'-'
-                || (start > from && IsAsciiLetterOrDigit(s[start - 1])))
-            {
-                continue;
-            }
-
-            var end = start + 5;
+            end = start + 5;
             while (end < to && (IsAsciiLetterOrDigit(s[end]) || s[end] == (byte)'-'))
             {
                 end++;
             }
 
-            if (end - start - 5 >= 10)
-            {
-                findings.Add(start, end, FindingKind.Secret);
-                x = end;
-            }
+            return end - start - 5 >= 10 ? end : -1;
         }
+
+        var (prefix, minRest, underscore) = _prefixedTokens[kind];
+        var restStart = start + prefix.Length;
+        end = restStart;
+        while (end < to && (IsAsciiLetterOrDigit(s[end]) || (underscore && s[end] is (byte)'_' or (byte)'-')))
+        {
+            end++;
+        }
+
+        return end - restStart >= minRest ? end : -1;
     }
 
     /// <summary>PEM private key blocks, BEGIN line to END line (to the end of the region when cut).</summary>
@@ -364,25 +490,42 @@ public sealed partial class Redactor
             }
 
             var start = i + offset;
-            var headerEnd = s[(start + 11)..to].IndexOf("-----"u8);
-            i = start + 11;
-            if (headerEnd < 0 || headerEnd > 64 || s.Slice(start + 11, headerEnd).IndexOf("PRIVATE KEY"u8) < 0)
+            var end = PemBlockEnd(s, start, to);
+            if (end > 0)
             {
-                continue;
+                findings.Add(start, end, FindingKind.Secret);
+                i = end;
             }
-
-            var afterHeader = start + 11 + headerEnd + 5;
-            var endLine = s[afterHeader..to].IndexOf("-----END "u8);
-            var end = to;
-            if (endLine >= 0)
+            else
             {
-                var close = s[(afterHeader + endLine + 9)..to].IndexOf("-----"u8);
-                end = close < 0 ? to : afterHeader + endLine + 9 + close + 5;
+                i = start + 11;
             }
-
-            findings.Add(start, end, FindingKind.Secret);
-            i = end;
         }
+    }
+
+    /// <summary>The end of the PEM private key block starting at <paramref name="start"/>, or -1.</summary>
+    private static int PemBlockEnd(ReadOnlySpan<byte> s, int start, int to)
+    {
+        if (!s[start..to].StartsWith("-----BEGIN "u8))
+        {
+            return -1;
+        }
+
+        var headerEnd = s[(start + 11)..to].IndexOf("-----"u8);
+        if (headerEnd < 0 || headerEnd > 64 || s.Slice(start + 11, headerEnd).IndexOf("PRIVATE KEY"u8) < 0)
+        {
+            return -1;
+        }
+
+        var afterHeader = start + 11 + headerEnd + 5;
+        var endLine = s[afterHeader..to].IndexOf("-----END "u8);
+        if (endLine < 0)
+        {
+            return to;
+        }
+
+        var close = s[(afterHeader + endLine + 9)..to].IndexOf("-----"u8);
+        return close < 0 ? to : afterHeader + endLine + 9 + close + 5;
     }
 
     /// <summary>
@@ -401,44 +544,54 @@ public sealed partial class Redactor
             }
 
             var start = i + offset;
-            i = start + 1;
-            if (start + 7 >= to || !Ascii.EqualsIgnoreCase(s.Slice(start, 6), "bearer"u8)
-                || (start > from && char.IsAsciiLetter((char)s[start - 1])))
-            {
-                continue;
-            }
-
-            var tokenStart = start + 6;
-            while (tokenStart < to && s[tokenStart] is (byte)' ' or (byte)'\t')
-            {
-                tokenStart++;
-            }
-
-            if (tokenStart == start + 6)
-            {
-                continue;
-            }
-
-            var end = tokenStart;
-            var symbols = false;
-            while (end < to && (IsAsciiLetterOrDigit(s[end]) || s[end] is (byte)'-' or (byte)'.' or (byte)'_' or (byte)'~' or (byte)'+' or (byte)'/'))
-            {
-                symbols |= !char.IsAsciiLetter((char)s[end]);
-                end++;
-            }
-
-            while (end < to && s[end] == (byte)'=')
-            {
-                end++;
-            }
-
-            var length = end - tokenStart;
-            if (length >= 20 || (length >= 8 && symbols))
+            var end = BearerTokenEnd(s, start, from, to, out var tokenStart);
+            if (end > 0)
             {
                 findings.Add(tokenStart, end, FindingKind.Secret);
                 i = end;
             }
+            else
+            {
+                i = start + 1;
+            }
         }
+    }
+
+    /// <summary>The end of the bearer token after the <c>bearer</c> at <paramref name="start"/>, or -1; <paramref name="tokenStart"/> is where it starts.</summary>
+    private static int BearerTokenEnd(ReadOnlySpan<byte> s, int start, int from, int to, out int tokenStart)
+    {
+        tokenStart = start + 6;
+        if (start + 7 >= to || !Ascii.EqualsIgnoreCase(s.Slice(start, 6), "bearer"u8)
+            || (start > from && char.IsAsciiLetter((char)s[start - 1])))
+        {
+            return -1;
+        }
+
+        while (tokenStart < to && s[tokenStart] is (byte)' ' or (byte)'\t')
+        {
+            tokenStart++;
+        }
+
+        if (tokenStart == start + 6)
+        {
+            return -1;
+        }
+
+        var end = tokenStart;
+        var symbols = false;
+        while (end < to && (IsAsciiLetterOrDigit(s[end]) || s[end] is (byte)'-' or (byte)'.' or (byte)'_' or (byte)'~' or (byte)'+' or (byte)'/'))
+        {
+            symbols |= !char.IsAsciiLetter((char)s[end]);
+            end++;
+        }
+
+        while (end < to && s[end] == (byte)'=')
+        {
+            end++;
+        }
+
+        var length = end - tokenStart;
+        return length >= 20 || (length >= 8 && symbols) ? end : -1;
     }
 
     /// <summary>
@@ -458,39 +611,51 @@ public sealed partial class Redactor
             }
 
             var start = i + offset;
-            i = start + 1;
-            if (start + 10 > to || !Ascii.EqualsIgnoreCase(s.Slice(start, 3), "aws"u8)
-                || s[start + 3] is not ((byte)'_' or (byte)'-')
-                || !Ascii.EqualsIgnoreCase(s.Slice(start + 4, 6), "secret"u8))
+            var end = AwsSecretEnd(s, start, to, out var keyStart);
+            if (end > 0)
             {
-                continue;
-            }
-
-            var p = start + 10;
-            while (p < to && (char.IsAsciiLetter((char)s[p]) || s[p] is (byte)'_' or (byte)'-'))
-            {
-                p++;
-            }
-
-            var gap = 0;
-            while (p < to && gap < 8 && s[p] is (byte)' ' or (byte)'"' or (byte)'\'' or (byte)':' or (byte)'=' or (byte)'\t')
-            {
-                p++;
-                gap++;
-            }
-
-            var end = p;
-            while (end < to && (IsAsciiLetterOrDigit(s[end]) || s[end] is (byte)'/' or (byte)'+' or (byte)'='))
-            {
-                end++;
-            }
-
-            if (end - p == 40)
-            {
-                findings.Add(p, end, FindingKind.Secret);
+                findings.Add(keyStart, end, FindingKind.Secret);
                 i = end;
             }
+            else
+            {
+                i = start + 1;
+            }
         }
+    }
+
+    /// <summary>The end of the AWS secret key named by the <c>aws_secret…</c> at <paramref name="start"/>, or -1; <paramref name="keyStart"/> is where it starts.</summary>
+    private static int AwsSecretEnd(ReadOnlySpan<byte> s, int start, int to, out int keyStart)
+    {
+        keyStart = start;
+        if (start + 10 > to || !Ascii.EqualsIgnoreCase(s.Slice(start, 3), "aws"u8)
+            || s[start + 3] is not ((byte)'_' or (byte)'-')
+            || !Ascii.EqualsIgnoreCase(s.Slice(start + 4, 6), "secret"u8))
+        {
+            return -1;
+        }
+
+        var p = start + 10;
+        while (p < to && (char.IsAsciiLetter((char)s[p]) || s[p] is (byte)'_' or (byte)'-'))
+        {
+            p++;
+        }
+
+        var gap = 0;
+        while (p < to && gap < 8 && s[p] is (byte)' ' or (byte)'"' or (byte)'\'' or (byte)':' or (byte)'=' or (byte)'\t')
+        {
+            p++;
+            gap++;
+        }
+
+        var end = p;
+        while (end < to && (IsAsciiLetterOrDigit(s[end]) || s[end] is (byte)'/' or (byte)'+' or (byte)'='))
+        {
+            end++;
+        }
+
+        keyStart = p;
+        return end - p == 40 ? end : -1;
     }
 
     /// <summary>

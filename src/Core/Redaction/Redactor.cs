@@ -74,8 +74,8 @@ public sealed partial class Redactor
     private readonly PiiMode _pii;
     private readonly Regex[] _patterns;
     private readonly SearchValues<string>[] _anchorSearches;
+    private readonly Scan[] _anchorGroupFlags;
     private readonly (string Anchor, Scan Flag)[] _anchorTable;
-    private readonly Scan _anchorFlags;
     private readonly GrpcDescriptorSet _descriptors;
 
     private Redactor(RedactionOptions options, GrpcDescriptorSet descriptors)
@@ -93,8 +93,7 @@ public sealed partial class Redactor
         _pii = options.Pii;
         _patterns = options.Patterns.Where(p => p.Length > 0).Select(CompilePattern).ToArray();
         _anchorTable = AnchorTable(_names).Select(a => (a.Anchor.ToLowerInvariant(), a.Flag)).ToArray();
-        _anchorSearches = AnchorSearches(_anchorTable);
-        _anchorFlags = _anchorTable.Aggregate(Scan.None, (all, a) => all | a.Flag);
+        (_anchorSearches, _anchorGroupFlags) = AnchorSearches(_anchorTable);
     }
 
     /// <summary>Why <paramref name="pattern"/> cannot be an operator pattern, or null when it can.</summary>
@@ -306,8 +305,8 @@ public sealed partial class Redactor
             var length = Encoding.UTF8.GetBytes(value, utf8);
             var bytes = utf8[..length];
 
-            // The same pre-scan as bodies: most header and field values have nothing to look at.
-            scan &= PreScan(bytes) & ~Scan.Names;
+            // The same pre-scan as bodies, less the field names: most header and field values have nothing to look at.
+            scan &= PreScan(bytes, names: false) & ~Scan.Names;
             if (scan == Scan.None)
             {
                 return null;
@@ -483,24 +482,32 @@ public sealed partial class Redactor
             return RedactForm(content, ref count);
         }
 
-        var scan = PreScan(content);
-        if (scan == Scan.None)
+        var hits = new AnchorHits(collect: true);
+        try
         {
-            return null;
-        }
+            var scan = PreScan(content, ref hits, names: true);
+            if (scan == Scan.None)
+            {
+                return null;
+            }
 
-        if ((MediaType.IsJson(mediaType) || LooksLikeJson(content)) && TryRedactJson(content, truncated, scan, out var rewritten, ref count))
+            if ((MediaType.IsJson(mediaType) || LooksLikeJson(content)) && TryRedactJson(content, truncated, scan, in hits, out var rewritten, ref count))
+            {
+                // Done: JSON names and values were handled token by token.
+                return rewritten;
+            }
+
+            if (IsXml(mediaType) || LooksLikeXml(content))
+            {
+                return RedactXml(content, scan, ref count);
+            }
+
+            return RedactText(content, scan, in hits, ref count);
+        }
+        finally
         {
-            // Done: JSON names and values were handled token by token.
-            return rewritten;
+            hits.Release();
         }
-
-        if (IsXml(mediaType) || LooksLikeXml(content))
-        {
-            return RedactXml(content, scan, ref count);
-        }
-
-        return RedactText(content, scan, ref count);
     }
 
     private byte[]? RedactForm(ReadOnlySpan<byte> content, ref int count)

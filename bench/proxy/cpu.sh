@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Process CPU per request of the capture proxy and of YARP passthrough: the measure that holds on a
+# shared (loaded) machine, where req/s is noise. Same upstream, receiver and processes as run.sh.
+#
+#   bench/proxy/cpu.sh                      # sizes 1k 64k 64k-random, 20,000 requests a cell
+#   SIZES="1k" REQUESTS=50000 bench/proxy/cpu.sh
+#   PROFILE=64k-random bench/proxy/cpu.sh   # also a perf CPU profile of the capture proxy during
+#                                           # that size's cell (OUT=dir for the perf.data, default /tmp)
+#   NO_BUILD=1 bench/proxy/cpu.sh           # skip the Release build
+#
+# For each size and process: a warm-up, then a fixed number of requests (wrk with -c$CONNS at a
+# modest pace, so the proxy is busy but not starved); CPU = utime + stime from /proc/PID/stat,
+# before and after, divided by the requests wrk completed. The exporter's work for those exchanges
+# (redaction happens on the request path; encoding and posting on the export loop) lands inside the
+# window because the export loop flushes at least once a second and the script waits for the
+# exported-span counter to catch up before reading the CPU clock.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+REQUESTS=${REQUESTS:-20000}
+CONNS=${CONNS:-8}
+BASE_PORT=${BASE_PORT:-18280}
+UPSTREAM_PORT=$((BASE_PORT + 1))
+RECEIVER_PORT=$((BASE_PORT + 2))
+YARP_PORT=$((BASE_PORT + 4))
+CAPTURE_PORT=$((BASE_PORT + 5))
+ADMIN_PORT=$((BASE_PORT + 6))
+read -r -a SIZES <<<"${SIZES:-1k 64k 64k-random}"
+PROFILE=${PROFILE:-}
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+if [[ -z ${NO_BUILD:-} ]]; then
+  dotnet build -c Release -v q -nologo "$ROOT/src/Cli/Cli.csproj" >/dev/null
+  dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
+fi
+SP="$ROOT/src/Cli/bin/Release/net10.0/sp.dll"
+BENCH="$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll"
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+start() { local name=$1; shift; "$@" >"$TMP/$name.log" 2>&1 & PIDS+=($!); }
+wait_port() {
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done
+  echo "nothing listening on port $1" >&2; cat "$TMP"/*.log >&2; exit 1
+}
+
+dotnet "$BENCH" bodies "$TMP/www"
+chmod 755 "$TMP"; chmod -R a+rX "$TMP/www"
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 10000000;
+  server { listen 127.0.0.1:$UPSTREAM_PORT; root $TMP/www; default_type application/json; }
+  server { listen 127.0.0.1:$RECEIVER_PORT; client_max_body_size 0; location / { return 200 ""; } }
+}
+NGINX
+start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
+for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
+start yarp dotnet "$SP" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
+YARP_PID=${PIDS[-1]}
+# PROFILE: perf resolves JIT-compiled frames through the runtime's perf map (/tmp/perf-PID.map).
+# (W^X off: with it on, JIT code runs from a double mapping perf cannot name.)
+[[ -z $PROFILE ]] || export DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0
+start capture dotnet "$SP" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+  --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
+CAPTURE_PID=${PIDS[-1]}
+for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$YARP_PORT" "$CAPTURE_PORT" "$ADMIN_PORT"; do wait_port "$port"; done
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%d", n }'; }
+# Every span the exporter handled (sent, failed or dropped), so its work is inside the window.
+exported() { echo $(( $(metric 'sp_export_spans_total') + $(metric 'sp_export_dropped_total') )); }
+requests_seen() { metric 'sp_requests_total{direction="inbound",outcome="captured"}'; }
+
+# wrk has no request count: run it for long enough, then count what it did. DURATION per cell
+# derived from a first short run's rate.
+run_cell() { # url pid -> "requests cpu-µs/request"
+  local url=$1 pid=$2 secs
+  wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null # warm-up
+  local rate
+  rate=$(wrk -t1 -c"$CONNS" -d1s "$url" | awk '/Requests\/sec:/ {print int($2)}')
+  secs=$(( REQUESTS / (rate > 0 ? rate : 1) + 1 ))
+  (( secs <= 60 )) || secs=60
+  if [[ $pid == "$CAPTURE_PID" ]]; then
+    # let the exporter drain what the warm-up queued
+    local e0=-1 e1; e1=$(exported)
+    while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported); done
+  fi
+  local before after out n exp_before perf_pid=
+  exp_before=$([[ $pid == "$CAPTURE_PID" ]] && exported || echo 0)
+  before=$(cpu_ticks "$pid")
+  if [[ -n $PROFILE && $pid == "$CAPTURE_PID" && $url == */$PROFILE ]]; then
+    perf record -F 499 -g -p "$pid" -o "${OUT:-/tmp}/capture-$PROFILE.perf.data" -- sleep "$secs" >"${OUT:-/tmp}/perf.log" 2>&1 &
+    perf_pid=$!
+  fi
+  out=$(wrk -t1 -c"$CONNS" -d"${secs}s" "$url")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  if [[ $pid == "$CAPTURE_PID" ]]; then
+    # wait until the exporter handled every exchange of the window (or 20 s)
+    for _ in $(seq 1 40); do (( $(exported) - exp_before >= n )) && break; sleep 0.5; done
+  fi
+  after=$(cpu_ticks "$pid")
+  [[ -z $perf_pid ]] || wait "$perf_pid" || true
+  awk -v n="$n" -v t="$((after - before))" -v hz="$CLK_TCK" -v r="$(awk '/Requests\/sec:/ {print int($2)}' <<<"$out")" \
+    'BEGIN { printf "%d requests, %d req/s, %.0f CPU-µs/request", n, r, t * 1e6 / hz / n }'
+}
+
+echo "CPU per request (process utime+stime / requests; load average $(cut -d' ' -f1-3 /proc/loadavg))"
+for size in "${SIZES[@]}"; do
+  echo "  $size yarp:    $(run_cell "http://127.0.0.1:$YARP_PORT/$size" "$YARP_PID")"
+  echo "  $size capture: $(run_cell "http://127.0.0.1:$CAPTURE_PORT/$size" "$CAPTURE_PID")"
+done
+echo "  capture: dropped $(metric 'sp_export_dropped_total'), exported spans $(exported); load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+[[ -z $PROFILE ]] || echo "  profile: perf report -i ${OUT:-/tmp}/capture-$PROFILE.perf.data --no-children --sort symbol"
