@@ -32,10 +32,10 @@ internal static partial class StoreLog
     [LoggerMessage(5112, LogLevel.Error, "Retention pass failed; retrying at the next interval")]
     public static partial void RetentionFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(5120, LogLevel.Information, "Compression: trained dictionary {DictionaryId} for tenant {TenantId} ({Bytes} bytes from {Samples} sampled values)")]
+    [LoggerMessage(5140, LogLevel.Information, "Compression: trained dictionary {DictionaryId} for tenant {TenantId} ({Bytes} bytes from {Samples} sampled values)")]
     public static partial void DictionaryTrained(ILogger logger, long tenantId, long dictionaryId, int bytes, int samples);
 
-    [LoggerMessage(5121, LogLevel.Warning, "Compression: training a dictionary for tenant {TenantId} failed; its values are stored without one")]
+    [LoggerMessage(5141, LogLevel.Warning, "Compression: training a dictionary for tenant {TenantId} failed; its values are stored without one")]
     public static partial void DictionaryTrainingFailed(ILogger logger, long tenantId, Exception exception);
 
     [LoggerMessage(5130, LogLevel.Error, "Search indexer: indexing spans failed; retrying")]
