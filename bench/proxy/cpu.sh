@@ -36,42 +36,9 @@ fi
 SP="$ROOT/src/Cli/bin/Release/net10.0/sp.dll"
 BENCH="$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll"
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-start() { local name=$1; shift; "$@" >"$TMP/$name.log" 2>&1 & PIDS+=($!); }
-wait_port() {
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done
-  echo "nothing listening on port $1" >&2; cat "$TMP"/*.log >&2; exit 1
-}
-
-dotnet "$BENCH" bodies "$TMP/www"
-chmod 755 "$TMP"; chmod -R a+rX "$TMP/www"
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  keepalive_requests 10000000;
-  server { listen 127.0.0.1:$UPSTREAM_PORT; root $TMP/www; default_type application/json; }
-  server { listen 127.0.0.1:$RECEIVER_PORT; client_max_body_size 0; location / { return 200 ""; } }
-}
-NGINX
-start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
+# shellcheck source=bench/proxy/lib.sh
+source "$ROOT/bench/proxy/lib.sh"
+start_nginx 1 1024
 for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
 start yarp dotnet "$SP" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
 YARP_PID=${PIDS[-1]}

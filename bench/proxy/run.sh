@@ -61,74 +61,17 @@ dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" 
 SP="$ROOT/src/Cli/bin/Release/net10.0/sp.dll"
 BENCH="$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll"
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-start() { # name, command...
-  local name=$1; shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  PIDS+=($!)
-}
-
-wait_port() { # port
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "nothing listening on port $1; logs in $TMP" >&2
-  cat "$TMP"/*.log >&2
-  exit 1
-}
-
-dotnet "$BENCH" bodies "$TMP/www"
-# nginx's workers run unprivileged: they must be able to read the bodies.
-chmod 755 "$TMP"; chmod -R a+rX "$TMP/www"
-
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<NGINX
-daemon off;
-worker_processes auto;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  keepalive_requests 10000000;
-  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
-  # The upstream: static bodies.
-  server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    root $TMP/www;
-    default_type application/json;
-  }
-  # The OTLP receiver: reads and discards every export, answers 200 with an empty (valid) response.
-  server {
-    listen 127.0.0.1:$RECEIVER_PORT;
-    client_max_body_size 0;
-    location / { return 200 ""; }
-  }
+# shellcheck source=bench/proxy/lib.sh
+source "$ROOT/bench/proxy/lib.sh"
+start_nginx auto 4096 "  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-NGINX
-start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
+  }"
 start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
 
 # The baseline is the same binary, Kestrel settings, YARP forwarder and upstream client as the

@@ -1,0 +1,67 @@
+# Sourced by run.sh and cpu.sh: the scratch folder, background processes, port waits, and the nginx
+# that serves the upstream's static bodies and answers the agent's exports with 200, so that neither
+# the upstream nor the receiver costs .NET CPU that would be charged to capture.
+# Expects ROOT, BENCH (ProxyBench.dll), NGINX, UPSTREAM_PORT and RECEIVER_PORT to be set.
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+start() { # name, command...
+  local name=$1; shift
+  "$@" >"$TMP/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+
+wait_port() { # port
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "nothing listening on port $1; logs in $TMP" >&2
+  cat "$TMP"/*.log >&2
+  exit 1
+}
+
+start_nginx() { # worker_processes, worker_connections, [more server/upstream blocks for the http context]
+  local workers=$1 connections=$2 more=${3:-}
+  dotnet "$BENCH" bodies "$TMP/www"
+  # nginx's workers run unprivileged: they must be able to read the bodies.
+  chmod 755 "$TMP"; chmod -R a+rX "$TMP/www"
+  mkdir -p "$TMP/nginx"
+  cat >"$TMP/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes $workers;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections $connections; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 10000000;
+  # The upstream: static bodies.
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    root $TMP/www;
+    default_type application/json;
+  }
+  # The OTLP receiver: reads and discards every export, answers 200 with an empty (valid) response.
+  server {
+    listen 127.0.0.1:$RECEIVER_PORT;
+    client_max_body_size 0;
+    location / { return 200 ""; }
+  }
+$more
+}
+NGINX
+  start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
+}
