@@ -56,6 +56,7 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     private CodecDictionaries? _dictionaries;
     private Task? _indexer;
     private long _committedUpTo;
+    private long _inheritedBacklogEnd = -1;
     private long _indexedUpTo;
 
     /// <summary>This store's per-tenant compression dictionaries.</summary>
@@ -63,6 +64,13 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         LoadLatestDictionaryAsync, id => LoadDictionaryAsync(id).GetAwaiter().GetResult(), SaveDictionaryAsync, Logger));
 
     public long IndexedUpTo => Interlocked.Read(ref _indexedUpTo);
+
+    /// <summary>
+    /// True while the indexer works through spans committed before this process's first commit
+    /// (a re-index after an upgrade, a backlog left by a restart or another replica): a backlog
+    /// this process did not make, which ingest backpressure must not wait out.
+    /// </summary>
+    protected bool IndexingInheritedBacklog => IndexedUpTo < Interlocked.Read(ref _inheritedBacklogEnd);
 
     public SearchIndexLag Lag
     {
@@ -99,9 +107,11 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// <summary>Indexes up to <paramref name="maxSpans"/> spans past the watermark; returns the new watermark and how many spans it read.</summary>
     protected abstract Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken);
 
-    /// <summary>The subclass committed spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
-    protected void Committed(long maxId)
+    /// <summary>The subclass committed <paramref name="spans"/> spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
+    protected void Committed(long maxId, long spans)
     {
+        // The first commit's ids start at about maxId - spans + 1: everything below was there before.
+        Interlocked.CompareExchange(ref _inheritedBacklogEnd, Math.Max(0, maxId - spans), -1);
         long seen;
         while ((seen = Interlocked.Read(ref _committedUpTo)) < maxId && Interlocked.CompareExchange(ref _committedUpTo, maxId, seen) != seen)
         {

@@ -104,6 +104,39 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
+    public async Task Ingest_does_not_wait_for_a_backlog_that_was_there_before_the_process_first_committed()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using var holder = await HoldIndexerLockAsync();
+        long tenant;
+        int n = 0;
+        // A previous process (or the upgrade's re-index) leaves more than two passes unindexed.
+        await using (var before = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance))
+        {
+            await before.MigrateAsync(CancellationToken.None);
+            tenant = (await before.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+            while (((ISearchIndexProgress)before).Lag.SpansBehind <= 4096)
+            {
+                await before.InsertSpansAsync(tenant, [.. Enumerable.Range(0, 512).Select(_ => { n++; return Exchange(n, n); })], CancellationToken.None);
+            }
+        }
+
+        // Time that never moves: a batch that waited for the indexer could only end by the indexer
+        // catching up, which the held lock prevents, so completing proves it did not wait.
+        var frozen = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance, frozen);
+        var progress = (ISearchIndexProgress)store;
+        // (The minute only turns a regression into a failure instead of a hang.)
+        await store.InsertSpansAsync(tenant, [Exchange(n + 1, n + 1)], CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(1));
+        await store.InsertSpansAsync(tenant, [Exchange(n + 2, n + 2, responseText: "lisbon")], CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.True(progress.IndexedUpTo < n, $"the indexer ran ({progress.IndexedUpTo} of {n} indexed) while its lock was held");
+
+        await ReleaseIndexerLockAsync(holder);
+        await progress.WaitForSearchAsync(CancellationToken.None);
+        Assert.Equal([Trace(n + 2)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+    }
+
+    [Fact]
     public void Search_term_hashes_never_change_they_are_stored()
     {
         // A different hash would leave every span indexed before it unfindable.

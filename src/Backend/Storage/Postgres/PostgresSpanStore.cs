@@ -120,7 +120,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             var direct = await TryCopyDirectAsync(connection, tenantId, encoded, cancellationToken).ConfigureAwait(false);
             if (direct is { } maxDirect)
             {
-                Committed(maxDirect);
+                Committed(maxDirect, encoded.Length);
                 return encoded.Length;
             }
 
@@ -146,7 +146,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                Committed(maxId);
+                Committed(maxId, inserted);
                 return (int)inserted;
             }
         }
@@ -162,7 +162,10 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     /// </summary>
     private async Task WaitForIndexerAsync(CancellationToken cancellationToken)
     {
-        if (Lag.SpansBehind <= MaxUnindexedSpans)
+        // A backlog from before this process's first commit (the re-index after the migration to
+        // hashed terms, a restart behind a slow indexer) is worked off without holding ingest back:
+        // waiting on it could throttle every batch for as long as re-indexing a large store takes.
+        if (Lag.SpansBehind <= MaxUnindexedSpans || IndexingInheritedBacklog)
         {
             return;
         }
