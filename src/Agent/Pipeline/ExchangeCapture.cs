@@ -297,7 +297,14 @@ public sealed class ExchangeCapture : IDisposable
             addHeaders(state, Exchange.ResponseHeaders);
             if (KeepsBodies)
             {
-                _stream ??= StreamCapture.Begin(Exchange, _pipeline.StreamLimits);
+                if (_stream is null)
+                {
+                    _stream = StreamCapture.Begin(Exchange, _pipeline.StreamLimits, _pipeline.Budget, out var overBudget);
+                    if (overBudget)
+                    {
+                        _pipeline.Metrics.CaptureBudgetExceeded.Inc();
+                    }
+                }
             }
         }
     }

@@ -18,6 +18,8 @@ internal sealed class StreamCapture : IDisposable
 {
     private readonly SseEventReader? _sse;
     private readonly WebSocketFrameReader? _webSocket;
+    private CaptureByteBudget? _budget;
+    private long _reserved;
 
     private StreamCapture(SseEventReader? sse, WebSocketFrameReader? webSocket)
     {
@@ -49,22 +51,51 @@ internal sealed class StreamCapture : IDisposable
     /// An event stream in a content-encoding (gzip SSE is rare) is left to the body capture: its bytes
     /// are not events until decoded.
     /// </summary>
-    public static StreamCapture? Begin(Exchange exchange, StreamCaptureLimits limits)
+    /// <remarks>
+    /// A followed stream keeps up to <see cref="StreamCaptureLimits.MaxStreamBytes"/> (an event stream,
+    /// whose data is kept as strings, twice that) for as long as it lives, so it reserves that much from <paramref name="budget"/> (the capture byte budget the body
+    /// buffers and the export queue share) when it starts and gives it back when it is disposed. When
+    /// the budget has no room the stream is not followed: <paramref name="overBudget"/> is set and its
+    /// bytes go to the ordinary body capture, which is bounded by the same budget. So any number of
+    /// concurrent streams stays within the budget (and the agent's heap cap), and the traffic itself is
+    /// never touched.
+    /// </remarks>
+    public static StreamCapture? Begin(Exchange exchange, StreamCaptureLimits limits, CaptureByteBudget? budget, out bool overBudget)
     {
+        overBudget = false;
         var headers = exchange.ResponseHeaders;
+        StreamCapture? stream = null;
         if (StreamSpanAttributes.IsWebSocketUpgrade(exchange.StatusCode, headers.Get("upgrade")))
         {
-            return new StreamCapture(null, new WebSocketFrameReader(limits));
+            stream = new StreamCapture(null, new WebSocketFrameReader(limits));
         }
-
-        var coding = headers.Get("content-encoding");
-        if (StreamSpanAttributes.IsEventStream(headers.Get("content-type"))
-            && (string.IsNullOrEmpty(coding) || coding.Equals("identity", StringComparison.OrdinalIgnoreCase)))
+        else
         {
-            return new StreamCapture(new SseEventReader(limits), null);
+            var coding = headers.Get("content-encoding");
+            if (StreamSpanAttributes.IsEventStream(headers.Get("content-type"))
+                && (string.IsNullOrEmpty(coding) || coding.Equals("identity", StringComparison.OrdinalIgnoreCase)))
+            {
+                stream = new StreamCapture(new SseEventReader(limits), null);
+            }
         }
 
-        return null;
+        if (stream is null || budget is null)
+        {
+            return stream;
+        }
+
+        // Event data is kept as .NET strings (two bytes a character): an event stream may hold twice its limit.
+        var reserve = stream.IsEventStream ? 2 * limits.MaxStreamBytes : limits.MaxStreamBytes;
+        if (!budget.TryReserve(reserve))
+        {
+            stream.Dispose();
+            overBudget = true;
+            return null;
+        }
+
+        stream._budget = budget;
+        stream._reserved = reserve;
+        return stream;
     }
 
     /// <summary>Bytes from the client: a WebSocket's sent frames. False when they are an ordinary request body.</summary>
@@ -133,6 +164,9 @@ internal sealed class StreamCapture : IDisposable
     {
         _sse?.Dispose();
         _webSocket?.Dispose();
+        _budget?.Release(_reserved);
+        _budget = null;
+        _reserved = 0;
     }
 
     private static CapturedBody EventStreamBody(string json, SseEventReader reader, string? contentType, int maxBodyBytes, int maxDecodedBytes)

@@ -137,9 +137,68 @@ public sealed class CaptureByteBudgetTests
         Assert.Equal(0, budget.Held);
     }
 
-    private static (OtlpExporter Exporter, CapturePipeline Pipeline) Create(AgentMetrics metrics)
+    [Fact]
+    public async Task FollowedStreams_ReserveTheirStreamLimit_AndOnesPastTheBudgetAreNotFollowed()
+    {
+        var metrics = new AgentMetrics();
+        var (exporter, pipeline) = Create(metrics, streamBytes: Budget / 4);
+        await using var _ = exporter;
+        var budget = exporter.Budget;
+        var eventChunk = System.Text.Encoding.UTF8.GetBytes("data: " + new string('x', 1000) + "\n\n");
+
+        // Six event streams open at once against room for two: each followed one holds twice its
+        // stream limit (event data is kept as strings) for as long as it lives, so the other four
+        // find no room and are not followed.
+        var captures = new List<ExchangeCapture>();
+        for (var i = 0; i < 6; i++)
+        {
+            var capture = pipeline.Begin(Post(i), TimeProvider.System)!;
+            capture.CompleteRequestBody(ended: true);
+            capture.RecordResponseHead(200, 0, static (_, headers) => headers.Add("content-type", "text/event-stream"));
+            captures.Add(capture);
+            Assert.InRange(budget.Held, 0, budget.Limit);
+        }
+
+        Assert.Equal([true, true, false, false, false, false], captures.Select(c => c.FollowsEventStream));
+        Assert.Equal(4, metrics.CaptureBudgetExceeded.Value);
+        foreach (var capture in captures)
+        {
+            capture.AppendResponseBody(eventChunk);
+            Assert.InRange(budget.Held, 0, budget.Limit);
+        }
+
+        // Followed streams that end give their reservations back (their queued exchanges then hold
+        // only their export size): the next stream is followed.
+        foreach (var ended in captures.Take(2))
+        {
+            ended.Finish(ExchangeOutcome.Completed, error: null);
+            ended.Dispose();
+            Assert.NotNull(ended.Exchange.Attributes.GetValueOrDefault(SpIstio.Core.Streams.StreamSpanAttributes.SseEvents));
+        }
+
+        var next = pipeline.Begin(Post(6), TimeProvider.System)!;
+        next.CompleteRequestBody(ended: true);
+        next.RecordResponseHead(200, 0, static (_, headers) => headers.Add("content-type", "text/event-stream"));
+        Assert.True(next.FollowsEventStream);
+
+        foreach (var capture in captures.Skip(2).Append(next))
+        {
+            capture.Finish(ExchangeOutcome.Completed, error: null);
+            capture.Dispose();
+        }
+
+        await exporter.StopAsync(TimeSpan.Zero);
+        Assert.Equal(0, budget.Held);
+    }
+
+    private static (OtlpExporter Exporter, CapturePipeline Pipeline) Create(AgentMetrics metrics, long? streamBytes = null)
     {
         var options = TestExchanges.Options(TestExchanges.RefusingBackend());
+        if (streamBytes is { } bytes)
+        {
+            options.Capture.Streams = new SpIstio.Core.Configuration.StreamCaptureOptions { MaxStreamBytes = bytes };
+        }
+
         options.Export.MaxInflightBytes = Budget;
         options.Capture.MaxRequestBodyBytes = BodyLimit;
         options.Capture.MaxResponseBodyBytes = BodyLimit;
