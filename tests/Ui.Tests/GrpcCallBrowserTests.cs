@@ -107,9 +107,10 @@ public sealed class GrpcCallBrowserTests : IAsyncLifetime, IDisposable
 
         // NOT_FOUND is a client error (google/rpc/code.proto maps it to 404) although HTTP said 200:
         // the row, its bar and its arrow in the sequence diagram are classed so, as a 404 would be.
-        var row = browser.Find(By.XPath("//table[@id='timeline']//tr[contains(., 'sp.test.grpc.Orders/Get')]"));
+        const string Row = "//table[@id='timeline']//tr[contains(., 'sp.test.grpc.Orders/Get')]";
+        var row = browser.Find(By.XPath(Row));
         Assert.Contains("failed", row.GetAttribute("class") ?? "", StringComparison.Ordinal);
-        var bar = row.FindElement(By.CssSelector("span.bar"));
+        var bar = browser.Find(By.XPath(Row + "//span[contains(concat(' ', @class, ' '), ' bar ')]"));
         Assert.Contains("client-error", bar.GetAttribute("class") ?? "", StringComparison.Ordinal);
         Assert.DoesNotContain(" ok", " " + bar.GetAttribute("class"), StringComparison.Ordinal);
         Assert.Single(browser.FindAll(By.CssSelector("g.msg.client-error")));

@@ -132,10 +132,8 @@ public sealed class ExchangeCapture : IDisposable
 
         lock (_gate)
         {
-            if (!_finished && !_requestBodyDone && _stream is null && _grpcRequest is null && _requestBody is null
-                && _requestWhole is null && bytes.Length <= _pipeline.MaxRequestBodyBytes)
+            if (KeepWhole(ref _requestWhole, _requestBody, _requestBodyDone, _pipeline.MaxRequestBodyBytes, bytes))
             {
-                _requestWhole = bytes;
                 return;
             }
         }
@@ -355,15 +353,27 @@ public sealed class ExchangeCapture : IDisposable
 
         lock (_gate)
         {
-            if (!_finished && _stream is null && _grpcRequest is null && _responseBody is null
-                && _responseWhole is null && bytes.Length <= _pipeline.MaxResponseBodyBytes)
+            if (KeepWhole(ref _responseWhole, _responseBody, done: false, _pipeline.MaxResponseBodyBytes, bytes))
             {
-                _responseWhole = bytes;
                 return;
             }
         }
 
         AppendResponseBody(bytes.Span);
+    }
+
+    // Under _gate: keeps a body that came in one piece by reference, when nothing of it came before
+    // (no buffer, no whole body yet), it is not a stream or gRPC call, and it fits the capture limit.
+    private bool KeepWhole(ref ReadOnlyMemory<byte>? whole, BodyCaptureBuffer? buffer, bool done, int limit, ReadOnlyMemory<byte> bytes)
+    {
+        if (_finished || done || _stream is not null || _grpcRequest is not null || buffer is not null
+            || whole is not null || bytes.Length > limit)
+        {
+            return false;
+        }
+
+        whole = bytes;
+        return true;
     }
 
     /// <summary>

@@ -43,9 +43,11 @@ public static class ErrorDefinition
     // The gRPC codes google/rpc/code.proto maps to a 4xx: CANCELLED (499), INVALID_ARGUMENT,
     // NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED,
     // OUT_OF_RANGE, UNAUTHENTICATED. Every other non-OK code, and -1 (ended without a status), is a 5xx.
-    private const string GrpcClientCodes = "1, 3, 5, 6, 7, 8, 9, 10, 11, 16";
+    private static readonly int[] _grpcClientCodes = [1, 3, 5, 6, 7, 8, 9, 10, 11, 16];
 
-    private static bool IsGrpcClientCode(int code) => code is 1 or 3 or 5 or 6 or 7 or 8 or 9 or 10 or 11 or 16;
+    private static readonly string GrpcClientCodes = string.Join(", ", _grpcClientCodes);
+
+    private static bool IsGrpcClientCode(int code) => Array.IndexOf(_grpcClientCodes, code) >= 0;
 
     // A gRPC call whose status is not OK (null: not a gRPC call).
     private static bool GrpcFailed(int? grpcStatus) => grpcStatus is { } code && code != 0;

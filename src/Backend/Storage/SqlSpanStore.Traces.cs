@@ -338,8 +338,8 @@ internal abstract partial class SqlSpanStore
 
                 t.Add(new TraceRow(
                     reader.GetString(1), NullableString(reader, 2), reader.GetString(3), reader.GetString(4), Int64(reader, 5), Int64(reader, 6),
-                    Int64(reader, 7) != 0, reader.IsDBNull(8) ? null : (int)Int64(reader, 8), NullableString(reader, 9), NullableString(reader, 10),
-                    NullableString(reader, 11), reader.IsDBNull(12) ? null : (int)Int64(reader, 12)));
+                    Int64(reader, 7) != 0, NullableInt32(reader, 8), NullableString(reader, 9), NullableString(reader, 10),
+                    NullableString(reader, 11), NullableInt32(reader, 12)));
             }
         }
 

@@ -498,8 +498,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
                     callee = SpIstio.Core.Model.HostName.WithoutPort(authority).ToString();
                 }
 
-                int? status = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
-                int? grpc = reader.IsDBNull(6) ? null : (int)Int64(reader, 6);
+                int? status = NullableInt32(reader, 5);
+                int? grpc = NullableInt32(reader, 6);
                 Stats(edges, (reader.GetString(0), callee)).Add(LatencyStats.NanosToMs(Int64(reader, 3)), ErrorDefinition.FromStored(Int64(reader, 4) != 0, status, grpc), ErrorDefinition.IsClientError(status, grpc));
             }
         }
@@ -514,8 +514,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                int? status = reader.IsDBNull(4) ? null : (int)Int64(reader, 4);
-                int? grpc = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
+                int? status = NullableInt32(reader, 4);
+                int? grpc = NullableInt32(reader, 5);
                 Stats(edges, (reader.GetString(0), reader.GetString(1))).Add(LatencyStats.NanosToMs(Int64(reader, 2)), ErrorDefinition.FromStored(Int64(reader, 3) != 0, status, grpc), ErrorDefinition.IsClientError(status, grpc));
             }
         }
@@ -549,8 +549,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                int? status = reader.IsDBNull(5) ? null : (int)Int64(reader, 5);
-                int? grpc = reader.IsDBNull(6) ? null : (int)Int64(reader, 6);
+                int? status = NullableInt32(reader, 5);
+                int? grpc = NullableInt32(reader, 6);
                 var row = (reader.GetString(0), reader.GetString(1), reader.GetString(2), LatencyStats.NanosToMs(Int64(reader, 3)),
                     ErrorDefinition.FromStored(Int64(reader, 4) != 0, status, grpc), ErrorDefinition.IsClientError(status, grpc));
                 rows.Add(row);
@@ -775,14 +775,21 @@ internal abstract partial class SqlSpanStore : ISpanStore
     // A gRPC call's status (selected at column) decides whether it is an error (ErrorDefinition).
     private static SpanSummary WithGrpcStatus(SpanSummary summary, DbDataReader reader, int column)
     {
-        int? grpc = reader.IsDBNull(column) ? null : (int)Int64(reader, column);
-        return summary with { GrpcStatus = grpc, IsError = ErrorDefinition.FromStored(Int64(reader, 8) != 0, summary.StatusCode, grpc) };
+        var (grpc, isError) = GrpcOutcome(reader, column, summary.StatusCode);
+        return summary with { GrpcStatus = grpc, IsError = isError };
     }
 
     private static StoredSpan WithGrpcStatus(StoredSpan span, DbDataReader reader, int column)
     {
-        int? grpc = reader.IsDBNull(column) ? null : (int)Int64(reader, column);
-        return span with { GrpcStatus = grpc, IsError = ErrorDefinition.FromStored(Int64(reader, 8) != 0, span.StatusCode, grpc) };
+        var (grpc, isError) = GrpcOutcome(reader, column, span.StatusCode);
+        return span with { GrpcStatus = grpc, IsError = isError };
+    }
+
+    // The gRPC status at column and the error flag (column 8 of every span head) it decides with the HTTP status.
+    private static (int? Grpc, bool IsError) GrpcOutcome(DbDataReader reader, int column, int? httpStatus)
+    {
+        int? grpc = NullableInt32(reader, column);
+        return (grpc, ErrorDefinition.FromStored(Int64(reader, 8) != 0, httpStatus, grpc));
     }
 
     private static SpanSummary ReadSummary(DbDataReader r) => new(
@@ -794,14 +801,14 @@ internal abstract partial class SqlSpanStore : ISpanStore
         r.GetString(5),
         StoreTime.FromNanos(Int64(r, 6)),
         StoreTime.FromNanos(Int64(r, 7)),
-        ErrorDefinition.FromStored(Int64(r, 8) != 0, r.IsDBNull(15) ? null : (int)Int64(r, 15)),
+        ErrorDefinition.FromStored(Int64(r, 8) != 0, NullableInt32(r, 15)),
         Int64(r, 9) != 0,
         NullableString(r, 10),
         NullableString(r, 11),
         NullableString(r, 12),
         NullableString(r, 13),
         NullableString(r, 14),
-        r.IsDBNull(15) ? null : (int)Int64(r, 15));
+        NullableInt32(r, 15));
 
     private static Tenant ReadTenant(DbDataReader r) => new(
         Int64(r, 0),
@@ -825,6 +832,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
     protected static string? NullableString(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
     protected static byte[]? NullableBytes(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : (byte[])reader.GetValue(ordinal);
+
+    protected static int? NullableInt32(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : (int)Int64(reader, ordinal);
 }
 
 /// <summary>A span with its stored forms computed (compressed bodies, search text), ready for either store's bulk insert.</summary>
