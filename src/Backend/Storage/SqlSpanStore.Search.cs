@@ -161,18 +161,12 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// does not decode is left out rather than stopping the indexer at that span for good.
     /// </summary>
     protected string? SearchTextOf(DbDataReader reader, int authority, int path, int query, int requestBody, int responseBody) =>
-        SearchText.Build(new StoredSpan
-        {
-            TraceId = string.Empty,
-            SpanId = string.Empty,
-            Name = string.Empty,
-            ServiceName = string.Empty,
-            Authority = NullableString(reader, authority),
-            Path = NullableString(reader, path),
-            Query = NullableString(reader, query),
-            RequestBody = DecodeForIndex(NullableBytes(reader, requestBody)),
-            ResponseBody = DecodeForIndex(NullableBytes(reader, responseBody)),
-        });
+        SearchText.Build(
+            NullableString(reader, authority),
+            NullableString(reader, path),
+            NullableString(reader, query),
+            DecodeForIndex(NullableBytes(reader, requestBody)),
+            DecodeForIndex(NullableBytes(reader, responseBody)));
 
     /// <summary>Stops the indexer (call first in DisposeAsync); waiters still pending are cancelled.</summary>
     protected async Task StopIndexerAsync()

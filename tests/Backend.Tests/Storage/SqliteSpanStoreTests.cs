@@ -53,6 +53,21 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task A_row_the_database_refuses_fails_its_batch_with_SQLites_reason_and_the_next_batch_goes_in()
+    {
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+
+        // The table's CHECK refuses a trace id that is not 32 lower-case hex digits.
+        var refused = TestSpans.Exchange(1, 1) with { TraceId = "not-a-trace-id" };
+        var error = await Assert.ThrowsAsync<Microsoft.Data.Sqlite.SqliteException>(() => Store.InsertSpansAsync(tenant, [refused], CancellationToken.None));
+        Assert.Equal(19, error.SqliteErrorCode); // SQLITE_CONSTRAINT
+        Assert.Contains("CHECK constraint failed", error.Message, StringComparison.Ordinal);
+
+        // The prepared insert was reset: the next batch is stored.
+        Assert.Equal(1, await Store.InsertSpansAsync(tenant, [TestSpans.Exchange(2, 1)], CancellationToken.None));
+    }
+
+    [Fact]
     public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
     {
         await Store.EnsureTenantAsync("acme", CancellationToken.None);

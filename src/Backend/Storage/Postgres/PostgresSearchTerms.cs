@@ -16,19 +16,21 @@ internal static class PostgresSearchTerms
 {
     private const int StackBytes = 512;
 
-    /// <summary>The distinct hashes of a search text's words, appended to <paramref name="into"/>; returns how many.</summary>
+    /// <summary>
+    /// The hashes of a search text's words, appended to <paramref name="into"/>; returns how many.
+    /// <see cref="SearchText"/> already holds each distinct word once, so they are not deduplicated again.
+    /// </summary>
     public static int Append(string searchText, List<long> into)
     {
         ArgumentNullException.ThrowIfNull(searchText);
         ArgumentNullException.ThrowIfNull(into);
         int start = into.Count;
-        var seen = new HashSet<long>();
         foreach (var range in searchText.AsSpan().Split(' '))
         {
             var word = searchText.AsSpan(range);
-            if (!word.IsEmpty && Hash(word) is var hash && seen.Add(hash))
+            if (!word.IsEmpty)
             {
-                into.Add(hash);
+                into.Add(Hash(word));
             }
         }
 

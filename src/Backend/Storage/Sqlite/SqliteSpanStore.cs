@@ -267,15 +267,11 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             Int64(insert, 28, id + 1);
             NullableInt64(insert, 29, s.GrpcStatus);
 
+            // Reset before the check: the statement is ready for the next row, and the error (with its
+            // message) stays on the connection for the exception.
             int rc = raw.sqlite3_step(insert);
-            if (rc != raw.SQLITE_DONE)
-            {
-                string message = raw.sqlite3_errmsg(db).utf8_to_string();
-                raw.sqlite3_reset(insert);
-                throw new SqliteException("SQLite Error " + rc + ": " + message, rc);
-            }
-
             raw.sqlite3_reset(insert);
+            SqliteException.ThrowExceptionForRC(rc, db);
 
             // No change when the span already exists (a retried export); its id is then not used.
             if (raw.sqlite3_changes(db) == 0)
@@ -538,10 +534,11 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         if (rc != raw.SQLITE_OK)
         {
             statement?.Dispose();
-            throw new SqliteException("SQLite Error " + rc + ": " + raw.sqlite3_errmsg(db).utf8_to_string(), rc);
+            SqliteException.ThrowExceptionForRC(rc, db);
         }
 
-        return statement;
+        // ThrowExceptionForRC threw for any code but SQLITE_OK, with which the statement is set.
+        return statement!;
     }
 
     private static SqliteCommand Prepare(SqliteConnection connection, string sql, params string[] parameters)
