@@ -1,28 +1,14 @@
 using System.CommandLine;
+using SpIstio.Backend.Hosting;
 using SpIstio.Cli.Commands;
+using SpIstio.Core.Startup;
 
 namespace SpIstio.Cli;
 
 internal static class Program
 {
-    // Long-running commands (agent, backend) drain on Ctrl+C / SIGTERM: the action's token is
-    // cancelled, and the process waits this long for the drain and the export flush (the 2 s
-    // default would cut them short).
-    private static readonly TimeSpan _terminationTimeout = TimeSpan.FromSeconds(30);
-
-    public static async Task<int> Main(string[] args)
-    {
-        // Our own handler instead of System.CommandLine's: every failure is one line and an exit code (see StartupErrors).
-        var configuration = new InvocationConfiguration { ProcessTerminationTimeout = _terminationTimeout, EnableDefaultExceptionHandler = false };
-        try
-        {
-            return await BuildRootCommand().Parse(args).InvokeAsync(configuration).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            return StartupErrors.Report(ex, configuration.Error);
-        }
-    }
+    public static Task<int> Main(string[] args) => CommandRunner.RunAsync(BuildRootCommand(), args, static ex =>
+        ex is BackendOptionsException options ? new StartupException(string.Join("; ", options.Problems), StartupFailure.InvalidInput, options) : ex);
 
     /// <summary>
     /// The whole command tree. Each command group lives in its own file under Commands/ and is

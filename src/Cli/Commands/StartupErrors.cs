@@ -22,10 +22,6 @@ internal static class StartupErrors
                 line = startup.Message;
                 code = startup.Failure == StartupFailure.InvalidInput ? ExitCodes.InvalidInput : ExitCodes.Unavailable;
                 break;
-            case Backend.Hosting.BackendOptionsException options:
-                line = string.Join("; ", options.Problems);
-                code = ExitCodes.InvalidInput;
-                break;
             default:
                 line = "unexpected " + exception.GetType().Name + ": " + exception.Message.ReplaceLineEndings(" ") + " (" + DebugVariable + "=1 prints the stack trace)";
                 code = ExitCodes.InternalError;

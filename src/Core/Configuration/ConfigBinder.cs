@@ -60,7 +60,7 @@ internal sealed class ConfigBinder(List<ConfigProblem> problems)
 
     private bool TryBindList(OptionProperty property, ConfigNode node, string path, out object? list)
     {
-        var result = (System.Collections.IList)Activator.CreateInstance(property.Property.PropertyType)!;
+        var result = property.NewList!();
         list = result;
         if (node.Children.Count == 0)
         {
@@ -115,7 +115,7 @@ internal sealed class ConfigBinder(List<ConfigProblem> problems)
             }
             else
             {
-                var element = Activator.CreateInstance(property.ValueType)!;
+                var element = ConfigMetadata.Create(property.ValueType);
                 if (ExpectMapping(child, elementPath))
                 {
                     BindObject(element, child, elementPath);

@@ -76,7 +76,7 @@ public static class ConfigReference
                     break;
                 case OptionKind.ObjectList:
                     rows.Add(new Row(path, "list of mappings", Format(value), property.Description));
-                    AddRows(Activator.CreateInstance(property.ValueType)!, path + "[]", rows);
+                    AddRows(ConfigMetadata.Create(property.ValueType), path + "[]", rows);
                     break;
             }
         }

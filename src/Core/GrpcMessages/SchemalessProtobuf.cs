@@ -93,7 +93,8 @@ public static class SchemalessProtobuf
                     return null;
             }
 
-            fields.Add(entry);
+            // As a JsonNode: the generic Add<T> would wrap it as a JsonValue through reflection (not trimmable).
+            fields.Add((JsonNode)entry);
         }
 
         return fields;
