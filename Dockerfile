@@ -1,11 +1,14 @@
 # syntax=docker/dockerfile:1
-# The `sp` image: one executable for `sp agent extproc|proxy`, `sp backend` and `sp keys`.
+# The `sp` image: `sp` (dotnet /app/sp.dll) for `sp backend`, `sp keys` and `sp tenants`, and the
+# Native AOT agent /app/sp-agent for `sp-agent agent extproc|proxy`, which the manifests' agent
+# containers run (command: ["/app/sp-agent"]): it idles at about half the RSS of the JIT-compiled
+# `sp agent` (docs/production.md, "Memory per agent").
 #
 #   docker build -t ghcr.io/sp-istio/sp:0.1.0 .
 #   docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/sp-istio/sp:0.1.0 .
 #
-# Build stage runs on the build machine's platform and cross-publishes for the target
-# architecture, so multi-arch builds do not run the SDK under emulation.
+# The `build` stage runs on the build machine's platform and cross-publishes the managed `sp` for
+# the target architecture, so multi-arch builds do not run the SDK under emulation.
 FROM --platform=$BUILDPLATFORM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 ARG TARGETARCH
 WORKDIR /src
@@ -31,6 +34,29 @@ COPY examples/travel/ examples/travel/
 # without a rebuild of the application layer.
 RUN dotnet publish src/Cli/Cli.csproj -c Release -a $TARGETARCH --no-restore --self-contained false -o /app
 
+# The Native AOT agent. Native AOT compiles and links for the machine it runs on; cross-compiling
+# needs the target's linker and sysroot, so this stage runs on the TARGET platform instead (no
+# --platform=$BUILDPLATFORM): an arm64 image builds its agent under emulation (slow, but the same
+# toolchain as a native build). The noble SDK matches the runtime image's glibc. clang and
+# zlib1g-dev are Microsoft's documented Native AOT prerequisites on Linux (clang compiles and links;
+# .NET 10 links its own zlib-ng, so the binary needs only libc and libm, plus the OpenSSL it loads).
+FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS agent
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clang zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Directory.Build.props Directory.Packages.props .editorconfig ./
+COPY eng/ eng/
+COPY src/Directory.Build.props src/
+COPY src/Core/Core.csproj src/Core/
+COPY src/Agent/Agent.csproj src/Agent/
+COPY src/AgentHost/AgentHost.csproj src/AgentHost/
+RUN dotnet restore src/AgentHost/AgentHost.csproj -r linux-$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac)
+COPY src/ src/
+# The agent's command files are src/Cli/Commands/*.cs (shared with `sp agent`, compiled into sp-agent).
+RUN dotnet publish src/AgentHost/AgentHost.csproj -c Release -r linux-$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac) --no-restore -o /agent \
+    && rm -f /agent/*.dbg /agent/*.pdb /agent/*.xml
+
 # Runtime: Ubuntu 24.04 "chiseled" ASP.NET image. Chosen over -alpine because
 #  - it is glibc, like the SDK that built the app: the SQLite native library (SQLitePCLRaw)
 #    and gRPC run on the same libc they were tested with;
@@ -42,6 +68,7 @@ RUN dotnet publish src/Cli/Cli.csproj -c Release -a $TARGETARCH --no-restore --s
 FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble-chiseled AS runtime
 WORKDIR /app
 COPY --from=build --chown=root:root /app ./
+COPY --from=agent --chown=root:root /agent/sp-agent ./
 
 # Kubernetes mounts these: /tmp (emptyDir; .NET's diagnostics IPC socket lives there) and
 # /data (SQLite store, only when the backend runs on the embedded store). Nothing else is
@@ -51,8 +78,9 @@ VOLUME ["/tmp", "/data"]
 # --listen/--admin, so the default binding is cleared rather than left listening.
 #
 # Memory: the runtime settings (workstation non-concurrent GC, a 4 MiB gen0 budget, GCConserveMemory,
-# TieredPGO off, no thread-pool spinning) are in sp.runtimeconfig.json, set in src/Cli/Cli.csproj, so the image, the
-# manifests and the benches run with the same ones; a DOTNET_* variable in a Deployment overrides them.
+# TieredPGO off, no thread-pool spinning) are set once in eng/RuntimeSettings.props: in sp.runtimeconfig.json
+# for `sp`, compiled into sp-agent; the image, the manifests and the benches run with the same ones; a
+# DOTNET_* variable in a Deployment overrides them.
 # `sp agent` also caps its managed heap at 2 x export.max_inflight_bytes + 16 MiB (agent commands only,
 # not the backend; see docs/production.md, "Memory per agent").
 # SP_STORE is the store `sp backend`, `sp keys` and `sp tenants` use when --store is not given, so

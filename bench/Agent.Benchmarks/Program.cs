@@ -15,6 +15,9 @@ var connections = Option("--connections", 2);
 var rate = Option("--rate", 0);
 // --body-bytes 2048,65536: one sync and one observability cell per body size (each way).
 var bodySizes = OptionList("--body-bytes", [2048, 65536]);
+// --agent aot (default): the Native AOT sp-agent the image and the manifests run, published once
+// from src/AgentHost; --agent jit: `dotnet sp.dll`; --agent PATH: that sp-agent binary.
+var agentChoice = StringOption("--agent", "aot");
 var ic = CultureInfo.InvariantCulture;
 var here = AppContext.BaseDirectory;
 var duration = TimeSpan.FromSeconds(seconds);
@@ -53,12 +56,21 @@ await using (var noop = await ServerProcess.StartAsync(Assembly.GetEntryAssembly
 
 double rssIdle;
 double rssPeak = 0;
-await using (var agent = await ServerProcess.StartAsync(
-    Path.Combine(here, "sp.dll"),
-    ["agent", "extproc", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ignore-env",
-     "--set", "sp_backend_url=" + sink.BaseAddress, "--set", "public_key=bench"],
-    runtimeConfig: null,
-    hasAdmin: true))
+string[] agentArgs =
+[
+    "agent", "extproc", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ignore-env",
+    "--set", "sp_backend_url=" + sink.BaseAddress, "--set", "public_key=bench",
+];
+var agentExecutable = agentChoice switch
+{
+    "jit" => null,
+    "aot" => await AotAgent.PublishAsync(here),
+    _ => agentChoice,
+};
+Console.WriteLine("  agent: " + (agentExecutable ?? "dotnet " + Path.Combine(here, "sp.dll") + " (JIT)"));
+await using (var agent = agentExecutable is null
+    ? await ServerProcess.StartAsync(Path.Combine(here, "sp.dll"), agentArgs, runtimeConfig: null, hasAdmin: true)
+    : await ServerProcess.StartExecutableAsync(agentExecutable, agentArgs, hasAdmin: true))
 {
     await Task.Delay(1000);
     rssIdle = agent.RssMiB();
@@ -159,6 +171,12 @@ int[] OptionList(string name, int[] fallback)
     return i >= 0 && i + 1 < args.Length
         ? [.. args[i + 1].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(v => int.Parse(v, CultureInfo.InvariantCulture))]
         : fallback;
+}
+
+string StringOption(string name, string fallback)
+{
+    var i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
 }
 
 int Option(string name, int fallback)

@@ -24,7 +24,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     /// <summary>Starts <paramref name="dll"/>; with <paramref name="runtimeConfig"/>, under that runtimeconfig.json instead of its own.</summary>
     public static async Task<ServerProcess> StartAsync(string dll, IReadOnlyList<string> args, string? runtimeConfig, bool hasAdmin)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var start = new ProcessStartInfo("dotnet");
         if (runtimeConfig is not null)
         {
             start.ArgumentList.Add("exec");
@@ -33,6 +33,18 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
 
         start.ArgumentList.Add(dll);
+        return await StartAsync(start, args, hasAdmin);
+    }
+
+    /// <summary>Starts the native executable <paramref name="path"/> (the Native AOT sp-agent); its runtime settings are compiled in.</summary>
+    public static Task<ServerProcess> StartExecutableAsync(string path, IReadOnlyList<string> args, bool hasAdmin) =>
+        StartAsync(new ProcessStartInfo(path), args, hasAdmin);
+
+    private static async Task<ServerProcess> StartAsync(ProcessStartInfo start, IReadOnlyList<string> args, bool hasAdmin)
+    {
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.UseShellExecute = false;
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);

@@ -6,7 +6,8 @@
 #   SIZES="1k" REQUESTS=50000 bench/proxy/cpu.sh
 #   PROFILE=64k-random bench/proxy/cpu.sh   # also a perf CPU profile of the capture proxy during
 #                                           # that size's cell (OUT=dir for the perf.data, default /tmp)
-#   NO_BUILD=1 bench/proxy/cpu.sh           # skip the Release build
+#   NO_BUILD=1 bench/proxy/cpu.sh           # skip the Release build and the AOT publish
+#   AGENT_JIT=1 bench/proxy/cpu.sh          # the JIT build (dotnet sp.dll) instead of the AOT sp-agent
 #
 # For each size and process: a warm-up, then a fixed number of requests (wrk with -c$CONNS at a
 # modest pace, so the proxy is busy but not starved); CPU = utime + stime from /proc/PID/stat,
@@ -29,23 +30,22 @@ read -r -a SIZES <<<"${SIZES:-1k 64k 64k-random}"
 PROFILE=${PROFILE:-}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-if [[ -z ${NO_BUILD:-} ]]; then
-  dotnet build -c Release -v q -nologo "$ROOT/src/Cli/Cli.csproj" >/dev/null
-  dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
-fi
-SP="$ROOT/src/Cli/bin/Release/net10.0/sp.dll"
+[[ -n ${NO_BUILD:-} ]] || dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
 BENCH="$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll"
 
 # shellcheck source=bench/proxy/lib.sh
 source "$ROOT/bench/proxy/lib.sh"
+# The agent as the image ships it (Native AOT sp-agent; AGENT_JIT=1 for sp.dll).
+agent_command
 start_nginx 1 1024
 for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
-start yarp dotnet "$SP" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
+start yarp "${AGENT[@]}" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
 YARP_PID=${PIDS[-1]}
-# PROFILE: perf resolves JIT-compiled frames through the runtime's perf map (/tmp/perf-PID.map).
-# (W^X off: with it on, JIT code runs from a double mapping perf cannot name.)
+# PROFILE: the AOT binary's frames are named from its symbols; under AGENT_JIT=1 perf resolves
+# JIT-compiled frames through the runtime's perf map (/tmp/perf-PID.map), with W^X off (with it on,
+# JIT code runs from a double mapping perf cannot name).
 [[ -z $PROFILE ]] || export DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0
-start capture dotnet "$SP" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+start capture "${AGENT[@]}" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
 CAPTURE_PID=${PIDS[-1]}
 for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$YARP_PORT" "$CAPTURE_PORT" "$ADMIN_PORT"; do wait_port "$port"; done

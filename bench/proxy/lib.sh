@@ -3,6 +3,22 @@
 # the upstream nor the receiver costs .NET CPU that would be charged to capture.
 # Expects ROOT, BENCH (ProxyBench.dll), NGINX, UPSTREAM_PORT and RECEIVER_PORT to be set.
 
+# The agent the way the image and the manifests ship it: the Native AOT sp-agent (src/AgentHost),
+# published once per run (incremental: a second publish of unchanged sources is quick).
+# AGENT_JIT=1 runs `dotnet sp.dll agent …` instead, the JIT build, to compare the two.
+# Sets AGENT (the command words before "agent proxy …"); NO_BUILD=1 uses what is already there.
+agent_command() {
+  if [[ ${AGENT_JIT:-0} == 1 ]]; then
+    [[ -n ${NO_BUILD:-} ]] || dotnet build -c Release -v q -nologo "$ROOT/src/Cli/Cli.csproj" >/dev/null
+    AGENT=(dotnet "$ROOT/src/Cli/bin/Release/net10.0/sp.dll")
+  else
+    local rid
+    case $(uname -m) in aarch64) rid=linux-arm64 ;; *) rid=linux-x64 ;; esac
+    [[ -n ${NO_BUILD:-} ]] || dotnet publish -c Release -r "$rid" -v q -nologo "$ROOT/src/AgentHost/AgentHost.csproj" -o "$ROOT/src/AgentHost/bin/aot-$rid" >/dev/null
+    AGENT=("$ROOT/src/AgentHost/bin/aot-$rid/sp-agent")
+  fi
+}
+
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {

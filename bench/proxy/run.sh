@@ -4,6 +4,7 @@
 #   bench/proxy/run.sh            # 10 s per cell (+3 s warm-up), wrk -t2 -c32
 #   DURATION=30 bench/proxy/run.sh
 #   GRPC_ONLY=1 bench/proxy/run.sh   # only the gRPC cells
+#   AGENT_JIT=1 bench/proxy/run.sh   # the JIT build (dotnet sp.dll) instead of the Native AOT sp-agent
 #
 # Targets (issue 13): capture >= 0.80x YARP passthrough throughput at 1 KiB and >= 0.50x at 64 KiB
 # (incompressible bodies); at an offered load of half of YARP's rate, zero dropped exchanges and
@@ -56,13 +57,12 @@ SIZES=(1k 64k 64k-random)
 OPEN_CONNS=${OPEN_CONNS:-64}
 
 echo "building Release"
-dotnet build -c Release -v q -nologo "$ROOT/src/Cli/Cli.csproj" >/dev/null
 dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
-SP="$ROOT/src/Cli/bin/Release/net10.0/sp.dll"
 BENCH="$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll"
 
 # shellcheck source=bench/proxy/lib.sh
 source "$ROOT/bench/proxy/lib.sh"
+agent_command
 start_nginx auto 4096 "  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
@@ -76,18 +76,19 @@ start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
 
 # The baseline is the same binary, Kestrel settings, YARP forwarder and upstream client as the
 # capture cell, with only the capture path switched off, so the ratio is the cost of capture.
-# Both sp processes run with the runtime settings the image and the manifests ship: those of
-# sp.runtimeconfig.json (src/Cli/Cli.csproj), so no DOTNET_* variable may override them here.
+# Both agent processes run as the image and the manifests ship them: the Native AOT sp-agent with the
+# runtime settings of eng/RuntimeSettings.props compiled in (AGENT_JIT=1: sp.dll and its
+# sp.runtimeconfig.json), so no DOTNET_* variable may override them here.
 for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
-start yarp dotnet "$SP" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
+start yarp "${AGENT[@]}" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
 YARP_PID=${PIDS[-1]}
-start capture dotnet "$SP" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+start capture "${AGENT[@]}" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
 CAPTURE_PID=${PIDS[-1]}
 # gRPC: the same two proxies, their h2c listener in front of the gRPC upstream (the HTTP/1.1 port is unused).
-start yarp-grpc dotnet "$SP" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$YARP_GRPC_PORT" \
+start yarp-grpc "${AGENT[@]}" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$YARP_GRPC_PORT" \
   --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --no-capture --ignore-env
-start capture-grpc dotnet "$SP" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$CAPTURE_GRPC_PORT" \
+start capture-grpc "${AGENT[@]}" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$CAPTURE_GRPC_PORT" \
   --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --admin "127.0.0.1:$ADMIN_GRPC_PORT" --ignore-env \
   --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
 
@@ -102,7 +103,7 @@ to_ms() { # "1.23ms" | "850.00us" | "1.02s" -> ms
 }
 
 # CPU time (user + system, clock ticks) a process has used so far: /proc/<pid>/stat fields 14 and 15
-# (after the parenthesised command name, which cannot hold spaces here: it is "dotnet").
+# (after the parenthesised command name, which cannot hold spaces here: "sp-agent" or "dotnet").
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 # cpu_us_per_request PID TICKS_BEFORE REQUESTS -> process CPU-µs per request since TICKS_BEFORE.

@@ -74,8 +74,9 @@ public sealed class AgentBufferTests
         }
     }
 
-    // The runtime settings live in sp.runtimeconfig.json (src/Cli/Cli.csproj), the one source the
-    // image, the manifests and the benches share; a DOTNET_* variable would silently override them.
+    // The runtime settings live in eng/RuntimeSettings.props (sp.runtimeconfig.json for `sp`,
+    // compiled into the Native AOT sp-agent), the one source the image, the manifests and the
+    // benches share; a DOTNET_* variable would silently override them.
     [Theory]
     [MemberData(nameof(Overlays))]
     public void NoAgent_OverridesTheRuntimeSettingsOfSpRuntimeconfig(string overlay)
@@ -102,9 +103,52 @@ public sealed class AgentBufferTests
             .Select(l => l.Trim())
             .Where(l => l.Contains("DOTNET_", StringComparison.Ordinal) && !l.StartsWith('#'));
         Assert.Empty(image);
-        var cli = File.ReadAllText(Path.Combine(RepoPaths.Root, "src", "Cli", "Cli.csproj"));
-        Assert.Contains("<ServerGarbageCollection>false</ServerGarbageCollection>", cli, StringComparison.Ordinal);
-        Assert.Contains("System.GC.Gen0MaxBudget", cli, StringComparison.Ordinal);
+        var settings = File.ReadAllText(Path.Combine(RepoPaths.Root, "eng", "RuntimeSettings.props"));
+        Assert.Contains("<ServerGarbageCollection>false</ServerGarbageCollection>", settings, StringComparison.Ordinal);
+        Assert.Contains("System.GC.Gen0MaxBudget", settings, StringComparison.Ordinal);
+        foreach (var project in new[] { "Cli/Cli.csproj", "AgentHost/AgentHost.csproj" })
+        {
+            var text = File.ReadAllText(Path.Combine(RepoPaths.Root, "src", project));
+            Assert.Contains("<Import Project=\"$(RepoRoot)eng/RuntimeSettings.props\" />", text, StringComparison.Ordinal);
+        }
+    }
+
+    // Every agent container runs the image's Native AOT agent (about half the idle RSS of
+    // `dotnet sp.dll agent …`), with the same arguments `sp agent` takes.
+    [Theory]
+    [MemberData(nameof(Overlays))]
+    public void EveryAgent_RunsTheNativeAotAgentBinary(string overlay)
+    {
+        var problems = new List<string>();
+        foreach (var workload in DeployTree.Render("overlays/" + overlay).Where(o => o.PodSpec is not null))
+        {
+            foreach (var container in workload.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent"))
+            {
+                var command = Manifest.Strings(container, "command").ToList();
+                if (command is not ["/app/sp-agent"])
+                {
+                    problems.Add($"{workload.Id} container {Manifest.Scalar(container, "name")}: command [{string.Join(", ", command)}], expected [/app/sp-agent]");
+                }
+            }
+        }
+
+        Assert.Empty(problems);
+    }
+
+    // The backend stays on `sp` (the image's entrypoint): sp-agent has no backend command.
+    [Theory]
+    [MemberData(nameof(Overlays))]
+    public void OnlyAgentContainers_RunTheAgentBinary(string overlay)
+    {
+        var misplaced = DeployTree.Render("overlays/" + overlay)
+            .Where(o => o.PodSpec is not null)
+            .SelectMany(w => w.Containers.Select(c => (Workload: w, Container: c)))
+            .Where(x => Manifest.Strings(x.Container, "command").FirstOrDefault() == "/app/sp-agent"
+                && Manifest.Strings(x.Container, "args").FirstOrDefault() != "agent")
+            .Select(x => $"{x.Workload.Id} container {Manifest.Scalar(x.Container, "name")}")
+            .ToList();
+
+        Assert.Empty(misplaced);
     }
 
     [Theory]

@@ -42,6 +42,25 @@ public sealed class DockerfileTests
         Assert.Contains(stages[^1], l => l.StartsWith("COPY --from=build", StringComparison.Ordinal));
     }
 
+    // The agent containers run the Native AOT sp-agent (issue 13: the JIT runtime alone idled above
+    // the 60 MiB target). Native AOT cannot cross-compile without the target's toolchain, so its
+    // stage runs on the target platform (no --platform=$BUILDPLATFORM) and publishes for the
+    // architecture it runs on.
+    [Fact]
+    public void TheAgentStage_PublishesTheNativeAotAgentOnTheTargetPlatform_AndTheImageCarriesIt()
+    {
+        var stages = Stages();
+        var agent = stages.SingleOrDefault(s => s[0].EndsWith(" AS agent", StringComparison.OrdinalIgnoreCase));
+
+        Assert.NotNull(agent);
+        Assert.DoesNotContain("--platform", agent[0], StringComparison.Ordinal);
+        Assert.StartsWith("mcr.microsoft.com/dotnet/sdk:10.0", BaseImage(agent[0]));
+        Assert.Contains(agent, l => l.Contains("apt-get install", StringComparison.Ordinal) && l.Contains("clang", StringComparison.Ordinal));
+        Assert.Contains(agent, l => l.StartsWith("RUN dotnet publish src/AgentHost/AgentHost.csproj", StringComparison.Ordinal)
+            && l.Contains("-c Release", StringComparison.Ordinal) && l.Contains(" -r linux-", StringComparison.Ordinal));
+        Assert.Contains(stages[^1], l => l.StartsWith("COPY --from=agent", StringComparison.Ordinal) && l.Contains("/agent/sp-agent", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void EveryBaseImage_HasAPinnedTag()
     {
