@@ -9,25 +9,41 @@ internal sealed record SpRun(int ExitCode, string StdOut, string StdErr);
 /// Runs the built <c>sp</c> (sp.dll, copied next to this assembly through the project reference)
 /// with <c>dotnet sp.dll …</c>, as a separate process, with a timeout.
 /// </summary>
+/// <remarks>
+/// With <see cref="AgentBinaryVariable"/> set to a published Native AOT <c>sp-agent</c>, every
+/// <c>agent …</c> command runs that binary instead, with the same arguments: .ci/run publishes it
+/// once and runs the agent tests again against it, so the binary the image ships passes the same
+/// tests (capture, export, metrics, health, drain, every configuration problem) as <c>sp agent</c>.
+/// </remarks>
 internal static class SpProcess
 {
+    /// <summary>The path of a published sp-agent that runs the <c>agent …</c> commands instead of sp.dll.</summary>
+    public const string AgentBinaryVariable = "SP_TEST_AGENT_BINARY";
+
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    public static string TestData(string name) => Path.Combine(AppContext.BaseDirectory, "TestData", name);
-
-    public static async Task<SpRun> RunAsync(params string[] args)
+    /// <summary>How to start <paramref name="args"/>: <c>dotnet sp.dll …</c>, or the AOT sp-agent for an agent command when one is given.</summary>
+    public static ProcessStartInfo StartInfo(IReadOnlyList<string> args)
     {
-        var spDll = Path.Combine(AppContext.BaseDirectory, "sp.dll");
-        Assert.True(File.Exists(spDll), "sp.dll not found next to the test assembly: " + spDll);
-
-        var start = new ProcessStartInfo("dotnet")
+        var agentBinary = Environment.GetEnvironmentVariable(AgentBinaryVariable);
+        ProcessStartInfo start;
+        if (!string.IsNullOrEmpty(agentBinary) && args.Count > 0 && args[0] == "agent")
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        start.ArgumentList.Add(spDll);
+            Assert.True(File.Exists(agentBinary), AgentBinaryVariable + " names no file: " + agentBinary);
+            start = new ProcessStartInfo(agentBinary);
+        }
+        else
+        {
+            var spDll = Path.Combine(AppContext.BaseDirectory, "sp.dll");
+            Assert.True(File.Exists(spDll), "sp.dll not found next to the test assembly: " + spDll);
+            start = new ProcessStartInfo("dotnet");
+            start.ArgumentList.Add(spDll);
+        }
+
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.UseShellExecute = false;
+        start.WorkingDirectory = AppContext.BaseDirectory;
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
@@ -39,7 +55,14 @@ internal static class SpProcess
             start.Environment.Remove(name);
         }
 
-        using var process = Process.Start(start)!;
+        return start;
+    }
+
+    public static string TestData(string name) => Path.Combine(AppContext.BaseDirectory, "TestData", name);
+
+    public static async Task<SpRun> RunAsync(params string[] args)
+    {
+        using var process = Process.Start(StartInfo(args))!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var cts = new CancellationTokenSource(Timeout);
@@ -125,29 +148,7 @@ internal sealed class SpChild : IAsyncDisposable
         }
     }
 
-    public static SpChild Start(params string[] args)
-    {
-        var spDll = Path.Combine(AppContext.BaseDirectory, "sp.dll");
-        var start = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        start.ArgumentList.Add(spDll);
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("SP_", StringComparison.OrdinalIgnoreCase)).ToList())
-        {
-            start.Environment.Remove(name);
-        }
-
-        return new SpChild(Process.Start(start)!);
-    }
+    public static SpChild Start(params string[] args) => new(Process.Start(SpProcess.StartInfo(args))!);
 
     /// <summary>The first stdout line matching <paramref name="match"/>, waiting up to 60 s for it.</summary>
     public async Task<string> WaitForLineAsync(Func<string, bool> match)
