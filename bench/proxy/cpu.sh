@@ -90,10 +90,15 @@ run_cell() { # url pid -> "requests cpu-µs/request"
     'BEGIN { printf "%d requests, %d req/s, %.0f CPU-µs/request", n, r, t * 1e6 / hz / n }'
 }
 
+# Idle RSS as run.sh takes it: after one request of each size, so the code paths are loaded.
+for size in "${SIZES[@]}"; do curl -s -o /dev/null "http://127.0.0.1:$CAPTURE_PORT/$size"; done
+IDLE_RSS=$(rss_mib "$CAPTURE_PID" VmRSS)
+echo "agent: ${AGENT[*]}"
 echo "CPU per request (process utime+stime / requests; load average $(cut -d' ' -f1-3 /proc/loadavg))"
 for size in "${SIZES[@]}"; do
   echo "  $size yarp:    $(run_cell "http://127.0.0.1:$YARP_PORT/$size" "$YARP_PID")"
   echo "  $size capture: $(run_cell "http://127.0.0.1:$CAPTURE_PORT/$size" "$CAPTURE_PID")"
 done
 echo "  capture: dropped $(metric 'sp_export_dropped_total'), exported spans $(exported); load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  capture proxy RSS: idle $IDLE_RSS MiB, peak (VmHWM) $(rss_mib "$CAPTURE_PID" VmHWM) MiB; YARP passthrough: $(rss_mib "$YARP_PID" VmRSS) / $(rss_mib "$YARP_PID" VmHWM) MiB (targets <= 60 / <= 150)"
 [[ -z $PROFILE ]] || echo "  profile: perf report -i ${OUT:-/tmp}/capture-$PROFILE.perf.data --no-children --sort symbol"

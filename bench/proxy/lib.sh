@@ -34,6 +34,9 @@ start() { # name, command...
   PIDS+=($!)
 }
 
+# rss_mib PID VmRSS|VmHWM -> MiB, one decimal (VmHWM: the peak since the process started).
+rss_mib() { awk -v k="$2:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
 wait_port() { # port
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
