@@ -273,7 +273,7 @@ public sealed partial class Redactor
     }
 
     /// <summary>
-    /// Widens each byte to a char, lower-casing ASCII letters, 32 bytes at a time: the one pass the
+    /// Widens each byte to a char, lower-casing ASCII letters, 32 (or 16) bytes at a time: the one pass the
     /// anchor search needs (a UTF-8 decode and a separate lower-casing pass cost three times more).
     /// </summary>
     private static void WidenLowerAscii(ReadOnlySpan<byte> source, Span<char> destination)
@@ -292,6 +292,23 @@ public sealed partial class Redactor
                 var (lower, upper) = Vector256.Widen(v);
                 lower.CopyTo(target[i..]);
                 upper.CopyTo(target[(i + Vector256<ushort>.Count)..]);
+            }
+        }
+
+        // 16 at a time where 256-bit vectors are not accelerated: arm64, and the Native AOT agent,
+        // whose code assumes x86-64-v2 (the scalar loop alone took 40 % of its CPU on 64 KiB bodies).
+        if (Vector128.IsHardwareAccelerated)
+        {
+            var a = Vector128.Create((byte)'A');
+            var letters = Vector128.Create((byte)26);
+            var bit = Vector128.Create((byte)0x20);
+            for (; i + Vector128<byte>.Count <= source.Length; i += Vector128<byte>.Count)
+            {
+                var v = Vector128.Create(source.Slice(i, Vector128<byte>.Count));
+                v |= Vector128.LessThan(v - a, letters) & bit;
+                var (lower, upper) = Vector128.Widen(v);
+                lower.CopyTo(target[i..]);
+                upper.CopyTo(target[(i + Vector128<ushort>.Count)..]);
             }
         }
 
