@@ -87,7 +87,7 @@ internal static class ExtProcCommand
             problems.AddRange(AgentStartup.Errors(loaded, allowUnknown));
             if (problems.Count > 0)
             {
-                return AgentStartup.ReportProblems(error, problems, "sp agent extproc");
+                return AgentStartup.ReportProblems(error, problems, RootCommand.ExecutableName + " agent extproc");
             }
 
             var warnings = AgentStartup.Warnings(loaded, allowUnknown).Select(w => "warning: " + w).ToList();

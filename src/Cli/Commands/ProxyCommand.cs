@@ -140,7 +140,7 @@ internal static class ProxyCommand
 
             if (problems.Count > 0)
             {
-                return AgentStartup.ReportProblems(error, problems, "sp agent proxy");
+                return AgentStartup.ReportProblems(error, problems, RootCommand.ExecutableName + " agent proxy");
             }
 
             // Logs go to stderr, one line each, held until the proxy listens (stdout carries the bound addresses).
