@@ -1,4 +1,5 @@
 using System.Globalization;
+using YamlDotNet.RepresentationModel;
 
 namespace SpIstio.Deploy.Tests;
 
@@ -81,20 +82,23 @@ public sealed class AgentBufferTests
     [MemberData(nameof(Overlays))]
     public void NoAgent_OverridesTheRuntimeSettingsOfSpRuntimeconfig(string overlay)
     {
-        var overrides = new List<string>();
-        foreach (var workload in DeployTree.Render("overlays/" + overlay).Where(o => o.PodSpec is not null))
-        {
-            foreach (var container in workload.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent"))
-            {
-                overrides.AddRange(Manifest.Maps(container, "env")
-                    .Select(e => Manifest.Scalar(e, "name") ?? "")
-                    .Where(name => name.StartsWith("DOTNET_", StringComparison.Ordinal))
-                    .Select(name => $"{workload.Id} container {Manifest.Scalar(container, "name")}: {name}"));
-            }
-        }
+        var overrides = AgentContainers(overlay)
+            .SelectMany(a => Manifest.Maps(a.Container, "env")
+                .Select(e => Manifest.Scalar(e, "name") ?? "")
+                .Where(name => name.StartsWith("DOTNET_", StringComparison.Ordinal))
+                .Select(name => a.Where + ": " + name))
+            .ToList();
 
         Assert.Empty(overrides);
     }
+
+    // The agent containers an overlay renders (those whose arguments start with "agent"), named for messages.
+    private static IEnumerable<(string Where, YamlMappingNode Container)> AgentContainers(string overlay) =>
+        DeployTree.Render("overlays/" + overlay)
+            .Where(o => o.PodSpec is not null)
+            .SelectMany(w => w.Containers
+                .Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent")
+                .Select(c => ($"{w.Id} container {Manifest.Scalar(c, "name")}", c)));
 
     [Fact]
     public void TheImage_LeavesTheRuntimeSettingsToSpRuntimeconfig()
@@ -119,20 +123,17 @@ public sealed class AgentBufferTests
     [MemberData(nameof(Overlays))]
     public void EveryAgent_RunsTheNativeAotAgentBinary(string overlay)
     {
-        var problems = new List<string>();
-        foreach (var workload in DeployTree.Render("overlays/" + overlay).Where(o => o.PodSpec is not null))
-        {
-            foreach (var container in workload.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "agent"))
-            {
-                var command = Manifest.Strings(container, "command").ToList();
-                if (command is not ["/app/sp-agent"])
-                {
-                    problems.Add($"{workload.Id} container {Manifest.Scalar(container, "name")}: command [{string.Join(", ", command)}], expected [/app/sp-agent]");
-                }
-            }
-        }
+        var problems = AgentContainers(overlay)
+            .Select(a => (a.Where, Command: Manifest.Strings(a.Container, "command").ToList()))
+            .Where(a => a.Command is not ["/app/sp-agent"])
+            .Select(a => $"{a.Where}: command [{string.Join(", ", a.Command)}], expected [/app/sp-agent]")
+            .ToList();
 
         Assert.Empty(problems);
+        if (overlay is "global" or "in-pod")
+        {
+            Assert.NotEmpty(AgentContainers(overlay));
+        }
     }
 
     // The backend stays on `sp` (the image's entrypoint): sp-agent has no backend command.
