@@ -13,6 +13,7 @@ var seconds = Option("--seconds", 10);
 var concurrency = Option("--streams", 64);
 var connections = Option("--connections", 2);
 var rate = Option("--rate", 0);
+var runs = Option("--runs", 3);
 // --body-bytes 2048,65536: one sync and one observability cell per body size (each way).
 var bodySizes = OptionList("--body-bytes", [2048, 65536]);
 // --agent aot (default): the Native AOT sp-agent the image and the manifests run, published once
@@ -36,26 +37,13 @@ foreach (var size in bodySizes)
     scripts.Add(ExchangeScript.Body(size, observability: true));
 }
 
-var rows = new List<string[]>();
 using var http = new HttpClient();
 
-// Baseline: a server that answers CONTINUE and captures nothing.
-var baseline = new Dictionary<string, LoadResult>();
-var baselineCpu = new Dictionary<string, double>();
-await using (var noop = await ServerProcess.StartAsync(Assembly.GetEntryAssembly()!.Location, ["--noop-server"], spRuntimeConfig, hasAdmin: false))
-{
-    foreach (var script in scripts)
-    {
-        await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, warmup, null);
-        var cpuBefore = noop.CpuTime();
-        baseline[script.Name] = await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, duration, null);
-        baselineCpu[script.Name] = CpuPerExchange(noop.CpuTime() - cpuBefore, baseline[script.Name]);
-        Console.WriteLine(string.Create(ic, $"  baseline {script.Name}: {baseline[script.Name].PerSecond:F0} exchanges/s, {baselineCpu[script.Name]:F0} CPU-µs/exchange"));
-    }
-}
-
-double rssIdle;
-double rssPeak = 0;
+// Both servers live for the whole bench; a run measures every cell once, the no-op server's and then
+// the agent's, and the bench makes --runs runs (default 3, as issue 13 asks). A ratio is computed
+// within one run and the table prints its median over the runs with the per-run values beside it, so
+// a run disturbed by something else on the machine shows instead of moving the figure.
+await using var noop = await ServerProcess.StartAsync(Assembly.GetEntryAssembly()!.Location, ["--noop-server"], spRuntimeConfig, hasAdmin: false);
 string[] agentArgs =
 [
     "agent", "extproc", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--ignore-env",
@@ -68,57 +56,61 @@ var agentExecutable = agentChoice switch
     _ => agentChoice,
 };
 Console.WriteLine("  agent: " + (agentExecutable ?? "dotnet " + Path.Combine(here, "sp.dll") + " (JIT)"));
-await using (var agent = agentExecutable is null
+await using var agent = agentExecutable is null
     ? await ServerProcess.StartAsync(Path.Combine(here, "sp.dll"), agentArgs, runtimeConfig: null, hasAdmin: true)
-    : await ServerProcess.StartExecutableAsync(agentExecutable, agentArgs, hasAdmin: true))
+    : await ServerProcess.StartExecutableAsync(agentExecutable, agentArgs, hasAdmin: true);
+await Task.Delay(1000);
+var rssIdle = agent.RssMiB();
+Console.WriteLine(string.Create(ic, $"  agent pid {agent.Pid}, idle RSS {rssIdle:F1} MiB ({agent.AnonymousRssMiB():F1} MiB anonymous, the rest mapped runtime and assembly files)"));
+double rssPeak = 0;
+using var sampling = new CancellationTokenSource();
+var sampler = Task.Run(async () =>
 {
-    await Task.Delay(1000);
-    rssIdle = agent.RssMiB();
-    Console.WriteLine(string.Create(ic, $"  agent pid {agent.Pid}, idle RSS {rssIdle:F1} MiB ({agent.AnonymousRssMiB():F1} MiB anonymous, the rest mapped runtime and assembly files)"));
-    using var sampling = new CancellationTokenSource();
-    var sampler = Task.Run(async () =>
+    while (!sampling.IsCancellationRequested)
     {
-        while (!sampling.IsCancellationRequested)
-        {
-            rssPeak = Math.Max(rssPeak, agent.RssMiB());
-            await Task.Delay(100);
-        }
-    });
+        rssPeak = Math.Max(rssPeak, agent.RssMiB());
+        await Task.Delay(100);
+    }
+});
+
+// cells[(name, load)][run]: one measured cell per run, in the order first measured.
+var cells = new Dictionary<(string Name, string Load), List<Cell>>();
+for (var run = 1; run <= runs; run++)
+{
+    // Baseline: a server that answers CONTINUE and captures nothing.
+    var baseline = new Dictionary<string, (LoadResult Result, double Cpu)>();
+    foreach (var script in scripts)
+    {
+        await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, warmup, null);
+        var cpuBefore = noop.CpuTime();
+        var result = await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, duration, null);
+        baseline[script.Name] = (result, CpuPerExchange(noop.CpuTime() - cpuBefore, result));
+        Console.WriteLine(string.Create(ic, $"  run {run} baseline {script.Name}: {result.PerSecond:F0} exchanges/s, {baseline[script.Name].Cpu:F0} CPU-µs/exchange"));
+    }
 
     foreach (var script in scripts)
     {
         await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, warmup, null);
-        var before = Histogram.Parse(await agent.ScrapeAsync(http));
-        var cpuBefore = agent.CpuTime();
-        var result = await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, duration, null);
-        var cpu = CpuPerExchange(agent.CpuTime() - cpuBefore, result);
-        var server = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(before);
-        rows.Add(Row(script.Name, "max", result, baseline[script.Name], server, cpu, baselineCpu[script.Name]));
-        Console.WriteLine("  " + string.Join(" | ", rows[^1]));
+        var (reference, referenceCpu) = baseline[script.Name];
+        Record(run, await MeasureAsync(script, "max", null, reference.PerSecond, referenceCpu));
     }
 
-    // Paced: the latency target is stated at half the no-op server's rate of the same cell
-    // (or --rate when given).
+    // Paced: the latency target is stated at half the no-op server's rate of the same cell in this
+    // run (or --rate when given).
     foreach (var size in bodySizes)
     {
         var paced = ExchangeScript.Body(size, observability: false);
-        var offered = rate > 0 ? rate : Math.Max(1, (int)(baseline[paced.Name].PerSecond / 2));
-        var pacedBefore = Histogram.Parse(await agent.ScrapeAsync(http));
-        var pacedCpuBefore = agent.CpuTime();
-        var pacedResult = await LoadDriver.RunAsync(agent.GrpcAddress, paced, concurrency, connections, duration, offered);
-        var pacedCpu = CpuPerExchange(agent.CpuTime() - pacedCpuBefore, pacedResult);
-        var pacedServer = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(pacedBefore);
-        rows.Add(Row(paced.Name, offered.ToString(ic) + "/s", pacedResult, null, pacedServer, pacedCpu, null));
-        Console.WriteLine("  " + string.Join(" | ", rows[^1]));
+        var offered = rate > 0 ? rate : Math.Max(1, (int)(baseline[paced.Name].Result.PerSecond / 2));
+        Record(run, await MeasureAsync(paced, rate > 0 ? offered.ToString(ic) + "/s" : "half the no-op rate", offered, null, null));
     }
-
-    sampling.Cancel();
-    await sampler;
-    rssPeak = Math.Max(rssPeak, agent.PeakRssMiB());
-    var metrics = await agent.ScrapeAsync(http);
-    Console.WriteLine("  agent export: " + Histogram.Line(metrics, "sp_export_spans_total{result=\"exported\"}") + " spans exported, "
-        + Histogram.Line(metrics, "sp_export_dropped_total") + " dropped; sink received " + sink.Requests.ToString(ic) + " batches");
 }
+
+sampling.Cancel();
+await sampler;
+rssPeak = Math.Max(rssPeak, agent.PeakRssMiB());
+var metrics = await agent.ScrapeAsync(http);
+Console.WriteLine("  agent export: " + Histogram.Line(metrics, "sp_export_spans_total{result=\"exported\"}") + " spans exported, "
+    + Histogram.Line(metrics, "sp_export_dropped_total") + " dropped; sink received " + sink.Requests.ToString(ic) + " batches");
 
 var allocHeaders = await InProcessRun.RunAsync(ExchangeScript.HeaderOnly(), 50_000);
 var allocBodies = new List<(string Name, (double BytesPerExchange, double P50Us, double P99Us) Result)>();
@@ -130,11 +122,25 @@ foreach (var size in bodySizes)
 }
 
 Console.WriteLine();
+Console.WriteLine(string.Create(ic, $"Median of {runs} run(s); the ratio's per-run values in brackets."));
 Console.WriteLine("| scenario | load | exchanges/s | vs baseline | exchange round trip p50 / p99 (ms) | server time per message p50 / p99 (µs, agent histogram) | errors | CPU-µs per exchange, agent (no-op) |");
 Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-foreach (var row in rows)
+foreach (var ((name, load), measured) in cells)
 {
-    Console.WriteLine("| " + string.Join(" | ", row) + " |");
+    var ratios = measured.Where(c => c.Ratio is not null).Select(c => c.Ratio!.Value).ToArray();
+    var noopCpu = measured.Where(c => c.NoopCpu is not null).Select(c => c.NoopCpu!.Value).ToArray();
+    Console.WriteLine("| " + string.Join(" | ",
+        name,
+        load,
+        Median(measured.Select(c => c.PerSecond)).ToString("F0", ic)
+            + (measured.Any(c => c.Offered is not null) ? " of " + Median(measured.Select(c => c.Offered ?? double.NaN)).ToString("F0", ic) + " offered" : ""),
+        ratios.Length == 0 ? "–" : Median(ratios).ToString("P0", ic) + " [" + string.Join(", ", ratios.Select(r => r.ToString("P0", ic))) + "]",
+        string.Create(ic, $"{Median(measured.Select(c => c.RoundTripP50Ms)):F2} / {Median(measured.Select(c => c.RoundTripP99Ms)):F2}"),
+        string.Create(ic, $"{Median(measured.Select(c => c.ServerP50Us)):F0} / {Median(measured.Select(c => c.ServerP99Us)):F0}"),
+        measured.Sum(c => c.Errors).ToString(ic),
+        noopCpu.Length == 0
+            ? Median(measured.Select(c => c.Cpu)).ToString("F0", ic)
+            : string.Create(ic, $"{Median(measured.Select(c => c.Cpu)):F0} ({Median(noopCpu):F0})")) + " |");
 }
 
 Console.WriteLine();
@@ -153,17 +159,36 @@ return 0;
 // Process CPU time per exchange: the server's work, which unlike exchanges/s holds on a loaded machine.
 static double CpuPerExchange(TimeSpan cpu, LoadResult result) => result.Exchanges == 0 ? double.NaN : cpu.TotalMicroseconds / result.Exchanges;
 
-string[] Row(string name, string load, LoadResult result, LoadResult? reference, Histogram server, double cpu, double? referenceCpu) =>
-[
-    name,
-    load,
-    result.PerSecond.ToString("F0", ic),
-    reference is null ? "–" : (result.PerSecond / reference.PerSecond).ToString("P0", ic),
-    string.Create(ic, $"{result.Percentile(0.50):F2} / {result.Percentile(0.99):F2}"),
-    string.Create(ic, $"{server.Quantile(0.50) * 1e6:F0} / {server.Quantile(0.99) * 1e6:F0}"),
-    result.Errors.ToString(ic),
-    referenceCpu is { } noopCpu ? string.Create(ic, $"{cpu:F0} ({noopCpu:F0})") : cpu.ToString("F0", ic),
-];
+// One cell of the agent, measured under load (warm-up done by the caller).
+async Task<Cell> MeasureAsync(ExchangeScript script, string load, double? pace, double? referencePerSecond, double? referenceCpu)
+{
+    var before = Histogram.Parse(await agent.ScrapeAsync(http));
+    var cpuBefore = agent.CpuTime();
+    var result = await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, duration, pace);
+    var cpu = CpuPerExchange(agent.CpuTime() - cpuBefore, result);
+    var server = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(before);
+    return new Cell(script.Name, load, pace, result.PerSecond, result.PerSecond / referencePerSecond, result.Percentile(0.50), result.Percentile(0.99),
+        server.Quantile(0.50) * 1e6, server.Quantile(0.99) * 1e6, result.Errors, cpu, referenceCpu);
+}
+
+void Record(int run, Cell cell)
+{
+    if (!cells.TryGetValue((cell.Name, cell.Load), out var list))
+    {
+        list = cells[(cell.Name, cell.Load)] = [];
+    }
+
+    list.Add(cell);
+    Console.WriteLine(string.Create(ic, $"  run {run} {cell.Name} {cell.Load}: {cell.PerSecond:F0} exchanges/s{(cell.Offered is { } o ? $" of {o:F0} offered" : "")}, server p99 {cell.ServerP99Us:F0} µs, {cell.Cpu:F0} CPU-µs/exchange"));
+}
+
+static double Median(IEnumerable<double> values)
+{
+    var sorted = values.Where(v => !double.IsNaN(v)).Order().ToArray();
+    return sorted.Length == 0 ? double.NaN
+        : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2]
+        : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+}
 
 int[] OptionList(string name, int[] fallback)
 {

@@ -5,7 +5,12 @@
 #   DURATION=30 bench/proxy/run.sh
 #   GRPC_ONLY=1 bench/proxy/run.sh   # only the gRPC cells
 #   AGENT_JIT=1 bench/proxy/run.sh   # the JIT build (dotnet sp.dll) instead of the Native AOT sp-agent
+#   RUNS=1 bench/proxy/run.sh        # one run instead of three
 #
+# A run measures every cell once, one after the other; the script makes RUNS runs (default 3, as
+# issue 13 asks) and prints the median of each figure over the runs. A ratio is computed within each
+# run (both cells measured minutes apart at most, under the same conditions) and its median printed
+# with the per-run values beside it, so one disturbed run shows instead of moving the figure.
 # Targets (issue 13): capture >= 0.80x YARP passthrough throughput at 1 KiB and >= 0.50x at 64 KiB
 # (incompressible bodies); at an offered load of half of YARP's rate, zero dropped exchanges and
 # p99 <= 1.25x YARP; the capture proxy <= 60 MiB RSS idle and <= 150 MiB peak.
@@ -40,6 +45,7 @@ CAPTURE_GRPC_PORT=$((BASE_PORT + 9))
 ADMIN_GRPC_PORT=$((BASE_PORT + 10))
 GRPC_ONLY=${GRPC_ONLY:-0}
 GRPC_CONCURRENCY=${GRPC_CONCURRENCY:-64}
+RUNS=${RUNS:-3}
 
 need_packages=()
 command -v wrk >/dev/null || need_packages+=(wrk)
@@ -148,33 +154,58 @@ dropped() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
-# gRPC unary: direct, YARP h2c passthrough, capture. -> "calls/s p50 p99 errors"
+# median VALUE... -> the median of the numeric values ("-" when there is none); the mean of the two
+# middle ones for an even count.
+median() {
+  printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 }
+    END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# fmt DECIMALS VALUE -> VALUE rounded to DECIMALS places, or unchanged when it is not a number ("-").
+fmt() { if [[ $2 =~ ^-?[0-9.]+$ ]]; then printf "%.${1}f" "$2"; else printf '%s' "$2"; fi; }
+# field N "a b c" -> the Nth space-separated field.
+field() { awk -v n="$1" '{ print $n }' <<<"$2"; }
+# runs_of KEY_SUFFIX FIELD ARRAY -> that field of ARRAY[$run,KEY_SUFFIX] for every run, space-separated.
+runs_of() {
+  local -n arr=$3
+  local run out=()
+  for run in $(seq 1 "$RUNS"); do out+=("$(field "$2" "${arr[$run,$1]}")"); done
+  echo "${out[*]}"
+}
+
+# gRPC unary: direct, YARP h2c passthrough, capture. GRPC[run,cell] -> "calls/s p50 p99 errors"
 declare -A GRPC
-echo "measuring gRPC: unary 1 KiB, $GRPC_CONCURRENCY calls in flight, ${WARMUP}s warm-up + ${DURATION}s per cell"
-for cell in direct yarp capture; do
-  case $cell in direct) port=$GRPC_UPSTREAM_PORT;; yarp) port=$YARP_GRPC_PORT;; capture) port=$CAPTURE_GRPC_PORT;; esac
-  before=$(dropped "$ADMIN_GRPC_PORT")
-  GRPC[$cell]=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$DURATION" "$GRPC_CONCURRENCY" "$WARMUP")
-  GRPC[$cell,dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
-  echo "  grpc $cell: ${GRPC[$cell]}"
+echo "measuring gRPC: unary 1 KiB, $GRPC_CONCURRENCY calls in flight, ${WARMUP}s warm-up + ${DURATION}s per cell, $RUNS runs"
+for run in $(seq 1 "$RUNS"); do
+  for cell in direct yarp capture; do
+    case $cell in direct) port=$GRPC_UPSTREAM_PORT;; yarp) port=$YARP_GRPC_PORT;; capture) port=$CAPTURE_GRPC_PORT;; esac
+    before=$(dropped "$ADMIN_GRPC_PORT")
+    GRPC[$run,$cell]=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$DURATION" "$GRPC_CONCURRENCY" "$WARMUP")
+    GRPC[$run,$cell,dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
+    echo "  run $run grpc $cell: ${GRPC[$run,$cell]}"
+  done
 done
 
 print_grpc() {
   echo
-  echo "gRPC unary, 1 KiB payload (ProxyBench grpc-load: grpc-dotnet, $GRPC_CONCURRENCY calls in flight, ${DURATION}s)"
-  printf '| %-36s | %10s | %9s | %9s | %14s | %6s | %7s |\n' target "calls/s" "p50 ms" "p99 ms" "calls/s / YARP" errors dropped
-  printf '|--------------------------------------|-----------:|----------:|----------:|---------------:|-------:|--------:|\n'
-  local yrps
-  read -r yrps _ _ _ <<<"${GRPC[yarp]}"
+  echo "gRPC unary, 1 KiB payload (ProxyBench grpc-load: grpc-dotnet, $GRPC_CONCURRENCY calls in flight, ${DURATION}s; median of $RUNS runs)"
+  printf '| %-36s | %10s | %9s | %9s | %14s | %-18s | %6s | %7s |\n' target "calls/s" "p50 ms" "p99 ms" "calls/s / YARP" "per run" errors dropped
+  printf '|--------------------------------------|-----------:|----------:|----------:|---------------:|--------------------|-------:|--------:|\n'
+  local run cell ratios
   for cell in direct yarp capture; do
-    read -r rps p50 p99 errors <<<"${GRPC[$cell]}"
+    ratios=()
+    for run in $(seq 1 "$RUNS"); do
+      ratios+=("$(ratio "$(field 1 "${GRPC[$run,$cell]}")" "$(field 1 "${GRPC[$run,yarp]}")")")
+    done
     case $cell in
       direct) name="direct to upstream (Grpc.AspNetCore)";;
       yarp) name="YARP h2c passthrough (no capture)";;
       capture) name="sp agent proxy --grpc-listen";;
     esac
-    drops=$([[ $cell == capture ]] && echo "${GRPC[$cell,dropped]}" || echo "-")
-    printf '| %-36s | %10.0f | %9.3f | %9.3f | %14s | %6s | %7s |\n' "$name" "$rps" "$p50" "$p99" "$(ratio "$rps" "$yrps")" "$errors" "$drops"
+    drops=-
+    [[ $cell == capture ]] && drops=$(( $(runs_of capture,dropped 1 GRPC | tr ' ' '+') ))
+    printf '| %-36s | %10.0f | %9.3f | %9.3f | %14s | %-18s | %6s | %7s |\n' "$name" \
+      "$(median $(runs_of "$cell" 1 GRPC))" "$(median $(runs_of "$cell" 2 GRPC))" "$(median $(runs_of "$cell" 3 GRPC))" \
+      "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$cell" 4 GRPC | tr ' ' '+') ))" "$drops"
   done
 }
 
@@ -193,54 +224,69 @@ cells=(direct nginx yarp capture)
 port_of() { case $1 in direct) echo "$UPSTREAM_PORT";; nginx) echo "$NGINX_PORT";; yarp) echo "$YARP_PORT";; capture) echo "$CAPTURE_PORT";; esac; }
 pid_of() { case $1 in yarp) echo "$YARP_PID";; capture) echo "$CAPTURE_PID";; *) echo -;; esac; }
 
-echo "measuring: wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s per cell; open loop with $OPEN_CONNS connections"
-for size in "${SIZES[@]}"; do
-  for cell in "${cells[@]}"; do
-    before=$(dropped)
-    RESULT[$size,$cell,max]=$(run_wrk "http://127.0.0.1:$(port_of "$cell")/$size" "$(pid_of "$cell")")
-    RESULT[$size,$cell,max_dropped]=$(( $(dropped) - before ))
-    echo "  $size $cell (saturation): ${RESULT[$size,$cell,max]}"
-  done
-  # Equal offered load: half of what YARP passthrough sustained, the same for both cells.
-  rate=$(awk -v r="$(cut -d' ' -f1 <<<"${RESULT[$size,yarp,max]}")" 'BEGIN { printf "%d", r / 2 }')
-  for cell in yarp capture; do
-    before=$(dropped)
-    RESULT[$size,$cell,rated]=$(run_open "http://127.0.0.1:$(port_of "$cell")/$size" "$rate")
-    RESULT[$size,$cell,rated_dropped]=$(( $(dropped) - before ))
-    echo "  $size $cell (open loop at $rate req/s): ${RESULT[$size,$cell,rated]}, dropped ${RESULT[$size,$cell,rated_dropped]}"
+echo "measuring: wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s per cell; open loop with $OPEN_CONNS connections; $RUNS runs"
+# RESULT[run,size,cell,max] -> "req/s p50 p99 cpu-µs"; RESULT[run,size,cell,rated] -> run_open's line.
+for run in $(seq 1 "$RUNS"); do
+  for size in "${SIZES[@]}"; do
+    for cell in "${cells[@]}"; do
+      before=$(dropped)
+      RESULT[$run,$size,$cell,max]=$(run_wrk "http://127.0.0.1:$(port_of "$cell")/$size" "$(pid_of "$cell")")
+      RESULT[$run,$size,$cell,max_dropped]=$(( $(dropped) - before ))
+      echo "  run $run $size $cell (saturation): ${RESULT[$run,$size,$cell,max]}"
+    done
+    # Equal offered load: half of what YARP passthrough sustained in this run, the same for both cells.
+    rate=$(awk -v r="$(field 1 "${RESULT[$run,$size,yarp,max]}")" 'BEGIN { printf "%d", r / 2 }')
+    for cell in yarp capture; do
+      before=$(dropped)
+      RESULT[$run,$size,$cell,rated]=$(run_open "http://127.0.0.1:$(port_of "$cell")/$size" "$rate")
+      RESULT[$run,$size,$cell,rated_dropped]=$(( $(dropped) - before ))
+      echo "  run $run $size $cell (open loop at $rate req/s): ${RESULT[$run,$size,$cell,rated]}, dropped ${RESULT[$run,$size,$cell,rated_dropped]}"
+    done
   done
 done
 
 echo
-echo "Saturation (wrk -t$THREADS -c$CONNS -d${DURATION}s)"
-printf '| %-10s | %-29s | %10s | %9s | %9s | %13s | %7s | %10s |\n' size target "req/s" "p50 ms" "p99 ms" "req/s / YARP" dropped "CPU-µs/req"
-printf '|------------|-------------------------------|-----------:|----------:|----------:|--------------:|--------:|-----------:|\n'
+echo "Saturation (wrk -t$THREADS -c$CONNS -d${DURATION}s; median of $RUNS runs, the ratio's per-run values beside it)"
+printf '| %-10s | %-29s | %10s | %9s | %9s | %13s | %-18s | %7s | %10s |\n' size target "req/s" "p50 ms" "p99 ms" "req/s / YARP" "per run" dropped "CPU-µs/req"
+printf '|------------|-------------------------------|-----------:|----------:|----------:|--------------:|--------------------|--------:|-----------:|\n'
 for size in "${SIZES[@]}"; do
-  read -r yrps _ _ _ <<<"${RESULT[$size,yarp,max]}"
   for cell in "${cells[@]}"; do
-    read -r rps p50 p99 cpu <<<"${RESULT[$size,$cell,max]}"
+    ratios=()
+    for run in $(seq 1 "$RUNS"); do
+      ratios+=("$(ratio "$(field 1 "${RESULT[$run,$size,$cell,max]}")" "$(field 1 "${RESULT[$run,$size,yarp,max]}")")")
+    done
     case $cell in
       direct) name="direct to upstream (nginx)";;
       nginx) name="nginx reverse proxy";;
       yarp) name="YARP passthrough (no capture)";;
       capture) name="sp agent proxy (capture)";;
     esac
-    drops=$([[ $cell == capture ]] && echo "${RESULT[$size,$cell,max_dropped]}" || echo "-")
-    printf '| %-10s | %-29s | %10.0f | %9.3f | %9.3f | %13s | %7s | %10s |\n' "$size" "$name" "$rps" "$p50" "$p99" "$(ratio "$rps" "$yrps")" "$drops" "$cpu"
+    drops=-
+    [[ $cell == capture ]] && drops=$(( $(runs_of "$size,$cell,max_dropped" 1 RESULT | tr ' ' '+') ))
+    printf '| %-10s | %-29s | %10.0f | %9.3f | %9.3f | %13s | %-18s | %7s | %10s |\n' "$size" "$name" \
+      "$(median $(runs_of "$size,$cell,max" 1 RESULT))" "$(median $(runs_of "$size,$cell,max" 2 RESULT))" \
+      "$(median $(runs_of "$size,$cell,max" 3 RESULT))" "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$drops" \
+      "$(fmt 0 "$(median $(runs_of "$size,$cell,max" 4 RESULT))")"
   done
 done
 
 echo
-echo "Equal offered load, open loop (ProxyBench load: half of YARP's saturation req/s, latency from each request's due time)"
-printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %6s | %7s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" errors dropped
-printf '|------------|-------------------------------|---------:|---------:|---------:|---------:|-----------:|-------:|--------:|\n'
+echo "Equal offered load, open loop (ProxyBench load: half of YARP's saturation req/s in the same run, latency from each request's due time; median of $RUNS runs, dropped summed)"
+printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" "per run" errors dropped
+printf '|------------|-------------------------------|---------:|---------:|---------:|---------:|-----------:|--------------------|-------:|--------:|\n'
 for size in "${SIZES[@]}"; do
-  read -r _ _ _ _ yp99 _ _ _ <<<"${RESULT[$size,yarp,rated]}"
   for cell in yarp capture; do
-    read -r offered achieved p50 _ p99 _ _ errors <<<"${RESULT[$size,$cell,rated]}"
+    ratios=()
+    for run in $(seq 1 "$RUNS"); do
+      ratios+=("$(ratio "$(field 5 "${RESULT[$run,$size,$cell,rated]}")" "$(field 5 "${RESULT[$run,$size,yarp,rated]}")")")
+    done
     name=$([[ $cell == yarp ]] && echo "YARP passthrough (no capture)" || echo "sp agent proxy (capture)")
-    drops=$([[ $cell == capture ]] && echo "${RESULT[$size,$cell,rated_dropped]}" || echo "-")
-    printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %6s | %7s |\n' "$size" "$name" "$offered" "$achieved" "$p50" "$p99" "$(ratio "$p99" "$yp99")" "$errors" "$drops"
+    drops=-
+    [[ $cell == capture ]] && drops=$(( $(runs_of "$size,$cell,rated_dropped" 1 RESULT | tr ' ' '+') ))
+    printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' "$size" "$name" \
+      "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 1 RESULT))")" "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 2 RESULT))")" \
+      "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 3 RESULT))")" "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 5 RESULT))")" \
+      "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell,rated" 8 RESULT | tr ' ' '+') ))" "$drops"
   done
 done
 
