@@ -795,6 +795,8 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         return new ArraySegment<byte>(array, 0, length);
     }
 
+    // Only once every attempt is over. A cancelled attempt's connection is torn down, so even if
+    // the handler were still copying from the array, those bytes never form a request the backend takes.
     private void ReturnPayload(ArraySegment<byte> payload)
     {
         if (_export.Compression == ExportCompression.None && payload.Array is { } array)
@@ -814,6 +816,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
         Budget.Release(bytes);
     }
+
+    /// <summary>Bytes of encoded-batch arrays kept for reuse now (tests: every payload goes back to the pool).</summary>
+    internal long PayloadPoolRetainedBytes => _payloads.RetainedBytes;
 
     /// <summary>Bytes reserved now by exchanges queued or being sent and by bodies being captured (see <c>export.max_inflight_bytes</c>).</summary>
     internal long InflightBytes => Budget.Held;
