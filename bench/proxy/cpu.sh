@@ -52,9 +52,12 @@ for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$YARP_PORT" "$CAPTURE_PORT" "$ADM
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
-metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%d", n }'; }
+metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
 # Every span the exporter handled (sent, failed or dropped), so its work is inside the window.
 exported() { echo $(( $(metric 'sp_export_spans_total') + $(metric 'sp_export_dropped_total') )); }
+gc_counts() { # "gen0 gen1 gen2 allocated-bytes" of the capture proxy
+  echo "$(metric 'dotnet_gc_collections_total{generation="0"}') $(metric 'dotnet_gc_collections_total{generation="1"}') $(metric 'dotnet_gc_collections_total{generation="2"}') $(metric 'dotnet_gc_allocated_bytes_total')"
+}
 requests_seen() { metric 'sp_requests_total{direction="inbound",outcome="captured"}'; }
 
 # wrk has no request count: run it for long enough, then count what it did. DURATION per cell
@@ -71,8 +74,9 @@ run_cell() { # url pid -> "requests cpu-µs/request"
     local e0=-1 e1; e1=$(exported)
     while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported); done
   fi
-  local before after out n exp_before perf_pid=
+  local before after out n exp_before perf_pid= gc_before=
   exp_before=$([[ $pid == "$CAPTURE_PID" ]] && exported || echo 0)
+  [[ $pid != "$CAPTURE_PID" ]] || gc_before=$(gc_counts)
   before=$(cpu_ticks "$pid")
   if [[ -n $PROFILE && $pid == "$CAPTURE_PID" && $url == */$PROFILE ]]; then
     perf record -F 499 -g -p "$pid" -o "${OUT:-/tmp}/capture-$PROFILE.perf.data" -- sleep "$secs" >"${OUT:-/tmp}/perf.log" 2>&1 &
@@ -88,6 +92,11 @@ run_cell() { # url pid -> "requests cpu-µs/request"
   [[ -z $perf_pid ]] || wait "$perf_pid" || true
   awk -v n="$n" -v t="$((after - before))" -v hz="$CLK_TCK" -v r="$(awk '/Requests\/sec:/ {print int($2)}' <<<"$out")" \
     'BEGIN { printf "%d requests, %d req/s, %.0f CPU-µs/request", n, r, t * 1e6 / hz / n }'
+  if [[ -n $gc_before ]]; then
+    # GCs per 1,000 requests by generation, and managed bytes allocated per request.
+    awk -v n="$n" -v b="$gc_before" -v a="$(gc_counts)" 'BEGIN { split(b, x); split(a, y)
+      printf "; gen0/1/2 per 1k requests %.1f/%.1f/%.1f, %.0f KiB allocated/request", (y[1]-x[1])*1000/n, (y[2]-x[2])*1000/n, (y[3]-x[3])*1000/n, (y[4]-x[4])/1024/n }'
+  fi
 }
 
 # Idle RSS as run.sh takes it: after one request of each size, so the code paths are loaded.

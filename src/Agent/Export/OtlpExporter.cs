@@ -62,6 +62,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private readonly HttpClient _http;
     private readonly SemaphoreSlim _concurrency;
     private readonly int _maxConcurrent;
+    private readonly ExportPayloadPool _payloads;
     private readonly BackendCircuitBreaker _breaker;
     private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
     private readonly CancellationTokenSource _abort = new();
@@ -114,6 +115,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         _batchDelay = TimeSpan.FromMilliseconds(_export.BatchDelayMs);
         _contentEncoding = ContentEncodingOf(_export.Compression);
         Budget = new CaptureByteBudget(_export.MaxInflightBytes);
+        _payloads = new ExportPayloadPool(2L * _export.MaxBatchBytes);
         Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, "v1/traces");
 
         _channel = Channel.CreateBounded<Exchange>(new BoundedChannelOptions(_export.QueueCapacity)
@@ -543,10 +545,13 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         for (var start = 0; start < left.Count; start += _export.MaxBatchSpans)
         {
             var chunk = left.GetRange(start, Math.Min(_export.MaxBatchSpans, left.Count - start));
-            if (_buffer is null || !TryBuffer(Encode(chunk, _publicKey, _export.Compression), chunk.Count))
+            var payload = EncodePooled(chunk);
+            if (_buffer is null || !TryBuffer(payload, chunk.Count))
             {
                 dropped += chunk.Count;
             }
+
+            ReturnPayload(payload);
 
             Release(chunk);
         }
@@ -731,9 +736,10 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     {
         var started = _timeProvider.GetTimestamp();
         var spans = batch.Count;
+        ArraySegment<byte> payload = default;
         try
         {
-            var payload = Encode(batch, _publicKey, _export.Compression);
+            payload = EncodePooled(batch);
             var context = ResilienceContextPool.Shared.Get(abort);
             Outcome<HttpResponseMessage> outcome;
             try
@@ -770,7 +776,32 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
         finally
         {
+            // Every attempt is over (sent, buffered to disk or given up): nothing reads the bytes now.
+            ReturnPayload(payload);
             _metrics.ExportBatchDuration.Observe(_timeProvider.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    // Uncompressed batches are written into an array from the payload pool (see ExportPayloadPool);
+    // compressed ones into a stream of their own.
+    private ArraySegment<byte> EncodePooled(List<Exchange> batch)
+    {
+        if (_export.Compression != ExportCompression.None)
+        {
+            return Encode(batch, _publicKey, _export.Compression);
+        }
+
+        var array = OtlpSpanWriter.ToArray(batch, _publicKey, Version, _payloads.Rent, out var length);
+        return new ArraySegment<byte>(array, 0, length);
+    }
+
+    // Only once every attempt is over. A cancelled attempt's connection is torn down, so even if
+    // the handler were still copying from the array, those bytes never form a request the backend takes.
+    private void ReturnPayload(ArraySegment<byte> payload)
+    {
+        if (_export.Compression == ExportCompression.None && payload.Array is { } array)
+        {
+            _payloads.Return(array);
         }
     }
 
@@ -785,6 +816,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
         Budget.Release(bytes);
     }
+
+    /// <summary>Bytes of encoded-batch arrays kept for reuse now (tests: every payload goes back to the pool).</summary>
+    internal long PayloadPoolRetainedBytes => _payloads.RetainedBytes;
 
     /// <summary>Bytes reserved now by exchanges queued or being sent and by bodies being captured (see <c>export.max_inflight_bytes</c>).</summary>
     internal long InflightBytes => Budget.Held;

@@ -111,7 +111,7 @@ public sealed class ExchangeCapture : IDisposable
                 return;
             }
 
-            _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget);
+            _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget, DeclaredLength(Exchange.RequestHeaders));
             _requestBody.Append(bytes);
             _grpcRequest?.Append(bytes, Elapsed());
         }
@@ -261,7 +261,7 @@ public sealed class ExchangeCapture : IDisposable
             if (_readAhead is not null && !_requestBodyDone)
             {
                 // The upstream never reads the body that was read ahead: capture it here.
-                _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget);
+                _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget, DeclaredLength(Exchange.RequestHeaders));
                 _requestBody.Append(_readAhead.AsSpan(0, _readAheadLength));
             }
 
@@ -328,7 +328,7 @@ public sealed class ExchangeCapture : IDisposable
                 return;
             }
 
-            _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes, _pipeline.Budget);
+            _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes, _pipeline.Budget, DeclaredLength(Exchange.ResponseHeaders));
             _responseBody.Append(bytes);
             if (_grpcRequest is not null)
             {
@@ -597,11 +597,15 @@ public sealed class ExchangeCapture : IDisposable
         return ended ? body : Cut(body, headers);
     }
 
+    // The body's content-length, or -1 when absent or not a number.
+    private static long DeclaredLength(HeaderList headers) =>
+        long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;
+
     private static CapturedBody Cut(CapturedBody body, HeaderList headers)
     {
         // The body stopped before its end (BUFFERED_PARTIAL over the limit, a cancelled stream):
         // what was seen is a prefix; its size is what content-length says, if anything.
-        var declared = long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;
+        var declared = DeclaredLength(headers);
         return body with { Truncated = true, OriginalSize = declared > body.OriginalSize ? declared : -1 };
     }
 }

@@ -119,8 +119,17 @@ public static class BodyCapture
         // Declared text that is not valid UTF-8 is kept exactly (as Binary) rather than repaired
         // with replacement characters: base64 loses nothing.
         var kept = isText ? textLength : content.Length;
-        var bytes = !owned.IsEmpty && kept == owned.Length ? owned : content[..kept].ToArray();
+        var bytes = !owned.IsEmpty && kept == owned.Length ? owned : CopyOf(content[..kept]);
         return new CapturedBody(bytes, originalSize, truncated, isText ? BodyKind.Text : BodyKind.Binary, contentType, contentEncoding, decoded);
+    }
+
+    // The copy is overwritten in full at once, so the GC need not zero it first (a 64 KiB memset per
+    // captured body showed in the capture proxy's profile).
+    private static byte[] CopyOf(ReadOnlySpan<byte> content)
+    {
+        var copy = GC.AllocateUninitializedArray<byte>(content.Length);
+        content.CopyTo(copy);
+        return copy;
     }
 
     private static byte[] Transcode(ReadOnlySpan<byte> content, Encoding encoding, bool truncated)

@@ -16,12 +16,23 @@ public static class ProcessMetrics
         var cpu = registry.SampledCounter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.").WithLabels();
         var heap = registry.Gauge("dotnet_gc_heap_bytes", "Bytes in the managed heap: its size after the last collection, or the bytes allocated before the first one.").WithLabels();
         var threads = registry.Gauge("process_threads", "Threads in the process.").WithLabels();
+        // Collections per generation and bytes allocated: what a benchmark divides by the work done
+        // to see GC cost per request on a machine too loaded for throughput to mean anything.
+        var collections = registry.SampledCounter("dotnet_gc_collections_total", "Garbage collections of each generation since the process started.", "generation");
+        var gen0 = collections.WithLabels("0");
+        var gen1 = collections.WithLabels("1");
+        var gen2 = collections.WithLabels("2");
+        var allocated = registry.SampledCounter("dotnet_gc_allocated_bytes_total", "Bytes allocated on the managed heap since the process started.").WithLabels();
         registry.OnCollect(_ =>
         {
             using var process = Process.GetCurrentProcess();
             rss.Set(process.WorkingSet64);
             cpu.Set(process.TotalProcessorTime.TotalSeconds);
             threads.Set(process.Threads.Count);
+            gen0.Set(GC.CollectionCount(0));
+            gen1.Set(GC.CollectionCount(1));
+            gen2.Set(GC.CollectionCount(2));
+            allocated.Set(GC.GetTotalAllocatedBytes());
             // HeapSizeBytes stays 0 until the first collection, and a quiet backend may not have had one.
             var heapBytes = GC.GetGCMemoryInfo().HeapSizeBytes;
             heap.Set(heapBytes > 0 ? heapBytes : GC.GetTotalMemory(forceFullCollection: false));

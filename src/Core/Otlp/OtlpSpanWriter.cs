@@ -75,7 +75,7 @@ public static class OtlpSpanWriter
     public static void Write(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion, Stream destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
-        var buffer = Encode(exchanges, publicKey, scopeVersion, exact: false, out var length);
+        var buffer = Encode(exchanges, publicKey, scopeVersion, exact: false, allocate: null, out var length);
         try
         {
             destination.Write(buffer, 0, length);
@@ -93,7 +93,18 @@ public static class OtlpSpanWriter
     public static byte[] ToByteArray(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion)
     {
         // Measured first, so the array is exactly the request: no copy, nothing pooled.
-        return Encode(exchanges, publicKey, scopeVersion, exact: true, out _);
+        return Encode(exchanges, publicKey, scopeVersion, exact: true, allocate: null, out _);
+    }
+
+    /// <summary>
+    /// The request for <paramref name="exchanges"/> in the first <paramref name="length"/> bytes of
+    /// the array <paramref name="allocate"/> gives for that length (at least that long), so a caller
+    /// can reuse large arrays instead of putting a new one on the large object heap per batch.
+    /// </summary>
+    public static byte[] ToArray(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion, Func<int, byte[]> allocate, out int length)
+    {
+        ArgumentNullException.ThrowIfNull(allocate);
+        return Encode(exchanges, publicKey, scopeVersion, exact: false, allocate, out length);
     }
 
     // Requests above this are encoded into an array of their own rather than a pooled one:
@@ -105,8 +116,9 @@ public static class OtlpSpanWriter
     private static bool IsPooled(int length) => length <= MaxPooledBytes;
 
     // The encoded request in the first `length` bytes of the result: an array of exactly that
-    // length when `exact`, otherwise one the caller returns to ArrayPool.Shared when IsPooled(length).
-    private static byte[] Encode(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion, bool exact, out int length)
+    // length when `exact`, one from `allocate` when given, otherwise one the caller returns to
+    // ArrayPool.Shared when IsPooled(length).
+    private static byte[] Encode(IReadOnlyList<Exchange> exchanges, string? publicKey, string scopeVersion, bool exact, Func<int, byte[]>? allocate, out int length)
     {
         length = 0;
         ArgumentNullException.ThrowIfNull(exchanges);
@@ -167,7 +179,8 @@ public static class OtlpSpanWriter
             }
 
             length = (int)total;
-            buffer = exact || !IsPooled(length) ? new byte[length] : ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+            buffer = allocate is not null ? allocate(length)
+                : exact || !IsPooled(length) ? new byte[length] : ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
             var writer = new Writer(buffer);
             for (var g = 0; g < groups; g++)
             {
@@ -217,7 +230,7 @@ public static class OtlpSpanWriter
             pool.Return(spanSizes);
             pool.Return(firsts);
             ArrayPool<byte>.Shared.Return(textFlags);
-            if (buffer is not null && !exact && IsPooled(length))
+            if (buffer is not null && !exact && allocate is null && IsPooled(length))
             {
                 ArrayPool<byte>.Shared.Return(buffer);
             }

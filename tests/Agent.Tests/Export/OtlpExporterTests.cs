@@ -125,6 +125,46 @@ public sealed class OtlpExporterTests
     }
 
     [Fact]
+    public async Task CompressionNone_LargeBatchArraysGoBackToThePool_AndAReusedArrayCarriesOnlyItsOwnBatch()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.None;
+        await using var exporter = Create(options, new AgentMetrics());
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get("/large", responseBody: new string('a', 200 * 1024)));
+        await receiver.WaitForSpansAsync(1);
+        await WaitForAsync(() => exporter.PayloadPoolRetainedBytes >= 200 * 1024);
+
+        // The second batch is shorter and goes into the first one's array: nothing of the first may show.
+        exporter.TryEnqueue(TestExchanges.Get("/smaller", responseBody: new string('b', 150 * 1024)));
+        await receiver.WaitForSpansAsync(2);
+        var second = receiver.Requests[1];
+        var span = Assert.Single(second.Spans);
+        Assert.Equal("/smaller", Attr(span, "url.path"));
+        Assert.Equal(new string('b', 150 * 1024), Attr(span, OtlpAttributes.ResponseBody));
+        Assert.InRange(second.Body.Length, 150 * 1024, 160 * 1024);
+        await WaitForAsync(() => exporter.PayloadPoolRetainedBytes >= 200 * 1024);
+    }
+
+    [Fact]
+    public async Task CompressionNone_AFailedBatchStillReturnsItsArray()
+    {
+        var options = TestExchanges.Options(TestExchanges.RefusingBackend());
+        options.Export.Compression = ExportCompression.None;
+        options.Export.MaxRetries = 0;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+        exporter.Start();
+
+        exporter.TryEnqueue(TestExchanges.Get("/large", responseBody: new string('a', 200 * 1024)));
+
+        await WaitForAsync(() => metrics.ExportSpansFailed.Value == 1);
+        await WaitForAsync(() => exporter.PayloadPoolRetainedBytes >= 200 * 1024 && exporter.InflightBytes == 0);
+    }
+
+    [Fact]
     public async Task MaxInflightBytes_ACaptureThatDoesNotFitIsDroppedAndCounted_AndTheBudgetIsGivenBackOnceSent()
     {
         await using var receiver = await OtlpReceiver.StartAsync();

@@ -67,6 +67,49 @@ public sealed class BodyCaptureBufferTests
     }
 
     [Fact]
+    public void Append_DeclaredLength_RentsOnceForTheWholeBodyAndReservesIt()
+    {
+        var budget = new CaptureByteBudget(1024 * 1024);
+        using var buffer = new BodyCaptureBuffer(64 * 1024, budget, expectedLength: 40_000);
+
+        buffer.Append(new byte[100]);
+        var first = buffer.Capacity;
+        for (var i = 0; i < 399; i++)
+        {
+            buffer.Append(new byte[100]);
+        }
+
+        // One array large enough for the announced body from the first chunk on, and held in the budget.
+        Assert.InRange(first, 40_000, 64 * 1024);
+        Assert.Equal(first, buffer.Capacity);
+        Assert.Equal(first, budget.Held);
+        Assert.Equal(40_000, buffer.Length);
+    }
+
+    [Fact]
+    public void Append_DeclaredLengthAboveLimitOrWrong_KeepsTheLimitAndEveryByteSeen()
+    {
+        var budget = new CaptureByteBudget(1024 * 1024);
+        using (var over = new BodyCaptureBuffer(8192, budget, expectedLength: 10L * 1024 * 1024 * 1024))
+        {
+            over.Append(new byte[100]);
+            Assert.InRange(over.Capacity, 100, 8192);
+        }
+
+        // An announcement shorter than the body only means growing later.
+        using (var under = new BodyCaptureBuffer(64 * 1024, budget, expectedLength: 10))
+        {
+            var body = Enumerable.Range(0, 30_000).Select(i => (byte)i).ToArray();
+            under.Append(body.AsSpan(0, 10));
+            under.Append(body.AsSpan(10));
+            Assert.True(under.Captured.SequenceEqual(body));
+            Assert.Equal(under.Capacity, budget.Held);
+        }
+
+        Assert.Equal(0, budget.Held);
+    }
+
+    [Fact]
     public void Append_AfterComplete_Throws()
     {
         var buffer = new BodyCaptureBuffer(16);
