@@ -52,13 +52,14 @@ internal static class BodyCodec
         if (data.Length >= MinCompressLength)
         {
             var pool = dictionary?.Contexts ?? s_plain;
+            var compressor = pool.RentCompressor();
             byte[] rented = ArrayPool<byte>.Shared.Rent(Compressor.GetCompressBound(data.Length) + HeadBytes);
             try
             {
                 rented[0] = Zstd;
                 int head = 1 + WriteVarint(rented.AsSpan(1), (ulong)(dictionary?.Id ?? 0));
                 head += WriteVarint(rented.AsSpan(head), (ulong)data.Length);
-                int written = pool.Compress(data, rented.AsSpan(head));
+                int written = compressor.Wrap(data, rented.AsSpan(head));
                 if (head + written < data.Length + 1)
                 {
                     return rented.AsSpan(0, head + written).ToArray();
@@ -67,6 +68,7 @@ internal static class BodyCodec
             finally
             {
                 ArrayPool<byte>.Shared.Return(rented);
+                pool.Return(compressor);
             }
         }
 
@@ -183,9 +185,21 @@ internal static class BodyCodec
         }
 
         var result = new byte[(int)length];
-        if (!pool.TryDecompress(stored.AsSpan(offset), result, out int written) || written != (int)length)
+        var decompressor = pool.RentDecompressor();
+        try
         {
-            throw new InvalidDataException("A stored body is corrupt: its zstd frame does not decode to the recorded length.");
+            if (!decompressor.TryUnwrap(stored.AsSpan(offset), result, out int written) || written != (int)length)
+            {
+                throw new InvalidDataException("A stored body is corrupt: its zstd frame does not decode to the recorded length.");
+            }
+        }
+        catch (ZstdException e)
+        {
+            throw new InvalidDataException("A stored body is corrupt: " + e.Message, e);
+        }
+        finally
+        {
+            pool.Return(decompressor);
         }
 
         return result;
@@ -223,89 +237,14 @@ internal static class BodyCodec
     /// <summary>
     /// Reusable zstd contexts for one dictionary (or none): a context holds its window and the
     /// digested dictionary, so building one per value would cost more than compressing it. The
-    /// pool holds at most what was in use at once (about one per core). Contexts are the system
-    /// library's when it has one (<see cref="NativeZstd"/>: the dictionary is digested once and
-    /// referenced by every context), otherwise the managed port's.
+    /// pool holds at most what was in use at once (about one per core).
     /// </summary>
-    internal sealed class ContextPool(byte[]? dictionary, bool native) : IDisposable
+    internal sealed class ContextPool(byte[]? dictionary) : IDisposable
     {
-        private readonly bool _native = native;
         private readonly ConcurrentBag<Compressor> _compressors = [];
         private readonly ConcurrentBag<Decompressor> _decompressors = [];
-        private readonly ConcurrentBag<nint> _nativeCompressors = [];
-        private readonly ConcurrentBag<nint> _nativeDecompressors = [];
-        private readonly Lock _lock = new();
-        private nint _compressionDictionary;
-        private nint _decompressionDictionary;
 
-        // Native contexts and dictionaries are freed when the last one in use comes back after
-        // Dispose: freeing memory a compression still reads would corrupt the process, not throw.
-        private int _inUse;
-        private bool _disposed;
-
-        public ContextPool(byte[]? dictionary)
-            : this(dictionary, NativeZstd.Available)
-        {
-        }
-
-        public int Compress(ReadOnlySpan<byte> data, Span<byte> destination)
-        {
-            if (!_native)
-            {
-                var compressor = RentCompressor();
-                try
-                {
-                    return compressor.Wrap(data, destination);
-                }
-                finally
-                {
-                    _compressors.Add(compressor);
-                }
-            }
-
-            nint context = RentNative(_nativeCompressors, compress: true);
-            try
-            {
-                return NativeZstd.Compress(context, data, destination);
-            }
-            finally
-            {
-                ReturnNative(_nativeCompressors, context);
-            }
-        }
-
-        public bool TryDecompress(ReadOnlySpan<byte> frame, Span<byte> destination, out int written)
-        {
-            if (!_native)
-            {
-                var decompressor = RentDecompressor();
-                try
-                {
-                    return decompressor.TryUnwrap(frame, destination, out written);
-                }
-                catch (ZstdException)
-                {
-                    written = 0;
-                    return false;
-                }
-                finally
-                {
-                    _decompressors.Add(decompressor);
-                }
-            }
-
-            nint context = RentNative(_nativeDecompressors, compress: false);
-            try
-            {
-                return NativeZstd.TryDecompress(context, frame, destination, out written);
-            }
-            finally
-            {
-                ReturnNative(_nativeDecompressors, context);
-            }
-        }
-
-        private Compressor RentCompressor()
+        public Compressor RentCompressor()
         {
             if (_compressors.TryTake(out var compressor))
             {
@@ -325,7 +264,7 @@ internal static class BodyCodec
             return compressor;
         }
 
-        private Decompressor RentDecompressor()
+        public Decompressor RentDecompressor()
         {
             if (_decompressors.TryTake(out var decompressor))
             {
@@ -341,107 +280,12 @@ internal static class BodyCodec
             return decompressor;
         }
 
-        private nint RentNative(ConcurrentBag<nint> bag, bool compress)
-        {
-            lock (_lock)
-            {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                _inUse++;
-            }
+        public void Return(Compressor compressor) => _compressors.Add(compressor);
 
-            if (bag.TryTake(out nint context))
-            {
-                return context;
-            }
-
-            try
-            {
-                if (compress)
-                {
-                    return NativeZstd.CreateCompressor(Level, dictionary is null ? 0 : CompressionDictionary());
-                }
-
-                return NativeZstd.CreateDecompressor(dictionary is null ? 0 : DecompressionDictionary());
-            }
-            catch
-            {
-                ReturnNative(bag, 0);
-                throw;
-            }
-        }
-
-        private void ReturnNative(ConcurrentBag<nint> bag, nint context)
-        {
-            if (context != 0)
-            {
-                bag.Add(context);
-            }
-
-            lock (_lock)
-            {
-                if (--_inUse == 0 && _disposed)
-                {
-                    FreeNative();
-                }
-            }
-        }
-
-        private nint CompressionDictionary()
-        {
-            lock (_lock)
-            {
-                return _compressionDictionary != 0 ? _compressionDictionary : _compressionDictionary = NativeZstd.CreateCompressionDictionary(dictionary!, Level);
-            }
-        }
-
-        private nint DecompressionDictionary()
-        {
-            lock (_lock)
-            {
-                return _decompressionDictionary != 0 ? _decompressionDictionary : _decompressionDictionary = NativeZstd.CreateDecompressionDictionary(dictionary!);
-            }
-        }
-
-        // Called under _lock with nothing in use.
-        private void FreeNative()
-        {
-            while (_nativeCompressors.TryTake(out nint c))
-            {
-                NativeZstd.FreeCompressor(c);
-            }
-
-            while (_nativeDecompressors.TryTake(out nint d))
-            {
-                NativeZstd.FreeDecompressor(d);
-            }
-
-            if (_compressionDictionary != 0)
-            {
-                NativeZstd.FreeCompressionDictionary(_compressionDictionary);
-                _compressionDictionary = 0;
-            }
-
-            if (_decompressionDictionary != 0)
-            {
-                NativeZstd.FreeDecompressionDictionary(_decompressionDictionary);
-                _decompressionDictionary = 0;
-            }
-        }
+        public void Return(Decompressor decompressor) => _decompressors.Add(decompressor);
 
         public void Dispose()
         {
-            lock (_lock)
-            {
-                if (!_disposed)
-                {
-                    _disposed = true;
-                    if (_inUse == 0)
-                    {
-                        FreeNative();
-                    }
-                }
-            }
-
             while (_compressors.TryTake(out var c))
             {
                 c.Dispose();

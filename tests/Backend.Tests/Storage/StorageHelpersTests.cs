@@ -1,4 +1,3 @@
-using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Storage;
 
@@ -83,36 +82,6 @@ public sealed class StorageHelpersTests
         var needsDictionary = (byte[])stored.Clone();
         needsDictionary[1] = 7;
         Assert.Contains("dictionary 7", Assert.Throws<InvalidDataException>(() => BodyCodec.Decode(needsDictionary)).Message);
-    }
-
-    [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void BodyCodec_SystemZstdAndManagedPortReadEachOthersFrames(bool withDictionary)
-    {
-        // Rows written by a process with libzstd must read in one without it (the container image) and back.
-        Assert.True(NativeZstd.Available, "libzstd.so.1 is installed on the development and CI machines; without it this test proves nothing.");
-        var bodies = Enumerable.Range(0, 300).Select(i => Encoding.UTF8.GetBytes(
-            $$"""{"items":[{"id":{{i * 7919}},"city":"lisbon","price":{{i % 900}}.5,"code":"AB{{i}}"},{"id":{{i}},"city":"oslo"}]}""")).ToList();
-        byte[]? dictionary = withDictionary ? ZstdSharp.DictBuilder.TrainFromBuffer(bodies, 4096) : null;
-        using var native = new BodyCodec.ContextPool(dictionary, native: true);
-        using var managed = new BodyCodec.ContextPool(dictionary, native: false);
-        var frame = new byte[4096];
-        var decoded = new byte[4096];
-        foreach (var (writer, reader) in new[] { (native, managed), (managed, native) })
-        {
-            foreach (var body in bodies.Take(20))
-            {
-                int length = writer.Compress(body, frame);
-                Assert.True(reader.TryDecompress(frame.AsSpan(0, length), decoded, out int written));
-                Assert.Equal(body, decoded.AsSpan(0, written).ToArray());
-            }
-        }
-
-        // A frame cut short is refused by both.
-        int size = native.Compress(bodies[0], frame);
-        Assert.False(native.TryDecompress(frame.AsSpan(0, size - 3), decoded, out _));
-        Assert.False(managed.TryDecompress(frame.AsSpan(0, size - 3), decoded, out _));
     }
 
     [Fact]
