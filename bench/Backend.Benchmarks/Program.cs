@@ -131,7 +131,15 @@ foreach (string kind in stores)
             await cluster.DisposeAsync();
         }
 
-        Directory.Delete(work, recursive: true);
+        if (args.Contains("--keep-files"))
+        {
+            // For a look at where the bytes are (e.g. the sqlite3 shell's dbstat table) after the run.
+            Console.WriteLine($"{kind}: files kept in {work}");
+        }
+        else
+        {
+            Directory.Delete(work, recursive: true);
+        }
     }
 }
 
