@@ -56,7 +56,6 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     private CodecDictionaries? _dictionaries;
     private Task? _indexer;
     private long _committedUpTo;
-    private long _inheritedBacklogEnd = -1;
     private long _indexedUpTo;
 
     /// <summary>This store's per-tenant compression dictionaries.</summary>
@@ -64,13 +63,6 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         LoadLatestDictionaryAsync, id => LoadDictionaryAsync(id).GetAwaiter().GetResult(), SaveDictionaryAsync, Logger));
 
     public long IndexedUpTo => Interlocked.Read(ref _indexedUpTo);
-
-    /// <summary>
-    /// True while the indexer works through spans committed before this process's first commit
-    /// (a re-index after an upgrade, a backlog left by a restart or another replica): a backlog
-    /// this process did not make, which ingest backpressure must not wait out.
-    /// </summary>
-    protected bool IndexingInheritedBacklog => IndexedUpTo < Interlocked.Read(ref _inheritedBacklogEnd);
 
     public SearchIndexLag Lag
     {
@@ -110,8 +102,6 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// <summary>The subclass committed <paramref name="spans"/> spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
     protected void Committed(long maxId, long spans)
     {
-        // The first commit's ids start at about maxId - spans + 1: everything below was there before.
-        Interlocked.CompareExchange(ref _inheritedBacklogEnd, Math.Max(0, maxId - spans), -1);
         long seen;
         while ((seen = Interlocked.Read(ref _committedUpTo)) < maxId && Interlocked.CompareExchange(ref _committedUpTo, maxId, seen) != seen)
         {

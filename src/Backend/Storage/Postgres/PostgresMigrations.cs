@@ -207,5 +207,26 @@ internal static class PostgresMigrations
         CREATE INDEX span_search_terms ON span_search USING GIN (terms) WITH (gin_pending_list_limit = 16384);
         UPDATE search_progress SET indexed_to = 0;
         """,
+
+        // Search at commit (issue 14): each span's word hashes go into spans.terms in the COPY
+        // that stores it (computed while the batch is encoded), so a span is searchable once it is
+        // acknowledged; span_search, its key, its per-row foreign-key check, the watermark and the
+        // indexer's re-reading of bodies go. The GIN index no longer holds the 64-bit hashes
+        // (each a key of its own: merging ~90 new keys a span into the tree was four fifths of the
+        // server's ingest CPU, and 1.3 KB a span on disk) but their top 16 bits, term_buckets: at
+        // most 65,536 keys whose posting lists grow at their ends. A bucket match is a candidate;
+        // the exact hashes in terms decide (PostgresSpanStore's text conditions test both).
+        // Hashes are random: EXTERNAL keeps TOAST from trying to compress them. Spans stored
+        // before this version get their terms from the indexer, oldest first, through
+        // spans_unindexed (text search misses them until it has, never returns wrong ones); new
+        // spans never enter that partial index.
+        """
+        DROP TABLE span_search;
+        DROP TABLE search_progress;
+        ALTER TABLE spans ADD COLUMN terms BIGINT[], ADD COLUMN term_buckets SMALLINT[];
+        ALTER TABLE spans ALTER COLUMN terms SET STORAGE EXTERNAL;
+        CREATE INDEX spans_terms ON spans USING GIN (term_buckets) WITH (gin_pending_list_limit = 16384);
+        CREATE INDEX spans_unindexed ON spans (id) WHERE terms IS NULL;
+        """,
     ];
 }

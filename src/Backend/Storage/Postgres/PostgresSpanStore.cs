@@ -19,13 +19,13 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     private const string Columns =
         "tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
         "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-        "request_body, response_body, attributes, stored_bytes, span_model, grpc_status";
+        "request_body, response_body, attributes, stored_bytes, span_model, grpc_status, terms, term_buckets";
 
     private const string CreateStaging =
         "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, kind INTEGER, " +
         "service TEXT, start_ns BIGINT, end_ns BIGINT, is_error INTEGER, is_exchange INTEGER, session_id TEXT, direction TEXT, method TEXT, " +
         "scheme TEXT, authority TEXT, path TEXT, query TEXT, route TEXT, status_code INTEGER, request_headers BYTEA, response_headers BYTEA, " +
-        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER) ON COMMIT DELETE ROWS";
+        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER, terms BIGINT[], term_buckets SMALLINT[]) ON COMMIT DELETE ROWS";
 
     private const string MoveStaged =
         "WITH ins AS (" +
@@ -36,25 +36,14 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = LEAST(sessions.first_ns, excluded.first_ns), last_ns = GREATEST(sessions.last_ns, excluded.last_ns)) " +
         "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM ins";
 
-    // Held from the move into spans to the commit: ids are drawn and committed in order across
-    // every backend on the database, so the search indexer's watermark never passes an id that
-    // is still to commit (see IndexNextAsync).
-    private const long IngestOrderLockKey = 0x5350_4F52_4445_52;
-
-    // One indexing pass at a time across replicas; a second one waits, then rereads the watermark.
+    // One indexing pass at a time across replicas (they would fill the same spans' terms).
     internal const long IndexerLockKey = 0x5350_494E_4458;
 
-    private const string IndexSpans =
+    private static readonly string FillTerms =
         // Each span's hashes are a slice of one flat array (@h, lo..hi, 1-based): one parameter
-        // for the whole pass instead of a vector literal per span for the server to parse.
-        "INSERT INTO span_search (span_id, terms) SELECT v.id, @h[v.lo:v.hi] FROM unnest(@ids, @lo, @hi) AS v(id, lo, hi) " +
-        "WHERE EXISTS (SELECT 1 FROM spans s WHERE s.id = v.id) ON CONFLICT (span_id) DO NOTHING";
-
-    // Spans of this process the text index may be behind before ingest waits for it: two of the
-    // indexer's passes, a fraction of a second of its work (see WaitForIndexerAsync).
-    private const int MaxUnindexedSpans = 2 * IndexBatchSpans;
-
-    private static readonly TimeSpan MaxIndexerWait = TimeSpan.FromSeconds(5);
+        // for the whole pass instead of an array literal per span for the server to parse.
+        "UPDATE spans SET terms = @h[v.lo:v.hi], term_buckets = " + PostgresSearchTerms.BucketsSql("@h[v.lo:v.hi]") + " " +
+        "FROM unnest(@ids, @lo, @hi) AS v(id, lo, hi) WHERE spans.id = v.id AND spans.terms IS NULL";
 
     // Another constant: one retention pass at a time across every backend on this database.
     private const long RetentionLockKey = 0x5350_5245_5445_4E;
@@ -75,10 +64,18 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     protected override string SkipLockedSql => " FOR UPDATE SKIP LOCKED";
 
-    protected override string SessionTextCondition =>
-        "s.session_id IN (SELECT x.session_id FROM span_search f JOIN spans x ON x.id = f.span_id WHERE f.terms @> @q::bigint[] AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
+    // The GIN index finds the spans whose buckets hold the query's; their exact hashes decide.
+    private static readonly string TermsMatch =
+        "x.term_buckets @> " + PostgresSearchTerms.BucketsSql("@q::bigint[]") + " AND x.terms @> @q::bigint[]";
 
-    protected override string SpanTextCondition => "x.id IN (SELECT f.span_id FROM span_search f WHERE f.terms @> @q::bigint[])";
+    protected override string SessionTextCondition =>
+        "s.session_id IN (SELECT x.session_id FROM spans x WHERE " + TermsMatch + " AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
+
+    protected override string SpanTextCondition => TermsMatch;
+
+    // The word hashes are written with the span (CopyAsync): they come from the search text built
+    // while the batch is encoded, from the bodies at hand.
+    protected override bool SearchTextOnIngest => true;
 
     protected override string TextQueryValue(string[] terms) => PostgresSearchTerms.QueryValue(terms);
 
@@ -110,14 +107,14 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
 
         var encoded = await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false);
-        await WaitForIndexerAsync(cancellationToken).ConfigureAwait(false);
+        var terms = PostgresSearchTerms.OfBatch(encoded);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             // A batch of new spans (almost every batch) is copied straight into spans; only when
             // one already exists (a retried export) does the unique index refuse the COPY, and the
             // batch goes the staged way, which skips what exists.
-            var direct = await TryCopyDirectAsync(connection, tenantId, encoded, cancellationToken).ConfigureAwait(false);
+            var direct = await TryCopyDirectAsync(connection, tenantId, encoded, terms, cancellationToken).ConfigureAwait(false);
             if (direct is { } maxDirect)
             {
                 Committed(maxDirect, encoded.Length);
@@ -132,14 +129,13 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
 
-                await CopyAsync(connection, "spans_staging", tenantId, encoded, cancellationToken).ConfigureAwait(false);
+                await CopyAsync(connection, "spans_staging", tenantId, encoded, terms, cancellationToken).ConfigureAwait(false);
 
                 long inserted, maxId;
-                await using (var move = new NpgsqlCommand("SELECT pg_advisory_xact_lock(" + IngestOrderLockKey + ");" + MoveStaged, connection, transaction))
+                await using (var move = new NpgsqlCommand(MoveStaged, connection, transaction))
                 {
                     move.Parameters.AddWithValue("t", tenantId);
                     await using var reader = await move.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                     await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
                     inserted = reader.GetInt64(0);
                     maxId = reader.GetInt64(1);
@@ -153,51 +149,18 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     }
 
     /// <summary>
-    /// Backpressure: while more than <see cref="MaxUnindexedSpans"/> of this process's spans wait
-    /// for the text index, a new batch waits for the indexer to catch up (at most
-    /// <see cref="MaxIndexerWait"/>, so an indexer that keeps failing slows ingest but never stops
-    /// it). Indexing costs the server more than storing, so without this a sustained full-speed
-    /// load grows the backlog, and the search lag with it, for as long as it lasts; with it the
-    /// acknowledged rate is one the indexer sustains and the lag stays near a backlog's worth.
+    /// Copies the batch into <c>spans</c> and upserts its sessions in one transaction (ids of a
+    /// COPY are drawn in row order, so the session's last one is the batch's highest); null, with
+    /// nothing stored, when a span of the batch already exists.
     /// </summary>
-    private async Task WaitForIndexerAsync(CancellationToken cancellationToken)
-    {
-        // A backlog from before this process's first commit (the re-index after the migration to
-        // hashed terms, a restart behind a slow indexer) is worked off without holding ingest back:
-        // waiting on it could throttle every batch for as long as re-indexing a large store takes.
-        if (Lag.SpansBehind <= MaxUnindexedSpans || IndexingInheritedBacklog)
-        {
-            return;
-        }
-
-        try
-        {
-            await WaitForSearchAsync(cancellationToken).WaitAsync(MaxIndexerWait, TimeProvider, cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            // The indexer is failing or far behind (another replica holding its lock): store anyway.
-        }
-    }
-
-    /// <summary>
-    /// Copies the batch into <c>spans</c> and upserts its sessions in one transaction, under the
-    /// ingest-order lock (ids of a COPY are drawn in row order, so the last one is the batch's
-    /// highest); null, with nothing stored, when a span of the batch already exists.
-    /// </summary>
-    private static async Task<long?> TryCopyDirectAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, CancellationToken cancellationToken)
+    private static async Task<long?> TryCopyDirectAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, CancellationToken cancellationToken)
     {
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using (transaction.ConfigureAwait(false))
         {
-            await using (var order = new NpgsqlCommand("SELECT pg_advisory_xact_lock(" + IngestOrderLockKey + ")", connection, transaction))
-            {
-                await order.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-
             try
             {
-                await CopyAsync(connection, "spans", tenantId, spans, cancellationToken).ConfigureAwait(false);
+                await CopyAsync(connection, "spans", tenantId, spans, terms, cancellationToken).ConfigureAwait(false);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
             {
@@ -235,7 +198,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
     }
 
-    private static async Task CopyAsync(NpgsqlConnection connection, string table, long tenantId, EncodedSpan[] spans, CancellationToken cancellationToken)
+    private static async Task CopyAsync(NpgsqlConnection connection, string table, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, CancellationToken cancellationToken)
     {
         var importer = await connection.BeginBinaryImportAsync(
             "COPY " + table + " (" + Columns + ") FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
@@ -243,10 +206,11 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         {
             // Rows are written with the synchronous Write: it only copies into Npgsql's write buffer
             // (a socket write happens when that fills), while WriteAsync costs a state machine and a
-            // ValueTask per field, 27 fields per row.
-            foreach (var e in spans)
+            // ValueTask per field, 29 fields per row.
+            for (int i = 0; i < spans.Length; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                var e = spans[i];
                 var s = e.Span;
                 importer.StartRow();
                 importer.Write(tenantId, NpgsqlDbType.Bigint);
@@ -292,6 +256,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 {
                     importer.WriteNull();
                 }
+
+                importer.Write(terms[i].Hashes, NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+                importer.Write(terms[i].Buckets, NpgsqlDbType.Array | NpgsqlDbType.Smallint);
             }
 
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
@@ -378,10 +345,11 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     protected override string BlobLengthSql(string column) => "octet_length(" + column + ")";
 
     /// <summary>
-    /// One pass under the indexer lock: reads the spans past the watermark, builds their search
-    /// text here (bodies are compressed by this process's codec), writes their vectors and moves
-    /// the watermark in one transaction. Ids commit in order (<see cref="IngestOrderLockKey"/>),
-    /// so the spans this snapshot sees past the watermark are a prefix of all that will commit.
+    /// One pass under the indexer lock. Spans are stored with their word hashes, so a pass only
+    /// fills the terms of spans stored before this schema version (spans_unindexed, oldest
+    /// first: their search text is built here from the decoded bodies) and reports how far the
+    /// index reaches: once none is left, every span this snapshot sees is searchable, and spans
+    /// committed after it carry their terms.
     /// </summary>
     protected override async Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken)
     {
@@ -391,58 +359,55 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                long watermark;
-                await using (var start = new NpgsqlCommand("SELECT pg_advisory_xact_lock(" + IndexerLockKey + "); SELECT indexed_to FROM search_progress WHERE id = 1", connection, transaction))
-                {
-                    await using var reader = await start.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                    watermark = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
-                        ? reader.GetInt64(0)
-                        : throw new InvalidOperationException("search_progress has no row: the schema is incomplete.");
-                }
-
                 var ids = new List<long>();
                 var lows = new List<int>();
                 var highs = new List<int>();
-                var hashes = new List<long>(maxSpans * 64);
-                long last = watermark;
-                int count = 0;
-                await using (var select = new NpgsqlCommand("SELECT id, authority, path, query, request_body, response_body FROM spans WHERE id > @w ORDER BY id LIMIT @n", connection, transaction))
+                var hashes = new List<long>();
+                long upTo;
+                await using (var select = new NpgsqlCommand(
+                    "SELECT pg_advisory_xact_lock(" + IndexerLockKey + "); " +
+                    "SELECT id, authority, path, query, request_body, response_body FROM spans WHERE terms IS NULL ORDER BY id LIMIT @n; " +
+                    "SELECT COALESCE(MAX(id), 0) FROM spans",
+                    connection,
+                    transaction))
                 {
-                    select.Parameters.AddWithValue("w", watermark);
                     select.Parameters.AddWithValue("n", maxSpans);
                     await using var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                     while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
-                        last = reader.GetInt64(0);
-                        count++;
-                        int from = hashes.Count;
-                        if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text && PostgresSearchTerms.Append(text, hashes) > 0)
+                        ids.Add(reader.GetInt64(0));
+                        lows.Add(hashes.Count + 1);
+                        if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text)
                         {
-                            ids.Add(last);
-                            lows.Add(from + 1);
-                            highs.Add(hashes.Count);
+                            PostgresSearchTerms.Append(text, hashes);
                         }
+
+                        highs.Add(hashes.Count);
                     }
+
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                    upTo = reader.GetInt64(0);
                 }
 
-                if (count == 0)
+                if (ids.Count == 0)
                 {
-                    return (watermark, 0);
+                    return (upTo, 0);
                 }
 
-                await using (var index = new NpgsqlCommand(IndexSpans + "; UPDATE search_progress SET indexed_to = @to WHERE id = 1", connection, transaction))
+                await using (var fill = new NpgsqlCommand(FillTerms, connection, transaction))
                 {
-                    index.Parameters.AddWithValue("ids", ids.ToArray());
-                    index.Parameters.AddWithValue("lo", lows.ToArray());
-                    index.Parameters.AddWithValue("hi", highs.ToArray());
-                    index.Parameters.AddWithValue("h", hashes.ToArray());
-                    index.Parameters.AddWithValue("to", last);
-                    await index.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    fill.Parameters.AddWithValue("ids", ids.ToArray());
+                    fill.Parameters.AddWithValue("lo", lows.ToArray());
+                    fill.Parameters.AddWithValue("hi", highs.ToArray());
+                    fill.Parameters.AddWithValue("h", hashes.ToArray());
+                    await fill.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                return (last, count);
+                // A full pass may leave older spans for the next one: it vouches only for the ids it reached.
+                return (ids.Count == maxSpans ? ids[^1] : upTo, ids.Count);
             }
         }
     }
