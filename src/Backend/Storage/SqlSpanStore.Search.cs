@@ -99,8 +99,8 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// <summary>Indexes up to <paramref name="maxSpans"/> spans past the watermark; returns the new watermark and how many spans it read.</summary>
     protected abstract Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken);
 
-    /// <summary>The subclass committed <paramref name="spans"/> spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
-    protected void Committed(long maxId, long spans)
+    /// <summary>The subclass committed spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
+    protected void Committed(long maxId)
     {
         long seen;
         while ((seen = Interlocked.Read(ref _committedUpTo)) < maxId && Interlocked.CompareExchange(ref _committedUpTo, maxId, seen) != seen)

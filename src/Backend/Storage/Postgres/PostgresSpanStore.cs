@@ -117,7 +117,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             var direct = await TryCopyDirectAsync(connection, tenantId, encoded, terms, cancellationToken).ConfigureAwait(false);
             if (direct is { } maxDirect)
             {
-                Committed(maxDirect, encoded.Length);
+                Committed(maxDirect);
                 return encoded.Length;
             }
 
@@ -142,7 +142,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                Committed(maxId, inserted);
+                Committed(maxId);
                 return (int)inserted;
             }
         }

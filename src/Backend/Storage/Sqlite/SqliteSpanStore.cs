@@ -131,7 +131,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             _writeLock.Release();
         }
 
-        Committed(maxId, inserted);
+        Committed(maxId);
         return inserted;
     }
 
