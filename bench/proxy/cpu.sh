@@ -38,7 +38,7 @@ source "$ROOT/bench/proxy/lib.sh"
 # The agent as the image ships it (Native AOT sp-agent; AGENT_JIT=1 for sp.dll).
 agent_command
 start_nginx 1 1024
-for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
+clear_runtime_overrides
 start yarp "${AGENT[@]}" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
 YARP_PID=${PIDS[-1]}
 # PROFILE: the AOT binary's frames are named from its symbols; under AGENT_JIT=1 perf resolves
@@ -50,8 +50,6 @@ start capture "${AGENT[@]}" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --ups
 CAPTURE_PID=${PIDS[-1]}
 for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$YARP_PORT" "$CAPTURE_PORT" "$ADMIN_PORT"; do wait_port "$port"; done
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
 # Every span the exporter handled (sent, failed or dropped), so its work is inside the window.
 exported() { echo $(( $(metric 'sp_export_spans_total') + $(metric 'sp_export_dropped_total') )); }

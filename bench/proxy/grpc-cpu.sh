@@ -38,7 +38,7 @@ source "$ROOT/bench/proxy/lib.sh"
 agent_command
 start_nginx 1 1024
 start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
-for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
+clear_runtime_overrides
 start yarp-grpc "${AGENT[@]}" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$YARP_GRPC_PORT" \
   --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --no-capture --ignore-env
 YARP_PID=${PIDS[-1]}
@@ -49,8 +49,6 @@ start capture-grpc "${AGENT[@]}" agent proxy --listen 127.0.0.1:0 --grpc-listen 
 CAPTURE_PID=${PIDS[-1]}
 for port in "$RECEIVER_PORT" "$GRPC_UPSTREAM_PORT" "$YARP_GRPC_PORT" "$CAPTURE_GRPC_PORT" "$ADMIN_GRPC_PORT"; do wait_port "$port"; done
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 metric() { curl -s "http://127.0.0.1:$ADMIN_GRPC_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%d", n }'; }
 exported() { echo $(( $(metric 'sp_export_spans_total') + $(metric 'sp_export_dropped_total') )); }
 drain() { local e0=-1 e1; e1=$(exported); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported); done; }

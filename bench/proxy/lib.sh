@@ -19,6 +19,18 @@ agent_command() {
   fi
 }
 
+# The agents run with the runtime settings the image ships (eng/RuntimeSettings.props): no DOTNET_*
+# GC or tiering variable from the caller's environment may override them.
+clear_runtime_overrides() {
+  local v
+  for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
+}
+
+# CPU time (user + system, clock ticks) a process has used so far: /proc/<pid>/stat fields 14 and 15
+# (after the parenthesised command name, which cannot hold spaces here: "sp-agent" or "dotnet").
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {

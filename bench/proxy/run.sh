@@ -85,7 +85,7 @@ start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
 # Both agent processes run as the image and the manifests ship them: the Native AOT sp-agent with the
 # runtime settings of eng/RuntimeSettings.props compiled in (AGENT_JIT=1: sp.dll and its
 # sp.runtimeconfig.json), so no DOTNET_* variable may override them here.
-for v in $(compgen -e | grep '^DOTNET_\(gc\|GC\|Tiered\|TC_\)' || true); do unset "$v"; done
+clear_runtime_overrides
 start yarp "${AGENT[@]}" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
 YARP_PID=${PIDS[-1]}
 start capture "${AGENT[@]}" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
@@ -108,10 +108,6 @@ to_ms() { # "1.23ms" | "850.00us" | "1.02s" -> ms
     printf "%.3f", n }'
 }
 
-# CPU time (user + system, clock ticks) a process has used so far: /proc/<pid>/stat fields 14 and 15
-# (after the parenthesised command name, which cannot hold spaces here: "sp-agent" or "dotnet").
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 # cpu_us_per_request PID TICKS_BEFORE REQUESTS -> process CPU-µs per request since TICKS_BEFORE.
 # Unlike req/s this holds on a loaded machine: it is the work the proxy did, not how fast it got CPU.
 cpu_us_per_request() {
