@@ -1,3 +1,5 @@
+using System.Buffers.Text;
+using System.Globalization;
 using System.Text;
 using System.Text.Unicode;
 using Google.Protobuf;
@@ -27,6 +29,24 @@ internal static class HeaderText
 
         var bytes = raw.Span;
         return Utf8.IsValid(bytes) ? Encoding.UTF8.GetString(bytes) : Encoding.Latin1.GetString(bytes);
+    }
+
+    /// <summary>
+    /// The value of a <c>:status</c> field as a number, parsed from its bytes (the value as a string
+    /// is not needed: pseudo-headers are not recorded among the response headers).
+    /// </summary>
+    public static bool TryParseStatus(HeaderValue header, out int status)
+    {
+        var raw = header.RawValue;
+        if (raw.IsEmpty)
+        {
+            return int.TryParse(header.Value, NumberStyles.None, CultureInfo.InvariantCulture, out status);
+        }
+
+        // Digits only, as NumberStyles.None asks: Utf8Parser alone would also take a sign.
+        var bytes = raw.Span;
+        status = 0;
+        return (uint)(bytes[0] - '0') <= 9 && Utf8Parser.TryParse(bytes, out status, out var consumed) && consumed == bytes.Length;
     }
 
     /// <summary>
