@@ -514,8 +514,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                 // appended in id order, so a leaf page holds as many whole rows as fit and the
                 // rest of it stays empty: a span row of ~1.4 KB (compressed bodies inline) fits
                 // five to an 8 KiB page, a sixth of which is then empty, and eleven to 16 KiB.
-                // Rows larger than a page keep their overflow pages full (SQLite leaves the
-                // remainder in the leaf), so larger pages cost big rows little (bench/README.md, "Backend").
+                // A row larger than a page mostly keeps its overflow pages full (SQLite leaves the
+                // remainder in the leaf). The price: a commit writes each page it touches to the WAL
+                // whole, twice the bytes for an index leaf hit at random (bench/README.md, "Backend").
                 "PRAGMA page_size = 16384;" +
                 "PRAGMA journal_mode = WAL;" +
                 (_options.FullSync ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;") +
