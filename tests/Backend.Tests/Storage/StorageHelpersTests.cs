@@ -95,6 +95,36 @@ public sealed class StorageHelpersTests
         Assert.Equal(random.Length + 1, BodyCodec.Encode(random)!.Length);
     }
 
+    [Fact]
+    public void BodyCodec_WithADictionaryCompressesShortValuesItHolds()
+    {
+        // A tenant's short values (response headers, attributes) repeat whole; without a dictionary
+        // they stay raw (framing would cost more), with one they shrink to a match and round-trip.
+        string headers = """[["content-type","application/json"],["server","envoy"],["x-envoy-upstream-service-time","12"]]""";
+        string attributes = """{"http.request.body.size":2048,"http.response.body.size":2048}""";
+        var samples = Enumerable.Range(0, 400).Select(i => System.Text.Encoding.UTF8.GetBytes(
+            (i % 3) switch { 0 => headers, 1 => attributes, _ => $$"""{"items":[{"id":{{i * 7919 % 100000}},"city":"paris","price":{{i % 900}}.{{i % 100}}}]}""" }));
+        byte[] trained = ZstdSharp.DictBuilder.TrainFromBuffer(samples, 4096);
+        using var dictionary = new CodecDictionary(3, 1, trained);
+        using var dictionaries = new CodecDictionaries(
+            (_, _) => Task.FromResult<(long, byte[])?>(null), _ => (1, trained), (_, _) => Task.FromResult(3L), NullLogger.Instance);
+
+        foreach (string value in new[] { headers, attributes })
+        {
+            var plain = BodyCodec.EncodeString(value)!;
+            var stored = BodyCodec.EncodeString(value, dictionary)!;
+
+            Assert.Equal(value.Length + 1, plain.Length);
+            Assert.True(stored.Length < value.Length / 2, $"{value.Length} bytes stored as {stored.Length}");
+            Assert.Equal(3, BodyCodec.DictionaryIdOf(stored));
+            Assert.Equal(value, BodyCodec.DecodeString(stored, dictionaries));
+            Assert.Equal(value.Length, BodyCodec.DecodedLength(stored.AsSpan(0, Math.Min(stored.Length, BodyCodec.HeadBytes)), stored.Length));
+        }
+
+        // Too short for any match to pay for a frame: stored as it is.
+        Assert.Equal(new byte[] { 0, (byte)'{', (byte)'}' }, BodyCodec.EncodeString("{}", dictionary));
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("mysql:Server=x")]
