@@ -43,6 +43,10 @@ start capture "${AGENT[@]}" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --ups
   --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench \
   --set service_name=bench --set "export.max_inflight_bytes=$INFLIGHT"
 CAPTURE_PID=${PIDS[-1]}
+# The proxy's log outlives the scratch folder: OUT (default bench/proxy/out/overload-<time>/capture.log).
+OUT=${OUT:-$ROOT/bench/proxy/out/overload-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+trap 'cp "$TMP/capture.log" "$OUT/capture.log" 2>/dev/null || true; cleanup' EXIT
 for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$CAPTURE_PORT" "$ADMIN_PORT"; do wait_port "$port"; done
 
 # metric NAME_AND_LABELS -> its value in the proxy's /metrics (0 when absent).
@@ -82,8 +86,13 @@ done
 report "check"
 got=$(( $(metric 'sp_export_spans_total{result="exported"}') - exported_before ))
 
-echo "proxy log (warnings and errors):"
-grep -E "warn|fail|crit|rror" "$TMP/capture.log" | head -40 || true
+echo "proxy log (warnings and errors; all of it in $OUT/capture.log):"
+grep -E "warn|fail|crit|rror|nhandled|Abort" "$TMP/capture.log" | head -40 || true
+if ! kill -0 "$CAPTURE_PID" 2>/dev/null; then
+  echo "FAIL: the capture proxy exited during the overload"
+  tail -40 "$TMP/capture.log"
+  exit 1
+fi
 if (( got >= CHECK_REQUESTS )); then
   echo "PASS: exports resumed after the overload ($got of $CHECK_REQUESTS exchanges sent after it were exported)"
 else
