@@ -68,6 +68,12 @@ BENCH="$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll"
 
 # shellcheck source=bench/proxy/lib.sh
 source "$ROOT/bench/proxy/lib.sh"
+# The agents' logs outlive the scratch folder: OUT (default bench/proxy/out/run-<time>/) keeps them,
+# so a run whose capture cells went wrong can be read afterwards (its per-cell export state is printed).
+OUT=${OUT:-$ROOT/bench/proxy/out/run-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+trap 'cp "$TMP"/*.log "$OUT"/ 2>/dev/null || true; cleanup' EXIT
+echo "agent logs will be kept in $OUT"
 agent_command
 start_nginx auto 4096 "  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
   server {
@@ -149,6 +155,18 @@ dropped() {
 }
 
 
+# export_state [admin port] -> "failed=N backend_up=N inflight_bytes=N loop_faults=N" from the capture
+# proxy's /metrics at this moment: whether its exports still get through (issue 13: a proxy that
+# stopped exporting after long overload kept dropping every exchange for the rest of the bench).
+export_state() {
+  curl -s "http://127.0.0.1:${1:-$ADMIN_PORT}/metrics" | awk '
+    $1 == "sp_export_spans_total{result=\"failed\"}" { f = $2 }
+    $1 == "sp_backend_up" { u = $2 }
+    $1 == "sp_export_inflight_bytes" { b = $2 }
+    $1 == "sp_export_loop_faults_total" { l = $2 }
+    END { printf "failed=%d backend_up=%d inflight_bytes=%d loop_faults=%d", f, u, b, l }'
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 # median VALUE... -> the median of the numeric values ("-" when there is none); the mean of the two
@@ -178,7 +196,9 @@ for run in $(seq 1 "$RUNS"); do
     before=$(dropped "$ADMIN_GRPC_PORT")
     GRPC[$run,$cell]=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$DURATION" "$GRPC_CONCURRENCY" "$WARMUP")
     GRPC[$run,$cell,dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
-    echo "  run $run grpc $cell: ${GRPC[$run,$cell]}"
+    state=""
+    [[ $cell == capture ]] && state=", $(export_state "$ADMIN_GRPC_PORT")"
+    echo "  run $run grpc $cell: ${GRPC[$run,$cell]}$state"
   done
 done
 
@@ -229,7 +249,9 @@ for run in $(seq 1 "$RUNS"); do
       before=$(dropped)
       RESULT[$run,$size,$cell,max]=$(run_wrk "http://127.0.0.1:$(port_of "$cell")/$size" "$(pid_of "$cell")")
       RESULT[$run,$size,$cell,max_dropped]=$(( $(dropped) - before ))
-      echo "  run $run $size $cell (saturation): ${RESULT[$run,$size,$cell,max]}"
+      state=""
+      [[ $cell == capture ]] && state=", dropped ${RESULT[$run,$size,$cell,max_dropped]}, at its end $(export_state)"
+      echo "  $(date +%T) run $run $size $cell (saturation): ${RESULT[$run,$size,$cell,max]}$state"
     done
     # Equal offered load: half of what YARP passthrough sustained in this run, the same for both cells.
     rate=$(awk -v r="$(field 1 "${RESULT[$run,$size,yarp,max]}")" 'BEGIN { printf "%d", r / 2 }')
@@ -237,7 +259,9 @@ for run in $(seq 1 "$RUNS"); do
       before=$(dropped)
       RESULT[$run,$size,$cell,rated]=$(run_open "http://127.0.0.1:$(port_of "$cell")/$size" "$rate")
       RESULT[$run,$size,$cell,rated_dropped]=$(( $(dropped) - before ))
-      echo "  run $run $size $cell (open loop at $rate req/s): ${RESULT[$run,$size,$cell,rated]}, dropped ${RESULT[$run,$size,$cell,rated_dropped]}"
+      state=""
+      [[ $cell == capture ]] && state=", at its end $(export_state)"
+      echo "  $(date +%T) run $run $size $cell (open loop at $rate req/s): ${RESULT[$run,$size,$cell,rated]}, dropped ${RESULT[$run,$size,$cell,rated_dropped]}$state"
     done
   done
 done
@@ -291,4 +315,5 @@ print_grpc
 
 echo
 echo "capture proxy RSS: idle $IDLE_RSS MiB, peak (VmHWM) $(rss_mib "$CAPTURE_PID" VmHWM) MiB (targets <= 60 / <= 150)"
+echo "capture proxy at the end: $(export_state); agent logs kept in $OUT"
 echo "  (machine shared with other work? then every figure above is noisy: say so with them)"

@@ -50,4 +50,7 @@ internal static partial class ExporterLog
 
     [LoggerMessage(114, LogLevel.Information, "The disk export buffer at {Directory} holds {Batches} batches ({Bytes} bytes) from an earlier run; re-sending them")]
     public static partial void BufferFound(ILogger logger, string directory, int batches, long bytes);
+
+    [LoggerMessage(115, LogLevel.Error, "The exporter's {Loop} loop failed unexpectedly and was restarted; {Spans} spans it held were dropped")]
+    public static partial void LoopFaulted(ILogger logger, Exception exception, string loop, int spans);
 }

@@ -93,6 +93,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private TaskCompletionSource? _batchWake;
     private volatile bool _completing;
 
+    // The batch the reader is filling (read only by the one reader, and by RunAsync after it faulted).
+    private List<Exchange> _readerBatch;
+
     /// <summary>Creates a stopped exporter; call <see cref="Start"/> to begin sending.</summary>
     /// <param name="options">Validated agent options (<c>sp_backend_url</c>, <c>public_key</c>, <c>export</c>, limits).</param>
     /// <param name="metrics">Where queue depth, drops and export results are counted.</param>
@@ -125,6 +128,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             FullMode = BoundedChannelFullMode.Wait,
         });
 
+        _readerBatch = new List<Exchange>(Math.Min(_export.MaxBatchSpans, 1024));
         _maxConcurrent = Math.Max(1, options.MaxConcurrentRequests);
         _concurrency = new SemaphoreSlim(_maxConcurrent, _maxConcurrent);
         _http = BackendHttp.CreateClient(options, handler, MaxResponseBytes);
@@ -429,43 +433,98 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private async Task RunAsync(CancellationToken abort)
     {
         var reader = _channel.Reader;
-        var batch = new List<Exchange>(Math.Min(_export.MaxBatchSpans, 1024));
         try
         {
-            while (await reader.WaitToReadAsync(abort).ConfigureAwait(false))
+            while (true)
             {
-                long bytes = 0;
-                if (!Fill(reader, batch, ref bytes))
+                try
                 {
-                    await WaitForMoreAsync(reader, batch, bytes, abort).ConfigureAwait(false);
+                    await ReadAndSendAsync(reader, abort).ConfigureAwait(false);
+                    break;
                 }
-
-                if (batch.Count == 0)
+                catch (OperationCanceledException) when (abort.IsCancellationRequested)
                 {
-                    continue;
+                    // Flush deadline passed: what was not handed to a sender is dropped below.
+                    break;
                 }
-
-                await _concurrency.WaitAsync(abort).ConfigureAwait(false);
-                var toSend = batch;
-                batch = new List<Exchange>(toSend.Capacity);
-                _ = SendAndReleaseAsync(toSend, abort);
+                catch (Exception ex)
+                {
+                    // Out of memory under the agent's heap limit (see AgentHeapLimit), or any other
+                    // fault: a loop that died here would leave every later exchange queued with its
+                    // bytes reserved, and the exporter refusing everything until the process restarts
+                    // (issue 13). Drop what the loop held, say so once, and read on.
+                    var held = _readerBatch;
+                    Volatile.Write(ref _batchWake, null);
+                    Release(held);
+                    var lost = held.Count;
+                    _metrics.ExportDropped.Add(lost);
+                    held.Clear();
+                    OnLoopFaulted("batching", ex, lost);
+                    await Task.Yield();
+                }
             }
-        }
-        catch (OperationCanceledException) when (abort.IsCancellationRequested)
-        {
-            // Flush deadline passed: what was not handed to a sender is dropped below.
         }
         finally
         {
             // Read from the queue but never handed to a sender, plus what is still queued: to the
             // disk buffer when there is one, else dropped.
-            Interlocked.Add(ref _droppedAtShutdown, SpoolOrDropQueued(batch));
+            Interlocked.Add(ref _droppedAtShutdown, SpoolOrDropQueued(_readerBatch));
         }
 
         // Holding every permit means every sender has finished (cancelled ones finish promptly).
         for (var i = 0; i < _maxConcurrent; i++)
         {
             await _concurrency.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    // The batching loop: returns when the queue is completed and empty. The batch being filled
+    // lives in _readerBatch, so that RunAsync can give back what a faulted loop held.
+    private async Task ReadAndSendAsync(ChannelReader<Exchange> reader, CancellationToken abort)
+    {
+        while (await reader.WaitToReadAsync(abort).ConfigureAwait(false))
+        {
+            var batch = _readerBatch;
+            long bytes = 0;
+            if (!Fill(reader, batch, ref bytes))
+            {
+                await WaitForMoreAsync(reader, batch, bytes, abort).ConfigureAwait(false);
+            }
+
+            if (batch.Count == 0)
+            {
+                continue;
+            }
+
+            // Allocated before a permit is taken, so a fault cannot keep the permit.
+            var next = new List<Exchange>(batch.Capacity);
+            await _concurrency.WaitAsync(abort).ConfigureAwait(false);
+            _readerBatch = next;
+            try
+            {
+                _ = SendAndReleaseAsync(batch, abort);
+            }
+            catch
+            {
+                // Not even started (out of memory): nothing else gives back its permit and bytes.
+                _concurrency.Release();
+                _readerBatch = batch;
+                throw;
+            }
+        }
+    }
+
+    // Counts a faulted loop and logs it. Logging may itself run out of memory: the loop goes on regardless.
+    private void OnLoopFaulted(string loop, Exception exception, int spans)
+    {
+        _metrics.ExportLoopFaults.Inc();
+        try
+        {
+            ExporterLog.LoopFaulted(_logger, exception, loop, spans);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Counted above; the line is lost.
         }
     }
 
@@ -605,6 +664,33 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     /// and tries the same batch again, so batches arrive in the order they were buffered.
     /// </summary>
     private async Task ResendAsync(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await ResendBufferedAsync(stop).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception ex) when (!stop.IsCancellationRequested)
+            {
+                // Out of memory, or the buffer's files failing in a way not foreseen: the buffer keeps
+                // what it holds, so restarting after a pause loses nothing; a dead re-sender would
+                // keep it until the next restart of the process.
+                OnLoopFaulted("re-send", ex, 0);
+                try
+                {
+                    await Task.Delay(_resendMaxDelay, _timeProvider, stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task ResendBufferedAsync(CancellationToken stop)
     {
         var backoff = _retryBaseDelay;
         try
@@ -768,9 +854,10 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
             await CompleteAsync(outcome, spans, abort).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
-            // The exporter must keep running whatever one batch does.
+            // The exporter must keep running whatever one batch does. Out of memory included: the
+            // batch is lost either way, and a fault left in a discarded task would count nothing.
             _metrics.ExportSpansFailed.Add(spans);
             ExporterLog.UnexpectedFailure(_logger, ex, spans);
         }

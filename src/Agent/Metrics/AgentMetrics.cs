@@ -111,6 +111,7 @@ public sealed class AgentMetrics
         ExportBufferOldestAge = Registry.Gauge("sp_export_buffer_oldest_age_seconds", "Age of the oldest batch in the disk buffer; 0 when it is empty.").WithLabels();
         ExportInflightBytes = Registry.Gauge("sp_export_inflight_bytes", "Bytes held for captured exchanges not yet exported: body buffers being filled, exchanges queued or being sent (bounded by export.max_inflight_bytes).").WithLabels();
         ExportBufferDroppedSpans = Registry.Counter("sp_export_buffer_dropped_spans_total", "Spans of the oldest buffered batches deleted because the disk buffer reached export.buffer_max_bytes.").WithLabels();
+        ExportLoopFaults = Registry.Counter("sp_export_loop_faults_total", "Times one of the exporter's loops (batching and sending, or re-sending the disk buffer) failed unexpectedly, out of memory included, and was restarted; each is logged once with its exception.").WithLabels();
 
         _faults = Registry.Counter(
             "sp_agent_faults_total",
@@ -213,6 +214,9 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_export_buffer_dropped_spans_total</c>.</summary>
     public Counter ExportBufferDroppedSpans { get; }
+
+    /// <summary><c>sp_export_loop_faults_total</c>: an exporter loop that faulted and was restarted.</summary>
+    public Counter ExportLoopFaults { get; }
 
     /// <summary><c>sp_proxy_upstream_errors_total</c>.</summary>
     public Counter ProxyUpstreamErrors { get; }

@@ -4,7 +4,7 @@ namespace SpIstio.Cli.Commands;
 
 /// <summary>
 /// Caps the managed heap of an agent process (ext_proc or capture proxy) from its configuration,
-/// at start-up: <c>2 × export.max_inflight_bytes + 16 MiB</c>. What the agent keeps alive is bounded by the
+/// at start-up: <c>2 × export.max_inflight_bytes + 48 MiB</c>. What the agent keeps alive is bounded by the
 /// capture byte budget (bodies being captured, exchanges queued or being sent), plus at most one
 /// encoded copy of what is being sent and a few MiB of its own; the heap, though, grows far past
 /// that between full collections under large bodies (a gen2 of dead exchanges: 52 MiB of heap for
@@ -21,8 +21,16 @@ namespace SpIstio.Cli.Commands;
 /// </remarks>
 internal static class AgentHeapLimit
 {
-    /// <summary>Headroom over twice the capture budget: the agent's own live objects (rules, metrics, Kestrel, pools).</summary>
-    internal const long HeadroomBytes = 16L * 1024 * 1024;
+    /// <summary>
+    /// Headroom over twice the capture budget: the agent's own live objects (rules, metrics, pools) and,
+    /// above all, what every open connection holds outside the budget (Kestrel's pipes, the forwarder's
+    /// copy buffers, the upstream client's buffers: about 150 KiB a connection at 64 KiB bodies). A hard
+    /// limit is a cliff: past it any allocation throws OutOfMemoryException, and in the 64 KiB bench
+    /// cells 16 MiB of headroom was reached, taking down Kestrel's accept loop, then the process
+    /// ("Out of memory.", aborted), and before the exporter's loops were restarted on a fault, the
+    /// exporter for good (issue 13; bench/proxy/overload.sh reproduces it).
+    /// </summary>
+    internal const long HeadroomBytes = 48L * 1024 * 1024;
 
     /// <summary>The heap limit the agent sets for <paramref name="options"/>, or null when it leaves the heap alone.</summary>
     internal static long? For(AgentOptions options, Func<string, string?> environment)
@@ -63,7 +71,7 @@ internal static class AgentHeapLimit
         }
         catch (InvalidOperationException e)
         {
-            return $"warning: the managed heap limit of {limit} bytes (2 x export.max_inflight_bytes + 16 MiB) was not applied: {e.Message}";
+            return $"warning: the managed heap limit of {limit} bytes (2 x export.max_inflight_bytes + 48 MiB) was not applied: {e.Message}";
         }
     }
 }

@@ -341,14 +341,14 @@ public sealed class ExportOptions
     /// <summary>
     /// 16 MiB: 128 exchanges with 64 KiB bodies each way, or thousands of small ones, being captured,
     /// waiting or in flight; the 64 KiB bench cells held under 8 MiB at saturation. The agent's heap
-    /// limit follows it (2 × the budget + 16 MiB, set by <c>sp agent</c>), so its peak RSS does too.
+    /// limit follows it (2 × the budget + 48 MiB, set by <c>sp agent</c>), so its peak RSS does too.
     /// </summary>
     public const long DefaultMaxInflightBytes = 16L * 1024 * 1024;
 
     [ConfigKey("compression", "Content-Encoding of export requests: none, gzip or zstd (level 1; the backend accepts all three). Default none: measured on two cores (bench/README.md, ExportCodecs), encoding a batch plain costs 4 to 20 times less CPU than either codec, and the in-cluster link to the backend is cheap. When the backend is across a metered or slow link choose zstd: it sends 0.21 to 0.25 of the plain bytes for JSON bodies (gzip 0.31 to 0.40) and still compresses incompressible bodies in a fifth of gzip's time; gzip only where a proxy in between cannot pass zstd.")]
     public ExportCompression Compression { get; set; } = ExportCompression.None;
 
-    [ConfigKey("max_inflight_bytes", "Most bytes the agent holds for captured exchanges not yet exported, all together: body buffers being filled while the traffic flows, and exchanges (bodies plus headers, estimated) queued or being sent. A body that does not fit is cut short (sp_capture_budget_exceeded_total), a finished exchange that does not fit is dropped (sp_export_dropped_total); traffic is never held. Bounds capture memory whatever the number of concurrent requests and the body limits; sp agent also caps its managed heap at twice this plus 16 MiB (unless DOTNET_GCHeapHardLimit is set or cache rules are configured). Default 16777216 (16 MiB).")]
+    [ConfigKey("max_inflight_bytes", "Most bytes the agent holds for captured exchanges not yet exported, all together: body buffers being filled while the traffic flows, and exchanges (bodies plus headers, estimated) queued or being sent. A body that does not fit is cut short (sp_capture_budget_exceeded_total), a finished exchange that does not fit is dropped (sp_export_dropped_total); traffic is never held. Bounds capture memory whatever the number of concurrent requests and the body limits; sp agent also caps its managed heap at twice this plus 48 MiB (unless DOTNET_GCHeapHardLimit is set or cache rules are configured). Default 16777216 (16 MiB).")]
     public long MaxInflightBytes { get; set; } = DefaultMaxInflightBytes;
 
     [ConfigKey("buffer_max_bytes", "Most bytes the disk buffer holds; past it the oldest batches are deleted and counted (sp_export_buffer_dropped_spans_total). At least 1048576. Default 134217728 (128 MiB).")]

@@ -735,6 +735,47 @@ public sealed class OtlpExporterTests
         Assert.Equal(TimeSpan.Zero, OtlpExporter.RetryAfter(past, time));
     }
 
+    [Fact]
+    public async Task BatchingLoop_FaultingOnce_IsRestarted_CountedAndLogged_AndLaterExchangesAreExported()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var metrics = new AgentMetrics();
+        var logs = new LogCollector();
+        var time = new FaultingTimeProvider();
+        await using var exporter = Create(TestExchanges.Options(receiver.BaseAddress), metrics, time, logs);
+        exporter.Start();
+
+        // One exchange makes the reader wait for the rest of its batch on a timer; creating that
+        // timer throws, as any allocation can when the agent's heap is at its hard limit (issue 13:
+        // the loop died there, and every later exchange stayed queued with its bytes reserved).
+        time.FailNextTimer();
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/lost")));
+        await WaitForAsync(() => metrics.ExportLoopFaults.Value == 1);
+
+        Assert.True(exporter.TryEnqueue(TestExchanges.Get("/after")));
+        await receiver.WaitForSpansAsync(1);
+
+        Assert.Equal(["/after"], receiver.Spans.Select(s => Attr(s, "url.path")));
+        Assert.Equal(1, metrics.ExportDropped.Value);
+        var fault = Assert.Single(logs.Entries, e => e.Level == Microsoft.Extensions.Logging.LogLevel.Error);
+        Assert.Equal(115, fault.EventId);
+        Assert.Contains("batching", fault.Message, StringComparison.Ordinal);
+        await WaitForAsync(() => metrics.ExportSpansExported.Value == 1 && exporter.InflightBytes == 0);
+    }
+
+    // The system clock, whose next timer can be made to fail once with OutOfMemoryException.
+    private sealed class FaultingTimeProvider : TimeProvider
+    {
+        private int _failNext;
+
+        public void FailNextTimer() => Volatile.Write(ref _failNext, 1);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) =>
+            Interlocked.Exchange(ref _failNext, 0) == 1
+                ? throw new OutOfMemoryException("test: the heap is at its hard limit")
+                : System.CreateTimer(callback, state, dueTime, period);
+    }
+
     private static Task WaitForAsync(Func<bool> condition, TimeSpan? timeout = null) =>
         OtlpReceiver.WaitUntilAsync(condition, timeout);
 

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Overload reproduction for the capture proxy's exporter (issue 13: "the capture proxy stops
+# exporting after long overload"): long saturation, then a check that exports resume.
+#
+#   bench/proxy/overload.sh                      # Native AOT sp-agent, 6 rounds of 10 s
+#   AGENT_JIT=1 ROUNDS=3 bench/proxy/overload.sh # the JIT build (dotnet sp.dll)
+#   INFLIGHT=16777216 bench/proxy/overload.sh    # the shipped budget instead of the 1 MiB minimum
+#
+# It provokes the condition directly instead of hoping for it on a shared machine: the proxy runs
+# with export.max_inflight_bytes at its 1 MiB minimum (so the managed heap is capped at
+# 2 x 1 MiB + 16 MiB, see src/Cli/Commands/AgentHeapLimit.cs) and wrk saturates it with 64 KiB
+# incompressible responses over many connections, so the heap runs at its hard limit and allocations
+# anywhere in the process can throw OutOfMemoryException. After the overload, a few hundred requests
+# go through at a low rate; the check passes when every one of them is exported
+# (sp_export_spans_total{result="exported"} grows by that many) and the byte budget drains back to
+# near zero. Prints the exporter's metrics after each round and the proxy's log lines above Information.
+# Exit code: 0 when exports resumed, 1 when they did not.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROUNDS=${ROUNDS:-6}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-256}
+INFLIGHT=${INFLIGHT:-1048576}
+SIZE=${SIZE:-64k-random}
+CHECK_REQUESTS=${CHECK_REQUESTS:-200}
+BASE_PORT=${BASE_PORT:-18280}
+UPSTREAM_PORT=$((BASE_PORT + 1))
+RECEIVER_PORT=$((BASE_PORT + 2))
+CAPTURE_PORT=$((BASE_PORT + 5))
+ADMIN_PORT=$((BASE_PORT + 6))
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 2; }
+
+dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
+BENCH="$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll"
+# shellcheck source=bench/proxy/lib.sh
+source "$ROOT/bench/proxy/lib.sh"
+agent_command
+start_nginx 1 4096
+clear_runtime_overrides
+start capture "${AGENT[@]}" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+  --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench \
+  --set service_name=bench --set "export.max_inflight_bytes=$INFLIGHT"
+CAPTURE_PID=${PIDS[-1]}
+# The proxy's log outlives the scratch folder: OUT (default bench/proxy/out/overload-<time>/capture.log).
+OUT=${OUT:-$ROOT/bench/proxy/out/overload-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+trap 'cp "$TMP/capture.log" "$OUT/capture.log" 2>/dev/null || true; cleanup' EXIT
+for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$CAPTURE_PORT" "$ADMIN_PORT"; do wait_port "$port"; done
+
+# metric NAME_AND_LABELS -> its value in the proxy's /metrics (0 when absent).
+metric() {
+  curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m { v = $2 } END { printf "%d", v + 0 }'
+}
+report() { # label
+  printf '%-12s exported %9d  failed %7d  dropped %9d  loop faults %3d  inflight %9d bytes  backend_up %2d  RSS peak %s MiB\n' "$1" \
+    "$(metric 'sp_export_spans_total{result="exported"}')" "$(metric 'sp_export_spans_total{result="failed"}')" \
+    "$(metric sp_export_dropped_total)" "$(metric sp_export_loop_faults_total)" "$(metric sp_export_inflight_bytes)" \
+    "$(metric sp_backend_up)" "$(rss_mib "$CAPTURE_PID" VmHWM)"
+}
+
+echo "overload: ${AGENT[*]} with export.max_inflight_bytes=$INFLIGHT; $ROUNDS x ${DURATION}s of wrk -c$CONNS /$SIZE"
+for round in $(seq 1 "$ROUNDS"); do
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$CAPTURE_PORT/$SIZE" >/dev/null || true
+  report "round $round"
+done
+
+# Let what was queued during the overload drain: the budget empties once every batch is sent.
+for _ in $(seq 1 50); do
+  (( $(metric sp_export_queue_depth) == 0 )) && break
+  sleep 0.2
+done
+report "after"
+
+exported_before=$(metric 'sp_export_spans_total{result="exported"}')
+for _ in $(seq 1 "$CHECK_REQUESTS"); do
+  curl -s -o /dev/null "http://127.0.0.1:$CAPTURE_PORT/1k"
+done
+# Exports are asynchronous (batch_delay_ms): wait for them to show, up to 10 s.
+want=$((exported_before + CHECK_REQUESTS))
+for _ in $(seq 1 50); do
+  (( $(metric 'sp_export_spans_total{result="exported"}') >= want )) && break
+  sleep 0.2
+done
+report "check"
+got=$(( $(metric 'sp_export_spans_total{result="exported"}') - exported_before ))
+
+echo "proxy log (warnings and errors; all of it in $OUT/capture.log):"
+grep -E "warn|fail|crit|rror|nhandled|Abort" "$TMP/capture.log" | head -40 || true
+if ! kill -0 "$CAPTURE_PID" 2>/dev/null; then
+  echo "FAIL: the capture proxy exited during the overload"
+  tail -40 "$TMP/capture.log"
+  exit 1
+fi
+if (( got >= CHECK_REQUESTS )); then
+  echo "PASS: exports resumed after the overload ($got of $CHECK_REQUESTS exchanges sent after it were exported)"
+else
+  echo "FAIL: exports did not resume after the overload ($got of $CHECK_REQUESTS exchanges sent after it were exported)"
+  exit 1
+fi
