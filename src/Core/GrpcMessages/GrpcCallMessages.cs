@@ -33,7 +33,9 @@ public sealed class GrpcCallMessages
     /// <summary>
     /// Writes the pending message lists of <paramref name="exchange"/> as its
     /// <see cref="GrpcSpanAttributes.RequestMessages"/> / <see cref="GrpcSpanAttributes.ResponseMessages"/>
-    /// attributes and clears them; nothing for an exchange without any.
+    /// attributes and clears them; nothing for an exchange without any. A body that is exactly its
+    /// list's frames (a unary or streaming call captured whole, after the redaction rewrote both
+    /// alike) is marked <see cref="CapturedBody.MessageFrames"/>: the span carries its bytes once.
     /// </summary>
     public static void WriteAttributes(Exchange exchange)
     {
@@ -45,9 +47,18 @@ public sealed class GrpcCallMessages
 
         exchange.GrpcCall = null;
         exchange.Attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(call.Request);
+        if (GrpcSpanAttributes.IsFramesOf(exchange.RequestBody, call.Request))
+        {
+            exchange.RequestBody = exchange.RequestBody with { MessageFrames = true };
+        }
+
         if (call.Response is { } response)
         {
             exchange.Attributes[GrpcSpanAttributes.ResponseMessages] = GrpcSpanAttributes.EncodeMessages(response);
+            if (GrpcSpanAttributes.IsFramesOf(exchange.ResponseBody, response))
+            {
+                exchange.ResponseBody = exchange.ResponseBody with { MessageFrames = true };
+            }
         }
     }
 }

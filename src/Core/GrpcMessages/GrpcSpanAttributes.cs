@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Text.Json;
+using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 
 namespace SpIstio.Core.GrpcMessages;
@@ -151,6 +153,68 @@ public static class GrpcSpanAttributes
         {
             return null;
         }
+    }
+
+    /// <summary>
+    /// True when <paramref name="body"/> is exactly the length-prefixed frames of <paramref name="list"/>
+    /// (<see cref="OtlpAttributes.GrpcMessageFrames"/>): a binary body captured whole, not decoded, and
+    /// every message of the stream listed in order, uncompressed and whole, each framed with flag 0
+    /// and its payload's length. Then <see cref="Frames"/> of the list gives the body back, byte for byte.
+    /// </summary>
+    public static bool IsFramesOf(CapturedBody body, GrpcMessageList list)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentNullException.ThrowIfNull(list);
+        if (body.Kind != BodyKind.Binary || body.Truncated || body.Decoded || body.ContentEncoding is not null
+            || list.Truncated || list.Count != list.Messages.Count || FramesLength(list) != body.Content.Length)
+        {
+            return false;
+        }
+
+        var content = body.Content.Span;
+        var position = 0;
+        for (var i = 0; i < list.Messages.Count; i++)
+        {
+            var message = list.Messages[i];
+            var payload = message.Payload.Span;
+            if (message.Index != i || message.Compressed || message.Truncated || content[position] != 0
+                || BinaryPrimitives.ReadUInt32BigEndian(content[(position + 1)..]) != (uint)payload.Length
+                || !content.Slice(position + 5, payload.Length).SequenceEqual(payload))
+            {
+                return false;
+            }
+
+            position += 5 + payload.Length;
+        }
+
+        return true;
+    }
+
+    /// <summary>The length-prefixed frames of <paramref name="list"/>'s messages (flag 0, each payload's length, the payload), in order.</summary>
+    public static byte[] Frames(GrpcMessageList list)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        var frames = new byte[checked((int)FramesLength(list))];
+        var position = 0;
+        foreach (var message in list.Messages)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(frames.AsSpan(position + 1), (uint)message.Payload.Length);
+            message.Payload.Span.CopyTo(frames.AsSpan(position + 5));
+            position += 5 + message.Payload.Length;
+        }
+
+        return frames;
+    }
+
+    private static long FramesLength(GrpcMessageList list)
+    {
+        long length = 0;
+        foreach (var message in list.Messages)
+        {
+            length += 5 + message.Payload.Length;
+        }
+
+        return length;
     }
 
     /// <summary>The status details as JSON: code, message and each detail's type and base64 value.</summary>

@@ -437,7 +437,12 @@ public static class OtlpSpanWriter
         }
 
         var content = body.Content.Span;
-        if (text)
+        if (body.MessageFrames)
+        {
+            // The bytes are the message list's frames: the list attribute carries them once.
+            sink.KeyValue(SpanAttributes, new Text(keys.Encoding), new Text(OtlpAttributes.GrpcMessageFrames));
+        }
+        else if (text)
         {
             sink.Utf8KeyValue(SpanAttributes, new Text(keys.Body), content);
         }
