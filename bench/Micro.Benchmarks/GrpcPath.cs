@@ -59,7 +59,7 @@ public class GrpcPath
         var exchange = Exchange();
         exchange.GrpcCall = new GrpcCallMessages(_request, _response);
         var count = _redactor.Redact(exchange);
-        GrpcCallMessages.WriteAttributes(exchange);
+        GrpcCallMessages.Seal(exchange);
         return count + exchange.Attributes.Count;
     }
 

@@ -158,6 +158,15 @@ public static class ExchangeSpanMapper
             a.Add(OtlpAttributes.IntegerValue(key, value) is { } number ? IntAttr(key, number) : StringAttr(key, value));
         }
 
+        if (exchange.GrpcCall is { Sealed: true } call)
+        {
+            a.Add(StringAttr(GrpcSpanAttributes.RequestMessages, GrpcSpanAttributes.EncodeMessages(call.Request)));
+            if (call.Response is { } response)
+            {
+                a.Add(StringAttr(GrpcSpanAttributes.ResponseMessages, GrpcSpanAttributes.EncodeMessages(response)));
+            }
+        }
+
         return span;
     }
 

@@ -125,7 +125,7 @@ public class OtlpSpanWriterTests
         exchange.ResponseBody = GrpcBody(reply1, reply2);
         exchange.GrpcCall = new GrpcCallMessages(List(request), List(reply1, reply2));
 
-        GrpcCallMessages.WriteAttributes(exchange);
+        GrpcCallMessages.Seal(exchange);
         var parsed = AssertSameAsReference([exchange], "pk", "1.0");
 
         var span = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0];
@@ -151,7 +151,7 @@ public class OtlpSpanWriterTests
         // The list was cut at the limits: it no longer holds every byte of the body.
         exchange.GrpcCall = new GrpcCallMessages(new GrpcMessageList(2, true, List(request).Messages), null);
 
-        GrpcCallMessages.WriteAttributes(exchange);
+        GrpcCallMessages.Seal(exchange);
         var parsed = AssertSameAsReference([exchange], "pk", "1.0");
 
         var span = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0];
