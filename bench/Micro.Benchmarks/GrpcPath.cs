@@ -4,15 +4,17 @@ using BenchmarkDotNet.Attributes;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
+using SpIstio.Core.Otlp;
 using SpIstio.Core.Redaction;
 
 namespace SpIstio.Micro.Benchmarks;
 
 /// <summary>
-/// What the agent does with a captured unary gRPC call between the capture and the span encoder
+/// What the agent does with a captured unary gRPC call between the capture and the export request
 /// (issue 18's proxy cell: a 1 KiB message each way): redact both message lists and both framed
-/// bodies, and write the lists as their JSON attributes. <see cref="OnePass"/> is the agent's path
-/// (the lists stay bytes until redacted; a framed message equal to a listed one reuses its result);
+/// bodies, and encode the span. <see cref="OnePass"/> is the agent's path (the lists stay bytes
+/// until the span encoder writes them; a framed message equal to a listed one reuses its result;
+/// a body that is its list's frames is sent as a reference to the list);
 /// <see cref="AttributesFirst"/> is the path of a span whose lists arrived as attributes (encode,
 /// then decode JSON and base64 again to redact, and re-encode what changed), the agent's path before.
 /// </summary>
@@ -59,7 +61,8 @@ public class GrpcPath
         var exchange = Exchange();
         exchange.GrpcCall = new GrpcCallMessages(_request, _response);
         var count = _redactor.Redact(exchange);
-        GrpcCallMessages.WriteAttributes(exchange);
+        GrpcCallMessages.Seal(exchange);
+        OtlpSpanWriter.Write([exchange], "bench", "1", Stream.Null);
         return count + exchange.Attributes.Count;
     }
 
@@ -70,7 +73,9 @@ public class GrpcPath
         var exchange = Exchange();
         exchange.Attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(_request);
         exchange.Attributes[GrpcSpanAttributes.ResponseMessages] = GrpcSpanAttributes.EncodeMessages(_response);
-        return _redactor.Redact(exchange) + exchange.Attributes.Count;
+        var count = _redactor.Redact(exchange);
+        OtlpSpanWriter.Write([exchange], "bench", "1", Stream.Null);
+        return count + exchange.Attributes.Count;
     }
 
     private Exchange Exchange()

@@ -13,6 +13,8 @@
 # and after, divided by the calls the load generator completed. For the capture proxy the window
 # closes only once the exporter has handled every call of it, so redaction, encoding and posting are
 # charged too. ROUNDS alternates the two proxies that many times (default 2) and prints every round.
+# At the end, the capture proxy's bytes allocated and garbage collections per captured call (its
+# own dotnet_gc_* metrics): exact, so two builds compare on a loaded machine where CPU does not.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -81,5 +83,8 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "  round $round yarp h2c: $(run_cell "$YARP_GRPC_PORT" "$YARP_PID")"
   echo "  round $round capture:  $(run_cell "$CAPTURE_GRPC_PORT" "$CAPTURE_PID")"
 done
+# Allocations and collections per captured call: exact, so they compare builds on a loaded machine too.
+calls=$(metric 'sp_requests_total{direction="inbound",outcome="captured"}')
+echo "  capture: $(( $(metric 'dotnet_gc_allocated_bytes_total') / (calls > 0 ? calls : 1) )) B allocated and $(awk -v g="$(metric 'dotnet_gc_collections_total')" -v n="$calls" 'BEGIN { printf "%.2f", (n > 0 ? g * 1000 / n : 0) }') collections per 1,000 calls ($calls calls, warm-ups included)"
 echo "  capture: dropped $(metric 'sp_export_dropped_total'), exported spans $(exported), RSS $(awk '$1 == "VmRSS:" {print $2}' "/proc/$CAPTURE_PID/status") kB; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -z $PROFILE ]] || echo "  profile: perf report -i ${OUT:-/tmp}/capture-grpc.perf.data --no-children --sort symbol"

@@ -289,6 +289,8 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             size += attribute.Key.Length + attribute.Value.Length + 8;
         }
 
+        // A gRPC call's message lists travel as bytes until the span encoder writes them.
+        size += exchange.GrpcCall?.EstimatedBytes() ?? 0;
         return size;
     }
 

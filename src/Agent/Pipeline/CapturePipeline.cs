@@ -183,7 +183,7 @@ public sealed partial class CapturePipeline
         CountBody(exchange.RequestBody);
         CountBody(exchange.ResponseBody);
         _redactor.Redact(exchange);
-        GrpcCallMessages.WriteAttributes(exchange);
+        GrpcCallMessages.Seal(exchange);
 
         if (_detailedLogging)
         {

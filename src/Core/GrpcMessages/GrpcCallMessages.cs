@@ -5,9 +5,10 @@ namespace SpIstio.Core.GrpcMessages;
 /// <summary>
 /// A captured gRPC call's message lists between the capture and the span: the capture fills them
 /// in at the finish, the redaction rewrites their payloads in place (one walk per message, whose
-/// result the framed body reuses), and <see cref="WriteAttributes"/> encodes each list once as its
-/// JSON attribute. Before, the lists were encoded at the finish and the redaction decoded them
-/// again (JSON and base64) to walk them, then encoded them once more.
+/// result the framed body reuses), and after <see cref="Seal"/> the span encoders write each list
+/// once as its JSON attribute, straight from the bytes. Before, the lists were encoded at the
+/// finish and the redaction decoded them again (JSON and base64) to walk them, then encoded them
+/// once more; after that, as .NET strings that the span encoder transcoded twice (to size, to write).
 /// </summary>
 public sealed class GrpcCallMessages
 {
@@ -31,11 +32,20 @@ public sealed class GrpcCallMessages
     public bool Redacted { get; set; }
 
     /// <summary>
-    /// Writes the pending message lists of <paramref name="exchange"/> as its
-    /// <see cref="GrpcSpanAttributes.RequestMessages"/> / <see cref="GrpcSpanAttributes.ResponseMessages"/>
-    /// attributes and clears them; nothing for an exchange without any.
+    /// True once <see cref="Seal"/> ran (the pipeline, after the redaction): the span encoders then
+    /// write the lists as the <see cref="GrpcSpanAttributes.RequestMessages"/> /
+    /// <see cref="GrpcSpanAttributes.ResponseMessages"/> attributes, straight from the payload bytes.
     /// </summary>
-    public static void WriteAttributes(Exchange exchange)
+    public bool Sealed { get; private set; }
+
+    /// <summary>
+    /// Hands the (redacted) message lists of <paramref name="exchange"/> to the span encoders, which
+    /// write each as its JSON attribute from the bytes (<see cref="GrpcSpanAttributes.WriteMessagesJson"/>;
+    /// no string is built); nothing for an exchange without any. A body that is exactly its list's
+    /// frames (a unary or streaming call captured whole, after the redaction rewrote both alike) is
+    /// marked <see cref="CapturedBody.MessageFrames"/>: the span carries its bytes once.
+    /// </summary>
+    public static void Seal(Exchange exchange)
     {
         ArgumentNullException.ThrowIfNull(exchange);
         if (exchange.GrpcCall is not { } call)
@@ -43,11 +53,56 @@ public sealed class GrpcCallMessages
             return;
         }
 
-        exchange.GrpcCall = null;
-        exchange.Attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(call.Request);
-        if (call.Response is { } response)
+        call.Sealed = true;
+        exchange.Attributes.Remove(GrpcSpanAttributes.RequestMessages);
+        exchange.Attributes.Remove(GrpcSpanAttributes.ResponseMessages);
+        if (GrpcSpanAttributes.IsFramesOf(exchange.RequestBody, call.Request))
         {
-            exchange.Attributes[GrpcSpanAttributes.ResponseMessages] = GrpcSpanAttributes.EncodeMessages(response);
+            exchange.RequestBody = exchange.RequestBody with { MessageFrames = true };
         }
+
+        if (call.Response is { } response && GrpcSpanAttributes.IsFramesOf(exchange.ResponseBody, response))
+        {
+            exchange.ResponseBody = exchange.ResponseBody with { MessageFrames = true };
+        }
+    }
+
+    /// <summary>
+    /// The JSON of one list attribute (<paramref name="key"/>: <see cref="GrpcSpanAttributes.RequestMessages"/>
+    /// or <see cref="GrpcSpanAttributes.ResponseMessages"/>) as the span will carry it: from the sealed
+    /// lists, else from the attribute itself; null when there is none.
+    /// </summary>
+    public static string? Text(Exchange exchange, string key)
+    {
+        ArgumentNullException.ThrowIfNull(exchange);
+        if (exchange.GrpcCall is { Sealed: true } call)
+        {
+            var list = string.Equals(key, GrpcSpanAttributes.RequestMessages, StringComparison.Ordinal) ? call.Request
+                : string.Equals(key, GrpcSpanAttributes.ResponseMessages, StringComparison.Ordinal) ? call.Response
+                : null;
+            return list is null ? null : GrpcSpanAttributes.EncodeMessages(list);
+        }
+
+        return exchange.Attributes.TryGetValue(key, out var text) ? text : null;
+    }
+
+    /// <summary>What the sealed lists add to an export: their payload bytes in base64 and each message's JSON around them.</summary>
+    public long EstimatedBytes()
+    {
+        long bytes = 0;
+        foreach (var list in (ReadOnlySpan<GrpcMessageList?>)[Request, Response])
+        {
+            if (list is null)
+            {
+                continue;
+            }
+
+            foreach (var message in list.Messages)
+            {
+                bytes += ((message.Payload.Length + 2L) / 3 * 4) + 128;
+            }
+        }
+
+        return bytes;
     }
 }

@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Text.Json;
+using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 
 namespace SpIstio.Core.GrpcMessages;
@@ -95,30 +97,121 @@ public static class GrpcSpanAttributes
     /// <summary>Writes a message list (one read back with <see cref="DecodeMessages"/> and rewritten, e.g. redacted) in the same form.</summary>
     public static string EncodeMessages(GrpcMessageList list)
     {
-        ArgumentNullException.ThrowIfNull(list);
-        return JsonAttributeText.Write(list, static (json, list) =>
+        var length = MessagesJsonLength(list);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+        try
         {
-            json.WriteStartObject();
-            json.WriteNumber("count", list.Count);
-            json.WriteBoolean("truncated", list.Truncated);
-            json.WriteStartArray("messages");
-            foreach (var message in list.Messages)
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, WriteMessagesJson(list, buffer));
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    // The JSON of a list, written straight from the payload bytes (the span encoder writes it into the
+    // export buffer, with no string in between): only ASCII (names, numbers, booleans, base64), so no
+    // escaping; numbers as Utf8JsonWriter writes them (Utf8Formatter), so it reads back the same.
+    private static ReadOnlySpan<byte> ListStart => "{\"count\":"u8;
+    private static ReadOnlySpan<byte> ListTruncated => ",\"truncated\":"u8;
+    private static ReadOnlySpan<byte> ListMessages => ",\"messages\":["u8;
+    private static ReadOnlySpan<byte> MessageIndex => "{\"index\":"u8;
+    private static ReadOnlySpan<byte> MessageOffset => ",\"offset_ms\":"u8;
+    private static ReadOnlySpan<byte> MessageCompressed => ",\"compressed\":"u8;
+    private static ReadOnlySpan<byte> MessageDecoded => ",\"decoded\":"u8;
+    private static ReadOnlySpan<byte> MessageSize => ",\"size\":"u8;
+    private static ReadOnlySpan<byte> MessageTruncated => ",\"truncated\":"u8;
+    private static ReadOnlySpan<byte> MessageData => ",\"data\":\""u8;
+
+    /// <summary>The length in bytes of the UTF-8 JSON <see cref="WriteMessagesJson"/> writes for <paramref name="list"/>.</summary>
+    public static int MessagesJsonLength(GrpcMessageList list)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        Span<byte> number = stackalloc byte[32];
+        long length = ListStart.Length + Digits(list.Count, number) + ListTruncated.Length + Bool(list.Truncated) + ListMessages.Length + 2;
+        var messages = list.Messages;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i];
+            length += (i == 0 ? 0 : 1) + MessageIndex.Length + Digits(message.Index, number)
+                + MessageOffset.Length + OffsetDigits(message.Offset, number)
+                + MessageCompressed.Length + Bool(message.Compressed)
+                + MessageDecoded.Length + Bool(message.Decoded)
+                + MessageSize.Length + Digits(message.WireLength, number)
+                + MessageTruncated.Length + Bool(message.Truncated)
+                + MessageData.Length + System.Buffers.Text.Base64.GetMaxEncodedToUtf8Length(message.Payload.Length) + 2;
+        }
+
+        return checked((int)length);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="list"/> as UTF-8 JSON (<see cref="EncodeMessages(GrpcMessageList)"/>'s form) into
+    /// <paramref name="destination"/>, which holds at least <see cref="MessagesJsonLength"/> bytes; returns the bytes written.
+    /// </summary>
+    public static int WriteMessagesJson(GrpcMessageList list, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        var position = 0;
+        Put(ListStart, destination, ref position);
+        position += Format(list.Count, destination[position..]);
+        Put(ListTruncated, destination, ref position);
+        PutBool(list.Truncated, destination, ref position);
+        Put(ListMessages, destination, ref position);
+        var messages = list.Messages;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i];
+            if (i > 0)
             {
-                json.WriteStartObject();
-                json.WriteNumber("index", message.Index);
-                json.WriteNumber("offset_ms", Math.Round(message.Offset.TotalMilliseconds, 3));
-                json.WriteBoolean("compressed", message.Compressed);
-                json.WriteBoolean("decoded", message.Decoded);
-                json.WriteNumber("size", message.WireLength);
-                json.WriteBoolean("truncated", message.Truncated);
-                json.WriteBase64String("data", message.Payload.Span);
-                json.WriteEndObject();
+                destination[position++] = (byte)',';
             }
 
-            json.WriteEndArray();
-            json.WriteEndObject();
-        });
+            Put(MessageIndex, destination, ref position);
+            position += Format(message.Index, destination[position..]);
+            Put(MessageOffset, destination, ref position);
+            position += FormatOffset(message.Offset, destination[position..]);
+            Put(MessageCompressed, destination, ref position);
+            PutBool(message.Compressed, destination, ref position);
+            Put(MessageDecoded, destination, ref position);
+            PutBool(message.Decoded, destination, ref position);
+            Put(MessageSize, destination, ref position);
+            position += Format(message.WireLength, destination[position..]);
+            Put(MessageTruncated, destination, ref position);
+            PutBool(message.Truncated, destination, ref position);
+            Put(MessageData, destination, ref position);
+            System.Buffers.Text.Base64.EncodeToUtf8(message.Payload.Span, destination[position..], out _, out var written);
+            position += written;
+            destination[position++] = (byte)'"';
+            destination[position++] = (byte)'}';
+        }
+
+        destination[position++] = (byte)']';
+        destination[position++] = (byte)'}';
+        return position;
     }
+
+    private static int Bool(bool value) => value ? 4 : 5;
+
+    private static void Put(ReadOnlySpan<byte> text, Span<byte> destination, ref int position)
+    {
+        text.CopyTo(destination[position..]);
+        position += text.Length;
+    }
+
+    private static void PutBool(bool value, Span<byte> destination, ref int position) =>
+        Put(value ? "true"u8 : "false"u8, destination, ref position);
+
+    private static int Digits(long value, Span<byte> scratch) => Format(value, scratch);
+
+    private static int Format(long value, Span<byte> destination) =>
+        System.Buffers.Text.Utf8Formatter.TryFormat(value, destination, out var written) ? written : throw new InvalidOperationException("No room for a number.");
+
+    // Milliseconds to the microsecond, as Utf8JsonWriter.WriteNumber(double) writes them.
+    private static int OffsetDigits(TimeSpan offset, Span<byte> scratch) => FormatOffset(offset, scratch);
+
+    private static int FormatOffset(TimeSpan offset, Span<byte> destination) =>
+        System.Buffers.Text.Utf8Formatter.TryFormat(Math.Round(offset.TotalMilliseconds, 3), destination, out var written) ? written : throw new InvalidOperationException("No room for a number.");
 
     /// <summary>Reads what <see cref="EncodeMessages(GrpcMessageList)"/> wrote; null when the text is not that shape.</summary>
     public static GrpcMessageList? DecodeMessages(string? json)
@@ -151,6 +244,68 @@ public static class GrpcSpanAttributes
         {
             return null;
         }
+    }
+
+    /// <summary>
+    /// True when <paramref name="body"/> is exactly the length-prefixed frames of <paramref name="list"/>
+    /// (<see cref="OtlpAttributes.GrpcMessageFrames"/>): a binary body captured whole, not decoded, and
+    /// every message of the stream listed in order, uncompressed and whole, each framed with flag 0
+    /// and its payload's length. Then <see cref="Frames"/> of the list gives the body back, byte for byte.
+    /// </summary>
+    public static bool IsFramesOf(CapturedBody body, GrpcMessageList list)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentNullException.ThrowIfNull(list);
+        if (body.Kind != BodyKind.Binary || body.Truncated || body.Decoded || body.ContentEncoding is not null
+            || list.Truncated || list.Count != list.Messages.Count || FramesLength(list) != body.Content.Length)
+        {
+            return false;
+        }
+
+        var content = body.Content.Span;
+        var position = 0;
+        for (var i = 0; i < list.Messages.Count; i++)
+        {
+            var message = list.Messages[i];
+            var payload = message.Payload.Span;
+            if (message.Index != i || message.Compressed || message.Truncated || content[position] != 0
+                || BinaryPrimitives.ReadUInt32BigEndian(content[(position + 1)..]) != (uint)payload.Length
+                || !content.Slice(position + 5, payload.Length).SequenceEqual(payload))
+            {
+                return false;
+            }
+
+            position += 5 + payload.Length;
+        }
+
+        return true;
+    }
+
+    /// <summary>The length-prefixed frames of <paramref name="list"/>'s messages (flag 0, each payload's length, the payload), in order.</summary>
+    public static byte[] Frames(GrpcMessageList list)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        var frames = new byte[checked((int)FramesLength(list))];
+        var position = 0;
+        foreach (var message in list.Messages)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(frames.AsSpan(position + 1), (uint)message.Payload.Length);
+            message.Payload.Span.CopyTo(frames.AsSpan(position + 5));
+            position += 5 + message.Payload.Length;
+        }
+
+        return frames;
+    }
+
+    private static long FramesLength(GrpcMessageList list)
+    {
+        long length = 0;
+        foreach (var message in list.Messages)
+        {
+            length += 5 + message.Payload.Length;
+        }
+
+        return length;
     }
 
     /// <summary>The status details as JSON: code, message and each detail's type and base64 value.</summary>

@@ -25,6 +25,14 @@ public sealed record CapturedBody(
     /// <summary>No body.</summary>
     public static CapturedBody Empty { get; } = new(ReadOnlyMemory<byte>.Empty, 0, false, BodyKind.Empty);
 
+    /// <summary>
+    /// True when <see cref="Content"/> is exactly the length-prefixed frames of the exchange's
+    /// captured gRPC message list (<see cref="GrpcMessages.GrpcCallMessages"/>): the span encoders
+    /// then send the list only, marked <see cref="Otlp.OtlpAttributes.GrpcMessageFrames"/>, and the
+    /// reader rebuilds the body from it.
+    /// </summary>
+    public bool MessageFrames { get; init; }
+
     /// <summary>True when nothing was captured.</summary>
     public bool IsEmpty => Content.IsEmpty;
 }

@@ -86,8 +86,9 @@ public sealed class Exchange
 
     /// <summary>
     /// A captured gRPC call's messages on their way to the span, kept as bytes until the exchange is
-    /// redacted (one pass over each message, shared with its framed body) and then written once as
-    /// the message-list attributes (<see cref="GrpcCallMessages.WriteAttributes"/>); null for any other exchange.
+    /// redacted (one pass over each message, shared with its framed body) and sealed
+    /// (<see cref="GrpcCallMessages.Seal"/>), then written once, from the bytes, as the message-list
+    /// attributes by the span encoders; null for any other exchange.
     /// </summary>
     public GrpcCallMessages? GrpcCall { get; set; }
 

@@ -7,6 +7,7 @@ using System.Text.Json;
 using System.Text.Unicode;
 using Google.Protobuf;
 using Google.Protobuf.Collections;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
 using SpIstio.Core.Otlp.Proto.Common;
@@ -155,6 +156,15 @@ public static class ExchangeSpanMapper
             }
 
             a.Add(OtlpAttributes.IntegerValue(key, value) is { } number ? IntAttr(key, number) : StringAttr(key, value));
+        }
+
+        if (exchange.GrpcCall is { Sealed: true } call)
+        {
+            a.Add(StringAttr(GrpcSpanAttributes.RequestMessages, GrpcSpanAttributes.EncodeMessages(call.Request)));
+            if (call.Response is { } response)
+            {
+                a.Add(StringAttr(GrpcSpanAttributes.ResponseMessages, GrpcSpanAttributes.EncodeMessages(response)));
+            }
         }
 
         return span;
@@ -347,8 +357,8 @@ public static class ExchangeSpanMapper
         }
 
         exchange.StatusCode = ReadStatus(f.Status) ?? ReadStatus(f.LegacyStatus) ?? ParseStatus(f.PseudoStatus);
-        exchange.RequestBody = requestBody.Build(exchange.RequestHeaders.Get("content-type"));
-        exchange.ResponseBody = responseBody.Build(exchange.ResponseHeaders.Get("content-type"));
+        exchange.RequestBody = requestBody.Build(exchange.RequestHeaders.Get("content-type"), exchange.Attributes, GrpcSpanAttributes.RequestMessages);
+        exchange.ResponseBody = responseBody.Build(exchange.ResponseHeaders.Get("content-type"), exchange.Attributes, GrpcSpanAttributes.ResponseMessages);
         exchange.Cache = f.Cache switch
         {
             "hit" => CacheOutcome.Hit,
@@ -557,7 +567,12 @@ public static class ExchangeSpanMapper
         }
 
         var content = body.Content.Span;
-        if (body.Kind == BodyKind.Text && Utf8.IsValid(content))
+        if (body.MessageFrames)
+        {
+            // The bytes are the message list's frames (OtlpAttributes.GrpcMessageFrames): FromSpan rebuilds them.
+            attributes.Add(StringAttr(keys.Encoding, OtlpAttributes.GrpcMessageFrames));
+        }
+        else if (body.Kind == BodyKind.Text && Utf8.IsValid(content))
         {
             attributes.Add(StringAttr(keys.Body, Encoding.UTF8.GetString(content)));
         }
@@ -892,10 +907,20 @@ public static class ExchangeSpanMapper
             }
         }
 
-        public CapturedBody Build(string? headerContentType)
+        public CapturedBody Build(string? headerContentType, Dictionary<string, string> attributes, string messagesKey)
         {
             // Our spans always carry the size; its absence means another exporter (the original agent) wrote the span.
             var ours = _size.HasValue;
+            if (Value is null && ours && string.Equals(_encoding, OtlpAttributes.GrpcMessageFrames, StringComparison.Ordinal))
+            {
+                // A gRPC body sent as a reference to its message list: the list's frames are the body.
+                var list = attributes.TryGetValue(messagesKey, out var json) ? GrpcSpanAttributes.DecodeMessages(json) : null;
+                if (list is not null)
+                {
+                    return new CapturedBody(GrpcSpanAttributes.Frames(list), _size!.Value, _truncated, BodyKind.Binary, _contentType, _contentEncoding, _decoded);
+                }
+            }
+
             if (Value is null)
             {
                 return ours

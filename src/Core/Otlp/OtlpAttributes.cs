@@ -101,6 +101,15 @@ public static class OtlpAttributes
     /// <summary>The marker value of the encoding attribute.</summary>
     public const string Base64 = "base64";
 
+    /// <summary>
+    /// The value of the encoding attribute of a gRPC body sent without its bytes: they are exactly the
+    /// length-prefixed frames of the call's message list (<c>sp.grpc.request.messages</c> /
+    /// <c>sp.grpc.response.messages</c>: every message listed, in order, uncompressed, none cut),
+    /// so a reader rebuilds the body from the list (<see cref="ExchangeSpanMapper.FromSpan"/>)
+    /// instead of the span carrying each message twice.
+    /// </summary>
+    public const string GrpcMessageFrames = "grpc-frames";
+
     /// <summary><c>hit</c> or <c>miss</c> when the agent's cache was consulted.</summary>
     public const string Cache = "sp.cache";
 

@@ -4,6 +4,7 @@ using System.Buffers.Text;
 using System.Numerics;
 using System.Text;
 using System.Text.Unicode;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Core.Otlp;
@@ -395,6 +396,15 @@ public static class OtlpSpanWriter
             }
         }
 
+        if (exchange.GrpcCall is { Sealed: true } call)
+        {
+            sink.MessagesKeyValue(SpanAttributes, new Text(GrpcSpanAttributes.RequestMessages), call.Request);
+            if (call.Response is { } response)
+            {
+                sink.MessagesKeyValue(SpanAttributes, new Text(GrpcSpanAttributes.ResponseMessages), response);
+            }
+        }
+
         if (errorType is not null)
         {
             // Field 15 goes after the attributes (9) and before the flags (16), as the generated code writes it.
@@ -437,7 +447,12 @@ public static class OtlpSpanWriter
         }
 
         var content = body.Content.Span;
-        if (text)
+        if (body.MessageFrames)
+        {
+            // The bytes are the message list's frames: the list attribute carries them once.
+            sink.KeyValue(SpanAttributes, new Text(keys.Encoding), new Text(OtlpAttributes.GrpcMessageFrames));
+        }
+        else if (text)
         {
             sink.Utf8KeyValue(SpanAttributes, new Text(keys.Body), content);
         }
@@ -586,6 +601,8 @@ public static class OtlpSpanWriter
 
         void HeaderArray(int field, Text key, HeaderList headers, int first, int next);
 
+        void MessagesKeyValue(int field, Text key, GrpcMessageList list);
+
         void ErrorStatus(int field, Text message);
     }
 
@@ -619,6 +636,9 @@ public static class OtlpSpanWriter
 
         public void HeaderArray(int field, Text key, HeaderList headers, int first, int next) =>
             Size += KeyValueSize(field, key, MessageFieldSize(AnyArray, ArrayContentSize(headers, first, next)));
+
+        public void MessagesKeyValue(int field, Text key, GrpcMessageList list) =>
+            Size += KeyValueSize(field, key, MessageFieldSize(AnyString, GrpcSpanAttributes.MessagesJsonLength(list)));
 
         public void ErrorStatus(int field, Text message)
         {
@@ -774,6 +794,15 @@ public static class OtlpSpanWriter
                     ArrayItem(headers[j].Value);
                 }
             }
+        }
+
+        public void MessagesKeyValue(int field, Text key, GrpcMessageList list)
+        {
+            var length = GrpcSpanAttributes.MessagesJsonLength(list);
+            KeyValueStart(field, key, MessageFieldSize(AnyString, length));
+            Tag(AnyString, Len);
+            Raw((ulong)length);
+            Position += GrpcSpanAttributes.WriteMessagesJson(list, _buffer.AsSpan(Position, length));
         }
 
         public void ErrorStatus(int field, Text message)

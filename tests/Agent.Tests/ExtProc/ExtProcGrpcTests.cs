@@ -35,9 +35,9 @@ public sealed class ExtProcGrpcTests
         Assert.Equal("5", exchange.Attributes[GrpcSpanAttributes.RpcStatusCode]);
         Assert.Equal("NOT_FOUND", exchange.Attributes[GrpcSpanAttributes.StatusName]);
         Assert.Equal("order ord-1 gone", exchange.Attributes[GrpcSpanAttributes.StatusMessage]);
-        var requests = GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!;
+        var requests = GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.RequestMessages))!;
         Assert.Equal(_request, Assert.Single(requests.Messages).Payload.ToArray());
-        var replies = GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!;
+        var replies = GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.ResponseMessages))!;
         var reply = Assert.Single(replies.Messages);
         Assert.True(reply.Compressed);
         Assert.True(reply.Decoded);
@@ -58,8 +58,8 @@ public sealed class ExtProcGrpcTests
 
         Assert.Equal("UNIMPLEMENTED", exchange.Attributes[GrpcSpanAttributes.StatusName]);
         Assert.Equal("12", exchange.Attributes[GrpcSpanAttributes.RpcStatusCode]);
-        Assert.False(exchange.Attributes.ContainsKey(GrpcSpanAttributes.ResponseMessages));
-        Assert.Single(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!.Messages);
+        Assert.Null(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.ResponseMessages));
+        Assert.Single(GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.RequestMessages))!.Messages);
     }
 
     [Fact]
@@ -80,7 +80,7 @@ public sealed class ExtProcGrpcTests
         await stream.CompleteAsync();
         var exchange = await host.Exporter.NextAsync();
 
-        var replies = GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!;
+        var replies = GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.ResponseMessages))!;
         Assert.Equal(3, replies.Count);
         Assert.Equal([1, 2, 3], replies.Messages.Select(m => (int)m.Payload.Span[1]));
         Assert.Equal([0, 1, 2], replies.Messages.Select(m => m.Index));
@@ -114,7 +114,7 @@ public sealed class ExtProcGrpcTests
         await grpc.CompleteAsync();
         var exchange = await host.Exporter.NextAsync();
 
-        Assert.Equal(2, GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!.Count);
+        Assert.Equal(2, GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.RequestMessages))!.Count);
     }
 
     [Fact]

@@ -64,6 +64,37 @@ public sealed class GrpcCallApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SpanDetail_OfACallWhoseBodiesWentAsTheirListsFrames_AnswersTheBodiesAsCaptured()
+    {
+        // As the agent exports a call captured whole: the framed bodies are the lists' frames, so
+        // the span carries each message once (body encoding grpc-frames) and ingest rebuilds the bodies.
+        var requestFrame = GrpcTestCalls.Frame(new OrderRequest { OrderId = "ord-3" });
+        var replyFrames = GrpcTestCalls.Frame(new OrderReply { OrderId = "ord-3", TotalCents = 5 }).Concat(GrpcTestCalls.Frame(new OrderReply { OrderId = "ord-4" })).ToArray();
+        var call = GrpcTestCalls.Call(_trace, _session, DateTimeOffset.UtcNow.AddMinutes(-2), 0, null, "", null);
+        call.Attributes.Remove(GrpcSpanAttributes.RequestMessages);
+        call.RequestBody = new Core.Model.CapturedBody(requestFrame, requestFrame.Length, false, Core.Model.BodyKind.Binary, "application/grpc");
+        call.ResponseBody = new Core.Model.CapturedBody(replyFrames, replyFrames.Length, false, Core.Model.BodyKind.Binary, "application/grpc");
+        call.GrpcCall = new GrpcCallMessages(GrpcTestCalls.List(requestFrame), GrpcTestCalls.List(replyFrames));
+        GrpcCallMessages.Seal(call);
+        var wire = OtlpSpanWriter.ToByteArray([call], null, "1");
+        var sent = Core.Otlp.Proto.Collector.Trace.ExportTraceServiceRequest.Parser.ParseFrom(wire).ResourceSpans[0].ScopeSpans[0].Spans[0];
+        Assert.DoesNotContain(sent.Attributes, a => a.Key is OtlpAttributes.RequestBody or OtlpAttributes.ResponseBody);
+
+        using (var response = await _backend.PostAsync("/v1/traces", _backend.AcmeKey, wire, "application/x-protobuf"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        using var detail = await GetJsonAsync($"/api/spans/{_trace.ToHexString()}/{call.SpanId.ToHexString()}");
+        var root = detail.RootElement;
+        Assert.Equal(Convert.ToBase64String(requestFrame), root.GetProperty("requestBody").GetProperty("content").GetString());
+        Assert.Equal(Convert.ToBase64String(replyFrames), root.GetProperty("responseBody").GetProperty("content").GetString());
+        Assert.Equal("binary", root.GetProperty("responseBody").GetProperty("kind").GetString());
+        Assert.Equal(replyFrames.Length, root.GetProperty("responseBody").GetProperty("originalSize").GetInt64());
+        Assert.Equal(["ord-3", "ord-4"], root.GetProperty("grpc").GetProperty("response").GetProperty("messages").EnumerateArray().Select(m => m.GetProperty("json").GetProperty("orderId").GetString()));
+    }
+
+    [Fact]
     public async Task SpanDetail_OfAnHttpExchange_HasNoGrpcCall()
     {
         var plain = new Core.Model.Exchange

@@ -37,6 +37,15 @@ internal static class GrpcTestCalls
         return GrpcSpanAttributes.EncodeMessages(reader);
     }
 
+    /// <summary>One direction's message list as the agent's capture hands it over (bytes, before the span): <paramref name="frames"/> read by <see cref="GrpcFrameReader"/>.</summary>
+    public static GrpcMessageList List(byte[] frames)
+    {
+        using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, null);
+        reader.Append(frames, TimeSpan.FromMilliseconds(1));
+        reader.Complete();
+        return new GrpcMessageList(reader.MessageCount, reader.Truncated, [.. reader.Messages]);
+    }
+
     /// <summary>A finished unary call to <c>/sp.test.grpc.Orders/Get</c> with the given status, as the capture proxy records it.</summary>
     public static Exchange Call(ActivityTraceId trace, string session, DateTimeOffset start, int status, string? message, string requestMessages, string? responseMessages)
     {

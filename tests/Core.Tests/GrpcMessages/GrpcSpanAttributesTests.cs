@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Model;
 using SpIstio.Core.Tests.GrpcMessages.Generated;
 
 namespace SpIstio.Core.Tests.GrpcMessages;
@@ -49,6 +50,39 @@ public sealed class GrpcSpanAttributesTests
         Assert.Equal(reply, message.Payload.ToArray());
         Assert.Equal(TimeSpan.FromMilliseconds(1.5), message.Offset);
         Assert.Equal(reply.Length, message.WireLength);
+    }
+
+    [Theory]
+    [InlineData("whole", true)]
+    [InlineData("list truncated", false)]
+    [InlineData("message compressed", false)]
+    [InlineData("message cut", false)]
+    [InlineData("a byte differs", false)]
+    [InlineData("flag set", false)]
+    [InlineData("body longer", false)]
+    [InlineData("body truncated", false)]
+    public void IsFramesOf_OnlyABodyThatIsExactlyTheListsFrames(string change, bool expected)
+    {
+        byte[] first = [0x0a, 0x02, (byte)'h', (byte)'i'];
+        byte[] second = [0x08, 0x2a];
+        var messages = new List<GrpcMessage>
+        {
+            new(0, TimeSpan.Zero, false, first.Length, first, false, false),
+            new(1, TimeSpan.FromMilliseconds(1), change == "message compressed", second.Length, second, change == "message cut", change == "message compressed"),
+        };
+        var list = new GrpcMessageList(2, change == "list truncated", messages);
+        var frames = GrpcSpanAttributes.Frames(new GrpcMessageList(2, false, messages));
+        switch (change)
+        {
+            case "a byte differs": frames[^1] ^= 1; break;
+            case "flag set": frames[0] = 1; break;
+            case "body longer": frames = [.. frames, 0]; break;
+            default: break;
+        }
+
+        var body = new CapturedBody(frames, frames.Length, change == "body truncated", BodyKind.Binary, "application/grpc");
+
+        Assert.Equal(expected, GrpcSpanAttributes.IsFramesOf(body, list));
     }
 
     [Theory]

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using FsCheck.Xunit;
 using Google.Protobuf;
+using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
@@ -109,6 +110,63 @@ public class OtlpSpanWriterTests
         Assert.Equal("grpc", Assert.Single(attributes, a => a.Key == "rpc.system").Value.StringValue);
         var back = ExchangeSpanMapper.FromSpan(parsed.ResourceSpans[0].ScopeSpans[0].Spans[0], parsed.ResourceSpans[0].Resource);
         Assert.Equal("5", back.Attributes["rpc.grpc.status_code"]);
+    }
+
+    [Fact]
+    public void Write_GrpcBodiesThatAreTheirListsFrames_CarryEachMessageOnceAndReadBackWhole()
+    {
+        var exchange = Basic();
+        exchange.Method = "POST";
+        exchange.Path = "/sp.bench.Bench/Unary";
+        byte[] request = [0x0a, 0x03, (byte)'a', (byte)'b', (byte)'c'];
+        byte[] reply1 = [0x08, 0x01];
+        byte[] reply2 = [];
+        exchange.RequestBody = GrpcBody(request);
+        exchange.ResponseBody = GrpcBody(reply1, reply2);
+        exchange.GrpcCall = new GrpcCallMessages(List(request), List(reply1, reply2));
+
+        GrpcCallMessages.Seal(exchange);
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+
+        var span = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0];
+        Assert.DoesNotContain(span.Attributes, a => a.Key == OtlpAttributes.RequestBody || a.Key == OtlpAttributes.ResponseBody);
+        Assert.Equal(
+            [OtlpAttributes.GrpcMessageFrames, OtlpAttributes.GrpcMessageFrames],
+            span.Attributes.Where(a => a.Key.EndsWith("." + OtlpAttributes.BodyEncodingSuffix, StringComparison.Ordinal)).Select(a => a.Value.StringValue));
+        var back = ExchangeSpanMapper.FromSpan(span, parsed.ResourceSpans[0].Resource);
+        Assert.Equal(exchange.RequestBody.Content.ToArray(), back.RequestBody.Content.ToArray());
+        Assert.Equal(exchange.ResponseBody.Content.ToArray(), back.ResponseBody.Content.ToArray());
+        Assert.Equal(BodyKind.Binary, back.ResponseBody.Kind);
+        Assert.Equal(exchange.ResponseBody.OriginalSize, back.ResponseBody.OriginalSize);
+        Assert.Equal("application/grpc", back.ResponseBody.ContentType);
+    }
+
+    [Fact]
+    public void Write_GrpcBodyThatIsNotItsListsFrames_CarriesItsOwnBytes()
+    {
+        var exchange = Basic();
+        byte[] request = [0x0a, 0x01, (byte)'x'];
+        exchange.RequestBody = GrpcBody(request);
+
+        // The list was cut at the limits: it no longer holds every byte of the body.
+        exchange.GrpcCall = new GrpcCallMessages(new GrpcMessageList(2, true, List(request).Messages), null);
+
+        GrpcCallMessages.Seal(exchange);
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+
+        var span = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0];
+        Assert.Equal(Convert.ToBase64String(exchange.RequestBody.Content.Span), Assert.Single(span.Attributes, a => a.Key == OtlpAttributes.RequestBody).Value.StringValue);
+        var back = ExchangeSpanMapper.FromSpan(span, parsed.ResourceSpans[0].Resource);
+        Assert.Equal(exchange.RequestBody.Content.ToArray(), back.RequestBody.Content.ToArray());
+    }
+
+    private static GrpcMessageList List(params byte[][] payloads) =>
+        new(payloads.Length, false, [.. payloads.Select((p, i) => new GrpcMessage(i, TimeSpan.FromMilliseconds(i), false, p.Length, p, false, false))]);
+
+    private static CapturedBody GrpcBody(params byte[][] payloads)
+    {
+        var frames = GrpcSpanAttributes.Frames(List(payloads));
+        return new CapturedBody(frames, frames.Length, false, BodyKind.Binary, "application/grpc");
     }
 
     private static ExportTraceServiceRequest AssertSameAsReference(IReadOnlyList<Exchange> batch, string? publicKey, string scopeVersion)

@@ -117,7 +117,7 @@ public sealed class GrpcRedactionTests
         var count = redactor.Redact(exchange);
 
         var requestMessage = SignInRequest.Parser.ParseFrom(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.RequestMessages])!.Messages[0].Payload.Span);
-        var replyMessage = SignInReply.Parser.ParseFrom(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!.Messages[0].Payload.Span);
+        var replyMessage = SignInReply.Parser.ParseFrom(GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.ResponseMessages))!.Messages[0].Payload.Span);
         Assert.Equal(Redactor.MaskValue, requestMessage.Password);
         Assert.Equal(Redactor.MaskValue, replyMessage.Session);
         Assert.Equal(Redactor.MaskValue, replyMessage.AccessToken);
@@ -147,17 +147,17 @@ public sealed class GrpcRedactionTests
 
         var expectedCount = redactor.Redact(viaAttributes);
         var count = redactor.Redact(captured);
-        GrpcCallMessages.WriteAttributes(captured);
+        GrpcCallMessages.Seal(captured);
 
         // The same values replaced (the framed request reused its listed message's result; the gzip
         // frame was inflated and walked, as before), the same bytes in the lists and the bodies.
         Assert.Equal(expectedCount, count);
-        Assert.Null(captured.GrpcCall);
+        Assert.True(captured.GrpcCall!.Sealed);
         foreach (var key in new[] { GrpcSpanAttributes.RequestMessages, GrpcSpanAttributes.ResponseMessages })
         {
             Assert.Equal(
                 GrpcSpanAttributes.DecodeMessages(viaAttributes.Attributes[key])!.Messages.Select(m => Convert.ToBase64String(m.Payload.Span)),
-                GrpcSpanAttributes.DecodeMessages(captured.Attributes[key])!.Messages.Select(m => Convert.ToBase64String(m.Payload.Span)));
+                GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(captured, key))!.Messages.Select(m => Convert.ToBase64String(m.Payload.Span)));
         }
 
         Assert.Equal(viaAttributes.RequestBody.Content.ToArray(), captured.RequestBody.Content.ToArray());
@@ -178,9 +178,9 @@ public sealed class GrpcRedactionTests
         exchange.GrpcCall = new GrpcCallMessages(List(Frame([], compressed: false), null), List(body, null));
 
         Assert.True(redactor.Redact(exchange) >= 2);
-        GrpcCallMessages.WriteAttributes(exchange);
+        GrpcCallMessages.Seal(exchange);
 
-        Assert.DoesNotContain("ORD-123456", System.Text.Encoding.UTF8.GetString(GrpcSpanAttributes.DecodeMessages(exchange.Attributes[GrpcSpanAttributes.ResponseMessages])!.Messages[0].Payload.Span), StringComparison.Ordinal);
+        Assert.DoesNotContain("ORD-123456", System.Text.Encoding.UTF8.GetString(GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.ResponseMessages))!.Messages[0].Payload.Span), StringComparison.Ordinal);
         Assert.DoesNotContain("ORD-123456", System.Text.Encoding.UTF8.GetString(exchange.ResponseBody.Content.Span), StringComparison.Ordinal);
     }
 
