@@ -381,7 +381,18 @@ public sealed partial class Redactor
             i += Vector256<byte>.Count;
         }
 
-        return NextChainRunScalar(content, i, carry, ref from, out start, out end);
+        for (var run = carry; i < content.Length; i++)
+        {
+            run = IsChainByte(content[i]) ? run + 1 : 0;
+            if (run >= MinChainDigits)
+            {
+                return ExpandRun(content, i, ref from, out start, out end);
+            }
+        }
+
+        from = content.Length;
+        start = end = content.Length;
+        return false;
     }
 
     /// <summary><see cref="NextChainRun"/> 16 bytes at a time, where 256-bit vectors are not accelerated.</summary>
@@ -415,12 +426,6 @@ public sealed partial class Redactor
             i += Vector128<byte>.Count;
         }
 
-        return NextChainRunScalar(content, i, carry, ref from, out start, out end);
-    }
-
-    // The bytes after the last whole vector, one at a time; `carry` chain bytes precede `i`.
-    private static bool NextChainRunScalar(ReadOnlySpan<byte> content, int i, int carry, ref int from, out int start, out int end)
-    {
         for (var run = carry; i < content.Length; i++)
         {
             run = IsChainByte(content[i]) ? run + 1 : 0;
