@@ -345,18 +345,11 @@ public sealed partial class Redactor
     /// separators at or after <paramref name="from"/>, 32 bytes at a time, and moves
     /// <paramref name="from"/> past it.
     /// </summary>
-    internal static bool NextChainRun(ReadOnlySpan<byte> content, ref int from, out int start, out int end)
+    private static bool NextChainRun(ReadOnlySpan<byte> content, ref int from, out int start, out int end)
     {
         // `carry`: how many chain bytes end the previous block, so a run across blocks is seen.
         var carry = 0;
         var i = from;
-        if (!Vector256.IsHardwareAccelerated && Vector128.IsHardwareAccelerated)
-        {
-            // The Native AOT agent's code assumes x86-64-v2: there, Vector256 runs as a managed
-            // fallback, which made this search a few per cent of the capture proxy's CPU at 64 KiB.
-            return NextChainRun128(content, ref from, out start, out end);
-        }
-
         while (i + Vector256<byte>.Count <= content.Length)
         {
             var v = Vector256.Create(content.Slice(i, Vector256<byte>.Count));
@@ -379,51 +372,6 @@ public sealed partial class Redactor
 
             carry = mask == uint.MaxValue ? carry + Vector256<byte>.Count : BitOperations.LeadingZeroCount(~mask);
             i += Vector256<byte>.Count;
-        }
-
-        for (var run = carry; i < content.Length; i++)
-        {
-            run = IsChainByte(content[i]) ? run + 1 : 0;
-            if (run >= MinChainDigits)
-            {
-                return ExpandRun(content, i, ref from, out start, out end);
-            }
-        }
-
-        from = content.Length;
-        start = end = content.Length;
-        return false;
-    }
-
-    /// <summary><see cref="NextChainRun"/> 16 bytes at a time, where 256-bit vectors are not accelerated.</summary>
-    internal static bool NextChainRun128(ReadOnlySpan<byte> content, ref int from, out int start, out int end)
-    {
-        var carry = 0;
-        var i = from;
-        while (i + Vector128<byte>.Count <= content.Length)
-        {
-            var v = Vector128.Create(content.Slice(i, Vector128<byte>.Count));
-            var chain = Vector128.LessThanOrEqual(v - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
-                | Vector128.Equals(v, Vector128.Create((byte)' ')) | Vector128.Equals(v, Vector128.Create((byte)'-'))
-                | Vector128.Equals(v, Vector128.Create((byte)'.')) | Vector128.Equals(v, Vector128.Create((byte)'('))
-                | Vector128.Equals(v, Vector128.Create((byte)')'));
-            var mask = chain.ExtractMostSignificantBits();
-            var inverted = ~mask & 0xFFFFu;
-            if (carry > 0 && carry + BitOperations.TrailingZeroCount(inverted | 0x10000u) >= MinChainDigits)
-            {
-                return ExpandRun(content, i, ref from, out start, out end);
-            }
-
-            // Bit k of `seven` is set when bytes k..k+6 of the block are all chain bytes.
-            var seven = mask & (mask >> 1) & (mask >> 2) & (mask >> 3) & (mask >> 4) & (mask >> 5) & (mask >> 6);
-            if (seven != 0)
-            {
-                return ExpandRun(content, i + BitOperations.TrailingZeroCount(seven), ref from, out start, out end);
-            }
-
-            // Chain bytes that end this block: the leading zeros of the inverted 16-bit mask.
-            carry = mask == 0xFFFFu ? carry + Vector128<byte>.Count : BitOperations.LeadingZeroCount(inverted) - 16;
-            i += Vector128<byte>.Count;
         }
 
         for (var run = carry; i < content.Length; i++)
