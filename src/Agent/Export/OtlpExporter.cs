@@ -901,6 +901,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         foreach (var exchange in batch)
         {
             bytes += EstimateBytes(exchange);
+
+            // The batch was encoded and is done with: the bodies' rented arrays go back to their pool.
+            exchange.ReturnBodyArrays();
         }
 
         Budget.Release(bytes);

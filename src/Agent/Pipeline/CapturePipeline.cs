@@ -173,6 +173,25 @@ public sealed partial class CapturePipeline
     public bool Complete(Exchange exchange, bool sampled)
     {
         ArgumentNullException.ThrowIfNull(exchange);
+        var queued = false;
+        try
+        {
+            queued = Export(exchange, sampled);
+            return queued;
+        }
+        finally
+        {
+            if (!queued)
+            {
+                // Not exported (sampled out, dropped, or redaction failed): nothing reads its bodies now.
+                exchange.ReturnBodyArrays();
+            }
+        }
+    }
+
+    // Complete's work; the exporter owns the exchange (and its body arrays) once this returns true.
+    private bool Export(Exchange exchange, bool sampled)
+    {
         _recorder?.Record(exchange);
         if (!sampled)
         {

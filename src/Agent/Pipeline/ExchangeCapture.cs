@@ -24,7 +24,9 @@ namespace SpIstio.Agent.Pipeline;
 /// <see cref="ShortCircuitPolicy"/>'s; an answer given by the agent is recorded with
 /// <see cref="ShortCircuitPolicy.CacheHeader"/>; the trace fields are copied into the exchange here.</para>
 /// <para>Buffer ownership: the body buffers (and a request body read ahead for a body-keyed lookup)
-/// are rented and belong to this object. <see cref="Finish"/> returns the body buffers; the front end
+/// are rented and belong to this object. <see cref="Finish"/> returns the body buffers, or hands a
+/// body's array to the exchange instead of copying it (<see cref="BodyLease"/>: the pipeline, then the
+/// exporter, return it once nothing reads the body); the front end
 /// disposes the capture when it is done with the traffic (a <c>using</c> or <c>finally</c>), which
 /// returns everything still held, whether the exchange finished, failed or was abandoned.</para>
 /// <para>Thread safety: appends, the response head and the finish share a lock, because a long
@@ -54,6 +56,9 @@ public sealed class ExchangeCapture : IDisposable
     private StreamCapture? _stream;
     private bool _finished;
     private bool _disposed;
+
+    // True once Finish handed the exchange to the pipeline, which then owns its body arrays.
+    private bool _handedOff;
 
     internal ExchangeCapture(CapturePipeline pipeline, TimeProvider time, Exchange exchange, PropagationResult trace, bool sampled, bool mayShortCircuit)
     {
@@ -441,6 +446,7 @@ public sealed class ExchangeCapture : IDisposable
 
             exchange.Outcome = outcome;
             exchange.Error = error;
+            _handedOff = true;
         }
 
         _pipeline.Complete(Exchange, Sampled);
@@ -473,6 +479,12 @@ public sealed class ExchangeCapture : IDisposable
             _grpcResponse = null;
             _stream?.Dispose();
             _stream = null;
+            if (!_handedOff)
+            {
+                // Abandoned (or failed before the hand-off): nobody will read the bodies.
+                Exchange.ReturnBodyArrays();
+            }
+
             if (_readAhead is { } readAhead)
             {
                 _readAhead = null;
@@ -587,7 +599,22 @@ public sealed class ExchangeCapture : IDisposable
             _pipeline.Metrics.CaptureBudgetExceeded.Inc();
         }
 
-        var body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
+        CapturedBody body;
+        if (MayShortCircuit)
+        {
+            // A cache lookup may still read the request body after the exchange is exported (a
+            // lookup past its deadline goes on in the background): such a body gets its own copy.
+            body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
+        }
+        else
+        {
+            body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes, out var lease);
+            if (lease is not null)
+            {
+                Exchange.HoldBodyArray(lease);
+            }
+        }
+
         return ended ? body : Cut(body, headers);
     }
 

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Core.Capture;
@@ -127,6 +128,40 @@ public sealed class BodyCaptureBuffer : IDisposable
             contentType,
             contentEncoding,
             maxDecodedBytes);
+        Dispose();
+        return body;
+    }
+
+    /// <summary>
+    /// Like <see cref="Complete(string?, string?, int)"/>, but when the body is kept as captured (no
+    /// content coding, UTF-8 text or binary, all of it kept) and fills most of the rented array, the
+    /// array is handed over instead of copied: the body refers to it and <paramref name="lease"/>
+    /// owns it (the caller passes it to <see cref="Exchange.HoldBodyArray"/>, whose owner returns it once
+    /// nothing reads the body). Otherwise <paramref name="lease"/> is null and the array went back
+    /// to the pool. The byte budget's reservation is released either way, as by <see cref="Complete(string?, string?, int)"/>:
+    /// a finished exchange is accounted by the exporter's reservation.
+    /// </summary>
+    public CapturedBody Complete(string? contentType, string? contentEncoding, int maxDecodedBytes, out BodyLease? lease)
+    {
+        ObjectDisposedException.ThrowIf(_closed, this);
+        lease = null;
+
+        // A mostly empty array is not worth holding while the exchange waits for export: the
+        // exporter's reservation counts the body's length, not the array's (at most an eighth more here).
+        var buffer = _buffer;
+        if (buffer is null || (long)_length * 8 < (long)buffer.Length * 7)
+        {
+            return Complete(contentType, contentEncoding, maxDecodedBytes);
+        }
+
+        var body = BodyCapture.CreateOwned(new ReadOnlyMemory<byte>(buffer, 0, _length), _total, Truncated, contentType, contentEncoding, maxDecodedBytes);
+        if (MemoryMarshal.TryGetArray(body.Content, out var segment) && ReferenceEquals(segment.Array, buffer))
+        {
+            // Kept by reference: the array is the body's now, not the pool's.
+            _buffer = null;
+            lease = new BodyLease(buffer);
+        }
+
         Dispose();
         return body;
     }

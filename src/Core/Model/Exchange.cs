@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SpIstio.Core.Capture;
 using SpIstio.Core.GrpcMessages;
 
 namespace SpIstio.Core.Model;
@@ -91,6 +92,50 @@ public sealed class Exchange
     /// attributes by the span encoders; null for any other exchange.
     /// </summary>
     public GrpcCallMessages? GrpcCall { get; set; }
+
+    // Rented arrays the bodies refer to (BodyCaptureBuffer hands them over instead of copying).
+    private BodyLease? _bodyLeases;
+
+    /// <summary>
+    /// Makes this exchange the owner of <paramref name="lease"/>: the rented array one of its bodies
+    /// (or an earlier version of it, before redaction) refers to, returned by <see cref="ReturnBodyArrays"/>.
+    /// </summary>
+    public void HoldBodyArray(BodyLease lease)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        lease.Next = _bodyLeases;
+        _bodyLeases = lease;
+    }
+
+    /// <summary>
+    /// Returns the rented arrays the bodies refer to, once nothing reads the bodies any more (the
+    /// exporter after the exchange's batch is done with, the pipeline when it is not exported, the
+    /// capture when it was abandoned). The bodies must not be read afterwards. Later calls do nothing.
+    /// </summary>
+    public void ReturnBodyArrays()
+    {
+        var lease = Interlocked.Exchange(ref _bodyLeases, null);
+        while (lease is not null)
+        {
+            lease.Return();
+            lease = lease.Next;
+        }
+    }
+
+    /// <summary>How many rented arrays the bodies refer to that were not returned yet (tests of their ownership).</summary>
+    public int BodyArraysHeld
+    {
+        get
+        {
+            var held = 0;
+            for (var lease = Volatile.Read(ref _bodyLeases); lease is not null; lease = lease.Next)
+            {
+                held += lease.Returned ? 0 : 1;
+            }
+
+            return held;
+        }
+    }
 
     /// <summary>The request target as it appeared on the wire: path plus <c>?query</c> when present.</summary>
     public string Target => Query is null ? Path : string.Concat(Path, "?", Query);

@@ -114,6 +114,61 @@ public sealed class CaptureByteBudgetTests
     }
 
     [Fact]
+    public async Task BodyArraysHandedToTheExchange_GoBackWhenItIsAbandonedDroppedOrExported()
+    {
+        var metrics = new AgentMetrics();
+        var (exporter, pipeline) = Create(metrics);
+        await using var _ = exporter;
+        var chunk = Chunk(16 * 1024);
+
+        ExchangeCapture Capture(int i)
+        {
+            var capture = pipeline.Begin(Post(i), TimeProvider.System)!;
+            for (var c = 0; c < BodyLimit / chunk.Length; c++)
+            {
+                capture.AppendRequestBody(chunk);
+            }
+
+            capture.CompleteRequestBody(ended: true);
+            capture.RecordResponseHead(200, 0, static (_, headers) => headers.Add("content-type", "text/plain"));
+            for (var c = 0; c < BodyLimit / chunk.Length; c++)
+            {
+                capture.AppendResponseBody(chunk);
+            }
+
+            return capture;
+        }
+
+        // Abandoned after its request body completed (client gone): the array the body holds goes back.
+        var abandoned = Capture(0);
+        Assert.Equal(1, abandoned.Exchange.BodyArraysHeld);
+        abandoned.Dispose();
+        Assert.Equal(0, abandoned.Exchange.BodyArraysHeld);
+        Assert.Equal(0, pipeline.Budget.Held);
+
+        // Finished and queued: the exchange keeps both bodies' arrays (no copy) until the exporter is
+        // done with it; the bodies are whole. Stopping without sending drops it and returns both.
+        var queued = Capture(1);
+        queued.Finish(ExchangeOutcome.Completed, error: null);
+        queued.Dispose();
+        Assert.Equal(2, queued.Exchange.BodyArraysHeld);
+        Assert.Equal(BodyLimit, queued.Exchange.ResponseBody.Content.Length);
+        Assert.True(queued.Exchange.ResponseBody.Content.Span.IndexOfAnyExcept((byte)'a') < 0);
+        Assert.Equal(1, metrics.Requests(TrafficDirection.Inbound, CaptureDecision.Capture).Value);
+        await exporter.StopAsync(TimeSpan.Zero);
+        Assert.Equal(0, queued.Exchange.BodyArraysHeld);
+        Assert.Equal(0, pipeline.Budget.Held);
+
+        // Refused by the stopped exporter: the pipeline returns them at once.
+        var dropped = Capture(2);
+        dropped.Finish(ExchangeOutcome.Completed, error: null);
+        dropped.Dispose();
+        Assert.Equal(1, metrics.RequestsDropped(TrafficDirection.Inbound).Value);
+        Assert.Equal(0, dropped.Exchange.BodyArraysHeld);
+        Assert.Equal(0, pipeline.Budget.Held);
+    }
+
+    [Fact]
     public void BodyCaptureBuffer_WithoutRoom_KeepsWhatItHasAndCountsTheRest()
     {
         var budget = new CaptureByteBudget(8 * 1024);

@@ -149,4 +149,52 @@ public sealed class BodyCaptureBufferTests
             && buffer.TotalBytes == all.Count
             && buffer.Truncated == (all.Count > limit);
     }
+
+    [Fact]
+    public void Complete_WithLease_FullArrayKeptAsCaptured_IsHandedOverNotCopied_AndTheBudgetIsReleased()
+    {
+        var budget = new CaptureByteBudget(1024 * 1024);
+        var buffer = new BodyCaptureBuffer(64 * 1024, budget, expectedLength: 64 * 1024);
+        var bytes = new byte[64 * 1024];
+        bytes.AsSpan().Fill((byte)'x');
+        buffer.Append(bytes);
+        var array = buffer.Captured.ToArray();
+
+        var body = buffer.Complete("text/plain", null, 1024, out var lease);
+
+        Assert.NotNull(lease);
+        Assert.False(lease.Returned);
+        Assert.Equal(array, body.Content.ToArray());
+        Assert.Equal(BodyKind.Text, body.Kind);
+        Assert.False(body.Truncated);
+        Assert.Equal(0, budget.Held);
+
+        // The exchange owns it; the first return gives it back, later ones do nothing.
+        var exchange = new Exchange();
+        exchange.HoldBodyArray(lease);
+        Assert.Equal(1, exchange.BodyArraysHeld);
+        exchange.ReturnBodyArrays();
+        exchange.ReturnBodyArrays();
+        Assert.True(lease.Returned);
+        Assert.Equal(0, exchange.BodyArraysHeld);
+    }
+
+    [Theory]
+    [InlineData(1000, "text/plain", null)] // a 4 KiB array a quarter used: copied, the array goes back
+    [InlineData(4096, "text/plain", "gzip")] // decoded (here: kept raw as not gzip): a new array anyway
+    [InlineData(4096, "text/plain; charset=iso-8859-1", null)] // transcoded to UTF-8
+    public void Complete_WithLease_BodyNotKeptInTheArray_IsCopied_AndNothingIsLeased(int size, string contentType, string? contentEncoding)
+    {
+        var budget = new CaptureByteBudget(1024 * 1024);
+        var buffer = new BodyCaptureBuffer(64 * 1024, budget);
+        var bytes = new byte[size];
+        bytes.AsSpan().Fill((byte)'y');
+        buffer.Append(bytes);
+
+        var body = buffer.Complete(contentType, contentEncoding, 64 * 1024, out var lease);
+
+        Assert.Null(lease);
+        Assert.Equal(size, body.Content.Length);
+        Assert.Equal(0, budget.Held);
+    }
 }
