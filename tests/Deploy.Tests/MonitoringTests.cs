@@ -35,9 +35,10 @@ public sealed partial class MonitoringTests
         var exprs = Manifest.Maps(rule.Root, "spec", "groups").SelectMany(g => Manifest.Maps(g, "rules"))
             .ToDictionary(r => Manifest.Scalar(r, "alert")!, r => Manifest.Scalar(r, "expr")!);
 
-        // export failures, dropped captures, circuit open, backend 5xx and latency, cache collapse, disk/retention
+        // export failures, dropped captures, faulted export loops, circuit open, backend 5xx and latency, cache collapse, disk/retention
         Assert.Contains(exprs.Values, e => e.Contains("sp_export_spans_total", StringComparison.Ordinal));
         Assert.Contains(exprs.Values, e => e.Contains("sp_export_dropped_total", StringComparison.Ordinal));
+        Assert.Contains(exprs.Values, e => e.Contains("sp_export_loop_faults_total", StringComparison.Ordinal));
         Assert.Contains(exprs.Values, e => e.Contains("sp_backend_circuit_open", StringComparison.Ordinal));
         Assert.Contains(exprs.Values, e => e.Contains("sp_ingest_requests_total{code=~\"5..\"}", StringComparison.Ordinal));
         Assert.Contains(exprs.Values, e => e.Contains("histogram_quantile", StringComparison.Ordinal) && e.Contains("sp_http_request_duration_seconds", StringComparison.Ordinal));
