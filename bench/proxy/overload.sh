@@ -8,7 +8,7 @@
 #
 # It provokes the condition directly instead of hoping for it on a shared machine: the proxy runs
 # with export.max_inflight_bytes at its 1 MiB minimum (so the managed heap is capped at
-# 2 x 1 MiB + 16 MiB, see src/Cli/Commands/AgentHeapLimit.cs) and wrk saturates it with 64 KiB
+# 2 x 1 MiB + 48 MiB, see src/Cli/Commands/AgentHeapLimit.cs) and wrk saturates it with 64 KiB
 # incompressible responses over many connections, so the heap runs at its hard limit and allocations
 # anywhere in the process can throw OutOfMemoryException. After the overload, a few hundred requests
 # go through at a low rate; the check passes when every one of them is exported
