@@ -128,16 +128,16 @@ public static class GrpcSpanAttributes
     {
         ArgumentNullException.ThrowIfNull(list);
         Span<byte> number = stackalloc byte[32];
-        long length = ListStart.Length + Digits(list.Count, number) + ListTruncated.Length + Bool(list.Truncated) + ListMessages.Length + 2;
+        long length = ListStart.Length + Format(list.Count, number) + ListTruncated.Length + Bool(list.Truncated) + ListMessages.Length + 2;
         var messages = list.Messages;
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i];
-            length += (i == 0 ? 0 : 1) + MessageIndex.Length + Digits(message.Index, number)
-                + MessageOffset.Length + OffsetDigits(message.Offset, number)
+            length += (i == 0 ? 0 : 1) + MessageIndex.Length + Format(message.Index, number)
+                + MessageOffset.Length + FormatOffset(message.Offset, number)
                 + MessageCompressed.Length + Bool(message.Compressed)
                 + MessageDecoded.Length + Bool(message.Decoded)
-                + MessageSize.Length + Digits(message.WireLength, number)
+                + MessageSize.Length + Format(message.WireLength, number)
                 + MessageTruncated.Length + Bool(message.Truncated)
                 + MessageData.Length + System.Buffers.Text.Base64.GetMaxEncodedToUtf8Length(message.Payload.Length) + 2;
         }
@@ -202,14 +202,10 @@ public static class GrpcSpanAttributes
     private static void PutBool(bool value, Span<byte> destination, ref int position) =>
         Put(value ? "true"u8 : "false"u8, destination, ref position);
 
-    private static int Digits(long value, Span<byte> scratch) => Format(value, scratch);
-
     private static int Format(long value, Span<byte> destination) =>
         System.Buffers.Text.Utf8Formatter.TryFormat(value, destination, out var written) ? written : throw new InvalidOperationException("No room for a number.");
 
     // Milliseconds to the microsecond, as Utf8JsonWriter.WriteNumber(double) writes them.
-    private static int OffsetDigits(TimeSpan offset, Span<byte> scratch) => FormatOffset(offset, scratch);
-
     private static int FormatOffset(TimeSpan offset, Span<byte> destination) =>
         System.Buffers.Text.Utf8Formatter.TryFormat(Math.Round(offset.TotalMilliseconds, 3), destination, out var written) ? written : throw new InvalidOperationException("No room for a number.");
 
