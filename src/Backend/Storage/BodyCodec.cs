@@ -14,7 +14,9 @@ namespace SpIstio.Backend.Storage;
 /// <item><c>0</c> raw: the bytes as they are;</item>
 /// <item><c>1</c> Brotli (rows written before zstd): the original length (4 bytes, little endian) and a Brotli stream;</item>
 /// <item><c>2</c> zstd: the dictionary id (unsigned LEB128 varint, 0 = none), the original length
-/// (varint) and a zstd frame without its own size, checksum or dictionary id (the header carries them).</item>
+/// (varint) and a zstd frame without its own size, checksum or dictionary id (the header carries them);</item>
+/// <item><c>3</c> the same as <c>2</c> with a magicless zstd frame: the 4-byte magic number only says
+/// "zstd", which the codec byte already does (about 20 bytes a span over its five values).</item>
 /// </list>
 /// New values are written as zstd, with the tenant's trained dictionary once it has one
 /// (<see cref="CodecDictionaries"/>): small JSON bodies share most of their structure (keys,
@@ -30,6 +32,7 @@ internal static class BodyCodec
     private const byte Raw = 0;
     private const byte Brotli = 1;
     private const byte Zstd = 2;
+    private const byte ZstdMagicless = 3;
 
     // Under this size the framing costs more than it saves.
     private const int MinCompressLength = 96;
@@ -44,6 +47,12 @@ internal static class BodyCodec
     // Level 1: with a dictionary, ~0.25x on the bench's JSON bodies against Brotli q3's 0.30x at a
     // fraction of its time; higher levels bought < 2 % (bench/README.md, "Backend").
     private const int Level = 1;
+
+    // zstd's frame format switch (ZSTD_c_format / ZSTD_d_format, "experimental" in zstd.h but part of
+    // the frame format since v1.3.6) and its ZSTD_f_zstd1_magicless value.
+    private const ZSTD_cParameter FormatParameter = ZSTD_cParameter.ZSTD_c_experimentalParam2;
+    private const ZSTD_dParameter DecompressFormatParameter = ZSTD_dParameter.ZSTD_d_experimentalParam1;
+    private const int MagiclessFormat = 1;
 
     // Compressors without a dictionary, shared by every store (a dictionary's own are in CodecDictionary).
     private static readonly ContextPool s_plain = new(null);
@@ -63,7 +72,7 @@ internal static class BodyCodec
             byte[] rented = ArrayPool<byte>.Shared.Rent(Compressor.GetCompressBound(data.Length) + HeadBytes);
             try
             {
-                rented[0] = Zstd;
+                rented[0] = ZstdMagicless;
                 int head = 1 + WriteVarint(rented.AsSpan(1), (ulong)(dictionary?.Id ?? 0));
                 head += WriteVarint(rented.AsSpan(head), (ulong)data.Length);
                 int written = compressor.Wrap(data, rented.AsSpan(head));
@@ -121,7 +130,7 @@ internal static class BodyCodec
         {
             case Brotli when head.Length >= 5:
                 return BinaryPrimitives.ReadInt32LittleEndian(head[1..]);
-            case Zstd:
+            case Zstd or ZstdMagicless:
                 int offset = 1;
                 if (TryReadVarint(head, ref offset, out _) && TryReadVarint(head, ref offset, out ulong length))
                 {
@@ -138,7 +147,7 @@ internal static class BodyCodec
     public static long DictionaryIdOf(ReadOnlySpan<byte> stored)
     {
         int offset = 1;
-        return stored.Length > 1 && stored[0] == Zstd && TryReadVarint(stored, ref offset, out ulong id) ? (long)id : 0;
+        return stored.Length > 1 && stored[0] is Zstd or ZstdMagicless && TryReadVarint(stored, ref offset, out ulong id) ? (long)id : 0;
     }
 
     /// <summary>The original bytes of a stored value (empty for null); <paramref name="dictionaries"/> resolves the dictionary a value names.</summary>
@@ -165,7 +174,7 @@ internal static class BodyCodec
                     return result;
                 }
 
-            case Zstd:
+            case Zstd or ZstdMagicless:
                 return DecodeZstd(stored, dictionaries);
             default:
                 throw new InvalidDataException($"A stored body has an unknown codec flag {stored[0]}.");
@@ -192,7 +201,7 @@ internal static class BodyCodec
         }
 
         var result = new byte[(int)length];
-        var decompressor = pool.RentDecompressor();
+        var decompressor = pool.RentDecompressor(magicless: stored[0] == ZstdMagicless);
         try
         {
             if (!decompressor.TryUnwrap(stored.AsSpan(offset), result, out int written) || written != (int)length)
@@ -206,7 +215,7 @@ internal static class BodyCodec
         }
         finally
         {
-            pool.Return(decompressor);
+            pool.Return(decompressor, stored[0] == ZstdMagicless);
         }
 
         return result;
@@ -250,6 +259,7 @@ internal static class BodyCodec
     {
         private readonly ConcurrentBag<Compressor> _compressors = [];
         private readonly ConcurrentBag<Decompressor> _decompressors = [];
+        private readonly ConcurrentBag<Decompressor> _magiclessDecompressors = [];
 
         public Compressor RentCompressor()
         {
@@ -263,6 +273,7 @@ internal static class BodyCodec
             compressor.SetParameter(ZSTD_cParameter.ZSTD_c_contentSizeFlag, 0);
             compressor.SetParameter(ZSTD_cParameter.ZSTD_c_dictIDFlag, 0);
             compressor.SetParameter(ZSTD_cParameter.ZSTD_c_checksumFlag, 0);
+            compressor.SetParameter(FormatParameter, MagiclessFormat);
             if (dictionary is not null)
             {
                 compressor.LoadDictionary(dictionary);
@@ -271,14 +282,19 @@ internal static class BodyCodec
             return compressor;
         }
 
-        public Decompressor RentDecompressor()
+        public Decompressor RentDecompressor(bool magicless)
         {
-            if (_decompressors.TryTake(out var decompressor))
+            if ((magicless ? _magiclessDecompressors : _decompressors).TryTake(out var decompressor))
             {
                 return decompressor;
             }
 
             decompressor = new Decompressor();
+            if (magicless)
+            {
+                decompressor.SetParameter(DecompressFormatParameter, MagiclessFormat);
+            }
+
             if (dictionary is not null)
             {
                 decompressor.LoadDictionary(dictionary);
@@ -289,7 +305,7 @@ internal static class BodyCodec
 
         public void Return(Compressor compressor) => _compressors.Add(compressor);
 
-        public void Return(Decompressor decompressor) => _decompressors.Add(decompressor);
+        public void Return(Decompressor decompressor, bool magicless) => (magicless ? _magiclessDecompressors : _decompressors).Add(decompressor);
 
         public void Dispose()
         {
@@ -301,6 +317,11 @@ internal static class BodyCodec
             while (_decompressors.TryTake(out var d))
             {
                 d.Dispose();
+            }
+
+            while (_magiclessDecompressors.TryTake(out var m))
+            {
+                m.Dispose();
             }
         }
     }

@@ -71,12 +71,29 @@ public sealed class StorageHelpersTests
     }
 
     [Fact]
+    public void BodyCodec_StillReadsZstdFramesWithTheirMagicNumber()
+    {
+        // Codec 2, written before frames went magicless: the header, then a whole zstd frame.
+        var json = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 300).Select(i => $"{{\"id\":{i}}},")));
+        using var compressor = new ZstdSharp.Compressor(1);
+        compressor.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_contentSizeFlag, 0);
+        var frame = compressor.Wrap(json).ToArray();
+        byte[] stored = [2, 0, (byte)(json.Length | 0x80), (byte)(json.Length >> 7), .. frame];
+
+        Assert.True(json.Length is >= 128 and < 16384);
+        Assert.Equal(json, BodyCodec.Decode(stored));
+        Assert.Equal(json.Length, BodyCodec.DecodedLength(stored.AsSpan(0, BodyCodec.HeadBytes), stored.Length));
+        Assert.Equal(json, BodyCodec.Decode(BodyCodec.Encode(json)));
+    }
+
+    [Fact]
     public void BodyCodec_HeaderNamesTheDictionaryAndTheDecodedLength()
     {
         var json = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 500).Select(i => $"{{\"id\":{i}}},")));
         var stored = BodyCodec.Encode(json)!;
 
-        Assert.Equal(2, stored[0]);
+        Assert.Equal(3, stored[0]);
+        Assert.NotEqual(0xFD2FB528u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(stored.AsSpan(3)));
         Assert.Equal(0, BodyCodec.DictionaryIdOf(stored));
         Assert.Equal(json.Length, BodyCodec.DecodedLength(stored.AsSpan(0, BodyCodec.HeadBytes), stored.Length));
         var needsDictionary = (byte[])stored.Clone();
