@@ -41,7 +41,7 @@ internal abstract partial class SqlSpanStore
             while (found.Count <= limit && scanned < MaxScannedSpans)
             {
                 await using var command = connection.CreateCommand();
-                var sql = new StringBuilder("SELECT x.id, x.trace_id, x.start_ns, x.route, x.path");
+                var sql = new StringBuilder("SELECT x.id, " + IdSql("x.trace_id") + ", x.start_ns, x.route, x.path");
                 sql.Append(needsAttributes ? ", x.attributes, x.span_model" : "");
                 sql.Append(" FROM spans x WHERE x.tenant_id = @t");
                 Add(command, "t", tenantId);
@@ -272,7 +272,7 @@ internal abstract partial class SqlSpanStore
     {
         bool needsAttributes = query.Attributes.Count > 0;
         await using var command = connection.CreateCommand();
-        var sql = new StringBuilder("SELECT x.id, x.trace_id, x.start_ns, x.route, x.path");
+        var sql = new StringBuilder("SELECT x.id, " + IdSql("x.trace_id") + ", x.start_ns, x.route, x.path");
         sql.Append(needsAttributes ? ", x.attributes, x.span_model" : "");
         sql.Append(" FROM spans x WHERE x.tenant_id = @t AND (x.start_ns > @cn OR (x.start_ns = @cn AND x.id >= @ci))");
         Add(command, "t", tenantId);
@@ -283,7 +283,7 @@ internal abstract partial class SqlSpanStore
         for (int i = 0; i < found.Count; i++)
         {
             string name = "tr" + i.ToString(CultureInfo.InvariantCulture);
-            sql.Append(i == 0 ? "@" : ", @").Append(name);
+            sql.Append(i == 0 ? "" : ", ").Append(IdParameterSql(name));
             Add(command, name, found[i].TraceId);
         }
 
@@ -303,7 +303,7 @@ internal abstract partial class SqlSpanStore
         return result;
     }
 
-    private static async Task<IReadOnlyList<TraceSummary>> SummariseTracesAsync(
+    private async Task<IReadOnlyList<TraceSummary>> SummariseTracesAsync(
         DbConnection connection, long tenantId, List<(string TraceId, long Nanos, long Id)> found, CancellationToken cancellationToken)
     {
         if (found.Count == 0)
@@ -313,13 +313,13 @@ internal abstract partial class SqlSpanStore
 
         await using var command = connection.CreateCommand();
         var sql = new StringBuilder(
-            "SELECT trace_id, span_id, parent_span_id, name, service, start_ns, end_ns, is_error, status_code, method, route, session_id, grpc_status " +
+            "SELECT " + IdSql("trace_id") + ", " + IdSql("span_id") + ", " + IdSql("parent_span_id") + ", name, service, start_ns, end_ns, is_error, status_code, method, route, session_id, grpc_status " +
             "FROM spans WHERE tenant_id = @t AND trace_id IN (");
         Add(command, "t", tenantId);
         for (int i = 0; i < found.Count; i++)
         {
             string name = "tr" + i.ToString(CultureInfo.InvariantCulture);
-            sql.Append(i == 0 ? "@" : ", @").Append(name);
+            sql.Append(i == 0 ? "" : ", ").Append(IdParameterSql(name));
             Add(command, name, found[i].TraceId);
         }
 

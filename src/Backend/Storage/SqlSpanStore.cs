@@ -13,9 +13,7 @@ namespace SpIstio.Backend.Storage;
 /// </summary>
 internal abstract partial class SqlSpanStore : ISpanStore
 {
-    /// <summary>Columns of a span summary, in the order <see cref="ReadSummary"/> reads them.</summary>
-    protected const string SummaryColumns =
-        "trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, direction, method, authority, path, status_code";
+    private string? _summaryColumns;
 
     private const int DeleteChunk = 5000;
 
@@ -26,6 +24,11 @@ internal abstract partial class SqlSpanStore : ISpanStore
         Logger = logger;
         TimeProvider = timeProvider;
     }
+
+    /// <summary>Columns of a span summary, in the order <see cref="ReadSummary"/> reads them.</summary>
+    protected string SummaryColumns => _summaryColumns ??=
+        IdSql("trace_id") + ", " + IdSql("span_id") + ", " + IdSql("parent_span_id") +
+        ", name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, direction, method, authority, path, status_code";
 
     protected ILogger Logger { get; }
 
@@ -379,7 +382,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public Task<IReadOnlyList<SpanSummary>> GetTraceAsync(long tenantId, string traceId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + ", grpc_status FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
+            "SELECT " + SummaryColumns + ", grpc_status FROM spans WHERE tenant_id = @t AND trace_id = " + IdParameterSql("tr") + " ORDER BY start_ns, id");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
         return (IReadOnlyList<SpanSummary>)await ReadSummariesAsync(command, cancellationToken).ConfigureAwait(false);
@@ -389,7 +392,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     {
         await using var command = Command(connection, null,
             "SELECT " + SummaryColumns + ", scheme, query, route, request_headers, response_headers, request_body, response_body, attributes, span_model, grpc_status " +
-            "FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
+            "FROM spans WHERE tenant_id = @t AND trace_id = " + IdParameterSql("tr") + " AND span_id = " + IdParameterSql("sp"));
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
         Add(command, "sp", spanId);
@@ -417,7 +420,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         string[] columns = ["request_headers", "response_headers", "request_body", "response_body", "attributes", "span_model"];
         await using var command = Command(connection, null,
             "SELECT " + string.Join(", ", columns.Select(c => BlobHeadSql(c) + ", " + BlobLengthSql(c))) +
-            " FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
+            " FROM spans WHERE tenant_id = @t AND trace_id = " + IdParameterSql("tr") + " AND span_id = " + IdParameterSql("sp"));
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
         Add(command, "sp", spanId);
@@ -449,10 +452,16 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>SQL for the stored length in bytes of a blob column.</summary>
     protected virtual string BlobLengthSql(string column) => "length(" + column + ")";
 
+    /// <summary>SQL reading a trace or span id column as lower-case hex text (null stays null); the columns hold hex text unless an engine stores the bytes.</summary>
+    protected virtual string IdSql(string column) => column;
+
+    /// <summary>SQL for the value an id column is compared with, from the hex-text parameter <paramref name="name"/>.</summary>
+    protected virtual string IdParameterSql(string name) => "@" + name;
+
     public Task<IReadOnlyList<StoredSpan>> GetTraceSpansAsync(long tenantId, string traceId, CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         await using var command = Command(connection, null,
-            "SELECT " + SummaryColumns + ", scheme, query, route, attributes, span_model, grpc_status FROM spans WHERE tenant_id = @t AND trace_id = @tr ORDER BY start_ns, id");
+            "SELECT " + SummaryColumns + ", scheme, query, route, attributes, span_model, grpc_status FROM spans WHERE tenant_id = @t AND trace_id = " + IdParameterSql("tr") + " ORDER BY start_ns, id");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
         var list = new List<StoredSpan>();

@@ -53,6 +53,62 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task A_file_at_the_previous_schema_upgrades_in_place_with_its_spans_readable_and_searchable()
+    {
+        // A file of its own at the previous version, holding spans as that version stored them
+        // (hex text ids), the second not yet in the text index.
+        string path = Path.Combine(_directory, "previous.db");
+        Directory.CreateDirectory(_directory);
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path))
+        {
+            await connection.OpenAsync();
+            var setup = new System.Text.StringBuilder("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL);");
+            for (int i = 0; i < SpIstio.Backend.Storage.Sqlite.SqliteMigrations.All.Count - 1; i++)
+            {
+                setup.Append(SpIstio.Backend.Storage.Sqlite.SqliteMigrations.All[i]).Append(";INSERT INTO schema_migrations VALUES (").Append(i + 1).Append(", 0);");
+            }
+
+            setup.Append($$"""
+                INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+                INSERT INTO spans (id, tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes)
+                VALUES (1, 1, '{{TestSpans.Trace(7)}}', '{{TestSpans.Span(1)}}', NULL, 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, 's1', 'frontend:8080', '/lisbon/1', 100),
+                       (2, 1, '{{TestSpans.Trace(7)}}', '{{TestSpans.Span(2)}}', '{{TestSpans.Span(1)}}', 'GET /lisbon', 3, 'frontend', 3, 4, 0, 1, 's1', 'frontend:8080', '/lisbon/2', 100);
+                INSERT INTO sessions VALUES (1, 's1', 1, 3);
+                INSERT INTO spans_fts (rowid, body) VALUES (1, 'frontend 8080 lisbon 1');
+                UPDATE search_progress SET indexed_to = 1;
+                """);
+            await using var command = connection.CreateCommand();
+            command.CommandText = setup.ToString();
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await using (var store = SpanStoreFactory.Open("sqlite:" + path, NullLoggerFactory.Instance))
+        {
+            await store.MigrateAsync(CancellationToken.None);
+            await ((ISearchIndexProgress)store).WaitForSearchAsync(CancellationToken.None);
+
+            var trace = await store.GetTraceAsync(1, TestSpans.Trace(7), CancellationToken.None);
+            Assert.Equal([(TestSpans.Trace(7), TestSpans.Span(1), (string?)null), (TestSpans.Trace(7), TestSpans.Span(2), TestSpans.Span(1))], trace.Select(s => (s.TraceId, s.SpanId, s.ParentSpanId)));
+            Assert.Equal("/lisbon/2", (await store.GetSpanAsync(1, TestSpans.Trace(7), TestSpans.Span(2), CancellationToken.None))?.Path);
+            Assert.Equal([TestSpans.Trace(7)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon 2" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+            Assert.Equal(["s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "lisbon 1" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+
+            // The unique index holds the converted ids: the same span again is not stored twice.
+            Assert.Equal(0, await store.InsertSpansAsync(1, [TestSpans.Exchange(7, 2, parent: 1)], CancellationToken.None));
+            Assert.Equal(1, await store.InsertSpansAsync(1, [TestSpans.Exchange(7, 3, parent: 2)], CancellationToken.None));
+            Assert.Equal(3, (await store.GetTraceAsync(1, TestSpans.Trace(7), CancellationToken.None)).Count);
+        }
+
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path + ";Pooling=False"))
+        {
+            await connection.OpenAsync();
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT group_concat(DISTINCT typeof(trace_id) || ' ' || length(trace_id) || ' ' || length(span_id)) FROM spans";
+            Assert.Equal("blob 16 8", await command.ExecuteScalarAsync());
+        }
+    }
+
+    [Fact]
     public async Task A_row_the_database_refuses_fails_its_batch_with_SQLites_reason_and_the_next_batch_goes_in()
     {
         long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;

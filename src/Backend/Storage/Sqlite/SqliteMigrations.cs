@@ -186,5 +186,59 @@ internal static class SqliteMigrations
         """
         INSERT INTO spans_fts (spans_fts, rank) VALUES ('pgsz', 8000);
         """,
+
+        // Disk (issue 14, round 6): trace and span ids as their 16 and 8 bytes instead of 32 and 16
+        // hex digits, in the row and in spans_trace (bench/README.md, "Backend"); the queries read
+        // and compare them through hex() / unhex() (SqliteSpanStore.IdSql). SQLite cannot change a
+        // column's type in place, so the table is rebuilt with the same row ids (the text index's
+        // rowids stay valid), then its indexes and the text index's delete trigger.
+        """
+        CREATE TABLE spans_binary_ids (
+            id INTEGER PRIMARY KEY,
+            tenant_id INTEGER NOT NULL,
+            trace_id BLOB NOT NULL CHECK (typeof(trace_id) = 'blob' AND length(trace_id) = 16),
+            span_id BLOB NOT NULL CHECK (typeof(span_id) = 'blob' AND length(span_id) = 8),
+            parent_span_id BLOB CHECK (parent_span_id IS NULL OR (typeof(parent_span_id) = 'blob' AND length(parent_span_id) = 8)),
+            name TEXT NOT NULL,
+            kind INTEGER NOT NULL,
+            service TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            is_error INTEGER NOT NULL,
+            is_exchange INTEGER NOT NULL,
+            session_id TEXT,
+            direction TEXT,
+            method TEXT,
+            scheme TEXT,
+            authority TEXT,
+            path TEXT,
+            query TEXT,
+            route TEXT,
+            status_code INTEGER,
+            request_headers BLOB,
+            response_headers BLOB,
+            request_body BLOB,
+            response_body BLOB,
+            attributes BLOB,
+            stored_bytes INTEGER NOT NULL,
+            span_model BLOB,
+            grpc_status INTEGER);
+        INSERT INTO spans_binary_ids (id, tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns,
+            is_error, is_exchange, session_id, direction, method, scheme, authority, path, query, route, status_code,
+            request_headers, response_headers, request_body, response_body, attributes, stored_bytes, span_model, grpc_status)
+        SELECT id, tenant_id, unhex(trace_id), unhex(span_id), unhex(parent_span_id), name, kind, service, start_ns, end_ns,
+            is_error, is_exchange, session_id, direction, method, scheme, authority, path, query, route, status_code,
+            request_headers, response_headers, request_body, response_body, attributes, stored_bytes, span_model, grpc_status
+        FROM spans ORDER BY id;
+        DROP TABLE spans;
+        ALTER TABLE spans_binary_ids RENAME TO spans;
+        CREATE UNIQUE INDEX spans_trace ON spans (tenant_id, trace_id, span_id);
+        CREATE INDEX spans_session ON spans (tenant_id, session_id, start_ns) WHERE session_id IS NOT NULL;
+        CREATE INDEX spans_time ON spans (tenant_id, start_ns);
+        CREATE INDEX spans_service_time ON spans (tenant_id, service, start_ns);
+        CREATE TRIGGER spans_fts_delete AFTER DELETE ON spans BEGIN
+            DELETE FROM spans_fts WHERE rowid = old.id;
+        END;
+        """,
     ];
 }

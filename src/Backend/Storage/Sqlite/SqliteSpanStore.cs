@@ -83,6 +83,13 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
 
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
+    // Ids are stored as bytes (SqliteMigrations, "binary ids"); the API speaks lower-case hex.
+    // hex() of NULL is '' in SQLite, hence the nullif for parent ids.
+    protected override string IdSql(string column) => "nullif(lower(hex(" + column + ")), '')";
+
+    // unhex() of text that is not hex is NULL, which matches nothing (as an id of the wrong format did).
+    protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
+
     protected override string TextQueryValue(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
 
     protected override async Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
@@ -151,7 +158,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                 await progress.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) ?? throw new InvalidOperationException("search_progress has no row: the schema is incomplete."),
                 System.Globalization.CultureInfo.InvariantCulture);
             TakePrepared(watermark, null, out _);
-            await using var select = Command(connection, null, "SELECT id, authority, path, query, request_body, response_body, span_id FROM spans WHERE id > @w ORDER BY id LIMIT @n");
+            await using var select = Command(connection, null, "SELECT id, authority, path, query, request_body, response_body, lower(hex(span_id)) FROM spans WHERE id > @w ORDER BY id LIMIT @n");
             Add(select, "w", watermark);
             Add(select, "n", maxSpans);
             var list = new List<(long Id, string Text)>();
@@ -238,9 +245,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             // binding by name would look each of the 29 names up again for every row.
             var s = e.Span;
             Int64(insert, 1, tenantId);
-            Text(insert, 2, s.TraceId);
-            Text(insert, 3, s.SpanId);
-            Text(insert, 4, s.ParentSpanId);
+            Id(insert, 2, s.TraceId);
+            Id(insert, 3, s.SpanId);
+            Id(insert, 4, s.ParentSpanId);
             Text(insert, 5, s.Name);
             Int64(insert, 6, s.Kind);
             Text(insert, 7, s.ServiceName);
@@ -373,6 +380,21 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
     }
 
+    // Trace and span ids are stored as their 16 and 8 bytes, not as 32 and 16 hex digits. A value
+    // that is not hex is bound as the text it is, for the table's CHECK to refuse with its reason.
+    private static void Id(sqlite3_stmt statement, int index, string? hex)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        if (hex is { Length: > 0 and <= 32 } && Convert.FromHexString(hex, bytes, out _, out int written) == System.Buffers.OperationStatus.Done)
+        {
+            raw.sqlite3_bind_blob(statement, index, bytes[..written]);
+        }
+        else
+        {
+            Text(statement, index, hex);
+        }
+    }
+
     private static void Text(sqlite3_stmt statement, int index, string? value)
     {
         if (value is null)
@@ -416,7 +438,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         string[] columns = ["request_headers", "response_headers", "request_body", "response_body", "attributes"];
         await using var command = Command(connection, null,
             "SELECT id, " + string.Join(", ", columns.Select(c => "length(" + c + ")")) +
-            " FROM spans WHERE tenant_id = @t AND trace_id = @tr AND span_id = @sp");
+            " FROM spans WHERE tenant_id = @t AND trace_id = unhex(@tr) AND span_id = unhex(@sp)");
         Add(command, "t", tenantId);
         Add(command, "tr", traceId);
         Add(command, "sp", spanId);
