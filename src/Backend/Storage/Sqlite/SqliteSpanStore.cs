@@ -82,7 +82,6 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     protected override string SpanTextCondition =>
         "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
 
-    // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
     // Ids are stored as bytes (SqliteMigrations, "binary ids"); the API speaks lower-case hex.
     // hex() of NULL is '' in SQLite, hence the nullif for parent ids.
     protected override string IdSql(string column) => "nullif(lower(hex(" + column + ")), '')";
@@ -90,6 +89,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     // unhex() of text that is not hex is NULL, which matches nothing (as an id of the wrong format did).
     protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
 
+    // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
     protected override string TextQueryValue(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
 
     protected override async Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
