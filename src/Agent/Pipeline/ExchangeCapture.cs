@@ -77,7 +77,8 @@ public sealed class ExchangeCapture : IDisposable
         exchange.SessionId = trace.SessionId;
         if (KeepsBodies && GrpcSpanAttributes.IsGrpc(exchange.RequestHeaders.Get("content-type")))
         {
-            _grpcRequest = new GrpcFrameReader(pipeline.GrpcLimits, exchange.RequestHeaders.Get("grpc-encoding"));
+            // The body buffer holds the stream's bytes already: the readers locate the messages in it instead of copying them.
+            _grpcRequest = new GrpcFrameReader(pipeline.GrpcLimits, exchange.RequestHeaders.Get("grpc-encoding"), callerKeepsStream: true);
         }
 
         pipeline.Metrics.CapturesActive.Inc();
@@ -118,7 +119,7 @@ public sealed class ExchangeCapture : IDisposable
 
             _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget, DeclaredLength(Exchange.RequestHeaders));
             _requestBody.Append(bytes);
-            _grpcRequest?.Append(bytes, Elapsed());
+            _grpcRequest?.Append(bytes, Elapsed(), _requestBody.Captured);
         }
     }
 
@@ -165,7 +166,7 @@ public sealed class ExchangeCapture : IDisposable
             _requestBody = null;
             if (buffer is not null)
             {
-                Exchange.RequestBody = CompleteBody(buffer, ended, Exchange.RequestHeaders);
+                Exchange.RequestBody = CompleteBody(buffer, ended, Exchange.RequestHeaders, _grpcRequest);
             }
             else if (_requestWhole is { } whole)
             {
@@ -272,6 +273,11 @@ public sealed class ExchangeCapture : IDisposable
 
             if (KeepsBodies)
             {
+                if (_responseBody is { } upstream)
+                {
+                    _grpcResponse?.Detach(upstream.Captured);
+                }
+
                 _responseBody?.Dispose();
                 _responseBody = new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes, _pipeline.Budget);
                 _responseBody.Append(answer.Body.Span);
@@ -338,8 +344,8 @@ public sealed class ExchangeCapture : IDisposable
             if (_grpcRequest is not null)
             {
                 // The response's grpc-encoding is known once its head was recorded.
-                _grpcResponse ??= new GrpcFrameReader(_pipeline.GrpcLimits, Exchange.ResponseHeaders.Get("grpc-encoding"));
-                _grpcResponse.Append(bytes, Elapsed());
+                _grpcResponse ??= new GrpcFrameReader(_pipeline.GrpcLimits, Exchange.ResponseHeaders.Get("grpc-encoding"), callerKeepsStream: true);
+                _grpcResponse.Append(bytes, Elapsed(), _responseBody.Captured);
             }
         }
     }
@@ -402,7 +408,7 @@ public sealed class ExchangeCapture : IDisposable
             if (!_requestBodyDone && _requestBody is { } request)
             {
                 _requestBody = null;
-                exchange.RequestBody = CompleteBody(request, requestEnded, exchange.RequestHeaders);
+                exchange.RequestBody = CompleteBody(request, requestEnded, exchange.RequestHeaders, _grpcRequest);
             }
             else if (!_requestBodyDone && _requestWhole is { } requestWhole)
             {
@@ -413,7 +419,7 @@ public sealed class ExchangeCapture : IDisposable
             if (_responseBody is { } response)
             {
                 _responseBody = null;
-                exchange.ResponseBody = CompleteBody(response, responseEnded, exchange.ResponseHeaders);
+                exchange.ResponseBody = CompleteBody(response, responseEnded, exchange.ResponseHeaders, _grpcResponse);
             }
             else if (_responseWhole is { } responseWhole)
             {
@@ -592,11 +598,19 @@ public sealed class ExchangeCapture : IDisposable
         attributes[GrpcSpanAttributes.StatusInferred] = "true";
     }
 
-    private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers)
+    // `grpc`: the reader of the same stream, whose messages may lie in the buffer by reference: they
+    // become slices of the body when it keeps the bytes as captured, else they are copied out first.
+    private CapturedBody CompleteBody(BodyCaptureBuffer buffer, bool ended, HeaderList headers, GrpcFrameReader? grpc)
     {
         if (buffer.BudgetExceeded)
         {
             _pipeline.Metrics.CaptureBudgetExceeded.Inc();
+        }
+
+        var shareBytes = grpc is not null && !buffer.Truncated && BodyCapture.KeepsCapturedBytes(headers.Get("content-type"), headers.Get("content-encoding"));
+        if (grpc is not null && !shareBytes)
+        {
+            grpc.Detach(buffer.Captured);
         }
 
         CapturedBody body;
@@ -613,6 +627,12 @@ public sealed class ExchangeCapture : IDisposable
             {
                 Exchange.HoldBodyArray(lease);
             }
+        }
+
+        if (shareBytes)
+        {
+            // The messages share the body's lifetime (a leased array goes back once the export is done with both).
+            grpc!.ResolveFrom(body.Content);
         }
 
         return ended ? body : Cut(body, headers);

@@ -32,6 +32,24 @@ public static class BodyCapture
         CreateCore(captured, owned: false, originalSize, truncated, contentType, contentEncoding, maxDecodedBytes);
 
     /// <summary>
+    /// True when <see cref="Create(ReadOnlyMemory{byte}, long, bool, string?, string?, int)"/> (or
+    /// <see cref="CreateOwned"/>) of a whole (not truncated) body of this type and coding keeps the
+    /// captured bytes exactly, all of them: no content coding to undo, no charset to transcode from.
+    /// A reader of the same bytes (a gRPC call's messages) may then refer to the body's content.
+    /// </summary>
+    public static bool KeepsCapturedBytes(string? contentType, string? contentEncoding)
+    {
+        if (ContentDecoder.Parse(contentEncoding) != ContentCoding.Identity)
+        {
+            return false;
+        }
+
+        // Classify's one rewrite of an identity-coded body; valid UTF-8 text of a whole body is kept whole.
+        var mediaType = MediaType.Parse(contentType, out var charset);
+        return !(MediaType.IsTextual(mediaType) && !charset.IsEmpty && !TextSniffer.IsUtf8Compatible(charset));
+    }
+
+    /// <summary>
     /// Like <see cref="Create(ReadOnlyMemory{byte}, long, bool, string?, string?, int)"/> for bytes the
     /// caller hands over and nobody changes afterwards (an immutable protobuf <c>ByteString</c>'s
     /// memory): a body kept as it came (no content coding, UTF-8 text or binary) refers to

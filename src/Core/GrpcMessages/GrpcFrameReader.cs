@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using SpIstio.Core.Capture;
 
 namespace SpIstio.Core.GrpcMessages;
@@ -10,10 +9,15 @@ namespace SpIstio.Core.GrpcMessages;
 /// message up to the limits and counting the rest. Not thread-safe; one per stream direction.
 /// </summary>
 /// <remarks>
-/// The framing is in the gRPC over HTTP/2 spec ("Length-Prefixed-Message"). Chunks may cut a frame
+/// <para>The framing is in the gRPC over HTTP/2 spec ("Length-Prefixed-Message"). Chunks may cut a frame
 /// header or a message anywhere. Past <see cref="GrpcCaptureLimits.MaxMessages"/> or
 /// <see cref="GrpcCaptureLimits.MaxStreamBytes"/> the reader still walks the frames, so the count
-/// of messages stays right, but keeps no bytes: a stream that never ends costs a bounded amount.
+/// of messages stays right, but keeps no bytes: a stream that never ends costs a bounded amount.</para>
+/// <para>A caller that keeps the stream's bytes itself (the capture's body buffer) creates the reader
+/// with <c>callerKeepsStream</c>: an uncompressed message that lies in the caller's copy is then not
+/// copied a second time, only located, and <see cref="ResolveFrom"/> makes it a slice of the caller's
+/// final copy (or <see cref="Detach"/> copies it out, when that copy will not hold the bytes as they
+/// were). Before, every message of a captured call was held twice: in the body and in its own array.</para>
 /// </remarks>
 public sealed class GrpcFrameReader : IDisposable
 {
@@ -21,9 +25,19 @@ public sealed class GrpcFrameReader : IDisposable
 
     private readonly GrpcCaptureLimits _limits;
     private readonly ContentCoding _coding;
+    // Stands in the list for a message kept by reference until ResolveFrom / Detach gives it its bytes.
+    private static readonly GrpcMessage Unresolved = new(-1, TimeSpan.Zero, false, 0, ReadOnlyMemory<byte>.Empty, true, false);
+
     private readonly List<GrpcMessage> _messages = [];
-    private readonly byte[] _header = new byte[HeaderSize];
     private int _headerFilled;
+    private bool _headerCompressed;
+    private uint _headerLength;
+
+    // True while the caller keeps the stream's bytes (callerKeepsStream, until ResolveFrom / Detach);
+    // _position is the stream position of the byte being read.
+    private bool _callerKeeps;
+    private long _position;
+    private List<PendingMessage>? _pending;
 
     // The message being read: its frame header, where it started, and the bytes kept of it so far.
     private bool _inMessage;
@@ -36,6 +50,10 @@ public sealed class GrpcFrameReader : IDisposable
     private int _payloadLength;
     private int _keepLimit;
 
+    // The message being read is kept by reference: its kept bytes are the caller's, from _payloadStart.
+    private bool _byReference;
+    private long _payloadStart;
+
     private int _count;
     private long _keptBytes;
 
@@ -43,14 +61,32 @@ public sealed class GrpcFrameReader : IDisposable
     /// <param name="limits">What may be kept.</param>
     /// <param name="messageEncoding">The stream's <c>grpc-encoding</c> header: compressed messages in gzip or deflate are decompressed for the capture.</param>
     public GrpcFrameReader(GrpcCaptureLimits limits, string? messageEncoding)
+        : this(limits, messageEncoding, callerKeepsStream: false)
+    {
+    }
+
+    /// <summary>Creates a reader for one stream direction.</summary>
+    /// <param name="limits">What may be kept.</param>
+    /// <param name="messageEncoding">The stream's <c>grpc-encoding</c> header: compressed messages in gzip or deflate are decompressed for the capture.</param>
+    /// <param name="callerKeepsStream">
+    /// True when the caller keeps a prefix of the stream from its first byte and passes it to every
+    /// <see cref="Append(ReadOnlySpan{byte}, TimeSpan, ReadOnlySpan{byte})"/>: messages within it are
+    /// not copied, and the caller calls <see cref="ResolveFrom"/> or <see cref="Detach"/> before its
+    /// copy goes away and before <see cref="Messages"/> is read.
+    /// </param>
+    public GrpcFrameReader(GrpcCaptureLimits limits, string? messageEncoding, bool callerKeepsStream)
     {
         ArgumentNullException.ThrowIfNull(limits);
         _limits = limits;
         _coding = ContentDecoder.Parse(messageEncoding);
+        _callerKeeps = callerKeepsStream;
     }
 
     /// <summary>The messages kept so far, in stream order.</summary>
-    public IReadOnlyList<GrpcMessage> Messages => _messages;
+    /// <exception cref="InvalidOperationException">A message kept by reference was not resolved yet.</exception>
+    public IReadOnlyList<GrpcMessage> Messages => _pending is { Count: > 0 }
+        ? throw new InvalidOperationException("Messages kept by reference to the caller's copy of the stream are not resolved yet (ResolveFrom or Detach).")
+        : _messages;
 
     /// <summary>Every message seen, kept or not (a message cut by the end of the stream counts).</summary>
     public int MessageCount => _count + (_inMessage ? 1 : 0);
@@ -64,22 +100,45 @@ public sealed class GrpcFrameReader : IDisposable
     /// <summary>Feeds the next chunk of the stream body.</summary>
     /// <param name="chunk">The bytes, in order.</param>
     /// <param name="offset">When the chunk arrived, from the start of the exchange.</param>
-    public void Append(ReadOnlySpan<byte> chunk, TimeSpan offset)
+    public void Append(ReadOnlySpan<byte> chunk, TimeSpan offset) => Append(chunk, offset, default);
+
+    /// <summary>Feeds the next chunk of the stream body, which the caller keeps too.</summary>
+    /// <param name="chunk">The bytes, in order.</param>
+    /// <param name="offset">When the chunk arrived, from the start of the exchange.</param>
+    /// <param name="kept">
+    /// The caller's copy of the stream from its first byte, this chunk included as far as the caller
+    /// kept it (a prefix: once the caller stops keeping bytes it keeps none later). Ignored unless the
+    /// reader was created with <c>callerKeepsStream</c>.
+    /// </param>
+    public void Append(ReadOnlySpan<byte> chunk, TimeSpan offset, ReadOnlySpan<byte> kept)
     {
         TotalBytes += chunk.Length;
         while (!chunk.IsEmpty)
         {
             if (!_inMessage)
             {
-                var take = Math.Min(HeaderSize - _headerFilled, chunk.Length);
                 if (_headerFilled == 0)
                 {
                     _offset = offset;
                 }
 
-                chunk[..take].CopyTo(_header.AsSpan(_headerFilled));
-                _headerFilled += take;
+                // The frame header (flag, 4-byte big-endian length) is read a byte at a time: a chunk may cut it anywhere.
+                var take = Math.Min(HeaderSize - _headerFilled, chunk.Length);
+                for (var i = 0; i < take; i++)
+                {
+                    if (_headerFilled++ == 0)
+                    {
+                        _headerCompressed = chunk[i] != 0;
+                        _headerLength = 0;
+                    }
+                    else
+                    {
+                        _headerLength = (_headerLength << 8) | chunk[i];
+                    }
+                }
+
                 chunk = chunk[take..];
+                _position += take;
                 if (_headerFilled == HeaderSize)
                 {
                     StartMessage();
@@ -89,14 +148,73 @@ public sealed class GrpcFrameReader : IDisposable
             }
 
             var part = (int)Math.Min(_remaining, chunk.Length);
-            Keep(chunk[..part]);
+            Keep(chunk[..part], kept);
             _remaining -= part;
             chunk = chunk[part..];
+            _position += part;
             if (_remaining == 0)
             {
                 EndMessage(cut: false);
             }
         }
+    }
+
+    /// <summary>
+    /// The caller's final copy of the stream (the captured body, holding the bytes exactly as they
+    /// were passed, from the first): each message kept by reference becomes a slice of it, and the
+    /// reader copies whatever it reads from now on.
+    /// </summary>
+    public void ResolveFrom(ReadOnlyMemory<byte> stream)
+    {
+        if (_pending is { } pending)
+        {
+            foreach (var message in pending)
+            {
+                // The caller's copy holds every byte it was passed; were it shorter, what it holds is kept, marked truncated.
+                var available = (int)Math.Clamp(stream.Length - message.Start, 0, message.Length);
+                _messages[message.Slot] = new GrpcMessage(
+                    message.Index,
+                    message.Offset,
+                    false,
+                    message.WireLength,
+                    stream.Slice((int)Math.Min(message.Start, stream.Length), available),
+                    message.Truncated || available < message.Length,
+                    false);
+            }
+
+            pending.Clear();
+        }
+
+        StopKeepingByReference(stream.Span);
+    }
+
+    /// <summary>
+    /// The caller's copy of the stream is about to go, or will not hold the bytes as they were: each
+    /// message kept by reference is copied out of <paramref name="stream"/> (that copy, from the first
+    /// byte) into an array of its own, and the reader copies whatever it reads from now on.
+    /// </summary>
+    public void Detach(ReadOnlySpan<byte> stream)
+    {
+        if (_pending is { } pending)
+        {
+            foreach (var message in pending)
+            {
+                var available = (int)Math.Clamp(stream.Length - message.Start, 0, message.Length);
+                var payload = available == 0 ? ReadOnlyMemory<byte>.Empty : stream.Slice((int)message.Start, available).ToArray();
+                _messages[message.Slot] = new GrpcMessage(
+                    message.Index,
+                    message.Offset,
+                    false,
+                    message.WireLength,
+                    payload,
+                    message.Truncated || available < message.Length,
+                    false);
+            }
+
+            pending.Clear();
+        }
+
+        StopKeepingByReference(stream);
     }
 
     /// <summary>Ends the stream: a message it cut is kept as truncated.</summary>
@@ -124,10 +242,11 @@ public sealed class GrpcFrameReader : IDisposable
     {
         _headerFilled = 0;
         _inMessage = true;
-        _compressed = _header[0] != 0;
-        _length = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(1));
+        _compressed = _headerCompressed;
+        _length = _headerLength;
         _remaining = _length;
         _payloadLength = 0;
+        _payloadStart = _position;
 
         // A message is kept when the stream still has room for one more message; its bytes are
         // bounded by the per-message limit and by what is left of the stream budget.
@@ -138,13 +257,16 @@ public sealed class GrpcFrameReader : IDisposable
             Truncated = true;
         }
 
+        // A message read as it is on the wire can stay in the caller's copy of the stream.
+        _byReference = _callerKeeps && _keepLimit > 0 && !Inflates;
+
         if (_remaining == 0)
         {
             EndMessage(cut: false);
         }
     }
 
-    private void Keep(ReadOnlySpan<byte> bytes)
+    private void Keep(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> kept)
     {
         var room = _keepLimit - _payloadLength;
         if (room <= 0 || bytes.IsEmpty)
@@ -153,6 +275,18 @@ public sealed class GrpcFrameReader : IDisposable
         }
 
         var take = Math.Min(room, bytes.Length);
+        if (_byReference)
+        {
+            if (_position + take <= kept.Length)
+            {
+                _payloadLength += take;
+                return;
+            }
+
+            // The caller stopped keeping the stream inside this message: copy what it holds of it so far.
+            CopyOutOfReference(kept);
+        }
+
         if (_payload is null)
         {
             // A message kept as it is on the wire becomes the captured payload itself: an array of the
@@ -171,7 +305,15 @@ public sealed class GrpcFrameReader : IDisposable
         _inMessage = false;
         var kept = _count <= _limits.MaxMessages;
         var truncated = cut || _payloadLength < _length;
-        if (kept)
+        if (kept && _byReference)
+        {
+            // Its bytes are the caller's: located now, handed over by ResolveFrom or Detach.
+            _byReference = false;
+            _keptBytes += _payloadLength;
+            (_pending ??= new List<PendingMessage>(1)).Add(new PendingMessage(_messages.Count, index, _offset, _length, _payloadStart, _payloadLength, truncated));
+            _messages.Add(Unresolved);
+        }
+        else if (kept)
         {
             var raw = _payload is null ? ReadOnlyMemory<byte>.Empty : _payload.AsMemory(0, _payloadLength);
             var (payload, decoded, decodedTruncated) = Decode(raw, truncated);
@@ -211,6 +353,37 @@ public sealed class GrpcFrameReader : IDisposable
         return output is null ? (raw.ToArray(), false, false) : (output.Captured.ToArray(), true, outputTruncated);
     }
 
+    // Ends keeping by reference: a message being read so gets an array of its own, filled from the caller's copy.
+    private void StopKeepingByReference(ReadOnlySpan<byte> stream)
+    {
+        _callerKeeps = false;
+        if (_byReference)
+        {
+            CopyOutOfReference(stream);
+        }
+    }
+
+    private void CopyOutOfReference(ReadOnlySpan<byte> stream)
+    {
+        _byReference = false;
+        _pooled = false;
+        _payload = new byte[_keepLimit];
+        var available = (int)Math.Clamp(stream.Length - _payloadStart, 0, _payloadLength);
+        if (available > 0)
+        {
+            stream.Slice((int)_payloadStart, available).CopyTo(_payload);
+        }
+
+        // Bytes the caller no longer held are gone: the message is kept as far as they went (no
+        // later byte, which would leave a gap), and ends truncated.
+        if (available < _payloadLength)
+        {
+            _keepLimit = available;
+        }
+
+        _payloadLength = available;
+    }
+
     private void ReturnPayload()
     {
         if (_payload is not null && _pooled)
@@ -220,4 +393,7 @@ public sealed class GrpcFrameReader : IDisposable
 
         _payload = null;
     }
+
+    // A message kept by reference to the caller's copy of the stream, until it is resolved.
+    private readonly record struct PendingMessage(int Slot, int Index, TimeSpan Offset, long WireLength, long Start, int Length, bool Truncated);
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
 using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
 using HeaderSendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.HeaderSendMode;
@@ -42,6 +43,38 @@ public sealed class ExtProcGrpcTests
         Assert.True(reply.Compressed);
         Assert.True(reply.Decoded);
         Assert.Equal(_reply, reply.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task BodyLimitCutsTheStreamAndAContentCodedReply_MessagesAreStillListedWhole()
+    {
+        // The request body keeps 10 bytes (inside the first message), so the messages the capture
+        // located in it are copied out when it stops; the reply's body is content-coded, so its
+        // messages are copied out before the body is decoded rather than taken from it.
+        var options = new AgentOptions();
+        options.Capture.MaxRequestBodyBytes = 10;
+        await using var host = await ExtProcTestHost.StartAsync(options);
+        using var stream = host.Open();
+        byte[] second = [0x0A, 0x03, .. "ord"u8];
+        var requestFrames = Frame(_request).Concat(Frame(second)).ToArray();
+
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Get", false, ("content-type", "application/grpc")));
+        await stream.SendAsync(Envoy.RequestBody(requestFrames[..7], false));
+        await stream.SendAsync(Envoy.RequestBody(requestFrames[7..], true));
+        await stream.SendAsync(Envoy.ResponseHeaders(200, false, ("content-type", "application/grpc"), ("content-encoding", "gzip")));
+        await stream.SendAsync(Envoy.ResponseBody(Frame(_reply), false));
+        await stream.SendAsync(Envoy.ResponseTrailers(("grpc-status", "0")));
+        await stream.CompleteAsync();
+        var exchange = await host.Exporter.NextAsync();
+
+        Assert.True(exchange.RequestBody.Truncated);
+        Assert.Equal(requestFrames[..10], exchange.RequestBody.Content.ToArray());
+        var requests = GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.RequestMessages))!;
+        Assert.Equal([_request, second], requests.Messages.Select(m => m.Payload.ToArray()));
+        Assert.All(requests.Messages, m => Assert.False(m.Truncated));
+        var replies = GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.ResponseMessages))!;
+        Assert.Equal(_reply, Assert.Single(replies.Messages).Payload.ToArray());
+        Assert.Equal("OK", exchange.Attributes[GrpcSpanAttributes.StatusName]);
     }
 
     [Fact]

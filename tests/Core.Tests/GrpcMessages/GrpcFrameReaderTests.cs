@@ -160,6 +160,89 @@ public sealed class GrpcFrameReaderTests
         Assert.Equal([TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(25)], later.Messages.Select(m => m.Offset));
     }
 
+    [Fact]
+    public void ResolveFrom_CallerKeepsTheStream_MessagesAreSlicesOfItsCopyAtEveryCut()
+    {
+        var first = new OrderReply { OrderId = "ord-1", TotalCents = 1234 }.ToByteArray();
+        var second = new OrderReply { OrderId = "ord-2" }.ToByteArray();
+        var stream = Frame(first).Concat(Frame(second)).Concat(Frame([])).ToArray();
+
+        for (var cut = 0; cut <= stream.Length; cut++)
+        {
+            using var reader = new GrpcFrameReader(Roomy, null, callerKeepsStream: true);
+            reader.Append(stream.AsSpan(0, cut), TimeSpan.Zero, stream.AsSpan(0, cut));
+            reader.Append(stream.AsSpan(cut), TimeSpan.Zero, stream);
+            Assert.Throws<InvalidOperationException>(() => reader.Messages);
+
+            var final = stream.ToArray();
+            reader.ResolveFrom(final);
+            reader.Complete();
+
+            Assert.Equal([first, second, []], reader.Messages.Select(m => m.Payload.ToArray()));
+            Assert.Equal([0, 1, 2], reader.Messages.Select(m => m.Index));
+            Assert.All(reader.Messages, m => Assert.False(m.Truncated));
+            Assert.False(reader.Truncated);
+
+            // No second copy: the first message is the caller's bytes after its frame header.
+            Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(reader.Messages[0].Payload, out var segment));
+            Assert.Same(final, segment.Array);
+            Assert.Equal(5, segment.Offset);
+        }
+    }
+
+    [Fact]
+    public void Append_CallerStopsKeepingInsideAMessage_TheReaderCopiesItAndTheRestWhole()
+    {
+        var first = Enumerable.Range(0, 40).Select(i => (byte)i).ToArray();
+        var second = new byte[] { 9, 8, 7 };
+        var stream = Frame(first).Concat(Frame(second)).ToArray();
+        using var reader = new GrpcFrameReader(Roomy, null, callerKeepsStream: true);
+
+        // The caller's copy ends 20 bytes into the first message (its capture limit).
+        reader.Append(stream.AsSpan(0, 15), TimeSpan.Zero, stream.AsSpan(0, 15));
+        reader.Append(stream.AsSpan(15), TimeSpan.Zero, stream.AsSpan(0, 25));
+        var callersCopy = stream.AsSpan(0, 25).ToArray();
+        reader.Detach(callersCopy);
+        Array.Clear(callersCopy);
+        reader.Complete();
+
+        Assert.Equal([first, second], reader.Messages.Select(m => m.Payload.ToArray()));
+        Assert.False(reader.Truncated);
+    }
+
+    [Fact]
+    public void Detach_MessageStillBeingRead_KeepsItsBytesAfterTheCallersCopyIsGone()
+    {
+        var message = Enumerable.Range(0, 30).Select(i => (byte)(i + 1)).ToArray();
+        var stream = Frame(message);
+        using var reader = new GrpcFrameReader(Roomy, null, callerKeepsStream: true);
+
+        reader.Append(stream.AsSpan(0, 20), TimeSpan.Zero, stream.AsSpan(0, 20));
+        var callersCopy = stream.AsSpan(0, 20).ToArray();
+        reader.Detach(callersCopy);
+        Array.Clear(callersCopy);
+        reader.Append(stream.AsSpan(20), TimeSpan.Zero);
+        reader.Complete();
+
+        Assert.Equal(message, Assert.Single(reader.Messages).Payload.ToArray());
+        Assert.False(reader.Truncated);
+    }
+
+    [Fact]
+    public void ResolveFrom_CompressedMessage_IsInflatedIntoItsOwnArray()
+    {
+        var message = new OrderReply { OrderId = "ord-9", TotalCents = 99 }.ToByteArray();
+        var stream = Frame(Gzip(message), compressed: true).Concat(Frame([4, 2])).ToArray();
+        using var reader = new GrpcFrameReader(Roomy, "gzip", callerKeepsStream: true);
+
+        reader.Append(stream, TimeSpan.Zero, stream);
+        reader.ResolveFrom(stream);
+        reader.Complete();
+
+        Assert.Equal([message, [4, 2]], reader.Messages.Select(m => m.Payload.ToArray()));
+        Assert.True(reader.Messages[0].Decoded);
+    }
+
     internal static byte[] Frame(byte[] message, bool compressed = false)
     {
         var frame = new byte[5 + message.Length];

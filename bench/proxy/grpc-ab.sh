@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A/B of two sp-agent builds as gRPC capture proxies (unary 1 KiB, as grpc-cpu.sh): the same
+# upstream, receiver and YARP h2c cell, the two capture cells alternated, so both builds see the
+# same minutes of a loaded machine. Per cell: CPU-µs a call, and allocations and collections per
+# captured call, also less the agent's idle allocation (measured first, scraped the same way).
+#
+#   bench/proxy/grpc-ab.sh OLD/sp-agent NEW/sp-agent        # e.g. two `dotnet publish` outputs
+#   SECONDS_PER_CELL=20 ROUNDS=3 PROFILE=B bench/proxy/grpc-ab.sh A B   # perf of B: $OUT/prof-B.data
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-/tmp}
+A=$1; B=$2
+SECONDS_PER_CELL=${SECONDS_PER_CELL:-8}; CONCURRENCY=${CONCURRENCY:-16}; ROUNDS=${ROUNDS:-3}
+BASE_PORT=${BASE_PORT:-18780}
+UPSTREAM_PORT=$((BASE_PORT+1)); RECEIVER_PORT=$((BASE_PORT+2)); GRPC_UPSTREAM_PORT=$((BASE_PORT+7))
+YARP_PORT=$((BASE_PORT+8)); CA=$((BASE_PORT+9)); ADMA=$((BASE_PORT+10)); CB=$((BASE_PORT+11)); ADMB=$((BASE_PORT+12))
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -n ${NO_BUILD:-} ]] || dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
+BENCH=$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll
+# shellcheck source=bench/proxy/lib.sh
+source "$ROOT/bench/proxy/lib.sh"
+start_nginx 1 1024
+start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
+clear_runtime_overrides
+start yarp "$A" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --no-capture --ignore-env
+YPID=${PIDS[-1]}
+for x in A B; do
+  bin=$([[ $x == A ]] && echo "$A" || echo "$B"); port=$([[ $x == A ]] && echo $CA || echo $CB); adm=$([[ $x == A ]] && echo $ADMA || echo $ADMB)
+  start cap$x "$bin" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --admin "127.0.0.1:$adm" --ignore-env \
+    --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
+  eval "PID_$x=${PIDS[-1]}"
+done
+for p in $RECEIVER_PORT $GRPC_UPSTREAM_PORT $YARP_PORT $CA $CB $ADMA $ADMB; do wait_port $p; done
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { n += $NF } END { printf "%d", n }'; }
+exported() { echo $(( $(metric $1 'sp_export_spans_total') + $(metric $1 'sp_export_dropped_total') )); }
+drain() { local e0=-1 e1; e1=$(exported $1); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported $1); done; }
+cell() { # port pid adm|- label
+  local port=$1 pid=$2 adm=$3 label=$4 out rate calls before after e0 a0 g0 c0 perf_pid=
+  dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 >/dev/null
+  if [[ $adm != - ]]; then drain $adm; e0=$(exported $adm); a0=$(metric $adm dotnet_gc_allocated_bytes_total); g0=$(metric $adm dotnet_gc_collections_total); c0=$(metric $adm 'sp_requests_total{direction="inbound",outcome="captured"}'); fi
+  local t0; t0=$(date +%s.%N)
+  before=$(cpu_ticks $pid)
+  if [[ -n ${PROFILE:-} && $label == "cap${PROFILE}" && -z ${PROFILED:-} ]]; then
+    PROFILED=1; perf record -F 999 -g -p "$pid" -o "$OUT/prof-$PROFILE.data" -- sleep "$SECONDS_PER_CELL" >"$OUT/perf-ab.log" 2>&1 & perf_pid=$!
+  fi
+  out=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$SECONDS_PER_CELL" "$CONCURRENCY" 0)
+  rate=$(cut -d' ' -f1 <<<"$out"); calls=$(awk -v r="$rate" -v s="$SECONDS_PER_CELL" 'BEGIN { printf "%d", r * s }')
+  if [[ $adm != - ]]; then for _ in $(seq 1 60); do (( $(exported $adm) - e0 >= calls )) && break; sleep 0.5; done; fi
+  after=$(cpu_ticks $pid)
+  [[ -z $perf_pid ]] || wait $perf_pid || true
+  local extra=""
+  if [[ $adm != - ]]; then
+    local c1 a1 g1; c1=$(metric $adm 'sp_requests_total{direction="inbound",outcome="captured"}'); a1=$(metric $adm dotnet_gc_allocated_bytes_total); g1=$(metric $adm dotnet_gc_collections_total)
+    local t1; t1=$(date +%s.%N); local bg; bg=$([[ $label == capA ]] && echo $BG_A || echo $BG_B)
+    extra=$(awk -v n=$((c1-c0)) -v a=$((a1-a0)) -v g=$((g1-g0)) -v bg=$bg -v dt=$(awk -v a=$t0 -v b=$t1 'BEGIN{print b-a}') 'BEGIN { printf ", %d captured, %d B/call (%d less idle %d B/s over %.0f s), %.2f GC/1k", n, a/n, (a-bg*dt)/n, bg, dt, g*1000/n }')
+  fi
+  echo "$label: $(awk -v n="$calls" -v r="$rate" -v t="$((after - before))" -v hz="$CLK_TCK" 'BEGIN { printf "%d calls, %d calls/s, %.0f CPU-us/call", n, r, t * 1e6 / hz / n }')$extra"
+}
+idle() { # adm -> bytes/s allocated with no load, scraped as the cells scrape
+  local a0 a1 t0 t1; a0=$(metric $1 dotnet_gc_allocated_bytes_total); t0=$(date +%s.%N)
+  for _ in $(seq 1 20); do exported $1 >/dev/null; sleep 0.5; done
+  a1=$(metric $1 dotnet_gc_allocated_bytes_total); t1=$(date +%s.%N)
+  awk -v a=$((a1-a0)) -v x=$t0 -v y=$t1 'BEGIN { printf "%d", a/(y-x) }'
+}
+dotnet "$BENCH" grpc-load "http://127.0.0.1:$CA" 3 "$CONCURRENCY" 0 >/dev/null; dotnet "$BENCH" grpc-load "http://127.0.0.1:$CB" 3 "$CONCURRENCY" 0 >/dev/null
+drain $ADMA; drain $ADMB
+BG_A=$(idle $ADMA); BG_B=$(idle $ADMB); echo "idle allocation: A $BG_A B/s, B $BG_B B/s"
+echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq 1 $ROUNDS); do
+  echo "round $r"
+  cell $YARP_PORT $YPID - yarp
+  if (( r % 2 )); then cell $CA $PID_A $ADMA capA; cell $CB $PID_B $ADMB capB; else cell $CB $PID_B $ADMB capB; cell $CA $PID_A $ADMA capA; fi
+done
+echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
+for x in A B; do adm=$([[ $x == A ]] && echo $ADMA || echo $ADMB); echo "cap$x dropped $(metric $adm sp_export_dropped_total)"; done
