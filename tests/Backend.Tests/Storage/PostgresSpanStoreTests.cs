@@ -137,13 +137,16 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
-    public async Task A_store_at_the_previous_schema_upgrades_in_place_and_its_spans_become_searchable()
+    public Task A_store_at_the_previous_schema_upgrades_in_place_and_its_spans_become_searchable() =>
+        InDatabaseOfItsOwnAsync(UpgradeAsync);
+
+    // Upgrade tests build an older schema: the suite's database has the current one already.
+    private async Task InDatabaseOfItsOwnAsync(Func<string, Task> test)
     {
-        // A database of its own: the suite's has the current schema already.
         string connectionString = await fixture.CreateDatabaseAsync();
         try
         {
-            await UpgradeAsync(connectionString);
+            await test(connectionString);
         }
         finally
         {
@@ -187,18 +190,8 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
-    public async Task A_store_with_spans_in_the_previous_layout_upgrades_in_place_and_reads_them_as_before()
-    {
-        string connectionString = await fixture.CreateDatabaseAsync();
-        try
-        {
-            await UpgradeStorageAsync(connectionString);
-        }
-        finally
-        {
-            await fixture.DropDatabaseAsync(connectionString);
-        }
-    }
+    public Task A_store_with_spans_in_the_previous_layout_upgrades_in_place_and_reads_them_as_before() =>
+        InDatabaseOfItsOwnAsync(UpgradeStorageAsync);
 
     private static async Task UpgradeStorageAsync(string connectionString)
     {
