@@ -137,13 +137,16 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
-    public async Task A_store_at_the_previous_schema_upgrades_in_place_and_its_spans_become_searchable()
+    public Task A_store_at_the_previous_schema_upgrades_in_place_and_its_spans_become_searchable() =>
+        InDatabaseOfItsOwnAsync(UpgradeAsync);
+
+    // Upgrade tests build an older schema: the suite's database has the current one already.
+    private async Task InDatabaseOfItsOwnAsync(Func<string, Task> test)
     {
-        // A database of its own: the suite's has the current schema already.
         string connectionString = await fixture.CreateDatabaseAsync();
         try
         {
-            await UpgradeAsync(connectionString);
+            await test(connectionString);
         }
         finally
         {
@@ -156,11 +159,8 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         await using (var connection = new Npgsql.NpgsqlConnection(connectionString))
         {
             await connection.OpenAsync();
-            var setup = new System.Text.StringBuilder("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL);");
-            for (int i = 0; i < PostgresMigrations.All.Count - 1; i++)
-            {
-                setup.Append(PostgresMigrations.All[i]).Append(";INSERT INTO schema_migrations VALUES (").Append(i + 1).Append(", 0);");
-            }
+            // The schema before word hashes were stored with the span.
+            var setup = SchemaBefore("ADD COLUMN terms");
 
             // Two spans as the previous version stored them: one indexed (in span_search), one the
             // indexer had not reached yet; both found by the word in their path after the upgrade.
@@ -187,6 +187,79 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         // New spans go in with their terms beside the upgraded ones.
         await store.InsertSpansAsync(1, [Exchange(3, 3, session: "s3", path: "/lisbon/3")], CancellationToken.None);
         Assert.Equal(["s3", "s2", "s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+    }
+
+    [Fact]
+    public Task A_store_with_spans_in_the_previous_layout_upgrades_in_place_and_reads_them_as_before() =>
+        InDatabaseOfItsOwnAsync(UpgradeStorageAsync);
+
+    private static async Task UpgradeStorageAsync(string connectionString)
+    {
+        await using (var connection = new Npgsql.NpgsqlConnection(connectionString))
+        {
+            await connection.OpenAsync();
+
+            // The schema before this version, with two spans as it stored them: word hashes large
+            // enough (EXTERNAL then) that TOAST moved them out of the row, and hex ids it checked.
+            var setup = SchemaBefore("spans_trace_id_check");
+            setup.Append("""
+                INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+                INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, request_body, stored_bytes, terms, term_buckets)
+                SELECT 1, lpad(to_hex(n), 32, '0'), lpad(to_hex(n), 16, '0'), 'GET /lisbon', 2, 'frontend', n, n + 1, 0, 1, 's' || n, 'frontend:8080', '/lisbon/' || n,
+                    NULL, 100, h.terms,
+                """).Append(PostgresSearchTerms.BucketsSql("h.terms")).Append("""
+                
+                FROM generate_series(1, 2) AS n,
+                    LATERAL (SELECT CASE n WHEN 1 THEN @t1 ELSE @t2 END AS terms) AS h;
+                INSERT INTO sessions SELECT 1, 's' || n, n, n FROM generate_series(1, 2) AS n;
+                """);
+            await using var command = new Npgsql.NpgsqlCommand(setup.ToString(), connection);
+            // The words of the path ("lisbon", the number) and 400 more (numbers never queried).
+            foreach (int n in new[] { 1, 2 })
+            {
+                long[] terms = [PostgresSearchTerms.Hash("lisbon"), PostgresSearchTerms.Hash(n.ToString(System.Globalization.CultureInfo.InvariantCulture)), .. Enumerable.Range(n * 1000, 400).Select(w => PostgresSearchTerms.Hash("w" + w.ToString(System.Globalization.CultureInfo.InvariantCulture)))];
+                command.Parameters.AddWithValue("t" + n.ToString(System.Globalization.CultureInfo.InvariantCulture), terms);
+            }
+
+            await command.ExecuteNonQueryAsync();
+            Assert.Equal(1L, await ScalarAsync(connection, "SELECT COUNT(*) FROM pg_class WHERE relname = 'spans' AND pg_relation_size(reltoastrelid) > 0"));
+        }
+
+        await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+
+        // The old rows read and match as before; a new one goes in beside them with the same view.
+        await store.InsertSpansAsync(1, [Exchange(3, 3, session: "s3", path: "/lisbon/3")], CancellationToken.None);
+        Assert.Equal(["s3", "s2", "s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal([Trace(1), Trace(2), Trace(3)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(t => t.TraceId).Order());
+        Assert.Equal([Trace(2)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon 2" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal([Span(2)], (await store.GetTraceAsync(1, Trace(2), CancellationToken.None)).Select(s => s.SpanId));
+
+        await using var check = new Npgsql.NpgsqlConnection(connectionString);
+        await check.OpenAsync();
+        Assert.Equal(0L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'spans'::regclass AND contype = 'c'"));
+        Assert.Equal(2L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = 'spans'::regclass AND attname IN ('terms', 'term_buckets') AND attstorage = 'm'"));
+    }
+
+    // Every migration before the first whose script contains marker, as a store at that version
+    // would have run them (found by content: the orchestrator may renumber migrations).
+    private static System.Text.StringBuilder SchemaBefore(string marker)
+    {
+        int upTo = PostgresMigrations.All.ToList().FindIndex(m => m.Contains(marker, StringComparison.Ordinal));
+        Assert.True(upTo > 0, marker);
+        var setup = new System.Text.StringBuilder("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL);");
+        for (int i = 0; i < upTo; i++)
+        {
+            setup.Append(PostgresMigrations.All[i]).Append(";INSERT INTO schema_migrations VALUES (").Append(i + 1).Append(", 0);");
+        }
+
+        return setup;
+    }
+
+    private static async Task<long> ScalarAsync(Npgsql.NpgsqlConnection connection, string sql)
+    {
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
