@@ -112,6 +112,14 @@ var metrics = await agent.ScrapeAsync(http);
 Console.WriteLine("  agent export: " + Histogram.Line(metrics, "sp_export_spans_total{result=\"exported\"}") + " spans exported, "
     + Histogram.Line(metrics, "sp_export_dropped_total") + " dropped; sink received " + sink.Requests.ToString(ic) + " batches");
 
+// GC work per exchange over the whole run (every cell): collections and allocation do not depend
+// on the machine's load, unlike CPU time (issue 13: queued exchanges surviving gen0).
+var exchangesSeen = Number(metrics, "sp_export_spans_total{result=\"exported\"}") + Number(metrics, "sp_export_dropped_total");
+if (exchangesSeen > 0)
+{
+    Console.WriteLine(string.Create(ic, $"  agent GC over the run: gen0 / gen1 / gen2 {1000 * Number(metrics, "dotnet_gc_collections_total{generation=\"0\"}") / exchangesSeen:F2} / {1000 * Number(metrics, "dotnet_gc_collections_total{generation=\"1\"}") / exchangesSeen:F2} / {1000 * Number(metrics, "dotnet_gc_collections_total{generation=\"2\"}") / exchangesSeen:F2} per 1,000 exchanges, {Number(metrics, "dotnet_gc_allocated_bytes_total") / exchangesSeen:F0} bytes allocated per exchange"));
+}
+
 var allocHeaders = await InProcessRun.RunAsync(ExchangeScript.HeaderOnly(), 50_000);
 var allocBodies = new List<(string Name, (double BytesPerExchange, double P50Us, double P99Us) Result)>();
 foreach (var size in bodySizes)
@@ -155,6 +163,9 @@ foreach (var (name, alloc) in allocBodies)
 Console.WriteLine();
 Console.WriteLine(string.Create(ic, $"agent RSS: idle {rssIdle:F1} MiB, peak under load (VmHWM) {rssPeak:F1} MiB"));
 return 0;
+
+static double Number(string metrics, string series) =>
+    double.TryParse(Histogram.Line(metrics, series), NumberStyles.Float, CultureInfo.InvariantCulture, out var value) ? value : 0;
 
 // Process CPU time per exchange: the server's work, which unlike exchanges/s holds on a loaded machine.
 static double CpuPerExchange(TimeSpan cpu, LoadResult result) => result.Exchanges == 0 ? double.NaN : cpu.TotalMicroseconds / result.Exchanges;

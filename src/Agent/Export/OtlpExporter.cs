@@ -58,7 +58,8 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private readonly AgentMetrics _metrics;
     private readonly ILogger<OtlpExporter> _logger;
     private readonly TimeProvider _timeProvider;
-    private readonly Channel<Exchange> _channel;
+    private readonly Channel<QueuedSpan> _channel;
+    private readonly QueuedSpans _spans;
     private readonly HttpClient _http;
     private readonly SemaphoreSlim _concurrency;
     private readonly int _maxConcurrent;
@@ -94,7 +95,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private volatile bool _completing;
 
     // The batch the reader is filling (read only by the one reader, and by RunAsync after it faulted).
-    private List<Exchange> _readerBatch;
+    private List<QueuedSpan> _readerBatch;
 
     /// <summary>Creates a stopped exporter; call <see cref="Start"/> to begin sending.</summary>
     /// <param name="options">Validated agent options (<c>sp_backend_url</c>, <c>public_key</c>, <c>export</c>, limits).</param>
@@ -119,16 +120,17 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         _contentEncoding = ContentEncodingOf(_export.Compression);
         Budget = new CaptureByteBudget(_export.MaxInflightBytes);
         _payloads = new ExportPayloadPool(2L * _export.MaxBatchBytes);
+        _spans = new QueuedSpans(Budget, _publicKey);
         Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, "v1/traces");
 
-        _channel = Channel.CreateBounded<Exchange>(new BoundedChannelOptions(_export.QueueCapacity)
+        _channel = Channel.CreateBounded<QueuedSpan>(new BoundedChannelOptions(_export.QueueCapacity)
         {
             SingleReader = true,
             SingleWriter = false,
             FullMode = BoundedChannelFullMode.Wait,
         });
 
-        _readerBatch = new List<Exchange>(Math.Min(_export.MaxBatchSpans, 1024));
+        _readerBatch = new List<QueuedSpan>(Math.Min(_export.MaxBatchSpans, 1024));
         _maxConcurrent = Math.Max(1, options.MaxConcurrentRequests);
         _concurrency = new SemaphoreSlim(_maxConcurrent, _maxConcurrent);
         _http = BackendHttp.CreateClient(options, handler, MaxResponseBytes);
@@ -223,21 +225,26 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(exchange);
 
-        // Reserved before the write, released once the exchange's batch is sent, buffered or
-        // dropped: export memory stays within max_inflight_bytes whatever the body sizes.
-        var size = EstimateBytes(exchange);
-        if (!Budget.TryReserve(size))
+        // Encoded now (a small span) and reserved before the write, released once the span's batch
+        // is sent, buffered or dropped: export memory stays within max_inflight_bytes whatever the body sizes.
+        if (!_spans.TryAdd(exchange, out var span))
         {
             _metrics.ExportDropped.Inc();
             return false;
         }
 
+        if (span.Exchange is null)
+        {
+            // Its span is all the queue holds: the bodies' rented arrays go back to their pool now.
+            exchange.ReturnBodyArrays();
+        }
+
         // Counted before the write so the gauge never dips below zero when the reader is faster.
         _metrics.ExportQueueDepth.Inc();
-        if (_channel.Writer.TryWrite(exchange))
+        if (_channel.Writer.TryWrite(span))
         {
             var queued = Interlocked.Increment(ref _queuedCount);
-            var queuedBytes = Interlocked.Add(ref _queuedBytes, size);
+            var queuedBytes = Interlocked.Add(ref _queuedBytes, span.Length);
             if (Volatile.Read(ref _batchWake) is { } wake
                 && (queued >= Volatile.Read(ref _wakeAtCount) || queuedBytes >= Volatile.Read(ref _wakeAtBytes)))
             {
@@ -247,7 +254,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             return true;
         }
 
-        Budget.Release(size);
+        _spans.Release(span);
         _metrics.ExportQueueDepth.Dec();
         _metrics.ExportDropped.Inc();
         return false;
@@ -482,7 +489,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
 
     // The batching loop: returns when the queue is completed and empty. The batch being filled
     // lives in _readerBatch, so that RunAsync can give back what a faulted loop held.
-    private async Task ReadAndSendAsync(ChannelReader<Exchange> reader, CancellationToken abort)
+    private async Task ReadAndSendAsync(ChannelReader<QueuedSpan> reader, CancellationToken abort)
     {
         while (await reader.WaitToReadAsync(abort).ConfigureAwait(false))
         {
@@ -499,7 +506,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             }
 
             // Allocated before a permit is taken, so a fault cannot keep the permit.
-            var next = new List<Exchange>(batch.Capacity);
+            var next = new List<QueuedSpan>(batch.Capacity);
             await _concurrency.WaitAsync(abort).ConfigureAwait(false);
             _readerBatch = next;
             try
@@ -531,13 +538,13 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     }
 
     // Reads what is available into the batch; true once it is full by count or bytes.
-    private bool Fill(ChannelReader<Exchange> reader, List<Exchange> batch, ref long bytes)
+    private bool Fill(ChannelReader<QueuedSpan> reader, List<QueuedSpan> batch, ref long bytes)
     {
-        while (batch.Count < _export.MaxBatchSpans && bytes < _export.MaxBatchBytes && reader.TryRead(out var exchange))
+        while (batch.Count < _export.MaxBatchSpans && bytes < _export.MaxBatchBytes && reader.TryRead(out var span))
         {
             _metrics.ExportQueueDepth.Dec();
-            batch.Add(exchange);
-            var size = EstimateBytes(exchange);
+            batch.Add(span);
+            var size = span.Length;
             bytes += size;
             Interlocked.Decrement(ref _queuedCount);
             Interlocked.Add(ref _queuedBytes, -size);
@@ -549,7 +556,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     // Lets a partial batch fill until it is full, batch_delay_ms after its first exchange, or the
     // queue is completed (shutdown: send at once). The reader sleeps meanwhile: TryEnqueue wakes it
     // once the queue holds the rest of a full batch (by count or bytes), else the delay does.
-    private async ValueTask WaitForMoreAsync(ChannelReader<Exchange> reader, List<Exchange> batch, long bytes, CancellationToken abort)
+    private async ValueTask WaitForMoreAsync(ChannelReader<QueuedSpan> reader, List<QueuedSpan> batch, long bytes, CancellationToken abort)
     {
         var started = _timeProvider.GetTimestamp();
         while (!_completing)
@@ -592,14 +599,14 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     // After the queue is completed: writes what is left (the reader's partial batch, then the
     // queue) to the disk buffer in batches, or drops it when there is none or writing fails.
     // Returns how many exchanges were dropped.
-    private int SpoolOrDropQueued(List<Exchange> pending)
+    private int SpoolOrDropQueued(List<QueuedSpan> pending)
     {
-        var left = new List<Exchange>(pending);
+        var left = new List<QueuedSpan>(pending);
         pending.Clear();
-        while (_channel.Reader.TryRead(out var exchange))
+        while (_channel.Reader.TryRead(out var span))
         {
             _metrics.ExportQueueDepth.Dec();
-            left.Add(exchange);
+            left.Add(span);
         }
 
         var dropped = 0;
@@ -807,7 +814,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         Health.ObserveBackend(up);
     }
 
-    private async Task SendAndReleaseAsync(List<Exchange> batch, CancellationToken abort)
+    private async Task SendAndReleaseAsync(List<QueuedSpan> batch, CancellationToken abort)
     {
         try
         {
@@ -820,7 +827,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    private async Task SendBatchAsync(List<Exchange> batch, CancellationToken abort)
+    private async Task SendBatchAsync(List<QueuedSpan> batch, CancellationToken abort)
     {
         var started = _timeProvider.GetTimestamp();
         var spans = batch.Count;
@@ -871,17 +878,24 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    // Uncompressed batches are written into an array from the payload pool (see ExportPayloadPool);
-    // compressed ones into a stream of their own.
-    private ArraySegment<byte> EncodePooled(List<Exchange> batch)
+    // Batches are written into an array from the payload pool (see ExportPayloadPool); compressed
+    // ones are then compressed from it into a stream of their own, and the array goes back at once.
+    private ArraySegment<byte> EncodePooled(List<QueuedSpan> batch)
     {
-        if (_export.Compression != ExportCompression.None)
+        var array = OtlpSpanWriter.ToArray(batch, Version, _payloads.Rent, out var length);
+        if (_export.Compression == ExportCompression.None)
         {
-            return Encode(batch, _publicKey, _export.Compression);
+            return new ArraySegment<byte>(array, 0, length);
         }
 
-        var array = OtlpSpanWriter.ToArray(batch, _publicKey, Version, _payloads.Rent, out var length);
-        return new ArraySegment<byte>(array, 0, length);
+        try
+        {
+            return Compress(array.AsMemory(0, length), _export.Compression);
+        }
+        finally
+        {
+            _payloads.Return(array);
+        }
     }
 
     // Only once every attempt is over. A cancelled attempt's connection is torn down, so even if
@@ -894,19 +908,13 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
-    // Gives back what TryEnqueue reserved for these exchanges.
-    private void Release(List<Exchange> batch)
+    // Gives back what TryEnqueue reserved for these spans (and the exchanges' rented body arrays).
+    private void Release(List<QueuedSpan> batch)
     {
-        long bytes = 0;
-        foreach (var exchange in batch)
+        foreach (var span in batch)
         {
-            bytes += EstimateBytes(exchange);
-
-            // The batch was encoded and is done with: the bodies' rented arrays go back to their pool.
-            exchange.ReturnBodyArrays();
+            _spans.Release(span);
         }
-
-        Budget.Release(bytes);
     }
 
     /// <summary>Bytes of encoded-batch arrays kept for reuse now (tests: every payload goes back to the pool).</summary>
@@ -955,6 +963,24 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         {
             using var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true);
             OtlpSpanWriter.Write(batch, publicKey, Version, gzip);
+        }
+
+        return new ArraySegment<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+
+    // An encoded request compressed as asked (gzip or zstd), in an array of its own.
+    private static ArraySegment<byte> Compress(ReadOnlyMemory<byte> request, ExportCompression compression)
+    {
+        // Compressed payloads are rarely more than a quarter of the encoded size.
+        var buffer = new MemoryStream(Math.Max(request.Length / 4, 256));
+        if (compression == ExportCompression.Zstd)
+        {
+            ZstdEncoder.Write(request, buffer);
+        }
+        else
+        {
+            using var gzip = new GZipStream(buffer, CompressionLevel.Fastest, leaveOpen: true);
+            gzip.Write(request.Span);
         }
 
         return new ArraySegment<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);

@@ -25,7 +25,14 @@ internal static class ZstdEncoder
     private static readonly ConcurrentBag<Compressor> _pool = [];
 
     /// <summary>Writes the OTLP request for <paramref name="batch"/> to <paramref name="destination"/> as one zstd frame.</summary>
-    public static void Write(IReadOnlyList<Exchange> batch, string? publicKey, string version, Stream destination)
+    public static void Write(IReadOnlyList<Exchange> batch, string? publicKey, string version, Stream destination) =>
+        Compress(destination, zstd => OtlpSpanWriter.Write(batch, publicKey, version, zstd));
+
+    /// <summary>Writes an encoded OTLP request (<paramref name="request"/>) to <paramref name="destination"/> as one zstd frame.</summary>
+    public static void Write(ReadOnlyMemory<byte> request, Stream destination) =>
+        Compress(destination, zstd => zstd.Write(request.Span));
+
+    private static Compressor Take()
     {
         if (!_pool.TryTake(out var compressor))
         {
@@ -33,12 +40,18 @@ internal static class ZstdEncoder
             compressor.SetParameter(ZSTD_cParameter.ZSTD_c_windowLog, WindowLog);
         }
 
+        return compressor;
+    }
+
+    private static void Compress(Stream destination, Action<Stream> write)
+    {
+        var compressor = Take();
         try
         {
             compressor.ResetStream();
             using (var zstd = new CompressionStream(destination, compressor, preserveCompressor: true, leaveOpen: true))
             {
-                OtlpSpanWriter.Write(batch, publicKey, version, zstd);
+                write(zstd);
             }
 
             _pool.Add(compressor);

@@ -108,6 +108,140 @@ public static class OtlpSpanWriter
         return Encode(exchanges, publicKey, scopeVersion, exact: false, allocate, out length);
     }
 
+    /// <summary>
+    /// Measures the span <paramref name="exchange"/> becomes (the Span message's bytes, without the
+    /// tag and length its batch puts before it), for <see cref="WriteSpan"/> to write. An exporter
+    /// that encodes each exchange when it is queued holds these bytes instead of the exchange, so
+    /// the exchange's objects die young (issue 13: queued exchanges survived gen0 and were copied).
+    /// </summary>
+    public static MeasuredSpan MeasureSpan(Exchange exchange, string? publicKey)
+    {
+        ArgumentNullException.ThrowIfNull(exchange);
+        var flags = TextFlags(exchange);
+        var measure = new Measure();
+        EmitSpan(ref measure, exchange, string.IsNullOrEmpty(publicKey) ? null : publicKey, flags);
+        return new MeasuredSpan(checked((int)measure.Size), flags);
+    }
+
+    /// <summary>
+    /// Writes the span <paramref name="measured"/> describes into <paramref name="destination"/> at
+    /// <paramref name="offset"/> (<see cref="MeasuredSpan.Length"/> bytes; the same bytes
+    /// <see cref="ToArray"/> writes for it inside a batch).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The exchange changed since it was measured.</exception>
+    public static void WriteSpan(Exchange exchange, string? publicKey, MeasuredSpan measured, byte[] destination, int offset)
+    {
+        ArgumentNullException.ThrowIfNull(exchange);
+        ArgumentNullException.ThrowIfNull(destination);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(measured.Length, destination.Length - offset);
+        var writer = new Writer(destination, offset);
+        EmitSpan(ref writer, exchange, string.IsNullOrEmpty(publicKey) ? null : publicKey, measured.TextFlags);
+        if (writer.Position - offset != measured.Length)
+        {
+            throw new InvalidOperationException("OTLP span size changed between measuring and writing (was an exchange modified during export?).");
+        }
+    }
+
+    /// <summary>
+    /// The request for spans written by <see cref="WriteSpan"/>, in the first <paramref name="length"/>
+    /// bytes of the array <paramref name="allocate"/> gives: grouped by service name and framed
+    /// exactly as <see cref="ToArray"/> frames the exchanges they came from, each span written once by its <see cref="IEncodedSpan.WriteTo"/>.
+    /// </summary>
+    public static byte[] ToArray<TSpan>(IReadOnlyList<TSpan> spans, string scopeVersion, Func<int, byte[]> allocate, out int length)
+        where TSpan : IEncodedSpan
+    {
+        ArgumentNullException.ThrowIfNull(spans);
+        ArgumentNullException.ThrowIfNull(scopeVersion);
+        ArgumentNullException.ThrowIfNull(allocate);
+        var count = spans.Count;
+        var pool = ArrayPool<int>.Shared;
+        var groupOf = pool.Rent(Math.Max(count, 1));
+        var spanSizes = pool.Rent(Math.Max(count, 1));
+        var firsts = pool.Rent(Math.Max(count, 1));
+        try
+        {
+            var groups = 0;
+            for (var i = 0; i < count; i++)
+            {
+                var serviceName = spans[i].ServiceName;
+                var group = -1;
+                for (var g = 0; g < groups; g++)
+                {
+                    if (string.Equals(spans[firsts[g]].ServiceName, serviceName, StringComparison.Ordinal))
+                    {
+                        group = g;
+                        break;
+                    }
+                }
+
+                if (group < 0)
+                {
+                    group = groups++;
+                    firsts[group] = i;
+                }
+
+                groupOf[i] = group;
+                spanSizes[i] = spans[i].Length;
+            }
+
+            var scopeSize = StringFieldSize(ScopeName, ExchangeSpanMapper.ScopeName) + StringFieldSize(ScopeVersion, scopeVersion);
+            long total = 0;
+            for (var g = 0; g < groups; g++)
+            {
+                var (resourceSpansSize, _, _) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, spans[firsts[g]].ServiceName);
+                total += MessageFieldSize(RequestResourceSpans, resourceSpansSize);
+            }
+
+            if (total > Array.MaxLength)
+            {
+                throw new InvalidOperationException("The export batch is too large to encode in one request.");
+            }
+
+            length = (int)total;
+            var buffer = allocate(length);
+            var writer = new Writer(buffer);
+            for (var g = 0; g < groups; g++)
+            {
+                var serviceName = spans[firsts[g]].ServiceName;
+                var (resourceSpansSize, resourceSize, scopeSpansSize) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, serviceName);
+                writer.Tag(RequestResourceSpans, Len);
+                writer.Raw((ulong)resourceSpansSize);
+                writer.Tag(ResourceSpansResource, Len);
+                writer.Raw((ulong)resourceSize);
+                writer.KeyValue(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), new Text(serviceName));
+                writer.Tag(ResourceSpansScopeSpans, Len);
+                writer.Raw((ulong)scopeSpansSize);
+                writer.Tag(ScopeSpansScope, Len);
+                writer.Raw((ulong)scopeSize);
+                writer.String(ScopeName, new Text(ExchangeSpanMapper.ScopeName));
+                writer.String(ScopeVersion, new Text(scopeVersion));
+                for (var i = firsts[g]; i < count; i++)
+                {
+                    if (groupOf[i] == g)
+                    {
+                        writer.Tag(ScopeSpansSpans, Len);
+                        writer.Raw((ulong)spanSizes[i]);
+                        spans[i].WriteTo(buffer, writer.Position);
+                        writer.Advance(spanSizes[i]);
+                    }
+                }
+            }
+
+            if (writer.Position != length)
+            {
+                throw new InvalidOperationException("OTLP request size does not match its measured size.");
+            }
+
+            return buffer;
+        }
+        finally
+        {
+            pool.Return(groupOf);
+            pool.Return(spanSizes);
+            pool.Return(firsts);
+        }
+    }
+
     // Requests above this are encoded into an array of their own rather than a pooled one:
     // ArrayPool.Shared keeps what it is given back (per core, per size), so a few multi-MiB export
     // batches would stay resident for the life of the agent (issue 13: 13 of 4 MiB seen in a heap
@@ -665,13 +799,16 @@ public static class OtlpSpanWriter
     }
 
     /// <summary>Writes into a buffer already sized by <see cref="Measure"/> (so it never grows).</summary>
-    private struct Writer(byte[] buffer) : ISink
+    private struct Writer(byte[] buffer, int position = 0) : ISink
     {
         private readonly byte[] _buffer = buffer;
 
-        public int Position { get; private set; }
+        public int Position { get; private set; } = position;
 
         public void Tag(int field, int wireType) => Raw(((uint)field << 3) | (uint)wireType);
+
+        // Past bytes written into the buffer by someone else (a pre-encoded span).
+        public void Advance(int count) => Position += count;
 
         public void Raw(ulong value)
         {

@@ -189,6 +189,46 @@ public sealed class OtlpExporterTests
     }
 
     [Fact]
+    public async Task SmallExchanges_AreEncodedWhenQueued_IntoSlabsTheBudgetCountsWhole_AndAReusedSlabCarriesOnlyItsOwnSpans()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.None;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+
+        // Not started: nothing leaves. ~4 KiB spans, so 40 of them fill more than two slabs.
+        for (var i = 0; i < 40; i++)
+        {
+            var exchange = TestExchanges.Get("/a/" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), responseBody: new string('a', 4000));
+            Assert.True(exporter.TryEnqueue(exchange));
+
+            // Encoded when queued: what changes in the exchange afterwards is not exported.
+            exchange.Path = "/changed";
+        }
+
+        Assert.InRange(exporter.InflightBytes, 3 * QueuedSpans.SlabBytes, 4 * QueuedSpans.SlabBytes);
+        Assert.Equal(0, exporter.InflightBytes % QueuedSpans.SlabBytes);
+        exporter.Start();
+        await receiver.WaitForSpansAsync(40);
+        await WaitForAsync(() => exporter.InflightBytes == 0);
+
+        // The second round reuses the first round's slabs: each span carries its own bytes only.
+        for (var i = 0; i < 40; i++)
+        {
+            Assert.True(exporter.TryEnqueue(TestExchanges.Get("/b/" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), responseBody: new string('b', 3000))));
+        }
+
+        await receiver.WaitForSpansAsync(80);
+        var spans = receiver.Spans;
+        Assert.Equal(Enumerable.Range(0, 40).Select(i => "/a/" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)).Order(), spans.Take(40).Select(s => Attr(s, "url.path")).Order());
+        Assert.All(spans.Take(40), s => Assert.Equal(new string('a', 4000), Attr(s, OtlpAttributes.ResponseBody)));
+        Assert.Equal(Enumerable.Range(0, 40).Select(i => "/b/" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)).Order(), spans.Skip(40).Select(s => Attr(s, "url.path")).Order());
+        Assert.All(spans.Skip(40), s => Assert.Equal(new string('b', 3000), Attr(s, OtlpAttributes.ResponseBody)));
+        await WaitForAsync(() => exporter.InflightBytes == 0 && metrics.ExportSpansExported.Value == 80);
+    }
+
+    [Fact]
     public async Task Export_WithoutPublicKey_OmitsTheHeader()
     {
         await using var receiver = await OtlpReceiver.StartAsync();

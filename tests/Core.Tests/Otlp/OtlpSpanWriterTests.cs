@@ -178,7 +178,30 @@ public class OtlpSpanWriterTests
         var parsed = ExportTraceServiceRequest.Parser.ParseFrom(bytes);
         Assert.Equal(expected, parsed);
         Assert.Equal(expected.ToByteArray(), bytes);
+        Assert.Equal(bytes, PreEncoded(batch, publicKey, scopeVersion));
         return parsed;
+    }
+
+    // The exporter's path: each span written on its own (at an offset inside a larger array, as in
+    // a slab) when its exchange is queued, the batch framed around them later.
+    private static byte[] PreEncoded(IReadOnlyList<Exchange> batch, string? publicKey, string scopeVersion)
+    {
+        var spans = new List<SpanBytes>();
+        foreach (var exchange in batch)
+        {
+            var measured = OtlpSpanWriter.MeasureSpan(exchange, publicKey);
+            var slab = new byte[measured.Length + 7];
+            OtlpSpanWriter.WriteSpan(exchange, publicKey, measured, slab, 3);
+            spans.Add(new SpanBytes(exchange.ServiceName, slab, 3, measured.Length));
+        }
+
+        var array = OtlpSpanWriter.ToArray(spans, scopeVersion, length => new byte[length + 5], out var total);
+        return array.AsSpan(0, total).ToArray();
+    }
+
+    private readonly record struct SpanBytes(string ServiceName, byte[] Slab, int Offset, int Length) : IEncodedSpan
+    {
+        public void WriteTo(byte[] destination, int offset) => Slab.AsSpan(Offset, Length).CopyTo(destination.AsSpan(offset));
     }
 
     private static Exchange Basic() => new()
