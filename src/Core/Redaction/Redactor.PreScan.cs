@@ -342,36 +342,39 @@ public sealed partial class Redactor
 
     /// <summary>
     /// Finds the next run of at least <see cref="MinChainDigits"/> bytes that are digits or chain
-    /// separators at or after <paramref name="from"/>, 32 bytes at a time, and moves
+    /// separators at or after <paramref name="from"/>, 32 or 16 bytes at a time, and moves
     /// <paramref name="from"/> past it.
     /// </summary>
+    /// <remarks>
+    /// 32 bytes at a time only where 256-bit vectors are hardware: the Native AOT agent targets
+    /// x86-64-v2 (SSE4.2), where <see cref="Vector256{T}"/> runs a managed fallback element by element.
+    /// </remarks>
     private static bool NextChainRun(ReadOnlySpan<byte> content, ref int from, out int start, out int end)
     {
         // `carry`: how many chain bytes end the previous block, so a run across blocks is seen.
         var carry = 0;
         var i = from;
-        while (i + Vector256<byte>.Count <= content.Length)
+        if (Vector256.IsHardwareAccelerated)
         {
-            var v = Vector256.Create(content.Slice(i, Vector256<byte>.Count));
-            var chain = Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9))
-                | Vector256.Equals(v, Vector256.Create((byte)' ')) | Vector256.Equals(v, Vector256.Create((byte)'-'))
-                | Vector256.Equals(v, Vector256.Create((byte)'.')) | Vector256.Equals(v, Vector256.Create((byte)'('))
-                | Vector256.Equals(v, Vector256.Create((byte)')'));
-            var mask = chain.ExtractMostSignificantBits();
-            if (carry > 0 && carry + BitOperations.TrailingZeroCount(~mask) >= MinChainDigits)
+            for (; i + Vector256<byte>.Count <= content.Length; i += Vector256<byte>.Count)
             {
-                return ExpandRun(content, i, ref from, out start, out end);
+                var mask = ChainMask(Vector256.Create(content.Slice(i, Vector256<byte>.Count)));
+                if (ChainRunInBlock(mask, Vector256<byte>.Count, ref carry) is var at and >= 0)
+                {
+                    return ExpandRun(content, i + at, ref from, out start, out end);
+                }
             }
-
-            // Bit k of `seven` is set when bytes k..k+6 of the block are all chain bytes.
-            var seven = mask & (mask >> 1) & (mask >> 2) & (mask >> 3) & (mask >> 4) & (mask >> 5) & (mask >> 6);
-            if (seven != 0)
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            for (; i + Vector128<byte>.Count <= content.Length; i += Vector128<byte>.Count)
             {
-                return ExpandRun(content, i + BitOperations.TrailingZeroCount(seven), ref from, out start, out end);
+                var mask = ChainMask(Vector128.Create(content.Slice(i, Vector128<byte>.Count)));
+                if (ChainRunInBlock(mask, Vector128<byte>.Count, ref carry) is var at and >= 0)
+                {
+                    return ExpandRun(content, i + at, ref from, out start, out end);
+                }
             }
-
-            carry = mask == uint.MaxValue ? carry + Vector256<byte>.Count : BitOperations.LeadingZeroCount(~mask);
-            i += Vector256<byte>.Count;
         }
 
         for (var run = carry; i < content.Length; i++)
@@ -386,6 +389,46 @@ public sealed partial class Redactor
         from = content.Length;
         start = end = content.Length;
         return false;
+    }
+
+    /// <summary>Bit k set when byte k of the block is a digit or a chain separator (<c> -.()</c>).</summary>
+    private static uint ChainMask(Vector256<byte> v) =>
+        (Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9))
+            | Vector256.Equals(v, Vector256.Create((byte)' ')) | Vector256.Equals(v, Vector256.Create((byte)'-'))
+            | Vector256.Equals(v, Vector256.Create((byte)'.')) | Vector256.Equals(v, Vector256.Create((byte)'('))
+            | Vector256.Equals(v, Vector256.Create((byte)')'))).ExtractMostSignificantBits();
+
+    /// <inheritdoc cref="ChainMask(Vector256{byte})"/>
+    private static uint ChainMask(Vector128<byte> v) =>
+        (Vector128.LessThanOrEqual(v - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
+            | Vector128.Equals(v, Vector128.Create((byte)' ')) | Vector128.Equals(v, Vector128.Create((byte)'-'))
+            | Vector128.Equals(v, Vector128.Create((byte)'.')) | Vector128.Equals(v, Vector128.Create((byte)'('))
+            | Vector128.Equals(v, Vector128.Create((byte)')'))).ExtractMostSignificantBits();
+
+    /// <summary>
+    /// Where in a block of <paramref name="width"/> bytes (chain bytes in <paramref name="mask"/>) a
+    /// run of <see cref="MinChainDigits"/> chain bytes is known to lie (0 when it began in earlier
+    /// blocks), or -1, updating <paramref name="carry"/> for the next block.
+    /// </summary>
+    private static int ChainRunInBlock(uint mask, int width, ref int carry)
+    {
+        var full = width == 32 ? uint.MaxValue : (1u << width) - 1;
+        var gaps = ~mask & full;
+        if (carry > 0 && carry + (gaps == 0 ? width : BitOperations.TrailingZeroCount(gaps)) >= MinChainDigits)
+        {
+            return 0;
+        }
+
+        // Bit k of `seven` is set when bytes k..k+6 of the block are all chain bytes.
+        var seven = mask & (mask >> 1) & (mask >> 2) & (mask >> 3) & (mask >> 4) & (mask >> 5) & (mask >> 6);
+        if (seven != 0)
+        {
+            return BitOperations.TrailingZeroCount(seven);
+        }
+
+        // The chain bytes ending the block: the leading zeros of the gaps, counted within the block.
+        carry = gaps == 0 ? carry + width : BitOperations.LeadingZeroCount(gaps << (32 - width));
+        return -1;
     }
 
     private static bool ExpandRun(ReadOnlySpan<byte> content, int inside, ref int from, out int start, out int end)
