@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Numerics;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
 
@@ -155,12 +154,12 @@ public sealed partial class Redactor
     /// has nothing to redact, and the body is returned untouched without a JSON read or a copy.
     /// </summary>
     /// <remarks>
-    /// One vectorised multi-string search (<see cref="SearchValues{T}"/> of strings) over the body
-    /// transcoded into a pooled UTF-16 buffer and ASCII-lower-cased finds every anchor: the pieces
-    /// of sensitive field names, the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>,
-    /// <c>-----BEGIN</c>, <c>bearer</c>, <c>@</c>, …) and escapes. Digits need a look at each
-    /// run's shape, done by the card and phone detectors themselves on the raw bytes; operator
-    /// patterns run once over the whole body.
+    /// One vectorised multi-string search over the body's own UTF-8 bytes, ASCII case ignored
+    /// (<see cref="AnchorScanner"/>), finds every anchor: the pieces of sensitive field names and
+    /// the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>, <c>-----BEGIN</c>,
+    /// <c>bearer</c>, …); <c>@</c> and escapes are single searches of their own. Digits need a look
+    /// at each run's shape, done by the card and phone detectors themselves on the raw bytes;
+    /// operator patterns run once over the whole body.
     /// </remarks>
     private Scan PreScan(ReadOnlySpan<byte> content, bool names = true)
     {
@@ -175,7 +174,7 @@ public sealed partial class Redactor
     /// </summary>
     private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names)
     {
-        // Short anchors are searched on the bytes: in the multi-string search they would force its slow path.
+        // Anchors shorter than the scanner's three-byte fingerprint are searched on their own.
         var scan = Scan.None;
         if (content.Contains((byte)'@'))
         {
@@ -194,51 +193,27 @@ public sealed partial class Redactor
             scan |= Scan.Patterns;
         }
 
-        var rented = ArrayPool<char>.Shared.Rent(Math.Max(content.Length, 1));
-        try
+        // A value on its own (a header, a query value) has no field names in it.
+        var anchors = names ? _anchorScanner : _valueAnchorScanner;
+        var position = 0;
+
+        // Searched to the end while hits are collected for the anchored detectors; otherwise it
+        // stops once everything it can find was found.
+        while (position < content.Length && (hits.Usable || (scan & anchors.Possible) != anchors.Possible))
         {
-            // Each byte becomes one char (ASCII lower-cased), so a hit's index is its byte offset:
-            // every anchor is ASCII, and no byte of a multi-byte UTF-8 sequence is.
-            var text = rented.AsSpan(0, content.Length);
-            WidenLowerAscii(content, text);
-            for (var g = 0; g < _anchorSearches.Length; g++)
+            position = anchors.Next(content, position, out var flags);
+            if (position < 0)
             {
-                var anchors = _anchorSearches[g];
-                var groupFlags = _anchorGroupFlags[g];
-                if (!names && groupFlags == Scan.Names)
-                {
-                    // A value on its own (a header, a query value) has no field names in it.
-                    continue;
-                }
-
-                var anchored = (groupFlags & AnchoredValues) != 0;
-                var position = 0;
-
-                // A group is searched to its end only while hits are collected for its detectors;
-                // otherwise it stops once it found everything it can.
-                while (position < text.Length && ((anchored && hits.Usable) || (scan & groupFlags) != groupFlags))
-                {
-                    var offset = text[position..].IndexOfAny(anchors);
-                    if (offset < 0)
-                    {
-                        break;
-                    }
-
-                    position += offset;
-                    var flags = AnchorFlagsAt(text[position..]);
-                    scan |= flags;
-                    if ((flags & AnchoredValues) != 0)
-                    {
-                        hits.Add(position, flags & AnchoredValues);
-                    }
-
-                    position++;
-                }
+                break;
             }
-        }
-        finally
-        {
-            ArrayPool<char>.Shared.Return(rented);
+
+            scan |= flags;
+            if ((flags & AnchoredValues) != 0)
+            {
+                hits.Add(position, flags & AnchoredValues);
+            }
+
+            position++;
         }
 
         hits.Complete();
@@ -269,53 +244,6 @@ public sealed partial class Redactor
         finally
         {
             ArrayPool<char>.Shared.Return(rented);
-        }
-    }
-
-    /// <summary>
-    /// Widens each byte to a char, lower-casing ASCII letters, 32 (or 16) bytes at a time: the one pass the
-    /// anchor search needs (a UTF-8 decode and a separate lower-casing pass cost three times more).
-    /// </summary>
-    private static void WidenLowerAscii(ReadOnlySpan<byte> source, Span<char> destination)
-    {
-        var target = MemoryMarshal.Cast<char, ushort>(destination);
-        var i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var a = Vector256.Create((byte)'A');
-            var letters = Vector256.Create((byte)26);
-            var bit = Vector256.Create((byte)0x20);
-            for (; i + Vector256<byte>.Count <= source.Length; i += Vector256<byte>.Count)
-            {
-                var v = Vector256.Create(source.Slice(i, Vector256<byte>.Count));
-                v |= Vector256.LessThan(v - a, letters) & bit;
-                var (lower, upper) = Vector256.Widen(v);
-                lower.CopyTo(target[i..]);
-                upper.CopyTo(target[(i + Vector256<ushort>.Count)..]);
-            }
-        }
-
-        // 16 at a time where 256-bit vectors are not accelerated: arm64, and the Native AOT agent,
-        // whose code assumes x86-64-v2 (the scalar loop alone took 40 % of its CPU on 64 KiB bodies).
-        if (Vector128.IsHardwareAccelerated)
-        {
-            var a = Vector128.Create((byte)'A');
-            var letters = Vector128.Create((byte)26);
-            var bit = Vector128.Create((byte)0x20);
-            for (; i + Vector128<byte>.Count <= source.Length; i += Vector128<byte>.Count)
-            {
-                var v = Vector128.Create(source.Slice(i, Vector128<byte>.Count));
-                v |= Vector128.LessThan(v - a, letters) & bit;
-                var (lower, upper) = Vector128.Widen(v);
-                lower.CopyTo(target[i..]);
-                upper.CopyTo(target[(i + Vector128<ushort>.Count)..]);
-            }
-        }
-
-        for (; i < source.Length; i++)
-        {
-            var b = source[i];
-            target[i] = (ushort)((uint)(b - 'A') < 26 ? b | 0x20 : b);
         }
     }
 
@@ -524,40 +452,6 @@ public sealed partial class Redactor
         }
 
         return false;
-    }
-
-    private Scan AnchorFlagsAt(ReadOnlySpan<char> text)
-    {
-        var flags = Scan.None;
-        foreach (var (anchor, flag) in _anchorTable)
-        {
-            if (text.StartsWith(anchor, StringComparison.Ordinal))
-            {
-                flags |= flag;
-            }
-        }
-
-        return flags;
-    }
-
-    /// <summary>
-    /// The anchors as several small multi-string searches rather than one: the vectorised search
-    /// (Teddy) sorts its strings into a few buckets, and past about two dozen strings the buckets
-    /// let so many false candidates through that one search of all ~50 anchors over a 64 KiB
-    /// random body costs ~300 us, while groups of at most 24 cost ~20 us each (measured with the
-    /// built-in anchors on base64 of random bytes). Name and value anchors are grouped apart.
-    /// </summary>
-    private static (SearchValues<string>[] Searches, Scan[] Flags) AnchorSearches((string Anchor, Scan Flag)[] table)
-    {
-        const int GroupSize = 24;
-        var groups = table
-            .GroupBy(a => a.Flag == Scan.Names)
-            .SelectMany(kind => kind.Select(a => a.Anchor).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).Chunk(GroupSize))
-            .ToArray();
-
-        // What a group can find: once all of it is found, the group's search can stop (unless it collects hits).
-        var flags = groups.Select(group => table.Where(a => group.Contains(a.Anchor, StringComparer.Ordinal)).Aggregate(Scan.None, (all, a) => all | a.Flag)).ToArray();
-        return (groups.Select(group => SearchValues.Create(group, StringComparison.Ordinal)).ToArray(), flags);
     }
 
     private static (string Anchor, Scan Flag)[] AnchorTable(SensitiveNames names) =>
