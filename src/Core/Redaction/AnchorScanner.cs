@@ -166,8 +166,9 @@ internal sealed class AnchorScanner
         return -1;
     }
 
+    /// <summary>Each lane of <paramref name="index"/> (0-15) replaced by that entry of <paramref name="table"/>; needs <see cref="IsVectorized"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<byte> Lookup(Vector128<byte> table, Vector128<byte> index) =>
+    public static Vector128<byte> Lookup(Vector128<byte> table, Vector128<byte> index) =>
         Ssse3.IsSupported ? Ssse3.Shuffle(table, index) : AdvSimd.Arm64.VectorTableLookup(table, index);
 
     /// <summary>The flags of the anchors that start at <paramref name="position"/>.</summary>

@@ -149,6 +149,11 @@ public sealed partial class Redactor
 
     ];
 
+    // The digit-run search's nibble classes (value 1: a digit's low nibble 0-9 under high nibble 3;
+    // value 2: a separator's low nibble 0, 8, 9, D or E under high nibble 2).
+    private static readonly Vector128<byte> _chainLow = Vector128.Create((byte)3, 1, 1, 1, 1, 1, 1, 1, 3, 3, 0, 0, 0, 2, 2, 0);
+    private static readonly Vector128<byte> _chainHigh = Vector128.Create((byte)0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+
     /// <summary>
     /// Decides, without parsing, which detectors a body needs; <see cref="Scan.None"/> proves it
     /// has nothing to redact, and the body is returned untouched without a JSON read or a copy.
@@ -327,11 +332,25 @@ public sealed partial class Redactor
             | Vector256.Equals(v, Vector256.Create((byte)')'))).ExtractMostSignificantBits();
 
     /// <inheritdoc cref="ChainMask(Vector256{byte})"/>
-    private static uint ChainMask(Vector128<byte> v) =>
-        (Vector128.LessThanOrEqual(v - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
+    /// <remarks>
+    /// With a byte shuffle (SSSE3, arm64) two 16-entry look-ups classify each byte, by its low and
+    /// its high nibble: digits are 0x30-0x39, the separators 0x20, 0x28, 0x29, 0x2D and 0x2E.
+    /// </remarks>
+    private static uint ChainMask(Vector128<byte> v)
+    {
+        if (AnchorScanner.IsVectorized)
+        {
+            var nibble = Vector128.Create((byte)0x0F);
+            var classes = AnchorScanner.Lookup(_chainLow, v & nibble)
+                & AnchorScanner.Lookup(_chainHigh, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble);
+            return ~Vector128.Equals(classes, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF;
+        }
+
+        return (Vector128.LessThanOrEqual(v - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
             | Vector128.Equals(v, Vector128.Create((byte)' ')) | Vector128.Equals(v, Vector128.Create((byte)'-'))
             | Vector128.Equals(v, Vector128.Create((byte)'.')) | Vector128.Equals(v, Vector128.Create((byte)'('))
             | Vector128.Equals(v, Vector128.Create((byte)')'))).ExtractMostSignificantBits();
+    }
 
     /// <summary>
     /// Where in a block of <paramref name="width"/> bytes (chain bytes in <paramref name="mask"/>) a
