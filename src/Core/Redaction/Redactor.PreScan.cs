@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Numerics;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text;
 
@@ -150,17 +149,22 @@ public sealed partial class Redactor
 
     ];
 
+    // The digit-run search's nibble classes (value 1: a digit's low nibble 0-9 under high nibble 3;
+    // value 2: a separator's low nibble 0, 8, 9, D or E under high nibble 2).
+    private static readonly Vector128<byte> _chainLow = Vector128.Create((byte)3, 1, 1, 1, 1, 1, 1, 1, 3, 3, 0, 0, 0, 2, 2, 0);
+    private static readonly Vector128<byte> _chainHigh = Vector128.Create((byte)0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+
     /// <summary>
     /// Decides, without parsing, which detectors a body needs; <see cref="Scan.None"/> proves it
     /// has nothing to redact, and the body is returned untouched without a JSON read or a copy.
     /// </summary>
     /// <remarks>
-    /// One vectorised multi-string search (<see cref="SearchValues{T}"/> of strings) over the body
-    /// transcoded into a pooled UTF-16 buffer and ASCII-lower-cased finds every anchor: the pieces
-    /// of sensitive field names, the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>,
-    /// <c>-----BEGIN</c>, <c>bearer</c>, <c>@</c>, …) and escapes. Digits need a look at each
-    /// run's shape, done by the card and phone detectors themselves on the raw bytes; operator
-    /// patterns run once over the whole body.
+    /// One vectorised multi-string search over the body's own UTF-8 bytes, ASCII case ignored
+    /// (<see cref="AnchorScanner"/>), finds every anchor: the pieces of sensitive field names and
+    /// the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>, <c>-----BEGIN</c>,
+    /// <c>bearer</c>, …); <c>@</c> and escapes are single searches of their own. Digits need a look
+    /// at each run's shape, done by the card and phone detectors themselves on the raw bytes;
+    /// operator patterns run once over the whole body.
     /// </remarks>
     private Scan PreScan(ReadOnlySpan<byte> content, bool names = true)
     {
@@ -175,7 +179,7 @@ public sealed partial class Redactor
     /// </summary>
     private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names)
     {
-        // Short anchors are searched on the bytes: in the multi-string search they would force its slow path.
+        // Anchors shorter than the scanner's three-byte fingerprint are searched on their own.
         var scan = Scan.None;
         if (content.Contains((byte)'@'))
         {
@@ -194,51 +198,27 @@ public sealed partial class Redactor
             scan |= Scan.Patterns;
         }
 
-        var rented = ArrayPool<char>.Shared.Rent(Math.Max(content.Length, 1));
-        try
+        // A value on its own (a header, a query value) has no field names in it.
+        var anchors = names ? _anchorScanner : _valueAnchorScanner;
+        var position = 0;
+
+        // Searched to the end while hits are collected for the anchored detectors; otherwise it
+        // stops once everything it can find was found.
+        while (position < content.Length && (hits.Usable || (scan & anchors.Possible) != anchors.Possible))
         {
-            // Each byte becomes one char (ASCII lower-cased), so a hit's index is its byte offset:
-            // every anchor is ASCII, and no byte of a multi-byte UTF-8 sequence is.
-            var text = rented.AsSpan(0, content.Length);
-            WidenLowerAscii(content, text);
-            for (var g = 0; g < _anchorSearches.Length; g++)
+            position = anchors.Next(content, position, out var flags);
+            if (position < 0)
             {
-                var anchors = _anchorSearches[g];
-                var groupFlags = _anchorGroupFlags[g];
-                if (!names && groupFlags == Scan.Names)
-                {
-                    // A value on its own (a header, a query value) has no field names in it.
-                    continue;
-                }
-
-                var anchored = (groupFlags & AnchoredValues) != 0;
-                var position = 0;
-
-                // A group is searched to its end only while hits are collected for its detectors;
-                // otherwise it stops once it found everything it can.
-                while (position < text.Length && ((anchored && hits.Usable) || (scan & groupFlags) != groupFlags))
-                {
-                    var offset = text[position..].IndexOfAny(anchors);
-                    if (offset < 0)
-                    {
-                        break;
-                    }
-
-                    position += offset;
-                    var flags = AnchorFlagsAt(text[position..]);
-                    scan |= flags;
-                    if ((flags & AnchoredValues) != 0)
-                    {
-                        hits.Add(position, flags & AnchoredValues);
-                    }
-
-                    position++;
-                }
+                break;
             }
-        }
-        finally
-        {
-            ArrayPool<char>.Shared.Return(rented);
+
+            scan |= flags;
+            if ((flags & AnchoredValues) != 0)
+            {
+                hits.Add(position, flags & AnchoredValues);
+            }
+
+            position++;
         }
 
         hits.Complete();
@@ -273,53 +253,6 @@ public sealed partial class Redactor
     }
 
     /// <summary>
-    /// Widens each byte to a char, lower-casing ASCII letters, 32 (or 16) bytes at a time: the one pass the
-    /// anchor search needs (a UTF-8 decode and a separate lower-casing pass cost three times more).
-    /// </summary>
-    private static void WidenLowerAscii(ReadOnlySpan<byte> source, Span<char> destination)
-    {
-        var target = MemoryMarshal.Cast<char, ushort>(destination);
-        var i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var a = Vector256.Create((byte)'A');
-            var letters = Vector256.Create((byte)26);
-            var bit = Vector256.Create((byte)0x20);
-            for (; i + Vector256<byte>.Count <= source.Length; i += Vector256<byte>.Count)
-            {
-                var v = Vector256.Create(source.Slice(i, Vector256<byte>.Count));
-                v |= Vector256.LessThan(v - a, letters) & bit;
-                var (lower, upper) = Vector256.Widen(v);
-                lower.CopyTo(target[i..]);
-                upper.CopyTo(target[(i + Vector256<ushort>.Count)..]);
-            }
-        }
-
-        // 16 at a time where 256-bit vectors are not accelerated: arm64, and the Native AOT agent,
-        // whose code assumes x86-64-v2 (the scalar loop alone took 40 % of its CPU on 64 KiB bodies).
-        if (Vector128.IsHardwareAccelerated)
-        {
-            var a = Vector128.Create((byte)'A');
-            var letters = Vector128.Create((byte)26);
-            var bit = Vector128.Create((byte)0x20);
-            for (; i + Vector128<byte>.Count <= source.Length; i += Vector128<byte>.Count)
-            {
-                var v = Vector128.Create(source.Slice(i, Vector128<byte>.Count));
-                v |= Vector128.LessThan(v - a, letters) & bit;
-                var (lower, upper) = Vector128.Widen(v);
-                lower.CopyTo(target[i..]);
-                upper.CopyTo(target[(i + Vector128<ushort>.Count)..]);
-            }
-        }
-
-        for (; i < source.Length; i++)
-        {
-            var b = source[i];
-            target[i] = (ushort)((uint)(b - 'A') < 26 ? b | 0x20 : b);
-        }
-    }
-
-    /// <summary>
     /// True when a card or phone detector finds something. Only a chain of at least 7 digits
     /// (joined by up to two of <c> -.()</c>, the separators every card and phone form uses) is
     /// handed to the detectors, and such a chain lies inside a run of at least 7 bytes that are all
@@ -342,36 +275,39 @@ public sealed partial class Redactor
 
     /// <summary>
     /// Finds the next run of at least <see cref="MinChainDigits"/> bytes that are digits or chain
-    /// separators at or after <paramref name="from"/>, 32 bytes at a time, and moves
+    /// separators at or after <paramref name="from"/>, 32 or 16 bytes at a time, and moves
     /// <paramref name="from"/> past it.
     /// </summary>
+    /// <remarks>
+    /// 32 bytes at a time only where 256-bit vectors are hardware: the Native AOT agent targets
+    /// x86-64-v2 (SSE4.2), where <see cref="Vector256{T}"/> runs a managed fallback element by element.
+    /// </remarks>
     private static bool NextChainRun(ReadOnlySpan<byte> content, ref int from, out int start, out int end)
     {
         // `carry`: how many chain bytes end the previous block, so a run across blocks is seen.
         var carry = 0;
         var i = from;
-        while (i + Vector256<byte>.Count <= content.Length)
+        if (Vector256.IsHardwareAccelerated)
         {
-            var v = Vector256.Create(content.Slice(i, Vector256<byte>.Count));
-            var chain = Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9))
-                | Vector256.Equals(v, Vector256.Create((byte)' ')) | Vector256.Equals(v, Vector256.Create((byte)'-'))
-                | Vector256.Equals(v, Vector256.Create((byte)'.')) | Vector256.Equals(v, Vector256.Create((byte)'('))
-                | Vector256.Equals(v, Vector256.Create((byte)')'));
-            var mask = chain.ExtractMostSignificantBits();
-            if (carry > 0 && carry + BitOperations.TrailingZeroCount(~mask) >= MinChainDigits)
+            for (; i + Vector256<byte>.Count <= content.Length; i += Vector256<byte>.Count)
             {
-                return ExpandRun(content, i, ref from, out start, out end);
+                var mask = ChainMask(Vector256.Create(content.Slice(i, Vector256<byte>.Count)));
+                if (ChainRunInBlock(mask, Vector256<byte>.Count, ref carry) is var at and >= 0)
+                {
+                    return ExpandRun(content, i + at, ref from, out start, out end);
+                }
             }
-
-            // Bit k of `seven` is set when bytes k..k+6 of the block are all chain bytes.
-            var seven = mask & (mask >> 1) & (mask >> 2) & (mask >> 3) & (mask >> 4) & (mask >> 5) & (mask >> 6);
-            if (seven != 0)
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            for (; i + Vector128<byte>.Count <= content.Length; i += Vector128<byte>.Count)
             {
-                return ExpandRun(content, i + BitOperations.TrailingZeroCount(seven), ref from, out start, out end);
+                var mask = ChainMask(Vector128.Create(content.Slice(i, Vector128<byte>.Count)));
+                if (ChainRunInBlock(mask, Vector128<byte>.Count, ref carry) is var at and >= 0)
+                {
+                    return ExpandRun(content, i + at, ref from, out start, out end);
+                }
             }
-
-            carry = mask == uint.MaxValue ? carry + Vector256<byte>.Count : BitOperations.LeadingZeroCount(~mask);
-            i += Vector256<byte>.Count;
         }
 
         for (var run = carry; i < content.Length; i++)
@@ -386,6 +322,60 @@ public sealed partial class Redactor
         from = content.Length;
         start = end = content.Length;
         return false;
+    }
+
+    /// <summary>Bit k set when byte k of the block is a digit or a chain separator (<c> -.()</c>).</summary>
+    private static uint ChainMask(Vector256<byte> v) =>
+        (Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9))
+            | Vector256.Equals(v, Vector256.Create((byte)' ')) | Vector256.Equals(v, Vector256.Create((byte)'-'))
+            | Vector256.Equals(v, Vector256.Create((byte)'.')) | Vector256.Equals(v, Vector256.Create((byte)'('))
+            | Vector256.Equals(v, Vector256.Create((byte)')'))).ExtractMostSignificantBits();
+
+    /// <inheritdoc cref="ChainMask(Vector256{byte})"/>
+    /// <remarks>
+    /// With a byte shuffle (SSSE3, arm64) two 16-entry look-ups classify each byte, by its low and
+    /// its high nibble: digits are 0x30-0x39, the separators 0x20, 0x28, 0x29, 0x2D and 0x2E.
+    /// </remarks>
+    private static uint ChainMask(Vector128<byte> v)
+    {
+        if (AnchorScanner.IsVectorized)
+        {
+            var nibble = Vector128.Create((byte)0x0F);
+            var classes = AnchorScanner.Lookup(_chainLow, v & nibble)
+                & AnchorScanner.Lookup(_chainHigh, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble);
+            return ~Vector128.Equals(classes, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF;
+        }
+
+        return (Vector128.LessThanOrEqual(v - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
+            | Vector128.Equals(v, Vector128.Create((byte)' ')) | Vector128.Equals(v, Vector128.Create((byte)'-'))
+            | Vector128.Equals(v, Vector128.Create((byte)'.')) | Vector128.Equals(v, Vector128.Create((byte)'('))
+            | Vector128.Equals(v, Vector128.Create((byte)')'))).ExtractMostSignificantBits();
+    }
+
+    /// <summary>
+    /// Where in a block of <paramref name="width"/> bytes (chain bytes in <paramref name="mask"/>) a
+    /// run of <see cref="MinChainDigits"/> chain bytes is known to lie (0 when it began in earlier
+    /// blocks), or -1, updating <paramref name="carry"/> for the next block.
+    /// </summary>
+    private static int ChainRunInBlock(uint mask, int width, ref int carry)
+    {
+        var full = width == 32 ? uint.MaxValue : (1u << width) - 1;
+        var gaps = ~mask & full;
+        if (carry > 0 && carry + (gaps == 0 ? width : BitOperations.TrailingZeroCount(gaps)) >= MinChainDigits)
+        {
+            return 0;
+        }
+
+        // Bit k of `seven` is set when bytes k..k+6 of the block are all chain bytes.
+        var seven = mask & (mask >> 1) & (mask >> 2) & (mask >> 3) & (mask >> 4) & (mask >> 5) & (mask >> 6);
+        if (seven != 0)
+        {
+            return BitOperations.TrailingZeroCount(seven);
+        }
+
+        // The chain bytes ending the block: the leading zeros of the gaps, counted within the block.
+        carry = gaps == 0 ? carry + width : BitOperations.LeadingZeroCount(gaps << (32 - width));
+        return -1;
     }
 
     private static bool ExpandRun(ReadOnlySpan<byte> content, int inside, ref int from, out int start, out int end)
@@ -481,40 +471,6 @@ public sealed partial class Redactor
         }
 
         return false;
-    }
-
-    private Scan AnchorFlagsAt(ReadOnlySpan<char> text)
-    {
-        var flags = Scan.None;
-        foreach (var (anchor, flag) in _anchorTable)
-        {
-            if (text.StartsWith(anchor, StringComparison.Ordinal))
-            {
-                flags |= flag;
-            }
-        }
-
-        return flags;
-    }
-
-    /// <summary>
-    /// The anchors as several small multi-string searches rather than one: the vectorised search
-    /// (Teddy) sorts its strings into a few buckets, and past about two dozen strings the buckets
-    /// let so many false candidates through that one search of all ~50 anchors over a 64 KiB
-    /// random body costs ~300 us, while groups of at most 24 cost ~20 us each (measured with the
-    /// built-in anchors on base64 of random bytes). Name and value anchors are grouped apart.
-    /// </summary>
-    private static (SearchValues<string>[] Searches, Scan[] Flags) AnchorSearches((string Anchor, Scan Flag)[] table)
-    {
-        const int GroupSize = 24;
-        var groups = table
-            .GroupBy(a => a.Flag == Scan.Names)
-            .SelectMany(kind => kind.Select(a => a.Anchor).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).Chunk(GroupSize))
-            .ToArray();
-
-        // What a group can find: once all of it is found, the group's search can stop (unless it collects hits).
-        var flags = groups.Select(group => table.Where(a => group.Contains(a.Anchor, StringComparer.Ordinal)).Aggregate(Scan.None, (all, a) => all | a.Flag)).ToArray();
-        return (groups.Select(group => SearchValues.Create(group, StringComparison.Ordinal)).ToArray(), flags);
     }
 
     private static (string Anchor, Scan Flag)[] AnchorTable(SensitiveNames names) =>

@@ -73,9 +73,8 @@ public sealed partial class Redactor
     private readonly SensitiveNames _names;
     private readonly PiiMode _pii;
     private readonly Regex[] _patterns;
-    private readonly SearchValues<string>[] _anchorSearches;
-    private readonly Scan[] _anchorGroupFlags;
-    private readonly (string Anchor, Scan Flag)[] _anchorTable;
+    private readonly AnchorScanner _anchorScanner;
+    private readonly AnchorScanner _valueAnchorScanner;
     private readonly GrpcDescriptorSet _descriptors;
 
     private Redactor(RedactionOptions options, GrpcDescriptorSet descriptors)
@@ -92,8 +91,9 @@ public sealed partial class Redactor
         _names = new SensitiveNames(options.Fields, options.KeepFields, options.PiiFields);
         _pii = options.Pii;
         _patterns = options.Patterns.Where(p => p.Length > 0).Select(CompilePattern).ToArray();
-        _anchorTable = AnchorTable(_names).Select(a => (a.Anchor.ToLowerInvariant(), a.Flag)).ToArray();
-        (_anchorSearches, _anchorGroupFlags) = AnchorSearches(_anchorTable);
+        var anchors = AnchorTable(_names).Select(a => (a.Anchor.ToLowerInvariant(), a.Flag)).ToArray();
+        _anchorScanner = new AnchorScanner(anchors);
+        _valueAnchorScanner = new AnchorScanner(anchors.Where(a => a.Flag != Scan.Names));
     }
 
     /// <summary>Why <paramref name="pattern"/> cannot be an operator pattern, or null when it can.</summary>

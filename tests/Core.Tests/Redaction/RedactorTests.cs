@@ -450,7 +450,7 @@ public sealed class RedactorTests
     [Fact]
     public void Redact_CardOrPhoneAtAnyOffsetAmongBase64Digits_IsFoundWhereverItCrossesTheScanBlocks()
     {
-        // The digit pre-scan reads 32 bytes at a time: put each number at every offset across two
+        // The digit pre-scan reads 32 (or 16) bytes at a time: put each number at every offset across two
         // blocks, after filler whose scattered digits must not hide it or be taken for it.
         const string Filler = "Zk9vYmFy0x1Q2w3E4r5T6y7U8i9O0pAsDfGhJkLzXcVbNm1q2W3e4R5t6Y7u8I9o0P";
         foreach (var number in new[] { "4111 1111 1111 1111", "+44 20 7946 0958" })
