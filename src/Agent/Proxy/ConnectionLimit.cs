@@ -40,10 +40,12 @@ internal sealed partial class ConnectionLimit
     // written; closing the socket on unread bytes makes the kernel send a reset, and a client that
     // gets it before reading the 503 reports a network error instead. So, as nginx's lingering
     // close does, the refusal reads and discards what the client sends until it closes, at most
-    // this long and this much, and at most as many refusals at once as connections are allowed
-    // (beyond that the socket is closed at once). Each costs a few KiB of pipe.
-    private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(2);
+    // this long (nginx's lingering_timeout) and this much, and at most this many refusals at once
+    // (beyond that the socket is closed at once). Each holds one pipe block (4 KiB) and the
+    // connection's objects, ~10 KiB: 2.5 MiB at most, within the heap cap's own 16 MiB.
+    private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(5);
     private const long LingerBytes = 1024 * 1024;
+    private const int MaxLingering = 256;
 
     private readonly int _max;
     private readonly AgentMetrics _metrics;
@@ -107,7 +109,7 @@ internal sealed partial class ConnectionLimit
     private async Task RefuseAsync(ConnectionContext connection)
     {
         await connection.Transport.Output.WriteAsync(ServiceUnavailable).ConfigureAwait(false);
-        if (Interlocked.Increment(ref _lingering) > _max)
+        if (Interlocked.Increment(ref _lingering) > MaxLingering)
         {
             Interlocked.Decrement(ref _lingering);
             return;
