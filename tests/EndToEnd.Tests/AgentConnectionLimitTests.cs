@@ -118,30 +118,10 @@ public sealed class AgentConnectionLimitTests
 
     private static Uri AddressFrom(string line) => new(line.Split(' ')[3]);
 
-    private static async Task<double> MetricAsync(Uri admin, string series)
-    {
-        using var http = new HttpClient();
-        var text = await http.GetStringAsync(new Uri(admin, "/metrics"));
-        foreach (var line in text.Split('\n'))
-        {
-            if (line.StartsWith(series + " ", StringComparison.Ordinal))
-            {
-                return double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture);
-            }
-        }
+    private static Task<double> MetricAsync(Uri admin, string series) => AdminMetrics.ValueAsync(admin, series);
 
-        throw new InvalidOperationException(series + " is not exposed at " + admin);
-    }
-
-    private static async Task WaitForMetricAsync(Uri admin, string series, Func<double, bool> condition)
-    {
-        var value = double.NaN;
-        await OtlpReceiver.WaitUntilAsync(
-            async () => condition(value = await MetricAsync(admin, series)),
-            Deadline,
-            () => $"{series} stayed at {value}",
-            TimeSpan.FromMilliseconds(50));
-    }
+    private static Task WaitForMetricAsync(Uri admin, string series, Func<double, bool> condition) =>
+        AdminMetrics.WaitForAsync(admin, series, condition, Deadline);
 
     /// <summary>An upstream that reads each request's body, then holds <c>/held/*</c> until <paramref name="release"/>, and answers 64 KiB.</summary>
     private static async Task<WebApplication> StartUpstreamAsync(Task release, Action arrived)
