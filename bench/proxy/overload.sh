@@ -8,9 +8,11 @@
 #
 # It provokes the condition directly instead of hoping for it on a shared machine: the proxy runs
 # with export.max_inflight_bytes at its 1 MiB minimum (so the managed heap is capped at
-# 2 x 1 MiB + 48 MiB, see src/Cli/Commands/AgentHeapLimit.cs) and wrk saturates it with 64 KiB
-# incompressible responses over many connections, so the heap runs at its hard limit and allocations
-# anywhere in the process can throw OutOfMemoryException. After the overload, a few hundred requests
+# 2 x 1 MiB + 16 MiB + proxy.max_connections x 256 KiB, see src/Cli/Commands/AgentHeapLimit.cs) and
+# wrk saturates it with 64 KiB incompressible responses over more connections than
+# proxy.max_connections (default 128; MAX_CONNECTIONS sets it), so the proxy refuses some (503) and
+# the heap runs near its hard limit. Before the connection bound, the heap reached the limit and
+# allocations anywhere in the process threw OutOfMemoryException. After the overload, a few hundred requests
 # go through at a low rate; the check passes when every one of them is exported
 # (sp_export_spans_total{result="exported"} grows by that many) and the byte budget drains back to
 # near zero. Prints the exporter's metrics after each round and the proxy's log lines above Information.
@@ -22,6 +24,7 @@ ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-256}
 INFLIGHT=${INFLIGHT:-1048576}
+MAX_CONNECTIONS=${MAX_CONNECTIONS:-128}
 SIZE=${SIZE:-64k-random}
 CHECK_REQUESTS=${CHECK_REQUESTS:-200}
 BASE_PORT=${BASE_PORT:-18280}
@@ -41,7 +44,7 @@ start_nginx 1 4096
 clear_runtime_overrides
 start capture "${AGENT[@]}" agent proxy --listen "127.0.0.1:$CAPTURE_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench \
-  --set service_name=bench --set "export.max_inflight_bytes=$INFLIGHT"
+  --set service_name=bench --set "export.max_inflight_bytes=$INFLIGHT" --set "proxy.max_connections=$MAX_CONNECTIONS"
 CAPTURE_PID=${PIDS[-1]}
 # The proxy's log outlives the scratch folder: OUT (default bench/proxy/out/overload-<time>/capture.log).
 OUT=${OUT:-$ROOT/bench/proxy/out/overload-$(date +%Y%m%d-%H%M%S)}
@@ -54,15 +57,17 @@ metric() {
   curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m { v = $2 } END { printf "%d", v + 0 }'
 }
 report() { # label
-  printf '%-12s exported %9d  failed %7d  dropped %9d  loop faults %3d  inflight %9d bytes  backend_up %2d  RSS peak %s MiB\n' "$1" \
+  printf '%-12s exported %9d  failed %7d  dropped %9d  loop faults %3d  inflight %9d bytes  backend_up %2d  refused conns %7d  RSS peak %s MiB\n' "$1" \
     "$(metric 'sp_export_spans_total{result="exported"}')" "$(metric 'sp_export_spans_total{result="failed"}')" \
     "$(metric sp_export_dropped_total)" "$(metric sp_export_loop_faults_total)" "$(metric sp_export_inflight_bytes)" \
-    "$(metric sp_backend_up)" "$(rss_mib "$CAPTURE_PID" VmHWM)"
+    "$(metric sp_backend_up)" "$(metric sp_proxy_connections_refused_total)" "$(rss_mib "$CAPTURE_PID" VmHWM)"
 }
 
-echo "overload: ${AGENT[*]} with export.max_inflight_bytes=$INFLIGHT; $ROUNDS x ${DURATION}s of wrk -c$CONNS /$SIZE"
+echo "overload: ${AGENT[*]} with export.max_inflight_bytes=$INFLIGHT proxy.max_connections=$MAX_CONNECTIONS; $ROUNDS x ${DURATION}s of wrk -c$CONNS /$SIZE"
 for round in $(seq 1 "$ROUNDS"); do
-  wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$CAPTURE_PORT/$SIZE" >/dev/null || true
+  # wrk's request count, non-2xx answers (the proxy's 503 refusals) and socket errors.
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$CAPTURE_PORT/$SIZE" 2>&1 \
+    | grep -E "requests in|Non-2xx|Socket errors" | sed 's/^ */  wrk: /' || true
   report "round $round"
 done
 

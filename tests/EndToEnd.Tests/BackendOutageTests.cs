@@ -235,30 +235,10 @@ public sealed class BackendOutageTests : IDisposable
             TimeSpan.FromMilliseconds(200));
     }
 
-    private static async Task<double> MetricAsync(Uri admin, string series)
-    {
-        using var http = new HttpClient();
-        var text = await http.GetStringAsync(new Uri(admin, "/metrics"));
-        foreach (var line in text.Split('\n'))
-        {
-            if (line.StartsWith(series + " ", StringComparison.Ordinal))
-            {
-                return double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture);
-            }
-        }
+    private static Task<double> MetricAsync(Uri admin, string series) => AdminMetrics.ValueAsync(admin, series);
 
-        throw new InvalidOperationException(series + " is not exposed at " + admin);
-    }
-
-    private static async Task WaitForMetricAsync(Uri admin, string series, Func<double, bool> condition)
-    {
-        double value = double.NaN;
-        await OtlpReceiver.WaitUntilAsync(
-            async () => condition(value = await MetricAsync(admin, series)),
-            StoreDeadline,
-            () => $"{series} stayed at {value}",
-            TimeSpan.FromMilliseconds(50));
-    }
+    private static Task WaitForMetricAsync(Uri admin, string series, Func<double, bool> condition) =>
+        AdminMetrics.WaitForAsync(admin, series, condition, StoreDeadline);
 
     private static Task OtlpWait(Func<bool> condition) => OtlpReceiver.WaitUntilAsync(condition, StoreDeadline);
 

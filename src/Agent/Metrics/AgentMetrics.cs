@@ -120,6 +120,8 @@ public sealed class AgentMetrics
 
         ProxyUpstreamErrors = Registry.Counter("sp_proxy_upstream_errors_total", "Proxied requests whose upstream failed (unreachable, reset, timeout).").WithLabels();
         ProxyConnectTunnels = Registry.Counter("sp_proxy_connect_tunnels_total", "CONNECT tunnels passed through uncaptured by the forward proxy.").WithLabels();
+        ProxyConnectionsOpen = Registry.Gauge("sp_proxy_connections_open", "Client connections the capture proxy holds open now, its HTTP and gRPC listeners together (at most proxy.max_connections).").WithLabels();
+        ProxyConnectionsRefused = Registry.Counter("sp_proxy_connections_refused_total", "Client connections the capture proxy refused because proxy.max_connections were open (HTTP/1.1: 503 with Retry-After; HTTP/2: closed).").WithLabels();
 
         CacheHits = Registry.Counter("sp_cache_hits_total", "Requests answered by the agent from a recorded response (local cache or backend lookup).").WithLabels();
         CacheMisses = Registry.Counter("sp_cache_misses_total", "Requests a cache rule matched that went to their upstream.").WithLabels();
@@ -223,6 +225,12 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_proxy_connect_tunnels_total</c>.</summary>
     public Counter ProxyConnectTunnels { get; }
+
+    /// <summary><c>sp_proxy_connections_open</c>.</summary>
+    public Gauge ProxyConnectionsOpen { get; }
+
+    /// <summary><c>sp_proxy_connections_refused_total</c>.</summary>
+    public Counter ProxyConnectionsRefused { get; }
 
     /// <summary><c>sp_cache_hits_total</c>.</summary>
     public Counter CacheHits { get; }

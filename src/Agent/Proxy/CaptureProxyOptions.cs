@@ -59,6 +59,12 @@ public sealed class CaptureProxyOptions
     /// <summary>Largest request body (<c>proxy.max_request_body_bytes</c>), null for none: Envoy streams bodies of any size by default.</summary>
     public long? MaxRequestBodyBytes { get; init; }
 
+    /// <summary>
+    /// Most client connections open at once, all listeners together (<c>proxy.max_connections</c>);
+    /// more are refused (see <see cref="ConnectionLimit"/>). Default 128.
+    /// </summary>
+    public int MaxConnections { get; init; } = ProxyOptions.DefaultMaxConnections;
+
     /// <summary>The limits of the <c>proxy</c> configuration section applied to these options.</summary>
     public CaptureProxyOptions WithLimits(ProxyOptions limits)
     {
@@ -76,6 +82,7 @@ public sealed class CaptureProxyOptions
             MaxRequestHeadersBytes = limits.MaxRequestHeadersKb * 1024,
             MaxRequestHeaderCount = limits.MaxRequestHeadersCount,
             MaxRequestBodyBytes = limits.MaxRequestBodyBytes > 0 ? limits.MaxRequestBodyBytes : null,
+            MaxConnections = limits.MaxConnections,
         };
     }
 

@@ -20,6 +20,11 @@ public sealed class CaptureProxyServer : IAsyncDisposable
     // Streams one h2c connection may carry at once (Kestrel's default is 100).
     private const int MaxGrpcStreamsPerConnection = 1000;
 
+    // Request bytes Kestrel reads ahead of the forwarder on one connection (its default is 1 MiB):
+    // what a connection holds must stay within the heap cap's per-connection allowance
+    // (ProxyOptions.ConnectionAllowanceBytes); the forwarder copies in 64 KiB reads anyway.
+    private const long MaxRequestBufferBytes = 64 * 1024;
+
     private readonly WebApplication _app;
     private readonly HttpMessageInvoker _client;
 
@@ -76,6 +81,8 @@ public sealed class CaptureProxyServer : IAsyncDisposable
         builder.Services.AddHttpForwarder();
         var logger = loggerFactory.CreateLogger("SpIstio.Agent.Proxy");
         ListenOptions? grpcEndpoint = null;
+        timeProvider ??= TimeProvider.System;
+        var connectionLimit = new ConnectionLimit(options.MaxConnections, pipeline.Metrics, timeProvider, logger);
         // Kestrel's core only: UseKestrel would add HTTPS configuration and the QUIC transport,
         // which the proxy never listens with and which load System.Net.Quic, System.Net.Security
         // and the OpenSSL libraries (megabytes of idle RSS per pod; issue 13).
@@ -85,6 +92,7 @@ public sealed class CaptureProxyServer : IAsyncDisposable
             kestrel.Listen(listen, endpoint =>
             {
                 endpoint.Protocols = HttpProtocols.Http1;
+                endpoint.Use(connectionLimit.For(http1: true));
                 if (options.Forward)
                 {
                     endpoint.Use(next => new ConnectTunnel(next, pipeline.Metrics, options.ConnectTimeout, logger).OnConnectionAsync);
@@ -97,6 +105,7 @@ public sealed class CaptureProxyServer : IAsyncDisposable
                 kestrel.Listen(grpcListen, endpoint =>
                 {
                     endpoint.Protocols = HttpProtocols.Http2;
+                    endpoint.Use(connectionLimit.For(http1: false));
                     grpcEndpoint = endpoint;
                 });
 
@@ -110,6 +119,7 @@ public sealed class CaptureProxyServer : IAsyncDisposable
             kestrel.Limits.MaxRequestHeadersTotalSize = options.MaxRequestHeadersBytes;
             kestrel.Limits.MaxRequestLineSize = options.MaxRequestHeadersBytes;
             kestrel.Limits.MaxRequestHeaderCount = options.MaxRequestHeaderCount;
+            kestrel.Limits.MaxRequestBufferSize = Math.Max(MaxRequestBufferBytes, options.MaxRequestHeadersBytes);
             kestrel.AddServerHeader = false;
         });
 
@@ -121,7 +131,7 @@ public sealed class CaptureProxyServer : IAsyncDisposable
             options,
             pipeline,
             pipeline.Metrics,
-            timeProvider ?? TimeProvider.System,
+            timeProvider,
             logger);
         app.Run(handler.InvokeAsync);
 

@@ -4,12 +4,13 @@ namespace SpIstio.Cli.Commands;
 
 /// <summary>
 /// Caps the managed heap of an agent process (ext_proc or capture proxy) from its configuration,
-/// at start-up: <c>2 × export.max_inflight_bytes + 48 MiB</c>. What the agent keeps alive is bounded by the
-/// capture byte budget (bodies being captured, exchanges queued or being sent), plus at most one
-/// encoded copy of what is being sent and a few MiB of its own; the heap, though, grows far past
-/// that between full collections under large bodies (a gen2 of dead exchanges: 52 MiB of heap for
-/// 7.5 MiB held, measured under the 64 KiB bench cell). A hard limit makes the GC collect before it
-/// grows past it, so the agent's peak RSS follows its budget (issue 13: at most 150 MiB peak).
+/// at start-up: <c>2 × export.max_inflight_bytes</c> plus headroom for what the process holds
+/// outside the capture budget (<see cref="HeadroomFor"/>). What the agent keeps alive for capture is
+/// bounded by the byte budget (bodies being captured, exchanges queued or being sent), plus at most
+/// one encoded copy of what is being sent; the heap, though, grows far past that between full
+/// collections under large bodies (a gen2 of dead exchanges: 52 MiB of heap for 7.5 MiB held,
+/// measured under the 64 KiB bench cell). A hard limit makes the GC collect before it grows past
+/// it, so the agent's peak RSS follows its budget (issue 13: at most 150 MiB peak).
 /// </summary>
 /// <remarks>
 /// Set here, for the agent commands only, with <see cref="GC.RefreshMemoryLimit"/>: the same
@@ -18,22 +19,59 @@ namespace SpIstio.Cli.Commands;
 /// <c>DOTNET_GCHeapHardLimitPercent</c>, or the runtimeconfig), when the runtime's own limit
 /// (75 % of a container's memory limit) is already lower, and when cache rules are configured (the
 /// cache holds recorded responses outside the capture budget).
+/// <para>
+/// A hard limit is a cliff: past it any allocation throws OutOfMemoryException, Kestrel's accept
+/// loop can die and the runtime can abort the process (issue 13; bench/proxy/overload.sh). So what
+/// is outside the budget must be bounded too, and counted here: for the capture proxy that is its
+/// open connections, bounded by <c>proxy.max_connections</c> at
+/// <see cref="ProxyOptions.ConnectionAllowanceBytes"/> each.
+/// </para>
 /// </remarks>
 internal static class AgentHeapLimit
 {
     /// <summary>
-    /// Headroom over twice the capture budget: the agent's own live objects (rules, metrics, pools) and,
-    /// above all, what every open connection holds outside the budget (Kestrel's pipes, the forwarder's
-    /// copy buffers, the upstream client's buffers: about 150 KiB a connection at 64 KiB bodies). A hard
-    /// limit is a cliff: past it any allocation throws OutOfMemoryException, and in the 64 KiB bench
-    /// cells 16 MiB of headroom was reached, taking down Kestrel's accept loop, then the process
-    /// ("Out of memory.", aborted), and before the exporter's loops were restarted on a fault, the
-    /// exporter for good (issue 13; bench/proxy/overload.sh reproduces it).
+    /// The agent's own live objects outside the capture budget and outside connections: rules,
+    /// metrics, pools, the exporter's encoder and HTTP client.
     /// </summary>
-    internal const long HeadroomBytes = 48L * 1024 * 1024;
+    internal const long OwnBytes = 16L * 1024 * 1024;
+
+    /// <summary>
+    /// The ext_proc agent's headroom: its own 16 MiB plus 32 MiB for Envoy's HTTP/2 connections and
+    /// their streams' buffers. Its clients are the Envoys of the pods it serves, a few connections
+    /// each, not arbitrary callers, so it has no connection bound; 48 MiB is what the capture proxy
+    /// gets for its default 128 connections.
+    /// </summary>
+    internal const long ExtProcHeadroomBytes = 48L * 1024 * 1024;
+
+    /// <summary>Which agent front end the limit is for.</summary>
+    internal enum FrontEnd
+    {
+        /// <summary><c>sp agent extproc</c>.</summary>
+        ExtProc,
+
+        /// <summary><c>sp agent proxy</c>: its open connections are bounded by <c>proxy.max_connections</c>.</summary>
+        Proxy,
+    }
+
+    /// <summary>
+    /// Headroom over twice the capture budget: the ext_proc agent's fixed 48 MiB, or for the proxy
+    /// <see cref="OwnBytes"/> plus <c>proxy.max_connections</c> × <see cref="ProxyOptions.ConnectionAllowanceBytes"/>
+    /// (48 MiB at the default 128 connections).
+    /// </summary>
+    internal static long HeadroomFor(AgentOptions options, FrontEnd frontEnd)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return frontEnd == FrontEnd.Proxy
+            ? OwnBytes + ((long)options.Proxy.MaxConnections * ProxyOptions.ConnectionAllowanceBytes)
+            : ExtProcHeadroomBytes;
+    }
+
+    /// <summary>The heap the configuration needs: <c>2 × export.max_inflight_bytes</c> + <see cref="HeadroomFor"/>.</summary>
+    internal static long Needed(AgentOptions options, FrontEnd frontEnd) =>
+        (2 * options.Export.MaxInflightBytes) + HeadroomFor(options, frontEnd);
 
     /// <summary>The heap limit the agent sets for <paramref name="options"/>, or null when it leaves the heap alone.</summary>
-    internal static long? For(AgentOptions options, Func<string, string?> environment)
+    internal static long? For(AgentOptions options, FrontEnd frontEnd, Func<string, string?> environment)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(environment);
@@ -47,20 +85,25 @@ internal static class AgentHeapLimit
             return null;
         }
 
-        var limit = (2 * options.Export.MaxInflightBytes) + HeadroomBytes;
+        var limit = Needed(options, frontEnd);
         var current = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         return current > 0 && current <= limit ? null : limit;
     }
 
     /// <summary>
     /// Applies <see cref="For"/>; returns a warning line when the runtime refused the limit (the agent
-    /// then runs with the runtime's own), else null.
+    /// then runs with the runtime's own), or when the limit the agent runs with (the operator's, or
+    /// the container's) is below what the configuration needs, else null.
     /// </summary>
-    internal static string? Apply(AgentOptions options)
+    internal static string? Apply(AgentOptions options, FrontEnd frontEnd)
     {
-        if (For(options, Environment.GetEnvironmentVariable) is not { } limit)
+        if (For(options, frontEnd, Environment.GetEnvironmentVariable) is not { } limit)
         {
-            return null;
+            var current = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+            var needed = Needed(options, frontEnd);
+            return options.Cache.Rules.Count == 0 && current > 0 && current < needed
+                ? $"warning: the managed heap limit is {current} bytes (the container's memory limit or DOTNET_GCHeapHardLimit), below the {needed} bytes this configuration needs ({Formula(frontEnd)}): under load allocations can fail; lower {(frontEnd == FrontEnd.Proxy ? "proxy.max_connections or " : "")}export.max_inflight_bytes, or raise the memory limit"
+                : null;
         }
 
         AppContext.SetData("GCHeapHardLimit", (ulong)limit);
@@ -71,7 +114,11 @@ internal static class AgentHeapLimit
         }
         catch (InvalidOperationException e)
         {
-            return $"warning: the managed heap limit of {limit} bytes (2 x export.max_inflight_bytes + 48 MiB) was not applied: {e.Message}";
+            return $"warning: the managed heap limit of {limit} bytes ({Formula(frontEnd)}) was not applied: {e.Message}";
         }
     }
+
+    private static string Formula(FrontEnd frontEnd) => frontEnd == FrontEnd.Proxy
+        ? "2 x export.max_inflight_bytes + 16 MiB + proxy.max_connections x 256 KiB"
+        : "2 x export.max_inflight_bytes + 48 MiB";
 }

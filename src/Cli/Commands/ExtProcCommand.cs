@@ -115,7 +115,7 @@ internal static class ExtProcCommand
             logGate.Defer(() => error.WriteLine(warning));
         }
 
-        if (AgentHeapLimit.Apply(options) is { } heapWarning)
+        if (AgentHeapLimit.Apply(options, AgentHeapLimit.FrontEnd.ExtProc) is { } heapWarning)
         {
             logGate.Defer(() => error.WriteLine(heapWarning));
         }

@@ -160,6 +160,7 @@ public class AgentConfigLoaderTests
         Assert.Equal(ExportCompression.Gzip, o.Export.Compression);
         Assert.Equal(8388608, o.Export.MaxInflightBytes);
         Assert.Equal(67108864, o.Export.BufferMaxBytes);
+        Assert.Equal(512, o.Proxy.MaxConnections);
     }
 
     [Fact]

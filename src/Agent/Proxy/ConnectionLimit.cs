@@ -1,0 +1,149 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using SpIstio.Agent.Metrics;
+
+namespace SpIstio.Agent.Proxy;
+
+/// <summary>
+/// <c>proxy.max_connections</c>: the most client connections the proxy's listeners hold open
+/// together; one more is refused at once instead of being served. Kestrel connection middleware,
+/// outermost on every listener, so CONNECT tunnels and gRPC connections count too.
+/// </summary>
+/// <remarks>
+/// Why a bound at all: what an open connection holds (Kestrel's pipes, the forwarder's copy
+/// buffer, the upstream connection's buffers) is outside the capture byte budget, and the agent
+/// caps its managed heap; past that cap any allocation throws OutOfMemoryException, Kestrel's
+/// accept loop can die and the runtime can abort the process (issue 13, bench/proxy/overload.sh).
+/// The cap counts <see cref="SpIstio.Core.Configuration.ProxyOptions.ConnectionAllowanceBytes"/> for
+/// each connection this bound admits, so the two agree.
+/// <para>
+/// Why refuse rather than wait: the socket is already accepted when connection middleware runs,
+/// and Kestrel's transport reads from it into the connection's pipe whether or not anyone
+/// consumes it, so a waiting connection would hold memory the bound does not count, and waiting
+/// connections themselves would be unbounded. Kestrel's own <c>MaxConcurrentConnections</c> only
+/// closes the socket, which a client cannot tell from a crash; here an HTTP/1.1 client gets a
+/// <c>503</c> it can act on (<c>Retry-After</c>), and only HTTP/2 (whose first server frame must be
+/// its SETTINGS) gets a plain close, which gRPC clients report as UNAVAILABLE and retry.
+/// </para>
+/// </remarks>
+internal sealed partial class ConnectionLimit
+{
+    private const string RefusalText = "sp agent proxy: too many open connections (proxy.max_connections), retry\n";
+
+    private static readonly byte[] ServiceUnavailable = Encoding.ASCII.GetBytes(string.Create(
+        CultureInfo.InvariantCulture,
+        $"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {RefusalText.Length}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{RefusalText}"));
+
+    // A refused HTTP/1.1 client may still be sending its request (a body, say) when the 503 is
+    // written; closing the socket on unread bytes makes the kernel send a reset, and a client that
+    // gets it before reading the 503 reports a network error instead. So, as nginx's lingering
+    // close does, the refusal reads and discards what the client sends until it closes, at most
+    // this long (nginx's lingering_timeout) and this much, and at most this many refusals at once
+    // (beyond that the socket is closed at once). Each holds one pipe block (4 KiB) and the
+    // connection's objects, ~10 KiB: 2.5 MiB at most, within the heap cap's own 16 MiB.
+    private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(5);
+    private const long LingerBytes = 1024 * 1024;
+    private const int MaxLingering = 256;
+
+    private readonly int _max;
+    private readonly AgentMetrics _metrics;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private int _open;
+    private int _lingering;
+
+    // 1 from the first refusal until a connection closes below the bound: one warning per episode,
+    // not one per refused connection.
+    private int _refusing;
+
+    public ConnectionLimit(int max, AgentMetrics metrics, TimeProvider timeProvider, ILogger logger)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
+        _max = max;
+        _metrics = metrics;
+        _timeProvider = timeProvider;
+        _logger = logger;
+    }
+
+    /// <summary>The middleware for one listener; <paramref name="http1"/> says how a refusal is told.</summary>
+    public Func<ConnectionDelegate, ConnectionDelegate> For(bool http1) =>
+        next => connection => OnConnectionAsync(connection, next, http1);
+
+    private async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next, bool http1)
+    {
+        if (Interlocked.Increment(ref _open) > _max)
+        {
+            Interlocked.Decrement(ref _open);
+            _metrics.ProxyConnectionsRefused.Inc();
+            if (Interlocked.Exchange(ref _refusing, 1) == 0)
+            {
+                Log.Refusing(_logger, _max);
+            }
+
+            if (http1)
+            {
+                await RefuseAsync(connection).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        _metrics.ProxyConnectionsOpen.Inc();
+        try
+        {
+            await next(connection).ConfigureAwait(false);
+        }
+        finally
+        {
+            _metrics.ProxyConnectionsOpen.Dec();
+            if (Interlocked.Decrement(ref _open) < _max)
+            {
+                Volatile.Write(ref _refusing, 0);
+            }
+        }
+    }
+
+    // Sent before the request is read: the answer is the same whatever it is.
+    private async Task RefuseAsync(ConnectionContext connection)
+    {
+        await connection.Transport.Output.WriteAsync(ServiceUnavailable).ConfigureAwait(false);
+        if (Interlocked.Increment(ref _lingering) > MaxLingering)
+        {
+            Interlocked.Decrement(ref _lingering);
+            return;
+        }
+
+        try
+        {
+            using var linger = new CancellationTokenSource(LingerTime, _timeProvider);
+            var input = connection.Transport.Input;
+            long discarded = 0;
+            while (discarded < LingerBytes)
+            {
+                var read = await input.ReadAsync(linger.Token).ConfigureAwait(false);
+                discarded += read.Buffer.Length;
+                input.AdvanceTo(read.Buffer.End);
+                if (read.IsCompleted || read.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ConnectionResetException)
+        {
+            // The client took too long, or went away: either way the refusal is over.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _lingering);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(20, LogLevel.Warning, "{Max} client connections are open (proxy.max_connections): new ones are refused until one closes, counted in sp_proxy_connections_refused_total")]
+        public static partial void Refusing(ILogger logger, int max);
+    }
+}
