@@ -203,18 +203,7 @@ public static class OtlpSpanWriter
             for (var g = 0; g < groups; g++)
             {
                 var serviceName = spans[firsts[g]].ServiceName;
-                var (resourceSpansSize, resourceSize, scopeSpansSize) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, serviceName);
-                writer.Tag(RequestResourceSpans, Len);
-                writer.Raw((ulong)resourceSpansSize);
-                writer.Tag(ResourceSpansResource, Len);
-                writer.Raw((ulong)resourceSize);
-                writer.KeyValue(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), new Text(serviceName));
-                writer.Tag(ResourceSpansScopeSpans, Len);
-                writer.Raw((ulong)scopeSpansSize);
-                writer.Tag(ScopeSpansScope, Len);
-                writer.Raw((ulong)scopeSize);
-                writer.String(ScopeName, new Text(ExchangeSpanMapper.ScopeName));
-                writer.String(ScopeVersion, new Text(scopeVersion));
+                WriteGroupHeader(ref writer, GroupSizes(g, count, groupOf, spanSizes, scopeSize, serviceName), scopeSize, serviceName, scopeVersion);
                 for (var i = firsts[g]; i < count; i++)
                 {
                     if (groupOf[i] == g)
@@ -320,18 +309,7 @@ public static class OtlpSpanWriter
             for (var g = 0; g < groups; g++)
             {
                 var serviceName = exchanges[firsts[g]].ServiceName;
-                var (resourceSpansSize, resourceSize, scopeSpansSize) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, serviceName);
-                writer.Tag(RequestResourceSpans, Len);
-                writer.Raw((ulong)resourceSpansSize);
-                writer.Tag(ResourceSpansResource, Len);
-                writer.Raw((ulong)resourceSize);
-                writer.KeyValue(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), new Text(serviceName));
-                writer.Tag(ResourceSpansScopeSpans, Len);
-                writer.Raw((ulong)scopeSpansSize);
-                writer.Tag(ScopeSpansScope, Len);
-                writer.Raw((ulong)scopeSize);
-                writer.String(ScopeName, new Text(ExchangeSpanMapper.ScopeName));
-                writer.String(ScopeVersion, new Text(scopeVersion));
+                WriteGroupHeader(ref writer, GroupSizes(g, count, groupOf, spanSizes, scopeSize, serviceName), scopeSize, serviceName, scopeVersion);
                 for (var i = firsts[g]; i < count; i++)
                 {
                     if (groupOf[i] != g)
@@ -370,6 +348,23 @@ public static class OtlpSpanWriter
                 ArrayPool<byte>.Shared.Return(buffer);
             }
         }
+    }
+
+    // One resource's ResourceSpans, Resource and ScopeSpans headers (sizes from GroupSizes), up to
+    // where its spans follow; both batch encoders write it, so the framing cannot drift apart.
+    private static void WriteGroupHeader(ref Writer writer, (long ResourceSpans, long Resource, long ScopeSpans) sizes, long scopeSize, string serviceName, string scopeVersion)
+    {
+        writer.Tag(RequestResourceSpans, Len);
+        writer.Raw((ulong)sizes.ResourceSpans);
+        writer.Tag(ResourceSpansResource, Len);
+        writer.Raw((ulong)sizes.Resource);
+        writer.KeyValue(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), new Text(serviceName));
+        writer.Tag(ResourceSpansScopeSpans, Len);
+        writer.Raw((ulong)sizes.ScopeSpans);
+        writer.Tag(ScopeSpansScope, Len);
+        writer.Raw((ulong)scopeSize);
+        writer.String(ScopeName, new Text(ExchangeSpanMapper.ScopeName));
+        writer.String(ScopeVersion, new Text(scopeVersion));
     }
 
     private static (long ResourceSpans, long Resource, long ScopeSpans) GroupSizes(
