@@ -160,44 +160,16 @@ public static class OtlpSpanWriter
         var firsts = pool.Rent(Math.Max(count, 1));
         try
         {
+            var serviceNameOf = (int i) => spans[i].ServiceName;
             var groups = 0;
             for (var i = 0; i < count; i++)
             {
-                var serviceName = spans[i].ServiceName;
-                var group = -1;
-                for (var g = 0; g < groups; g++)
-                {
-                    if (string.Equals(spans[firsts[g]].ServiceName, serviceName, StringComparison.Ordinal))
-                    {
-                        group = g;
-                        break;
-                    }
-                }
-
-                if (group < 0)
-                {
-                    group = groups++;
-                    firsts[group] = i;
-                }
-
-                groupOf[i] = group;
+                groupOf[i] = AssignGroup(serviceNameOf, i, firsts, ref groups);
                 spanSizes[i] = spans[i].Length;
             }
 
             var scopeSize = StringFieldSize(ScopeName, ExchangeSpanMapper.ScopeName) + StringFieldSize(ScopeVersion, scopeVersion);
-            long total = 0;
-            for (var g = 0; g < groups; g++)
-            {
-                var (resourceSpansSize, _, _) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, spans[firsts[g]].ServiceName);
-                total += MessageFieldSize(RequestResourceSpans, resourceSpansSize);
-            }
-
-            if (total > Array.MaxLength)
-            {
-                throw new InvalidOperationException("The export batch is too large to encode in one request.");
-            }
-
-            length = (int)total;
+            length = RequestLength(serviceNameOf, groups, count, firsts, groupOf, spanSizes, scopeSize);
             var buffer = allocate(length);
             var writer = new Writer(buffer);
             for (var g = 0; g < groups; g++)
@@ -262,27 +234,12 @@ public static class OtlpSpanWriter
         try
         {
             // Resources in order of first appearance of their service name, as ToExportRequest groups them.
+            var serviceNameOf = (int i) => exchanges[i].ServiceName;
             var groups = 0;
             for (var i = 0; i < count; i++)
             {
                 var exchange = exchanges[i];
-                var group = -1;
-                for (var g = 0; g < groups; g++)
-                {
-                    if (string.Equals(exchanges[firsts[g]].ServiceName, exchange.ServiceName, StringComparison.Ordinal))
-                    {
-                        group = g;
-                        break;
-                    }
-                }
-
-                if (group < 0)
-                {
-                    group = groups++;
-                    firsts[group] = i;
-                }
-
-                groupOf[i] = group;
+                groupOf[i] = AssignGroup(serviceNameOf, i, firsts, ref groups);
                 textFlags[i] = TextFlags(exchange);
                 var measure = new Measure();
                 EmitSpan(ref measure, exchange, publicKey, textFlags[i]);
@@ -290,19 +247,7 @@ public static class OtlpSpanWriter
             }
 
             var scopeSize = StringFieldSize(ScopeName, ExchangeSpanMapper.ScopeName) + StringFieldSize(ScopeVersion, scopeVersion);
-            long total = 0;
-            for (var g = 0; g < groups; g++)
-            {
-                var (resourceSpansSize, _, _) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, exchanges[firsts[g]].ServiceName);
-                total += MessageFieldSize(RequestResourceSpans, resourceSpansSize);
-            }
-
-            if (total > Array.MaxLength)
-            {
-                throw new InvalidOperationException("The export batch is too large to encode in one request.");
-            }
-
-            length = (int)total;
+            length = RequestLength(serviceNameOf, groups, count, firsts, groupOf, spanSizes, scopeSize);
             buffer = allocate is not null ? allocate(length)
                 : exact || !IsPooled(length) ? new byte[length] : ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
             var writer = new Writer(buffer);
@@ -348,6 +293,42 @@ public static class OtlpSpanWriter
                 ArrayPool<byte>.Shared.Return(buffer);
             }
         }
+    }
+
+    // The group (resource) of item i: resources in order of first appearance of their service name,
+    // as ToExportRequest groups them; firsts[g] is the first item of group g.
+    // serviceNameOf(i) is item i's service name (one delegate per batch, not per span).
+    private static int AssignGroup(Func<int, string> serviceNameOf, int i, int[] firsts, ref int groups)
+    {
+        var serviceName = serviceNameOf(i);
+        for (var g = 0; g < groups; g++)
+        {
+            if (string.Equals(serviceNameOf(firsts[g]), serviceName, StringComparison.Ordinal))
+            {
+                return g;
+            }
+        }
+
+        firsts[groups] = i;
+        return groups++;
+    }
+
+    // The encoded request's length: every group's ResourceSpans field, sized by GroupSizes.
+    private static int RequestLength(Func<int, string> serviceNameOf, int groups, int count, int[] firsts, int[] groupOf, int[] spanSizes, long scopeSize)
+    {
+        long total = 0;
+        for (var g = 0; g < groups; g++)
+        {
+            var (resourceSpansSize, _, _) = GroupSizes(g, count, groupOf, spanSizes, scopeSize, serviceNameOf(firsts[g]));
+            total += MessageFieldSize(RequestResourceSpans, resourceSpansSize);
+        }
+
+        if (total > Array.MaxLength)
+        {
+            throw new InvalidOperationException("The export batch is too large to encode in one request.");
+        }
+
+        return (int)total;
     }
 
     // One resource's ResourceSpans, Resource and ScopeSpans headers (sizes from GroupSizes), up to
