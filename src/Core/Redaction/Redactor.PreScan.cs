@@ -132,6 +132,12 @@ public sealed partial class Redactor
     // Fewest digits in a chain worth a look: the shortest phone number the detectors accept.
     private const int MinChainDigits = 7;
 
+    // Room the detectors get before a chain for a '+', '(' or an escaped plus ("\u002B").
+    private const int ChainLeadBytes = 7;
+
+    // Fewest digits of a phone number without a '+': a national number with a trunk prefix (NANP has 10).
+    private const int NationalPhoneMinDigits = 9;
+
     // The detectors whose every match starts at one of their anchors (AnchorHits).
     private const Scan AnchoredValues = Scan.Jwt | Scan.Aws | Scan.Prefix | Scan.Pem | Scan.Bearer | Scan.AwsSecret;
 
@@ -438,10 +444,9 @@ public sealed partial class Redactor
                 break;
             }
 
-            if (digits >= MinChainDigits)
+            if (digits >= MinChainDigits && MayBeCardOrPhone(content, start, digits))
             {
-                // Room before the chain for a '+', '(' or an escaped plus ("\u002B").
-                var from = Math.Max(0, start - 7);
+                var from = Math.Max(0, start - ChainLeadBytes);
                 var to = Math.Min(content.Length, end + 1);
                 var findings = default(Findings);
                 try
@@ -472,6 +477,22 @@ public sealed partial class Redactor
 
         return false;
     }
+
+    /// <summary>
+    /// False when the detectors cannot find anything in the region <see cref="HasDigitChain"/> gives
+    /// them for a chain of <paramref name="digits"/> digits starting at <paramref name="start"/>,
+    /// decided before any card or phone parsing (a JSON body of <c>"R 1234-5678"</c> references
+    /// holds hundreds of such chains).
+    /// </summary>
+    /// <remarks>
+    /// A card (13 digits) and a national or bracketed phone number (9) lie within one chain: their
+    /// groups are joined by one or two separators, which the chain joins too, and what lies before
+    /// the chain is not joined to it. A shorter chain can only be (the end of) an E.164 number,
+    /// whose <c>+</c>, or the <c>b</c> of the escaped <c>\u002B</c> before its first digit, lies in
+    /// the 7 bytes before the chain the detectors are given.
+    /// </remarks>
+    private static bool MayBeCardOrPhone(ReadOnlySpan<byte> content, int start, int digits) =>
+        digits >= NationalPhoneMinDigits || content[Math.Max(0, start - ChainLeadBytes)..start].IndexOfAny((byte)'+', (byte)'b', (byte)'B') >= 0;
 
     private static (string Anchor, Scan Flag)[] AnchorTable(SensitiveNames names) =>
         names.Anchors().Select(a => (a, Scan.Names)).Concat(_valueAnchors).ToArray();
