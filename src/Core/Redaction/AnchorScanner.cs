@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
@@ -13,12 +12,13 @@ namespace SpIstio.Core.Redaction;
 /// </summary>
 /// <remarks>
 /// <para>
-/// A Teddy-style filter, 16 bytes at a time: each anchor goes into one of 8 buckets, and for each
-/// of the first <see cref="Fingerprint"/> positions two 16-entry tables (indexed by a byte's low
-/// and high nibble) hold the bits of the buckets that accept that byte there. Two table look-ups
-/// (<c>pshufb</c> on x86, <c>tbl</c> on arm64) per position and loaded vector, ANDed over the
-/// three shifted loads, leave a bucket bit in a lane only where the three bytes could start one of
-/// that bucket's anchors. A lane let through is checked against a bitmap of the hashes of the
+/// A Teddy-style filter, 16 bytes at a time (run by <see cref="PreScanPass"/>): each anchor goes
+/// into one of 8 buckets, and for each of the first <see cref="Fingerprint"/> positions two 16-entry
+/// tables (indexed by a byte's low and high nibble) hold the bits of the buckets that accept that
+/// byte there. Two table look-ups (<c>pshufb</c> on x86, <c>tbl</c> on arm64) per position and
+/// loaded vector, lined up over three consecutive bytes and ANDed, leave a bucket bit in a lane only
+/// where the three bytes could start one of that bucket's anchors. A lane let through is checked
+/// (<see cref="Starts"/>) against a bitmap of the hashes of the
 /// anchors' first three (case-folded) bytes, and only then compared with the anchors that start
 /// with its byte. Both cases of a letter are put in the tables, so case folding costs nothing per byte.
 /// </para>
@@ -117,43 +117,12 @@ internal sealed class AnchorScanner
 
     /// <summary>
     /// The first position at or after <paramref name="from"/> where an anchor starts, with the flags
-    /// of every anchor starting there; -1 when there is none.
+    /// of every anchor starting there; -1 when there is none. A byte at a time: where the byte
+    /// shuffle is hardware, <see cref="PreScanPass"/> runs the filter 16 bytes at a time instead.
     /// </summary>
     public int Next(ReadOnlySpan<byte> content, int from, out Scan flags)
     {
-        var i = from;
-        if (IsVectorized)
-        {
-            ref var start = ref MemoryMarshal.GetReference(content);
-            var nibble = Vector128.Create((byte)0x0F);
-            for (; i + Vector128<byte>.Count + Overhang <= content.Length; i += Vector128<byte>.Count)
-            {
-                var candidates = Vector128<byte>.AllBitsSet;
-                for (var k = 0; k < Fingerprint; k++)
-                {
-                    var v = Vector128.LoadUnsafe(ref start, (nuint)(i + k));
-                    candidates &= Lookup(_low[k], v & nibble) & Lookup(_high[k], Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble);
-                }
-
-                if (candidates == Vector128<byte>.Zero)
-                {
-                    continue;
-                }
-
-                var lanes = ~Vector128.Equals(candidates, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF;
-                for (; lanes != 0; lanes &= lanes - 1)
-                {
-                    var position = i + BitOperations.TrailingZeroCount(lanes);
-                    flags = Verify(content, position);
-                    if (flags != Scan.None)
-                    {
-                        return position;
-                    }
-                }
-            }
-        }
-
-        for (; i < content.Length; i++)
+        for (var i = from; i < content.Length; i++)
         {
             flags = Verify(content, i);
             if (flags != Scan.None)
@@ -171,8 +140,30 @@ internal sealed class AnchorScanner
     public static Vector128<byte> Lookup(Vector128<byte> table, Vector128<byte> index) =>
         Ssse3.IsSupported ? Ssse3.Shuffle(table, index) : AdvSimd.Arm64.VectorTableLookup(table, index);
 
+    /// <summary>The low-nibble table of fingerprint position <paramref name="k"/> (bucket bits).</summary>
+    public Vector128<byte> Low(int k) => _low[k];
+
+    /// <summary>The high-nibble table of fingerprint position <paramref name="k"/> (bucket bits).</summary>
+    public Vector128<byte> High(int k) => _high[k];
+
+    /// <summary>
+    /// False when no anchor can start at <paramref name="position"/>: its three bytes are not the
+    /// start of any anchor (one look-up in the bitmap); true means <see cref="Verify"/> may find one.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Starts(ReadOnlySpan<byte> content, int position)
+    {
+        if (position + Overhang >= content.Length)
+        {
+            return true;
+        }
+
+        var hash = Hash(_fold[content[position]], _fold[content[position + 1]], _fold[content[position + 2]]);
+        return (_triples[hash >> 6] & (1UL << (int)hash)) != 0;
+    }
+
     /// <summary>The flags of the anchors that start at <paramref name="position"/>.</summary>
-    private Scan Verify(ReadOnlySpan<byte> content, int position)
+    public Scan Verify(ReadOnlySpan<byte> content, int position)
     {
         var first = _fold[content[position]];
         if (position + Overhang < content.Length)

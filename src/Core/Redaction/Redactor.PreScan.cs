@@ -155,22 +155,18 @@ public sealed partial class Redactor
 
     ];
 
-    // The digit-run search's nibble classes (value 1: a digit's low nibble 0-9 under high nibble 3;
-    // value 2: a separator's low nibble 0, 8, 9, D or E under high nibble 2).
-    private static readonly Vector128<byte> _chainLow = Vector128.Create((byte)3, 1, 1, 1, 1, 1, 1, 1, 3, 3, 0, 0, 0, 2, 2, 0);
-    private static readonly Vector128<byte> _chainHigh = Vector128.Create((byte)0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-
     /// <summary>
     /// Decides, without parsing, which detectors a body needs; <see cref="Scan.None"/> proves it
     /// has nothing to redact, and the body is returned untouched without a JSON read or a copy.
     /// </summary>
     /// <remarks>
-    /// One vectorised multi-string search over the body's own UTF-8 bytes, ASCII case ignored
-    /// (<see cref="AnchorScanner"/>), finds every anchor: the pieces of sensitive field names and
-    /// the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>, <c>-----BEGIN</c>,
-    /// <c>bearer</c>, …); <c>@</c> and escapes are single searches of their own. Digits need a look
-    /// at each run's shape, done by the card and phone detectors themselves on the raw bytes;
-    /// operator patterns run once over the whole body.
+    /// One vectorised pass over the body's own UTF-8 bytes (<see cref="PreScanPass"/>) finds every
+    /// anchor, ASCII case ignored (<see cref="AnchorScanner"/>): the pieces of sensitive field names
+    /// and the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>, <c>-----BEGIN</c>,
+    /// <c>bearer</c>, …); the same loads find <c>@</c>, escapes and the runs of digits worth a
+    /// look, whose shape the card and phone detectors then judge on the raw bytes. Where the byte
+    /// shuffle is not hardware, each of these is a search of its own. Operator patterns run once
+    /// over the whole body.
     /// </remarks>
     private Scan PreScan(ReadOnlySpan<byte> content, bool names = true)
     {
@@ -185,6 +181,84 @@ public sealed partial class Redactor
     /// </summary>
     private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names)
     {
+        var scan = Scan.None;
+
+        // Operator patterns see the body as it is (decoded, not lower-cased).
+        if (_patterns.Length > 0 && MatchesPattern(content))
+        {
+            scan |= Scan.Patterns;
+        }
+
+        // A value on its own (a header, a query value) has no field names in it.
+        var anchors = names ? _anchorScanner : _valueAnchorScanner;
+        var digits = _cardNumbers || _pii != Configuration.PiiMode.Keep;
+        scan |= AnchorScanner.IsVectorized
+            ? OnePass(content, anchors, ref hits, digits)
+            : SearchEach(content, anchors, ref hits, digits);
+        hits.Complete();
+        return scan;
+    }
+
+    /// <summary>The pre-scan in one pass over the bytes (<see cref="PreScanPass"/>).</summary>
+    private Scan OnePass(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits)
+    {
+        var scan = Scan.None;
+        var pass = new PreScanPass(anchors, content, chains: digits);
+        while (true)
+        {
+            switch (pass.Next(out var position, out var flags))
+            {
+                case PassEvent.End:
+                    return scan;
+                case PassEvent.Anchor:
+                    scan |= flags;
+                    if ((flags & AnchoredValues) != 0)
+                    {
+                        hits.Add(position, flags & AnchoredValues);
+                    }
+
+                    // Searched to the end while hits are collected for the anchored detectors;
+                    // otherwise it stops once everything it can find was found.
+                    pass.Anchors = hits.Usable || (scan & anchors.Possible) != anchors.Possible;
+                    break;
+                case PassEvent.Special:
+                    var next = position + 1 < content.Length ? content[position + 1] : (byte)0;
+                    scan |= content[position] switch
+                    {
+                        (byte)'@' => Scan.Email,
+
+                        // Escapes can spell a name or an '@' the raw bytes do not show.
+                        (byte)'\\' when next == (byte)'u' => Scan.Names | Scan.Email,
+                        (byte)'&' when next == (byte)'#' => Scan.Names | Scan.Email,
+                        _ => Scan.None,
+                    };
+                    pass.Specials = (scan & Scan.Email) == 0 ? pass.Specials
+                        : (scan & Scan.Names) == 0 ? (byte)(PreScanPass.Backslash | PreScanPass.Ampersand) : (byte)0;
+                    break;
+                case PassEvent.Chain:
+                    var from = position;
+                    ExpandRun(content, position, ref from, out var runStart, out var runEnd);
+                    if (HasDigitChain(content, runStart, runEnd))
+                    {
+                        scan |= Scan.Digits;
+                        pass.Chains = false;
+                    }
+                    else
+                    {
+                        pass.SkipChainsBefore(runEnd);
+                    }
+
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The pre-scan as one search per kind (<c>@</c>, escapes, anchors, digit runs), where the
+    /// byte shuffle <see cref="PreScanPass"/> needs is not hardware.
+    /// </summary>
+    private Scan SearchEach(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits)
+    {
         // Anchors shorter than the scanner's three-byte fingerprint are searched on their own.
         var scan = Scan.None;
         if (content.Contains((byte)'@'))
@@ -198,18 +272,7 @@ public sealed partial class Redactor
             scan |= Scan.Names | Scan.Email;
         }
 
-        // Operator patterns see the body as it is (decoded, not lower-cased).
-        if (_patterns.Length > 0 && MatchesPattern(content))
-        {
-            scan |= Scan.Patterns;
-        }
-
-        // A value on its own (a header, a query value) has no field names in it.
-        var anchors = names ? _anchorScanner : _valueAnchorScanner;
         var position = 0;
-
-        // Searched to the end while hits are collected for the anchored detectors; otherwise it
-        // stops once everything it can find was found.
         while (position < content.Length && (hits.Usable || (scan & anchors.Possible) != anchors.Possible))
         {
             position = anchors.Next(content, position, out var flags);
@@ -227,8 +290,7 @@ public sealed partial class Redactor
             position++;
         }
 
-        hits.Complete();
-        if ((_cardNumbers || _pii != Configuration.PiiMode.Keep) && HasDigitCandidate(content))
+        if (digits && HasDigitCandidate(content))
         {
             scan |= Scan.Digits;
         }
@@ -281,30 +343,16 @@ public sealed partial class Redactor
 
     /// <summary>
     /// Finds the next run of at least <see cref="MinChainDigits"/> bytes that are digits or chain
-    /// separators at or after <paramref name="from"/>, 32 or 16 bytes at a time, and moves
-    /// <paramref name="from"/> past it.
+    /// separators at or after <paramref name="from"/>, 16 bytes at a time, and moves
+    /// <paramref name="from"/> past it (the pre-scan's search of its own where the byte shuffle
+    /// <see cref="PreScanPass"/> needs is not hardware).
     /// </summary>
-    /// <remarks>
-    /// 32 bytes at a time only where 256-bit vectors are hardware: the Native AOT agent targets
-    /// x86-64-v2 (SSE4.2), where <see cref="Vector256{T}"/> runs a managed fallback element by element.
-    /// </remarks>
     private static bool NextChainRun(ReadOnlySpan<byte> content, ref int from, out int start, out int end)
     {
         // `carry`: how many chain bytes end the previous block, so a run across blocks is seen.
         var carry = 0;
         var i = from;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i + Vector256<byte>.Count <= content.Length; i += Vector256<byte>.Count)
-            {
-                var mask = ChainMask(Vector256.Create(content.Slice(i, Vector256<byte>.Count)));
-                if (ChainRunInBlock(mask, Vector256<byte>.Count, ref carry) is var at and >= 0)
-                {
-                    return ExpandRun(content, i + at, ref from, out start, out end);
-                }
-            }
-        }
-        else if (Vector128.IsHardwareAccelerated)
+        if (Vector128.IsHardwareAccelerated)
         {
             for (; i + Vector128<byte>.Count <= content.Length; i += Vector128<byte>.Count)
             {
@@ -331,32 +379,11 @@ public sealed partial class Redactor
     }
 
     /// <summary>Bit k set when byte k of the block is a digit or a chain separator (<c> -.()</c>).</summary>
-    private static uint ChainMask(Vector256<byte> v) =>
-        (Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9))
-            | Vector256.Equals(v, Vector256.Create((byte)' ')) | Vector256.Equals(v, Vector256.Create((byte)'-'))
-            | Vector256.Equals(v, Vector256.Create((byte)'.')) | Vector256.Equals(v, Vector256.Create((byte)'('))
-            | Vector256.Equals(v, Vector256.Create((byte)')'))).ExtractMostSignificantBits();
-
-    /// <inheritdoc cref="ChainMask(Vector256{byte})"/>
-    /// <remarks>
-    /// With a byte shuffle (SSSE3, arm64) two 16-entry look-ups classify each byte, by its low and
-    /// its high nibble: digits are 0x30-0x39, the separators 0x20, 0x28, 0x29, 0x2D and 0x2E.
-    /// </remarks>
-    private static uint ChainMask(Vector128<byte> v)
-    {
-        if (AnchorScanner.IsVectorized)
-        {
-            var nibble = Vector128.Create((byte)0x0F);
-            var classes = AnchorScanner.Lookup(_chainLow, v & nibble)
-                & AnchorScanner.Lookup(_chainHigh, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble);
-            return ~Vector128.Equals(classes, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF;
-        }
-
-        return (Vector128.LessThanOrEqual(v - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
+    private static uint ChainMask(Vector128<byte> v) =>
+        (Vector128.LessThanOrEqual(v - Vector128.Create((byte)'0'), Vector128.Create((byte)9))
             | Vector128.Equals(v, Vector128.Create((byte)' ')) | Vector128.Equals(v, Vector128.Create((byte)'-'))
             | Vector128.Equals(v, Vector128.Create((byte)'.')) | Vector128.Equals(v, Vector128.Create((byte)'('))
             | Vector128.Equals(v, Vector128.Create((byte)')'))).ExtractMostSignificantBits();
-    }
 
     /// <summary>
     /// Where in a block of <paramref name="width"/> bytes (chain bytes in <paramref name="mask"/>) a

@@ -47,6 +47,47 @@ public sealed class AnchorScanTests
         }
     }
 
+    public static TheoryData<string, string> PlantedPersonal => new()
+    {
+        { "4111 1111 1111 1111", "1111 1111" },
+        { "5500-0000-0000-0004", "0000-0004" },
+        { "+44 20 7946 0958", "7946 0958" },
+        { "(415) 555-2671", "555-2671" },
+        { "020 7946 0958", "7946 0958" },
+        { "ana.silva@example.com", "ana.silva" },
+    };
+
+    // The one-pass pre-scan finds a run of seven digits or separators on two blocks' masks and the
+    // single bytes ('@', the backslash of an escape) on the classification of the same loads.
+    [Theory]
+    [MemberData(nameof(PlantedPersonal))]
+    public void PlantedPersonalValue_AtEveryOffsetAndAtTheEnd_IsRedacted(string value, string kept)
+    {
+        for (var offset = 0; offset < 40; offset++)
+        {
+            var before = Prefix(offset) + Filler;
+            foreach (var text in new[] { before + value + " " + Filler, before + value, value })
+            {
+                var redacted = RedactText(_default, text, "text/plain");
+
+                Assert.DoesNotContain(kept, redacted, StringComparison.Ordinal);
+            }
+        }
+    }
+
+    [Fact]
+    public void EscapedName_AtEveryOffset_IsRedacted()
+    {
+        for (var offset = 0; offset < 40; offset++)
+        {
+            var json = "{\"note\":\"" + Prefix(offset) + Filler + "\",\"pass\\u0077ord\":\"hunter2-x\"}";
+
+            var redacted = RedactText(_default, json, "application/json");
+
+            Assert.DoesNotContain("hunter2-x", redacted, StringComparison.Ordinal);
+        }
+    }
+
     [Theory]
     [InlineData("password")]
     [InlineData("PASSWORD")]

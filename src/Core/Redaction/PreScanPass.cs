@@ -1,0 +1,307 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace SpIstio.Core.Redaction;
+
+/// <summary>What <see cref="PreScanPass.Next"/> found.</summary>
+internal enum PassEvent
+{
+    /// <summary>The end of the content: nothing more to report.</summary>
+    End,
+
+    /// <summary>An anchor of the <see cref="AnchorScanner"/> starts at the position (its flags given).</summary>
+    Anchor,
+
+    /// <summary>An <c>@</c>, <c>\</c> or <c>&amp;</c> (as asked for by <see cref="PreScanPass.Specials"/>) at the position.</summary>
+    Special,
+
+    /// <summary>Seven digits or chain separators (<c> -.()</c>) in a row start at the position.</summary>
+    Chain,
+}
+
+/// <summary>
+/// The redaction pre-scan's one pass over a body's bytes, 16 at a time: every 16-byte load feeds
+/// the anchor filter (<see cref="AnchorScanner"/>'s Teddy tables), the digit-run classification
+/// and the search for the few single bytes the pre-scan needs (<c>@</c>, the <c>\</c> of
+/// <c>\u</c> escapes, the <c>&amp;</c> of <c>&amp;#</c> references), so the body is read once
+/// instead of once per search. Needs <see cref="AnchorScanner.IsVectorized"/>.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The anchor filter looks each byte up once (its low and high nibble in three pairs of tables, one
+/// pair per fingerprint position) and lines the three results up with the previous block's
+/// (<c>palignr</c> / <c>ext</c>) instead of loading the block three times: lane <c>j</c> of the
+/// block at <c>i</c> stands for an anchor starting at <c>i + j - 2</c>.
+/// </para>
+/// <para>
+/// Two more look-ups of the same nibbles classify each byte: digit (bit 7), chain separator
+/// (bit 6), <c>@</c>, <c>\</c>, <c>&amp;</c> (bits 5, 4, 3). Each class is a set of low nibbles
+/// under one high nibble, so ANDing the two look-ups is exact. A run of seven chain bytes is
+/// found on the chain masks of two consecutive blocks, so it is reported one block late: lane
+/// <c>j</c> of that window mask stands for <c>i + j - 16</c>.
+/// </para>
+/// <para>
+/// Events come in no particular order across kinds; the caller accumulates flags and sorts its
+/// hits. The last bytes are read from a zero-padded copy (zero is no class and no anchor's first byte).
+/// </para>
+/// </remarks>
+internal ref struct PreScanPass
+{
+    /// <summary>Class bits of <c>@</c>, <c>\</c> and <c>&amp;</c>.</summary>
+    public const byte At = 0x20;
+    public const byte Backslash = 0x10;
+    public const byte Ampersand = 0x08;
+
+    private const byte Digit = 0x80;
+    private const byte Separator = 0x40;
+    private const int Width = 16;
+
+    // Low-nibble and high-nibble tables of the byte classes (bit values above).
+    private static readonly Vector128<byte> _classLow = Vector128.Create(
+        (byte)(Digit | Separator | At), Digit, Digit, Digit, Digit, Digit, (byte)(Digit | Ampersand), Digit,
+        (byte)(Digit | Separator), (byte)(Digit | Separator), 0, 0, Backslash, Separator, Separator, 0);
+
+    private static readonly Vector128<byte> _classHigh = Vector128.Create(
+        (byte)0, 0, (byte)(Separator | Ampersand), Digit, At, Backslash, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+
+    private readonly ReadOnlySpan<byte> _content;
+    private readonly AnchorScanner _scanner;
+
+    // The next block to load; past the content the pass reads two zero-padded blocks.
+    private int _next;
+    private int _paddedBlocks;
+
+    // What the last block left to report: lane bits and the position of lane 0.
+    private uint _anchorLanes;
+    private int _anchorBase;
+    private uint _specialLanes;
+    private int _specialBase;
+    private uint _chainLanes;
+    private int _chainBase;
+
+    // The previous block's anchor look-ups for positions 0 and 1, and its chain mask.
+    private Vector128<byte> _previous0;
+    private Vector128<byte> _previous1;
+    private uint _previousChains;
+
+    // No chain window is reported before this position (the caller has looked at the run there).
+    private int _chainFrom;
+
+    public PreScanPass(AnchorScanner scanner, ReadOnlySpan<byte> content, bool chains)
+    {
+        _scanner = scanner;
+        _content = content;
+        Anchors = true;
+        Chains = chains;
+        Specials = At | Backslash | Ampersand;
+    }
+
+    /// <summary>Whether anchors are still looked for.</summary>
+    public bool Anchors { get; set; }
+
+    /// <summary>Whether runs of chain bytes are still looked for.</summary>
+    public bool Chains { get; set; }
+
+    /// <summary>Which of <see cref="At"/>, <see cref="Backslash"/>, <see cref="Ampersand"/> are still looked for.</summary>
+    public byte Specials { get; set; }
+
+    /// <summary>No run of chain bytes starting before <paramref name="position"/> is reported.</summary>
+    public void SkipChainsBefore(int position)
+    {
+        _chainFrom = Math.Max(_chainFrom, position);
+        if (_chainLanes != 0)
+        {
+            var skip = position - _chainBase;
+            _chainLanes = skip >= 32 ? 0 : skip <= 0 ? _chainLanes : _chainLanes & (uint.MaxValue << skip);
+        }
+    }
+
+    /// <summary>The next event; <see cref="PassEvent.End"/> when the content holds no more of what is looked for.</summary>
+    public PassEvent Next(out int position, out Scan flags)
+    {
+        flags = Scan.None;
+        while (true)
+        {
+            if (Chains && _chainLanes != 0)
+            {
+                position = _chainBase + BitOperations.TrailingZeroCount(_chainLanes);
+                _chainLanes &= _chainLanes - 1;
+                return PassEvent.Chain;
+            }
+
+            while (Specials != 0 && _specialLanes != 0)
+            {
+                position = _specialBase + BitOperations.TrailingZeroCount(_specialLanes);
+                _specialLanes &= _specialLanes - 1;
+                if ((Class(_content[position]) & Specials) != 0)
+                {
+                    return PassEvent.Special;
+                }
+            }
+
+            while (Anchors && _anchorLanes != 0)
+            {
+                position = _anchorBase + BitOperations.TrailingZeroCount(_anchorLanes);
+                _anchorLanes &= _anchorLanes - 1;
+                flags = _scanner.Verify(_content, position);
+                if (flags != Scan.None)
+                {
+                    return PassEvent.Anchor;
+                }
+            }
+
+            if ((!Anchors && !Chains && Specials == 0) || !LoadBlocks())
+            {
+                position = _content.Length;
+                return PassEvent.End;
+            }
+        }
+    }
+
+    /// <summary>The class bits of one byte (the scalar twin of the vector classification).</summary>
+    public static byte Class(byte b) => (byte)(_classLow[b & 0xF] & _classHigh[b >> 4]);
+
+    /// <summary>
+    /// Classifies blocks until one leaves something to report (true) or the content ends (false).
+    /// The tables and the state carried from block to block live in locals while it runs.
+    /// </summary>
+    private bool LoadBlocks()
+    {
+        var content = _content;
+        ref var start = ref MemoryMarshal.GetReference(content);
+        var length = content.Length;
+        var nibble = Vector128.Create((byte)0x0F);
+        var low0 = _scanner.Low(0);
+        var high0 = _scanner.High(0);
+        var low1 = _scanner.Low(1);
+        var high1 = _scanner.High(1);
+        var low2 = _scanner.Low(2);
+        var high2 = _scanner.High(2);
+        var classLow = _classLow;
+        var classHigh = _classHigh;
+        var specials = Vector128.Create(Specials);
+        var anchors = Anchors;
+        var chains = Chains;
+        var classify = chains || Specials != 0;
+        var previous0 = _previous0;
+        var previous1 = _previous1;
+        var previousChains = _previousChains;
+        var i = _next;
+        var found = false;
+        while (!found)
+        {
+            Vector128<byte> v;
+            if (i + Width <= length)
+            {
+                v = Vector128.LoadUnsafe(ref start, (nuint)i);
+            }
+            else if (_paddedBlocks < 2)
+            {
+                // The last bytes, then a block of zeros that lets the last anchor lanes and chain windows through.
+                v = Padded(content, i);
+                _paddedBlocks++;
+            }
+            else
+            {
+                break;
+            }
+
+            var low = v & nibble;
+            var high = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble;
+            if (anchors)
+            {
+                var t0 = AnchorScanner.Lookup(low0, low) & AnchorScanner.Lookup(high0, high);
+                var t1 = AnchorScanner.Lookup(low1, low) & AnchorScanner.Lookup(high1, high);
+                var t2 = AnchorScanner.Lookup(low2, low) & AnchorScanner.Lookup(high2, high);
+                var candidates = AlignRight(t0, previous0, 14) & AlignRight(t1, previous1, 15) & t2;
+                previous0 = t0;
+                previous1 = t1;
+                if (candidates != Vector128<byte>.Zero)
+                {
+                    // Most lanes let through are chance: checked here, so only an anchor ends the loop.
+                    var lanes = ~Vector128.Equals(candidates, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF
+                        & LanesBelow(length - (i - 2));
+                    for (var rest = lanes; rest != 0; rest &= rest - 1)
+                    {
+                        var lane = BitOperations.TrailingZeroCount(rest);
+                        if (!_scanner.Starts(content, i - 2 + lane))
+                        {
+                            lanes &= ~(1u << lane);
+                        }
+                    }
+
+                    _anchorBase = i - 2;
+                    _anchorLanes = lanes;
+                    found = lanes != 0;
+                }
+            }
+
+            if (classify)
+            {
+                var classes = AnchorScanner.Lookup(classLow, low) & AnchorScanner.Lookup(classHigh, high);
+                if (chains)
+                {
+                    // Bit 7 of (c | c << 1): a digit (bit 7) or a separator (bit 6).
+                    var mask = (classes | (classes + classes)).ExtractMostSignificantBits();
+                    var both = (mask << Width) | previousChains;
+                    previousChains = mask;
+                    // Bit k set when bits k..k+6 are: runs of 2, of 4, of 7 chain bytes (the fewest digits worth a look).
+                    var runs = both & (both >> 1);
+                    runs &= runs >> 2;
+                    runs &= runs >> 3;
+                    runs &= 0xFFFF;
+                    if (runs != 0)
+                    {
+                        _chainBase = i - Width;
+                        var skip = _chainFrom - _chainBase;
+                        _chainLanes = skip >= 32 ? 0 : skip <= 0 ? runs : runs & (uint.MaxValue << skip);
+                        found |= _chainLanes != 0;
+                    }
+                }
+
+                if ((classes & specials) != Vector128<byte>.Zero)
+                {
+                    _specialBase = i;
+                    _specialLanes = ~Vector128.Equals(classes & specials, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF
+                        & LanesBelow(length - i);
+                    found |= _specialLanes != 0;
+                }
+            }
+
+            i += Width;
+        }
+
+        _next = i;
+        _previous0 = previous0;
+        _previous1 = previous1;
+        _previousChains = previousChains;
+        return found;
+    }
+
+    /// <summary>The bytes from <paramref name="i"/> to the end, zero-padded to a block.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Vector128<byte> Padded(ReadOnlySpan<byte> content, int i)
+    {
+        Span<byte> padded = stackalloc byte[Width];
+        padded.Clear();
+        if (i < content.Length)
+        {
+            content[i..].CopyTo(padded);
+        }
+
+        return Vector128.Create((ReadOnlySpan<byte>)padded);
+    }
+
+    // Lanes 0..count-1 (all 16 from 16 on, none at 0 or below).
+    private static uint LanesBelow(int count) => count >= Width ? 0xFFFF : count <= 0 ? 0 : (1u << count) - 1;
+
+    // (left:right) shifted right by `shift` bytes: the last bytes of `right`, then the first of `left`.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> AlignRight(Vector128<byte> left, Vector128<byte> right, [ConstantExpected(Min = 0, Max = 15)] byte shift) =>
+        Ssse3.IsSupported ? Ssse3.AlignRight(left, right, shift) : AdvSimd.ExtractVector128(right, left, shift);
+}
