@@ -179,7 +179,7 @@ public sealed partial class Redactor
     /// collects) where each value detector's anchor was found, so the detectors look only there;
     /// <paramref name="names"/> false skips the field-name anchors (the caller ignores <see cref="Scan.Names"/>).
     /// </summary>
-    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names)
+    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names, bool xml = true)
     {
         var scan = Scan.None;
 
@@ -193,16 +193,17 @@ public sealed partial class Redactor
         var anchors = names ? _anchorScanner : _valueAnchorScanner;
         var digits = _cardNumbers || _pii != Configuration.PiiMode.Keep;
         scan |= AnchorScanner.IsVectorized
-            ? OnePass(content, anchors, ref hits, digits)
-            : SearchEach(content, anchors, ref hits, digits);
+            ? OnePass(content, anchors, ref hits, digits, xml)
+            : SearchEach(content, anchors, ref hits, digits, xml);
         hits.Complete();
         return scan;
     }
 
     /// <summary>The pre-scan in one pass over the bytes (<see cref="PreScanPass"/>).</summary>
-    private Scan OnePass(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits)
+    private Scan OnePass(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits, bool xml)
     {
         var scan = Scan.None;
+        var names = new NameContext(_nameContext, xml);
         var pass = new PreScanPass(anchors, content, chains: digits);
         while (true)
         {
@@ -211,6 +212,11 @@ public sealed partial class Redactor
                 case PassEvent.End:
                     return scan;
                 case PassEvent.Anchor:
+                    if ((flags & Scan.Names) != 0 && (scan & Scan.Names) == 0 && !names.InContext(content, position))
+                    {
+                        flags &= ~Scan.Names;
+                    }
+
                     scan |= flags;
                     if ((flags & AnchoredValues) != 0)
                     {
@@ -257,7 +263,7 @@ public sealed partial class Redactor
     /// The pre-scan as one search per kind (<c>@</c>, escapes, anchors, digit runs), where the
     /// byte shuffle <see cref="PreScanPass"/> needs is not hardware.
     /// </summary>
-    private Scan SearchEach(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits)
+    private Scan SearchEach(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits, bool xml)
     {
         // Anchors shorter than the scanner's three-byte fingerprint are searched on their own.
         var scan = Scan.None;
@@ -272,6 +278,7 @@ public sealed partial class Redactor
             scan |= Scan.Names | Scan.Email;
         }
 
+        var names = new NameContext(_nameContext, xml);
         var position = 0;
         while (position < content.Length && (hits.Usable || (scan & anchors.Possible) != anchors.Possible))
         {
@@ -279,6 +286,11 @@ public sealed partial class Redactor
             if (position < 0)
             {
                 break;
+            }
+
+            if ((flags & Scan.Names) != 0 && (scan & Scan.Names) == 0 && !names.InContext(content, position))
+            {
+                flags &= ~Scan.Names;
             }
 
             scan |= flags;

@@ -75,6 +75,9 @@ public sealed partial class Redactor
     private readonly Regex[] _patterns;
     private readonly AnchorScanner _anchorScanner;
     private readonly AnchorScanner _valueAnchorScanner;
+
+    // False when a configured name's anchor holds a byte the name-context check stops at.
+    private readonly bool _nameContext;
     private readonly GrpcDescriptorSet _descriptors;
 
     private Redactor(RedactionOptions options, GrpcDescriptorSet descriptors)
@@ -94,6 +97,7 @@ public sealed partial class Redactor
         var anchors = AnchorTable(_names).Select(a => (a.Anchor.ToLowerInvariant(), a.Flag)).ToArray();
         _anchorScanner = new AnchorScanner(anchors);
         _valueAnchorScanner = new AnchorScanner(anchors.Where(a => a.Flag != Scan.Names));
+        _nameContext = NameContext.Applies(anchors.Where(a => a.Flag == Scan.Names).Select(a => a.Item1));
     }
 
     /// <summary>Why <paramref name="pattern"/> cannot be an operator pattern, or null when it can.</summary>
@@ -482,10 +486,12 @@ public sealed partial class Redactor
             return RedactForm(content, ref count);
         }
 
+        // Names in XML context count only where the body is read as XML (NameContext).
+        var xml = IsXml(mediaType) || LooksLikeXml(content);
         var hits = new AnchorHits(collect: true);
         try
         {
-            var scan = PreScan(content, ref hits, names: true);
+            var scan = PreScan(content, ref hits, names: true, xml);
             if (scan == Scan.None)
             {
                 return null;
@@ -497,7 +503,7 @@ public sealed partial class Redactor
                 return rewritten;
             }
 
-            if (IsXml(mediaType) || LooksLikeXml(content))
+            if (xml)
             {
                 return RedactXml(content, scan, ref count);
             }
