@@ -126,14 +126,71 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return 0;
         }
 
-        // Compress outside the write lock: it is the expensive part and needs no connection.
-        var encoded = await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false);
+        // Compression is the expensive part and needs no connection: pool workers start on the
+        // batch at once, this thread joins them while it waits for the writer, and the writer
+        // takes each chunk as it is done (EncodedBatch), so inserting overlaps encoding.
+        var dictionary = await Dictionaries.ForTenantAsync(tenantId, cancellationToken).ConfigureAwait(false);
+        var batch = new EncodedBatch(spans, dictionary, SearchTextOnIngest);
+        batch.StartWorkers(Environment.ProcessorCount - 1);
+        var locked = _writeLock.WaitAsync(cancellationToken);
+        while (!locked.IsCompleted && batch.TryEncodeNext())
+        {
+        }
+
+        await locked.ConfigureAwait(false);
         int inserted;
         long maxId;
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            (inserted, maxId) = InsertLocked(tenantId, encoded);
+            (inserted, maxId) = InsertLocked(tenantId, batch);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+
+        Committed(maxId);
+        if (dictionary is null)
+        {
+            Dictionaries.Observe(tenantId, batch.All());
+        }
+
+        return inserted;
+    }
+
+    public override async ValueTask<PreparedSpans> PrepareSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spans);
+        return new PreparedSpans(tenantId, spans, spans.Count == 0 ? [] : await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false));
+    }
+
+    public override async Task<int> InsertPreparedAsync(long tenantId, IReadOnlyList<PreparedSpans> batches, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batches);
+        var encoded = new List<EncodedSpan>(batches.Sum(b => b.Spans.Count));
+        foreach (var prepared in batches)
+        {
+            // Another tenant's dictionary would be named by the values, so they would read back, but
+            // under the wrong tenant's key: refuse rather than mix.
+            if (prepared.TenantId != tenantId)
+            {
+                throw new ArgumentException($"Spans prepared for tenant {prepared.TenantId} cannot be inserted for tenant {tenantId}.", nameof(batches));
+            }
+
+            encoded.AddRange(prepared.Encoded ?? await EncodeAsync(tenantId, prepared.Spans, cancellationToken).ConfigureAwait(false));
+        }
+
+        if (encoded.Count == 0)
+        {
+            return 0;
+        }
+
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        int inserted;
+        long maxId;
+        try
+        {
+            (inserted, maxId) = InsertLocked(tenantId, EncodedBatch.FromEncoded([.. encoded]));
         }
         finally
         {
@@ -260,7 +317,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return (upTo.last, upTo.count);
     }
 
-    private (int Inserted, long MaxId) InsertLocked(long tenantId, EncodedSpan[] spans)
+    private (int Inserted, long MaxId) InsertLocked(long tenantId, EncodedBatch spans)
     {
         var writer = OpenWriter();
         using var transaction = writer.BeginTransaction();
@@ -279,11 +336,12 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         long firstId = id;
 
         var sessions = new Dictionary<string, (long First, long Last)>(StringComparer.Ordinal);
-        var texts = new (long Id, string SpanId, string? Text)[spans.Length];
+        var texts = new (long Id, string SpanId, string? Text)[spans.Count];
         var db = writer.Handle!;
         int inserted = 0;
-        foreach (var e in spans)
+        for (int i = 0; i < spans.Count; i++)
         {
+            var e = spans[i];
             // The span's values bound by position to the statement prepared once per connection:
             // binding by name would look each of the 29 names up again for every row.
             var s = e.Span;
