@@ -170,8 +170,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         var encoded = new List<EncodedSpan>(batches.Sum(b => b.Spans.Count));
         foreach (var prepared in batches)
         {
-            // Another tenant's dictionary would be named by the values, so they would read back, but
-            // under the wrong tenant's key: refuse rather than mix.
+            // Values compressed for another tenant name that tenant's dictionary, which its purge
+            // deletes: refuse rather than mix.
             if (prepared.TenantId != tenantId)
             {
                 throw new ArgumentException($"Spans prepared for tenant {prepared.TenantId} cannot be inserted for tenant {tenantId}.", nameof(batches));
