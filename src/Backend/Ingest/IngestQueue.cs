@@ -11,7 +11,9 @@ namespace SpIstio.Backend.Ingest;
 /// queued (up to a batch limit) and commits it per tenant in one <see cref="ISpanQueryStore.InsertSpansAsync"/>
 /// transaction — group commit, so many small exports cost one fsync — and completes each
 /// request's task only once its spans are committed: an exporter is answered 200 only for spans
-/// that survive a crash.
+/// that survive a crash. Each request's spans are encoded for the store (<see cref="ISpanQueryStore.PrepareSpansAsync"/>)
+/// on a pool thread as soon as they are queued, so concurrent requests compress in parallel while
+/// the writer commits; what is encoded ahead is bounded by the queue's capacity like the rest.
 /// </summary>
 public sealed class IngestQueue : IAsyncDisposable
 {
@@ -72,7 +74,9 @@ public sealed class IngestQueue : IAsyncDisposable
             return false;
         }
 
-        var pending = new Pending(tenantId, spans);
+        // Counted in the depth first, so what is encoded ahead of the writer is bounded; the
+        // writer awaits the encoding when it reaches this request.
+        var pending = new Pending(tenantId, spans, Task.Run(() => _store.PrepareSpansAsync(tenantId, spans, CancellationToken.None).AsTask()));
         if (!_channel.Writer.TryWrite(pending))
         {
             Interlocked.Add(ref _depth, -count);
@@ -99,7 +103,7 @@ public sealed class IngestQueue : IAsyncDisposable
     {
         var reader = _channel.Reader;
         var batch = new List<Pending>();
-        var tenantSpans = new List<StoredSpan>();
+        var tenantSpans = new List<PreparedSpans>();
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             batch.Clear();
@@ -124,11 +128,19 @@ public sealed class IngestQueue : IAsyncDisposable
                 {
                     if (!batch[j].Done && batch[j].TenantId == tenantId)
                     {
-                        tenantSpans.AddRange(batch[j].Spans);
+                        try
+                        {
+                            tenantSpans.Add(await batch[j].Prepared.ConfigureAwait(false));
+                        }
+                        catch (Exception ex)
+                        {
+                            _metrics.SpansFailed.Add(batch[j].Spans.Count);
+                            IngestLog.CommitFailed(_logger, batch[j].Spans.Count, tenantId, ex);
+                        }
                     }
                 }
 
-                var error = await CommitAsync(tenantId, tenantSpans).ConfigureAwait(false);
+                var error = tenantSpans.Count > 0 ? await CommitAsync(tenantId, tenantSpans).ConfigureAwait(false) : null;
                 for (var j = i; j < batch.Count; j++)
                 {
                     var pending = batch[j];
@@ -137,15 +149,18 @@ public sealed class IngestQueue : IAsyncDisposable
                         continue;
                     }
 
+                    // A request whose encoding failed was left out of the commit and fails alone.
+                    var failed = pending.Prepared.IsCompletedSuccessfully ? error : pending.Prepared.Exception?.GetBaseException() ?? error;
+
                     pending.Done = true;
                     Interlocked.Add(ref _depth, -pending.Spans.Count);
-                    if (error is null)
+                    if (failed is null)
                     {
                         pending.Completion.TrySetResult();
                     }
                     else
                     {
-                        pending.Completion.TrySetException(error);
+                        pending.Completion.TrySetException(failed);
                     }
                 }
             }
@@ -154,37 +169,41 @@ public sealed class IngestQueue : IAsyncDisposable
         }
     }
 
-    private async Task<Exception?> CommitAsync(long tenantId, List<StoredSpan> spans)
+    private async Task<Exception?> CommitAsync(long tenantId, List<PreparedSpans> batches)
     {
         var started = _timeProvider.GetTimestamp();
+        var count = batches.Sum(b => b.Spans.Count);
         try
         {
             // Not cancellable: spans already queued are committed even while shutting down.
-            await _store.InsertSpansAsync(tenantId, spans, CancellationToken.None).ConfigureAwait(false);
-            _metrics.SpansStored.Add(spans.Count);
+            await _store.InsertPreparedAsync(tenantId, batches, CancellationToken.None).ConfigureAwait(false);
+            _metrics.SpansStored.Add(count);
             return null;
         }
         catch (Exception ex)
         {
-            _metrics.SpansFailed.Add(spans.Count);
-            IngestLog.CommitFailed(_logger, spans.Count, tenantId, ex);
+            _metrics.SpansFailed.Add(count);
+            IngestLog.CommitFailed(_logger, count, tenantId, ex);
             return ex;
         }
         finally
         {
             _metrics.CommitDuration.Observe(_timeProvider.GetElapsedTime(started).TotalSeconds);
-            _metrics.CommitSpans.Observe(spans.Count);
+            _metrics.CommitSpans.Observe(count);
         }
     }
 
     [DebuggerDisplay("{TenantId}: {Spans.Count} spans")]
-    private sealed class Pending(long tenantId, IReadOnlyList<StoredSpan> spans)
+    private sealed class Pending(long tenantId, IReadOnlyList<StoredSpan> spans, Task<PreparedSpans> prepared)
     {
         public long TenantId { get; } = tenantId;
 
         public IReadOnlyList<StoredSpan> Spans { get; } = spans;
 
         public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>The spans encoded for the store, started when the request was queued.</summary>
+        public Task<PreparedSpans> Prepared { get; } = prepared;
 
         public bool Done { get; set; }
     }

@@ -28,6 +28,22 @@ public interface ISpanQueryStore
     /// </summary>
     Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Does the part of <see cref="InsertSpansAsync"/> that needs no writer (compression, search
+    /// text) ahead of it, for <see cref="InsertPreparedAsync"/>; stores nothing. Ingest prepares
+    /// each request on a thread of its own, so concurrent requests encode in parallel and only
+    /// insert in turn. A store with nothing to prepare returns the spans as they are.
+    /// </summary>
+    ValueTask<PreparedSpans> PrepareSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(PreparedSpans.Unprepared(tenantId, spans));
+
+    /// <summary>
+    /// <see cref="InsertSpansAsync"/> of prepared batches of <paramref name="tenantId"/>, in their
+    /// order, in one transaction (ingest's group commit): all of them are committed, or none.
+    /// </summary>
+    Task<int> InsertPreparedAsync(long tenantId, IReadOnlyList<PreparedSpans> batches, CancellationToken cancellationToken) =>
+        InsertSpansAsync(tenantId, PreparedSpans.Concat(batches), cancellationToken);
+
 
     /// <summary>Sessions matching the query, newest activity first, with a cursor to the next page.</summary>
     Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken);

@@ -56,6 +56,14 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
     public abstract Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken);
 
+    /// <inheritdoc cref="ISpanQueryStore.PrepareSpansAsync"/>
+    public virtual ValueTask<PreparedSpans> PrepareSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(PreparedSpans.Unprepared(tenantId, spans));
+
+    /// <inheritdoc cref="ISpanQueryStore.InsertPreparedAsync"/>
+    public virtual Task<int> InsertPreparedAsync(long tenantId, IReadOnlyList<PreparedSpans> batches, CancellationToken cancellationToken) =>
+        InsertSpansAsync(tenantId, PreparedSpans.Concat(batches), cancellationToken);
+
     public abstract Task<long> GetStoredBytesAsync(CancellationToken cancellationToken);
 
     public abstract ValueTask DisposeAsync();
@@ -900,7 +908,8 @@ internal sealed class EncodedSpan
         return result;
     }
 
-    private static EncodedSpan Encode(StoredSpan span, CodecDictionary? dictionary, bool searchText)
+    /// <summary>Encodes one span (see <see cref="EncodeAll"/>).</summary>
+    internal static EncodedSpan Encode(StoredSpan span, CodecDictionary? dictionary, bool searchText)
     {
         ArgumentNullException.ThrowIfNull(span);
         var encoded = new EncodedSpan(span)

@@ -810,4 +810,46 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
         Assert.Equal(T0.AddSeconds(5).AddMilliseconds(10), session.LastSeen);
         Assert.Single((await Store.GetSessionAsync(tenant, "t", None))!);
     }
+
+    [Fact]
+    public async Task Batches_of_many_chunks_store_every_span_once_or_nothing_when_one_is_refused()
+    {
+        // Large enough that the insert takes its spans from several encoding chunks (SQLite's
+        // writer inserts while workers still encode), with a repeat of an earlier span near the end.
+        long tenant = await TenantAsync();
+        var batch = Enumerable.Range(1, 300).Select(i => Exchange(1, i, session: "s" + (i % 7), start: T0.AddMilliseconds(i), responseText: "w" + i)).ToList();
+        batch.Insert(280, Exchange(1, 12, session: "s5", start: T0.AddMilliseconds(12)));
+        Assert.Equal(300, await Store.InsertSpansAsync(tenant, batch, None));
+        Assert.Equal(300, (await Store.GetTraceAsync(tenant, Trace(1), None)).Count);
+        await SearchableAsync();
+        Assert.Equal(["s4"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "w298" }, None)).Items.Select(s => s.SessionId));
+
+        // One span the store refuses, late in the batch, keeps the whole batch out.
+        var refused = Enumerable.Range(1, 300).Select(i => Exchange(2, i, session: "r")).ToList();
+        refused[290] = refused[290] with { TraceId = "not-a-hex-trace-id" };
+        await Assert.ThrowsAnyAsync<Exception>(() => Store.InsertSpansAsync(tenant, refused, None));
+        Assert.Empty(await Store.GetTraceAsync(tenant, Trace(2), None));
+        Assert.Null(await Store.GetSessionAsync(tenant, "r", None));
+    }
+
+    [Fact]
+    public async Task Prepared_batches_of_a_tenant_commit_together_in_order_and_a_repeated_span_once()
+    {
+        long tenant = await TenantAsync();
+        long other = await TenantAsync("other");
+        var first = Enumerable.Range(1, 150).Select(i => Exchange(1, i, session: "s", start: T0.AddMilliseconds(i), responseText: "lisbon")).ToList();
+        var second = Enumerable.Range(141, 30).Select(i => Exchange(1, i, session: "s", start: T0.AddMilliseconds(i), responseText: "porto")).ToList();
+
+        // Prepared concurrently, as ingest prepares concurrent requests; stored together.
+        var prepared = await Task.WhenAll(Store.PrepareSpansAsync(tenant, first, None).AsTask(), Store.PrepareSpansAsync(tenant, second, None).AsTask());
+        Assert.Empty(await Store.GetTraceAsync(tenant, Trace(1), None));
+        Assert.Equal(170, await Store.InsertPreparedAsync(tenant, prepared, None));
+
+        Assert.Equal(170, (await Store.GetTraceAsync(tenant, Trace(1), None)).Count);
+        Assert.Equal(170, (await Store.GetSessionAsync(tenant, "s", None))!.Count);
+        await SearchableAsync();
+        var porto = await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "porto" }, None);
+        Assert.Equal([Trace(1)], porto.Items.Select(t => t.TraceId));
+        Assert.Empty((await Store.ListSessionsAsync(other, new SessionQuery(), None)).Items);
+    }
 }

@@ -41,6 +41,25 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     public async Task The_text_index_writes_blocks_of_one_page() =>
         Assert.Equal(8000L, await TextIndexSettingAsync("pgsz"));
 
+    [Fact]
+    public async Task The_indexer_writes_a_pass_as_one_text_index_segment_not_one_per_span()
+    {
+        // FTS5 writes its pending terms out as a new segment at every statement savepoint, which an
+        // INSERT ... SELECT opens per row: a segment per span, merged over and over. One batch is
+        // read by one pass of the indexer, so its spans must land in one segment.
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 40).Select(n => TestSpans.Exchange(n, 1, responseText: "lisbon " + n)).ToList();
+        Assert.Equal(40, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        Assert.Equal(40, (await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon", Limit = 100 }, CancellationToken.None)).Items.Count);
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(DISTINCT segid) FROM spans_fts_idx";
+        Assert.Equal(1L, await command.ExecuteScalarAsync());
+    }
+
     // A setting FTS5 keeps in the table's own configuration (set by the migrations).
     private async Task<long> TextIndexSettingAsync(string key)
     {
