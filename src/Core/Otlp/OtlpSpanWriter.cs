@@ -991,26 +991,29 @@ public static class OtlpSpanWriter
             {
                 Tag(KeyValueKey, Len);
                 Raw((ulong)keyBytes);
-                if (!key.TryCopyAscii(_buffer.AsSpan(Position, keyBytes)))
+                if (!TryAscii(key, keyBytes, start))
                 {
-                    Position = start;
                     return false;
                 }
-
-                Position += keyBytes;
             }
 
             Tag(KeyValueValue, Len);
             Raw((ulong)any);
             Tag(AnyString, Len);
             Raw((ulong)valueBytes);
-            if (!value.TryCopyAscii(_buffer.AsSpan(Position, valueBytes)))
+            return TryAscii(value, valueBytes, start);
+        }
+
+        // Writes `text` as its `bytes` ASCII bytes; at its first other char, rewinds to `start` and returns false.
+        private bool TryAscii(Text text, int bytes, int start)
+        {
+            if (!text.TryCopyAscii(_buffer.AsSpan(Position, bytes)))
             {
                 Position = start;
                 return false;
             }
 
-            Position += valueBytes;
+            Position += bytes;
             return true;
         }
 
