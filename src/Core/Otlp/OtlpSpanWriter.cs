@@ -984,17 +984,10 @@ public static class OtlpSpanWriter
             var keyBytes = key.Length;
             var valueBytes = value.Length;
             var any = MessageFieldSize(AnyString, valueBytes);
-            var content = (keyBytes == 0 ? 0 : MessageFieldSize(KeyValueKey, keyBytes)) + MessageFieldSize(KeyValueValue, any);
-            Tag(field, Len);
-            Raw((ulong)content);
-            if (keyBytes != 0)
+            KeyValueHead(field, keyBytes, any);
+            if (keyBytes != 0 && !TryAscii(key, keyBytes, start))
             {
-                Tag(KeyValueKey, Len);
-                Raw((ulong)keyBytes);
-                if (!TryAscii(key, keyBytes, start))
-                {
-                    return false;
-                }
+                return false;
             }
 
             Tag(KeyValueValue, Len);
@@ -1131,10 +1124,9 @@ public static class OtlpSpanWriter
             Position += text.CopyTo(_buffer.AsSpan(Position, bytes));
         }
 
-        // The KeyValue's tag and length, its key, and the tag and length of its AnyValue.
-        private void KeyValueStart(int field, Text key, long anyContentSize)
+        // The KeyValue's tag and length and, when it has a key, the key's tag and length (its bytes come next).
+        private void KeyValueHead(int field, int keyBytes, long anyContentSize)
         {
-            var keyBytes = key.ByteCount();
             var content = (keyBytes == 0 ? 0 : MessageFieldSize(KeyValueKey, keyBytes)) + MessageFieldSize(KeyValueValue, anyContentSize);
             Tag(field, Len);
             Raw((ulong)content);
@@ -1142,6 +1134,16 @@ public static class OtlpSpanWriter
             {
                 Tag(KeyValueKey, Len);
                 Raw((ulong)keyBytes);
+            }
+        }
+
+        // The KeyValue's tag and length, its key, and the tag and length of its AnyValue.
+        private void KeyValueStart(int field, Text key, long anyContentSize)
+        {
+            var keyBytes = key.ByteCount();
+            KeyValueHead(field, keyBytes, anyContentSize);
+            if (keyBytes != 0)
+            {
                 Position += key.CopyTo(_buffer.AsSpan(Position, keyBytes));
             }
 
