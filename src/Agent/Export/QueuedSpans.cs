@@ -84,6 +84,16 @@ internal sealed class QueuedSpans
     /// <summary>Free slabs kept for reuse (4 MiB).</summary>
     internal const int MaxFreeSlabs = 64;
 
+    /// <summary>
+    /// Bytes of a thread's scratch a span is written into before it is copied into a slab: twice the
+    /// largest span a slab takes, so a span near that size is not taken for a large one because an
+    /// upper bound of a field did not fit.
+    /// </summary>
+    private const int ScratchBytes = 2 * MaxSlabSpanBytes;
+
+    [ThreadStatic]
+    private static byte[]? _scratch;
+
     private readonly CaptureByteBudget _budget;
     private readonly string? _publicKey;
     private readonly Lock _lock = new();
@@ -115,12 +125,30 @@ internal sealed class QueuedSpans
     /// </summary>
     public bool TryAdd(Exchange exchange, out QueuedSpan span)
     {
-        var measured = OtlpSpanWriter.MeasureSpan(exchange, _publicKey);
+        // Written once into this thread's scratch and copied into the slab once its length is known:
+        // a copy of a few KiB costs less than the measuring pass it replaces (issue 13: ~4 % of the
+        // agent's CPU at 2 KiB), and producers need not hold the slab's lock while they encode.
+        // Bodies longer than the scratch cannot fit, so they are measured straight away.
+        var scratch = _scratch ??= new byte[ScratchBytes];
+        MeasuredSpan measured = default;
+        var written = exchange.RequestBody.Content.Length + (long)exchange.ResponseBody.Content.Length <= ScratchBytes
+            && OtlpSpanWriter.TryWriteSpan(exchange, _publicKey, scratch, 0, ScratchBytes, out measured);
+        if (!written)
+        {
+            measured = OtlpSpanWriter.MeasureSpan(exchange, _publicKey);
+        }
+
         if (measured.Length > MaxSlabSpanBytes)
         {
             var estimate = OtlpExporter.EstimateBytes(exchange);
             span = QueuedSpan.AsExchange(exchange, _publicKey, measured, estimate);
             return _budget.TryReserve(estimate);
+        }
+
+        if (!written)
+        {
+            // Measured small after all (bodies that are not carried as they are, such as gRPC frames).
+            OtlpSpanWriter.WriteSpan(exchange, _publicKey, measured, scratch, 0);
         }
 
         Slab slab;
@@ -148,16 +176,8 @@ internal sealed class QueuedSpans
             slab.Pending++;
         }
 
-        try
-        {
-            // Outside the lock: producers write their own ranges of the slab at once.
-            OtlpSpanWriter.WriteSpan(exchange, _publicKey, measured, slab.Bytes, offset);
-        }
-        catch
-        {
-            Release(slab);
-            throw;
-        }
+        // Outside the lock: producers fill their own ranges of the slab at once.
+        scratch.AsSpan(0, measured.Length).CopyTo(slab.Bytes.AsSpan(offset));
 
         span = QueuedSpan.InSlab(exchange.ServiceName, slab, offset, measured);
         return true;

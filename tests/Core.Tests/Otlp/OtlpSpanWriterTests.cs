@@ -78,6 +78,46 @@ public class OtlpSpanWriterTests
         Assert.Equal(text, body.Value.StringValue);
     }
 
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void TryWriteSpan_UnderAnyLimit_FailsOrWritesTheMeasuredSpanAndNeverPastTheLimit(string name)
+    {
+        var exchange = CaseExchanges()[name];
+        var measured = OtlpSpanWriter.MeasureSpan(exchange, "pk");
+        var expected = new byte[measured.Length];
+        OtlpSpanWriter.WriteSpan(exchange, "pk", measured, expected, 0);
+        var fitted = false;
+
+        // Every limit around the span's length, a sample of the others up to the largest bound (3 bytes a char).
+        var limits = Enumerable.Range(0, 200).Select(i => measured.Length * i / 200)
+            .Concat(Enumerable.Range(Math.Max(0, measured.Length - 64), 256))
+            .Concat(Enumerable.Range(1, 64).Select(i => measured.Length + 192 + (i * ((2 * measured.Length) + 1024) / 64)))
+            .Order();
+        foreach (var limit in limits)
+        {
+            var buffer = new byte[limit + 64];
+            Array.Fill(buffer, (byte)0xA5);
+
+            var ok = OtlpSpanWriter.TryWriteSpan(exchange, "pk", buffer, 0, limit, out var written);
+
+            Assert.All(buffer.AsSpan(limit).ToArray(), b => Assert.Equal(0xA5, b));
+            if (ok)
+            {
+                Assert.Equal(measured, written);
+                Assert.Equal(expected, buffer.AsSpan(0, written.Length).ToArray());
+                fitted = true;
+            }
+            else
+            {
+                // Smaller than the span never fits; a field's upper bound may refuse a little more.
+                Assert.True(limit < measured.Length || !fitted, $"a limit of {limit} failed after a smaller one fitted");
+            }
+        }
+
+        Assert.True(fitted);
+        Assert.True(OtlpSpanWriter.TryWriteSpan(exchange, "pk", new byte[4 * (measured.Length + 256)], 0, 4 * (measured.Length + 256), out _));
+    }
+
     [Fact]
     public void Write_ToStream_WritesTheSameBytesAsToByteArray()
     {
@@ -179,7 +219,27 @@ public class OtlpSpanWriterTests
         Assert.Equal(expected, parsed);
         Assert.Equal(expected.ToByteArray(), bytes);
         Assert.Equal(bytes, PreEncoded(batch, publicKey, scopeVersion));
+        Assert.Equal(bytes, WrittenInOnePass(batch, publicKey, scopeVersion));
         return parsed;
+    }
+
+    // The exporter's path since the measuring pass went: each span written once against a limit
+    // (at an offset, after bytes that must stay), its length learnt from the writing.
+    private static byte[] WrittenInOnePass(IReadOnlyList<Exchange> batch, string? publicKey, string scopeVersion)
+    {
+        var spans = new List<SpanBytes>();
+        foreach (var exchange in batch)
+        {
+            var length = OtlpSpanWriter.MeasureSpan(exchange, publicKey).Length;
+            var slab = new byte[length + 1024 + (3 * length)];
+            Assert.True(OtlpSpanWriter.TryWriteSpan(exchange, publicKey, slab, 5, slab.Length, out var written));
+            Assert.Equal(length, written.Length);
+            Assert.Equal(OtlpSpanWriter.MeasureSpan(exchange, publicKey), written);
+            spans.Add(new SpanBytes(exchange.ServiceName, slab, 5, written.Length));
+        }
+
+        var array = OtlpSpanWriter.ToArray(spans, scopeVersion, length => new byte[length], out var total);
+        return array.AsSpan(0, total).ToArray();
     }
 
     // The exporter's path: each span written on its own (at an offset inside a larger array, as in
