@@ -530,6 +530,9 @@ public sealed class ExchangeCapture : IDisposable
     private void RecordGrpc(Exchange exchange, ExchangeOutcome outcome)
     {
         var attributes = exchange.Attributes;
+
+        // The RPC attributes below (up to six): the dictionary grows once, not twice.
+        attributes.EnsureCapacity(attributes.Count + 6);
         attributes[GrpcSpanAttributes.RpcSystem] = "grpc";
         if (GrpcSpanAttributes.ParsePath(exchange.Path) is var (service, method))
         {

@@ -327,8 +327,10 @@ public static class GrpcSpanAttributes
         ArgumentNullException.ThrowIfNull(list);
         var frames = new byte[checked((int)FramesLength(list))];
         var position = 0;
-        foreach (var message in list.Messages)
+        var messages = list.Messages;
+        for (var i = 0; i < messages.Count; i++)
         {
+            var message = messages[i];
             BinaryPrimitives.WriteUInt32BigEndian(frames.AsSpan(position + 1), (uint)message.Payload.Length);
             message.Payload.Span.CopyTo(frames.AsSpan(position + 5));
             position += 5 + message.Payload.Length;
@@ -337,12 +339,14 @@ public static class GrpcSpanAttributes
         return frames;
     }
 
+    // Indexed, not foreach: Messages is an interface, whose enumerator would be boxed (Seal asks twice a call).
     private static long FramesLength(GrpcMessageList list)
     {
         long length = 0;
-        foreach (var message in list.Messages)
+        var messages = list.Messages;
+        for (var i = 0; i < messages.Count; i++)
         {
-            length += 5 + message.Payload.Length;
+            length += 5 + messages[i].Payload.Length;
         }
 
         return length;
