@@ -304,7 +304,9 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             addHeaders(state, Exchange.ResponseHeaders);
-            if (KeepsBodies)
+            // A gRPC call is followed as its messages (GrpcFrameReader), never as an event stream or a
+            // WebSocket (no upgrade in HTTP/2): its head and trailers skip StreamCapture's three lookups.
+            if (KeepsBodies && _grpcRequest is null)
             {
                 if (_stream is null)
                 {
