@@ -289,7 +289,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     {
         // Span ids, times, resource and the fixed attributes come to a few hundred bytes.
         long size = 300 + exchange.Authority.Length + (2 * exchange.Path.Length) + (exchange.Query?.Length ?? 0);
-        size += BodyBytes(exchange.RequestBody) + BodyBytes(exchange.ResponseBody);
+        size += BodyBytes(exchange.RequestBody) + BodyBytes(exchange.ResponseBody) + exchange.BodyArraySlack;
         size += HeaderBytes(exchange.RequestHeaders) + HeaderBytes(exchange.ResponseHeaders);
         foreach (var attribute in exchange.Attributes)
         {

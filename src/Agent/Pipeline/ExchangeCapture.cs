@@ -304,7 +304,9 @@ public sealed class ExchangeCapture : IDisposable
             }
 
             addHeaders(state, Exchange.ResponseHeaders);
-            if (KeepsBodies)
+            // A gRPC call is followed as its messages (GrpcFrameReader), never as an event stream or a
+            // WebSocket (no upgrade in HTTP/2): its head and trailers skip StreamCapture's three lookups.
+            if (KeepsBodies && _grpcRequest is null)
             {
                 if (_stream is null)
                 {
@@ -530,6 +532,9 @@ public sealed class ExchangeCapture : IDisposable
     private void RecordGrpc(Exchange exchange, ExchangeOutcome outcome)
     {
         var attributes = exchange.Attributes;
+
+        // The RPC attributes below (up to six): the dictionary grows once, not twice.
+        attributes.EnsureCapacity(attributes.Count + 6);
         attributes[GrpcSpanAttributes.RpcSystem] = "grpc";
         if (GrpcSpanAttributes.ParsePath(exchange.Path) is var (service, method))
         {

@@ -118,6 +118,7 @@ internal sealed partial class CaptureProxyHandler
             Query = request.QueryString.HasValue ? request.QueryString.Value![1..] : null,
             StartTime = _time.GetUtcNow(),
         };
+        exchange.RequestHeaders.EnsureCapacity(request.Headers.Count);
         foreach (var header in request.Headers)
         {
             AddValues(exchange.RequestHeaders, header.Key, header.Value);

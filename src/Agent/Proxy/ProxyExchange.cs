@@ -87,6 +87,8 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
 
         Capture.RecordResponseHead((int)proxyResponse.StatusCode, proxyResponse, static (response, target) =>
         {
+            // Room for the head and a gRPC call's trailers (grpc-status, grpc-message): the list grows once.
+            target.EnsureCapacity(target.Count + response.Headers.NonValidated.Count + response.Content.Headers.NonValidated.Count + 2);
             CopyHeaders(response.Headers, target);
             CopyHeaders(response.Content.Headers, target);
         });

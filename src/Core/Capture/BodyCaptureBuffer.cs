@@ -147,9 +147,13 @@ public sealed class BodyCaptureBuffer : IDisposable
         lease = null;
 
         // A mostly empty array is not worth holding while the exchange waits for export: the
-        // exporter's reservation counts the body's length, not the array's (at most an eighth more here).
+        // exporter's reservation counts the body's length, not the array's (at most an eighth more
+        // here). The first array (at most 4 KiB) is held whatever its fill: a small exchange is
+        // encoded when it is queued and its arrays go back to the pool at once, and a large one's
+        // estimate counts the unused part (Exchange.BodyArraySlack), so the copy (a 1 KiB gRPC
+        // message's body, two a call) would only add garbage.
         var buffer = _buffer;
-        if (buffer is null || (long)_length * 8 < (long)buffer.Length * 7)
+        if (buffer is null || ((long)_length * 8 < (long)buffer.Length * 7 && buffer.Length > InitialSize))
         {
             return Complete(contentType, contentEncoding, maxDecodedBytes);
         }

@@ -18,7 +18,11 @@ public sealed class BodyLease
     internal BodyLease(byte[] array)
     {
         _array = array;
+        Length = array.Length;
     }
+
+    /// <summary>The array's length (what the exchange holds while the lease lasts).</summary>
+    public int Length { get; }
 
     /// <summary>The next lease of the same exchange (its other body).</summary>
     internal BodyLease? Next { get; set; }

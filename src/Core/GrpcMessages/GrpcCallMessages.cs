@@ -97,9 +97,10 @@ public sealed class GrpcCallMessages
                 continue;
             }
 
-            foreach (var message in list.Messages)
+            var messages = list.Messages;
+            for (var i = 0; i < messages.Count; i++)
             {
-                bytes += ((message.Payload.Length + 2L) / 3 * 4) + 128;
+                bytes += ((messages[i].Payload.Length + 2L) / 3 * 4) + 128;
             }
         }
 

@@ -37,6 +37,10 @@ public sealed class GrpcFrameReader : IDisposable
     // _position is the stream position of the byte being read.
     private bool _callerKeeps;
     private long _position;
+
+    // Messages located and not resolved yet: the first inline (a unary call's only one), the rest in a list.
+    private PendingMessage _firstPending;
+    private bool _hasFirstPending;
     private List<PendingMessage>? _pending;
 
     // The message being read: its frame header, where it started, and the bytes kept of it so far.
@@ -84,7 +88,7 @@ public sealed class GrpcFrameReader : IDisposable
 
     /// <summary>The messages kept so far, in stream order.</summary>
     /// <exception cref="InvalidOperationException">A message kept by reference was not resolved yet.</exception>
-    public IReadOnlyList<GrpcMessage> Messages => _pending is { Count: > 0 }
+    public IReadOnlyList<GrpcMessage> Messages => _hasFirstPending
         ? throw new InvalidOperationException("Messages kept by reference to the caller's copy of the stream are not resolved yet (ResolveFrom or Detach).")
         : _messages;
 
@@ -166,26 +170,35 @@ public sealed class GrpcFrameReader : IDisposable
     /// </summary>
     public void ResolveFrom(ReadOnlyMemory<byte> stream)
     {
-        if (_pending is { } pending)
+        if (_hasFirstPending)
         {
-            foreach (var message in pending)
+            Resolve(_firstPending, stream);
+            if (_pending is { } rest)
             {
-                // The caller's copy holds every byte it was passed; were it shorter, what it holds is kept, marked truncated.
-                var available = (int)Math.Clamp(stream.Length - message.Start, 0, message.Length);
-                _messages[message.Slot] = new GrpcMessage(
-                    message.Index,
-                    message.Offset,
-                    false,
-                    message.WireLength,
-                    stream.Slice((int)Math.Min(message.Start, stream.Length), available),
-                    message.Truncated || available < message.Length,
-                    false);
+                foreach (var message in rest)
+                {
+                    Resolve(message, stream);
+                }
             }
 
-            pending.Clear();
+            ClearPending();
         }
 
         StopKeepingByReference(stream.Span);
+    }
+
+    // The caller's copy holds every byte it was passed; were it shorter, what it holds is kept, marked truncated.
+    private void Resolve(in PendingMessage message, ReadOnlyMemory<byte> stream)
+    {
+        var available = (int)Math.Clamp(stream.Length - message.Start, 0, message.Length);
+        _messages[message.Slot] = new GrpcMessage(
+            message.Index,
+            message.Offset,
+            false,
+            message.WireLength,
+            stream.Slice((int)Math.Min(message.Start, stream.Length), available),
+            message.Truncated || available < message.Length,
+            false);
     }
 
     /// <summary>
@@ -195,26 +208,42 @@ public sealed class GrpcFrameReader : IDisposable
     /// </summary>
     public void Detach(ReadOnlySpan<byte> stream)
     {
-        if (_pending is { } pending)
+        if (_hasFirstPending)
         {
-            foreach (var message in pending)
+            CopyOut(_firstPending, stream);
+            if (_pending is { } rest)
             {
-                var available = (int)Math.Clamp(stream.Length - message.Start, 0, message.Length);
-                var payload = available == 0 ? ReadOnlyMemory<byte>.Empty : stream.Slice((int)message.Start, available).ToArray();
-                _messages[message.Slot] = new GrpcMessage(
-                    message.Index,
-                    message.Offset,
-                    false,
-                    message.WireLength,
-                    payload,
-                    message.Truncated || available < message.Length,
-                    false);
+                foreach (var message in rest)
+                {
+                    CopyOut(message, stream);
+                }
             }
 
-            pending.Clear();
+            ClearPending();
         }
 
         StopKeepingByReference(stream);
+    }
+
+    private void CopyOut(in PendingMessage message, ReadOnlySpan<byte> stream)
+    {
+        var available = (int)Math.Clamp(stream.Length - message.Start, 0, message.Length);
+        var payload = available == 0 ? ReadOnlyMemory<byte>.Empty : stream.Slice((int)message.Start, available).ToArray();
+        _messages[message.Slot] = new GrpcMessage(
+            message.Index,
+            message.Offset,
+            false,
+            message.WireLength,
+            payload,
+            message.Truncated || available < message.Length,
+            false);
+    }
+
+    private void ClearPending()
+    {
+        _hasFirstPending = false;
+        _firstPending = default;
+        _pending?.Clear();
     }
 
     /// <summary>Ends the stream: a message it cut is kept as truncated.</summary>
@@ -310,7 +339,17 @@ public sealed class GrpcFrameReader : IDisposable
             // Its bytes are the caller's: located now, handed over by ResolveFrom or Detach.
             _byReference = false;
             _keptBytes += _payloadLength;
-            (_pending ??= new List<PendingMessage>(1)).Add(new PendingMessage(_messages.Count, index, _offset, _length, _payloadStart, _payloadLength, truncated));
+            var pending = new PendingMessage(_messages.Count, index, _offset, _length, _payloadStart, _payloadLength, truncated);
+            if (!_hasFirstPending)
+            {
+                _firstPending = pending;
+                _hasFirstPending = true;
+            }
+            else
+            {
+                (_pending ??= []).Add(pending);
+            }
+
             _messages.Add(Unresolved);
         }
         else if (kept)

@@ -122,6 +122,25 @@ public sealed class Exchange
         }
     }
 
+    /// <summary>
+    /// Bytes of the rented arrays the bodies refer to that the bodies do not fill (a small body held
+    /// in its capture buffer's first array): what the exporter's estimate of a queued exchange adds
+    /// to the bodies' lengths, so the byte budget counts the arrays it holds.
+    /// </summary>
+    public long BodyArraySlack
+    {
+        get
+        {
+            long held = 0;
+            for (var lease = Volatile.Read(ref _bodyLeases); lease is not null; lease = lease.Next)
+            {
+                held += lease.Returned ? 0 : lease.Length;
+            }
+
+            return held == 0 ? 0 : Math.Max(0, held - RequestBody.Content.Length - ResponseBody.Content.Length);
+        }
+    }
+
     /// <summary>How many rented arrays the bodies refer to that were not returned yet (tests of their ownership).</summary>
     public int BodyArraysHeld
     {

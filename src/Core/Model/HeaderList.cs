@@ -16,6 +16,9 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
     /// <inheritdoc />
     public KeyValuePair<string, string> this[int index] => _items[index];
 
+    /// <summary>Makes room for <paramref name="count"/> fields in all, so a head copied field by field grows its storage once.</summary>
+    public void EnsureCapacity(int count) => _items.EnsureCapacity(count);
+
     /// <summary>Appends a field, lower-casing its name.</summary>
     public void Add(string name, string value)
     {

@@ -179,8 +179,29 @@ public sealed class BodyCaptureBufferTests
         Assert.Equal(0, exchange.BodyArraysHeld);
     }
 
+    [Fact]
+    public void Complete_WithLease_SmallBodyInTheFirstArray_IsHandedOver_AndTheExchangeCountsTheUnusedPart()
+    {
+        var budget = new CaptureByteBudget(1024 * 1024);
+        var buffer = new BodyCaptureBuffer(64 * 1024, budget);
+        var bytes = new byte[1029];
+        bytes.AsSpan().Fill((byte)'z');
+        buffer.Append(bytes);
+
+        var body = buffer.Complete("application/grpc", null, 64 * 1024, out var lease);
+
+        Assert.NotNull(lease);
+        Assert.Equal(bytes, body.Content.ToArray());
+        Assert.Equal(0, budget.Held);
+        var exchange = new Exchange { RequestBody = body };
+        exchange.HoldBodyArray(lease);
+        Assert.Equal(lease.Length - bytes.Length, exchange.BodyArraySlack);
+        exchange.ReturnBodyArrays();
+        Assert.Equal(0, exchange.BodyArraySlack);
+    }
+
     [Theory]
-    [InlineData(1000, "text/plain", null)] // a 4 KiB array a quarter used: copied, the array goes back
+    [InlineData(5000, "text/plain", null)] // an 8 KiB array (grown past the first) not 7/8 used: copied, the array goes back
     [InlineData(4096, "text/plain", "gzip")] // decoded (here: kept raw as not gzip): a new array anyway
     [InlineData(4096, "text/plain; charset=iso-8859-1", null)] // transcoded to UTF-8
     public void Complete_WithLease_BodyNotKeptInTheArray_IsCopied_AndNothingIsLeased(int size, string contentType, string? contentEncoding)

@@ -53,6 +53,49 @@ public sealed class GrpcSpanAttributesTests
     }
 
     [Theory]
+    [InlineData(0L, "0")]
+    [InlineData(10L, "0.001")]
+    [InlineData(14L, "0.001")]
+    [InlineData(16L, "0.002")]
+    [InlineData(15L, "0.002")]
+    [InlineData(25L, "0.002")]
+    [InlineData(5_000L, "0.5")]
+    [InlineData(12_340_000L, "1234")]
+    [InlineData(12_345_670L, "1234.567")]
+    [InlineData(10_500L, "1.05")]
+    [InlineData(-15_000L, "-1.5")]
+    [InlineData(-4L, "0")]
+    public void FormatOffset_MillisecondsToTheMicrosecondInShortestForm(long ticks, string expected)
+    {
+        Span<byte> buffer = stackalloc byte[32];
+        var written = GrpcSpanAttributes.FormatOffset(TimeSpan.FromTicks(ticks), buffer);
+        Assert.Equal(expected, System.Text.Encoding.ASCII.GetString(buffer[..written]));
+    }
+
+    [Fact]
+    public void FormatOffset_WritesWhatTheRoundedDoubleWrites()
+    {
+        // The JSON the backend and older agents read: Utf8Formatter of Math.Round(ms, 3), for every
+        // offset that is not an exact half microsecond (where the double's own rounding decides).
+        var random = new Random(18);
+        Span<byte> expected = stackalloc byte[64];
+        Span<byte> actual = stackalloc byte[64];
+        for (var i = 0; i < 100_000; i++)
+        {
+            var ticks = i < 50_000 ? random.NextInt64(0, 100_000) : random.NextInt64(0, TimeSpan.TicksPerDay * 30);
+            if (ticks % 10 == 5)
+            {
+                continue;
+            }
+
+            var offset = TimeSpan.FromTicks(ticks);
+            Assert.True(System.Buffers.Text.Utf8Formatter.TryFormat(Math.Round(offset.TotalMilliseconds, 3), expected, out var length));
+            var written = GrpcSpanAttributes.FormatOffset(offset, actual);
+            Assert.True(expected[..length].SequenceEqual(actual[..written]), $"{ticks} ticks: {System.Text.Encoding.ASCII.GetString(actual[..written])}");
+        }
+    }
+
+    [Theory]
     [InlineData("whole", true)]
     [InlineData("list truncated", false)]
     [InlineData("message compressed", false)]
