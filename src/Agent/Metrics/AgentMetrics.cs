@@ -62,6 +62,10 @@ public sealed class AgentMetrics
         }
 
         ExtProcStreamsActive = Registry.Gauge("sp_extproc_streams_active", "ext_proc streams open now.").WithLabels();
+        ExtProcStreamsOpen = Registry.Gauge("sp_extproc_streams_open", "Streams the ext_proc server serves now over all its connections, health checks included (at most extproc.max_streams).").WithLabels();
+        ExtProcStreamsRefused = Registry.Counter("sp_extproc_streams_refused_total", "ext_proc streams answered UNAVAILABLE because extproc.max_streams were open (health checks included).").WithLabels();
+        ExtProcConnectionsOpen = Registry.Gauge("sp_extproc_connections_open", "Connections the ext_proc server holds open now (at most extproc.max_connections).").WithLabels();
+        ExtProcConnectionsRefused = Registry.Counter("sp_extproc_connections_refused_total", "Connections the ext_proc server closed at once because extproc.max_connections were open.").WithLabels();
         var messages = Registry.Counter("sp_extproc_messages_total", "ext_proc messages received, by type.", "type");
         var processing = Registry.Histogram(
             "sp_processing_duration_seconds",
@@ -154,6 +158,18 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_extproc_streams_active</c>.</summary>
     public Gauge ExtProcStreamsActive { get; }
+
+    /// <summary><c>sp_extproc_streams_open</c>.</summary>
+    public Gauge ExtProcStreamsOpen { get; }
+
+    /// <summary><c>sp_extproc_streams_refused_total</c>.</summary>
+    public Counter ExtProcStreamsRefused { get; }
+
+    /// <summary><c>sp_extproc_connections_open</c>.</summary>
+    public Gauge ExtProcConnectionsOpen { get; }
+
+    /// <summary><c>sp_extproc_connections_refused_total</c>.</summary>
+    public Counter ExtProcConnectionsRefused { get; }
 
     /// <summary><c>sp_captures_active</c>: back to 0 when traffic stops, else an exchange's buffers leaked.</summary>
     public Gauge CapturesActive { get; }

@@ -82,7 +82,9 @@ public sealed class CaptureProxyServer : IAsyncDisposable
         var logger = loggerFactory.CreateLogger("SpIstio.Agent.Proxy");
         ListenOptions? grpcEndpoint = null;
         timeProvider ??= TimeProvider.System;
-        var connectionLimit = new ConnectionLimit(options.MaxConnections, pipeline.Metrics, timeProvider, logger);
+        var connectionLimit = new ConnectionLimit(
+            options.MaxConnections, "sp agent proxy", "proxy.max_connections", pipeline.Metrics.ProxyConnectionsOpen, pipeline.Metrics.ProxyConnectionsRefused,
+            "sp_proxy_connections_refused_total", timeProvider, logger);
         // Kestrel's core only: UseKestrel would add HTTPS configuration and the QUIC transport,
         // which the proxy never listens with and which load System.Net.Quic, System.Net.Security
         // and the OpenSSL libraries (megabytes of idle RSS per pod; issue 13).
