@@ -6,7 +6,8 @@ namespace SpIstio.Agent.Hosting;
 
 /// <summary>
 /// The most HTTP/2 streams (gRPC calls) a gRPC listener serves at once, across all its
-/// connections; one more is answered at once with gRPC <c>UNAVAILABLE</c> instead of being served.
+/// connections; one more is answered at once with gRPC <c>UNAVAILABLE</c> (any other HTTP/2
+/// request: <c>503</c> with <c>Retry-After</c>) instead of being served.
 /// Middleware, first in the request pipeline.
 /// </summary>
 /// <remarks>
@@ -70,12 +71,22 @@ internal sealed partial class StreamLimit
                 Log.Refusing(_logger, _max, _key, _refusedMetric);
             }
 
-            // Trailers-only: the status travels in the one HEADERS frame that ends the stream.
             var response = context.Response;
-            response.StatusCode = StatusCodes.Status200OK;
-            response.ContentType = "application/grpc";
-            response.Headers["grpc-status"] = Unavailable;
-            response.Headers["grpc-message"] = _message;
+            if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true)
+            {
+                // Trailers-only: the status travels in the one HEADERS frame that ends the stream.
+                response.StatusCode = StatusCodes.Status200OK;
+                response.ContentType = "application/grpc";
+                response.Headers["grpc-status"] = Unavailable;
+                response.Headers["grpc-message"] = _message;
+                return;
+            }
+
+            // Not a gRPC call (the capture proxy's h2c listener passes any HTTP/2 request): a plain 503.
+            response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            response.ContentType = "text/plain; charset=utf-8";
+            response.Headers.RetryAfter = "1";
+            await response.WriteAsync(_message + "\n", context.RequestAborted).ConfigureAwait(false);
             return;
         }
 

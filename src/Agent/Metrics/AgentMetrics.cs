@@ -126,6 +126,8 @@ public sealed class AgentMetrics
         ProxyConnectTunnels = Registry.Counter("sp_proxy_connect_tunnels_total", "CONNECT tunnels passed through uncaptured by the forward proxy.").WithLabels();
         ProxyConnectionsOpen = Registry.Gauge("sp_proxy_connections_open", "Client connections the capture proxy holds open now, its HTTP and gRPC listeners together (at most proxy.max_connections).").WithLabels();
         ProxyConnectionsRefused = Registry.Counter("sp_proxy_connections_refused_total", "Client connections the capture proxy refused because proxy.max_connections were open (HTTP/1.1: 503 with Retry-After; HTTP/2: closed).").WithLabels();
+        ProxyGrpcStreamsOpen = Registry.Gauge("sp_proxy_grpc_streams_open", "gRPC streams the capture proxy's gRPC listener serves now, over all its connections (at most proxy.max_grpc_streams).").WithLabels();
+        ProxyGrpcStreamsRefused = Registry.Counter("sp_proxy_grpc_streams_refused_total", "gRPC calls the capture proxy answered UNAVAILABLE because proxy.max_grpc_streams were open.").WithLabels();
 
         CacheHits = Registry.Counter("sp_cache_hits_total", "Requests answered by the agent from a recorded response (local cache or backend lookup).").WithLabels();
         CacheMisses = Registry.Counter("sp_cache_misses_total", "Requests a cache rule matched that went to their upstream.").WithLabels();
@@ -247,6 +249,12 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_proxy_connections_refused_total</c>.</summary>
     public Counter ProxyConnectionsRefused { get; }
+
+    /// <summary><c>sp_proxy_grpc_streams_open</c>.</summary>
+    public Gauge ProxyGrpcStreamsOpen { get; }
+
+    /// <summary><c>sp_proxy_grpc_streams_refused_total</c>.</summary>
+    public Counter ProxyGrpcStreamsRefused { get; }
 
     /// <summary><c>sp_cache_hits_total</c>.</summary>
     public Counter CacheHits { get; }

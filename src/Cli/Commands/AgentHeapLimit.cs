@@ -46,6 +46,9 @@ internal static class AgentHeapLimit
 
         /// <summary><c>sp agent proxy</c>: its open connections are bounded by <c>proxy.max_connections</c>.</summary>
         Proxy,
+
+        /// <summary><c>sp agent proxy --grpc-listen</c>: its gRPC streams are bounded by <c>proxy.max_grpc_streams</c> too.</summary>
+        GrpcProxy,
     }
 
     /// <summary>
@@ -53,7 +56,8 @@ internal static class AgentHeapLimit
     /// <c>proxy.max_connections</c> × <see cref="ProxyOptions.ConnectionAllowanceBytes"/> (48 MiB in
     /// all at the default 128 connections), for the ext_proc agent <c>extproc.max_connections</c> ×
     /// <see cref="ExtProcServerOptions.ConnectionAllowanceBytes"/> + <c>extproc.max_streams</c> ×
-    /// <see cref="ExtProcServerOptions.StreamAllowanceBytes"/> (48 MiB in all by default).
+    /// <see cref="ExtProcServerOptions.StreamAllowanceBytes"/> (48 MiB in all by default); with the
+    /// proxy's gRPC listener, <c>proxy.max_grpc_streams</c> × <see cref="ProxyOptions.ConnectionAllowanceBytes"/> more.
     /// </summary>
     internal static long HeadroomFor(AgentOptions options, FrontEnd frontEnd)
     {
@@ -61,6 +65,7 @@ internal static class AgentHeapLimit
         return frontEnd switch
         {
             FrontEnd.Proxy => OwnBytes + ((long)options.Proxy.MaxConnections * ProxyOptions.ConnectionAllowanceBytes),
+            FrontEnd.GrpcProxy => OwnBytes + ((long)(options.Proxy.MaxConnections + options.Proxy.MaxGrpcStreams) * ProxyOptions.ConnectionAllowanceBytes),
             _ => OwnBytes + ((long)options.ExtProc.MaxConnections * ExtProcServerOptions.ConnectionAllowanceBytes)
                 + ((long)options.ExtProc.MaxStreams * ExtProcServerOptions.StreamAllowanceBytes),
         };
@@ -102,7 +107,7 @@ internal static class AgentHeapLimit
             var current = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
             var needed = Needed(options, frontEnd);
             return options.Cache.Rules.Count == 0 && current > 0 && current < needed
-                ? $"warning: the managed heap limit is {current} bytes (the container's memory limit or DOTNET_GCHeapHardLimit), below the {needed} bytes this configuration needs ({Formula(frontEnd)}): under load allocations can fail; lower {frontEnd switch { FrontEnd.Proxy => "proxy.max_connections", _ => "extproc.max_connections, extproc.max_streams" }} or export.max_inflight_bytes, or raise the memory limit"
+                ? $"warning: the managed heap limit is {current} bytes (the container's memory limit or DOTNET_GCHeapHardLimit), below the {needed} bytes this configuration needs ({Formula(frontEnd)}): under load allocations can fail; lower {frontEnd switch { FrontEnd.Proxy => "proxy.max_connections", FrontEnd.GrpcProxy => "proxy.max_connections, proxy.max_grpc_streams", _ => "extproc.max_connections, extproc.max_streams" }} or export.max_inflight_bytes, or raise the memory limit"
                 : null;
         }
 
@@ -121,6 +126,7 @@ internal static class AgentHeapLimit
     private static string Formula(FrontEnd frontEnd) => frontEnd switch
     {
         FrontEnd.Proxy => "2 x export.max_inflight_bytes + 16 MiB + proxy.max_connections x 256 KiB",
+        FrontEnd.GrpcProxy => "2 x export.max_inflight_bytes + 16 MiB + (proxy.max_connections + proxy.max_grpc_streams) x 256 KiB",
         _ => "2 x export.max_inflight_bytes + 16 MiB + extproc.max_connections x 256 KiB + extproc.max_streams x 64 KiB",
     };
 }

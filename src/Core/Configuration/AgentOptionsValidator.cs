@@ -266,6 +266,7 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestHeadersCount))), proxy.MaxRequestHeadersCount, 1, 10_000);
         v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.UpstreamTimeoutMs))), proxy.UpstreamTimeoutMs, 1, 86_400_000);
         v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxConnections))), proxy.MaxConnections, 1, ProxyOptions.MaxConnectionsLimit);
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxGrpcStreams))), proxy.MaxGrpcStreams, 1, ProxyOptions.MaxConnectionsLimit);
         if (proxy.MaxRequestBodyBytes < 0)
         {
             v.Error(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestBodyBytes))), proxy.MaxRequestBodyBytes.ToString(CultureInfo.InvariantCulture), "must be 0 (no limit) or positive");
