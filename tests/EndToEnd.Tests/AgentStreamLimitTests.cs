@@ -66,16 +66,14 @@ public sealed class AgentStreamLimitTests
         Assert.Equal(HeldConnections, await MetricAsync(admin, "sp_extproc_connections_open"));
 
         // More streams, over a third connection (the client queues past its SETTINGS limit, and
-        // each refusal frees its slot at once): each is answered UNAVAILABLE naming the key.
+        // each refusal frees its slot at once): each is answered UNAVAILABLE naming the key. The
+        // first goes alone, so that the client has the agent's SETTINGS before it opens the others
+        // (before them it may open more than the limit at once, and Kestrel resets the excess).
         using (var overChannel = Channel(grpc, multipleConnections: false))
         {
-            var over = await Task.WhenAll(Enumerable.Range(0, OverStreams).Select(async _ =>
-            {
-                // The call's HTTP/2 HEADERS open the stream; the refusal comes before any message
-                // (a write would race it), so the client only reads.
-                using var call = new ExternalProcessor.ExternalProcessorClient(overChannel).Process();
-                return await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Timeout()));
-            }));
+            var client = new ExternalProcessor.ExternalProcessorClient(overChannel);
+            var first = await RefusedAsync(client);
+            RpcException[] over = [first, .. await Task.WhenAll(Enumerable.Range(1, OverStreams - 1).Select(_ => RefusedAsync(client)))];
             Assert.All(over, e =>
             {
                 Assert.Equal(StatusCode.Unavailable, e.StatusCode);
@@ -173,7 +171,7 @@ public sealed class AgentStreamLimitTests
         var grpc = new Uri((await proxy.WaitForLineAsync("proxy listening for gRPC (h2c) on ")).Split(' ')[^1]);
 
         // The bound's worth of calls, each answered once by the upstream and then held there.
-        using var channel = Channel(grpc, multipleConnections: true);
+        using var channel = Channel(grpc, multipleConnections: false);
         var client = new ExternalProcessor.ExternalProcessorClient(channel);
         var held = new List<AsyncDuplexStreamingCall<ProcessingRequest, ProcessingResponse>>();
         for (var i = 0; i < MaxStreams; i++)
@@ -185,12 +183,12 @@ public sealed class AgentStreamLimitTests
 
         Assert.Equal(MaxStreams, await MetricAsync(admin, "sp_proxy_grpc_streams_open"));
 
-        // Every call over it is answered UNAVAILABLE by the proxy, and none reaches the upstream.
-        var over = await Task.WhenAll(Enumerable.Range(0, Over).Select(async _ =>
-        {
-            using var call = client.Process();
-            return await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Timeout()));
-        }));
+        // Every call over it, on a connection of its own (the first alone, for the SETTINGS), is
+        // answered UNAVAILABLE by the proxy, and none reaches the upstream.
+        using var overChannel = Channel(grpc, multipleConnections: false);
+        var overClient = new ExternalProcessor.ExternalProcessorClient(overChannel);
+        var first = await RefusedAsync(overClient);
+        RpcException[] over = [first, .. await Task.WhenAll(Enumerable.Range(1, Over - 1).Select(_ => RefusedAsync(overClient)))];
         Assert.All(over, e =>
         {
             Assert.Equal(StatusCode.Unavailable, e.StatusCode);
@@ -249,6 +247,14 @@ public sealed class AgentStreamLimitTests
         MaxSendMessageSize = null,
         MaxReceiveMessageSize = null,
     });
+
+    // A call over a bound: its HTTP/2 HEADERS open the stream, and the refusal comes before any
+    // message (a write would race it), so the client only reads.
+    private static async Task<RpcException> RefusedAsync(ExternalProcessor.ExternalProcessorClient client)
+    {
+        using var call = client.Process();
+        return await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Timeout()));
+    }
 
     private static async Task SendAsync(AsyncDuplexStreamingCall<ProcessingRequest, ProcessingResponse> call, ProcessingRequest request)
     {

@@ -43,20 +43,13 @@ internal sealed partial class ConnectionLimit
     private const long LingerBytes = 1024 * 1024;
     private const int MaxLingering = 256;
 
-    private readonly int _max;
+    private readonly ConcurrencyBound _bound;
     private readonly string _key;
     private readonly byte[] _serviceUnavailable;
-    private readonly Gauge _openGauge;
-    private readonly Counter _refused;
     private readonly string _refusedMetric;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
-    private int _open;
     private int _lingering;
-
-    // 1 from the first refusal until a connection closes below the bound: one warning per episode,
-    // not one per refused connection.
-    private int _refusing;
 
     /// <param name="max">The bound, at least 1.</param>
     /// <param name="who">The command named in an HTTP/1.1 refusal (<c>sp agent proxy</c>).</param>
@@ -68,15 +61,12 @@ internal sealed partial class ConnectionLimit
     /// <param name="logger">Where the first refusal of an episode is logged.</param>
     public ConnectionLimit(int max, string who, string key, Gauge open, Counter refused, string refusedMetric, TimeProvider timeProvider, ILogger logger)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
-        _max = max;
+        _bound = new ConcurrencyBound(max, open, refused);
         _key = key;
         var text = $"{who}: too many open connections ({key}), retry\n";
         _serviceUnavailable = Encoding.ASCII.GetBytes(string.Create(
             CultureInfo.InvariantCulture,
             $"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {text.Length}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{text}"));
-        _openGauge = open;
-        _refused = refused;
         _refusedMetric = refusedMetric;
         _timeProvider = timeProvider;
         _logger = logger;
@@ -88,13 +78,11 @@ internal sealed partial class ConnectionLimit
 
     private async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next, bool http1)
     {
-        if (Interlocked.Increment(ref _open) > _max)
+        if (!_bound.TryEnter(out var firstRefusal))
         {
-            Interlocked.Decrement(ref _open);
-            _refused.Inc();
-            if (Interlocked.Exchange(ref _refusing, 1) == 0)
+            if (firstRefusal)
             {
-                Log.Refusing(_logger, _max, _key, _refusedMetric);
+                Log.Refusing(_logger, _bound.Max, _key, _refusedMetric);
             }
 
             if (http1)
@@ -105,18 +93,13 @@ internal sealed partial class ConnectionLimit
             return;
         }
 
-        _openGauge.Inc();
         try
         {
             await next(connection).ConfigureAwait(false);
         }
         finally
         {
-            _openGauge.Dec();
-            if (Interlocked.Decrement(ref _open) < _max)
-            {
-                Volatile.Write(ref _refusing, 0);
-            }
+            _bound.Exit();
         }
     }
 

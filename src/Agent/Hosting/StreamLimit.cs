@@ -28,17 +28,11 @@ internal sealed partial class StreamLimit
 {
     private const string Unavailable = "14";
 
-    private readonly int _max;
+    private readonly ConcurrencyBound _bound;
     private readonly string _message;
     private readonly string _key;
-    private readonly Gauge _open;
-    private readonly Counter _refused;
     private readonly string _refusedMetric;
     private readonly ILogger _logger;
-    private int _count;
-
-    // 1 from the first refusal until a stream ends below the bound: one warning per episode.
-    private int _refusing;
 
     /// <param name="max">The bound, at least 1.</param>
     /// <param name="who">The command named in the refusal (<c>sp agent extproc</c>).</param>
@@ -49,12 +43,9 @@ internal sealed partial class StreamLimit
     /// <param name="logger">Where the first refusal of an episode is logged.</param>
     public StreamLimit(int max, string who, string key, Gauge open, Counter refused, string refusedMetric, ILogger logger)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
-        _max = max;
+        _bound = new ConcurrencyBound(max, open, refused);
         _key = key;
         _message = $"{who}: too many open streams ({key}), retry";
-        _open = open;
-        _refused = refused;
         _refusedMetric = refusedMetric;
         _logger = logger;
     }
@@ -62,13 +53,11 @@ internal sealed partial class StreamLimit
     /// <summary>The middleware: serves the stream through <paramref name="next"/> while under the bound.</summary>
     public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
-        if (Interlocked.Increment(ref _count) > _max)
+        if (!_bound.TryEnter(out var firstRefusal))
         {
-            Interlocked.Decrement(ref _count);
-            _refused.Inc();
-            if (Interlocked.Exchange(ref _refusing, 1) == 0)
+            if (firstRefusal)
             {
-                Log.Refusing(_logger, _max, _key, _refusedMetric);
+                Log.Refusing(_logger, _bound.Max, _key, _refusedMetric);
             }
 
             var response = context.Response;
@@ -90,18 +79,13 @@ internal sealed partial class StreamLimit
             return;
         }
 
-        _open.Inc();
         try
         {
             await next(context).ConfigureAwait(false);
         }
         finally
         {
-            _open.Dec();
-            if (Interlocked.Decrement(ref _count) < _max)
-            {
-                Volatile.Write(ref _refusing, 0);
-            }
+            _bound.Exit();
         }
     }
 

@@ -68,7 +68,7 @@ public sealed class CaptureProxyOptions
     /// <summary>
     /// Most gRPC (HTTP/2) streams the gRPC listener serves at once over all its connections, and each
     /// connection's stream limit (<c>proxy.max_grpc_streams</c>); more are answered UNAVAILABLE (see
-    /// <see cref="SpIstio.Agent.Hosting.StreamLimit"/>). Default 64.
+    /// <see cref="SpIstio.Agent.Hosting.StreamLimit"/>). Default 100.
     /// </summary>
     public int MaxGrpcStreams { get; init; } = ProxyOptions.DefaultMaxGrpcStreams;
 
