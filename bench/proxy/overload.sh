@@ -16,7 +16,8 @@
 # go through at a low rate; the check passes when every one of them is exported
 # (sp_export_spans_total{result="exported"} grows by that many) and the byte budget drains back to
 # near zero. Prints the exporter's metrics after each round and the proxy's log lines above Information.
-# Exit code: 0 when exports resumed, 1 when they did not.
+# Exit code: 0 when exports resumed, 1 when they did not or the proxy died (its exit status and the
+# end of its log are printed).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,11 +53,36 @@ mkdir -p "$OUT"
 trap 'cp "$TMP/capture.log" "$OUT/capture.log" 2>/dev/null || true; cleanup' EXIT
 for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$CAPTURE_PORT" "$ADMIN_PORT"; do wait_port "$port"; done
 
-# metric NAME_AND_LABELS -> its value in the proxy's /metrics (0 when absent).
-metric() {
-  curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m { v = $2 } END { printf "%d", v + 0 }'
+# died WHEN: the proxy is gone. Says so with its exit status (a signal's name for a kill, 134 for the
+# runtime's abort on "Out of memory.") and the end of its log, then fails the script: a dead proxy
+# must never end the run silently (a failed curl under `set -e` used to do just that).
+died() {
+  local status=0 how
+  wait "$CAPTURE_PID" 2>/dev/null || status=$?
+  if (( status > 128 )); then how="status $status, signal $(kill -l $((status - 128)) 2>/dev/null || echo $((status - 128)))"; else how="status $status"; fi
+  echo "FAIL: the capture proxy (pid $CAPTURE_PID) exited $1 ($how); the last lines of its log (all of it in $OUT/capture.log):" >&2
+  tail -40 "$TMP/capture.log" >&2
+  exit 1
 }
+alive() { kill -0 "$CAPTURE_PID" 2>/dev/null || died "$1"; } # WHEN
+
+# scrape: reads the proxy's /metrics into PAGE, in this shell (not in a $(…) subshell, where an
+# exit would end only the subshell). A scrape that fails is the proxy's death when the process is
+# gone, and a failure of its own otherwise: both end the run.
+scrape() {
+  local status=0
+  PAGE=$(curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics") || status=$?
+  if (( status != 0 )); then
+    alive "while its metrics were read"
+    echo "FAIL: the capture proxy is running but its admin port did not answer /metrics (curl exit status $status)" >&2
+    exit 1
+  fi
+}
+# metric NAME_AND_LABELS -> its value in the last scrape (0 when absent).
+metric() { awk -v m="$1" '$1 == m { v = $2 } END { printf "%d", v + 0 }' <<<"$PAGE"; }
 report() { # label
+  alive "before the report \"$1\""
+  scrape
   printf '%-12s exported %9d  failed %7d  dropped %9d  loop faults %3d  inflight %9d bytes  backend_up %2d  refused conns %7d  RSS peak %s MiB\n' "$1" \
     "$(metric 'sp_export_spans_total{result="exported"}')" "$(metric 'sp_export_spans_total{result="failed"}')" \
     "$(metric sp_export_dropped_total)" "$(metric sp_export_loop_faults_total)" "$(metric sp_export_inflight_bytes)" \
@@ -68,23 +94,27 @@ for round in $(seq 1 "$ROUNDS"); do
   # wrk's request count, non-2xx answers (the proxy's 503 refusals) and socket errors.
   wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$CAPTURE_PORT/$SIZE" 2>&1 \
     | grep -E "requests in|Non-2xx|Socket errors" | sed 's/^ */  wrk: /' || true
+  alive "during overload round $round"
   report "round $round"
 done
 
 # Let what was queued during the overload drain: the budget empties once every batch is sent.
 for _ in $(seq 1 50); do
+  scrape
   (( $(metric sp_export_queue_depth) == 0 )) && break
   sleep 0.2
 done
 report "after"
 
+scrape
 exported_before=$(metric 'sp_export_spans_total{result="exported"}')
-for _ in $(seq 1 "$CHECK_REQUESTS"); do
-  curl -s -o /dev/null "http://127.0.0.1:$CAPTURE_PORT/1k"
+for i in $(seq 1 "$CHECK_REQUESTS"); do
+  curl -s -o /dev/null "http://127.0.0.1:$CAPTURE_PORT/1k" || alive "before check request $i of $CHECK_REQUESTS"
 done
 # Exports are asynchronous (batch_delay_ms): wait for them to show, up to 10 s.
 want=$((exported_before + CHECK_REQUESTS))
 for _ in $(seq 1 50); do
+  scrape
   (( $(metric 'sp_export_spans_total{result="exported"}') >= want )) && break
   sleep 0.2
 done
@@ -93,11 +123,7 @@ got=$(( $(metric 'sp_export_spans_total{result="exported"}') - exported_before )
 
 echo "proxy log (warnings and errors; all of it in $OUT/capture.log):"
 grep -E "warn|fail|crit|rror|nhandled|Abort" "$TMP/capture.log" | head -40 || true
-if ! kill -0 "$CAPTURE_PID" 2>/dev/null; then
-  echo "FAIL: the capture proxy exited during the overload"
-  tail -40 "$TMP/capture.log"
-  exit 1
-fi
+alive "after the check"
 if (( got >= CHECK_REQUESTS )); then
   echo "PASS: exports resumed after the overload ($got of $CHECK_REQUESTS exchanges sent after it were exported)"
 else

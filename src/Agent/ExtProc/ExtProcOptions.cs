@@ -1,4 +1,5 @@
 using SpIstio.Agent.Hosting;
+using SpIstio.Core.Configuration;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Agent.ExtProc;
@@ -41,11 +42,19 @@ public sealed class ExtProcOptions
     public TrafficDirection DefaultDirection { get; set; } = TrafficDirection.Inbound;
 
     /// <summary>
-    /// Concurrent HTTP/2 streams Kestrel allows per connection. Default 10,000: Envoy multiplexes
-    /// every request of a sidecar over a few connections, and Kestrel's own default (100) would
-    /// queue requests behind each other.
+    /// Most connections held open at once (<c>extproc.max_connections</c>); one more is closed at
+    /// once. Default <see cref="ExtProcServerOptions.DefaultMaxConnections"/>.
     /// </summary>
-    public int MaxStreamsPerConnection { get; set; } = 10_000;
+    public int MaxConnections { get; set; } = ExtProcServerOptions.DefaultMaxConnections;
+
+    /// <summary>
+    /// Most streams served at once over all connections (<c>extproc.max_streams</c>), and each
+    /// connection's HTTP/2 stream limit (Envoy multiplexes every request of a sidecar over a few
+    /// connections, so one connection may carry them all; Kestrel's own default, 100, would queue
+    /// requests behind each other). One more is answered UNAVAILABLE. Default
+    /// <see cref="ExtProcServerOptions.DefaultMaxStreams"/>.
+    /// </summary>
+    public int MaxStreams { get; set; } = ExtProcServerOptions.DefaultMaxStreams;
 
     /// <summary>HTTP/2 keep-alive ping interval on idle connections. Default 30 s.</summary>
     public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(30);

@@ -15,14 +15,26 @@ namespace SpIstio.Agent.ExtProc;
 /// <summary>
 /// The gRPC server Envoy talks to: <see cref="ExtProcService"/> and <c>grpc.health.v1.Health</c>
 /// on cleartext HTTP/2 over TCP and, optionally, a Unix socket, with Kestrel tuned for Envoy
-/// (thousands of streams per connection, keep-alive pings, messages larger than any body).
+/// (many streams per connection, keep-alive pings, messages larger than any body).
 /// </summary>
+/// <remarks>
+/// What connections and streams hold is outside the capture budget, and the agent caps its heap
+/// (<c>src/Cli/Commands/AgentHeapLimit.cs</c>), so both are bounded and counted in the cap:
+/// <see cref="ExtProcOptions.MaxConnections"/> (one more is closed at once, <see cref="ConnectionLimit"/>)
+/// and <see cref="ExtProcOptions.MaxStreams"/> over all connections (one more is answered
+/// UNAVAILABLE, <see cref="StreamLimit"/>; it is each connection's HTTP/2 stream limit too).
+/// </remarks>
 public sealed class ExtProcServer : IAsyncDisposable
 {
     // gRPC's default receive limit is 4 MB. A BUFFERED body arrives in one message up to Envoy's
     // buffer limit (1 MiB by default, often raised), whatever the capture limit is; a message
     // over the limit would fail the stream, so the limit sits well above both.
     private const int MinReceiveMessageSize = 16 * 1024 * 1024;
+
+    // Bytes Kestrel reads from a connection ahead of its HTTP/2 frame loop (its default is 1 MiB):
+    // what a connection holds must stay within ExtProcServerOptions.ConnectionAllowanceBytes. The
+    // frame loop hands DATA to the streams at once, so this throttles only a client that outruns it.
+    private const long MaxRequestBufferBytes = 64 * 1024;
 
     private readonly WebApplication _app;
 
@@ -61,6 +73,13 @@ public sealed class ExtProcServer : IAsyncDisposable
         }
 
         var service = new ExtProcService(pipeline, options, loggerFactory.CreateLogger<ExtProcService>(), timeProvider);
+        var limitLogger = loggerFactory.CreateLogger<ExtProcServer>();
+        var metrics = pipeline.Metrics;
+        var connectionLimit = new ConnectionLimit(
+            options.MaxConnections, "sp agent extproc", "extproc.max_connections", metrics.ExtProcConnectionsOpen, metrics.ExtProcConnectionsRefused,
+            "sp_extproc_connections_refused_total", timeProvider ?? TimeProvider.System, limitLogger);
+        var streamLimit = new StreamLimit(
+            options.MaxStreams, "sp agent extproc", "extproc.max_streams", metrics.ExtProcStreamsOpen, metrics.ExtProcStreamsRefused, "sp_extproc_streams_refused_total", limitLogger);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(ExtProcServer).Assembly.GetName().Name });
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(loggerFactory);
@@ -70,19 +89,28 @@ public sealed class ExtProcServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Limits.Http2.MaxStreamsPerConnection = options.MaxStreamsPerConnection;
+            kestrel.Limits.Http2.MaxStreamsPerConnection = options.MaxStreams;
+            kestrel.Limits.MaxRequestBufferSize = MaxRequestBufferBytes;
             kestrel.Limits.Http2.KeepAlivePingDelay = options.KeepAlivePingDelay;
             kestrel.Limits.Http2.KeepAlivePingTimeout = options.KeepAlivePingTimeout;
             if (options.Listen is { } endpoint)
             {
-                kestrel.Listen(endpoint, static listen => listen.Protocols = HttpProtocols.Http2);
+                kestrel.Listen(endpoint, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    listen.Use(connectionLimit.For(http1: false));
+                });
             }
 
             if (!string.IsNullOrEmpty(options.UnixSocketPath))
             {
                 // A stale socket file from a previous run would make the bind fail.
                 File.Delete(options.UnixSocketPath);
-                kestrel.ListenUnixSocket(options.UnixSocketPath, static listen => listen.Protocols = HttpProtocols.Http2);
+                kestrel.ListenUnixSocket(options.UnixSocketPath, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    listen.Use(connectionLimit.For(http1: false));
+                });
             }
         });
 
@@ -97,6 +125,7 @@ public sealed class ExtProcServer : IAsyncDisposable
         builder.Services.AddSingleton(service);
 
         var app = builder.Build();
+        app.Use(next => context => streamLimit.InvokeAsync(context, next));
         app.MapGrpcService<ExtProcService>();
         app.MapGrpcHealthChecksService();
         await app.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -62,6 +62,10 @@ public sealed class AgentMetrics
         }
 
         ExtProcStreamsActive = Registry.Gauge("sp_extproc_streams_active", "ext_proc streams open now.").WithLabels();
+        ExtProcStreamsOpen = Registry.Gauge("sp_extproc_streams_open", "Streams the ext_proc server serves now over all its connections, health checks included (at most extproc.max_streams).").WithLabels();
+        ExtProcStreamsRefused = Registry.Counter("sp_extproc_streams_refused_total", "ext_proc streams answered UNAVAILABLE because extproc.max_streams were open (health checks included).").WithLabels();
+        ExtProcConnectionsOpen = Registry.Gauge("sp_extproc_connections_open", "Connections the ext_proc server holds open now (at most extproc.max_connections).").WithLabels();
+        ExtProcConnectionsRefused = Registry.Counter("sp_extproc_connections_refused_total", "Connections the ext_proc server closed at once because extproc.max_connections were open.").WithLabels();
         var messages = Registry.Counter("sp_extproc_messages_total", "ext_proc messages received, by type.", "type");
         var processing = Registry.Histogram(
             "sp_processing_duration_seconds",
@@ -122,6 +126,8 @@ public sealed class AgentMetrics
         ProxyConnectTunnels = Registry.Counter("sp_proxy_connect_tunnels_total", "CONNECT tunnels passed through uncaptured by the forward proxy.").WithLabels();
         ProxyConnectionsOpen = Registry.Gauge("sp_proxy_connections_open", "Client connections the capture proxy holds open now, its HTTP and gRPC listeners together (at most proxy.max_connections).").WithLabels();
         ProxyConnectionsRefused = Registry.Counter("sp_proxy_connections_refused_total", "Client connections the capture proxy refused because proxy.max_connections were open (HTTP/1.1: 503 with Retry-After; HTTP/2: closed).").WithLabels();
+        ProxyGrpcStreamsOpen = Registry.Gauge("sp_proxy_grpc_streams_open", "gRPC streams the capture proxy's gRPC listener serves now, over all its connections (at most proxy.max_grpc_streams).").WithLabels();
+        ProxyGrpcStreamsRefused = Registry.Counter("sp_proxy_grpc_streams_refused_total", "gRPC calls the capture proxy answered UNAVAILABLE because proxy.max_grpc_streams were open.").WithLabels();
 
         CacheHits = Registry.Counter("sp_cache_hits_total", "Requests answered by the agent from a recorded response (local cache or backend lookup).").WithLabels();
         CacheMisses = Registry.Counter("sp_cache_misses_total", "Requests a cache rule matched that went to their upstream.").WithLabels();
@@ -154,6 +160,18 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_extproc_streams_active</c>.</summary>
     public Gauge ExtProcStreamsActive { get; }
+
+    /// <summary><c>sp_extproc_streams_open</c>.</summary>
+    public Gauge ExtProcStreamsOpen { get; }
+
+    /// <summary><c>sp_extproc_streams_refused_total</c>.</summary>
+    public Counter ExtProcStreamsRefused { get; }
+
+    /// <summary><c>sp_extproc_connections_open</c>.</summary>
+    public Gauge ExtProcConnectionsOpen { get; }
+
+    /// <summary><c>sp_extproc_connections_refused_total</c>.</summary>
+    public Counter ExtProcConnectionsRefused { get; }
 
     /// <summary><c>sp_captures_active</c>: back to 0 when traffic stops, else an exchange's buffers leaked.</summary>
     public Gauge CapturesActive { get; }
@@ -231,6 +249,12 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_proxy_connections_refused_total</c>.</summary>
     public Counter ProxyConnectionsRefused { get; }
+
+    /// <summary><c>sp_proxy_grpc_streams_open</c>.</summary>
+    public Gauge ProxyGrpcStreamsOpen { get; }
+
+    /// <summary><c>sp_proxy_grpc_streams_refused_total</c>.</summary>
+    public Counter ProxyGrpcStreamsRefused { get; }
 
     /// <summary><c>sp_cache_hits_total</c>.</summary>
     public Counter CacheHits { get; }

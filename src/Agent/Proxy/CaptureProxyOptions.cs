@@ -65,6 +65,13 @@ public sealed class CaptureProxyOptions
     /// </summary>
     public int MaxConnections { get; init; } = ProxyOptions.DefaultMaxConnections;
 
+    /// <summary>
+    /// Most gRPC (HTTP/2) streams the gRPC listener serves at once over all its connections, and each
+    /// connection's stream limit (<c>proxy.max_grpc_streams</c>); more are answered UNAVAILABLE (see
+    /// <see cref="SpIstio.Agent.Hosting.StreamLimit"/>). Default 100.
+    /// </summary>
+    public int MaxGrpcStreams { get; init; } = ProxyOptions.DefaultMaxGrpcStreams;
+
     /// <summary>The limits of the <c>proxy</c> configuration section applied to these options.</summary>
     public CaptureProxyOptions WithLimits(ProxyOptions limits)
     {
@@ -83,6 +90,7 @@ public sealed class CaptureProxyOptions
             MaxRequestHeaderCount = limits.MaxRequestHeadersCount,
             MaxRequestBodyBytes = limits.MaxRequestBodyBytes > 0 ? limits.MaxRequestBodyBytes : null,
             MaxConnections = limits.MaxConnections,
+            MaxGrpcStreams = limits.MaxGrpcStreams,
         };
     }
 

@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -17,9 +18,6 @@ namespace SpIstio.Agent.Proxy;
 /// </summary>
 public sealed class CaptureProxyServer : IAsyncDisposable
 {
-    // Streams one h2c connection may carry at once (Kestrel's default is 100).
-    private const int MaxGrpcStreamsPerConnection = 1000;
-
     // Request bytes Kestrel reads ahead of the forwarder on one connection (its default is 1 MiB):
     // what a connection holds must stay within the heap cap's per-connection allowance
     // (ProxyOptions.ConnectionAllowanceBytes); the forwarder copies in 64 KiB reads anyway.
@@ -82,7 +80,12 @@ public sealed class CaptureProxyServer : IAsyncDisposable
         var logger = loggerFactory.CreateLogger("SpIstio.Agent.Proxy");
         ListenOptions? grpcEndpoint = null;
         timeProvider ??= TimeProvider.System;
-        var connectionLimit = new ConnectionLimit(options.MaxConnections, pipeline.Metrics, timeProvider, logger);
+        var connectionLimit = new ConnectionLimit(
+            options.MaxConnections, "sp agent proxy", "proxy.max_connections", pipeline.Metrics.ProxyConnectionsOpen, pipeline.Metrics.ProxyConnectionsRefused,
+            "sp_proxy_connections_refused_total", timeProvider, logger);
+        var grpcStreamLimit = new StreamLimit(
+            options.MaxGrpcStreams, "sp agent proxy", "proxy.max_grpc_streams", pipeline.Metrics.ProxyGrpcStreamsOpen, pipeline.Metrics.ProxyGrpcStreamsRefused,
+            "sp_proxy_grpc_streams_refused_total", logger);
         // Kestrel's core only: UseKestrel would add HTTPS configuration and the QUIC transport,
         // which the proxy never listens with and which load System.Net.Quic, System.Net.Security
         // and the OpenSSL libraries (megabytes of idle RSS per pod; issue 13).
@@ -109,8 +112,10 @@ public sealed class CaptureProxyServer : IAsyncDisposable
                     grpcEndpoint = endpoint;
                 });
 
-                // Envoy multiplexes without a stream limit by default; Kestrel's 100 would queue calls.
-                kestrel.Limits.Http2.MaxStreamsPerConnection = MaxGrpcStreamsPerConnection;
+                // One connection may carry every stream the bound admits (Envoy multiplexes calls
+                // over few connections); a well-behaved client queues, or opens another connection,
+                // past this SETTINGS_MAX_CONCURRENT_STREAMS, and the StreamLimit bounds them all.
+                kestrel.Limits.Http2.MaxStreamsPerConnection = options.MaxGrpcStreams;
             }
 
             // A proxy passes what the mesh passes: Envoy's limits, not Kestrel's (see
@@ -133,6 +138,9 @@ public sealed class CaptureProxyServer : IAsyncDisposable
             pipeline.Metrics,
             timeProvider,
             logger);
+        // Only the gRPC listener speaks HTTP/2; an HTTP/1.1 connection carries one request at a
+        // time and is bounded by the connection limit alone.
+        app.Use(next => context => HttpProtocol.IsHttp2(context.Request.Protocol) ? grpcStreamLimit.InvokeAsync(context, next) : next(context));
         app.Run(handler.InvokeAsync);
 
         try

@@ -24,7 +24,10 @@ namespace SpIstio.Cli.Commands;
 /// loop can die and the runtime can abort the process (issue 13; bench/proxy/overload.sh). So what
 /// is outside the budget must be bounded too, and counted here: for the capture proxy that is its
 /// open connections, bounded by <c>proxy.max_connections</c> at
-/// <see cref="ProxyOptions.ConnectionAllowanceBytes"/> each.
+/// <see cref="ProxyOptions.ConnectionAllowanceBytes"/> each; for the ext_proc server its connections
+/// and streams, bounded by <c>extproc.max_connections</c> and <c>extproc.max_streams</c> at
+/// <see cref="ExtProcServerOptions.ConnectionAllowanceBytes"/> and
+/// <see cref="ExtProcServerOptions.StreamAllowanceBytes"/> each.
 /// </para>
 /// </remarks>
 internal static class AgentHeapLimit
@@ -35,35 +38,37 @@ internal static class AgentHeapLimit
     /// </summary>
     internal const long OwnBytes = 16L * 1024 * 1024;
 
-    /// <summary>
-    /// The ext_proc agent's headroom: its own 16 MiB plus 32 MiB for Envoy's HTTP/2 connections and
-    /// their streams' buffers. Its clients are the Envoys of the pods it serves, a few connections
-    /// each, not arbitrary callers, so it has no connection bound; 48 MiB is what the capture proxy
-    /// gets for its default 128 connections.
-    /// </summary>
-    internal const long ExtProcHeadroomBytes = 48L * 1024 * 1024;
-
     /// <summary>Which agent front end the limit is for.</summary>
     internal enum FrontEnd
     {
-        /// <summary><c>sp agent extproc</c>.</summary>
+        /// <summary><c>sp agent extproc</c>: its connections and streams are bounded by <c>extproc.max_connections</c> and <c>extproc.max_streams</c>.</summary>
         ExtProc,
 
         /// <summary><c>sp agent proxy</c>: its open connections are bounded by <c>proxy.max_connections</c>.</summary>
         Proxy,
+
+        /// <summary><c>sp agent proxy --grpc-listen</c>: its gRPC streams are bounded by <c>proxy.max_grpc_streams</c> too.</summary>
+        GrpcProxy,
     }
 
     /// <summary>
-    /// Headroom over twice the capture budget: the ext_proc agent's fixed 48 MiB, or for the proxy
-    /// <see cref="OwnBytes"/> plus <c>proxy.max_connections</c> × <see cref="ProxyOptions.ConnectionAllowanceBytes"/>
-    /// (48 MiB at the default 128 connections).
+    /// Headroom over twice the capture budget: <see cref="OwnBytes"/> plus, for the proxy,
+    /// <c>proxy.max_connections</c> × <see cref="ProxyOptions.ConnectionAllowanceBytes"/> (48 MiB in
+    /// all at the default 128 connections), for the ext_proc agent <c>extproc.max_connections</c> ×
+    /// <see cref="ExtProcServerOptions.ConnectionAllowanceBytes"/> + <c>extproc.max_streams</c> ×
+    /// <see cref="ExtProcServerOptions.StreamAllowanceBytes"/> (48 MiB in all by default); with the
+    /// proxy's gRPC listener, <c>proxy.max_grpc_streams</c> × <see cref="ProxyOptions.ConnectionAllowanceBytes"/> more.
     /// </summary>
     internal static long HeadroomFor(AgentOptions options, FrontEnd frontEnd)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return frontEnd == FrontEnd.Proxy
-            ? OwnBytes + ((long)options.Proxy.MaxConnections * ProxyOptions.ConnectionAllowanceBytes)
-            : ExtProcHeadroomBytes;
+        return frontEnd switch
+        {
+            FrontEnd.Proxy => OwnBytes + ((long)options.Proxy.MaxConnections * ProxyOptions.ConnectionAllowanceBytes),
+            FrontEnd.GrpcProxy => OwnBytes + ((long)(options.Proxy.MaxConnections + options.Proxy.MaxGrpcStreams) * ProxyOptions.ConnectionAllowanceBytes),
+            _ => OwnBytes + ((long)options.ExtProc.MaxConnections * ExtProcServerOptions.ConnectionAllowanceBytes)
+                + ((long)options.ExtProc.MaxStreams * ExtProcServerOptions.StreamAllowanceBytes),
+        };
     }
 
     /// <summary>The heap the configuration needs: <c>2 × export.max_inflight_bytes</c> + <see cref="HeadroomFor"/>.</summary>
@@ -102,7 +107,7 @@ internal static class AgentHeapLimit
             var current = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
             var needed = Needed(options, frontEnd);
             return options.Cache.Rules.Count == 0 && current > 0 && current < needed
-                ? $"warning: the managed heap limit is {current} bytes (the container's memory limit or DOTNET_GCHeapHardLimit), below the {needed} bytes this configuration needs ({Formula(frontEnd)}): under load allocations can fail; lower {(frontEnd == FrontEnd.Proxy ? "proxy.max_connections or " : "")}export.max_inflight_bytes, or raise the memory limit"
+                ? $"warning: the managed heap limit is {current} bytes (the container's memory limit or DOTNET_GCHeapHardLimit), below the {needed} bytes this configuration needs ({Formula(frontEnd)}): under load allocations can fail; lower {frontEnd switch { FrontEnd.Proxy => "proxy.max_connections", FrontEnd.GrpcProxy => "proxy.max_connections, proxy.max_grpc_streams", _ => "extproc.max_connections, extproc.max_streams" }} or export.max_inflight_bytes, or raise the memory limit"
                 : null;
         }
 
@@ -118,7 +123,10 @@ internal static class AgentHeapLimit
         }
     }
 
-    private static string Formula(FrontEnd frontEnd) => frontEnd == FrontEnd.Proxy
-        ? "2 x export.max_inflight_bytes + 16 MiB + proxy.max_connections x 256 KiB"
-        : "2 x export.max_inflight_bytes + 48 MiB";
+    private static string Formula(FrontEnd frontEnd) => frontEnd switch
+    {
+        FrontEnd.Proxy => "2 x export.max_inflight_bytes + 16 MiB + proxy.max_connections x 256 KiB",
+        FrontEnd.GrpcProxy => "2 x export.max_inflight_bytes + 16 MiB + (proxy.max_connections + proxy.max_grpc_streams) x 256 KiB",
+        _ => "2 x export.max_inflight_bytes + 16 MiB + extproc.max_connections x 256 KiB + extproc.max_streams x 64 KiB",
+    };
 }

@@ -124,7 +124,13 @@ internal static class ExtProcCommand
         await using var runtime = AgentRuntime.Create(options, loggerFactory);
         runtime.Status.Config = identity;
         var adminApp = await AgentStartup.BindAsync(() => runtime.StartAdminAsync(admin, stopping), "--admin", admin.ToString(), "admin listener").ConfigureAwait(false);
-        var serverOptions = new ExtProcOptions { Listen = listen, UnixSocketPath = unixSocket };
+        var serverOptions = new ExtProcOptions
+        {
+            Listen = listen,
+            UnixSocketPath = unixSocket,
+            MaxConnections = options.ExtProc.MaxConnections,
+            MaxStreams = options.ExtProc.MaxStreams,
+        };
         var server = await AgentStartup.BindAsync(
             () => ExtProcServer.StartAsync(runtime.Pipeline, serverOptions, loggerFactory, runtime.TimeProvider, stopping),
             unixSocket is null ? "--listen" : "--listen/--uds", unixSocket is null ? listen.ToString() : listen + " / unix:" + unixSocket, "ext_proc gRPC listener").ConfigureAwait(false);

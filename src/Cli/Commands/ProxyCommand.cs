@@ -151,7 +151,7 @@ internal static class ProxyCommand
                 logGate.Defer(() => error.WriteLine("warning: " + warning));
             }
             var identity = AgentStartup.IdentityOf(configPath, environment, parseResult.GetValue(set) ?? []);
-            if (AgentHeapLimit.Apply(loaded.Options, AgentHeapLimit.FrontEnd.Proxy) is { } heapWarning)
+            if (AgentHeapLimit.Apply(loaded.Options, grpcAddress is null ? AgentHeapLimit.FrontEnd.Proxy : AgentHeapLimit.FrontEnd.GrpcProxy) is { } heapWarning)
             {
                 logGate.Defer(() => error.WriteLine(heapWarning));
             }

@@ -68,6 +68,9 @@ public sealed class AgentOptions
 
     [ConfigKey("proxy", "Limits of the standalone capture proxy, sp agent proxy (added by this project). Envoy's defaults.")]
     public ProxyOptions Proxy { get; set; } = new();
+
+    [ConfigKey("extproc", "Limits of the ext_proc server, sp agent extproc (added by this project): the connections and streams it holds at once.")]
+    public ExtProcServerOptions ExtProc { get; set; } = new();
 }
 
 /// <summary>The configured traffic direction.</summary>

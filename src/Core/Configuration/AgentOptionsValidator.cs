@@ -79,6 +79,7 @@ public static class AgentOptionsValidator
         ValidateExport(options.Export, v);
         ValidateCache(options.Cache, v);
         ValidateProxy(options.Proxy, v);
+        ValidateExtProc(options.ExtProc, v);
 
         var ratioKey = Join(K<AgentOptions>(nameof(AgentOptions.Sampling)), K<SamplingOptions>(nameof(SamplingOptions.Ratio)));
         if (!(options.Sampling.Ratio >= 0.0 && options.Sampling.Ratio <= 1.0))
@@ -265,10 +266,18 @@ public static class AgentOptionsValidator
         v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestHeadersCount))), proxy.MaxRequestHeadersCount, 1, 10_000);
         v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.UpstreamTimeoutMs))), proxy.UpstreamTimeoutMs, 1, 86_400_000);
         v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxConnections))), proxy.MaxConnections, 1, ProxyOptions.MaxConnectionsLimit);
+        v.Range(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxGrpcStreams))), proxy.MaxGrpcStreams, 1, ProxyOptions.MaxConnectionsLimit);
         if (proxy.MaxRequestBodyBytes < 0)
         {
             v.Error(Join(prefix, K<ProxyOptions>(nameof(ProxyOptions.MaxRequestBodyBytes))), proxy.MaxRequestBodyBytes.ToString(CultureInfo.InvariantCulture), "must be 0 (no limit) or positive");
         }
+    }
+
+    private static void ValidateExtProc(ExtProcServerOptions extProc, Checker v)
+    {
+        var prefix = K<AgentOptions>(nameof(AgentOptions.ExtProc));
+        v.Range(Join(prefix, K<ExtProcServerOptions>(nameof(ExtProcServerOptions.MaxConnections))), extProc.MaxConnections, 1, ExtProcServerOptions.MaxConnectionsLimit);
+        v.Range(Join(prefix, K<ExtProcServerOptions>(nameof(ExtProcServerOptions.MaxStreams))), extProc.MaxStreams, 1, ExtProcServerOptions.MaxStreamsLimit);
     }
 
     private static void ValidateExport(ExportOptions export, Checker v)

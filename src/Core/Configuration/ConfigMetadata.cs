@@ -60,6 +60,7 @@ internal static class ConfigMetadata
         OptionType.Of<CacheOptions>(),
         OptionType.Of<CacheRule>(),
         OptionType.Of<ProxyOptions>(),
+        OptionType.Of<ExtProcServerOptions>(),
     }.ToDictionary(t => t.Type);
 
     private static readonly ConcurrentDictionary<Type, IReadOnlyList<OptionProperty>> _cache = new();

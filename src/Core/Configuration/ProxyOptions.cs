@@ -22,6 +22,16 @@ public sealed class ProxyOptions
     /// </summary>
     public const int DefaultMaxConnections = 128;
 
+    /// <summary>
+    /// 100 gRPC streams over all the gRPC listener's connections (Kestrel's and most gRPC servers'
+    /// per-connection default, above the 64 calls in flight of bench/proxy's gRPC cells): at
+    /// <see cref="ConnectionAllowanceBytes"/> each (a proxied stream holds what an HTTP/1.1
+    /// connection's one request does: its request and response pipes, the forwarder's copy
+    /// buffers, the upstream stream's buffers), 25 MiB, counted in the heap cap only when the gRPC
+    /// listener is on.
+    /// </summary>
+    public const int DefaultMaxGrpcStreams = 100;
+
     /// <summary>Largest <c>max_connections</c> accepted: 65536 connections, a 16 GiB heap allowance.</summary>
     public const int MaxConnectionsLimit = 65_536;
 
@@ -45,6 +55,9 @@ public sealed class ProxyOptions
 
     [ConfigKey("max_connections", "Most client connections the proxy holds open at once, its HTTP and gRPC listeners together (CONNECT tunnels included; the admin port is not counted). One more is refused at once: an HTTP/1.1 client gets 503 with Retry-After and Connection: close, an HTTP/2 client a closed connection (gRPC: UNAVAILABLE); both are counted in sp_proxy_connections_refused_total. What open connections hold is outside the capture budget, so sp agent proxy counts 256 KiB for each in its heap cap (2 x export.max_inflight_bytes + 16 MiB + max_connections x 256 KiB): raise it with the pod's memory. 1 to 65536. Default 128.")]
     public int MaxConnections { get; set; } = DefaultMaxConnections;
+
+    [ConfigKey("max_grpc_streams", "Most gRPC calls (HTTP/2 streams) the proxy's gRPC listener (--grpc-listen) serves at once over all its connections; also each connection's SETTINGS_MAX_CONCURRENT_STREAMS, so a client queues or opens another connection before it gets there (a client over it on one connection gets RST_STREAM REFUSED_STREAM). One more over all connections is answered at once, unread: a gRPC call with status UNAVAILABLE naming this key (what gRPC clients retry), any other HTTP/2 request with 503 and Retry-After; both are counted in sp_proxy_grpc_streams_refused_total. Each stream holds what an HTTP/1.1 connection's request does, so with --grpc-listen sp agent proxy adds max_grpc_streams x 256 KiB to its heap cap. 1 to 65536. Default 100.")]
+    public int MaxGrpcStreams { get; set; } = DefaultMaxGrpcStreams;
 
     [ConfigKey("upstream_timeout_ms", "How long the upstream may send nothing (no response headers, no body bytes) before the proxy gives up and answers 504 naming the upstream. Default 60000 ms.")]
     public int UpstreamTimeoutMs { get; set; } = 60_000;

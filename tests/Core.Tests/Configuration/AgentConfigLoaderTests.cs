@@ -161,6 +161,9 @@ public class AgentConfigLoaderTests
         Assert.Equal(8388608, o.Export.MaxInflightBytes);
         Assert.Equal(67108864, o.Export.BufferMaxBytes);
         Assert.Equal(512, o.Proxy.MaxConnections);
+        Assert.Equal(200, o.Proxy.MaxGrpcStreams);
+        Assert.Equal(32, o.ExtProc.MaxConnections);
+        Assert.Equal(1024, o.ExtProc.MaxStreams);
     }
 
     [Fact]

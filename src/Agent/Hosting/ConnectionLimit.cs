@@ -2,22 +2,24 @@ using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
-using SpIstio.Agent.Metrics;
+using SpIstio.Core.Metrics;
 
-namespace SpIstio.Agent.Proxy;
+namespace SpIstio.Agent.Hosting;
 
 /// <summary>
-/// <c>proxy.max_connections</c>: the most client connections the proxy's listeners hold open
-/// together; one more is refused at once instead of being served. Kestrel connection middleware,
-/// outermost on every listener, so CONNECT tunnels and gRPC connections count too.
+/// The most client connections an agent's listeners hold open together (<c>proxy.max_connections</c>,
+/// <c>extproc.max_connections</c>); one more is refused at once instead of being served. Kestrel
+/// connection middleware, outermost on every listener, so CONNECT tunnels and gRPC connections
+/// count too.
 /// </summary>
 /// <remarks>
 /// Why a bound at all: what an open connection holds (Kestrel's pipes, the forwarder's copy
 /// buffer, the upstream connection's buffers) is outside the capture byte budget, and the agent
 /// caps its managed heap; past that cap any allocation throws OutOfMemoryException, Kestrel's
 /// accept loop can die and the runtime can abort the process (issue 13, bench/proxy/overload.sh).
-/// The cap counts <see cref="SpIstio.Core.Configuration.ProxyOptions.ConnectionAllowanceBytes"/> for
-/// each connection this bound admits, so the two agree.
+/// The cap counts an allowance for each connection this bound admits
+/// (<see cref="SpIstio.Core.Configuration.ProxyOptions.ConnectionAllowanceBytes"/>,
+/// <see cref="SpIstio.Core.Configuration.ExtProcServerOptions.ConnectionAllowanceBytes"/>), so the two agree.
 /// <para>
 /// Why refuse rather than wait: the socket is already accepted when connection middleware runs,
 /// and Kestrel's transport reads from it into the connection's pipe whether or not anyone
@@ -30,12 +32,6 @@ namespace SpIstio.Agent.Proxy;
 /// </remarks>
 internal sealed partial class ConnectionLimit
 {
-    private const string RefusalText = "sp agent proxy: too many open connections (proxy.max_connections), retry\n";
-
-    private static readonly byte[] ServiceUnavailable = Encoding.ASCII.GetBytes(string.Create(
-        CultureInfo.InvariantCulture,
-        $"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {RefusalText.Length}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{RefusalText}"));
-
     // A refused HTTP/1.1 client may still be sending its request (a body, say) when the 503 is
     // written; closing the socket on unread bytes makes the kernel send a reset, and a client that
     // gets it before reading the 503 reports a network error instead. So, as nginx's lingering
@@ -47,22 +43,31 @@ internal sealed partial class ConnectionLimit
     private const long LingerBytes = 1024 * 1024;
     private const int MaxLingering = 256;
 
-    private readonly int _max;
-    private readonly AgentMetrics _metrics;
+    private readonly ConcurrencyBound _bound;
+    private readonly string _key;
+    private readonly byte[] _serviceUnavailable;
+    private readonly string _refusedMetric;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
-    private int _open;
     private int _lingering;
 
-    // 1 from the first refusal until a connection closes below the bound: one warning per episode,
-    // not one per refused connection.
-    private int _refusing;
-
-    public ConnectionLimit(int max, AgentMetrics metrics, TimeProvider timeProvider, ILogger logger)
+    /// <param name="max">The bound, at least 1.</param>
+    /// <param name="who">The command named in an HTTP/1.1 refusal (<c>sp agent proxy</c>).</param>
+    /// <param name="key">The configuration key of the bound, named in the refusal and the log.</param>
+    /// <param name="open">Gauge of the connections held now.</param>
+    /// <param name="refused">Counter of the connections refused.</param>
+    /// <param name="refusedMetric">The name <paramref name="refused"/> is published under, for the log.</param>
+    /// <param name="timeProvider">Clock of the refusal's lingering read.</param>
+    /// <param name="logger">Where the first refusal of an episode is logged.</param>
+    public ConnectionLimit(int max, string who, string key, Gauge open, Counter refused, string refusedMetric, TimeProvider timeProvider, ILogger logger)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
-        _max = max;
-        _metrics = metrics;
+        _bound = new ConcurrencyBound(max, open, refused);
+        _key = key;
+        var text = $"{who}: too many open connections ({key}), retry\n";
+        _serviceUnavailable = Encoding.ASCII.GetBytes(string.Create(
+            CultureInfo.InvariantCulture,
+            $"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {text.Length}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{text}"));
+        _refusedMetric = refusedMetric;
         _timeProvider = timeProvider;
         _logger = logger;
     }
@@ -73,13 +78,11 @@ internal sealed partial class ConnectionLimit
 
     private async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next, bool http1)
     {
-        if (Interlocked.Increment(ref _open) > _max)
+        if (!_bound.TryEnter(out var firstRefusal))
         {
-            Interlocked.Decrement(ref _open);
-            _metrics.ProxyConnectionsRefused.Inc();
-            if (Interlocked.Exchange(ref _refusing, 1) == 0)
+            if (firstRefusal)
             {
-                Log.Refusing(_logger, _max);
+                Log.Refusing(_logger, _bound.Max, _key, _refusedMetric);
             }
 
             if (http1)
@@ -90,25 +93,20 @@ internal sealed partial class ConnectionLimit
             return;
         }
 
-        _metrics.ProxyConnectionsOpen.Inc();
         try
         {
             await next(connection).ConfigureAwait(false);
         }
         finally
         {
-            _metrics.ProxyConnectionsOpen.Dec();
-            if (Interlocked.Decrement(ref _open) < _max)
-            {
-                Volatile.Write(ref _refusing, 0);
-            }
+            _bound.Exit();
         }
     }
 
     // Sent before the request is read: the answer is the same whatever it is.
     private async Task RefuseAsync(ConnectionContext connection)
     {
-        await connection.Transport.Output.WriteAsync(ServiceUnavailable).ConfigureAwait(false);
+        await connection.Transport.Output.WriteAsync(_serviceUnavailable).ConfigureAwait(false);
         if (Interlocked.Increment(ref _lingering) > MaxLingering)
         {
             Interlocked.Decrement(ref _lingering);
@@ -143,7 +141,7 @@ internal sealed partial class ConnectionLimit
 
     private static partial class Log
     {
-        [LoggerMessage(20, LogLevel.Warning, "{Max} client connections are open (proxy.max_connections): new ones are refused until one closes, counted in sp_proxy_connections_refused_total")]
-        public static partial void Refusing(ILogger logger, int max);
+        [LoggerMessage(20, LogLevel.Warning, "{Max} client connections are open ({Key}): new ones are refused until one closes, counted in {Metric}")]
+        public static partial void Refusing(ILogger logger, int max, string key, string metric);
     }
 }
