@@ -247,5 +247,23 @@ internal static class PostgresMigrations
             DROP CONSTRAINT IF EXISTS spans_parent_span_id_check;
         ALTER TABLE spans ALTER COLUMN terms SET STORAGE MAIN, ALTER COLUMN term_buckets SET STORAGE MAIN;
         """,
+
+        // Bytes and server CPU per span (issue 14): trace and span ids as their 16 and 8 bytes
+        // instead of 32 and 16 hex characters (~32 B less a row, ~24 B less in spans_trace, and
+        // the unique index compares bytes, not text), read and compared as hex through
+        // encode()/decode() (PostgresSpanStore.IdSql); and the text keys that b-trees order
+        // (session and service) under the "C" collation, so index inserts and lookups compare
+        // bytes instead of calling strcoll for the database's locale (a non-C locale such as
+        // en_US.UTF-8 or C.UTF-8 on PostgreSQL 15). Sessions now sort by byte order (as on
+        // SQLite) where last_ns ties. Existing rows are converted in place (the table and its
+        // indexes are rewritten once).
+        """
+        ALTER TABLE spans ALTER COLUMN trace_id TYPE BYTEA USING decode(trace_id, 'hex'),
+            ALTER COLUMN span_id TYPE BYTEA USING decode(span_id, 'hex'),
+            ALTER COLUMN parent_span_id TYPE BYTEA USING decode(parent_span_id, 'hex'),
+            ALTER COLUMN session_id TYPE TEXT COLLATE "C",
+            ALTER COLUMN service TYPE TEXT COLLATE "C";
+        ALTER TABLE sessions ALTER COLUMN session_id TYPE TEXT COLLATE "C";
+        """,
     ];
 }
