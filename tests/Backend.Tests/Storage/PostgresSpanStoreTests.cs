@@ -289,6 +289,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         await check.OpenAsync();
         Assert.Equal(3L, await ScalarAsync(check, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'spans' AND column_name IN ('trace_id', 'span_id', 'parent_span_id') AND data_type = 'bytea'"));
         Assert.Equal(3L, await ScalarAsync(check, "SELECT COUNT(*) FROM information_schema.columns WHERE (table_name, column_name) IN (('spans', 'session_id'), ('spans', 'service'), ('sessions', 'session_id')) AND collation_name = 'C'"));
+        Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'spans_session' AND indexdef LIKE '%(tenant_id, session_id) WHERE%'"));
         Assert.Equal(16L + 8 + 8, await ScalarAsync(check, "SELECT octet_length(trace_id) + octet_length(span_id) + octet_length(parent_span_id) FROM spans WHERE parent_span_id IS NOT NULL ORDER BY id LIMIT 1"));
     }
 
