@@ -156,26 +156,18 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
     private static async Task UpgradeAsync(string connectionString)
     {
-        await using (var connection = new Npgsql.NpgsqlConnection(connectionString))
-        {
-            await connection.OpenAsync();
-            // The schema before word hashes were stored with the span.
-            var setup = SchemaBefore("ADD COLUMN terms");
-
-            // Two spans as the previous version stored them: one indexed (in span_search), one the
-            // indexer had not reached yet; both found by the word in their path after the upgrade.
-            setup.Append("""
-                INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
-                INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes)
-                SELECT 1, lpad(to_hex(n), 32, '0'), lpad(to_hex(n), 16, '0'), 'GET /lisbon', 2, 'frontend', n, n + 1, 0, 1, 's' || n, 'frontend:8080', '/lisbon/' || n, 100
-                FROM generate_series(1, 2) AS n;
-                INSERT INTO sessions SELECT 1, 's' || n, n, n FROM generate_series(1, 2) AS n;
-                INSERT INTO span_search (span_id, terms) VALUES (1, '{1}');
-                UPDATE search_progress SET indexed_to = 1;
-                """);
-            await using var command = new Npgsql.NpgsqlCommand(setup.ToString(), connection);
-            await command.ExecuteNonQueryAsync();
-        }
+        // The schema before word hashes were stored with the span, and two spans as it stored
+        // them: one indexed (in span_search), one the indexer had not reached yet; both found by
+        // the word in their path after the upgrade.
+        await SetUpBeforeAsync(connectionString, "ADD COLUMN terms", """
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes)
+            SELECT 1, lpad(to_hex(n), 32, '0'), lpad(to_hex(n), 16, '0'), 'GET /lisbon', 2, 'frontend', n, n + 1, 0, 1, 's' || n, 'frontend:8080', '/lisbon/' || n, 100
+            FROM generate_series(1, 2) AS n;
+            INSERT INTO sessions SELECT 1, 's' || n, n, n FROM generate_series(1, 2) AS n;
+            INSERT INTO span_search (span_id, terms) VALUES (1, '{1}');
+            UPDATE search_progress SET indexed_to = 1;
+            """);
 
         await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
         await store.MigrateAsync(CancellationToken.None);
@@ -237,7 +229,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
         await using var check = new Npgsql.NpgsqlConnection(connectionString);
         await check.OpenAsync();
-        Assert.Equal(0L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'spans'::regclass AND contype = 'c'"));
+        Assert.Equal(0L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'spans'::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%~%'"));
         Assert.Equal(2L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = 'spans'::regclass AND attname IN ('terms', 'term_buckets') AND attstorage = 'm'"));
     }
 
@@ -247,27 +239,19 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
     private static async Task UpgradeIdsAsync(string connectionString)
     {
-        await using (var connection = new Npgsql.NpgsqlConnection(connectionString))
-        {
-            await connection.OpenAsync();
-
-            // The schema before ids were stored as bytes, with a trace of two spans (a root and its
-            // child) and a session as it stored them: ids as lower-case hex text.
-            var setup = SchemaBefore("ALTER COLUMN trace_id TYPE BYTEA");
-            setup.Append("""
-                INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
-                INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets)
-                SELECT 1, lpad(to_hex(7), 32, '0'), lpad(to_hex(n), 16, '0'), CASE n WHEN 2 THEN lpad(to_hex(1), 16, '0') END,
-                    'GET /lisbon', 2, CASE n WHEN 1 THEN 'frontend' ELSE 'flights' END, n, n + 1, 0, 1, 'sess-a', 'frontend:8080', '/lisbon', 100,
-                    ARRAY[@h], ARRAY[@b]
-                FROM generate_series(1, 2) AS n;
-                INSERT INTO sessions VALUES (1, 'sess-a', 1, 2);
-                """);
-            await using var command = new Npgsql.NpgsqlCommand(setup.ToString(), connection);
-            command.Parameters.AddWithValue("h", PostgresSearchTerms.Hash("lisbon"));
-            command.Parameters.AddWithValue("b", PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon")));
-            await command.ExecuteNonQueryAsync();
-        }
+        // The schema before ids were stored as bytes, with a trace of two spans (a root and its
+        // child) and a session as it stored them: ids as lower-case hex text.
+        await SetUpBeforeAsync(connectionString, "ALTER COLUMN trace_id TYPE BYTEA", """
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets)
+            SELECT 1, lpad(to_hex(7), 32, '0'), lpad(to_hex(n), 16, '0'), CASE n WHEN 2 THEN lpad(to_hex(1), 16, '0') END,
+                'GET /lisbon', 2, CASE n WHEN 1 THEN 'frontend' ELSE 'flights' END, n, n + 1, 0, 1, 'sess-a', 'frontend:8080', '/lisbon', 100,
+                ARRAY[@h], ARRAY[@b]
+            FROM generate_series(1, 2) AS n;
+            INSERT INTO sessions VALUES (1, 'sess-a', 1, 2);
+            """,
+            ("h", PostgresSearchTerms.Hash("lisbon")),
+            ("b", PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon"))));
 
         await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
         await store.MigrateAsync(CancellationToken.None);
@@ -290,6 +274,12 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Equal(3L, await ScalarAsync(check, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'spans' AND column_name IN ('trace_id', 'span_id', 'parent_span_id') AND data_type = 'bytea'"));
         Assert.Equal(3L, await ScalarAsync(check, "SELECT COUNT(*) FROM information_schema.columns WHERE (table_name, column_name) IN (('spans', 'session_id'), ('spans', 'service'), ('sessions', 'session_id')) AND collation_name = 'C'"));
         Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'spans_session' AND indexdef LIKE '%(tenant_id, session_id) WHERE%'"));
+        // A backend of the previous release still running during a roll writes ids as hex text,
+        // which the binary COPY would hand over as bytes: refused, not stored as ids that read back wrong.
+        var refused = await Assert.ThrowsAsync<Npgsql.PostgresException>(() => ScalarAsync(check,
+            "INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, stored_bytes) " +
+            "VALUES (1, convert_to(lpad(to_hex(9), 32, '0'), 'UTF8'), convert_to(lpad(to_hex(9), 16, '0'), 'UTF8'), 'GET /', 2, 'frontend', 9, 10, 0, 1, 100)"));
+        Assert.Equal(Npgsql.PostgresErrorCodes.CheckViolation, refused.SqlState);
         Assert.Equal(16L + 8 + 8, await ScalarAsync(check, "SELECT octet_length(trace_id) + octet_length(span_id) + octet_length(parent_span_id) FROM spans WHERE parent_span_id IS NOT NULL ORDER BY id LIMIT 1"));
     }
 
@@ -313,6 +303,21 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
         // The same lookups with the stored ids find the span: the refusals above are the ids', not the store's.
         Assert.Equal(Span(1), (await store.GetSpanAsync(tenant, Trace(0xa1), Span(1), CancellationToken.None))!.SpanId);
+    }
+
+    // A database at the schema before the first migration whose script contains marker, with
+    // rows (SQL, with its parameters) as that version stored them.
+    private static async Task SetUpBeforeAsync(string connectionString, string marker, string rows, params (string Name, object Value)[] parameters)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(SchemaBefore(marker).Append(rows).ToString(), connection);
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        await command.ExecuteNonQueryAsync();
     }
 
     // Every migration before the first whose script contains marker, as a store at that version

@@ -256,7 +256,11 @@ internal static class PostgresMigrations
         // bytes instead of calling strcoll for the database's locale (a non-C locale such as
         // en_US.UTF-8 or C.UTF-8 on PostgreSQL 15). Sessions now sort by byte order (as on
         // SQLite) where last_ns ties. Existing rows are converted in place (the table and its
-        // indexes are rewritten once).
+        // indexes are rewritten once). Unlike the migrations before it, this one changes what an
+        // older release writes: its binary COPY would store the hex text's bytes in the BYTEA
+        // columns without complaint, so a CHECK on the ids' lengths refuses those rows (an
+        // older replica still running fails its writes and id lookups instead of storing ids
+        // that read back wrong; docs/production.md, "Upgrading the backend").
         // spans_session drops start_ns from its key: a session's spans then share one key, which
         // the b-tree stores once with a list of row pointers (deduplication) instead of an entry
         // of ~50 B a span, inserted mid-tree and split half-empty; the session view sorts the few
@@ -267,7 +271,8 @@ internal static class PostgresMigrations
             ALTER COLUMN span_id TYPE BYTEA USING decode(span_id, 'hex'),
             ALTER COLUMN parent_span_id TYPE BYTEA USING decode(parent_span_id, 'hex'),
             ALTER COLUMN session_id TYPE TEXT COLLATE "C",
-            ALTER COLUMN service TYPE TEXT COLLATE "C";
+            ALTER COLUMN service TYPE TEXT COLLATE "C",
+            ADD CONSTRAINT spans_id_bytes CHECK (octet_length(trace_id) = 16 AND octet_length(span_id) = 8 AND octet_length(parent_span_id) = 8);
         ALTER TABLE sessions ALTER COLUMN session_id TYPE TEXT COLLATE "C";
         CREATE INDEX spans_session ON spans (tenant_id, session_id) WHERE session_id IS NOT NULL;
         """,
