@@ -23,7 +23,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         "request_body, response_body, attributes, stored_bytes, span_model, grpc_status, terms, term_buckets";
 
     private const string CreateStaging =
-        "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id BYTEA, span_id BYTEA, parent_span_id BYTEA, name TEXT, kind INTEGER, " +
+        "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, kind INTEGER, " +
         "service TEXT, start_ns BIGINT, end_ns BIGINT, is_error INTEGER, is_exchange INTEGER, session_id TEXT, direction TEXT, method TEXT, " +
         "scheme TEXT, authority TEXT, path TEXT, query TEXT, route TEXT, status_code INTEGER, request_headers BYTEA, response_headers BYTEA, " +
         "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER, terms BIGINT[], term_buckets SMALLINT[]) ON COMMIT DELETE ROWS";
@@ -84,14 +84,6 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     protected override string SpanTextCondition => TermsMatch;
 
-    // Ids are stored as their bytes (BYTEA) and spoken as lower-case hex, as the API and the other store do.
-    protected override string IdSql(string column) => "encode(" + column + ", 'hex')";
-
-    // decode() raises an error on text that is not hex; an id of the wrong format matches nothing
-    // instead, as it did when ids were hex text (and upper-case hex still matches nothing).
-    protected override string IdParameterSql(string name) =>
-        "(CASE WHEN @" + name + " ~ '^([0-9a-f]{2})*$' THEN decode(@" + name + ", 'hex') END)";
-
     // The word hashes are written with the span (CopyAsync): they come from the search text built
     // while the batch is encoded, from the bodies at hand.
     protected override bool SearchTextOnIngest => true;
@@ -128,14 +120,13 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         RequireHexIds(spans);
         var encoded = await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false);
         var terms = PostgresSearchTerms.OfBatch(encoded);
-        var ids = SpanIds.Of(encoded);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             // A batch of new spans (almost every batch) is copied straight into spans; only when
             // one already exists (a retried export) does the unique index refuse the COPY, and the
             // batch goes the staged way, which skips what exists.
-            var direct = await TryCopyDirectAsync(connection, tenantId, encoded, terms, ids, cancellationToken).ConfigureAwait(false);
+            var direct = await TryCopyDirectAsync(connection, tenantId, encoded, terms, cancellationToken).ConfigureAwait(false);
             if (direct is { } maxDirect)
             {
                 Committed(maxDirect);
@@ -150,7 +141,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
 
-                await CopyAsync(connection, "spans_staging", tenantId, encoded, terms, ids, cancellationToken).ConfigureAwait(false);
+                await CopyAsync(connection, "spans_staging", tenantId, encoded, terms, cancellationToken).ConfigureAwait(false);
 
                 long inserted, maxId;
                 await using (var move = new NpgsqlCommand(MoveStaged, connection, transaction))
@@ -197,7 +188,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     /// COPY are drawn in row order, so the session's last one is the batch's highest); null, with
     /// nothing stored, when a span of the batch already exists.
     /// </summary>
-    private static async Task<long?> TryCopyDirectAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, SpanIds ids, CancellationToken cancellationToken)
+    private static async Task<long?> TryCopyDirectAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, CancellationToken cancellationToken)
     {
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using (transaction.ConfigureAwait(false))
@@ -209,7 +200,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
             try
             {
-                await CopyAsync(connection, "spans", tenantId, spans, terms, ids, cancellationToken).ConfigureAwait(false);
+                await CopyAsync(connection, "spans", tenantId, spans, terms, cancellationToken).ConfigureAwait(false);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
             {
@@ -247,7 +238,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
     }
 
-    private static async Task CopyAsync(NpgsqlConnection connection, string table, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, SpanIds ids, CancellationToken cancellationToken)
+    private static async Task CopyAsync(NpgsqlConnection connection, string table, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, CancellationToken cancellationToken)
     {
         var importer = await connection.BeginBinaryImportAsync(
             "COPY " + table + " (" + Columns + ") FROM STDIN (FORMAT BINARY)", cancellationToken).ConfigureAwait(false);
@@ -263,17 +254,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 var s = e.Span;
                 importer.StartRow();
                 importer.Write(tenantId, NpgsqlDbType.Bigint);
-                importer.Write(ids.Trace(i), NpgsqlDbType.Bytea);
-                importer.Write(ids.Span(i), NpgsqlDbType.Bytea);
-                if (s.ParentSpanId is null)
-                {
-                    importer.WriteNull();
-                }
-                else
-                {
-                    importer.Write(ids.Parent(i), NpgsqlDbType.Bytea);
-                }
-
+                importer.Write(s.TraceId, NpgsqlDbType.Text);
+                importer.Write(s.SpanId, NpgsqlDbType.Text);
+                WriteText(importer, s.ParentSpanId);
                 importer.Write(s.Name, NpgsqlDbType.Text);
                 importer.Write(s.Kind, NpgsqlDbType.Integer);
                 importer.Write(s.ServiceName, NpgsqlDbType.Text);
@@ -344,42 +327,6 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         {
             importer.Write(value, NpgsqlDbType.Bytea);
         }
-    }
-
-    /// <summary>
-    /// A batch's ids as bytes, in one buffer (40 bytes a span: trace, span, parent), written to
-    /// the BYTEA id columns as slices of it. The ids were checked to be lower-case hex (<see cref="RequireHexIds"/>).
-    /// </summary>
-    private readonly struct SpanIds
-    {
-        private const int Stride = 40;
-        private readonly byte[] _bytes;
-
-        private SpanIds(byte[] bytes) => _bytes = bytes;
-
-        public static SpanIds Of(EncodedSpan[] spans)
-        {
-            var bytes = new byte[spans.Length * Stride];
-            for (int i = 0; i < spans.Length; i++)
-            {
-                var s = spans[i].Span;
-                var into = bytes.AsSpan(i * Stride, Stride);
-                Convert.FromHexString(s.TraceId, into[..16], out _, out _);
-                Convert.FromHexString(s.SpanId, into[16..24], out _, out _);
-                if (s.ParentSpanId is { } parent)
-                {
-                    Convert.FromHexString(parent, into[24..], out _, out _);
-                }
-            }
-
-            return new SpanIds(bytes);
-        }
-
-        public ReadOnlyMemory<byte> Trace(int i) => _bytes.AsMemory(i * Stride, 16);
-
-        public ReadOnlyMemory<byte> Span(int i) => _bytes.AsMemory((i * Stride) + 16, 8);
-
-        public ReadOnlyMemory<byte> Parent(int i) => _bytes.AsMemory((i * Stride) + 24, 8);
     }
 
     public override Task<long> GetStoredBytesAsync(CancellationToken cancellationToken) => ReadAsync(async connection =>
