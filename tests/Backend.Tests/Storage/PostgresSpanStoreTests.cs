@@ -156,26 +156,18 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
     private static async Task UpgradeAsync(string connectionString)
     {
-        await using (var connection = new Npgsql.NpgsqlConnection(connectionString))
-        {
-            await connection.OpenAsync();
-            // The schema before word hashes were stored with the span.
-            var setup = SchemaBefore("ADD COLUMN terms");
-
-            // Two spans as the previous version stored them: one indexed (in span_search), one the
-            // indexer had not reached yet; both found by the word in their path after the upgrade.
-            setup.Append("""
-                INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
-                INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes)
-                SELECT 1, lpad(to_hex(n), 32, '0'), lpad(to_hex(n), 16, '0'), 'GET /lisbon', 2, 'frontend', n, n + 1, 0, 1, 's' || n, 'frontend:8080', '/lisbon/' || n, 100
-                FROM generate_series(1, 2) AS n;
-                INSERT INTO sessions SELECT 1, 's' || n, n, n FROM generate_series(1, 2) AS n;
-                INSERT INTO span_search (span_id, terms) VALUES (1, '{1}');
-                UPDATE search_progress SET indexed_to = 1;
-                """);
-            await using var command = new Npgsql.NpgsqlCommand(setup.ToString(), connection);
-            await command.ExecuteNonQueryAsync();
-        }
+        // The schema before word hashes were stored with the span, and two spans as it stored
+        // them: one indexed (in span_search), one the indexer had not reached yet; both found by
+        // the word in their path after the upgrade.
+        await SetUpBeforeAsync(connectionString, "ADD COLUMN terms", """
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes)
+            SELECT 1, lpad(to_hex(n), 32, '0'), lpad(to_hex(n), 16, '0'), 'GET /lisbon', 2, 'frontend', n, n + 1, 0, 1, 's' || n, 'frontend:8080', '/lisbon/' || n, 100
+            FROM generate_series(1, 2) AS n;
+            INSERT INTO sessions SELECT 1, 's' || n, n, n FROM generate_series(1, 2) AS n;
+            INSERT INTO span_search (span_id, terms) VALUES (1, '{1}');
+            UPDATE search_progress SET indexed_to = 1;
+            """);
 
         await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
         await store.MigrateAsync(CancellationToken.None);
@@ -239,6 +231,69 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         await check.OpenAsync();
         Assert.Equal(0L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'spans'::regclass AND contype = 'c'"));
         Assert.Equal(2L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = 'spans'::regclass AND attname IN ('terms', 'term_buckets') AND attstorage = 'm'"));
+    }
+
+    [Fact]
+    public Task A_store_upgrades_in_place_to_C_collated_session_and_service_keys_and_the_session_index_on_tenant_and_session() =>
+        InDatabaseOfItsOwnAsync(UpgradeCollationAsync);
+
+    private static async Task UpgradeCollationAsync(string connectionString)
+    {
+        // The schema before session and service were "C"-collated, with a trace of two spans (a
+        // root and its child) and a session as it stored them.
+        await SetUpBeforeAsync(connectionString, "COLLATE \"C\"", """
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets)
+            SELECT 1, lpad(to_hex(7), 32, '0'), lpad(to_hex(n), 16, '0'), CASE n WHEN 2 THEN lpad(to_hex(1), 16, '0') END,
+                'GET /lisbon', 2, CASE n WHEN 1 THEN 'frontend' ELSE 'flights' END, n, n + 1, 0, 1, 'sess-a', 'frontend:8080', '/lisbon', 100,
+                ARRAY[@h], ARRAY[@b]
+            FROM generate_series(1, 2) AS n;
+            INSERT INTO sessions VALUES (1, 'sess-a', 1, 2);
+            """,
+            ("h", PostgresSearchTerms.Hash("lisbon")),
+            ("b", PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon"))));
+
+        await using var check = new Npgsql.NpgsqlConnection(connectionString);
+        await check.OpenAsync();
+        long heapBefore = await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint");
+
+        await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+
+        // The rows read as before, are found by their ids, by text, by service and by session.
+        var trace = await store.GetTraceAsync(1, Trace(7), CancellationToken.None);
+        Assert.Equal([(Span(1), (string?)null), (Span(2), Span(1))], trace.Select(s => (s.SpanId, s.ParentSpanId)));
+        Assert.Equal(Trace(7), (await store.GetSpanAsync(1, Trace(7), Span(2), CancellationToken.None))!.TraceId);
+        Assert.Equal([Trace(7)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal([Trace(7)], (await store.SearchTracesAsync(1, new TraceQuery { Service = "flights" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal(["sess-a"], (await store.ListSessionsAsync(1, new SessionQuery(), CancellationToken.None)).Items.Select(s => s.SessionId));
+
+        // A retried export of a stored span is recognised as stored; a new span of the session goes in beside them.
+        Assert.Equal(0, await store.InsertSpansAsync(1, [Exchange(7, 2, parent: 1, session: "sess-a")], CancellationToken.None));
+        Assert.Equal(1, await store.InsertSpansAsync(1, [Exchange(7, 3, parent: 2, session: "sess-a", path: "/lisbon")], CancellationToken.None));
+        Assert.Equal([Span(1), Span(2), Span(3)], (await store.GetTraceAsync(1, Trace(7), CancellationToken.None)).Select(s => s.SpanId).Order());
+        Assert.Equal(3, (await store.GetSessionAsync(1, "sess-a", CancellationToken.None))!.Count);
+
+        Assert.Equal(3L, await ScalarAsync(check, "SELECT COUNT(*) FROM information_schema.columns WHERE (table_name, column_name) IN (('spans', 'session_id'), ('spans', 'service'), ('sessions', 'session_id')) AND collation_name = 'C'"));
+        Assert.Equal(3L, await ScalarAsync(check, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'spans' AND column_name IN ('trace_id', 'span_id', 'parent_span_id') AND data_type = 'text'"));
+        Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'spans_session' AND indexdef LIKE '%(tenant_id, session_id) WHERE%'"));
+        // Only the collation changed: the table's rows were not rewritten (docs/production.md says so).
+        Assert.Equal(heapBefore, await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint"));
+    }
+
+    // A database at the schema before the first migration whose script contains marker, with
+    // rows (SQL, with its parameters) as that version stored them.
+    private static async Task SetUpBeforeAsync(string connectionString, string marker, string rows, params (string Name, object Value)[] parameters)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(SchemaBefore(marker).Append(rows).ToString(), connection);
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        await command.ExecuteNonQueryAsync();
     }
 
     // Every migration before the first whose script contains marker, as a store at that version

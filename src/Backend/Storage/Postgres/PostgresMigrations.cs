@@ -247,5 +247,27 @@ internal static class PostgresMigrations
             DROP CONSTRAINT IF EXISTS spans_parent_span_id_check;
         ALTER TABLE spans ALTER COLUMN terms SET STORAGE MAIN, ALTER COLUMN term_buckets SET STORAGE MAIN;
         """,
+
+        // Server CPU and index bytes per span (issue 14): the text keys that b-trees order
+        // (session and service) under the "C" collation, so index inserts and lookups compare
+        // bytes instead of calling strcoll for the database's locale (a non-C locale such as
+        // en_US.UTF-8 or C.UTF-8 on PostgreSQL 15). Sessions now sort by byte order (as on
+        // SQLite) where last_ns ties. Changing only a column's collation leaves the table's rows
+        // as they are (no rewrite); the indexes on those columns are rebuilt, under the ALTER's
+        // lock. Ids stay hex text: storing them as bytes was measured (~50 B a span less in
+        // spans_trace, no CPU visible) but would rewrite spans and change what an older replica
+        // writes, and PostgreSQL migrations only add, so replicas of two releases can share a
+        // store during a rolling upgrade (bench/README.md, round 7).
+        // spans_session drops start_ns from its key: a session's spans then share one key, which
+        // the b-tree stores once with a list of row pointers (deduplication) instead of an entry
+        // of ~50 B a span, inserted mid-tree and split half-empty; the session view sorts the few
+        // spans of one session itself.
+        """
+        DROP INDEX spans_session;
+        ALTER TABLE spans ALTER COLUMN session_id TYPE TEXT COLLATE "C",
+            ALTER COLUMN service TYPE TEXT COLLATE "C";
+        ALTER TABLE sessions ALTER COLUMN session_id TYPE TEXT COLLATE "C";
+        CREATE INDEX spans_session ON spans (tenant_id, session_id) WHERE session_id IS NOT NULL;
+        """,
     ];
 }
