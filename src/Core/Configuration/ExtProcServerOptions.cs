@@ -47,7 +47,7 @@ public sealed class ExtProcServerOptions
     /// </summary>
     public const int StreamAllowanceBytes = 64 * 1024;
 
-    [ConfigKey("max_connections", "Most HTTP/2 connections the ext_proc server holds open at once (TCP and Unix socket together). One more is closed at once (gRPC clients report UNAVAILABLE; Envoy passes the request on with failure_mode_allow: true) and counted in sp_extproc_connections_refused_total. Envoy opens about one connection per worker thread. sp agent extproc counts 256 KiB for each in its heap cap. 1 to 16384. Default 64.")]
+    [ConfigKey("max_connections", "Most HTTP/2 connections the ext_proc server holds open at once (TCP and Unix socket together). One more is closed at once (gRPC clients report UNAVAILABLE, some INTERNAL; Envoy passes the request on with failure_mode_allow: true) and counted in sp_extproc_connections_refused_total. Envoy opens about one connection per worker thread. sp agent extproc counts 256 KiB for each in its heap cap. 1 to 16384. Default 64.")]
     public int MaxConnections { get; set; } = DefaultMaxConnections;
 
     [ConfigKey("max_streams", "Most ext_proc streams (gRPC calls, health checks included) the server serves at once over all its connections; Envoy opens one per HTTP request in flight. It is also each connection's SETTINGS_MAX_CONCURRENT_STREAMS (a client over it gets RST_STREAM REFUSED_STREAM). One more over all connections is answered at once with gRPC UNAVAILABLE (with failure_mode_allow: true Envoy passes the request on uncaptured, without it Envoy answers 500) and counted in sp_extproc_streams_refused_total. sp agent extproc counts 64 KiB for each in its heap cap. 1 to 65536. Default 256.")]
