@@ -36,6 +36,11 @@ internal static class LoadDriver
             {
                 HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) },
                 MaxReceiveMessageSize = null,
+
+                // The channel disposes the handler, and so closes its connections, only when told
+                // to: otherwise every cell left its connections open on the agent, which counts them
+                // against extproc.max_connections and refused the third run's cells.
+                DisposeHttpClient = true,
             });
             clients[i] = new ExternalProcessor.ExternalProcessorClient(channels[i]);
         }
