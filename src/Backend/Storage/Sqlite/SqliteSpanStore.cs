@@ -137,19 +137,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         {
         }
 
-        await locked.ConfigureAwait(false);
-        int inserted;
-        long maxId;
-        try
-        {
-            (inserted, maxId) = InsertLocked(tenantId, batch);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-
-        Committed(maxId);
+        int inserted = await InsertWhenLockedAsync(locked, tenantId, batch).ConfigureAwait(false);
         if (dictionary is null)
         {
             Dictionaries.Observe(tenantId, batch.All());
@@ -185,12 +173,19 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return 0;
         }
 
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await InsertWhenLockedAsync(_writeLock.WaitAsync(cancellationToken), tenantId, EncodedBatch.FromEncoded([.. encoded])).ConfigureAwait(false);
+    }
+
+    // Both ingest paths: insert once the write lock (`locked`, the wait for it) is held, release it,
+    // then tell the indexer what was committed.
+    private async Task<int> InsertWhenLockedAsync(Task locked, long tenantId, EncodedBatch batch)
+    {
+        await locked.ConfigureAwait(false);
         int inserted;
         long maxId;
         try
         {
-            (inserted, maxId) = InsertLocked(tenantId, EncodedBatch.FromEncoded([.. encoded]));
+            (inserted, maxId) = InsertLocked(tenantId, batch);
         }
         finally
         {
@@ -286,19 +281,14 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             {
                 // A span retention deleted since it was read is not indexed (its id is never reused either way).
                 raw.sqlite3_bind_int64(exists, 1, spanId);
-                int rc = raw.sqlite3_step(exists);
-                raw.sqlite3_reset(exists);
-                SqliteException.ThrowExceptionForRC(rc, db);
-                if (rc != raw.SQLITE_ROW)
+                if (Step(exists, db) != raw.SQLITE_ROW)
                 {
                     continue;
                 }
 
                 raw.sqlite3_bind_int64(insert, 1, spanId);
                 Text(insert, 2, text);
-                rc = raw.sqlite3_step(insert);
-                raw.sqlite3_reset(insert);
-                SqliteException.ThrowExceptionForRC(rc, db);
+                Step(insert, db);
             }
 
             using var move = Command(writer, transaction, "UPDATE search_progress SET indexed_to = @to WHERE id = 1 AND indexed_to = @from");
@@ -375,11 +365,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             Int64(insert, 28, id + 1);
             NullableInt64(insert, 29, s.GrpcStatus);
 
-            // Reset before the check: the statement is ready for the next row, and the error (with its
-            // message) stays on the connection for the exception.
-            int rc = raw.sqlite3_step(insert);
-            raw.sqlite3_reset(insert);
-            SqliteException.ThrowExceptionForRC(rc, db);
+            Step(insert, db);
 
             // No change when the span already exists (a retried export); its id is then not used.
             if (raw.sqlite3_changes(db) == 0)
@@ -653,6 +639,17 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
         _writer = writer;
         return writer;
+    }
+
+    // Runs a raw statement one step and resets it, returning the step's code. Reset before the check:
+    // the statement is ready for the next row, and the error (with its message) stays on the
+    // connection for the exception.
+    private static int Step(sqlite3_stmt statement, sqlite3 db)
+    {
+        int rc = raw.sqlite3_step(statement);
+        raw.sqlite3_reset(statement);
+        SqliteException.ThrowExceptionForRC(rc, db);
+        return rc;
     }
 
     private static sqlite3_stmt PrepareRaw(SqliteConnection connection, string sql)
