@@ -219,7 +219,7 @@ internal abstract partial class SqlSpanStore
         if (terms.Length > 0)
         {
             sql.Append(" AND ").Append(SpanTextCondition);
-            Add(command, "q", TextQueryValue(terms));
+            AddTextQuery(command, terms);
         }
     }
 

@@ -51,6 +51,9 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>The value of <c>@q</c> for these (normalised, non-empty) terms.</summary>
     protected abstract string TextQueryValue(string[] terms);
 
+    /// <summary>Adds the parameters the text conditions read: <c>@q</c>, and whatever else a store's conditions need.</summary>
+    protected virtual void AddTextQuery(DbCommand command, string[] terms) => Add(command, "q", TextQueryValue(terms));
+
     /// <summary>Runs before migrations inside their transaction (PostgreSQL takes an advisory lock there).</summary>
     protected virtual Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -284,7 +287,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             if (terms.Length > 0)
             {
                 sql.Append(" AND ").Append(SessionTextCondition);
-                Add(command, "q", TextQueryValue(terms));
+                AddTextQuery(command, terms);
             }
 
             sql.Append(" ORDER BY s.last_ns DESC, s.session_id DESC LIMIT @lim");

@@ -124,16 +124,60 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
-    public async Task Buckets_computed_in_SQL_equal_the_backends()
+    public async Task A_short_number_is_stored_as_its_code_without_hash_or_bucket_and_found_exactly()
     {
         _connectionString ??= await fixture.CreateDatabaseAsync();
-        await using var connection = new Npgsql.NpgsqlConnection(_connectionString);
-        await connection.OpenAsync();
-        long[] hashes = [long.MinValue, -1, 0, 1, long.MaxValue, PostgresSearchTerms.Hash("lisbon"), PostgresSearchTerms.Hash("paris")];
-        await using var command = new Npgsql.NpgsqlCommand("SELECT " + PostgresSearchTerms.BucketsSql("@h"), connection);
-        command.Parameters.AddWithValue("h", hashes);
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        await store.InsertSpansAsync(tenant, [Exchange(1, 1, session: "s1", responseText: "{\"city\":\"lisbon\",\"seats\":42,\"id\":1234}")], CancellationToken.None);
+        await store.InsertSpansAsync(tenant, [Exchange(2, 1, session: "s2", responseText: "{\"city\":\"paris\",\"seats\":7,\"gate\":\"042\"}")], CancellationToken.None);
 
-        Assert.Equal(hashes.Select(PostgresSearchTerms.Bucket).Distinct().Order(), (short[])(await command.ExecuteScalarAsync())!);
+        await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new Npgsql.NpgsqlCommand("SELECT terms, term_buckets, numbers FROM spans ORDER BY id LIMIT 1", connection);
+            await using var reader = await command.ExecuteReaderAsync();
+            Assert.True(await reader.ReadAsync());
+            var (terms, buckets, numbers) = ((long[])reader[0], (short[])reader[1], (short[])reader[2]);
+            Assert.Contains(PostgresSearchTerms.Hash("1234"), terms);
+            Assert.Contains(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon")), buckets);
+            Assert.Equal([PostgresSearchTerms.NumberCode("42")], numbers);
+            Assert.DoesNotContain(PostgresSearchTerms.Hash("42"), terms);
+            Assert.DoesNotContain(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("42")), buckets);
+        }
+
+        Assert.Equal([Trace(1)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = "42" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal([Trace(1)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon 42" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal([Trace(2)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = "042" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal(["s2"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = "7" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal(["s1"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = "42 1234" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await store.SearchTracesAsync(tenant, new TraceQuery { Text = "43" }, CancellationToken.None)).Items);
+        Assert.Empty((await store.ListSessionsAsync(tenant, new SessionQuery { Text = "paris 42" }, CancellationToken.None)).Items);
+    }
+
+    [Theory]
+    [InlineData("4", true)]
+    [InlineData("42", true)]
+    [InlineData("999", true)]
+    [InlineData("007", true)]
+    [InlineData("1000", false)]
+    [InlineData("a1", false)]
+    [InlineData("id", false)]
+    [InlineData("\u0664\u0662", false)]
+    public void Only_words_of_one_to_three_ASCII_digits_are_short_numbers(string word, bool shortNumber) =>
+        Assert.Equal(shortNumber, PostgresSearchTerms.IsShortNumber(word));
+
+    [Fact]
+    public void Every_short_number_has_a_code_of_its_own_from_0_to_1109()
+    {
+        // Leading zeros make other words ("7", "07", "007"): each must keep a code of its own.
+        var words = Enumerable.Range(0, 10).Select(n => n.ToString("D1", System.Globalization.CultureInfo.InvariantCulture))
+            .Concat(Enumerable.Range(0, 100).Select(n => n.ToString("D2", System.Globalization.CultureInfo.InvariantCulture)))
+            .Concat(Enumerable.Range(0, 1000).Select(n => n.ToString("D3", System.Globalization.CultureInfo.InvariantCulture)))
+            .ToList();
+
+        Assert.Equal(Enumerable.Range(0, 1110).Select(n => (short)n), words.Select(w => PostgresSearchTerms.NumberCode(w)).Order());
     }
 
     [Fact]
@@ -199,8 +243,8 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
                 INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, request_body, stored_bytes, terms, term_buckets)
                 SELECT 1, lpad(to_hex(n), 32, '0'), lpad(to_hex(n), 16, '0'), 'GET /lisbon', 2, 'frontend', n, n + 1, 0, 1, 's' || n, 'frontend:8080', '/lisbon/' || n,
                     NULL, 100, h.terms,
-                """).Append(PostgresSearchTerms.BucketsSql("h.terms")).Append("""
-                
+                    -- Every word's bucket, as versions before short numbers went without one stored them.
+                    ARRAY(SELECT DISTINCT (b.h >> 48)::smallint FROM unnest(h.terms) AS b(h) ORDER BY 1)
                 FROM generate_series(1, 2) AS n,
                     LATERAL (SELECT CASE n WHEN 1 THEN @t1 ELSE @t2 END AS terms) AS h;
                 INSERT INTO sessions SELECT 1, 's' || n, n, n FROM generate_series(1, 2) AS n;
@@ -281,6 +325,59 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Equal(heapBefore, await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint"));
     }
 
+    [Fact]
+    public Task A_store_upgrades_in_place_to_short_number_codes_while_an_older_replica_keeps_writing_and_finding() =>
+        InDatabaseOfItsOwnAsync(UpgradeNumbersAsync);
+
+    private static async Task UpgradeNumbersAsync(string connectionString)
+    {
+        // The schema before short numbers had codes, and a span as it stored them: every word's hash and bucket.
+        string[] oldWords = ["lisbon", "42"];
+        await SetUpBeforeAsync(connectionString, "ADD COLUMN numbers", """
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets)
+            VALUES (1, lpad(to_hex(1), 32, '0'), lpad(to_hex(1), 16, '0'), 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, 's1', 'frontend:8080', '/lisbon/42', 100, @h, @b);
+            INSERT INTO sessions VALUES (1, 's1', 1, 1);
+            """,
+            ("h", oldWords.Select(w => PostgresSearchTerms.Hash(w)).ToArray()),
+            ("b", oldWords.Select(w => PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash(w))).Distinct().Order().ToArray()));
+
+        await using var check = new Npgsql.NpgsqlConnection(connectionString);
+        await check.OpenAsync();
+        long heapBefore = await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint");
+
+        await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+
+        // An older replica, still running, stores a span the way it did (no numbers column in its COPY).
+        string[] olderReplicaWords = ["paris", "7"];
+        await using (var older = new Npgsql.NpgsqlCommand(
+            """
+            INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets)
+            VALUES (1, lpad(to_hex(2), 32, '0'), lpad(to_hex(1), 16, '0'), 'GET /paris', 2, 'frontend', 3, 4, 0, 1, 's2', 'frontend:8080', '/paris/7', 100, @h, @b);
+            INSERT INTO sessions VALUES (1, 's2', 3, 3);
+            """,
+            check))
+        {
+            older.Parameters.AddWithValue("h", olderReplicaWords.Select(w => PostgresSearchTerms.Hash(w)).ToArray());
+            older.Parameters.AddWithValue("b", olderReplicaWords.Select(w => PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash(w))).Distinct().Order().ToArray());
+            await older.ExecuteNonQueryAsync();
+        }
+
+        // And this version stores one with codes, beside them.
+        await store.InsertSpansAsync(1, [Exchange(3, 1, session: "s3", path: "/lisbon/42")], CancellationToken.None);
+
+        Assert.Equal([Trace(1), Trace(3)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "42" }, CancellationToken.None)).Items.Select(t => t.TraceId).Order());
+        Assert.Equal(["s3", "s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "lisbon 42" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal(["s2"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "7" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal([Trace(2)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "paris 7" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Empty((await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon 7" }, CancellationToken.None)).Items);
+
+        // Only the catalog changed: the table's rows were not rewritten.
+        Assert.Equal(heapBefore, await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint"));
+        Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM spans WHERE numbers IS NOT NULL"));
+    }
+
     // A database at the schema before the first migration whose script contains marker, with
     // rows (SQL, with its parameters) as that version stored them.
     private static async Task SetUpBeforeAsync(string connectionString, string marker, string rows, params (string Name, object Value)[] parameters)
@@ -323,7 +420,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         // A different hash would leave every span indexed before it unfindable.
         Assert.Equal(-5518093010897676151L, PostgresSearchTerms.Hash("lisbon"));
         Assert.Equal(unchecked((long)System.IO.Hashing.XxHash3.HashToUInt64("ação42"u8)), PostgresSearchTerms.Hash("ação42"));
-        Assert.Equal("{" + PostgresSearchTerms.Hash("a") + "," + PostgresSearchTerms.Hash("b") + "}", PostgresSearchTerms.QueryValue(["a", "b"]));
+        Assert.Equal("{" + PostgresSearchTerms.Hash("a") + "," + PostgresSearchTerms.Hash("b") + "}", PostgresSearchTerms.OfQuery(["a", "b"]).Hashes);
     }
 
     // A connection holding the search indexer's lock, as another replica's indexing pass would.

@@ -269,5 +269,16 @@ internal static class PostgresMigrations
         ALTER TABLE sessions ALTER COLUMN session_id TYPE TEXT COLLATE "C";
         CREATE INDEX spans_session ON spans (tenant_id, session_id) WHERE session_id IS NOT NULL;
         """,
+
+        // Server CPU and bytes per span (issue 14): short numbers (1-3 digits, PostgresSearchTerms)
+        // are stored as exact 2-byte codes in numbers, with neither an 8-byte hash in terms nor a
+        // bucket in the text index, whose cost is per posting: they were ~40 % of a JSON span's
+        // words. Adding a column without a default and setting its storage change only the
+        // catalog: rows stay where they are, and an older replica still writing during a rolling
+        // upgrade leaves numbers null, which queries read as "every hash in terms", as before.
+        """
+        ALTER TABLE spans ADD COLUMN numbers SMALLINT[];
+        ALTER TABLE spans ALTER COLUMN numbers SET STORAGE MAIN;
+        """,
     ];
 }

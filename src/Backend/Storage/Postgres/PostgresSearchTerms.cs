@@ -14,39 +14,57 @@ namespace SpIstio.Backend.Storage.Postgres;
 /// with probability 2^-64 per pair, far below any other error the store can make, so a query asks
 /// for spans whose hashes contain every term's and does not recheck the words.
 /// </summary>
+/// <remarks>
+/// Short numbers (<see cref="IsShortNumber"/>: 1,110 words) go into <c>spans.numbers</c>
+/// (<c>SMALLINT[]</c>) as their exact <see cref="NumberCode"/>, with neither a hash nor a bucket.
+/// The index's cost is per posting (bench/README.md, "Backend"), and the prices, counts and cents
+/// of JSON bodies were ~40 % of a span's postings while each such word is in a large share of the
+/// spans, where a posting list narrows little; and a code takes 2 bytes of the row, a hash 8. A
+/// query finds them through its other words' buckets and the row's codes; a query of short numbers
+/// only reads the tenant's rows. Rows stored before (<c>numbers</c> null) hold every word's hash.
+/// </remarks>
 internal static class PostgresSearchTerms
 {
     private const int StackBytes = 512;
+
+    /// <summary>Words of at most this many ASCII digits are short numbers (<see cref="IsShortNumber"/>).</summary>
+    public const int MaxShortNumberDigits = 3;
 
     // One list per thread: OfBatch hashes a batch's spans in parallel.
     [ThreadStatic]
     private static List<long>? t_hashes;
 
+    [ThreadStatic]
+    private static List<short>? t_buckets;
+
+    [ThreadStatic]
+    private static List<short>? t_numbers;
+
+    /// <summary>Whether a word is 1 to <see cref="MaxShortNumberDigits"/> ASCII digits ("7", "42", "007", "999").</summary>
+    public static bool IsShortNumber(ReadOnlySpan<char> word) =>
+        !word.IsEmpty && word.Length <= MaxShortNumberDigits && !word.ContainsAnyExceptInRange('0', '9');
+
     /// <summary>
-    /// The hashes of a search text's words, appended to <paramref name="into"/>; returns how many.
-    /// <see cref="SearchText"/> already holds each distinct word once, so they are not deduplicated again.
+    /// A short number's code, one per word (leading zeros count: "7", "07" and "007" differ): its
+    /// value plus the count of shorter words, 0-9, 10-109 and 110-1109.
     /// </summary>
-    public static int Append(string searchText, List<long> into)
+    public static short NumberCode(ReadOnlySpan<char> shortNumber)
     {
-        ArgumentNullException.ThrowIfNull(searchText);
-        ArgumentNullException.ThrowIfNull(into);
-        int start = into.Count;
-        foreach (var range in searchText.AsSpan().Split(' '))
+        int value = 0;
+        int offset = 0;
+        for (int i = 0; i < shortNumber.Length; i++)
         {
-            var word = searchText.AsSpan(range);
-            if (!word.IsEmpty)
-            {
-                into.Add(Hash(word));
-            }
+            value = (value * 10) + (shortNumber[i] - '0');
+            offset = (offset * 10) + (i == 0 ? 0 : 10);
         }
 
-        return into.Count - start;
+        return (short)(value + offset);
     }
 
     /// <summary>
-    /// The hashes of each span's search text (<see cref="EncodedSpan.SearchText"/>) and their
-    /// buckets, written with the span; empty for a span without one. Hashing is spread over the
-    /// cores like encoding.
+    /// The hashes of each span's search text (<see cref="EncodedSpan.SearchText"/>), their
+    /// buckets and its short numbers' codes, written with the span; empty for a span without one.
+    /// Hashing is spread over the cores like encoding.
     /// </summary>
     public static SpanTerms[] OfBatch(EncodedSpan[] spans)
     {
@@ -67,60 +85,100 @@ internal static class PostgresSearchTerms
         return result;
     }
 
-    /// <summary>
-    /// The bucket of a hash: its top 16 bits, signed. The text index holds buckets (at most 65,536
-    /// keys) rather than hashes; <see cref="BucketsSql"/> is the same function in SQL.
-    /// </summary>
+    /// <summary>The bucket of a hash: its top 16 bits, signed. The text index holds buckets (at most 65,536 keys) rather than hashes.</summary>
     public static short Bucket(long hash) => (short)(hash >> 48);
 
-    /// <summary>The distinct buckets of a <c>bigint[]</c> expression, sorted, as a <c>smallint[]</c> (<see cref="Bucket"/> in SQL).</summary>
-    public static string BucketsSql(string hashes) =>
-        "ARRAY(SELECT DISTINCT (b.h >> 48)::smallint FROM unnest(" + hashes + ") AS b(h) ORDER BY 1)";
-
-    private static SpanTerms Of(string? searchText)
+    /// <summary>What a span stores of its search text's words; empty without a text.</summary>
+    public static SpanTerms Of(string? searchText)
     {
         if (searchText is null)
         {
-            return new SpanTerms([], []);
+            return new SpanTerms([], [], []);
         }
 
         var hashes = t_hashes ??= new List<long>(256);
+        var buckets = t_buckets ??= new List<short>(256);
+        var numbers = t_numbers ??= new List<short>(256);
         hashes.Clear();
-        Append(searchText, hashes);
-        var buckets = new short[hashes.Count];
-        for (int i = 0; i < buckets.Length; i++)
-        {
-            buckets[i] = Bucket(hashes[i]);
-        }
+        buckets.Clear();
+        numbers.Clear();
 
-        // Sorted and distinct, as the index's key extraction leaves them: its sort then finds them in order.
-        Array.Sort(buckets);
-        int distinct = buckets.Length == 0 ? 0 : 1;
-        for (int i = 1; i < buckets.Length; i++)
+        // SearchText already holds each distinct word once, so they are not deduplicated again.
+        foreach (var range in searchText.AsSpan().Split(' '))
         {
-            if (buckets[i] != buckets[distinct - 1])
+            var word = searchText.AsSpan(range);
+            if (word.IsEmpty)
             {
-                buckets[distinct++] = buckets[i];
+                continue;
+            }
+
+            if (IsShortNumber(word))
+            {
+                numbers.Add(NumberCode(word));
+            }
+            else
+            {
+                long hash = Hash(word);
+                hashes.Add(hash);
+                buckets.Add(Bucket(hash));
             }
         }
 
-        return new SpanTerms([.. hashes], buckets[..distinct]);
+        return new SpanTerms([.. hashes], SortedDistinct(buckets), [.. numbers]);
     }
 
-    /// <summary>A span's word hashes (exact) and their distinct buckets (what the index holds).</summary>
-    public readonly record struct SpanTerms(long[] Hashes, short[] Buckets);
-
-    /// <summary>The query's terms as a <c>bigint[]</c> literal (the value of <c>@q</c>, cast by the condition).</summary>
-    public static string QueryValue(string[] terms)
+    // Sorted and distinct, as the index's key extraction leaves them: its sort then finds them in order.
+    private static short[] SortedDistinct(List<short> buckets)
     {
-        var builder = new StringBuilder("{");
-        foreach (string term in terms)
+        var sorted = buckets.ToArray();
+        Array.Sort(sorted);
+        int distinct = sorted.Length == 0 ? 0 : 1;
+        for (int i = 1; i < sorted.Length; i++)
         {
-            builder.Append(builder.Length > 1 ? "," : string.Empty).Append(Hash(term).ToString(CultureInfo.InvariantCulture));
+            if (sorted[i] != sorted[distinct - 1])
+            {
+                sorted[distinct++] = sorted[i];
+            }
         }
 
-        return builder.Append('}').ToString();
+        return sorted[..distinct];
     }
+
+    /// <summary>A span's word hashes (exact), their distinct buckets (what the index holds) and its short numbers' codes (exact).</summary>
+    public readonly record struct SpanTerms(long[] Hashes, short[] Buckets, short[] Numbers);
+
+    /// <summary>
+    /// What a query looks for, in the parameters of the text condition: the hashes of its words
+    /// (<c>@q</c>, as a <c>bigint[]</c> literal) and their buckets (<c>@qb</c>), its short numbers'
+    /// codes (<c>@qn</c>) and their hashes (<c>@qnh</c>, what rows stored before codes hold).
+    /// </summary>
+    public static QueryTerms OfQuery(string[] terms)
+    {
+        ArgumentNullException.ThrowIfNull(terms);
+        var hashes = new StringBuilder("{");
+        var buckets = new List<short>(terms.Length);
+        var numbers = new List<short>();
+        var numberHashes = new List<long>();
+        foreach (string term in terms)
+        {
+            if (IsShortNumber(term))
+            {
+                numbers.Add(NumberCode(term));
+                numberHashes.Add(Hash(term));
+            }
+            else
+            {
+                long hash = Hash(term);
+                hashes.Append(hashes.Length > 1 ? "," : string.Empty).Append(hash.ToString(CultureInfo.InvariantCulture));
+                buckets.Add(Bucket(hash));
+            }
+        }
+
+        return new QueryTerms(hashes.Append('}').ToString(), SortedDistinct(buckets), [.. numbers], [.. numberHashes]);
+    }
+
+    /// <summary>The parameters of a text query (<see cref="OfQuery"/>).</summary>
+    public readonly record struct QueryTerms(string Hashes, short[] Buckets, short[] Numbers, long[] NumberHashes);
 
     /// <summary>The hash of one word.</summary>
     public static long Hash(ReadOnlySpan<char> word)

@@ -20,13 +20,13 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     private const string Columns =
         "tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
         "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-        "request_body, response_body, attributes, stored_bytes, span_model, grpc_status, terms, term_buckets";
+        "request_body, response_body, attributes, stored_bytes, span_model, grpc_status, terms, term_buckets, numbers";
 
     private const string CreateStaging =
         "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, kind INTEGER, " +
         "service TEXT, start_ns BIGINT, end_ns BIGINT, is_error INTEGER, is_exchange INTEGER, session_id TEXT, direction TEXT, method TEXT, " +
         "scheme TEXT, authority TEXT, path TEXT, query TEXT, route TEXT, status_code INTEGER, request_headers BYTEA, response_headers BYTEA, " +
-        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER, terms BIGINT[], term_buckets SMALLINT[]) ON COMMIT DELETE ROWS";
+        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER, terms BIGINT[], term_buckets SMALLINT[], numbers SMALLINT[]) ON COMMIT DELETE ROWS";
 
     // The text index's pending list (16 MiB) is merged into its tree by the insert that fills it,
     // which gathers the list's entries in memory and writes them out whenever they pass work_mem:
@@ -50,11 +50,12 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     // One indexing pass at a time across replicas (they would fill the same spans' terms).
     internal const long IndexerLockKey = 0x5350_494E_4458;
 
-    private static readonly string FillTerms =
-        // Each span's hashes are a slice of one flat array (@h, lo..hi, 1-based): one parameter
-        // for the whole pass instead of an array literal per span for the server to parse.
-        "UPDATE spans SET terms = @h[v.lo:v.hi], term_buckets = " + PostgresSearchTerms.BucketsSql("@h[v.lo:v.hi]") + " " +
-        "FROM unnest(@ids, @lo, @hi) AS v(id, lo, hi) WHERE spans.id = v.id AND spans.terms IS NULL";
+    // Each span's hashes, buckets and short numbers are slices of three flat arrays (@h, @b, @n,
+    // 1-based bounds in the other arrays): a few parameters for the whole pass instead of array
+    // literals per span for the server to parse.
+    private const string FillTerms =
+        "UPDATE spans SET terms = @h[v.lo:v.hi], term_buckets = @b[v.blo:v.bhi], numbers = @n[v.nlo:v.nhi] " +
+        "FROM unnest(@ids, @lo, @hi, @blo, @bhi, @nlo, @nhi) AS v(id, lo, hi, blo, bhi, nlo, nhi) WHERE spans.id = v.id AND spans.terms IS NULL";
 
     // Another constant: one retention pass at a time across every backend on this database.
     private const long RetentionLockKey = 0x5350_5245_5445_4E;
@@ -75,9 +76,13 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     protected override string SkipLockedSql => " FOR UPDATE SKIP LOCKED";
 
-    // The GIN index finds the spans whose buckets hold the query's; their exact hashes decide.
-    private static readonly string TermsMatch =
-        "x.term_buckets @> " + PostgresSearchTerms.BucketsSql("@q::bigint[]") + " AND x.terms @> @q::bigint[]";
+    // The GIN index finds the spans whose buckets hold those of the query's words (@qb: none when
+    // every term is a short number); their exact hashes and short numbers' codes decide, or, in rows
+    // stored before codes (numbers null), the short numbers' hashes. Commands are planned with their
+    // parameters' values, so the cardinality tests fold away.
+    private const string TermsMatch =
+        "(cardinality(@qb::smallint[]) = 0 OR x.term_buckets @> @qb::smallint[]) AND x.terms @> @q::bigint[] " +
+        "AND (cardinality(@qn::smallint[]) = 0 OR x.numbers @> @qn::smallint[] OR (x.numbers IS NULL AND x.terms @> @qnh::bigint[]))";
 
     protected override string SessionTextCondition =>
         "s.session_id IN (SELECT x.session_id FROM spans x WHERE " + TermsMatch + " AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
@@ -88,7 +93,17 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     // while the batch is encoded, from the bodies at hand.
     protected override bool SearchTextOnIngest => true;
 
-    protected override string TextQueryValue(string[] terms) => PostgresSearchTerms.QueryValue(terms);
+    // The text conditions read AddTextQuery's parameters, @q among them.
+    protected override string TextQueryValue(string[] terms) => PostgresSearchTerms.OfQuery(terms).Hashes;
+
+    protected override void AddTextQuery(DbCommand command, string[] terms)
+    {
+        var query = PostgresSearchTerms.OfQuery(terms);
+        Add(command, "q", query.Hashes);
+        Add(command, "qb", query.Buckets);
+        Add(command, "qn", query.Numbers);
+        Add(command, "qnh", query.NumberHashes);
+    }
 
     protected override async Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
     {
@@ -299,6 +314,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
                 importer.Write(terms[i].Hashes, NpgsqlDbType.Array | NpgsqlDbType.Bigint);
                 importer.Write(terms[i].Buckets, NpgsqlDbType.Array | NpgsqlDbType.Smallint);
+                importer.Write(terms[i].Numbers, NpgsqlDbType.Array | NpgsqlDbType.Smallint);
             }
 
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
@@ -400,9 +416,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             await using (transaction.ConfigureAwait(false))
             {
                 var ids = new List<long>();
-                var lows = new List<int>();
-                var highs = new List<int>();
-                var hashes = new List<long>();
+                var terms = new List<PostgresSearchTerms.SpanTerms>();
                 long upTo;
                 await using (var select = new NpgsqlCommand(
                     "SELECT pg_advisory_xact_lock(" + IndexerLockKey + "); " +
@@ -417,13 +431,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
                         ids.Add(reader.GetInt64(0));
-                        lows.Add(hashes.Count + 1);
-                        if (SearchTextOf(reader, 1, 2, 3, 4, 5) is { } text)
-                        {
-                            PostgresSearchTerms.Append(text, hashes);
-                        }
-
-                        highs.Add(hashes.Count);
+                        terms.Add(PostgresSearchTerms.Of(SearchTextOf(reader, 1, 2, 3, 4, 5)));
                     }
 
                     await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
@@ -438,10 +446,19 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
                 await using (var fill = new NpgsqlCommand(FillTerms, connection, transaction))
                 {
+                    var (lows, highs, hashes) = Flatten(terms, t => t.Hashes);
+                    var (bucketLows, bucketHighs, buckets) = Flatten(terms, t => t.Buckets);
+                    var (numberLows, numberHighs, numbers) = Flatten(terms, t => t.Numbers);
                     fill.Parameters.AddWithValue("ids", ids.ToArray());
-                    fill.Parameters.AddWithValue("lo", lows.ToArray());
-                    fill.Parameters.AddWithValue("hi", highs.ToArray());
-                    fill.Parameters.AddWithValue("h", hashes.ToArray());
+                    fill.Parameters.AddWithValue("lo", lows);
+                    fill.Parameters.AddWithValue("hi", highs);
+                    fill.Parameters.AddWithValue("h", hashes);
+                    fill.Parameters.AddWithValue("blo", bucketLows);
+                    fill.Parameters.AddWithValue("bhi", bucketHighs);
+                    fill.Parameters.AddWithValue("b", buckets);
+                    fill.Parameters.AddWithValue("nlo", numberLows);
+                    fill.Parameters.AddWithValue("nhi", numberHighs);
+                    fill.Parameters.AddWithValue("n", numbers);
                     await fill.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
 
@@ -450,6 +467,22 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 return (ids.Count == maxSpans ? ids[^1] : upTo, ids.Count);
             }
         }
+    }
+
+    // Arrays of each span laid end to end, and each one's 1-based first and last index in the whole.
+    private static (int[] Lows, int[] Highs, T[] Flat) Flatten<T>(List<PostgresSearchTerms.SpanTerms> terms, Func<PostgresSearchTerms.SpanTerms, T[]> part)
+    {
+        var lows = new int[terms.Count];
+        var highs = new int[terms.Count];
+        var flat = new List<T>();
+        for (int i = 0; i < terms.Count; i++)
+        {
+            lows[i] = flat.Count + 1;
+            flat.AddRange(part(terms[i]));
+            highs[i] = flat.Count;
+        }
+
+        return (lows, highs, [.. flat]);
     }
 
     public override async ValueTask DisposeAsync()
