@@ -72,8 +72,8 @@ internal sealed class AnchorScanner
     private readonly Vector128<byte>[] _low = new Vector128<byte>[Fingerprint];
     private readonly Vector128<byte>[] _high = new Vector128<byte>[Fingerprint];
 
-    /// <param name="anchors">The anchors (ASCII case ignored) and the flags each stands for.</param>
-    /// <param name="matchCase">Flags whose anchors are matched as spelled (an anchor with any other flag ignores case).</param>
+    /// <param name="anchors">The anchors and the flags each stands for.</param>
+    /// <param name="matchCase">Flags whose anchors are matched as spelled; an anchor with any other flag ignores ASCII case.</param>
     public AnchorScanner(IEnumerable<(string Anchor, Scan Flag)> anchors, Scan matchCase = Scan.None)
     {
         var list = anchors

@@ -222,7 +222,7 @@ public sealed partial class Redactor
                 case PassEvent.End:
                     return scan;
                 case PassEvent.Anchor:
-                    flags = Judge(content, position, flags, scan, ref names);
+                    flags = CountedFlags(content, position, flags, scan, ref names);
                     scan |= flags;
                     if ((flags & AnchoredValues) != 0)
                     {
@@ -294,7 +294,7 @@ public sealed partial class Redactor
                 break;
             }
 
-            flags = Judge(content, position, flags, scan, ref names);
+            flags = CountedFlags(content, position, flags, scan, ref names);
             scan |= flags;
             if ((flags & AnchoredValues) != 0)
             {
@@ -317,7 +317,7 @@ public sealed partial class Redactor
     /// name's context (once, until one counted), a short value anchor only where its detector's
     /// shape follows it (<see cref="ShapesAt"/>).
     /// </summary>
-    private static Scan Judge(ReadOnlySpan<byte> content, int position, Scan flags, Scan scan, ref NameContext names)
+    private static Scan CountedFlags(ReadOnlySpan<byte> content, int position, Scan flags, Scan scan, ref NameContext names)
     {
         if ((flags & Scan.Names) != 0 && (scan & Scan.Names) == 0 && !names.InContext(content, position))
         {
