@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using System.Text;
 
 namespace SpIstio.Core.Redaction;
 
@@ -34,6 +35,12 @@ namespace SpIstio.Core.Redaction;
 /// configured name's non-ASCII characters so); an anchor shorter than the fingerprint accepts any
 /// byte past its end (and the end of the input).
 /// </para>
+/// <para>
+/// Anchors whose flags are all in the constructor's <c>matchCase</c> are matched as spelled: the
+/// value detectors behind them (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>, <c>-----BEGIN</c>, …) only
+/// match that spelling, and in base64 or hex a letter anchor that ignores case lets through 2³ to
+/// 2⁴ times the chance positions. The hash bitmap stays case-folded for all (a superset).
+/// </para>
 /// </remarks>
 internal sealed class AnchorScanner
 {
@@ -49,7 +56,9 @@ internal sealed class AnchorScanner
     private static readonly byte[] _fold = Enumerable.Range(0, 256)
         .Select(b => (byte)(b is >= 'A' and <= 'Z' ? b | 0x20 : b >= 0x80 ? NonAscii : b)).ToArray();
 
+    // Folded for every anchor but those matched as spelled (_exact).
     private readonly byte[][] _anchors;
+    private readonly bool[] _exact;
     private readonly Scan[] _flags;
 
     // The anchors by their first (folded) byte.
@@ -63,29 +72,33 @@ internal sealed class AnchorScanner
     private readonly Vector128<byte>[] _low = new Vector128<byte>[Fingerprint];
     private readonly Vector128<byte>[] _high = new Vector128<byte>[Fingerprint];
 
-    public AnchorScanner(IEnumerable<(string Anchor, Scan Flag)> anchors)
+    /// <param name="anchors">The anchors and the flags each stands for.</param>
+    /// <param name="matchCase">Flags whose anchors are matched as spelled; an anchor with any other flag ignores ASCII case.</param>
+    public AnchorScanner(IEnumerable<(string Anchor, Scan Flag)> anchors, Scan matchCase = Scan.None)
     {
         var list = anchors
             .Where(a => a.Anchor.Length > 0)
-            .Select(a => (Bytes: ToBytes(a.Anchor), a.Flag))
-            .GroupBy(a => Convert.ToHexString(a.Bytes), StringComparer.Ordinal)
-            .Select(g => (g.First().Bytes, Flag: g.Aggregate(Scan.None, (all, a) => all | a.Flag)))
+            .Select(a => (Exact: (a.Flag & ~matchCase) == Scan.None, a.Anchor, a.Flag))
+            .Select(a => (a.Exact, Bytes: a.Exact ? Encoding.ASCII.GetBytes(a.Anchor) : ToBytes(a.Anchor), a.Flag))
+            .GroupBy(a => (a.Exact ? "=" : "~") + Convert.ToHexString(a.Bytes), StringComparer.Ordinal)
+            .Select(g => (g.First().Exact, g.First().Bytes, Flag: g.Aggregate(Scan.None, (all, a) => all | a.Flag)))
             .OrderBy(a => Convert.ToHexString(a.Bytes), StringComparer.Ordinal)
             .ToArray();
         _anchors = list.Select(a => a.Bytes).ToArray();
+        _exact = list.Select(a => a.Exact).ToArray();
         _flags = list.Select(a => a.Flag).ToArray();
         Possible = _flags.Aggregate(Scan.None, (all, f) => all | f);
         for (var first = 0; first < 256; first++)
         {
-            _byFirst[first] = Enumerable.Range(0, _anchors.Length).Where(a => _anchors[a][0] == first).ToArray();
+            _byFirst[first] = Enumerable.Range(0, _anchors.Length).Where(a => _fold[_anchors[a][0]] == first).ToArray();
         }
 
         foreach (var anchor in _anchors)
         {
-            AddTriples(anchor);
+            AddTriples(anchor.Select(b => _fold[b]).ToArray());
         }
 
-        var bucketOf = AssignBuckets(_anchors);
+        var bucketOf = AssignBuckets(_anchors, _exact);
         var low = new byte[Fingerprint, 16];
         var high = new byte[Fingerprint, 16];
         for (var a = 0; a < _anchors.Length; a++)
@@ -93,7 +106,7 @@ internal sealed class AnchorScanner
             var bit = (byte)(1 << bucketOf[a]);
             for (var k = 0; k < Fingerprint; k++)
             {
-                var (lows, highs) = Nibbles(_anchors[a], k);
+                var (lows, highs) = Nibbles(_anchors[a], _exact[a], k);
                 for (var n = 0; n < 16; n++)
                 {
                     low[k, n] |= (lows & (1 << n)) != 0 ? bit : (byte)0;
@@ -179,7 +192,7 @@ internal sealed class AnchorScanner
         var rest = content[position..];
         foreach (var a in _byFirst[first])
         {
-            if (StartsWith(rest, _anchors[a]))
+            if (StartsWith(rest, _anchors[a], _exact[a]))
             {
                 flags |= _flags[a];
             }
@@ -209,11 +222,16 @@ internal sealed class AnchorScanner
         }
     }
 
-    private static bool StartsWith(ReadOnlySpan<byte> text, byte[] anchor)
+    private static bool StartsWith(ReadOnlySpan<byte> text, byte[] anchor, bool exact)
     {
         if (text.Length < anchor.Length)
         {
             return false;
+        }
+
+        if (exact)
+        {
+            return text.StartsWith(anchor);
         }
 
         for (var k = 0; k < anchor.Length; k++)
@@ -232,14 +250,14 @@ internal sealed class AnchorScanner
 
     /// <summary>
     /// The low and high nibbles (as 16-bit sets) of the bytes <paramref name="anchor"/> accepts at
-    /// position <paramref name="k"/>: both cases of a letter; any byte past its end.
+    /// position <paramref name="k"/>: its byte (both cases of a letter unless <paramref name="exact"/>); any byte past its end.
     /// </summary>
-    private static (int Lows, int Highs) Nibbles(byte[] anchor, int k)
+    private static (int Lows, int Highs) Nibbles(byte[] anchor, bool exact, int k)
     {
         int lows = 0, highs = 0;
         for (var value = 0; value < 256; value++)
         {
-            if (k >= anchor.Length || _fold[value] == anchor[k])
+            if (k >= anchor.Length || (exact ? value == anchor[k] : _fold[value] == anchor[k]))
             {
                 lows |= 1 << (value & 0xF);
                 highs |= 1 << (value >> 4);
@@ -253,9 +271,9 @@ internal sealed class AnchorScanner
     /// Puts each anchor in one of the buckets so that the share of positions of printable text the
     /// filter lets through stays low: greedily, then moving anchors while that lowers it.
     /// </summary>
-    private static int[] AssignBuckets(byte[][] anchors)
+    private static int[] AssignBuckets(byte[][] anchors, bool[] exact)
     {
-        var nibbles = anchors.Select(a => Enumerable.Range(0, Fingerprint).Select(k => Nibbles(a, k)).ToArray()).ToArray();
+        var nibbles = anchors.Select((a, i) => Enumerable.Range(0, Fingerprint).Select(k => Nibbles(a, exact[i], k)).ToArray()).ToArray();
         var bucketOf = new int[anchors.Length];
         var members = Enumerable.Range(0, Buckets).Select(_ => new List<int>()).ToArray();
 

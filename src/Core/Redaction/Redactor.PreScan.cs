@@ -141,18 +141,27 @@ public sealed partial class Redactor
     // The detectors whose every match starts at one of their anchors (AnchorHits).
     private const Scan AnchoredValues = Scan.Jwt | Scan.Aws | Scan.Prefix | Scan.Pem | Scan.Bearer | Scan.AwsSecret;
 
-    // Anchors of the value detectors, lower-case; the name anchors come from SensitiveNames.
+    // The anchored detectors whose shape the pre-scan checks at each anchor (ShapesAt): their
+    // anchors are short enough to turn up by chance in base64 and hex. The other three (PEM,
+    // bearer, AWS secret) have anchors of six letters or more and are left to their detectors.
+    private const Scan ShapeChecked = Scan.Jwt | Scan.Aws | Scan.Prefix;
+
+    // The detectors that match their anchor only as spelled in _valueAnchors (JwtEnd, AwsKeyIdEnd,
+    // PrefixKindAt, PemBlockEnd compare case-sensitively): the pre-scan matches their anchors so
+    // too. Bearer and the AWS secret's name are matched in any case, as are field names.
+    private const Scan CaseMatchedValues = Scan.Jwt | Scan.Aws | Scan.Prefix | Scan.Pem;
+
+    // Anchors of the value detectors, spelled as the detectors match them; the name anchors come from SensitiveNames.
     private static readonly (string Anchor, Scan Flag)[] _valueAnchors =
     [
-        ("eyj", Scan.Jwt),
-        ("akia", Scan.Aws), ("asia", Scan.Aws), ("agpa", Scan.Aws), ("aida", Scan.Aws), ("aroa", Scan.Aws),
-        ("aipa", Scan.Aws), ("anpa", Scan.Aws), ("anva", Scan.Aws), ("apka", Scan.Aws), ("abia", Scan.Aws), ("acca", Scan.Aws),
+        ("eyJ", Scan.Jwt),
+        ("AKIA", Scan.Aws), ("ASIA", Scan.Aws), ("AGPA", Scan.Aws), ("AIDA", Scan.Aws), ("AROA", Scan.Aws),
+        ("AIPA", Scan.Aws), ("ANPA", Scan.Aws), ("ANVA", Scan.Aws), ("APKA", Scan.Aws), ("ABIA", Scan.Aws), ("ACCA", Scan.Aws),
         ("ghp_", Scan.Prefix), ("gho_", Scan.Prefix), ("ghu_", Scan.Prefix), ("ghs_", Scan.Prefix), ("ghr_", Scan.Prefix),
-        ("github_pat_", Scan.Prefix), ("xox", Scan.Prefix), ("sk_live_", Scan.Prefix), ("rk_live_", Scan.Prefix), ("aiza", Scan.Prefix),
-        ("-----begin", Scan.Pem),
+        ("github_pat_", Scan.Prefix), ("xox", Scan.Prefix), ("sk_live_", Scan.Prefix), ("rk_live_", Scan.Prefix), ("AIza", Scan.Prefix),
+        ("-----BEGIN", Scan.Pem),
         ("bearer", Scan.Bearer),
         ("aws_secret", Scan.AwsSecret), ("aws-secret", Scan.AwsSecret),
-
     ];
 
     /// <summary>
@@ -161,9 +170,10 @@ public sealed partial class Redactor
     /// </summary>
     /// <remarks>
     /// One vectorised pass over the body's own UTF-8 bytes (<see cref="PreScanPass"/>) finds every
-    /// anchor, ASCII case ignored (<see cref="AnchorScanner"/>): the pieces of sensitive field names
-    /// and the detectors' prefixes (<c>eyJ</c>, <c>AKIA</c>, <c>ghp_</c>, <c>-----BEGIN</c>,
-    /// <c>bearer</c>, …); the same loads find <c>@</c>, escapes and the runs of digits worth a
+    /// anchor (<see cref="AnchorScanner"/>): the pieces of sensitive field names and <c>bearer</c>,
+    /// ASCII case ignored, and the detectors' prefixes as they spell them (<c>eyJ</c>, <c>AKIA</c>,
+    /// <c>ghp_</c>, <c>-----BEGIN</c>, …), the short ones only where their shape follows
+    /// (<see cref="ShapesAt"/>); the same loads find <c>@</c>, escapes and the runs of digits worth a
     /// look, whose shape the card and phone detectors then judge on the raw bytes. Where the byte
     /// shuffle is not hardware, each of these is a search of its own. Operator patterns run once
     /// over the whole body.
@@ -212,11 +222,7 @@ public sealed partial class Redactor
                 case PassEvent.End:
                     return scan;
                 case PassEvent.Anchor:
-                    if ((flags & Scan.Names) != 0 && (scan & Scan.Names) == 0 && !names.InContext(content, position))
-                    {
-                        flags &= ~Scan.Names;
-                    }
-
+                    flags = CountedFlags(content, position, flags, scan, ref names);
                     scan |= flags;
                     if ((flags & AnchoredValues) != 0)
                     {
@@ -288,11 +294,7 @@ public sealed partial class Redactor
                 break;
             }
 
-            if ((flags & Scan.Names) != 0 && (scan & Scan.Names) == 0 && !names.InContext(content, position))
-            {
-                flags &= ~Scan.Names;
-            }
-
+            flags = CountedFlags(content, position, flags, scan, ref names);
             scan |= flags;
             if ((flags & AnchoredValues) != 0)
             {
@@ -308,6 +310,21 @@ public sealed partial class Redactor
         }
 
         return scan;
+    }
+
+    /// <summary>
+    /// The flags of the anchors at <paramref name="position"/> that count: a field name's only in a
+    /// name's context (once, until one counted), a short value anchor only where its detector's
+    /// shape follows it (<see cref="ShapesAt"/>).
+    /// </summary>
+    private static Scan CountedFlags(ReadOnlySpan<byte> content, int position, Scan flags, Scan scan, ref NameContext names)
+    {
+        if ((flags & Scan.Names) != 0 && (scan & Scan.Names) == 0 && !names.InContext(content, position))
+        {
+            flags &= ~Scan.Names;
+        }
+
+        return (flags & ShapeChecked) != 0 ? ShapesAt(content, position, flags) : flags;
     }
 
     private bool MatchesPattern(ReadOnlySpan<byte> content)

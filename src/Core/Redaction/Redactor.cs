@@ -94,9 +94,9 @@ public sealed partial class Redactor
         _names = new SensitiveNames(options.Fields, options.KeepFields, options.PiiFields);
         _pii = options.Pii;
         _patterns = options.Patterns.Where(p => p.Length > 0).Select(CompilePattern).ToArray();
-        var anchors = AnchorTable(_names).Select(a => (a.Anchor.ToLowerInvariant(), a.Flag)).ToArray();
-        _anchorScanner = new AnchorScanner(anchors);
-        _valueAnchorScanner = new AnchorScanner(anchors.Where(a => a.Flag != Scan.Names));
+        var anchors = AnchorTable(_names).Select(a => (a.Flag == Scan.Names ? a.Anchor.ToLowerInvariant() : a.Anchor, a.Flag)).ToArray();
+        _anchorScanner = new AnchorScanner(anchors, CaseMatchedValues);
+        _valueAnchorScanner = new AnchorScanner(anchors.Where(a => a.Flag != Scan.Names), CaseMatchedValues);
         _nameContext = NameContext.Applies(anchors.Where(a => a.Flag == Scan.Names).Select(a => a.Item1));
     }
 

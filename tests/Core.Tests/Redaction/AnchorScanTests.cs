@@ -138,6 +138,64 @@ public sealed class AnchorScanTests
         Assert.Same(bytes, GetArray(exchange.ResponseBody));
     }
 
+    // Each body holds a few anchors of three or four letters by chance (eyJ, xox, AKIA, …); none is
+    // followed by its detector's shape, and neither are the look-alikes planted in it.
+    [Fact]
+    public void RandomBase64Body_WithChanceAnchorsAndLookAlikes_IsLeftUntouched()
+    {
+        string[] lookAlikes =
+        [
+            "eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiJ9.", "EYJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36P",
+            "AKIAIOSFODNN7EXAMPL", "akiaIOSFODNN7EXAMPLE", "AKIAIOSFODNN7example", "xoxb-short", "XOXB-1234567890-abcdefghij",
+            "xox-1234567890", "ghp_short", "GHP_wWPw5k4aXcaT4fNP0UcnZwJUVFk6LO0pINUx", "AIzaShort", "aiza_SyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+        ];
+        var random = new Random(13);
+        for (var seed = 0; seed < 40; seed++)
+        {
+            var raw = new byte[48 * 1024];
+            random.NextBytes(raw);
+            var text = Convert.ToBase64String(raw);
+            foreach (var lookAlike in lookAlikes)
+            {
+                var at = random.Next(text.Length);
+                text = text[..at] + "/" + lookAlike + "+" + text[at..];
+            }
+
+            var bytes = Encoding.UTF8.GetBytes("{\"data\":\"" + text + "\"}");
+            var exchange = new Exchange { ResponseBody = new CapturedBody(bytes, bytes.Length, false, BodyKind.Text, "application/json") };
+
+            var count = _default.Redact(exchange);
+
+            Assert.Equal(0, count);
+            Assert.Same(bytes, GetArray(exchange.ResponseBody));
+        }
+    }
+
+    // The pre-scan checks a value's shape on the whole message, but the detector runs on the field:
+    // the byte before a field (its length, 65 is 'A') and after it (the next tag, field 10 is 'R')
+    // can be token characters there without hiding the value.
+    [Theory]
+    [InlineData("jwt")]
+    [InlineData("aws")]
+    public void ValueFilling_AProtobufField_BetweenTokenCharacters_IsRedacted(string kind)
+    {
+        var value = kind == "jwt"
+            ? "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36P"
+            : "AKIAIOSFODNN7EXAMPLE";
+        var field = Encoding.ASCII.GetBytes(value);
+        byte[] next = [0x52, 2, (byte)'o', (byte)'k'];
+        byte[] message = [0x0A, (byte)field.Length, .. field, .. next];
+        Assert.True(kind != "jwt" || message[1] == (byte)'A');
+
+        var redacted = _default.RedactProtobuf(message, type: null, truncated: false, out var count);
+
+        Assert.Equal(1, count);
+        Assert.NotNull(redacted);
+        var written = Encoding.ASCII.GetString(redacted);
+        Assert.DoesNotContain(value[^12..], written, StringComparison.Ordinal);
+        Assert.EndsWith("R\u0002ok", written, StringComparison.Ordinal);
+    }
+
     // The first characters of the filler, never half of a surrogate pair.
     private static string Prefix(int length) =>
         Filler[..(length > 0 && char.IsHighSurrogate(Filler[length - 1]) ? length + 1 : length)];
