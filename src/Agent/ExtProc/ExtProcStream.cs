@@ -339,8 +339,8 @@ internal sealed class ExtProcStream : IDisposable
         // BUFFERED_PARTIAL sends one message; without end_of_stream the rest of the body passes unseen.
         if (body.EndOfStream || _requestBodyMode == BodySendMode.BufferedPartial)
         {
-            // The last bytes of the body Envoy sends; a ByteString never changes, so a whole body
-            // (BUFFERED) is kept by reference rather than copied.
+            // The last bytes of the body Envoy sends; the message's body array is its own and never
+            // changes, so a whole body (BUFFERED) is kept by reference rather than copied.
             capture.AppendLastRequestBody(body.Body);
             _requestComplete = body.EndOfStream;
             _requestBodyDone = true;
