@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Agent.ExtProc;
@@ -13,7 +14,7 @@ namespace SpIstio.Agent.Benchmarks;
 /// <summary>
 /// The capture path alone, in this process, without transport: <see cref="ExtProcService"/> fed
 /// from memory. Gives bytes allocated per exchange (GC.GetTotalAllocatedBytes over every thread)
-/// and exact per-message server time (message handed over → answer written).
+/// and exact per-message server time (message bytes handed over → answer written).
 /// </summary>
 internal static class InProcessRun
 {
@@ -53,13 +54,16 @@ internal static class InProcessRun
         public bool TryEnqueue(Exchange exchange) => true;
     }
 
-    private sealed class ScriptReader(ProcessingRequest[] messages) : IAsyncStreamReader<ProcessingRequest>
+    // Hands over each message as the gRPC server does: read from its serialized bytes by the
+    // agent's marshaller, so the read is part of the measured work.
+    private sealed class ScriptReader(ProcessingRequest[] messages) : IAsyncStreamReader<ExtProcRequest>
     {
         private static readonly Task<bool> _true = Task.FromResult(true);
         private static readonly Task<bool> _false = Task.FromResult(false);
+        private readonly byte[][] _serialized = Array.ConvertAll(messages, message => message.ToByteArray());
         private int _index = -1;
 
-        public ProcessingRequest Current => messages[_index];
+        public ExtProcRequest Current { get; private set; } = null!;
 
         public long HandedOut { get; private set; }
 
@@ -67,9 +71,10 @@ internal static class InProcessRun
 
         public Task<bool> MoveNext(CancellationToken cancellationToken)
         {
-            if (++_index < messages.Length)
+            if (++_index < _serialized.Length)
             {
                 HandedOut = Stopwatch.GetTimestamp();
+                Current = ProcessingRequestReader.Read(_serialized[_index]);
                 return _true;
             }
 

@@ -1,3 +1,4 @@
+using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -123,6 +124,9 @@ public sealed class ExtProcServer : IAsyncDisposable
         // grpc.health.v1 reports UNKNOWN while no check is registered; this one says the service is up.
         builder.Services.AddGrpcHealthChecks().AddCheck("extproc", static () => HealthCheckResult.Healthy("ext_proc service listening"));
         builder.Services.AddSingleton(service);
+
+        // Process is bound with the agent's own request reader (ExtProcMethod), not the generated parser.
+        builder.Services.AddSingleton<IServiceMethodProvider<ExtProcService>, ExtProcMethod.Provider>();
 
         var app = builder.Build();
         app.Use(next => context => streamLimit.InvokeAsync(context, next));

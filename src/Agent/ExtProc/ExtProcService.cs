@@ -22,9 +22,11 @@ namespace SpIstio.Agent.ExtProc;
 /// <para>Fail open: a fault ends the stream with status OK, which tells Envoy to go on without the
 /// agent; it is counted in <c>sp_agent_faults_total{kind}</c> and logged once per kind. Envoy
 /// cancelling a stream is normal (it does so after an ImmediateResponse or when it needs nothing
-/// more) and is neither an error nor logged as one.</para>
+/// more) and is neither an error nor logged as one. The exception: bytes that do not read as a
+/// ProcessingRequest end the stream with INVALID_ARGUMENT naming what was wrong (counted as
+/// <c>extproc_protocol</c>); Envoy never sends them, so whoever did learns why.</para>
 /// </remarks>
-public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessorBase
+public sealed partial class ExtProcService
 {
     /// <summary>Fault kind: the short-circuit threw.</summary>
     public const string FaultShortCircuit = ShortCircuitPolicy.FaultKind;
@@ -32,7 +34,7 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
     /// <summary>Fault kind: anything else that went wrong while handling a stream.</summary>
     public const string FaultStream = "extproc_stream";
 
-    /// <summary>Fault kind: a message Envoy should not send (no request set).</summary>
+    /// <summary>Fault kind: a message Envoy should not send (no request set, or bytes that are not a ProcessingRequest).</summary>
     public const string FaultProtocol = "extproc_protocol";
 
     // Indexes into _faults / _faultLogged.
@@ -58,9 +60,12 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
         _faults = [metrics.Faults(FaultShortCircuit), metrics.Faults(FaultStream), metrics.Faults(FaultProtocol)];
     }
 
-    /// <inheritdoc/>
-    public override async Task Process(
-        IAsyncStreamReader<ProcessingRequest> requestStream,
+    /// <summary>
+    /// One ext_proc stream (one exchange), bound by <see cref="ExtProcMethod"/>: requests arrive read
+    /// by <see cref="ProcessingRequestReader"/>; a malformed one ends the stream with INVALID_ARGUMENT.
+    /// </summary>
+    internal async Task Process(
+        IAsyncStreamReader<ExtProcRequest> requestStream,
         IServerStreamWriter<ProcessingResponse> responseStream,
         ServerCallContext context)
     {
@@ -84,7 +89,7 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
             {
                 var started = Stopwatch.GetTimestamp();
                 var request = requestStream.Current;
-                var type = (int)request.RequestCase - (int)ProcessingRequest.RequestOneofCase.RequestHeaders;
+                var type = request.Type;
                 if ((uint)type >= (uint)AgentMetrics.MessageTypes.Length)
                 {
                     LogFault(KindProtocol, null);
@@ -93,7 +98,7 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
                 }
 
                 metrics.Messages(type).Inc();
-                var response = stream.Handle(request, type);
+                var response = stream.Handle(request);
                 if (stream.ShortCircuitDue && !request.ObservabilityMode)
                 {
                     // A throwing short-circuit is a miss (ShortCircuitPolicy): counted there, logged here.
@@ -139,6 +144,13 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
                 stream.Finish(ExchangeOutcome.Completed, null);
             }
         }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument && !token.IsCancellationRequested)
+        {
+            // Bytes ProcessingRequestReader cannot read: not Envoy's doing (Envoy sends what the
+            // proto says), so the stream ends with the status naming what was wrong, rather than OK.
+            LogFault(KindProtocol, ex);
+            throw;
+        }
         catch (Exception ex) when (IsCancellation(ex, token))
         {
             if (callToken.IsCancellationRequested || ex is IOException || !token.IsCancellationRequested)
@@ -178,6 +190,10 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
             {
                 Log.ShortCircuitFailed(_logger, exception);
             }
+            else if (exception is RpcException { StatusCode: StatusCode.InvalidArgument })
+            {
+                Log.MalformedMessage(_logger, exception);
+            }
             else
             {
                 Log.FailedOpen(_logger, FaultKindName(kind), exception);
@@ -199,5 +215,8 @@ public sealed partial class ExtProcService : ExternalProcessor.ExternalProcessor
 
         [LoggerMessage(101, LogLevel.Warning, "Response short-circuit failed: the request goes to its upstream and is captured as a cache miss. Further faults of this kind are only counted (sp_agent_faults_total, kind short_circuit).")]
         public static partial void ShortCircuitFailed(ILogger logger, Exception? exception);
+
+        [LoggerMessage(102, LogLevel.Warning, "Malformed ext_proc message: the stream was ended with INVALID_ARGUMENT. Further faults of this kind are only counted (sp_agent_faults_total, kind extproc_protocol).")]
+        public static partial void MalformedMessage(ILogger logger, Exception? exception);
     }
 }

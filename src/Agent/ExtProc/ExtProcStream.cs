@@ -1,11 +1,7 @@
-using System.Globalization;
-using Google.Protobuf.Collections;
-using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 using SpIstio.Agent.Cache;
 using SpIstio.Agent.ExtProc.Proto;
-using SpIstio.Agent.ExtProc.Proto.Core;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
@@ -46,6 +42,14 @@ internal sealed class ExtProcStream : IDisposable
 
     /// <summary>Header marking a response the agent gave itself.</summary>
     public const string CacheHeader = ShortCircuitPolicy.CacheHeader;
+
+    // ExtProcRequest.Type of each message: its field number in ProcessingRequest less 2.
+    private const int RequestHeadersType = 0;
+    private const int ResponseHeadersType = 1;
+    private const int RequestBodyType = 2;
+    private const int ResponseBodyType = 3;
+    private const int RequestTrailersType = 4;
+    private const int ResponseTrailersType = 5;
 
     /// <summary>Prefix of Envoy attributes copied into <see cref="Exchange.Attributes"/>.</summary>
     private const string EnvoyAttributePrefix = "envoy.";
@@ -94,20 +98,20 @@ internal sealed class ExtProcStream : IDisposable
     /// Takes one message into the exchange and returns the answer for synchronous mode (the
     /// caller drops it in observability mode). Never null.
     /// </summary>
-    public ProcessingResponse Handle(ProcessingRequest request, int messageType)
+    public ProcessingResponse Handle(ExtProcRequest request)
     {
         ShortCircuitDue = false;
-        switch (request.RequestCase)
+        switch (request.Type)
         {
-            case ProcessingRequest.RequestOneofCase.RequestHeaders:
+            case RequestHeadersType:
                 return OnRequestHeaders(request);
-            case ProcessingRequest.RequestOneofCase.RequestBody:
-                OnRequestBody(request.RequestBody);
+            case RequestBodyType:
+                OnRequestBody(request);
                 break;
-            case ProcessingRequest.RequestOneofCase.RequestTrailers:
-                OnRequestTrailers(request.RequestTrailers);
+            case RequestTrailersType:
+                OnRequestTrailers(request);
                 break;
-            case ProcessingRequest.RequestOneofCase.ResponseHeaders:
+            case ResponseHeadersType:
                 OnResponseHeaders(request);
                 if (NeedsStreamedEvents())
                 {
@@ -115,15 +119,15 @@ internal sealed class ExtProcStream : IDisposable
                 }
 
                 break;
-            case ProcessingRequest.RequestOneofCase.ResponseBody:
-                OnResponseBody(request.ResponseBody);
+            case ResponseBodyType:
+                OnResponseBody(request);
                 break;
-            case ProcessingRequest.RequestOneofCase.ResponseTrailers:
-                OnResponseTrailers(request.ResponseTrailers);
+            case ResponseTrailersType:
+                OnResponseTrailers(request);
                 break;
         }
 
-        return ExtProcResponses.Continue(messageType);
+        return ExtProcResponses.Continue(request.Type);
     }
 
     /// <summary>
@@ -252,9 +256,8 @@ internal sealed class ExtProcStream : IDisposable
         _capture?.Dispose();
     }
 
-    private ProcessingResponse OnRequestHeaders(ProcessingRequest request)
+    private ProcessingResponse OnRequestHeaders(ExtProcRequest request)
     {
-        var message = request.RequestHeaders;
         if (_requestSeen)
         {
             // A second request_headers on one stream breaks the protocol; answer, change nothing.
@@ -263,17 +266,17 @@ internal sealed class ExtProcStream : IDisposable
 
         _requestSeen = true;
         _exchange.StartTime = _time.GetUtcNow();
-        if (request.ProtocolConfig is { } protocol)
+        if (request.HasProtocolConfig)
         {
-            _requestBodyMode = protocol.RequestBodyMode;
-            _responseBodyMode = protocol.ResponseBodyMode;
+            _requestBodyMode = request.RequestBodyMode;
+            _responseBodyMode = request.ResponseBodyMode;
         }
 
         ReadAttributes(request.Attributes);
-#pragma warning disable CS0612 // Envoys before 1.31 send attributes inside HttpHeaders.
-        ReadAttributes(message.Attributes);
-#pragma warning restore CS0612
-        ReadRequestHeaders(message.Headers);
+
+        // Envoys before 1.31 send attributes inside HttpHeaders.
+        ReadAttributes(request.HeaderAttributes);
+        ReadRequestHeaders(request.Headers);
 
         var direction = ResolveDirection();
         _exchange.Direction = direction;
@@ -291,7 +294,7 @@ internal sealed class ExtProcStream : IDisposable
 
         _capture = capture;
         var trace = capture.Trace;
-        if (message.EndOfStream)
+        if (request.EndOfStream)
         {
             _requestComplete = true;
         }
@@ -326,7 +329,7 @@ internal sealed class ExtProcStream : IDisposable
         return response;
     }
 
-    private void OnRequestBody(HttpBody body)
+    private void OnRequestBody(ExtProcRequest body)
     {
         if (_capture is not { } capture || _requestComplete || _requestBodyDone)
         {
@@ -336,9 +339,9 @@ internal sealed class ExtProcStream : IDisposable
         // BUFFERED_PARTIAL sends one message; without end_of_stream the rest of the body passes unseen.
         if (body.EndOfStream || _requestBodyMode == BodySendMode.BufferedPartial)
         {
-            // The last bytes of the body Envoy sends; a ByteString never changes, so a whole body
-            // (BUFFERED) is kept by reference rather than copied.
-            capture.AppendLastRequestBody(body.Body.Memory);
+            // The last bytes of the body Envoy sends; the message's body array is its own and never
+            // changes, so a whole body (BUFFERED) is kept by reference rather than copied.
+            capture.AppendLastRequestBody(body.Body);
             _requestComplete = body.EndOfStream;
             _requestBodyDone = true;
             capture.CompleteRequestBody(ended: body.EndOfStream);
@@ -350,21 +353,21 @@ internal sealed class ExtProcStream : IDisposable
         }
     }
 
-    private void OnRequestTrailers(HttpTrailers trailers)
+    private void OnRequestTrailers(ExtProcRequest trailers)
     {
         if (_capture is not { } capture)
         {
             return;
         }
 
-        AddTrailers(trailers.Trailers, _exchange.RequestHeaders, RequestTrailersAttribute);
+        AddTrailers(trailers.Headers, _exchange.RequestHeaders, RequestTrailersAttribute);
         _requestComplete = true;
         _requestBodyDone = true;
         capture.CompleteRequestBody(ended: true);
         ShortCircuitDue = capture.MayShortCircuit;
     }
 
-    private void OnResponseHeaders(ProcessingRequest request)
+    private void OnResponseHeaders(ExtProcRequest request)
     {
         if (_capture is not { } capture)
         {
@@ -375,33 +378,34 @@ internal sealed class ExtProcStream : IDisposable
         _requestBodyDone = true;
         capture.CompleteRequestBody(ended: _requestComplete);
         ReadAttributes(request.Attributes);
-        var message = request.ResponseHeaders;
-        if (message.Headers?.Headers is { } headers)
+        if (request.HasHeaderMap)
         {
             int? status = null;
-            for (var i = 0; i < headers.Count; i++)
+            var headers = request.Headers;
+            for (var i = 0; i < headers.Length; i++)
             {
                 if (string.Equals(headers[i].Key, ":status", StringComparison.Ordinal)
-                    && HeaderText.TryParseStatus(headers[i], out var code))
+                    && HeaderText.TryParseStatus(headers[i].Value, out var code))
                 {
                     status = code;
                 }
             }
 
-            capture.RecordResponseHead(status, headers, static (fields, target) =>
+            capture.RecordResponseHead(status, request, static (message, target) =>
             {
-                for (var i = 0; i < fields.Count; i++)
+                var fields = message.Headers;
+                target.EnsureCapacity(target.Count + fields.Length);
+                foreach (var field in fields)
                 {
-                    var key = fields[i].Key;
-                    if (key.Length == 0 || key[0] != ':')
+                    if (field.Key.Length == 0 || field.Key[0] != ':')
                     {
-                        target.Add(key, HeaderText.Decode(fields[i]));
+                        target.Add(field.Key, field.Value);
                     }
                 }
             });
         }
 
-        if (message.EndOfStream || capture.Exchange.StatusCode == 101)
+        if (request.EndOfStream || capture.Exchange.StatusCode == 101)
         {
             // A 101 ends what ext_proc can capture: the frames after it are not an HTTP body
             // (capturing WebSocket messages is the capture proxy's; see UpgradeHandshakeOnly).
@@ -410,7 +414,7 @@ internal sealed class ExtProcStream : IDisposable
         }
     }
 
-    private void OnResponseBody(HttpBody body)
+    private void OnResponseBody(ExtProcRequest body)
     {
         if (_capture is not { } capture || _finalised)
         {
@@ -420,7 +424,7 @@ internal sealed class ExtProcStream : IDisposable
         if (body.EndOfStream)
         {
             // A whole body (BUFFERED) is kept by reference, as for the request.
-            capture.AppendLastResponseBody(body.Body.Memory);
+            capture.AppendLastResponseBody(body.Body);
             _responseComplete = true;
             FinishAfterAnswer(ExchangeOutcome.Completed, null);
             return;
@@ -457,32 +461,24 @@ internal sealed class ExtProcStream : IDisposable
         && _responseBodyMode is not (BodySendMode.Streamed or BodySendMode.FullDuplexStreamed or BodySendMode.None)
         && !_finalised;
 
-    private void OnResponseTrailers(HttpTrailers trailers)
+    private void OnResponseTrailers(ExtProcRequest trailers)
     {
         if (_capture is null || _finalised)
         {
             return;
         }
 
-        AddTrailers(trailers.Trailers, _exchange.ResponseHeaders, ResponseTrailersAttribute);
+        AddTrailers(trailers.Headers, _exchange.ResponseHeaders, ResponseTrailersAttribute);
         _responseComplete = true;
         FinishAfterAnswer(ExchangeOutcome.Completed, null);
     }
 
-    private void ReadRequestHeaders(HeaderMap? map)
+    private void ReadRequestHeaders(ReadOnlySpan<KeyValuePair<string, string>> headers)
     {
-        if (map is null)
-        {
-            return;
-        }
-
         string? host = null;
-        var headers = map.Headers;
-        for (var i = 0; i < headers.Count; i++)
+        _exchange.RequestHeaders.EnsureCapacity(_exchange.RequestHeaders.Count + headers.Length);
+        foreach (var (key, value) in headers)
         {
-            var header = headers[i];
-            var key = header.Key;
-            var value = HeaderText.Decode(header);
             if (key.Length > 0 && key[0] == ':')
             {
                 switch (key)
@@ -518,33 +514,27 @@ internal sealed class ExtProcStream : IDisposable
         }
     }
 
-    private void ReadAttributes(MapField<string, Struct> attributes)
+    // The scalar fields of the filter's attributes (ProcessingRequestReader reads them as text).
+    private void ReadAttributes(List<KeyValuePair<string, string?>>? attributes)
     {
-        if (attributes.Count == 0 || !attributes.TryGetValue(AttributesKey, out var values) || values is null)
+        if (attributes is null)
         {
             return;
         }
 
-        foreach (var field in values.Fields)
+        foreach (var (key, text) in attributes)
         {
-            string? text = field.Value?.KindCase switch
-            {
-                Value.KindOneofCase.StringValue => field.Value.StringValue,
-                Value.KindOneofCase.NumberValue => field.Value.NumberValue.ToString(CultureInfo.InvariantCulture),
-                Value.KindOneofCase.BoolValue => field.Value.BoolValue ? "true" : "false",
-                _ => null,
-            };
             if (text is null)
             {
                 continue;
             }
 
-            if (string.Equals(field.Key, ClusterNameAttribute, StringComparison.Ordinal))
+            if (string.Equals(key, ClusterNameAttribute, StringComparison.Ordinal))
             {
                 _clusterName = text;
             }
 
-            _exchange.Attributes[string.Concat(EnvoyAttributePrefix, field.Key)] = text;
+            _exchange.Attributes[string.Concat(EnvoyAttributePrefix, key)] = text;
         }
     }
 
@@ -633,9 +623,9 @@ internal sealed class ExtProcStream : IDisposable
         return _httpHeaders;
     }
 
-    private void AddTrailers(HeaderMap? map, HeaderList target, string attribute)
+    private void AddTrailers(ReadOnlySpan<KeyValuePair<string, string>> headers, HeaderList target, string attribute)
     {
-        if (map is null || map.Headers.Count == 0)
+        if (headers.IsEmpty)
         {
             return;
         }
@@ -644,13 +634,11 @@ internal sealed class ExtProcStream : IDisposable
         // list, so redaction and the span's http.*.header.* attributes cover them, and their names
         // are listed in an attribute so a reader can tell them apart. Only exchanges with
         // trailers (gRPC, some streaming APIs) get here, so the string building is off the common path.
-        var headers = map.Headers;
-        var names = new string[headers.Count];
-        for (var i = 0; i < headers.Count; i++)
+        var names = new string[headers.Length];
+        for (var i = 0; i < headers.Length; i++)
         {
-            var header = headers[i];
-            target.Add(header.Key, HeaderText.Decode(header));
-            names[i] = header.Key;
+            target.Add(headers[i].Key, headers[i].Value);
+            names[i] = headers[i].Key;
         }
 
         _exchange.Attributes[attribute] = string.Join(',', names);

@@ -1,4 +1,3 @@
-using System.Buffers.Text;
 using System.Globalization;
 using System.Text;
 using System.Text.Unicode;
@@ -18,36 +17,17 @@ namespace SpIstio.Agent.ExtProc;
 /// </remarks>
 internal static class HeaderText
 {
-    /// <summary>The value of <paramref name="header"/>: <c>raw_value</c>, else <c>value</c> (Envoys before the raw_value switch).</summary>
-    public static string Decode(HeaderValue header)
-    {
-        var raw = header.RawValue;
-        if (raw.IsEmpty)
-        {
-            return header.Value;
-        }
-
-        var bytes = raw.Span;
-        return Utf8.IsValid(bytes) ? Encoding.UTF8.GetString(bytes) : Encoding.Latin1.GetString(bytes);
-    }
+    /// <summary>
+    /// A <c>raw_value</c>: UTF-8 when it is valid UTF-8 (ASCII included), else Latin-1, one char per byte.
+    /// </summary>
+    public static string DecodeRaw(ReadOnlySpan<byte> bytes) =>
+        Utf8.IsValid(bytes) ? Encoding.UTF8.GetString(bytes) : Encoding.Latin1.GetString(bytes);
 
     /// <summary>
-    /// The value of a <c>:status</c> field as a number, parsed from its bytes (the value as a string
-    /// is not needed: pseudo-headers are not recorded among the response headers).
+    /// The value of a <c>:status</c> field as a number: digits only, as Envoy sends it.
     /// </summary>
-    public static bool TryParseStatus(HeaderValue header, out int status)
-    {
-        var raw = header.RawValue;
-        if (raw.IsEmpty)
-        {
-            return int.TryParse(header.Value, NumberStyles.None, CultureInfo.InvariantCulture, out status);
-        }
-
-        // Digits only, as NumberStyles.None asks: Utf8Parser alone would also take a sign.
-        var bytes = raw.Span;
-        status = 0;
-        return (uint)(bytes[0] - '0') <= 9 && Utf8Parser.TryParse(bytes, out status, out var consumed) && consumed == bytes.Length;
-    }
+    public static bool TryParseStatus(string value, out int status) =>
+        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out status);
 
     /// <summary>
     /// A header for a mutation: <c>raw_value</c> only, because Envoy ignores <c>value</c> and

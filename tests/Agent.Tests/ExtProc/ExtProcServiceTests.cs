@@ -514,6 +514,29 @@ public sealed class ExtProcServiceTests
     }
 
     [Fact]
+    public async Task MalformedMessage_EndsTheStreamWithInvalidArgumentNamingTheField_AndExportsNothing()
+    {
+        await using var host = await ExtProcTestHost.StartAsync();
+        var rawProcess = new Method<byte[], byte[]>(
+            MethodType.DuplexStreaming, "envoy.service.ext_proc.v3.ExternalProcessor", "Process", Marshallers.Create(b => b, b => b), Marshallers.Create(b => b, b => b));
+        using var call = host.Channel.CreateCallInvoker().AsyncDuplexStreamingCall(rawProcess, null, default);
+        var body = Envoy.RequestBody("{\"order\":1}", true).ToByteArray();
+
+        await call.RequestStream.WriteAsync(Envoy.RequestHeaders("POST", "/orders", false).ToByteArray());
+        Assert.True(await call.ResponseStream.MoveNext());
+        await call.RequestStream.WriteAsync(body[..^4]);
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext());
+
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains("request_body", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("truncated", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(1, host.Metrics.Faults(ExtProcService.FaultProtocol).Value);
+        Assert.Contains(host.Logs.AtLeast(LogLevel.Warning), entry => entry.Contains("INVALID_ARGUMENT", StringComparison.Ordinal));
+        await WaitUntil(() => host.Metrics.ExtProcStreamsActive.Value == 0);
+        Assert.Empty(host.Exporter.Exchanges);
+    }
+
+    [Fact]
     public async Task GrpcHealthService_ReportsServing()
     {
         await using var host = await ExtProcTestHost.StartAsync();
