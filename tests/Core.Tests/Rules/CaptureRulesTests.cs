@@ -184,6 +184,25 @@ public class CaptureRulesTests
         Assert.Equal(CaptureDecision.Capture, Outbound(rules, "POST", "collector", "/v1/traces"));
     }
 
+    [Theory]
+    [InlineData("/ADMIN/users", CaptureDecision.Exempt)]
+    [InlineData("/admin/users", CaptureDecision.Exempt)]
+    [InlineData("/health", CaptureDecision.Exempt)]
+    [InlineData("/HEALTH", CaptureDecision.Capture)]
+    [InlineData("/healthz", CaptureDecision.Capture)]
+    [InlineData("/x/admin/users", CaptureDecision.Capture)]
+    public void ExemptionRule_SeveralPathPatterns_EachMatchesWholePathsWithItsOwnOptions(string path, CaptureDecision expected)
+    {
+        // The patterns of a rule are matched together: an inline option and the anchors still belong to each pattern alone.
+        var options = new AgentOptions { ExemptionRules = [new() { PathPatterns = ["(?i)/admin/.*", "/health", "/metrics|/ready"] }] };
+        var rules = CaptureRules.Create(options);
+
+        Assert.Equal(expected, Inbound(rules, path));
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/ready"));
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/metrics"));
+        Assert.Equal(CaptureDecision.Capture, Inbound(rules, "/metrics/ready"));
+    }
+
     [Fact]
     public void ExemptionRule_WithOnlyHostPatterns_ExemptsEveryPathOfThatHost()
     {
