@@ -8,6 +8,9 @@
 #   bench/proxy/http-ab.sh "dotnet OLD/sp.dll" "dotnet NEW/sp.dll"     # two JIT builds
 #   bench/proxy/http-ab.sh OLD/sp-agent NEW/sp-agent                   # two AOT publishes
 #   SIZE=64k SECONDS_PER_CELL=15 ROUNDS=4 PROFILE=B bench/proxy/http-ab.sh A B   # perf of B: $OUT/http-prof-B.data
+#   RATE=3000 bench/proxy/http-ab.sh A B    # every cell at the same offered rate (ProxyBench load, open loop):
+#                                           # on a loaded machine wrk's closed loop gives each cell another
+#                                           # rate, and CPU per request falls as the rate rises
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-/tmp}
@@ -46,8 +49,13 @@ cell() { # port pid admin-port|- label
   if [[ -n ${PROFILE:-} && $label == "cap$PROFILE" && -z ${PROFILED:-} ]]; then
     PROFILED=1; perf record -F 499 -g -p "$pid" -o "$OUT/http-prof-$PROFILE.data" -- sleep "$SECONDS_PER_CELL" >"$OUT/http-perf.log" 2>&1 & perf_pid=$!
   fi
-  out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_PER_CELL}s" "$url")
-  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  if [[ -n ${RATE:-} ]]; then
+    out=$(dotnet "$BENCH" load "$url" "$RATE" "$SECONDS_PER_CELL" 64 0)
+    n=$(awk -v s="$SECONDS_PER_CELL" '{ printf "%d", $2 * s }' <<<"$out")
+  else
+    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_PER_CELL}s" "$url")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+  fi
   # the exporter's work for the window's exchanges lands inside it (or 30 s)
   if [[ $adm != - ]]; then for _ in $(seq 1 60); do (( $(exported "$adm") - e0 >= n )) && break; sleep 0.5; done; fi
   after=$(cpu_ticks "$pid")
@@ -58,7 +66,7 @@ cell() { # port pid admin-port|- label
   fi
   echo "$label: $(awk -v n="$n" -v t="$((after - before))" -v hz="$CLK_TCK" 'BEGIN { printf "%d requests, %.1f CPU-us/request", n, t * 1e6 / hz / n }')$extra"
 }
-echo "A: ${AGENT_A[*]}"; echo "B: ${AGENT_B[*]}"; echo "size $SIZE, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "A: ${AGENT_A[*]}"; echo "B: ${AGENT_B[*]}"; echo "size $SIZE, ${RATE:+open loop at $RATE req/s, }load $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r"
   cell "$YARP_PORT" "$YPID" - yarp

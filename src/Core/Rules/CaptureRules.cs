@@ -250,7 +250,8 @@ public sealed class CaptureRules
     // One anchored alternation of a rule's patterns (each in its own group, so an inline option
     // stays within its pattern): matching any of them is one pass of one automaton over the input
     // instead of one a pattern (the default exemptions' three paths were ~1 % of the capture
-    // proxy's CPU at 1 KiB, issue 13). Validation compiles each pattern alone, to name a bad one.
+    // proxy's CPU at 1 KiB, issue 13). Validation compiles each pattern alone, to name a bad one;
+    // patterns the engine takes one by one but not together (too many for one automaton) stay apart.
     private static Regex[] CompileAll(List<string>? patterns, bool ignoreCase)
     {
         if (patterns is null || patterns.Count == 0)
@@ -264,7 +265,18 @@ public sealed class CaptureRules
             alternatives[i] = string.Concat("(?:", patterns[i] ?? "", ")");
         }
 
-        return [AnchoredRegex.Compile(string.Join('|', alternatives), ignoreCase)];
+        if (AnchoredRegex.TryCompile(string.Join('|', alternatives), out var combined, out _, ignoreCase))
+        {
+            return [combined!];
+        }
+
+        var compiled = new Regex[patterns.Count];
+        for (var i = 0; i < patterns.Count; i++)
+        {
+            compiled[i] = AnchoredRegex.Compile(patterns[i] ?? "", ignoreCase);
+        }
+
+        return compiled;
     }
 
     private static bool AnyMatchOrEmpty(Regex[] patterns, ReadOnlySpan<char> input)

@@ -204,6 +204,21 @@ public class CaptureRulesTests
     }
 
     [Fact]
+    public void ExemptionRule_PatternsTooLargeForOneAutomaton_AreStillEachMatched()
+    {
+        // Each is within the non-backtracking engine's automaton size limit (10,000 by default), both together are not.
+        var options = new AgentOptions { ExemptionRules = [new() { PathPatterns = ["/a/[0-9]{1,1500}", "/b/[0-9]{1,1500}"] }] };
+        Assert.True(AnchoredRegex.TryCompile("/a/[0-9]{1,1500}", out _, out _));
+        Assert.False(AnchoredRegex.TryCompile("(?:/a/[0-9]{1,1500})|(?:/b/[0-9]{1,1500})", out _, out _));
+
+        var rules = CaptureRules.Create(options);
+
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/a/42"));
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/b/42"));
+        Assert.Equal(CaptureDecision.Capture, Inbound(rules, "/c/42"));
+    }
+
+    [Fact]
     public void ExemptionRule_WithOnlyHostPatterns_ExemptsEveryPathOfThatHost()
     {
         var options = new AgentOptions { ExemptionRules = [new() { HostPatterns = [@"sp-backend\..*"] }] };
