@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Model;
+using SpIstio.Core.Streams;
 using SpIstio.Core.Tracing;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -93,7 +94,7 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
             CopyHeaders(response.Content.Headers, target);
         });
 
-        if (IsLongLived(proxyResponse))
+        if (IsLongLived(proxyResponse, Exchange.ResponseHeaders))
         {
             ArmDeadline();
         }
@@ -146,16 +147,11 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
     /// <summary>How long a streamed response (SSE, upgrade) is followed before it is exported as it is.</summary>
     public TimeSpan CaptureDeadline { get; init; }
 
-    private static bool IsLongLived(HttpResponseMessage response)
-    {
-        if (response.StatusCode == System.Net.HttpStatusCode.SwitchingProtocols)
-        {
-            return true;
-        }
-
-        var mediaType = response.Content.Headers.ContentType?.MediaType;
-        return mediaType is not null && mediaType.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
-    }
+    // The content type is read from the head just copied into the exchange: HttpContentHeaders.ContentType
+    // would parse it into a MediaTypeHeaderValue on every response (~0.5 % of the proxy's CPU at 1 KiB).
+    private static bool IsLongLived(HttpResponseMessage response, HeaderList head) =>
+        response.StatusCode == System.Net.HttpStatusCode.SwitchingProtocols
+        || StreamSpanAttributes.IsEventStream(head.Get("content-type"));
 
     private static void Replace(HttpRequestHeaders headers, string name, string value)
     {

@@ -1,4 +1,6 @@
 using System.Collections;
+using System.Collections.Frozen;
+using System.Text;
 
 namespace SpIstio.Core.Model;
 
@@ -8,6 +10,25 @@ namespace SpIstio.Core.Model;
 /// </summary>
 public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
 {
+    // The lower-case names of the fields HTTP clients and servers send most: Kestrel and HttpClient
+    // hand known fields over under their canonical spelling ("Content-Type"), so without this every
+    // captured exchange allocated a lower-cased copy of most of its names (issue 13). Looked up
+    // ignoring case, which gives back the lower-case instance stored here.
+    private static readonly FrozenSet<string> _knownNames = new[]
+    {
+        "accept", "accept-charset", "accept-encoding", "accept-language", "accept-ranges", "access-control-allow-credentials",
+        "access-control-allow-headers", "access-control-allow-methods", "access-control-allow-origin", "access-control-expose-headers",
+        "access-control-max-age", "access-control-request-headers", "access-control-request-method", "age", "allow", "alt-svc",
+        "authorization", "cache-control", "connection", "content-disposition", "content-encoding", "content-language",
+        "content-length", "content-location", "content-range", "content-security-policy", "content-type", "cookie", "date",
+        "etag", "expect", "expires", "forwarded", "from", "grpc-encoding", "grpc-message", "grpc-status", "grpc-timeout", "host",
+        "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since", "keep-alive", "last-modified",
+        "link", "location", "max-forwards", "origin", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
+        "request-id", "retry-after", "server", "set-cookie", "strict-transport-security", "te", "trailer", "transfer-encoding",
+        "upgrade", "upgrade-insecure-requests", "user-agent", "vary", "via", "warning", "www-authenticate", "x-content-type-options",
+        "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-frame-options", "x-powered-by", "x-request-id", "x-xss-protection",
+    }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+
     private readonly List<KeyValuePair<string, string>> _items = [];
 
     /// <inheritdoc />
@@ -72,7 +93,8 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
         {
             if (c is >= 'A' and <= 'Z')
             {
-                return name.ToLowerInvariant();
+                // ASCII only: ignoring case, some non-ASCII letters match ASCII ones ('K' and the Kelvin sign).
+                return Ascii.IsValid(name) && _knownNames.TryGetValue(name, out var lower) ? lower : name.ToLowerInvariant();
             }
         }
 

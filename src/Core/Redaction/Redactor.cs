@@ -80,6 +80,14 @@ public sealed partial class Redactor
     private readonly bool _nameContext;
     private readonly GrpcDescriptorSet _descriptors;
 
+    // What RedactHeaders worked out before, under this redactor's rules (a new configuration builds
+    // a new redactor, so a verdict never outlives the rules it was made under). Names: most
+    // exchanges carry the same few dozen; 64 characters covers any common one. Values: only those
+    // proven clean are kept, so the cache never holds anything redaction would have removed;
+    // 256 characters covers user agents, accept lists and dates, at most ~300 KiB in all.
+    private readonly StringVerdictCache<HeaderKind> _headerKinds = new(slots: 256, maxKeyChars: 64);
+    private readonly StringVerdictCache<bool> _cleanHeaderValues = new(slots: 512, maxKeyChars: 256);
+
     private Redactor(RedactionOptions options, GrpcDescriptorSet descriptors)
     {
         _descriptors = descriptors;
@@ -257,29 +265,72 @@ public sealed partial class Redactor
                 continue;
             }
 
-            if (IsSensitiveHeader(name))
+            switch (KindOf(name))
             {
-                headers.SetValueAt(i, Replacement(value));
-                count++;
-            }
-            else if (_pii != PiiMode.Keep && !_keepHeaders.Contains(name) && _names.IsPii(name.AsSpan()))
-            {
-                headers.SetValueAt(i, PiiFieldReplacement(value));
-                count++;
-            }
-            else
-            {
-                var redacted = IsUrlHeader(name) && value.Contains('?', StringComparison.Ordinal)
-                    ? RedactUrl(value, ref count)
-                    : RedactSpan(value, Scan.All, ref count) ?? value;
-                if (!ReferenceEquals(redacted, value))
-                {
-                    headers.SetValueAt(i, redacted);
-                }
+                case HeaderKind.Sensitive:
+                    headers.SetValueAt(i, Replacement(value));
+                    count++;
+                    break;
+                case HeaderKind.Pii:
+                    headers.SetValueAt(i, PiiFieldReplacement(value));
+                    count++;
+                    break;
+                case HeaderKind.Url when value.Contains('?', StringComparison.Ordinal):
+                    var url = RedactUrl(value, ref count);
+                    if (!ReferenceEquals(url, value))
+                    {
+                        headers.SetValueAt(i, url);
+                    }
+
+                    break;
+                default:
+                    // Here the verdict depends on the value alone (the value detectors), so a value
+                    // found clean once is clean under any name that reaches this branch.
+                    if (_cleanHeaderValues.TryGet(value, out _))
+                    {
+                        break;
+                    }
+
+                    var before = count;
+                    if (RedactSpan(value, Scan.All, ref count) is { } redacted)
+                    {
+                        headers.SetValueAt(i, redacted);
+                    }
+                    else if (count == before)
+                    {
+                        _cleanHeaderValues.Set(value, true);
+                    }
+
+                    break;
             }
         }
 
         return count;
+    }
+
+    // What a header's name alone decides: replaced whole (by name, or as personal data), read as a
+    // URL, or left to the value detectors.
+    private HeaderKind KindOf(string name)
+    {
+        if (_headerKinds.TryGet(name, out var kind))
+        {
+            return kind;
+        }
+
+        kind = IsSensitiveHeader(name) ? HeaderKind.Sensitive
+            : _pii != PiiMode.Keep && !_keepHeaders.Contains(name) && _names.IsPii(name.AsSpan()) ? HeaderKind.Pii
+            : IsUrlHeader(name) ? HeaderKind.Url
+            : HeaderKind.Values;
+        _headerKinds.Set(name, kind);
+        return kind;
+    }
+
+    private enum HeaderKind : byte
+    {
+        Values,
+        Sensitive,
+        Pii,
+        Url,
     }
 
     // Headers that carry a URL whose query string can hold the same secrets as the request's own.

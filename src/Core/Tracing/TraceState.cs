@@ -25,6 +25,11 @@ public static class TraceState
     private const int MaxKeyLength = 256;
     private const int MaxValueLength = 256;
 
+    // 0x20-0x7e but ',' and '=': checked 16 characters at a time (every exchange validates its own
+    // traceparent and session entries, and every entry that came in).
+    private static readonly SearchValues<char> _valueChars =
+        SearchValues.Create(" !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~");
+
     /// <summary>
     /// True when <paramref name="key"/> follows the key grammar: a simple key
     /// (<c>lcalpha 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" )</c>) or a multi-tenant key
@@ -65,15 +70,7 @@ public static class TraceState
             return false;
         }
 
-        foreach (var c in value)
-        {
-            if (c is < ' ' or > '~' or ',' or '=')
-            {
-                return false;
-            }
-        }
-
-        return true;
+        return !value.ContainsAnyExcept(_valueChars);
     }
 
     /// <summary>

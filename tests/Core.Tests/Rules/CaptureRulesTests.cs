@@ -184,6 +184,40 @@ public class CaptureRulesTests
         Assert.Equal(CaptureDecision.Capture, Outbound(rules, "POST", "collector", "/v1/traces"));
     }
 
+    [Theory]
+    [InlineData("/ADMIN/users", CaptureDecision.Exempt)]
+    [InlineData("/admin/users", CaptureDecision.Exempt)]
+    [InlineData("/health", CaptureDecision.Exempt)]
+    [InlineData("/HEALTH", CaptureDecision.Capture)]
+    [InlineData("/healthz", CaptureDecision.Capture)]
+    [InlineData("/x/admin/users", CaptureDecision.Capture)]
+    public void ExemptionRule_SeveralPathPatterns_EachMatchesWholePathsWithItsOwnOptions(string path, CaptureDecision expected)
+    {
+        // The patterns of a rule are matched together: an inline option and the anchors still belong to each pattern alone.
+        var options = new AgentOptions { ExemptionRules = [new() { PathPatterns = ["(?i)/admin/.*", "/health", "/metrics|/ready"] }] };
+        var rules = CaptureRules.Create(options);
+
+        Assert.Equal(expected, Inbound(rules, path));
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/ready"));
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/metrics"));
+        Assert.Equal(CaptureDecision.Capture, Inbound(rules, "/metrics/ready"));
+    }
+
+    [Fact]
+    public void ExemptionRule_PatternsTooLargeForOneAutomaton_AreStillEachMatched()
+    {
+        // Each is within the non-backtracking engine's automaton size limit (10,000 by default), both together are not.
+        var options = new AgentOptions { ExemptionRules = [new() { PathPatterns = ["/a/[0-9]{1,1500}", "/b/[0-9]{1,1500}"] }] };
+        Assert.True(AnchoredRegex.TryCompile("/a/[0-9]{1,1500}", out _, out _));
+        Assert.False(AnchoredRegex.TryCompile("(?:/a/[0-9]{1,1500})|(?:/b/[0-9]{1,1500})", out _, out _));
+
+        var rules = CaptureRules.Create(options);
+
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/a/42"));
+        Assert.Equal(CaptureDecision.Exempt, Inbound(rules, "/b/42"));
+        Assert.Equal(CaptureDecision.Capture, Inbound(rules, "/c/42"));
+    }
+
     [Fact]
     public void ExemptionRule_WithOnlyHostPatterns_ExemptsEveryPathOfThatHost()
     {

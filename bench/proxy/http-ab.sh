@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# A/B of two agent builds as HTTP capture proxies (cpu.sh's cells: static nginx upstream, nginx
+# receiver answering 200): one YARP passthrough and the two capture proxies run side by side and
+# their cells alternate (A B, then B A), so both builds see the same minutes of a loaded machine.
+# Per cell: CPU-µs a request (utime + stime over the requests wrk completed, the exporter's work for
+# them included), and the managed bytes allocated and gen0 collections per captured request.
+#
+#   bench/proxy/http-ab.sh "dotnet OLD/sp.dll" "dotnet NEW/sp.dll"     # two JIT builds
+#   bench/proxy/http-ab.sh OLD/sp-agent NEW/sp-agent                   # two AOT publishes
+#   SIZE=64k SECONDS_PER_CELL=15 ROUNDS=4 PROFILE=B bench/proxy/http-ab.sh A B   # perf of B: $OUT/http-prof-B.data
+#   RATE=3000 bench/proxy/http-ab.sh A B    # every cell at the same offered rate (ProxyBench load, open loop):
+#                                           # on a loaded machine wrk's closed loop gives each cell another
+#                                           # rate, and CPU per request falls as the rate rises
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-/tmp}
+read -r -a AGENT_A <<<"$1"; read -r -a AGENT_B <<<"$2"
+SIZE=${SIZE:-1k}; SECONDS_PER_CELL=${SECONDS_PER_CELL:-10}; CONNS=${CONNS:-8}; ROUNDS=${ROUNDS:-3}
+BASE_PORT=${BASE_PORT:-18880}
+UPSTREAM_PORT=$((BASE_PORT + 1)); RECEIVER_PORT=$((BASE_PORT + 2)); YARP_PORT=$((BASE_PORT + 4))
+CA=$((BASE_PORT + 5)); ADMA=$((BASE_PORT + 6)); CB=$((BASE_PORT + 7)); ADMB=$((BASE_PORT + 8))
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -n ${NO_BUILD:-} ]] || dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
+BENCH=$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll
+# shellcheck source=bench/proxy/lib.sh
+source "$ROOT/bench/proxy/lib.sh"
+start_nginx 1 1024
+clear_runtime_overrides
+start yarp "${AGENT_A[@]}" agent proxy --listen "127.0.0.1:$YARP_PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --no-capture --ignore-env
+YPID=${PIDS[-1]}
+# PROFILE: JIT frames are named through the runtime's perf map, with W^X off (see cpu.sh).
+[[ -z ${PROFILE:-} ]] || export DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0
+for x in A B; do
+  if [[ $x == A ]]; then agent=("${AGENT_A[@]}"); port=$CA; adm=$ADMA; else agent=("${AGENT_B[@]}"); port=$CB; adm=$ADMB; fi
+  start "cap$x" "${agent[@]}" agent proxy --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --admin "127.0.0.1:$adm" \
+    --ignore-env --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
+  eval "PID_$x=${PIDS[-1]}"
+done
+for p in $UPSTREAM_PORT $RECEIVER_PORT $YARP_PORT $CA $CB $ADMA $ADMB; do wait_port "$p"; done
+
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
+exported() { echo $(( $(metric "$1" sp_export_spans_total) + $(metric "$1" sp_export_dropped_total) )); }
+drain() { local e0=-1 e1; e1=$(exported "$1"); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported "$1"); done; }
+cell() { # port pid admin-port|- label
+  local port=$1 pid=$2 adm=$3 label=$4 url="http://127.0.0.1:$1/$SIZE" out n before after e0 a0 g0 perf_pid= extra=""
+  wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
+  if [[ $adm != - ]]; then drain "$adm"; e0=$(exported "$adm"); a0=$(metric "$adm" dotnet_gc_allocated_bytes_total); g0=$(metric "$adm" 'dotnet_gc_collections_total{generation="0"}'); fi
+  before=$(cpu_ticks "$pid")
+  if [[ -n ${PROFILE:-} && $label == "cap$PROFILE" && -z ${PROFILED:-} ]]; then
+    PROFILED=1; perf record -F 499 -g -p "$pid" -o "$OUT/http-prof-$PROFILE.data" -- sleep "$SECONDS_PER_CELL" >"$OUT/http-perf.log" 2>&1 & perf_pid=$!
+  fi
+  if [[ -n ${RATE:-} ]]; then
+    out=$(dotnet "$BENCH" load "$url" "$RATE" "$SECONDS_PER_CELL" 64 0)
+    n=$(awk -v s="$SECONDS_PER_CELL" '{ printf "%d", $2 * s }' <<<"$out")
+  else
+    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_PER_CELL}s" "$url")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+  fi
+  # the exporter's work for the window's exchanges lands inside it (or 30 s)
+  if [[ $adm != - ]]; then for _ in $(seq 1 60); do (( $(exported "$adm") - e0 >= n )) && break; sleep 0.5; done; fi
+  after=$(cpu_ticks "$pid")
+  [[ -z $perf_pid ]] || wait "$perf_pid" || true
+  if [[ $adm != - ]]; then
+    extra=$(awk -v n="$n" -v a=$(( $(metric "$adm" dotnet_gc_allocated_bytes_total) - a0 )) -v g=$(( $(metric "$adm" 'dotnet_gc_collections_total{generation="0"}') - g0 )) \
+      'BEGIN { printf ", %d B allocated/request, %.2f gen0/1k", a / n, g * 1000 / n }')
+  fi
+  echo "$label: $(awk -v n="$n" -v t="$((after - before))" -v hz="$CLK_TCK" 'BEGIN { printf "%d requests, %.1f CPU-us/request", n, t * 1e6 / hz / n }')$extra"
+}
+echo "A: ${AGENT_A[*]}"; echo "B: ${AGENT_B[*]}"; echo "size $SIZE, ${RATE:+open loop at $RATE req/s, }load $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r"
+  cell "$YARP_PORT" "$YPID" - yarp
+  if (( r % 2 )); then cell "$CA" "$PID_A" "$ADMA" capA; cell "$CB" "$PID_B" "$ADMB" capB
+  else cell "$CB" "$PID_B" "$ADMB" capB; cell "$CA" "$PID_A" "$ADMA" capA; fi
+done
+echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
+for x in A B; do adm=$([[ $x == A ]] && echo "$ADMA" || echo "$ADMB"); echo "cap$x dropped $(metric "$adm" sp_export_dropped_total)"; done
