@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -14,8 +15,9 @@ using SpIstio.ProxyBench.Grpc;
 namespace SpIstio.ProxyBench;
 
 /// <summary>
-/// The gRPC cell: a Grpc.AspNetCore unary server (the upstream, h2c) and a grpc-dotnet client
-/// keeping CONCURRENCY unary calls in flight (closed loop: gRPC clients wait for their answers).
+/// The gRPC cells: a Grpc.AspNetCore unary server (the upstream, h2c) and a grpc-dotnet client,
+/// either keeping CONCURRENCY unary calls in flight (closed loop: saturation) or sending them at a
+/// fixed rate (open loop: the equal-load cell).
 /// </summary>
 internal static class GrpcBench
 {
@@ -38,18 +40,14 @@ internal static class GrpcBench
     }
 
     /// <summary>
-    /// Calls Unary with a <paramref name="payloadBytes"/> payload from <paramref name="concurrency"/>
-    /// loops for <paramref name="seconds"/> after <paramref name="warmupSeconds"/>. Prints one line:
+    /// Calls Unary with <paramref name="payload"/> from <paramref name="concurrency"/> loops for
+    /// <paramref name="seconds"/> after <paramref name="warmupSeconds"/>. Prints one line:
     /// calls/s p50 p99 (ms) errors.
     /// </summary>
-    public static async Task<int> LoadAsync(string url, double seconds, int concurrency, double warmupSeconds, int payloadBytes)
+    public static async Task<int> LoadAsync(string url, double seconds, int concurrency, double warmupSeconds, Payload payload)
     {
-        using var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions
-        {
-            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, UseProxy = false },
-        });
+        using var channel = CreateChannel(url);
         var client = new Bench.BenchClient(channel);
-        var payload = new Payload { Data = ByteString.CopyFrom(new byte[payloadBytes]) };
         var warmupEnd = Stopwatch.GetTimestamp() + (long)(warmupSeconds * Stopwatch.Frequency);
         var end = warmupEnd + (long)(seconds * Stopwatch.Frequency);
         var latencies = new List<double>[concurrency];
@@ -66,15 +64,14 @@ internal static class GrpcBench
                     return;
                 }
 
-                try
+                if (await CallAsync(client, payload).ConfigureAwait(false))
                 {
-                    await client.UnaryAsync(payload, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
                     if (started >= warmupEnd)
                     {
                         mine.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
                     }
                 }
-                catch (RpcException)
+                else
                 {
                     Interlocked.Increment(ref errors);
                 }
@@ -89,11 +86,55 @@ internal static class GrpcBench
 
         await Task.WhenAll(loops).ConfigureAwait(false);
         var measured = latencies.SelectMany(l => l).Order().ToArray();
-        double At(double q) => measured.Length == 0 ? double.NaN : measured[Math.Min(measured.Length - 1, (int)(q * measured.Length))];
         Console.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
-            $"{measured.Length / seconds:F0} {At(0.50):F3} {At(0.99):F3} {errors}"));
+            $"{measured.Length / seconds:F0} {OpenLoop.Quantile(measured, 0.50):F3} {OpenLoop.Quantile(measured, 0.99):F3} {errors}"));
         return 0;
+    }
+
+    /// <summary>
+    /// Calls Unary with <paramref name="payload"/> at <paramref name="rate"/> a second, open loop
+    /// (<see cref="OpenLoop"/>): the gRPC equal-load cell. Prints <see cref="OpenLoop.RunAsync"/>'s line.
+    /// </summary>
+    public static async Task<int> OpenLoopAsync(string url, double rate, double seconds, double warmupSeconds, Payload payload)
+    {
+        using var channel = CreateChannel(url);
+        var client = new Bench.BenchClient(channel);
+        return await OpenLoop.RunAsync(() => CallAsync(client, payload), rate, seconds, warmupSeconds).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A payload from its bench name: bytes (<c>1024</c>) or KiB (<c>64k</c>), zeros, or random bytes
+    /// with a <c>-random</c> suffix (<c>64k-random</c>).
+    /// </summary>
+    public static Payload ParsePayload(string spec)
+    {
+        var random = spec.EndsWith("-random", StringComparison.Ordinal);
+        var size = random ? spec[..^"-random".Length] : spec;
+        var bytes = size.EndsWith('k')
+            ? 1024 * int.Parse(size[..^1], NumberStyles.None, CultureInfo.InvariantCulture)
+            : int.Parse(size, NumberStyles.None, CultureInfo.InvariantCulture);
+        return new Payload { Data = random ? ByteString.CopyFrom(RandomNumberGenerator.GetBytes(bytes)) : ByteString.CopyFrom(new byte[bytes]) };
+    }
+
+    // One channel that may open several HTTP/2 connections, as a busy client of a mesh does.
+    private static GrpcChannel CreateChannel(string url) => GrpcChannel.ForAddress(url, new GrpcChannelOptions
+    {
+        HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, UseProxy = false },
+    });
+
+    // True when the call was answered with OK; a failed call is an error of the cell, not of the generator.
+    private static async Task<bool> CallAsync(Bench.BenchClient client, Payload payload)
+    {
+        try
+        {
+            await client.UnaryAsync(payload, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
+            return true;
+        }
+        catch (RpcException)
+        {
+            return false;
+        }
     }
 
     private sealed class EchoService : Bench.BenchBase

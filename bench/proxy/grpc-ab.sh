@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# A/B of two sp-agent builds as gRPC capture proxies (unary 1 KiB, as grpc-cpu.sh): the same
+# A/B of two sp-agent builds as gRPC capture proxies (unary, SIZE payload, as grpc-cpu.sh): the same
 # upstream, receiver and YARP h2c cell, the two capture cells alternated, so both builds see the
 # same minutes of a loaded machine. Per cell: CPU-µs a call, and allocations and collections per
 # captured call, also less the agent's idle allocation (measured first, scraped the same way).
 #
 #   bench/proxy/grpc-ab.sh OLD/sp-agent NEW/sp-agent        # e.g. two `dotnet publish` outputs
 #   SECONDS_PER_CELL=20 ROUNDS=3 PROFILE=B bench/proxy/grpc-ab.sh A B   # perf of B: $OUT/prof-B.data
+#   SIZE=64k-random bench/proxy/grpc-ab.sh A B   # the payload (default 1k; ProxyBench's PAYLOAD)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-/tmp}
 A=$1; B=$2
-SECONDS_PER_CELL=${SECONDS_PER_CELL:-8}; CONCURRENCY=${CONCURRENCY:-16}; ROUNDS=${ROUNDS:-3}
+SECONDS_PER_CELL=${SECONDS_PER_CELL:-8}; CONCURRENCY=${CONCURRENCY:-16}; ROUNDS=${ROUNDS:-3}; SIZE=${SIZE:-1k}
 BASE_PORT=${BASE_PORT:-18780}
 UPSTREAM_PORT=$((BASE_PORT+1)); RECEIVER_PORT=$((BASE_PORT+2)); GRPC_UPSTREAM_PORT=$((BASE_PORT+7))
 YARP_PORT=$((BASE_PORT+8)); CA=$((BASE_PORT+9)); ADMA=$((BASE_PORT+10)); CB=$((BASE_PORT+11)); ADMB=$((BASE_PORT+12))
@@ -36,14 +37,14 @@ exported() { echo $(( $(metric $1 'sp_export_spans_total') + $(metric $1 'sp_exp
 drain() { local e0=-1 e1; e1=$(exported $1); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported $1); done; }
 cell() { # port pid adm|- label
   local port=$1 pid=$2 adm=$3 label=$4 out rate calls before after e0 a0 g0 c0 perf_pid=
-  dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 >/dev/null
+  dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null
   if [[ $adm != - ]]; then drain $adm; e0=$(exported $adm); a0=$(metric $adm dotnet_gc_allocated_bytes_total); g0=$(metric $adm dotnet_gc_collections_total); c0=$(metric $adm 'sp_requests_total{direction="inbound",outcome="captured"}'); fi
   local t0; t0=$(date +%s.%N)
   before=$(cpu_ticks $pid)
   if [[ -n ${PROFILE:-} && $label == "cap${PROFILE}" && -z ${PROFILED:-} ]]; then
     PROFILED=1; perf record -F 999 -g -p "$pid" -o "$OUT/prof-$PROFILE.data" -- sleep "$SECONDS_PER_CELL" >"$OUT/perf-ab.log" 2>&1 & perf_pid=$!
   fi
-  out=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$SECONDS_PER_CELL" "$CONCURRENCY" 0)
+  out=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$SECONDS_PER_CELL" "$CONCURRENCY" 0 "$SIZE")
   rate=$(cut -d' ' -f1 <<<"$out"); calls=$(awk -v r="$rate" -v s="$SECONDS_PER_CELL" 'BEGIN { printf "%d", r * s }')
   if [[ $adm != - ]]; then for _ in $(seq 1 60); do (( $(exported $adm) - e0 >= calls )) && break; sleep 0.5; done; fi
   after=$(cpu_ticks $pid)
@@ -62,7 +63,7 @@ idle() { # adm -> bytes/s allocated with no load, scraped as the cells scrape
   a1=$(metric $1 dotnet_gc_allocated_bytes_total); t1=$(date +%s.%N)
   awk -v a=$((a1-a0)) -v x=$t0 -v y=$t1 'BEGIN { printf "%d", a/(y-x) }'
 }
-dotnet "$BENCH" grpc-load "http://127.0.0.1:$CA" 3 "$CONCURRENCY" 0 >/dev/null; dotnet "$BENCH" grpc-load "http://127.0.0.1:$CB" 3 "$CONCURRENCY" 0 >/dev/null
+dotnet "$BENCH" grpc-load "http://127.0.0.1:$CA" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null; dotnet "$BENCH" grpc-load "http://127.0.0.1:$CB" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null
 drain $ADMA; drain $ADMB
 BG_A=$(idle $ADMA); BG_B=$(idle $ADMB); echo "idle allocation: A $BG_A B/s, B $BG_B B/s"
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"

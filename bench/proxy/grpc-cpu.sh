@@ -5,6 +5,7 @@
 #
 #   bench/proxy/grpc-cpu.sh                    # 10 s per cell, 16 unary 1 KiB calls in flight
 #   SECONDS_PER_CELL=20 CONCURRENCY=32 bench/proxy/grpc-cpu.sh
+#   SIZE=64k-random bench/proxy/grpc-cpu.sh    # the payload (ProxyBench's PAYLOAD: 1k, 64k, 64k-random)
 #   PROFILE=1 bench/proxy/grpc-cpu.sh          # also a perf CPU profile of the capture proxy
 #                                              # (OUT=dir for capture-grpc.perf.data, default /tmp)
 #   NO_BUILD=1 bench/proxy/grpc-cpu.sh         # skip the Release build
@@ -20,6 +21,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SECONDS_PER_CELL=${SECONDS_PER_CELL:-10}
 CONCURRENCY=${CONCURRENCY:-16}
+SIZE=${SIZE:-1k}
 ROUNDS=${ROUNDS:-2}
 BASE_PORT=${BASE_PORT:-18380}
 UPSTREAM_PORT=$((BASE_PORT + 1))
@@ -57,7 +59,7 @@ drain() { local e0=-1 e1; e1=$(exported); while [[ $e0 != "$e1" ]]; do e0=$e1; s
 
 run_cell() { # port pid -> "calls calls/s CPU-µs/call"
   local port=$1 pid=$2 out rate calls before after exp_before perf_pid=
-  dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 >/dev/null # warm-up
+  dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null # warm-up
   [[ $pid != "$CAPTURE_PID" ]] || drain
   exp_before=$([[ $pid == "$CAPTURE_PID" ]] && exported || echo 0)
   before=$(cpu_ticks "$pid")
@@ -66,7 +68,7 @@ run_cell() { # port pid -> "calls calls/s CPU-µs/call"
     perf record -F 499 -g -p "$pid" -o "${OUT:-/tmp}/capture-grpc.perf.data" -- sleep "$SECONDS_PER_CELL" >"${OUT:-/tmp}/perf-grpc.log" 2>&1 &
     perf_pid=$!
   fi
-  out=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$SECONDS_PER_CELL" "$CONCURRENCY" 0)
+  out=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$SECONDS_PER_CELL" "$CONCURRENCY" 0 "$SIZE")
   rate=$(cut -d' ' -f1 <<<"$out")
   calls=$(awk -v r="$rate" -v s="$SECONDS_PER_CELL" 'BEGIN { printf "%d", r * s }')
   if [[ $pid == "$CAPTURE_PID" ]]; then
@@ -78,7 +80,7 @@ run_cell() { # port pid -> "calls calls/s CPU-µs/call"
     'BEGIN { printf "%d calls, %d calls/s, %.0f CPU-µs/call", n, r, t * 1e6 / hz / n }'
 }
 
-echo "gRPC unary 1 KiB, $CONCURRENCY in flight, ${SECONDS_PER_CELL}s a cell (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "gRPC unary $SIZE, $CONCURRENCY in flight, ${SECONDS_PER_CELL}s a cell (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 for round in $(seq 1 "$ROUNDS"); do
   echo "  round $round yarp h2c: $(run_cell "$YARP_GRPC_PORT" "$YARP_PID")"
   echo "  round $round capture:  $(run_cell "$CAPTURE_GRPC_PORT" "$CAPTURE_PID")"

@@ -20,11 +20,14 @@
 # neither the upstream nor the receiver costs .NET CPU that would be charged to capture.
 # Saturation throughput comes from wrk (closed loop); the equal-load cells use an open-loop
 # generator (ProxyBench load: wrk2 is not packaged, and wrk's delay() is a closed loop).
-# gRPC (issue 18, same targets as HTTP): unary calls with a 1 KiB payload from grpc-dotnet
-# (ProxyBench grpc-load, GRPC_CONCURRENCY calls in flight, closed loop) to a Grpc.AspNetCore echo
+# gRPC (issue 18, same targets as HTTP): unary calls from grpc-dotnet to a Grpc.AspNetCore echo
 # server (ProxyBench grpc-server), direct and through the proxy's h2c listener (--grpc-listen) with
-# and without capture; the ratio to the YARP cell is the cost of capture. The upstream and the load
-# generator are .NET on the same cores, so these cells are noisier than the HTTP ones.
+# and without capture, for each of GRPC_SIZES (payloads: 1k zeros, 64k-random incompressible bytes):
+# saturation (ProxyBench grpc-load, GRPC_CONCURRENCY calls in flight, closed loop; the ratio to the
+# YARP cell is the cost of capture) and equal offered load (ProxyBench grpc-open, open loop at half
+# of YARP's saturation calls/s in the same run: p99 against YARP's, and dropped exchanges). The
+# upstream and the load generator are .NET on the same cores, so these cells are noisier than the
+# HTTP ones; they run GRPC_DURATION (default 8) + GRPC_WARMUP (2) seconds each to bound the run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -45,6 +48,9 @@ CAPTURE_GRPC_PORT=$((BASE_PORT + 9))
 ADMIN_GRPC_PORT=$((BASE_PORT + 10))
 GRPC_ONLY=${GRPC_ONLY:-0}
 GRPC_CONCURRENCY=${GRPC_CONCURRENCY:-64}
+read -r -a GRPC_SIZES <<<"${GRPC_SIZES:-1k 64k-random}"
+GRPC_DURATION=${GRPC_DURATION:-8}
+GRPC_WARMUP=${GRPC_WARMUP:-2}
 RUNS=${RUNS:-3}
 
 need_packages=()
@@ -100,9 +106,11 @@ CAPTURE_PID=${PIDS[-1]}
 # gRPC: the same two proxies, their h2c listener in front of the gRPC upstream (the HTTP/1.1 port is unused).
 start yarp-grpc "${AGENT[@]}" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$YARP_GRPC_PORT" \
   --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --no-capture --ignore-env
+YARP_GRPC_PID=${PIDS[-1]}
 start capture-grpc "${AGENT[@]}" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$CAPTURE_GRPC_PORT" \
   --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --admin "127.0.0.1:$ADMIN_GRPC_PORT" --ignore-env \
   --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
+CAPTURE_GRPC_PID=${PIDS[-1]}
 
 for port in "$UPSTREAM_PORT" "$RECEIVER_PORT" "$NGINX_PORT" "$YARP_PORT" "$CAPTURE_PORT" \
   "$GRPC_UPSTREAM_PORT" "$YARP_GRPC_PORT" "$CAPTURE_GRPC_PORT"; do wait_port "$port"; done
@@ -187,43 +195,91 @@ runs_of() {
   echo "${out[*]}"
 }
 
-# gRPC unary: direct, YARP h2c passthrough, capture. GRPC[run,cell] -> "calls/s p50 p99 errors"
+# gRPC unary, per size: direct, YARP h2c passthrough, capture at saturation, then YARP and capture
+# at half of YARP's rate. GRPC[run,size,cell] -> "calls/s p50 p99 errors cpu-µs/call";
+# GRPC[run,size,cell,rated] -> "offered achieved p50 p90 p99 p999 max errors" (ms).
 declare -A GRPC
-echo "measuring gRPC: unary 1 KiB, $GRPC_CONCURRENCY calls in flight, ${WARMUP}s warm-up + ${DURATION}s per cell, $RUNS runs"
+grpc_port_of() { case $1 in direct) echo "$GRPC_UPSTREAM_PORT";; yarp) echo "$YARP_GRPC_PORT";; capture) echo "$CAPTURE_GRPC_PORT";; esac; }
+grpc_pid_of() { case $1 in yarp) echo "$YARP_GRPC_PID";; capture) echo "$CAPTURE_GRPC_PID";; *) echo -;; esac; }
+# run_grpc_load SIZE CELL -> grpc-load's line with the proxy's CPU-µs per call appended ("-" for direct)
+run_grpc_load() {
+  local pid out before=0 cpu=-
+  pid=$(grpc_pid_of "$2")
+  [[ $pid == - ]] || before=$(cpu_ticks "$pid")
+  out=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$(grpc_port_of "$2")" "$GRPC_DURATION" "$GRPC_CONCURRENCY" "$GRPC_WARMUP" "$1")
+  # The CPU window holds the warm-up too, so it is charged over the calls of both (the same rate).
+  [[ $pid == - ]] || cpu=$(cpu_us_per_request "$pid" "$before" "$(awk -v r="$(field 1 "$out")" -v s="$GRPC_DURATION" -v w="$GRPC_WARMUP" 'BEGIN { printf "%d", r * (s + w) }')")
+  echo "$out $cpu"
+}
+echo "measuring gRPC: unary ${GRPC_SIZES[*]}, $GRPC_CONCURRENCY calls in flight and open loop at half YARP's rate, ${GRPC_WARMUP}s warm-up + ${GRPC_DURATION}s per cell, $RUNS runs"
 for run in $(seq 1 "$RUNS"); do
-  for cell in direct yarp capture; do
-    case $cell in direct) port=$GRPC_UPSTREAM_PORT;; yarp) port=$YARP_GRPC_PORT;; capture) port=$CAPTURE_GRPC_PORT;; esac
-    before=$(dropped "$ADMIN_GRPC_PORT")
-    GRPC[$run,$cell]=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$DURATION" "$GRPC_CONCURRENCY" "$WARMUP")
-    GRPC[$run,$cell,dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
-    state=""
-    [[ $cell == capture ]] && state=", $(export_state "$ADMIN_GRPC_PORT")"
-    echo "  run $run grpc $cell: ${GRPC[$run,$cell]}$state"
+  for size in "${GRPC_SIZES[@]}"; do
+    for cell in direct yarp capture; do
+      before=$(dropped "$ADMIN_GRPC_PORT")
+      GRPC[$run,$size,$cell]=$(run_grpc_load "$size" "$cell")
+      GRPC[$run,$size,$cell,dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
+      state=""
+      [[ $cell == capture ]] && state=", dropped ${GRPC[$run,$size,$cell,dropped]}, at its end $(export_state "$ADMIN_GRPC_PORT")"
+      echo "  $(date +%T) run $run grpc $size $cell (saturation): ${GRPC[$run,$size,$cell]}$state"
+    done
+    rate=$(awk -v r="$(field 1 "${GRPC[$run,$size,yarp]}")" 'BEGIN { printf "%d", r / 2 }')
+    for cell in yarp capture; do
+      before=$(dropped "$ADMIN_GRPC_PORT")
+      GRPC[$run,$size,$cell,rated]=$(dotnet "$BENCH" grpc-open "http://127.0.0.1:$(grpc_port_of "$cell")" "$rate" "$GRPC_DURATION" "$GRPC_WARMUP" "$size")
+      GRPC[$run,$size,$cell,rated_dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
+      state=""
+      [[ $cell == capture ]] && state=", at its end $(export_state "$ADMIN_GRPC_PORT")"
+      echo "  $(date +%T) run $run grpc $size $cell (open loop at $rate calls/s): ${GRPC[$run,$size,$cell,rated]}, dropped ${GRPC[$run,$size,$cell,rated_dropped]}$state"
+    done
   done
 done
 
 print_grpc() {
+  local size run cell ratios name drops
   echo
-  echo "gRPC unary, 1 KiB payload (ProxyBench grpc-load: grpc-dotnet, $GRPC_CONCURRENCY calls in flight, ${DURATION}s; median of $RUNS runs)"
-  printf '| %-36s | %10s | %9s | %9s | %14s | %-18s | %6s | %7s |\n' target "calls/s" "p50 ms" "p99 ms" "calls/s / YARP" "per run" errors dropped
-  printf '|--------------------------------------|-----------:|----------:|----------:|---------------:|--------------------|-------:|--------:|\n'
-  local run cell ratios
-  for cell in direct yarp capture; do
-    ratios=()
-    for run in $(seq 1 "$RUNS"); do
-      ratios+=("$(ratio "$(field 1 "${GRPC[$run,$cell]}")" "$(field 1 "${GRPC[$run,yarp]}")")")
+  echo "gRPC unary saturation (ProxyBench grpc-load: grpc-dotnet, $GRPC_CONCURRENCY calls in flight, ${GRPC_DURATION}s; payload 1k zeros or 64k-random bytes; median of $RUNS runs, the ratio's per-run values beside it)"
+  printf '| %-10s | %-36s | %10s | %9s | %9s | %14s | %-18s | %6s | %7s | %11s |\n' size target "calls/s" "p50 ms" "p99 ms" "calls/s / YARP" "per run" errors dropped "CPU-µs/call"
+  printf '|------------|--------------------------------------|-----------:|----------:|----------:|---------------:|--------------------|-------:|--------:|------------:|\n'
+  for size in "${GRPC_SIZES[@]}"; do
+    for cell in direct yarp capture; do
+      ratios=()
+      for run in $(seq 1 "$RUNS"); do
+        ratios+=("$(ratio "$(field 1 "${GRPC[$run,$size,$cell]}")" "$(field 1 "${GRPC[$run,$size,yarp]}")")")
+      done
+      case $cell in
+        direct) name="direct to upstream (Grpc.AspNetCore)";;
+        yarp) name="YARP h2c passthrough (no capture)";;
+        capture) name="sp agent proxy --grpc-listen";;
+      esac
+      drops=-
+      [[ $cell == capture ]] && drops=$(( $(runs_of "$size,capture,dropped" 1 GRPC | tr ' ' '+') ))
+      printf '| %-10s | %-36s | %10.0f | %9.3f | %9.3f | %14s | %-18s | %6s | %7s | %11s |\n' "$size" "$name" \
+        "$(median $(runs_of "$size,$cell" 1 GRPC))" "$(median $(runs_of "$size,$cell" 2 GRPC))" "$(median $(runs_of "$size,$cell" 3 GRPC))" \
+        "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell" 4 GRPC | tr ' ' '+') ))" "$drops" \
+        "$(fmt 0 "$(median $(runs_of "$size,$cell" 5 GRPC))")"
     done
-    case $cell in
-      direct) name="direct to upstream (Grpc.AspNetCore)";;
-      yarp) name="YARP h2c passthrough (no capture)";;
-      capture) name="sp agent proxy --grpc-listen";;
-    esac
-    drops=-
-    [[ $cell == capture ]] && drops=$(( $(runs_of capture,dropped 1 GRPC | tr ' ' '+') ))
-    printf '| %-36s | %10.0f | %9.3f | %9.3f | %14s | %-18s | %6s | %7s |\n' "$name" \
-      "$(median $(runs_of "$cell" 1 GRPC))" "$(median $(runs_of "$cell" 2 GRPC))" "$(median $(runs_of "$cell" 3 GRPC))" \
-      "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$cell" 4 GRPC | tr ' ' '+') ))" "$drops"
   done
+
+  echo
+  echo "gRPC unary at equal offered load, open loop (ProxyBench grpc-open: half of YARP's saturation calls/s in the same run, latency from each call's due time; median of $RUNS runs, dropped summed)"
+  printf '| %-10s | %-36s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" "per run" errors dropped
+  printf '|------------|--------------------------------------|---------:|---------:|---------:|---------:|-----------:|--------------------|-------:|--------:|\n'
+  for size in "${GRPC_SIZES[@]}"; do
+    for cell in yarp capture; do
+      ratios=()
+      for run in $(seq 1 "$RUNS"); do
+        ratios+=("$(ratio "$(field 5 "${GRPC[$run,$size,$cell,rated]}")" "$(field 5 "${GRPC[$run,$size,yarp,rated]}")")")
+      done
+      name=$([[ $cell == yarp ]] && echo "YARP h2c passthrough (no capture)" || echo "sp agent proxy --grpc-listen")
+      drops=-
+      [[ $cell == capture ]] && drops=$(( $(runs_of "$size,capture,rated_dropped" 1 GRPC | tr ' ' '+') ))
+      printf '| %-10s | %-36s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' "$size" "$name" \
+        "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 1 GRPC))")" "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 2 GRPC))")" \
+        "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 3 GRPC))")" "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 5 GRPC))")" \
+        "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell,rated" 8 GRPC | tr ' ' '+') ))" "$drops"
+    done
+  done
+  echo "gRPC capture proxy at the end: $(export_state "$ADMIN_GRPC_PORT")"
 }
 
 if [[ $GRPC_ONLY == 1 ]]; then

@@ -153,6 +153,21 @@ internal sealed partial class CaptureProxyHandler
             var error = await _forwarder.SendAsync(context, prefix, _client, RequestConfigFor(context), adapter).ConfigureAwait(false);
             if (error == ForwarderError.None)
             {
+                // HTTP/2 (the gRPC listener) ends a stream, with a gRPC call's trailers, only when the
+                // response completes, which is otherwise when this handler returns: complete it first,
+                // so the client has its answer while the capture is redacted and encoded, not after.
+                if (HttpProtocol.IsHttp2(request.Protocol))
+                {
+                    // Kestrel's own body feature ends the stream; the tee's (HttpResponse.Body's
+                    // wrapper) would only flush. Setting the original stream back restores it.
+                    if (!ReferenceEquals(context.Response.Body, originalResponseBody))
+                    {
+                        context.Response.Body = originalResponseBody;
+                    }
+
+                    await context.Response.CompleteAsync().ConfigureAwait(false);
+                }
+
                 adapter.Finish(ExchangeOutcome.Completed, null);
                 return;
             }

@@ -63,16 +63,18 @@ internal static class ProtoWire
 
     /// <summary>
     /// True when <paramref name="data"/> is a sequence of whole fields (one level; nested values are
-    /// not looked into), the test the schema-less view uses to guess a nested message.
+    /// not looked into), the test the schema-less view uses to guess a nested message. With
+    /// <paramref name="cut"/> (the bytes are only the start of a value) the last field may run past
+    /// the end: true when what is there is the start of such a sequence.
     /// </summary>
-    public static bool IsWellFormed(ReadOnlySpan<byte> data)
+    public static bool IsWellFormed(ReadOnlySpan<byte> data, bool cut = false)
     {
         var position = 0;
         while (position < data.Length)
         {
             if (!TryReadTag(data, ref position, out _, out var wireType))
             {
-                return false;
+                return cut && RanOffTheEnd(data, position);
             }
 
             switch (wireType)
@@ -80,7 +82,7 @@ internal static class ProtoWire
                 case Varint:
                     if (!TryReadVarint(data, ref position, out _))
                     {
-                        return false;
+                        return cut && RanOffTheEnd(data, position);
                     }
 
                     break;
@@ -88,18 +90,23 @@ internal static class ProtoWire
                     var size = wireType == Fixed64 ? 8 : 4;
                     if (data.Length - position < size)
                     {
-                        return false;
+                        return cut;
                     }
 
                     position += size;
                     break;
                 case LengthDelimited:
-                    if (!TryReadLength(data, ref position, out var length))
+                    if (!TryReadVarint(data, ref position, out var length))
                     {
-                        return false;
+                        return cut && RanOffTheEnd(data, position);
                     }
 
-                    position += length;
+                    if (length > (ulong)(data.Length - position))
+                    {
+                        return cut;
+                    }
+
+                    position += (int)length;
                     break;
                 default:
                     return false;
@@ -108,4 +115,8 @@ internal static class ProtoWire
 
         return true;
     }
+
+    // A varint that failed because the bytes ended inside it (its last byte still says "more"),
+    // not because it was malformed.
+    private static bool RanOffTheEnd(ReadOnlySpan<byte> data, int position) => position == data.Length && data[^1] >= 0x80;
 }

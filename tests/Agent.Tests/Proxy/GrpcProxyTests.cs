@@ -10,11 +10,13 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Metrics;
+using SpIstio.Agent.Pipeline;
 using SpIstio.Agent.Proxy;
 using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Agent.Tests.Proxy.GrpcNotes;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 using OtlpSpan = SpIstio.Core.Otlp.Proto.Trace.Span;
 
@@ -55,6 +57,25 @@ public sealed class GrpcProxyTests
         // The stream metrics count both messages and every framed byte (5-byte prefix + message, each way).
         Assert.Equal(2, rig.Metrics.StreamMessages(StreamKinds.Grpc).Value);
         Assert.Equal(5 + sent.CalculateSize() + 5 + reply.CalculateSize(), rig.Metrics.StreamBytes(StreamKinds.Grpc).Value);
+    }
+
+    [Fact]
+    public async Task Unary_answer_reaches_the_client_before_the_capture_is_redacted_and_queued()
+    {
+        var exporter = new GatedExporter();
+        await using var rig = await GrpcRig.StartAsync(exporter);
+
+        // The exporter holds the call's capture until released: the answer (its trailers) must not
+        // wait for the capture's finish (redaction, span encode, queueing), which used to run before
+        // the proxy's handler returned and the HTTP/2 stream ended.
+        var reply = await rig.Client.EchoAsync(new Note { Text = "fast", N = 1 }, deadline: Deadline());
+
+        Assert.Equal("echo: fast", reply.Text);
+        Assert.False(exporter.AnyQueued, "the capture was queued before the client had its answer");
+        exporter.Release();
+        var exchange = await exporter.Queued.WaitAsync(CallTimeout);
+        Assert.Equal("/sp.test.proxy.Notes/Echo", exchange.Path);
+        Assert.Equal("0", exchange.Attributes[GrpcSpanAttributes.RpcStatusCode]);
     }
 
     [Fact]
@@ -260,13 +281,14 @@ public sealed class GrpcProxyTests
         private readonly CaptureProxyServer _proxy;
         private readonly GrpcChannel _channel;
 
-        private GrpcRig(OtlpReceiver receiver, WebApplication server, NotesService service, AgentRuntime runtime, CaptureProxyServer proxy)
+        private GrpcRig(OtlpReceiver receiver, WebApplication server, NotesService service, AgentRuntime runtime, CaptureProxyServer proxy, AgentMetrics metrics)
         {
             _receiver = receiver;
             _server = server;
             Service = service;
             _runtime = runtime;
             _proxy = proxy;
+            Metrics = metrics;
             _channel = GrpcChannel.ForAddress(proxy.GrpcAddress!);
             Client = new Notes.NotesClient(_channel);
         }
@@ -275,9 +297,10 @@ public sealed class GrpcProxyTests
 
         public NotesService Service { get; }
 
-        public AgentMetrics Metrics => _runtime.Metrics;
+        public AgentMetrics Metrics { get; }
 
-        public static async Task<GrpcRig> StartAsync()
+        /// <summary>The rig; with <paramref name="exporter"/>, the proxy's captures go there instead of to the OTLP receiver.</summary>
+        public static async Task<GrpcRig> StartAsync(IExchangeExporter? exporter = null)
         {
             var receiver = await OtlpReceiver.StartAsync();
             var service = new NotesService();
@@ -300,12 +323,15 @@ public sealed class GrpcProxyTests
                 Export = new ExportOptions { BatchDelayMs = 20 },
             };
             var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
+            var pipeline = exporter is null
+                ? runtime.Pipeline
+                : new CapturePipeline(options, exporter, new AgentMetrics(), NullLogger<CapturePipeline>.Instance);
             var proxy = await CaptureProxyServer.StartAsync(
                 new ListenAddress("127.0.0.1", 0),
                 new CaptureProxyOptions { Upstream = upstream, GrpcListen = new ListenAddress("127.0.0.1", 0) },
-                runtime.Pipeline,
+                pipeline,
                 NullLoggerFactory.Instance);
-            return new GrpcRig(receiver, server, service, runtime, proxy);
+            return new GrpcRig(receiver, server, service, runtime, proxy, pipeline.Metrics);
         }
 
         /// <summary>The one exported span of the call to <paramref name="method"/>, once it arrived.</summary>
@@ -325,6 +351,29 @@ public sealed class GrpcProxyTests
             await _runtime.DisposeAsync();
             await _server.DisposeAsync();
             await _receiver.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// An exporter that holds the first exchange handed to it until <see cref="Release"/> (or the
+    /// call timeout, so a proxy that waits for it still lets the test end and fail).
+    /// </summary>
+    private sealed class GatedExporter : IExchangeExporter
+    {
+        private readonly ManualResetEventSlim _release = new();
+        private readonly TaskCompletionSource<Exchange> _queued = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task<Exchange> Queued => _queued.Task;
+
+        public bool AnyQueued => _queued.Task.IsCompleted;
+
+        public void Release() => _release.Set();
+
+        public bool TryEnqueue(Exchange exchange)
+        {
+            _release.Wait(CallTimeout / 2);
+            _queued.TrySetResult(exchange);
+            return true;
         }
     }
 

@@ -198,6 +198,48 @@ public sealed class GrpcRedactionTests
     }
 
     [Fact]
+    public void TruncatedMessage_TextCutInsideACharacter_IsStillRedactedAsText()
+    {
+        var redactor = Redactor.Create(new RedactionOptions());
+        var whole = new SignInReply { Session = "token for ada@example.com, café" }.ToByteArray();
+
+        // The cut falls between the two bytes of the final "é": the value is no longer valid UTF-8.
+        var bytes = redactor.RedactProtobuf(whole.AsSpan(0, whole.Length - 1), type: null, truncated: true, out var count);
+
+        Assert.Equal(1, count);
+        Assert.DoesNotContain("ada@example.com", System.Text.Encoding.UTF8.GetString(bytes!), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TruncatedNestedMessage_HoldingBinary_HasItsStringsRedacted()
+    {
+        var redactor = Redactor.Create(new RedactionOptions());
+
+        // Field 1 of an undescribed message holds a SignInRequest whose bytes field (not UTF-8) the cut
+        // falls inside: the nested value is neither text nor a whole message, but the start of one.
+        var inner = new SignInRequest { User = "ada@example.com", Blob = ByteString.CopyFrom(Enumerable.Repeat((byte)0xFF, 64).ToArray()) }.ToByteArray();
+        var outer = new byte[] { 0x0A, (byte)inner.Length }.Concat(inner).ToArray();
+
+        var bytes = redactor.RedactProtobuf(outer.AsSpan(0, outer.Length - 32), type: null, truncated: true, out var count);
+
+        Assert.Equal(1, count);
+        Assert.DoesNotContain("ada@example.com", System.Text.Encoding.Latin1.GetString(bytes!), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0x0A, 0x05, 0x61, 0x62 }, false, true)] // a string whose length runs past the cut
+    [InlineData(new byte[] { 0x08, 0x96 }, false, true)] // a varint cut inside
+    [InlineData(new byte[] { 0x08, 0x01, 0x0D, 0x01, 0x02 }, false, true)] // a fixed32 cut inside
+    [InlineData(new byte[] { 0x08, 0x01, 0x0A, 0x01, 0x61 }, true, true)] // whole fields
+    [InlineData(new byte[] { 0x0B, 0x01 }, false, false)] // a group tag: not the start of a message either way
+    [InlineData(new byte[] { 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 }, false, false)] // a varint over 10 bytes
+    public void ProtoWire_IsWellFormed_AcceptsACutLastFieldOnlyWhenCut(byte[] data, bool whole, bool cut)
+    {
+        Assert.Equal(whole, ProtoWire.IsWellFormed(data));
+        Assert.Equal(cut, ProtoWire.IsWellFormed(data, cut: true));
+    }
+
+    [Fact]
     public void NothingToRedact_ReturnsNull()
     {
         var redactor = Redactor.Create(new RedactionOptions(), _descriptors);
