@@ -1,5 +1,6 @@
 using System.Text;
 using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Model;
 using SpIstio.Core.Tracing;
 
 namespace SpIstio.Agent.ExtProc;
@@ -10,18 +11,14 @@ namespace SpIstio.Agent.ExtProc;
 /// </summary>
 internal static class HeaderNames
 {
-    // What Envoy and Istio put on most requests and responses, plus the agent's own names.
+    // The common names of any HTTP exchange, plus what Envoy and Istio add and the agent's own.
     private static readonly string[] _common =
     [
+        .. HeaderList.CommonNames,
         ":method", ":path", ":scheme", ":authority", ":status", ":protocol",
-        "host", "user-agent", "accept", "accept-encoding", "accept-language", "authorization", "cookie", "set-cookie",
-        "content-type", "content-length", "content-encoding", "transfer-encoding", "cache-control", "connection",
-        "date", "server", "etag", "last-modified", "location", "vary", "upgrade", "te", "expires", "pragma",
-        "x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-client-cert", "x-real-ip",
-        "x-envoy-attempt-count", "x-envoy-upstream-service-time", "x-envoy-decorator-operation", "x-envoy-internal",
-        "x-envoy-expected-rq-timeout-ms", "x-envoy-peer-metadata", "x-envoy-peer-metadata-id", "x-envoy-original-path",
-        "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "b3", TraceParent.HeaderName, TraceState.HeaderName, "baggage",
-        "grpc-status", "grpc-message", "grpc-encoding", "grpc-accept-encoding", "grpc-timeout",
+        "x-forwarded-client-cert", "x-envoy-attempt-count", "x-envoy-upstream-service-time", "x-envoy-decorator-operation",
+        "x-envoy-internal", "x-envoy-expected-rq-timeout-ms", "x-envoy-peer-metadata", "x-envoy-peer-metadata-id", "x-envoy-original-path",
+        "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "b3",
         SessionIds.HeaderName, SessionIds.GenericHeaderName, HopCounter.HeaderName, ShortCircuitPolicy.CacheHeader,
     ];
 

@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Collections.Frozen;
 using System.Text;
+using SpIstio.Core.Tracing;
 
 namespace SpIstio.Core.Model;
 
@@ -10,12 +11,13 @@ namespace SpIstio.Core.Model;
 /// </summary>
 public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
 {
-    // The lower-case names of the fields HTTP clients and servers send most: Kestrel and HttpClient
-    // hand known fields over under their canonical spelling ("Content-Type"), so without this every
-    // captured exchange allocated a lower-cased copy of most of its names (issue 13). Looked up
-    // ignoring case, which gives back the lower-case instance stored here.
-    private static readonly FrozenSet<string> _knownNames = new[]
-    {
+    /// <summary>
+    /// The lower-case names of the fields HTTP clients, servers and proxies send most. Front ends
+    /// that turn header bytes or canonical spellings ("Content-Type") into names hand these shared
+    /// instances out instead of allocating a copy of most names on every exchange (issue 13).
+    /// </summary>
+    public static IReadOnlyList<string> CommonNames { get; } =
+    [
         "accept", "accept-charset", "accept-encoding", "accept-language", "accept-ranges", "access-control-allow-credentials",
         "access-control-allow-headers", "access-control-allow-methods", "access-control-allow-origin", "access-control-expose-headers",
         "access-control-max-age", "access-control-request-headers", "access-control-request-method", "age", "allow", "alt-svc",
@@ -27,7 +29,11 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
         "request-id", "retry-after", "server", "set-cookie", "strict-transport-security", "te", "trailer", "transfer-encoding",
         "upgrade", "upgrade-insecure-requests", "user-agent", "vary", "via", "warning", "www-authenticate", "x-content-type-options",
         "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-frame-options", "x-powered-by", "x-request-id", "x-xss-protection",
-    }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+        "x-real-ip", "grpc-accept-encoding", TraceParent.HeaderName, TraceState.HeaderName, "baggage",
+    ];
+
+    // CommonNames looked up ignoring case, which gives back the lower-case instance.
+    private static readonly FrozenSet<string> _knownNames = CommonNames.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
 
     private readonly List<KeyValuePair<string, string>> _items = [];
 
