@@ -32,7 +32,7 @@ for x in A B; do
   eval "PID_$x=${PIDS[-1]}"
 done
 for p in $RECEIVER_PORT $GRPC_UPSTREAM_PORT $YARP_PORT $CA $CB $ADMA $ADMB; do wait_port $p; done
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { n += $NF } END { printf "%d", n }'; }
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
 exported() { echo $(( $(metric $1 'sp_export_spans_total') + $(metric $1 'sp_export_dropped_total') )); }
 drain() { local e0=-1 e1; e1=$(exported $1); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported $1); done; }
 cell() { # port pid adm|- label
@@ -61,7 +61,7 @@ idle() { # adm -> bytes/s allocated with no load, scraped as the cells scrape
   local a0 a1 t0 t1; a0=$(metric $1 dotnet_gc_allocated_bytes_total); t0=$(date +%s.%N)
   for _ in $(seq 1 20); do exported $1 >/dev/null; sleep 0.5; done
   a1=$(metric $1 dotnet_gc_allocated_bytes_total); t1=$(date +%s.%N)
-  awk -v a=$((a1-a0)) -v x=$t0 -v y=$t1 'BEGIN { printf "%d", a/(y-x) }'
+  awk -v a=$((a1-a0)) -v x=$t0 -v y=$t1 'BEGIN { printf "%.0f", a/(y-x) }'
 }
 dotnet "$BENCH" grpc-load "http://127.0.0.1:$CA" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null; dotnet "$BENCH" grpc-load "http://127.0.0.1:$CB" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null
 drain $ADMA; drain $ADMB

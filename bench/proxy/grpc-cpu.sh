@@ -53,7 +53,7 @@ start capture-grpc "${AGENT[@]}" agent proxy --listen 127.0.0.1:0 --grpc-listen 
 CAPTURE_PID=${PIDS[-1]}
 for port in "$RECEIVER_PORT" "$GRPC_UPSTREAM_PORT" "$YARP_GRPC_PORT" "$CAPTURE_GRPC_PORT" "$ADMIN_GRPC_PORT"; do wait_port "$port"; done
 
-metric() { curl -s "http://127.0.0.1:$ADMIN_GRPC_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%d", n }'; }
+metric() { curl -s "http://127.0.0.1:$ADMIN_GRPC_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
 exported() { echo $(( $(metric 'sp_export_spans_total') + $(metric 'sp_export_dropped_total') )); }
 drain() { local e0=-1 e1; e1=$(exported); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported); done; }
 

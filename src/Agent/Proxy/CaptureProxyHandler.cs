@@ -160,11 +160,7 @@ internal sealed partial class CaptureProxyHandler
                 {
                     // Kestrel's own body feature ends the stream; the tee's (HttpResponse.Body's
                     // wrapper) would only flush. Setting the original stream back restores it.
-                    if (!ReferenceEquals(context.Response.Body, originalResponseBody))
-                    {
-                        context.Response.Body = originalResponseBody;
-                    }
-
+                    RestoreResponseBody(context, originalResponseBody);
                     await context.Response.CompleteAsync().ConfigureAwait(false);
                 }
 
@@ -190,7 +186,18 @@ internal sealed partial class CaptureProxyHandler
         finally
         {
             request.Body = originalRequestBody;
-            context.Response.Body = originalResponseBody;
+            RestoreResponseBody(context, originalResponseBody);
+        }
+    }
+
+    // Setting HttpResponse.Body back to the stream the tee wrapped reinstates the server's own body
+    // feature; setting it when it was never replaced (an exchange not teed, or already restored)
+    // would instead wrap that feature in a new one, which allocates and whose completion only flushes.
+    private static void RestoreResponseBody(HttpContext context, Stream original)
+    {
+        if (!ReferenceEquals(context.Response.Body, original))
+        {
+            context.Response.Body = original;
         }
     }
 
