@@ -272,7 +272,7 @@ internal static class ProcessingRequestReader
             }
         }
 
-        if (!key.SequenceEqual("envoy.filters.http.ext_proc"u8)) // ExtProcStream.AttributesKey
+        if (!Ascii.Equals(key, ExtProcStream.AttributesKey))
         {
             Check(value, Shape.Struct, depth: 2);
             return;

@@ -48,11 +48,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>A condition on <c>s.session_id</c> limiting sessions to those with a span matching the terms in parameter <c>@q</c>.</summary>
     protected abstract string SessionTextCondition { get; }
 
-    /// <summary>The value of <c>@q</c> for these (normalised, non-empty) terms.</summary>
-    protected abstract string TextQueryValue(string[] terms);
-
-    /// <summary>Adds the parameters the text conditions read: <c>@q</c>, and whatever else a store's conditions need.</summary>
-    protected virtual void AddTextQuery(DbCommand command, string[] terms) => Add(command, "q", TextQueryValue(terms));
+    /// <summary>Adds the parameters the text conditions read for these (normalised, non-empty) terms: <c>@q</c>, and whatever else a store's conditions need.</summary>
+    protected abstract void AddTextQuery(DbCommand command, string[] terms);
 
     /// <summary>Runs before migrations inside their transaction (PostgreSQL takes an advisory lock there).</summary>
     protected virtual Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;

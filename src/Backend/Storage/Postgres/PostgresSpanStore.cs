@@ -93,9 +93,6 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     // while the batch is encoded, from the bodies at hand.
     protected override bool SearchTextOnIngest => true;
 
-    // The text conditions read AddTextQuery's parameters, @q among them.
-    protected override string TextQueryValue(string[] terms) => PostgresSearchTerms.OfQuery(terms).Hashes;
-
     protected override void AddTextQuery(DbCommand command, string[] terms)
     {
         var query = PostgresSearchTerms.OfQuery(terms);

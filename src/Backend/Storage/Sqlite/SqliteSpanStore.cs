@@ -92,7 +92,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
 
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
-    protected override string TextQueryValue(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
+    protected override void AddTextQuery(DbCommand command, string[] terms) => Add(command, "q", "\"" + string.Join("\" \"", terms) + "\"");
 
     protected override async Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
     {
