@@ -84,6 +84,28 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Non_ascii_and_long_texts_round_trip_and_are_found_by_search()
+    {
+        // Characters of two, three and four UTF-8 bytes, in short texts and in one of ~9 KB (SQLite's
+        // store converts short bound text to UTF-8 itself and lets SQLite translate long text).
+        long tenant = await TenantAsync();
+        string query = "q=" + string.Concat(Enumerable.Repeat("zürich-東京-😀 ", 400));
+        var span = Exchange(1, 1, service: "réservations", session: "séance-1", path: "/api/villes/zürich", responseText: """{"ville":"Zürich","gare":"東京駅"}""") with
+        {
+            Query = query,
+        };
+
+        Assert.Equal(1, await Store.InsertSpansAsync(tenant, [span], None));
+        var stored = await Store.GetSpanAsync(tenant, span.TraceId, span.SpanId, None);
+        await SearchableAsync();
+
+        Assert.Equal(span with { RequestBody = default, ResponseBody = default }, stored! with { RequestBody = default, ResponseBody = default });
+        Assert.Equal(span.ResponseBody.ToArray(), stored.ResponseBody.ToArray());
+        Assert.Equal(["séance-1"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ZÜRICH 東京駅" }, None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "zurich" }, None)).Items);
+    }
+
+    [Fact]
     public async Task Small_and_empty_bodies_round_trip()
     {
         long tenant = await TenantAsync();

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Text;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
 using SQLitePCL;
@@ -25,6 +26,12 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private readonly SqliteStoreOptions _options;
     /// <summary>Characters of search text held for the indexer at most (~16 MiB); past it the indexer decodes the stored bodies instead.</summary>
     private const long MaxPreparedChars = 8L * 1024 * 1024;
+
+    /// <summary>
+    /// Text whose UTF-8 form may take up to this many bytes is converted for binding on the stack
+    /// (up to 1,364 characters: names, paths and a span's search text, ~430 characters in the bench).
+    /// </summary>
+    private const int StackUtf8Bytes = 4096;
 
     private const string InsertSql =
         "INSERT INTO spans (tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
@@ -493,8 +500,21 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             // An empty span pins to a null pointer, which SQLite would bind as NULL.
             raw.sqlite3_bind_text(statement, index, string.Empty);
         }
+        else if (Encoding.UTF8.GetMaxByteCount(value.Length) is var max and <= StackUtf8Bytes)
+        {
+            // The file's text is UTF-8: text bound as UTF-16 is translated by SQLite's own
+            // character loop into a buffer it allocates for each value (sqlite3VdbeMemTranslate,
+            // 0.5 % of the ingest profile with the indexer's search text; bench/README.md,
+            // "Backend", round 9); .NET's encoder is vectorised and needs no allocation here.
+            // SQLite copies the bound bytes (SQLITE_TRANSIENT), so a stack buffer is enough; it is
+            // sized to the value because the runtime zeroes what is allocated.
+            Span<byte> utf8 = stackalloc byte[max];
+            raw.sqlite3_bind_text(statement, index, utf8[..Encoding.UTF8.GetBytes(value, utf8)]);
+        }
         else
         {
+            // Longer text (a long query string) is rare: SQLite translates it, into memory it frees
+            // after the statement, where a pooled buffer would keep the largest one seen.
             raw.sqlite3_bind_text16(statement, index, value.AsSpan());
         }
     }
