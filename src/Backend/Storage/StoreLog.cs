@@ -38,6 +38,12 @@ internal static partial class StoreLog
     [LoggerMessage(5141, LogLevel.Warning, "Compression: training a dictionary for tenant {TenantId} failed; its values are stored without one")]
     public static partial void DictionaryTrainingFailed(ILogger logger, long tenantId, Exception exception);
 
+    [LoggerMessage(5150, LogLevel.Information, "Search index: {Found} buckets common in a sample of {Sampled} spans; the store's text index now leaves out {Total}")]
+    public static partial void CommonBucketsLearned(ILogger logger, int found, int sampled, int total);
+
+    [LoggerMessage(5151, LogLevel.Warning, "Search index: reading or extending the common buckets failed; spans keep every bucket in the text index")]
+    public static partial void CommonBucketsFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(5130, LogLevel.Error, "Search indexer: indexing spans failed; retrying")]
     public static partial void IndexingFailed(ILogger logger, Exception exception);
 }

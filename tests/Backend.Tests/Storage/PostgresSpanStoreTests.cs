@@ -156,6 +156,60 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Empty((await store.ListSessionsAsync(tenant, new SessionQuery { Text = "paris 42" }, CancellationToken.None)).Items);
     }
 
+    [Fact]
+    public async Task A_word_in_most_sampled_spans_leaves_the_text_index_and_is_still_found_exactly_by_every_replica()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var store = (PostgresSpanStore)SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance, time);
+        await store.MigrateAsync(CancellationToken.None);
+        long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+
+        // Another replica that read the (empty) set before this one's sample: its copy stays stale.
+        await using var replica = (PostgresSpanStore)SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance, time);
+        await replica.CommonBuckets.ForIngestAsync(CancellationToken.None);
+
+        // The sample: "lisbon" in every span, a word of its own in each.
+        int n = 0;
+        while (n < PostgresCommonBuckets.SampleSpans)
+        {
+            var batch = Enumerable.Range(n + 1, 512).Select(i => Exchange(i, 1, session: "s" + i, responseText: "{\"city\":\"lisbon\",\"ref\":\"r" + i + "x\"}")).ToList();
+            await store.InsertSpansAsync(tenant, batch, CancellationToken.None);
+            n += batch.Count;
+        }
+
+        await store.CommonBuckets.Sampled;
+        short lisbon = PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon"));
+        short porto = PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("porto"));
+        short own = PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("r7x"));
+        Assert.True(store.CommonBuckets.ForQuery().Contains(lisbon));
+        Assert.False(store.CommonBuckets.ForQuery().Contains(own));
+        Assert.False(replica.CommonBuckets.ForQuery().Contains(lisbon));
+
+        // New spans leave the common bucket out of the index and keep the word's hash; one has common words only.
+        await store.InsertSpansAsync(tenant, [Exchange(9001, 1, session: "new1", start: T0.AddHours(1), responseText: "{\"city\":\"lisbon\",\"to\":\"porto\"}")], CancellationToken.None);
+        await store.InsertSpansAsync(tenant, [Exchange(9002, 1, session: "new2", start: T0.AddHours(2), responseText: "{\"city\":\"lisbon\"}")], CancellationToken.None);
+        await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new Npgsql.NpgsqlCommand("SELECT terms, term_buckets FROM spans WHERE session_id = 'new1'", connection);
+            await using var reader = await command.ExecuteReaderAsync();
+            Assert.True(await reader.ReadAsync());
+            Assert.Contains(PostgresSearchTerms.Hash("lisbon"), (long[])reader[0]);
+            Assert.DoesNotContain(lisbon, (short[])reader[1]);
+            Assert.Contains(porto, (short[])reader[1]);
+        }
+
+        foreach (var reader in new[] { store, replica })
+        {
+            Assert.Equal(["new1"], (await reader.ListSessionsAsync(tenant, new SessionQuery { Text = "porto lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+            Assert.Equal([Trace(9001)], (await reader.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon porto" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+            Assert.Equal(["s7"], (await reader.ListSessionsAsync(tenant, new SessionQuery { Text = "lisbon r7x" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+            Assert.Equal(["new2", "new1"], (await reader.ListSessionsAsync(tenant, new SessionQuery { Text = "lisbon", Limit = 2 }, CancellationToken.None)).Items.Select(s => s.SessionId));
+            Assert.Empty((await reader.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon madrid" }, CancellationToken.None)).Items);
+        }
+    }
+
     [Theory]
     [InlineData("4", true)]
     [InlineData("42", true)]
@@ -378,6 +432,45 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM spans WHERE numbers IS NOT NULL"));
     }
 
+    [Fact]
+    public Task A_store_upgrades_in_place_to_common_buckets_and_finds_its_spans_by_a_word_that_became_common() =>
+        InDatabaseOfItsOwnAsync(UpgradeCommonBucketsAsync);
+
+    private static async Task UpgradeCommonBucketsAsync(string connectionString)
+    {
+        // The schema before common buckets, and a span as it stored it: every word's bucket.
+        string[] words = ["lisbon", "porto"];
+        await SetUpBeforeAsync(connectionString, "search_common_buckets", """
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets, numbers)
+            VALUES (1, lpad(to_hex(1), 32, '0'), lpad(to_hex(1), 16, '0'), 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, 's1', 'frontend:8080', '/lisbon/porto', 100, @h, @b, '{}');
+            INSERT INTO sessions VALUES (1, 's1', 1, 1);
+            """,
+            ("h", words.Select(w => PostgresSearchTerms.Hash(w)).ToArray()),
+            ("b", words.Select(w => PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash(w))).Distinct().Order().ToArray()));
+
+        await using var check = new Npgsql.NpgsqlConnection(connectionString);
+        await check.OpenAsync();
+        long heapBefore = await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint");
+
+        await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+
+        // A replica's sample finds "lisbon" common: the old span, which holds its bucket, is still found by it.
+        await using (var add = new Npgsql.NpgsqlCommand("INSERT INTO search_common_buckets VALUES (@b)", check))
+        {
+            add.Parameters.AddWithValue("b", PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon")));
+            await add.ExecuteNonQueryAsync();
+        }
+
+        Assert.Equal(["s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal([Trace(1)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "porto lisbon" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Empty((await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon madrid" }, CancellationToken.None)).Items);
+
+        // Only a table was added: the spans' rows were not rewritten.
+        Assert.Equal(heapBefore, await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint"));
+    }
+
     // A database at the schema before the first migration whose script contains marker, with
     // rows (SQL, with its parameters) as that version stored them.
     private static async Task SetUpBeforeAsync(string connectionString, string marker, string rows, params (string Name, object Value)[] parameters)
@@ -420,7 +513,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         // A different hash would leave every span indexed before it unfindable.
         Assert.Equal(-5518093010897676151L, PostgresSearchTerms.Hash("lisbon"));
         Assert.Equal(unchecked((long)System.IO.Hashing.XxHash3.HashToUInt64("ação42"u8)), PostgresSearchTerms.Hash("ação42"));
-        Assert.Equal("{" + PostgresSearchTerms.Hash("a") + "," + PostgresSearchTerms.Hash("b") + "}", PostgresSearchTerms.OfQuery(["a", "b"]).Hashes);
+        Assert.Equal("{" + PostgresSearchTerms.Hash("a") + "," + PostgresSearchTerms.Hash("b") + "}", PostgresSearchTerms.OfQuery(["a", "b"], PostgresCommonBuckets.Set.Empty).Hashes);
     }
 
     // A connection holding the search indexer's lock, as another replica's indexing pass would.

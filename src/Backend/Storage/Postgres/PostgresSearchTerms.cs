@@ -12,7 +12,8 @@ namespace SpIstio.Backend.Storage.Postgres;
 /// into the index (65,536 bucket keys whose posting lists grow at their ends). A bucket match is
 /// only a candidate; the hashes decide. A hash stands for its word: two different words share one
 /// with probability 2^-64 per pair, far below any other error the store can make, so a query asks
-/// for spans whose hashes contain every term's and does not recheck the words.
+/// for spans whose hashes contain every term's and does not recheck the words. Buckets in a large
+/// share of the spans (<see cref="PostgresCommonBuckets"/>) are left out of the index.
 /// </summary>
 /// <remarks>
 /// Short numbers (<see cref="IsShortNumber"/>: 1,110 words) go into <c>spans.numbers</c>
@@ -63,22 +64,22 @@ internal static class PostgresSearchTerms
 
     /// <summary>
     /// The hashes of each span's search text (<see cref="EncodedSpan.SearchText"/>), their
-    /// buckets and its short numbers' codes, written with the span; empty for a span without one.
-    /// Hashing is spread over the cores like encoding.
+    /// buckets but the <paramref name="common"/> ones and its short numbers' codes, written with
+    /// the span; empty for a span without one. Hashing is spread over the cores like encoding.
     /// </summary>
-    public static SpanTerms[] OfBatch(EncodedSpan[] spans)
+    public static SpanTerms[] OfBatch(EncodedSpan[] spans, PostgresCommonBuckets.Set common)
     {
         ArgumentNullException.ThrowIfNull(spans);
         var result = new SpanTerms[spans.Length];
         if (spans.Length >= 64)
         {
-            Parallel.For(0, spans.Length, i => result[i] = Of(spans[i].SearchText));
+            Parallel.For(0, spans.Length, i => result[i] = Of(spans[i].SearchText, common));
         }
         else
         {
             for (int i = 0; i < spans.Length; i++)
             {
-                result[i] = Of(spans[i].SearchText);
+                result[i] = Of(spans[i].SearchText, common);
             }
         }
 
@@ -88,8 +89,8 @@ internal static class PostgresSearchTerms
     /// <summary>The bucket of a hash: its top 16 bits, signed. The text index holds buckets (at most 65,536 keys) rather than hashes.</summary>
     public static short Bucket(long hash) => (short)(hash >> 48);
 
-    /// <summary>What a span stores of its search text's words; empty without a text.</summary>
-    public static SpanTerms Of(string? searchText)
+    /// <summary>What a span stores of its search text's words, its buckets but the <paramref name="common"/> ones; empty without a text.</summary>
+    public static SpanTerms Of(string? searchText, PostgresCommonBuckets.Set common)
     {
         if (searchText is null)
         {
@@ -124,35 +125,37 @@ internal static class PostgresSearchTerms
             }
         }
 
-        return new SpanTerms([.. hashes], SortedDistinct(buckets), [.. numbers]);
+        return new SpanTerms([.. hashes], SortedDistinct(buckets, common), [.. numbers]);
     }
 
-    // Sorted and distinct, as the index's key extraction leaves them: its sort then finds them in order.
-    private static short[] SortedDistinct(List<short> buckets)
+    // Sorted and distinct, as the index's key extraction leaves them (its sort then finds them in
+    // order), without the common ones.
+    private static short[] SortedDistinct(List<short> buckets, PostgresCommonBuckets.Set common)
     {
         var sorted = buckets.ToArray();
         Array.Sort(sorted);
-        int distinct = sorted.Length == 0 ? 0 : 1;
-        for (int i = 1; i < sorted.Length; i++)
+        int kept = 0;
+        for (int i = 0; i < sorted.Length; i++)
         {
-            if (sorted[i] != sorted[distinct - 1])
+            if ((kept == 0 || sorted[i] != sorted[kept - 1]) && !common.Contains(sorted[i]))
             {
-                sorted[distinct++] = sorted[i];
+                sorted[kept++] = sorted[i];
             }
         }
 
-        return sorted[..distinct];
+        return sorted[..kept];
     }
 
-    /// <summary>A span's word hashes (exact), their distinct buckets (what the index holds) and its short numbers' codes (exact).</summary>
+    /// <summary>A span's word hashes (exact), their distinct buckets that are not common (what the index holds) and its short numbers' codes (exact).</summary>
     public readonly record struct SpanTerms(long[] Hashes, short[] Buckets, short[] Numbers);
 
     /// <summary>
     /// What a query looks for, in the parameters of the text condition: the hashes of its words
-    /// (<c>@q</c>, as a <c>bigint[]</c> literal) and their buckets (<c>@qb</c>), its short numbers'
-    /// codes (<c>@qn</c>) and their hashes (<c>@qnh</c>, what rows stored before codes hold).
+    /// (<c>@q</c>, as a <c>bigint[]</c> literal) and their buckets but the ones this process
+    /// knows are <paramref name="common"/> (<c>@qb</c>), its short numbers' codes (<c>@qn</c>) and
+    /// their hashes (<c>@qnh</c>, what rows stored before codes hold).
     /// </summary>
-    public static QueryTerms OfQuery(string[] terms)
+    public static QueryTerms OfQuery(string[] terms, PostgresCommonBuckets.Set common)
     {
         ArgumentNullException.ThrowIfNull(terms);
         var hashes = new StringBuilder("{");
@@ -174,7 +177,7 @@ internal static class PostgresSearchTerms
             }
         }
 
-        return new QueryTerms(hashes.Append('}').ToString(), SortedDistinct(buckets), [.. numbers], [.. numberHashes]);
+        return new QueryTerms(hashes.Append('}').ToString(), SortedDistinct(buckets, common), [.. numbers], [.. numberHashes]);
     }
 
     /// <summary>The parameters of a text query (<see cref="OfQuery"/>).</summary>

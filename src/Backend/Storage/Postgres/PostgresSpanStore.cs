@@ -67,21 +67,31 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         _dataSource = NpgsqlDataSource.Create(builder);
+        CommonBuckets = new PostgresCommonBuckets(LoadCommonBucketsAsync, AddCommonBucketsAsync, logger, timeProvider);
         StoreLog.Opened(logger, Kind, builder.Host + "/" + builder.Database);
     }
 
     public override string Kind => "postgres";
+
+    /// <summary>The text index's common buckets as this process knows and learns them.</summary>
+    internal PostgresCommonBuckets CommonBuckets { get; }
 
     protected override IReadOnlyList<string> Migrations => PostgresMigrations.All;
 
     protected override string SkipLockedSql => " FOR UPDATE SKIP LOCKED";
 
     // The GIN index finds the spans whose buckets hold those of the query's words (@qb: none when
-    // every term is a short number); their exact hashes and short numbers' codes decide, or, in rows
-    // stored before codes (numbers null), the short numbers' hashes. Commands are planned with their
-    // parameters' values, so the cardinality tests fold away.
+    // every term is a short number or in a common bucket); their exact hashes and short numbers'
+    // codes decide, or, in rows stored before codes (numbers null), the short numbers' hashes.
+    // Commands are planned with their parameters' values, so the cardinality tests fold away.
+    // @qb leaves out the common buckets this process knows of; the condition also removes those
+    // the store holds now, in the query's snapshot: a span that left a bucket out was committed
+    // after the bucket was added, so a query that sees the span never asks the index for it. (A
+    // bucket another replica added since this process last read the set leaves an empty array,
+    // which GIN answers by reading the whole index: slow, still exact.)
     private const string TermsMatch =
-        "(cardinality(@qb::smallint[]) = 0 OR x.term_buckets @> @qb::smallint[]) AND x.terms @> @q::bigint[] " +
+        "(cardinality(@qb::smallint[]) = 0 OR x.term_buckets @> ARRAY(SELECT unnest(@qb::smallint[]) EXCEPT SELECT bucket FROM search_common_buckets)) " +
+        "AND x.terms @> @q::bigint[] " +
         "AND (cardinality(@qn::smallint[]) = 0 OR x.numbers @> @qn::smallint[] OR (x.numbers IS NULL AND x.terms @> @qnh::bigint[]))";
 
     protected override string SessionTextCondition =>
@@ -95,7 +105,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     protected override void AddTextQuery(DbCommand command, string[] terms)
     {
-        var query = PostgresSearchTerms.OfQuery(terms);
+        var query = PostgresSearchTerms.OfQuery(terms, CommonBuckets.ForQuery());
         Add(command, "q", query.Hashes);
         Add(command, "qb", query.Buckets);
         Add(command, "qn", query.Numbers);
@@ -131,7 +141,8 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
         RequireHexIds(spans);
         var encoded = await EncodeAsync(tenantId, spans, cancellationToken).ConfigureAwait(false);
-        var terms = PostgresSearchTerms.OfBatch(encoded);
+        var terms = PostgresSearchTerms.OfBatch(encoded, await CommonBuckets.ForIngestAsync(cancellationToken).ConfigureAwait(false));
+        CommonBuckets.Observe(terms);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
@@ -392,6 +403,26 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
     }
 
+    private Task<short[]> LoadCommonBucketsAsync(CancellationToken cancellationToken) => ReadAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "SELECT bucket FROM search_common_buckets");
+        var buckets = new List<short>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            buckets.Add(reader.GetInt16(0));
+        }
+
+        return buckets.ToArray();
+    }, cancellationToken);
+
+    private Task AddCommonBucketsAsync(short[] buckets) => WriteAsync(async connection =>
+    {
+        await using var command = Command(connection, null, "INSERT INTO search_common_buckets (bucket) SELECT unnest(@b) ON CONFLICT DO NOTHING");
+        Add(command, "b", buckets);
+        return await command.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+    }, CancellationToken.None);
+
     // EXTERNAL storage (uncompressed TOAST) lets substring fetch only the first chunk of a value.
     protected override string BlobHeadSql(string column) => "substring(" + column + " from 1 for " + BodyCodec.HeadBytes + ")";
 
@@ -428,7 +459,8 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
                         ids.Add(reader.GetInt64(0));
-                        terms.Add(PostgresSearchTerms.Of(SearchTextOf(reader, 1, 2, 3, 4, 5)));
+                        // Every bucket, like the spans of this schema's first versions (the set may grow meanwhile).
+                        terms.Add(PostgresSearchTerms.Of(SearchTextOf(reader, 1, 2, 3, 4, 5), PostgresCommonBuckets.Set.Empty));
                     }
 
                     await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
