@@ -148,7 +148,7 @@ run_wrk() {
   echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
 }
 
-# run_open URL RATE -> "offered achieved p50 p90 p99 p999 max errors" (ms)
+# run_open URL RATE -> "offered achieved p50 p90 p99 p999 max errors" (ms) and the generator's CPU-µs a request
 run_open() {
   dotnet "$BENCH" load "$1" "$2" "$DURATION" "$OPEN_CONNS" "$WARMUP"
 }
@@ -348,9 +348,9 @@ for size in "${SIZES[@]}"; do
 done
 
 echo
-echo "Equal offered load, open loop (ProxyBench load: half of YARP's saturation req/s in the same run, latency from each request's due time; median of $RUNS runs, dropped summed)"
-printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" "per run" errors dropped
-printf '|------------|-------------------------------|---------:|---------:|---------:|---------:|-----------:|--------------------|-------:|--------:|\n'
+echo "Equal offered load, open loop (ProxyBench load: half of YARP's saturation req/s in the same run, latency from each request's due time; median of $RUNS runs, dropped summed; the generator's own CPU-µs a request, on the same cores)"
+printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s | %9s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" "per run" errors dropped "gen CPU-µs"
+printf '|------------|-------------------------------|---------:|---------:|---------:|---------:|-----------:|--------------------|-------:|--------:|----------:|\n'
 for size in "${SIZES[@]}"; do
   for cell in yarp capture; do
     ratios=()
@@ -360,10 +360,11 @@ for size in "${SIZES[@]}"; do
     name=$([[ $cell == yarp ]] && echo "YARP passthrough (no capture)" || echo "sp agent proxy (capture)")
     drops=-
     [[ $cell == capture ]] && drops=$(( $(runs_of "$size,$cell,rated_dropped" 1 RESULT | tr ' ' '+') ))
-    printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' "$size" "$name" \
+    printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s | %9s |\n' "$size" "$name" \
       "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 1 RESULT))")" "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 2 RESULT))")" \
       "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 3 RESULT))")" "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 5 RESULT))")" \
-      "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell,rated" 8 RESULT | tr ' ' '+') ))" "$drops"
+      "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell,rated" 8 RESULT | tr ' ' '+') ))" "$drops" \
+      "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 9 RESULT))")"
   done
 done
 

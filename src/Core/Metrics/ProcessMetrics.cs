@@ -23,6 +23,9 @@ public static class ProcessMetrics
         var gen1 = collections.WithLabels("1");
         var gen2 = collections.WithLabels("2");
         var allocated = registry.SampledCounter("dotnet_gc_allocated_bytes_total", "Bytes allocated on the managed heap since the process started.").WithLabels();
+        // Time the process was stopped for collections: what a request arriving meanwhile waited
+        // (a non-concurrent GC stops every thread), the first suspect of a latency tail.
+        var paused = registry.SampledCounter("dotnet_gc_pause_seconds_total", "Time the managed threads were paused for garbage collections since the process started, in seconds.").WithLabels();
         registry.OnCollect(_ =>
         {
             using var process = Process.GetCurrentProcess();
@@ -33,6 +36,7 @@ public static class ProcessMetrics
             gen1.Set(GC.CollectionCount(1));
             gen2.Set(GC.CollectionCount(2));
             allocated.Set(GC.GetTotalAllocatedBytes());
+            paused.Set(GC.GetTotalPauseDuration().TotalSeconds);
             // HeapSizeBytes stays 0 until the first collection, and a quiet backend may not have had one.
             var heapBytes = GC.GetGCMemoryInfo().HeapSizeBytes;
             heap.Set(heapBytes > 0 ? heapBytes : GC.GetTotalMemory(forceFullCollection: false));

@@ -77,4 +77,23 @@ public sealed class MetricRegistryTests
 
         Assert.True(double.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) > 1_000_000);
     }
+
+    [Fact]
+    public void Render_ProcessMetrics_CountsTheTimeCollectionsPaused()
+    {
+        var registry = new MetricRegistry();
+        ProcessMetrics.Register(registry);
+        var before = GcPauseSeconds(registry);
+
+        // A blocking, compacting collection of every generation pauses the process however small the heap.
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+
+        Assert.True(GcPauseSeconds(registry) > before);
+    }
+
+    private static double GcPauseSeconds(MetricRegistry registry)
+    {
+        var line = registry.Render().Split('\n').Single(l => l.StartsWith("dotnet_gc_pause_seconds_total ", StringComparison.Ordinal));
+        return double.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+    }
 }
