@@ -142,10 +142,15 @@ internal sealed partial class CaptureProxyHandler
                 return;
             }
 
-            // An exchange whose bodies are not kept (not sampled, no cache rule) is not teed at all.
+            // An exchange whose bodies are not kept (not sampled, no cache rule) is not teed at all,
+            // nor a request that cannot have a body (a GET, a HEAD): the forwarder never reads one.
             if (capture.KeepsBodies)
             {
-                request.Body = new RequestTeeStream(request.Body, adapter);
+                if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody != false)
+                {
+                    request.Body = new RequestTeeStream(request.Body, adapter);
+                }
+
                 context.Response.Body = new ResponseTeeStream(originalResponseBody, adapter);
                 adapter.InterceptUpgrade(context);
             }

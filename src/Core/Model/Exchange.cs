@@ -79,11 +79,18 @@ public sealed class Exchange
     /// <summary>A short reason when <see cref="Outcome"/> is not <see cref="ExchangeOutcome.Completed"/>.</summary>
     public string? Error { get; set; }
 
+    // Most exchanges have no extra attribute: the dictionary is made when first asked for.
+    private Dictionary<string, string>? _attributes;
+
     /// <summary>
     /// Extra attributes carried on the span as they are (Envoy attributes, the original agent's
     /// attributes this model has no field for, the generic attributes of a non-exchange span).
+    /// Created when first read; hot readers check <see cref="HasAttributes"/> first.
     /// </summary>
-    public Dictionary<string, string> Attributes { get; } = new(StringComparer.Ordinal);
+    public Dictionary<string, string> Attributes => _attributes ??= new(StringComparer.Ordinal);
+
+    /// <summary>True when <see cref="Attributes"/> holds at least one entry (reading it does not create it).</summary>
+    public bool HasAttributes => _attributes is { Count: > 0 };
 
     /// <summary>
     /// A captured gRPC call's messages on their way to the span, kept as bytes until the exchange is

@@ -443,7 +443,7 @@ public static class OtlpSpanWriter
         sink.KeyValue(
             SpanAttributes,
             new Text(OtlpAttributes.SpanType),
-            new Text(exchange.Attributes.TryGetValue(OtlpAttributes.SpanType, out var spanType) ? spanType : OtlpAttributes.SpanTypeExtract));
+            new Text(exchange.HasAttributes && exchange.Attributes.TryGetValue(OtlpAttributes.SpanType, out var spanType) ? spanType : OtlpAttributes.SpanTypeExtract));
         if (exchange.SessionId is not null)
         {
             sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.SessionId), new Text(exchange.SessionId));
@@ -509,22 +509,25 @@ public static class OtlpSpanWriter
             sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.ErrorType), new Text(errorType));
         }
 
-        foreach (var (key, value) in exchange.Attributes)
+        if (exchange.HasAttributes)
         {
-            if (OtlpAttributes.IsReserved(key)
-                || string.Equals(key, OtlpAttributes.SpanType, StringComparison.Ordinal)
-                || (errorType is not null && string.Equals(key, OtlpAttributes.ErrorType, StringComparison.Ordinal)))
+            foreach (var (key, value) in exchange.Attributes)
             {
-                continue;
-            }
+                if (OtlpAttributes.IsReserved(key)
+                    || string.Equals(key, OtlpAttributes.SpanType, StringComparison.Ordinal)
+                    || (errorType is not null && string.Equals(key, OtlpAttributes.ErrorType, StringComparison.Ordinal)))
+                {
+                    continue;
+                }
 
-            if (OtlpAttributes.IntegerValue(key, value) is { } number)
-            {
-                sink.IntKeyValue(SpanAttributes, new Text(key), number);
-            }
-            else
-            {
-                sink.KeyValue(SpanAttributes, new Text(key), new Text(value));
+                if (OtlpAttributes.IntegerValue(key, value) is { } number)
+                {
+                    sink.IntKeyValue(SpanAttributes, new Text(key), number);
+                }
+                else
+                {
+                    sink.KeyValue(SpanAttributes, new Text(key), new Text(value));
+                }
             }
         }
 

@@ -55,8 +55,9 @@ public sealed partial class Redactor
                 call.Redacted = true;
             }
         }
-        else
+        else if (exchange.HasAttributes)
         {
+            // Lists that came as attributes (an exchange mapped back from a span); most exchanges have none.
             RedactGrpcMessages(exchange.Attributes, GrpcSpanAttributes.RequestMessages, method?.InputType, ref count);
             RedactGrpcMessages(exchange.Attributes, GrpcSpanAttributes.ResponseMessages, method?.OutputType, ref count);
         }

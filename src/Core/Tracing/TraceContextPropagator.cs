@@ -84,7 +84,8 @@ public static class TraceContextPropagator
 
         var hopCount = HopCounter.Next(requestHeaders.Get(HopCounter.HeaderName));
         var traceParentValue = new TraceParent(traceId, spanId, flags).ToString();
-        var sessionValue = SessionIds.ToTraceStateValue(sessionId);
+        // A generated id is lower-case hex, a valid tracestate value as it is: only a found one is checked.
+        var sessionValue = generated ? sessionId : SessionIds.ToTraceStateValue(sessionId);
         ReadOnlySpan<KeyValuePair<string, string>> ownEntries =
         [
             new(TraceParentKey, traceParentValue),

@@ -73,6 +73,24 @@ public class SessionIdsTests
         Assert.NotEqual(first, second);
     }
 
+    [Fact]
+    public void New_ManyIdsOnSeveralThreads_AreWellFormedAndAllDistinct()
+    {
+        // Ids come from random bytes fetched for several ids at once, per thread: across those
+        // fetches and threads no bytes may be handed out twice.
+        var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, 4, _ =>
+        {
+            for (var i = 0; i < 1_000; i++)
+            {
+                ids.Add(SessionIds.New());
+            }
+        });
+
+        Assert.All(ids, id => Assert.Matches("^[0-9a-f]{32}$", id));
+        Assert.Equal(4_000, ids.Distinct(StringComparer.Ordinal).Count());
+    }
+
     [Theory]
     [InlineData("0123456789abcdef0123456789abcdef")]
     [InlineData("3f2504e0-4f89-11d3-9a0c-0305e82c3301")]
