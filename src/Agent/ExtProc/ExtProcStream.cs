@@ -8,7 +8,6 @@ using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Services;
 using SpIstio.Core.Streams;
-using SpIstio.Core.Tracing;
 using AppendAction = SpIstio.Agent.ExtProc.Proto.Core.HeaderValueOption.Types.HeaderAppendAction;
 using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
 
@@ -98,7 +97,7 @@ internal sealed class ExtProcStream : IDisposable
     /// Takes one message into the exchange and returns the answer for synchronous mode (the
     /// caller drops it in observability mode). Never null.
     /// </summary>
-    public ProcessingResponse Handle(ExtProcRequest request)
+    public ExtProcAnswer Handle(ExtProcRequest request)
     {
         ShortCircuitDue = false;
         switch (request.Type)
@@ -135,7 +134,7 @@ internal sealed class ExtProcStream : IDisposable
     /// ImmediateResponse to send (and finalises the exchange as a cache hit), or null for a miss
     /// or a lookup past its deadline. A throwing short-circuit propagates (the caller fails open).
     /// </summary>
-    public async ValueTask<ProcessingResponse?> TryShortCircuitAsync(Action<Exception> onFault, CancellationToken streamToken)
+    public async ValueTask<ExtProcAnswer?> TryShortCircuitAsync(Action<Exception> onFault, CancellationToken streamToken)
     {
         ShortCircuitDue = false;
         var answer = _capture is null ? null : await _capture.TryShortCircuitAsync(_options.ShortCircuitTimeout, onFault, streamToken).ConfigureAwait(false);
@@ -170,7 +169,7 @@ internal sealed class ExtProcStream : IDisposable
             ShapeGrpc(immediate, answer);
         }
 
-        return new ProcessingResponse { ImmediateResponse = immediate };
+        return new ExtProcAnswer.Message(new ProcessingResponse { ImmediateResponse = immediate });
     }
 
     /// <summary>
@@ -256,7 +255,7 @@ internal sealed class ExtProcStream : IDisposable
         _capture?.Dispose();
     }
 
-    private ProcessingResponse OnRequestHeaders(ExtProcRequest request)
+    private ExtProcAnswer OnRequestHeaders(ExtProcRequest request)
     {
         if (_requestSeen)
         {
@@ -293,7 +292,6 @@ internal sealed class ExtProcStream : IDisposable
         }
 
         _capture = capture;
-        var trace = capture.Trace;
         if (request.EndOfStream)
         {
             _requestComplete = true;
@@ -301,32 +299,24 @@ internal sealed class ExtProcStream : IDisposable
 
         ShortCircuitDue = _requestComplete && capture.MayShortCircuit;
 
-        var mutation = new HeaderMutation();
-        mutation.SetHeaders.Add(HeaderText.Option(TraceParent.HeaderName, trace.TraceParent, AppendAction.OverwriteIfExistsOrAdd));
-        mutation.SetHeaders.Add(HeaderText.Option(TraceState.HeaderName, trace.TraceState, AppendAction.OverwriteIfExistsOrAdd));
-        mutation.SetHeaders.Add(HeaderText.Option(HopCounter.HeaderName, HopCounter.Format(trace.HopCount), AppendAction.OverwriteIfExistsOrAdd));
-        var response = new ProcessingResponse
-        {
-            RequestHeaders = new HeadersResponse { Response = new CommonResponse { HeaderMutation = mutation } },
-        };
-
         // An unsampled exchange still forwards its trace context, but nothing more of it is needed
         // (unless a cache rule covers it: the cache keys on the request body and records the response).
+        byte[]? modeOverride = null;
         if (!capture.KeepsBodies)
         {
-            response.ModeOverride = ExtProcResponses.SkipRest;
+            modeOverride = ExtProcResponses.SkipRestBytes;
         }
         else if (StreamSpanAttributes.IsWebSocketUpgradeRequest(_exchange.RequestHeaders.Get("upgrade")))
         {
-            response.ModeOverride = ExtProcResponses.UpgradeHandshakeOnly;
+            modeOverride = ExtProcResponses.UpgradeHandshakeOnlyBytes;
         }
         else if (GrpcSpanAttributes.IsGrpc(_exchange.RequestHeaders.Get("content-type")))
         {
-            response.ModeOverride = ExtProcResponses.GrpcStreamed;
+            modeOverride = ExtProcResponses.GrpcStreamedBytes;
             _requestBodyMode = BodySendMode.Streamed;
         }
 
-        return response;
+        return new ExtProcAnswer.TraceHeaders(capture.Trace, modeOverride);
     }
 
     private void OnRequestBody(ExtProcRequest body)
