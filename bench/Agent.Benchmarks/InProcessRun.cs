@@ -52,7 +52,12 @@ internal static class InProcessRun
 
     private sealed class DiscardingExporter : IExchangeExporter
     {
-        public bool TryEnqueue(Exchange exchange) => true;
+        // As OtlpExporter does once a queued exchange is encoded: its bodies' rented arrays go back.
+        public bool TryEnqueue(Exchange exchange)
+        {
+            exchange.ReturnBodyArrays();
+            return true;
+        }
     }
 
     // Hands over each message as the gRPC server does: read from its serialized bytes by the

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using SpIstio.Agent.Cache;
 using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
@@ -106,6 +107,9 @@ internal sealed class ExtProcStream : IDisposable
                 return OnRequestHeaders(request);
             case RequestBodyType:
                 OnRequestBody(request);
+
+                // Copied by the capture, or not wanted: the array goes back now (a kept one was taken).
+                request.ReturnBodyArray();
                 break;
             case RequestTrailersType:
                 OnRequestTrailers(request);
@@ -120,6 +124,7 @@ internal sealed class ExtProcStream : IDisposable
                 break;
             case ResponseBodyType:
                 OnResponseBody(request);
+                request.ReturnBodyArray();
                 break;
             case ResponseTrailersType:
                 OnResponseTrailers(request);
@@ -330,8 +335,18 @@ internal sealed class ExtProcStream : IDisposable
         if (body.EndOfStream || _requestBodyMode == BodySendMode.BufferedPartial)
         {
             // The last bytes of the body Envoy sends; the message's body array is its own and never
-            // changes, so a whole body (BUFFERED) is kept by reference rather than copied.
-            capture.AppendLastRequestBody(body.Body);
+            // changes, so a whole body (BUFFERED) is kept by reference rather than copied. Not so when
+            // a cache lookup may read it: a lookup past its deadline goes on in the background, after
+            // the exchange is exported and its arrays returned, so it gets a copy the GC owns.
+            if (capture.MayShortCircuit)
+            {
+                capture.AppendLastRequestBody(body.Body.ToArray());
+            }
+            else
+            {
+                HoldIfKept(capture.AppendLastRequestBody(body.Body), body);
+            }
+
             _requestComplete = body.EndOfStream;
             _requestBodyDone = true;
             capture.CompleteRequestBody(ended: body.EndOfStream);
@@ -413,8 +428,8 @@ internal sealed class ExtProcStream : IDisposable
 
         if (body.EndOfStream)
         {
-            // A whole body (BUFFERED) is kept by reference, as for the request.
-            capture.AppendLastResponseBody(body.Body);
+            // A whole body (BUFFERED) is kept by reference, as for the request (the cache's recorder copies it).
+            HoldIfKept(capture.AppendLastResponseBody(body.Body), body);
             _responseComplete = true;
             FinishAfterAnswer(ExchangeOutcome.Completed, null);
             return;
@@ -426,6 +441,16 @@ internal sealed class ExtProcStream : IDisposable
             // No timer here: a stream past capture.streams.max_duration_ms is exported at its next
             // chunk; the chunks after it pass uncaptured (each still answered).
             FinishAfterAnswer(ExchangeOutcome.TimedOut, "stream still open at the capture deadline");
+        }
+    }
+
+    // A body the capture keeps by reference: its rented array is the exchange's, returned once the
+    // export (or whoever ends the exchange's life) is done with it.
+    private void HoldIfKept(bool kept, ExtProcRequest body)
+    {
+        if (kept && body.TakeBodyArray() is { } array)
+        {
+            _exchange.HoldBodyArray(new BodyLease(array));
         }
     }
 
