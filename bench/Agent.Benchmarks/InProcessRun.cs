@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using Google.Protobuf;
 using Grpc.Core;
@@ -51,7 +52,12 @@ internal static class InProcessRun
 
     private sealed class DiscardingExporter : IExchangeExporter
     {
-        public bool TryEnqueue(Exchange exchange) => true;
+        // As OtlpExporter does once a queued exchange is encoded: its bodies' rented arrays go back.
+        public bool TryEnqueue(Exchange exchange)
+        {
+            exchange.ReturnBodyArrays();
+            return true;
+        }
     }
 
     // Hands over each message as the gRPC server does: read from its serialized bytes by the
@@ -82,17 +88,22 @@ internal static class InProcessRun
         }
     }
 
-    private sealed class TimingWriter(ScriptReader reader, int capacity) : IServerStreamWriter<ProcessingResponse>
+    // Writes each answer's bytes as the gRPC marshaller does (into a buffer reused across answers),
+    // then takes the time: the answer's encoding is part of the server's work.
+    private sealed class TimingWriter(ScriptReader reader, int capacity) : IServerStreamWriter<ExtProcAnswer>
     {
         private readonly double[] _times = new double[capacity];
+        private readonly ArrayBufferWriter<byte> _output = new(4096);
         private int _count;
 
         public WriteOptions? WriteOptions { get; set; }
 
-        public Task WriteAsync(ProcessingResponse message, CancellationToken cancellationToken) => WriteAsync(message);
+        public Task WriteAsync(ExtProcAnswer message, CancellationToken cancellationToken) => WriteAsync(message);
 
-        public Task WriteAsync(ProcessingResponse message)
+        public Task WriteAsync(ExtProcAnswer message)
         {
+            _output.ResetWrittenCount();
+            message.WriteTo(_output);
             if (_count < _times.Length)
             {
                 _times[_count++] = Stopwatch.GetElapsedTime(reader.HandedOut).TotalMicroseconds;

@@ -1,3 +1,4 @@
+using System.Buffers;
 using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
 
 namespace SpIstio.Agent.ExtProc;
@@ -5,7 +6,7 @@ namespace SpIstio.Agent.ExtProc;
 /// <summary>
 /// One <c>envoy.service.ext_proc.v3.ProcessingRequest</c> as the agent uses it, read straight from
 /// its bytes by <see cref="ProcessingRequestReader"/>: header fields as the strings the exchange
-/// keeps, the body as one array, the filter's attributes as text. What the agent never reads
+/// keeps, the body as one rented array, the filter's attributes as text. What the agent never reads
 /// (<c>metadata_context</c>, other attribute namespaces, unknown fields) is skipped, not kept.
 /// </summary>
 internal sealed class ExtProcRequest
@@ -17,6 +18,7 @@ internal sealed class ExtProcRequest
 
     private KeyValuePair<string, string>[] _headers = _noHeaders;
     private int _headerCount;
+    private byte[]? _bodyArray;
 
     /// <summary>
     /// Which <c>request</c> field was set, as an index of <see cref="Metrics.AgentMetrics.MessageTypes"/>
@@ -45,8 +47,47 @@ internal sealed class ExtProcRequest
     /// <summary>The header (or trailer) fields in arrival order, pseudo-headers included.</summary>
     public ReadOnlySpan<KeyValuePair<string, string>> Headers => _headers.AsSpan(0, _headerCount);
 
-    /// <summary>The body bytes of a body message (empty otherwise); the array is this message's own.</summary>
-    public ReadOnlyMemory<byte> Body { get; set; }
+    /// <summary>
+    /// The body bytes of a body message (empty otherwise), in an array rented from
+    /// <see cref="ArrayPool{T}.Shared"/> for this message: whoever handles the message either takes
+    /// the array (<see cref="TakeBodyArray"/>: a capture keeps the body by reference) or returns it
+    /// (<see cref="ReturnBodyArray"/>); an array neither taken nor returned is left to the GC.
+    /// </summary>
+    public ReadOnlyMemory<byte> Body { get; private set; }
+
+    /// <summary>Sets <see cref="Body"/> to a copy of <paramref name="bytes"/> (the transport reuses its buffer), replacing an earlier one.</summary>
+    public void SetBody(ReadOnlySpan<byte> bytes)
+    {
+        ReturnBodyArray();
+        if (bytes.IsEmpty)
+        {
+            return;
+        }
+
+        var array = ArrayPool<byte>.Shared.Rent(bytes.Length);
+        bytes.CopyTo(array);
+        _bodyArray = array;
+        Body = array.AsMemory(0, bytes.Length);
+    }
+
+    /// <summary>The rented array under <see cref="Body"/>, now the caller's to return (null when there is none or it was taken).</summary>
+    public byte[]? TakeBodyArray()
+    {
+        var array = _bodyArray;
+        _bodyArray = null;
+        return array;
+    }
+
+    /// <summary>Returns the rented array under <see cref="Body"/> to the pool unless it was taken; <see cref="Body"/> is empty afterwards.</summary>
+    public void ReturnBodyArray()
+    {
+        Body = default;
+        if (_bodyArray is { } array)
+        {
+            _bodyArray = null;
+            ArrayPool<byte>.Shared.Return(array);
+        }
+    }
 
     /// <summary>
     /// The scalar fields of <c>attributes["envoy.filters.http.ext_proc"]</c> as text, null text for
@@ -72,7 +113,7 @@ internal sealed class ExtProcRequest
         EndOfStream = false;
         HasHeaderMap = false;
         _headerCount = 0;
-        Body = default;
+        ReturnBodyArray();
         HeaderAttributes = null;
     }
 

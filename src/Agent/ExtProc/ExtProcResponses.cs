@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.ExtProc.Proto.Filter;
 using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
@@ -6,8 +7,9 @@ using HeaderSendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.H
 namespace SpIstio.Agent.ExtProc;
 
 /// <summary>
-/// The answers that carry nothing but "continue". Shared instances: they are never mutated, and
-/// Google.Protobuf's serializer only reads a message, so concurrent streams may write them.
+/// The answers that carry nothing but "continue" (with a mode override for some), encoded once
+/// (<see cref="ExtProcAnswer.Fixed"/>) and shared by every stream, and the mode overrides the
+/// request-headers answer carries. The messages are never mutated after they are built.
 /// </summary>
 internal static class ExtProcResponses
 {
@@ -68,7 +70,7 @@ internal static class ExtProcResponses
     /// cut the capture at Envoy's buffer limit. Envoy replaces the whole processing mode, so every
     /// field is set (the request fields no longer matter).
     /// </summary>
-    public static readonly ProcessingResponse EventStreamResponseHeaders = new()
+    public static readonly ExtProcAnswer EventStreamResponseHeaders = new ExtProcAnswer.Fixed(new()
     {
         ResponseHeaders = new HeadersResponse { Response = new CommonResponse() },
         ModeOverride = new ProcessingMode
@@ -80,25 +82,34 @@ internal static class ExtProcResponses
             ResponseBodyMode = BodySendMode.Streamed,
             ResponseTrailerMode = HeaderSendMode.Send,
         },
-    };
+    });
 
     /// <summary>Continue after request headers, and send nothing more for this exchange.</summary>
-    public static readonly ProcessingResponse SkipRequestHeaders = new()
+    public static readonly ExtProcAnswer SkipRequestHeaders = new ExtProcAnswer.Fixed(new()
     {
         RequestHeaders = new HeadersResponse { Response = new CommonResponse() },
         ModeOverride = SkipRest,
-    };
+    });
 
-    private static readonly ProcessingResponse[] _continue =
+    /// <summary><see cref="SkipRest"/> encoded, for <see cref="ExtProcAnswer.TraceHeaders"/>.</summary>
+    public static readonly byte[] SkipRestBytes = SkipRest.ToByteArray();
+
+    /// <summary><see cref="GrpcStreamed"/> encoded, for <see cref="ExtProcAnswer.TraceHeaders"/>.</summary>
+    public static readonly byte[] GrpcStreamedBytes = GrpcStreamed.ToByteArray();
+
+    /// <summary><see cref="UpgradeHandshakeOnly"/> encoded, for <see cref="ExtProcAnswer.TraceHeaders"/>.</summary>
+    public static readonly byte[] UpgradeHandshakeOnlyBytes = UpgradeHandshakeOnly.ToByteArray();
+
+    private static readonly ExtProcAnswer[] _continue =
     [
-        new() { RequestHeaders = new HeadersResponse { Response = new CommonResponse() } },
-        new() { ResponseHeaders = new HeadersResponse { Response = new CommonResponse() } },
-        new() { RequestBody = new BodyResponse { Response = new CommonResponse() } },
-        new() { ResponseBody = new BodyResponse { Response = new CommonResponse() } },
-        new() { RequestTrailers = new TrailersResponse() },
-        new() { ResponseTrailers = new TrailersResponse() },
+        new ExtProcAnswer.Fixed(new() { RequestHeaders = new HeadersResponse { Response = new CommonResponse() } }),
+        new ExtProcAnswer.Fixed(new() { ResponseHeaders = new HeadersResponse { Response = new CommonResponse() } }),
+        new ExtProcAnswer.Fixed(new() { RequestBody = new BodyResponse { Response = new CommonResponse() } }),
+        new ExtProcAnswer.Fixed(new() { ResponseBody = new BodyResponse { Response = new CommonResponse() } }),
+        new ExtProcAnswer.Fixed(new() { RequestTrailers = new TrailersResponse() }),
+        new ExtProcAnswer.Fixed(new() { ResponseTrailers = new TrailersResponse() }),
     ];
 
     /// <summary>The plain CONTINUE answer to a message of type <paramref name="messageType"/> (an index of <see cref="Metrics.AgentMetrics.MessageTypes"/>).</summary>
-    public static ProcessingResponse Continue(int messageType) => _continue[messageType];
+    public static ExtProcAnswer Continue(int messageType) => _continue[messageType];
 }

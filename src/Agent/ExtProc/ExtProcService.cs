@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
-using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Metrics;
@@ -66,7 +65,7 @@ public sealed partial class ExtProcService
     /// </summary>
     internal async Task Process(
         IAsyncStreamReader<ExtProcRequest> requestStream,
-        IServerStreamWriter<ProcessingResponse> responseStream,
+        IServerStreamWriter<ExtProcAnswer> responseStream,
         ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(requestStream);
@@ -123,7 +122,7 @@ public sealed partial class ExtProcService
                     await write.ConfigureAwait(false);
                 }
 
-                if (response.ResponseCase == ProcessingResponse.ResponseOneofCase.ImmediateResponse)
+                if (response.EndsStream)
                 {
                     // Envoy answers locally and closes the stream; nothing more belongs to this exchange.
                     break;

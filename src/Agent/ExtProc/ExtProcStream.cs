@@ -3,12 +3,12 @@ using Microsoft.AspNetCore.Http;
 using SpIstio.Agent.Cache;
 using SpIstio.Agent.ExtProc.Proto;
 using SpIstio.Agent.Pipeline;
+using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Services;
 using SpIstio.Core.Streams;
-using SpIstio.Core.Tracing;
 using AppendAction = SpIstio.Agent.ExtProc.Proto.Core.HeaderValueOption.Types.HeaderAppendAction;
 using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
 
@@ -98,7 +98,7 @@ internal sealed class ExtProcStream : IDisposable
     /// Takes one message into the exchange and returns the answer for synchronous mode (the
     /// caller drops it in observability mode). Never null.
     /// </summary>
-    public ProcessingResponse Handle(ExtProcRequest request)
+    public ExtProcAnswer Handle(ExtProcRequest request)
     {
         ShortCircuitDue = false;
         switch (request.Type)
@@ -107,6 +107,9 @@ internal sealed class ExtProcStream : IDisposable
                 return OnRequestHeaders(request);
             case RequestBodyType:
                 OnRequestBody(request);
+
+                // Copied by the capture, or not wanted: the array goes back now (a kept one was taken).
+                request.ReturnBodyArray();
                 break;
             case RequestTrailersType:
                 OnRequestTrailers(request);
@@ -121,6 +124,7 @@ internal sealed class ExtProcStream : IDisposable
                 break;
             case ResponseBodyType:
                 OnResponseBody(request);
+                request.ReturnBodyArray();
                 break;
             case ResponseTrailersType:
                 OnResponseTrailers(request);
@@ -135,7 +139,7 @@ internal sealed class ExtProcStream : IDisposable
     /// ImmediateResponse to send (and finalises the exchange as a cache hit), or null for a miss
     /// or a lookup past its deadline. A throwing short-circuit propagates (the caller fails open).
     /// </summary>
-    public async ValueTask<ProcessingResponse?> TryShortCircuitAsync(Action<Exception> onFault, CancellationToken streamToken)
+    public async ValueTask<ExtProcAnswer?> TryShortCircuitAsync(Action<Exception> onFault, CancellationToken streamToken)
     {
         ShortCircuitDue = false;
         var answer = _capture is null ? null : await _capture.TryShortCircuitAsync(_options.ShortCircuitTimeout, onFault, streamToken).ConfigureAwait(false);
@@ -170,7 +174,7 @@ internal sealed class ExtProcStream : IDisposable
             ShapeGrpc(immediate, answer);
         }
 
-        return new ProcessingResponse { ImmediateResponse = immediate };
+        return new ExtProcAnswer.Message(new ProcessingResponse { ImmediateResponse = immediate });
     }
 
     /// <summary>
@@ -256,7 +260,7 @@ internal sealed class ExtProcStream : IDisposable
         _capture?.Dispose();
     }
 
-    private ProcessingResponse OnRequestHeaders(ExtProcRequest request)
+    private ExtProcAnswer OnRequestHeaders(ExtProcRequest request)
     {
         if (_requestSeen)
         {
@@ -293,7 +297,6 @@ internal sealed class ExtProcStream : IDisposable
         }
 
         _capture = capture;
-        var trace = capture.Trace;
         if (request.EndOfStream)
         {
             _requestComplete = true;
@@ -301,32 +304,24 @@ internal sealed class ExtProcStream : IDisposable
 
         ShortCircuitDue = _requestComplete && capture.MayShortCircuit;
 
-        var mutation = new HeaderMutation();
-        mutation.SetHeaders.Add(HeaderText.Option(TraceParent.HeaderName, trace.TraceParent, AppendAction.OverwriteIfExistsOrAdd));
-        mutation.SetHeaders.Add(HeaderText.Option(TraceState.HeaderName, trace.TraceState, AppendAction.OverwriteIfExistsOrAdd));
-        mutation.SetHeaders.Add(HeaderText.Option(HopCounter.HeaderName, HopCounter.Format(trace.HopCount), AppendAction.OverwriteIfExistsOrAdd));
-        var response = new ProcessingResponse
-        {
-            RequestHeaders = new HeadersResponse { Response = new CommonResponse { HeaderMutation = mutation } },
-        };
-
         // An unsampled exchange still forwards its trace context, but nothing more of it is needed
         // (unless a cache rule covers it: the cache keys on the request body and records the response).
+        byte[]? modeOverride = null;
         if (!capture.KeepsBodies)
         {
-            response.ModeOverride = ExtProcResponses.SkipRest;
+            modeOverride = ExtProcResponses.SkipRestBytes;
         }
         else if (StreamSpanAttributes.IsWebSocketUpgradeRequest(_exchange.RequestHeaders.Get("upgrade")))
         {
-            response.ModeOverride = ExtProcResponses.UpgradeHandshakeOnly;
+            modeOverride = ExtProcResponses.UpgradeHandshakeOnlyBytes;
         }
         else if (GrpcSpanAttributes.IsGrpc(_exchange.RequestHeaders.Get("content-type")))
         {
-            response.ModeOverride = ExtProcResponses.GrpcStreamed;
+            modeOverride = ExtProcResponses.GrpcStreamedBytes;
             _requestBodyMode = BodySendMode.Streamed;
         }
 
-        return response;
+        return new ExtProcAnswer.TraceHeaders(capture.Trace, modeOverride);
     }
 
     private void OnRequestBody(ExtProcRequest body)
@@ -340,8 +335,18 @@ internal sealed class ExtProcStream : IDisposable
         if (body.EndOfStream || _requestBodyMode == BodySendMode.BufferedPartial)
         {
             // The last bytes of the body Envoy sends; the message's body array is its own and never
-            // changes, so a whole body (BUFFERED) is kept by reference rather than copied.
-            capture.AppendLastRequestBody(body.Body);
+            // changes, so a whole body (BUFFERED) is kept by reference rather than copied. Not so when
+            // a cache lookup may read it: a lookup past its deadline goes on in the background, after
+            // the exchange is exported and its arrays returned, so it gets a copy the GC owns.
+            if (capture.MayShortCircuit)
+            {
+                capture.AppendLastRequestBody(body.Body.ToArray());
+            }
+            else
+            {
+                HoldIfKept(capture.AppendLastRequestBody(body.Body), body);
+            }
+
             _requestComplete = body.EndOfStream;
             _requestBodyDone = true;
             capture.CompleteRequestBody(ended: body.EndOfStream);
@@ -423,8 +428,8 @@ internal sealed class ExtProcStream : IDisposable
 
         if (body.EndOfStream)
         {
-            // A whole body (BUFFERED) is kept by reference, as for the request.
-            capture.AppendLastResponseBody(body.Body);
+            // A whole body (BUFFERED) is kept by reference, as for the request (the cache's recorder copies it).
+            HoldIfKept(capture.AppendLastResponseBody(body.Body), body);
             _responseComplete = true;
             FinishAfterAnswer(ExchangeOutcome.Completed, null);
             return;
@@ -436,6 +441,16 @@ internal sealed class ExtProcStream : IDisposable
             // No timer here: a stream past capture.streams.max_duration_ms is exported at its next
             // chunk; the chunks after it pass uncaptured (each still answered).
             FinishAfterAnswer(ExchangeOutcome.TimedOut, "stream still open at the capture deadline");
+        }
+    }
+
+    // A body the capture keeps by reference: its rented array is the exchange's, returned once the
+    // export (or whoever ends the exchange's life) is done with it.
+    private void HoldIfKept(bool kept, ExtProcRequest body)
+    {
+        if (kept && body.TakeBodyArray() is { } array)
+        {
+            _exchange.HoldBodyArray(new BodyLease(array));
         }
     }
 

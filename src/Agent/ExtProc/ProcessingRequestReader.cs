@@ -148,9 +148,8 @@ internal static class ProcessingRequestReader
             {
                 case 1 << 3 | WireLengthDelimited: // body
                     // The payload's buffer is the transport's and is reused after this call: the body
-                    // gets its own array, which the capture may keep by reference.
-                    var body = reader.ReadLengthDelimited("HttpBody.body");
-                    request.Body = body.IsEmpty ? ReadOnlyMemory<byte>.Empty : body.ToArray();
+                    // is copied into a rented array, which the capture may keep by reference.
+                    request.SetBody(reader.ReadLengthDelimited("HttpBody.body"));
                     break;
                 case 2 << 3 | WireVarint: // end_of_stream
                     request.EndOfStream = reader.ReadVarint("HttpBody.end_of_stream") != 0;

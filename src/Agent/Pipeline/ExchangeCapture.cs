@@ -125,26 +125,28 @@ public sealed class ExchangeCapture : IDisposable
 
     /// <summary>
     /// The last request body bytes that will be seen, in one piece that nobody changes afterwards
-    /// (ext_proc's BUFFERED body: an immutable protobuf <c>ByteString</c>). When nothing of the body
-    /// came before and it is within the capture limit it is kept by reference, not copied; anything
-    /// else is appended as a chunk.
+    /// (ext_proc's BUFFERED body, in the message's own array). When nothing of the body came before
+    /// and it is within the capture limit it is kept by reference, not copied, and true is returned
+    /// (a rented array is then the exchange's to return: <see cref="Exchange.HoldBodyArray"/>);
+    /// anything else is appended as a chunk (copied).
     /// </summary>
-    public void AppendLastRequestBody(ReadOnlyMemory<byte> bytes)
+    public bool AppendLastRequestBody(ReadOnlyMemory<byte> bytes)
     {
         if (!KeepsBodies)
         {
-            return;
+            return false;
         }
 
         lock (_gate)
         {
             if (KeepWhole(ref _requestWhole, _requestBody, _requestBodyDone, _pipeline.MaxRequestBodyBytes, bytes))
             {
-                return;
+                return true;
             }
         }
 
         AppendRequestBody(bytes.Span);
+        return false;
     }
 
     /// <summary>
@@ -355,24 +357,25 @@ public sealed class ExchangeCapture : IDisposable
     /// <summary>
     /// The last response body bytes that will be seen, in one piece that nobody changes afterwards
     /// (ext_proc's BUFFERED body): kept by reference when nothing of the body came before and it is
-    /// within the capture limit, otherwise appended as a chunk (see <see cref="AppendLastRequestBody"/>).
+    /// within the capture limit (true is returned), otherwise appended as a chunk (see <see cref="AppendLastRequestBody"/>).
     /// </summary>
-    public void AppendLastResponseBody(ReadOnlyMemory<byte> bytes)
+    public bool AppendLastResponseBody(ReadOnlyMemory<byte> bytes)
     {
         if (!KeepsBodies)
         {
-            return;
+            return false;
         }
 
         lock (_gate)
         {
             if (KeepWhole(ref _responseWhole, _responseBody, done: false, _pipeline.MaxResponseBodyBytes, bytes))
             {
-                return;
+                return true;
             }
         }
 
         AppendResponseBody(bytes.Span);
+        return false;
     }
 
     // Under _gate: keeps a body that came in one piece by reference, when nothing of it came before

@@ -15,7 +15,8 @@ public sealed class BodyLease
 {
     private byte[]? _array;
 
-    internal BodyLease(byte[] array)
+    /// <summary>A lease of <paramref name="array"/>, rented from <see cref="ArrayPool{T}.Shared"/> (ext_proc's body arrays, too).</summary>
+    public BodyLease(byte[] array)
     {
         _array = array;
         Length = array.Length;

@@ -52,4 +52,49 @@ public sealed class ExtProcExportTests
             StringComparison.Ordinal);
         Assert.NotEmpty(Encoding.UTF8.GetBytes(span.TraceId.ToBase64()));
     }
+
+    [Fact]
+    public async Task ManyExchangesWithWholeBodies_EachArrivesWithItsOwnBodies()
+    {
+        // Each body is kept by reference in an array rented for its message; arrays go back to the
+        // pool once their exchange is encoded and are reused by later messages, so a body whose
+        // array went back too early would arrive as another exchange's bytes.
+        const int Exchanges = 48;
+        const int Concurrent = 8;
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var options = new AgentOptions { SpBackendUrl = receiver.BaseAddress, PublicKey = "pk-test", ServiceName = "orders" };
+        options.Export.BatchDelayMs = 20;
+        await using var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
+        await using var server = await ExtProcServer.StartAsync(runtime.Pipeline, new ExtProcOptions { Listen = new ListenAddress("127.0.0.1", 0) }, NullLoggerFactory.Instance);
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}");
+        var client = new ExternalProcessor.ExternalProcessorClient(channel);
+
+        static string Body(string side, int n) => $$"""{"{{side}}":{{n}},"pad":"{{new string((char)('a' + (n % 26)), 2000)}}"}""";
+        async Task PlayAsync(int n)
+        {
+            using var stream = new EnvoyStream(client.Process());
+            await stream.SendAsync(Envoy.RequestHeaders("POST", "/orders/" + n, false, ("content-type", "application/json")));
+            await stream.SendAsync(Envoy.RequestBody(Body("request", n), true));
+            await stream.SendAsync(Envoy.ResponseHeaders(200, false, ("content-type", "application/json")));
+            await stream.SendAsync(Envoy.ResponseBody(Body("response", n), true));
+            await stream.CompleteAsync();
+        }
+
+        for (var first = 0; first < Exchanges; first += Concurrent)
+        {
+            await Task.WhenAll(Enumerable.Range(first, Concurrent).Select(PlayAsync));
+        }
+
+        await receiver.WaitForSpansAsync(Exchanges);
+
+        var spans = receiver.Spans;
+        Assert.Equal(Exchanges, spans.Count);
+        foreach (var span in spans)
+        {
+            string Attr(string key) => span.Attributes.Single(a => a.Key == key).Value.StringValue;
+            var n = int.Parse(Attr(OtlpAttributes.UrlPath)["/orders/".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(Body("request", n), Attr(OtlpAttributes.RequestBody));
+            Assert.Equal(Body("response", n), Attr(OtlpAttributes.ResponseBody));
+        }
+    }
 }
