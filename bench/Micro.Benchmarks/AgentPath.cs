@@ -162,8 +162,15 @@ public class AgentPath
         return exchange.ResponseBody.Content.Length;
     }
 
+    // Gives the exchange's rented body arrays back as the real exporter does once a span is
+    // written: keeping them would make every operation rent a new array, an allocation the agent
+    // does not have.
     private sealed class DiscardingExporter : IExchangeExporter
     {
-        public bool TryEnqueue(Exchange exchange) => true;
+        public bool TryEnqueue(Exchange exchange)
+        {
+            exchange.ReturnBodyArrays();
+            return true;
+        }
     }
 }

@@ -84,6 +84,9 @@ public class ExtProcParse
             }
 
             seen += message.Body.Length;
+
+            // As the agent's stream does once a message is handled: the body's rented array goes back.
+            message.ReturnBodyArray();
         }
 
         return seen;
