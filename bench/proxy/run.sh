@@ -234,6 +234,32 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
+# print_open TABLE YARP_NAME CAPTURE_NAME SIZE... -> the open-loop table of TABLE (RESULT or GRPC:
+# TABLE[run,size,cell,rated] -> "offered achieved p50 p90 p99 p999 max errors gen-cpu"), one row a cell.
+print_open() {
+  local -n table=$1
+  local -A names=([yarp]="$2" [capture]="$3")
+  local size cell run ratios drops
+  shift 3
+  printf '| %-10s | %-36s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s | %9s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" "per run" errors dropped "gen CPU-µs"
+  printf '|------------|--------------------------------------|---------:|---------:|---------:|---------:|-----------:|--------------------|-------:|--------:|----------:|\n'
+  for size in "$@"; do
+    for cell in yarp capture; do
+      ratios=()
+      for run in $(seq 1 "$RUNS"); do
+        ratios+=("$(ratio "$(field 5 "${table[$run,$size,$cell,rated]}")" "$(field 5 "${table[$run,$size,yarp,rated]}")")")
+      done
+      drops=-
+      [[ $cell == capture ]] && drops=$(( $(runs_of "$size,capture,rated_dropped" 1 "${!table}" | tr ' ' '+') ))
+      printf '| %-10s | %-36s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s | %9s |\n' "$size" "${names[$cell]}" \
+        "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 1 "${!table}"))")" "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 2 "${!table}"))")" \
+        "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 3 "${!table}"))")" "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 5 "${!table}"))")" \
+        "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell,rated" 8 "${!table}" | tr ' ' '+') ))" "$drops" \
+        "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 9 "${!table}"))")"
+    done
+  done
+}
+
 print_grpc() {
   local size run cell ratios name drops
   echo
@@ -261,24 +287,8 @@ print_grpc() {
   done
 
   echo
-  echo "gRPC unary at equal offered load, open loop (ProxyBench grpc-open: half of YARP's saturation calls/s in the same run, latency from each call's due time; median of $RUNS runs, dropped summed)"
-  printf '| %-10s | %-36s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" "per run" errors dropped
-  printf '|------------|--------------------------------------|---------:|---------:|---------:|---------:|-----------:|--------------------|-------:|--------:|\n'
-  for size in "${GRPC_SIZES[@]}"; do
-    for cell in yarp capture; do
-      ratios=()
-      for run in $(seq 1 "$RUNS"); do
-        ratios+=("$(ratio "$(field 5 "${GRPC[$run,$size,$cell,rated]}")" "$(field 5 "${GRPC[$run,$size,yarp,rated]}")")")
-      done
-      name=$([[ $cell == yarp ]] && echo "YARP h2c passthrough (no capture)" || echo "sp agent proxy --grpc-listen")
-      drops=-
-      [[ $cell == capture ]] && drops=$(( $(runs_of "$size,capture,rated_dropped" 1 GRPC | tr ' ' '+') ))
-      printf '| %-10s | %-36s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s |\n' "$size" "$name" \
-        "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 1 GRPC))")" "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 2 GRPC))")" \
-        "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 3 GRPC))")" "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 5 GRPC))")" \
-        "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell,rated" 8 GRPC | tr ' ' '+') ))" "$drops"
-    done
-  done
+  echo "gRPC unary at equal offered load, open loop (ProxyBench grpc-open: half of YARP's saturation calls/s in the same run, latency from each call's due time; median of $RUNS runs, dropped summed; the generator's own CPU-µs a call, on the same cores)"
+  print_open GRPC "YARP h2c passthrough (no capture)" "sp agent proxy --grpc-listen" "${GRPC_SIZES[@]}"
   echo "gRPC capture proxy at the end: $(export_state "$ADMIN_GRPC_PORT")"
 }
 
@@ -349,25 +359,9 @@ done
 
 echo
 echo "Equal offered load, open loop (ProxyBench load: half of YARP's saturation req/s in the same run, latency from each request's due time; median of $RUNS runs, dropped summed; the generator's own CPU-µs a request, on the same cores)"
-printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s | %9s |\n' size target offered achieved "p50 ms" "p99 ms" "p99 / YARP" "per run" errors dropped "gen CPU-µs"
-printf '|------------|-------------------------------|---------:|---------:|---------:|---------:|-----------:|--------------------|-------:|--------:|----------:|\n'
-for size in "${SIZES[@]}"; do
-  for cell in yarp capture; do
-    ratios=()
-    for run in $(seq 1 "$RUNS"); do
-      ratios+=("$(ratio "$(field 5 "${RESULT[$run,$size,$cell,rated]}")" "$(field 5 "${RESULT[$run,$size,yarp,rated]}")")")
-    done
-    name=$([[ $cell == yarp ]] && echo "YARP passthrough (no capture)" || echo "sp agent proxy (capture)")
-    drops=-
-    [[ $cell == capture ]] && drops=$(( $(runs_of "$size,$cell,rated_dropped" 1 RESULT | tr ' ' '+') ))
-    printf '| %-10s | %-29s | %8s | %8s | %8s | %8s | %10s | %-18s | %6s | %7s | %9s |\n' "$size" "$name" \
-      "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 1 RESULT))")" "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 2 RESULT))")" \
-      "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 3 RESULT))")" "$(fmt 3 "$(median $(runs_of "$size,$cell,rated" 5 RESULT))")" \
-      "$(fmt 2 "$(median "${ratios[@]}")")" "${ratios[*]}" "$(( $(runs_of "$size,$cell,rated" 8 RESULT | tr ' ' '+') ))" "$drops" \
-      "$(fmt 0 "$(median $(runs_of "$size,$cell,rated" 9 RESULT))")"
-  done
-done
+print_open RESULT "YARP passthrough (no capture)" "sp agent proxy (capture)" "${SIZES[@]}"
 
+print_grpc
 print_grpc
 
 echo
