@@ -835,7 +835,9 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         try
         {
             // Uncompressed, large bodies are sent from the exchanges' arrays, which the batch holds until
-            // every attempt is over (SendAndReleaseAsync releases it after this returns).
+            // every attempt is over (SendAndReleaseAsync releases it after this returns). As for the
+            // payload array (ReturnPayload), a cancelled attempt's connection is torn down, so a write
+            // still reading a returned body array never forms a request the backend takes.
             var deferred = _export.Compression == ExportCompression.None ? new DeferredBytes() : null;
             payload = EncodePooled(batch, deferred);
             var context = ResilienceContextPool.Shared.Get(abort);
