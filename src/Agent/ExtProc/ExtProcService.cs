@@ -142,22 +142,17 @@ public sealed partial class ExtProcService
                     // flush that follows is transport. Kestrel's connection loop sends it while this
                     // one does the capture work of an exchange the message ended (FinishDeferred:
                     // bodies, redaction, queueing), so Envoy never waits for that work.
-                    if (frames is null)
+                    var write = frames is null ? responseStream.WriteAsync(response, token) : null;
+                    var flush = frames?.WriteAsync(response, token) ?? default;
+                    metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                    stream.FinishDeferred();
+                    if (write is not null)
                     {
-                        var write = responseStream.WriteAsync(response, token);
-                        metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-                        stream.FinishDeferred();
                         await write.ConfigureAwait(false);
                     }
-                    else
+                    else if ((await flush.ConfigureAwait(false)).IsCanceled)
                     {
-                        var flush = frames.WriteAsync(response, token);
-                        metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-                        stream.FinishDeferred();
-                        if ((await flush.ConfigureAwait(false)).IsCanceled)
-                        {
-                            throw new OperationCanceledException("Writing the ext_proc answer was cancelled.");
-                        }
+                        throw new OperationCanceledException("Writing the ext_proc answer was cancelled.");
                     }
                 }
 
