@@ -38,7 +38,7 @@ public sealed partial class Redactor
         var method = _descriptors.FindMethod(exchange.Path);
         GrpcMessageList? requestList = null, responseList = null;
         MessageRedaction[]? requestDone = null, responseDone = null;
-        int requestCleanCut = -1, responseCleanCut = -1;
+        ListedCut requestCut = ListedCut.None, responseCut = ListedCut.None;
         if (exchange.GrpcCall is { } call)
         {
             // Captured by this agent: the lists are still bytes, so each message is walked once here and
@@ -46,11 +46,13 @@ public sealed partial class Redactor
             if (!call.Redacted)
             {
                 requestList = call.Request;
-                call.Request = RedactGrpcList(requestList, method?.InputType, CutFrame(exchange.RequestBody, requestList), ref count, out requestDone, out requestCleanCut);
+                requestCut = CutFrame(exchange.RequestBody, requestList);
+                call.Request = RedactGrpcList(requestList, method?.InputType, ref requestCut, ref count, out requestDone);
                 if (call.Response is { } response)
                 {
                     responseList = response;
-                    call.Response = RedactGrpcList(response, method?.OutputType, CutFrame(exchange.ResponseBody, response), ref count, out responseDone, out responseCleanCut);
+                    responseCut = CutFrame(exchange.ResponseBody, response);
+                    call.Response = RedactGrpcList(response, method?.OutputType, ref responseCut, ref count, out responseDone);
                 }
 
                 call.Redacted = true;
@@ -65,12 +67,12 @@ public sealed partial class Redactor
 
         if (GrpcSpanAttributes.IsGrpc(exchange.RequestBody.ContentType))
         {
-            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, requestList, requestDone, requestCleanCut, ref count);
+            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, requestList, requestDone, requestCut, ref count);
         }
 
         if (GrpcSpanAttributes.IsGrpc(exchange.ResponseBody.ContentType))
         {
-            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, responseList, responseDone, responseCleanCut, ref count);
+            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, responseList, responseDone, responseCut, ref count);
         }
 
         return count;
@@ -80,22 +82,22 @@ public sealed partial class Redactor
     private readonly record struct MessageRedaction(byte[]? Payload, int Count);
 
     // The body's last frame when the body's limit cut it inside a message the list holds more of: its
-    // index and how many bytes of the message the body holds, the first ones of the listed payload.
-    private readonly record struct ListedCut(int Frame, int Length)
+    // index and how many bytes of the message the body holds, the first ones of the listed payload;
+    // once the list is redacted, Clean tells whether the pre-scan proved those bytes clean on their own.
+    private readonly record struct ListedCut(int Frame, int Length, bool Clean = false)
     {
         public static ListedCut None => new(-1, 0);
     }
 
     /// <summary>
     /// Redacts a captured message list; <paramref name="done"/> holds each message's outcome for the
-    /// framed body to reuse (null when no message changed). <paramref name="cleanCut"/> is
-    /// <paramref name="cut"/>'s frame when the pre-scan of its listed message proved the body's
-    /// shorter copy clean too (its redaction would find nothing), else -1.
+    /// framed body to reuse (null when no message changed). <paramref name="cut"/> is marked
+    /// <see cref="ListedCut.Clean"/> when the pre-scan of its listed message proved the body's
+    /// shorter copy clean too (its redaction would find nothing).
     /// </summary>
-    private GrpcMessageList RedactGrpcList(GrpcMessageList list, MessageDescriptor? type, ListedCut cut, ref int count, out MessageRedaction[]? done, out int cleanCut)
+    private GrpcMessageList RedactGrpcList(GrpcMessageList list, MessageDescriptor? type, ref ListedCut cut, ref int count, out MessageRedaction[]? done)
     {
         done = null;
-        cleanCut = -1;
         GrpcMessage[]? rewritten = null;
         for (var i = 0; i < list.Messages.Count; i++)
         {
@@ -123,9 +125,9 @@ public sealed partial class Redactor
             }
 
             count += found;
-            if (i == cut.Frame && prefixClean)
+            if (i == cut.Frame)
             {
-                cleanCut = i;
+                cut = cut with { Clean = prefixClean };
             }
         }
 
@@ -179,10 +181,10 @@ public sealed partial class Redactor
     /// written back uncompressed (flag 0): the gRPC framing allows any message to be sent so.
     /// A frame holding the very bytes of a message of <paramref name="listed"/> (the same call's
     /// captured list) takes that message's outcome from <paramref name="done"/> instead of a second walk,
-    /// and the frame <paramref name="cleanCut"/> (the start of a listed message, proved clean by its
-    /// pre-scan) is left as it is without one.
+    /// and the frame <paramref name="listedCut"/> (the start of a listed message, whose pre-scan gave this
+    /// frame's verdict too) is walked without a pre-scan of its own, or not at all when it is clean.
     /// </summary>
-    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, GrpcMessageList? listed, MessageRedaction[]? done, int cleanCut, ref int count)
+    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, GrpcMessageList? listed, MessageRedaction[]? done, ListedCut listedCut, ref int count)
     {
         var data = body.Content.Span;
         var coding = ContentDecoder.Parse(grpcEncoding);
@@ -209,9 +211,15 @@ public sealed partial class Redactor
                 replaced = outcome.Payload;
                 count += outcome.Count;
             }
-            else if (frame == cleanCut)
+            else if (frame == listedCut.Frame)
             {
-                continue;
+                // What RedactTopMessage does after its pre-scan (or without one: patterns, names), with the list's verdict.
+                if (listedCut.Clean)
+                {
+                    continue;
+                }
+
+                replaced = RedactMessage(payload, type, truncated: true, 0, ref count);
             }
             else if (!compressed)
             {
