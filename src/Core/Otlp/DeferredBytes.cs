@@ -22,14 +22,7 @@ public sealed class DeferredBytes
     public IReadOnlyList<Gap> Gaps => _gaps;
 
     /// <summary>Bytes left out of the array, all gaps together.</summary>
-    public long Bytes { get; private set; }
-
-    /// <summary>Forgets every gap (the array was filled, or is encoded again).</summary>
-    public void Clear()
-    {
-        _gaps.Clear();
-        Bytes = 0;
-    }
+    public long Bytes => _gaps.Sum(gap => (long)gap.Content.Length);
 
     /// <summary>Copies every deferred body into its gap in <paramref name="array"/> (the one the request was encoded into): it then holds the whole request, and the gaps are forgotten.</summary>
     public void FillInto(byte[] array)
@@ -40,14 +33,10 @@ public sealed class DeferredBytes
             gap.Content.Span.CopyTo(array.AsSpan(gap.Offset));
         }
 
-        Clear();
+        _gaps.Clear();
     }
 
-    internal void Add(int offset, ReadOnlyMemory<byte> content)
-    {
-        _gaps.Add(new Gap(offset, content));
-        Bytes += content.Length;
-    }
+    internal void Add(int offset, ReadOnlyMemory<byte> content) => _gaps.Add(new Gap(offset, content));
 
     /// <summary>A body left out of the array: its bytes belong at index <paramref name="Offset"/> of the array the request was encoded into.</summary>
     public readonly record struct Gap(int Offset, ReadOnlyMemory<byte> Content);
