@@ -7,13 +7,16 @@ using SpIstio.Backend.Storage;
 namespace SpIstio.Backend.Ingest;
 
 /// <summary>
-/// The bounded write queue between ingest requests and the store. One writer takes everything
+/// The bounded write queue between ingest requests and the store. A writer takes everything
 /// queued (up to a batch limit) and commits it per tenant in one <see cref="ISpanQueryStore.InsertSpansAsync"/>
 /// transaction — group commit, so many small exports cost one fsync — and completes each
 /// request's task only once its spans are committed: an exporter is answered 200 only for spans
-/// that survive a crash. Each request's spans are encoded for the store (<see cref="ISpanQueryStore.PrepareSpansAsync"/>)
+/// that survive a crash. There are as many writers as the store commits at once
+/// (<see cref="ISpanQueryStore.IngestWriters"/>: one on SQLite, two on PostgreSQL, where one
+/// group copies while the other waits for its commit's flush); a free writer takes what has
+/// queued meanwhile. Each request's spans are encoded for the store (<see cref="ISpanQueryStore.PrepareSpansAsync"/>)
 /// on a pool thread as soon as they are queued, so concurrent requests compress in parallel while
-/// the writer commits; what is encoded ahead is bounded by the queue's capacity like the rest.
+/// the writers commit; what is encoded ahead is bounded by the queue's capacity like the rest.
 /// </summary>
 public sealed class IngestQueue : IAsyncDisposable
 {
@@ -21,12 +24,12 @@ public sealed class IngestQueue : IAsyncDisposable
     private readonly BackendMetrics _metrics;
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
-    private readonly Channel<Pending> _channel = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Task _writer;
+    private readonly Channel<Pending> _channel;
+    private readonly Task _writers;
     private readonly int _maxBatchSpans;
     private long _depth;
 
-    /// <summary>Creates the queue and starts its writer.</summary>
+    /// <summary>Creates the queue and starts its writers.</summary>
     /// <param name="store">Where spans are committed.</param>
     /// <param name="capacitySpans">Spans that may wait (queued or committing) before new requests are refused.</param>
     /// <param name="maxBatchSpans">The most spans one group commit takes.</param>
@@ -47,7 +50,15 @@ public sealed class IngestQueue : IAsyncDisposable
         _metrics = metrics;
         _logger = logger;
         _timeProvider = timeProvider;
-        _writer = Task.Run(RunWriterAsync);
+        var writers = Math.Max(1, store.IngestWriters);
+        _channel = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = writers == 1 });
+        var tasks = new Task[writers];
+        for (var i = 0; i < writers; i++)
+        {
+            tasks[i] = Task.Run(RunWriterAsync);
+        }
+
+        _writers = Task.WhenAll(tasks);
     }
 
     /// <summary>Spans that may wait before new requests are refused.</summary>
@@ -75,7 +86,7 @@ public sealed class IngestQueue : IAsyncDisposable
         }
 
         // Counted in the depth first, so what is encoded ahead of the writer is bounded; the
-        // writer awaits the encoding when it reaches this request.
+        // writer that takes this request awaits its encoding.
         var pending = new Pending(tenantId, spans, Task.Run(() => _store.PrepareSpansAsync(tenantId, spans, CancellationToken.None).AsTask()));
         if (!_channel.Writer.TryWrite(pending))
         {
@@ -93,7 +104,7 @@ public sealed class IngestQueue : IAsyncDisposable
     public async Task DrainAsync()
     {
         _channel.Writer.TryComplete();
-        await _writer.ConfigureAwait(false);
+        await _writers.ConfigureAwait(false);
     }
 
     /// <inheritdoc />

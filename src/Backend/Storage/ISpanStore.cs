@@ -44,6 +44,13 @@ public interface ISpanQueryStore
     Task<int> InsertPreparedAsync(long tenantId, IReadOnlyList<PreparedSpans> batches, CancellationToken cancellationToken) =>
         InsertSpansAsync(tenantId, PreparedSpans.Concat(batches), cancellationToken);
 
+    /// <summary>
+    /// How many group commits ingest may run at once. One where the engine has a single writer
+    /// (SQLite); more where concurrent transactions commit together, so that one batch is copied
+    /// while another waits for its commit's flush.
+    /// </summary>
+    int IngestWriters => 1;
+
 
     /// <summary>Sessions matching the query, newest activity first, with a cursor to the next page.</summary>
     Task<Page<SessionSummary>> ListSessionsAsync(long tenantId, SessionQuery query, CancellationToken cancellationToken);

@@ -64,6 +64,9 @@ internal abstract partial class SqlSpanStore : ISpanStore
     public virtual Task<int> InsertPreparedAsync(long tenantId, IReadOnlyList<PreparedSpans> batches, CancellationToken cancellationToken) =>
         InsertSpansAsync(tenantId, PreparedSpans.Concat(batches), cancellationToken);
 
+    /// <inheritdoc cref="ISpanQueryStore.IngestWriters"/>
+    public virtual int IngestWriters => 1;
+
     public abstract Task<long> GetStoredBytesAsync(CancellationToken cancellationToken);
 
     public abstract ValueTask DisposeAsync();
