@@ -51,6 +51,10 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private sqlite3_stmt? _insertSpan;
     private sqlite3_stmt? _spanExists;
     private sqlite3_stmt? _indexSpan;
+    private Func<byte[]?, byte[]?, bool>? _mayHold;
+    private Func<string?, string?, string?, byte[]?, byte[]?, string?, bool>? _holds;
+    private sqlite3_stmt? _readSkip;
+    private sqlite3_stmt? _writeSkip;
     private SqliteCommand? _nextId;
     private SqliteCommand? _upsertSession;
     private bool _disposed;
@@ -85,11 +89,38 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     protected override bool SearchTextOnIngest => true;
 
-    protected override string SessionTextCondition =>
-        "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
+    protected override string SessionTextCondition(string[] terms) => HasSkipWord(terms)
+        // Driven by the two indexes (FTS5 for spans indexed before the block filters, the filters
+        // for the rest), each an id set SQLite builds once for the statement.
+        ? "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.id IN (" +
+            "SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q AND f.rowid <= " + SkipFromSql + " UNION ALL " +
+            "SELECT c.id FROM spans_skip k JOIN spans c ON c.id BETWEEN k.block << 8 AND (k.block << 8) + 255 " +
+            "WHERE sp_skip_may_hold(k.filter, @qh) AND c.id > " + SkipFromSql + " AND c.tenant_id = @t" +
+            FtsWordsCondition("c", terms) + " AND " + HoldsSql("c") + "))"
+        : "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
 
-    protected override string SpanTextCondition =>
-        "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
+    protected override string SpanTextCondition(string[] terms) => HasSkipWord(terms)
+        // Trace search walks spans by time in batches, running this for each: checked row by row,
+        // so each candidate's bodies are decoded once, not once a batch.
+        ? "((x.id <= " + SkipFromSql + " AND x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)) OR " +
+            "(x.id > " + SkipFromSql + " AND (x.id >> 8) IN (SELECT k.block FROM spans_skip k WHERE sp_skip_may_hold(k.filter, @qh))" +
+            FtsWordsCondition("x", terms) + " AND " + HoldsSql("x") + "))"
+        : "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
+
+    // Spans at or below it were indexed before the block filters: all their words are in FTS5.
+    private const string SkipFromSql = "(SELECT skip_from FROM search_progress WHERE id = 1)";
+
+    private static bool HasSkipWord(string[] terms) => Array.Exists(terms, term => SqliteSkipIndex.IsSkipWord(term));
+
+    // The query's words FTS5 holds for spans past skip_from (none: the filters and the check decide alone).
+    private static string FtsWordsCondition(string alias, string[] terms) =>
+        Array.TrueForAll(terms, term => SqliteSkipIndex.IsSkipWord(term))
+            ? string.Empty
+            : " AND " + alias + ".id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @qf)";
+
+    // The exact check behind a filter's "maybe": the span's own search text holds the skip words.
+    private static string HoldsSql(string alias) =>
+        "sp_skip_holds(" + alias + ".authority, " + alias + ".path, " + alias + ".query, " + alias + ".request_body, " + alias + ".response_body, @qs)";
 
     // Ids are stored as bytes (SqliteMigrations, "binary ids"); the API speaks lower-case hex.
     // hex() of NULL is '' in SQLite, hence the nullif for parent ids.
@@ -98,8 +129,27 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     // unhex() of text that is not hex is NULL, which matches nothing (as an id of the wrong format did).
     protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
 
+    protected override void AddTextQuery(DbCommand command, string[] terms)
+    {
+        Add(command, "q", FtsQuery(terms));
+        if (!HasSkipWord(terms))
+        {
+            return;
+        }
+
+        string[] skipWords = Array.FindAll(terms, term => SqliteSkipIndex.IsSkipWord(term));
+        string[] ftsWords = Array.FindAll(terms, term => !SqliteSkipIndex.IsSkipWord(term));
+        if (ftsWords.Length > 0)
+        {
+            Add(command, "qf", FtsQuery(ftsWords));
+        }
+
+        Add(command, "qh", SqliteSkipIndex.QueryHashes(skipWords));
+        Add(command, "qs", string.Join(' ', skipWords));
+    }
+
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
-    protected override void AddTextQuery(DbCommand command, string[] terms) => Add(command, "q", "\"" + string.Join("\" \"", terms) + "\"");
+    private static string FtsQuery(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
 
     protected override async Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
     {
@@ -121,8 +171,19 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         await using (connection.ConfigureAwait(false))
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            AddSkipFunctions(connection);
             return await work(connection).ConfigureAwait(false);
         }
+    }
+
+    // The text conditions' functions (SpanTextCondition), on every read connection.
+    private void AddSkipFunctions(SqliteConnection connection)
+    {
+        _mayHold ??= (filter, hashes) => filter is not null && hashes is not null && SqliteSkipIndex.MayHold(filter, hashes);
+        _holds ??= (authority, path, query, requestBody, responseBody, words) =>
+            words is not null && SqliteSkipIndex.Holds(SearchTextOf(authority, path, query, requestBody, responseBody), words.Split(' '));
+        connection.CreateFunction("sp_skip_may_hold", _mayHold, isDeterministic: true);
+        connection.CreateFunction("sp_skip_holds", _holds, isDeterministic: true);
     }
 
     public override async Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
@@ -284,6 +345,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             var exists = _spanExists ??= PrepareRaw(writer, "SELECT 1 FROM spans WHERE id = ?1");
             var insert = _indexSpan ??= PrepareRaw(writer, "INSERT INTO spans_fts (rowid, body) VALUES (?1, ?2)");
             var db = writer.Handle!;
+            var filters = new Dictionary<long, byte[]>();
             foreach (var (spanId, text) in rows)
             {
                 // A span retention deleted since it was read is not indexed (its id is never reused either way).
@@ -293,10 +355,21 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                     continue;
                 }
 
-                raw.sqlite3_bind_int64(insert, 1, spanId);
-                Text(insert, 2, text);
-                Step(insert, db);
+                long block = spanId >> SqliteSkipIndex.BlockShift;
+                if (!filters.TryGetValue(block, out var filter))
+                {
+                    filters.Add(block, filter = new byte[SqliteSkipIndex.FilterBytes]);
+                }
+
+                if (SqliteSkipIndex.Split(text, filter) is { } ftsText)
+                {
+                    raw.sqlite3_bind_int64(insert, 1, spanId);
+                    Text(insert, 2, ftsText);
+                    Step(insert, db);
+                }
             }
+
+            WriteSkipFilters(writer, filters);
 
             using var move = Command(writer, transaction, "UPDATE search_progress SET indexed_to = @to WHERE id = 1 AND indexed_to = @from");
             Add(move, "to", upTo.last);
@@ -312,6 +385,33 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return Task.FromResult(0);
         }, cancellationToken).ConfigureAwait(false);
         return (upTo.last, upTo.count);
+    }
+
+    // ORs a pass's filters into their blocks' rows (a block's spans can come in several passes).
+    private void WriteSkipFilters(SqliteConnection writer, Dictionary<long, byte[]> filters)
+    {
+        var read = _readSkip ??= PrepareRaw(writer, "SELECT filter FROM spans_skip WHERE block = ?1");
+        var write = _writeSkip ??= PrepareRaw(writer, "INSERT OR REPLACE INTO spans_skip (block, filter) VALUES (?1, ?2)");
+        var db = writer.Handle!;
+        foreach (var (block, filter) in filters)
+        {
+            raw.sqlite3_bind_int64(read, 1, block);
+            int rc = raw.sqlite3_step(read);
+            if (rc == raw.SQLITE_ROW)
+            {
+                SqliteSkipIndex.Merge(filter, raw.sqlite3_column_blob(read, 0));
+            }
+
+            raw.sqlite3_reset(read);
+            if (rc is not raw.SQLITE_ROW and not raw.SQLITE_DONE)
+            {
+                SqliteException.ThrowExceptionForRC(rc, db);
+            }
+
+            raw.sqlite3_bind_int64(write, 1, block);
+            raw.sqlite3_bind_blob(write, 2, filter);
+            Step(write, db);
+        }
     }
 
     private (int Inserted, long MaxId) InsertLocked(long tenantId, EncodedBatch spans)
@@ -605,6 +705,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             _insertSpan?.Dispose();
             _spanExists?.Dispose();
             _indexSpan?.Dispose();
+            _readSkip?.Dispose();
+            _writeSkip?.Dispose();
             _nextId?.Dispose();
             _upsertSession?.Dispose();
             if (_writer is not null)
