@@ -51,8 +51,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private sqlite3_stmt? _insertSpan;
     private sqlite3_stmt? _spanExists;
     private sqlite3_stmt? _indexSpan;
-    private Func<byte[]?, byte[]?, bool>? _mayHold;
-    private Func<string?, string?, string?, byte[]?, byte[]?, string?, bool>? _holds;
+    // A request's skip-word matches, for the batches of one trace search (a connection is one request's).
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<SqliteConnection, SkipMatchIds> _skipMatches = new();
     private sqlite3_stmt? _readSkip;
     private sqlite3_stmt? _writeSkip;
     private SqliteCommand? _nextId;
@@ -90,37 +90,20 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     protected override bool SearchTextOnIngest => true;
 
     protected override string SessionTextCondition(string[] terms) => HasSkipWord(terms)
-        // Driven by the two indexes (FTS5 for spans indexed before the block filters, the filters
-        // for the rest), each an id set SQLite builds once for the statement.
-        ? "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.id IN (" +
-            "SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q AND f.rowid <= " + SkipFromSql + " UNION ALL " +
-            "SELECT c.id FROM spans_skip k JOIN spans c ON c.id BETWEEN k.block << 8 AND (k.block << 8) + 255 " +
-            "WHERE sp_skip_may_hold(k.filter, @qh) AND c.id > " + SkipFromSql + " AND c.tenant_id = @t" +
-            FtsWordsCondition("c", terms) + " AND " + HoldsSql("c") + "))"
+        ? "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.id IN (" + SkipMatchIdsSql + "))"
         : "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
 
     protected override string SpanTextCondition(string[] terms) => HasSkipWord(terms)
-        // Trace search walks spans by time in batches, running this for each: checked row by row,
-        // so each candidate's bodies are decoded once, not once a batch.
-        ? "((x.id <= " + SkipFromSql + " AND x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)) OR " +
-            "(x.id > " + SkipFromSql + " AND (x.id >> 8) IN (SELECT k.block FROM spans_skip k WHERE sp_skip_may_hold(k.filter, @qh))" +
-            FtsWordsCondition("x", terms) + " AND " + HoldsSql("x") + "))"
+        ? "x.id IN (" + SkipMatchIdsSql + ")"
         : "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
 
-    // Spans at or below it were indexed before the block filters: all their words are in FTS5.
-    private const string SkipFromSql = "(SELECT skip_from FROM search_progress WHERE id = 1)";
+    // Spans indexed before the block filters (id <= skip_from) hold all their words in FTS5; the
+    // others that match were found through the filters and checked (@qids, AddTextQuery).
+    private const string SkipMatchIdsSql =
+        "SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q AND f.rowid <= (SELECT skip_from FROM search_progress WHERE id = 1) " +
+        "UNION ALL SELECT value FROM json_each(@qids)";
 
     private static bool HasSkipWord(string[] terms) => Array.Exists(terms, term => SqliteSkipIndex.IsSkipWord(term));
-
-    // The query's words FTS5 holds for spans past skip_from (none: the filters and the check decide alone).
-    private static string FtsWordsCondition(string alias, string[] terms) =>
-        Array.TrueForAll(terms, term => SqliteSkipIndex.IsSkipWord(term))
-            ? string.Empty
-            : " AND " + alias + ".id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @qf)";
-
-    // The exact check behind a filter's "maybe": the span's own search text holds the skip words.
-    private static string HoldsSql(string alias) =>
-        "sp_skip_holds(" + alias + ".authority, " + alias + ".path, " + alias + ".query, " + alias + ".request_body, " + alias + ".response_body, @qs)";
 
     // Ids are stored as bytes (SqliteMigrations, "binary ids"); the API speaks lower-case hex.
     // hex() of NULL is '' in SQLite, hence the nullif for parent ids.
@@ -132,20 +115,74 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     protected override void AddTextQuery(DbCommand command, string[] terms)
     {
         Add(command, "q", FtsQuery(terms));
-        if (!HasSkipWord(terms))
+        if (HasSkipWord(terms))
         {
-            return;
+            Add(command, "qids", SkipMatches((SqliteConnection)command.Connection!, Convert.ToInt64(command.Parameters["t"].Value, System.Globalization.CultureInfo.InvariantCulture), terms));
+        }
+    }
+
+    // The ids (a JSON array) of the tenant's spans past skip_from that hold every word of the query:
+    // blocks whose filter may hold all its skip words, their spans that FTS5 matches on the other
+    // words, each checked against its own search text. Found once per request (trace search asks
+    // once a batch) on the request's own connection, in process, so no plan can check a block's
+    // spans before its filter.
+    private string SkipMatches(SqliteConnection connection, long tenantId, string[] terms)
+    {
+        string key = tenantId.ToString(System.Globalization.CultureInfo.InvariantCulture) + " " + string.Join(' ', terms);
+        if (_skipMatches.TryGetValue(connection, out var cached) && cached.Key == key)
+        {
+            return cached.Ids;
         }
 
         string[] skipWords = Array.FindAll(terms, term => SqliteSkipIndex.IsSkipWord(term));
         string[] ftsWords = Array.FindAll(terms, term => !SqliteSkipIndex.IsSkipWord(term));
-        if (ftsWords.Length > 0)
+        byte[] hashes = SqliteSkipIndex.QueryHashes(skipWords);
+        var blocks = new List<long>();
+        using (var filters = connection.CreateCommand())
         {
-            Add(command, "qf", FtsQuery(ftsWords));
+            filters.CommandText = "SELECT block, filter FROM spans_skip WHERE block >= (SELECT skip_from FROM search_progress WHERE id = 1) >> 8";
+            using var reader = filters.ExecuteReader();
+            while (reader.Read())
+            {
+                if (SqliteSkipIndex.MayHold(reader.GetFieldValue<byte[]>(1), hashes))
+                {
+                    blocks.Add(reader.GetInt64(0));
+                }
+            }
         }
 
-        Add(command, "qh", SqliteSkipIndex.QueryHashes(skipWords));
-        Add(command, "qs", string.Join(' ', skipWords));
+        var ids = new System.Text.StringBuilder("[");
+        using (var spans = connection.CreateCommand())
+        {
+            spans.CommandText = "SELECT id, authority, path, query, request_body, response_body FROM spans " +
+                "WHERE id BETWEEN @lo AND @hi AND id > (SELECT skip_from FROM search_progress WHERE id = 1) AND tenant_id = @t" +
+                (ftsWords.Length > 0 ? " AND id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @qf AND f.rowid BETWEEN @lo AND @hi)" : string.Empty);
+            var lo = Add(spans, "lo", 0L);
+            var hi = Add(spans, "hi", 0L);
+            Add(spans, "t", tenantId);
+            if (ftsWords.Length > 0)
+            {
+                Add(spans, "qf", FtsQuery(ftsWords));
+            }
+
+            foreach (long block in blocks)
+            {
+                lo.Value = block << SqliteSkipIndex.BlockShift;
+                hi.Value = ((block + 1) << SqliteSkipIndex.BlockShift) - 1;
+                using var reader = spans.ExecuteReader();
+                while (reader.Read())
+                {
+                    if (SqliteSkipIndex.Holds(SearchTextOf(reader, 1, 2, 3, 4, 5), skipWords))
+                    {
+                        ids.Append(ids.Length > 1 ? "," : string.Empty).Append(reader.GetInt64(0));
+                    }
+                }
+            }
+        }
+
+        string result = ids.Append(']').ToString();
+        _skipMatches.AddOrUpdate(connection, new SkipMatchIds(key, result));
+        return result;
     }
 
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
@@ -171,19 +208,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         await using (connection.ConfigureAwait(false))
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            AddSkipFunctions(connection);
             return await work(connection).ConfigureAwait(false);
         }
-    }
-
-    // The text conditions' functions (SpanTextCondition), on every read connection.
-    private void AddSkipFunctions(SqliteConnection connection)
-    {
-        _mayHold ??= (filter, hashes) => filter is not null && hashes is not null && SqliteSkipIndex.MayHold(filter, hashes);
-        _holds ??= (authority, path, query, requestBody, responseBody, words) =>
-            words is not null && SqliteSkipIndex.Holds(SearchTextOf(authority, path, query, requestBody, responseBody), words.Split(' '));
-        connection.CreateFunction("sp_skip_may_hold", _mayHold, isDeterministic: true);
-        connection.CreateFunction("sp_skip_holds", _holds, isDeterministic: true);
     }
 
     public override async Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
@@ -801,6 +827,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return command;
     }
 }
+
+/// <summary>The ids of a text query's skip-word matches (<c>SqliteSpanStore.SkipMatches</c>), for the query's terms and tenant.</summary>
+internal sealed record SkipMatchIds(string Key, string Ids);
 
 /// <summary>SQLite store settings.</summary>
 /// <param name="FullSync">
