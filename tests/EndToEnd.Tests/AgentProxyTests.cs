@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using SpIstio.Agent.Tests.Infrastructure;
 
 namespace SpIstio.EndToEnd.Tests;
 
@@ -27,13 +28,22 @@ public class AgentProxyTests
         using var client = new HttpClient();
         using var response = await client.PostAsync(new Uri(proxy, "/orders?id=7"), new StringContent("{\"qty\":2}"));
         var body = await response.Content.ReadAsStringAsync();
-        var metrics = await client.GetStringAsync(new Uri(admin, "/metrics"));
+
+        // The proxy completes the response before it finishes the capture, which counts it: the
+        // series may appear just after the client has its answer.
+        const string Captured = "sp_requests_total{direction=\"inbound\",outcome=\"captured\"} 1";
+        var metrics = "";
+        await OtlpReceiver.WaitUntilAsync(
+            async () => (metrics = await client.GetStringAsync(new Uri(admin, "/metrics"))).Contains(Captured, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(60),
+            () => "no captured exchange counted",
+            TimeSpan.FromMilliseconds(50));
         var ready = await client.GetAsync(new Uri(admin, "/readyz"));
         var exitCode = await sp.TerminateAsync();
 
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         Assert.Equal("POST /orders ?id=7 {\"qty\":2}", body);
-        Assert.Contains("sp_requests_total{direction=\"inbound\",outcome=\"captured\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains(Captured, metrics, StringComparison.Ordinal);
         Assert.Contains("sp_proxy_upstream_errors_total 0", metrics, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
         Assert.Equal(0, exitCode);

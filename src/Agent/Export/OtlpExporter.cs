@@ -613,7 +613,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         for (var start = 0; start < left.Count; start += _export.MaxBatchSpans)
         {
             var chunk = left.GetRange(start, Math.Min(_export.MaxBatchSpans, left.Count - start));
-            var payload = EncodePooled(chunk);
+            var payload = EncodePooled(chunk, deferred: null);
             if (_buffer is null || !TryBuffer(payload, chunk.Count))
             {
                 dropped += chunk.Count;
@@ -725,7 +725,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
                 try
                 {
                     outcome = await _resendPipeline.ExecuteOutcomeAsync(
-                        static (ctx, state) => state.Exporter.PostAsync(new ArraySegment<byte>(state.Payload), state.Encoding, ctx.CancellationToken),
+                        static (ctx, state) => state.Exporter.PostAsync(new ArraySegment<byte>(state.Payload), null, state.Encoding, ctx.CancellationToken),
                         context,
                         (Exporter: this, Payload: payload, Encoding: batch.ContentEncoding)).ConfigureAwait(false);
                 }
@@ -834,22 +834,28 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         ArraySegment<byte> payload = default;
         try
         {
-            payload = EncodePooled(batch);
+            // Uncompressed, large bodies are sent from the exchanges' arrays, which the batch holds until
+            // every attempt is over (SendAndReleaseAsync releases it after this returns). As for the
+            // payload array (ReturnPayload), a cancelled attempt's connection is torn down, so a write
+            // still reading a returned body array never forms a request the backend takes.
+            var deferred = _export.Compression == ExportCompression.None ? new DeferredBytes() : null;
+            payload = EncodePooled(batch, deferred);
             var context = ResilienceContextPool.Shared.Get(abort);
             Outcome<HttpResponseMessage> outcome;
             try
             {
                 outcome = await _pipeline.ExecuteOutcomeAsync(
-                    static (ctx, state) => state.Exporter.PostAsync(state.Payload, state.Exporter._contentEncoding, ctx.CancellationToken),
+                    static (ctx, state) => state.Exporter.PostAsync(state.Payload, state.Deferred, state.Exporter._contentEncoding, ctx.CancellationToken),
                     context,
-                    (Exporter: this, Payload: payload)).ConfigureAwait(false);
+                    (Exporter: this, Payload: payload, Deferred: deferred)).ConfigureAwait(false);
             }
             finally
             {
                 ResilienceContextPool.Shared.Return(context);
             }
 
-            if (_buffer is not null && IsUndelivered(outcome) && TryBuffer(payload, spans))
+            // The disk buffer keeps the whole request: the bodies' arrays go back with the batch.
+            if (_buffer is not null && IsUndelivered(outcome) && FillAndBuffer(payload, deferred, spans))
             {
                 outcome.Result?.Dispose();
                 var (kind, detail) = Describe(outcome);
@@ -878,11 +884,18 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         }
     }
 
+    private bool FillAndBuffer(ArraySegment<byte> payload, DeferredBytes? deferred, int spans)
+    {
+        deferred?.FillInto(payload.Array!);
+        return TryBuffer(payload, spans);
+    }
+
     // Batches are written into an array from the payload pool (see ExportPayloadPool); compressed
     // ones are then compressed from it into a stream of their own, and the array goes back at once.
-    private ArraySegment<byte> EncodePooled(List<QueuedSpan> batch)
+    // Given `deferred` (uncompressed only), large bodies are left out of the array as gaps (DeferredBytes).
+    private ArraySegment<byte> EncodePooled(List<QueuedSpan> batch, DeferredBytes? deferred)
     {
-        var array = OtlpSpanWriter.ToArray(batch, Version, _payloads.Rent, out var length);
+        var array = OtlpSpanWriter.ToArray(batch, Version, _payloads.Rent, out var length, deferred);
         if (_export.Compression == ExportCompression.None)
         {
             return new ArraySegment<byte>(array, 0, length);
@@ -991,11 +1004,13 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     private static bool IsUndelivered(Outcome<HttpResponseMessage> outcome) =>
         outcome.Exception is not null || outcome.Result is null || IsTransientStatus((int)outcome.Result.StatusCode);
 
-    private async ValueTask<Outcome<HttpResponseMessage>> PostAsync(ArraySegment<byte> payload, string contentEncoding, CancellationToken cancellationToken)
+    private async ValueTask<Outcome<HttpResponseMessage>> PostAsync(ArraySegment<byte> payload, DeferredBytes? deferred, string contentEncoding, CancellationToken cancellationToken)
     {
         try
         {
-            using var content = new ByteArrayContent(payload.Array!, payload.Offset, payload.Count);
+            using HttpContent content = deferred is { Gaps.Count: > 0 }
+                ? new GatheredContent(payload, deferred)
+                : new ByteArrayContent(payload.Array!, payload.Offset, payload.Count);
             content.Headers.ContentType = new MediaTypeHeaderValue(ProtobufMediaType);
             if (contentEncoding.Length > 0)
             {

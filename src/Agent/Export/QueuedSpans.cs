@@ -45,7 +45,7 @@ internal readonly struct QueuedSpan : IEncodedSpan
     internal QueuedSpans.Slab? Slab => _slab;
 
     /// <inheritdoc/>
-    public void WriteTo(byte[] destination, int offset)
+    public void WriteTo(byte[] destination, int offset, DeferredBytes? deferred)
     {
         if (_slab is { } slab)
         {
@@ -53,7 +53,7 @@ internal readonly struct QueuedSpan : IEncodedSpan
         }
         else
         {
-            OtlpSpanWriter.WriteSpan(Exchange!, _publicKey, _measured, destination, offset);
+            OtlpSpanWriter.WriteSpan(Exchange!, _publicKey, _measured, destination, offset, deferred);
         }
     }
 

@@ -8,6 +8,8 @@ namespace SpIstio.Agent.ExtProc;
 /// <c>envoy.service.ext_proc.v3.ExternalProcessor/Process</c> as the agent serves it: requests read
 /// by <see cref="ProcessingRequestReader"/> instead of the generated parser, answers written as
 /// <see cref="ExtProcAnswer"/>s (mostly bytes encoded once) instead of generated message graphs.
+/// The service frames the messages of a call ASP.NET Core hosts itself (<see cref="ExtProcFrames"/>);
+/// these marshallers serve the others (a call built in memory, compressed requests).
 /// </summary>
 internal static class ExtProcMethod
 {

@@ -73,7 +73,12 @@ public sealed class ExtProcServer : IAsyncDisposable
             throw new ArgumentException("The ext_proc server needs a TCP address or a Unix socket path.", nameof(options));
         }
 
-        var service = new ExtProcService(pipeline, options, loggerFactory.CreateLogger<ExtProcService>(), timeProvider);
+        var receiveLimit = Math.Max(MinReceiveMessageSize, 4 * Math.Max(pipeline.MaxRequestBodyBytes, pipeline.MaxResponseBodyBytes));
+        var service = new ExtProcService(pipeline, options, loggerFactory.CreateLogger<ExtProcService>(), timeProvider)
+        {
+            // The service reads the messages off the HTTP/2 stream itself (ExtProcFrames), with gRPC's limit.
+            MaxReceiveMessageBytes = receiveLimit,
+        };
         var limitLogger = loggerFactory.CreateLogger<ExtProcServer>();
         var metrics = pipeline.Metrics;
         var connectionLimit = new ConnectionLimit(
@@ -115,7 +120,6 @@ public sealed class ExtProcServer : IAsyncDisposable
             }
         });
 
-        var receiveLimit = Math.Max(MinReceiveMessageSize, 4 * Math.Max(pipeline.MaxRequestBodyBytes, pipeline.MaxResponseBodyBytes));
         builder.Services.AddGrpc(grpc =>
         {
             grpc.MaxReceiveMessageSize = receiveLimit;

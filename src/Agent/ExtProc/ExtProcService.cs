@@ -60,8 +60,17 @@ public sealed partial class ExtProcService
     }
 
     /// <summary>
+    /// The largest request message taken (gRPC's receive limit, which the server sets for Grpc.AspNetCore
+    /// too); gRPC's default of 4 MB unless set.
+    /// </summary>
+    internal int MaxReceiveMessageBytes { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>
     /// One ext_proc stream (one exchange), bound by <see cref="ExtProcMethod"/>: requests arrive read
     /// by <see cref="ProcessingRequestReader"/>; a malformed one ends the stream with INVALID_ARGUMENT.
+    /// Hosted by ASP.NET Core, the messages are read and the answers written on the HTTP/2 stream's
+    /// pipes (<see cref="ExtProcFrames"/>); <paramref name="requestStream"/> and
+    /// <paramref name="responseStream"/> serve a call built in memory or with compressed requests.
     /// </summary>
     internal async Task Process(
         IAsyncStreamReader<ExtProcRequest> requestStream,
@@ -82,12 +91,29 @@ public sealed partial class ExtProcService
         var idleTicks = (long)(_options.StreamIdleTimeout.TotalSeconds * Stopwatch.Frequency / 4);
         var lastReset = Stopwatch.GetTimestamp();
         var faulted = false;
+        var frames = ExtProcFrames.TryCreate(ExtProcStream.HttpContextOf(context), MaxReceiveMessageBytes);
         try
         {
-            while (await requestStream.MoveNext(token).ConfigureAwait(false))
+            while (true)
             {
+                ExtProcRequest? request;
+                if (frames is null)
+                {
+                    request = await requestStream.MoveNext(token).ConfigureAwait(false) ? requestStream.Current : null;
+                }
+                else
+                {
+                    while (!frames.TryTake(await frames.ReadAsync(token).ConfigureAwait(false), out request))
+                    {
+                    }
+                }
+
+                if (request is null)
+                {
+                    break;
+                }
+
                 var started = Stopwatch.GetTimestamp();
-                var request = requestStream.Current;
                 var type = request.Type;
                 if ((uint)type >= (uint)AgentMetrics.MessageTypes.Length)
                 {
@@ -116,10 +142,18 @@ public sealed partial class ExtProcService
                     // flush that follows is transport. Kestrel's connection loop sends it while this
                     // one does the capture work of an exchange the message ended (FinishDeferred:
                     // bodies, redaction, queueing), so Envoy never waits for that work.
-                    var write = responseStream.WriteAsync(response, token);
+                    var write = frames is null ? responseStream.WriteAsync(response, token) : null;
+                    var flush = frames?.WriteAsync(response, token) ?? default;
                     metrics.Processing(type).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
                     stream.FinishDeferred();
-                    await write.ConfigureAwait(false);
+                    if (write is not null)
+                    {
+                        await write.ConfigureAwait(false);
+                    }
+                    else if ((await flush.ConfigureAwait(false)).IsCanceled)
+                    {
+                        throw new OperationCanceledException("Writing the ext_proc answer was cancelled.");
+                    }
                 }
 
                 if (response.EndsStream)

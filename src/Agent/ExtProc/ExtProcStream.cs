@@ -622,20 +622,31 @@ internal sealed class ExtProcStream : IDisposable
         }
 
         _httpHeadersResolved = true;
-        if (!Volatile.Read(ref _noHttpContextSeen))
+        _httpHeaders = HttpContextOf(_context)?.Request.Headers;
+        return _httpHeaders;
+    }
+
+    /// <summary>
+    /// The call's HTTP context when ASP.NET Core hosts the service (always, in the agent); null for a
+    /// call context built in memory (the bench's in-process run, unit tests).
+    /// </summary>
+    internal static HttpContext? HttpContextOf(ServerCallContext context)
+    {
+        if (Volatile.Read(ref _noHttpContextSeen))
         {
-            try
-            {
-                _httpHeaders = _context.GetHttpContext().Request.Headers;
-            }
-            catch (InvalidOperationException)
-            {
-                // Not hosted by ASP.NET Core: asking again would throw again, so stop asking.
-                Volatile.Write(ref _noHttpContextSeen, true);
-            }
+            return null;
         }
 
-        return _httpHeaders;
+        try
+        {
+            return context.GetHttpContext();
+        }
+        catch (InvalidOperationException)
+        {
+            // Not hosted by ASP.NET Core: asking again would throw again, so stop asking.
+            Volatile.Write(ref _noHttpContextSeen, true);
+            return null;
+        }
     }
 
     private void AddTrailers(ReadOnlySpan<KeyValuePair<string, string>> headers, HeaderList target, string attribute)

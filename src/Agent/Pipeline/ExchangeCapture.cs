@@ -554,6 +554,11 @@ public sealed class ExchangeCapture : IDisposable
             _grpcRequest.MessageCount + (_grpcResponse?.MessageCount ?? 0),
             _grpcRequest.TotalBytes + (_grpcResponse?.TotalBytes ?? 0));
         exchange.GrpcCall = new GrpcCallMessages(List(_grpcRequest), _grpcResponse is null ? null : List(_grpcResponse));
+        HoldMessageArrays(exchange, _grpcRequest);
+        if (_grpcResponse is not null)
+        {
+            HoldMessageArrays(exchange, _grpcResponse);
+        }
 
         var headers = exchange.ResponseHeaders;
         if (GrpcCallStatus.Parse(headers.Get("grpc-status"), headers.Get("grpc-message"), headers.Get("grpc-status-details-bin")) is { } status)
@@ -579,6 +584,16 @@ public sealed class ExchangeCapture : IDisposable
     }
 
     private static GrpcMessageList List(GrpcFrameReader reader) => new(reader.MessageCount, reader.Truncated, reader.Messages);
+
+    // The rented arrays of messages the reader copied out of a cut body live as long as the exchange's lists.
+    private static void HoldMessageArrays(Exchange exchange, GrpcFrameReader reader)
+    {
+        var leases = reader.TakeLeases();
+        for (var i = 0; i < leases.Count; i++)
+        {
+            exchange.HoldBodyArray(leases[i]);
+        }
+    }
 
     /// <summary>
     /// A call that ended without a gRPC status (the client reset the stream, the deadline passed,

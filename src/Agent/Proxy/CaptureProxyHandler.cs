@@ -158,12 +158,14 @@ internal sealed partial class CaptureProxyHandler
             var error = await _forwarder.SendAsync(context, prefix, _client, RequestConfigFor(context), adapter).ConfigureAwait(false);
             if (error == ForwarderError.None)
             {
-                // HTTP/2 (the gRPC listener) ends a stream, with a gRPC call's trailers, only when the
-                // response completes, which is otherwise when this handler returns: complete it first,
-                // so the client has its answer while the capture is redacted and encoded, not after.
-                if (HttpProtocol.IsHttp2(request.Protocol))
+                // Kestrel ends the response (HTTP/1.1: its last chunk and the flush; HTTP/2: the
+                // stream, with a gRPC call's trailers) only when it completes, which is otherwise when
+                // this handler returns: complete it first, so the client has its answer while the
+                // capture is redacted and encoded, not after. An upgraded connection (101) has no
+                // response left to end: the tunnel closing was its end.
+                if (context.Response.StatusCode != StatusCodes.Status101SwitchingProtocols)
                 {
-                    // Kestrel's own body feature ends the stream; the tee's (HttpResponse.Body's
+                    // Kestrel's own body feature ends the response; the tee's (HttpResponse.Body's
                     // wrapper) would only flush. Setting the original stream back restores it.
                     RestoreResponseBody(context, originalResponseBody);
                     await context.Response.CompleteAsync().ConfigureAwait(false);

@@ -147,6 +147,29 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     }
 
     /// <summary>
+    /// Prepared batches' spans encoded, in order (<see cref="PreparedSpans"/>), encoding what the
+    /// store did not prepare ahead; refuses spans prepared for another tenant.
+    /// </summary>
+    protected async Task<EncodedSpan[]> EncodePreparedAsync(long tenantId, IReadOnlyList<PreparedSpans> batches, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batches);
+        var encoded = new List<EncodedSpan>(batches.Sum(b => b.Spans.Count));
+        foreach (var prepared in batches)
+        {
+            // Values compressed for another tenant name that tenant's dictionary, which its purge
+            // deletes: refuse rather than mix.
+            if (prepared.TenantId != tenantId)
+            {
+                throw new ArgumentException($"Spans prepared for tenant {prepared.TenantId} cannot be inserted for tenant {tenantId}.", nameof(batches));
+            }
+
+            encoded.AddRange(prepared.Encoded ?? await EncodeAsync(tenantId, prepared.Spans, cancellationToken).ConfigureAwait(false));
+        }
+
+        return [.. encoded];
+    }
+
+    /// <summary>
     /// The search text of a stored span, from its indexed columns (bodies decoded). A body that
     /// does not decode is left out rather than stopping the indexer at that span for good.
     /// </summary>

@@ -17,13 +17,27 @@ public sealed class BodyLease
 
     /// <summary>A lease of <paramref name="array"/>, rented from <see cref="ArrayPool{T}.Shared"/> (ext_proc's body arrays, too).</summary>
     public BodyLease(byte[] array)
+        : this(array, counted: 0)
     {
+    }
+
+    /// <summary>
+    /// A lease of <paramref name="array"/> of which the exchange's export estimate already counts
+    /// <paramref name="counted"/> bytes elsewhere (a gRPC message's payload, counted with its list).
+    /// </summary>
+    public BodyLease(byte[] array, int counted)
+    {
+        ArgumentNullException.ThrowIfNull(array);
         _array = array;
         Length = array.Length;
+        Counted = counted;
     }
 
     /// <summary>The array's length (what the exchange holds while the lease lasts).</summary>
     public int Length { get; }
+
+    /// <summary>Bytes of the array the exchange's estimate counts elsewhere; a body's array counts with its body.</summary>
+    public int Counted { get; }
 
     /// <summary>The next lease of the same exchange (its other body).</summary>
     internal BodyLease? Next { get; set; }

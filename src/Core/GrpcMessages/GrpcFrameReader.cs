@@ -51,6 +51,11 @@ public sealed class GrpcFrameReader : IDisposable
     private TimeSpan _offset;
     private byte[]? _payload;
     private bool _pooled;
+
+    // The payload array is rented for a message copied out of the caller's copy (CopyOutOfReference):
+    // it becomes a lease the caller hands to the exchange (TakeLeases), not garbage.
+    private bool _leased;
+    private List<BodyLease>? _leases;
     private int _payloadLength;
     private int _keepLimit;
 
@@ -261,10 +266,33 @@ public sealed class GrpcFrameReader : IDisposable
         }
     }
 
+    /// <summary>
+    /// The rented arrays that hold messages copied out of the caller's copy of the stream (a message
+    /// the caller's limit cut, which the reader keeps more of): the caller makes their owner the
+    /// exchange the messages are read for (<see cref="Model.Exchange.HoldBodyArray"/>), which returns
+    /// them once nothing reads the messages. A 64 KiB message cut by a 64 KiB body limit was a
+    /// 64 KiB array of garbage a direction, surviving until its export. Empty when there are none;
+    /// the reader forgets them (its <see cref="Dispose"/> returns those not taken).
+    /// </summary>
+    public IReadOnlyList<BodyLease> TakeLeases()
+    {
+        var leases = _leases;
+        _leases = null;
+        return leases ?? (IReadOnlyList<BodyLease>)[];
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
         ReturnPayload();
+        if (_leases is { } leases)
+        {
+            _leases = null;
+            foreach (var lease in leases)
+            {
+                lease.Return();
+            }
+        }
     }
 
     private void StartMessage()
@@ -355,6 +383,13 @@ public sealed class GrpcFrameReader : IDisposable
         else if (kept)
         {
             var raw = _payload is null ? ReadOnlyMemory<byte>.Empty : _payload.AsMemory(0, _payloadLength);
+            if (_leased)
+            {
+                // The rented array is the payload now: the caller's exchange returns it.
+                (_leases ??= []).Add(new BodyLease(_payload!, _payloadLength));
+                _leased = false;
+            }
+
             var (payload, decoded, decodedTruncated) = Decode(raw, truncated);
             truncated |= decodedTruncated;
             _keptBytes += payload.Length;
@@ -406,7 +441,8 @@ public sealed class GrpcFrameReader : IDisposable
     {
         _byReference = false;
         _pooled = false;
-        _payload = new byte[_keepLimit];
+        _leased = true;
+        _payload = ArrayPool<byte>.Shared.Rent(_keepLimit);
         var available = (int)Math.Clamp(stream.Length - _payloadStart, 0, _payloadLength);
         if (available > 0)
         {
@@ -425,12 +461,13 @@ public sealed class GrpcFrameReader : IDisposable
 
     private void ReturnPayload()
     {
-        if (_payload is not null && _pooled)
+        if (_payload is not null && (_pooled || _leased))
         {
             ArrayPool<byte>.Shared.Return(_payload);
         }
 
         _payload = null;
+        _leased = false;
     }
 
     // A message kept by reference to the caller's copy of the stream, until it is resolved.

@@ -141,7 +141,7 @@ public sealed class Exchange
             long held = 0;
             for (var lease = Volatile.Read(ref _bodyLeases); lease is not null; lease = lease.Next)
             {
-                held += lease.Returned ? 0 : lease.Length;
+                held += lease.Returned ? 0 : lease.Length - lease.Counted;
             }
 
             return held == 0 ? 0 : Math.Max(0, held - RequestBody.Content.Length - ResponseBody.Content.Length);

@@ -17,6 +17,10 @@ public interface IEncodedSpan
     /// <summary>The Span message's length in bytes.</summary>
     int Length { get; }
 
-    /// <summary>Writes the Span message's <see cref="Length"/> bytes into <paramref name="destination"/> at <paramref name="offset"/>.</summary>
-    void WriteTo(byte[] destination, int offset);
+    /// <summary>
+    /// Writes the Span message's <see cref="Length"/> bytes into <paramref name="destination"/> at
+    /// <paramref name="offset"/>; given <paramref name="deferred"/>, it may leave a large body's bytes
+    /// out, as a gap recorded there (<see cref="OtlpSpanWriter.WriteSpan"/>).
+    /// </summary>
+    void WriteTo(byte[] destination, int offset, DeferredBytes? deferred);
 }

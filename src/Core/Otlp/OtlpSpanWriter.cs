@@ -128,13 +128,17 @@ public static class OtlpSpanWriter
     /// <paramref name="offset"/> (<see cref="MeasuredSpan.Length"/> bytes; the same bytes
     /// <see cref="ToArray"/> writes for it inside a batch).
     /// </summary>
+    /// <remarks>
+    /// Given <paramref name="deferred"/>, a UTF-8 body of at least <see cref="DeferredBytes.MinBytes"/>
+    /// is not copied: its place is left as a gap, recorded there.
+    /// </remarks>
     /// <exception cref="InvalidOperationException">The exchange changed since it was measured.</exception>
-    public static void WriteSpan(Exchange exchange, string? publicKey, MeasuredSpan measured, byte[] destination, int offset)
+    public static void WriteSpan(Exchange exchange, string? publicKey, MeasuredSpan measured, byte[] destination, int offset, DeferredBytes? deferred = null)
     {
         ArgumentNullException.ThrowIfNull(exchange);
         ArgumentNullException.ThrowIfNull(destination);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(measured.Length, destination.Length - offset);
-        var writer = new Writer(destination, offset);
+        var writer = new Writer(destination, offset, deferred: deferred);
         EmitSpan(ref writer, exchange, string.IsNullOrEmpty(publicKey) ? null : publicKey, measured.TextFlags);
         if (writer.Position - offset != measured.Length)
         {
@@ -168,8 +172,9 @@ public static class OtlpSpanWriter
     /// The request for spans written by <see cref="WriteSpan"/>, in the first <paramref name="length"/>
     /// bytes of the array <paramref name="allocate"/> gives: grouped by service name and framed
     /// exactly as <see cref="ToArray"/> frames the exchanges they came from, each span written once by its <see cref="IEncodedSpan.WriteTo"/>.
+    /// Given <paramref name="deferred"/>, the spans may leave their large bodies out of the array (see <see cref="DeferredBytes"/>).
     /// </summary>
-    public static byte[] ToArray<TSpan>(IReadOnlyList<TSpan> spans, string scopeVersion, Func<int, byte[]> allocate, out int length)
+    public static byte[] ToArray<TSpan>(IReadOnlyList<TSpan> spans, string scopeVersion, Func<int, byte[]> allocate, out int length, DeferredBytes? deferred = null)
         where TSpan : IEncodedSpan
     {
         ArgumentNullException.ThrowIfNull(spans);
@@ -204,7 +209,7 @@ public static class OtlpSpanWriter
                     {
                         writer.Tag(ScopeSpansSpans, Len);
                         writer.Raw((ulong)spanSizes[i]);
-                        spans[i].WriteTo(buffer, writer.Position);
+                        spans[i].WriteTo(buffer, writer.Position, deferred);
                         writer.Advance(spanSizes[i]);
                     }
                 }
@@ -589,7 +594,7 @@ public static class OtlpSpanWriter
         }
         else if (text)
         {
-            sink.Utf8KeyValue(SpanAttributes, new Text(keys.Body), content);
+            sink.Utf8KeyValue(SpanAttributes, new Text(keys.Body), body.Content);
         }
         else if (body.Kind != BodyKind.Empty)
         {
@@ -768,7 +773,7 @@ public static class OtlpSpanWriter
 
         void KeyValue(int field, Text key, Text value);
 
-        void Utf8KeyValue(int field, Text key, ReadOnlySpan<byte> value);
+        void Utf8KeyValue(int field, Text key, ReadOnlyMemory<byte> value);
 
         void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value);
 
@@ -803,7 +808,7 @@ public static class OtlpSpanWriter
 
         public void KeyValue(int field, Text key, Text value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.ByteCount()));
 
-        public void Utf8KeyValue(int field, Text key, ReadOnlySpan<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.Length));
+        public void Utf8KeyValue(int field, Text key, ReadOnlyMemory<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.Length));
 
         public void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, Base64Size(value.Length)));
 
@@ -855,11 +860,13 @@ public static class OtlpSpanWriter
 
         private readonly byte[] _buffer;
         private readonly long _limit;
+        private readonly DeferredBytes? _deferred;
 
-        public Writer(byte[] buffer, int position = 0, int limit = -1)
+        public Writer(byte[] buffer, int position = 0, int limit = -1, DeferredBytes? deferred = null)
         {
             _buffer = buffer;
             Position = position;
+            _deferred = deferred;
 
             // Without a limit the buffer was measured for what is written: nothing to check.
             _limit = limit < 0 ? long.MaxValue : limit;
@@ -1013,7 +1020,7 @@ public static class OtlpSpanWriter
             return true;
         }
 
-        public void Utf8KeyValue(int field, Text key, ReadOnlySpan<byte> value)
+        public void Utf8KeyValue(int field, Text key, ReadOnlyMemory<byte> value)
         {
             if (!Room(FieldOverhead + key.MaxByteCount() + value.Length))
             {
@@ -1023,7 +1030,15 @@ public static class OtlpSpanWriter
             KeyValueStart(field, key, MessageFieldSize(AnyString, value.Length));
             Tag(AnyString, Len);
             Raw((ulong)value.Length);
-            Copy(value);
+            if (_deferred is not null && value.Length >= DeferredBytes.MinBytes)
+            {
+                _deferred.Add(Position, value);
+                Position += value.Length;
+            }
+            else
+            {
+                Copy(value.Span);
+            }
         }
 
         public void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value)

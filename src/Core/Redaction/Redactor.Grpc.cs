@@ -38,6 +38,7 @@ public sealed partial class Redactor
         var method = _descriptors.FindMethod(exchange.Path);
         GrpcMessageList? requestList = null, responseList = null;
         MessageRedaction[]? requestDone = null, responseDone = null;
+        ListedCut requestCut = ListedCut.None, responseCut = ListedCut.None;
         if (exchange.GrpcCall is { } call)
         {
             // Captured by this agent: the lists are still bytes, so each message is walked once here and
@@ -45,11 +46,13 @@ public sealed partial class Redactor
             if (!call.Redacted)
             {
                 requestList = call.Request;
-                call.Request = RedactGrpcList(requestList, method?.InputType, ref count, out requestDone);
+                requestCut = CutFrame(exchange.RequestBody, requestList);
+                call.Request = RedactGrpcList(requestList, method?.InputType, ref requestCut, ref count, out requestDone);
                 if (call.Response is { } response)
                 {
                     responseList = response;
-                    call.Response = RedactGrpcList(response, method?.OutputType, ref count, out responseDone);
+                    responseCut = CutFrame(exchange.ResponseBody, response);
+                    call.Response = RedactGrpcList(response, method?.OutputType, ref responseCut, ref count, out responseDone);
                 }
 
                 call.Redacted = true;
@@ -64,12 +67,12 @@ public sealed partial class Redactor
 
         if (GrpcSpanAttributes.IsGrpc(exchange.RequestBody.ContentType))
         {
-            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, requestList, requestDone, ref count);
+            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, requestList, requestDone, requestCut, ref count);
         }
 
         if (GrpcSpanAttributes.IsGrpc(exchange.ResponseBody.ContentType))
         {
-            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, responseList, responseDone, ref count);
+            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, responseList, responseDone, responseCut, ref count);
         }
 
         return count;
@@ -78,11 +81,21 @@ public sealed partial class Redactor
     // What redacting one listed message did: its new payload (null: unchanged) and how many values that replaced.
     private readonly record struct MessageRedaction(byte[]? Payload, int Count);
 
+    // The body's last frame when the body's limit cut it inside a message the list holds more of: its
+    // index and how many bytes of the message the body holds, the first ones of the listed payload;
+    // once the list is redacted, Clean tells whether the pre-scan proved those bytes clean on their own.
+    private readonly record struct ListedCut(int Frame, int Length, bool Clean = false)
+    {
+        public static ListedCut None => new(-1, 0);
+    }
+
     /// <summary>
     /// Redacts a captured message list; <paramref name="done"/> holds each message's outcome for the
-    /// framed body to reuse (null when no message changed).
+    /// framed body to reuse (null when no message changed). <paramref name="cut"/> is marked
+    /// <see cref="ListedCut.Clean"/> when the pre-scan of its listed message proved the body's
+    /// shorter copy clean too (its redaction would find nothing).
     /// </summary>
-    private GrpcMessageList RedactGrpcList(GrpcMessageList list, MessageDescriptor? type, ref int count, out MessageRedaction[]? done)
+    private GrpcMessageList RedactGrpcList(GrpcMessageList list, MessageDescriptor? type, ref ListedCut cut, ref int count, out MessageRedaction[]? done)
     {
         done = null;
         GrpcMessage[]? rewritten = null;
@@ -97,7 +110,8 @@ public sealed partial class Redactor
             }
 
             var found = 0;
-            if (RedactTopMessage(message.Payload.Span, type, message.Truncated, ref found) is { } payload)
+            var prefixLength = i == cut.Frame ? cut.Length : message.Payload.Length;
+            if (RedactTopMessage(message.Payload.Span, type, message.Truncated, prefixLength, out var prefixClean, ref found) is { } payload)
             {
                 rewritten ??= [.. list.Messages];
                 rewritten[i] = message with { Payload = payload };
@@ -111,6 +125,10 @@ public sealed partial class Redactor
             }
 
             count += found;
+            if (i == cut.Frame)
+            {
+                cut = cut with { Clean = prefixClean };
+            }
         }
 
         return rewritten is null ? list : list with { Messages = rewritten };
@@ -162,9 +180,11 @@ public sealed partial class Redactor
     /// Redacts the messages of a framed gRPC body. A compressed frame that needed redaction is
     /// written back uncompressed (flag 0): the gRPC framing allows any message to be sent so.
     /// A frame holding the very bytes of a message of <paramref name="listed"/> (the same call's
-    /// captured list) takes that message's outcome from <paramref name="done"/> instead of a second walk.
+    /// captured list) takes that message's outcome from <paramref name="done"/> instead of a second walk,
+    /// and the frame <paramref name="listedCut"/> (the start of a listed message, whose pre-scan gave this
+    /// frame's verdict too) is walked without a pre-scan of its own, or not at all when it is clean.
     /// </summary>
-    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, GrpcMessageList? listed, MessageRedaction[]? done, ref int count)
+    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, GrpcMessageList? listed, MessageRedaction[]? done, ListedCut listedCut, ref int count)
     {
         var data = body.Content.Span;
         var coding = ContentDecoder.Parse(grpcEncoding);
@@ -190,6 +210,16 @@ public sealed partial class Redactor
                 var outcome = done is null ? default : done[frame];
                 replaced = outcome.Payload;
                 count += outcome.Count;
+            }
+            else if (frame == listedCut.Frame)
+            {
+                // What RedactTopMessage does after its pre-scan (or without one: patterns, names), with the list's verdict.
+                if (listedCut.Clean)
+                {
+                    continue;
+                }
+
+                replaced = RedactMessage(payload, type, truncated: true, 0, ref count);
             }
             else if (!compressed)
             {
@@ -255,6 +285,50 @@ public sealed partial class Redactor
     }
 
     /// <summary>
+    /// The frame of a framed gRPC body that the body's limit cut (its last) when <paramref name="listed"/>
+    /// holds more of the same message: the list keeps up to <c>capture.grpc.max_message_bytes</c> of a
+    /// message, the body up to its own limit of the stream, frame headers included, so a 65,540-byte
+    /// message kept whole to 64 KiB in the list is 5 bytes shorter in the body. The list's pre-scan
+    /// then gives the body's copy its verdict too (<see cref="RedactGrpcList"/>).
+    /// </summary>
+    private static ListedCut CutFrame(CapturedBody body, GrpcMessageList listed)
+    {
+        if (!body.Truncated || !GrpcSpanAttributes.IsGrpc(body.ContentType))
+        {
+            return ListedCut.None;
+        }
+
+        var data = body.Content.Span;
+        var position = 0;
+        for (var frame = 0; data.Length - position >= 5; frame++)
+        {
+            var compressed = data[position] != 0;
+            var declared = BinaryPrimitives.ReadUInt32BigEndian(data[(position + 1)..]);
+            var payloadStart = position + 5;
+            if (declared <= (uint)(data.Length - payloadStart))
+            {
+                position = payloadStart + (int)declared;
+                continue;
+            }
+
+            // The cut frame: the same message of the list (uncompressed, as the list's payloads are when not decoded), holding more of it.
+            var payload = data[payloadStart..];
+            if (compressed || frame >= listed.Messages.Count)
+            {
+                return ListedCut.None;
+            }
+
+            var message = listed.Messages[frame];
+            return message.Index == frame && !message.Compressed && message.WireLength == declared
+                && message.Payload.Length > payload.Length && message.Payload.Span.StartsWith(payload)
+                ? new ListedCut(frame, payload.Length)
+                : ListedCut.None;
+        }
+
+        return ListedCut.None;
+    }
+
+    /// <summary>
     /// Redacts one whole message (the top of <see cref="RedactMessage"/>'s walk). When no field
     /// can be redacted by its name and no operator pattern is configured, the value detectors are
     /// all the walk could apply, each to a run of the message's bytes that the pre-scan would see
@@ -263,11 +337,27 @@ public sealed partial class Redactor
     /// tag or length varint whose last byte is ASCII, so the decoder meets a value's bytes at a
     /// character boundary in both scans.)
     /// </summary>
-    private byte[]? RedactTopMessage(ReadOnlySpan<byte> data, MessageDescriptor? type, bool truncated, ref int count)
+    private byte[]? RedactTopMessage(ReadOnlySpan<byte> data, MessageDescriptor? type, bool truncated, ref int count) =>
+        RedactTopMessage(data, type, truncated, data.Length, out _, ref count);
+
+    /// <summary>
+    /// <see cref="RedactTopMessage(ReadOnlySpan{byte}, MessageDescriptor?, bool, ref int)"/>, also
+    /// telling (<paramref name="prefixClean"/>) whether the same pre-scan proved the message's first
+    /// <paramref name="prefixLength"/> bytes, redacted as a cut message of their own, clean: false
+    /// when it could not tell.
+    /// </summary>
+    private byte[]? RedactTopMessage(ReadOnlySpan<byte> data, MessageDescriptor? type, bool truncated, int prefixLength, out bool prefixClean, ref int count)
     {
-        if (_patterns.Length == 0 && !NamesRedactedFields(type) && PreScan(data) == Scan.None)
+        prefixClean = false;
+        if (_patterns.Length == 0 && !NamesRedactedFields(type))
         {
-            return null;
+            var hits = default(AnchorHits);
+            var scan = PreScan(data, ref hits, names: true, xml: true, prefixLength, out var prefixScan);
+            prefixClean = prefixScan == Scan.None;
+            if (scan == Scan.None)
+            {
+                return null;
+            }
         }
 
         return RedactMessage(data, type, truncated, 0, ref count);

@@ -189,79 +189,194 @@ public sealed partial class Redactor
     /// collects) where each value detector's anchor was found, so the detectors look only there;
     /// <paramref name="names"/> false skips the field-name anchors (the caller ignores <see cref="Scan.Names"/>).
     /// </summary>
-    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names, bool xml = true)
+    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names, bool xml = true) =>
+        PreScan(content, ref hits, names, xml, content.Length, out _);
+
+    /// <summary>
+    /// The pre-scan of <paramref name="content"/> and, from the same pass over its bytes, the verdict
+    /// <see cref="PreScan(ReadOnlySpan{byte}, bool)"/> gives the content's first
+    /// <paramref name="prefixLength"/> bytes on their own (<paramref name="prefixScan"/>): every
+    /// event inside the prefix is judged again on the prefix alone, its lookahead ending at the
+    /// prefix's end (a digit run, a token's shape or a name's closing quote the end cuts can decide
+    /// differently there). A gRPC body cut by its limit holds a few bytes less of its last message
+    /// than the call's message list; this gives the body's frame its verdict without a second scan
+    /// of the same bytes.
+    /// </summary>
+    private Scan PreScan(ReadOnlySpan<byte> content, ref AnchorHits hits, bool names, bool xml, int prefixLength, out Scan prefixScan)
     {
+        var split = prefixLength < content.Length;
         var scan = Scan.None;
+        prefixScan = Scan.None;
 
         // Operator patterns see the body as it is (decoded, not lower-cased).
-        if (_patterns.Length > 0 && MatchesPattern(content))
+        if (_patterns.Length > 0)
         {
-            scan |= Scan.Patterns;
+            scan |= MatchesPattern(content) ? Scan.Patterns : Scan.None;
+            prefixScan |= split && MatchesPattern(content[..prefixLength]) ? Scan.Patterns : Scan.None;
         }
 
         // A value on its own (a header, a query value) has no field names in it.
         var anchors = names ? _anchorScanner : _valueAnchorScanner;
         var digits = _cardNumbers || _pii != Configuration.PiiMode.Keep;
-        scan |= AnchorScanner.IsVectorized
-            ? OnePass(content, anchors, ref hits, digits, xml)
-            : SearchEach(content, anchors, ref hits, digits, xml);
+        if (AnchorScanner.IsVectorized)
+        {
+            scan |= OnePass(content, anchors, ref hits, digits, xml, prefixLength, ref prefixScan);
+        }
+        else
+        {
+            scan |= SearchEach(content, anchors, ref hits, digits, xml);
+            if (split)
+            {
+                // Without the one pass, the prefix is searched on its own.
+                var none = default(AnchorHits);
+                prefixScan |= SearchEach(content[..prefixLength], anchors, ref none, digits, xml);
+            }
+        }
+
         hits.Complete();
+        if (!split)
+        {
+            prefixScan = scan;
+        }
+
         return scan;
     }
 
-    /// <summary>The pre-scan in one pass over the bytes (<see cref="PreScanPass"/>).</summary>
-    private Scan OnePass(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits, bool xml)
+    /// <summary>
+    /// The pre-scan in one pass over the bytes (<see cref="PreScanPass"/>); with
+    /// <paramref name="prefixLength"/> below the content's length, also the verdict of that prefix
+    /// on its own, added to <paramref name="prefixScan"/>. The pass stops looking for a kind of
+    /// event only once neither verdict can gain from it, and an event one verdict no longer needs
+    /// adds only flags it holds already, so each verdict is the one a pass of its own would give.
+    /// </summary>
+    private Scan OnePass(ReadOnlySpan<byte> content, AnchorScanner anchors, ref AnchorHits hits, bool digits, bool xml, int prefixLength, ref Scan prefixScan)
     {
-        var scan = Scan.None;
-        var names = new NameContext(_nameContext, xml);
+        var whole = new PassView(content, new NameContext(_nameContext, xml));
+        var split = prefixLength < content.Length;
+        var prefix = new PassView(content[..prefixLength], new NameContext(_nameContext, xml));
         var pass = new PreScanPass(anchors, content, chains: digits);
         while (true)
         {
             switch (pass.Next(out var position, out var flags))
             {
                 case PassEvent.End:
-                    return scan;
+                    prefixScan |= prefix.Scan;
+                    return whole.Scan;
                 case PassEvent.Anchor:
-                    flags = CountedFlags(content, position, flags, scan, ref names);
-                    scan |= flags;
+                    flags = whole.Anchor(position, flags);
                     if ((flags & AnchoredValues) != 0)
                     {
                         hits.Add(position, flags & AnchoredValues);
                     }
 
+                    if (split && position < prefixLength)
+                    {
+                        // An anchor the prefix's end cuts is none of the prefix's (a shorter one at the same place may be).
+                        prefix.Anchor(position, anchors.Verify(prefix.Content, position));
+                    }
+
                     // Searched to the end while hits are collected for the anchored detectors;
                     // otherwise it stops once everything it can find was found.
-                    pass.Anchors = hits.Usable || (scan & anchors.Possible) != anchors.Possible;
+                    pass.Anchors = hits.Usable || whole.Lacks(anchors.Possible) || (split && prefix.Lacks(anchors.Possible));
                     break;
                 case PassEvent.Special:
-                    var next = position + 1 < content.Length ? content[position + 1] : (byte)0;
-                    scan |= content[position] switch
+                    whole.Special(position);
+                    if (split && position < prefixLength)
                     {
-                        (byte)'@' => Scan.Email,
+                        prefix.Special(position);
+                    }
 
-                        // Escapes can spell a name or an '@' the raw bytes do not show.
-                        (byte)'\\' when next == (byte)'u' => Scan.Names | Scan.Email,
-                        (byte)'&' when next == (byte)'#' => Scan.Names | Scan.Email,
-                        _ => Scan.None,
-                    };
-                    pass.Specials = (scan & Scan.Email) == 0 ? pass.Specials
-                        : (scan & Scan.Names) == 0 ? (byte)(PreScanPass.Backslash | PreScanPass.Ampersand) : (byte)0;
+                    pass.Specials = (byte)(whole.SpecialsWanted | (split ? prefix.SpecialsWanted : 0));
                     break;
                 case PassEvent.Chain:
-                    var from = position;
-                    ExpandRun(content, position, ref from, out var runStart, out var runEnd);
-                    if (HasDigitChain(content, runStart, runEnd))
+                    // Runs judged clean are not reported again (for the shorter run when the prefix's end cuts one).
+                    var skip = int.MaxValue;
+                    if (whole.Lacks(Scan.Digits))
                     {
-                        scan |= Scan.Digits;
+                        ChainAt(ref whole, position, ref skip);
+                    }
+
+                    if (split && position + MinChainDigits <= prefixLength && prefix.Lacks(Scan.Digits))
+                    {
+                        ChainAt(ref prefix, position, ref skip);
+                    }
+
+                    if (!whole.Lacks(Scan.Digits) && (!split || !prefix.Lacks(Scan.Digits)))
+                    {
                         pass.Chains = false;
                     }
-                    else
+                    else if (skip != int.MaxValue)
                     {
-                        pass.SkipChainsBefore(runEnd);
+                        pass.SkipChainsBefore(skip);
                     }
 
                     break;
             }
+        }
+    }
+
+    /// <summary>
+    /// Judges the run of chain bytes around <paramref name="position"/> in the view's content: a
+    /// card or phone number found sets <see cref="Scan.Digits"/>, a clean run lowers <paramref name="skip"/> to its end.
+    /// </summary>
+    private void ChainAt(ref PassView view, int position, ref int skip)
+    {
+        var from = position;
+        ExpandRun(view.Content, position, ref from, out var runStart, out var runEnd);
+        if (HasDigitChain(view.Content, runStart, runEnd))
+        {
+            view.Scan |= Scan.Digits;
+        }
+        else
+        {
+            skip = Math.Min(skip, runEnd);
+        }
+    }
+
+    /// <summary>One verdict <see cref="OnePass"/> builds from the pass's events: the content's, or a prefix's on its own bytes.</summary>
+    private ref struct PassView
+    {
+        public readonly ReadOnlySpan<byte> Content;
+        public Scan Scan;
+        private NameContext _names;
+
+        public PassView(ReadOnlySpan<byte> content, NameContext names)
+        {
+            Content = content;
+            _names = names;
+        }
+
+        /// <summary>Which of the pass's specials are still worth reporting: escapes only until names are needed, none once both are.</summary>
+        public readonly byte SpecialsWanted => (Scan & Scan.Email) == 0 ? (byte)(PreScanPass.At | PreScanPass.Backslash | PreScanPass.Ampersand)
+            : (Scan & Scan.Names) == 0 ? (byte)(PreScanPass.Backslash | PreScanPass.Ampersand) : (byte)0;
+
+        public readonly bool Lacks(Scan flags) => (Scan & flags) != flags;
+
+        /// <summary>Counts the anchors at <paramref name="position"/> (see <see cref="CountedFlags"/>); returns the flags that counted.</summary>
+        public Scan Anchor(int position, Scan flags)
+        {
+            if (flags == Scan.None)
+            {
+                return flags;
+            }
+
+            flags = CountedFlags(Content, position, flags, Scan, ref _names);
+            Scan |= flags;
+            return flags;
+        }
+
+        public void Special(int position)
+        {
+            var next = position + 1 < Content.Length ? Content[position + 1] : (byte)0;
+            Scan |= Content[position] switch
+            {
+                (byte)'@' => Scan.Email,
+
+                // Escapes can spell a name or an '@' the raw bytes do not show.
+                (byte)'\\' when next == (byte)'u' => Scan.Names | Scan.Email,
+                (byte)'&' when next == (byte)'#' => Scan.Names | Scan.Email,
+                _ => Scan.None,
+            };
         }
     }
 

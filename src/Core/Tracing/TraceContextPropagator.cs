@@ -86,14 +86,15 @@ public static class TraceContextPropagator
         var traceParentValue = new TraceParent(traceId, spanId, flags).ToString();
         // A generated id is lower-case hex, a valid tracestate value as it is: only a found one is checked.
         var sessionValue = generated ? sessionId : SessionIds.ToTraceStateValue(sessionId);
-        ReadOnlySpan<KeyValuePair<string, string>> ownEntries =
-        [
-            new(TraceParentKey, traceParentValue),
-            new(SessionIds.TraceStateKey, sessionValue ?? ""),
-        ];
 
         // An id too long for a tracestate value is not relayed; the exchange still carries it.
-        var traceStateValue = TraceState.SetEntries(incomingTraceState, sessionValue is null ? ownEntries[..1] : ownEntries);
+        var traceStateValue = incomingTraceState is null
+            ? OwnTraceState(traceParentValue, sessionValue)
+            : TraceState.SetEntries(
+                incomingTraceState,
+                sessionValue is null
+                    ? [new(TraceParentKey, traceParentValue)]
+                    : [new(TraceParentKey, traceParentValue), new(SessionIds.TraceStateKey, sessionValue)]);
 
         return new PropagationResult(
             traceId,
@@ -107,6 +108,16 @@ public static class TraceContextPropagator
             traceParentValue,
             traceStateValue);
     }
+
+    // The tracestate of a request that came without one (most requests at the edge): only the agent's
+    // own entries, which are valid as they are (constant keys, the traceparent just formatted, a
+    // session value generated as hex or checked by ToTraceStateValue, both far under the length
+    // limits), so they are joined in one allocation, without SetEntries' validation and member
+    // scan (~0.75 % of the capture proxy's CPU at 1 KiB, issue 13). The same string SetEntries makes.
+    private static string OwnTraceState(string traceParent, string? sessionValue) =>
+        sessionValue is null
+            ? string.Concat(TraceParentKey + "=", traceParent)
+            : string.Concat(TraceParentKey + "=", traceParent, "," + SessionIds.TraceStateKey + "=", sessionValue);
 }
 
 /// <summary>Where an exchange's trace id came from.</summary>

@@ -1,9 +1,11 @@
 using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Agent.Export;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 using OtlpSpan = SpIstio.Core.Otlp.Proto.Trace.Span;
 
@@ -69,6 +71,35 @@ public sealed class DiskExportBufferTests : IDisposable
         metrics.Registry.Render();
         Assert.Equal(0, metrics.ExportBufferBytes.Value);
         Assert.Equal(0, metrics.ExportBufferOldestAge.Value);
+    }
+
+    [Fact]
+    public async Task CompressionNone_LargeBodiesSentFromTheirOwnArrays_AreBufferedWhole_AndResentAsTheyWereEncoded()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        receiver.Default = ReceiverResponse.Status(503);
+        var options = Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.None;
+        var metrics = new AgentMetrics();
+        await using var exporter = Create(options, metrics);
+        exporter.Start();
+
+        // Two bodies large enough to go out from the exchange's arrays (DeferredBytes), headers between them copied.
+        var exchange = TestExchanges.Get("/large", responseBody: Convert.ToBase64String(RandomNumberGenerator.GetBytes(48 * 1024)));
+        var request = Encoding.UTF8.GetBytes(Convert.ToBase64String(RandomNumberGenerator.GetBytes(24 * 1024)));
+        exchange.RequestBody = new CapturedBody(request, request.Length, false, BodyKind.Text, "application/json");
+        var expected = OtlpExporter.Encode([exchange], options.PublicKey, ExportCompression.None).ToArray();
+        exporter.TryEnqueue(exchange);
+        await WaitForAsync(() => metrics.ExportSpansBuffered.Value == 1);
+
+        receiver.Default = ReceiverResponse.Ok();
+        await WaitForAsync(() => metrics.ExportSpansExported.Value == 1, TimeSpan.FromSeconds(30));
+
+        // The refused attempt (gathered from the arrays) and the re-sent one (the whole request from disk).
+        Assert.True(receiver.Requests.Count >= 2);
+        Assert.Equal(expected, receiver.Requests[0].Body);
+        Assert.Equal(expected, receiver.Requests[^1].Body);
+        Assert.Empty(Directory.GetFiles(_directory));
     }
 
     [Fact]

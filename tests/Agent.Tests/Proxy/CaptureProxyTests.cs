@@ -70,6 +70,42 @@ public sealed class CaptureProxyTests
     }
 
     [Fact]
+    public async Task Http11_chunked_response_reaches_the_client_before_the_capture_is_redacted_and_queued()
+    {
+        // A chunked response ends with its last chunk, which Kestrel writes when the response
+        // completes (a Content-Length response's bytes are on the wire as soon as YARP copied them).
+        var body = new string('r', 1024);
+        await using var upstream = await TestUpstream.StartAsync(async context =>
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(body, context.RequestAborted);
+        });
+        await using var proxy = await ProxyHarness.StartAsync(upstream.Address);
+
+        // The exporter holds the capture until released: a response that waited for the exchange's
+        // finish (redaction, span encode, queueing) could not be read to its end.
+        proxy.Exporter.Hold();
+        string replied;
+        try
+        {
+            using var response = await proxy.Client.GetAsync("/orders/7", HttpCompletionOption.ResponseHeadersRead);
+            replied = await response.Content.ReadAsStringAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(response.Headers.TransferEncodingChunked);
+            Assert.False(proxy.Exporter.TryTake(out _), "the capture was queued before the client had its response");
+        }
+        finally
+        {
+            proxy.Exporter.Release();
+        }
+
+        Assert.Equal(body, replied);
+        var exchange = await proxy.Exporter.NextAsync();
+        Assert.Equal(ExchangeOutcome.Completed, exchange.Outcome);
+        Assert.Equal("/orders/7", exchange.Path);
+        Assert.Equal(body, Encoding.UTF8.GetString(exchange.ResponseBody.Content.Span));
+    }
+
+    [Fact]
     public async Task Capture_is_cut_at_the_configured_limit_while_the_client_gets_every_byte()
     {
         await using var upstream = await TestUpstream.StartAsync(EchoAsync);

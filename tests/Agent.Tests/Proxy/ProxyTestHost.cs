@@ -54,8 +54,19 @@ internal sealed class TestUpstream : IAsyncDisposable
 internal sealed class CollectingExporter : IExchangeExporter
 {
     private readonly Channel<Exchange> _exchanges = Channel.CreateUnbounded<Exchange>();
+    private readonly ManualResetEventSlim _open = new(initialState: true);
 
-    public bool TryEnqueue(Exchange exchange) => _exchanges.Writer.TryWrite(exchange);
+    /// <summary>Makes every <see cref="TryEnqueue"/> block until <see cref="Release"/>: capture work that cannot end.</summary>
+    public void Hold() => _open.Reset();
+
+    /// <summary>Lets held and later <see cref="TryEnqueue"/> calls through.</summary>
+    public void Release() => _open.Set();
+
+    public bool TryEnqueue(Exchange exchange)
+    {
+        _open.Wait();
+        return _exchanges.Writer.TryWrite(exchange);
+    }
 
     public async Task<Exchange> NextAsync(TimeSpan? timeout = null)
     {

@@ -211,6 +211,35 @@ public sealed class GrpcFrameReaderTests
     }
 
     [Fact]
+    public void Append_CallerStopsKeepingInsideAMessage_ItsCopyIsARentedArrayTheExchangeHolds()
+    {
+        // A message the caller's limit cut (a 64 KiB body holds 5 bytes less of a 64 KiB message than
+        // the list keeps) is copied into a rented array, which the exchange holds as a lease.
+        var first = Enumerable.Range(0, 40).Select(i => (byte)i).ToArray();
+        var stream = Frame(first);
+        using var reader = new GrpcFrameReader(Roomy, null, callerKeepsStream: true);
+        reader.Append(stream.AsSpan(0, 25), TimeSpan.Zero, stream.AsSpan(0, 25));
+        reader.Append(stream.AsSpan(25), TimeSpan.Zero, stream.AsSpan(0, 25));
+        reader.Detach(stream.AsSpan(0, 25));
+        reader.Complete();
+
+        var lease = Assert.Single(reader.TakeLeases());
+        Assert.Empty(reader.TakeLeases());
+        var payload = Assert.Single(reader.Messages).Payload;
+        Assert.Equal(first, payload.ToArray());
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(payload, out var segment));
+        Assert.Equal(lease.Length, segment.Array!.Length);
+        Assert.Equal(first.Length, lease.Counted);
+
+        // The exchange's export estimate counts the payload with its list: only the array's unused part is slack.
+        var exchange = new SpIstio.Core.Model.Exchange();
+        exchange.HoldBodyArray(lease);
+        Assert.Equal(lease.Length - first.Length, exchange.BodyArraySlack);
+        exchange.ReturnBodyArrays();
+        Assert.True(lease.Returned);
+    }
+
+    [Fact]
     public void Detach_MessageStillBeingRead_KeepsItsBytesAfterTheCallersCopyIsGone()
     {
         var message = Enumerable.Range(0, 30).Select(i => (byte)(i + 1)).ToArray();

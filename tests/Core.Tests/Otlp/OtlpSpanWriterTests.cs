@@ -220,7 +220,76 @@ public class OtlpSpanWriterTests
         Assert.Equal(expected.ToByteArray(), bytes);
         Assert.Equal(bytes, PreEncoded(batch, publicKey, scopeVersion));
         Assert.Equal(bytes, WrittenInOnePass(batch, publicKey, scopeVersion));
+        Assert.Equal(bytes, Gathered(batch, publicKey, scopeVersion, out _));
         return parsed;
+    }
+
+    [Fact]
+    public void ToArray_WithDeferredBytes_LeavesLargeTextBodiesInTheirOwnArrays_AndSendsTheReferenceBytes()
+    {
+        static CapturedBody Text(int length, char fill) =>
+            new(Encoding.UTF8.GetBytes(new string(fill, length)), length, false, BodyKind.Text, "application/json");
+
+        var large = Basic();
+        large.RequestBody = Text(DeferredBytes.MinBytes, 'q');
+        large.ResponseBody = Text(64 * 1024, 'r');
+        var small = Basic();
+        small.ResponseBody = Text(DeferredBytes.MinBytes - 1, 's');
+        var binary = Basic();
+        binary.ResponseBody = new CapturedBody(new byte[32 * 1024], 32 * 1024, false, BodyKind.Binary, "application/octet-stream");
+        var other = Basic();
+        other.ServiceName = "other";
+        other.ResponseBody = Text(20_000, 'o');
+        var batch = new List<Exchange> { large, small, binary, other };
+
+        var parsed = AssertSameAsReference(batch, "pk", "1.0");
+        Gathered(batch, "pk", "1.0", out var gaps);
+
+        // Only UTF-8 bodies of at least MinBytes are left out, and each gap is the exchange's own bytes, not a copy.
+        Assert.Equal(3, gaps.Count);
+        Assert.Contains(gaps, g => g.Content.Equals(large.RequestBody.Content));
+        Assert.Contains(gaps, g => g.Content.Equals(large.ResponseBody.Content));
+        Assert.Contains(gaps, g => g.Content.Equals(other.ResponseBody.Content));
+        Assert.Equal(2, parsed.ResourceSpans.Count);
+    }
+
+    // The exporter's path for large bodies: spans written when the batch is, their large UTF-8 bodies
+    // left as gaps in the array (whose bytes there stay untouched); the array's pieces and the bodies in
+    // turn are what is sent, and the array after FillInto is what the disk buffer keeps: both must be the request.
+    private static byte[] Gathered(IReadOnlyList<Exchange> batch, string? publicKey, string scopeVersion, out List<DeferredBytes.Gap> gaps)
+    {
+        const byte Untouched = 0xA5;
+        var spans = batch.Select(e => new ExchangeSpan(e, publicKey, OtlpSpanWriter.MeasureSpan(e, publicKey))).ToList();
+        var deferred = new DeferredBytes();
+        var array = OtlpSpanWriter.ToArray(spans, scopeVersion, length => Enumerable.Repeat(Untouched, length + 5).ToArray(), out var total, deferred);
+        gaps = [.. deferred.Gaps];
+        Assert.Equal(gaps.Sum(g => (long)g.Content.Length), deferred.Bytes);
+
+        var sent = new List<byte>(total);
+        var position = 0;
+        foreach (var gap in gaps)
+        {
+            Assert.All(array.AsSpan(gap.Offset, gap.Content.Length).ToArray(), b => Assert.Equal(Untouched, b));
+            sent.AddRange(array.AsSpan(position, gap.Offset - position).ToArray());
+            sent.AddRange(gap.Content.ToArray());
+            position = gap.Offset + gap.Content.Length;
+        }
+
+        sent.AddRange(array.AsSpan(position, total - position).ToArray());
+        deferred.FillInto(array);
+        Assert.Empty(deferred.Gaps);
+        Assert.Equal(sent, array.AsSpan(0, total).ToArray());
+        return [.. sent];
+    }
+
+    private sealed record ExchangeSpan(Exchange Exchange, string? PublicKey, MeasuredSpan Measured) : IEncodedSpan
+    {
+        public string ServiceName => Exchange.ServiceName;
+
+        public int Length => Measured.Length;
+
+        public void WriteTo(byte[] destination, int offset, DeferredBytes? deferred) =>
+            OtlpSpanWriter.WriteSpan(Exchange, PublicKey, Measured, destination, offset, deferred);
     }
 
     // The exporter's path since the measuring pass went: each span written once against a limit
@@ -261,7 +330,7 @@ public class OtlpSpanWriterTests
 
     private readonly record struct SpanBytes(string ServiceName, byte[] Slab, int Offset, int Length) : IEncodedSpan
     {
-        public void WriteTo(byte[] destination, int offset) => Slab.AsSpan(Offset, Length).CopyTo(destination.AsSpan(offset));
+        public void WriteTo(byte[] destination, int offset, DeferredBytes? deferred) => Slab.AsSpan(Offset, Length).CopyTo(destination.AsSpan(offset));
     }
 
     private static Exchange Basic() => new()

@@ -167,6 +167,65 @@ public sealed class GrpcRedactionTests
     }
 
     [Fact]
+    public void Redact_BodyCutFiveBytesShorterThanItsListedMessage_EndsAsTheAttributePathDoes()
+    {
+        // The list keeps up to max_message_bytes of a message, the body up to its limit of the stream,
+        // the 5-byte frame header included: the body's frame is the listed message less its last 5 bytes,
+        // and its verdict comes from the list's pre-scan. Values placed across that cut (a card whose
+        // digits run on past it, a JWT, an e-mail, a name whose closing quote lies past it, an escape)
+        // decide differently there; the body must end as its own redaction leaves it.
+        var redactor = Redactor.Create(new RedactionOptions());
+        string[] values = [" 41111111111111111234 ", " 4111 1111 1111 1111 ", " +44 20 7946 0958 1234 ", " " + Jwt + " ", " ada@example.com ", "{\"password\": \"x\"}", "\\u0040", " ghp_" + new string('a', 36) + " "];
+        var random = new Random(18);
+        var prefixOnly = 0;
+        foreach (var value in values)
+        {
+            for (var shift = -24; shift <= 8; shift++)
+            {
+                // One string field: tag, two-byte length, text; the value ends `shift` bytes after the body's cut.
+                var text = new char[300];
+                for (var i = 0; i < text.Length; i++)
+                {
+                    text[i] = (char)('a' + random.Next(26));
+                }
+
+                var message = new byte[] { 0x0A, 0xAC, 0x02 }.Concat(System.Text.Encoding.ASCII.GetBytes(text)).ToArray();
+                var listKeeps = message.Length - 4;
+                var cutAt = listKeeps - 5;
+                var end = Math.Min(cutAt + shift, message.Length);
+                System.Text.Encoding.ASCII.GetBytes(value).AsSpan()[..Math.Min(value.Length, end - 3)].CopyTo(message.AsSpan(Math.Max(3, end - value.Length)));
+
+                var frame = Frame(message, compressed: false);
+                var limits = GrpcCaptureLimits.Default with { MaxMessageBytes = listKeeps };
+                var body = new CapturedBody(frame[..listKeeps], frame.Length, true, BodyKind.Binary, "application/grpc");
+                var reply = Frame(new SignInReply { ExpiresIn = 1 }.ToByteArray(), compressed: false);
+                var viaAttributes = GrpcExchange(body.Content.ToArray(), reply);
+                viaAttributes.RequestBody = body;
+                viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(List(frame, null, limits));
+                var captured = GrpcExchange(body.Content.ToArray(), reply);
+                captured.RequestBody = body;
+                captured.GrpcCall = new GrpcCallMessages(List(frame, null, limits), List(reply, null, limits));
+                if (redactor.RedactProtobuf(message.AsSpan(0, listKeeps), null, truncated: true, out _) is null
+                    && redactor.RedactProtobuf(message.AsSpan(0, cutAt), null, truncated: true, out _) is not null)
+                {
+                    prefixOnly++;
+                }
+
+                redactor.Redact(viaAttributes);
+                redactor.Redact(captured);
+                GrpcCallMessages.Seal(captured);
+
+                Assert.Equal(viaAttributes.RequestBody.Content.ToArray(), captured.RequestBody.Content.ToArray());
+                Assert.Equal(viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages], GrpcCallMessages.Text(captured, GrpcSpanAttributes.RequestMessages));
+                Assert.Equal(viaAttributes.Attributes.GetValueOrDefault(Redactor.CountAttribute), captured.Attributes.GetValueOrDefault(Redactor.CountAttribute));
+            }
+        }
+
+        // Some cuts leave a value in the body's part that the listed message's whole run hides.
+        Assert.True(prefixOnly > 0);
+    }
+
+    [Fact]
     public void OperatorPattern_InAMessageOfAnUndescribedCall_IsRedacted()
     {
         // Patterns are matched on the whole message before any field is walked: no pre-scan shortcut.
@@ -295,9 +354,9 @@ public sealed class GrpcRedactionTests
         return exchange;
     }
 
-    private static GrpcMessageList List(byte[] body, string? encoding)
+    private static GrpcMessageList List(byte[] body, string? encoding, GrpcCaptureLimits? limits = null)
     {
-        using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, encoding);
+        using var reader = new GrpcFrameReader(limits ?? GrpcCaptureLimits.Default, encoding);
         reader.Append(body, TimeSpan.Zero);
         reader.Complete();
         return new GrpcMessageList(reader.MessageCount, reader.Truncated, [.. reader.Messages]);

@@ -87,6 +87,30 @@ public class TraceContextPropagatorTests
         Assert.Equal(result.TraceParent, TraceState.GetValue(result.TraceState, "x-sp-traceparent"));
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData("s-42")]
+    [InlineData("user 7%")]
+    [InlineData("long")]
+    public void Propagate_WithoutIncomingTracestate_WritesWhatSetEntriesWrites(string? session)
+    {
+        // "long": an id too long for a tracestate value, relayed in no entry.
+        var headers = new HeaderList { { "traceparent", IncomingTraceParent } };
+        if (session is not null)
+        {
+            headers.Add("x-session-id", session == "long" ? new string('s', 300) : session);
+        }
+
+        var result = TraceContextPropagator.Propagate(headers);
+
+        var sessionValue = SessionIds.ToTraceStateValue(result.SessionId);
+        KeyValuePair<string, string>[] own = sessionValue is null
+            ? [new("x-sp-traceparent", result.TraceParent)]
+            : [new("x-sp-traceparent", result.TraceParent), new("x-sp-session-id", sessionValue)];
+        Assert.Equal(TraceState.SetEntries(null, own), result.TraceState);
+        Assert.Equal(session == "long" ? 1 : 2, TraceState.Parse(result.TraceState).Count);
+    }
+
     [Fact]
     public void Propagate_KeepsOtherVendorsEntriesBehindTheAgentsOwn()
     {

@@ -248,26 +248,13 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     public override async Task<int> InsertPreparedAsync(long tenantId, IReadOnlyList<PreparedSpans> batches, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(batches);
-        var encoded = new List<EncodedSpan>(batches.Sum(b => b.Spans.Count));
-        foreach (var prepared in batches)
-        {
-            // Values compressed for another tenant name that tenant's dictionary, which its purge
-            // deletes: refuse rather than mix.
-            if (prepared.TenantId != tenantId)
-            {
-                throw new ArgumentException($"Spans prepared for tenant {prepared.TenantId} cannot be inserted for tenant {tenantId}.", nameof(batches));
-            }
-
-            encoded.AddRange(prepared.Encoded ?? await EncodeAsync(tenantId, prepared.Spans, cancellationToken).ConfigureAwait(false));
-        }
-
-        if (encoded.Count == 0)
+        var encoded = await EncodePreparedAsync(tenantId, batches, cancellationToken).ConfigureAwait(false);
+        if (encoded.Length == 0)
         {
             return 0;
         }
 
-        return await InsertWhenLockedAsync(_writeLock.WaitAsync(cancellationToken), tenantId, EncodedBatch.FromEncoded([.. encoded])).ConfigureAwait(false);
+        return await InsertWhenLockedAsync(_writeLock.WaitAsync(cancellationToken), tenantId, EncodedBatch.FromEncoded(encoded)).ConfigureAwait(false);
     }
 
     // Both ingest paths: insert once the write lock (`locked`, the wait for it) is held, release it,
