@@ -72,7 +72,7 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
-    public async Task Ids_and_codes_are_found_through_the_block_filters_exactly_and_FTS5_does_not_hold_them()
+    public async Task Ids_and_codes_are_found_through_the_span_filters_exactly_and_FTS5_does_not_hold_them()
     {
         long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
         var spans = Enumerable.Range(1, 300)
@@ -81,8 +81,8 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
         Assert.Equal(300, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
         await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
 
-        // Spans 1-300 span two blocks of 256 row ids; 255 and 257 sit on either side of the boundary.
-        foreach (int n in new[] { 1, 255, 257, 300 })
+        // Spans 1-300 span three rows of 128 spans' filters; 127 and 128 sit on either side of a boundary.
+        foreach (int n in new[] { 1, 127, 128, 255, 257, 300 })
         {
             Assert.Equal([TestSpans.Trace(n)], (await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "xk" + (5000 + n) }, CancellationToken.None)).Items.Select(t => t.TraceId));
             Assert.Equal(["s" + n], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ORD" + (1000 + n) + " lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
@@ -98,24 +98,69 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
         await connection.OpenAsync();
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT (SELECT COUNT(*) FROM spans_fts WHERE spans_fts MATCH '\"xk5001\"') || ' ' || (SELECT COUNT(*) FROM spans_fts WHERE spans_fts MATCH '\"lisbon\"') || ' ' || (SELECT COUNT(*) FROM spans_skip)";
-        Assert.Equal("0 300 2", await command.ExecuteScalarAsync());
+        Assert.Equal("0 300 3", await command.ExecuteScalarAsync());
     }
 
     [Fact]
-    public async Task A_block_filter_goes_with_the_last_span_of_its_block()
+    public async Task A_row_of_filters_goes_with_the_last_span_of_its_block()
     {
         long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
-        var spans = Enumerable.Range(1, 260).Select(n => TestSpans.Exchange(n, n, session: n <= 256 ? "old" : "new", path: "/orders/ord" + (1000 + n))).ToList();
+        var spans = Enumerable.Range(1, 260).Select(n => TestSpans.Exchange(n, n, session: n <= 255 ? "old" : "new", path: "/orders/ord" + (1000 + n))).ToList();
         Assert.Equal(260, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
         await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
 
-        Assert.Equal(256L, await Store.DeleteSessionAsync(tenant, "old", CancellationToken.None));
+        // Spans 1-255 fill the rows of blocks 0 and 1 (ids 0-255); 256-260 are in block 2.
+        Assert.Equal(255L, await Store.DeleteSessionAsync(tenant, "old", CancellationToken.None));
+        Assert.Equal("2", await ScalarAsync("SELECT group_concat(block) FROM spans_skip"));
+        Assert.Equal(["new"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1258" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1100" }, CancellationToken.None)).Items);
+    }
+
+    [Fact]
+    public async Task Retention_by_size_leaves_a_row_of_filters_only_for_blocks_with_spans_and_answers_stay_exact()
+    {
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 300).Select(n => TestSpans.Exchange(n, n, session: "s" + n, path: "/orders/ord" + (1000 + n))).ToList();
+        Assert.Equal(300, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        long deleted = await ((IRetentionStore)Store).DeleteOldestAsync(long.Parse((string)(await ScalarAsync("SELECT SUM(stored_bytes) FROM spans WHERE id <= 200"))!, System.Globalization.CultureInfo.InvariantCulture), CancellationToken.None);
+        Assert.Equal(200L, deleted);
+        Assert.Equal("0", await ScalarAsync("SELECT COUNT(*) FROM spans_skip k WHERE NOT EXISTS (SELECT 1 FROM spans WHERE id >> 7 = k.block)"));
+        Assert.Equal(await ScalarAsync("SELECT COUNT(DISTINCT id >> 7) FROM spans"), await ScalarAsync("SELECT COUNT(*) FROM spans_skip"));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1150" }, CancellationToken.None)).Items);
+        Assert.Equal(["s299"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1299" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+    }
+
+    [Fact]
+    public async Task A_digit_word_most_spans_hold_goes_to_FTS5_after_a_few_spans_and_every_span_holding_it_is_found()
+    {
+        // "v2026" in every span: a query for it must not check every span's filter and body.
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 300)
+            .Select(n => TestSpans.Exchange(n, n, session: "s" + n, path: "/orders/ord" + (1000 + n), responseText: "{\"api\":\"v2026\"}"))
+            .ToList();
+        Assert.Equal(300, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        // Only its first spans (before it was seen in Threshold of them) hold it in their filter alone.
+        Assert.Equal(
+            (SpIstio.Backend.Storage.Sqlite.CommonSkipWords.Threshold - 1).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            await ScalarAsync("SELECT COUNT(*) FROM spans WHERE id NOT IN (SELECT rowid FROM spans_fts WHERE spans_fts MATCH '\"v2026\"')"));
+        var all = await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "V2026", Limit = 500 }, CancellationToken.None);
+        Assert.Equal(Enumerable.Range(1, 300).Select(TestSpans.Trace).Order(), all.Items.Select(t => t.TraceId).Order());
+        Assert.Equal(["s1"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "v2026 ord1001" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal(["s150"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1150 v2026" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "v2025" }, CancellationToken.None)).Items);
+    }
+
+    private async Task<string?> ScalarAsync(string sql)
+    {
         await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
         await connection.OpenAsync();
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT group_concat(block) FROM spans_skip";
-        Assert.Equal("1", await command.ExecuteScalarAsync());
-        Assert.Equal(["new"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1258" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        command.CommandText = sql;
+        return Convert.ToString(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]

@@ -53,6 +53,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private sqlite3_stmt? _indexSpan;
     // A request's skip-word matches, for the batches of one trace search (a connection is one request's).
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<SqliteConnection, SkipMatchIds> _skipMatches = new();
+    private readonly CommonSkipWords _commonSkipWords = new();
     private sqlite3_stmt? _readSkip;
     private sqlite3_stmt? _writeSkip;
     private SqliteCommand? _nextId;
@@ -89,25 +90,20 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     protected override bool SearchTextOnIngest => true;
 
-    protected override string SessionTextCondition(string[] terms) => HasSkipWord(terms)
-        ? "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND x.id IN (" + SkipMatchIdsSql + "))"
-        : "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
+    protected override string SessionTextCondition(string[] terms) =>
+        "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND " + SpanTextCondition(terms) + ")";
 
+    // Every word in FTS5 (spans indexed before the skip filters, and spans whose skip words were
+    // all common), and the spans found through the filters (@qids, AddTextQuery).
     protected override string SpanTextCondition(string[] terms) => HasSkipWord(terms)
-        ? "x.id IN (" + SkipMatchIdsSql + ")"
+        ? "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q UNION ALL SELECT value FROM json_each(@qids))"
         : "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
-
-    // Spans indexed before the block filters (id <= skip_from) hold all their words in FTS5; the
-    // others that match were found through the filters and checked (@qids, AddTextQuery).
-    private const string SkipMatchIdsSql =
-        "SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q AND f.rowid <= (SELECT skip_from FROM search_progress WHERE id = 1) " +
-        "UNION ALL SELECT value FROM json_each(@qids)";
 
     private static bool HasSkipWord(string[] terms) => Array.Exists(terms, term => SqliteSkipIndex.IsSkipWord(term));
 
     // Ids are stored as bytes (SqliteMigrations, "binary ids"); the API speaks lower-case hex.
     // hex() of NULL is '' in SQLite, hence the nullif for parent ids.
-    protected override string IdSql(string column) => "nullif(lower(hex(" + column + ")), '')";
+    protected override string IdSql(string column) => "lower(nullif(hex(" + column + "), ''))";
 
     // unhex() of text that is not hex is NULL, which matches nothing (as an id of the wrong format did).
     protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
@@ -121,11 +117,18 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
     }
 
-    // The ids (a JSON array) of the tenant's spans past skip_from that hold every word of the query:
-    // blocks whose filter may hold all its skip words, their spans that FTS5 matches on the other
-    // words, each checked against its own search text. Found once per request (trace search asks
-    // once a batch) on the request's own connection, in process, so no plan can check a block's
-    // spans before its filter.
+    /// <summary>
+    /// Most spans one text query checks through the skip filters (a filter's "maybe" read and
+    /// decoded): ~20 µs of CPU each, so ~0.2 s a request at most. Words the filters hold are rare
+    /// (CommonSkipWords), so only a query of several such words that are each in many spans'
+    /// filters, or a store past its bound of common words, reaches it.
+    /// </summary>
+    public const int MaxCheckedSpans = 10_000;
+
+    // The ids (a JSON array) of the tenant's spans past skip_from whose filter may hold one of the
+    // query's skip words and whose search text holds every word of the query. Found once per request
+    // (trace search asks once a batch) on the request's own connection, in process, newest block
+    // first, at most MaxCheckedSpans checked.
     private string SkipMatches(SqliteConnection connection, long tenantId, string[] terms)
     {
         string key = tenantId.ToString(System.Globalization.CultureInfo.InvariantCulture) + " " + string.Join(' ', terms);
@@ -134,56 +137,67 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return cached.Ids;
         }
 
-        string[] skipWords = Array.FindAll(terms, term => SqliteSkipIndex.IsSkipWord(term));
-        string[] ftsWords = Array.FindAll(terms, term => !SqliteSkipIndex.IsSkipWord(term));
-        byte[] hashes = SqliteSkipIndex.QueryHashes(skipWords);
-        var blocks = new List<long>();
-        using (var filters = connection.CreateCommand())
+        ulong[] hashes = SqliteSkipIndex.QueryHashes(Array.FindAll(terms, term => SqliteSkipIndex.IsSkipWord(term)));
+        var ids = new System.Text.StringBuilder("[");
+        int checkedSpans = 0;
+        var db = connection.Handle!;
+        using var filters = PrepareRaw(connection,
+            "SELECT block, filter, (SELECT skip_from FROM search_progress WHERE id = 1) FROM spans_skip " +
+            "WHERE block >= (SELECT skip_from FROM search_progress WHERE id = 1) >> " + SqliteSkipIndex.BlockShift.ToString(System.Globalization.CultureInfo.InvariantCulture) +
+            " ORDER BY block DESC");
+        using var span = PrepareRaw(connection, "SELECT authority, path, query, request_body, response_body FROM spans WHERE id = ?1 AND tenant_id = ?2");
+        raw.sqlite3_bind_int64(span, 2, tenantId);
+        int rc;
+        while ((rc = raw.sqlite3_step(filters)) == raw.SQLITE_ROW)
         {
-            filters.CommandText = "SELECT block, filter FROM spans_skip WHERE block >= (SELECT skip_from FROM search_progress WHERE id = 1) >> 8";
-            using var reader = filters.ExecuteReader();
-            while (reader.Read())
+            long first = raw.sqlite3_column_int64(filters, 0) << SqliteSkipIndex.BlockShift;
+            long skipFrom = raw.sqlite3_column_int64(filters, 2);
+            var row = raw.sqlite3_column_blob(filters, 1);
+            for (int slot = 0; slot + SqliteSkipIndex.SlotBytes <= row.Length; slot += SqliteSkipIndex.SlotBytes)
             {
-                if (SqliteSkipIndex.MayHold(reader.GetFieldValue<byte[]>(1), hashes))
+                long id = first + (slot / SqliteSkipIndex.SlotBytes);
+                if (id <= skipFrom || !SqliteSkipIndex.MayHoldAny(row.Slice(slot, SqliteSkipIndex.SlotBytes), hashes))
                 {
-                    blocks.Add(reader.GetInt64(0));
+                    continue;
+                }
+
+                if (++checkedSpans > MaxCheckedSpans)
+                {
+                    throw new SearchTooBroadException(
+                        "holds words that more than " + MaxCheckedSpans.ToString(System.Globalization.CultureInfo.InvariantCulture) +
+                        " spans may hold, the most one search checks in SQLite's filters of ids and codes (words with a digit): add a rarer word");
+                }
+
+                raw.sqlite3_bind_int64(span, 1, id);
+                if (raw.sqlite3_step(span) == raw.SQLITE_ROW && SqliteSkipIndex.Holds(SearchTextOf(
+                    ColumnText(span, 0), ColumnText(span, 1), ColumnText(span, 2), ColumnBytes(span, 3), ColumnBytes(span, 4)), terms))
+                {
+                    ids.Append(ids.Length > 1 ? "," : string.Empty).Append(id);
+                }
+
+                rc = raw.sqlite3_reset(span);
+                if (rc != raw.SQLITE_OK)
+                {
+                    SqliteException.ThrowExceptionForRC(rc, db);
                 }
             }
         }
 
-        var ids = new System.Text.StringBuilder("[");
-        using (var spans = connection.CreateCommand())
+        if (rc != raw.SQLITE_DONE)
         {
-            spans.CommandText = "SELECT id, authority, path, query, request_body, response_body FROM spans " +
-                "WHERE id BETWEEN @lo AND @hi AND id > (SELECT skip_from FROM search_progress WHERE id = 1) AND tenant_id = @t" +
-                (ftsWords.Length > 0 ? " AND id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @qf AND f.rowid BETWEEN @lo AND @hi)" : string.Empty);
-            var lo = Add(spans, "lo", 0L);
-            var hi = Add(spans, "hi", 0L);
-            Add(spans, "t", tenantId);
-            if (ftsWords.Length > 0)
-            {
-                Add(spans, "qf", FtsQuery(ftsWords));
-            }
-
-            foreach (long block in blocks)
-            {
-                lo.Value = block << SqliteSkipIndex.BlockShift;
-                hi.Value = ((block + 1) << SqliteSkipIndex.BlockShift) - 1;
-                using var reader = spans.ExecuteReader();
-                while (reader.Read())
-                {
-                    if (SqliteSkipIndex.Holds(SearchTextOf(reader, 1, 2, 3, 4, 5), skipWords))
-                    {
-                        ids.Append(ids.Length > 1 ? "," : string.Empty).Append(reader.GetInt64(0));
-                    }
-                }
-            }
+            SqliteException.ThrowExceptionForRC(rc, db);
         }
 
         string result = ids.Append(']').ToString();
         _skipMatches.AddOrUpdate(connection, new SkipMatchIds(key, result));
         return result;
     }
+
+    private static string? ColumnText(sqlite3_stmt statement, int index) =>
+        raw.sqlite3_column_type(statement, index) == raw.SQLITE_NULL ? null : raw.sqlite3_column_text(statement, index).utf8_to_string();
+
+    private static byte[]? ColumnBytes(sqlite3_stmt statement, int index) =>
+        raw.sqlite3_column_type(statement, index) == raw.SQLITE_NULL ? null : raw.sqlite3_column_blob(statement, index).ToArray();
 
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
     private static string FtsQuery(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
@@ -374,7 +388,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                     filters.Add(block, filter = new byte[SqliteSkipIndex.FilterBytes]);
                 }
 
-                if (SqliteSkipIndex.Split(text, filter) is { } ftsText)
+                if (SqliteSkipIndex.Split(text, SqliteSkipIndex.SlotOf(filter, spanId), _commonSkipWords) is { } ftsText)
                 {
                     raw.sqlite3_bind_int64(insert, 1, spanId);
                     Text(insert, 2, ftsText);
