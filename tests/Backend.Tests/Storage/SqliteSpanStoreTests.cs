@@ -154,6 +154,27 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
         Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "v2025" }, CancellationToken.None)).Items);
     }
 
+    [Fact]
+    public async Task A_query_whose_words_more_spans_may_hold_than_the_limit_is_refused_naming_the_limit()
+    {
+        // Six spans hold one of three rare codes each: a query for all three checks six spans.
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        string[] codes = ["aa1111", "bb2222", "cc3333"];
+        var spans = Enumerable.Range(1, 6).Select(n => TestSpans.Exchange(n, n, session: "s" + n, path: "/orders/" + codes[n % 3])).ToList();
+        Assert.Equal(6, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        var store = (SpIstio.Backend.Storage.Sqlite.SqliteSpanStore)Store;
+        store.MaxCheckedSpans = 6;
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "aa1111 bb2222 cc3333" }, CancellationToken.None)).Items);
+        Assert.Equal(["s3", "s6"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "aa1111" }, CancellationToken.None)).Items.Select(s => s.SessionId).Order());
+
+        store.MaxCheckedSpans = 5;
+        var refused = await Assert.ThrowsAsync<SearchTooBroadException>(() => Store.SearchTracesAsync(tenant, new TraceQuery { Text = "aa1111 bb2222 cc3333" }, CancellationToken.None));
+        Assert.Contains("more than 5 spans", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(["s3", "s6"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "aa1111" }, CancellationToken.None)).Items.Select(s => s.SessionId).Order());
+    }
+
     private async Task<string?> ScalarAsync(string sql)
     {
         await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));

@@ -118,12 +118,15 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     }
 
     /// <summary>
-    /// Most spans one text query checks through the skip filters (a filter's "maybe" read and
+    /// The default of the most spans one text query checks through the skip filters (a filter's "maybe" read and
     /// decoded): ~20 µs of CPU each, so ~0.2 s a request at most. Words the filters hold are rare
     /// (CommonSkipWords), so only a query of several such words that are each in many spans'
     /// filters, or a store past its bound of common words, reaches it.
     /// </summary>
-    public const int MaxCheckedSpans = 10_000;
+    public const int DefaultMaxCheckedSpans = 10_000;
+
+    /// <summary>Most spans one text query checks through the skip filters (<see cref="DefaultMaxCheckedSpans"/>; tests lower it).</summary>
+    internal int MaxCheckedSpans { get; set; } = DefaultMaxCheckedSpans;
 
     // The ids (a JSON array) of the tenant's spans past skip_from whose filter may hold one of the
     // query's skip words and whose search text holds every word of the query. Found once per request
