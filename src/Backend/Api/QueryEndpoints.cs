@@ -148,6 +148,10 @@ public static class QueryEndpoints
         {
             return BadParameter("cursor", "is not a cursor this API returned: " + ex.Message);
         }
+        catch (SearchTooBroadException ex)
+        {
+            return BadParameter("q", ex.Message);
+        }
 
         var items = new List<SessionDto>(page.Items.Count);
         foreach (var s in page.Items)
@@ -179,6 +183,10 @@ public static class QueryEndpoints
         catch (ArgumentException ex) when (query.Cursor is not null)
         {
             return BadParameter("cursor", "is not a cursor this API returned: " + ex.Message);
+        }
+        catch (SearchTooBroadException ex)
+        {
+            return BadParameter("q", ex.Message);
         }
 
         return Results.Json(ToTraceList(page), BackendJsonContext.Default.TraceListDto);

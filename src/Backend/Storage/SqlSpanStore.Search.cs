@@ -174,12 +174,16 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// does not decode is left out rather than stopping the indexer at that span for good.
     /// </summary>
     protected string? SearchTextOf(DbDataReader reader, int authority, int path, int query, int requestBody, int responseBody) =>
-        SearchText.Build(
+        SearchTextOf(
             NullableString(reader, authority),
             NullableString(reader, path),
             NullableString(reader, query),
-            DecodeForIndex(NullableBytes(reader, requestBody)),
-            DecodeForIndex(NullableBytes(reader, responseBody)));
+            NullableBytes(reader, requestBody),
+            NullableBytes(reader, responseBody));
+
+    /// <summary>The search text of a span from its stored columns (bodies as stored: compressed).</summary>
+    protected string? SearchTextOf(string? authority, string? path, string? query, byte[]? requestBody, byte[]? responseBody) =>
+        SearchText.Build(authority, path, query, DecodeForIndex(requestBody), DecodeForIndex(responseBody));
 
     /// <summary>Stops the indexer (call first in DisposeAsync); waiters still pending are cancelled.</summary>
     protected async Task StopIndexerAsync()

@@ -19,8 +19,8 @@ internal abstract partial class SqlSpanStore
 
     private const int MaxScannedSpans = TraceQuery.MaxScannedSpans;
 
-    /// <summary>A condition on spans aliased <c>x</c> that holds when its search text matches the terms in <c>@q</c>.</summary>
-    protected abstract string SpanTextCondition { get; }
+    /// <summary>A condition on spans aliased <c>x</c> (of tenant <c>@t</c>) that holds when its search text matches these terms (bound by <see cref="AddTextQuery"/>).</summary>
+    protected abstract string SpanTextCondition(string[] terms);
 
     public Task<TracePage> SearchTracesAsync(long tenantId, TraceQuery query, CancellationToken cancellationToken)
     {
@@ -218,7 +218,7 @@ internal abstract partial class SqlSpanStore
 
         if (terms.Length > 0)
         {
-            sql.Append(" AND ").Append(SpanTextCondition);
+            sql.Append(" AND ").Append(SpanTextCondition(terms));
             AddTextQuery(command, terms);
         }
     }

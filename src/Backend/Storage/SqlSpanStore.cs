@@ -45,8 +45,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>Runs <paramref name="work"/> on a read connection.</summary>
     protected abstract Task<T> ReadAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken);
 
-    /// <summary>A condition on <c>s.session_id</c> limiting sessions to those with a span matching the terms in parameter <c>@q</c>.</summary>
-    protected abstract string SessionTextCondition { get; }
+    /// <summary>A condition on <c>s.session_id</c> limiting sessions to those with a span matching these terms (bound by <see cref="AddTextQuery"/>).</summary>
+    protected abstract string SessionTextCondition(string[] terms);
 
     /// <summary>Adds the parameters the text conditions read for these (normalised, non-empty) terms: <c>@q</c>, and whatever else a store's conditions need.</summary>
     protected abstract void AddTextQuery(DbCommand command, string[] terms);
@@ -286,7 +286,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
             if (terms.Length > 0)
             {
-                sql.Append(" AND ").Append(SessionTextCondition);
+                sql.Append(" AND ").Append(SessionTextCondition(terms));
                 AddTextQuery(command, terms);
             }
 

@@ -72,22 +72,168 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
-    public async Task A_file_at_the_previous_schema_upgrades_in_place_with_its_spans_readable_and_searchable()
+    public async Task Ids_and_codes_are_found_through_the_span_filters_exactly_and_FTS5_does_not_hold_them()
     {
-        // A file of its own at the previous version, holding spans as that version stored them
-        // (hex text ids), the second not yet in the text index.
-        string path = Path.Combine(_directory, "previous.db");
-        Directory.CreateDirectory(_directory);
-        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path))
-        {
-            await connection.OpenAsync();
-            var setup = new System.Text.StringBuilder("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL);");
-            for (int i = 0; i < SpIstio.Backend.Storage.Sqlite.SqliteMigrations.All.Count - 1; i++)
-            {
-                setup.Append(SpIstio.Backend.Storage.Sqlite.SqliteMigrations.All[i]).Append(";INSERT INTO schema_migrations VALUES (").Append(i + 1).Append(", 0);");
-            }
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 300)
+            .Select(n => TestSpans.Exchange(n, n, session: "s" + n, path: "/orders/ord" + (1000 + n), responseText: "{\"city\":\"lisbon\",\"code\":\"XK" + (5000 + n) + "\"}"))
+            .ToList();
+        Assert.Equal(300, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
 
-            setup.Append($$"""
+        // Spans 1-300 span three rows of 128 spans' filters; 127 and 128 sit on either side of a boundary.
+        foreach (int n in new[] { 1, 127, 128, 255, 257, 300 })
+        {
+            Assert.Equal([TestSpans.Trace(n)], (await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "xk" + (5000 + n) }, CancellationToken.None)).Items.Select(t => t.TraceId));
+            Assert.Equal(["s" + n], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ORD" + (1000 + n) + " lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        }
+
+        // Words no span holds, and two words of different spans: nothing, whatever a filter answers.
+        Assert.Empty((await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "xk9999" }, CancellationToken.None)).Items);
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1001 xk5002" }, CancellationToken.None)).Items);
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1001 paris" }, CancellationToken.None)).Items);
+        Assert.Equal(300, (await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon", Limit = 500 }, CancellationToken.None)).Items.Count);
+
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT (SELECT COUNT(*) FROM spans_fts WHERE spans_fts MATCH '\"xk5001\"') || ' ' || (SELECT COUNT(*) FROM spans_fts WHERE spans_fts MATCH '\"lisbon\"') || ' ' || (SELECT COUNT(*) FROM spans_skip)";
+        Assert.Equal("0 300 3", await command.ExecuteScalarAsync());
+    }
+
+    [Fact]
+    public async Task A_row_of_filters_goes_with_the_last_span_of_its_block()
+    {
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 260).Select(n => TestSpans.Exchange(n, n, session: n <= 255 ? "old" : "new", path: "/orders/ord" + (1000 + n))).ToList();
+        Assert.Equal(260, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        // Spans 1-255 fill the rows of blocks 0 and 1 (ids 0-255); 256-260 are in block 2.
+        Assert.Equal(255L, await Store.DeleteSessionAsync(tenant, "old", CancellationToken.None));
+        Assert.Equal("2", await ScalarAsync("SELECT group_concat(block) FROM spans_skip"));
+        Assert.Equal(["new"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1258" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1100" }, CancellationToken.None)).Items);
+    }
+
+    [Fact]
+    public async Task Retention_by_size_leaves_a_row_of_filters_only_for_blocks_with_spans_and_answers_stay_exact()
+    {
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 300).Select(n => TestSpans.Exchange(n, n, session: "s" + n, path: "/orders/ord" + (1000 + n))).ToList();
+        Assert.Equal(300, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        long deleted = await ((IRetentionStore)Store).DeleteOldestAsync(long.Parse((string)(await ScalarAsync("SELECT SUM(stored_bytes) FROM spans WHERE id <= 200"))!, System.Globalization.CultureInfo.InvariantCulture), CancellationToken.None);
+        Assert.Equal(200L, deleted);
+        Assert.Equal("0", await ScalarAsync("SELECT COUNT(*) FROM spans_skip k WHERE NOT EXISTS (SELECT 1 FROM spans WHERE id >> 7 = k.block)"));
+        Assert.Equal(await ScalarAsync("SELECT COUNT(DISTINCT id >> 7) FROM spans"), await ScalarAsync("SELECT COUNT(*) FROM spans_skip"));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1150" }, CancellationToken.None)).Items);
+        Assert.Equal(["s299"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1299" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+    }
+
+    [Fact]
+    public async Task A_digit_word_most_spans_hold_goes_to_FTS5_after_a_few_spans_and_every_span_holding_it_is_found()
+    {
+        // "v2026" in every span: a query for it must not check every span's filter and body.
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 300)
+            .Select(n => TestSpans.Exchange(n, n, session: "s" + n, path: "/orders/ord" + (1000 + n), responseText: "{\"api\":\"v2026\"}"))
+            .ToList();
+        Assert.Equal(300, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        // Only its first spans (before it was seen in Threshold of them) hold it in their filter alone.
+        Assert.Equal(
+            (SpIstio.Backend.Storage.Sqlite.CommonSkipWords.Threshold - 1).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            await ScalarAsync("SELECT COUNT(*) FROM spans WHERE id NOT IN (SELECT rowid FROM spans_fts WHERE spans_fts MATCH '\"v2026\"')"));
+        var all = await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "V2026", Limit = 500 }, CancellationToken.None);
+        Assert.Equal(Enumerable.Range(1, 300).Select(TestSpans.Trace).Order(), all.Items.Select(t => t.TraceId).Order());
+        Assert.Equal(["s1"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "v2026 ord1001" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal(["s150"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord1150 v2026" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "v2025" }, CancellationToken.None)).Items);
+    }
+
+    [Fact]
+    public async Task A_query_whose_words_more_spans_may_hold_than_the_limit_is_refused_naming_the_limit()
+    {
+        // Six spans hold one of three rare codes each: a query for all three checks six spans.
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        string[] codes = ["aa1111", "bb2222", "cc3333"];
+        var spans = Enumerable.Range(1, 6).Select(n => TestSpans.Exchange(n, n, session: "s" + n, path: "/orders/" + codes[n % 3])).ToList();
+        Assert.Equal(6, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        var store = (SpIstio.Backend.Storage.Sqlite.SqliteSpanStore)Store;
+        store.MaxCheckedSpans = 6;
+        Assert.Empty((await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "aa1111 bb2222 cc3333" }, CancellationToken.None)).Items);
+        Assert.Equal(["s3", "s6"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "aa1111" }, CancellationToken.None)).Items.Select(s => s.SessionId).Order());
+
+        store.MaxCheckedSpans = 5;
+        var refused = await Assert.ThrowsAsync<SearchTooBroadException>(() => Store.SearchTracesAsync(tenant, new TraceQuery { Text = "aa1111 bb2222 cc3333" }, CancellationToken.None));
+        Assert.Contains("more than 5 spans", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(["s3", "s6"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "aa1111" }, CancellationToken.None)).Items.Select(s => s.SessionId).Order());
+    }
+
+    private async Task<string?> ScalarAsync(string sql)
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToString(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public async Task A_file_of_schema_10_keeps_its_indexed_spans_searchable_by_ids_and_indexes_the_rest_into_block_filters()
+    {
+        // Span 1 was indexed by schema 10 (every word in FTS5, its code among them); span 2 was not yet.
+        string path = Path.Combine(_directory, "previous.db");
+        await CreateFileAtVersionAsync(path, 10, $$"""
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (id, tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes)
+            VALUES (1, 1, unhex('{{TestSpans.Trace(7)}}'), unhex('{{TestSpans.Span(1)}}'), NULL, 'GET /orders', 2, 'frontend', 1, 2, 0, 1, 's1', 'frontend:8080', '/orders/ab1234', 100),
+                   (2, 1, unhex('{{TestSpans.Trace(8)}}'), unhex('{{TestSpans.Span(2)}}'), NULL, 'GET /orders', 2, 'frontend', 3, 4, 0, 1, 's2', 'frontend:8080', '/orders/cd5678', 100);
+            INSERT INTO sessions VALUES (1, 's1', 1, 1), (1, 's2', 3, 3);
+            INSERT INTO spans_fts (rowid, body) VALUES (1, 'frontend 8080 orders ab1234');
+            UPDATE search_progress SET indexed_to = 1;
+            """);
+
+        await using var store = SpanStoreFactory.Open("sqlite:" + path, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        await ((ISearchIndexProgress)store).WaitForSearchAsync(CancellationToken.None);
+
+        Assert.Equal([TestSpans.Trace(7)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "ab1234" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal([TestSpans.Trace(8)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "cd5678 orders" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal(["s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "orders ab1234" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal(["s2"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "cd5678" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal(["s2", "s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "8080" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+    }
+
+    // A file of its own at an earlier schema version, then the given rows as that version stored them.
+    private async Task CreateFileAtVersionAsync(string path, int version, string rows)
+    {
+        Directory.CreateDirectory(_directory);
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + path + ";Pooling=False");
+        await connection.OpenAsync();
+        var setup = new System.Text.StringBuilder("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL);");
+        for (int i = 0; i < version; i++)
+        {
+            setup.Append(SpIstio.Backend.Storage.Sqlite.SqliteMigrations.All[i]).Append(";INSERT INTO schema_migrations VALUES (").Append(i + 1).Append(", 0);");
+        }
+
+        await using var command = connection.CreateCommand();
+        command.CommandText = setup.Append(rows).ToString();
+        await command.ExecuteNonQueryAsync();
+    }
+
+    [Fact]
+    public async Task A_file_of_schema_9_upgrades_in_place_with_its_spans_readable_and_searchable()
+    {
+        // A file of its own at version 9, holding spans as that version stored them (hex text
+        // ids), the second not yet in the text index.
+        string path = Path.Combine(_directory, "previous.db");
+        await CreateFileAtVersionAsync(path, 9, $$"""
                 INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
                 INSERT INTO spans (id, tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes)
                 VALUES (1, 1, '{{TestSpans.Trace(7)}}', '{{TestSpans.Span(1)}}', NULL, 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, 's1', 'frontend:8080', '/lisbon/1', 100),
@@ -96,10 +242,6 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
                 INSERT INTO spans_fts (rowid, body) VALUES (1, 'frontend 8080 lisbon 1');
                 UPDATE search_progress SET indexed_to = 1;
                 """);
-            await using var command = connection.CreateCommand();
-            command.CommandText = setup.ToString();
-            await command.ExecuteNonQueryAsync();
-        }
 
         await using (var store = SpanStoreFactory.Open("sqlite:" + path, NullLoggerFactory.Instance))
         {

@@ -103,10 +103,10 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         "AND x.terms @> @q::bigint[] " +
         "AND (cardinality(@qn::smallint[]) = 0 OR x.numbers @> @qn::smallint[] OR (x.numbers IS NULL AND x.terms @> @qnh::bigint[]))";
 
-    protected override string SessionTextCondition =>
+    protected override string SessionTextCondition(string[] terms) =>
         "s.session_id IN (SELECT x.session_id FROM spans x WHERE " + TermsMatch + " AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
 
-    protected override string SpanTextCondition => TermsMatch;
+    protected override string SpanTextCondition(string[] terms) => TermsMatch;
 
     // The word hashes are written with the span (CopyAsync): they come from the search text built
     // while the batch is encoded, from the bodies at hand.

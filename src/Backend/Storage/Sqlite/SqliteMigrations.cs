@@ -240,5 +240,21 @@ internal static class SqliteMigrations
             DELETE FROM spans_fts WHERE rowid = old.id;
         END;
         """,
+
+        // Disk and ingest CPU (issue 14, rounds 10 and 11): words with a digit and at least four
+        // characters (ids, codes) go into a Bloom filter per span, 128 spans' filters to a row of
+        // spans_skip, instead of FTS5, unless they are common; a query checks the spans whose filter
+        // may hold such a word against their search text (SqliteSkipIndex). Spans indexed before
+        // (id <= skip_from) hold all their words in FTS5 and are still found there. A row goes with
+        // the last span of its block (retention, purge, tenant deletion).
+        """
+        ALTER TABLE search_progress ADD COLUMN skip_from INTEGER NOT NULL DEFAULT 0;
+        UPDATE search_progress SET skip_from = indexed_to;
+        CREATE TABLE spans_skip (block INTEGER PRIMARY KEY, filter BLOB NOT NULL);
+        CREATE TRIGGER spans_skip_delete AFTER DELETE ON spans
+        WHEN NOT EXISTS (SELECT 1 FROM spans WHERE id BETWEEN (old.id >> 7) << 7 AND ((old.id >> 7) << 7) + 127) BEGIN
+            DELETE FROM spans_skip WHERE block = old.id >> 7;
+        END;
+        """,
     ];
 }

@@ -51,6 +51,11 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private sqlite3_stmt? _insertSpan;
     private sqlite3_stmt? _spanExists;
     private sqlite3_stmt? _indexSpan;
+    // A request's skip-word matches, for the batches of one trace search (a connection is one request's).
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<SqliteConnection, SkipMatchIds> _skipMatches = new();
+    private readonly CommonSkipWords _commonSkipWords = new();
+    private sqlite3_stmt? _readSkip;
+    private sqlite3_stmt? _writeSkip;
     private SqliteCommand? _nextId;
     private SqliteCommand? _upsertSession;
     private bool _disposed;
@@ -85,21 +90,120 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     protected override bool SearchTextOnIngest => true;
 
-    protected override string SessionTextCondition =>
-        "s.session_id IN (SELECT x.session_id FROM spans_fts f JOIN spans x ON x.id = f.rowid WHERE spans_fts MATCH @q AND x.tenant_id = @t)";
+    protected override string SessionTextCondition(string[] terms) =>
+        "s.session_id IN (SELECT x.session_id FROM spans x WHERE x.tenant_id = @t AND " + SpanTextCondition(terms) + ")";
 
-    protected override string SpanTextCondition =>
-        "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
+    // Every word in FTS5 (spans indexed before the skip filters, and spans whose skip words were
+    // all common), and the spans found through the filters (@qids, AddTextQuery).
+    protected override string SpanTextCondition(string[] terms) => HasSkipWord(terms)
+        ? "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q UNION ALL SELECT value FROM json_each(@qids))"
+        : "x.id IN (SELECT f.rowid FROM spans_fts f WHERE spans_fts MATCH @q)";
+
+    private static bool HasSkipWord(string[] terms) => Array.Exists(terms, term => SqliteSkipIndex.IsSkipWord(term));
 
     // Ids are stored as bytes (SqliteMigrations, "binary ids"); the API speaks lower-case hex.
     // hex() of NULL is '' in SQLite, hence the nullif for parent ids.
-    protected override string IdSql(string column) => "nullif(lower(hex(" + column + ")), '')";
+    protected override string IdSql(string column) => "lower(nullif(hex(" + column + "), ''))";
 
     // unhex() of text that is not hex is NULL, which matches nothing (as an id of the wrong format did).
     protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
 
+    protected override void AddTextQuery(DbCommand command, string[] terms)
+    {
+        Add(command, "q", FtsQuery(terms));
+        if (HasSkipWord(terms))
+        {
+            Add(command, "qids", SkipMatches((SqliteConnection)command.Connection!, Convert.ToInt64(command.Parameters["t"].Value, System.Globalization.CultureInfo.InvariantCulture), terms));
+        }
+    }
+
+    /// <summary>
+    /// The default of the most spans one text query checks through the skip filters (a filter's "maybe" read and
+    /// decoded): ~20 µs of CPU each, so ~0.2 s a request at most. Words the filters hold are rare
+    /// (CommonSkipWords), so only a query of several such words that are each in many spans'
+    /// filters, or a store past its bound of common words, reaches it.
+    /// </summary>
+    public const int DefaultMaxCheckedSpans = 10_000;
+
+    /// <summary>Most spans one text query checks through the skip filters (<see cref="DefaultMaxCheckedSpans"/>; tests lower it).</summary>
+    internal int MaxCheckedSpans { get; set; } = DefaultMaxCheckedSpans;
+
+    // The ids (a JSON array) of the tenant's spans past skip_from whose filter may hold one of the
+    // query's skip words and whose search text holds every word of the query. Found once per request
+    // (trace search asks once a batch) on the request's own connection, in process, newest block
+    // first, at most MaxCheckedSpans checked.
+    private string SkipMatches(SqliteConnection connection, long tenantId, string[] terms)
+    {
+        string key = tenantId.ToString(System.Globalization.CultureInfo.InvariantCulture) + " " + string.Join(' ', terms);
+        if (_skipMatches.TryGetValue(connection, out var cached) && cached.Key == key)
+        {
+            return cached.Ids;
+        }
+
+        ulong[] hashes = SqliteSkipIndex.QueryHashes(Array.FindAll(terms, term => SqliteSkipIndex.IsSkipWord(term)));
+        var ids = new System.Text.StringBuilder("[");
+        int checkedSpans = 0;
+        var db = connection.Handle!;
+        using var filters = PrepareRaw(connection,
+            "SELECT block, filter, (SELECT skip_from FROM search_progress WHERE id = 1) FROM spans_skip " +
+            "WHERE block >= (SELECT skip_from FROM search_progress WHERE id = 1) >> " + SqliteSkipIndex.BlockShift.ToString(System.Globalization.CultureInfo.InvariantCulture) +
+            " ORDER BY block DESC");
+        using var span = PrepareRaw(connection, "SELECT authority, path, query, request_body, response_body FROM spans WHERE id = ?1 AND tenant_id = ?2");
+        raw.sqlite3_bind_int64(span, 2, tenantId);
+        int rc;
+        while ((rc = raw.sqlite3_step(filters)) == raw.SQLITE_ROW)
+        {
+            long first = raw.sqlite3_column_int64(filters, 0) << SqliteSkipIndex.BlockShift;
+            long skipFrom = raw.sqlite3_column_int64(filters, 2);
+            var row = raw.sqlite3_column_blob(filters, 1);
+            for (int slot = 0; slot + SqliteSkipIndex.SlotBytes <= row.Length; slot += SqliteSkipIndex.SlotBytes)
+            {
+                long id = first + (slot / SqliteSkipIndex.SlotBytes);
+                if (id <= skipFrom || !SqliteSkipIndex.MayHoldAny(row.Slice(slot, SqliteSkipIndex.SlotBytes), hashes))
+                {
+                    continue;
+                }
+
+                if (++checkedSpans > MaxCheckedSpans)
+                {
+                    throw new SearchTooBroadException(
+                        "holds words that more than " + MaxCheckedSpans.ToString(System.Globalization.CultureInfo.InvariantCulture) +
+                        " spans may hold, the most one search checks in SQLite's filters of ids and codes (words with a digit): add a rarer word");
+                }
+
+                raw.sqlite3_bind_int64(span, 1, id);
+                if (raw.sqlite3_step(span) == raw.SQLITE_ROW && SqliteSkipIndex.Holds(SearchTextOf(
+                    ColumnText(span, 0), ColumnText(span, 1), ColumnText(span, 2), ColumnBytes(span, 3), ColumnBytes(span, 4)), terms))
+                {
+                    ids.Append(ids.Length > 1 ? "," : string.Empty).Append(id);
+                }
+
+                rc = raw.sqlite3_reset(span);
+                if (rc != raw.SQLITE_OK)
+                {
+                    SqliteException.ThrowExceptionForRC(rc, db);
+                }
+            }
+        }
+
+        if (rc != raw.SQLITE_DONE)
+        {
+            SqliteException.ThrowExceptionForRC(rc, db);
+        }
+
+        string result = ids.Append(']').ToString();
+        _skipMatches.AddOrUpdate(connection, new SkipMatchIds(key, result));
+        return result;
+    }
+
+    private static string? ColumnText(sqlite3_stmt statement, int index) =>
+        raw.sqlite3_column_type(statement, index) == raw.SQLITE_NULL ? null : raw.sqlite3_column_text(statement, index).utf8_to_string();
+
+    private static byte[]? ColumnBytes(sqlite3_stmt statement, int index) =>
+        raw.sqlite3_column_type(statement, index) == raw.SQLITE_NULL ? null : raw.sqlite3_column_blob(statement, index).ToArray();
+
     // Terms are letters and digits only (SearchText.Terms), so quoting cannot be broken out of.
-    protected override void AddTextQuery(DbCommand command, string[] terms) => Add(command, "q", "\"" + string.Join("\" \"", terms) + "\"");
+    private static string FtsQuery(string[] terms) => "\"" + string.Join("\" \"", terms) + "\"";
 
     protected override async Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
     {
@@ -271,6 +375,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             var exists = _spanExists ??= PrepareRaw(writer, "SELECT 1 FROM spans WHERE id = ?1");
             var insert = _indexSpan ??= PrepareRaw(writer, "INSERT INTO spans_fts (rowid, body) VALUES (?1, ?2)");
             var db = writer.Handle!;
+            var filters = new Dictionary<long, byte[]>();
             foreach (var (spanId, text) in rows)
             {
                 // A span retention deleted since it was read is not indexed (its id is never reused either way).
@@ -280,10 +385,21 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                     continue;
                 }
 
-                raw.sqlite3_bind_int64(insert, 1, spanId);
-                Text(insert, 2, text);
-                Step(insert, db);
+                long block = spanId >> SqliteSkipIndex.BlockShift;
+                if (!filters.TryGetValue(block, out var filter))
+                {
+                    filters.Add(block, filter = new byte[SqliteSkipIndex.FilterBytes]);
+                }
+
+                if (SqliteSkipIndex.Split(text, SqliteSkipIndex.SlotOf(filter, spanId), _commonSkipWords) is { } ftsText)
+                {
+                    raw.sqlite3_bind_int64(insert, 1, spanId);
+                    Text(insert, 2, ftsText);
+                    Step(insert, db);
+                }
             }
+
+            WriteSkipFilters(writer, filters);
 
             using var move = Command(writer, transaction, "UPDATE search_progress SET indexed_to = @to WHERE id = 1 AND indexed_to = @from");
             Add(move, "to", upTo.last);
@@ -299,6 +415,33 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return Task.FromResult(0);
         }, cancellationToken).ConfigureAwait(false);
         return (upTo.last, upTo.count);
+    }
+
+    // ORs a pass's filters into their blocks' rows (a block's spans can come in several passes).
+    private void WriteSkipFilters(SqliteConnection writer, Dictionary<long, byte[]> filters)
+    {
+        var read = _readSkip ??= PrepareRaw(writer, "SELECT filter FROM spans_skip WHERE block = ?1");
+        var write = _writeSkip ??= PrepareRaw(writer, "INSERT OR REPLACE INTO spans_skip (block, filter) VALUES (?1, ?2)");
+        var db = writer.Handle!;
+        foreach (var (block, filter) in filters)
+        {
+            raw.sqlite3_bind_int64(read, 1, block);
+            int rc = raw.sqlite3_step(read);
+            if (rc == raw.SQLITE_ROW)
+            {
+                SqliteSkipIndex.Merge(filter, raw.sqlite3_column_blob(read, 0));
+            }
+
+            raw.sqlite3_reset(read);
+            if (rc is not raw.SQLITE_ROW and not raw.SQLITE_DONE)
+            {
+                SqliteException.ThrowExceptionForRC(rc, db);
+            }
+
+            raw.sqlite3_bind_int64(write, 1, block);
+            raw.sqlite3_bind_blob(write, 2, filter);
+            Step(write, db);
+        }
     }
 
     private (int Inserted, long MaxId) InsertLocked(long tenantId, EncodedBatch spans)
@@ -592,6 +735,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             _insertSpan?.Dispose();
             _spanExists?.Dispose();
             _indexSpan?.Dispose();
+            _readSkip?.Dispose();
+            _writeSkip?.Dispose();
             _nextId?.Dispose();
             _upsertSession?.Dispose();
             if (_writer is not null)
@@ -686,6 +831,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         return command;
     }
 }
+
+/// <summary>The ids of a text query's skip-word matches (<c>SqliteSpanStore.SkipMatches</c>), for the query's terms and tenant.</summary>
+internal sealed record SkipMatchIds(string Key, string Ids);
 
 /// <summary>SQLite store settings.</summary>
 /// <param name="FullSync">

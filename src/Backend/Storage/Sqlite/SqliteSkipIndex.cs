@@ -1,0 +1,259 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
+
+namespace SpIstio.Backend.Storage.Sqlite;
+
+/// <summary>
+/// The text index's second half: words with a digit and at least four characters (ids, codes,
+/// long numbers) go into a small Bloom filter per span instead of FTS5, kept 128 to a row
+/// (<c>spans_skip</c>, one row per block of 128 row ids); a query checks the spans whose filter
+/// may hold one of its such words against their own search text, so answers stay exact. Such a
+/// word seen in several spans of the indexer's recent window (<see cref="CommonSkipWords"/>: a
+/// port, a year, <c>sha256</c>) goes to FTS5 as it is from then on, where common words are cheap.
+/// </summary>
+/// <remarks>
+/// Such words are mostly unique to their span, and a unique word is what FTS5 pays most for: a new
+/// term in its hash, in the sort at each flush and in every merge, ~9-11 bytes of index each. In the
+/// bench's spans they are ~30 of ~86 words but ~190 of ~250 bytes a span of the FTS5 index and about
+/// two thirds of its insert CPU (bench/README.md, "Backend", issue 14 rounds 10 and 11). A filter
+/// per span rather than per block: a span holding the word is the only one checked (a block filter
+/// had all 256 spans of its block decoded), and ~16.5 bits a word at the bench's ~30 such words a
+/// span make a false "maybe" ~0.05 % a span and word.
+/// </remarks>
+internal static class SqliteSkipIndex
+{
+    /// <summary>Row ids per block (a power of two: a row's block is its id shifted right).</summary>
+    public const int BlockShift = 7;
+
+    /// <summary>Bytes of one span's filter.</summary>
+    public const int SlotBytes = 62;
+
+    /// <summary>
+    /// Bytes of one block's row: 128 filters of 62 bytes, two rows to a 16 KiB page (cell and page
+    /// headers included), so a row never spills onto an overflow page.
+    /// </summary>
+    public const int FilterBytes = SlotBytes << BlockShift;
+
+    private const uint SlotBits = SlotBytes * 8;
+
+    // ln 2 x 16.5 bits a word (at ~30 words a span) rounded down: the false rate is (1/2)^k at half fill.
+    private const int Probes = 11;
+
+    /// <summary>Whether a word goes to the filters instead of FTS5 (unless it is common).</summary>
+    public static bool IsSkipWord(ReadOnlySpan<char> word) => word.Length >= 4 && word.ContainsAnyInRange('0', '9');
+
+    /// <summary>The 64-bit hash a word is filed under (the UTF-16 code units: words come from <see cref="SearchText"/> at both ends).</summary>
+    public static ulong Hash(ReadOnlySpan<char> word) => XxHash3.HashToUInt64(MemoryMarshal.AsBytes(word));
+
+    /// <summary>The filter of span <paramref name="spanId"/> within its block's row.</summary>
+    public static Span<byte> SlotOf(byte[] row, long spanId) => row.AsSpan((int)(spanId & ((1 << BlockShift) - 1)) * SlotBytes, SlotBytes);
+
+    /// <summary>
+    /// Splits a span's search text: its skip words that are not common are added to
+    /// <paramref name="slot"/>, the rest returned for FTS5 (null when none is left).
+    /// </summary>
+    public static string? Split(string text, Span<byte> slot, CommonSkipWords common)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(common);
+        ReadOnlySpan<char> rest = text;
+        int kept = 0;
+        char[]? output = null;
+        while (!rest.IsEmpty)
+        {
+            int space = rest.IndexOf(' ');
+            var word = space < 0 ? rest : rest[..space];
+            rest = space < 0 ? [] : rest[(space + 1)..];
+            if (IsSkipWord(word))
+            {
+                ulong hash = Hash(word);
+                if (!common.Observe(hash))
+                {
+                    Add(slot, hash);
+                    continue;
+                }
+            }
+
+            output ??= new char[text.Length];
+            if (kept > 0)
+            {
+                output[kept++] = ' ';
+            }
+
+            word.CopyTo(output.AsSpan(kept));
+            kept += word.Length;
+        }
+
+        common.EndSpan();
+        return kept == 0 ? null : kept == text.Length ? text : new string(output!, 0, kept);
+    }
+
+    /// <summary>The query's skip words as their hashes, for <see cref="MayHoldAny"/>.</summary>
+    public static ulong[] QueryHashes(IReadOnlyList<string> words)
+    {
+        ArgumentNullException.ThrowIfNull(words);
+        var hashes = new ulong[words.Count];
+        for (int i = 0; i < words.Count; i++)
+        {
+            hashes[i] = Hash(words[i]);
+        }
+
+        return hashes;
+    }
+
+    /// <summary>Whether a span's filter may hold one of the hashed words (false: it holds none of them).</summary>
+    public static bool MayHoldAny(ReadOnlySpan<byte> slot, ReadOnlySpan<ulong> hashes)
+    {
+        foreach (ulong hash in hashes)
+        {
+            if (MayHold(slot, hash))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>ORs <paramref name="from"/> into <paramref name="into"/> (a pass's bits into what the block already held).</summary>
+    public static void Merge(byte[] into, ReadOnlySpan<byte> from)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        if (from.Length != FilterBytes)
+        {
+            return;
+        }
+
+        for (int i = 0; i < FilterBytes; i += 8)
+        {
+            ulong merged = BinaryPrimitives.ReadUInt64LittleEndian(into.AsSpan(i)) | BinaryPrimitives.ReadUInt64LittleEndian(from[i..]);
+            BinaryPrimitives.WriteUInt64LittleEndian(into.AsSpan(i), merged);
+        }
+    }
+
+    /// <summary>Whether a span's search text holds every word (the exact check behind a filter's "maybe").</summary>
+    public static bool Holds(string? text, IReadOnlyList<string> words)
+    {
+        ArgumentNullException.ThrowIfNull(words);
+        if (text is null)
+        {
+            return false;
+        }
+
+        foreach (string word in words)
+        {
+            if (!HoldsWord(text, word))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool HoldsWord(string text, string word)
+    {
+        for (int from = 0; ;)
+        {
+            int at = text.IndexOf(word, from, StringComparison.Ordinal);
+            if (at < 0)
+            {
+                return false;
+            }
+
+            int end = at + word.Length;
+            if ((at == 0 || text[at - 1] == ' ') && (end == text.Length || text[end] == ' '))
+            {
+                return true;
+            }
+
+            from = at + 1;
+        }
+    }
+
+    private static bool MayHold(ReadOnlySpan<byte> slot, ulong hash)
+    {
+        for (uint probe = 0, h1 = (uint)hash, h2 = (uint)(hash >> 32) | 1; probe < Probes; probe++)
+        {
+            uint bit = Bit(unchecked(h1 + (probe * h2)));
+            if ((slot[(int)(bit >> 3)] & (1 << (int)(bit & 7))) == 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static void Add(Span<byte> slot, ulong hash)
+    {
+        for (uint probe = 0, h1 = (uint)hash, h2 = (uint)(hash >> 32) | 1; probe < Probes; probe++)
+        {
+            uint bit = Bit(unchecked(h1 + (probe * h2)));
+            slot[(int)(bit >> 3)] |= (byte)(1 << (int)(bit & 7));
+        }
+    }
+
+    // Lemire's multiply-shift: a 32-bit hash onto [0, SlotBits) without a division.
+    private static uint Bit(uint hash) => (uint)(((ulong)hash * SlotBits) >> 32);
+}
+
+/// <summary>
+/// The skip words this process's indexer files in FTS5 as they are: those seen in
+/// <see cref="Threshold"/> spans of a window of <see cref="WindowSpans"/>. A common word left in the
+/// filters would make a query for it check most spans; counted per window, a word goes to the
+/// filters at most <see cref="Threshold"/> − 1 times per window before it is common, so a query
+/// checks at most ~0.1 % of the spans for a word FTS5 does not hold and the filters do.
+/// </summary>
+/// <remarks>
+/// Per process and in memory: after a restart a common word goes to the filters again for its
+/// first few spans. Both places are always searched, so where a word went never changes an answer,
+/// only what the query checks. Used by the indexer only, under the store's write lock.
+/// </remarks>
+internal sealed class CommonSkipWords
+{
+    /// <summary>Spans a window counts words over.</summary>
+    public const int WindowSpans = 2048;
+
+    /// <summary>Spans of one window a word must be in to become common.</summary>
+    public const int Threshold = 3;
+
+    // Bounds on what the process holds: ~1.5 MB of counts, ~1.2 MB of common words. A window
+    // holding more distinct words than the counts' bound (spans with hundreds of ids) ends early.
+    private const int MaxCounted = 65_536;
+    private const int MaxCommon = 65_536;
+
+    private readonly Dictionary<ulong, int> _counts = [];
+    private readonly HashSet<ulong> _common = [];
+    private int _spans;
+
+    /// <summary>Counts a span's word; true when the word is (now) common.</summary>
+    public bool Observe(ulong hash)
+    {
+        if (_common.Contains(hash))
+        {
+            return true;
+        }
+
+        ref int count = ref CollectionsMarshal.GetValueRefOrAddDefault(_counts, hash, out _);
+        if (++count < Threshold || _common.Count >= MaxCommon)
+        {
+            return false;
+        }
+
+        _common.Add(hash);
+        _counts.Remove(hash);
+        return true;
+    }
+
+    /// <summary>Ends a span's words (a span's words are distinct: a count is a number of spans).</summary>
+    public void EndSpan()
+    {
+        if (++_spans >= WindowSpans || _counts.Count >= MaxCounted)
+        {
+            _counts.Clear();
+            _spans = 0;
+        }
+    }
+}
