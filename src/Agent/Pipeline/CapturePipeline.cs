@@ -154,7 +154,7 @@ public sealed partial class CapturePipeline
     public bool ShouldSample(PropagationResult trace) =>
         _samplingBySession
             ? SessionSampler.ShouldSample(trace.SessionId, SamplingRatio)
-            : TraceSampler.ShouldSample(trace.TraceId, SamplingRatio);
+            : TraceSampler.ShouldSample(trace.BinaryTraceId, SamplingRatio);
 
     /// <summary>
     /// True when the short-circuit may answer <paramref name="request"/> (its head so far): there is

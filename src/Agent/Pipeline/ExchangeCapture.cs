@@ -71,9 +71,7 @@ public sealed class ExchangeCapture : IDisposable
         KeepsBodies = sampled || mayShortCircuit;
 
         // The one place the trace fields reach the exchange.
-        exchange.TraceId = trace.TraceId;
-        exchange.SpanId = trace.SpanId;
-        exchange.ParentSpanId = trace.ParentSpanId;
+        exchange.SetTraceIds(trace.BinaryTraceId, trace.BinarySpanId, trace.BinaryParentSpanId);
         exchange.SessionId = trace.SessionId;
         if (KeepsBodies && GrpcSpanAttributes.IsGrpc(exchange.RequestHeaders.Get("content-type")))
         {

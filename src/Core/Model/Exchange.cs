@@ -1,6 +1,8 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 using SpIstio.Core.Capture;
 using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Tracing;
 
 namespace SpIstio.Core.Model;
 
@@ -58,14 +60,105 @@ public sealed class Exchange
     /// <summary>When the last response byte was seen, or when the exchange was finalised otherwise.</summary>
     public DateTimeOffset EndTime { get; set; }
 
+    // The ids as the capture made them (SetTraceIds), zero when not set that way; the Activity forms
+    // below are then made from them when first read. Only the span encoder and the trace's readers
+    // want them, so a captured exchange usually never makes the hex strings (issue 13). Two threads
+    // reading an id first at once each make the same string, and the field takes one reference: harmless.
+    private UInt128 _binaryTraceId;
+    private ulong _binarySpanId;
+    private ulong _binaryParentSpanId;
+    private ActivityTraceId _traceId;
+    private ActivitySpanId _spanId;
+    private ActivitySpanId _parentSpanId;
+
     /// <summary>The W3C trace this exchange belongs to.</summary>
-    public ActivityTraceId TraceId { get; set; }
+    public ActivityTraceId TraceId
+    {
+        get => _traceId == default && _binaryTraceId != UInt128.Zero ? _traceId = BinaryIds.ToTraceId(_binaryTraceId) : _traceId;
+        set
+        {
+            _traceId = value;
+            _binaryTraceId = UInt128.Zero;
+        }
+    }
 
     /// <summary>This exchange's own span id.</summary>
-    public ActivitySpanId SpanId { get; set; }
+    public ActivitySpanId SpanId
+    {
+        get => _spanId == default && _binarySpanId != 0 ? _spanId = BinaryIds.ToSpanId(_binarySpanId) : _spanId;
+        set
+        {
+            _spanId = value;
+            _binarySpanId = 0;
+        }
+    }
 
     /// <summary>The caller's span id, or <c>default</c> for a root span.</summary>
-    public ActivitySpanId ParentSpanId { get; set; }
+    public ActivitySpanId ParentSpanId
+    {
+        get => _parentSpanId == default && _binaryParentSpanId != 0 ? _parentSpanId = BinaryIds.ToSpanId(_binaryParentSpanId) : _parentSpanId;
+        set
+        {
+            _parentSpanId = value;
+            _binaryParentSpanId = 0;
+        }
+    }
+
+    /// <summary>
+    /// Sets <see cref="TraceId"/>, <see cref="SpanId"/> and <see cref="ParentSpanId"/> from binary ids
+    /// (<see cref="BinaryIds"/>; 0 for none), without making their hex strings.
+    /// </summary>
+    public void SetTraceIds(UInt128 traceId, ulong spanId, ulong parentSpanId)
+    {
+        _traceId = default;
+        _spanId = default;
+        _parentSpanId = default;
+        _binaryTraceId = traceId;
+        _binarySpanId = spanId;
+        _binaryParentSpanId = parentSpanId;
+    }
+
+    /// <summary>The trace id's 16 bytes (zeros when none), for the span encoder.</summary>
+    internal void CopyTraceIdTo(Span<byte> destination)
+    {
+        if (_binaryTraceId != UInt128.Zero)
+        {
+            BinaryPrimitives.WriteUInt128BigEndian(destination, _binaryTraceId);
+        }
+        else if (_traceId != default)
+        {
+            _traceId.CopyTo(destination);
+        }
+        else
+        {
+            destination[..16].Clear();
+        }
+    }
+
+    /// <summary>The span id's 8 bytes (zeros when none), for the span encoder.</summary>
+    internal void CopySpanIdTo(Span<byte> destination) => CopySpanId(_binarySpanId, _spanId, destination);
+
+    /// <summary>True when the exchange has a parent span id.</summary>
+    internal bool HasParentSpanId => _binaryParentSpanId != 0 || _parentSpanId != default;
+
+    /// <summary>The parent span id's 8 bytes (zeros when none), for the span encoder.</summary>
+    internal void CopyParentSpanIdTo(Span<byte> destination) => CopySpanId(_binaryParentSpanId, _parentSpanId, destination);
+
+    private static void CopySpanId(ulong binary, ActivitySpanId text, Span<byte> destination)
+    {
+        if (binary != 0)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(destination, binary);
+        }
+        else if (text != default)
+        {
+            text.CopyTo(destination);
+        }
+        else
+        {
+            destination[..8].Clear();
+        }
+    }
 
     /// <summary>The business session id, when one was found or generated.</summary>
     public string? SessionId { get; set; }

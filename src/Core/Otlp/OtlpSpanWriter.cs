@@ -417,24 +417,13 @@ public static class OtlpSpanWriter
     {
         var client = exchange.Direction == TrafficDirection.Outbound;
         Span<byte> id = stackalloc byte[16];
-        id.Clear();
-        if (exchange.TraceId != default)
-        {
-            exchange.TraceId.CopyTo(id);
-        }
-
+        exchange.CopyTraceIdTo(id);
         sink.Bytes(SpanTraceId, id);
-        id.Clear();
-        if (exchange.SpanId != default)
-        {
-            exchange.SpanId.CopyTo(id[..8]);
-        }
-
+        exchange.CopySpanIdTo(id[..8]);
         sink.Bytes(SpanSpanId, id[..8]);
-        if (exchange.ParentSpanId != default)
+        if (exchange.HasParentSpanId)
         {
-            id.Clear();
-            exchange.ParentSpanId.CopyTo(id[..8]);
+            exchange.CopyParentSpanIdTo(id[..8]);
             sink.Bytes(SpanParentSpanId, id[..8]);
         }
 

@@ -57,15 +57,15 @@ public static class TraceContextPropagator
         var generated = sessionId is null;
         sessionId ??= SessionIds.New();
 
-        ActivityTraceId traceId;
-        ActivitySpanId parentSpanId;
+        UInt128 traceId;
+        ulong parentSpanId;
         byte flags;
         if (source == TraceContextSource.New)
         {
-            traceId = ActivityTraceId.CreateRandom();
-            parentSpanId = default;
+            traceId = BinaryIds.NewTraceId();
+            parentSpanId = 0;
 
-            // CreateRandom fills all 16 bytes at random, which is what the level-2 random flag promises.
+            // NewTraceId fills all 16 bytes at random, which is what the level-2 random flag promises.
             var sampled = sampleBySession
                 ? SessionSampler.ShouldSample(sessionId, samplingRatio)
                 : TraceSampler.ShouldSample(traceId, samplingRatio);
@@ -73,14 +73,14 @@ public static class TraceContextPropagator
         }
         else
         {
-            traceId = parent.TraceId;
-            parentSpanId = parent.SpanId;
+            traceId = parent.BinaryTraceId;
+            parentSpanId = parent.BinarySpanId;
 
             // Only the flags version 00 defines are forwarded; the spec has vendors zero the rest.
             flags = (byte)(parent.Flags & (TraceParent.SampledFlag | TraceParent.RandomFlag));
         }
 
-        var spanId = ActivitySpanId.CreateRandom();
+        var spanId = BinaryIds.NewSpanId();
 
         var hopCount = HopCounter.Next(requestHeaders.Get(HopCounter.HeaderName));
         var traceParentValue = new TraceParent(traceId, spanId, flags).ToString();
@@ -137,9 +137,9 @@ public enum TraceContextSource
 public readonly struct PropagationResult
 {
     internal PropagationResult(
-        ActivityTraceId traceId,
-        ActivitySpanId parentSpanId,
-        ActivitySpanId spanId,
+        UInt128 traceId,
+        ulong parentSpanId,
+        ulong spanId,
         byte flags,
         TraceContextSource source,
         string sessionId,
@@ -148,9 +148,9 @@ public readonly struct PropagationResult
         string traceParent,
         string traceState)
     {
-        TraceId = traceId;
-        ParentSpanId = parentSpanId;
-        SpanId = spanId;
+        BinaryTraceId = traceId;
+        BinaryParentSpanId = parentSpanId;
+        BinarySpanId = spanId;
         Flags = flags;
         Source = source;
         SessionId = sessionId;
@@ -160,25 +160,34 @@ public readonly struct PropagationResult
         TraceState = traceState;
     }
 
-    /// <summary>The trace the exchange belongs to.</summary>
-    public ActivityTraceId TraceId { get; }
+    /// <summary>The trace the exchange belongs to, as a number (<see cref="BinaryIds"/>).</summary>
+    public UInt128 BinaryTraceId { get; }
 
-    /// <summary>The caller's span id, or <c>default</c> when this hop started the trace.</summary>
-    public ActivitySpanId ParentSpanId { get; }
+    /// <summary>The caller's span id as a number, or 0 when this hop started the trace.</summary>
+    public ulong BinaryParentSpanId { get; }
 
-    /// <summary>The exchange's own span id, also the parent id in the forwarded traceparent.</summary>
-    public ActivitySpanId SpanId { get; }
+    /// <summary>The exchange's own span id as a number, also the parent id in the forwarded traceparent.</summary>
+    public ulong BinarySpanId { get; }
+
+    /// <summary>The trace the exchange belongs to (its hex string made at each read).</summary>
+    public ActivityTraceId TraceId => BinaryIds.ToTraceId(BinaryTraceId);
+
+    /// <summary>The caller's span id, or <c>default</c> when this hop started the trace (its hex string made at each read).</summary>
+    public ActivitySpanId ParentSpanId => BinaryIds.ToSpanId(BinaryParentSpanId);
+
+    /// <summary>The exchange's own span id (its hex string made at each read).</summary>
+    public ActivitySpanId SpanId => BinaryIds.ToSpanId(BinarySpanId);
 
     /// <summary>The trace flags forwarded.</summary>
     public byte Flags { get; }
 
     /// <summary>
     /// The W3C <c>sampled</c> flag forwarded. Not the capture decision: that is
-    /// <see cref="TraceSampler.ShouldSample"/> on <see cref="TraceId"/>.
+    /// <see cref="TraceSampler.ShouldSample(UInt128, double)"/> on <see cref="BinaryTraceId"/>.
     /// </summary>
     public bool Sampled => (Flags & Tracing.TraceParent.SampledFlag) != 0;
 
-    /// <summary>Where <see cref="TraceId"/> came from.</summary>
+    /// <summary>Where <see cref="BinaryTraceId"/> came from.</summary>
     public TraceContextSource Source { get; }
 
     /// <summary>The business session id (found or generated).</summary>

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 
 namespace SpIstio.Core.Tracing;
@@ -22,9 +23,15 @@ public readonly struct TraceParent : IEquatable<TraceParent>
 
     /// <summary>Creates a value; <paramref name="flags"/> is written as it is.</summary>
     public TraceParent(ActivityTraceId traceId, ActivitySpanId spanId, byte flags, byte version = 0)
+        : this(BinaryIds.FromTraceId(traceId), BinaryIds.FromSpanId(spanId), flags, version)
     {
-        TraceId = traceId;
-        SpanId = spanId;
+    }
+
+    /// <summary>Creates a value from binary ids (<see cref="BinaryIds"/>); <paramref name="flags"/> is written as it is.</summary>
+    public TraceParent(UInt128 traceId, ulong spanId, byte flags, byte version = 0)
+    {
+        BinaryTraceId = traceId;
+        BinarySpanId = spanId;
         Flags = flags;
         Version = version;
     }
@@ -32,11 +39,17 @@ public readonly struct TraceParent : IEquatable<TraceParent>
     /// <summary>The version read from the header; <see cref="ToString"/> always writes 00, the only version this code knows.</summary>
     public byte Version { get; }
 
-    /// <summary>The trace id.</summary>
-    public ActivityTraceId TraceId { get; }
+    /// <summary>The trace id as a number (<see cref="BinaryIds"/>).</summary>
+    public UInt128 BinaryTraceId { get; }
 
-    /// <summary>The span id of the sender (the parent of whoever receives this header).</summary>
-    public ActivitySpanId SpanId { get; }
+    /// <summary>The span id of the sender (the parent of whoever receives this header) as a number.</summary>
+    public ulong BinarySpanId { get; }
+
+    /// <summary>The trace id (its hex string made at each read).</summary>
+    public ActivityTraceId TraceId => BinaryIds.ToTraceId(BinaryTraceId);
+
+    /// <summary>The span id of the sender (its hex string made at each read).</summary>
+    public ActivitySpanId SpanId => BinaryIds.ToSpanId(BinarySpanId);
 
     /// <summary>The trace flags.</summary>
     public byte Flags { get; }
@@ -84,9 +97,13 @@ public readonly struct TraceParent : IEquatable<TraceParent>
             return false;
         }
 
+        // Checked as lower hex above, so the conversions cannot fail.
+        Span<byte> ids = stackalloc byte[24];
+        Convert.FromHexString(traceIdHex, ids[..16], out _, out _);
+        Convert.FromHexString(spanIdHex, ids[16..], out _, out _);
         traceParent = new TraceParent(
-            ActivityTraceId.CreateFromString(traceIdHex),
-            ActivitySpanId.CreateFromString(spanIdHex),
+            BinaryPrimitives.ReadUInt128BigEndian(ids),
+            BinaryPrimitives.ReadUInt64BigEndian(ids[16..]),
             flags,
             version);
         return true;
@@ -97,9 +114,9 @@ public readonly struct TraceParent : IEquatable<TraceParent>
         string.Create(Length, this, static (span, tp) =>
         {
             "00-".CopyTo(span);
-            tp.TraceId.ToHexString().CopyTo(span[3..]);
+            BinaryIds.WriteHex(tp.BinaryTraceId, span.Slice(3, 32));
             span[35] = '-';
-            tp.SpanId.ToHexString().CopyTo(span[36..]);
+            BinaryIds.WriteHex(tp.BinarySpanId, span.Slice(36, 16));
             span[52] = '-';
             span[53] = HexChar(tp.Flags >> 4);
             span[54] = HexChar(tp.Flags & 0xf);
@@ -107,13 +124,13 @@ public readonly struct TraceParent : IEquatable<TraceParent>
 
     /// <inheritdoc />
     public bool Equals(TraceParent other) =>
-        TraceId == other.TraceId && SpanId == other.SpanId && Flags == other.Flags && Version == other.Version;
+        BinaryTraceId == other.BinaryTraceId && BinarySpanId == other.BinarySpanId && Flags == other.Flags && Version == other.Version;
 
     /// <inheritdoc />
     public override bool Equals(object? obj) => obj is TraceParent other && Equals(other);
 
     /// <inheritdoc />
-    public override int GetHashCode() => HashCode.Combine(TraceId, SpanId, Flags, Version);
+    public override int GetHashCode() => HashCode.Combine(BinaryTraceId, BinarySpanId, Flags, Version);
 
     /// <summary>Value equality.</summary>
     public static bool operator ==(TraceParent left, TraceParent right) => left.Equals(right);

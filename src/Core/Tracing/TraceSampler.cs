@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 
 namespace SpIstio.Core.Tracing;
@@ -17,7 +16,11 @@ public static class TraceSampler
     /// TraceIdRatioBased sampler compares the same kind of threshold. Ratio ≤ 0 (or NaN) never
     /// samples, ≥ 1 always does.
     /// </summary>
-    public static bool ShouldSample(ActivityTraceId traceId, double ratio)
+    public static bool ShouldSample(ActivityTraceId traceId, double ratio) =>
+        ShouldSample(BinaryIds.FromTraceId(traceId), ratio);
+
+    /// <summary>The same decision for a binary trace id (<see cref="BinaryIds"/>).</summary>
+    public static bool ShouldSample(UInt128 traceId, double ratio)
     {
         if (!(ratio > 0))
         {
@@ -29,9 +32,8 @@ public static class TraceSampler
             return true;
         }
 
-        Span<byte> bytes = stackalloc byte[16];
-        traceId.CopyTo(bytes);
-        var value = BinaryPrimitives.ReadUInt64BigEndian(bytes[8..]);
+        // The last 8 bytes read big-endian are the number's low 64 bits.
+        var value = (ulong)traceId;
         var threshold = (ulong)(ratio * ulong.MaxValue);
         return value < threshold;
     }

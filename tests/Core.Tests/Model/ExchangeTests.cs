@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using SpIstio.Core.Model;
 
 namespace SpIstio.Core.Tests.Model;
@@ -39,6 +40,29 @@ public sealed class ExchangeTests
 
         exchange.EndTime = start.AddMilliseconds(250);
         Assert.Equal(TimeSpan.FromMilliseconds(250), exchange.Duration);
+    }
+
+    [Fact]
+    public void SetTraceIds_ReadsBackAsTheHexIds_AndASetTextIdReplacesTheBinaryOne()
+    {
+        var exchange = new Exchange();
+
+        exchange.SetTraceIds(((UInt128)0x0af7651916cd43dd << 64) | 0x8448eb211c80319c, 0xb7ad6b7169203331, 0);
+
+        Assert.Equal("0af7651916cd43dd8448eb211c80319c", exchange.TraceId.ToHexString());
+        Assert.Equal("b7ad6b7169203331", exchange.SpanId.ToHexString());
+        Assert.Equal(default, exchange.ParentSpanId);
+
+        exchange.SpanId = ActivitySpanId.CreateFromString("00f067aa0ba902b7");
+        exchange.ParentSpanId = ActivitySpanId.CreateFromString("0000000000000001");
+        Assert.Equal("00f067aa0ba902b7", exchange.SpanId.ToHexString());
+        Assert.Equal("0000000000000001", exchange.ParentSpanId.ToHexString());
+        Assert.Equal("0af7651916cd43dd8448eb211c80319c", exchange.TraceId.ToHexString());
+
+        exchange.SetTraceIds(0, 0, 0);
+        Assert.Equal(default, exchange.TraceId);
+        Assert.Equal(default, exchange.SpanId);
+        Assert.Equal(default, exchange.ParentSpanId);
     }
 
     [Fact]

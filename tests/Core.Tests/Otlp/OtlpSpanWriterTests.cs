@@ -60,6 +60,27 @@ public class OtlpSpanWriterTests
     }
 
     [Fact]
+    public void Write_ExchangeWithBinaryIds_CarriesTheSameIdBytesAsTheReference()
+    {
+        var exchange = Basic();
+        exchange.SetTraceIds(
+            UInt128.Parse("0af7651916cd43dd8448eb211c80319c", System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture),
+            0xb7ad6b7169203331,
+            0x00f067aa0ba902b7);
+        var root = Basic();
+        root.SetTraceIds(UInt128.MaxValue, 1, 0);
+
+        var parsed = AssertSameAsReference([exchange, root], "pk", "1.0");
+
+        var spans = parsed.ResourceSpans[0].ScopeSpans[0].Spans;
+        Assert.Equal(Convert.FromHexString("0af7651916cd43dd8448eb211c80319c"), spans[0].TraceId.ToByteArray());
+        Assert.Equal(Convert.FromHexString("b7ad6b7169203331"), spans[0].SpanId.ToByteArray());
+        Assert.Equal(Convert.FromHexString("00f067aa0ba902b7"), spans[0].ParentSpanId.ToByteArray());
+        Assert.Equal(Convert.FromHexString("0000000000000001"), spans[1].SpanId.ToByteArray());
+        Assert.True(spans[1].ParentSpanId.IsEmpty);
+    }
+
+    [Fact]
     public void Write_EmptyBatch_IsAnEmptyRequest()
     {
         AssertSameAsReference([], "pk", "1.0");

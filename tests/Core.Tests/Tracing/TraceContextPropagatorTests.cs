@@ -64,6 +64,9 @@ public class TraceContextPropagatorTests
         Assert.True(TraceParent.TryParse(result.TraceParent, out var forwarded));
         Assert.Equal(result.TraceId, forwarded.TraceId);
         Assert.Equal(result.SpanId, forwarded.SpanId);
+        Assert.Equal(result.BinaryTraceId, forwarded.BinaryTraceId);
+        Assert.Equal(result.BinarySpanId, forwarded.BinarySpanId);
+        Assert.Equal("00-" + result.TraceId.ToHexString() + "-" + result.SpanId.ToHexString() + "-", result.TraceParent[..53]);
     }
 
     [Fact]
