@@ -55,9 +55,9 @@ gc_state() {
 }
 drain() { local e0=-1 e1; e1=$(exported "$1"); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported "$1"); done; }
 cell() { # port pid admin-port|- label
-  local port=$1 pid=$2 adm=$3 label=$4 url="http://127.0.0.1:$1/$SIZE" out n before after e0 gc0 perf_pid= extra="" latency=""
+  local port=$1 pid=$2 adm=$3 label=$4 url="http://127.0.0.1:$1/$SIZE" out n before after e0 gc0 dropped0 perf_pid= extra="" latency=""
   wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
-  if [[ $adm != - ]]; then drain "$adm"; e0=$(exported "$adm"); gc0=$(gc_state "$adm"); fi
+  if [[ $adm != - ]]; then drain "$adm"; e0=$(exported "$adm"); gc0=$(gc_state "$adm"); dropped0=$(metric "$adm" sp_export_dropped_total); fi
   before=$(cpu_ticks "$pid"); local nginx0; nginx0=$(nginx_ticks)
   if [[ -n ${PROFILE:-} && $label == "cap$PROFILE" && -z ${PROFILED:-} ]]; then
     PROFILED=1; perf record -F 499 -g -p "$pid" -o "$OUT/http-prof-$PROFILE.data" -- sleep "$SECONDS_PER_CELL" >"$OUT/http-perf.log" 2>&1 & perf_pid=$!
@@ -81,6 +81,7 @@ cell() { # port pid admin-port|- label
       split(before, b, " "); split(after, a, " ")
       printf ", %d B allocated/request, gen0/1/2 per 1k %.2f/%.3f/%.3f, GC pause %.1f ms/s", (a[4] - b[4]) / n,
         (a[1] - b[1]) * 1000 / n, (a[2] - b[2]) * 1000 / n, (a[3] - b[3]) * 1000 / n, (a[5] - b[5]) * 1000 / s }')
+    extra+=", dropped $(( $(metric "$adm" sp_export_dropped_total) - dropped0 ))"
   fi
   [[ -z ${RATE:-} ]] || latency+=$(awk -v n="$n" -v t="$(( $(nginx_ticks) - nginx0 ))" -v hz="$CLK_TCK" 'BEGIN { printf ", of nginx %.1f", t * 1e6 / hz / n }')
   echo "$label: $(awk -v n="$n" -v t="$((after - before))" -v hz="$CLK_TCK" 'BEGIN { printf "%d requests, %.1f CPU-us/request", n, t * 1e6 / hz / n }')$extra$latency"

@@ -196,8 +196,9 @@ internal sealed class QueuedSpans
         }
         else
         {
-            span.Exchange?.ReturnBodyArrays();
+            // The reservation first: the body arrays going back are kept for reuse only while the budget has room (CaptureArrayPool).
             _budget.Release(span.Reserved);
+            span.Exchange?.ReturnBodyArrays();
         }
     }
 

@@ -11,7 +11,8 @@ namespace SpIstio.Core.Capture;
 /// per exchange; not thread-safe.
 /// </summary>
 /// <remarks>
-/// The buffer is rented from <see cref="ArrayPool{T}.Shared"/> and grows geometrically, so a
+/// The buffer is rented from the budget's <see cref="CaptureByteBudget.Arrays"/> (without a budget,
+/// <see cref="ArrayPool{T}.Shared"/>) and grows geometrically, so a
 /// 200-byte body does not hold a 64 KiB array. The pool rounds sizes up to a power of two: with a
 /// power-of-two limit (the default 64 KiB) the array never exceeds the limit; otherwise it stays
 /// below twice the limit. Either way no more than <see cref="Limit"/> bytes are ever kept.
@@ -27,6 +28,7 @@ public sealed class BodyCaptureBuffer : IDisposable
 
     private readonly int _limit;
     private readonly CaptureByteBudget? _budget;
+    private readonly ArrayPool<byte> _pool;
     private readonly int _expectedLength;
     private byte[]? _buffer;
     private long _reserved;
@@ -63,6 +65,7 @@ public sealed class BodyCaptureBuffer : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(limit);
         _limit = limit;
         _budget = budget;
+        _pool = budget?.Arrays ?? ArrayPool<byte>.Shared;
         _expectedLength = expectedLength > 0 ? (int)Math.Min(expectedLength, limit) : 0;
     }
 
@@ -163,7 +166,7 @@ public sealed class BodyCaptureBuffer : IDisposable
         {
             // Kept by reference: the array is the body's now, not the pool's.
             _buffer = null;
-            lease = new BodyLease(buffer);
+            lease = new BodyLease(buffer, _pool);
         }
 
         Dispose();
@@ -176,13 +179,14 @@ public sealed class BodyCaptureBuffer : IDisposable
         _closed = true;
         var buffer = _buffer;
         _buffer = null;
-        if (buffer is not null)
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
 
+        // The reservation first: the pool keeps the array for reuse only while the budget has room.
         _budget?.Release(_reserved);
         _reserved = 0;
+        if (buffer is not null)
+        {
+            _pool.Return(buffer);
+        }
     }
 
     /// <summary>
@@ -227,26 +231,26 @@ public sealed class BodyCaptureBuffer : IDisposable
         var current = _buffer?.Length ?? 0;
         var size = Math.Max(needed, Math.Max(_buffer is null && _expectedLength > 0 ? _expectedLength : InitialSize, current * 2));
         size = Math.Min(size, _limit);
-        var next = ArrayPool<byte>.Shared.Rent(size);
+        var next = _pool.Rent(size);
 
         // While growing, the old and the new array are both held: reserve the new one in full.
         if (_budget is not null && !_budget.TryReserve(next.Length))
         {
-            ArrayPool<byte>.Shared.Return(next);
+            _pool.Return(next);
             BudgetExceeded = true;
             return false;
-        }
-
-        if (_buffer is not null)
-        {
-            _buffer.AsSpan(0, _length).CopyTo(next);
-            ArrayPool<byte>.Shared.Return(_buffer);
         }
 
         if (_budget is not null)
         {
             _budget.Release(_reserved);
             _reserved = next.Length;
+        }
+
+        if (_buffer is not null)
+        {
+            _buffer.AsSpan(0, _length).CopyTo(next);
+            _pool.Return(_buffer);
         }
 
         _buffer = next;

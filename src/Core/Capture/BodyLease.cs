@@ -9,10 +9,11 @@ namespace SpIstio.Core.Capture;
 /// seventh of the capture proxy's CPU). Whoever ends the exchange's life (the exporter once its
 /// batch is encoded and done with, the pipeline when the exchange is not exported, the capture
 /// when it is abandoned) calls <see cref="Model.Exchange.ReturnBodyArrays"/>; the array goes back to
-/// <see cref="ArrayPool{T}.Shared"/> at the first <see cref="Return"/> and never again.
+/// the pool it came from at the first <see cref="Return"/> and never again.
 /// </summary>
 public sealed class BodyLease
 {
+    private readonly ArrayPool<byte> _pool;
     private byte[]? _array;
 
     /// <summary>A lease of <paramref name="array"/>, rented from <see cref="ArrayPool{T}.Shared"/> (ext_proc's body arrays, too).</summary>
@@ -21,13 +22,26 @@ public sealed class BodyLease
     {
     }
 
+    /// <summary>A lease of <paramref name="array"/>, rented from <paramref name="pool"/> (a capture budget's <see cref="CaptureByteBudget.Arrays"/>).</summary>
+    public BodyLease(byte[] array, ArrayPool<byte> pool)
+        : this(array, counted: 0, pool)
+    {
+    }
+
     /// <summary>
     /// A lease of <paramref name="array"/> of which the exchange's export estimate already counts
     /// <paramref name="counted"/> bytes elsewhere (a gRPC message's payload, counted with its list).
     /// </summary>
     public BodyLease(byte[] array, int counted)
+        : this(array, counted, ArrayPool<byte>.Shared)
+    {
+    }
+
+    private BodyLease(byte[] array, int counted, ArrayPool<byte> pool)
     {
         ArgumentNullException.ThrowIfNull(array);
+        ArgumentNullException.ThrowIfNull(pool);
+        _pool = pool;
         _array = array;
         Length = array.Length;
         Counted = counted;
@@ -50,7 +64,7 @@ public sealed class BodyLease
     {
         if (Interlocked.Exchange(ref _array, null) is { } array)
         {
-            ArrayPool<byte>.Shared.Return(array);
+            _pool.Return(array);
         }
     }
 }

@@ -21,10 +21,14 @@ public sealed class CaptureByteBudget
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
         Limit = limit;
+        Arrays = new CaptureArrayPool(this);
     }
 
     /// <summary>Most bytes held at once (<c>export.max_inflight_bytes</c>).</summary>
     public long Limit { get; }
+
+    /// <summary>Where the body buffers held under this budget are rented and returned (large ones kept for reuse while the budget has room).</summary>
+    public CaptureArrayPool Arrays { get; }
 
     /// <summary>Bytes reserved now.</summary>
     public long Held => Interlocked.Read(ref _held);
