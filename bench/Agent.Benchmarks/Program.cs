@@ -255,7 +255,9 @@ async Task WaitForAgentExportAsync()
             return;
         }
 
-        await Task.Delay(20);
+        // Each look renders the agent's whole /metrics page, which the agent's CPU pays: a few looks
+        // per slice (a batch waits up to export.batch_delay_ms, 200 ms), not dozens.
+        await Task.Delay(50);
     }
 }
 
