@@ -9,6 +9,14 @@ internal sealed record LoadResult(long Exchanges, long Errors, TimeSpan Elapsed,
 {
     public double PerSecond => Exchanges / Elapsed.TotalSeconds;
 
+    /// <summary>Slices of one cell as one result: their exchanges over their summed time.</summary>
+    public static LoadResult Combine(IReadOnlyList<LoadResult> slices)
+    {
+        var latencies = slices.SelectMany(s => s.LatenciesMs).ToArray();
+        Array.Sort(latencies);
+        return new LoadResult(slices.Sum(s => s.Exchanges), slices.Sum(s => s.Errors), TimeSpan.FromTicks(slices.Sum(s => s.Elapsed.Ticks)), latencies);
+    }
+
     public double Percentile(double q)
     {
         if (LatenciesMs.Length == 0)
@@ -54,7 +62,10 @@ internal static class LoadDriver
         var workers = new Task[concurrency];
         for (var w = 0; w < concurrency; w++)
         {
-            var list = latencies[w] = new List<double>(1 << 14);
+            // Grown as needed: a worker records a few thousand exchanges a cell at most, and 64
+            // presized 128 KiB lists a cell were large-object garbage that only a full collection of
+            // the driver (running beside the servers on the same cores) took back.
+            var list = latencies[w] = new List<double>(256);
             var client = clients[w % connections];
             workers[w] = Task.Run(async () =>
             {

@@ -14,6 +14,8 @@ var concurrency = Option("--streams", 64);
 var connections = Option("--connections", 2);
 var rate = Option("--rate", 0);
 var runs = Option("--runs", 3);
+// --slices N: each max cell is measured as N slices per server, interleaved (see MeasurePairAsync).
+var slices = Math.Max(1, Option("--slices", 5));
 // --body-bytes 2048,65536: one sync and one observability cell per body size (each way).
 var bodySizes = OptionList("--body-bytes", [2048, 65536]);
 // --agent aot (default): the Native AOT sp-agent the image and the manifests run, published once
@@ -73,26 +75,26 @@ var sampler = Task.Run(async () =>
     }
 });
 
+// Every script once on each server before the first measured cell, unmeasured: the no-op server
+// and the driver are JIT-compiled (and the driver uses tiered PGO), so without it the first cells
+// measured whichever side went first on colder code than the cells after it.
+foreach (var script in scripts)
+{
+    await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, warmup, null);
+    await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, warmup, null);
+}
+
 // cells[(name, load)][run]: one measured cell per run, in the order first measured.
 var cells = new Dictionary<(string Name, string Load), List<Cell>>();
 for (var run = 1; run <= runs; run++)
 {
-    // Baseline: a server that answers CONTINUE and captures nothing.
     var baseline = new Dictionary<string, (LoadResult Result, double Cpu)>();
     foreach (var script in scripts)
     {
-        await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, warmup, null);
-        var cpuBefore = noop.CpuTime();
-        var result = await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, duration, null);
-        baseline[script.Name] = (result, CpuPerExchange(noop.CpuTime() - cpuBefore, result));
-        Console.WriteLine(string.Create(ic, $"  run {run} baseline {script.Name}: {result.PerSecond:F0} exchanges/s, {baseline[script.Name].Cpu:F0} CPU-µs/exchange"));
-    }
-
-    foreach (var script in scripts)
-    {
-        await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, warmup, null);
-        var (reference, referenceCpu) = baseline[script.Name];
-        Record(run, await MeasureAsync(script, "max", null, reference.PerSecond, referenceCpu));
+        var (noopCell, agentCell) = await MeasurePairAsync(script, agentFirst: run % 2 == 0);
+        baseline[script.Name] = noopCell;
+        Console.WriteLine(string.Create(ic, $"  run {run} baseline {script.Name}: {noopCell.Result.PerSecond:F0} exchanges/s, {noopCell.Cpu:F0} CPU-µs/exchange"));
+        Record(run, agentCell with { Ratio = agentCell.PerSecond / noopCell.Result.PerSecond, NoopCpu = noopCell.Cpu });
     }
 
     // Paced: the latency target is stated at half the no-op server's rate of the same cell in this
@@ -101,7 +103,8 @@ for (var run = 1; run <= runs; run++)
     {
         var paced = ExchangeScript.Body(size, observability: false);
         var offered = rate > 0 ? rate : Math.Max(1, (int)(baseline[paced.Name].Result.PerSecond / 2));
-        Record(run, await MeasureAsync(paced, rate > 0 ? offered.ToString(ic) + "/s" : "half the no-op rate", offered, null, null));
+        await WaitForAgentExportAsync();
+        Record(run, await MeasureAsync(paced, rate > 0 ? offered.ToString(ic) + "/s" : "half the no-op rate", offered));
     }
 }
 
@@ -170,16 +173,92 @@ static double Number(string metrics, string series) =>
 // Process CPU time per exchange: the server's work, which unlike exchanges/s holds on a loaded machine.
 static double CpuPerExchange(TimeSpan cpu, LoadResult result) => result.Exchanges == 0 ? double.NaN : cpu.TotalMicroseconds / result.Exchanges;
 
-// One cell of the agent, measured under load (warm-up done by the caller).
-async Task<Cell> MeasureAsync(ExchangeScript script, string load, double? pace, double? referencePerSecond, double? referenceCpu)
+// The no-op server's cell and the agent's cell of one script, measured interleaved: --slices
+// slices of each, alternating A B B A A B ... (the first side alternates between runs), so both see
+// the same seconds of the machine and a drift in its load falls on both alike; a shared machine's
+// load moves within seconds, and cells measured one after the other (the first method) gave
+// ratios from 0.59 to 1.00 for the same build. Each slice starts once the agent has exported what
+// it queued before: that export is the agent's work, so its CPU counts in the agent's slice, and it
+// must not run in the no-op server's slice.
+async Task<((LoadResult Result, double Cpu) Noop, Cell Agent)> MeasurePairAsync(ExchangeScript script, bool agentFirst)
+{
+    await WaitForAgentExportAsync();
+    await LoadDriver.RunAsync(noop.GrpcAddress, script, concurrency, connections, warmup, null);
+    await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, warmup, null);
+    await WaitForAgentExportAsync();
+
+    var slice = duration / slices;
+    var noopResults = new List<LoadResult>();
+    var agentResults = new List<LoadResult>();
+    var noopCpu = TimeSpan.Zero;
+    var agentCpu = TimeSpan.Zero;
+    var serverBefore = Histogram.Parse(await agent.ScrapeAsync(http));
+    for (var i = 0; i < slices; i++)
+    {
+        var agentNow = agentFirst == (i % 2 == 0);
+        for (var side = 0; side < 2; side++, agentNow = !agentNow)
+        {
+            var server = agentNow ? agent : noop;
+            var cpuBefore = server.CpuTime();
+            var result = await LoadDriver.RunAsync(server.GrpcAddress, script, concurrency, connections, slice, null);
+            if (agentNow)
+            {
+                await WaitForAgentExportAsync();
+                agentCpu += agent.CpuTime() - cpuBefore;
+                agentResults.Add(result);
+            }
+            else
+            {
+                noopCpu += noop.CpuTime() - cpuBefore;
+                noopResults.Add(result);
+            }
+        }
+    }
+
+    var serverTime = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(serverBefore);
+    var noopTotal = LoadResult.Combine(noopResults);
+    var agentTotal = LoadResult.Combine(agentResults);
+    var agentCell = new Cell(script.Name, "max", null, agentTotal.PerSecond, null, agentTotal.Percentile(0.50), agentTotal.Percentile(0.99),
+        serverTime.Quantile(0.50) * 1e6, serverTime.Quantile(0.99) * 1e6, agentTotal.Errors, CpuPerExchange(agentCpu, agentTotal), null);
+    return ((noopTotal, CpuPerExchange(noopCpu, noopTotal)), agentCell);
+}
+
+// A paced cell of the agent (no ratio: the no-op server is not paced).
+async Task<Cell> MeasureAsync(ExchangeScript script, string load, double pace)
 {
     var before = Histogram.Parse(await agent.ScrapeAsync(http));
     var cpuBefore = agent.CpuTime();
     var result = await LoadDriver.RunAsync(agent.GrpcAddress, script, concurrency, connections, duration, pace);
     var cpu = CpuPerExchange(agent.CpuTime() - cpuBefore, result);
     var server = Histogram.Parse(await agent.ScrapeAsync(http)).Minus(before);
-    return new Cell(script.Name, load, pace, result.PerSecond, result.PerSecond / referencePerSecond, result.Percentile(0.50), result.Percentile(0.99),
-        server.Quantile(0.50) * 1e6, server.Quantile(0.99) * 1e6, result.Errors, cpu, referenceCpu);
+    return new Cell(script.Name, load, pace, result.PerSecond, null, result.Percentile(0.50), result.Percentile(0.99),
+        server.Quantile(0.50) * 1e6, server.Quantile(0.99) * 1e6, result.Errors, cpu, null);
+}
+
+// Waits until the agent holds nothing for export (queue empty, no bytes in flight), so the export of
+// the cells before does not run in the next cell (up to 30 s; a backend that keeps failing would
+// never empty it, and the bench says so).
+async Task WaitForAgentExportAsync()
+{
+    var deadline = DateTime.UtcNow.AddSeconds(30);
+    while (true)
+    {
+        var metrics = await agent.ScrapeAsync(http);
+        if (Number(metrics, "sp_export_queue_depth") == 0 && Number(metrics, "sp_export_inflight_bytes") == 0)
+        {
+            return;
+        }
+
+        if (DateTime.UtcNow > deadline)
+        {
+            Console.WriteLine("  the agent's export did not drain within 30 s; measuring anyway");
+            return;
+        }
+
+        // Each look renders the agent's whole /metrics page, which the agent's CPU pays: a few looks
+        // per slice (a batch waits up to export.batch_delay_ms, 200 ms), not dozens.
+        await Task.Delay(50);
+    }
 }
 
 void Record(int run, Cell cell)

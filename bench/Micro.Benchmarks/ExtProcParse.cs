@@ -75,9 +75,12 @@ public class ExtProcParse
     public long Reader()
     {
         long seen = 0;
+
+        // As the agent's stream reads them (ExtProcFrames): the exchange's messages into one request object.
+        var request = new ExtProcRequest();
         foreach (var bytes in _messages)
         {
-            var message = ProcessingRequestReader.Read(bytes);
+            var message = ProcessingRequestReader.Read(bytes, request);
             foreach (var (name, value) in message.Headers)
             {
                 seen += name.Length + value.Length;

@@ -34,6 +34,11 @@ internal sealed class ExtProcFrames
     private readonly PipeWriter _answers;
     private readonly int _maxMessageBytes;
 
+    // The stream's one request object, read into again for each message: the stream loop is done with
+    // a message (its body array taken or returned) before it takes the next (issue 13: four
+    // ExtProcRequest objects and a header array less per exchange).
+    private readonly ExtProcRequest _request = new();
+
     private ExtProcFrames(PipeReader requests, HttpResponse response, int maxMessageBytes)
     {
         _requests = requests;
@@ -69,6 +74,7 @@ internal sealed class ExtProcFrames
     /// Takes the next message out of <paramref name="result"/> (what <see cref="ReadAsync"/> gave).
     /// True with the message, or with null at the end of the requests; false when its bytes have
     /// not all arrived (read again). Throws an <see cref="RpcException"/> as Grpc.AspNetCore does.
+    /// The message is this object's one request, valid until the next call.
     /// </summary>
     public bool TryTake(in ReadResult result, out ExtProcRequest? request)
     {
@@ -95,7 +101,7 @@ internal sealed class ExtProcFrames
                 {
                     var message = buffer.Slice(HeaderBytes, length);
                     consumed = message.End;
-                    request = ProcessingRequestReader.Read(message);
+                    request = ProcessingRequestReader.Read(message, _request);
                     return true;
                 }
             }

@@ -99,6 +99,26 @@ internal sealed class ExtProcRequest
     public List<KeyValuePair<string, string?>>? HeaderAttributes { get; set; }
 
     /// <summary>
+    /// Clears every field for the next message read into this object: the header slots stay (emptied),
+    /// a body array neither taken nor returned goes back to the pool.
+    /// </summary>
+    public void Reset()
+    {
+        Type = NoType;
+        EndOfStream = false;
+        ObservabilityMode = false;
+        HasProtocolConfig = false;
+        RequestBodyMode = default;
+        ResponseBodyMode = default;
+        HasHeaderMap = false;
+        _headers.AsSpan(0, _headerCount).Clear();
+        _headerCount = 0;
+        ReturnBodyArray();
+        Attributes = null;
+        HeaderAttributes = null;
+    }
+
+    /// <summary>
     /// Starts (or, for a repeat of the same field, continues) the <c>request</c> oneof: a different
     /// field replaces what an earlier one set, a repeat merges into it, as protobuf parsers do.
     /// </summary>

@@ -46,11 +46,18 @@ internal static class ProcessingRequestReader
     private const int WireFixed32 = 5;
 
     /// <summary>Reads one message; throws INVALID_ARGUMENT on malformed bytes.</summary>
-    public static ExtProcRequest Read(ReadOnlySequence<byte> payload)
+    public static ExtProcRequest Read(ReadOnlySequence<byte> payload) => Read(payload, new ExtProcRequest());
+
+    /// <summary>
+    /// Reads one message into <paramref name="request"/>, cleared first (<see cref="ExtProcRequest.Reset"/>):
+    /// a stream handles one message at a time, so it reuses one request object and its header slots.
+    /// Throws INVALID_ARGUMENT on malformed bytes.
+    /// </summary>
+    public static ExtProcRequest Read(ReadOnlySequence<byte> payload, ExtProcRequest request)
     {
         if (payload.IsSingleSegment)
         {
-            return Read(payload.FirstSpan);
+            return Read(payload.FirstSpan, request);
         }
 
         // A message split across pipe segments (bodies larger than a segment): one contiguous copy.
@@ -59,7 +66,7 @@ internal static class ProcessingRequestReader
         try
         {
             payload.CopyTo(rented);
-            return Read(rented.AsSpan(0, length));
+            return Read(rented.AsSpan(0, length), request);
         }
         finally
         {
@@ -68,9 +75,12 @@ internal static class ProcessingRequestReader
     }
 
     /// <summary>Reads one message; throws INVALID_ARGUMENT on malformed bytes.</summary>
-    public static ExtProcRequest Read(ReadOnlySpan<byte> bytes)
+    public static ExtProcRequest Read(ReadOnlySpan<byte> bytes) => Read(bytes, new ExtProcRequest());
+
+    /// <summary>Reads one message into <paramref name="request"/>, cleared first; throws INVALID_ARGUMENT on malformed bytes.</summary>
+    public static ExtProcRequest Read(ReadOnlySpan<byte> bytes, ExtProcRequest request)
     {
-        var request = new ExtProcRequest();
+        request.Reset();
         var reader = new Reader(bytes);
         while (reader.TryReadTag(out var tag))
         {

@@ -40,18 +40,22 @@ public sealed class ExtProcFramesTests
 
             await pipe.Writer.CompleteAsync();
         });
-        var read = new List<ExtProcRequest>();
+        var read = new List<(int Type, KeyValuePair<string, string>[] Headers, byte[] Body, bool EndOfStream, bool ObservabilityMode)>();
         while (await NextAsync(frames) is { } request)
         {
-            read.Add(request);
+            // The stream's one request object, read into again for the next message: each message is
+            // looked at when it is taken, as the stream loop does.
+            read.Add((request.Type, request.Headers.ToArray(), request.Body.ToArray(), request.EndOfStream, request.ObservabilityMode));
         }
 
         await writing;
         Assert.Equal([0, 2, 1], read.Select(r => r.Type));
-        Assert.Contains(new KeyValuePair<string, string>("content-type", "application/json"), read[0].Headers.ToArray());
-        Assert.Equal("{\"id\":1}"u8.ToArray(), read[1].Body.ToArray());
+        Assert.Contains(new KeyValuePair<string, string>("content-type", "application/json"), read[0].Headers);
+        Assert.Equal("{\"id\":1}"u8.ToArray(), read[1].Body);
         Assert.True(read[1].EndOfStream);
+        Assert.False(read[2].EndOfStream);
         Assert.True(read[2].ObservabilityMode);
+        Assert.False(read[0].ObservabilityMode);
     }
 
     [Fact]
