@@ -21,6 +21,11 @@ namespace SpIstio.ProxyBench;
 /// </summary>
 internal static class GrpcBench
 {
+    // Failed calls by gRPC status code (0-16) and the first detail of each: an error count alone
+    // does not say whether the proxy, the upstream or the generator refused them.
+    private static readonly long[] s_failures = new long[17];
+    private static readonly string?[] s_firstDetail = new string?[17];
+
     /// <summary>Serves <c>sp.bench.Bench/Unary</c> (echo) on 127.0.0.1:<paramref name="port"/> until killed.</summary>
     public static async Task<int> ServeAsync(int port)
     {
@@ -85,6 +90,7 @@ internal static class GrpcBench
         }
 
         await Task.WhenAll(loops).ConfigureAwait(false);
+        PrintFailures();
         var measured = latencies.SelectMany(l => l).Order().ToArray();
         Console.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
@@ -100,7 +106,9 @@ internal static class GrpcBench
     {
         using var channel = CreateChannel(url);
         var client = new Bench.BenchClient(channel);
-        return await OpenLoop.RunAsync(() => CallAsync(client, payload), rate, seconds, warmupSeconds).ConfigureAwait(false);
+        var exitCode = await OpenLoop.RunAsync(() => CallAsync(client, payload), rate, seconds, warmupSeconds).ConfigureAwait(false);
+        PrintFailures();
+        return exitCode;
     }
 
     /// <summary>
@@ -117,13 +125,19 @@ internal static class GrpcBench
         return new Payload { Data = random ? ByteString.CopyFrom(RandomNumberGenerator.GetBytes(bytes)) : ByteString.CopyFrom(new byte[bytes]) };
     }
 
-    // One channel that may open several HTTP/2 connections, as a busy client of a mesh does.
+    // One HTTP/2 connection, whose calls past the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in
+    // the client (their wait counts as latency, from when each was due), as the HTTP cells' requests
+    // wait for one of their fixed connections. A client that opens another connection instead gets
+    // past the proxy's per-connection limit to its bound over all connections (proxy.max_grpc_streams,
+    // 100, as the per-connection one) and is refused UNAVAILABLE by design: the open-loop cells then
+    // counted tens of thousands of such refusals in both proxies, after any stall of a few ms.
     private static GrpcChannel CreateChannel(string url) => GrpcChannel.ForAddress(url, new GrpcChannelOptions
     {
-        HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, UseProxy = false },
+        HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = false, UseProxy = false },
     });
 
-    // True when the call was answered with OK; a failed call is an error of the cell, not of the generator.
+    // True when the call was answered with OK; a failed call is an error of the cell, not of the
+    // generator, counted by its status (with the first one's detail) for PrintFailures.
     private static async Task<bool> CallAsync(Bench.BenchClient client, Payload payload)
     {
         try
@@ -131,9 +145,33 @@ internal static class GrpcBench
             await client.UnaryAsync(payload, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
             return true;
         }
-        catch (RpcException)
+        catch (RpcException ex)
         {
+            var code = (int)ex.StatusCode;
+            if ((uint)code < (uint)s_failures.Length && Interlocked.Increment(ref s_failures[code]) == 1)
+            {
+                s_firstDetail[code] = ex.Status.Detail;
+            }
+
             return false;
+        }
+    }
+
+    // On stderr, so the line the scripts parse stays as it is: "failed calls: Unavailable 12 (detail) ...".
+    private static void PrintFailures()
+    {
+        var parts = new List<string>();
+        for (var code = 0; code < s_failures.Length; code++)
+        {
+            if (s_failures[code] > 0)
+            {
+                parts.Add(string.Create(CultureInfo.InvariantCulture, $"{(StatusCode)code} {s_failures[code]} ({s_firstDetail[code]})"));
+            }
+        }
+
+        if (parts.Count > 0)
+        {
+            Console.Error.WriteLine("failed calls: " + string.Join("; ", parts));
         }
     }
 

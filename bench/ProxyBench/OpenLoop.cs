@@ -28,6 +28,8 @@ internal static class OpenLoop
         var total = warmup + (long)(rate * seconds);
         var latencies = new double[total - warmup];
         var errors = 0L;
+        var skipped = 0L;
+        var warmupErrors = 0L;
         // Requests sent and not answered, plus one for the dispatch loop until it has sent the last:
         // the last to finish completes `done`. A count, not a list of every request's task: those
         // would all survive the generator's own collections (its pauses count as latency too).
@@ -45,6 +47,10 @@ internal static class OpenLoop
                 if (!await send().ConfigureAwait(false))
                 {
                     Interlocked.Increment(ref errors);
+                    if (index < warmup)
+                    {
+                        Interlocked.Increment(ref warmupErrors);
+                    }
                 }
                 else if (index >= warmup)
                 {
@@ -80,6 +86,7 @@ internal static class OpenLoop
                 if (Volatile.Read(ref inFlight) > MaxInFlight)
                 {
                     Interlocked.Increment(ref errors);
+                    skipped++;
                     continue;
                 }
 
@@ -97,6 +104,12 @@ internal static class OpenLoop
         await done.Task.ConfigureAwait(false);
         var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
         var cpuPerRequest = (Environment.CpuUsage.TotalTime - cpuAtMeasureStart.GetValueOrDefault()).TotalMicroseconds / Math.Max(total - warmup, 1);
+
+        if (skipped > 0 || warmupErrors > 0)
+        {
+            // On stderr, so the line the scripts parse stays as it is: these are in its error count.
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"errors: {skipped} skipped (due while {MaxInFlight} were in flight), {warmupErrors} failed in the warm-up"));
+        }
 
         var measured = latencies.Where(l => l > 0).Order().ToArray();
         var achieved = measured.Length / Math.Max(elapsed - warmupSeconds, 1e-9);

@@ -79,13 +79,39 @@ internal sealed partial class StreamLimit
             return;
         }
 
+        var place = new Place(_bound);
+        context.Features.Set(place);
         try
         {
             await next(context).ConfigureAwait(false);
         }
         finally
         {
-            _bound.Exit();
+            place.GiveBack();
+        }
+    }
+
+    /// <summary>
+    /// A served stream's place under the bound, on its <see cref="HttpContext.Features"/>: a handler
+    /// that ends the response before its own work is done gives the place back just before, so the
+    /// bound counts the streams the clients see open. Kestrel gives a connection's stream back to
+    /// the client's SETTINGS_MAX_CONCURRENT_STREAMS when the response ends, not when the handler
+    /// returns: a place held past that end (the capture proxy's redaction and span encode after a
+    /// gRPC call's trailers) refused, with UNAVAILABLE, the next call of a client that had kept to
+    /// the limit on its one connection. What runs after is synchronous work on a pool thread, and
+    /// Kestrel refuses a connection's streams past twice its limit while handlers still run.
+    /// </summary>
+    internal sealed class Place(ConcurrencyBound bound)
+    {
+        private int _givenBack;
+
+        /// <summary>Gives the place back; once, whoever calls first (the handler or the middleware).</summary>
+        public void GiveBack()
+        {
+            if (Interlocked.Exchange(ref _givenBack, 1) == 0)
+            {
+                bound.Exit();
+            }
         }
     }
 

@@ -115,7 +115,7 @@ public sealed class ExchangeCapture : IDisposable
                 return;
             }
 
-            _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget, DeclaredLength(Exchange.RequestHeaders));
+            _requestBody ??= new BodyCaptureBuffer(_pipeline.MaxRequestBodyBytes, _pipeline.Budget, ExpectedLength(Exchange.RequestHeaders, bytes));
             _requestBody.Append(bytes);
             _grpcRequest?.Append(bytes, Elapsed(), _requestBody.Captured);
         }
@@ -341,7 +341,7 @@ public sealed class ExchangeCapture : IDisposable
                 return;
             }
 
-            _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes, _pipeline.Budget, DeclaredLength(Exchange.ResponseHeaders));
+            _responseBody ??= new BodyCaptureBuffer(_pipeline.MaxResponseBodyBytes, _pipeline.Budget, ExpectedLength(Exchange.ResponseHeaders, bytes));
             _responseBody.Append(bytes);
             if (_grpcRequest is not null)
             {
@@ -666,6 +666,22 @@ public sealed class ExchangeCapture : IDisposable
     }
 
     // The body's content-length, or -1 when absent or not a number.
+    // What a body's first array is sized for: its content-length or, for a gRPC call's body (which
+    // has none), the first message's frame when the first chunk holds only part of it. A 64 KiB
+    // message otherwise grew the array from its first DATA frame (16 KiB) to 32 and 64 KiB, copying
+    // 48 KiB each way; a first chunk that holds its whole message (a 1 KiB unary call, a stream's
+    // small messages) keeps the usual first array, which the later messages grow from.
+    private long ExpectedLength(HeaderList headers, ReadOnlySpan<byte> first)
+    {
+        var declared = DeclaredLength(headers);
+        if (declared < 0 && _grpcRequest is not null && GrpcFrameReader.FirstFrameLength(first) is var frame && frame > first.Length)
+        {
+            return frame;
+        }
+
+        return declared;
+    }
+
     private static long DeclaredLength(HeaderList headers) =>
         long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;
 

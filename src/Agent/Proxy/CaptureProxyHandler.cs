@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
+using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Model;
@@ -168,6 +169,8 @@ internal sealed partial class CaptureProxyHandler
                     // Kestrel's own body feature ends the response; the tee's (HttpResponse.Body's
                     // wrapper) would only flush. Setting the original stream back restores it.
                     RestoreResponseBody(context, originalResponseBody);
+                    // The gRPC listener's stream bound counts this call until its client sees it end.
+                    context.Features.Get<StreamLimit.Place>()?.GiveBack();
                     await context.Response.CompleteAsync().ConfigureAwait(false);
                 }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using SpIstio.Core.Capture;
 
 namespace SpIstio.Core.GrpcMessages;
@@ -65,6 +66,13 @@ public sealed class GrpcFrameReader : IDisposable
 
     private int _count;
     private long _keptBytes;
+
+    /// <summary>
+    /// The length of the frame (prefix and message) that <paramref name="streamStart"/>, the first
+    /// bytes of a gRPC body, starts with; -1 when they do not hold its 5-byte prefix.
+    /// </summary>
+    public static long FirstFrameLength(ReadOnlySpan<byte> streamStart) =>
+        streamStart.Length < HeaderSize ? -1 : HeaderSize + (long)BinaryPrimitives.ReadUInt32BigEndian(streamStart[1..HeaderSize]);
 
     /// <summary>Creates a reader for one stream direction.</summary>
     /// <param name="limits">What may be kept.</param>

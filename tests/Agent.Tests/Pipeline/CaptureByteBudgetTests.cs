@@ -246,6 +246,42 @@ public sealed class CaptureByteBudgetTests
         Assert.Equal(0, budget.Held);
     }
 
+    [Fact]
+    public async Task GrpcMessageLongerThanItsFirstChunk_ReservesItsWholeFrameAtOnce_AndIsCapturedWhole()
+    {
+        var metrics = new AgentMetrics();
+        var (exporter, pipeline) = Create(metrics);
+        await using var _ = exporter;
+        var budget = exporter.Budget;
+        var exchange = Post(0);
+        exchange.RequestHeaders.Clear();
+        exchange.RequestHeaders.Add("content-type", "application/grpc");
+
+        // One 40,000-byte message, framed (no content-length: gRPC bodies have none), arriving in
+        // 16 KiB DATA frames as HTTP/2 delivers it.
+        var message = Chunk(40_000);
+        var framed = new byte[5 + message.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)message.Length);
+        message.CopyTo(framed, 5);
+        using var capture = pipeline.Begin(exchange, TimeProvider.System)!;
+        var held = budget.Held;
+        capture.AppendRequestBody(framed.AsSpan(0, 16 * 1024));
+
+        // The first array is sized from the frame's prefix: the budget holds room for the whole
+        // message from the first chunk on (it held 16 KiB, then grew to 32 and 64 KiB, copying).
+        Assert.InRange(budget.Held - held, framed.Length, 2L * framed.Length);
+        var reserved = budget.Held;
+        for (var offset = 16 * 1024; offset < framed.Length; offset += 16 * 1024)
+        {
+            capture.AppendRequestBody(framed.AsSpan(offset, Math.Min(16 * 1024, framed.Length - offset)));
+            Assert.Equal(reserved, budget.Held);
+        }
+
+        capture.CompleteRequestBody(ended: true);
+        Assert.Equal(framed, capture.Exchange.RequestBody.Content.ToArray());
+        Assert.False(capture.Exchange.RequestBody.Truncated);
+    }
+
     private static (OtlpExporter Exporter, CapturePipeline Pipeline) Create(AgentMetrics metrics, long? streamBytes = null)
     {
         var options = TestExchanges.Options(TestExchanges.RefusingBackend());

@@ -79,6 +79,30 @@ public sealed class GrpcProxyTests
     }
 
     [Fact]
+    public async Task Next_call_on_a_connection_at_its_stream_limit_is_served_while_the_last_ones_capture_is_finished()
+    {
+        // One stream allowed (the connection's SETTINGS_MAX_CONCURRENT_STREAMS and the bound over all
+        // connections), and the exporter holds every capture until released: the first call has its
+        // answer while its capture's finish still runs in the proxy's handler.
+        var exporter = new GatedExporter();
+        await using var rig = await GrpcRig.StartAsync(exporter, maxGrpcStreams: 1);
+        var first = await rig.Client.EchoAsync(new Note { Text = "first", N = 1 }, deadline: Deadline());
+        Assert.Equal("echo: first", first.Text);
+        Assert.False(exporter.AnyQueued, "the capture was queued before the client had its answer");
+
+        // The client kept to the limit: its stream ended, so its next call takes the one allowed.
+        // The bound used to count the first call until its handler returned, and refused this one
+        // with UNAVAILABLE.
+        var second = await rig.Client.EchoAsync(new Note { Text = "second", N = 2 }, deadline: Deadline());
+
+        Assert.Equal("echo: second", second.Text);
+        Assert.Equal(0L, rig.Metrics.ProxyGrpcStreamsRefused.Value);
+        exporter.Release();
+        var exchange = await exporter.Queued.WaitAsync(CallTimeout);
+        Assert.Equal("/sp.test.proxy.Notes/Echo", exchange.Path);
+    }
+
+    [Fact]
     public async Task Server_streaming_reaches_the_client_message_by_message()
     {
         await using var rig = await GrpcRig.StartAsync();
@@ -299,8 +323,11 @@ public sealed class GrpcProxyTests
 
         public AgentMetrics Metrics { get; }
 
-        /// <summary>The rig; with <paramref name="exporter"/>, the proxy's captures go there instead of to the OTLP receiver.</summary>
-        public static async Task<GrpcRig> StartAsync(IExchangeExporter? exporter = null)
+        /// <summary>
+        /// The rig; with <paramref name="exporter"/>, the proxy's captures go there instead of to the
+        /// OTLP receiver; <paramref name="maxGrpcStreams"/> is <c>proxy.max_grpc_streams</c>.
+        /// </summary>
+        public static async Task<GrpcRig> StartAsync(IExchangeExporter? exporter = null, int maxGrpcStreams = ProxyOptions.DefaultMaxGrpcStreams)
         {
             var receiver = await OtlpReceiver.StartAsync();
             var service = new NotesService();
@@ -328,7 +355,7 @@ public sealed class GrpcProxyTests
                 : new CapturePipeline(options, exporter, new AgentMetrics(), NullLogger<CapturePipeline>.Instance);
             var proxy = await CaptureProxyServer.StartAsync(
                 new ListenAddress("127.0.0.1", 0),
-                new CaptureProxyOptions { Upstream = upstream, GrpcListen = new ListenAddress("127.0.0.1", 0) },
+                new CaptureProxyOptions { Upstream = upstream, GrpcListen = new ListenAddress("127.0.0.1", 0), MaxGrpcStreams = maxGrpcStreams },
                 pipeline,
                 NullLoggerFactory.Instance);
             return new GrpcRig(receiver, server, service, runtime, proxy, pipeline.Metrics);
