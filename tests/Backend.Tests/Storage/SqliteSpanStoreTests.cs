@@ -175,6 +175,26 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
         Assert.Equal(["s3", "s6"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "aa1111" }, CancellationToken.None)).Items.Select(s => s.SessionId).Order());
     }
 
+    [Fact]
+    public async Task Another_tenants_spans_that_hold_the_words_do_not_count_toward_the_limit()
+    {
+        // Six spans of "other" hold one code each; acme's one span holds all six (each code in two
+        // spans: never common). Every span's filter may hold a word of the query.
+        string[] codes = ["ff1001", "ff1002", "ff1003", "ff1004", "ff1005", "ff1006"];
+        long other = (await Store.EnsureTenantAsync("other", CancellationToken.None)).Id;
+        long acme = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var theirs = Enumerable.Range(0, 6).Select(n => TestSpans.Exchange(11 + n, 11 + n, session: "o" + n, path: "/orders/" + codes[n])).ToList();
+        Assert.Equal(6, await Store.InsertSpansAsync(other, theirs, CancellationToken.None));
+        Assert.Equal(1, await Store.InsertSpansAsync(acme, [TestSpans.Exchange(20, 20, session: "a", path: "/orders/" + string.Join('/', codes))], CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        var store = (SpIstio.Backend.Storage.Sqlite.SqliteSpanStore)Store;
+        store.MaxCheckedSpans = 2;
+        var query = new SessionQuery { Text = string.Join(' ', codes) };
+        Assert.Equal(["a"], (await Store.ListSessionsAsync(acme, query, CancellationToken.None)).Items.Select(s => s.SessionId));
+        await Assert.ThrowsAsync<SearchTooBroadException>(() => Store.ListSessionsAsync(other, new SessionQuery { Text = "ff1001 ff1002 ff1003" }, CancellationToken.None));
+    }
+
     private async Task<string?> ScalarAsync(string sql)
     {
         await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + Path.Combine(_directory, "sp.db"));

@@ -164,18 +164,23 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                     continue;
                 }
 
-                if (++checkedSpans > MaxCheckedSpans)
-                {
-                    throw new SearchTooBroadException(
-                        "holds words that more than " + MaxCheckedSpans.ToString(System.Globalization.CultureInfo.InvariantCulture) +
-                        " spans may hold, the most one search checks in SQLite's filters of ids and codes (words with a digit): add a rarer word");
-                }
-
                 raw.sqlite3_bind_int64(span, 1, id);
-                if (raw.sqlite3_step(span) == raw.SQLITE_ROW && SqliteSkipIndex.Holds(SearchTextOf(
-                    ColumnText(span, 0), ColumnText(span, 1), ColumnText(span, 2), ColumnBytes(span, 3), ColumnBytes(span, 4)), terms))
+                if (raw.sqlite3_step(span) == raw.SQLITE_ROW)
                 {
-                    ids.Append(ids.Length > 1 ? "," : string.Empty).Append(id);
+                    // Counted only when the span is the tenant's: another tenant's candidates cost a
+                    // key lookup, not a decode, and must not get this tenant's query refused.
+                    if (++checkedSpans > MaxCheckedSpans)
+                    {
+                        throw new SearchTooBroadException(
+                            "holds words that more than " + MaxCheckedSpans.ToString(System.Globalization.CultureInfo.InvariantCulture) +
+                            " spans may hold, the most one search checks in SQLite's filters of ids and codes (words with a digit): add a rarer word");
+                    }
+
+                    if (SqliteSkipIndex.Holds(SearchTextOf(
+                        ColumnText(span, 0), ColumnText(span, 1), ColumnText(span, 2), ColumnBytes(span, 3), ColumnBytes(span, 4)), terms))
+                    {
+                        ids.Append(ids.Length > 1 ? "," : string.Empty).Append(id);
+                    }
                 }
 
                 rc = raw.sqlite3_reset(span);
