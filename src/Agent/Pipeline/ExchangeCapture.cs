@@ -665,7 +665,6 @@ public sealed class ExchangeCapture : IDisposable
         return ended ? body : Cut(body, headers);
     }
 
-    // The body's content-length, or -1 when absent or not a number.
     // What a body's first array is sized for: its content-length or, for a gRPC call's body (which
     // has none), the first message's frame when the first chunk holds only part of it. A 64 KiB
     // message otherwise grew the array from its first DATA frame (16 KiB) to 32 and 64 KiB, copying
@@ -682,6 +681,7 @@ public sealed class ExchangeCapture : IDisposable
         return declared;
     }
 
+    // The body's content-length, or -1 when absent or not a number.
     private static long DeclaredLength(HeaderList headers) =>
         long.TryParse(headers.Get("content-length"), NumberStyles.None, CultureInfo.InvariantCulture, out var length) ? length : -1;
 

@@ -174,9 +174,9 @@ internal static class SqliteSkipIndex
 
     private static bool MayHold(ReadOnlySpan<byte> slot, ulong hash)
     {
-        for (uint probe = 0, h1 = (uint)hash, h2 = (uint)(hash >> 32) | 1; probe < Probes; probe++)
+        for (uint probe = 0; probe < Probes; probe++)
         {
-            uint bit = Bit(unchecked(h1 + (probe * h2)));
+            uint bit = BitOf(hash, probe);
             if ((slot[(int)(bit >> 3)] & (1 << (int)(bit & 7))) == 0)
             {
                 return false;
@@ -188,15 +188,21 @@ internal static class SqliteSkipIndex
 
     private static void Add(Span<byte> slot, ulong hash)
     {
-        for (uint probe = 0, h1 = (uint)hash, h2 = (uint)(hash >> 32) | 1; probe < Probes; probe++)
+        for (uint probe = 0; probe < Probes; probe++)
         {
-            uint bit = Bit(unchecked(h1 + (probe * h2)));
+            uint bit = BitOf(hash, probe);
             slot[(int)(bit >> 3)] |= (byte)(1 << (int)(bit & 7));
         }
     }
 
-    // Lemire's multiply-shift: a 32-bit hash onto [0, SlotBits) without a division.
-    private static uint Bit(uint hash) => (uint)(((ulong)hash * SlotBits) >> 32);
+    // The filter bit of a word's probe: double hashing (the hash's halves, the second made odd),
+    // mapped onto [0, SlotBits) by Lemire's multiply-shift instead of a division. Adding and
+    // asking both go through it, so they always pick the same bits.
+    private static uint BitOf(ulong hash, uint probe)
+    {
+        uint mixed = unchecked((uint)hash + (probe * ((uint)(hash >> 32) | 1)));
+        return (uint)(((ulong)mixed * SlotBits) >> 32);
+    }
 }
 
 /// <summary>
