@@ -124,7 +124,8 @@ public static class BodyCapture
             var encoding = CharsetResolver.Resolve(charset);
             if (encoding is not null)
             {
-                return new CapturedBody(Transcode(content, encoding, truncated), originalSize, truncated, BodyKind.Text, contentType, contentEncoding, decoded);
+                // Encoding.UTF8 writes a replacement character for anything it cannot encode: valid by construction.
+                return new CapturedBody(Transcode(content, encoding, truncated), originalSize, truncated, BodyKind.Text, contentType, contentEncoding, decoded).MarkUtf8();
             }
 
             // An unknown charset says nothing reliable: fall through and judge the bytes alone.
@@ -138,7 +139,8 @@ public static class BodyCapture
         // with replacement characters: base64 loses nothing.
         var kept = isText ? textLength : content.Length;
         var bytes = !owned.IsEmpty && kept == owned.Length ? owned : CopyOf(content[..kept]);
-        return new CapturedBody(bytes, originalSize, truncated, isText ? BodyKind.Text : BodyKind.Binary, contentType, contentEncoding, decoded);
+        var body = new CapturedBody(bytes, originalSize, truncated, isText ? BodyKind.Text : BodyKind.Binary, contentType, contentEncoding, decoded);
+        return isText ? body.MarkUtf8() : body;
     }
 
     // The copy is overwritten in full at once, so the GC need not zero it first (a 64 KiB memset per

@@ -33,8 +33,26 @@ public sealed record CapturedBody(
     /// </summary>
     public bool MessageFrames { get; init; }
 
+    // The content BodyCapture proved valid UTF-8 (Text bodies it built); compared with Content by
+    // reference, so a body whose content was replaced (redaction's `with { Content = … }`) is checked again.
+    private ReadOnlyMemory<byte> _validUtf8;
+
     /// <summary>True when nothing was captured.</summary>
     public bool IsEmpty => Content.IsEmpty;
+
+    /// <summary>
+    /// True when <see cref="Content"/> is known to be valid UTF-8 without reading it again: it is the
+    /// very memory <see cref="Capture.BodyCapture"/> validated (or produced by transcoding) when it
+    /// built this Text body. The span encoders otherwise validate a Text body's 64 KiB once more.
+    /// </summary>
+    internal bool IsKnownUtf8 => !_validUtf8.IsEmpty && _validUtf8.Equals(Content);
+
+    /// <summary>This body, marked as holding valid UTF-8 (its current <see cref="Content"/>).</summary>
+    internal CapturedBody MarkUtf8()
+    {
+        _validUtf8 = Content;
+        return this;
+    }
 }
 
 /// <summary>How a captured body is to be carried and shown.</summary>

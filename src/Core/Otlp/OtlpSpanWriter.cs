@@ -393,21 +393,12 @@ public static class OtlpSpanWriter
     }
 
     // Bit 0: the request body goes out as UTF-8 text; bit 1: the response body does (ToSpan's test).
-    private static byte TextFlags(Exchange exchange)
-    {
-        var flags = 0;
-        if (exchange.RequestBody.Kind == BodyKind.Text && Utf8.IsValid(exchange.RequestBody.Content.Span))
-        {
-            flags |= 1;
-        }
+    private static byte TextFlags(Exchange exchange) =>
+        (byte)((IsUtf8Text(exchange.RequestBody) ? 1 : 0) | (IsUtf8Text(exchange.ResponseBody) ? 2 : 0));
 
-        if (exchange.ResponseBody.Kind == BodyKind.Text && Utf8.IsValid(exchange.ResponseBody.Content.Span))
-        {
-            flags |= 2;
-        }
-
-        return (byte)flags;
-    }
+    // A body BodyCapture already validated is not read again (a second pass over up to the capture limit).
+    private static bool IsUtf8Text(CapturedBody body) =>
+        body.Kind == BodyKind.Text && (body.IsKnownUtf8 || Utf8.IsValid(body.Content.Span));
 
     // The span-attribute table of record: the one description of a span's fields, in the generated
     // code's field order (and ExchangeSpanMapper.ToSpan's, the oracle); measured and then written

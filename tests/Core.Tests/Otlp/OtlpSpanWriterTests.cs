@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using FsCheck.Xunit;
 using Google.Protobuf;
+using SpIstio.Core.Capture;
 using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
@@ -97,6 +98,35 @@ public class OtlpSpanWriterTests
 
         var body = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0].Attributes.First(a => a.Key == OtlpAttributes.ResponseBody);
         Assert.Equal(text, body.Value.StringValue);
+    }
+
+    [Fact]
+    public void Write_CapturedTextBodyCutMidCharacter_IsTextLikeTheReference()
+    {
+        var exchange = Basic();
+        var wire = Encoding.UTF8.GetBytes("{\"city\":\"Zürich\",\"note\":\"中");
+        exchange.ResponseBody = BodyCapture.Create(wire.AsMemory(0, wire.Length - 1), 40, true, "application/json", null, 0);
+
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+
+        var body = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0].Attributes.First(a => a.Key == OtlpAttributes.ResponseBody);
+        Assert.Equal("{\"city\":\"Zürich\",\"note\":\"", body.Value.StringValue);
+    }
+
+    [Fact]
+    public void Write_CapturedTextBodyWhoseContentWasReplaced_ChecksTheNewContent()
+    {
+        // BodyCapture's UTF-8 verdict is for the bytes it checked: content put in their place
+        // (a rewrite) is checked again, so invalid bytes go out as the reference sends them, never as a broken string.
+        var exchange = Basic();
+        var captured = BodyCapture.Create(Encoding.UTF8.GetBytes("{\"a\":\"b\"}"), 9, false, "application/json", null, 0);
+        exchange.ResponseBody = captured with { Content = new byte[] { 0x7B, 0xC3, 0x28, 0x7D } };
+
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+
+        var attributes = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0].Attributes;
+        Assert.Equal("e8MofQ==", attributes.First(a => a.Key == OtlpAttributes.ResponseBody).Value.StringValue);
+        Assert.Contains(attributes, a => a.Value.StringValue == OtlpAttributes.Base64);
     }
 
     [Theory]
