@@ -162,6 +162,14 @@ dropped() {
     END { printf "%d", n }'
 }
 
+# Bodies the capture proxy cut short so far because the byte budget was full when they arrived
+# (sp_capture_budget_exceeded_total): exported, but not whole, so lost data like a drop.
+cut_bodies() {
+  curl -s "http://127.0.0.1:${1:-$ADMIN_PORT}/metrics" | awk '
+    /^sp_capture_budget_exceeded_total / { n += $2 }
+    END { printf "%d", n }'
+}
+
 
 # export_state [admin port] -> "failed=N backend_up=N inflight_bytes=N loop_faults=N" from the capture
 # proxy's /metrics at this moment: whether its exports still get through (issue 13: a proxy that
@@ -322,11 +330,11 @@ for run in $(seq 1 "$RUNS"); do
     # Equal offered load: half of what YARP passthrough sustained in this run, the same for both cells.
     rate=$(awk -v r="$(field 1 "${RESULT[$run,$size,yarp,max]}")" 'BEGIN { printf "%d", r / 2 }')
     for cell in yarp capture; do
-      before=$(dropped)
+      before=$(dropped); cut_before=$(cut_bodies)
       RESULT[$run,$size,$cell,rated]=$(run_open "http://127.0.0.1:$(port_of "$cell")/$size" "$rate")
       RESULT[$run,$size,$cell,rated_dropped]=$(( $(dropped) - before ))
       state=""
-      [[ $cell == capture ]] && state=", at its end $(export_state)"
+      [[ $cell == capture ]] && state=", bodies cut at the budget $(( $(cut_bodies) - cut_before )), at its end $(export_state)"
       echo "  $(date +%T) run $run $size $cell (open loop at $rate req/s): ${RESULT[$run,$size,$cell,rated]}, dropped ${RESULT[$run,$size,$cell,rated_dropped]}$state"
     done
   done

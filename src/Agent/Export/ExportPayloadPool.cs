@@ -1,14 +1,19 @@
 namespace SpIstio.Agent.Export;
 
 /// <summary>
-/// Keeps a few encoded-batch arrays for reuse. An uncompressed export batch is up to
-/// <c>export.max_batch_bytes</c> (4 MiB by default), far above the 85,000 bytes from which .NET
-/// puts an array on the large object heap; allocating one per batch made every few batches a
-/// gen-2 collection (LOH allocations count toward gen 2, and the image's GCConserveMemory then
-/// compacts), which cost the capture proxy more CPU per 64 KiB request than the capture itself.
-/// ArrayPool.Shared is no place for them: it keeps what it is given per core and per size for the
-/// life of the process. This pool keeps at most <see cref="MaxRetainedBytes"/> (two batches), and
-/// rounds sizes up so batches of slightly different lengths share arrays. Thread-safe.
+/// Keeps encoded-batch arrays for reuse. An uncompressed export batch is up to
+/// <c>export.max_batch_bytes</c> (1 MiB by default, plus the span that crossed it), above the 85,000
+/// bytes from which .NET puts an array on the large object heap; allocating one per batch made every
+/// few batches a gen-2 collection (LOH allocations count toward gen 2, and the image's
+/// GCConserveMemory then compacts), which cost the capture proxy more CPU per 64 KiB request than
+/// the capture itself. ArrayPool.Shared is no place for them: it keeps what it is given per core and
+/// per size for the life of the process. This pool keeps arrays while those rented out and those
+/// kept together stay within <see cref="MaxRetainedBytes"/> (<c>export.max_inflight_bytes</c>: a
+/// batch's array mirrors exchanges the budget holds, so every batch the budget lets be in flight
+/// finds one), and rounds sizes up so batches of slightly different lengths share arrays. A bound of
+/// two batches' bytes kept only one in practice (a batch passes max_batch_bytes by its last span,
+/// then rounds up), so with two batches in flight every other one allocated anew (issue 13).
+/// Thread-safe.
 /// </summary>
 internal sealed class ExportPayloadPool
 {
@@ -21,15 +26,16 @@ internal sealed class ExportPayloadPool
     private readonly Lock _lock = new();
     private readonly List<byte[]> _free = [];
     private long _retained;
+    private long _rented;
 
-    /// <summary>Creates a pool that keeps at most <paramref name="maxRetainedBytes"/> bytes of free arrays.</summary>
+    /// <summary>Creates a pool whose arrays rented out and kept together stay within <paramref name="maxRetainedBytes"/> when returned.</summary>
     public ExportPayloadPool(long maxRetainedBytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxRetainedBytes);
         MaxRetainedBytes = maxRetainedBytes;
     }
 
-    /// <summary>Most bytes of free arrays kept between batches.</summary>
+    /// <summary>Most bytes of arrays rented out and kept together once one comes back (what is rented is never refused).</summary>
     public long MaxRetainedBytes { get; }
 
     /// <summary>Bytes of free arrays kept now.</summary>
@@ -70,31 +76,46 @@ internal sealed class ExportPayloadPool
                 var array = _free[best];
                 _free.RemoveAt(best);
                 _retained -= array.Length;
+                _rented += array.Length;
                 return array;
             }
         }
 
         var rounded = (long)length + Granularity - 1;
         rounded -= rounded % Granularity;
-        return new byte[(int)Math.Min(rounded, Array.MaxLength)];
+        var created = new byte[(int)Math.Min(rounded, Array.MaxLength)];
+        lock (_lock)
+        {
+            _rented += created.Length;
+        }
+
+        return created;
     }
 
     /// <summary>
-    /// Gives back an array from <see cref="Rent"/> once nothing reads it any more. Kept when it fits
-    /// within <see cref="MaxRetainedBytes"/> (a larger one replaces smaller ones it can stand for); else left to the GC.
+    /// Gives back an array from <see cref="Rent"/> once nothing reads it any more. Kept when it, the
+    /// arrays kept and those still rented out fit within <see cref="MaxRetainedBytes"/> (a larger one
+    /// replaces smaller ones it can stand for); else left to the GC.
     /// </summary>
     public void Return(byte[] array)
     {
         ArgumentNullException.ThrowIfNull(array);
-        if (array.Length < MinPooledBytes || array.Length > MaxRetainedBytes)
+        if (array.Length < MinPooledBytes)
         {
             return;
         }
 
         lock (_lock)
         {
+            // Not below zero: an array this pool did not rent must not make room for more than the bound.
+            _rented = Math.Max(0, _rented - array.Length);
+            if (array.Length > MaxRetainedBytes)
+            {
+                return;
+            }
+
             // Make room by letting smaller arrays go: the larger one serves every batch they did.
-            while (_retained + array.Length > MaxRetainedBytes && _free.Count > 0)
+            while (_retained + _rented + array.Length > MaxRetainedBytes && _free.Count > 0)
             {
                 var smallest = 0;
                 for (var i = 1; i < _free.Count; i++)
@@ -112,6 +133,12 @@ internal sealed class ExportPayloadPool
 
                 _retained -= _free[smallest].Length;
                 _free.RemoveAt(smallest);
+            }
+
+            if (_retained + _rented + array.Length > MaxRetainedBytes)
+            {
+                // The other batches in flight hold the rest of the bound.
+                return;
             }
 
             _free.Add(array);

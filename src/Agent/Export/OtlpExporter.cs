@@ -119,7 +119,7 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         _batchDelay = TimeSpan.FromMilliseconds(_export.BatchDelayMs);
         _contentEncoding = ContentEncodingOf(_export.Compression);
         Budget = new CaptureByteBudget(_export.MaxInflightBytes);
-        _payloads = new ExportPayloadPool(2L * _export.MaxBatchBytes);
+        _payloads = new ExportPayloadPool(_export.MaxInflightBytes);
         _spans = new QueuedSpans(Budget, _publicKey);
         Endpoint = BackendHttp.Endpoint(options.SpBackendUrl, "v1/traces");
 

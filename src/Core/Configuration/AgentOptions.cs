@@ -306,8 +306,17 @@ public enum SamplingBy
 /// <summary><c>export</c>: the exporter's queue, batches, retries and shutdown flush.</summary>
 public sealed class ExportOptions
 {
-    /// <summary>4 MiB: well under the 16 MiB request limit common OTLP receivers apply, large enough that batches fill by count first.</summary>
-    public const int DefaultMaxBatchBytes = 4 * 1024 * 1024;
+    /// <summary>
+    /// 1 MiB: a batch's exchanges hold their bytes in <c>export.max_inflight_bytes</c> from when the
+    /// first is queued until the whole batch is delivered, so the budget must hold a filling batch
+    /// and every one in flight besides the bodies being captured. At 4 MiB (a quarter of the default
+    /// budget) the capture proxy at 64 KiB bodies refused exchanges and cut bodies whenever a send
+    /// took some tens of milliseconds; at 1 MiB the median held was 0.15 to 0.84 of that in every cell
+    /// measured (issue 13, bench/README.md "proxytail"). Against a backend across a network, smaller batches also let more requests be in
+    /// flight within the same budget. Small exchanges still fill a batch by count first (512 spans of
+    /// 1 KiB bodies are about 0.7 MiB); OTLP receivers commonly take up to 4 MiB or more.
+    /// </summary>
+    public const int DefaultMaxBatchBytes = 1024 * 1024;
 
     [ConfigKey("queue_capacity", "Most exchanges waiting for export; when full, new captures are dropped and counted (traffic is never held). Default 10000.")]
     public int QueueCapacity { get; set; } = 10_000;
@@ -315,7 +324,7 @@ public sealed class ExportOptions
     [ConfigKey("max_batch_spans", "Most spans in one export request. Default 512 (the OpenTelemetry SDK's batch size).")]
     public int MaxBatchSpans { get; set; } = 512;
 
-    [ConfigKey("max_batch_bytes", "Estimated size (bodies plus headers) at which a batch is sent even if not full by count. Default 4194304 (4 MiB).")]
+    [ConfigKey("max_batch_bytes", "Estimated size (bodies plus headers) at which a batch is sent even if not full by count. A batch holds its exchanges' bytes in export.max_inflight_bytes until it is delivered, so keep it a small part of that budget. Default 1048576 (1 MiB).")]
     public int MaxBatchBytes { get; set; } = DefaultMaxBatchBytes;
 
     [ConfigKey("batch_delay_ms", "Longest a captured exchange waits for its batch to fill before it is sent. Default 200 ms.")]

@@ -152,7 +152,7 @@ public class AgentConfigLoaderTests
         Assert.Null(o.Cache.Rules[1].Mode);
         Assert.Equal(2000, o.Export.QueueCapacity);
         Assert.Equal(64, o.Export.MaxBatchSpans);
-        Assert.Equal(1048576, o.Export.MaxBatchBytes);
+        Assert.Equal(2097152, o.Export.MaxBatchBytes);
         Assert.Equal(50, o.Export.BatchDelayMs);
         Assert.Equal(1500, o.Export.ShutdownFlushMs);
         Assert.Equal(5, o.Export.MaxRetries);

@@ -158,7 +158,7 @@ public class AgentOptionsValidatorTests
         Assert.DoesNotContain(AgentOptionsValidator.Validate(options), p => p.Key.StartsWith("export.", StringComparison.Ordinal));
         Assert.Equal(10_000, options.Export.QueueCapacity);
         Assert.Equal(512, options.Export.MaxBatchSpans);
-        Assert.Equal(4 * 1024 * 1024, options.Export.MaxBatchBytes);
+        Assert.Equal(1024 * 1024, options.Export.MaxBatchBytes);
         Assert.Equal(200, options.Export.BatchDelayMs);
         Assert.Equal(5000, options.Export.ShutdownFlushMs);
         Assert.Equal(3, options.Export.MaxRetries);
