@@ -173,10 +173,10 @@ internal static class GrpcBench
     }
 
     // As above for the raw client: −1 is a call that ended without a status (reset, connection lost,
-    // an echo of the wrong length), counted as Unknown.
+    // an echo of the wrong length), counted as Unknown with why.
     private static async Task<bool> CallAsync(RawGrpcClient client)
     {
-        var status = await client.CallAsync().ConfigureAwait(false);
+        var (status, message) = await client.CallAsync().ConfigureAwait(false);
         if (status == 0)
         {
             return true;
@@ -185,7 +185,7 @@ internal static class GrpcBench
         var code = status < 0 ? (int)StatusCode.Unknown : Math.Min(status, s_failures.Length - 1);
         if (Interlocked.Increment(ref s_failures[code]) == 1)
         {
-            s_firstDetail[code] = status < 0 ? "raw client: no grpc-status" : null;
+            s_firstDetail[code] = status < 0 ? "raw client, no grpc-status: " + message : message;
         }
 
         return false;

@@ -89,15 +89,18 @@ internal sealed class RawGrpcClient : IAsyncDisposable
         return client;
     }
 
-    /// <summary>One unary call: its <c>grpc-status</c>, or −1 when none came (a reset stream, a lost connection, a wrong echo length).</summary>
-    public async Task<int> CallAsync()
+    /// <summary>
+    /// One unary call: its <c>grpc-status</c> (−1 when none came: a reset stream, a lost connection,
+    /// a wrong echo length) and <c>grpc-message</c>.
+    /// </summary>
+    public async Task<(int Status, string? Message)> CallAsync()
     {
         TaskCompletionSource? admission = null;
         lock (_lock)
         {
             if (_failure is not null)
             {
-                return -1;
+                return (-1, null);
             }
 
             if (_admissions.Count > 0 || !TryAdmit())
@@ -121,7 +124,7 @@ internal sealed class RawGrpcClient : IAsyncDisposable
             {
                 if (_failure is not null)
                 {
-                    return -1;
+                    return (-1, null);
                 }
 
                 // Stream ids must rise in the order their HEADERS go out: taken under the write lock.
@@ -197,7 +200,7 @@ internal sealed class RawGrpcClient : IAsyncDisposable
         }
     }
 
-    private void Complete(int streamId, int status)
+    private void Complete(int streamId, int status, string? message = null)
     {
         Call? call;
         lock (_lock)
@@ -211,7 +214,7 @@ internal sealed class RawGrpcClient : IAsyncDisposable
         }
 
         Pump();
-        call.Done.TrySetResult(status == 0 && call.ReceivedBytes != _messageBytes ? -1 : status);
+        call.Done.TrySetResult(status == 0 && call.ReceivedBytes != _messageBytes ? (-1, "echo of the wrong length") : (status, message));
     }
 
     private void Fail(Exception ex)
@@ -237,7 +240,7 @@ internal sealed class RawGrpcClient : IAsyncDisposable
         _settingsReceived.TrySetException(ex);
         foreach (var call in calls)
         {
-            call.Done.TrySetResult(-1);
+            call.Done.TrySetResult((-1, ex.Message));
         }
 
         // Their calls see _failure and answer -1.
@@ -287,7 +290,7 @@ internal sealed class RawGrpcClient : IAsyncDisposable
                         AddReceived(streamId, length - Padding(payload, flags));
                         if ((flags & EndStreamFlag) != 0)
                         {
-                            Complete(streamId, -1); // a gRPC response ends with trailers, not with data
+                            Complete(streamId, -1, "no trailers"); // a gRPC response ends with trailers, not with data
                         }
 
                         break;
@@ -305,12 +308,13 @@ internal sealed class RawGrpcClient : IAsyncDisposable
                         block.AddRange(payload);
                         if ((flags & EndHeadersFlag) != 0 && blockEndsStream)
                         {
-                            Complete(streamId, GrpcStatusOf(block.ToArray()));
+                            var (status, message) = GrpcStatusOf(block.ToArray());
+                            Complete(streamId, status, message);
                         }
 
                         break;
                     case RstStream:
-                        Complete(streamId, -1);
+                        Complete(streamId, -1, "RST_STREAM " + BinaryPrimitives.ReadUInt32BigEndian(payload));
                         break;
                     case Settings when (flags & AckFlag) == 0:
                         ApplySettings(payload);
@@ -413,10 +417,11 @@ internal sealed class RawGrpcClient : IAsyncDisposable
 
     private static int Padding(ReadOnlySpan<byte> payload, byte flags) => (flags & PaddedFlag) != 0 ? payload[0] + 1 : 0;
 
-    // The grpc-status of a response's last header block, or -1 without one.
-    private static int GrpcStatusOf(ReadOnlySpan<byte> block)
+    // The grpc-status (-1 without one) and grpc-message of a response's last header block.
+    private static (int Status, string? Message) GrpcStatusOf(ReadOnlySpan<byte> block)
     {
         var status = -1;
+        string? message = null;
         var i = 0;
         while (i < block.Length)
         {
@@ -439,15 +444,19 @@ internal sealed class RawGrpcClient : IAsyncDisposable
             }
 
             var nameIndex = ReadInteger(block, ref i, (first & 0xC0) == 0x40 ? 6 : 4);
-            var isStatus = nameIndex == 0 && ReadString(block, ref i, out var name) && name.SequenceEqual("grpc-status"u8);
+            var name = nameIndex == 0 && ReadString(block, ref i, out var literal) ? literal : default;
             var plain = ReadString(block, ref i, out var value);
-            if (isStatus)
+            if (name.SequenceEqual("grpc-status"u8))
             {
                 status = plain && value.Length is > 0 and <= 2 && int.TryParse(value, out var code) ? code : throw new InvalidDataException("an unreadable grpc-status");
             }
+            else if (name.SequenceEqual("grpc-message"u8) && plain)
+            {
+                message = Encoding.UTF8.GetString(value);
+            }
         }
 
-        return status;
+        return (status, message);
     }
 
     // RFC 7541 §5.1.
@@ -574,7 +583,7 @@ internal sealed class RawGrpcClient : IAsyncDisposable
 
     private sealed class Call
     {
-        public readonly TaskCompletionSource<int> Done = new();
+        public readonly TaskCompletionSource<(int Status, string? Message)> Done = new();
 
         public int ReceivedBytes;
     }
