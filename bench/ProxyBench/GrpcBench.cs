@@ -102,11 +102,26 @@ internal static class GrpcBench
     /// Calls Unary with <paramref name="payload"/> at <paramref name="rate"/> a second, open loop
     /// (<see cref="OpenLoop"/>): the gRPC equal-load cell. Prints <see cref="OpenLoop.RunAsync"/>'s line.
     /// </summary>
+    /// <remarks>
+    /// The calls go out through <see cref="RawGrpcClient"/> (the same requests on one connection for
+    /// a fraction of the CPU); <c>GRPC_CLIENT=grpc-dotnet</c> sends them with grpc-dotnet's client
+    /// instead, to compare the two generators.
+    /// </remarks>
     public static async Task<int> OpenLoopAsync(string url, double rate, double seconds, double warmupSeconds, Payload payload)
     {
-        using var channel = CreateChannel(url);
-        var client = new Bench.BenchClient(channel);
-        var exitCode = await OpenLoop.RunAsync(() => CallAsync(client, payload), rate, seconds, warmupSeconds).ConfigureAwait(false);
+        int exitCode;
+        if (Environment.GetEnvironmentVariable("GRPC_CLIENT") == "grpc-dotnet")
+        {
+            using var channel = CreateChannel(url);
+            var client = new Bench.BenchClient(channel);
+            exitCode = await OpenLoop.RunAsync(() => CallAsync(client, payload), rate, seconds, warmupSeconds).ConfigureAwait(false);
+        }
+        else
+        {
+            await using var client = await RawGrpcClient.ConnectAsync(new Uri(url), "/sp.bench.Bench/Unary", payload).ConfigureAwait(false);
+            exitCode = await OpenLoop.RunAsync(() => CallAsync(client), rate, seconds, warmupSeconds).ConfigureAwait(false);
+        }
+
         PrintFailures();
         return exitCode;
     }
@@ -155,6 +170,25 @@ internal static class GrpcBench
 
             return false;
         }
+    }
+
+    // As above for the raw client: −1 is a call that ended without a status (reset, connection lost,
+    // an echo of the wrong length), counted as Unknown with why.
+    private static async Task<bool> CallAsync(RawGrpcClient client)
+    {
+        var (status, message) = await client.CallAsync().ConfigureAwait(false);
+        if (status == 0)
+        {
+            return true;
+        }
+
+        var code = status < 0 ? (int)StatusCode.Unknown : Math.Min(status, s_failures.Length - 1);
+        if (Interlocked.Increment(ref s_failures[code]) == 1)
+        {
+            s_firstDetail[code] = status < 0 ? "raw client, no grpc-status: " + message : message;
+        }
+
+        return false;
     }
 
     // On stderr, so the line the scripts parse stays as it is: "failed calls: Unavailable 12 (detail) ...".

@@ -27,6 +27,12 @@ internal static class OpenLoop
         var warmup = (long)(rate * warmupSeconds);
         var total = warmup + (long)(rate * seconds);
         var latencies = new double[total - warmup];
+        // OPEN_LOOP_TIMELINE=FILE: when each measured request was sent and answered, for
+        // WriteTimeline (where the latency was spent: in the generator, or in flight).
+        var timelinePath = Environment.GetEnvironmentVariable("OPEN_LOOP_TIMELINE");
+        var sentAt = timelinePath is null ? null : new long[total - warmup];
+        var answeredAt = timelinePath is null ? null : new long[total - warmup];
+        var inFlightAtSend = timelinePath is null ? null : new int[total - warmup];
         var errors = 0L;
         var skipped = 0L;
         var warmupErrors = 0L;
@@ -55,6 +61,10 @@ internal static class OpenLoop
                 else if (index >= warmup)
                 {
                     latencies[index - warmup] = Stopwatch.GetElapsedTime(due).TotalMilliseconds;
+                    if (answeredAt is not null)
+                    {
+                        answeredAt[index - warmup] = Stopwatch.GetTimestamp();
+                    }
                 }
             }
             finally
@@ -90,7 +100,13 @@ internal static class OpenLoop
                     continue;
                 }
 
-                Interlocked.Increment(ref inFlight);
+                var sending = Interlocked.Increment(ref inFlight) - 1;
+                if (sentAt is not null && i >= warmup)
+                {
+                    sentAt[i - warmup] = Stopwatch.GetTimestamp();
+                    inFlightAtSend![i - warmup] = sending;
+                }
+
                 _ = Send(i, start + (long)(i * ticksPerRequest));
             }
 
@@ -111,12 +127,49 @@ internal static class OpenLoop
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"errors: {skipped} skipped (due while {MaxInFlight} were in flight), {warmupErrors} failed in the warm-up"));
         }
 
+        if (timelinePath is not null)
+        {
+            WriteTimeline(timelinePath, start + (long)(warmup * ticksPerRequest), ticksPerRequest, sentAt!, answeredAt!, inFlightAtSend!);
+        }
+
         var measured = latencies.Where(l => l > 0).Order().ToArray();
         var achieved = measured.Length / Math.Max(elapsed - warmupSeconds, 1e-9);
         Console.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
             $"{rate:F0} {achieved:F0} {Quantile(measured, 0.50):F3} {Quantile(measured, 0.90):F3} {Quantile(measured, 0.99):F3} {Quantile(measured, 0.999):F3} {(measured.Length == 0 ? double.NaN : measured[^1]):F3} {errors} {cpuPerRequest:F1}"));
         return 0;
+    }
+
+    // One line per 100 ms of due times: requests due, the most in flight when one was sent, the
+    // generator's worst lateness (sent − due: its own dispatch, not the target's), and the worst
+    // time in flight (answered − sent), in ms. A queue in the target shows as in-flight counts and
+    // times in flight that grow together; a stall of the generator as lateness.
+    private static void WriteTimeline(string path, long firstDue, double ticksPerRequest, long[] sentAt, long[] answeredAt, int[] inFlightAtSend)
+    {
+        var bucketTicks = Stopwatch.Frequency / 10;
+        var toMs = 1000.0 / Stopwatch.Frequency;
+        using var writer = new StreamWriter(path);
+        writer.WriteLine("t_ms due max_in_flight max_late_ms max_in_call_ms");
+        for (var first = 0; first < sentAt.Length;)
+        {
+            var bucket = (long)(first * ticksPerRequest) / bucketTicks;
+            int count = 0, maxInFlight = 0;
+            double maxLate = 0, maxInCall = 0;
+            var i = first;
+            for (; i < sentAt.Length && (long)(i * ticksPerRequest) / bucketTicks == bucket; i++)
+            {
+                count++;
+                maxInFlight = Math.Max(maxInFlight, inFlightAtSend[i]);
+                maxLate = Math.Max(maxLate, (sentAt[i] - (firstDue + (long)(i * ticksPerRequest))) * toMs);
+                if (answeredAt[i] != 0)
+                {
+                    maxInCall = Math.Max(maxInCall, (answeredAt[i] - sentAt[i]) * toMs);
+                }
+            }
+
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{bucket * 100} {count} {maxInFlight} {maxLate:F1} {maxInCall:F1}"));
+            first = i;
+        }
     }
 
     /// <summary>The <paramref name="q"/> quantile of ascending <paramref name="sorted"/> latencies (NaN when none).</summary>

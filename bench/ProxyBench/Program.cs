@@ -17,7 +17,10 @@ using SpIstio.ProxyBench;
 //       grpc-dotnet unary calls, CONCURRENCY in flight (closed loop).
 //       Prints one line: calls/s p50 p99 (ms) errors
 //   ProxyBench grpc-open URL RATE SECONDS [WARMUP_SECONDS] [PAYLOAD]
-//       grpc-dotnet unary calls at RATE a second (open loop, as `load`); prints `load`'s line.
+//       unary calls at RATE a second (open loop, as `load`) on one h2c connection of a lean client
+//       (RawGrpcClient; GRPC_CLIENT=grpc-dotnet for grpc-dotnet's); prints `load`'s line.
+//   OPEN_LOOP_TIMELINE=FILE (load, grpc-open): also writes, per 100 ms of due times, the most
+//       requests in flight, the generator's worst lateness and the longest time in flight.
 // PAYLOAD: bytes (1024, the default), with a k suffix for KiB (64k), and -random for random bytes
 // instead of zeros (64k-random: what neither the export's compression nor redaction's digit and
 // anchor checks find easy, like the HTTP cells' 64k-random body).

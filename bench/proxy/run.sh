@@ -25,7 +25,8 @@
 # and without capture, for each of GRPC_SIZES (payloads: 1k zeros, 64k-random incompressible bytes):
 # saturation (ProxyBench grpc-load, GRPC_CONCURRENCY calls in flight, closed loop; the ratio to the
 # YARP cell is the cost of capture) and equal offered load (ProxyBench grpc-open, open loop at half
-# of YARP's saturation calls/s in the same run: p99 against YARP's, and dropped exchanges). The
+# of YARP's saturation calls/s in the same run: p99 against YARP's, and dropped exchanges; its
+# client is a lean h2c one, RawGrpcClient, as the HTTP cells' is RawHttpClient). The
 # upstream and the load generator are .NET on the same cores, so these cells are noisier than the
 # HTTP ones; they run GRPC_DURATION (default 8) + GRPC_WARMUP (2) seconds each to bound the run.
 set -euo pipefail
