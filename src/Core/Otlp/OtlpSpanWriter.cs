@@ -1050,6 +1050,22 @@ public static class OtlpSpanWriter
                 return;
             }
 
+            // The span name ("GET /path") is nearly always ASCII: narrowed in one pass, as TryAsciiKeyValue does.
+            var start = Position;
+            var chars = value.Length;
+            if (chars != 0)
+            {
+                Tag(field, Len);
+                Raw((ulong)chars);
+                if (value.TryCopyAscii(_buffer.AsSpan(Position, chars)))
+                {
+                    Position += chars;
+                    return;
+                }
+
+                Position = start;
+            }
+
             var bytes = value.ByteCount();
             if (bytes != 0)
             {
