@@ -425,11 +425,9 @@ public sealed partial class TransparentCache : IResponseShortCircuit, IExchangeR
             RequestBody = request.RequestBody,
             StartTime = request.StartTime,
             EndTime = request.StartTime,
-            TraceId = request.TraceId,
-            SpanId = request.SpanId,
-            ParentSpanId = request.ParentSpanId,
             SessionId = request.SessionId,
         };
+        copy.CopyTraceIdsFrom(request);
         foreach (var header in request.RequestHeaders)
         {
             copy.RequestHeaders.Add(header.Key, header.Value);

@@ -118,6 +118,21 @@ public sealed class Exchange
         _binaryParentSpanId = parentSpanId;
     }
 
+    /// <summary>
+    /// Gives this exchange <paramref name="source"/>'s trace, span and parent span ids in the form it
+    /// holds them (binary or hex), so a copy does not make the hex strings the capture avoided.
+    /// </summary>
+    public void CopyTraceIdsFrom(Exchange source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        _binaryTraceId = source._binaryTraceId;
+        _binarySpanId = source._binarySpanId;
+        _binaryParentSpanId = source._binaryParentSpanId;
+        _traceId = source._traceId;
+        _spanId = source._spanId;
+        _parentSpanId = source._parentSpanId;
+    }
+
     /// <summary>The trace id's 16 bytes (zeros when none), for the span encoder.</summary>
     internal void CopyTraceIdTo(Span<byte> destination)
     {

@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Collections.Frozen;
+using System.Runtime.InteropServices;
 using System.Text;
 using SpIstio.Core.Tracing;
 
@@ -42,6 +43,9 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
 
     /// <inheritdoc />
     public KeyValuePair<string, string> this[int index] => _items[index];
+
+    /// <summary>The fields as a span, for encoders that walk them several times (not to be held across a change of the list).</summary>
+    internal ReadOnlySpan<KeyValuePair<string, string>> AsSpan() => CollectionsMarshal.AsSpan(_items);
 
     /// <summary>Makes room for <paramref name="count"/> fields in all, so a head copied field by field grows its storage once.</summary>
     public void EnsureCapacity(int count) => _items.EnsureCapacity(count);

@@ -366,7 +366,7 @@ public static class OtlpSpanWriter
         writer.Raw((ulong)sizes.ResourceSpans);
         writer.Tag(ResourceSpansResource, Len);
         writer.Raw((ulong)sizes.Resource);
-        writer.KeyValue(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), new Text(serviceName));
+        writer.KeyValue(ResourceAttributes, new Key(Keys.ResourceServiceName), new Text(serviceName));
         writer.Tag(ResourceSpansScopeSpans, Len);
         writer.Raw((ulong)sizes.ScopeSpans);
         writer.Tag(ScopeSpansScope, Len);
@@ -387,7 +387,7 @@ public static class OtlpSpanWriter
             }
         }
 
-        var resource = KeyValueSize(ResourceAttributes, new Text(OtlpAttributes.ResourceServiceName), StringFieldSize(AnyString, serviceName));
+        var resource = KeyValueSize(ResourceAttributes, new Key(Keys.ResourceServiceName), StringFieldSize(AnyString, serviceName));
         var resourceSpans = MessageFieldSize(ResourceSpansResource, resource) + MessageFieldSize(ResourceSpansScopeSpans, scopeSpans);
         return (resourceSpans, resource, scopeSpans);
     }
@@ -423,75 +423,75 @@ public static class OtlpSpanWriter
         sink.Fixed64(SpanStart, ExchangeSpanMapper.ToUnixNanos(exchange.StartTime));
         sink.Fixed64(SpanEnd, ExchangeSpanMapper.ToUnixNanos(exchange.EndTime));
 
-        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.ServiceName), new Text(exchange.ServiceName));
-        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.TrafficDirection), new Text(client ? "outbound" : "inbound"));
+        sink.KeyValue(SpanAttributes, new Key(Keys.ServiceName), new Text(exchange.ServiceName));
+        sink.KeyValue(SpanAttributes, new Key(Keys.TrafficDirection), new Text(client ? "outbound" : "inbound"));
         sink.KeyValue(
             SpanAttributes,
-            new Text(OtlpAttributes.SpanType),
+            new Key(Keys.SpanType),
             new Text(exchange.HasAttributes && exchange.Attributes.TryGetValue(OtlpAttributes.SpanType, out var spanType) ? spanType : OtlpAttributes.SpanTypeExtract));
         if (exchange.SessionId is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.SessionId), new Text(exchange.SessionId));
+            sink.KeyValue(SpanAttributes, new Key(Keys.SessionId), new Text(exchange.SessionId));
         }
 
         if (publicKey is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.PublicKey), new Text(publicKey));
+            sink.KeyValue(SpanAttributes, new Key(Keys.PublicKey), new Text(publicKey));
         }
 
-        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlHost), new Text(exchange.Authority));
-        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlPath), new Text(exchange.Path));
+        sink.KeyValue(SpanAttributes, new Key(Keys.UrlHost), new Text(exchange.Authority));
+        sink.KeyValue(SpanAttributes, new Key(Keys.UrlPath), new Text(exchange.Path));
         if (exchange.Query is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlQuery), new Text(exchange.Query));
+            sink.KeyValue(SpanAttributes, new Key(Keys.UrlQuery), new Text(exchange.Query));
         }
 
-        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlScheme), new Text(exchange.Scheme));
+        sink.KeyValue(SpanAttributes, new Key(Keys.UrlScheme), new Text(exchange.Scheme));
         var url = exchange.Query is null
             ? new Text(exchange.Scheme, "://", exchange.Authority, exchange.Path)
             : new Text(exchange.Scheme, "://", exchange.Authority, exchange.Path, "?", exchange.Query);
-        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.UrlFull), url);
-        sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.HttpRequestMethod), new Text(exchange.Method));
+        sink.KeyValue(SpanAttributes, new Key(Keys.UrlFull), url);
+        sink.KeyValue(SpanAttributes, new Key(Keys.HttpRequestMethod), new Text(exchange.Method));
         if (ExchangeSpanMapper.TrySplitAuthoritySpan(exchange.Authority, out var host, out var port))
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.ServerAddress), new Text(host));
+            sink.KeyValue(SpanAttributes, new Key(Keys.ServerAddress), new Text(host));
             if (port >= 0)
             {
-                sink.IntKeyValue(SpanAttributes, new Text(OtlpAttributes.ServerPort), port);
+                sink.IntKeyValue(SpanAttributes, new Key(Keys.ServerPort), port);
             }
         }
 
-        EmitHeaders(ref sink, exchange.RequestHeaders, OtlpAttributes.RequestHeaderPrefix);
-        EmitBody(ref sink, exchange.RequestBody, (textFlags & 1) != 0, ExchangeSpanMapper.RequestBodyKeys);
+        EmitHeaders(ref sink, exchange.RequestHeaders, Keys.RequestHeaderPrefix);
+        EmitBody(ref sink, exchange.RequestBody, (textFlags & 1) != 0, Keys.RequestBody);
 
         if (exchange.StatusCode is { } status)
         {
-            sink.IntKeyValue(SpanAttributes, new Text(OtlpAttributes.ResponseStatusCode), status);
+            sink.IntKeyValue(SpanAttributes, new Key(Keys.ResponseStatusCode), status);
         }
 
-        EmitHeaders(ref sink, exchange.ResponseHeaders, OtlpAttributes.ResponseHeaderPrefix);
-        EmitBody(ref sink, exchange.ResponseBody, (textFlags & 2) != 0, ExchangeSpanMapper.ResponseBodyKeys);
+        EmitHeaders(ref sink, exchange.ResponseHeaders, Keys.ResponseHeaderPrefix);
+        EmitBody(ref sink, exchange.ResponseBody, (textFlags & 2) != 0, Keys.ResponseBody);
 
         if (exchange.Cache != CacheOutcome.None)
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.Cache), new Text(exchange.Cache == CacheOutcome.Hit ? "hit" : "miss"));
+            sink.KeyValue(SpanAttributes, new Key(Keys.Cache), new Text(exchange.Cache == CacheOutcome.Hit ? "hit" : "miss"));
         }
 
         var outcome = ExchangeSpanMapper.OutcomeName(exchange.Outcome);
         if (outcome is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.Outcome), new Text(outcome));
+            sink.KeyValue(SpanAttributes, new Key(Keys.Outcome), new Text(outcome));
         }
 
         if (exchange.Error is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.Error), new Text(exchange.Error));
+            sink.KeyValue(SpanAttributes, new Key(Keys.Error), new Text(exchange.Error));
         }
 
         var errorType = ExchangeSpanMapper.DerivedErrorType(exchange);
         if (errorType is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(OtlpAttributes.ErrorType), new Text(errorType));
+            sink.KeyValue(SpanAttributes, new Key(Keys.ErrorType), new Text(errorType));
         }
 
         if (exchange.HasAttributes)
@@ -507,21 +507,21 @@ public static class OtlpSpanWriter
 
                 if (OtlpAttributes.IntegerValue(key, value) is { } number)
                 {
-                    sink.IntKeyValue(SpanAttributes, new Text(key), number);
+                    sink.IntKeyValue(SpanAttributes, new Key([], key), number);
                 }
                 else
                 {
-                    sink.KeyValue(SpanAttributes, new Text(key), new Text(value));
+                    sink.KeyValue(SpanAttributes, new Key([], key), new Text(value));
                 }
             }
         }
 
         if (exchange.GrpcCall is { Sealed: true } call)
         {
-            sink.MessagesKeyValue(SpanAttributes, new Text(GrpcSpanAttributes.RequestMessages), call.Request);
+            sink.MessagesKeyValue(SpanAttributes, new Key(Keys.GrpcRequestMessages), call.Request);
             if (call.Response is { } response)
             {
-                sink.MessagesKeyValue(SpanAttributes, new Text(GrpcSpanAttributes.ResponseMessages), response);
+                sink.MessagesKeyValue(SpanAttributes, new Key(Keys.GrpcResponseMessages), response);
             }
         }
 
@@ -534,30 +534,75 @@ public static class OtlpSpanWriter
         sink.Fixed32(SpanFlags, SampledFlag);
     }
 
-    private static void EmitHeaders<TSink>(ref TSink sink, HeaderList headers, string prefix)
+    // Marks of EmitHeaders' pass over a head: a pseudo-header or a later occurrence of a name (both
+    // not written as such), and a first occurrence that repeats (written as one array).
+    private const byte HeaderSkipped = 1;
+    private const byte HeaderRepeats = 2;
+
+    // Heads up to this many fields are marked on the stack; a longer one rents its marks.
+    private const int StackHeaderMarks = 128;
+
+    private static void EmitHeaders<TSink>(ref TSink sink, HeaderList headers, byte[] prefix)
         where TSink : struct, ISink
     {
-        for (var i = 0; i < headers.Count; i++)
+        var items = headers.AsSpan();
+        byte[]? rented = null;
+        var marks = items.Length <= StackHeaderMarks
+            ? stackalloc byte[StackHeaderMarks]
+            : (rented = ArrayPool<byte>.Shared.Rent(items.Length));
+        marks = marks[..items.Length];
+        marks.Clear();
+
+        // Repeats found in one pass, each name compared only with the earlier first occurrences, over
+        // the list's storage: the per-name scans back and forward were ~30 % of encoding a 1 KiB
+        // exchange's span with a dozen headers (issue 13).
+        for (var i = 0; i < items.Length; i++)
         {
-            var name = headers[i].Key;
-            if ((name.Length > 0 && name[0] == ':') || ExchangeSpanMapper.IndexOfName(headers, name, 0, i) >= 0)
+            var name = items[i].Key;
+            if (name.Length > 0 && name[0] == ':')
+            {
+                // Pseudo-headers are carried by dedicated attributes.
+                marks[i] = HeaderSkipped;
+                continue;
+            }
+
+            for (var j = 0; j < i; j++)
+            {
+                if ((marks[j] & HeaderSkipped) == 0 && string.Equals(items[j].Key, name, StringComparison.Ordinal))
+                {
+                    marks[i] = HeaderSkipped;
+                    marks[j] |= HeaderRepeats;
+                    break;
+                }
+            }
+        }
+
+        for (var i = 0; i < items.Length; i++)
+        {
+            if ((marks[i] & HeaderSkipped) != 0)
             {
                 continue;
             }
 
-            var next = ExchangeSpanMapper.IndexOfName(headers, name, i + 1, headers.Count);
-            if (next < 0)
+            var name = items[i].Key;
+            if ((marks[i] & HeaderRepeats) == 0)
             {
-                sink.KeyValue(SpanAttributes, new Text(prefix, name), new Text(headers[i].Value));
+                sink.KeyValue(SpanAttributes, new Key(prefix, name), new Text(items[i].Value));
             }
             else
             {
-                sink.HeaderArray(SpanAttributes, new Text(prefix, name), headers, i, next);
+                // Attribute keys must be unique: a repeated name goes out once, as the array of its values.
+                sink.HeaderArray(SpanAttributes, new Key(prefix, name), headers, i, ExchangeSpanMapper.IndexOfName(headers, name, i + 1, items.Length));
             }
+        }
+
+        if (rented is not null)
+        {
+            ArrayPool<byte>.Shared.Return(rented);
         }
     }
 
-    private static void EmitBody<TSink>(ref TSink sink, CapturedBody body, bool text, ExchangeSpanMapper.BodyKeys keys)
+    private static void EmitBody<TSink>(ref TSink sink, CapturedBody body, bool text, BodyKeyBytes keys)
         where TSink : struct, ISink
     {
         if (body.Kind == BodyKind.Empty && body.OriginalSize == 0 && !body.Truncated
@@ -570,41 +615,41 @@ public static class OtlpSpanWriter
         if (body.MessageFrames)
         {
             // The bytes are the message list's frames: the list attribute carries them once.
-            sink.KeyValue(SpanAttributes, new Text(keys.Encoding), new Text(OtlpAttributes.GrpcMessageFrames));
+            sink.KeyValue(SpanAttributes, new Key(keys.Encoding), new Text(OtlpAttributes.GrpcMessageFrames));
         }
         else if (text)
         {
-            sink.Utf8KeyValue(SpanAttributes, new Text(keys.Body), body.Content);
+            sink.Utf8KeyValue(SpanAttributes, new Key(keys.Body), body.Content);
         }
         else if (body.Kind != BodyKind.Empty)
         {
-            sink.Base64KeyValue(SpanAttributes, new Text(keys.Body), content);
-            sink.KeyValue(SpanAttributes, new Text(keys.Encoding), new Text(OtlpAttributes.Base64));
+            sink.Base64KeyValue(SpanAttributes, new Key(keys.Body), content);
+            sink.KeyValue(SpanAttributes, new Key(keys.Encoding), new Text(OtlpAttributes.Base64));
             if (body.Kind == BodyKind.Text)
             {
-                sink.KeyValue(SpanAttributes, new Text(keys.Kind), new Text("text"));
+                sink.KeyValue(SpanAttributes, new Key(keys.Kind), new Text("text"));
             }
         }
 
-        sink.IntKeyValue(SpanAttributes, new Text(keys.Size), body.OriginalSize);
+        sink.IntKeyValue(SpanAttributes, new Key(keys.Size), body.OriginalSize);
         if (body.Truncated)
         {
-            sink.BoolKeyValue(SpanAttributes, new Text(keys.Truncated), true);
+            sink.BoolKeyValue(SpanAttributes, new Key(keys.Truncated), true);
         }
 
         if (body.ContentType is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(keys.ContentType), new Text(body.ContentType));
+            sink.KeyValue(SpanAttributes, new Key(keys.ContentType), new Text(body.ContentType));
         }
 
         if (body.ContentEncoding is not null)
         {
-            sink.KeyValue(SpanAttributes, new Text(keys.ContentEncoding), new Text(body.ContentEncoding));
+            sink.KeyValue(SpanAttributes, new Key(keys.ContentEncoding), new Text(body.ContentEncoding));
         }
 
         if (body.Decoded)
         {
-            sink.BoolKeyValue(SpanAttributes, new Text(keys.Decoded), true);
+            sink.BoolKeyValue(SpanAttributes, new Key(keys.Decoded), true);
         }
     }
 
@@ -617,7 +662,7 @@ public static class OtlpSpanWriter
     private static long StringFieldSize(int field, string value) => value.Length == 0 ? 0 : MessageFieldSize(field, new Text(value).ByteCount());
 
     // Size of a KeyValue field whose AnyValue holds `anyContentSize` bytes (the key is omitted when empty, as proto3 does).
-    private static long KeyValueSize(int field, Text key, long anyContentSize)
+    private static long KeyValueSize(int field, in Key key, long anyContentSize)
     {
         var keyBytes = key.ByteCount();
         var content = (keyBytes == 0 ? 0 : MessageFieldSize(KeyValueKey, keyBytes)) + MessageFieldSize(KeyValueValue, anyContentSize);
@@ -625,6 +670,97 @@ public static class OtlpSpanWriter
     }
 
     private static long Base64Size(int length) => ((length + 2L) / 3) * 4;
+
+    /// <summary>
+    /// An attribute key: UTF-8 bytes encoded once (a constant key, or a header key's prefix), then
+    /// chars encoded when written (a header's name, a key not known in advance). The constant part
+    /// is copied instead of narrowed from UTF-16 on every span (issue 13).
+    /// </summary>
+    private readonly ref struct Key
+    {
+        private readonly ReadOnlySpan<byte> _utf8;
+        private readonly ReadOnlySpan<char> _chars;
+
+        public Key(ReadOnlySpan<byte> utf8, ReadOnlySpan<char> chars = default)
+        {
+            _utf8 = utf8;
+            _chars = chars;
+        }
+
+        /// <summary>Bytes of the key when its chars are ASCII.</summary>
+        public int Length => _utf8.Length + _chars.Length;
+
+        // The bytes end a whole string's encoding, so encoding the chars after them gives the bytes
+        // of the joined string: no surrogate pair is split between the parts.
+        public int ByteCount() => _utf8.Length + Encoding.UTF8.GetByteCount(_chars);
+
+        public long MaxByteCount() => _utf8.Length + (3L * (_chars.Length + 1));
+
+        /// <summary>Writes the key's <see cref="Length"/> bytes when its chars are ASCII; false at the first other char.</summary>
+        public bool TryCopyAscii(Span<byte> destination)
+        {
+            _utf8.CopyTo(destination);
+            return _chars.IsEmpty || Ascii.FromUtf16(_chars, destination[_utf8.Length..], out _) == OperationStatus.Done;
+        }
+
+        public int CopyTo(Span<byte> destination)
+        {
+            _utf8.CopyTo(destination);
+            return _utf8.Length + Encoding.UTF8.GetBytes(_chars, destination[_utf8.Length..]);
+        }
+    }
+
+    /// <summary>The span's constant attribute keys as UTF-8, encoded once.</summary>
+    private static class Keys
+    {
+        public static readonly byte[] ResourceServiceName = Utf8(OtlpAttributes.ResourceServiceName);
+        public static readonly byte[] ServiceName = Utf8(OtlpAttributes.ServiceName);
+        public static readonly byte[] TrafficDirection = Utf8(OtlpAttributes.TrafficDirection);
+        public static readonly byte[] SpanType = Utf8(OtlpAttributes.SpanType);
+        public static readonly byte[] SessionId = Utf8(OtlpAttributes.SessionId);
+        public static readonly byte[] PublicKey = Utf8(OtlpAttributes.PublicKey);
+        public static readonly byte[] UrlHost = Utf8(OtlpAttributes.UrlHost);
+        public static readonly byte[] UrlPath = Utf8(OtlpAttributes.UrlPath);
+        public static readonly byte[] UrlQuery = Utf8(OtlpAttributes.UrlQuery);
+        public static readonly byte[] UrlScheme = Utf8(OtlpAttributes.UrlScheme);
+        public static readonly byte[] UrlFull = Utf8(OtlpAttributes.UrlFull);
+        public static readonly byte[] HttpRequestMethod = Utf8(OtlpAttributes.HttpRequestMethod);
+        public static readonly byte[] ServerAddress = Utf8(OtlpAttributes.ServerAddress);
+        public static readonly byte[] ServerPort = Utf8(OtlpAttributes.ServerPort);
+        public static readonly byte[] ResponseStatusCode = Utf8(OtlpAttributes.ResponseStatusCode);
+        public static readonly byte[] Cache = Utf8(OtlpAttributes.Cache);
+        public static readonly byte[] Outcome = Utf8(OtlpAttributes.Outcome);
+        public static readonly byte[] Error = Utf8(OtlpAttributes.Error);
+        public static readonly byte[] ErrorType = Utf8(OtlpAttributes.ErrorType);
+        public static readonly byte[] GrpcRequestMessages = Utf8(GrpcSpanAttributes.RequestMessages);
+        public static readonly byte[] GrpcResponseMessages = Utf8(GrpcSpanAttributes.ResponseMessages);
+        public static readonly byte[] RequestHeaderPrefix = Utf8(OtlpAttributes.RequestHeaderPrefix);
+        public static readonly byte[] ResponseHeaderPrefix = Utf8(OtlpAttributes.ResponseHeaderPrefix);
+        public static readonly BodyKeyBytes RequestBody = new(ExchangeSpanMapper.RequestBodyKeys);
+        public static readonly BodyKeyBytes ResponseBody = new(ExchangeSpanMapper.ResponseBodyKeys);
+
+        public static byte[] Utf8(string key) => Encoding.UTF8.GetBytes(key);
+    }
+
+    /// <summary>One body's attribute keys (<see cref="ExchangeSpanMapper.BodyKeys"/>) as UTF-8.</summary>
+    private sealed class BodyKeyBytes(ExchangeSpanMapper.BodyKeys keys)
+    {
+        public byte[] Body { get; } = Keys.Utf8(keys.Body);
+
+        public byte[] Encoding { get; } = Keys.Utf8(keys.Encoding);
+
+        public byte[] Kind { get; } = Keys.Utf8(keys.Kind);
+
+        public byte[] Size { get; } = Keys.Utf8(keys.Size);
+
+        public byte[] Truncated { get; } = Keys.Utf8(keys.Truncated);
+
+        public byte[] ContentType { get; } = Keys.Utf8(keys.ContentType);
+
+        public byte[] ContentEncoding { get; } = Keys.Utf8(keys.ContentEncoding);
+
+        public byte[] Decoded { get; } = Keys.Utf8(keys.Decoded);
+    }
 
     /// <summary>A string made of up to six parts, encoded as their concatenation without building it.</summary>
     private readonly ref struct Text
@@ -743,7 +879,7 @@ public static class OtlpSpanWriter
     {
         void Bytes(int field, ReadOnlySpan<byte> value);
 
-        void String(int field, Text value);
+        void String(int field, in Text value);
 
         void Varint(int field, ulong value);
 
@@ -751,21 +887,21 @@ public static class OtlpSpanWriter
 
         void Fixed64(int field, ulong value);
 
-        void KeyValue(int field, Text key, Text value);
+        void KeyValue(int field, in Key key, in Text value);
 
-        void Utf8KeyValue(int field, Text key, ReadOnlyMemory<byte> value);
+        void Utf8KeyValue(int field, in Key key, ReadOnlyMemory<byte> value);
 
-        void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value);
+        void Base64KeyValue(int field, in Key key, ReadOnlySpan<byte> value);
 
-        void IntKeyValue(int field, Text key, long value);
+        void IntKeyValue(int field, in Key key, long value);
 
-        void BoolKeyValue(int field, Text key, bool value);
+        void BoolKeyValue(int field, in Key key, bool value);
 
-        void HeaderArray(int field, Text key, HeaderList headers, int first, int next);
+        void HeaderArray(int field, in Key key, HeaderList headers, int first, int next);
 
-        void MessagesKeyValue(int field, Text key, GrpcMessageList list);
+        void MessagesKeyValue(int field, in Key key, GrpcMessageList list);
 
-        void ErrorStatus(int field, Text message);
+        void ErrorStatus(int field, in Text message);
     }
 
     private struct Measure : ISink
@@ -774,7 +910,7 @@ public static class OtlpSpanWriter
 
         public void Bytes(int field, ReadOnlySpan<byte> value) => Size += value.IsEmpty ? 0 : MessageFieldSize(field, value.Length);
 
-        public void String(int field, Text value)
+        public void String(int field, in Text value)
         {
             var bytes = value.ByteCount();
             Size += bytes == 0 ? 0 : MessageFieldSize(field, bytes);
@@ -786,23 +922,23 @@ public static class OtlpSpanWriter
 
         public void Fixed64(int field, ulong value) => Size += value == 0 ? 0 : TagSize(field) + 8;
 
-        public void KeyValue(int field, Text key, Text value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.ByteCount()));
+        public void KeyValue(int field, in Key key, in Text value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.ByteCount()));
 
-        public void Utf8KeyValue(int field, Text key, ReadOnlyMemory<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.Length));
+        public void Utf8KeyValue(int field, in Key key, ReadOnlyMemory<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, value.Length));
 
-        public void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, Base64Size(value.Length)));
+        public void Base64KeyValue(int field, in Key key, ReadOnlySpan<byte> value) => Size += KeyValueSize(field, key, MessageFieldSize(AnyString, Base64Size(value.Length)));
 
-        public void IntKeyValue(int field, Text key, long value) => Size += KeyValueSize(field, key, TagSize(AnyInt) + VarintSize((ulong)value));
+        public void IntKeyValue(int field, in Key key, long value) => Size += KeyValueSize(field, key, TagSize(AnyInt) + VarintSize((ulong)value));
 
-        public void BoolKeyValue(int field, Text key, bool value) => Size += KeyValueSize(field, key, TagSize(AnyBool) + 1);
+        public void BoolKeyValue(int field, in Key key, bool value) => Size += KeyValueSize(field, key, TagSize(AnyBool) + 1);
 
-        public void HeaderArray(int field, Text key, HeaderList headers, int first, int next) =>
+        public void HeaderArray(int field, in Key key, HeaderList headers, int first, int next) =>
             Size += KeyValueSize(field, key, MessageFieldSize(AnyArray, ArrayContentSize(headers, first, next)));
 
-        public void MessagesKeyValue(int field, Text key, GrpcMessageList list) =>
+        public void MessagesKeyValue(int field, in Key key, GrpcMessageList list) =>
             Size += KeyValueSize(field, key, MessageFieldSize(AnyString, GrpcSpanAttributes.MessagesJsonLength(list)));
 
-        public void ErrorStatus(int field, Text message)
+        public void ErrorStatus(int field, in Text message)
         {
             var bytes = message.ByteCount();
             var content = (bytes == 0 ? 0 : MessageFieldSize(StatusMessage, bytes)) + TagSize(StatusCode) + VarintSize(StatusCodeError);
@@ -898,11 +1034,27 @@ public static class OtlpSpanWriter
             }
         }
 
-        public void String(int field, Text value)
+        public void String(int field, in Text value)
         {
             if (!Room(FieldOverhead + value.MaxByteCount()))
             {
                 return;
+            }
+
+            // The span name ("GET /path") is nearly always ASCII: narrowed in one pass, as TryAsciiKeyValue does.
+            var start = Position;
+            var chars = value.Length;
+            if (chars != 0)
+            {
+                Tag(field, Len);
+                Raw((ulong)chars);
+                if (value.TryCopyAscii(_buffer.AsSpan(Position, chars)))
+                {
+                    Position += chars;
+                    return;
+                }
+
+                Position = start;
             }
 
             var bytes = value.ByteCount();
@@ -943,7 +1095,7 @@ public static class OtlpSpanWriter
             }
         }
 
-        public void KeyValue(int field, Text key, Text value)
+        public void KeyValue(int field, in Key key, in Text value)
         {
             if (!Room(FieldOverhead + key.MaxByteCount() + value.MaxByteCount()))
             {
@@ -968,16 +1120,22 @@ public static class OtlpSpanWriter
         // instead of counted and then encoded (~2 % of the agent's CPU at 2 KiB, issue 13). At the
         // first other char the field is rewound and written by the counting path: the same bytes.
         // The caller checked the room for the field's upper bound.
-        private bool TryAsciiKeyValue(int field, Text key, Text value)
+        private bool TryAsciiKeyValue(int field, in Key key, in Text value)
         {
             var start = Position;
             var keyBytes = key.Length;
             var valueBytes = value.Length;
             var any = MessageFieldSize(AnyString, valueBytes);
             KeyValueHead(field, keyBytes, any);
-            if (keyBytes != 0 && !TryAscii(key, keyBytes, start))
+            if (keyBytes != 0)
             {
-                return false;
+                if (!key.TryCopyAscii(_buffer.AsSpan(Position, keyBytes)))
+                {
+                    Position = start;
+                    return false;
+                }
+
+                Position += keyBytes;
             }
 
             Tag(KeyValueValue, Len);
@@ -988,7 +1146,7 @@ public static class OtlpSpanWriter
         }
 
         // Writes `text` as its `bytes` ASCII bytes; at its first other char, rewinds to `start` and returns false.
-        private bool TryAscii(Text text, int bytes, int start)
+        private bool TryAscii(in Text text, int bytes, int start)
         {
             if (!text.TryCopyAscii(_buffer.AsSpan(Position, bytes)))
             {
@@ -1000,7 +1158,7 @@ public static class OtlpSpanWriter
             return true;
         }
 
-        public void Utf8KeyValue(int field, Text key, ReadOnlyMemory<byte> value)
+        public void Utf8KeyValue(int field, in Key key, ReadOnlyMemory<byte> value)
         {
             if (!Room(FieldOverhead + key.MaxByteCount() + value.Length))
             {
@@ -1021,7 +1179,7 @@ public static class OtlpSpanWriter
             }
         }
 
-        public void Base64KeyValue(int field, Text key, ReadOnlySpan<byte> value)
+        public void Base64KeyValue(int field, in Key key, ReadOnlySpan<byte> value)
         {
             var encoded = (int)Base64Size(value.Length);
             if (!Room(FieldOverhead + key.MaxByteCount() + encoded))
@@ -1036,7 +1194,7 @@ public static class OtlpSpanWriter
             Position += written;
         }
 
-        public void IntKeyValue(int field, Text key, long value)
+        public void IntKeyValue(int field, in Key key, long value)
         {
             if (!Room(FieldOverhead + 12 + key.MaxByteCount()))
             {
@@ -1048,7 +1206,7 @@ public static class OtlpSpanWriter
             Raw((ulong)value);
         }
 
-        public void BoolKeyValue(int field, Text key, bool value)
+        public void BoolKeyValue(int field, in Key key, bool value)
         {
             if (!Room(FieldOverhead + key.MaxByteCount()))
             {
@@ -1060,7 +1218,7 @@ public static class OtlpSpanWriter
             Raw(value ? 1UL : 0UL);
         }
 
-        public void HeaderArray(int field, Text key, HeaderList headers, int first, int next)
+        public void HeaderArray(int field, in Key key, HeaderList headers, int first, int next)
         {
             var array = ArrayContentSize(headers, first, next);
             if (!Room(FieldOverhead + key.MaxByteCount() + array))
@@ -1082,7 +1240,7 @@ public static class OtlpSpanWriter
             }
         }
 
-        public void MessagesKeyValue(int field, Text key, GrpcMessageList list)
+        public void MessagesKeyValue(int field, in Key key, GrpcMessageList list)
         {
             var length = GrpcSpanAttributes.MessagesJsonLength(list);
             if (!Room(FieldOverhead + key.MaxByteCount() + length))
@@ -1096,7 +1254,7 @@ public static class OtlpSpanWriter
             Position += GrpcSpanAttributes.WriteMessagesJson(list, _buffer.AsSpan(Position, length));
         }
 
-        public void ErrorStatus(int field, Text message)
+        public void ErrorStatus(int field, in Text message)
         {
             if (!Room(FieldOverhead + FieldOverhead + message.MaxByteCount()))
             {
@@ -1136,7 +1294,7 @@ public static class OtlpSpanWriter
         }
 
         // The KeyValue's tag and length, its key, and the tag and length of its AnyValue.
-        private void KeyValueStart(int field, Text key, long anyContentSize)
+        private void KeyValueStart(int field, in Key key, long anyContentSize)
         {
             var keyBytes = key.ByteCount();
             KeyValueHead(field, keyBytes, anyContentSize);

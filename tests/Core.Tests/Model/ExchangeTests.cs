@@ -66,6 +66,33 @@ public sealed class ExchangeTests
     }
 
     [Fact]
+    public void CopyTraceIdsFrom_BinaryOrTextIds_TheCopyHasTheSourcesIds()
+    {
+        var binary = new Exchange();
+        binary.SetTraceIds(((UInt128)0x0af7651916cd43dd << 64) | 0x8448eb211c80319c, 0xb7ad6b7169203331, 0x00f067aa0ba902b7);
+        var text = new Exchange
+        {
+            TraceId = ActivityTraceId.CreateFromString("4bf92f3577b34da6a3ce929d0e0e4736"),
+            SpanId = ActivitySpanId.CreateFromString("00f067aa0ba902b7"),
+        };
+
+        foreach (var source in new[] { binary, text })
+        {
+            var copy = new Exchange();
+            copy.SetTraceIds(1, 2, 3);
+
+            copy.CopyTraceIdsFrom(source);
+
+            Assert.Equal(source.TraceId, copy.TraceId);
+            Assert.Equal(source.SpanId, copy.SpanId);
+            Assert.Equal(source.ParentSpanId, copy.ParentSpanId);
+        }
+
+        Assert.Equal("00f067aa0ba902b7", binary.ParentSpanId.ToHexString());
+        Assert.Equal(default, text.ParentSpanId);
+    }
+
+    [Fact]
     public void HeaderList_KeepsOrderAndDuplicates_LowerCasesNames_LooksUpIgnoringCase()
     {
         var headers = new HeaderList();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using FsCheck.Xunit;
 using Google.Protobuf;
@@ -521,6 +522,16 @@ public class OtlpSpanWriterTests
             e.SessionId = "sitzung-ä";
             e.Error = "fehler: ß";
             e.RequestHeaders.Add("x-name", "Zoë 😀");
+            e.RequestHeaders.Add("x-größe", "1");
+            e.Attributes["app.größe"] = "2";
+        });
+        Add("a head longer than the encoder marks on the stack", e =>
+        {
+            // 200 fields, every name three times: the repeats are found over the rented marks.
+            for (var i = 0; i < 200; i++)
+            {
+                e.ResponseHeaders.Add("x-h" + (i % 67).ToString(CultureInfo.InvariantCulture), i.ToString(CultureInfo.InvariantCulture));
+            }
         });
         Add("long strings", e =>
         {
