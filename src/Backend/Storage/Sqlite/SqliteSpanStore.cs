@@ -383,12 +383,21 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return (from, 0);
         }
 
+        // Each span's words split between FTS5 and its filter before the write lock is taken: the
+        // writer's turn runs on one core at a time, and ingest waits for it (bench/README.md,
+        // "Backend"). The indexer runs one pass at a time, so the common words are counted in order.
+        var split = new IndexRows(rows.Count);
+        foreach (var (id, text) in rows)
+        {
+            split.Add(id, text, _commonSkipWords);
+        }
+
         await WriteAsync(connection =>
         {
             double started = TurnClock?.Invoke() ?? 0;
             try
             {
-                IndexLocked((SqliteConnection)connection, from, rows, upTo.last);
+                IndexLocked((SqliteConnection)connection, from, split, upTo.last);
             }
             finally
             {
@@ -402,7 +411,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     // The indexer's turn as the writer: the pass's FTS5 rows and filters, and the watermark moved
     // from `from` to `to` in one transaction.
-    private void IndexLocked(SqliteConnection writer, long from, List<(long Id, string Text)> rows, long to)
+    private void IndexLocked(SqliteConnection writer, long from, IndexRows rows, long to)
     {
         using var transaction = writer.BeginTransaction();
         // One row a statement, INSERT ... VALUES. An INSERT ... SELECT (as the existence check
@@ -414,8 +423,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         var insert = _indexSpan ??= PrepareRaw(writer, "INSERT INTO spans_fts (rowid, body) VALUES (?1, ?2)");
         var db = writer.Handle!;
         var filters = new Dictionary<long, byte[]>();
-        foreach (var (spanId, text) in rows)
+        for (int i = 0; i < rows.Count; i++)
         {
+            long spanId = rows.Ids[i];
             // A span retention deleted since it was read is not indexed (its id is never reused either way).
             raw.sqlite3_bind_int64(exists, 1, spanId);
             if (Step(exists, db) != raw.SQLITE_ROW)
@@ -429,7 +439,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                 filters.Add(block, filter = new byte[SqliteSkipIndex.FilterBytes]);
             }
 
-            if (SqliteSkipIndex.Split(text, SqliteSkipIndex.SlotOf(filter, spanId), _commonSkipWords) is { } ftsText)
+            // A span is in one pass once: its slot of the pass's filter is still empty.
+            rows.Slot(i).CopyTo(SqliteSkipIndex.SlotOf(filter, spanId));
+            if (rows.FtsTexts[i] is { } ftsText)
             {
                 raw.sqlite3_bind_int64(insert, 1, spanId);
                 Text(insert, 2, ftsText);
@@ -864,6 +876,31 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
         command.Prepare();
         return command;
+    }
+}
+
+/// <summary>
+/// An indexer pass's spans with their words split (<see cref="SqliteSkipIndex.Split"/>) before the
+/// write lock: each one's FTS5 text and its filter slot, in one array for the pass.
+/// </summary>
+internal sealed class IndexRows(int capacity)
+{
+    private readonly byte[] _slots = new byte[capacity * SqliteSkipIndex.SlotBytes];
+
+    public List<long> Ids { get; } = new(capacity);
+
+    /// <summary>The words FTS5 indexes, per span (null: none).</summary>
+    public List<string?> FtsTexts { get; } = new(capacity);
+
+    public int Count => Ids.Count;
+
+    /// <summary>The filter bits of span <paramref name="index"/>: its skip words that are not common.</summary>
+    public ReadOnlySpan<byte> Slot(int index) => _slots.AsSpan(index * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes);
+
+    public void Add(long id, string text, CommonSkipWords common)
+    {
+        FtsTexts.Add(SqliteSkipIndex.Split(text, _slots.AsSpan(Ids.Count * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes), common));
+        Ids.Add(id);
     }
 }
 
