@@ -225,6 +225,31 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     }
 
     var tenant = await store.EnsureTenantAsync("bench", CancellationToken.None);
+    // Batches reach the store as OTLP requests do in the backend: through its ingest queue, which
+    // prepares (encodes) each request on a pool thread as soon as it is queued and commits with its
+    // writers (IngestWriters), so preparing the next batch overlaps writing this one.
+    // --direct calls InsertSpansAsync instead, one caller per batch in flight (the model before
+    // 2026-11-28, for an A/B of the two).
+    bool direct = args2.Contains("--direct");
+    var queueDefaults = new SpIstio.Backend.Hosting.BackendOptions();
+    await using var queue = new SpIstio.Backend.Ingest.IngestQueue(store, queueDefaults.QueueCapacity, queueDefaults.MaxBatchSpans,
+        new SpIstio.Backend.Telemetry.BackendMetrics(new SpIstio.Core.Metrics.MetricRegistry()), NullLogger.Instance, TimeProvider.System);
+    async Task StoreAsync(long tenantId, List<StoredSpan> batch)
+    {
+        if (direct)
+        {
+            await store.InsertSpansAsync(tenantId, batch, CancellationToken.None);
+        }
+        else if (queue.TryEnqueue(tenantId, batch, out var committed))
+        {
+            await committed;
+        }
+        else
+        {
+            throw new InvalidOperationException($"The ingest queue refused a batch: more than its {queue.Capacity:N0} spans in flight.");
+        }
+    }
+
     if (warmupSpans > 0)
     {
         // Steady state: the JIT compiles the ingest path (zstd, SQLite/Npgsql, the converter) over
@@ -235,7 +260,7 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
         long ignoredRaw = 0;
         for (int n = 0; n < warmupSpans; n += Workload.BatchSize)
         {
-            await store.InsertSpansAsync(warm.Id, warmWorkload.NextBatch(ref ignoredRaw), CancellationToken.None);
+            await StoreAsync(warm.Id, warmWorkload.NextBatch(ref ignoredRaw));
         }
 
         await ((ISearchIndexProgress)store).WaitForSearchAsync(CancellationToken.None);
@@ -253,7 +278,7 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
             var round = new CpuMeter.TieredCompilation();
             for (int i = 0; i < 8; i++)
             {
-                await store.InsertSpansAsync(warm.Id, warmWorkload.NextBatch(ref ignoredRaw), CancellationToken.None);
+                await StoreAsync(warm.Id, warmWorkload.NextBatch(ref ignoredRaw));
                 round.Sample();
             }
 
@@ -277,12 +302,20 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     int loaded = 0;
     double firstRate = 0;
     double generateSeconds = 0;
-    // As many batches in flight as the backend's ingest queue keeps group commits in flight under
-    // load (the store's IngestWriters: one on SQLite, two on PostgreSQL); --in-flight N overrides
-    // it for an A/B of that lever.
-    int inFlight = IntArg("--in-flight", store.IngestWriters);
-    Console.WriteLine($"{kind}: {inFlight} batch(es) in flight");
+    // Requests in flight: one for each group commit the queue keeps in flight (the store's
+    // IngestWriters: one on SQLite, two on PostgreSQL) and one more being prepared meanwhile, the
+    // least that keeps the queue's preparation ahead of its writers, as concurrent exporters do
+    // (the end-to-end cell below: 8 clients). --direct: IngestWriters callers. --in-flight N overrides either.
+    int inFlight = IntArg("--in-flight", direct ? store.IngestWriters : store.IngestWriters + 1);
+    Console.WriteLine($"{kind}: {inFlight} batch(es) in flight, {(direct ? "each stored by its caller (InsertSpansAsync)" : "through the ingest queue")}");
     var jit = new CpuMeter.TieredCompilation();
+    // The writer's turns (SQLite): CPU under the write lock runs on one core at a time.
+    var sqliteStore = store as SpIstio.Backend.Storage.Sqlite.SqliteSpanStore;
+    if (sqliteStore is not null)
+    {
+        sqliteStore.TurnClock = CpuMeter.ThreadSeconds;
+    }
+
     var cpuBefore = cpu.Now();
     var total = Stopwatch.StartNew();
     var window = Stopwatch.StartNew();
@@ -332,7 +365,7 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
 
     async Task InsertAsync(List<StoredSpan> batch)
     {
-        await store.InsertSpansAsync(tenant.Id, batch, CancellationToken.None);
+        await StoreAsync(tenant.Id, batch);
         long acknowledged = Stopwatch.GetTimestamp();
         var lag = search.WaitForSearchAsync(CancellationToken.None).ContinueWith(_ => Stopwatch.GetElapsedTime(acknowledged).TotalMilliseconds, TaskScheduler.Default);
         lock (acknowledgements)
@@ -380,6 +413,12 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     double allUs = (cpuAfter.Process - cpuBefore.Process) * 1e6 / loaded;
     double cpuUs = allUs - generateUs - jitUs, serverUs = (cpuAfter.Server - cpuBefore.Server) * 1e6 / loaded;
     Console.WriteLine($"{kind}: CPU per span {cpuUs:N0} µs in process + {serverUs:N0} µs server = {cpuUs + serverUs:N0} µs (2 idle cores: ~{2e6 / (cpuUs + serverUs):N0} spans/s if both were kept busy); not counted: the load generator's {generateUs:N1} µs and the JIT's {jitUs:N1} µs a span (process with them {allUs:N0} µs)");
+    if (sqliteStore is not null)
+    {
+        double ingestTurnUs = sqliteStore.IngestTurnSeconds * 1e6 / loaded, indexTurnUs = sqliteStore.IndexTurnSeconds * 1e6 / loaded;
+        Console.WriteLine($"{kind}: CPU in the writer's turn {ingestTurnUs + indexTurnUs:N1} µs a span (ingest inserts {ingestTurnUs:N1}, indexer {indexTurnUs:N1}): {(ingestTurnUs + indexTurnUs) / cpuUs:P0} of the store's CPU runs on one core at a time, the rest ({cpuUs - ingestTurnUs - indexTurnUs:N1} µs) outside the write lock");
+    }
+
     var random = new Random(7);
     var list = await Measure(200, () => store.ListSessionsAsync(tenant.Id, new SessionQuery { Limit = 50 }, CancellationToken.None));
     string? deepCursor = null;

@@ -215,7 +215,8 @@ internal static class SqliteSkipIndex
 /// <remarks>
 /// Per process and in memory: after a restart a common word goes to the filters again for its
 /// first few spans. Both places are always searched, so where a word went never changes an answer,
-/// only what the query checks. Used by the indexer only, under the store's write lock.
+/// only what the query checks. Used by the indexer only, one pass at a time (before it takes the
+/// store's write lock).
 /// </remarks>
 internal sealed class CommonSkipWords
 {

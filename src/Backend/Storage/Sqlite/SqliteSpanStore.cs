@@ -60,6 +60,19 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private SqliteCommand? _upsertSession;
     private bool _disposed;
 
+    /// <summary>
+    /// A clock of the calling thread's CPU seconds; when set (the benchmark sets it), the CPU of
+    /// the writer's turns is added up: what runs under the write lock runs on one core at a time,
+    /// everything else can use the other (bench/README.md, "Backend").
+    /// </summary>
+    internal Func<double>? TurnClock { get; set; }
+
+    /// <summary>CPU seconds ingest spent holding the write lock (inserts and commits), while <see cref="TurnClock"/> is set.</summary>
+    internal double IngestTurnSeconds { get; private set; }
+
+    /// <summary>CPU seconds the search indexer spent holding the write lock, while <see cref="TurnClock"/> is set.</summary>
+    internal double IndexTurnSeconds { get; private set; }
+
     public SqliteSpanStore(string path, SqliteStoreOptions options, ILogger logger, TimeProvider timeProvider)
         : base(logger, timeProvider)
     {
@@ -288,7 +301,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         long maxId;
         try
         {
+            double started = TurnClock?.Invoke() ?? 0;
             (inserted, maxId) = InsertLocked(tenantId, batch);
+            IngestTurnSeconds += TurnClock?.Invoke() - started ?? 0;
         }
         finally
         {
@@ -368,58 +383,85 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             return (from, 0);
         }
 
+        // Each span's words split between FTS5 and its filter before the write lock is taken: the
+        // writer's turn runs on one core at a time, and ingest waits for it (bench/README.md,
+        // "Backend"). The indexer runs one pass at a time, so the common words are counted in order.
+        var split = new IndexRows(rows.Count);
+        foreach (var (id, text) in rows)
+        {
+            split.Add(id, text, _commonSkipWords);
+        }
+
         await WriteAsync(connection =>
         {
-            var writer = (SqliteConnection)connection;
-            using var transaction = writer.BeginTransaction();
-            // One row a statement, INSERT ... VALUES. An INSERT ... SELECT (as the existence check
-            // was written before) makes SQLite open a statement savepoint for every execution, and
-            // FTS5 writes its pending terms to disk at each savepoint: a segment per span, merged
-            // again and again (40 % of the ingest profile). This way the terms gather in FTS5's
-            // memory and are written once, at the commit (bench/README.md, "Backend").
-            var exists = _spanExists ??= PrepareRaw(writer, "SELECT 1 FROM spans WHERE id = ?1");
-            var insert = _indexSpan ??= PrepareRaw(writer, "INSERT INTO spans_fts (rowid, body) VALUES (?1, ?2)");
-            var db = writer.Handle!;
-            var filters = new Dictionary<long, byte[]>();
-            foreach (var (spanId, text) in rows)
+            double started = TurnClock?.Invoke() ?? 0;
+            try
             {
-                // A span retention deleted since it was read is not indexed (its id is never reused either way).
-                raw.sqlite3_bind_int64(exists, 1, spanId);
-                if (Step(exists, db) != raw.SQLITE_ROW)
-                {
-                    continue;
-                }
-
-                long block = spanId >> SqliteSkipIndex.BlockShift;
-                if (!filters.TryGetValue(block, out var filter))
-                {
-                    filters.Add(block, filter = new byte[SqliteSkipIndex.FilterBytes]);
-                }
-
-                if (SqliteSkipIndex.Split(text, SqliteSkipIndex.SlotOf(filter, spanId), _commonSkipWords) is { } ftsText)
-                {
-                    raw.sqlite3_bind_int64(insert, 1, spanId);
-                    Text(insert, 2, ftsText);
-                    Step(insert, db);
-                }
+                IndexLocked((SqliteConnection)connection, from, split, upTo.last);
+            }
+            finally
+            {
+                IndexTurnSeconds += TurnClock?.Invoke() - started ?? 0;
             }
 
-            WriteSkipFilters(writer, filters);
-
-            using var move = Command(writer, transaction, "UPDATE search_progress SET indexed_to = @to WHERE id = 1 AND indexed_to = @from");
-            Add(move, "to", upTo.last);
-            Add(move, "from", from);
-            if (move.ExecuteNonQuery() != 1)
-            {
-                // Another process moved it (two backends on one file): drop this pass, the next one rereads.
-                transaction.Rollback();
-                return Task.FromResult(0);
-            }
-
-            transaction.Commit();
             return Task.FromResult(0);
         }, cancellationToken).ConfigureAwait(false);
         return (upTo.last, upTo.count);
+    }
+
+    // The indexer's turn as the writer: the pass's FTS5 rows and filters, and the watermark moved
+    // from `from` to `to` in one transaction.
+    private void IndexLocked(SqliteConnection writer, long from, IndexRows rows, long to)
+    {
+        using var transaction = writer.BeginTransaction();
+        // One row a statement, INSERT ... VALUES. An INSERT ... SELECT (as the existence check
+        // was written before) makes SQLite open a statement savepoint for every execution, and
+        // FTS5 writes its pending terms to disk at each savepoint: a segment per span, merged
+        // again and again (40 % of the ingest profile). This way the terms gather in FTS5's
+        // memory and are written once, at the commit (bench/README.md, "Backend").
+        var exists = _spanExists ??= PrepareRaw(writer, "SELECT 1 FROM spans WHERE id = ?1");
+        var insert = _indexSpan ??= PrepareRaw(writer, "INSERT INTO spans_fts (rowid, body) VALUES (?1, ?2)");
+        var db = writer.Handle!;
+        var filters = new Dictionary<long, byte[]>();
+        for (int i = 0; i < rows.Count; i++)
+        {
+            long spanId = rows.Ids[i];
+            // A span retention deleted since it was read is not indexed (its id is never reused either way).
+            raw.sqlite3_bind_int64(exists, 1, spanId);
+            if (Step(exists, db) != raw.SQLITE_ROW)
+            {
+                continue;
+            }
+
+            long block = spanId >> SqliteSkipIndex.BlockShift;
+            if (!filters.TryGetValue(block, out var filter))
+            {
+                filters.Add(block, filter = new byte[SqliteSkipIndex.FilterBytes]);
+            }
+
+            // A span is in one pass once: its slot of the pass's filter is still empty.
+            rows.Slot(i).CopyTo(SqliteSkipIndex.SlotOf(filter, spanId));
+            if (rows.FtsTexts[i] is { } ftsText)
+            {
+                raw.sqlite3_bind_int64(insert, 1, spanId);
+                Text(insert, 2, ftsText);
+                Step(insert, db);
+            }
+        }
+
+        WriteSkipFilters(writer, filters);
+
+        using var move = Command(writer, transaction, "UPDATE search_progress SET indexed_to = @to WHERE id = 1 AND indexed_to = @from");
+        Add(move, "to", to);
+        Add(move, "from", from);
+        if (move.ExecuteNonQuery() != 1)
+        {
+            // Another process moved it (two backends on one file): drop this pass, the next one rereads.
+            transaction.Rollback();
+            return;
+        }
+
+        transaction.Commit();
     }
 
     // ORs a pass's filters into their blocks' rows (a block's spans can come in several passes).
@@ -834,6 +876,31 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
         command.Prepare();
         return command;
+    }
+}
+
+/// <summary>
+/// An indexer pass's spans with their words split (<see cref="SqliteSkipIndex.Split"/>) before the
+/// write lock: each one's FTS5 text and its filter slot, in one array for the pass.
+/// </summary>
+internal sealed class IndexRows(int capacity)
+{
+    private readonly byte[] _slots = new byte[capacity * SqliteSkipIndex.SlotBytes];
+
+    public List<long> Ids { get; } = new(capacity);
+
+    /// <summary>The words FTS5 indexes, per span (null: none).</summary>
+    public List<string?> FtsTexts { get; } = new(capacity);
+
+    public int Count => Ids.Count;
+
+    /// <summary>The filter bits of span <paramref name="index"/>: its skip words that are not common.</summary>
+    public ReadOnlySpan<byte> Slot(int index) => _slots.AsSpan(index * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes);
+
+    public void Add(long id, string text, CommonSkipWords common)
+    {
+        FtsTexts.Add(SqliteSkipIndex.Split(text, _slots.AsSpan(Ids.Count * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes), common));
+        Ids.Add(id);
     }
 }
 
