@@ -53,7 +53,7 @@ internal abstract partial class SqlSpanStore
                     Add(command, "ci", p.Id);
                 }
 
-                AppendSpanFilters(sql, command, query, terms);
+                AppendSpanFilters(sql, command, tenantId, query, terms);
                 sql.Append(" ORDER BY x.start_ns DESC, x.id DESC LIMIT @lim");
                 Add(command, "lim", ScanBatch);
                 command.CommandText = sql.ToString();
@@ -162,7 +162,7 @@ internal abstract partial class SqlSpanStore
         }
     }
 
-    private void AppendSpanFilters(StringBuilder sql, DbCommand command, TraceQuery query, string[] terms)
+    private void AppendSpanFilters(StringBuilder sql, DbCommand command, long tenantId, TraceQuery query, string[] terms)
     {
         if (query.Service is not null)
         {
@@ -219,7 +219,7 @@ internal abstract partial class SqlSpanStore
         if (terms.Length > 0)
         {
             sql.Append(" AND ").Append(SpanTextCondition(terms));
-            AddTextQuery(command, terms);
+            AddTextQuery(command, tenantId, terms);
         }
     }
 
@@ -288,7 +288,7 @@ internal abstract partial class SqlSpanStore
         }
 
         sql.Append(')');
-        AppendSpanFilters(sql, command, query, terms);
+        AppendSpanFilters(sql, command, tenantId, query, terms);
         command.CommandText = sql.ToString();
         var result = new HashSet<string>(StringComparer.Ordinal);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

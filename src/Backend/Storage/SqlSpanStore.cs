@@ -48,8 +48,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>A condition on <c>s.session_id</c> limiting sessions to those with a span matching these terms (bound by <see cref="AddTextQuery"/>).</summary>
     protected abstract string SessionTextCondition(string[] terms);
 
-    /// <summary>Adds the parameters the text conditions read for these (normalised, non-empty) terms: <c>@q</c>, and whatever else a store's conditions need.</summary>
-    protected abstract void AddTextQuery(DbCommand command, string[] terms);
+    /// <summary>Adds the parameters the text conditions read for these (normalised, non-empty) terms of tenant <paramref name="tenantId"/>: <c>@q</c>, and whatever else a store's conditions need.</summary>
+    protected abstract void AddTextQuery(DbCommand command, long tenantId, string[] terms);
 
     /// <summary>Runs before migrations inside their transaction (PostgreSQL takes an advisory lock there).</summary>
     protected virtual Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
@@ -287,7 +287,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             if (terms.Length > 0)
             {
                 sql.Append(" AND ").Append(SessionTextCondition(terms));
-                AddTextQuery(command, terms);
+                AddTextQuery(command, tenantId, terms);
             }
 
             sql.Append(" ORDER BY s.last_ns DESC, s.session_id DESC LIMIT @lim");

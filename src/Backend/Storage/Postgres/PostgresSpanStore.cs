@@ -112,7 +112,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     // while the batch is encoded, from the bodies at hand.
     protected override bool SearchTextOnIngest => true;
 
-    protected override void AddTextQuery(DbCommand command, string[] terms)
+    protected override void AddTextQuery(DbCommand command, long tenantId, string[] terms)
     {
         var query = PostgresSearchTerms.OfQuery(terms, CommonBuckets.ForQuery());
         Add(command, "q", query.Hashes);

@@ -73,6 +73,11 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     /// <summary>CPU seconds the search indexer spent holding the write lock, while <see cref="TurnClock"/> is set.</summary>
     internal double IndexTurnSeconds { get; private set; }
 
+    // A writer's turn measured from TurnStart to TurnSince; both 0 while no clock is set.
+    private double TurnStart() => TurnClock?.Invoke() ?? 0;
+
+    private double TurnSince(double started) => TurnClock is { } clock ? clock() - started : 0;
+
     public SqliteSpanStore(string path, SqliteStoreOptions options, ILogger logger, TimeProvider timeProvider)
         : base(logger, timeProvider)
     {
@@ -121,12 +126,12 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     // unhex() of text that is not hex is NULL, which matches nothing (as an id of the wrong format did).
     protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
 
-    protected override void AddTextQuery(DbCommand command, string[] terms)
+    protected override void AddTextQuery(DbCommand command, long tenantId, string[] terms)
     {
         Add(command, "q", FtsQuery(terms));
         if (HasSkipWord(terms))
         {
-            Add(command, "qids", SkipMatches((SqliteConnection)command.Connection!, Convert.ToInt64(command.Parameters["t"].Value, System.Globalization.CultureInfo.InvariantCulture), terms));
+            Add(command, "qids", SkipMatches((SqliteConnection)command.Connection!, tenantId, terms));
         }
     }
 
@@ -301,9 +306,9 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         long maxId;
         try
         {
-            double started = TurnClock?.Invoke() ?? 0;
+            double started = TurnStart();
             (inserted, maxId) = InsertLocked(tenantId, batch);
-            IngestTurnSeconds += TurnClock?.Invoke() - started ?? 0;
+            IngestTurnSeconds += TurnSince(started);
         }
         finally
         {
@@ -394,14 +399,14 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
         await WriteAsync(connection =>
         {
-            double started = TurnClock?.Invoke() ?? 0;
+            double started = TurnStart();
             try
             {
                 IndexLocked((SqliteConnection)connection, from, split, upTo.last);
             }
             finally
             {
-                IndexTurnSeconds += TurnClock?.Invoke() - started ?? 0;
+                IndexTurnSeconds += TurnSince(started);
             }
 
             return Task.FromResult(0);
