@@ -49,10 +49,26 @@ internal static class GrpcBench
     /// <paramref name="seconds"/> after <paramref name="warmupSeconds"/>. Prints one line:
     /// calls/s p50 p99 (ms) errors.
     /// </summary>
+    /// <remarks>
+    /// The calls go out through grpc-dotnet's client, what run.sh's saturation cells have measured
+    /// since issue 18 began; <c>GRPC_CLIENT=raw</c> sends them through <see cref="RawGrpcClient"/>
+    /// instead (one h2c connection, a fraction of the CPU), to compare the two generators.
+    /// </remarks>
     public static async Task<int> LoadAsync(string url, double seconds, int concurrency, double warmupSeconds, Payload payload)
     {
+        if (Environment.GetEnvironmentVariable("GRPC_CLIENT") == "raw")
+        {
+            await using var raw = await RawGrpcClient.ConnectAsync(new Uri(url), "/sp.bench.Bench/Unary", payload).ConfigureAwait(false);
+            return await LoadAsync(() => CallAsync(raw), seconds, concurrency, warmupSeconds).ConfigureAwait(false);
+        }
+
         using var channel = CreateChannel(url);
         var client = new Bench.BenchClient(channel);
+        return await LoadAsync(() => CallAsync(client, payload), seconds, concurrency, warmupSeconds).ConfigureAwait(false);
+    }
+
+    private static async Task<int> LoadAsync(Func<Task<bool>> call, double seconds, int concurrency, double warmupSeconds)
+    {
         var warmupEnd = Stopwatch.GetTimestamp() + (long)(warmupSeconds * Stopwatch.Frequency);
         var end = warmupEnd + (long)(seconds * Stopwatch.Frequency);
         var latencies = new List<double>[concurrency];
@@ -69,7 +85,7 @@ internal static class GrpcBench
                     return;
                 }
 
-                if (await CallAsync(client, payload).ConfigureAwait(false))
+                if (await call().ConfigureAwait(false))
                 {
                     if (started >= warmupEnd)
                     {

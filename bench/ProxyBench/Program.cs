@@ -14,7 +14,8 @@ using SpIstio.ProxyBench;
 //   ProxyBench grpc-server PORT
 //       a Grpc.AspNetCore unary echo server on 127.0.0.1:PORT (h2c), the gRPC cells' upstream
 //   ProxyBench grpc-load URL SECONDS CONCURRENCY [WARMUP_SECONDS] [PAYLOAD]
-//       grpc-dotnet unary calls, CONCURRENCY in flight (closed loop).
+//       grpc-dotnet unary calls, CONCURRENCY in flight (closed loop; GRPC_CLIENT=raw sends them
+//       through RawGrpcClient, grpc-open's lean client, instead).
 //       Prints one line: calls/s p50 p99 (ms) errors
 //   ProxyBench grpc-open URL RATE SECONDS [WARMUP_SECONDS] [PAYLOAD]
 //       unary calls at RATE a second (open loop, as `load`) on one h2c connection of a lean client

@@ -34,11 +34,12 @@ done
 for p in $RECEIVER_PORT $GRPC_UPSTREAM_PORT $YARP_PORT $CA $CB $ADMA $ADMB; do wait_port $p; done
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
 exported() { echo $(( $(metric $1 'sp_export_spans_total') + $(metric $1 'sp_export_dropped_total') )); }
+captured() { metric $1 'sp_requests_total{direction="inbound",outcome="captured"}'; }
 drain() { local e0=-1 e1; e1=$(exported $1); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported $1); done; }
 cell() { # port pid adm|- label
   local port=$1 pid=$2 adm=$3 label=$4 out rate calls before after e0 a0 g0 c0 perf_pid=
   dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null
-  if [[ $adm != - ]]; then drain $adm; e0=$(exported $adm); a0=$(metric $adm dotnet_gc_allocated_bytes_total); g0=$(metric $adm dotnet_gc_collections_total); c0=$(metric $adm 'sp_requests_total{direction="inbound",outcome="captured"}'); fi
+  if [[ $adm != - ]]; then drain $adm; e0=$(exported $adm); a0=$(metric $adm dotnet_gc_allocated_bytes_total); g0=$(metric $adm dotnet_gc_collections_total); c0=$(captured $adm); fi
   local t0; t0=$(date +%s.%N)
   before=$(cpu_ticks $pid)
   if [[ -n ${PROFILE:-} && $label == "cap${PROFILE}" && -z ${PROFILED:-} ]]; then
@@ -46,12 +47,15 @@ cell() { # port pid adm|- label
   fi
   out=$(dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" "$SECONDS_PER_CELL" "$CONCURRENCY" 0 "$SIZE")
   rate=$(cut -d' ' -f1 <<<"$out"); calls=$(awk -v r="$rate" -v s="$SECONDS_PER_CELL" 'BEGIN { printf "%d", r * s }')
-  if [[ $adm != - ]]; then for _ in $(seq 1 60); do (( $(exported $adm) - e0 >= calls )) && break; sleep 0.5; done; fi
+  # The window closes once every call captured in it was exported (or dropped). Not "calls": the
+  # generator's calls/s is rounded, so calls/s x seconds can exceed the captures by a few, and the
+  # window then stayed open to the 30 s bound, charging the idle agent's CPU to the cell.
+  if [[ $adm != - ]]; then for _ in $(seq 1 60); do (( $(exported $adm) - e0 >= $(captured $adm) - c0 )) && break; sleep 0.5; done; fi
   after=$(cpu_ticks $pid)
   [[ -z $perf_pid ]] || wait $perf_pid || true
   local extra=""
   if [[ $adm != - ]]; then
-    local c1 a1 g1; c1=$(metric $adm 'sp_requests_total{direction="inbound",outcome="captured"}'); a1=$(metric $adm dotnet_gc_allocated_bytes_total); g1=$(metric $adm dotnet_gc_collections_total)
+    local c1 a1 g1; c1=$(captured $adm); a1=$(metric $adm dotnet_gc_allocated_bytes_total); g1=$(metric $adm dotnet_gc_collections_total)
     local t1; t1=$(date +%s.%N); local bg; bg=$([[ $label == capA ]] && echo $BG_A || echo $BG_B)
     extra=$(awk -v n=$((c1-c0)) -v a=$((a1-a0)) -v g=$((g1-g0)) -v bg=$bg -v dt=$(awk -v a=$t0 -v b=$t1 'BEGIN{print b-a}') 'BEGIN { printf ", %d captured, %d B/call (%d less idle %d B/s over %.0f s), %.2f GC/1k", n, a/n, (a-bg*dt)/n, bg, dt, g*1000/n }')
   fi

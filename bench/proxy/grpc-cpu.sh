@@ -55,13 +55,15 @@ for port in "$RECEIVER_PORT" "$GRPC_UPSTREAM_PORT" "$YARP_GRPC_PORT" "$CAPTURE_G
 
 metric() { curl -s "http://127.0.0.1:$ADMIN_GRPC_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
 exported() { echo $(( $(metric 'sp_export_spans_total') + $(metric 'sp_export_dropped_total') )); }
+captured() { metric 'sp_requests_total{direction="inbound",outcome="captured"}'; }
 drain() { local e0=-1 e1; e1=$(exported); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported); done; }
 
 run_cell() { # port pid -> "calls calls/s CPU-µs/call"
-  local port=$1 pid=$2 out rate calls before after exp_before perf_pid=
+  local port=$1 pid=$2 out rate calls before after exp_before cap_before perf_pid=
   dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null # warm-up
   [[ $pid != "$CAPTURE_PID" ]] || drain
   exp_before=$([[ $pid == "$CAPTURE_PID" ]] && exported || echo 0)
+  cap_before=$([[ $pid == "$CAPTURE_PID" ]] && captured || echo 0)
   before=$(cpu_ticks "$pid")
   if [[ -n $PROFILE && $pid == "$CAPTURE_PID" && -z ${PROFILED:-} ]]; then
     PROFILED=1
@@ -72,7 +74,9 @@ run_cell() { # port pid -> "calls calls/s CPU-µs/call"
   rate=$(cut -d' ' -f1 <<<"$out")
   calls=$(awk -v r="$rate" -v s="$SECONDS_PER_CELL" 'BEGIN { printf "%d", r * s }')
   if [[ $pid == "$CAPTURE_PID" ]]; then
-    for _ in $(seq 1 40); do (( $(exported) - exp_before >= calls )) && break; sleep 0.5; done
+    # Every call captured in the window exported (or dropped): calls/s x seconds is rounded and can
+    # exceed the captures by a few, which held the window open to its bound on the idle agent's CPU.
+    for _ in $(seq 1 40); do (( $(exported) - exp_before >= $(captured) - cap_before )) && break; sleep 0.5; done
   fi
   after=$(cpu_ticks "$pid")
   [[ -z $perf_pid ]] || wait "$perf_pid" || true
@@ -86,7 +90,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "  round $round capture:  $(run_cell "$CAPTURE_GRPC_PORT" "$CAPTURE_PID")"
 done
 # Allocations and collections per captured call: exact, so they compare builds on a loaded machine too.
-calls=$(metric 'sp_requests_total{direction="inbound",outcome="captured"}')
+calls=$(captured)
 echo "  capture: $(( $(metric 'dotnet_gc_allocated_bytes_total') / (calls > 0 ? calls : 1) )) B allocated and $(awk -v g="$(metric 'dotnet_gc_collections_total')" -v n="$calls" 'BEGIN { printf "%.2f", (n > 0 ? g * 1000 / n : 0) }') collections per 1,000 calls ($calls calls, warm-ups included)"
 echo "  capture: dropped $(metric 'sp_export_dropped_total'), exported spans $(exported), RSS $(awk '$1 == "VmRSS:" {print $2}' "/proc/$CAPTURE_PID/status") kB; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -z $PROFILE ]] || echo "  profile: perf report -i ${OUT:-/tmp}/capture-grpc.perf.data --no-children --sort symbol"
