@@ -188,9 +188,9 @@ public sealed class CaptureOptions
     public GrpcCaptureOptions Grpc { get; set; } = new();
 
     /// <summary>
-    /// One thread: at 64 KiB bodies capture's deferred work is about 60 to 80 CPU-µs an exchange, so
-    /// one thread keeps up with some 12,000 exchanges a second, more than two cores forward; a pod with
-    /// more cores and more traffic raises it.
+    /// One thread: at 64 KiB bodies capture's deferred work is some 60 CPU-µs an exchange (redaction's
+    /// pre-scan ~46, the span encode ~14; bench/README.md), so one thread serves some 15,000 a second,
+    /// more than two cores forward at that size; a pod with more cores and more traffic raises it.
     /// </summary>
     public const int DefaultWorkerThreads = 1;
 
