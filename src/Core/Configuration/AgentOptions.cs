@@ -188,16 +188,18 @@ public sealed class CaptureOptions
     public GrpcCaptureOptions Grpc { get; set; } = new();
 
     /// <summary>
-    /// One thread: at 64 KiB bodies capture's deferred work is some 60 CPU-µs an exchange (redaction's
-    /// pre-scan ~46, the span encode ~14; bench/README.md), so one thread serves some 15,000 a second,
-    /// more than two cores forward at that size; a pod with more cores and more traffic raises it.
+    /// Off (0) until measured on a quiet machine: on the shared 2-core machine (load average 10 to 49
+    /// from other builds) the 64 KiB open-loop A/B was mixed, better p99 in one pair of rounds and worse
+    /// in another, with exchanges dropped (sp_export_dropped_total) where the inline build dropped none (bench/README.md,
+    /// "proxydefer"). One thread is the value to try: at 64 KiB bodies the deferred work is some 60 CPU-µs
+    /// an exchange (redaction's pre-scan ~46, the span encode ~14), so one thread serves some 15,000 a second.
     /// </summary>
-    public const int DefaultWorkerThreads = 1;
+    public const int DefaultWorkerThreads = 0;
 
     /// <summary>Upper bound of <c>capture.worker_threads</c>: more threads than this would only contend.</summary>
     public const int MaxWorkerThreads = 64;
 
-    [ConfigKey("worker_threads", "Dedicated threads that redact, encode and hand finished exchanges to the exporter, off the threads that serve traffic. They are fed by a queue bounded by export.max_inflight_bytes: a burst waits there, and past the budget an exchange is dropped and counted (sp_capture_deferred_dropped_total, sp_export_dropped_total); traffic never waits. 0: the work runs on the thread that finished the exchange. 0 to 64. Default 1.")]
+    [ConfigKey("worker_threads", "Dedicated threads that redact, encode and hand finished exchanges to the exporter, off the threads that serve traffic. They are fed by a queue bounded by export.max_inflight_bytes: a burst waits there, and past the budget an exchange is dropped and counted (sp_capture_deferred_dropped_total, sp_export_dropped_total); traffic never waits. 0: the work runs on the thread that finished the exchange. 0 to 64. Default 0 (1 is the value to try; see bench/README.md, proxydefer).")]
     public int WorkerThreads { get; set; } = DefaultWorkerThreads;
 
     [ConfigKey("worker_priority", "OS scheduling priority of the capture.worker_threads on Linux: idle (SCHED_IDLE: they run when a core has nothing else to do; the default), low (nice 19) or normal (the traffic's). A process may lower its threads' priority without privileges, so a non-root pod can use any of the three.")]
