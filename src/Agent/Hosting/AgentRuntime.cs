@@ -113,7 +113,7 @@ public sealed class AgentRuntime : IAsyncDisposable
                 shortCircuit = cache;
             }
 
-            pipeline = new CapturePipeline(options, exporter, metrics, loggerFactory.CreateLogger<CapturePipeline>(), shortCircuit, exporter.Budget);
+            pipeline = new CapturePipeline(options, exporter, metrics, loggerFactory.CreateLogger<CapturePipeline>(), shortCircuit, exporter.Budget, deferWork: true);
         }
         catch
         {
@@ -187,7 +187,7 @@ public sealed class AgentRuntime : IAsyncDisposable
         return new Uri(addresses.First());
     }
 
-    /// <summary>Drains: marks not ready, stops the admin port, flushes the exporter (bounded).</summary>
+    /// <summary>Drains: marks not ready, stops the admin port, lets the capture workers finish, flushes the exporter (each bounded).</summary>
     public async ValueTask DisposeAsync()
     {
         List<WebApplication> apps;
@@ -216,6 +216,8 @@ public sealed class AgentRuntime : IAsyncDisposable
             await MockPoller.DisposeAsync().ConfigureAwait(false);
         }
 
+        // The capture workers hand what they hold to the exporter first, so its flush sends it.
+        await Pipeline.StopWorkersAsync(TimeSpan.FromMilliseconds((Options.Export ?? new ExportOptions()).ShutdownFlushMs)).ConfigureAwait(false);
         await Exporter.DisposeAsync().ConfigureAwait(false);
         Cache?.Dispose();
     }

@@ -84,6 +84,10 @@ public sealed class AgentMetrics
         CaptureBytes = Registry.Counter("sp_capture_bytes_total", "Body bytes copied into captures (after the per-exchange limit).").WithLabels();
         BodyTruncated = Registry.Counter("sp_body_truncated_total", "Bodies cut at the configured capture limit.").WithLabels();
         CaptureBudgetExceeded = Registry.Counter("sp_capture_budget_exceeded_total", "Bodies cut short because the capture byte budget (export.max_inflight_bytes) was full: the rest was counted, not kept.").WithLabels();
+        CaptureDeferredQueued = Registry.Gauge("sp_capture_deferred_exchanges", "Finished exchanges waiting for a capture worker (capture.worker_threads) to redact, encode and queue them for export.").WithLabels();
+        CaptureDeferredBytes = Registry.Gauge("sp_capture_deferred_bytes", "Bytes the exchanges waiting for a capture worker reserve in export.max_inflight_bytes.").WithLabels();
+        CaptureDeferredDropped = Registry.Counter("sp_capture_deferred_dropped_total", "Finished exchanges a capture worker dropped: shutdown's flush deadline passed, or their redaction failed (also counted in sp_export_dropped_total).").WithLabels();
+        CaptureDeferredInline = Registry.Counter("sp_capture_deferred_inline_total", "Finished exchanges redacted and queued for export on the thread that finished them, because the capture workers' queue held a quarter of export.max_inflight_bytes (the workers did not get enough idle CPU) or they were stopped.").WithLabels();
         var streamMessages = Registry.Counter(
             "sp_stream_messages_total",
             "Messages of the streams the capture followed, kept or not, by kind (grpc: length-prefixed messages of both directions; sse: events; websocket: messages of both directions), counted when the exchange finishes.",
@@ -184,6 +188,18 @@ public sealed class AgentMetrics
 
     /// <summary><c>sp_capture_budget_exceeded_total</c>: bodies cut short for the byte budget.</summary>
     public Counter CaptureBudgetExceeded { get; }
+
+    /// <summary><c>sp_capture_deferred_exchanges</c>: the capture workers' queue, in exchanges.</summary>
+    public Gauge CaptureDeferredQueued { get; }
+
+    /// <summary><c>sp_capture_deferred_bytes</c>: the capture workers' queue, in reserved bytes (set when scraped).</summary>
+    public Gauge CaptureDeferredBytes { get; }
+
+    /// <summary><c>sp_capture_deferred_dropped_total</c>.</summary>
+    public Counter CaptureDeferredDropped { get; }
+
+    /// <summary><c>sp_capture_deferred_inline_total</c>: a steady rise means the workers lack idle CPU.</summary>
+    public Counter CaptureDeferredInline { get; }
 
     /// <summary><c>sp_stream_messages_total{kind}</c>; kinds are <see cref="StreamKinds"/>.</summary>
     public Counter StreamMessages(string kind) => _streams[kind].Messages;

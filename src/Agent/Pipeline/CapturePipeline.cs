@@ -25,15 +25,28 @@ public sealed partial class CapturePipeline
     private readonly bool _detailedLogging;
     private readonly IExchangeRecorder? _recorder;
     private readonly bool _samplingBySession;
+    private readonly CaptureWorkers? _workers;
 
     /// <summary>Builds the pipeline from validated options.</summary>
+    /// <param name="options">Validated options.</param>
+    /// <param name="exporter">Where finished exchanges go.</param>
+    /// <param name="metrics">The agent's metrics.</param>
+    /// <param name="logger">The pipeline's log.</param>
+    /// <param name="shortCircuit">The recorded-response seam; none by default.</param>
+    /// <param name="budget">The byte budget body buffers reserve from; the exporter's when the runtime builds the pipeline.</param>
+    /// <param name="deferWork">
+    /// True (the agent runtime): finished exchanges are redacted, encoded and queued for export on
+    /// <c>capture.worker_threads</c> dedicated threads (<see cref="CaptureWorkers"/>); false: on the
+    /// thread that finishes them, before <see cref="Complete"/> returns.
+    /// </param>
     public CapturePipeline(
         AgentOptions options,
         IExchangeExporter exporter,
         AgentMetrics metrics,
         ILogger<CapturePipeline> logger,
         IResponseShortCircuit? shortCircuit = null,
-        CaptureByteBudget? budget = null)
+        CaptureByteBudget? budget = null,
+        bool deferWork = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
@@ -59,6 +72,10 @@ public sealed partial class CapturePipeline
         var streams = capture.Streams ?? new StreamCaptureOptions();
         StreamLimits = new StreamCaptureLimits(streams.MaxEvents, streams.MaxEventBytes, streams.MaxStreamBytes);
         StreamDeadline = TimeSpan.FromMilliseconds(streams.MaxDurationMs);
+        if (deferWork && capture.WorkerThreads > 0)
+        {
+            _workers = new CaptureWorkers(capture.WorkerThreads, capture.WorkerPriority, Export, Budget, metrics, logger);
+        }
     }
 
     /// <summary>The options the pipeline was built from.</summary>
@@ -167,8 +184,10 @@ public sealed partial class CapturePipeline
     /// <summary>
     /// Finishes a captured exchange: lets the cache record its response (before sampling and
     /// redaction, so what is replayed is what the upstream sent), then drops it when its trace is
-    /// not sampled, otherwise counts its body bytes, redacts it and hands it to the exporter
-    /// without waiting. Returns true when it was queued for export.
+    /// not sampled, otherwise hands it on without waiting: to the capture workers when the pipeline
+    /// has them and they can take it (they count its body bytes, redact it and queue it for export),
+    /// else does that here.
+    /// Returns true when it was handed on (queued for the workers or for export).
     /// </summary>
     public bool Complete(Exchange exchange, bool sampled)
     {
@@ -176,29 +195,44 @@ public sealed partial class CapturePipeline
         var queued = false;
         try
         {
-            queued = Export(exchange, sampled);
+            _recorder?.Record(exchange);
+            if (!sampled)
+            {
+                Metrics.RequestsSampledOut(exchange.Direction).Inc();
+                return false;
+            }
+
+            if (_workers?.TryPost(exchange) == true)
+            {
+                queued = true;
+                return true;
+            }
+
+            // No workers, or they cannot take it now (stopped, queue at its share of the budget): here.
+            queued = Export(exchange);
             return queued;
         }
         finally
         {
             if (!queued)
             {
-                // Not exported (sampled out, dropped, or redaction failed): nothing reads its bodies now.
+                // Not handed on (sampled out, dropped, or redaction failed): nothing reads its bodies now.
                 exchange.ReturnBodyArrays();
             }
         }
     }
 
-    // Complete's work; the exporter owns the exchange (and its body arrays) once this returns true.
-    private bool Export(Exchange exchange, bool sampled)
-    {
-        _recorder?.Record(exchange);
-        if (!sampled)
-        {
-            Metrics.RequestsSampledOut(exchange.Direction).Inc();
-            return false;
-        }
+    /// <summary>
+    /// Lets the capture workers finish the exchanges they hold, until <paramref name="deadline"/>
+    /// (what is left then is dropped and counted); exchanges finished later are handled on the
+    /// thread that finishes them. Call before the exporter stops, so its flush carries them.
+    /// </summary>
+    public Task StopWorkersAsync(TimeSpan deadline) => _workers?.StopAsync(deadline) ?? Task.CompletedTask;
 
+    // The deferred work (on a capture worker, or inline without one); the exporter owns the exchange
+    // (and its body arrays) once this returns true, the caller returns its arrays otherwise.
+    private bool Export(Exchange exchange)
+    {
         CountBody(exchange.RequestBody);
         CountBody(exchange.ResponseBody);
         _redactor.Redact(exchange);

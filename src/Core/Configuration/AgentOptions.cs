@@ -187,6 +187,24 @@ public sealed class CaptureOptions
     [ConfigKey("grpc", "gRPC calls (content-type application/grpc…): each length-prefixed message is captured with its direction and time, within these limits.")]
     public GrpcCaptureOptions Grpc { get; set; } = new();
 
+    /// <summary>
+    /// Off (0) until measured on a quiet machine: on the shared 2-core machine (load average 10 to 49
+    /// from other builds) the 64 KiB open-loop A/B was mixed, better p99 in one pair of rounds and worse
+    /// in another, with exchanges dropped (sp_export_dropped_total) where the inline build dropped none (bench/README.md,
+    /// "proxydefer"). One thread is the value to try: at 64 KiB bodies the deferred work is some 60 CPU-µs
+    /// an exchange (redaction's pre-scan ~46, the span encode ~14), so one thread serves some 15,000 a second.
+    /// </summary>
+    public const int DefaultWorkerThreads = 0;
+
+    /// <summary>Upper bound of <c>capture.worker_threads</c>: more threads than this would only contend.</summary>
+    public const int MaxWorkerThreads = 64;
+
+    [ConfigKey("worker_threads", "Dedicated threads that redact, encode and hand finished exchanges to the exporter, off the threads that serve traffic. They are fed by a queue bounded by export.max_inflight_bytes: a burst waits there, and past the budget an exchange is dropped and counted (sp_capture_deferred_dropped_total, sp_export_dropped_total); traffic never waits. 0: the work runs on the thread that finished the exchange. 0 to 64. Default 0 (1 is the value to try; see bench/README.md, proxydefer).")]
+    public int WorkerThreads { get; set; } = DefaultWorkerThreads;
+
+    [ConfigKey("worker_priority", "OS scheduling priority of the capture.worker_threads on Linux: idle (SCHED_IDLE: they run when a core has nothing else to do; the default), low (nice 19) or normal (the traffic's). A process may lower its threads' priority without privileges, so a non-root pod can use any of the three.")]
+    public CaptureWorkerPriority WorkerPriority { get; set; } = CaptureWorkerPriority.Idle;
+
     [ConfigKey("streams", "Server-sent events (text/event-stream responses) and WebSocket connections: each event or message is captured with its time (and a WebSocket message with its direction and opcode), within these limits, while the stream stays live to the client.")]
     public StreamCaptureOptions Streams { get; set; } = new();
 }
@@ -291,6 +309,19 @@ public sealed class SamplingOptions
 
     [ConfigKey("by", "session or trace: what the ratio keeps whole. session (the default): the decision is a hash of the exchange's session id (the one found on the request, or the one generated at the first hop and relayed in tracestate), so every exchange of a kept session is kept on every hop, as replay needs. trace: the decision is the trace id's, as in OpenTelemetry's TraceIdRatioBased sampler; a session may then be kept in parts.")]
     public SamplingBy By { get; set; } = SamplingBy.Session;
+}
+
+/// <summary><c>capture.worker_priority</c>: the OS priority of the capture worker threads.</summary>
+public enum CaptureWorkerPriority
+{
+    /// <summary>SCHED_IDLE: scheduled only when nothing else wants the core.</summary>
+    Idle,
+
+    /// <summary>nice 19: the lowest of the normal priorities.</summary>
+    Low,
+
+    /// <summary>The traffic's own priority (unchanged).</summary>
+    Normal,
 }
 
 /// <summary><c>sampling.by</c>: the unit the sampling ratio keeps or drops whole.</summary>

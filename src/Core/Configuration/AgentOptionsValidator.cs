@@ -127,6 +127,7 @@ public static class AgentOptionsValidator
         var request = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxRequestBodyBytes)));
         var response = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxResponseBodyBytes)));
         var decoded = Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.MaxDecodedBodyBytes)));
+        v.Range(Join(prefix, K<CaptureOptions>(nameof(CaptureOptions.WorkerThreads))), capture.WorkerThreads, 0, CaptureOptions.MaxWorkerThreads);
         var limitsValid = v.Range(request, capture.MaxRequestBodyBytes, 0, MaxBodyLimit);
         limitsValid &= v.Range(response, capture.MaxResponseBodyBytes, 0, MaxBodyLimit);
         if (v.Range(decoded, capture.MaxDecodedBodyBytes, 0, MaxDecodedBodyLimit) && limitsValid)

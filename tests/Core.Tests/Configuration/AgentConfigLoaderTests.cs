@@ -124,6 +124,8 @@ public class AgentConfigLoaderTests
         Assert.Equal(8192, o.Capture.MaxRequestBodyBytes);
         Assert.Equal(16384, o.Capture.MaxResponseBodyBytes);
         Assert.Equal(262144, o.Capture.MaxDecodedBodyBytes);
+        Assert.Equal(3, o.Capture.WorkerThreads);
+        Assert.Equal(CaptureWorkerPriority.Low, o.Capture.WorkerPriority);
         Assert.False(o.Capture.SkipStaticResources);
         Assert.False(o.Capture.SkipPrefetch);
         Assert.Equal(4096, o.Capture.Grpc.MaxMessageBytes);

@@ -168,6 +168,19 @@ public class AgentOptionsValidatorTests
         Assert.Equal(ExportCompression.None, options.Export.Compression);
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(65)]
+    public void WorkerThreads_OutOfRange_IsAnErrorNamingTheKey(int threads)
+    {
+        var options = Valid();
+        options.Capture.WorkerThreads = threads;
+
+        var error = SingleError(options);
+
+        Assert.Equal("capture.worker_threads", error.Key);
+    }
+
     [Fact]
     public void DecodedBodyLimit_BelowABodyLimit_IsAnError()
     {
