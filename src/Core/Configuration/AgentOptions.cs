@@ -192,14 +192,15 @@ public sealed class CaptureOptions
     /// from other builds) the 64 KiB open-loop A/B was mixed, better p99 in one pair of rounds and worse
     /// in another, with exchanges dropped (sp_export_dropped_total) where the inline build dropped none (bench/README.md,
     /// "proxydefer"). One thread is the value to try: at 64 KiB bodies the deferred work is some 60 CPU-µs
-    /// an exchange (redaction's pre-scan ~46, the span encode ~14), so one thread serves some 15,000 a second.
+    /// an exchange by the profiles (redaction's pre-scan ~46, the span encode ~14), far below one core at
+    /// the rates the capture proxy reaches on two cores; not yet measured as a worker's own limit.
     /// </summary>
     public const int DefaultWorkerThreads = 0;
 
     /// <summary>Upper bound of <c>capture.worker_threads</c>: more threads than this would only contend.</summary>
     public const int MaxWorkerThreads = 64;
 
-    [ConfigKey("worker_threads", "Dedicated threads that redact, encode and hand finished exchanges to the exporter, off the threads that serve traffic. They are fed by a queue bounded by export.max_inflight_bytes: a burst waits there, and past the budget an exchange is dropped and counted (sp_capture_deferred_dropped_total, sp_export_dropped_total); traffic never waits. 0: the work runs on the thread that finished the exchange. 0 to 64. Default 0 (1 is the value to try; see bench/README.md, proxydefer).")]
+    [ConfigKey("worker_threads", "Dedicated threads that redact, encode and hand finished exchanges to the exporter, off the threads that serve traffic. They are fed by a queue that may hold a quarter of export.max_inflight_bytes: a burst waits there; past that share the thread that finished the exchange does the work itself, as with 0 (counted in sp_capture_deferred_inline_total), so nothing is dropped for want of idle CPU. Exchanges still queued when shutdown's export.shutdown_flush_ms ends are dropped and counted (sp_capture_deferred_dropped_total). 0: the work runs on the thread that finished the exchange. 0 to 64. Default 0 (1 is the value to try; see bench/README.md, proxydefer).")]
     public int WorkerThreads { get; set; } = DefaultWorkerThreads;
 
     [ConfigKey("worker_priority", "OS scheduling priority of the capture.worker_threads on Linux: idle (SCHED_IDLE: they run when a core has nothing else to do; the default), low (nice 19) or normal (the traffic's). A process may lower its threads' priority without privileges, so a non-root pod can use any of the three.")]
