@@ -622,13 +622,20 @@ internal sealed class PgCluster : IAsyncDisposable
             await Run("chown", ["-R", "postgres:postgres", work], false);
         }
 
+        // SP_BENCH_POSTGRES_PORT pins the throwaway cluster's port (engineers sharing a machine keep to port ranges of their own).
+        int port = int.TryParse(Environment.GetEnvironmentVariable("SP_BENCH_POSTGRES_PORT"), CultureInfo.InvariantCulture, out int pinned) ? pinned : FreePort();
+        await Run(Path.Combine(Bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8"], root);
+        await Run(Path.Combine(Bin, "pg_ctl"), ["-D", data, "-l", Path.Combine(work, "pg.log"), "-w", "-o", $"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB", "start"], root);
+        return new PgCluster(data, root, $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres");
+    }
+
+    private static int FreePort()
+    {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
-        await Run(Path.Combine(Bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8"], root);
-        await Run(Path.Combine(Bin, "pg_ctl"), ["-D", data, "-l", Path.Combine(work, "pg.log"), "-w", "-o", $"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB", "start"], root);
-        return new PgCluster(data, root, $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres");
+        return port;
     }
 
     public static async Task<string> CreateDatabaseAsync(string admin, string name)

@@ -32,6 +32,12 @@ internal abstract partial class SqlSpanStore
         ("codec_dictionaries", "id"),
     ];
 
+    /// <summary>
+    /// This engine's tables derived from a tenant's spans (an index kept in a table of its own, with
+    /// the column a batch deletes by): deleted with the tenant's spans, not counted as captured data.
+    /// </summary>
+    internal virtual IReadOnlyList<(string Table, string Key)> TenantIndexTables => [];
+
     public async Task<long> DeleteSessionAsync(long tenantId, string sessionId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(sessionId);
@@ -96,6 +102,11 @@ internal abstract partial class SqlSpanStore
             {
                 break;
             }
+        }
+
+        foreach (var (table, key) in TenantIndexTables)
+        {
+            await DeleteInBatchesAsync(table, key, tenantId, progress: null, cancellationToken).ConfigureAwait(false);
         }
 
         result.Insert(0, new TenantTableRows("spans", spans));

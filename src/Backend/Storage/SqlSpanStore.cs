@@ -52,6 +52,12 @@ internal abstract partial class SqlSpanStore : ISpanStore
     protected abstract void AddTextQuery(DbCommand command, long tenantId, string[] terms);
 
     /// <summary>Runs before migrations inside their transaction (PostgreSQL takes an advisory lock there).</summary>
+    /// <summary>
+    /// Runs in a retention or purge chunk's transaction once its spans (row ids up to
+    /// <paramref name="maxId"/>) are deleted, so that what the engine keeps about them elsewhere goes with them.
+    /// </summary>
+    protected virtual Task AfterSpansDeletedAsync(DbConnection connection, DbTransaction transaction, long maxId, CancellationToken cancellationToken) => Task.CompletedTask;
+
     protected virtual Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public abstract Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken);
@@ -680,6 +686,8 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
             count = await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
+
+        await AfterSpansDeletedAsync(connection, transaction, maxId, cancellationToken).ConfigureAwait(false);
 
         await using var drop = Command(connection, transaction,
             "DELETE FROM sessions WHERE tenant_id = @t AND session_id = @s AND NOT EXISTS (SELECT 1 FROM spans x WHERE x.tenant_id = @t AND x.session_id = @s)");

@@ -210,6 +210,92 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         }
     }
 
+    [Fact]
+    public Task Id_words_leave_the_text_index_for_a_filter_per_transaction_and_are_still_found_exactly() =>
+        InDatabaseOfItsOwnAsync(async connectionString =>
+        {
+            await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
+            await store.MigrateAsync(CancellationToken.None);
+            long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+            await store.InsertSpansAsync(tenant,
+            [
+                Exchange(1, 1, session: "s1", responseText: "{\"order\":\"ord48213\",\"city\":\"lisbon\"}"),
+                Exchange(2, 2, session: "s2", responseText: "{\"order\":\"ord77120\",\"city\":\"porto\"}"),
+            ], CancellationToken.None);
+            await store.InsertSpansAsync(tenant, [Exchange(3, 3, session: "s3", start: T0.AddHours(1), responseText: "{\"order\":\"ord90001\",\"city\":\"lisbon\"}")], CancellationToken.None);
+
+            await using var check = new Npgsql.NpgsqlConnection(connectionString);
+            await check.OpenAsync();
+            await using (var command = new Npgsql.NpgsqlCommand("SELECT terms, term_buckets FROM spans ORDER BY id LIMIT 1", check))
+            {
+                await using var reader = await command.ExecuteReaderAsync();
+                Assert.True(await reader.ReadAsync());
+                var (terms, buckets) = ((long[])reader[0], (short[])reader[1]);
+                Assert.Contains(PostgresSearchTerms.Hash("ord48213"), terms);
+                Assert.DoesNotContain(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("ord48213")), buckets);
+                Assert.Contains(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon")), buckets);
+            }
+
+            Assert.Equal(2L, await ScalarAsync(check, "SELECT COUNT(*) FROM span_filters"));
+            Assert.Equal([Trace(1)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = "ord48213" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+            Assert.Equal(["s2"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = "porto ord77120" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+            // Both words are in the first transaction's filter, but in two different spans.
+            Assert.Empty((await store.SearchTracesAsync(tenant, new TraceQuery { Text = "ord48213 ord77120" }, CancellationToken.None)).Items);
+            Assert.Empty((await store.SearchTracesAsync(tenant, new TraceQuery { Text = "ord48213 porto" }, CancellationToken.None)).Items);
+            Assert.Empty((await store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord99999" }, CancellationToken.None)).Items);
+            // An id word every span holds (the authority's port) finds every span.
+            Assert.Equal(["s3", "s2", "s1"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = "8080" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+
+            // Retention takes the first transaction's spans and its filter; the second's stays and still finds its span.
+            Assert.Equal(2L, await store.DeleteOlderThanAsync(tenant, T0.AddMinutes(30), CancellationToken.None));
+            Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM span_filters"));
+            Assert.Equal(["s3"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = "ord90001 lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+
+            await store.PurgeTenantAsync(tenant, removeTenant: false, progress: null, CancellationToken.None);
+            Assert.Equal(0L, await ScalarAsync(check, "SELECT COUNT(*) FROM span_filters"));
+        });
+
+    [Fact]
+    public Task A_store_upgrades_in_place_to_id_filters_and_finds_its_spans_by_their_id_words() =>
+        InDatabaseOfItsOwnAsync(async connectionString =>
+        {
+            // The schema before id filters, and a span as it stored it: its id word's bucket in the index.
+            string[] words = ["lisbon", "ord48213"];
+            await SetUpBeforeAsync(connectionString, "span_filters", """
+                INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+                INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets, numbers)
+                VALUES (1, lpad(to_hex(1), 32, '0'), lpad(to_hex(1), 16, '0'), 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, 'old', 'frontend', '/lisbon/ord48213', 100, @h, @b, '{}');
+                INSERT INTO sessions VALUES (1, 'old', 1, 1);
+                """,
+                ("h", words.Select(w => PostgresSearchTerms.Hash(w)).ToArray()),
+                ("b", words.Select(w => PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash(w))).Distinct().Order().ToArray()));
+
+            await using var check = new Npgsql.NpgsqlConnection(connectionString);
+            await check.OpenAsync();
+            long heapBefore = await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint");
+
+            await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
+            await store.MigrateAsync(CancellationToken.None);
+            await store.InsertSpansAsync(1, [Exchange(2, 2, session: "new", start: T0, responseText: "{\"order\":\"ord48213\",\"city\":\"porto\"}")], CancellationToken.None);
+
+            Assert.Equal(["new", "old"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "ord48213" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+            Assert.Equal([Trace(1)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon ord48213" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+            Assert.Equal([Trace(2)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "ord48213 porto" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+
+            // Only a table was added: the spans' rows were not rewritten.
+            Assert.Equal(heapBefore, await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint"));
+        });
+
+    [Theory]
+    [InlineData("ord48213", true)]
+    [InlineData("2026", true)]
+    [InlineData("a1b2", true)]
+    [InlineData("123", false)]
+    [InlineData("a12", false)]
+    [InlineData("lisbon", false)]
+    public void Words_of_four_characters_or_more_with_a_digit_are_id_words(string word, bool idWord) =>
+        Assert.Equal(idWord, PostgresSearchTerms.IsIdWord(word));
+
     [Theory]
     [InlineData("4", true)]
     [InlineData("42", true)]

@@ -530,6 +530,7 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
         var purged = new[] { "spans" }
             .Concat(SqlSpanStore.TenantDataTables.Select(t => t.Table))
             .Concat(SqlSpanStore.TenantIdentityTables.Select(t => t.Table))
+            .Concat(((SqlSpanStore)Store).TenantIndexTables.Select(t => t.Table))
             .Order(StringComparer.Ordinal);
 
         Assert.Equal(purged, (await TablesWithTenantIdAsync()).Order(StringComparer.Ordinal));

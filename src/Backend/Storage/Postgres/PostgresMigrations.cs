@@ -292,5 +292,25 @@ internal static class PostgresMigrations
         CREATE TABLE search_common_buckets (
             bucket SMALLINT PRIMARY KEY);
         """,
+
+        // Server CPU per span (issue 14): the id words (PostgresSearchTerms.IsIdWord: ids, codes,
+        // long numbers, ~24 of a span's ~29 index postings, nearly all unique) leave the text
+        // index; each ingest transaction stores one Bloom filter of its spans' id words instead,
+        // over the row ids (lo, hi] it drew (PostgresIdFilter), and a query checks the exact hashes
+        // of the spans whose transaction's filter may hold its id words. Random bits: EXTERNAL
+        // keeps TOAST from trying to compress them, and lets a query read one byte of a filter
+        // (substring) without the rest. A new table only: an older replica still running during a
+        // rolling upgrade indexes every bucket, and newer queries find its spans through their
+        // buckets as they find spans stored before this version; until it is replaced, its own
+        // text queries miss the id words of the spans a newer replica stored.
+        """
+        CREATE TABLE span_filters (
+            tenant_id BIGINT NOT NULL,
+            lo BIGINT NOT NULL,
+            hi BIGINT NOT NULL,
+            filter BYTEA NOT NULL);
+        ALTER TABLE span_filters ALTER COLUMN filter SET STORAGE EXTERNAL;
+        CREATE INDEX span_filters_tenant ON span_filters (tenant_id, lo);
+        """,
     ];
 }

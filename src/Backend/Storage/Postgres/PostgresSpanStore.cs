@@ -38,6 +38,14 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     // inserts skip the merge), so the server needs at most this much more memory per index.
     private const string IngestSettings = "SET LOCAL work_mem = '64MB'";
 
+    // Read before a transaction stores spans with an id filter: the identity's sequence caches no
+    // ids in sessions (CACHE 1, as migration 1 made it), so every id drawn after this read is
+    // higher, and (this, last id drawn] holds the transaction's rows. Reading draws no id, so the
+    // ids stay consecutive as SearchIndexLag counts them.
+    private const string FilterLow = "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('spans', 'id')::regclass), 0);";
+
+    private static string InsertFilter(string hi) => "INSERT INTO span_filters (tenant_id, lo, hi, filter) VALUES (@t, @lo, " + hi + ", @bf)";
+
     private const string MoveStaged =
         "WITH ins AS (" +
         "INSERT INTO spans (" + Columns + ") SELECT " + Columns + " FROM spans_staging " +
@@ -103,10 +111,22 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         "AND x.terms @> @q::bigint[] " +
         "AND (cardinality(@qn::smallint[]) = 0 OR x.numbers @> @qn::smallint[] OR (x.numbers IS NULL AND x.terms @> @qnh::bigint[]))";
 
-    protected override string SessionTextCondition(string[] terms) =>
-        "s.session_id IN (SELECT x.session_id FROM spans x WHERE " + TermsMatch + " AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
+    // With id words, the spans that may hold them: those stored with their id words' buckets in
+    // the index (before span_filters, or by an older replica) and every span of a transaction
+    // whose filter has each of the query's probes set (@qip, PostgresIdFilter). A probe reads one
+    // byte of the filter (substring of an EXTERNAL value fetches only its chunk), and the first
+    // clear bit ends the filter's test. TermsMatch's exact hashes decide.
+    private const string IdWordsMatch =
+        " AND x.id IN (SELECT o.id FROM spans o WHERE o.tenant_id = @t AND o.term_buckets @> ARRAY(SELECT unnest(@qib::smallint[]) EXCEPT SELECT bucket FROM search_common_buckets) " +
+        "UNION ALL SELECT generate_series(f.lo + 1, f.hi) FROM span_filters f WHERE f.tenant_id = @t AND NOT EXISTS (" +
+        "SELECT 1 FROM (SELECT p & (octet_length(f.filter)::bigint * 8 - 1) AS b FROM unnest(@qip::bigint[]) p) m " +
+        "WHERE get_byte(substring(f.filter FROM (m.b >> 3)::int + 1 FOR 1), 0) & (1 << (m.b & 7)::int) = 0))";
 
-    protected override string SpanTextCondition(string[] terms) => TermsMatch;
+    protected override string SessionTextCondition(string[] terms) =>
+        "s.session_id IN (SELECT x.session_id FROM spans x WHERE " + SpanTextCondition(terms) + " AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
+
+    protected override string SpanTextCondition(string[] terms) =>
+        PostgresSearchTerms.HasIdWord(terms) ? TermsMatch + IdWordsMatch : TermsMatch;
 
     // The word hashes are written with the span (CopyAsync): they come from the search text built
     // while the batch is encoded, from the bodies at hand.
@@ -117,6 +137,11 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         var query = PostgresSearchTerms.OfQuery(terms, CommonBuckets.ForQuery());
         Add(command, "q", query.Hashes);
         Add(command, "qb", query.Buckets);
+        if (query.IdProbes.Length > 0)
+        {
+            Add(command, "qib", query.IdBuckets);
+            Add(command, "qip", query.IdProbes);
+        }
         Add(command, "qn", query.Numbers);
         Add(command, "qnh", query.NumberHashes);
     }
@@ -183,13 +208,14 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     {
         var terms = PostgresSearchTerms.OfBatch(encoded, await CommonBuckets.ForIngestAsync(cancellationToken).ConfigureAwait(false));
         CommonBuckets.Observe(terms);
+        var filter = PostgresIdFilter.Of(terms);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             // A batch of new spans (almost every batch) is copied straight into spans; only when
             // one already exists (a retried export) does the unique index refuse the COPY, and the
             // batch goes the staged way, which skips what exists.
-            var direct = await TryCopyDirectAsync(connection, tenantId, encoded, terms, cancellationToken).ConfigureAwait(false);
+            var direct = await TryCopyDirectAsync(connection, tenantId, encoded, terms, filter, cancellationToken).ConfigureAwait(false);
             if (direct is { } maxDirect)
             {
                 Committed(maxDirect);
@@ -200,9 +226,10 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                await using (var create = new NpgsqlCommand(IngestSettings + ";" + CreateStaging, connection, transaction))
+                long filterLow;
+                await using (var create = new NpgsqlCommand((filter is null ? string.Empty : FilterLow) + IngestSettings + ";" + CreateStaging, connection, transaction))
                 {
-                    await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    filterLow = await ExecuteFilterLowAsync(create, filter, cancellationToken).ConfigureAwait(false);
                 }
 
                 await CopyAsync(connection, "spans_staging", tenantId, encoded, terms, cancellationToken).ConfigureAwait(false);
@@ -217,12 +244,34 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     maxId = reader.GetInt64(1);
                 }
 
+                if (filter is not null && inserted > 0)
+                {
+                    await using var insertFilter = new NpgsqlCommand(InsertFilter("@hi"), connection, transaction);
+                    insertFilter.Parameters.AddWithValue("t", tenantId);
+                    insertFilter.Parameters.AddWithValue("lo", filterLow);
+                    insertFilter.Parameters.AddWithValue("hi", maxId);
+                    insertFilter.Parameters.AddWithValue("bf", filter);
+                    await insertFilter.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
                 turn.Release();
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 Committed(maxId);
                 return (int)inserted;
             }
         }
+    }
+
+    // Runs a transaction's first command, which starts with FilterLow when the batch has a filter; its id (0 without a filter).
+    private static async Task<long> ExecuteFilterLowAsync(NpgsqlCommand command, byte[]? filter, CancellationToken cancellationToken)
+    {
+        if (filter is null)
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return 0;
+        }
+
+        return (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
     /// <summary>
@@ -253,15 +302,16 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     /// COPY are drawn in row order, so the session's last one is the batch's highest); null, with
     /// nothing stored, when a span of the batch already exists.
     /// </summary>
-    private async Task<long?> TryCopyDirectAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, CancellationToken cancellationToken)
+    private async Task<long?> TryCopyDirectAsync(NpgsqlConnection connection, long tenantId, EncodedSpan[] spans, PostgresSearchTerms.SpanTerms[] terms, byte[]? filter, CancellationToken cancellationToken)
     {
         using var turn = await CopyTurn.TakeAsync(_copyTurn, cancellationToken).ConfigureAwait(false);
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using (transaction.ConfigureAwait(false))
         {
-            await using (var settings = new NpgsqlCommand(IngestSettings, connection, transaction))
+            long filterLow;
+            await using (var settings = new NpgsqlCommand((filter is null ? string.Empty : FilterLow) + IngestSettings, connection, transaction))
             {
-                await settings.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                filterLow = await ExecuteFilterLowAsync(settings, filter, cancellationToken).ConfigureAwait(false);
             }
 
             try
@@ -288,11 +338,18 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                 "SELECT currval(pg_get_serial_sequence('spans', 'id'));" +
                 // Sorted by session id, like the staged path, so concurrent batches lock session rows in one order.
                 "INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) SELECT @t, s, f, l FROM unnest(@s, @f, @l) AS v(s, f, l) " +
-                "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = LEAST(sessions.first_ns, excluded.first_ns), last_ns = GREATEST(sessions.last_ns, excluded.last_ns)",
+                "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = LEAST(sessions.first_ns, excluded.first_ns), last_ns = GREATEST(sessions.last_ns, excluded.last_ns)" +
+                (filter is null ? string.Empty : ";" + InsertFilter("currval(pg_get_serial_sequence('spans', 'id'))")),
                 connection,
                 transaction))
             {
                 finish.Parameters.AddWithValue("t", tenantId);
+                if (filter is not null)
+                {
+                    finish.Parameters.AddWithValue("lo", filterLow);
+                    finish.Parameters.AddWithValue("bf", filter);
+                }
+
                 finish.Parameters.AddWithValue("s", sessions.Keys.ToArray());
                 finish.Parameters.AddWithValue("f", sessions.Values.Select(v => v.First).ToArray());
                 finish.Parameters.AddWithValue("l", sessions.Values.Select(v => v.Last).ToArray());
@@ -424,6 +481,18 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
     }
 
+    internal override IReadOnlyList<(string Table, string Key)> TenantIndexTables => [("span_filters", "lo")];
+
+    // A filter goes once no span of its ids is left (retention deletes the oldest ids first; a
+    // filter whose range holds a live span stays, and a query reads only that span of it).
+    protected override async Task AfterSpansDeletedAsync(DbConnection connection, DbTransaction transaction, long maxId, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction,
+            "DELETE FROM span_filters f WHERE f.lo < @max AND NOT EXISTS (SELECT 1 FROM spans x WHERE x.id > f.lo AND x.id <= f.hi)");
+        Add(command, "max", maxId);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     public override Task<long> GetStoredBytesAsync(CancellationToken cancellationToken) => ReadAsync(async connection =>
     {
         // PostgreSQL's relation sizes fall only after VACUUM FULL (deleted rows' space is reused, not
@@ -530,8 +599,8 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
                         ids.Add(reader.GetInt64(0));
-                        // Every bucket, like the spans of this schema's first versions (the set may grow meanwhile).
-                        terms.Add(PostgresSearchTerms.Of(SearchTextOf(reader, 1, 2, 3, 4, 5), PostgresCommonBuckets.Set.Empty));
+                        // Every bucket, id words' too (no filter covers these rows), like the spans of this schema's first versions (the set may grow meanwhile).
+                        terms.Add(PostgresSearchTerms.Of(SearchTextOf(reader, 1, 2, 3, 4, 5), PostgresCommonBuckets.Set.Empty, idWordsFiltered: false));
                     }
 
                     await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
