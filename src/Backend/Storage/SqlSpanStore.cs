@@ -60,6 +60,9 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
     protected virtual Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
 
+    /// <summary>Runs in the migrations' transaction once the schema is current: checks what the store relies on and the schema cannot enforce.</summary>
+    protected virtual Task AfterMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
+
     public abstract Task<int> InsertSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken);
 
     /// <inheritdoc cref="ISpanQueryStore.PrepareSpansAsync"/>
@@ -119,6 +122,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
             count++;
         }
 
+        await AfterMigrationsAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         StoreLog.SchemaReady(Logger, Kind, Migrations.Count, count);
         StartIndexer();

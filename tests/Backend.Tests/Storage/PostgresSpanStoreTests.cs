@@ -62,6 +62,38 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
+    public async Task Start_up_refuses_a_spans_sequence_that_caches_ids_and_names_the_fix()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using (var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance))
+        {
+            await store.MigrateAsync(CancellationToken.None);
+        }
+
+        await using var connection = new Npgsql.NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using (var alter = new Npgsql.NpgsqlCommand("ALTER SEQUENCE spans_id_seq CACHE 20", connection))
+        {
+            await alter.ExecuteNonQueryAsync();
+        }
+
+        await using (var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance))
+        {
+            var error = await Assert.ThrowsAsync<InvalidOperationException>(() => store.MigrateAsync(CancellationToken.None));
+            Assert.Contains("caches 20 ids", error.Message);
+            Assert.Contains("ALTER SEQUENCE public.spans_id_seq CACHE 1", error.Message);
+        }
+
+        await using (var alter = new Npgsql.NpgsqlCommand("ALTER SEQUENCE spans_id_seq CACHE 1", connection))
+        {
+            await alter.ExecuteNonQueryAsync();
+        }
+
+        await using var fixedStore = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await fixedStore.MigrateAsync(CancellationToken.None);
+    }
+
+    [Fact]
     public async Task The_text_index_gathers_entries_in_a_16_MiB_pending_list()
     {
         _connectionString ??= await fixture.CreateDatabaseAsync();

@@ -153,6 +153,23 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    // The id filters' ranges (FilterLow) hold only while no session caches ids of the spans' sequence:
+    // with CACHE n a session draws ids below another's last value, and a filter's range would miss
+    // them, so a search by id would silently skip spans. Migration 1 leaves CACHE 1; a DBA's ALTER
+    // SEQUENCE would break that, so start-up refuses it with the fix.
+    protected override async Task AfterMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, transaction,
+            "SELECT s.seqcache, pg_get_serial_sequence('spans', 'id') FROM pg_sequence s WHERE s.seqrelid = pg_get_serial_sequence('spans', 'id')::regclass");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && reader.GetInt64(0) != 1)
+        {
+            throw new InvalidOperationException(
+                $"PostgreSQL sequence {reader.GetString(1)} caches {reader.GetInt64(0)} ids per session; sp's id search needs CACHE 1 " +
+                $"(the id filters assume ids are drawn in order across sessions). Run: ALTER SEQUENCE {reader.GetString(1)} CACHE 1;");
+        }
+    }
+
     protected override Task<T> WriteAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken) =>
         ReadAsync(work, cancellationToken);
 
