@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Collections.Frozen;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using SpIstio.Core.Tracing;
@@ -35,6 +36,15 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
 
     // CommonNames looked up ignoring case, which gives back the lower-case instance.
     private static readonly FrozenSet<string> _knownNames = CommonNames.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+
+    // Known names lower-cased before, found again by instance: the capture proxy's front ends hand
+    // the same name objects over on every exchange (Kestrel's and HttpClient's known header names
+    // are shared strings in canonical case, "Content-Type"), and a reference compared in a slot
+    // picked by the object's identity costs a fraction of the ignore-case lookup above, which ran
+    // for nearly every field of a proxied exchange (issue 13). Fixed size: a slot holds the last
+    // name that hashed to it, and a name not held is looked up again.
+    private const int LoweredSlots = 256;
+    private static readonly LoweredName?[] _lowered = new LoweredName?[LoweredSlots];
 
     private readonly List<KeyValuePair<string, string>> _items = [];
 
@@ -103,11 +113,31 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
         {
             if (c is >= 'A' and <= 'Z')
             {
-                // ASCII only: ignoring case, some non-ASCII letters match ASCII ones ('K' and the Kelvin sign).
-                return Ascii.IsValid(name) && _knownNames.TryGetValue(name, out var lower) ? lower : name.ToLowerInvariant();
+                return Lowered(name);
             }
         }
 
         return name;
     }
+
+    private static string Lowered(string name)
+    {
+        var slot = RuntimeHelpers.GetHashCode(name) & (LoweredSlots - 1);
+        if (Volatile.Read(ref _lowered[slot]) is { } seen && ReferenceEquals(seen.Name, name))
+        {
+            return seen.Lower;
+        }
+
+        // ASCII only: ignoring case, some non-ASCII letters match ASCII ones ('K' and the Kelvin sign).
+        if (Ascii.IsValid(name) && _knownNames.TryGetValue(name, out var lower))
+        {
+            // Only known names are held: a name the client made up is often a new string each time.
+            Volatile.Write(ref _lowered[slot], new LoweredName(name, lower));
+            return lower;
+        }
+
+        return name.ToLowerInvariant();
+    }
+
+    private sealed record LoweredName(string Name, string Lower);
 }

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace SpIstio.Core.Redaction;
 
 /// <summary>
@@ -15,12 +17,22 @@ namespace SpIstio.Core.Redaction;
 /// needs the whole key equal (ordinal), never the hash alone.</para>
 /// <para>Two-way: a key may sit in its slot or the slot's pair, so two hot strings that hash alike
 /// do not evict each other; a new key goes first, the one it displaces moves to the pair.</para>
+/// <para>Found by instance first: an entry set for a string is also held in a second table of as
+/// many slots, picked by the string object's identity, where a lookup of that same instance finds it
+/// by reference, without hashing its characters. The capture proxy's header names are shared
+/// instances (Kestrel's and HttpClient's known names, lower-cased through <see cref="Model.HeaderList"/>), and
+/// so are many values (HttpClient's known values, a value Kestrel reuses while a connection repeats
+/// it); a copy with the same characters still hits through the hash. The bound doubles: at most
+/// 2 × slots keys of at most <c>maxKeyChars</c> characters. A verdict must follow from the key's
+/// characters alone (the redactor's do, under the rules it was built with): an instance may go on
+/// finding the verdict first set for it.</para>
 /// <para>Thread-safe without locks: entries are immutable and replaced whole; a race loses an
 /// entry at worst (the next lookup recomputes it).</para>
 /// </remarks>
 internal sealed class StringVerdictCache<T>
 {
     private readonly Entry?[] _slots;
+    private readonly Entry?[] _byInstance;
     private readonly int _mask;
     private readonly int _maxKeyChars;
 
@@ -34,21 +46,28 @@ internal sealed class StringVerdictCache<T>
         }
 
         _slots = new Entry?[slots];
+        _byInstance = new Entry?[slots];
         _mask = slots - 1;
         _maxKeyChars = maxKeyChars;
     }
 
     /// <summary>Entries held now (tests).</summary>
-    internal int Count => _slots.Count(e => e is not null);
+    internal int Count => _slots.Concat(_byInstance).Count(e => e is not null);
 
     /// <summary>Characters of the keys held now (tests).</summary>
-    internal long KeyChars => _slots.Sum(e => (long)(e?.Key.Length ?? 0));
+    internal long KeyChars => _slots.Concat(_byInstance).Sum(e => (long)(e?.Key.Length ?? 0));
 
     /// <summary>The verdict recorded for <paramref name="key"/>, if it is held.</summary>
     public bool TryGet(string key, out T verdict)
     {
         if (key.Length <= _maxKeyChars)
         {
+            if (Volatile.Read(ref _byInstance[RuntimeHelpers.GetHashCode(key) & _mask]) is { } seen && ReferenceEquals(seen.Key, key))
+            {
+                verdict = seen.Verdict;
+                return true;
+            }
+
             var hash = key.GetHashCode(StringComparison.Ordinal);
             var index = hash & _mask;
             if (Matches(Volatile.Read(ref _slots[index]), key, hash, out verdict)
@@ -78,7 +97,9 @@ internal sealed class StringVerdictCache<T>
             Volatile.Write(ref _slots[index ^ 1], displaced);
         }
 
-        Volatile.Write(ref _slots[index], new Entry(key, hash, verdict));
+        var entry = new Entry(key, hash, verdict);
+        Volatile.Write(ref _slots[index], entry);
+        Volatile.Write(ref _byInstance[RuntimeHelpers.GetHashCode(key) & _mask], entry);
     }
 
     private static bool Matches(Entry? entry, string key, int hash, out T verdict)

@@ -182,6 +182,48 @@ public sealed class CaptureProxyTests
     }
 
     [Fact]
+    public async Task Http11_chunked_response_trailers_are_recorded_with_the_response_headers()
+    {
+        // Kestrel sends no HTTP/1.1 trailers: a raw upstream writes a chunked response that ends with one.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var served = ServeChunkedWithTrailerAsync(listener);
+        var upstream = new Uri($"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}");
+        await using var proxy = await ProxyHarness.StartAsync(upstream);
+
+        using var response = await proxy.Client.GetAsync("/report");
+
+        Assert.Equal("hello", await response.Content.ReadAsStringAsync());
+        var exchange = await proxy.Exporter.NextAsync();
+        Assert.Equal("hello", Encoding.UTF8.GetString(exchange.ResponseBody.Content.Span));
+        Assert.Equal("text/plain", exchange.ResponseHeaders.Get("content-type"));
+        Assert.Equal("abc123", exchange.ResponseHeaders.Get("x-checksum"));
+        await served;
+    }
+
+    private static async Task ServeChunkedWithTrailerAsync(TcpListener listener)
+    {
+        using var client = await listener.AcceptTcpClientAsync();
+        var stream = client.GetStream();
+        var head = new StringBuilder();
+        var buffer = new byte[1024];
+        while (!head.ToString().Contains("\r\n\r\n", StringComparison.Ordinal))
+        {
+            var read = await stream.ReadAsync(buffer);
+            if (read == 0)
+            {
+                return;
+            }
+
+            head.Append(Encoding.ASCII.GetString(buffer, 0, read));
+        }
+
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\nConnection: close\r\n\r\n"
+            + "5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n"));
+    }
+
+    [Fact]
     public async Task A_slow_upstream_is_waited_for_and_captured_whole()
     {
         await using var upstream = await TestUpstream.StartAsync(async context =>

@@ -32,4 +32,31 @@ public sealed class HeaderListTests
         Assert.Equal("content-length", headers[0].Key);
         Assert.Same(headers[0].Key, headers[1].Key);
     }
+
+    [Fact]
+    public void Add_TheSameNameInstancesOnEveryExchange_StoresEachOnesOwnLowerCaseName()
+    {
+        // Front ends hand the same canonical-case instances over on every exchange ("Content-Type"
+        // from Kestrel and HttpClient); they are recognised by instance, which must never give one
+        // name another's lower case, whatever order they come in or however many there are.
+        var canonical = HeaderList.CommonNames.Select(Canonical).ToArray();
+        var madeUp = Enumerable.Range(0, 300).Select(i => "X-Made-Up-" + i).ToArray();
+
+        for (var round = 0; round < 3; round++)
+        {
+            var headers = new HeaderList();
+            var order = round == 1 ? canonical.Reverse().ToArray() : canonical;
+            foreach (var name in order.Concat(madeUp))
+            {
+                headers.Add(name, "v");
+            }
+
+            var expected = order.Concat(madeUp).Select(n => n.ToLowerInvariant()).ToArray();
+            Assert.Equal(expected, headers.Select(h => h.Key).ToArray());
+        }
+    }
+
+    // "content-type" -> "Content-Type", a new instance each call.
+    private static string Canonical(string lower) =>
+        string.Join('-', lower.Split('-').Select(part => part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..]));
 }

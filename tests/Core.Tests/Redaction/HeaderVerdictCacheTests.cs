@@ -76,8 +76,9 @@ public sealed class HeaderVerdictCacheTests
 
         cache.Set(longKey, -1);
 
-        Assert.True(cache.Count <= 64, $"{cache.Count} entries");
-        Assert.True(cache.KeyChars <= 64 * 32, $"{cache.KeyChars} characters");
+        // Its slots by content hash and as many by instance.
+        Assert.True(cache.Count <= 2 * 64, $"{cache.Count} entries");
+        Assert.True(cache.KeyChars <= 2 * 64 * 32, $"{cache.KeyChars} characters");
         Assert.False(cache.TryGet(longKey, out _));
     }
 
@@ -105,6 +106,34 @@ public sealed class HeaderVerdictCacheTests
         Assert.Equal(999, last);
         Assert.InRange(found, 1, 16);
         Assert.False(cache.TryGet("key-1000", out _));
+    }
+
+    [Fact]
+    public void Cache_LookupOfTheSameInstances_GivesTheVerdictOfThatKeyOrNothing()
+    {
+        // Found by instance first: many keys share those slots, and an instance must never get another key's verdict.
+        var cache = new StringVerdictCache<int>(slots: 16, maxKeyChars: 32);
+        var keys = Enumerable.Range(0, 1_000).Select(i => "key-" + i).ToArray();
+        for (var i = 0; i < keys.Length; i++)
+        {
+            cache.Set(keys[i], i);
+        }
+
+        var found = 0;
+        for (var i = 0; i < keys.Length; i++)
+        {
+            if (cache.TryGet(keys[i], out var verdict))
+            {
+                Assert.Equal(i, verdict);
+                found++;
+            }
+        }
+
+        Assert.True(cache.TryGet(keys[^1], out var last));
+        Assert.Equal(keys.Length - 1, last);
+        Assert.True(cache.TryGet(new string(keys[^1].AsSpan()), out var byCopy));
+        Assert.Equal(keys.Length - 1, byCopy);
+        Assert.InRange(found, 1, 2 * 16);
     }
 
     private static Exchange Exchange(params (string Name, string Value)[] headers)
