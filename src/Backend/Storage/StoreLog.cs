@@ -44,6 +44,9 @@ internal static partial class StoreLog
     [LoggerMessage(5151, LogLevel.Warning, "Search index: reading or extending the common buckets failed; spans keep every bucket in the text index")]
     public static partial void CommonBucketsFailed(ILogger logger, Exception exception);
 
+    [LoggerMessage(5160, LogLevel.Warning, "SQLite: a WAL checkpoint beside the writer failed; the writer checkpoints past its bound meanwhile")]
+    public static partial void CheckpointFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(5130, LogLevel.Error, "Search indexer: indexing spans failed; retrying")]
     public static partial void IndexingFailed(ILogger logger, Exception exception);
 }

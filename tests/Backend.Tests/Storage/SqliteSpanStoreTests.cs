@@ -305,6 +305,29 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task Committed_spans_reach_the_database_file_through_checkpoints_beside_the_writer_while_the_store_stays_open()
+    {
+        // 1,200 small spans fill far fewer WAL pages than the writer's own checkpoint waits for
+        // (4,096) or SQLite's default (1,000): only the checkpointer beside it moves them into the
+        // database file, which a copy of that file alone (no WAL) then shows.
+        var store = (SpIstio.Backend.Storage.Sqlite.SqliteSpanStore)Store;
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var spans = Enumerable.Range(1, 1200).Select(n => TestSpans.Exchange(n, n, responseText: "lisbon " + n)).ToList();
+        Assert.Equal(600, await Store.InsertSpansAsync(tenant, spans[..600], CancellationToken.None));
+        Assert.Equal(600, await Store.InsertSpansAsync(tenant, spans[600..], CancellationToken.None));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        await store.WaitForCheckpointAsync(1200, timeout.Token);
+
+        string copy = Path.Combine(_directory, "copy.db");
+        File.Copy(Path.Combine(_directory, "sp.db"), copy);
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + copy + ";Pooling=False");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM spans WHERE tenant_id = " + tenant;
+        Assert.Equal(1200L, await command.ExecuteScalarAsync());
+    }
+
+    [Fact]
     public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
     {
         await Store.EnsureTenantAsync("acme", CancellationToken.None);

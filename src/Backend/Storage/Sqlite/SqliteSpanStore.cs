@@ -42,6 +42,33 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
     private readonly SemaphoreSlim _writeLock = new(1, 1);
 
+    /// <summary>
+    /// Spans committed between two checkpoints by the checkpointer (~1.7 MB of WAL in the bench):
+    /// a checkpoint copies the WAL's pages into the database file and fsyncs both, and the
+    /// writer's own automatic checkpoint did that at a commit, holding the write lock through the
+    /// fsyncs while the cores had nothing to do (bench/README.md, "Backend", round 13).
+    /// </summary>
+    private const int CheckpointSpans = 1024;
+
+    /// <summary>
+    /// The WAL pages (64 MiB at 16 KiB pages, the <c>journal_size_limit</c>) past which the writer
+    /// checkpoints at its commit as SQLite does by default (at 1,000 pages): a bound on the WAL for
+    /// when the checkpointer cannot keep up (a reader holding an old snapshot, a failing disk).
+    /// </summary>
+    private const int WriterCheckpointPages = 4096;
+
+    // Wakes the checkpointer; one signal pending at most, it checkpoints everything committed by then.
+    private readonly System.Threading.Channels.Channel<bool> _checkpointSignal =
+        System.Threading.Channels.Channel.CreateBounded<bool>(new System.Threading.Channels.BoundedChannelOptions(1) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite });
+    private readonly object _checkpointGate = new();
+    private Task? _checkpointer;
+    private SqliteConnection? _checkpointConnection;
+    private bool _checkpointStopped;
+    private long _uncheckpointedSpans;
+    private long _committedThrough;
+    private long _checkpointedThrough;
+    private TaskCompletionSource _checkpointPass = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     // Search text of this process's newest commits, in row id order, for the indexer to take
     // instead of reading and decompressing the bodies again (ingest built it while encoding).
     private readonly Queue<(long Id, string SpanId, string? Text)> _prepared = new();
@@ -316,7 +343,113 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         Committed(maxId);
+        CheckpointAfter(inserted, maxId);
         return inserted;
+    }
+
+    // Counts what was committed and wakes the checkpointer once CheckpointSpans have been.
+    private void CheckpointAfter(int inserted, long maxId)
+    {
+        long seen;
+        while ((seen = Interlocked.Read(ref _committedThrough)) < maxId && Interlocked.CompareExchange(ref _committedThrough, maxId, seen) != seen)
+        {
+        }
+
+        if (Interlocked.Add(ref _uncheckpointedSpans, inserted) < CheckpointSpans)
+        {
+            return;
+        }
+
+        lock (_checkpointGate)
+        {
+            if (_checkpointStopped)
+            {
+                return;
+            }
+
+            _checkpointer ??= Task.Run(RunCheckpointerAsync);
+        }
+
+        _checkpointSignal.Writer.TryWrite(true);
+    }
+
+    /// <summary>
+    /// Checkpoints the WAL on a connection of its own (PASSIVE: it copies what is committed
+    /// without blocking the writer, who keeps appending meanwhile), so the fsyncs run beside the
+    /// writer's next inserts instead of inside its turn. Durability is unchanged: a commit is in
+    /// the WAL before it is acknowledged, and a checkpoint only moves committed pages.
+    /// </summary>
+    private async Task RunCheckpointerAsync()
+    {
+        var signals = _checkpointSignal.Reader;
+        while (await signals.WaitToReadAsync().ConfigureAwait(false))
+        {
+            signals.TryRead(out _);
+            Interlocked.Exchange(ref _uncheckpointedSpans, 0);
+            long through = Interlocked.Read(ref _committedThrough);
+            try
+            {
+                if (CheckpointPassive())
+                {
+                    Volatile.Write(ref _checkpointedThrough, through);
+                }
+                else
+                {
+                    // A reader's older snapshot kept the newest pages in the WAL: the next commit
+                    // (the indexer's, after its read) wakes this again.
+                    Interlocked.Add(ref _uncheckpointedSpans, CheckpointSpans);
+                }
+            }
+            catch (SqliteException e)
+            {
+                // The writer's own checkpoint (WriterCheckpointPages) still bounds the WAL.
+                StoreLog.CheckpointFailed(Logger, e);
+            }
+
+            Interlocked.Exchange(ref _checkpointPass, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        }
+    }
+
+    // True when every page in the WAL at the start is now in the database file.
+    private bool CheckpointPassive()
+    {
+        if (_checkpointConnection is null)
+        {
+            var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var pragma = connection.CreateCommand();
+            // A checkpoint fsyncs as its connection's synchronous setting says: the writer's.
+            pragma.CommandText = SynchronousPragma;
+            pragma.ExecuteNonQuery();
+            _checkpointConnection = connection;
+        }
+
+        using var checkpoint = _checkpointConnection.CreateCommand();
+        checkpoint.CommandText = "PRAGMA wal_checkpoint(PASSIVE)";
+        using var result = checkpoint.ExecuteReader();
+        // busy, pages in the WAL, pages copied into the database file.
+        return result.Read() && result.GetInt64(0) == 0 && result.GetInt64(1) == result.GetInt64(2);
+    }
+
+    private string SynchronousPragma => _options.FullSync ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;";
+
+    /// <summary>
+    /// Completes once a checkpoint pass that started after span row <paramref name="id"/> was
+    /// committed has run (tests wait on it, never on time): the pages of that commit are then in
+    /// the database file unless a reader still needed the WAL's older pages.
+    /// </summary>
+    internal async Task WaitForCheckpointAsync(long id, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var pass = Volatile.Read(ref _checkpointPass).Task;
+            if (Volatile.Read(ref _checkpointedThrough) >= id)
+            {
+                return;
+            }
+
+            await pass.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -411,6 +544,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
             return Task.FromResult(0);
         }, cancellationToken).ConfigureAwait(false);
+        CheckpointAfter(upTo.count, 0);
         return (upTo.last, upTo.count);
     }
 
@@ -780,6 +914,24 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         await StopIndexerAsync().ConfigureAwait(false);
+        Task? checkpointer;
+        lock (_checkpointGate)
+        {
+            _checkpointStopped = true;
+            checkpointer = _checkpointer;
+        }
+
+        _checkpointSignal.Writer.TryComplete();
+        if (checkpointer is not null)
+        {
+            await checkpointer.ConfigureAwait(false);
+        }
+
+        if (_checkpointConnection is not null)
+        {
+            await _checkpointConnection.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
@@ -834,7 +986,10 @@ internal sealed class SqliteSpanStore : SqlSpanStore
                 // whole, twice the bytes for an index leaf hit at random (bench/README.md, "Backend").
                 "PRAGMA page_size = 16384;" +
                 "PRAGMA journal_mode = WAL;" +
-                (_options.FullSync ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;") +
+                SynchronousPragma +
+                // The checkpointer (RunCheckpointerAsync) checkpoints every CheckpointSpans; the
+                // writer only past this bound.
+                "PRAGMA wal_autocheckpoint = " + WriterCheckpointPages.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";" +
                 "PRAGMA busy_timeout = 30000;" +
                 "PRAGMA journal_size_limit = 67108864;" +
                 "PRAGMA cache_size = -32768;";
