@@ -292,15 +292,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         InDatabaseOfItsOwnAsync(async connectionString =>
         {
             // The schema before id filters, and a span as it stored it: its id word's bucket in the index.
-            string[] words = ["lisbon", "ord48213"];
-            await SetUpBeforeAsync(connectionString, "span_filters", """
-                INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
-                INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets, numbers)
-                VALUES (1, lpad(to_hex(1), 32, '0'), lpad(to_hex(1), 16, '0'), 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, 'old', 'frontend', '/lisbon/ord48213', 100, @h, @b, '{}');
-                INSERT INTO sessions VALUES (1, 'old', 1, 1);
-                """,
-                ("h", words.Select(w => PostgresSearchTerms.Hash(w)).ToArray()),
-                ("b", words.Select(w => PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash(w))).Distinct().Order().ToArray()));
+            await SetUpOneIndexedSpanBeforeAsync(connectionString, "span_filters", ["lisbon", "ord48213"], "old", "frontend", "/lisbon/ord48213");
 
             await using var check = new Npgsql.NpgsqlConnection(connectionString);
             await check.OpenAsync();
@@ -557,15 +549,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     private static async Task UpgradeCommonBucketsAsync(string connectionString)
     {
         // The schema before common buckets, and a span as it stored it: every word's bucket.
-        string[] words = ["lisbon", "porto"];
-        await SetUpBeforeAsync(connectionString, "search_common_buckets", """
-            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
-            INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets, numbers)
-            VALUES (1, lpad(to_hex(1), 32, '0'), lpad(to_hex(1), 16, '0'), 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, 's1', 'frontend:8080', '/lisbon/porto', 100, @h, @b, '{}');
-            INSERT INTO sessions VALUES (1, 's1', 1, 1);
-            """,
-            ("h", words.Select(w => PostgresSearchTerms.Hash(w)).ToArray()),
-            ("b", words.Select(w => PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash(w))).Distinct().Order().ToArray()));
+        await SetUpOneIndexedSpanBeforeAsync(connectionString, "search_common_buckets", ["lisbon", "porto"], "s1", "frontend:8080", "/lisbon/porto");
 
         await using var check = new Npgsql.NpgsqlConnection(connectionString);
         await check.OpenAsync();
@@ -591,6 +575,21 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
     // A database at the schema before the first migration whose script contains marker, with
     // rows (SQL, with its parameters) as that version stored them.
+    // A store at the schema before marker holding one span of tenant "acme", trace 1, GET /lisbon,
+    // as that schema stored it: every word's hash in terms and its bucket in term_buckets.
+    private static Task SetUpOneIndexedSpanBeforeAsync(string connectionString, string marker, string[] words, string session, string authority, string path) =>
+        SetUpBeforeAsync(connectionString, marker, """
+            INSERT INTO tenants (name, created_ns) VALUES ('acme', 0);
+            INSERT INTO spans (tenant_id, trace_id, span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, authority, path, stored_bytes, terms, term_buckets, numbers)
+            VALUES (1, lpad(to_hex(1), 32, '0'), lpad(to_hex(1), 16, '0'), 'GET /lisbon', 2, 'frontend', 1, 2, 0, 1, @s, @a, @p, 100, @h, @b, '{}');
+            INSERT INTO sessions VALUES (1, @s, 1, 1);
+            """,
+            ("s", session),
+            ("a", authority),
+            ("p", path),
+            ("h", words.Select(w => PostgresSearchTerms.Hash(w)).ToArray()),
+            ("b", words.Select(w => PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash(w))).Distinct().Order().ToArray()));
+
     private static async Task SetUpBeforeAsync(string connectionString, string marker, string rows, params (string Name, object Value)[] parameters)
     {
         await using var connection = new Npgsql.NpgsqlConnection(connectionString);
