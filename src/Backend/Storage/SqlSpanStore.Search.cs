@@ -102,10 +102,7 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// <summary>The subclass committed spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
     protected void Committed(long maxId)
     {
-        long seen;
-        while ((seen = Interlocked.Read(ref _committedUpTo)) < maxId && Interlocked.CompareExchange(ref _committedUpTo, maxId, seen) != seen)
-        {
-        }
+        RaiseTo(ref _committedUpTo, maxId);
 
         lock (_unindexedCommits)
         {
@@ -288,12 +285,21 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         }
     }
 
-    private void Advance(long upTo)
+    /// <summary>The highest span row id a commit of this process reported through <see cref="Committed"/>.</summary>
+    protected long CommittedUpTo => Interlocked.Read(ref _committedUpTo);
+
+    // Raises a watermark that several threads move forward; a lower value leaves it as it is.
+    private static void RaiseTo(ref long watermark, long value)
     {
         long seen;
-        while ((seen = Interlocked.Read(ref _indexedUpTo)) < upTo && Interlocked.CompareExchange(ref _indexedUpTo, upTo, seen) != seen)
+        while ((seen = Interlocked.Read(ref watermark)) < value && Interlocked.CompareExchange(ref watermark, value, seen) != seen)
         {
         }
+    }
+
+    private void Advance(long upTo)
+    {
+        RaiseTo(ref _indexedUpTo, upTo);
 
         Forget(upTo);
         lock (_indexWaiters)

@@ -65,7 +65,6 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private SqliteConnection? _checkpointConnection;
     private bool _checkpointStopped;
     private long _uncheckpointedSpans;
-    private long _committedThrough;
     private long _checkpointedThrough;
     private TaskCompletionSource _checkpointPass = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -343,18 +342,14 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         Committed(maxId);
-        CheckpointAfter(inserted, maxId);
+        CheckpointAfter(inserted);
         return inserted;
     }
 
-    // Counts what was committed and wakes the checkpointer once CheckpointSpans have been.
-    private void CheckpointAfter(int inserted, long maxId)
+    // Counts what was committed (ingest's spans after Committed, or the indexer's) and wakes the
+    // checkpointer once CheckpointSpans have been.
+    private void CheckpointAfter(int inserted)
     {
-        long seen;
-        while ((seen = Interlocked.Read(ref _committedThrough)) < maxId && Interlocked.CompareExchange(ref _committedThrough, maxId, seen) != seen)
-        {
-        }
-
         if (Interlocked.Add(ref _uncheckpointedSpans, inserted) < CheckpointSpans)
         {
             return;
@@ -386,7 +381,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         {
             signals.TryRead(out _);
             Interlocked.Exchange(ref _uncheckpointedSpans, 0);
-            long through = Interlocked.Read(ref _committedThrough);
+            long through = CommittedUpTo;
             try
             {
                 if (CheckpointPassive())
@@ -544,7 +539,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
             return Task.FromResult(0);
         }, cancellationToken).ConfigureAwait(false);
-        CheckpointAfter(upTo.count, 0);
+        CheckpointAfter(upTo.count);
         return (upTo.last, upTo.count);
     }
 
