@@ -74,10 +74,11 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
         ForwardedHeaders.Apply(httpContext, proxyRequest);
         var headers = proxyRequest.Headers;
+        var incoming = httpContext.Request.Headers;
         var trace = Capture.Trace;
-        Replace(headers, TraceParent.HeaderName, trace.TraceParent);
-        Replace(headers, TraceState.HeaderName, trace.TraceState);
-        Replace(headers, HopCounter.HeaderName, HopCounter.Format(trace.HopCount));
+        Replace(headers, incoming, TraceParent.HeaderName, trace.TraceParent);
+        Replace(headers, incoming, TraceState.HeaderName, trace.TraceState);
+        Replace(headers, incoming, HopCounter.HeaderName, HopCounter.Format(trace.HopCount));
     }
 
     public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
@@ -169,9 +170,17 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         response.StatusCode == System.Net.HttpStatusCode.SwitchingProtocols
         || StreamSpanAttributes.IsEventStream(head.Get("content-type"));
 
-    private static void Replace(HttpRequestHeaders headers, string name, string value)
+    // The default transform copied the field only if the request carried it (the forwarder's own
+    // trace propagation is off, CaptureProxyServer), and most requests carry none of the three:
+    // HttpHeaders.Remove of an absent name still parses it into a header descriptor and searches
+    // the outgoing head (~40 ns a field), where Kestrel's lookup of the incoming head is cheaper.
+    private static void Replace(HttpRequestHeaders headers, IHeaderDictionary incoming, string name, string value)
     {
-        headers.Remove(name);
+        if (incoming.ContainsKey(name))
+        {
+            headers.Remove(name);
+        }
+
         headers.TryAddWithoutValidation(name, value);
     }
 

@@ -435,6 +435,34 @@ public sealed class CaptureProxyTests
     }
 
     [Fact]
+    public async Task Incoming_trace_headers_in_any_case_are_replaced_not_repeated()
+    {
+        var seen = new TaskCompletionSource<Dictionary<string, string?[]>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var upstream = await TestUpstream.StartAsync(context =>
+        {
+            seen.SetResult(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToArray(), StringComparer.OrdinalIgnoreCase));
+            return Task.CompletedTask;
+        });
+        await using var proxy = await ProxyHarness.StartAsync(upstream.Address);
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/retraced");
+        request.Headers.TryAddWithoutValidation("TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        request.Headers.TryAddWithoutValidation("TraceState", "congo=t61rcWkgMzE");
+        request.Headers.TryAddWithoutValidation("X-SP-NUM", "5");
+
+        using var response = await proxy.Client.SendAsync(request);
+
+        var headers = await seen.Task;
+        var exchange = await proxy.Exporter.NextAsync();
+        var traceParent = Assert.Single(headers["traceparent"]);
+        Assert.True(TraceParent.TryParse(traceParent, out var forwarded), "traceparent: " + traceParent);
+        Assert.Equal(exchange.SpanId, forwarded.SpanId);
+        var traceState = Assert.Single(headers["tracestate"]);
+        Assert.StartsWith("x-sp-traceparent=", traceState, StringComparison.Ordinal);
+        Assert.EndsWith(",congo=t61rcWkgMzE", traceState, StringComparison.Ordinal);
+        Assert.Equal("6", Assert.Single(headers["x-sp-num"]));
+    }
+
+    [Fact]
     public async Task Exempt_requests_are_forwarded_untouched_and_not_captured()
     {
         var seen = new TaskCompletionSource<Dictionary<string, string>>(TaskCreationOptions.RunContinuationsAsynchronously);
