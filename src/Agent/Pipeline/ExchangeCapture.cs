@@ -562,7 +562,7 @@ public sealed class ExchangeCapture : IDisposable
         if (GrpcCallStatus.Parse(headers.Get("grpc-status"), headers.Get("grpc-message"), headers.Get("grpc-status-details-bin")) is { } status)
         {
             // A string here; the span encoders write it as the int the RPC conventions ask for.
-            attributes[GrpcSpanAttributes.RpcStatusCode] = status.Code.ToString(CultureInfo.InvariantCulture);
+            attributes[GrpcSpanAttributes.RpcStatusCode] = GrpcCallStatus.CodeText(status.Code);
             attributes[GrpcSpanAttributes.StatusName] = status.Name;
             if (status.Message is not null)
             {
@@ -608,7 +608,7 @@ public sealed class ExchangeCapture : IDisposable
         var expired = timeout is { } t && elapsed >= t - TimeSpan.FromTicks(Math.Min(t.Ticks / 10, TimeSpan.TicksPerSecond));
         var code = expired ? 4 : outcome == ExchangeOutcome.Failed ? 14 : 1;
         var attributes = exchange.Attributes;
-        attributes[GrpcSpanAttributes.RpcStatusCode] = code.ToString(CultureInfo.InvariantCulture);
+        attributes[GrpcSpanAttributes.RpcStatusCode] = GrpcCallStatus.CodeText(code);
         attributes[GrpcSpanAttributes.StatusName] = GrpcCallStatus.NameOf(code);
         attributes[GrpcSpanAttributes.StatusMessage] = code switch
         {
@@ -628,7 +628,10 @@ public sealed class ExchangeCapture : IDisposable
             _pipeline.Metrics.CaptureBudgetExceeded.Inc();
         }
 
-        var shareBytes = grpc is not null && !buffer.Truncated && BodyCapture.KeepsCapturedBytes(headers.Get("content-type"), headers.Get("content-encoding"));
+        // Each looked up once: a gRPC call's body asks for both twice below.
+        var contentType = headers.Get("content-type");
+        var contentEncoding = headers.Get("content-encoding");
+        var shareBytes = grpc is not null && !buffer.Truncated && BodyCapture.KeepsCapturedBytes(contentType, contentEncoding);
         if (grpc is not null && !shareBytes)
         {
             grpc.Detach(buffer.Captured);
@@ -639,11 +642,11 @@ public sealed class ExchangeCapture : IDisposable
         {
             // A cache lookup may still read the request body after the exchange is exported (a
             // lookup past its deadline goes on in the background): such a body gets its own copy.
-            body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes);
+            body = buffer.Complete(contentType, contentEncoding, _pipeline.MaxDecodedBodyBytes);
         }
         else
         {
-            body = buffer.Complete(headers.Get("content-type"), headers.Get("content-encoding"), _pipeline.MaxDecodedBodyBytes, out var lease);
+            body = buffer.Complete(contentType, contentEncoding, _pipeline.MaxDecodedBodyBytes, out var lease);
             if (lease is not null)
             {
                 Exchange.HoldBodyArray(lease);

@@ -21,6 +21,18 @@ public sealed record GrpcCallStatus(int Code, string? Message, GrpcStatusDetails
         "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
     ];
 
+    // A status with neither message nor details, one per code of the table: most calls end so
+    // (a record, immutable), and then no status is allocated a call.
+    private static readonly GrpcCallStatus[] Plain = [.. Enumerable.Range(0, Names.Length).Select(static code => new GrpcCallStatus(code, null, null))];
+
+    // The codes as decimal text, indexed by code: the span's rpc.grpc.status_code of every call.
+    private static readonly string[] CodeTexts =
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
+
+    /// <summary>A status code as decimal text (<c>"5"</c>), without formatting one for the codes of the table.</summary>
+    public static string CodeText(int code) =>
+        code >= 0 && code < CodeTexts.Length ? CodeTexts[code] : code.ToString(CultureInfo.InvariantCulture);
+
     /// <summary>The canonical name of <see cref="Code"/> (e.g. <c>NOT_FOUND</c>), or the number for a code outside the table.</summary>
     public string Name => NameOf(Code);
 
@@ -40,7 +52,8 @@ public sealed record GrpcCallStatus(int Code, string? Message, GrpcStatusDetails
         }
 
         var message = string.IsNullOrEmpty(grpcMessage) ? null : PercentDecode(grpcMessage);
-        return new GrpcCallStatus(code, message, GrpcStatusDetails.TryParse(grpcStatusDetailsBin));
+        var details = GrpcStatusDetails.TryParse(grpcStatusDetailsBin);
+        return message is null && details is null && code < Plain.Length ? Plain[code] : new GrpcCallStatus(code, message, details);
     }
 
     /// <summary>

@@ -66,6 +66,15 @@ public static class GrpcSpanAttributes
             && (media.Length == Grpc.Length || media[Grpc.Length] == '+');
     }
 
+    // The last paths split, one slot per path length modulo the table's size: a service's calls
+    // to one method share its two names instead of cutting two strings a call. Eight entries bound
+    // what the table holds; a slot is replaced whole (one reference), so readers on other threads
+    // see either the old entry or the new one. A path is the caller's: only short ones are kept.
+    private static readonly SplitPath?[] SplitPaths = new SplitPath?[8];
+    private const int MaxKeptPathLength = 256;
+
+    private sealed record SplitPath(string Path, string Service, string Method);
+
     /// <summary>Splits a gRPC request path <c>/package.Service/Method</c>; null when it is not one.</summary>
     public static (string Service, string Method)? ParsePath(string? path)
     {
@@ -74,13 +83,26 @@ public static class GrpcSpanAttributes
             return null;
         }
 
+        var slot = path.Length & (SplitPaths.Length - 1);
+        if (SplitPaths[slot] is { } known && string.Equals(known.Path, path, StringComparison.Ordinal))
+        {
+            return (known.Service, known.Method);
+        }
+
         var slash = path.IndexOf('/', 1);
         if (slash <= 1 || slash == path.Length - 1 || path.IndexOf('/', slash + 1) >= 0)
         {
             return null;
         }
 
-        return (path[1..slash], path[(slash + 1)..]);
+        if (path.Length > MaxKeptPathLength)
+        {
+            return (path[1..slash], path[(slash + 1)..]);
+        }
+
+        var split = new SplitPath(path, path[1..slash], path[(slash + 1)..]);
+        SplitPaths[slot] = split;
+        return (split.Service, split.Method);
     }
 
     /// <summary>

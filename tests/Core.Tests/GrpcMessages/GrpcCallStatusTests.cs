@@ -21,6 +21,29 @@ public sealed class GrpcCallStatusTests
     }
 
     [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    [InlineData(16)]
+    [InlineData(17)]
+    [InlineData(123)]
+    public void CodeText_IsTheDecimalCode(int code) =>
+        Assert.Equal(code.ToString(System.Globalization.CultureInfo.InvariantCulture), GrpcCallStatus.CodeText(code));
+
+    [Theory]
+    [InlineData("0", 0)]
+    [InlineData("14", 14)]
+    [InlineData("99", 99)]
+    public void Parse_StatusWithoutMessageOrDetails_HasNeither(string value, int code)
+    {
+        var status = GrpcCallStatus.Parse(value, null, null);
+
+        Assert.Equal(new GrpcCallStatus(code, null, null), status);
+        // A status with a message parsed after a plain one of the same code keeps its own message.
+        Assert.Equal("down", GrpcCallStatus.Parse(value, "down", null)?.Message);
+        Assert.Null(GrpcCallStatus.Parse(value, "", null)?.Message);
+    }
+
+    [Theory]
     [InlineData("0", "OK")]
     [InlineData("4", "DEADLINE_EXCEEDED")]
     [InlineData("16", "UNAUTHENTICATED")]

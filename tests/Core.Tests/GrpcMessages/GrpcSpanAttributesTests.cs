@@ -33,6 +33,29 @@ public sealed class GrpcSpanAttributesTests
     public void ParsePath_NotAGrpcPath_IsNull(string path) => Assert.Null(GrpcSpanAttributes.ParsePath(path));
 
     [Fact]
+    public void ParsePath_PathsSharingACacheSlot_EachGetTheirOwnNames()
+    {
+        // Lengths 16 and 24 (and a non-gRPC path of 16) share a slot of the eight-entry table of
+        // paths already split: every call still gets its own path's names, in any order.
+        (string Path, (string, string)? Names)[] calls =
+        [
+            ("/a.Orders/Getter", ("a.Orders", "Getter")),
+            ("/a.Orders/CancelTheOrder", ("a.Orders", "CancelTheOrder")),
+            ("/b.Orders/Getter", ("b.Orders", "Getter")),
+            ("/orders/1/items/", null),
+            ("/a.Orders/" + new string('x', 1014), ("a.Orders", new string('x', 1014))),
+            ("/a.Orders/Getter", ("a.Orders", "Getter")),
+        ];
+        for (var round = 0; round < 3; round++)
+        {
+            foreach (var (path, names) in calls)
+            {
+                Assert.Equal(names, GrpcSpanAttributes.ParsePath(new string(path.AsSpan())));
+            }
+        }
+    }
+
+    [Fact]
     public void EncodeMessages_RoundTripsWhatWasKeptAndTheCount()
     {
         var reply = new OrderReply { OrderId = "ord-1", TotalCents = 1234 }.ToByteArray();
