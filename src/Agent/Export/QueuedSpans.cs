@@ -178,8 +178,12 @@ internal sealed class QueuedSpans
         }
 
         // Its span is copied into a slab, which reserves for itself: the caller's bytes go back first,
-        // so the slab may take their room.
-        _budget.Release(reserved);
+        // so the slab may take their room. Inline callers hold none and skip the add on the budget's
+        // counter, which every thread shares.
+        if (reserved > 0)
+        {
+            _budget.Release(reserved);
+        }
 
         if (!written)
         {
