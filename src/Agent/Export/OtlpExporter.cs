@@ -24,7 +24,7 @@ namespace SpIstio.Agent.Export;
 
 /// <summary>
 /// Sends captured exchanges to the backend as OTLP/HTTP protobuf (<c>export.compression</c>), off the data path:
-/// <see cref="TryEnqueue"/> only writes to a bounded queue; one reader batches by count, size
+/// <see cref="TryEnqueue(Exchange)"/> only writes to a bounded queue; one reader batches by count, size
 /// and time and posts up to <c>max_concurrent_requests</c> batches at once through a retry
 /// (exponential backoff with jitter, <c>Retry-After</c> honoured), a consecutive-failure circuit
 /// breaker and a per-attempt timeout. When the backend is slow or down and <c>export.buffer_path</c>
@@ -221,13 +221,23 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     }
 
     /// <inheritdoc/>
-    public bool TryEnqueue(Exchange exchange)
+    public bool TryEnqueue(Exchange exchange) => TryEnqueue(exchange, Budget, 0);
+
+    /// <inheritdoc/>
+    public bool TryEnqueue(Exchange exchange, CaptureByteBudget budget, long reserved)
     {
         ArgumentNullException.ThrowIfNull(exchange);
+        ArgumentNullException.ThrowIfNull(budget);
+        if (!ReferenceEquals(budget, Budget))
+        {
+            // Held in another budget: nothing to take over.
+            budget.Release(reserved);
+            reserved = 0;
+        }
 
         // Encoded now (a small span) and reserved before the write, released once the span's batch
         // is sent, buffered or dropped: export memory stays within max_inflight_bytes whatever the body sizes.
-        if (!_spans.TryAdd(exchange, out var span))
+        if (!_spans.TryAdd(exchange, reserved, out var span))
         {
             _metrics.ExportDropped.Inc();
             return false;

@@ -209,7 +209,7 @@ public sealed partial class CapturePipeline
             }
 
             // No workers, or they cannot take it now (stopped, queue at its share of the budget): here.
-            queued = Export(exchange);
+            queued = Export(exchange, 0);
             return queued;
         }
         finally
@@ -231,19 +231,31 @@ public sealed partial class CapturePipeline
 
     // The deferred work (on a capture worker, or inline without one); the exporter owns the exchange
     // (and its body arrays) once this returns true, the caller returns its arrays otherwise.
-    private bool Export(Exchange exchange)
+    // reserved: budget bytes the caller (a worker's queue) holds for the exchange; they are handed to
+    // the exporter, or given back, whatever happens here.
+    private bool Export(Exchange exchange, long reserved)
     {
-        CountBody(exchange.RequestBody);
-        CountBody(exchange.ResponseBody);
-        _redactor.Redact(exchange);
-        GrpcCallMessages.Seal(exchange);
-
-        if (_detailedLogging)
+        try
         {
-            Log.ExchangeCaptured(_logger, exchange.Direction, exchange.Method, exchange.Authority, exchange.Path, exchange.StatusCode);
+            CountBody(exchange.RequestBody);
+            CountBody(exchange.ResponseBody);
+            _redactor.Redact(exchange);
+            GrpcCallMessages.Seal(exchange);
+            if (_detailedLogging)
+            {
+                Log.ExchangeCaptured(_logger, exchange.Direction, exchange.Method, exchange.Authority, exchange.Path, exchange.StatusCode);
+            }
+        }
+        catch
+        {
+            // A fault here (redaction out of memory under the heap cap) reaches no exporter: the bytes go back.
+            Budget.Release(reserved);
+            throw;
         }
 
-        if (_exporter.TryEnqueue(exchange))
+        // Handed over rather than released and reserved again: a queued exchange counted twice for
+        // that moment could be refused by a budget that holds it once.
+        if (_exporter.TryEnqueue(exchange, Budget, reserved))
         {
             Metrics.Requests(exchange.Direction, CaptureDecision.Capture).Inc();
             return true;

@@ -19,8 +19,8 @@ namespace SpIstio.Agent.Pipeline;
 /// </summary>
 /// <remarks>
 /// The queue is bounded by the capture byte budget (<c>export.max_inflight_bytes</c>): each exchange
-/// reserves its estimated size when it is posted and gives it back once the exporter holds it (which
-/// reserves its own), so a burst is absorbed up to a quarter of the budget; past it (the cores stayed busy with
+/// reserves its estimated size when it is posted and the work hands that reservation to the exporter
+/// (counted once, never twice while it changes hands), so a burst is absorbed up to a quarter of the budget; past it (the cores stayed busy with
 /// traffic for longer than that) the finishing thread does the work itself, as without workers, so
 /// exchanges are not dropped for want of idle CPU. Nothing waits on the queue.
 /// Thread-safe; <see cref="StopAsync"/> drains.
@@ -34,7 +34,7 @@ internal sealed partial class CaptureWorkers
 
     private readonly ConcurrentQueue<Item> _queue = new();
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly Func<Exchange, bool> _work;
+    private readonly Func<Exchange, long, bool> _work;
     private readonly CaptureByteBudget _budget;
     private readonly AgentMetrics _metrics;
     private readonly ILogger _logger;
@@ -51,11 +51,12 @@ internal sealed partial class CaptureWorkers
     /// <summary>Starts <paramref name="threads"/> workers that run <paramref name="work"/> on each posted exchange.</summary>
     /// <param name="threads">Worker threads (at least 1).</param>
     /// <param name="priority">The OS priority the workers run at.</param>
-    /// <param name="work">The deferred work; false: the exchange was not handed to the exporter (its body arrays go back).</param>
+    /// <param name="work">The deferred work, given the exchange and the budget bytes reserved for it, which it owns
+    /// (hands to the exporter or gives back, also when it throws); false: the exchange was not handed to the exporter (its body arrays go back).</param>
     /// <param name="budget">Where a queued exchange reserves its bytes.</param>
     /// <param name="metrics">Queue gauges and drop counters.</param>
     /// <param name="logger">Logs a priority that could not be set, once.</param>
-    public CaptureWorkers(int threads, CaptureWorkerPriority priority, Func<Exchange, bool> work, CaptureByteBudget budget, AgentMetrics metrics, ILogger logger)
+    public CaptureWorkers(int threads, CaptureWorkerPriority priority, Func<Exchange, long, bool> work, CaptureByteBudget budget, AgentMetrics metrics, ILogger logger)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
         _work = work;
@@ -193,12 +194,12 @@ internal sealed partial class CaptureWorkers
             if (_abandon)
             {
                 // Shutdown's deadline passed: the exporter never sees what is left, so it is counted here.
+                _budget.Release(item.Reserved);
                 CountDropped(exchange);
             }
             else
             {
-                // The exporter reserves its own bytes before this reservation goes: the budget never undercounts.
-                queued = _work(exchange);
+                queued = _work(exchange, item.Reserved);
             }
         }
         catch (Exception ex)
@@ -216,7 +217,6 @@ internal sealed partial class CaptureWorkers
         }
         finally
         {
-            _budget.Release(item.Reserved);
             Interlocked.Add(ref _queuedBytes, -item.Reserved);
             if (!queued)
             {

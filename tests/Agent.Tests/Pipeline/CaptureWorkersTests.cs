@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Agent.Export;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Agent.Tests.Infrastructure;
@@ -135,6 +136,36 @@ public sealed class CaptureWorkersTests
         Assert.Equal(2, metrics.ExportDropped.Value);
         Assert.Equal(2, metrics.RequestsDropped(TrafficDirection.Inbound).Value);
         Assert.Equal(0, budget.Held);
+    }
+
+    [Fact]
+    public async Task Complete_WithWorkers_TheQueuedReservationIsHandedToTheExporter_NotCountedTwice()
+    {
+        var options = Options(CaptureWorkerPriority.Normal);
+        options.Export.MaxInflightBytes = 1024 * 1024;
+        var metrics = new AgentMetrics();
+        var exporter = new OtlpExporter(options, metrics, NullLogger<OtlpExporter>.Instance);
+        await using var _ = exporter;
+        var pipeline = new CapturePipeline(options, exporter, metrics, NullLogger<CapturePipeline>.Instance, budget: exporter.Budget, deferWork: true);
+        var exchange = TestExchanges.Get(responseBody: "{\"data\":\"" + new string('a', 64 * 1024) + "\"}");
+        var estimate = OtlpExporter.EstimateBytes(exchange);
+
+        // Other holders (bodies being captured) leave room for the exchange once and a half: the
+        // worker's queue reserves it once; had the exporter reserved it again before the worker
+        // let go, the budget would have refused it.
+        var others = options.Export.MaxInflightBytes - estimate - (estimate / 2);
+        Assert.True(exporter.Budget.TryReserve(others));
+
+        Assert.True(pipeline.Complete(exchange, sampled: true));
+        await pipeline.StopWorkersAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(0, metrics.CaptureDeferredInline.Value);
+        Assert.Equal(0, metrics.ExportDropped.Value);
+        Assert.Equal(1, metrics.Requests(TrafficDirection.Inbound, CaptureDecision.Capture).Value);
+        Assert.Equal(1, metrics.ExportQueueDepth.Value);
+
+        // Held once: by the exporter's queue, for the exchange's estimate.
+        Assert.Equal(others + estimate, exporter.Budget.Held);
     }
 
     private static AgentOptions Options(CaptureWorkerPriority priority)
