@@ -221,19 +221,16 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
     }
 
     /// <inheritdoc/>
-    public bool TryEnqueue(Exchange exchange) => TryEnqueue(exchange, Budget, 0);
+    public bool TryEnqueue(Exchange exchange) => TryEnqueue(exchange, 0);
 
     /// <inheritdoc/>
-    public bool TryEnqueue(Exchange exchange, CaptureByteBudget budget, long reserved)
+    public CaptureByteBudget ReservesIn => Budget;
+
+    /// <inheritdoc/>
+    public bool TryEnqueue(Exchange exchange, long reserved)
     {
         ArgumentNullException.ThrowIfNull(exchange);
-        ArgumentNullException.ThrowIfNull(budget);
-        if (!ReferenceEquals(budget, Budget))
-        {
-            // Held in another budget: nothing to take over.
-            budget.Release(reserved);
-            reserved = 0;
-        }
+        ArgumentOutOfRangeException.ThrowIfNegative(reserved);
 
         // Encoded now (a small span) and reserved before the write, released once the span's batch
         // is sent, buffered or dropped: export memory stays within max_inflight_bytes whatever the body sizes.

@@ -254,8 +254,15 @@ public sealed partial class CapturePipeline
         }
 
         // Handed over rather than released and reserved again: a queued exchange counted twice for
-        // that moment could be refused by a budget that holds it once.
-        if (_exporter.TryEnqueue(exchange, Budget, reserved))
+        // that moment could be refused by a budget that holds it once. An exporter accounting in
+        // another budget (or none) has nothing to take over.
+        if (!ReferenceEquals(_exporter.ReservesIn, Budget))
+        {
+            Budget.Release(reserved);
+            reserved = 0;
+        }
+
+        if (_exporter.TryEnqueue(exchange, reserved))
         {
             Metrics.Requests(exchange.Direction, CaptureDecision.Capture).Inc();
             return true;

@@ -16,16 +16,21 @@ public interface IExchangeExporter
     bool TryEnqueue(Exchange exchange);
 
     /// <summary>
-    /// Like <see cref="TryEnqueue(Exchange)"/> for an exchange whose caller already holds
-    /// <paramref name="reserved"/> bytes of <paramref name="budget"/> for it (a capture worker's queue):
-    /// the exporter takes those bytes over whatever the result, as its own reservation when it
-    /// accounts in the same budget, so the exchange is not counted twice while it changes hands.
-    /// This default gives them back first.
+    /// The budget this exporter reserves a queued exchange's bytes in, or null when it holds none.
+    /// A caller holding bytes of this same budget for an exchange hands them over with
+    /// <see cref="TryEnqueue(Exchange, long)"/> instead of releasing and reserving them again.
     /// </summary>
-    bool TryEnqueue(Exchange exchange, CaptureByteBudget budget, long reserved)
+    CaptureByteBudget? ReservesIn => null;
+
+    /// <summary>
+    /// Like <see cref="TryEnqueue(Exchange)"/> for an exchange whose caller already holds
+    /// <paramref name="reserved"/> bytes of <see cref="ReservesIn"/> for it (a capture worker's queue):
+    /// the exporter takes them over as its own reservation whatever the result, so the exchange is
+    /// not counted twice while it changes hands. An exporter that reserves nothing takes 0 only.
+    /// </summary>
+    bool TryEnqueue(Exchange exchange, long reserved)
     {
-        ArgumentNullException.ThrowIfNull(budget);
-        budget.Release(reserved);
+        ArgumentOutOfRangeException.ThrowIfNotEqual(reserved, 0L);
         return TryEnqueue(exchange);
     }
 }

@@ -26,8 +26,7 @@ public sealed record GrpcCallStatus(int Code, string? Message, GrpcStatusDetails
     private static readonly GrpcCallStatus[] Plain = [.. Enumerable.Range(0, Names.Length).Select(static code => new GrpcCallStatus(code, null, null))];
 
     // The codes as decimal text, indexed by code: the span's rpc.grpc.status_code of every call.
-    private static readonly string[] CodeTexts =
-        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
+    private static readonly string[] CodeTexts = [.. Enumerable.Range(0, Names.Length).Select(static code => code.ToString(CultureInfo.InvariantCulture))];
 
     /// <summary>A status code as decimal text (<c>"5"</c>), without formatting one for the codes of the table.</summary>
     public static string CodeText(int code) =>
