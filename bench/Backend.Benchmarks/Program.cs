@@ -20,6 +20,13 @@ if (args.Contains("--read-memory"))
     return;
 }
 
+if (args.Contains("--codec"))
+{
+    //   dotnet run -c Release --project bench/Backend.Benchmarks -- --codec [--rounds 20]
+    CodecBench.Run(IntArg("--rounds", 20));
+    return;
+}
+
 if (args.Contains("--profile"))
 {
     //   dotnet run -c Release --project bench/Backend.Benchmarks -- --profile [--batches 20]
@@ -41,8 +48,10 @@ Console.WriteLine($"Backend store benchmark: batches of {Workload.BatchSize}, 2 
     var sample = new Workload(1);
     long ignored = 0, raw = 0, stored = 0, withDictionary = 0;
     var first = sample.NextBatch(ref ignored);
-    var samples = first.SelectMany(s => new[] { s.RequestBody.ToArray(), s.ResponseBody.ToArray() }).Take(CodecDictionaries.SampleValues);
-    using var dictionary = new CodecDictionary(1, 1, ZstdSharp.DictBuilder.TrainFromBuffer(samples, CodecDictionaries.DictionaryBytes));
+    var samples = first.SelectMany(s => new[] { BodyCodec.DictionarySample(s.RequestBody.Span), BodyCodec.DictionarySample(s.ResponseBody.Span) }).Take(CodecDictionaries.SampleValues);
+    byte[] trained = ZstdSharp.DictBuilder.TrainFromBuffer(samples, CodecDictionaries.DictionaryBytes);
+    CodecDictionary.MarkTrainedOnJsonColumns(trained);
+    using var dictionary = new CodecDictionary(1, 1, trained);
     for (int i = 0; i < 4; i++)
     {
         foreach (var span in sample.NextBatch(ref ignored))
