@@ -20,8 +20,10 @@ namespace SpIstio.Backend.Storage;
 /// </para>
 /// Layout: varints for the skeleton length, the stream count and each stream's length, then the
 /// skeleton, the streams and the tail. In the skeleton a value string keeps its opening quote
-/// (its content and closing quote are in its stream) and a number is one <see cref="NumberMark"/>
-/// byte (its bytes and a <see cref="NumberEnd"/> are in its stream).
+/// (its content and closing quote are in its stream) and a number is one byte: a decimal written
+/// the one way its value and fraction digits give (<see cref="TryDecimal"/>) is a
+/// <see cref="DecimalMark"/> plus its fraction digit count, its digits as a zig-zag varint in its
+/// stream; any other is a <see cref="NumberMark"/>, its bytes and a <see cref="NumberEnd"/> in its stream.
 /// </summary>
 internal static class JsonColumns
 {
@@ -33,6 +35,17 @@ internal static class JsonColumns
 
     private const byte NumberMark = 0;
     private const byte NumberEnd = (byte)',';
+
+    // Marks DecimalMark..DecimalMark+MaxFractionDigits: control bytes, which never reach the
+    // skeleton otherwise (outside a string they end the model).
+    private const byte DecimalMark = 1;
+
+    // Flags a binary number in Split's per-value stream byte (streams are at most MaxKeyStreams).
+    private const int BinaryNumber = 0x80;
+    private const int MaxFractionDigits = 6;
+
+    // 18 digits always fit a long.
+    private const int MaxDecimalDigits = 18;
 
     /// <summary>
     /// The most bytes <see cref="Split"/> writes for an input of <paramref name="length"/> bytes:
@@ -99,13 +112,24 @@ internal static class JsonColumns
                         end++;
                     }
 
-                    skeleton[skeletonLength++] = NumberMark;
                     int stream = walker.ValueStream;
-                    streams[values] = (byte)stream;
                     starts[values] = i;
-                    // A negative length marks a number: its stream entry gets a terminator.
-                    lengths[values++] = -(end - i);
-                    streamLengths[stream] += end - i + 1;
+                    // A negative length marks a number: its stream entry is a varint (the stream's
+                    // top bit set, parsed again when copied) or its text and a terminator.
+                    lengths[values] = -(end - i);
+                    if (TryDecimal(input[i..end], out long digits, out int fraction))
+                    {
+                        skeleton[skeletonLength++] = (byte)(DecimalMark + fraction);
+                        streams[values++] = (byte)(stream | BinaryNumber);
+                        streamLengths[stream] += VarintLength(ZigZag(digits));
+                    }
+                    else
+                    {
+                        skeleton[skeletonLength++] = NumberMark;
+                        streams[values++] = (byte)stream;
+                        streamLengths[stream] += end - i + 1;
+                    }
+
                     walker.Value();
                     i = end;
                 }
@@ -147,8 +171,13 @@ internal static class JsonColumns
             for (int v = 0; v < values; v++)
             {
                 int length = lengths[v];
-                ref int at = ref next[streams[v]];
-                if (length < 0)
+                ref int at = ref next[streams[v] & ~BinaryNumber];
+                if ((streams[v] & BinaryNumber) != 0)
+                {
+                    TryDecimal(input.Slice(starts[v], -length), out long digits, out _);
+                    at += WriteVarint(output[at..], ZigZag(digits));
+                }
+                else if (length < 0)
                 {
                     input.Slice(starts[v], -length).CopyTo(output[at..]);
                     at -= length;
@@ -226,6 +255,26 @@ internal static class JsonColumns
                     walker.Key(skeleton, j + 1, end - j - 2);
                     j = end - 1;
                 }
+                else if (b is >= DecimalMark and <= DecimalMark + MaxFractionDigits)
+                {
+                    int stream = walker.ValueStream;
+                    if (stream >= streamCount)
+                    {
+                        throw Corrupt();
+                    }
+
+                    int at = next[stream];
+                    ulong value = ReadVarint(split[..ends[stream]], ref at);
+                    long digits = UnZigZag(value);
+                    if (digits is < -999_999_999_999_999_999 or > 999_999_999_999_999_999)
+                    {
+                        throw Corrupt();
+                    }
+
+                    written += WriteDecimal(digits, b - DecimalMark, output[written..]);
+                    next[stream] = at;
+                    walker.Value();
+                }
                 else if (b is (byte)'"' or NumberMark)
                 {
                     int stream = walker.ValueStream;
@@ -270,7 +319,7 @@ internal static class JsonColumns
         {
             throw new InvalidDataException("A stored body is corrupt: its JSON columns do not rebuild to the recorded length.", e);
         }
-        catch (ArgumentOutOfRangeException e)
+        catch (ArgumentException e)
         {
             throw new InvalidDataException("A stored body is corrupt: its JSON columns do not rebuild to the recorded length.", e);
         }
@@ -321,9 +370,10 @@ internal static class JsonColumns
         }
     }
 
-    private static int WriteVarint(Span<byte> destination, int value)
+    private static int WriteVarint(Span<byte> destination, int value) => WriteVarint(destination, (uint)value);
+
+    private static int WriteVarint(Span<byte> destination, ulong v)
     {
-        uint v = (uint)value;
         int i = 0;
         while (v >= 0x80)
         {
@@ -333,6 +383,98 @@ internal static class JsonColumns
 
         destination[i++] = (byte)v;
         return i;
+    }
+
+    private static int VarintLength(ulong v)
+    {
+        int length = 1;
+        while (v >= 0x80)
+        {
+            v >>= 7;
+            length++;
+        }
+
+        return length;
+    }
+
+    private static ulong ZigZag(long value) => (ulong)((value << 1) ^ (value >> 63));
+
+    private static long UnZigZag(ulong value) => (long)(value >> 1) ^ -(long)(value & 1);
+
+    /// <summary>
+    /// Whether <paramref name="text"/> is a decimal that <see cref="WriteDecimal"/> writes back
+    /// byte for byte from its digits (as one integer, sign included) and fraction digit count: an
+    /// optional minus, an integer part without leading zeros, at most
+    /// <see cref="MaxFractionDigits"/> fraction digits, no exponent, not a negative zero.
+    /// </summary>
+    private static bool TryDecimal(ReadOnlySpan<byte> text, out long digits, out int fraction)
+    {
+        digits = 0;
+        fraction = 0;
+        bool negative = text.Length > 0 && text[0] == '-';
+        int i = negative ? 1 : 0, count = 0, point = -1;
+        for (; i < text.Length; i++)
+        {
+            byte b = text[i];
+            if ((uint)(b - '0') <= 9)
+            {
+                // Past MaxDecimalDigits the number stays text: stop before a long overflows.
+                if (++count <= MaxDecimalDigits)
+                {
+                    digits = (digits * 10) + (b - '0');
+                }
+            }
+            else if (b == '.' && point < 0)
+            {
+                point = i;
+            }
+            else
+            {
+                return false;
+            }
+        }
+
+        int first = negative ? 1 : 0;
+        int integerDigits = point < 0 ? text.Length - first : point - first;
+        fraction = point < 0 ? 0 : text.Length - point - 1;
+        bool canonical = count is > 0 and <= MaxDecimalDigits && integerDigits > 0 && fraction <= MaxFractionDigits
+            && (point < 0 || fraction > 0) && (integerDigits == 1 || text[first] != '0') && !(negative && digits == 0);
+        digits = negative ? -digits : digits;
+        return canonical;
+    }
+
+    /// <summary>Writes the decimal <see cref="TryDecimal"/> read; the number of bytes written.</summary>
+    private static int WriteDecimal(long digits, int fraction, Span<byte> output)
+    {
+        // Digits right to left into a scratch buffer: the fraction, the point, then at least one integer digit.
+        Span<byte> text = stackalloc byte[24];
+        ulong magnitude = digits < 0 ? (ulong)-digits : (ulong)digits;
+        int at = text.Length;
+        for (int d = 0; d < fraction; d++)
+        {
+            text[--at] = (byte)('0' + (magnitude % 10));
+            magnitude /= 10;
+        }
+
+        if (fraction > 0)
+        {
+            text[--at] = (byte)'.';
+        }
+
+        do
+        {
+            text[--at] = (byte)('0' + (magnitude % 10));
+            magnitude /= 10;
+        }
+        while (magnitude > 0);
+
+        if (digits < 0)
+        {
+            text[--at] = (byte)'-';
+        }
+
+        text[at..].CopyTo(output);
+        return text.Length - at;
     }
 
     private static int ReadLength(ReadOnlySpan<byte> source, ref int offset)
@@ -351,6 +493,22 @@ internal static class JsonColumns
         throw Corrupt();
     }
 
+    private static ulong ReadVarint(ReadOnlySpan<byte> source, ref int offset)
+    {
+        ulong value = 0;
+        for (int shift = 0; shift < 64 && offset < source.Length; shift += 7)
+        {
+            byte b = source[offset++];
+            value |= (ulong)(b & 0x7F) << shift;
+            if (b < 0x80)
+            {
+                return value;
+            }
+        }
+
+        throw Corrupt();
+    }
+
     /// <summary>
     /// The structure state both directions share: open containers, which stream each one's values
     /// go to, whether a key is expected, and the keys seen (by position in the skeleton's source,
@@ -363,7 +521,8 @@ internal static class JsonColumns
 
         private readonly bool[] _isObject = new bool[MaxDepth];
         private readonly int[] _stream = new int[MaxDepth];
-        private readonly uint[] _keyHashes = new uint[MaxKeyStreams];
+        // The stream of the key that last followed a key of each stream (0: none yet).
+        private readonly int[] _following = new int[MaxKeyStreams + 1];
         private readonly int[] _keyStarts = new int[MaxKeyStreams];
         private readonly int[] _keyLengths = new int[MaxKeyStreams];
         private int _depth;
@@ -384,6 +543,7 @@ internal static class JsonColumns
             walker._depth = 0;
             walker._keys = 0;
             walker._usedStreams = 0;
+            Array.Clear(walker._following);
             walker.ExpectsKey = false;
             return walker;
         }
@@ -395,32 +555,41 @@ internal static class JsonColumns
         {
             ExpectsKey = false;
             var key = source.Slice(start, length);
-            uint hash = 2166136261;
-            foreach (byte b in key)
-            {
-                hash = (hash ^ b) * 16777619;
-            }
-
+            // Records repeat their keys in order: the key that followed the previous one last time
+            // is tried first, then every known key. Only the speed depends on the guess; a key's
+            // stream is its first occurrence's either way.
+            int previous = _stream[_depth - 1];
+            int guess = _following[previous];
             int stream = 0;
-            for (int k = 0; k < _keys; k++)
+            if (guess > 0 && Matches(source, guess - 1, key))
             {
-                if (_keyHashes[k] == hash && source.Slice(_keyStarts[k], _keyLengths[k]).SequenceEqual(key))
+                stream = guess;
+            }
+            else
+            {
+                for (int k = 0; k < _keys; k++)
                 {
-                    stream = k + 1;
-                    break;
+                    if (Matches(source, k, key))
+                    {
+                        stream = k + 1;
+                        break;
+                    }
                 }
             }
 
             if (stream == 0 && _keys < MaxKeyStreams)
             {
-                _keyHashes[_keys] = hash;
                 _keyStarts[_keys] = start;
                 _keyLengths[_keys++] = length;
                 stream = _keys;
             }
 
+            _following[previous] = stream;
             _stream[_depth - 1] = stream;
         }
+
+        private bool Matches(ReadOnlySpan<byte> source, int k, ReadOnlySpan<byte> key) =>
+            _keyLengths[k] == key.Length && source.Slice(_keyStarts[k], key.Length).SequenceEqual(key);
 
         public void Value()
         {

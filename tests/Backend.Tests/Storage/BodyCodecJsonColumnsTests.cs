@@ -12,6 +12,9 @@ public sealed class BodyCodecJsonColumnsTests
     {
         // Whitespace, key order and numbers exactly as written.
         "{ \"b\" : 1.50 ,\n\t\"a\":[ 1e3, -0, 0.0, 1E-7, -12.5e+3 ]\r\n}",
+        // Numbers stored as varints (canonical decimals) beside ones that must stay text: leading
+        // zeros, negative zero, a bare point, too many digits or fraction digits, exponents.
+        "[0,-1,0.05,-0.5,0.00,10.10,999999999999999999,-999999999999999999,1.000001,007,-0,-0.0,1.,.5,-,--1,1.2.3,1234567890123456789,0.0000001,1e5,9223372036854775808]",
         // Escapes, a quote and a backslash inside strings, keys and values alike.
         "{\"k\\\"ey\":\"va\\\\l\\\"ue\",\"u\":\"\\u00e9\\n\",\"e\":\"\\\\\"}",
         // Duplicate keys, empty strings and containers, literals.
@@ -76,6 +79,22 @@ public sealed class BodyCodecJsonColumnsTests
         Assert.Equal(9, BodyCodec.DictionaryIdOf(stored));
         Assert.True(stored.Length < BodyCodec.Encode(body)!.Length);
         Assert.Equal(body, BodyCodec.Decode(stored, dictionaries));
+    }
+
+    [Fact]
+    public void JsonColumns_StoreCanonicalDecimalsAsVarintsAndOthersAsText()
+    {
+        // As text a number costs its digits and a terminator; a canonical decimal's varint is
+        // shorter than its digits, so the split form of such numbers is smaller than the input.
+        var random = new Random(3);
+        byte[] decimals = Encoding.UTF8.GetBytes("[" + string.Join(',', Enumerable.Range(0, 200).Select(_ => string.Create(CultureInfo.InvariantCulture, $"{random.Next(1_000_000)}.{random.Next(10, 100)}"))) + "]");
+        byte[] exponents = Encoding.UTF8.GetBytes("[" + string.Join(',', Enumerable.Range(0, 200).Select(_ => string.Create(CultureInfo.InvariantCulture, $"{random.Next(1_000_000)}e{random.Next(10, 100)}"))) + "]");
+        var split = new byte[JsonColumns.MaxSplitLength(decimals.Length)];
+
+        Assert.InRange(JsonColumns.Split(decimals, split), 0, decimals.Length * 3 / 4);
+        Assert.InRange(JsonColumns.Split(exponents, split), exponents.Length + 200, split.Length);
+        AssertRoundTrips(decimals);
+        AssertRoundTrips(exponents);
     }
 
     [Fact]
