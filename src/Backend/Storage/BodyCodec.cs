@@ -16,7 +16,11 @@ namespace SpIstio.Backend.Storage;
 /// <item><c>2</c> zstd: the dictionary id (unsigned LEB128 varint, 0 = none), the original length
 /// (varint) and a zstd frame without its own size, checksum or dictionary id (the header carries them);</item>
 /// <item><c>3</c> the same as <c>2</c> with a magicless zstd frame: the 4-byte magic number only says
-/// "zstd", which the codec byte already does (about 20 bytes a span over its five values).</item>
+/// "zstd", which the codec byte already does (about 20 bytes a span over its five values);</item>
+/// <item><c>4</c> JSON columns: the dictionary id and original length as in <c>3</c>, the length of the
+/// <see cref="JsonColumns"/> split form (varint) and a magicless zstd frame of that split form;
+/// written for bodies that start like JSON, without a dictionary or with one trained on split
+/// forms (<see cref="CodecDictionary.TrainedOnJsonColumns"/>).</item>
 /// </list>
 /// New values are written as zstd, with the tenant's trained dictionary once it has one
 /// (<see cref="CodecDictionaries"/>): small JSON bodies share most of their structure (keys,
@@ -33,6 +37,12 @@ internal static class BodyCodec
     private const byte Brotli = 1;
     private const byte Zstd = 2;
     private const byte ZstdMagicless = 3;
+    private const byte ZstdJsonColumns = 4;
+
+    // Under this size a body holds too few records for the columns to pay for their lengths and
+    // the extra pass: the column form's gain is per repeated record (bench/README.md, 2026-11-28,
+    // issue 14 (jsoncodec): a 717-byte nested order gained nothing, 2 KiB of records ~60 bytes).
+    private const int MinJsonColumnsLength = 256;
 
     // Under this size the framing costs more than it saves.
     private const int MinCompressLength = 96;
@@ -57,8 +67,12 @@ internal static class BodyCodec
     // Compressors without a dictionary, shared by every store (a dictionary's own are in CodecDictionary).
     private static readonly ContextPool s_plain = new(null);
 
-    /// <summary>Encodes <paramref name="data"/>, with <paramref name="dictionary"/> when given; null for an empty input.</summary>
-    public static byte[]? Encode(ReadOnlySpan<byte> data, CodecDictionary? dictionary = null)
+    /// <summary>
+    /// Encodes <paramref name="data"/>, with <paramref name="dictionary"/> when given; null for an
+    /// empty input. <paramref name="jsonColumns"/> false keeps a JSON body to plain zstd (the
+    /// codec benchmark's comparison).
+    /// </summary>
+    public static byte[]? Encode(ReadOnlySpan<byte> data, CodecDictionary? dictionary = null, bool jsonColumns = true)
     {
         if (data.IsEmpty)
         {
@@ -67,24 +81,12 @@ internal static class BodyCodec
 
         if (data.Length >= (dictionary is null ? MinCompressLength : MinDictionaryCompressLength))
         {
-            var pool = dictionary?.Contexts ?? s_plain;
-            var compressor = pool.RentCompressor();
-            byte[] rented = ArrayPool<byte>.Shared.Rent(Compressor.GetCompressBound(data.Length) + HeadBytes);
-            try
+            var compressed = jsonColumns && data.Length >= MinJsonColumnsLength && (dictionary is null || dictionary.TrainedOnJsonColumns) && StartsLikeJson(data)
+                ? CompressJsonColumns(data, dictionary) ?? Compress(data, ZstdMagicless, data.Length, dictionary)
+                : Compress(data, ZstdMagicless, data.Length, dictionary);
+            if (compressed is not null)
             {
-                rented[0] = ZstdMagicless;
-                int head = 1 + WriteVarint(rented.AsSpan(1), (ulong)(dictionary?.Id ?? 0));
-                head += WriteVarint(rented.AsSpan(head), (ulong)data.Length);
-                int written = compressor.Wrap(data, rented.AsSpan(head));
-                if (head + written < data.Length + 1)
-                {
-                    return rented.AsSpan(0, head + written).ToArray();
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(rented);
-                pool.Return(compressor);
+                return compressed;
             }
         }
 
@@ -92,6 +94,82 @@ internal static class BodyCodec
         raw[0] = Raw;
         data.CopyTo(raw.AsSpan(1));
         return raw;
+    }
+
+    // A JSON object or array: the only bodies whose structure the columns can model.
+    private static bool StartsLikeJson(ReadOnlySpan<byte> data)
+    {
+        int first = data.IndexOfAnyExcept(" \t\n\r"u8);
+        return first >= 0 && data[first] is (byte)'{' or (byte)'[';
+    }
+
+    /// <summary>
+    /// What zstd sees of <paramref name="value"/> when it is stored (its <see cref="JsonColumns"/>
+    /// split form, or the value itself): a dictionary is trained on these, since one trained on
+    /// raw JSON matches a split body's skeleton and columns poorly (bench/README.md, 2026-11-28,
+    /// issue 14 (jsoncodec): 615 B a 2 KiB bench body against 465 B with one trained on split forms).
+    /// </summary>
+    public static byte[] DictionarySample(ReadOnlySpan<byte> value)
+    {
+        if (value.Length < MinJsonColumnsLength || !StartsLikeJson(value))
+        {
+            return value.ToArray();
+        }
+
+        byte[] split = ArrayPool<byte>.Shared.Rent(JsonColumns.MaxSplitLength(value.Length));
+        try
+        {
+            int length = JsonColumns.Split(value, split);
+            return length < 0 ? value.ToArray() : split.AsSpan(0, length).ToArray();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(split);
+        }
+    }
+
+    private static byte[]? CompressJsonColumns(ReadOnlySpan<byte> data, CodecDictionary? dictionary)
+    {
+        byte[] split = ArrayPool<byte>.Shared.Rent(JsonColumns.MaxSplitLength(data.Length));
+        try
+        {
+            int length = JsonColumns.Split(data, split);
+            return length < 0 ? null : Compress(split.AsSpan(0, length), ZstdJsonColumns, data.Length, dictionary);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(split);
+        }
+    }
+
+    /// <summary>
+    /// The header (<paramref name="codec"/>, dictionary id, <paramref name="originalLength"/> and,
+    /// for JSON columns, the payload's length) and a magicless zstd frame of <paramref name="payload"/>;
+    /// null when that is not smaller than the raw value.
+    /// </summary>
+    private static byte[]? Compress(ReadOnlySpan<byte> payload, byte codec, int originalLength, CodecDictionary? dictionary)
+    {
+        var pool = dictionary?.Contexts ?? s_plain;
+        var compressor = pool.RentCompressor();
+        byte[] rented = ArrayPool<byte>.Shared.Rent(Compressor.GetCompressBound(payload.Length) + HeadBytes);
+        try
+        {
+            rented[0] = codec;
+            int head = 1 + WriteVarint(rented.AsSpan(1), (ulong)(dictionary?.Id ?? 0));
+            head += WriteVarint(rented.AsSpan(head), (ulong)originalLength);
+            if (codec == ZstdJsonColumns)
+            {
+                head += WriteVarint(rented.AsSpan(head), (ulong)payload.Length);
+            }
+
+            int written = compressor.Wrap(payload, rented.AsSpan(head));
+            return head + written < originalLength + 1 ? rented.AsSpan(0, head + written).ToArray() : null;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+            pool.Return(compressor);
+        }
     }
 
     /// <summary>Encodes a string as UTF-8; null for null or empty.</summary>
@@ -130,7 +208,7 @@ internal static class BodyCodec
         {
             case Brotli when head.Length >= 5:
                 return BinaryPrimitives.ReadInt32LittleEndian(head[1..]);
-            case Zstd or ZstdMagicless:
+            case Zstd or ZstdMagicless or ZstdJsonColumns:
                 int offset = 1;
                 if (TryReadVarint(head, ref offset, out _) && TryReadVarint(head, ref offset, out ulong length))
                 {
@@ -147,7 +225,7 @@ internal static class BodyCodec
     public static long DictionaryIdOf(ReadOnlySpan<byte> stored)
     {
         int offset = 1;
-        return stored.Length > 1 && stored[0] is Zstd or ZstdMagicless && TryReadVarint(stored, ref offset, out ulong id) ? (long)id : 0;
+        return stored.Length > 1 && stored[0] is Zstd or ZstdMagicless or ZstdJsonColumns && TryReadVarint(stored, ref offset, out ulong id) ? (long)id : 0;
     }
 
     /// <summary>The original bytes of a stored value (empty for null); <paramref name="dictionaries"/> resolves the dictionary a value names.</summary>
@@ -174,7 +252,7 @@ internal static class BodyCodec
                     return result;
                 }
 
-            case Zstd or ZstdMagicless:
+            case Zstd or ZstdMagicless or ZstdJsonColumns:
                 return DecodeZstd(stored, dictionaries);
             default:
                 throw new InvalidDataException($"A stored body has an unknown codec flag {stored[0]}.");
@@ -188,7 +266,9 @@ internal static class BodyCodec
     private static byte[] DecodeZstd(byte[] stored, CodecDictionaries? dictionaries)
     {
         int offset = 1;
-        if (!TryReadVarint(stored, ref offset, out ulong id) || !TryReadVarint(stored, ref offset, out ulong length) || length > int.MaxValue)
+        ulong splitLength = 0;
+        if (!TryReadVarint(stored, ref offset, out ulong id) || !TryReadVarint(stored, ref offset, out ulong length) || length > int.MaxValue
+            || (stored[0] == ZstdJsonColumns && (!TryReadVarint(stored, ref offset, out splitLength) || splitLength > (ulong)JsonColumns.MaxSplitLength((int)length))))
         {
             throw new InvalidDataException("A stored body is corrupt: its zstd header is truncated.");
         }
@@ -201,10 +281,33 @@ internal static class BodyCodec
         }
 
         var result = new byte[(int)length];
-        var decompressor = pool.RentDecompressor(magicless: stored[0] == ZstdMagicless);
+        if (stored[0] != ZstdJsonColumns)
+        {
+            Decompress(pool, stored, offset, result);
+            return result;
+        }
+
+        byte[] split = ArrayPool<byte>.Shared.Rent((int)splitLength);
         try
         {
-            if (!decompressor.TryUnwrap(stored.AsSpan(offset), result, out int written) || written != (int)length)
+            Decompress(pool, stored, offset, split.AsSpan(0, (int)splitLength));
+            JsonColumns.Join(split.AsSpan(0, (int)splitLength), result);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(split);
+        }
+
+        return result;
+    }
+
+    private static void Decompress(ContextPool pool, byte[] stored, int offset, Span<byte> destination)
+    {
+        bool magicless = stored[0] != Zstd;
+        var decompressor = pool.RentDecompressor(magicless);
+        try
+        {
+            if (!decompressor.TryUnwrap(stored.AsSpan(offset), destination, out int written) || written != destination.Length)
             {
                 throw new InvalidDataException("A stored body is corrupt: its zstd frame does not decode to the recorded length.");
             }
@@ -215,10 +318,8 @@ internal static class BodyCodec
         }
         finally
         {
-            pool.Return(decompressor, stored[0] == ZstdMagicless);
+            pool.Return(decompressor, magicless);
         }
-
-        return result;
     }
 
     private static int WriteVarint(Span<byte> destination, ulong value)

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using ZstdSharp;
@@ -13,7 +14,35 @@ internal sealed class CodecDictionary(long id, long tenantId, byte[] bytes) : ID
 
     public int Length => bytes.Length;
 
+    /// <summary>
+    /// Whether the dictionary was trained on the <see cref="JsonColumns"/> split form of JSON bodies
+    /// (<see cref="MarkTrainedOnJsonColumns"/>): only then are JSON bodies stored as columns with it,
+    /// since a dictionary trained on raw JSON (saved before codec 4) matches the split form poorly
+    /// and a tenant keeps its dictionary.
+    /// </summary>
+    public bool TrainedOnJsonColumns { get; } = HasColumnMark(bytes);
+
     internal BodyCodec.ContextPool Contexts { get; } = new(bytes);
+
+    // A zstd dictionary starts with its magic number and its id. ZDICT picks ids in [32768, 2^31),
+    // and no stored frame carries the id (the codec header names the dictionary), so the top bit
+    // is free to say how the dictionary was trained; an older replica loads it as any other.
+    private const uint DictionaryMagic = 0xEC30A437;
+    private const uint ColumnMark = 0x8000_0000;
+
+    /// <summary>Marks freshly trained <paramref name="bytes"/> as trained on the split form (see <see cref="TrainedOnJsonColumns"/>).</summary>
+    public static void MarkTrainedOnJsonColumns(byte[] bytes)
+    {
+        if (bytes.Length >= 8 && BinaryPrimitives.ReadUInt32LittleEndian(bytes) == DictionaryMagic)
+        {
+            var id = bytes.AsSpan(4, 4);
+            BinaryPrimitives.WriteUInt32LittleEndian(id, BinaryPrimitives.ReadUInt32LittleEndian(id) | ColumnMark);
+        }
+    }
+
+    private static bool HasColumnMark(byte[] bytes) =>
+        bytes.Length >= 8 && BinaryPrimitives.ReadUInt32LittleEndian(bytes) == DictionaryMagic
+        && (BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(4)) & ColumnMark) != 0;
 
     public void Dispose() => Contexts.Dispose();
 }
@@ -180,14 +209,16 @@ internal sealed class CodecDictionaries : IDisposable
             return;
         }
 
-        var sample = value[..Math.Min(value.Length, SampleBytes)];
+        // The form the codec compresses, of the value's start: a split of the first SampleBytes
+        // models the same keys and columns as the whole body's split.
+        byte[] sample = BodyCodec.DictionarySample(value[..Math.Min(value.Length, SampleBytes)]);
         if (Interlocked.Add(ref _sampleBytes, sample.Length) > MaxSampleBytes)
         {
             Interlocked.Add(ref _sampleBytes, -sample.Length);
             return;
         }
 
-        state.Samples.Add(sample.ToArray());
+        state.Samples.Add(sample);
     }
 
     private void AddSample(TenantState state, string? value)
@@ -203,6 +234,8 @@ internal sealed class CodecDictionaries : IDisposable
         try
         {
             byte[] bytes = DictBuilder.TrainFromBuffer(samples, DictionaryBytes);
+            // The samples are split forms (AddSample), so this dictionary serves JSON columns.
+            CodecDictionary.MarkTrainedOnJsonColumns(bytes);
             long id = await _save(tenantId, bytes).ConfigureAwait(false);
             if (_disposed)
             {

@@ -813,7 +813,11 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
         }
 
         Assert.True(dictionary.Id > 0);
-        Assert.Equal(dictionary.Id, (await ((SqlSpanStore)Store).Dictionaries.ForTenantAsync(tenant, None))!.Id);
+        var reloaded = (await ((SqlSpanStore)Store).Dictionaries.ForTenantAsync(tenant, None))!;
+        Assert.Equal(dictionary.Id, reloaded.Id);
+        // Trained on the JSON column form, which the saved bytes still say after a restart.
+        Assert.True(dictionary.TrainedOnJsonColumns);
+        Assert.True(reloaded.TrainedOnJsonColumns);
     }
 
     [Fact]

@@ -86,17 +86,23 @@ public sealed class StorageHelpersTests
         Assert.Equal(json, BodyCodec.Decode(BodyCodec.Encode(json)));
     }
 
-    [Fact]
-    public void BodyCodec_HeaderNamesTheDictionaryAndTheDecodedLength()
+    [Theory]
+    [InlineData(true, 4)]
+    [InlineData(false, 3)]
+    public void BodyCodec_HeaderNamesTheDictionaryAndTheDecodedLength(bool jsonColumns, byte codec)
     {
+        // A JSON body is stored as JSON columns (codec 4) unless they are turned off, when it is
+        // plain magicless zstd (codec 3, what rows written before codec 4 hold): both headers are
+        // read the same way.
         var json = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 500).Select(i => $"{{\"id\":{i}}},")));
-        var stored = BodyCodec.Encode(json)!;
+        var stored = BodyCodec.Encode(json, jsonColumns: jsonColumns)!;
 
-        Assert.Equal(3, stored[0]);
+        Assert.Equal(codec, stored[0]);
         // A magicless frame: zstd's magic number (28 B5 2F FD) does not follow the header.
         Assert.Equal(-1, stored.AsSpan(0, 12).IndexOf([(byte)0x28, (byte)0xB5, (byte)0x2F, (byte)0xFD]));
         Assert.Equal(0, BodyCodec.DictionaryIdOf(stored));
         Assert.Equal(json.Length, BodyCodec.DecodedLength(stored.AsSpan(0, BodyCodec.HeadBytes), stored.Length));
+        Assert.Equal(json, BodyCodec.Decode(stored));
         var needsDictionary = (byte[])stored.Clone();
         needsDictionary[1] = 7;
         Assert.Contains("dictionary 7", Assert.Throws<InvalidDataException>(() => BodyCodec.Decode(needsDictionary)).Message);

@@ -1,0 +1,636 @@
+using System.Buffers;
+
+namespace SpIstio.Backend.Storage;
+
+/// <summary>
+/// A reversible rearrangement of a JSON body, byte for byte, that zstd compresses better: the
+/// structure (punctuation, whitespace, keys, <c>true</c>/<c>false</c>/<c>null</c>) stays in
+/// order in a skeleton, and each string or number value moves to the stream of the key it sits
+/// under, so the values of one field lie side by side. An array of records then costs zstd one
+/// long match for its repeated skeleton and a few cheap matches per column, instead of several
+/// sequences a record (a match for each key run, literals for each value).
+/// <para>
+/// Nothing is parsed or validated: a string is a quote to the next unescaped quote, a number a
+/// run of <c>-0-9.eE+</c> starting with <c>-</c> or a digit, and a string is a key when the
+/// structure before it expects one (after <c>{</c> or a comma in an object). The encoder and the
+/// decoder apply the same rule to the same skeleton, so any input round-trips: invalid JSON only
+/// models worse. What the model cannot carry (a string cut by the capture limit, a control byte
+/// outside a string, nesting past <see cref="MaxDepth"/>) ends the modelled part; the rest is
+/// kept as a literal tail.
+/// </para>
+/// Layout: varints for the skeleton length, the stream count and each stream's length, then the
+/// skeleton, the streams and the tail. In the skeleton a value string keeps its opening quote
+/// (its content and closing quote are in its stream) and a number is one byte: a decimal written
+/// the one way its value and fraction digits give (<see cref="TryDecimal"/>) is a
+/// <see cref="DecimalMark"/> plus its fraction digit count, its digits as a zig-zag varint in its
+/// stream; any other is a <see cref="NumberMark"/>, its bytes and a <see cref="NumberEnd"/> in its stream.
+/// </summary>
+internal static class JsonColumns
+{
+    /// <summary>Containers open at once before the rest of a body is kept as a tail.</summary>
+    public const int MaxDepth = 64;
+
+    /// <summary>Distinct keys with a stream of their own; later keys share stream 0 with values under no key.</summary>
+    public const int MaxKeyStreams = 64;
+
+    private const byte NumberMark = 0;
+    private const byte NumberEnd = (byte)',';
+
+    // Marks DecimalMark..DecimalMark+MaxFractionDigits: control bytes, which never reach the
+    // skeleton otherwise (outside a string they end the model).
+    private const byte DecimalMark = 1;
+
+    // Flags a binary number in Split's per-value stream byte (streams are at most MaxKeyStreams).
+    private const int BinaryNumber = 0x80;
+    private const int MaxFractionDigits = 6;
+
+    // 18 digits always fit a long.
+    private const int MaxDecimalDigits = 18;
+
+    /// <summary>
+    /// The most bytes <see cref="Split"/> writes for an input of <paramref name="length"/> bytes:
+    /// a one-digit number costs a mark and a terminator more, and the header at most one varint a stream.
+    /// </summary>
+    public static int MaxSplitLength(int length) => (3 * length) + (5 * (MaxKeyStreams + 3));
+
+    /// <summary>
+    /// Writes the split form of <paramref name="input"/> to <paramref name="output"/> (at least
+    /// <see cref="MaxSplitLength"/> bytes) and returns its length, or -1 when the model covers
+    /// less than half the input (the plain codec then does as well, for less work).
+    /// </summary>
+    public static int Split(ReadOnlySpan<byte> input, Span<byte> output)
+    {
+        var walker = Walker.Rent();
+        // Values are noted as (stream, start, length) into the input while the skeleton is written,
+        // then copied stream by stream: one pass over the input, one over the values.
+        int maxValues = input.Length;
+        int[] starts = ArrayPool<int>.Shared.Rent(maxValues);
+        int[] lengths = ArrayPool<int>.Shared.Rent(maxValues);
+        byte[] streams = ArrayPool<byte>.Shared.Rent(maxValues);
+        byte[] skeleton = ArrayPool<byte>.Shared.Rent(input.Length);
+        try
+        {
+            int values = 0, skeletonLength = 0, i = 0, tailStart = input.Length;
+            Span<int> streamLengths = stackalloc int[MaxKeyStreams + 1];
+            streamLengths.Clear();
+            while (i < input.Length)
+            {
+                byte b = input[i];
+                if (b == '"')
+                {
+                    int end = EndOfString(input, i + 1);
+                    if (end < 0)
+                    {
+                        tailStart = i;
+                        break;
+                    }
+
+                    if (walker.ExpectsKey)
+                    {
+                        input[i..end].CopyTo(skeleton.AsSpan(skeletonLength));
+                        skeletonLength += end - i;
+                        walker.Key(input, i + 1, end - i - 2);
+                    }
+                    else
+                    {
+                        skeleton[skeletonLength++] = (byte)'"';
+                        int stream = walker.ValueStream;
+                        streams[values] = (byte)stream;
+                        starts[values] = i + 1;
+                        lengths[values++] = end - i - 1;
+                        streamLengths[stream] += end - i - 1;
+                        walker.Value();
+                    }
+
+                    i = end;
+                }
+                else if (b == '-' || (uint)(b - '0') <= 9)
+                {
+                    int end = i + 1;
+                    while (end < input.Length && IsNumberByte(input[end]))
+                    {
+                        end++;
+                    }
+
+                    int stream = walker.ValueStream;
+                    starts[values] = i;
+                    // A negative length marks a number: its stream entry is a varint (the stream's
+                    // top bit set, parsed again when copied) or its text and a terminator.
+                    lengths[values] = -(end - i);
+                    if (TryDecimal(input[i..end], out long digits, out int fraction))
+                    {
+                        skeleton[skeletonLength++] = (byte)(DecimalMark + fraction);
+                        streams[values++] = (byte)(stream | BinaryNumber);
+                        streamLengths[stream] += VarintLength(ZigZag(digits));
+                    }
+                    else
+                    {
+                        skeleton[skeletonLength++] = NumberMark;
+                        streams[values++] = (byte)stream;
+                        streamLengths[stream] += end - i + 1;
+                    }
+
+                    walker.Value();
+                    i = end;
+                }
+                else if ((b < 0x20 && b is not ((byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')) || !walker.Structural(b))
+                {
+                    tailStart = i;
+                    break;
+                }
+                else
+                {
+                    skeleton[skeletonLength++] = b;
+                    i++;
+                }
+            }
+
+            if (tailStart < input.Length / 2)
+            {
+                return -1;
+            }
+
+            int streamCount = walker.StreamCount;
+            int head = WriteVarint(output, skeletonLength);
+            head += WriteVarint(output[head..], streamCount);
+            for (int s = 0; s < streamCount; s++)
+            {
+                head += WriteVarint(output[head..], streamLengths[s]);
+            }
+
+            skeleton.AsSpan(0, skeletonLength).CopyTo(output[head..]);
+            int position = head + skeletonLength;
+            // Each stream's next write position: its values go in input order.
+            Span<int> next = stackalloc int[MaxKeyStreams + 1];
+            for (int s = 0; s < streamCount; s++)
+            {
+                next[s] = position;
+                position += streamLengths[s];
+            }
+
+            for (int v = 0; v < values; v++)
+            {
+                int length = lengths[v];
+                ref int at = ref next[streams[v] & ~BinaryNumber];
+                if ((streams[v] & BinaryNumber) != 0)
+                {
+                    TryDecimal(input.Slice(starts[v], -length), out long digits, out _);
+                    at += WriteVarint(output[at..], ZigZag(digits));
+                }
+                else if (length < 0)
+                {
+                    input.Slice(starts[v], -length).CopyTo(output[at..]);
+                    at -= length;
+                    output[at++] = NumberEnd;
+                }
+                else
+                {
+                    input.Slice(starts[v], length).CopyTo(output[at..]);
+                    at += length;
+                }
+            }
+
+            input[tailStart..].CopyTo(output[position..]);
+            return position + input.Length - tailStart;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(skeleton);
+            ArrayPool<byte>.Shared.Return(streams);
+            ArrayPool<int>.Shared.Return(lengths);
+            ArrayPool<int>.Shared.Return(starts);
+            Walker.Return(walker);
+        }
+    }
+
+    /// <summary>Rebuilds the input of <see cref="Split"/> into <paramref name="output"/>, which must be its exact length.</summary>
+    public static void Join(ReadOnlySpan<byte> split, Span<byte> output)
+    {
+        int offset = 0;
+        int skeletonLength = ReadLength(split, ref offset);
+        int streamCount = ReadLength(split, ref offset);
+        if (streamCount > MaxKeyStreams + 1)
+        {
+            throw Corrupt();
+        }
+
+        Span<int> next = stackalloc int[MaxKeyStreams + 1];
+        Span<int> ends = stackalloc int[MaxKeyStreams + 1];
+        Span<int> lengths = stackalloc int[MaxKeyStreams + 1];
+        for (int s = 0; s < streamCount; s++)
+        {
+            lengths[s] = ReadLength(split, ref offset);
+        }
+
+        var skeleton = Slice(split, offset, skeletonLength);
+        long position = offset + skeletonLength;
+        for (int s = 0; s < streamCount; s++)
+        {
+            next[s] = (int)position;
+            position += lengths[s];
+            ends[s] = (int)Math.Min(position, int.MaxValue);
+        }
+
+        if (position > split.Length)
+        {
+            throw Corrupt();
+        }
+
+        var walker = Walker.Rent();
+        try
+        {
+            int written = 0;
+            for (int j = 0; j < skeleton.Length; j++)
+            {
+                byte b = skeleton[j];
+                if (b == '"' && walker.ExpectsKey)
+                {
+                    int end = EndOfString(skeleton, j + 1);
+                    if (end < 0)
+                    {
+                        throw Corrupt();
+                    }
+
+                    written += Copy(skeleton[j..end], output, written);
+                    walker.Key(skeleton, j + 1, end - j - 2);
+                    j = end - 1;
+                }
+                else if (b is >= DecimalMark and <= DecimalMark + MaxFractionDigits)
+                {
+                    int stream = walker.ValueStream;
+                    if (stream >= streamCount)
+                    {
+                        throw Corrupt();
+                    }
+
+                    int at = next[stream];
+                    ulong value = ReadVarint(split[..ends[stream]], ref at);
+                    long digits = UnZigZag(value);
+                    if (digits is < -999_999_999_999_999_999 or > 999_999_999_999_999_999)
+                    {
+                        throw Corrupt();
+                    }
+
+                    written += WriteDecimal(digits, b - DecimalMark, output[written..]);
+                    next[stream] = at;
+                    walker.Value();
+                }
+                else if (b is (byte)'"' or NumberMark)
+                {
+                    int stream = walker.ValueStream;
+                    if (stream >= streamCount)
+                    {
+                        throw Corrupt();
+                    }
+
+                    var rest = split[next[stream]..ends[stream]];
+                    int length = b == NumberMark ? rest.IndexOf(NumberEnd) : EndOfString(rest, 0);
+                    if (length < 0)
+                    {
+                        throw Corrupt();
+                    }
+
+                    if (b == '"')
+                    {
+                        output[written++] = b;
+                    }
+
+                    written += Copy(rest[..length], output, written);
+                    next[stream] += b == NumberMark ? length + 1 : length;
+                    walker.Value();
+                }
+                else if (walker.Structural(b))
+                {
+                    output[written++] = b;
+                }
+                else
+                {
+                    throw Corrupt();
+                }
+            }
+
+            written += Copy(split[(int)position..], output, written);
+            if (written != output.Length)
+            {
+                throw Corrupt();
+            }
+        }
+        catch (IndexOutOfRangeException e)
+        {
+            throw new InvalidDataException("A stored body is corrupt: its JSON columns do not rebuild to the recorded length.", e);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException("A stored body is corrupt: its JSON columns do not rebuild to the recorded length.", e);
+        }
+        finally
+        {
+            Walker.Return(walker);
+        }
+    }
+
+    private static int Copy(ReadOnlySpan<byte> source, Span<byte> output, int at)
+    {
+        source.CopyTo(output[at..]);
+        return source.Length;
+    }
+
+    private static ReadOnlySpan<byte> Slice(ReadOnlySpan<byte> source, int offset, int length) =>
+        (long)offset + length <= source.Length ? source.Slice(offset, length) : throw Corrupt();
+
+    private static InvalidDataException Corrupt() =>
+        new("A stored body is corrupt: its JSON columns do not rebuild to the recorded length.");
+
+    private static bool IsNumberByte(byte b) => (uint)(b - '0') <= 9 || b is (byte)'.' or (byte)'e' or (byte)'E' or (byte)'+' or (byte)'-';
+
+    /// <summary>The index just past the closing quote of a string whose content starts at <paramref name="start"/>, or -1.</summary>
+    private static int EndOfString(ReadOnlySpan<byte> source, int start)
+    {
+        int i = start;
+        while (true)
+        {
+            int found = source[i..].IndexOfAny((byte)'"', (byte)'\\');
+            if (found < 0)
+            {
+                return -1;
+            }
+
+            i += found;
+            if (source[i] == '"')
+            {
+                return i + 1;
+            }
+
+            // A backslash escapes the byte after it, whatever it is.
+            i += 2;
+            if (i > source.Length)
+            {
+                return -1;
+            }
+        }
+    }
+
+    private static int WriteVarint(Span<byte> destination, int value) => WriteVarint(destination, (uint)value);
+
+    private static int WriteVarint(Span<byte> destination, ulong v)
+    {
+        int i = 0;
+        while (v >= 0x80)
+        {
+            destination[i++] = (byte)(v | 0x80);
+            v >>= 7;
+        }
+
+        destination[i++] = (byte)v;
+        return i;
+    }
+
+    private static int VarintLength(ulong v)
+    {
+        int length = 1;
+        while (v >= 0x80)
+        {
+            v >>= 7;
+            length++;
+        }
+
+        return length;
+    }
+
+    private static ulong ZigZag(long value) => (ulong)((value << 1) ^ (value >> 63));
+
+    private static long UnZigZag(ulong value) => (long)(value >> 1) ^ -(long)(value & 1);
+
+    /// <summary>
+    /// Whether <paramref name="text"/> is a decimal that <see cref="WriteDecimal"/> writes back
+    /// byte for byte from its digits (as one integer, sign included) and fraction digit count: an
+    /// optional minus, an integer part without leading zeros, at most
+    /// <see cref="MaxFractionDigits"/> fraction digits, no exponent, not a negative zero.
+    /// </summary>
+    private static bool TryDecimal(ReadOnlySpan<byte> text, out long digits, out int fraction)
+    {
+        digits = 0;
+        fraction = 0;
+        bool negative = text.Length > 0 && text[0] == '-';
+        int i = negative ? 1 : 0, count = 0, point = -1;
+        for (; i < text.Length; i++)
+        {
+            byte b = text[i];
+            if ((uint)(b - '0') <= 9)
+            {
+                // Past MaxDecimalDigits the number stays text: stop before a long overflows.
+                if (++count <= MaxDecimalDigits)
+                {
+                    digits = (digits * 10) + (b - '0');
+                }
+            }
+            else if (b == '.' && point < 0)
+            {
+                point = i;
+            }
+            else
+            {
+                return false;
+            }
+        }
+
+        int first = negative ? 1 : 0;
+        int integerDigits = point < 0 ? text.Length - first : point - first;
+        fraction = point < 0 ? 0 : text.Length - point - 1;
+        bool canonical = count is > 0 and <= MaxDecimalDigits && integerDigits > 0 && fraction <= MaxFractionDigits
+            && (point < 0 || fraction > 0) && (integerDigits == 1 || text[first] != '0') && !(negative && digits == 0);
+        digits = negative ? -digits : digits;
+        return canonical;
+    }
+
+    /// <summary>Writes the decimal <see cref="TryDecimal"/> read; the number of bytes written.</summary>
+    private static int WriteDecimal(long digits, int fraction, Span<byte> output)
+    {
+        // Digits right to left into a scratch buffer: the fraction, the point, then at least one integer digit.
+        Span<byte> text = stackalloc byte[24];
+        ulong magnitude = digits < 0 ? (ulong)-digits : (ulong)digits;
+        int at = text.Length;
+        for (int d = 0; d < fraction; d++)
+        {
+            text[--at] = (byte)('0' + (magnitude % 10));
+            magnitude /= 10;
+        }
+
+        if (fraction > 0)
+        {
+            text[--at] = (byte)'.';
+        }
+
+        do
+        {
+            text[--at] = (byte)('0' + (magnitude % 10));
+            magnitude /= 10;
+        }
+        while (magnitude > 0);
+
+        if (digits < 0)
+        {
+            text[--at] = (byte)'-';
+        }
+
+        text[at..].CopyTo(output);
+        return text.Length - at;
+    }
+
+    private static int ReadLength(ReadOnlySpan<byte> source, ref int offset)
+    {
+        uint value = 0;
+        for (int shift = 0; shift < 32 && offset < source.Length; shift += 7)
+        {
+            byte b = source[offset++];
+            value |= (uint)(b & 0x7F) << shift;
+            if (b < 0x80)
+            {
+                return value <= int.MaxValue ? (int)value : throw Corrupt();
+            }
+        }
+
+        throw Corrupt();
+    }
+
+    private static ulong ReadVarint(ReadOnlySpan<byte> source, ref int offset)
+    {
+        ulong value = 0;
+        for (int shift = 0; shift < 64 && offset < source.Length; shift += 7)
+        {
+            byte b = source[offset++];
+            value |= (ulong)(b & 0x7F) << shift;
+            if (b < 0x80)
+            {
+                return value;
+            }
+        }
+
+        throw Corrupt();
+    }
+
+    /// <summary>
+    /// The structure state both directions share: open containers, which stream each one's values
+    /// go to, whether a key is expected, and the keys seen (by position in the skeleton's source,
+    /// identical bytes in both directions).
+    /// </summary>
+    private sealed class Walker
+    {
+        [ThreadStatic]
+        private static Walker? t_cached;
+
+        private readonly bool[] _isObject = new bool[MaxDepth];
+        private readonly int[] _stream = new int[MaxDepth];
+        // The stream of the key that last followed a key of each stream (0: none yet).
+        private readonly int[] _following = new int[MaxKeyStreams + 1];
+        private readonly int[] _keyStarts = new int[MaxKeyStreams];
+        private readonly int[] _keyLengths = new int[MaxKeyStreams];
+        private int _depth;
+        private int _keys;
+        private int _usedStreams;
+
+        public bool ExpectsKey { get; private set; }
+
+        /// <summary>The stream a value here goes to: its key's in an object, the array's own key's in an array, 0 at the top.</summary>
+        public int ValueStream => _depth == 0 ? 0 : _stream[_depth - 1];
+
+        public int StreamCount => _usedStreams;
+
+        public static Walker Rent()
+        {
+            var walker = t_cached ?? new Walker();
+            t_cached = null;
+            walker._depth = 0;
+            walker._keys = 0;
+            walker._usedStreams = 0;
+            Array.Clear(walker._following);
+            walker.ExpectsKey = false;
+            return walker;
+        }
+
+        public static void Return(Walker walker) => t_cached = walker;
+
+        /// <summary>Notes a key (the content between its quotes, in <paramref name="source"/>) and sends the values after it to its stream.</summary>
+        public void Key(ReadOnlySpan<byte> source, int start, int length)
+        {
+            ExpectsKey = false;
+            var key = source.Slice(start, length);
+            // Records repeat their keys in order: the key that followed the previous one last time
+            // is tried first, then every known key. Only the speed depends on the guess; a key's
+            // stream is its first occurrence's either way.
+            int previous = _stream[_depth - 1];
+            int guess = _following[previous];
+            int stream = 0;
+            if (guess > 0 && Matches(source, guess - 1, key))
+            {
+                stream = guess;
+            }
+            else
+            {
+                for (int k = 0; k < _keys; k++)
+                {
+                    if (Matches(source, k, key))
+                    {
+                        stream = k + 1;
+                        break;
+                    }
+                }
+            }
+
+            if (stream == 0 && _keys < MaxKeyStreams)
+            {
+                _keyStarts[_keys] = start;
+                _keyLengths[_keys++] = length;
+                stream = _keys;
+            }
+
+            _following[previous] = stream;
+            _stream[_depth - 1] = stream;
+        }
+
+        private bool Matches(ReadOnlySpan<byte> source, int k, ReadOnlySpan<byte> key) =>
+            _keyLengths[k] == key.Length && source.Slice(_keyStarts[k], key.Length).SequenceEqual(key);
+
+        public void Value()
+        {
+            ExpectsKey = false;
+            _usedStreams = Math.Max(_usedStreams, ValueStream + 1);
+        }
+
+        /// <summary>Follows one structural byte; false when it would open a container past <see cref="MaxDepth"/>.</summary>
+        public bool Structural(byte b)
+        {
+            switch (b)
+            {
+                case (byte)'{' or (byte)'[':
+                    if (_depth == MaxDepth)
+                    {
+                        return false;
+                    }
+
+                    _stream[_depth] = ValueStream;
+                    _isObject[_depth++] = b == '{';
+                    ExpectsKey = b == '{';
+                    break;
+                case (byte)'}' or (byte)']':
+                    if (_depth > 0)
+                    {
+                        _depth--;
+                    }
+
+                    ExpectsKey = false;
+                    break;
+                case (byte)',':
+                    ExpectsKey = _depth > 0 && _isObject[_depth - 1];
+                    break;
+                case (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r':
+                    break;
+                default:
+                    ExpectsKey = false;
+                    break;
+            }
+
+            return true;
+        }
+    }
+}
