@@ -27,6 +27,10 @@ internal static class SearchText
     /// </summary>
     public const int MaxBodyBytes = 512;
 
+    // Per ASCII character: itself lower-cased when char.IsLetterOrDigit holds for it, else 0;
+    // built from those two functions, so the table and the non-ASCII path cannot disagree.
+    private static readonly byte[] AsciiWordChars = BuildAsciiWordChars();
+
     // One writer per thread: Build runs on the ingest path of every span, in parallel (EncodedSpan.EncodeAll).
     [ThreadStatic]
     private static TermWriter? t_writer;
@@ -61,6 +65,17 @@ internal static class SearchText
         var writer = Writer();
         writer.Append(query);
         return writer.Take()?.Split(' ') ?? [];
+    }
+
+    private static byte[] BuildAsciiWordChars()
+    {
+        var table = new byte[128];
+        for (int c = 0; c < table.Length; c++)
+        {
+            table[c] = char.IsLetterOrDigit((char)c) ? (byte)char.ToLowerInvariant((char)c) : (byte)0;
+        }
+
+        return table;
     }
 
     private static TermWriter Writer()
@@ -149,37 +164,49 @@ internal static class SearchText
                 Array.Resize(ref _text, Math.Max(_text.Length * 2, _length + text.Length + 1));
             }
 
+            char[] output = _text;
+            int length = _length;
             int i = 0;
             while (i < text.Length)
             {
-                if (!char.IsLetterOrDigit(text[i]))
+                char c = WordChar(text[i++]);
+                if (c == '\0')
                 {
-                    i++;
                     continue;
                 }
 
-                int mark = _length;
-                if (_length > 0)
+                int mark = length;
+                if (length > 0)
                 {
-                    _text[_length++] = ' ';
+                    output[length++] = ' ';
                 }
 
-                int start = _length;
+                int start = length;
                 uint hash = 2166136261;
-                do
+                while (true)
                 {
-                    char c = char.ToLowerInvariant(text[i++]);
-                    _text[_length++] = c;
+                    output[length++] = c;
                     hash = (hash ^ c) * 16777619;
+                    if (i == text.Length || (c = WordChar(text[i++])) == '\0')
+                    {
+                        break;
+                    }
                 }
-                while (i < text.Length && char.IsLetterOrDigit(text[i]));
 
-                if (!Add(start, _length - start, hash))
+                if (!Add(start, length - start, hash))
                 {
-                    _length = mark;
+                    length = mark;
                 }
             }
+
+            _length = length;
         }
+
+        // The character lower-cased when it belongs to a word, else '\0'. ASCII (nearly all of
+        // what is indexed: hosts, paths, JSON) from a table: char.IsLetterOrDigit and
+        // ToLowerInvariant per character were most of this writer's time (bench/README.md, "Backend").
+        private static char WordChar(char c) =>
+            c < 128 ? (char)AsciiWordChars[c] : char.IsLetterOrDigit(c) ? char.ToLowerInvariant(c) : '\0';
 
         // Adds the word at start; false when the same word is already in the set.
         private bool Add(int start, int length, uint hash)

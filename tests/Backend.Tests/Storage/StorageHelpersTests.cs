@@ -31,6 +31,20 @@ public sealed class StorageHelpersTests
     }
 
     [Fact]
+    public void SearchText_SplitsAndLowerCasesEveryCharacterAsUnicodeLettersAndDigitsDo()
+    {
+        // Each character of the first 1,024 (ASCII, Latin-1, Greek, Cyrillic) between two words:
+        // a letter or digit joins them into one lower-cased word, anything else separates them.
+        for (int c = 1; c < 1024; c++)
+        {
+            char ch = (char)c;
+            string expected = char.IsLetterOrDigit(ch) ? "ab" + char.ToLowerInvariant(ch) + "cd" : "ab cd";
+
+            Assert.Equal(expected, SearchText.Build(null, "aB" + ch + "Cd", null, default, default));
+        }
+    }
+
+    [Fact]
     public void SearchText_TermsAreDistinctAcrossManyWords()
     {
         // More distinct words than the writer's first table holds, each twice.

@@ -553,16 +553,23 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         // FTS5 writes its pending terms to disk at each savepoint: a segment per span, merged
         // again and again (40 % of the ingest profile). This way the terms gather in FTS5's
         // memory and are written once, at the commit (bench/README.md, "Backend").
-        var exists = _spanExists ??= PrepareRaw(writer, "SELECT 1 FROM spans WHERE id = ?1");
         var insert = _indexSpan ??= PrepareRaw(writer, "INSERT INTO spans_fts (rowid, body) VALUES (?1, ?2)");
         var db = writer.Handle!;
+        // A span retention deleted since it was read is not indexed (its id is never reused either
+        // way). One range scan over the pass's ids, walked beside them (both ascending): a lookup
+        // per span was a B-tree descent each, under the write lock.
+        var existing = ExistingIds(writer, rows);
+        int next = 0;
         var filters = new Dictionary<long, byte[]>();
         for (int i = 0; i < rows.Count; i++)
         {
             long spanId = rows.Ids[i];
-            // A span retention deleted since it was read is not indexed (its id is never reused either way).
-            raw.sqlite3_bind_int64(exists, 1, spanId);
-            if (Step(exists, db) != raw.SQLITE_ROW)
+            while (next < existing.Count && existing[next] < spanId)
+            {
+                next++;
+            }
+
+            if (next == existing.Count || existing[next] != spanId)
             {
                 continue;
             }
@@ -596,6 +603,33 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         transaction.Commit();
+    }
+
+    // The ids of spans still present between the pass's first and last id, ascending.
+    private List<long> ExistingIds(SqliteConnection writer, IndexRows rows)
+    {
+        var ids = new List<long>(rows.Count);
+        if (rows.Count == 0)
+        {
+            return ids;
+        }
+
+        var range = _spanExists ??= PrepareRaw(writer, "SELECT id FROM spans WHERE id BETWEEN ?1 AND ?2 ORDER BY id");
+        raw.sqlite3_bind_int64(range, 1, rows.Ids[0]);
+        raw.sqlite3_bind_int64(range, 2, rows.Ids[^1]);
+        int rc;
+        while ((rc = raw.sqlite3_step(range)) == raw.SQLITE_ROW)
+        {
+            ids.Add(raw.sqlite3_column_int64(range, 0));
+        }
+
+        raw.sqlite3_reset(range);
+        if (rc != raw.SQLITE_DONE)
+        {
+            SqliteException.ThrowExceptionForRC(rc, writer.Handle!);
+        }
+
+        return ids;
     }
 
     // ORs a pass's filters into their blocks' rows (a block's spans can come in several passes).
