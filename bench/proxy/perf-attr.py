@@ -28,13 +28,27 @@ PASS_THROUGH = (
 )
 
 
+# A JIT build's frames (AGENT_JIT=1, named through the runtime's perf map) read
+# "... [SpIstio.Agent] SpIstio.Agent.Proxy.X+<M>d__15::MoveNext()[OptimizedTier1]": named here as the
+# AOT build names them (SpIstio_..._X__M), so the same pass-through list and FUNCTION names apply.
+JIT_FRAME = re.compile(r"\[SpIstio\.[A-Za-z.]+\] SpIstio\.([^:(\[ ]+)::([^(\[ ]+)")
+
+
+def aot_name(symbol):
+    m = JIT_FRAME.search(symbol)
+    if not m:
+        return symbol
+    name = "SpIstio_" + m.group(1).replace(".", "_") + "__" + m.group(2)
+    return re.sub(r"\+<([A-Za-z_]+)>d__[0-9]+__MoveNext$", r"__\1", name)
+
+
 def samples(path):
     with open(path, encoding="utf-8", errors="replace") as f:
         for block in f.read().split("\n\n"):
             lines = [l for l in block.split("\n")[1:] if l.strip()]
             if lines:
                 # "addr symbol+0xoff (dso)" -> symbol; leaf first.
-                yield [re.sub(r"\+0x[0-9a-f]+ \(.*\)$", "", l.strip().split(None, 1)[-1]) for l in lines]
+                yield [aot_name(re.sub(r"\+0x[0-9a-f]+ \(.*\)$", "", l.strip().split(None, 1)[-1])) for l in lines]
 
 
 def main():

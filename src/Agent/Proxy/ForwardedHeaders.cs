@@ -16,16 +16,31 @@ internal static class ForwardedHeaders
     {
         var headers = proxyRequest.Headers;
         var request = context.Request;
+        var incoming = request.Headers;
         var remote = context.Connection.RemoteIpAddress;
-        Set(headers, "X-Forwarded-For", remote?.ToString());
-        Set(headers, "X-Forwarded-Proto", request.Scheme);
-        Set(headers, "X-Forwarded-Host", request.Host.HasValue ? request.Host.Value : null);
-        Set(headers, "X-Forwarded-Prefix", request.PathBase.HasValue ? request.PathBase.Value : null);
+        Replace(headers, incoming, "X-Forwarded-For", remote?.ToString());
+        Replace(headers, incoming, "X-Forwarded-Proto", request.Scheme);
+        Replace(headers, incoming, "X-Forwarded-Host", request.Host.HasValue ? request.Host.Value : null);
+        Replace(headers, incoming, "X-Forwarded-Prefix", request.PathBase.HasValue ? request.PathBase.Value : null);
     }
 
-    private static void Set(HttpRequestHeaders headers, string name, string? value)
+    /// <summary>
+    /// Sets <paramref name="name"/> on the forwarded request to <paramref name="value"/> alone (none
+    /// when it is null or empty), whatever the client sent under that name in any case.
+    /// </summary>
+    /// <remarks>
+    /// YARP's default head copy put the field on the forwarded request only if the client sent it,
+    /// and most requests carry none of the agent's fields: <see cref="HttpHeaders.Remove(string)"/>
+    /// of an absent name still parses it into a header descriptor and searches the outgoing head
+    /// (~40 ns a field, seven fields an exchange), where Kestrel's lookup of the incoming head is cheaper.
+    /// </remarks>
+    public static void Replace(HttpRequestHeaders headers, IHeaderDictionary incoming, string name, string? value)
     {
-        headers.Remove(name);
+        if (incoming.ContainsKey(name))
+        {
+            headers.Remove(name);
+        }
+
         if (!string.IsNullOrEmpty(value))
         {
             headers.TryAddWithoutValidation(name, value);

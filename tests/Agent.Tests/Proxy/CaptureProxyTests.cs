@@ -463,6 +463,32 @@ public sealed class CaptureProxyTests
     }
 
     [Fact]
+    public async Task Forwarded_headers_sent_by_the_client_are_replaced_not_repeated()
+    {
+        var seen = new TaskCompletionSource<Dictionary<string, string?[]>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var upstream = await TestUpstream.StartAsync(context =>
+        {
+            seen.SetResult(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToArray(), StringComparer.OrdinalIgnoreCase));
+            return Task.CompletedTask;
+        });
+        await using var proxy = await ProxyHarness.StartAsync(upstream.Address);
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/spoofed");
+        request.Headers.TryAddWithoutValidation("X-FORWARDED-FOR", "203.0.113.7");
+        request.Headers.TryAddWithoutValidation("x-forwarded-proto", "https");
+        request.Headers.TryAddWithoutValidation("X-Forwarded-Host", "evil.example");
+        request.Headers.TryAddWithoutValidation("X-Forwarded-Prefix", "/admin");
+
+        using var response = await proxy.Client.SendAsync(request);
+
+        var headers = await seen.Task;
+        Assert.Equal("127.0.0.1", Assert.Single(headers["x-forwarded-for"]));
+        Assert.Equal("http", Assert.Single(headers["x-forwarded-proto"]));
+        Assert.Equal(proxy.Server.Address.Authority, Assert.Single(headers["x-forwarded-host"]));
+        // The proxy has no path base: a prefix the client claimed is not passed on.
+        Assert.False(headers.ContainsKey("x-forwarded-prefix"));
+    }
+
+    [Fact]
     public async Task Exempt_requests_are_forwarded_untouched_and_not_captured()
     {
         var seen = new TaskCompletionSource<Dictionary<string, string>>(TaskCreationOptions.RunContinuationsAsynchronously);
