@@ -77,4 +77,5 @@ for r in $(seq 1 $ROUNDS); do
   if (( r % 2 )); then cell $CA $PID_A $ADMA capA; cell $CB $PID_B $ADMB capB; else cell $CB $PID_B $ADMB capB; cell $CA $PID_A $ADMA capA; fi
 done
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
-for x in A B; do adm=$([[ $x == A ]] && echo $ADMA || echo $ADMB); echo "cap$x dropped $(metric $adm sp_export_dropped_total)"; done
+# Dropped: exchanges refused at the exporter's byte budget; cut: bodies cut short because the budget was full when they came.
+for x in A B; do adm=$([[ $x == A ]] && echo $ADMA || echo $ADMB); echo "cap$x dropped $(metric $adm sp_export_dropped_total), cut $(metric $adm sp_capture_budget_exceeded_total)"; done
