@@ -173,7 +173,7 @@ internal static class BodyCodec
     }
 
     /// <summary>Encodes a string as UTF-8; null for null or empty.</summary>
-    public static byte[]? EncodeString(string? text, CodecDictionary? dictionary = null)
+    public static byte[]? EncodeString(string? text, CodecDictionary? dictionary = null, bool jsonColumns = true)
     {
         if (string.IsNullOrEmpty(text))
         {
@@ -185,7 +185,7 @@ internal static class BodyCodec
         try
         {
             int length = Encoding.UTF8.GetBytes(text, rented);
-            return Encode(rented.AsSpan(0, length), dictionary);
+            return Encode(rented.AsSpan(0, length), dictionary, jsonColumns);
         }
         finally
         {

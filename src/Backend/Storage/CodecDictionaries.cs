@@ -80,18 +80,24 @@ internal sealed class CodecDictionaries : IDisposable
     private readonly Func<long, (long TenantId, byte[] Bytes)?> _loadById;
     private readonly Func<long, byte[], Task<long>> _save;
     private readonly ILogger _logger;
+
+    // Whether samples are taken in the JSON column form and dictionaries marked for it (the store's choice).
+    private readonly bool _jsonColumns;
     private bool _disposed;
 
     /// <param name="loadLatest">The newest dictionary saved for a tenant, or null.</param>
     /// <param name="loadById">A dictionary by id (a rare, synchronous read while decoding), or null.</param>
     /// <param name="save">Saves a tenant's new dictionary and returns its id.</param>
     /// <param name="logger">Training outcomes.</param>
+    /// <param name="jsonColumns">Whether the store writes JSON values as columns (codec 4): dictionaries are then trained on that form.</param>
     public CodecDictionaries(
         Func<long, CancellationToken, Task<(long Id, byte[] Bytes)?>> loadLatest,
         Func<long, (long TenantId, byte[] Bytes)?> loadById,
         Func<long, byte[], Task<long>> save,
-        ILogger logger)
+        ILogger logger,
+        bool jsonColumns = true)
     {
+        _jsonColumns = jsonColumns;
         _loadLatest = loadLatest;
         _loadById = loadById;
         _save = save;
@@ -211,7 +217,8 @@ internal sealed class CodecDictionaries : IDisposable
 
         // The form the codec compresses, of the value's start: a split of the first SampleBytes
         // models the same keys and columns as the whole body's split.
-        byte[] sample = BodyCodec.DictionarySample(value[..Math.Min(value.Length, SampleBytes)]);
+        var start = value[..Math.Min(value.Length, SampleBytes)];
+        byte[] sample = _jsonColumns ? BodyCodec.DictionarySample(start) : start.ToArray();
         if (Interlocked.Add(ref _sampleBytes, sample.Length) > MaxSampleBytes)
         {
             Interlocked.Add(ref _sampleBytes, -sample.Length);
@@ -234,8 +241,11 @@ internal sealed class CodecDictionaries : IDisposable
         try
         {
             byte[] bytes = DictBuilder.TrainFromBuffer(samples, DictionaryBytes);
-            // The samples are split forms (AddSample), so this dictionary serves JSON columns.
-            CodecDictionary.MarkTrainedOnJsonColumns(bytes);
+            if (_jsonColumns)
+            {
+                // The samples are split forms (AddSample), so this dictionary serves JSON columns.
+                CodecDictionary.MarkTrainedOnJsonColumns(bytes);
+            }
             long id = await _save(tenantId, bytes).ConfigureAwait(false);
             if (_disposed)
             {

@@ -23,18 +23,20 @@ internal sealed class EncodedBatch
     private readonly IReadOnlyList<StoredSpan> _spans;
     private readonly CodecDictionary? _dictionary;
     private readonly bool _searchText;
+    private readonly bool _jsonColumns;
     private readonly EncodedSpan[] _encoded;
     private readonly bool[] _done;
     private readonly Exception?[] _errors;
     private readonly int _chunks;
     private int _claimed = -1;
 
-    public EncodedBatch(IReadOnlyList<StoredSpan> spans, CodecDictionary? dictionary, bool searchText)
+    public EncodedBatch(IReadOnlyList<StoredSpan> spans, CodecDictionary? dictionary, bool searchText, bool jsonColumns)
     {
         ArgumentNullException.ThrowIfNull(spans);
         _spans = spans;
         _dictionary = dictionary;
         _searchText = searchText;
+        _jsonColumns = jsonColumns;
         _encoded = new EncodedSpan[spans.Count];
         _chunks = (spans.Count + ChunkSpans - 1) / ChunkSpans;
         _done = new bool[_chunks];
@@ -91,7 +93,7 @@ internal sealed class EncodedBatch
             int end = Math.Min(_encoded.Length, (chunk + 1) * ChunkSpans);
             for (int i = chunk * ChunkSpans; i < end; i++)
             {
-                _encoded[i] = EncodedSpan.Encode(_spans[i], _dictionary, _searchText);
+                _encoded[i] = EncodedSpan.Encode(_spans[i], _dictionary, _searchText, _jsonColumns);
             }
         }
         catch (Exception e)

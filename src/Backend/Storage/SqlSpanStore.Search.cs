@@ -60,7 +60,7 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
 
     /// <summary>This store's per-tenant compression dictionaries.</summary>
     internal CodecDictionaries Dictionaries => LazyInitializer.EnsureInitialized(ref _dictionaries, () => new CodecDictionaries(
-        LoadLatestDictionaryAsync, id => LoadDictionaryAsync(id).GetAwaiter().GetResult(), SaveDictionaryAsync, Logger));
+        LoadLatestDictionaryAsync, id => LoadDictionaryAsync(id).GetAwaiter().GetResult(), SaveDictionaryAsync, Logger, JsonColumnValues));
 
     public long IndexedUpTo => Interlocked.Read(ref _indexedUpTo);
 
@@ -130,11 +130,19 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// </summary>
     protected virtual bool SearchTextOnIngest => false;
 
+    /// <summary>
+    /// Whether JSON values are stored as <see cref="JsonColumns"/> (codec 4) and the tenants'
+    /// dictionaries trained on that form: smaller values for more CPU a span at ingest
+    /// (bench/README.md, "Where the targets stand"). A store whose rows take no fewer pages for
+    /// it keeps plain zstd.
+    /// </summary>
+    protected internal virtual bool JsonColumnValues => true;
+
     /// <summary>Encodes a batch with the tenant's dictionary and feeds the dictionary's training.</summary>
     protected async Task<EncodedSpan[]> EncodeAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
     {
         var dictionary = await Dictionaries.ForTenantAsync(tenantId, cancellationToken).ConfigureAwait(false);
-        var encoded = EncodedSpan.EncodeAll(spans, dictionary, SearchTextOnIngest);
+        var encoded = EncodedSpan.EncodeAll(spans, dictionary, SearchTextOnIngest, JsonColumnValues);
         if (dictionary is null)
         {
             Dictionaries.Observe(tenantId, encoded);

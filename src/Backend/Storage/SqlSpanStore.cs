@@ -903,20 +903,21 @@ internal sealed class EncodedSpan
     /// Encodes a batch (with the tenant's dictionary when it has one); compression is the costly
     /// part of ingest, so large batches use both cores. <paramref name="searchText"/> also builds
     /// each span's search text there, from the bodies at hand, so the indexer need not read and
-    /// decompress them again.
+    /// decompress them again. <paramref name="jsonColumns"/> false keeps JSON values to plain zstd
+    /// (<see cref="SqlSpanStore.JsonColumnValues"/>).
     /// </summary>
-    public static EncodedSpan[] EncodeAll(IReadOnlyList<StoredSpan> spans, CodecDictionary? dictionary = null, bool searchText = false)
+    public static EncodedSpan[] EncodeAll(IReadOnlyList<StoredSpan> spans, CodecDictionary? dictionary = null, bool searchText = false, bool jsonColumns = true)
     {
         var result = new EncodedSpan[spans.Count];
         if (spans.Count >= 64)
         {
-            Parallel.For(0, spans.Count, i => result[i] = Encode(spans[i], dictionary, searchText));
+            Parallel.For(0, spans.Count, i => result[i] = Encode(spans[i], dictionary, searchText, jsonColumns));
         }
         else
         {
             for (int i = 0; i < spans.Count; i++)
             {
-                result[i] = Encode(spans[i], dictionary, searchText);
+                result[i] = Encode(spans[i], dictionary, searchText, jsonColumns);
             }
         }
 
@@ -924,19 +925,19 @@ internal sealed class EncodedSpan
     }
 
     /// <summary>Encodes one span (see <see cref="EncodeAll"/>).</summary>
-    internal static EncodedSpan Encode(StoredSpan span, CodecDictionary? dictionary, bool searchText)
+    internal static EncodedSpan Encode(StoredSpan span, CodecDictionary? dictionary, bool searchText, bool jsonColumns)
     {
         ArgumentNullException.ThrowIfNull(span);
         var encoded = new EncodedSpan(span)
         {
             StartNs = StoreTime.ToNanos(span.StartTime),
             EndNs = StoreTime.ToNanos(span.EndTime),
-            RequestHeaders = BodyCodec.EncodeString(span.RequestHeadersJson, dictionary),
-            ResponseHeaders = BodyCodec.EncodeString(span.ResponseHeadersJson, dictionary),
-            RequestBody = BodyCodec.Encode(span.RequestBody.Span, dictionary),
-            ResponseBody = BodyCodec.Encode(span.ResponseBody.Span, dictionary),
-            Attributes = span.AttributesJson is "{}" or "" ? null : BodyCodec.EncodeString(span.AttributesJson, dictionary),
-            Model = BodyCodec.EncodeString(span.ModelJson, dictionary),
+            RequestHeaders = BodyCodec.EncodeString(span.RequestHeadersJson, dictionary, jsonColumns),
+            ResponseHeaders = BodyCodec.EncodeString(span.ResponseHeadersJson, dictionary, jsonColumns),
+            RequestBody = BodyCodec.Encode(span.RequestBody.Span, dictionary, jsonColumns),
+            ResponseBody = BodyCodec.Encode(span.ResponseBody.Span, dictionary, jsonColumns),
+            Attributes = span.AttributesJson is "{}" or "" ? null : BodyCodec.EncodeString(span.AttributesJson, dictionary, jsonColumns),
+            Model = BodyCodec.EncodeString(span.ModelJson, dictionary, jsonColumns),
             SearchText = searchText ? Storage.SearchText.Build(span) : null,
         };
         encoded.StoredBytes = StoredSizeOf(encoded);

@@ -290,7 +290,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         // batch at once, this thread joins them while it waits for the writer, and the writer
         // takes each chunk as it is done (EncodedBatch), so inserting overlaps encoding.
         var dictionary = await Dictionaries.ForTenantAsync(tenantId, cancellationToken).ConfigureAwait(false);
-        var batch = new EncodedBatch(spans, dictionary, SearchTextOnIngest);
+        var batch = new EncodedBatch(spans, dictionary, SearchTextOnIngest, JsonColumnValues);
         batch.StartWorkers(Environment.ProcessorCount - 1);
         var locked = _writeLock.WaitAsync(cancellationToken);
         while (!locked.IsCompleted && batch.TryEncodeNext())
