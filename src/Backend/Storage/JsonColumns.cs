@@ -477,21 +477,8 @@ internal static class JsonColumns
         return text.Length - at;
     }
 
-    private static int ReadLength(ReadOnlySpan<byte> source, ref int offset)
-    {
-        uint value = 0;
-        for (int shift = 0; shift < 32 && offset < source.Length; shift += 7)
-        {
-            byte b = source[offset++];
-            value |= (uint)(b & 0x7F) << shift;
-            if (b < 0x80)
-            {
-                return value <= int.MaxValue ? (int)value : throw Corrupt();
-            }
-        }
-
-        throw Corrupt();
-    }
+    private static int ReadLength(ReadOnlySpan<byte> source, ref int offset) =>
+        ReadVarint(source, ref offset) is var value && value <= int.MaxValue ? (int)value : throw Corrupt();
 
     private static ulong ReadVarint(ReadOnlySpan<byte> source, ref int offset)
     {

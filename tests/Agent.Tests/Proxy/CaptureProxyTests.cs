@@ -437,12 +437,8 @@ public sealed class CaptureProxyTests
     [Fact]
     public async Task Incoming_trace_headers_in_any_case_are_replaced_not_repeated()
     {
-        var seen = new TaskCompletionSource<Dictionary<string, string?[]>>(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var upstream = await TestUpstream.StartAsync(context =>
-        {
-            seen.SetResult(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToArray(), StringComparer.OrdinalIgnoreCase));
-            return Task.CompletedTask;
-        });
+        var (upstream, seen) = await HeadRecordingUpstreamAsync();
+        await using var _ = upstream;
         await using var proxy = await ProxyHarness.StartAsync(upstream.Address);
         using var request = new HttpRequestMessage(HttpMethod.Get, "/retraced");
         request.Headers.TryAddWithoutValidation("TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
@@ -451,7 +447,7 @@ public sealed class CaptureProxyTests
 
         using var response = await proxy.Client.SendAsync(request);
 
-        var headers = await seen.Task;
+        var headers = await seen;
         var exchange = await proxy.Exporter.NextAsync();
         var traceParent = Assert.Single(headers["traceparent"]);
         Assert.True(TraceParent.TryParse(traceParent, out var forwarded), "traceparent: " + traceParent);
@@ -465,12 +461,8 @@ public sealed class CaptureProxyTests
     [Fact]
     public async Task Forwarded_headers_sent_by_the_client_are_replaced_not_repeated()
     {
-        var seen = new TaskCompletionSource<Dictionary<string, string?[]>>(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var upstream = await TestUpstream.StartAsync(context =>
-        {
-            seen.SetResult(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToArray(), StringComparer.OrdinalIgnoreCase));
-            return Task.CompletedTask;
-        });
+        var (upstream, seen) = await HeadRecordingUpstreamAsync();
+        await using var _ = upstream;
         await using var proxy = await ProxyHarness.StartAsync(upstream.Address);
         using var request = new HttpRequestMessage(HttpMethod.Get, "/spoofed");
         request.Headers.TryAddWithoutValidation("X-FORWARDED-FOR", "203.0.113.7");
@@ -480,7 +472,7 @@ public sealed class CaptureProxyTests
 
         using var response = await proxy.Client.SendAsync(request);
 
-        var headers = await seen.Task;
+        var headers = await seen;
         Assert.Equal("127.0.0.1", Assert.Single(headers["x-forwarded-for"]));
         Assert.Equal("http", Assert.Single(headers["x-forwarded-proto"]));
         Assert.Equal(proxy.Server.Address.Authority, Assert.Single(headers["x-forwarded-host"]));
@@ -625,5 +617,17 @@ public sealed class CaptureProxyTests
     {
         public ValueTask<ShortCircuitResponse?> TryAnswerAsync(Exchange request, CancellationToken cancellationToken) =>
             fail ? throw new InvalidOperationException("lookup broke") : ValueTask.FromResult(answer);
+    }
+
+    // An upstream that records the head of the first request it gets (names in any case).
+    private static async Task<(TestUpstream Upstream, Task<Dictionary<string, string?[]>> Head)> HeadRecordingUpstreamAsync()
+    {
+        var seen = new TaskCompletionSource<Dictionary<string, string?[]>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var upstream = await TestUpstream.StartAsync(context =>
+        {
+            seen.TrySetResult(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToArray(), StringComparer.OrdinalIgnoreCase));
+            return Task.CompletedTask;
+        });
+        return (upstream, seen.Task);
     }
 }
