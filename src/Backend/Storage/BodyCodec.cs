@@ -322,7 +322,8 @@ internal static class BodyCodec
         }
     }
 
-    private static int WriteVarint(Span<byte> destination, ulong value)
+    /// <summary>Writes <paramref name="value"/> as an unsigned LEB128 varint; returns the bytes written.</summary>
+    internal static int WriteVarint(Span<byte> destination, ulong value)
     {
         int i = 0;
         while (value >= 0x80)
@@ -335,7 +336,8 @@ internal static class BodyCodec
         return i;
     }
 
-    private static bool TryReadVarint(ReadOnlySpan<byte> source, ref int offset, out ulong value)
+    /// <summary>Reads an unsigned LEB128 varint at <paramref name="offset"/>; false when it is truncated or longer than 64 bits.</summary>
+    internal static bool TryReadVarint(ReadOnlySpan<byte> source, ref int offset, out ulong value)
     {
         value = 0;
         for (int shift = 0; shift < 64 && offset < source.Length; shift += 7)

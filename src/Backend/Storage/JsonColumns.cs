@@ -370,20 +370,9 @@ internal static class JsonColumns
         }
     }
 
-    private static int WriteVarint(Span<byte> destination, int value) => WriteVarint(destination, (uint)value);
+    private static int WriteVarint(Span<byte> destination, int value) => BodyCodec.WriteVarint(destination, (uint)value);
 
-    private static int WriteVarint(Span<byte> destination, ulong v)
-    {
-        int i = 0;
-        while (v >= 0x80)
-        {
-            destination[i++] = (byte)(v | 0x80);
-            v >>= 7;
-        }
-
-        destination[i++] = (byte)v;
-        return i;
-    }
+    private static int WriteVarint(Span<byte> destination, ulong value) => BodyCodec.WriteVarint(destination, value);
 
     private static int VarintLength(ulong v)
     {
@@ -480,21 +469,8 @@ internal static class JsonColumns
     private static int ReadLength(ReadOnlySpan<byte> source, ref int offset) =>
         ReadVarint(source, ref offset) is var value && value <= int.MaxValue ? (int)value : throw Corrupt();
 
-    private static ulong ReadVarint(ReadOnlySpan<byte> source, ref int offset)
-    {
-        ulong value = 0;
-        for (int shift = 0; shift < 64 && offset < source.Length; shift += 7)
-        {
-            byte b = source[offset++];
-            value |= (ulong)(b & 0x7F) << shift;
-            if (b < 0x80)
-            {
-                return value;
-            }
-        }
-
-        throw Corrupt();
-    }
+    private static ulong ReadVarint(ReadOnlySpan<byte> source, ref int offset) =>
+        BodyCodec.TryReadVarint(source, ref offset, out ulong value) ? value : throw Corrupt();
 
     /// <summary>
     /// The structure state both directions share: open containers, which stream each one's values
