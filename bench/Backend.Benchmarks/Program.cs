@@ -311,6 +311,8 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     int loaded = 0;
     double firstRate = 0;
     double generateSeconds = 0;
+    long generateAllocated = 0;
+    var generatePause = TimeSpan.Zero;
     // Requests in flight: one for each group commit the queue keeps in flight (the store's
     // IngestWriters: one on SQLite, two on PostgreSQL) and one more being prepared meanwhile, the
     // least that keeps the queue's preparation ahead of its writers, as concurrent exporters do
@@ -326,6 +328,7 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     }
 
     var cpuBefore = cpu.Now();
+    var heapBefore = (Allocated: GC.GetTotalAllocatedBytes(precise: true), Gen0: GC.CollectionCount(0), Gen1: GC.CollectionCount(1), Gen2: GC.CollectionCount(2), Pause: GC.GetTotalPauseDuration());
     var total = Stopwatch.StartNew();
     var window = Stopwatch.StartNew();
     // Search lag: from each batch's acknowledgement to the indexer having indexed it.
@@ -346,6 +349,8 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
         // store never does this work. The batches are built synchronously on this thread, so this
         // thread's CPU clock counts exactly them (and the collections their allocations trigger).
         double generateStart = CpuMeter.ThreadSeconds();
+        long generateAllocatedStart = GC.GetAllocatedBytesForCurrentThread();
+        var generatePauseStart = GC.GetTotalPauseDuration();
         built.Clear();
         while (built.Count < RoundBatches && loaded + (built.Count * Workload.BatchSize) < targetSpans)
         {
@@ -353,6 +358,8 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
         }
 
         generateSeconds += CpuMeter.ThreadSeconds() - generateStart;
+        generateAllocated += GC.GetAllocatedBytesForCurrentThread() - generateAllocatedStart;
+        generatePause += GC.GetTotalPauseDuration() - generatePauseStart;
         jit.Sample();
         total.Start();
         window.Start();
@@ -412,6 +419,7 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     jit.Sample();
     await MergePendingTextIndexAsync(kind, spec);
     var cpuAfter = cpu.Now();
+    var heapAfter = (Allocated: GC.GetTotalAllocatedBytes(precise: true), Gen0: GC.CollectionCount(0), Gen1: GC.CollectionCount(1), Gen2: GC.CollectionCount(2), Pause: GC.GetTotalPauseDuration());
     // Two costs in the process that a long-running backend does not have are left out, and printed:
     // the load generator's batches (built on this thread, timed by its CPU clock) and the JIT's
     // background tier-up (the runtime's tiered-compilation thread; the warm-up above runs until it
@@ -422,6 +430,10 @@ async Task<string> RunAsync(string kind, string spec, Func<Task<long>> diskBytes
     double allUs = (cpuAfter.Process - cpuBefore.Process) * 1e6 / loaded;
     double cpuUs = allUs - generateUs - jitUs, serverUs = (cpuAfter.Server - cpuBefore.Server) * 1e6 / loaded;
     Console.WriteLine($"{kind}: CPU per span {cpuUs:N0} µs in process + {serverUs:N0} µs server = {cpuUs + serverUs:N0} µs (2 idle cores: ~{2e6 / (cpuUs + serverUs):N0} spans/s if both were kept busy); not counted: the load generator's {generateUs:N1} µs and the JIT's {jitUs:N1} µs a span (process with them {allUs:N0} µs)");
+    // What the store allocates (the load generator's own allocations, counted on its thread, left
+    // out) and the collections over the load, which include the ones the generator's allocations
+    // triggered. The GC the bench runs with is printed: `sp backend` runs eng/RuntimeSettings.props's.
+    Console.WriteLine($"{kind}: heap: {(heapAfter.Allocated - heapBefore.Allocated - generateAllocated) / (double)loaded:N0} B allocated a span by the store (the load generator's {generateAllocated / (double)loaded:N0} B left out); collections gen0 / gen1 / gen2 {heapAfter.Gen0 - heapBefore.Gen0:N0} / {heapAfter.Gen1 - heapBefore.Gen1:N0} / {heapAfter.Gen2 - heapBefore.Gen2:N0}, paused {(heapAfter.Pause - heapBefore.Pause).TotalMilliseconds:N0} ms ({generatePause.TotalMilliseconds:N0} ms of it while the generator ran); GC {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")}, {System.Runtime.GCSettings.LatencyMode}, gen0 budget cap {AppContext.GetData("System.GC.Gen0MaxBudget") ?? Environment.GetEnvironmentVariable("DOTNET_GCgen0MaxBudget") ?? "none"}");
     if (sqliteStore is not null)
     {
         double ingestTurnUs = sqliteStore.IngestTurnSeconds * 1e6 / loaded, indexTurnUs = sqliteStore.IndexTurnSeconds * 1e6 / loaded;

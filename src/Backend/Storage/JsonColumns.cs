@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace SpIstio.Backend.Storage;
 
@@ -21,7 +22,7 @@ namespace SpIstio.Backend.Storage;
 /// Layout: varints for the skeleton length, the stream count and each stream's length, then the
 /// skeleton, the streams and the tail. In the skeleton a value string keeps its opening quote
 /// (its content and closing quote are in its stream) and a number is one byte: a decimal written
-/// the one way its value and fraction digits give (<see cref="TryDecimal"/>) is a
+/// the one way its value and fraction digits give (<see cref="ScanNumber"/>) is a
 /// <see cref="DecimalMark"/> plus its fraction digit count, its digits as a zig-zag varint in its
 /// stream; any other is a <see cref="NumberMark"/>, its bytes and a <see cref="NumberEnd"/> in its stream.
 /// </summary>
@@ -67,6 +68,8 @@ internal static class JsonColumns
         int[] starts = ArrayPool<int>.Shared.Rent(maxValues);
         int[] lengths = ArrayPool<int>.Shared.Rent(maxValues);
         byte[] streams = ArrayPool<byte>.Shared.Rent(maxValues);
+        // A decimal's zig-zag digits, read once in the walk and written in the copy.
+        ulong[] decimals = ArrayPool<ulong>.Shared.Rent(maxValues);
         byte[] skeleton = ArrayPool<byte>.Shared.Rent(input.Length);
         try
         {
@@ -78,18 +81,29 @@ internal static class JsonColumns
                 byte b = input[i];
                 if (b == '"')
                 {
-                    int end = EndOfString(input, i + 1);
+                    bool key = walker.ExpectsKey;
+                    // A record's keys come in the order the last record had them: the expected one
+                    // is matched whole, without searching for the string's end.
+                    int end = key ? walker.ExpectedKey(input, i + 1) : -1;
                     if (end < 0)
                     {
-                        tailStart = i;
-                        break;
+                        end = EndOfString(input, i + 1);
+                        if (end < 0)
+                        {
+                            tailStart = i;
+                            break;
+                        }
+
+                        if (key)
+                        {
+                            walker.Key(input, i + 1, end - i - 2);
+                        }
                     }
 
-                    if (walker.ExpectsKey)
+                    if (key)
                     {
                         input[i..end].CopyTo(skeleton.AsSpan(skeletonLength));
                         skeletonLength += end - i;
-                        walker.Key(input, i + 1, end - i - 2);
                     }
                     else
                     {
@@ -106,22 +120,19 @@ internal static class JsonColumns
                 }
                 else if (b == '-' || (uint)(b - '0') <= 9)
                 {
-                    int end = i + 1;
-                    while (end < input.Length && IsNumberByte(input[end]))
-                    {
-                        end++;
-                    }
-
+                    int end = ScanNumber(input, i, out long digits, out int fraction);
                     int stream = walker.ValueStream;
                     starts[values] = i;
                     // A negative length marks a number: its stream entry is a varint (the stream's
-                    // top bit set, parsed again when copied) or its text and a terminator.
+                    // top bit set, its value in decimals) or its text and a terminator.
                     lengths[values] = -(end - i);
-                    if (TryDecimal(input[i..end], out long digits, out int fraction))
+                    if (fraction >= 0)
                     {
                         skeleton[skeletonLength++] = (byte)(DecimalMark + fraction);
+                        ulong zigZag = ZigZag(digits);
+                        decimals[values] = zigZag;
                         streams[values++] = (byte)(stream | BinaryNumber);
-                        streamLengths[stream] += VarintLength(ZigZag(digits));
+                        streamLengths[stream] += VarintLength(zigZag);
                     }
                     else
                     {
@@ -174,8 +185,7 @@ internal static class JsonColumns
                 ref int at = ref next[streams[v] & ~BinaryNumber];
                 if ((streams[v] & BinaryNumber) != 0)
                 {
-                    TryDecimal(input.Slice(starts[v], -length), out long digits, out _);
-                    at += WriteVarint(output[at..], ZigZag(digits));
+                    at += WriteVarint(output[at..], decimals[v]);
                 }
                 else if (length < 0)
                 {
@@ -196,6 +206,7 @@ internal static class JsonColumns
         finally
         {
             ArrayPool<byte>.Shared.Return(skeleton);
+            ArrayPool<ulong>.Shared.Return(decimals);
             ArrayPool<byte>.Shared.Return(streams);
             ArrayPool<int>.Shared.Return(lengths);
             ArrayPool<int>.Shared.Return(starts);
@@ -341,6 +352,7 @@ internal static class JsonColumns
     private static InvalidDataException Corrupt() =>
         new("A stored body is corrupt: its JSON columns do not rebuild to the recorded length.");
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsNumberByte(byte b) => (uint)(b - '0') <= 9 || b is (byte)'.' or (byte)'e' or (byte)'E' or (byte)'+' or (byte)'-';
 
     /// <summary>The index just past the closing quote of a string whose content starts at <paramref name="start"/>, or -1.</summary>
@@ -391,48 +403,60 @@ internal static class JsonColumns
     private static long UnZigZag(ulong value) => (long)(value >> 1) ^ -(long)(value & 1);
 
     /// <summary>
-    /// Whether <paramref name="text"/> is a decimal that <see cref="WriteDecimal"/> writes back
-    /// byte for byte from its digits (as one integer, sign included) and fraction digit count: an
-    /// optional minus, an integer part without leading zeros, at most
-    /// <see cref="MaxFractionDigits"/> fraction digits, no exponent, not a negative zero.
+    /// Reads the number at <paramref name="start"/> (a <c>-</c> or a digit) to the end of its run of
+    /// <c>-0-9.eE+</c> bytes, which it returns. <paramref name="fraction"/> is its fraction digit
+    /// count when it is a decimal that <see cref="WriteDecimal"/> writes back byte for byte from
+    /// <paramref name="digits"/> (all its digits as one integer, sign included): an optional minus,
+    /// an integer part without leading zeros, at most <see cref="MaxFractionDigits"/> fraction
+    /// digits, at most <see cref="MaxDecimalDigits"/> digits in all, no exponent, not a negative
+    /// zero; otherwise -1 (the number is kept as text).
     /// </summary>
-    private static bool TryDecimal(ReadOnlySpan<byte> text, out long digits, out int fraction)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ScanNumber(ReadOnlySpan<byte> input, int start, out long digits, out int fraction)
     {
-        digits = 0;
-        fraction = 0;
-        bool negative = text.Length > 0 && text[0] == '-';
-        int i = negative ? 1 : 0, count = 0, point = -1;
-        for (; i < text.Length; i++)
+        bool negative = input[start] == '-';
+        int first = negative ? start + 1 : start;
+        int i = first;
+        ulong value = 0;
+        // Past MaxDecimalDigits the value wraps; such a number is text whatever it read.
+        while (i < input.Length && (uint)(input[i] - '0') <= 9)
         {
-            byte b = text[i];
-            if ((uint)(b - '0') <= 9)
-            {
-                // Past MaxDecimalDigits the number stays text: stop before a long overflows.
-                if (++count <= MaxDecimalDigits)
-                {
-                    digits = (digits * 10) + (b - '0');
-                }
-            }
-            else if (b == '.' && point < 0)
-            {
-                point = i;
-            }
-            else
-            {
-                return false;
-            }
+            value = (value * 10) + (uint)(input[i++] - '0');
         }
 
-        int first = negative ? 1 : 0;
-        int integerDigits = point < 0 ? text.Length - first : point - first;
-        fraction = point < 0 ? 0 : text.Length - point - 1;
-        bool canonical = count is > 0 and <= MaxDecimalDigits && integerDigits > 0 && fraction <= MaxFractionDigits
-            && (point < 0 || fraction > 0) && (integerDigits == 1 || text[first] != '0') && !(negative && digits == 0);
-        digits = negative ? -digits : digits;
-        return canonical;
+        int integerDigits = i - first;
+        fraction = 0;
+        bool point = i < input.Length && input[i] == '.';
+        if (point)
+        {
+            int fractionStart = ++i;
+            while (i < input.Length && (uint)(input[i] - '0') <= 9)
+            {
+                value = (value * 10) + (uint)(input[i++] - '0');
+            }
+
+            fraction = i - fractionStart;
+        }
+
+        // An exponent, a sign or a second point: the run goes on, as text.
+        int end = i;
+        while (end < input.Length && IsNumberByte(input[end]))
+        {
+            end++;
+        }
+
+        digits = negative ? -(long)value : (long)value;
+        bool canonical = end == i && integerDigits > 0 && integerDigits + fraction <= MaxDecimalDigits && fraction <= MaxFractionDigits
+            && (!point || fraction > 0) && (integerDigits == 1 || input[first] != '0') && !(negative && value == 0);
+        if (!canonical)
+        {
+            fraction = -1;
+        }
+
+        return end;
     }
 
-    /// <summary>Writes the decimal <see cref="TryDecimal"/> read; the number of bytes written.</summary>
+    /// <summary>Writes the decimal <see cref="ScanNumber"/> read; the number of bytes written.</summary>
     private static int WriteDecimal(long digits, int fraction, Span<byte> output)
     {
         // Digits right to left into a scratch buffer: the fraction, the point, then at least one integer digit.
@@ -495,7 +519,11 @@ internal static class JsonColumns
         public bool ExpectsKey { get; private set; }
 
         /// <summary>The stream a value here goes to: its key's in an object, the array's own key's in an array, 0 at the top.</summary>
-        public int ValueStream => _depth == 0 ? 0 : _stream[_depth - 1];
+        public int ValueStream
+        {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            get => _depth == 0 ? 0 : _stream[_depth - 1];
+        }
 
         public int StreamCount => _usedStreams;
 
@@ -551,9 +579,37 @@ internal static class JsonColumns
             _stream[_depth - 1] = stream;
         }
 
+        /// <summary>
+        /// When the string whose content starts at <paramref name="start"/> is the key
+        /// <see cref="Key"/> would try first there, notes it as <see cref="Key"/> does and returns
+        /// the index just past its closing quote; otherwise -1 and nothing changes. The same bytes
+        /// as a key already found, then a quote, end where that key ended: where a string ends
+        /// depends on its bytes alone.
+        /// </summary>
+        public int ExpectedKey(ReadOnlySpan<byte> source, int start)
+        {
+            int guess = _following[_stream[_depth - 1]];
+            if (guess == 0)
+            {
+                return -1;
+            }
+
+            int length = _keyLengths[guess - 1];
+            int end = start + length;
+            if (end >= source.Length || source[end] != '"' || !source.Slice(_keyStarts[guess - 1], length).SequenceEqual(source.Slice(start, length)))
+            {
+                return -1;
+            }
+
+            ExpectsKey = false;
+            _stream[_depth - 1] = guess;
+            return end + 1;
+        }
+
         private bool Matches(ReadOnlySpan<byte> source, int k, ReadOnlySpan<byte> key) =>
             _keyLengths[k] == key.Length && source.Slice(_keyStarts[k], key.Length).SequenceEqual(key);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Value()
         {
             ExpectsKey = false;
@@ -561,6 +617,7 @@ internal static class JsonColumns
         }
 
         /// <summary>Follows one structural byte; false when it would open a container past <see cref="MaxDepth"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool Structural(byte b)
         {
             switch (b)

@@ -17,6 +17,11 @@ public sealed class BodyCodecJsonColumnsTests
         "[0,-1,0.05,-0.5,0.00,10.10,999999999999999999,-999999999999999999,1.000001,007,-0,-0.0,1.,.5,-,--1,1.2.3,1234567890123456789,0.0000001,1e5,9223372036854775808]",
         // Escapes, a quote and a backslash inside strings, keys and values alike.
         "{\"k\\\"ey\":\"va\\\\l\\\"ue\",\"u\":\"\\u00e9\\n\",\"e\":\"\\\\\"}",
+        // Keys against the one the last record leads to expect: a longer key starting with it, the
+        // order swapped, escaped quotes inside a repeated key, a key with no value, a body cut
+        // where the expected key's closing quote would be.
+        "[{\"id\":1,\"idx\":2},{\"idx\":3,\"id\":4},{\"id\":5,\"id\\\"x\":6},{\"i\\\"d\":7,\"i\\\"d\":\"8\"},{\"id\"}]",
+        "[{\"id\":1},{\"id\":2},{\"id",
         // Duplicate keys, empty strings and containers, literals.
         "{\"a\":1,\"a\":\"x\",\"a\":{},\"a\":[],\"b\":\"\",\"c\":true,\"d\":null,\"e\":false}",
         // Truncated inside a value string, a key, a number, after a backslash.
