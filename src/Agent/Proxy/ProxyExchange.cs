@@ -74,12 +74,15 @@ internal sealed class ProxyExchange : HttpTransformer, IHttpUpgradeFeature
         await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
         ForwardedHeaders.Apply(httpContext, proxyRequest);
         var headers = proxyRequest.Headers;
-        var incoming = httpContext.Request.Headers;
         var trace = Capture.Trace;
-        // The forwarder's own trace propagation is off (CaptureProxyServer): only the client's fields can be there.
-        ForwardedHeaders.Replace(headers, incoming, TraceParent.HeaderName, trace.TraceParent);
-        ForwardedHeaders.Replace(headers, incoming, TraceState.HeaderName, trace.TraceState);
-        ForwardedHeaders.Replace(headers, incoming, HopCounter.HeaderName, HopCounter.Format(trace.HopCount));
+        // The forwarder's own trace propagation is off (CaptureProxyServer): only the client's fields
+        // can be there. Whether the client sent them is read from the exchange's copy of its head (a
+        // few fields, compared by length first) rather than Kestrel's, where a name it does not know
+        // is hashed ignoring case for each lookup.
+        var sent = Exchange.RequestHeaders;
+        ForwardedHeaders.Replace(headers, sent.Contains(TraceParent.HeaderName), TraceParent.HeaderName, trace.TraceParent);
+        ForwardedHeaders.Replace(headers, sent.Contains(TraceState.HeaderName), TraceState.HeaderName, trace.TraceState);
+        ForwardedHeaders.Replace(headers, sent.Contains(HopCounter.HeaderName), HopCounter.HeaderName, HopCounter.Format(trace.HopCount));
     }
 
     public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)

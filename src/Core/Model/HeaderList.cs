@@ -1,7 +1,6 @@
 using System.Collections;
 using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Text;
 using SpIstio.Core.Tracing;
 
@@ -46,32 +45,57 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
     private const int LoweredSlots = 256;
     private static readonly LoweredName?[] _lowered = new LoweredName?[LoweredSlots];
 
-    private readonly List<KeyValuePair<string, string>> _items = [];
+    // The fields in [0, _count): the list's own array rather than a List<T> around one, so an
+    // exchange's two heads are two objects (and their arrays) instead of four, and a lookup walks
+    // the array without the List's indirection and version checks (issue 13: the capture proxy
+    // makes and searches two heads per exchange).
+    private KeyValuePair<string, string>[] _items = [];
+    private int _count;
 
     /// <inheritdoc />
-    public int Count => _items.Count;
+    public int Count => _count;
 
     /// <inheritdoc />
-    public KeyValuePair<string, string> this[int index] => _items[index];
+    public KeyValuePair<string, string> this[int index]
+    {
+        get
+        {
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)_count, nameof(index));
+            return _items[index];
+        }
+    }
 
     /// <summary>The fields as a span, for encoders that walk them several times (not to be held across a change of the list).</summary>
-    internal ReadOnlySpan<KeyValuePair<string, string>> AsSpan() => CollectionsMarshal.AsSpan(_items);
+    internal ReadOnlySpan<KeyValuePair<string, string>> AsSpan() => _items.AsSpan(0, _count);
 
     /// <summary>Makes room for <paramref name="count"/> fields in all, so a head copied field by field grows its storage once.</summary>
-    public void EnsureCapacity(int count) => _items.EnsureCapacity(count);
+    public void EnsureCapacity(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count > _items.Length)
+        {
+            Array.Resize(ref _items, count);
+        }
+    }
 
     /// <summary>Appends a field, lower-casing its name.</summary>
     public void Add(string name, string value)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(value);
-        _items.Add(new(ToLowerAscii(name), value));
+        if (_count == _items.Length)
+        {
+            // Doubling from 4, as List<T> grew.
+            Array.Resize(ref _items, Math.Max(4, _items.Length * 2));
+        }
+
+        _items[_count++] = new(ToLowerAscii(name), value);
     }
 
     /// <summary>The first value of <paramref name="name"/>, or null.</summary>
     public string? Get(string name)
     {
-        foreach (var item in _items)
+        foreach (var item in AsSpan())
         {
             if (string.Equals(item.Key, name, StringComparison.OrdinalIgnoreCase))
             {
@@ -93,17 +117,46 @@ public sealed class HeaderList : IReadOnlyList<KeyValuePair<string, string>>
     }
 
     /// <summary>Removes every field named <paramref name="name"/>; returns how many were removed.</summary>
-    public int Remove(string name) =>
-        _items.RemoveAll(item => string.Equals(item.Key, name, StringComparison.OrdinalIgnoreCase));
+    public int Remove(string name)
+    {
+        var kept = 0;
+        for (var i = 0; i < _count; i++)
+        {
+            if (!string.Equals(_items[i].Key, name, StringComparison.OrdinalIgnoreCase))
+            {
+                _items[kept++] = _items[i];
+            }
+        }
+
+        var removed = _count - kept;
+        // The freed slots let go of their strings, as List<T>.RemoveAll did.
+        _items.AsSpan(kept, removed).Clear();
+        _count = kept;
+        return removed;
+    }
 
     /// <summary>Replaces the value of the field at <paramref name="index"/>.</summary>
-    public void SetValueAt(int index, string value) => _items[index] = new(_items[index].Key, value);
+    public void SetValueAt(int index, string value)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)_count, nameof(index));
+        _items[index] = new(_items[index].Key, value);
+    }
 
     /// <summary>Removes every field.</summary>
-    public void Clear() => _items.Clear();
+    public void Clear()
+    {
+        _items.AsSpan(0, _count).Clear();
+        _count = 0;
+    }
 
     /// <inheritdoc />
-    public IEnumerator<KeyValuePair<string, string>> GetEnumerator() => _items.GetEnumerator();
+    public IEnumerator<KeyValuePair<string, string>> GetEnumerator()
+    {
+        for (var i = 0; i < _count; i++)
+        {
+            yield return _items[i];
+        }
+    }
 
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 

@@ -37,6 +37,16 @@ public static class SessionIds
     public static string? Find(HeaderList headers)
     {
         ArgumentNullException.ThrowIfNull(headers);
+        return Find(headers, TraceState.Combined(headers));
+    }
+
+    /// <summary>
+    /// <see cref="Find(HeaderList)"/> with the request's tracestate already combined
+    /// (<see cref="TraceState.Combined"/>), by a caller that read it for the trace context: the head
+    /// is not searched for it, nor its values joined, a second time.
+    /// </summary>
+    internal static string? Find(HeaderList headers, string? combinedTraceState)
+    {
         var found = NonBlank(headers.Get(HeaderName))
             ?? NonBlank(headers.Get(UnderscoreHeaderName))
             ?? NonBlank(headers.Get(GenericHeaderName));
@@ -45,7 +55,7 @@ public static class SessionIds
             return found;
         }
 
-        var fromTraceState = TraceState.GetValue(TraceState.Combined(headers), TraceStateKey);
+        var fromTraceState = TraceState.GetValue(combinedTraceState, TraceStateKey);
         return fromTraceState is null ? null : FromTraceStateValue(fromTraceState);
     }
 

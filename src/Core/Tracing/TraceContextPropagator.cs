@@ -21,7 +21,7 @@ public static class TraceContextPropagator
     /// <summary>
     /// The context of one exchange from its request headers: trace id and parent from the
     /// incoming <c>traceparent</c>, else from tracestate's <c>x-sp-traceparent</c> entry, else a
-    /// new random trace; a new span id; the session id found (see <see cref="SessionIds.Find"/>)
+    /// new random trace; a new span id; the session id found (see <see cref="SessionIds.Find(HeaderList)"/>)
     /// or a new one; the hop count; and the forwarded header values.
     /// </summary>
     /// <param name="requestHeaders">The request's headers as received; not modified.</param>
@@ -53,7 +53,7 @@ public static class TraceContextPropagator
             source = TraceContextSource.New;
         }
 
-        var sessionId = SessionIds.Find(requestHeaders);
+        var sessionId = SessionIds.Find(requestHeaders, incomingTraceState);
         var generated = sessionId is null;
         sessionId ??= SessionIds.New();
 

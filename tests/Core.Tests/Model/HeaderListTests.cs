@@ -56,6 +56,41 @@ public sealed class HeaderListTests
         }
     }
 
+    [Fact]
+    public void Set_ARepeatedName_LeavesOneFieldAndTheOthersInArrivalOrder()
+    {
+        var headers = new HeaderList
+        {
+            { "Accept", "a" },
+            { "Tracestate", "one" },
+            { "Host", "h" },
+            { "tracestate", "two" },
+            { "X-Trailing", "t" },
+        };
+
+        headers.Set("TraceState", "mine");
+
+        Assert.Equal(
+            [new("accept", "a"), new("host", "h"), new("x-trailing", "t"), new("tracestate", "mine")],
+            headers.ToArray());
+        Assert.Equal(0, headers.Remove("tracestate-missing"));
+    }
+
+    [Fact]
+    public void Indexer_PastTheFields_ThrowsEvenWhenStorageIsLarger()
+    {
+        var headers = new HeaderList();
+        headers.EnsureCapacity(8);
+        headers.Add("a", "1");
+        headers.Add("b", "2");
+        headers.Remove("b");
+
+        Assert.Single(headers);
+        Assert.Throws<ArgumentOutOfRangeException>(() => headers[1]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => headers.SetValueAt(1, "x"));
+        Assert.Null(headers.Get("b"));
+    }
+
     // "content-type" -> "Content-Type", a new instance each call.
     private static string Canonical(string lower) =>
         string.Join('-', lower.Split('-').Select(part => part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..]));
