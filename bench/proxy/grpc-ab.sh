@@ -10,7 +10,7 @@
 #   OPEN=1 bench/proxy/grpc-ab.sh A B    # open loop instead (run.sh's grpc-open cells), see below
 #
 # OPEN=1: each round sends ProxyBench grpc-open at OPEN_RATE calls/s (default: half of what YARP
-# sustains with GRPC_CONCURRENCY=64 calls in flight, measured once first, as run.sh does) through
+# sustains with 64 calls in flight, run.sh's default, measured once first, as run.sh does) through
 # YARP, A and B in turn, and prints each cell's p99 (and its ratio to the round's YARP cell), CPU-µs,
 # bytes and collections a call, and the tail's attribution: the generator reads each proxy's
 # /metrics every 100 ms (YARP gets an admin port for it too) and compares the 100 ms buckets where

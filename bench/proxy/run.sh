@@ -4,6 +4,7 @@
 #   bench/proxy/run.sh            # 10 s per cell (+3 s warm-up), wrk -t2 -c32
 #   DURATION=30 bench/proxy/run.sh
 #   GRPC_ONLY=1 bench/proxy/run.sh   # only the gRPC cells
+#   GRPC_OPEN_DURATION=8 GRPC_OPEN_MIN_CALLS=0 bench/proxy/run.sh   # the gRPC open-loop cells as before (8 s)
 #   AGENT_JIT=1 bench/proxy/run.sh   # the JIT build (dotnet sp.dll) instead of the Native AOT sp-agent
 #   RUNS=1 bench/proxy/run.sh        # one run instead of three
 #
@@ -33,8 +34,8 @@
 # long enough for GRPC_OPEN_MIN_CALLS (20,000) calls at 64k-random's lower rate, the same for YARP
 # and capture: their p99 is set by a few stalls (collections, a descheduled process), not by the
 # calls' count — the calls of p99 or longer of an 8 s cell were due in 2 to 29 of its 80 100 ms
-# buckets, the five worst holding 54-100 % of them (bench/README.md, 2026-11-28 grpctail) — so an
-# 8 s cell's p99 was the size of its one or two worst stalls. Three times as long a cell averages
+# buckets, the five worst holding 42-100 % of them (bench/README.md, 2026-11-28 grpctail) — so an
+# 8 s cell's p99 was the size of its few worst stalls. Three times as long a cell averages
 # three times as many; a run of three takes ~20 minutes instead of ~17.
 set -euo pipefail
 
