@@ -23,8 +23,8 @@ internal sealed record TargetSample(double Collections, double Gen1Collections, 
     /// <summary>
     /// Reads <paramref name="metrics"/> at <paramref name="firstDue"/> + k × 100 ms for k = 0 ..
     /// <paramref name="count"/> − 1 (at once when that moment has passed), until
-    /// <paramref name="stop"/>; a page that cannot be read ends the sampling (the timeline then has
-    /// no target columns past it).
+    /// <paramref name="stop"/>; a page that cannot be read in time ends the sampling (the timeline
+    /// then has no target columns past it).
     /// </summary>
     public static async Task<List<TargetSample>> CollectAsync(Uri metrics, long firstDue, int count, CancellationToken stop)
     {
@@ -47,8 +47,9 @@ internal sealed record TargetSample(double Collections, double Gen1Collections, 
         {
             // The generator is done: what was read is the timeline's.
         }
-        catch (HttpRequestException ex)
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
         {
+            // Unreachable or slower than the client's timeout (a stalled target): the run still prints its line.
             Console.Error.WriteLine("metrics: " + ex.Message + "; the timeline's target columns end there");
         }
 
@@ -68,7 +69,11 @@ internal sealed record TargetSample(double Collections, double Gen1Collections, 
             }
 
             var name = line[..space];
-            var value = double.Parse(line[(space + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture);
+            if (!double.TryParse(line[(space + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+            {
+                continue;
+            }
+
             if (name.SequenceEqual("dotnet_gc_collections_total{generation=\"0\"}"))
             {
                 gcs = value;
