@@ -33,6 +33,9 @@ internal static class OpenLoop
         var sentAt = timelinePath is null ? null : new long[total - warmup];
         var answeredAt = timelinePath is null ? null : new long[total - warmup];
         var inFlightAtSend = timelinePath is null ? null : new int[total - warmup];
+        // OPEN_LOOP_METRICS=URL (with OPEN_LOOP_TIMELINE): the target's Prometheus page, read at each
+        // 100 ms bucket's edge, so the timeline says what the target did while the slow calls waited.
+        var metricsUrl = timelinePath is null ? null : Environment.GetEnvironmentVariable("OPEN_LOOP_METRICS");
         var errors = 0L;
         var skipped = 0L;
         var warmupErrors = 0L;
@@ -43,8 +46,15 @@ internal static class OpenLoop
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var ticksPerRequest = Stopwatch.Frequency / rate;
         var start = Stopwatch.GetTimestamp();
+        var firstDue = start + (long)(warmup * ticksPerRequest);
+        using var stopSampling = new CancellationTokenSource();
+        var sampling = metricsUrl is null
+            ? Task.FromResult(new List<TargetSample>())
+            : TargetSample.CollectAsync(new Uri(metricsUrl), firstDue, (int)Math.Ceiling(seconds * 10) + 1, stopSampling.Token);
         // The generator's CPU from the first measured request on: the warm-up's share holds its JIT work.
         TimeSpan? cpuAtMeasureStart = warmup == 0 ? Environment.CpuUsage.TotalTime : null;
+        // And its own collections over the same part: they stop its dispatch, which the calls pay as lateness.
+        var (gcsAtMeasureStart, pausedAtMeasureStart) = (GC.CollectionCount(0), GC.GetTotalPauseDuration());
 
         async Task Send(long index, long due)
         {
@@ -91,6 +101,7 @@ internal static class OpenLoop
                 if (i == warmup)
                 {
                     cpuAtMeasureStart = Environment.CpuUsage.TotalTime;
+                    (gcsAtMeasureStart, pausedAtMeasureStart) = (GC.CollectionCount(0), GC.GetTotalPauseDuration());
                 }
 
                 if (Volatile.Read(ref inFlight) > MaxInFlight)
@@ -119,6 +130,8 @@ internal static class OpenLoop
         Finished();
         await done.Task.ConfigureAwait(false);
         var elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        await stopSampling.CancelAsync().ConfigureAwait(false);
+        var samples = await sampling.ConfigureAwait(false);
         var cpuPerRequest = (Environment.CpuUsage.TotalTime - cpuAtMeasureStart.GetValueOrDefault()).TotalMicroseconds / Math.Max(total - warmup, 1);
 
         if (skipped > 0 || warmupErrors > 0)
@@ -127,12 +140,13 @@ internal static class OpenLoop
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"errors: {skipped} skipped (due while {MaxInFlight} were in flight), {warmupErrors} failed in the warm-up"));
         }
 
+        var measured = latencies.Where(l => l > 0).Order().ToArray();
         if (timelinePath is not null)
         {
-            WriteTimeline(timelinePath, start + (long)(warmup * ticksPerRequest), ticksPerRequest, sentAt!, answeredAt!, inFlightAtSend!);
+            var generatorGc = string.Create(CultureInfo.InvariantCulture, $"{GC.CollectionCount(0) - gcsAtMeasureStart} collections, {(GC.GetTotalPauseDuration() - pausedAtMeasureStart).TotalMilliseconds:F1} ms paused");
+            WriteTimeline(timelinePath, firstDue, ticksPerRequest, sentAt!, answeredAt!, inFlightAtSend!, latencies, Quantile(measured, 0.99), samples, generatorGc);
         }
 
-        var measured = latencies.Where(l => l > 0).Order().ToArray();
         var achieved = measured.Length / Math.Max(elapsed - warmupSeconds, 1e-9);
         Console.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
@@ -141,19 +155,26 @@ internal static class OpenLoop
     }
 
     // One line per 100 ms of due times: requests due, the most in flight when one was sent, the
-    // generator's worst lateness (sent − due: its own dispatch, not the target's), and the worst
-    // time in flight (answered − sent), in ms. A queue in the target shows as in-flight counts and
-    // times in flight that grow together; a stall of the generator as lateness.
-    private static void WriteTimeline(string path, long firstDue, double ticksPerRequest, long[] sentAt, long[] answeredAt, int[] inFlightAtSend)
+    // generator's worst lateness (sent − due: its own dispatch, not the target's), the worst time in
+    // flight (answered − sent), in ms, and how many calls due then took p99 or longer. A queue in the
+    // target shows as in-flight counts and times in flight that grow together; a stall of the
+    // generator as lateness. With the target's samples (OPEN_LOOP_METRICS), also what it did in
+    // that bucket: collections, ms paused for them, export batches, CPU ms; and a summary on stderr
+    // comparing the buckets that hold the slow calls with the others (the tail's attribution).
+    private static void WriteTimeline(string path, long firstDue, double ticksPerRequest, long[] sentAt, long[] answeredAt, int[] inFlightAtSend, double[] latencies, double p99, List<TargetSample> samples, string generatorGc)
     {
         var bucketTicks = Stopwatch.Frequency / 10;
         var toMs = 1000.0 / Stopwatch.Frequency;
+        var buckets = new List<(int Slow, TargetSample? Work)>();
+        // Of the slow calls' latency, what the generator itself added (sent late), and how many it made slow alone.
+        double slowMs = 0, slowLateMs = 0;
+        var lateMostly = 0;
         using var writer = new StreamWriter(path);
-        writer.WriteLine("t_ms due max_in_flight max_late_ms max_in_call_ms");
+        writer.WriteLine("t_ms due max_in_flight max_late_ms max_in_call_ms slow gc gc_gen1 paused_ms batches cpu_ms");
         for (var first = 0; first < sentAt.Length;)
         {
             var bucket = (long)(first * ticksPerRequest) / bucketTicks;
-            int count = 0, maxInFlight = 0;
+            int count = 0, maxInFlight = 0, slow = 0;
             double maxLate = 0, maxInCall = 0;
             var i = first;
             for (; i < sentAt.Length && (long)(i * ticksPerRequest) / bucketTicks == bucket; i++)
@@ -165,10 +186,30 @@ internal static class OpenLoop
                 {
                     maxInCall = Math.Max(maxInCall, (answeredAt[i] - sentAt[i]) * toMs);
                 }
+
+                if (latencies[i] >= p99)
+                {
+                    slow++;
+                    var late = (sentAt[i] - (firstDue + (long)(i * ticksPerRequest))) * toMs;
+                    slowMs += latencies[i];
+                    slowLateMs += late;
+                    lateMostly += late >= latencies[i] / 2 ? 1 : 0;
+                }
             }
 
-            writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{bucket * 100} {count} {maxInFlight} {maxLate:F1} {maxInCall:F1}"));
+            // Sample k is read at firstDue + k × 100 ms: bucket k's work is sample k + 1 less sample k.
+            var work = bucket + 1 < samples.Count ? samples[(int)bucket + 1].Less(samples[(int)bucket]) : null;
+            buckets.Add((slow, work));
+            var workColumns = work is null ? "- - - - -" : string.Create(CultureInfo.InvariantCulture, $"{work.Collections:F0} {work.Gen1Collections:F0} {work.PausedMs:F2} {work.Batches:F0} {work.CpuMs:F1}");
+            writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{bucket * 100} {count} {maxInFlight} {maxLate:F1} {maxInCall:F1} {slow} {workColumns}"));
             first = i;
+        }
+
+        if (samples.Count > 1)
+        {
+            Console.Error.WriteLine(TargetSample.Attribution(buckets, p99) + string.Create(
+                CultureInfo.InvariantCulture,
+                $"; the generator sent the slow calls late by {100 * slowLateMs / Math.Max(slowMs, 1e-9):F0} % of their latency, {lateMostly} of them by half or more; the generator's own {generatorGc}"));
         }
     }
 

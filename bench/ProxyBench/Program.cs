@@ -21,7 +21,11 @@ using SpIstio.ProxyBench;
 //       unary calls at RATE a second (open loop, as `load`) on one h2c connection of a lean client
 //       (RawGrpcClient; GRPC_CLIENT=grpc-dotnet for grpc-dotnet's); prints `load`'s line.
 //   OPEN_LOOP_TIMELINE=FILE (load, grpc-open): also writes, per 100 ms of due times, the most
-//       requests in flight, the generator's worst lateness and the longest time in flight.
+//       requests in flight, the generator's worst lateness, the longest time in flight and the
+//       calls of p99 or longer; with OPEN_LOOP_METRICS=URL (the target's /metrics, read every
+//       100 ms) also the target's collections, ms paused, export batches and CPU ms a bucket, and
+//       on stderr the tail's attribution (TargetSample.Attribution: the slow calls' buckets
+//       against the others, and how much of their latency the generator's own lateness was).
 // PAYLOAD: bytes (1024, the default), with a k suffix for KiB (64k), and -random for random bytes
 // instead of zeros (64k-random: what neither the export's compression nor redaction's digit and
 // anchor checks find easy, like the HTTP cells' 64k-random body).

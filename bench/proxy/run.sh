@@ -4,6 +4,7 @@
 #   bench/proxy/run.sh            # 10 s per cell (+3 s warm-up), wrk -t2 -c32
 #   DURATION=30 bench/proxy/run.sh
 #   GRPC_ONLY=1 bench/proxy/run.sh   # only the gRPC cells
+#   GRPC_OPEN_DURATION=8 GRPC_OPEN_MIN_CALLS=0 bench/proxy/run.sh   # the gRPC open-loop cells as before (8 s)
 #   AGENT_JIT=1 bench/proxy/run.sh   # the JIT build (dotnet sp.dll) instead of the Native AOT sp-agent
 #   RUNS=1 bench/proxy/run.sh        # one run instead of three
 #
@@ -28,7 +29,14 @@
 # of YARP's saturation calls/s in the same run: p99 against YARP's, and dropped exchanges; its
 # client is a lean h2c one, RawGrpcClient, as the HTTP cells' is RawHttpClient). The
 # upstream and the load generator are .NET on the same cores, so these cells are noisier than the
-# HTTP ones; they run GRPC_DURATION (default 8) + GRPC_WARMUP (2) seconds each to bound the run.
+# HTTP ones; the saturation cells run GRPC_DURATION (default 8) + GRPC_WARMUP (2) seconds each to
+# bound the run. The open-loop cells run GRPC_OPEN_DURATION (default 24) + GRPC_WARMUP seconds, or
+# long enough for GRPC_OPEN_MIN_CALLS (20,000) calls at 64k-random's lower rate, the same for YARP
+# and capture: their p99 is set by a few stalls (collections, a descheduled process), not by the
+# calls' count — the calls of p99 or longer of an 8 s cell were due in 2 to 29 of its 80 100 ms
+# buckets, the five worst holding 42-100 % of them (bench/README.md, 2026-11-28 grpctail) — so an
+# 8 s cell's p99 was the size of its few worst stalls. Three times as long a cell averages
+# three times as many; a run of three takes ~20 minutes instead of ~17.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,6 +60,10 @@ GRPC_CONCURRENCY=${GRPC_CONCURRENCY:-64}
 read -r -a GRPC_SIZES <<<"${GRPC_SIZES:-1k 64k-random}"
 GRPC_DURATION=${GRPC_DURATION:-8}
 GRPC_WARMUP=${GRPC_WARMUP:-2}
+# The gRPC open-loop cells measure GRPC_OPEN_DURATION seconds, and longer when that gives fewer
+# than GRPC_OPEN_MIN_CALLS calls (64k-random's rate), the same for YARP and capture (same rate).
+GRPC_OPEN_DURATION=${GRPC_OPEN_DURATION:-24}
+GRPC_OPEN_MIN_CALLS=${GRPC_OPEN_MIN_CALLS:-20000}
 RUNS=${RUNS:-3}
 
 need_packages=()
@@ -220,7 +232,7 @@ run_grpc_load() {
   [[ $pid == - ]] || cpu=$(cpu_us_per_request "$pid" "$before" "$(awk -v r="$(field 1 "$out")" -v s="$GRPC_DURATION" -v w="$GRPC_WARMUP" 'BEGIN { printf "%d", r * (s + w) }')")
   echo "$out $cpu"
 }
-echo "measuring gRPC: unary ${GRPC_SIZES[*]}, $GRPC_CONCURRENCY calls in flight and open loop at half YARP's rate, ${GRPC_WARMUP}s warm-up + ${GRPC_DURATION}s per cell, $RUNS runs"
+echo "measuring gRPC: unary ${GRPC_SIZES[*]}, $GRPC_CONCURRENCY calls in flight and open loop at half YARP's rate, ${GRPC_WARMUP}s warm-up + ${GRPC_DURATION}s per saturation cell, ${GRPC_OPEN_DURATION}s (at least $GRPC_OPEN_MIN_CALLS calls) per open-loop cell, $RUNS runs"
 for run in $(seq 1 "$RUNS"); do
   for size in "${GRPC_SIZES[@]}"; do
     for cell in direct yarp capture; do
@@ -232,13 +244,14 @@ for run in $(seq 1 "$RUNS"); do
       echo "  $(date +%T) run $run grpc $size $cell (saturation): ${GRPC[$run,$size,$cell]}$state"
     done
     rate=$(awk -v r="$(field 1 "${GRPC[$run,$size,yarp]}")" 'BEGIN { printf "%d", r / 2 }')
+    open_seconds=$(awk -v r="$rate" -v d="$GRPC_OPEN_DURATION" -v n="$GRPC_OPEN_MIN_CALLS" 'BEGIN { s = r > 0 ? n / r : d; printf "%d", (s > d ? s + 0.999 : d) }')
     for cell in yarp capture; do
       before=$(dropped "$ADMIN_GRPC_PORT")
-      GRPC[$run,$size,$cell,rated]=$(dotnet "$BENCH" grpc-open "http://127.0.0.1:$(grpc_port_of "$cell")" "$rate" "$GRPC_DURATION" "$GRPC_WARMUP" "$size")
+      GRPC[$run,$size,$cell,rated]=$(dotnet "$BENCH" grpc-open "http://127.0.0.1:$(grpc_port_of "$cell")" "$rate" "$open_seconds" "$GRPC_WARMUP" "$size")
       GRPC[$run,$size,$cell,rated_dropped]=$(( $(dropped "$ADMIN_GRPC_PORT") - before ))
       state=""
       [[ $cell == capture ]] && state=", at its end $(export_state "$ADMIN_GRPC_PORT")"
-      echo "  $(date +%T) run $run grpc $size $cell (open loop at $rate calls/s): ${GRPC[$run,$size,$cell,rated]}, dropped ${GRPC[$run,$size,$cell,rated_dropped]}$state"
+      echo "  $(date +%T) run $run grpc $size $cell (open loop at $rate calls/s, ${open_seconds}s): ${GRPC[$run,$size,$cell,rated]}, dropped ${GRPC[$run,$size,$cell,rated_dropped]}$state"
     done
   done
 done
@@ -370,7 +383,6 @@ echo
 echo "Equal offered load, open loop (ProxyBench load: half of YARP's saturation req/s in the same run, latency from each request's due time; median of $RUNS runs, dropped summed; the generator's own CPU-µs a request, on the same cores)"
 print_open RESULT "YARP passthrough (no capture)" "sp agent proxy (capture)" "${SIZES[@]}"
 
-print_grpc
 print_grpc
 
 echo
