@@ -330,16 +330,31 @@ public static class GrpcSpanAttributes
     /// <summary>
     /// True when <paramref name="body"/>, cut by its limit, is the start of the length-prefixed frames
     /// of <paramref name="list"/> (<see cref="OtlpAttributes.GrpcMessageFramesPrefix"/>): a binary body,
-    /// not decoded, whose bytes are the listed messages' frames in order (uncompressed, flag 0), the
-    /// last one possibly cut where the body is cut; a message the capture limits cut declares its wire
-    /// length, as its frame did, and ends what the list can give back. Then <see cref="FramesPrefix"/>
-    /// of the list and the body's length gives the body back, byte for byte.
+    /// not decoded, whose bytes are every listed message's frame in order (uncompressed, flag 0), the
+    /// last one cut where the body is cut; a message the capture limits cut (only the last may be)
+    /// declares its wire length, as its frame did. Then <see cref="FramesPrefix"/> of the list and the
+    /// body's length gives the body back, byte for byte.
     /// </summary>
+    /// <remarks>
+    /// The body reaches into the last listed message: a list that went on past the body (a stream's
+    /// later messages, up to <c>capture.grpc.max_stream_bytes</c>) keeps its bytes, so that what the
+    /// span makes the backend rebuild the body from stays about the body's size (ingest cuts an
+    /// attribute over its limit, and a cut list gives no body back).
+    /// </remarks>
     public static bool IsFramesPrefixOf(CapturedBody body, GrpcMessageList list)
     {
         ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(list);
-        return body.Truncated && body.Content.Length <= DefinedFramesLength(list) && HoldsFrames(body, list);
+        var messages = list.Messages;
+        if (!body.Truncated || messages.Count == 0)
+        {
+            return false;
+        }
+
+        var length = FramesLength(list);
+        var lastFrameStart = length - 5 - messages[^1].Payload.Length;
+        return body.Content.Length > lastFrameStart && body.Content.Length <= length
+            && DefinedFramesLength(list) == length && HoldsFrames(body, list);
     }
 
     /// <summary>The length-prefixed frames of <paramref name="list"/>'s messages (flag 0, each payload's length, the payload), in order.</summary>

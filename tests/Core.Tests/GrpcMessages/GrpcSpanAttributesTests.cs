@@ -154,7 +154,7 @@ public sealed class GrpcSpanAttributesTests
     [Theory]
     [InlineData("cut inside the last message", 5 + 4 + 5 + 1, true)]
     [InlineData("cut inside a frame header", 5 + 4 + 3, true)]
-    [InlineData("cut where a message ends", 5 + 4, true)]
+    [InlineData("a listed message past the cut", 5 + 4, false)]
     [InlineData("cut where the list's bytes end", 5 + 4 + 5 + 3, true)]
     [InlineData("body not truncated", 5 + 4 + 5 + 1, false)]
     [InlineData("body longer than the list holds", 5 + 4 + 5 + 4, false)]
