@@ -2,7 +2,8 @@
 # A/B of two sp-agent builds as gRPC capture proxies (unary, SIZE payload, as grpc-cpu.sh): the same
 # upstream, receiver and YARP h2c cell, the two capture cells alternated, so both builds see the
 # same minutes of a loaded machine. Per cell: CPU-µs a call, and allocations and collections per
-# captured call, also less the agent's idle allocation (measured first, scraped the same way).
+# captured call, also less the agent's idle allocation (measured first, scraped the same way), and
+# the bytes each build exported a captured call (its own receiver's access log).
 #
 #   bench/proxy/grpc-ab.sh OLD/sp-agent NEW/sp-agent        # e.g. two `dotnet publish` outputs
 #   SECONDS_PER_CELL=20 ROUNDS=3 PROFILE=B bench/proxy/grpc-ab.sh A B   # perf of B: $OUT/prof-B.data
@@ -25,14 +26,22 @@ A=$1; B=$2
 SECONDS_PER_CELL=${SECONDS_PER_CELL:-8}; CONCURRENCY=${CONCURRENCY:-16}; ROUNDS=${ROUNDS:-3}; SIZE=${SIZE:-1k}
 BASE_PORT=${BASE_PORT:-18780}
 UPSTREAM_PORT=$((BASE_PORT+1)); RECEIVER_PORT=$((BASE_PORT+2)); GRPC_UPSTREAM_PORT=$((BASE_PORT+7))
-YARP_PORT=$((BASE_PORT+8)); CA=$((BASE_PORT+9)); ADMA=$((BASE_PORT+10)); CB=$((BASE_PORT+11)); ADMB=$((BASE_PORT+12)); ADMY=$((BASE_PORT+13))
+YARP_PORT=$((BASE_PORT+8)); CA=$((BASE_PORT+9)); ADMA=$((BASE_PORT+10)); CB=$((BASE_PORT+11)); ADMB=$((BASE_PORT+12))
+RECA=$((BASE_PORT+13)); RECB=$((BASE_PORT+14)); ADMY=$((BASE_PORT+15))
 OPEN=${OPEN:-0}; GRPC_WARMUP=${GRPC_WARMUP:-2}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -n ${NO_BUILD:-} ]] || dotnet build -c Release -v q -nologo "$ROOT/bench/ProxyBench/ProxyBench.csproj" >/dev/null
 BENCH=$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll
 # shellcheck source=bench/proxy/lib.sh
 source "$ROOT/bench/proxy/lib.sh"
-start_nginx 1 1024
+# Each capture build exports to a receiver of its own that logs every export's Content-Length (the
+# body as sent, compressed if it was; not $request_length: a `return` does not read the body, so that
+# counts the head only): the bytes exported a call beside the CPU.
+receivers="log_format sent '\$content_length';"
+for x in A B; do
+  receivers+=" server { listen 127.0.0.1:$([[ $x == A ]] && echo $RECA || echo $RECB); client_max_body_size 0; access_log $TMP/nginx/exports-$x.log sent; location / { return 200 \"\"; } }"
+done
+start_nginx 1 1024 "$receivers"
 start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"
 clear_runtime_overrides
 yarp_admin=(); [[ $OPEN != 1 ]] || yarp_admin=(--admin "127.0.0.1:$ADMY")
@@ -41,19 +50,20 @@ YPID=${PIDS[-1]}
 for x in A B; do
   bin=$([[ $x == A ]] && echo "$A" || echo "$B"); port=$([[ $x == A ]] && echo $CA || echo $CB); adm=$([[ $x == A ]] && echo $ADMA || echo $ADMB)
   start cap$x "$bin" agent proxy --listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$GRPC_UPSTREAM_PORT" --admin "127.0.0.1:$adm" --ignore-env \
-    --set "sp_backend_url=http://127.0.0.1:$RECEIVER_PORT" --set public_key=bench --set service_name=bench
+    --set "sp_backend_url=http://127.0.0.1:$([[ $x == A ]] && echo $RECA || echo $RECB)" --set public_key=bench --set service_name=bench
   eval "PID_$x=${PIDS[-1]}"
 done
-for p in $RECEIVER_PORT $GRPC_UPSTREAM_PORT $YARP_PORT $CA $CB $ADMA $ADMB; do wait_port $p; done
+for p in $RECEIVER_PORT $RECA $RECB $GRPC_UPSTREAM_PORT $YARP_PORT $CA $CB $ADMA $ADMB; do wait_port $p; done
 [[ $OPEN != 1 ]] || wait_port $ADMY
+sent_bytes() { awk '{ n += $1 } END { printf "%.0f", n }' "$TMP/nginx/exports-${1#cap}.log" 2>/dev/null || echo 0; }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m) == 1 { n += $NF } END { printf "%.0f", n }'; }
 exported() { echo $(( $(metric $1 'sp_export_spans_total') + $(metric $1 'sp_export_dropped_total') )); }
 captured() { metric $1 'sp_requests_total{direction="inbound",outcome="captured"}'; }
 drain() { local e0=-1 e1; e1=$(exported $1); while [[ $e0 != "$e1" ]]; do e0=$e1; sleep 1.2; e1=$(exported $1); done; }
 cell() { # port pid adm|- label
-  local port=$1 pid=$2 adm=$3 label=$4 out rate calls before after e0 a0 g0 c0 perf_pid=
+  local port=$1 pid=$2 adm=$3 label=$4 out rate calls before after e0 a0 g0 c0 s0 perf_pid=
   dotnet "$BENCH" grpc-load "http://127.0.0.1:$port" 3 "$CONCURRENCY" 0 "$SIZE" >/dev/null
-  if [[ $adm != - ]]; then drain $adm; e0=$(exported $adm); a0=$(metric $adm dotnet_gc_allocated_bytes_total); g0=$(metric $adm dotnet_gc_collections_total); c0=$(captured $adm); fi
+  if [[ $adm != - ]]; then drain $adm; e0=$(exported $adm); a0=$(metric $adm dotnet_gc_allocated_bytes_total); g0=$(metric $adm dotnet_gc_collections_total); c0=$(captured $adm); s0=$(sent_bytes $label); fi
   local t0; t0=$(date +%s.%N)
   before=$(cpu_ticks $pid)
   if [[ -n ${PROFILE:-} && $label == "cap${PROFILE}" && -z ${PROFILED:-} ]]; then
@@ -69,9 +79,9 @@ cell() { # port pid adm|- label
   [[ -z $perf_pid ]] || wait $perf_pid || true
   local extra=""
   if [[ $adm != - ]]; then
-    local c1 a1 g1; c1=$(captured $adm); a1=$(metric $adm dotnet_gc_allocated_bytes_total); g1=$(metric $adm dotnet_gc_collections_total)
+    local c1 a1 g1 s1; c1=$(captured $adm); a1=$(metric $adm dotnet_gc_allocated_bytes_total); g1=$(metric $adm dotnet_gc_collections_total); s1=$(sent_bytes $label)
     local t1; t1=$(date +%s.%N); local bg; bg=$([[ $label == capA ]] && echo $BG_A || echo $BG_B)
-    extra=$(awk -v n=$((c1-c0)) -v a=$((a1-a0)) -v g=$((g1-g0)) -v bg=$bg -v dt=$(awk -v a=$t0 -v b=$t1 'BEGIN{print b-a}') 'BEGIN { printf ", %d captured, %d B/call (%d less idle %d B/s over %.0f s), %.2f GC/1k", n, a/n, (a-bg*dt)/n, bg, dt, g*1000/n }')
+    extra=$(awk -v n=$((c1-c0)) -v a=$((a1-a0)) -v g=$((g1-g0)) -v s=$((s1-s0)) -v bg=$bg -v dt=$(awk -v a=$t0 -v b=$t1 'BEGIN{print b-a}') 'BEGIN { printf ", %d captured, %d B/call (%d less idle %d B/s over %.0f s), %.2f GC/1k, %d B exported/call", n, a/n, (a-bg*dt)/n, bg, dt, g*1000/n, s/n }')
   fi
   echo "$label: $(awk -v n="$calls" -v r="$rate" -v t="$((after - before))" -v hz="$CLK_TCK" 'BEGIN { printf "%d calls, %d calls/s, %.0f CPU-us/call", n, r, t * 1e6 / hz / n }')$extra"
 }

@@ -42,7 +42,8 @@ public sealed class GrpcCallMessages
     /// Hands the (redacted) message lists of <paramref name="exchange"/> to the span encoders, which
     /// write each as its JSON attribute from the bytes (<see cref="GrpcSpanAttributes.WriteMessagesJson"/>;
     /// no string is built); nothing for an exchange without any. A body that is exactly its list's
-    /// frames (a unary or streaming call captured whole, after the redaction rewrote both alike) is
+    /// frames (a unary or streaming call captured whole, after the redaction rewrote both alike), or
+    /// their start when the body limit cut it (<see cref="GrpcSpanAttributes.IsFramesPrefixOf"/>), is
     /// marked <see cref="CapturedBody.MessageFrames"/>: the span carries its bytes once.
     /// </summary>
     public static void Seal(Exchange exchange)
@@ -56,16 +57,19 @@ public sealed class GrpcCallMessages
         call.Sealed = true;
         exchange.Attributes.Remove(GrpcSpanAttributes.RequestMessages);
         exchange.Attributes.Remove(GrpcSpanAttributes.ResponseMessages);
-        if (GrpcSpanAttributes.IsFramesOf(exchange.RequestBody, call.Request))
+        exchange.RequestBody = MarkFrames(exchange.RequestBody, call.Request);
+        if (call.Response is { } response)
         {
-            exchange.RequestBody = exchange.RequestBody with { MessageFrames = true };
-        }
-
-        if (call.Response is { } response && GrpcSpanAttributes.IsFramesOf(exchange.ResponseBody, response))
-        {
-            exchange.ResponseBody = exchange.ResponseBody with { MessageFrames = true };
+            exchange.ResponseBody = MarkFrames(exchange.ResponseBody, response);
         }
     }
+
+    // A body that is its list's frames, whole or cut by the body limit where the list holds more of
+    // the stream (a 64 KiB message past both limits), goes out as a reference to the list.
+    private static CapturedBody MarkFrames(CapturedBody body, GrpcMessageList list) =>
+        GrpcSpanAttributes.IsFramesOf(body, list) || GrpcSpanAttributes.IsFramesPrefixOf(body, list)
+            ? body with { MessageFrames = true }
+            : body;
 
     /// <summary>
     /// The JSON of one list attribute (<paramref name="key"/>: <see cref="GrpcSpanAttributes.RequestMessages"/>

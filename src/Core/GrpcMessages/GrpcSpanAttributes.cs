@@ -318,29 +318,43 @@ public static class GrpcSpanAttributes
     {
         ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(list);
-        if (body.Kind != BodyKind.Binary || body.Truncated || body.Decoded || body.ContentEncoding is not null
-            || list.Truncated || list.Count != list.Messages.Count || FramesLength(list) != body.Content.Length)
+        if (body.Truncated || list.Truncated || list.Count != list.Messages.Count)
         {
             return false;
         }
 
-        var content = body.Content.Span;
-        var position = 0;
-        for (var i = 0; i < list.Messages.Count; i++)
-        {
-            var message = list.Messages[i];
-            var payload = message.Payload.Span;
-            if (message.Index != i || message.Compressed || message.Truncated || content[position] != 0
-                || BinaryPrimitives.ReadUInt32BigEndian(content[(position + 1)..]) != (uint)payload.Length
-                || !content.Slice(position + 5, payload.Length).SequenceEqual(payload))
-            {
-                return false;
-            }
+        var length = FramesLength(list);
+        return length == body.Content.Length && DefinedFramesLength(list) == length && HoldsFrames(body, list);
+    }
 
-            position += 5 + payload.Length;
+    /// <summary>
+    /// True when <paramref name="body"/>, cut by its limit, is the start of the length-prefixed frames
+    /// of <paramref name="list"/> (<see cref="OtlpAttributes.GrpcMessageFramesPrefix"/>): a binary body,
+    /// not decoded, whose bytes are every listed message's frame in order (uncompressed, flag 0), the
+    /// last one cut where the body is cut; a message the capture limits cut (only the last may be)
+    /// declares its wire length, as its frame did. Then <see cref="FramesPrefix"/> of the list and the
+    /// body's length gives the body back, byte for byte.
+    /// </summary>
+    /// <remarks>
+    /// The body reaches into the last listed message: a list that went on past the body (a stream's
+    /// later messages, up to <c>capture.grpc.max_stream_bytes</c>) keeps its bytes, so that what the
+    /// span makes the backend rebuild the body from stays about the body's size (ingest cuts an
+    /// attribute over its limit, and a cut list gives no body back).
+    /// </remarks>
+    public static bool IsFramesPrefixOf(CapturedBody body, GrpcMessageList list)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentNullException.ThrowIfNull(list);
+        var messages = list.Messages;
+        if (!body.Truncated || messages.Count == 0)
+        {
+            return false;
         }
 
-        return true;
+        var length = FramesLength(list);
+        var lastFrameStart = length - 5 - messages[^1].Payload.Length;
+        return body.Content.Length > lastFrameStart && body.Content.Length <= length
+            && DefinedFramesLength(list) == length && HoldsFrames(body, list);
     }
 
     /// <summary>The length-prefixed frames of <paramref name="list"/>'s messages (flag 0, each payload's length, the payload), in order.</summary>
@@ -348,18 +362,32 @@ public static class GrpcSpanAttributes
     {
         ArgumentNullException.ThrowIfNull(list);
         var frames = new byte[checked((int)FramesLength(list))];
-        var position = 0;
-        var messages = list.Messages;
-        for (var i = 0; i < messages.Count; i++)
-        {
-            var message = messages[i];
-            BinaryPrimitives.WriteUInt32BigEndian(frames.AsSpan(position + 1), (uint)message.Payload.Length);
-            message.Payload.Span.CopyTo(frames.AsSpan(position + 5));
-            position += 5 + message.Payload.Length;
-        }
-
+        WalkFrames(list, [], frames);
         return frames;
     }
+
+    /// <summary>
+    /// The first <paramref name="length"/> bytes of <paramref name="list"/>'s frames, as
+    /// <see cref="IsFramesPrefixOf"/> defines them; null when the list does not hold that many (a span
+    /// is the caller's: what it makes the reader allocate is bounded by the list it carries).
+    /// </summary>
+    public static byte[]? FramesPrefix(GrpcMessageList list, long length)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        if (length < 0 || length > DefinedFramesLength(list))
+        {
+            return null;
+        }
+
+        var frames = new byte[length];
+        WalkFrames(list, [], frames);
+        return frames;
+    }
+
+    // Whether a binary, undecoded body's bytes are the start of the list's frames.
+    private static bool HoldsFrames(CapturedBody body, GrpcMessageList list) =>
+        body.Kind == BodyKind.Binary && !body.Decoded && body.ContentEncoding is null
+            && WalkFrames(list, body.Content.Span, []);
 
     // Indexed, not foreach: Messages is an interface, whose enumerator would be boxed (Seal asks twice a call).
     private static long FramesLength(GrpcMessageList list)
@@ -372,6 +400,69 @@ public static class GrpcSpanAttributes
         }
 
         return length;
+    }
+
+    // How far the list defines its frames: each message listed at its index, uncompressed, up to and
+    // including the first one the limits cut (its frame declared a wire length longer than the bytes
+    // kept; past them the list holds nothing of the stream).
+    private static long DefinedFramesLength(GrpcMessageList list)
+    {
+        long length = 0;
+        var messages = list.Messages;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i];
+            if (message.Index != i || message.Compressed
+                || (message.Truncated && (message.WireLength <= message.Payload.Length || message.WireLength > uint.MaxValue)))
+            {
+                return length;
+            }
+
+            length += 5 + message.Payload.Length;
+            if (message.Truncated)
+            {
+                return length;
+            }
+        }
+
+        return length;
+    }
+
+    // Walks the list's frames (flag 0, the declared length, the payload) over the first
+    // max(expected, destination) bytes: copies them into destination and compares them with expected
+    // (either may be empty; one walk for the reader that rebuilds a body and the check that proves it
+    // would). The caller bounds the length by DefinedFramesLength or FramesLength.
+    private static bool WalkFrames(GrpcMessageList list, ReadOnlySpan<byte> expected, Span<byte> destination)
+    {
+        var length = Math.Max(expected.Length, destination.Length);
+        Span<byte> header = stackalloc byte[5];
+        var position = 0;
+        var messages = list.Messages;
+        for (var i = 0; position < length; i++)
+        {
+            var message = messages[i];
+            header[0] = 0;
+            BinaryPrimitives.WriteUInt32BigEndian(header[1..], message.Truncated ? (uint)message.WireLength : (uint)message.Payload.Length);
+            if (!Walk(header, expected, destination, length, ref position) || !Walk(message.Payload.Span, expected, destination, length, ref position))
+            {
+                return false;
+            }
+        }
+
+        return true;
+
+        static bool Walk(ReadOnlySpan<byte> part, ReadOnlySpan<byte> expected, Span<byte> destination, int length, ref int position)
+        {
+            part = part[..Math.Min(part.Length, length - position)];
+            var start = position;
+            position += part.Length;
+            if (!destination.IsEmpty)
+            {
+                part.CopyTo(destination[start..]);
+            }
+
+            return expected.IsEmpty || part.SequenceEqual(expected.Slice(start, part.Length));
+        }
     }
 
     /// <summary>The status details as JSON: code, message and each detail's type and base64 value.</summary>

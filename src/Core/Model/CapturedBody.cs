@@ -26,10 +26,12 @@ public sealed record CapturedBody(
     public static CapturedBody Empty { get; } = new(ReadOnlyMemory<byte>.Empty, 0, false, BodyKind.Empty);
 
     /// <summary>
-    /// True when <see cref="Content"/> is exactly the length-prefixed frames of the exchange's
-    /// captured gRPC message list (<see cref="GrpcMessages.GrpcCallMessages"/>): the span encoders
-    /// then send the list only, marked <see cref="Otlp.OtlpAttributes.GrpcMessageFrames"/>, and the
-    /// reader rebuilds the body from it.
+    /// True when <see cref="Content"/> is the length-prefixed frames of the exchange's captured gRPC
+    /// message list (<see cref="GrpcMessages.GrpcCallMessages"/>): exactly them, or, when the body is
+    /// <see cref="Truncated"/>, their first <c>Content.Length</c> bytes. The span encoders then send
+    /// the list only, marked <see cref="Otlp.OtlpAttributes.GrpcMessageFrames"/> (or
+    /// <see cref="Otlp.OtlpAttributes.GrpcMessageFramesPrefix"/> with the length), and the reader
+    /// rebuilds the body from it.
     /// </summary>
     public bool MessageFrames { get; init; }
 

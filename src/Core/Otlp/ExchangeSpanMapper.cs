@@ -567,7 +567,13 @@ public static class ExchangeSpanMapper
         }
 
         var content = body.Content.Span;
-        if (body.MessageFrames)
+        if (body.MessageFrames && body.Truncated)
+        {
+            // The bytes are the start of the message list's frames (OtlpAttributes.GrpcMessageFramesPrefix): FromSpan rebuilds them.
+            attributes.Add(StringAttr(keys.Encoding, OtlpAttributes.GrpcMessageFramesPrefix));
+            attributes.Add(IntAttr(keys.FramesLength, body.Content.Length));
+        }
+        else if (body.MessageFrames)
         {
             // The bytes are the message list's frames (OtlpAttributes.GrpcMessageFrames): FromSpan rebuilds them.
             attributes.Add(StringAttr(keys.Encoding, OtlpAttributes.GrpcMessageFrames));
@@ -873,6 +879,8 @@ public static class ExchangeSpanMapper
         public string ContentEncoding { get; } = metaPrefix + OtlpAttributes.BodyContentEncodingSuffix;
 
         public string Decoded { get; } = metaPrefix + OtlpAttributes.BodyDecodedSuffix;
+
+        public string FramesLength { get; } = metaPrefix + OtlpAttributes.BodyFramesLengthSuffix;
     }
 
     /// <summary>What a span said about one body, gathered while its attributes are read.</summary>
@@ -887,6 +895,7 @@ public static class ExchangeSpanMapper
         private string? _contentType;
         private string? _contentEncoding;
         private bool _decoded;
+        private long? _framesLength;
 
         public void Consume(ReadOnlySpan<char> suffix, AnyValue value)
         {
@@ -903,6 +912,7 @@ public static class ExchangeSpanMapper
                 case OtlpAttributes.BodyContentTypeSuffix: _contentType = AsString(value); break;
                 case OtlpAttributes.BodyContentEncodingSuffix: _contentEncoding = AsString(value); break;
                 case OtlpAttributes.BodyDecodedSuffix: _decoded = IsTrue(value); break;
+                case OtlpAttributes.BodyFramesLengthSuffix: _framesLength = value.ValueCase == AnyValue.ValueOneofCase.IntValue ? value.IntValue : null; break;
                 default: break;
             }
         }
@@ -911,14 +921,9 @@ public static class ExchangeSpanMapper
         {
             // Our spans always carry the size; its absence means another exporter (the original agent) wrote the span.
             var ours = _size.HasValue;
-            if (Value is null && ours && string.Equals(_encoding, OtlpAttributes.GrpcMessageFrames, StringComparison.Ordinal))
+            if (Value is null && ours && FramesOf(attributes, messagesKey) is { } frames)
             {
-                // A gRPC body sent as a reference to its message list: the list's frames are the body.
-                var list = attributes.TryGetValue(messagesKey, out var json) ? GrpcSpanAttributes.DecodeMessages(json) : null;
-                if (list is not null)
-                {
-                    return new CapturedBody(GrpcSpanAttributes.Frames(list), _size!.Value, _truncated, BodyKind.Binary, _contentType, _contentEncoding, _decoded);
-                }
+                return new CapturedBody(frames, _size!.Value, _truncated, BodyKind.Binary, _contentType, _contentEncoding, _decoded);
             }
 
             if (Value is null)
@@ -968,6 +973,23 @@ public static class ExchangeSpanMapper
                 ours ? _contentType : headerContentType,
                 _contentEncoding,
                 _decoded);
+        }
+
+        // A gRPC body sent as a reference to its message list: the list's frames are the body
+        // (grpc-frames), or their first frames_length bytes (grpc-frames-prefix, a body cut by its
+        // limit); null when the span says neither or its list cannot give the body back.
+        private byte[]? FramesOf(Dictionary<string, string> attributes, string messagesKey)
+        {
+            var whole = string.Equals(_encoding, OtlpAttributes.GrpcMessageFrames, StringComparison.Ordinal);
+            if ((!whole && !string.Equals(_encoding, OtlpAttributes.GrpcMessageFramesPrefix, StringComparison.Ordinal))
+                || !attributes.TryGetValue(messagesKey, out var json) || GrpcSpanAttributes.DecodeMessages(json) is not { } list)
+            {
+                return null;
+            }
+
+            return whole ? GrpcSpanAttributes.Frames(list)
+                : _framesLength is { } length ? GrpcSpanAttributes.FramesPrefix(list, length)
+                : null;
         }
 
         private static bool IsTrue(AnyValue value) =>

@@ -110,6 +110,19 @@ public static class OtlpAttributes
     /// </summary>
     public const string GrpcMessageFrames = "grpc-frames";
 
+    /// <summary>
+    /// The value of the encoding attribute of a gRPC body cut by its limit and sent without its bytes:
+    /// they are the first <see cref="BodyFramesLengthSuffix"/> bytes of the frames of the call's
+    /// message list, whose last listed message may be cut too (its frame declares its wire length).
+    /// A distinct value, not <see cref="GrpcMessageFrames"/>: a reader that does not know it keeps
+    /// the body empty (its size and truncation flag stay), where one that rebuilt whole frames from
+    /// the list would show bytes the wire never carried.
+    /// </summary>
+    public const string GrpcMessageFramesPrefix = "grpc-frames-prefix";
+
+    /// <summary>The captured length in bytes (int) of a body sent as <see cref="GrpcMessageFramesPrefix"/>.</summary>
+    public const string BodyFramesLengthSuffix = "frames_length";
+
     /// <summary><c>hit</c> or <c>miss</c> when the agent's cache was consulted.</summary>
     public const string Cache = "sp.cache";
 

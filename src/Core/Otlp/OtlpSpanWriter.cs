@@ -614,8 +614,16 @@ public static class OtlpSpanWriter
         var content = body.Content.Span;
         if (body.MessageFrames)
         {
-            // The bytes are the message list's frames: the list attribute carries them once.
-            sink.KeyValue(SpanAttributes, new Key(keys.Encoding), new Text(OtlpAttributes.GrpcMessageFrames));
+            // The bytes are the message list's frames (a cut body: their start): the list attribute carries them once.
+            if (body.Truncated)
+            {
+                sink.KeyValue(SpanAttributes, new Key(keys.Encoding), new Text(OtlpAttributes.GrpcMessageFramesPrefix));
+                sink.IntKeyValue(SpanAttributes, new Key(keys.FramesLength), body.Content.Length);
+            }
+            else
+            {
+                sink.KeyValue(SpanAttributes, new Key(keys.Encoding), new Text(OtlpAttributes.GrpcMessageFrames));
+            }
         }
         else if (text)
         {
@@ -760,6 +768,8 @@ public static class OtlpSpanWriter
         public byte[] ContentEncoding { get; } = Keys.Utf8(keys.ContentEncoding);
 
         public byte[] Decoded { get; } = Keys.Utf8(keys.Decoded);
+
+        public byte[] FramesLength { get; } = Keys.Utf8(keys.FramesLength);
     }
 
     /// <summary>A string made of up to six parts, encoded as their concatenation without building it.</summary>

@@ -1,7 +1,14 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging.Abstractions;
+using SpIstio.Agent.ExtProc;
+using SpIstio.Agent.ExtProc.Proto;
+using SpIstio.Agent.Hosting;
+using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Otlp;
 using BodySendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.BodySendMode;
 using HeaderSendMode = SpIstio.Agent.ExtProc.Proto.Filter.ProcessingMode.Types.HeaderSendMode;
 
@@ -75,6 +82,60 @@ public sealed class ExtProcGrpcTests
         var replies = GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(exchange, GrpcSpanAttributes.ResponseMessages))!;
         Assert.Equal(_reply, Assert.Single(replies.Messages).Payload.ToArray());
         Assert.Equal("OK", exchange.Attributes[GrpcSpanAttributes.StatusName]);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task UnaryCallPastTheBodyLimitInSixteenKiBChunks_IsStoredByTheBackendByteForByte(bool compressed)
+    {
+        // The bench's 64k-random call: a 65,540-byte message (a 65,536-byte bytes field) in a 65,545-byte
+        // frame, each way, past the body limit and the message limit (65,536 both). Uncompressed, the
+        // cut body is the start of its listed message's frame and goes out once, as a reference to the
+        // list; compressed (flag 1, the list holds the message decoded), it keeps its own bytes.
+        await using var receiver = await OtlpReceiver.StartAsync();
+        await using var backend = await StoringBackend.StartAsync();
+        var options = new AgentOptions { SpBackendUrl = receiver.BaseAddress, PublicKey = "pk-test", ServiceName = "orders" };
+        options.Export.BatchDelayMs = 20;
+        await using var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
+        await using var server = await ExtProcServer.StartAsync(runtime.Pipeline, new ExtProcOptions { Listen = new ListenAddress("127.0.0.1", 0) }, NullLoggerFactory.Instance);
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}");
+        using var stream = new EnvoyStream(new ExternalProcessor.ExternalProcessorClient(channel).Process());
+        var requestFrame = LargeFrame(1, compressed);
+        var replyFrame = LargeFrame(2, compressed);
+        var grpcEncoding = ("grpc-encoding", compressed ? "gzip" : "identity");
+        const int Chunk = 16 * 1024;
+
+        await stream.SendAsync(Envoy.RequestHeaders("POST", "/shop.Orders/Put", false, ("content-type", "application/grpc"), grpcEncoding));
+        for (var offset = 0; offset < requestFrame.Length; offset += Chunk)
+        {
+            var end = Math.Min(offset + Chunk, requestFrame.Length);
+            await stream.SendAsync(Envoy.RequestBody(requestFrame[offset..end], end == requestFrame.Length));
+        }
+
+        await stream.SendAsync(Envoy.ResponseHeaders(200, false, ("content-type", "application/grpc"), grpcEncoding));
+        for (var offset = 0; offset < replyFrame.Length; offset += Chunk)
+        {
+            await stream.SendAsync(Envoy.ResponseBody(replyFrame[offset..Math.Min(offset + Chunk, replyFrame.Length)], false));
+        }
+
+        await stream.SendAsync(Envoy.ResponseTrailers(("grpc-status", "0")));
+        await stream.CompleteAsync();
+        await receiver.WaitForSpansAsync(1);
+
+        var span = Assert.Single(receiver.Spans);
+        string? Attribute(string key) => span.Attributes.SingleOrDefault(a => a.Key == key) is { } a ? ExchangeSpanMapper.AsString(a.Value) : null;
+        foreach (var (body, meta) in (ReadOnlySpan<(string, string)>)[(OtlpAttributes.RequestBody, OtlpAttributes.RequestBodyMetaPrefix), (OtlpAttributes.ResponseBody, OtlpAttributes.ResponseBodyMetaPrefix)])
+        {
+            Assert.Equal(compressed ? OtlpAttributes.Base64 : OtlpAttributes.GrpcMessageFramesPrefix, Attribute(meta + OtlpAttributes.BodyEncodingSuffix));
+            Assert.Equal(compressed, Attribute(body) is not null);
+            Assert.Equal(compressed ? null : "65536", Attribute(meta + OtlpAttributes.BodyFramesLengthSuffix));
+            Assert.Equal("true", Attribute(meta + OtlpAttributes.BodyTruncatedSuffix));
+        }
+
+        var stored = await backend.StoreAsync(receiver.Requests.Single(), span);
+        Assert.Equal(requestFrame[..CaptureOptions.DefaultBodyLimit], stored.RequestBody.ToArray());
+        Assert.Equal(replyFrame[..CaptureOptions.DefaultBodyLimit], stored.ResponseBody.ToArray());
     }
 
     [Fact]
@@ -172,6 +233,18 @@ public sealed class ExtProcGrpcTests
         BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
         message.CopyTo(frame, 5);
         return frame;
+    }
+
+    // A frame of a message whose one bytes field holds 65,536 random bytes (seeded): 65,540 bytes, gzip-compressed when asked.
+    private static byte[] LargeFrame(int seed, bool compressed)
+    {
+        var message = new byte[4 + (64 * 1024)];
+        message[0] = 0x0A;
+        message[1] = 0x80;
+        message[2] = 0x80;
+        message[3] = 0x04;
+        new Random(seed).NextBytes(message.AsSpan(4));
+        return compressed ? Frame(Gzip(message), compressed: true) : Frame(message);
     }
 
     private static byte[] Gzip(byte[] data)

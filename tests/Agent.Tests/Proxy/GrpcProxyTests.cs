@@ -1,4 +1,5 @@
 using System.Net;
+using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
@@ -57,6 +58,41 @@ public sealed class GrpcProxyTests
         // The stream metrics count both messages and every framed byte (5-byte prefix + message, each way).
         Assert.Equal(2, rig.Metrics.StreamMessages(StreamKinds.Grpc).Value);
         Assert.Equal(5 + sent.CalculateSize() + 5 + reply.CalculateSize(), rig.Metrics.StreamBytes(StreamKinds.Grpc).Value);
+    }
+
+    [Fact]
+    public async Task Unary_call_past_the_body_limit_is_exported_once_and_stored_by_the_backend_byte_for_byte()
+    {
+        // A 65,540-byte request (a 65,536-character string field) and a 65,546-byte answer: each body
+        // is cut at the limit (65,536) inside the message the list keeps 65,536 bytes of, so the span
+        // carries each message once and the backend rebuilds the cut bodies from the lists.
+        await using var rig = await GrpcRig.StartAsync();
+        await using var backend = await StoringBackend.StartAsync();
+        var random = new Random(18);
+        var sent = new Note { Text = string.Create(64 * 1024, random, static (chars, r) => { for (var i = 0; i < chars.Length; i++) { chars[i] = (char)('a' + r.Next(26)); } }) };
+
+        var reply = await rig.Client.EchoAsync(sent, deadline: Deadline());
+
+        Assert.Equal("echo: " + sent.Text, reply.Text);
+        var (export, span) = await rig.ExportAsync("Echo");
+        string? Attribute(string key) => span.Attributes.SingleOrDefault(a => a.Key == key) is { } a ? ExchangeSpanMapper.AsString(a.Value) : null;
+        Assert.Null(Attribute(OtlpAttributes.RequestBody));
+        Assert.Null(Attribute(OtlpAttributes.ResponseBody));
+        Assert.Equal(OtlpAttributes.GrpcMessageFramesPrefix, Attribute(OtlpAttributes.RequestBodyMetaPrefix + OtlpAttributes.BodyEncodingSuffix));
+        Assert.Equal(OtlpAttributes.GrpcMessageFramesPrefix, Attribute(OtlpAttributes.ResponseBodyMetaPrefix + OtlpAttributes.BodyEncodingSuffix));
+
+        var stored = await backend.StoreAsync(export, span);
+        Assert.Equal(Framed(sent)[..CaptureOptions.DefaultBodyLimit], stored.RequestBody.ToArray());
+        Assert.Equal(Framed(reply)[..CaptureOptions.DefaultBodyLimit], stored.ResponseBody.ToArray());
+
+        static byte[] Framed(Note note)
+        {
+            var message = note.ToByteArray();
+            var frame = new byte[5 + message.Length];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)message.Length);
+            message.CopyTo(frame, 5);
+            return frame;
+        }
     }
 
     [Fact]
@@ -369,6 +405,14 @@ public sealed class GrpcProxyTests
                 CallTimeout,
                 () => "no span for " + method + "; spans: " + string.Join(", ", _receiver.Spans.Select(s => s.Name)));
             return new GrpcSpan(_receiver.Spans.Single(s => new GrpcSpan(s).Text(GrpcSpanAttributes.RpcMethod) == method));
+        }
+
+        /// <summary>The export that carried the one span of the call to <paramref name="method"/>, and the span, once it arrived.</summary>
+        public async Task<(ReceivedExport Export, OtlpSpan Span)> ExportAsync(string method)
+        {
+            await SpanAsync(method);
+            var export = _receiver.Requests.Single(r => r.Spans.Any(s => new GrpcSpan(s).Text(GrpcSpanAttributes.RpcMethod) == method));
+            return (export, export.Spans.Single(s => new GrpcSpan(s).Text(GrpcSpanAttributes.RpcMethod) == method));
         }
 
         public async ValueTask DisposeAsync()

@@ -95,6 +95,37 @@ public sealed class GrpcCallApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SpanDetail_OfACallWhoseCutBodiesWentAsTheStartOfTheirListsFrames_AnswersTheBodiesAsCaptured()
+    {
+        // As the agent exports a call past its limits: each body is cut inside a message the list
+        // holds more of, so the span carries the list and the body's length (grpc-frames-prefix).
+        var requestFrame = GrpcTestCalls.Frame(new OrderRequest { OrderId = "ord-" + new string('r', 200) });
+        var replyFrame = GrpcTestCalls.Frame(new OrderReply { OrderId = "ord-" + new string('p', 200), TotalCents = 7 });
+        var limits = GrpcCaptureLimits.Default with { MaxMessageBytes = 64 };
+        var call = GrpcTestCalls.Call(_trace, _session, DateTimeOffset.UtcNow.AddMinutes(-2), 0, null, "", null);
+        call.Attributes.Remove(GrpcSpanAttributes.RequestMessages);
+        call.RequestBody = new Core.Model.CapturedBody(requestFrame[..30], requestFrame.Length, true, Core.Model.BodyKind.Binary, "application/grpc");
+        call.ResponseBody = new Core.Model.CapturedBody(replyFrame[..69], replyFrame.Length, true, Core.Model.BodyKind.Binary, "application/grpc");
+        call.GrpcCall = new GrpcCallMessages(GrpcTestCalls.List(requestFrame, limits), GrpcTestCalls.List(replyFrame, limits));
+        GrpcCallMessages.Seal(call);
+        var wire = OtlpSpanWriter.ToByteArray([call], null, "1");
+        var sent = Core.Otlp.Proto.Collector.Trace.ExportTraceServiceRequest.Parser.ParseFrom(wire).ResourceSpans[0].ScopeSpans[0].Spans[0];
+        Assert.DoesNotContain(sent.Attributes, a => a.Key is OtlpAttributes.RequestBody or OtlpAttributes.ResponseBody);
+
+        using (var response = await _backend.PostAsync("/v1/traces", _backend.AcmeKey, wire, "application/x-protobuf"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        using var detail = await GetJsonAsync($"/api/spans/{_trace.ToHexString()}/{call.SpanId.ToHexString()}");
+        var root = detail.RootElement;
+        Assert.Equal(Convert.ToBase64String(requestFrame.AsSpan(0, 30)), root.GetProperty("requestBody").GetProperty("content").GetString());
+        Assert.Equal(Convert.ToBase64String(replyFrame.AsSpan(0, 69)), root.GetProperty("responseBody").GetProperty("content").GetString());
+        Assert.True(root.GetProperty("responseBody").GetProperty("truncated").GetBoolean());
+        Assert.Equal(replyFrame.Length, root.GetProperty("responseBody").GetProperty("originalSize").GetInt64());
+    }
+
+    [Fact]
     public async Task SpanDetail_OfAnHttpExchange_HasNoGrpcCall()
     {
         var plain = new Core.Model.Exchange

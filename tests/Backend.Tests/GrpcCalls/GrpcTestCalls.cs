@@ -38,9 +38,12 @@ internal static class GrpcTestCalls
     }
 
     /// <summary>One direction's message list as the agent's capture hands it over (bytes, before the span): <paramref name="frames"/> read by <see cref="GrpcFrameReader"/>.</summary>
-    public static GrpcMessageList List(byte[] frames)
+    public static GrpcMessageList List(byte[] frames) => List(frames, GrpcCaptureLimits.Default);
+
+    /// <summary>The message list the capture makes of <paramref name="frames"/> under <paramref name="limits"/>.</summary>
+    public static GrpcMessageList List(byte[] frames, GrpcCaptureLimits limits)
     {
-        using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, null);
+        using var reader = new GrpcFrameReader(limits, null);
         reader.Append(frames, TimeSpan.FromMilliseconds(1));
         reader.Complete();
         return new GrpcMessageList(reader.MessageCount, reader.Truncated, [.. reader.Messages]);

@@ -152,6 +152,68 @@ public sealed class GrpcSpanAttributesTests
     }
 
     [Theory]
+    [InlineData("cut inside the last message", 5 + 4 + 5 + 1, true)]
+    [InlineData("cut inside a frame header", 5 + 4 + 3, true)]
+    [InlineData("a listed message past the cut", 5 + 4, false)]
+    [InlineData("cut where the list's bytes end", 5 + 4 + 5 + 3, true)]
+    [InlineData("body not truncated", 5 + 4 + 5 + 1, false)]
+    [InlineData("body longer than the list holds", 5 + 4 + 5 + 4, false)]
+    [InlineData("message compressed", 5 + 4 + 5 + 1, false)]
+    [InlineData("an earlier message cut", 5 + 4 + 5 + 1, false)]
+    [InlineData("a byte differs", 5 + 4 + 5 + 1, false)]
+    [InlineData("flag set", 5 + 4 + 5 + 1, false)]
+    [InlineData("length differs", 5 + 4 + 5 + 1, false)]
+    [InlineData("body decoded", 5 + 4 + 5 + 1, false)]
+    public void IsFramesPrefixOf_OnlyACutBodyThatIsTheStartOfTheListsFrames(string change, int length, bool expected)
+    {
+        // A 4-byte message, then one of 9 bytes on the wire of which the list kept 3 (its frame declares 9).
+        byte[] first = [0x0a, 0x02, (byte)'h', (byte)'i'];
+        byte[] second = [0x0a, 0x07, (byte)'a', (byte)'b', (byte)'c', (byte)'d', (byte)'e', (byte)'f', (byte)'g'];
+        var wire = GrpcSpanAttributes.Frames(List(first, second));
+        var list = new GrpcMessageList(2, true,
+        [
+            new(0, TimeSpan.Zero, false, first.Length, first, change == "an earlier message cut", false),
+            new(1, TimeSpan.FromMilliseconds(1), change == "message compressed", second.Length, second[..3], true, false),
+        ]);
+        var content = change == "body longer than the list holds" ? wire[..length] : wire[..Math.Min(length, 5 + 4 + 5 + 3)];
+        switch (change)
+        {
+            case "a byte differs": content[^1] ^= 1; break;
+            case "flag set": content[9] = 1; break;
+            case "length differs": content[13]++; break;
+            default: break;
+        }
+
+        var body = new CapturedBody(content, wire.Length, change != "body not truncated", BodyKind.Binary, "application/grpc", Decoded: change == "body decoded");
+
+        Assert.Equal(expected, GrpcSpanAttributes.IsFramesPrefixOf(body, list));
+        Assert.False(GrpcSpanAttributes.IsFramesOf(body, list));
+        if (expected)
+        {
+            Assert.Equal(content, GrpcSpanAttributes.FramesPrefix(list, content.Length));
+        }
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(5 + 4 + 5 + 3 + 1)]
+    public void FramesPrefix_LongerThanTheListHolds_IsNull(long length)
+    {
+        // A span is the caller's: a length past what its list can give back builds nothing.
+        byte[] first = [0x0a, 0x02, (byte)'h', (byte)'i'];
+        var list = new GrpcMessageList(2, true,
+        [
+            new(0, TimeSpan.Zero, false, first.Length, first, false, false),
+            new(1, TimeSpan.Zero, false, 9, new byte[3], true, false),
+        ]);
+
+        Assert.Null(GrpcSpanAttributes.FramesPrefix(list, length));
+    }
+
+    private static GrpcMessageList List(params byte[][] payloads) =>
+        new(payloads.Length, false, [.. payloads.Select((p, i) => new GrpcMessage(i, TimeSpan.Zero, false, p.Length, p, false, false))]);
+
+    [Theory]
     [InlineData("")]
     [InlineData("{}")]
     [InlineData("{\"count\":1,\"truncated\":false,\"messages\":[{\"index\":0}]}")]
