@@ -76,7 +76,7 @@ public sealed class ExchangeCapture : IDisposable
         if (KeepsBodies && GrpcSpanAttributes.IsGrpc(exchange.RequestHeaders.Get("content-type")))
         {
             // The body buffer holds the stream's bytes already: the readers locate the messages in it instead of copying them.
-            _grpcRequest = new GrpcFrameReader(pipeline.GrpcLimits, exchange.RequestHeaders.Get("grpc-encoding"), callerKeepsStream: true);
+            _grpcRequest = new GrpcFrameReader(pipeline.GrpcLimits, exchange.RequestHeaders.Get("grpc-encoding"), callerKeepsStream: true, pipeline.Budget.Arrays);
         }
 
         pipeline.Metrics.CapturesActive.Inc();
@@ -346,7 +346,7 @@ public sealed class ExchangeCapture : IDisposable
             if (_grpcRequest is not null)
             {
                 // The response's grpc-encoding is known once its head was recorded.
-                _grpcResponse ??= new GrpcFrameReader(_pipeline.GrpcLimits, Exchange.ResponseHeaders.Get("grpc-encoding"), callerKeepsStream: true);
+                _grpcResponse ??= new GrpcFrameReader(_pipeline.GrpcLimits, Exchange.ResponseHeaders.Get("grpc-encoding"), callerKeepsStream: true, _pipeline.Budget.Arrays);
                 _grpcResponse.Append(bytes, Elapsed(), _responseBody.Captured);
             }
         }

@@ -37,7 +37,11 @@ public sealed class BodyLease
     {
     }
 
-    private BodyLease(byte[] array, int counted, ArrayPool<byte> pool)
+    /// <summary>
+    /// A lease of <paramref name="array"/>, rented from <paramref name="pool"/>, of which the
+    /// exchange's export estimate already counts <paramref name="counted"/> bytes elsewhere.
+    /// </summary>
+    public BodyLease(byte[] array, int counted, ArrayPool<byte> pool)
     {
         ArgumentNullException.ThrowIfNull(array);
         ArgumentNullException.ThrowIfNull(pool);

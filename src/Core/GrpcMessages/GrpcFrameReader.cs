@@ -57,6 +57,11 @@ public sealed class GrpcFrameReader : IDisposable
     // it becomes a lease the caller hands to the exchange (TakeLeases), not garbage.
     private bool _leased;
     private List<BodyLease>? _leases;
+
+    // Where leased payload arrays come from and go back to: the capture's pool (a 64 KiB message cut
+    // by a 64 KiB body is one such array a direction, which the shared pool keeps only 32 of a core),
+    // or the shared pool.
+    private readonly ArrayPool<byte> _leasePool;
     private int _payloadLength;
     private int _keepLimit;
 
@@ -91,12 +96,19 @@ public sealed class GrpcFrameReader : IDisposable
     /// not copied, and the caller calls <see cref="ResolveFrom"/> or <see cref="Detach"/> before its
     /// copy goes away and before <see cref="Messages"/> is read.
     /// </param>
-    public GrpcFrameReader(GrpcCaptureLimits limits, string? messageEncoding, bool callerKeepsStream)
+    /// <param name="leasePool">
+    /// Where the arrays of messages copied out of the caller's copy are rented, and where their
+    /// leases (<see cref="TakeLeases"/>) return them: the capture budget's
+    /// <see cref="Capture.CaptureByteBudget.Arrays"/>, so a busy proxy reuses them instead of
+    /// allocating one a cut message; null for the shared pool.
+    /// </param>
+    public GrpcFrameReader(GrpcCaptureLimits limits, string? messageEncoding, bool callerKeepsStream, ArrayPool<byte>? leasePool = null)
     {
         ArgumentNullException.ThrowIfNull(limits);
         _limits = limits;
         _coding = ContentDecoder.Parse(messageEncoding);
         _callerKeeps = callerKeepsStream;
+        _leasePool = leasePool ?? ArrayPool<byte>.Shared;
     }
 
     /// <summary>The messages kept so far, in stream order.</summary>
@@ -394,7 +406,7 @@ public sealed class GrpcFrameReader : IDisposable
             if (_leased)
             {
                 // The rented array is the payload now: the caller's exchange returns it.
-                (_leases ??= []).Add(new BodyLease(_payload!, _payloadLength));
+                (_leases ??= []).Add(new BodyLease(_payload!, _payloadLength, _leasePool));
                 _leased = false;
             }
 
@@ -450,7 +462,7 @@ public sealed class GrpcFrameReader : IDisposable
         _byReference = false;
         _pooled = false;
         _leased = true;
-        _payload = ArrayPool<byte>.Shared.Rent(_keepLimit);
+        _payload = _leasePool.Rent(_keepLimit);
         var available = (int)Math.Clamp(stream.Length - _payloadStart, 0, _payloadLength);
         if (available > 0)
         {
@@ -469,7 +481,11 @@ public sealed class GrpcFrameReader : IDisposable
 
     private void ReturnPayload()
     {
-        if (_payload is not null && (_pooled || _leased))
+        if (_payload is not null && _leased)
+        {
+            _leasePool.Return(_payload);
+        }
+        else if (_payload is not null && _pooled)
         {
             ArrayPool<byte>.Shared.Return(_payload);
         }

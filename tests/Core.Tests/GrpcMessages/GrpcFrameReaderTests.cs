@@ -240,6 +240,33 @@ public sealed class GrpcFrameReaderTests
     }
 
     [Fact]
+    public void Append_CallerStopsKeepingInsideALargeMessage_ItsArrayComesFromAndGoesBackToTheCapturesPool()
+    {
+        // A 20,000-byte message the caller's copy holds only 16 KiB of: its copy is rented from the
+        // capture's pool, and once the exchange is done the pool keeps the array for the next one
+        // instead of the shared pool (which holds only a few of a size a core) dropping it.
+        var message = Enumerable.Range(0, 20_000).Select(i => (byte)i).ToArray();
+        var stream = Frame(message);
+        var pool = new SpIstio.Core.Capture.CaptureByteBudget(1 << 20).Arrays;
+        using var reader = new GrpcFrameReader(new GrpcCaptureLimits(65_536, 10, 1 << 20), null, callerKeepsStream: true, pool);
+        var kept = stream.AsSpan(0, 16_384);
+        reader.Append(kept, TimeSpan.Zero, kept);
+        reader.Append(stream.AsSpan(kept.Length), TimeSpan.Zero, kept);
+        reader.Detach(kept);
+        reader.Complete();
+
+        Assert.Equal(message, Assert.Single(reader.Messages).Payload.ToArray());
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(Assert.Single(reader.Messages).Payload, out var segment));
+        var exchange = new SpIstio.Core.Model.Exchange();
+        exchange.HoldBodyArray(Assert.Single(reader.TakeLeases()));
+        Assert.Equal(0, pool.KeptBytes);
+        exchange.ReturnBodyArrays();
+
+        Assert.Equal(segment.Array!.Length, pool.KeptBytes);
+        Assert.Same(segment.Array, pool.Rent(message.Length));
+    }
+
+    [Fact]
     public void Detach_MessageStillBeingRead_KeepsItsBytesAfterTheCallersCopyIsGone()
     {
         var message = Enumerable.Range(0, 30).Select(i => (byte)(i + 1)).ToArray();
