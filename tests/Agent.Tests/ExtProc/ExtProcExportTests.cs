@@ -1,11 +1,6 @@
 using System.Text;
-using Grpc.Net.Client;
-using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Agent.ExtProc;
-using SpIstio.Agent.ExtProc.Proto;
-using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Tests.Infrastructure;
-using SpIstio.Core.Configuration;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Otlp.Proto.Trace;
 
@@ -18,12 +13,8 @@ public sealed class ExtProcExportTests
     public async Task ExchangePlayedOverExtProc_ArrivesAtTheBackendAsASpanWithHeadersAndBodies()
     {
         await using var receiver = await OtlpReceiver.StartAsync();
-        var options = new AgentOptions { SpBackendUrl = receiver.BaseAddress, PublicKey = "pk-test", ServiceName = "orders" };
-        options.Export.BatchDelayMs = 20;
-        await using var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
-        await using var server = await ExtProcServer.StartAsync(runtime.Pipeline, new ExtProcOptions { Listen = new ListenAddress("127.0.0.1", 0) }, NullLoggerFactory.Instance);
-        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}");
-        using var stream = new EnvoyStream(new ExternalProcessor.ExternalProcessorClient(channel).Process());
+        await using var extProc = await ExportingExtProc.StartAsync(receiver);
+        using var stream = extProc.OpenStream();
 
         await stream.SendAsync(Envoy.RequestHeaders("POST", "/orders?draft=1", false, ("content-type", "application/json"), ("authorization", "Bearer s3cret"))
             .WithAttribute(ExtProcStream.ClusterNameAttribute, "outbound|8080||orders.shop.svc.cluster.local"));
@@ -48,7 +39,7 @@ public sealed class ExtProcExportTests
         Assert.DoesNotContain("s3cret", Attr(OtlpAttributes.RequestHeaderPrefix + "authorization"), StringComparison.Ordinal);
         Assert.Contains(
             "sp_extproc_messages_total{type=\"request_body\"} 1",
-            runtime.Metrics.Registry.Render(),
+            extProc.Runtime.Metrics.Registry.Render(),
             StringComparison.Ordinal);
         Assert.NotEmpty(Encoding.UTF8.GetBytes(span.TraceId.ToBase64()));
     }
@@ -62,12 +53,8 @@ public sealed class ExtProcExportTests
         const int Exchanges = 48;
         const int Concurrent = 8;
         await using var receiver = await OtlpReceiver.StartAsync();
-        var options = new AgentOptions { SpBackendUrl = receiver.BaseAddress, PublicKey = "pk-test", ServiceName = "orders" };
-        options.Export.BatchDelayMs = 20;
-        await using var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
-        await using var server = await ExtProcServer.StartAsync(runtime.Pipeline, new ExtProcOptions { Listen = new ListenAddress("127.0.0.1", 0) }, NullLoggerFactory.Instance);
-        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}");
-        var client = new ExternalProcessor.ExternalProcessorClient(channel);
+        await using var extProc = await ExportingExtProc.StartAsync(receiver);
+        var client = extProc.Client;
 
         static string Body(string side, int n) => $$"""{"{{side}}":{{n}},"pad":"{{new string((char)('a' + (n % 26)), 2000)}}"}""";
         async Task PlayAsync(int n)

@@ -1,10 +1,5 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
-using Grpc.Net.Client;
-using Microsoft.Extensions.Logging.Abstractions;
-using SpIstio.Agent.ExtProc;
-using SpIstio.Agent.ExtProc.Proto;
-using SpIstio.Agent.Hosting;
 using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
@@ -95,12 +90,8 @@ public sealed class ExtProcGrpcTests
         // list; compressed (flag 1, the list holds the message decoded), it keeps its own bytes.
         await using var receiver = await OtlpReceiver.StartAsync();
         await using var backend = await StoringBackend.StartAsync();
-        var options = new AgentOptions { SpBackendUrl = receiver.BaseAddress, PublicKey = "pk-test", ServiceName = "orders" };
-        options.Export.BatchDelayMs = 20;
-        await using var runtime = AgentRuntime.Create(options, NullLoggerFactory.Instance);
-        await using var server = await ExtProcServer.StartAsync(runtime.Pipeline, new ExtProcOptions { Listen = new ListenAddress("127.0.0.1", 0) }, NullLoggerFactory.Instance);
-        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.Port}");
-        using var stream = new EnvoyStream(new ExternalProcessor.ExternalProcessorClient(channel).Process());
+        await using var extProc = await ExportingExtProc.StartAsync(receiver);
+        using var stream = extProc.OpenStream();
         var requestFrame = LargeFrame(1, compressed);
         var replyFrame = LargeFrame(2, compressed);
         var grpcEncoding = ("grpc-encoding", compressed ? "gzip" : "identity");
