@@ -28,12 +28,17 @@ public sealed class SpDemoTests : IDisposable
         using var api = new HttpClient { BaseAddress = traceView };
         api.DefaultRequestHeaders.Add("x-public-key", DemoKey);
 
+        // Each service's agent exports on its own, so a session can list a trace before every span of it
+        // has arrived: the waits are for a session whose spans have all come in, the asserts on what they say.
         // A booked journey's session: four traces (search, hold, pay, confirm) touching every service.
-        var booked = await WaitForSessionAsync(api, s => s.Services.Count == 4 && s.TraceCount == 4);
-        var detail = (await api.GetFromJsonAsync<SessionDetail>("/api/sessions/" + booked.SessionId, Json))!;
-        // A declined journey: search, hold and a refused payment (402 is a client error, not an error: three traces).
-        var declined = await WaitForSessionAsync(api, s => s.TraceCount == 3 && s.Services.Contains("payments"));
-        var declinedDetail = (await api.GetFromJsonAsync<SessionDetail>("/api/sessions/" + declined.SessionId, Json))!;
+        var (booked, detail) = await WaitForSessionAsync(api, s => s.Services.Count == 4 && s.TraceCount == 4,
+            d => _services.All(service => d.Spans.Any(s => s.ServiceName == service && s.Direction == "inbound"))
+                && d.Spans.Any(s => s.ServiceName == "payments" && s.Direction == "outbound"));
+        // A declined journey: search, hold and a refused payment. At three traces a booked journey looks
+        // the same until its fourth arrives, so the wait is for the refusal itself and the call that got it.
+        var (_, declinedDetail) = await WaitForSessionAsync(api, s => s.Services.Contains("payments"),
+            d => d.Spans.Any(s => s.ServiceName == "payments" && s.Direction == "inbound" && s.StatusCode == 402
+                && d.Spans.Any(p => p.SpanId == s.ParentSpanId)));
         var exitCode = await demo.WaitForExitAsync();
 
         Assert.Equal(_services, booked.Services.Order());
@@ -46,8 +51,10 @@ public sealed class SpDemoTests : IDisposable
         var flightsIn = detail.Spans.First(s => s.ServiceName == "flights" && s.Direction == "inbound");
         var parent = Assert.Single(detail.Spans, s => s.SpanId == flightsIn.ParentSpanId);
         Assert.Equal(("web", "outbound", flightsIn.TraceId), (parent.ServiceName, parent.Direction, parent.TraceId));
-        // The scripted failure is captured as it happened: the payment answered 402.
-        Assert.Contains(declinedDetail.Spans, s => s.ServiceName == "payments" && s.Direction == "inbound" && s.StatusCode == 402);
+        // The scripted failure is captured as it happened on both sides: web's call to payments got the 402.
+        var refused = declinedDetail.Spans.First(s => s.ServiceName == "payments" && s.Direction == "inbound" && s.StatusCode == 402);
+        var caller = Assert.Single(declinedDetail.Spans, s => s.SpanId == refused.ParentSpanId);
+        Assert.Equal(("web", "outbound", 402, refused.TraceId), (caller.ServiceName, caller.Direction, caller.StatusCode, caller.TraceId));
         Assert.Equal(0, exitCode);
         Assert.Contains(demo.Lines, l => l.StartsWith("stopping: ", StringComparison.Ordinal) && l.Contains(", 0 unexpected)", StringComparison.Ordinal));
         Assert.Contains(demo.Lines, l => l.StartsWith("demo stopped: ", StringComparison.Ordinal) && l.Contains(" exchange(s) delivered to the backend", StringComparison.Ordinal));
@@ -78,7 +85,9 @@ public sealed class SpDemoTests : IDisposable
         Assert.False(Directory.Exists(_data));
     }
 
-    private static async Task<SessionRow> WaitForSessionAsync(HttpClient api, Func<SessionRow, bool> match)
+    /// <summary>Polls the session list until a session matches <paramref name="match"/> and its detail <paramref name="arrived"/>.</summary>
+    private static async Task<(SessionRow Session, SessionDetail Detail)> WaitForSessionAsync(
+        HttpClient api, Func<SessionRow, bool> match, Func<SessionDetail, bool> arrived)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (true)
@@ -87,16 +96,19 @@ public sealed class SpDemoTests : IDisposable
             if (response.StatusCode == HttpStatusCode.OK)
             {
                 var page = (await response.Content.ReadFromJsonAsync<SessionPage>(Json))!;
-                var found = page.Items.FirstOrDefault(match);
-                if (found is not null)
+                foreach (var found in page.Items.Where(match))
                 {
-                    return found;
+                    var detail = (await api.GetFromJsonAsync<SessionDetail>("/api/sessions/" + found.SessionId, Json))!;
+                    if (arrived(detail))
+                    {
+                        return (found, detail);
+                    }
                 }
             }
 
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException("no matching session within 30 s; last answer " + (int)response.StatusCode + ": " + await response.Content.ReadAsStringAsync());
+                throw new TimeoutException("no matching session with all its spans within 30 s; last answer " + (int)response.StatusCode + ": " + await response.Content.ReadAsStringAsync());
             }
 
             await Task.Delay(250);
