@@ -67,12 +67,20 @@ public sealed partial class Redactor
 
         if (GrpcSpanAttributes.IsGrpc(exchange.RequestBody.ContentType))
         {
-            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, requestList, requestDone, requestCut, ref count);
+            exchange.RequestBody = RedactGrpcBody(exchange.RequestBody, exchange.RequestHeaders.Get("grpc-encoding"), method?.InputType, requestList, requestDone, requestCut, ref count, out var framesOfList);
+            if (framesOfList && exchange.GrpcCall is { } checkedCall && ReferenceEquals(checkedCall.Request, requestList))
+            {
+                checkedCall.RequestFramesChecked = exchange.RequestBody;
+            }
         }
 
         if (GrpcSpanAttributes.IsGrpc(exchange.ResponseBody.ContentType))
         {
-            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, responseList, responseDone, responseCut, ref count);
+            exchange.ResponseBody = RedactGrpcBody(exchange.ResponseBody, exchange.ResponseHeaders.Get("grpc-encoding"), method?.OutputType, responseList, responseDone, responseCut, ref count, out var framesOfList);
+            if (framesOfList && exchange.GrpcCall is { } checkedCall && ReferenceEquals(checkedCall.Response, responseList))
+            {
+                checkedCall.ResponseFramesChecked = exchange.ResponseBody;
+            }
         }
 
         return count;
@@ -183,9 +191,13 @@ public sealed partial class Redactor
     /// captured list) takes that message's outcome from <paramref name="done"/> instead of a second walk,
     /// and the frame <paramref name="listedCut"/> (the start of a listed message, whose pre-scan gave this
     /// frame's verdict too) is walked without a pre-scan of its own, or not at all when it is clean.
+    /// <paramref name="framesOfList"/> tells that the body came back unchanged and every byte of it was
+    /// compared with <paramref name="listed"/> on the way (each frame the same as its listed message,
+    /// the last possibly the start of one): <see cref="GrpcCallMessages.Seal"/> need not compare again.
     /// </summary>
-    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, GrpcMessageList? listed, MessageRedaction[]? done, ListedCut listedCut, ref int count)
+    private CapturedBody RedactGrpcBody(CapturedBody body, string? grpcEncoding, MessageDescriptor? type, GrpcMessageList? listed, MessageRedaction[]? done, ListedCut listedCut, ref int count, out bool framesOfList)
     {
+        framesOfList = listed is not null;
         var data = body.Content.Span;
         var coding = ContentDecoder.Parse(grpcEncoding);
         ArrayBufferWriter<byte>? output = null;
@@ -213,6 +225,7 @@ public sealed partial class Redactor
             }
             else if (frame == listedCut.Frame)
             {
+                // CutFrame compared this last frame with the start of its listed message.
                 // What RedactTopMessage does after its pre-scan (or without one: patterns, names), with the list's verdict.
                 if (listedCut.Clean)
                 {
@@ -223,10 +236,12 @@ public sealed partial class Redactor
             }
             else if (!compressed)
             {
+                framesOfList = false;
                 replaced = RedactTopMessage(payload, type, cut, ref count);
             }
             else if (coding is ContentCoding.Gzip or ContentCoding.Deflate)
             {
+                framesOfList = false;
                 using var inflated = ContentDecoder.TryDecode(body.Content.Slice(payloadStart, available), cut, coding, MaxInflatedMessageBytes, out var inflatedCut);
                 if (inflated is null)
                 {
@@ -243,6 +258,7 @@ public sealed partial class Redactor
             }
             else
             {
+                framesOfList = false;
                 continue;
             }
 
@@ -251,6 +267,7 @@ public sealed partial class Redactor
                 continue;
             }
 
+            framesOfList = false;
             output ??= new ArrayBufferWriter<byte>(data.Length + 64);
             output.Write(data[copied..start]);
             var header = output.GetSpan(5);
@@ -261,6 +278,8 @@ public sealed partial class Redactor
             copied = position;
         }
 
+        // A body cut inside a frame header ends in bytes no frame compared.
+        framesOfList &= position == data.Length;
         if (output is null)
         {
             return body;

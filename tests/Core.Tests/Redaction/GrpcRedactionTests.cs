@@ -178,6 +178,7 @@ public sealed class GrpcRedactionTests
         string[] values = [" 41111111111111111234 ", " 4111 1111 1111 1111 ", " +44 20 7946 0958 1234 ", " " + Jwt + " ", " ada@example.com ", "{\"password\": \"x\"}", "\\u0040", " ghp_" + new string('a', 36) + " "];
         var random = new Random(18);
         var prefixOnly = 0;
+        var sentAsFrames = 0;
         foreach (var value in values)
         {
             for (var shift = -24; shift <= 8; shift++)
@@ -218,11 +219,13 @@ public sealed class GrpcRedactionTests
                 Assert.Equal(viaAttributes.RequestBody.Content.ToArray(), captured.RequestBody.Content.ToArray());
                 Assert.Equal(viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages], GrpcCallMessages.Text(captured, GrpcSpanAttributes.RequestMessages));
                 Assert.Equal(viaAttributes.Attributes.GetValueOrDefault(Redactor.CountAttribute), captured.Attributes.GetValueOrDefault(Redactor.CountAttribute));
+                sentAsFrames += AssertSentAsFramesOnlyWhenTheyRebuildIt(captured.RequestBody, captured.GrpcCall!.Request);
             }
         }
 
         // Some cuts leave a value in the body's part that the listed message's whole run hides.
         Assert.True(prefixOnly > 0);
+        Assert.True(sentAsFrames > 0);
     }
 
     [Fact]
@@ -279,12 +282,27 @@ public sealed class GrpcRedactionTests
         Assert.True(listed.Truncated);
         Assert.Equal(viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages], GrpcCallMessages.Text(captured, GrpcSpanAttributes.RequestMessages));
         Assert.Equal(viaAttributes.RequestBody.Content.ToArray(), captured.RequestBody.Content.ToArray());
+        AssertSentAsFramesOnlyWhenTheyRebuildIt(captured.RequestBody, captured.GrpcCall!.Request);
         foreach (var redacted in new[] { listed.Payload.ToArray(), captured.RequestBody.Content.ToArray() })
         {
             var text = System.Text.Encoding.Latin1.GetString(redacted);
             Assert.DoesNotContain("ada@example", text, StringComparison.Ordinal);
             Assert.Contains(System.Text.Encoding.Latin1.GetString(random, 0, 4096), text, StringComparison.Ordinal);
         }
+
+        // The bench's call itself, random bytes only: nothing to mask, so the cut body goes out as a
+        // reference to its list's frames and is rebuilt from them as it was.
+        var plainFrame = Frame([0x0A, 0x80, 0x80, 0x04, .. random], compressed: false);
+        var plainBody = new CapturedBody(plainFrame[..65536], plainFrame.Length, true, BodyKind.Binary, "application/grpc");
+        var plain = GrpcExchange(plainBody.Content.ToArray(), reply);
+        plain.RequestBody = plainBody;
+        plain.GrpcCall = new GrpcCallMessages(List(plainFrame, null), List(reply, null));
+
+        Assert.Equal(0, redactor.Redact(plain));
+        GrpcCallMessages.Seal(plain);
+
+        Assert.Equal(1, AssertSentAsFramesOnlyWhenTheyRebuildIt(plain.RequestBody, plain.GrpcCall.Request));
+        Assert.Equal(plainFrame[..65536], plain.RequestBody.Content.ToArray());
     }
 
     [Fact]
@@ -369,6 +387,19 @@ public sealed class GrpcRedactionTests
 
         Assert.Null(redactor.RedactProtobuf(clean, type, truncated: false, out var count));
         Assert.Equal(0, count);
+    }
+
+    // A body sent as a reference to its message list (Seal) is rebuilt from the list by ingest: it must
+    // come back byte for byte. 1 when it was sent so, else 0.
+    private static int AssertSentAsFramesOnlyWhenTheyRebuildIt(CapturedBody body, GrpcMessageList list)
+    {
+        if (!body.MessageFrames)
+        {
+            return 0;
+        }
+
+        Assert.Equal(body.Content.ToArray(), GrpcSpanAttributes.FramesPrefix(list, body.Content.Length));
+        return 1;
     }
 
     private static byte[] DescriptorSetBytes()
