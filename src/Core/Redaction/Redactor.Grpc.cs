@@ -396,11 +396,11 @@ public sealed partial class Redactor
     /// True when at least half of a message's bytes are top-level values that
     /// <see cref="RedactMessage"/> does not read: length-delimited values that are neither UTF-8
     /// text nor protobuf (an image, ciphertext, random bytes in a bytes field) and packed numbers.
-    /// The pre-scan reads every byte (~36 µs for 64 KiB of random bytes, bench/README.md rawscan)
-    /// and finds an anchor in such values by chance (an <c>@</c> is one byte in 256), so a 64 KiB
-    /// random message paid it and then walked anyway. The probe makes the same per-value guesses as
-    /// the walk (<see cref="RedactLengthDelimited"/>), which on binary bytes fail within a few bytes,
-    /// and stops as soon as either half is reached.
+    /// The pre-scan reads every byte (15–36 µs for the proxy bench's 64 KiB random message, and when
+    /// a chance anchor turns up the walk runs too), where the walk skips such values after a few
+    /// bytes. The probe makes the same per-value guesses as the walk (<see cref="RedactLengthDelimited"/>),
+    /// which on binary bytes fail within a few bytes, and stops as soon as either half is reached;
+    /// bench/README.md, issue 18 (grpccall).
     /// </summary>
     private static bool MostlyUnread(ReadOnlySpan<byte> data, MessageDescriptor? type, bool truncated)
     {
