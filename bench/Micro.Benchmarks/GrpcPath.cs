@@ -27,14 +27,25 @@ public class GrpcPath
     private CapturedBody _requestBody = null!;
     private CapturedBody _responseBody = null!;
 
-    /// <summary>zeros: the proxy bench's payload (a bytes field of 1 KiB of zeros); text: a 1 KiB string field of prose.</summary>
-    [Params("zeros", "text")]
+    /// <summary>
+    /// zeros: the proxy bench's payload (a bytes field of 1 KiB of zeros); text: a 1 KiB string field
+    /// of prose; random-64k: the proxy bench's 64k-random call (a 65,536-byte bytes field of random
+    /// bytes), listed to <c>capture.grpc.max_message_bytes</c> and its body cut at the body limit
+    /// (65,536 bytes of stream), as the capture hands it over.
+    /// </summary>
+    [Params("zeros", "text", "random-64k")]
     public string Payload { get; set; } = "zeros";
 
     [GlobalSetup]
     public void Setup()
     {
         _redactor = Redactor.Create(new AgentOptions().Redaction ?? new RedactionOptions());
+        if (Payload == "random-64k")
+        {
+            SetupCut();
+            return;
+        }
+
         var value = Payload == "zeros"
             ? new byte[1024]
             : Encoding.UTF8.GetBytes(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog ", 24))[..1024]);
@@ -52,6 +63,27 @@ public class GrpcPath
         message.CopyTo(framed, 5);
         _requestBody = new CapturedBody(framed, framed.Length, false, BodyKind.Binary, "application/grpc");
         _responseBody = new CapturedBody(framed.ToArray(), framed.Length, false, BodyKind.Binary, "application/grpc");
+    }
+
+    private void SetupCut()
+    {
+        // Field 1, length-delimited: 0x0a, varint 65,536 (0x80 0x80 0x04), the random bytes.
+        var message = new byte[4 + 65536];
+        message[0] = 0x0a;
+        message[1] = 0x80;
+        message[2] = 0x80;
+        message[3] = 0x04;
+        new Random(64).NextBytes(message.AsSpan(4));
+        var framed = new byte[5 + message.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)message.Length);
+        message.CopyTo(framed, 5);
+        using var reader = new GrpcFrameReader(GrpcCaptureLimits.Default, null);
+        reader.Append(framed, TimeSpan.Zero);
+        reader.Complete();
+        _request = new GrpcMessageList(reader.MessageCount, reader.Truncated, [.. reader.Messages]);
+        _response = _request with { Messages = [reader.Messages[0] with { Payload = reader.Messages[0].Payload.ToArray() }] };
+        _requestBody = new CapturedBody(framed.AsMemory(0, 65536), framed.Length, true, BodyKind.Binary, "application/grpc");
+        _responseBody = new CapturedBody(framed.AsSpan(0, 65536).ToArray(), framed.Length, true, BodyKind.Binary, "application/grpc");
     }
 
     /// <summary>The agent's path: redact the lists and the bodies in one pass, then write the attributes.</summary>

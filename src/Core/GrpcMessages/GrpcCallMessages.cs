@@ -31,6 +31,13 @@ public sealed class GrpcCallMessages
     /// <summary>True once the redaction walked both lists (and the framed bodies): it does not walk them again.</summary>
     public bool Redacted { get; set; }
 
+    // The request / response body as the redaction left it when it had compared every byte of it with
+    // the start of the list's frames and changed neither (Redactor.RedactGrpcBody): Seal then checks
+    // only the lengths and flags, not the bytes again (a 64 KiB body was compared twice a direction).
+    internal CapturedBody? RequestFramesChecked { get; set; }
+
+    internal CapturedBody? ResponseFramesChecked { get; set; }
+
     /// <summary>
     /// True once <see cref="Seal"/> ran (the pipeline, after the redaction): the span encoders then
     /// write the lists as the <see cref="GrpcSpanAttributes.RequestMessages"/> /
@@ -43,7 +50,7 @@ public sealed class GrpcCallMessages
     /// write each as its JSON attribute from the bytes (<see cref="GrpcSpanAttributes.WriteMessagesJson"/>;
     /// no string is built); nothing for an exchange without any. A body that is exactly its list's
     /// frames (a unary or streaming call captured whole, after the redaction rewrote both alike), or
-    /// their start when the body limit cut it (<see cref="GrpcSpanAttributes.IsFramesPrefixOf"/>), is
+    /// their start when the body limit cut it (<see cref="GrpcSpanAttributes.IsFramesPrefixOf(CapturedBody, GrpcMessageList)"/>), is
     /// marked <see cref="CapturedBody.MessageFrames"/>: the span carries its bytes once.
     /// </summary>
     public static void Seal(Exchange exchange)
@@ -57,17 +64,17 @@ public sealed class GrpcCallMessages
         call.Sealed = true;
         exchange.Attributes.Remove(GrpcSpanAttributes.RequestMessages);
         exchange.Attributes.Remove(GrpcSpanAttributes.ResponseMessages);
-        exchange.RequestBody = MarkFrames(exchange.RequestBody, call.Request);
+        exchange.RequestBody = MarkFrames(exchange.RequestBody, call.Request, ReferenceEquals(exchange.RequestBody, call.RequestFramesChecked));
         if (call.Response is { } response)
         {
-            exchange.ResponseBody = MarkFrames(exchange.ResponseBody, response);
+            exchange.ResponseBody = MarkFrames(exchange.ResponseBody, response, ReferenceEquals(exchange.ResponseBody, call.ResponseFramesChecked));
         }
     }
 
     // A body that is its list's frames, whole or cut by the body limit where the list holds more of
     // the stream (a 64 KiB message past both limits), goes out as a reference to the list.
-    private static CapturedBody MarkFrames(CapturedBody body, GrpcMessageList list) =>
-        GrpcSpanAttributes.IsFramesOf(body, list) || GrpcSpanAttributes.IsFramesPrefixOf(body, list)
+    private static CapturedBody MarkFrames(CapturedBody body, GrpcMessageList list, bool bytesChecked) =>
+        GrpcSpanAttributes.IsFramesOf(body, list, bytesChecked) || GrpcSpanAttributes.IsFramesPrefixOf(body, list, bytesChecked)
             ? body with { MessageFrames = true }
             : body;
 

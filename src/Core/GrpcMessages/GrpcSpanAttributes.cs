@@ -314,7 +314,10 @@ public static class GrpcSpanAttributes
     /// every message of the stream listed in order, uncompressed and whole, each framed with flag 0
     /// and its payload's length. Then <see cref="Frames"/> of the list gives the body back, byte for byte.
     /// </summary>
-    public static bool IsFramesOf(CapturedBody body, GrpcMessageList list)
+    public static bool IsFramesOf(CapturedBody body, GrpcMessageList list) => IsFramesOf(body, list, bytesChecked: false);
+
+    // bytesChecked: the caller compared the body's bytes with the list's frames already; only the rest is checked.
+    internal static bool IsFramesOf(CapturedBody body, GrpcMessageList list, bool bytesChecked)
     {
         ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(list);
@@ -324,7 +327,7 @@ public static class GrpcSpanAttributes
         }
 
         var length = FramesLength(list);
-        return length == body.Content.Length && DefinedFramesLength(list) == length && HoldsFrames(body, list);
+        return length == body.Content.Length && DefinedFramesLength(list) == length && HoldsFrames(body, list, bytesChecked);
     }
 
     /// <summary>
@@ -341,7 +344,9 @@ public static class GrpcSpanAttributes
     /// span makes the backend rebuild the body from stays about the body's size (ingest cuts an
     /// attribute over its limit, and a cut list gives no body back).
     /// </remarks>
-    public static bool IsFramesPrefixOf(CapturedBody body, GrpcMessageList list)
+    public static bool IsFramesPrefixOf(CapturedBody body, GrpcMessageList list) => IsFramesPrefixOf(body, list, bytesChecked: false);
+
+    internal static bool IsFramesPrefixOf(CapturedBody body, GrpcMessageList list, bool bytesChecked)
     {
         ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(list);
@@ -354,7 +359,7 @@ public static class GrpcSpanAttributes
         var length = FramesLength(list);
         var lastFrameStart = length - 5 - messages[^1].Payload.Length;
         return body.Content.Length > lastFrameStart && body.Content.Length <= length
-            && DefinedFramesLength(list) == length && HoldsFrames(body, list);
+            && DefinedFramesLength(list) == length && HoldsFrames(body, list, bytesChecked);
     }
 
     /// <summary>The length-prefixed frames of <paramref name="list"/>'s messages (flag 0, each payload's length, the payload), in order.</summary>
@@ -368,7 +373,7 @@ public static class GrpcSpanAttributes
 
     /// <summary>
     /// The first <paramref name="length"/> bytes of <paramref name="list"/>'s frames, as
-    /// <see cref="IsFramesPrefixOf"/> defines them; null when the list does not hold that many (a span
+    /// <see cref="IsFramesPrefixOf(CapturedBody, GrpcMessageList)"/> defines them; null when the list does not hold that many (a span
     /// is the caller's: what it makes the reader allocate is bounded by the list it carries).
     /// </summary>
     public static byte[]? FramesPrefix(GrpcMessageList list, long length)
@@ -385,9 +390,9 @@ public static class GrpcSpanAttributes
     }
 
     // Whether a binary, undecoded body's bytes are the start of the list's frames.
-    private static bool HoldsFrames(CapturedBody body, GrpcMessageList list) =>
+    private static bool HoldsFrames(CapturedBody body, GrpcMessageList list, bool bytesChecked) =>
         body.Kind == BodyKind.Binary && !body.Decoded && body.ContentEncoding is null
-            && WalkFrames(list, body.Content.Span, []);
+            && (bytesChecked || WalkFrames(list, body.Content.Span, []));
 
     // Indexed, not foreach: Messages is an interface, whose enumerator would be boxed (Seal asks twice a call).
     private static long FramesLength(GrpcMessageList list)

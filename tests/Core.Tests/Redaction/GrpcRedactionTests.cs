@@ -178,6 +178,7 @@ public sealed class GrpcRedactionTests
         string[] values = [" 41111111111111111234 ", " 4111 1111 1111 1111 ", " +44 20 7946 0958 1234 ", " " + Jwt + " ", " ada@example.com ", "{\"password\": \"x\"}", "\\u0040", " ghp_" + new string('a', 36) + " "];
         var random = new Random(18);
         var prefixOnly = 0;
+        var sentAsFrames = 0;
         foreach (var value in values)
         {
             for (var shift = -24; shift <= 8; shift++)
@@ -218,11 +219,90 @@ public sealed class GrpcRedactionTests
                 Assert.Equal(viaAttributes.RequestBody.Content.ToArray(), captured.RequestBody.Content.ToArray());
                 Assert.Equal(viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages], GrpcCallMessages.Text(captured, GrpcSpanAttributes.RequestMessages));
                 Assert.Equal(viaAttributes.Attributes.GetValueOrDefault(Redactor.CountAttribute), captured.Attributes.GetValueOrDefault(Redactor.CountAttribute));
+                sentAsFrames += AssertSentAsFramesOnlyWhenTheyRebuildIt(captured.RequestBody, captured.GrpcCall!.Request);
             }
         }
 
         // Some cuts leave a value in the body's part that the listed message's whole run hides.
         Assert.True(prefixOnly > 0);
+        Assert.True(sentAsFrames > 0);
+    }
+
+    [Fact]
+    public void LargeMessageMostlyBinary_StringsBesideTheBytes_AreStillRedacted()
+    {
+        // 60 KiB of random bytes in the bytes field, which the walk does not read as text: the
+        // message is walked without a pre-scan, and its strings must still meet the detectors.
+        var redactor = Redactor.Create(new RedactionOptions());
+        var blob = new byte[60 * 1024];
+        new Random(18).NextBytes(blob);
+        blob[0] = 0x07; // no field starts so (field 0): not the start of a message either
+        var request = new SignInRequest { User = "ada@example.com", Note = "call me on +44 20 7946 0958", Tags = { "vip", Jwt }, Blob = ByteString.CopyFrom(blob) };
+
+        var bytes = redactor.RedactProtobuf(request.ToByteArray(), type: null, truncated: false, out var count);
+
+        var parsed = SignInRequest.Parser.ParseFrom(bytes);
+        Assert.Equal(Redactor.MaskValue, parsed.User);
+        Assert.Equal("call me on [REDACTED]", parsed.Note);
+        Assert.Equal(["vip", Redactor.MaskValue], parsed.Tags);
+        Assert.Equal(blob, parsed.Blob.ToByteArray());
+        Assert.Equal(3, count);
+    }
+
+    [Fact]
+    public void Redact_SixtyFourKiBRandomCallCutByBothLimits_MasksItsStringInListAndBody_AsTheAttributePathDoes()
+    {
+        // The proxy bench's 64 KiB random call with a string field before its bytes: the message
+        // (65,562 bytes) is listed to 65,536 and its body cut at 65,536 bytes of stream, 5 fewer
+        // of the message. Both copies are walked without a pre-scan (mostly random bytes); the
+        // e-mail is masked in each, and the call ends as the attribute path leaves it.
+        var redactor = Redactor.Create(new RedactionOptions());
+        var random = new byte[65536];
+        new Random(64).NextBytes(random);
+        random[0] = 0x07; // no field starts so (field 0): not the start of a message either
+        var message = new byte[] { 0x0A, 0x14 }.Concat("mail ada@example.com"u8.ToArray())
+            .Concat(new byte[] { 0x12, 0x80, 0x80, 0x04 }).Concat(random).ToArray();
+        var frame = Frame(message, compressed: false);
+        var body = new CapturedBody(frame[..65536], frame.Length, true, BodyKind.Binary, "application/grpc");
+        var reply = Frame(new SignInReply { ExpiresIn = 1 }.ToByteArray(), compressed: false);
+        var viaAttributes = GrpcExchange(body.Content.ToArray(), reply);
+        viaAttributes.RequestBody = body;
+        viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages] = GrpcSpanAttributes.EncodeMessages(List(frame, null));
+        var captured = GrpcExchange(body.Content.ToArray(), reply);
+        captured.RequestBody = body;
+        captured.GrpcCall = new GrpcCallMessages(List(frame, null), List(reply, null));
+
+        var expectedCount = redactor.Redact(viaAttributes);
+        var count = redactor.Redact(captured);
+        GrpcCallMessages.Seal(captured);
+
+        Assert.Equal(2, count);
+        Assert.Equal(expectedCount, count);
+        var listed = GrpcSpanAttributes.DecodeMessages(GrpcCallMessages.Text(captured, GrpcSpanAttributes.RequestMessages))!.Messages[0];
+        Assert.True(listed.Truncated);
+        Assert.Equal(viaAttributes.Attributes[GrpcSpanAttributes.RequestMessages], GrpcCallMessages.Text(captured, GrpcSpanAttributes.RequestMessages));
+        Assert.Equal(viaAttributes.RequestBody.Content.ToArray(), captured.RequestBody.Content.ToArray());
+        AssertSentAsFramesOnlyWhenTheyRebuildIt(captured.RequestBody, captured.GrpcCall!.Request);
+        foreach (var redacted in new[] { listed.Payload.ToArray(), captured.RequestBody.Content.ToArray() })
+        {
+            var text = System.Text.Encoding.Latin1.GetString(redacted);
+            Assert.DoesNotContain("ada@example", text, StringComparison.Ordinal);
+            Assert.Contains(System.Text.Encoding.Latin1.GetString(random, 0, 4096), text, StringComparison.Ordinal);
+        }
+
+        // The bench's call itself, random bytes only: nothing to mask, so the cut body goes out as a
+        // reference to its list's frames and is rebuilt from them as it was.
+        var plainFrame = Frame([0x0A, 0x80, 0x80, 0x04, .. random], compressed: false);
+        var plainBody = new CapturedBody(plainFrame[..65536], plainFrame.Length, true, BodyKind.Binary, "application/grpc");
+        var plain = GrpcExchange(plainBody.Content.ToArray(), reply);
+        plain.RequestBody = plainBody;
+        plain.GrpcCall = new GrpcCallMessages(List(plainFrame, null), List(reply, null));
+
+        Assert.Equal(0, redactor.Redact(plain));
+        GrpcCallMessages.Seal(plain);
+
+        Assert.Equal(1, AssertSentAsFramesOnlyWhenTheyRebuildIt(plain.RequestBody, plain.GrpcCall.Request));
+        Assert.Equal(plainFrame[..65536], plain.RequestBody.Content.ToArray());
     }
 
     [Fact]
@@ -307,6 +387,19 @@ public sealed class GrpcRedactionTests
 
         Assert.Null(redactor.RedactProtobuf(clean, type, truncated: false, out var count));
         Assert.Equal(0, count);
+    }
+
+    // A body sent as a reference to its message list (Seal) is rebuilt from the list by ingest: it must
+    // come back byte for byte. 1 when it was sent so, else 0.
+    private static int AssertSentAsFramesOnlyWhenTheyRebuildIt(CapturedBody body, GrpcMessageList list)
+    {
+        if (!body.MessageFrames)
+        {
+            return 0;
+        }
+
+        Assert.Equal(body.Content.ToArray(), GrpcSpanAttributes.FramesPrefix(list, body.Content.Length));
+        return 1;
     }
 
     private static byte[] DescriptorSetBytes()
