@@ -318,8 +318,10 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
         return size;
     }
 
+    // A binary body goes out in base64, unless it is carried by its message list (MessageFrames):
+    // then only its array, held until the batch is done, is counted.
     private static long BodyBytes(CapturedBody body) =>
-        body.Kind == BodyKind.Binary ? ((body.Content.Length + 2) / 3 * 4) + 64 : body.Content.Length + 64;
+        body.Kind == BodyKind.Binary && !body.MessageFrames ? ((body.Content.Length + 2) / 3 * 4) + 64 : body.Content.Length + 64;
 
     private static long HeaderBytes(HeaderList headers)
     {

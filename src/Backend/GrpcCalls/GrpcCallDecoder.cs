@@ -199,6 +199,16 @@ public sealed class GrpcCallDecoder
     private static int Count(GrpcMessagesDto? messages, Func<GrpcMessageDto, bool> predicate) =>
         messages is null ? 0 : messages.Messages.Count(predicate);
 
-    private static string? Text(JsonObject attributes, string key) =>
-        attributes[key] is JsonValue value && value.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : null;
+    // A message list is stored as its JSON text; a backend from before the agents sent it structured
+    // (GrpcSpanAttributes.ToAnyValue) stored what it was sent as an object with the same fields.
+    private static string? Text(JsonObject attributes, string key) => attributes[key] switch
+    {
+        JsonValue value when value.GetValueKind() == JsonValueKind.String => value.GetValue<string>(),
+        JsonObject list when IsMessageList(key) => list.ToJsonString(),
+        _ => null,
+    };
+
+    private static bool IsMessageList(string key) =>
+        string.Equals(key, GrpcSpanAttributes.RequestMessages, StringComparison.Ordinal)
+        || string.Equals(key, GrpcSpanAttributes.ResponseMessages, StringComparison.Ordinal);
 }

@@ -487,9 +487,18 @@ public static class SpanConverter
             // (the mapper keeps them as strings). Removing each written key also drops a repeated key.
             foreach (var kv in span.Attributes)
             {
-                if (exchange.Attributes.Remove(kv.Key))
+                if (exchange.Attributes.Remove(kv.Key, out var text))
                 {
-                    SpanModelJson.WriteAttribute(writer, kv.Key, kv.Value);
+                    if (IsMessageList(kv.Key) && kv.Value?.ValueCase == AnyValue.ValueOneofCase.KvlistValue)
+                    {
+                        // A gRPC message list arrives structured, its payloads as bytes; it is kept as
+                        // the JSON text every reader of a stored span knows (the mapper's AsString).
+                        writer.WriteString(kv.Key, text);
+                    }
+                    else
+                    {
+                        SpanModelJson.WriteAttribute(writer, kv.Key, kv.Value);
+                    }
                 }
             }
 
@@ -504,6 +513,10 @@ public static class SpanConverter
 
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
+
+    private static bool IsMessageList(string key) =>
+        string.Equals(key, Core.GrpcMessages.GrpcSpanAttributes.RequestMessages, StringComparison.Ordinal)
+        || string.Equals(key, Core.GrpcMessages.GrpcSpanAttributes.ResponseMessages, StringComparison.Ordinal);
 
     private static void WriteBodyMeta(Utf8JsonWriter writer, CapturedBody body, string prefix)
     {

@@ -6,7 +6,8 @@ namespace SpIstio.Core.GrpcMessages;
 /// A captured gRPC call's message lists between the capture and the span: the capture fills them
 /// in at the finish, the redaction rewrites their payloads in place (one walk per message, whose
 /// result the framed body reuses), and after <see cref="Seal"/> the span encoders write each list
-/// once as its JSON attribute, straight from the bytes. Before, the lists were encoded at the
+/// once as its attribute, straight from the bytes (<see cref="GrpcSpanAttributes.ToAnyValue"/>: the
+/// payloads as bytes, no base64). Before, the lists were encoded at the
 /// finish and the redaction decoded them again (JSON and base64) to walk them, then encoded them
 /// once more; after that, as .NET strings that the span encoder transcoded twice (to size, to write).
 /// </summary>
@@ -47,7 +48,7 @@ public sealed class GrpcCallMessages
 
     /// <summary>
     /// Hands the (redacted) message lists of <paramref name="exchange"/> to the span encoders, which
-    /// write each as its JSON attribute from the bytes (<see cref="GrpcSpanAttributes.WriteMessagesJson"/>;
+    /// write each as its attribute from the bytes (<see cref="GrpcSpanAttributes.ToAnyValue"/>;
     /// no string is built); nothing for an exchange without any. A body that is exactly its list's
     /// frames (a unary or streaming call captured whole, after the redaction rewrote both alike), or
     /// their start when the body limit cut it (<see cref="GrpcSpanAttributes.IsFramesPrefixOf(CapturedBody, GrpcMessageList)"/>), is
@@ -97,7 +98,10 @@ public sealed class GrpcCallMessages
         return exchange.Attributes.TryGetValue(key, out var text) ? text : null;
     }
 
-    /// <summary>What the sealed lists add to an export: their payload bytes in base64 and each message's JSON around them.</summary>
+    /// <summary>
+    /// What the sealed lists add to an export: their payload bytes and the entries around them
+    /// (<see cref="GrpcSpanAttributes.ToAnyValue"/>; at most 148 bytes a message, 128 a list with its key).
+    /// </summary>
     public long EstimatedBytes()
     {
         long bytes = 0;
@@ -108,10 +112,11 @@ public sealed class GrpcCallMessages
                 continue;
             }
 
+            bytes += 128;
             var messages = list.Messages;
             for (var i = 0; i < messages.Count; i++)
             {
-                bytes += ((messages[i].Payload.Length + 2L) / 3 * 4) + 128;
+                bytes += messages[i].Payload.Length + 160L;
             }
         }
 

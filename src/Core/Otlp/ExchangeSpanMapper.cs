@@ -160,10 +160,10 @@ public static class ExchangeSpanMapper
 
         if (exchange.GrpcCall is { Sealed: true } call)
         {
-            a.Add(StringAttr(GrpcSpanAttributes.RequestMessages, GrpcSpanAttributes.EncodeMessages(call.Request)));
+            a.Add(new KeyValue { Key = GrpcSpanAttributes.RequestMessages, Value = GrpcSpanAttributes.ToAnyValue(call.Request) });
             if (call.Response is { } response)
             {
-                a.Add(StringAttr(GrpcSpanAttributes.ResponseMessages, GrpcSpanAttributes.EncodeMessages(response)));
+                a.Add(new KeyValue { Key = GrpcSpanAttributes.ResponseMessages, Value = GrpcSpanAttributes.ToAnyValue(response) });
             }
         }
 

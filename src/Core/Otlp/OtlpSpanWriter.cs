@@ -61,8 +61,12 @@ public static class OtlpSpanWriter
     private const int AnyString = 1;
     private const int AnyBool = 2;
     private const int AnyInt = 3;
+    private const int AnyDouble = 4;
     private const int AnyArray = 5;
+    private const int AnyKvlist = 6;
+    private const int AnyBytes = 7;
     private const int ArrayValues = 1;
+    private const int KeyValueListValues = 1;
 
     private const ulong KindServer = 2;
     private const ulong KindClient = 3;
@@ -946,7 +950,7 @@ public static class OtlpSpanWriter
             Size += KeyValueSize(field, key, MessageFieldSize(AnyArray, ArrayContentSize(headers, first, next)));
 
         public void MessagesKeyValue(int field, in Key key, GrpcMessageList list) =>
-            Size += KeyValueSize(field, key, MessageFieldSize(AnyString, GrpcSpanAttributes.MessagesJsonLength(list)));
+            Size += KeyValueSize(field, key, MessageFieldSize(AnyKvlist, ListContentSize(list, MessagesArraySize(list))));
 
         public void ErrorStatus(int field, in Text message)
         {
@@ -955,6 +959,45 @@ public static class OtlpSpanWriter
             Size += MessageFieldSize(field, content);
         }
     }
+
+    // A message list's structured form (GrpcSpanAttributes.ToAnyValue): the KeyValueList of count,
+    // truncated and messages, given the content of the messages' ArrayValue.
+    private static long ListContentSize(GrpcMessageList list, long array) =>
+        IntEntrySize(GrpcSpanAttributes.CountKey.Length, list.Count)
+            + BoolEntrySize(GrpcSpanAttributes.TruncatedKey.Length)
+            + EntrySize(GrpcSpanAttributes.MessagesKey.Length, MessageFieldSize(AnyArray, array));
+
+    // Content of the messages' ArrayValue: one kvlist AnyValue a message.
+    private static long MessagesArraySize(GrpcMessageList list)
+    {
+        long size = 0;
+        var messages = list.Messages;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            size += MessageFieldSize(ArrayValues, MessageFieldSize(AnyKvlist, MessageEntriesSize(messages[i])));
+        }
+
+        return size;
+    }
+
+    // Content of one message's KeyValueList, its payload as bytes_value.
+    private static long MessageEntriesSize(GrpcMessage message) =>
+        IntEntrySize(GrpcSpanAttributes.IndexKey.Length, message.Index)
+            + EntrySize(GrpcSpanAttributes.OffsetKey.Length, TagSize(AnyDouble) + 8)
+            + BoolEntrySize(GrpcSpanAttributes.CompressedKey.Length)
+            + BoolEntrySize(GrpcSpanAttributes.DecodedKey.Length)
+            + IntEntrySize(GrpcSpanAttributes.SizeKey.Length, message.WireLength)
+            + BoolEntrySize(GrpcSpanAttributes.TruncatedKey.Length)
+            + EntrySize(GrpcSpanAttributes.DataKey.Length, MessageFieldSize(AnyBytes, message.Payload.Length));
+
+    // One KeyValue of a KeyValueList: its key (never empty here) and an AnyValue of `anyContentSize` bytes.
+    // A oneof value is written even when it is 0 or false, as the generated code does.
+    private static long EntrySize(int keyBytes, long anyContentSize) =>
+        MessageFieldSize(KeyValueListValues, MessageFieldSize(KeyValueKey, keyBytes) + MessageFieldSize(KeyValueValue, anyContentSize));
+
+    private static long IntEntrySize(int keyBytes, long value) => EntrySize(keyBytes, TagSize(AnyInt) + VarintSize((ulong)value));
+
+    private static long BoolEntrySize(int keyBytes) => EntrySize(keyBytes, TagSize(AnyBool) + 1);
 
     // Content of the ArrayValue for a repeated header: the value at `first`, then every later one of that name.
     private static long ArrayContentSize(HeaderList headers, int first, int next)
@@ -1252,16 +1295,82 @@ public static class OtlpSpanWriter
 
         public void MessagesKeyValue(int field, in Key key, GrpcMessageList list)
         {
-            var length = GrpcSpanAttributes.MessagesJsonLength(list);
-            if (!Room(FieldOverhead + key.MaxByteCount() + length))
+            var array = MessagesArraySize(list);
+            var content = ListContentSize(list, array);
+            var any = MessageFieldSize(AnyKvlist, content);
+            if (!Room(FieldOverhead + key.MaxByteCount() + any))
             {
                 return;
             }
 
-            KeyValueStart(field, key, MessageFieldSize(AnyString, length));
-            Tag(AnyString, Len);
-            Raw((ulong)length);
-            Position += GrpcSpanAttributes.WriteMessagesJson(list, _buffer.AsSpan(Position, length));
+            KeyValueStart(field, key, any);
+            Tag(AnyKvlist, Len);
+            Raw((ulong)content);
+            IntEntry(GrpcSpanAttributes.CountKey, list.Count);
+            BoolEntry(GrpcSpanAttributes.TruncatedKey, list.Truncated);
+            EntryHead(GrpcSpanAttributes.MessagesKey, MessageFieldSize(AnyArray, array));
+            Tag(AnyArray, Len);
+            Raw((ulong)array);
+            var messages = list.Messages;
+            for (var i = 0; i < messages.Count; i++)
+            {
+                var message = messages[i];
+                var entries = MessageEntriesSize(message);
+                Tag(ArrayValues, Len);
+                Raw((ulong)MessageFieldSize(AnyKvlist, entries));
+                Tag(AnyKvlist, Len);
+                Raw((ulong)entries);
+                IntEntry(GrpcSpanAttributes.IndexKey, message.Index);
+                EntryHead(GrpcSpanAttributes.OffsetKey, TagSize(AnyDouble) + 8);
+                Tag(AnyDouble, WireFixed64);
+                BinaryPrimitives.WriteUInt64LittleEndian(_buffer.AsSpan(Position, 8), BitConverter.DoubleToUInt64Bits(GrpcSpanAttributes.OffsetMilliseconds(message.Offset)));
+                Position += 8;
+                BoolEntry(GrpcSpanAttributes.CompressedKey, message.Compressed);
+                BoolEntry(GrpcSpanAttributes.DecodedKey, message.Decoded);
+                IntEntry(GrpcSpanAttributes.SizeKey, message.WireLength);
+                BoolEntry(GrpcSpanAttributes.TruncatedKey, message.Truncated);
+                var payload = message.Payload;
+                EntryHead(GrpcSpanAttributes.DataKey, MessageFieldSize(AnyBytes, payload.Length));
+                Tag(AnyBytes, Len);
+                Raw((ulong)payload.Length);
+
+                // As a large text body: the payload's array is the exchange's until its batch is done.
+                if (_deferred is not null && payload.Length >= DeferredBytes.MinBytes)
+                {
+                    _deferred.Add(Position, payload);
+                    Position += payload.Length;
+                }
+                else
+                {
+                    Copy(payload.Span);
+                }
+            }
+        }
+
+        // A KeyValueList entry's tag and length, its key, and the tag and length of its AnyValue.
+        private void EntryHead(ReadOnlySpan<byte> key, long anyContentSize)
+        {
+            Tag(KeyValueListValues, Len);
+            Raw((ulong)(MessageFieldSize(KeyValueKey, key.Length) + MessageFieldSize(KeyValueValue, anyContentSize)));
+            Tag(KeyValueKey, Len);
+            Raw((ulong)key.Length);
+            Copy(key);
+            Tag(KeyValueValue, Len);
+            Raw((ulong)anyContentSize);
+        }
+
+        private void IntEntry(ReadOnlySpan<byte> key, long value)
+        {
+            EntryHead(key, TagSize(AnyInt) + VarintSize((ulong)value));
+            Tag(AnyInt, WireVarint);
+            Raw((ulong)value);
+        }
+
+        private void BoolEntry(ReadOnlySpan<byte> key, bool value)
+        {
+            EntryHead(key, TagSize(AnyBool) + 1);
+            Tag(AnyBool, WireVarint);
+            Raw(value ? 1UL : 0UL);
         }
 
         public void ErrorStatus(int field, in Text message)

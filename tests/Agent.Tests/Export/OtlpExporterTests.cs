@@ -4,6 +4,8 @@ using SpIstio.Agent.Export;
 using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 
 namespace SpIstio.Agent.Tests.Export;
@@ -186,6 +188,41 @@ public sealed class OtlpExporterTests
         await receiver.WaitForSpansAsync(3);
         await WaitForAsync(() => exporter.InflightBytes == 0);
         Assert.True(exporter.TryEnqueue(TestExchanges.Get("/big/4", responseBody: body)));
+    }
+
+    [Theory]
+    [InlineData(1, 1024, false)]
+    [InlineData(1, 64 * 1024, true)]
+    [InlineData(40, 3_000, false)]
+    [InlineData(100, 0, false)]
+    public void EstimateBytes_GrpcCall_CoversTheSpanItWrites_AndLittleMoreThanTheArraysItHolds(int messages, int size, bool cut)
+    {
+        // The byte budget reserves the estimate while the exchange waits for its batch: under what
+        // the span writes, the budget would hold less than is sent; far over what the exchange
+        // holds (its lists are written as bytes, its framed bodies not at all), captures that fit
+        // would be dropped. Bodies cut at 64 KiB inside their listed messages: the 64 KiB call.
+        var random = new Random(18);
+        var payloads = Enumerable.Range(0, messages).Select(_ =>
+        {
+            var payload = new byte[size];
+            random.NextBytes(payload);
+            return payload;
+        }).ToList();
+        var list = new GrpcMessageList(messages, false, [.. payloads.Select((p, i) => new GrpcMessage(i, TimeSpan.FromTicks(12_345 * i), false, p.Length, p, false, false))]);
+        var frames = GrpcSpanAttributes.Frames(list);
+        var kept = cut ? Math.Min(frames.Length - 1, 64 * 1024) : frames.Length;
+        var exchange = TestExchanges.Get(path: "/shop.Orders/Put", responseBody: null);
+        exchange.RequestHeaders.Add("content-type", "application/grpc");
+        exchange.RequestBody = new CapturedBody(frames[..kept], frames.Length, cut, BodyKind.Binary, "application/grpc");
+        exchange.ResponseBody = new CapturedBody(frames[..kept], frames.Length, cut, BodyKind.Binary, "application/grpc");
+        exchange.GrpcCall = new GrpcCallMessages(list, list);
+        GrpcCallMessages.Seal(exchange);
+        Assert.True(exchange.RequestBody.MessageFrames);
+
+        var written = OtlpSpanWriter.MeasureSpan(exchange, "test-key").Length;
+        var estimate = OtlpExporter.EstimateBytes(exchange);
+
+        Assert.InRange(estimate, written, written + (2L * kept) + (2 * 64 * messages) + 1024);
     }
 
     [Fact]

@@ -81,9 +81,27 @@ public sealed class GrpcProxyTests
         Assert.Equal(OtlpAttributes.GrpcMessageFramesPrefix, Attribute(OtlpAttributes.RequestBodyMetaPrefix + OtlpAttributes.BodyEncodingSuffix));
         Assert.Equal(OtlpAttributes.GrpcMessageFramesPrefix, Attribute(OtlpAttributes.ResponseBodyMetaPrefix + OtlpAttributes.BodyEncodingSuffix));
 
+        // Each message goes out as bytes (not base64) in its list, and the export is about the two
+        // messages' size: 2 x 65,536 bytes kept and the span around them.
+        foreach (var (key, note) in (ReadOnlySpan<(string, Note)>)[(GrpcSpanAttributes.RequestMessages, sent), (GrpcSpanAttributes.ResponseMessages, reply)])
+        {
+            var list = Assert.Single(span.Attributes, a => a.Key == key).Value.KvlistValue;
+            var message = Assert.Single(list.Values.Single(e => e.Key == "messages").Value.ArrayValue.Values).KvlistValue;
+            Assert.Equal(note.ToByteArray()[..CaptureOptions.DefaultBodyLimit], message.Values.Single(e => e.Key == "data").Value.BytesValue.ToByteArray());
+        }
+
+        Assert.InRange(export.Body.Length, 2 * CaptureOptions.DefaultBodyLimit, (2 * CaptureOptions.DefaultBodyLimit) + 4096);
+
         var stored = await backend.StoreAsync(export, span);
         Assert.Equal(Framed(sent)[..CaptureOptions.DefaultBodyLimit], stored.RequestBody.ToArray());
         Assert.Equal(Framed(reply)[..CaptureOptions.DefaultBodyLimit], stored.ResponseBody.ToArray());
+
+        // The store keeps each list as the JSON the Trace View, HAR and replay read, payloads whole.
+        using var attributes = System.Text.Json.JsonDocument.Parse(stored.AttributesJson);
+        var storedRequest = GrpcSpanAttributes.DecodeMessages(attributes.RootElement.GetProperty(GrpcSpanAttributes.RequestMessages).GetString());
+        var storedReply = GrpcSpanAttributes.DecodeMessages(attributes.RootElement.GetProperty(GrpcSpanAttributes.ResponseMessages).GetString());
+        Assert.Equal(sent.ToByteArray()[..CaptureOptions.DefaultBodyLimit], Assert.Single(storedRequest!.Messages).Payload.ToArray());
+        Assert.Equal(reply.ToByteArray()[..CaptureOptions.DefaultBodyLimit], Assert.Single(storedReply!.Messages).Payload.ToArray());
 
         static byte[] Framed(Note note)
         {

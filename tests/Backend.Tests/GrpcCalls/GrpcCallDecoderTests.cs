@@ -55,6 +55,28 @@ public sealed class GrpcCallDecoderTests
         Assert.Null(call.Response);
     }
 
+    [Fact]
+    public void Decode_AMessageListStoredAsAnObject_ShowsTheSameMessagesAsItsText()
+    {
+        // A backend from before agents sent the lists structured stored such a list as a JSON object
+        // (the types the exporter gave); this one stores the text, and reads either.
+        var text = Attributes(0, null,
+            GrpcTestCalls.Messages((GrpcTestCalls.Frame(new OrderRequest { OrderId = "ord-1" }), 0.5)),
+            GrpcTestCalls.Messages((GrpcTestCalls.Frame(new OrderReply { OrderId = "ord-1", TotalCents = 1234 }), 7.25)));
+        var structured = JsonNode.Parse(text.ToJsonString())!.AsObject();
+        foreach (var key in (string[])[GrpcSpanAttributes.RequestMessages, GrpcSpanAttributes.ResponseMessages])
+        {
+            structured[key] = JsonNode.Parse(structured[key]!.GetValue<string>());
+        }
+
+        var fromText = new GrpcCallDecoder(_descriptors).Decode(text, "/sp.test.grpc.Orders/Get")!;
+        var fromObject = new GrpcCallDecoder(_descriptors).Decode(structured, "/sp.test.grpc.Orders/Get")!;
+
+        Assert.Equal("""{"orderId":"ord-1"}""", Assert.Single(fromObject.Request!.Messages).Json!.ToJsonString());
+        Assert.Equal(7.25, Assert.Single(fromObject.Response!.Messages).OffsetMs);
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(fromText), System.Text.Json.JsonSerializer.Serialize(fromObject));
+    }
+
     [Theory]
     [InlineData("14")]
     [InlineData("int")]

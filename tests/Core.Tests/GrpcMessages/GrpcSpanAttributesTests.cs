@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using SpIstio.Core.GrpcMessages;
 using SpIstio.Core.Model;
+using SpIstio.Core.Otlp;
 using SpIstio.Core.Tests.GrpcMessages.Generated;
 
 namespace SpIstio.Core.Tests.GrpcMessages;
@@ -115,6 +116,36 @@ public sealed class GrpcSpanAttributesTests
             Assert.True(System.Buffers.Text.Utf8Formatter.TryFormat(Math.Round(offset.TotalMilliseconds, 3), expected, out var length));
             var written = GrpcSpanAttributes.FormatOffset(offset, actual);
             Assert.True(expected[..length].SequenceEqual(actual[..written]), $"{ticks} ticks: {System.Text.Encoding.ASCII.GetString(actual[..written])}");
+        }
+    }
+
+    [Fact]
+    public void ToAnyValue_IsStoredAsTheTextOfTheJsonForm()
+    {
+        // A backend stores the structured list as its JSON (AsString); readers of the stored text
+        // (the Trace View, HAR, mocks, replay, the body rebuilt from the frames) must see what the
+        // JSON form gave them: offsets to the microsecond at every magnitude and tie, any flags and sizes.
+        var random = new Random(18);
+        for (var round = 0; round < 2_000; round++)
+        {
+            var messages = new List<GrpcMessage>();
+            for (var i = random.Next(0, 4); i > 0; i--)
+            {
+                var ticks = random.Next(4) switch
+                {
+                    0 => random.NextInt64(-100, 100_000),
+                    1 => (random.NextInt64(0, 1_000_000) * 10) + 5,
+                    2 => random.NextInt64(0, TimeSpan.TicksPerDay * 30),
+                    _ => -random.NextInt64(0, TimeSpan.TicksPerDay),
+                };
+                var payload = new byte[random.Next(0, 70)];
+                random.NextBytes(payload);
+                messages.Add(new GrpcMessage(random.Next(0, 1_000), TimeSpan.FromTicks(ticks), random.Next(2) == 0, random.NextInt64(0, 5_000_000_000), payload, random.Next(2) == 0, random.Next(2) == 0));
+            }
+
+            var list = new GrpcMessageList(random.Next(0, 100_000), random.Next(2) == 0, messages);
+
+            Assert.Equal(GrpcSpanAttributes.EncodeMessages(list), ExchangeSpanMapper.AsString(GrpcSpanAttributes.ToAnyValue(list)));
         }
     }
 

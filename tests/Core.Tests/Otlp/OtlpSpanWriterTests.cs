@@ -306,6 +306,67 @@ public class OtlpSpanWriterTests
     }
 
     [Fact]
+    public void Write_GrpcMessageLists_CarryThePayloadsAsBytes_AndAreStoredAsTheListsJsonText()
+    {
+        byte[] first = [0x0a, 0x03, (byte)'a', (byte)'b', (byte)'c'];
+        byte[] cut = [.. Enumerable.Range(0, 300).Select(i => (byte)i)];
+        var exchange = Basic();
+        var request = new GrpcMessageList(4, true, [
+            new GrpcMessage(0, TimeSpan.FromTicks(12_345), false, first.Length, first, false, false),
+            new GrpcMessage(1, TimeSpan.FromTicks(10_005), true, 4_000_000_000, cut, true, true),
+            new GrpcMessage(2, TimeSpan.FromTicks(-15_000), false, 0, Array.Empty<byte>(), false, false)]);
+        var response = new GrpcMessageList(0, false, []);
+        exchange.GrpcCall = new GrpcCallMessages(request, response);
+        GrpcCallMessages.Seal(exchange);
+
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+
+        var span = parsed.ResourceSpans[0].ScopeSpans[0].Spans[0];
+        var requestValue = Assert.Single(span.Attributes, a => a.Key == GrpcSpanAttributes.RequestMessages).Value;
+        var responseValue = Assert.Single(span.Attributes, a => a.Key == GrpcSpanAttributes.ResponseMessages).Value;
+        var messages = requestValue.KvlistValue.Values.Single(e => e.Key == "messages").Value.ArrayValue.Values;
+        Assert.Equal([first, cut, []], messages.Select(m => m.KvlistValue.Values.Single(e => e.Key == "data").Value.BytesValue.ToByteArray()));
+
+        // What every backend that reads message lists stores for a structured attribute (its JSON)
+        // is the text of the list's JSON form, so it reads the list back the same.
+        Assert.Equal(GrpcSpanAttributes.EncodeMessages(request), ExchangeSpanMapper.AsString(requestValue));
+        Assert.Equal(GrpcSpanAttributes.EncodeMessages(response), ExchangeSpanMapper.AsString(responseValue));
+        var back = ExchangeSpanMapper.FromSpan(span, parsed.ResourceSpans[0].Resource);
+        Assert.Equal(GrpcSpanAttributes.EncodeMessages(request), back.Attributes[GrpcSpanAttributes.RequestMessages]);
+    }
+
+    [Fact]
+    public void ToArray_WithDeferredBytes_LeavesLargeGrpcPayloadsInTheirOwnArrays_AndSendsTheReferenceBytes()
+    {
+        // The 64 KiB call: both bodies cut inside their message, each message carried once from its array.
+        var random = new Random(18);
+        var request = new byte[64 * 1024];
+        var reply = new byte[64 * 1024];
+        var small = new byte[DeferredBytes.MinBytes - 1];
+        random.NextBytes(request);
+        random.NextBytes(reply);
+        random.NextBytes(small);
+        var requestWire = GrpcSpanAttributes.Frames(List(request));
+        var replyWire = GrpcSpanAttributes.Frames(List(reply, small));
+        var exchange = Basic();
+        exchange.RequestBody = new CapturedBody(requestWire[..(64 * 1024)], requestWire.Length, true, BodyKind.Binary, "application/grpc");
+        exchange.ResponseBody = new CapturedBody(replyWire[..(64 * 1024)], replyWire.Length, true, BodyKind.Binary, "application/grpc");
+        exchange.GrpcCall = new GrpcCallMessages(List(request), new GrpcMessageList(2, false, List(reply, small).Messages));
+        GrpcCallMessages.Seal(exchange);
+
+        var parsed = AssertSameAsReference([exchange], "pk", "1.0");
+        Gathered([exchange], "pk", "1.0", out var gaps);
+
+        // Only payloads of at least MinBytes are left out, each the list's own bytes, not a copy.
+        Assert.Equal(2, gaps.Count);
+        Assert.Contains(gaps, g => g.Content.Equals(exchange.GrpcCall.Request.Messages[0].Payload));
+        Assert.Contains(gaps, g => g.Content.Equals(exchange.GrpcCall.Response!.Messages[0].Payload));
+        var back = ExchangeSpanMapper.FromSpan(parsed.ResourceSpans[0].ScopeSpans[0].Spans[0], parsed.ResourceSpans[0].Resource);
+        Assert.Equal(requestWire[..(64 * 1024)], back.RequestBody.Content.ToArray());
+        Assert.Equal(replyWire[..(64 * 1024)], back.ResponseBody.Content.ToArray());
+    }
+
+    [Fact]
     public void FromSpan_FramesPrefixLongerThanItsList_KeepsTheBodyEmptyWithItsSizeAndFlag()
     {
         // What an older backend does with a form it does not know, and what this one does with a
