@@ -110,9 +110,10 @@ public sealed class AgentBufferTests
         var settings = File.ReadAllText(Path.Combine(RepoPaths.Root, "eng", "RuntimeSettings.props"));
         Assert.Contains("<ServerGarbageCollection>false</ServerGarbageCollection>", settings, StringComparison.Ordinal);
         Assert.Contains("System.GC.Gen0MaxBudget", settings, StringComparison.Ordinal);
-        foreach (var project in new[] { "Cli/Cli.csproj", "AgentHost/AgentHost.csproj" })
+        // The backend bench too: it measures the store under the settings `sp backend` ships with.
+        foreach (var project in new[] { "src/Cli/Cli.csproj", "src/AgentHost/AgentHost.csproj", "bench/Backend.Benchmarks/Backend.Benchmarks.csproj" })
         {
-            var text = File.ReadAllText(Path.Combine(RepoPaths.Root, "src", project));
+            var text = File.ReadAllText(Path.Combine(RepoPaths.Root, project));
             Assert.Contains("<Import Project=\"$(RepoRoot)eng/RuntimeSettings.props\" />", text, StringComparison.Ordinal);
         }
     }

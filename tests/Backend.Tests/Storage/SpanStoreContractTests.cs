@@ -842,6 +842,31 @@ public abstract partial class SpanStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_session_rolled_up_over_batches_spans_its_earliest_to_its_latest_start_under_its_id_as_sent()
+    {
+        // Non-ASCII ids, one short and one long enough that SQLite's writer binds it as UTF-16 rather than
+        // from its 4 KiB stack buffer of UTF-8.
+        long tenant = await TenantAsync();
+        string shortId = "séance-ü-東京", longId = "séance-" + new string('x', 1400);
+        await Store.InsertSpansAsync(tenant, [Exchange(1, 1, session: shortId, start: T0.AddSeconds(10)), Exchange(2, 1, session: longId, start: T0.AddSeconds(10))], None);
+        await Store.InsertSpansAsync(tenant, [Exchange(3, 1, session: "other", start: T0.AddSeconds(20))], None);
+
+        // A later batch with a span before the sessions' first and one after their last.
+        await Store.InsertSpansAsync(tenant,
+        [
+            Exchange(1, 2, session: shortId, start: T0),
+            Exchange(1, 3, session: shortId, start: T0.AddSeconds(30)),
+            Exchange(2, 2, session: longId, start: T0.AddSeconds(40)),
+        ], None);
+
+        Assert.Equal([longId, shortId, "other"], (await Store.ListSessionsAsync(tenant, new SessionQuery(), None)).Items.Select(s => s.SessionId));
+        Assert.Equal([shortId], (await Store.ListSessionsAsync(tenant, new SessionQuery { To = T0.AddSeconds(5) }, None)).Items.Select(s => s.SessionId));
+        Assert.Equal([longId, shortId], (await Store.ListSessionsAsync(tenant, new SessionQuery { From = T0.AddSeconds(25) }, None)).Items.Select(s => s.SessionId));
+        Assert.Equal(3, (await Store.GetSessionAsync(tenant, shortId, None))!.Count);
+        Assert.Equal(2, (await Store.GetSessionAsync(tenant, longId, None))!.Count);
+    }
+
+    [Fact]
     public async Task Batches_of_many_chunks_store_every_span_once_or_nothing_when_one_is_refused()
     {
         // Large enough that the insert takes its spans from several encoding chunks (SQLite's

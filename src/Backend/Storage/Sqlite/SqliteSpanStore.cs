@@ -83,7 +83,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     private sqlite3_stmt? _readSkip;
     private sqlite3_stmt? _writeSkip;
     private SqliteCommand? _nextId;
-    private SqliteCommand? _upsertSession;
+    private sqlite3_stmt? _upsertSession;
     private bool _disposed;
 
     /// <summary>
@@ -668,12 +668,12 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         // would otherwise reuse the ids of deleted newest rows (retention can empty the table),
         // and a reused id at or below the watermark would never be indexed.
         var next = _nextId ??= Prepare(writer, "SELECT MAX(COALESCE((SELECT MAX(id) FROM spans), 0), (SELECT indexed_to FROM search_progress WHERE id = 1))");
-        var session = _upsertSession ??= Prepare(writer,
-            "INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) VALUES (@t, @s, @f, @l) " +
-            "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = MIN(first_ns, excluded.first_ns), last_ns = MAX(last_ns, excluded.last_ns)",
-            "t", "s", "f", "l");
+        // A raw statement bound by position like the insert: through ADO.NET each session's roll-up
+        // looked its four parameters up by name and boxed them, under the write lock.
+        var session = _upsertSession ??= PrepareRaw(writer,
+            "INSERT INTO sessions (tenant_id, session_id, first_ns, last_ns) VALUES (?1, ?2, ?3, ?4) " +
+            "ON CONFLICT (tenant_id, session_id) DO UPDATE SET first_ns = MIN(first_ns, excluded.first_ns), last_ns = MAX(last_ns, excluded.last_ns)");
         next.Transaction = transaction;
-        session.Transaction = transaction;
         long id = Convert.ToInt64(next.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
         long firstId = id;
 
@@ -738,11 +738,11 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
         foreach (var (sessionId, range) in sessions)
         {
-            session.Parameters[0].Value = tenantId;
-            session.Parameters[1].Value = sessionId;
-            session.Parameters[2].Value = range.First;
-            session.Parameters[3].Value = range.Last;
-            session.ExecuteNonQuery();
+            Int64(session, 1, tenantId);
+            Text(session, 2, sessionId);
+            Int64(session, 3, range.First);
+            Int64(session, 4, range.Last);
+            Step(session, db);
         }
 
         transaction.Commit();
