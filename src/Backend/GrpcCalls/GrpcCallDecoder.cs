@@ -204,11 +204,7 @@ public sealed class GrpcCallDecoder
     private static string? Text(JsonObject attributes, string key) => attributes[key] switch
     {
         JsonValue value when value.GetValueKind() == JsonValueKind.String => value.GetValue<string>(),
-        JsonObject list when IsMessageList(key) => list.ToJsonString(),
+        JsonObject list when GrpcSpanAttributes.IsMessageList(key) => list.ToJsonString(),
         _ => null,
     };
-
-    private static bool IsMessageList(string key) =>
-        string.Equals(key, GrpcSpanAttributes.RequestMessages, StringComparison.Ordinal)
-        || string.Equals(key, GrpcSpanAttributes.ResponseMessages, StringComparison.Ordinal);
 }

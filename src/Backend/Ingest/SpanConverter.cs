@@ -489,7 +489,7 @@ public static class SpanConverter
             {
                 if (exchange.Attributes.Remove(kv.Key, out var text))
                 {
-                    if (IsMessageList(kv.Key) && kv.Value?.ValueCase == AnyValue.ValueOneofCase.KvlistValue)
+                    if (Core.GrpcMessages.GrpcSpanAttributes.IsMessageList(kv.Key) && kv.Value?.ValueCase == AnyValue.ValueOneofCase.KvlistValue)
                     {
                         // A gRPC message list arrives structured, its payloads as bytes; it is kept as
                         // the JSON text every reader of a stored span knows (the mapper's AsString).
@@ -513,10 +513,6 @@ public static class SpanConverter
 
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
-
-    private static bool IsMessageList(string key) =>
-        string.Equals(key, Core.GrpcMessages.GrpcSpanAttributes.RequestMessages, StringComparison.Ordinal)
-        || string.Equals(key, Core.GrpcMessages.GrpcSpanAttributes.ResponseMessages, StringComparison.Ordinal);
 
     private static void WriteBodyMeta(Utf8JsonWriter writer, CapturedBody body, string prefix)
     {

@@ -50,6 +50,10 @@ public static class GrpcSpanAttributes
     /// <summary>The response stream's messages (<see cref="ToAnyValue"/>; stored as <see cref="EncodeMessages(GrpcMessageList)"/>'s JSON).</summary>
     public const string ResponseMessages = "sp.grpc.response.messages";
 
+    /// <summary>Whether <paramref name="key"/> names a message list (<see cref="RequestMessages"/> or <see cref="ResponseMessages"/>).</summary>
+    public static bool IsMessageList(string key) =>
+        string.Equals(key, RequestMessages, StringComparison.Ordinal) || string.Equals(key, ResponseMessages, StringComparison.Ordinal);
+
     /// <summary>
     /// True for the gRPC content types (<c>application/grpc</c>, <c>application/grpc+proto</c>,
     /// <c>application/grpc+json</c>, …); gRPC-Web frames trailers into the body and is not one.
