@@ -191,14 +191,14 @@ public sealed class SpBackendTests : IDisposable
         return key;
     }
 
-    private static async Task<Uri> AddressAsync(SpChild backend)
+    internal static async Task<Uri> AddressAsync(SpChild backend)
     {
         var line = await backend.WaitForLineAsync(l => l.StartsWith("sp backend listening on ", StringComparison.Ordinal));
         var url = line["sp backend listening on ".Length..].Split(' ')[0];
         return new Uri(url);
     }
 
-    private static async Task<HttpResponseMessage> PostAsync(HttpClient http, string key, byte[] body)
+    internal static async Task<HttpResponseMessage> PostAsync(HttpClient http, string key, byte[] body)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-protobuf");

@@ -17,8 +17,8 @@ internal sealed class CodecDictionary(long id, long tenantId, byte[] bytes) : ID
     /// <summary>
     /// Whether the dictionary was trained on the <see cref="JsonColumns"/> split form of JSON bodies
     /// (<see cref="MarkTrainedOnJsonColumns"/>): only then are JSON bodies stored as columns with it,
-    /// since a dictionary trained on raw JSON (saved before codec 4) matches the split form poorly
-    /// and a tenant keeps its dictionary.
+    /// since a dictionary trained on raw JSON (saved before codec 4) matches the split form poorly;
+    /// its tenant trains a new one (<see cref="CodecDictionaries"/>).
     /// </summary>
     public bool TrainedOnJsonColumns { get; } = HasColumnMark(bytes);
 
@@ -54,6 +54,11 @@ internal sealed class CodecDictionary(long id, long tenantId, byte[] bytes) : ID
 /// (<c>codec_dictionaries</c>, with an id) and used for that tenant's values from then on.
 /// Values written before it, or by a replica that trained its own, name their dictionary, so any
 /// replica reads any row: a dictionary it has not seen is loaded from the store by id.
+/// A tenant whose dictionary was saved before codec 4 (not <see cref="CodecDictionary.TrainedOnJsonColumns"/>)
+/// on a store that writes JSON columns samples again and trains a new one the same way, since
+/// codec 4 is written only with a dictionary of the split form: without that, a store upgraded
+/// from an older version would keep its existing tenants' JSON bodies on codec 3 for good. Their
+/// older values keep naming the old dictionary, which stays in the store.
 /// </summary>
 internal sealed class CodecDictionaries : IDisposable
 {
@@ -119,22 +124,34 @@ internal sealed class CodecDictionaries : IDisposable
         state = _tenants.GetOrAdd(tenantId, static _ => new TenantState());
         if (saved is { } s && state.Current is null)
         {
-            state.Install(Register(s.Id, tenantId, s.Bytes));
+            var dictionary = Register(s.Id, tenantId, s.Bytes);
+            state.Install(dictionary, IsOutdated(dictionary));
         }
 
         return state.Current;
     }
 
-    /// <summary>Completes with the tenant's dictionary once it has one (tests wait on this, not on time).</summary>
+    /// <summary>
+    /// Completes with the tenant's dictionary once it has one of the form this store trains (one
+    /// saved before codec 4 does not count where JSON columns are written); tests wait on this, not on time.
+    /// </summary>
     public Task<CodecDictionary> WhenTrainedAsync(long tenantId) => _tenants.GetOrAdd(tenantId, static _ => new TenantState()).Trained;
 
     /// <summary>
-    /// Keeps samples of a tenant's values while it has no dictionary; once there are enough,
-    /// trains one in the background. Cheap and lock-free once the tenant has a dictionary.
+    /// Whether the values of a batch encoded with <paramref name="dictionary"/> (the tenant's, from
+    /// <see cref="ForTenantAsync"/>) should be handed to <see cref="Observe"/>: the tenant has no
+    /// dictionary yet, or one this store replaces.
+    /// </summary>
+    public bool WantsSamples(CodecDictionary? dictionary) => dictionary is null || IsOutdated(dictionary);
+
+    /// <summary>
+    /// Keeps samples of a tenant's values while it has no dictionary (or an outdated one); once
+    /// there are enough, trains one in the background. Cheap and lock-free once the tenant has a
+    /// dictionary of the current form.
     /// </summary>
     public void Observe(long tenantId, EncodedSpan[] spans)
     {
-        if (!_tenants.TryGetValue(tenantId, out var state) || state.Current is not null || state.Training)
+        if (!_tenants.TryGetValue(tenantId, out var state) || (state.Current is { } current && !IsOutdated(current)) || state.Training)
         {
             return;
         }
@@ -196,6 +213,9 @@ internal sealed class CodecDictionaries : IDisposable
         }
     }
 
+    // A dictionary saved before codec 4 on a store that writes JSON columns: its tenant trains a new one.
+    private bool IsOutdated(CodecDictionary dictionary) => _jsonColumns && !dictionary.TrainedOnJsonColumns;
+
     private CodecDictionary Register(long id, long tenantId, byte[] bytes)
     {
         var created = new CodecDictionary(id, tenantId, bytes);
@@ -253,7 +273,7 @@ internal sealed class CodecDictionaries : IDisposable
             }
 
             var dictionary = Register(id, tenantId, bytes);
-            state.Install(dictionary);
+            state.Install(dictionary, outdated: false);
             StoreLog.DictionaryTrained(_logger, tenantId, id, bytes.Length, samples.Count);
         }
         catch (Exception e) when (e is ZstdException or InvalidOperationException or System.Data.Common.DbException or ObjectDisposedException)
@@ -281,10 +301,14 @@ internal sealed class CodecDictionaries : IDisposable
 
         public Task<CodecDictionary> Trained => _trained.Task;
 
-        public void Install(CodecDictionary dictionary)
+        /// <summary>Encodes with <paramref name="dictionary"/> from now on; an <paramref name="outdated"/> one until its replacement is trained.</summary>
+        public void Install(CodecDictionary dictionary, bool outdated)
         {
             _current = dictionary;
-            _trained.TrySetResult(dictionary);
+            if (!outdated)
+            {
+                _trained.TrySetResult(dictionary);
+            }
         }
 
         public void Fail(Exception error) => _trained.TrySetException(error);

@@ -143,7 +143,7 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     {
         var dictionary = await Dictionaries.ForTenantAsync(tenantId, cancellationToken).ConfigureAwait(false);
         var encoded = EncodedSpan.EncodeAll(spans, dictionary, SearchTextOnIngest, JsonColumnValues);
-        if (dictionary is null)
+        if (Dictionaries.WantsSamples(dictionary))
         {
             Dictionaries.Observe(tenantId, encoded);
         }

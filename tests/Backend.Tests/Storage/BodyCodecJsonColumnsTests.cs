@@ -105,8 +105,9 @@ public sealed class BodyCodecJsonColumnsTests
     [Fact]
     public void JsonColumns_AreNotUsedWithADictionaryTrainedOnRawBodies()
     {
-        // A tenant keeps the dictionary it trained before JSON columns existed (on raw JSON, no
-        // mark): its bodies stay plain zstd with it, which that dictionary serves better.
+        // A dictionary trained before JSON columns existed (on raw JSON, no mark) serves plain zstd
+        // better: bodies encoded with it stay plain zstd until its tenant has trained a new one
+        // (SqliteSpanStoreTests).
         var random = new Random(5);
         byte[] trained = ZstdSharp.DictBuilder.TrainFromBuffer(Enumerable.Range(0, 300).Select(_ => Encoding.UTF8.GetBytes("[" + Records(20, random) + "]")), 8192);
         using var raw = new CodecDictionary(4, 1, trained);

@@ -10,11 +10,22 @@ namespace SpIstio.Backend.Tests.Storage;
 /// connection string) when set, otherwise a throwaway cluster started with the Debian
 /// PostgreSQL 15 binaries on a free port and a private socket directory, removed at the end.
 /// Missing binaries fail the tests with the command that installs them — never a silent pass.
+/// A test that crashes the server starts a cluster of its own (<see cref="StartOwnClusterAsync"/>).
 /// </summary>
 public sealed class PostgresFixture : IAsyncLifetime
 {
     private const string BinDirectory = "/usr/lib/postgresql/15/bin";
+
+    // The shared cluster trades durability for speed: a commit returns before its WAL leaves the
+    // server's memory, so a server crash may lose it.
+    private const string FastSettings = " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
+
+    // A commit returns once its WAL is written to the kernel (synchronous_commit on, the default):
+    // a crash of the server's processes keeps it. Not fsynced: the machine itself does not crash.
+    private const string CrashSafeSettings = " -c fsync=off -c full_page_writes=off";
+
     private string? _clusterDirectory;
+    private string _serverOptions = "";
     private int _databases;
 
     /// <summary>Connection string of the maintenance database.</summary>
@@ -29,6 +40,44 @@ public sealed class PostgresFixture : IAsyncLifetime
             return;
         }
 
+        await StartClusterAsync(FastSettings);
+    }
+
+    /// <summary>
+    /// A cluster of this test's own, whatever <c>SP_TEST_POSTGRES</c> says, where a commit returns
+    /// once its WAL is written (<see cref="CrashSafeSettings"/>), so that a test may crash it
+    /// (<see cref="CrashAsync"/>) and expect every acknowledged commit back after <see cref="StartAgainAsync"/>.
+    /// Dispose it with <see cref="DisposeAsync"/>.
+    /// </summary>
+    public static async Task<PostgresFixture> StartOwnClusterAsync()
+    {
+        var fixture = new PostgresFixture();
+        try
+        {
+            await fixture.StartClusterAsync(CrashSafeSettings);
+        }
+        catch
+        {
+            await fixture.DisposeAsync();
+            throw;
+        }
+
+        return fixture;
+    }
+
+    /// <summary>Stops the server as a crash would (<c>pg_ctl stop -m immediate</c>: every server process gets SIGQUIT, no checkpoint, recovery from WAL on the next start).</summary>
+    public Task CrashAsync() => PgCtlAsync(["-m", "immediate", "-w", "stop"]);
+
+    /// <summary>Starts the server again on the same port and data directory after <see cref="CrashAsync"/>.</summary>
+    public Task StartAgainAsync() => PgCtlAsync(["-l", Path.Combine(OwnCluster, "server.log"), "-w", "-t", "60", "-o", _serverOptions, "start"]);
+
+    private string OwnCluster => _clusterDirectory ?? throw new InvalidOperationException("This fixture uses SP_TEST_POSTGRES: it has no server of its own to stop or start.");
+
+    private Task PgCtlAsync(string[] arguments) =>
+        RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", Path.Combine(OwnCluster, "data"), .. arguments], Environment.UserName == "root");
+
+    private async Task StartClusterAsync(string settings)
+    {
         if (!File.Exists(Path.Combine(BinDirectory, "initdb")))
         {
             throw new InvalidOperationException(
@@ -49,12 +98,8 @@ public sealed class PostgresFixture : IAsyncLifetime
 
         int port = FreePort();
         await RunAsync(Path.Combine(BinDirectory, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"], root);
-        await RunAsync(Path.Combine(BinDirectory, "pg_ctl"),
-        [
-            "-D", data, "-l", Path.Combine(_clusterDirectory, "server.log"), "-w", "-t", "60",
-            "-o", $"-p {port} -k {socket} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            "start",
-        ], root);
+        _serverOptions = $"-p {port} -k {socket} -c listen_addresses=127.0.0.1" + settings;
+        await StartAgainAsync();
         AdminConnectionString = $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres;Pooling=false";
     }
 
@@ -65,7 +110,11 @@ public sealed class PostgresFixture : IAsyncLifetime
             return;
         }
 
-        await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", Path.Combine(_clusterDirectory, "data"), "-m", "immediate", "-w", "stop"], Environment.UserName == "root");
+        if (File.Exists(Path.Combine(_clusterDirectory, "data", "postmaster.pid")))
+        {
+            await CrashAsync();
+        }
+
         Directory.Delete(_clusterDirectory, recursive: true);
     }
 

@@ -328,6 +328,94 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task A_tenant_with_a_dictionary_from_before_json_columns_trains_one_for_them_and_reads_both_back_after_a_restart()
+    {
+        var none = CancellationToken.None;
+        string file = Path.Combine(_directory, "upgraded.db");
+        string spec = "sqlite:" + file;
+        var random = new Random(7);
+        var old = Enumerable.Range(1, 10).Select(n => JsonExchange(n, random)).ToList();
+        var sampled = Enumerable.Range(100, CodecDictionaries.SampleValues / 2).Select(n => JsonExchange(n, random)).ToList();
+        var later = Enumerable.Range(1000, 10).Select(n => JsonExchange(n, random)).ToList();
+        long tenant;
+        long oldId;
+        CodecDictionary trained;
+        await using (var store = (SqlSpanStore)SpanStoreFactory.Open(spec, NullLoggerFactory.Instance))
+        {
+            await store.MigrateAsync(none);
+            tenant = (await store.EnsureTenantAsync("acme", none)).Id;
+            // As a version before codec 4 left the store: the tenant's dictionary trained on raw
+            // JSON bodies, without the column mark.
+            byte[] rawTrained = ZstdSharp.DictBuilder.TrainFromBuffer(Enumerable.Range(0, 300).Select(_ => JsonBody(random)), CodecDictionaries.DictionaryBytes);
+            oldId = (long)(await ScalarAsync(file, "INSERT INTO codec_dictionaries (tenant_id, created_ns, dictionary) VALUES ($t, 1, $d) RETURNING id", ("$t", tenant), ("$d", rawTrained)))!;
+
+            await store.InsertSpansAsync(tenant, old, none);
+            await store.InsertSpansAsync(tenant, sampled, none);
+            trained = await store.Dictionaries.WhenTrainedAsync(tenant).WaitAsync(TimeSpan.FromMinutes(1));
+            await store.InsertSpansAsync(tenant, later, none);
+
+            // Until the new dictionary is trained, bodies stay plain zstd with the old one; after, JSON columns with the new one.
+            Assert.NotEqual(oldId, trained.Id);
+            Assert.True(trained.TrainedOnJsonColumns);
+            foreach (var span in old)
+            {
+                byte[] stored = await StoredResponseBodyAsync(file, tenant, span);
+                Assert.Equal(3, stored[0]);
+                Assert.Equal(oldId, BodyCodec.DictionaryIdOf(stored));
+            }
+
+            foreach (var span in later)
+            {
+                byte[] stored = await StoredResponseBodyAsync(file, tenant, span);
+                Assert.Equal(4, stored[0]);
+                Assert.Equal(trained.Id, BodyCodec.DictionaryIdOf(stored));
+            }
+        }
+
+        await using (var restarted = (SqlSpanStore)SpanStoreFactory.Open(spec, NullLoggerFactory.Instance))
+        {
+            await restarted.MigrateAsync(none);
+            foreach (var span in old.Concat(sampled.Take(5)).Concat(later))
+            {
+                var read = await restarted.GetSpanAsync(tenant, span.TraceId, span.SpanId, none);
+                Assert.Equal(span.RequestBody.ToArray(), read!.RequestBody.ToArray());
+                Assert.Equal(span.ResponseBody.ToArray(), read.ResponseBody.ToArray());
+            }
+
+            // The new dictionary is the tenant's from now on: no third one is trained.
+            var current = await restarted.Dictionaries.ForTenantAsync(tenant, none);
+            Assert.Equal(trained.Id, current!.Id);
+            Assert.False(restarted.Dictionaries.WantsSamples(current));
+            Assert.Equal(trained.Id, (await restarted.Dictionaries.WhenTrainedAsync(tenant).WaitAsync(TimeSpan.FromMinutes(1))).Id);
+        }
+    }
+
+    // A JSON body long enough for JSON columns (MinJsonColumnsLength): a few records of one shape.
+    private static byte[] JsonBody(Random random) => System.Text.Encoding.UTF8.GetBytes(
+        "{\"items\":[" + string.Join(',', Enumerable.Range(0, 10).Select(i =>
+            $$"""{"id":{{random.Next()}},"city":"{{(random.Next(2) == 0 ? "lisbon" : "porto")}}","price":{{random.Next(999)}}.5,"seat":{{i}}}""")) + "],\"currency\":\"EUR\"}");
+
+    private static StoredSpan JsonExchange(int n, Random random) =>
+        TestSpans.Exchange(n, n, session: "s" + n) with { RequestBody = JsonBody(random), ResponseBody = JsonBody(random) };
+
+    private static async Task<byte[]> StoredResponseBodyAsync(string file, long tenant, StoredSpan span) =>
+        (byte[])(await ScalarAsync(file, "SELECT response_body FROM spans WHERE tenant_id = $t AND trace_id = unhex($r) AND span_id = unhex($s)", ("$t", tenant), ("$r", span.TraceId), ("$s", span.SpanId)))!;
+
+    private static async Task<object?> ScalarAsync(string file, string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=" + file + ";Pooling=False");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        return await command.ExecuteScalarAsync();
+    }
+
+    [Fact]
     public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
     {
         await Store.EnsureTenantAsync("acme", CancellationToken.None);

@@ -298,7 +298,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
 
         int inserted = await InsertWhenLockedAsync(locked, tenantId, batch).ConfigureAwait(false);
-        if (dictionary is null)
+        if (Dictionaries.WantsSamples(dictionary))
         {
             Dictionaries.Observe(tenantId, batch.All());
         }
