@@ -1,12 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using System.Text.Json;
-using Google.Protobuf;
 using SpIstio.Backend.Tests.Storage;
-using SpIstio.Core.Model;
-using SpIstio.Core.Otlp;
 using Xunit.Abstractions;
 
 namespace SpIstio.EndToEnd.Tests;
@@ -167,29 +163,8 @@ public sealed class SpBackendPostgresCrashTests(PostgresFixture postgres, ITestO
     // A word of the URL that only this trace's spans carry: an order id a user would search for.
     private static string OrderWord(ActivityTraceId trace) => "ord" + trace.ToHexString()[..20];
 
-    private static byte[] Batch(ActivityTraceId trace)
-    {
-        var now = DateTimeOffset.UtcNow;
-        var exchanges = new List<Exchange>(SpansPerExport);
-        for (var i = 0; i < SpansPerExport; i++)
-        {
-            exchanges.Add(new Exchange
-            {
-                ServiceName = "checkout",
-                Method = "GET",
-                Authority = "checkout:8080",
-                Path = "/api/orders/" + OrderWord(trace) + "/items/" + i.ToString(CultureInfo.InvariantCulture),
-                StatusCode = 200,
-                TraceId = trace,
-                SpanId = ActivitySpanId.CreateRandom(),
-                StartTime = now,
-                EndTime = now.AddMilliseconds(3),
-                SessionId = "e2e",
-            });
-        }
-
-        return ExchangeSpanMapper.ToExportRequest(exchanges, null, "e2e").ToByteArray();
-    }
+    private static byte[] Batch(ActivityTraceId trace) =>
+        SpBackendTests.Batch(trace, SpansPerExport, "/api/orders/" + OrderWord(trace) + "/items/");
 
     /// <summary>Four OTLP/HTTP exporters sending one trace an export, without pause, until stopped or the backend is gone.</summary>
     private sealed class Exporters(string key)

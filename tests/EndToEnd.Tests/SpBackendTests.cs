@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
@@ -206,7 +207,8 @@ public sealed class SpBackendTests : IDisposable
         return await http.SendAsync(request);
     }
 
-    private static byte[] Batch(ActivityTraceId trace, int spans)
+    /// <summary>An OTLP/HTTP export of <paramref name="spans"/> spans of one trace, their paths under <paramref name="pathPrefix"/>.</summary>
+    internal static byte[] Batch(ActivityTraceId trace, int spans, string pathPrefix = "/api/items/")
     {
         var now = DateTimeOffset.UtcNow;
         var exchanges = new List<Exchange>(spans);
@@ -217,7 +219,7 @@ public sealed class SpBackendTests : IDisposable
                 ServiceName = "checkout",
                 Method = "GET",
                 Authority = "checkout:8080",
-                Path = "/api/items/" + i,
+                Path = pathPrefix + i.ToString(CultureInfo.InvariantCulture),
                 StatusCode = 200,
                 TraceId = trace,
                 SpanId = ActivitySpanId.CreateRandom(),
