@@ -139,7 +139,10 @@ public sealed class SpBackendPostgresCrashTests(PostgresFixture postgres, ITestO
         return JsonDocument.Parse(body);
     }
 
-    /// <summary>Waits until /metrics says the search indexer has caught up with this process's commits.</summary>
+    /// <summary>
+    /// Waits until /metrics says the search indexer has caught up with this process's commits: the
+    /// indexer's progress is the signal (a separate process has no other), read until it says so.
+    /// </summary>
     private static async Task WaitForSearchIndexAsync(HttpClient http)
     {
         var deadline = Stopwatch.StartNew();
@@ -174,6 +177,9 @@ public sealed class SpBackendPostgresCrashTests(PostgresFixture postgres, ITestO
         private Task[] _senders = [];
         private int _refused;
 
+        // Completed (and replaced) on every answer, so a wait wakes on the answer that may reach its count.
+        private TaskCompletionSource _answered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public IReadOnlyCollection<ActivityTraceId> Acknowledged => _acknowledged;
 
         public string Describe() => _acknowledged.Count + " exports acknowledged, " + Volatile.Read(ref _refused) + " refused";
@@ -206,6 +212,8 @@ public sealed class SpBackendPostgresCrashTests(PostgresFixture postgres, ITestO
                     {
                         Interlocked.Increment(ref _refused);
                     }
+
+                    Interlocked.Exchange(ref _answered, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
                 }
                 catch (HttpRequestException)
                 {
@@ -214,17 +222,31 @@ public sealed class SpBackendPostgresCrashTests(PostgresFixture postgres, ITestO
             }
         }
 
+        /// <summary>Waits on the exporters' answers (or their end) until <paramref name="reached"/>; 90 s without one fails.</summary>
         private async Task WaitForAsync(Func<bool> reached, string what)
         {
-            var deadline = Stopwatch.StartNew();
-            while (!reached())
+            var allEnded = Task.WhenAll(_senders);
+            while (true)
             {
-                if (deadline.Elapsed > TimeSpan.FromSeconds(90) || _senders.All(s => s.IsCompleted))
+                var answered = Volatile.Read(ref _answered).Task;
+                if (reached())
                 {
-                    Assert.Fail("no " + what + ": " + Describe());
+                    return;
                 }
 
-                await Task.Delay(20);
+                if (allEnded.IsCompleted)
+                {
+                    Assert.Fail("no " + what + ", the exporters stopped: " + Describe());
+                }
+
+                try
+                {
+                    await Task.WhenAny(answered, allEnded).WaitAsync(TimeSpan.FromSeconds(90));
+                }
+                catch (TimeoutException)
+                {
+                    Assert.Fail("no " + what + " and no answer in 90 s: " + Describe());
+                }
             }
         }
     }
