@@ -170,7 +170,7 @@ internal static class OpenLoop
         double slowMs = 0, slowLateMs = 0;
         var lateMostly = 0;
         using var writer = new StreamWriter(path);
-        writer.WriteLine("t_ms due max_in_flight max_late_ms max_in_call_ms slow gc gc_gen1 paused_ms batches cpu_ms");
+        writer.WriteLine("t_ms due max_in_flight max_late_ms max_in_call_ms slow gc gc_gen1 gc_gen2 paused_ms batches cpu_ms pool_threads pool_queue");
         for (var first = 0; first < sentAt.Length;)
         {
             var bucket = (long)(first * ticksPerRequest) / bucketTicks;
@@ -200,7 +200,7 @@ internal static class OpenLoop
             // Sample k is read at firstDue + k × 100 ms: bucket k's work is sample k + 1 less sample k.
             var work = bucket + 1 < samples.Count ? samples[(int)bucket + 1].Less(samples[(int)bucket]) : null;
             buckets.Add((slow, work));
-            var workColumns = work is null ? "- - - - -" : string.Create(CultureInfo.InvariantCulture, $"{work.Collections:F0} {work.Gen1Collections:F0} {work.PausedMs:F2} {work.Batches:F0} {work.CpuMs:F1}");
+            var workColumns = work is null ? "- - - - - - - -" : string.Create(CultureInfo.InvariantCulture, $"{work.Collections:F0} {work.Gen1Collections:F0} {work.Gen2Collections:F0} {work.PausedMs:F2} {work.Batches:F0} {work.CpuMs:F1} {work.PoolThreads:F0} {work.PoolQueue:F0}");
             writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{bucket * 100} {count} {maxInFlight} {maxLate:F1} {maxInCall:F1} {slow} {workColumns}"));
             first = i;
         }

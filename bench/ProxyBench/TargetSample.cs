@@ -8,17 +8,20 @@ namespace SpIstio.ProxyBench;
 /// <c>/metrics</c>): what the open-loop timeline lines up with its slow calls, to say whether they
 /// waited for a collection, an export batch or just for CPU.
 /// </summary>
-internal sealed record TargetSample(double Collections, double Gen1Collections, double PausedMs, double Batches, double CpuMs)
+internal sealed record TargetSample(double Collections, double Gen1Collections, double Gen2Collections, double PausedMs, double Batches, double CpuMs, double PoolThreads, double PoolQueue)
 {
     private static readonly long s_bucketTicks = Stopwatch.Frequency / 10;
 
-    /// <summary>What happened between <paramref name="earlier"/> and this sample.</summary>
+    /// <summary>What happened between <paramref name="earlier"/> and this sample (the thread pool's threads and queue: as at this one).</summary>
     public TargetSample Less(TargetSample earlier) => new(
         Collections - earlier.Collections,
         Gen1Collections - earlier.Gen1Collections,
+        Gen2Collections - earlier.Gen2Collections,
         PausedMs - earlier.PausedMs,
         Batches - earlier.Batches,
-        CpuMs - earlier.CpuMs);
+        CpuMs - earlier.CpuMs,
+        PoolThreads,
+        PoolQueue);
 
     /// <summary>
     /// Reads <paramref name="metrics"/> at <paramref name="firstDue"/> + k × 100 ms for k = 0 ..
@@ -59,7 +62,7 @@ internal sealed record TargetSample(double Collections, double Gen1Collections, 
     // Prometheus text: gen0 collections count every collection (a gen1 one collects gen0 too).
     private static TargetSample Parse(string page)
     {
-        double gcs = 0, gen1 = 0, paused = 0, batches = 0, cpu = 0;
+        double gcs = 0, gen1 = 0, gen2 = 0, poolThreads = 0, poolQueue = 0, paused = 0, batches = 0, cpu = 0;
         foreach (var line in page.AsSpan().EnumerateLines())
         {
             var space = line.LastIndexOf(' ');
@@ -82,6 +85,18 @@ internal sealed record TargetSample(double Collections, double Gen1Collections, 
             {
                 gen1 = value;
             }
+            else if (name.SequenceEqual("dotnet_gc_collections_total{generation=\"2\"}"))
+            {
+                gen2 = value;
+            }
+            else if (name.SequenceEqual("dotnet_threadpool_threads"))
+            {
+                poolThreads = value;
+            }
+            else if (name.SequenceEqual("dotnet_threadpool_queue_length"))
+            {
+                poolQueue = value;
+            }
             else if (name.SequenceEqual("dotnet_gc_pause_seconds_total"))
             {
                 paused = value * 1000;
@@ -96,7 +111,7 @@ internal sealed record TargetSample(double Collections, double Gen1Collections, 
             }
         }
 
-        return new TargetSample(gcs, gen1, paused, batches, cpu);
+        return new TargetSample(gcs, gen1, gen2, paused, batches, cpu, poolThreads, poolQueue);
     }
 
     /// <summary>
@@ -117,9 +132,9 @@ internal sealed record TargetSample(double Collections, double Gen1Collections, 
         return string.Create(
             CultureInfo.InvariantCulture,
             $"tail: {slow} calls >= p99 {p99:F2} ms, due in {buckets.Count(b => b.Slow > 0)} of {buckets.Count} 100 ms buckets (the 5 worst hold {100.0 * worst5 / Math.Max(slow, 1):F0} %); " +
-            $"target: {collections / seconds:F1} GC/s ({withWork.Sum(b => b.Work!.Gen1Collections) / seconds:F1} gen1+), paused {paused / seconds:F1} ms/s ({paused / Math.Max(collections, 1):F3} ms a GC), {withWork.Sum(b => b.Work!.Batches) / seconds:F1} export batches/s, CPU {withWork.Sum(b => b.Work!.CpuMs) / seconds:F0} ms/s; " +
-            $"a bucket with slow calls ({hit.Count}): {Mean(hit, w => w.Collections):F2} GC, {Mean(hit, w => w.Gen1Collections):F2} gen1+, {Mean(hit, w => w.PausedMs):F2} ms paused, {Mean(hit, w => w.Batches):F2} batches, CPU {Mean(hit, w => w.CpuMs):F1} ms; " +
-            $"without ({clear.Count}): {Mean(clear, w => w.Collections):F2} GC, {Mean(clear, w => w.Gen1Collections):F2} gen1+, {Mean(clear, w => w.PausedMs):F2} ms paused, {Mean(clear, w => w.Batches):F2} batches, CPU {Mean(clear, w => w.CpuMs):F1} ms");
+            $"target: {collections / seconds:F1} GC/s ({withWork.Sum(b => b.Work!.Gen1Collections) / seconds:F1} gen1+, {withWork.Sum(b => b.Work!.Gen2Collections) / seconds:F2} gen2), paused {paused / seconds:F1} ms/s ({paused / Math.Max(collections, 1):F3} ms a GC), {withWork.Sum(b => b.Work!.Batches) / seconds:F1} export batches/s, CPU {withWork.Sum(b => b.Work!.CpuMs) / seconds:F0} ms/s; " +
+            $"a bucket with slow calls ({hit.Count}): {Mean(hit, w => w.Collections):F2} GC, {Mean(hit, w => w.Gen1Collections):F2} gen1+, {Mean(hit, w => w.Gen2Collections):F2} gen2, {Mean(hit, w => w.PausedMs):F2} ms paused, {Mean(hit, w => w.Batches):F2} batches, CPU {Mean(hit, w => w.CpuMs):F1} ms; " +
+            $"without ({clear.Count}): {Mean(clear, w => w.Collections):F2} GC, {Mean(clear, w => w.Gen1Collections):F2} gen1+, {Mean(clear, w => w.Gen2Collections):F2} gen2, {Mean(clear, w => w.PausedMs):F2} ms paused, {Mean(clear, w => w.Batches):F2} batches, CPU {Mean(clear, w => w.CpuMs):F1} ms");
     }
 
     private static double Mean(List<TargetSample> work, Func<TargetSample, double> value) => work.Count == 0 ? double.NaN : work.Average(value);

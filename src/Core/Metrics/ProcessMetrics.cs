@@ -26,6 +26,11 @@ public static class ProcessMetrics
         // Time the process was stopped for collections: what a request arriving meanwhile waited
         // (a non-concurrent GC stops every thread), the first suspect of a latency tail.
         var paused = registry.SampledCounter("dotnet_gc_pause_seconds_total", "Time the managed threads were paused for garbage collections since the process started, in seconds.").WithLabels();
+        // The thread pool beside the GC: a latency stall with no collection in it is either the
+        // process descheduled or the pool's threads all busy (or blocked) while work items wait.
+        var poolThreads = registry.Gauge("dotnet_threadpool_threads", "Thread-pool threads now.").WithLabels();
+        var poolQueue = registry.Gauge("dotnet_threadpool_queue_length", "Work items queued to the thread pool and not yet started, now.").WithLabels();
+        var poolCompleted = registry.SampledCounter("dotnet_threadpool_completed_items_total", "Work items the thread pool has run since the process started.").WithLabels();
         registry.OnCollect(_ =>
         {
             using var process = Process.GetCurrentProcess();
@@ -37,6 +42,9 @@ public static class ProcessMetrics
             gen2.Set(GC.CollectionCount(2));
             allocated.Set(GC.GetTotalAllocatedBytes());
             paused.Set(GC.GetTotalPauseDuration().TotalSeconds);
+            poolThreads.Set(ThreadPool.ThreadCount);
+            poolQueue.Set(ThreadPool.PendingWorkItemCount);
+            poolCompleted.Set(ThreadPool.CompletedWorkItemCount);
             // HeapSizeBytes stays 0 until the first collection, and a quiet backend may not have had one.
             var heapBytes = GC.GetGCMemoryInfo().HeapSizeBytes;
             heap.Set(heapBytes > 0 ? heapBytes : GC.GetTotalMemory(forceFullCollection: false));

@@ -91,6 +91,24 @@ public sealed class MetricRegistryTests
         Assert.True(GcPauseSeconds(registry) > before);
     }
 
+    [Fact]
+    public async Task Render_ProcessMetrics_ReportsTheThreadPool()
+    {
+        var registry = new MetricRegistry();
+        ProcessMetrics.Register(registry);
+
+        // A work item the pool has run: it has at least the thread that ran it.
+        await Task.Run(() => { });
+        var rendered = registry.Render().Split('\n');
+
+        Assert.True(Value(rendered, "dotnet_threadpool_threads") >= 1);
+        Assert.True(Value(rendered, "dotnet_threadpool_queue_length") >= 0);
+        Assert.True(Value(rendered, "dotnet_threadpool_completed_items_total") >= 1);
+    }
+
+    private static double Value(string[] rendered, string name) =>
+        double.Parse(rendered.Single(l => l.StartsWith(name + " ", StringComparison.Ordinal)).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+
     private static double GcPauseSeconds(MetricRegistry registry)
     {
         var line = registry.Render().Split('\n').Single(l => l.StartsWith("dotnet_gc_pause_seconds_total ", StringComparison.Ordinal));
