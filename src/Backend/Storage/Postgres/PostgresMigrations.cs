@@ -316,7 +316,7 @@ internal static class PostgresMigrations
         // Bytes per span (issue 14): the heap holds four rows an 8 KiB page until a row is under
         // ~1,630 B; the word hashes (bigint[], ~390 B) and short numbers' codes (smallint[], ~100 B)
         // of new rows go packed into BYTEA instead (PostgresSearchTerms.PackHash, PackNumber:
-        // 5 bytes a hash, 2 a code, matched with position()). A hash's entry is a 35-bit prefix, so
+        // 5 bytes a hash, 2 a code, matched with LIKE '%entry%'). A hash's entry is a 35-bit prefix, so
         // a packed match is a "maybe" the span's rebuilt search text settles. New rows write an
         // empty terms array (not null: null marks a row the indexer has to fill) and null numbers.
         // Adding columns without a default and setting their storage change only the catalog. An

@@ -163,8 +163,8 @@ internal static class PostgresSearchTerms
 
     /// <summary>
     /// A hash as one entry of <c>spans.packed_terms</c>: its top 35 bits, 7 a byte, the first
-    /// byte with its top bit set and the other four with it clear, so <c>position()</c> of an
-    /// entry in a row's entries can only match at the first byte of an entry, never across two.
+    /// byte with its top bit set and the other four with it clear, so a query's entry (looked for
+    /// with <c>LIKE</c>) can only match a row's entries at the first byte of one, never across two.
     /// 5 bytes instead of the 8 of a <c>bigint[]</c> element (and the array's 24-byte header). It
     /// is a prefix: another word of the row may share it (~46 / 2^35 a row and query word), so a
     /// match is a "maybe" that the span's rebuilt search text settles (PostgresSpanStore).

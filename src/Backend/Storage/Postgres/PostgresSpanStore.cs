@@ -137,7 +137,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
             "OR (" + packed + "))";
     }
 
-    // '%entry%' for bytea LIKE: the entry's bytes with LIKE's special ones ('%', '_', the escape '') escaped.
+    // '%entry%' for bytea LIKE: the entry's bytes with LIKE's special ones ('%', '_', the escape, a backslash) escaped.
     private static byte[] PackedPattern(byte[] entry)
     {
         var pattern = new List<byte>((entry.Length * 2) + 2) { (byte)'%' };
@@ -176,9 +176,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     // while the batch is encoded, from the bodies at hand.
     protected override bool SearchTextOnIngest => true;
 
-    // On since migration 16: with the packed terms a row is ~1,550 B with codec 4's smaller
-    // bodies, under the ~1,630 B that fits five rows an 8 KiB page; without them ~1,770 B, four
-    // a page (bench/README.md, "issue 14 (pgdiet)").
+    // On since migration 16: with the packed terms and codec 4's smaller bodies a bench row is
+    // ~1,620 B, five rows an 8 KiB page; with either alone ~1,800 B, four a page, so codec 4's
+    // encode (a few µs a span) buys the page only with them (bench/README.md, "issue 14 (pgdiet)").
     protected internal override bool JsonColumnValues => true;
 
     protected override void AddTextQuery(DbCommand command, long tenantId, string[] terms)
@@ -559,7 +559,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     importer.WriteNull();
                 }
 
-                // Migration 16: the hashes and codes packed, ~180 B a row less than the arrays. terms
+                // Migration 16: the hashes and codes packed, ~165 B a row less than the arrays. terms
                 // stays an empty array, not null: null is what marks a row the indexer (this
                 // release's or an older replica's) has yet to fill, and an older replica's
                 // condition on an empty array finds nothing rather than failing.
