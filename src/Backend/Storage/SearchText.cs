@@ -67,6 +67,46 @@ internal static class SearchText
         return writer.Take()?.Split(' ') ?? [];
     }
 
+    /// <summary>Whether a span's search text holds every word (the exact check behind a store's "maybe": a filter's, a packed prefix's).</summary>
+    public static bool Holds(string? text, IReadOnlyList<string> words)
+    {
+        ArgumentNullException.ThrowIfNull(words);
+        if (text is null)
+        {
+            return false;
+        }
+
+        foreach (string word in words)
+        {
+            if (!HoldsWord(text, word))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool HoldsWord(string text, string word)
+    {
+        for (int from = 0; ;)
+        {
+            int at = text.IndexOf(word, from, StringComparison.Ordinal);
+            if (at < 0)
+            {
+                return false;
+            }
+
+            int end = at + word.Length;
+            if ((at == 0 || text[at - 1] == ' ') && (end == text.Length || text[end] == ' '))
+            {
+                return true;
+            }
+
+            from = at + 1;
+        }
+    }
+
     private static byte[] BuildAsciiWordChars()
     {
         var table = new byte[128];

@@ -22,6 +22,14 @@ internal abstract partial class SqlSpanStore
     /// <summary>A condition on spans aliased <c>x</c> (of tenant <c>@t</c>) that holds when its search text matches these terms (bound by <see cref="AddTextQuery"/>).</summary>
     protected abstract string SpanTextCondition(string[] terms);
 
+    /// <summary>
+    /// Of these spans, which the text condition matched, the ones whose match was only a "maybe"
+    /// and whose search text does not hold every term: none for a store whose condition is exact.
+    /// </summary>
+    protected virtual Task<IReadOnlySet<long>> FalseTextMatchesAsync(
+        DbConnection connection, long tenantId, string[] terms, IReadOnlyCollection<long> spanIds, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlySet<long>>(new HashSet<long>());
+
     public Task<TracePage> SearchTracesAsync(long tenantId, TraceQuery query, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(query);
@@ -81,6 +89,25 @@ internal abstract partial class SqlSpanStore
                                 break;
                             }
                         }
+                    }
+                }
+
+                if (terms.Length > 0 && batchNew.Count > 0)
+                {
+                    var falseMatches = await FalseTextMatchesAsync(connection, tenantId, terms, batchNew.ConvertAll(f => f.Id), cancellationToken).ConfigureAwait(false);
+                    int wrong = batchNew.FindIndex(f => falseMatches.Contains(f.Id));
+                    if (wrong >= 0)
+                    {
+                        // Later spans of the traces listed from here on were skipped as seen: the
+                        // scan goes on from just after the span that did not hold the words.
+                        for (int i = wrong; i < batchNew.Count; i++)
+                        {
+                            seen.Remove(batchNew[i].TraceId);
+                        }
+
+                        position = (batchNew[wrong].Nanos, batchNew[wrong].Id);
+                        batchNew.RemoveRange(wrong, batchNew.Count - wrong);
+                        full = true;
                     }
                 }
 
@@ -290,13 +317,27 @@ internal abstract partial class SqlSpanStore
         sql.Append(')');
         AppendSpanFilters(sql, command, tenantId, query, terms);
         command.CommandText = sql.ToString();
-        var result = new HashSet<string>(StringComparer.Ordinal);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        var matches = new List<(long Id, string TraceId)>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
-            if (MatchesInProcess(reader, query, needsAttributes))
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                result.Add(reader.GetString(1));
+                if (MatchesInProcess(reader, query, needsAttributes))
+                {
+                    matches.Add((reader.GetInt64(0), reader.GetString(1)));
+                }
+            }
+        }
+
+        var falseMatches = terms.Length > 0 && matches.Count > 0
+            ? await FalseTextMatchesAsync(connection, tenantId, terms, matches.ConvertAll(m => m.Id), cancellationToken).ConfigureAwait(false)
+            : new HashSet<long>();
+        var result = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (id, traceId) in matches)
+        {
+            if (!falseMatches.Contains(id))
+            {
+                result.Add(traceId);
             }
         }
 

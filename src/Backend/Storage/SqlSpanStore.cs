@@ -51,6 +51,105 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>Adds the parameters the text conditions read for these (normalised, non-empty) terms of tenant <paramref name="tenantId"/>: <c>@q</c>, and whatever else a store's conditions need.</summary>
     protected abstract void AddTextQuery(DbCommand command, long tenantId, string[] terms);
 
+    /// <summary>
+    /// Of these sessions, which the session text condition matched, the ones none of whose spans
+    /// holds every term once each "maybe" is settled (<see cref="FalseTextMatchesAsync"/>): a
+    /// session's exact matches (spans found by an exact condition) are read first, then its
+    /// "maybe" ones, newest first, until one holds.
+    /// </summary>
+    protected virtual async Task<IReadOnlySet<string>> SessionsWithoutTextMatchAsync(
+        DbConnection connection, long tenantId, string[] terms, List<string> sessionIds, CancellationToken cancellationToken)
+    {
+        var without = new HashSet<string>(StringComparer.Ordinal);
+        if (!TextMatchesMayBeFalse(terms))
+        {
+            return without;
+        }
+
+        // Each session's matching spans, exact ones first (MaybeTextMatchSql false).
+        var candidates = new Dictionary<string, Queue<(long Id, bool Maybe)>>(StringComparer.Ordinal);
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText =
+                "SELECT x.session_id, x.id, " + MaybeTextMatchSql("x") + " AS maybe FROM spans x WHERE x.tenant_id = @t AND x.session_id IN (" +
+                string.Join(", ", sessionIds.Select((_, i) => "@s" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))) + ") AND " +
+                SpanTextRowCondition(terms) + " ORDER BY x.session_id, maybe, x.id DESC";
+            Add(command, "t", tenantId);
+            for (int i = 0; i < sessionIds.Count; i++)
+            {
+                Add(command, "s" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), sessionIds[i]);
+            }
+
+            AddTextQuery(command, tenantId, terms);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                string session = reader.GetString(0);
+                if (!candidates.TryGetValue(session, out var queue))
+                {
+                    candidates[session] = queue = new Queue<(long, bool)>();
+                }
+
+                queue.Enqueue((reader.GetInt64(1), reader.GetBoolean(2)));
+            }
+        }
+
+        var open = new List<string>();
+        foreach (string session in sessionIds)
+        {
+            if (!candidates.TryGetValue(session, out var queue))
+            {
+                // A span that matched is gone since (retention): nothing left holds the words.
+                without.Add(session);
+            }
+            else if (queue.Peek().Maybe)
+            {
+                open.Add(session);
+            }
+        }
+
+        // One "maybe" span a session a round; a false one (rare: a 35-bit prefix's collision) moves on to the next.
+        while (open.Count > 0)
+        {
+            var round = open.ConvertAll(session => candidates[session].Peek().Id);
+            var falseMatches = await FalseTextMatchesAsync(connection, tenantId, terms, round, cancellationToken).ConfigureAwait(false);
+            var next = new List<string>();
+            foreach (string session in open)
+            {
+                var queue = candidates[session];
+                if (!falseMatches.Contains(queue.Dequeue().Id))
+                {
+                    continue;
+                }
+
+                if (queue.Count == 0)
+                {
+                    without.Add(session);
+                }
+                else
+                {
+                    next.Add(session);
+                }
+            }
+
+            open = next;
+        }
+
+        return without;
+    }
+
+    /// <summary>
+    /// The part of <see cref="SpanTextCondition"/> that decides on a span's own row, without what
+    /// only narrows the candidates (an index or a filter of other rows), for a few spans found otherwise.
+    /// </summary>
+    protected virtual string SpanTextRowCondition(string[] terms) => SpanTextCondition(terms);
+
+    /// <summary>Whether the text condition for these terms may match a span whose text does not hold them all (<see cref="FalseTextMatchesAsync"/> settles those); false by default.</summary>
+    protected virtual bool TextMatchesMayBeFalse(string[] terms) => false;
+
+    /// <summary>A boolean SQL expression on spans aliased <paramref name="alias"/>: true when a text match of the span is only a "maybe".</summary>
+    protected virtual string MaybeTextMatchSql(string alias) => "FALSE";
+
     /// <summary>Runs before migrations inside their transaction (PostgreSQL takes an advisory lock there).</summary>
     /// <summary>
     /// Runs in a retention or purge chunk's transaction once its spans (row ids up to
@@ -318,6 +417,13 @@ internal abstract partial class SqlSpanStore : ISpanStore
             {
                 rows.RemoveAt(limit);
                 next = SessionCursor.Format(rows[^1].Last, rows[^1].Id);
+            }
+
+            if (terms.Length > 0 && rows.Count > 0)
+            {
+                // The page may then hold fewer sessions than the limit; its cursor still goes on after the last one read.
+                var without = await SessionsWithoutTextMatchAsync(connection, tenantId, terms, rows.ConvertAll(r => r.Id), cancellationToken).ConfigureAwait(false);
+                rows.RemoveAll(r => without.Contains(r.Id));
             }
 
             var items = await SummariseSessionsAsync(connection, tenantId, rows, cancellationToken).ConfigureAwait(false);

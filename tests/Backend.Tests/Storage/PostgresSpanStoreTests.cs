@@ -168,15 +168,18 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
         {
             await connection.OpenAsync();
-            await using var command = new Npgsql.NpgsqlCommand("SELECT terms, term_buckets, numbers FROM spans ORDER BY id LIMIT 1", connection);
+            await using var command = new Npgsql.NpgsqlCommand("SELECT packed_terms, term_buckets, packed_numbers, terms, numbers IS NULL FROM spans ORDER BY id LIMIT 1", connection);
             await using var reader = await command.ExecuteReaderAsync();
             Assert.True(await reader.ReadAsync());
-            var (terms, buckets, numbers) = ((long[])reader[0], (short[])reader[1], (short[])reader[2]);
-            Assert.Contains(PostgresSearchTerms.Hash("1234"), terms);
+            var (terms, buckets, numbers) = ((byte[])reader[0], (short[])reader[1], (byte[])reader[2]);
+            Assert.True(HoldsEntry(terms, PackedHash("1234")));
             Assert.Contains(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon")), buckets);
-            Assert.Equal([PostgresSearchTerms.NumberCode("42")], numbers);
-            Assert.DoesNotContain(PostgresSearchTerms.Hash("42"), terms);
+            Assert.Equal(PackedNumber("42"), numbers);
+            Assert.False(HoldsEntry(terms, PackedHash("42")));
             Assert.DoesNotContain(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("42")), buckets);
+            // The arrays of rows before migration 16 are left empty (terms) and null (numbers).
+            Assert.Empty((long[])reader[3]);
+            Assert.True(reader.GetBoolean(4));
         }
 
         Assert.Equal([Trace(1)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = "42" }, CancellationToken.None)).Items.Select(t => t.TraceId));
@@ -224,10 +227,10 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
         {
             await connection.OpenAsync();
-            await using var command = new Npgsql.NpgsqlCommand("SELECT terms, term_buckets FROM spans WHERE session_id = 'new1'", connection);
+            await using var command = new Npgsql.NpgsqlCommand("SELECT packed_terms, term_buckets FROM spans WHERE session_id = 'new1'", connection);
             await using var reader = await command.ExecuteReaderAsync();
             Assert.True(await reader.ReadAsync());
-            Assert.Contains(PostgresSearchTerms.Hash("lisbon"), (long[])reader[0]);
+            Assert.True(HoldsEntry((byte[])reader[0], PackedHash("lisbon")));
             Assert.DoesNotContain(lisbon, (short[])reader[1]);
             Assert.Contains(porto, (short[])reader[1]);
         }
@@ -258,12 +261,12 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
             await using var check = new Npgsql.NpgsqlConnection(connectionString);
             await check.OpenAsync();
-            await using (var command = new Npgsql.NpgsqlCommand("SELECT terms, term_buckets FROM spans ORDER BY id LIMIT 1", check))
+            await using (var command = new Npgsql.NpgsqlCommand("SELECT packed_terms, term_buckets FROM spans ORDER BY id LIMIT 1", check))
             {
                 await using var reader = await command.ExecuteReaderAsync();
                 Assert.True(await reader.ReadAsync());
-                var (terms, buckets) = ((long[])reader[0], (short[])reader[1]);
-                Assert.Contains(PostgresSearchTerms.Hash("ord48213"), terms);
+                var (terms, buckets) = ((byte[])reader[0], (short[])reader[1]);
+                Assert.True(HoldsEntry(terms, PackedHash("ord48213")));
                 Assert.DoesNotContain(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("ord48213")), buckets);
                 Assert.Contains(PostgresSearchTerms.Bucket(PostgresSearchTerms.Hash("lisbon")), buckets);
             }
@@ -539,7 +542,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
 
         // Only the catalog changed: the table's rows were not rewritten.
         Assert.Equal(heapBefore, await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint"));
-        Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM spans WHERE numbers IS NOT NULL"));
+        Assert.Equal(1L, await ScalarAsync(check, "SELECT COUNT(*) FROM spans WHERE packed_numbers IS NOT NULL"));
     }
 
     [Fact]
@@ -622,6 +625,161 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     {
         await using var command = new Npgsql.NpgsqlCommand(sql, connection);
         return Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public Task A_store_upgrades_in_place_to_packed_terms_and_searches_old_and_new_rows_of_one_tenant_together() =>
+        InDatabaseOfItsOwnAsync(UpgradePackedTermsAsync);
+
+    private static async Task UpgradePackedTermsAsync(string connectionString)
+    {
+        // Two words of letters only (not id words, so no filter stands between them and the rows)
+        // whose hashes share their top 35 bits: one packed entry, two words.
+        var (stored, other) = WordsOfOnePackedEntry();
+
+        // The schema before packed terms, and a span as it stored it: every word's hash in terms.
+        await SetUpOneIndexedSpanBeforeAsync(connectionString, "packed_terms", ["lisbon", "porto"], "s1", "frontend:8080", "/lisbon/porto");
+        await using var check = new Npgsql.NpgsqlConnection(connectionString);
+        await check.OpenAsync();
+        long heapBefore = await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint");
+
+        await using var store = SpanStoreFactory.Open("postgres:" + connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        Assert.Equal(heapBefore, await ScalarAsync(check, "SELECT pg_relation_filenode('spans')::bigint"));
+
+        // New rows: trace 2 holds the other word, trace 3 (newer) the stored one, whose entry is the other's too.
+        await store.InsertSpansAsync(1, [Exchange(2, 1, session: "s2", start: T0.AddHours(1), responseText: "{\"city\":\"lisbon\",\"w\":\"" + other + "\",\"seats\":7}")], CancellationToken.None);
+        await store.InsertSpansAsync(1, [Exchange(3, 1, session: "s3", start: T0.AddHours(2), responseText: "{\"city\":\"madrid\",\"w\":\"" + stored + "\"}")], CancellationToken.None);
+        Assert.Equal(2L, await ScalarAsync(check, "SELECT COUNT(*) FROM spans WHERE packed_terms IS NOT NULL AND cardinality(terms) = 0"));
+
+        // A word in the old row and a new one; a word only in the old row; a short number only in a new one.
+        Assert.Equal(["s2", "s1"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal([Trace(2), Trace(1)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "lisbon" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal([Trace(1)], (await store.SearchTracesAsync(1, new TraceQuery { Text = "porto lisbon" }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal(["s2"], (await store.ListSessionsAsync(1, new SessionQuery { Text = "lisbon 7" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        // Words that no row holds, and words that rows hold apart.
+        Assert.Empty((await store.SearchTracesAsync(1, new TraceQuery { Text = "paris" }, CancellationToken.None)).Items);
+        Assert.Empty((await store.ListSessionsAsync(1, new SessionQuery { Text = "porto madrid" }, CancellationToken.None)).Items);
+        Assert.Empty((await store.SearchTracesAsync(1, new TraceQuery { Text = "madrid 7" }, CancellationToken.None)).Items);
+
+        // The packed check says "maybe" for trace 3 on the other word; its search text says no,
+        // and the scan goes on to trace 2, which holds it.
+        Assert.Equal([Trace(2)], (await store.SearchTracesAsync(1, new TraceQuery { Text = other }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal(["s2"], (await store.ListSessionsAsync(1, new SessionQuery { Text = other }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Equal([Trace(3)], (await store.SearchTracesAsync(1, new TraceQuery { Text = stored }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal(["s3"], (await store.ListSessionsAsync(1, new SessionQuery { Text = stored + " madrid" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await store.ListSessionsAsync(1, new SessionQuery { Text = other + " madrid" }, CancellationToken.None)).Items);
+        Assert.Empty((await store.SearchTracesAsync(1, new TraceQuery { Text = other + " madrid" }, CancellationToken.None)).Items);
+    }
+
+    [Fact]
+    public async Task Words_whose_packed_entries_hold_the_bytes_LIKE_reads_as_wildcards_or_escape_are_found_exactly()
+    {
+        // Queries look for an entry with LIKE '%entry%': an entry byte of '%', '_' or '\' must match only itself.
+        string[] words = [.. new[] { (byte)'%', (byte)'_', (byte)'\\' }.Select(special => LetterWords().First(w => PackedHash(w).AsSpan(1).Contains(special)))];
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        long tenant = (await store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        for (int i = 0; i < words.Length; i++)
+        {
+            await store.InsertSpansAsync(tenant, [Exchange(i + 1, 1, session: "s" + i, responseText: "{\"w\":\"" + words[i] + "\"}")], CancellationToken.None);
+        }
+
+        for (int i = 0; i < words.Length; i++)
+        {
+            Assert.Equal([Trace(i + 1)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = words[i] }, CancellationToken.None)).Items.Select(t => t.TraceId));
+            Assert.Equal(["s" + i], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = words[i] + " items" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        }
+
+        Assert.Empty((await store.SearchTracesAsync(tenant, new TraceQuery { Text = words[0] + " " + words[1] }, CancellationToken.None)).Items);
+    }
+
+    // Words of letters only ("q", "qb", "qc", …): not id words, so no filter stands between them and the rows.
+    private static IEnumerable<string> LetterWords()
+    {
+        for (int i = 0; ; i++)
+        {
+            var word = new System.Text.StringBuilder("q");
+            for (int n = i; n > 0; n /= 26)
+            {
+                word.Append((char)('a' + (n % 26)));
+            }
+
+            yield return word.ToString();
+        }
+    }
+
+    // Two words of letters whose hashes' packed entries are equal (found by the birthday bound: ~2^17.5 words).
+    private static (string Stored, string Other) WordsOfOnePackedEntry()
+    {
+        var seen = new Dictionary<long, string>();
+        foreach (string w in LetterWords())
+        {
+            long entry = unchecked((long)((ulong)PostgresSearchTerms.Hash(w) >> 29));
+            if (seen.TryGetValue(entry, out string? first))
+            {
+                Assert.Equal(PackedHash(first), PackedHash(w));
+                return (first, w);
+            }
+
+            seen[entry] = w;
+        }
+
+        throw new System.Diagnostics.UnreachableException("LetterWords never ends");
+    }
+
+    private static byte[] PackedHash(string word)
+    {
+        var entry = new byte[PostgresSearchTerms.PackedHashBytes];
+        PostgresSearchTerms.PackHash(PostgresSearchTerms.Hash(word), entry);
+        return entry;
+    }
+
+    private static byte[] PackedNumber(string word)
+    {
+        var entry = new byte[PostgresSearchTerms.PackedNumberBytes];
+        PostgresSearchTerms.PackNumber(PostgresSearchTerms.NumberCode(word), entry);
+        return entry;
+    }
+
+    // Whether packed entries hold this entry at an entry's start.
+    private static bool HoldsEntry(byte[] packed, byte[] entry)
+    {
+        for (int at = 0; at + entry.Length <= packed.Length; at += entry.Length)
+        {
+            if (packed.AsSpan(at, entry.Length).SequenceEqual(entry))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    [Fact]
+    public void A_packed_entry_starts_with_the_only_byte_whose_top_bit_is_set()
+    {
+        // So position() in a row's entries can only match at an entry's start, never across two.
+        foreach (long hash in new[] { 0L, -1L, long.MinValue, long.MaxValue, PostgresSearchTerms.Hash("lisbon") })
+        {
+            var entry = new byte[PostgresSearchTerms.PackedHashBytes];
+            PostgresSearchTerms.PackHash(hash, entry);
+            Assert.Equal(0x80, entry[0] & 0x80);
+            Assert.All(entry[1..], b => Assert.Equal(0, b & 0x80));
+        }
+
+        Assert.Equal(new byte[] { 0x80 | (1109 >> 7), 1109 & 0x7F }, PackedNumber("999"));
+        Assert.Equal(new byte[] { 0x80, 0 }, PackedNumber("0"));
+        // The top 35 bits of the hash, 7 a byte.
+        var lisbon = PackedHash("lisbon");
+        ulong prefix = 0;
+        foreach (byte b in lisbon)
+        {
+            prefix = (prefix << 7) | (byte)(b & 0x7F);
+        }
+
+        Assert.Equal((ulong)PostgresSearchTerms.Hash("lisbon") >> 29, prefix);
     }
 
     [Fact]

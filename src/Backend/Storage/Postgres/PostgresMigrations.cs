@@ -312,5 +312,19 @@ internal static class PostgresMigrations
         ALTER TABLE span_filters ALTER COLUMN filter SET STORAGE EXTERNAL;
         CREATE INDEX span_filters_tenant ON span_filters (tenant_id, lo);
         """,
+
+        // Bytes per span (issue 14): the heap holds four rows an 8 KiB page until a row is under
+        // ~1,630 B; the word hashes (bigint[], ~390 B) and short numbers' codes (smallint[], ~100 B)
+        // of new rows go packed into BYTEA instead (PostgresSearchTerms.PackHash, PackNumber:
+        // 5 bytes a hash, 2 a code, matched with LIKE '%entry%'). A hash's entry is a 35-bit prefix, so
+        // a packed match is a "maybe" the span's rebuilt search text settles. New rows write an
+        // empty terms array (not null: null marks a row the indexer has to fill) and null numbers.
+        // Adding columns without a default and setting their storage change only the catalog. An
+        // older replica still running during a rolling upgrade writes arrays, which newer queries
+        // read as before; its own text queries do not find the spans a newer replica stored.
+        """
+        ALTER TABLE spans ADD COLUMN packed_terms BYTEA, ADD COLUMN packed_numbers BYTEA;
+        ALTER TABLE spans ALTER COLUMN packed_terms SET STORAGE MAIN, ALTER COLUMN packed_numbers SET STORAGE MAIN;
+        """,
     ];
 }

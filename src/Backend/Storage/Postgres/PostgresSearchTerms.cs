@@ -113,7 +113,7 @@ internal static class PostgresSearchTerms
     {
         if (searchText is null)
         {
-            return new SpanTerms([], [], [], 0);
+            return new SpanTerms([], [], [], 0, [], []);
         }
 
         var hashes = t_hashes ??= new List<long>(256);
@@ -150,7 +150,66 @@ internal static class PostgresSearchTerms
             }
         }
 
-        return new SpanTerms([.. idHashes, .. hashes], SortedDistinct(buckets, common), [.. numbers], idHashes.Count);
+        long[] allHashes = [.. idHashes, .. hashes];
+        short[] codes = [.. numbers];
+        return new SpanTerms(allHashes, SortedDistinct(buckets, common), codes, idHashes.Count, PackHashes(allHashes), PackNumbers(codes));
+    }
+
+    /// <summary>Bytes of one entry of <c>spans.packed_terms</c> (<see cref="PackHash"/>).</summary>
+    public const int PackedHashBytes = 5;
+
+    /// <summary>Bytes of one entry of <c>spans.packed_numbers</c> (<see cref="PackNumber"/>).</summary>
+    public const int PackedNumberBytes = 2;
+
+    /// <summary>
+    /// A hash as one entry of <c>spans.packed_terms</c>: its top 35 bits, 7 a byte, the first
+    /// byte with its top bit set and the other four with it clear, so a query's entry (looked for
+    /// with <c>LIKE</c>) can only match a row's entries at the first byte of one, never across two.
+    /// 5 bytes instead of the 8 of a <c>bigint[]</c> element (and the array's 24-byte header). It
+    /// is a prefix: another word of the row may share it (~46 / 2^35 a row and query word), so a
+    /// match is a "maybe" that the span's rebuilt search text settles (PostgresSpanStore).
+    /// </summary>
+    public static void PackHash(long hash, Span<byte> entry)
+    {
+        ulong h = unchecked((ulong)hash);
+        entry[0] = (byte)(0x80 | (int)(h >> 57));
+        for (int i = 1; i < PackedHashBytes; i++)
+        {
+            entry[i] = (byte)((h >> (57 - (7 * i))) & 0x7F);
+        }
+    }
+
+    /// <summary>
+    /// A short number's code (<see cref="NumberCode"/>, 0-1109) as one entry of
+    /// <c>spans.packed_numbers</c>: the top bit set in the first byte only, as in
+    /// <see cref="PackHash"/>, so a match starts only at an entry; exact (7 + 7 bits hold the code).
+    /// </summary>
+    public static void PackNumber(short code, Span<byte> entry)
+    {
+        entry[0] = (byte)(0x80 | (code >> 7));
+        entry[1] = (byte)(code & 0x7F);
+    }
+
+    private static byte[] PackHashes(long[] hashes)
+    {
+        var packed = new byte[hashes.Length * PackedHashBytes];
+        for (int i = 0; i < hashes.Length; i++)
+        {
+            PackHash(hashes[i], packed.AsSpan(i * PackedHashBytes, PackedHashBytes));
+        }
+
+        return packed;
+    }
+
+    private static byte[] PackNumbers(short[] codes)
+    {
+        var packed = new byte[codes.Length * PackedNumberBytes];
+        for (int i = 0; i < codes.Length; i++)
+        {
+            PackNumber(codes[i], packed.AsSpan(i * PackedNumberBytes, PackedNumberBytes));
+        }
+
+        return packed;
     }
 
     // Sorted and distinct, as the index's key extraction leaves them (its sort then finds them in
@@ -174,9 +233,10 @@ internal static class PostgresSearchTerms
     /// <summary>
     /// A span's word hashes (exact; the first <paramref name="IdWords"/> are its id words', whose
     /// buckets are not in <paramref name="Buckets"/>), their distinct buckets that are in the
-    /// index and its short numbers' codes (exact).
+    /// index, its short numbers' codes (exact), and the hashes and codes packed as new rows store
+    /// them (<see cref="PackHash"/>, <see cref="PackNumber"/>).
     /// </summary>
-    public readonly record struct SpanTerms(long[] Hashes, short[] Buckets, short[] Numbers, int IdWords);
+    public readonly record struct SpanTerms(long[] Hashes, short[] Buckets, short[] Numbers, int IdWords, byte[] PackedHashes, byte[] PackedNumbers);
 
     /// <summary>
     /// What a query looks for, in the parameters of the text condition: the hashes of its words
@@ -195,16 +255,25 @@ internal static class PostgresSearchTerms
         var idProbes = new List<long>();
         var numbers = new List<short>();
         var numberHashes = new List<long>();
+        var packedHashes = new List<byte[]>();
+        var packedNumbers = new List<byte[]>();
         foreach (string term in terms)
         {
             if (IsShortNumber(term))
             {
-                numbers.Add(NumberCode(term));
+                short code = NumberCode(term);
+                numbers.Add(code);
                 numberHashes.Add(Hash(term));
+                var entry = new byte[PackedNumberBytes];
+                PackNumber(code, entry);
+                packedNumbers.Add(entry);
             }
             else
             {
                 long hash = Hash(term);
+                var entry = new byte[PackedHashBytes];
+                PackHash(hash, entry);
+                packedHashes.Add(entry);
                 hashes.Append(hashes.Length > 1 ? "," : string.Empty).Append(hash.ToString(CultureInfo.InvariantCulture));
                 if (IsIdWord(term))
                 {
@@ -218,14 +287,25 @@ internal static class PostgresSearchTerms
             }
         }
 
-        return new QueryTerms(hashes.Append('}').ToString(), SortedDistinct(buckets, common), SortedDistinct(idBuckets, common), [.. idProbes], [.. numbers], [.. numberHashes]);
+        return new QueryTerms(hashes.Append('}').ToString(), SortedDistinct(buckets, common), SortedDistinct(idBuckets, common), [.. idProbes], [.. numbers], [.. numberHashes], [.. packedHashes], [.. packedNumbers]);
     }
 
     /// <summary>Whether a query has an id word (<see cref="IsIdWord"/>): its text condition then also asks the id filters.</summary>
     public static bool HasIdWord(string[] terms) => Array.Exists(terms, term => IsIdWord(term));
 
-    /// <summary>The parameters of a text query (<see cref="OfQuery"/>).</summary>
-    public readonly record struct QueryTerms(string Hashes, short[] Buckets, short[] IdBuckets, long[] IdProbes, short[] Numbers, long[] NumberHashes);
+    /// <summary>
+    /// The parameters of a text query (<see cref="OfQuery"/>), and the entries that rows stored
+    /// packed are checked for (<c>@qp0</c>… and <c>@qpn0</c>…, one per word that is not a short
+    /// number and one per short number, in the order of the terms: <see cref="PackedCounts"/>).
+    /// </summary>
+    public readonly record struct QueryTerms(string Hashes, short[] Buckets, short[] IdBuckets, long[] IdProbes, short[] Numbers, long[] NumberHashes, byte[][] PackedHashes, byte[][] PackedNumbers);
+
+    /// <summary>How many packed hash entries and number entries a query of these terms checks (as <see cref="OfQuery"/> makes them).</summary>
+    public static (int Hashes, int Numbers) PackedCounts(string[] terms)
+    {
+        int numbers = Array.FindAll(terms, term => IsShortNumber(term)).Length;
+        return (terms.Length - numbers, numbers);
+    }
 
     /// <summary>The hash of one word.</summary>
     public static long Hash(ReadOnlySpan<char> word)

@@ -20,13 +20,13 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     private const string Columns =
         "tenant_id, trace_id, span_id, parent_span_id, name, kind, service, start_ns, end_ns, is_error, is_exchange, " +
         "session_id, direction, method, scheme, authority, path, query, route, status_code, request_headers, response_headers, " +
-        "request_body, response_body, attributes, stored_bytes, span_model, grpc_status, terms, term_buckets, numbers";
+        "request_body, response_body, attributes, stored_bytes, span_model, grpc_status, terms, term_buckets, numbers, packed_terms, packed_numbers";
 
     private const string CreateStaging =
         "CREATE TEMP TABLE IF NOT EXISTS spans_staging (tenant_id BIGINT, trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, kind INTEGER, " +
         "service TEXT, start_ns BIGINT, end_ns BIGINT, is_error INTEGER, is_exchange INTEGER, session_id TEXT, direction TEXT, method TEXT, " +
         "scheme TEXT, authority TEXT, path TEXT, query TEXT, route TEXT, status_code INTEGER, request_headers BYTEA, response_headers BYTEA, " +
-        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER, terms BIGINT[], term_buckets SMALLINT[], numbers SMALLINT[]) ON COMMIT DELETE ROWS";
+        "request_body BYTEA, response_body BYTEA, attributes BYTEA, stored_bytes BIGINT, span_model BYTEA, grpc_status INTEGER, terms BIGINT[], term_buckets SMALLINT[], numbers SMALLINT[], packed_terms BYTEA, packed_numbers BYTEA) ON COMMIT DELETE ROWS";
 
     // The text index's pending list (16 MiB) is merged into its tree by the insert that fills it,
     // which gathers the list's entries in memory and writes them out whenever they pass work_mem:
@@ -106,10 +106,54 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     // after the bucket was added, so a query that sees the span never asks the index for it. (A
     // bucket another replica added since this process last read the set leaves an empty array,
     // which GIN answers by reading the whole index: slow, still exact.)
-    private const string TermsMatch =
-        "(cardinality(@qb::smallint[]) = 0 OR x.term_buckets @> ARRAY(SELECT unnest(@qb::smallint[]) EXCEPT SELECT bucket FROM search_common_buckets)) " +
-        "AND x.terms @> @q::bigint[] " +
-        "AND (cardinality(@qn::smallint[]) = 0 OR x.numbers @> @qn::smallint[] OR (x.numbers IS NULL AND x.terms @> @qnh::bigint[]))";
+    // Rows stored before migration 16 (packed_terms null) hold exact hashes and codes in arrays;
+    // newer rows hold them packed (PostgresSearchTerms.PackHash), where each of the query's
+    // entries must be found: exact for short numbers, a "maybe" for the other words, which
+    // FalseTextMatchesAsync settles on the spans a query returns. An entry is looked for with
+    // LIKE '%entry%' (@qp0…, @qpn0…: PackedPattern) rather than position(), which matches the
+    // same: the planner estimates a LIKE's fixed bytes as selective (0.2 each), as it does the
+    // arrays' @>, where it took position() > 0 (and a CASE over both forms) for a third of the
+    // rows and walked every session of the tenant probing each for an id word (~300 ms against ~7).
+    private static string TermsMatch(string[] terms)
+    {
+        var (hashes, numbers) = PostgresSearchTerms.PackedCounts(terms);
+        var packed = new System.Text.StringBuilder();
+        for (int i = 0; i < hashes; i++)
+        {
+            packed.Append(packed.Length > 0 ? " AND " : string.Empty).Append("x.packed_terms LIKE @qp").Append(i).Append("::bytea");
+        }
+
+        for (int i = 0; i < numbers; i++)
+        {
+            packed.Append(packed.Length > 0 ? " AND " : string.Empty).Append("x.packed_numbers LIKE @qpn").Append(i).Append("::bytea");
+        }
+
+        // Older rows: packed_terms null makes the second branch null, so the first decides; newer
+        // rows: the first is false.
+        return
+            "(cardinality(@qb::smallint[]) = 0 OR x.term_buckets @> ARRAY(SELECT unnest(@qb::smallint[]) EXCEPT SELECT bucket FROM search_common_buckets)) " +
+            "AND ((x.packed_terms IS NULL AND x.terms @> @q::bigint[] " +
+            "AND (cardinality(@qn::smallint[]) = 0 OR x.numbers @> @qn::smallint[] OR (x.numbers IS NULL AND x.terms @> @qnh::bigint[]))) " +
+            "OR (" + packed + "))";
+    }
+
+    // '%entry%' for bytea LIKE: the entry's bytes with LIKE's special ones ('%', '_', the escape, a backslash) escaped.
+    private static byte[] PackedPattern(byte[] entry)
+    {
+        var pattern = new List<byte>((entry.Length * 2) + 2) { (byte)'%' };
+        foreach (byte b in entry)
+        {
+            if (b is (byte)'%' or (byte)'_' or (byte)'\\')
+            {
+                pattern.Add((byte)'\\');
+            }
+
+            pattern.Add(b);
+        }
+
+        pattern.Add((byte)'%');
+        return [.. pattern];
+    }
 
     // With id words, the spans that may hold them: those stored with their id words' buckets in
     // the index (before span_filters, or by an older replica) and every span of a transaction
@@ -126,16 +170,16 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         "s.session_id IN (SELECT x.session_id FROM spans x WHERE " + SpanTextCondition(terms) + " AND x.tenant_id = @t AND x.session_id IS NOT NULL)";
 
     protected override string SpanTextCondition(string[] terms) =>
-        PostgresSearchTerms.HasIdWord(terms) ? TermsMatch + IdWordsMatch : TermsMatch;
+        PostgresSearchTerms.HasIdWord(terms) ? TermsMatch(terms) + IdWordsMatch : TermsMatch(terms);
 
     // The word hashes are written with the span (CopyAsync): they come from the search text built
     // while the batch is encoded, from the bodies at hand.
     protected override bool SearchTextOnIngest => true;
 
-    // Off: the heap holds four rows a page with codec 4's smaller values as without them (a row of
-    // ~1,800 B either way), so the columns would cost ingest CPU (84 against 66 µs a span in the
-    // 2026-11-28 quiet run) and save no page. Worth turning on once a row fits five a page.
-    protected internal override bool JsonColumnValues => false;
+    // On since migration 16: with the packed terms and codec 4's smaller bodies a bench row is
+    // ~1,620 B, five rows an 8 KiB page; with either alone ~1,800 B, four a page, so codec 4's
+    // encode (a few µs a span) buys the page only with them (bench/README.md, "issue 14 (pgdiet)").
+    protected internal override bool JsonColumnValues => true;
 
     protected override void AddTextQuery(DbCommand command, long tenantId, string[] terms)
     {
@@ -149,6 +193,51 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         }
         Add(command, "qn", query.Numbers);
         Add(command, "qnh", query.NumberHashes);
+        for (int i = 0; i < query.PackedHashes.Length; i++)
+        {
+            Add(command, "qp" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), PackedPattern(query.PackedHashes[i]));
+        }
+
+        for (int i = 0; i < query.PackedNumbers.Length; i++)
+        {
+            Add(command, "qpn" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), PackedPattern(query.PackedNumbers[i]));
+        }
+    }
+
+    // The id filters only narrow the candidates: on the spans of a few sessions the rows' own
+    // hashes decide (with the filters' subquery the planner could run it once a row).
+    protected override string SpanTextRowCondition(string[] terms) => TermsMatch(terms);
+
+    protected override bool TextMatchesMayBeFalse(string[] terms) => PostgresSearchTerms.PackedCounts(terms).Hashes > 0;
+
+    protected override string MaybeTextMatchSql(string alias) => alias + ".packed_terms IS NOT NULL";
+
+    // A packed row's match on a word that is not a short number is a 35-bit prefix's: the span's
+    // search text, rebuilt from its stored columns, says whether it holds every term. Rows stored
+    // before migration 16 matched on exact hashes and are not read.
+    protected override async Task<IReadOnlySet<long>> FalseTextMatchesAsync(
+        DbConnection connection, long tenantId, string[] terms, IReadOnlyCollection<long> spanIds, CancellationToken cancellationToken)
+    {
+        var falseMatches = new HashSet<long>();
+        if (spanIds.Count == 0 || !TextMatchesMayBeFalse(terms))
+        {
+            return falseMatches;
+        }
+
+        await using var command = Command(connection, null,
+            "SELECT id, authority, path, query, request_body, response_body FROM spans WHERE tenant_id = @t AND id = ANY(@ids) AND packed_terms IS NOT NULL");
+        Add(command, "t", tenantId);
+        Add(command, "ids", spanIds.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (!SearchText.Holds(SearchTextOf(reader, 1, 2, 3, 4, 5), terms))
+            {
+                falseMatches.Add(reader.GetInt64(0));
+            }
+        }
+
+        return falseMatches;
     }
 
     protected override async Task BeforeMigrationsAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
@@ -470,9 +559,15 @@ internal sealed class PostgresSpanStore : SqlSpanStore
                     importer.WriteNull();
                 }
 
-                importer.Write(terms[i].Hashes, NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+                // Migration 16: the hashes and codes packed, ~165 B a row less than the arrays. terms
+                // stays an empty array, not null: null is what marks a row the indexer (this
+                // release's or an older replica's) has yet to fill, and an older replica's
+                // condition on an empty array finds nothing rather than failing.
+                importer.Write(Array.Empty<long>(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
                 importer.Write(terms[i].Buckets, NpgsqlDbType.Array | NpgsqlDbType.Smallint);
-                importer.Write(terms[i].Numbers, NpgsqlDbType.Array | NpgsqlDbType.Smallint);
+                importer.WriteNull();
+                importer.Write(terms[i].PackedHashes, NpgsqlDbType.Bytea);
+                importer.Write(terms[i].PackedNumbers, NpgsqlDbType.Bytea);
             }
 
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);

@@ -133,44 +133,7 @@ internal static class SqliteSkipIndex
     }
 
     /// <summary>Whether a span's search text holds every word (the exact check behind a filter's "maybe").</summary>
-    public static bool Holds(string? text, IReadOnlyList<string> words)
-    {
-        ArgumentNullException.ThrowIfNull(words);
-        if (text is null)
-        {
-            return false;
-        }
-
-        foreach (string word in words)
-        {
-            if (!HoldsWord(text, word))
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
-
-    private static bool HoldsWord(string text, string word)
-    {
-        for (int from = 0; ;)
-        {
-            int at = text.IndexOf(word, from, StringComparison.Ordinal);
-            if (at < 0)
-            {
-                return false;
-            }
-
-            int end = at + word.Length;
-            if ((at == 0 || text[at - 1] == ' ') && (end == text.Length || text[end] == ' '))
-            {
-                return true;
-            }
-
-            from = at + 1;
-        }
-    }
+    public static bool Holds(string? text, IReadOnlyList<string> words) => SearchText.Holds(text, words);
 
     private static bool MayHold(ReadOnlySpan<byte> slot, ulong hash)
     {
