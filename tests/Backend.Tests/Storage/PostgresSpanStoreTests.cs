@@ -673,6 +673,72 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
+    public async Task False_packed_matches_met_first_in_a_scan_or_a_session_leave_every_true_match_listed_on_every_page()
+    {
+        // Spans holding `stored` are a packed "maybe" for `other` whose search text says no. They are
+        // the newest spans of the scan and the first span read of their sessions, so trace search
+        // has to resume past them (also inside a trace whose older span holds the word) and the
+        // session list has to read a session's next span, or drop a session none of whose spans holds it.
+        var (stored, other) = WordsOfOnePackedEntry();
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        long tenant = (await store.EnsureTenantAsync("settle", CancellationToken.None)).Id;
+        StoredSpan Holding(string word, int trace, int span, string session, double hours) =>
+            Exchange(trace, span, session: session, start: T0.AddHours(hours), responseText: "{\"w\":\"" + word + "\"}");
+
+        // One at a time, in this order: within a session the span inserted last is read first.
+        StoredSpan[] spans =
+        [
+            Holding(other, 10, 2, "mixed", 1),
+            Holding(stored, 10, 1, "mixed", 5),
+            Holding(stored, 11, 1, "false-only", 4),
+            Holding(other, 12, 1, "true-12", 3),
+            Holding(stored, 13, 1, "false-only", 2),
+            Holding(other, 14, 1, "true-14", 0.5),
+        ];
+        foreach (var span in spans)
+        {
+            await store.InsertSpansAsync(tenant, [span], CancellationToken.None);
+        }
+
+        // Trace search, one trace a page: each true trace once, at its newest span holding the word.
+        var traces = new List<string>();
+        string? cursor = null;
+        for (int page = 0; page < 10; page++)
+        {
+            var result = await store.SearchTracesAsync(tenant, new TraceQuery { Text = other, Limit = 1, Cursor = cursor }, CancellationToken.None);
+            Assert.True(result.Items.Count <= 1);
+            traces.AddRange(result.Items.Select(t => t.TraceId));
+            if ((cursor = result.NextCursor) is null)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal([Trace(12), Trace(10), Trace(14)], traces);
+        Assert.Equal([Trace(12), Trace(10), Trace(14)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = other }, CancellationToken.None)).Items.Select(t => t.TraceId));
+        Assert.Equal([Trace(10), Trace(11), Trace(13)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = stored }, CancellationToken.None)).Items.Select(t => t.TraceId));
+
+        // The session list, two sessions a page: a page may list fewer, none is lost or listed twice.
+        var sessions = new List<string>();
+        cursor = null;
+        for (int page = 0; page < 10; page++)
+        {
+            var result = await store.ListSessionsAsync(tenant, new SessionQuery { Text = other, Limit = 2, Cursor = cursor }, CancellationToken.None);
+            Assert.True(result.Items.Count <= 2);
+            sessions.AddRange(result.Items.Select(s => s.SessionId));
+            if ((cursor = result.NextCursor) is null)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal(["mixed", "true-12", "true-14"], sessions);
+        Assert.Equal(["mixed", "false-only"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = stored }, CancellationToken.None)).Items.Select(s => s.SessionId));
+    }
+
+    [Fact]
     public async Task Words_whose_packed_entries_hold_the_bytes_LIKE_reads_as_wildcards_or_escape_are_found_exactly()
     {
         // Queries look for an entry with LIKE '%entry%': an entry byte of '%', '_' or '\' must match only itself.
