@@ -703,39 +703,43 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         }
 
         // Trace search, one trace a page: each true trace once, at its newest span holding the word.
-        var traces = new List<string>();
-        string? cursor = null;
-        for (int page = 0; page < 10; page++)
+        var traces = await AllPagesAsync(1, async cursor =>
         {
-            var result = await store.SearchTracesAsync(tenant, new TraceQuery { Text = other, Limit = 1, Cursor = cursor }, CancellationToken.None);
-            Assert.True(result.Items.Count <= 1);
-            traces.AddRange(result.Items.Select(t => t.TraceId));
-            if ((cursor = result.NextCursor) is null)
-            {
-                break;
-            }
-        }
-
+            var page = await store.SearchTracesAsync(tenant, new TraceQuery { Text = other, Limit = 1, Cursor = cursor }, CancellationToken.None);
+            return (page.Items.Select(t => t.TraceId).ToList(), page.NextCursor);
+        });
         Assert.Equal([Trace(12), Trace(10), Trace(14)], traces);
         Assert.Equal([Trace(12), Trace(10), Trace(14)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = other }, CancellationToken.None)).Items.Select(t => t.TraceId));
         Assert.Equal([Trace(10), Trace(11), Trace(13)], (await store.SearchTracesAsync(tenant, new TraceQuery { Text = stored }, CancellationToken.None)).Items.Select(t => t.TraceId));
 
         // The session list, two sessions a page: a page may list fewer, none is lost or listed twice.
-        var sessions = new List<string>();
-        cursor = null;
+        var sessions = await AllPagesAsync(2, async cursor =>
+        {
+            var page = await store.ListSessionsAsync(tenant, new SessionQuery { Text = other, Limit = 2, Cursor = cursor }, CancellationToken.None);
+            return (page.Items.Select(s => s.SessionId).ToList(), page.NextCursor);
+        });
+
+        Assert.Equal(["mixed", "true-12", "true-14"], sessions);
+        Assert.Equal(["mixed", "false-only"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = stored }, CancellationToken.None)).Items.Select(s => s.SessionId));
+    }
+
+    // Every page of a query from the first, each no longer than limit (at most ten pages).
+    private static async Task<List<string>> AllPagesAsync(int limit, Func<string?, Task<(List<string> Items, string? Next)>> read)
+    {
+        var all = new List<string>();
+        string? cursor = null;
         for (int page = 0; page < 10; page++)
         {
-            var result = await store.ListSessionsAsync(tenant, new SessionQuery { Text = other, Limit = 2, Cursor = cursor }, CancellationToken.None);
-            Assert.True(result.Items.Count <= 2);
-            sessions.AddRange(result.Items.Select(s => s.SessionId));
-            if ((cursor = result.NextCursor) is null)
+            var (items, next) = await read(cursor);
+            Assert.True(items.Count <= limit);
+            all.AddRange(items);
+            if ((cursor = next) is null)
             {
                 break;
             }
         }
 
-        Assert.Equal(["mixed", "true-12", "true-14"], sessions);
-        Assert.Equal(["mixed", "false-only"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = stored }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        return all;
     }
 
     [Fact]
