@@ -16,16 +16,21 @@ internal interface ISearchIndexProgress
     /// </summary>
     Task WaitForSearchAsync(CancellationToken cancellationToken);
 
-    /// <summary>How far the text index is behind this process's commits now (sp_search_index_lag_seconds, sp_search_index_behind_spans).</summary>
+    /// <summary>
+    /// How far the text index is behind the spans this process committed or found unindexed in the
+    /// store (sp_search_index_lag_seconds, sp_search_index_behind_spans).
+    /// </summary>
     SearchIndexLag Lag { get; }
 }
 
 /// <summary>
 /// The search indexer's lag as one process sees it: <paramref name="OldestUnindexed"/> is the age
 /// of the oldest commit of this process that text search does not find yet (zero when all are
-/// indexed); <paramref name="SpansBehind"/> the row ids between the index's watermark and this
-/// process's last commit (exact on SQLite, whose ids are consecutive; an upper bound on
-/// PostgreSQL, whose identity skips the ids of rolled-back batches).
+/// indexed) — spans this process did not commit (a previous run's backlog found at start-up,
+/// another replica's found while indexing) count from when it found them; <paramref name="SpansBehind"/>
+/// the row ids between the index's watermark and the last of those spans (exact on SQLite, whose
+/// ids are consecutive; an upper bound on PostgreSQL, whose identity skips the ids of rolled-back
+/// batches).
 /// </summary>
 internal readonly record struct SearchIndexLag(TimeSpan OldestUnindexed, long SpansBehind);
 
@@ -58,6 +63,11 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     private long _committedUpTo;
     private long _indexedUpTo;
 
+    // The highest row id found unindexed in the store that this process did not commit: a previous
+    // run's backlog (a restart under load, a crash) or another replica's commits. Without it the
+    // lag read 0 while a restarted backend was still indexing what it had left behind.
+    private long _foundUpTo;
+
     /// <summary>This store's per-tenant compression dictionaries.</summary>
     internal CodecDictionaries Dictionaries => LazyInitializer.EnsureInitialized(ref _dictionaries, () => new CodecDictionaries(
         LoadLatestDictionaryAsync, id => LoadDictionaryAsync(id).GetAwaiter().GetResult(), SaveDictionaryAsync, Logger, JsonColumnValues));
@@ -71,7 +81,9 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
             lock (_unindexedCommits)
             {
                 return _unindexedCommits.First is { } oldest
-                    ? new SearchIndexLag(TimeProvider.GetElapsedTime(oldest.Value.CommittedAt), Math.Max(0, Interlocked.Read(ref _committedUpTo) - IndexedUpTo))
+                    ? new SearchIndexLag(
+                        TimeProvider.GetElapsedTime(oldest.Value.CommittedAt),
+                        Math.Max(0, Math.Max(Interlocked.Read(ref _committedUpTo), _foundUpTo) - IndexedUpTo))
                     : default;
             }
         }
@@ -99,11 +111,54 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// <summary>Indexes up to <paramref name="maxSpans"/> spans past the watermark; returns the new watermark and how many spans it read.</summary>
     protected abstract Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken);
 
+    /// <summary>A scalar subquery of the row id at or below which every span is in the text index.</summary>
+    protected abstract string IndexedToSql { get; }
+
+    /// <summary>
+    /// The store's text index backlog as stored: every span at or below <c>IndexedTo</c> is in the
+    /// text index; <c>LastId</c> is the highest span row id (0 for none).
+    /// </summary>
+    private async Task<(long IndexedTo, long LastId)> IndexBacklogAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, null, "SELECT " + IndexedToSql + ", (SELECT COALESCE(MAX(id), 0) FROM spans)");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
     /// <summary>The subclass committed spans up to row id <paramref name="maxId"/>: wake the indexer.</summary>
     protected void Committed(long maxId)
     {
         RaiseTo(ref _committedUpTo, maxId);
+        Track(maxId);
+        StartIndexer();
+        _indexSignal.Writer.TryWrite(true);
+    }
 
+    /// <summary>Counts the store's backlog in the lag from now on (start-up, after the migrations).</summary>
+    protected async Task FindBacklogAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var (indexedTo, lastId) = await IndexBacklogAsync(connection, cancellationToken).ConfigureAwait(false);
+        RaiseTo(ref _indexedUpTo, indexedTo);
+        Found(lastId);
+    }
+
+    // Spans up to maxId that this process did not commit are in the store unindexed: counted from now.
+    private void Found(long maxId)
+    {
+        lock (_unindexedCommits)
+        {
+            if (maxId > Math.Max(_foundUpTo, Interlocked.Read(ref _committedUpTo)))
+            {
+                _foundUpTo = maxId;
+                Track(maxId);
+            }
+        }
+    }
+
+    // Remembers when spans up to maxId were committed (or found), unless already indexed.
+    private void Track(long maxId)
+    {
         lock (_unindexedCommits)
         {
             if (maxId > IndexedUpTo)
@@ -119,9 +174,6 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
                 }
             }
         }
-
-        StartIndexer();
-        _indexSignal.Writer.TryWrite(true);
     }
 
     /// <summary>
@@ -254,10 +306,18 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
             try
             {
                 int count;
+                bool looked = false;
                 do
                 {
                     (long upTo, count) = await IndexNextAsync(IndexBatchSpans, stop).ConfigureAwait(false);
                     Advance(upTo);
+                    if (count == IndexBatchSpans && !looked)
+                    {
+                        // More than a batch behind: count what the store holds past the watermark,
+                        // another replica's commits included (once a drain: one small query).
+                        looked = true;
+                        Found(await ReadAsync(async c => (await IndexBacklogAsync(c, stop).ConfigureAwait(false)).LastId, stop).ConfigureAwait(false));
+                    }
                 }
                 while (count == IndexBatchSpans);
 

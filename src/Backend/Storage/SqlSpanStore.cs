@@ -224,6 +224,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
         await AfterMigrationsAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         StoreLog.SchemaReady(Logger, Kind, Migrations.Count, count);
+        await FindBacklogAsync(connection, cancellationToken).ConfigureAwait(false);
         StartIndexer();
         return count;
     }, cancellationToken);

@@ -37,8 +37,8 @@ public sealed class BackendMetrics
         StoreBytes = registry.Gauge("sp_store_bytes", "Bytes the stored spans take, as the store engine reports them.").WithLabels();
         ReadBudgetInFlightBytes = registry.Gauge("sp_read_budget_in_flight_bytes", "Bytes reserved by large span reads in flight (API, HAR, exchange page) out of the shared read budget.").WithLabels();
         ReadBudgetWaiting = registry.Gauge("sp_read_budget_waiting", "Large span reads waiting for the shared read budget.").WithLabels();
-        SearchIndexLag = registry.Gauge("sp_search_index_lag_seconds", "Age of the oldest span this backend committed that text search (q) does not find yet; 0 when the post-commit search indexer has caught up.").WithLabels();
-        SearchIndexBehind = registry.Gauge("sp_search_index_behind_spans", "Spans (row ids) between the search index's watermark and this backend's last commit; 0 when the indexer has caught up.").WithLabels();
+        SearchIndexLag = registry.Gauge("sp_search_index_lag_seconds", "Age of the oldest span this backend committed (or found unindexed: a previous run's backlog, another replica's commits) that text search (q) does not find yet; 0 when the post-commit search indexer has caught up.").WithLabels();
+        SearchIndexBehind = registry.Gauge("sp_search_index_behind_spans", "Spans (row ids) between the search index's watermark and the last span this backend committed or found unindexed; 0 when the indexer has caught up.").WithLabels();
         ReadsRefused = registry.Counter("sp_read_budget_refused_total", "Large span reads refused with 503 + Retry-After because too many already waited for the read budget.").WithLabels();
         _httpDuration = registry.Histogram(
             "sp_http_request_duration_seconds",

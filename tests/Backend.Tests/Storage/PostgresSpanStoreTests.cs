@@ -62,6 +62,47 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
+    public async Task After_a_restart_the_search_index_lag_counts_the_spans_the_last_run_left_unindexed()
+    {
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+        // Another replica's indexing pass holds the lock while this backend stops, leaving three
+        // spans in the form an older replica writes them (no search terms until the indexer fills
+        // them in): the next run must index them, and text search does not find them until then.
+        await using var holder = await HoldIndexerLockAsync();
+        await using (var first = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance, time))
+        {
+            await first.MigrateAsync(CancellationToken.None);
+            long tenant = (await first.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+            await first.InsertSpansAsync(tenant, [Exchange(1, 1, responseText: "lisbon"), Exchange(1, 2), Exchange(2, 1)], CancellationToken.None);
+        }
+
+        await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
+        {
+            await connection.OpenAsync();
+            await using var unindex = new Npgsql.NpgsqlCommand("UPDATE spans SET terms = NULL, packed_terms = NULL, packed_numbers = NULL", connection);
+            Assert.Equal(3, await unindex.ExecuteNonQueryAsync());
+        }
+
+        await using var second = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance, time);
+        await second.MigrateAsync(CancellationToken.None);
+        var progress = (ISearchIndexProgress)second;
+        time.Advance(TimeSpan.FromSeconds(4));
+
+        // Counted from the restart: search does not find them yet, and the metrics say so.
+        Assert.Equal(new SearchIndexLag(TimeSpan.FromSeconds(4), 3), progress.Lag);
+
+        long acme = (await second.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        Assert.Empty((await second.SearchTracesAsync(acme, new TraceQuery { Text = "lisbon" }, CancellationToken.None)).Items);
+
+        await ReleaseIndexerLockAsync(holder);
+        await progress.WaitForSearchAsync(CancellationToken.None);
+        Assert.Equal(default, progress.Lag);
+        Assert.Single((await second.SearchTracesAsync(acme, new TraceQuery { Text = "lisbon" }, CancellationToken.None)).Items);
+    }
+
+    [Fact]
     public async Task Start_up_refuses_a_spans_sequence_that_caches_ids_and_names_the_fix()
     {
         _connectionString ??= await fixture.CreateDatabaseAsync();

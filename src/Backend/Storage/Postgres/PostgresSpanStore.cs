@@ -692,6 +692,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     /// index reaches: once none is left, every span this snapshot sees is searchable, and spans
     /// committed after it carry their terms.
     /// </summary>
+    // The rows the indexer has not filled yet hold a null terms array (spans_unindexed).
+    protected override string IndexedToSql => "COALESCE((SELECT MIN(id) - 1 FROM spans WHERE terms IS NULL), (SELECT COALESCE(MAX(id), 0) FROM spans))";
+
     protected override async Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken)
     {
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
