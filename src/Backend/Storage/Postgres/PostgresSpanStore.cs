@@ -685,6 +685,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
 
     protected override string BlobLengthSql(string column) => "octet_length(" + column + ")";
 
+    // The rows the indexer has not filled yet hold a null terms array (spans_unindexed).
+    protected override string IndexedToSql => "COALESCE((SELECT MIN(id) - 1 FROM spans WHERE terms IS NULL), (SELECT COALESCE(MAX(id), 0) FROM spans))";
+
     /// <summary>
     /// One pass under the indexer lock. Spans are stored with their word hashes, so a pass only
     /// fills the terms of spans stored before this schema version (spans_unindexed, oldest
@@ -692,9 +695,6 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     /// index reaches: once none is left, every span this snapshot sees is searchable, and spans
     /// committed after it carry their terms.
     /// </summary>
-    // The rows the indexer has not filled yet hold a null terms array (spans_unindexed).
-    protected override string IndexedToSql => "COALESCE((SELECT MIN(id) - 1 FROM spans WHERE terms IS NULL), (SELECT COALESCE(MAX(id), 0) FROM spans))";
-
     protected override async Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken)
     {
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);

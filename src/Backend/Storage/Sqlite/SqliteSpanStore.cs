@@ -447,6 +447,8 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         }
     }
 
+    protected override string IndexedToSql => "(SELECT indexed_to FROM search_progress WHERE id = 1)";
+
     /// <summary>
     /// Reads the next spans past the watermark on a read connection (WAL: a consistent snapshot
     /// beside the writer), builds their search text there, and takes the write lock only to add
@@ -454,8 +456,6 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     /// in commit order by the single writer and never reused (<see cref="InsertLocked"/>), so
     /// every id at or below the watermark was seen.
     /// </summary>
-    protected override string IndexedToSql => "(SELECT indexed_to FROM search_progress WHERE id = 1)";
-
     protected override async Task<(long IndexedUpTo, int Count)> IndexNextAsync(int maxSpans, CancellationToken cancellationToken)
     {
         var (from, rows, upTo) = await ReadAsync(async connection =>
