@@ -238,6 +238,28 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
             NullableBytes(reader, requestBody),
             NullableBytes(reader, responseBody));
 
+    /// <summary>
+    /// Whether a stored span's rebuilt search text holds every term, to settle a "maybe" of its
+    /// stored word hashes. A span whose body does not decode (corrupt, or written by a codec this
+    /// version cannot read, as after a rollback) cannot be disproved: its hashes were taken from
+    /// the body at ingest, so it is kept rather than hidden from the search.
+    /// </summary>
+    protected bool StoredTextHolds(DbDataReader reader, int authority, int path, int query, int requestBody, int responseBody, string[] terms)
+    {
+        byte[] request, response;
+        try
+        {
+            request = BodyCodec.Decode(NullableBytes(reader, requestBody), Dictionaries);
+            response = BodyCodec.Decode(NullableBytes(reader, responseBody), Dictionaries);
+        }
+        catch (InvalidDataException)
+        {
+            return true;
+        }
+
+        return SearchText.Holds(SearchText.Build(NullableString(reader, authority), NullableString(reader, path), NullableString(reader, query), request, response), terms);
+    }
+
     /// <summary>The search text of a span from its stored columns (bodies as stored: compressed).</summary>
     protected string? SearchTextOf(string? authority, string? path, string? query, byte[]? requestBody, byte[]? responseBody) =>
         SearchText.Build(authority, path, query, DecodeForIndex(requestBody), DecodeForIndex(responseBody));

@@ -103,6 +103,35 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
     }
 
     [Fact]
+    public async Task A_span_whose_body_no_longer_decodes_stays_found_by_the_words_its_stored_hashes_hold()
+    {
+        // Word hashes are taken from the bodies at ingest; a "maybe" is settled on the bodies as
+        // stored. A body this version cannot decode (corrupt, or a codec of a newer version after a
+        // rollback) cannot say no, so the span stays listed instead of silently vanishing.
+        _connectionString ??= await fixture.CreateDatabaseAsync();
+        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
+        await store.MigrateAsync(CancellationToken.None);
+        long tenant = (await store.EnsureTenantAsync("rollback", CancellationToken.None)).Id;
+        await store.InsertSpansAsync(
+            tenant,
+            [Exchange(1, 1, session: "s1", responseText: "{\"city\":\"lisbon\"}"), Exchange(2, 1, session: "s2", responseText: "{\"city\":\"porto\"}")],
+            CancellationToken.None);
+        await ((ISearchIndexProgress)store).WaitForSearchAsync(CancellationToken.None);
+
+        await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
+        {
+            await connection.OpenAsync();
+            await using var corrupt = new Npgsql.NpgsqlCommand("UPDATE spans SET response_body = '\\xff00'::bytea", connection);
+            Assert.Equal(2, await corrupt.ExecuteNonQueryAsync());
+        }
+
+        var lisbon = await store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon" }, CancellationToken.None);
+        Assert.Equal([Trace(1)], lisbon.Items.Select(t => t.TraceId));
+        Assert.Equal(["s2"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = "porto" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await store.SearchTracesAsync(tenant, new TraceQuery { Text = "madrid" }, CancellationToken.None)).Items);
+    }
+
+    [Fact]
     public async Task Start_up_refuses_a_spans_sequence_that_caches_ids_and_names_the_fix()
     {
         _connectionString ??= await fixture.CreateDatabaseAsync();

@@ -213,8 +213,9 @@ internal sealed class PostgresSpanStore : SqlSpanStore
     protected override string MaybeTextMatchSql(string alias) => alias + ".packed_terms IS NOT NULL";
 
     // A packed row's match on a word that is not a short number is a 35-bit prefix's: the span's
-    // search text, rebuilt from its stored columns, says whether it holds every term. Rows stored
-    // before migration 16 matched on exact hashes and are not read.
+    // search text, rebuilt from its stored columns, says whether it holds every term (a body that
+    // no longer decodes cannot say no). Rows stored before migration 16 matched on exact hashes
+    // and are not read.
     protected override async Task<IReadOnlySet<long>> FalseTextMatchesAsync(
         DbConnection connection, long tenantId, string[] terms, IReadOnlyCollection<long> spanIds, CancellationToken cancellationToken)
     {
@@ -231,7 +232,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            if (!SearchText.Holds(SearchTextOf(reader, 1, 2, 3, 4, 5), terms))
+            if (!StoredTextHolds(reader, 1, 2, 3, 4, 5, terms))
             {
                 falseMatches.Add(reader.GetInt64(0));
             }
