@@ -130,7 +130,11 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     protected void Committed(long maxId)
     {
         RaiseTo(ref _committedUpTo, maxId);
-        Track(maxId);
+        lock (_unindexedCommits)
+        {
+            TrackLocked(maxId);
+        }
+
         StartIndexer();
         _indexSignal.Writer.TryWrite(true);
     }
@@ -151,27 +155,25 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
             if (maxId > Math.Max(_foundUpTo, Interlocked.Read(ref _committedUpTo)))
             {
                 _foundUpTo = maxId;
-                Track(maxId);
+                TrackLocked(maxId);
             }
         }
     }
 
-    // Remembers when spans up to maxId were committed (or found), unless already indexed.
-    private void Track(long maxId)
+    // Remembers when spans up to maxId were committed (or found), unless already indexed; the
+    // caller holds the list's lock.
+    private void TrackLocked(long maxId)
     {
-        lock (_unindexedCommits)
+        if (maxId > IndexedUpTo)
         {
-            if (maxId > IndexedUpTo)
+            if (_unindexedCommits.Count < MaxTrackedCommits)
             {
-                if (_unindexedCommits.Count < MaxTrackedCommits)
-                {
-                    _unindexedCommits.AddLast((maxId, TimeProvider.GetTimestamp()));
-                }
-                else
-                {
-                    var newest = _unindexedCommits.Last!;
-                    newest.Value = (Math.Max(newest.Value.MaxId, maxId), newest.Value.CommittedAt);
-                }
+                _unindexedCommits.AddLast((maxId, TimeProvider.GetTimestamp()));
+            }
+            else
+            {
+                var newest = _unindexedCommits.Last!;
+                newest.Value = (Math.Max(newest.Value.MaxId, maxId), newest.Value.CommittedAt);
             }
         }
     }
@@ -246,13 +248,7 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
     /// </summary>
     protected bool StoredTextHolds(DbDataReader reader, int authority, int path, int query, int requestBody, int responseBody, string[] terms)
     {
-        byte[] request, response;
-        try
-        {
-            request = BodyCodec.Decode(NullableBytes(reader, requestBody), Dictionaries);
-            response = BodyCodec.Decode(NullableBytes(reader, responseBody), Dictionaries);
-        }
-        catch (InvalidDataException)
+        if (!TryDecode(NullableBytes(reader, requestBody), out var request) || !TryDecode(NullableBytes(reader, responseBody), out var response))
         {
             return true;
         }
@@ -286,15 +282,20 @@ internal abstract partial class SqlSpanStore : ISearchIndexProgress
         _dictionaries?.Dispose();
     }
 
-    private byte[] DecodeForIndex(byte[]? stored)
+    private byte[] DecodeForIndex(byte[]? stored) => TryDecode(stored, out var body) ? body : [];
+
+    // A stored body decoded, or false when it does not decode (corrupt, or a codec this version cannot read).
+    private bool TryDecode(byte[]? stored, out byte[] body)
     {
         try
         {
-            return BodyCodec.Decode(stored, Dictionaries);
+            body = BodyCodec.Decode(stored, Dictionaries);
+            return true;
         }
         catch (InvalidDataException)
         {
-            return [];
+            body = [];
+            return false;
         }
     }
 

@@ -78,12 +78,7 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
             await first.InsertSpansAsync(tenant, [Exchange(1, 1, responseText: "lisbon"), Exchange(1, 2), Exchange(2, 1)], CancellationToken.None);
         }
 
-        await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
-        {
-            await connection.OpenAsync();
-            await using var unindex = new Npgsql.NpgsqlCommand("UPDATE spans SET terms = NULL, packed_terms = NULL, packed_numbers = NULL", connection);
-            Assert.Equal(3, await unindex.ExecuteNonQueryAsync());
-        }
+        Assert.Equal(3, await ExecuteAsync("UPDATE spans SET terms = NULL, packed_terms = NULL, packed_numbers = NULL"));
 
         await using var second = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance, time);
         await second.MigrateAsync(CancellationToken.None);
@@ -108,27 +103,19 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         // Word hashes are taken from the bodies at ingest; a "maybe" is settled on the bodies as
         // stored. A body this version cannot decode (corrupt, or a codec of a newer version after a
         // rollback) cannot say no, so the span stays listed instead of silently vanishing.
-        _connectionString ??= await fixture.CreateDatabaseAsync();
-        await using var store = SpanStoreFactory.Open("postgres:" + _connectionString, NullLoggerFactory.Instance);
-        await store.MigrateAsync(CancellationToken.None);
-        long tenant = (await store.EnsureTenantAsync("rollback", CancellationToken.None)).Id;
-        await store.InsertSpansAsync(
+        long tenant = (await Store.EnsureTenantAsync("rollback", CancellationToken.None)).Id;
+        await Store.InsertSpansAsync(
             tenant,
             [Exchange(1, 1, session: "s1", responseText: "{\"city\":\"lisbon\"}"), Exchange(2, 1, session: "s2", responseText: "{\"city\":\"porto\"}")],
             CancellationToken.None);
-        await ((ISearchIndexProgress)store).WaitForSearchAsync(CancellationToken.None);
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
 
-        await using (var connection = new Npgsql.NpgsqlConnection(_connectionString))
-        {
-            await connection.OpenAsync();
-            await using var corrupt = new Npgsql.NpgsqlCommand("UPDATE spans SET response_body = '\\xff00'::bytea", connection);
-            Assert.Equal(2, await corrupt.ExecuteNonQueryAsync());
-        }
+        Assert.Equal(2, await ExecuteAsync("UPDATE spans SET response_body = '\\xff00'::bytea"));
 
-        var lisbon = await store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon" }, CancellationToken.None);
+        var lisbon = await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "lisbon" }, CancellationToken.None);
         Assert.Equal([Trace(1)], lisbon.Items.Select(t => t.TraceId));
-        Assert.Equal(["s2"], (await store.ListSessionsAsync(tenant, new SessionQuery { Text = "porto" }, CancellationToken.None)).Items.Select(s => s.SessionId));
-        Assert.Empty((await store.SearchTracesAsync(tenant, new TraceQuery { Text = "madrid" }, CancellationToken.None)).Items);
+        Assert.Equal(["s2"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "porto" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        Assert.Empty((await Store.SearchTracesAsync(tenant, new TraceQuery { Text = "madrid" }, CancellationToken.None)).Items);
     }
 
     [Fact]
@@ -689,6 +676,16 @@ public sealed class PostgresSpanStoreTests(PostgresFixture fixture) : SpanStoreC
         }
 
         return setup;
+    }
+
+    // One statement on the test's database from a connection of its own, as another process would
+    // run it; the rows it touched.
+    private async Task<int> ExecuteAsync(string sql)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection);
+        return await command.ExecuteNonQueryAsync();
     }
 
     private static async Task<long> ScalarAsync(Npgsql.NpgsqlConnection connection, string sql)
