@@ -54,6 +54,8 @@ COPY src/AgentHost/AgentHost.csproj src/AgentHost/
 RUN dotnet restore src/AgentHost/AgentHost.csproj -r linux-$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac)
 COPY src/ src/
 # The agent's command files are src/Cli/Commands/*.cs (shared with `sp agent`, compiled into sp-agent).
+# On x64 the publish holds two builds, sp-agent (x86-64-v2) and sp-agent-x86-64-v3 (AVX2), and
+# sp-agent runs the v3 one in its place where the CPU has it (src/AgentHost/CpuBuild.cs).
 RUN dotnet publish src/AgentHost/AgentHost.csproj -c Release -r linux-$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac) --no-restore -o /agent \
     && rm -f /agent/*.dbg /agent/*.pdb /agent/*.xml
 
@@ -68,7 +70,7 @@ RUN dotnet publish src/AgentHost/AgentHost.csproj -c Release -r linux-$(case "$(
 FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble-chiseled AS runtime
 WORKDIR /app
 COPY --from=build --chown=root:root /app ./
-COPY --from=agent --chown=root:root /agent/sp-agent ./
+COPY --from=agent --chown=root:root /agent/sp-agent* ./
 
 # Kubernetes mounts these: /tmp (emptyDir; .NET's diagnostics IPC socket lives there) and
 # /data (SQLite store, only when the backend runs on the embedded store). Nothing else is

@@ -11,6 +11,13 @@ internal static class Program
 {
     public static Task<int> Main(string[] args)
     {
+        // First: on an x86-64-v3 CPU this does not return (the process becomes the v3 build).
+        if (CpuBuild.ExecBest(args) is { } problem)
+        {
+            Console.Error.WriteLine("error: " + problem);
+            return Task.FromResult(ExitCodes.InvalidInput);
+        }
+
         var root = new RootCommand("sp-agent: the SP-Istio capture agent (Native AOT), as Envoy's ext_proc service or a standalone capture proxy.");
         root.Subcommands.Add(AgentCommands.Create());
         return CommandRunner.RunAsync(root, args);

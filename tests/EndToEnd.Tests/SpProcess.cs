@@ -20,10 +20,16 @@ internal static class SpProcess
     /// <summary>The path of a published sp-agent that runs the <c>agent …</c> commands instead of sp.dll.</summary>
     public const string AgentBinaryVariable = "SP_TEST_AGENT_BINARY";
 
+    /// <summary>Passed to that sp-agent as <c>SP_AGENT_CPU</c>: <c>baseline</c> runs the x86-64-v2 build on an AVX2 machine too.</summary>
+    public const string AgentCpuVariable = "SP_TEST_AGENT_CPU";
+
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     /// <summary>How to start <paramref name="args"/>: <c>dotnet sp.dll …</c>, or the AOT sp-agent for an agent command when one is given.</summary>
-    public static ProcessStartInfo StartInfo(IReadOnlyList<string> args)
+    public static ProcessStartInfo StartInfo(IReadOnlyList<string> args) => StartInfo(args, new Dictionary<string, string>());
+
+    /// <summary><see cref="StartInfo(IReadOnlyList{string})"/> with <paramref name="environment"/> set (after the machine's SP_ variables are removed).</summary>
+    public static ProcessStartInfo StartInfo(IReadOnlyList<string> args, IReadOnlyDictionary<string, string> environment)
     {
         var agentBinary = Environment.GetEnvironmentVariable(AgentBinaryVariable);
         ProcessStartInfo start;
@@ -55,14 +61,26 @@ internal static class SpProcess
             start.Environment.Remove(name);
         }
 
+        if (start.FileName == agentBinary && Environment.GetEnvironmentVariable(AgentCpuVariable) is { Length: > 0 } cpu)
+        {
+            start.Environment["SP_AGENT_CPU"] = cpu;
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
         return start;
     }
 
     public static string TestData(string name) => Path.Combine(AppContext.BaseDirectory, "TestData", name);
 
-    public static async Task<SpRun> RunAsync(params string[] args)
+    public static Task<SpRun> RunAsync(params string[] args) => RunAsync(new Dictionary<string, string>(), args);
+
+    public static async Task<SpRun> RunAsync(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
-        using var process = Process.Start(StartInfo(args))!;
+        using var process = Process.Start(StartInfo(args, environment))!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         using var cts = new CancellationTokenSource(Timeout);
@@ -149,6 +167,9 @@ internal sealed class SpChild : IAsyncDisposable
     }
 
     public static SpChild Start(params string[] args) => new(Process.Start(SpProcess.StartInfo(args))!);
+
+    public static SpChild Start(IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        new(Process.Start(SpProcess.StartInfo(args, environment))!);
 
     /// <summary>The first stdout line matching <paramref name="match"/>, waiting up to 60 s for it.</summary>
     public async Task<string> WaitForLineAsync(Func<string, bool> match)

@@ -16,6 +16,13 @@ internal static class ConfigSources
     /// <summary>Prefix of the environment variables the agent reads.</summary>
     public const string EnvironmentPrefix = "SP_";
 
+    /// <summary>
+    /// <c>SP_</c> variables that are not settings: the executables read them themselves before any
+    /// configuration (<c>SP_DEBUG</c>: stack traces of start-up errors; <c>SP_AGENT_CPU</c>: which
+    /// <c>sp-agent</c> build runs). Taken for keys, they stopped the agent as unknown keys.
+    /// </summary>
+    public static readonly IReadOnlySet<string> ProcessVariables = new HashSet<string>(["SP_DEBUG", "SP_AGENT_CPU"], StringComparer.OrdinalIgnoreCase);
+
     /// <summary>The key <c>SP_BACKEND_URL</c> stands for (<c>SP_SP_BACKEND_URL</c> also works).</summary>
     private const string BackendUrlAlias = "BACKEND_URL";
 
@@ -139,7 +146,7 @@ internal static class ConfigSources
                 continue;
             }
 
-            if (IsKubernetesServiceLink(name, value))
+            if (IsKubernetesServiceLink(name, value) || ProcessVariables.Contains(name))
             {
                 continue;
             }

@@ -25,7 +25,8 @@ internal enum PassEvent
 }
 
 /// <summary>
-/// The redaction pre-scan's one pass over a body's bytes, 16 at a time: every 16-byte load feeds
+/// The redaction pre-scan's one pass over a body's bytes, 16 at a time (32 on AVX2:
+/// <see cref="LoadWideBlocks"/>): every 16-byte load feeds
 /// the anchor filter (<see cref="AnchorScanner"/>'s Teddy tables), the digit-run classification
 /// and the search for the few single bytes the pre-scan needs (<c>@</c>, the <c>\</c> of
 /// <c>\u</c> escapes, the <c>&amp;</c> of <c>&amp;#</c> references), so the body is read once
@@ -155,7 +156,7 @@ internal ref struct PreScanPass
                 }
             }
 
-            if ((!Anchors && !Chains && Specials == 0) || !LoadBlocks())
+            if ((!Anchors && !Chains && Specials == 0) || !(Avx2.IsSupported ? LoadWideBlocks() : LoadBlocks()))
             {
                 position = _content.Length;
                 return PassEvent.End;
@@ -303,6 +304,139 @@ internal ref struct PreScanPass
         return found;
     }
 
+    /// <summary>
+    /// <see cref="LoadBlocks"/> on AVX2, 32 bytes a step: the same classification and the same
+    /// 32-lane reports, half the instructions. Where it runs: the JIT on an AVX2 machine, and the
+    /// agent's x86-64-v3 build (a Native AOT binary compiled for x86-64-v2 has AVX2 compiled out).
+    /// </summary>
+    /// <remarks>
+    /// AVX2's byte shuffle and byte alignment work within each 128-bit half, so the look-behind of
+    /// the anchor filter does not line up a step's results with the previous step's (that needs a
+    /// cross-half permute per position); it loads the content again one and two bytes back instead
+    /// (unaligned loads are cheap, and nothing is carried from step to step but the chain mask):
+    /// lane <c>j</c> of the step at <c>i</c> stands for an anchor starting at <c>i + j - 2</c>, as in
+    /// <see cref="LoadBlocks"/>. The chain window of the step at <c>i</c> is the previous step's 32
+    /// lanes (<c>i - 32</c> on), its runs looking ahead into this step's.
+    /// </remarks>
+    private bool LoadWideBlocks()
+    {
+        const int Step = 2 * Width;
+        var content = _content;
+        ref var start = ref MemoryMarshal.GetReference(content);
+        var length = content.Length;
+        var nibble = Vector256.Create((byte)0x0F);
+        var low0 = Vector256.Create(_scanner.Low(0), _scanner.Low(0));
+        var high0 = Vector256.Create(_scanner.High(0), _scanner.High(0));
+        var low1 = Vector256.Create(_scanner.Low(1), _scanner.Low(1));
+        var high1 = Vector256.Create(_scanner.High(1), _scanner.High(1));
+        var low2 = Vector256.Create(_scanner.Low(2), _scanner.Low(2));
+        var high2 = Vector256.Create(_scanner.High(2), _scanner.High(2));
+        var classLow = Vector256.Create(_classLow, _classLow);
+        var classHigh = Vector256.Create(_classHigh, _classHigh);
+        var specials = Vector256.Create(Specials);
+        var anchors = Anchors;
+        var chains = Chains;
+        var classify = chains || Specials != 0;
+        var previousChains = _previousChains;
+        Span<byte> edge = stackalloc byte[Step + 2];
+
+        // Steps run until the last chain window (32 lanes behind the step) has passed the end; past
+        // the end the loads are zeros, which are no class and no anchor's first byte.
+        var i = _next;
+        var found = false;
+        while (!found && i - Step < length)
+        {
+            // The step's bytes and the same one and two bytes back: from the content, or at its
+            // edges from a zero-padded copy (written byte by byte: no call in the loop, see Padded).
+            Vector256<byte> block, back1, back2;
+            if (i >= 2 && i <= length - Step)
+            {
+                block = Vector256.LoadUnsafe(ref start, (nuint)i);
+                back1 = Vector256.LoadUnsafe(ref start, (nuint)(i - 1));
+                back2 = Vector256.LoadUnsafe(ref start, (nuint)(i - 2));
+            }
+            else
+            {
+                for (var k = 0; k < edge.Length; k++)
+                {
+                    var at = i - 2 + k;
+                    edge[k] = at >= 0 && at < length ? Unsafe.Add(ref start, at) : (byte)0;
+                }
+
+                ref var padded = ref MemoryMarshal.GetReference(edge);
+                back2 = Vector256.LoadUnsafe(ref padded);
+                back1 = Vector256.LoadUnsafe(ref padded, 1);
+                block = Vector256.LoadUnsafe(ref padded, 2);
+            }
+
+            var lows = block & nibble;
+            var highs = Vector256.ShiftRightLogical(block.AsUInt16(), 4).AsByte() & nibble;
+            if (anchors)
+            {
+                var t0 = Avx2.Shuffle(low0, back2 & nibble) & Avx2.Shuffle(high0, Vector256.ShiftRightLogical(back2.AsUInt16(), 4).AsByte() & nibble);
+                var t1 = Avx2.Shuffle(low1, back1 & nibble) & Avx2.Shuffle(high1, Vector256.ShiftRightLogical(back1.AsUInt16(), 4).AsByte() & nibble);
+                var t2 = Avx2.Shuffle(low2, lows) & Avx2.Shuffle(high2, highs);
+                var candidates = t0 & t1 & t2;
+                if (candidates != Vector256<byte>.Zero)
+                {
+                    // Most lanes let through are chance: checked here, so only an anchor ends the loop.
+                    var lanes = ~Vector256.Equals(candidates, Vector256<byte>.Zero).ExtractMostSignificantBits();
+                    lanes &= LanesBelow(length - (i - 2));
+                    for (var rest = lanes; rest != 0; rest &= rest - 1)
+                    {
+                        var lane = BitOperations.TrailingZeroCount(rest);
+                        if (!_scanner.Starts(content, i - 2 + lane))
+                        {
+                            lanes &= ~(1u << lane);
+                        }
+                    }
+
+                    _anchorBase = i - 2;
+                    _anchorLanes = lanes;
+                    found = lanes != 0;
+                }
+            }
+
+            if (classify)
+            {
+                var classes = Avx2.Shuffle(classLow, lows) & Avx2.Shuffle(classHigh, highs);
+                if (chains)
+                {
+                    // As in LoadBlocks: bit k of `both` stands for i - 32 + k, bit k of `runs` for
+                    // seven chain bytes from there.
+                    var mask = (classes | (classes + classes)).ExtractMostSignificantBits();
+                    var both = ((ulong)mask << Step) | previousChains;
+                    previousChains = mask;
+                    var runs = both & (both >> 1);
+                    runs &= runs >> 2;
+                    runs &= runs >> 3;
+                    var window = (uint)runs;
+                    if (window != 0)
+                    {
+                        _chainBase = i - Step;
+                        var skip = _chainFrom - _chainBase;
+                        _chainLanes = skip >= 32 ? 0 : skip <= 0 ? window : window & (uint.MaxValue << skip);
+                        found |= _chainLanes != 0;
+                    }
+                }
+
+                var special = classes & specials;
+                if (special != Vector256<byte>.Zero)
+                {
+                    _specialBase = i;
+                    _specialLanes = ~Vector256.Equals(special, Vector256<byte>.Zero).ExtractMostSignificantBits() & LanesBelow(length - i);
+                    found |= _specialLanes != 0;
+                }
+            }
+
+            i += Step;
+        }
+
+        _next = i;
+        _previousChains = previousChains;
+        return found;
+    }
+
     /// <summary>The block at <paramref name="i"/>: the content's bytes there, zero-padded past <paramref name="length"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<byte> Block(ref byte start, int i, int length) =>
@@ -328,6 +462,7 @@ internal ref struct PreScanPass
     }
 
     // Lanes 0..count-1 of a pair (all 32 from 32 on, none at 0 or below).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint LanesBelow(int count) => count >= 2 * Width ? uint.MaxValue : count <= 0 ? 0 : (1u << count) - 1;
 
     // (left:right) shifted right by `shift` bytes: the last bytes of `right`, then the first of `left`.

@@ -319,7 +319,7 @@ public class AgentConfigLoaderTests
     }
 
     [Fact]
-    public void KubernetesServiceLinkVariables_AreNotTakenForSettings()
+    public void KubernetesServiceLinkAndProcessVariables_AreNotTakenForSettings()
     {
         var environment = new Dictionary<string, string?>
         {
@@ -330,6 +330,10 @@ public class AgentConfigLoaderTests
             ["SP_BACKEND_PORT_8090_TCP"] = "tcp://10.96.0.12:8090",
             ["SP_BACKEND_PORT_8090_TCP_ADDR"] = "10.96.0.12",
             ["SP_SERVCE_NAME"] = "typo",
+
+            // Read by the executables themselves (stack traces, the sp-agent build), not settings.
+            ["SP_DEBUG"] = "1",
+            ["SP_AGENT_CPU"] = "baseline",
         };
 
         var result = LoadFile(TestFiles.Data("agent.minimal.yaml"), environment);

@@ -1,0 +1,140 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+
+namespace SpIstio.Cli;
+
+/// <summary>
+/// Picks the <c>sp-agent</c> build compiled for this CPU. A linux-x64 publish holds two: <c>sp-agent</c>
+/// for x86-64-v2 (runs on every x64 server CPU since 2009) and <see cref="V3Name"/> for x86-64-v3
+/// (AVX2, BMI2, FMA: Intel since 2013, AMD since 2015). Started as <c>sp-agent</c> on a CPU that has
+/// x86-64-v3, the process replaces itself (<c>execv</c>: same PID, arguments, environment and open
+/// standard streams) with the v3 build before anything else runs.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Native AOT fixes the instruction sets at publish: the v2 build has every AVX2 path compiled out
+/// (<c>Avx2.IsSupported</c> is a constant false there, also on an AVX2 CPU), and a binary compiled for
+/// v3 refuses to start on a CPU without it. Two binaries keep the image starting everywhere and give
+/// the redaction pre-scan its 256-bit loop, and the BCL its wide vector paths, where the CPU has them
+/// (bench/README.md, "x86-64-v3 build").
+/// </para>
+/// <para>
+/// The CPU's features come from <c>/proc/cpuinfo</c>, the kernel's view: it lists AVX and AVX2 only
+/// when the kernel also saves their registers, which CPUID alone does not say. <see cref="Variable"/>
+/// set to <c>baseline</c> keeps the v2 build (an A/B, or a CPU the check misjudges).
+/// </para>
+/// </remarks>
+internal static class CpuBuild
+{
+    /// <summary>The file name of the x86-64-v3 build, beside <c>sp-agent</c>.</summary>
+    public const string V3Name = "sp-agent-x86-64-v3";
+
+    /// <summary><c>auto</c> (the default) or <c>baseline</c>.</summary>
+    public const string Variable = "SP_AGENT_CPU";
+
+    // x86-64-v3 as /proc/cpuinfo spells it (LZCNT is "abm"); .NET's x86-64-v3 target needs each.
+    private static readonly string[] _v3Flags = ["avx", "avx2", "bmi1", "bmi2", "fma", "movbe", "abm", "f16c", "xsave"];
+
+    /// <summary>
+    /// Replaces the process with the v3 build when this is the v2 build on linux-x64, the CPU has
+    /// x86-64-v3 and the v3 build is there; returns (and this build runs) otherwise. Returns an error
+    /// message when <see cref="Variable"/> holds something else than <c>auto</c> or <c>baseline</c>.
+    /// </summary>
+    public static string? ExecBest(string[] args)
+    {
+        var choice = Environment.GetEnvironmentVariable(Variable);
+        if (choice is not (null or "" or "auto" or "baseline"))
+        {
+            return Variable + " must be 'auto' or 'baseline', not '" + choice + "'";
+        }
+
+        // Avx2.IsSupported is a constant in Native AOT: true in the v3 build, which must not start itself again.
+        if (choice == "baseline" || Avx2.IsSupported || !OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+        {
+            return null;
+        }
+
+        var self = Environment.ProcessPath;
+        var v3 = self is null ? null : Path.Combine(Path.GetDirectoryName(self) ?? ".", V3Name);
+        if (v3 is null || !File.Exists(v3) || !HasV3(ReadCpuInfo()))
+        {
+            return null;
+        }
+
+        Exec(v3, self!, args);
+
+        // execv returned: the v3 build could not be started (permissions, a noexec mount); this one runs.
+        return null;
+    }
+
+    /// <summary>True when the first <c>flags</c> line of <paramref name="cpuinfo"/> (a <c>/proc/cpuinfo</c>) lists every x86-64-v3 feature.</summary>
+    public static bool HasV3(string? cpuinfo)
+    {
+        if (cpuinfo is null)
+        {
+            return false;
+        }
+
+        foreach (var line in cpuinfo.AsSpan().EnumerateLines())
+        {
+            var colon = line.IndexOf(':');
+            if (colon < 0 || !line[..colon].Trim().SequenceEqual("flags"))
+            {
+                continue;
+            }
+
+            var flags = new HashSet<string>(line[(colon + 1)..].ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries), StringComparer.Ordinal);
+            return _v3Flags.All(flags.Contains);
+        }
+
+        return false;
+    }
+
+    private static string? ReadCpuInfo()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/cpuinfo");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    // argv[0] stays the path the process was started as, so ps and /proc/PID/cmdline read as before.
+    private static void Exec(string path, string argv0, string[] args)
+    {
+        var argv = new nint[args.Length + 2];
+        try
+        {
+            argv[0] = Marshal.StringToCoTaskMemUTF8(argv0);
+            for (var i = 0; i < args.Length; i++)
+            {
+                argv[i + 1] = Marshal.StringToCoTaskMemUTF8(args[i]);
+            }
+
+            var file = Marshal.StringToCoTaskMemUTF8(path);
+            try
+            {
+                _ = ExecV(file, argv);
+            }
+            finally
+            {
+                Marshal.FreeCoTaskMem(file);
+            }
+        }
+        finally
+        {
+            foreach (var pointer in argv)
+            {
+                Marshal.FreeCoTaskMem(pointer);
+            }
+        }
+    }
+
+    // The argument vector ends with a null pointer (the array's last element).
+    [DllImport("libc", EntryPoint = "execv", SetLastError = true)]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+    private static extern int ExecV(nint path, nint[] argv);
+}
