@@ -54,12 +54,11 @@ internal static class BodyCodec
     // is stored raw either way.
     private const int MinDictionaryCompressLength = 24;
 
-    // Level 3: with a dictionary and the JSON columns, 407 B a 2 KiB bench body against level 1's
-    // 425 (−34 B a span), which with the derived name takes a SQLite `spans` leaf from 13.86 rows to
-    // 15; its extra ~3 µs a span encode did not show in alternated ingest runs (bench/README.md,
-    // 2026-11-28 and 2026-11-29, issue 14 (sqlitedisk, sqlitedisk2)). Level 1 was ~0.25x against
-    // Brotli q3's 0.30x at a fraction of its time (bench/README.md, "Backend").
-    private const int Level = 3;
+    // Level 1: with a dictionary, ~0.25x on the bench's JSON bodies against Brotli q3's 0.30x at a
+    // fraction of its time; higher levels bought < 2 % (bench/README.md, "Backend"). Level 3 saves
+    // 34 B a bench span (with the derived SQLite name, 0.30x raw) but cost ~+27 µs of ingest CPU a
+    // span in four alternated pairs (bench/README.md, 2026-11-29, issue 14 (sqlitedisk2)).
+    private const int Level = 1;
 
     // zstd's frame format switch (ZSTD_c_format / ZSTD_d_format, "experimental" in zstd.h but part of
     // the frame format since v1.3.6) and its ZSTD_f_zstd1_magicless value.

@@ -153,9 +153,10 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     protected override string IdParameterSql(string name) => "unhex(@" + name + ")";
 
     // A name that is the span's method, a space and its path (most HTTP spans' name) is stored as an
-    // empty BLOB (19 B a bench row, which with zstd level 3 takes a `spans` leaf from 13.86 rows to 15;
-    // bench/README.md, 2026-11-29, issue 14 (sqlitedisk2)). No text compares equal to a BLOB, so a
-    // span whose real name is "" keeps it, and rows written before keep their full name.
+    // empty BLOB (19 B a bench row: alone below the page step, with zstd level 3 bodies a `spans`
+    // leaf holds ~14.8 rows instead of ~13.9; bench/README.md, 2026-11-29, issue 14 (sqlitedisk2)).
+    // No text compares equal to a BLOB, so a span whose real name is "" keeps it, and rows written
+    // before keep their full name.
     protected override string NameSql(string prefix) =>
         "CASE WHEN typeof(" + prefix + "name) = 'blob' THEN " + prefix + "method || ' ' || " + prefix + "path ELSE " + prefix + "name END";
 
