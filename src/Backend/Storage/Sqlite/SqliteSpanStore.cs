@@ -853,7 +853,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
     }
 
     // Whether name is method + " " + path, which NameSql rebuilds from the row (compared without building it).
-    internal static bool IsMethodAndPath(string name, string? method, string? path) =>
+    private static bool IsMethodAndPath(string name, string? method, string? path) =>
         method is not null && path is not null &&
         name.Length == method.Length + 1 + path.Length &&
         name.StartsWith(method, StringComparison.Ordinal) &&
