@@ -55,7 +55,9 @@ internal static class BodyCodec
     private const int MinDictionaryCompressLength = 24;
 
     // Level 1: with a dictionary, ~0.25x on the bench's JSON bodies against Brotli q3's 0.30x at a
-    // fraction of its time; higher levels bought < 2 % (bench/README.md, "Backend").
+    // fraction of its time; higher levels bought < 2 % (bench/README.md, "Backend"). Level 3 saves
+    // 34 B a bench span (with the derived SQLite name, 0.30x raw) but cost ~+27 µs of ingest CPU a
+    // span in four alternated pairs (bench/README.md, 2026-11-29, issue 14 (sqlitedisk2)).
     private const int Level = 1;
 
     // zstd's frame format switch (ZSTD_c_format / ZSTD_d_format, "experimental" in zstd.h but part of

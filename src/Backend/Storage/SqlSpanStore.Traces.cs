@@ -199,7 +199,7 @@ internal abstract partial class SqlSpanStore
 
         if (query.Operation is not null)
         {
-            sql.Append(" AND x.name = @op");
+            sql.Append(" AND ").Append(NameSql("x.")).Append(" = @op");
             Add(command, "op", query.Operation);
         }
 
@@ -354,7 +354,7 @@ internal abstract partial class SqlSpanStore
 
         await using var command = connection.CreateCommand();
         var sql = new StringBuilder(
-            "SELECT " + IdSql("trace_id") + ", " + IdSql("span_id") + ", " + IdSql("parent_span_id") + ", name, service, start_ns, end_ns, is_error, status_code, method, route, session_id, grpc_status " +
+            "SELECT " + IdSql("trace_id") + ", " + IdSql("span_id") + ", " + IdSql("parent_span_id") + ", " + NameSql("") + ", service, start_ns, end_ns, is_error, status_code, method, route, session_id, grpc_status " +
             "FROM spans WHERE tenant_id = @t AND trace_id IN (");
         Add(command, "t", tenantId);
         for (int i = 0; i < found.Count; i++)

@@ -28,7 +28,7 @@ internal abstract partial class SqlSpanStore : ISpanStore
     /// <summary>Columns of a span summary, in the order <see cref="ReadSummary"/> reads them.</summary>
     protected string SummaryColumns => _summaryColumns ??=
         IdSql("trace_id") + ", " + IdSql("span_id") + ", " + IdSql("parent_span_id") +
-        ", name, kind, service, start_ns, end_ns, is_error, is_exchange, session_id, direction, method, authority, path, status_code";
+        ", " + NameSql("") + ", kind, service, start_ns, end_ns, is_error, is_exchange, session_id, direction, method, authority, path, status_code";
 
     protected ILogger Logger { get; }
 
@@ -582,6 +582,12 @@ internal abstract partial class SqlSpanStore : ISpanStore
 
     /// <summary>SQL reading a trace or span id column as lower-case hex text (null stays null); the columns hold hex text unless an engine stores the bytes.</summary>
     protected virtual string IdSql(string column) => column;
+
+    /// <summary>
+    /// A span's name as the API reads it, from the columns of the row <paramref name="prefix"/>
+    /// ("x." or "") qualifies; a store that leaves out names it can rebuild rebuilds them here.
+    /// </summary>
+    protected virtual string NameSql(string prefix) => prefix + "name";
 
     /// <summary>SQL for the value an id column is compared with, from the hex-text parameter <paramref name="name"/>.</summary>
     protected virtual string IdParameterSql(string name) => "@" + name;

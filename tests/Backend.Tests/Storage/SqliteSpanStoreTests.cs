@@ -416,6 +416,31 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task A_method_and_path_name_is_stored_as_an_empty_blob_and_a_row_that_holds_it_whole_still_reads_and_filters()
+    {
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        var rebuilt = TestSpans.Exchange(1, 1, path: "/x");
+        var whole = TestSpans.Exchange(2, 2, path: "/x");
+        var empty = TestSpans.Exchange(3, 3, path: "/x") with { Name = string.Empty };
+        Assert.Equal(3, await Store.InsertSpansAsync(tenant, [rebuilt, whole, empty], CancellationToken.None));
+
+        // The bytes saved: the derived name takes no payload; the empty name stays text.
+        string file = Path.Combine(_directory, "sp.db");
+        Assert.Equal("blob 0,blob 0,text 0", await ScalarAsync(file, "SELECT group_concat(typeof(name) || ' ' || length(CAST(name AS BLOB))) FROM (SELECT name FROM spans ORDER BY id)"));
+
+        // A row written before names were derived holds the whole name.
+        await ScalarAsync(file, "UPDATE spans SET name = method || ' ' || path WHERE span_id = unhex($s)", ("$s", whole.SpanId));
+        Assert.Equal("text", await ScalarAsync(file, "SELECT typeof(name) FROM spans WHERE span_id = unhex($s)", ("$s", whole.SpanId)));
+
+        Assert.Equal("GET /x", (await Store.GetSpanAsync(tenant, whole.TraceId, whole.SpanId, CancellationToken.None))!.Name);
+        Assert.Equal("GET /x", Assert.Single(await Store.GetTraceAsync(tenant, whole.TraceId, CancellationToken.None)).Name);
+        Assert.Equal(string.Empty, (await Store.GetSpanAsync(tenant, empty.TraceId, empty.SpanId, CancellationToken.None))!.Name);
+        var found = await Store.SearchTracesAsync(tenant, new TraceQuery { Operation = "GET /x" }, CancellationToken.None);
+        Assert.Equal([TestSpans.Trace(2), TestSpans.Trace(1)], found.Items.Select(t => t.TraceId).Order().Reverse());
+        Assert.All(found.Items, t => Assert.Equal("GET /x", t.RootName));
+    }
+
+    [Fact]
     public async Task The_database_uses_WAL_so_readers_run_beside_the_writer()
     {
         await Store.EnsureTenantAsync("acme", CancellationToken.None);
