@@ -235,22 +235,9 @@ internal ref struct PreScanPass
                 var candidatesB = AlignRight(previous0, t0, 14) & AlignRight(previous1, t1, 15) & t2;
                 if ((candidatesA | candidatesB) != Vector128<byte>.Zero)
                 {
-                    // Most lanes let through are chance: checked here, so only an anchor ends the loop.
                     var lanes = (~Vector128.Equals(candidatesA, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF)
                         | (~Vector128.Equals(candidatesB, Vector128<byte>.Zero).ExtractMostSignificantBits() << Width);
-                    lanes &= LanesBelow(length - (i - 2));
-                    for (var rest = lanes; rest != 0; rest &= rest - 1)
-                    {
-                        var lane = BitOperations.TrailingZeroCount(rest);
-                        if (!_scanner.Starts(content, i - 2 + lane))
-                        {
-                            lanes &= ~(1u << lane);
-                        }
-                    }
-
-                    _anchorBase = i - 2;
-                    _anchorLanes = lanes;
-                    found = lanes != 0;
+                    found = KeepAnchors(content, lanes & LanesBelow(length - (i - 2)), i - 2);
                 }
             }
 
@@ -267,19 +254,8 @@ internal ref struct PreScanPass
                     var both = ((ulong)(maskA | (maskB << Width)) << Width) | previousChains;
                     previousChains = maskB;
 
-                    // Bit k set when bits k..k+6 are: runs of 2, of 4, of 7 chain bytes (the fewest
-                    // digits worth a look); a run starting in the second block waits for the next pair.
-                    var runs = both & (both >> 1);
-                    runs &= runs >> 2;
-                    runs &= runs >> 3;
-                    var window = (uint)runs;
-                    if (window != 0)
-                    {
-                        _chainBase = i - Width;
-                        var skip = _chainFrom - _chainBase;
-                        _chainLanes = skip >= 32 ? 0 : skip <= 0 ? window : window & (uint.MaxValue << skip);
-                        found |= _chainLanes != 0;
-                    }
+                    // A run starting in the second block waits for the next pair.
+                    found |= KeepChains(both, i - Width);
                 }
 
                 var specialA = classesA & specials;
@@ -379,21 +355,8 @@ internal ref struct PreScanPass
                 var candidates = t0 & t1 & t2;
                 if (candidates != Vector256<byte>.Zero)
                 {
-                    // Most lanes let through are chance: checked here, so only an anchor ends the loop.
                     var lanes = ~Vector256.Equals(candidates, Vector256<byte>.Zero).ExtractMostSignificantBits();
-                    lanes &= LanesBelow(length - (i - 2));
-                    for (var rest = lanes; rest != 0; rest &= rest - 1)
-                    {
-                        var lane = BitOperations.TrailingZeroCount(rest);
-                        if (!_scanner.Starts(content, i - 2 + lane))
-                        {
-                            lanes &= ~(1u << lane);
-                        }
-                    }
-
-                    _anchorBase = i - 2;
-                    _anchorLanes = lanes;
-                    found = lanes != 0;
+                    found = KeepAnchors(content, lanes & LanesBelow(length - (i - 2)), i - 2);
                 }
             }
 
@@ -402,22 +365,11 @@ internal ref struct PreScanPass
                 var classes = Avx2.Shuffle(classLow, lows) & Avx2.Shuffle(classHigh, highs);
                 if (chains)
                 {
-                    // As in LoadBlocks: bit k of `both` stands for i - 32 + k, bit k of `runs` for
-                    // seven chain bytes from there.
+                    // Bit k of `both` stands for i - 32 + k: the previous step's lanes, then this one's.
                     var mask = (classes | (classes + classes)).ExtractMostSignificantBits();
                     var both = ((ulong)mask << Step) | previousChains;
                     previousChains = mask;
-                    var runs = both & (both >> 1);
-                    runs &= runs >> 2;
-                    runs &= runs >> 3;
-                    var window = (uint)runs;
-                    if (window != 0)
-                    {
-                        _chainBase = i - Step;
-                        var skip = _chainFrom - _chainBase;
-                        _chainLanes = skip >= 32 ? 0 : skip <= 0 ? window : window & (uint.MaxValue << skip);
-                        found |= _chainLanes != 0;
-                    }
+                    found |= KeepChains(both, i - Step);
                 }
 
                 var special = classes & specials;
@@ -435,6 +387,53 @@ internal ref struct PreScanPass
         _next = i;
         _previousChains = previousChains;
         return found;
+    }
+
+    /// <summary>
+    /// Keeps the lanes of <paramref name="lanes"/> (lane <c>j</c>: an anchor starting at
+    /// <paramref name="at"/> + <c>j</c>) whose three bytes start an anchor, for <see cref="Next"/>;
+    /// true when one is left. Most lanes the nibble filter lets through are chance: checked here, so
+    /// only an anchor ends the loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool KeepAnchors(ReadOnlySpan<byte> content, uint lanes, int at)
+    {
+        for (var rest = lanes; rest != 0; rest &= rest - 1)
+        {
+            var lane = BitOperations.TrailingZeroCount(rest);
+            if (!_scanner.Starts(content, at + lane))
+            {
+                lanes &= ~(1u << lane);
+            }
+        }
+
+        _anchorBase = at;
+        _anchorLanes = lanes;
+        return lanes != 0;
+    }
+
+    /// <summary>
+    /// Keeps, for <see cref="Next"/>, the runs of seven chain bytes (the fewest digits worth a look)
+    /// starting in the 32 lanes from <paramref name="at"/>, from the chain mask <paramref name="both"/>
+    /// (bit k: the byte at <paramref name="at"/> + k) and not before <c>_chainFrom</c>; true when one is left.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool KeepChains(ulong both, int at)
+    {
+        // Bit k set when bits k..k+6 are: runs of 2, of 4, of 7.
+        var runs = both & (both >> 1);
+        runs &= runs >> 2;
+        runs &= runs >> 3;
+        var window = (uint)runs;
+        if (window == 0)
+        {
+            return false;
+        }
+
+        _chainBase = at;
+        var skip = _chainFrom - at;
+        _chainLanes = skip >= 32 ? 0 : skip <= 0 ? window : window & (uint.MaxValue << skip);
+        return _chainLanes != 0;
     }
 
     /// <summary>The block at <paramref name="i"/>: the content's bytes there, zero-padded past <paramref name="length"/>.</summary>
