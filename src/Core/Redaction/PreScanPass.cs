@@ -262,11 +262,11 @@ internal ref struct PreScanPass
                 var specialB = classesB & specials;
                 if ((specialA | specialB) != Vector128<byte>.Zero)
                 {
-                    _specialBase = i;
-                    _specialLanes = ((~Vector128.Equals(specialA, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF)
-                        | (~Vector128.Equals(specialB, Vector128<byte>.Zero).ExtractMostSignificantBits() << Width))
-                        & LanesBelow(length - i);
-                    found |= _specialLanes != 0;
+                    found |= KeepSpecials(
+                        (~Vector128.Equals(specialA, Vector128<byte>.Zero).ExtractMostSignificantBits() & 0xFFFF)
+                        | (~Vector128.Equals(specialB, Vector128<byte>.Zero).ExtractMostSignificantBits() << Width),
+                        i,
+                        length);
                 }
             }
 
@@ -375,9 +375,7 @@ internal ref struct PreScanPass
                 var special = classes & specials;
                 if (special != Vector256<byte>.Zero)
                 {
-                    _specialBase = i;
-                    _specialLanes = ~Vector256.Equals(special, Vector256<byte>.Zero).ExtractMostSignificantBits() & LanesBelow(length - i);
-                    found |= _specialLanes != 0;
+                    found |= KeepSpecials(~Vector256.Equals(special, Vector256<byte>.Zero).ExtractMostSignificantBits(), i, length);
                 }
             }
 
@@ -434,6 +432,15 @@ internal ref struct PreScanPass
         var skip = _chainFrom - at;
         _chainLanes = skip >= 32 ? 0 : skip <= 0 ? window : window & (uint.MaxValue << skip);
         return _chainLanes != 0;
+    }
+
+    /// <summary>Keeps the lanes of <paramref name="lanes"/> (lane <c>j</c>: a special byte at <paramref name="at"/> + <c>j</c>) inside the content, for <see cref="Next"/>; true when one is left.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool KeepSpecials(uint lanes, int at, int length)
+    {
+        _specialBase = at;
+        _specialLanes = lanes & LanesBelow(length - at);
+        return _specialLanes != 0;
     }
 
     /// <summary>The block at <paramref name="i"/>: the content's bytes there, zero-padded past <paramref name="length"/>.</summary>
