@@ -102,6 +102,36 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     }
 
     [Fact]
+    public async Task Each_span_of_an_indexer_pass_is_in_FTS5_under_its_own_words_and_a_span_of_skip_words_only_has_no_FTS5_row()
+    {
+        // One pass, texts of many lengths side by side: odd spans have a letters-only word of their
+        // own (to FTS5) of 4 to 60 letters; even spans hold nothing but unique ids (all to the filters).
+        long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
+        static string Word(int n) => string.Concat(Enumerable.Repeat("w" + new string([(char)('a' + (n % 26)), (char)('a' + (n / 26 % 26))]), 1 + (n % 15)));
+        var spans = Enumerable.Range(1, 200)
+            .Select(n => n % 2 == 1
+                ? TestSpans.Exchange(n, n, session: "s" + n, path: "/api/items", responseText: "{\"city\":\"" + Word(n) + "\",\"code\":\"XK" + (5000 + n) + "\"}")
+                : TestSpans.Exchange(n, n, session: "s" + n, path: "/k" + (10000 + n), authority: "h" + (20000 + n)))
+            .ToList();
+        Assert.Equal(200, await Store.InsertSpansAsync(tenant, spans, CancellationToken.None));
+        await ((ISearchIndexProgress)Store).WaitForSearchAsync(CancellationToken.None);
+
+        foreach (int n in Enumerable.Range(1, 200).Where(n => n % 2 == 1))
+        {
+            Assert.Equal("s" + n, await ScalarAsync($"SELECT group_concat(session_id) FROM spans WHERE id IN (SELECT rowid FROM spans_fts WHERE spans_fts MATCH '\"{Word(n)}\"')"));
+        }
+
+        Assert.Equal("100", await ScalarAsync("SELECT COUNT(*) FROM spans_fts_docsize"));
+        Assert.Equal("0", await ScalarAsync("SELECT COUNT(*) FROM spans_fts WHERE spans_fts MATCH '\"xk5001\"'"));
+        foreach (int n in new[] { 2, 100, 200 })
+        {
+            Assert.Equal(["s" + n], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = "k" + (10000 + n) + " H" + (20000 + n) }, CancellationToken.None)).Items.Select(s => s.SessionId));
+        }
+
+        Assert.Equal(["s101"], (await Store.ListSessionsAsync(tenant, new SessionQuery { Text = Word(101) + " xk5101" }, CancellationToken.None)).Items.Select(s => s.SessionId));
+    }
+
+    [Fact]
     public async Task A_row_of_filters_goes_with_the_last_span_of_its_block()
     {
         long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;

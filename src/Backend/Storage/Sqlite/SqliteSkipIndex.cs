@@ -51,15 +51,19 @@ internal static class SqliteSkipIndex
 
     /// <summary>
     /// Splits a span's search text: its skip words that are not common are added to
-    /// <paramref name="slot"/>, the rest returned for FTS5 (null when none is left).
+    /// <paramref name="slot"/>, the rest written to <paramref name="fts"/> (at least as long as
+    /// <paramref name="text"/>) for FTS5, separated by spaces as in the text. Returns the chars
+    /// written (0: nothing left for FTS5). Written into the caller's buffer rather than a string of
+    /// its own: a new string and its scratch array a span were a third of the bytes the store
+    /// allocated a span, and the collections they caused ~1/3 of its GC time (bench/README.md,
+    /// 2026-11-29, issue 14 (sqlcpu)).
     /// </summary>
-    public static string? Split(string text, Span<byte> slot, CommonSkipWords common)
+    public static int Split(string text, Span<byte> slot, CommonSkipWords common, Span<char> fts)
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(common);
         ReadOnlySpan<char> rest = text;
         int kept = 0;
-        char[]? output = null;
         while (!rest.IsEmpty)
         {
             int space = rest.IndexOf(' ');
@@ -75,18 +79,17 @@ internal static class SqliteSkipIndex
                 }
             }
 
-            output ??= new char[text.Length];
             if (kept > 0)
             {
-                output[kept++] = ' ';
+                fts[kept++] = ' ';
             }
 
-            word.CopyTo(output.AsSpan(kept));
+            word.CopyTo(fts[kept..]);
             kept += word.Length;
         }
 
         common.EndSpan();
-        return kept == 0 ? null : kept == text.Length ? text : new string(output!, 0, kept);
+        return kept;
     }
 
     /// <summary>The query's skip words as their hashes, for <see cref="MayHoldAny"/>.</summary>

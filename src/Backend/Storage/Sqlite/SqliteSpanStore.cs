@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Data.Common;
 using System.Text;
 using Microsoft.Data.Sqlite;
@@ -529,7 +530,13 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         // Each span's words split between FTS5 and its filter before the write lock is taken: the
         // writer's turn runs on one core at a time, and ingest waits for it (bench/README.md,
         // "Backend"). The indexer runs one pass at a time, so the common words are counted in order.
-        var split = new IndexRows(rows.Count);
+        int textLength = 0;
+        foreach (var (_, text) in rows)
+        {
+            textLength += text.Length;
+        }
+
+        using var split = new IndexRows(rows.Count, textLength);
         foreach (var (id, text) in rows)
         {
             split.Add(id, text, _commonSkipWords);
@@ -592,7 +599,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
             // A span is in one pass once: its slot of the pass's filter is still empty.
             rows.Slot(i).CopyTo(SqliteSkipIndex.SlotOf(filter, spanId));
-            if (rows.FtsTexts[i] is { } ftsText)
+            if (rows.FtsText(i) is { IsEmpty: false } ftsText)
             {
                 raw.sqlite3_bind_int64(insert, 1, spanId);
                 Text(insert, 2, ftsText);
@@ -871,7 +878,16 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             // An empty span pins to a null pointer, which SQLite would bind as NULL.
             raw.sqlite3_bind_text(statement, index, string.Empty);
         }
-        else if (Encoding.UTF8.GetMaxByteCount(value.Length) is var max and <= StackUtf8Bytes)
+        else
+        {
+            Text(statement, index, value.AsSpan());
+        }
+    }
+
+    // Non-empty text (an empty span pins to a null pointer, which SQLite would bind as NULL).
+    private static void Text(sqlite3_stmt statement, int index, ReadOnlySpan<char> value)
+    {
+        if (Encoding.UTF8.GetMaxByteCount(value.Length) is var max and <= StackUtf8Bytes)
         {
             // The file's text is UTF-8: text bound as UTF-16 is translated by SQLite's own
             // character loop into a buffer it allocates for each value (sqlite3VdbeMemTranslate,
@@ -886,7 +902,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         {
             // Longer text (a long query string) is rare: SQLite translates it, into memory it frees
             // after the statement, where a pooled buffer would keep the largest one seen.
-            raw.sqlite3_bind_text16(statement, index, value.AsSpan());
+            raw.sqlite3_bind_text16(statement, index, value);
         }
     }
 
@@ -1096,26 +1112,50 @@ internal sealed class SqliteSpanStore : SqlSpanStore
 
 /// <summary>
 /// An indexer pass's spans with their words split (<see cref="SqliteSkipIndex.Split"/>) before the
-/// write lock: each one's FTS5 text and its filter slot, in one array for the pass.
+/// write lock: each one's FTS5 text and its filter slot, in two pooled arrays for the pass (a pass's
+/// 2,048 slots, 124 KiB, were a large-object allocation each pass, and its texts a string each span).
 /// </summary>
-internal sealed class IndexRows(int capacity)
+internal sealed class IndexRows : IDisposable
 {
-    private readonly byte[] _slots = new byte[capacity * SqliteSkipIndex.SlotBytes];
+    private readonly byte[] _slots;
+    private readonly char[] _text;
+    private readonly List<(int Start, int Length)> _fts;
+    private int _textLength;
 
-    public List<long> Ids { get; } = new(capacity);
+    /// <param name="capacity">Spans the pass holds at most.</param>
+    /// <param name="textLength">Their search texts' length in all: the FTS5 texts are never longer.</param>
+    public IndexRows(int capacity, int textLength)
+    {
+        _slots = ArrayPool<byte>.Shared.Rent(capacity * SqliteSkipIndex.SlotBytes);
+        // Split ORs a span's bits into its slot: it must start empty.
+        _slots.AsSpan(0, capacity * SqliteSkipIndex.SlotBytes).Clear();
+        _text = ArrayPool<char>.Shared.Rent(Math.Max(textLength, 1));
+        _fts = new(capacity);
+        Ids = new(capacity);
+    }
 
-    /// <summary>The words FTS5 indexes, per span (null: none).</summary>
-    public List<string?> FtsTexts { get; } = new(capacity);
+    public List<long> Ids { get; }
 
     public int Count => Ids.Count;
 
     /// <summary>The filter bits of span <paramref name="index"/>: its skip words that are not common.</summary>
     public ReadOnlySpan<byte> Slot(int index) => _slots.AsSpan(index * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes);
 
+    /// <summary>The words FTS5 indexes for span <paramref name="index"/>, separated by spaces (empty: none).</summary>
+    public ReadOnlySpan<char> FtsText(int index) => _text.AsSpan(_fts[index].Start, _fts[index].Length);
+
     public void Add(long id, string text, CommonSkipWords common)
     {
-        FtsTexts.Add(SqliteSkipIndex.Split(text, _slots.AsSpan(Ids.Count * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes), common));
+        int length = SqliteSkipIndex.Split(text, _slots.AsSpan(Ids.Count * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes), common, _text.AsSpan(_textLength, text.Length));
+        _fts.Add((_textLength, length));
+        _textLength += length;
         Ids.Add(id);
+    }
+
+    public void Dispose()
+    {
+        ArrayPool<byte>.Shared.Return(_slots);
+        ArrayPool<char>.Shared.Return(_text);
     }
 }
 
