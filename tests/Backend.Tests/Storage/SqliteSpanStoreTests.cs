@@ -105,7 +105,7 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
     public async Task Each_span_of_an_indexer_pass_is_in_FTS5_under_its_own_words_and_a_span_of_skip_words_only_has_no_FTS5_row()
     {
         // One pass, texts of many lengths side by side: odd spans have a letters-only word of their
-        // own (to FTS5) of 4 to 60 letters; even spans hold nothing but unique ids (all to the filters).
+        // own (to FTS5) of 3 to 45 letters; even spans hold nothing but unique ids (all to the filters).
         long tenant = (await Store.EnsureTenantAsync("acme", CancellationToken.None)).Id;
         static string Word(int n) => string.Concat(Enumerable.Repeat("w" + new string([(char)('a' + (n % 26)), (char)('a' + (n / 26 % 26))]), 1 + (n % 15)));
         var spans = Enumerable.Range(1, 200)
