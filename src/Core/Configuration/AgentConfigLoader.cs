@@ -71,6 +71,14 @@ public static class AgentConfigLoader
         return new ConfigLoadResult(options, new ConfigReport(problems));
     }
 
+    /// <summary>
+    /// The environment variables <see cref="Load"/> reads as settings: <c>SP_</c> names, without
+    /// Kubernetes service links and the variables the executables read themselves (<c>SP_DEBUG</c>,
+    /// <c>SP_AGENT_CPU</c>).
+    /// </summary>
+    public static IEnumerable<KeyValuePair<string, string?>> SettingVariables(IReadOnlyDictionary<string, string?> environment) =>
+        environment.Where(e => ConfigSources.IsSettingVariable(e.Key, e.Value));
+
     /// <summary>A snapshot of this process's environment variables.</summary>
     public static IReadOnlyDictionary<string, string?> ProcessEnvironment()
     {

@@ -141,12 +141,7 @@ internal static class ConfigSources
         // Sorted so the result does not depend on the dictionary's order when two variables name one key.
         foreach (var (name, value) in environment.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            if (value is null || !name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase) || name.Length == EnvironmentPrefix.Length)
-            {
-                continue;
-            }
-
-            if (IsKubernetesServiceLink(name, value) || ProcessVariables.Contains(name))
+            if (!IsSettingVariable(name, value))
             {
                 continue;
             }
@@ -166,6 +161,17 @@ internal static class ConfigSources
             layers.Set(segments, value, "environment variable " + name);
         }
     }
+
+    /// <summary>
+    /// True for an environment variable <see cref="ReadEnvironment"/> reads as a setting: an <c>SP_</c>
+    /// name with a value, neither a Kubernetes service link nor one of <see cref="ProcessVariables"/>.
+    /// </summary>
+    internal static bool IsSettingVariable(string name, string? value) =>
+        value is not null
+        && name.Length > EnvironmentPrefix.Length
+        && name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase)
+        && !IsKubernetesServiceLink(name, value)
+        && !ProcessVariables.Contains(name);
 
     /// <summary>
     /// Kubernetes injects service-link variables for every Service in the namespace: a Service

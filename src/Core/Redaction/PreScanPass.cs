@@ -286,13 +286,14 @@ internal ref struct PreScanPass
     /// agent's x86-64-v3 build (a Native AOT binary compiled for x86-64-v2 has AVX2 compiled out).
     /// </summary>
     /// <remarks>
-    /// AVX2's byte shuffle and byte alignment work within each 128-bit half, so the look-behind of
-    /// the anchor filter does not line up a step's results with the previous step's (that needs a
-    /// cross-half permute per position); it loads the content again one and two bytes back instead
-    /// (unaligned loads are cheap, and nothing is carried from step to step but the chain mask):
-    /// lane <c>j</c> of the step at <c>i</c> stands for an anchor starting at <c>i + j - 2</c>, as in
-    /// <see cref="LoadBlocks"/>. The chain window of the step at <c>i</c> is the previous step's 32
-    /// lanes (<c>i - 32</c> on), its runs looking ahead into this step's.
+    /// The content is loaded once a step, as in <see cref="LoadBlocks"/>, and the look-ups of the first
+    /// two fingerprint positions are lined up with the previous step's: AVX2's byte alignment works
+    /// within each 128-bit half, so one cross-half permute a position joins the previous step's upper
+    /// half to this step's lower half first (<c>vperm2i128</c>, then <c>vpalignr</c>). Lane <c>j</c> of
+    /// the step at <c>i</c> stands for an anchor starting at <c>i + j - 2</c>. The chain window of the
+    /// step at <c>i</c> is the previous step's 32 lanes (<c>i - 32</c> on), its runs looking ahead into
+    /// this step's. Only the chain mask is carried between calls; the two look-ups are computed again
+    /// from the previous step's bytes when the loop is entered after a report.
     /// </remarks>
     private bool LoadWideBlocks()
     {
@@ -312,71 +313,91 @@ internal ref struct PreScanPass
         var specials = Vector256.Create(Specials);
         var anchors = Anchors;
         var chains = Chains;
-        var classify = chains || Specials != 0;
         var previousChains = _previousChains;
-        Span<byte> edge = stackalloc byte[Step + 2];
+        Span<byte> edge = stackalloc byte[Step];
+
+        // The previous step's look-ups of the first two positions: none before the content.
+        var i = _next;
+        var previous0 = Vector256<byte>.Zero;
+        var previous1 = Vector256<byte>.Zero;
+        if (anchors && i > 0)
+        {
+            // The previous step's bytes as that step read them (zero-padded past the end).
+            for (var k = 0; k < Step; k++)
+            {
+                edge[k] = i - Step + k < length ? Unsafe.Add(ref start, i - Step + k) : (byte)0;
+            }
+
+            var before = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(edge));
+            var lows = before & nibble;
+            var highs = Vector256.ShiftRightLogical(before.AsUInt16(), 4).AsByte() & nibble;
+            previous0 = Avx2.Shuffle(low0, lows) & Avx2.Shuffle(high0, highs);
+            previous1 = Avx2.Shuffle(low1, lows) & Avx2.Shuffle(high1, highs);
+        }
 
         // Steps run until the last chain window (32 lanes behind the step) has passed the end; past
         // the end the loads are zeros, which are no class and no anchor's first byte.
-        var i = _next;
         var found = false;
         while (!found && i - Step < length)
         {
-            // The step's bytes and the same one and two bytes back: from the content, or at its
-            // edges from a zero-padded copy (written byte by byte: no call in the loop, see Padded).
-            Vector256<byte> block, back1, back2;
-            if (i >= 2 && i <= length - Step)
+            // The step's bytes: from the content, or at its end from a zero-padded copy (written
+            // byte by byte: no call in the loop, see Padded).
+            Vector256<byte> block;
+            if (i <= length - Step)
             {
                 block = Vector256.LoadUnsafe(ref start, (nuint)i);
-                back1 = Vector256.LoadUnsafe(ref start, (nuint)(i - 1));
-                back2 = Vector256.LoadUnsafe(ref start, (nuint)(i - 2));
             }
             else
             {
-                for (var k = 0; k < edge.Length; k++)
+                for (var k = 0; k < Step; k++)
                 {
-                    var at = i - 2 + k;
-                    edge[k] = at >= 0 && at < length ? Unsafe.Add(ref start, at) : (byte)0;
+                    edge[k] = i + k < length ? Unsafe.Add(ref start, i + k) : (byte)0;
                 }
 
-                ref var padded = ref MemoryMarshal.GetReference(edge);
-                back2 = Vector256.LoadUnsafe(ref padded);
-                back1 = Vector256.LoadUnsafe(ref padded, 1);
-                block = Vector256.LoadUnsafe(ref padded, 2);
+                block = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(edge));
             }
 
+            // The vector work first, the reports after it, so that few vectors are live across a
+            // report's branch: the AOT compiler keeps those on the stack, stored and loaded again
+            // every step (it did so for the content's nibbles when the anchor report came first).
             var lows = block & nibble;
             var highs = Vector256.ShiftRightLogical(block.AsUInt16(), 4).AsByte() & nibble;
+            var classes = Avx2.Shuffle(classLow, lows) & Avx2.Shuffle(classHigh, highs);
+            var candidates = Vector256<byte>.Zero;
             if (anchors)
             {
-                var t0 = Avx2.Shuffle(low0, back2 & nibble) & Avx2.Shuffle(high0, Vector256.ShiftRightLogical(back2.AsUInt16(), 4).AsByte() & nibble);
-                var t1 = Avx2.Shuffle(low1, back1 & nibble) & Avx2.Shuffle(high1, Vector256.ShiftRightLogical(back1.AsUInt16(), 4).AsByte() & nibble);
+                var t0 = Avx2.Shuffle(low0, lows) & Avx2.Shuffle(high0, highs);
+                var t1 = Avx2.Shuffle(low1, lows) & Avx2.Shuffle(high1, highs);
                 var t2 = Avx2.Shuffle(low2, lows) & Avx2.Shuffle(high2, highs);
-                var candidates = t0 & t1 & t2;
-                if (candidates != Vector256<byte>.Zero)
-                {
-                    var lanes = ~Vector256.Equals(candidates, Vector256<byte>.Zero).ExtractMostSignificantBits();
-                    found = KeepAnchors(content, lanes & LanesBelow(length - (i - 2)), i - 2);
-                }
+
+                // Lane j: position 0 two bytes back, position 1 one byte back, position 2 here.
+                candidates = Avx2.AlignRight(t0, Avx2.Permute2x128(previous0, t0, 0x21), 14)
+                    & Avx2.AlignRight(t1, Avx2.Permute2x128(previous1, t1, 0x21), 15)
+                    & t2;
+                previous0 = t0;
+                previous1 = t1;
             }
 
-            if (classify)
+            if (chains)
             {
-                var classes = Avx2.Shuffle(classLow, lows) & Avx2.Shuffle(classHigh, highs);
-                if (chains)
-                {
-                    // Bit k of `both` stands for i - 32 + k: the previous step's lanes, then this one's.
-                    var mask = (classes | (classes + classes)).ExtractMostSignificantBits();
-                    var both = ((ulong)mask << Step) | previousChains;
-                    previousChains = mask;
-                    found |= KeepChains(both, i - Step);
-                }
+                // Bit k of `both` stands for i - 32 + k: the previous step's lanes, then this one's.
+                var mask = (classes | (classes + classes)).ExtractMostSignificantBits();
+                var both = ((ulong)mask << Step) | previousChains;
+                previousChains = mask;
+                found |= KeepChains(both, i - Step);
+            }
 
-                var special = classes & specials;
-                if (special != Vector256<byte>.Zero)
-                {
-                    found |= KeepSpecials(~Vector256.Equals(special, Vector256<byte>.Zero).ExtractMostSignificantBits(), i, length);
-                }
+            // Zero when no special byte is looked for (Specials is 0).
+            var special = classes & specials;
+            if (special != Vector256<byte>.Zero)
+            {
+                found |= KeepSpecials(~Vector256.Equals(special, Vector256<byte>.Zero).ExtractMostSignificantBits(), i, length);
+            }
+
+            if (candidates != Vector256<byte>.Zero)
+            {
+                var lanes = ~Vector256.Equals(candidates, Vector256<byte>.Zero).ExtractMostSignificantBits();
+                found |= KeepAnchors(content, lanes & LanesBelow(length - (i - 2)), i - 2);
             }
 
             i += Step;

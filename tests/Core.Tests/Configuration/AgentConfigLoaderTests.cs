@@ -346,6 +346,30 @@ public class AgentConfigLoaderTests
     }
 
     [Fact]
+    public void SettingVariables_AreWhatTheLoaderReads_SoTheStatusDigestIgnoresServiceLinksAndProcessVariables()
+    {
+        // The agent's /status config digest hashes these: pods of one Deployment started before and
+        // after a Service was added (new service links), or with SP_DEBUG set, must show one digest.
+        var environment = new Dictionary<string, string?>
+        {
+            ["SP_SERVICE_NAME"] = "checkout",
+            ["SP_BACKEND_URL"] = "http://sp-backend:4318",
+            ["sp_export__compression"] = "zstd",
+            ["SP_EMPTY"] = null,
+            ["SP_"] = "nothing after the prefix",
+            ["HOME"] = "/root",
+            ["SP_BACKEND_SERVICE_HOST"] = "10.96.0.12",
+            ["SP_BACKEND_PORT_4318_TCP_ADDR"] = "10.96.0.12",
+            ["SP_DEBUG"] = "1",
+            ["SP_AGENT_CPU"] = "baseline",
+        };
+
+        var names = AgentConfigLoader.SettingVariables(environment).Select(e => e.Key).Order(StringComparer.Ordinal);
+
+        Assert.Equal(["SP_BACKEND_URL", "SP_SERVICE_NAME", "sp_export__compression"], names);
+    }
+
+    [Fact]
     public void EmptyEnvironmentVariableForAList_ClearsTheFilesList()
     {
         var result = LoadFile(
