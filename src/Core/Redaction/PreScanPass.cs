@@ -314,7 +314,6 @@ internal ref struct PreScanPass
         var anchors = Anchors;
         var chains = Chains;
         var previousChains = _previousChains;
-        Span<byte> edge = stackalloc byte[Step];
 
         // The previous step's look-ups of the first two positions: none before the content.
         var i = _next;
@@ -323,12 +322,7 @@ internal ref struct PreScanPass
         if (anchors && i > 0)
         {
             // The previous step's bytes as that step read them (zero-padded past the end).
-            for (var k = 0; k < Step; k++)
-            {
-                edge[k] = i - Step + k < length ? Unsafe.Add(ref start, i - Step + k) : (byte)0;
-            }
-
-            var before = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(edge));
+            var before = PaddedWide(ref start, i - Step, length);
             var lows = before & nibble;
             var highs = Vector256.ShiftRightLogical(before.AsUInt16(), 4).AsByte() & nibble;
             previous0 = Avx2.Shuffle(low0, lows) & Avx2.Shuffle(high0, highs);
@@ -340,22 +334,8 @@ internal ref struct PreScanPass
         var found = false;
         while (!found && i - Step < length)
         {
-            // The step's bytes: from the content, or at its end from a zero-padded copy (written
-            // byte by byte: no call in the loop, see Padded).
-            Vector256<byte> block;
-            if (i <= length - Step)
-            {
-                block = Vector256.LoadUnsafe(ref start, (nuint)i);
-            }
-            else
-            {
-                for (var k = 0; k < Step; k++)
-                {
-                    edge[k] = i + k < length ? Unsafe.Add(ref start, i + k) : (byte)0;
-                }
-
-                block = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(edge));
-            }
+            // The step's bytes: from the content, or at its end zero-padded.
+            var block = i <= length - Step ? Vector256.LoadUnsafe(ref start, (nuint)i) : PaddedWide(ref start, i, length);
 
             // The vector work first, the reports after it, so that few vectors are live across a
             // report's branch: the AOT compiler keeps those on the stack, stored and loaded again
@@ -481,6 +461,20 @@ internal ref struct PreScanPass
         var block = Vector128<byte>.Zero;
         ref var lanes = ref Unsafe.As<Vector128<byte>, byte>(ref block);
         for (var k = i; k < length; k++)
+        {
+            Unsafe.Add(ref lanes, k - i) = Unsafe.Add(ref start, k);
+        }
+
+        return block;
+    }
+
+    /// <summary><see cref="Padded"/> for <see cref="LoadWideBlocks"/>: the 32 bytes from <paramref name="i"/>, zero-padded past <paramref name="length"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> PaddedWide(ref byte start, int i, int length)
+    {
+        var block = Vector256<byte>.Zero;
+        ref var lanes = ref Unsafe.As<Vector256<byte>, byte>(ref block);
+        for (var k = i; k < length && k < i + Vector256<byte>.Count; k++)
         {
             Unsafe.Add(ref lanes, k - i) = Unsafe.Add(ref start, k);
         }

@@ -530,17 +530,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
         // Each span's words split between FTS5 and its filter before the write lock is taken: the
         // writer's turn runs on one core at a time, and ingest waits for it (bench/README.md,
         // "Backend"). The indexer runs one pass at a time, so the common words are counted in order.
-        int textLength = 0;
-        foreach (var (_, text) in rows)
-        {
-            textLength += text.Length;
-        }
-
-        using var split = new IndexRows(rows.Count, textLength);
-        foreach (var (id, text) in rows)
-        {
-            split.Add(id, text, _commonSkipWords);
-        }
+        using var split = new IndexRows(rows, _commonSkipWords);
 
         await WriteAsync(connection =>
         {
@@ -1120,18 +1110,33 @@ internal sealed class IndexRows : IDisposable
     private readonly byte[] _slots;
     private readonly char[] _text;
     private readonly List<(int Start, int Length)> _fts;
-    private int _textLength;
 
-    /// <param name="capacity">Spans the pass holds at most.</param>
-    /// <param name="textLength">Their search texts' length in all: the FTS5 texts are never longer.</param>
-    public IndexRows(int capacity, int textLength)
+    /// <summary>Splits the words of every span of <paramref name="rows"/> (its id and search text), in order.</summary>
+    public IndexRows(IReadOnlyList<(long Id, string Text)> rows, CommonSkipWords common)
     {
-        _slots = ArrayPool<byte>.Shared.Rent(capacity * SqliteSkipIndex.SlotBytes);
+        int slotBytes = rows.Count * SqliteSkipIndex.SlotBytes;
+        _slots = ArrayPool<byte>.Shared.Rent(slotBytes);
         // Split ORs a span's bits into its slot: it must start empty.
-        _slots.AsSpan(0, capacity * SqliteSkipIndex.SlotBytes).Clear();
+        _slots.AsSpan(0, slotBytes).Clear();
+
+        // The FTS5 texts are never longer than the search texts they come from.
+        int textLength = 0;
+        foreach (var (_, text) in rows)
+        {
+            textLength += text.Length;
+        }
+
         _text = ArrayPool<char>.Shared.Rent(Math.Max(textLength, 1));
-        _fts = new(capacity);
-        Ids = new(capacity);
+        _fts = new(rows.Count);
+        Ids = new(rows.Count);
+        int written = 0;
+        foreach (var (id, text) in rows)
+        {
+            int length = SqliteSkipIndex.Split(text, _slots.AsSpan(Ids.Count * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes), common, _text.AsSpan(written, text.Length));
+            _fts.Add((written, length));
+            written += length;
+            Ids.Add(id);
+        }
     }
 
     public List<long> Ids { get; }
@@ -1143,14 +1148,6 @@ internal sealed class IndexRows : IDisposable
 
     /// <summary>The words FTS5 indexes for span <paramref name="index"/>, separated by spaces (empty: none).</summary>
     public ReadOnlySpan<char> FtsText(int index) => _text.AsSpan(_fts[index].Start, _fts[index].Length);
-
-    public void Add(long id, string text, CommonSkipWords common)
-    {
-        int length = SqliteSkipIndex.Split(text, _slots.AsSpan(Ids.Count * SqliteSkipIndex.SlotBytes, SqliteSkipIndex.SlotBytes), common, _text.AsSpan(_textLength, text.Length));
-        _fts.Add((_textLength, length));
-        _textLength += length;
-        Ids.Add(id);
-    }
 
     public void Dispose()
     {
