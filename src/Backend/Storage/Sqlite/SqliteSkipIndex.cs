@@ -192,13 +192,29 @@ internal sealed class CommonSkipWords
     /// <summary>Spans of one window a word must be in to become common.</summary>
     public const int Threshold = 3;
 
-    // Bounds on what the process holds: ~1.5 MB of counts, ~1.2 MB of common words. A window
+    // Bounds on what the process holds: 1 MiB of counts, ~1.2 MB of common words. A window
     // holding more distinct words than the counts' bound (spans with hundreds of ids) ends early.
-    private const int MaxCounted = 65_536;
+    private const int MaxCounted = Slots / 2;
     private const int MaxCommon = 65_536;
 
-    private readonly Dictionary<ulong, int> _counts = [];
+    // The counts: an open-addressing table, twice the bound's slots so it is at most half full,
+    // each slot a word's hash with its count (0 = empty; never above Threshold) in the low two
+    // bits. Most skip words are unique ids, so a span's ~30 words are ~30 inserts at random places
+    // in a table this size: one cache line a word here, where a Dictionary<ulong, int> touched its
+    // bucket and its entry, and growing and clearing it were 2 % of the SQLite store's ingest
+    // profile (bench/README.md, 2026-11-29, issue 14 (lead)). Two bits fewer of the hash compared
+    // make two words one word at a rate of 2^-62 a pair.
+    private const int CountBits = 2;
+    private const ulong CountMask = (1 << CountBits) - 1;
+    private const int SlotsLog2 = 17;
+    private const int Slots = 1 << SlotsLog2;
+
+    // A count up to Threshold must fit its bits: a larger Threshold fails to compile here.
+    private const ulong CountBitsHoldThreshold = CountMask - Threshold;
+
+    private readonly ulong[] _counts = new ulong[Slots];
     private readonly HashSet<ulong> _common = [];
+    private int _counted;
     private int _spans;
 
     /// <summary>Counts a span's word; true when the word is (now) common.</summary>
@@ -209,24 +225,59 @@ internal sealed class CommonSkipWords
             return true;
         }
 
-        ref int count = ref CollectionsMarshal.GetValueRefOrAddDefault(_counts, hash, out _);
-        if (++count < Threshold || _common.Count >= MaxCommon)
+        ulong key = hash & ~CountMask;
+        int slot = (int)(hash >> (64 - SlotsLog2));
+        while (true)
         {
-            return false;
-        }
+            ulong entry = _counts[slot];
+            if (entry == 0)
+            {
+                if (_counted == MaxCounted)
+                {
+                    // One span with more distinct words than the bound: the window ends here, so the
+                    // table stays at most half full and a probe always finds an empty slot.
+                    Clear();
+                    return Observe(hash);
+                }
 
-        _common.Add(hash);
-        _counts.Remove(hash);
-        return true;
+                // A first span: it stays in the filters (Threshold is at least 2).
+                _counts[slot] = key | 1;
+                _counted++;
+                return false;
+            }
+
+            if ((entry & ~CountMask) == key)
+            {
+                ulong count = (entry & CountMask) + 1;
+                if (count < Threshold || _common.Count >= MaxCommon)
+                {
+                    _counts[slot] = key | Math.Min(count, CountMask);
+                    return false;
+                }
+
+                // Common from now on: _common answers for it; its slot stays taken (open
+                // addressing cannot empty a slot others may have probed past) until the window ends.
+                _common.Add(hash);
+                return true;
+            }
+
+            slot = (slot + 1) & (Slots - 1);
+        }
     }
 
     /// <summary>Ends a span's words (a span's words are distinct: a count is a number of spans).</summary>
     public void EndSpan()
     {
-        if (++_spans >= WindowSpans || _counts.Count >= MaxCounted)
+        if (++_spans >= WindowSpans || _counted >= MaxCounted)
         {
-            _counts.Clear();
-            _spans = 0;
+            Clear();
         }
+    }
+
+    private void Clear()
+    {
+        Array.Clear(_counts);
+        _counted = 0;
+        _spans = 0;
     }
 }
