@@ -23,6 +23,14 @@ namespace SpIstio.Cli;
 /// when the kernel also saves their registers, which CPUID alone does not say. <see cref="Variable"/>
 /// set to <c>baseline</c> keeps the v2 build (an A/B, or a CPU the check misjudges).
 /// </para>
+/// <para>
+/// The two files are one build only when installed together. A v3 file left beside a newer
+/// <c>sp-agent</c> (an upgrade that copied one file, an image layer that kept the old one) would
+/// otherwise run the old agent with nothing said. Both are compiled from the same IL assembly, so
+/// they share its module version id (a hash of the IL under deterministic builds): the v2 build
+/// passes its id in <see cref="LauncherVariable"/>, and a v3 build with another id goes back to the
+/// v2 build, which then runs as <c>baseline</c> (with a warning naming both files).
+/// </para>
 /// </remarks>
 internal static class CpuBuild
 {
@@ -31,6 +39,12 @@ internal static class CpuBuild
 
     /// <summary><c>auto</c> (the default) or <c>baseline</c>.</summary>
     public const string Variable = "SP_AGENT_CPU";
+
+    /// <summary>
+    /// Set by the v2 build for the v3 build it starts (and cleared by it): the build the v3 file must
+    /// be, the launcher's <see cref="BuildId"/>.
+    /// </summary>
+    public const string LauncherVariable = "SP_AGENT_LAUNCHER_BUILD";
 
     // x86-64-v3 as /proc/cpuinfo spells it (LZCNT is "abm"); .NET's x86-64-v3 target needs each.
     private static readonly string[] _v3Flags = ["avx", "avx2", "bmi1", "bmi2", "fma", "movbe", "abm", "f16c", "xsave"];
@@ -48,8 +62,14 @@ internal static class CpuBuild
             return Variable + " must be 'auto' or 'baseline', not '" + choice + "'";
         }
 
-        // Avx2.IsSupported is a constant in Native AOT: true in the v3 build, which must not start itself again.
-        if (choice == "baseline" || Avx2.IsSupported || !OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+        // Avx2.IsSupported is a constant in Native AOT: true in the v3 build, which must not start
+        // itself again, only check that it is the launcher's build.
+        if (Avx2.IsSupported)
+        {
+            return ReturnIfStale(args);
+        }
+
+        if (choice == "baseline" || !OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
         {
             return null;
         }
@@ -61,10 +81,59 @@ internal static class CpuBuild
             return null;
         }
 
+        _ = SetEnv(LauncherVariable, BuildId, 1);
         Exec(v3, self!, args);
 
         // execv returned: the v3 build could not be started (permissions, a noexec mount); this one runs.
+        _ = UnsetEnv(LauncherVariable);
         return null;
+    }
+
+    /// <summary>This build's identity: its assembly's module version id, the same in the v2 and v3 files of one publish.</summary>
+    public static string BuildId { get; } = typeof(CpuBuild).Module.ModuleVersionId.ToString("N");
+
+    // In the v3 build: started by a v2 build of another publish, go back to that one as baseline.
+    private static string? ReturnIfStale(string[] args)
+    {
+        var launcher = Environment.GetEnvironmentVariable(LauncherVariable);
+        if (string.IsNullOrEmpty(launcher))
+        {
+            // Started directly (or by a v2 build from before this check): nothing to compare with.
+            return null;
+        }
+
+        // Not the agent's: neither its configuration nor a process it starts sees it.
+        Environment.SetEnvironmentVariable(LauncherVariable, null);
+        _ = UnsetEnv(LauncherVariable);
+        if (launcher == BuildId)
+        {
+            return null;
+        }
+
+        // argv[0] is the path the v2 build was started as, which it passed on (Exec).
+        var v2 = ReadArgv0();
+        if (string.IsNullOrEmpty(v2))
+        {
+            return Environment.ProcessPath + " is from another build than the sp-agent that started it, whose path is unknown: install both files of one publish together";
+        }
+
+        Console.Error.WriteLine($"warning: {Environment.ProcessPath} is from another build than {v2} (build {BuildId}, not {launcher}); running {v2} as {Variable}=baseline. Install both files of one publish together.");
+        _ = SetEnv(Variable, "baseline", 1);
+        Exec(v2, v2, args);
+        return "could not start " + v2 + " (" + Marshal.GetLastPInvokeErrorMessage() + ") after finding " + Environment.ProcessPath + " from another build";
+    }
+
+    private static string? ReadArgv0()
+    {
+        try
+        {
+            var cmdline = File.ReadAllText("/proc/self/cmdline");
+            return cmdline[..Math.Max(0, cmdline.IndexOf('\0'))];
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     /// <summary>True when the first <c>flags</c> line of <paramref name="cpuinfo"/> (a <c>/proc/cpuinfo</c>) lists every x86-64-v3 feature.</summary>
@@ -132,6 +201,14 @@ internal static class CpuBuild
             }
         }
     }
+
+    [DllImport("libc", EntryPoint = "setenv", SetLastError = true)]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+    private static extern int SetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
+
+    [DllImport("libc", EntryPoint = "unsetenv", SetLastError = true)]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+    private static extern int UnsetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name);
 
     // The argument vector ends with a null pointer (the array's last element).
     [DllImport("libc", EntryPoint = "execv", SetLastError = true)]

@@ -81,6 +81,55 @@ public sealed class CpuBuildTests
         Assert.Equal("error: SP_AGENT_CPU must be 'auto' or 'baseline', not 'v3'", run.StdErr.TrimEnd());
     }
 
+    [AgentBinaryOnV3CpuFact]
+    public async Task A_v3_file_from_another_build_hands_over_to_the_sp_agent_that_started_it_as_baseline_and_says_so()
+    {
+        // What sp-agent of another publish does when it starts the v3 file beside it: its path as
+        // argv[0], its build in the launcher variable (here one no build has).
+        var binary = Path.GetFullPath(Environment.GetEnvironmentVariable(SpProcess.AgentBinaryVariable)!);
+        var v3 = Path.Combine(Path.GetDirectoryName(binary)!, CpuBuild.V3Name);
+        string[] args = ["agent", "proxy", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9", "--no-capture", "--ignore-env"];
+        var start = SpProcess.StartInfo(args, new Dictionary<string, string> { [CpuBuild.LauncherVariable] = new string('0', 32) });
+        start.Environment.Remove(CpuBuild.Variable);
+        start.FileName = "bash";
+        start.ArgumentList.Clear();
+        foreach (var arg in (string[])["-c", "exec -a \"$0\" \"$1\" \"${@:2}\"", binary, v3, .. args])
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        await using var agent = SpChild.Start(start);
+        await agent.WaitForLineAsync("proxy listening on ");
+
+        // Same PID, now sp-agent's own build, as baseline, its arguments as given; the launcher's
+        // variable is gone and the warning names both files.
+        Assert.Equal(binary, new FileInfo("/proc/" + agent.Id + "/exe").LinkTarget);
+        var argv = (await File.ReadAllTextAsync("/proc/" + agent.Id + "/cmdline")).Split('\0', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal([binary, .. args], argv);
+        var environment = (await File.ReadAllTextAsync("/proc/" + agent.Id + "/environ")).Split('\0');
+        Assert.Contains(CpuBuild.Variable + "=baseline", environment);
+        Assert.DoesNotContain(environment, e => e.StartsWith(CpuBuild.LauncherVariable + "=", StringComparison.Ordinal));
+        Assert.Contains("warning: " + v3 + " is from another build than " + binary, agent.StdErr, StringComparison.Ordinal);
+        Assert.Contains("Install both files of one publish together.", agent.StdErr, StringComparison.Ordinal);
+        Assert.Equal(0, await agent.TerminateAsync());
+    }
+
+    /// <summary>A test of the published sp-agent on a CPU that runs its x86-64-v3 file.</summary>
+    private sealed class AgentBinaryOnV3CpuFactAttribute : FactAttribute
+    {
+        public AgentBinaryOnV3CpuFactAttribute()
+        {
+            if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(SpProcess.AgentBinaryVariable)))
+            {
+                Skip = "runs on the published sp-agent (" + SpProcess.AgentBinaryVariable + ", set by .ci/run)";
+            }
+            else if (!CpuBuild.HasV3(File.ReadAllText("/proc/cpuinfo")))
+            {
+                Skip = "this CPU cannot run the x86-64-v3 file";
+            }
+        }
+    }
+
     /// <summary>A test of the published sp-agent: skipped unless <see cref="SpProcess.AgentBinaryVariable"/> names one.</summary>
     private sealed class AgentBinaryFactAttribute : FactAttribute
     {

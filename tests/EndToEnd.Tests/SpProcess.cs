@@ -171,6 +171,9 @@ internal sealed class SpChild : IAsyncDisposable
     public static SpChild Start(IReadOnlyDictionary<string, string> environment, params string[] args) =>
         new(Process.Start(SpProcess.StartInfo(args, environment))!);
 
+    /// <summary>Starts <paramref name="start"/> (its output redirected) as it is.</summary>
+    public static SpChild Start(ProcessStartInfo start) => new(Process.Start(start)!);
+
     /// <summary>The first stdout line matching <paramref name="match"/>, waiting up to 60 s for it.</summary>
     public async Task<string> WaitForLineAsync(Func<string, bool> match)
     {

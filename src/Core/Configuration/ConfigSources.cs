@@ -19,9 +19,10 @@ internal static class ConfigSources
     /// <summary>
     /// <c>SP_</c> variables that are not settings: the executables read them themselves before any
     /// configuration (<c>SP_DEBUG</c>: stack traces of start-up errors; <c>SP_AGENT_CPU</c>: which
-    /// <c>sp-agent</c> build runs). Taken for keys, they stopped the agent as unknown keys.
+    /// <c>sp-agent</c> build runs; <c>SP_AGENT_LAUNCHER_BUILD</c>: the build the <c>sp-agent</c> that
+    /// started its x86-64-v3 file is). Taken for keys, they stopped the agent as unknown keys.
     /// </summary>
-    public static readonly IReadOnlySet<string> ProcessVariables = new HashSet<string>(["SP_DEBUG", "SP_AGENT_CPU"], StringComparer.OrdinalIgnoreCase);
+    public static readonly IReadOnlySet<string> ProcessVariables = new HashSet<string>(["SP_DEBUG", "SP_AGENT_CPU", "SP_AGENT_LAUNCHER_BUILD"], StringComparer.OrdinalIgnoreCase);
 
     /// <summary>The key <c>SP_BACKEND_URL</c> stands for (<c>SP_SP_BACKEND_URL</c> also works).</summary>
     private const string BackendUrlAlias = "BACKEND_URL";
