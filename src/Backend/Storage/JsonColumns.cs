@@ -62,7 +62,7 @@ internal static class JsonColumns
     {
         var walker = Walker.Rent();
         // Values are noted (Value) while the skeleton is written, then copied stream by stream: one
-        // pass over the input, one over the values. One rented array: a body of 2 KiB holds ~100.
+        // pass over the input, one over the values.
         Value[] values = ArrayPool<Value>.Shared.Rent(input.Length);
         try
         {
@@ -105,7 +105,7 @@ internal static class JsonColumns
                             skeletonLength += end - i;
                             i = end;
                             // A key is nearly always followed by a colon and a value: taken here, the
-                            // walk skips two dispatches through the switch, the branch it mispredicts most.
+                            // walk skips two trips through the switch.
                             if (i < input.Length - 1 && input[i] == ':')
                             {
                                 skeleton[skeletonLength++] = (byte)':';
@@ -126,7 +126,7 @@ internal static class JsonColumns
 
                         skeleton[skeletonLength++] = (byte)'"';
                         int stream = walker.ValueStream;
-                        values[valueCount++] = new Value(i + 1, end - i - 1, stream);
+                        values[valueCount++] = Value.Text(i + 1, end - i - 1, stream);
                         streamLengths[stream] += end - i - 1;
                         walker.Value();
                         i = end;
@@ -256,10 +256,7 @@ internal static class JsonColumns
         public readonly byte Stream = (byte)stream;
         public readonly ValueKind Kind = kind;
 
-        public Value(int start, int length, int stream)
-            : this(start, length, stream, ValueKind.String)
-        {
-        }
+        public static Value Text(int start, int length, int stream) => new(start, length, stream, ValueKind.String);
 
         public static Value NumberText(int start, int length, int stream) => new(start, length, stream, ValueKind.NumberText);
 
