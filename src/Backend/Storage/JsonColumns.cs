@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 
 namespace SpIstio.Backend.Storage;
@@ -41,8 +42,6 @@ internal static class JsonColumns
     // skeleton otherwise (outside a string they end the model).
     private const byte DecimalMark = 1;
 
-    // Flags a binary number in Split's per-value stream byte (streams are at most MaxKeyStreams).
-    private const int BinaryNumber = 0x80;
     private const int MaxFractionDigits = 6;
 
     // 18 digits always fit a long.
@@ -62,100 +61,132 @@ internal static class JsonColumns
     public static int Split(ReadOnlySpan<byte> input, Span<byte> output)
     {
         var walker = Walker.Rent();
-        // Values are noted as (stream, start, length) into the input while the skeleton is written,
-        // then copied stream by stream: one pass over the input, one over the values.
-        int maxValues = input.Length;
-        int[] starts = ArrayPool<int>.Shared.Rent(maxValues);
-        int[] lengths = ArrayPool<int>.Shared.Rent(maxValues);
-        byte[] streams = ArrayPool<byte>.Shared.Rent(maxValues);
-        // A decimal's zig-zag digits, read once in the walk and written in the copy.
-        ulong[] decimals = ArrayPool<ulong>.Shared.Rent(maxValues);
-        byte[] skeleton = ArrayPool<byte>.Shared.Rent(input.Length);
+        // Values are noted (Value) while the skeleton is written, then copied stream by stream: one
+        // pass over the input, one over the values.
+        Value[] values = ArrayPool<Value>.Shared.Rent(input.Length);
         try
         {
-            int values = 0, skeletonLength = 0, i = 0, tailStart = input.Length;
-            Span<int> streamLengths = stackalloc int[MaxKeyStreams + 1];
-            streamLengths.Clear();
+            // The skeleton is written in place, after room for the longest header, and moved down to
+            // the header's end once the header is known (an overlapping copy, which CopyTo allows).
+            var skeleton = output[MaxHeaderLength..];
+            int valueCount = 0, skeletonLength = 0, i = 0, tailStart = input.Length;
+            // In the walker, not on the stack: a method with a stackalloc is jitted once, straight to
+            // full optimisation, and never recompiled at tier 1 (which knows, among others, that the
+            // class's statics are initialised); that first compile measured slower here.
+            int[] streamLengths = walker.StreamLengths;
             while (i < input.Length)
             {
                 byte b = input[i];
-                if (b == '"')
+                switch ((ByteKind)Kinds[b])
                 {
-                    bool key = walker.ExpectsKey;
-                    // A record's keys come in the order the last record had them: the expected one
-                    // is matched whole, without searching for the string's end.
-                    int end = key ? walker.ExpectedKey(input, i + 1) : -1;
-                    if (end < 0)
+                    case ByteKind.Quote:
                     {
-                        end = EndOfString(input, i + 1);
+                        bool key = walker.ExpectsKey;
+                        // A record's keys come in the order the last record had them: the expected one
+                        // is matched whole, without searching for the string's end.
+                        int end = key ? walker.ExpectedKey(input, i + 1) : -1;
                         if (end < 0)
                         {
-                            tailStart = i;
-                            break;
+                            end = EndOfString(input, i + 1);
+                            if (end < 0)
+                            {
+                                tailStart = i;
+                                goto Modelled;
+                            }
+
+                            if (key)
+                            {
+                                walker.Key(input, i + 1, end - i - 2);
+                            }
                         }
 
                         if (key)
                         {
-                            walker.Key(input, i + 1, end - i - 2);
-                        }
-                    }
+                            input[i..end].CopyTo(skeleton[skeletonLength..]);
+                            skeletonLength += end - i;
+                            i = end;
+                            // A key is nearly always followed by a colon and a value: taken here, the
+                            // walk skips two trips through the switch.
+                            if (i < input.Length - 1 && input[i] == ':')
+                            {
+                                skeleton[skeletonLength++] = (byte)':';
+                                b = input[++i];
+                                if (b == '"')
+                                {
+                                    goto case ByteKind.Quote;
+                                }
 
-                    if (key)
-                    {
-                        input[i..end].CopyTo(skeleton.AsSpan(skeletonLength));
-                        skeletonLength += end - i;
-                    }
-                    else
-                    {
+                                if (b == '-' || (uint)(b - '0') <= 9)
+                                {
+                                    goto case ByteKind.Number;
+                                }
+                            }
+
+                            break;
+                        }
+
                         skeleton[skeletonLength++] = (byte)'"';
                         int stream = walker.ValueStream;
-                        streams[values] = (byte)stream;
-                        starts[values] = i + 1;
-                        lengths[values++] = end - i - 1;
+                        values[valueCount++] = Value.Text(i + 1, end - i - 1, stream);
                         streamLengths[stream] += end - i - 1;
                         walker.Value();
+                        i = end;
+                        goto case ByteKind.AfterValue;
                     }
 
-                    i = end;
-                }
-                else if (b == '-' || (uint)(b - '0') <= 9)
-                {
-                    int end = ScanNumber(input, i, out long digits, out int fraction);
-                    int stream = walker.ValueStream;
-                    starts[values] = i;
-                    // A negative length marks a number: its stream entry is a varint (the stream's
-                    // top bit set, its value in decimals) or its text and a terminator.
-                    lengths[values] = -(end - i);
-                    if (fraction >= 0)
+                    case ByteKind.Number:
                     {
-                        skeleton[skeletonLength++] = (byte)(DecimalMark + fraction);
-                        ulong zigZag = ZigZag(digits);
-                        decimals[values] = zigZag;
-                        streams[values++] = (byte)(stream | BinaryNumber);
-                        streamLengths[stream] += VarintLength(zigZag);
-                    }
-                    else
-                    {
-                        skeleton[skeletonLength++] = NumberMark;
-                        streams[values++] = (byte)stream;
-                        streamLengths[stream] += end - i + 1;
+                        int end = ScanNumber(input, i, out long digits, out int fraction);
+                        int stream = walker.ValueStream;
+                        if (fraction >= 0)
+                        {
+                            skeleton[skeletonLength++] = (byte)(DecimalMark + fraction);
+                            ulong zigZag = ZigZag(digits);
+                            values[valueCount++] = Value.Decimal(zigZag, stream);
+                            streamLengths[stream] += VarintLength(zigZag);
+                        }
+                        else
+                        {
+                            skeleton[skeletonLength++] = NumberMark;
+                            values[valueCount++] = Value.NumberText(i, end - i, stream);
+                            streamLengths[stream] += end - i + 1;
+                        }
+
+                        walker.Value();
+                        i = end;
+                        goto case ByteKind.AfterValue;
                     }
 
-                    walker.Value();
-                    i = end;
-                }
-                else if ((b < 0x20 && b is not ((byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')) || !walker.Structural(b))
-                {
-                    tailStart = i;
-                    break;
-                }
-                else
-                {
-                    skeleton[skeletonLength++] = b;
-                    i++;
+                    case ByteKind.Control:
+                        tailStart = i;
+                        goto Modelled;
+                    default:
+                        if (!walker.Structural(b))
+                        {
+                            tailStart = i;
+                            goto Modelled;
+                        }
+
+                        skeleton[skeletonLength++] = b;
+                        i++;
+                        break;
+                    case ByteKind.AfterValue:
+                        // A value is nearly always followed by a comma and, in a record, the next key.
+                        if (i < input.Length - 1 && input[i] == ',')
+                        {
+                            skeleton[skeletonLength++] = (byte)',';
+                            walker.Structural((byte)',');
+                            if (input[++i] == '"' && walker.ExpectsKey)
+                            {
+                                goto case ByteKind.Quote;
+                            }
+                        }
+
+                        break;
                 }
             }
 
+        Modelled:
             if (tailStart < input.Length / 2)
             {
                 return -1;
@@ -169,34 +200,32 @@ internal static class JsonColumns
                 head += WriteVarint(output[head..], streamLengths[s]);
             }
 
-            skeleton.AsSpan(0, skeletonLength).CopyTo(output[head..]);
+            skeleton[..skeletonLength].CopyTo(output[head..]);
             int position = head + skeletonLength;
-            // Each stream's next write position: its values go in input order.
-            Span<int> next = stackalloc int[MaxKeyStreams + 1];
+            // Each stream's length becomes its next write position: its values go in input order.
+            int[] next = streamLengths;
             for (int s = 0; s < streamCount; s++)
             {
+                int length = next[s];
                 next[s] = position;
-                position += streamLengths[s];
+                position += length;
             }
 
-            for (int v = 0; v < values; v++)
+            foreach (ref readonly var value in values.AsSpan(0, valueCount))
             {
-                int length = lengths[v];
-                ref int at = ref next[streams[v] & ~BinaryNumber];
-                if ((streams[v] & BinaryNumber) != 0)
+                ref int at = ref next[value.Stream];
+                if (value.Kind == ValueKind.Decimal)
                 {
-                    at += WriteVarint(output[at..], decimals[v]);
-                }
-                else if (length < 0)
-                {
-                    input.Slice(starts[v], -length).CopyTo(output[at..]);
-                    at -= length;
-                    output[at++] = NumberEnd;
+                    at += WriteVarint(output[at..], (ulong)value.Data);
                 }
                 else
                 {
-                    input.Slice(starts[v], length).CopyTo(output[at..]);
-                    at += length;
+                    input.Slice((int)value.Data, value.Length).CopyTo(output[at..]);
+                    at += value.Length;
+                    if (value.Kind == ValueKind.NumberText)
+                    {
+                        output[at++] = NumberEnd;
+                    }
                 }
             }
 
@@ -205,14 +234,68 @@ internal static class JsonColumns
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(skeleton);
-            ArrayPool<ulong>.Shared.Return(decimals);
-            ArrayPool<byte>.Shared.Return(streams);
-            ArrayPool<int>.Shared.Return(lengths);
-            ArrayPool<int>.Shared.Return(starts);
+            ArrayPool<Value>.Shared.Return(values);
             Walker.Return(walker);
         }
     }
+
+    // The longest header: a varint for the skeleton length, the stream count and each stream's length.
+    private const int MaxHeaderLength = 5 * (MaxKeyStreams + 3);
+
+    private enum ValueKind : byte
+    {
+        String,
+        NumberText,
+        Decimal,
+    }
+
+    /// <summary>A value Split moves to a stream: where its bytes are in the input, or a decimal's zig-zag digits.</summary>
+    private readonly struct Value(long data, int length, int stream, ValueKind kind)
+    {
+        public readonly long Data = data;
+        public readonly int Length = length;
+        public readonly byte Stream = (byte)stream;
+        public readonly ValueKind Kind = kind;
+
+        public static Value Text(int start, int length, int stream) => new(start, length, stream, ValueKind.String);
+
+        public static Value NumberText(int start, int length, int stream) => new(start, length, stream, ValueKind.NumberText);
+
+        public static Value Decimal(ulong zigZag, int stream) => new((long)zigZag, 0, stream, ValueKind.Decimal);
+    }
+
+    // What a byte starts outside a string, so Split's walk dispatches once a byte: a string, a number,
+    // a byte the model cannot carry (a control byte that is not whitespace), or structure.
+    private enum ByteKind : byte
+    {
+        Structure,
+        Quote,
+        Number,
+        Control,
+
+        // Not a byte's kind: where the walk goes after a value, to take the comma after it.
+        AfterValue,
+    }
+
+    private static ReadOnlySpan<byte> Kinds =>
+    [
+        3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 3, 3, 0, 3, 3, // \t \n \r are whitespace
+        3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+        0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, // '"' and '-'
+        2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, // '0'-'9'
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
 
     /// <summary>Rebuilds the input of <see cref="Split"/> into <paramref name="output"/>, which must be its exact length.</summary>
     public static void Join(ReadOnlySpan<byte> split, Span<byte> output)
@@ -512,6 +595,9 @@ internal static class JsonColumns
         private readonly int[] _following = new int[MaxKeyStreams + 1];
         private readonly int[] _keyStarts = new int[MaxKeyStreams];
         private readonly int[] _keyLengths = new int[MaxKeyStreams];
+        // Each key's first 8 bytes with its closing quote (little-endian, zero-padded): most keys are
+        // shorter than 8, and one masked compare of a word is cheaper than a SequenceEqual call.
+        private readonly ulong[] _keyHeads = new ulong[MaxKeyStreams];
         private int _depth;
         private int _keys;
         private int _usedStreams;
@@ -527,6 +613,9 @@ internal static class JsonColumns
 
         public int StreamCount => _usedStreams;
 
+        /// <summary>Split's bytes per stream, zero when rented.</summary>
+        public int[] StreamLengths { get; } = new int[MaxKeyStreams + 1];
+
         public static Walker Rent()
         {
             var walker = t_cached ?? new Walker();
@@ -535,6 +624,7 @@ internal static class JsonColumns
             walker._keys = 0;
             walker._usedStreams = 0;
             Array.Clear(walker._following);
+            Array.Clear(walker.StreamLengths);
             walker.ExpectsKey = false;
             return walker;
         }
@@ -570,6 +660,11 @@ internal static class JsonColumns
 
             if (stream == 0 && _keys < MaxKeyStreams)
             {
+                Span<byte> head = stackalloc byte[sizeof(ulong)];
+                head.Clear();
+                var quoted = source.Slice(start, length + 1);
+                quoted[..Math.Min(quoted.Length, head.Length)].CopyTo(head);
+                _keyHeads[_keys] = BinaryPrimitives.ReadUInt64LittleEndian(head);
                 _keyStarts[_keys] = start;
                 _keyLengths[_keys++] = length;
                 stream = _keys;
@@ -586,6 +681,7 @@ internal static class JsonColumns
         /// as a key already found, then a quote, end where that key ended: where a string ends
         /// depends on its bytes alone.
         /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int ExpectedKey(ReadOnlySpan<byte> source, int start)
         {
             int guess = _following[_stream[_depth - 1]];
@@ -594,9 +690,18 @@ internal static class JsonColumns
                 return -1;
             }
 
+            // The key and its closing quote (which follows the key's first occurrence too) compared at once.
             int length = _keyLengths[guess - 1];
             int end = start + length;
-            if (end >= source.Length || source[end] != '"' || !source.Slice(_keyStarts[guess - 1], length).SequenceEqual(source.Slice(start, length)))
+            if (length < sizeof(ulong) && start <= source.Length - sizeof(ulong))
+            {
+                ulong quotedKey = ulong.MaxValue >> (8 * (sizeof(ulong) - 1 - length));
+                if (((BinaryPrimitives.ReadUInt64LittleEndian(source[start..]) ^ _keyHeads[guess - 1]) & quotedKey) != 0)
+                {
+                    return -1;
+                }
+            }
+            else if (end >= source.Length || !source.Slice(_keyStarts[guess - 1], length + 1).SequenceEqual(source.Slice(start, length + 1)))
             {
                 return -1;
             }
