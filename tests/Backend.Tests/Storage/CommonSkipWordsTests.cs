@@ -13,11 +13,7 @@ public sealed class CommonSkipWordsTests
     {
         var common = new CommonSkipWords();
         ulong word = 0x9e3779b97f4a7c15;
-        for (int span = 1; span < CommonSkipWords.Threshold; span++)
-        {
-            Assert.False(common.Observe(word));
-            common.EndSpan();
-        }
+        NotCommonYet(common, word);
 
         Assert.True(common.Observe(word));
         common.EndSpan();
@@ -30,19 +26,11 @@ public sealed class CommonSkipWordsTests
     {
         var common = new CommonSkipWords();
         ulong word = 0x1234_5678_9abc_def0;
-        for (int span = 1; span < CommonSkipWords.Threshold; span++)
-        {
-            Assert.False(common.Observe(word));
-            common.EndSpan();
-        }
+        NotCommonYet(common, word);
 
         // The window ends (Threshold - 1 spans of it are over): the word starts from one span again.
         EndSpans(common, CommonSkipWords.WindowSpans - (CommonSkipWords.Threshold - 1));
-        for (int span = 1; span < CommonSkipWords.Threshold; span++)
-        {
-            Assert.False(common.Observe(word));
-            common.EndSpan();
-        }
+        NotCommonYet(common, word);
 
         Assert.True(common.Observe(word));
     }
@@ -85,13 +73,19 @@ public sealed class CommonSkipWordsTests
 
         // The counts still work after it.
         ulong next = 0x5555_aaaa_5555_aaaa;
-        for (int span = 1; span < CommonSkipWords.Threshold; span++)
-        {
-            Assert.False(common.Observe(next));
-            common.EndSpan();
-        }
+        NotCommonYet(common, next);
 
         Assert.True(common.Observe(next));
+    }
+
+    // The word in Threshold - 1 spans, one after another: not common in any of them.
+    private static void NotCommonYet(CommonSkipWords common, ulong word)
+    {
+        for (int span = 1; span < CommonSkipWords.Threshold; span++)
+        {
+            Assert.False(common.Observe(word));
+            common.EndSpan();
+        }
     }
 
     private static void EndSpans(CommonSkipWords common, int spans)
