@@ -41,8 +41,8 @@ internal static class CpuBuild
     public const string Variable = "SP_AGENT_CPU";
 
     /// <summary>
-    /// Set by the v2 build for the v3 build it starts (and cleared by it): the build the v3 file must
-    /// be, the launcher's <see cref="BuildId"/>.
+    /// Set by the v2 build for the v3 build it starts, which clears it: the build the v3 file must be,
+    /// the launcher's <see cref="BuildId"/>.
     /// </summary>
     public const string LauncherVariable = "SP_AGENT_LAUNCHER_BUILD";
 

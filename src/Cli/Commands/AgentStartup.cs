@@ -61,7 +61,7 @@ internal static class AgentStartup
     /// <summary>
     /// A digest of the configuration's inputs (the file's bytes, the SP_ variables read as settings,
     /// the --set overrides, in that order) and a description of where they came from, for /status.
-    /// Service links and SP_DEBUG/SP_AGENT_CPU are left out, as the loader leaves them out: pods of one
+    /// Service links and the executables' own variables (SP_DEBUG, …) are left out, as the loader leaves them out: pods of one
     /// Deployment started before and after a Service was added must show the same digest.
     /// </summary>
     public static ConfigIdentity IdentityOf(string? path, IReadOnlyDictionary<string, string?> environment, IReadOnlyList<string> overrides)

@@ -73,8 +73,8 @@ public static class AgentConfigLoader
 
     /// <summary>
     /// The environment variables <see cref="Load"/> reads as settings: <c>SP_</c> names, without
-    /// Kubernetes service links and the variables the executables read themselves (<c>SP_DEBUG</c>,
-    /// <c>SP_AGENT_CPU</c>).
+    /// Kubernetes service links and the variables the executables read themselves
+    /// (<c>ConfigSources.ProcessVariables</c>).
     /// </summary>
     public static IEnumerable<KeyValuePair<string, string?>> SettingVariables(IReadOnlyDictionary<string, string?> environment) =>
         environment.Where(e => ConfigSources.IsSettingVariable(e.Key, e.Value));
