@@ -82,7 +82,9 @@ VOLUME ["/tmp", "/data"]
 # Memory: the runtime settings (workstation non-concurrent GC, a 4 MiB gen0 budget, GCConserveMemory,
 # TieredPGO off, no thread-pool spinning) are set once in eng/RuntimeSettings.props: in sp.runtimeconfig.json
 # for `sp`, compiled into sp-agent; the image, the manifests and the benches run with the same ones; a
-# DOTNET_* variable in a Deployment overrides them.
+# DOTNET_* variable in a Deployment overrides them. The backend Deployment runs
+# `dotnet exec --runtimeconfig /app/sp-backend.runtimeconfig.json /app/sp.dll backend …`: the same
+# settings but for a 64 MiB gen0 budget (written beside sp.runtimeconfig.json by the publish).
 # `sp agent` also caps its managed heap at 2 x export.max_inflight_bytes + 16 MiB (agent commands only,
 # not the backend; see docs/production.md, "Memory per agent").
 # SP_STORE is the store `sp backend`, `sp keys` and `sp tenants` use when --store is not given, so

@@ -109,13 +109,36 @@ public sealed class AgentBufferTests
         Assert.Empty(image);
         var settings = File.ReadAllText(Path.Combine(RepoPaths.Root, "eng", "RuntimeSettings.props"));
         Assert.Contains("<ServerGarbageCollection>false</ServerGarbageCollection>", settings, StringComparison.Ordinal);
-        Assert.Contains("System.GC.Gen0MaxBudget", settings, StringComparison.Ordinal);
-        // The backend bench too: it measures the store under the settings `sp backend` ships with.
-        foreach (var project in new[] { "src/Cli/Cli.csproj", "src/AgentHost/AgentHost.csproj", "bench/Backend.Benchmarks/Backend.Benchmarks.csproj" })
+        // sp.runtimeconfig.json and sp-agent get the agent's gen0 budget cap; the backend bench, the
+        // backend's (the image's backend runs sp-backend.runtimeconfig.json, written by src/Cli).
+        Assert.Contains("Include=\"System.GC.Gen0MaxBudget\" Value=\"$(SpAgentGen0MaxBudget)\" Condition=\"'$(SpRuntimeRole)' != 'backend'\"", settings, StringComparison.Ordinal);
+        Assert.Contains("Include=\"System.GC.Gen0MaxBudget\" Value=\"$(SpBackendGen0MaxBudget)\" Condition=\"'$(SpRuntimeRole)' == 'backend'\"", settings, StringComparison.Ordinal);
+        foreach (var (project, backend) in new[] { ("src/Cli/Cli.csproj", false), ("src/AgentHost/AgentHost.csproj", false), ("bench/Backend.Benchmarks/Backend.Benchmarks.csproj", true) })
         {
             var text = File.ReadAllText(Path.Combine(RepoPaths.Root, project));
-            Assert.Contains("<Import Project=\"$(RepoRoot)eng/RuntimeSettings.props\" />", text, StringComparison.Ordinal);
+            int import = text.IndexOf("<Import Project=\"$(RepoRoot)eng/RuntimeSettings.props\" />", StringComparison.Ordinal);
+            Assert.True(import >= 0, project + " does not import eng/RuntimeSettings.props");
+            // The role is read by the import's conditions, so it must come before it.
+            int role = text.IndexOf("<SpRuntimeRole>backend</SpRuntimeRole>", StringComparison.Ordinal);
+            Assert.True(backend == (role >= 0 && role < import), project + (backend ? " is not" : " is") + " the backend's role");
         }
+    }
+
+    // The backend runs the image's `sp` with the backend's runtime settings: the runtimeconfig
+    // src/Cli writes beside sp.runtimeconfig.json, which differs in the gen0 budget cap alone.
+    [Theory]
+    [MemberData(nameof(Overlays))]
+    public void TheBackend_RunsSpWithTheBackendRuntimeconfig(string overlay)
+    {
+        var objects = DeployTree.Render("overlays/" + overlay);
+        var backends = objects
+            .Where(o => o.PodSpec is not null)
+            .SelectMany(w => w.Containers.Where(c => Manifest.Strings(c, "args").FirstOrDefault() == "backend"))
+            .ToList();
+        Assert.Equal(objects.Any(o => o.Kind == "Deployment" && o.Name == "sp-backend"), backends.Count > 0);
+        Assert.All(backends, c => Assert.Equal(
+            ["dotnet", "exec", "--runtimeconfig", "/app/sp-backend.runtimeconfig.json", "/app/sp.dll"],
+            Manifest.Strings(c, "command")));
     }
 
     // Every agent container runs the image's Native AOT agent (about half the idle RSS of

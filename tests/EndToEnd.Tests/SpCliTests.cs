@@ -1,7 +1,24 @@
+using System.Text.Json.Nodes;
+
 namespace SpIstio.EndToEnd.Tests;
 
 public class SpCliTests
 {
+    // The runtimeconfig the image's backend runs with (and `sp backend` in these tests, SpProcess):
+    // sp.runtimeconfig.json, whose gen0 budget cap is the agent's 4 MiB, but for the backend's 64 MiB
+    // (eng/RuntimeSettings.props says why); every other setting is the same.
+    [Fact]
+    public void TheBackendRuntimeconfig_IsSpsWithTheBackendsGen0Budget()
+    {
+        var sp = JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "sp.runtimeconfig.json")))!;
+        var backend = JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "sp-backend.runtimeconfig.json")))!;
+
+        Assert.Equal(4 * 1024 * 1024, sp["runtimeOptions"]!["configProperties"]!["System.GC.Gen0MaxBudget"]!.GetValue<long>());
+        Assert.Equal(64 * 1024 * 1024, backend["runtimeOptions"]!["configProperties"]!["System.GC.Gen0MaxBudget"]!.GetValue<long>());
+        backend["runtimeOptions"]!["configProperties"]!["System.GC.Gen0MaxBudget"] = 4 * 1024 * 1024;
+        Assert.True(JsonNode.DeepEquals(sp, backend), "sp-backend.runtimeconfig.json differs from sp.runtimeconfig.json in more than the gen0 budget");
+    }
+
     [Fact]
     public async Task Version_PrintsTheReleaseVersion()
     {

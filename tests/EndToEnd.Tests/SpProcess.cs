@@ -43,6 +43,16 @@ internal static class SpProcess
             var spDll = Path.Combine(AppContext.BaseDirectory, "sp.dll");
             Assert.True(File.Exists(spDll), "sp.dll not found next to the test assembly: " + spDll);
             start = new ProcessStartInfo("dotnet");
+            if (args.Count > 0 && args[0] == "backend")
+            {
+                // As the image's backend runs (deploy/base/backend): with the backend's runtimeconfig.
+                var backendConfig = Path.Combine(AppContext.BaseDirectory, "sp-backend.runtimeconfig.json");
+                Assert.True(File.Exists(backendConfig), "sp-backend.runtimeconfig.json not found next to the test assembly: " + backendConfig);
+                start.ArgumentList.Add("exec");
+                start.ArgumentList.Add("--runtimeconfig");
+                start.ArgumentList.Add(backendConfig);
+            }
+
             start.ArgumentList.Add(spDll);
         }
 
