@@ -153,24 +153,20 @@ internal static class ConfigSources
                 rest = ConfigMetadata.Key<AgentOptions>(nameof(AgentOptions.SpBackendUrl));
             }
 
-            var segments = rest.Split("__");
-            if (segments.Any(s => s.Length == 0))
-            {
-                continue;
-            }
-
-            layers.Set(segments, value, "environment variable " + name);
+            layers.Set(rest.Split("__"), value, "environment variable " + name);
         }
     }
 
     /// <summary>
     /// True for an environment variable <see cref="ReadEnvironment"/> reads as a setting: an <c>SP_</c>
-    /// name with a value, neither a Kubernetes service link nor one of <see cref="ProcessVariables"/>.
+    /// name with a value and no empty level (<c>SP_EXPORT____COMPRESSION</c>, <c>SP_EXPORT__</c>),
+    /// neither a Kubernetes service link nor one of <see cref="ProcessVariables"/>.
     /// </summary>
     internal static bool IsSettingVariable(string name, string? value) =>
         value is not null
         && name.Length > EnvironmentPrefix.Length
         && name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase)
+        && !name[EnvironmentPrefix.Length..].Split("__").Contains("")
         && !IsKubernetesServiceLink(name, value)
         && !ProcessVariables.Contains(name);
 

@@ -362,6 +362,9 @@ public class AgentConfigLoaderTests
             ["SP_BACKEND_PORT_4318_TCP_ADDR"] = "10.96.0.12",
             ["SP_DEBUG"] = "1",
             ["SP_AGENT_CPU"] = "baseline",
+            ["SP_EXPORT____COMPRESSION"] = "gzip",
+            ["SP_EXPORT__"] = "gzip",
+            ["SP___EXPORT"] = "gzip",
         };
 
         var names = AgentConfigLoader.SettingVariables(environment).Select(e => e.Key).Order(StringComparer.Ordinal);
