@@ -31,7 +31,8 @@ internal static class EndToEndBench
         int next = -1, failed = 0;
         var latencies = new List<double>[clients];
 
-        // Clients post bodies [from, to) until they run out or the clock passes its bound.
+        // The clients post the next bodies, up to index `to` (exclusive), until the clock passes its bound;
+        // each client's last increment overshoots, so the next phase is set to start at `to`.
         async Task PostAsync(int to, Stopwatch clock, bool measured)
         {
             await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
