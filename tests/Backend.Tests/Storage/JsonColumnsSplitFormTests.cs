@@ -69,7 +69,8 @@ public sealed class JsonColumnsSplitFormTests
         return length < 0 ? "-1" : string.Create(CultureInfo.InvariantCulture, $"{length}:{Convert.ToHexString(SHA256.HashData(output.AsSpan(0, length)), 0, 8)}");
     }
 
-    private static void AssertJoins(byte[] input)
+    /// <summary>When the input has a split form, Join rebuilds the input from it byte for byte.</summary>
+    internal static void AssertJoins(byte[] input)
     {
         var output = new byte[JsonColumns.MaxSplitLength(input.Length)];
         int length = JsonColumns.Split(input, output);
