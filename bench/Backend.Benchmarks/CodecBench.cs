@@ -25,6 +25,8 @@ internal static class CodecBench
             ("single object < 256 B", () => Single(random)),
             ("long strings ~4 KiB", () => LongStrings(random)),
             ("records 16 KiB", () => Records(random, 16384)),
+            ("records 64 KiB", () => Records(random, 65536)),
+            ("records 256 KiB", () => Records(random, 262144)),
         };
 
         Console.WriteLine($"{"shape",-28} {"codec",-22} {"raw B",7} {"stored B",9} {"ratio",6} {"enc us",7} {"dec us",7}");

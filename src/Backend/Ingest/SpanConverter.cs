@@ -286,7 +286,7 @@ public static class SpanConverter
         }
 
         var encoder = Encoding.UTF8.GetEncoder();
-        var scratch = ArrayPool<byte>.Shared.Rent(Math.Max(maxBytes, 4));
+        var scratch = ScratchArray<byte>.Rent(Math.Max(maxBytes, 4));
         try
         {
             encoder.Convert(text.AsSpan(), scratch.AsSpan(0, maxBytes), flush: false, out var chars, out _, out _);
@@ -305,7 +305,7 @@ public static class SpanConverter
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(scratch);
+            ScratchArray<byte>.Return(scratch);
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.IO.Compression;
@@ -118,7 +117,7 @@ internal static class BodyCodec
             return value.ToArray();
         }
 
-        byte[] split = ArrayPool<byte>.Shared.Rent(JsonColumns.MaxSplitLength(value.Length));
+        byte[] split = ScratchArray<byte>.Rent(JsonColumns.MaxSplitLength(value.Length));
         try
         {
             int length = JsonColumns.Split(value, split);
@@ -126,13 +125,13 @@ internal static class BodyCodec
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(split);
+            ScratchArray<byte>.Return(split);
         }
     }
 
     private static byte[]? CompressJsonColumns(ReadOnlySpan<byte> data, CodecDictionary? dictionary)
     {
-        byte[] split = ArrayPool<byte>.Shared.Rent(JsonColumns.MaxSplitLength(data.Length));
+        byte[] split = ScratchArray<byte>.Rent(JsonColumns.MaxSplitLength(data.Length));
         try
         {
             int length = JsonColumns.Split(data, split);
@@ -140,7 +139,7 @@ internal static class BodyCodec
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(split);
+            ScratchArray<byte>.Return(split);
         }
     }
 
@@ -153,7 +152,7 @@ internal static class BodyCodec
     {
         var pool = dictionary?.Contexts ?? s_plain;
         var compressor = pool.RentCompressor();
-        byte[] rented = ArrayPool<byte>.Shared.Rent(Compressor.GetCompressBound(payload.Length) + HeadBytes);
+        byte[] rented = ScratchArray<byte>.Rent(Compressor.GetCompressBound(payload.Length) + HeadBytes);
         try
         {
             rented[0] = codec;
@@ -169,7 +168,7 @@ internal static class BodyCodec
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(rented);
+            ScratchArray<byte>.Return(rented);
             pool.Return(compressor);
         }
     }
@@ -183,7 +182,7 @@ internal static class BodyCodec
         }
 
         int max = Encoding.UTF8.GetMaxByteCount(text.Length);
-        byte[] rented = ArrayPool<byte>.Shared.Rent(max);
+        byte[] rented = ScratchArray<byte>.Rent(max);
         try
         {
             int length = Encoding.UTF8.GetBytes(text, rented);
@@ -191,7 +190,7 @@ internal static class BodyCodec
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(rented);
+            ScratchArray<byte>.Return(rented);
         }
     }
 
@@ -289,7 +288,7 @@ internal static class BodyCodec
             return result;
         }
 
-        byte[] split = ArrayPool<byte>.Shared.Rent((int)splitLength);
+        byte[] split = ScratchArray<byte>.Rent((int)splitLength);
         try
         {
             Decompress(pool, stored, offset, split.AsSpan(0, (int)splitLength));
@@ -297,7 +296,7 @@ internal static class BodyCodec
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(split);
+            ScratchArray<byte>.Return(split);
         }
 
         return result;

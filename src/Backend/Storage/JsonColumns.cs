@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 
@@ -62,8 +61,10 @@ internal static class JsonColumns
     {
         var walker = Walker.Rent();
         // Values are noted (Value) while the skeleton is written, then copied stream by stream: one
-        // pass over the input, one over the values.
-        Value[] values = ArrayPool<Value>.Shared.Rent(input.Length);
+        // pass over the input, one over the values. The list starts at one entry a body byte up to
+        // the pooled bound and grows when a large body fills it: sized for the worst case, a 1 MiB
+        // body's list was 16 MiB.
+        Value[] values = ScratchArray<Value>.Rent(Math.Min(input.Length, ScratchArray<Value>.MaxPooledLength));
         try
         {
             // The skeleton is written in place, after room for the longest header, and moved down to
@@ -127,6 +128,11 @@ internal static class JsonColumns
 
                         skeleton[skeletonLength++] = (byte)'"';
                         int stream = walker.ValueStream;
+                        if (valueCount == values.Length)
+                        {
+                            values = Grow(values);
+                        }
+
                         values[valueCount++] = Value.Text(i + 1, end - i - 1, stream);
                         streamLengths[stream] += end - i - 1;
                         walker.Value();
@@ -142,12 +148,22 @@ internal static class JsonColumns
                         {
                             skeleton[skeletonLength++] = (byte)(DecimalMark + fraction);
                             ulong zigZag = ZigZag(digits);
+                            if (valueCount == values.Length)
+                            {
+                                values = Grow(values);
+                            }
+
                             values[valueCount++] = Value.Decimal(zigZag, stream);
                             streamLengths[stream] += VarintLength(zigZag);
                         }
                         else
                         {
                             skeleton[skeletonLength++] = NumberMark;
+                            if (valueCount == values.Length)
+                            {
+                                values = Grow(values);
+                            }
+
                             values[valueCount++] = Value.NumberText(i, end - i, stream);
                             streamLengths[stream] += end - i + 1;
                         }
@@ -234,9 +250,19 @@ internal static class JsonColumns
         }
         finally
         {
-            ArrayPool<Value>.Shared.Return(values);
+            ScratchArray<Value>.Return(values);
             Walker.Return(walker);
         }
+    }
+
+    // A full value list (a large body's): twice the room, the values so far copied over.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Value[] Grow(Value[] values)
+    {
+        var grown = ScratchArray<Value>.Rent(checked(values.Length * 2));
+        values.CopyTo(grown, 0);
+        ScratchArray<Value>.Return(values);
+        return grown;
     }
 
     // The longest header: a varint for the skeleton length, the stream count and each stream's length.

@@ -182,6 +182,30 @@ public sealed class BodyCodecJsonColumnsTests
     }
 
     [Fact]
+    public void JsonColumns_ALargeBodyIsStoredAndReadWithScratchNearItsSize()
+    {
+        // A body at a raised attribute cap: its split form, value list and frame are scratch the
+        // codec drops afterwards. The value list was sized 16 bytes a body byte (64 MiB here) and
+        // kept by the shared pool for the rest of the process; the bound below allows the split
+        // form (room for 3 bytes a byte), the list grown by doubling to what the body holds (16
+        // bytes a value, ~7 MiB in all here), the frame and the copies.
+        byte[] body = Encoding.UTF8.GetBytes("{\"items\":[" + Records(80_000) + "]}");
+        Assert.InRange(body.Length, 4 << 20, 8 << 20);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var stored = BodyCodec.Encode(body)!;
+        long encoding = GC.GetAllocatedBytesForCurrentThread() - before;
+        before = GC.GetAllocatedBytesForCurrentThread();
+        var decoded = BodyCodec.Decode(stored);
+        long decoding = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(JsonColumnsCodec, stored[0]);
+        Assert.Equal(body, decoded);
+        Assert.InRange(encoding, 0, 8L * body.Length);
+        Assert.InRange(decoding, 0, 3L * body.Length);
+    }
+
+    [Fact]
     public void JsonColumns_CorruptValuesFailAsCorruptNotAsCrashes()
     {
         byte[] body = Encoding.UTF8.GetBytes("{\"items\":[" + Records(30) + "]}");
