@@ -117,67 +117,81 @@ public sealed class IngestQueue : IAsyncDisposable
         var tenantSpans = new List<PreparedSpans>();
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
+            TakeBatch(reader, batch, _maxBatchSpans);
+            await CommitBatchAsync(batch, tenantSpans).ConfigureAwait(false);
+            // Nothing of a committed batch stays referenced while the writer waits for the next
+            // request: an idle backend held its last batch's spans, bodies and encoded values (up to
+            // a batch of them) until more spans came. The batch is taken and committed in methods of
+            // their own, so no variable of this loop (hoisted into its state machine) holds a request.
             batch.Clear();
-            var spans = 0;
-            while (spans < _maxBatchSpans && reader.TryRead(out var pending))
+            tenantSpans.Clear();
+            _metrics.QueueDepth.Set(Depth);
+        }
+    }
+
+    private static void TakeBatch(ChannelReader<Pending> reader, List<Pending> batch, int maxSpans)
+    {
+        var spans = 0;
+        while (spans < maxSpans && reader.TryRead(out var pending))
+        {
+            batch.Add(pending);
+            spans += pending.Spans.Count;
+        }
+    }
+
+    private async Task CommitBatchAsync(List<Pending> batch, List<PreparedSpans> tenantSpans)
+    {
+        // One transaction per tenant in the batch: InsertSpansAsync is scoped to a tenant.
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var tenantId = batch[i].TenantId;
+            if (batch[i].Done)
             {
-                batch.Add(pending);
-                spans += pending.Spans.Count;
+                continue;
             }
 
-            // One transaction per tenant in the batch: InsertSpansAsync is scoped to a tenant.
-            for (var i = 0; i < batch.Count; i++)
+            tenantSpans.Clear();
+            for (var j = i; j < batch.Count; j++)
             {
-                var tenantId = batch[i].TenantId;
-                if (batch[i].Done)
+                if (!batch[j].Done && batch[j].TenantId == tenantId)
+                {
+                    try
+                    {
+                        tenantSpans.Add(await batch[j].Prepared.ConfigureAwait(false));
+                    }
+                    catch (Exception ex)
+                    {
+                        _metrics.SpansFailed.Add(batch[j].Spans.Count);
+                        IngestLog.CommitFailed(_logger, batch[j].Spans.Count, tenantId, ex);
+                    }
+                }
+            }
+
+            var error = tenantSpans.Count > 0 ? await CommitAsync(tenantId, tenantSpans).ConfigureAwait(false) : null;
+            for (var j = i; j < batch.Count; j++)
+            {
+                var pending = batch[j];
+                if (pending.Done || pending.TenantId != tenantId)
                 {
                     continue;
                 }
 
-                tenantSpans.Clear();
-                for (var j = i; j < batch.Count; j++)
+                // A request whose encoding failed was left out of the commit and fails alone.
+                var failed = pending.Prepared.IsCompletedSuccessfully ? error : pending.Prepared.Exception?.GetBaseException() ?? error;
+
+                pending.Done = true;
+                Interlocked.Add(ref _depth, -pending.Spans.Count);
+                if (failed is null)
                 {
-                    if (!batch[j].Done && batch[j].TenantId == tenantId)
-                    {
-                        try
-                        {
-                            tenantSpans.Add(await batch[j].Prepared.ConfigureAwait(false));
-                        }
-                        catch (Exception ex)
-                        {
-                            _metrics.SpansFailed.Add(batch[j].Spans.Count);
-                            IngestLog.CommitFailed(_logger, batch[j].Spans.Count, tenantId, ex);
-                        }
-                    }
+                    pending.Completion.TrySetResult();
                 }
-
-                var error = tenantSpans.Count > 0 ? await CommitAsync(tenantId, tenantSpans).ConfigureAwait(false) : null;
-                for (var j = i; j < batch.Count; j++)
+                else
                 {
-                    var pending = batch[j];
-                    if (pending.Done || pending.TenantId != tenantId)
-                    {
-                        continue;
-                    }
-
-                    // A request whose encoding failed was left out of the commit and fails alone.
-                    var failed = pending.Prepared.IsCompletedSuccessfully ? error : pending.Prepared.Exception?.GetBaseException() ?? error;
-
-                    pending.Done = true;
-                    Interlocked.Add(ref _depth, -pending.Spans.Count);
-                    if (failed is null)
-                    {
-                        pending.Completion.TrySetResult();
-                    }
-                    else
-                    {
-                        pending.Completion.TrySetException(failed);
-                    }
+                    pending.Completion.TrySetException(failed);
                 }
             }
-
-            _metrics.QueueDepth.Set(Depth);
         }
+
     }
 
     private async Task<Exception?> CommitAsync(long tenantId, List<PreparedSpans> batches)

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Storage;
@@ -7,7 +9,7 @@ using SpIstio.Backend.Tests.Storage;
 
 namespace SpIstio.Backend.Tests.Ingest;
 
-/// <summary>The ingest queue runs as many group commits at once as its store takes.</summary>
+/// <summary>The ingest queue's writers: as many group commits at once as its store takes, and nothing of a committed request held while they wait.</summary>
 public sealed class IngestWritersTests : IAsyncLifetime
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "sp-writers-" + Guid.NewGuid().ToString("N"));
@@ -47,5 +49,36 @@ public sealed class IngestWritersTests : IAsyncLifetime
         Assert.Single(await _real.GetTraceAsync(_tenant, TestSpans.Trace(1), CancellationToken.None));
         Assert.Single(await _real.GetTraceAsync(_tenant, TestSpans.Trace(2), CancellationToken.None));
         Assert.Equal(0, queue.Depth);
+    }
+
+    [Fact]
+    public async Task Committed_spans_are_garbage_while_the_queue_waits_for_the_next_request()
+    {
+        await using var queue = new IngestQueue(_real, 1_000, 100, new BackendMetrics(new MetricRegistry()), NullLogger.Instance, TimeProvider.System);
+        var (committed, spans) = Enqueue(queue, _tenant);
+        await committed.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, (await _real.GetTraceAsync(_tenant, TestSpans.Trace(7), CancellationToken.None)).Count);
+
+        // The writer clears what it held once its batch is committed, just after the request is
+        // told so: collect until the spans are gone, which they never were before (the writer kept
+        // its last batch, bodies and encoded values included, until more spans came).
+        var clock = Stopwatch.StartNew();
+        while (spans.Any(s => s.IsAlive) && clock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            await Task.Yield();
+        }
+
+        Assert.All(spans, s => Assert.False(s.IsAlive, "a committed span is still referenced by the idle queue"));
+    }
+
+    // Its own frame, so that no local of the test holds the spans.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (Task Committed, WeakReference[] Spans) Enqueue(IngestQueue queue, long tenant)
+    {
+        StoredSpan[] spans = [TestSpans.Exchange(7, 1, session: "s"), TestSpans.Exchange(7, 2, session: "s")];
+        Assert.True(queue.TryEnqueue(tenant, spans, out var committed));
+        return (committed, [.. spans.Select(s => new WeakReference(s))]);
     }
 }
