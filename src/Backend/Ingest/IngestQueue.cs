@@ -191,7 +191,6 @@ public sealed class IngestQueue : IAsyncDisposable
                 }
             }
         }
-
     }
 
     private async Task<Exception?> CommitAsync(long tenantId, List<PreparedSpans> batches)
