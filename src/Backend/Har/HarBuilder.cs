@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.IO.Pipelines;
 using System.Reflection;
 using System.Text.Json;
 using Microsoft.AspNetCore.WebUtilities;
@@ -157,20 +158,27 @@ public static class HarBuilder
     /// </summary>
     public const int ReadFactor = 2;
 
-    /// <summary>Writes <paramref name="document"/> to <paramref name="response"/> as it is serialized (no whole-document buffer).</summary>
+    /// <summary>Writes <paramref name="document"/> to <paramref name="response"/> as it is written (no whole-document or whole-body buffer; <see cref="HarWriter"/>).</summary>
     public static async Task WriteAsync(Microsoft.AspNetCore.Http.HttpResponse response, HarDocument document, string fileName)
     {
         ArgumentNullException.ThrowIfNull(response);
+        ArgumentNullException.ThrowIfNull(document);
         response.ContentType = "application/json";
         response.Headers.ContentDisposition = "attachment; filename=\"" + fileName + "\"";
-        await JsonSerializer.SerializeAsync(response.Body, document, HarJsonContext.Default.HarDocument, response.HttpContext.RequestAborted).ConfigureAwait(false);
+        await HarWriter.WriteAsync(response.BodyWriter, document, response.HttpContext.RequestAborted).ConfigureAwait(false);
     }
 
-    /// <summary>The document as indented UTF-8 JSON.</summary>
+    /// <summary>The document as indented UTF-8 JSON, written as <see cref="WriteAsync"/> writes it.</summary>
     public static byte[] Serialize(HarDocument document)
     {
         ArgumentNullException.ThrowIfNull(document);
-        return JsonSerializer.SerializeToUtf8Bytes(document, HarJsonContext.Default.HarDocument);
+        using var buffer = new MemoryStream();
+        var pipe = PipeWriter.Create(buffer);
+
+        // A stream-backed pipe over memory completes every flush at once: nothing here waits.
+        HarWriter.WriteAsync(pipe, document, CancellationToken.None).GetAwaiter().GetResult();
+        pipe.Complete();
+        return buffer.ToArray();
     }
 
     /// <summary>Reads a HAR document.</summary>

@@ -170,7 +170,6 @@ public sealed record HarPostData
     public required string MimeType { get; init; }
 
     /// <summary>The body as text (base64 when <see cref="Encoding"/> says so).</summary>
-    [JsonConverter(typeof(SegmentedTextConverter))]
     public required string Text { get; init; }
 
     /// <summary>Custom field: <c>base64</c> for a binary body (HAR 1.2 has no encoding for postData).</summary>
@@ -191,7 +190,6 @@ public sealed record HarContent
     public required string MimeType { get; init; }
 
     /// <summary>The body as text, or base64 when <see cref="Encoding"/> is <c>base64</c>.</summary>
-    [JsonConverter(typeof(SegmentedTextConverter))]
     public string? Text { get; init; }
 
     /// <summary><c>base64</c> for a binary body.</summary>
