@@ -40,9 +40,10 @@ RUN dotnet publish src/Cli/Cli.csproj -c Release -a $TARGETARCH --no-restore --s
 # toolchain as a native build). The noble SDK matches the runtime image's glibc. clang and
 # zlib1g-dev are Microsoft's documented Native AOT prerequisites on Linux (clang compiles and links;
 # .NET 10 links its own zlib-ng, so the binary needs only libc and libm, plus the OpenSSL it loads).
+# libzstd1 is here for the backend, not the agent: see the copy below.
 FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS agent
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clang zlib1g-dev \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clang zlib1g-dev libzstd1 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Directory.Build.props Directory.Packages.props .editorconfig ./
@@ -58,6 +59,11 @@ COPY src/ src/
 # sp-agent runs the v3 one in its place where the CPU has it (src/AgentHost/CpuBuild.cs).
 RUN dotnet publish src/AgentHost/AgentHost.csproj -c Release -r linux-$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac) --no-restore -o /agent \
     && rm -f /agent/*.dbg /agent/*.pdb /agent/*.xml
+# zstd's C library for the backend's store, which compresses every stored value with it (the managed
+# port it falls back to costs ~9 % more CPU a span; docs/production.md). Taken from this stage because
+# it runs on the target platform, so the copy is the image's architecture; the chiseled runtime has
+# no libzstd of its own. `sp` loads /app/libzstd.so.1 before looking for a system one.
+RUN cp -L "/usr/lib/$(uname -m)-linux-gnu/libzstd.so.1" /agent/libzstd.so.1
 
 # Runtime: Ubuntu 24.04 "chiseled" ASP.NET image. Chosen over -alpine because
 #  - it is glibc, like the SDK that built the app: the SQLite native library (SQLitePCLRaw)
@@ -71,6 +77,7 @@ FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble-chiseled AS runtime
 WORKDIR /app
 COPY --from=build --chown=root:root /app ./
 COPY --from=agent --chown=root:root /agent/sp-agent* ./
+COPY --from=agent --chown=root:root /agent/libzstd.so.1 ./
 
 # Kubernetes mounts these: /tmp (emptyDir; .NET's diagnostics IPC socket lives there) and
 # /data (SQLite store, only when the backend runs on the embedded store). Nothing else is

@@ -62,6 +62,21 @@ public sealed class DockerfileTests
         Assert.Contains(stages[^1], l => l.StartsWith("COPY --from=agent", StringComparison.Ordinal) && l.Contains("/agent/sp-agent* ", StringComparison.Ordinal));
     }
 
+    // The backend's store compresses every value with libzstd where it loads (NativeZstd): the
+    // chiseled runtime has none, so the target platform's stage copies its own (dereferenced, so the
+    // file and not a dangling link) to /app, where the backend looks first.
+    [Fact]
+    public void TheImage_CarriesLibzstdForTheBackend_FromTheStageThatRunsOnTheTargetPlatform()
+    {
+        var stages = Stages();
+        var agent = stages.Single(s => s[0].EndsWith(" AS agent", StringComparison.OrdinalIgnoreCase));
+
+        Assert.Contains(agent, l => l.Contains("apt-get install", StringComparison.Ordinal) && l.Contains(" libzstd1", StringComparison.Ordinal));
+        Assert.Contains(agent, l => l.StartsWith("RUN cp -L ", StringComparison.Ordinal) && l.Contains("-linux-gnu/libzstd.so.1\" /agent/libzstd.so.1", StringComparison.Ordinal));
+        Assert.Contains(stages[^1], l => l == "WORKDIR /app");
+        Assert.Contains(stages[^1], l => l.StartsWith("COPY --from=agent", StringComparison.Ordinal) && l.EndsWith(" /agent/libzstd.so.1 ./", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void EveryBaseImage_HasAPinnedTag()
     {

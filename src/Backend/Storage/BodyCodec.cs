@@ -59,11 +59,8 @@ internal static class BodyCodec
     // span in four alternated pairs (bench/README.md, 2026-11-29, issue 14 (sqlitedisk2)).
     private const int Level = 1;
 
-    // zstd's frame format switch (ZSTD_c_format / ZSTD_d_format, "experimental" in zstd.h but part of
-    // the frame format since v1.3.6) and its ZSTD_f_zstd1_magicless value.
-    private const ZSTD_cParameter FormatParameter = ZSTD_cParameter.ZSTD_c_experimentalParam2;
+    // zstd's frame format switch for decoding (ZSTD_d_format; the compressor's is NativeZstd.FormatParameter).
     private const ZSTD_dParameter DecompressFormatParameter = ZSTD_dParameter.ZSTD_d_experimentalParam1;
-    private const int MagiclessFormat = 1;
 
     // Compressors without a dictionary, shared by every store (a dictionary's own are in CodecDictionary).
     private static readonly ContextPool s_plain = new(null);
@@ -152,7 +149,7 @@ internal static class BodyCodec
     {
         var pool = dictionary?.Contexts ?? s_plain;
         var compressor = pool.RentCompressor();
-        byte[] rented = ScratchArray<byte>.Rent(Compressor.GetCompressBound(payload.Length) + HeadBytes);
+        byte[] rented = ScratchArray<byte>.Rent(ZstdCompressor.CompressBound(payload.Length) + HeadBytes);
         try
         {
             rented[0] = codec;
@@ -357,34 +354,17 @@ internal static class BodyCodec
     /// <summary>
     /// Reusable zstd contexts for one dictionary (or none): a context holds its window and the
     /// digested dictionary, so building one per value would cost more than compressing it. The
-    /// pool holds at most what was in use at once (about one per core).
+    /// pool holds at most what was in use at once (about one per core). Compression goes through
+    /// libzstd where it loads (<see cref="ZstdCompressor"/>), decoding through the managed port.
     /// </summary>
     internal sealed class ContextPool(byte[]? dictionary) : IDisposable
     {
-        private readonly ConcurrentBag<Compressor> _compressors = [];
+        private readonly ConcurrentBag<ZstdCompressor> _compressors = [];
         private readonly ConcurrentBag<Decompressor> _decompressors = [];
         private readonly ConcurrentBag<Decompressor> _magiclessDecompressors = [];
 
-        public Compressor RentCompressor()
-        {
-            if (_compressors.TryTake(out var compressor))
-            {
-                return compressor;
-            }
-
-            compressor = new Compressor(Level);
-            // The header records size and dictionary; a checksum would only repeat what the store guarantees.
-            compressor.SetParameter(ZSTD_cParameter.ZSTD_c_contentSizeFlag, 0);
-            compressor.SetParameter(ZSTD_cParameter.ZSTD_c_dictIDFlag, 0);
-            compressor.SetParameter(ZSTD_cParameter.ZSTD_c_checksumFlag, 0);
-            compressor.SetParameter(FormatParameter, MagiclessFormat);
-            if (dictionary is not null)
-            {
-                compressor.LoadDictionary(dictionary);
-            }
-
-            return compressor;
-        }
+        public ZstdCompressor RentCompressor() =>
+            _compressors.TryTake(out var compressor) ? compressor : ZstdCompressor.Create(Level, dictionary, NativeZstd.Default);
 
         public Decompressor RentDecompressor(bool magicless)
         {
@@ -396,7 +376,7 @@ internal static class BodyCodec
             decompressor = new Decompressor();
             if (magicless)
             {
-                decompressor.SetParameter(DecompressFormatParameter, MagiclessFormat);
+                decompressor.SetParameter(DecompressFormatParameter, NativeZstd.MagiclessFormat);
             }
 
             if (dictionary is not null)
@@ -407,7 +387,7 @@ internal static class BodyCodec
             return decompressor;
         }
 
-        public void Return(Compressor compressor) => _compressors.Add(compressor);
+        public void Return(ZstdCompressor compressor) => _compressors.Add(compressor);
 
         public void Return(Decompressor decompressor, bool magicless) => (magicless ? _magiclessDecompressors : _decompressors).Add(decompressor);
 

@@ -14,6 +14,9 @@ internal static partial class StoreLog
     [LoggerMessage(5102, LogLevel.Information, "{Store} store opened: {Location}")]
     public static partial void Opened(ILogger logger, string store, string location);
 
+    [LoggerMessage(5103, LogLevel.Information, "{Store} store: values compressed with {Zstd}")]
+    public static partial void Compression(ILogger logger, string store, string zstd);
+
     [LoggerMessage(5110, LogLevel.Information, "Retention: deleted {Count} spans of tenant {Tenant} older than {Cutoff:o}")]
     public static partial void DeletedByAge(ILogger logger, long count, string tenant, DateTimeOffset cutoff);
 

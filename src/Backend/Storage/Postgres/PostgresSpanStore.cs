@@ -80,6 +80,7 @@ internal sealed class PostgresSpanStore : SqlSpanStore
         _dataSource = NpgsqlDataSource.Create(builder);
         CommonBuckets = new PostgresCommonBuckets(LoadCommonBucketsAsync, AddCommonBucketsAsync, logger, timeProvider);
         StoreLog.Opened(logger, Kind, builder.Host + "/" + builder.Database);
+        StoreLog.Compression(logger, Kind, NativeZstd.Describe(NativeZstd.Default));
     }
 
     public override string Kind => "postgres";

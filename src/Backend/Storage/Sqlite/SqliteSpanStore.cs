@@ -124,6 +124,7 @@ internal sealed class SqliteSpanStore : SqlSpanStore
             DefaultTimeout = 30,
         }.ToString();
         StoreLog.Opened(logger, Kind, _path);
+        StoreLog.Compression(logger, Kind, NativeZstd.Describe(NativeZstd.Default));
     }
 
     public override string Kind => "sqlite";
