@@ -101,9 +101,9 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
             ExportTraceServiceRequest export;
             try
             {
-                var bytes = new ReadOnlySpan<byte>(body.Buffer, 0, body.Length);
+                var bytes = body.Body.AsSequence();
                 export = json
-                    ? OtlpJson.Parse<ExportTraceServiceRequest>(bytes)
+                    ? OtlpJson.Parse<ExportTraceServiceRequest>(bytes.IsSingleSegment ? bytes.FirstSpan : bytes.ToArray())
                     : ExportTraceServiceRequest.Parser.ParseFrom(bytes);
             }
             catch (InvalidProtocolBufferException ex)
@@ -136,10 +136,7 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         }
         finally
         {
-            if (body.Buffer is not null)
-            {
-                ArrayPool<byte>.Shared.Return(body.Buffer);
-            }
+            body.Body.Dispose();
         }
     }
 
@@ -179,9 +176,9 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
     }
 
     /// <summary>
-    /// Reads the body into a pooled buffer, inflating gzip or zstd through the same bounded loop,
-    /// and stops as soon as one byte more than the limit has been produced: a compression bomb is
-    /// refused after inflating at most the limit, never whole.
+    /// Reads the body into pooled segments (<see cref="SegmentedBody"/>), inflating gzip or zstd
+    /// through the same bounded loop, and stops as soon as one byte more than the limit has been
+    /// produced: a compression bomb is refused after inflating at most the limit, never whole.
     /// </summary>
     private async Task<BodyRead> ReadBodyAsync(HttpContext context, Coding coding)
     {
@@ -193,11 +190,7 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
             sizeFeature.MaxRequestBodySize = _maxBodyBytes;
         }
 
-        var initial = context.Request.ContentLength is { } length and > 0 && !compressed
-            ? (int)Math.Min(length + 1, (long)_maxBodyBytes + 1)
-            : Math.Min(64 * 1024, _maxBodyBytes + 1);
-        var buffer = ArrayPool<byte>.Shared.Rent(initial);
-        var total = 0;
+        var body = new SegmentedBody();
         var source = coding switch
         {
             Coding.Gzip => new GZipStream(context.Request.Body, CompressionMode.Decompress, leaveOpen: true),
@@ -208,38 +201,30 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         {
             while (true)
             {
-                if (total == buffer.Length)
-                {
-                    var grown = ArrayPool<byte>.Shared.Rent((int)Math.Min((long)buffer.Length * 2, (long)_maxBodyBytes + 1));
-                    buffer.AsSpan(0, total).CopyTo(grown);
-                    ArrayPool<byte>.Shared.Return(buffer);
-                    buffer = grown;
-                }
-
-                var read = await source.ReadAsync(buffer.AsMemory(total, Math.Min(buffer.Length, _maxBodyBytes + 1) - total), context.RequestAborted).ConfigureAwait(false);
+                var read = await source.ReadAsync(body.GetMemory(_maxBodyBytes + 1 - body.Length), context.RequestAborted).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    return new BodyRead(ReadOutcome.Ok, buffer, total, null);
+                    return new BodyRead(ReadOutcome.Ok, body, null);
                 }
 
-                total += read;
-                if (total > _maxBodyBytes)
+                body.Advance(read);
+                if (body.Length > _maxBodyBytes)
                 {
-                    return new BodyRead(ReadOutcome.TooLarge, buffer, total, null);
+                    return new BodyRead(ReadOutcome.TooLarge, body, null);
                 }
             }
         }
         catch (Exception ex) when (ex is InvalidDataException or ZstdException || (compressed && ex is EndOfStreamException))
         {
-            return new BodyRead(ReadOutcome.BadEncoding, buffer, total, ex.Message);
+            return new BodyRead(ReadOutcome.BadEncoding, body, ex.Message);
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return new BodyRead(ReadOutcome.TooLarge, buffer, total, null);
+            return new BodyRead(ReadOutcome.TooLarge, body, null);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException)
         {
-            return new BodyRead(ReadOutcome.Aborted, buffer, total, null);
+            return new BodyRead(ReadOutcome.Aborted, body, null);
         }
         finally
         {
@@ -320,5 +305,5 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         Aborted,
     }
 
-    private readonly record struct BodyRead(ReadOutcome Outcome, byte[] Buffer, int Length, string? Error);
+    private readonly record struct BodyRead(ReadOutcome Outcome, SegmentedBody Body, string? Error);
 }

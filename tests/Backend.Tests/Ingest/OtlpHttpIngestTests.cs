@@ -201,6 +201,44 @@ public sealed class OtlpHttpIngestTests : IAsyncLifetime
         Assert.Single((await GetJsonAsync("/api/traces/" + trace.ToHexString())).GetProperty("spans").EnumerateArray());
     }
 
+    [Theory]
+    [InlineData("application/x-protobuf", "")]
+    [InlineData("application/x-protobuf", "gzip")]
+    [InlineData("application/json", "")]
+    public async Task A_body_read_in_many_pieces_is_parsed_whole_with_a_value_cut_mid_character_at_a_piece_boundary(string contentType, string encoding)
+    {
+        // The endpoint reads a body in pieces (SegmentedBody): a value of three-byte characters
+        // spans two piece boundaries, padded so that the first falls inside a character (OTLP JSON
+        // writes each as a six-byte escape, so fewer of them there).
+        const int Piece = SegmentedBody.SegmentBytes;
+        await using var backend = await BackendFixture.StartAsync(o => o with { MaxBodyBytes = 4 * Piece });
+        var trace = ActivityTraceId.CreateRandom();
+        var spanId = ActivitySpanId.CreateRandom();
+        string value = string.Concat(Enumerable.Repeat("\u20ac", contentType == "application/json" ? 5 * Piece / 12 : Piece));
+        byte[] payload = [];
+        for (int pad = 0; pad < 3; pad++)
+        {
+            var span = GenericSpan(trace, spanId);
+            span.Attributes.Add(Str("pad", new string('p', pad)));
+            span.Attributes.Add(Str("blob", value));
+            var request = Wrap("svc", span);
+            payload = contentType == "application/json" ? Encoding.UTF8.GetBytes(OtlpJson.Format(request)) : request.ToByteArray();
+            int start = payload.AsSpan().IndexOf(Encoding.UTF8.GetBytes("\u20ac\u20ac"));
+            if ((Piece - start) % 3 != 0)
+            {
+                break;
+            }
+        }
+
+        Assert.True(payload.Length is > 2 * Piece and < 4 * Piece, "the request should span several pieces and stay under the limit");
+        using var response = await backend.PostAsync("/v1/traces", backend.AcmeKey, encoding == "gzip" ? Gzip(payload) : payload, contentType, encoding.Length == 0 ? null : encoding);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var read = await backend.GetAsync($"/api/spans/{trace.ToHexString()}/{spanId.ToHexString()}", backend.AcmeKey);
+        var detail = JsonDocument.Parse(await read.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(value, detail.GetProperty("attributes").GetProperty("blob").GetString());
+    }
+
     [Fact]
     public async Task GzipBomb_Is413_WithoutInflatingItWhole()
     {
