@@ -60,7 +60,7 @@ COPY src/ src/
 RUN dotnet publish src/AgentHost/AgentHost.csproj -c Release -r linux-$(case "$(uname -m)" in aarch64) echo arm64;; *) echo x64;; esac) --no-restore -o /agent \
     && rm -f /agent/*.dbg /agent/*.pdb /agent/*.xml
 # zstd's C library for the backend's store, which compresses every stored value with it (the managed
-# port it falls back to costs ~9 % more CPU a span; docs/production.md). Taken from this stage because
+# port it falls back to costs ~10 % more CPU a span; docs/production.md). Taken from this stage because
 # it runs on the target platform, so the copy is the image's architecture; the chiseled runtime has
 # no libzstd of its own. `sp` loads /app/libzstd.so.1 before looking for a system one.
 RUN cp -L "/usr/lib/$(uname -m)-linux-gnu/libzstd.so.1" /agent/libzstd.so.1

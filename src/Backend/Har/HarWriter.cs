@@ -9,8 +9,9 @@ namespace SpIstio.Backend.Har;
 /// inside a body text. <c>JsonSerializer</c> can flush only between values, so it kept a whole
 /// escaped body in one buffer grown by doubling from the shared array pool — at a 16 MiB attribute
 /// cap 8 and 16 MiB arrays that the pool then kept for the life of the process (bench/README.md,
-/// "Reader memory"). Here a body costs one segment of room at a time; the small parts of an entry
-/// (headers, timings, messages, the gRPC call) still go through the generated serializer.
+/// "The HAR export's write buffer"). Here a body costs one segment of room at a time; the small
+/// parts of an entry (headers, timings, messages, the gRPC call) still go through the generated
+/// serializer.
 /// </summary>
 internal static class HarWriter
 {

@@ -8,7 +8,7 @@ namespace SpIstio.Backend.Ingest;
 /// the 16 MiB body limit, and the pool keeps a returned array until a gen-2 collection finds it a
 /// minute unused — which an idle backend never runs: each burst of large requests left arrays of up
 /// to 16 MiB resident for good, as many as came at once. The pool keeps at most 32 arrays of one
-/// size a core, so segments bound that to 8 MiB a core.
+/// size a core (and one a thread), so segments bound that to about 8 MiB a core.
 /// </summary>
 internal sealed class SegmentedBody : IDisposable
 {

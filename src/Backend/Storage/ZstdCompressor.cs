@@ -10,7 +10,7 @@ namespace SpIstio.Backend.Storage;
 /// own header records size and dictionary) over either zstd's C library or ZstdSharp's managed port.
 /// Ingest compresses four to six values a span (two bodies, two header lists, the attributes, the
 /// model), and the managed port was a fifth of the store's CPU; libzstd compresses the same frames
-/// in ~0.7× the time for a 2 KiB body and ~0.3× for a 120-byte value (bench/README.md, "zstd"). So
+/// in ~0.7× the time for a 2 KiB body and ~0.3× for a 120-byte value (bench/README.md, "libzstd"). So
 /// the codec uses libzstd where it loads (<see cref="NativeZstd"/>; the image ships it) and the
 /// managed port where it does not. The frames are one format either way, and decoding stays with
 /// the managed port: a read decodes one span, ingest encodes every span.
