@@ -87,7 +87,7 @@ public sealed class IngestQueue : IAsyncDisposable
 
         // Counted in the depth first, so what is encoded ahead of the writer is bounded; the
         // writer that takes this request awaits its encoding.
-        var pending = new Pending(tenantId, spans, Task.Run(() => _store.PrepareSpansAsync(tenantId, spans, CancellationToken.None).AsTask()));
+        var pending = new Pending(tenantId, count, Task.Run(() => _store.PrepareSpansAsync(tenantId, spans, CancellationToken.None).AsTask()));
         if (!_channel.Writer.TryWrite(pending))
         {
             Interlocked.Add(ref _depth, -count);
@@ -119,12 +119,7 @@ public sealed class IngestQueue : IAsyncDisposable
         {
             TakeBatch(reader, batch, _maxBatchSpans);
             await CommitBatchAsync(batch, tenantSpans).ConfigureAwait(false);
-            // Nothing of a committed batch stays referenced while the writer waits for the next
-            // request: an idle backend held its last batch's spans, bodies and encoded values (up to
-            // a batch of them) until more spans came. The batch is taken and committed in methods of
-            // their own, so no variable of this loop (hoisted into its state machine) holds a request.
             batch.Clear();
-            tenantSpans.Clear();
             _metrics.QueueDepth.Set(Depth);
         }
     }
@@ -135,7 +130,7 @@ public sealed class IngestQueue : IAsyncDisposable
         while (spans < maxSpans && reader.TryRead(out var pending))
         {
             batch.Add(pending);
-            spans += pending.Spans.Count;
+            spans += pending.Count;
         }
     }
 
@@ -150,24 +145,25 @@ public sealed class IngestQueue : IAsyncDisposable
                 continue;
             }
 
-            tenantSpans.Clear();
             for (var j = i; j < batch.Count; j++)
             {
                 if (!batch[j].Done && batch[j].TenantId == tenantId)
                 {
                     try
                     {
-                        tenantSpans.Add(await batch[j].Prepared.ConfigureAwait(false));
+                        tenantSpans.Add(await batch[j].Prepared!.ConfigureAwait(false));
                     }
                     catch (Exception ex)
                     {
-                        _metrics.SpansFailed.Add(batch[j].Spans.Count);
-                        IngestLog.CommitFailed(_logger, batch[j].Spans.Count, tenantId, ex);
+                        _metrics.SpansFailed.Add(batch[j].Count);
+                        IngestLog.CommitFailed(_logger, batch[j].Count, tenantId, ex);
                     }
                 }
             }
 
             var error = tenantSpans.Count > 0 ? await CommitAsync(tenantId, tenantSpans).ConfigureAwait(false) : null;
+            // Emptied before any request is answered: the list holds the tenant's encoded spans.
+            tenantSpans.Clear();
             for (var j = i; j < batch.Count; j++)
             {
                 var pending = batch[j];
@@ -176,19 +172,8 @@ public sealed class IngestQueue : IAsyncDisposable
                     continue;
                 }
 
-                // A request whose encoding failed was left out of the commit and fails alone.
-                var failed = pending.Prepared.IsCompletedSuccessfully ? error : pending.Prepared.Exception?.GetBaseException() ?? error;
-
-                pending.Done = true;
-                Interlocked.Add(ref _depth, -pending.Spans.Count);
-                if (failed is null)
-                {
-                    pending.Completion.TrySetResult();
-                }
-                else
-                {
-                    pending.Completion.TrySetException(failed);
-                }
+                Interlocked.Add(ref _depth, -pending.Count);
+                pending.Answer(error);
             }
         }
     }
@@ -217,18 +202,40 @@ public sealed class IngestQueue : IAsyncDisposable
         }
     }
 
-    [DebuggerDisplay("{TenantId}: {Spans.Count} spans")]
-    private sealed class Pending(long tenantId, IReadOnlyList<StoredSpan> spans, Task<PreparedSpans> prepared)
+    /// <summary>
+    /// A queued request: its span count and its spans encoded for the store, until it is answered.
+    /// Answering drops the encoded spans (the writer has cleared its own list of them by then), so
+    /// nothing of a committed request stays referenced while a writer waits for the next: an idle
+    /// backend held its last batch's spans, bodies and encoded values until more spans came.
+    /// </summary>
+    [DebuggerDisplay("{TenantId}: {Count} spans")]
+    private sealed class Pending(long tenantId, int count, Task<PreparedSpans> prepared)
     {
         public long TenantId { get; } = tenantId;
 
-        public IReadOnlyList<StoredSpan> Spans { get; } = spans;
+        public int Count { get; } = count;
 
         public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        /// <summary>The spans encoded for the store, started when the request was queued.</summary>
-        public Task<PreparedSpans> Prepared { get; } = prepared;
+        /// <summary>The spans encoded for the store, started when the request was queued; null once answered.</summary>
+        public Task<PreparedSpans>? Prepared { get; private set; } = prepared;
 
-        public bool Done { get; set; }
+        public bool Done => Prepared is null;
+
+        /// <summary>Answers the request after its tenant's commit, which failed when <paramref name="commitError"/> is set.</summary>
+        public void Answer(Exception? commitError)
+        {
+            // A request whose encoding failed was left out of the commit and fails alone.
+            var failed = Prepared!.IsCompletedSuccessfully ? commitError : Prepared.Exception?.GetBaseException() ?? commitError;
+            Prepared = null;
+            if (failed is null)
+            {
+                Completion.TrySetResult();
+            }
+            else
+            {
+                Completion.TrySetException(failed);
+            }
+        }
     }
 }

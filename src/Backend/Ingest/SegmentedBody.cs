@@ -1,4 +1,5 @@
 using System.Buffers;
+using SpIstio.Backend.Storage;
 
 namespace SpIstio.Backend.Ingest;
 
@@ -30,7 +31,7 @@ internal sealed class SegmentedBody : IDisposable
     {
         if (_segments.Count == 0 || _lastUsed == _segments[^1].Length)
         {
-            _segments.Add(ArrayPool<byte>.Shared.Rent(SegmentBytes));
+            _segments.Add(ScratchArray<byte>.Rent(SegmentBytes));
             _lastUsed = 0;
         }
 
@@ -67,7 +68,7 @@ internal sealed class SegmentedBody : IDisposable
     {
         foreach (var segment in _segments)
         {
-            ArrayPool<byte>.Shared.Return(segment);
+            ScratchArray<byte>.Return(segment);
         }
 
         _segments.Clear();

@@ -6,8 +6,8 @@ namespace SpIstio.Backend.Storage;
 
 /// <summary>
 /// One zstd compression context of the body codec: the format settings of every stored value
-/// (level, magicless frames, no content size, dictionary id or checksum in the frame — the codec's
-/// own header records size and dictionary) over either zstd's C library or ZstdSharp's managed port.
+/// (level, magicless frames, no content size, dictionary id or checksum in the frame; set once, in
+/// <see cref="Configure"/>) over either zstd's C library or ZstdSharp's managed port.
 /// Ingest compresses four to six values a span (two bodies, two header lists, the attributes, the
 /// model), and the managed port was a fifth of the store's CPU; libzstd compresses the same frames
 /// in ~0.7× the time for a 2 KiB body and ~0.3× for a 120-byte value (bench/README.md, "libzstd"). So
@@ -29,6 +29,29 @@ internal abstract class ZstdCompressor : IDisposable
 
     public abstract void Dispose();
 
+    /// <summary>Sets a frame parameter.</summary>
+    protected abstract void SetParameter(ZSTD_cParameter parameter, int value);
+
+    /// <summary>Loads the dictionary every frame of this context is compressed with.</summary>
+    protected abstract void LoadDictionary(byte[] dictionary);
+
+    /// <summary>
+    /// The settings of every frame the codec writes, whichever library writes it: the codec's own
+    /// header records size and dictionary, and a checksum would only repeat what the store guarantees.
+    /// </summary>
+    protected void Configure(int level, byte[]? dictionary)
+    {
+        SetParameter(ZSTD_cParameter.ZSTD_c_compressionLevel, level);
+        SetParameter(ZSTD_cParameter.ZSTD_c_contentSizeFlag, 0);
+        SetParameter(ZSTD_cParameter.ZSTD_c_dictIDFlag, 0);
+        SetParameter(ZSTD_cParameter.ZSTD_c_checksumFlag, 0);
+        SetParameter(NativeZstd.FormatParameter, NativeZstd.MagiclessFormat);
+        if (dictionary is not null)
+        {
+            LoadDictionary(dictionary);
+        }
+    }
+
     private sealed class Managed : ZstdCompressor
     {
         private readonly Compressor _compressor;
@@ -36,19 +59,16 @@ internal abstract class ZstdCompressor : IDisposable
         public Managed(int level, byte[]? dictionary)
         {
             _compressor = new Compressor(level);
-            _compressor.SetParameter(ZSTD_cParameter.ZSTD_c_contentSizeFlag, 0);
-            _compressor.SetParameter(ZSTD_cParameter.ZSTD_c_dictIDFlag, 0);
-            _compressor.SetParameter(ZSTD_cParameter.ZSTD_c_checksumFlag, 0);
-            _compressor.SetParameter(NativeZstd.FormatParameter, NativeZstd.MagiclessFormat);
-            if (dictionary is not null)
-            {
-                _compressor.LoadDictionary(dictionary);
-            }
+            Configure(level, dictionary);
         }
 
         public override int Wrap(ReadOnlySpan<byte> source, Span<byte> destination) => _compressor.Wrap(source, destination);
 
         public override void Dispose() => _compressor.Dispose();
+
+        protected override void SetParameter(ZSTD_cParameter parameter, int value) => _compressor.SetParameter(parameter, value);
+
+        protected override void LoadDictionary(byte[] dictionary) => _compressor.LoadDictionary(dictionary);
     }
 
     private sealed class Native : ZstdCompressor
@@ -60,20 +80,16 @@ internal abstract class ZstdCompressor : IDisposable
         {
             _library = library;
             _context = library.CreateContext();
-            library.SetParameter(_context, ZSTD_cParameter.ZSTD_c_compressionLevel, level);
-            library.SetParameter(_context, ZSTD_cParameter.ZSTD_c_contentSizeFlag, 0);
-            library.SetParameter(_context, ZSTD_cParameter.ZSTD_c_dictIDFlag, 0);
-            library.SetParameter(_context, ZSTD_cParameter.ZSTD_c_checksumFlag, 0);
-            library.SetParameter(_context, NativeZstd.FormatParameter, NativeZstd.MagiclessFormat);
-            if (dictionary is not null)
-            {
-                library.LoadDictionary(_context, dictionary);
-            }
+            Configure(level, dictionary);
         }
 
         public override int Wrap(ReadOnlySpan<byte> source, Span<byte> destination) => _library.Compress(_context, source, destination);
 
         public override void Dispose() => _context.Dispose();
+
+        protected override void SetParameter(ZSTD_cParameter parameter, int value) => _library.SetParameter(_context, parameter, value);
+
+        protected override void LoadDictionary(byte[] dictionary) => _library.LoadDictionary(_context, dictionary);
     }
 }
 
