@@ -14,12 +14,19 @@ using SpIstio.Backend.Storage;
 //   dotnet run -c Release --project bench/Backend.Benchmarks -- [--spans 1000000] [--load-seconds 180] [--stores sqlite,postgres]
 // PostgreSQL: SP_BENCH_POSTGRES (a connection string with CREATE DATABASE rights), else a throwaway
 // cluster from /usr/lib/postgresql/15/bin with default durability settings (fsync on).
-// Reader memory: --read-memory (ReadMemoryBench.cs).
+// Reader memory: --read-memory (ReadMemoryBench.cs). Ingest memory: --ingest-memory (IngestMemoryBench.cs).
 var args2 = args;
 if (args.Contains("--read-memory"))
 {
     //   dotnet run -c Release --project bench/Backend.Benchmarks -- --read-memory [--settle-seconds 60]
     await ReadMemoryBench.RunAsync(IntArg("--settle-seconds", 60));
+    return;
+}
+
+if (args.Contains("--ingest-memory"))
+{
+    //   dotnet run -c Release --project bench/Backend.Benchmarks -- --ingest-memory [--settle-seconds 30]
+    await IngestMemoryBench.RunAsync(IntArg("--settle-seconds", 30));
     return;
 }
 

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -56,23 +55,7 @@ internal static class ReadMemoryBench
             GC.WaitForPendingFinalizers();
             await Task.Delay(500);
             long before = Rss();
-            long peak = before;
-            using var sampling = new CancellationTokenSource();
-            var sampler = Task.Run(async () =>
-            {
-                while (!sampling.IsCancellationRequested)
-                {
-                    peak = Math.Max(peak, Rss());
-                    try
-                    {
-                        await Task.Delay(50, sampling.Token);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        return;
-                    }
-                }
-            });
+            var sampler = RssSampler.Start();
 
             string[] paths = [$"/api/spans/{traceId}/{spanId}", $"/api/traces/{traceId}/har", $"/traces/{traceId}/spans/{spanId}"];
             int ok = 0, busy = 0, other = 0;
@@ -100,8 +83,8 @@ internal static class ReadMemoryBench
                 settled = Rss();
             }
 
-            await sampling.CancelAsync();
-            await sampler;
+            long peak = sampler.Peak;
+            await sampler.DisposeAsync();
             return $"| {Mb(cap)} | {Mb(stored ?? 0)} | {Mb(before)} | {Mb(peak)} | {Mb(peak - before)} | {Mb(afterReads)} | {Mb(settled)} | {ok}/{busy}/{other} | {clock.Elapsed.TotalSeconds:N1} s |";
         }
         finally
@@ -111,6 +94,19 @@ internal static class ReadMemoryBench
     }
 
     private static async Task<(string TraceId, string SpanId)> IngestAsync(HttpClient http, string key)
+    {
+        var exchange = BigExchange();
+        using var content = new ByteArrayContent(ExchangeSpanMapper.ToExportRequest([exchange], null, "1.0").ToByteArray());
+        content.Headers.ContentType = new("application/x-protobuf");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = content };
+        request.Headers.Add("x-public-key", key);
+        using var response = await http.SendAsync(request);
+        response.EnsureSuccessStatusCode();
+        return (exchange.TraceId.ToHexString(), exchange.SpanId.ToHexString());
+    }
+
+    /// <summary>One exchange with two 7 MB bodies of JSON-ish text (shared by the ingest memory bench).</summary>
+    internal static Exchange BigExchange()
     {
         var big = new byte[7_000_000];
         var random = new Random(3);
@@ -135,27 +131,10 @@ internal static class ReadMemoryBench
             RequestBody = new CapturedBody(big, big.Length, false, BodyKind.Text, "application/json", null, false),
             ResponseBody = new CapturedBody(big, big.Length, false, BodyKind.Text, "application/json", null, false),
         };
-        using var content = new ByteArrayContent(ExchangeSpanMapper.ToExportRequest([exchange], null, "1.0").ToByteArray());
-        content.Headers.ContentType = new("application/x-protobuf");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = content };
-        request.Headers.Add("x-public-key", key);
-        using var response = await http.SendAsync(request);
-        response.EnsureSuccessStatusCode();
-        return (exchange.TraceId.ToHexString(), exchange.SpanId.ToHexString());
+        return exchange;
     }
 
-    private static long Rss()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) * 1024;
-            }
-        }
+    private static long Rss() => RssSampler.Rss();
 
-        return 0;
-    }
-
-    private static string Mb(long bytes) => (bytes / (1024.0 * 1024)).ToString("N0", CultureInfo.InvariantCulture) + " MB";
+    private static string Mb(long bytes) => RssSampler.Mb(bytes);
 }

@@ -29,6 +29,53 @@ public sealed partial class MonitoringTests
     }
 
     [Fact]
+    public void BackendIngestThrottled_FiresOnTheRetryAnswersTheBackendGives_HttpAndGrpc()
+    {
+        // The backend tells exporters to retry with HTTP 503 and gRPC UNAVAILABLE (code label 14),
+        // never 429: an alert on 429 would stay silent through any back-pressure.
+        var rule = DeployTree.Render("observability").Single(o => o.Kind == "PrometheusRule");
+        var directory = Path.Combine(Path.GetTempPath(), $"sp-rules-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(directory);
+        File.WriteAllText(Path.Combine(directory, "rules.yaml"), ToYaml(Manifest.Get(rule.Root, "spec")!));
+        // 30 minutes of 100 requests a minute each way: 10 % answered 503 over HTTP, 10 % UNAVAILABLE over gRPC.
+        File.WriteAllText(Path.Combine(directory, "test.yaml"), """
+            rule_files: [rules.yaml]
+            evaluation_interval: 1m
+            tests:
+              - interval: 1m
+                input_series:
+                  - series: 'sp_ingest_requests_total{protocol="http",code="200"}'
+                    values: '0+90x30'
+                  - series: 'sp_ingest_requests_total{protocol="http",code="503"}'
+                    values: '0+10x30'
+                  - series: 'sp_ingest_requests_total{protocol="grpc",code="0"}'
+                    values: '0+90x30'
+                  - series: 'sp_ingest_requests_total{protocol="grpc",code="14"}'
+                    values: '0+10x30'
+                alert_rule_test:
+                  - eval_time: 10m
+                    alertname: SpBackendIngestThrottled
+                  - eval_time: 25m
+                    alertname: SpBackendIngestThrottled
+                    exp_alerts:
+                      - exp_labels: { severity: warning }
+                        exp_annotations:
+                          summary: "Backend throttles 10% of ingest requests"
+                          description: "Exporters are told to retry (HTTP 503 + Retry-After, gRPC UNAVAILABLE = 14): the write queue is full, the ingest budget (--ingest-budget-bytes) is spent, or commits fail. Nothing acknowledged is lost; exporters without a disk buffer drop what they cannot re-send."
+            """);
+        try
+        {
+            var result = ExternalTool.Run("promtool", PromtoolHint, "test", "rules", Path.Combine(directory, "test.yaml"));
+
+            Assert.True(result.ExitCode == 0, $"promtool test rules failed:\n{result.StdOut}\n{result.StdErr}");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public void PrometheusRule_AlertsOnEveryFailureTheProductionGuideNames()
     {
         var rule = DeployTree.Render("observability").Single(o => o.Kind == "PrometheusRule");

@@ -24,9 +24,6 @@ public sealed class ReadBudget
     /// <summary>What one decoded byte costs while a read is answered (the stored and decoded bytes, UTF-16 text, the escaped answer).</summary>
     public const int Amplification = 6;
 
-    /// <summary>How long the budget must stay idle after large reads before their garbage is handed back to the OS.</summary>
-    public static readonly TimeSpan IdleCollectDelay = TimeSpan.FromSeconds(2);
-
     /// <summary>How many reads may wait for the budget before further ones are refused.</summary>
     public const int MaxWaiting = 32;
 
@@ -36,7 +33,7 @@ public sealed class ReadBudget
     private readonly object _lock = new();
     private readonly LinkedList<Waiter> _waiting = new();
     private readonly BackendMetrics? _metrics;
-    private readonly ITimer? _idleCollect;
+    private readonly IdleHeapCollection _idleCollection;
     private long _inFlight;
     private long _releasedSinceCollect;
 
@@ -45,14 +42,15 @@ public sealed class ReadBudget
     /// <param name="metrics">Gauges of the budget; none when null.</param>
     /// <param name="timeProvider">
     /// When given, the budget hands large reads' memory back to the OS once it has been idle for
-    /// <see cref="IdleCollectDelay"/> (see <see cref="CollectIdle"/>); never when null.
+    /// <see cref="IdleHeapCollection.Delay"/>; never when null.
     /// </param>
     public ReadBudget(long totalBytes = DefaultTotalBytes, BackendMetrics? metrics = null, TimeProvider? timeProvider = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(totalBytes, 1);
         TotalBytes = totalBytes;
         _metrics = metrics;
-        _idleCollect = timeProvider?.CreateTimer(static state => CollectIdle((ReadBudget)state!), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        // Every large read that ends counts: the collection follows the last one of a burst.
+        _idleCollection = new IdleHeapCollection(timeProvider, () => InFlightBytes == 0 && Waiting == 0, minReleasedBytes: 0);
     }
 
     /// <summary>The bytes all large reads in flight may reserve together.</summary>
@@ -129,28 +127,6 @@ public sealed class ReadBudget
     }
 
     /// <summary>
-    /// After a burst of large reads the GC keeps the heap it grew (large objects are collected only
-    /// with gen 2, and freed memory stays committed until a collection decommits it), so the
-    /// process would stay at its peak while idle. One aggressive, compacting collection once the
-    /// budget has been idle returns it, and a trim of the native heap returns what SQLite freed;
-    /// it runs only after large reads, at most once per burst.
-    /// </summary>
-    private static void CollectIdle(ReadBudget budget)
-    {
-        lock (budget._lock)
-        {
-            if (budget._inFlight != 0 || budget._waiting.Count != 0)
-            {
-                return;
-            }
-        }
-
-        System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        NativeHeap.Trim();
-    }
-
-    /// <summary>
     /// Reserves the cost of reading the given spans whole (a HAR export builds them all into one
     /// document, so <paramref name="factor"/> counts its copies); null when refused.
     /// </summary>
@@ -190,6 +166,7 @@ public sealed class ReadBudget
     {
         List<Waiter>? granted = null;
         bool collect;
+        bool idle;
         lock (_lock)
         {
             _inFlight -= cost;
@@ -208,12 +185,10 @@ public sealed class ReadBudget
             }
 
             Publish();
-            if (_inFlight == 0 && _waiting.Count == 0)
-            {
-                // Re-armed by every large read that ends: the collection follows the last one.
-                _idleCollect?.Change(IdleCollectDelay, Timeout.InfiniteTimeSpan);
-            }
+            idle = _inFlight == 0 && _waiting.Count == 0;
         }
+
+        _idleCollection.Released(cost, idle);
 
         if (collect)
         {

@@ -46,6 +46,13 @@ public sealed record BackendOptions
     public long ReadBudgetBytes { get; init; } = Api.ReadBudget.DefaultTotalBytes;
 
     /// <summary>
+    /// The bytes all export requests in flight (OTLP/HTTP and OTLP/gRPC) may make the process hold
+    /// together, counted as their bodies times <see cref="Ingest.IngestBudget.Amplification"/>; a request
+    /// that does not fit is refused with 503 + Retry-After (gRPC: UNAVAILABLE) (<see cref="Ingest.IngestBudget"/>).
+    /// </summary>
+    public long IngestBudgetBytes { get; init; } = Ingest.IngestBudget.DefaultTotalBytes;
+
+    /// <summary>
     /// Spans that may wait in the write queue (queued or committing) before exporters are told to
     /// retry (503 + Retry-After). 100,000 spans is about two seconds of ingest at the SQLite
     /// target rate: enough to absorb a burst, small enough to keep memory bounded.
@@ -132,6 +139,11 @@ public sealed record BackendOptions
         if (ReadBudgetBytes < 1024 * 1024)
         {
             problems.Add(string.Create(ic, $"read-budget-bytes: '{ReadBudgetBytes}' must be at least 1 MiB"));
+        }
+
+        if (IngestBudgetBytes < 1024 * 1024)
+        {
+            problems.Add(string.Create(ic, $"ingest-budget-bytes: '{IngestBudgetBytes}' must be at least 1 MiB"));
         }
 
         if (QueueCapacity < 1)

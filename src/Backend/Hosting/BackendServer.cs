@@ -269,6 +269,7 @@ public sealed class BackendServer : IAsyncDisposable
         services.AddSpAuthentication();
         services.AddSingleton(ingest);
         services.AddSingleton(new ReadBudget(options.ReadBudgetBytes, metrics, timeProvider));
+        var ingestBudget = new IngestBudget(options.IngestBudgetBytes, metrics, timeProvider);
         services.AddSingleton(grpcCalls);
         services.AddGrpc(grpc =>
         {
@@ -309,7 +310,9 @@ public sealed class BackendServer : IAsyncDisposable
         app.UseSecurityHeaders();
         // The one authentication layer (SpAuth): each route's policy names its scheme and scope.
         app.UseAuthorization();
-        var endpoint = new OtlpHttpEndpoint(ingest, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
+        // After the authentication layer: a call without a valid key reserves nothing.
+        app.Use(OtlpGrpcBudgetGate.InvokeAsync);
+        var endpoint = new OtlpHttpEndpoint(ingest, ingestBudget, metrics, loggerFactory.CreateLogger<OtlpHttpEndpoint>(), options.MaxBodyBytes);
         // A Delegate (not a RequestDelegate) so that the route appears in the OpenAPI document. No Accepts():
         // it would make routing answer other content types itself, and the OTLP answer must be a 415 with a Status body.
         Delegate ingestHandler = endpoint.HandleAsync;
@@ -324,12 +327,14 @@ public sealed class BackendServer : IAsyncDisposable
             .WithResponse(StatusCodes.Status403Forbidden, "The key has no ingest scope.", null, otlp)
             .WithResponse(StatusCodes.Status413PayloadTooLarge, "The body is over --max-body-bytes.", null, otlp)
             .WithResponse(StatusCodes.Status415UnsupportedMediaType, "Neither protobuf nor JSON.", null, otlp)
-            .WithResponse(StatusCodes.Status503ServiceUnavailable, "The write queue is full or the store failed to commit; retry.", null, otlp)
+            .WithResponse(StatusCodes.Status503ServiceUnavailable, "The write queue is full, the ingest budget is spent or the store failed to commit; retry after Retry-After.", null, otlp)
             .WithTags("ingest")
             .WithSummary("OTLP/HTTP trace export (ExportTraceServiceRequest as protobuf or JSON, optional gzip).");
+        var grpcRefusalLogger = loggerFactory.CreateLogger<OtlpGrpcService>();
         app.MapGrpcService<OtlpGrpcService>()
             .RequireScope(KeyScope.Ingest)
-            .WithAuthRefusal(new OtlpGrpcRefusal(metrics, loggerFactory.CreateLogger<OtlpGrpcService>()));
+            .WithMetadata(new OtlpGrpcBudgetGate(ingestBudget, options.MaxBodyBytes, metrics, grpcRefusalLogger))
+            .WithAuthRefusal(new OtlpGrpcRefusal(metrics, grpcRefusalLogger));
         app.MapQueryApi();
         app.MapMocksApi();
         app.MapReplayJobsApi();

@@ -1,4 +1,7 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using System.Globalization;
+using System.IO.Pipelines;
 using Google.Protobuf;
 using Grpc.AspNetCore.Server.Model;
 using Grpc.Core;
@@ -59,6 +62,9 @@ public sealed class OtlpGrpcService
         }
 
         var (status, response) = await _ingest.IngestAsync(tenant.TenantId, export).ConfigureAwait(false);
+
+        // Answered below: the call lets go of its share of the ingest budget first (OtlpGrpcBudgetGate).
+        IngestBudget.ReleaseFor(context.GetHttpContext());
         switch (status)
         {
             case IngestStatus.QueueFull:
@@ -73,6 +79,7 @@ public sealed class OtlpGrpcService
 
     private ExportTraceServiceResponse Refuse(ServerCallContext context, StatusCode code, string message)
     {
+        IngestBudget.ReleaseFor(context.GetHttpContext());
         _metrics.IngestRequests(Protocol, (int)code).Inc();
         IngestLog.ExportRefused(_logger, Protocol, (int)code, message);
         // A non-OK status set on the context ends the call with it; the returned message is not sent.
@@ -97,6 +104,13 @@ internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : 
             AuthRefusalReason.Invalid => (StatusCode.Unauthenticated, "unknown or revoked API key"),
             _ => (StatusCode.PermissionDenied, "the API key has no " + ApiKeys.FormatScopes(scope) + " scope"),
         };
+        WriteTrailersOnly(context, metrics, logger, code, message);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Ends a call before its message is read: counted, logged at debug, and answered trailers-only.</summary>
+    internal static void WriteTrailersOnly(HttpContext context, BackendMetrics metrics, ILogger logger, StatusCode code, string message)
+    {
         metrics.IngestRequests(Protocol, (int)code).Inc();
         IngestLog.ExportRefused(logger, Protocol, (int)code, message);
 
@@ -106,7 +120,73 @@ internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : 
         response.ContentType = "application/grpc";
         response.Headers["grpc-status"] = ((int)code).ToString(CultureInfo.InvariantCulture);
         response.Headers["grpc-message"] = Uri.EscapeDataString(message);
-        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Reserves an export call's message out of the <see cref="IngestBudget"/> before Grpc.AspNetCore
+/// reads it. The gRPC message's length prefix (a compressed flag and a big-endian 32-bit length:
+/// the request body's first five bytes) is peeked without consuming anything, so the message is
+/// buffered only once its bytes are reserved; a call that does not fit ends at once, trailers-only
+/// UNAVAILABLE, which exporters retry. Runs after the authentication layer, on the endpoints that
+/// carry the gate as metadata (the OTLP export method). A message declared over the receive limit
+/// reserves the limit: Grpc.AspNetCore refuses it (RESOURCE_EXHAUSTED) without buffering it.
+/// </summary>
+internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageBytes, BackendMetrics metrics, ILogger logger)
+{
+    private const string Protocol = "grpc";
+    private const int PrefixBytes = 5;
+
+    /// <summary>Runs the gate where the endpoint carries one, else the next middleware.</summary>
+    public static Task InvokeAsync(HttpContext context, RequestDelegate next) =>
+        context.GetEndpoint()?.Metadata.GetMetadata<OtlpGrpcBudgetGate>() is { } gate ? gate.GateAsync(context, next) : next(context);
+
+    private async Task GateAsync(HttpContext context, RequestDelegate next)
+    {
+        // Held until the call is answered: its buffered message, the parsed request and the encoded spans.
+        using var reservation = budget.OpenFor(context);
+        var length = await PeekMessageLengthAsync(context.Request.BodyReader, context.RequestAborted).ConfigureAwait(false);
+        if (length is { } declared && !reservation.TryCover(Math.Min(declared, maxMessageBytes), Protocol))
+        {
+            OtlpGrpcRefusal.WriteTrailersOnly(context, metrics, logger, StatusCode.Unavailable, IngestBudget.RefusalMessage);
+            return;
+        }
+
+        await next(context).ConfigureAwait(false);
+    }
+
+    /// <summary>The first message's declared length; null when the body ends before a whole prefix (gRPC answers that itself).</summary>
+    private static async Task<long?> PeekMessageLengthAsync(PipeReader reader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                if (buffer.Length >= PrefixBytes || result.IsCompleted || result.IsCanceled)
+                {
+                    var length = buffer.Length >= PrefixBytes ? LengthOf(buffer) : (long?)null;
+                    // Nothing consumed, nothing examined: the gRPC reader is handed every byte again at once.
+                    reader.AdvanceTo(buffer.Start, buffer.Start);
+                    return length;
+                }
+
+                reader.AdvanceTo(buffer.Start, buffer.End);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // The client went away: nothing to reserve, and the gRPC reader sees the same end.
+            return null;
+        }
+    }
+
+    private static long LengthOf(ReadOnlySequence<byte> buffer)
+    {
+        Span<byte> prefix = stackalloc byte[PrefixBytes];
+        buffer.Slice(0, PrefixBytes).CopyTo(prefix);
+        return BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]);
     }
 }
 

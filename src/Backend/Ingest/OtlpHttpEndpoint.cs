@@ -34,18 +34,21 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
     private const string Protocol = "http";
 
     private readonly IngestService _ingest;
+    private readonly IngestBudget _budget;
     private readonly BackendMetrics _metrics;
     private readonly ILogger _logger;
     private readonly int _maxBodyBytes;
 
     /// <summary>Creates the endpoint.</summary>
     /// <param name="ingest">Stores the spans.</param>
+    /// <param name="budget">The bytes export requests in flight share; a request that does not fit is refused (503 + Retry-After).</param>
     /// <param name="metrics">Request counters.</param>
     /// <param name="logger">Refusals (debug).</param>
     /// <param name="maxBodyBytes">The largest body accepted, counted after decompression.</param>
-    public OtlpHttpEndpoint(IngestService ingest, BackendMetrics metrics, ILogger logger, int maxBodyBytes)
+    public OtlpHttpEndpoint(IngestService ingest, IngestBudget budget, BackendMetrics metrics, ILogger logger, int maxBodyBytes)
     {
         _ingest = ingest;
+        _budget = budget;
         _metrics = metrics;
         _logger = logger;
         _maxBodyBytes = maxBodyBytes;
@@ -81,13 +84,25 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
             return;
         }
 
-        var body = await ReadBodyAsync(context, coding.Value).ConfigureAwait(false);
+        // Held until the request is answered: its body, the parsed request and the encoded spans.
+        // A declared length is reserved whole before anything is read (one more byte to see the end).
+        using var reservation = _budget.OpenFor(context);
+        if (request.ContentLength is { } declared && !reservation.TryCover(declared + 1, Protocol))
+        {
+            await FailOverBudgetAsync(context, json).ConfigureAwait(false);
+            return;
+        }
+
+        var body = await ReadBodyAsync(context, coding.Value, reservation).ConfigureAwait(false);
         try
         {
             switch (body.Outcome)
             {
                 case ReadOutcome.TooLarge:
                     await FailTooLargeAsync(context, json).ConfigureAwait(false);
+                    return;
+                case ReadOutcome.OverBudget:
+                    await FailOverBudgetAsync(context, json).ConfigureAwait(false);
                     return;
                 case ReadOutcome.BadEncoding:
                     await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, "the body is not valid " + (coding == Coding.Gzip ? "gzip" : "zstd") + ": " + body.Error).ConfigureAwait(false);
@@ -178,9 +193,11 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
     /// <summary>
     /// Reads the body into pooled segments (<see cref="SegmentedBody"/>), inflating gzip or zstd
     /// through the same bounded loop, and stops as soon as one byte more than the limit has been
-    /// produced: a compression bomb is refused after inflating at most the limit, never whole.
+    /// produced: a compression bomb is refused after inflating at most the limit, never whole. Bytes
+    /// are read only as far as <paramref name="reservation"/> covers them; it grows a segment at a
+    /// time, and the read stops (<see cref="ReadOutcome.OverBudget"/>) when the budget cannot.
     /// </summary>
-    private async Task<BodyRead> ReadBodyAsync(HttpContext context, Coding coding)
+    private async Task<BodyRead> ReadBodyAsync(HttpContext context, Coding coding, IngestBudget.Reservation reservation)
     {
         var compressed = coding != Coding.Identity;
         var sizeFeature = context.Features.Get<IHttpMaxRequestBodySizeFeature>();
@@ -201,7 +218,13 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         {
             while (true)
             {
-                var read = await source.ReadAsync(body.GetMemory(_maxBodyBytes + 1 - body.Length), context.RequestAborted).ConfigureAwait(false);
+                if (body.Length >= reservation.BodyBytes && !reservation.TryCover(body.Length + SegmentedBody.SegmentBytes, Protocol))
+                {
+                    return new BodyRead(ReadOutcome.OverBudget, body, null);
+                }
+
+                var room = (int)Math.Min(_maxBodyBytes + 1 - body.Length, reservation.BodyBytes - body.Length);
+                var read = await source.ReadAsync(body.GetMemory(room), context.RequestAborted).ConfigureAwait(false);
                 if (read == 0)
                 {
                     return new BodyRead(ReadOutcome.Ok, body, null);
@@ -264,8 +287,15 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         FailAsync(context, json, StatusCodes.Status413PayloadTooLarge, 8,
             string.Create(CultureInfo.InvariantCulture, $"the body exceeds the limit of {_maxBodyBytes} bytes (counted after decompression)"));
 
+    private Task FailOverBudgetAsync(HttpContext context, bool json)
+    {
+        context.Response.Headers.RetryAfter = IngestBudget.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return FailAsync(context, json, StatusCodes.Status503ServiceUnavailable, 14, IngestBudget.RefusalMessage);
+    }
+
     private async Task FailAsync(HttpContext context, bool json, int statusCode, int grpcCode, string message)
     {
+        IngestBudget.ReleaseFor(context);
         _metrics.IngestRequests(Protocol, statusCode).Inc();
         IngestLog.ExportRefused(_logger, Protocol, statusCode, message);
         var status = new RpcStatus(grpcCode, message);
@@ -284,6 +314,7 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
 
     private static async Task WriteAsync(HttpContext context, bool json, int statusCode, IMessage message)
     {
+        IngestBudget.ReleaseFor(context);
         context.Response.StatusCode = statusCode;
         if (json)
         {
@@ -301,6 +332,7 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
     {
         Ok,
         TooLarge,
+        OverBudget,
         BadEncoding,
         Aborted,
     }

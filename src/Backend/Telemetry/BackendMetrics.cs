@@ -12,6 +12,8 @@ public sealed class BackendMetrics
     private readonly CounterFamily _requests;
     private readonly ConcurrentDictionary<(string Protocol, int Code), Counter> _requestChildren = new();
     private readonly HistogramFamily _httpDuration;
+    private readonly CounterFamily _ingestBudgetRefused;
+    private readonly ConcurrentDictionary<string, Counter> _ingestBudgetRefusedChildren = new();
     private readonly ConcurrentDictionary<(string Route, int Code), Histogram> _httpChildren = new();
 
     /// <summary>Declares the backend metrics (and the process metrics) on <paramref name="registry"/>.</summary>
@@ -35,6 +37,8 @@ public sealed class BackendMetrics
             "Spans per group commit.",
             MetricRegistry.ExponentialBuckets(1, 4, 9)).WithLabels();
         StoreBytes = registry.Gauge("sp_store_bytes", "Bytes the stored spans take, as the store engine reports them.").WithLabels();
+        IngestBudgetInFlightBytes = registry.Gauge("sp_ingest_budget_in_flight_bytes", "Bytes reserved by export requests in flight (their bodies times the ingest amplification) out of the ingest budget.").WithLabels();
+        _ingestBudgetRefused = registry.Counter("sp_ingest_budget_refused_total", "Export requests refused with 503 + Retry-After (gRPC: UNAVAILABLE) because the ingest budget was spent, by protocol (http, grpc).", "protocol");
         ReadBudgetInFlightBytes = registry.Gauge("sp_read_budget_in_flight_bytes", "Bytes reserved by large span reads in flight (API, HAR, exchange page) out of the shared read budget.").WithLabels();
         ReadBudgetWaiting = registry.Gauge("sp_read_budget_waiting", "Large span reads waiting for the shared read budget.").WithLabels();
         SearchIndexLag = registry.Gauge("sp_search_index_lag_seconds", "Age of the oldest span this backend committed (or found unindexed: a previous run's backlog, another replica's commits) that text search (q) does not find yet; 0 when the post-commit search indexer has caught up.").WithLabels();
@@ -72,6 +76,9 @@ public sealed class BackendMetrics
     /// <summary>Stored bytes, refreshed by the retention job and at scrape.</summary>
     public Gauge StoreBytes { get; }
 
+    /// <summary>Bytes reserved out of the ingest budget now.</summary>
+    public Gauge IngestBudgetInFlightBytes { get; }
+
     /// <summary>Bytes reserved out of the read budget now.</summary>
     public Gauge ReadBudgetInFlightBytes { get; }
 
@@ -103,6 +110,12 @@ public sealed class BackendMetrics
         _httpChildren.TryGetValue((route, code), out var histogram)
             ? histogram
             : _httpChildren.GetOrAdd((route, code), static (k, family) => family.WithLabels(k.Route, k.Code.ToString(CultureInfo.InvariantCulture)), _httpDuration);
+
+    /// <summary>The counter of export requests of a protocol refused by the ingest budget.</summary>
+    public Counter IngestBudgetRefused(string protocol) =>
+        _ingestBudgetRefusedChildren.TryGetValue(protocol, out var counter)
+            ? counter
+            : _ingestBudgetRefusedChildren.GetOrAdd(protocol, static (p, family) => family.WithLabels(p), _ingestBudgetRefused);
 
     /// <summary>The request counter of a protocol and answer code, resolved once per pair.</summary>
     public Counter IngestRequests(string protocol, int code) =>

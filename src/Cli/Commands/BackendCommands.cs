@@ -37,6 +37,11 @@ internal static class BackendCommands
             Description = "Most bytes one attribute value (body, header, any attribute) may hold; longer values are truncated and flagged. A span holds at most 4x this.",
             DefaultValueFactory = _ => SpIstio.Backend.Ingest.ConversionLimits.DefaultMaxAttributeBytes,
         };
+        var ingestBudget = new Option<long>("--ingest-budget-bytes")
+        {
+            Description = "Bytes all export requests in flight may make the backend hold together (their bodies x" + SpIstio.Backend.Ingest.IngestBudget.Amplification.ToString(CultureInfo.InvariantCulture) + "); a request that does not fit is refused with 503 + Retry-After (gRPC: UNAVAILABLE), which exporters retry.",
+            DefaultValueFactory = _ => SpIstio.Backend.Ingest.IngestBudget.DefaultTotalBytes,
+        };
         var queueCapacity = new Option<int>("--queue-capacity")
         {
             Description = "Spans that may wait for a commit before exporters are told to retry (503 + Retry-After).",
@@ -83,6 +88,7 @@ internal static class BackendCommands
         command.Options.Add(demo);
         command.Options.Add(maxBody);
         command.Options.Add(maxAttribute);
+        command.Options.Add(ingestBudget);
         command.Options.Add(queueCapacity);
         command.Options.Add(retention);
         command.Options.Add(maxStoreBytes);
@@ -130,6 +136,7 @@ internal static class BackendCommands
                 Demo = parseResult.GetValue(demo),
                 MaxBodyBytes = parseResult.GetValue(maxBody),
                 MaxAttributeBytes = parseResult.GetValue(maxAttribute),
+                IngestBudgetBytes = parseResult.GetValue(ingestBudget),
                 QueueCapacity = parseResult.GetValue(queueCapacity),
                 Retention = retentionValue,
                 SessionIdleTimeout = sessionIdleValue,

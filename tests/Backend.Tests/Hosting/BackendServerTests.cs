@@ -32,14 +32,15 @@ public sealed class BackendServerTests : IDisposable
             MaxBodyBytes = 10,
             MaxAttributeBytes = 10,
             ReadBudgetBytes = 10,
+            IngestBudgetBytes = 10,
             QueueCapacity = 0,
             Retention = TimeSpan.FromSeconds(5),
         };
 
         var problems = options.Validate();
 
-        Assert.Equal(8, problems.Count);
-        Assert.Equal(["listen", "grpc-listen", "store", "max-body-bytes", "max-attribute-bytes", "read-budget-bytes", "queue-capacity", "retention"], problems.Select(p => p[..p.IndexOf(':')]));
+        Assert.Equal(9, problems.Count);
+        Assert.Equal(["listen", "grpc-listen", "store", "max-body-bytes", "max-attribute-bytes", "read-budget-bytes", "ingest-budget-bytes", "queue-capacity", "retention"], problems.Select(p => p[..p.IndexOf(':')]));
         var thrown = Assert.Throws<BackendOptionsException>(options.ValidateOrThrow);
         Assert.Equal(problems, thrown.Problems);
     }

@@ -195,7 +195,8 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     public Task<long> DeleteOldestAsync(long bytes, CancellationToken cancellationToken) => inner.DeleteOldestAsync(bytes, cancellationToken);
     public ValueTask DisposeAsync() => inner.DisposeAsync();
 
-    internal sealed class Gate
+    /// <summary>Holds inserts until opened; disposing opens it (declared after the backend, so a failed assertion does not leave the backend's drain waiting).</summary>
+    internal sealed class Gate : IDisposable
     {
         public TaskCompletionSource Entered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -207,6 +208,8 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
         private int _inside;
 
         public void Open() => Released.TrySetResult();
+
+        public void Dispose() => Open();
 
         public void Enter()
         {

@@ -395,7 +395,7 @@ public sealed class OtlpHttpIngestTests : IAsyncLifetime
         return output.ToArray();
     }
 
-    private static byte[] Gzip(byte[] data)
+    internal static byte[] Gzip(byte[] data)
     {
         using var output = new MemoryStream();
         using (var gzip = new GZipStream(output, CompressionLevel.Optimal))

@@ -1,0 +1,61 @@
+namespace SpIstio.Backend.Api;
+
+/// <summary>
+/// Hands the memory of large work back to the OS once the budget that bounds the work has gone
+/// idle. After a burst of large reads or large export requests the GC keeps the heap it grew
+/// (large objects are collected only with gen 2, and freed memory stays committed until a
+/// collection decommits it), and an idle backend runs no collection: the process would stay at its
+/// peak for good. One aggressive, compacting collection a moment after the last large piece of
+/// work ended returns it, and a trim of the native heap returns what SQLite freed.
+/// </summary>
+internal sealed class IdleHeapCollection
+{
+    /// <summary>How long a budget must stay idle before the collection runs.</summary>
+    public static readonly TimeSpan Delay = TimeSpan.FromSeconds(2);
+
+    private readonly ITimer? _timer;
+    private readonly Func<bool> _isIdle;
+    private readonly long _minReleasedBytes;
+    private long _releasedBytes;
+
+    /// <summary>Creates the collection of one budget.</summary>
+    /// <param name="timeProvider">The clock of the delay; null: never collect.</param>
+    /// <param name="isIdle">Whether the budget has nothing in flight or waiting now (asked again when the delay is over).</param>
+    /// <param name="minReleasedBytes">
+    /// What the budget must have released since the last collection before one is worth running:
+    /// a trickle of small pieces of work leaves nothing the GC would not reclaim on its own.
+    /// </param>
+    public IdleHeapCollection(TimeProvider? timeProvider, Func<bool> isIdle, long minReleasedBytes)
+    {
+        _isIdle = isIdle;
+        _minReleasedBytes = minReleasedBytes;
+        _timer = timeProvider?.CreateTimer(static state => ((IdleHeapCollection)state!).Collect(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>
+    /// Counts <paramref name="bytes"/> released by work that ended; when the budget is idle now, the
+    /// collection follows <see cref="Delay"/> later (re-armed by every release, so it follows the last one).
+    /// </summary>
+    public void Released(long bytes, bool idleNow)
+    {
+        var released = Interlocked.Add(ref _releasedBytes, bytes);
+        if (idleNow && released >= _minReleasedBytes)
+        {
+            _timer?.Change(Delay, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void Collect()
+    {
+        if (!_isIdle())
+        {
+            // Work came back: the next release at an idle moment re-arms the timer.
+            return;
+        }
+
+        Interlocked.Exchange(ref _releasedBytes, 0);
+        System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        NativeHeap.Trim();
+    }
+}

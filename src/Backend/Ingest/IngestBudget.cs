@@ -1,0 +1,171 @@
+using SpIstio.Backend.Api;
+using SpIstio.Backend.Telemetry;
+
+namespace SpIstio.Backend.Ingest;
+
+/// <summary>
+/// The byte budget every export request in flight shares, OTLP/HTTP and OTLP/gRPC alike. A request
+/// reserves its body's bytes, times <see cref="Amplification"/>, before it reads them — the whole
+/// body at once when its size is declared up front (Content-Length, the gRPC length prefix), piece
+/// by piece while a compressed or chunked body inflates — and holds the reservation until it is
+/// answered. A request that does not fit is refused at once with 503 + Retry-After (gRPC:
+/// UNAVAILABLE), which OTLP exporters retry: it never waits, so requests that hold part of the
+/// budget cannot deadlock waiting for each other. However many key holders send however large
+/// exports at once, what they make the process hold together is bounded by <see cref="TotalBytes"/>.
+/// </summary>
+public sealed class IngestBudget
+{
+    /// <summary>The default budget: 128 MiB, room for twelve 2.4 MB exports (512 spans with 2 KiB bodies) or two at the 16 MiB body limit.</summary>
+    public const long DefaultTotalBytes = 128L * 1024 * 1024;
+
+    /// <summary>
+    /// What one body byte costs until the request is answered: the body itself, the parsed request
+    /// (its strings are UTF-16, two bytes a character) and the spans encoded for the store.
+    /// </summary>
+    public const int Amplification = 4;
+
+    /// <summary>Seconds a refused exporter is asked to wait.</summary>
+    public const int RetryAfterSeconds = 1;
+
+    /// <summary>What a refused exporter is told (HTTP and gRPC alike).</summary>
+    internal const string RefusalMessage = "the backend holds as many export bytes in flight as its ingest budget (--ingest-budget-bytes) allows; retry later";
+
+    /// <summary>
+    /// What finished requests must have released before an idle moment hands their garbage back to
+    /// the OS: exports of a few KB every second need no collection of ours.
+    /// </summary>
+    internal const long IdleCollectAfterBytes = 64L * 1024 * 1024;
+
+    private readonly object _lock = new();
+    private readonly BackendMetrics? _metrics;
+    private readonly IdleHeapCollection _idleCollection;
+    private long _inFlight;
+
+    /// <summary>Creates a budget of <paramref name="totalBytes"/>.</summary>
+    /// <param name="totalBytes">The budget.</param>
+    /// <param name="metrics">Its gauge and refusal counter; none when null.</param>
+    /// <param name="timeProvider">When given, the memory of a burst of large exports is handed back once the budget is idle; never when null.</param>
+    public IngestBudget(long totalBytes = DefaultTotalBytes, BackendMetrics? metrics = null, TimeProvider? timeProvider = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(totalBytes, 1);
+        TotalBytes = totalBytes;
+        _metrics = metrics;
+        _idleCollection = new IdleHeapCollection(timeProvider, () => InFlightBytes == 0, IdleCollectAfterBytes);
+    }
+
+    /// <summary>The bytes all export requests in flight may reserve together.</summary>
+    public long TotalBytes { get; }
+
+    /// <summary>The bytes reserved by requests in flight now.</summary>
+    public long InFlightBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _inFlight;
+            }
+        }
+    }
+
+    /// <summary>An empty reservation for one request; dispose it when the request is answered.</summary>
+    public Reservation Open() => new(this);
+
+    /// <summary>
+    /// An empty reservation for the request of <paramref name="context"/>, which <see cref="ReleaseFor"/>
+    /// returns just before the request is answered; dispose it as well (on paths that never answer).
+    /// </summary>
+    public Reservation OpenFor(Microsoft.AspNetCore.Http.HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var reservation = Open();
+        context.Features.Set(reservation);
+        return reservation;
+    }
+
+    /// <summary>
+    /// Returns the share of the request of <paramref name="context"/> (nothing when it holds none).
+    /// Called before an answer is written, so a client that has its answer can count on the budget
+    /// having it back: a retry right after a refusal, or the next export of the same client, fits.
+    /// </summary>
+    public static void ReleaseFor(Microsoft.AspNetCore.Http.HttpContext context) =>
+        context?.Features.Get<Reservation>()?.Dispose();
+
+    private bool TryGrow(Reservation reservation, long cost, string protocol)
+    {
+        lock (_lock)
+        {
+            // A request alone in flight may take more than the budget: one request at the body
+            // limit is always served, however small the budget was set.
+            if (_inFlight + cost > TotalBytes && _inFlight != reservation.Cost)
+            {
+                _metrics?.IngestBudgetRefused(protocol).Inc();
+                return false;
+            }
+
+            _inFlight += cost;
+            _metrics?.IngestBudgetInFlightBytes.Set(_inFlight);
+            return true;
+        }
+    }
+
+    private void Release(long cost)
+    {
+        bool idle;
+        lock (_lock)
+        {
+            _inFlight -= cost;
+            _metrics?.IngestBudgetInFlightBytes.Set(_inFlight);
+            idle = _inFlight == 0;
+        }
+
+        _idleCollection.Released(cost, idle);
+    }
+
+    /// <summary>What one request holds of the budget; grows as its body is read, returned (once) on dispose.</summary>
+    public sealed class Reservation : IDisposable
+    {
+        private IngestBudget? _owner;
+
+        internal Reservation(IngestBudget owner) => _owner = owner;
+
+        /// <summary>The body bytes the reservation covers.</summary>
+        public long BodyBytes { get; private set; }
+
+        /// <summary>The bytes reserved: <see cref="BodyBytes"/> × <see cref="Amplification"/>.</summary>
+        public long Cost => BodyBytes * Amplification;
+
+        /// <summary>
+        /// Makes the reservation cover <paramref name="bodyBytes"/> body bytes; false when the budget
+        /// cannot spare the difference (the request is to be refused; what it holds stays reserved until disposed).
+        /// </summary>
+        /// <param name="bodyBytes">The body bytes to cover.</param>
+        /// <param name="protocol">Labels a refusal in <c>sp_ingest_budget_refused_total</c>.</param>
+        public bool TryCover(long bodyBytes, string protocol)
+        {
+            var owner = _owner ?? throw new ObjectDisposedException(nameof(Reservation));
+            if (bodyBytes <= BodyBytes)
+            {
+                return true;
+            }
+
+            if (!owner.TryGrow(this, (bodyBytes - BodyBytes) * Amplification, protocol))
+            {
+                return false;
+            }
+
+            BodyBytes = bodyBytes;
+            return true;
+        }
+
+        /// <inheritdoc />
+        public void Dispose()
+        {
+            var owner = Interlocked.Exchange(ref _owner, null);
+            if (owner is not null && BodyBytes > 0)
+            {
+                owner.Release(Cost);
+            }
+        }
+    }
+}
