@@ -47,7 +47,8 @@ public sealed record BackendOptions
 
     /// <summary>
     /// The bytes all export requests in flight (OTLP/HTTP and OTLP/gRPC) may make the process hold
-    /// together, counted as their bodies times <see cref="Ingest.IngestBudget.Amplification"/>; a request
+    /// together, counted as their bodies times <see cref="Ingest.IngestBudget.Amplification"/> (times
+    /// <see cref="Ingest.IngestBudget.QueuedAmplification"/> once their spans are queued); a request
     /// that does not fit is refused with 503 + Retry-After (gRPC: UNAVAILABLE) (<see cref="Ingest.IngestBudget"/>).
     /// </summary>
     public long IngestBudgetBytes { get; init; } = Ingest.IngestBudget.DefaultTotalBytes;

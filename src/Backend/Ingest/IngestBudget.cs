@@ -7,8 +7,10 @@ namespace SpIstio.Backend.Ingest;
 /// The byte budget every export request in flight shares, OTLP/HTTP and OTLP/gRPC alike. A request
 /// reserves its body's bytes, times <see cref="Amplification"/>, before it reads them — the whole
 /// body at once when its size is declared up front (Content-Length, the gRPC length prefix), piece
-/// by piece while a compressed or chunked body inflates — and holds the reservation until it is
-/// answered. A request that does not fit is refused at once with 503 + Retry-After (gRPC:
+/// by piece while a compressed or chunked body inflates. Once its spans are converted and queued
+/// it lets go of all but <see cref="QueuedAmplification"/> times the body (<see cref="Reservation.Settle"/>),
+/// which it holds until it is answered: waiting for a commit is most of a request's life under
+/// load, and what it holds then is the spans, not the parse. A request that does not fit is refused at once with 503 + Retry-After (gRPC:
 /// UNAVAILABLE), which OTLP exporters retry: it never waits, so requests that hold part of the
 /// budget cannot deadlock waiting for each other. However many key holders send however large
 /// exports at once, what they make the process hold together is bounded by <see cref="TotalBytes"/>.
@@ -23,6 +25,13 @@ public sealed class IngestBudget
     /// (its strings are UTF-16, two bytes a character) and the spans encoded for the store.
     /// </summary>
     public const int Amplification = 4;
+
+    /// <summary>
+    /// What one body byte costs while the request's spans wait for their commit: the spans converted
+    /// (values cut to the attribute cap) and then encoded for the store, and on gRPC the message
+    /// bytes, which Grpc.AspNetCore keeps until the call ends.
+    /// </summary>
+    public const int QueuedAmplification = 2;
 
     /// <summary>Seconds a refused exporter is asked to wait.</summary>
     public const int RetryAfterSeconds = 1;
@@ -91,6 +100,10 @@ public sealed class IngestBudget
     public static void ReleaseFor(Microsoft.AspNetCore.Http.HttpContext context) =>
         context?.Features.Get<Reservation>()?.Dispose();
 
+    /// <summary>Settles the reservation of the request of <paramref name="context"/> (<see cref="Reservation.Settle"/>), if it holds one.</summary>
+    public static void SettleFor(Microsoft.AspNetCore.Http.HttpContext context) =>
+        context?.Features.Get<Reservation>()?.Settle();
+
     private bool TryGrow(Reservation reservation, long cost, string protocol)
     {
         lock (_lock)
@@ -132,8 +145,11 @@ public sealed class IngestBudget
         /// <summary>The body bytes the reservation covers.</summary>
         public long BodyBytes { get; private set; }
 
-        /// <summary>The bytes reserved: <see cref="BodyBytes"/> × <see cref="Amplification"/>.</summary>
-        public long Cost => BodyBytes * Amplification;
+        /// <summary>The bytes reserved: <see cref="BodyBytes"/> × <see cref="Amplification"/>, or × <see cref="QueuedAmplification"/> once settled.</summary>
+        public long Cost { get; private set; }
+
+        /// <summary>Whether <see cref="Settle"/> ran: the body is read and parsed, the reservation cannot grow.</summary>
+        public bool Settled { get; private set; }
 
         /// <summary>
         /// Makes the reservation cover <paramref name="bodyBytes"/> body bytes; false when the budget
@@ -144,25 +160,53 @@ public sealed class IngestBudget
         public bool TryCover(long bodyBytes, string protocol)
         {
             var owner = _owner ?? throw new ObjectDisposedException(nameof(Reservation));
+            if (Settled)
+            {
+                throw new InvalidOperationException("a settled reservation cannot grow: its body was read whole");
+            }
+
             if (bodyBytes <= BodyBytes)
             {
                 return true;
             }
 
-            if (!owner.TryGrow(this, (bodyBytes - BodyBytes) * Amplification, protocol))
+            var cost = bodyBytes * Amplification;
+            if (!owner.TryGrow(this, cost - Cost, protocol))
             {
                 return false;
             }
 
             BodyBytes = bodyBytes;
+            Cost = cost;
             return true;
+        }
+
+        /// <summary>
+        /// The request's spans are queued and its body and parsed request are dropped: returns all
+        /// but <see cref="BodyBytes"/> × <see cref="QueuedAmplification"/> (once; later calls do nothing).
+        /// </summary>
+        public void Settle()
+        {
+            var owner = _owner;
+            if (owner is null || Settled)
+            {
+                return;
+            }
+
+            Settled = true;
+            var kept = BodyBytes * QueuedAmplification;
+            if (kept < Cost)
+            {
+                owner.Release(Cost - kept);
+                Cost = kept;
+            }
         }
 
         /// <inheritdoc />
         public void Dispose()
         {
             var owner = Interlocked.Exchange(ref _owner, null);
-            if (owner is not null && BodyBytes > 0)
+            if (owner is not null && Cost > 0)
             {
                 owner.Release(Cost);
             }

@@ -43,8 +43,13 @@ public sealed class IngestService
     /// <summary>How long an exporter refused under back-pressure is asked to wait, in seconds.</summary>
     public const int RetryAfterSeconds = 1;
 
-    /// <summary>Stores <paramref name="request"/>'s valid spans for <paramref name="tenantId"/> and returns the OTLP answer.</summary>
-    public async Task<(IngestStatus Status, ExportTraceServiceResponse Response)> IngestAsync(long tenantId, ExportTraceServiceRequest request)
+    /// <summary>
+    /// Converts <paramref name="request"/>'s spans for <paramref name="tenantId"/> and queues the valid
+    /// ones; <see cref="IngestSubmission.CompleteAsync"/> waits for their commit. Synchronous, so a
+    /// caller that drops the request (and the body it was parsed from) as soon as this returns holds
+    /// nothing of it while the spans wait for their commit.
+    /// </summary>
+    public IngestSubmission Submit(long tenantId, ExportTraceServiceRequest request)
     {
         var result = SpanConverter.Convert(request, new ConversionLimits(_maxAttributeBytes, _timeProvider.GetUtcNow()));
         var response = new ExportTraceServiceResponse();
@@ -57,25 +62,56 @@ public sealed class IngestService
 
         if (result.Spans.Count == 0)
         {
-            return (IngestStatus.Accepted, response);
+            return new IngestSubmission(IngestStatus.Accepted, response, null);
         }
 
         if (!_queue.TryEnqueue(tenantId, result.Spans, out var committed))
         {
             _metrics.SpansFailed.Add(result.Spans.Count);
-            return (IngestStatus.QueueFull, response);
+            return new IngestSubmission(IngestStatus.QueueFull, response, null);
+        }
+
+        return new IngestSubmission(IngestStatus.Accepted, response, committed);
+    }
+}
+
+/// <summary>An export request's spans converted and, unless refused, queued for their commit (<see cref="IngestService.Submit"/>).</summary>
+public sealed class IngestSubmission
+{
+    private readonly IngestStatus _status;
+    private readonly Task? _committed;
+
+    internal IngestSubmission(IngestStatus status, ExportTraceServiceResponse response, Task? committed)
+    {
+        _status = status;
+        Response = response;
+        _committed = committed;
+    }
+
+    /// <summary>The OTLP answer (partial success names the spans refused one by one).</summary>
+    public ExportTraceServiceResponse Response { get; }
+
+    /// <summary>Whether spans wait for a commit (false: nothing valid, or the queue was full).</summary>
+    public bool Queued => _committed is not null;
+
+    /// <summary>Waits for the queued spans' commit: what became of the request.</summary>
+    public async Task<IngestStatus> CompleteAsync()
+    {
+        if (_committed is null)
+        {
+            return _status;
         }
 
         try
         {
-            await committed.ConfigureAwait(false);
+            await _committed.ConfigureAwait(false);
         }
         catch (Exception)
         {
             // Already logged and counted by the writer; the exporter retries the whole request.
-            return (IngestStatus.StoreFailed, response);
+            return IngestStatus.StoreFailed;
         }
 
-        return (IngestStatus.Accepted, response);
+        return IngestStatus.Accepted;
     }
 }

@@ -44,8 +44,12 @@ public sealed class OtlpGrpcService
         _logger = logger;
     }
 
-    /// <summary>Parses and stores one export request of an authenticated tenant.</summary>
-    public async Task<ExportTraceServiceResponse> Export(RawExportRequest request, ServerCallContext context)
+    /// <summary>
+    /// Parses and stores one export request of an authenticated tenant. The parse and the
+    /// submission run before the first await, so the parsed request is not kept while the spans
+    /// wait for their commit.
+    /// </summary>
+    public Task<ExportTraceServiceResponse> Export(RawExportRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
@@ -58,10 +62,18 @@ public sealed class OtlpGrpcService
         }
         catch (InvalidProtocolBufferException ex)
         {
-            return Refuse(context, StatusCode.InvalidArgument, "the message is not a valid OTLP ExportTraceServiceRequest: " + ex.Message);
+            return Task.FromResult(Refuse(context, StatusCode.InvalidArgument, "the message is not a valid OTLP ExportTraceServiceRequest: " + ex.Message));
         }
 
-        var (status, response) = await _ingest.IngestAsync(tenant.TenantId, export).ConfigureAwait(false);
+        var submission = _ingest.Submit(tenant.TenantId, export);
+        IngestBudget.SettleFor(context.GetHttpContext());
+        return CompleteAsync(submission, context);
+    }
+
+    private async Task<ExportTraceServiceResponse> CompleteAsync(IngestSubmission submission, ServerCallContext context)
+    {
+        var status = await submission.CompleteAsync().ConfigureAwait(false);
+        var response = submission.Response;
 
         // Answered below: the call lets go of its share of the ingest budget first (OtlpGrpcBudgetGate).
         IngestBudget.ReleaseFor(context.GetHttpContext());

@@ -113,26 +113,19 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
                     break;
             }
 
-            ExportTraceServiceRequest export;
-            try
+            var (submission, parseError) = Submit(json, body.Body, tenant.TenantId);
+            if (submission is null)
             {
-                var bytes = body.Body.AsSequence();
-                export = json
-                    ? OtlpJson.Parse<ExportTraceServiceRequest>(bytes.IsSingleSegment ? bytes.FirstSpan : bytes.ToArray())
-                    : ExportTraceServiceRequest.Parser.ParseFrom(bytes);
-            }
-            catch (InvalidProtocolBufferException ex)
-            {
-                await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, "the body is not a valid OTLP protobuf ExportTraceServiceRequest: " + ex.Message).ConfigureAwait(false);
-                return;
-            }
-            catch (FormatException ex)
-            {
-                await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, ex.Message).ConfigureAwait(false);
+                await FailAsync(context, json, StatusCodes.Status400BadRequest, 3, parseError!).ConfigureAwait(false);
                 return;
             }
 
-            var (status, response) = await _ingest.IngestAsync(tenant.TenantId, export).ConfigureAwait(false);
+            // The spans are converted and queued: the body's segments go back to the pool, and the
+            // request keeps of the budget only what its queued spans hold while they wait.
+            body.Body.Dispose();
+            reservation.Settle();
+            var status = await submission.CompleteAsync().ConfigureAwait(false);
+            var response = submission.Response;
             switch (status)
             {
                 case IngestStatus.QueueFull:
@@ -153,6 +146,33 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         {
             body.Body.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Parses the body and submits its spans; null and the problem when it is not an export request.
+    /// Not async: the parsed request is garbage once this returns, not kept by a state machine
+    /// while the spans wait for their commit.
+    /// </summary>
+    private (IngestSubmission? Submission, string? Error) Submit(bool json, SegmentedBody body, long tenantId)
+    {
+        ExportTraceServiceRequest export;
+        try
+        {
+            var bytes = body.AsSequence();
+            export = json
+                ? OtlpJson.Parse<ExportTraceServiceRequest>(bytes.IsSingleSegment ? bytes.FirstSpan : bytes.ToArray())
+                : ExportTraceServiceRequest.Parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            return (null, "the body is not a valid OTLP protobuf ExportTraceServiceRequest: " + ex.Message);
+        }
+        catch (FormatException ex)
+        {
+            return (null, ex.Message);
+        }
+
+        return (_ingest.Submit(tenantId, export), null);
     }
 
     /// <summary>A refusal of the authentication layer, as an OTLP <c>Status</c> in the request's encoding.</summary>

@@ -39,7 +39,7 @@ internal static class BackendCommands
         };
         var ingestBudget = new Option<long>("--ingest-budget-bytes")
         {
-            Description = "Bytes all export requests in flight may make the backend hold together (their bodies x" + SpIstio.Backend.Ingest.IngestBudget.Amplification.ToString(CultureInfo.InvariantCulture) + "); a request that does not fit is refused with 503 + Retry-After (gRPC: UNAVAILABLE), which exporters retry.",
+            Description = "Bytes all export requests in flight may make the backend hold together (their bodies x" + SpIstio.Backend.Ingest.IngestBudget.Amplification.ToString(CultureInfo.InvariantCulture) + " while read and parsed, x" + SpIstio.Backend.Ingest.IngestBudget.QueuedAmplification.ToString(CultureInfo.InvariantCulture) + " while queued); a request that does not fit is refused with 503 + Retry-After (gRPC: UNAVAILABLE), which exporters retry.",
             DefaultValueFactory = _ => SpIstio.Backend.Ingest.IngestBudget.DefaultTotalBytes,
         };
         var queueCapacity = new Option<int>("--queue-capacity")

@@ -94,7 +94,7 @@ public sealed class ReadBudgetTests
         Assert.Equal(4 * MiB, backend.Server.Metrics.ReadBudgetInFlightBytes.Value);
         string[] paths = [detail, $"/api/traces/{traceId}/har"];
         var waiters = Enumerable.Range(0, ReadBudget.MaxWaiting).Select(i => backend.GetAsync(paths[i % paths.Length], backend.AcmeKey)).ToList();
-        await WaitUntilAsync(() => backend.Server.Metrics.ReadBudgetWaiting.Value == ReadBudget.MaxWaiting);
+        await Conditions.WaitUntilAsync(() => backend.Server.Metrics.ReadBudgetWaiting.Value == ReadBudget.MaxWaiting);
 
         using var refused = await backend.GetAsync(detail, backend.AcmeKey);
 
@@ -162,14 +162,5 @@ public sealed class ReadBudgetTests
         using var response = await backend.PostAsync("/v1/traces", backend.AcmeKey, request.ToByteArray(), "application/x-protobuf");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return (exchange.TraceId.ToHexString(), exchange.SpanId.ToHexString());
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (!condition())
-        {
-            await Task.Delay(10, timeout.Token);
-        }
     }
 }

@@ -55,6 +55,51 @@ public sealed class IngestBudgetTests
     }
 
     [Fact]
+    public void ASettledReservation_KeepsTwiceItsBody_AndCannotGrow()
+    {
+        var budget = new IngestBudget(MiB);
+        var reservation = budget.Open();
+        Assert.True(reservation.TryCover(100_000, "http"));
+
+        reservation.Settle();
+        reservation.Settle();
+
+        Assert.Equal(100_000 * IngestBudget.QueuedAmplification, budget.InFlightBytes);
+        Assert.Throws<InvalidOperationException>(() => reservation.TryCover(200_000, "http"));
+        reservation.Dispose();
+        Assert.Equal(0, budget.InFlightBytes);
+    }
+
+    [Fact]
+    public async Task OverHttp_ARequestWaitingForItsCommit_HoldsOnlyWhatItsQueuedSpansNeed_SoTheNextOneFits()
+    {
+        var gate = new GatedStore.Gate();
+        await using var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = MiB }, real => new GatedStore(real, gate));
+        using var openedAtExit = gate;
+        var (firstTrace, firstBody) = ExportOf(200_000);
+        var (secondTrace, secondBody) = ExportOf(100_000);
+        long Settled(byte[] body) => (body.Length + 1L) * IngestBudget.QueuedAmplification;
+
+        var first = backend.PostAsync("/v1/traces", backend.AcmeKey, firstBody, "application/x-protobuf");
+        await Conditions.WaitUntilAsync(() => backend.Server.Metrics.IngestBudgetInFlightBytes.Value == Settled(firstBody));
+        // Unsettled, the first would still hold 4 x 200 KB, and the second's 4 x 100 KB would not fit in 1 MiB.
+        var second = backend.PostAsync("/v1/traces", backend.AcmeKey, secondBody, "application/x-protobuf");
+        await Conditions.WaitUntilAsync(() => backend.Server.Metrics.IngestBudgetInFlightBytes.Value == Settled(firstBody) + Settled(secondBody));
+        gate.Open();
+
+        using (var firstAnswer = await first)
+        using (var secondAnswer = await second)
+        {
+            Assert.Equal(HttpStatusCode.OK, firstAnswer.StatusCode);
+            Assert.Equal(HttpStatusCode.OK, secondAnswer.StatusCode);
+        }
+
+        Assert.Equal(0, backend.Server.Metrics.IngestBudgetRefused("http").Value);
+        Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, firstTrace.ToHexString(), CancellationToken.None));
+        Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, secondTrace.ToHexString(), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task OverHttp_ARequestThatDoesNotFit_Is503WithRetryAfter_AndSucceedsWhenRetriedAfterTheHolderIsAnswered()
     {
         var gate = new GatedStore.Gate();
@@ -140,6 +185,24 @@ public sealed class IngestBudgetTests
         (await held).Dispose();
         await client.ExportAsync(request, new Metadata { { "x-public-key", backend.AcmeKey } }).ResponseAsync;
         Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, trace.ToHexString(), CancellationToken.None));
+        Assert.Equal(0, backend.Server.Metrics.IngestBudgetInFlightBytes.Value);
+    }
+
+    [Fact]
+    public async Task OverGrpc_ACallWaitingForItsCommit_HoldsTwiceItsMessage_AndNothingOnceAnswered()
+    {
+        var gate = new GatedStore.Gate();
+        await using var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = MiB }, real => new GatedStore(real, gate));
+        using var openedAtExit = gate;
+        using var channel = GrpcChannel.ForAddress(backend.Server.GrpcAddress!);
+        var client = new TraceService.TraceServiceClient(channel);
+        var request = ExportTraceServiceRequest.Parser.ParseFrom(ExportOf(200_000).Body);
+
+        var call = client.ExportAsync(request, new Metadata { { "x-public-key", backend.AcmeKey } }).ResponseAsync;
+        await Conditions.WaitUntilAsync(() => backend.Server.Metrics.IngestBudgetInFlightBytes.Value == (long)request.CalculateSize() * IngestBudget.QueuedAmplification);
+        gate.Open();
+        await call;
+
         Assert.Equal(0, backend.Server.Metrics.IngestBudgetInFlightBytes.Value);
     }
 
