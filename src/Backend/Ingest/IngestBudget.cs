@@ -10,19 +10,22 @@ namespace SpIstio.Backend.Ingest;
 /// by piece while a compressed or chunked body inflates. Once its spans are converted and queued
 /// it lets go of all but <see cref="QueuedAmplification"/> times the body (<see cref="Reservation.Settle"/>),
 /// which it holds until it is answered: waiting for a commit is most of a request's life under
-/// load, and what it holds then is the spans, not the parse. A request that does not fit is refused at once with 503 + Retry-After (gRPC:
-/// UNAVAILABLE), which OTLP exporters retry: it never waits, so requests that hold part of the
-/// budget cannot deadlock waiting for each other. However many key holders send however large
+/// load, and what it holds then is the spans, not the parse. A request that does not fit is
+/// refused at once with 503 + Retry-After (gRPC: UNAVAILABLE), which OTLP exporters retry: it
+/// never waits, so requests that hold part of the budget cannot deadlock waiting for each other. However many key holders send however large
 /// exports at once, what they make the process hold together is bounded by <see cref="TotalBytes"/>.
 /// </summary>
 public sealed class IngestBudget
 {
-    /// <summary>The default budget: 128 MiB, room for twelve 2.4 MB exports (512 spans with 2 KiB bodies) or two at the 16 MiB body limit.</summary>
+    /// <summary>
+    /// The default budget: 128 MiB, room for thirteen 2.4 MB exports (512 spans with 2 KiB bodies)
+    /// being parsed at once, or twenty-six waiting for their commit, or two at the 16 MiB body limit.
+    /// </summary>
     public const long DefaultTotalBytes = 128L * 1024 * 1024;
 
     /// <summary>
-    /// What one body byte costs until the request is answered: the body itself, the parsed request
-    /// (its strings are UTF-16, two bytes a character) and the spans encoded for the store.
+    /// What one body byte costs while the request is read and parsed: the body itself, the parsed
+    /// request (its strings are UTF-16, two bytes a character) and the spans converted from it.
     /// </summary>
     public const int Amplification = 4;
 
