@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using Google.Protobuf;
-using Microsoft.Extensions.Logging.Abstractions;
-using SpIstio.Backend.Hosting;
 using SpIstio.Core.Otlp;
 
 /// <summary>
@@ -37,20 +35,9 @@ internal static class IngestMemoryBench
 
     private static async Task<(string Row, long Growth)> RunOnceAsync(byte[] body, long budget, int settleSeconds)
     {
-        string work = Path.Combine(Path.GetTempPath(), "sp-bench-ingest-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(work);
-        try
+        await using (var backend = await ScratchBackend.StartAsync("ingest", o => o with { IngestBudgetBytes = budget }, connections: Exporters))
         {
-            var options = new BackendOptions
-            {
-                Listen = "127.0.0.1:0",
-                GrpcListen = null,
-                Store = "sqlite:" + Path.Combine(work, "sp.db"),
-                IngestBudgetBytes = budget,
-            };
-            await using var server = await BackendServer.StartAsync(options, NullLoggerFactory.Instance);
-            string key = server.BootstrapKey!;
-            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = Exporters }) { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(5) };
+            var (key, http) = (backend.Key, backend.Http);
 
             GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
@@ -91,10 +78,6 @@ internal static class IngestMemoryBench
             await sampler.DisposeAsync();
             string label = budget >= 1L << 40 ? "off (1 TiB)" : RssSampler.Mb(budget) + " (default)";
             return ($"| {label} | {RssSampler.Mb(before)} | {RssSampler.Mb(peak)} | {RssSampler.Mb(peak - before)} | {RssSampler.Mb(afterExports)} | {RssSampler.Mb(settled)} | {stored} / {refused} | {clock.Elapsed.TotalSeconds:N1} s |", peak - before);
-        }
-        finally
-        {
-            Directory.Delete(work, recursive: true);
         }
     }
 }

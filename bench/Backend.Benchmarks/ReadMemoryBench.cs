@@ -1,9 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using Google.Protobuf;
-using Microsoft.Extensions.Logging.Abstractions;
 using SpIstio.Backend.Auth;
-using SpIstio.Backend.Hosting;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 
@@ -33,20 +31,9 @@ internal static class ReadMemoryBench
 
     private static async Task<string> RunOnceAsync(int cap, int settleSeconds)
     {
-        string work = Path.Combine(Path.GetTempPath(), "sp-bench-read-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(work);
-        try
+        await using (var backend = await ScratchBackend.StartAsync("read", o => o with { MaxAttributeBytes = cap }, connections: 64))
         {
-            var options = new BackendOptions
-            {
-                Listen = "127.0.0.1:0",
-                GrpcListen = null,
-                Store = "sqlite:" + Path.Combine(work, "sp.db"),
-                MaxAttributeBytes = cap,
-            };
-            await using var server = await BackendServer.StartAsync(options, NullLoggerFactory.Instance);
-            string key = server.BootstrapKey!;
-            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(5) };
+            var (server, key, http) = (backend.Server, backend.Key, backend.Http);
             var (traceId, spanId) = await IngestAsync(http, key);
             var stored = await server.Store.GetSpanSizeAsync((await server.Store.FindTenantAsync(KeyAdministration.DefaultTenant, CancellationToken.None))!.Id, traceId, spanId, CancellationToken.None);
 
@@ -86,10 +73,6 @@ internal static class ReadMemoryBench
             long peak = sampler.Peak;
             await sampler.DisposeAsync();
             return $"| {Mb(cap)} | {Mb(stored ?? 0)} | {Mb(before)} | {Mb(peak)} | {Mb(peak - before)} | {Mb(afterReads)} | {Mb(settled)} | {ok}/{busy}/{other} | {clock.Elapsed.TotalSeconds:N1} s |";
-        }
-        finally
-        {
-            Directory.Delete(work, recursive: true);
         }
     }
 
