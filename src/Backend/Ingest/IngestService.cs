@@ -91,9 +91,6 @@ public sealed class IngestSubmission
     /// <summary>The OTLP answer (partial success names the spans refused one by one).</summary>
     public ExportTraceServiceResponse Response { get; }
 
-    /// <summary>Whether spans wait for a commit (false: nothing valid, or the queue was full).</summary>
-    public bool Queued => _committed is not null;
-
     /// <summary>Waits for the queued spans' commit: what became of the request.</summary>
     public async Task<IngestStatus> CompleteAsync()
     {

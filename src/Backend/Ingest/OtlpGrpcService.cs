@@ -53,7 +53,15 @@ public sealed class OtlpGrpcService
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
-        var tenant = TenantContext.Of(context.GetHttpContext());
+        var httpContext = context.GetHttpContext();
+        var tenant = TenantContext.Of(httpContext);
+
+        // A compressed message's length prefix counted its compressed bytes (OtlpGrpcBudgetGate):
+        // the reservation grows to what it inflated to before anything is parsed.
+        if (httpContext.Features.Get<IngestBudget.Reservation>() is { } reservation && !reservation.TryCover(request.Payload.Length, Protocol))
+        {
+            return Task.FromResult(Refuse(context, StatusCode.Unavailable, IngestBudget.RefusalMessage));
+        }
 
         ExportTraceServiceRequest export;
         try
@@ -66,7 +74,7 @@ public sealed class OtlpGrpcService
         }
 
         var submission = _ingest.Submit(tenant.TenantId, export);
-        IngestBudget.SettleFor(context.GetHttpContext());
+        IngestBudget.SettleFor(httpContext);
         return CompleteAsync(submission, context);
     }
 
@@ -142,12 +150,18 @@ internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : 
 /// buffered only once its bytes are reserved; a call that does not fit ends at once, trailers-only
 /// UNAVAILABLE, which exporters retry. Runs after the authentication layer, on the endpoints that
 /// carry the gate as metadata (the OTLP export method). A message declared over the receive limit
-/// reserves the limit: Grpc.AspNetCore refuses it (RESOURCE_EXHAUSTED) without buffering it.
+/// reserves the limit: Grpc.AspNetCore refuses it (RESOURCE_EXHAUSTED) without buffering it. A
+/// compressed message (grpc-encoding gzip) declares its compressed length: it reserves
+/// <see cref="AssumedCompressionRatio"/> times that (at most the limit), and the handler grows the
+/// reservation to the inflated size before parsing.
 /// </summary>
 internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageBytes, BackendMetrics metrics, ILogger logger)
 {
     private const string Protocol = "grpc";
     private const int PrefixBytes = 5;
+
+    /// <summary>How much a compressed export is taken to inflate to until it has (OTLP's spans gzip 5–10 to 1).</summary>
+    internal const int AssumedCompressionRatio = 8;
 
     /// <summary>Runs the gate where the endpoint carries one, else the next middleware.</summary>
     public static Task InvokeAsync(HttpContext context, RequestDelegate next) =>
@@ -155,10 +169,11 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
 
     private async Task GateAsync(HttpContext context, RequestDelegate next)
     {
-        // Held until the call is answered: its buffered message, the parsed request and the encoded spans.
+        // Held until the call is answered (the handler settles it once the spans are queued).
         using var reservation = budget.OpenFor(context);
-        var length = await PeekMessageLengthAsync(context.Request.BodyReader, context.RequestAborted).ConfigureAwait(false);
-        if (length is { } declared && !reservation.TryCover(Math.Min(declared, maxMessageBytes), Protocol))
+        var prefix = await PeekPrefixAsync(context.Request.BodyReader, context.RequestAborted).ConfigureAwait(false);
+        if (prefix is { } declared
+            && !reservation.TryCover(Math.Min(declared.Compressed ? declared.Length * AssumedCompressionRatio : declared.Length, maxMessageBytes), Protocol))
         {
             OtlpGrpcRefusal.WriteTrailersOnly(context, metrics, logger, StatusCode.Unavailable, IngestBudget.RefusalMessage);
             return;
@@ -167,8 +182,8 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
         await next(context).ConfigureAwait(false);
     }
 
-    /// <summary>The first message's declared length; null when the body ends before a whole prefix (gRPC answers that itself).</summary>
-    private static async Task<long?> PeekMessageLengthAsync(PipeReader reader, CancellationToken cancellationToken)
+    /// <summary>The first message's compressed flag and declared length; null when the body ends before a whole prefix (gRPC answers that itself).</summary>
+    private static async Task<(bool Compressed, long Length)?> PeekPrefixAsync(PipeReader reader, CancellationToken cancellationToken)
     {
         try
         {
@@ -178,10 +193,10 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
                 var buffer = result.Buffer;
                 if (buffer.Length >= PrefixBytes || result.IsCompleted || result.IsCanceled)
                 {
-                    var length = buffer.Length >= PrefixBytes ? LengthOf(buffer) : (long?)null;
+                    var prefix = buffer.Length >= PrefixBytes ? PrefixOf(buffer) : ((bool, long)?)null;
                     // Nothing consumed, nothing examined: the gRPC reader is handed every byte again at once.
                     reader.AdvanceTo(buffer.Start, buffer.Start);
-                    return length;
+                    return prefix;
                 }
 
                 reader.AdvanceTo(buffer.Start, buffer.End);
@@ -194,11 +209,11 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
         }
     }
 
-    private static long LengthOf(ReadOnlySequence<byte> buffer)
+    private static (bool Compressed, long Length) PrefixOf(ReadOnlySequence<byte> buffer)
     {
         Span<byte> prefix = stackalloc byte[PrefixBytes];
         buffer.Slice(0, PrefixBytes).CopyTo(prefix);
-        return BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]);
+        return (prefix[0] != 0, BinaryPrimitives.ReadUInt32BigEndian(prefix[1..]));
     }
 }
 

@@ -189,6 +189,33 @@ public sealed class IngestBudgetTests
     }
 
     [Fact]
+    public async Task OverGrpc_AGzipMessageIsReservedAtWhatItInflatesTo_BeforeItIsParsed()
+    {
+        var gate = new GatedStore.Gate();
+        await using var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = MiB }, real => new GatedStore(real, gate));
+        using var openedAtExit = gate;
+        var held = backend.PostAsync("/v1/traces", backend.AcmeKey, ExportOf(200_000).Body, "application/x-protobuf");
+        await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        using var channel = GrpcChannel.ForAddress(backend.Server.GrpcAddress!);
+        var client = new TraceService.TraceServiceClient(channel);
+        // ~300 KB of one letter: a few hundred bytes gzipped, so the length prefix alone would fit.
+        var trace = ActivityTraceId.CreateRandom();
+        var span = GenericSpan(trace, ActivitySpanId.CreateRandom());
+        span.Attributes.Add(Str("payload", new string('a', 300_000)));
+        var headers = new Metadata { { "x-public-key", backend.AcmeKey }, { "grpc-internal-encoding-request", "gzip" } };
+
+        // A bound for a broken check only: admitted, the call would wait at the held commit.
+        var refused = await Assert.ThrowsAsync<RpcException>(() => client.ExportAsync(Wrap("svc", span), headers, DateTime.UtcNow.AddSeconds(30)).ResponseAsync);
+
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Equal(1, backend.Server.Metrics.IngestBudgetRefused("grpc").Value);
+        gate.Open();
+        (await held).Dispose();
+        await client.ExportAsync(Wrap("svc", span), headers).ResponseAsync;
+        Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, trace.ToHexString(), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task OverGrpc_ACallWaitingForItsCommit_HoldsTwiceItsMessage_AndNothingOnceAnswered()
     {
         var gate = new GatedStore.Gate();
