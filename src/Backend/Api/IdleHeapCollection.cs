@@ -15,6 +15,7 @@ internal sealed class IdleHeapCollection
 
     private readonly ITimer? _timer;
     private readonly Func<bool> _isIdle;
+    private readonly Action _collect;
     private readonly long _minReleasedBytes;
     private long _releasedBytes;
 
@@ -25,9 +26,11 @@ internal sealed class IdleHeapCollection
     /// What the budget must have released since the last collection before one is worth running:
     /// a trickle of small pieces of work leaves nothing the GC would not reclaim on its own.
     /// </param>
-    public IdleHeapCollection(TimeProvider? timeProvider, Func<bool> isIdle, long minReleasedBytes)
+    /// <param name="collect">The collection; null: the aggressive one described above (tests count calls instead).</param>
+    public IdleHeapCollection(TimeProvider? timeProvider, Func<bool> isIdle, long minReleasedBytes, Action? collect = null)
     {
         _isIdle = isIdle;
+        _collect = collect ?? CollectAggressively;
         _minReleasedBytes = minReleasedBytes;
         _timer = timeProvider?.CreateTimer(static state => ((IdleHeapCollection)state!).Collect(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
@@ -54,6 +57,11 @@ internal sealed class IdleHeapCollection
         }
 
         Interlocked.Exchange(ref _releasedBytes, 0);
+        _collect();
+    }
+
+    private static void CollectAggressively()
+    {
         System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         NativeHeap.Trim();

@@ -43,10 +43,18 @@ public sealed class IngestBudget
     internal const string RefusalMessage = "the backend holds as many export bytes in flight as its ingest budget (--ingest-budget-bytes) allows; retry later";
 
     /// <summary>
-    /// What finished requests must have released before an idle moment hands their garbage back to
-    /// the OS: exports of a few KB every second need no collection of ours.
+    /// What large requests (<see cref="LargeBodyBytes"/>) must have released before an idle moment
+    /// hands their garbage back to the OS.
     /// </summary>
     internal const long IdleCollectAfterBytes = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// Requests with bodies at least this large count towards the idle collection. Ordinary exports
+    /// (512 spans, 2.4 MB) leave small-object garbage the GC reclaims on its own, and a backend
+    /// taking them in bursts would otherwise run a blocking compacting collection every few seconds;
+    /// multi-MB attributes leave large objects, which only a gen-2 collection frees.
+    /// </summary>
+    internal const long LargeBodyBytes = 4L * 1024 * 1024;
 
     private readonly object _lock = new();
     private readonly BackendMetrics? _metrics;
@@ -58,11 +66,17 @@ public sealed class IngestBudget
     /// <param name="metrics">Its gauge and refusal counter; none when null.</param>
     /// <param name="timeProvider">When given, the memory of a burst of large exports is handed back once the budget is idle; never when null.</param>
     public IngestBudget(long totalBytes = DefaultTotalBytes, BackendMetrics? metrics = null, TimeProvider? timeProvider = null)
+        : this(totalBytes, metrics, timeProvider, null)
+    {
+    }
+
+    /// <summary>A budget whose idle collection is <paramref name="idleCollect"/> (tests count its runs).</summary>
+    internal IngestBudget(long totalBytes, BackendMetrics? metrics, TimeProvider? timeProvider, Action? idleCollect)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(totalBytes, 1);
         TotalBytes = totalBytes;
         _metrics = metrics;
-        _idleCollection = new IdleHeapCollection(timeProvider, () => InFlightBytes == 0, IdleCollectAfterBytes);
+        _idleCollection = new IdleHeapCollection(timeProvider, () => InFlightBytes == 0, IdleCollectAfterBytes, idleCollect);
     }
 
     /// <summary>The bytes all export requests in flight may reserve together.</summary>
@@ -125,7 +139,7 @@ public sealed class IngestBudget
         }
     }
 
-    private void Release(long cost)
+    private void Release(long cost, long bodyBytes)
     {
         bool idle;
         lock (_lock)
@@ -135,7 +149,7 @@ public sealed class IngestBudget
             idle = _inFlight == 0;
         }
 
-        _idleCollection.Released(cost, idle);
+        _idleCollection.Released(bodyBytes >= LargeBodyBytes ? cost : 0, idle);
     }
 
     /// <summary>What one request holds of the budget; grows as its body is read, returned (once) on dispose.</summary>
@@ -200,7 +214,7 @@ public sealed class IngestBudget
             var kept = BodyBytes * QueuedAmplification;
             if (kept < Cost)
             {
-                owner.Release(Cost - kept);
+                owner.Release(Cost - kept, BodyBytes);
                 Cost = kept;
             }
         }
@@ -211,7 +225,7 @@ public sealed class IngestBudget
             var owner = Interlocked.Exchange(ref _owner, null);
             if (owner is not null && Cost > 0)
             {
-                owner.Release(Cost);
+                owner.Release(Cost, BodyBytes);
             }
         }
     }

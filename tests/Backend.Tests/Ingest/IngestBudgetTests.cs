@@ -3,6 +3,8 @@ using System.Net;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Time.Testing;
+using SpIstio.Backend.Api;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Tests.Infrastructure;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
@@ -68,6 +70,41 @@ public sealed class IngestBudgetTests
         Assert.Throws<InvalidOperationException>(() => reservation.TryCover(200_000, "http"));
         reservation.Dispose();
         Assert.Equal(0, budget.InFlightBytes);
+    }
+
+    [Fact]
+    public void TheIdleCollection_FollowsABurstOfLargeExports_NotATrickleOfOrdinaryOnes()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        int collections = 0;
+        var budget = new IngestBudget(IngestBudget.DefaultTotalBytes, null, time, () => collections++);
+        void Export(long bodyBytes)
+        {
+            using var reservation = budget.Open();
+            Assert.True(reservation.TryCover(bodyBytes, "http"));
+            reservation.Settle();
+        }
+
+        // 400 ordinary 2.4 MB exports, each alone: far more than the threshold released, all of it small.
+        for (int i = 0; i < 400; i++)
+        {
+            Export(2_400_000);
+        }
+
+        time.Advance(IdleHeapCollection.Delay * 2);
+        Assert.Equal(0, collections);
+
+        // Two 13 MB exports: 104 MB released by large requests, then the budget stays idle.
+        Export(13_000_000);
+        Export(13_000_000);
+        time.Advance(IdleHeapCollection.Delay - TimeSpan.FromMilliseconds(1));
+        Assert.Equal(0, collections);
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Equal(1, collections);
+
+        // Nothing released since: no second collection.
+        time.Advance(IdleHeapCollection.Delay * 10);
+        Assert.Equal(1, collections);
     }
 
     [Fact]
