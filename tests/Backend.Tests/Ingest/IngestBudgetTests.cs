@@ -139,15 +139,11 @@ public sealed class IngestBudgetTests
     [Fact]
     public async Task OverHttp_ARequestThatDoesNotFit_Is503WithRetryAfter_AndSucceedsWhenRetriedAfterTheHolderIsAnswered()
     {
-        var gate = new GatedStore.Gate();
-        await using var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = MiB }, real => new GatedStore(real, gate));
-        using var openedAtExit = gate;
-        var (heldTrace, heldBody) = ExportOf(200_000);
+        // The first request waits for its commit, holding 2 × ~200 KB; the next needs 4 × ~200 KB.
+        await using var held = await HeldExport.StartAsync(MiB);
+        var backend = held.Backend;
         var (refusedTrace, refusedBody) = ExportOf(200_000);
 
-        // The first request is parsed and waits for its commit: it still holds its share (4 × ~200 KB).
-        var held = backend.PostAsync("/v1/traces", backend.AcmeKey, heldBody, "application/x-protobuf");
-        await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
         using var refused = await backend.PostAsync("/v1/traces", backend.AcmeKey, refusedBody, "application/x-protobuf");
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
@@ -158,27 +154,20 @@ public sealed class IngestBudgetTests
         Assert.Equal(1, backend.Server.Metrics.IngestBudgetRefused("http").Value);
         Assert.Equal(1, backend.Server.Metrics.IngestRequests("http", 503).Value);
 
-        gate.Open();
-        using (var acknowledged = await held)
-        {
-            Assert.Equal(HttpStatusCode.OK, acknowledged.StatusCode);
-        }
+        await held.AnswerAsync();
 
         Assert.Equal(0, backend.Server.Metrics.IngestBudgetInFlightBytes.Value);
         using var retried = await backend.PostAsync("/v1/traces", backend.AcmeKey, refusedBody, "application/x-protobuf");
         Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
-        Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, heldTrace.ToHexString(), CancellationToken.None));
+        Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, held.Trace.ToHexString(), CancellationToken.None));
         Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, refusedTrace.ToHexString(), CancellationToken.None));
     }
 
     [Fact]
     public async Task OverHttp_AGzipBodyIsReservedAsItInflates_SoASmallCompressedBodyCannotSlipPastTheBudget()
     {
-        var gate = new GatedStore.Gate();
-        await using var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = 4 * MiB }, real => new GatedStore(real, gate));
-        using var openedAtExit = gate;
-        var held = backend.PostAsync("/v1/traces", backend.AcmeKey, ExportOf(200_000).Body, "application/x-protobuf");
-        await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await using var held = await HeldExport.StartAsync(4 * MiB);
+        var backend = held.Backend;
         // ~900 KB of one repeated letter: a few KB gzipped, four 256 KiB segments once inflated.
         var trace = ActivityTraceId.CreateRandom();
         var span = GenericSpan(trace, ActivitySpanId.CreateRandom());
@@ -190,8 +179,7 @@ public sealed class IngestBudgetTests
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.Equal(1, backend.Server.Metrics.IngestBudgetRefused("http").Value);
-        gate.Open();
-        (await held).Dispose();
+        await held.AnswerAsync();
         using var retried = await backend.PostAsync("/v1/traces", backend.AcmeKey, compressed, "application/x-protobuf", "gzip");
         Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
         Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, trace.ToHexString(), CancellationToken.None));
@@ -200,11 +188,8 @@ public sealed class IngestBudgetTests
     [Fact]
     public async Task OverGrpc_ACallThatDoesNotFit_IsUnavailable_AfterTheKeyCheck_AndSucceedsWhenRetried()
     {
-        var gate = new GatedStore.Gate();
-        await using var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = MiB }, real => new GatedStore(real, gate));
-        using var openedAtExit = gate;
-        var held = backend.PostAsync("/v1/traces", backend.AcmeKey, ExportOf(200_000).Body, "application/x-protobuf");
-        await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await using var held = await HeldExport.StartAsync(MiB);
+        var backend = held.Backend;
         using var channel = GrpcChannel.ForAddress(backend.Server.GrpcAddress!);
         var client = new TraceService.TraceServiceClient(channel);
         var (trace, body) = ExportOf(200_000);
@@ -218,8 +203,7 @@ public sealed class IngestBudgetTests
         Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
         Assert.Contains("--ingest-budget-bytes", refused.Status.Detail, StringComparison.Ordinal);
         Assert.Equal(1, backend.Server.Metrics.IngestBudgetRefused("grpc").Value);
-        gate.Open();
-        (await held).Dispose();
+        await held.AnswerAsync();
         await client.ExportAsync(request, new Metadata { { "x-public-key", backend.AcmeKey } }).ResponseAsync;
         Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, trace.ToHexString(), CancellationToken.None));
         Assert.Equal(0, backend.Server.Metrics.IngestBudgetInFlightBytes.Value);
@@ -228,11 +212,8 @@ public sealed class IngestBudgetTests
     [Fact]
     public async Task OverGrpc_AGzipMessageIsReservedAtWhatItInflatesTo_BeforeItIsParsed()
     {
-        var gate = new GatedStore.Gate();
-        await using var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = MiB }, real => new GatedStore(real, gate));
-        using var openedAtExit = gate;
-        var held = backend.PostAsync("/v1/traces", backend.AcmeKey, ExportOf(200_000).Body, "application/x-protobuf");
-        await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await using var held = await HeldExport.StartAsync(MiB);
+        var backend = held.Backend;
         using var channel = GrpcChannel.ForAddress(backend.Server.GrpcAddress!);
         var client = new TraceService.TraceServiceClient(channel);
         // ~300 KB of one letter: a few hundred bytes gzipped, so the length prefix alone would fit.
@@ -246,8 +227,7 @@ public sealed class IngestBudgetTests
 
         Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
         Assert.Equal(1, backend.Server.Metrics.IngestBudgetRefused("grpc").Value);
-        gate.Open();
-        (await held).Dispose();
+        await held.AnswerAsync();
         await client.ExportAsync(Wrap("svc", span), headers).ResponseAsync;
         Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, trace.ToHexString(), CancellationToken.None));
     }
@@ -268,6 +248,54 @@ public sealed class IngestBudgetTests
         await call;
 
         Assert.Equal(0, backend.Server.Metrics.IngestBudgetInFlightBytes.Value);
+    }
+
+    /// <summary>
+    /// A backend with the given ingest budget whose commits are held at a gate, and one export of
+    /// ~200 KB parsed, queued and waiting at it (holding 2× its body). Disposing opens the gate
+    /// before the backend stops, so a failed assertion does not leave the backend's drain waiting.
+    /// </summary>
+    private sealed class HeldExport : IAsyncDisposable
+    {
+        private readonly GatedStore.Gate _gate;
+        private readonly Task<HttpResponseMessage> _answer;
+
+        private HeldExport(BackendFixture backend, GatedStore.Gate gate, ActivityTraceId trace, Task<HttpResponseMessage> answer)
+        {
+            Backend = backend;
+            _gate = gate;
+            Trace = trace;
+            _answer = answer;
+        }
+
+        public BackendFixture Backend { get; }
+
+        /// <summary>The held export's trace.</summary>
+        public ActivityTraceId Trace { get; }
+
+        public static async Task<HeldExport> StartAsync(long budgetBytes)
+        {
+            var gate = new GatedStore.Gate();
+            var backend = await BackendFixture.StartAsync(o => o with { IngestBudgetBytes = budgetBytes }, real => new GatedStore(real, gate));
+            var (trace, body) = ExportOf(200_000);
+            var answer = backend.PostAsync("/v1/traces", backend.AcmeKey, body, "application/x-protobuf");
+            await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            return new HeldExport(backend, gate, trace, answer);
+        }
+
+        /// <summary>Lets the held export commit and checks its answer.</summary>
+        public async Task AnswerAsync()
+        {
+            _gate.Open();
+            using var response = await _answer;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _gate.Open();
+            await Backend.DisposeAsync();
+        }
     }
 
     /// <summary>An export of one span carrying <paramref name="attributeBytes"/> of random text.</summary>
