@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using Google.Protobuf;
 using SpIstio.Core.Otlp;
+using static RssSampler;
 
 /// <summary>
 /// Ingest memory (bench/README.md, "Backend ingest memory"): 32 exporters at once each send one
@@ -21,7 +22,7 @@ internal static class IngestMemoryBench
     public static async Task RunAsync(int settleSeconds)
     {
         byte[] body = ExchangeSpanMapper.ToExportRequest([ReadMemoryBench.BigExchange()], null, "1.0").ToByteArray();
-        Console.WriteLine($"Backend ingest memory: {Exporters} exporters at once, each one {RssSampler.Mb(body.Length)} export (one span, two 7 MB bodies), re-sent after Retry-After when refused; RSS sampled every 50 ms; {Environment.ProcessorCount} cores");
+        Console.WriteLine($"Backend ingest memory: {Exporters} exporters at once, each one {Mb(body.Length)} export (one span, two 7 MB bodies), re-sent after Retry-After when refused; RSS sampled every 50 ms; {Environment.ProcessorCount} cores");
         Console.WriteLine();
         Console.WriteLine("| ingest budget | RSS before | peak RSS | growth | RSS after exports | RSS after " + settleSeconds + " s | stored / refused answers | time |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -41,7 +42,7 @@ internal static class IngestMemoryBench
 
             GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
-            long before = RssSampler.Rss();
+            long before = Rss();
             var sampler = RssSampler.Start();
             int refused = 0, stored = 0;
             var clock = Stopwatch.StartNew();
@@ -66,18 +67,18 @@ internal static class IngestMemoryBench
                 }
             }));
             clock.Stop();
-            long afterExports = RssSampler.Rss();
+            long afterExports = Rss();
             long settled = afterExports;
             for (int i = 0; i < settleSeconds; i++)
             {
                 await Task.Delay(1000);
-                settled = RssSampler.Rss();
+                settled = Rss();
             }
 
             long peak = sampler.Peak;
             await sampler.DisposeAsync();
-            string label = budget >= 1L << 40 ? "off (1 TiB)" : RssSampler.Mb(budget) + " (default)";
-            return ($"| {label} | {RssSampler.Mb(before)} | {RssSampler.Mb(peak)} | {RssSampler.Mb(peak - before)} | {RssSampler.Mb(afterExports)} | {RssSampler.Mb(settled)} | {stored} / {refused} | {clock.Elapsed.TotalSeconds:N1} s |", peak - before);
+            string label = budget >= 1L << 40 ? "off (1 TiB)" : Mb(budget) + " (default)";
+            return ($"| {label} | {Mb(before)} | {Mb(peak)} | {Mb(peak - before)} | {Mb(afterExports)} | {Mb(settled)} | {stored} / {refused} | {clock.Elapsed.TotalSeconds:N1} s |", peak - before);
         }
     }
 }

@@ -4,6 +4,7 @@ using Google.Protobuf;
 using SpIstio.Backend.Auth;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
+using static RssSampler;
 
 /// <summary>
 /// Reader memory (bench/README.md, "Backend reads"): one span with two 7 MB bodies is ingested
@@ -116,8 +117,4 @@ internal static class ReadMemoryBench
         };
         return exchange;
     }
-
-    private static long Rss() => RssSampler.Rss();
-
-    private static string Mb(long bytes) => RssSampler.Mb(bytes);
 }

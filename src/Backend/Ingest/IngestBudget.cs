@@ -98,24 +98,24 @@ public sealed class IngestBudget
     public Reservation Open() => new(this);
 
     /// <summary>
-    /// An empty reservation for the request of <paramref name="context"/>, which <see cref="ReleaseFor"/>
-    /// returns just before the request is answered; dispose it as well (on paths that never answer).
+    /// An empty reservation for the request of <paramref name="context"/>, returned as the response
+    /// starts — before the first byte of any answer leaves (a commit, a refusal, an error of
+    /// Grpc.AspNetCore's own) — so a client that has its answer can count on the budget having it
+    /// back: a retry right after a refusal, or the same client's next export, fits. Dispose it as
+    /// well, for requests that end without an answer.
     /// </summary>
     public Reservation OpenFor(Microsoft.AspNetCore.Http.HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         var reservation = Open();
         context.Features.Set(reservation);
+        context.Response.OnStarting(static state =>
+        {
+            ((Reservation)state).Dispose();
+            return Task.CompletedTask;
+        }, reservation);
         return reservation;
     }
-
-    /// <summary>
-    /// Returns the share of the request of <paramref name="context"/> (nothing when it holds none).
-    /// Called before an answer is written, so a client that has its answer can count on the budget
-    /// having it back: a retry right after a refusal, or the next export of the same client, fits.
-    /// </summary>
-    public static void ReleaseFor(Microsoft.AspNetCore.Http.HttpContext context) =>
-        context?.Features.Get<Reservation>()?.Dispose();
 
     /// <summary>Settles the reservation of the request of <paramref name="context"/> (<see cref="Reservation.Settle"/>), if it holds one.</summary>
     public static void SettleFor(Microsoft.AspNetCore.Http.HttpContext context) =>

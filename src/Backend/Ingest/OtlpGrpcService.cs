@@ -30,7 +30,8 @@ namespace SpIstio.Backend.Ingest;
 /// </remarks>
 public sealed class OtlpGrpcService
 {
-    private const string Protocol = "grpc";
+    /// <summary>The protocol label of the gRPC port's metrics.</summary>
+    internal const string Protocol = "grpc";
 
     private readonly IngestService _ingest;
     private readonly BackendMetrics _metrics;
@@ -82,9 +83,6 @@ public sealed class OtlpGrpcService
     {
         var status = await submission.CompleteAsync().ConfigureAwait(false);
         var response = submission.Response;
-
-        // Answered below: the call lets go of its share of the ingest budget first (OtlpGrpcBudgetGate).
-        IngestBudget.ReleaseFor(context.GetHttpContext());
         switch (status)
         {
             case IngestStatus.QueueFull:
@@ -99,7 +97,6 @@ public sealed class OtlpGrpcService
 
     private ExportTraceServiceResponse Refuse(ServerCallContext context, StatusCode code, string message)
     {
-        IngestBudget.ReleaseFor(context.GetHttpContext());
         _metrics.IngestRequests(Protocol, (int)code).Inc();
         IngestLog.ExportRefused(_logger, Protocol, (int)code, message);
         // A non-OK status set on the context ends the call with it; the returned message is not sent.
@@ -114,8 +111,6 @@ public sealed class OtlpGrpcService
 /// </summary>
 internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : IAuthRefusal
 {
-    private const string Protocol = "grpc";
-
     public Task WriteAsync(HttpContext context, AuthRefusalReason reason, KeyScope scope)
     {
         var (code, message) = reason switch
@@ -131,8 +126,8 @@ internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : 
     /// <summary>Ends a call before its message is read: counted, logged at debug, and answered trailers-only.</summary>
     internal static void WriteTrailersOnly(HttpContext context, BackendMetrics metrics, ILogger logger, StatusCode code, string message)
     {
-        metrics.IngestRequests(Protocol, (int)code).Inc();
-        IngestLog.ExportRefused(logger, Protocol, (int)code, message);
+        metrics.IngestRequests(OtlpGrpcService.Protocol, (int)code).Inc();
+        IngestLog.ExportRefused(logger, OtlpGrpcService.Protocol, (int)code, message);
 
         // gRPC over HTTP/2: status 200 and the call's status in the only HEADERS frame ("trailers-only").
         var response = context.Response;
@@ -157,7 +152,6 @@ internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : 
 /// </summary>
 internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageBytes, BackendMetrics metrics, ILogger logger)
 {
-    private const string Protocol = "grpc";
     private const int PrefixBytes = 5;
 
     /// <summary>How much a compressed export is taken to inflate to until it has (OTLP's spans gzip 5–10 to 1).</summary>
@@ -173,7 +167,7 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
         using var reservation = budget.OpenFor(context);
         var prefix = await PeekPrefixAsync(context.Request.BodyReader, context.RequestAborted).ConfigureAwait(false);
         if (prefix is { } declared
-            && !reservation.TryCover(Math.Min(declared.Compressed ? declared.Length * AssumedCompressionRatio : declared.Length, maxMessageBytes), Protocol))
+            && !reservation.TryCover(Math.Min(declared.Compressed ? declared.Length * AssumedCompressionRatio : declared.Length, maxMessageBytes), OtlpGrpcService.Protocol))
         {
             OtlpGrpcRefusal.WriteTrailersOnly(context, metrics, logger, StatusCode.Unavailable, IngestBudget.RefusalMessage);
             return;

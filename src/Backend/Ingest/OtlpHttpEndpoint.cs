@@ -315,7 +315,6 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
 
     private async Task FailAsync(HttpContext context, bool json, int statusCode, int grpcCode, string message)
     {
-        IngestBudget.ReleaseFor(context);
         _metrics.IngestRequests(Protocol, statusCode).Inc();
         IngestLog.ExportRefused(_logger, Protocol, statusCode, message);
         var status = new RpcStatus(grpcCode, message);
@@ -334,7 +333,6 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
 
     private static async Task WriteAsync(HttpContext context, bool json, int statusCode, IMessage message)
     {
-        IngestBudget.ReleaseFor(context);
         context.Response.StatusCode = statusCode;
         if (json)
         {
