@@ -53,11 +53,12 @@ internal static class BodyCodec
     // is stored raw either way.
     private const int MinDictionaryCompressLength = 24;
 
-    // Level 1: with a dictionary, ~0.25x on the bench's JSON bodies against Brotli q3's 0.30x at a
-    // fraction of its time; higher levels bought < 2 % (bench/README.md, "Backend"). Level 3 saves
-    // 34 B a bench span (with the derived SQLite name, 0.30x raw) but cost ~+27 µs of ingest CPU a
-    // span in four alternated pairs (bench/README.md, 2026-11-29, issue 14 (sqlitedisk2)).
-    private const int Level = 1;
+    // Level 3: with the tenant's dictionary and libzstd, ~+1 µs a 2 KiB bench body over level 1
+    // and 16 B smaller (406 against 422 B; a 4 KiB body of long strings 797 against 1,071), and
+    // 2-4 µs a bench span of ingest CPU in alternated store runs; levels 2 and 4-9 were larger or
+    // slower (bench/README.md, 2026-11-29, issue 14 (level3)). Its +27 µs a span measured earlier
+    // (sqlitedisk2) was zstd's managed port, which now only decodes.
+    private const int Level = 3;
 
     // zstd's frame format switch for decoding (ZSTD_d_format; the compressor's is NativeZstd.FormatParameter).
     private const ZSTD_dParameter DecompressFormatParameter = ZSTD_dParameter.ZSTD_d_experimentalParam1;
