@@ -3,6 +3,8 @@ using System.Net;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Time.Testing;
 using SpIstio.Backend.Api;
 using SpIstio.Backend.Ingest;
@@ -53,6 +55,27 @@ public sealed class IngestBudgetTests
             Assert.False(other.TryCover(1, "grpc"));
         }
 
+        Assert.Equal(0, budget.InFlightBytes);
+    }
+
+    [Fact]
+    public async Task ARequestsReservation_IsReturnedAsItsResponseStarts_BeforeTheRequestEnds()
+    {
+        // A client that has its answer (a refusal, or its export committed) retries or sends its
+        // next export at once, while the server may still be finishing the request: the share must
+        // be back before the first byte of the answer leaves, not when the request's scope ends.
+        var budget = new IngestBudget(MiB);
+        var response = new StartableResponse();
+        var context = new DefaultHttpContext();
+        context.Features.Set<IHttpResponseFeature>(response);
+        var reservation = budget.OpenFor(context);
+        Assert.True(reservation.TryCover(100_000, "http"));
+        Assert.Same(reservation, context.Features.Get<IngestBudget.Reservation>());
+
+        await response.StartAsync();
+
+        Assert.Equal(0, budget.InFlightBytes);
+        reservation.Dispose(); // the request's own scope ends later: nothing is returned twice
         Assert.Equal(0, budget.InFlightBytes);
     }
 
@@ -295,6 +318,23 @@ public sealed class IngestBudgetTests
         {
             _gate.Open();
             await Backend.DisposeAsync();
+        }
+    }
+
+    /// <summary>A response feature that runs its OnStarting callbacks when told, as a server does before the first byte leaves.</summary>
+    private sealed class StartableResponse : HttpResponseFeature
+    {
+        private readonly List<(Func<object, Task> Callback, object State)> _starting = [];
+
+        public override void OnStarting(Func<object, Task> callback, object state) => _starting.Add((callback, state));
+
+        public async Task StartAsync()
+        {
+            // In reverse order of registration, as Kestrel runs them.
+            for (int i = _starting.Count - 1; i >= 0; i--)
+            {
+                await _starting[i].Callback(_starting[i].State);
+            }
         }
     }
 
