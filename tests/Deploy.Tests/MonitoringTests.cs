@@ -29,6 +29,34 @@ public sealed partial class MonitoringTests
     }
 
     [Fact]
+    public void DashboardQueries_ArePromQlThatPromtoolParses()
+    {
+        // A panel whose query does not parse shows "bad_data" in Grafana, and nothing else checks
+        // it: each query becomes a recording rule, with Grafana's variables given values first.
+        var queries = DashboardQueries();
+        var file = Path.Combine(Path.GetTempPath(), $"sp-dashboard-{Guid.NewGuid():N}.yaml");
+        var yaml = new System.Text.StringBuilder("groups:\n- name: dashboard\n  rules:\n");
+        for (int i = 0; i < queries.Count; i++)
+        {
+            var expr = queries[i].Replace("$__rate_interval", "5m", StringComparison.Ordinal).Replace("$namespace", ".*", StringComparison.Ordinal);
+            yaml.Append("  - record: dashboard:query").Append(i).Append("\n    expr: ").Append(JsonSerializer.Serialize(expr)).Append('\n');
+        }
+
+        File.WriteAllText(file, yaml.ToString());
+        try
+        {
+            var result = ExternalTool.Run("promtool", PromtoolHint, "check", "rules", file);
+
+            Assert.True(result.ExitCode == 0, $"promtool could not parse a dashboard query:\n{result.StdOut}\n{result.StdErr}");
+            Assert.Contains($"SUCCESS: {queries.Count} rules found", result.StdOut, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public void BackendIngestThrottled_FiresOnTheRetryAnswersTheBackendGives_HttpAndGrpc()
     {
         // The backend tells exporters to retry with HTTP 503 and gRPC UNAVAILABLE (code label 14),
@@ -120,16 +148,9 @@ public sealed partial class MonitoringTests
     {
         var rule = DeployTree.Render("observability").Single(o => o.Kind == "PrometheusRule");
         var queries = Manifest.Maps(rule.Root, "spec", "groups").SelectMany(g => Manifest.Maps(g, "rules")).Select(r => Manifest.Scalar(r, "expr")!).ToList();
+        queries.AddRange(DashboardQueries());
         using (var dashboard = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Observability, "dashboard.json"))))
         {
-            foreach (var panel in dashboard.RootElement.GetProperty("panels").EnumerateArray())
-            {
-                if (panel.TryGetProperty("targets", out var targets))
-                {
-                    queries.AddRange(targets.EnumerateArray().Select(t => t.GetProperty("expr").GetString()!));
-                }
-            }
-
             var variable = dashboard.RootElement.GetProperty("templating").GetProperty("list").EnumerateArray()
                 .Where(v => v.GetProperty("type").GetString() == "query")
                 .Select(v => v.GetProperty("definition").GetString()!);
@@ -154,6 +175,22 @@ public sealed partial class MonitoringTests
         }
 
         return names;
+    }
+
+    /// <summary>The PromQL query of every dashboard panel target.</summary>
+    private static List<string> DashboardQueries()
+    {
+        using var dashboard = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Observability, "dashboard.json")));
+        var queries = new List<string>();
+        foreach (var panel in dashboard.RootElement.GetProperty("panels").EnumerateArray())
+        {
+            if (panel.TryGetProperty("targets", out var targets))
+            {
+                queries.AddRange(targets.EnumerateArray().Select(t => t.GetProperty("expr").GetString()!));
+            }
+        }
+
+        return queries;
     }
 
     /// <summary>Every sp_ / process_ metric name written as a string literal in src/ (how MetricRegistry declares them).</summary>
