@@ -55,7 +55,7 @@ internal static class BodyCodec
 
     // Level 3: with the tenant's dictionary and libzstd, ~+1 µs a 2 KiB bench body over level 1
     // and 16 B smaller (406 against 422 B; a 4 KiB body of long strings 797 against 1,071), and
-    // 2-4 µs a bench span of ingest CPU in alternated store runs; levels 2 and 4-9 were larger or
+    // 2-6 µs a bench span of ingest CPU in alternated store runs; levels 2 and 4-9 were larger or
     // slower (bench/README.md, 2026-11-29, issue 14 (level3)). Its +27 µs a span measured earlier
     // (sqlitedisk2) was zstd's managed port, which now only decodes.
     private const int Level = 3;
