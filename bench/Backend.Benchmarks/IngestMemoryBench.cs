@@ -38,8 +38,6 @@ internal static class IngestMemoryBench
     {
         await using (var backend = await ScratchBackend.StartAsync("ingest", o => o with { IngestBudgetBytes = budget }, connections: Exporters))
         {
-            var (key, http) = (backend.Key, backend.Http);
-
             GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
             long before = Rss();
@@ -50,11 +48,7 @@ internal static class IngestMemoryBench
             {
                 while (true)
                 {
-                    using var content = new ByteArrayContent(body);
-                    content.Headers.ContentType = new("application/x-protobuf");
-                    using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = content };
-                    request.Headers.Add("x-public-key", key);
-                    using var response = await http.SendAsync(request);
+                    using var response = await backend.PostExportAsync(body);
                     if (response.StatusCode != HttpStatusCode.ServiceUnavailable)
                     {
                         response.EnsureSuccessStatusCode();
@@ -68,12 +62,7 @@ internal static class IngestMemoryBench
             }));
             clock.Stop();
             long afterExports = Rss();
-            long settled = afterExports;
-            for (int i = 0; i < settleSeconds; i++)
-            {
-                await Task.Delay(1000);
-                settled = Rss();
-            }
+            long settled = await RssAfterAsync(settleSeconds);
 
             long peak = sampler.Peak;
             await sampler.DisposeAsync();

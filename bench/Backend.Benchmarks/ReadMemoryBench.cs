@@ -35,7 +35,7 @@ internal static class ReadMemoryBench
         await using (var backend = await ScratchBackend.StartAsync("read", o => o with { MaxAttributeBytes = cap }, connections: 64))
         {
             var (server, key, http) = (backend.Server, backend.Key, backend.Http);
-            var (traceId, spanId) = await IngestAsync(http, key);
+            var (traceId, spanId) = await IngestAsync(backend);
             var stored = await server.Store.GetSpanSizeAsync((await server.Store.FindTenantAsync(KeyAdministration.DefaultTenant, CancellationToken.None))!.Id, traceId, spanId, CancellationToken.None);
 
             // Settle the ingest's own garbage first: the measure is what readers add.
@@ -64,12 +64,7 @@ internal static class ReadMemoryBench
             }));
             clock.Stop();
             long afterReads = Rss();
-            long settled = afterReads;
-            for (int i = 0; i < settleSeconds; i++)
-            {
-                await Task.Delay(1000);
-                settled = Rss();
-            }
+            long settled = await RssAfterAsync(settleSeconds);
 
             long peak = sampler.Peak;
             await sampler.DisposeAsync();
@@ -77,14 +72,10 @@ internal static class ReadMemoryBench
         }
     }
 
-    private static async Task<(string TraceId, string SpanId)> IngestAsync(HttpClient http, string key)
+    private static async Task<(string TraceId, string SpanId)> IngestAsync(ScratchBackend backend)
     {
         var exchange = BigExchange();
-        using var content = new ByteArrayContent(ExchangeSpanMapper.ToExportRequest([exchange], null, "1.0").ToByteArray());
-        content.Headers.ContentType = new("application/x-protobuf");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = content };
-        request.Headers.Add("x-public-key", key);
-        using var response = await http.SendAsync(request);
+        using var response = await backend.PostExportAsync(ExchangeSpanMapper.ToExportRequest([exchange], null, "1.0").ToByteArray());
         response.EnsureSuccessStatusCode();
         return (exchange.TraceId.ToHexString(), exchange.SpanId.ToHexString());
     }

@@ -47,6 +47,13 @@ internal sealed class RssSampler : IAsyncDisposable
         return 0;
     }
 
+    /// <summary>The RSS once <paramref name="seconds"/> have passed: what the process handed back on its own meanwhile.</summary>
+    public static async Task<long> RssAfterAsync(int seconds)
+    {
+        await Task.Delay(TimeSpan.FromSeconds(seconds));
+        return Rss();
+    }
+
     /// <summary>Bytes as whole MB, for the bench tables.</summary>
     public static string Mb(long bytes) => (bytes / (1024.0 * 1024)).ToString("N0", CultureInfo.InvariantCulture) + " MB";
 

@@ -40,6 +40,16 @@ internal sealed class ScratchBackend : IAsyncDisposable
         }
     }
 
+    /// <summary>Posts <paramref name="body"/> (an OTLP protobuf ExportTraceServiceRequest) to /v1/traces with the first-start key.</summary>
+    public async Task<HttpResponseMessage> PostExportAsync(byte[] body)
+    {
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new("application/x-protobuf");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/traces") { Content = content };
+        request.Headers.Add("x-public-key", Key);
+        return await Http.SendAsync(request);
+    }
+
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();

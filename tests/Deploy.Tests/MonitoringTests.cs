@@ -13,19 +13,11 @@ public sealed partial class MonitoringTests
     public void PrometheusRule_PassesPromtoolCheckRules()
     {
         var rule = DeployTree.Render("observability").Single(o => o.Kind == "PrometheusRule");
-        var file = Path.Combine(Path.GetTempPath(), $"sp-rules-{Guid.NewGuid():N}.yaml");
-        File.WriteAllText(file, ToYaml(Manifest.Get(rule.Root, "spec")!));
-        try
-        {
-            var result = ExternalTool.Run("promtool", PromtoolHint, "check", "rules", file);
 
-            Assert.True(result.ExitCode == 0, $"promtool check rules failed:\n{result.StdOut}\n{result.StdErr}");
-            Assert.Contains("SUCCESS", result.StdOut, StringComparison.Ordinal);
-        }
-        finally
-        {
-            File.Delete(file);
-        }
+        var result = CheckRules(ToYaml(Manifest.Get(rule.Root, "spec")!));
+
+        Assert.True(result.ExitCode == 0, $"promtool check rules failed:\n{result.StdOut}\n{result.StdErr}");
+        Assert.Contains("SUCCESS", result.StdOut, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -34,7 +26,6 @@ public sealed partial class MonitoringTests
         // A panel whose query does not parse shows "bad_data" in Grafana, and nothing else checks
         // it: each query becomes a recording rule, with Grafana's variables given values first.
         var queries = DashboardQueries();
-        var file = Path.Combine(Path.GetTempPath(), $"sp-dashboard-{Guid.NewGuid():N}.yaml");
         var yaml = new System.Text.StringBuilder("groups:\n- name: dashboard\n  rules:\n");
         for (int i = 0; i < queries.Count; i++)
         {
@@ -42,18 +33,10 @@ public sealed partial class MonitoringTests
             yaml.Append("  - record: dashboard:query").Append(i).Append("\n    expr: ").Append(JsonSerializer.Serialize(expr)).Append('\n');
         }
 
-        File.WriteAllText(file, yaml.ToString());
-        try
-        {
-            var result = ExternalTool.Run("promtool", PromtoolHint, "check", "rules", file);
+        var result = CheckRules(yaml.ToString());
 
-            Assert.True(result.ExitCode == 0, $"promtool could not parse a dashboard query:\n{result.StdOut}\n{result.StdErr}");
-            Assert.Contains($"SUCCESS: {queries.Count} rules found", result.StdOut, StringComparison.Ordinal);
-        }
-        finally
-        {
-            File.Delete(file);
-        }
+        Assert.True(result.ExitCode == 0, $"promtool could not parse a dashboard query:\n{result.StdOut}\n{result.StdErr}");
+        Assert.Contains($"SUCCESS: {queries.Count} rules found", result.StdOut, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -175,6 +158,21 @@ public sealed partial class MonitoringTests
         }
 
         return names;
+    }
+
+    /// <summary><c>promtool check rules</c> over <paramref name="yaml"/> (a rule file's groups), from a temporary file.</summary>
+    private static ExternalTool.Result CheckRules(string yaml)
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"sp-rules-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(file, yaml);
+        try
+        {
+            return ExternalTool.Run("promtool", PromtoolHint, "check", "rules", file);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
     }
 
     /// <summary>The PromQL query of every dashboard panel target.</summary>

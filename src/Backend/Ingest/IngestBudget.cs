@@ -11,7 +11,7 @@ namespace SpIstio.Backend.Ingest;
 /// it lets go of all but <see cref="QueuedAmplification"/> times the body (<see cref="Reservation.Settle"/>),
 /// which it holds until it is answered: waiting for a commit is most of a request's life under
 /// load, and what it holds then is the spans, not the parse. A request that does not fit is
-/// refused at once with 503 + Retry-After (gRPC: UNAVAILABLE), which OTLP exporters retry: it
+/// refused at once with 503 + Retry-After (<see cref="IngestService.RetryAfterSeconds"/>; gRPC: UNAVAILABLE), which OTLP exporters retry: it
 /// never waits, so requests that hold part of the budget cannot deadlock waiting for each other. However many key holders send however large
 /// exports at once, what they make the process hold together is bounded by <see cref="TotalBytes"/>.
 /// </summary>
@@ -35,9 +35,6 @@ public sealed class IngestBudget
     /// bytes, which Grpc.AspNetCore keeps until the call ends.
     /// </summary>
     public const int QueuedAmplification = 2;
-
-    /// <summary>Seconds a refused exporter is asked to wait.</summary>
-    public const int RetryAfterSeconds = 1;
 
     /// <summary>What a refused exporter is told (HTTP and gRPC alike).</summary>
     internal const string RefusalMessage = "the backend holds as many export bytes in flight as its ingest budget (--ingest-budget-bytes) allows; retry later";

@@ -129,12 +129,10 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
             switch (status)
             {
                 case IngestStatus.QueueFull:
-                    context.Response.Headers.RetryAfter = IngestService.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                    await FailAsync(context, json, StatusCodes.Status503ServiceUnavailable, 14, "the write queue is full; retry later").ConfigureAwait(false);
+                    await FailRetryLaterAsync(context, json, "the write queue is full; retry later").ConfigureAwait(false);
                     return;
                 case IngestStatus.StoreFailed:
-                    context.Response.Headers.RetryAfter = IngestService.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                    await FailAsync(context, json, StatusCodes.Status503ServiceUnavailable, 14, "the store failed to commit the spans; retry later").ConfigureAwait(false);
+                    await FailRetryLaterAsync(context, json, "the store failed to commit the spans; retry later").ConfigureAwait(false);
                     return;
                 default:
                     _metrics.IngestRequests(Protocol, StatusCodes.Status200OK).Inc();
@@ -307,10 +305,13 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
         FailAsync(context, json, StatusCodes.Status413PayloadTooLarge, 8,
             string.Create(CultureInfo.InvariantCulture, $"the body exceeds the limit of {_maxBodyBytes} bytes (counted after decompression)"));
 
-    private Task FailOverBudgetAsync(HttpContext context, bool json)
+    private Task FailOverBudgetAsync(HttpContext context, bool json) => FailRetryLaterAsync(context, json, IngestBudget.RefusalMessage);
+
+    // 503 + Retry-After (OTLP's UNAVAILABLE): what OTLP exporters retry, whichever bound refused the request.
+    private Task FailRetryLaterAsync(HttpContext context, bool json, string message)
     {
-        context.Response.Headers.RetryAfter = IngestBudget.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        return FailAsync(context, json, StatusCodes.Status503ServiceUnavailable, 14, IngestBudget.RefusalMessage);
+        context.Response.Headers.RetryAfter = IngestService.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return FailAsync(context, json, StatusCodes.Status503ServiceUnavailable, 14, message);
     }
 
     private async Task FailAsync(HttpContext context, bool json, int statusCode, int grpcCode, string message)

@@ -170,7 +170,7 @@ public sealed class IngestBudgetTests
         using var refused = await backend.PostAsync("/v1/traces", backend.AcmeKey, refusedBody, "application/x-protobuf");
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
-        Assert.Equal(TimeSpan.FromSeconds(IngestBudget.RetryAfterSeconds), refused.Headers.RetryAfter!.Delta);
+        Assert.Equal(TimeSpan.FromSeconds(IngestService.RetryAfterSeconds), refused.Headers.RetryAfter!.Delta);
         var status = RpcStatus.ParseProtobuf(await refused.Content.ReadAsByteArrayAsync());
         Assert.Equal(14, status.Code);
         Assert.Contains("--ingest-budget-bytes", status.Message, StringComparison.Ordinal);
