@@ -275,6 +275,8 @@ public sealed class BackendServer : IAsyncDisposable
         {
             grpc.MaxReceiveMessageSize = options.MaxBodyBytes;
             grpc.EnableDetailedErrors = false;
+            // gzip and deflate inflated against the export call's share of the ingest budget, not whole first.
+            grpc.CompressionProviders = [.. BudgetedCompressionProvider.All];
         });
         services.AddSingleton<Grpc.AspNetCore.Server.Model.IServiceMethodProvider<OtlpGrpcService>, OtlpGrpcMethodProvider>();
         services.AddOpenApi();

@@ -43,6 +43,10 @@ public sealed class IngestService
     /// <summary>How long an exporter refused under back-pressure is asked to wait, in seconds.</summary>
     public const int RetryAfterSeconds = 1;
 
+    /// <summary>What an export over the body limit is told (HTTP 413, gRPC RESOURCE_EXHAUSTED).</summary>
+    internal static string OverLimitMessage(long maxBodyBytes) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the body exceeds the limit of {maxBodyBytes} bytes (counted after decompression)");
+
     /// <summary>
     /// Converts <paramref name="request"/>'s spans for <paramref name="tenantId"/> and queues the valid
     /// ones; <see cref="IngestSubmission.CompleteAsync"/> waits for their commit. Synchronous, so a

@@ -57,11 +57,11 @@ public sealed class OtlpGrpcService
         var httpContext = context.GetHttpContext();
         var tenant = TenantContext.Of(httpContext);
 
-        // A compressed message's length prefix counted its compressed bytes (OtlpGrpcBudgetGate):
-        // the reservation grows to what it inflated to before anything is parsed.
-        if (httpContext.Features.Get<IngestBudget.Reservation>() is { } reservation && !reservation.TryCover(request.Payload.Length, Protocol))
+        // The message was covered as it was read (OtlpGrpcBudgetGate) or inflated (BudgetedCompressionProvider),
+        // which cut it short where the limit or the budget refused it.
+        if (httpContext.Features.Get<OtlpGrpcInflation>()?.Refusal is { } refusal)
         {
-            return Task.FromResult(Refuse(context, StatusCode.Unavailable, IngestBudget.RefusalMessage));
+            return Task.FromResult(Refuse(context, refusal.Code, refusal.Message));
         }
 
         ExportTraceServiceRequest export;
@@ -145,10 +145,10 @@ internal sealed class OtlpGrpcRefusal(BackendMetrics metrics, ILogger logger) : 
 /// buffered only once its bytes are reserved; a call that does not fit ends at once, trailers-only
 /// UNAVAILABLE, which exporters retry. Runs after the authentication layer, on the endpoints that
 /// carry the gate as metadata (the OTLP export method). A message declared over the receive limit
-/// reserves the limit: Grpc.AspNetCore refuses it (RESOURCE_EXHAUSTED) without buffering it. A
+/// is refused here, RESOURCE_EXHAUSTED naming the limit, without being read. A
 /// compressed message (grpc-encoding gzip) declares its compressed length: it reserves
-/// <see cref="AssumedCompressionRatio"/> times that (at most the limit), and the handler grows the
-/// reservation to the inflated size before parsing.
+/// <see cref="AssumedCompressionRatio"/> times that (at most the limit), and the reservation grows
+/// as the message inflates (<see cref="BudgetedCompressionProvider"/>).
 /// </summary>
 internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageBytes, BackendMetrics metrics, ILogger logger)
 {
@@ -166,6 +166,12 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
         // Held until the call is answered (the handler settles it once the spans are queued).
         using var reservation = budget.OpenFor(context);
         var prefix = await PeekPrefixAsync(context.Request.BodyReader, context.RequestAborted).ConfigureAwait(false);
+        if (prefix is { Length: var length } && length > maxMessageBytes)
+        {
+            OtlpGrpcRefusal.WriteTrailersOnly(context, metrics, logger, StatusCode.ResourceExhausted, IngestService.OverLimitMessage(maxMessageBytes));
+            return;
+        }
+
         if (prefix is { } declared
             && !reservation.TryCover(Math.Min(declared.Compressed ? declared.Length * AssumedCompressionRatio : declared.Length, maxMessageBytes), OtlpGrpcService.Protocol))
         {
@@ -173,6 +179,11 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
             return;
         }
 
+        // A compressed message inflates inside Grpc.AspNetCore, before the handler: it grows the
+        // reservation as it goes (BudgetedCompressionProvider). Set here, seen on this call's flow only.
+        var inflation = new OtlpGrpcInflation(reservation, maxMessageBytes);
+        context.Features.Set(inflation);
+        BudgetedCompressionProvider.Current = inflation;
         await next(context).ConfigureAwait(false);
     }
 

@@ -302,8 +302,7 @@ public sealed class OtlpHttpEndpoint : IAuthRefusal
     }
 
     private Task FailTooLargeAsync(HttpContext context, bool json) =>
-        FailAsync(context, json, StatusCodes.Status413PayloadTooLarge, 8,
-            string.Create(CultureInfo.InvariantCulture, $"the body exceeds the limit of {_maxBodyBytes} bytes (counted after decompression)"));
+        FailAsync(context, json, StatusCodes.Status413PayloadTooLarge, 8, IngestService.OverLimitMessage(_maxBodyBytes));
 
     private Task FailOverBudgetAsync(HttpContext context, bool json) => FailRetryLaterAsync(context, json, IngestBudget.RefusalMessage);
 

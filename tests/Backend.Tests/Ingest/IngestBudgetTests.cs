@@ -255,6 +255,29 @@ public sealed class IngestBudgetTests
         Assert.Single(await backend.Store.GetTraceAsync(backend.AcmeId, trace.ToHexString(), CancellationToken.None));
     }
 
+    [Theory]
+    [InlineData("gzip")]
+    [InlineData("deflate")]
+    public async Task OverGrpc_ACompressedMessageIsRefusedWhileItInflates_NotOnceItHasInflatedWhole(string encoding)
+    {
+        await using var held = await HeldExport.StartAsync(2 * MiB);
+        var backend = held.Backend;
+        // 24 MiB of zeros in about 24 KB: its length prefix's guess (8×) fits the budget's room (2 MiB,
+        // ~400 KB held), and it is past the 16 MiB receive limit once inflated, which Grpc.AspNetCore
+        // answers RESOURCE_EXHAUSTED had it inflated that far. The budget stops it within ~400 KB.
+        byte[] compressed = CompressedZeros(24 * MiB, encoding);
+        Assert.True(compressed.Length * OtlpGrpcBudgetGate.AssumedCompressionRatio * IngestBudget.Amplification < MiB);
+
+        var (status, message) = await SendRawExportFrameAsync(backend.Server.GrpcAddress!, compressed, encoding, backend.AcmeKey);
+
+        Assert.Equal(StatusCode.Unavailable, status);
+        Assert.Equal(IngestBudget.RefusalMessage, message);
+        Assert.Equal(1, backend.Server.Metrics.IngestBudgetRefused("grpc").Value);
+        Assert.Equal(1, backend.Server.Metrics.IngestRequests("grpc", (int)StatusCode.Unavailable).Value);
+        await held.AnswerAsync();
+        Assert.Equal(0, backend.Server.Metrics.IngestBudgetInFlightBytes.Value);
+    }
+
     [Fact]
     public async Task OverGrpc_ACallWaitingForItsCommit_HoldsTwiceItsMessage_AndNothingOnceAnswered()
     {

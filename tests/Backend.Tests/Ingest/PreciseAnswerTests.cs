@@ -5,6 +5,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
+using SpIstio.Backend.Hosting;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Tests.Infrastructure;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
@@ -143,6 +144,36 @@ public sealed class PreciseAnswerTests : IAsyncLifetime
         var attributes = detail.RootElement.GetProperty("attributes");
         Assert.Equal(cap, attributes.GetProperty("note").GetString()!.Length);
         Assert.Equal("note", attributes.GetProperty(SpanConverter.TruncatedAttributes).GetString());
+    }
+
+    [Fact]
+    public async Task AGzipMessageInflatingPastTheBodyLimit_IsResourceExhausted_BeforeItIsInflatedWhole()
+    {
+        // 512 MiB of zeros: about half a megabyte gzipped, far inside the 16 MiB receive limit as sent.
+        byte[] bomb = CompressedZeros(512L * 1024 * 1024, "gzip");
+        Assert.True(bomb.Length < BackendOptions.DefaultMaxBodyBytes);
+
+        long allocatedBefore = GC.GetTotalAllocatedBytes();
+        var (status, message) = await SendRawExportFrameAsync(_backend.Server.GrpcAddress!, bomb, "gzip", _backend.AcmeKey);
+        long allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
+
+        Assert.Equal(StatusCode.ResourceExhausted, status);
+        Assert.Equal("the body exceeds the limit of 16777216 bytes (counted after decompression)", message);
+        // Inflated whole, the message would take 512 MiB and its buffer's doublings as much again;
+        // stopped at the limit, its buffer grows to 32 MiB at most (the rest: tests running beside it).
+        Assert.True(allocated < 192L * 1024 * 1024, $"{allocated:N0} bytes allocated while the call ran");
+        AssertRefusalLoggedOnce((int)StatusCode.ResourceExhausted);
+    }
+
+    [Fact]
+    public async Task AMessageDeclaredPastTheBodyLimit_IsResourceExhausted_BeforeItIsRead()
+    {
+        // The length prefix says 17 MiB; four bytes follow. Nothing waits for the rest.
+        var (status, message) = await SendRawExportFrameAsync(_backend.Server.GrpcAddress!, [1, 2, 3, 4], null, _backend.AcmeKey, declaredLength: 17 * 1024 * 1024);
+
+        Assert.Equal(StatusCode.ResourceExhausted, status);
+        Assert.Equal("the body exceeds the limit of 16777216 bytes (counted after decompression)", message);
+        AssertRefusalLoggedOnce((int)StatusCode.ResourceExhausted);
     }
 
     private async Task SendRawAsync(byte[] payload, string? key)
