@@ -420,6 +420,31 @@ public sealed class SqliteSpanStoreTests : SpanStoreContractTests
         }
     }
 
+    [Fact]
+    public async Task A_new_tenants_batch_arriving_while_its_first_dictionary_trains_waits_for_it_so_only_the_batch_before_goes_without()
+    {
+        var none = CancellationToken.None;
+        string file = Path.Combine(_directory, "first.db");
+        var random = new Random(11);
+        var sampled = Enumerable.Range(1, CodecDictionaries.SampleValues / 2).Select(n => JsonExchange(n, random)).ToList();
+        var next = Enumerable.Range(1000, 10).Select(n => JsonExchange(n, random)).ToList();
+        await using var store = (SqlSpanStore)SpanStoreFactory.Open("sqlite:" + file, NullLoggerFactory.Instance);
+        await store.MigrateAsync(none);
+        long tenant = (await store.EnsureTenantAsync("acme", none)).Id;
+
+        // The first batch gives the tenant its sample and starts the training; the next one is
+        // sent at once, as an exporter's next batch is, without waiting for anything.
+        await store.InsertSpansAsync(tenant, sampled, none);
+        await store.InsertSpansAsync(tenant, next, none);
+
+        var trained = await store.Dictionaries.WhenTrainedAsync(tenant).WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(0, BodyCodec.DictionaryIdOf(await StoredResponseBodyAsync(file, tenant, sampled[0]))); // no dictionary
+        foreach (var span in next)
+        {
+            Assert.Equal(trained.Id, BodyCodec.DictionaryIdOf(await StoredResponseBodyAsync(file, tenant, span)));
+        }
+    }
+
     // A JSON body long enough for JSON columns (MinJsonColumnsLength): a few records of one shape.
     private static byte[] JsonBody(Random random) => System.Text.Encoding.UTF8.GetBytes(
         "{\"items\":[" + string.Join(',', Enumerable.Range(0, 10).Select(i =>
