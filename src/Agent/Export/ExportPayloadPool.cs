@@ -145,4 +145,16 @@ internal sealed class ExportPayloadPool
             _retained += array.Length;
         }
     }
+
+    /// <summary>Lets every kept array go to the GC; returns their bytes.</summary>
+    public long Trim()
+    {
+        lock (_lock)
+        {
+            var trimmed = _retained;
+            _free.Clear();
+            _retained = 0;
+            return trimmed;
+        }
+    }
 }

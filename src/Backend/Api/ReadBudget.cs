@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using SpIstio.Backend.Telemetry;
+using SpIstio.Core.Memory;
 
 namespace SpIstio.Backend.Api;
 

@@ -1,5 +1,5 @@
-using SpIstio.Backend.Api;
 using SpIstio.Backend.Telemetry;
+using SpIstio.Core.Memory;
 
 namespace SpIstio.Backend.Ingest;
 

@@ -92,4 +92,16 @@ public sealed class CaptureArrayPool : ArrayPool<byte>
 
         Shared.Return(array, clearArray);
     }
+
+    /// <summary>Lets every kept array go to the GC (not to the shared pool, which would keep it); returns their bytes.</summary>
+    public long Trim()
+    {
+        lock (_lock)
+        {
+            var trimmed = _keptBytes;
+            Array.Clear(_kept);
+            _keptBytes = 0;
+            return trimmed;
+        }
+    }
 }

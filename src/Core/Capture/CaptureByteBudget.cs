@@ -1,3 +1,5 @@
+using SpIstio.Core.Memory;
+
 namespace SpIstio.Core.Capture;
 
 /// <summary>
@@ -14,6 +16,7 @@ public sealed class CaptureByteBudget
 {
     private long _held;
     private long _peak;
+    private IdleHeapCollection? _idleCollection;
 
     /// <summary>Creates a budget of <paramref name="limit"/> bytes.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is not positive.</exception>
@@ -63,6 +66,18 @@ public sealed class CaptureByteBudget
     public void Release(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
-        Interlocked.Add(ref _held, -bytes);
+        var held = Interlocked.Add(ref _held, -bytes);
+        _idleCollection?.Released(bytes, idleNow: held == 0);
+    }
+
+    /// <summary>
+    /// Hands what a burst of captures grew back to the OS once the budget has gone idle: every
+    /// release counts towards <paramref name="collection"/>, which runs when nothing is held
+    /// (<see cref="IdleHeapCollection"/>). Set once, by the budget's owner.
+    /// </summary>
+    public void CollectWhenIdle(IdleHeapCollection collection)
+    {
+        ArgumentNullException.ThrowIfNull(collection);
+        _idleCollection = collection;
     }
 }

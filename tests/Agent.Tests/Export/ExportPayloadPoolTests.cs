@@ -18,6 +18,19 @@ public sealed class ExportPayloadPoolTests
     }
 
     [Fact]
+    public void Trim_LetsEveryKeptArrayGo_SoTheNextRentIsANewArray()
+    {
+        var pool = new ExportPayloadPool(8L * 1024 * 1024);
+        var first = pool.Rent(4 * 1024 * 1024);
+        pool.Return(first);
+
+        Assert.Equal(first.Length, pool.Trim());
+
+        Assert.Equal(0, pool.RetainedBytes);
+        Assert.NotSame(first, pool.Rent(4 * 1024 * 1024));
+    }
+
+    [Fact]
     public void Rent_SmallBatch_IsExactAndNeverKept()
     {
         var pool = new ExportPayloadPool(8L * 1024 * 1024);

@@ -5,6 +5,7 @@ using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Tests.Infrastructure;
 using SpIstio.Core.Configuration;
 using SpIstio.Core.GrpcMessages;
+using SpIstio.Core.Memory;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 
@@ -164,6 +165,37 @@ public sealed class OtlpExporterTests
 
         await WaitForAsync(() => metrics.ExportSpansFailed.Value == 1);
         await WaitForAsync(() => exporter.PayloadPoolRetainedBytes >= 200 * 1024 && exporter.InflightBytes == 0);
+    }
+
+    [Fact]
+    public async Task AfterABurst_TheKeptBatchArraysGo_OnceNothingWasHeldForTheIdleDelay_NotBefore()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var time = new FakeTimeProvider();
+        var options = TestExchanges.Options(receiver.BaseAddress);
+        options.Export.Compression = ExportCompression.None;
+        options.Export.MaxBatchSpans = 1;
+        await using var exporter = Create(options, new AgentMetrics(), time);
+        exporter.Start();
+        var body = new string('a', 512 * 1024);
+        int burst = (int)(OtlpExporter.IdleCollectAfterBytes / body.Length) + 1;
+
+        // A burst of large exchanges, one a batch: each batch's array comes back to the pool.
+        for (var i = 0; i < burst; i++)
+        {
+            Assert.True(exporter.TryEnqueue(TestExchanges.Get("/large/" + i, responseBody: body)));
+            await receiver.WaitForSpansAsync(i + 1);
+        }
+
+        await WaitForAsync(() => exporter.InflightBytes == 0 && exporter.PayloadPoolRetainedBytes >= body.Length);
+        long kept = exporter.PayloadPoolRetainedBytes;
+
+        // Idle, but not yet for the whole delay: what the burst left is kept for the next one.
+        time.Advance(IdleHeapCollection.Delay - TimeSpan.FromMilliseconds(1));
+        Assert.Equal(kept, exporter.PayloadPoolRetainedBytes);
+
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await WaitForAsync(() => exporter.PayloadPoolRetainedBytes == 0);
     }
 
     [Fact]

@@ -6,11 +6,11 @@ using Grpc.Net.Client;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Time.Testing;
-using SpIstio.Backend.Api;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Tests.Infrastructure;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
 using static SpIstio.Backend.Tests.Infrastructure.OtlpRequests;
+using SpIstio.Core.Memory;
 
 namespace SpIstio.Backend.Tests.Ingest;
 

@@ -32,6 +32,20 @@ public sealed class CaptureArrayPoolTests
     }
 
     [Fact]
+    public void Trim_LetsEveryKeptArrayGo_SoTheNextRentIsANewArray()
+    {
+        var pool = new CaptureByteBudget(4 * 1024 * 1024).Arrays;
+        var arrays = Enumerable.Range(0, 4).Select(_ => pool.Rent(Body)).ToList();
+        arrays.ForEach(array => pool.Return(array));
+
+        Assert.Equal(4L * Body, pool.Trim());
+
+        Assert.Equal(0, pool.KeptBytes);
+        Assert.DoesNotContain(pool.Rent(Body), arrays);
+        Assert.Equal(0, pool.Trim());
+    }
+
+    [Fact]
     public void ArraysKept_StayWithinWhatTheBudgetLeavesFree()
     {
         var budget = new CaptureByteBudget(4 * Body);

@@ -1,14 +1,15 @@
-namespace SpIstio.Backend.Api;
+namespace SpIstio.Core.Memory;
 
 /// <summary>
 /// Hands the memory of large work back to the OS once the budget that bounds the work has gone
-/// idle. After a burst of large reads or large export requests the GC keeps the heap it grew
-/// (large objects are collected only with gen 2, and freed memory stays committed until a
-/// collection decommits it), and an idle backend runs no collection: the process would stay at its
-/// peak for good. One aggressive, compacting collection a moment after the last large piece of
-/// work ended returns it, and a trim of the native heap returns what SQLite freed.
+/// idle. After a burst (the backend's large reads or export requests, the agent's captured
+/// bodies) the GC keeps the heap it grew (large objects are collected only with gen 2, and freed
+/// memory stays committed until a collection decommits it), and an idle process runs no
+/// collection: it would stay at its peak for good. One aggressive, compacting collection a moment
+/// after the last large piece of work ended returns it, and a trim of the native heap returns what
+/// native code (SQLite) freed.
 /// </summary>
-internal sealed class IdleHeapCollection
+public sealed class IdleHeapCollection
 {
     /// <summary>How long a budget must stay idle before the collection runs.</summary>
     public static readonly TimeSpan Delay = TimeSpan.FromSeconds(2);
@@ -60,7 +61,8 @@ internal sealed class IdleHeapCollection
         _collect();
     }
 
-    private static void CollectAggressively()
+    /// <summary>The collection run by default: aggressive and compacting (large objects too), then <see cref="NativeHeap.Trim"/>.</summary>
+    public static void CollectAggressively()
     {
         System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
