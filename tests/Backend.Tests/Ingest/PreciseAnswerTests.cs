@@ -147,21 +147,18 @@ public sealed class PreciseAnswerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task AGzipMessageInflatingPastTheBodyLimit_IsResourceExhausted_BeforeItIsInflatedWhole()
+    public async Task AGzipMessageInflatingPastTheBodyLimit_IsResourceExhausted_NamingTheLimit_LoggedAsOneDebugLine()
     {
         // 512 MiB of zeros: about half a megabyte gzipped, far inside the 16 MiB receive limit as sent.
+        // (How much of it is inflated is bounded by the limit either way: Grpc.AspNetCore stops there
+        // too, with its own message, an information log and a stack trace.)
         byte[] bomb = CompressedZeros(512L * 1024 * 1024, "gzip");
         Assert.True(bomb.Length < BackendOptions.DefaultMaxBodyBytes);
 
-        long allocatedBefore = GC.GetTotalAllocatedBytes();
         var (status, message) = await SendRawExportFrameAsync(_backend.Server.GrpcAddress!, bomb, "gzip", _backend.AcmeKey);
-        long allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
 
         Assert.Equal(StatusCode.ResourceExhausted, status);
         Assert.Equal("the body exceeds the limit of 16777216 bytes (counted after decompression)", message);
-        // Inflated whole, the message would take 512 MiB and its buffer's doublings as much again;
-        // stopped at the limit, its buffer grows to 32 MiB at most (the rest: tests running beside it).
-        Assert.True(allocated < 192L * 1024 * 1024, $"{allocated:N0} bytes allocated while the call ran");
         AssertRefusalLoggedOnce((int)StatusCode.ResourceExhausted);
     }
 
