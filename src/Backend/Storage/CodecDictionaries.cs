@@ -110,29 +110,32 @@ internal sealed class CodecDictionaries : IDisposable
     }
 
     /// <summary>
-    /// How long a new tenant's batch waits for the tenant's first dictionary while it trains. Ingest
-    /// runs several batches a second, and a batch encoded without one stays ~30 % larger for good:
-    /// without the wait every batch stored during training (~4,000 spans at the bench's rate) did.
-    /// Bounded so that a training that takes long (a loaded machine) delays no request by much.
+    /// How long after a new tenant's first training started its batches still wait for it. Ingest
+    /// runs several batches a second, and a batch encoded without a dictionary stays ~30 % larger
+    /// for good: without the wait every batch stored during the training (~4,000 spans at the
+    /// bench's rate, whose training takes ~0.1 s) did. The ingest writer commits requests in
+    /// arrival order, so while a batch waits, the commits queued behind it (other tenants' too)
+    /// wait with it: once per new tenant, for the training's duration, never more than this.
     /// </summary>
-    public static readonly TimeSpan FirstTrainingWait = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan FirstTrainingWait = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// The dictionary to encode this tenant's values with (null while it has none yet); the first
     /// call for a tenant reads the newest one saved in the store. While a tenant that has never had
-    /// one is training its first, waits for it (at most <see cref="FirstTrainingWait"/>): only the
-    /// batches before the training started are stored without a dictionary. Other tenants' batches
-    /// do not wait, and nothing waits for a replacement (a tenant with an outdated dictionary keeps using it).
+    /// one is training its first, waits for it (until <see cref="FirstTrainingWait"/> after the
+    /// training started): only the batches before it started are stored without a dictionary.
+    /// Nothing waits for a replacement (a tenant with an outdated dictionary keeps using it).
     /// </summary>
     public async ValueTask<CodecDictionary?> ForTenantAsync(long tenantId, CancellationToken cancellationToken)
     {
         if (_tenants.TryGetValue(tenantId, out var state))
         {
-            if (state.Current is null && state.Training)
+            long waitMs = state.Training && state.Current is null ? state.WaitForTrainingUntilMs - Environment.TickCount64 : 0;
+            if (waitMs > 0)
             {
-                // Over when trained, when the training failed (logged by TrainAsync) or when the wait
-                // is: none of them throws here, and in the last two the batch goes without a dictionary.
-                await Task.WhenAny(state.Trained, Task.Delay(FirstTrainingWait, cancellationToken)).ConfigureAwait(false);
+                // Over when trained, when the training failed (logged by TrainAsync) or at the
+                // deadline: none of them throws here, and in the last two the batch goes without.
+                await Task.WhenAny(state.Trained, Task.Delay(TimeSpan.FromMilliseconds(waitMs), cancellationToken)).ConfigureAwait(false);
             }
 
             return state.Current;
@@ -198,6 +201,7 @@ internal sealed class CodecDictionaries : IDisposable
 
             if (state.Samples.Count >= SampleValues)
             {
+                state.WaitForTrainingUntilMs = Environment.TickCount64 + (long)FirstTrainingWait.TotalMilliseconds;
                 state.Training = true;
                 ready = state.Samples;
                 state.Samples = [];
@@ -314,6 +318,9 @@ internal sealed class CodecDictionaries : IDisposable
         public CodecDictionary? Current => _current;
 
         public bool Training { get; set; }
+
+        /// <summary>Until when (<see cref="Environment.TickCount64"/>) batches wait for the first training (<see cref="FirstTrainingWait"/>).</summary>
+        public long WaitForTrainingUntilMs { get; set; }
 
         public List<byte[]> Samples { get; set; } = [];
 
