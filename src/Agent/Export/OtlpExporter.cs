@@ -15,11 +15,11 @@ using SpIstio.Agent.Metrics;
 using SpIstio.Agent.Pipeline;
 using SpIstio.Core.Capture;
 using SpIstio.Core.Configuration;
+using SpIstio.Core.Memory;
 using SpIstio.Core.Model;
 using SpIstio.Core.Otlp;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
 using SpIstio.Core.Startup;
-using SpIstio.Core.Memory;
 
 namespace SpIstio.Agent.Export;
 
