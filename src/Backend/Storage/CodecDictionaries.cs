@@ -116,8 +116,9 @@ internal sealed class CodecDictionaries : IDisposable
     /// bench's rate, whose training takes ~0.1 s) did. The ingest writer commits requests in
     /// arrival order, so while a batch waits, the commits queued behind it (other tenants' too)
     /// wait with it: once per new tenant, for the training's duration, never more than this.
+    /// Settable for tests, whose loaded machines may train for longer than the default.
     /// </summary>
-    public static readonly TimeSpan FirstTrainingWait = TimeSpan.FromSeconds(1);
+    internal TimeSpan FirstTrainingWait { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// The dictionary to encode this tenant's values with (null while it has none yet); the first
