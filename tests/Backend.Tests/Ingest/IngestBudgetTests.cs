@@ -8,9 +8,9 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Time.Testing;
 using SpIstio.Backend.Ingest;
 using SpIstio.Backend.Tests.Infrastructure;
+using SpIstio.Core.Memory;
 using SpIstio.Core.Otlp.Proto.Collector.Trace;
 using static SpIstio.Backend.Tests.Infrastructure.OtlpRequests;
-using SpIstio.Core.Memory;
 
 namespace SpIstio.Backend.Tests.Ingest;
 
@@ -263,8 +263,8 @@ public sealed class IngestBudgetTests
         await using var held = await HeldExport.StartAsync(2 * MiB);
         var backend = held.Backend;
         // 24 MiB of zeros in about 24 KB: its length prefix's guess (8×) fits the budget's room (2 MiB,
-        // ~400 KB held), and it is past the 16 MiB receive limit once inflated, which Grpc.AspNetCore
-        // answers RESOURCE_EXHAUSTED had it inflated that far. The budget stops it within ~400 KB.
+        // ~400 KB held), and it is past the 16 MiB receive limit once inflated: Grpc.AspNetCore's own
+        // inflation would answer RESOURCE_EXHAUSTED at the limit. The budget stops it within ~400 KB.
         byte[] compressed = CompressedZeros(24 * MiB, encoding);
         Assert.True(compressed.Length * OtlpGrpcBudgetGate.AssumedCompressionRatio * IngestBudget.Amplification < MiB);
 
