@@ -529,6 +529,16 @@ public sealed class OtlpExporter : IExchangeExporter, IAsyncDisposable
             // Taken before a permit is, so a fault cannot keep the permit.
             var next = RentBatch(batch.Capacity);
             await _concurrency.WaitAsync(abort).ConfigureAwait(false);
+            if (abort.IsCancellationRequested)
+            {
+                // The permit came back because the flush deadline cancelled the sender holding it:
+                // this batch was never sent, so it is spooled or dropped with the rest (RunAsync),
+                // not sent only to be cancelled and counted failed.
+                _concurrency.Release();
+                ReturnBatch(next);
+                abort.ThrowIfCancellationRequested();
+            }
+
             _readerBatch = next;
             try
             {
