@@ -25,7 +25,8 @@ public sealed partial class MonitoringTests
     {
         // A panel whose query does not parse shows "bad_data" in Grafana, and nothing else checks
         // it: each query becomes a recording rule, with Grafana's variables given values first.
-        var queries = DashboardQueries();
+        using var dashboard = Dashboard();
+        var queries = DashboardQueries(dashboard.RootElement);
         var yaml = new System.Text.StringBuilder("groups:\n- name: dashboard\n  rules:\n");
         for (int i = 0; i < queries.Count; i++)
         {
@@ -131,9 +132,9 @@ public sealed partial class MonitoringTests
     {
         var rule = DeployTree.Render("observability").Single(o => o.Kind == "PrometheusRule");
         var queries = Manifest.Maps(rule.Root, "spec", "groups").SelectMany(g => Manifest.Maps(g, "rules")).Select(r => Manifest.Scalar(r, "expr")!).ToList();
-        queries.AddRange(DashboardQueries());
-        using (var dashboard = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Observability, "dashboard.json"))))
+        using (var dashboard = Dashboard())
         {
+            queries.AddRange(DashboardQueries(dashboard.RootElement));
             var variable = dashboard.RootElement.GetProperty("templating").GetProperty("list").EnumerateArray()
                 .Where(v => v.GetProperty("type").GetString() == "query")
                 .Select(v => v.GetProperty("definition").GetString()!);
@@ -176,11 +177,12 @@ public sealed partial class MonitoringTests
     }
 
     /// <summary>The PromQL query of every dashboard panel target.</summary>
-    private static List<string> DashboardQueries()
+    private static JsonDocument Dashboard() => JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Observability, "dashboard.json")));
+
+    private static List<string> DashboardQueries(JsonElement dashboard)
     {
-        using var dashboard = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Observability, "dashboard.json")));
         var queries = new List<string>();
-        foreach (var panel in dashboard.RootElement.GetProperty("panels").EnumerateArray())
+        foreach (var panel in dashboard.GetProperty("panels").EnumerateArray())
         {
             if (panel.TryGetProperty("targets", out var targets))
             {

@@ -22,7 +22,7 @@ internal sealed class BudgetedCompressionProvider : ICompressionProvider
 
     private BudgetedCompressionProvider(string encodingName) => EncodingName = encodingName;
 
-    /// <summary>The export call being read on this flow, set by <see cref="OtlpGrpcBudgetGate"/> around the call.</summary>
+    /// <summary>The export call being read on this flow, set by <see cref="OtlpGrpcBudgetGate"/> around the call (its handler reads the refusal here too).</summary>
     internal static OtlpGrpcInflation? Current
     {
         get => _current.Value;

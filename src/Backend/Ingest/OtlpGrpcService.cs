@@ -59,7 +59,7 @@ public sealed class OtlpGrpcService
 
         // The message was covered as it was read (OtlpGrpcBudgetGate) or inflated (BudgetedCompressionProvider),
         // which cut it short where the limit or the budget refused it.
-        if (httpContext.Features.Get<OtlpGrpcInflation>()?.Refusal is { } refusal)
+        if (BudgetedCompressionProvider.Current?.Refusal is { } refusal)
         {
             return Task.FromResult(Refuse(context, refusal.Code, refusal.Message));
         }
@@ -180,10 +180,9 @@ internal sealed class OtlpGrpcBudgetGate(IngestBudget budget, int maxMessageByte
         }
 
         // A compressed message inflates inside Grpc.AspNetCore, before the handler: it grows the
-        // reservation as it goes (BudgetedCompressionProvider). Set here, seen on this call's flow only.
-        var inflation = new OtlpGrpcInflation(reservation, maxMessageBytes);
-        context.Features.Set(inflation);
-        BudgetedCompressionProvider.Current = inflation;
+        // reservation as it goes (BudgetedCompressionProvider), and the handler answers where it was
+        // cut short. Set here, seen on this call's flow only (the provider is given no HttpContext).
+        BudgetedCompressionProvider.Current = new OtlpGrpcInflation(reservation, maxMessageBytes);
         await next(context).ConfigureAwait(false);
     }
 

@@ -131,7 +131,9 @@ internal sealed class CodecDictionaries : IDisposable
     {
         if (_tenants.TryGetValue(tenantId, out var state))
         {
-            long waitMs = state.Training && state.Current is null ? state.WaitForTrainingUntilMs - Environment.TickCount64 : 0;
+            long waitMs = state.Training && state.Current is null
+                ? state.TrainingStartedMs + (long)FirstTrainingWait.TotalMilliseconds - Environment.TickCount64
+                : 0;
             if (waitMs > 0)
             {
                 // Over when trained, when the training failed (logged by TrainAsync) or at the
@@ -202,8 +204,7 @@ internal sealed class CodecDictionaries : IDisposable
 
             if (state.Samples.Count >= SampleValues)
             {
-                state.WaitForTrainingUntilMs = Environment.TickCount64 + (long)FirstTrainingWait.TotalMilliseconds;
-                state.Training = true;
+                state.TrainingStartedMs = Environment.TickCount64;
                 ready = state.Samples;
                 state.Samples = [];
             }
@@ -318,10 +319,10 @@ internal sealed class CodecDictionaries : IDisposable
 
         public CodecDictionary? Current => _current;
 
-        public bool Training { get; set; }
+        /// <summary>When (<see cref="Environment.TickCount64"/>, never 0 on a running system) the tenant's training started; 0 before.</summary>
+        public long TrainingStartedMs { get; set; }
 
-        /// <summary>Until when (<see cref="Environment.TickCount64"/>) batches wait for the first training (<see cref="FirstTrainingWait"/>).</summary>
-        public long WaitForTrainingUntilMs { get; set; }
+        public bool Training => TrainingStartedMs != 0;
 
         public List<byte[]> Samples { get; set; } = [];
 
