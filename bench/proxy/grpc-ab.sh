@@ -39,7 +39,7 @@ source "$ROOT/bench/proxy/lib.sh"
 # counts the head only): the bytes exported a call beside the CPU.
 receivers="log_format sent '\$content_length';"
 for x in A B; do
-  receivers+=" server { listen 127.0.0.1:$([[ $x == A ]] && echo $RECA || echo $RECB); client_max_body_size 0; access_log $TMP/nginx/exports-$x.log sent; location / { return 200 \"\"; } }"
+  receivers+=$'\n'$(receiver_server "$([[ $x == A ]] && echo $RECA || echo $RECB)" "access_log $TMP/nginx/exports-$x.log sent;")
 done
 start_nginx 1 1024 "$receivers"
 start grpc-upstream dotnet "$BENCH" grpc-server "$GRPC_UPSTREAM_PORT"

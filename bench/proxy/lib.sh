@@ -59,6 +59,35 @@ wait_port() { # port
   exit 1
 }
 
+# receiver_server PORT [directives] -> an nginx server block that plays the OTLP receiver: it reads
+# every export whole and answers 200 with an empty (valid) response. The body is read into one
+# buffer (the mirror module reads it before the mirror subrequest, which answers at once), the way
+# a backend reads a request, with a few large reads. A plain `return 200` discards the body instead,
+# through nginx's 4 KiB discard buffer (~16 reads a 64 KiB span): the receiver took 19-22 us a
+# 64 KiB request where reading whole takes 7, and the capture proxy itself ~20 % more CPU a request
+# beside it (not broken down) — receiver work run.sh charged to capture (bench/README.md, "The
+# receiver reads each export whole"). A POST to a static file is refused with 405, which error_page
+# turns into the 200. A batch is at most ~1 MiB (export.max_batch_bytes) and one span; a larger one
+# goes to a temporary file, as nginx does with any body over its buffer.
+receiver_server() {
+  mkdir -p "$TMP/receiver"
+  : >"$TMP/receiver/ok"
+  chmod -R a+rX "$TMP/receiver"
+  cat <<SERVER
+  server {
+    listen 127.0.0.1:$1;
+    client_max_body_size 0;
+    client_body_buffer_size 8m;
+    client_body_in_single_buffer on;
+    root $TMP/receiver;
+    ${2:-}
+    location / { mirror /discard; rewrite ^ /ok break; error_page 405 =200 @ok; }
+    location @ok { return 200 ""; }
+    location = /discard { internal; return 204; }
+  }
+SERVER
+}
+
 start_nginx() { # worker_processes, worker_connections, [more server/upstream blocks for the http context]
   local workers=$1 connections=$2 more=${3:-}
   dotnet "$BENCH" bodies "$TMP/www"
@@ -85,12 +114,7 @@ http {
     root $TMP/www;
     default_type application/json;
   }
-  # The OTLP receiver: reads and discards every export, answers 200 with an empty (valid) response.
-  server {
-    listen 127.0.0.1:$RECEIVER_PORT;
-    client_max_body_size 0;
-    location / { return 200 ""; }
-  }
+$(receiver_server "$RECEIVER_PORT")
 $more
 }
 NGINX
