@@ -34,9 +34,9 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 BENCH=$ROOT/bench/ProxyBench/bin/Release/net10.0/ProxyBench.dll
 # shellcheck source=bench/proxy/lib.sh
 source "$ROOT/bench/proxy/lib.sh"
-# Each capture build exports to a receiver of its own that logs every export's Content-Length (the
-# body as sent, compressed if it was; not $request_length: a `return` does not read the body, so that
-# counts the head only): the bytes exported a call beside the CPU.
+# Each capture build exports to a receiver of its own (lib.sh's receiver_server) that logs every
+# export's Content-Length (the body as sent, compressed if it was): the bytes exported a call beside
+# the CPU.
 receivers="log_format sent '\$content_length';"
 for x in A B; do
   receivers+=$'\n'$(receiver_server "$([[ $x == A ]] && echo $RECA || echo $RECB)" "access_log $TMP/nginx/exports-$x.log sent;")
