@@ -16,7 +16,10 @@ namespace SpIstio.Backend.Ingest;
 /// group copies while the other waits for its commit's flush); a free writer takes what has
 /// queued meanwhile. Each request's spans are encoded for the store (<see cref="ISpanQueryStore.PrepareSpansAsync"/>)
 /// on a pool thread as soon as they are queued, so concurrent requests compress in parallel while
-/// the writers commit; what is encoded ahead is bounded by the queue's capacity like the rest.
+/// the writers commit; what is encoded ahead is bounded by the queue's capacity like the rest. A
+/// writer commits the requests it took that are encoded; one still encoding (a large request, a new
+/// tenant's batch waiting for its first dictionary) joins a later group, so it never holds up the
+/// requests queued after it, of any tenant.
 /// </summary>
 public sealed class IngestQueue : IAsyncDisposable
 {
@@ -113,25 +116,84 @@ public sealed class IngestQueue : IAsyncDisposable
     private async Task RunWriterAsync()
     {
         var reader = _channel.Reader;
-        var batch = new List<Pending>();
+        var taken = new List<Pending>(); // taken from the queue, not answered yet
+        var encoded = new List<Pending>();
         var tenantSpans = new List<PreparedSpans>();
-        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        var takenSpans = 0;
+        var closed = false;
+        Task<bool>? arrival = null;
+        while (true)
         {
-            TakeBatch(reader, batch, _maxBatchSpans);
-            await CommitBatchAsync(batch, tenantSpans).ConfigureAwait(false);
-            batch.Clear();
+            if (taken.Count == 0)
+            {
+                var more = arrival ?? reader.WaitToReadAsync().AsTask();
+                arrival = null;
+                if (closed || !await more.ConfigureAwait(false))
+                {
+                    break;
+                }
+            }
+
+            takenSpans += TakeBatch(reader, taken, _maxBatchSpans - takenSpans);
+            foreach (var pending in taken)
+            {
+                if (pending.Prepared!.IsCompleted)
+                {
+                    encoded.Add(pending);
+                }
+            }
+
+            if (encoded.Count == 0)
+            {
+                if (taken.Count > 0)
+                {
+                    // Nothing taken is encoded yet: wait for the first encoding to end or, with room
+                    // left in the group, for another request (which may be encoded sooner).
+                    var first = Task.WhenAny(taken.Select(p => p.Prepared!));
+                    if (takenSpans < _maxBatchSpans && !closed)
+                    {
+                        arrival ??= reader.WaitToReadAsync().AsTask();
+                        await Task.WhenAny(first, arrival).ConfigureAwait(false);
+                        if (arrival.IsCompleted)
+                        {
+                            closed = !await arrival.ConfigureAwait(false);
+                            arrival = null;
+                        }
+                    }
+                    else
+                    {
+                        await first.ConfigureAwait(false);
+                    }
+                }
+
+                continue;
+            }
+
+            // The encoded requests commit now; one still encoding (a large request, a new tenant
+            // waiting for its first dictionary) joins a later group instead of holding this one.
+            await CommitBatchAsync(encoded, tenantSpans).ConfigureAwait(false);
+            foreach (var pending in encoded)
+            {
+                takenSpans -= pending.Count;
+            }
+
+            taken.RemoveAll(p => p.Done);
+            encoded.Clear();
             _metrics.QueueDepth.Set(Depth);
         }
     }
 
-    private static void TakeBatch(ChannelReader<Pending> reader, List<Pending> batch, int maxSpans)
+    // Takes queued requests while the group holds fewer than `room` spans; returns the spans taken.
+    private static int TakeBatch(ChannelReader<Pending> reader, List<Pending> batch, int room)
     {
         var spans = 0;
-        while (spans < maxSpans && reader.TryRead(out var pending))
+        while (spans < room && reader.TryRead(out var pending))
         {
             batch.Add(pending);
             spans += pending.Count;
         }
+
+        return spans;
     }
 
     private async Task CommitBatchAsync(List<Pending> batch, List<PreparedSpans> tenantSpans)

@@ -111,7 +111,23 @@ internal sealed class GatedStore(ISpanStore inner, GatedStore.Gate? gate) : ISpa
     /// <summary>When set, every full span read waits for it (reads in flight hold their read-budget share).</summary>
     public Gate? ReadGate { get; init; }
 
+    /// <summary>When set, the first request's encoding (<see cref="PrepareSpansAsync"/>) waits for it; later ones go through.</summary>
+    public Gate? FirstPrepareGate { get; init; }
+
+    private int _prepares;
+
     public string Kind => inner.Kind;
+
+    public async ValueTask<PreparedSpans> PrepareSpansAsync(long tenantId, IReadOnlyList<StoredSpan> spans, CancellationToken cancellationToken)
+    {
+        if (FirstPrepareGate is { } held && Interlocked.Increment(ref _prepares) == 1)
+        {
+            held.Enter();
+            await held.Released.Task;
+        }
+
+        return PreparedSpans.Unprepared(tenantId, spans);
+    }
 
     /// <summary>The group commits ingest may run at once: the real store's unless a test says otherwise.</summary>
     public int IngestWriters { get; init; } = inner.IngestWriters;

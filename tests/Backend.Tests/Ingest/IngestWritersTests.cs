@@ -8,7 +8,7 @@ using SpIstio.Backend.Tests.Storage;
 
 namespace SpIstio.Backend.Tests.Ingest;
 
-/// <summary>The ingest queue's writers: as many group commits at once as its store takes, and nothing of a committed request held while they wait.</summary>
+/// <summary>The ingest queue's writers: as many group commits at once as its store takes, a request still encoding holding up no other, and nothing of a committed request held while they wait.</summary>
 public sealed class IngestWritersTests : IAsyncLifetime
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "sp-writers-" + Guid.NewGuid().ToString("N"));
@@ -47,6 +47,34 @@ public sealed class IngestWritersTests : IAsyncLifetime
         await Task.WhenAll(first, second).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Single(await _real.GetTraceAsync(_tenant, TestSpans.Trace(1), CancellationToken.None));
         Assert.Single(await _real.GetTraceAsync(_tenant, TestSpans.Trace(2), CancellationToken.None));
+        Assert.Equal(0, queue.Depth);
+    }
+
+    [Fact]
+    public async Task A_request_still_encoding_does_not_hold_up_the_commit_of_the_requests_queued_after_it()
+    {
+        var encoding = new GatedStore.Gate();
+        var store = new GatedStore(_real, null) { FirstPrepareGate = encoding };
+        var other = (await _real.EnsureTenantAsync("globex", CancellationToken.None)).Id;
+        await using var queue = new IngestQueue(store, 1_000, 100, new BackendMetrics(new MetricRegistry()), NullLogger.Instance, TimeProvider.System);
+        using var opened = encoding; // opened before the queue drains, should an assertion fail
+
+        Assert.True(queue.TryEnqueue(_tenant, [TestSpans.Exchange(1, 1, session: "s")], out var slow));
+        await encoding.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(queue.TryEnqueue(_tenant, [TestSpans.Exchange(2, 1, session: "s")], out var sameTenant));
+        Assert.True(queue.TryEnqueue(other, [TestSpans.Exchange(3, 1, session: "s")], out var otherTenant));
+
+        // The one writer commits both while the first request is still encoding (it used to wait for it).
+        await Task.WhenAll(sameTenant, otherTenant).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(slow.IsCompleted);
+        Assert.Single(await _real.GetTraceAsync(_tenant, TestSpans.Trace(2), CancellationToken.None));
+        Assert.Single(await _real.GetTraceAsync(other, TestSpans.Trace(3), CancellationToken.None));
+        Assert.Empty(await _real.GetTraceAsync(_tenant, TestSpans.Trace(1), CancellationToken.None));
+        Assert.Equal(1, queue.Depth);
+
+        encoding.Open();
+        await slow.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Single(await _real.GetTraceAsync(_tenant, TestSpans.Trace(1), CancellationToken.None));
         Assert.Equal(0, queue.Depth);
     }
 
