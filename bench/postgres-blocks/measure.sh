@@ -10,7 +10,8 @@
 # layout.sql builds the blocks beside `spans` (one row per 64 spans of a tenant in arrival order,
 # every span field an array or, for ids, fixed-width bytes concatenated; TOAST with lz4) and the
 # (tenant, trace) -> block table; q_*.sql are pgbench scripts over 1,000 sampled traces and
-# sessions (rows_* against spans, blk_* against the blocks); insert.sql copies tenant 1 into
+# sessions (rows_* against spans, blk_* against the blocks); agg.sql times the queries over a whole
+# time range (endpoint statistics, the service graph's join, trace search) on both; insert.sql copies tenant 1 into
 # empty copies of both layouts, indexes included, and times each. Nothing of the backend reads the
 # blocks: this is the measurement a store of its own would start from (bench/README.md).
 set -euo pipefail
@@ -26,7 +27,7 @@ SPANS=$("${P[@]}" -c "SELECT count(*) FROM spans")
 echo "database $DB, $SPANS spans"
 "${P[@]}" -v spans="$SPANS" -f "$HERE/layout.sql" | sed -n '/^pg_toast\|^span_\|^block_\|^[0-9]/p'
 "${P[@]}" -c "DROP TABLE IF EXISTS sample_traces, sample_sessions;
-  CREATE TABLE sample_traces AS SELECT row_number() OVER () AS i, decode(trace_id, 'hex') AS tid, trace_id AS hex
+  CREATE TABLE sample_traces AS SELECT row_number() OVER () AS i, trace_id::uuid AS tid, trace_id AS hex
     FROM (SELECT DISTINCT trace_id FROM spans WHERE tenant_id = 1 ORDER BY 1 LIMIT 1000) t;
   CREATE TABLE sample_sessions AS SELECT row_number() OVER () AS i, session_id AS s
     FROM (SELECT DISTINCT session_id FROM spans WHERE tenant_id = 1 AND session_id IS NOT NULL ORDER BY 1 LIMIT 1000) t;
@@ -36,5 +37,6 @@ for q in rows_trace blk_trace rows_span blk_span rows_session blk_session; do
   "$PGBIN/pgbench" -h /tmp -p "$PORT" -U postgres -n -f "$HERE/q_$q.sql" -T 8 -c 1 "$DB" 2>&1 | awk '/latency average/ {printf "%s ms a query", $4}'
   echo
 done
+"${P[@]}" -f "$HERE/agg.sql" 2>&1 | awk '/^(endpoints|graph|search)/ {printf "%s%-16s", sep, $0; sep="\n"} /^Time/ {printf " %s ms", $2} END {print ""}'
 "${P[@]}" -f "$HERE/insert.sql" 2>&1 | grep -E "^INSERT|^Time"
-"${P[@]}" -c "DROP TABLE IF EXISTS spans2, span_blocks2, block_traces2, span_blocks, block_traces, sample_traces, sample_sessions" >/dev/null
+"${P[@]}" -c "DROP VIEW IF EXISTS spans_b; DROP TABLE IF EXISTS spans2, span_blocks2, block_traces2, span_blocks, block_traces, sample_traces, sample_sessions" >/dev/null

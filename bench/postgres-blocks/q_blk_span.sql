@@ -3,4 +3,4 @@ SELECT b.request_headers[u.ord], b.response_headers[u.ord], b.request_bodies[u.o
 JOIN block_traces bt ON bt.tenant_id = 1 AND bt.trace_id = q.tid
 JOIN span_blocks b ON b.tenant_id = bt.tenant_id AND b.id = bt.block_id,
 LATERAL generate_series(1, b.n) AS u(ord)
-WHERE substring(b.trace_ids FROM (u.ord - 1) * 16 + 1 FOR 16) = q.tid;
+WHERE b.trace_ids[u.ord] = q.tid;
