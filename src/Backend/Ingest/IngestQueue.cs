@@ -126,9 +126,10 @@ public sealed class IngestQueue : IAsyncDisposable
         {
             if (taken.Count == 0)
             {
-                var more = arrival ?? reader.WaitToReadAsync().AsTask();
+                // Idle: wait for a request (through the wait already pending, if one is).
+                var more = arrival is { } pending ? await pending.ConfigureAwait(false) : !closed && await reader.WaitToReadAsync().ConfigureAwait(false);
                 arrival = null;
-                if (closed || !await more.ConfigureAwait(false))
+                if (!more)
                 {
                     break;
                 }
