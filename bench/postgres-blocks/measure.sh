@@ -8,13 +8,13 @@
 #   bench/postgres-blocks/measure.sh /some/dir/sp-bench-*/pg
 #
 # layout.sql builds the blocks beside `spans` (one row per 64 spans of a tenant in arrival order,
-# every span field an array or, for ids, fixed-width bytes concatenated; TOAST with lz4) and the
-# (tenant, trace) -> block table; q_*.sql are pgbench scripts over 1,000 sampled traces and
-# sessions (rows_* against spans, blk_* against the blocks) and a batch's duplicate check (dedupe_*,
-# a query a batch of 512); agg.sql times the queries over a whole
-# time range (endpoint statistics, the service graph's join, trace search) on both; insert.sql copies tenant 1 into
-# empty copies of both layouts, indexes included, and times each. Nothing of the backend reads the
-# blocks: this is the measurement a store of its own would start from (bench/README.md).
+# every span field an array: trace ids uuid[], span ids bigint[], the coded values bytea[]; TOAST
+# with lz4) and the (tenant, trace) -> block table; q_*.sql are pgbench scripts over 1,000 sampled
+# traces and sessions (rows_* against spans, blk_* against the blocks) and a batch's duplicate check
+# (dedupe_*, a query a batch of 512); agg.sql times the queries over a whole time range (endpoint
+# statistics, the service graph's join, trace search) on both; insert.sql copies tenant 1 into empty
+# copies of both layouts, indexes included, and times each. Nothing of the backend reads the blocks:
+# this is the measurement a store of its own would start from (bench/README.md).
 set -euo pipefail
 PGDATA=${1:?usage: measure.sh PGDATA}
 HERE=$(cd "$(dirname "$0")" && pwd)
