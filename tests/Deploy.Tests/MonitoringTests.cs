@@ -176,9 +176,10 @@ public sealed partial class MonitoringTests
         }
     }
 
-    /// <summary>The PromQL query of every dashboard panel target.</summary>
+    /// <summary>The shipped Grafana dashboard, parsed (the caller disposes it).</summary>
     private static JsonDocument Dashboard() => JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoPaths.Observability, "dashboard.json")));
 
+    /// <summary>The PromQL query of every panel target of <paramref name="dashboard"/>.</summary>
     private static List<string> DashboardQueries(JsonElement dashboard)
     {
         var queries = new List<string>();

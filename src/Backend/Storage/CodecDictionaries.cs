@@ -113,10 +113,10 @@ internal sealed class CodecDictionaries : IDisposable
     /// How long after a new tenant's first training started its batches still wait for it. Ingest
     /// runs several batches a second, and a batch encoded without a dictionary stays ~30 % larger
     /// for good: without the wait every batch stored during the training (~4,000 spans at the
-    /// bench's rate, whose training takes ~0.1 s) did. The ingest writer commits requests in
-    /// arrival order, so while a batch waits, the commits queued behind it (other tenants' too)
-    /// wait with it: once per new tenant, for the training's duration, never more than this.
-    /// Settable for tests, whose loaded machines may train for longer than the default.
+    /// bench's rate, whose training takes ~0.1 s) did. A waiting batch delays only its own request's
+    /// answer (the ingest writer commits the requests already encoded without it), once per new
+    /// tenant, for the training's duration, never more than this. Settable for tests, whose loaded
+    /// machines may train for longer than the default.
     /// </summary>
     internal TimeSpan FirstTrainingWait { get; set; } = TimeSpan.FromSeconds(1);
 
